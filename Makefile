@@ -1,0 +1,126 @@
+# gocr build entry points. Generated files are committed so that `go build`
+# alone works; `make verify-generated` proves they match their sources.
+
+GO            ?= go
+PROTOC        ?= protoc
+TOOLS_DIR     := $(CURDIR)/.tools
+# Pinned so that regenerated code is byte-for-byte reproducible: the
+# generator's version is written into the header of every .pb.go.
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO := $(TOOLS_DIR)/protoc-gen-go
+# Stamp naming the installed version, so changing the pin reinstalls.
+PROTOC_GEN_GO_STAMP := $(TOOLS_DIR)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
+# Debian 12's protobuf-compiler; protoc also records its version in the header.
+PROTOC_VERSION := 3.21.12
+
+PROTO_SRC     := proto/gocr.proto
+PROTO_GEN     := proto/gocr.pb.go
+
+BINARY        := gocr
+
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test
+
+all: build
+
+tools: $(PROTOC_GEN_GO_STAMP)
+	@if ! command -v $(PROTOC) >/dev/null 2>&1; then \
+		echo "installing protoc (protobuf-compiler) with apt-get"; \
+		apt-get update && apt-get install -y protobuf-compiler; \
+	fi
+	@$(PROTOC) --version | grep -qF '$(PROTOC_VERSION)' || \
+		echo "warning: expected protoc $(PROTOC_VERSION), got $$($(PROTOC) --version); generated code may differ"
+
+$(PROTOC_GEN_GO_STAMP):
+	rm -f $(TOOLS_DIR)/.protoc-gen-go-*
+	GOBIN=$(TOOLS_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	touch $@
+
+# protoc_gen runs protoc on $(PROTO_SRC), writing the generated file under
+# directory $(1) at the .proto's own relative path (paths=source_relative).
+define protoc_gen
+	$(PROTOC) --plugin=protoc-gen-go=$(PROTOC_GEN_GO) \
+		--go_out=$(1) --go_opt=paths=source_relative \
+		$(PROTO_SRC)
+endef
+
+proto: tools
+	$(call protoc_gen,.)
+
+verify-proto: tools
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call protoc_gen,$$tmp) && \
+	if ! cmp -s "$$tmp/$(PROTO_GEN)" $(PROTO_GEN); then \
+		diff -u $(PROTO_GEN) "$$tmp/$(PROTO_GEN)" | head -n 40; \
+		echo "$(PROTO_GEN) is not up to date with $(PROTO_SRC): run 'make proto' and commit the result" >&2; \
+		exit 1; \
+	fi; \
+	echo "$(PROTO_GEN) is up to date"
+
+# The parasite and restorer blobs: freestanding, position-independent C.
+# The flags keep the bytes reproducible and the code free of anything that
+# needs a runtime: no SSE (the parasite must not touch the target's vector
+# registers), no stack protector, no unwind tables, no jump tables (they
+# would need relocations), no CET notes.
+CC            ?= gcc
+LD            ?= ld
+OBJCOPY       ?= objcopy
+BLOB_CFLAGS   := -O2 -fpie -ffreestanding -fno-builtin -nostdlib -mgeneral-regs-only \
+		 -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables \
+		 -fcf-protection=none -fno-jump-tables -g0 -Wall -Wextra -Werror -std=gnu11
+BLOB_LDFLAGS  := -pie --no-dynamic-linker -z noexecstack --no-warn-rwx-segments --build-id=none
+
+PARASITE_BIN  := parasite/parasite.bin
+RESTORER_BIN  := restorer/restorer.elf
+PARASITE_SRC  := parasite/c/parasite.c parasite/c/abi.h parasite/c/parasite.lds nolibc/nolibc.h
+RESTORER_SRC  := restorer/c/restorer.c restorer/c/abi.h restorer/c/restorer.lds nolibc/nolibc.h
+
+# build_parasite/build_restorer OUT TMPDIR: compile, link, refuse any
+# dynamic relocation (the blob is copied byte for byte to wherever it
+# runs), and write OUT.
+define build_parasite
+	$(CC) $(BLOB_CFLAGS) -c parasite/c/parasite.c -o $(2)/parasite.o && \
+	$(LD) $(BLOB_LDFLAGS) -T parasite/c/parasite.lds $(2)/parasite.o -o $(2)/parasite.elf && \
+	{ readelf -r $(2)/parasite.elf | grep -q 'There are no relocations' || \
+		{ echo "parasite blob has relocations" >&2; exit 1; }; } && \
+	end=$$(nm $(2)/parasite.elf | awk '$$3=="__blob_end"{print $$1}') && \
+	{ [ $$((0x$$end)) -le $$((0x10000)) ] || { echo "parasite blob exceeds PARASITE_BLOB_MAX" >&2; exit 1; }; } && \
+	$(OBJCOPY) -O binary $(2)/parasite.elf $(1)
+endef
+
+define build_restorer
+	$(CC) $(BLOB_CFLAGS) -c restorer/c/restorer.c -o $(2)/restorer.o && \
+	$(LD) $(BLOB_LDFLAGS) -T restorer/c/restorer.lds $(2)/restorer.o -o $(1) && \
+	{ readelf -r $(1) | grep -q 'There are no relocations' || \
+		{ echo "restorer has relocations" >&2; exit 1; }; }
+endef
+
+blobs: $(PARASITE_BIN) $(RESTORER_BIN)
+
+$(PARASITE_BIN): $(PARASITE_SRC)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call build_parasite,$@,$$tmp)
+
+$(RESTORER_BIN): $(RESTORER_SRC)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call build_restorer,$@,$$tmp)
+
+verify-blobs:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call build_parasite,$$tmp/parasite.bin,$$tmp) && \
+	$(call build_restorer,$$tmp/restorer.elf,$$tmp) && \
+	for f in $(PARASITE_BIN) $(RESTORER_BIN); do \
+		if ! cmp -s "$$tmp/$$(basename $$f)" $$f; then \
+			echo "$$f is not up to date with its C source: run 'make blobs' and commit the result" >&2; \
+			exit 1; \
+		fi; \
+	done; \
+	echo "blobs are up to date"
+
+# Every check that a committed generated file matches its source.
+verify-generated: verify-proto verify-blobs
+
+build:
+	$(GO) build -o $(BINARY) .
+
+test:
+	$(GO) test ./...

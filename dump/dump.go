@@ -1,0 +1,528 @@
+//go:build linux
+
+// Package dump checkpoints a process: it freezes it with ptrace, reads
+// what /proc and ptrace show from outside, infects it with the parasite
+// for what only the process itself can tell and for its memory, cures it,
+// and writes the images. A dump that fails at any step leaves the process
+// running exactly as it was and no image directory that looks complete.
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gocr/images"
+	"gocr/proc"
+	gocrpb "gocr/proto"
+	"gocr/ptrace"
+)
+
+// Options say what to dump and where.
+type Options struct {
+	Pid          int
+	Dir          string
+	LeaveRunning bool   // let the process run on after the dump
+	Version      string // gocr's version, recorded in the inventory
+}
+
+// Run dumps opts.Pid into opts.Dir.
+func Run(opts Options) (err error) {
+	pid := opts.Pid
+	if pid <= 0 {
+		return fmt.Errorf("invalid pid %d", pid)
+	}
+	if pid == os.Getpid() {
+		return fmt.Errorf("pid %d is gocr itself", pid)
+	}
+	if err := checkDumpable(pid); err != nil {
+		return err
+	}
+
+	dir, err := images.Create(opts.Dir)
+	if err != nil {
+		return fmt.Errorf("create image directory %s: %w", opts.Dir, err)
+	}
+	defer func() {
+		if err != nil {
+			dir.Abort()
+		}
+	}()
+
+	t := ptrace.NewTracer()
+	defer t.Close()
+	if err := t.Seize(pid); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("pid %d: not permitted to trace it (is it already traced, or owned by another user?)", pid)
+		}
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("no process with pid %d", pid)
+		}
+		return fmt.Errorf("freeze pid %d: %w", pid, err)
+	}
+	sigs, err := t.StopTaskInfo(pid)
+	if err != nil {
+		t.Detach(pid, 0)
+		return fmt.Errorf("freeze pid %d: %w", pid, err)
+	}
+	// From here on the process is frozen; every error path releases it
+	// as it was, with any signal it was about to take.
+	released := false
+	release := func() {
+		if released {
+			return
+		}
+		released = true
+		if err := requeue(t, pid, sigs); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d: %v\n", pid, err)
+		}
+		t.Detach(pid, 0)
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	// Threads or children may have appeared before the freeze.
+	if err := checkSingle(pid); err != nil {
+		return err
+	}
+
+	st, err := collect(t, pid, sigs)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+
+	pages, err := dumpMemory(t, pid, dir, st)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+
+	if err := dir.WriteTask(st.task); err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+	if err := dir.WriteMm(st.mm); err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+	if err := dir.WriteFiles(st.files); err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	inv := &gocrpb.Inventory{
+		FormatVersion:  images.FormatVersion,
+		GocrVersion:    opts.Version,
+		RootPid:        int32(pid),
+		Pids:           []int32{int32(pid)},
+		DumpTimeUnixNs: time.Now().UnixNano(),
+		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
+		Xcr0:           ptrace.XCR0(st.task.Threads[0].Xsave),
+		PageSize:       uint64(os.Getpagesize()),
+	}
+	_ = pages
+	if err := dir.WriteInventory(inv); err != nil {
+		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+
+	// The images are complete and synced: only now may the process go.
+	if opts.LeaveRunning {
+		release()
+		return nil
+	}
+	released = true
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill pid %d after dump: %w", pid, err)
+	}
+	waitGone(t, pid)
+	return nil
+}
+
+// waitGone waits until the killed tracee has exited, so that when gocr
+// returns the process no longer runs (its parent still reaps it).
+func waitGone(t *ptrace.Tracer, pid int) {
+	for i := 0; i < 100; i++ {
+		s, err := t.Wait(pid)
+		if err != nil || s.Kind == ptrace.Exited || s.Kind == ptrace.Killed {
+			return
+		}
+		t.Cont(pid, 0)
+	}
+}
+
+func checkDumpable(pid int) error {
+	status, err := proc.ReadStatus(pid)
+	if err != nil {
+		if errors.Is(err, proc.ErrNoProcess) {
+			return fmt.Errorf("no process with pid %d", pid)
+		}
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if status.Uid[0] != status.Uid[1] || status.Uid[1] != status.Uid[2] ||
+		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {
+		return fmt.Errorf("pid %d (%s) runs set-id (uids %v, gids %v): refusing to dump it", pid, status.Name, status.Uid[:3], status.Gid[:3])
+	}
+	if _, err := proc.Exe(pid); err != nil {
+		return fmt.Errorf("pid %d (%s) has no executable (a kernel thread?): %w", pid, status.Name, err)
+	}
+	if status.TracerPid != 0 {
+		return fmt.Errorf("pid %d (%s) is already traced by pid %d", pid, status.Name, status.TracerPid)
+	}
+	if status.State == 'Z' {
+		return fmt.Errorf("pid %d (%s) is a zombie", pid, status.Name)
+	}
+	return checkSingle(pid)
+}
+
+func checkSingle(pid int) error {
+	threads, err := proc.Threads(pid)
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if len(threads) > 1 {
+		return fmt.Errorf("pid %d has %d threads: multithreaded processes are not supported yet", pid, len(threads))
+	}
+	children, err := proc.Children(pid)
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if len(children) > 0 {
+		return fmt.Errorf("pid %d has child processes %v: process trees are not supported yet", pid, children)
+	}
+	return nil
+}
+
+// state is everything collected from a frozen process.
+type state struct {
+	task  *gocrpb.Task
+	mm    *gocrpb.Mm
+	files *gocrpb.Files
+	maps  []proc.Mapping
+	vdso  uint64
+}
+
+func fileRef(path string) (*gocrpb.FileRef, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return &gocrpb.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
+}
+
+// requeue gives back the signals the freeze caught on their way to
+// delivery: detaching cannot carry them from an event stop.
+func requeue(t *ptrace.Tracer, pid int, sigs [][ptrace.SiginfoSize]byte) error {
+	if len(sigs) == 0 {
+		return nil
+	}
+	regs, err := t.GetRegs(pid)
+	if err != nil {
+		return err
+	}
+	insn, err := ptrace.FindSyscallInsn(pid)
+	if err != nil {
+		return err
+	}
+	if err := t.Requeue(pid, insn, sigs); err != nil {
+		return err
+	}
+	if err := t.ReturnToEventStop(pid); err != nil {
+		return err
+	}
+	return t.SetRegs(pid, &regs)
+}
+
+func collect(t *ptrace.Tracer, pid int, sigs [][ptrace.SiginfoSize]byte) (*state, error) {
+	stat, err := proc.ReadStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	status, err := proc.ReadStatus(pid)
+	if err != nil {
+		return nil, err
+	}
+	task := &gocrpb.Task{
+		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
+		Comm: status.Name, Umask: status.Umask,
+		Creds: &gocrpb.Creds{
+			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
+			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],
+			Groups: status.Groups, CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff,
+			CapBnd: status.CapBnd, CapAmb: status.CapAmb,
+		},
+	}
+	if !status.HasUmask {
+		return nil, fmt.Errorf("read umask: /proc/%d/status has no Umask line", pid)
+	}
+	if task.Personality, err = proc.ReadPersonality(pid); err != nil {
+		return nil, err
+	}
+	if task.Cwd, err = proc.Cwd(pid); err != nil {
+		return nil, err
+	}
+	if task.Root, err = proc.Root(pid); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{task.Cwd, task.Root} {
+		if strings.HasSuffix(p, " (deleted)") {
+			return nil, fmt.Errorf("cwd or root %q was deleted", p)
+		}
+	}
+	limits, err := proc.ReadLimits(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range limits {
+		task.Rlimits = append(task.Rlimits, &gocrpb.Rlimit{Resource: uint32(l.Resource), Cur: l.Cur, Max: l.Max})
+	}
+	shared, err := t.PeekSiginfo(pid, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, si := range shared {
+		task.SharedPending = append(task.SharedPending, sigInfo(si))
+	}
+
+	th, err := collectThread(t, pid, sigs)
+	if err != nil {
+		return nil, err
+	}
+	task.Threads = []*gocrpb.Thread{th}
+
+	mm, maps, vdso, err := collectMm(pid, &stat)
+	if err != nil {
+		return nil, err
+	}
+	files, err := collectFiles(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &state{task: task, mm: mm, files: files, maps: maps, vdso: vdso}, nil
+}
+
+func sigInfo(si [128]byte) *gocrpb.SigInfo {
+	// siginfo_t starts with int si_signo (include/uapi/asm-generic/siginfo.h).
+	return &gocrpb.SigInfo{Signo: uint32(si[0]) | uint32(si[1])<<8 | uint32(si[2])<<16 | uint32(si[3])<<24, Siginfo: si[:]}
+}
+
+func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (*gocrpb.Thread, error) {
+	regs, err := t.GetRegs(tid)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := t.GetXstate(tid)
+	if err != nil {
+		return nil, err
+	}
+	mask, err := t.GetSigmask(tid)
+	if err != nil {
+		return nil, err
+	}
+	th := &gocrpb.Thread{
+		Tid: int32(tid), Regs: ptrace.RegsToProto(&regs), Xsave: xs, XstateBv: ptrace.XstateBV(xs), Sigmask: mask,
+	}
+	pending, err := t.PeekSiginfo(tid, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, si := range pending {
+		th.Pending = append(th.Pending, sigInfo(si))
+	}
+	// Signals the freeze caught on their way to delivery were already
+	// dequeued; they are pending again in the image, before the rest.
+	if len(sigs) > 0 {
+		caught := make([]*gocrpb.SigInfo, 0, len(sigs)+len(th.Pending))
+		for _, si := range sigs {
+			caught = append(caught, sigInfo(si))
+		}
+		th.Pending = append(caught, th.Pending...)
+	}
+	rseq, err := t.GetRseqConfig(tid)
+	if err != nil {
+		return nil, err
+	}
+	if rseq.AbiPointer != 0 {
+		th.Rseq = &gocrpb.Rseq{AbiPointer: rseq.AbiPointer, AbiSize: rseq.AbiSize, Flags: rseq.Flags, Signature: rseq.Signature}
+	}
+	if th.RobustList, th.RobustListLen, err = getRobustList(tid); err != nil {
+		return nil, fmt.Errorf("get_robust_list %d: %w", tid, err)
+	}
+	return th, nil
+}
+
+func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, error) {
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	auxv, err := proc.ReadAuxv(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	exe, err := proc.Exe(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if strings.HasSuffix(exe, " (deleted)") {
+		return nil, nil, 0, fmt.Errorf("executable %s was deleted", strings.TrimSuffix(exe, " (deleted)"))
+	}
+	exeRef, err := fileRef(exe)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("executable: %w", err)
+	}
+	brk, err := currentBrk(stat, maps)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	mm := &gocrpb.Mm{
+		Pid: int32(pid), StartCode: stat.StartCode, EndCode: stat.EndCode, StartData: stat.StartData,
+		EndData: stat.EndData, StartBrk: stat.StartBrk, Brk: brk, StartStack: stat.StartStack,
+		ArgStart: stat.ArgStart, ArgEnd: stat.ArgEnd, EnvStart: stat.EnvStart, EnvEnd: stat.EnvEnd,
+		Auxv: auxv, Exe: exeRef,
+	}
+	var vdso uint64
+	refs := map[string]*gocrpb.FileRef{}
+	for _, m := range maps {
+		v, err := vmaFromMapping(m, refs)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if v == nil {
+			continue
+		}
+		if v.Kind == gocrpb.VmaKind_VMA_VDSO {
+			vdso = v.Start
+		}
+		mm.Vmas = append(mm.Vmas, v)
+	}
+	if vdso == 0 {
+		return nil, nil, 0, fmt.Errorf("process has no [vdso] mapping")
+	}
+	return mm, maps, vdso, nil
+}
+
+// currentBrk is the program break. /proc/PID/stat shows start_brk but not
+// brk itself; the [heap] mapping ends at brk rounded up to a page
+// (mm/mmap.c brk), which is what a restore can reproduce.
+func currentBrk(stat *proc.Stat, maps []proc.Mapping) (uint64, error) {
+	for _, m := range maps {
+		if m.Path == "[heap]" {
+			return m.End, nil
+		}
+	}
+	return stat.StartBrk, nil
+}
+
+func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vma, error) {
+	v := &gocrpb.Vma{Start: m.Start, End: m.End, Pgoff: m.Offset, Prot: uint32(m.Prot), Name: m.Path, VmFlags: m.VmFlags}
+	switch {
+	case m.Path == "[vdso]":
+		v.Kind = gocrpb.VmaKind_VMA_VDSO
+	case m.Path == "[vvar]":
+		v.Kind = gocrpb.VmaKind_VMA_VVAR
+	case m.Path == "[vvar_vclock]":
+		v.Kind = gocrpb.VmaKind_VMA_VVAR_VCLOCK
+	case m.Path == "[vsyscall]":
+		return nil, nil
+	case m.HasVmFlag("ht"):
+		return nil, fmt.Errorf("mapping %#x-%#x: hugetlbfs mappings are not supported yet", m.Start, m.End)
+	case m.HasVmFlag("io") || m.HasVmFlag("pf"):
+		return nil, fmt.Errorf("mapping %#x-%#x %s: device (I/O or PFN) mappings cannot be checkpointed", m.Start, m.End, m.Path)
+	case m.Inode == 0 && (m.Path == "" || m.Path == "[heap]" || m.Path == "[stack]" || strings.HasPrefix(m.Path, "[anon:")):
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_ANON_PRIVATE
+		}
+	case m.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "/SYSV")):
+		// MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)"
+		// (mm/shmem.c shmem_zero_setup).
+		v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+	case strings.HasPrefix(m.Path, "/"):
+		if m.Deleted {
+			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, m.Path)
+		}
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_PRIVATE
+		}
+		ref := refs[m.Path]
+		if ref == nil {
+			var err error
+			if ref, err = fileRef(m.Path); err != nil {
+				return nil, fmt.Errorf("mapping %#x-%#x: %w", m.Start, m.End, err)
+			}
+			refs[m.Path] = ref
+		}
+		if ref.Ino != m.Inode {
+			return nil, fmt.Errorf("mapping %#x-%#x: file %s was replaced since it was mapped", m.Start, m.End, m.Path)
+		}
+		v.File = ref
+	default:
+		return nil, fmt.Errorf("mapping %#x-%#x %q: unsupported kind of mapping", m.Start, m.End, m.Path)
+	}
+	return v, nil
+}
+
+func collectFiles(pid int) (*gocrpb.Files, error) {
+	fds, err := proc.ListFds(pid)
+	if err != nil {
+		return nil, err
+	}
+	files := &gocrpb.Files{Pid: int32(pid)}
+	for _, fd := range fds {
+		target, err := proc.FdTarget(pid, fd)
+		if err != nil {
+			return nil, err
+		}
+		info, err := proc.ReadFdInfo(pid, fd)
+		if err != nil {
+			return nil, err
+		}
+		f := &gocrpb.Fd{
+			Fd: int32(fd), Flags: info.Flags &^ unix.O_CLOEXEC, Pos: info.Pos,
+			Cloexec: info.Flags&unix.O_CLOEXEC != 0, SharedWith: -1, Description: target,
+		}
+		// What kind of file: stat through /proc/PID/fd/N, which follows
+		// to the open file itself (man 5 proc).
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join("/proc", fmt.Sprint(pid), "fd", fmt.Sprint(fd)), &st); err != nil {
+			return nil, fmt.Errorf("fd %d (%s): %w", fd, target, err)
+		}
+		mode := st.Mode & unix.S_IFMT
+		deleted := strings.HasSuffix(target, " (deleted)")
+		switch {
+		case mode == unix.S_IFREG && strings.HasPrefix(target, "/") && !deleted && !strings.HasPrefix(target, "/memfd:"):
+			f.Kind = gocrpb.FdKind_FD_REGULAR
+		case mode == unix.S_IFDIR && strings.HasPrefix(target, "/") && !deleted:
+			f.Kind = gocrpb.FdKind_FD_DIRECTORY
+		case mode == unix.S_IFCHR && strings.HasPrefix(target, "/dev/") && !isTTY(st) && !deleted:
+			f.Kind = gocrpb.FdKind_FD_CHARDEV
+		case fd <= 2:
+			// stdio joined to something outside the dump (a terminal,
+			// a pipe from the shell): the restore gives its own.
+			f.Kind = gocrpb.FdKind_FD_INHERIT
+		case deleted:
+			return nil, fmt.Errorf("fd %d: file %s was deleted (not supported yet)", fd, strings.TrimSuffix(target, " (deleted)"))
+		default:
+			return nil, fmt.Errorf("fd %d (%s): this kind of file is not supported yet", fd, target)
+		}
+		if f.Kind != gocrpb.FdKind_FD_INHERIT {
+			f.File = &gocrpb.FileRef{Path: target, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
+		}
+		files.Fds = append(files.Fds, f)
+	}
+	return files, nil
+}
+
+// isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143
+// (Unix98 pts), Documentation/admin-guide/devices.txt.
+func isTTY(st unix.Stat_t) bool {
+	major := unix.Major(st.Rdev)
+	return major == 4 || major == 5 || (major >= 136 && major <= 143)
+}

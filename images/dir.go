@@ -1,0 +1,334 @@
+// Package images reads and writes gocr's dump directory: one file per image,
+// each framed with a magic, a format version and checksummed protobuf
+// records, plus a raw page image per process. docs/IMAGES.md is the format's
+// specification.
+package images
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	gocrpb "gocr/proto"
+)
+
+// Image file names. The inventory is written last, so its presence marks a
+// complete dump.
+const (
+	inventoryName    = "inventory.img"
+	inventoryTmpName = "inventory.img.tmp"
+)
+
+func taskName(pid int) string    { return fmt.Sprintf("task-%d.img", pid) }
+func mmName(pid int) string      { return fmt.Sprintf("mm-%d.img", pid) }
+func filesName(pid int) string   { return fmt.Sprintf("files-%d.img", pid) }
+func pagemapName(pid int) string { return fmt.Sprintf("pagemap-%d.img", pid) }
+func pagesName(pid int) string   { return fmt.Sprintf("pages-%d.img", pid) }
+
+// Dir is a dump directory, either being written (Create) or read (Open).
+// Its methods may be called from several goroutines at once.
+type Dir struct {
+	Path string
+
+	mu         sync.Mutex
+	inventory  *gocrpb.Inventory
+	created    []string // names of files this Dir created, for Abort
+	createdDir bool     // Create made Path itself
+}
+
+// Create prepares path for a new dump, creating it if needed. An
+// inventory.img left there by an earlier dump is removed first, so a dump
+// that overwrites another and then fails never looks complete.
+func Create(path string) (*Dir, error) {
+	d := &Dir{Path: path}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		d.createdDir = true
+	}
+	// Images hold process memory and credentials: keep them private.
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("create dump dir: %w", err)
+	}
+	err := os.Remove(filepath.Join(path, inventoryName))
+	switch {
+	case err == nil:
+		// Make the removal durable before any new image can be written.
+		if err := syncDir(path); err != nil {
+			return nil, fmt.Errorf("create dump dir: %w", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("create dump dir: remove old inventory: %w", err)
+	}
+	return d, nil
+}
+
+// Open opens a complete dump: it requires a valid inventory.img and reads it.
+// The other images are read on demand.
+func Open(path string) (*Dir, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open dump dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("open dump dir %s: not a directory", path)
+	}
+	d := &Dir{Path: path}
+	inv, err := d.readInventory()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", path, ErrIncompleteDump)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open dump dir: %w", err)
+	}
+	d.inventory = inv
+	return d, nil
+}
+
+func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
+	p := d.file(inventoryName)
+	inv := &gocrpb.Inventory{}
+	if err := readOne(p, kindInventory, inv); err != nil {
+		return nil, err
+	}
+	if err := checkInventory(inv); err != nil {
+		return nil, &FormatError{Path: p, Reason: err.Error()}
+	}
+	return inv, nil
+}
+
+// checkInventory rejects an inventory no dump could have written, so every
+// later step can rely on its pid list.
+func checkInventory(inv *gocrpb.Inventory) error {
+	if v := inv.GetFormatVersion(); v == 0 || v > FormatVersion {
+		return fmt.Errorf("inventory format_version %d, this gocr reads format %d", v, FormatVersion)
+	}
+	if len(inv.GetPids()) == 0 {
+		return errors.New("inventory lists no processes")
+	}
+	seen := make(map[int32]bool, len(inv.GetPids()))
+	for _, pid := range inv.GetPids() {
+		if pid <= 0 {
+			return fmt.Errorf("inventory lists invalid pid %d", pid)
+		}
+		if seen[pid] {
+			return fmt.Errorf("inventory lists pid %d twice", pid)
+		}
+		seen[pid] = true
+	}
+	if !seen[inv.GetRootPid()] {
+		return fmt.Errorf("inventory root pid %d is not among its pids", inv.GetRootPid())
+	}
+	return nil
+}
+
+// Inventory returns the dump's inventory: the one read by Open, or the one
+// written by WriteInventory; nil before either.
+func (d *Dir) Inventory() *gocrpb.Inventory {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.inventory
+}
+
+// file is the path of the image named name in d.
+func (d *Dir) file(name string) string { return filepath.Join(d.Path, name) }
+
+// track records that this Dir is about to create name, so Abort removes it
+// even when writing it fails halfway.
+func (d *Dir) track(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.created {
+		if n == name {
+			return d.file(name)
+		}
+	}
+	d.created = append(d.created, name)
+	return d.file(name)
+}
+
+func checkPid(what string, pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("write %s image: invalid pid %d", what, pid)
+	}
+	return nil
+}
+
+// WriteTask writes task-PID.img, PID taken from t.Pid.
+func (d *Dir) WriteTask(t *gocrpb.Task) error {
+	pid := int(t.GetPid())
+	if err := checkPid("task", pid); err != nil {
+		return err
+	}
+	if err := writeRecordFile(d.track(taskName(pid)), kindTask, t); err != nil {
+		return fmt.Errorf("write task image of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// WriteMm writes mm-PID.img, PID taken from m.Pid.
+func (d *Dir) WriteMm(m *gocrpb.Mm) error {
+	pid := int(m.GetPid())
+	if err := checkPid("mm", pid); err != nil {
+		return err
+	}
+	if err := writeRecordFile(d.track(mmName(pid)), kindMm, m); err != nil {
+		return fmt.Errorf("write mm image of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// WriteFiles writes files-PID.img, PID taken from f.Pid.
+func (d *Dir) WriteFiles(f *gocrpb.Files) error {
+	pid := int(f.GetPid())
+	if err := checkPid("files", pid); err != nil {
+		return err
+	}
+	if err := writeRecordFile(d.track(filesName(pid)), kindFiles, f); err != nil {
+		return fmt.Errorf("write files image of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// pidMismatch reports an image whose pid field disagrees with its file name,
+// which would otherwise restore one process's state into another.
+func pidMismatch(path string, got int32, want int) error {
+	if int(got) == want {
+		return nil
+	}
+	return formatErrorf(path, "holds pid %d, but its name says %d", got, want)
+}
+
+// ReadTask reads task-PID.img.
+func (d *Dir) ReadTask(pid int) (*gocrpb.Task, error) {
+	p := d.file(taskName(pid))
+	t := &gocrpb.Task{}
+	if err := readOne(p, kindTask, t); err != nil {
+		return nil, fmt.Errorf("read task image of pid %d: %w", pid, err)
+	}
+	if err := pidMismatch(p, t.GetPid(), pid); err != nil {
+		return nil, fmt.Errorf("read task image of pid %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+// ReadMm reads mm-PID.img.
+func (d *Dir) ReadMm(pid int) (*gocrpb.Mm, error) {
+	p := d.file(mmName(pid))
+	m := &gocrpb.Mm{}
+	if err := readOne(p, kindMm, m); err != nil {
+		return nil, fmt.Errorf("read mm image of pid %d: %w", pid, err)
+	}
+	if err := pidMismatch(p, m.GetPid(), pid); err != nil {
+		return nil, fmt.Errorf("read mm image of pid %d: %w", pid, err)
+	}
+	return m, nil
+}
+
+// ReadFiles reads files-PID.img.
+func (d *Dir) ReadFiles(pid int) (*gocrpb.Files, error) {
+	p := d.file(filesName(pid))
+	f := &gocrpb.Files{}
+	if err := readOne(p, kindFiles, f); err != nil {
+		return nil, fmt.Errorf("read files image of pid %d: %w", pid, err)
+	}
+	if err := pidMismatch(p, f.GetPid(), pid); err != nil {
+		return nil, fmt.Errorf("read files image of pid %d: %w", pid, err)
+	}
+	return f, nil
+}
+
+// WriteInventory writes inventory.img, which marks the dump complete: it must
+// be the last image a dump writes. It goes to a temporary file that is
+// fsynced and renamed into place, and the directory is fsynced, so after a
+// crash the inventory is either absent or whole, and every image written
+// before it is durable. inv.FormatVersion is filled in when zero.
+func (d *Dir) WriteInventory(inv *gocrpb.Inventory) error {
+	switch inv.GetFormatVersion() {
+	case 0:
+		inv = proto.Clone(inv).(*gocrpb.Inventory)
+		inv.FormatVersion = FormatVersion
+	case FormatVersion:
+	default:
+		return fmt.Errorf("write inventory: format_version %d, this gocr writes format %d", inv.GetFormatVersion(), FormatVersion)
+	}
+	if err := checkInventory(inv); err != nil {
+		return fmt.Errorf("write inventory: %w", err)
+	}
+	tmp := d.track(inventoryTmpName)
+	final := d.track(inventoryName)
+	if err := writeRecordFile(tmp, kindInventory, inv); err != nil {
+		return fmt.Errorf("write inventory: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("write inventory: %w", err)
+	}
+	if err := syncDir(d.Path); err != nil {
+		return fmt.Errorf("write inventory: %w", err)
+	}
+	d.mu.Lock()
+	d.inventory = inv
+	d.mu.Unlock()
+	return nil
+}
+
+// Abort removes every file this Dir created, inventory first, and the
+// directory itself if Create made it and it is now empty. A dump calls it on
+// failure so no partial image is left behind.
+func (d *Dir) Abort() error {
+	d.mu.Lock()
+	names := append([]string(nil), d.created...)
+	d.created = nil
+	d.inventory = nil
+	d.mu.Unlock()
+
+	var errs []error
+	// The inventory goes first: if removal stops partway, what is left must
+	// not look like a complete dump.
+	for _, first := range []bool{true, false} {
+		for _, name := range names {
+			if (name == inventoryName) != first {
+				continue
+			}
+			err := os.Remove(d.file(name))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	removedDir := false
+	if d.createdDir && len(errs) == 0 {
+		// Fails harmlessly if anything else lives there.
+		removedDir = os.Remove(d.Path) == nil
+	}
+	if !removedDir {
+		if err := syncDir(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("abort dump in %s: %w", d.Path, errs[0])
+	default:
+		return fmt.Errorf("abort dump in %s: %w (and %d more failures)", d.Path, errs[0], len(errs)-1)
+	}
+}
+
+// syncDir makes the directory's entries (creations, renames, removals)
+// durable; fsync on a file does not cover its name.
+func syncDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	return nil
+}

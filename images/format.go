@@ -1,0 +1,315 @@
+package images
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// The framing of every image file is specified in docs/IMAGES.md; the
+// constants below are that document's numbers and must change with it.
+
+// FormatVersion is the image format this gocr writes. Readers accept every
+// version from 1 up to this one and refuse newer ones by name, so an old gocr
+// never misreads images from a newer one.
+const FormatVersion = 1
+
+// PagesDataOffset is where page data starts in a pages image. It is one page
+// so that every page's data sits at a page-aligned file offset and restore can
+// pread (or mmap) it straight into place.
+const PagesDataOffset = 4096
+
+// magic opens every image file. The NUL keeps it from being mistaken for text.
+const magic = "GOCRIMG\x00"
+
+// fileHeaderSize is magic + u32 format version + u32 kind.
+const fileHeaderSize = len(magic) + 4 + 4
+
+// recordHeaderSize is u32 payload length + u32 CRC32-C of the payload.
+const recordHeaderSize = 4 + 4
+
+// endOfRecords in the length field marks the end record, which carries the
+// record count instead of a checksum. Its presence is what tells a complete
+// file from one cut off at a record boundary.
+const endOfRecords = 0xFFFF_FFFF
+
+// maxRecordSize bounds one payload. Real records are far smaller (an Mm with
+// the default vm.max_map_count of 65530 VMAs is a few MiB); the cap keeps a
+// corrupt length from making a reader allocate gigabytes.
+const maxRecordSize = 64 << 20
+
+// castagnoli is CRC32-C, the checksum every record carries (the polynomial
+// hardware CRC instructions compute, so it costs almost nothing).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// kind is the code in a file header that says which message the file holds.
+// Codes are part of the format: never renumber or reuse one.
+type kind uint32
+
+const (
+	kindInventory kind = 1
+	kindTask      kind = 2
+	kindMm        kind = 3
+	kindFiles     kind = 4
+	kindPagemap   kind = 5
+	kindPages     kind = 6
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindInventory:
+		return "inventory"
+	case kindTask:
+		return "task"
+	case kindMm:
+		return "mm"
+	case kindFiles:
+		return "files"
+	case kindPagemap:
+		return "pagemap"
+	case kindPages:
+		return "pages"
+	}
+	return fmt.Sprintf("unknown kind %d", uint32(k))
+}
+
+// FormatError reports an image file whose contents are not a valid image of
+// the expected kind: corrupt, truncated, from a newer gocr, or not an image
+// at all. I/O failures are not FormatErrors.
+type FormatError struct {
+	Path   string
+	Reason string
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("image %s: %s", e.Path, e.Reason)
+}
+
+func formatErrorf(path, format string, args ...any) *FormatError {
+	return &FormatError{Path: path, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ErrIncompleteDump is returned (wrapped, naming the directory) by Open for a
+// directory without inventory.img: a dump that failed or is still running.
+var ErrIncompleteDump = errors.New("not a complete gocr dump (no inventory.img)")
+
+func appendFileHeader(b []byte, k kind) []byte {
+	b = append(b, magic...)
+	b = binary.LittleEndian.AppendUint32(b, FormatVersion)
+	return binary.LittleEndian.AppendUint32(b, uint32(k))
+}
+
+// checkFileHeader validates the magic, version and kind at the start of hdr,
+// which holds at least fileHeaderSize bytes.
+func checkFileHeader(path string, hdr []byte, want kind) error {
+	if string(hdr[:len(magic)]) != magic {
+		return formatErrorf(path, "not a gocr image (bad magic %q)", hdr[:len(magic)])
+	}
+	version := binary.LittleEndian.Uint32(hdr[len(magic):])
+	if version > FormatVersion {
+		return formatErrorf(path, "written by a newer gocr (format %d), this gocr reads format %d", version, FormatVersion)
+	}
+	if version == 0 {
+		return formatErrorf(path, "invalid format version 0")
+	}
+	if got := kind(binary.LittleEndian.Uint32(hdr[len(magic)+4:])); got != want {
+		return formatErrorf(path, "holds a %v image, expected a %v image", got, want)
+	}
+	return nil
+}
+
+// recordWriter frames messages into one image file. It owns the file and
+// closes it in close or abandon.
+type recordWriter struct {
+	f     *os.File
+	w     *bufio.Writer
+	count uint32
+	buf   []byte
+}
+
+// createRecordFile creates (truncating) path and writes its file header.
+func createRecordFile(path string, k kind) (*recordWriter, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	rw := &recordWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	if _, err := rw.w.Write(appendFileHeader(nil, k)); err != nil {
+		rw.abandon()
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return rw, nil
+}
+
+func (rw *recordWriter) add(m proto.Message) error {
+	// Deterministic so the same state always produces the same bytes, which
+	// keeps images diffable and tests stable.
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(rw.buf[:0], m)
+	if err != nil {
+		return fmt.Errorf("encode %s record %d: %w", rw.f.Name(), rw.count, err)
+	}
+	rw.buf = b
+	if len(b) > maxRecordSize {
+		return fmt.Errorf("encode %s record %d: %d bytes exceeds the %d-byte record limit", rw.f.Name(), rw.count, len(b), maxRecordSize)
+	}
+	var hdr [recordHeaderSize]byte
+	binary.LittleEndian.PutUint32(hdr[0:], uint32(len(b)))
+	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(b, castagnoli))
+	if _, err := rw.w.Write(hdr[:]); err != nil {
+		return fmt.Errorf("write %s: %w", rw.f.Name(), err)
+	}
+	if _, err := rw.w.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", rw.f.Name(), err)
+	}
+	rw.count++
+	return nil
+}
+
+// close writes the end record, flushes, fsyncs and closes the file.
+func (rw *recordWriter) close() error {
+	var end [recordHeaderSize]byte
+	binary.LittleEndian.PutUint32(end[0:], endOfRecords)
+	binary.LittleEndian.PutUint32(end[4:], rw.count)
+	name := rw.f.Name()
+	if _, err := rw.w.Write(end[:]); err != nil {
+		rw.abandon()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := rw.w.Flush(); err != nil {
+		rw.abandon()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := rw.f.Sync(); err != nil {
+		rw.abandon()
+		return fmt.Errorf("fsync %s: %w", name, err)
+	}
+	if err := rw.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	return nil
+}
+
+// abandon closes the file without completing it; the caller's Dir.Abort
+// removes it.
+func (rw *recordWriter) abandon() {
+	_ = rw.f.Close()
+}
+
+// writeRecordFile writes a whole image of kind k holding msgs.
+func writeRecordFile(path string, k kind, msgs ...proto.Message) error {
+	rw, err := createRecordFile(path, k)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := rw.add(m); err != nil {
+			rw.abandon()
+			return err
+		}
+	}
+	return rw.close()
+}
+
+// readRecordFile reads an image of kind k, calling each with every record's
+// payload (valid only during the call). It returns a *FormatError for any
+// framing problem and for any error each returns that is not an I/O error
+// (decode failures).
+func readRecordFile(path string, k kind, each func(payload []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 256<<10)
+
+	var hdr [fileHeaderSize]byte
+	if err := readFull(path, r, hdr[:], "file header"); err != nil {
+		return err
+	}
+	if err := checkFileHeader(path, hdr[:], k); err != nil {
+		return err
+	}
+
+	var payload []byte
+	for n := uint32(0); ; n++ {
+		var rh [recordHeaderSize]byte
+		what := fmt.Sprintf("record %d header", n)
+		if err := readFull(path, r, rh[:], what); err != nil {
+			var fe *FormatError
+			if errors.As(err, &fe) && n > 0 {
+				fe.Reason += " (no end record: the file was cut short)"
+			}
+			return err
+		}
+		length := binary.LittleEndian.Uint32(rh[0:])
+		sum := binary.LittleEndian.Uint32(rh[4:])
+		if length == endOfRecords {
+			if sum != n {
+				return formatErrorf(path, "end record counts %d records, file holds %d", sum, n)
+			}
+			if _, err := r.ReadByte(); err == nil {
+				return formatErrorf(path, "trailing data after the end record")
+			} else if !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read %s: %w", path, err)
+			}
+			return nil
+		}
+		if length > maxRecordSize {
+			return formatErrorf(path, "record %d: length %d exceeds the %d-byte record limit", n, length, maxRecordSize)
+		}
+		if cap(payload) < int(length) {
+			payload = make([]byte, length)
+		}
+		payload = payload[:length]
+		if err := readFull(path, r, payload, fmt.Sprintf("record %d payload", n)); err != nil {
+			return err
+		}
+		if got := crc32.Checksum(payload, castagnoli); got != sum {
+			return formatErrorf(path, "record %d: checksum mismatch (stored %#08x, computed %#08x)", n, sum, got)
+		}
+		if err := each(payload); err != nil {
+			return formatErrorf(path, "record %d: %v", n, err)
+		}
+	}
+}
+
+// readFull is io.ReadFull that turns a short read into a FormatError naming
+// what was being read.
+func readFull(path string, r io.Reader, b []byte, what string) error {
+	_, err := io.ReadFull(r, b)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return formatErrorf(path, "truncated in %s", what)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// readOne reads an image of kind k that must hold exactly one record into m.
+func readOne(path string, k kind, m proto.Message) error {
+	n := 0
+	err := readRecordFile(path, k, func(payload []byte) error {
+		n++
+		if n > 1 {
+			return fmt.Errorf("a %v image holds one record, found more", k)
+		}
+		if err := proto.Unmarshal(payload, m); err != nil {
+			return fmt.Errorf("decode %v: %w", k, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return formatErrorf(path, "a %v image holds one record, found none", k)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package images
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// perPidImage matches the names of per-process images.
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages)-([0-9]+)\.img$`)
+
+// showOrder sorts per-process kinds the way a restore reads them.
+var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4}
+
+// jsonOptions prints field names as the schema spells them, and zero values
+// too: in a register dump a zero is information, not noise.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
+
+// Show prints every image in the dump directory path (or the single image
+// file path) as indented JSON, each under a line "=== NAME ===". Pages images
+// are summarized by their size and files that are not images are listed as
+// skipped. It reads as much as it can: a bad or missing image is reported in
+// place and the others are still shown, and the returned error then names
+// every bad one.
+func Show(path string, w io.Writer) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	if !st.IsDir() {
+		d := &Dir{Path: filepath.Dir(path)}
+		name := filepath.Base(path)
+		if err := showFile(d, name, w); err != nil {
+			return fmt.Errorf("show %s: %w", path, err)
+		}
+		return nil
+	}
+
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	slices.SortFunc(names, compareShowNames)
+
+	d := &Dir{Path: path}
+	var bad []string
+	if !slices.Contains(names, inventoryName) {
+		fmt.Fprintf(w, "=== %s ===\nmissing: %v\n", inventoryName, ErrIncompleteDump)
+		bad = append(bad, inventoryName+" missing")
+	}
+	for _, name := range names {
+		err := showFile(d, name, w)
+		switch {
+		case err == nil:
+		case isSkipped(err):
+			fmt.Fprintf(w, "skipped: %v\n", err)
+		default:
+			fmt.Fprintf(w, "error: %v\n", err)
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// errNotImage marks a file Show does not know how to read.
+var errNotImage = errors.New("not a gocr image name")
+
+func isSkipped(err error) bool { return errors.Is(err, errNotImage) }
+
+// compareShowNames orders the inventory first, then per-process images by
+// pid and kind, then everything else by name.
+func compareShowNames(a, b string) int {
+	rank := func(name string) (group, pid, order int) {
+		if name == inventoryName {
+			return 0, 0, 0
+		}
+		m := perPidImage.FindStringSubmatch(name)
+		if m == nil {
+			return 2, 0, 0
+		}
+		pid, err := strconv.Atoi(m[2])
+		if err != nil {
+			return 2, 0, 0
+		}
+		return 1, pid, showOrder[m[1]]
+	}
+	ga, pa, oa := rank(a)
+	gb, pb, ob := rank(b)
+	if c := ga - gb; c != 0 {
+		return c
+	}
+	if c := pa - pb; c != 0 {
+		return c
+	}
+	if c := oa - ob; c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
+// showFile prints the header line for name and, if it is readable, its JSON.
+func showFile(d *Dir, name string, w io.Writer) error {
+	fmt.Fprintf(w, "=== %s ===\n", name)
+	out, err := imageJSON(d, name)
+	if err != nil {
+		return err
+	}
+	var indented bytes.Buffer
+	// Re-indenting also makes the output stable: protojson deliberately
+	// varies its whitespace from build to build.
+	if err := json.Indent(&indented, out, "", "  "); err != nil {
+		return fmt.Errorf("format %s as JSON: %w", name, err)
+	}
+	indented.WriteByte('\n')
+	_, err = w.Write(indented.Bytes())
+	return err
+}
+
+// imageJSON reads the image called name in d and returns it as compact JSON.
+func imageJSON(d *Dir, name string) ([]byte, error) {
+	if name == inventoryName {
+		inv, err := d.readInventory()
+		if err != nil {
+			return nil, err
+		}
+		return jsonOptions.Marshal(inv)
+	}
+	m := perPidImage.FindStringSubmatch(name)
+	if m == nil {
+		return nil, errNotImage
+	}
+	pid, err := strconv.Atoi(m[2])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errNotImage)
+	}
+	var msg proto.Message
+	switch m[1] {
+	case "task":
+		msg, err = d.ReadTask(pid)
+	case "mm":
+		msg, err = d.ReadMm(pid)
+	case "files":
+		msg, err = d.ReadFiles(pid)
+	case "pagemap":
+		return pagemapJSON(d, pid)
+	case "pages":
+		return pagesJSON(d, pid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return jsonOptions.Marshal(msg)
+}
+
+func pagemapJSON(d *Dir, pid int) ([]byte, error) {
+	ranges, err := d.ReadPagemap(pid)
+	if err != nil {
+		return nil, err
+	}
+	out := []byte{'['}
+	for i, r := range ranges {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		b, err := jsonOptions.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return append(out, ']'), nil
+}
+
+func pagesJSON(d *Dir, pid int) ([]byte, error) {
+	f, size, err := d.OpenPages(pid)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return json.Marshal(struct {
+		DataOffset int64 `json:"data_offset"`
+		DataSize   int64 `json:"data_size"`
+	}{PagesDataOffset, size})
+}

@@ -1,0 +1,118 @@
+//go:build linux
+
+// Command gocr checkpoints a running Linux process to a directory of image
+// files and restarts it from them later, with the same PID, memory, open
+// files and signal state, continuing where it was.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"gocr/dump"
+	"gocr/images"
+	"gocr/restorer"
+)
+
+// version is recorded in every dump's inventory.
+const version = "0.1.0"
+
+// exitCode carries a restored process's exit status out of a command.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func main() {
+	app := &cli.App{
+		Name:    "gocr",
+		Usage:   "checkpoint a running process to disk and restart it later",
+		Version: version,
+		Description: "gocr freezes a running program, saves everything it needs to continue (its memory,\n" +
+			"registers, open files and signal state) into a directory of image files, and can later\n" +
+			"start it again from that directory, with the same process ID, exactly where it stopped.\n" +
+			"It needs no changes to the program and no kernel module. Run it as root.",
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			{
+				Name:      "dump",
+				Usage:     "save a running process to a directory of images",
+				UsageText: "gocr dump -t PID -D DIR [--leave-running]",
+				Description: "Freezes process PID, writes its complete state into DIR, and then ends the process\n" +
+					"(it can be started again from DIR with 'gocr restore'). With --leave-running the process\n" +
+					"continues after the dump instead, so DIR is a checkpoint to fall back to.\n" +
+					"If the dump fails for any reason the process keeps running, untouched, and DIR\n" +
+					"does not hold a dump that 'gocr restore' would accept.",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump", Required: true},
+					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)", Required: true},
+					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+				},
+				Action: func(c *cli.Context) error {
+					return dump.Run(dump.Options{
+						Pid: c.Int("tree"), Dir: c.String("images-dir"),
+						LeaveRunning: c.Bool("leave-running"), Version: version,
+					})
+				},
+			},
+			{
+				Name:      "restore",
+				Usage:     "start a process again from a directory of images",
+				UsageText: "gocr restore -D DIR [-d]",
+				Description: "Recreates the process saved in DIR with its original process ID and lets it continue\n" +
+					"from where it was dumped. The original process must be gone (its PID must be free).\n" +
+					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
+					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
+					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
+					"restored again and again. If the restore fails, no process is left behind.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
+					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
+				},
+				Action: func(c *cli.Context) error {
+					res, err := restorer.Run(restorer.Options{
+						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
+						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+					})
+					if err != nil {
+						return err
+					}
+					if !c.Bool("detach") && res.ExitStatus != 0 {
+						return exitCode(res.ExitStatus)
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "check",
+				Usage:     "tell whether this machine has what gocr needs",
+				UsageText: "gocr check",
+				Description: "Lists each kernel feature gocr relies on as ok or missing, and exits non-zero if\n" +
+					"any is missing.",
+				Action: func(c *cli.Context) error { return runCheck(os.Stdout) },
+			},
+			{
+				Name:        "show",
+				Usage:       "print a dump's images as JSON",
+				UsageText:   "gocr show DIR",
+				Description: "Prints every image file in DIR (or one image file) as JSON, for inspection.",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return errors.New("show needs exactly one DIR")
+					}
+					return images.Show(c.Args().First(), os.Stdout)
+				},
+			},
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code))
+		}
+		fmt.Fprintf(os.Stderr, "gocr: %v\n", err)
+		os.Exit(1)
+	}
+}

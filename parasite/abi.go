@@ -1,0 +1,44 @@
+//go:build linux
+
+package parasite
+
+// Layout of the shared region and the control block, mirrored from
+// parasite/c/abi.h. abi_test.go checks these numbers against the
+// _Static_asserts there, so the two sides cannot drift apart.
+const (
+	blobMax    = 0x10000
+	ctlOff     = 0x10000
+	stackOff   = 0x11000
+	stackSize  = 0x10000
+	dataOff    = 0x21000
+	dataSize   = 0x100000
+	regionSize = 0x121000
+
+	cmdDumpState = 1
+	cmdDumpPages = 2
+	cmdFini      = 3
+
+	// struct parasite_ctl
+	ctlCmdSeq  = 0
+	ctlDoneSeq = 4
+	ctlCmd     = 8
+	ctlRet     = 12
+	ctlArgs    = 16
+	ctlDataFd  = 48
+	ctlSize    = 56
+
+	// struct parasite_state
+	stSigactions     = 0
+	stAltstackSp     = 2048
+	stAltstackFlags  = 2056
+	stAltstackSize   = 2064
+	stItimers        = 2072
+	stTidAddress     = 2168
+	stDumpable       = 2176
+	stPdeathsig      = 2180
+	stChildSubreaper = 2184
+	stNoNewPrivs     = 2188
+	stSize           = 2192
+
+	iovecSize = 16
+)

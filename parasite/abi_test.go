@@ -1,0 +1,67 @@
+//go:build linux
+
+package parasite
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// TestABIMatchesC reads the C side's offset asserts and defines and checks
+// every one against the Go constants.
+func TestABIMatchesC(t *testing.T) {
+	src, err := os.ReadFile("c/abi.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{
+		"PARASITE_BLOB_MAX": blobMax, "PARASITE_CTL_OFF": ctlOff,
+		"PARASITE_STACK_OFF": stackOff, "PARASITE_STACK_SIZE": stackSize,
+		"PARASITE_DATA_OFF": dataOff, "PARASITE_DATA_SIZE": dataSize,
+		"PARASITE_REGION_SIZE": regionSize,
+		"PCMD_DUMP_STATE":      cmdDumpState, "PCMD_DUMP_PAGES": cmdDumpPages, "PCMD_FINI": cmdFini,
+		"parasite_ctl.cmd_seq": ctlCmdSeq, "parasite_ctl.done_seq": ctlDoneSeq,
+		"parasite_ctl.cmd": ctlCmd, "parasite_ctl.ret": ctlRet, "parasite_ctl.args": ctlArgs,
+		"parasite_ctl.data_fd": ctlDataFd, "sizeof parasite_ctl": ctlSize,
+		"parasite_state.sigactions": stSigactions, "parasite_state.altstack_sp": stAltstackSp,
+		"parasite_state.altstack_flags": stAltstackFlags, "parasite_state.altstack_size": stAltstackSize,
+		"parasite_state.itimers": stItimers, "parasite_state.tid_address": stTidAddress,
+		"parasite_state.dumpable": stDumpable, "parasite_state.pdeathsig": stPdeathsig,
+		"parasite_state.child_subreaper": stChildSubreaper, "parasite_state.no_new_privs": stNoNewPrivs,
+		"sizeof parasite_state": stSize,
+	}
+	got := map[string]int64{}
+	for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (0x[0-9a-fA-F]+|\d+)$`).FindAllStringSubmatch(string(src), -1) {
+		v, err := strconv.ParseInt(m[2], 0, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m[1]] = v
+	}
+	for _, m := range regexp.MustCompile(`BUILD_BUG_ON_OFFSET\(struct (\w+), (\w+), (\d+)\)`).FindAllStringSubmatch(string(src), -1) {
+		v, _ := strconv.ParseInt(m[3], 10, 64)
+		got[m[1]+"."+m[2]] = v
+	}
+	for _, m := range regexp.MustCompile(`sizeof\(struct (\w+)\) == (\d+)`).FindAllStringSubmatch(string(src), -1) {
+		v, _ := strconv.ParseInt(m[2], 10, 64)
+		got["sizeof "+m[1]] = v
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			t.Errorf("%s: not found in c/abi.h", name)
+			continue
+		}
+		if g != w {
+			t.Errorf("%s: C says %d, Go says %d", name, g, w)
+		}
+	}
+}
+
+func TestBlobFitsRegion(t *testing.T) {
+	if len(blob) == 0 || len(blob) > blobMax {
+		t.Fatalf("parasite blob is %d bytes, must be 1..%d", len(blob), blobMax)
+	}
+}

@@ -1,0 +1,97 @@
+/*
+ * abi.h: the interface between gocr (Go, parasite/abi.go) and the parasite
+ * blob. Fixed-width fields with explicit padding; every offset is asserted
+ * here with _Static_assert and in Go by parasite/abi_test.go, which reads
+ * the asserts of this file.
+ *
+ * The parasite lives in one shared region (a memfd mapped both in the
+ * target and in gocr):
+ *   [0, BLOB_MAX)          the blob (code, data, bss)
+ *   [CTL_OFF, +4K)         struct parasite_ctl
+ *   [STACK_OFF, +STACK)    the parasite's own stack (never the target's)
+ *   [DATA_OFF, +DATA)      command arguments and results
+ */
+#ifndef GOCR_PARASITE_ABI_H
+#define GOCR_PARASITE_ABI_H
+
+#define PARASITE_BLOB_MAX 0x10000
+#define PARASITE_CTL_OFF 0x10000
+#define PARASITE_STACK_OFF 0x11000
+#define PARASITE_STACK_SIZE 0x10000
+#define PARASITE_DATA_OFF 0x21000
+#define PARASITE_DATA_SIZE 0x100000
+#define PARASITE_REGION_SIZE 0x121000
+
+#define PCMD_DUMP_STATE 1
+#define PCMD_DUMP_PAGES 2
+#define PCMD_FINI 3
+
+/* Control block. gocr writes cmd/args, then bumps cmd_seq and wakes it;
+ * the parasite answers in ret, then sets done_seq = cmd_seq and wakes it. */
+struct parasite_ctl {
+	u32 cmd_seq;
+	u32 done_seq;
+	u32 cmd;
+	s32 ret;
+	u64 args[4];
+	s32 data_fd; /* write end of the page pipe, in the target's fd table */
+	u32 pad0;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_seq, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, done_seq, 4);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, ret, 12);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, args, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, data_fd, 48);
+_Static_assert(sizeof(struct parasite_ctl) == 56, "parasite_ctl size");
+
+/* struct sigaction as the kernel's rt_sigaction takes it
+ * (arch/x86/include/uapi/asm/signal.h, no SA_RESTORER reshuffling). */
+struct parasite_sigaction {
+	u64 handler;
+	u64 flags;
+	u64 restorer;
+	u64 mask;
+};
+
+struct parasite_itimer {
+	s64 interval_sec;
+	s64 interval_usec;
+	s64 value_sec;
+	s64 value_usec;
+};
+
+/* PCMD_DUMP_STATE result, at DATA_OFF. */
+struct parasite_state {
+	struct parasite_sigaction sigactions[64]; /* index = signo - 1 */
+	u64 altstack_sp;
+	s32 altstack_flags;
+	u32 pad0;
+	u64 altstack_size;
+	struct parasite_itimer itimers[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
+	u64 tid_address;
+	s32 dumpable;
+	s32 pdeathsig;
+	s32 child_subreaper;
+	s32 no_new_privs;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_state, sigactions, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_state, altstack_sp, 2048);
+BUILD_BUG_ON_OFFSET(struct parasite_state, altstack_flags, 2056);
+BUILD_BUG_ON_OFFSET(struct parasite_state, altstack_size, 2064);
+BUILD_BUG_ON_OFFSET(struct parasite_state, itimers, 2072);
+BUILD_BUG_ON_OFFSET(struct parasite_state, tid_address, 2168);
+BUILD_BUG_ON_OFFSET(struct parasite_state, dumpable, 2176);
+BUILD_BUG_ON_OFFSET(struct parasite_state, pdeathsig, 2180);
+BUILD_BUG_ON_OFFSET(struct parasite_state, child_subreaper, 2184);
+BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
+_Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
+
+/* PCMD_DUMP_PAGES: args[0] = offset of an iovec array inside the region,
+ * args[1] = number of iovecs. Each iovec names target memory. */
+struct parasite_iovec {
+	u64 base;
+	u64 len;
+};
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * The parasite: runs inside a stopped target on its own stack, in a region
+ * gocr mapped there, and serves gocr's commands until gocr interrupts it
+ * with ptrace and removes it. It only reads the target's state; it never
+ * changes anything the target could observe after the cure.
+ */
+#include "../../nolibc/nolibc.h"
+#include "abi.h"
+
+struct kernel_stack_t {
+	u64 ss_sp;
+	s32 ss_flags;
+	s32 pad;
+	u64 ss_size;
+};
+
+struct kernel_itimerval {
+	s64 it_interval_sec, it_interval_usec;
+	s64 it_value_sec, it_value_usec;
+};
+
+static long dump_state(struct parasite_state *st)
+{
+	long ret;
+
+	for (int sig = 1; sig <= 64; sig++) {
+		/* Reading SIGKILL/SIGSTOP is allowed; only setting them is
+		 * refused (kernel/signal.c do_sigaction). sigsetsize is 8
+		 * (man 2 rt_sigaction). */
+		ret = sys4(__NR_rt_sigaction, sig, NULL, &st->sigactions[sig - 1], 8);
+		if (ret < 0)
+			return ret;
+	}
+
+	struct kernel_stack_t ss;
+	ret = sys2(__NR_sigaltstack, NULL, &ss);
+	if (ret < 0)
+		return ret;
+	st->altstack_sp = ss.ss_sp;
+	st->altstack_flags = ss.ss_flags;
+	st->altstack_size = ss.ss_size;
+
+	for (int which = 0; which < 3; which++) {
+		struct kernel_itimerval it;
+		ret = sys2(__NR_getitimer, which, &it);
+		if (ret < 0)
+			return ret;
+		st->itimers[which].interval_sec = it.it_interval_sec;
+		st->itimers[which].interval_usec = it.it_interval_usec;
+		st->itimers[which].value_sec = it.it_value_sec;
+		st->itimers[which].value_usec = it.it_value_usec;
+	}
+
+	/* PR_GET_TID_ADDRESS needs CONFIG_CHECKPOINT_RESTORE (man 2 prctl). */
+	ret = sys2(__NR_prctl, PR_GET_TID_ADDRESS, &st->tid_address);
+	if (ret < 0)
+		return ret;
+	ret = sys1(__NR_prctl, PR_GET_DUMPABLE);
+	if (ret < 0)
+		return ret;
+	st->dumpable = (s32)ret;
+	ret = sys2(__NR_prctl, PR_GET_PDEATHSIG, &st->pdeathsig);
+	if (ret < 0)
+		return ret;
+	ret = sys2(__NR_prctl, PR_GET_CHILD_SUBREAPER, &st->child_subreaper);
+	if (ret < 0)
+		return ret;
+	ret = sys1(__NR_prctl, PR_GET_NO_NEW_PRIVS);
+	if (ret < 0)
+		return ret;
+	st->no_new_privs = (s32)ret;
+	return 0;
+}
+
+/* UIO_MAXIOV: include/uapi/linux/uio.h */
+#define UIO_MAXIOV 1024
+
+static long dump_pages(int fd, struct parasite_iovec *iov, u64 n)
+{
+	while (n > 0) {
+		u64 batch = n < UIO_MAXIOV ? n : UIO_MAXIOV;
+		/* Without SPLICE_F_GIFT the pipe takes references to the
+		 * target's pages (fs/splice.c vmsplice_to_pipe): no copy here;
+		 * gocr splices them into the page image. */
+		long ret = sys4(__NR_vmsplice, fd, iov, batch, 0);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			return -EINVAL;
+		u64 done = (u64)ret;
+		while (done > 0 && n > 0) {
+			if (done >= iov->len) {
+				done -= iov->len;
+				iov++;
+				n--;
+			} else {
+				iov->base += done;
+				iov->len -= done;
+				done = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+void parasite_main(struct parasite_ctl *ctl)
+{
+	u8 *base = (u8 *)ctl - PARASITE_CTL_OFF;
+	u32 seen = 0;
+
+	for (;;) {
+		u32 seq = __atomic_load_n(&ctl->cmd_seq, __ATOMIC_ACQUIRE);
+		if (seq == seen) {
+			futex_wait(&ctl->cmd_seq, seq);
+			continue;
+		}
+		seen = seq;
+
+		long ret;
+		switch (ctl->cmd) {
+		case PCMD_DUMP_STATE:
+			ret = dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
+			break;
+		case PCMD_DUMP_PAGES:
+			if (ctl->args[0] < PARASITE_DATA_OFF ||
+			    ctl->args[1] * sizeof(struct parasite_iovec) >
+				    PARASITE_REGION_SIZE - ctl->args[0]) {
+				ret = -EINVAL;
+				break;
+			}
+			ret = dump_pages(ctl->data_fd, (struct parasite_iovec *)(base + ctl->args[0]),
+					 ctl->args[1]);
+			break;
+		case PCMD_FINI:
+			ret = 0;
+			break;
+		default:
+			ret = -EINVAL;
+		}
+		ctl->ret = (s32)ret;
+		__atomic_store_n(&ctl->done_seq, seq, __ATOMIC_RELEASE);
+		futex_wake(&ctl->done_seq);
+	}
+}
+
+/* gocr starts the blob here with rdi = the control block and rsp = the top
+ * of the parasite stack. The SysV ABI wants rsp 16-byte aligned before a
+ * call (x86-64 psABI 3.2.2). */
+__asm__(".section .text.entry,\"ax\",@progbits\n"
+	".globl parasite_entry\n"
+	"parasite_entry:\n"
+	"	andq $-16, %rsp\n"
+	"	call parasite_main\n"
+	"	ud2\n"
+	".previous\n");

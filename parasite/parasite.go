@@ -1,0 +1,467 @@
+//go:build linux
+
+// Package parasite injects gocr's parasite blob into a stopped process,
+// runs commands in it (read signal state, hand memory over through a pipe),
+// and cures the process: removes every trace and puts every register back.
+//
+// The life of an infection (the shape of CRIU's compel, our own code):
+// stopped task -> save registers, xstate and mask -> block all signals ->
+// injected syscalls create a memfd, map it in the target, create the page
+// pipe -> the blob is copied in through gocr's own mapping of the same
+// memfd -> the task runs the blob, which serves commands over a control
+// block in the shared memory (futexes, no signals) -> cure: interrupt,
+// close and unmap what was injected, restore the saved state.
+package parasite
+
+import (
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gocr/proc"
+	"gocr/ptrace"
+)
+
+//go:embed parasite.bin
+var blob []byte
+
+// Options are what Infect needs to know about the target.
+type Options struct {
+	// VdsoStart is the start of the target's [vdso]. Its text holds a
+	// syscall instruction to inject through, and its ELF header a NUL byte
+	// (e_ident[EI_PAD], include/uapi/linux/elf.h) to serve as an empty name
+	// for memfd_create.
+	VdsoStart uint64
+}
+
+// Parasite is a live infection of one thread.
+type Parasite struct {
+	t   *ptrace.Tracer
+	pid int
+
+	insn        uint64
+	saved       ptrace.Regs
+	savedXstate []byte
+	savedMask   uint64
+
+	// What has been done to the target, so Cure undoes exactly that.
+	injected     bool
+	remoteMemfd  int64
+	remoteBase   uint64
+	remoteDataFd int64
+	remoteReadFd int64
+	running      bool
+
+	local []byte   // gocr's mapping of the shared region
+	pidfd int      // -1 when closed
+	pipe  *os.File // read end of the page pipe
+	seq   uint32
+
+	// Signals are real signals that showed up as signal-delivery-stops
+	// while the parasite ran; the caller must not lose them.
+	Signals []int
+}
+
+// Infect maps the parasite into pid and starts it.
+// Precondition: pid is seized by t and in a ptrace event stop.
+func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
+	p = &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: -1, remoteReadFd: -1, pidfd: -1}
+	if p.saved, err = t.GetRegs(pid); err != nil {
+		return nil, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	if p.savedXstate, err = t.GetXstate(pid); err != nil {
+		return nil, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	if p.savedMask, err = t.GetSigmask(pid); err != nil {
+		return nil, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	defer func() {
+		if err != nil {
+			if cerr := p.Cure(); cerr != nil {
+				err = fmt.Errorf("%w (and cure failed: %v)", err, cerr)
+			}
+		}
+	}()
+	// With every signal blocked nothing but SIGKILL/SIGSTOP can interrupt
+	// the parasite, and no handler of the target's runs on our stack.
+	if err = t.SetSigmask(pid, ^uint64(0)); err != nil {
+		return p, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	if p.insn, err = ptrace.FindSyscallInsn(pid); err != nil {
+		return p, fmt.Errorf("infect %d: %w", pid, err)
+	}
+
+	fd, err := p.inject(unix.SYS_MEMFD_CREATE, opts.VdsoStart+9, unix.MFD_CLOEXEC)
+	if err != nil {
+		return p, fmt.Errorf("infect %d: memfd_create: %w", pid, err)
+	}
+	p.remoteMemfd = int64(fd)
+	if _, err = p.inject(unix.SYS_FTRUNCATE, fd, regionSize); err != nil {
+		return p, fmt.Errorf("infect %d: ftruncate: %w", pid, err)
+	}
+	base, err := p.inject(unix.SYS_MMAP, 0, regionSize,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+	if err != nil {
+		return p, fmt.Errorf("infect %d: mmap: %w", pid, err)
+	}
+	p.remoteBase = base
+
+	if p.pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+		p.pidfd = -1
+		return p, fmt.Errorf("infect %d: pidfd_open: %w", pid, err)
+	}
+	lfd, err := unix.PidfdGetfd(p.pidfd, int(fd), 0)
+	if err != nil {
+		return p, fmt.Errorf("infect %d: pidfd_getfd: %w", pid, err)
+	}
+	p.local, err = unix.Mmap(lfd, 0, regionSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	unix.Close(lfd)
+	if err != nil {
+		p.local = nil
+		return p, fmt.Errorf("infect %d: map shared region: %w", pid, err)
+	}
+	if _, err = p.inject(unix.SYS_CLOSE, fd); err != nil {
+		return p, fmt.Errorf("infect %d: close memfd: %w", pid, err)
+	}
+	p.remoteMemfd = -1
+	copy(p.local, blob)
+
+	if _, err = p.inject(unix.SYS_PIPE2, base+dataOff, unix.O_CLOEXEC); err != nil {
+		return p, fmt.Errorf("infect %d: pipe2: %w", pid, err)
+	}
+	p.remoteReadFd = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+	p.remoteDataFd = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+	rfd, err := unix.PidfdGetfd(p.pidfd, int(p.remoteReadFd), 0)
+	if err != nil {
+		return p, fmt.Errorf("infect %d: pidfd_getfd pipe: %w", pid, err)
+	}
+	p.pipe = os.NewFile(uintptr(rfd), "parasite-pipe")
+	if _, err = p.inject(unix.SYS_CLOSE, uint64(p.remoteReadFd)); err != nil {
+		return p, fmt.Errorf("infect %d: close pipe: %w", pid, err)
+	}
+	p.remoteReadFd = -1
+	// A bigger pipe means fewer round trips between vmsplice and splice;
+	// above /proc/sys/fs/pipe-max-size this fails without CAP_SYS_RESOURCE
+	// (man 7 pipe), and the default size still works.
+	for _, size := range []int{1 << 20, 256 << 10} {
+		if _, err := unix.FcntlInt(p.pipe.Fd(), unix.F_SETPIPE_SZ, size); err == nil {
+			break
+		}
+	}
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlDataFd:], uint32(p.remoteDataFd))
+
+	regs := p.saved
+	regs.Rip = base
+	regs.Rsp = base + stackOff + stackSize
+	regs.Rdi = base + ctlOff
+	regs.Rax = 0
+	regs.Orig_rax = ^uint64(0)
+	// DF must be clear on function entry (x86-64 psABI 3.2.1); TF would
+	// single-step us.
+	regs.Eflags &^= 0x400 | 0x100
+	if err = t.SetRegs(pid, &regs); err != nil {
+		return p, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	if err = t.Cont(pid, 0); err != nil {
+		return p, fmt.Errorf("infect %d: start parasite: %w", pid, err)
+	}
+	p.running = true
+	return p, nil
+}
+
+func (p *Parasite) inject(nr uint64, args ...uint64) (uint64, error) {
+	p.injected = true
+	ret, err := p.t.InjectSyscall(p.pid, p.insn, nr, args...)
+	if err != nil {
+		return 0, err
+	}
+	if ret < 0 && ret > -4096 {
+		return 0, unix.Errno(-ret)
+	}
+	return uint64(ret), nil
+}
+
+// ErrParasiteStopped means the target stopped or died while running the
+// parasite (a fault in the blob, SIGKILL or SIGSTOP from outside).
+var ErrParasiteStopped = errors.New("target stopped while running the parasite")
+
+// call runs one command and waits for its answer.
+func (p *Parasite) call(cmd uint32, args ...uint64) error {
+	if !p.running {
+		return fmt.Errorf("parasite in %d is not running", p.pid)
+	}
+	ctl := p.local[ctlOff : ctlOff+ctlSize]
+	binary.LittleEndian.PutUint32(ctl[ctlCmd:], cmd)
+	for i := 0; i < 4; i++ {
+		var v uint64
+		if i < len(args) {
+			v = args[i]
+		}
+		binary.LittleEndian.PutUint64(ctl[ctlArgs+8*i:], v)
+	}
+	p.seq++
+	storeUint32(p.local, ctlOff+ctlCmdSeq, p.seq)
+	futexWake(p.local, ctlOff+ctlCmdSeq)
+	for loadUint32(p.local, ctlOff+ctlDoneSeq) != p.seq {
+		futexWait(p.local, ctlOff+ctlDoneSeq, p.seq-1, 50*time.Millisecond)
+		if loadUint32(p.local, ctlOff+ctlDoneSeq) == p.seq {
+			break
+		}
+		if stopped, err := taskStopped(p.pid); err != nil || stopped {
+			return fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, ErrParasiteStopped)
+		}
+	}
+	if ret := int32(binary.LittleEndian.Uint32(ctl[ctlRet:])); ret < 0 {
+		return fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, unix.Errno(-ret))
+	}
+	return nil
+}
+
+// taskStopped reports whether the thread left the parasite's loop: it is
+// in a ptrace stop ('t') or gone.
+func taskStopped(tid int) (bool, error) {
+	st, err := proc.ReadStat(tid)
+	if err != nil {
+		return true, err
+	}
+	return st.State == 't' || st.State == 'T' || st.State == 'Z' || st.State == 'X', nil
+}
+
+// SigAction is one signal's disposition as rt_sigaction(2) reports it.
+type SigAction struct {
+	Handler, Flags, Restorer, Mask uint64
+}
+
+// Itimer is one interval timer (getitimer(2)), in microseconds.
+type Itimer struct {
+	IntervalUsec, ValueUsec int64
+}
+
+// State is what only the target itself can tell: read from inside.
+type State struct {
+	SigActions     [64]SigAction // index signo-1
+	AltstackSp     uint64
+	AltstackFlags  int32
+	AltstackSize   uint64
+	Itimers        [3]Itimer
+	TidAddress     uint64
+	Dumpable       int32
+	PdeathSig      int32
+	ChildSubreaper int32
+	NoNewPrivs     int32
+}
+
+// DumpState reads sigactions, sigaltstack, itimers and prctl state.
+func (p *Parasite) DumpState() (*State, error) {
+	if err := p.call(cmdDumpState); err != nil {
+		return nil, err
+	}
+	b := p.local[dataOff : dataOff+stSize]
+	le := binary.LittleEndian
+	st := &State{}
+	for i := range st.SigActions {
+		o := stSigactions + 32*i
+		st.SigActions[i] = SigAction{le.Uint64(b[o:]), le.Uint64(b[o+8:]), le.Uint64(b[o+16:]), le.Uint64(b[o+24:])}
+	}
+	st.AltstackSp = le.Uint64(b[stAltstackSp:])
+	st.AltstackFlags = int32(le.Uint32(b[stAltstackFlags:]))
+	st.AltstackSize = le.Uint64(b[stAltstackSize:])
+	for i := range st.Itimers {
+		o := stItimers + 32*i
+		st.Itimers[i] = Itimer{
+			IntervalUsec: int64(le.Uint64(b[o:]))*1e6 + int64(le.Uint64(b[o+8:])),
+			ValueUsec:    int64(le.Uint64(b[o+16:]))*1e6 + int64(le.Uint64(b[o+24:])),
+		}
+	}
+	st.TidAddress = le.Uint64(b[stTidAddress:])
+	st.Dumpable = int32(le.Uint32(b[stDumpable:]))
+	st.PdeathSig = int32(le.Uint32(b[stPdeathsig:]))
+	st.ChildSubreaper = int32(le.Uint32(b[stChildSubreaper:]))
+	st.NoNewPrivs = int32(le.Uint32(b[stNoNewPrivs:]))
+	return st, nil
+}
+
+// Span is a run of target memory.
+type Span struct {
+	Addr, Len uint64
+}
+
+// maxSpansPerCall is how many iovecs fit in the data area.
+const maxSpansPerCall = dataSize / iovecSize
+
+// DumpPages hands the spans' memory to gocr through the page pipe and
+// splices it to dst at dst's current offset, in order. The data never
+// passes through gocr's heap: the parasite vmsplices the target's pages
+// into the pipe and gocr splices the pipe into the file (man 2 vmsplice,
+// man 2 splice).
+func (p *Parasite) DumpPages(spans []Span, dst *os.File) (int64, error) {
+	var written int64
+	for len(spans) > 0 {
+		n := len(spans)
+		if n > maxSpansPerCall {
+			n = maxSpansPerCall
+		}
+		batch := spans[:n]
+		spans = spans[n:]
+		var total uint64
+		for i, s := range batch {
+			o := dataOff + i*iovecSize
+			binary.LittleEndian.PutUint64(p.local[o:], s.Addr)
+			binary.LittleEndian.PutUint64(p.local[o+8:], s.Len)
+			total += s.Len
+		}
+		var abort atomic.Bool
+		done := make(chan spliceResult, 1)
+		go func() { done <- drainPipe(int(p.pipe.Fd()), int(dst.Fd()), int64(total), &abort) }()
+		callErr := p.call(cmdDumpPages, dataOff, uint64(n))
+		if callErr != nil {
+			// Nothing more will come through the pipe.
+			abort.Store(true)
+		}
+		res := <-done
+		written += res.n
+		if callErr != nil {
+			return written, callErr
+		}
+		if res.err != nil {
+			return written, fmt.Errorf("write pages of %d: %w", p.pid, res.err)
+		}
+	}
+	return written, nil
+}
+
+type spliceResult struct {
+	n   int64
+	err error
+}
+
+// drainPipe moves want bytes from the pipe to dst. If writing to dst fails
+// (a full disk, say) it goes on draining into nowhere, so the parasite
+// never blocks on a full pipe, and reports the first error. It polls so
+// that abort (the parasite failed) can end it.
+func drainPipe(pipeFd, dstFd int, want int64, abort *atomic.Bool) spliceResult {
+	var res spliceResult
+	var got int64
+	var discard []byte
+	for got < want {
+		pfd := []unix.PollFd{{Fd: int32(pipeFd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 50)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			res.err = errors.Join(res.err, fmt.Errorf("poll page pipe: %w", err))
+			return res
+		}
+		if n == 0 {
+			if abort.Load() {
+				return res
+			}
+			continue
+		}
+		chunk := want - got
+		if chunk > 1<<20 {
+			chunk = 1 << 20
+		}
+		if res.err == nil {
+			m, err := unix.Splice(pipeFd, nil, dstFd, nil, int(chunk), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			case err != nil:
+				res.err = fmt.Errorf("splice to page image: %w", err)
+			case m == 0:
+				res.err = fmt.Errorf("splice to page image: %w", io.ErrUnexpectedEOF)
+				return res
+			default:
+				got += m
+				res.n += m
+			}
+			continue
+		}
+		if discard == nil {
+			discard = make([]byte, 64<<10)
+		}
+		if chunk > int64(len(discard)) {
+			chunk = int64(len(discard))
+		}
+		m, err := unix.Read(pipeFd, discard[:chunk])
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || m == 0 {
+			return res
+		}
+		got += int64(m)
+	}
+	return res
+}
+
+// Cure removes the parasite and restores the saved registers, xstate and
+// signal mask. It leaves the task in a ptrace event stop, exactly as
+// Infect found it. It is safe to call on a partly done infection.
+func (p *Parasite) Cure() error {
+	var errs []error
+	if p.running {
+		sigs, err := p.t.StopTask(p.pid)
+		p.Signals = append(p.Signals, sigs...)
+		if err != nil {
+			return fmt.Errorf("cure %d: stop parasite: %w", p.pid, err)
+		}
+		p.running = false
+	}
+	closeRemote := func(fd *int64) {
+		if *fd >= 0 {
+			if _, err := p.inject(unix.SYS_CLOSE, uint64(*fd)); err != nil {
+				errs = append(errs, fmt.Errorf("close injected fd %d: %w", *fd, err))
+			}
+			*fd = -1
+		}
+	}
+	closeRemote(&p.remoteDataFd)
+	closeRemote(&p.remoteReadFd)
+	closeRemote(&p.remoteMemfd)
+	if p.remoteBase != 0 {
+		if _, err := p.inject(unix.SYS_MUNMAP, p.remoteBase, regionSize); err != nil {
+			errs = append(errs, fmt.Errorf("unmap parasite: %w", err))
+		}
+		p.remoteBase = 0
+	}
+	if p.injected {
+		if err := p.t.ReturnToEventStop(p.pid); err != nil {
+			errs = append(errs, err)
+		}
+		p.injected = false
+	}
+	if err := p.t.SetRegs(p.pid, &p.saved); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.t.SetXstate(p.pid, p.savedXstate); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.t.SetSigmask(p.pid, p.savedMask); err != nil {
+		errs = append(errs, err)
+	}
+	if p.local != nil {
+		unix.Munmap(p.local)
+		p.local = nil
+	}
+	if p.pipe != nil {
+		p.pipe.Close()
+		p.pipe = nil
+	}
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cure %d: %w", p.pid, err)
+	}
+	return nil
+}

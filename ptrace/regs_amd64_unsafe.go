@@ -1,0 +1,36 @@
+//go:build linux && amd64
+
+package ptrace
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Regs is the x86-64 general-purpose register file, struct user_regs_struct
+// (arch/x86/include/asm/user_64.h), the NT_PRSTATUS regset.
+type Regs = unix.PtraceRegs
+
+// regsSize is sizeof(struct user_regs_struct): 27 u64 fields.
+const regsSize = int(unsafe.Sizeof(Regs{}))
+
+func getRegs(tid int) (Regs, error) {
+	var r Regs
+	n, err := getRegset(tid, unix.NT_PRSTATUS, unsafe.Pointer(&r), regsSize)
+	if err != nil {
+		return Regs{}, err
+	}
+	if n != regsSize {
+		// A 32-bit (IA32 emulation) tracee still reports the 64-bit
+		// layout through NT_PRSTATUS to a 64-bit tracer
+		// (arch/x86/kernel/ptrace.c task_user_regset_view), so a short
+		// answer means the kernel and this package disagree.
+		return Regs{}, &sizeError{what: "NT_PRSTATUS", want: regsSize, got: n}
+	}
+	return r, nil
+}
+
+func setRegs(tid int, r *Regs) error {
+	return setRegset(tid, unix.NT_PRSTATUS, unsafe.Pointer(r), regsSize)
+}

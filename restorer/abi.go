@@ -1,0 +1,175 @@
+//go:build linux
+
+package restorer
+
+// The restore plan, mirrored from restorer/c/abi.h. encoding/binary lays a
+// struct out field after field with no padding, so these structs carry the
+// C side's padding explicitly; abi_test.go checks every field offset
+// against the _Static_asserts in abi.h (the `c` tags name the C fields).
+
+const (
+	rstMagic   = 0x31545352524f4347
+	rstVersion = 1
+
+	rstStateRunning = 0
+	rstStateDone    = 1
+	rstStateFailed  = 2
+
+	rstHoleCandidates = 8
+)
+
+// Restore steps (RST_STEP_*), for error messages.
+var rstSteps = map[uint32]string{
+	1: "create the process (clone3 set_tid)", 2: "restore file descriptors", 3: "find room for the restorer",
+	4: "move the vDSO", 5: "unmap the restorer's old mappings", 6: "map memory", 7: "read pages",
+	8: "set memory protection", 9: "restore mm fields (PR_SET_MM_MAP)", 10: "restore signal handlers",
+	11: "restore interval timers", 12: "restore per-thread kernel state", 13: "restore cwd/root",
+	14: "restore resource limits", 15: "restore credentials", 16: "queue pending signals",
+	17: "restore process flags (prctl)",
+}
+
+// VMA kinds (RST_VMA_*).
+const (
+	rstVmaAnonPrivate = 1
+	rstVmaAnonShared  = 2
+	rstVmaFilePrivate = 3
+	rstVmaFileShared  = 4
+	rstVmaVdso        = 5
+	rstVmaVvar        = 6
+	rstVmaVvarVclock  = 7
+)
+
+// madvise requests (RST_MADV_*).
+const (
+	rstMadvHugepage   = 1
+	rstMadvNohugepage = 2
+	rstMadvDontfork   = 4
+	rstMadvDontdump   = 8
+	rstMadvWipeonfork = 16
+	rstMadvMlock      = 32
+)
+
+type rstVma struct {
+	Start     uint64 `c:"start"`
+	End       uint64 `c:"end"`
+	Pgoff     uint64 `c:"pgoff"`
+	Prot      uint32 `c:"prot"`
+	Kind      uint32 `c:"kind"`
+	MmapFlags uint32 `c:"mmap_flags"`
+	Madv      uint32 `c:"madv"`
+	PathOff   uint32 `c:"path_off"`
+	OpenFlags uint32 `c:"open_flags"`
+}
+
+type rstPages struct {
+	Vaddr   uint64
+	NrPages uint64
+}
+
+type rstFd struct {
+	Target  int32  `c:"target"`
+	Src     int32  `c:"src"`
+	Cloexec uint32 `c:"cloexec"`
+	Pad0    uint32
+}
+
+type rstSiginfo struct {
+	Signo  uint32
+	Shared uint32
+	Info   [128]byte
+}
+
+type rstRlimit struct {
+	Resource uint32
+	Pad0     uint32
+	Cur      uint64
+	Max      uint64
+}
+
+type rstSigaction struct {
+	Handler, Flags, Restorer, Mask uint64
+}
+
+type rstItimer struct {
+	IntervalSec, IntervalUsec, ValueSec, ValueUsec int64
+}
+
+// rstMmMap is struct prctl_mm_map (include/uapi/linux/prctl.h).
+type rstMmMap struct {
+	StartCode, EndCode, StartData, EndData uint64
+	StartBrk, Brk, StartStack              uint64
+	ArgStart, ArgEnd, EnvStart, EnvEnd     uint64
+	Auxv                                   uint64
+	AuxvSize                               uint32
+	ExeFd                                  uint32
+}
+
+type rstArgs struct {
+	Magic          uint64                    `c:"magic"`
+	Version        uint32                    `c:"version"`
+	Size           uint32                    `c:"size"`
+	State          uint32                    `c:"state"`
+	Err            int32                     `c:"err"`
+	ErrStep        uint32                    `c:"err_step"`
+	ErrIndex       uint32                    `c:"err_index"`
+	RestorerBase   uint64                    `c:"restorer_base"`
+	RestorerSize   uint64                    `c:"restorer_size"`
+	Pid            int32                     `c:"pid"`
+	PagesFd        int32                     `c:"pages_fd"`
+	ExePathOff     uint32                    `c:"exe_path_off"`
+	NrVmas         uint32                    `c:"nr_vmas"`
+	VmasOff        uint32                    `c:"vmas_off"`
+	NrPages        uint32                    `c:"nr_pages"`
+	PagesOff       uint32                    `c:"pages_off"`
+	NrFds          uint32                    `c:"nr_fds"`
+	FdsOff         uint32                    `c:"fds_off"`
+	NrSiginfo      uint32                    `c:"nr_siginfo"`
+	SiginfoOff     uint32                    `c:"siginfo_off"`
+	NrRlimits      uint32                    `c:"nr_rlimits"`
+	RlimitsOff     uint32                    `c:"rlimits_off"`
+	StrtabOff      uint32                    `c:"strtab_off"`
+	AuxvOff        uint32                    `c:"auxv_off"`
+	AuxvSize       uint32                    `c:"auxv_size"`
+	PagesDataOff   uint64                    `c:"pages_data_off"`
+	HoleCandidates [rstHoleCandidates]uint64 `c:"hole_candidates"`
+	HoleSize       uint64                    `c:"hole_size"`
+	Mm             rstMmMap                  `c:"mm"`
+	Sigactions     [64]rstSigaction          `c:"sigactions"`
+	AltstackSp     uint64                    `c:"altstack_sp"`
+	AltstackFlags  int32                     `c:"altstack_flags"`
+	Pad0           uint32
+	AltstackSize   uint64       `c:"altstack_size"`
+	Itimers        [3]rstItimer `c:"itimers"`
+	ClearChildTid  uint64       `c:"clear_child_tid"`
+	RobustList     uint64       `c:"robust_list"`
+	RobustListLen  uint64       `c:"robust_list_len"`
+	RseqPtr        uint64       `c:"rseq_ptr"`
+	RseqLen        uint32       `c:"rseq_len"`
+	RseqSig        uint32       `c:"rseq_sig"`
+	Personality    uint32       `c:"personality"`
+	Umask          uint32       `c:"umask"`
+	CwdOff         uint32       `c:"cwd_off"`
+	RootOff        uint32       `c:"root_off"`
+	CommOff        uint32       `c:"comm_off"`
+	PdeathSig      int32        `c:"pdeathsig"`
+	Dumpable       int32        `c:"dumpable"`
+	ChildSubreaper int32        `c:"child_subreaper"`
+	NoNewPrivs     int32        `c:"no_new_privs"`
+	SetCreds       uint32       `c:"set_creds"`
+	Uids           [4]uint32    `c:"uids"`
+	Gids           [4]uint32    `c:"gids"`
+	NrGroups       uint32       `c:"nr_groups"`
+	GroupsOff      uint32       `c:"groups_off"`
+	MaxFd          uint32       `c:"max_fd"`
+	Pad1           uint32
+}
+
+// Offsets of the words gocr watches while the restorer runs.
+const (
+	offState        = 16
+	offErr          = 20
+	offErrStep      = 24
+	offErrIndex     = 28
+	offRestorerBase = 32
+	offRestorerSize = 40
+)

@@ -1,0 +1,258 @@
+/*
+ * abi.h: the restore plan gocr (restorer/abi.go) hands to the restorer.
+ * One flat area in a memfd that both map shared: a fixed header, then
+ * arrays and a string table at the offsets the header gives. Fixed-width
+ * fields, explicit padding; every offset is asserted here and checked
+ * against the Go struct by restorer/abi_test.go.
+ */
+#ifndef GOCR_RESTORER_ABI_H
+#define GOCR_RESTORER_ABI_H
+
+#define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
+#define RST_VERSION 1
+
+#define RST_STATE_RUNNING 0
+#define RST_STATE_DONE 1
+#define RST_STATE_FAILED 2
+
+/* Restore steps, reported with a failure so gocr can say what failed. */
+#define RST_STEP_CLONE 1
+#define RST_STEP_FDS 2
+#define RST_STEP_HOLE 3
+#define RST_STEP_SPECIAL 4
+#define RST_STEP_UNMAP 5
+#define RST_STEP_MMAP 6
+#define RST_STEP_PAGES 7
+#define RST_STEP_MPROTECT 8
+#define RST_STEP_MM 9
+#define RST_STEP_SIGNALS 10
+#define RST_STEP_TIMERS 11
+#define RST_STEP_THREAD 12
+#define RST_STEP_FS 13
+#define RST_STEP_RLIMITS 14
+#define RST_STEP_CREDS 15
+#define RST_STEP_PENDING 16
+#define RST_STEP_PRCTL 17
+
+#define RST_VMA_ANON_PRIVATE 1
+#define RST_VMA_ANON_SHARED 2
+#define RST_VMA_FILE_PRIVATE 3
+#define RST_VMA_FILE_SHARED 4
+#define RST_VMA_VDSO 5
+#define RST_VMA_VVAR 6
+#define RST_VMA_VVAR_VCLOCK 7
+
+#define RST_MADV_HUGEPAGE 1
+#define RST_MADV_NOHUGEPAGE 2
+#define RST_MADV_DONTFORK 4
+#define RST_MADV_DONTDUMP 8
+#define RST_MADV_WIPEONFORK 16
+#define RST_MADV_MLOCK 32
+
+struct rst_vma {
+	u64 start;
+	u64 end;
+	u64 pgoff;
+	u32 prot;
+	u32 kind;
+	u32 mmap_flags; /* extra MAP_* flags: MAP_GROWSDOWN, MAP_NORESERVE */
+	u32 madv;       /* RST_MADV_* */
+	u32 path_off;   /* string table offset, file kinds */
+	u32 open_flags; /* O_RDONLY or O_RDWR */
+};
+BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
+BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
+BUILD_BUG_ON_OFFSET(struct rst_vma, pgoff, 16);
+BUILD_BUG_ON_OFFSET(struct rst_vma, prot, 24);
+BUILD_BUG_ON_OFFSET(struct rst_vma, kind, 28);
+BUILD_BUG_ON_OFFSET(struct rst_vma, mmap_flags, 32);
+BUILD_BUG_ON_OFFSET(struct rst_vma, madv, 36);
+BUILD_BUG_ON_OFFSET(struct rst_vma, path_off, 40);
+BUILD_BUG_ON_OFFSET(struct rst_vma, open_flags, 44);
+_Static_assert(sizeof(struct rst_vma) == 48, "rst_vma size");
+
+/* A run of pages in the page image, in image order. */
+struct rst_pages {
+	u64 vaddr;
+	u64 nr_pages;
+};
+_Static_assert(sizeof(struct rst_pages) == 16, "rst_pages size");
+
+struct rst_fd {
+	s32 target; /* fd number in the restored process */
+	s32 src;    /* fd number gocr passed it as */
+	u32 cloexec;
+	u32 pad0;
+};
+BUILD_BUG_ON_OFFSET(struct rst_fd, target, 0);
+BUILD_BUG_ON_OFFSET(struct rst_fd, src, 4);
+BUILD_BUG_ON_OFFSET(struct rst_fd, cloexec, 8);
+_Static_assert(sizeof(struct rst_fd) == 16, "rst_fd size");
+
+struct rst_siginfo {
+	u32 signo;
+	u32 shared; /* 1: process-wide pending, 0: the thread's own */
+	u8 info[128];
+};
+_Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
+
+struct rst_rlimit {
+	u32 resource;
+	u32 pad0;
+	u64 cur;
+	u64 max;
+};
+_Static_assert(sizeof(struct rst_rlimit) == 24, "rst_rlimit size");
+
+struct rst_sigaction {
+	u64 handler;
+	u64 flags;
+	u64 restorer;
+	u64 mask;
+};
+
+struct rst_itimer {
+	s64 interval_sec;
+	s64 interval_usec;
+	s64 value_sec;
+	s64 value_usec;
+};
+
+/* struct prctl_mm_map, include/uapi/linux/prctl.h */
+struct rst_mm_map {
+	u64 start_code;
+	u64 end_code;
+	u64 start_data;
+	u64 end_data;
+	u64 start_brk;
+	u64 brk;
+	u64 start_stack;
+	u64 arg_start;
+	u64 arg_end;
+	u64 env_start;
+	u64 env_end;
+	u64 auxv; /* pointer, filled in by the restorer */
+	u32 auxv_size;
+	u32 exe_fd; /* filled in by the restorer */
+};
+_Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
+
+#define RST_HOLE_CANDIDATES 8
+
+struct rst_args {
+	u64 magic;
+	u32 version;
+	u32 size;
+	u32 state; /* futex word: RST_STATE_* */
+	s32 err;   /* -errno of the failing call */
+	u32 err_step;
+	u32 err_index;
+	u64 restorer_base; /* where the restorer moved itself */
+	u64 restorer_size;
+	s32 pid;
+	s32 pages_fd;
+	u32 exe_path_off;
+	u32 nr_vmas;
+	u32 vmas_off;
+	u32 nr_pages;
+	u32 pages_off;
+	u32 nr_fds;
+	u32 fds_off;
+	u32 nr_siginfo;
+	u32 siginfo_off;
+	u32 nr_rlimits;
+	u32 rlimits_off;
+	u32 strtab_off;
+	u32 auxv_off;
+	u32 auxv_size;
+	u64 pages_data_off;
+	u64 hole_candidates[RST_HOLE_CANDIDATES];
+	u64 hole_size;
+	struct rst_mm_map mm;
+	struct rst_sigaction sigactions[64];
+	u64 altstack_sp;
+	s32 altstack_flags;
+	u32 pad0;
+	u64 altstack_size;
+	struct rst_itimer itimers[3];
+	u64 clear_child_tid;
+	u64 robust_list;
+	u64 robust_list_len;
+	u64 rseq_ptr;
+	u32 rseq_len;
+	u32 rseq_sig;
+	u32 personality;
+	u32 umask;
+	u32 cwd_off;
+	u32 root_off;
+	u32 comm_off;
+	s32 pdeathsig;
+	s32 dumpable;
+	s32 child_subreaper;
+	s32 no_new_privs;
+	u32 set_creds;
+	u32 uids[4]; /* real, effective, saved, fs */
+	u32 gids[4];
+	u32 nr_groups;
+	u32 groups_off;
+	u32 max_fd; /* highest fd number the plan uses, targets and sources */
+	u32 pad1;
+};
+BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
+BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
+BUILD_BUG_ON_OFFSET(struct rst_args, size, 12);
+BUILD_BUG_ON_OFFSET(struct rst_args, state, 16);
+BUILD_BUG_ON_OFFSET(struct rst_args, err, 20);
+BUILD_BUG_ON_OFFSET(struct rst_args, err_step, 24);
+BUILD_BUG_ON_OFFSET(struct rst_args, err_index, 28);
+BUILD_BUG_ON_OFFSET(struct rst_args, restorer_base, 32);
+BUILD_BUG_ON_OFFSET(struct rst_args, restorer_size, 40);
+BUILD_BUG_ON_OFFSET(struct rst_args, pid, 48);
+BUILD_BUG_ON_OFFSET(struct rst_args, pages_fd, 52);
+BUILD_BUG_ON_OFFSET(struct rst_args, exe_path_off, 56);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_vmas, 60);
+BUILD_BUG_ON_OFFSET(struct rst_args, vmas_off, 64);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_pages, 68);
+BUILD_BUG_ON_OFFSET(struct rst_args, pages_off, 72);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_fds, 76);
+BUILD_BUG_ON_OFFSET(struct rst_args, fds_off, 80);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_siginfo, 84);
+BUILD_BUG_ON_OFFSET(struct rst_args, siginfo_off, 88);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_rlimits, 92);
+BUILD_BUG_ON_OFFSET(struct rst_args, rlimits_off, 96);
+BUILD_BUG_ON_OFFSET(struct rst_args, strtab_off, 100);
+BUILD_BUG_ON_OFFSET(struct rst_args, auxv_off, 104);
+BUILD_BUG_ON_OFFSET(struct rst_args, auxv_size, 108);
+BUILD_BUG_ON_OFFSET(struct rst_args, pages_data_off, 112);
+BUILD_BUG_ON_OFFSET(struct rst_args, hole_candidates, 120);
+BUILD_BUG_ON_OFFSET(struct rst_args, hole_size, 184);
+BUILD_BUG_ON_OFFSET(struct rst_args, mm, 192);
+BUILD_BUG_ON_OFFSET(struct rst_args, sigactions, 296);
+BUILD_BUG_ON_OFFSET(struct rst_args, altstack_sp, 2344);
+BUILD_BUG_ON_OFFSET(struct rst_args, altstack_flags, 2352);
+BUILD_BUG_ON_OFFSET(struct rst_args, altstack_size, 2360);
+BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2368);
+BUILD_BUG_ON_OFFSET(struct rst_args, clear_child_tid, 2464);
+BUILD_BUG_ON_OFFSET(struct rst_args, robust_list, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, robust_list_len, 2480);
+BUILD_BUG_ON_OFFSET(struct rst_args, rseq_ptr, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, rseq_len, 2496);
+BUILD_BUG_ON_OFFSET(struct rst_args, rseq_sig, 2500);
+BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
+BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
+BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);
+BUILD_BUG_ON_OFFSET(struct rst_args, root_off, 2516);
+BUILD_BUG_ON_OFFSET(struct rst_args, comm_off, 2520);
+BUILD_BUG_ON_OFFSET(struct rst_args, pdeathsig, 2524);
+BUILD_BUG_ON_OFFSET(struct rst_args, dumpable, 2528);
+BUILD_BUG_ON_OFFSET(struct rst_args, child_subreaper, 2532);
+BUILD_BUG_ON_OFFSET(struct rst_args, no_new_privs, 2536);
+BUILD_BUG_ON_OFFSET(struct rst_args, set_creds, 2540);
+BUILD_BUG_ON_OFFSET(struct rst_args, uids, 2544);
+BUILD_BUG_ON_OFFSET(struct rst_args, gids, 2560);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_groups, 2576);
+BUILD_BUG_ON_OFFSET(struct rst_args, groups_off, 2580);
+BUILD_BUG_ON_OFFSET(struct rst_args, max_fd, 2584);
+_Static_assert(sizeof(struct rst_args) == 2592, "rst_args size");
+
+#endif

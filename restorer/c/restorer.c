@@ -1,0 +1,555 @@
+/*
+ * The restorer: a tiny static PIE that gocr runs from a memfd. It
+ *   1. clones the process to restore with clone3 set_tid (so it gets its
+ *      dumped PID) and CLONE_PARENT (so gocr, not this helper, is its
+ *      parent), and exits;
+ * and in that new process
+ *   2. puts the fds in place, moves itself (code, stack, the plan) into a
+ *      hole no dumped mapping uses, unmaps everything else, moves the
+ *      kernel's vDSO/vvar onto the dumped addresses, maps every dumped
+ *      VMA, reads pages straight from the page image into place, and
+ *      restores mm fields, signal dispositions, timers, per-thread kernel
+ *      state, fs state, limits, credentials and pending signals;
+ *   3. reports RST_STATE_DONE and waits. gocr then seizes it, unmaps the
+ *      restorer and sets the dumped registers and signal mask with ptrace.
+ * Any failure is reported in the plan (step, index, -errno) and the new
+ * process exits: gocr reaps it, nothing is left behind.
+ */
+#include "../../nolibc/nolibc.h"
+#include "abi.h"
+
+#define __NR_lseek 8
+#define SEEK_END 2
+#define PAGE_SIZE 4096UL
+#define PAGE_ALIGN(x) (((x) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+/* 47-bit user address space (arch/x86/include/asm/page_64_types.h,
+ * TASK_SIZE_MAX without 5-level paging). */
+#define TASK_SIZE 0x7ffffffff000UL
+#define RESTORER_STACK (256 * 1024UL)
+#define PARK_SIZE (1024 * 1024UL)
+
+#define CLONE_PARENT 0x00008000UL
+
+/* struct clone_args, include/uapi/linux/sched.h (CLONE_ARGS_SIZE_VER2) */
+struct clone_args {
+	u64 flags;
+	u64 pidfd;
+	u64 child_tid;
+	u64 parent_tid;
+	u64 exit_signal;
+	u64 stack;
+	u64 stack_size;
+	u64 tls;
+	u64 set_tid;
+	u64 set_tid_size;
+	u64 cgroup;
+};
+
+extern char __restorer_start[], __restorer_end[];
+
+static char maps_buf[64 * 1024];
+
+static void report(struct rst_args *a, u32 state)
+{
+	__atomic_store_n(&a->state, state, __ATOMIC_RELEASE);
+	futex_wake(&a->state);
+}
+
+static __attribute__((noreturn)) void fail(struct rst_args *a, u32 step, u32 index, long err)
+{
+	a->err = (s32)err;
+	a->err_step = step;
+	a->err_index = index;
+	report(a, RST_STATE_FAILED);
+	for (;;)
+		sys1(__NR_exit_group, 1);
+}
+
+#define CHECK(a, step, index, expr)                    \
+	do {                                           \
+		long __r = (long)(expr);               \
+		if (__r < 0 && __r > -4096)            \
+			fail(a, step, index, __r);     \
+	} while (0)
+
+static const char *str(struct rst_args *a, u32 off)
+{
+	return (const char *)a + a->strtab_off + off;
+}
+
+static u64 parse_hex(const char **p)
+{
+	u64 v = 0;
+	for (;;) {
+		char c = **p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (u64)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (u64)(c - 'a' + 10);
+		else
+			break;
+		(*p)++;
+	}
+	return v;
+}
+
+static int str_eq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return b[n] == 0;
+}
+
+struct special {
+	u32 kind;
+	u64 start, len;
+};
+
+/* The kernel's own special mappings of this process, from
+ * /proc/self/maps (man 5 proc); their set is data, not a fixed list. */
+static int find_specials(struct special *sp, int max)
+{
+	long fd = sys2(__NR_open, "/proc/self/maps", O_RDONLY);
+	if (fd < 0)
+		return (int)fd;
+	size_t len = 0;
+	for (;;) {
+		long n = sys3(__NR_read, fd, maps_buf + len, sizeof(maps_buf) - 1 - len);
+		if (n < 0) {
+			sys1(__NR_close, fd);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len >= sizeof(maps_buf) - 1)
+			break;
+	}
+	sys1(__NR_close, fd);
+	maps_buf[len] = 0;
+
+	int count = 0;
+	const char *p = maps_buf;
+	while (*p && count < max) {
+		const char *line = p;
+		while (*p && *p != '\n')
+			p++;
+		const char *eol = p;
+		if (*p)
+			p++;
+		const char *q = line;
+		u64 start = parse_hex(&q);
+		q++;
+		u64 end = parse_hex(&q);
+		/* the name starts at the first '[' on the line, if any */
+		const char *name = line;
+		while (name < eol && *name != '[')
+			name++;
+		if (name == eol)
+			continue;
+		size_t nlen = (size_t)(eol - name);
+		u32 kind = 0;
+		if (str_eq(name, "[vdso]", nlen))
+			kind = RST_VMA_VDSO;
+		else if (str_eq(name, "[vvar]", nlen))
+			kind = RST_VMA_VVAR;
+		else if (str_eq(name, "[vvar_vclock]", nlen))
+			kind = RST_VMA_VVAR_VCLOCK;
+		if (!kind)
+			continue;
+		sp[count].kind = kind;
+		sp[count].start = start;
+		sp[count].len = end - start;
+		count++;
+	}
+	return count;
+}
+
+static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
+{
+	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
+	struct special sp[8];
+	u64 park = hole + hole_size - PARK_SIZE;
+
+	/* Park the kernel's vDSO and vvar pages inside the hole so that
+	 * unmapping everything else keeps them. */
+	int nsp = find_specials(sp, 8);
+	if (nsp < 0)
+		fail(a, RST_STEP_SPECIAL, 0, nsp);
+	u64 off = 0;
+	for (int i = 0; i < nsp; i++) {
+		if (off + sp[i].len > PARK_SIZE)
+			fail(a, RST_STEP_SPECIAL, (u32)i, -EINVAL);
+		/* vdso_mremap (arch/x86/entry/vdso/vma.c) follows the vDSO,
+		 * so signal return trampolines keep working. */
+		CHECK(a, RST_STEP_SPECIAL, (u32)i,
+		      sys5(__NR_mremap, sp[i].start, sp[i].len, sp[i].len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   park + off));
+		sp[i].start = park + off;
+		off += sp[i].len;
+	}
+
+	/* Everything below and above the hole goes: the old image of this
+	 * helper, its stack, whatever gocr's exec left. */
+	CHECK(a, RST_STEP_UNMAP, 0, sys2(__NR_munmap, 0, hole));
+	CHECK(a, RST_STEP_UNMAP, 1, sys2(__NR_munmap, hole + hole_size, TASK_SIZE - (hole + hole_size)));
+
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		struct rst_vma *v = &vmas[i];
+		if (v->kind < RST_VMA_VDSO)
+			continue;
+		int found = 0;
+		for (int j = 0; j < nsp; j++) {
+			if (sp[j].kind != v->kind)
+				continue;
+			if (sp[j].len != v->end - v->start)
+				fail(a, RST_STEP_SPECIAL, i, -EINVAL);
+			CHECK(a, RST_STEP_SPECIAL, i,
+			      sys5(__NR_mremap, sp[j].start, sp[j].len, sp[j].len,
+				   MREMAP_MAYMOVE | MREMAP_FIXED, v->start));
+			sp[j].kind = 0;
+			found = 1;
+			break;
+		}
+		if (!found)
+			fail(a, RST_STEP_SPECIAL, i, -EINVAL);
+	}
+
+	/* Map every VMA writable first so its pages can be read in, then
+	 * give it its dumped protection. */
+	long cached_fd = -1;
+	u32 cached_path = ~0U, cached_flags = 0;
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		struct rst_vma *v = &vmas[i];
+		u64 len = v->end - v->start;
+		u32 prot = v->prot | PROT_WRITE;
+		long fd = -1;
+		u32 flags = MAP_FIXED | v->mmap_flags;
+		switch (v->kind) {
+		case RST_VMA_ANON_PRIVATE:
+			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+			break;
+		case RST_VMA_ANON_SHARED:
+			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			break;
+		case RST_VMA_FILE_PRIVATE:
+		case RST_VMA_FILE_SHARED:
+			if (cached_path != v->path_off || cached_flags != v->open_flags) {
+				if (cached_fd >= 0)
+					sys1(__NR_close, cached_fd);
+				cached_fd = sys2(__NR_open, str(a, v->path_off), v->open_flags | O_CLOEXEC);
+				if (cached_fd < 0)
+					fail(a, RST_STEP_MMAP, i, cached_fd);
+				cached_path = v->path_off;
+				cached_flags = v->open_flags;
+			}
+			fd = cached_fd;
+			if (v->kind == RST_VMA_FILE_SHARED) {
+				flags |= MAP_SHARED;
+				/* Writing through a shared mapping would change the
+				 * file; its pages are the file's, none are dumped. */
+				prot = v->prot;
+			} else {
+				flags |= MAP_PRIVATE;
+			}
+			break;
+		default:
+			continue;
+		}
+		long r = sys6(__NR_mmap, v->start, len, prot, flags, fd, v->pgoff);
+		if (r < 0 && r > -4096)
+			fail(a, RST_STEP_MMAP, i, r);
+		if ((u64)r != v->start)
+			fail(a, RST_STEP_MMAP, i, -EEXIST);
+	}
+	if (cached_fd >= 0)
+		sys1(__NR_close, cached_fd);
+
+	/* Pages come straight from the page image into place. */
+	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
+	u64 foff = a->pages_data_off;
+	for (u32 i = 0; i < a->nr_pages; i++) {
+		u64 addr = pr[i].vaddr;
+		u64 left = pr[i].nr_pages * PAGE_SIZE;
+		while (left > 0) {
+			long n = sys4(__NR_pread64, a->pages_fd, addr, left, foff);
+			if (n == -EINTR)
+				continue;
+			if (n < 0)
+				fail(a, RST_STEP_PAGES, i, n);
+			if (n == 0)
+				fail(a, RST_STEP_PAGES, i, -EINVAL);
+			addr += (u64)n;
+			foff += (u64)n;
+			left -= (u64)n;
+		}
+	}
+
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		struct rst_vma *v = &vmas[i];
+		u64 len = v->end - v->start;
+		if (v->kind > RST_VMA_FILE_SHARED)
+			continue;
+		if (v->kind != RST_VMA_FILE_SHARED && !(v->prot & PROT_WRITE))
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
+		/* madvise(2) advice values: include/uapi/asm-generic/mman-common.h */
+		if (v->madv & RST_MADV_HUGEPAGE)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 14));
+		if (v->madv & RST_MADV_NOHUGEPAGE)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 15));
+		if (v->madv & RST_MADV_DONTFORK)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 10));
+		if (v->madv & RST_MADV_DONTDUMP)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 16));
+		if (v->madv & RST_MADV_WIPEONFORK)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 18));
+		if (v->madv & RST_MADV_MLOCK)
+			CHECK(a, RST_STEP_MPROTECT, i, sys2(__NR_mlock, v->start, len));
+	}
+}
+
+struct kernel_stack_t {
+	u64 ss_sp;
+	s32 ss_flags;
+	s32 pad;
+	u64 ss_size;
+};
+
+struct rlimit64 {
+	u64 cur, max;
+};
+
+/* Runs at the new address with the plan in the hole. */
+static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
+{
+	a->restorer_base = hole;
+	a->restorer_size = hole_size;
+
+	restore_memory(a, hole, hole_size);
+	sys1(__NR_close, a->pages_fd);
+
+	/* mm fields: PR_SET_MM_MAP (kernel/sys.c prctl_set_mm_map) sets
+	 * code/data/brk/stack/arg/env bounds, the saved auxv and the exe link
+	 * in one call, validated by the kernel. */
+	long exe = sys2(__NR_open, str(a, a->exe_path_off), O_RDONLY | O_CLOEXEC);
+	if (exe < 0)
+		fail(a, RST_STEP_MM, 0, exe);
+	a->mm.auxv = (u64)((u8 *)a + a->auxv_off);
+	a->mm.auxv_size = a->auxv_size;
+	a->mm.exe_fd = (u32)exe;
+	CHECK(a, RST_STEP_MM, 1, sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0));
+	sys1(__NR_close, exe);
+	CHECK(a, RST_STEP_MM, 2, sys2(__NR_prctl, PR_SET_NAME, str(a, a->comm_off)));
+
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig == 9 || sig == 19) /* SIGKILL, SIGSTOP can't be changed */
+			continue;
+		CHECK(a, RST_STEP_SIGNALS, (u32)sig,
+		      sys4(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], NULL, 8));
+	}
+	/* SS_DISABLE is 2, SS_AUTODISARM 1<<31 (include/uapi/linux/signal.h);
+	 * SS_ONSTACK is a report, not a setting. */
+	if (!(a->altstack_flags & 2)) {
+		struct kernel_stack_t ss = {
+			.ss_sp = a->altstack_sp,
+			.ss_flags = a->altstack_flags & (s32)(1U << 31),
+			.ss_size = a->altstack_size,
+		};
+		CHECK(a, RST_STEP_SIGNALS, 0, sys2(__NR_sigaltstack, &ss, NULL));
+	}
+	for (int which = 0; which < 3; which++) {
+		struct rst_itimer *it = &a->itimers[which];
+		if (!it->value_sec && !it->value_usec)
+			continue;
+		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
+	}
+
+	sys1(__NR_set_tid_address, a->clear_child_tid);
+	if (a->robust_list)
+		CHECK(a, RST_STEP_THREAD, 0, sys2(__NR_set_robust_list, a->robust_list, a->robust_list_len));
+	if (a->rseq_ptr)
+		CHECK(a, RST_STEP_THREAD, 1, sys4(__NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig));
+
+	sys1(__NR_umask, a->umask);
+	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
+	const char *root = str(a, a->root_off);
+	if (!(root[0] == '/' && root[1] == 0))
+		CHECK(a, RST_STEP_FS, 1, sys1(__NR_chroot, root));
+
+	CHECK(a, RST_STEP_PRCTL, 0, sys2(__NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig));
+	CHECK(a, RST_STEP_PRCTL, 1, sys2(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper));
+	if (a->no_new_privs)
+		CHECK(a, RST_STEP_PRCTL, 2, sys5(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+
+	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
+	for (u32 i = 0; i < a->nr_rlimits; i++) {
+		struct rlimit64 lim = {rl[i].cur, rl[i].max};
+		CHECK(a, RST_STEP_RLIMITS, rl[i].resource, sys4(__NR_prlimit64, 0, rl[i].resource, &lim, NULL));
+	}
+	CHECK(a, RST_STEP_PRCTL, 3, sys1(__NR_personality, a->personality));
+
+	if (a->set_creds) {
+		CHECK(a, RST_STEP_CREDS, 0,
+		      sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
+		CHECK(a, RST_STEP_CREDS, 1, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
+		CHECK(a, RST_STEP_CREDS, 2, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
+	}
+	/* After a uid change the kernel clears dumpable; put the dumped
+	 * value back (man 2 prctl, PR_SET_DUMPABLE takes 0 or 1). */
+	if (a->dumpable == 0 || a->dumpable == 1)
+		CHECK(a, RST_STEP_PRCTL, 4, sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable));
+
+	/* Close every fd the plan does not keep. */
+	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, ~0U, 0));
+
+	/* Pending signals last: every signal is blocked here, so they stay
+	 * queued until gocr sets the dumped mask. Sending to ourselves may
+	 * carry any si_code (kernel/signal.c do_rt_sigqueueinfo). */
+	struct rst_siginfo *si = (struct rst_siginfo *)((u8 *)a + a->siginfo_off);
+	for (u32 i = 0; i < a->nr_siginfo; i++) {
+		if (si[i].shared)
+			CHECK(a, RST_STEP_PENDING, i,
+			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
+		else
+			CHECK(a, RST_STEP_PENDING, i,
+			      sys4(__NR_rt_tgsigqueueinfo, a->pid, a->pid, si[i].signo, si[i].info));
+	}
+
+	report(a, RST_STATE_DONE);
+	for (;;)
+		futex_wait(&a->state, RST_STATE_DONE);
+}
+
+/* Moves this code, a fresh stack and the plan into a hole that no dumped
+ * mapping uses, then continues there. Everything outside the hole is about
+ * to be replaced. All code is position-independent (checked at build: no
+ * dynamic relocations), so a byte copy runs anywhere. */
+static __attribute__((noreturn)) void relocate(struct rst_args *a, u64 args_size)
+{
+	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
+	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) + PARK_SIZE;
+	u64 size = a->hole_size;
+	if (size < need)
+		fail(a, RST_STEP_HOLE, 0, -EINVAL);
+	u64 hole = 0;
+	for (int i = 0; i < RST_HOLE_CANDIDATES && a->hole_candidates[i]; i++) {
+		long r = sys6(__NR_mmap, a->hole_candidates[i], size, PROT_READ | PROT_WRITE | PROT_EXEC,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (r == (long)a->hole_candidates[i]) {
+			hole = (u64)r;
+			break;
+		}
+		if (r >= 0)
+			sys2(__NR_munmap, r, size);
+	}
+	if (!hole)
+		fail(a, RST_STEP_HOLE, 1, -EEXIST);
+
+	nl_memcpy((void *)hole, __restorer_start, (size_t)(__restorer_end - __restorer_start));
+	u64 new_args = hole + image + RESTORER_STACK;
+	long r = sys5(__NR_mremap, a, args_size, args_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_args);
+	if (r < 0)
+		fail(a, RST_STEP_HOLE, 2, r);
+	a = (struct rst_args *)new_args;
+
+	u64 stage2 = hole + (u64)((char *)restore_stage2 - __restorer_start);
+	u64 stack_top = hole + image + RESTORER_STACK;
+	__asm__ volatile("mov %0, %%rsp\n"
+			 "call *%4\n"
+			 "ud2\n"
+			 :
+			 : "r"(stack_top), "D"(a), "S"(hole), "d"(size), "r"(stage2)
+			 : "memory");
+	__builtin_unreachable();
+}
+
+static void restore_fds(struct rst_args *a)
+{
+	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
+	long high = a->max_fd + 1;
+
+	/* Sources and targets may overlap: first move every source above
+	 * every number the plan uses, then dup into place. */
+	long pages = sys3(__NR_fcntl, a->pages_fd, F_DUPFD_CLOEXEC, high);
+	if (pages < 0)
+		fail(a, RST_STEP_FDS, 0, pages);
+	a->pages_fd = (s32)pages;
+	for (u32 i = 0; i < a->nr_fds; i++) {
+		long fd = sys3(__NR_fcntl, fds[i].src, F_DUPFD_CLOEXEC, high);
+		if (fd < 0)
+			fail(a, RST_STEP_FDS, i, fd);
+		fds[i].src = (s32)fd;
+	}
+	CHECK(a, RST_STEP_FDS, 0, sys3(__NR_close_range, 0, high - 1, 0));
+	for (u32 i = 0; i < a->nr_fds; i++)
+		CHECK(a, RST_STEP_FDS, i,
+		      sys3(__NR_dup3, fds[i].src, fds[i].target, fds[i].cloexec ? O_CLOEXEC : 0));
+	for (u32 i = 0; i < a->nr_fds; i++) {
+		int still_used = 0;
+		for (u32 j = i + 1; j < a->nr_fds; j++)
+			if (fds[j].src == fds[i].src)
+				still_used = 1;
+		if (!still_used)
+			sys1(__NR_close, fds[i].src);
+	}
+	/* The page image fd now sits above max_fd until the pages are in. */
+	a->max_fd = (u32)(high - 1);
+}
+
+static __attribute__((noreturn)) void restore_task(struct rst_args *a, u64 args_size)
+{
+	u64 all = ~0UL;
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+
+	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
+	/* RLIMIT_NOFILE (7) first: the dumped fds may need it. */
+	for (u32 i = 0; i < a->nr_rlimits; i++) {
+		if (rl[i].resource == 7) {
+			struct rlimit64 lim = {rl[i].cur, rl[i].max};
+			CHECK(a, RST_STEP_RLIMITS, 7, sys4(__NR_prlimit64, 0, 7, &lim, NULL));
+		}
+	}
+	restore_fds(a);
+	relocate(a, args_size);
+}
+
+void restorer_main(u64 *sp)
+{
+	(void)sp;
+	/* fd 3 is the plan (restorer/exec.go). */
+	long size = sys3(__NR_lseek, 3, 0, SEEK_END);
+	if (size < (long)sizeof(struct rst_args))
+		sys1(__NR_exit_group, 100);
+	long m = sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
+	if (m < 0 && m > -4096)
+		sys1(__NR_exit_group, 101);
+	struct rst_args *a = (struct rst_args *)m;
+	if (a->magic != RST_MAGIC || a->version != RST_VERSION || a->size != (u64)size)
+		sys1(__NR_exit_group, 102);
+	sys1(__NR_close, 3);
+
+	s32 tid = a->pid;
+	struct clone_args ca = {
+		.flags = CLONE_PARENT,
+		.set_tid = (u64)&tid,
+		.set_tid_size = 1,
+	};
+	/* Without CLONE_VM and with no new stack, the child runs on a copy
+	 * of this stack, like fork(2) (man 2 clone3). */
+	long pid = sys2(__NR_clone3, &ca, sizeof(ca));
+	if (pid < 0)
+		fail(a, RST_STEP_CLONE, 0, pid);
+	if (pid > 0)
+		sys1(__NR_exit_group, 0);
+	restore_task(a, (u64)size);
+}
+
+__asm__(".section .text.entry,\"ax\",@progbits\n"
+	".globl _start\n"
+	"_start:\n"
+	"	mov %rsp, %rdi\n"
+	"	andq $-16, %rsp\n"
+	"	call restorer_main\n"
+	"	ud2\n"
+	".previous\n");

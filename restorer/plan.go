@@ -1,0 +1,283 @@
+//go:build linux
+
+package restorer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+
+	gocrpb "gocr/proto"
+)
+
+const pageSize = 4096
+
+// plan is the restore plan for one process, built from its images and
+// encoded into the flat layout the restorer reads (restorer/c/abi.h).
+type plan struct {
+	args    rstArgs
+	vmas    []rstVma
+	pages   []rstPages
+	fds     []rstFd
+	sigs    []rstSiginfo
+	rlimits []rstRlimit
+	groups  []uint32
+	auxv    []byte
+	strtab  bytes.Buffer
+	strOff  map[string]uint32
+}
+
+func (p *plan) str(s string) uint32 {
+	if off, ok := p.strOff[s]; ok {
+		return off
+	}
+	off := uint32(p.strtab.Len())
+	p.strtab.WriteString(s)
+	p.strtab.WriteByte(0)
+	p.strOff[s] = off
+	return off
+}
+
+// madvFlags maps smaps VmFlags mnemonics (fs/proc/task_mmu.c
+// show_smap_vma_flags) to what the restorer must re-apply.
+var madvFlags = map[string]uint32{
+	"hg": rstMadvHugepage, "nh": rstMadvNohugepage, "dc": rstMadvDontfork,
+	"dd": rstMadvDontdump, "wf": rstMadvWipeonfork, "lo": rstMadvMlock,
+}
+
+var vmaKinds = map[gocrpb.VmaKind]uint32{
+	gocrpb.VmaKind_VMA_ANON_PRIVATE: rstVmaAnonPrivate, gocrpb.VmaKind_VMA_ANON_SHARED: rstVmaAnonShared,
+	gocrpb.VmaKind_VMA_FILE_PRIVATE: rstVmaFilePrivate, gocrpb.VmaKind_VMA_FILE_SHARED: rstVmaFileShared,
+	gocrpb.VmaKind_VMA_VDSO: rstVmaVdso, gocrpb.VmaKind_VMA_VVAR: rstVmaVvar,
+	gocrpb.VmaKind_VMA_VVAR_VCLOCK: rstVmaVvarVclock,
+}
+
+func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pagesDataOff int64) (*plan, error) {
+	p := &plan{strOff: map[string]uint32{}}
+	a := &p.args
+	a.Magic = rstMagic
+	a.Version = rstVersion
+	a.Pid = task.Pid
+	a.PagesDataOff = uint64(pagesDataOff)
+
+	for i, v := range mm.Vmas {
+		kind, ok := vmaKinds[v.Kind]
+		if !ok {
+			return nil, fmt.Errorf("mapping %d (%#x-%#x): unknown kind %v", i, v.Start, v.End, v.Kind)
+		}
+		if v.Start >= v.End || v.Start%pageSize != 0 || v.End%pageSize != 0 {
+			return nil, fmt.Errorf("mapping %d: bad bounds %#x-%#x", i, v.Start, v.End)
+		}
+		if i > 0 && v.Start < mm.Vmas[i-1].End {
+			return nil, fmt.Errorf("mapping %d (%#x-%#x) overlaps the one before", i, v.Start, v.End)
+		}
+		rv := rstVma{Start: v.Start, End: v.End, Pgoff: v.Pgoff, Prot: v.Prot, Kind: kind}
+		for _, f := range v.VmFlags {
+			rv.Madv |= madvFlags[f]
+			switch f {
+			case "gd":
+				rv.MmapFlags |= unix.MAP_GROWSDOWN
+			case "nr":
+				rv.MmapFlags |= unix.MAP_NORESERVE
+			}
+		}
+		if kind == rstVmaFilePrivate || kind == rstVmaFileShared {
+			if v.File == nil {
+				return nil, fmt.Errorf("mapping %d (%#x-%#x): file mapping without a file", i, v.Start, v.End)
+			}
+			rv.PathOff = p.str(v.File.Path)
+			rv.OpenFlags = unix.O_RDONLY
+			if kind == rstVmaFileShared && hasFlag(v.VmFlags, "mw") {
+				rv.OpenFlags = unix.O_RDWR
+			}
+		}
+		p.vmas = append(p.vmas, rv)
+	}
+
+	// Every page range must lie inside a mapping that takes pages.
+	for i, r := range ranges {
+		if r.NrPages == 0 || r.Vaddr%pageSize != 0 {
+			return nil, fmt.Errorf("page range %d: bad range %#x+%d pages", i, r.Vaddr, r.NrPages)
+		}
+		end := r.Vaddr + r.NrPages*pageSize
+		v := findVma(mm.Vmas, r.Vaddr)
+		if v == nil || end > v.End || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
+			return nil, fmt.Errorf("page range %d (%#x+%d pages) is not inside a mapping that holds pages", i, r.Vaddr, r.NrPages)
+		}
+		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages})
+	}
+
+	a.ExePathOff = p.str(mm.Exe.GetPath())
+	a.Mm = rstMmMap{
+		StartCode: mm.StartCode, EndCode: mm.EndCode, StartData: mm.StartData, EndData: mm.EndData,
+		StartBrk: mm.StartBrk, Brk: mm.Brk, StartStack: mm.StartStack, ArgStart: mm.ArgStart,
+		ArgEnd: mm.ArgEnd, EnvStart: mm.EnvStart, EnvEnd: mm.EnvEnd,
+	}
+	p.auxv = mm.Auxv
+	// saved_auxv holds AT_VECTOR_SIZE longs (include/linux/mm_types.h);
+	// PR_SET_MM_MAP refuses more.
+	if len(p.auxv) > 2*(2+20+1)*8*2 || len(p.auxv)%16 != 0 {
+		return nil, fmt.Errorf("auxv of %d bytes is malformed", len(p.auxv))
+	}
+
+	if len(task.Threads) != 1 {
+		return nil, fmt.Errorf("%d threads: multithreaded processes are not supported yet", len(task.Threads))
+	}
+	th := task.Threads[0]
+	for _, sa := range task.Sigactions {
+		if sa.Signo < 1 || sa.Signo > 64 {
+			return nil, fmt.Errorf("sigaction for invalid signal %d", sa.Signo)
+		}
+		a.Sigactions[sa.Signo-1] = rstSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
+	}
+	if ss := th.Sigaltstack; ss != nil {
+		a.AltstackSp, a.AltstackFlags, a.AltstackSize = ss.Sp, ss.Flags, ss.Size
+	} else {
+		a.AltstackFlags = 2 // SS_DISABLE
+	}
+	for _, it := range task.Itimers {
+		if it.Which > 2 {
+			return nil, fmt.Errorf("itimer %d: invalid", it.Which)
+		}
+		a.Itimers[it.Which] = rstItimer{
+			IntervalSec: it.IntervalUs / 1e6, IntervalUsec: it.IntervalUs % 1e6,
+			ValueSec: it.ValueUs / 1e6, ValueUsec: it.ValueUs % 1e6,
+		}
+	}
+	a.ClearChildTid = th.ClearChildTid
+	a.RobustList, a.RobustListLen = th.RobustList, th.RobustListLen
+	if r := th.Rseq; r != nil {
+		a.RseqPtr, a.RseqLen, a.RseqSig = r.AbiPointer, r.AbiSize, r.Signature
+	}
+	a.Personality = task.Personality
+	a.Umask = task.Umask
+	a.CwdOff = p.str(task.Cwd)
+	a.RootOff = p.str(task.Root)
+	a.CommOff = p.str(task.Comm)
+	if f := task.Flags; f != nil {
+		a.PdeathSig = f.PdeathSignal
+		a.Dumpable = 0
+		if f.Dumpable {
+			a.Dumpable = 1
+		}
+		if f.ChildSubreaper {
+			a.ChildSubreaper = 1
+		}
+		if f.NoNewPrivs {
+			a.NoNewPrivs = 1
+		}
+	} else {
+		a.Dumpable = 1
+	}
+	if c := task.Creds; c != nil {
+		a.Uids = [4]uint32{c.Ruid, c.Euid, c.Suid, c.Fsuid}
+		a.Gids = [4]uint32{c.Rgid, c.Egid, c.Sgid, c.Fsgid}
+		for _, id := range append(a.Uids[:], a.Gids[:]...) {
+			if id != 0 {
+				a.SetCreds = 1
+			}
+		}
+		if a.SetCreds == 1 {
+			p.groups = c.Groups
+		}
+	}
+	for _, si := range th.Pending {
+		s, err := siginfo(si, false)
+		if err != nil {
+			return nil, err
+		}
+		p.sigs = append(p.sigs, s)
+	}
+	for _, si := range task.SharedPending {
+		s, err := siginfo(si, true)
+		if err != nil {
+			return nil, err
+		}
+		p.sigs = append(p.sigs, s)
+	}
+	for _, rl := range task.Rlimits {
+		if rl.Resource >= 16 {
+			return nil, fmt.Errorf("rlimit %d: unknown resource", rl.Resource)
+		}
+		p.rlimits = append(p.rlimits, rstRlimit{Resource: rl.Resource, Cur: rl.Cur, Max: rl.Max})
+	}
+	return p, nil
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+func findVma(vmas []*gocrpb.Vma, addr uint64) *gocrpb.Vma {
+	i := sort.Search(len(vmas), func(i int) bool { return vmas[i].End > addr })
+	if i < len(vmas) && vmas[i].Start <= addr {
+		return vmas[i]
+	}
+	return nil
+}
+
+func siginfo(si *gocrpb.SigInfo, shared bool) (rstSiginfo, error) {
+	var s rstSiginfo
+	if si.Signo < 1 || si.Signo > 64 || len(si.Siginfo) != 128 {
+		return s, fmt.Errorf("pending signal %d: malformed siginfo", si.Signo)
+	}
+	s.Signo = si.Signo
+	if shared {
+		s.Shared = 1
+	}
+	copy(s.Info[:], si.Siginfo)
+	return s, nil
+}
+
+// encode lays the plan out: header, arrays, string table, each 8-byte
+// aligned, the whole rounded to a page.
+func (p *plan) encode() ([]byte, error) {
+	var body bytes.Buffer
+	hdr := binary.Size(p.args)
+	place := func(v any, n int) uint32 {
+		for (hdr+body.Len())%8 != 0 {
+			body.WriteByte(0)
+		}
+		off := uint32(hdr + body.Len())
+		if n > 0 {
+			binary.Write(&body, binary.LittleEndian, v)
+		}
+		return off
+	}
+	a := &p.args
+	a.NrVmas, a.VmasOff = uint32(len(p.vmas)), place(p.vmas, len(p.vmas))
+	a.NrPages, a.PagesOff = uint32(len(p.pages)), place(p.pages, len(p.pages))
+	a.NrFds, a.FdsOff = uint32(len(p.fds)), place(p.fds, len(p.fds))
+	a.NrSiginfo, a.SiginfoOff = uint32(len(p.sigs)), place(p.sigs, len(p.sigs))
+	a.NrRlimits, a.RlimitsOff = uint32(len(p.rlimits)), place(p.rlimits, len(p.rlimits))
+	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
+	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
+	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())
+	total := hdr + body.Len()
+	total = (total + pageSize - 1) &^ (pageSize - 1)
+	if total > 1<<31 {
+		return nil, fmt.Errorf("restore plan of %d bytes is too large", total)
+	}
+	a.Size = uint32(total)
+	var out bytes.Buffer
+	out.Grow(total)
+	if err := binary.Write(&out, binary.LittleEndian, a); err != nil {
+		return nil, err
+	}
+	out.Write(body.Bytes())
+	for out.Len() < total {
+		out.WriteByte(0)
+	}
+	return out.Bytes(), nil
+}
+
+var _ = os.Getpid
