@@ -18,7 +18,7 @@ PROTO_GEN     := proto/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test demo deps
 
 all: build
 
@@ -119,8 +119,27 @@ verify-blobs:
 # Every check that a committed generated file matches its source.
 verify-generated: verify-proto verify-blobs
 
+# deps installs what building and testing need on a fresh Debian machine:
+# gcc and binutils for the blobs and the test targets, python3 for the
+# Python target. Only what is missing, so a ready machine skips apt.
+deps:
+	@missing=""; \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update && apt-get install -y $$missing; \
+	fi
+
 build:
 	$(GO) build -o $(BINARY) .
 
-test:
-	$(GO) test ./...
+# demo: a counter is dumped, killed and restored with the same PID.
+demo: deps build
+	./scripts/demo.sh
+
+# test: the whole suite, as CI runs it (integration tests need root).
+test: deps tools verify-generated
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
