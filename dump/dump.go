@@ -517,6 +517,7 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		}
 		files.Fds = append(files.Fds, f)
 	}
+	markShared(pid, files)
 	return files, nil
 }
 

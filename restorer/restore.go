@@ -115,15 +115,28 @@ func Run(opts Options) (*Result, error) {
 	}
 	defer func() {
 		for _, f := range sources {
-			f.Close()
+			if f != nil {
+				f.Close()
+			}
 		}
 	}()
 	// fd 3 is the plan, 4 the page image, 5.. the fd sources
 	// (exec.Cmd.ExtraFiles[i] becomes fd 3+i).
 	p.args.PagesFd = 4
 	maxFd := int32(4 + len(sources))
+	srcOf := map[int32]int32{}
 	for i, f := range files.Fds {
-		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: int32(5 + i), Cloexec: b2u(f.Cloexec)})
+		src := int32(5 + i)
+		if f.SharedWith >= 0 {
+			// One open file description, as in the dumped process.
+			s, ok := srcOf[f.SharedWith]
+			if !ok {
+				return nil, fmt.Errorf("restore pid %d: fd %d shares a file with fd %d, which is not in the image", pid, f.Fd, f.SharedWith)
+			}
+			src = s
+		}
+		srcOf[f.Fd] = src
+		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: src, Cloexec: b2u(f.Cloexec)})
 		maxFd = max(maxFd, f.Fd)
 	}
 	p.args.MaxFd = uint32(maxFd)
@@ -262,12 +275,19 @@ func openFds(files *gocrpb.Files, opts Options) ([]*os.File, error) {
 	var out []*os.File
 	fail := func(err error) ([]*os.File, error) {
 		for _, f := range out {
-			f.Close()
+			if f != nil {
+				f.Close()
+			}
 		}
 		return nil, err
 	}
 	for _, fd := range files.Fds {
 		var f *os.File
+		if fd.SharedWith >= 0 {
+			// Opened once, for the lower fd; this slot stays unused.
+			out = append(out, nil)
+			continue
+		}
 		switch fd.Kind {
 		case gocrpb.FdKind_FD_INHERIT:
 			std := []*os.File{opts.Stdin, opts.Stdout, opts.Stderr}
