@@ -59,6 +59,8 @@ type rstVma struct {
 	Madv      uint32 `c:"madv"`
 	PathOff   uint32 `c:"path_off"`
 	OpenFlags uint32 `c:"open_flags"`
+	MapProt   uint32 `c:"map_prot"`
+	Pad0      uint32
 }
 
 type rstPages struct {

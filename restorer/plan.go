@@ -97,6 +97,31 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 		}
 		p.vmas = append(p.vmas, rv)
 	}
+	// How each VMA is first mapped decides whether the kernel accounts it
+	// as writable (VM_ACCOUNT, smaps "ac"; mm/mmap.c accountable_mapping),
+	// and two neighbours that differ only in that never merge. So an
+	// accounted VMA is mapped writable and mprotected afterwards, exactly
+	// as its process did, and an unaccounted one that needs its pages
+	// written in is mapped MAP_NORESERVE, which writes without accounting.
+	// Then /proc/PID/maps comes back with the dumped boundaries.
+	hasPages := map[int]bool{}
+	for _, r := range ranges {
+		if i := findVmaIndex(mm.Vmas, r.Vaddr); i >= 0 {
+			hasPages[i] = true
+		}
+	}
+	for i, v := range mm.Vmas {
+		rv := &p.vmas[i]
+		rv.MapProt = v.Prot
+		switch {
+		case rv.Kind == rstVmaFileShared || rv.Kind >= rstVmaVdso:
+		case hasFlag(v.VmFlags, "ac"):
+			rv.MapProt |= unix.PROT_WRITE
+		case hasPages[i]:
+			rv.MapProt |= unix.PROT_WRITE
+			rv.MmapFlags |= unix.MAP_NORESERVE
+		}
+	}
 
 	// Every page range must lie inside a mapping that takes pages.
 	for i, r := range ranges {
@@ -218,11 +243,18 @@ func hasFlag(flags []string, f string) bool {
 }
 
 func findVma(vmas []*gocrpb.Vma, addr uint64) *gocrpb.Vma {
-	i := sort.Search(len(vmas), func(i int) bool { return vmas[i].End > addr })
-	if i < len(vmas) && vmas[i].Start <= addr {
+	if i := findVmaIndex(vmas, addr); i >= 0 {
 		return vmas[i]
 	}
 	return nil
+}
+
+func findVmaIndex(vmas []*gocrpb.Vma, addr uint64) int {
+	i := sort.Search(len(vmas), func(i int) bool { return vmas[i].End > addr })
+	if i < len(vmas) && vmas[i].Start <= addr {
+		return i
+	}
+	return -1
 }
 
 func siginfo(si *gocrpb.SigInfo, shared bool) (rstSiginfo, error) {

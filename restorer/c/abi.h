@@ -59,6 +59,8 @@ struct rst_vma {
 	u32 madv;       /* RST_MADV_* */
 	u32 path_off;   /* string table offset, file kinds */
 	u32 open_flags; /* O_RDONLY or O_RDWR */
+	u32 map_prot;   /* protection to map with before the pages are in */
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
 BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
@@ -69,7 +71,8 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, mmap_flags, 32);
 BUILD_BUG_ON_OFFSET(struct rst_vma, madv, 36);
 BUILD_BUG_ON_OFFSET(struct rst_vma, path_off, 40);
 BUILD_BUG_ON_OFFSET(struct rst_vma, open_flags, 44);
-_Static_assert(sizeof(struct rst_vma) == 48, "rst_vma size");
+BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
+_Static_assert(sizeof(struct rst_vma) == 56, "rst_vma size");
 
 /* A run of pages in the page image, in image order. */
 struct rst_pages {

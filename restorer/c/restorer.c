@@ -216,14 +216,15 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			fail(a, RST_STEP_SPECIAL, i, -EINVAL);
 	}
 
-	/* Map every VMA writable first so its pages can be read in, then
-	 * give it its dumped protection. */
+	/* Map every VMA with the protection gocr chose (writable where pages
+	 * must be read in, or where the kernel had accounted it as writable),
+	 * then give it its dumped protection. */
 	long cached_fd = -1;
 	u32 cached_path = ~0U, cached_flags = 0;
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
 		u64 len = v->end - v->start;
-		u32 prot = v->prot | PROT_WRITE;
+		u32 prot = v->map_prot;
 		long fd = -1;
 		u32 flags = MAP_FIXED | v->mmap_flags;
 		switch (v->kind) {
@@ -291,7 +292,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		u64 len = v->end - v->start;
 		if (v->kind > RST_VMA_FILE_SHARED)
 			continue;
-		if (v->kind != RST_VMA_FILE_SHARED && !(v->prot & PROT_WRITE))
+		if (v->kind != RST_VMA_FILE_SHARED && v->map_prot != v->prot)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
 		/* madvise(2) advice values: include/uapi/asm-generic/mman-common.h */
 		if (v->madv & RST_MADV_HUGEPAGE)

@@ -1,0 +1,201 @@
+//go:build linux
+
+package test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestTargetsDetectCorruption proves that the targets can fail: each case
+// damages one piece of a ready target's state from outside with gdb (the
+// kind of damage a faulty restore would do) and requires the target to
+// report FAIL naming it. A target that passes here checks nothing. No gocr
+// is involved, so this runs in standalone mode too.
+func TestTargetsDetectCorruption(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: gdb attaches to targets it did not start (CAP_SYS_PTRACE)")
+	}
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("needs gdb to corrupt target state: %v", err)
+	}
+	// A blocked syscall that is interrupted by a stop returns an
+	// -ERESTART* code in rax (include/linux/errno.h); replacing it with
+	// -EINTR makes the syscall fail the way a restore that forgot to
+	// restart it would.
+	fakeEINTR := []string{"set var $rax = -4"}
+	counterSkew := []string{"frame function main", "set var counter = counter + 3", "set var got_term = 1"}
+
+	cases := []struct {
+		name, target string
+		dirArg       bool
+		stdinPipe    bool
+		gdb          func(t *testing.T, tg *target) []string
+		after        func(t *testing.T, tg *target, w *os.File)
+		want         string
+	}{
+		// A counter that jumps stays self-consistent (the harness's log
+		// check catches the gap), so the flag is raised in the same stop:
+		// the target checks before writing the next line.
+		{name: "Counter", target: "counter", gdb: fixed(counterSkew...),
+			want: "line before stdout's offset"},
+		{name: "StaticCounter", target: "counter-static", gdb: fixed(counterSkew...),
+			want: "line before stdout's offset"},
+		{name: "MemoryHeapPage", target: "memory", dirArg: true,
+			gdb: func(t *testing.T, tg *target) []string {
+				heap := mappingStart(t, tg.pid, "[heap]")
+				// MADV_DONTNEED (4) drops the page: it reads back as zero.
+				return []string{fmt.Sprintf("call (int)madvise((void*)%#x, 4096, 4)", heap+1<<20)}
+			},
+			want: "heap: word at"},
+		{name: "MemoryLayout", target: "memory", dirArg: true,
+			gdb:  fixed("call (void*)mmap(0, 4096, 3, 0x22, -1, 0)"),
+			want: "/proc/self/maps line"},
+		{name: "FdOffset", target: "fds", dirArg: true,
+			gdb:  fixed("call (long)lseek(77, 1, 1)"),
+			want: "fd 77 (high) offset is 556, want 555"},
+		{name: "Umask", target: "fds", dirArg: true,
+			gdb:  fixed("call (int)umask(022)"),
+			want: "umask is 022"},
+		{name: "PendingSignal", target: "signals",
+			gdb:  fixed("call (int)kill((int)getpid(), 28)"),
+			want: "pending set"},
+		{name: "Disposition", target: "signals",
+			gdb:  fixed("call (long)signal(1, (void*)1)"),
+			want: "signal 1 handler"},
+		{name: "SleeperEINTR", target: "sleeper", gdb: fixed(fakeEINTR...),
+			want: "nanosleep 1 returned Interrupted system call"},
+		{name: "PauserEINTR", target: "pauser", gdb: fixed(fakeEINTR...),
+			want: "pause returned -1 (Interrupted system call) before SIGTERM"},
+		{name: "PipeEINTR", target: "pipe_reader", stdinPipe: true, gdb: fixed(fakeEINTR...),
+			want: "read(stdin) after 0 bytes: Interrupted system call"},
+		{name: "PipeData", target: "pipe_reader", stdinPipe: true,
+			after: func(t *testing.T, tg *target, w *os.File) {
+				if _, err := w.Write([]byte("hellp\n")); err != nil {
+					t.Fatal(err)
+				}
+				w.Close()
+			},
+			want: `read 6 bytes "hellp`},
+		{name: "RegisterR13", target: "regs", gdb: fixed("set var $r13 = 0"),
+			want: "r13 is 0,"},
+		{name: "RegisterMXCSR", target: "regs", gdb: fixed("set var $mxcsr = 0x1f80"),
+			want: "mxcsr is 0x1f80"},
+		// gdb 13 writes AVX-512 state at Intel's fixed XSAVE offsets,
+		// which this CPU does not use (CPUID leaf 0xD gives the real
+		// ones), so the register it hits is not the one named; only
+		// "some vector register changed" is asserted.
+		{name: "RegisterVector", target: "regs", gdb: fixed("set var $zmm17.v8_int64[3] = 5"),
+			want: "mm"},
+		{name: "PythonHeap", target: "pystate",
+			gdb: fixed(
+				"set $g = (int)PyGILState_Ensure()",
+				`call (int)PyRun_SimpleString("import __main__; __main__.values[5] += 1")`,
+				"call (void)PyGILState_Release($g)"),
+			want: "list[5] is"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := startOpts{settle: 200 * time.Millisecond}
+			if c.dirArg {
+				o.args = []string{t.TempDir()}
+			}
+			var w *os.File
+			if c.stdinPipe {
+				r, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close(); pw.Close() })
+				o.stdin, w = r, pw
+			}
+			tg := startTargetOpts(t, c.target, o)
+			if c.gdb != nil {
+				runGDB(t, tg, c.gdb(t, tg))
+			}
+			if c.after != nil {
+				c.after(t, tg, w)
+			}
+			expectFail(t, tg, c.want)
+		})
+	}
+}
+
+func fixed(cmds ...string) func(*testing.T, *target) []string {
+	return func(*testing.T, *target) []string { return cmds }
+}
+
+// runGDB attaches gdb to the target, runs cmds and detaches.
+func runGDB(t *testing.T, tg *target, cmds []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := []string{"-nx", "-batch", "-p", strconv.Itoa(tg.pid)}
+	for _, c := range cmds {
+		args = append(args, "-ex", c)
+	}
+	out, err := exec.CommandContext(ctx, "gdb", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gdb %q: %v\n%s", cmds, err, out)
+	}
+	// Some corruptions make the target report at once; whether it did
+	// so properly is up to expectFail.
+	t.Logf("gdb output:\n%s", out)
+}
+
+// expectFail asks the target for its verdict and requires a FAIL that
+// contains want, and exit status 1.
+func expectFail(t *testing.T, tg *target, want string) {
+	t.Helper()
+	// The pidfd-backed handle: the target may already have reported and
+	// exited.
+	if err := tg.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatalf("SIGTERM pid %d: %v", tg.pid, err)
+	}
+	v := waitResult(t, tg, tg.pid)
+	if !strings.HasPrefix(v, "FAIL: ") || !strings.Contains(v, want) {
+		t.Fatalf("target %s verdict %q, want a FAIL containing %q\n%s", tg.name, v, want, tg.diagnostics())
+	}
+	select {
+	case <-tg.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("target %s did not exit after reporting", tg.name)
+	}
+	if code := tg.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("target %s reported FAIL but exited with %v, want 1", tg.name, tg.cmd.ProcessState)
+	}
+}
+
+// mappingStart returns the start address of the mapping named name in
+// /proc/PID/maps.
+func mappingStart(t *testing.T, pid int, name string) uint64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 6 && fields[5] == name {
+			start, _, _ := strings.Cut(fields[0], "-")
+			v, err := strconv.ParseUint(start, 16, 64)
+			if err != nil {
+				t.Fatalf("parse maps line %q: %v", sc.Text(), err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no %s mapping in /proc/%d/maps", name, pid)
+	return 0
+}
