@@ -8,6 +8,7 @@
 package dump
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -54,6 +55,8 @@ func Run(opts Options) (err error) {
 		}
 	}()
 
+	start := time.Now()
+	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
 	if err := t.Seize(pid); err != nil {
@@ -70,6 +73,7 @@ func Run(opts Options) (err error) {
 		t.Detach(pid, 0)
 		return fmt.Errorf("freeze pid %d: %w", pid, err)
 	}
+	frozen := time.Now()
 	// From here on the process is frozen; every error path releases it
 	// as it was, with any signal it was about to take.
 	released := false
@@ -98,48 +102,75 @@ func Run(opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", pid, err)
 	}
 
-	pages, err := dumpMemory(t, pid, dir, st)
+	mem, err := captureMemory(t, pid, dir, st)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", pid, err)
 	}
-
-	if err := dir.WriteTask(st.task); err != nil {
+	stats.MemoryNs = time.Since(start).Nanoseconds()
+	stats.PagesBytes = mem.written
+	// Everything is captured and the process is cured: with
+	// --leave-running it goes on now, while the images are synced.
+	if opts.LeaveRunning {
+		release()
+		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+	}
+	if err := writeImages(dir, pid, st, mem, opts.Version); err != nil {
 		return fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+	if !opts.LeaveRunning {
+		// The images are complete and synced: only now may the
+		// process go.
+		released = true
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+			return fmt.Errorf("kill pid %d after dump: %w", pid, err)
+		}
+		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+		waitGone(t, pid)
+	}
+	stats.TotalNs = time.Since(start).Nanoseconds()
+	writeStats(opts.Dir, &stats)
+	return nil
+}
+
+func writeImages(dir *images.Dir, pid int, st *state, mem *capturedMemory, version string) error {
+	if err := mem.finish(pid, dir); err != nil {
+		return err
+	}
+	if err := dir.WriteTask(st.task); err != nil {
+		return err
 	}
 	if err := dir.WriteMm(st.mm); err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
+		return err
 	}
 	if err := dir.WriteFiles(st.files); err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
+		return err
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
-	inv := &gocrpb.Inventory{
+	return dir.WriteInventory(&gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
-		GocrVersion:    opts.Version,
+		GocrVersion:    version,
 		RootPid:        int32(pid),
 		Pids:           []int32{int32(pid)},
 		DumpTimeUnixNs: time.Now().UnixNano(),
 		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
 		Xcr0:           ptrace.XCR0(st.task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
-	}
-	_ = pages
-	if err := dir.WriteInventory(inv); err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
-	}
+	})
+}
 
-	// The images are complete and synced: only now may the process go.
-	if opts.LeaveRunning {
-		release()
-		return nil
-	}
-	released = true
-	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
-		return fmt.Errorf("kill pid %d after dump: %w", pid, err)
-	}
-	waitGone(t, pid)
-	return nil
+// Stats is what a dump measured, written to stats-dump.json in the image
+// directory (not an image: informational, for benchmarks and users).
+type Stats struct {
+	FrozenNs   int64 `json:"frozen_ns"`   // from the freeze until the process ran on or was killed
+	MemoryNs   int64 `json:"memory_ns"`   // from the start until memory was captured
+	TotalNs    int64 `json:"total_ns"`    // the whole dump, images synced
+	PagesBytes int64 `json:"pages_bytes"` // page data written
+}
+
+func writeStats(dir string, s *Stats) {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	os.WriteFile(filepath.Join(dir, "stats-dump.json"), append(b, '\n'), 0o600)
 }
 
 // waitGone waits until the killed tracee has exited, so that when gocr

@@ -80,24 +80,33 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 	return runs, nil
 }
 
-// dumpMemory writes the page map and the page image. Readable memory goes
-// through the parasite (vmsplice -> pipe -> splice -> file); memory the
-// process cannot read itself (PROT_NONE, write-only) is read through
-// /proc/PID/mem, which may read it (FOLL_FORCE, fs/proc/base.c mem_rw).
-func dumpMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (int64, error) {
+// capturedMemory is memory taken from a process whose image files are not
+// yet finished: the page image holds the data, unsynced.
+type capturedMemory struct {
+	runs    []run
+	pages   *os.File
+	written int64
+}
+
+// captureMemory takes the process's memory into the page image. Readable
+// memory goes through the parasite (vmsplice -> pipe -> splice -> file);
+// memory the process cannot read itself (PROT_NONE, write-only) is read
+// through /proc/PID/mem, which may (FOLL_FORCE, fs/proc/base.c mem_rw).
+// When it returns the process is cured and nothing of it is needed any
+// more: it may run again before the images are synced.
+func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (*capturedMemory, error) {
 	runs, err := pagesToDump(pid, st.mm)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pages, err := dir.CreatePages(pid)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer pages.Close()
-
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso})
 	if err != nil {
-		return 0, err
+		pages.Close()
+		return nil, err
 	}
 	written, derr := func() (int64, error) {
 		ps, err := p.DumpState()
@@ -111,33 +120,35 @@ func dumpMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (int64, e
 	if len(p.Signals) > 0 && derr == nil {
 		derr = fmt.Errorf("signals %v arrived while the parasite ran", p.Signals)
 	}
+	if derr == nil {
+		derr = cerr
+	} else if cerr != nil {
+		derr = fmt.Errorf("%w (cure also failed: %v)", derr, cerr)
+	}
 	if derr != nil {
-		if cerr != nil {
-			return 0, fmt.Errorf("%w (cure also failed: %v)", derr, cerr)
-		}
-		return 0, derr
+		pages.Close()
+		return nil, derr
 	}
-	if cerr != nil {
-		return 0, cerr
-	}
+	return &capturedMemory{runs: runs, pages: pages, written: written}, nil
+}
 
-	if err := images.FinishPages(pages, written); err != nil {
-		return 0, err
+// finish syncs the page image and writes the page map.
+func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
+	defer c.pages.Close()
+	if err := images.FinishPages(c.pages, c.written); err != nil {
+		return err
 	}
 	pmw, err := dir.CreatePagemap(pid)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, r := range runs {
+	for _, r := range c.runs {
 		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages}); err != nil {
 			pmw.Close()
-			return 0, err
+			return err
 		}
 	}
-	if err := pmw.Close(); err != nil {
-		return 0, err
-	}
-	return written, nil
+	return pmw.Close()
 }
 
 func writeRuns(p *parasite.Parasite, pid int, runs []run, pages *os.File) (int64, error) {
