@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -59,19 +60,9 @@ func Run(opts Options) (err error) {
 	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
-	if err := t.Seize(pid); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("pid %d: not permitted to trace it (is it already traced, or owned by another user?)", pid)
-		}
-		if errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("no process with pid %d", pid)
-		}
-		return fmt.Errorf("freeze pid %d: %w", pid, err)
-	}
-	sigs, err := t.StopTaskInfo(pid)
+	fr, err := freeze(t, pid)
 	if err != nil {
-		t.Detach(pid, 0)
-		return fmt.Errorf("freeze pid %d: %w", pid, err)
+		return err
 	}
 	frozen := time.Now()
 	// From here on the process is frozen; every error path releases it
@@ -82,22 +73,19 @@ func Run(opts Options) (err error) {
 			return
 		}
 		released = true
-		if err := requeue(t, pid, sigs); err != nil {
-			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d: %v\n", pid, err)
-		}
-		t.Detach(pid, 0)
+		fr.release(t)
 	}
 	defer func() {
 		if err != nil {
 			release()
 		}
 	}()
-	// Threads or children may have appeared before the freeze.
-	if err := checkSingle(pid); err != nil {
+	// Children may have appeared before the freeze.
+	if err := checkNoChildren(pid); err != nil {
 		return err
 	}
 
-	st, err := collect(t, pid, sigs)
+	st, err := collect(t, pid, fr)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", pid, err)
 	}
@@ -125,7 +113,9 @@ func Run(opts Options) (err error) {
 			return fmt.Errorf("kill pid %d after dump: %w", pid, err)
 		}
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
-		waitGone(t, pid)
+		for i := len(fr.tids) - 1; i >= 0; i-- {
+			waitGone(t, fr.tids[i])
+		}
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()
 	writeStats(opts.Dir, &stats)
@@ -206,17 +196,10 @@ func checkDumpable(pid int) error {
 	if status.State == 'Z' {
 		return fmt.Errorf("pid %d (%s) is a zombie", pid, status.Name)
 	}
-	return checkSingle(pid)
+	return checkNoChildren(pid)
 }
 
-func checkSingle(pid int) error {
-	threads, err := proc.Threads(pid)
-	if err != nil {
-		return fmt.Errorf("pid %d: %w", pid, err)
-	}
-	if len(threads) > 1 {
-		return fmt.Errorf("pid %d has %d threads: multithreaded processes are not supported yet", pid, len(threads))
-	}
+func checkNoChildren(pid int) error {
 	children, err := proc.Children(pid)
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", pid, err)
@@ -244,30 +227,107 @@ func fileRef(path string) (*gocrpb.FileRef, error) {
 	return &gocrpb.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
 }
 
+// frozenTask is a process whose every thread is seized and stopped.
+type frozenTask struct {
+	pid  int
+	tids []int // the leader first
+	// sigs are the signals the freeze caught on their way to delivery,
+	// per thread: dequeued already, so they must be given back.
+	sigs map[int][][ptrace.SiginfoSize]byte
+}
+
+// freeze seizes and stops every thread of pid. Threads can be created
+// until the last running thread is stopped, so it re-reads the thread list
+// until a pass finds nothing new.
+func freeze(t *ptrace.Tracer, pid int) (*frozenTask, error) {
+	fr := &frozenTask{pid: pid, sigs: map[int][][ptrace.SiginfoSize]byte{}}
+	seen := map[int]bool{}
+	for {
+		tids, err := proc.Threads(pid)
+		if err != nil {
+			fr.release(t)
+			if errors.Is(err, proc.ErrNoProcess) {
+				return nil, fmt.Errorf("no process with pid %d", pid)
+			}
+			return nil, fmt.Errorf("freeze pid %d: %w", pid, err)
+		}
+		// The leader first: it is the one the parasite runs in.
+		sort.Slice(tids, func(i, j int) bool { return tids[i] == pid || (tids[j] != pid && tids[i] < tids[j]) })
+		found := false
+		for _, tid := range tids {
+			if seen[tid] {
+				continue
+			}
+			seen[tid] = true
+			found = true
+			if err := t.Seize(tid); err != nil {
+				if errors.Is(err, unix.ESRCH) && tid != pid {
+					continue // the thread exited meanwhile
+				}
+				fr.release(t)
+				switch {
+				case errors.Is(err, unix.EPERM):
+					return nil, fmt.Errorf("pid %d: not permitted to trace it (is it already traced, or owned by another user?)", pid)
+				case errors.Is(err, unix.ESRCH):
+					return nil, fmt.Errorf("no process with pid %d", pid)
+				}
+				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
+			}
+			fr.tids = append(fr.tids, tid)
+			sigs, err := t.StopTaskInfo(tid)
+			if err != nil {
+				if errors.Is(err, unix.ESRCH) && tid != pid {
+					fr.tids = fr.tids[:len(fr.tids)-1]
+					continue
+				}
+				fr.release(t)
+				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
+			}
+			if len(sigs) > 0 {
+				fr.sigs[tid] = sigs
+			}
+		}
+		if !found {
+			return fr, nil
+		}
+	}
+}
+
+// release lets every thread run on as it was, giving back caught signals.
+func (fr *frozenTask) release(t *ptrace.Tracer) {
+	for _, tid := range fr.tids {
+		if err := requeue(t, tid, fr.sigs[tid]); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d thread %d: %v\n", fr.pid, tid, err)
+		}
+		t.Detach(tid, 0)
+	}
+	fr.tids = nil
+}
+
 // requeue gives back the signals the freeze caught on their way to
 // delivery: detaching cannot carry them from an event stop.
-func requeue(t *ptrace.Tracer, pid int, sigs [][ptrace.SiginfoSize]byte) error {
+func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	if len(sigs) == 0 {
 		return nil
 	}
-	regs, err := t.GetRegs(pid)
+	regs, err := t.GetRegs(tid)
 	if err != nil {
 		return err
 	}
-	insn, err := ptrace.FindSyscallInsn(pid)
+	insn, err := ptrace.FindSyscallInsn(tid)
 	if err != nil {
 		return err
 	}
-	if err := t.Requeue(pid, insn, sigs); err != nil {
+	if err := t.Requeue(tid, insn, sigs); err != nil {
 		return err
 	}
-	if err := t.ReturnToEventStop(pid); err != nil {
+	if err := t.ReturnToEventStop(tid); err != nil {
 		return err
 	}
-	return t.SetRegs(pid, &regs)
+	return t.SetRegs(tid, &regs)
 }
 
-func collect(t *ptrace.Tracer, pid int, sigs [][ptrace.SiginfoSize]byte) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenTask) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -318,11 +378,13 @@ func collect(t *ptrace.Tracer, pid int, sigs [][ptrace.SiginfoSize]byte) (*state
 		task.SharedPending = append(task.SharedPending, sigInfo(si))
 	}
 
-	th, err := collectThread(t, pid, sigs)
-	if err != nil {
-		return nil, err
+	for _, tid := range fr.tids {
+		th, err := collectThread(t, tid, fr.sigs[tid])
+		if err != nil {
+			return nil, fmt.Errorf("thread %d: %w", tid, err)
+		}
+		task.Threads = append(task.Threads, th)
 	}
-	task.Threads = []*gocrpb.Thread{th}
 
 	mm, maps, vdso, err := collectMm(pid, &stat)
 	if err != nil {
@@ -355,6 +417,9 @@ func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (
 	}
 	th := &gocrpb.Thread{
 		Tid: int32(tid), Regs: ptrace.RegsToProto(&regs), Xsave: xs, XstateBv: ptrace.XstateBV(xs), Sigmask: mask,
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tid, tid)); err == nil {
+		th.Comm = strings.TrimSuffix(string(comm), "\n")
 	}
 	pending, err := t.PeekSiginfo(tid, false)
 	if err != nil {

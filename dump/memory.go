@@ -114,6 +114,14 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (*capt
 			return 0, err
 		}
 		fillTaskFromParasite(st.task, ps)
+		for _, th := range st.task.Threads[1:] {
+			ts, err := p.ThreadState(int(th.Tid))
+			if err != nil {
+				return 0, err
+			}
+			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
+			th.ClearChildTid = ts.TidAddress
+		}
 		return writeRuns(p, pid, runs, pages)
 	}()
 	cerr := p.Cure()

@@ -293,8 +293,74 @@ type Span struct {
 	Addr, Len uint64
 }
 
-// maxSpansPerCall is how many iovecs fit in the data area.
-const maxSpansPerCall = dataSize / iovecSize
+// The last page of the data area is scratch space for syscalls injected
+// into other threads; page spans use the rest.
+const (
+	scratchOff      = dataOff + dataSize - 4096
+	maxSpansPerCall = (dataSize - 4096) / iovecSize
+)
+
+// ThreadState is per-thread state that only the thread can report.
+type ThreadState struct {
+	AltstackSp    uint64
+	AltstackFlags int32
+	AltstackSize  uint64
+	TidAddress    uint64
+}
+
+// ThreadState reads another thread's sigaltstack and clear_child_tid
+// address by injecting sigaltstack(2) and prctl(PR_GET_TID_ADDRESS) into
+// it, with the results landing in the shared region (its memory is the
+// whole process's). The thread's registers and mask are put back.
+// Precondition: tid is a stopped thread of the infected process, other
+// than the one running the parasite.
+func (p *Parasite) ThreadState(tid int) (ts ThreadState, err error) {
+	regs, err := p.t.GetRegs(tid)
+	if err != nil {
+		return ts, err
+	}
+	mask, err := p.t.GetSigmask(tid)
+	if err != nil {
+		return ts, err
+	}
+	if err := p.t.SetSigmask(tid, ^uint64(0)); err != nil {
+		return ts, err
+	}
+	injected := false
+	defer func() {
+		var errs []error
+		if injected {
+			errs = append(errs, p.t.ReturnToEventStop(tid))
+		}
+		errs = append(errs, p.t.SetRegs(tid, &regs), p.t.SetSigmask(tid, mask))
+		if rerr := errors.Join(errs...); rerr != nil && err == nil {
+			err = fmt.Errorf("thread %d: restore after reading its state: %w", tid, rerr)
+		}
+	}()
+	scratch := p.remoteBase + scratchOff
+	inject := func(nr uint64, args ...uint64) error {
+		injected = true
+		ret, err := p.t.InjectSyscall(tid, p.insn, nr, args...)
+		if err != nil {
+			return err
+		}
+		return ptrace.SyscallError(ret)
+	}
+	// stack_t: void *ss_sp; int ss_flags; size_t ss_size
+	// (include/uapi/asm-generic/signal.h).
+	if err := inject(unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
+		return ts, fmt.Errorf("thread %d: sigaltstack: %w", tid, err)
+	}
+	if err := inject(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+32); err != nil {
+		return ts, fmt.Errorf("thread %d: PR_GET_TID_ADDRESS: %w", tid, err)
+	}
+	b := p.local[scratchOff:]
+	ts.AltstackSp = binary.LittleEndian.Uint64(b[0:])
+	ts.AltstackFlags = int32(binary.LittleEndian.Uint32(b[8:]))
+	ts.AltstackSize = binary.LittleEndian.Uint64(b[16:])
+	ts.TidAddress = binary.LittleEndian.Uint64(b[32:])
+	return ts, nil
+}
 
 // DumpPages hands the spans' memory to gocr through the page pipe and
 // splices it to dst at dst's current offset, in order. The data never

@@ -76,9 +76,24 @@ type rstFd struct {
 }
 
 type rstSiginfo struct {
-	Signo  uint32
-	Shared uint32
-	Info   [128]byte
+	Signo uint32
+	Tid   int32 // 0: process-wide
+	Info  [128]byte
+}
+
+type rstThread struct {
+	Tid           int32  `c:"tid"`
+	CommOff       uint32 `c:"comm_off"`
+	ClearChildTid uint64 `c:"clear_child_tid"`
+	RobustList    uint64 `c:"robust_list"`
+	RobustListLen uint64 `c:"robust_list_len"`
+	RseqPtr       uint64 `c:"rseq_ptr"`
+	RseqLen       uint32 `c:"rseq_len"`
+	RseqSig       uint32 `c:"rseq_sig"`
+	AltstackSp    uint64 `c:"altstack_sp"`
+	AltstackFlags int32  `c:"altstack_flags"`
+	Pad0          uint32
+	AltstackSize  uint64 `c:"altstack_size"`
 }
 
 type rstRlimit struct {
@@ -137,17 +152,12 @@ type rstArgs struct {
 	HoleSize       uint64                    `c:"hole_size"`
 	Mm             rstMmMap                  `c:"mm"`
 	Sigactions     [64]rstSigaction          `c:"sigactions"`
-	AltstackSp     uint64                    `c:"altstack_sp"`
-	AltstackFlags  int32                     `c:"altstack_flags"`
-	Pad0           uint32
-	AltstackSize   uint64       `c:"altstack_size"`
+	NrThreads      uint32                    `c:"nr_threads"`
+	ThreadsOff     uint32                    `c:"threads_off"`
+	ThreadsReady   uint32                    `c:"threads_ready"`
+	ThreadStack    uint32                    `c:"thread_stack"`
 	Itimers        [3]rstItimer `c:"itimers"`
-	ClearChildTid  uint64       `c:"clear_child_tid"`
-	RobustList     uint64       `c:"robust_list"`
-	RobustListLen  uint64       `c:"robust_list_len"`
-	RseqPtr        uint64       `c:"rseq_ptr"`
-	RseqLen        uint32       `c:"rseq_len"`
-	RseqSig        uint32       `c:"rseq_sig"`
+	Reserved       [6]uint64    `c:"reserved"`
 	Personality    uint32       `c:"personality"`
 	Umask          uint32       `c:"umask"`
 	CwdOff         uint32       `c:"cwd_off"`

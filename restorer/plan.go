@@ -24,6 +24,7 @@ type plan struct {
 	pages   []rstPages
 	fds     []rstFd
 	sigs    []rstSiginfo
+	threads []rstThread
 	rlimits []rstRlimit
 	groups  []uint32
 	auxv    []byte
@@ -149,20 +150,41 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 		return nil, fmt.Errorf("auxv of %d bytes is malformed", len(p.auxv))
 	}
 
-	if len(task.Threads) != 1 {
-		return nil, fmt.Errorf("%d threads: multithreaded processes are not supported yet", len(task.Threads))
+	if len(task.Threads) == 0 || task.Threads[0].Tid != task.Pid {
+		return nil, fmt.Errorf("the first thread must be the thread-group leader %d", task.Pid)
 	}
-	th := task.Threads[0]
+	seen := map[int32]bool{}
+	for _, th := range task.Threads {
+		if th.Tid <= 0 || seen[th.Tid] {
+			return nil, fmt.Errorf("thread id %d is invalid or repeated", th.Tid)
+		}
+		seen[th.Tid] = true
+		if th.Regs == nil {
+			return nil, fmt.Errorf("thread %d: no registers", th.Tid)
+		}
+		rt := rstThread{Tid: th.Tid, CommOff: p.str(threadComm(task, th)), ClearChildTid: th.ClearChildTid,
+			RobustList: th.RobustList, RobustListLen: th.RobustListLen, AltstackFlags: 2 /* SS_DISABLE */}
+		if r := th.Rseq; r != nil {
+			rt.RseqPtr, rt.RseqLen, rt.RseqSig = r.AbiPointer, r.AbiSize, r.Signature
+		}
+		if ss := th.Sigaltstack; ss != nil {
+			rt.AltstackSp, rt.AltstackFlags, rt.AltstackSize = ss.Sp, ss.Flags, ss.Size
+		}
+		p.threads = append(p.threads, rt)
+		for _, si := range th.Pending {
+			s, err := siginfo(si, th.Tid)
+			if err != nil {
+				return nil, err
+			}
+			p.sigs = append(p.sigs, s)
+		}
+	}
+	a.ThreadStack = threadStack
 	for _, sa := range task.Sigactions {
 		if sa.Signo < 1 || sa.Signo > 64 {
 			return nil, fmt.Errorf("sigaction for invalid signal %d", sa.Signo)
 		}
 		a.Sigactions[sa.Signo-1] = rstSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
-	}
-	if ss := th.Sigaltstack; ss != nil {
-		a.AltstackSp, a.AltstackFlags, a.AltstackSize = ss.Sp, ss.Flags, ss.Size
-	} else {
-		a.AltstackFlags = 2 // SS_DISABLE
 	}
 	for _, it := range task.Itimers {
 		if it.Which > 2 {
@@ -172,11 +194,6 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 			IntervalSec: it.IntervalUs / 1e6, IntervalUsec: it.IntervalUs % 1e6,
 			ValueSec: it.ValueUs / 1e6, ValueUsec: it.ValueUs % 1e6,
 		}
-	}
-	a.ClearChildTid = th.ClearChildTid
-	a.RobustList, a.RobustListLen = th.RobustList, th.RobustListLen
-	if r := th.Rseq; r != nil {
-		a.RseqPtr, a.RseqLen, a.RseqSig = r.AbiPointer, r.AbiSize, r.Signature
 	}
 	a.Personality = task.Personality
 	a.Umask = task.Umask
@@ -210,15 +227,8 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 			p.groups = c.Groups
 		}
 	}
-	for _, si := range th.Pending {
-		s, err := siginfo(si, false)
-		if err != nil {
-			return nil, err
-		}
-		p.sigs = append(p.sigs, s)
-	}
 	for _, si := range task.SharedPending {
-		s, err := siginfo(si, true)
+		s, err := siginfo(si, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -257,15 +267,26 @@ func findVmaIndex(vmas []*gocrpb.Vma, addr uint64) int {
 	return -1
 }
 
-func siginfo(si *gocrpb.SigInfo, shared bool) (rstSiginfo, error) {
+// threadStack is each restored thread's stack in the restorer's hole: it
+// only makes a few system calls before it parks.
+const threadStack = 16 << 10
+
+// threadComm is a thread's name; images from before per-thread names carry
+// only the process's.
+func threadComm(task *gocrpb.Task, th *gocrpb.Thread) string {
+	if th.Comm != "" {
+		return th.Comm
+	}
+	return task.Comm
+}
+
+func siginfo(si *gocrpb.SigInfo, tid int32) (rstSiginfo, error) {
 	var s rstSiginfo
 	if si.Signo < 1 || si.Signo > 64 || len(si.Siginfo) != 128 {
 		return s, fmt.Errorf("pending signal %d: malformed siginfo", si.Signo)
 	}
 	s.Signo = si.Signo
-	if shared {
-		s.Shared = 1
-	}
+	s.Tid = tid
 	copy(s.Info[:], si.Siginfo)
 	return s, nil
 }
@@ -291,6 +312,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrFds, a.FdsOff = uint32(len(p.fds)), place(p.fds, len(p.fds))
 	a.NrSiginfo, a.SiginfoOff = uint32(len(p.sigs)), place(p.sigs, len(p.sigs))
 	a.NrRlimits, a.RlimitsOff = uint32(len(p.rlimits)), place(p.rlimits, len(p.rlimits))
+	a.NrThreads, a.ThreadsOff = uint32(len(p.threads)), place(p.threads, len(p.threads))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())

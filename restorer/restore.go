@@ -150,8 +150,10 @@ func Run(opts Options) (*Result, error) {
 		return nil, fmt.Errorf("restore pid %d: no room in the address space for the restorer", pid)
 	}
 	copy(p.args.HoleCandidates[:], cands)
-	if err := waitPidFree(pid); err != nil {
-		return nil, err
+	for _, th := range task.Threads {
+		if err := waitPidFree(int(th.Tid)); err != nil {
+			return nil, err
+		}
 	}
 
 	planBytes, err := p.encode()
@@ -348,7 +350,8 @@ func holeSizeFor(p *plan) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return pageAlign(image) + restorerStack + pageAlign(uint64(len(planSize))) + parkSize, nil
+	threads := uint64(len(p.threads)-1) * threadStack
+	return pageAlign(image) + restorerStack + pageAlign(uint64(len(planSize))) + threads + parkSize, nil
 }
 
 func pageAlign(x uint64) uint64 { return (x + pageSize - 1) &^ (pageSize - 1) }
@@ -413,7 +416,11 @@ func waitPidFree(pid int) error {
 			if err == nil && st.State == 'Z' {
 				state = "a zombie not yet reaped by its parent"
 			}
-			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), pid, state)
+			holder := pid
+			if s, err := proc.ReadStatus(pid); err == nil && s.Tgid != 0 {
+				holder = s.Tgid
+			}
+			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -557,16 +564,21 @@ func planError(shared []byte, task *gocrpb.Task) error {
 	return fmt.Errorf("%s (item %d): %w", what, index, e)
 }
 
-// finish removes the restorer from the new process and gives it its
-// dumped registers, extended state and signal mask.
+// finish removes the restorer from the new process and gives every thread
+// its dumped registers, extended state and signal mask. All threads are
+// stopped before the restorer's code, which they are parked in, goes.
 func finish(pid int, task *gocrpb.Task, base, size uint64) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
-	if err := t.Seize(pid); err != nil {
-		return err
-	}
-	if _, err := t.StopTask(pid); err != nil {
-		return err
+	// On failure the caller kills the process, which ends the tracing.
+	for _, th := range task.Threads {
+		tid := int(th.Tid)
+		if err := t.Seize(tid); err != nil {
+			return fmt.Errorf("seize thread %d: %w", tid, err)
+		}
+		if _, err := t.StopTask(tid); err != nil {
+			return fmt.Errorf("stop thread %d: %w", tid, err)
+		}
 	}
 	insn, err := ptrace.FindSyscallInsn(pid)
 	if err != nil {
@@ -582,19 +594,27 @@ func finish(pid int, task *gocrpb.Task, base, size uint64) error {
 	if err := t.ReturnToEventStop(pid); err != nil {
 		return err
 	}
-	th := task.Threads[0]
-	regs := ptrace.RegsFromProto(th.Regs)
-	restartSyscall(&regs)
-	if err := t.SetRegs(pid, &regs); err != nil {
-		return err
+	for _, th := range task.Threads {
+		tid := int(th.Tid)
+		regs := ptrace.RegsFromProto(th.Regs)
+		restartSyscall(&regs)
+		if err := t.SetRegs(tid, &regs); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		if err := t.SetXstate(tid, th.Xsave); err != nil {
+			return fmt.Errorf("thread %d: set extended registers: %w", tid, err)
+		}
+		if err := t.SetSigmask(tid, th.Sigmask); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
 	}
-	if err := t.SetXstate(pid, th.Xsave); err != nil {
-		return fmt.Errorf("set extended registers: %w", err)
+	// Release them together, the leader last.
+	for i := len(task.Threads) - 1; i >= 0; i-- {
+		if err := t.Detach(int(task.Threads[i].Tid), 0); err != nil {
+			return fmt.Errorf("release thread %d: %w", task.Threads[i].Tid, err)
+		}
 	}
-	if err := t.SetSigmask(pid, th.Sigmask); err != nil {
-		return err
-	}
-	return t.Detach(pid, 0)
+	return nil
 }
 
 // restartSyscall prepares a thread dumped inside an interrupted system

@@ -94,10 +94,38 @@ _Static_assert(sizeof(struct rst_fd) == 16, "rst_fd size");
 
 struct rst_siginfo {
 	u32 signo;
-	u32 shared; /* 1: process-wide pending, 0: the thread's own */
+	s32 tid; /* the thread it is pending for; 0: process-wide */
 	u8 info[128];
 };
 _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
+
+/* Per-thread kernel state; threads[0] is the thread-group leader. */
+struct rst_thread {
+	s32 tid;
+	u32 comm_off;
+	u64 clear_child_tid;
+	u64 robust_list;
+	u64 robust_list_len;
+	u64 rseq_ptr;
+	u32 rseq_len;
+	u32 rseq_sig;
+	u64 altstack_sp;
+	s32 altstack_flags;
+	u32 pad0;
+	u64 altstack_size;
+};
+BUILD_BUG_ON_OFFSET(struct rst_thread, tid, 0);
+BUILD_BUG_ON_OFFSET(struct rst_thread, comm_off, 4);
+BUILD_BUG_ON_OFFSET(struct rst_thread, clear_child_tid, 8);
+BUILD_BUG_ON_OFFSET(struct rst_thread, robust_list, 16);
+BUILD_BUG_ON_OFFSET(struct rst_thread, robust_list_len, 24);
+BUILD_BUG_ON_OFFSET(struct rst_thread, rseq_ptr, 32);
+BUILD_BUG_ON_OFFSET(struct rst_thread, rseq_len, 40);
+BUILD_BUG_ON_OFFSET(struct rst_thread, rseq_sig, 44);
+BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_sp, 48);
+BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_flags, 56);
+BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_size, 64);
+_Static_assert(sizeof(struct rst_thread) == 72, "rst_thread size");
 
 struct rst_rlimit {
 	u32 resource;
@@ -173,17 +201,12 @@ struct rst_args {
 	u64 hole_size;
 	struct rst_mm_map mm;
 	struct rst_sigaction sigactions[64];
-	u64 altstack_sp;
-	s32 altstack_flags;
-	u32 pad0;
-	u64 altstack_size;
+	u32 nr_threads;
+	u32 threads_off;
+	u32 threads_ready; /* futex word: threads that finished their setup */
+	u32 thread_stack;  /* bytes of stack per thread in the hole */
 	struct rst_itimer itimers[3];
-	u64 clear_child_tid;
-	u64 robust_list;
-	u64 robust_list_len;
-	u64 rseq_ptr;
-	u32 rseq_len;
-	u32 rseq_sig;
+	u64 reserved[6];
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -231,16 +254,12 @@ BUILD_BUG_ON_OFFSET(struct rst_args, hole_candidates, 120);
 BUILD_BUG_ON_OFFSET(struct rst_args, hole_size, 184);
 BUILD_BUG_ON_OFFSET(struct rst_args, mm, 192);
 BUILD_BUG_ON_OFFSET(struct rst_args, sigactions, 296);
-BUILD_BUG_ON_OFFSET(struct rst_args, altstack_sp, 2344);
-BUILD_BUG_ON_OFFSET(struct rst_args, altstack_flags, 2352);
-BUILD_BUG_ON_OFFSET(struct rst_args, altstack_size, 2360);
-BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2368);
-BUILD_BUG_ON_OFFSET(struct rst_args, clear_child_tid, 2464);
-BUILD_BUG_ON_OFFSET(struct rst_args, robust_list, 2472);
-BUILD_BUG_ON_OFFSET(struct rst_args, robust_list_len, 2480);
-BUILD_BUG_ON_OFFSET(struct rst_args, rseq_ptr, 2488);
-BUILD_BUG_ON_OFFSET(struct rst_args, rseq_len, 2496);
-BUILD_BUG_ON_OFFSET(struct rst_args, rseq_sig, 2500);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_threads, 2344);
+BUILD_BUG_ON_OFFSET(struct rst_args, threads_off, 2348);
+BUILD_BUG_ON_OFFSET(struct rst_args, threads_ready, 2352);
+BUILD_BUG_ON_OFFSET(struct rst_args, thread_stack, 2356);
+BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -321,6 +321,105 @@ struct rlimit64 {
 	u64 cur, max;
 };
 
+#define CLONE_VM 0x00000100UL
+#define CLONE_FS 0x00000200UL
+#define CLONE_FILES 0x00000400UL
+#define CLONE_SIGHAND 0x00000800UL
+#define CLONE_THREAD 0x00010000UL
+#define CLONE_SYSVSEM 0x00040000UL
+
+/* Kernel state that belongs to one thread, set by that thread itself:
+ * none of these calls can target another thread. Credentials are per
+ * thread too (a raw setresuid changes only the caller, man 2 setresuid
+ * NOTES), so each thread drops its own. */
+static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
+{
+	sys1(__NR_set_tid_address, t->clear_child_tid);
+	if (t->robust_list)
+		CHECK(a, RST_STEP_THREAD, index, sys2(__NR_set_robust_list, t->robust_list, t->robust_list_len));
+	if (t->rseq_ptr)
+		CHECK(a, RST_STEP_THREAD, index, sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig));
+	/* SS_DISABLE is 2, SS_AUTODISARM 1<<31 (include/uapi/linux/signal.h);
+	 * SS_ONSTACK is a report, not a setting. */
+	if (!(t->altstack_flags & 2)) {
+		struct kernel_stack_t ss = {
+			.ss_sp = t->altstack_sp,
+			.ss_flags = t->altstack_flags & (s32)(1U << 31),
+			.ss_size = t->altstack_size,
+		};
+		CHECK(a, RST_STEP_SIGNALS, index, sys2(__NR_sigaltstack, &ss, NULL));
+	}
+	CHECK(a, RST_STEP_THREAD, index, sys2(__NR_prctl, PR_SET_NAME, str(a, t->comm_off)));
+	if (a->set_creds) {
+		CHECK(a, RST_STEP_CREDS, index,
+		      sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
+		CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
+		CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
+	}
+}
+
+static __attribute__((noreturn, used)) void thread_main(struct rst_args *a, u64 index)
+{
+	struct rst_thread *threads = (struct rst_thread *)((u8 *)a + a->threads_off);
+	setup_thread(a, &threads[index], (u32)index);
+	__atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_RELEASE);
+	futex_wake(&a->threads_ready);
+	/* Park here until gocr gives the thread its dumped registers. */
+	for (;;)
+		futex_wait(&a->state, __atomic_load_n(&a->state, __ATOMIC_ACQUIRE));
+}
+
+/* clone_thread(args, size, a, index): clone3 a thread that starts on its
+ * own stack in thread_main(a, index). The child cannot return through C
+ * (its stack is new and empty), so this is assembly: r12-r15 survive the
+ * syscall and are copied to the child (the kernel copies the caller's
+ * registers, arch/x86/kernel/process.c copy_thread). */
+long clone_thread(struct clone_args *ca, size_t size, struct rst_args *a, u64 index);
+__asm__(".text\n"
+	".globl clone_thread\n"
+	"clone_thread:\n"
+	"	push %r12\n"
+	"	push %r13\n"
+	"	mov %rdx, %r12\n"
+	"	mov %rcx, %r13\n"
+	"	mov $435, %eax\n" /* __NR_clone3 */
+	"	syscall\n"
+	"	test %rax, %rax\n"
+	"	jnz 1f\n"
+	"	mov %r12, %rdi\n"
+	"	mov %r13, %rsi\n"
+	"	call thread_main\n"
+	"	ud2\n"
+	"1:	pop %r13\n"
+	"	pop %r12\n"
+	"	ret\n");
+
+/* Creates every thread but the leader with its dumped TID, each on a
+ * stack at the top of the hole, and waits until all have set themselves
+ * up. They inherit the all-blocked signal mask. */
+static void create_threads(struct rst_args *a, u64 hole, u64 hole_size)
+{
+	struct rst_thread *threads = (struct rst_thread *)((u8 *)a + a->threads_off);
+	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack;
+	for (u32 i = 1; i < a->nr_threads; i++) {
+		s32 tid = threads[i].tid;
+		struct clone_args ca = {
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM,
+			.stack = stacks + (u64)(i - 1) * a->thread_stack,
+			.stack_size = a->thread_stack,
+			.set_tid = (u64)&tid,
+			.set_tid_size = 1,
+		};
+		CHECK(a, RST_STEP_THREAD, i, clone_thread(&ca, sizeof(ca), a, i));
+	}
+	for (;;) {
+		u32 ready = __atomic_load_n(&a->threads_ready, __ATOMIC_ACQUIRE);
+		if (ready == a->nr_threads - 1)
+			break;
+		futex_wait(&a->threads_ready, ready);
+	}
+}
+
 /* Runs at the new address with the plan in the hole. */
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
@@ -341,7 +440,6 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	a->mm.exe_fd = (u32)exe;
 	CHECK(a, RST_STEP_MM, 1, sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0));
 	sys1(__NR_close, exe);
-	CHECK(a, RST_STEP_MM, 2, sys2(__NR_prctl, PR_SET_NAME, str(a, a->comm_off)));
 
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == 9 || sig == 19) /* SIGKILL, SIGSTOP can't be changed */
@@ -349,28 +447,12 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		CHECK(a, RST_STEP_SIGNALS, (u32)sig,
 		      sys4(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], NULL, 8));
 	}
-	/* SS_DISABLE is 2, SS_AUTODISARM 1<<31 (include/uapi/linux/signal.h);
-	 * SS_ONSTACK is a report, not a setting. */
-	if (!(a->altstack_flags & 2)) {
-		struct kernel_stack_t ss = {
-			.ss_sp = a->altstack_sp,
-			.ss_flags = a->altstack_flags & (s32)(1U << 31),
-			.ss_size = a->altstack_size,
-		};
-		CHECK(a, RST_STEP_SIGNALS, 0, sys2(__NR_sigaltstack, &ss, NULL));
-	}
 	for (int which = 0; which < 3; which++) {
 		struct rst_itimer *it = &a->itimers[which];
 		if (!it->value_sec && !it->value_usec)
 			continue;
 		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
 	}
-
-	sys1(__NR_set_tid_address, a->clear_child_tid);
-	if (a->robust_list)
-		CHECK(a, RST_STEP_THREAD, 0, sys2(__NR_set_robust_list, a->robust_list, a->robust_list_len));
-	if (a->rseq_ptr)
-		CHECK(a, RST_STEP_THREAD, 1, sys4(__NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig));
 
 	sys1(__NR_umask, a->umask);
 	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
@@ -390,12 +472,12 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	}
 	CHECK(a, RST_STEP_PRCTL, 3, sys1(__NR_personality, a->personality));
 
-	if (a->set_creds) {
-		CHECK(a, RST_STEP_CREDS, 0,
-		      sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
-		CHECK(a, RST_STEP_CREDS, 1, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
-		CHECK(a, RST_STEP_CREDS, 2, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
-	}
+	/* Threads are created with the dumped TIDs while this thread still
+	 * has the privilege clone3 set_tid needs (CAP_SYS_ADMIN or
+	 * CAP_CHECKPOINT_RESTORE, kernel/pid.c); every thread, this one
+	 * last, then sets its own per-thread state and credentials. */
+	create_threads(a, hole, hole_size);
+	setup_thread(a, (struct rst_thread *)((u8 *)a + a->threads_off), 0);
 	/* After a uid change the kernel clears dumpable; put the dumped
 	 * value back (man 2 prctl, PR_SET_DUMPABLE takes 0 or 1). */
 	if (a->dumpable == 0 || a->dumpable == 1)
@@ -409,12 +491,12 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * carry any si_code (kernel/signal.c do_rt_sigqueueinfo). */
 	struct rst_siginfo *si = (struct rst_siginfo *)((u8 *)a + a->siginfo_off);
 	for (u32 i = 0; i < a->nr_siginfo; i++) {
-		if (si[i].shared)
+		if (si[i].tid == 0)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
 		else
 			CHECK(a, RST_STEP_PENDING, i,
-			      sys4(__NR_rt_tgsigqueueinfo, a->pid, a->pid, si[i].signo, si[i].info));
+			      sys4(__NR_rt_tgsigqueueinfo, a->pid, si[i].tid, si[i].signo, si[i].info));
 	}
 
 	report(a, RST_STATE_DONE);
@@ -429,7 +511,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 static __attribute__((noreturn)) void relocate(struct rst_args *a, u64 args_size)
 {
 	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
-	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) + PARK_SIZE;
+	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) +
+		   (u64)(a->nr_threads - 1) * a->thread_stack + PARK_SIZE;
 	u64 size = a->hole_size;
 	if (size < need)
 		fail(a, RST_STEP_HOLE, 0, -EINVAL);
