@@ -599,6 +599,22 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 			f.Kind = gocrpb.FdKind_FD_DIRECTORY
 		case mode == unix.S_IFCHR && strings.HasPrefix(target, "/dev/") && !isTTY(st) && !deleted:
 			f.Kind = gocrpb.FdKind_FD_CHARDEV
+		case target == "anon_inode:[eventfd]":
+			f.Kind = gocrpb.FdKind_FD_EVENTFD
+			e, err := proc.ReadEventfd(pid, fd)
+			if err != nil {
+				return nil, err
+			}
+			f.EventfdCount, f.EventfdSemaphore = e.Count, e.Semaphore
+		case target == "anon_inode:[eventpoll]":
+			f.Kind = gocrpb.FdKind_FD_EPOLL
+			ws, err := proc.ReadEpollWatches(pid, fd)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range ws {
+				f.EpollWatches = append(f.EpollWatches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
+			}
 		case fd <= 2:
 			// stdio joined to something outside the dump (a terminal,
 			// a pipe from the shell): the restore gives its own.
@@ -608,12 +624,25 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		default:
 			return nil, fmt.Errorf("fd %d (%s): this kind of file is not supported yet", fd, target)
 		}
-		if f.Kind != gocrpb.FdKind_FD_INHERIT {
+		if f.Kind == gocrpb.FdKind_FD_REGULAR || f.Kind == gocrpb.FdKind_FD_DIRECTORY || f.Kind == gocrpb.FdKind_FD_CHARDEV {
 			f.File = &gocrpb.FileRef{Path: target, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
 		}
 		files.Fds = append(files.Fds, f)
 	}
 	markShared(pid, files)
+	open := map[int32]bool{}
+	for _, f := range files.Fds {
+		open[f.Fd] = true
+	}
+	for _, f := range files.Fds {
+		for _, w := range f.EpollWatches {
+			// An epoll item outlives its fd while another fd keeps the
+			// file open (man 7 epoll, Q6); it could not be re-added.
+			if !open[w.Tfd] {
+				return nil, fmt.Errorf("epoll fd %d watches fd %d, which is closed: not supported", f.Fd, w.Tfd)
+			}
+		}
+	}
 	return files, nil
 }
 

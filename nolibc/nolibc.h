@@ -52,6 +52,7 @@ typedef unsigned long size_t;
 #define __NR_futex 202
 #define __NR_set_tid_address 218
 #define __NR_exit_group 231
+#define __NR_epoll_ctl 233
 #define __NR_vmsplice 278
 #define __NR_dup3 292
 #define __NR_rt_tgsigqueueinfo 297

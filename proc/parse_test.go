@@ -367,3 +367,27 @@ func TestGenSmaps(t *testing.T) {
 		t.Errorf("generated mapping 1 (-want +got):\n%s", diff)
 	}
 }
+
+func TestParseEventfdAndEpoll(t *testing.T) {
+	e, err := ParseEventfd(strings.NewReader("pos:\t0\nflags:\t02004002\nmnt_id:\t17\nino:\t1038\neventfd-count:               2a\neventfd-id: 1\neventfd-semaphore: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Eventfd{Count: 42, Semaphore: true}, e); diff != "" {
+		t.Errorf("eventfd (-want +got):\n%s", diff)
+	}
+	if _, err := ParseEventfd(strings.NewReader("pos:\t0\n")); err == nil {
+		t.Error("fdinfo without eventfd-count accepted")
+	}
+	ws, err := ParseEpollWatches(strings.NewReader("pos:\t0\nflags:\t02000002\ntfd:        6 events:       19 data:           5a5e28  pos:0 ino:40e sdev:10\ntfd:       12 events: 80000001 data: ffffffffffffffff  pos:0 ino:40f sdev:10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []EpollWatch{{Tfd: 6, Events: 0x19, Data: 0x5a5e28}, {Tfd: 12, Events: 0x80000001, Data: ^uint64(0)}}
+	if diff := cmp.Diff(want, ws); diff != "" {
+		t.Errorf("epoll watches (-want +got):\n%s", diff)
+	}
+	if _, err := ParseEpollWatches(strings.NewReader("tfd: x events: 1 data: 2\n")); err == nil {
+		t.Error("malformed tfd line accepted")
+	}
+}

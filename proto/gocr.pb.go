@@ -100,6 +100,8 @@ const (
 	FdKind_FD_DIRECTORY FdKind = 2
 	FdKind_FD_CHARDEV   FdKind = 3 // reopened by path: /dev/null, /dev/zero, ...
 	FdKind_FD_INHERIT   FdKind = 4 // stdio connected outside the dump: given by restore
+	FdKind_FD_EVENTFD   FdKind = 5 // eventfd(2): counter and flags
+	FdKind_FD_EPOLL     FdKind = 6 // epoll(7): the watched fds with their events and data
 )
 
 // Enum value maps for FdKind.
@@ -110,6 +112,8 @@ var (
 		2: "FD_DIRECTORY",
 		3: "FD_CHARDEV",
 		4: "FD_INHERIT",
+		5: "FD_EVENTFD",
+		6: "FD_EPOLL",
 	}
 	FdKind_value = map[string]int32{
 		"FD_UNKNOWN":   0,
@@ -117,6 +121,8 @@ var (
 		"FD_DIRECTORY": 2,
 		"FD_CHARDEV":   3,
 		"FD_INHERIT":   4,
+		"FD_EVENTFD":   5,
+		"FD_EPOLL":     6,
 	}
 )
 
@@ -1789,23 +1795,88 @@ func (x *PageRange) GetNrPages() uint64 {
 	return 0
 }
 
-type Fd struct {
+// EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
+// ep_show_fdinfo): tfd is its number in the process's fd table.
+type EpollWatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Fd            int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
-	Kind          FdKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=gocr.v1.FdKind" json:"kind,omitempty"`
-	File          *FileRef               `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
-	Flags         uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // open(2) flags from fdinfo, without O_CLOEXEC
-	Pos           int64                  `protobuf:"varint,5,opt,name=pos,proto3" json:"pos,omitempty"`
-	Cloexec       bool                   `protobuf:"varint,6,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
-	SharedWith    int32                  `protobuf:"varint,7,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"` // -1, or the lower fd number sharing this open file
-	Description   string                 `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`                  // readlink of /proc/PID/fd/N, for messages
+	Tfd           int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
+	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *EpollWatch) Reset() {
+	*x = EpollWatch{}
+	mi := &file_proto_gocr_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpollWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpollWatch) ProtoMessage() {}
+
+func (x *EpollWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_gocr_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
+func (*EpollWatch) Descriptor() ([]byte, []int) {
+	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EpollWatch) GetTfd() int32 {
+	if x != nil {
+		return x.Tfd
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetData() uint64 {
+	if x != nil {
+		return x.Data
+	}
+	return 0
+}
+
+type Fd struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Fd               int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
+	Kind             FdKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=gocr.v1.FdKind" json:"kind,omitempty"`
+	File             *FileRef               `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	Flags            uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // open(2) flags from fdinfo, without O_CLOEXEC
+	Pos              int64                  `protobuf:"varint,5,opt,name=pos,proto3" json:"pos,omitempty"`
+	Cloexec          bool                   `protobuf:"varint,6,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
+	SharedWith       int32                  `protobuf:"varint,7,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"` // -1, or the lower fd number sharing this open file
+	Description      string                 `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`                  // readlink of /proc/PID/fd/N, for messages
+	EventfdCount     uint64                 `protobuf:"varint,9,opt,name=eventfd_count,json=eventfdCount,proto3" json:"eventfd_count,omitempty"`
+	EventfdSemaphore bool                   `protobuf:"varint,10,opt,name=eventfd_semaphore,json=eventfdSemaphore,proto3" json:"eventfd_semaphore,omitempty"`
+	EpollWatches     []*EpollWatch          `protobuf:"bytes,11,rep,name=epoll_watches,json=epollWatches,proto3" json:"epoll_watches,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1888,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1901,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -1889,6 +1960,27 @@ func (x *Fd) GetDescription() string {
 	return ""
 }
 
+func (x *Fd) GetEventfdCount() uint64 {
+	if x != nil {
+		return x.EventfdCount
+	}
+	return 0
+}
+
+func (x *Fd) GetEventfdSemaphore() bool {
+	if x != nil {
+		return x.EventfdSemaphore
+	}
+	return false
+}
+
+func (x *Fd) GetEpollWatches() []*EpollWatch {
+	if x != nil {
+		return x.EpollWatches
+	}
+	return nil
+}
+
 type Files struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -1899,7 +1991,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2003,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2016,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Files) GetPid() int32 {
@@ -2107,7 +2199,12 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"<\n" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
-	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"\xe4\x01\n" +
+	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"J\n" +
+	"\n" +
+	"EpollWatch\x12\x10\n" +
+	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
+	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\"\xf0\x02\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12#\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x0f.gocr.v1.FdKindR\x04kind\x12$\n" +
@@ -2117,7 +2214,11 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\acloexec\x18\x06 \x01(\bR\acloexec\x12\x1f\n" +
 	"\vshared_with\x18\a \x01(\x05R\n" +
 	"sharedWith\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\"8\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12#\n" +
+	"\reventfd_count\x18\t \x01(\x04R\feventfdCount\x12+\n" +
+	"\x11eventfd_semaphore\x18\n" +
+	" \x01(\bR\x10eventfdSemaphore\x128\n" +
+	"\repoll_watches\x18\v \x03(\v2\x13.gocr.v1.EpollWatchR\fepollWatches\"8\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds*\xb3\x01\n" +
@@ -2130,7 +2231,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\b*Z\n" +
+	"\fVMA_VSYSCALL\x10\b*x\n" +
 	"\x06FdKind\x12\x0e\n" +
 	"\n" +
 	"FD_UNKNOWN\x10\x00\x12\x0e\n" +
@@ -2140,7 +2241,10 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\n" +
 	"FD_CHARDEV\x10\x03\x12\x0e\n" +
 	"\n" +
-	"FD_INHERIT\x10\x04B\x13Z\x11gocr/proto;gocrpbb\x06proto3"
+	"FD_INHERIT\x10\x04\x12\x0e\n" +
+	"\n" +
+	"FD_EVENTFD\x10\x05\x12\f\n" +
+	"\bFD_EPOLL\x10\x06B\x13Z\x11gocr/proto;gocrpbb\x06proto3"
 
 var (
 	file_proto_gocr_proto_rawDescOnce sync.Once
@@ -2155,7 +2259,7 @@ func file_proto_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_proto_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
 	(FdKind)(0),          // 1: gocr.v1.FdKind
@@ -2175,8 +2279,9 @@ var file_proto_gocr_proto_goTypes = []any{
 	(*Vma)(nil),          // 15: gocr.v1.Vma
 	(*FileRef)(nil),      // 16: gocr.v1.FileRef
 	(*PageRange)(nil),    // 17: gocr.v1.PageRange
-	(*Fd)(nil),           // 18: gocr.v1.Fd
-	(*Files)(nil),        // 19: gocr.v1.Files
+	(*EpollWatch)(nil),   // 18: gocr.v1.EpollWatch
+	(*Fd)(nil),           // 19: gocr.v1.Fd
+	(*Files)(nil),        // 20: gocr.v1.Files
 }
 var file_proto_gocr_proto_depIdxs = []int32{
 	5,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -2196,12 +2301,13 @@ var file_proto_gocr_proto_depIdxs = []int32{
 	16, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
 	1,  // 15: gocr.v1.Fd.kind:type_name -> gocr.v1.FdKind
 	16, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	18, // 17: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
+	19, // 18: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_proto_gocr_proto_init() }
@@ -2215,7 +2321,7 @@ func file_proto_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_gocr_proto_rawDesc), len(file_proto_gocr_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -81,6 +81,14 @@ type rstSiginfo struct {
 	Info  [128]byte
 }
 
+type rstEpoll struct {
+	Epfd   int32  `c:"epfd"`
+	Tfd    int32  `c:"tfd"`
+	Events uint32 `c:"events"`
+	Pad0   uint32
+	Data   uint64 `c:"data"`
+}
+
 type rstThread struct {
 	Tid           int32  `c:"tid"`
 	CommOff       uint32 `c:"comm_off"`
@@ -156,23 +164,25 @@ type rstArgs struct {
 	ThreadsOff     uint32                    `c:"threads_off"`
 	ThreadsReady   uint32                    `c:"threads_ready"`
 	ThreadStack    uint32                    `c:"thread_stack"`
-	Itimers        [3]rstItimer `c:"itimers"`
-	Reserved       [6]uint64    `c:"reserved"`
-	Personality    uint32       `c:"personality"`
-	Umask          uint32       `c:"umask"`
-	CwdOff         uint32       `c:"cwd_off"`
-	RootOff        uint32       `c:"root_off"`
-	CommOff        uint32       `c:"comm_off"`
-	PdeathSig      int32        `c:"pdeathsig"`
-	Dumpable       int32        `c:"dumpable"`
-	ChildSubreaper int32        `c:"child_subreaper"`
-	NoNewPrivs     int32        `c:"no_new_privs"`
-	SetCreds       uint32       `c:"set_creds"`
-	Uids           [4]uint32    `c:"uids"`
-	Gids           [4]uint32    `c:"gids"`
-	NrGroups       uint32       `c:"nr_groups"`
-	GroupsOff      uint32       `c:"groups_off"`
-	MaxFd          uint32       `c:"max_fd"`
+	Itimers        [3]rstItimer              `c:"itimers"`
+	NrEpoll        uint32                    `c:"nr_epoll"`
+	EpollOff       uint32                    `c:"epoll_off"`
+	Reserved       [5]uint64                 `c:"reserved"`
+	Personality    uint32                    `c:"personality"`
+	Umask          uint32                    `c:"umask"`
+	CwdOff         uint32                    `c:"cwd_off"`
+	RootOff        uint32                    `c:"root_off"`
+	CommOff        uint32                    `c:"comm_off"`
+	PdeathSig      int32                     `c:"pdeathsig"`
+	Dumpable       int32                     `c:"dumpable"`
+	ChildSubreaper int32                     `c:"child_subreaper"`
+	NoNewPrivs     int32                     `c:"no_new_privs"`
+	SetCreds       uint32                    `c:"set_creds"`
+	Uids           [4]uint32                 `c:"uids"`
+	Gids           [4]uint32                 `c:"gids"`
+	NrGroups       uint32                    `c:"nr_groups"`
+	GroupsOff      uint32                    `c:"groups_off"`
+	MaxFd          uint32                    `c:"max_fd"`
 	Pad1           uint32
 }
 

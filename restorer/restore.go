@@ -138,6 +138,9 @@ func Run(opts Options) (*Result, error) {
 		srcOf[f.Fd] = src
 		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: src, Cloexec: b2u(f.Cloexec)})
 		maxFd = max(maxFd, f.Fd)
+		for _, w := range f.EpollWatches {
+			p.epoll = append(p.epoll, rstEpoll{Epfd: f.Fd, Tfd: w.Tfd, Events: w.Events, Data: w.Data})
+		}
 	}
 	p.args.MaxFd = uint32(maxFd)
 	holeSize, err := holeSizeFor(p)
@@ -319,6 +322,37 @@ func openFds(files *gocrpb.Files, opts Options) ([]*os.File, error) {
 					return fail(fmt.Errorf("fd %d: seek %s to %d: %w", fd.Fd, fd.File.Path, fd.Pos, err))
 				}
 			}
+		case gocrpb.FdKind_FD_EVENTFD:
+			flags := unix.EFD_CLOEXEC
+			if fd.EventfdSemaphore {
+				flags |= unix.EFD_SEMAPHORE
+			}
+			if fd.Flags&unix.O_NONBLOCK != 0 {
+				flags |= unix.EFD_NONBLOCK
+			}
+			nfd, err := unix.Eventfd(0, flags)
+			if err != nil {
+				return fail(fmt.Errorf("fd %d: eventfd: %w", fd.Fd, err))
+			}
+			f = os.NewFile(uintptr(nfd), "eventfd")
+			// The counter is 64 bits, eventfd's initval only 32: a
+			// write adds the whole value (man 2 eventfd).
+			if fd.EventfdCount > 0 {
+				var b [8]byte
+				binary.LittleEndian.PutUint64(b[:], fd.EventfdCount)
+				if _, err := unix.Write(nfd, b[:]); err != nil {
+					f.Close()
+					return fail(fmt.Errorf("fd %d: set eventfd counter: %w", fd.Fd, err))
+				}
+			}
+		case gocrpb.FdKind_FD_EPOLL:
+			// Created empty here; its watches are added by the
+			// restorer once every fd has its dumped number.
+			nfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+			if err != nil {
+				return fail(fmt.Errorf("fd %d: epoll_create1: %w", fd.Fd, err))
+			}
+			f = os.NewFile(uintptr(nfd), "epoll")
 		default:
 			return fail(fmt.Errorf("fd %d: unsupported kind %v", fd.Fd, fd.Kind))
 		}

@@ -99,6 +99,22 @@ struct rst_siginfo {
 };
 _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 
+/* A watch to add to a restored epoll instance, by target fd numbers:
+ * epoll keys its items by (file, fd number), so they must be added in the
+ * restored fd table, not gocr's (fs/eventpoll.c ep_find). */
+struct rst_epoll {
+	s32 epfd;
+	s32 tfd;
+	u32 events;
+	u32 pad0;
+	u64 data;
+};
+BUILD_BUG_ON_OFFSET(struct rst_epoll, epfd, 0);
+BUILD_BUG_ON_OFFSET(struct rst_epoll, tfd, 4);
+BUILD_BUG_ON_OFFSET(struct rst_epoll, events, 8);
+BUILD_BUG_ON_OFFSET(struct rst_epoll, data, 16);
+_Static_assert(sizeof(struct rst_epoll) == 24, "rst_epoll size");
+
 /* Per-thread kernel state; threads[0] is the thread-group leader. */
 struct rst_thread {
 	s32 tid;
@@ -206,7 +222,9 @@ struct rst_args {
 	u32 threads_ready; /* futex word: threads that finished their setup */
 	u32 thread_stack;  /* bytes of stack per thread in the hole */
 	struct rst_itimer itimers[3];
-	u64 reserved[6];
+	u32 nr_epoll;
+	u32 epoll_off;
+	u64 reserved[5];
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -259,7 +277,9 @@ BUILD_BUG_ON_OFFSET(struct rst_args, threads_off, 2348);
 BUILD_BUG_ON_OFFSET(struct rst_args, threads_ready, 2352);
 BUILD_BUG_ON_OFFSET(struct rst_args, thread_stack, 2356);
 BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2456);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_epoll, 2456);
+BUILD_BUG_ON_OFFSET(struct rst_args, epoll_off, 2460);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2464);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -577,6 +577,16 @@ static void restore_fds(struct rst_args *a)
 		if (!still_used)
 			sys1(__NR_close, fds[i].src);
 	}
+	/* struct epoll_event is packed on x86-64
+	 * (include/uapi/linux/eventpoll.h EPOLL_PACKED). */
+	struct rst_epoll *ep = (struct rst_epoll *)((u8 *)a + a->epoll_off);
+	for (u32 i = 0; i < a->nr_epoll; i++) {
+		struct __attribute__((packed)) {
+			u32 events;
+			u64 data;
+		} ev = {ep[i].events, ep[i].data};
+		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, 1 /* EPOLL_CTL_ADD */, ep[i].tfd, &ev));
+	}
 	/* The page image fd now sits above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
