@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,20 +40,39 @@ func main() {
 			{
 				Name:      "dump",
 				Usage:     "save a running process to a directory of images",
-				UsageText: "gocr dump -t PID -D DIR [--leave-running]",
-				Description: "Freezes process PID, writes its complete state into DIR, and then ends the process\n" +
-					"(it can be started again from DIR with 'gocr restore'). With --leave-running the process\n" +
-					"continues after the dump instead, so DIR is a checkpoint to fall back to.\n" +
-					"If the dump fails for any reason the process keeps running, untouched, and DIR\n" +
+				UsageText: "gocr dump -t PID -D DIR [--leave-running]\n   gocr dump --pgid PGID | --sid SID -D DIR [--leave-running]",
+				Description: "Freezes process PID and all its descendants (its children, their children, ...),\n" +
+					"writes their complete state into DIR, and then ends them (they can be started again\n" +
+					"from DIR with 'gocr restore'). --pgid or --sid take a whole process group or session.\n" +
+					"With --leave-running the processes continue after the dump instead, so DIR is a\n" +
+					"checkpoint to fall back to.\n" +
+					"If the dump fails for any reason the processes keep running, untouched, and DIR\n" +
 					"does not hold a dump that 'gocr restore' would accept.",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump", Required: true},
-					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)", Required: true},
+					&cli.IntFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump, with all its descendants"},
+					&cli.IntFlag{Name: "pgid", Usage: "dump the whole process group `PGID` (from its leader down)"},
+					&cli.IntFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
+					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 				},
 				Action: func(c *cli.Context) error {
+					var missing []string
+					if !c.IsSet("tree") && !c.IsSet("pgid") && !c.IsSet("sid") {
+						missing = append(missing, "tree")
+					}
+					if !c.IsSet("images-dir") {
+						missing = append(missing, "images-dir")
+					}
+					if len(missing) > 0 {
+						return fmt.Errorf("Required flags %q not set (-t PID, or --pgid/--sid, and -D DIR)", strings.Join(missing, ", "))
+					}
+					for _, name := range []string{"tree", "pgid", "sid"} {
+						if c.IsSet(name) && c.Int(name) <= 0 {
+							return fmt.Errorf("invalid --%s %d: must be a process ID above 0", name, c.Int(name))
+						}
+					}
 					return dump.Run(dump.Options{
-						Pid: c.Int("tree"), Dir: c.String("images-dir"),
+						Pid: c.Int("tree"), Pgid: c.Int("pgid"), Sid: c.Int("sid"), Dir: c.String("images-dir"),
 						LeaveRunning: c.Bool("leave-running"), Version: version,
 					})
 				},

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -27,22 +26,20 @@ import (
 
 // Options say what to dump and where.
 type Options struct {
-	Pid          int
+	Pid          int // the root of the tree to dump
+	Pgid, Sid    int // or: a whole process group, or session (its leader is the root)
 	Dir          string
-	LeaveRunning bool   // let the process run on after the dump
+	LeaveRunning bool   // let the processes run on after the dump
 	Version      string // gocr's version, recorded in the inventory
 }
 
-// Run dumps opts.Pid into opts.Dir.
+// Run dumps the process tree opts selects into opts.Dir.
 func Run(opts Options) (err error) {
-	pid := opts.Pid
-	if pid <= 0 {
-		return fmt.Errorf("invalid pid %d", pid)
+	root, err := pickRoot(opts)
+	if err != nil {
+		return err
 	}
-	if pid == os.Getpid() {
-		return fmt.Errorf("pid %d is gocr itself", pid)
-	}
-	if err := checkDumpable(pid); err != nil {
+	if err := checkDumpable(root); err != nil {
 		return err
 	}
 
@@ -60,91 +57,115 @@ func Run(opts Options) (err error) {
 	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
-	fr, err := freeze(t, pid)
-	if err != nil {
-		return err
-	}
-	frozen := time.Now()
-	// From here on the process is frozen; every error path releases it
-	// as it was, with any signal it was about to take.
+	tree, err := freezeTree(t, root)
+	// From here on the processes are frozen; every error path releases
+	// them as they were, with any signal they were about to take.
 	released := false
 	release := func() {
-		if released {
-			return
+		if !released {
+			released = true
+			tree.release(t)
 		}
-		released = true
-		fr.release(t)
 	}
 	defer func() {
 		if err != nil {
 			release()
 		}
 	}()
-	// Children may have appeared before the freeze.
-	if err := checkNoChildren(pid); err != nil {
+	if err != nil {
+		return err
+	}
+	frozen := time.Now()
+	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
 
-	st, err := collect(t, pid, fr)
-	if err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
+	states := make([]*state, len(tree.procs))
+	for i, fp := range tree.procs {
+		if fp.zombie {
+			states[i] = &state{task: zombieTask(fp)}
+			continue
+		}
+		if states[i], err = collect(t, fp.pid, fp); err != nil {
+			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
+		}
+	}
+	if err := linkFiles(states); err != nil {
+		return fmt.Errorf("dump: %w", err)
 	}
 
-	mem, err := captureMemory(t, pid, dir, st)
-	if err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
+	mems := make([]*capturedMemory, len(states))
+	defer func() {
+		for _, m := range mems {
+			if m != nil {
+				m.pages.Close()
+			}
+		}
+	}()
+	for i, st := range states {
+		if st.mm == nil {
+			continue
+		}
+		pid := int(st.task.Pid)
+		if mems[i], err = captureMemory(t, pid, dir, st); err != nil {
+			return fmt.Errorf("dump pid %d: %w", pid, err)
+		}
+		stats.PagesBytes += mems[i].written
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
-	stats.PagesBytes = mem.written
-	// Everything is captured and the process is cured: with
-	// --leave-running it goes on now, while the images are synced.
+	// Everything is captured and cured: with --leave-running the
+	// processes go on now, while the images are synced.
 	if opts.LeaveRunning {
 		release()
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
-	if err := writeImages(dir, pid, st, mem, opts.Version); err != nil {
-		return fmt.Errorf("dump pid %d: %w", pid, err)
+	if err := writeImages(dir, states, mems, opts.Version); err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	if !opts.LeaveRunning {
 		// The images are complete and synced: only now may the
-		// process go.
+		// processes go.
 		released = true
-		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
-			return fmt.Errorf("kill pid %d after dump: %w", pid, err)
-		}
+		tree.kill(t)
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
-		for i := len(fr.tids) - 1; i >= 0; i-- {
-			waitGone(t, fr.tids[i])
-		}
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()
 	writeStats(opts.Dir, &stats)
 	return nil
 }
 
-func writeImages(dir *images.Dir, pid int, st *state, mem *capturedMemory, version string) error {
-	if err := mem.finish(pid, dir); err != nil {
-		return err
-	}
-	if err := dir.WriteTask(st.task); err != nil {
-		return err
-	}
-	if err := dir.WriteMm(st.mm); err != nil {
-		return err
-	}
-	if err := dir.WriteFiles(st.files); err != nil {
-		return err
+func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
+	var pids []int32
+	for i, st := range states {
+		pid := int(st.task.Pid)
+		pids = append(pids, st.task.Pid)
+		if err := dir.WriteTask(st.task); err != nil {
+			return err
+		}
+		if st.mm == nil {
+			continue
+		}
+		if err := mems[i].finish(pid, dir); err != nil {
+			return err
+		}
+		mems[i] = nil
+		if err := dir.WriteMm(st.mm); err != nil {
+			return err
+		}
+		if err := dir.WriteFiles(st.files); err != nil {
+			return err
+		}
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	return dir.WriteInventory(&gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
-		RootPid:        int32(pid),
-		Pids:           []int32{int32(pid)},
+		RootPid:        states[0].task.Pid,
+		Pids:           pids,
 		DumpTimeUnixNs: time.Now().UnixNano(),
 		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
-		Xcr0:           ptrace.XCR0(st.task.Threads[0].Xsave),
+		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
 	})
 }
@@ -196,17 +217,6 @@ func checkDumpable(pid int) error {
 	if status.State == 'Z' {
 		return fmt.Errorf("pid %d (%s) is a zombie", pid, status.Name)
 	}
-	return checkNoChildren(pid)
-}
-
-func checkNoChildren(pid int) error {
-	children, err := proc.Children(pid)
-	if err != nil {
-		return fmt.Errorf("pid %d: %w", pid, err)
-	}
-	if len(children) > 0 {
-		return fmt.Errorf("pid %d has child processes %v: process trees are not supported yet", pid, children)
-	}
 	return nil
 }
 
@@ -225,83 +235,6 @@ func fileRef(path string) (*gocrpb.FileRef, error) {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	return &gocrpb.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
-}
-
-// frozenTask is a process whose every thread is seized and stopped.
-type frozenTask struct {
-	pid  int
-	tids []int // the leader first
-	// sigs are the signals the freeze caught on their way to delivery,
-	// per thread: dequeued already, so they must be given back.
-	sigs map[int][][ptrace.SiginfoSize]byte
-}
-
-// freeze seizes and stops every thread of pid. Threads can be created
-// until the last running thread is stopped, so it re-reads the thread list
-// until a pass finds nothing new.
-func freeze(t *ptrace.Tracer, pid int) (*frozenTask, error) {
-	fr := &frozenTask{pid: pid, sigs: map[int][][ptrace.SiginfoSize]byte{}}
-	seen := map[int]bool{}
-	for {
-		tids, err := proc.Threads(pid)
-		if err != nil {
-			fr.release(t)
-			if errors.Is(err, proc.ErrNoProcess) {
-				return nil, fmt.Errorf("no process with pid %d", pid)
-			}
-			return nil, fmt.Errorf("freeze pid %d: %w", pid, err)
-		}
-		// The leader first: it is the one the parasite runs in.
-		sort.Slice(tids, func(i, j int) bool { return tids[i] == pid || (tids[j] != pid && tids[i] < tids[j]) })
-		found := false
-		for _, tid := range tids {
-			if seen[tid] {
-				continue
-			}
-			seen[tid] = true
-			found = true
-			if err := t.Seize(tid); err != nil {
-				if errors.Is(err, unix.ESRCH) && tid != pid {
-					continue // the thread exited meanwhile
-				}
-				fr.release(t)
-				switch {
-				case errors.Is(err, unix.EPERM):
-					return nil, fmt.Errorf("pid %d: not permitted to trace it (is it already traced, or owned by another user?)", pid)
-				case errors.Is(err, unix.ESRCH):
-					return nil, fmt.Errorf("no process with pid %d", pid)
-				}
-				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
-			}
-			fr.tids = append(fr.tids, tid)
-			sigs, err := t.StopTaskInfo(tid)
-			if err != nil {
-				if errors.Is(err, unix.ESRCH) && tid != pid {
-					fr.tids = fr.tids[:len(fr.tids)-1]
-					continue
-				}
-				fr.release(t)
-				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
-			}
-			if len(sigs) > 0 {
-				fr.sigs[tid] = sigs
-			}
-		}
-		if !found {
-			return fr, nil
-		}
-	}
-}
-
-// release lets every thread run on as it was, giving back caught signals.
-func (fr *frozenTask) release(t *ptrace.Tracer) {
-	for _, tid := range fr.tids {
-		if err := requeue(t, tid, fr.sigs[tid]); err != nil {
-			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d thread %d: %v\n", fr.pid, tid, err)
-		}
-		t.Detach(tid, 0)
-	}
-	fr.tids = nil
 }
 
 // requeue gives back the signals the freeze caught on their way to
@@ -327,7 +260,7 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.SetRegs(tid, &regs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenTask) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -531,13 +464,18 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 	case m.Inode == 0 && (m.Path == "" || m.Path == "[heap]" || m.Path == "[stack]" || strings.HasPrefix(m.Path, "[anon:")):
 		if m.Shared {
 			v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+			v.ShmemId = m.Inode
 		} else {
 			v.Kind = gocrpb.VmaKind_VMA_ANON_PRIVATE
 		}
 	case m.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "/SYSV")):
 		// MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)"
 		// (mm/shmem.c shmem_zero_setup).
+		if strings.HasPrefix(m.Path, "/SYSV") {
+			return nil, fmt.Errorf("mapping %#x-%#x: System V shared memory is not supported yet", m.Start, m.End)
+		}
 		v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+		v.ShmemId = m.Inode
 	case strings.HasPrefix(m.Path, "/"):
 		if m.Deleted {
 			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, m.Path)
@@ -615,6 +553,12 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 			for _, w := range ws {
 				f.EpollWatches = append(f.EpollWatches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
 			}
+		case strings.HasPrefix(target, "pipe:["):
+			f.Kind = gocrpb.FdKind_FD_PIPE
+			f.PipeId = st.Ino
+		case mode == unix.S_IFIFO && strings.HasPrefix(target, "/") && !deleted:
+			f.Kind = gocrpb.FdKind_FD_FIFO
+			f.PipeId = st.Ino
 		case fd <= 2:
 			// stdio joined to something outside the dump (a terminal,
 			// a pipe from the shell): the restore gives its own.
@@ -624,12 +568,13 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		default:
 			return nil, fmt.Errorf("fd %d (%s): this kind of file is not supported yet", fd, target)
 		}
-		if f.Kind == gocrpb.FdKind_FD_REGULAR || f.Kind == gocrpb.FdKind_FD_DIRECTORY || f.Kind == gocrpb.FdKind_FD_CHARDEV {
+		switch f.Kind {
+		case gocrpb.FdKind_FD_REGULAR, gocrpb.FdKind_FD_DIRECTORY, gocrpb.FdKind_FD_CHARDEV,
+			gocrpb.FdKind_FD_PIPE, gocrpb.FdKind_FD_FIFO:
 			f.File = &gocrpb.FileRef{Path: target, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
 		}
 		files.Fds = append(files.Fds, f)
 	}
-	markShared(pid, files)
 	open := map[int32]bool{}
 	for _, f := range files.Fds {
 		open[f.Fd] = true

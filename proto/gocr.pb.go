@@ -102,6 +102,8 @@ const (
 	FdKind_FD_INHERIT   FdKind = 4 // stdio connected outside the dump: given by restore
 	FdKind_FD_EVENTFD   FdKind = 5 // eventfd(2): counter and flags
 	FdKind_FD_EPOLL     FdKind = 6 // epoll(7): the watched fds with their events and data
+	FdKind_FD_PIPE      FdKind = 7 // pipe(2): recreated with its size and the data in it
+	FdKind_FD_FIFO      FdKind = 8 // a named pipe, reopened by path, with the data in it
 )
 
 // Enum value maps for FdKind.
@@ -114,6 +116,8 @@ var (
 		4: "FD_INHERIT",
 		5: "FD_EVENTFD",
 		6: "FD_EPOLL",
+		7: "FD_PIPE",
+		8: "FD_FIFO",
 	}
 	FdKind_value = map[string]int32{
 		"FD_UNKNOWN":   0,
@@ -123,6 +127,8 @@ var (
 		"FD_INHERIT":   4,
 		"FD_EVENTFD":   5,
 		"FD_EPOLL":     6,
+		"FD_PIPE":      7,
+		"FD_FIFO":      8,
 	}
 )
 
@@ -273,6 +279,10 @@ type Task struct {
 	Itimers       []*Itimer              `protobuf:"bytes,14,rep,name=itimers,proto3" json:"itimers,omitempty"` // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
 	Threads       []*Thread              `protobuf:"bytes,15,rep,name=threads,proto3" json:"threads,omitempty"` // threads[0] is the thread-group leader
 	Flags         *ProcessFlags          `protobuf:"bytes,16,opt,name=flags,proto3" json:"flags,omitempty"`
+	// A zombie has only this image: it is recreated as a child that exits
+	// with exit_status, a wait(2) status word.
+	Zombie        bool   `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
+	ExitStatus    uint32 `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +427,20 @@ func (x *Task) GetFlags() *ProcessFlags {
 		return x.Flags
 	}
 	return nil
+}
+
+func (x *Task) GetZombie() bool {
+	if x != nil {
+		return x.Zombie
+	}
+	return false
+}
+
+func (x *Task) GetExitStatus() uint32 {
+	if x != nil {
+		return x.ExitStatus
+	}
+	return 0
 }
 
 type ProcessFlags struct {
@@ -1555,16 +1579,19 @@ func (x *Mm) GetVmas() []*Vma {
 }
 
 type Vma struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
-	End           uint64                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
-	Pgoff         uint64                 `protobuf:"varint,3,opt,name=pgoff,proto3" json:"pgoff,omitempty"` // file offset in bytes
-	Prot          uint32                 `protobuf:"varint,4,opt,name=prot,proto3" json:"prot,omitempty"`   // PROT_*
-	Kind          VmaKind                `protobuf:"varint,5,opt,name=kind,proto3,enum=gocr.v1.VmaKind" json:"kind,omitempty"`
-	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`                                   // maps' last column ("[heap]", "[stack]", a path, "")
-	File          *FileRef               `protobuf:"bytes,7,opt,name=file,proto3" json:"file,omitempty"`                                   // for file-backed kinds
-	VmFlags       []string               `protobuf:"bytes,8,rep,name=vm_flags,json=vmFlags,proto3" json:"vm_flags,omitempty"`              // smaps VmFlags mnemonics ("gd", "hg", ...)
-	DumpedPages   uint64                 `protobuf:"varint,9,opt,name=dumped_pages,json=dumpedPages,proto3" json:"dumped_pages,omitempty"` // pages of this VMA present in the page image
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Start       uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	End         uint64                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	Pgoff       uint64                 `protobuf:"varint,3,opt,name=pgoff,proto3" json:"pgoff,omitempty"` // file offset in bytes
+	Prot        uint32                 `protobuf:"varint,4,opt,name=prot,proto3" json:"prot,omitempty"`   // PROT_*
+	Kind        VmaKind                `protobuf:"varint,5,opt,name=kind,proto3,enum=gocr.v1.VmaKind" json:"kind,omitempty"`
+	Name        string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`                                   // maps' last column ("[heap]", "[stack]", a path, "")
+	File        *FileRef               `protobuf:"bytes,7,opt,name=file,proto3" json:"file,omitempty"`                                   // for file-backed kinds
+	VmFlags     []string               `protobuf:"bytes,8,rep,name=vm_flags,json=vmFlags,proto3" json:"vm_flags,omitempty"`              // smaps VmFlags mnemonics ("gd", "hg", ...)
+	DumpedPages uint64                 `protobuf:"varint,9,opt,name=dumped_pages,json=dumpedPages,proto3" json:"dumped_pages,omitempty"` // pages of this VMA present in the page image
+	// For VMA_ANON_SHARED: the shared memory object's inode, the same in
+	// every process that shares it (MAP_SHARED|MAP_ANONYMOUS across fork).
+	ShmemId       uint64 `protobuf:"varint,10,opt,name=shmem_id,json=shmemId,proto3" json:"shmem_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1658,6 +1685,13 @@ func (x *Vma) GetVmFlags() []string {
 func (x *Vma) GetDumpedPages() uint64 {
 	if x != nil {
 		return x.DumpedPages
+	}
+	return 0
+}
+
+func (x *Vma) GetShmemId() uint64 {
+	if x != nil {
+		return x.ShmemId
 	}
 	return 0
 }
@@ -1870,8 +1904,14 @@ type Fd struct {
 	EventfdCount     uint64                 `protobuf:"varint,9,opt,name=eventfd_count,json=eventfdCount,proto3" json:"eventfd_count,omitempty"`
 	EventfdSemaphore bool                   `protobuf:"varint,10,opt,name=eventfd_semaphore,json=eventfdSemaphore,proto3" json:"eventfd_semaphore,omitempty"`
 	EpollWatches     []*EpollWatch          `protobuf:"bytes,11,rep,name=epoll_watches,json=epollWatches,proto3" json:"epoll_watches,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With shared_with: the process holding that fd (0: this one). Files
+	// shared across fork or dup are one open file description again.
+	SharedPid     int32  `protobuf:"varint,12,opt,name=shared_pid,json=sharedPid,proto3" json:"shared_pid,omitempty"`
+	PipeId        uint64 `protobuf:"varint,13,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`       // the pipe's inode, the same at both ends
+	PipeSize      uint32 `protobuf:"varint,14,opt,name=pipe_size,json=pipeSize,proto3" json:"pipe_size,omitempty"` // F_GETPIPE_SZ
+	PipeData      []byte `protobuf:"bytes,15,opt,name=pipe_data,json=pipeData,proto3" json:"pipe_data,omitempty"`  // unread data, on the first fd of each pipe
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Fd) Reset() {
@@ -1981,6 +2021,34 @@ func (x *Fd) GetEpollWatches() []*EpollWatch {
 	return nil
 }
 
+func (x *Fd) GetSharedPid() int32 {
+	if x != nil {
+		return x.SharedPid
+	}
+	return 0
+}
+
+func (x *Fd) GetPipeId() uint64 {
+	if x != nil {
+		return x.PipeId
+	}
+	return 0
+}
+
+func (x *Fd) GetPipeSize() uint32 {
+	if x != nil {
+		return x.PipeSize
+	}
+	return 0
+}
+
+func (x *Fd) GetPipeData() []byte {
+	if x != nil {
+		return x.PipeData
+	}
+	return nil
+}
+
 type Files struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -2046,7 +2114,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\x85\x04\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xbe\x04\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -2066,7 +2134,10 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\x0eshared_pending\x18\r \x03(\v2\x10.gocr.v1.SigInfoR\rsharedPending\x12)\n" +
 	"\aitimers\x18\x0e \x03(\v2\x0f.gocr.v1.ItimerR\aitimers\x12)\n" +
 	"\athreads\x18\x0f \x03(\v2\x0f.gocr.v1.ThreadR\athreads\x12+\n" +
-	"\x05flags\x18\x10 \x01(\v2\x15.gocr.v1.ProcessFlagsR\x05flags\"\x9a\x01\n" +
+	"\x05flags\x18\x10 \x01(\v2\x15.gocr.v1.ProcessFlagsR\x05flags\x12\x16\n" +
+	"\x06zombie\x18\x11 \x01(\bR\x06zombie\x12\x1f\n" +
+	"\vexit_status\x18\x12 \x01(\rR\n" +
+	"exitStatus\"\x9a\x01\n" +
 	"\fProcessFlags\x12\x1a\n" +
 	"\bdumpable\x18\x01 \x01(\bR\bdumpable\x12 \n" +
 	"\fno_new_privs\x18\x02 \x01(\bR\n" +
@@ -2180,7 +2251,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\aenv_end\x18\f \x01(\x04R\x06envEnd\x12\x12\n" +
 	"\x04auxv\x18\r \x01(\fR\x04auxv\x12\"\n" +
 	"\x03exe\x18\x0e \x01(\v2\x10.gocr.v1.FileRefR\x03exe\x12 \n" +
-	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\"\xf5\x01\n" +
+	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\"\x90\x02\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -2190,7 +2261,9 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12$\n" +
 	"\x04file\x18\a \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x19\n" +
 	"\bvm_flags\x18\b \x03(\tR\avmFlags\x12!\n" +
-	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\"p\n" +
+	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\x12\x19\n" +
+	"\bshmem_id\x18\n" +
+	" \x01(\x04R\ashmemId\"p\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +
@@ -2204,7 +2277,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\"\xf0\x02\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\"\xe2\x03\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12#\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x0f.gocr.v1.FdKindR\x04kind\x12$\n" +
@@ -2218,7 +2291,12 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\reventfd_count\x18\t \x01(\x04R\feventfdCount\x12+\n" +
 	"\x11eventfd_semaphore\x18\n" +
 	" \x01(\bR\x10eventfdSemaphore\x128\n" +
-	"\repoll_watches\x18\v \x03(\v2\x13.gocr.v1.EpollWatchR\fepollWatches\"8\n" +
+	"\repoll_watches\x18\v \x03(\v2\x13.gocr.v1.EpollWatchR\fepollWatches\x12\x1d\n" +
+	"\n" +
+	"shared_pid\x18\f \x01(\x05R\tsharedPid\x12\x17\n" +
+	"\apipe_id\x18\r \x01(\x04R\x06pipeId\x12\x1b\n" +
+	"\tpipe_size\x18\x0e \x01(\rR\bpipeSize\x12\x1b\n" +
+	"\tpipe_data\x18\x0f \x01(\fR\bpipeData\"8\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds*\xb3\x01\n" +
@@ -2231,7 +2309,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\b*x\n" +
+	"\fVMA_VSYSCALL\x10\b*\x92\x01\n" +
 	"\x06FdKind\x12\x0e\n" +
 	"\n" +
 	"FD_UNKNOWN\x10\x00\x12\x0e\n" +
@@ -2244,7 +2322,9 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"FD_INHERIT\x10\x04\x12\x0e\n" +
 	"\n" +
 	"FD_EVENTFD\x10\x05\x12\f\n" +
-	"\bFD_EPOLL\x10\x06B\x13Z\x11gocr/proto;gocrpbb\x06proto3"
+	"\bFD_EPOLL\x10\x06\x12\v\n" +
+	"\aFD_PIPE\x10\a\x12\v\n" +
+	"\aFD_FIFO\x10\bB\x13Z\x11gocr/proto;gocrpbb\x06proto3"
 
 var (
 	file_proto_gocr_proto_rawDescOnce sync.Once

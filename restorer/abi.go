@@ -8,6 +8,12 @@ package restorer
 // against the _Static_asserts in abi.h (the `c` tags name the C fields).
 
 const (
+	rstTreeMagic = 0x45455254524f4347
+
+	rstProcSetsid   = 1
+	rstProcSetpgid  = 2
+	rstProcJoinPgid = 4
+
 	rstMagic   = 0x31545352524f4347
 	rstVersion = 1
 
@@ -25,7 +31,7 @@ var rstSteps = map[uint32]string{
 	8: "set memory protection", 9: "restore mm fields (PR_SET_MM_MAP)", 10: "restore signal handlers",
 	11: "restore interval timers", 12: "restore per-thread kernel state", 13: "restore cwd/root",
 	14: "restore resource limits", 15: "restore credentials", 16: "queue pending signals",
-	17: "restore process flags (prctl)",
+	17: "restore process flags (prctl)", 18: "rebuild the process tree (fork, session, group)",
 }
 
 // VMA kinds (RST_VMA_*).
@@ -60,7 +66,28 @@ type rstVma struct {
 	PathOff   uint32 `c:"path_off"`
 	OpenFlags uint32 `c:"open_flags"`
 	MapProt   uint32 `c:"map_prot"`
-	Pad0      uint32
+	MapFd     int32  `c:"map_fd"`
+}
+
+type rstTree struct {
+	Magic    uint64 `c:"magic"`
+	Version  uint32 `c:"version"`
+	Size     uint32 `c:"size"`
+	NrProcs  uint32 `c:"nr_procs"`
+	ProcsOff uint32 `c:"procs_off"`
+	Created  uint32 `c:"created"`
+	Pad0     uint32
+}
+
+type rstProc struct {
+	Pid        int32  `c:"pid"`
+	Parent     int32  `c:"parent"`
+	Pgid       int32  `c:"pgid"`
+	Flags      uint32 `c:"flags"`
+	Zombie     uint32 `c:"zombie"`
+	ExitStatus uint32 `c:"exit_status"`
+	PlanOff    uint32 `c:"plan_off"`
+	Pad0       uint32
 }
 
 type rstPages struct {

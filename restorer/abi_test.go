@@ -30,7 +30,7 @@ func TestABIMatchesC(t *testing.T) {
 	}
 	for cname, v := range map[string]any{
 		"rst_vma": rstVma{}, "rst_pages": rstPages{}, "rst_fd": rstFd{}, "rst_siginfo": rstSiginfo{},
-		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_epoll": rstEpoll{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
+		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_epoll": rstEpoll{}, "rst_tree": rstTree{}, "rst_proc": rstProc{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
 	} {
 		typ := reflect.TypeOf(v)
 		want, ok := sizes[cname]

@@ -31,6 +31,7 @@ type plan struct {
 	auxv    []byte
 	strtab  bytes.Buffer
 	strOff  map[string]uint32
+	offset  uint32 // where the plan sits in the restore mapping
 }
 
 func (p *plan) str(s string) uint32 {

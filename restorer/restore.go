@@ -29,7 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"gocr/images"
-	"gocr/proc"
+	procfs "gocr/proc"
 	gocrpb "gocr/proto"
 	"gocr/ptrace"
 )
@@ -53,6 +53,16 @@ type Result struct {
 	ExitStatus int // when not detached: the restored process's exit status (128+signal if killed)
 }
 
+// proc is one process to restore.
+type proc struct {
+	task   *gocrpb.Task
+	mm     *gocrpb.Mm
+	files  *gocrpb.Files
+	ranges []*gocrpb.PageRange
+	plan   *plan
+	index  int // in the process table
+}
+
 // Run restores the dump in opts.Dir.
 func Run(opts Options) (*Result, error) {
 	dir, err := images.Open(opts.Dir)
@@ -60,110 +70,118 @@ func Run(opts Options) (*Result, error) {
 		return nil, err
 	}
 	inv := dir.Inventory()
-	if len(inv.Pids) != 1 {
-		return nil, fmt.Errorf("%s: dump of %d processes: process trees are not supported yet", opts.Dir, len(inv.Pids))
+	if len(inv.Pids) == 0 || inv.Pids[0] != inv.RootPid {
+		return nil, fmt.Errorf("%s: the inventory must list the root process %d first", opts.Dir, inv.RootPid)
 	}
-	pid := int(inv.RootPid)
-	task, err := dir.ReadTask(pid)
-	if err != nil {
-		return nil, err
-	}
-	mm, err := dir.ReadMm(pid)
-	if err != nil {
-		return nil, err
-	}
-	files, err := dir.ReadFiles(pid)
-	if err != nil {
-		return nil, err
-	}
-	ranges, err := dir.ReadPagemap(pid)
-	if err != nil {
-		return nil, err
-	}
-	pages, dataSize, err := dir.OpenPages(pid)
-	if err != nil {
-		return nil, err
-	}
-	defer pages.Close()
-	var npages uint64
-	for _, r := range ranges {
-		npages += r.NrPages
-	}
-	if int64(npages*pageSize) != dataSize {
-		return nil, fmt.Errorf("%s: page map lists %d pages but the page image holds %d bytes", opts.Dir, npages, dataSize)
-	}
-
-	p, err := newPlan(task, mm, ranges, images.PagesDataOffset)
-	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	if err := checkMachine(inv, task, mm); err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	if err := checkFiles(mm); err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	if err := checkRlimits(task); err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	if err := checkCwd(task); err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	sources, err := openFds(files, opts)
-	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	defer func() {
-		for _, f := range sources {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}()
-	// fd 3 is the plan, 4 the page image, 5.. the fd sources
-	// (exec.Cmd.ExtraFiles[i] becomes fd 3+i).
-	p.args.PagesFd = 4
-	maxFd := int32(4 + len(sources))
-	srcOf := map[int32]int32{}
-	for i, f := range files.Fds {
-		src := int32(5 + i)
-		if f.SharedWith >= 0 {
-			// One open file description, as in the dumped process.
-			s, ok := srcOf[f.SharedWith]
-			if !ok {
-				return nil, fmt.Errorf("restore pid %d: fd %d shares a file with fd %d, which is not in the image", pid, f.Fd, f.SharedWith)
-			}
-			src = s
-		}
-		srcOf[f.Fd] = src
-		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: src, Cloexec: b2u(f.Cloexec)})
-		maxFd = max(maxFd, f.Fd)
-		for _, w := range f.EpollWatches {
-			p.epoll = append(p.epoll, rstEpoll{Epfd: f.Fd, Tfd: w.Tfd, Events: w.Events, Data: w.Data})
-		}
-	}
-	p.args.MaxFd = uint32(maxFd)
-	holeSize, err := holeSizeFor(p)
-	if err != nil {
-		return nil, err
-	}
-	p.args.HoleSize = holeSize
-	cands := holeCandidates(mm.Vmas, holeSize)
-	if len(cands) == 0 {
-		return nil, fmt.Errorf("restore pid %d: no room in the address space for the restorer", pid)
-	}
-	copy(p.args.HoleCandidates[:], cands)
-	for _, th := range task.Threads {
-		if err := waitPidFree(int(th.Tid)); err != nil {
+	var procs []*proc
+	byPid := map[int32]*proc{}
+	src := &sources{}
+	defer src.close()
+	for i, pid32 := range inv.Pids {
+		pid := int(pid32)
+		task, err := dir.ReadTask(pid)
+		if err != nil {
 			return nil, err
 		}
+		pr := &proc{task: task, index: i}
+		procs = append(procs, pr)
+		byPid[pid32] = pr
+		if i > 0 && byPid[task.Ppid] == nil {
+			return nil, fmt.Errorf("%s: process %d's parent %d is not in the dump before it", opts.Dir, pid, task.Ppid)
+		}
+		if task.Zombie {
+			continue
+		}
+		if pr.mm, err = dir.ReadMm(pid); err != nil {
+			return nil, err
+		}
+		if pr.files, err = dir.ReadFiles(pid); err != nil {
+			return nil, err
+		}
+		if pr.ranges, err = dir.ReadPagemap(pid); err != nil {
+			return nil, err
+		}
+		pages, dataSize, err := dir.OpenPages(pid)
+		if err != nil {
+			return nil, err
+		}
+		var npages uint64
+		for _, r := range pr.ranges {
+			npages += r.NrPages
+		}
+		if int64(npages*pageSize) != dataSize {
+			return nil, fmt.Errorf("%s: page map of %d lists %d pages but its page image holds %d bytes", opts.Dir, pid, npages, dataSize)
+		}
+		if pr.plan, err = newPlan(task, pr.mm, pr.ranges, images.PagesDataOffset); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		if err := checkMachine(inv, task, pr.mm); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		if err := checkFiles(pr.mm); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		if err := checkRlimits(task); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		if err := checkCwd(task); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		pr.plan.args.PagesFd = src.add(pages)
 	}
-
-	planBytes, err := p.encode()
+	if procs[0].task.Zombie {
+		return nil, fmt.Errorf("%s: the root process %d is a zombie", opts.Dir, inv.RootPid)
+	}
+	if err := src.openAll(procs, opts); err != nil {
+		return nil, err
+	}
+	tree, err := buildTree(procs, byPid)
 	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		return nil, err
 	}
-	return launch(pid, task, planBytes, pages, sources, opts)
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		if err := pr.plan.bindFds(pr, src); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
+		}
+	}
+	for _, pr := range procs {
+		if err := waitPidFree(int(pr.task.Pid)); err != nil {
+			return nil, err
+		}
+		for _, th := range pr.task.Threads[min(1, len(pr.task.Threads)):] {
+			if err := waitPidFree(int(th.Tid)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The restorer needs room for itself, its stack, the whole plan
+	// mapping and its threads' stacks, in a hole of each address space.
+	planBytes, err := tree.encode(procs)
+	if err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", inv.RootPid, err)
+	}
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		size, err := holeSizeFor(len(pr.task.Threads), uint64(len(planBytes)))
+		if err != nil {
+			return nil, err
+		}
+		cands := holeCandidates(pr.mm.Vmas, size)
+		if len(cands) == 0 {
+			return nil, fmt.Errorf("restore pid %d: no room in the address space for the restorer", pr.task.Pid)
+		}
+		pr.plan.args.HoleSize = size
+		copy(pr.plan.args.HoleCandidates[:], cands)
+	}
+	if planBytes, err = tree.encode(procs); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", inv.RootPid, err)
+	}
+	return launch(procs, planBytes, src, opts)
 }
 
 func b2u(b bool) uint32 {
@@ -189,7 +207,7 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 			return fmt.Errorf("the image uses CPU register state this CPU lacks (xsave features %#x, this CPU has %#x): restore on a machine with the same CPU features", want, have)
 		}
 	}
-	own, err := proc.ReadMaps(os.Getpid())
+	own, err := procfs.ReadMaps(os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -275,88 +293,369 @@ func checkCwd(task *gocrpb.Task) error {
 	return nil
 }
 
-// openFds opens every fd's file the way the process had it, at its offset.
-func openFds(files *gocrpb.Files, opts Options) ([]*os.File, error) {
-	var out []*os.File
-	fail := func(err error) ([]*os.File, error) {
-		for _, f := range out {
-			if f != nil {
-				f.Close()
-			}
-		}
-		return nil, err
+// sources are the files gocr opens for the restored processes: page
+// images, every open file description, pipes, shared memory objects. The
+// restorer gets them all as fds 4 and up (fd 3 is the plan); every process
+// it creates inherits them, takes its own and closes the rest.
+type sources struct {
+	files []*os.File
+	// desc maps a dumped open file description, named by its first
+	// (pid, fd), to its source fd.
+	desc  map[[2]int32]int32
+	pipes map[uint64]*pipePair
+	shmem map[uint64]int32
+}
+
+type pipePair struct{ r, w int32 }
+
+const firstSource = 4
+
+func (s *sources) add(f *os.File) int32 {
+	s.files = append(s.files, f)
+	return int32(firstSource + len(s.files) - 1)
+}
+
+func (s *sources) close() {
+	for _, f := range s.files {
+		f.Close()
 	}
-	for _, fd := range files.Fds {
-		var f *os.File
-		if fd.SharedWith >= 0 {
-			// Opened once, for the lower fd; this slot stays unused.
-			out = append(out, nil)
+}
+
+func (s *sources) addFd(fd int, name string) int32 { return s.add(os.NewFile(uintptr(fd), name)) }
+
+// openAll opens every open file description the processes had, the way
+// they had it, at its offset: once, however many fds and processes share
+// it. Pipes are recreated with their size and unread data, shared anonymous
+// memory as one object per dumped object.
+func (s *sources) openAll(procs []*proc, opts Options) error {
+	s.desc, s.pipes, s.shmem = map[[2]int32]int32{}, map[uint64]*pipePair{}, map[uint64]int32{}
+	for _, pr := range procs {
+		if pr.files == nil {
 			continue
 		}
-		switch fd.Kind {
-		case gocrpb.FdKind_FD_INHERIT:
-			std := []*os.File{opts.Stdin, opts.Stdout, opts.Stderr}
-			if fd.Fd < 0 || fd.Fd > 2 || std[fd.Fd] == nil {
-				return fail(fmt.Errorf("fd %d: nothing to connect it to", fd.Fd))
+		pid := pr.task.Pid
+		for _, fd := range pr.files.Fds {
+			if fd.SharedWith >= 0 {
+				continue
 			}
-			// A dup, so closing ours later leaves gocr's stdio alone.
-			nfd, err := unix.FcntlInt(std[fd.Fd].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			n, err := s.open(fd, opts)
 			if err != nil {
-				return fail(fmt.Errorf("fd %d: %w", fd.Fd, err))
+				return fmt.Errorf("restore pid %d: fd %d: %w", pid, fd.Fd, err)
 			}
-			f = os.NewFile(uintptr(nfd), fd.Description)
-		case gocrpb.FdKind_FD_REGULAR, gocrpb.FdKind_FD_DIRECTORY, gocrpb.FdKind_FD_CHARDEV:
-			if fd.File == nil {
-				return fail(fmt.Errorf("fd %d: no file in the image", fd.Fd))
-			}
-			// Flags as dumped, minus those that only act at creation.
-			flags := int(fd.Flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
-			nfd, err := unix.Open(fd.File.Path, flags|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fail(fmt.Errorf("fd %d: open %s: %w", fd.Fd, fd.File.Path, err))
-			}
-			f = os.NewFile(uintptr(nfd), fd.File.Path)
-			if fd.Kind == gocrpb.FdKind_FD_REGULAR || (fd.Kind == gocrpb.FdKind_FD_DIRECTORY && fd.Pos != 0) {
-				if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
-					f.Close()
-					return fail(fmt.Errorf("fd %d: seek %s to %d: %w", fd.Fd, fd.File.Path, fd.Pos, err))
-				}
-			}
-		case gocrpb.FdKind_FD_EVENTFD:
-			flags := unix.EFD_CLOEXEC
-			if fd.EventfdSemaphore {
-				flags |= unix.EFD_SEMAPHORE
-			}
-			if fd.Flags&unix.O_NONBLOCK != 0 {
-				flags |= unix.EFD_NONBLOCK
-			}
-			nfd, err := unix.Eventfd(0, flags)
-			if err != nil {
-				return fail(fmt.Errorf("fd %d: eventfd: %w", fd.Fd, err))
-			}
-			f = os.NewFile(uintptr(nfd), "eventfd")
-			// The counter is 64 bits, eventfd's initval only 32: a
-			// write adds the whole value (man 2 eventfd).
-			if fd.EventfdCount > 0 {
-				var b [8]byte
-				binary.LittleEndian.PutUint64(b[:], fd.EventfdCount)
-				if _, err := unix.Write(nfd, b[:]); err != nil {
-					f.Close()
-					return fail(fmt.Errorf("fd %d: set eventfd counter: %w", fd.Fd, err))
-				}
-			}
-		case gocrpb.FdKind_FD_EPOLL:
-			// Created empty here; its watches are added by the
-			// restorer once every fd has its dumped number.
-			nfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-			if err != nil {
-				return fail(fmt.Errorf("fd %d: epoll_create1: %w", fd.Fd, err))
-			}
-			f = os.NewFile(uintptr(nfd), "epoll")
-		default:
-			return fail(fmt.Errorf("fd %d: unsupported kind %v", fd.Fd, fd.Kind))
+			s.desc[[2]int32{pid, fd.Fd}] = n
 		}
-		out = append(out, f)
+	}
+	for _, pr := range procs {
+		if pr.mm == nil {
+			continue
+		}
+		if err := s.openShmem(pr.mm); err != nil {
+			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
+		}
+	}
+	return nil
+}
+
+func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
+	switch fd.Kind {
+	case gocrpb.FdKind_FD_INHERIT:
+		std := []*os.File{opts.Stdin, opts.Stdout, opts.Stderr}
+		if fd.Fd < 0 || fd.Fd > 2 || std[fd.Fd] == nil {
+			return 0, errors.New("nothing to connect it to")
+		}
+		// A dup, so closing ours later leaves gocr's stdio alone.
+		nfd, err := unix.FcntlInt(std[fd.Fd].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return 0, err
+		}
+		return s.addFd(nfd, fd.Description), nil
+	case gocrpb.FdKind_FD_REGULAR, gocrpb.FdKind_FD_DIRECTORY, gocrpb.FdKind_FD_CHARDEV:
+		if fd.File == nil {
+			return 0, errors.New("no file in the image")
+		}
+		// Flags as dumped, minus those that only act at creation.
+		flags := int(fd.Flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
+		nfd, err := unix.Open(fd.File.Path, flags|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open %s: %w", fd.File.Path, err)
+		}
+		n := s.addFd(nfd, fd.File.Path)
+		if fd.Kind == gocrpb.FdKind_FD_REGULAR || (fd.Kind == gocrpb.FdKind_FD_DIRECTORY && fd.Pos != 0) {
+			if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+				return 0, fmt.Errorf("seek %s to %d: %w", fd.File.Path, fd.Pos, err)
+			}
+		}
+		return n, nil
+	case gocrpb.FdKind_FD_EVENTFD:
+		flags := unix.EFD_CLOEXEC
+		if fd.EventfdSemaphore {
+			flags |= unix.EFD_SEMAPHORE
+		}
+		if fd.Flags&unix.O_NONBLOCK != 0 {
+			flags |= unix.EFD_NONBLOCK
+		}
+		nfd, err := unix.Eventfd(0, flags)
+		if err != nil {
+			return 0, fmt.Errorf("eventfd: %w", err)
+		}
+		n := s.addFd(nfd, "eventfd")
+		// The counter is 64 bits, eventfd's initval only 32: a write
+		// adds the whole value (man 2 eventfd).
+		if fd.EventfdCount > 0 {
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], fd.EventfdCount)
+			if _, err := unix.Write(nfd, b[:]); err != nil {
+				return 0, fmt.Errorf("set eventfd counter: %w", err)
+			}
+		}
+		return n, nil
+	case gocrpb.FdKind_FD_EPOLL:
+		// Created empty here; its watches are added by the restorer
+		// once every fd has its dumped number.
+		nfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			return 0, fmt.Errorf("epoll_create1: %w", err)
+		}
+		return s.addFd(nfd, "epoll"), nil
+	case gocrpb.FdKind_FD_PIPE:
+		pp, err := s.pipe(fd)
+		if err != nil {
+			return 0, err
+		}
+		end, other := pp.r, pp.w
+		if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+			end, other = pp.w, pp.r
+		}
+		_ = other
+		// O_NONBLOCK belongs to the open file description, one per
+		// pipe end (man 2 pipe2).
+		if fd.Flags&unix.O_NONBLOCK != 0 {
+			if err := unix.SetNonblock(int(s.files[end-firstSource].Fd()), true); err != nil {
+				return 0, err
+			}
+		}
+		return end, nil
+	case gocrpb.FdKind_FD_FIFO:
+		if fd.File == nil {
+			return 0, errors.New("no file in the image")
+		}
+		pp, err := s.pipe(fd)
+		if err != nil {
+			return 0, err
+		}
+		// A new open file description of the same FIFO, with the
+		// dumped flags; gocr's read-write one keeps the pipe, and its
+		// data, alive meanwhile (man 7 fifo).
+		keeper := s.files[pp.r-firstSource]
+		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", keeper.Fd()), int(fd.Flags)|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open FIFO %s: %w", fd.File.Path, err)
+		}
+		return s.addFd(nfd, fd.File.Path), nil
+	}
+	return 0, fmt.Errorf("unsupported kind %v", fd.Kind)
+}
+
+// pipe creates (once per dumped pipe) the pipe behind fd, with its size
+// and the data that was in it.
+func (s *sources) pipe(fd *gocrpb.Fd) (*pipePair, error) {
+	if pp := s.pipes[fd.PipeId]; pp != nil {
+		return pp, nil
+	}
+	var rfd, wfd int
+	if fd.Kind == gocrpb.FdKind_FD_FIFO {
+		// O_RDWR on a FIFO never blocks and is both ends (man 7 fifo).
+		k, err := unix.Open(fd.File.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open FIFO %s: %w", fd.File.Path, err)
+		}
+		rfd, wfd = k, -1
+	} else {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return nil, fmt.Errorf("pipe2: %w", err)
+		}
+		rfd, wfd = p[0], p[1]
+	}
+	pp := &pipePair{r: s.addFd(rfd, "pipe"), w: -1}
+	if wfd >= 0 {
+		pp.w = s.addFd(wfd, "pipe")
+	}
+	s.pipes[fd.PipeId] = pp
+	writer := wfd
+	if writer < 0 {
+		writer = rfd
+	}
+	if fd.PipeSize > 0 {
+		if _, err := unix.FcntlInt(uintptr(writer), unix.F_SETPIPE_SZ, int(fd.PipeSize)); err != nil {
+			return nil, fmt.Errorf("set pipe size %d: %w", fd.PipeSize, err)
+		}
+	}
+	for data := fd.PipeData; len(data) > 0; {
+		n, err := unix.Write(writer, data)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("refill pipe: %w", err)
+		}
+		data = data[n:]
+	}
+	return pp, nil
+}
+
+// openShmem makes one shared memory object per dumped one, the kind
+// MAP_SHARED|MAP_ANONYMOUS creates (so /proc/PID/maps names it
+// "/dev/zero (deleted)" as before), and keeps it as an fd through
+// /proc/self/map_files (man 5 proc).
+func (s *sources) openShmem(mm *gocrpb.Mm) error {
+	sizes := map[uint64]uint64{}
+	for _, v := range mm.Vmas {
+		if v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0 {
+			sizes[v.ShmemId] = max(sizes[v.ShmemId], v.Pgoff+(v.End-v.Start))
+		}
+	}
+	for id, size := range sizes {
+		if _, ok := s.shmem[id]; ok {
+			continue
+		}
+		// Sizes can only be known from every process's mappings; the
+		// object grows on demand if a later one maps further.
+		b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("shared memory of %d bytes: %w", size, err)
+		}
+		start := uint64(uintptr(unsafePointer(b)))
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+size), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		unix.Munmap(b)
+		if err != nil {
+			return fmt.Errorf("shared memory: open map_files: %w", err)
+		}
+		s.shmem[id] = s.addFd(fd, "shmem")
+	}
+	return nil
+}
+
+// bindFds points the plan's fds, epoll watches and shared mappings at the
+// sources.
+func (p *plan) bindFds(pr *proc, s *sources) error {
+	maxFd := int32(firstSource + len(s.files))
+	for _, f := range pr.files.Fds {
+		key := [2]int32{pr.task.Pid, f.Fd}
+		if f.SharedWith >= 0 {
+			owner := f.SharedPid
+			if owner == 0 {
+				owner = pr.task.Pid
+			}
+			key = [2]int32{owner, f.SharedWith}
+		}
+		src, ok := s.desc[key]
+		if !ok {
+			return fmt.Errorf("fd %d shares a file with pid %d fd %d, which is not in the dump", f.Fd, key[0], key[1])
+		}
+		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: src, Cloexec: b2u(f.Cloexec)})
+		maxFd = max(maxFd, f.Fd)
+		for _, w := range f.EpollWatches {
+			p.epoll = append(p.epoll, rstEpoll{Epfd: f.Fd, Tfd: w.Tfd, Events: w.Events, Data: w.Data})
+		}
+	}
+	for i, v := range pr.mm.Vmas {
+		p.vmas[i].MapFd = -1
+		if v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0 {
+			p.vmas[i].MapFd = s.shmem[v.ShmemId]
+		}
+	}
+	p.args.MaxFd = uint32(maxFd)
+	return nil
+}
+
+// tree is the process table handed to the restorer.
+type tree struct {
+	procs []rstProc
+}
+
+// buildTree orders the processes (parents first, as the inventory lists
+// them) and works out how each gets its session and process group: a
+// session or group led by a process of the dump is recreated by its
+// leader; one led from outside (the shell that started the job) is the
+// one gocr runs in, inherited.
+func buildTree(procs []*proc, byPid map[int32]*proc) (*tree, error) {
+	t := &tree{}
+	inTree := func(pid int32) bool { return byPid[pid] != nil }
+	for i, pr := range procs {
+		task := pr.task
+		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
+		if task.Zombie {
+			rp.Zombie = 1
+		}
+		var parent *gocrpb.Task
+		if i > 0 {
+			pp := byPid[task.Ppid]
+			rp.Parent = int32(pp.index)
+			parent = pp.task
+		}
+		switch {
+		case task.Sid == task.Pid:
+			rp.Flags |= rstProcSetsid
+		case parent != nil && task.Sid != parent.Sid:
+			return nil, fmt.Errorf("pid %d is in session %d, its parent %d in session %d: not supported", task.Pid, task.Sid, parent.Pid, parent.Sid)
+		}
+		switch {
+		case task.Pgid == task.Pid && task.Sid != task.Pid:
+			rp.Flags |= rstProcSetpgid
+		case task.Pgid == task.Pid:
+		case inTree(task.Pgid):
+			rp.Flags |= rstProcJoinPgid
+		case parent != nil && task.Pgid != parent.Pgid:
+			return nil, fmt.Errorf("pid %d is in process group %d, led from outside the dump: not supported", task.Pid, task.Pgid)
+		}
+		t.procs = append(t.procs, rp)
+	}
+	return t, nil
+}
+
+// encode lays out the tree header, the process table and every plan.
+func (t *tree) encode(procs []*proc) ([]byte, error) {
+	hdr := binary.Size(rstTree{})
+	tableOff := hdr
+	off := pageAlign(uint64(tableOff + len(t.procs)*binary.Size(rstProc{})))
+	var plans [][]byte
+	for i, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		b, err := pr.plan.encode()
+		if err != nil {
+			return nil, err
+		}
+		t.procs[i].PlanOff = uint32(off)
+		pr.plan.offset = uint32(off)
+		plans = append(plans, b)
+		off += uint64(len(b))
+	}
+	total := off
+	if total > 1<<31 {
+		return nil, fmt.Errorf("restore plan of %d bytes is too large", total)
+	}
+	out := make([]byte, total)
+	var head bytes.Buffer
+	binary.Write(&head, binary.LittleEndian, rstTree{
+		Magic: rstTreeMagic, Version: rstVersion, Size: uint32(total),
+		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff),
+	})
+	binary.Write(&head, binary.LittleEndian, t.procs)
+	copy(out, head.Bytes())
+	pi := 0
+	for i := range procs {
+		if procs[i].plan == nil {
+			continue
+		}
+		b := plans[pi]
+		pi++
+		// Each plan records the size of the whole mapping it lives in:
+		// the restorer moves all of it.
+		binary.LittleEndian.PutUint32(b[12:], uint32(total))
+		copy(out[t.procs[i].PlanOff:], b)
 	}
 	return out, nil
 }
@@ -369,7 +668,7 @@ const (
 // holeSizeFor is the room the restorer needs at its new address: its
 // image, its stack, the plan, and a parking area for the vDSO pages
 // (restorer/c/restorer.c relocate).
-func holeSizeFor(p *plan) (uint64, error) {
+func holeSizeFor(threads int, mapSize uint64) (uint64, error) {
 	f, err := elf.NewFile(bytes.NewReader(restorerELF))
 	if err != nil {
 		return 0, fmt.Errorf("embedded restorer: %w", err)
@@ -380,12 +679,8 @@ func holeSizeFor(p *plan) (uint64, error) {
 			image = max(image, ph.Vaddr+ph.Memsz)
 		}
 	}
-	planSize, err := p.encode()
-	if err != nil {
-		return 0, err
-	}
-	threads := uint64(len(p.threads)-1) * threadStack
-	return pageAlign(image) + restorerStack + pageAlign(uint64(len(planSize))) + threads + parkSize, nil
+	stacks := uint64(threads-1) * threadStack
+	return pageAlign(image) + restorerStack + pageAlign(mapSize) + stacks + parkSize, nil
 }
 
 func pageAlign(x uint64) uint64 { return (x + pageSize - 1) &^ (pageSize - 1) }
@@ -437,8 +732,8 @@ func holeCandidates(vmas []*gocrpb.Vma, size uint64) []uint64 {
 func waitPidFree(pid int) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st, err := proc.ReadStat(pid)
-		if errors.Is(err, proc.ErrNoProcess) {
+		st, err := procfs.ReadStat(pid)
+		if errors.Is(err, procfs.ErrNoProcess) {
 			return nil
 		}
 		if err == nil && st.State != 'Z' || time.Now().After(deadline) {
@@ -451,7 +746,7 @@ func waitPidFree(pid int) error {
 				state = "a zombie not yet reaped by its parent"
 			}
 			holder := pid
-			if s, err := proc.ReadStatus(pid); err == nil && s.Tgid != 0 {
+			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
 				holder = s.Tgid
 			}
 			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state)
@@ -460,32 +755,42 @@ func waitPidFree(pid int) error {
 	}
 }
 
-// launch starts the restorer and sees the restore through.
-func launch(pid int, task *gocrpb.Task, planBytes []byte, pages *os.File, sources []*os.File, opts Options) (*Result, error) {
+// launch starts the restorer and sees the restore through: it waits for
+// every process to be rebuilt, then finishes each (registers, masks) and
+// releases them together. On any failure it kills whatever was created.
+func launch(procs []*proc, planBytes []byte, src *sources, opts Options) (res *Result, err error) {
+	root := int(procs[0].task.Pid)
 	planFd, err := unix.MemfdCreate("gocr-plan", unix.MFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: memfd: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: memfd: %w", root, err)
 	}
 	planFile := os.NewFile(uintptr(planFd), "gocr-plan")
 	defer planFile.Close()
 	if _, err := planFile.WriteAt(planBytes, 0); err != nil {
-		return nil, fmt.Errorf("restore pid %d: write plan: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: write plan: %w", root, err)
 	}
 	shared, err := unix.Mmap(planFd, 0, len(planBytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: map plan: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: map plan: %w", root, err)
 	}
 	defer unix.Munmap(shared)
 
 	exeFd, err := unix.MemfdCreate("gocr-restorer", unix.MFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("restore pid %d: memfd: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: memfd: %w", root, err)
 	}
 	exeFile := os.NewFile(uintptr(exeFd), "gocr-restorer")
 	defer exeFile.Close()
 	if _, err := exeFile.Write(restorerELF); err != nil {
-		return nil, fmt.Errorf("restore pid %d: write restorer: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: write restorer: %w", root, err)
 	}
+
+	// Anything created is killed if the restore does not complete.
+	defer func() {
+		if err != nil {
+			killAll(procs)
+		}
+	}()
 
 	// execve resolves /proc/self/fd/N before close-on-exec takes the fd
 	// away (fs/exec.c: the file is opened first, fds closed at the point
@@ -493,59 +798,63 @@ func launch(pid int, task *gocrpb.Task, planBytes []byte, pages *os.File, source
 	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", exeFd))
 	cmd.Args = []string{"gocr-restorer"}
 	cmd.Env = []string{}
-	cmd.ExtraFiles = append([]*os.File{planFile, pages}, sources...)
+	cmd.ExtraFiles = append([]*os.File{planFile}, src.files...)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("restore pid %d: start restorer: %w", pid, err)
+		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
 	}
 	helperErr := cmd.Wait()
-	state := loadUint32(shared, offState)
-	if state == rstStateFailed {
-		reapQuietly(pid)
-		return nil, fmt.Errorf("restore pid %d: %w", pid, planError(shared, task))
+	if err := planFailure(shared, procs); err != nil {
+		return nil, err
 	}
 	if helperErr != nil {
-		return nil, fmt.Errorf("restore pid %d: restorer failed before creating the process: %v", pid, helperErr)
+		return nil, fmt.Errorf("restore pid %d: restorer failed before creating the process: %v", root, helperErr)
 	}
 
-	// The new process is gocr's child (CLONE_PARENT). Wait for it to
-	// finish its part, or to die trying.
+	// Wait until every live process has rebuilt itself, or one fails or
+	// dies. The root is gocr's child (CLONE_PARENT); the others are
+	// their restored parents' and are watched through /proc.
 	for {
-		state = loadUint32(shared, offState)
-		if state != rstStateRunning {
+		if err := planFailure(shared, procs); err != nil {
+			return nil, err
+		}
+		pending := 0
+		for _, pr := range procs {
+			if pr.plan == nil {
+				continue
+			}
+			off := int(pr.plan.offset)
+			if loadUint32(shared, off+offState) == rstStateDone {
+				continue
+			}
+			pending++
+			futexWait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
+			if dead, why := processDied(int(pr.task.Pid), pr == procs[0]); dead {
+				if err := planFailure(shared, procs); err != nil {
+					return nil, err
+				}
+				return nil, fmt.Errorf("restore pid %d: the restored process died during restore (%s)", pr.task.Pid, why)
+			}
 			break
 		}
-		futexWait(shared, offState, rstStateRunning, 50*time.Millisecond)
-		var ws unix.WaitStatus
-		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == pid {
-			if loadUint32(shared, offState) == rstStateFailed {
-				return nil, fmt.Errorf("restore pid %d: %w", pid, planError(shared, task))
-			}
-			return nil, fmt.Errorf("restore pid %d: the restored process died during restore (%s)", pid, describeStatus(ws))
+		if pending == 0 {
+			break
 		}
 	}
-	if state == rstStateFailed {
-		reapQuietly(pid)
-		return nil, fmt.Errorf("restore pid %d: %w", pid, planError(shared, task))
+	if err := finish(procs, shared); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	base := binary.LittleEndian.Uint64(shared[offRestorerBase:])
-	size := binary.LittleEndian.Uint64(shared[offRestorerSize:])
-	if err := finish(pid, task, base, size); err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		reapQuietly(pid)
-		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
-	}
-	res := &Result{Pid: pid}
+	res = &Result{Pid: root}
 	if opts.Detach {
 		return res, nil
 	}
 	var ws unix.WaitStatus
 	for {
-		_, err := unix.Wait4(pid, &ws, 0, nil)
+		_, err := unix.Wait4(root, &ws, 0, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("wait for pid %d: %w", pid, err)
+			return nil, fmt.Errorf("wait for pid %d: %w", root, err)
 		}
 		break
 	}
@@ -556,6 +865,55 @@ func launch(pid int, task *gocrpb.Task, planBytes []byte, pages *os.File, source
 		res.ExitStatus = 128 + int(ws.Signal())
 	}
 	return res, nil
+}
+
+// processDied tells whether a process being restored is gone: the root is
+// gocr's child and is reaped here; the others show as zombies.
+func processDied(pid int, isChild bool) (bool, string) {
+	if isChild {
+		var ws unix.WaitStatus
+		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == pid {
+			return true, describeStatus(ws)
+		}
+		return false, ""
+	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		return true, "gone"
+	}
+	if st.State == 'Z' {
+		return true, fmt.Sprintf("exit status %#x", st.ExitCode)
+	}
+	return false, ""
+}
+
+// planFailure returns the first failure any process reported.
+func planFailure(shared []byte, procs []*proc) error {
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		off := int(pr.plan.offset)
+		if loadUint32(shared, off+offState) == rstStateFailed {
+			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, planError(shared[off:], pr.task))
+		}
+	}
+	return nil
+}
+
+// killAll ends every process a failed restore created and waits until
+// they are gone, so nothing is left behind.
+func killAll(procs []*proc) {
+	for _, pr := range procs {
+		unix.Kill(int(pr.task.Pid), unix.SIGKILL)
+	}
+	reapQuietly(int(procs[0].task.Pid))
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pr := range procs[1:] {
+		for procfs.Exists(int(pr.task.Pid)) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 func describeStatus(ws unix.WaitStatus) string {
@@ -598,54 +956,71 @@ func planError(shared []byte, task *gocrpb.Task) error {
 	return fmt.Errorf("%s (item %d): %w", what, index, e)
 }
 
-// finish removes the restorer from the new process and gives every thread
-// its dumped registers, extended state and signal mask. All threads are
-// stopped before the restorer's code, which they are parked in, goes.
-func finish(pid int, task *gocrpb.Task, base, size uint64) error {
+// finish removes the restorer from every process and gives every thread
+// its dumped registers, extended state and signal mask, then releases
+// them all. All threads of a process are stopped before the restorer's
+// code, which they are parked in, goes.
+func finish(procs []*proc, shared []byte) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
-	// On failure the caller kills the process, which ends the tracing.
-	for _, th := range task.Threads {
-		tid := int(th.Tid)
-		if err := t.Seize(tid); err != nil {
-			return fmt.Errorf("seize thread %d: %w", tid, err)
+	// On failure the caller kills the processes, which ends the tracing.
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
 		}
-		if _, err := t.StopTask(tid); err != nil {
-			return fmt.Errorf("stop thread %d: %w", tid, err)
+		pid := int(pr.task.Pid)
+		for _, th := range pr.task.Threads {
+			tid := int(th.Tid)
+			if err := t.Seize(tid); err != nil {
+				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
+			}
+			if _, err := t.StopTask(tid); err != nil {
+				return fmt.Errorf("stop pid %d thread %d: %w", pid, tid, err)
+			}
+		}
+		off := int(pr.plan.offset)
+		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
+		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
+		insn, err := ptrace.FindSyscallInsn(pid)
+		if err != nil {
+			return err
+		}
+		ret, err := t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
+		}
+		if err := t.ReturnToEventStop(pid); err != nil {
+			return err
+		}
+		for _, th := range pr.task.Threads {
+			tid := int(th.Tid)
+			regs := ptrace.RegsFromProto(th.Regs)
+			restartSyscall(&regs)
+			if err := t.SetRegs(tid, &regs); err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
+			if err := t.SetXstate(tid, th.Xsave); err != nil {
+				return fmt.Errorf("pid %d thread %d: set extended registers: %w", pid, tid, err)
+			}
+			if err := t.SetSigmask(tid, th.Sigmask); err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
 		}
 	}
-	insn, err := ptrace.FindSyscallInsn(pid)
-	if err != nil {
-		return err
-	}
-	ret, err := t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
-	if err == nil {
-		err = ptrace.SyscallError(ret)
-	}
-	if err != nil {
-		return fmt.Errorf("unmap restorer: %w", err)
-	}
-	if err := t.ReturnToEventStop(pid); err != nil {
-		return err
-	}
-	for _, th := range task.Threads {
-		tid := int(th.Tid)
-		regs := ptrace.RegsFromProto(th.Regs)
-		restartSyscall(&regs)
-		if err := t.SetRegs(tid, &regs); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+	// Release them together, children first, each leader last.
+	for i := len(procs) - 1; i >= 0; i-- {
+		pr := procs[i]
+		if pr.plan == nil {
+			continue
 		}
-		if err := t.SetXstate(tid, th.Xsave); err != nil {
-			return fmt.Errorf("thread %d: set extended registers: %w", tid, err)
-		}
-		if err := t.SetSigmask(tid, th.Sigmask); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
-		}
-	}
-	// Release them together, the leader last.
-	for i := len(task.Threads) - 1; i >= 0; i-- {
-		if err := t.Detach(int(task.Threads[i].Tid), 0); err != nil {
-			return fmt.Errorf("release thread %d: %w", task.Threads[i].Tid, err)
+		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
+			tid := int(pr.task.Threads[j].Tid)
+			if err := t.Detach(tid, 0); err != nil {
+				return fmt.Errorf("release pid %d thread %d: %w", pr.task.Pid, tid, err)
+			}
 		}
 	}
 	return nil

@@ -260,7 +260,7 @@ func TestUsage(t *testing.T) {
 				"gocr dump -t PID -D DIR",
 				"Freezes process PID",
 				"--leave-running",
-				"If the dump fails for any reason the process keeps running",
+				"If the dump fails for any reason the processes keep running",
 			}},
 			{"restore", []string{
 				"start a process again from a directory of images",

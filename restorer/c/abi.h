@@ -33,6 +33,7 @@
 #define RST_STEP_CREDS 15
 #define RST_STEP_PENDING 16
 #define RST_STEP_PRCTL 17
+#define RST_STEP_TREE 18
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -60,7 +61,7 @@ struct rst_vma {
 	u32 path_off;   /* string table offset, file kinds */
 	u32 open_flags; /* O_RDONLY or O_RDWR */
 	u32 map_prot;   /* protection to map with before the pages are in */
-	u32 pad0;
+	s32 map_fd;     /* ANON_SHARED: fd (as passed) of the shared object, or -1 */
 };
 BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
 BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
@@ -72,6 +73,7 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, madv, 36);
 BUILD_BUG_ON_OFFSET(struct rst_vma, path_off, 40);
 BUILD_BUG_ON_OFFSET(struct rst_vma, open_flags, 44);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
+BUILD_BUG_ON_OFFSET(struct rst_vma, map_fd, 52);
 _Static_assert(sizeof(struct rst_vma) == 56, "rst_vma size");
 
 /* A run of pages in the page image, in image order. */
@@ -183,6 +185,51 @@ struct rst_mm_map {
 	u32 exe_fd; /* filled in by the restorer */
 };
 _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
+
+/* The whole restore: a process table, parents before children, each live
+ * process with its own plan (struct rst_args) further on in the same
+ * mapping. Every process created by the restorer inherits the mapping. */
+#define RST_TREE_MAGIC 0x45455254524f4347UL /* "GOCRTREE" little-endian */
+
+#define RST_PROC_SETSID 1      /* setsid() before forking children */
+#define RST_PROC_SETPGID 2     /* setpgid(0, 0): it leads its group */
+#define RST_PROC_JOIN_PGID 4   /* setpgid(0, pgid) once every process exists */
+
+struct rst_tree {
+	u64 magic;
+	u32 version;
+	u32 size;
+	u32 nr_procs;
+	u32 procs_off;
+	u32 created; /* futex word: processes created so far */
+	u32 pad0;
+};
+BUILD_BUG_ON_OFFSET(struct rst_tree, magic, 0);
+BUILD_BUG_ON_OFFSET(struct rst_tree, version, 8);
+BUILD_BUG_ON_OFFSET(struct rst_tree, size, 12);
+BUILD_BUG_ON_OFFSET(struct rst_tree, nr_procs, 16);
+BUILD_BUG_ON_OFFSET(struct rst_tree, procs_off, 20);
+BUILD_BUG_ON_OFFSET(struct rst_tree, created, 24);
+_Static_assert(sizeof(struct rst_tree) == 32, "rst_tree size");
+
+struct rst_proc {
+	s32 pid;
+	s32 parent; /* index in the table, -1 for the root */
+	s32 pgid;
+	u32 flags;  /* RST_PROC_* */
+	u32 zombie;
+	u32 exit_status; /* a wait(2) status word, for zombies */
+	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
+	u32 pad0;
+};
+BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
+BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
+BUILD_BUG_ON_OFFSET(struct rst_proc, pgid, 8);
+BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
+BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
+BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
+BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
+_Static_assert(sizeof(struct rst_proc) == 32, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 

@@ -232,7 +232,13 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
 			break;
 		case RST_VMA_ANON_SHARED:
-			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			/* One object for every process that shares it: gocr made
+			 * it and passed it as map_fd. */
+			flags |= MAP_SHARED;
+			if (v->map_fd >= 0)
+				fd = v->map_fd;
+			else
+				flags |= MAP_ANONYMOUS;
 			break;
 		case RST_VMA_FILE_PRIVATE:
 		case RST_VMA_FILE_SHARED:
@@ -508,7 +514,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
  * mapping uses, then continues there. Everything outside the hole is about
  * to be replaced. All code is position-independent (checked at build: no
  * dynamic relocations), so a byte copy runs anywhere. */
-static __attribute__((noreturn)) void relocate(struct rst_args *a, u64 args_size)
+static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 args_size)
 {
 	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
 	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) +
@@ -532,10 +538,11 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u64 args_size
 
 	nl_memcpy((void *)hole, __restorer_start, (size_t)(__restorer_end - __restorer_start));
 	u64 new_args = hole + image + RESTORER_STACK;
-	long r = sys5(__NR_mremap, a, args_size, args_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_args);
+	u64 plan_off = (u64)((u8 *)a - map);
+	long r = sys5(__NR_mremap, map, args_size, args_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_args);
 	if (r < 0)
 		fail(a, RST_STEP_HOLE, 2, r);
-	a = (struct rst_args *)new_args;
+	a = (struct rst_args *)(new_args + plan_off);
 
 	u64 stage2 = hole + (u64)((char *)restore_stage2 - __restorer_start);
 	u64 stack_top = hole + image + RESTORER_STACK;
@@ -565,6 +572,18 @@ static void restore_fds(struct rst_args *a)
 			fail(a, RST_STEP_FDS, i, fd);
 		fds[i].src = (s32)fd;
 	}
+	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		s32 src = vmas[i].map_fd;
+		if (src < 0 || src >= high)
+			continue;
+		long fd = sys3(__NR_fcntl, src, F_DUPFD_CLOEXEC, high);
+		if (fd < 0)
+			fail(a, RST_STEP_FDS, 2000 + i, fd);
+		for (u32 j = i; j < a->nr_vmas; j++)
+			if (vmas[j].map_fd == src)
+				vmas[j].map_fd = (s32)fd;
+	}
 	CHECK(a, RST_STEP_FDS, 0, sys3(__NR_close_range, 0, high - 1, 0));
 	for (u32 i = 0; i < a->nr_fds; i++)
 		CHECK(a, RST_STEP_FDS, i,
@@ -591,10 +610,8 @@ static void restore_fds(struct rst_args *a)
 	a->max_fd = (u32)(high - 1);
 }
 
-static __attribute__((noreturn)) void restore_task(struct rst_args *a, u64 args_size)
+static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, u64 args_size)
 {
-	u64 all = ~0UL;
-	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
 
 	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
 	/* RLIMIT_NOFILE (7) first: the dumped fds may need it. */
@@ -605,25 +622,134 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u64 args_
 		}
 	}
 	restore_fds(a);
-	relocate(a, args_size);
+	relocate(a, map, args_size);
+}
+
+#define __NR_setsid 112
+#define __NR_setpgid 109
+#define __NR_waitid 247
+#define __NR_rt_sigtimedwait 128
+#define __NR_kill 62
+#define SIGCHLD 17
+
+static struct rst_proc *procs_of(struct rst_tree *t)
+{
+	return (struct rst_proc *)((u8 *)t + t->procs_off);
+}
+
+/* Where a process reports failure: its own plan, or for a zombie (which
+ * has none) its parent's. */
+static struct rst_args *plan_of(struct rst_tree *t, u32 idx)
+{
+	struct rst_proc *p = &procs_of(t)[idx];
+	if (!p->plan_off)
+		p = &procs_of(t)[p->parent];
+	return (struct rst_args *)((u8 *)t + p->plan_off);
+}
+
+/* A zombie is recreated as a process that ends the way the dumped one
+ * did: wait(2) status bits 8-15 are the exit code when the low 7 bits are
+ * 0, else those are the killing signal (include/uapi/linux/wait.h,
+ * kernel/exit.c). No core file: the original's was written already. */
+static __attribute__((noreturn)) void die_as(u32 status)
+{
+	u32 sig = status & 0x7f;
+	if (sig == 0)
+		for (;;)
+			sys1(__NR_exit_group, (status >> 8) & 0xff);
+	sys2(__NR_prctl, PR_SET_DUMPABLE, 0);
+	struct rst_sigaction dfl = {0, 0, 0, 0};
+	sys4(__NR_rt_sigaction, sig, &dfl, NULL, 8);
+	u64 mask = ~0UL & ~(1UL << (sig - 1));
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &mask, NULL, 8);
+	sys2(__NR_kill, sys0(__NR_getpid), sig);
+	for (;;)
+		sys1(__NR_exit_group, 1);
+}
+
+/* Every process runs this right after it is cloned with its dumped PID:
+ * it takes its session and group, forks its own children (who inherit
+ * them), waits until the whole tree exists, joins its group, and then
+ * restores itself (or dies, if it was a zombie). */
+static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 map_size)
+{
+	struct rst_proc *procs = procs_of(t);
+	struct rst_proc *p = &procs[idx];
+	struct rst_args *a = plan_of(t, idx);
+	u64 all = ~0UL;
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+
+	if (p->flags & RST_PROC_SETSID)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
+	if (p->flags & RST_PROC_SETPGID)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
+
+	for (u32 i = idx + 1; i < t->nr_procs; i++) {
+		if (procs[i].parent != (s32)idx)
+			continue;
+		s32 tid = procs[i].pid;
+		struct clone_args ca = {
+			.exit_signal = SIGCHLD,
+			.set_tid = (u64)&tid,
+			.set_tid_size = 1,
+		};
+		long pid = sys2(__NR_clone3, &ca, sizeof(ca));
+		if (pid < 0)
+			fail(a, RST_STEP_TREE, (u32)procs[i].pid, pid);
+		if (pid == 0)
+			run_proc(t, i, map_size);
+	}
+
+	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
+	futex_wake(&t->created);
+	for (;;) {
+		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
+		if (n == t->nr_procs)
+			break;
+		futex_wait(&t->created, n);
+	}
+	if (p->flags & RST_PROC_JOIN_PGID)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
+	if (p->zombie)
+		die_as(p->exit_status);
+
+	/* Wait until the zombie children have died, without reaping them
+	 * (waitid WEXITED|WNOWAIT, man 2 waitid), then drop the SIGCHLD
+	 * their deaths queued: it was not pending in the dumped process. */
+	int had_zombie = 0;
+	for (u32 i = idx + 1; i < t->nr_procs; i++) {
+		if (procs[i].parent != (s32)idx || !procs[i].zombie)
+			continue;
+		had_zombie = 1;
+		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
+		      sys5(__NR_waitid, 1 /* P_PID */, procs[i].pid, NULL, 4 | 0x01000000 /* WEXITED|WNOWAIT */, NULL));
+	}
+	if (had_zombie) {
+		u64 chld = 1UL << (SIGCHLD - 1);
+		struct {
+			s64 sec, nsec;
+		} zero = {0, 0};
+		sys4(__NR_rt_sigtimedwait, &chld, NULL, &zero, 8);
+	}
+	restore_task(a, (u8 *)t, map_size);
 }
 
 void restorer_main(u64 *sp)
 {
 	(void)sp;
-	/* fd 3 is the plan (restorer/exec.go). */
+	/* fd 3 is the plan (restorer/restore.go). */
 	long size = sys3(__NR_lseek, 3, 0, SEEK_END);
-	if (size < (long)sizeof(struct rst_args))
+	if (size < (long)sizeof(struct rst_tree))
 		sys1(__NR_exit_group, 100);
 	long m = sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
 	if (m < 0 && m > -4096)
 		sys1(__NR_exit_group, 101);
-	struct rst_args *a = (struct rst_args *)m;
-	if (a->magic != RST_MAGIC || a->version != RST_VERSION || a->size != (u64)size)
+	struct rst_tree *t = (struct rst_tree *)m;
+	if (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size || t->nr_procs == 0)
 		sys1(__NR_exit_group, 102);
 	sys1(__NR_close, 3);
 
-	s32 tid = a->pid;
+	s32 tid = procs_of(t)[0].pid;
 	struct clone_args ca = {
 		.flags = CLONE_PARENT,
 		.set_tid = (u64)&tid,
@@ -633,10 +759,10 @@ void restorer_main(u64 *sp)
 	 * of this stack, like fork(2) (man 2 clone3). */
 	long pid = sys2(__NR_clone3, &ca, sizeof(ca));
 	if (pid < 0)
-		fail(a, RST_STEP_CLONE, 0, pid);
+		fail(plan_of(t, 0), RST_STEP_CLONE, 0, pid);
 	if (pid > 0)
 		sys1(__NR_exit_group, 0);
-	restore_task(a, (u64)size);
+	run_proc(t, 0, (u64)size);
 }
 
 __asm__(".section .text.entry,\"ax\",@progbits\n"

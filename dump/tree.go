@@ -1,0 +1,259 @@
+//go:build linux
+
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"gocr/proc"
+	gocrpb "gocr/proto"
+	"gocr/ptrace"
+)
+
+// frozenProc is one process of the dumped tree with every thread seized
+// and stopped, or a zombie (which cannot be traced and has nothing to stop).
+type frozenProc struct {
+	pid        int
+	tids       []int // the leader first
+	zombie     bool
+	exitStatus uint32
+	stat       proc.Stat
+	// sigs are the signals the freeze caught on their way to delivery,
+	// per thread: dequeued already, so they must be given back.
+	sigs map[int][][ptrace.SiginfoSize]byte
+}
+
+// frozenTree is the dumped processes, parents before children.
+type frozenTree struct {
+	procs []*frozenProc
+}
+
+// pickRoot finds the process at the top of what the options select.
+func pickRoot(opts Options) (int, error) {
+	set := 0
+	for _, v := range []int{opts.Pid, opts.Pgid, opts.Sid} {
+		if v != 0 {
+			set++
+		}
+	}
+	if set != 1 {
+		return 0, errors.New("give exactly one of -t PID, --pgid PGID, --sid SID")
+	}
+	root := opts.Pid + opts.Pgid + opts.Sid
+	if root <= 0 {
+		return 0, fmt.Errorf("invalid pid %d", root)
+	}
+	if root == os.Getpid() {
+		return 0, fmt.Errorf("pid %d is gocr itself", root)
+	}
+	if opts.Pid == 0 {
+		what := "process group"
+		if opts.Sid != 0 {
+			what = "session"
+		}
+		st, err := proc.ReadStat(root)
+		if err != nil || (opts.Sid != 0 && st.Session != root) || (opts.Pgid != 0 && st.Pgrp != root) {
+			return 0, fmt.Errorf("%s %d has no leader process %d to dump it from", what, root, root)
+		}
+	}
+	return root, nil
+}
+
+// checkSelection: with --pgid or --sid, every member of the group or
+// session must be in the tree under its leader; a member elsewhere (a
+// daemon reparented to init, say) could not be restored with the rest.
+func (tr *frozenTree) checkSelection(opts Options) error {
+	if opts.Pgid == 0 && opts.Sid == 0 {
+		return nil
+	}
+	in := map[int]bool{}
+	for _, fp := range tr.procs {
+		in[fp.pid] = true
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || in[pid] {
+			continue
+		}
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			continue
+		}
+		if (opts.Pgid != 0 && st.Pgrp == opts.Pgid) || (opts.Sid != 0 && st.Session == opts.Sid) {
+			return fmt.Errorf("pid %d (%s) is in the selected group or session but not a descendant of its leader %d: not supported",
+				pid, st.Comm, opts.Pgid+opts.Sid)
+		}
+	}
+	return nil
+}
+
+// freezeTree freezes root and all its descendants, breadth first. A
+// process can only fork while it runs, so once a process is frozen the
+// children listed for it are all it has.
+func freezeTree(t *ptrace.Tracer, root int) (*frozenTree, error) {
+	tr := &frozenTree{}
+	queue := []int{root}
+	seen := map[int]bool{root: true}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			if pid != root && errors.Is(err, proc.ErrNoProcess) {
+				continue // exited and reaped meanwhile
+			}
+			if errors.Is(err, proc.ErrNoProcess) {
+				return tr, fmt.Errorf("no process with pid %d", pid)
+			}
+			return tr, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		if st.State == 'Z' {
+			if pid == root {
+				return tr, fmt.Errorf("pid %d (%s) is a zombie", pid, st.Comm)
+			}
+			tr.procs = append(tr.procs, &frozenProc{pid: pid, zombie: true, exitStatus: uint32(st.ExitCode), stat: st})
+			continue
+		}
+		if pid != root {
+			if err := checkDumpable(pid); err != nil {
+				return tr, err
+			}
+		}
+		fp, err := freeze(t, pid)
+		if err != nil {
+			if pid != root && errors.Is(err, unix.ESRCH) {
+				continue
+			}
+			return tr, err
+		}
+		tr.procs = append(tr.procs, fp)
+		// Frozen, it cannot fork: read what it was at the freeze.
+		if fp.stat, err = proc.ReadStat(pid); err != nil {
+			return tr, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		children, err := proc.Children(pid)
+		if err != nil {
+			return tr, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		for _, c := range children {
+			if !seen[c] {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	// A zombie may have been listed before its state was read; what
+	// matters is that a child's parent comes first, which BFS gives.
+	return tr, nil
+}
+
+// freeze seizes and stops every thread of pid. Threads can be created
+// until the last running thread is stopped, so it re-reads the thread list
+// until a pass finds nothing new.
+func freeze(t *ptrace.Tracer, pid int) (*frozenProc, error) {
+	fp := &frozenProc{pid: pid, sigs: map[int][][ptrace.SiginfoSize]byte{}}
+	seen := map[int]bool{}
+	for {
+		tids, err := proc.Threads(pid)
+		if err != nil {
+			fp.release(t)
+			if errors.Is(err, proc.ErrNoProcess) {
+				return nil, fmt.Errorf("no process with pid %d: %w", pid, unix.ESRCH)
+			}
+			return nil, fmt.Errorf("freeze pid %d: %w", pid, err)
+		}
+		// The leader first: it is the one the parasite runs in.
+		sort.Slice(tids, func(i, j int) bool { return tids[i] == pid || (tids[j] != pid && tids[i] < tids[j]) })
+		found := false
+		for _, tid := range tids {
+			if seen[tid] {
+				continue
+			}
+			seen[tid] = true
+			found = true
+			if err := t.Seize(tid); err != nil {
+				if errors.Is(err, unix.ESRCH) && tid != pid {
+					continue // the thread exited meanwhile
+				}
+				fp.release(t)
+				switch {
+				case errors.Is(err, unix.EPERM):
+					return nil, fmt.Errorf("pid %d: not permitted to trace it (is it already traced, or owned by another user?)", pid)
+				case errors.Is(err, unix.ESRCH):
+					return nil, fmt.Errorf("no process with pid %d: %w", pid, err)
+				}
+				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
+			}
+			fp.tids = append(fp.tids, tid)
+			sigs, err := t.StopTaskInfo(tid)
+			if err != nil {
+				if errors.Is(err, unix.ESRCH) && tid != pid {
+					fp.tids = fp.tids[:len(fp.tids)-1]
+					continue
+				}
+				fp.release(t)
+				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
+			}
+			if len(sigs) > 0 {
+				fp.sigs[tid] = sigs
+			}
+		}
+		if !found {
+			return fp, nil
+		}
+	}
+}
+
+// release lets every thread run on as it was, giving back caught signals.
+func (fp *frozenProc) release(t *ptrace.Tracer) {
+	for _, tid := range fp.tids {
+		if err := requeue(t, tid, fp.sigs[tid]); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d thread %d: %v\n", fp.pid, tid, err)
+		}
+		t.Detach(tid, 0)
+	}
+	fp.tids = nil
+}
+
+// release lets the whole tree run on, children first.
+func (tr *frozenTree) release(t *ptrace.Tracer) {
+	if tr == nil {
+		return
+	}
+	for i := len(tr.procs) - 1; i >= 0; i-- {
+		tr.procs[i].release(t)
+	}
+}
+
+// kill ends every dumped process and waits until each has exited, so that
+// when gocr returns none runs any more (their parents still reap them).
+func (tr *frozenTree) kill(t *ptrace.Tracer) {
+	for _, fp := range tr.procs {
+		if !fp.zombie {
+			unix.Kill(fp.pid, unix.SIGKILL)
+		}
+	}
+	for i := len(tr.procs) - 1; i >= 0; i-- {
+		fp := tr.procs[i]
+		for j := len(fp.tids) - 1; j >= 0; j-- {
+			waitGone(t, fp.tids[j])
+		}
+	}
+}
+
+func zombieTask(fp *frozenProc) *gocrpb.Task {
+	return &gocrpb.Task{
+		Pid: int32(fp.pid), Ppid: int32(fp.stat.PPid), Pgid: int32(fp.stat.Pgrp), Sid: int32(fp.stat.Session),
+		Comm: fp.stat.Comm, Zombie: true, ExitStatus: fp.exitStatus,
+	}
+}
