@@ -18,7 +18,7 @@ PROTO_GEN     := proto/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test demo deps
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test demo deps bench
 
 all: build
 
@@ -143,3 +143,9 @@ demo: deps build
 test: deps tools verify-generated
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# bench: gocr against the machine's limit for the same work, one table
+# (docs/PERFORMANCE.md); needs root, about 5 minutes. BENCH_FLAGS=-quick
+# measures 1 GiB only.
+bench: deps build
+	$(GO) run ./bench -gocr ./$(BINARY) $(BENCH_FLAGS)

@@ -1,0 +1,947 @@
+//go:build linux
+
+// Command bench measures gocr against the machine's limit for the same work
+// and prints one table (issue 4). Run it as root from the module root:
+//
+//	make bench                       # builds gocr, then go run ./bench
+//	go run ./bench -quick            # 1 GiB rows only, fewer repeats
+//
+// # What it measures
+//
+// Memory rows: a C target (c/bigmem.c) holding 1 GiB or 4 GiB of touched,
+// pseudo-random memory is dumped to a directory on tmpfs (/dev/shm) and on
+// the disk (-disk-dir, /var/tmp by default), then restored with -d. The
+// restored process is dumped again in the next round, so the memory is
+// filled once per row. Each round also measures, interleaved with gocr and
+// alternating which goes first, the limit for the same work in a separate C
+// helper (c/limit.c) that holds a buffer filled the same way:
+//
+//   - dump limit: write() the same number of bytes to a new file in the same
+//     directory, then fsync (gocr fsyncs its images), and once more without
+//     fsync;
+//   - restore limit: read() the image files gocr just wrote (hot in the page
+//     cache, as they are for gocr's restore) into freshly mmap'ed anonymous
+//     memory.
+//
+// The helper is a separate C process rather than a buffer in this Go
+// program so that its memory is faulted and filled exactly as the target's
+// (same code, no Go heap or GC in the way) and so that this process's own
+// RSS stays small while gocr runs next to it.
+//
+// The page cache is never dropped: writes go to new files (and a sync(2)
+// before each timed write flushes what earlier rounds left dirty), and the
+// restore is defined as restoring from images still in the page cache —
+// the case right after a dump, and the one where gocr's own overhead shows.
+//
+// Scale rows: processes with N and 2N VMAs and N and 2N open fds are dumped
+// and restored, N and 2N alternating, to show how time grows. Thread and
+// process-tree rows try a dump and report why it fails until issue 3.
+//
+// This process makes itself a child subreaper so that restored processes,
+// whose parent (gocr restore) exits, become its children: it can then kill
+// them by PID and reap them, and the PID is free again for the next restore
+// at once (PID 1 here reaps orphans 1-2 s late, see test/harness_test.go).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	readyTimeout = 120 * time.Second
+	gocrTimeout  = 300 * time.Second
+	mib          = 1 << 20
+	// Targets from issue 4.
+	maxRatio      = 1.25
+	maxRSSKiB     = 64 * 1024
+	unsupportedIn = "not supported yet (issue 3)"
+)
+
+type options struct {
+	gocr       string
+	diskDir    string
+	out        string
+	quick      bool
+	runs1      int
+	runs4      int
+	scaleRuns  int
+	vmas, fds  int
+	threads    int
+	procs      int
+	skipMemory bool
+	skipScale  bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.gocr, "gocr", "./gocr", "gocr binary to measure")
+	flag.StringVar(&o.diskDir, "disk-dir", "/var/tmp", "directory on the disk for the on-disk rows")
+	flag.StringVar(&o.out, "out", "bench/results/latest.json", "where to write the results as JSON")
+	flag.BoolVar(&o.quick, "quick", false, "1 GiB rows only, 3 runs each, scale rows with 2 runs")
+	flag.IntVar(&o.runs1, "runs-1g", 5, "rounds for each 1 GiB row")
+	flag.IntVar(&o.runs4, "runs-4g", 3, "rounds for each 4 GiB row")
+	flag.IntVar(&o.scaleRuns, "runs-scale", 3, "rounds for each scale row")
+	flag.IntVar(&o.vmas, "vmas", 10000, "N for the VMA row (also measured at 2N)")
+	flag.IntVar(&o.fds, "fds", 2000, "N for the fd row (also measured at 2N)")
+	flag.IntVar(&o.threads, "threads", 1000, "threads in the thread row")
+	flag.IntVar(&o.procs, "procs", 200, "processes in the tree row")
+	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory rows")
+	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
+	flag.Parse()
+	if o.quick {
+		o.runs1 = min(o.runs1, 3)
+		o.scaleRuns = min(o.scaleRuns, 2)
+	}
+	if err := run(&o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// Results is what bench/results/*.json holds.
+type Results struct {
+	Date        string            `json:"date"`
+	Kernel      string            `json:"kernel"`
+	CPU         string            `json:"cpu"`
+	CPUs        int               `json:"cpus"`
+	Command     string            `json:"command"`
+	Memory      []*MemoryRow      `json:"memory"`
+	Scale       []*ScaleRow       `json:"scale"`
+	Unsupported []*UnsupportedRow `json:"unsupported"`
+	Targets     []Target          `json:"targets"`
+}
+
+// MemoryRow holds every round's figures; the table shows median and best.
+type MemoryRow struct {
+	Name             string  `json:"name"`
+	MiB              int     `json:"mib"`
+	FS               string  `json:"fs"`
+	Dir              string  `json:"dir"`
+	DumpNs           []int64 `json:"dump_ns"`
+	FrozenNs         []int64 `json:"frozen_ns"`
+	GocrMemoryNs     []int64 `json:"gocr_memory_ns"`
+	RestoreNs        []int64 `json:"restore_ns"`
+	LimitWriteNs     []int64 `json:"limit_write_fsync_ns"`
+	LimitWriteNoSync []int64 `json:"limit_write_nofsync_ns"`
+	LimitReadNs      []int64 `json:"limit_read_ns"`
+	ImageBytes       int64   `json:"image_bytes"`
+	PagesBytes       int64   `json:"pages_bytes"`
+	DumpMaxRSSKiB    int64   `json:"dump_max_rss_kib"`
+	RestoreMaxRSSKiB int64   `json:"restore_max_rss_kib"`
+	Err              string  `json:"error,omitempty"`
+}
+
+// ScaleRow is one dimension at N and 2N.
+type ScaleRow struct {
+	Name      string  `json:"name"`
+	N         int     `json:"n"`
+	DumpNs    []int64 `json:"dump_ns_n"`
+	RestoreNs []int64 `json:"restore_ns_n"`
+	Dump2Ns   []int64 `json:"dump_ns_2n"`
+	Restore2  []int64 `json:"restore_ns_2n"`
+	Err       string  `json:"error,omitempty"`
+}
+
+// UnsupportedRow records what gocr said when asked to dump something it
+// cannot yet.
+type UnsupportedRow struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Message string `json:"gocr_message"`
+}
+
+// Target is one of issue 4's goals, checked against one row.
+type Target struct {
+	Row   string  `json:"row"`
+	Goal  string  `json:"goal"`
+	Value float64 `json:"value"`
+	Limit float64 `json:"limit"`
+	Met   bool    `json:"met"`
+}
+
+type bench struct {
+	o      *options
+	bin    string // compiled C programs
+	work   string // ready files, fds target's file
+	gocr   string
+	res    Results
+	logOut io.Writer
+}
+
+func run(o *options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: gocr ptraces its targets and restores with clone3 set_tid")
+	}
+	if err := closeInheritedFDs(); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	gocr, err := filepath.Abs(o.gocr)
+	if err != nil {
+		return fmt.Errorf("resolve gocr path %s: %w", o.gocr, err)
+	}
+	if _, err := os.Stat(gocr); err != nil {
+		return fmt.Errorf("gocr binary (build it with make build): %w", err)
+	}
+	bin, err := os.MkdirTemp("", "gocr-bench-bin-")
+	if err != nil {
+		return fmt.Errorf("temp dir for C programs: %w", err)
+	}
+	defer os.RemoveAll(bin)
+	work, err := os.MkdirTemp(o.diskDir, "gocr-bench-work-")
+	if err != nil {
+		return fmt.Errorf("work dir under %s: %w", o.diskDir, err)
+	}
+	defer os.RemoveAll(work)
+	if err := compile(bin); err != nil {
+		return err
+	}
+	b := &bench{o: o, bin: bin, work: work, gocr: gocr, logOut: os.Stderr}
+	b.res.Date = time.Now().Format(time.RFC3339)
+	b.res.Command = strings.Join(os.Args, " ")
+	b.res.CPUs = runtime.NumCPU()
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		b.res.Kernel = unix.ByteSliceToString(uts.Release[:])
+	}
+	b.res.CPU = cpuModel()
+
+	if !o.skipMemory {
+		sizes := []struct{ mib, runs int }{{1024, o.runs1}, {4096, o.runs4}}
+		if o.quick {
+			sizes = sizes[:1]
+		}
+		for _, s := range sizes {
+			for _, fs := range []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", o.diskDir}} {
+				row := &MemoryRow{Name: fmt.Sprintf("%d GiB %s", s.mib/1024, fs.name), MiB: s.mib, FS: fs.name, Dir: fs.dir}
+				b.res.Memory = append(b.res.Memory, row)
+				if err := b.memoryRow(row, s.runs); err != nil {
+					row.Err = err.Error()
+					b.logf("%s: %v", row.Name, err)
+				}
+			}
+		}
+	}
+	if !o.skipScale {
+		b.scaleRows()
+		b.unsupportedRows()
+	}
+	b.checkTargets()
+	b.print(os.Stdout)
+	return b.save()
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.logOut, "bench: "+format+"\n", args...)
+}
+
+// compile builds every bench/c program with gcc into dir.
+func compile(dir string) error {
+	src, err := sourceDir()
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"bigmem", "vmas", "fds", "threads", "tree", "limit"} {
+		args := []string{"-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, name), filepath.Join(src, name+".c"), "-lpthread"}
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("compile bench/c/%s.c: %w\n%s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// sourceDir finds bench/c from the working directory: `go run ./bench`
+// runs from the module root, `go run .` from bench/.
+func sourceDir() (string, error) {
+	for _, d := range []string{"bench/c", "c"} {
+		if _, err := os.Stat(filepath.Join(d, "limit.c")); err == nil {
+			return filepath.Abs(d)
+		}
+	}
+	return "", errors.New("bench/c/limit.c not found: run from the module root")
+}
+
+// closeInheritedFDs marks every fd above stderr close-on-exec, as the test
+// harness does: an fd this program inherited (a shell here may leave a pipe
+// on fd 251) would otherwise reach every target, and gocr refuses to dump
+// it.
+func closeInheritedFDs() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list own fds: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		syscall.CloseOnExec(fd)
+	}
+	return nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// ---- processes ----
+
+// startTarget runs a bench/c program with stdio on /dev/null (so that
+// restore reopens them by path) and waits for its ready file.
+func (b *bench) startTarget(name string, args ...string) (int, error) {
+	ready := filepath.Join(b.work, name+".ready")
+	os.Remove(ready)
+	cmd := exec.Command(filepath.Join(b.bin, name), append([]string{ready}, args...)...)
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", name, err)
+	}
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return pid, nil
+		}
+		var ws unix.WaitStatus
+		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
+			return 0, fmt.Errorf("target %s %v exited before it was ready: %v", name, args, ws)
+		}
+		if time.Now().After(deadline) {
+			b.kill(pid)
+			return 0, fmt.Errorf("target %s %v not ready after %v", name, args, readyTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// kill kills one of this process's children by PID and reaps it. Only PIDs
+// it started or that a restore reparented to it qualify: anything else is
+// left alone.
+func (b *bench) kill(pid int) {
+	if ppid, err := parentOf(pid); err != nil || ppid != os.Getpid() {
+		return
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	var ws unix.WaitStatus
+	unix.Wait4(pid, &ws, 0, nil)
+}
+
+func parentOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses; fields after the
+	// last ')' are fixed: state, ppid.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[1])
+}
+
+// gocrRun is one gocr command's outcome.
+type gocrRun struct {
+	wall      time.Duration
+	maxRSSKiB int64
+	output    string
+}
+
+// runGocr runs gocr with its output in a file, not a pipe: a restored
+// process that took over gocr's stdio would otherwise hold the pipe open and
+// keep the wait from returning.
+func (b *bench) runGocr(args ...string) (*gocrRun, error) {
+	out, err := os.CreateTemp(b.work, "gocr-out-")
+	if err != nil {
+		return nil, fmt.Errorf("gocr output file: %w", err)
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), gocrTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.gocr, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	runErr := cmd.Run()
+	r := &gocrRun{wall: time.Since(start)}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			r.maxRSSKiB = ru.Maxrss // KiB on Linux, getrusage(2)
+		}
+	}
+	text, _ := os.ReadFile(out.Name())
+	r.output = strings.TrimSpace(string(text))
+	if runErr != nil {
+		return r, fmt.Errorf("gocr %s: %w: %s", strings.Join(args, " "), runErr, r.output)
+	}
+	return r, nil
+}
+
+// dump dumps pid into dir (the dump kills it) and reaps it, so that its PID
+// is free for the restore.
+func (b *bench) dump(pid int, dir string) (*gocrRun, error) {
+	r, err := b.runGocr("dump", "-t", strconv.Itoa(pid), "-D", dir)
+	if err != nil {
+		return r, err
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+		return r, fmt.Errorf("reap dumped process %d: %w", pid, err)
+	}
+	return r, nil
+}
+
+// restore restores from dir with -d and checks that pid runs again, as
+// this process's child (gocr restore exited, so the restored process was
+// reparented to this subreaper).
+func (b *bench) restore(pid int, dir string) (*gocrRun, error) {
+	r, err := b.runGocr("restore", "-D", dir, "-d")
+	if err != nil {
+		return r, err
+	}
+	if ppid, err := parentOf(pid); err != nil || ppid != os.Getpid() {
+		return r, fmt.Errorf("restored process %d is not running as this bench's child (ppid %d, %v)", pid, ppid, err)
+	}
+	return r, nil
+}
+
+// ---- limit helper ----
+
+type limitHelper struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (b *bench) startLimit(mibs int) (*limitHelper, error) {
+	cmd := exec.Command(filepath.Join(b.bin, "limit"), strconv.Itoa(mibs))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("limit helper stdin: %w", err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("limit helper stdout: %w", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start limit helper: %w", err)
+	}
+	h := &limitHelper{cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
+	line, err := h.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		h.stop()
+		return nil, fmt.Errorf("limit helper did not start: %q %v", line, err)
+	}
+	return h, nil
+}
+
+func (h *limitHelper) do(cmd string) (int64, error) {
+	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
+		return 0, fmt.Errorf("limit helper %q: %w", cmd, err)
+	}
+	line, err := h.out.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("limit helper %q: %w", cmd, err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("limit helper %q: %s", cmd, strings.TrimSpace(line))
+	}
+	return ns, nil
+}
+
+func (h *limitHelper) stop() {
+	h.in.Close()
+	h.cmd.Wait()
+}
+
+// ---- memory rows ----
+
+func (b *bench) memoryRow(row *MemoryRow, runs int) error {
+	b.logf("%s: %d rounds", row.Name, runs)
+	base, err := os.MkdirTemp(row.Dir, "gocr-bench-")
+	if err != nil {
+		return fmt.Errorf("images dir under %s: %w", row.Dir, err)
+	}
+	defer os.RemoveAll(base)
+	h, err := b.startLimit(row.MiB)
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	pid, err := b.startTarget("bigmem", strconv.Itoa(row.MiB))
+	if err != nil {
+		return err
+	}
+	defer func() { b.kill(pid) }()
+
+	img := filepath.Join(base, "img")
+	limitFile := filepath.Join(base, "limit.bin")
+	writeLimit := func() error {
+		for _, sync := range []bool{true, false} {
+			// Flush what earlier steps left dirty so it is not charged to
+			// this write.
+			unix.Sync()
+			arg := "0"
+			if sync {
+				arg = "1"
+			}
+			ns, err := h.do("w " + limitFile + " " + arg)
+			os.Remove(limitFile)
+			if err != nil {
+				return err
+			}
+			if sync {
+				row.LimitWriteNs = append(row.LimitWriteNs, ns)
+			} else {
+				row.LimitWriteNoSync = append(row.LimitWriteNoSync, ns)
+			}
+		}
+		return nil
+	}
+	dumpGocr := func() error {
+		unix.Sync()
+		r, err := b.dump(pid, img)
+		if err != nil {
+			return err
+		}
+		row.DumpNs = append(row.DumpNs, r.wall.Nanoseconds())
+		row.DumpMaxRSSKiB = max(row.DumpMaxRSSKiB, r.maxRSSKiB)
+		st, err := readStats(img)
+		if err != nil {
+			return err
+		}
+		row.FrozenNs = append(row.FrozenNs, st.FrozenNs)
+		row.GocrMemoryNs = append(row.GocrMemoryNs, st.MemoryNs)
+		row.PagesBytes = st.PagesBytes
+		return nil
+	}
+	readLimit := func() error {
+		files, size, err := imageFiles(img)
+		if err != nil {
+			return err
+		}
+		row.ImageBytes = size
+		ns, err := h.do("r " + strings.Join(files, " "))
+		if err != nil {
+			return err
+		}
+		row.LimitReadNs = append(row.LimitReadNs, ns)
+		return nil
+	}
+	restoreGocr := func() error {
+		r, err := b.restore(pid, img)
+		if err != nil {
+			return err
+		}
+		row.RestoreNs = append(row.RestoreNs, r.wall.Nanoseconds())
+		row.RestoreMaxRSSKiB = max(row.RestoreMaxRSSKiB, r.maxRSSKiB)
+		return nil
+	}
+	for i := 0; i < runs; i++ {
+		// Alternate which goes first so that neither always meets the
+		// other's after-effects (dirty pages, freed memory going back to
+		// the host).
+		steps := []func() error{writeLimit, dumpGocr, readLimit, restoreGocr}
+		if i%2 == 1 {
+			steps = []func() error{dumpGocr, writeLimit, restoreGocr, readLimit}
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return fmt.Errorf("round %d: %w", i+1, err)
+			}
+		}
+		if err := os.RemoveAll(img); err != nil {
+			return fmt.Errorf("remove images %s: %w", img, err)
+		}
+		b.logf("%s: round %d: dump %v (limit %v), restore %v (limit %v)", row.Name, i+1,
+			ms(last(row.DumpNs)), ms(last(row.LimitWriteNs)), ms(last(row.RestoreNs)), ms(last(row.LimitReadNs)))
+	}
+	return nil
+}
+
+type dumpStats struct {
+	FrozenNs   int64 `json:"frozen_ns"`
+	MemoryNs   int64 `json:"memory_ns"`
+	TotalNs    int64 `json:"total_ns"`
+	PagesBytes int64 `json:"pages_bytes"`
+}
+
+func readStats(dir string) (*dumpStats, error) {
+	p := filepath.Join(dir, "stats-dump.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read dump stats: %w", err)
+	}
+	var s dumpStats
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", p, err)
+	}
+	return &s, nil
+}
+
+// imageFiles lists the image files gocr wrote (not its stats) and their
+// total size.
+func imageFiles(dir string) ([]string, int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list images: %w", err)
+	}
+	var files []string
+	var total int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == "stats-dump.json" {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, 0, fmt.Errorf("stat image %s: %w", e.Name(), err)
+		}
+		files = append(files, filepath.Join(dir, e.Name()))
+		total += info.Size()
+	}
+	return files, total, nil
+}
+
+// ---- scale rows ----
+
+func (b *bench) scaleRows() {
+	fdsFile := filepath.Join(b.work, "fds.dat")
+	if err := os.WriteFile(fdsFile, make([]byte, 64<<10), 0o644); err != nil {
+		b.res.Scale = append(b.res.Scale, &ScaleRow{Name: "open fds", Err: fmt.Sprintf("create %s: %v", fdsFile, err)})
+		return
+	}
+	rows := []struct {
+		name, prog string
+		n          int
+		args       func(n int) []string
+	}{
+		{"VMAs", "vmas", b.o.vmas, func(n int) []string { return []string{strconv.Itoa(n)} }},
+		{"open fds", "fds", b.o.fds, func(n int) []string { return []string{strconv.Itoa(n), fdsFile} }},
+	}
+	for _, r := range rows {
+		row := &ScaleRow{Name: r.name, N: r.n}
+		b.res.Scale = append(b.res.Scale, row)
+		if err := b.scaleRow(row, r.prog, r.args); err != nil {
+			row.Err = err.Error()
+			b.logf("%s: %v", r.name, err)
+		}
+	}
+}
+
+func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) error {
+	b.logf("%s: N=%d and 2N, %d rounds", row.Name, row.N, b.o.scaleRuns)
+	base, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
+	if err != nil {
+		return fmt.Errorf("images dir: %w", err)
+	}
+	defer os.RemoveAll(base)
+	var pids [2]int
+	for i, n := range []int{row.N, 2 * row.N} {
+		pid, err := b.startTarget(prog, args(n)...)
+		if err != nil {
+			return err
+		}
+		pids[i] = pid
+		defer func() { b.kill(pid) }()
+	}
+	dumps := [2]*[]int64{&row.DumpNs, &row.Dump2Ns}
+	restores := [2]*[]int64{&row.RestoreNs, &row.Restore2}
+	for round := 0; round < b.o.scaleRuns; round++ {
+		for j := 0; j < 2; j++ {
+			i := j
+			if round%2 == 1 {
+				i = 1 - j
+			}
+			img := filepath.Join(base, "img")
+			d, err := b.dump(pids[i], img)
+			if err != nil {
+				return err
+			}
+			r, err := b.restore(pids[i], img)
+			if err != nil {
+				return err
+			}
+			*dumps[i] = append(*dumps[i], d.wall.Nanoseconds())
+			*restores[i] = append(*restores[i], r.wall.Nanoseconds())
+			os.RemoveAll(img)
+		}
+	}
+	return nil
+}
+
+// unsupportedRows asks gocr to dump a multi-threaded process and a process
+// tree (with --leave-running, so a dump that worked would not kill them)
+// and records what it says.
+func (b *bench) unsupportedRows() {
+	rows := []struct {
+		name, prog string
+		n          int
+		want       shape
+	}{
+		{fmt.Sprintf("%d threads", b.o.threads), "threads", b.o.threads, shape{b.o.threads, 1}},
+		{fmt.Sprintf("%d-process tree", b.o.procs), "tree", b.o.procs, shape{1, b.o.procs}},
+	}
+	for _, r := range rows {
+		row := &UnsupportedRow{Name: r.name, Status: unsupportedIn}
+		b.res.Unsupported = append(b.res.Unsupported, row)
+		b.logf("%s: trying a dump", r.name)
+		pid, err := b.startTarget(r.prog, strconv.Itoa(r.n))
+		if err != nil {
+			row.Message = err.Error()
+			continue
+		}
+		img, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
+		if err != nil {
+			row.Message = err.Error()
+		} else {
+			b.tryUnsupported(row, pid, img, r.want)
+			os.RemoveAll(img)
+		}
+		b.killTree(pid)
+	}
+}
+
+// tryUnsupported dumps pid with --leave-running; if that works it kills
+// the original and tries a restore, so the row says how far gocr gets.
+func (b *bench) tryUnsupported(row *UnsupportedRow, pid int, img string, want shape) {
+	d, err := b.runGocr("dump", "-t", strconv.Itoa(pid), "-D", img, "--leave-running")
+	if err != nil {
+		row.Message = "dump: " + d.output
+		return
+	}
+	b.killTree(pid)
+	r, err := b.runGocr("restore", "-D", img, "-d")
+	if err != nil {
+		row.Message = fmt.Sprintf("dump worked (%v), restore: %s", d.wall.Round(time.Millisecond), r.output)
+		return
+	}
+	// Count what came back: a restore that returns 0 but brings back only
+	// the root or only the main thread is not support.
+	threads, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	procs := []int{pid}
+	for i := 0; i < len(procs); i++ {
+		procs = append(procs, childrenOf(procs[i])...)
+	}
+	got := fmt.Sprintf("restored: %d threads in the root, %d processes", len(threads), len(procs))
+	if len(threads) == want.threads && len(procs) == want.procs {
+		row.Status = "works, not yet a measured row"
+	}
+	row.Message = fmt.Sprintf("dump %v, restore %v, %s (want %d threads, %d processes)",
+		d.wall.Round(time.Millisecond), r.wall.Round(time.Millisecond), got, want.threads, want.procs)
+	b.killTree(pid)
+}
+
+// shape is how many threads the root and how many processes the tree has.
+type shape struct{ threads, procs int }
+
+// killTree kills a target and every descendant, each by PID, then reaps
+// whatever was reparented to this subreaper.
+func (b *bench) killTree(root int) {
+	pids := []int{root}
+	for i := 0; i < len(pids); i++ {
+		pids = append(pids, childrenOf(pids[i])...)
+	}
+	for _, pid := range slices.Backward(pids) {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	// No other child of this process is alive at this point (the limit
+	// helper runs only during memory rows), so reap until there is none.
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
+			return
+		} else if err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func childrenOf(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// ---- reporting ----
+
+func median(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func best(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return slices.Min(v)
+}
+
+func last(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)-1]
+}
+
+func ms(ns int64) string { return fmt.Sprintf("%.0f ms", float64(ns)/1e6) }
+
+// mb formats median/best of a series in milliseconds.
+func mb(v []int64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f / %.0f", float64(median(v))/1e6, float64(best(v))/1e6)
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+func (b *bench) checkTargets() {
+	for _, r := range b.res.Memory {
+		if r.Err != "" || len(r.DumpNs) == 0 {
+			continue
+		}
+		dr := ratio(median(r.DumpNs), median(r.LimitWriteNs))
+		rr := ratio(median(r.RestoreNs), median(r.LimitReadNs))
+		rss := float64(max(r.DumpMaxRSSKiB, r.RestoreMaxRSSKiB)) / 1024
+		b.res.Targets = append(b.res.Targets,
+			Target{r.Name, "dump <= 1.25x limit (write+fsync)", dr, maxRatio, dr <= maxRatio},
+			Target{r.Name, "restore <= 1.25x limit (read into fresh memory)", rr, maxRatio, rr <= maxRatio},
+			Target{r.Name, "gocr peak RSS < 64 MiB", rss, maxRSSKiB / 1024, rss < maxRSSKiB/1024},
+			Target{r.Name, "frozen <= dump time", float64(median(r.FrozenNs)) / 1e6, float64(median(r.DumpNs)) / 1e6, median(r.FrozenNs) <= median(r.DumpNs)},
+		)
+	}
+}
+
+func (b *bench) print(w io.Writer) {
+	res := &b.res
+	fmt.Fprintf(w, "\ngocr benchmark  %s  Linux %s  %d x %s\n", res.Date, res.Kernel, res.CPUs, res.CPU)
+	fmt.Fprintf(w, "times in ms, median / best; ratios are medians over the limit's median\n\n")
+	if len(res.Memory) > 0 {
+		fmt.Fprintf(w, "| row | runs | dump | limit write+fsync | limit write | dump/limit | frozen | restore | limit read | restore/limit | image MiB | gocr RSS MiB dump/restore |\n")
+		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range res.Memory {
+			if r.Err != "" && len(r.DumpNs) == 0 {
+				fmt.Fprintf(w, "| %s | 0 | error: %s |||||||||||\n", r.Name, oneLine(r.Err))
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.2fx %s | %s | %s | %s | %.2fx %s | %.0f | %.1f / %.1f |\n",
+				r.Name, len(r.DumpNs), mb(r.DumpNs), mb(r.LimitWriteNs), mb(r.LimitWriteNoSync),
+				ratio(median(r.DumpNs), median(r.LimitWriteNs)), verdict(ratio(median(r.DumpNs), median(r.LimitWriteNs)) <= maxRatio),
+				mb(r.FrozenNs), mb(r.RestoreNs), mb(r.LimitReadNs),
+				ratio(median(r.RestoreNs), median(r.LimitReadNs)), verdict(ratio(median(r.RestoreNs), median(r.LimitReadNs)) <= maxRatio),
+				float64(r.ImageBytes)/mib, float64(r.DumpMaxRSSKiB)/1024, float64(r.RestoreMaxRSSKiB)/1024)
+			if r.Err != "" {
+				fmt.Fprintf(w, "|  | error after %d rounds: %s |||||||||||\n", len(r.DumpNs), oneLine(r.Err))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if len(res.Scale) > 0 {
+		fmt.Fprintf(w, "| scale row | N | dump N | dump 2N | 2N/N | restore N | restore 2N | 2N/N |\n")
+		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+		for _, r := range res.Scale {
+			if r.Err != "" {
+				fmt.Fprintf(w, "| %s | %d | error: %s ||||||\n", r.Name, r.N, oneLine(r.Err))
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %s | %.2f |\n", r.Name, r.N,
+				mb(r.DumpNs), mb(r.Dump2Ns), ratio(median(r.Dump2Ns), median(r.DumpNs)),
+				mb(r.RestoreNs), mb(r.Restore2), ratio(median(r.Restore2), median(r.RestoreNs)))
+		}
+		for _, r := range res.Unsupported {
+			fmt.Fprintf(w, "| %s | - | %s: %s ||||||\n", r.Name, r.Status, oneLine(r.Message))
+		}
+		fmt.Fprintln(w)
+	}
+	if len(res.Targets) > 0 {
+		fmt.Fprintf(w, "| row | target | measured | goal | |\n|---|---|---|---|---|\n")
+		for _, t := range res.Targets {
+			fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %s |\n", t.Row, t.Goal, t.Value, t.Limit, verdict(t.Met))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+func (b *bench) save() error {
+	data, err := json.MarshalIndent(&b.res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(b.o.out), 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	if err := os.WriteFile(b.o.out, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	fmt.Printf("results written to %s\n", b.o.out)
+	return nil
+}
