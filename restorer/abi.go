@@ -88,6 +88,7 @@ type rstProc struct {
 	ExitStatus uint32 `c:"exit_status"`
 	PlanOff    uint32 `c:"plan_off"`
 	Pad0       uint32
+	Comm       [16]byte `c:"comm"`
 }
 
 type rstPages struct {

@@ -587,6 +587,7 @@ func buildTree(procs []*proc, byPid map[int32]*proc) (*tree, error) {
 		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
 		if task.Zombie {
 			rp.Zombie = 1
+			copy(rp.Comm[:15], strings.Trim(task.Comm, "()"))
 		}
 		var parent *gocrpb.Task
 		if i > 0 {

@@ -221,6 +221,7 @@ struct rst_proc {
 	u32 exit_status; /* a wait(2) status word, for zombies */
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
 	u32 pad0;
+	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -229,7 +230,8 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
 BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
-_Static_assert(sizeof(struct rst_proc) == 32, "rst_proc size");
+BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
+_Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 

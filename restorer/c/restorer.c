@@ -710,8 +710,11 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	}
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
-	if (p->zombie)
+	if (p->zombie) {
+		p->comm[15] = 0;
+		sys2(__NR_prctl, PR_SET_NAME, p->comm);
 		die_as(p->exit_status);
+	}
 
 	/* Wait until the zombie children have died, without reaping them
 	 * (waitid WEXITED|WNOWAIT, man 2 waitid), then drop the SIGCHLD
