@@ -559,6 +559,33 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		case mode == unix.S_IFIFO && strings.HasPrefix(target, "/") && !deleted:
 			f.Kind = gocrpb.FdKind_FD_FIFO
 			f.PipeId = st.Ino
+		case target == "anon_inode:[signalfd]":
+			f.Kind = gocrpb.FdKind_FD_SIGNALFD
+			if f.SignalfdMask, err = proc.ReadSignalfd(pid, fd); err != nil {
+				return nil, err
+			}
+		case target == "anon_inode:[timerfd]":
+			f.Kind = gocrpb.FdKind_FD_TIMERFD
+			tf, err := proc.ReadTimerfd(pid, fd)
+			if err != nil {
+				return nil, err
+			}
+			f.TimerfdClockid, f.TimerfdTicks = int32(tf.ClockID), tf.Ticks
+			f.TimerfdValueNs, f.TimerfdIntervalNs = tf.ValueNs, tf.IntervalNs
+		case target == "anon_inode:inotify":
+			f.Kind = gocrpb.FdKind_FD_INOTIFY
+			ws, err := proc.ReadInotify(pid, fd)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range ws {
+				path, err := inotifyPath(w)
+				if err != nil {
+					return nil, fmt.Errorf("fd %d: inotify watch %d: %w", fd, w.Wd, err)
+				}
+				f.InotifyWatches = append(f.InotifyWatches, &gocrpb.InotifyWatch{
+					Wd: int32(w.Wd), Path: path, Mask: w.Mask, IgnoredMask: w.IgnoredMask})
+			}
 		case fd <= 2:
 			// stdio joined to something outside the dump (a terminal,
 			// a pipe from the shell): the restore gives its own.

@@ -4,6 +4,7 @@ package proc
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -105,3 +106,157 @@ func ReadEventfd(pid, fd int) (Eventfd, error) { return readFdInfoWith(pid, fd, 
 func ReadEpollWatches(pid, fd int) ([]EpollWatch, error) {
 	return readFdInfoWith(pid, fd, ParseEpollWatches)
 }
+
+// ParseSignalfd reads a signalfd's mask (fs/signalfd.c
+// signalfd_show_fdinfo: "sigmask:\t%016llx").
+func ParseSignalfd(r io.Reader) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if key, val, ok := strings.Cut(sc.Text(), ":"); ok && key == "sigmask" {
+			return strconv.ParseUint(strings.TrimSpace(val), 16, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no sigmask line")
+}
+
+// Timerfd is a timerfd's state (fs/timerfd.c timerfd_show: "clockid: %d",
+// "ticks: %llu", "settime flags: 0%o", "it_value: (%llu, %llu)",
+// "it_interval: (%llu, %llu)"); it_value is the time left.
+type Timerfd struct {
+	ClockID             int
+	Ticks               uint64
+	SettimeFlags        uint32
+	ValueNs, IntervalNs int64
+}
+
+// ParseTimerfd reads the timerfd lines of an fdinfo file.
+func ParseTimerfd(r io.Reader) (Timerfd, error) {
+	var t Timerfd
+	seen := 0
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch key {
+		case "clockid":
+			t.ClockID, err = strconv.Atoi(val)
+			seen++
+		case "ticks":
+			t.Ticks, err = strconv.ParseUint(val, 10, 64)
+			seen++
+		case "settime flags":
+			var f uint64
+			f, err = strconv.ParseUint(val, 8, 32)
+			t.SettimeFlags = uint32(f)
+		case "it_value":
+			t.ValueNs, err = parseTimespecPair(val)
+			seen++
+		case "it_interval":
+			t.IntervalNs, err = parseTimespecPair(val)
+			seen++
+		}
+		if err != nil {
+			return t, fmt.Errorf("timerfd %s %q: %w", key, val, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return t, err
+	}
+	if seen != 4 {
+		return t, fmt.Errorf("incomplete timerfd fdinfo")
+	}
+	return t, nil
+}
+
+func parseTimespecPair(s string) (int64, error) {
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "("), ")")
+	a, b, ok := strings.Cut(s, ",")
+	if !ok {
+		return 0, fmt.Errorf("not a (sec, nsec) pair")
+	}
+	sec, err := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	nsec, err := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return sec*1e9 + nsec, nil
+}
+
+// InotifyWatch is one watch of an inotify fd (fs/notify/fdinfo.c
+// inotify_fdinfo: "inotify wd:%x ino:%lx sdev:%x mask:%x ignored_mask:%x"
+// then the file handle: "fhandle-bytes:%x fhandle-type:%x f_handle:%*phN").
+type InotifyWatch struct {
+	Wd          int
+	Ino         uint64
+	Sdev        uint32 // the kernel's dev_t: major<<20 | minor
+	Mask        uint32
+	IgnoredMask uint32
+	HandleType  int32
+	Handle      []byte
+}
+
+// ParseInotify reads the watches of an inotify fd.
+func ParseInotify(r io.Reader) ([]InotifyWatch, error) {
+	var ws []InotifyWatch
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "inotify ") {
+			continue
+		}
+		var w InotifyWatch
+		var hbytes int
+		for _, field := range strings.Fields(line)[1:] {
+			k, v, ok := strings.Cut(field, ":")
+			if !ok {
+				continue
+			}
+			var n uint64
+			var err error
+			if k != "f_handle" {
+				n, err = strconv.ParseUint(v, 16, 64)
+			}
+			switch k {
+			case "wd":
+				w.Wd = int(n)
+			case "ino":
+				w.Ino = n
+			case "sdev":
+				w.Sdev = uint32(n)
+			case "mask":
+				w.Mask = uint32(n)
+			case "ignored_mask":
+				w.IgnoredMask = uint32(n)
+			case "fhandle-bytes":
+				hbytes = int(n)
+			case "fhandle-type":
+				w.HandleType = int32(n)
+			case "f_handle":
+				w.Handle, err = hex.DecodeString(v)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("malformed inotify line %q: %w", line, err)
+			}
+		}
+		if w.Wd == 0 || len(w.Handle) != hbytes {
+			return nil, fmt.Errorf("malformed inotify line %q", line)
+		}
+		ws = append(ws, w)
+	}
+	return ws, sc.Err()
+}
+
+// ReadSignalfd, ReadTimerfd and ReadInotify read fd fd of pid.
+func ReadSignalfd(pid, fd int) (uint64, error)        { return readFdInfoWith(pid, fd, ParseSignalfd) }
+func ReadTimerfd(pid, fd int) (Timerfd, error)        { return readFdInfoWith(pid, fd, ParseTimerfd) }
+func ReadInotify(pid, fd int) ([]InotifyWatch, error) { return readFdInfoWith(pid, fd, ParseInotify) }

@@ -391,3 +391,28 @@ func TestParseEventfdAndEpoll(t *testing.T) {
 		t.Error("malformed tfd line accepted")
 	}
 }
+
+func TestParseSignalTimerInotify(t *testing.T) {
+	m, err := ParseSignalfd(strings.NewReader("pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nsigmask:\t0000001000000200\n"))
+	if err != nil || m != 0x1000000200 {
+		t.Errorf("signalfd mask = %#x, %v; want 0x1000000200", m, err)
+	}
+	tf, err := ParseTimerfd(strings.NewReader("pos:\t0\nflags:\t02\nclockid: 1\nticks: 3\nsettime flags: 01\nit_value: (99, 669710051)\nit_interval: (1, 500000000)\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Timerfd{ClockID: 1, Ticks: 3, SettimeFlags: 1, ValueNs: 99669710051, IntervalNs: 1500000000}, tf); diff != "" {
+		t.Errorf("timerfd (-want +got):\n%s", diff)
+	}
+	ws, err := ParseInotify(strings.NewReader("pos:\t0\ninotify wd:3 ino:60948 sdev:fe00000 mask:fff ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:4809060000000000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []InotifyWatch{{Wd: 3, Ino: 0x60948, Sdev: 0xfe00000, Mask: 0xfff, HandleType: 1, Handle: []byte{0x48, 0x09, 0x06, 0, 0, 0, 0, 0}}}
+	if diff := cmp.Diff(want, ws); diff != "" {
+		t.Errorf("inotify (-want +got):\n%s", diff)
+	}
+	if _, err := ParseTimerfd(strings.NewReader("clockid: 1\n")); err == nil {
+		t.Error("incomplete timerfd accepted")
+	}
+}

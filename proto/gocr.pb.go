@@ -98,26 +98,32 @@ const (
 	FdKind_FD_UNKNOWN   FdKind = 0
 	FdKind_FD_REGULAR   FdKind = 1
 	FdKind_FD_DIRECTORY FdKind = 2
-	FdKind_FD_CHARDEV   FdKind = 3 // reopened by path: /dev/null, /dev/zero, ...
-	FdKind_FD_INHERIT   FdKind = 4 // stdio connected outside the dump: given by restore
-	FdKind_FD_EVENTFD   FdKind = 5 // eventfd(2): counter and flags
-	FdKind_FD_EPOLL     FdKind = 6 // epoll(7): the watched fds with their events and data
-	FdKind_FD_PIPE      FdKind = 7 // pipe(2): recreated with its size and the data in it
-	FdKind_FD_FIFO      FdKind = 8 // a named pipe, reopened by path, with the data in it
+	FdKind_FD_CHARDEV   FdKind = 3  // reopened by path: /dev/null, /dev/zero, ...
+	FdKind_FD_INHERIT   FdKind = 4  // stdio connected outside the dump: given by restore
+	FdKind_FD_EVENTFD   FdKind = 5  // eventfd(2): counter and flags
+	FdKind_FD_EPOLL     FdKind = 6  // epoll(7): the watched fds with their events and data
+	FdKind_FD_PIPE      FdKind = 7  // pipe(2): recreated with its size and the data in it
+	FdKind_FD_FIFO      FdKind = 8  // a named pipe, reopened by path, with the data in it
+	FdKind_FD_SIGNALFD  FdKind = 9  // signalfd(2): its signal mask
+	FdKind_FD_TIMERFD   FdKind = 10 // timerfd_create(2): clock, time left, interval, unread ticks
+	FdKind_FD_INOTIFY   FdKind = 11 // inotify(7): its watches (events queued at dump time are lost)
 )
 
 // Enum value maps for FdKind.
 var (
 	FdKind_name = map[int32]string{
-		0: "FD_UNKNOWN",
-		1: "FD_REGULAR",
-		2: "FD_DIRECTORY",
-		3: "FD_CHARDEV",
-		4: "FD_INHERIT",
-		5: "FD_EVENTFD",
-		6: "FD_EPOLL",
-		7: "FD_PIPE",
-		8: "FD_FIFO",
+		0:  "FD_UNKNOWN",
+		1:  "FD_REGULAR",
+		2:  "FD_DIRECTORY",
+		3:  "FD_CHARDEV",
+		4:  "FD_INHERIT",
+		5:  "FD_EVENTFD",
+		6:  "FD_EPOLL",
+		7:  "FD_PIPE",
+		8:  "FD_FIFO",
+		9:  "FD_SIGNALFD",
+		10: "FD_TIMERFD",
+		11: "FD_INOTIFY",
 	}
 	FdKind_value = map[string]int32{
 		"FD_UNKNOWN":   0,
@@ -129,6 +135,9 @@ var (
 		"FD_EPOLL":     6,
 		"FD_PIPE":      7,
 		"FD_FIFO":      8,
+		"FD_SIGNALFD":  9,
+		"FD_TIMERFD":   10,
+		"FD_INOTIFY":   11,
 	}
 )
 
@@ -1829,6 +1838,77 @@ func (x *PageRange) GetNrPages() uint64 {
 	return 0
 }
 
+// InotifyWatch is one watch of an inotify instance: the watched file by
+// path (resolved from its file handle at dump time), its watch descriptor
+// and masks (fs/notify/fdinfo.c inotify_fdinfo).
+type InotifyWatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Wd            int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Mask          uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
+	IgnoredMask   uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InotifyWatch) Reset() {
+	*x = InotifyWatch{}
+	mi := &file_proto_gocr_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InotifyWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InotifyWatch) ProtoMessage() {}
+
+func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_gocr_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
+func (*InotifyWatch) Descriptor() ([]byte, []int) {
+	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InotifyWatch) GetWd() int32 {
+	if x != nil {
+		return x.Wd
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *InotifyWatch) GetMask() uint32 {
+	if x != nil {
+		return x.Mask
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetIgnoredMask() uint32 {
+	if x != nil {
+		return x.IgnoredMask
+	}
+	return 0
+}
+
 // EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
 // ep_show_fdinfo): tfd is its number in the process's fd table.
 type EpollWatch struct {
@@ -1842,7 +1922,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +1934,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +1947,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -1906,17 +1986,23 @@ type Fd struct {
 	EpollWatches     []*EpollWatch          `protobuf:"bytes,11,rep,name=epoll_watches,json=epollWatches,proto3" json:"epoll_watches,omitempty"`
 	// With shared_with: the process holding that fd (0: this one). Files
 	// shared across fork or dup are one open file description again.
-	SharedPid     int32  `protobuf:"varint,12,opt,name=shared_pid,json=sharedPid,proto3" json:"shared_pid,omitempty"`
-	PipeId        uint64 `protobuf:"varint,13,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`       // the pipe's inode, the same at both ends
-	PipeSize      uint32 `protobuf:"varint,14,opt,name=pipe_size,json=pipeSize,proto3" json:"pipe_size,omitempty"` // F_GETPIPE_SZ
-	PipeData      []byte `protobuf:"bytes,15,opt,name=pipe_data,json=pipeData,proto3" json:"pipe_data,omitempty"`  // unread data, on the first fd of each pipe
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SharedPid         int32           `protobuf:"varint,12,opt,name=shared_pid,json=sharedPid,proto3" json:"shared_pid,omitempty"`
+	PipeId            uint64          `protobuf:"varint,13,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`       // the pipe's inode, the same at both ends
+	PipeSize          uint32          `protobuf:"varint,14,opt,name=pipe_size,json=pipeSize,proto3" json:"pipe_size,omitempty"` // F_GETPIPE_SZ
+	PipeData          []byte          `protobuf:"bytes,15,opt,name=pipe_data,json=pipeData,proto3" json:"pipe_data,omitempty"`  // unread data, on the first fd of each pipe
+	SignalfdMask      uint64          `protobuf:"varint,16,opt,name=signalfd_mask,json=signalfdMask,proto3" json:"signalfd_mask,omitempty"`
+	TimerfdClockid    int32           `protobuf:"varint,17,opt,name=timerfd_clockid,json=timerfdClockid,proto3" json:"timerfd_clockid,omitempty"`
+	TimerfdTicks      uint64          `protobuf:"varint,18,opt,name=timerfd_ticks,json=timerfdTicks,proto3" json:"timerfd_ticks,omitempty"`         // expirations not yet read
+	TimerfdValueNs    int64           `protobuf:"varint,19,opt,name=timerfd_value_ns,json=timerfdValueNs,proto3" json:"timerfd_value_ns,omitempty"` // time left until the next expiration
+	TimerfdIntervalNs int64           `protobuf:"varint,20,opt,name=timerfd_interval_ns,json=timerfdIntervalNs,proto3" json:"timerfd_interval_ns,omitempty"`
+	InotifyWatches    []*InotifyWatch `protobuf:"bytes,21,rep,name=inotify_watches,json=inotifyWatches,proto3" json:"inotify_watches,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2014,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2027,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2049,6 +2135,48 @@ func (x *Fd) GetPipeData() []byte {
 	return nil
 }
 
+func (x *Fd) GetSignalfdMask() uint64 {
+	if x != nil {
+		return x.SignalfdMask
+	}
+	return 0
+}
+
+func (x *Fd) GetTimerfdClockid() int32 {
+	if x != nil {
+		return x.TimerfdClockid
+	}
+	return 0
+}
+
+func (x *Fd) GetTimerfdTicks() uint64 {
+	if x != nil {
+		return x.TimerfdTicks
+	}
+	return 0
+}
+
+func (x *Fd) GetTimerfdValueNs() int64 {
+	if x != nil {
+		return x.TimerfdValueNs
+	}
+	return 0
+}
+
+func (x *Fd) GetTimerfdIntervalNs() int64 {
+	if x != nil {
+		return x.TimerfdIntervalNs
+	}
+	return 0
+}
+
+func (x *Fd) GetInotifyWatches() []*InotifyWatch {
+	if x != nil {
+		return x.InotifyWatches
+	}
+	return nil
+}
+
 type Files struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -2059,7 +2187,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_proto_gocr_proto_msgTypes[18]
+	mi := &file_proto_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2199,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[18]
+	mi := &file_proto_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2212,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{18}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Files) GetPid() int32 {
@@ -2272,12 +2400,17 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"<\n" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
-	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"J\n" +
+	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"i\n" +
+	"\fInotifyWatch\x12\x0e\n" +
+	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"J\n" +
 	"\n" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\"\xe2\x03\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\"\xef\x05\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12#\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x0f.gocr.v1.FdKindR\x04kind\x12$\n" +
@@ -2296,7 +2429,13 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"shared_pid\x18\f \x01(\x05R\tsharedPid\x12\x17\n" +
 	"\apipe_id\x18\r \x01(\x04R\x06pipeId\x12\x1b\n" +
 	"\tpipe_size\x18\x0e \x01(\rR\bpipeSize\x12\x1b\n" +
-	"\tpipe_data\x18\x0f \x01(\fR\bpipeData\"8\n" +
+	"\tpipe_data\x18\x0f \x01(\fR\bpipeData\x12#\n" +
+	"\rsignalfd_mask\x18\x10 \x01(\x04R\fsignalfdMask\x12'\n" +
+	"\x0ftimerfd_clockid\x18\x11 \x01(\x05R\x0etimerfdClockid\x12#\n" +
+	"\rtimerfd_ticks\x18\x12 \x01(\x04R\ftimerfdTicks\x12(\n" +
+	"\x10timerfd_value_ns\x18\x13 \x01(\x03R\x0etimerfdValueNs\x12.\n" +
+	"\x13timerfd_interval_ns\x18\x14 \x01(\x03R\x11timerfdIntervalNs\x12>\n" +
+	"\x0finotify_watches\x18\x15 \x03(\v2\x15.gocr.v1.InotifyWatchR\x0einotifyWatches\"8\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds*\xb3\x01\n" +
@@ -2309,7 +2448,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\b*\x92\x01\n" +
+	"\fVMA_VSYSCALL\x10\b*\xc3\x01\n" +
 	"\x06FdKind\x12\x0e\n" +
 	"\n" +
 	"FD_UNKNOWN\x10\x00\x12\x0e\n" +
@@ -2324,7 +2463,13 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"FD_EVENTFD\x10\x05\x12\f\n" +
 	"\bFD_EPOLL\x10\x06\x12\v\n" +
 	"\aFD_PIPE\x10\a\x12\v\n" +
-	"\aFD_FIFO\x10\bB\x13Z\x11gocr/proto;gocrpbb\x06proto3"
+	"\aFD_FIFO\x10\b\x12\x0f\n" +
+	"\vFD_SIGNALFD\x10\t\x12\x0e\n" +
+	"\n" +
+	"FD_TIMERFD\x10\n" +
+	"\x12\x0e\n" +
+	"\n" +
+	"FD_INOTIFY\x10\vB\x13Z\x11gocr/proto;gocrpbb\x06proto3"
 
 var (
 	file_proto_gocr_proto_rawDescOnce sync.Once
@@ -2339,7 +2484,7 @@ func file_proto_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_proto_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
 	(FdKind)(0),          // 1: gocr.v1.FdKind
@@ -2359,9 +2504,10 @@ var file_proto_gocr_proto_goTypes = []any{
 	(*Vma)(nil),          // 15: gocr.v1.Vma
 	(*FileRef)(nil),      // 16: gocr.v1.FileRef
 	(*PageRange)(nil),    // 17: gocr.v1.PageRange
-	(*EpollWatch)(nil),   // 18: gocr.v1.EpollWatch
-	(*Fd)(nil),           // 19: gocr.v1.Fd
-	(*Files)(nil),        // 20: gocr.v1.Files
+	(*InotifyWatch)(nil), // 18: gocr.v1.InotifyWatch
+	(*EpollWatch)(nil),   // 19: gocr.v1.EpollWatch
+	(*Fd)(nil),           // 20: gocr.v1.Fd
+	(*Files)(nil),        // 21: gocr.v1.Files
 }
 var file_proto_gocr_proto_depIdxs = []int32{
 	5,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -2381,13 +2527,14 @@ var file_proto_gocr_proto_depIdxs = []int32{
 	16, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
 	1,  // 15: gocr.v1.Fd.kind:type_name -> gocr.v1.FdKind
 	16, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	18, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
-	19, // 18: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	19, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
+	18, // 18: gocr.v1.Fd.inotify_watches:type_name -> gocr.v1.InotifyWatch
+	20, // 19: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_proto_gocr_proto_init() }
@@ -2401,7 +2548,7 @@ func file_proto_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_gocr_proto_rawDesc), len(file_proto_gocr_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

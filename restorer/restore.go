@@ -417,6 +417,23 @@ func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
 			return 0, fmt.Errorf("epoll_create1: %w", err)
 		}
 		return s.addFd(nfd, "epoll"), nil
+	case gocrpb.FdKind_FD_SIGNALFD:
+		flags := unix.SFD_CLOEXEC
+		if fd.Flags&unix.O_NONBLOCK != 0 {
+			flags |= unix.SFD_NONBLOCK
+		}
+		// A signalfd reads the signals of whoever reads it (man 2
+		// signalfd), so one made here serves the restored process.
+		mask := unix.Sigset_t{Val: [16]uint64{fd.SignalfdMask}}
+		nfd, err := unix.Signalfd(-1, &mask, flags)
+		if err != nil {
+			return 0, fmt.Errorf("signalfd: %w", err)
+		}
+		return s.addFd(nfd, "signalfd"), nil
+	case gocrpb.FdKind_FD_TIMERFD:
+		return s.timerfd(fd)
+	case gocrpb.FdKind_FD_INOTIFY:
+		return s.inotify(fd)
 	case gocrpb.FdKind_FD_PIPE:
 		pp, err := s.pipe(fd)
 		if err != nil {

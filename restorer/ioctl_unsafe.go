@@ -1,0 +1,17 @@
+//go:build linux
+
+package restorer
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func setTicks(fd int, ticks uint64) error {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), tfdIocSetTicks, uintptr(unsafe.Pointer(&ticks)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
