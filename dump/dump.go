@@ -93,6 +93,9 @@ func Run(opts Options) (err error) {
 	if err := linkFiles(states); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	if err := dumpMemfds(dir, states); err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 
 	mems := make([]*capturedMemory, len(states))
 	defer func() {
@@ -476,6 +479,13 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 		}
 		v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
 		v.ShmemId = m.Inode
+	case isMemfdPath(m.Path):
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_PRIVATE
+		}
+		v.MemfdId = m.Inode
 	case strings.HasPrefix(m.Path, "/"):
 		if m.Deleted {
 			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, m.Path)
@@ -531,7 +541,10 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		mode := st.Mode & unix.S_IFMT
 		deleted := strings.HasSuffix(target, " (deleted)")
 		switch {
-		case mode == unix.S_IFREG && strings.HasPrefix(target, "/") && !deleted && !strings.HasPrefix(target, "/memfd:"):
+		case mode == unix.S_IFREG && isMemfdPath(target):
+			f.Kind = gocrpb.FdKind_FD_MEMFD
+			f.MemfdId = st.Ino
+		case mode == unix.S_IFREG && strings.HasPrefix(target, "/") && !deleted:
 			f.Kind = gocrpb.FdKind_FD_REGULAR
 		case mode == unix.S_IFDIR && strings.HasPrefix(target, "/") && !deleted:
 			f.Kind = gocrpb.FdKind_FD_DIRECTORY
@@ -597,7 +610,7 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		}
 		switch f.Kind {
 		case gocrpb.FdKind_FD_REGULAR, gocrpb.FdKind_FD_DIRECTORY, gocrpb.FdKind_FD_CHARDEV,
-			gocrpb.FdKind_FD_PIPE, gocrpb.FdKind_FD_FIFO:
+			gocrpb.FdKind_FD_PIPE, gocrpb.FdKind_FD_FIFO, gocrpb.FdKind_FD_MEMFD:
 			f.File = &gocrpb.FileRef{Path: target, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
 		}
 		files.Fds = append(files.Fds, f)

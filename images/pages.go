@@ -82,16 +82,62 @@ func (d *Dir) CreatePages(pid int) (*os.File, error) {
 	if err := checkPid("pages", pid); err != nil {
 		return nil, err
 	}
-	path := d.track(pagesName(pid))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := d.createData(pagesName(pid))
 	if err != nil {
 		return nil, fmt.Errorf("create pages image of pid %d: %w", pid, err)
 	}
-	if _, err := f.Write(pagesHeader(0)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create pages image of pid %d: write %s: %w", pid, path, err)
+	return f, nil
+}
+
+// CreateMemfd creates memfd-ID.img, the contents of a memfd, in the pages
+// image format (data at the same offsets as in the memfd, holes kept as
+// holes); FinishPages completes it.
+func (d *Dir) CreateMemfd(id uint64) (*os.File, error) {
+	f, err := d.createData(memfdName(id))
+	if err != nil {
+		return nil, fmt.Errorf("create memfd image %d: %w", id, err)
 	}
 	return f, nil
+}
+
+// OpenMemfd opens memfd-ID.img like OpenPages.
+func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
+	f, size, err := openData(d.file(memfdName(id)))
+	if err != nil {
+		return nil, 0, fmt.Errorf("open memfd image %d: %w", id, err)
+	}
+	return f, size, nil
+}
+
+func memfdName(id uint64) string { return fmt.Sprintf("memfd-%d.img", id) }
+
+func (d *Dir) createData(name string) (*os.File, error) {
+	path := d.track(name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(pagesHeader(0)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func openData(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	size, err := checkPagesFile(f)
+	if err == nil {
+		_, err = f.Seek(PagesDataOffset, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
 }
 
 func pagesHeader(dataSize int64) []byte {

@@ -18,10 +18,10 @@ import (
 )
 
 // perPidImage matches the names of per-process images.
-var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages)-([0-9]+)\.img$`)
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd)-([0-9]+)\.img$`)
 
 // showOrder sorts per-process kinds the way a restore reads them.
-var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4}
+var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5}
 
 // jsonOptions prints field names as the schema spells them, and zero values
 // too: in a register dump a zero is information, not noise.
@@ -165,6 +165,13 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 		return pagemapJSON(d, pid)
 	case "pages":
 		return pagesJSON(d, pid)
+	case "memfd":
+		f, size, err := d.OpenMemfd(uint64(pid))
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		return []byte(fmt.Sprintf(`{"data_offset":%d,"data_size":%d}`, PagesDataOffset, size)), nil
 	}
 	if err != nil {
 		return nil, err

@@ -107,6 +107,7 @@ const (
 	FdKind_FD_SIGNALFD  FdKind = 9  // signalfd(2): its signal mask
 	FdKind_FD_TIMERFD   FdKind = 10 // timerfd_create(2): clock, time left, interval, unread ticks
 	FdKind_FD_INOTIFY   FdKind = 11 // inotify(7): its watches (events queued at dump time are lost)
+	FdKind_FD_MEMFD     FdKind = 12 // a memfd, contents in memfd-ID.img
 )
 
 // Enum value maps for FdKind.
@@ -124,6 +125,7 @@ var (
 		9:  "FD_SIGNALFD",
 		10: "FD_TIMERFD",
 		11: "FD_INOTIFY",
+		12: "FD_MEMFD",
 	}
 	FdKind_value = map[string]int32{
 		"FD_UNKNOWN":   0,
@@ -138,6 +140,7 @@ var (
 		"FD_SIGNALFD":  9,
 		"FD_TIMERFD":   10,
 		"FD_INOTIFY":   11,
+		"FD_MEMFD":     12,
 	}
 )
 
@@ -1600,7 +1603,9 @@ type Vma struct {
 	DumpedPages uint64                 `protobuf:"varint,9,opt,name=dumped_pages,json=dumpedPages,proto3" json:"dumped_pages,omitempty"` // pages of this VMA present in the page image
 	// For VMA_ANON_SHARED: the shared memory object's inode, the same in
 	// every process that shares it (MAP_SHARED|MAP_ANONYMOUS across fork).
-	ShmemId       uint64 `protobuf:"varint,10,opt,name=shmem_id,json=shmemId,proto3" json:"shmem_id,omitempty"`
+	ShmemId uint64 `protobuf:"varint,10,opt,name=shmem_id,json=shmemId,proto3" json:"shmem_id,omitempty"`
+	// For file kinds backed by a memfd: its inode (Files.memfds), no file.
+	MemfdId       uint64 `protobuf:"varint,11,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1705,6 +1710,83 @@ func (x *Vma) GetShmemId() uint64 {
 	return 0
 }
 
+func (x *Vma) GetMemfdId() uint64 {
+	if x != nil {
+		return x.MemfdId
+	}
+	return 0
+}
+
+// Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
+// path leads back to it.
+type Memfd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`    // inode
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // without the "memfd:" prefix
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Seals         uint32                 `protobuf:"varint,4,opt,name=seals,proto3" json:"seals,omitempty"` // F_GET_SEALS
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Memfd) Reset() {
+	*x = Memfd{}
+	mi := &file_proto_gocr_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Memfd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Memfd) ProtoMessage() {}
+
+func (x *Memfd) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_gocr_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
+func (*Memfd) Descriptor() ([]byte, []int) {
+	return file_proto_gocr_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Memfd) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Memfd) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Memfd) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Memfd) GetSeals() uint32 {
+	if x != nil {
+		return x.Seals
+	}
+	return 0
+}
+
 // FileRef names a file and what it looked like at dump time, so a restore
 // can refuse a file that has changed underneath the image.
 type FileRef struct {
@@ -1720,7 +1802,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_proto_gocr_proto_msgTypes[14]
+	mi := &file_proto_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1814,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[14]
+	mi := &file_proto_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1827,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{14}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FileRef) GetPath() string {
@@ -1796,7 +1878,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_proto_gocr_proto_msgTypes[15]
+	mi := &file_proto_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1890,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[15]
+	mi := &file_proto_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +1903,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{15}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -1853,7 +1935,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1947,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[16]
+	mi := &file_proto_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1960,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{16}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -1922,7 +2004,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2016,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[17]
+	mi := &file_proto_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2029,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{17}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -1996,13 +2078,14 @@ type Fd struct {
 	TimerfdValueNs    int64           `protobuf:"varint,19,opt,name=timerfd_value_ns,json=timerfdValueNs,proto3" json:"timerfd_value_ns,omitempty"` // time left until the next expiration
 	TimerfdIntervalNs int64           `protobuf:"varint,20,opt,name=timerfd_interval_ns,json=timerfdIntervalNs,proto3" json:"timerfd_interval_ns,omitempty"`
 	InotifyWatches    []*InotifyWatch `protobuf:"bytes,21,rep,name=inotify_watches,json=inotifyWatches,proto3" json:"inotify_watches,omitempty"`
+	MemfdId           uint64          `protobuf:"varint,22,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"` // FD_MEMFD: Files.memfds
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_proto_gocr_proto_msgTypes[18]
+	mi := &file_proto_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2097,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[18]
+	mi := &file_proto_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2110,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{18}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2177,17 +2260,25 @@ func (x *Fd) GetInotifyWatches() []*InotifyWatch {
 	return nil
 }
 
+func (x *Fd) GetMemfdId() uint64 {
+	if x != nil {
+		return x.MemfdId
+	}
+	return 0
+}
+
 type Files struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
 	Fds           []*Fd                  `protobuf:"bytes,2,rep,name=fds,proto3" json:"fds,omitempty"`
+	Memfds        []*Memfd               `protobuf:"bytes,3,rep,name=memfds,proto3" json:"memfds,omitempty"` // every memfd its fds or mappings use
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_proto_gocr_proto_msgTypes[19]
+	mi := &file_proto_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2290,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_gocr_proto_msgTypes[19]
+	mi := &file_proto_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2303,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_proto_gocr_proto_rawDescGZIP(), []int{19}
+	return file_proto_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Files) GetPid() int32 {
@@ -2225,6 +2316,13 @@ func (x *Files) GetPid() int32 {
 func (x *Files) GetFds() []*Fd {
 	if x != nil {
 		return x.Fds
+	}
+	return nil
+}
+
+func (x *Files) GetMemfds() []*Memfd {
+	if x != nil {
+		return x.Memfds
 	}
 	return nil
 }
@@ -2379,7 +2477,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\aenv_end\x18\f \x01(\x04R\x06envEnd\x12\x12\n" +
 	"\x04auxv\x18\r \x01(\fR\x04auxv\x12\"\n" +
 	"\x03exe\x18\x0e \x01(\v2\x10.gocr.v1.FileRefR\x03exe\x12 \n" +
-	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\"\x90\x02\n" +
+	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\"\xab\x02\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -2391,7 +2489,13 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bvm_flags\x18\b \x03(\tR\avmFlags\x12!\n" +
 	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\x12\x19\n" +
 	"\bshmem_id\x18\n" +
-	" \x01(\x04R\ashmemId\"p\n" +
+	" \x01(\x04R\ashmemId\x12\x19\n" +
+	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"U\n" +
+	"\x05Memfd\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05seals\x18\x04 \x01(\rR\x05seals\"p\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +
@@ -2410,7 +2514,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\"\xef\x05\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\"\x8a\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12#\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x0f.gocr.v1.FdKindR\x04kind\x12$\n" +
@@ -2435,10 +2539,12 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\rtimerfd_ticks\x18\x12 \x01(\x04R\ftimerfdTicks\x12(\n" +
 	"\x10timerfd_value_ns\x18\x13 \x01(\x03R\x0etimerfdValueNs\x12.\n" +
 	"\x13timerfd_interval_ns\x18\x14 \x01(\x03R\x11timerfdIntervalNs\x12>\n" +
-	"\x0finotify_watches\x18\x15 \x03(\v2\x15.gocr.v1.InotifyWatchR\x0einotifyWatches\"8\n" +
+	"\x0finotify_watches\x18\x15 \x03(\v2\x15.gocr.v1.InotifyWatchR\x0einotifyWatches\x12\x19\n" +
+	"\bmemfd_id\x18\x16 \x01(\x04R\amemfdId\"`\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
-	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds*\xb3\x01\n" +
+	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
+	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds*\xb3\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -2448,7 +2554,7 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\b*\xc3\x01\n" +
+	"\fVMA_VSYSCALL\x10\b*\xd1\x01\n" +
 	"\x06FdKind\x12\x0e\n" +
 	"\n" +
 	"FD_UNKNOWN\x10\x00\x12\x0e\n" +
@@ -2469,7 +2575,8 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"FD_TIMERFD\x10\n" +
 	"\x12\x0e\n" +
 	"\n" +
-	"FD_INOTIFY\x10\vB\x13Z\x11gocr/proto;gocrpbb\x06proto3"
+	"FD_INOTIFY\x10\v\x12\f\n" +
+	"\bFD_MEMFD\x10\fB\x13Z\x11gocr/proto;gocrpbb\x06proto3"
 
 var (
 	file_proto_gocr_proto_rawDescOnce sync.Once
@@ -2484,7 +2591,7 @@ func file_proto_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_proto_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
 	(FdKind)(0),          // 1: gocr.v1.FdKind
@@ -2502,12 +2609,13 @@ var file_proto_gocr_proto_goTypes = []any{
 	(*Rseq)(nil),         // 13: gocr.v1.Rseq
 	(*Mm)(nil),           // 14: gocr.v1.Mm
 	(*Vma)(nil),          // 15: gocr.v1.Vma
-	(*FileRef)(nil),      // 16: gocr.v1.FileRef
-	(*PageRange)(nil),    // 17: gocr.v1.PageRange
-	(*InotifyWatch)(nil), // 18: gocr.v1.InotifyWatch
-	(*EpollWatch)(nil),   // 19: gocr.v1.EpollWatch
-	(*Fd)(nil),           // 20: gocr.v1.Fd
-	(*Files)(nil),        // 21: gocr.v1.Files
+	(*Memfd)(nil),        // 16: gocr.v1.Memfd
+	(*FileRef)(nil),      // 17: gocr.v1.FileRef
+	(*PageRange)(nil),    // 18: gocr.v1.PageRange
+	(*InotifyWatch)(nil), // 19: gocr.v1.InotifyWatch
+	(*EpollWatch)(nil),   // 20: gocr.v1.EpollWatch
+	(*Fd)(nil),           // 21: gocr.v1.Fd
+	(*Files)(nil),        // 22: gocr.v1.Files
 }
 var file_proto_gocr_proto_depIdxs = []int32{
 	5,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -2521,20 +2629,21 @@ var file_proto_gocr_proto_depIdxs = []int32{
 	8,  // 8: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
 	12, // 9: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
 	13, // 10: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	16, // 11: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	17, // 11: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
 	15, // 12: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	0,  // 13: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	16, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	17, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
 	1,  // 15: gocr.v1.Fd.kind:type_name -> gocr.v1.FdKind
-	16, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	19, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
-	18, // 18: gocr.v1.Fd.inotify_watches:type_name -> gocr.v1.InotifyWatch
-	20, // 19: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	20, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
+	19, // 18: gocr.v1.Fd.inotify_watches:type_name -> gocr.v1.InotifyWatch
+	21, // 19: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	16, // 20: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_proto_gocr_proto_init() }
@@ -2548,7 +2657,7 @@ func file_proto_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_gocr_proto_rawDesc), len(file_proto_gocr_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

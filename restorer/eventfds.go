@@ -4,11 +4,13 @@ package restorer
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
 	"golang.org/x/sys/unix"
 
+	"gocr/images"
 	gocrpb "gocr/proto"
 )
 
@@ -99,5 +101,63 @@ func (s *sources) inotify(fd *gocrpb.Fd) (int32, error) {
 		}
 		last = int32(wd)
 	}
+	return n, nil
+}
+
+// memfd recreates (once) a dumped memfd: same name, contents read back
+// extent by extent from memfd-ID.img (holes stay holes), same size, and
+// its seals added last, since they may forbid the writes that fill it
+// (man 2 memfd_create, F_ADD_SEALS in man 2 fcntl).
+func (s *sources) memfd(id uint64) (int32, error) {
+	if n, ok := s.memfds[id]; ok {
+		return n, nil
+	}
+	meta := s.memfdMeta[id]
+	if meta == nil {
+		return 0, fmt.Errorf("memfd %d is not described in the image", id)
+	}
+	flags := unix.MFD_CLOEXEC
+	if meta.Seals != unix.F_SEAL_SEAL {
+		flags |= unix.MFD_ALLOW_SEALING
+	}
+	fd, err := unix.MemfdCreate(meta.Name, flags)
+	if err != nil {
+		return 0, fmt.Errorf("memfd_create %q: %w", meta.Name, err)
+	}
+	n := s.addFd(fd, "memfd:"+meta.Name)
+	img, size, err := s.dir.OpenMemfd(id)
+	if err != nil {
+		return 0, err
+	}
+	defer img.Close()
+	if size != meta.Size {
+		return 0, fmt.Errorf("memfd %q: image holds %d bytes, expected %d", meta.Name, size, meta.Size)
+	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return 0, fmt.Errorf("memfd %q: size %d: %w", meta.Name, size, err)
+	}
+	ifd := int(img.Fd())
+	base := int64(images.PagesDataOffset)
+	for off := base; off < base+size; {
+		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
+		if err != nil {
+			break // ENXIO: the rest is a hole
+		}
+		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return 0, err
+		}
+		w := io.NewOffsetWriter(s.files[n-firstSource], data-base)
+		if _, err := io.Copy(w, io.NewSectionReader(img, data, hole-data)); err != nil {
+			return 0, fmt.Errorf("memfd %q: fill: %w", meta.Name, err)
+		}
+		off = hole
+	}
+	if flags&unix.MFD_ALLOW_SEALING != 0 && meta.Seals != 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, int(meta.Seals)); err != nil {
+			return 0, fmt.Errorf("memfd %q: add seals %#x: %w", meta.Name, meta.Seals, err)
+		}
+	}
+	s.memfds[id] = n
 	return n, nil
 }

@@ -88,7 +88,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 				rv.MmapFlags |= unix.MAP_NORESERVE
 			}
 		}
-		if kind == rstVmaFilePrivate || kind == rstVmaFileShared {
+		if (kind == rstVmaFilePrivate || kind == rstVmaFileShared) && v.MemfdId == 0 {
 			if v.File == nil {
 				return nil, fmt.Errorf("mapping %d (%#x-%#x): file mapping without a file", i, v.Start, v.End)
 			}

@@ -75,7 +75,7 @@ func Run(opts Options) (*Result, error) {
 	}
 	var procs []*proc
 	byPid := map[int32]*proc{}
-	src := &sources{}
+	src := &sources{dir: dir}
 	defer src.close()
 	for i, pid32 := range inv.Pids {
 		pid := int(pid32)
@@ -304,6 +304,10 @@ type sources struct {
 	desc  map[[2]int32]int32
 	pipes map[uint64]*pipePair
 	shmem map[uint64]int32
+	// memfds: one per dumped memfd, filled from memfd-ID.img.
+	dir       *images.Dir
+	memfdMeta map[uint64]*gocrpb.Memfd
+	memfds    map[uint64]int32
 }
 
 type pipePair struct{ r, w int32 }
@@ -329,6 +333,14 @@ func (s *sources) addFd(fd int, name string) int32 { return s.add(os.NewFile(uin
 // memory as one object per dumped object.
 func (s *sources) openAll(procs []*proc, opts Options) error {
 	s.desc, s.pipes, s.shmem = map[[2]int32]int32{}, map[uint64]*pipePair{}, map[uint64]int32{}
+	s.memfdMeta, s.memfds = map[uint64]*gocrpb.Memfd{}, map[uint64]int32{}
+	for _, pr := range procs {
+		if pr.files != nil {
+			for _, m := range pr.files.Memfds {
+				s.memfdMeta[m.Id] = m
+			}
+		}
+	}
 	for _, pr := range procs {
 		if pr.files == nil {
 			continue
@@ -417,6 +429,23 @@ func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
 			return 0, fmt.Errorf("epoll_create1: %w", err)
 		}
 		return s.addFd(nfd, "epoll"), nil
+	case gocrpb.FdKind_FD_MEMFD:
+		m, err := s.memfd(fd.MemfdId)
+		if err != nil {
+			return 0, err
+		}
+		// Its own open file description of the memfd, with the
+		// dumped flags and offset.
+		memfd := s.files[m-firstSource]
+		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", memfd.Fd()), int(fd.Flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC)|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("reopen memfd: %w", err)
+		}
+		n := s.addFd(nfd, fd.Description)
+		if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+			return 0, fmt.Errorf("seek memfd to %d: %w", fd.Pos, err)
+		}
+		return n, nil
 	case gocrpb.FdKind_FD_SIGNALFD:
 		flags := unix.SFD_CLOEXEC
 		if fd.Flags&unix.O_NONBLOCK != 0 {
@@ -578,8 +607,15 @@ func (p *plan) bindFds(pr *proc, s *sources) error {
 	}
 	for i, v := range pr.mm.Vmas {
 		p.vmas[i].MapFd = -1
-		if v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0 {
+		switch {
+		case v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0:
 			p.vmas[i].MapFd = s.shmem[v.ShmemId]
+		case v.MemfdId != 0:
+			m, err := s.memfd(v.MemfdId)
+			if err != nil {
+				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+			}
+			p.vmas[i].MapFd = m
 		}
 	}
 	p.args.MaxFd = uint32(maxFd)

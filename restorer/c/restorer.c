@@ -242,7 +242,10 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			break;
 		case RST_VMA_FILE_PRIVATE:
 		case RST_VMA_FILE_SHARED:
-			if (cached_path != v->path_off || cached_flags != v->open_flags) {
+			if (v->map_fd >= 0) {
+				/* a file with no path (a memfd): gocr passed it */
+				fd = v->map_fd;
+			} else if (cached_path != v->path_off || cached_flags != v->open_flags) {
 				if (cached_fd >= 0)
 					sys1(__NR_close, cached_fd);
 				cached_fd = sys2(__NR_open, str(a, v->path_off), v->open_flags | O_CLOEXEC);
@@ -250,8 +253,10 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 					fail(a, RST_STEP_MMAP, i, cached_fd);
 				cached_path = v->path_off;
 				cached_flags = v->open_flags;
+				fd = cached_fd;
+			} else {
+				fd = cached_fd;
 			}
-			fd = cached_fd;
 			if (v->kind == RST_VMA_FILE_SHARED) {
 				flags |= MAP_SHARED;
 				/* Writing through a shared mapping would change the
