@@ -608,9 +608,13 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		default:
 			return nil, fmt.Errorf("fd %d (%s): this kind of file is not supported yet", fd, target)
 		}
+		// Every fd but inherited stdio records the file's identity:
+		// linkFiles finds shared open file descriptions among fds of
+		// the same (dev, ino), anonymous inodes (eventfd, epoll, ...)
+		// included.
 		switch f.Kind {
-		case gocrpb.FdKind_FD_REGULAR, gocrpb.FdKind_FD_DIRECTORY, gocrpb.FdKind_FD_CHARDEV,
-			gocrpb.FdKind_FD_PIPE, gocrpb.FdKind_FD_FIFO, gocrpb.FdKind_FD_MEMFD:
+		case gocrpb.FdKind_FD_INHERIT:
+		default:
 			f.File = &gocrpb.FileRef{Path: target, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}
 		}
 		files.Fds = append(files.Fds, f)

@@ -96,6 +96,46 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		// "some vector register changed" is asserted.
 		{name: "RegisterVector", target: "regs", gdb: fixed("set var $zmm17.v8_int64[3] = 5"),
 			want: "mm"},
+		{name: "ThreadTLS", target: "threads",
+			gdb:  inThread("t03-sleep", "set var tls_pattern[2] = 0"),
+			want: "thread 03 (sleep, tid"},
+		{name: "ThreadTLSValue", target: "threads",
+			gdb:  inThread("t13-sleep", "set var tls_init = 7"),
+			want: "TLS tls_init is 0x7"},
+		{name: "ThreadSleepEINTR", target: "threads",
+			gdb:  inThread("t08-sleep", fakeEINTR...),
+			want: "thread 08 (sleep, tid"},
+		{name: "ThreadPipeEINTR", target: "threads",
+			gdb:  inThread("t04-pipe", fakeEINTR...),
+			want: "read(pipe) failed: Interrupted system call"},
+		// Both the counter and the spinning thread's own copy, so the
+		// damage shows wherever in its loop the thread stopped: as a
+		// mismatch, or as the counter going backwards.
+		{name: "ThreadSpinCounter", target: "threads",
+			gdb:  inThread("t10-spin", "set var local = 5", "set var thr[10].counter = 5"),
+			want: "spin counter"},
+		{name: "ThreadName", target: "threads",
+			gdb:  inThread("t12-cond", `call (int)prctl(15, "bogus")`),
+			want: "comm is bogus, want t12-cond"},
+		// Thread 9's mask, applied in thread 18, blocks SIGUSR1 there.
+		{name: "ThreadMask", target: "threads",
+			gdb:  inThread("t18-sleep", "call (long)syscall(14, 0, &thr[9].mask, 0, 8)"),
+			want: "signal mask: signal 10 is blocked, want unblocked"},
+		{name: "GoChecksum", target: "goprog",
+			gdb:  fixed("set var 'main.seqSum' = 'main.seqSum' + 1"),
+			want: "pipeline checksum"},
+		{name: "EventfdCount", target: "eventfd",
+			gdb:  fixed("call (int)eventfd_read(40, &efds[0].add)"),
+			want: "sem (fd 40) fdinfo eventfd-count:                4"},
+		{name: "EventfdFlags", target: "eventfd",
+			gdb:  fixed("call (int)fcntl(43, 4, 0)"),
+			want: "empty (fd 43) F_GETFL 02, want 04002"},
+		{name: "EpollWatchGone", target: "epoll",
+			gdb:  fixed("call (int)epoll_ctl(50, 2, 61, 0)"),
+			want: "epoll fd 50 watches"},
+		{name: "EpollReadiness", target: "epoll",
+			gdb:  fixed("call (long)write(61, &w[0].data, 8)"),
+			want: "epoll_wait 1 reported B"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",
@@ -132,6 +172,17 @@ func TestTargetsDetectCorruption(t *testing.T) {
 
 func fixed(cmds ...string) func(*testing.T, *target) []string {
 	return func(*testing.T, *target) []string { return cmds }
+}
+
+// inThread runs cmds in the target's thread named comm, selected by its
+// TID with gdb's Python API (gdb numbers threads its own way).
+func inThread(comm string, cmds ...string) func(*testing.T, *target) []string {
+	return func(t *testing.T, tg *target) []string {
+		tid := tidByComm(t, tg.pid, comm)
+		sel := fmt.Sprintf("python [th.switch() for th in gdb.selected_inferior().threads() if th.ptid[1] == %d]", tid)
+		// "info thread" shows which thread the commands ran in.
+		return append([]string{sel, "thread"}, cmds...)
+	}
 }
 
 // runGDB attaches gdb to the target, runs cmds and detaches.

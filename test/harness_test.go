@@ -7,7 +7,7 @@
 // # The target contract (modelled on CRIU's zdtm, test/zdtm/static/env00.c)
 //
 // A target is a C program test/targets/NAME.c (or the Python script
-// test/targets/pystate.py), started as
+// test/targets/pystate.py, or the Go program test/targets/goprog), started as
 //
 //	target RESULT_PATH [args]
 //
@@ -107,6 +107,9 @@ var cTargets = map[string]struct {
 	"pipe_reader":    {"pipe_reader.c", nil},
 	"pauser":         {"pauser.c", nil},
 	"regs":           {"regs.c", nil},
+	"threads":        {"threads.c", []string{"-pthread"}},
+	"eventfd":        {"eventfd.c", nil},
+	"epoll":          {"epoll.c", nil},
 }
 
 func TestMain(m *testing.M) {
@@ -172,6 +175,16 @@ func buildTargets(srcDir string) error {
 			return fmt.Errorf("compile target %s: %w\n%s", name, err, b)
 		}
 		targets[name] = []string{out}
+	}
+	// goprog is a main package inside module gocr that uses only the
+	// standard library, built with the same go as gocr itself.
+	goprog := filepath.Join(binDir, "goprog")
+	cmd := exec.Command("go", "build", "-o", goprog, "./test/targets/goprog")
+	cmd.Dir = moduleRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		targetErrs["goprog"] = fmt.Errorf("go build ./test/targets/goprog: %w\n%s", err, b)
+	} else {
+		targets["goprog"] = []string{goprog}
 	}
 	// pyenv's python3 is a shell shim; run the real interpreter so the
 	// target's PID is the interpreter itself and not a wrapper's child.

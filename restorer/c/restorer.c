@@ -361,6 +361,15 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		CHECK(a, RST_STEP_SIGNALS, index, sys2(__NR_sigaltstack, &ss, NULL));
 	}
 	CHECK(a, RST_STEP_THREAD, index, sys2(__NR_prctl, PR_SET_NAME, str(a, t->comm_off)));
+	/* The thread's own pending signals, queued by itself: only a thread
+	 * queueing to itself may use si_code >= 0 or SI_TKILL
+	 * (kernel/signal.c do_rt_tgsigqueueinfo). Every signal is blocked
+	 * here, so they stay queued until gocr sets the dumped mask. */
+	struct rst_siginfo *si = (struct rst_siginfo *)((u8 *)a + a->siginfo_off);
+	for (u32 i = 0; i < a->nr_siginfo; i++)
+		if (si[i].tid == t->tid)
+			CHECK(a, RST_STEP_PENDING, i,
+			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
 	if (a->set_creds) {
 		CHECK(a, RST_STEP_CREDS, index,
 		      sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
@@ -497,18 +506,15 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	/* Close every fd the plan does not keep. */
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, ~0U, 0));
 
-	/* Pending signals last: every signal is blocked here, so they stay
-	 * queued until gocr sets the dumped mask. Sending to ourselves may
-	 * carry any si_code (kernel/signal.c do_rt_sigqueueinfo). */
+	/* Process-wide pending signals last (each thread queued its own):
+	 * every signal is blocked, so they stay queued until gocr sets the
+	 * dumped masks. Sending to our own process may carry any si_code
+	 * (kernel/signal.c do_rt_sigqueueinfo). */
 	struct rst_siginfo *si = (struct rst_siginfo *)((u8 *)a + a->siginfo_off);
-	for (u32 i = 0; i < a->nr_siginfo; i++) {
+	for (u32 i = 0; i < a->nr_siginfo; i++)
 		if (si[i].tid == 0)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
-		else
-			CHECK(a, RST_STEP_PENDING, i,
-			      sys4(__NR_rt_tgsigqueueinfo, a->pid, si[i].tid, si[i].signo, si[i].info));
-	}
 
 	report(a, RST_STATE_DONE);
 	for (;;)
