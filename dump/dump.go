@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,6 +59,7 @@ func Run(opts Options) (err error) {
 	t := ptrace.NewTracer()
 	defer t.Close()
 	tree, err := freezeTree(t, root)
+	stats.FreezeNs = time.Since(start).Nanoseconds()
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
 	released := false
@@ -80,6 +82,7 @@ func Run(opts Options) (err error) {
 		return err
 	}
 
+	collectStart := time.Now()
 	states := make([]*state, len(tree.procs))
 	for i, fp := range tree.procs {
 		if fp.zombie {
@@ -97,6 +100,7 @@ func Run(opts Options) (err error) {
 		return fmt.Errorf("dump: %w", err)
 	}
 
+	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
 	defer func() {
 		for _, m := range mems {
@@ -105,15 +109,8 @@ func Run(opts Options) (err error) {
 			}
 		}
 	}()
-	for i, st := range states {
-		if st.mm == nil {
-			continue
-		}
-		pid := int(st.task.Pid)
-		if mems[i], err = captureMemory(t, pid, dir, st); err != nil {
-			return fmt.Errorf("dump pid %d: %w", pid, err)
-		}
-		stats.PagesBytes += mems[i].written
+	if err := captureAll(t, dir, states, mems, &stats); err != nil {
+		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
 	// Everything is captured and cured: with --leave-running the
@@ -122,9 +119,11 @@ func Run(opts Options) (err error) {
 		release()
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
+	writeStart := time.Now()
 	if err := writeImages(dir, states, mems, opts.Version); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
+	stats.WriteNs = time.Since(writeStart).Nanoseconds()
 	if !opts.LeaveRunning {
 		// The images are complete and synced: only now may the
 		// processes go.
@@ -135,6 +134,56 @@ func Run(opts Options) (err error) {
 	stats.TotalNs = time.Since(start).Nanoseconds()
 	writeStats(opts.Dir, &stats)
 	return nil
+}
+
+// captureAll captures every process's memory, two at a time: the page
+// data of one moves (a copy in the kernel, bound by one core) while the
+// other is infected or cured on the tracer thread, so both cores work.
+func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	slots := make(chan struct{}, 2)
+	for i, st := range states {
+		if st.mm == nil {
+			continue
+		}
+		slots <- struct{}{}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			var ps Stats
+			pid := int(st.task.Pid)
+			m, err := captureMemory(t, pid, dir, st, &ps)
+			mu.Lock()
+			defer mu.Unlock()
+			mems[i] = m
+			stats.add(&ps)
+			if m != nil {
+				stats.PagesBytes += m.written
+			}
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("dump pid %d: %w", pid, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (s *Stats) add(o *Stats) {
+	s.PagemapNs += o.PagemapNs
+	s.InfectNs += o.InfectNs
+	s.PagesNs += o.PagesNs
+	s.CureNs += o.CureNs
 }
 
 func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
@@ -180,6 +229,14 @@ type Stats struct {
 	MemoryNs   int64 `json:"memory_ns"`   // from the start until memory was captured
 	TotalNs    int64 `json:"total_ns"`    // the whole dump, images synced
 	PagesBytes int64 `json:"pages_bytes"` // page data written
+	// Where the time went, summed over the processes.
+	FreezeNs  int64 `json:"freeze_ns"`  // seizing and stopping every thread
+	CollectNs int64 `json:"collect_ns"` // /proc, registers, fds: what can be read from outside
+	PagemapNs int64 `json:"pagemap_ns"` // finding the pages to dump
+	InfectNs  int64 `json:"infect_ns"`  // injecting the parasite and reading its state
+	PagesNs   int64 `json:"pages_ns"`   // moving page data to the image
+	CureNs    int64 `json:"cure_ns"`    // removing the parasite
+	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
 }
 
 func writeStats(dir string, s *Stats) {

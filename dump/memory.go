@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -94,8 +95,10 @@ type capturedMemory struct {
 // through /proc/PID/mem, which may (FOLL_FORCE, fs/proc/base.c mem_rw).
 // When it returns the process is cured and nothing of it is needed any
 // more: it may run again before the images are synced.
-func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (*capturedMemory, error) {
+func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats) (*capturedMemory, error) {
+	t0 := time.Now()
 	runs, err := pagesToDump(pid, st.mm)
+	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +106,15 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (*capt
 	if err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso})
 	if err != nil {
 		pages.Close()
 		return nil, err
 	}
+	var t2 time.Time
 	written, derr := func() (int64, error) {
+		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()
 		ps, err := p.DumpState()
 		if err != nil {
 			return 0, err
@@ -122,9 +128,13 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state) (*capt
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
 		}
+		t2 = time.Now()
+		stats.InfectNs += t2.Sub(t1).Nanoseconds()
 		return writeRuns(p, pid, runs, pages)
 	}()
+	t3 := time.Now()
 	cerr := p.Cure()
+	stats.CureNs += time.Since(t3).Nanoseconds()
 	if len(p.Signals) > 0 && derr == nil {
 		derr = fmt.Errorf("signals %v arrived while the parasite ran", p.Signals)
 	}
