@@ -636,6 +636,15 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 			}
 		case target == "anon_inode:[timerfd]":
 			f.Kind = gocrpb.FdKind_FD_TIMERFD
+			// A periodic timer that fired and was not read is brought
+			// up to date (ticks, next expiry) only by read or
+			// timerfd_gettime (fs/timerfd.c timerfd_gettime,
+			// hrtimer_forward); fdinfo alone shows it stale and
+			// disarmed. gettime on gocr's own handle of the same file
+			// does that without touching the process.
+			if err := refreshTimerfd(pid, fd); err != nil {
+				return nil, fmt.Errorf("fd %d: timerfd: %w", fd, err)
+			}
 			tf, err := proc.ReadTimerfd(pid, fd)
 			if err != nil {
 				return nil, err
@@ -690,6 +699,21 @@ func collectFiles(pid int) (*gocrpb.Files, error) {
 		}
 	}
 	return files, nil
+}
+
+func refreshTimerfd(pid, fd int) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pidfd)
+	tfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tfd)
+	var cur unix.ItimerSpec
+	return unix.TimerfdGettime(tfd, &cur)
 }
 
 // isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143

@@ -31,10 +31,15 @@ func (s *sources) timerfd(fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("timerfd_create clock %d: %w", fd.TimerfdClockid, err)
 	}
 	n := s.addFd(nfd, "timerfd")
-	if fd.TimerfdValueNs > 0 {
+	value := fd.TimerfdValueNs
+	if value <= 0 && fd.TimerfdIntervalNs > 0 {
+		// Due right at the dump: the next period starts now.
+		value = fd.TimerfdIntervalNs
+	}
+	if value > 0 {
 		spec := unix.ItimerSpec{
 			Interval: unix.NsecToTimespec(fd.TimerfdIntervalNs),
-			Value:    unix.NsecToTimespec(fd.TimerfdValueNs),
+			Value:    unix.NsecToTimespec(value),
 		}
 		if err := unix.TimerfdSettime(nfd, 0, &spec, nil); err != nil {
 			return 0, fmt.Errorf("timerfd_settime: %w", err)

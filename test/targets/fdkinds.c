@@ -1,0 +1,644 @@
+/*
+ * fdkinds: one special file kind per mode, each at a fixed fd number so the
+ * corruption test can reach it with gdb.
+ *
+ *   signalfd  fd 50: mask {SIGUSR1, SIGRTMIN+1}, O_NONBLOCK; all three of
+ *             SIGUSR1, SIGUSR2, SIGRTMIN+1 blocked; a SIGUSR1 from kill()
+ *             pending at dump time. After restore: the fdinfo sigmask and
+ *             F_GETFL are unchanged, one read returns exactly that SIGUSR1
+ *             (ssi_signo, ssi_code SI_USER, ssi_pid, ssi_uid), the next
+ *             EAGAIN; a SIGRTMIN+1 sent then is read with its sigqueue value;
+ *             a SIGUSR2 (blocked, not in the mask) is not.
+ *   timerfd   fd 51: CLOCK_MONOTONIC, periodic 200 ms, O_NONBLOCK, at least
+ *             three expirations unread at setup; fd 52: one-shot 30 s.
+ *             After restore: F_GETFL and the fdinfo clockid are unchanged,
+ *             a read of fd 51 returns at least the expirations counted at
+ *             setup and no more than the time since arming allows; fd 51's
+ *             interval is still 200 ms; fd 52 has no interval and between
+ *             25 and 30 s left.
+ *   inotify   fd 53, on TMPDIR: dir watch (IN_CREATE|IN_DELETE|IN_ONLYDIR),
+ *             a file watch that is removed, a second file watch
+ *             (IN_MODIFY|IN_ATTRIB), so the wds have a gap (1, -, 3). After
+ *             restore: the fdinfo watch lines (wd, ino, mask) are unchanged;
+ *             inotify_add_watch of the same paths and masks returns the same
+ *             wds; creating a file and writing the watched file produce
+ *             events with the right wd, mask and name.
+ *   memfd     fd 54: "gocr-sealed", MFD_ALLOW_SEALING, F_SEAL_SHRINK, 1 MiB
+ *             hole then a 4 KiB pattern (sparse), file offset 12345, also
+ *             mapped MAP_SHARED (fd kept). A second memfd "gocr-plain"
+ *             without sealing, 64 KiB, mapped MAP_SHARED and its fd closed.
+ *             After restore: sizes, seals, offset, names, contents (the hole
+ *             reads as zeros), the shared mappings (a write through a
+ *             mapping is read through the fd; for the closed one through
+ *             /proc/self/map_files) and F_GETFL are verified.
+ *   fifo      TMPDIR/fifo: the target (fd 55, O_RDONLY|O_NONBLOCK) and its
+ *             child (fd 56, O_WRONLY) hold the two ends; the child wrote
+ *             FIFO_BEFORE, unread at dump time. After restore the target
+ *             reads exactly FIFO_BEFORE, tells the child (SIGTERM) to write
+ *             FIFO_AFTER and exit, reads exactly that, then EOF, and reaps
+ *             the child with status 0. Both fds must still be the FIFO at
+ *             TMPDIR/fifo (same inode).
+ *
+ * Usage: fdkinds RESULT_PATH MODE [TMPDIR]
+ */
+#include "target.h"
+
+#include <poll.h>
+#include <stdint.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+
+#define SFD 50
+#define TFD_PERIODIC 51
+#define TFD_ONESHOT 52
+#define IFD 53
+#define MFD 54
+#define FIFO_R 55
+#define FIFO_W 56
+
+static char tmpdir[2048];
+static char scratch[4096];
+
+static void place(int fd, int want, const char *what)
+{
+	if (fd < 0)
+		tgt_fail("create %s: %s", what, strerror(errno));
+	if (fd == want)
+		return;
+	if (dup3(fd, want, 0) < 0)
+		tgt_fail("dup3 %s to %d: %s", what, want, strerror(errno));
+	close(fd);
+}
+
+/* The lines of fd's fdinfo that start with one of prefixes, joined. */
+static void fdinfo_lines(int fd, const char *const *prefixes, char *out, size_t cap)
+{
+	char path[64], buf[8192], *line, *save;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n < 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	out[0] = 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		for (const char *const *p = prefixes; *p; p++) {
+			if (strncmp(line, *p, strlen(*p)) == 0) {
+				strncat(out, line, cap - strlen(out) - 2);
+				strcat(out, ";");
+			}
+		}
+	}
+}
+
+static int getfl(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		tgt_fail("F_GETFL fd %d: %s", fd, strerror(errno));
+	return fl;
+}
+
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---------------------------------------------------------------- signalfd */
+
+static char sfd_info[512];
+static int sfd_fl;
+
+static void signalfd_setup(void)
+{
+	static const char *const pre[] = { "sigmask:", NULL };
+	sigset_t mask, block;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGRTMIN + 1);
+	block = mask;
+	sigaddset(&block, SIGUSR2);
+	if (sigprocmask(SIG_BLOCK, &block, NULL) < 0)
+		tgt_fail("sigprocmask: %s", strerror(errno));
+	place(signalfd(-1, &mask, SFD_NONBLOCK), SFD, "signalfd");
+	if (kill(getpid(), SIGUSR1) < 0)
+		tgt_fail("kill SIGUSR1: %s", strerror(errno));
+	fdinfo_lines(SFD, pre, sfd_info, sizeof(sfd_info));
+	if (!strstr(sfd_info, "sigmask:"))
+		tgt_fail("signalfd fdinfo has no sigmask line");
+	sfd_fl = getfl(SFD);
+}
+
+static void sfd_read(const char *what, int signo, int code, int value)
+{
+	struct signalfd_siginfo si;
+	ssize_t n = read(SFD, &si, sizeof(si));
+
+	if (n != (ssize_t)sizeof(si))
+		tgt_fail("signalfd read (%s) returned %zd (%s), want one siginfo", what, n,
+			 n < 0 ? strerror(errno) : "short");
+	if ((int)si.ssi_signo != signo)
+		tgt_fail("signalfd read (%s): ssi_signo %u, want %d", what, si.ssi_signo, signo);
+	if (si.ssi_code != code)
+		tgt_fail("signalfd read (%s): ssi_code %d, want %d", what, si.ssi_code, code);
+	if ((pid_t)si.ssi_pid != getpid() || si.ssi_uid != getuid())
+		tgt_fail("signalfd read (%s): ssi_pid %u ssi_uid %u, want %d %d", what, si.ssi_pid,
+			 si.ssi_uid, getpid(), getuid());
+	if (code == SI_QUEUE && si.ssi_int != value)
+		tgt_fail("signalfd read (%s): ssi_int %d, want %d", what, si.ssi_int, value);
+}
+
+static void sfd_expect_empty(const char *what)
+{
+	struct signalfd_siginfo si;
+	ssize_t n = read(SFD, &si, sizeof(si));
+
+	if (n >= 0)
+		tgt_fail("signalfd read (%s) returned %zd bytes (signal %u), want EAGAIN", what, n,
+			 n == (ssize_t)sizeof(si) ? si.ssi_signo : 0);
+	if (errno != EAGAIN)
+		tgt_fail("signalfd read (%s): %s, want EAGAIN", what, strerror(errno));
+}
+
+static void signalfd_verify(void)
+{
+	static const char *const pre[] = { "sigmask:", NULL };
+	char info[512];
+	sigset_t pend, usr2;
+	union sigval sv = { .sival_int = 4242 };
+	struct timespec zero = { 0, 0 };
+
+	fdinfo_lines(SFD, pre, info, sizeof(info));
+	if (strcmp(info, sfd_info) != 0)
+		tgt_fail("signalfd fdinfo %s, want %s", info, sfd_info);
+	if (getfl(SFD) != sfd_fl)
+		tgt_fail("signalfd F_GETFL %#o, want %#o", getfl(SFD), sfd_fl);
+	if (sigpending(&pend) < 0 || !sigismember(&pend, SIGUSR1))
+		tgt_fail("SIGUSR1 is not pending after restore");
+	sfd_read("pending SIGUSR1", SIGUSR1, SI_USER, 0);
+	sfd_expect_empty("after SIGUSR1");
+	/* The mask: SIGRTMIN+1 is in it, SIGUSR2 (also blocked) is not. */
+	if (kill(getpid(), SIGUSR2) < 0)
+		tgt_fail("kill SIGUSR2: %s", strerror(errno));
+	if (sigqueue(getpid(), SIGRTMIN + 1, sv) < 0)
+		tgt_fail("sigqueue SIGRTMIN+1: %s", strerror(errno));
+	sfd_read("SIGRTMIN+1 sent after restore", SIGRTMIN + 1, SI_QUEUE, 4242);
+	sfd_expect_empty("with only SIGUSR2 pending");
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	if (sigtimedwait(&usr2, NULL, &zero) != SIGUSR2)
+		tgt_fail("SIGUSR2 was not pending after the signalfd skipped it");
+}
+
+/* ----------------------------------------------------------------- timerfd */
+
+static double tfd_armed;
+static uint64_t tfd_min_unread;
+static int tfd_fl;
+static char tfd_info[2][256];
+/* Zero: gdb disarms a timer with it. */
+struct itimerspec tfd_disarm;
+
+static void timerfd_setup(void)
+{
+	static const char *const pre[] = { "clockid:", NULL };
+	struct itimerspec per = { { 0, 200000000 }, { 0, 200000000 } };
+	struct itimerspec one = { { 0, 0 }, { 30, 0 } };
+	struct timespec ts = { 0, 700000000 };
+
+	place(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK), TFD_PERIODIC, "periodic timerfd");
+	place(timerfd_create(CLOCK_MONOTONIC, 0), TFD_ONESHOT, "one-shot timerfd");
+	tfd_armed = now_mono();
+	if (timerfd_settime(TFD_PERIODIC, 0, &per, NULL) < 0 || timerfd_settime(TFD_ONESHOT, 0, &one, NULL) < 0)
+		tgt_fail("timerfd_settime: %s", strerror(errno));
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	tfd_min_unread = (uint64_t)((now_mono() - tfd_armed) / 0.2);
+	if (tfd_min_unread < 3)
+		tgt_fail("only %llu expirations after 700 ms", (unsigned long long)tfd_min_unread);
+	tfd_fl = getfl(TFD_PERIODIC);
+	fdinfo_lines(TFD_PERIODIC, pre, tfd_info[0], sizeof(tfd_info[0]));
+	fdinfo_lines(TFD_ONESHOT, pre, tfd_info[1], sizeof(tfd_info[1]));
+	tgt_log("timerfd: %llu expirations unread at setup\n", (unsigned long long)tfd_min_unread);
+}
+
+/*
+ * A dumped timer keeps its remaining time: the time a process spends in
+ * the image does not count against it (the clock "stops" while dumped).
+ * The one-shot's 25-30 s window would also hold if it did count, as the
+ * harness keeps the target dumped for about a second.
+ */
+static void timerfd_verify(void)
+{
+	static const char *const pre[] = { "clockid:", NULL };
+	struct itimerspec cur;
+	char info[256];
+	uint64_t n;
+	ssize_t r;
+	double max;
+
+	if (getfl(TFD_PERIODIC) != tfd_fl)
+		tgt_fail("periodic timerfd F_GETFL %#o, want %#o", getfl(TFD_PERIODIC), tfd_fl);
+	for (int i = 0; i < 2; i++) {
+		fdinfo_lines(TFD_PERIODIC + i, pre, info, sizeof(info));
+		if (strcmp(info, tfd_info[i]) != 0)
+			tgt_fail("timerfd fd %d fdinfo %s, want %s", TFD_PERIODIC + i, info, tfd_info[i]);
+	}
+	r = read(TFD_PERIODIC, &n, sizeof(n));
+	max = (now_mono() - tfd_armed) / 0.2 + 1;
+	if (r != (ssize_t)sizeof(n))
+		tgt_fail("periodic timerfd read returned %zd (%s), want at least %llu expirations", r,
+			 r < 0 ? strerror(errno) : "short", (unsigned long long)tfd_min_unread);
+	if (n < tfd_min_unread || (double)n > max)
+		tgt_fail("periodic timerfd read %llu expirations, want %llu..%.0f",
+			 (unsigned long long)n, (unsigned long long)tfd_min_unread, max);
+	if (timerfd_gettime(TFD_PERIODIC, &cur) < 0)
+		tgt_fail("timerfd_gettime periodic: %s", strerror(errno));
+	if (cur.it_interval.tv_sec != 0 || cur.it_interval.tv_nsec != 200000000)
+		tgt_fail("periodic timerfd interval %ld.%09ld s, want 0.200000000",
+			 (long)cur.it_interval.tv_sec, cur.it_interval.tv_nsec);
+	if (cur.it_value.tv_sec != 0 || cur.it_value.tv_nsec > 200000000 ||
+	    (cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0))
+		tgt_fail("periodic timerfd next expiry in %ld.%09ld s, want (0, 0.2]",
+			 (long)cur.it_value.tv_sec, cur.it_value.tv_nsec);
+	if (timerfd_gettime(TFD_ONESHOT, &cur) < 0)
+		tgt_fail("timerfd_gettime one-shot: %s", strerror(errno));
+	if (cur.it_interval.tv_sec != 0 || cur.it_interval.tv_nsec != 0)
+		tgt_fail("one-shot timerfd has interval %ld.%09ld s, want none",
+			 (long)cur.it_interval.tv_sec, cur.it_interval.tv_nsec);
+	if (cur.it_value.tv_sec >= 30 || cur.it_value.tv_sec < 25)
+		tgt_fail("one-shot timerfd remaining %ld.%09ld s, want in (25, 30]",
+			 (long)cur.it_value.tv_sec, cur.it_value.tv_nsec);
+}
+
+/* ----------------------------------------------------------------- inotify */
+
+#define DIR_MASK (IN_CREATE | IN_DELETE | IN_ONLYDIR)
+#define FILE_MASK (IN_MODIFY | IN_ATTRIB)
+static int wd_dir, wd_gone, wd_file;
+static char ino_info[1024];
+static char path_dir[2100], path_gone[2100], path_file[2100];
+
+static void inotify_drain(void)
+{
+	while (read(IFD, scratch, sizeof(scratch)) > 0)
+		;
+	if (errno != EAGAIN)
+		tgt_fail("drain inotify: %s", strerror(errno));
+}
+
+static void inotify_setup(void)
+{
+	static const char *const pre[] = { "inotify wd:", NULL };
+	int fd;
+
+	snprintf(path_dir, sizeof(path_dir), "%s/watched", tmpdir);
+	snprintf(path_gone, sizeof(path_gone), "%s/gone.txt", tmpdir);
+	snprintf(path_file, sizeof(path_file), "%s/file.txt", tmpdir);
+	if (mkdir(path_dir, 0755) < 0)
+		tgt_fail("mkdir %s: %s", path_dir, strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		fd = open(i ? path_file : path_gone, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			tgt_fail("create: %s", strerror(errno));
+		close(fd);
+	}
+	place(inotify_init1(IN_NONBLOCK), IFD, "inotify");
+	wd_dir = inotify_add_watch(IFD, path_dir, DIR_MASK);
+	wd_gone = inotify_add_watch(IFD, path_gone, IN_CLOSE_WRITE);
+	wd_file = inotify_add_watch(IFD, path_file, FILE_MASK);
+	if (wd_dir < 0 || wd_gone < 0 || wd_file < 0)
+		tgt_fail("inotify_add_watch: %s", strerror(errno));
+	if (inotify_rm_watch(IFD, wd_gone) < 0)
+		tgt_fail("inotify_rm_watch: %s", strerror(errno));
+	if (wd_file != wd_gone + 1 || wd_gone != wd_dir + 1)
+		tgt_fail("wds %d %d %d are not consecutive", wd_dir, wd_gone, wd_file);
+	/* IN_IGNORED for the removed watch: queued events are not kept. */
+	inotify_drain();
+	fdinfo_lines(IFD, pre, ino_info, sizeof(ino_info));
+	tgt_log("inotify: wds %d %d(removed) %d\n", wd_dir, wd_gone, wd_file);
+}
+
+static void inotify_expect(int wd, uint32_t mask, const char *name)
+{
+	struct pollfd p = { .fd = IFD, .events = POLLIN };
+	struct inotify_event *ev = (struct inotify_event *)scratch;
+	ssize_t n;
+
+	if (poll(&p, 1, 5000) != 1)
+		tgt_fail("no inotify event within 5 s, want wd %d mask %#x", wd, mask);
+	n = read(IFD, scratch, sizeof(scratch));
+	if (n < (ssize_t)sizeof(*ev))
+		tgt_fail("inotify read returned %zd (%s)", n, n < 0 ? strerror(errno) : "short");
+	if (n != (ssize_t)(sizeof(*ev) + ev->len))
+		tgt_fail("inotify read returned %zd bytes, want one event of %zu", n, sizeof(*ev) + ev->len);
+	if (ev->wd != wd || ev->mask != mask)
+		tgt_fail("inotify event wd %d mask %#x, want wd %d mask %#x", ev->wd, ev->mask, wd, mask);
+	if (strcmp(name, ev->len ? ev->name : "") != 0)
+		tgt_fail("inotify event name \"%s\", want \"%s\"", ev->len ? ev->name : "", name);
+}
+
+static void inotify_verify(void)
+{
+	static const char *const pre[] = { "inotify wd:", NULL };
+	char info[1024], path[2200];
+	int wd, fd;
+
+	fdinfo_lines(IFD, pre, info, sizeof(info));
+	if (strcmp(info, ino_info) != 0)
+		tgt_fail("inotify fdinfo watches %s, want %s", info, ino_info);
+	inotify_drain();
+	if ((wd = inotify_add_watch(IFD, path_dir, DIR_MASK)) != wd_dir)
+		tgt_fail("inotify_add_watch(dir) after restore returned %d, want wd %d", wd, wd_dir);
+	if ((wd = inotify_add_watch(IFD, path_file, FILE_MASK)) != wd_file)
+		tgt_fail("inotify_add_watch(file) after restore returned %d, want wd %d", wd, wd_file);
+	snprintf(path, sizeof(path), "%s/new-after-restore", path_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		tgt_fail("create %s: %s", path, strerror(errno));
+	close(fd);
+	inotify_expect(wd_dir, IN_CREATE, "new-after-restore");
+	fd = open(path_file, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		tgt_fail("append to %s: %s", path_file, strerror(errno));
+	close(fd);
+	inotify_expect(wd_file, IN_MODIFY, "");
+}
+
+/* ------------------------------------------------------------------- memfd */
+
+#define M1_HOLE (1 << 20)
+#define M1_DATA 4096
+#define M1_OFF 12345
+#define M2_SIZE (64 << 10)
+static unsigned char *m1map, *m2map;
+
+static unsigned char pat(int which, size_t i)
+{
+	return (unsigned char)(i * 31 + which * 7 + (i >> 8));
+}
+
+static void memfd_setup(void)
+{
+	unsigned char buf[M1_DATA];
+	int m2;
+
+	place(memfd_create("gocr-sealed", MFD_ALLOW_SEALING), MFD, "sealed memfd");
+	for (size_t i = 0; i < M1_DATA; i++)
+		buf[i] = pat(1, i);
+	if (pwrite(MFD, buf, M1_DATA, M1_HOLE) != M1_DATA)
+		tgt_fail("pwrite sealed memfd: %s", strerror(errno));
+	if (fcntl(MFD, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		tgt_fail("F_ADD_SEALS: %s", strerror(errno));
+	if (lseek(MFD, M1_OFF, SEEK_SET) != M1_OFF)
+		tgt_fail("lseek sealed memfd: %s", strerror(errno));
+	m1map = mmap(NULL, M1_HOLE + M1_DATA, PROT_READ | PROT_WRITE, MAP_SHARED, MFD, 0);
+	if (m1map == MAP_FAILED)
+		tgt_fail("mmap sealed memfd: %s", strerror(errno));
+
+	m2 = memfd_create("gocr-plain", MFD_CLOEXEC);
+	if (m2 < 0 || ftruncate(m2, M2_SIZE) < 0)
+		tgt_fail("plain memfd: %s", strerror(errno));
+	m2map = mmap(NULL, M2_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m2, 0);
+	if (m2map == MAP_FAILED)
+		tgt_fail("mmap plain memfd: %s", strerror(errno));
+	close(m2);
+	for (size_t i = 0; i < M2_SIZE; i++)
+		m2map[i] = pat(2, i);
+}
+
+static void memfd_verify(void)
+{
+	unsigned char buf[M1_DATA];
+	char path[128], link[256];
+	struct stat st;
+	ssize_t n;
+	int seals, fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", MFD);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n < 0 ? 0 : n] = 0;
+	if (strcmp(link, "/memfd:gocr-sealed (deleted)") != 0)
+		tgt_fail("fd %d is %s, want /memfd:gocr-sealed (deleted)", MFD, link);
+	if (fstat(MFD, &st) < 0 || st.st_size != M1_HOLE + M1_DATA)
+		tgt_fail("sealed memfd size %lld, want %d", (long long)st.st_size, M1_HOLE + M1_DATA);
+	if ((seals = fcntl(MFD, F_GET_SEALS)) != F_SEAL_SHRINK)
+		tgt_fail("sealed memfd seals %#x, want F_SEAL_SHRINK %#x", seals, F_SEAL_SHRINK);
+	if (lseek(MFD, 0, SEEK_CUR) != M1_OFF)
+		tgt_fail("sealed memfd offset %lld, want %d", (long long)lseek(MFD, 0, SEEK_CUR), M1_OFF);
+	if ((getfl(MFD) & (O_ACCMODE | O_NONBLOCK | O_APPEND)) != O_RDWR)
+		tgt_fail("sealed memfd F_GETFL %#o, want O_RDWR", getfl(MFD));
+	/* Hole, through the fd: zeros (read in pages, not all of it). */
+	for (off_t off = 0; off < M1_HOLE; off += 64 << 10) {
+		if (pread(MFD, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
+			tgt_fail("pread sealed memfd hole at %lld: %s", (long long)off, strerror(errno));
+		for (size_t i = 0; i < sizeof(buf); i++)
+			if (buf[i])
+				tgt_fail("sealed memfd hole byte %lld is %#x, want 0", (long long)off + (long long)i, buf[i]);
+	}
+	if (pread(MFD, buf, M1_DATA, M1_HOLE) != M1_DATA)
+		tgt_fail("pread sealed memfd data: %s", strerror(errno));
+	for (size_t i = 0; i < M1_DATA; i++)
+		if (buf[i] != pat(1, i) || m1map[M1_HOLE + i] != pat(1, i))
+			tgt_fail("sealed memfd data byte %zu is %#x (fd) / %#x (mapping), want %#x", i, buf[i],
+				 m1map[M1_HOLE + i], pat(1, i));
+	/* One object: a write through the mapping is seen through the fd. */
+	m1map[100] = 0xa5;
+	if (pread(MFD, buf, 1, 100) != 1 || buf[0] != 0xa5)
+		tgt_fail("write through the sealed memfd's mapping not seen through its fd (got %#x)", buf[0]);
+	if (lseek(MFD, 0, SEEK_CUR) != M1_OFF)
+		tgt_fail("sealed memfd offset moved to %lld", (long long)lseek(MFD, 0, SEEK_CUR));
+
+	for (size_t i = 0; i < M2_SIZE; i++)
+		if (m2map[i] != pat(2, i))
+			tgt_fail("plain memfd mapping byte %zu is %#x, want %#x", i, m2map[i], pat(2, i));
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)m2map,
+		 (unsigned long)m2map + M2_SIZE);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n < 0 ? 0 : n] = 0;
+	if (strcmp(link, "/memfd:gocr-plain (deleted)") != 0)
+		tgt_fail("plain memfd mapping is %s, want /memfd:gocr-plain (deleted)", link);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || st.st_size != M2_SIZE)
+		tgt_fail("plain memfd size %lld, want %d", (long long)st.st_size, M2_SIZE);
+	if ((seals = fcntl(fd, F_GET_SEALS)) != F_SEAL_SEAL)
+		tgt_fail("plain memfd seals %#x, want F_SEAL_SEAL (no sealing)", seals);
+	m2map[M2_SIZE - 1] = 0x5a;
+	if (pread(fd, buf, 1, M2_SIZE - 1) != 1 || buf[0] != 0x5a)
+		tgt_fail("write through the plain memfd's mapping not seen through the file (got %#x)", buf[0]);
+	close(fd);
+}
+
+/* -------------------------------------------------------------------- fifo */
+
+static const char FIFO_BEFORE[] = "written before the dump, unread\n";
+static const char FIFO_AFTER[] = "written after the restore\n";
+static char fifo_path[2100];
+static pid_t fifo_child;
+static struct stat fifo_st;
+
+static volatile sig_atomic_t child_term;
+static void on_child_term(int sig)
+{
+	(void)sig;
+	child_term = 1;
+}
+
+static void fifo_child_main(int ready_w)
+{
+	struct sigaction sa = { .sa_handler = on_child_term };
+	struct stat st;
+	int fd;
+
+	sigaction(SIGTERM, &sa, NULL);
+	fd = open(fifo_path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || dup3(fd, FIFO_W, O_CLOEXEC) < 0)
+		_exit(10);
+	close(fd);
+	if (write(FIFO_W, FIFO_BEFORE, sizeof(FIFO_BEFORE) - 1) != sizeof(FIFO_BEFORE) - 1)
+		_exit(11);
+	if (write(ready_w, "r", 1) != 1)
+		_exit(12);
+	close(ready_w);
+	while (!child_term) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (fstat(FIFO_W, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_ino != fifo_st.st_ino ||
+	    st.st_dev != fifo_st.st_dev)
+		_exit(13);
+	if (write(FIFO_W, FIFO_AFTER, sizeof(FIFO_AFTER) - 1) != sizeof(FIFO_AFTER) - 1)
+		_exit(14);
+	_exit(0);
+}
+
+static void fifo_setup(void)
+{
+	int p[2];
+	char c;
+
+	snprintf(fifo_path, sizeof(fifo_path), "%s/fifo", tmpdir);
+	if (mkfifo(fifo_path, 0600) < 0 || stat(fifo_path, &fifo_st) < 0)
+		tgt_fail("mkfifo %s: %s", fifo_path, strerror(errno));
+	place(open(fifo_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), FIFO_R, "fifo read end");
+	if (fcntl(FIFO_R, F_SETFD, FD_CLOEXEC) < 0)
+		tgt_fail("F_SETFD: %s", strerror(errno));
+	if (pipe2(p, O_CLOEXEC) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	fifo_child = fork();
+	if (fifo_child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (fifo_child == 0) {
+		close(p[0]);
+		close(FIFO_R);
+		fifo_child_main(p[1]);
+	}
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1)
+		tgt_fail("fifo child did not get ready (exit status in log)");
+	close(p[0]);
+	tgt_log("fifo: child %d\n", fifo_child);
+}
+
+static void fifo_read_exact(const char *want, size_t len, const char *what)
+{
+	size_t got = 0;
+	struct pollfd p = { .fd = FIFO_R, .events = POLLIN };
+
+	while (got < len) {
+		ssize_t n = read(FIFO_R, scratch + got, len - got);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			tgt_fail("fifo: EOF after %zu of %zu bytes %s", got, len, what);
+		if (errno != EAGAIN)
+			tgt_fail("fifo read %s: %s", what, strerror(errno));
+		if (poll(&p, 1, 5000) != 1)
+			tgt_fail("fifo: only %zu of %zu bytes %s within 5 s: \"%.*s\"", got, len, what, (int)got, scratch);
+	}
+	if (memcmp(scratch, want, len) != 0)
+		tgt_fail("fifo data %s is \"%.*s\", want \"%s\"", what, (int)len, scratch, want);
+}
+
+static void fifo_verify(void)
+{
+	struct stat st;
+	int status;
+	ssize_t n;
+
+	if (fstat(FIFO_R, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_ino != fifo_st.st_ino ||
+	    st.st_dev != fifo_st.st_dev)
+		tgt_fail("fd %d is not the FIFO %s (ino %lu, want %lu)", FIFO_R, fifo_path,
+			 (unsigned long)st.st_ino, (unsigned long)fifo_st.st_ino);
+	if ((getfl(FIFO_R) & (O_ACCMODE | O_NONBLOCK)) != (O_RDONLY | O_NONBLOCK))
+		tgt_fail("fifo read end F_GETFL %#o, want O_RDONLY|O_NONBLOCK", getfl(FIFO_R));
+	fifo_read_exact(FIFO_BEFORE, sizeof(FIFO_BEFORE) - 1, "written before the dump");
+	n = read(FIFO_R, scratch, sizeof(scratch));
+	if (n >= 0 || errno != EAGAIN)
+		tgt_fail("fifo: read after the dumped data returned %zd (%s), want EAGAIN: extra \"%.*s\"", n,
+			 n < 0 ? strerror(errno) : "data", n > 0 ? (int)n : 0, scratch);
+	if (kill(fifo_child, SIGTERM) < 0)
+		tgt_fail("SIGTERM fifo child %d: %s", fifo_child, strerror(errno));
+	fifo_read_exact(FIFO_AFTER, sizeof(FIFO_AFTER) - 1, "written after the restore");
+	if (waitpid(fifo_child, &status, 0) != fifo_child)
+		tgt_fail("waitpid fifo child %d: %s", fifo_child, strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		tgt_fail("fifo child exit status %#x, want 0 (10+: its own check failed)", status);
+	n = read(FIFO_R, scratch, sizeof(scratch));
+	if (n != 0)
+		tgt_fail("fifo: read after the writer exited returned %zd, want EOF", n);
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode;
+
+	tgt_init(argc, argv);
+	if (argc < 3)
+		tgt_fail("usage: fdkinds RESULT_PATH MODE [TMPDIR]");
+	mode = argv[2];
+	if (argc > 3)
+		snprintf(tmpdir, sizeof(tmpdir), "%s", argv[3]);
+	if (strcmp(mode, "signalfd") == 0)
+		signalfd_setup();
+	else if (strcmp(mode, "timerfd") == 0)
+		timerfd_setup();
+	else if (strcmp(mode, "inotify") == 0 && tmpdir[0])
+		inotify_setup();
+	else if (strcmp(mode, "memfd") == 0)
+		memfd_setup();
+	else if (strcmp(mode, "fifo") == 0 && tmpdir[0])
+		fifo_setup();
+	else
+		tgt_fail("unknown mode %s (inotify and fifo need TMPDIR)", mode);
+	tgt_ready();
+	tgt_wait();
+	if (strcmp(mode, "signalfd") == 0)
+		signalfd_verify();
+	else if (strcmp(mode, "timerfd") == 0)
+		timerfd_verify();
+	else if (strcmp(mode, "inotify") == 0)
+		inotify_verify();
+	else if (strcmp(mode, "memfd") == 0)
+		memfd_verify();
+	else
+		fifo_verify();
+	tgt_pass();
+}
