@@ -55,13 +55,14 @@ type Parasite struct {
 	injected     bool
 	remoteMemfd  int64
 	remoteBase   uint64
-	remoteDataFd int64
-	remoteReadFd int64
+	remoteDataFd [2]int64
+	remoteReadFd [2]int64
 	running      bool
 
-	local []byte   // gocr's mapping of the shared region
-	pidfd int      // -1 when closed
-	pipe  *os.File // read end of the page pipe
+	local []byte      // gocr's mapping of the shared region
+	pidfd int         // -1 when closed
+	pipes [2]*os.File // read ends of the page pipes
+	chunk int         // bytes per chunk: the smaller pipe's size
 	seq   uint32
 
 	// Signals are real signals that showed up as signal-delivery-stops
@@ -72,7 +73,7 @@ type Parasite struct {
 // Infect maps the parasite into pid and starts it.
 // Precondition: pid is seized by t and in a ptrace event stop.
 func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
-	p = &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: -1, remoteReadFd: -1, pidfd: -1}
+	p = &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1}, remoteReadFd: [2]int64{-1, -1}, pidfd: -1}
 	if p.saved, err = t.GetRegs(pid); err != nil {
 		return nil, fmt.Errorf("infect %d: %w", pid, err)
 	}
@@ -133,29 +134,39 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 	p.remoteMemfd = -1
 	copy(p.local, blob)
 
-	if _, err = p.inject(unix.SYS_PIPE2, base+dataOff, unix.O_CLOEXEC); err != nil {
-		return p, fmt.Errorf("infect %d: pipe2: %w", pid, err)
-	}
-	p.remoteReadFd = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
-	p.remoteDataFd = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
-	rfd, err := unix.PidfdGetfd(p.pidfd, int(p.remoteReadFd), 0)
-	if err != nil {
-		return p, fmt.Errorf("infect %d: pidfd_getfd pipe: %w", pid, err)
-	}
-	p.pipe = os.NewFile(uintptr(rfd), "parasite-pipe")
-	if _, err = p.inject(unix.SYS_CLOSE, uint64(p.remoteReadFd)); err != nil {
-		return p, fmt.Errorf("infect %d: close pipe: %w", pid, err)
-	}
-	p.remoteReadFd = -1
-	// A bigger pipe means fewer round trips between vmsplice and splice;
-	// above /proc/sys/fs/pipe-max-size this fails without CAP_SYS_RESOURCE
-	// (man 7 pipe), and the default size still works.
-	for _, size := range []int{1 << 20, 256 << 10} {
-		if _, err := unix.FcntlInt(p.pipe.Fd(), unix.F_SETPIPE_SZ, size); err == nil {
-			break
+	// Two page pipes: while gocr copies one pipe's chunk into the image,
+	// the parasite fills the other.
+	p.chunk = 1 << 30
+	for i := range p.pipes {
+		if _, err = p.inject(unix.SYS_PIPE2, base+dataOff, unix.O_CLOEXEC); err != nil {
+			return p, fmt.Errorf("infect %d: pipe2: %w", pid, err)
 		}
+		p.remoteReadFd[i] = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+		p.remoteDataFd[i] = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+		rfd, err := unix.PidfdGetfd(p.pidfd, int(p.remoteReadFd[i]), 0)
+		if err != nil {
+			return p, fmt.Errorf("infect %d: pidfd_getfd pipe: %w", pid, err)
+		}
+		p.pipes[i] = os.NewFile(uintptr(rfd), "parasite-pipe")
+		if _, err = p.inject(unix.SYS_CLOSE, uint64(p.remoteReadFd[i])); err != nil {
+			return p, fmt.Errorf("infect %d: close pipe: %w", pid, err)
+		}
+		p.remoteReadFd[i] = -1
+		// A bigger pipe means fewer round trips between vmsplice and
+		// splice; above /proc/sys/fs/pipe-max-size this fails without
+		// CAP_SYS_RESOURCE (man 7 pipe), and a smaller size still works.
+		size := 0
+		for _, want := range []int{1 << 20, 256 << 10} {
+			if _, err := unix.FcntlInt(p.pipes[i].Fd(), unix.F_SETPIPE_SZ, want); err == nil {
+				break
+			}
+		}
+		if size, err = unix.FcntlInt(p.pipes[i].Fd(), unix.F_GETPIPE_SZ, 0); err != nil {
+			return p, fmt.Errorf("infect %d: pipe size: %w", pid, err)
+		}
+		p.chunk = min(p.chunk, size)
+		binary.LittleEndian.PutUint32(p.local[ctlOff+ctlDataFd+4*i:], uint32(p.remoteDataFd[i]))
 	}
-	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlDataFd:], uint32(p.remoteDataFd))
 
 	regs := p.saved
 	regs.Rip = base
@@ -385,10 +396,12 @@ func (p *Parasite) DumpPages(spans []Span, dst *os.File) (int64, error) {
 		}
 		var abort atomic.Bool
 		done := make(chan spliceResult, 1)
-		go func() { done <- drainPipe(int(p.pipe.Fd()), int(dst.Fd()), int64(total), &abort) }()
-		callErr := p.call(cmdDumpPages, dataOff, uint64(n))
+		go func() {
+			done <- drainPipes([2]int{int(p.pipes[0].Fd()), int(p.pipes[1].Fd())}, int(dst.Fd()), int64(total), int64(p.chunk), &abort)
+		}()
+		callErr := p.call(cmdDumpPages, dataOff, uint64(n), uint64(p.chunk))
 		if callErr != nil {
-			// Nothing more will come through the pipe.
+			// Nothing more will come through the pipes.
 			abort.Store(true)
 		}
 		res := <-done
@@ -408,63 +421,63 @@ type spliceResult struct {
 	err error
 }
 
-// drainPipe moves want bytes from the pipe to dst. If writing to dst fails
-// (a full disk, say) it goes on draining into nowhere, so the parasite
-// never blocks on a full pipe, and reports the first error. It polls so
-// that abort (the parasite failed) can end it.
-func drainPipe(pipeFd, dstFd int, want int64, abort *atomic.Bool) spliceResult {
+// drainPipes moves want bytes to dst, chunk by chunk from the two pipes
+// in turn, as the parasite fills them. If writing to dst fails (a full
+// disk, say) it goes on draining into nowhere, so the parasite never blocks
+// on a full pipe, and reports the first error. It polls so that abort (the
+// parasite failed) can end it.
+func drainPipes(pipes [2]int, dstFd int, want, chunk int64, abort *atomic.Bool) spliceResult {
 	var res spliceResult
 	var got int64
 	var discard []byte
-	for got < want {
-		pfd := []unix.PollFd{{Fd: int32(pipeFd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 50)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			res.err = errors.Join(res.err, fmt.Errorf("poll page pipe: %w", err))
-			return res
-		}
-		if n == 0 {
-			if abort.Load() {
+	for i := 0; got < want; i++ {
+		pipeFd := pipes[i%2]
+		left := min(chunk, want-got)
+		for left > 0 {
+			pfd := []unix.PollFd{{Fd: int32(pipeFd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, 50)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				res.err = errors.Join(res.err, fmt.Errorf("poll page pipe: %w", err))
 				return res
 			}
-			continue
-		}
-		chunk := want - got
-		if chunk > 1<<20 {
-			chunk = 1 << 20
-		}
-		if res.err == nil {
-			m, err := unix.Splice(pipeFd, nil, dstFd, nil, int(chunk), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			switch {
-			case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
-			case err != nil:
-				res.err = fmt.Errorf("splice to page image: %w", err)
-			case m == 0:
-				res.err = fmt.Errorf("splice to page image: %w", io.ErrUnexpectedEOF)
-				return res
-			default:
-				got += m
-				res.n += m
+			if n == 0 {
+				if abort.Load() {
+					return res
+				}
+				continue
 			}
-			continue
+			if res.err == nil {
+				m, err := unix.Splice(pipeFd, nil, dstFd, nil, int(left), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch {
+				case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+				case err != nil:
+					res.err = fmt.Errorf("splice to page image: %w", err)
+				case m == 0:
+					res.err = fmt.Errorf("splice to page image: %w", io.ErrUnexpectedEOF)
+					return res
+				default:
+					got += m
+					left -= m
+					res.n += m
+				}
+				continue
+			}
+			if discard == nil {
+				discard = make([]byte, 64<<10)
+			}
+			m, err := unix.Read(pipeFd, discard[:min(left, int64(len(discard)))])
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || m == 0 {
+				return res
+			}
+			got += int64(m)
+			left -= int64(m)
 		}
-		if discard == nil {
-			discard = make([]byte, 64<<10)
-		}
-		if chunk > int64(len(discard)) {
-			chunk = int64(len(discard))
-		}
-		m, err := unix.Read(pipeFd, discard[:chunk])
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || m == 0 {
-			return res
-		}
-		got += int64(m)
 	}
 	return res
 }
@@ -490,8 +503,10 @@ func (p *Parasite) Cure() error {
 			*fd = -1
 		}
 	}
-	closeRemote(&p.remoteDataFd)
-	closeRemote(&p.remoteReadFd)
+	for i := range p.remoteDataFd {
+		closeRemote(&p.remoteDataFd[i])
+		closeRemote(&p.remoteReadFd[i])
+	}
 	closeRemote(&p.remoteMemfd)
 	if p.remoteBase != 0 {
 		if _, err := p.inject(unix.SYS_MUNMAP, p.remoteBase, regionSize); err != nil {
@@ -518,9 +533,11 @@ func (p *Parasite) Cure() error {
 		unix.Munmap(p.local)
 		p.local = nil
 	}
-	if p.pipe != nil {
-		p.pipe.Close()
-		p.pipe = nil
+	for i, f := range p.pipes {
+		if f != nil {
+			f.Close()
+			p.pipes[i] = nil
+		}
 	}
 	if p.pidfd >= 0 {
 		unix.Close(p.pidfd)

@@ -34,8 +34,7 @@ struct parasite_ctl {
 	u32 cmd;
 	s32 ret;
 	u64 args[4];
-	s32 data_fd; /* write end of the page pipe, in the target's fd table */
-	u32 pad0;
+	s32 data_fd[2]; /* write ends of the two page pipes, in the target's fd table */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_seq, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, done_seq, 4);
@@ -88,7 +87,10 @@ BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
 _Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
 
 /* PCMD_DUMP_PAGES: args[0] = offset of an iovec array inside the region,
- * args[1] = number of iovecs. Each iovec names target memory. */
+ * args[1] = number of iovecs, args[2] = chunk size in bytes. Each iovec
+ * names target memory. The data goes out in chunks alternating between the
+ * two pipes (chunk 0 to data_fd[0], chunk 1 to data_fd[1], ...), so gocr
+ * copies one pipe's chunk into the image while the other fills. */
 struct parasite_iovec {
 	u64 base;
 	u64 len;

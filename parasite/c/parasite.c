@@ -75,14 +75,33 @@ static long dump_state(struct parasite_state *st)
 /* UIO_MAXIOV: include/uapi/linux/uio.h */
 #define UIO_MAXIOV 1024
 
-static long dump_pages(int fd, struct parasite_iovec *iov, u64 n)
+static long dump_pages(const s32 fds[2], struct parasite_iovec *iov, u64 n, u64 chunk)
 {
+	u64 left = chunk;
+	int p = 0;
+	if (chunk == 0)
+		return -EINVAL;
 	while (n > 0) {
-		u64 batch = n < UIO_MAXIOV ? n : UIO_MAXIOV;
+		/* The iovecs that fit in what is left of this chunk, the last
+		 * one cut short if needed (and restored after the call). */
+		u64 k = 0, sum = 0, saved = 0;
+		struct parasite_iovec *cut = NULL;
+		while (k < n && k < UIO_MAXIOV && sum + iov[k].len <= left) {
+			sum += iov[k].len;
+			k++;
+		}
+		if (k < n && k < UIO_MAXIOV && sum < left) {
+			cut = &iov[k];
+			saved = cut->len;
+			cut->len = left - sum;
+			k++;
+		}
 		/* Without SPLICE_F_GIFT the pipe takes references to the
 		 * target's pages (fs/splice.c vmsplice_to_pipe): no copy here;
 		 * gocr splices them into the page image. */
-		long ret = sys4(__NR_vmsplice, fd, iov, batch, 0);
+		long ret = sys4(__NR_vmsplice, fds[p], iov, k, 0);
+		if (cut)
+			cut->len = saved;
 		if (ret == -EINTR)
 			continue;
 		if (ret < 0)
@@ -90,6 +109,7 @@ static long dump_pages(int fd, struct parasite_iovec *iov, u64 n)
 		if (ret == 0)
 			return -EINVAL;
 		u64 done = (u64)ret;
+		left -= done;
 		while (done > 0 && n > 0) {
 			if (done >= iov->len) {
 				done -= iov->len;
@@ -100,6 +120,10 @@ static long dump_pages(int fd, struct parasite_iovec *iov, u64 n)
 				iov->len -= done;
 				done = 0;
 			}
+		}
+		if (left == 0) {
+			p ^= 1;
+			left = chunk;
 		}
 	}
 	return 0;
@@ -131,7 +155,7 @@ void parasite_main(struct parasite_ctl *ctl)
 				break;
 			}
 			ret = dump_pages(ctl->data_fd, (struct parasite_iovec *)(base + ctl->args[0]),
-					 ctl->args[1]);
+					 ctl->args[1], ctl->args[2]);
 			break;
 		case PCMD_FINI:
 			ret = 0;
