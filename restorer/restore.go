@@ -139,6 +139,12 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The root's parent-death signal named a parent outside the dump; its
+	// parent now is gocr, which exits at once with -d and would kill it.
+	// It is kept only while gocr stays to wait for the root.
+	if opts.Detach {
+		procs[0].plan.args.PdeathSig = 0
+	}
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue

@@ -20,6 +20,14 @@ func init() {
 		src   string
 		flags []string
 	}{"shmfile.c", nil}
+	cTargets["procattrs"] = struct {
+		src   string
+		flags []string
+	}{"procattrs.c", nil}
+	cTargets["sharedoff"] = struct {
+		src   string
+		flags []string
+	}{"sharedoff.c", nil}
 }
 
 // TestWaiter: dumped while blocked in wait4 on its child, the restored
@@ -53,6 +61,24 @@ func TestWaiter(t *testing.T) {
 func TestSharedFileMapping(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "shmfile", t.TempDir())
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestProcessAttributes: rlimits, personality, the mm fields, auxv, exe,
+// cmdline, prctl state and umask come back exactly.
+func TestProcessAttributes(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "procattrs")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestSharedOffsetAcrossFork: two processes writing through one open file
+// description (opened before fork) still share its offset after restore.
+func TestSharedOffsetAcrossFork(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "sharedoff", t.TempDir())
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
 }

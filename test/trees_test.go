@@ -213,7 +213,13 @@ func waitAllGone(t *testing.T, pids []int, why string) {
 // writes one verdict; from outside, the (pid, ppid, pgid, sid, state) of
 // every process must be the same before the dump and after the restore,
 // and every process must be gone after the root reported.
-func TestTree(t *testing.T) {
+func TestTree(t *testing.T) { testTree(t, "-t") }
+
+// TestTreeByPgid: the same tree, dumped as the process group its root
+// leads (--pgid): the group's members are the root and its descendants.
+func TestTreeByPgid(t *testing.T) { testTree(t, "--pgid") }
+
+func testTree(t *testing.T, selector string) {
 	needsRoot(t)
 	tg := startTargetOpts(t, "tree", startOpts{settle: 200 * time.Millisecond})
 	const nproc = 20
@@ -235,7 +241,9 @@ func TestTree(t *testing.T) {
 	pid := tg.pid
 	if !standalone {
 		dir := t.TempDir()
-		dump(t, tg.pid, dir)
+		if r := runGocr(t, nil, "dump", selector, strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
+			t.Fatalf("dump %s %d failed: %v", selector, tg.pid, r)
+		}
 		tg.waitDead(t, "a dump without --leave-running")
 		waitAllGone(t, pids, "the dump")
 		pid = restoreDetached(t, tg, dir, nil)
