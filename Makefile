@@ -121,10 +121,12 @@ verify-generated: verify-proto verify-blobs
 
 # deps installs what building and testing need on a fresh Debian machine:
 # gcc and binutils for the blobs and the test targets, python3 for the
-# Python target. Only what is missing, so a ready machine skips apt.
+# Python targets, setpriv for the set-id test, gdb and strace for the tests
+# that corrupt or trace targets. Only what is missing, so a ready machine
+# skips apt.
 deps:
 	@missing=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
