@@ -34,8 +34,11 @@
 // the case right after a dump, and the one where gocr's own overhead shows.
 //
 // Scale rows: processes with N and 2N VMAs and N and 2N open fds are dumped
-// and restored, N and 2N alternating, to show how time grows. Thread and
-// process-tree rows try a dump and report why it fails until issue 3.
+// and restored, N and 2N alternating, to show how time grows. So are one
+// process with N and 2N threads and a tree of N and 2N processes; for
+// those each round starts a fresh target, counts the threads and processes
+// its restore brings back (a mismatch is the row's error), then kills and
+// reaps every restored process by PID.
 //
 // This process makes itself a child subreaper so that restored processes,
 // whose parent (gocr restore) exits, become its children: it can then kill
@@ -69,9 +72,10 @@ const (
 	gocrTimeout  = 300 * time.Second
 	mib          = 1 << 20
 	// Targets from issue 4.
-	maxRatio      = 1.25
-	maxRSSKiB     = 64 * 1024
-	unsupportedIn = "not supported yet (issue 3)"
+	maxRatio  = 1.25
+	maxRSSKiB = 64 * 1024
+	// reapTimeout bounds the wait for one killed process to be reaped.
+	reapTimeout = 10 * time.Second
 )
 
 type options struct {
@@ -100,8 +104,8 @@ func main() {
 	flag.IntVar(&o.scaleRuns, "runs-scale", 3, "rounds for each scale row")
 	flag.IntVar(&o.vmas, "vmas", 10000, "N for the VMA row (also measured at 2N)")
 	flag.IntVar(&o.fds, "fds", 2000, "N for the fd row (also measured at 2N)")
-	flag.IntVar(&o.threads, "threads", 1000, "threads in the thread row")
-	flag.IntVar(&o.procs, "procs", 200, "processes in the tree row")
+	flag.IntVar(&o.threads, "threads", 1000, "N for the thread row: threads in one process (also measured at 2N)")
+	flag.IntVar(&o.procs, "procs", 200, "N for the tree row: processes in one tree (also measured at 2N)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory rows")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.Parse()
@@ -117,15 +121,14 @@ func main() {
 
 // Results is what bench/results/*.json holds.
 type Results struct {
-	Date        string            `json:"date"`
-	Kernel      string            `json:"kernel"`
-	CPU         string            `json:"cpu"`
-	CPUs        int               `json:"cpus"`
-	Command     string            `json:"command"`
-	Memory      []*MemoryRow      `json:"memory"`
-	Scale       []*ScaleRow       `json:"scale"`
-	Unsupported []*UnsupportedRow `json:"unsupported"`
-	Targets     []Target          `json:"targets"`
+	Date    string       `json:"date"`
+	Kernel  string       `json:"kernel"`
+	CPU     string       `json:"cpu"`
+	CPUs    int          `json:"cpus"`
+	Command string       `json:"command"`
+	Memory  []*MemoryRow `json:"memory"`
+	Scale   []*ScaleRow  `json:"scale"`
+	Targets []Target     `json:"targets"`
 }
 
 // MemoryRow holds every round's figures; the table shows median and best.
@@ -148,23 +151,21 @@ type MemoryRow struct {
 	Err              string  `json:"error,omitempty"`
 }
 
-// ScaleRow is one dimension at N and 2N.
+// ScaleRow is one dimension at N and 2N. Frozen times are gocr's own, from
+// stats-dump.json.
 type ScaleRow struct {
 	Name      string  `json:"name"`
 	N         int     `json:"n"`
 	DumpNs    []int64 `json:"dump_ns_n"`
+	FrozenNs  []int64 `json:"frozen_ns_n"`
 	RestoreNs []int64 `json:"restore_ns_n"`
 	Dump2Ns   []int64 `json:"dump_ns_2n"`
+	Frozen2Ns []int64 `json:"frozen_ns_2n"`
 	Restore2  []int64 `json:"restore_ns_2n"`
-	Err       string  `json:"error,omitempty"`
-}
-
-// UnsupportedRow records what gocr said when asked to dump something it
-// cannot yet.
-type UnsupportedRow struct {
-	Name    string `json:"name"`
-	Status  string `json:"status"`
-	Message string `json:"gocr_message"`
+	// Verified says what was checked after every restore, for the rows
+	// that count what came back.
+	Verified string `json:"verified,omitempty"`
+	Err      string `json:"error,omitempty"`
 }
 
 // Target is one of issue 4's goals, checked against one row.
@@ -243,7 +244,6 @@ func run(o *options) error {
 	}
 	if !o.skipScale {
 		b.scaleRows()
-		b.unsupportedRows()
 	}
 	b.checkTargets()
 	b.print(os.Stdout)
@@ -354,18 +354,25 @@ func (b *bench) kill(pid int) {
 }
 
 func parentOf(pid int) (int, error) {
+	_, ppid, err := statOf(pid)
+	return ppid, err
+}
+
+// statOf reads a process's state letter and parent from /proc/PID/stat.
+func statOf(pid int) (state byte, ppid int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name may hold spaces and parentheses; fields after the
 	// last ')' are fixed: state, ppid.
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
-	return strconv.Atoi(f[1])
+	ppid, err = strconv.Atoi(f[1])
+	return f[0][0], ppid, err
 }
 
 // gocrRun is one gocr command's outcome.
@@ -634,26 +641,48 @@ func imageFiles(dir string) ([]string, int64, error) {
 
 // ---- scale rows ----
 
+// scaleSpec is one scale row: a bench/c program run at N and 2N.
+type scaleSpec struct {
+	name, prog string
+	n          int
+	args       func(n int) []string
+	// want, when set, is the shape a target of size n has and its restore
+	// must bring back. Such rows start a fresh target every round and end
+	// every restored process by PID after the round (freshScaleRow); the
+	// others dump and restore one target per size throughout (scaleRow).
+	want func(n int) shape
+}
+
+// shape is how many threads the root and how many processes the tree has.
+type shape struct{ threads, procs int }
+
 func (b *bench) scaleRows() {
+	nArg := func(n int) []string { return []string{strconv.Itoa(n)} }
 	fdsFile := filepath.Join(b.work, "fds.dat")
-	if err := os.WriteFile(fdsFile, make([]byte, 64<<10), 0o644); err != nil {
-		b.res.Scale = append(b.res.Scale, &ScaleRow{Name: "open fds", Err: fmt.Sprintf("create %s: %v", fdsFile, err)})
-		return
+	fdsErr := os.WriteFile(fdsFile, make([]byte, 64<<10), 0o644)
+	specs := []scaleSpec{
+		{name: "VMAs", prog: "vmas", n: b.o.vmas, args: nArg},
+		{name: "open fds", prog: "fds", n: b.o.fds, args: func(n int) []string { return []string{strconv.Itoa(n), fdsFile} }},
+		{name: "threads in 1 process", prog: "threads", n: b.o.threads, args: nArg,
+			want: func(n int) shape { return shape{n, 1} }},
+		{name: "processes in 1 tree", prog: "tree", n: b.o.procs, args: nArg,
+			want: func(n int) shape { return shape{1, n} }},
 	}
-	rows := []struct {
-		name, prog string
-		n          int
-		args       func(n int) []string
-	}{
-		{"VMAs", "vmas", b.o.vmas, func(n int) []string { return []string{strconv.Itoa(n)} }},
-		{"open fds", "fds", b.o.fds, func(n int) []string { return []string{strconv.Itoa(n), fdsFile} }},
-	}
-	for _, r := range rows {
-		row := &ScaleRow{Name: r.name, N: r.n}
+	for _, s := range specs {
+		row := &ScaleRow{Name: s.name, N: s.n}
 		b.res.Scale = append(b.res.Scale, row)
-		if err := b.scaleRow(row, r.prog, r.args); err != nil {
+		var err error
+		switch {
+		case s.prog == "fds" && fdsErr != nil:
+			err = fmt.Errorf("create %s: %w", fdsFile, fdsErr)
+		case s.want != nil:
+			err = b.freshScaleRow(row, s)
+		default:
+			err = b.scaleRow(row, s.prog, s.args)
+		}
+		if err != nil {
 			row.Err = err.Error()
-			b.logf("%s: %v", r.name, err)
+			b.logf("%s: %v", s.name, err)
 		}
 	}
 }
@@ -675,6 +704,7 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 		defer func() { b.kill(pid) }()
 	}
 	dumps := [2]*[]int64{&row.DumpNs, &row.Dump2Ns}
+	frozen := [2]*[]int64{&row.FrozenNs, &row.Frozen2Ns}
 	restores := [2]*[]int64{&row.RestoreNs, &row.Restore2}
 	for round := 0; round < b.o.scaleRuns; round++ {
 		for j := 0; j < 2; j++ {
@@ -687,11 +717,16 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 			if err != nil {
 				return err
 			}
+			st, err := readStats(img)
+			if err != nil {
+				return err
+			}
 			r, err := b.restore(pids[i], img)
 			if err != nil {
 				return err
 			}
 			*dumps[i] = append(*dumps[i], d.wall.Nanoseconds())
+			*frozen[i] = append(*frozen[i], st.FrozenNs)
 			*restores[i] = append(*restores[i], r.wall.Nanoseconds())
 			os.RemoveAll(img)
 		}
@@ -699,91 +734,199 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 	return nil
 }
 
-// unsupportedRows asks gocr to dump a multi-threaded process and a process
-// tree (with --leave-running, so a dump that worked would not kill them)
-// and records what it says.
-func (b *bench) unsupportedRows() {
-	rows := []struct {
-		name, prog string
-		n          int
-		want       shape
-	}{
-		{fmt.Sprintf("%d threads", b.o.threads), "threads", b.o.threads, shape{b.o.threads, 1}},
-		{fmt.Sprintf("%d-process tree", b.o.procs), "tree", b.o.procs, shape{1, b.o.procs}},
+// freshScaleRow measures a thread or tree row: every round, at N and at 2N
+// (alternating which goes first), a fresh target is dumped and restored,
+// the restore is checked, and every process is ended by PID.
+func (b *bench) freshScaleRow(row *ScaleRow, s scaleSpec) error {
+	b.logf("%s: N=%d and 2N, %d rounds", row.Name, row.N, b.o.scaleRuns)
+	base, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
+	if err != nil {
+		return fmt.Errorf("images dir: %w", err)
 	}
-	for _, r := range rows {
-		row := &UnsupportedRow{Name: r.name, Status: unsupportedIn}
-		b.res.Unsupported = append(b.res.Unsupported, row)
-		b.logf("%s: trying a dump", r.name)
-		pid, err := b.startTarget(r.prog, strconv.Itoa(r.n))
-		if err != nil {
-			row.Message = err.Error()
-			continue
-		}
-		img, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
-		if err != nil {
-			row.Message = err.Error()
-		} else {
-			b.tryUnsupported(row, pid, img, r.want)
+	defer os.RemoveAll(base)
+	series := [2]struct{ dump, frozen, restore *[]int64 }{
+		{&row.DumpNs, &row.FrozenNs, &row.RestoreNs},
+		{&row.Dump2Ns, &row.Frozen2Ns, &row.Restore2},
+	}
+	for round := 0; round < b.o.scaleRuns; round++ {
+		for j := 0; j < 2; j++ {
+			i := j
+			if round%2 == 1 {
+				i = 1 - j
+			}
+			n := row.N << i
+			img := filepath.Join(base, "img")
+			d, f, r, err := b.freshRound(s, n, img)
 			os.RemoveAll(img)
+			if err != nil {
+				return fmt.Errorf("round %d, N=%d: %w", round+1, n, err)
+			}
+			*series[i].dump = append(*series[i].dump, d)
+			*series[i].frozen = append(*series[i].frozen, f)
+			*series[i].restore = append(*series[i].restore, r)
+			b.logf("%s: round %d, N=%d: dump %v (frozen %v), restore %v, restored shape verified",
+				row.Name, round+1, n, ms(d), ms(f), ms(r))
 		}
-		b.killTree(pid)
 	}
+	w1, w2 := s.want(row.N), s.want(2*row.N)
+	what := fmt.Sprintf("%d (N) / %d (2N) live processes back with the dumped PIDs", w1.procs, w2.procs)
+	if w1.threads != w2.threads {
+		what = fmt.Sprintf("%d (N) / %d (2N) threads back in the process, same PID", w1.threads, w2.threads)
+	}
+	row.Verified = "every restore checked: " + what + "; then every process killed and reaped by PID"
+	return nil
 }
 
-// tryUnsupported dumps pid with --leave-running; if that works it kills
-// the original and tries a restore, so the row says how far gocr gets.
-func (b *bench) tryUnsupported(row *UnsupportedRow, pid int, img string, want shape) {
-	d, err := b.runGocr("dump", "-t", strconv.Itoa(pid), "-D", img, "--leave-running")
+// freshRound starts the target at size n, dumps it (the dump ends every
+// process of it), reaps them all so their PIDs are free, restores with -d,
+// checks that the root has the threads and the tree the processes (the
+// same PIDs) it had, and ends every restored process by PID. It returns
+// the dump's wall time, gocr's frozen time, and the restore's wall time;
+// nothing of the target runs when it returns, whatever went wrong.
+func (b *bench) freshRound(s scaleSpec, n int, img string) (dumpNs, frozenNs, restoreNs int64, err error) {
+	want := s.want(n)
+	root, err := b.startTarget(s.prog, s.args(n)...)
 	if err != nil {
-		row.Message = "dump: " + d.output
-		return
+		return 0, 0, 0, err
 	}
-	b.killTree(pid)
-	r, err := b.runGocr("restore", "-D", img, "-d")
+	pids := treeOf(root)
+	live := pids // what is left to end: the original, then the restored tree
+	defer func() {
+		if e := b.endTree(live); e != nil && err == nil {
+			err = e
+		}
+		if e := b.endStray(); e != nil && err == nil {
+			err = e
+		}
+	}()
+	if got := shapeOf(root, pids); got != want {
+		return 0, 0, 0, fmt.Errorf("target %s %d started with %d threads in the root, %d live processes; want %d, %d",
+			s.prog, n, got.threads, got.procs, want.threads, want.procs)
+	}
+	d, err := b.runGocr("dump", "-t", strconv.Itoa(root), "-D", img)
 	if err != nil {
-		row.Message = fmt.Sprintf("dump worked (%v), restore: %s", d.wall.Round(time.Millisecond), r.output)
-		return
+		return 0, 0, 0, err
 	}
-	// Count what came back: a restore that returns 0 but brings back only
-	// the root or only the main thread is not support.
-	threads, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	procs := []int{pid}
-	for i := 0; i < len(procs); i++ {
-		procs = append(procs, childrenOf(procs[i])...)
+	// gocr killed them all and waited until they exited: reap each.
+	live = nil
+	if err := b.endTree(pids); err != nil {
+		return 0, 0, 0, fmt.Errorf("after the dump: %w", err)
 	}
-	got := fmt.Sprintf("restored: %d threads in the root, %d processes", len(threads), len(procs))
-	if len(threads) == want.threads && len(procs) == want.procs {
-		row.Status = "works, not yet a measured row"
+	st, err := readStats(img)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	row.Message = fmt.Sprintf("dump %v, restore %v, %s (want %d threads, %d processes)",
-		d.wall.Round(time.Millisecond), r.wall.Round(time.Millisecond), got, want.threads, want.procs)
-	b.killTree(pid)
+	r, restoreErr := b.runGocr("restore", "-D", img, "-d")
+	// gocr restore has exited, so a restored root is this subreaper's
+	// child; end whatever came back, even after a failed restore.
+	if ppid, err := parentOf(root); err == nil && ppid == os.Getpid() {
+		live = treeOf(root)
+	}
+	if restoreErr != nil {
+		return 0, 0, 0, restoreErr
+	}
+	if live == nil {
+		return 0, 0, 0, fmt.Errorf("restore exited 0 but root %d is not running as this bench's child", root)
+	}
+	if got := shapeOf(root, live); got != want {
+		return 0, 0, 0, fmt.Errorf("restore brought back %d threads in the root, %d live processes; want %d, %d",
+			got.threads, got.procs, want.threads, want.procs)
+	}
+	if got, dumped := slices.Sorted(slices.Values(live)), slices.Sorted(slices.Values(pids)); !slices.Equal(got, dumped) {
+		return 0, 0, 0, fmt.Errorf("restore brought back %d processes but not the dumped PIDs", len(live))
+	}
+	return d.wall.Nanoseconds(), st.FrozenNs, r.wall.Nanoseconds(), nil
 }
 
-// shape is how many threads the root and how many processes the tree has.
-type shape struct{ threads, procs int }
-
-// killTree kills a target and every descendant, each by PID, then reaps
-// whatever was reparented to this subreaper.
-func (b *bench) killTree(root int) {
+// treeOf lists root and its descendants, breadth-first, root first.
+func treeOf(root int) []int {
 	pids := []int{root}
 	for i := 0; i < len(pids); i++ {
 		pids = append(pids, childrenOf(pids[i])...)
 	}
-	for _, pid := range slices.Backward(pids) {
-		unix.Kill(pid, unix.SIGKILL)
-	}
-	// No other child of this process is alive at this point (the limit
-	// helper runs only during memory rows), so reap until there is none.
-	for {
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
-			return
-		} else if err != nil && !errors.Is(err, unix.EINTR) {
-			return
+	return pids
+}
+
+// shapeOf counts the threads of root and the live processes of its tree:
+// a zombie is listed as a child too, but the bench targets have none, so a
+// zombie there is a process that died.
+func shapeOf(root int, tree []int) shape {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", root))
+	live := 0
+	for _, pid := range tree {
+		if st, _, err := statOf(pid); err == nil && st != 'Z' && st != 'X' {
+			live++
 		}
 	}
+	return shape{len(tasks), live}
+}
+
+// endTree kills every process of a tree listed by treeOf, each by PID and
+// children first, then reaps each, root first: the root is this process's
+// child, and every other process is reparented to this child subreaper
+// when its parent exits, so by the time its parent is reaped it can be
+// reaped here. A PID is only killed while its parent is this process or
+// another process of the tree, so a PID reused by someone else is never
+// touched. It fails if a process cannot be reaped.
+func (b *bench) endTree(pids []int) error {
+	me := os.Getpid()
+	in := make(map[int]bool, len(pids))
+	for _, p := range pids {
+		in[p] = true
+	}
+	for _, pid := range slices.Backward(pids) {
+		if ppid, err := parentOf(pid); err == nil && (ppid == me || in[ppid]) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	for _, pid := range pids {
+		if err := reap(pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reap waits for one killed process to be reaped by this process. A PID
+// that is gone already counts as reaped.
+func reap(pid int) error {
+	deadline := time.Now().Add(reapTimeout)
+	for {
+		var ws unix.WaitStatus
+		p, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		switch {
+		case p == pid:
+			return nil
+		case errors.Is(err, unix.ECHILD):
+			// Not (yet) this process's child: its parent has not
+			// exited yet, or it is gone.
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+		case err != nil && !errors.Is(err, unix.EINTR):
+			return fmt.Errorf("reap %d: %w", pid, err)
+		}
+		if time.Now().After(deadline) {
+			ppid, _ := parentOf(pid)
+			return fmt.Errorf("process %d (parent %d) not reaped %v after it was killed", pid, ppid, reapTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// endStray checks that this process has no child left, live or zombie,
+// once a round is over (no other target or helper runs during the thread
+// and tree rows): a restored process outside the restored tree, or one not
+// reaped, would show here. It ends and reaps any it finds and reports them.
+func (b *bench) endStray() error {
+	stray := childrenOf(os.Getpid())
+	if len(stray) == 0 {
+		return nil
+	}
+	for _, pid := range stray {
+		b.endTree(treeOf(pid))
+	}
+	return fmt.Errorf("processes %v were left after the round", stray)
 }
 
 func childrenOf(pid int) []int {
@@ -897,19 +1040,26 @@ func (b *bench) print(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if len(res.Scale) > 0 {
-		fmt.Fprintf(w, "| scale row | N | dump N | dump 2N | 2N/N | restore N | restore 2N | 2N/N |\n")
-		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(w, "| scale row | N | dump N | dump 2N | 2N/N | frozen N | frozen 2N | restore N | restore 2N | 2N/N |\n")
+		fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range res.Scale {
-			if r.Err != "" {
-				fmt.Fprintf(w, "| %s | %d | error: %s ||||||\n", r.Name, r.N, oneLine(r.Err))
+			if r.Err != "" && len(r.DumpNs)+len(r.Dump2Ns) == 0 {
+				fmt.Fprintf(w, "| %s | %d | error: %s ||||||||\n", r.Name, r.N, oneLine(r.Err))
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %s | %.2f |\n", r.Name, r.N,
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %s | %s | %s | %.2f |\n", r.Name, r.N,
 				mb(r.DumpNs), mb(r.Dump2Ns), ratio(median(r.Dump2Ns), median(r.DumpNs)),
+				mb(r.FrozenNs), mb(r.Frozen2Ns),
 				mb(r.RestoreNs), mb(r.Restore2), ratio(median(r.Restore2), median(r.RestoreNs)))
+			if r.Err != "" {
+				fmt.Fprintf(w, "|  | | error after %d+%d rounds (N+2N): %s ||||||||\n", len(r.DumpNs), len(r.Dump2Ns), oneLine(r.Err))
+			}
 		}
-		for _, r := range res.Unsupported {
-			fmt.Fprintf(w, "| %s | - | %s: %s ||||||\n", r.Name, r.Status, oneLine(r.Message))
+		fmt.Fprintln(w)
+		for _, r := range res.Scale {
+			if r.Verified != "" {
+				fmt.Fprintf(w, "%s: fresh target each round; %s\n", r.Name, r.Verified)
+			}
 		}
 		fmt.Fprintln(w)
 	}
