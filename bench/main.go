@@ -79,23 +79,25 @@ const (
 )
 
 type options struct {
-	gocr       string
-	diskDir    string
-	out        string
-	quick      bool
-	runs1      int
-	runs4      int
-	scaleRuns  int
-	vmas, fds  int
-	threads    int
-	procs      int
-	skipMemory bool
-	skipScale  bool
+	gocr         string
+	pageTransfer string
+	diskDir      string
+	out          string
+	quick        bool
+	runs1        int
+	runs4        int
+	scaleRuns    int
+	vmas, fds    int
+	threads      int
+	procs        int
+	skipMemory   bool
+	skipScale    bool
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.gocr, "gocr", "./gocr", "gocr binary to measure")
+	flag.StringVar(&o.pageTransfer, "page-transfer", "", "passed to gocr dump --page-transfer (write or splice); empty: gocr's default")
 	flag.StringVar(&o.diskDir, "disk-dir", "/var/tmp", "directory on the disk for the on-disk rows")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "where to write the results as JSON")
 	flag.BoolVar(&o.quick, "quick", false, "1 GiB rows only, 3 runs each, scale rows with 2 runs")
@@ -415,7 +417,11 @@ func (b *bench) runGocr(args ...string) (*gocrRun, error) {
 // dump dumps pid into dir (the dump kills it) and reaps it, so that its PID
 // is free for the restore.
 func (b *bench) dump(pid int, dir string) (*gocrRun, error) {
-	r, err := b.runGocr("dump", "-t", strconv.Itoa(pid), "-D", dir)
+	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir}
+	if b.o.pageTransfer != "" {
+		args = append(args, "--page-transfer", b.o.pageTransfer)
+	}
+	r, err := b.runGocr(args...)
 	if err != nil {
 		return r, err
 	}

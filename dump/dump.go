@@ -32,6 +32,11 @@ type Options struct {
 	Dir          string
 	LeaveRunning bool   // let the processes run on after the dump
 	Version      string // gocr's version, recorded in the inventory
+	// PageTransfer is how page data reaches the image: "write" (the
+	// parasite pwritev()s it into the image file, the default) or
+	// "splice" (vmsplice into pipes, gocr splices them into the file).
+	// Both avoid gocr's memory; docs/PERFORMANCE.md compares them.
+	PageTransfer string
 }
 
 // Run dumps the process tree opts selects into opts.Dir.
@@ -109,7 +114,14 @@ func Run(opts Options) (err error) {
 			}
 		}
 	}()
-	if err := captureAll(t, dir, states, mems, &stats); err != nil {
+	switch opts.PageTransfer {
+	case "":
+		opts.PageTransfer = "write"
+	case "write", "splice":
+	default:
+		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
+	}
+	if err := captureAll(t, dir, states, mems, &stats, opts.PageTransfer); err != nil {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
@@ -139,7 +151,7 @@ func Run(opts Options) (err error) {
 // captureAll captures every process's memory, two at a time: the page
 // data of one moves (a copy in the kernel, bound by one core) while the
 // other is infected or cured on the tracer thread, so both cores work.
-func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats) error {
+func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats, transfer string) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -162,7 +174,7 @@ func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capt
 			defer func() { <-slots }()
 			var ps Stats
 			pid := int(st.task.Pid)
-			m, err := captureMemory(t, pid, dir, st, &ps)
+			m, err := captureMemory(t, pid, dir, st, &ps, transfer)
 			mu.Lock()
 			defer mu.Unlock()
 			mems[i] = m

@@ -3,6 +3,7 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,7 +96,7 @@ type capturedMemory struct {
 // through /proc/PID/mem, which may (FOLL_FORCE, fs/proc/base.c mem_rw).
 // When it returns the process is cured and nothing of it is needed any
 // more: it may run again before the images are synced.
-func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats) (*capturedMemory, error) {
+func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, transfer string) (*capturedMemory, error) {
 	t0 := time.Now()
 	runs, err := pagesToDump(pid, st.mm)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
@@ -130,7 +131,7 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
-		return writeRuns(p, pid, runs, pages)
+		return writeRuns(p, pid, runs, pages, transfer)
 	}()
 	t3 := time.Now()
 	cerr := p.Cure()
@@ -169,14 +170,26 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	return pmw.Close()
 }
 
-func writeRuns(p *parasite.Parasite, pid int, runs []run, pages *os.File) (int64, error) {
+func writeRuns(p *parasite.Parasite, pid int, runs []run, pages *os.File, transfer string) (int64, error) {
 	var written int64
 	var spans []parasite.Span
 	flush := func() error {
 		if len(spans) == 0 {
 			return nil
 		}
-		n, err := p.DumpPages(spans, pages)
+		var n int64
+		var err error
+		if transfer == "write" {
+			n, err = p.WritePages(spans, pages)
+			if errors.Is(err, parasite.ErrCannotPassFile) {
+				// e.g. the process is at its fd limit: the pipes
+				// it already has still work.
+				transfer = "splice"
+			}
+		}
+		if transfer == "splice" {
+			n, err = p.DumpPages(spans, pages)
+		}
 		written += n
 		spans = spans[:0]
 		return err

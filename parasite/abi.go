@@ -17,6 +17,8 @@ const (
 	cmdDumpState = 1
 	cmdDumpPages = 2
 	cmdFini      = 3
+	cmdRecvFd    = 4
+	cmdWrite     = 5
 
 	// struct parasite_ctl
 	ctlCmdSeq  = 0

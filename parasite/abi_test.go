@@ -21,7 +21,7 @@ func TestABIMatchesC(t *testing.T) {
 		"PARASITE_STACK_OFF": stackOff, "PARASITE_STACK_SIZE": stackSize,
 		"PARASITE_DATA_OFF": dataOff, "PARASITE_DATA_SIZE": dataSize,
 		"PARASITE_REGION_SIZE": regionSize,
-		"PCMD_DUMP_STATE":      cmdDumpState, "PCMD_DUMP_PAGES": cmdDumpPages, "PCMD_FINI": cmdFini,
+		"PCMD_DUMP_STATE":      cmdDumpState, "PCMD_DUMP_PAGES": cmdDumpPages, "PCMD_FINI": cmdFini, "PCMD_RECV_FD": cmdRecvFd, "PCMD_WRITE_PAGES": cmdWrite,
 		"parasite_ctl.cmd_seq": ctlCmdSeq, "parasite_ctl.done_seq": ctlDoneSeq,
 		"parasite_ctl.cmd": ctlCmd, "parasite_ctl.ret": ctlRet, "parasite_ctl.args": ctlArgs,
 		"parasite_ctl.data_fd": ctlDataFd, "sizeof parasite_ctl": ctlSize,

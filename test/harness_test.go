@@ -566,7 +566,8 @@ func restoreDetached(t *testing.T, tg *target, dir string, stdin *os.File) int {
 }
 
 type cycleOpts struct {
-	stdin *os.File // stdin for gocr restore (and so for the restored target)
+	stdin    *os.File // stdin for gocr restore (and so for the restored target)
+	dumpArgs []string // extra gocr dump arguments
 }
 
 // checkpointRestore dumps tg, checks the dump killed it, reaps it and
@@ -578,7 +579,7 @@ func checkpointRestore(t *testing.T, tg *target, o cycleOpts) int {
 		return tg.pid
 	}
 	dir := t.TempDir()
-	dump(t, tg.pid, dir)
+	dump(t, tg.pid, dir, o.dumpArgs...)
 	tg.waitDead(t, "a dump without --leave-running")
 	return restoreDetached(t, tg, dir, o.stdin)
 }

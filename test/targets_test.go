@@ -104,6 +104,16 @@ func TestMemory(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestMemorySplice: the same memory, moved to the image the other way the
+// parasite can (vmsplice into pipes that gocr splices into the file), so
+// both page transfers stay correct.
+func TestMemorySplice(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "memory", t.TempDir())
+	pid := checkpointRestore(t, tg, cycleOpts{dumpArgs: []string{"--page-transfer", "splice"}})
+	checkResult(t, tg, pid)
+}
+
 func TestFds(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "fds", t.TempDir())

@@ -25,6 +25,8 @@
 #define PCMD_DUMP_STATE 1
 #define PCMD_DUMP_PAGES 2
 #define PCMD_FINI 3
+#define PCMD_RECV_FD 4
+#define PCMD_WRITE_PAGES 5
 
 /* Control block. gocr writes cmd/args, then bumps cmd_seq and wakes it;
  * the parasite answers in ret, then sets done_seq = cmd_seq and wakes it. */
@@ -86,7 +88,13 @@ BUILD_BUG_ON_OFFSET(struct parasite_state, child_subreaper, 2184);
 BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
 _Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
 
-/* PCMD_DUMP_PAGES: args[0] = offset of an iovec array inside the region,
+/* PCMD_RECV_FD: args[0] = a unix socket in the target; receives one fd
+ * sent with SCM_RIGHTS and returns its number.
+ * PCMD_WRITE_PAGES: args[0] = offset of an iovec array inside the region,
+ * args[1] = number of iovecs, args[2] = a file (from PCMD_RECV_FD),
+ * args[3] = file offset: the memory is written there with pwritev, one
+ * copy from the target's pages into the image.
+ * PCMD_DUMP_PAGES: args[0] = offset of an iovec array inside the region,
  * args[1] = number of iovecs, args[2] = chunk size in bytes. Each iovec
  * names target memory. The data goes out in chunks alternating between the
  * two pipes (chunk 0 to data_fd[0], chunk 1 to data_fd[1], ...), so gocr

@@ -129,6 +129,80 @@ static long dump_pages(const s32 fds[2], struct parasite_iovec *iov, u64 n, u64 
 	return 0;
 }
 
+#define __NR_recvmsg 47
+#define __NR_pwritev 296
+
+/* struct msghdr and struct cmsghdr on x86-64 (include/linux/socket.h). */
+struct kmsghdr {
+	void *name;
+	s32 namelen;
+	s32 pad;
+	void *iov;
+	u64 iovlen;
+	void *control;
+	u64 controllen;
+	s32 flags;
+	s32 pad2;
+};
+
+struct kcmsg_fd {
+	u64 len;
+	s32 level;
+	s32 type;
+	s32 fd;
+	s32 pad;
+};
+
+static long recv_fd(int sock)
+{
+	char byte;
+	struct parasite_iovec iov = {(u64)&byte, 1};
+	struct kcmsg_fd cm;
+	struct kmsghdr msg = {
+		.iov = &iov,
+		.iovlen = 1,
+		.control = &cm,
+		.controllen = sizeof(cm),
+	};
+	nl_memset(&cm, 0, sizeof(cm));
+	long ret = sys3(__NR_recvmsg, sock, &msg, 0);
+	if (ret < 0)
+		return ret;
+	/* SOL_SOCKET 1, SCM_RIGHTS 1; cmsg_len = CMSG_LEN(sizeof(int)) = 20
+	 * (include/uapi/asm-generic/socket.h, include/linux/socket.h). */
+	if (msg.controllen < 20 || cm.level != 1 || cm.type != 1)
+		return -EINVAL;
+	return cm.fd;
+}
+
+static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off)
+{
+	while (n > 0) {
+		u64 batch = n < UIO_MAXIOV ? n : UIO_MAXIOV;
+		long ret = sys6(__NR_pwritev, fd, iov, batch, off, 0, 0);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			return -EINVAL;
+		u64 done = (u64)ret;
+		off += done;
+		while (done > 0 && n > 0) {
+			if (done >= iov->len) {
+				done -= iov->len;
+				iov++;
+				n--;
+			} else {
+				iov->base += done;
+				iov->len -= done;
+				done = 0;
+			}
+		}
+	}
+	return 0;
+}
+
 void parasite_main(struct parasite_ctl *ctl)
 {
 	u8 *base = (u8 *)ctl - PARASITE_CTL_OFF;
@@ -156,6 +230,19 @@ void parasite_main(struct parasite_ctl *ctl)
 			}
 			ret = dump_pages(ctl->data_fd, (struct parasite_iovec *)(base + ctl->args[0]),
 					 ctl->args[1], ctl->args[2]);
+			break;
+		case PCMD_RECV_FD:
+			ret = recv_fd((int)ctl->args[0]);
+			break;
+		case PCMD_WRITE_PAGES:
+			if (ctl->args[0] < PARASITE_DATA_OFF ||
+			    ctl->args[1] * sizeof(struct parasite_iovec) >
+				    PARASITE_REGION_SIZE - ctl->args[0]) {
+				ret = -EINVAL;
+				break;
+			}
+			ret = write_pages((int)ctl->args[2], (struct parasite_iovec *)(base + ctl->args[0]),
+					  ctl->args[1], ctl->args[3]);
 			break;
 		case PCMD_FINI:
 			ret = 0;
