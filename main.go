@@ -9,7 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,6 +29,30 @@ const version = "0.1.0"
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// deferSignals holds off SIGINT, SIGTERM and SIGHUP while gocr has
+// processes stopped, infected or half restored: dying then would leave a
+// parasite in a job, or a half-built process. They take effect, as gocr's
+// default action, once the returned function is called.
+func deferSignals() func() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			select {
+			case sig := <-ch:
+				fmt.Fprintf(os.Stderr, "gocr: %v arrived during the operation; the processes were left consistent\n", sig)
+				signal.Reset(sig)
+				syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+				time.Sleep(time.Second) // the signal ends gocr here
+				os.Exit(128 + int(sig.(syscall.Signal)))
+			default:
+			}
+		})
+	}
+}
 
 func main() {
 	app := &cli.App{
@@ -58,6 +86,7 @@ func main() {
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 				},
 				Action: func(c *cli.Context) error {
+					defer deferSignals()()
 					var missing []string
 					if !c.IsSet("tree") && !c.IsSet("pgid") && !c.IsSet("sid") {
 						missing = append(missing, "tree")
@@ -94,9 +123,12 @@ func main() {
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
 				},
 				Action: func(c *cli.Context) error {
+					release := deferSignals()
+					defer release()
 					res, err := restorer.Run(restorer.Options{
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+						Released: release,
 					})
 					if err != nil {
 						return err

@@ -45,6 +45,9 @@ type Options struct {
 	// Stdio given to the restored process where its own stdio was
 	// connected outside the dump (a terminal, a shell's pipe).
 	Stdin, Stdout, Stderr *os.File
+	// Released, if set, is called once the processes run on their own
+	// (before waiting for the root without Detach).
+	Released func()
 }
 
 // Result is how a restore ended.
@@ -904,6 +907,9 @@ func launch(procs []*proc, planBytes []byte, src *sources, opts Options) (res *R
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	res = &Result{Pid: root}
+	if opts.Released != nil {
+		opts.Released()
+	}
 	if opts.Detach {
 		return res, nil
 	}
