@@ -113,6 +113,11 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		pages.Close()
 		return nil, err
 	}
+	// Test hook: hold the parasite in place, so a test can kill gocr
+	// while it runs (test/refusal_test.go TestGocrKilledMidDump).
+	if d, err := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_AFTER_INFECT")); err == nil {
+		time.Sleep(d)
+	}
 	var t2 time.Time
 	written, derr := func() (int64, error) {
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()

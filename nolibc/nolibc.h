@@ -16,6 +16,7 @@ typedef long s64;
 typedef unsigned int u32;
 typedef int s32;
 typedef unsigned short u16;
+typedef short s16;
 typedef unsigned char u8;
 typedef unsigned long size_t;
 

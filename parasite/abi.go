@@ -27,7 +27,14 @@ const (
 	ctlRet     = 12
 	ctlArgs    = 16
 	ctlDataFd  = 48
-	ctlSize    = 56
+	ctlSock    = 56
+	ctlCmdFd   = 60
+	ctlFrame   = 64
+	ctlSize    = 72
+
+	// The rt_sigframe for self-cure sits at the bottom of the parasite's
+	// stack area (parasite/c/abi.h PARASITE_FRAME_OFF).
+	frameOff = stackOff
 
 	// struct parasite_state
 	stSigactions     = 0

@@ -58,6 +58,8 @@ type Parasite struct {
 	remoteDataFd [2]int64
 	remoteReadFd [2]int64
 	remoteSock   int64 // the target's end of the fd-passing socket
+	remoteCmdFd  int64 // read end of the command pipe
+	cmdw         int   // gocr's write end of the command pipe
 	remoteFiles  []int64
 	sock         int // gocr's end
 	sentFiles    map[uintptr]int64
@@ -78,7 +80,7 @@ type Parasite struct {
 // Precondition: pid is seized by t and in a ptrace event stop.
 func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 	p = &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1}, remoteReadFd: [2]int64{-1, -1},
-		remoteSock: -1, sock: -1, pidfd: -1, sentFiles: map[uintptr]int64{}}
+		remoteSock: -1, remoteCmdFd: -1, cmdw: -1, sock: -1, pidfd: -1, sentFiles: map[uintptr]int64{}}
 	if p.saved, err = t.GetRegs(pid); err != nil {
 		return nil, fmt.Errorf("infect %d: %w", pid, err)
 	}
@@ -175,7 +177,10 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 
 	// A socket to hand the parasite files (SCM_RIGHTS, man 7 unix):
 	// the one way to put an fd into another process's table.
-	if _, err = p.inject(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0, base+dataOff); err != nil {
+	// SOCK_SEQPACKET, not DGRAM: its peer's close shows as POLLHUP
+	// (net/unix/af_unix.c unix_release_sock), which is how the parasite
+	// learns that gocr died.
+	if _, err = p.inject(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0, base+dataOff); err != nil {
 		return p, fmt.Errorf("infect %d: socketpair: %w", pid, err)
 	}
 	ours := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
@@ -187,6 +192,31 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 	}
 	if _, err = p.inject(unix.SYS_CLOSE, uint64(ours)); err != nil {
 		return p, fmt.Errorf("infect %d: close socket: %w", pid, err)
+	}
+
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
+
+	// The command pipe: gocr keeps the only write end, so its death is
+	// the parasite's EOF.
+	if _, err = p.inject(unix.SYS_PIPE2, base+dataOff, unix.O_CLOEXEC); err != nil {
+		return p, fmt.Errorf("infect %d: pipe2: %w", pid, err)
+	}
+	p.remoteCmdFd = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+	cmdWrite := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+	if p.cmdw, err = unix.PidfdGetfd(p.pidfd, int(cmdWrite), 0); err != nil {
+		p.cmdw = -1
+		p.inject(unix.SYS_CLOSE, uint64(cmdWrite))
+		return p, fmt.Errorf("infect %d: pidfd_getfd command pipe: %w", pid, err)
+	}
+	if _, err = p.inject(unix.SYS_CLOSE, uint64(cmdWrite)); err != nil {
+		return p, fmt.Errorf("infect %d: close command pipe: %w", pid, err)
+	}
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
+	if frame, err := sigframe(&p.saved, p.savedXstate, p.savedMask, base+frameOff); err != nil {
+		return p, fmt.Errorf("infect %d: %w", pid, err)
+	} else {
+		copy(p.local[frameOff:stackOff+stackSize], frame)
+		binary.LittleEndian.PutUint64(p.local[ctlOff+ctlFrame:], frameOff)
 	}
 
 	regs := p.saved
@@ -250,7 +280,9 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	}
 	p.seq++
 	storeUint32(p.local, ctlOff+ctlCmdSeq, p.seq)
-	futexWake(p.local, ctlOff+ctlCmdSeq)
+	if _, err := unix.Write(p.cmdw, []byte{1}); err != nil {
+		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, err)
+	}
 	for loadUint32(p.local, ctlOff+ctlDoneSeq) != p.seq {
 		futexWait(p.local, ctlOff+ctlDoneSeq, p.seq-1, 50*time.Millisecond)
 		if loadUint32(p.local, ctlOff+ctlDoneSeq) == p.seq {
@@ -589,6 +621,7 @@ func (p *Parasite) Cure() error {
 		closeRemote(&p.remoteReadFd[i])
 	}
 	closeRemote(&p.remoteSock)
+	closeRemote(&p.remoteCmdFd)
 	for i := range p.remoteFiles {
 		closeRemote(&p.remoteFiles[i])
 	}
@@ -631,6 +664,10 @@ func (p *Parasite) Cure() error {
 	if p.sock >= 0 {
 		unix.Close(p.sock)
 		p.sock = -1
+	}
+	if p.cmdw >= 0 {
+		unix.Close(p.cmdw)
+		p.cmdw = -1
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cure %d: %w", p.pid, err)

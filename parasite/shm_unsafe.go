@@ -21,13 +21,9 @@ func loadUint32(b []byte, off int) uint32 { return atomic.LoadUint32(word(b, off
 
 func storeUint32(b []byte, off int, v uint32) { atomic.StoreUint32(word(b, off), v) }
 
-// futexWake and futexWait use the shared (non-private) futex ops: the word
-// is in a MAP_SHARED memfd mapping, keyed by inode and offset across both
+// futexWait uses the shared (non-private) futex op: the word is in a
+// MAP_SHARED memfd mapping, keyed by inode and offset across both
 // processes (man 2 futex, "FUTEX_PRIVATE_FLAG").
-func futexWake(b []byte, off int) {
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word(b, off))), 1 /* FUTEX_WAKE */, 1<<30, 0, 0, 0)
-}
-
 func futexWait(b []byte, off int, val uint32, timeout time.Duration) {
 	ts := unix.NsecToTimespec(timeout.Nanoseconds())
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word(b, off))), 0 /* FUTEX_WAIT */, uintptr(val),

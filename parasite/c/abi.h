@@ -28,8 +28,12 @@
 #define PCMD_RECV_FD 4
 #define PCMD_WRITE_PAGES 5
 
-/* Control block. gocr writes cmd/args, then bumps cmd_seq and wakes it;
- * the parasite answers in ret, then sets done_seq = cmd_seq and wakes it. */
+/* Control block. gocr writes cmd/args, bumps cmd_seq and writes a byte to
+ * the command pipe; the parasite answers in ret, then sets done_seq =
+ * cmd_seq and wakes it (futex). The parasite waits in a plain read(): an
+ * untimed wait, so an interruption never replaces the thread's restart
+ * block (a timed futex or poll would, kernel/futex/waitwait.c), and the
+ * pipe's EOF tells it gocr died. */
 struct parasite_ctl {
 	u32 cmd_seq;
 	u32 done_seq;
@@ -37,6 +41,9 @@ struct parasite_ctl {
 	s32 ret;
 	u64 args[4];
 	s32 data_fd[2]; /* write ends of the two page pipes, in the target's fd table */
+	s32 sock;       /* the target's end of gocr's socket, for passing files */
+	s32 cmd_fd;     /* read end of the command pipe: a byte per command, EOF when gocr is gone */
+	u64 frame;      /* offset of the rt_sigframe that puts the thread back */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_seq, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, done_seq, 4);
@@ -44,7 +51,17 @@ BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd, 8);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, ret, 12);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, args, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, data_fd, 48);
-_Static_assert(sizeof(struct parasite_ctl) == 56, "parasite_ctl size");
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, sock, 56);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_fd, 60);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, frame, 64);
+_Static_assert(sizeof(struct parasite_ctl) == 72, "parasite_ctl size");
+
+/* If gocr dies while the parasite runs (the command pipe reaches EOF),
+ * nobody else knows the thread's registers: gocr leaves a ready
+ * rt_sigframe (arch/x86/include/asm/sigframe.h) at ctl->frame, and the
+ * parasite closes what was injected and rt_sigreturns through it. The
+ * region itself stays mapped: a thread cannot unmap the code it runs. */
+#define PARASITE_FRAME_OFF PARASITE_STACK_OFF
 
 /* struct sigaction as the kernel's rt_sigaction takes it
  * (arch/x86/include/uapi/asm/signal.h, no SA_RESTORER reshuffling). */

@@ -1,0 +1,93 @@
+//go:build linux
+
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestGocrKilledMidDump: gocr is SIGKILLed while its parasite runs in the
+// target (held there by the GOCR_TEST_PAUSE_AFTER_INFECT hook). Nobody else
+// has the target's registers, so the parasite must notice (its socket to
+// gocr hangs up), close what was injected and rt_sigreturn to the target's
+// own code. The target must go on counting exactly, untraced, and pass its
+// own check; the image directory must not look complete.
+func TestGocrKilledMidDump(t *testing.T) {
+	// counter: exact continuation; regs: every vector register comes
+	// back through the signal frame's xsave area; sleeper and pauser:
+	// nanosleep (restart_syscall) and pause (-ERESTARTNOHAND) interrupted
+	// by the freeze restart as if nothing happened.
+	for _, name := range []string{"counter", "regs", "sleeper", "pauser"} {
+		t.Run(name, func(t *testing.T) { testGocrKilledMidDump(t, name) })
+	}
+}
+
+func testGocrKilledMidDump(t *testing.T, name string) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, name)
+	dir := t.TempDir()
+	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_AFTER_INFECT=5s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Wait until the parasite is in: a "/memfd:" mapping appears.
+	deadline := time.Now().Add(5 * time.Second)
+	for !hasParasite(tg.pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no parasite mapping in pid %d after 5 s", tg.pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
+		t.Errorf("a killed dump left an inventory.img: the directory looks complete")
+	}
+	// The parasite checks for gocr every 200 ms.
+	time.Sleep(time.Second)
+	if fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd")); len(fds) > 4 {
+		t.Errorf("pid %d has %d fds after self-cure; the injected ones should be closed", tg.pid, len(fds))
+	}
+	if name == "counter" {
+		checkIntactCounter(t, tg)
+		return
+	}
+	assertUntouched(t, tg.pid)
+	if name == "sleeper" {
+		time.Sleep(3500 * time.Millisecond) // one whole sleep after the cure
+	}
+	checkResult(t, tg, tg.pid)
+}
+
+func hasParasite(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "maps"))
+	return err == nil && containsLine(string(b), "/memfd: (deleted)")
+}
+
+func containsLine(s, sub string) bool {
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		line := s[:i]
+		if len(line) >= len(sub) && line[len(line)-len(sub):] == sub {
+			return true
+		}
+		if i == len(s) {
+			break
+		}
+		s = s[i+1:]
+	}
+	return false
+}
