@@ -195,22 +195,24 @@ type rstArgs struct {
 	Itimers        [3]rstItimer              `c:"itimers"`
 	NrEpoll        uint32                    `c:"nr_epoll"`
 	EpollOff       uint32                    `c:"epoll_off"`
-	Reserved       [5]uint64                 `c:"reserved"`
-	Personality    uint32                    `c:"personality"`
-	Umask          uint32                    `c:"umask"`
-	CwdOff         uint32                    `c:"cwd_off"`
-	RootOff        uint32                    `c:"root_off"`
-	CommOff        uint32                    `c:"comm_off"`
-	PdeathSig      int32                     `c:"pdeathsig"`
-	Dumpable       int32                     `c:"dumpable"`
-	ChildSubreaper int32                     `c:"child_subreaper"`
-	NoNewPrivs     int32                     `c:"no_new_privs"`
-	SetCreds       uint32                    `c:"set_creds"`
-	Uids           [4]uint32                 `c:"uids"`
-	Gids           [4]uint32                 `c:"gids"`
-	NrGroups       uint32                    `c:"nr_groups"`
-	GroupsOff      uint32                    `c:"groups_off"`
-	MaxFd          uint32                    `c:"max_fd"`
+	LifelineFd     int32                     `c:"lifeline_fd"`
+	Pad2           uint32
+	Reserved       [4]uint64 `c:"reserved"`
+	Personality    uint32    `c:"personality"`
+	Umask          uint32    `c:"umask"`
+	CwdOff         uint32    `c:"cwd_off"`
+	RootOff        uint32    `c:"root_off"`
+	CommOff        uint32    `c:"comm_off"`
+	PdeathSig      int32     `c:"pdeathsig"`
+	Dumpable       int32     `c:"dumpable"`
+	ChildSubreaper int32     `c:"child_subreaper"`
+	NoNewPrivs     int32     `c:"no_new_privs"`
+	SetCreds       uint32    `c:"set_creds"`
+	Uids           [4]uint32 `c:"uids"`
+	Gids           [4]uint32 `c:"gids"`
+	NrGroups       uint32    `c:"nr_groups"`
+	GroupsOff      uint32    `c:"groups_off"`
+	MaxFd          uint32    `c:"max_fd"`
 	Pad1           uint32
 }
 
@@ -222,4 +224,5 @@ const (
 	offErrIndex     = 28
 	offRestorerBase = 32
 	offRestorerSize = 40
+	offLifelineFd   = 2464
 )

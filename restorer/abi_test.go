@@ -66,7 +66,8 @@ func TestABIMatchesC(t *testing.T) {
 		off += binary.Size(reflect.New(f.Type).Elem().Interface())
 	}
 	for name, want := range map[string]int{"state": offState, "err": offErr, "err_step": offErrStep,
-		"err_index": offErrIndex, "restorer_base": offRestorerBase, "restorer_size": offRestorerSize} {
+		"err_index": offErrIndex, "restorer_base": offRestorerBase, "restorer_size": offRestorerSize,
+		"lifeline_fd": offLifelineFd} {
 		if got := goOff[name]; got != want {
 			t.Errorf("rst_args.%s: constant says %d, struct says %d", name, want, got)
 		}

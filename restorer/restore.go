@@ -148,10 +148,20 @@ func Run(opts Options) (*Result, error) {
 	if opts.Detach {
 		procs[0].plan.args.PdeathSig = 0
 	}
+	// The lifeline: every restored process holds its read end until gocr
+	// takes over; if gocr dies first they see EOF and end themselves
+	// instead of staying parked (restorer/c/restorer.c).
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("restore: lifeline pipe: %w", err)
+	}
+	defer lifeW.Close()
+	lifeline := src.add(lifeR)
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
 		}
+		pr.plan.args.LifelineFd = lifeline
 		if err := pr.plan.bindFds(pr, src); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
@@ -903,6 +913,11 @@ func launch(procs []*proc, planBytes []byte, src *sources, opts Options) (res *R
 			break
 		}
 	}
+	// Test hook: hold here with every process parked in the restorer, so
+	// a test can kill gocr (test/gocrkill_test.go).
+	if d, err := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_BEFORE_FINISH")); err == nil {
+		time.Sleep(d)
+	}
 	if err := finish(procs, shared); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
@@ -1047,11 +1062,19 @@ func finish(procs []*proc, shared []byte) error {
 		off := int(pr.plan.offset)
 		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
 		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
+		lifeline := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
 		insn, err := ptrace.FindSyscallInsn(pid)
 		if err != nil {
 			return err
 		}
-		ret, err := t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
+		ret, err := t.InjectSyscall(pid, insn, unix.SYS_CLOSE, uint64(lifeline))
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
+		}
+		ret, err = t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
 		if err == nil {
 			err = ptrace.SyscallError(ret)
 		}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -90,4 +91,57 @@ func containsLine(s, sub string) bool {
 		s = s[i+1:]
 	}
 	return false
+}
+
+// TestGocrKilledMidRestore: gocr is SIGKILLed while the restored processes
+// (a tree, with threads elsewhere covered by the same code) are parked in
+// the restorer waiting for it. No one can finish them, so they must end
+// themselves (the lifeline pipe reaches EOF) and leave no process behind.
+func TestGocrKilledMidRestore(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "tree")
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+
+	cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
+	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_BEFORE_FINISH=10s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		for _, pid := range pids {
+			if !gone(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// Wait until every process of the tree exists again (parked).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		all := procState(tg.pid) != ""
+		for _, pid := range pids {
+			if procState(pid) == "" {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tree was not recreated within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	waitAllGone(t, append([]int{tg.pid}, pids...), "gocr was killed before it released the restored processes")
 }

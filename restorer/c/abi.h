@@ -273,7 +273,9 @@ struct rst_args {
 	struct rst_itimer itimers[3];
 	u32 nr_epoll;
 	u32 epoll_off;
-	u64 reserved[5];
+	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
+	u32 pad2;
+	u64 reserved[4];
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -328,7 +330,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, thread_stack, 2356);
 BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_epoll, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, epoll_off, 2460);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2464);
+BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2472);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -503,8 +503,10 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	if (a->dumpable == 0 || a->dumpable == 1)
 		CHECK(a, RST_STEP_PRCTL, 4, sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable));
 
-	/* Close every fd the plan does not keep. */
-	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, ~0U, 0));
+	/* Close every fd the plan does not keep, but the lifeline (gocr
+	 * closes that one when it takes over). */
+	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, a->lifeline_fd - 1, 0));
+	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->lifeline_fd + 1, ~0U, 0));
 
 	/* Process-wide pending signals last (each thread queued its own):
 	 * every signal is blocked, so they stay queued until gocr sets the
@@ -517,8 +519,15 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
 
 	report(a, RST_STATE_DONE);
-	for (;;)
-		futex_wait(&a->state, RST_STATE_DONE);
+	/* Wait for gocr to take over. If it dies first, no one can finish
+	 * this process: end it rather than leave it parked (the whole
+	 * thread group goes, man 2 exit_group). */
+	for (;;) {
+		char b;
+		if (sys3(__NR_read, a->lifeline_fd, &b, 1) == 0)
+			for (;;)
+				sys1(__NR_exit_group, 1);
+	}
 }
 
 /* Moves this code, a fresh stack and the plan into a hole that no dumped
@@ -577,6 +586,10 @@ static void restore_fds(struct rst_args *a)
 	if (pages < 0)
 		fail(a, RST_STEP_FDS, 0, pages);
 	a->pages_fd = (s32)pages;
+	long lifeline = sys3(__NR_fcntl, a->lifeline_fd, F_DUPFD_CLOEXEC, high);
+	if (lifeline < 0)
+		fail(a, RST_STEP_FDS, 1, lifeline);
+	a->lifeline_fd = (s32)lifeline;
 	for (u32 i = 0; i < a->nr_fds; i++) {
 		long fd = sys3(__NR_fcntl, fds[i].src, F_DUPFD_CLOEXEC, high);
 		if (fd < 0)
