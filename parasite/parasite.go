@@ -27,6 +27,7 @@ import (
 
 	"gocr/proc"
 	"gocr/ptrace"
+	"gocr/sharedword"
 )
 
 //go:embed parasite.bin
@@ -279,13 +280,13 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 		binary.LittleEndian.PutUint64(ctl[ctlArgs+8*i:], v)
 	}
 	p.seq++
-	storeUint32(p.local, ctlOff+ctlCmdSeq, p.seq)
+	sharedword.Store(p.local, ctlOff+ctlCmdSeq, p.seq)
 	if _, err := unix.Write(p.cmdw, []byte{1}); err != nil {
 		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, err)
 	}
-	for loadUint32(p.local, ctlOff+ctlDoneSeq) != p.seq {
-		futexWait(p.local, ctlOff+ctlDoneSeq, p.seq-1, 50*time.Millisecond)
-		if loadUint32(p.local, ctlOff+ctlDoneSeq) == p.seq {
+	for sharedword.Load(p.local, ctlOff+ctlDoneSeq) != p.seq {
+		sharedword.Wait(p.local, ctlOff+ctlDoneSeq, p.seq-1, 50*time.Millisecond)
+		if sharedword.Load(p.local, ctlOff+ctlDoneSeq) == p.seq {
 			break
 		}
 		if stopped, err := taskStopped(p.pid); err != nil || stopped {

@@ -32,6 +32,7 @@ import (
 	procfs "gocr/proc"
 	gocrpb "gocr/proto"
 	"gocr/ptrace"
+	"gocr/sharedword"
 )
 
 //go:embed restorer.elf
@@ -896,11 +897,11 @@ func launch(procs []*proc, planBytes []byte, src *sources, opts Options) (res *R
 				continue
 			}
 			off := int(pr.plan.offset)
-			if loadUint32(shared, off+offState) == rstStateDone {
+			if sharedword.Load(shared, off+offState) == rstStateDone {
 				continue
 			}
 			pending++
-			futexWait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
+			sharedword.Wait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
 			if dead, why := processDied(int(pr.task.Pid), pr == procs[0]); dead {
 				if err := planFailure(shared, procs); err != nil {
 					return nil, err
@@ -975,7 +976,7 @@ func planFailure(shared []byte, procs []*proc) error {
 			continue
 		}
 		off := int(pr.plan.offset)
-		if loadUint32(shared, off+offState) == rstStateFailed {
+		if sharedword.Load(shared, off+offState) == rstStateFailed {
 			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, planError(shared[off:], pr.task))
 		}
 	}
