@@ -75,6 +75,24 @@ static long dump_state(struct parasite_state *st)
 /* UIO_MAXIOV: include/uapi/linux/uio.h */
 #define UIO_MAXIOV 1024
 
+/* iov_advance drops done bytes from the front of an iovec array (a short
+ * vmsplice or pwritev), returning the new front and updating *n. */
+static struct parasite_iovec *iov_advance(struct parasite_iovec *iov, u64 *n, u64 done)
+{
+	while (done > 0 && *n > 0) {
+		if (done >= iov->len) {
+			done -= iov->len;
+			iov++;
+			(*n)--;
+		} else {
+			iov->base += done;
+			iov->len -= done;
+			done = 0;
+		}
+	}
+	return iov;
+}
+
 static long dump_pages(const s32 fds[2], struct parasite_iovec *iov, u64 n, u64 chunk)
 {
 	u64 left = chunk;
@@ -110,17 +128,7 @@ static long dump_pages(const s32 fds[2], struct parasite_iovec *iov, u64 n, u64 
 			return -EINVAL;
 		u64 done = (u64)ret;
 		left -= done;
-		while (done > 0 && n > 0) {
-			if (done >= iov->len) {
-				done -= iov->len;
-				iov++;
-				n--;
-			} else {
-				iov->base += done;
-				iov->len -= done;
-				done = 0;
-			}
-		}
+		iov = iov_advance(iov, &n, done);
 		if (left == 0) {
 			p ^= 1;
 			left = chunk;
@@ -188,17 +196,7 @@ static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off)
 			return -EINVAL;
 		u64 done = (u64)ret;
 		off += done;
-		while (done > 0 && n > 0) {
-			if (done >= iov->len) {
-				done -= iov->len;
-				iov++;
-				n--;
-			} else {
-				iov->base += done;
-				iov->len -= done;
-				done = 0;
-			}
-		}
+		iov = iov_advance(iov, &n, done);
 	}
 	return 0;
 }
