@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -126,12 +127,24 @@ func freezeTree(t *ptrace.Tracer, root int) (*frozenTree, error) {
 		}
 		if pid != root {
 			if err := checkDumpable(pid); err != nil {
+				// A child may be exiting right now (its memory is
+				// gone before it is a zombie): it becomes a zombie of
+				// its frozen parent, or is gone if auto-reaped.
+				if z, ok := settleExiting(pid); ok {
+					if z != nil {
+						tr.procs = append(tr.procs, z)
+					}
+					continue
+				}
 				return tr, err
 			}
 		}
 		fp, err := freeze(t, pid)
 		if err != nil {
 			if pid != root && errors.Is(err, unix.ESRCH) {
+				if z, ok := settleExiting(pid); ok && z != nil {
+					tr.procs = append(tr.procs, z)
+				}
 				continue
 			}
 			return tr, err
@@ -155,6 +168,26 @@ func freezeTree(t *ptrace.Tracer, root int) (*frozenTree, error) {
 	// A zombie may have been listed before its state was read; what
 	// matters is that a child's parent comes first, which BFS gives.
 	return tr, nil
+}
+
+// settleExiting waits briefly for a process that is exiting to finish:
+// it returns the zombie it became, or nil if it is gone (reaped), and
+// false if it is neither after 500 ms.
+func settleExiting(pid int) (*frozenProc, bool) {
+	for i := 0; i < 50; i++ {
+		st, err := proc.ReadStat(pid)
+		if errors.Is(err, proc.ErrNoProcess) {
+			return nil, true
+		}
+		if err == nil && (st.State == 'Z' || st.State == 'X') {
+			if st.State == 'X' {
+				return nil, true
+			}
+			return &frozenProc{pid: pid, zombie: true, exitStatus: uint32(st.ExitCode), stat: st}, true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, false
 }
 
 // freeze seizes and stops every thread of pid. Threads can be created
