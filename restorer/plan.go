@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -336,5 +335,3 @@ func (p *plan) encode() ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
-
-var _ = os.Getpid

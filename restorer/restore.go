@@ -488,11 +488,10 @@ func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
 		if err != nil {
 			return 0, err
 		}
-		end, other := pp.r, pp.w
+		end := pp.r
 		if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
-			end, other = pp.w, pp.r
+			end = pp.w
 		}
-		_ = other
 		// O_NONBLOCK belongs to the open file description, one per
 		// pipe end (man 2 pipe2).
 		if fd.Flags&unix.O_NONBLOCK != 0 {
