@@ -82,6 +82,7 @@ func main() {
 					&cli.IntFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 				},
@@ -105,6 +106,7 @@ func main() {
 					return dump.Run(dump.Options{
 						Pid: c.Int("tree"), Pgid: c.Int("pgid"), Sid: c.Int("sid"), Dir: c.String("images-dir"),
 						LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
+						PageStreams: c.Int("page-streams"),
 					})
 				},
 			},

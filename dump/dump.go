@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -37,10 +38,24 @@ type Options struct {
 	// "splice" (vmsplice into pipes, gocr splices them into the file).
 	// Both avoid gocr's memory; docs/PERFORMANCE.md compares them.
 	PageTransfer string
+	// PageStreams is how many page images (each written by its own
+	// thread in the target) a process's memory is split over in write
+	// mode; 0 lets gocr choose by size and CPUs.
+	PageStreams int
 }
 
 // Run dumps the process tree opts selects into opts.Dir.
 func Run(opts Options) (err error) {
+	switch opts.PageTransfer {
+	case "":
+		opts.PageTransfer = "write"
+	case "write", "splice":
+	default:
+		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
+	}
+	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
+		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
+	}
 	root, err := pickRoot(opts)
 	if err != nil {
 		return err
@@ -110,18 +125,11 @@ func Run(opts Options) (err error) {
 	defer func() {
 		for _, m := range mems {
 			if m != nil {
-				m.pages.Close()
+				m.close()
 			}
 		}
 	}()
-	switch opts.PageTransfer {
-	case "":
-		opts.PageTransfer = "write"
-	case "write", "splice":
-	default:
-		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
-	}
-	if err := captureAll(t, dir, states, mems, &stats, opts.PageTransfer); err != nil {
+	if err := captureAll(t, dir, states, mems, &stats, pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams}); err != nil {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
@@ -149,13 +157,22 @@ func Run(opts Options) (err error) {
 }
 
 // captureAll captures every process's memory, two at a time: the page
-// data of one moves (a copy in the kernel, bound by one core) while the
-// other is infected or cured on the tracer thread, so both cores work.
-func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats, transfer string) error {
+// data of one moves while the other is infected or cured on the tracer
+// thread, so both cores work. A process alone gets every CPU for its page
+// streams; with two at a time, half each.
+func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats, po pageOptions) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	slots := make(chan struct{}, 2)
+	const atOnce = 2
+	withMemory := 0
+	for _, st := range states {
+		if st.mm != nil {
+			withMemory++
+		}
+	}
+	po.cpus = max(1, runtime.NumCPU()/min(atOnce, max(withMemory, 1)))
+	slots := make(chan struct{}, atOnce)
 	for i, st := range states {
 		if st.mm == nil {
 			continue
@@ -174,13 +191,13 @@ func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capt
 			defer func() { <-slots }()
 			var ps Stats
 			pid := int(st.task.Pid)
-			m, err := captureMemory(t, pid, dir, st, &ps, transfer)
+			m, err := captureMemory(t, pid, dir, st, &ps, po)
 			mu.Lock()
 			defer mu.Unlock()
 			mems[i] = m
 			stats.add(&ps)
 			if m != nil {
-				stats.PagesBytes += m.written
+				stats.PagesBytes += m.total()
 			}
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("dump pid %d: %w", pid, err)
@@ -196,6 +213,7 @@ func (s *Stats) add(o *Stats) {
 	s.InfectNs += o.InfectNs
 	s.PagesNs += o.PagesNs
 	s.CureNs += o.CureNs
+	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
 func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
@@ -241,6 +259,8 @@ type Stats struct {
 	MemoryNs   int64 `json:"memory_ns"`   // from the start until memory was captured
 	TotalNs    int64 `json:"total_ns"`    // the whole dump, images synced
 	PagesBytes int64 `json:"pages_bytes"` // page data written
+	// PageStreams is the most page images one process's memory went to.
+	PageStreams int `json:"page_streams"`
 	// Where the time went, summed over the processes.
 	FreezeNs  int64 `json:"freeze_ns"`  // seizing and stopping every thread
 	CollectNs int64 `json:"collect_ns"` // /proc, registers, fds: what can be read from outside

@@ -24,6 +24,9 @@ const pageSize = 4096
 type run struct {
 	addr, npages uint64
 	readable     bool
+	vma          int   // index in mm.Vmas: runs never cross a VMA boundary
+	stream       int   // the page image it goes to
+	off          int64 // its data's offset in that image, from PagesDataOffset
 }
 
 // pagesToDump lists, from /proc/PID/pagemap, the pages whose contents only
@@ -42,7 +45,7 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 	var runs []run
 	var buf []uint64
 	const chunk = 64 << 20 // bytes of address space per pagemap read
-	for _, v := range mm.Vmas {
+	for vi, v := range mm.Vmas {
 		switch v.Kind {
 		case gocrpb.VmaKind_VMA_ANON_PRIVATE, gocrpb.VmaKind_VMA_FILE_PRIVATE, gocrpb.VmaKind_VMA_ANON_SHARED:
 		default:
@@ -73,7 +76,7 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr && runs[n-1].readable == readable {
 					runs[n-1].npages++
 				} else {
-					runs = append(runs, run{addr: addr, npages: 1, readable: readable})
+					runs = append(runs, run{addr: addr, npages: 1, readable: readable, vma: vi})
 				}
 				v.DumpedPages++
 			}
@@ -82,35 +85,125 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 	return runs, nil
 }
 
-// capturedMemory is memory taken from a process whose image files are not
-// yet finished: the page image holds the data, unsynced.
-type capturedMemory struct {
-	runs    []run
-	pages   *os.File
-	written int64
+// pageOptions say how page data reaches the image.
+type pageOptions struct {
+	transfer string // "write" or "splice" (Options.PageTransfer)
+	streams  int    // page streams per process; 0 chooses (streamsFor)
+	cpus     int    // CPUs this process's capture may use
 }
 
-// captureMemory takes the process's memory into the page image. Readable
-// memory goes through the parasite (vmsplice -> pipe -> splice -> file);
-// memory the process cannot read itself (PROT_NONE, write-only) is read
-// through /proc/PID/mem, which may (FOLL_FORCE, fs/proc/base.c mem_rw).
-// When it returns the process is cured and nothing of it is needed any
-// more: it may run again before the images are synced.
-func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, transfer string) (*capturedMemory, error) {
+// maxStreams is the most page streams a process's memory is split over:
+// what the parasite writes at once and the image format allows.
+const maxStreams = min(parasite.MaxStreams, images.MaxPageStreams)
+
+// minStreamBytes is the least memory worth a stream of its own: a helper
+// thread and a file cost about 0.1 ms, copying 32 MiB about 10 ms.
+const minStreamBytes = 32 << 20
+
+// streamsFor says over how many page images (each written by its own
+// thread in the target, so by its own core) a process's memory is split.
+// Splice mode has one: gocr's single splice loop is its bound.
+func streamsFor(bytes uint64, o pageOptions) int {
+	if o.transfer != "write" {
+		return 1
+	}
+	if o.streams > 0 {
+		return min(o.streams, maxStreams)
+	}
+	return max(1, min(o.cpus, maxStreams, int(bytes/minStreamBytes)))
+}
+
+// assignStreams splits runs over n streams of about equal size, in
+// address order, cutting a run where a stream is full, and gives each run
+// its offset in its stream's page image. Streams fill in order, so the
+// streams used are 0..k-1.
+func assignStreams(runs []run, n int) []run {
+	var total uint64
+	for _, r := range runs {
+		total += r.npages
+	}
+	quota := (total + uint64(n) - 1) / uint64(n)
+	out := make([]run, 0, len(runs)+n)
+	offs := make([]int64, n)
+	stream, filled := 0, uint64(0)
+	for _, r := range runs {
+		for r.npages > 0 {
+			if filled >= quota && stream < n-1 {
+				stream, filled = stream+1, 0
+			}
+			k := r.npages
+			if stream < n-1 {
+				k = min(k, quota-filled)
+			}
+			piece := r
+			piece.npages, piece.stream, piece.off = k, stream, offs[stream]
+			out = append(out, piece)
+			offs[stream] += int64(k * pageSize)
+			filled += k
+			r.addr += k * pageSize
+			r.npages -= k
+		}
+	}
+	return out
+}
+
+// capturedMemory is memory taken from a process whose image files are not
+// yet finished: the page images hold the data, unsynced.
+type capturedMemory struct {
+	runs    []run
+	pages   []*os.File // by stream
+	written []int64    // page data bytes, by stream
+}
+
+func (c *capturedMemory) total() int64 {
+	var n int64
+	for _, w := range c.written {
+		n += w
+	}
+	return n
+}
+
+func (c *capturedMemory) close() {
+	for _, f := range c.pages {
+		f.Close()
+	}
+}
+
+// captureMemory takes the process's memory into its page images. Readable
+// memory is written by the parasite (pwritev from one thread per stream,
+// or vmsplice -> pipe -> splice); memory the process cannot read itself
+// (PROT_NONE, write-only) is read through /proc/PID/mem, which may
+// (FOLL_FORCE, fs/proc/base.c mem_rw). When it returns the process is
+// cured and nothing of it is needed any more: it may run again before the
+// images are synced.
+func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
 	t0 := time.Now()
 	runs, err := pagesToDump(pid, st.mm)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
 	}
-	pages, err := dir.CreatePages(pid)
-	if err != nil {
-		return nil, err
+	var bytes uint64
+	for _, r := range runs {
+		bytes += r.npages * pageSize
+	}
+	c := &capturedMemory{runs: assignStreams(runs, streamsFor(bytes, po))}
+	used := 1
+	for _, r := range c.runs {
+		used = max(used, r.stream+1)
+	}
+	for i := 0; i < used; i++ {
+		f, err := dir.CreatePages(pid, i)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.pages = append(c.pages, f)
 	}
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso})
 	if err != nil {
-		pages.Close()
+		c.close()
 		return nil, err
 	}
 	// Test hook: hold the parasite in place, so a test can kill gocr
@@ -119,24 +212,24 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		time.Sleep(d)
 	}
 	var t2 time.Time
-	written, derr := func() (int64, error) {
+	derr := func() error {
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()
 		ps, err := p.DumpState()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		fillTaskFromParasite(st.task, ps)
 		for _, th := range st.task.Threads[1:] {
 			ts, err := p.ThreadState(int(th.Tid))
 			if err != nil {
-				return 0, err
+				return err
 			}
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
-		return writeRuns(p, pid, runs, pages, transfer)
+		return c.write(p, pid, dir, po.transfer)
 	}()
 	t3 := time.Now()
 	cerr := p.Cure()
@@ -150,24 +243,27 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		derr = fmt.Errorf("%w (cure also failed: %v)", derr, cerr)
 	}
 	if derr != nil {
-		pages.Close()
+		c.close()
 		return nil, derr
 	}
-	return &capturedMemory{runs: runs, pages: pages, written: written}, nil
+	stats.PageStreams = max(stats.PageStreams, len(c.pages))
+	return c, nil
 }
 
-// finish syncs the page image and writes the page map.
+// finish syncs the page images and writes the page map.
 func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
-	defer c.pages.Close()
-	if err := images.FinishPages(c.pages, c.written); err != nil {
-		return err
+	defer c.close()
+	for i, f := range c.pages {
+		if err := images.FinishPages(f, c.written[i]); err != nil {
+			return err
+		}
 	}
 	pmw, err := dir.CreatePagemap(pid)
 	if err != nil {
 		return err
 	}
 	for _, r := range c.runs {
-		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages}); err != nil {
+		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, Stream: uint32(r.stream)}); err != nil {
 			pmw.Close()
 			return err
 		}
@@ -175,60 +271,120 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	return pmw.Close()
 }
 
-func writeRuns(p *parasite.Parasite, pid int, runs []run, pages *os.File, transfer string) (int64, error) {
-	var written int64
-	var spans []parasite.Span
-	flush := func() error {
-		if len(spans) == 0 {
-			return nil
-		}
-		var n int64
-		var err error
-		if transfer == "write" {
-			n, err = p.WritePages(spans, pages)
-			if errors.Is(err, parasite.ErrCannotPassFile) {
-				// e.g. the process is at its fd limit: the pipes
-				// it already has still work.
-				transfer = "splice"
+// write puts every run's pages at its offset in its stream's page image.
+func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string) error {
+	if transfer == "write" {
+		// Every file must reach the parasite before the streams are
+		// fixed; a process at its fd limit takes fewer, or none, and
+		// then its pipes (already there) carry the pages.
+		for i, f := range c.pages {
+			if _, err := p.PassFile(f); err != nil {
+				if !errors.Is(err, parasite.ErrCannotPassFile) {
+					return err
+				}
+				if i == 0 {
+					transfer = "splice"
+				}
+				if err := c.restream(dir, max(i, 1)); err != nil {
+					return err
+				}
+				break
 			}
 		}
-		if transfer == "splice" {
-			n, err = p.DumpPages(spans, pages)
-		}
-		written += n
-		spans = spans[:0]
-		return err
 	}
+	c.written = make([]int64, len(c.pages))
+	for _, r := range c.runs {
+		c.written[r.stream] += int64(r.npages * pageSize)
+	}
+
+	// Unreadable runs first, from gocr; then the readable ones in groups
+	// that are contiguous in their image.
 	var mem *os.File
 	defer func() {
 		if mem != nil {
 			mem.Close()
 		}
 	}()
-	for _, r := range runs {
-		if r.readable {
-			spans = append(spans, parasite.Span{Addr: r.addr, Len: r.npages * pageSize})
+	type group struct {
+		off   int64
+		len   uint64
+		spans []parasite.Span
+	}
+	groups := make([][]group, len(c.pages))
+	for _, r := range c.runs {
+		n := r.npages * pageSize
+		if !r.readable {
+			if mem == nil {
+				var err error
+				if mem, err = os.Open(fmt.Sprintf("/proc/%d/mem", pid)); err != nil {
+					return err
+				}
+			}
+			w := io.NewOffsetWriter(c.pages[r.stream], images.PagesDataOffset+r.off)
+			if _, err := io.Copy(w, io.NewSectionReader(mem, int64(r.addr), int64(n))); err != nil {
+				return fmt.Errorf("read unreadable pages at %#x: %w", r.addr, err)
+			}
 			continue
 		}
-		if err := flush(); err != nil {
-			return written, err
+		gs := groups[r.stream]
+		if k := len(gs) - 1; k >= 0 && gs[k].off+int64(gs[k].len) == r.off {
+			gs[k].spans = append(gs[k].spans, parasite.Span{Addr: r.addr, Len: n})
+			gs[k].len += n
+		} else {
+			gs = append(gs, group{off: r.off, len: n, spans: []parasite.Span{{Addr: r.addr, Len: n}}})
 		}
-		if mem == nil {
-			var err error
-			if mem, err = os.Open(fmt.Sprintf("/proc/%d/mem", pid)); err != nil {
-				return written, err
+		groups[r.stream] = gs
+	}
+	for {
+		var streams []parasite.Stream
+		for i, gs := range groups {
+			if len(gs) == 0 {
+				continue
+			}
+			streams = append(streams, parasite.Stream{File: c.pages[i], Off: images.PagesDataOffset + gs[0].off, Spans: gs[0].spans})
+			groups[i] = gs[1:]
+		}
+		if len(streams) == 0 {
+			return nil
+		}
+		if transfer == "write" {
+			if _, err := p.WriteStreams(streams); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, s := range streams {
+			if _, err := s.File.Seek(s.Off, io.SeekStart); err != nil {
+				return err
+			}
+			if _, err := p.DumpPages(s.Spans, s.File); err != nil {
+				return err
 			}
 		}
-		n, err := io.Copy(pages, io.NewSectionReader(mem, int64(r.addr), int64(r.npages*pageSize)))
-		written += n
-		if err != nil {
-			return written, fmt.Errorf("read unreadable pages at %#x: %w", r.addr, err)
+	}
+}
+
+// restream splits the runs over n streams instead (n < the streams
+// planned), discarding the page images no longer used. Nothing has been
+// written yet.
+func (c *capturedMemory) restream(dir *images.Dir, n int) error {
+	merged := c.runs[:0:0]
+	for _, r := range c.runs {
+		if k := len(merged) - 1; k >= 0 && merged[k].addr+merged[k].npages*pageSize == r.addr &&
+			merged[k].readable == r.readable && merged[k].vma == r.vma {
+			merged[k].npages += r.npages
+			continue
+		}
+		merged = append(merged, r)
+	}
+	c.runs = assignStreams(merged, n)
+	for _, f := range c.pages[n:] {
+		if err := dir.Discard(f); err != nil {
+			return err
 		}
 	}
-	if err := flush(); err != nil {
-		return written, err
-	}
-	return written, nil
+	c.pages = c.pages[:n]
+	return nil
 }
 
 func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {

@@ -28,7 +28,15 @@ func taskName(pid int) string    { return fmt.Sprintf("task-%d.img", pid) }
 func mmName(pid int) string      { return fmt.Sprintf("mm-%d.img", pid) }
 func filesName(pid int) string   { return fmt.Sprintf("files-%d.img", pid) }
 func pagemapName(pid int) string { return fmt.Sprintf("pagemap-%d.img", pid) }
-func pagesName(pid int) string   { return fmt.Sprintf("pages-%d.img", pid) }
+
+// pagesName is stream 0's page image, pages-PID.img (the only one before
+// format 2), or pages-PID.S.img.
+func pagesName(pid, stream int) string {
+	if stream == 0 {
+		return fmt.Sprintf("pages-%d.img", pid)
+	}
+	return fmt.Sprintf("pages-%d.%d.img", pid, stream)
+}
 
 // Dir is a dump directory, either being written (Create) or read (Open).
 // Its methods may be called from several goroutines at once.
@@ -148,6 +156,25 @@ func (d *Dir) track(name string) string {
 	}
 	d.created = append(d.created, name)
 	return d.file(name)
+}
+
+// Discard closes and removes f, a file this Dir created and the dump no
+// longer wants.
+func (d *Dir) Discard(f *os.File) error {
+	name := filepath.Base(f.Name())
+	f.Close()
+	d.mu.Lock()
+	for i, n := range d.created {
+		if n == name {
+			d.created = append(d.created[:i], d.created[i+1:]...)
+			break
+		}
+	}
+	d.mu.Unlock()
+	if err := os.Remove(d.file(name)); err != nil {
+		return fmt.Errorf("discard %s: %w", name, err)
+	}
+	return nil
 }
 
 func checkPid(what string, pid int) error {

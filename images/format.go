@@ -17,8 +17,14 @@ import (
 
 // FormatVersion is the image format this gocr writes. Readers accept every
 // version from 1 up to this one and refuse newer ones by name, so an old gocr
-// never misreads images from a newer one.
-const FormatVersion = 1
+// never misreads images from a newer one. Format 2 added page streams
+// (PageRange.stream and pages-PID.S.img); a format 1 dump reads as one with
+// every range in stream 0.
+const FormatVersion = 2
+
+// MaxPageStreams is how many page images one process's memory may be split
+// over (PageRange.stream < MaxPageStreams).
+const MaxPageStreams = 4
 
 // PagesDataOffset is where page data starts in a pages image. It is one page
 // so that every page's data sits at a page-aligned file offset and restore can

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -132,7 +133,7 @@ func writeSampleDump(t *testing.T, dir string) *Dir {
 	if err := pw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := d.CreatePages(testPid)
+	f, err := d.CreatePages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("pagemap (-want +got):\n%s", diff)
 	}
 
-	f, size, err := d.OpenPages(testPid)
+	f, size, err := d.OpenPages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ var recordImageReaders = map[string]func(d *Dir) error{
 
 // pagesReader reads the sample dump's pages image.
 func pagesReader(d *Dir) error {
-	f, _, err := d.OpenPages(testPid)
+	f, _, err := d.OpenPages(testPid, 0)
 	if err == nil {
 		f.Close()
 	}
@@ -282,7 +283,7 @@ func requireFormatError(t *testing.T, err error, context string) *FormatError {
 
 func TestEveryTruncationRejected(t *testing.T) {
 	src := writeSampleDump(t, t.TempDir())
-	readers := map[string]func(*Dir) error{pagesName(testPid): pagesReader}
+	readers := map[string]func(*Dir) error{pagesName(testPid, 0): pagesReader}
 	for name, read := range recordImageReaders {
 		readers[name] = read
 	}
@@ -349,7 +350,7 @@ func TestHeaderChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pagesData, err := os.ReadFile(src.file(pagesName(testPid)))
+	pagesData, err := os.ReadFile(src.file(pagesName(testPid, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,17 +381,17 @@ func TestHeaderChecks(t *testing.T) {
 	}{
 		{"wrong magic", taskName(testPid), wrongMagic(taskData), readTask, "not a gocr image"},
 		{"text file", taskName(testPid), []byte("hello, this is not an image\n"), readTask, "not a gocr image"},
-		{"newer version", taskName(testPid), newer(taskData), readTask, "written by a newer gocr (format 2), this gocr reads format 1"},
+		{"newer version", taskName(testPid), newer(taskData), readTask, fmt.Sprintf("written by a newer gocr (format %d), this gocr reads format %d", FormatVersion+1, FormatVersion)},
 		{"version zero", taskName(testPid), zeroVersion, readTask, "invalid format version 0"},
 		{"wrong kind", mmName(testPid), taskData, readMm, "holds a task image, expected a mm image"},
 		{"oversized record", taskName(testPid), oversized, readTask, "exceeds the 67108864-byte record limit"},
-		{"pages wrong magic", pagesName(testPid), wrongMagic(pagesData), pagesReader, "not a gocr image"},
-		{"pages newer version", pagesName(testPid), newer(pagesData), pagesReader, "written by a newer gocr"},
-		{"pages wrong kind", pagesName(testPid), taskData, pagesReader, "holds a task image, expected a pages image"},
-		{"pages data missing", pagesName(testPid), pagesData[:PagesDataOffset+100], pagesReader, "header promises 12288 data bytes"},
-		{"pages data extra", pagesName(testPid), append(bytes.Clone(pagesData), 0), pagesReader, "header promises 12288 data bytes"},
-		{"pages reserved bytes", pagesName(testPid), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return b }(), pagesReader, "reserved header bytes"},
-		{"pages size never recorded", pagesName(testPid), append(pagesHeader(0), samplePageData()...), pagesReader, "header promises 0 data bytes"},
+		{"pages wrong magic", pagesName(testPid, 0), wrongMagic(pagesData), pagesReader, "not a gocr image"},
+		{"pages newer version", pagesName(testPid, 0), newer(pagesData), pagesReader, "written by a newer gocr"},
+		{"pages wrong kind", pagesName(testPid, 0), taskData, pagesReader, "holds a task image, expected a pages image"},
+		{"pages data missing", pagesName(testPid, 0), pagesData[:PagesDataOffset+100], pagesReader, "header promises 12288 data bytes"},
+		{"pages data extra", pagesName(testPid, 0), append(bytes.Clone(pagesData), 0), pagesReader, "header promises 12288 data bytes"},
+		{"pages reserved bytes", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return b }(), pagesReader, "reserved header bytes"},
+		{"pages size never recorded", pagesName(testPid, 0), append(pagesHeader(0), samplePageData()...), pagesReader, "header promises 0 data bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -447,7 +448,7 @@ func TestMissingImageNamesFile(t *testing.T) {
 	if !strings.Contains(err.Error(), "mm-77.img") {
 		t.Errorf("error %q does not name mm-77.img", err)
 	}
-	_, _, err = d.OpenPages(77)
+	_, _, err = d.OpenPages(77, 0)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "pages-77.img") {
 		t.Errorf("OpenPages of a missing image: got %v, want fs.ErrNotExist naming pages-77.img", err)
 	}
@@ -526,7 +527,7 @@ func TestAbortRemovesCreatedFiles(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "dump")
 		d := writeSampleDump(t, dir)
 		// A writer left open by a failed dump.
-		if _, err := d.CreatePages(testPid + 1); err != nil {
+		if _, err := d.CreatePages(testPid+1, 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Abort(); err != nil {
@@ -565,7 +566,7 @@ func TestFinishPagesChecksSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := d.CreatePages(testPid)
+	f, err := d.CreatePages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +583,7 @@ func TestFinishPagesChecksSize(t *testing.T) {
 	if err := FinishPages(f, 4096); err != nil {
 		t.Fatal(err)
 	}
-	_, size, err := d.OpenPages(testPid)
+	_, size, err := d.OpenPages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +622,7 @@ func TestShow(t *testing.T) {
 		t.Fatalf("Show: %v\n%s", err, out.String())
 	}
 	order, bodies := splitShow(t, out.String())
-	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid), "README"}
+	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), "README"}
 	if diff := cmp.Diff(wantOrder, order); diff != "" {
 		t.Errorf("Show file order (-want +got):\n%s", diff)
 	}
@@ -637,7 +638,7 @@ func TestShow(t *testing.T) {
 		DataOffset int64 `json:"data_offset"`
 		DataSize   int64 `json:"data_size"`
 	}
-	if err := json.Unmarshal([]byte(bodies[pagesName(testPid)]), &pages); err != nil {
+	if err := json.Unmarshal([]byte(bodies[pagesName(testPid, 0)]), &pages); err != nil {
 		t.Fatal(err)
 	}
 	if pages.DataSize != int64(len(samplePageData())) {
@@ -701,5 +702,104 @@ func TestShowReportsBadFiles(t *testing.T) {
 	}
 	if _, bodies := splitShow(t, out.String()); !json.Valid([]byte(bodies[taskName(testPid)])) {
 		t.Errorf("Show of one file is not valid JSON:\n%s", out.String())
+	}
+}
+
+// TestPageStreamImages: each stream has its own page image, named
+// pages-PID.img for stream 0 and pages-PID.S.img above; streams outside
+// 0..MaxPageStreams-1 are refused when writing, opening and in a page map;
+// Discard removes a stream image so Abort need not; Show names every one.
+func TestPageStreamImages(t *testing.T) {
+	path := t.TempDir()
+	d, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 0; s < 3; s++ {
+		f, err := d.CreatePages(testPid, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(path, pagesName(testPid, s)); f.Name() != want {
+			t.Errorf("stream %d image is %s, want %s", s, f.Name(), want)
+		}
+		if _, err := f.Write(make([]byte, 4096*(s+1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := FinishPages(f, int64(4096*(s+1))); err != nil {
+			t.Fatal(err)
+		}
+		if s == 2 {
+			if err := d.Discard(f); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(f.Name()); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("discarded %s still there: %v", f.Name(), err)
+			}
+		} else {
+			f.Close()
+		}
+	}
+	if pagesName(testPid, 1) != fmt.Sprintf("pages-%d.1.img", testPid) {
+		t.Errorf("stream 1 is named %s", pagesName(testPid, 1))
+	}
+	for _, s := range []int{-1, MaxPageStreams} {
+		if _, err := d.CreatePages(testPid, s); err == nil {
+			t.Errorf("CreatePages of stream %d succeeded", s)
+		}
+		if _, _, err := d.OpenPages(testPid, s); err == nil {
+			t.Errorf("OpenPages of stream %d succeeded", s)
+		}
+	}
+	pm, err := d.CreatePagemap(testPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*gocrpb.PageRange{{Vaddr: 0x1000, NrPages: 1}, {Vaddr: 0x2000, NrPages: 2, Stream: 1}} {
+		if err := pm.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := d.ReadPagemap(testPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 2 || ranges[1].GetStream() != 1 {
+		t.Errorf("page map read back as %v", ranges)
+	}
+	_, size, err := d.OpenPages(testPid, 1)
+	if err != nil || size != 8192 {
+		t.Errorf("OpenPages stream 1: size %d, %v; want 8192", size, err)
+	}
+	if _, _, err := d.OpenPages(testPid, 2); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), pagesName(testPid, 2)) {
+		t.Errorf("OpenPages of a discarded stream: %v, want fs.ErrNotExist naming %s", err, pagesName(testPid, 2))
+	}
+	// Without an inventory Show reports an error but still prints every
+	// image it can read.
+	var out strings.Builder
+	_ = Show(path, &out)
+	if !strings.Contains(out.String(), "=== "+pagesName(testPid, 1)+" ===") {
+		t.Errorf("show printed no block for %s:\n%s", pagesName(testPid, 1), out.String())
+	}
+
+	bad, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err = bad.CreatePagemap(testPid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Add(&gocrpb.PageRange{Vaddr: 0x1000, NrPages: 1, Stream: MaxPageStreams}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.ReadPagemap(testPid); err == nil || !strings.Contains(err.Error(), "stream") {
+		t.Errorf("a page map naming stream %d read as %v, want an error about the stream", MaxPageStreams, err)
 	}
 }

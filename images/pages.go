@@ -50,7 +50,8 @@ func (w *PagemapWriter) Close() error {
 	return nil
 }
 
-// ReadPagemap reads pagemap-PID.img: the ranges in page-image order.
+// ReadPagemap reads pagemap-PID.img: the ranges in address order, each
+// stream's in its page image's order.
 func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 	var ranges []*gocrpb.PageRange
 	err := readRecordFile(d.file(pagemapName(pid)), kindPagemap, func(payload []byte) error {
@@ -60,6 +61,9 @@ func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 		}
 		if r.GetNrPages() == 0 {
 			return fmt.Errorf("empty page range at %#x", r.GetVaddr())
+		}
+		if r.GetStream() >= MaxPageStreams {
+			return fmt.Errorf("page range at %#x names stream %d, at most %d are allowed", r.GetVaddr(), r.GetStream(), MaxPageStreams)
 		}
 		ranges = append(ranges, r)
 		return nil
@@ -74,15 +78,19 @@ func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 // the page data; the rest of the first page is zero and reserved.
 const pagesDataSizeOffset = fileHeaderSize
 
-// CreatePages creates pages-PID.img with a header recording no data, and
-// returns it positioned at PagesDataOffset for the caller to write page data
-// (by write, splice or pwrite). FinishPages then records the size; a file
-// left without it is recognized as incomplete.
-func (d *Dir) CreatePages(pid int) (*os.File, error) {
+// CreatePages creates the page image of pid's page stream (pages-PID.img
+// for stream 0, pages-PID.S.img for S > 0) with a header recording no
+// data, and returns it positioned at PagesDataOffset for the caller to
+// write page data (by write, splice or pwrite). FinishPages then records
+// the size; a file left without it is recognized as incomplete.
+func (d *Dir) CreatePages(pid, stream int) (*os.File, error) {
 	if err := checkPid("pages", pid); err != nil {
 		return nil, err
 	}
-	f, err := d.createData(pagesName(pid))
+	if stream < 0 || stream >= MaxPageStreams {
+		return nil, fmt.Errorf("create pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
+	}
+	f, err := d.createData(pagesName(pid, stream))
 	if err != nil {
 		return nil, fmt.Errorf("create pages image of pid %d: %w", pid, err)
 	}
@@ -172,11 +180,15 @@ func FinishPages(f *os.File, dataSize int64) error {
 	return nil
 }
 
-// OpenPages opens pages-PID.img for reading, validates its header and that
-// the file holds exactly the data the header promises, and returns it
-// positioned at PagesDataOffset with the data size. The caller closes it.
-func (d *Dir) OpenPages(pid int) (*os.File, int64, error) {
-	path := d.file(pagesName(pid))
+// OpenPages opens the page image of pid's page stream for reading,
+// validates its header and that the file holds exactly the data the header
+// promises, and returns it positioned at PagesDataOffset with the data
+// size. The caller closes it.
+func (d *Dir) OpenPages(pid, stream int) (*os.File, int64, error) {
+	if stream < 0 || stream >= MaxPageStreams {
+		return nil, 0, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
+	}
+	path := d.file(pagesName(pid, stream))
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)

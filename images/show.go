@@ -18,7 +18,8 @@ import (
 )
 
 // perPidImage matches the names of per-process images.
-var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd)-([0-9]+)\.img$`)
+// The optional .S after the pid is a page stream (pages-PID.S.img).
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd)-([0-9]+)(?:\.([0-9]+))?\.img$`)
 
 // showOrder sorts per-process kinds the way a restore reads them.
 var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5}
@@ -102,7 +103,8 @@ func compareShowNames(a, b string) int {
 		if err != nil {
 			return 2, 0, 0
 		}
-		return 1, pid, showOrder[m[1]]
+		stream, _ := strconv.Atoi(m[3]) // "" (stream 0) reads as 0
+		return 1, pid, showOrder[m[1]]*MaxPageStreams + stream
 	}
 	ga, pa, oa := rank(a)
 	gb, pb, ob := rank(b)
@@ -153,6 +155,12 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, errNotImage)
 	}
+	stream := 0
+	if m[3] != "" {
+		if stream, err = strconv.Atoi(m[3]); err != nil || m[1] != "pages" || stream == 0 {
+			return nil, fmt.Errorf("%s: %w", name, errNotImage)
+		}
+	}
 	var msg proto.Message
 	switch m[1] {
 	case "task":
@@ -164,7 +172,7 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 	case "pagemap":
 		return pagemapJSON(d, pid)
 	case "pages":
-		return pagesJSON(d, pid)
+		return pagesJSON(d, pid, stream)
 	case "memfd":
 		f, size, err := d.OpenMemfd(uint64(pid))
 		if err != nil {
@@ -198,8 +206,8 @@ func pagemapJSON(d *Dir, pid int) ([]byte, error) {
 	return append(out, ']'), nil
 }
 
-func pagesJSON(d *Dir, pid int) ([]byte, error) {
-	f, size, err := d.OpenPages(pid)
+func pagesJSON(d *Dir, pid, stream int) ([]byte, error) {
+	f, size, err := d.OpenPages(pid, stream)
 	if err != nil {
 		return nil, err
 	}

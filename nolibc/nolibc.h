@@ -62,6 +62,7 @@ typedef unsigned long size_t;
 #define __NR_mremap 25
 #define __NR_rseq 334
 #define __NR_rt_sigqueueinfo 129
+#define __NR_clone 56
 #define __NR_clone3 435
 #define __NR_close_range 436
 
@@ -112,6 +113,16 @@ typedef unsigned long size_t;
 #define PR_GET_TID_ADDRESS 40
 
 #define SIG_SETMASK 2
+
+/* include/uapi/linux/sched.h */
+#define CLONE_VM 0x00000100UL
+#define CLONE_FS 0x00000200UL
+#define CLONE_FILES 0x00000400UL
+#define CLONE_SIGHAND 0x00000800UL
+#define CLONE_THREAD 0x00010000UL
+#define CLONE_SYSVSEM 0x00040000UL
+#define CLONE_PARENT_SETTID 0x00100000UL
+#define CLONE_CHILD_CLEARTID 0x00200000UL
 
 static inline long sys_call6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {

@@ -6,19 +6,25 @@ package parasite
 // parasite/c/abi.h. abi_test.go checks these numbers against the
 // _Static_asserts there, so the two sides cannot drift apart.
 const (
-	blobMax    = 0x10000
-	ctlOff     = 0x10000
-	stackOff   = 0x11000
-	stackSize  = 0x10000
-	dataOff    = 0x21000
-	dataSize   = 0x100000
-	regionSize = 0x121000
+	blobMax   = 0x10000
+	ctlOff    = 0x10000
+	stackOff  = 0x11000
+	stackSize = 0x10000
+	dataOff   = 0x21000
+	dataSize  = 0x100000
+	// One stack per page-stream helper thread, then the region ends.
+	helperStackOff  = 0x121000
+	helperStackSize = 0x4000
+	regionSize      = 0x131000
 
-	cmdDumpState = 1
-	cmdDumpPages = 2
-	cmdFini      = 3
-	cmdRecvFd    = 4
-	cmdWrite     = 5
+	// MaxStreams is how many page streams one WriteStreams takes.
+	MaxStreams = 4
+
+	cmdDumpState    = 1
+	cmdDumpPages    = 2
+	cmdFini         = 3
+	cmdRecvFd       = 4
+	cmdWriteStreams = 5
 
 	// struct parasite_ctl
 	ctlCmdSeq  = 0
@@ -50,4 +56,15 @@ const (
 	stSize           = 2192
 
 	iovecSize = 16
+
+	// struct parasite_stream, an array of MaxStreams at streamsOff
+	streamsOff    = 0x10100
+	streamIovOff  = 0
+	streamNrIov   = 8
+	streamFileOff = 16
+	streamFd      = 24
+	streamRet     = 28
+	streamRunning = 32
+	streamTid     = 36
+	streamSize    = 40
 )

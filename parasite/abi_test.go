@@ -20,8 +20,10 @@ func TestABIMatchesC(t *testing.T) {
 		"PARASITE_BLOB_MAX": blobMax, "PARASITE_CTL_OFF": ctlOff,
 		"PARASITE_STACK_OFF": stackOff, "PARASITE_STACK_SIZE": stackSize,
 		"PARASITE_DATA_OFF": dataOff, "PARASITE_DATA_SIZE": dataSize,
-		"PARASITE_REGION_SIZE": regionSize,
-		"PCMD_DUMP_STATE":      cmdDumpState, "PCMD_DUMP_PAGES": cmdDumpPages, "PCMD_FINI": cmdFini, "PCMD_RECV_FD": cmdRecvFd, "PCMD_WRITE_PAGES": cmdWrite,
+		"PARASITE_REGION_SIZE":      regionSize,
+		"PARASITE_HELPER_STACK_OFF": helperStackOff, "PARASITE_HELPER_STACK_SIZE": helperStackSize,
+		"PARASITE_STREAMS_MAX": MaxStreams, "PARASITE_STREAMS_OFF": streamsOff,
+		"PCMD_DUMP_STATE": cmdDumpState, "PCMD_DUMP_PAGES": cmdDumpPages, "PCMD_FINI": cmdFini, "PCMD_RECV_FD": cmdRecvFd, "PCMD_WRITE_STREAMS": cmdWriteStreams,
 		"parasite_ctl.cmd_seq": ctlCmdSeq, "parasite_ctl.done_seq": ctlDoneSeq,
 		"parasite_ctl.cmd": ctlCmd, "parasite_ctl.ret": ctlRet, "parasite_ctl.args": ctlArgs,
 		"parasite_ctl.data_fd": ctlDataFd, "parasite_ctl.sock": ctlSock, "parasite_ctl.cmd_fd": ctlCmdFd, "parasite_ctl.frame": ctlFrame,
@@ -31,7 +33,11 @@ func TestABIMatchesC(t *testing.T) {
 		"parasite_state.itimers": stItimers, "parasite_state.tid_address": stTidAddress,
 		"parasite_state.dumpable": stDumpable, "parasite_state.pdeathsig": stPdeathsig,
 		"parasite_state.child_subreaper": stChildSubreaper, "parasite_state.no_new_privs": stNoNewPrivs,
-		"sizeof parasite_state": stSize,
+		"sizeof parasite_state":   stSize,
+		"parasite_stream.iov_off": streamIovOff, "parasite_stream.nr_iov": streamNrIov,
+		"parasite_stream.file_off": streamFileOff, "parasite_stream.fd": streamFd,
+		"parasite_stream.ret": streamRet, "parasite_stream.running": streamRunning,
+		"parasite_stream.tid": streamTid, "sizeof parasite_stream": streamSize,
 	}
 	got := map[string]int64{}
 	for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (0x[0-9a-fA-F]+|\d+)$`).FindAllStringSubmatch(string(src), -1) {

@@ -300,53 +300,120 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	return ret, nil
 }
 
-// WritePages has the parasite write the spans' memory to dst at dst's
-// current offset with pwritev(2): one copy, from the target's pages into
-// the image's page cache, the same work as a plain write() of that memory
-// (docs/PERFORMANCE.md measures it against splicing through pipes). gocr
-// only hands dst over (SCM_RIGHTS) and waits. dst's offset moves past the
-// data.
-func (p *Parasite) WritePages(spans []Span, dst *os.File) (int64, error) {
-	remote, ok := p.sentFiles[dst.Fd()]
-	if !ok {
-		if err := unix.Sendmsg(p.sock, []byte{0}, unix.UnixRights(int(dst.Fd())), nil, 0); err != nil {
-			return 0, fmt.Errorf("%w to %d: %w", ErrCannotPassFile, p.pid, err)
-		}
-		fd, err := p.callValue(cmdRecvFd, uint64(p.remoteSock))
-		if err != nil {
-			// A process at its fd limit cannot take one more
-			// (the kernel drops it, MSG_CTRUNC).
-			return 0, fmt.Errorf("%w to %d: %w", ErrCannotPassFile, p.pid, err)
-		}
-		remote = int64(fd)
-		p.sentFiles[dst.Fd()] = remote
-		p.remoteFiles = append(p.remoteFiles, remote)
+// PassFile hands f to the parasite over the socket (SCM_RIGHTS, man 7
+// unix) so that WriteStreams can write to it, once per file, and returns
+// its number in the target. ErrCannotPassFile means the target could not
+// take it (at its RLIMIT_NOFILE the kernel drops the fd, MSG_CTRUNC).
+func (p *Parasite) PassFile(f *os.File) (int64, error) {
+	if remote, ok := p.sentFiles[f.Fd()]; ok {
+		return remote, nil
 	}
-	off, err := dst.Seek(0, io.SeekCurrent)
+	if err := unix.Sendmsg(p.sock, []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		return 0, fmt.Errorf("%w to %d: %w", ErrCannotPassFile, p.pid, err)
+	}
+	fd, err := p.callValue(cmdRecvFd, uint64(p.remoteSock))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w to %d: %w", ErrCannotPassFile, p.pid, err)
 	}
+	remote := int64(fd)
+	p.sentFiles[f.Fd()] = remote
+	p.remoteFiles = append(p.remoteFiles, remote)
+	return remote, nil
+}
+
+// Stream is memory to write to one file: Spans in order, from file offset
+// Off on.
+type Stream struct {
+	File  *os.File
+	Off   int64
+	Spans []Span
+}
+
+// WriteStreams has the parasite write every stream to its file with
+// pwritev(2): one copy, from the target's pages into the image's page
+// cache, the same work as a plain write() of that memory
+// (docs/PERFORMANCE.md). Stream 0 is written by the parasite's thread,
+// each other one at the same time by a helper thread the parasite starts
+// in the target for the command, so that up to MaxStreams cores copy at
+// once. gocr only hands the files over and waits. It returns the bytes
+// written; on an error the streams' contents are undefined.
+func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
+	if len(streams) == 0 || len(streams) > MaxStreams {
+		return 0, fmt.Errorf("write pages of %d: %d streams, want 1..%d", p.pid, len(streams), MaxStreams)
+	}
+	remote := make([]int64, len(streams))
+	for i, s := range streams {
+		var err error
+		if remote[i], err = p.PassFile(s.File); err != nil {
+			return 0, err
+		}
+	}
+	rest := make([][]Span, len(streams))
+	offs := make([]int64, len(streams))
+	for i, s := range streams {
+		rest[i], offs[i] = s.Spans, s.Off
+	}
+	perStream := maxSpansPerCall / len(streams)
 	var written int64
-	for len(spans) > 0 {
-		n := min(len(spans), maxSpansPerCall)
-		var total uint64
-		for i, s := range spans[:n] {
-			o := dataOff + i*iovecSize
-			binary.LittleEndian.PutUint64(p.local[o:], s.Addr)
-			binary.LittleEndian.PutUint64(p.local[o+8:], s.Len)
-			total += s.Len
+	for {
+		// This call's streams: the next batch of every stream with
+		// spans left, packed at the front of the descriptor array.
+		n, o := 0, dataOff
+		for i := range streams {
+			if len(rest[i]) == 0 {
+				continue
+			}
+			k := min(len(rest[i]), perStream)
+			d := p.local[streamsOff+n*streamSize : streamsOff+(n+1)*streamSize]
+			clear(d)
+			binary.LittleEndian.PutUint64(d[streamIovOff:], uint64(o))
+			binary.LittleEndian.PutUint64(d[streamNrIov:], uint64(k))
+			binary.LittleEndian.PutUint64(d[streamFileOff:], uint64(offs[i]))
+			binary.LittleEndian.PutUint32(d[streamFd:], uint32(remote[i]))
+			for _, sp := range rest[i][:k] {
+				binary.LittleEndian.PutUint64(p.local[o:], sp.Addr)
+				binary.LittleEndian.PutUint64(p.local[o+8:], sp.Len)
+				o += iovecSize
+				offs[i] += int64(sp.Len)
+				written += int64(sp.Len)
+			}
+			rest[i] = rest[i][k:]
+			n++
 		}
-		if err := p.call(cmdWrite, dataOff, uint64(n), uint64(remote), uint64(off)); err != nil {
-			return written, fmt.Errorf("write pages of %d: %w", p.pid, err)
+		if n == 0 {
+			return written, nil
 		}
-		off += int64(total)
-		written += int64(total)
-		spans = spans[n:]
+		if err := p.call(cmdWriteStreams, uint64(n)); err != nil {
+			return 0, fmt.Errorf("write pages of %d: %w", p.pid, err)
+		}
 	}
-	if _, err := dst.Seek(off, io.SeekStart); err != nil {
-		return written, err
+}
+
+// ErrHelperStopped means a page-stream helper thread was stopped (SIGSTOP
+// from outside) when gocr had to cure: its code, stack and files stay in
+// the target until it has finished and exited on its own.
+var ErrHelperStopped = errors.New("a parasite helper thread is stopped; its region and files stay in the process")
+
+// waitHelpers waits until no page-stream helper thread runs in the
+// region. Precondition: the parasite's own thread is stopped, so it starts
+// no new helper.
+func (p *Parasite) waitHelpers() error {
+	for i := 0; i < MaxStreams; i++ {
+		o := streamsOff + i*streamSize
+		for sharedword.Load(p.local, o+streamRunning) != 0 {
+			tid := int(int32(binary.LittleEndian.Uint32(p.local[o+streamTid:])))
+			st, err := proc.ReadStat(tid)
+			if err != nil || st.State == 'Z' || st.State == 'X' {
+				// Gone with its process: nothing runs there.
+				break
+			}
+			if st.State == 'T' || st.State == 't' {
+				return fmt.Errorf("%w (thread %d)", ErrHelperStopped, tid)
+			}
+			sharedword.Wait(p.local, o+streamRunning, 1, 50*time.Millisecond)
+		}
 	}
-	return written, nil
+	return nil
 }
 
 // taskStopped reports whether the thread left the parasite's loop: it is
@@ -623,11 +690,23 @@ func (p *Parasite) Cure() error {
 	}
 	closeRemote(&p.remoteSock)
 	closeRemote(&p.remoteCmdFd)
-	for i := range p.remoteFiles {
-		closeRemote(&p.remoteFiles[i])
+	// A helper still running would lose its code and stack with the
+	// region, and could write into whatever file later took its fd's
+	// number: both stay until it is gone.
+	helpersGone := true
+	if p.local != nil {
+		if err := p.waitHelpers(); err != nil {
+			errs = append(errs, err)
+			helpersGone = false
+		}
+	}
+	if helpersGone {
+		for i := range p.remoteFiles {
+			closeRemote(&p.remoteFiles[i])
+		}
 	}
 	closeRemote(&p.remoteMemfd)
-	if p.remoteBase != 0 {
+	if p.remoteBase != 0 && helpersGone {
 		if _, err := p.inject(unix.SYS_MUNMAP, p.remoteBase, regionSize); err != nil {
 			errs = append(errs, fmt.Errorf("unmap parasite: %w", err))
 		}

@@ -1865,13 +1865,16 @@ func (x *FileRef) GetMtimeNs() int64 {
 	return 0
 }
 
-// PageRange is one run of consecutive pages in the page image. Ranges appear
-// in page-image order; the first range's data starts at the page image's
-// data offset.
+// PageRange is one run of consecutive pages. Its data is in the page image
+// of its stream (pages-PID.img for stream 0, pages-PID.S.img for S > 0;
+// format 2 on). Ranges appear in address order; within one stream they
+// appear in page-image order, the stream's first range starting at the
+// data offset of its page image.
 type PageRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Vaddr         uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
 	NrPages       uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
+	Stream        uint32                 `protobuf:"varint,3,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1916,6 +1919,13 @@ func (x *PageRange) GetVaddr() uint64 {
 func (x *PageRange) GetNrPages() uint64 {
 	if x != nil {
 		return x.NrPages
+	}
+	return 0
+}
+
+func (x *PageRange) GetStream() uint32 {
+	if x != nil {
+		return x.Stream
 	}
 	return 0
 }
@@ -2501,10 +2511,11 @@ const file_proto_gocr_proto_rawDesc = "" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +
 	"\x03ino\x18\x03 \x01(\x04R\x03ino\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x19\n" +
-	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"<\n" +
+	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"T\n" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
-	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"i\n" +
+	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"i\n" +
 	"\fInotifyWatch\x12\x0e\n" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +

@@ -15,7 +15,9 @@ const (
 	rstProcJoinPgid = 4
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 1
+	rstVersion = 2
+
+	rstPageStreamsMax = 4
 
 	rstStateRunning = 0
 	rstStateDone    = 1
@@ -92,8 +94,11 @@ type rstProc struct {
 }
 
 type rstPages struct {
-	Vaddr   uint64
-	NrPages uint64
+	Vaddr   uint64 `c:"vaddr"`
+	NrPages uint64 `c:"nr_pages"`
+	FileOff uint64 `c:"file_off"`
+	Stream  uint32 `c:"stream"`
+	Pad0    uint32
 }
 
 type rstFd struct {
@@ -168,7 +173,7 @@ type rstArgs struct {
 	RestorerBase   uint64                    `c:"restorer_base"`
 	RestorerSize   uint64                    `c:"restorer_size"`
 	Pid            int32                     `c:"pid"`
-	PagesFd        int32                     `c:"pages_fd"`
+	NrPageStreams  uint32                    `c:"nr_page_streams"`
 	ExePathOff     uint32                    `c:"exe_path_off"`
 	NrVmas         uint32                    `c:"nr_vmas"`
 	VmasOff        uint32                    `c:"vmas_off"`
@@ -183,7 +188,7 @@ type rstArgs struct {
 	StrtabOff      uint32                    `c:"strtab_off"`
 	AuxvOff        uint32                    `c:"auxv_off"`
 	AuxvSize       uint32                    `c:"auxv_size"`
-	PagesDataOff   uint64                    `c:"pages_data_off"`
+	Reserved0      uint64                    `c:"reserved0"`
 	HoleCandidates [rstHoleCandidates]uint64 `c:"hole_candidates"`
 	HoleSize       uint64                    `c:"hole_size"`
 	Mm             rstMmMap                  `c:"mm"`
@@ -197,22 +202,23 @@ type rstArgs struct {
 	EpollOff       uint32                    `c:"epoll_off"`
 	LifelineFd     int32                     `c:"lifeline_fd"`
 	Pad2           uint32
-	Reserved       [4]uint64 `c:"reserved"`
-	Personality    uint32    `c:"personality"`
-	Umask          uint32    `c:"umask"`
-	CwdOff         uint32    `c:"cwd_off"`
-	RootOff        uint32    `c:"root_off"`
-	CommOff        uint32    `c:"comm_off"`
-	PdeathSig      int32     `c:"pdeathsig"`
-	Dumpable       int32     `c:"dumpable"`
-	ChildSubreaper int32     `c:"child_subreaper"`
-	NoNewPrivs     int32     `c:"no_new_privs"`
-	SetCreds       uint32    `c:"set_creds"`
-	Uids           [4]uint32 `c:"uids"`
-	Gids           [4]uint32 `c:"gids"`
-	NrGroups       uint32    `c:"nr_groups"`
-	GroupsOff      uint32    `c:"groups_off"`
-	MaxFd          uint32    `c:"max_fd"`
+	PagesFds       [rstPageStreamsMax]int32 `c:"pages_fds"`
+	Reserved       [2]uint64                `c:"reserved"`
+	Personality    uint32                   `c:"personality"`
+	Umask          uint32                   `c:"umask"`
+	CwdOff         uint32                   `c:"cwd_off"`
+	RootOff        uint32                   `c:"root_off"`
+	CommOff        uint32                   `c:"comm_off"`
+	PdeathSig      int32                    `c:"pdeathsig"`
+	Dumpable       int32                    `c:"dumpable"`
+	ChildSubreaper int32                    `c:"child_subreaper"`
+	NoNewPrivs     int32                    `c:"no_new_privs"`
+	SetCreds       uint32                   `c:"set_creds"`
+	Uids           [4]uint32                `c:"uids"`
+	Gids           [4]uint32                `c:"gids"`
+	NrGroups       uint32                   `c:"nr_groups"`
+	GroupsOff      uint32                   `c:"groups_off"`
+	MaxFd          uint32                   `c:"max_fd"`
 	Pad1           uint32
 }
 

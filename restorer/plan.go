@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"gocr/images"
 	gocrpb "gocr/proto"
 )
 
@@ -58,13 +59,19 @@ var vmaKinds = map[gocrpb.VmaKind]uint32{
 	gocrpb.VmaKind_VMA_VVAR_VCLOCK: rstVmaVvarVclock,
 }
 
-func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pagesDataOff int64) (*plan, error) {
+// newPlan builds a process's restore plan. ranges are its page map;
+// dataSizes[s] is how many data bytes stream s's page image holds (each
+// must equal the pages its ranges name).
+func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataSizes []int64) (*plan, error) {
 	p := &plan{strOff: map[string]uint32{}}
 	a := &p.args
 	a.Magic = rstMagic
 	a.Version = rstVersion
 	a.Pid = task.Pid
-	a.PagesDataOff = uint64(pagesDataOff)
+	if len(dataSizes) < 1 || len(dataSizes) > rstPageStreamsMax {
+		return nil, fmt.Errorf("%d page streams, want 1..%d", len(dataSizes), rstPageStreamsMax)
+	}
+	a.NrPageStreams = uint32(len(dataSizes))
 
 	for i, v := range mm.Vmas {
 		kind, ok := vmaKinds[v.Kind]
@@ -125,7 +132,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 		}
 	}
 
-	// Every page range must lie inside a mapping that takes pages.
+	// Every page range must lie inside a mapping that takes pages, and
+	// every stream's ranges must fill its page image exactly.
+	offs := make([]uint64, len(dataSizes))
 	for i, r := range ranges {
 		if r.NrPages == 0 || r.Vaddr%pageSize != 0 {
 			return nil, fmt.Errorf("page range %d: bad range %#x+%d pages", i, r.Vaddr, r.NrPages)
@@ -135,7 +144,17 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, pages
 		if v == nil || end > v.End || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is not inside a mapping that holds pages", i, r.Vaddr, r.NrPages)
 		}
-		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages})
+		if int(r.Stream) >= len(dataSizes) {
+			return nil, fmt.Errorf("page range %d (%#x+%d pages) is in page stream %d, the dump has %d", i, r.Vaddr, r.NrPages, r.Stream, len(dataSizes))
+		}
+		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages,
+			FileOff: images.PagesDataOffset + offs[r.Stream], Stream: r.Stream})
+		offs[r.Stream] += r.NrPages * pageSize
+	}
+	for s, size := range dataSizes {
+		if offs[s] != uint64(size) {
+			return nil, fmt.Errorf("page map lists %d pages in stream %d, its page image holds %d bytes", offs[s]/pageSize, s, size)
+		}
 	}
 
 	a.ExePathOff = p.str(mm.Exe.GetPath())

@@ -105,19 +105,32 @@ func Run(opts Options) (*Result, error) {
 		if pr.ranges, err = dir.ReadPagemap(pid); err != nil {
 			return nil, err
 		}
-		pages, dataSize, err := dir.OpenPages(pid)
-		if err != nil {
-			return nil, err
-		}
-		var npages uint64
+		nstreams := 1
 		for _, r := range pr.ranges {
-			npages += r.NrPages
+			nstreams = max(nstreams, int(r.Stream)+1)
 		}
-		if int64(npages*pageSize) != dataSize {
-			return nil, fmt.Errorf("%s: page map of %d lists %d pages but its page image holds %d bytes", opts.Dir, pid, npages, dataSize)
+		var pages []*os.File
+		var dataSizes []int64
+		for s := 0; s < nstreams; s++ {
+			f, size, err := dir.OpenPages(pid, s)
+			if err != nil {
+				for _, f := range pages {
+					f.Close()
+				}
+				return nil, err
+			}
+			pages = append(pages, f)
+			dataSizes = append(dataSizes, size)
 		}
-		if pr.plan, err = newPlan(task, pr.mm, pr.ranges, images.PagesDataOffset); err != nil {
+		if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes); err != nil {
+			for _, f := range pages {
+				f.Close()
+			}
 			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+		// The sources own the files from here on (closed with them).
+		for s, f := range pages {
+			pr.plan.args.PagesFds[s] = src.add(f)
 		}
 		if err := checkMachine(inv, task, pr.mm); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
@@ -131,7 +144,6 @@ func Run(opts Options) (*Result, error) {
 		if err := checkCwd(task); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 		}
-		pr.plan.args.PagesFd = src.add(pages)
 	}
 	if procs[0].task.Zombie {
 		return nil, fmt.Errorf("%s: the root process %d is a zombie", opts.Dir, inv.RootPid)

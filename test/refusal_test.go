@@ -616,25 +616,31 @@ func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 	if err := pm.Close(); err != nil {
 		t.Fatal(err)
 	}
-	pin, size, err := in.OpenPages(pid)
-	if err != nil {
-		t.Fatal(err)
+	nstreams := 1
+	for _, r := range ranges {
+		nstreams = max(nstreams, int(r.Stream)+1)
 	}
-	defer pin.Close()
-	pout, err := out.CreatePages(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pout.Close()
-	n, err := io.Copy(pout, pin)
-	if err != nil {
-		t.Fatalf("copy page data: %v", err)
-	}
-	if n != size {
-		t.Fatalf("copied %d bytes of page data, the image holds %d", n, size)
-	}
-	if err := images.FinishPages(pout, size); err != nil {
-		t.Fatal(err)
+	for s := 0; s < nstreams; s++ {
+		pin, size, err := in.OpenPages(pid, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pin.Close()
+		pout, err := out.CreatePages(pid, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pout.Close()
+		n, err := io.Copy(pout, pin)
+		if err != nil {
+			t.Fatalf("copy page data: %v", err)
+		}
+		if n != size {
+			t.Fatalf("copied %d bytes of page data, the image holds %d", n, size)
+		}
+		if err := images.FinishPages(pout, size); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := out.WriteInventory(inv); err != nil {
 		t.Fatal(err)

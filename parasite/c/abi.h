@@ -10,6 +10,7 @@
  *   [CTL_OFF, +4K)         struct parasite_ctl
  *   [STACK_OFF, +STACK)    the parasite's own stack (never the target's)
  *   [DATA_OFF, +DATA)      command arguments and results
+ *   [HELPER_STACK_OFF, ...) one stack per page-stream helper thread
  */
 #ifndef GOCR_PARASITE_ABI_H
 #define GOCR_PARASITE_ABI_H
@@ -20,13 +21,16 @@
 #define PARASITE_STACK_SIZE 0x10000
 #define PARASITE_DATA_OFF 0x21000
 #define PARASITE_DATA_SIZE 0x100000
-#define PARASITE_REGION_SIZE 0x121000
+#define PARASITE_HELPER_STACK_OFF 0x121000
+#define PARASITE_HELPER_STACK_SIZE 0x4000
+#define PARASITE_STREAMS_MAX 4
+#define PARASITE_REGION_SIZE 0x131000
 
 #define PCMD_DUMP_STATE 1
 #define PCMD_DUMP_PAGES 2
 #define PCMD_FINI 3
 #define PCMD_RECV_FD 4
-#define PCMD_WRITE_PAGES 5
+#define PCMD_WRITE_STREAMS 5
 
 /* Control block. gocr writes cmd/args, bumps cmd_seq and writes a byte to
  * the command pipe; the parasite answers in ret, then sets done_seq =
@@ -107,10 +111,6 @@ _Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
 
 /* PCMD_RECV_FD: args[0] = a unix socket in the target; receives one fd
  * sent with SCM_RIGHTS and returns its number.
- * PCMD_WRITE_PAGES: args[0] = offset of an iovec array inside the region,
- * args[1] = number of iovecs, args[2] = a file (from PCMD_RECV_FD),
- * args[3] = file offset: the memory is written there with pwritev, one
- * copy from the target's pages into the image.
  * PCMD_DUMP_PAGES: args[0] = offset of an iovec array inside the region,
  * args[1] = number of iovecs, args[2] = chunk size in bytes. Each iovec
  * names target memory. The data goes out in chunks alternating between the
@@ -120,5 +120,43 @@ struct parasite_iovec {
 	u64 base;
 	u64 len;
 };
+
+/* PCMD_WRITE_STREAMS: args[0] = number of streams (1..STREAMS_MAX),
+ * described at STREAMS_OFF. Each stream's memory is written with pwritev
+ * to its own file (from PCMD_RECV_FD) from file_off on, one copy from the
+ * target's pages into the image. Stream 0 is written by the parasite
+ * thread itself, every other one by a helper thread it starts for the
+ * command (on its own stack at HELPER_STACK_OFF + i * HELPER_STACK_SIZE),
+ * so several cores copy at once; the command answers after every helper
+ * has exited. Separate files, because a file system serializes writers of
+ * one file on its inode lock (mm/shmem.c shmem_file_write_iter,
+ * fs/ext4/file.c ext4_buffered_write_iter).
+ *
+ * running is 1 while stream i's helper lives: the kernel zeroes it and
+ * wakes its futex when the thread is gone from user space
+ * (CLONE_CHILD_CLEARTID, man 2 clone; kernel/fork.c mm_release), which is
+ * also how gocr knows, before it unmaps the region, that no helper still
+ * runs code or uses a stack in it. tid is the helper's (CLONE_PARENT_SETTID). */
+#define PARASITE_STREAMS_OFF 0x10100
+struct parasite_stream {
+	u64 iov_off; /* offset of the stream's iovec array inside the region */
+	u64 nr_iov;
+	u64 file_off;
+	s32 fd;
+	s32 ret; /* the stream's result: 0 or -errno */
+	u32 running;
+	s32 tid;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_stream, iov_off, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, nr_iov, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, file_off, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, fd, 24);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, ret, 28);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, running, 32);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, tid, 36);
+_Static_assert(sizeof(struct parasite_stream) == 40, "parasite_stream size");
+_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_STACK_OFF, "streams fit the control page");
+_Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPER_STACK_SIZE == PARASITE_REGION_SIZE,
+	       "helper stacks end the region");
 
 #endif

@@ -201,6 +201,94 @@ static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off)
 	return 0;
 }
 
+/* A helper thread's whole life: write one stream, then exit the thread
+ * only (exit, not exit_group). */
+static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream *s, struct parasite_iovec *iov)
+{
+	s->ret = (s32)write_pages(s->fd, iov, s->nr_iov, s->file_off);
+	for (;;)
+		sys1(__NR_exit, 0);
+}
+
+/* start_stream_thread runs stream_thread(s, iov) on a new thread of the
+ * process whose stack ends at stack_top, and returns its TID or -errno.
+ * Raw clone, x86-64 argument order (flags, stack, parent_tid, child_tid,
+ * tls; man 2 clone, NOTES). The child starts on the new stack with every
+ * register but rax and rsp as the parent's, so it finds its function and
+ * arguments on that stack. It inherits the parasite thread's mask, which
+ * blocks every signal (gocr set it), so no handler of the target's ever
+ * runs on it; with CLONE_VM it gets no alternate signal stack and no rseq
+ * registration (kernel/fork.c copy_process, kernel/rseq.c). */
+static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
+{
+	u64 *sp = (u64 *)stack_top;
+	*--sp = (u64)iov;
+	*--sp = (u64)s;
+	*--sp = (u64)stream_thread;
+	s->running = 1;
+	long ret;
+	register long r10 __asm__("r10") = (long)&s->running;
+	register long r8 __asm__("r8") = 0;
+	__asm__ volatile("syscall\n"
+			 "test %%rax, %%rax\n"
+			 "jnz 1f\n"
+			 "pop %%rax\n"
+			 "pop %%rdi\n"
+			 "pop %%rsi\n"
+			 "andq $-16, %%rsp\n"
+			 "call *%%rax\n"
+			 "ud2\n"
+			 "1:\n"
+			 : "=a"(ret)
+			 : "a"(__NR_clone),
+			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+			       CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID),
+			   "S"(sp), "d"(&s->tid), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	if (ret < 0)
+		s->running = 0;
+	return ret;
+}
+
+static int iovecs_inside_data(u64 off, u64 n)
+{
+	return off >= PARASITE_DATA_OFF && off <= PARASITE_DATA_OFF + PARASITE_DATA_SIZE &&
+	       n <= (PARASITE_DATA_OFF + PARASITE_DATA_SIZE - off) / sizeof(struct parasite_iovec);
+}
+
+static long write_streams(u8 *base, u64 n)
+{
+	struct parasite_stream *st = (struct parasite_stream *)(base + PARASITE_STREAMS_OFF);
+	if (n == 0 || n > PARASITE_STREAMS_MAX)
+		return -EINVAL;
+	for (u64 i = 0; i < n; i++)
+		if (!iovecs_inside_data(st[i].iov_off, st[i].nr_iov))
+			return -EINVAL;
+	for (u64 i = 1; i < n; i++) {
+		struct parasite_iovec *iov = (struct parasite_iovec *)(base + st[i].iov_off);
+		u8 *top = base + PARASITE_HELPER_STACK_OFF + (i + 1) * PARASITE_HELPER_STACK_SIZE;
+		/* No thread to be had (RLIMIT_NPROC, a seccomp filter):
+		 * this thread writes the stream after its own (ret 1 marks
+		 * it; a helper only ever stores 0 or -errno). */
+		st[i].ret = 0;
+		if (start_stream_thread(&st[i], iov, top) < 0)
+			st[i].ret = 1;
+	}
+	long ret = write_pages(st[0].fd, (struct parasite_iovec *)(base + st[0].iov_off), st[0].nr_iov,
+			       st[0].file_off);
+	for (u64 i = 1; i < n; i++) {
+		if (st[i].ret == 1)
+			st[i].ret = (s32)write_pages(st[i].fd, (struct parasite_iovec *)(base + st[i].iov_off),
+						     st[i].nr_iov, st[i].file_off);
+		u32 v;
+		while ((v = __atomic_load_n(&st[i].running, __ATOMIC_ACQUIRE)) != 0)
+			futex_wait(&st[i].running, v);
+		if (ret == 0)
+			ret = st[i].ret;
+	}
+	return ret;
+}
+
 #define __NR_rt_sigreturn 15
 
 static s32 received[8];
@@ -255,9 +343,7 @@ void parasite_main(struct parasite_ctl *ctl)
 			ret = dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
 			break;
 		case PCMD_DUMP_PAGES:
-			if (ctl->args[0] < PARASITE_DATA_OFF ||
-			    ctl->args[1] * sizeof(struct parasite_iovec) >
-				    PARASITE_REGION_SIZE - ctl->args[0]) {
+			if (!iovecs_inside_data(ctl->args[0], ctl->args[1])) {
 				ret = -EINVAL;
 				break;
 			}
@@ -269,15 +355,8 @@ void parasite_main(struct parasite_ctl *ctl)
 			if (ret >= 0 && nreceived < 8)
 				received[nreceived++] = (s32)ret;
 			break;
-		case PCMD_WRITE_PAGES:
-			if (ctl->args[0] < PARASITE_DATA_OFF ||
-			    ctl->args[1] * sizeof(struct parasite_iovec) >
-				    PARASITE_REGION_SIZE - ctl->args[0]) {
-				ret = -EINVAL;
-				break;
-			}
-			ret = write_pages((int)ctl->args[2], (struct parasite_iovec *)(base + ctl->args[0]),
-					  ctl->args[1], ctl->args[3]);
+		case PCMD_WRITE_STREAMS:
+			ret = write_streams(base, ctl->args[0]);
 			break;
 		case PCMD_FINI:
 			ret = 0;

@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 1
+#define RST_VERSION 2
 
 #define RST_STATE_RUNNING 0
 #define RST_STATE_DONE 1
@@ -76,12 +76,21 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_fd, 52);
 _Static_assert(sizeof(struct rst_vma) == 56, "rst_vma size");
 
-/* A run of pages in the page image, in image order. */
+/* A run of pages: its data is at file_off in the page image of its stream
+ * (pages_fds[stream]). */
+#define RST_PAGE_STREAMS_MAX 4
 struct rst_pages {
 	u64 vaddr;
 	u64 nr_pages;
+	u64 file_off;
+	u32 stream;
+	u32 pad0;
 };
-_Static_assert(sizeof(struct rst_pages) == 16, "rst_pages size");
+BUILD_BUG_ON_OFFSET(struct rst_pages, vaddr, 0);
+BUILD_BUG_ON_OFFSET(struct rst_pages, nr_pages, 8);
+BUILD_BUG_ON_OFFSET(struct rst_pages, file_off, 16);
+BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
+_Static_assert(sizeof(struct rst_pages) == 32, "rst_pages size");
 
 struct rst_fd {
 	s32 target; /* fd number in the restored process */
@@ -246,7 +255,7 @@ struct rst_args {
 	u64 restorer_base; /* where the restorer moved itself */
 	u64 restorer_size;
 	s32 pid;
-	s32 pages_fd;
+	u32 nr_page_streams;
 	u32 exe_path_off;
 	u32 nr_vmas;
 	u32 vmas_off;
@@ -261,7 +270,7 @@ struct rst_args {
 	u32 strtab_off;
 	u32 auxv_off;
 	u32 auxv_size;
-	u64 pages_data_off;
+	u64 reserved0;
 	u64 hole_candidates[RST_HOLE_CANDIDATES];
 	u64 hole_size;
 	struct rst_mm_map mm;
@@ -275,7 +284,8 @@ struct rst_args {
 	u32 epoll_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
-	u64 reserved[4];
+	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
+	u64 reserved[2];
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -303,7 +313,7 @@ BUILD_BUG_ON_OFFSET(struct rst_args, err_index, 28);
 BUILD_BUG_ON_OFFSET(struct rst_args, restorer_base, 32);
 BUILD_BUG_ON_OFFSET(struct rst_args, restorer_size, 40);
 BUILD_BUG_ON_OFFSET(struct rst_args, pid, 48);
-BUILD_BUG_ON_OFFSET(struct rst_args, pages_fd, 52);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_page_streams, 52);
 BUILD_BUG_ON_OFFSET(struct rst_args, exe_path_off, 56);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_vmas, 60);
 BUILD_BUG_ON_OFFSET(struct rst_args, vmas_off, 64);
@@ -318,7 +328,7 @@ BUILD_BUG_ON_OFFSET(struct rst_args, rlimits_off, 96);
 BUILD_BUG_ON_OFFSET(struct rst_args, strtab_off, 100);
 BUILD_BUG_ON_OFFSET(struct rst_args, auxv_off, 104);
 BUILD_BUG_ON_OFFSET(struct rst_args, auxv_size, 108);
-BUILD_BUG_ON_OFFSET(struct rst_args, pages_data_off, 112);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved0, 112);
 BUILD_BUG_ON_OFFSET(struct rst_args, hole_candidates, 120);
 BUILD_BUG_ON_OFFSET(struct rst_args, hole_size, 184);
 BUILD_BUG_ON_OFFSET(struct rst_args, mm, 192);
@@ -331,7 +341,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_epoll, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, epoll_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -278,14 +278,17 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 	if (cached_fd >= 0)
 		sys1(__NR_close, cached_fd);
 
-	/* Pages come straight from the page image into place. */
+	/* Pages come straight from the page images into place. */
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
-	u64 foff = a->pages_data_off;
 	for (u32 i = 0; i < a->nr_pages; i++) {
 		u64 addr = pr[i].vaddr;
 		u64 left = pr[i].nr_pages * PAGE_SIZE;
+		u64 foff = pr[i].file_off;
+		if (pr[i].stream >= a->nr_page_streams)
+			fail(a, RST_STEP_PAGES, i, -EINVAL);
+		s32 fd = a->pages_fds[pr[i].stream];
 		while (left > 0) {
-			long n = sys4(__NR_pread64, a->pages_fd, addr, left, foff);
+			long n = sys4(__NR_pread64, fd, addr, left, foff);
 			if (n == -EINTR)
 				continue;
 			if (n < 0)
@@ -331,13 +334,6 @@ struct kernel_stack_t {
 struct rlimit64 {
 	u64 cur, max;
 };
-
-#define CLONE_VM 0x00000100UL
-#define CLONE_FS 0x00000200UL
-#define CLONE_FILES 0x00000400UL
-#define CLONE_SIGHAND 0x00000800UL
-#define CLONE_THREAD 0x00010000UL
-#define CLONE_SYSVSEM 0x00040000UL
 
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
@@ -447,7 +443,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	a->restorer_size = hole_size;
 
 	restore_memory(a, hole, hole_size);
-	sys1(__NR_close, a->pages_fd);
+	for (u32 i = 0; i < a->nr_page_streams; i++)
+		sys1(__NR_close, a->pages_fds[i]);
 
 	/* mm fields: PR_SET_MM_MAP (kernel/sys.c prctl_set_mm_map) sets
 	 * code/data/brk/stack/arg/env bounds, the saved auxv and the exe link
@@ -582,10 +579,14 @@ static void restore_fds(struct rst_args *a)
 
 	/* Sources and targets may overlap: first move every source above
 	 * every number the plan uses, then dup into place. */
-	long pages = sys3(__NR_fcntl, a->pages_fd, F_DUPFD_CLOEXEC, high);
-	if (pages < 0)
-		fail(a, RST_STEP_FDS, 0, pages);
-	a->pages_fd = (s32)pages;
+	if (a->nr_page_streams < 1 || a->nr_page_streams > RST_PAGE_STREAMS_MAX)
+		fail(a, RST_STEP_FDS, 0, -EINVAL);
+	for (u32 i = 0; i < a->nr_page_streams; i++) {
+		long pages = sys3(__NR_fcntl, a->pages_fds[i], F_DUPFD_CLOEXEC, high);
+		if (pages < 0)
+			fail(a, RST_STEP_FDS, 0, pages);
+		a->pages_fds[i] = (s32)pages;
+	}
 	long lifeline = sys3(__NR_fcntl, a->lifeline_fd, F_DUPFD_CLOEXEC, high);
 	if (lifeline < 0)
 		fail(a, RST_STEP_FDS, 1, lifeline);
@@ -630,7 +631,7 @@ static void restore_fds(struct rst_args *a)
 		} ev = {ep[i].events, ep[i].data};
 		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, 1 /* EPOLL_CTL_ADD */, ep[i].tfd, &ev));
 	}
-	/* The page image fd now sits above max_fd until the pages are in. */
+	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
 
