@@ -300,6 +300,13 @@ func checkDumpable(pid int) error {
 		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {
 		return fmt.Errorf("pid %d (%s) runs set-id (uids %v, gids %v): refusing to dump it", pid, status.Name, status.Uid[:3], status.Gid[:3])
 	}
+	// A restored process would run without its filter: gocr does not read
+	// filters back (PTRACE_SECCOMP_GET_FILTER, man 2 ptrace) or install
+	// them yet, and a sandbox silently dropped is worse than no dump.
+	// Seccomp: 1 strict, 2 filter (Documentation/filesystems/proc.rst).
+	if status.Seccomp != 0 {
+		return fmt.Errorf("pid %d (%s) runs under seccomp (mode %d), which gocr cannot restore yet: refusing to dump it", pid, status.Name, status.Seccomp)
+	}
 	if _, err := proc.Exe(pid); err != nil {
 		return fmt.Errorf("pid %d (%s) has no executable (a kernel thread?): %w", pid, status.Name, err)
 	}

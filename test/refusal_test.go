@@ -62,6 +62,18 @@ func TestDumpRefusals(t *testing.T) {
 		checkIntact(t, tg)
 	})
 
+	t.Run("Seccomp", func(t *testing.T) {
+		// Restored without its filter, the process would run unconfined.
+		tg := startTargetOpts(t, "counter", startOpts{wrap: targets["seccomp_exec"]})
+		waitCounter(t, tg, 10)
+		if s := statusField(t, tg.pid, "Seccomp"); s != "2" {
+			t.Fatalf("target pid %d has Seccomp %q, want 2 (filter)", tg.pid, s)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "seccomp"}, nil)
+		checkIntactCounter(t, tg)
+	})
+
 	t.Run("AlreadyTraced", func(t *testing.T) {
 		strace, err := exec.LookPath("strace")
 		if err != nil {
@@ -463,22 +475,29 @@ func listDir(t *testing.T, dir string) []string {
 // tracerPid returns pid's TracerPid from /proc/PID/status.
 func tracerPid(t *testing.T, pid int) int {
 	t.Helper()
+	v := statusField(t, pid, "TracerPid")
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("parse TracerPid %q of pid %d: %v", v, pid, err)
+	}
+	return n
+}
+
+// statusField is the value of one "Key:\tvalue" line of /proc/PID/status.
+func statusField(t *testing.T, pid int, key string) string {
+	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatalf("read status of pid %d: %v", pid, err)
 	}
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "TracerPid:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatalf("parse TracerPid %q of pid %d: %v", v, pid, err)
-			}
-			return n
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			return strings.TrimSpace(v)
 		}
 	}
-	t.Fatalf("no TracerPid in /proc/%d/status", pid)
-	return 0
+	t.Fatalf("no %s in /proc/%d/status", key, pid)
+	return ""
 }
 
 // startTracer attaches strace to pid and waits until the kernel shows it
