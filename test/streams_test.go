@@ -1,10 +1,14 @@
 package test
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // pageImages lists the page images of pid in an image directory:
@@ -98,4 +102,80 @@ func TestPageStreamsBadInput(t *testing.T) {
 			assertNoProcess(t, tg.pid)
 		})
 	}
+}
+
+// pidsCgroup makes a pids cgroup that allows no new task and moves pid
+// into it, and returns a function that reads how often a fork or clone was
+// refused there (the "max" count of pids.events,
+// Documentation/admin-guide/cgroup-v1/pids.rst). It skips the test, saying
+// why, where no pids hierarchy can be written.
+func pidsCgroup(t *testing.T, pid int) func() int {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root string
+	for _, line := range strings.Split(string(mi), "\n") {
+		// ... MOUNTPOINT ... - cgroup cgroup rw,pids (cgroup v1)
+		f := strings.Fields(line)
+		if len(f) < 10 || f[len(f)-3] != "cgroup" {
+			continue
+		}
+		for _, o := range strings.Split(f[len(f)-1], ",") {
+			if o == "pids" {
+				root = f[4]
+			}
+		}
+	}
+	if root == "" {
+		t.Skip("needs a cgroup v1 pids hierarchy to refuse the parasite a thread; none is mounted here")
+	}
+	dir := filepath.Join(root, fmt.Sprintf("gocr-test-%d", pid))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a pids cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		// The dumped process is gone by now; rmdir waits for nothing.
+		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	for _, w := range [][2]string{{"cgroup.procs", strconv.Itoa(pid)}, {"pids.max", "1"}} {
+		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0); err != nil {
+			t.Fatalf("write %s to %s: %v", w[1], filepath.Join(dir, w[0]), err)
+		}
+	}
+	return func() int {
+		b, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(b), "max ")))
+		if err != nil {
+			t.Fatalf("parse pids.events %q: %v", b, err)
+		}
+		return n
+	}
+}
+
+// TestPageStreamsWithoutThreads: when the process may not have another
+// thread (here a pids cgroup at its limit; RLIMIT_NPROC or a seccomp
+// filter do the same), the parasite writes every stream itself, one after
+// another, and the dump is as good.
+func TestPageStreamsWithoutThreads(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "memory", t.TempDir())
+	refused := pidsCgroup(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--page-streams", "3")
+	tg.waitDead(t, "a dump without --leave-running")
+	if n := refused(); n == 0 {
+		t.Fatalf("the pids cgroup refused no clone: the parasite's helper threads were not refused, so this test did not test the fallback")
+	}
+	if got := pageImages(t, dir, tg.pid); len(got) != 3 {
+		t.Fatalf("page images %q, want 3", got)
+	}
+	pid := restoreDetached(t, tg, dir, nil)
+	checkResult(t, tg, pid)
 }
