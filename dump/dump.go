@@ -307,6 +307,11 @@ func checkDumpable(pid int) error {
 	if status.Seccomp != 0 {
 		return fmt.Errorf("pid %d (%s) runs under seccomp (mode %d), which gocr cannot restore yet: refusing to dump it", pid, status.Name, status.Seccomp)
 	}
+	if ns, err := foreignNamespace(pid); err != nil {
+		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
+	} else if ns != "" {
+		return fmt.Errorf("pid %d (%s) is in another %s namespace than gocr, which gocr cannot restore yet: refusing to dump it", pid, status.Name, ns)
+	}
 	if _, err := proc.Exe(pid); err != nil {
 		return fmt.Errorf("pid %d (%s) has no executable (a kernel thread?): %w", pid, status.Name, err)
 	}
@@ -317,6 +322,29 @@ func checkDumpable(pid int) error {
 		return fmt.Errorf("pid %d (%s) is a zombie", pid, status.Name)
 	}
 	return nil
+}
+
+// foreignNamespace names the first namespace pid is in that gocr is not,
+// or "" if it shares all of gocr's. A restore recreates processes in
+// gocr's own namespaces, so anything else would come back changed (other
+// PIDs, mounts, network). Two processes share a namespace exactly when
+// their /proc/PID/ns links name the same inode (man 7 namespaces); a kind
+// this kernel lacks has no link in either.
+func foreignNamespace(pid int) (string, error) {
+	for _, ns := range []string{"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"} {
+		own, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			continue
+		}
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err != nil {
+			return "", fmt.Errorf("read its %s namespace: %w", ns, err)
+		}
+		if theirs != own {
+			return ns, nil
+		}
+	}
+	return "", nil
 }
 
 // state is everything collected from a frozen process.

@@ -322,7 +322,7 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			}
 			w := io.NewOffsetWriter(c.pages[r.stream], images.PagesDataOffset+r.off)
 			if _, err := io.Copy(w, io.NewSectionReader(mem, int64(r.addr), int64(n))); err != nil {
-				return fmt.Errorf("read unreadable pages at %#x: %w", r.addr, err)
+				return fmt.Errorf("copy pages the process cannot read, at %#x: %w", r.addr, err)
 			}
 			continue
 		}

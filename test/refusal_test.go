@@ -74,6 +74,19 @@ func TestDumpRefusals(t *testing.T) {
 		checkIntactCounter(t, tg)
 	})
 
+	t.Run("Namespace", func(t *testing.T) {
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			t.Skipf("needs unshare(1) to start a process in its own namespace: %v", err)
+		}
+		// Restored in gocr's namespaces it would see another host name.
+		tg := startTargetOpts(t, "counter", startOpts{wrap: []string{unshare, "--uts", "--"}})
+		waitCounter(t, tg, 10)
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "uts namespace"}, nil)
+		checkIntactCounter(t, tg)
+	})
+
 	t.Run("AlreadyTraced", func(t *testing.T) {
 		strace, err := exec.LookPath("strace")
 		if err != nil {
