@@ -279,7 +279,6 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		sys1(__NR_close, cached_fd);
 
 	/* Pages come straight from the page images into place. */
-#define RST_POPULATE_MIN (16 * PAGE_SIZE)
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
 	for (u32 i = 0; i < a->nr_pages; i++) {
 		u64 addr = pr[i].vaddr;
@@ -288,14 +287,6 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		if (pr[i].stream >= a->nr_page_streams)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
 		s32 fd = a->pages_fds[pr[i].stream];
-		/* Fault the range in with one call before the copy: the kernel
-		 * then allocates the pages in a loop instead of taking a fault
-		 * exception per page inside pread's copy (about a fifth less
-		 * time for large ranges here, docs/PERFORMANCE.md). An old
-		 * kernel without it (before 5.14, EINVAL) just faults in pread.
-		 * MADV_POPULATE_WRITE = 23 (man 2 madvise). */
-		if (left >= RST_POPULATE_MIN)
-			sys3(__NR_madvise, addr, left, 23);
 		while (left > 0) {
 			long n = sys4(__NR_pread64, fd, addr, left, foff);
 			if (n == -EINTR)
