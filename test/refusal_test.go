@@ -62,30 +62,37 @@ func TestDumpRefusals(t *testing.T) {
 		checkIntact(t, tg)
 	})
 
-	t.Run("Seccomp", func(t *testing.T) {
+	// Processes gocr could not restore as they are: refused, untouched.
+	for _, c := range []struct {
+		name   string
+		wrap   func(t *testing.T) []string // argv in front of the counter
+		status [2]string                   // a /proc/PID/status line the wrap must give, if any
+		want   string
+	}{
 		// Restored without its filter, the process would run unconfined.
-		tg := startTargetOpts(t, "counter", startOpts{wrap: targets["seccomp_exec"]})
-		waitCounter(t, tg, 10)
-		if s := statusField(t, tg.pid, "Seccomp"); s != "2" {
-			t.Fatalf("target pid %d has Seccomp %q, want 2 (filter)", tg.pid, s)
-		}
-		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
-		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "seccomp"}, nil)
-		checkIntactCounter(t, tg)
-	})
-
-	t.Run("Namespace", func(t *testing.T) {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Skipf("needs unshare(1) to start a process in its own namespace: %v", err)
-		}
+		{"Seccomp", func(*testing.T) []string { return targets["seccomp_exec"] }, [2]string{"Seccomp", "2"}, "seccomp"},
 		// Restored in gocr's namespaces it would see another host name.
-		tg := startTargetOpts(t, "counter", startOpts{wrap: []string{unshare, "--uts", "--"}})
-		waitCounter(t, tg, 10)
-		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
-		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "uts namespace"}, nil)
-		checkIntactCounter(t, tg)
-	})
+		{"Namespace", func(t *testing.T) []string {
+			unshare, err := exec.LookPath("unshare")
+			if err != nil {
+				t.Skipf("needs unshare(1) to start a process in its own namespace: %v", err)
+			}
+			return []string{unshare, "--uts", "--"}
+		}, [2]string{}, "uts namespace"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := startTargetOpts(t, "counter", startOpts{wrap: c.wrap(t)})
+			waitCounter(t, tg, 10)
+			if c.status[0] != "" {
+				if v := statusField(t, tg.pid, c.status[0]); v != c.status[1] {
+					t.Fatalf("target pid %d has %s %q, want %q", tg.pid, c.status[0], v, c.status[1])
+				}
+			}
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), c.want}, nil)
+			checkIntactCounter(t, tg)
+		})
+	}
 
 	t.Run("AlreadyTraced", func(t *testing.T) {
 		strace, err := exec.LookPath("strace")
