@@ -147,7 +147,7 @@ test: deps tools verify-generated
 	$(GO) test -count=1 -timeout 20m ./...
 
 # bench: gocr against the machine's limit for the same work, one table
-# (docs/PERFORMANCE.md); needs root, about 5 minutes. BENCH_FLAGS=-quick
+# (docs/PERFORMANCE.md); needs root, about 10 minutes. BENCH_FLAGS=-quick
 # measures 1 GiB only.
 bench: deps build
 	$(GO) run ./bench -gocr ./$(BINARY) $(BENCH_FLAGS)
