@@ -3,6 +3,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,63 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 		time.Sleep(3500 * time.Millisecond) // one whole sleep after the cure
 	}
 	checkResult(t, tg, tg.pid)
+}
+
+// TestGocrKilledMidPageStreams: gocr dies while the parasite and its
+// helper threads are writing the page streams. The parasite waits for its
+// helpers, sees gocr gone, and returns the process to its own code: every
+// word of its memory, its counter and its fds as they were, no helper
+// thread left, no dump that looks complete.
+func TestGocrKilledMidPageStreams(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "counter", "768")
+	waitCounter(t, tg, 10)
+	dir := t.TempDir()
+	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--page-streams", "3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// The last stream's image grows past its header once its helper
+	// thread writes: kill gocr then, while 768 MiB are being copied.
+	last := filepath.Join(dir, fmt.Sprintf("pages-%d.2.img", tg.pid))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := os.Stat(last); err == nil && st.Size() > 4096 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never grew past its header in 10 s", last)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if st, err := os.Stat(last); err == nil && st.Size() >= 4096+256<<20 {
+		t.Fatalf("%s is complete (%d bytes): gocr was killed too late to test anything", last, st.Size())
+	} else if err == nil {
+		t.Logf("gocr killed with %s at %d of %d bytes", filepath.Base(last), st.Size(), 4096+256<<20)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
+		t.Errorf("a killed dump left an inventory.img: the directory looks complete")
+	}
+	// The helpers finish their writes, then the parasite cures itself.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "task"))
+		fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
+		if len(tasks) == 1 && len(fds) <= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still has %d threads and %d fds 10 s after gocr died; want 1 thread and its own 4 fds", tg.pid, len(tasks), len(fds))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checkIntactCounter(t, tg)
 }
 
 func hasParasite(pid int) bool {

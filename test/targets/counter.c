@@ -4,10 +4,26 @@
  * the dumped value at exactly the dumped file offset; the harness checks the
  * log holds 1..N with no gap or repeat, and this program checks that the
  * line ending at its stdout offset is its in-memory counter.
+ *
+ * Usage: counter RESULT_PATH [MIB]. With MIB it also holds MIB MiB of
+ * memory, every word a function of its index, and checks all of it at the
+ * end (a dump of it takes long enough to be interrupted mid-write).
  */
 #include "target.h"
 
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+
+static uint64_t word(size_t i)
+{
+	uint64_t x = i * 0x9E3779B97F4A7C15ULL + 1;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
 
 /* Reads the line that ends just before stdout's current offset through a
  * separate open of the same file, so the check sees what is on disk rather
@@ -50,8 +66,18 @@ int main(int argc, char **argv)
 {
 	long counter = 0;
 	struct stat st;
+	uint64_t *mem = NULL;
+	size_t words = 0;
 
 	tgt_init(argc, argv);
+	if (argc > 2) {
+		words = (size_t)strtoul(argv[2], NULL, 10) * 1024 * 1024 / 8;
+		mem = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem == MAP_FAILED)
+			tgt_fail("mmap %s MiB: %s", argv[2], strerror(errno));
+		for (size_t i = 0; i < words; i++)
+			mem[i] = word(i);
+	}
 	if (fstat(1, &st) < 0)
 		tgt_fail("fstat(stdout): %s", strerror(errno));
 	if (!S_ISREG(st.st_mode))
@@ -71,6 +97,10 @@ int main(int argc, char **argv)
 		usleep(5000);
 	}
 
+	for (size_t i = 0; i < words; i++)
+		if (mem[i] != word(i))
+			tgt_fail("memory word %zu is %#llx, want %#llx", i, (unsigned long long)mem[i],
+				 (unsigned long long)word(i));
 	long last = line_before_offset();
 	if (last != counter)
 		tgt_fail("counter is %ld but the line before stdout's offset is %ld",
