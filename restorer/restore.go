@@ -20,9 +20,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -189,6 +191,7 @@ func Run(opts Options) (*Result, error) {
 			}
 		}
 	}
+	pickPageHelperTids(procs)
 	// The restorer needs room for itself, its stack, the whole plan
 	// mapping and its threads' stacks, in a hole of each address space.
 	planBytes, err := tree.encode(procs)
@@ -199,7 +202,7 @@ func Run(opts Options) (*Result, error) {
 		if pr.plan == nil {
 			continue
 		}
-		size, err := holeSizeFor(len(pr.task.Threads), uint64(len(planBytes)))
+		size, err := holeSizeFor(len(pr.task.Threads), int(pr.plan.args.NrPageStreams), uint64(len(planBytes)))
 		if err != nil {
 			return nil, err
 		}
@@ -751,9 +754,10 @@ const (
 )
 
 // holeSizeFor is the room the restorer needs at its new address: its
-// image, its stack, the plan, and a parking area for the vDSO pages
+// image, its stack, the plan, a stack for each thread and each page
+// stream helper, and a parking area for the vDSO pages
 // (restorer/c/restorer.c relocate).
-func holeSizeFor(threads int, mapSize uint64) (uint64, error) {
+func holeSizeFor(threads, pageStreams int, mapSize uint64) (uint64, error) {
 	f, err := elf.NewFile(bytes.NewReader(restorerELF))
 	if err != nil {
 		return 0, fmt.Errorf("embedded restorer: %w", err)
@@ -764,7 +768,7 @@ func holeSizeFor(threads int, mapSize uint64) (uint64, error) {
 			image = max(image, ph.Vaddr+ph.Memsz)
 		}
 	}
-	stacks := uint64(threads-1) * threadStack
+	stacks := uint64(threads-1+pageStreams-1) * threadStack
 	return pageAlign(image) + restorerStack + pageAlign(mapSize) + stacks + parkSize, nil
 }
 
@@ -809,6 +813,67 @@ func holeCandidates(vmas []*gocrpb.Vma, size uint64) []uint64 {
 		out = out[:rstHoleCandidates]
 	}
 	return out
+}
+
+// pickPageHelperTids gives every process with more than one page stream
+// a TID for each helper thread that reads a stream (restorer/c/abi.h
+// page_helper_tids): free now, none of the dump's, none given twice. They
+// come from the top of the PID range, away from where new processes
+// usually get theirs; if one is taken before the restorer asks for it,
+// clone3 fails with EEXIST and that stream is read by the process's first
+// thread instead. Without free PIDs the streams are simply read one by one.
+func pickPageHelperTids(procs []*proc) {
+	dumped := map[int]bool{}
+	for _, pr := range procs {
+		dumped[int(pr.task.Pid)] = true
+		for _, th := range pr.task.Threads {
+			dumped[int(th.Tid)] = true
+		}
+	}
+	next := pidMax() - 1
+	// Test hook: a TID to offer every helper, so a test can offer one in
+	// use and see the streams read without helpers
+	// (test/streams_test.go TestPageStreamsRestoreTidTaken).
+	forced, _ := strconv.Atoi(os.Getenv("GOCR_TEST_PAGE_HELPER_TID"))
+	const lowest = 301 // the kernel wraps to RESERVED_PIDS + 1 (kernel/pid.c)
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		for s := 1; s < int(pr.plan.args.NrPageStreams); s++ {
+			if forced > 0 {
+				pr.plan.args.PageHelperTids[s] = int32(forced)
+				continue
+			}
+			for ; next >= lowest; next-- {
+				if dumped[next] {
+					continue
+				}
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", next)); errors.Is(err, fs.ErrNotExist) {
+					break
+				}
+			}
+			if next < lowest {
+				return
+			}
+			pr.plan.args.PageHelperTids[s] = int32(next)
+			next--
+		}
+	}
+}
+
+// pidMax is the kernel's pid_max (man 5 proc, /proc/sys/kernel/pid_max),
+// or the default 32768 when it cannot be read.
+func pidMax() int {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 32768
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return 32768
+	}
+	return n
 }
 
 // waitPidFree: the PID must be free. A zombie waiting for its parent (or

@@ -179,3 +179,19 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 	pid := restoreDetached(t, tg, dir, nil)
 	checkResult(t, tg, pid)
 }
+
+// TestPageStreamsRestoreTidTaken: the restore reads page streams above 0
+// with helper threads whose TIDs gocr picks free; when such a TID has been
+// taken by the time the restorer asks for it (here: offered one in use,
+// this test's own PID), clone3 refuses and the process's first thread
+// reads those streams itself, and the memory still comes back exactly.
+func TestPageStreamsRestoreTidTaken(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "memory", t.TempDir())
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--page-streams", "3")
+	tg.waitDead(t, "a dump without --leave-running")
+	t.Setenv("GOCR_TEST_PAGE_HELPER_TID", strconv.Itoa(os.Getpid()))
+	pid := restoreDetached(t, tg, dir, nil)
+	checkResult(t, tg, pid)
+}

@@ -302,6 +302,16 @@ struct rst_args {
 	u32 groups_off;
 	u32 max_fd; /* highest fd number the plan uses, targets and sources */
 	u32 pad1;
+	/* Page streams 1.. are read by helper threads at the same time as
+	 * the leader reads stream 0, each created with the TID gocr chose for
+	 * it (free when gocr looked and none of the dump's, so it can never
+	 * take a PID this restore still has to claim); 0, or a TID taken
+	 * since, and the leader reads that stream itself. */
+	s32 page_helper_tids[RST_PAGE_STREAMS_MAX];
+	/* 1 while stream i's helper lives; the kernel zeroes it and wakes
+	 * its futex as the thread leaves user space (CLONE_CHILD_CLEARTID,
+	 * man 2 clone). */
+	u32 page_helpers_running[RST_PAGE_STREAMS_MAX];
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -358,6 +368,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, gids, 2560);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_groups, 2576);
 BUILD_BUG_ON_OFFSET(struct rst_args, groups_off, 2580);
 BUILD_BUG_ON_OFFSET(struct rst_args, max_fd, 2584);
-_Static_assert(sizeof(struct rst_args) == 2592, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, page_helper_tids, 2592);
+BUILD_BUG_ON_OFFSET(struct rst_args, page_helpers_running, 2608);
+_Static_assert(sizeof(struct rst_args) == 2624, "rst_args size");
 
 #endif

@@ -166,6 +166,8 @@ static int find_specials(struct special *sp, int max)
 	return count;
 }
 
+static void read_pages(struct rst_args *a, u64 hole, u64 hole_size);
+
 static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
@@ -278,28 +280,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 	if (cached_fd >= 0)
 		sys1(__NR_close, cached_fd);
 
-	/* Pages come straight from the page images into place. */
-	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
-	for (u32 i = 0; i < a->nr_pages; i++) {
-		u64 addr = pr[i].vaddr;
-		u64 left = pr[i].nr_pages * PAGE_SIZE;
-		u64 foff = pr[i].file_off;
-		if (pr[i].stream >= a->nr_page_streams)
-			fail(a, RST_STEP_PAGES, i, -EINVAL);
-		s32 fd = a->pages_fds[pr[i].stream];
-		while (left > 0) {
-			long n = sys4(__NR_pread64, fd, addr, left, foff);
-			if (n == -EINTR)
-				continue;
-			if (n < 0)
-				fail(a, RST_STEP_PAGES, i, n);
-			if (n == 0)
-				fail(a, RST_STEP_PAGES, i, -EINVAL);
-			addr += (u64)n;
-			foff += (u64)n;
-			left -= (u64)n;
-		}
-	}
+	read_pages(a, hole, hole_size);
 
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
@@ -374,7 +355,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 	}
 }
 
-static __attribute__((noreturn, used)) void thread_main(struct rst_args *a, u64 index)
+static __attribute__((noreturn)) void thread_main(struct rst_args *a, u64 index)
 {
 	struct rst_thread *threads = (struct rst_thread *)((u8 *)a + a->threads_off);
 	setup_thread(a, &threads[index], (u32)index);
@@ -385,30 +366,109 @@ static __attribute__((noreturn, used)) void thread_main(struct rst_args *a, u64 
 		futex_wait(&a->state, __atomic_load_n(&a->state, __ATOMIC_ACQUIRE));
 }
 
-/* clone_thread(args, size, a, index): clone3 a thread that starts on its
- * own stack in thread_main(a, index). The child cannot return through C
- * (its stack is new and empty), so this is assembly: r12-r15 survive the
+/* clone_thread(args, size, a, index, fn): clone3 a thread that starts on
+ * its own stack in fn(a, index). The child cannot return through C (its
+ * stack is new and empty), so this is assembly: r12-r14 survive the
  * syscall and are copied to the child (the kernel copies the caller's
  * registers, arch/x86/kernel/process.c copy_thread). */
-long clone_thread(struct clone_args *ca, size_t size, struct rst_args *a, u64 index);
+long clone_thread(struct clone_args *ca, size_t size, struct rst_args *a, u64 index,
+		  void (*fn)(struct rst_args *, u64));
 __asm__(".text\n"
 	".globl clone_thread\n"
 	"clone_thread:\n"
 	"	push %r12\n"
 	"	push %r13\n"
+	"	push %r14\n"
 	"	mov %rdx, %r12\n"
 	"	mov %rcx, %r13\n"
+	"	mov %r8, %r14\n"
 	"	mov $435, %eax\n" /* __NR_clone3 */
 	"	syscall\n"
 	"	test %rax, %rax\n"
 	"	jnz 1f\n"
 	"	mov %r12, %rdi\n"
 	"	mov %r13, %rsi\n"
-	"	call thread_main\n"
+	"	call *%r14\n"
 	"	ud2\n"
-	"1:	pop %r13\n"
+	"1:	pop %r14\n"
+	"	pop %r13\n"
 	"	pop %r12\n"
 	"	ret\n");
+
+/* Reads every range of one page stream straight from its image into
+ * place. */
+static void read_stream(struct rst_args *a, u32 stream)
+{
+	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
+	s32 fd = a->pages_fds[stream];
+	for (u32 i = 0; i < a->nr_pages; i++) {
+		if (pr[i].stream != stream)
+			continue;
+		u64 addr = pr[i].vaddr;
+		u64 left = pr[i].nr_pages * PAGE_SIZE;
+		u64 foff = pr[i].file_off;
+		while (left > 0) {
+			long n = sys4(__NR_pread64, fd, addr, left, foff);
+			if (n == -EINTR)
+				continue;
+			if (n < 0)
+				fail(a, RST_STEP_PAGES, i, n);
+			if (n == 0)
+				fail(a, RST_STEP_PAGES, i, -EINVAL);
+			addr += (u64)n;
+			foff += (u64)n;
+			left -= (u64)n;
+		}
+	}
+}
+
+static __attribute__((noreturn)) void page_helper_main(struct rst_args *a, u64 stream)
+{
+	read_stream(a, (u32)stream);
+	for (;;)
+		sys1(__NR_exit, 0);
+}
+
+/* Pages come straight from the page images into place, every stream at
+ * once: a helper thread per stream above 0 (on a stack below the threads'
+ * in the hole), the leader reading stream 0 and any stream whose helper
+ * could not be had. A failing read anywhere fails the whole restore
+ * (fail() exits the thread group). */
+static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
+{
+	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
+	for (u32 i = 0; i < a->nr_pages; i++)
+		if (pr[i].stream >= a->nr_page_streams)
+			fail(a, RST_STEP_PAGES, i, -EINVAL);
+	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
+		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
+	u32 by_leader = 1;
+	for (u32 s = 1; s < a->nr_page_streams; s++) {
+		s32 tid = a->page_helper_tids[s];
+		struct clone_args ca = {
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+				 CLONE_CHILD_CLEARTID,
+			.child_tid = (u64)&a->page_helpers_running[s],
+			.stack = stacks + (u64)(s - 1) * a->thread_stack,
+			.stack_size = a->thread_stack,
+			.set_tid = (u64)&tid,
+			.set_tid_size = 1,
+		};
+		a->page_helpers_running[s] = 1;
+		if (tid <= 0 || clone_thread(&ca, sizeof(ca), a, s, page_helper_main) < 0) {
+			a->page_helpers_running[s] = 0;
+			by_leader |= 1U << s;
+		}
+	}
+	for (u32 s = 0; s < a->nr_page_streams; s++)
+		if (by_leader & (1U << s))
+			read_stream(a, s);
+	for (u32 s = 1; s < a->nr_page_streams; s++) {
+		u32 v;
+		while ((v = __atomic_load_n(&a->page_helpers_running[s], __ATOMIC_ACQUIRE)) != 0)
+			futex_wait(&a->page_helpers_running[s], v);
+	}
+}
 
 /* Creates every thread but the leader with its dumped TID, each on a
  * stack at the top of the hole, and waits until all have set themselves
@@ -426,7 +486,7 @@ static void create_threads(struct rst_args *a, u64 hole, u64 hole_size)
 			.set_tid = (u64)&tid,
 			.set_tid_size = 1,
 		};
-		CHECK(a, RST_STEP_THREAD, i, clone_thread(&ca, sizeof(ca), a, i));
+		CHECK(a, RST_STEP_THREAD, i, clone_thread(&ca, sizeof(ca), a, i, thread_main));
 	}
 	for (;;) {
 		u32 ready = __atomic_load_n(&a->threads_ready, __ATOMIC_ACQUIRE);
@@ -535,7 +595,7 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 {
 	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
 	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) +
-		   (u64)(a->nr_threads - 1) * a->thread_stack + PARK_SIZE;
+		   (u64)(a->nr_threads - 1 + a->nr_page_streams - 1) * a->thread_stack + PARK_SIZE;
 	u64 size = a->hole_size;
 	if (size < need)
 		fail(a, RST_STEP_HOLE, 0, -EINVAL);
