@@ -699,12 +699,20 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 {
 
 	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
-	/* RLIMIT_NOFILE (7) first: the dumped fds may need it. */
+	/* RLIMIT_NOFILE (7) may only grow here: the dumped fds may need a
+	 * higher soft limit than gocr's, but the page images and sources are
+	 * parked above every dumped fd (restore_fds), which a lower dumped
+	 * limit would forbid (fcntl F_DUPFD fails with EINVAL at or above
+	 * it, man 2 fcntl). The dumped limit itself is set with the others
+	 * once those fds are closed (restore_stage2). Raising the soft limit
+	 * up to the hard one needs no privilege (man 2 getrlimit); gocr
+	 * checked the dumped hard limit is not above its own. */
 	for (u32 i = 0; i < a->nr_rlimits; i++) {
-		if (rl[i].resource == 7) {
-			struct rlimit64 lim = {rl[i].cur, rl[i].max};
-			CHECK(a, RST_STEP_RLIMITS, 7, sys4(__NR_prlimit64, 0, 7, &lim, NULL));
-		}
+		struct rlimit64 now;
+		if (rl[i].resource != 7 || sys4(__NR_prlimit64, 0, 7, NULL, &now) < 0 || rl[i].cur <= now.cur)
+			continue;
+		struct rlimit64 lim = {rl[i].cur, now.max};
+		CHECK(a, RST_STEP_RLIMITS, 7, sys4(__NR_prlimit64, 0, 7, &lim, NULL));
 	}
 	restore_fds(a);
 	relocate(a, map, args_size);
