@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pageImages lists the page images of pid in an image directory:
@@ -192,6 +194,47 @@ func TestPageStreamsRestoreTidTaken(t *testing.T) {
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
 	t.Setenv("GOCR_TEST_PAGE_HELPER_TID", strconv.Itoa(os.Getpid()))
+	pid := restoreDetached(t, tg, dir, nil)
+	checkResult(t, tg, pid)
+}
+
+// TestPageStreamsAtFdLimit: a process with room for only some more fds
+// (RLIMIT_NOFILE) gets as many page streams as it can take files for; the
+// images no longer wanted are removed, and the memory comes back exactly.
+func TestPageStreamsAtFdLimit(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "memory", t.TempDir())
+	fdDir := filepath.Join("/proc", strconv.Itoa(tg.pid), "fd")
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxFd := 0
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatalf("fd entry %q: %v", e.Name(), err)
+		}
+		maxFd = max(maxFd, n)
+	}
+	// The parasite holds four fds once in (two page pipes, the socket,
+	// the command pipe) and needs a fifth while it makes them
+	// (parasite/parasite.go Infect); then one per page image passed.
+	// Room for two images: three streams asked, two given.
+	limit := uint64(len(entries) + 4 + 2)
+	if uint64(maxFd) >= limit {
+		t.Fatalf("target pid %d has fds up to %d, above the limit %d this test sets", tg.pid, maxFd, limit)
+	}
+	rl := unix.Rlimit{Cur: limit, Max: limit}
+	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
+		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--page-streams", "3")
+	tg.waitDead(t, "a dump without --leave-running")
+	if got := pageImages(t, dir, tg.pid); len(got) != 2 {
+		t.Fatalf("page images %q with room for two files, want 2", got)
+	}
 	pid := restoreDetached(t, tg, dir, nil)
 	checkResult(t, tg, pid)
 }
