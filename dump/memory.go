@@ -275,8 +275,9 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string) error {
 	if transfer == "write" {
 		// Every file must reach the parasite before the streams are
-		// fixed; a process at its fd limit takes fewer, or none, and
-		// then its pipes (already there) carry the pages.
+		// fixed; a process near its fd limit takes fewer (the first
+		// fits: the infection needed one more fd than it keeps), and
+		// should even the first fail, the pipes carry the pages.
 		for i, f := range c.pages {
 			if _, err := p.PassFile(f); err != nil {
 				if !errors.Is(err, parasite.ErrCannotPassFile) {
