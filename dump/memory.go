@@ -219,11 +219,16 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 			return err
 		}
 		fillTaskFromParasite(st.task, ps)
+		var tids []int
 		for _, th := range st.task.Threads[1:] {
-			ts, err := p.ThreadState(int(th.Tid))
-			if err != nil {
-				return err
-			}
+			tids = append(tids, int(th.Tid))
+		}
+		states, err := p.ThreadStates(tids)
+		if err != nil {
+			return err
+		}
+		for i, th := range st.task.Threads[1:] {
+			ts := states[i]
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
 		}

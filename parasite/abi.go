@@ -57,6 +57,9 @@ const (
 
 	iovecSize = 16
 
+	// The thread-state stub's offset in the blob.
+	threadStubOff = 0x40
+
 	// struct parasite_stream, an array of MaxStreams at streamsOff
 	streamsOff    = 0x10100
 	streamIovOff  = 0

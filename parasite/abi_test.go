@@ -38,6 +38,14 @@ func TestABIMatchesC(t *testing.T) {
 		"parasite_stream.file_off": streamFileOff, "parasite_stream.fd": streamFd,
 		"parasite_stream.ret": streamRet, "parasite_stream.running": streamRunning,
 		"parasite_stream.tid": streamTid, "sizeof parasite_stream": streamSize,
+		"PARASITE_THREAD_STUB_OFF":              threadStubOff,
+		"parasite_thread_state.altstack_sp":     tsAltstackSp,
+		"parasite_thread_state.altstack_flags":  tsAltstackFlags,
+		"parasite_thread_state.altstack_size":   tsAltstackSize,
+		"parasite_thread_state.altstack_ret":    tsAltstackRet,
+		"parasite_thread_state.tid_address":     tsTidAddress,
+		"parasite_thread_state.tid_address_ret": tsTidAddressRet,
+		"sizeof parasite_thread_state":          threadStateSize,
 	}
 	got := map[string]int64{}
 	for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (0x[0-9a-fA-F]+|\d+)$`).FindAllStringSubmatch(string(src), -1) {

@@ -485,12 +485,9 @@ type Span struct {
 	Addr, Len uint64
 }
 
-// The last page of the data area is scratch space for syscalls injected
-// into other threads; page spans use the rest.
-const (
-	scratchOff      = dataOff + dataSize - 4096
-	maxSpansPerCall = (dataSize - 4096) / iovecSize
-)
+// The last page of the data area stays free of page spans (it was
+// scratch space for syscalls injected into other threads).
+const maxSpansPerCall = (dataSize - 4096) / iovecSize
 
 // ThreadState is per-thread state that only the thread can report.
 type ThreadState struct {
@@ -500,58 +497,95 @@ type ThreadState struct {
 	TidAddress    uint64
 }
 
-// ThreadState reads another thread's sigaltstack and clear_child_tid
-// address by injecting sigaltstack(2) and prctl(PR_GET_TID_ADDRESS) into
-// it, with the results landing in the shared region (its memory is the
-// whole process's). The thread's registers and mask are put back.
-// Precondition: tid is a stopped thread of the infected process, other
+// Where the thread-state stub reports (parasite/c/abi.h): one struct
+// parasite_thread_state per thread in the data area, and a done counter
+// in the control page, past the stream descriptors.
+const (
+	threadStateSize   = 48
+	tsAltstackSp      = 0
+	tsAltstackFlags   = 8
+	tsAltstackSize    = 16
+	tsAltstackRet     = 24
+	tsTidAddress      = 32
+	tsTidAddressRet   = 40
+	threadsDoneOff    = streamsOff + MaxStreams*streamSize
+	maxThreadsPerCall = (dataSize - 4096) / threadStateSize
+)
+
+// ThreadStates reads the sigaltstack and clear_child_tid address of other
+// threads of the infected process, which only each thread can read of
+// itself. Every thread runs the parasite's thread-state stub at the same
+// time (with every signal blocked, results into the shared region), so
+// the cost is a few ptrace calls a thread rather than the round trips of
+// injecting each syscall into each thread in turn. Each thread is then
+// interrupted back into its event stop and given its registers and mask
+// back: a thread stopped in a system call restarts it exactly as before
+// (ptrace.ReturnToEventStop explains why registers go back at an event
+// stop).
+// Precondition: tids are stopped threads of the infected process, other
 // than the one running the parasite.
-func (p *Parasite) ThreadState(tid int) (ts ThreadState, err error) {
-	regs, err := p.t.GetRegs(tid)
-	if err != nil {
-		return ts, err
-	}
-	mask, err := p.t.GetSigmask(tid)
-	if err != nil {
-		return ts, err
-	}
-	if err := p.t.SetSigmask(tid, ^uint64(0)); err != nil {
-		return ts, err
-	}
-	injected := false
-	defer func() {
-		var errs []error
-		if injected {
-			errs = append(errs, p.t.ReturnToEventStop(tid))
+func (p *Parasite) ThreadStates(tids []int) ([]ThreadState, error) {
+	out := make([]ThreadState, 0, len(tids))
+	for len(tids) > 0 {
+		n := min(len(tids), maxThreadsPerCall)
+		ts, err := p.threadStates(tids[:n])
+		if err != nil {
+			return nil, err
 		}
-		errs = append(errs, p.t.SetRegs(tid, &regs), p.t.SetSigmask(tid, mask))
-		if rerr := errors.Join(errs...); rerr != nil && err == nil {
-			err = fmt.Errorf("thread %d: restore after reading its state: %w", tid, rerr)
+		out = append(out, ts...)
+		tids = tids[n:]
+	}
+	return out, nil
+}
+
+func (p *Parasite) threadStates(tids []int) (_ []ThreadState, err error) {
+	clear(p.local[dataOff : dataOff+len(tids)*threadStateSize])
+	sharedword.Store(p.local, threadsDoneOff, 0)
+	stub := p.remoteBase + threadStubOff
+	borrowed, err := p.t.RunAll(tids, func(i int, r *ptrace.Regs) {
+		r.Rip = stub
+		r.Rdi = p.remoteBase + dataOff + uint64(i*threadStateSize)
+		r.Rsi = p.remoteBase + threadsDoneOff
+		r.Orig_rax = ^uint64(0) // no syscall to restart on the way in
+		r.Eflags &^= 0x400 | 0x100
+	})
+	defer func() {
+		if rerr := p.t.ReturnAll(borrowed); rerr != nil && err == nil {
+			err = fmt.Errorf("restore threads after reading their state: %w", rerr)
 		}
 	}()
-	scratch := p.remoteBase + scratchOff
-	inject := func(nr uint64, args ...uint64) error {
-		injected = true
-		ret, err := p.t.InjectSyscall(tid, p.insn, nr, args...)
-		if err != nil {
-			return err
+	if err != nil {
+		return nil, fmt.Errorf("run the thread-state stub: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		done := sharedword.Load(p.local, threadsDoneOff)
+		if int(done) == len(tids) {
+			break
 		}
-		return ptrace.SyscallError(ret)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d threads read their state in 10 s", done, len(tids))
+		}
+		sharedword.Wait(p.local, threadsDoneOff, done, 50*time.Millisecond)
 	}
-	// stack_t: void *ss_sp; int ss_flags; size_t ss_size
-	// (include/uapi/asm-generic/signal.h).
-	if err := inject(unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
-		return ts, fmt.Errorf("thread %d: sigaltstack: %w", tid, err)
+	out := make([]ThreadState, len(tids))
+	for i, tid := range tids {
+		b := p.local[dataOff+i*threadStateSize:]
+		le := binary.LittleEndian
+		if e := int64(le.Uint64(b[tsAltstackRet:])); e < 0 {
+			return nil, fmt.Errorf("thread %d: sigaltstack: %w", tid, unix.Errno(-e))
+		}
+		if e := int64(le.Uint64(b[tsTidAddressRet:])); e < 0 {
+			return nil, fmt.Errorf("thread %d: PR_GET_TID_ADDRESS: %w", tid, unix.Errno(-e))
+		}
+		out[i] = ThreadState{
+			AltstackSp:    le.Uint64(b[tsAltstackSp:]),
+			AltstackFlags: int32(le.Uint32(b[tsAltstackFlags:])),
+			AltstackSize:  le.Uint64(b[tsAltstackSize:]),
+			TidAddress:    le.Uint64(b[tsTidAddress:]),
+		}
 	}
-	if err := inject(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+32); err != nil {
-		return ts, fmt.Errorf("thread %d: PR_GET_TID_ADDRESS: %w", tid, err)
-	}
-	b := p.local[scratchOff:]
-	ts.AltstackSp = binary.LittleEndian.Uint64(b[0:])
-	ts.AltstackFlags = int32(binary.LittleEndian.Uint32(b[8:]))
-	ts.AltstackSize = binary.LittleEndian.Uint64(b[16:])
-	ts.TidAddress = binary.LittleEndian.Uint64(b[32:])
-	return ts, nil
+	return out, nil
 }
 
 // DumpPages hands the spans' memory to gocr through the page pipe and

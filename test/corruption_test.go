@@ -121,6 +121,17 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "ThreadMask", target: "threads",
 			gdb:  inThread("t18-sleep", "call (long)syscall(14, 0, &thr[9].mask, 0, 8)"),
 			want: "signal mask: signal 10 is blocked, want unblocked"},
+		// Thread 13 turns its alternate signal stack off (SS_DISABLE 2
+		// in a stack_t written over its own buffer).
+		{name: "ThreadAltstack", target: "threads",
+			gdb: inThread("t13-sleep", "set var *(int *)&altstacks[13][8] = 2",
+				"call (int)sigaltstack((void *)altstacks[13], 0)"),
+			want: "sigaltstack is (nil)+0 flags 2, want"},
+		// The recorded address, not the kernel's (a thread whose
+		// clear_child_tid were moved could not be joined).
+		{name: "ThreadTidAddress", target: "threads",
+			gdb:  fixed("set var thr[15].tid_address = (void *)1"),
+			want: "want 0x1"},
 		{name: "GoChecksum", target: "goprog",
 			gdb:  fixed("set var 'main.seqSum' = 'main.seqSum' + 1"),
 			want: "pipeline checksum"},

@@ -159,4 +159,30 @@ _Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_STAC
 _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPER_STACK_SIZE == PARASITE_REGION_SIZE,
 	       "helper stacks end the region");
 
+/* The thread-state stub, at PARASITE_THREAD_STUB_OFF in the blob: gocr
+ * points every other thread of the process at it at once (rdi = its
+ * struct parasite_thread_state, rsi = a u32 counter), with every signal
+ * blocked. It reads the thread's sigaltstack and clear_child_tid address
+ * (both only readable by the thread itself: man 2 sigaltstack,
+ * PR_GET_TID_ADDRESS in man 2 prctl), counts itself done and wakes the
+ * counter's futex, then sleeps in pause() until gocr interrupts it and
+ * puts its registers back. */
+#define PARASITE_THREAD_STUB_OFF 0x40
+struct parasite_thread_state {
+	u64 altstack_sp;
+	s32 altstack_flags;
+	s32 pad;
+	u64 altstack_size;
+	s64 altstack_ret; /* sigaltstack's return: 0 or -errno */
+	u64 tid_address;
+	s64 tid_address_ret;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_sp, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_flags, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_size, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, 24);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, 32);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, 40);
+_Static_assert(sizeof(struct parasite_thread_state) == 48, "parasite_thread_state size");
+
 #endif

@@ -372,11 +372,42 @@ void parasite_main(struct parasite_ctl *ctl)
 
 /* gocr starts the blob here with rdi = the control block and rsp = the top
  * of the parasite stack. The SysV ABI wants rsp 16-byte aligned before a
- * call (x86-64 psABI 3.2.2). */
+ * call (x86-64 psABI 3.2.2). The thread-state stub follows at a fixed
+ * offset (abi.h); it is assembly because it runs on the thread's own
+ * stack, which it must not touch, and its offsets are struct
+ * parasite_thread_state's. Syscall numbers: sigaltstack 131, prctl 157
+ * (PR_GET_TID_ADDRESS 40), futex 202 (FUTEX_WAKE 1), pause 34
+ * (arch/x86/entry/syscalls/syscall_64.tbl). */
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
 __asm__(".section .text.entry,\"ax\",@progbits\n"
 	".globl parasite_entry\n"
 	"parasite_entry:\n"
 	"	andq $-16, %rsp\n"
 	"	call parasite_main\n"
 	"	ud2\n"
+	"	.org " STR(PARASITE_THREAD_STUB_OFF) "\n"
+	".globl parasite_thread_state\n"
+	"parasite_thread_state:\n"
+	"	mov %rdi, %r12\n"
+	"	mov %rsi, %r13\n"
+	"	mov $131, %eax\n"
+	"	xor %edi, %edi\n"
+	"	mov %r12, %rsi\n"
+	"	syscall\n"
+	"	mov %rax, 24(%r12)\n"
+	"	mov $157, %eax\n"
+	"	mov $40, %edi\n"
+	"	lea 32(%r12), %rsi\n"
+	"	syscall\n"
+	"	mov %rax, 40(%r12)\n"
+	"	lock incl (%r13)\n"
+	"	mov $202, %eax\n"
+	"	mov %r13, %rdi\n"
+	"	mov $1, %esi\n"
+	"	mov $0x7fffffff, %edx\n"
+	"	syscall\n"
+	"1:	mov $34, %eax\n"
+	"	syscall\n"
+	"	jmp 1b\n"
 	".previous\n");

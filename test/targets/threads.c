@@ -17,8 +17,10 @@
  *
  * Every thread also has its own signal mask (pthread_sigmask, a distinct
  * set per thread, SIGTERM always blocked so only the main thread takes it),
- * its own __thread values, its own name (pthread_setname_np) and records
- * its TID.
+ * its own __thread values, its own name (pthread_setname_np), its own
+ * alternate signal stack (a distinct size per thread), and records its TID
+ * and its clear_child_tid address (prctl PR_GET_TID_ADDRESS, which
+ * pthread_join relies on).
  *
  * Before ready the main thread waits until every blocked thread is in the
  * system call of its group (/proc/self/task/TID/syscall). After SIGTERM it
@@ -42,6 +44,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 enum { G_SPIN, G_MUTEX, G_COND, G_SLEEP, G_PIPE, G_EPOLL, NGROUPS };
@@ -67,9 +70,13 @@ struct thr {
 	atomic_int arrived; /* about to enter its blocking call */
 	atomic_int done;    /* verdict is final */
 	char verdict[VERDICT_LEN]; /* empty: passed */
+	void *tid_address;
 };
 
 static struct thr thr[NTHREADS];
+#define ALTSTACK_MAX (16 * 1024)
+static char altstacks[NTHREADS][ALTSTACK_MAX];
+static size_t altstack_size(int idx) { return 8192 + 128 * (size_t)idx; }
 static atomic_int released; /* set by main just before it releases anyone */
 static atomic_int stop;     /* spinners and sleepers end their loops */
 static pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -200,6 +207,17 @@ static void common_checks(struct thr *t)
 		set_verdict(t, "TLS tls_init is %#x, want %#x", tls_init, 0x5eed + t->idx);
 	if ((m = mask_diff(&t->mask, buf, sizeof(buf))) != NULL)
 		set_verdict(t, "%s", m);
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) < 0)
+		set_verdict(t, "sigaltstack: %s", strerror(errno));
+	else if (ss.ss_sp != altstacks[t->idx] || ss.ss_size != altstack_size(t->idx) || ss.ss_flags != 0)
+		set_verdict(t, "sigaltstack is %p+%zu flags %d, want %p+%zu flags 0", ss.ss_sp, ss.ss_size,
+			    ss.ss_flags, (void *)altstacks[t->idx], altstack_size(t->idx));
+	void *addr = NULL;
+	if (prctl(PR_GET_TID_ADDRESS, &addr) < 0)
+		set_verdict(t, "PR_GET_TID_ADDRESS: %s", strerror(errno));
+	else if (addr != t->tid_address)
+		set_verdict(t, "clear_child_tid address is %p, want %p", addr, t->tid_address);
 }
 
 static void run_spin(struct thr *t)
@@ -348,6 +366,11 @@ static void *worker(void *arg)
 	thread_mask(t->idx, &t->mask);
 	if ((e = pthread_sigmask(SIG_SETMASK, &t->mask, NULL)) != 0)
 		set_verdict(t, "pthread_sigmask: %s", strerror(e));
+	stack_t ss = {.ss_sp = altstacks[t->idx], .ss_size = altstack_size(t->idx)};
+	if (sigaltstack(&ss, NULL) < 0)
+		set_verdict(t, "sigaltstack: %s", strerror(errno));
+	if (prctl(PR_GET_TID_ADDRESS, &t->tid_address) < 0)
+		set_verdict(t, "PR_GET_TID_ADDRESS: %s", strerror(errno));
 	if (tls_init != 0x5eed)
 		set_verdict(t, "TLS tls_init starts as %#x, want 0x5eed", tls_init);
 	tls_init = 0x5eed + t->idx;
