@@ -463,29 +463,18 @@ func sigInfo(si [128]byte) *gocrpb.SigInfo {
 }
 
 func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (*gocrpb.Thread, error) {
-	regs, err := t.GetRegs(tid)
-	if err != nil {
-		return nil, err
-	}
-	xs, err := t.GetXstate(tid)
-	if err != nil {
-		return nil, err
-	}
-	mask, err := t.GetSigmask(tid)
+	snap, err := t.Snapshot(tid)
 	if err != nil {
 		return nil, err
 	}
 	th := &gocrpb.Thread{
-		Tid: int32(tid), Regs: ptrace.RegsToProto(&regs), Xsave: xs, XstateBv: ptrace.XstateBV(xs), Sigmask: mask,
+		Tid: int32(tid), Regs: ptrace.RegsToProto(&snap.Regs), Xsave: snap.Xstate,
+		XstateBv: ptrace.XstateBV(snap.Xstate), Sigmask: snap.Sigmask,
 	}
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tid, tid)); err == nil {
 		th.Comm = strings.TrimSuffix(string(comm), "\n")
 	}
-	pending, err := t.PeekSiginfo(tid, false)
-	if err != nil {
-		return nil, err
-	}
-	for _, si := range pending {
+	for _, si := range snap.Pending {
 		th.Pending = append(th.Pending, sigInfo(si))
 	}
 	// Signals the freeze caught on their way to delivery were already
@@ -497,11 +486,7 @@ func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (
 		}
 		th.Pending = append(caught, th.Pending...)
 	}
-	rseq, err := t.GetRseqConfig(tid)
-	if err != nil {
-		return nil, err
-	}
-	if rseq.AbiPointer != 0 {
+	if rseq := snap.Rseq; rseq.AbiPointer != 0 {
 		th.Rseq = &gocrpb.Rseq{AbiPointer: rseq.AbiPointer, AbiSize: rseq.AbiSize, Flags: rseq.Flags, Signature: rseq.Signature}
 	}
 	if th.RobustList, th.RobustListLen, err = getRobustList(tid); err != nil {

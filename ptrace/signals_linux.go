@@ -87,29 +87,32 @@ const peekBatch = 32
 //
 // Precondition: the tracee is in a ptrace-stop.
 func (t *Tracer) PeekSiginfo(tid int, shared bool) ([][SiginfoSize]byte, error) {
-	var flags uint32
-	if shared {
-		flags = unix.PTRACE_PEEKSIGINFO_SHARED
-	}
 	var (
 		all [][SiginfoSize]byte
 		err error
 	)
-	t.Do(func() {
-		buf := make([][SiginfoSize]byte, peekBatch)
-		for {
-			var n int
-			n, err = peekSiginfo(tid, uint64(len(all)), flags, buf)
-			if err != nil || n == 0 {
-				return
-			}
-			all = append(all, buf[:n]...)
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ptrace peeksiginfo %d (shared=%v, offset %d): %w", tid, shared, len(all), err)
+	t.Do(func() { all, err = peekAll(tid, shared) })
+	return all, err
+}
+
+// Precondition: called on the tracer thread; see PeekSiginfo.
+func peekAll(tid int, shared bool) ([][SiginfoSize]byte, error) {
+	var flags uint32
+	if shared {
+		flags = unix.PTRACE_PEEKSIGINFO_SHARED
 	}
-	return all, nil
+	var all [][SiginfoSize]byte
+	buf := make([][SiginfoSize]byte, peekBatch)
+	for {
+		n, err := peekSiginfo(tid, uint64(len(all)), flags, buf)
+		if err != nil {
+			return nil, fmt.Errorf("ptrace peeksiginfo %d (shared=%v, offset %d): %w", tid, shared, len(all), err)
+		}
+		if n == 0 {
+			return all, nil
+		}
+		all = append(all, buf[:n]...)
+	}
 }
 
 // RseqConfig is the tracee's registered restartable-sequences area.
@@ -126,10 +129,16 @@ type RseqConfig struct {
 // Precondition: the tracee is in a ptrace-stop.
 func (t *Tracer) GetRseqConfig(tid int) (RseqConfig, error) {
 	var (
-		c   rseqConfiguration
+		c   RseqConfig
 		err error
 	)
-	t.Do(func() { c, err = getRseqConfig(tid) })
+	t.Do(func() { c, err = rseqConfig(tid) })
+	return c, err
+}
+
+// Precondition: called on the tracer thread; see GetRseqConfig.
+func rseqConfig(tid int) (RseqConfig, error) {
+	c, err := getRseqConfig(tid)
 	if err != nil {
 		return RseqConfig{}, fmt.Errorf("ptrace get_rseq_configuration %d: %w", tid, err)
 	}
