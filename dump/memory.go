@@ -201,7 +201,7 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		c.pages = append(c.pages, f)
 	}
 	t1 := time.Now()
-	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso})
+	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads)})
 	if err != nil {
 		c.close()
 		return nil, err
@@ -220,10 +220,12 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		}
 		fillTaskFromParasite(st.task, ps)
 		var tids []int
+		var xstates [][]byte
 		for _, th := range st.task.Threads[1:] {
 			tids = append(tids, int(th.Tid))
+			xstates = append(xstates, th.Xsave)
 		}
-		states, err := p.ThreadStates(tids)
+		states, err := p.ThreadStates(tids, xstates)
 		if err != nil {
 			return err
 		}

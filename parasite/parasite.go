@@ -40,6 +40,9 @@ type Options struct {
 	// (e_ident[EI_PAD], include/uapi/linux/elf.h) to serve as an empty name
 	// for memfd_create.
 	VdsoStart uint64
+	// Threads is how many threads the process has; with more than one,
+	// a lifeline pipe for ThreadStates is made too.
+	Threads int
 }
 
 // Parasite is a live infection of one thread.
@@ -60,6 +63,8 @@ type Parasite struct {
 	remoteReadFd [2]int64
 	remoteSock   int64 // the target's end of the fd-passing socket
 	remoteCmdFd  int64 // read end of the command pipe
+	remoteLife   int64 // read end of the threads' lifeline pipe (ThreadStates)
+	lifew        int   // gocr's write end of it
 	cmdw         int   // gocr's write end of the command pipe
 	remoteFiles  []int64
 	sock         int // gocr's end
@@ -81,7 +86,8 @@ type Parasite struct {
 // Precondition: pid is seized by t and in a ptrace event stop.
 func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 	p = &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1}, remoteReadFd: [2]int64{-1, -1},
-		remoteSock: -1, remoteCmdFd: -1, cmdw: -1, sock: -1, pidfd: -1, sentFiles: map[uintptr]int64{}}
+		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1,
+		sentFiles: map[uintptr]int64{}}
 	if p.saved, err = t.GetRegs(pid); err != nil {
 		return nil, fmt.Errorf("infect %d: %w", pid, err)
 	}
@@ -213,6 +219,14 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 		return p, fmt.Errorf("infect %d: close command pipe: %w", pid, err)
 	}
 	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
+	if opts.Threads > 1 {
+		// Threads running the thread-state stub wait in read() on this
+		// pipe: its EOF, gocr's death, sends them back to their own code
+		// (parasite/c/abi.h).
+		if p.remoteLife, p.lifew, err = p.injectPipeKeepWrite(); err != nil {
+			return p, fmt.Errorf("infect %d: lifeline pipe: %w", pid, err)
+		}
+	}
 	if frame, err := sigframe(&p.saved, p.savedXstate, p.savedMask, base+frameOff); err != nil {
 		return p, fmt.Errorf("infect %d: %w", pid, err)
 	} else {
@@ -237,6 +251,29 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 	}
 	p.running = true
 	return p, nil
+}
+
+// injectPipeKeepWrite makes a pipe in the target and moves its write end
+// to gocr, so the target holds only the read end and sees EOF when gocr
+// is gone.
+func (p *Parasite) injectPipeKeepWrite() (remoteRead int64, localWrite int, err error) {
+	if _, err := p.inject(unix.SYS_PIPE2, p.remoteBase+dataOff, unix.O_CLOEXEC); err != nil {
+		return -1, -1, fmt.Errorf("pipe2: %w", err)
+	}
+	r := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+	w := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+	lw, err := unix.PidfdGetfd(p.pidfd, int(w), 0)
+	if _, cerr := p.inject(unix.SYS_CLOSE, uint64(w)); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if lw >= 0 {
+			unix.Close(lw)
+		}
+		p.inject(unix.SYS_CLOSE, uint64(r))
+		return -1, -1, err
+	}
+	return r, lw, nil
 }
 
 func (p *Parasite) inject(nr uint64, args ...uint64) (uint64, error) {
@@ -497,59 +534,91 @@ type ThreadState struct {
 	TidAddress    uint64
 }
 
-// Where the thread-state stub reports (parasite/c/abi.h): one struct
-// parasite_thread_state per thread in the data area, and a done counter
-// in the control page, past the stream descriptors.
+// Where the thread-state stub reports (parasite/c/abi.h): a block per
+// thread in the data area (its struct parasite_thread_state, then at
+// +threadFrameOff its rt_sigframe), and a done counter in the control
+// page, past the stream descriptors.
 const (
-	threadStateSize   = 48
-	tsAltstackSp      = 0
-	tsAltstackFlags   = 8
-	tsAltstackSize    = 16
-	tsAltstackRet     = 24
-	tsTidAddress      = 32
-	tsTidAddressRet   = 40
-	threadsDoneOff    = streamsOff + MaxStreams*streamSize
-	maxThreadsPerCall = (dataSize - 4096) / threadStateSize
+	threadStateSize = 48
+	tsAltstackSp    = 0
+	tsAltstackFlags = 8
+	tsAltstackSize  = 16
+	tsAltstackRet   = 24
+	tsTidAddress    = 32
+	tsTidAddressRet = 40
+	threadFrameOff  = 64
+	threadsDoneOff  = streamsOff + MaxStreams*streamSize
 )
 
 // ThreadStates reads the sigaltstack and clear_child_tid address of other
 // threads of the infected process, which only each thread can read of
-// itself. Every thread runs the parasite's thread-state stub at the same
-// time (with every signal blocked, results into the shared region), so
-// the cost is a few ptrace calls a thread rather than the round trips of
-// injecting each syscall into each thread in turn. Each thread is then
-// interrupted back into its event stop and given its registers and mask
-// back: a thread stopped in a system call restarts it exactly as before
-// (ptrace.ReturnToEventStop explains why registers go back at an event
-// stop).
+// itself; xstates[i] is thread i's XSAVE image as collected. Every thread
+// runs the parasite's thread-state stub at the same time (every signal
+// blocked, results into the shared region), so the cost is a few ptrace
+// calls a thread rather than the round trips of injecting each syscall
+// into each thread in turn. Each thread is then interrupted back into its
+// event stop and given its registers and mask back: a thread stopped in a
+// system call restarts it exactly as before (ptrace.ReturnToEventStop
+// explains why registers go back at an event stop). Should gocr die
+// meanwhile, each thread returns to its own code through the signal frame
+// built here from those same registers, xstate and mask.
 // Precondition: tids are stopped threads of the infected process, other
-// than the one running the parasite.
-func (p *Parasite) ThreadStates(tids []int) ([]ThreadState, error) {
+// than the one running the parasite, and Infect was told of them.
+func (p *Parasite) ThreadStates(tids []int, xstates [][]byte) ([]ThreadState, error) {
+	if len(tids) == 0 {
+		return nil, nil
+	}
+	if p.remoteLife < 0 {
+		return nil, fmt.Errorf("thread states of %d: the parasite was infected for one thread", p.pid)
+	}
+	blockSize := 0
+	for _, xs := range xstates {
+		blockSize = max(blockSize, (threadFrameOff+frFpstate+len(xs)+4+63)&^63)
+	}
+	perCall := (dataSize - 4096) / blockSize
+	if perCall == 0 {
+		return nil, fmt.Errorf("thread states of %d: a signal frame of %d bytes does not fit", p.pid, blockSize)
+	}
 	out := make([]ThreadState, 0, len(tids))
 	for len(tids) > 0 {
-		n := min(len(tids), maxThreadsPerCall)
-		ts, err := p.threadStates(tids[:n])
+		n := min(len(tids), perCall)
+		ts, err := p.threadStates(tids[:n], xstates[:n], blockSize)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ts...)
-		tids = tids[n:]
+		tids, xstates = tids[n:], xstates[n:]
 	}
 	return out, nil
 }
 
-func (p *Parasite) threadStates(tids []int) (_ []ThreadState, err error) {
-	clear(p.local[dataOff : dataOff+len(tids)*threadStateSize])
+func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ []ThreadState, err error) {
+	clear(p.local[dataOff : dataOff+len(tids)*blockSize])
 	sharedword.Store(p.local, threadsDoneOff, 0)
 	stub := p.remoteBase + threadStubOff
-	borrowed, err := p.t.RunAll(tids, func(i int, r *ptrace.Regs) {
+	borrowed, err := p.t.RunAll(tids, func(i int, b *ptrace.Borrowed, r *ptrace.Regs) error {
+		block := dataOff + i*blockSize
+		frameAt := p.remoteBase + uint64(block+threadFrameOff)
+		frame, err := sigframe(&b.Regs, xstates[i], b.Mask, frameAt)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", b.Tid, err)
+		}
+		copy(p.local[block+threadFrameOff:], frame)
 		r.Rip = stub
-		r.Rdi = p.remoteBase + dataOff + uint64(i*threadStateSize)
+		r.Rdi = p.remoteBase + uint64(block)
 		r.Rsi = p.remoteBase + threadsDoneOff
+		r.Rdx = uint64(p.remoteLife)
+		r.R8 = frameAt
 		r.Orig_rax = ^uint64(0) // no syscall to restart on the way in
 		r.Eflags &^= 0x400 | 0x100
+		return nil
 	})
 	defer func() {
+		// Test hook: hold the threads in the stub, so a test can kill
+		// gocr there (test/gocrkill_test.go).
+		if d, perr := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_IN_THREAD_STATES")); perr == nil {
+			time.Sleep(d)
+		}
 		if rerr := p.t.ReturnAll(borrowed); rerr != nil && err == nil {
 			err = fmt.Errorf("restore threads after reading their state: %w", rerr)
 		}
@@ -570,7 +639,7 @@ func (p *Parasite) threadStates(tids []int) (_ []ThreadState, err error) {
 	}
 	out := make([]ThreadState, len(tids))
 	for i, tid := range tids {
-		b := p.local[dataOff+i*threadStateSize:]
+		b := p.local[dataOff+i*blockSize:]
 		le := binary.LittleEndian
 		if e := int64(le.Uint64(b[tsAltstackRet:])); e < 0 {
 			return nil, fmt.Errorf("thread %d: sigaltstack: %w", tid, unix.Errno(-e))
@@ -724,6 +793,7 @@ func (p *Parasite) Cure() error {
 	}
 	closeRemote(&p.remoteSock)
 	closeRemote(&p.remoteCmdFd)
+	closeRemote(&p.remoteLife)
 	// A helper still running would lose its code and stack with the
 	// region, and could write into whatever file later took its fd's
 	// number: both stay until it is gone.
@@ -782,6 +852,10 @@ func (p *Parasite) Cure() error {
 	if p.cmdw >= 0 {
 		unix.Close(p.cmdw)
 		p.cmdw = -1
+	}
+	if p.lifew >= 0 {
+		unix.Close(p.lifew)
+		p.lifew = -1
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cure %d: %w", p.pid, err)

@@ -18,15 +18,15 @@ type Borrowed struct {
 }
 
 // RunAll takes every thread in tids from its event stop and sets it
-// running at once on the registers setup gives it, with every signal
-// blocked, all in one pass on the tracer thread (a round trip to it per
-// call would cost more than the calls). The threads run while the caller
+// running at once on the registers setup gives it (from the thread's own,
+// saved in b), with every signal blocked, all in one pass on the tracer
+// thread (a round trip to it per call would cost more than the calls). The threads run while the caller
 // waits for them by its own means; ReturnAll puts them back. On an error
 // the threads started so far are in the result and must be given to
 // ReturnAll all the same.
 //
 // Precondition: every tid is in a PTRACE_EVENT_STOP.
-func (t *Tracer) RunAll(tids []int, setup func(i int, r *Regs)) ([]Borrowed, error) {
+func (t *Tracer) RunAll(tids []int, setup func(i int, b *Borrowed, r *Regs) error) ([]Borrowed, error) {
 	bs := make([]Borrowed, 0, len(tids))
 	var err error
 	t.Do(func() {
@@ -40,14 +40,16 @@ func (t *Tracer) RunAll(tids []int, setup func(i int, r *Regs)) ([]Borrowed, err
 				err = fmt.Errorf("ptrace getsigmask %d: %w", tid, err)
 				return
 			}
+			r := b.Regs
+			if err = setup(i, &b, &r); err != nil {
+				return
+			}
 			if err = setSigmask(tid, ^uint64(0)); err != nil {
 				err = fmt.Errorf("ptrace setsigmask %d: %w", tid, err)
 				return
 			}
 			b.masked = true
 			bs = append(bs, b)
-			r := b.Regs
-			setup(i, &r)
 			if err = setRegs(tid, &r); err != nil {
 				err = fmt.Errorf("ptrace setregset %d: %w", tid, err)
 				return

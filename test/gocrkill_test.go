@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,6 +127,60 @@ func TestGocrKilledMidPageStreams(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	checkIntactCounter(t, tg)
+}
+
+// TestGocrKilledInThreadStates: gocr dies while every other thread of the
+// process runs the parasite's thread-state stub. Each thread sees the
+// lifeline's EOF and returns to its own code through the signal frame
+// gocr left it; the threads target then checks every thread (TIDs, masks,
+// TLS, names, alternate stacks, blocked calls restarting, spinners
+// counting).
+func TestGocrKilledInThreadStates(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "threads", "nopipe")
+	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_IN_THREAD_STATES=10s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// In the stub every thread but the first waits in read(2) (syscall
+	// 0); the target's own threads spin, sleep or wait elsewhere.
+	deadline := time.Now().Add(10 * time.Second)
+	for !allInRead(tg.pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the threads of pid %d never all waited in the stub's read", tg.pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	time.Sleep(500 * time.Millisecond)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
+}
+
+// allInRead reports whether every thread of pid but the first is in
+// read(2), per /proc/PID/task/TID/syscall.
+func allInRead(pid int) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) < 2 {
+		return false
+	}
+	for _, e := range entries {
+		if e.Name() == strconv.Itoa(pid) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "syscall"))
+		if err != nil || !strings.HasPrefix(string(b), "0 ") {
+			return false
+		}
+	}
+	return true
 }
 
 func hasParasite(pid int) bool {

@@ -161,13 +161,21 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
 
 /* The thread-state stub, at PARASITE_THREAD_STUB_OFF in the blob: gocr
  * points every other thread of the process at it at once (rdi = its
- * struct parasite_thread_state, rsi = a u32 counter), with every signal
- * blocked. It reads the thread's sigaltstack and clear_child_tid address
- * (both only readable by the thread itself: man 2 sigaltstack,
- * PR_GET_TID_ADDRESS in man 2 prctl), counts itself done and wakes the
- * counter's futex, then sleeps in pause() until gocr interrupts it and
- * puts its registers back. */
+ * struct parasite_thread_state, rsi = a u32 counter, rdx = the read end of
+ * a lifeline pipe only gocr writes, r8 = an rt_sigframe gocr built of the
+ * thread as it found it), with every signal blocked. It reads the thread's
+ * sigaltstack and clear_child_tid address (both only readable by the
+ * thread itself: man 2 sigaltstack, PR_GET_TID_ADDRESS in man 2 prctl),
+ * counts itself done and wakes the counter's futex, then waits in read()
+ * on the lifeline until gocr interrupts it and puts its registers back.
+ * If read() returns at all, gocr is gone (EOF): the thread puts its own
+ * alternate stack into the frame and rt_sigreturns through it, as the
+ * parasite's own thread does (self_cure). read() on a pipe, untimed,
+ * never replaces the thread's restart block. */
 #define PARASITE_THREAD_STUB_OFF 0x40
+/* One per thread, 64-byte aligned; gocr puts the thread's rt_sigframe 64
+ * bytes after it, and the byte right after the struct is the stub's read
+ * buffer. */
 struct parasite_thread_state {
 	u64 altstack_sp;
 	s32 altstack_flags;

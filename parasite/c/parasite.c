@@ -375,8 +375,9 @@ void parasite_main(struct parasite_ctl *ctl)
  * call (x86-64 psABI 3.2.2). The thread-state stub follows at a fixed
  * offset (abi.h); it is assembly because it runs on the thread's own
  * stack, which it must not touch, and its offsets are struct
- * parasite_thread_state's. Syscall numbers: sigaltstack 131, prctl 157
- * (PR_GET_TID_ADDRESS 40), futex 202 (FUTEX_WAKE 1), pause 34
+ * parasite_thread_state's and the rt_sigframe's (parasite/sigframe_amd64.go).
+ * Syscall numbers: read 0, sigaltstack 131, prctl 157 (PR_GET_TID_ADDRESS
+ * 40), futex 202 (FUTEX_WAKE 1), rt_sigreturn 15
  * (arch/x86/entry/syscalls/syscall_64.tbl). */
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
@@ -391,6 +392,8 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"parasite_thread_state:\n"
 	"	mov %rdi, %r12\n"
 	"	mov %rsi, %r13\n"
+	"	mov %rdx, %r14\n"
+	"	mov %r8, %r15\n"
 	"	mov $131, %eax\n"
 	"	xor %edi, %edi\n"
 	"	mov %r12, %rsi\n"
@@ -407,7 +410,22 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	mov $1, %esi\n"
 	"	mov $0x7fffffff, %edx\n"
 	"	syscall\n"
-	"1:	mov $34, %eax\n"
+	/* read(lifeline, scratch byte, 1): gocr never writes it. */
+	"	xor %eax, %eax\n"
+	"	mov %r14, %rdi\n"
+	"	lea 48(%r12), %rsi\n"
+	"	mov $1, %edx\n"
 	"	syscall\n"
-	"	jmp 1b\n"
+	/* gocr is gone: uc_stack (frame + 24) = the current alternate
+	 * stack without SS_ONSTACK (a report, not a setting), then
+	 * rt_sigreturn (15) with rsp at the ucontext (frame + 8). */
+	"	mov $131, %eax\n"
+	"	xor %edi, %edi\n"
+	"	lea 24(%r15), %rsi\n"
+	"	syscall\n"
+	"	andl $-2, 32(%r15)\n"
+	"	lea 8(%r15), %rsp\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n"
 	".previous\n");
