@@ -35,12 +35,7 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 	needsGocr(t)
 	tg := startTarget(t, name)
 	dir := t.TempDir()
-	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
-	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_AFTER_INFECT=5s")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd := startGocr(t, "GOCR_TEST_PAUSE_AFTER_INFECT=5s", "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
 	// Wait until the parasite is in: a "/memfd:" mapping appears.
 	deadline := time.Now().Add(5 * time.Second)
 	for !hasParasite(tg.pid) {
@@ -49,10 +44,7 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	killGocr(t, cmd)
 	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
 		t.Errorf("a killed dump left an inventory.img: the directory looks complete")
 	}
@@ -83,11 +75,7 @@ func TestGocrKilledMidPageStreams(t *testing.T) {
 	tg := startTarget(t, "counter", "768")
 	waitCounter(t, tg, 10)
 	dir := t.TempDir()
-	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--page-streams", "3")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd := startGocr(t, "", "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--page-streams", "3")
 	// The last stream's image grows past its header once its helper
 	// thread writes: kill gocr then, while 768 MiB are being copied.
 	last := filepath.Join(dir, fmt.Sprintf("pages-%d.2.img", tg.pid))
@@ -101,10 +89,7 @@ func TestGocrKilledMidPageStreams(t *testing.T) {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	killGocr(t, cmd)
 	if st, err := os.Stat(last); err == nil && st.Size() >= 4096+256<<20 {
 		t.Fatalf("%s is complete (%d bytes): gocr was killed too late to test anything", last, st.Size())
 	} else if err == nil {
@@ -139,12 +124,7 @@ func TestGocrKilledInThreadStates(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
 	tg := startTarget(t, "threads", "nopipe")
-	cmd := exec.Command(gocrBinary(t), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
-	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_IN_THREAD_STATES=10s")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd := startGocr(t, "GOCR_TEST_PAUSE_IN_THREAD_STATES=10s", "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	// In the stub every thread but the first waits in read(2) (syscall
 	// 0); the target's own threads spin, sleep or wait elsewhere.
 	deadline := time.Now().Add(10 * time.Second)
@@ -154,10 +134,7 @@ func TestGocrKilledInThreadStates(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	killGocr(t, cmd)
 	time.Sleep(500 * time.Millisecond)
 	assertUntouched(t, tg.pid)
 	checkResult(t, tg, tg.pid)
@@ -181,6 +158,31 @@ func allInRead(pid int) bool {
 		}
 	}
 	return true
+}
+
+// startGocr starts gocr with args and, if hook is not empty, that test
+// hook in its environment ("NAME=VALUE"); cleanup kills it if it still
+// runs.
+func startGocr(t *testing.T, hook string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(gocrBinary(t), args...)
+	if hook != "" {
+		cmd.Env = append(os.Environ(), hook)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// killGocr SIGKILLs a gocr from startGocr and reaps it.
+func killGocr(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
 }
 
 func hasParasite(pid int) bool {
@@ -220,14 +222,8 @@ func TestGocrKilledMidRestore(t *testing.T) {
 	tg.waitDead(t, "a dump without --leave-running")
 	waitAllGone(t, pids, "the dump")
 
-	cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
-	cmd.Env = append(os.Environ(), "GOCR_TEST_PAUSE_BEFORE_FINISH=10s")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startGocr(t, "GOCR_TEST_PAUSE_BEFORE_FINISH=10s", "restore", "-D", dir, "-d")
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
 		for _, pid := range pids {
 			if !gone(pid) {
 				syscall.Kill(pid, syscall.SIGKILL)
@@ -252,9 +248,6 @@ func TestGocrKilledMidRestore(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	killGocr(t, cmd)
 	waitAllGone(t, append([]int{tg.pid}, pids...), "gocr was killed before it released the restored processes")
 }
