@@ -65,11 +65,15 @@ type Parasite struct {
 	remoteCmdFd  int64 // read end of the command pipe
 	remoteLife   int64 // read end of the threads' lifeline pipe (ThreadStates)
 	lifew        int   // gocr's write end of it
-	cmdw         int   // gocr's write end of the command pipe
-	remoteFiles  []int64
-	sock         int // gocr's end
-	sentFiles    map[uintptr]int64
-	running      bool
+	// threadsAdrift: ReturnAll failed, so a thread may still be in the
+	// stub; it must find the region and the lifeline's read end there
+	// when gocr's write end closes and it returns through its frame.
+	threadsAdrift bool
+	cmdw          int // gocr's write end of the command pipe
+	remoteFiles   []int64
+	sock          int // gocr's end
+	sentFiles     map[uintptr]int64
+	running       bool
 
 	local []byte      // gocr's mapping of the shared region
 	pidfd int         // -1 when closed
@@ -619,8 +623,11 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 		if d, perr := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_IN_THREAD_STATES")); perr == nil {
 			time.Sleep(d)
 		}
-		if rerr := p.t.ReturnAll(borrowed); rerr != nil && err == nil {
-			err = fmt.Errorf("restore threads after reading their state: %w", rerr)
+		if rerr := p.t.ReturnAll(borrowed); rerr != nil {
+			p.threadsAdrift = true
+			if err == nil {
+				err = fmt.Errorf("restore threads after reading their state: %w", rerr)
+			}
 		}
 	}()
 	if err != nil {
@@ -793,7 +800,9 @@ func (p *Parasite) Cure() error {
 	}
 	closeRemote(&p.remoteSock)
 	closeRemote(&p.remoteCmdFd)
-	closeRemote(&p.remoteLife)
+	if !p.threadsAdrift {
+		closeRemote(&p.remoteLife)
+	}
 	// A helper still running would lose its code and stack with the
 	// region, and could write into whatever file later took its fd's
 	// number: both stay until it is gone.
@@ -810,7 +819,7 @@ func (p *Parasite) Cure() error {
 		}
 	}
 	closeRemote(&p.remoteMemfd)
-	if p.remoteBase != 0 && helpersGone {
+	if p.remoteBase != 0 && helpersGone && !p.threadsAdrift {
 		if _, err := p.inject(unix.SYS_MUNMAP, p.remoteBase, regionSize); err != nil {
 			errs = append(errs, fmt.Errorf("unmap parasite: %w", err))
 		}
