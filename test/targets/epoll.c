@@ -63,19 +63,10 @@ static int cmp_str(const void *a, const void *b)
  * by file address, which a restore need not keep. */
 static void watch_lines(int epfd, char *out, size_t cap)
 {
-	char path[64], buf[8192], *line, *save, *lines[64];
-	int f, nl = 0;
-	ssize_t n;
+	char buf[8192], *line, *save, *lines[64];
+	int nl = 0;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		tgt_fail("open %s: %s", path, strerror(errno));
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n < 0)
-		tgt_fail("read %s: %s", path, strerror(errno));
-	buf[n] = 0;
+	tgt_read_fdinfo(epfd, buf, sizeof(buf));
 	for (line = strtok_r(buf, "\n", &save); line && nl < 64; line = strtok_r(NULL, "\n", &save)) {
 		char *pos;
 

@@ -53,19 +53,9 @@ static struct efd efds[] = {
  * the other lines (pos, mnt_id, ino, eventfd-id) may change legitimately. */
 static void efd_fdinfo(int fd, char *out, size_t cap)
 {
-	char path[64], buf[1024], *line, *save;
-	int f;
-	ssize_t n;
+	char buf[1024], *line, *save;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		tgt_fail("open %s: %s", path, strerror(errno));
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n < 0)
-		tgt_fail("read %s: %s", path, strerror(errno));
-	buf[n] = 0;
+	tgt_read_fdinfo(fd, buf, sizeof(buf));
 	out[0] = 0;
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "eventfd-count:", 14) == 0 || strncmp(line, "eventfd-semaphore:", 18) == 0) {
@@ -74,7 +64,7 @@ static void efd_fdinfo(int fd, char *out, size_t cap)
 		}
 	}
 	if (!strstr(out, "eventfd-count:"))
-		tgt_fail("%s has no eventfd-count line", path);
+		tgt_fail("/proc/self/fdinfo/%d has no eventfd-count line", fd);
 }
 
 static short revents(int fd, short events)

@@ -77,19 +77,9 @@ static void place(int fd, int want, const char *what)
 /* The lines of fd's fdinfo that start with one of prefixes, joined. */
 static void fdinfo_lines(int fd, const char *const *prefixes, char *out, size_t cap)
 {
-	char path[64], buf[8192], *line, *save;
-	ssize_t n;
-	int f;
+	char buf[8192], *line, *save;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		tgt_fail("open %s: %s", path, strerror(errno));
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n < 0)
-		tgt_fail("read %s: %s", path, strerror(errno));
-	buf[n] = 0;
+	tgt_read_fdinfo(fd, buf, sizeof(buf));
 	out[0] = 0;
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		for (const char *const *p = prefixes; *p; p++) {

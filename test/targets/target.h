@@ -99,6 +99,25 @@ static inline void tgt_log(const char *fmt, ...)
 /* The SIGTERM handler only sets a flag and is installed without SA_RESTART
  * so that a target blocked in a syscall sees EINTR (signal(7), "Interruption
  * of system calls and library functions by signal handlers"). */
+/* tgt_read_fdinfo reads /proc/self/fdinfo/FD into buf, NUL-terminated,
+ * or fails the target. */
+static inline void tgt_read_fdinfo(int fd, char *buf, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	n = read(f, buf, cap - 1);
+	close(f);
+	if (n < 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+}
+
 static inline void tgt_init(int argc, char **argv)
 {
 	struct sigaction sa;
