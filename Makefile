@@ -13,8 +13,8 @@ PROTOC_GEN_GO_STAMP := $(TOOLS_DIR)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 # Debian 12's protobuf-compiler; protoc also records its version in the header.
 PROTOC_VERSION := 3.21.12
 
-PROTO_SRC     := proto/gocr.proto
-PROTO_GEN     := proto/gocr.pb.go
+PROTO_SRC     := gocrpb/gocr.proto
+PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 

@@ -1,4 +1,4 @@
-module gocr
+module github.com/gocr/gocr
 
 go 1.26.0
 

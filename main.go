@@ -17,9 +17,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gocr/dump"
-	"gocr/images"
-	"gocr/restorer"
+	"github.com/gocr/gocr/dump"
+	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/restorer"
 )
 
 // version is recorded in every dump's inventory.

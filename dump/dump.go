@@ -20,10 +20,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	"gocr/proc"
-	gocrpb "gocr/proto"
-	"gocr/ptrace"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // Options say what to dump and where.

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/proc"
+	"github.com/gocr/gocr/proc"
 )
 
 // inotifyPath finds the file an inotify watch is on. fdinfo gives its file

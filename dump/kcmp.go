@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
 )
 
 // kcmpFile is KCMP_FILE (include/uapi/linux/kcmp.h): compare two fds'

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
 )
 
 // memfdPrefix is how a memfd's name shows in /proc/PID/fd and maps

@@ -11,11 +11,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	"gocr/parasite"
-	"gocr/proc"
-	gocrpb "gocr/proto"
-	"gocr/ptrace"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/parasite"
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
 )
 
 const pageSize = 4096

@@ -12,9 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/proc"
-	gocrpb "gocr/proto"
-	"gocr/ptrace"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // frozenProc is one process of the dumped tree with every thread seized

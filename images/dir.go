@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
 )
 
 // Image file names. The inventory is written last, so its presence marks a

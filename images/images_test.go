@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
 )
 
 const testPid = 4242

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
 )
 
 // PagemapWriter streams PageRange records into pagemap-PID.img, so a dump

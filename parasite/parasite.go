@@ -25,9 +25,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/proc"
-	"gocr/ptrace"
-	"gocr/sharedword"
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
+	"github.com/gocr/gocr/sharedword"
 )
 
 //go:embed parasite.bin

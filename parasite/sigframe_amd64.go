@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"gocr/ptrace"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // Layout of the x86-64 rt_sigframe (arch/x86/include/asm/sigframe.h):

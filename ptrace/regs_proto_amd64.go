@@ -2,7 +2,7 @@
 
 package ptrace
 
-import gocrpb "gocr/proto"
+import "github.com/gocr/gocr/gocrpb"
 
 // RegsToProto and RegsFromProto copy struct user_regs_struct
 // (arch/x86/include/asm/user_64.h) to and from its image form, field by

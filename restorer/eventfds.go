@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
 )
 
 // tfdIocSetTicks is TFD_IOC_SET_TICKS, _IOW('T', 0, __u64)

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
 )
 
 const pageSize = 4096

@@ -30,11 +30,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"gocr/images"
-	procfs "gocr/proc"
-	gocrpb "gocr/proto"
-	"gocr/ptrace"
-	"gocr/sharedword"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
+	procfs "github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
+	"github.com/gocr/gocr/sharedword"
 )
 
 //go:embed restorer.elf

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"gocr/images"
-	gocrpb "gocr/proto"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
 )
 
 // This file holds the refusals that badinput_test.go does not: the machine
