@@ -13,6 +13,7 @@ import (
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
@@ -206,11 +207,7 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		c.close()
 		return nil, err
 	}
-	// Test hook: hold the parasite in place, so a test can kill gocr
-	// while it runs (test/refusal_test.go TestGocrKilledMidDump).
-	if d, err := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_AFTER_INFECT")); err == nil {
-		time.Sleep(d)
-	}
+	testhook.Pause(testhook.PauseAfterInfect)
 	var t2 time.Time
 	derr := func() error {
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()

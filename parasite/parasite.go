@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 	"github.com/gocr/gocr/sharedword"
@@ -618,11 +619,7 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 		return nil
 	})
 	defer func() {
-		// Test hook: hold the threads in the stub, so a test can kill
-		// gocr there (test/gocrkill_test.go).
-		if d, perr := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_IN_THREAD_STATES")); perr == nil {
-			time.Sleep(d)
-		}
+		testhook.Pause(testhook.PauseInThreadStates)
 		if rerr := p.t.ReturnAll(borrowed); rerr != nil {
 			p.threadsAdrift = true
 			if err == nil {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 	procfs "github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 	"github.com/gocr/gocr/sharedword"
@@ -831,10 +832,7 @@ func pickPageHelperTids(procs []*proc) {
 		}
 	}
 	next := pidMax() - 1
-	// Test hook: a TID to offer every helper, so a test can offer one in
-	// use and see the streams read without helpers
-	// (test/streams_test.go TestPageStreamsRestoreTidTaken).
-	forced, _ := strconv.Atoi(os.Getenv("GOCR_TEST_PAGE_HELPER_TID"))
+	forced, _ := testhook.Int(testhook.PageHelperTid)
 	const lowest = 301 // the kernel wraps to RESERVED_PIDS + 1 (kernel/pid.c)
 	for _, pr := range procs {
 		if pr.plan == nil {
@@ -990,11 +988,7 @@ func launch(procs []*proc, planBytes []byte, src *sources, opts Options) (res *R
 			break
 		}
 	}
-	// Test hook: hold here with every process parked in the restorer, so
-	// a test can kill gocr (test/gocrkill_test.go).
-	if d, err := time.ParseDuration(os.Getenv("GOCR_TEST_PAUSE_BEFORE_FINISH")); err == nil {
-		time.Sleep(d)
-	}
+	testhook.Pause(testhook.PauseBeforeFinish)
 	if err := finish(procs, shared); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}

@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // TestGocrKilledMidDump: gocr is SIGKILLed while its parasite runs in the
-// target (held there by the GOCR_TEST_PAUSE_AFTER_INFECT hook). Nobody else
+// target (held there by the testhook.PauseAfterInfect hook). Nobody else
 // has the target's registers, so the parasite must notice (its socket to
 // gocr hangs up), close what was injected and rt_sigreturn to the target's
 // own code. The target must go on counting exactly, untraced, and pass its
@@ -35,7 +37,7 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 	needsGocr(t)
 	tg := startTarget(t, name)
 	dir := t.TempDir()
-	cmd := startGocr(t, "GOCR_TEST_PAUSE_AFTER_INFECT=5s", "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "5s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
 	// Wait until the parasite is in: a "/memfd:" mapping appears.
 	deadline := time.Now().Add(5 * time.Second)
 	for !hasParasite(tg.pid) {
@@ -124,7 +126,7 @@ func TestGocrKilledInThreadStates(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
 	tg := startTarget(t, "threads", "nopipe")
-	cmd := startGocr(t, "GOCR_TEST_PAUSE_IN_THREAD_STATES=10s", "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	cmd := startGocr(t, testhook.Setting(testhook.PauseInThreadStates, "10s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	// In the stub every thread but the first waits in read(2) (syscall
 	// 0); the target's own threads spin, sleep or wait elsewhere.
 	deadline := time.Now().Add(10 * time.Second)
@@ -222,7 +224,7 @@ func TestGocrKilledMidRestore(t *testing.T) {
 	tg.waitDead(t, "a dump without --leave-running")
 	waitAllGone(t, pids, "the dump")
 
-	cmd := startGocr(t, "GOCR_TEST_PAUSE_BEFORE_FINISH=10s", "restore", "-D", dir, "-d")
+	cmd := startGocr(t, testhook.Setting(testhook.PauseBeforeFinish, "10s"), "restore", "-D", dir, "-d")
 	t.Cleanup(func() {
 		for _, pid := range pids {
 			if !gone(pid) {

@@ -209,7 +209,7 @@ func gocrBinary(t *testing.T) string {
 			return
 		}
 		gocrPath = filepath.Join(binDir, "gocr")
-		cmd := exec.Command("go", "build", "-o", gocrPath, "gocr")
+		cmd := exec.Command("go", "build", "-o", gocrPath, "github.com/gocr/gocr")
 		cmd.Dir = moduleRoot
 		if b, err := cmd.CombinedOutput(); err != nil {
 			gocrErr = fmt.Errorf("go build gocr in %s: %w\n%s", moduleRoot, err, b)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // pageImages lists the page images of pid in an image directory:
@@ -193,7 +195,7 @@ func TestPageStreamsRestoreTidTaken(t *testing.T) {
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
-	t.Setenv("GOCR_TEST_PAGE_HELPER_TID", strconv.Itoa(os.Getpid()))
+	t.Setenv(testhook.Env, testhook.PageHelperTid+"="+strconv.Itoa(os.Getpid()))
 	pid := restoreDetached(t, tg, dir, nil)
 	checkResult(t, tg, pid)
 }

@@ -1,0 +1,73 @@
+// Package testhook is the one place where gocr takes fault-injection
+// settings from its tests, in the spirit of CRIU's criu/fault-injection.c:
+// the tests set GOCR_TEST_HOOKS to a comma-separated list of name=value
+// pairs, and production code asks for a hook by its name below. Nothing
+// else in gocr reads the environment for testing.
+package testhook
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env is the environment variable the hooks are read from, once, at start.
+const Env = "GOCR_TEST_HOOKS"
+
+// The hooks, each with the value it takes.
+const (
+	// PauseAfterInfect (a duration): hold the parasite in place after
+	// infection, so a test can kill gocr while it runs.
+	PauseAfterInfect = "pause-after-infect"
+	// PauseInThreadStates (a duration): hold every thread in the
+	// thread-state stub, so a test can kill gocr there.
+	PauseInThreadStates = "pause-in-thread-states"
+	// PauseBeforeFinish (a duration): hold a restore with every process
+	// parked in the restorer, so a test can kill gocr there.
+	PauseBeforeFinish = "pause-before-finish"
+	// PageHelperTid (a TID): the TID offered to every page-stream helper
+	// thread of a restore, so a test can offer one in use.
+	PageHelperTid = "page-helper-tid"
+)
+
+var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PageHelperTid: true}
+
+var hooks = parse(os.Getenv(Env))
+
+// parse reads "name=value,name=value". A name gocr does not know is
+// reported on stderr and ignored: a typo in a test must not pass unseen,
+// and must not change what gocr does either.
+func parse(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(kv, "=")
+		if !known[name] {
+			fmt.Fprintf(os.Stderr, "gocr: %s: unknown test hook %q ignored\n", Env, name)
+			continue
+		}
+		out[name] = value
+	}
+	return out
+}
+
+// Setting returns the value "name=value" in GOCR_TEST_HOOKS for a hook,
+// for a test to put in the environment of the gocr it starts.
+func Setting(name, value string) string { return Env + "=" + name + "=" + value }
+
+// Pause sleeps for the duration the hook name is set to, if it is set.
+func Pause(name string) {
+	if d, err := time.ParseDuration(hooks[name]); err == nil {
+		time.Sleep(d)
+	}
+}
+
+// Int returns the hook's value as a number, and whether it is set to one.
+func Int(name string) (int, bool) {
+	n, err := strconv.Atoi(hooks[name])
+	return n, err == nil
+}
