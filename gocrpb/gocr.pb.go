@@ -92,83 +92,56 @@ func (VmaKind) EnumDescriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{0}
 }
 
-type FdKind int32
+type PathFd_Type int32
 
 const (
-	FdKind_FD_UNKNOWN   FdKind = 0
-	FdKind_FD_REGULAR   FdKind = 1
-	FdKind_FD_DIRECTORY FdKind = 2
-	FdKind_FD_CHARDEV   FdKind = 3  // reopened by path: /dev/null, /dev/zero, ...
-	FdKind_FD_INHERIT   FdKind = 4  // stdio connected outside the dump: given by restore
-	FdKind_FD_EVENTFD   FdKind = 5  // eventfd(2): counter and flags
-	FdKind_FD_EPOLL     FdKind = 6  // epoll(7): the watched fds with their events and data
-	FdKind_FD_PIPE      FdKind = 7  // pipe(2): recreated with its size and the data in it
-	FdKind_FD_FIFO      FdKind = 8  // a named pipe, reopened by path, with the data in it
-	FdKind_FD_SIGNALFD  FdKind = 9  // signalfd(2): its signal mask
-	FdKind_FD_TIMERFD   FdKind = 10 // timerfd_create(2): clock, time left, interval, unread ticks
-	FdKind_FD_INOTIFY   FdKind = 11 // inotify(7): its watches (events queued at dump time are lost)
-	FdKind_FD_MEMFD     FdKind = 12 // a memfd, contents in memfd-ID.img
+	PathFd_TYPE_UNKNOWN PathFd_Type = 0
+	PathFd_REGULAR      PathFd_Type = 1
+	PathFd_DIRECTORY    PathFd_Type = 2
+	PathFd_CHARDEV      PathFd_Type = 3 // /dev/null, /dev/zero, ...; terminals are not this kind
 )
 
-// Enum value maps for FdKind.
+// Enum value maps for PathFd_Type.
 var (
-	FdKind_name = map[int32]string{
-		0:  "FD_UNKNOWN",
-		1:  "FD_REGULAR",
-		2:  "FD_DIRECTORY",
-		3:  "FD_CHARDEV",
-		4:  "FD_INHERIT",
-		5:  "FD_EVENTFD",
-		6:  "FD_EPOLL",
-		7:  "FD_PIPE",
-		8:  "FD_FIFO",
-		9:  "FD_SIGNALFD",
-		10: "FD_TIMERFD",
-		11: "FD_INOTIFY",
-		12: "FD_MEMFD",
+	PathFd_Type_name = map[int32]string{
+		0: "TYPE_UNKNOWN",
+		1: "REGULAR",
+		2: "DIRECTORY",
+		3: "CHARDEV",
 	}
-	FdKind_value = map[string]int32{
-		"FD_UNKNOWN":   0,
-		"FD_REGULAR":   1,
-		"FD_DIRECTORY": 2,
-		"FD_CHARDEV":   3,
-		"FD_INHERIT":   4,
-		"FD_EVENTFD":   5,
-		"FD_EPOLL":     6,
-		"FD_PIPE":      7,
-		"FD_FIFO":      8,
-		"FD_SIGNALFD":  9,
-		"FD_TIMERFD":   10,
-		"FD_INOTIFY":   11,
-		"FD_MEMFD":     12,
+	PathFd_Type_value = map[string]int32{
+		"TYPE_UNKNOWN": 0,
+		"REGULAR":      1,
+		"DIRECTORY":    2,
+		"CHARDEV":      3,
 	}
 )
 
-func (x FdKind) Enum() *FdKind {
-	p := new(FdKind)
+func (x PathFd_Type) Enum() *PathFd_Type {
+	p := new(PathFd_Type)
 	*p = x
 	return p
 }
 
-func (x FdKind) String() string {
+func (x PathFd_Type) String() string {
 	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
 }
 
-func (FdKind) Descriptor() protoreflect.EnumDescriptor {
+func (PathFd_Type) Descriptor() protoreflect.EnumDescriptor {
 	return file_gocrpb_gocr_proto_enumTypes[1].Descriptor()
 }
 
-func (FdKind) Type() protoreflect.EnumType {
+func (PathFd_Type) Type() protoreflect.EnumType {
 	return &file_gocrpb_gocr_proto_enumTypes[1]
 }
 
-func (x FdKind) Number() protoreflect.EnumNumber {
+func (x PathFd_Type) Number() protoreflect.EnumNumber {
 	return protoreflect.EnumNumber(x)
 }
 
-// Deprecated: Use FdKind.Descriptor instead.
-func (FdKind) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{1}
+// Deprecated: Use PathFd_Type.Descriptor instead.
+func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18, 0}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -1930,172 +1903,44 @@ func (x *PageRange) GetStream() uint32 {
 	return 0
 }
 
-// InotifyWatch is one watch of an inotify instance: the watched file by
-// path (resolved from its file handle at dump time), its watch descriptor
-// and masks (fs/notify/fdinfo.c inotify_fdinfo).
-type InotifyWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Wd            int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	Mask          uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
-	IgnoredMask   uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *InotifyWatch) Reset() {
-	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *InotifyWatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*InotifyWatch) ProtoMessage() {}
-
-func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
-func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *InotifyWatch) GetWd() int32 {
-	if x != nil {
-		return x.Wd
-	}
-	return 0
-}
-
-func (x *InotifyWatch) GetPath() string {
-	if x != nil {
-		return x.Path
-	}
-	return ""
-}
-
-func (x *InotifyWatch) GetMask() uint32 {
-	if x != nil {
-		return x.Mask
-	}
-	return 0
-}
-
-func (x *InotifyWatch) GetIgnoredMask() uint32 {
-	if x != nil {
-		return x.IgnoredMask
-	}
-	return 0
-}
-
-// EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
-// ep_show_fdinfo): tfd is its number in the process's fd table.
-type EpollWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tfd           int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
-	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
-	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EpollWatch) Reset() {
-	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EpollWatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EpollWatch) ProtoMessage() {}
-
-func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
-func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *EpollWatch) GetTfd() int32 {
-	if x != nil {
-		return x.Tfd
-	}
-	return 0
-}
-
-func (x *EpollWatch) GetEvents() uint32 {
-	if x != nil {
-		return x.Events
-	}
-	return 0
-}
-
-func (x *EpollWatch) GetData() uint64 {
-	if x != nil {
-		return x.Data
-	}
-	return 0
-}
-
+// Fd is one entry of a process's fd table: what every fd has, and the
+// state of its kind of file in the oneof. Each kind of file has its own
+// message below and its own file in package files/ (files/KIND.go) that
+// dumps and restores it; docs/INTERNALS.md says how to add one.
 type Fd struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Fd               int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
-	Kind             FdKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=gocr.v1.FdKind" json:"kind,omitempty"`
-	File             *FileRef               `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
-	Flags            uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // open(2) flags from fdinfo, without O_CLOEXEC
-	Pos              int64                  `protobuf:"varint,5,opt,name=pos,proto3" json:"pos,omitempty"`
-	Cloexec          bool                   `protobuf:"varint,6,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
-	SharedWith       int32                  `protobuf:"varint,7,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"` // -1, or the lower fd number sharing this open file
-	Description      string                 `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`                  // readlink of /proc/PID/fd/N, for messages
-	EventfdCount     uint64                 `protobuf:"varint,9,opt,name=eventfd_count,json=eventfdCount,proto3" json:"eventfd_count,omitempty"`
-	EventfdSemaphore bool                   `protobuf:"varint,10,opt,name=eventfd_semaphore,json=eventfdSemaphore,proto3" json:"eventfd_semaphore,omitempty"`
-	EpollWatches     []*EpollWatch          `protobuf:"bytes,11,rep,name=epoll_watches,json=epollWatches,proto3" json:"epoll_watches,omitempty"`
-	// With shared_with: the process holding that fd (0: this one). Files
-	// shared across fork or dup are one open file description again.
-	SharedPid         int32           `protobuf:"varint,12,opt,name=shared_pid,json=sharedPid,proto3" json:"shared_pid,omitempty"`
-	PipeId            uint64          `protobuf:"varint,13,opt,name=pipe_id,json=pipeId,proto3" json:"pipe_id,omitempty"`       // the pipe's inode, the same at both ends
-	PipeSize          uint32          `protobuf:"varint,14,opt,name=pipe_size,json=pipeSize,proto3" json:"pipe_size,omitempty"` // F_GETPIPE_SZ
-	PipeData          []byte          `protobuf:"bytes,15,opt,name=pipe_data,json=pipeData,proto3" json:"pipe_data,omitempty"`  // unread data, on the first fd of each pipe
-	SignalfdMask      uint64          `protobuf:"varint,16,opt,name=signalfd_mask,json=signalfdMask,proto3" json:"signalfd_mask,omitempty"`
-	TimerfdClockid    int32           `protobuf:"varint,17,opt,name=timerfd_clockid,json=timerfdClockid,proto3" json:"timerfd_clockid,omitempty"`
-	TimerfdTicks      uint64          `protobuf:"varint,18,opt,name=timerfd_ticks,json=timerfdTicks,proto3" json:"timerfd_ticks,omitempty"`         // expirations not yet read
-	TimerfdValueNs    int64           `protobuf:"varint,19,opt,name=timerfd_value_ns,json=timerfdValueNs,proto3" json:"timerfd_value_ns,omitempty"` // time left until the next expiration
-	TimerfdIntervalNs int64           `protobuf:"varint,20,opt,name=timerfd_interval_ns,json=timerfdIntervalNs,proto3" json:"timerfd_interval_ns,omitempty"`
-	InotifyWatches    []*InotifyWatch `protobuf:"bytes,21,rep,name=inotify_watches,json=inotifyWatches,proto3" json:"inotify_watches,omitempty"`
-	MemfdId           uint64          `protobuf:"varint,22,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"` // FD_MEMFD: Files.memfds
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Fd      int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
+	Flags   uint32                 `protobuf:"varint,2,opt,name=flags,proto3" json:"flags,omitempty"` // open(2) flags from fdinfo, without O_CLOEXEC
+	Pos     int64                  `protobuf:"varint,3,opt,name=pos,proto3" json:"pos,omitempty"`
+	Cloexec bool                   `protobuf:"varint,4,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
+	// -1, or the lower fd number sharing this open file description (dup,
+	// fork): that fd is restored once and this one points at it.
+	SharedWith int32 `protobuf:"varint,5,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"`
+	// With shared_with: the process holding that fd (0: this one).
+	SharedPid   int32  `protobuf:"varint,6,opt,name=shared_pid,json=sharedPid,proto3" json:"shared_pid,omitempty"`
+	Description string `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"` // readlink of /proc/PID/fd/N, for messages
+	// The open file's identity (for paths, also size and mtime), by which
+	// shared open file descriptions and pipes are found. Unset for inherit.
+	File *FileRef `protobuf:"bytes,8,opt,name=file,proto3" json:"file,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Fd_Path
+	//	*Fd_Inherit
+	//	*Fd_Pipe
+	//	*Fd_Memfd
+	//	*Fd_Eventfd
+	//	*Fd_Epoll
+	//	*Fd_Signalfd
+	//	*Fd_Timerfd
+	//	*Fd_Inotify
+	Kind          isFd_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +1952,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +1965,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2128,20 +1973,6 @@ func (x *Fd) GetFd() int32 {
 		return x.Fd
 	}
 	return 0
-}
-
-func (x *Fd) GetKind() FdKind {
-	if x != nil {
-		return x.Kind
-	}
-	return FdKind_FD_UNKNOWN
-}
-
-func (x *Fd) GetFile() *FileRef {
-	if x != nil {
-		return x.File
-	}
-	return nil
 }
 
 func (x *Fd) GetFlags() uint32 {
@@ -2172,34 +2003,6 @@ func (x *Fd) GetSharedWith() int32 {
 	return 0
 }
 
-func (x *Fd) GetDescription() string {
-	if x != nil {
-		return x.Description
-	}
-	return ""
-}
-
-func (x *Fd) GetEventfdCount() uint64 {
-	if x != nil {
-		return x.EventfdCount
-	}
-	return 0
-}
-
-func (x *Fd) GetEventfdSemaphore() bool {
-	if x != nil {
-		return x.EventfdSemaphore
-	}
-	return false
-}
-
-func (x *Fd) GetEpollWatches() []*EpollWatch {
-	if x != nil {
-		return x.EpollWatches
-	}
-	return nil
-}
-
 func (x *Fd) GetSharedPid() int32 {
 	if x != nil {
 		return x.SharedPid
@@ -2207,72 +2010,755 @@ func (x *Fd) GetSharedPid() int32 {
 	return 0
 }
 
-func (x *Fd) GetPipeId() uint64 {
+func (x *Fd) GetDescription() string {
 	if x != nil {
-		return x.PipeId
+		return x.Description
 	}
-	return 0
+	return ""
 }
 
-func (x *Fd) GetPipeSize() uint32 {
+func (x *Fd) GetFile() *FileRef {
 	if x != nil {
-		return x.PipeSize
-	}
-	return 0
-}
-
-func (x *Fd) GetPipeData() []byte {
-	if x != nil {
-		return x.PipeData
+		return x.File
 	}
 	return nil
 }
 
-func (x *Fd) GetSignalfdMask() uint64 {
+func (x *Fd) GetKind() isFd_Kind {
 	if x != nil {
-		return x.SignalfdMask
-	}
-	return 0
-}
-
-func (x *Fd) GetTimerfdClockid() int32 {
-	if x != nil {
-		return x.TimerfdClockid
-	}
-	return 0
-}
-
-func (x *Fd) GetTimerfdTicks() uint64 {
-	if x != nil {
-		return x.TimerfdTicks
-	}
-	return 0
-}
-
-func (x *Fd) GetTimerfdValueNs() int64 {
-	if x != nil {
-		return x.TimerfdValueNs
-	}
-	return 0
-}
-
-func (x *Fd) GetTimerfdIntervalNs() int64 {
-	if x != nil {
-		return x.TimerfdIntervalNs
-	}
-	return 0
-}
-
-func (x *Fd) GetInotifyWatches() []*InotifyWatch {
-	if x != nil {
-		return x.InotifyWatches
+		return x.Kind
 	}
 	return nil
 }
 
-func (x *Fd) GetMemfdId() uint64 {
+func (x *Fd) GetPath() *PathFd {
 	if x != nil {
-		return x.MemfdId
+		if x, ok := x.Kind.(*Fd_Path); ok {
+			return x.Path
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetInherit() *InheritFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Inherit); ok {
+			return x.Inherit
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetPipe() *PipeFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Pipe); ok {
+			return x.Pipe
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetMemfd() *MemfdFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Memfd); ok {
+			return x.Memfd
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetEventfd() *EventfdFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Eventfd); ok {
+			return x.Eventfd
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetEpoll() *EpollFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Epoll); ok {
+			return x.Epoll
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetSignalfd() *SignalfdFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Signalfd); ok {
+			return x.Signalfd
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetTimerfd() *TimerfdFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Timerfd); ok {
+			return x.Timerfd
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetInotify() *InotifyFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Inotify); ok {
+			return x.Inotify
+		}
+	}
+	return nil
+}
+
+type isFd_Kind interface {
+	isFd_Kind()
+}
+
+type Fd_Path struct {
+	Path *PathFd `protobuf:"bytes,20,opt,name=path,proto3,oneof"` // a regular file, directory or character device
+}
+
+type Fd_Inherit struct {
+	Inherit *InheritFd `protobuf:"bytes,21,opt,name=inherit,proto3,oneof"` // stdio connected outside the dump
+}
+
+type Fd_Pipe struct {
+	Pipe *PipeFd `protobuf:"bytes,22,opt,name=pipe,proto3,oneof"` // a pipe or FIFO
+}
+
+type Fd_Memfd struct {
+	Memfd *MemfdFd `protobuf:"bytes,23,opt,name=memfd,proto3,oneof"`
+}
+
+type Fd_Eventfd struct {
+	Eventfd *EventfdFd `protobuf:"bytes,24,opt,name=eventfd,proto3,oneof"`
+}
+
+type Fd_Epoll struct {
+	Epoll *EpollFd `protobuf:"bytes,25,opt,name=epoll,proto3,oneof"`
+}
+
+type Fd_Signalfd struct {
+	Signalfd *SignalfdFd `protobuf:"bytes,26,opt,name=signalfd,proto3,oneof"`
+}
+
+type Fd_Timerfd struct {
+	Timerfd *TimerfdFd `protobuf:"bytes,27,opt,name=timerfd,proto3,oneof"`
+}
+
+type Fd_Inotify struct {
+	Inotify *InotifyFd `protobuf:"bytes,28,opt,name=inotify,proto3,oneof"`
+}
+
+func (*Fd_Path) isFd_Kind() {}
+
+func (*Fd_Inherit) isFd_Kind() {}
+
+func (*Fd_Pipe) isFd_Kind() {}
+
+func (*Fd_Memfd) isFd_Kind() {}
+
+func (*Fd_Eventfd) isFd_Kind() {}
+
+func (*Fd_Epoll) isFd_Kind() {}
+
+func (*Fd_Signalfd) isFd_Kind() {}
+
+func (*Fd_Timerfd) isFd_Kind() {}
+
+func (*Fd_Inotify) isFd_Kind() {}
+
+// PathFd is a file reopened by its path (Fd.file) with the dumped flags,
+// at its offset.
+type PathFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          PathFd_Type            `protobuf:"varint,1,opt,name=type,proto3,enum=gocr.v1.PathFd_Type" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathFd) Reset() {
+	*x = PathFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathFd) ProtoMessage() {}
+
+func (x *PathFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
+func (*PathFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PathFd) GetType() PathFd_Type {
+	if x != nil {
+		return x.Type
+	}
+	return PathFd_TYPE_UNKNOWN
+}
+
+// InheritFd is stdio joined to something outside the dump (a terminal, a
+// shell's pipe): the restore gives its own stdio in its place.
+type InheritFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InheritFd) Reset() {
+	*x = InheritFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InheritFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InheritFd) ProtoMessage() {}
+
+func (x *InheritFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
+func (*InheritFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+}
+
+// PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
+// Fd.file), recreated with its size and the data that was in it.
+type PipeFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`     // the pipe's inode, the same at both ends
+	Fifo          bool                   `protobuf:"varint,2,opt,name=fifo,proto3" json:"fifo,omitempty"` // a named pipe
+	Size          uint32                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"` // F_GETPIPE_SZ
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`  // unread data, on the first fd of each pipe
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipeFd) Reset() {
+	*x = PipeFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipeFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipeFd) ProtoMessage() {}
+
+func (x *PipeFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
+func (*PipeFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PipeFd) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PipeFd) GetFifo() bool {
+	if x != nil {
+		return x.Fifo
+	}
+	return false
+}
+
+func (x *PipeFd) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PipeFd) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// MemfdFd is an fd of a memfd_create(2) file, saved once in memfd-ID.img
+// and described in Files.memfds.
+type MemfdFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // its inode
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemfdFd) Reset() {
+	*x = MemfdFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemfdFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemfdFd) ProtoMessage() {}
+
+func (x *MemfdFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
+func (*MemfdFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MemfdFd) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// EventfdFd is an eventfd(2): counter and mode.
+type EventfdFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Semaphore     bool                   `protobuf:"varint,2,opt,name=semaphore,proto3" json:"semaphore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventfdFd) Reset() {
+	*x = EventfdFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventfdFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventfdFd) ProtoMessage() {}
+
+func (x *EventfdFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
+func (*EventfdFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *EventfdFd) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *EventfdFd) GetSemaphore() bool {
+	if x != nil {
+		return x.Semaphore
+	}
+	return false
+}
+
+// EpollFd is an epoll(7) instance: the watched fds with their events and
+// data, added back by the restorer once every fd has its number.
+type EpollFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Watches       []*EpollWatch          `protobuf:"bytes,1,rep,name=watches,proto3" json:"watches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpollFd) Reset() {
+	*x = EpollFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpollFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpollFd) ProtoMessage() {}
+
+func (x *EpollFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
+func (*EpollFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *EpollFd) GetWatches() []*EpollWatch {
+	if x != nil {
+		return x.Watches
+	}
+	return nil
+}
+
+// EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
+// ep_show_fdinfo): tfd is its number in the process's fd table.
+type EpollWatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tfd           int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
+	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpollWatch) Reset() {
+	*x = EpollWatch{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpollWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpollWatch) ProtoMessage() {}
+
+func (x *EpollWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
+func (*EpollWatch) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EpollWatch) GetTfd() int32 {
+	if x != nil {
+		return x.Tfd
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetData() uint64 {
+	if x != nil {
+		return x.Data
+	}
+	return 0
+}
+
+// SignalfdFd is a signalfd(2): its signal mask.
+type SignalfdFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mask          uint64                 `protobuf:"varint,1,opt,name=mask,proto3" json:"mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalfdFd) Reset() {
+	*x = SignalfdFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalfdFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalfdFd) ProtoMessage() {}
+
+func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
+func (*SignalfdFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SignalfdFd) GetMask() uint64 {
+	if x != nil {
+		return x.Mask
+	}
+	return 0
+}
+
+// TimerfdFd is a timerfd_create(2) timer: clock, time left, interval,
+// unread expirations.
+type TimerfdFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clockid       int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
+	Ticks         uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
+	ValueNs       int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
+	IntervalNs    int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerfdFd) Reset() {
+	*x = TimerfdFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerfdFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerfdFd) ProtoMessage() {}
+
+func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
+func (*TimerfdFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TimerfdFd) GetClockid() int32 {
+	if x != nil {
+		return x.Clockid
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetTicks() uint64 {
+	if x != nil {
+		return x.Ticks
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetValueNs() int64 {
+	if x != nil {
+		return x.ValueNs
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetIntervalNs() int64 {
+	if x != nil {
+		return x.IntervalNs
+	}
+	return 0
+}
+
+// InotifyFd is an inotify(7) instance with its watches (events queued at
+// dump time are lost).
+type InotifyFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Watches       []*InotifyWatch        `protobuf:"bytes,1,rep,name=watches,proto3" json:"watches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InotifyFd) Reset() {
+	*x = InotifyFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InotifyFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InotifyFd) ProtoMessage() {}
+
+func (x *InotifyFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
+func (*InotifyFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *InotifyFd) GetWatches() []*InotifyWatch {
+	if x != nil {
+		return x.Watches
+	}
+	return nil
+}
+
+// InotifyWatch is one watch of an inotify instance: the watched file by
+// path (resolved from its file handle at dump time), its watch descriptor
+// and masks (fs/notify/fdinfo.c inotify_fdinfo).
+type InotifyWatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Wd            int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Mask          uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
+	IgnoredMask   uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InotifyWatch) Reset() {
+	*x = InotifyWatch{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InotifyWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InotifyWatch) ProtoMessage() {}
+
+func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
+func (*InotifyWatch) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *InotifyWatch) GetWd() int32 {
+	if x != nil {
+		return x.Wd
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *InotifyWatch) GetMask() uint32 {
+	if x != nil {
+		return x.Mask
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetIgnoredMask() uint32 {
+	if x != nil {
+		return x.IgnoredMask
 	}
 	return 0
 }
@@ -2288,7 +2774,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2786,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2799,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Files) GetPid() int32 {
@@ -2515,43 +3001,69 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"i\n" +
-	"\fInotifyWatch\x12\x0e\n" +
-	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
-	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"J\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xfb\x04\n" +
+	"\x02Fd\x12\x0e\n" +
+	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
+	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
+	"\x03pos\x18\x03 \x01(\x03R\x03pos\x12\x18\n" +
+	"\acloexec\x18\x04 \x01(\bR\acloexec\x12\x1f\n" +
+	"\vshared_with\x18\x05 \x01(\x05R\n" +
+	"sharedWith\x12\x1d\n" +
+	"\n" +
+	"shared_pid\x18\x06 \x01(\x05R\tsharedPid\x12 \n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\x12$\n" +
+	"\x04file\x18\b \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12%\n" +
+	"\x04path\x18\x14 \x01(\v2\x0f.gocr.v1.PathFdH\x00R\x04path\x12.\n" +
+	"\ainherit\x18\x15 \x01(\v2\x12.gocr.v1.InheritFdH\x00R\ainherit\x12%\n" +
+	"\x04pipe\x18\x16 \x01(\v2\x0f.gocr.v1.PipeFdH\x00R\x04pipe\x12(\n" +
+	"\x05memfd\x18\x17 \x01(\v2\x10.gocr.v1.MemfdFdH\x00R\x05memfd\x12.\n" +
+	"\aeventfd\x18\x18 \x01(\v2\x12.gocr.v1.EventfdFdH\x00R\aeventfd\x12(\n" +
+	"\x05epoll\x18\x19 \x01(\v2\x10.gocr.v1.EpollFdH\x00R\x05epoll\x121\n" +
+	"\bsignalfd\x18\x1a \x01(\v2\x13.gocr.v1.SignalfdFdH\x00R\bsignalfd\x12.\n" +
+	"\atimerfd\x18\x1b \x01(\v2\x12.gocr.v1.TimerfdFdH\x00R\atimerfd\x12.\n" +
+	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotifyB\x06\n" +
+	"\x04kind\"u\n" +
+	"\x06PathFd\x12(\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\"A\n" +
+	"\x04Type\x12\x10\n" +
+	"\fTYPE_UNKNOWN\x10\x00\x12\v\n" +
+	"\aREGULAR\x10\x01\x12\r\n" +
+	"\tDIRECTORY\x10\x02\x12\v\n" +
+	"\aCHARDEV\x10\x03\"\v\n" +
+	"\tInheritFd\"T\n" +
+	"\x06PipeFd\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\rR\x04size\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\x19\n" +
+	"\aMemfdFd\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"?\n" +
+	"\tEventfdFd\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x1c\n" +
+	"\tsemaphore\x18\x02 \x01(\bR\tsemaphore\"8\n" +
+	"\aEpollFd\x12-\n" +
+	"\awatches\x18\x01 \x03(\v2\x13.gocr.v1.EpollWatchR\awatches\"J\n" +
 	"\n" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\"\x8a\x06\n" +
-	"\x02Fd\x12\x0e\n" +
-	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12#\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x0f.gocr.v1.FdKindR\x04kind\x12$\n" +
-	"\x04file\x18\x03 \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x14\n" +
-	"\x05flags\x18\x04 \x01(\rR\x05flags\x12\x10\n" +
-	"\x03pos\x18\x05 \x01(\x03R\x03pos\x12\x18\n" +
-	"\acloexec\x18\x06 \x01(\bR\acloexec\x12\x1f\n" +
-	"\vshared_with\x18\a \x01(\x05R\n" +
-	"sharedWith\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\x12#\n" +
-	"\reventfd_count\x18\t \x01(\x04R\feventfdCount\x12+\n" +
-	"\x11eventfd_semaphore\x18\n" +
-	" \x01(\bR\x10eventfdSemaphore\x128\n" +
-	"\repoll_watches\x18\v \x03(\v2\x13.gocr.v1.EpollWatchR\fepollWatches\x12\x1d\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
 	"\n" +
-	"shared_pid\x18\f \x01(\x05R\tsharedPid\x12\x17\n" +
-	"\apipe_id\x18\r \x01(\x04R\x06pipeId\x12\x1b\n" +
-	"\tpipe_size\x18\x0e \x01(\rR\bpipeSize\x12\x1b\n" +
-	"\tpipe_data\x18\x0f \x01(\fR\bpipeData\x12#\n" +
-	"\rsignalfd_mask\x18\x10 \x01(\x04R\fsignalfdMask\x12'\n" +
-	"\x0ftimerfd_clockid\x18\x11 \x01(\x05R\x0etimerfdClockid\x12#\n" +
-	"\rtimerfd_ticks\x18\x12 \x01(\x04R\ftimerfdTicks\x12(\n" +
-	"\x10timerfd_value_ns\x18\x13 \x01(\x03R\x0etimerfdValueNs\x12.\n" +
-	"\x13timerfd_interval_ns\x18\x14 \x01(\x03R\x11timerfdIntervalNs\x12>\n" +
-	"\x0finotify_watches\x18\x15 \x03(\v2\x15.gocr.v1.InotifyWatchR\x0einotifyWatches\x12\x19\n" +
-	"\bmemfd_id\x18\x16 \x01(\x04R\amemfdId\"`\n" +
+	"SignalfdFd\x12\x12\n" +
+	"\x04mask\x18\x01 \x01(\x04R\x04mask\"w\n" +
+	"\tTimerfdFd\x12\x18\n" +
+	"\aclockid\x18\x01 \x01(\x05R\aclockid\x12\x14\n" +
+	"\x05ticks\x18\x02 \x01(\x04R\x05ticks\x12\x19\n" +
+	"\bvalue_ns\x18\x03 \x01(\x03R\avalueNs\x12\x1f\n" +
+	"\vinterval_ns\x18\x04 \x01(\x03R\n" +
+	"intervalNs\"<\n" +
+	"\tInotifyFd\x12/\n" +
+	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
+	"\fInotifyWatch\x12\x0e\n" +
+	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"`\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
@@ -2565,29 +3077,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\b*\xd1\x01\n" +
-	"\x06FdKind\x12\x0e\n" +
-	"\n" +
-	"FD_UNKNOWN\x10\x00\x12\x0e\n" +
-	"\n" +
-	"FD_REGULAR\x10\x01\x12\x10\n" +
-	"\fFD_DIRECTORY\x10\x02\x12\x0e\n" +
-	"\n" +
-	"FD_CHARDEV\x10\x03\x12\x0e\n" +
-	"\n" +
-	"FD_INHERIT\x10\x04\x12\x0e\n" +
-	"\n" +
-	"FD_EVENTFD\x10\x05\x12\f\n" +
-	"\bFD_EPOLL\x10\x06\x12\v\n" +
-	"\aFD_PIPE\x10\a\x12\v\n" +
-	"\aFD_FIFO\x10\b\x12\x0f\n" +
-	"\vFD_SIGNALFD\x10\t\x12\x0e\n" +
-	"\n" +
-	"FD_TIMERFD\x10\n" +
-	"\x12\x0e\n" +
-	"\n" +
-	"FD_INOTIFY\x10\v\x12\f\n" +
-	"\bFD_MEMFD\x10\fB\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
+	"\fVMA_VSYSCALL\x10\bB\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
 
 var (
 	file_gocrpb_gocr_proto_rawDescOnce sync.Once
@@ -2602,10 +3092,10 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
-	(FdKind)(0),          // 1: gocr.v1.FdKind
+	(PathFd_Type)(0),     // 1: gocr.v1.PathFd.Type
 	(*Inventory)(nil),    // 2: gocr.v1.Inventory
 	(*Task)(nil),         // 3: gocr.v1.Task
 	(*ProcessFlags)(nil), // 4: gocr.v1.ProcessFlags
@@ -2623,10 +3113,19 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*Memfd)(nil),        // 16: gocr.v1.Memfd
 	(*FileRef)(nil),      // 17: gocr.v1.FileRef
 	(*PageRange)(nil),    // 18: gocr.v1.PageRange
-	(*InotifyWatch)(nil), // 19: gocr.v1.InotifyWatch
-	(*EpollWatch)(nil),   // 20: gocr.v1.EpollWatch
-	(*Fd)(nil),           // 21: gocr.v1.Fd
-	(*Files)(nil),        // 22: gocr.v1.Files
+	(*Fd)(nil),           // 19: gocr.v1.Fd
+	(*PathFd)(nil),       // 20: gocr.v1.PathFd
+	(*InheritFd)(nil),    // 21: gocr.v1.InheritFd
+	(*PipeFd)(nil),       // 22: gocr.v1.PipeFd
+	(*MemfdFd)(nil),      // 23: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),    // 24: gocr.v1.EventfdFd
+	(*EpollFd)(nil),      // 25: gocr.v1.EpollFd
+	(*EpollWatch)(nil),   // 26: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),   // 27: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),    // 28: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),    // 29: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil), // 30: gocr.v1.InotifyWatch
+	(*Files)(nil),        // 31: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
 	5,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -2644,17 +3143,26 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	15, // 12: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	0,  // 13: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
 	17, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	1,  // 15: gocr.v1.Fd.kind:type_name -> gocr.v1.FdKind
-	17, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	20, // 17: gocr.v1.Fd.epoll_watches:type_name -> gocr.v1.EpollWatch
-	19, // 18: gocr.v1.Fd.inotify_watches:type_name -> gocr.v1.InotifyWatch
-	21, // 19: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	16, // 20: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	17, // 15: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	20, // 16: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	21, // 17: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	22, // 18: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	23, // 19: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	24, // 20: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	25, // 21: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	27, // 22: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	28, // 23: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	29, // 24: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	1,  // 25: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	26, // 26: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	30, // 27: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	19, // 28: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	16, // 29: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -2662,13 +3170,24 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
+	file_gocrpb_gocr_proto_msgTypes[17].OneofWrappers = []any{
+		(*Fd_Path)(nil),
+		(*Fd_Inherit)(nil),
+		(*Fd_Pipe)(nil),
+		(*Fd_Memfd)(nil),
+		(*Fd_Eventfd)(nil),
+		(*Fd_Epoll)(nil),
+		(*Fd_Signalfd)(nil),
+		(*Fd_Timerfd)(nil),
+		(*Fd_Inotify)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

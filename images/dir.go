@@ -111,8 +111,8 @@ func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
 // checkInventory rejects an inventory no dump could have written, so every
 // later step can rely on its pid list.
 func checkInventory(inv *gocrpb.Inventory) error {
-	if v := inv.GetFormatVersion(); v == 0 || v > FormatVersion {
-		return fmt.Errorf("inventory format_version %d, this gocr reads format %d", v, FormatVersion)
+	if v := inv.GetFormatVersion(); v < MinFormatVersion || v > FormatVersion {
+		return fmt.Errorf("inventory format_version %d, this gocr reads formats %d to %d", v, MinFormatVersion, FormatVersion)
 	}
 	if len(inv.GetPids()) == 0 {
 		return errors.New("inventory lists no processes")

@@ -16,11 +16,16 @@ import (
 // constants below are that document's numbers and must change with it.
 
 // FormatVersion is the image format this gocr writes. Readers accept every
-// version from 1 up to this one and refuse newer ones by name, so an old gocr
-// never misreads images from a newer one. Format 2 added page streams
-// (PageRange.stream and pages-PID.S.img); a format 1 dump reads as one with
-// every range in stream 0.
-const FormatVersion = 2
+// version from MinFormatVersion up to this one and refuse the others by
+// name, so gocr never misreads images from a newer or an older one. Format
+// 2 added page streams (PageRange.stream and pages-PID.S.img); format 3
+// gave each kind of file its own message (the Fd.kind oneof), which older
+// files images cannot be read as.
+const FormatVersion = 3
+
+// MinFormatVersion is the oldest format this gocr reads. No release has
+// been made, so older dumps are refused rather than converted.
+const MinFormatVersion = 3
 
 // MaxPageStreams is how many page images one process's memory may be split
 // over (PageRange.stream < MaxPageStreams).
@@ -123,6 +128,9 @@ func checkFileHeader(path string, hdr []byte, want kind) error {
 	}
 	if version == 0 {
 		return formatErrorf(path, "invalid format version 0")
+	}
+	if version < MinFormatVersion {
+		return formatErrorf(path, "written by an older gocr (format %d), this gocr reads formats %d to %d", version, MinFormatVersion, FormatVersion)
 	}
 	if got := kind(binary.LittleEndian.Uint32(hdr[len(magic)+4:])); got != want {
 		return formatErrorf(path, "holds a %v image, expected a %v image", got, want)

@@ -82,9 +82,11 @@ func sampleFiles() *gocrpb.Files {
 	return &gocrpb.Files{
 		Pid: testPid,
 		Fds: []*gocrpb.Fd{
-			{Fd: 0, Kind: gocrpb.FdKind_FD_INHERIT, SharedWith: -1, Description: "/dev/pts/0"},
-			{Fd: 3, Kind: gocrpb.FdKind_FD_REGULAR, File: &gocrpb.FileRef{Path: "/tmp/log"}, Flags: 0o2001, Pos: 77, Cloexec: true, SharedWith: -1},
-			{Fd: 4, Kind: gocrpb.FdKind_FD_REGULAR, File: &gocrpb.FileRef{Path: "/tmp/log"}, Flags: 0o2001, Pos: 77, SharedWith: 3},
+			{Fd: 0, Kind: &gocrpb.Fd_Inherit{Inherit: &gocrpb.InheritFd{}}, SharedWith: -1, Description: "/dev/pts/0"},
+			{Fd: 3, Kind: &gocrpb.Fd_Path{Path: &gocrpb.PathFd{Type: gocrpb.PathFd_REGULAR}}, File: &gocrpb.FileRef{Path: "/tmp/log"}, Flags: 0o2001, Pos: 77, Cloexec: true, SharedWith: -1},
+			{Fd: 4, Kind: &gocrpb.Fd_Path{Path: &gocrpb.PathFd{Type: gocrpb.PathFd_REGULAR}}, File: &gocrpb.FileRef{Path: "/tmp/log"}, Flags: 0o2001, Pos: 77, SharedWith: 3},
+			{Fd: 5, Kind: &gocrpb.Fd_Pipe{Pipe: &gocrpb.PipeFd{Id: 99, Size: 65536, Data: []byte("unread")}}, SharedWith: -1},
+			{Fd: 6, Kind: &gocrpb.Fd_Epoll{Epoll: &gocrpb.EpollFd{Watches: []*gocrpb.EpollWatch{{Tfd: 5, Events: 1, Data: 7}}}}, SharedWith: -1},
 		},
 	}
 }
@@ -371,6 +373,8 @@ func TestHeaderChecks(t *testing.T) {
 	binary.LittleEndian.PutUint32(oversized[fileHeaderSize:], maxRecordSize+1)
 	zeroVersion := bytes.Clone(taskData)
 	binary.LittleEndian.PutUint32(zeroVersion[len(magic):], 0)
+	olderVersion := bytes.Clone(taskData)
+	binary.LittleEndian.PutUint32(olderVersion[len(magic):], MinFormatVersion-1)
 
 	tests := []struct {
 		name   string
@@ -383,6 +387,7 @@ func TestHeaderChecks(t *testing.T) {
 		{"text file", taskName(testPid), []byte("hello, this is not an image\n"), readTask, "not a gocr image"},
 		{"newer version", taskName(testPid), newer(taskData), readTask, fmt.Sprintf("written by a newer gocr (format %d), this gocr reads format %d", FormatVersion+1, FormatVersion)},
 		{"version zero", taskName(testPid), zeroVersion, readTask, "invalid format version 0"},
+		{"older version", taskName(testPid), olderVersion, readTask, fmt.Sprintf("written by an older gocr (format %d), this gocr reads formats %d to %d", MinFormatVersion-1, MinFormatVersion, FormatVersion)},
 		{"wrong kind", mmName(testPid), taskData, readMm, "holds a task image, expected a mm image"},
 		{"oversized record", taskName(testPid), oversized, readTask, "exceeds the 67108864-byte record limit"},
 		{"pages wrong magic", pagesName(testPid, 0), wrongMagic(pagesData), pagesReader, "not a gocr image"},

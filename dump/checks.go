@@ -1,0 +1,70 @@
+//go:build linux
+
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/gocr/gocr/proc"
+)
+
+func checkDumpable(pid int) error {
+	status, err := proc.ReadStatus(pid)
+	if err != nil {
+		if errors.Is(err, proc.ErrNoProcess) {
+			return fmt.Errorf("no process with pid %d", pid)
+		}
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if status.Uid[0] != status.Uid[1] || status.Uid[1] != status.Uid[2] ||
+		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {
+		return fmt.Errorf("pid %d (%s) runs set-id (uids %v, gids %v): refusing to dump it", pid, status.Name, status.Uid[:3], status.Gid[:3])
+	}
+	// A restored process would run without its filter: gocr does not read
+	// filters back (PTRACE_SECCOMP_GET_FILTER, man 2 ptrace) or install
+	// them yet, and a sandbox silently dropped is worse than no dump.
+	// Seccomp: 1 strict, 2 filter (Documentation/filesystems/proc.rst).
+	if status.Seccomp != 0 {
+		return fmt.Errorf("pid %d (%s) runs under seccomp (mode %d), which gocr cannot restore yet: refusing to dump it", pid, status.Name, status.Seccomp)
+	}
+	if ns, err := foreignNamespace(pid); err != nil {
+		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
+	} else if ns != "" {
+		return fmt.Errorf("pid %d (%s) is in another %s namespace than gocr, which gocr cannot restore yet: refusing to dump it", pid, status.Name, ns)
+	}
+	if _, err := proc.Exe(pid); err != nil {
+		return fmt.Errorf("pid %d (%s) has no executable (a kernel thread?): %w", pid, status.Name, err)
+	}
+	if status.TracerPid != 0 {
+		return fmt.Errorf("pid %d (%s) is already traced by pid %d", pid, status.Name, status.TracerPid)
+	}
+	if status.State == 'Z' {
+		return fmt.Errorf("pid %d (%s) is a zombie", pid, status.Name)
+	}
+	return nil
+}
+
+// foreignNamespace names the first namespace pid is in that gocr is not,
+// or "" if it shares all of gocr's. A restore recreates processes in
+// gocr's own namespaces, so anything else would come back changed (other
+// PIDs, mounts, network). Two processes share a namespace exactly when
+// their /proc/PID/ns links name the same inode (man 7 namespaces); a kind
+// this kernel lacks has no link in either.
+func foreignNamespace(pid int) (string, error) {
+	for _, ns := range []string{"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"} {
+		own, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			continue
+		}
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err != nil {
+			return "", fmt.Errorf("read its %s namespace: %w", ns, err)
+		}
+		if theirs != own {
+			return ns, nil
+		}
+	}
+	return "", nil
+}

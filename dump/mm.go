@@ -1,0 +1,139 @@
+//go:build linux
+
+package dump
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gocr/gocr/files"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
+)
+
+func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, error) {
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	auxv, err := proc.ReadAuxv(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	exe, err := proc.Exe(pid)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if strings.HasSuffix(exe, " (deleted)") {
+		return nil, nil, 0, fmt.Errorf("executable %s was deleted", strings.TrimSuffix(exe, " (deleted)"))
+	}
+	exeRef, err := fileRef(exe)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("executable: %w", err)
+	}
+	brk, err := currentBrk(stat, maps)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	mm := &gocrpb.Mm{
+		Pid: int32(pid), StartCode: stat.StartCode, EndCode: stat.EndCode, StartData: stat.StartData,
+		EndData: stat.EndData, StartBrk: stat.StartBrk, Brk: brk, StartStack: stat.StartStack,
+		ArgStart: stat.ArgStart, ArgEnd: stat.ArgEnd, EnvStart: stat.EnvStart, EnvEnd: stat.EnvEnd,
+		Auxv: auxv, Exe: exeRef,
+	}
+	var vdso uint64
+	refs := map[string]*gocrpb.FileRef{}
+	for _, m := range maps {
+		v, err := vmaFromMapping(m, refs)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if v == nil {
+			continue
+		}
+		if v.Kind == gocrpb.VmaKind_VMA_VDSO {
+			vdso = v.Start
+		}
+		mm.Vmas = append(mm.Vmas, v)
+	}
+	if vdso == 0 {
+		return nil, nil, 0, fmt.Errorf("process has no [vdso] mapping")
+	}
+	return mm, maps, vdso, nil
+}
+
+// currentBrk is the program break. /proc/PID/stat shows start_brk but not
+// brk itself; the [heap] mapping ends at brk rounded up to a page
+// (mm/mmap.c brk), which is what a restore can reproduce.
+func currentBrk(stat *proc.Stat, maps []proc.Mapping) (uint64, error) {
+	for _, m := range maps {
+		if m.Path == "[heap]" {
+			return m.End, nil
+		}
+	}
+	return stat.StartBrk, nil
+}
+
+func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vma, error) {
+	v := &gocrpb.Vma{Start: m.Start, End: m.End, Pgoff: m.Offset, Prot: uint32(m.Prot), Name: m.Path, VmFlags: m.VmFlags}
+	switch {
+	case m.Path == "[vdso]":
+		v.Kind = gocrpb.VmaKind_VMA_VDSO
+	case m.Path == "[vvar]":
+		v.Kind = gocrpb.VmaKind_VMA_VVAR
+	case m.Path == "[vvar_vclock]":
+		v.Kind = gocrpb.VmaKind_VMA_VVAR_VCLOCK
+	case m.Path == "[vsyscall]":
+		return nil, nil
+	case m.HasVmFlag("ht"):
+		return nil, fmt.Errorf("mapping %#x-%#x: hugetlbfs mappings are not supported yet", m.Start, m.End)
+	case m.HasVmFlag("io") || m.HasVmFlag("pf"):
+		return nil, fmt.Errorf("mapping %#x-%#x %s: device (I/O or PFN) mappings cannot be checkpointed", m.Start, m.End, m.Path)
+	case m.Inode == 0 && (m.Path == "" || m.Path == "[heap]" || m.Path == "[stack]" || strings.HasPrefix(m.Path, "[anon:")):
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+			v.ShmemId = m.Inode
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_ANON_PRIVATE
+		}
+	case m.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "/SYSV")):
+		// MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)"
+		// (mm/shmem.c shmem_zero_setup).
+		if strings.HasPrefix(m.Path, "/SYSV") {
+			return nil, fmt.Errorf("mapping %#x-%#x: System V shared memory is not supported yet", m.Start, m.End)
+		}
+		v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
+		v.ShmemId = m.Inode
+	case files.IsMemfdPath(m.Path):
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_PRIVATE
+		}
+		v.MemfdId = m.Inode
+	case strings.HasPrefix(m.Path, "/"):
+		if m.Deleted {
+			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, m.Path)
+		}
+		if m.Shared {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
+		} else {
+			v.Kind = gocrpb.VmaKind_VMA_FILE_PRIVATE
+		}
+		ref := refs[m.Path]
+		if ref == nil {
+			var err error
+			if ref, err = fileRef(m.Path); err != nil {
+				return nil, fmt.Errorf("mapping %#x-%#x: %w", m.Start, m.End, err)
+			}
+			refs[m.Path] = ref
+		}
+		if ref.Ino != m.Inode {
+			return nil, fmt.Errorf("mapping %#x-%#x: file %s was replaced since it was mapped", m.Start, m.End, m.Path)
+		}
+		v.File = ref
+	default:
+		return nil, fmt.Errorf("mapping %#x-%#x %q: unsupported kind of mapping", m.Start, m.End, m.Path)
+	}
+	return v, nil
+}

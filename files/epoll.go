@@ -1,0 +1,68 @@
+//go:build linux
+
+package files
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
+)
+
+// epollKind is an epoll(7) instance with its watches. gocr creates it
+// empty; the restorer adds the watches inside the process once every fd
+// has its dumped number (a watch names the fd by number).
+type epollKind struct{}
+
+func init() { register(epollKind{}) }
+
+func (epollKind) Name() string { return "epoll" }
+
+func (epollKind) Match(e *Entry) bool { return e.Target == "anon_inode:[eventpoll]" }
+
+func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	ws, err := proc.ReadEpollWatches(e.Pid, e.Fd)
+	if err != nil {
+		return err
+	}
+	ep := &gocrpb.EpollFd{}
+	for _, w := range ws {
+		ep.Watches = append(ep.Watches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
+	}
+	fd.Kind = &gocrpb.Fd_Epoll{Epoll: ep}
+	return nil
+}
+
+// Check refuses a watch on a closed fd: an epoll item outlives its fd
+// while another fd keeps the file open (man 7 epoll, Q6), and could not be
+// added back.
+func (epollKind) Check(table *gocrpb.Files, fd *gocrpb.Fd) error {
+	open := map[int32]bool{}
+	for _, f := range table.Fds {
+		open[f.Fd] = true
+	}
+	for _, w := range fd.GetEpoll().GetWatches() {
+		if !open[w.Tfd] {
+			return fmt.Errorf("epoll fd %d watches fd %d, which is closed: not supported", fd.Fd, w.Tfd)
+		}
+	}
+	return nil
+}
+
+func (epollKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
+	nfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return 0, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return s.AddFd(nfd, "epoll"), nil
+}
+
+func (epollKind) Finish(fd *gocrpb.Fd) []Fixup {
+	var out []Fixup
+	for _, w := range fd.GetEpoll().GetWatches() {
+		out = append(out, Fixup{Op: FixupEpollAdd, Fd: fd.Fd, Target: w.Tfd, Events: w.Events, Data: w.Data})
+	}
+	return out
+}

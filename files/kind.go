@@ -1,0 +1,276 @@
+//go:build linux
+
+// Package files dumps and restores a process's open files, one kind of
+// file at a time. Each kind (a regular file, a pipe, an eventfd, ...) lives
+// in its own file here with its dump and restore side together and
+// registers itself; the generic code in this package, package dump and
+// package restorer never switch on kinds. docs/INTERNALS.md ("How to add
+// a kind of resource") walks through adding one.
+package files
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
+)
+
+// Kind is one kind of open file.
+type Kind interface {
+	// Name is the kind's field in the Fd.kind oneof (gocrpb/gocr.proto).
+	Name() string
+	// Match tells whether the open fd e is of this kind. At most one
+	// kind may match an fd (Collect refuses a tie).
+	Match(e *Entry) bool
+	// Dump records the state of e's file in fd, setting fd.Kind.
+	Dump(e *Entry, fd *gocrpb.Fd) error
+	// Open rebuilds, in gocr, the open file description fd had, and
+	// returns its number among the sources. It is called once per open
+	// file description, however many fds and processes share it.
+	Open(s *Sources, fd *gocrpb.Fd) (int32, error)
+}
+
+// Linker is implemented by kinds whose fds must be looked at together
+// once every process is collected: Link gets the fds of one file (the same
+// device and inode), across the processes, in dump order.
+type Linker interface {
+	Link(fds []Ref) error
+}
+
+// Checker is implemented by kinds that must check a process's whole fd
+// table, e.g. that an fd they refer to is in it.
+type Checker interface {
+	Check(table *gocrpb.Files, fd *gocrpb.Fd) error
+}
+
+// Finisher is implemented by kinds that only the restored process itself
+// can finish, once every one of its fds has its dumped number: the
+// restorer blob carries out the fixups (restorer/c/restorer.c).
+type Finisher interface {
+	Finish(fd *gocrpb.Fd) []Fixup
+}
+
+// FixupOp is what a fixup does inside the restored process.
+type FixupOp int
+
+const (
+	// FixupEpollAdd: epoll_ctl(Fd, EPOLL_CTL_ADD, Target, {Events, Data}).
+	FixupEpollAdd FixupOp = iota + 1
+)
+
+// Fixup is one step the restorer blob takes inside the process after its
+// fds are in place.
+type Fixup struct {
+	Op     FixupOp
+	Fd     int32 // the fd it acts on, by its dumped number
+	Target int32 // another fd it names, by its dumped number
+	Events uint32
+	Data   uint64
+}
+
+// Ref is one fd of a dumped process, as Linker sees it.
+type Ref struct {
+	Pid int
+	Fd  *gocrpb.Fd
+}
+
+var (
+	kinds  []Kind
+	byName = map[string]Kind{}
+)
+
+// register adds a kind; each kind's file calls it from init.
+func register(k Kind) {
+	if byName[k.Name()] != nil {
+		panic("files: kind " + k.Name() + " registered twice")
+	}
+	kinds = append(kinds, k)
+	byName[k.Name()] = k
+}
+
+// KindName is the name of fd's kind: its field in the Fd.kind oneof, or
+// "" if none is set.
+func KindName(fd *gocrpb.Fd) string {
+	o := fd.ProtoReflect().Descriptor().Oneofs().ByName("kind")
+	f := fd.ProtoReflect().WhichOneof(o)
+	if f == nil {
+		return ""
+	}
+	return string(f.Name())
+}
+
+// kindOf is the registered kind of a dumped fd.
+func kindOf(fd *gocrpb.Fd) (Kind, error) {
+	name := KindName(fd)
+	k := byName[name]
+	if k == nil {
+		if name == "" {
+			return nil, fmt.Errorf("fd %d: no kind in the image", fd.Fd)
+		}
+		return nil, fmt.Errorf("fd %d: unknown kind %q", fd.Fd, name)
+	}
+	return k, nil
+}
+
+// Entry is an open fd of a frozen process, as /proc shows it.
+type Entry struct {
+	Pid, Fd int
+	// Target is the fd's link in /proc/PID/fd (man 5 proc): a path, or
+	// "pipe:[INO]", "anon_inode:[eventfd]", ...
+	Target string
+	// Stat is the open file's own stat, through /proc/PID/fd/N.
+	Stat unix.Stat_t
+	Info proc.FdInfo
+}
+
+// Type is the file type bits of the open file (S_IFMT, man 7 inode).
+func (e *Entry) Type() uint32 { return e.Stat.Mode & unix.S_IFMT }
+
+// Deleted tells whether the file's path was unlinked: /proc shows the
+// link with " (deleted)" appended (fs/d_path.c d_path).
+func (e *Entry) Deleted() bool { return strings.HasSuffix(e.Target, " (deleted)") }
+
+// OnPath tells whether the fd names a file reachable by its path.
+func (e *Entry) OnPath() bool { return strings.HasPrefix(e.Target, "/") && !e.Deleted() }
+
+// Collect reads pid's fd table from /proc and records each fd by its kind.
+// An fd no kind can restore exactly is refused, naming it.
+func Collect(pid int) (*gocrpb.Files, error) {
+	fds, err := proc.ListFds(pid)
+	if err != nil {
+		return nil, err
+	}
+	table := &gocrpb.Files{Pid: int32(pid)}
+	for _, n := range fds {
+		fd, err := collectFd(pid, n)
+		if err != nil {
+			return nil, err
+		}
+		table.Fds = append(table.Fds, fd)
+	}
+	for _, fd := range table.Fds {
+		if c, ok := byName[KindName(fd)].(Checker); ok {
+			if err := c.Check(table, fd); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return table, nil
+}
+
+func collectFd(pid, n int) (*gocrpb.Fd, error) {
+	e := &Entry{Pid: pid, Fd: n}
+	var err error
+	if e.Target, err = proc.FdTarget(pid, n); err != nil {
+		return nil, err
+	}
+	if e.Info, err = proc.ReadFdInfo(pid, n); err != nil {
+		return nil, err
+	}
+	// stat through /proc/PID/fd/N follows to the open file itself
+	// (man 5 proc).
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, n), &e.Stat); err != nil {
+		return nil, fmt.Errorf("fd %d (%s): %w", n, e.Target, err)
+	}
+	fd := &gocrpb.Fd{
+		Fd: int32(n), Flags: e.Info.Flags &^ unix.O_CLOEXEC, Pos: e.Info.Pos,
+		Cloexec: e.Info.Flags&unix.O_CLOEXEC != 0, SharedWith: -1, Description: e.Target,
+		// Every fd records the open file's identity: Link finds shared
+		// open file descriptions among fds of the same (dev, ino),
+		// anonymous inodes (eventfd, epoll, ...) included.
+		File: &gocrpb.FileRef{Path: e.Target, Dev: e.Stat.Dev, Ino: e.Stat.Ino, Size: e.Stat.Size, MtimeNs: e.Stat.Mtim.Nano()},
+	}
+	var match Kind
+	for _, k := range kinds {
+		if !k.Match(e) {
+			continue
+		}
+		if match != nil {
+			return nil, fmt.Errorf("fd %d (%s): both kinds %s and %s claim it", n, e.Target, match.Name(), k.Name())
+		}
+		match = k
+	}
+	switch {
+	case match != nil:
+		if err := match.Dump(e, fd); err != nil {
+			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
+		}
+	case n <= 2:
+		// stdio joined to something outside the dump (a terminal, a
+		// pipe from the shell): the restore gives its own.
+		setInherit(fd)
+	case e.Deleted():
+		return nil, fmt.Errorf("fd %d: file %s was deleted (not supported yet)", n, strings.TrimSuffix(e.Target, " (deleted)"))
+	default:
+		return nil, fmt.Errorf("fd %d (%s): this kind of file is not supported yet", n, e.Target)
+	}
+	return fd, nil
+}
+
+// Link finds what the dumped processes' fds share, once every process is
+// collected (tables in dump order, parents first): every fd that is the
+// same open file description as an earlier one points at it, so restore
+// opens it once; then each kind that links (pipes: both ends in the dump,
+// their unread data) sees the fds of each file.
+func Link(tables []*gocrpb.Files) error {
+	groups := map[[2]uint64][]Ref{}
+	var order [][2]uint64
+	for _, table := range tables {
+		for _, fd := range table.Fds {
+			if fd.File == nil {
+				continue
+			}
+			key := [2]uint64{fd.File.Dev, fd.File.Ino}
+			if _, ok := groups[key]; !ok {
+				order = append(order, key)
+			}
+			groups[key] = append(groups[key], Ref{int(table.Pid), fd})
+		}
+	}
+	for _, key := range order {
+		refs := groups[key]
+		linkShared(refs)
+		if l, ok := byName[KindName(refs[0].Fd)].(Linker); ok {
+			if err := l.Link(refs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Fixups lists the steps the restorer blob must take in the process whose
+// fd table this is, once its fds are in place.
+func Fixups(table *gocrpb.Files) []Fixup {
+	var out []Fixup
+	for _, fd := range table.Fds {
+		if f, ok := byName[KindName(fd)].(Finisher); ok {
+			out = append(out, f.Finish(fd)...)
+		}
+	}
+	return out
+}
+
+// Names lists the registered kinds, sorted, for tests.
+func Names() []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dupFd duplicates fd close-on-exec, as an *os.File named name.
+func dupFd(fd uintptr, name string) (*os.File, error) {
+	n, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(n), name), nil
+}

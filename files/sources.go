@@ -1,0 +1,132 @@
+//go:build linux
+
+package files
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
+)
+
+// Sources are the files gocr opens for the processes it restores: every
+// open file description they had, and whatever else the restore hands to
+// the restorer (page images, shared memory). The restorer gets them all as
+// fds First, First+1, ...; every process it creates inherits them, takes
+// its own and closes the rest.
+type Sources struct {
+	// First is the fd number the first source has in the restorer.
+	First int32
+	// Dir is the dump being restored, for kinds whose data has its own
+	// image (memfd-ID.img).
+	Dir *images.Dir
+	// Stdio is given to the restored processes in place of stdio that
+	// was connected outside the dump.
+	Stdio [3]*os.File
+
+	files []*os.File
+	// desc maps a dumped open file description, named by its first
+	// (pid, fd), to its source.
+	desc map[[2]int32]int32
+	// shared holds objects several sources are made from (a pipe, a
+	// memfd), by a key of each kind's own type.
+	shared map[any]any
+	memfds map[uint64]*gocrpb.Memfd
+}
+
+// NewSources starts an empty set of sources numbered from first.
+func NewSources(dir *images.Dir, first int32, stdio [3]*os.File) *Sources {
+	return &Sources{First: first, Dir: dir, Stdio: stdio, desc: map[[2]int32]int32{},
+		shared: map[any]any{}, memfds: map[uint64]*gocrpb.Memfd{}}
+}
+
+// Add makes f a source, owned by s from now on, and returns its number.
+func (s *Sources) Add(f *os.File) int32 {
+	s.files = append(s.files, f)
+	return s.First + int32(len(s.files)-1)
+}
+
+// AddFd is Add for a raw fd.
+func (s *Sources) AddFd(fd int, name string) int32 { return s.Add(os.NewFile(uintptr(fd), name)) }
+
+// File is the source numbered n.
+func (s *Sources) File(n int32) *os.File { return s.files[n-s.First] }
+
+// Files are every source, in number order.
+func (s *Sources) Files() []*os.File { return s.files }
+
+// Close closes every source.
+func (s *Sources) Close() {
+	for _, f := range s.files {
+		f.Close()
+	}
+}
+
+// once returns the object made for key, making it with make the first time.
+func once[T any](s *Sources, key any, make func() (T, error)) (T, error) {
+	if v, ok := s.shared[key]; ok {
+		return v.(T), nil
+	}
+	v, err := make()
+	if err != nil {
+		return v, err
+	}
+	s.shared[key] = v
+	return v, nil
+}
+
+// OpenAll opens every open file description the processes had, the way
+// they had it: once, however many fds and processes share it.
+func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
+	for _, table := range tables {
+		for _, m := range table.Memfds {
+			s.memfds[m.Id] = m
+		}
+	}
+	for _, table := range tables {
+		for _, fd := range table.Fds {
+			if fd.SharedWith >= 0 {
+				continue
+			}
+			k, err := kindOf(fd)
+			if err != nil {
+				return fmt.Errorf("restore pid %d: %w", table.Pid, err)
+			}
+			n, err := k.Open(s, fd)
+			if err != nil {
+				return fmt.Errorf("restore pid %d: fd %d (%s): %w", table.Pid, fd.Fd, k.Name(), err)
+			}
+			s.desc[[2]int32{table.Pid, fd.Fd}] = n
+		}
+	}
+	return nil
+}
+
+// Placed is an fd of a restored process: the number it had, and the
+// source that becomes it.
+type Placed struct {
+	Fd, Src int32
+	Cloexec bool
+}
+
+// Place says which source becomes each of the process's fds.
+func (s *Sources) Place(table *gocrpb.Files) ([]Placed, error) {
+	var out []Placed
+	for _, fd := range table.Fds {
+		key := [2]int32{table.Pid, fd.Fd}
+		if fd.SharedWith >= 0 {
+			owner := fd.SharedPid
+			if owner == 0 {
+				owner = table.Pid
+			}
+			key = [2]int32{owner, fd.SharedWith}
+		}
+		src, ok := s.desc[key]
+		if !ok {
+			return nil, fmt.Errorf("fd %d shares a file with pid %d fd %d, which is not in the dump", fd.Fd, key[0], key[1])
+		}
+		out = append(out, Placed{Fd: fd.Fd, Src: src, Cloexec: fd.Cloexec})
+	}
+	return out, nil
+}

@@ -1,0 +1,113 @@
+//go:build linux
+
+package restorer
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/files"
+	"github.com/gocr/gocr/gocrpb"
+)
+
+// openSources opens, in gocr, every open file description the processes
+// had (package files, once per description) and every shared anonymous
+// memory object their mappings name, as sources for the restorer.
+func openSources(procs []*proc, src *files.Sources) (map[uint64]int32, error) {
+	var tables []*gocrpb.Files
+	for _, pr := range procs {
+		if pr.files != nil {
+			tables = append(tables, pr.files)
+		}
+	}
+	if err := src.OpenAll(tables); err != nil {
+		return nil, err
+	}
+	shmem := map[uint64]int32{}
+	for _, pr := range procs {
+		if pr.mm == nil {
+			continue
+		}
+		if err := openShmem(pr.mm, src, shmem); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
+		}
+	}
+	return shmem, nil
+}
+
+// openShmem makes one shared memory object per dumped one, the kind
+// MAP_SHARED|MAP_ANONYMOUS creates (so /proc/PID/maps names it
+// "/dev/zero (deleted)" as before), and keeps it as an fd through
+// /proc/self/map_files (man 5 proc).
+func openShmem(mm *gocrpb.Mm, src *files.Sources, shmem map[uint64]int32) error {
+	sizes := map[uint64]uint64{}
+	for _, v := range mm.Vmas {
+		if v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0 {
+			sizes[v.ShmemId] = max(sizes[v.ShmemId], v.Pgoff+(v.End-v.Start))
+		}
+	}
+	for id, size := range sizes {
+		if _, ok := shmem[id]; ok {
+			continue
+		}
+		// Sizes can only be known from every process's mappings; the
+		// object grows on demand if a later one maps further.
+		b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("shared memory of %d bytes: %w", size, err)
+		}
+		start := uint64(uintptr(unsafePointer(b)))
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+size), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		unix.Munmap(b)
+		if err != nil {
+			return fmt.Errorf("shared memory: open map_files: %w", err)
+		}
+		shmem[id] = src.AddFd(fd, "shmem")
+	}
+	return nil
+}
+
+// bind points the plan's fds, the fixups its fd kinds need inside the
+// process (epoll watches), and its shared mappings at the sources.
+func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error {
+	placed, err := src.Place(pr.files)
+	if err != nil {
+		return err
+	}
+	maxFd := src.First + int32(len(src.Files()))
+	for _, f := range placed {
+		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: f.Src, Cloexec: b2u(f.Cloexec)})
+		maxFd = max(maxFd, f.Fd)
+	}
+	for _, fx := range files.Fixups(pr.files) {
+		switch fx.Op {
+		case files.FixupEpollAdd:
+			p.epoll = append(p.epoll, rstEpoll{Epfd: fx.Fd, Tfd: fx.Target, Events: fx.Events, Data: fx.Data})
+		default:
+			return fmt.Errorf("fd %d: fixup %d unknown to the restorer", fx.Fd, fx.Op)
+		}
+	}
+	for i, v := range pr.mm.Vmas {
+		p.vmas[i].MapFd = -1
+		switch {
+		case v.Kind == gocrpb.VmaKind_VMA_ANON_SHARED && v.ShmemId != 0:
+			p.vmas[i].MapFd = shmem[v.ShmemId]
+		case v.MemfdId != 0:
+			m, err := src.Memfd(v.MemfdId)
+			if err != nil {
+				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+			}
+			p.vmas[i].MapFd = m
+		}
+	}
+	p.args.MaxFd = uint32(maxFd)
+	return nil
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,149 @@
+//go:build linux
+
+package restorer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	procfs "github.com/gocr/gocr/proc"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/ptrace"
+)
+
+// checkMachine refuses an image this machine cannot run: xsave features
+// the CPU (or its kernel) does not enable, or a vDSO/vvar layout that is
+// not this kernel's.
+func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error {
+	if inv.PageSize != 0 && inv.PageSize != pageSize {
+		return fmt.Errorf("image has %d-byte pages, this machine %d", inv.PageSize, pageSize)
+	}
+	have := cpuXCR0()
+	for _, th := range task.Threads {
+		if th.Regs == nil || len(th.Xsave) < 576 {
+			return fmt.Errorf("thread %d: registers missing from the image", th.Tid)
+		}
+		if want := th.XstateBv | ptrace.XCR0(th.Xsave); want&^have != 0 {
+			return fmt.Errorf("the image uses CPU register state this CPU lacks (xsave features %#x, this CPU has %#x): restore on a machine with the same CPU features", want, have)
+		}
+	}
+	own, err := procfs.ReadMaps(os.Getpid())
+	if err != nil {
+		return err
+	}
+	ownSpecial := map[string]uint64{}
+	for _, m := range own {
+		switch m.Path {
+		case "[vdso]", "[vvar]", "[vvar_vclock]":
+			ownSpecial[m.Path] = m.End - m.Start
+		}
+	}
+	imgSpecial := map[string]uint64{}
+	for _, v := range mm.Vmas {
+		switch v.Kind {
+		case gocrpb.VmaKind_VMA_VDSO, gocrpb.VmaKind_VMA_VVAR, gocrpb.VmaKind_VMA_VVAR_VCLOCK:
+			imgSpecial[v.Name] = v.End - v.Start
+		}
+	}
+	for name, size := range imgSpecial {
+		if ownSpecial[name] != size {
+			return fmt.Errorf("the image's %s (%d bytes) does not match this kernel's (%d bytes): restore on the kernel it was dumped on (%s)", name, size, ownSpecial[name], inv.KernelRelease)
+		}
+	}
+	for name := range ownSpecial {
+		if _, ok := imgSpecial[name]; !ok {
+			return fmt.Errorf("this kernel has %s, the image does not: restore on the kernel it was dumped on (%s)", name, inv.KernelRelease)
+		}
+	}
+	return nil
+}
+
+// checkFiles: every mapped file must still be there and unchanged, or the
+// restored code and data would silently differ.
+func checkFiles(mm *gocrpb.Mm) error {
+	seen := map[string]bool{}
+	check := func(ref *gocrpb.FileRef, what string) error {
+		if ref == nil || seen[ref.Path] {
+			return nil
+		}
+		seen[ref.Path] = true
+		var st unix.Stat_t
+		if err := unix.Stat(ref.Path, &st); err != nil {
+			return fmt.Errorf("%s %s: %w", what, ref.Path, err)
+		}
+		if st.Size != ref.Size || st.Mtim.Nano() != ref.MtimeNs {
+			return fmt.Errorf("%s %s changed since the dump (size %d, was %d)", what, ref.Path, st.Size, ref.Size)
+		}
+		return nil
+	}
+	if err := check(mm.Exe, "executable"); err != nil {
+		return err
+	}
+	for _, v := range mm.Vmas {
+		if err := check(v.File, "mapped file"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRlimits: without CAP_SYS_RESOURCE no hard limit can be raised
+// (man 2 setrlimit), so a dumped hard limit above ours cannot be restored.
+func checkRlimits(task *gocrpb.Task) error {
+	for _, rl := range task.Rlimits {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(int(rl.Resource), &cur); err != nil {
+			return err
+		}
+		if rl.Max > cur.Max {
+			return fmt.Errorf("resource limit %d: the image's hard limit %d is above gocr's own (%d) and cannot be raised", rl.Resource, rl.Max, cur.Max)
+		}
+	}
+	return nil
+}
+
+func checkCwd(task *gocrpb.Task) error {
+	for _, d := range []string{task.Cwd, task.Root} {
+		if st, err := os.Stat(d); err != nil {
+			return fmt.Errorf("directory %s: %w", d, err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("%s is no longer a directory", d)
+		}
+	}
+	return nil
+}
+
+// waitPidFree: the PID must be free. A zombie waiting for its parent (or
+// for init, which reaps orphans a second or two late here) gets a few
+// seconds; anything else is an error naming the holder.
+func waitPidFree(pid int) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := procfs.ReadStat(pid)
+		if errors.Is(err, procfs.ErrNoProcess) {
+			return nil
+		}
+		if err == nil && st.State != 'Z' || time.Now().After(deadline) {
+			name := "?"
+			if err == nil {
+				name = st.Comm
+			}
+			state := "running"
+			if err == nil && st.State == 'Z' {
+				state = "a zombie not yet reaped by its parent"
+			}
+			holder := pid
+			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
+				holder = s.Tgid
+			}
+			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

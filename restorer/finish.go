@@ -1,0 +1,109 @@
+//go:build linux
+
+package restorer
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/ptrace"
+)
+
+// finish removes the restorer from every process and gives every thread
+// its dumped registers, extended state and signal mask, then releases
+// them all. All threads of a process are stopped before the restorer's
+// code, which they are parked in, goes.
+func finish(procs []*proc, shared []byte) error {
+	t := ptrace.NewTracer()
+	defer t.Close()
+	// On failure the caller kills the processes, which ends the tracing.
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		pid := int(pr.task.Pid)
+		for _, th := range pr.task.Threads {
+			tid := int(th.Tid)
+			if err := t.Seize(tid); err != nil {
+				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
+			}
+			if _, err := t.StopTask(tid); err != nil {
+				return fmt.Errorf("stop pid %d thread %d: %w", pid, tid, err)
+			}
+		}
+		off := int(pr.plan.offset)
+		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
+		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
+		lifeline := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
+		insn, err := ptrace.FindSyscallInsn(pid)
+		if err != nil {
+			return err
+		}
+		ret, err := t.InjectSyscall(pid, insn, unix.SYS_CLOSE, uint64(lifeline))
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
+		}
+		ret, err = t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
+		}
+		if err := t.ReturnToEventStop(pid); err != nil {
+			return err
+		}
+		for _, th := range pr.task.Threads {
+			tid := int(th.Tid)
+			regs := ptrace.RegsFromProto(th.Regs)
+			restartSyscall(&regs)
+			if err := t.SetRegs(tid, &regs); err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
+			if err := t.SetXstate(tid, th.Xsave); err != nil {
+				return fmt.Errorf("pid %d thread %d: set extended registers: %w", pid, tid, err)
+			}
+			if err := t.SetSigmask(tid, th.Sigmask); err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
+		}
+	}
+	// Release them together, children first, each leader last.
+	for i := len(procs) - 1; i >= 0; i-- {
+		pr := procs[i]
+		if pr.plan == nil {
+			continue
+		}
+		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
+			tid := int(pr.task.Threads[j].Tid)
+			if err := t.Detach(tid, 0); err != nil {
+				return fmt.Errorf("release pid %d thread %d: %w", pr.task.Pid, tid, err)
+			}
+		}
+	}
+	return nil
+}
+
+// restartSyscall prepares a thread dumped inside an interrupted system
+// call. Registers set at a ptrace event stop go through the kernel's
+// restart logic on resume (arch/x86/kernel/signal.c
+// arch_do_signal_or_restart): -ERESTARTSYS, -ERESTARTNOINTR and
+// -ERESTARTNOHAND re-execute the call, as they would have in the dumped
+// process. -ERESTART_RESTARTBLOCK would call restart_syscall, whose
+// restart block lived in the old kernel task and is gone (a fresh task's is
+// do_no_restart_syscall: -EINTR); restarting the original call with its
+// original arguments instead is what the program can tell apart least.
+func restartSyscall(r *ptrace.Regs) {
+	if int64(r.Orig_rax) < 0 {
+		return
+	}
+	if int64(r.Rax) == -int64(ptrace.ERESTART_RESTARTBLOCK) {
+		restart := -int64(ptrace.ERESTARTNOINTR)
+		r.Rax = uint64(restart)
+	}
+}

@@ -1,0 +1,226 @@
+//go:build linux
+
+package restorer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	procfs "github.com/gocr/gocr/proc"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/files"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/internal/testhook"
+	"github.com/gocr/gocr/sharedword"
+)
+
+// launch starts the restorer and sees the restore through: it waits for
+// every process to be rebuilt, then finishes each (registers, masks) and
+// releases them together. On any failure it kills whatever was created.
+func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (res *Result, err error) {
+	root := int(procs[0].task.Pid)
+	planFd, err := unix.MemfdCreate("gocr-plan", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("restore pid %d: memfd: %w", root, err)
+	}
+	planFile := os.NewFile(uintptr(planFd), "gocr-plan")
+	defer planFile.Close()
+	if _, err := planFile.WriteAt(planBytes, 0); err != nil {
+		return nil, fmt.Errorf("restore pid %d: write plan: %w", root, err)
+	}
+	shared, err := unix.Mmap(planFd, 0, len(planBytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("restore pid %d: map plan: %w", root, err)
+	}
+	defer unix.Munmap(shared)
+
+	exeFd, err := unix.MemfdCreate("gocr-restorer", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("restore pid %d: memfd: %w", root, err)
+	}
+	exeFile := os.NewFile(uintptr(exeFd), "gocr-restorer")
+	defer exeFile.Close()
+	if _, err := exeFile.Write(restorerELF); err != nil {
+		return nil, fmt.Errorf("restore pid %d: write restorer: %w", root, err)
+	}
+
+	// Anything created is killed if the restore does not complete.
+	defer func() {
+		if err != nil {
+			killAll(procs)
+		}
+	}()
+
+	// execve resolves /proc/self/fd/N before close-on-exec takes the fd
+	// away (fs/exec.c: the file is opened first, fds closed at the point
+	// of no return).
+	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", exeFd))
+	cmd.Args = []string{"gocr-restorer"}
+	cmd.Env = []string{}
+	cmd.ExtraFiles = append([]*os.File{planFile}, src.Files()...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
+	}
+	helperErr := cmd.Wait()
+	if err := planFailure(shared, procs); err != nil {
+		return nil, err
+	}
+	if helperErr != nil {
+		return nil, fmt.Errorf("restore pid %d: restorer failed before creating the process: %v", root, helperErr)
+	}
+
+	// Wait until every live process has rebuilt itself, or one fails or
+	// dies. The root is gocr's child (CLONE_PARENT); the others are
+	// their restored parents' and are watched through /proc.
+	for {
+		if err := planFailure(shared, procs); err != nil {
+			return nil, err
+		}
+		pending := 0
+		for _, pr := range procs {
+			if pr.plan == nil {
+				continue
+			}
+			off := int(pr.plan.offset)
+			if sharedword.Load(shared, off+offState) == rstStateDone {
+				continue
+			}
+			pending++
+			sharedword.Wait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
+			if dead, why := processDied(int(pr.task.Pid), pr == procs[0]); dead {
+				if err := planFailure(shared, procs); err != nil {
+					return nil, err
+				}
+				return nil, fmt.Errorf("restore pid %d: the restored process died during restore (%s)", pr.task.Pid, why)
+			}
+			break
+		}
+		if pending == 0 {
+			break
+		}
+	}
+	testhook.Pause(testhook.PauseBeforeFinish)
+	if err := finish(procs, shared); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	res = &Result{Pid: root}
+	if opts.Released != nil {
+		opts.Released()
+	}
+	if opts.Detach {
+		return res, nil
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(root, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wait for pid %d: %w", root, err)
+		}
+		break
+	}
+	switch {
+	case ws.Exited():
+		res.ExitStatus = ws.ExitStatus()
+	case ws.Signaled():
+		res.ExitStatus = 128 + int(ws.Signal())
+	}
+	return res, nil
+}
+
+// processDied tells whether a process being restored is gone: the root is
+// gocr's child and is reaped here; the others show as zombies.
+func processDied(pid int, isChild bool) (bool, string) {
+	if isChild {
+		var ws unix.WaitStatus
+		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == pid {
+			return true, describeStatus(ws)
+		}
+		return false, ""
+	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		return true, "gone"
+	}
+	if st.State == 'Z' {
+		return true, fmt.Sprintf("exit status %#x", st.ExitCode)
+	}
+	return false, ""
+}
+
+// planFailure returns the first failure any process reported.
+func planFailure(shared []byte, procs []*proc) error {
+	for _, pr := range procs {
+		if pr.plan == nil {
+			continue
+		}
+		off := int(pr.plan.offset)
+		if sharedword.Load(shared, off+offState) == rstStateFailed {
+			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, planError(shared[off:], pr.task))
+		}
+	}
+	return nil
+}
+
+// killAll ends every process a failed restore created and waits until
+// they are gone, so nothing is left behind.
+func killAll(procs []*proc) {
+	for _, pr := range procs {
+		unix.Kill(int(pr.task.Pid), unix.SIGKILL)
+	}
+	reapQuietly(int(procs[0].task.Pid))
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pr := range procs[1:] {
+		for procfs.Exists(int(pr.task.Pid)) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func describeStatus(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Sprintf("killed by %v", ws.Signal())
+	}
+	return fmt.Sprintf("status %#x", uint32(ws))
+}
+
+func reapQuietly(pid int) {
+	var ws unix.WaitStatus
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if wpid == pid || errors.Is(err, unix.ECHILD) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	unix.Wait4(pid, &ws, unix.WALL, nil)
+}
+
+// planError turns the restorer's failure report into one line.
+func planError(shared []byte, task *gocrpb.Task) error {
+	errno := int32(binary.LittleEndian.Uint32(shared[offErr:]))
+	step := binary.LittleEndian.Uint32(shared[offErrStep:])
+	index := binary.LittleEndian.Uint32(shared[offErrIndex:])
+	what := rstSteps[step]
+	if what == "" {
+		what = fmt.Sprintf("step %d", step)
+	}
+	var e error = unix.Errno(-errno)
+	if step == 1 && errno == -int32(unix.EEXIST) {
+		return fmt.Errorf("%s: pid %d was taken by another process just now", what, task.Pid)
+	}
+	return fmt.Errorf("%s (item %d): %w", what, index, e)
+}

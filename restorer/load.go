@@ -1,0 +1,114 @@
+//go:build linux
+
+package restorer
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/gocr/gocr/files"
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
+)
+
+// firstSource is the fd number of the first source in the restorer: fds
+// 0-2 are its stdio and fd 3 is the plan (launch).
+const firstSource = 4
+
+// load reads every image of the dump, in the inventory's order (parents
+// first), builds each process's plan and checks that this machine can run
+// it, before anything is created. The returned sources hold the page
+// images already; the caller closes them.
+func load(dir *images.Dir, stdio [3]*os.File) (_ []*proc, _ *files.Sources, err error) {
+	inv := dir.Inventory()
+	if len(inv.Pids) == 0 || inv.Pids[0] != inv.RootPid {
+		return nil, nil, fmt.Errorf("%s: the inventory must list the root process %d first", dir.Path, inv.RootPid)
+	}
+	src := files.NewSources(dir, firstSource, stdio)
+	defer func() {
+		if err != nil {
+			src.Close()
+		}
+	}()
+	var procs []*proc
+	byPid := map[int32]*proc{}
+	for i, pid := range inv.Pids {
+		pr, err := loadProc(dir, inv, int(pid), src)
+		if err != nil {
+			return nil, nil, err
+		}
+		pr.index = i
+		if i > 0 {
+			if pr.parent = byPid[pr.task.Ppid]; pr.parent == nil {
+				return nil, nil, fmt.Errorf("%s: process %d's parent %d is not in the dump before it", dir.Path, pid, pr.task.Ppid)
+			}
+		}
+		procs = append(procs, pr)
+		byPid[pid] = pr
+	}
+	if procs[0].task.Zombie {
+		return nil, nil, fmt.Errorf("%s: the root process %d is a zombie", dir.Path, inv.RootPid)
+	}
+	return procs, src, nil
+}
+
+// loadProc reads one process's images, opens its page images as sources
+// and builds its plan; a zombie has only its task image.
+func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Sources) (*proc, error) {
+	task, err := dir.ReadTask(pid)
+	if err != nil {
+		return nil, err
+	}
+	pr := &proc{task: task}
+	if task.Zombie {
+		return pr, nil
+	}
+	if pr.mm, err = dir.ReadMm(pid); err != nil {
+		return nil, err
+	}
+	if pr.files, err = dir.ReadFiles(pid); err != nil {
+		return nil, err
+	}
+	if pr.ranges, err = dir.ReadPagemap(pid); err != nil {
+		return nil, err
+	}
+	nstreams := 1
+	for _, r := range pr.ranges {
+		nstreams = max(nstreams, int(r.Stream)+1)
+	}
+	var pages []*os.File
+	closePages := func() {
+		for _, f := range pages {
+			f.Close()
+		}
+	}
+	var dataSizes []int64
+	for s := 0; s < nstreams; s++ {
+		f, size, err := dir.OpenPages(pid, s)
+		if err != nil {
+			closePages()
+			return nil, err
+		}
+		pages = append(pages, f)
+		dataSizes = append(dataSizes, size)
+	}
+	if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes); err != nil {
+		closePages()
+		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+	}
+	// The sources own the files from here on (closed with them).
+	for s, f := range pages {
+		pr.plan.args.PagesFds[s] = src.Add(f)
+	}
+	for _, check := range []func() error{
+		func() error { return checkMachine(inv, task, pr.mm) },
+		func() error { return checkFiles(pr.mm) },
+		func() error { return checkRlimits(task) },
+		func() error { return checkCwd(task) },
+	} {
+		if err := check(); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+		}
+	}
+	return pr, nil
+}
