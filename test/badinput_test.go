@@ -81,27 +81,6 @@ func assertNoProcess(t *testing.T, pid int) {
 	}
 }
 
-// freePID returns a PID with no process behind it, counting down from
-// pid_max where the kernel allocates last.
-func freePID(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatalf("read pid_max: %v", err)
-	}
-	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("parse pid_max %q: %v", b, err)
-	}
-	for pid := max - 1; pid > 300; pid-- {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
-			return pid
-		}
-	}
-	t.Fatal("no free pid below pid_max")
-	return 0
-}
-
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	t.Helper()
 	in, err := os.Open(src)
@@ -315,29 +294,4 @@ func checkIntactCounter(t *testing.T, tg *target) {
 	waitCounter(t, tg, n+10)
 	checkResult(t, tg, tg.pid)
 	counterLines(t, tg.logPath, true)
-}
-
-// uids returns the real and effective uid of pid from /proc/PID/status.
-func uids(t *testing.T, pid int) (int, int) {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-			f := strings.Fields(v)
-			if len(f) < 2 {
-				break
-			}
-			r, err1 := strconv.Atoi(f[0])
-			e, err2 := strconv.Atoi(f[1])
-			if err1 != nil || err2 != nil {
-				break
-			}
-			return r, e
-		}
-	}
-	t.Fatalf("no Uid line in /proc/%d/status", pid)
-	return 0, 0
 }

@@ -3,7 +3,6 @@
 package test
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -490,34 +489,6 @@ func listDir(t *testing.T, dir string) []string {
 		t.Fatalf("list %s: %v", dir, err)
 	}
 	return names
-}
-
-// tracerPid returns pid's TracerPid from /proc/PID/status.
-func tracerPid(t *testing.T, pid int) int {
-	t.Helper()
-	v := statusField(t, pid, "TracerPid")
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		t.Fatalf("parse TracerPid %q of pid %d: %v", v, pid, err)
-	}
-	return n
-}
-
-// statusField is the value of one "Key:\tvalue" line of /proc/PID/status.
-func statusField(t *testing.T, pid int, key string) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatalf("read status of pid %d: %v", pid, err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", key, pid)
-	return ""
 }
 
 // startTracer attaches strace to pid and waits until the kernel shows it

@@ -4,7 +4,6 @@ package test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -58,75 +56,6 @@ func scriptTarget(t *testing.T, name, interp, file string) {
 	}
 }
 
-// procEntry is one process as /proc/PID/stat shows it.
-type procEntry struct {
-	pid, ppid, pgid, sid int
-	state                string
-}
-
-func (p procEntry) String() string {
-	return fmt.Sprintf("pid %d ppid %d pgid %d sid %d state %s", p.pid, p.ppid, p.pgid, p.sid, p.state)
-}
-
-func readProcEntry(pid int) (procEntry, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procEntry{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procEntry{}, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 4 {
-		return procEntry{}, fmt.Errorf("/proc/%d/stat: short: %q", pid, b)
-	}
-	e := procEntry{pid: pid, state: f[0]}
-	for j, dst := range []*int{&e.ppid, &e.pgid, &e.sid} {
-		if *dst, err = strconv.Atoi(f[j+1]); err != nil {
-			return procEntry{}, fmt.Errorf("/proc/%d/stat field %d: %w", pid, j+4, err)
-		}
-	}
-	return e, nil
-}
-
-// treeEntries returns root and all its descendants, sorted by PID, with
-// the root's ppid set to 0: it is the test's child before the dump and
-// init's after a restore.
-func treeEntries(t *testing.T, root int) []procEntry {
-	t.Helper()
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatalf("list /proc: %v", err)
-	}
-	children := map[int][]procEntry{}
-	var rootEntry *procEntry
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		e, err := readProcEntry(pid)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		if pid == root {
-			rootEntry = &e
-		}
-		children[e.ppid] = append(children[e.ppid], e)
-	}
-	if rootEntry == nil {
-		return nil
-	}
-	rootEntry.ppid = 0
-	out := []procEntry{*rootEntry}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i].pid]...)
-	}
-	slices.SortFunc(out, func(a, b procEntry) int { return a.pid - b.pid })
-	return out
-}
-
 // settledTree waits until every live process of the tree is asleep (S) so
 // two snapshots can be compared state for state, and returns it.
 func settledTree(t *testing.T, root, want int) []procEntry {
@@ -156,54 +85,6 @@ func entriesString(es []procEntry) string {
 		fmt.Fprintf(&b, "\t%v\n", e)
 	}
 	return b.String()
-}
-
-func cmdlineOf(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return string(b)
-}
-
-// trackTree records root's descendants (not root: the harness handles it)
-// with their command lines and, in cleanup, SIGKILLs any of those PIDs that
-// still runs the same command line, original or restored, and waits for
-// it to go. It returns the PIDs.
-func trackTree(t *testing.T, root int) []int {
-	t.Helper()
-	cmdlines := map[int]string{}
-	var pids []int
-	for _, e := range treeEntries(t, root) {
-		if e.pid == root {
-			continue
-		}
-		pids = append(pids, e.pid)
-		cmdlines[e.pid] = cmdlineOf(e.pid)
-	}
-	t.Cleanup(func() {
-		for _, pid := range pids {
-			// A zombie's cmdline is empty: nothing to kill.
-			if !gone(pid) && cmdlines[pid] != "" && cmdlineOf(pid) == cmdlines[pid] {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-					t.Errorf("kill tree pid %d: %v", pid, err)
-				}
-			}
-		}
-		for _, pid := range pids {
-			if cmdlines[pid] != "" && cmdlineOf(pid) == cmdlines[pid] && !waitGone(pid, pidGoneTimeout) {
-				t.Errorf("tree pid %d still present %v after SIGKILL", pid, pidGoneTimeout)
-			}
-		}
-	})
-	return pids
-}
-
-// waitAllGone waits until none of pids exists, so they can be restored.
-func waitAllGone(t *testing.T, pids []int, why string) {
-	t.Helper()
-	for _, pid := range pids {
-		if !waitGone(pid, pidGoneTimeout) {
-			t.Fatalf("pid %d (state %s) still present %v after %s", pid, procState(pid), pidGoneTimeout, why)
-		}
-	}
 }
 
 // TestTree: a 20-process, 3-level C tree (tree.c: a session with a second
