@@ -88,8 +88,9 @@ var (
 	gocrErr  error
 )
 
-// cTargets are compiled from test/targets/NAME.c; the value is extra gcc
-// flags. counter-static is the same source linked statically.
+// cTargets are compiled from test/targets/SRC with extra gcc flags;
+// counter-static is counter's source linked statically. Script targets
+// (pystate, pythreads, pipeline) are added by buildTargets.
 var cTargets = map[string]struct {
 	src   string
 	flags []string
@@ -107,6 +108,13 @@ var cTargets = map[string]struct {
 	"threads":        {"threads.c", []string{"-pthread"}},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
+	"fdkinds":        {"fdkinds.c", nil},
+	"sharedoff":      {"sharedoff.c", nil},
+	"shmfile":        {"shmfile.c", nil},
+	"procattrs":      {"procattrs.c", nil},
+	"waiter":         {"waiter.c", nil},
+	"tree":           {"tree.c", nil},
+	"churn":          {"churn.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {
@@ -183,15 +191,22 @@ func buildTargets(srcDir string) error {
 	} else {
 		targets["goprog"] = []string{goprog}
 	}
-	// pyenv's python3 is a shell shim; run the real interpreter so the
-	// target's PID is the interpreter itself and not a wrapper's child.
-	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		targetErrs["pystate"] = fmt.Errorf("find python3 interpreter: %w", err)
-		return nil
+	// Script targets run by their interpreter. pyenv's python3 is a shell
+	// shim; run the real interpreter so the target's PID is the
+	// interpreter itself and not a wrapper's child.
+	if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err != nil {
+		err = fmt.Errorf("find python3 interpreter: %w", err)
+		targetErrs["pystate"], targetErrs["pythreads"] = err, err
+	} else {
+		python := strings.TrimSpace(string(out))
+		targets["pystate"] = []string{python, filepath.Join(srcDir, "pystate.py")}
+		targets["pythreads"] = []string{python, filepath.Join(srcDir, "pythreads.py")}
 	}
-	python := strings.TrimSpace(string(out))
-	targets["pystate"] = []string{python, filepath.Join(srcDir, "pystate.py")}
+	if bash, err := exec.LookPath("bash"); err != nil {
+		targetErrs["pipeline"] = fmt.Errorf("find bash: %w", err)
+	} else {
+		targets["pipeline"] = []string{bash, filepath.Join(srcDir, "pipeline.sh")}
+	}
 	return nil
 }
 

@@ -11,25 +11,6 @@ import (
 	"time"
 )
 
-func init() {
-	cTargets["waiter"] = struct {
-		src   string
-		flags []string
-	}{"waiter.c", nil}
-	cTargets["shmfile"] = struct {
-		src   string
-		flags []string
-	}{"shmfile.c", nil}
-	cTargets["procattrs"] = struct {
-		src   string
-		flags []string
-	}{"procattrs.c", nil}
-	cTargets["sharedoff"] = struct {
-		src   string
-		flags []string
-	}{"sharedoff.c", nil}
-}
-
 // TestWaiter: dumped while blocked in wait4 on its child, the restored
 // parent gets its child's exit once the child is let go.
 func TestWaiter(t *testing.T) {

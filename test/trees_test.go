@@ -15,47 +15,6 @@ import (
 	"time"
 )
 
-// The targets of this file register themselves here rather than in
-// harness_test.go's lists: C ones are compiled by TestMain with the rest,
-// script ones get their interpreter in scriptTarget.
-func init() {
-	cTargets["tree"] = struct {
-		src   string
-		flags []string
-	}{"tree.c", nil}
-	cTargets["churn"] = struct {
-		src   string
-		flags []string
-	}{"churn.c", []string{"-pthread"}}
-	cTargets["fdkinds"] = struct {
-		src   string
-		flags []string
-	}{"fdkinds.c", nil}
-}
-
-// scriptTarget registers test/targets/FILE run by interp (python3's real
-// interpreter when interp is "python3", like pystate) as target name.
-func scriptTarget(t *testing.T, name, interp, file string) {
-	t.Helper()
-	if _, ok := targets[name]; ok {
-		return
-	}
-	src := filepath.Join(moduleRoot, "test", "targets", file)
-	switch interp {
-	case "python3":
-		if err := targetErrs["pystate"]; err != nil {
-			t.Fatalf("target %s unavailable: %v", name, err)
-		}
-		targets[name] = []string{targets["pystate"][0], src}
-	default:
-		p, err := exec.LookPath(interp)
-		if err != nil {
-			t.Fatalf("target %s: %v", name, err)
-		}
-		targets[name] = []string{p, src}
-	}
-}
-
 // settledTree waits until every live process of the tree is asleep (S) so
 // two snapshots can be compared state for state, and returns it.
 func settledTree(t *testing.T, root, want int) []procEntry {
@@ -209,7 +168,6 @@ func TestPipeline(t *testing.T) {
 // startPipeline starts pipeline.sh under setsid and tracks its processes.
 func startPipeline(t *testing.T) (*target, []int) {
 	t.Helper()
-	scriptTarget(t, "pipeline", "bash", "pipeline.sh")
 	setsid, err := exec.LookPath("setsid")
 	if err != nil {
 		t.Fatalf("pipeline needs setsid(1): %v", err)
@@ -331,7 +289,6 @@ func countTasks(t *testing.T, pid int) int {
 // handoff stay consistent.
 func TestPythonThreads(t *testing.T) {
 	needsRoot(t)
-	scriptTarget(t, "pythreads", "python3", "pythreads.py")
 	tg := startTargetOpts(t, "pythreads", startOpts{settle: 200 * time.Millisecond})
 	if n := countTasks(t, tg.pid); n != 5 {
 		t.Fatalf("pythreads has %d threads, want 5 (main and 4)", n)
@@ -434,7 +391,6 @@ func TestIssue3TargetsDetectCorruption(t *testing.T) {
 			gdb:  []string{"call (long)read(55, &scratch, 1)"},
 			want: "fifo: only 31 of 32 bytes written before the dump"},
 	}
-	scriptTarget(t, "pythreads", "python3", "pythreads.py")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := startOpts{settle: 200 * time.Millisecond, args: c.args}
