@@ -54,12 +54,3 @@ func TestProcessAttributes(t *testing.T) {
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
 }
-
-// TestSharedOffsetAcrossFork: two processes writing through one open file
-// description (opened before fork) still share its offset after restore.
-func TestSharedOffsetAcrossFork(t *testing.T) {
-	needsRoot(t)
-	tg := startTarget(t, "sharedoff", t.TempDir())
-	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
-}

@@ -114,13 +114,6 @@ func TestMemorySplice(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
-func TestFds(t *testing.T) {
-	needsRoot(t)
-	tg := startTarget(t, "fds", t.TempDir())
-	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
-}
-
 func TestSignals(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "signals")
@@ -135,26 +128,6 @@ func TestSleeper(t *testing.T) {
 	// Longer than one 3 s sleep, so one completes after the restore and
 	// its length is checked.
 	time.Sleep(3500 * time.Millisecond)
-	checkResult(t, tg, pid)
-}
-
-func TestPipeReader(t *testing.T) {
-	needsRoot(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatalf("pipe: %v", err)
-	}
-	t.Cleanup(func() { r.Close(); w.Close() })
-	tg := startTargetOpts(t, "pipe_reader", startOpts{stdin: r})
-	// gocr restore connects the restored stdin (a pipe) to its own fd 0.
-	pid := checkpointRestore(t, tg, cycleOpts{stdin: r})
-	// Only the target may hold the read end, or EOF would never come...
-	r.Close()
-	if _, err := w.Write([]byte("hello\n")); err != nil {
-		t.Fatalf("write to the target's stdin: %v", err)
-	}
-	// ...and only we the write end.
-	w.Close()
 	checkResult(t, tg, pid)
 }
 

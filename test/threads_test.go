@@ -112,22 +112,3 @@ func TestGoProgram(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	checkResult(t, tg, pid)
 }
-
-// TestEventfd: eventfd counts (semaphore, 2^40, the maximum, zero) and
-// flags survive; a dup stays the same eventfd.
-func TestEventfd(t *testing.T) {
-	needsRoot(t)
-	tg := startTarget(t, "eventfd")
-	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
-}
-
-// TestEpoll: an epoll instance keeps its watches under the same fd numbers
-// with their event masks and data, level- and edge-triggered readiness,
-// and a disarmed one-shot watch.
-func TestEpoll(t *testing.T) {
-	needsRoot(t)
-	tg := startTarget(t, "epoll")
-	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
-}

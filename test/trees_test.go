@@ -297,49 +297,6 @@ func TestPythonThreads(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
-func testFdKind(t *testing.T, mode string, withDir bool) {
-	needsRoot(t)
-	args := []string{mode}
-	if withDir {
-		args = append(args, t.TempDir())
-	}
-	tg := startTargetOpts(t, "fdkinds", startOpts{args: args})
-	pids := trackTree(t, tg.pid)
-	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, pid)
-}
-
-// TestSignalfd: a signalfd (fdkinds.c signalfd) keeps its mask and flags;
-// a SIGUSR1 pending at the dump is read from it after the restore with its
-// siginfo; SIGRTMIN+1 is in the mask, SIGUSR2 is not.
-func TestSignalfd(t *testing.T) { testFdKind(t, "signalfd", false) }
-
-// TestTimerfd: a periodic 200 ms timerfd with unread expirations and a
-// one-shot 30 s one keep their clock, interval and remaining time (gocr
-// rearms a timer with what was left at the dump, so time stops while it
-// is dumped) and the expirations are not lost.
-func TestTimerfd(t *testing.T) { testFdKind(t, "timerfd", false) }
-
-// TestInotify: watches keep their wd numbers across a gap left by a removed
-// watch, their masks, and deliver events after the restore.
-func TestInotify(t *testing.T) { testFdKind(t, "inotify", true) }
-
-// TestMemfd: a sealed sparse memfd with a file offset and a shared mapping,
-// and a second memfd reachable only through its shared mapping.
-func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
-
-// TestFifo: a FIFO whose read end is in the target and write end in its
-// child, with unread data; after the restore the data and later writes
-// arrive, and both ends are still that FIFO.
-func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
-
 // TestIssue3TargetsDetectCorruption is TestTargetsDetectCorruption for this
 // file's targets: one damage per target, a FAIL naming it required.
 func TestIssue3TargetsDetectCorruption(t *testing.T) {
