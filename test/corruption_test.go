@@ -261,3 +261,29 @@ func mappingStart(t *testing.T, pid int, name string) uint64 {
 	t.Fatalf("no %s mapping in /proc/%d/maps", name, pid)
 	return 0
 }
+
+// TestRestoredCounterDetectsCorruption: the restored counter still runs its
+// own check, so a restore that broke it could not pass. The same damage as
+// TestTargetsDetectCorruption's Counter case, applied after a real dump and
+// restore, must make it FAIL.
+func TestRestoredCounterDetectsCorruption(t *testing.T) {
+	needsGocr(t)
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("needs gdb to corrupt the restored counter: %v", err)
+	}
+	tg := startTarget(t, "counter")
+	waitCounter(t, tg, 20)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	runGDB(t, tg, []string{"frame function main", "set var counter = counter + 3", "set var got_term = 1"})
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && err != syscall.ESRCH {
+		t.Fatalf("SIGTERM restored pid %d: %v", pid, err)
+	}
+	v := waitResult(t, tg, pid)
+	if want := "line before stdout's offset"; !strings.HasPrefix(v, "FAIL: ") || !strings.Contains(v, want) {
+		t.Fatalf("restored counter verdict %q, want a FAIL containing %q\n%s", v, want, tg.diagnostics())
+	}
+	if !waitGone(pid, pidGoneTimeout) {
+		t.Fatalf("restored counter pid %d reported FAIL but is still running (state %s)", pid, procState(pid))
+	}
+}
