@@ -13,6 +13,8 @@ import (
 // Syscall injection and target memory: the syscall instruction in the vDSO,
 // errno decoding, what an injection costs.
 
+// TestSyscallError: a raw syscall return is an error only in the -errno
+// range.
 func TestSyscallError(t *testing.T) {
 	if err := SyscallError(42); err != nil {
 		t.Errorf("SyscallError(42) = %v", err)
@@ -26,6 +28,9 @@ func TestSyscallError(t *testing.T) {
 	}
 }
 
+// TestMemory: FindSyscallInsn finds a syscall instruction in the target's
+// vDSO, ReadMemory reads it, and ReadMemory and WriteMemory report EFAULT
+// where the target itself could not access.
 func TestMemory(t *testing.T) {
 	tg := startTarget(t, "pause")
 	start, end, err := vdsoRange(tg.pid)
@@ -81,6 +86,8 @@ func injectGetpid(t *testing.T, tr *Tracer, pid int) {
 	}
 }
 
+// BenchmarkInjectSyscall is the cost of one injected getpid, each in a Do
+// of its own.
 func BenchmarkInjectSyscall(b *testing.B) {
 	tg := startTarget(b, "pause")
 	settle()

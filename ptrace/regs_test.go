@@ -15,6 +15,9 @@ import (
 // Per-thread CPU state read and written through ptrace: the XSAVE area and
 // the rseq registration.
 
+// TestXstate: the XSAVE area of a stopped target holds its XCR0 and its
+// ymm0 at the named offsets, writes back unchanged, refuses a short image,
+// and a changed ymm0 is what the target sees after the detach.
 func TestXstate(t *testing.T) {
 	tg := startTarget(t, "xmm")
 	settle()
@@ -86,6 +89,8 @@ func TestXstate(t *testing.T) {
 	}
 }
 
+// TestRseqConfig: the rseq area glibc registered for the target is seen
+// with glibc's signature and at least the kernel's struct size.
 func TestRseqConfig(t *testing.T) {
 	tg := startTarget(t, "pause")
 	settle()

@@ -72,6 +72,9 @@ func interruptedRestore(t *testing.T, tg *target, wantNr uint64, wantErr unix.Er
 	}
 }
 
+// TestReadRestartAfterInjection: a read(2) of an empty pipe, interrupted by
+// the stop (-ERESTARTSYS), stays blocked after injected syscalls and
+// restored registers, then reads what is written.
 func TestReadRestartAfterInjection(t *testing.T) {
 	tg := startTarget(t, "read")
 	interruptedRestore(t, tg, unix.SYS_READ, ERESTARTSYS)
@@ -84,6 +87,8 @@ func TestReadRestartAfterInjection(t *testing.T) {
 	}
 }
 
+// TestPauseRestartAfterInjection: the same for pause(2) (-ERESTARTNOHAND):
+// it returns once, after a handler ran.
 func TestPauseRestartAfterInjection(t *testing.T) {
 	tg := startTarget(t, "pause")
 	interruptedRestore(t, tg, unix.SYS_PAUSE, ERESTARTNOHAND)

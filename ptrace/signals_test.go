@@ -18,6 +18,10 @@ import (
 // and signals dequeued while gocr stops a task or injects a syscall, which
 // must be given back, not delivered or lost.
 
+// TestSignalState: the blocked mask reads and writes (SIGKILL cannot be
+// blocked), and the private and shared pending queues are read with their
+// siginfo without being dequeued; after the detach the target receives
+// them in the kernel's order.
 func TestSignalState(t *testing.T) {
 	tg := startTarget(t, "sigqueue")
 	var sigrtmin int

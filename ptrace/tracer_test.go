@@ -14,6 +14,8 @@ import (
 // The tracer itself: stops decoded from wait statuses, the one thread every
 // ptrace call runs on, seizing and stopping tasks.
 
+// TestDecodeStop: each kind of wait status the tracer meets decodes to the
+// right Stop.
 func TestDecodeStop(t *testing.T) {
 	// Wait statuses as the kernel builds them (man 2 ptrace, man 2 waitpid).
 	stopped := func(sig, event int) unix.WaitStatus { return unix.WaitStatus(event<<16 | sig<<8 | 0x7f) }
@@ -41,6 +43,8 @@ func TestDecodeStop(t *testing.T) {
 	}
 }
 
+// TestDoRunsOnOneThread: every Do runs on the tracer's one OS thread, and a
+// nested Do runs inline instead of deadlocking.
 func TestDoRunsOnOneThread(t *testing.T) {
 	tr := newTracer(t)
 	var first int
@@ -69,6 +73,7 @@ func TestDoRunsOnOneThread(t *testing.T) {
 	}
 }
 
+// TestSeizeNonexistent: seizing a PID with no process behind it is ESRCH.
 func TestSeizeNonexistent(t *testing.T) {
 	needRoot(t)
 	tr := newTracer(t)
@@ -79,6 +84,7 @@ func TestSeizeNonexistent(t *testing.T) {
 	}
 }
 
+// TestStopTaskExited: StopTask of a task killed meanwhile fails with ESRCH.
 func TestStopTaskExited(t *testing.T) {
 	tg := startTarget(t, "pause")
 	tr := newTracer(t)

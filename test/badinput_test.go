@@ -10,6 +10,11 @@ import (
 	"testing"
 )
 
+// TestBadInput: arguments that cannot work (a PID with no process, an
+// image directory that cannot be made, an empty or damaged image, a PID in
+// use, a file deleted since the dump, a set-uid process) are refused with
+// one line naming the problem, and nothing is lost: a target that was
+// running keeps running untouched, a failed restore leaves no process.
 func TestBadInput(t *testing.T) {
 	needsGocr(t)
 

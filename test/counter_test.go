@@ -83,8 +83,12 @@ func testCounter(t *testing.T, name string) {
 	}
 }
 
+// TestCounter: a counter writing its log to stdout goes on after the
+// restore from exactly the dumped value at exactly the dumped file offset.
 func TestCounter(t *testing.T) { testCounter(t, "counter") }
 
+// TestStaticBinary: the same with the counter linked statically, no
+// program interpreter and no shared libraries.
 func TestStaticBinary(t *testing.T) {
 	f, err := elf.Open(targets["counter-static"][0])
 	if err != nil {

@@ -11,6 +11,9 @@ import (
 // (with offsets, flags and an offset shared across fork), pipes and FIFOs
 // with data in flight, eventfd, epoll, signalfd, timerfd, inotify and memfd.
 
+// TestFds: fds with distinct numbers, access modes, status flags,
+// close-on-exec bits and offsets, and the umask and cwd, come back
+// exactly, with no fd added or lost.
 func TestFds(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "fds", t.TempDir())
@@ -27,6 +30,9 @@ func TestSharedOffsetAcrossFork(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestPipeReader: a process blocked reading its stdin pipe, empty at the
+// dump, gets gocr restore's stdin and reads exactly what is written after
+// the restore, then end of file.
 func TestPipeReader(t *testing.T) {
 	needsRoot(t)
 	r, w, err := os.Pipe()

@@ -49,6 +49,26 @@
 // TestTargetsDetectCorruption (corruption_test.go, root and gdb) damages one
 // piece of each ready target's state with gdb and requires a FAIL naming
 // it, so a target that checks nothing cannot go unnoticed.
+//
+// # Files
+//
+// The harness: harness_test.go (this documentation, TestMain building the
+// targets and gocr), target_test.go (a target's start, verdict and
+// cleanup), gocr_test.go (running gocr, the dump/restore cycle),
+// proc_test.go (reading /proc).
+//
+// What is restored, one topic a file: counter_test.go, process_test.go
+// (signals, blocked syscalls, registers, attributes, python),
+// memory_test.go (mappings and page streams), fdkinds_test.go (every kind
+// of file descriptor), threads_test.go, trees_test.go (process trees,
+// sessions, pipelines).
+//
+// gocr itself: commands_test.go (usage, --help, check, show,
+// --leave-running, restore without -d), badinput_test.go and
+// refusal_test.go (what gocr refuses and what it leaves then, with helpers
+// in failure_test.go and imagedir_test.go), gocrkill_test.go (gocr killed
+// mid-dump or mid-restore), corruption_test.go (every target detects
+// damage to its state).
 package test
 
 import (

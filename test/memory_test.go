@@ -22,6 +22,10 @@ import (
 // page streams (several page images written and read at once, and what
 // happens when the helper threads or fds for them cannot be had).
 
+// TestMemory: about 256 MiB in every kind of mapping the restorer
+// rebuilds (brk heap, anonymous, private file mapping with copy-on-write
+// pages, read-only, PROT_NONE, a large stack array) come back word for
+// word, with /proc/self/maps unchanged line by line.
 func TestMemory(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())

@@ -14,6 +14,9 @@ import (
 // syscalls that must restart, registers, process attributes, and an
 // interpreter's heap.
 
+// TestSignals: dispositions, the alternate signal stack, the blocked mask
+// and pending signals of both queues come back, and every pending signal
+// is delivered once, with its payload, in the kernel's order.
 func TestSignals(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "signals")
@@ -21,6 +24,8 @@ func TestSignals(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestSleeper: a process dumped inside nanosleep sleeps on as the kernel
+// restarts the call: no EINTR, never shorter than asked.
 func TestSleeper(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "sleeper")
@@ -31,6 +36,8 @@ func TestSleeper(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestPauser: a process dumped in pause(2) stays in it until its SIGTERM
+// handler runs, with no earlier wake-up.
 func TestPauser(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "pauser")
@@ -38,6 +45,9 @@ func TestPauser(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestRegisters: r12-r15, MXCSR and every vector register (AVX, or
+// AVX-512 with its mask registers where the CPU has it) come back bit for
+// bit.
 func TestRegisters(t *testing.T) {
 	needsRoot(t)
 	tg := startTargetOpts(t, "regs", startOpts{settle: 200 * time.Millisecond})
@@ -85,6 +95,9 @@ func TestProcessAttributes(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestPython: a python3 interpreter's heap (a dict, a growing list and a
+// running sha256 kept in step) is consistent after the restore and its
+// loop goes on.
 func TestPython(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "pystate")
