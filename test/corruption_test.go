@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,7 +38,8 @@ func TestTargetsDetectCorruption(t *testing.T) {
 
 	cases := []struct {
 		name, target string
-		dirArg       bool
+		args         []string
+		dirArg       bool // a fresh directory after args
 		stdinPipe    bool
 		gdb          func(t *testing.T, tg *target) []string
 		after        func(t *testing.T, tg *target, w *os.File)
@@ -135,6 +137,15 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "GoChecksum", target: "goprog",
 			gdb:  fixed("set var 'main.seqSum' = 'main.seqSum' + 1"),
 			want: "pipeline checksum"},
+		{name: "ChurnCounters", target: "churn",
+			gdb:  fixed("set var joined = joined + 1000000"),
+			want: "monitor: created"},
+		{name: "PythonThreadsQueue", target: "pythreads",
+			gdb: fixed(
+				"set $g = (int)PyGILState_Ensure()",
+				`call (int)PyRun_SimpleString("import __main__; __main__.q.queue.appendleft(-5)")`,
+				"call (void)PyGILState_Release($g)"),
+			want: "consumer got -5"},
 		{name: "EventfdCount", target: "eventfd",
 			gdb:  fixed("call (int)eventfd_read(40, &efds[0].add)"),
 			want: "sem (fd 40) fdinfo eventfd-count:                4"},
@@ -147,18 +158,43 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "EpollReadiness", target: "epoll",
 			gdb:  fixed("call (long)write(61, &w[0].data, 8)"),
 			want: "epoll_wait 1 reported B"},
+		{name: "SignalfdPending", target: "fdkinds", args: []string{"signalfd"},
+			gdb:  fixed("call (long)read(50, &scratch, 128)"),
+			want: "SIGUSR1 is not pending after restore"},
+		{name: "TimerfdDisarmed", target: "fdkinds", args: []string{"timerfd"},
+			gdb:  fixed("call (int)timerfd_settime(52, 0, &tfd_disarm, 0)"),
+			want: "one-shot timerfd remaining 0.000000000 s"},
+		{name: "InotifyWatchGone", target: "fdkinds", args: []string{"inotify"}, dirArg: true,
+			gdb:  fixed("call (int)inotify_rm_watch(53, 1)"),
+			want: "inotify fdinfo watches"},
+		{name: "MemfdSeal", target: "fdkinds", args: []string{"memfd"},
+			// F_ADD_SEALS, F_SEAL_GROW
+			gdb:  fixed("call (int)fcntl(54, 1033, 4)"),
+			want: "sealed memfd seals 0x6"},
+		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
+			gdb:  fixed("call (long)read(55, &scratch, 1)"),
+			want: "fifo: only 31 of 32 bytes written before the dump"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",
 				`call (int)PyRun_SimpleString("import __main__; __main__.values[5] += 1")`,
 				"call (void)PyGILState_Release($g)"),
 			want: "list[5] is"},
+		{name: "TreeZombieReaped", target: "tree",
+			gdb:  fixed("call (int)waitpid(zombie_pid, 0, 1)"),
+			want: "after restore, want Z"},
+		{name: "TreePipeData", target: "tree",
+			gdb:  fixed("call (long)read(60, &fail_msg, 1)"),
+			want: "reader1: data pipe byte 0 is"},
+		{name: "TreeSharedSlot", target: "tree",
+			gdb:  fixed("set var shm->slot[3] = 0"),
+			want: "shared slot of grp1 is 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := startOpts{settle: 200 * time.Millisecond}
+			o := startOpts{settle: 200 * time.Millisecond, args: c.args}
 			if c.dirArg {
-				o.args = []string{t.TempDir()}
+				o.args = append(slices.Clone(c.args), t.TempDir())
 			}
 			var w *os.File
 			if c.stdinPipe {
@@ -170,6 +206,8 @@ func TestTargetsDetectCorruption(t *testing.T) {
 				o.stdin, w = r, pw
 			}
 			tg := startTargetOpts(t, c.target, o)
+			// tree and fdkinds' fifo mode have children.
+			trackTree(t, tg.pid)
 			if c.gdb != nil {
 				runGDB(t, tg, c.gdb(t, tg))
 			}
@@ -179,6 +217,38 @@ func TestTargetsDetectCorruption(t *testing.T) {
 			expectFail(t, tg, c.want)
 		})
 	}
+	// The pipeline's root checks the output itself: a line injected into
+	// the pipe to the consumer (what a restore that duplicated pipe data
+	// would do) must make it FAIL.
+	t.Run("PipelineInjectedLine", func(t *testing.T) {
+		tg, pids := startPipeline(t)
+		consumer := 0
+		for _, pid := range pids {
+			in, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid))
+			out, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pid))
+			if strings.HasPrefix(in, "pipe:") && !strings.HasPrefix(out, "pipe:") && strings.Contains(cmdlineOf(pid), tg.dir) {
+				consumer = pid
+			}
+		}
+		if consumer == 0 {
+			t.Fatalf("no consumer stage (stdin a pipe, stdout not) among %v", pids)
+		}
+		// Opening a pipe through /proc/PID/fd for writing gives a new
+		// write end of the same pipe.
+		w, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/0", consumer), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatalf("open the consumer's stdin pipe: %v", err)
+		}
+		_, err = w.Write([]byte("7\n"))
+		w.Close()
+		if err != nil {
+			t.Fatalf("write into the consumer's pipe: %v", err)
+		}
+		stopPipeline(t, tg, tg.pid, "FAIL: out line")
+		if code := tg.cmd.ProcessState.ExitCode(); code != 1 {
+			t.Fatalf("pipeline reported FAIL but exited with %v, want 1", tg.cmd.ProcessState)
+		}
+	})
 }
 
 func fixed(cmds ...string) func(*testing.T, *target) []string {
@@ -260,4 +330,30 @@ func mappingStart(t *testing.T, pid int, name string) uint64 {
 	}
 	t.Fatalf("no %s mapping in /proc/%d/maps", name, pid)
 	return 0
+}
+
+// TestRestoredCounterDetectsCorruption: the restored counter still runs its
+// own check, so a restore that broke it could not pass. The same damage as
+// TestTargetsDetectCorruption's Counter case, applied after a real dump and
+// restore, must make it FAIL.
+func TestRestoredCounterDetectsCorruption(t *testing.T) {
+	needsGocr(t)
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("needs gdb to corrupt the restored counter: %v", err)
+	}
+	tg := startTarget(t, "counter")
+	waitCounter(t, tg, 20)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	runGDB(t, tg, []string{"frame function main", "set var counter = counter + 3", "set var got_term = 1"})
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && err != syscall.ESRCH {
+		t.Fatalf("SIGTERM restored pid %d: %v", pid, err)
+	}
+	v := waitResult(t, tg, pid)
+	if want := "line before stdout's offset"; !strings.HasPrefix(v, "FAIL: ") || !strings.Contains(v, want) {
+		t.Fatalf("restored counter verdict %q, want a FAIL containing %q\n%s", v, want, tg.diagnostics())
+	}
+	if !waitGone(pid, pidGoneTimeout) {
+		t.Fatalf("restored counter pid %d reported FAIL but is still running (state %s)", pid, procState(pid))
+	}
 }

@@ -113,21 +113,62 @@ func TestGoProgram(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
-// TestEventfd: eventfd counts (semaphore, 2^40, the maximum, zero) and
-// flags survive; a dup stays the same eventfd.
-func TestEventfd(t *testing.T) {
+// TestThreadChurn: threads that keep creating and joining short-lived
+// threads (churn.c) are frozen while the thread set changes. Dump and
+// restore three times in a row, the restored process each time; then the
+// target checks its counters (created == joined == exited, never more
+// alive than the pool) and that every pool thread still runs.
+func TestThreadChurn(t *testing.T) {
 	needsRoot(t)
-	tg := startTarget(t, "eventfd")
-	pid := checkpointRestore(t, tg, cycleOpts{})
+	tg := startTargetOpts(t, "churn", startOpts{settle: 200 * time.Millisecond})
+	const pool = 6
+	pid := tg.pid
+	if !standalone {
+		t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+		for i := 0; i < 3; i++ {
+			dir := t.TempDir()
+			dump(t, pid, dir)
+			if i == 0 {
+				tg.waitDead(t, "a dump without --leave-running")
+			} else if !waitGone(pid, pidGoneTimeout) {
+				t.Fatalf("cycle %d: restored pid %d still running after its dump", i+1, pid)
+			}
+			restore(t, nil, dir, "-d")
+			if gone(pid) || !tg.belongsTo(pid) {
+				t.Fatalf("cycle %d: pid %d not running after restore\n%s", i+1, pid, tg.diagnostics())
+			}
+			// main + pool + monitor, and up to one short-lived thread per
+			// pool thread.
+			if n := countTasks(t, pid); n < pool+2 || n > 2*pool+2 {
+				t.Fatalf("cycle %d: restored process has %d threads, want %d..%d", i+1, n, pool+2, 2*pool+2)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
 	checkResult(t, tg, pid)
 }
 
-// TestEpoll: an epoll instance keeps its watches under the same fd numbers
-// with their event masks and data, level- and edge-triggered readiness,
-// and a disarmed one-shot watch.
-func TestEpoll(t *testing.T) {
+// countTasks counts pid's threads; unlike tasks it reads no per-thread
+// file, which a short-lived thread could take away meanwhile.
+func countTasks(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatalf("list /proc/%d/task: %v", pid, err)
+	}
+	return len(entries)
+}
+
+// TestPythonThreads: python3 with four threading.Threads (a counter, a
+// queue.Queue producer and consumer, an Event waiter) and a SIGTERM handler
+// in the main thread; after the restore every thread must move on and the
+// handoff stay consistent.
+func TestPythonThreads(t *testing.T) {
 	needsRoot(t)
-	tg := startTarget(t, "epoll")
+	tg := startTargetOpts(t, "pythreads", startOpts{settle: 200 * time.Millisecond})
+	if n := countTasks(t, tg.pid); n != 5 {
+		t.Fatalf("pythreads has %d threads, want 5 (main and 4)", n)
+	}
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
 }

@@ -4,7 +4,6 @@ package test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,120 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// The targets of this file register themselves here rather than in
-// harness_test.go's lists: C ones are compiled by TestMain with the rest,
-// script ones get their interpreter in scriptTarget.
-func init() {
-	cTargets["tree"] = struct {
-		src   string
-		flags []string
-	}{"tree.c", nil}
-	cTargets["churn"] = struct {
-		src   string
-		flags []string
-	}{"churn.c", []string{"-pthread"}}
-	cTargets["fdkinds"] = struct {
-		src   string
-		flags []string
-	}{"fdkinds.c", nil}
-}
-
-// scriptTarget registers test/targets/FILE run by interp (python3's real
-// interpreter when interp is "python3", like pystate) as target name.
-func scriptTarget(t *testing.T, name, interp, file string) {
-	t.Helper()
-	if _, ok := targets[name]; ok {
-		return
-	}
-	src := filepath.Join(moduleRoot, "test", "targets", file)
-	switch interp {
-	case "python3":
-		if err := targetErrs["pystate"]; err != nil {
-			t.Fatalf("target %s unavailable: %v", name, err)
-		}
-		targets[name] = []string{targets["pystate"][0], src}
-	default:
-		p, err := exec.LookPath(interp)
-		if err != nil {
-			t.Fatalf("target %s: %v", name, err)
-		}
-		targets[name] = []string{p, src}
-	}
-}
-
-// procEntry is one process as /proc/PID/stat shows it.
-type procEntry struct {
-	pid, ppid, pgid, sid int
-	state                string
-}
-
-func (p procEntry) String() string {
-	return fmt.Sprintf("pid %d ppid %d pgid %d sid %d state %s", p.pid, p.ppid, p.pgid, p.sid, p.state)
-}
-
-func readProcEntry(pid int) (procEntry, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procEntry{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procEntry{}, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 4 {
-		return procEntry{}, fmt.Errorf("/proc/%d/stat: short: %q", pid, b)
-	}
-	e := procEntry{pid: pid, state: f[0]}
-	for j, dst := range []*int{&e.ppid, &e.pgid, &e.sid} {
-		if *dst, err = strconv.Atoi(f[j+1]); err != nil {
-			return procEntry{}, fmt.Errorf("/proc/%d/stat field %d: %w", pid, j+4, err)
-		}
-	}
-	return e, nil
-}
-
-// treeEntries returns root and all its descendants, sorted by PID, with
-// the root's ppid set to 0: it is the test's child before the dump and
-// init's after a restore.
-func treeEntries(t *testing.T, root int) []procEntry {
-	t.Helper()
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatalf("list /proc: %v", err)
-	}
-	children := map[int][]procEntry{}
-	var rootEntry *procEntry
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		e, err := readProcEntry(pid)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		if pid == root {
-			rootEntry = &e
-		}
-		children[e.ppid] = append(children[e.ppid], e)
-	}
-	if rootEntry == nil {
-		return nil
-	}
-	rootEntry.ppid = 0
-	out := []procEntry{*rootEntry}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i].pid]...)
-	}
-	slices.SortFunc(out, func(a, b procEntry) int { return a.pid - b.pid })
-	return out
-}
 
 // settledTree waits until every live process of the tree is asleep (S) so
 // two snapshots can be compared state for state, and returns it.
@@ -156,54 +44,6 @@ func entriesString(es []procEntry) string {
 		fmt.Fprintf(&b, "\t%v\n", e)
 	}
 	return b.String()
-}
-
-func cmdlineOf(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return string(b)
-}
-
-// trackTree records root's descendants (not root: the harness handles it)
-// with their command lines and, in cleanup, SIGKILLs any of those PIDs that
-// still runs the same command line, original or restored, and waits for
-// it to go. It returns the PIDs.
-func trackTree(t *testing.T, root int) []int {
-	t.Helper()
-	cmdlines := map[int]string{}
-	var pids []int
-	for _, e := range treeEntries(t, root) {
-		if e.pid == root {
-			continue
-		}
-		pids = append(pids, e.pid)
-		cmdlines[e.pid] = cmdlineOf(e.pid)
-	}
-	t.Cleanup(func() {
-		for _, pid := range pids {
-			// A zombie's cmdline is empty: nothing to kill.
-			if !gone(pid) && cmdlines[pid] != "" && cmdlineOf(pid) == cmdlines[pid] {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-					t.Errorf("kill tree pid %d: %v", pid, err)
-				}
-			}
-		}
-		for _, pid := range pids {
-			if cmdlines[pid] != "" && cmdlineOf(pid) == cmdlines[pid] && !waitGone(pid, pidGoneTimeout) {
-				t.Errorf("tree pid %d still present %v after SIGKILL", pid, pidGoneTimeout)
-			}
-		}
-	})
-	return pids
-}
-
-// waitAllGone waits until none of pids exists, so they can be restored.
-func waitAllGone(t *testing.T, pids []int, why string) {
-	t.Helper()
-	for _, pid := range pids {
-		if !waitGone(pid, pidGoneTimeout) {
-			t.Fatalf("pid %d (state %s) still present %v after %s", pid, procState(pid), pidGoneTimeout, why)
-		}
-	}
 }
 
 // TestTree: a 20-process, 3-level C tree (tree.c: a session with a second
@@ -328,7 +168,6 @@ func TestPipeline(t *testing.T) {
 // startPipeline starts pipeline.sh under setsid and tracks its processes.
 func startPipeline(t *testing.T) (*target, []int) {
 	t.Helper()
-	scriptTarget(t, "pipeline", "bash", "pipeline.sh")
 	setsid, err := exec.LookPath("setsid")
 	if err != nil {
 		t.Fatalf("pipeline needs setsid(1): %v", err)
@@ -398,204 +237,28 @@ func checkSequence(t *testing.T, path string, f func(int) int) int {
 	return len(lines)
 }
 
-// TestThreadChurn: threads that keep creating and joining short-lived
-// threads (churn.c) are frozen while the thread set changes. Dump and
-// restore three times in a row, the restored process each time; then the
-// target checks its counters (created == joined == exited, never more
-// alive than the pool) and that every pool thread still runs.
-func TestThreadChurn(t *testing.T) {
+// TestWaiter: dumped while blocked in wait4 on its child, the restored
+// parent gets its child's exit once the child is let go.
+func TestWaiter(t *testing.T) {
 	needsRoot(t)
-	tg := startTargetOpts(t, "churn", startOpts{settle: 200 * time.Millisecond})
-	const pool = 6
-	pid := tg.pid
-	if !standalone {
-		t.Cleanup(func() { tg.killRestored(t, tg.pid) })
-		for i := 0; i < 3; i++ {
-			dir := t.TempDir()
-			dump(t, pid, dir)
-			if i == 0 {
-				tg.waitDead(t, "a dump without --leave-running")
-			} else if !waitGone(pid, pidGoneTimeout) {
-				t.Fatalf("cycle %d: restored pid %d still running after its dump", i+1, pid)
-			}
-			restore(t, nil, dir, "-d")
-			if gone(pid) || !tg.belongsTo(pid) {
-				t.Fatalf("cycle %d: pid %d not running after restore\n%s", i+1, pid, tg.diagnostics())
-			}
-			// main + pool + monitor, and up to one short-lived thread per
-			// pool thread.
-			if n := countTasks(t, pid); n < pool+2 || n > 2*pool+2 {
-				t.Fatalf("cycle %d: restored process has %d threads, want %d..%d", i+1, n, pool+2, 2*pool+2)
-			}
-			time.Sleep(300 * time.Millisecond)
+	tg := startTarget(t, "waiter")
+	// The syscall number is the first field of /proc/PID/syscall
+	// (man 5 proc); 61 is wait4 (arch/x86/entry/syscalls/syscall_64.tbl).
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tg.pid), "syscall"))
+		if err == nil && strings.HasPrefix(string(b), "61 ") {
+			break
 		}
-	}
-	checkResult(t, tg, pid)
-}
-
-// countTasks counts pid's threads; unlike tasks it reads no per-thread
-// file, which a short-lived thread could take away meanwhile.
-func countTasks(t *testing.T, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		t.Fatalf("list /proc/%d/task: %v", pid, err)
-	}
-	return len(entries)
-}
-
-// TestPythonThreads: python3 with four threading.Threads (a counter, a
-// queue.Queue producer and consumer, an Event waiter) and a SIGTERM handler
-// in the main thread; after the restore every thread must move on and the
-// handoff stay consistent.
-func TestPythonThreads(t *testing.T) {
-	needsRoot(t)
-	scriptTarget(t, "pythreads", "python3", "pythreads.py")
-	tg := startTargetOpts(t, "pythreads", startOpts{settle: 200 * time.Millisecond})
-	if n := countTasks(t, tg.pid); n != 5 {
-		t.Fatalf("pythreads has %d threads, want 5 (main and 4)", n)
+		if time.Now().After(deadline) {
+			t.Fatalf("target is not blocked in wait4: /proc/%d/syscall = %q (%v)", tg.pid, b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	pid := checkpointRestore(t, tg, cycleOpts{})
+	if err := os.WriteFile(tg.result+".go", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
 	checkResult(t, tg, pid)
-}
-
-func testFdKind(t *testing.T, mode string, withDir bool) {
-	needsRoot(t)
-	args := []string{mode}
-	if withDir {
-		args = append(args, t.TempDir())
-	}
-	tg := startTargetOpts(t, "fdkinds", startOpts{args: args})
-	pids := trackTree(t, tg.pid)
-	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, pid)
-}
-
-// TestSignalfd: a signalfd (fdkinds.c signalfd) keeps its mask and flags;
-// a SIGUSR1 pending at the dump is read from it after the restore with its
-// siginfo; SIGRTMIN+1 is in the mask, SIGUSR2 is not.
-func TestSignalfd(t *testing.T) { testFdKind(t, "signalfd", false) }
-
-// TestTimerfd: a periodic 200 ms timerfd with unread expirations and a
-// one-shot 30 s one keep their clock, interval and remaining time (gocr
-// rearms a timer with what was left at the dump, so time stops while it
-// is dumped) and the expirations are not lost.
-func TestTimerfd(t *testing.T) { testFdKind(t, "timerfd", false) }
-
-// TestInotify: watches keep their wd numbers across a gap left by a removed
-// watch, their masks, and deliver events after the restore.
-func TestInotify(t *testing.T) { testFdKind(t, "inotify", true) }
-
-// TestMemfd: a sealed sparse memfd with a file offset and a shared mapping,
-// and a second memfd reachable only through its shared mapping.
-func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
-
-// TestFifo: a FIFO whose read end is in the target and write end in its
-// child, with unread data; after the restore the data and later writes
-// arrive, and both ends are still that FIFO.
-func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
-
-// TestIssue3TargetsDetectCorruption is TestTargetsDetectCorruption for this
-// file's targets: one damage per target, a FAIL naming it required.
-func TestIssue3TargetsDetectCorruption(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: gdb attaches to targets it did not start (CAP_SYS_PTRACE)")
-	}
-	if _, err := exec.LookPath("gdb"); err != nil {
-		t.Skipf("needs gdb to corrupt target state: %v", err)
-	}
-	cases := []struct {
-		name, target string
-		args         []string
-		dirArg       bool
-		gdb          []string
-		want         string
-	}{
-		{name: "TreeZombieReaped", target: "tree",
-			gdb:  []string{"call (int)waitpid(zombie_pid, 0, 1)"},
-			want: "after restore, want Z"},
-		{name: "TreePipeData", target: "tree",
-			gdb:  []string{"call (long)read(60, &fail_msg, 1)"},
-			want: "reader1: data pipe byte 0 is"},
-		{name: "TreeSharedSlot", target: "tree",
-			gdb:  []string{"set var shm->slot[3] = 0"},
-			want: "shared slot of grp1 is 0"},
-		{name: "ChurnCounters", target: "churn",
-			gdb:  []string{"set var joined = joined + 1000000"},
-			want: "monitor: created"},
-		{name: "PythonThreadsQueue", target: "pythreads",
-			gdb: []string{
-				"set $g = (int)PyGILState_Ensure()",
-				`call (int)PyRun_SimpleString("import __main__; __main__.q.queue.appendleft(-5)")`,
-				"call (void)PyGILState_Release($g)"},
-			want: "consumer got -5"},
-		{name: "SignalfdPending", target: "fdkinds", args: []string{"signalfd"},
-			gdb:  []string{"call (long)read(50, &scratch, 128)"},
-			want: "SIGUSR1 is not pending after restore"},
-		{name: "TimerfdDisarmed", target: "fdkinds", args: []string{"timerfd"},
-			gdb:  []string{"call (int)timerfd_settime(52, 0, &tfd_disarm, 0)"},
-			want: "one-shot timerfd remaining 0.000000000 s"},
-		{name: "InotifyWatchGone", target: "fdkinds", args: []string{"inotify"}, dirArg: true,
-			gdb:  []string{"call (int)inotify_rm_watch(53, 1)"},
-			want: "inotify fdinfo watches"},
-		{name: "MemfdSeal", target: "fdkinds", args: []string{"memfd"},
-			// F_ADD_SEALS, F_SEAL_GROW
-			gdb:  []string{"call (int)fcntl(54, 1033, 4)"},
-			want: "sealed memfd seals 0x6"},
-		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
-			gdb:  []string{"call (long)read(55, &scratch, 1)"},
-			want: "fifo: only 31 of 32 bytes written before the dump"},
-	}
-	scriptTarget(t, "pythreads", "python3", "pythreads.py")
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			o := startOpts{settle: 200 * time.Millisecond, args: c.args}
-			if c.dirArg {
-				o.args = append(append([]string(nil), c.args...), t.TempDir())
-			}
-			tg := startTargetOpts(t, c.target, o)
-			trackTree(t, tg.pid)
-			runGDB(t, tg, c.gdb)
-			expectFail(t, tg, c.want)
-		})
-	}
-	// The pipeline's root checks the output itself: a line injected into
-	// the pipe to the consumer (what a restore that duplicated pipe data
-	// would do) must make it FAIL.
-	t.Run("PipelineInjectedLine", func(t *testing.T) {
-		tg, pids := startPipeline(t)
-		consumer := 0
-		for _, pid := range pids {
-			in, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid))
-			out, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pid))
-			if strings.HasPrefix(in, "pipe:") && !strings.HasPrefix(out, "pipe:") && strings.Contains(cmdlineOf(pid), tg.dir) {
-				consumer = pid
-			}
-		}
-		if consumer == 0 {
-			t.Fatalf("no consumer stage (stdin a pipe, stdout not) among %v", pids)
-		}
-		// Opening a pipe through /proc/PID/fd for writing gives a new
-		// write end of the same pipe.
-		w, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/0", consumer), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatalf("open the consumer's stdin pipe: %v", err)
-		}
-		_, err = w.Write([]byte("7\n"))
-		w.Close()
-		if err != nil {
-			t.Fatalf("write into the consumer's pipe: %v", err)
-		}
-		stopPipeline(t, tg, tg.pid, "FAIL: out line")
-		if code := tg.cmd.ProcessState.ExitCode(); code != 1 {
-			t.Fatalf("pipeline reported FAIL but exited with %v, want 1", tg.cmd.ProcessState)
-		}
-	})
 }

@@ -1,5 +1,5 @@
 /*
- * procattrs: process attributes issue 2 lists under "Process": rlimits,
+ * procattrs: the attributes of a process gocr restores: rlimits,
  * personality, the mm fields PR_SET_MM_MAP restores (code/data/brk/stack/
  * arg/env bounds in /proc/self/stat fields 26-28 and 45-51, man 5 proc;
  * the program break; auxv; /proc/self/exe and cmdline), plus prctl state

@@ -3,9 +3,9 @@
  * before fork, no O_APPEND): they share one offset. Before the dump each
  * writes a record in turn; after restore they go on in turn, and the file
  * must hold every record once, in order, none overwritten — which only
- * holds if the restored processes still share one offset. Issue 3's
- * "files shared by several fds or processes (dup, fork) share one file
- * description (offset) again after restore".
+ * holds if the restored processes still share one offset: files shared by
+ * several fds or processes (dup, fork) share one file description again
+ * after restore.
  */
 #include <sys/wait.h>
 #include "target.h"

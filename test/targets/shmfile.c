@@ -3,8 +3,7 @@
  * mapping before the dump. After restore the mapping must still be the
  * file's pages (a write through it reaches the file, a write to the file
  * shows in it) and hold what was written; a MAP_PRIVATE mapping of the
- * same file keeps its own copied-on-write page. Issue 3's "MAP_SHARED
- * file mappings".
+ * same file keeps its own copied-on-write page.
  */
 #include <sys/mman.h>
 #include "target.h"

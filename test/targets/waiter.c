@@ -3,8 +3,7 @@
  * time. The child exits with status 7 once RESULT_PATH.go exists (the test
  * creates it after the restore). wait4 must resume as the kernel restarts
  * it after a stop (-ERESTARTSYS): never EINTR before our SIGTERM, and it
- * must return that child with that status. Issue 2's "a process blocked in
- * wait4 resumes correctly".
+ * must return that child with that status.
  */
 #include <sys/wait.h>
 #include "target.h"

@@ -1,0 +1,116 @@
+//go:build linux
+
+package test
+
+import (
+	"os"
+	"testing"
+)
+
+// File descriptors of each kind survive a dump and restore: regular files
+// (with offsets, flags and an offset shared across fork), pipes and FIFOs
+// with data in flight, eventfd, epoll, signalfd, timerfd, inotify and memfd.
+
+// TestFds: fds with distinct numbers, access modes, status flags,
+// close-on-exec bits and offsets, and the umask and cwd, come back
+// exactly, with no fd added or lost.
+func TestFds(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "fds", t.TempDir())
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestSharedOffsetAcrossFork: two processes writing through one open file
+// description (opened before fork) still share its offset after restore.
+func TestSharedOffsetAcrossFork(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "sharedoff", t.TempDir())
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestPipeReader: a process blocked reading its stdin pipe, empty at the
+// dump, gets gocr restore's stdin and reads exactly what is written after
+// the restore, then end of file.
+func TestPipeReader(t *testing.T) {
+	needsRoot(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("pipe: %v", err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	tg := startTargetOpts(t, "pipe_reader", startOpts{stdin: r})
+	// gocr restore connects the restored stdin (a pipe) to its own fd 0.
+	pid := checkpointRestore(t, tg, cycleOpts{stdin: r})
+	// Only the target may hold the read end, or EOF would never come...
+	r.Close()
+	if _, err := w.Write([]byte("hello\n")); err != nil {
+		t.Fatalf("write to the target's stdin: %v", err)
+	}
+	// ...and only we the write end.
+	w.Close()
+	checkResult(t, tg, pid)
+}
+
+// TestEventfd: eventfd counts (semaphore, 2^40, the maximum, zero) and
+// flags survive; a dup stays the same eventfd.
+func TestEventfd(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "eventfd")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestEpoll: an epoll instance keeps its watches under the same fd numbers
+// with their event masks and data, level- and edge-triggered readiness,
+// and a disarmed one-shot watch.
+func TestEpoll(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "epoll")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+func testFdKind(t *testing.T, mode string, withDir bool) {
+	needsRoot(t)
+	args := []string{mode}
+	if withDir {
+		args = append(args, t.TempDir())
+	}
+	tg := startTargetOpts(t, "fdkinds", startOpts{args: args})
+	pids := trackTree(t, tg.pid)
+	pid := tg.pid
+	if !standalone {
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		waitAllGone(t, pids, "the dump")
+		pid = restoreDetached(t, tg, dir, nil)
+	}
+	checkResult(t, tg, pid)
+}
+
+// TestSignalfd: a signalfd (fdkinds.c signalfd) keeps its mask and flags;
+// a SIGUSR1 pending at the dump is read from it after the restore with its
+// siginfo; SIGRTMIN+1 is in the mask, SIGUSR2 is not.
+func TestSignalfd(t *testing.T) { testFdKind(t, "signalfd", false) }
+
+// TestTimerfd: a periodic 200 ms timerfd with unread expirations and a
+// one-shot 30 s one keep their clock, interval and remaining time (gocr
+// rearms a timer with what was left at the dump, so time stops while it
+// is dumped) and the expirations are not lost.
+func TestTimerfd(t *testing.T) { testFdKind(t, "timerfd", false) }
+
+// TestInotify: watches keep their wd numbers across a gap left by a removed
+// watch, their masks, and deliver events after the restore.
+func TestInotify(t *testing.T) { testFdKind(t, "inotify", true) }
+
+// TestMemfd: a sealed sparse memfd with a file offset and a shared mapping,
+// and a second memfd reachable only through its shared mapping.
+func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
+
+// TestFifo: a FIFO whose read end is in the target and write end in its
+// child, with unread data; after the restore the data and later writes
+// arrive, and both ends are still that FIFO.
+func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
