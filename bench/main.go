@@ -81,6 +81,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/dump"
+	"github.com/gocr/gocr/internal/childfds"
 )
 
 const (
@@ -258,7 +261,7 @@ func run(o *options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: gocr ptraces its targets and restores with clone3 set_tid")
 	}
-	if err := closeInheritedFDs(); err != nil {
+	if err := childfds.CloseOnExecInherited(); err != nil {
 		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -349,25 +352,6 @@ func sourceDir() (string, error) {
 		}
 	}
 	return "", errors.New("bench/c/limit.c not found: run from the module root")
-}
-
-// closeInheritedFDs marks every fd above stderr close-on-exec, as the test
-// harness does: an fd this program inherited (a shell here may leave a pipe
-// on fd 251) would otherwise reach every target, and gocr refuses to dump
-// it.
-func closeInheritedFDs() error {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fmt.Errorf("list own fds: %w", err)
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
-			continue
-		}
-		syscall.CloseOnExec(fd)
-	}
-	return nil
 }
 
 func cpuModel() string {
@@ -739,23 +723,14 @@ func (b *bench) memoryRound(h *limitHelper, pid int, img, limitFile string, limi
 	return r, nil
 }
 
-type dumpStats struct {
-	FrozenNs   int64 `json:"frozen_ns"`
-	MemoryNs   int64 `json:"memory_ns"`
-	TotalNs    int64 `json:"total_ns"`
-	PagesBytes int64 `json:"pages_bytes"`
-	// PageStreams is how many page images (parasite threads) the memory
-	// was written as.
-	PageStreams int `json:"page_streams"`
-}
-
-func readStats(dir string) (*dumpStats, error) {
+// readStats reads the figures gocr's dump measured itself.
+func readStats(dir string) (*dump.Stats, error) {
 	p := filepath.Join(dir, "stats-dump.json")
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("read dump stats: %w", err)
 	}
-	var s dumpStats
+	var s dump.Stats
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", p, err)
 	}
