@@ -145,8 +145,8 @@ func run(o *options) error {
 	if err := childfds.CloseOnExecInherited(); err != nil {
 		return err
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("become child subreaper: %w", err)
+	if err := becomeSubreaper(); err != nil {
+		return err
 	}
 	gocr, err := filepath.Abs(o.gocr)
 	if err != nil {

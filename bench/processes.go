@@ -9,21 +9,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
 )
 
 const (
+	// readyTimeout bounds a target's setup: the 4 GiB one fills every
+	// page before it says it is ready.
 	readyTimeout = 120 * time.Second
 	// reapTimeout bounds the wait for one killed process to be reaped.
 	reapTimeout = 10 * time.Second
 )
 
-// startTarget runs a bench/c program with stdio on /dev/null (so that
-// restore reopens them by path) and waits for its ready file.
+// becomeSubreaper makes this process the parent of every process orphaned
+// below it (prctl(2), PR_SET_CHILD_SUBREAPER; kernel/exit.c,
+// find_new_reaper). A restored process's parent, gocr restore, exits, so
+// without it the restored process would go to PID 1, which reaps orphans
+// 1-2 s late on this machine; as the bench's child it is killed by PID and
+// reaped here, and its PID is free for the next restore at once.
+func becomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	return nil
+}
+
+// startTarget runs a bench/c program and waits for its ready file. os/exec
+// gives it /dev/null as stdio, which restore reopens by path; a pipe would
+// have to be dumped.
 func (b *bench) startTarget(name string, args ...string) (int, error) {
 	ready := filepath.Join(b.work, name+".ready")
 	os.Remove(ready)
@@ -50,8 +66,8 @@ func (b *bench) startTarget(name string, args ...string) (int, error) {
 }
 
 // kill kills one of this process's children by PID and reaps it. Only PIDs
-// it started or that a restore reparented to it qualify: anything else is
-// left alone.
+// it started or that a restore reparented to it qualify: a PID that has
+// been reused by someone else's process is left alone.
 func (b *bench) kill(pid int) {
 	if ppid, err := parentOf(pid); err != nil || ppid != os.Getpid() {
 		return
@@ -62,32 +78,17 @@ func (b *bench) kill(pid int) {
 }
 
 func parentOf(pid int) (int, error) {
-	_, ppid, err := statOf(pid)
-	return ppid, err
+	st, err := proc.ReadStat(pid)
+	return st.PPid, err
 }
 
-// statOf reads a process's state letter and parent from /proc/PID/stat.
-func statOf(pid int) (state byte, ppid int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name may hold spaces and parentheses; fields after the
-	// last ')' are fixed: state, ppid.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return f[0][0], ppid, err
-}
-
-// treeOf lists root and its descendants, breadth-first, root first.
+// treeOf lists root and its descendants, breadth-first, root first. A
+// process that exits during the walk is listed without its children.
 func treeOf(root int) []int {
 	pids := []int{root}
 	for i := 0; i < len(pids); i++ {
-		pids = append(pids, childrenOf(pids[i])...)
+		children, _ := proc.Children(pids[i])
+		pids = append(pids, children...)
 	}
 	return pids
 }
@@ -129,9 +130,10 @@ func reap(pid int) error {
 		case p == pid:
 			return nil
 		case errors.Is(err, unix.ECHILD):
-			// Not (yet) this process's child: its parent has not
-			// exited yet, or it is gone.
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+			// Not this process's child (wait4(2)): its parent has
+			// not exited yet, so it is not reparented here yet, or
+			// it is gone.
+			if !proc.Exists(pid) {
 				return nil
 			}
 		case err != nil && !errors.Is(err, unix.EINTR):
@@ -150,7 +152,10 @@ func reap(pid int) error {
 // and tree rows): a restored process outside the restored tree, or one not
 // reaped, would show here. It ends and reaps any it finds and reports them.
 func (b *bench) endStray() error {
-	stray := childrenOf(os.Getpid())
+	stray, err := proc.Children(os.Getpid())
+	if err != nil {
+		return fmt.Errorf("list this bench's children: %w", err)
+	}
 	if len(stray) == 0 {
 		return nil
 	}
@@ -158,21 +163,4 @@ func (b *bench) endStray() error {
 		b.endTree(treeOf(pid))
 	}
 	return fmt.Errorf("processes %v were left after the round", stray)
-}
-
-func childrenOf(pid int) []int {
-	var out []int
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // scaleSpec is one scale row: a bench/c program run at N and 2N.
@@ -207,16 +209,25 @@ func (b *bench) freshRound(s scaleSpec, n int, img string) (dumpNs, frozenNs, re
 	return d.wall.Nanoseconds(), st.FrozenNs, r.wall.Nanoseconds(), nil
 }
 
-// shapeOf counts the threads of root and the live processes of its tree:
-// a zombie is listed as a child too, but the bench targets have none, so a
-// zombie there is a process that died.
+// The state letters of /proc/PID/stat (field 3) of a process that has
+// exited: zombie (not yet reaped) and dead (proc_pid_stat(5);
+// fs/proc/array.c, task_state_array).
+const (
+	stateZombie = 'Z'
+	stateDead   = 'X'
+)
+
+// shapeOf counts the threads of root and the live processes of its tree.
+// A zombie stays on its parent's children list until it is reaped
+// (fs/proc/array.c, get_children_pid walks that list), but the bench
+// targets reap none of theirs, so a zombie there is a process that died.
 func shapeOf(root int, tree []int) shape {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", root))
+	threads, _ := proc.Threads(root)
 	live := 0
 	for _, pid := range tree {
-		if st, _, err := statOf(pid); err == nil && st != 'Z' && st != 'X' {
+		if st, err := proc.ReadStat(pid); err == nil && st.State != stateZombie && st.State != stateDead {
 			live++
 		}
 	}
-	return shape{len(tasks), live}
+	return shape{len(threads), live}
 }
