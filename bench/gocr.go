@@ -97,7 +97,7 @@ func (b *bench) restore(pid int, dir string) (*gocrRun, error) {
 
 // readStats reads the figures gocr's dump measured itself.
 func readStats(dir string) (*dump.Stats, error) {
-	p := filepath.Join(dir, "stats-dump.json")
+	p := filepath.Join(dir, dump.StatsFile)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("read dump stats: %w", err)
@@ -119,7 +119,7 @@ func imageFiles(dir string) ([]string, int64, error) {
 	var files []string
 	var total int64
 	for _, e := range entries {
-		if !e.Type().IsRegular() || e.Name() == "stats-dump.json" {
+		if !e.Type().IsRegular() || e.Name() == dump.StatsFile {
 			continue
 		}
 		info, err := e.Info()
