@@ -1,7 +1,7 @@
 //go:build linux
 
 // Command bench measures gocr against the machine's limit for the same work
-// and prints one table (issue 4). Run it as root from the module root:
+// and prints one table. Run it as root from the module root:
 //
 //	make bench                       # builds gocr, then go run ./bench
 //	go run ./bench -quick            # 1 GiB rows only, fewer repeats
@@ -78,6 +78,24 @@ import (
 	"github.com/gocr/gocr/internal/childfds"
 )
 
+// Binary units, in bytes.
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+const (
+	// tmpfsDir is where the tmpfs rows and the scale rows put their
+	// images: in memory, so the disk's flushes do not blur them.
+	tmpfsDir = "/dev/shm"
+	// What -quick keeps: 4 rounds per 1 GiB row (still even, see
+	// ratio.go) and 2 per scale row.
+	quickMemoryRounds = 4
+	quickScaleRounds  = 2
+)
+
+// options are the command-line flags.
 type options struct {
 	gocr         string
 	pageTransfer string
@@ -103,7 +121,7 @@ func main() {
 	flag.IntVar(&o.pageStreams, "page-streams", 0, "passed to gocr dump --page-streams (1-4); 0: gocr's default")
 	flag.StringVar(&o.diskDir, "disk-dir", "/var/tmp", "directory on the disk for the on-disk rows")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "where to write the results as JSON")
-	flag.BoolVar(&o.quick, "quick", false, "1 GiB rows only, 4 runs each, scale rows with 2 runs")
+	flag.BoolVar(&o.quick, "quick", false, fmt.Sprintf("1 GiB rows only, %d runs each, scale rows with %d runs", quickMemoryRounds, quickScaleRounds))
 	flag.IntVar(&o.runs1, "runs-1g", 6, "rounds for each 1 GiB row (even: as many gocr-first as limit-first)")
 	flag.IntVar(&o.runs4, "runs-4g", 4, "rounds for each 4 GiB row (even: as many gocr-first as limit-first)")
 	flag.IntVar(&o.scaleRuns, "runs-scale", 3, "rounds for each scale row")
@@ -120,8 +138,8 @@ func main() {
 		os.Exit(2)
 	}
 	if o.quick {
-		o.runs1 = min(o.runs1, 4)
-		o.scaleRuns = min(o.scaleRuns, 2)
+		o.runs1 = min(o.runs1, quickMemoryRounds)
+		o.scaleRuns = min(o.scaleRuns, quickScaleRounds)
 	}
 	if err := run(&o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -181,13 +199,13 @@ func run(o *options) error {
 	b.res.CPU = cpuModel()
 
 	if !o.skipMemory {
-		sizes := []struct{ mib, runs int }{{1024, o.runs1}, {4096, o.runs4}}
+		sizes := []struct{ gib, runs int }{{1, o.runs1}, {4, o.runs4}}
 		if o.quick {
 			sizes = sizes[:1]
 		}
 		for _, s := range sizes {
-			for _, fs := range []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", o.diskDir}} {
-				row := &MemoryRow{Name: fmt.Sprintf("%d GiB %s", s.mib/1024, fs.name), MiB: s.mib, FS: fs.name, Dir: fs.dir}
+			for _, fs := range []struct{ name, dir string }{{"tmpfs", tmpfsDir}, {"disk", o.diskDir}} {
+				row := &MemoryRow{Name: fmt.Sprintf("%d GiB %s", s.gib, fs.name), MiB: s.gib * gib / mib, FS: fs.name, Dir: fs.dir}
 				b.res.Memory = append(b.res.Memory, row)
 				if err := b.memoryRow(row, s.runs); err != nil {
 					row.Err = err.Error()

@@ -94,7 +94,7 @@ type ScaleRow struct {
 	Err      string `json:"error,omitempty"`
 }
 
-// Target is one of issue 4's goals, checked against one row.
+// Target is one of gocr's performance goals, checked against one row.
 type Target struct {
 	Row   string  `json:"row"`
 	Goal  string  `json:"goal"`
@@ -102,7 +102,7 @@ type Target struct {
 	Limit float64 `json:"limit"`
 	Met   bool    `json:"met"`
 	// RatioOfMedians is, for the ratio targets (whose Value is the
-	// median of the per-round paired ratios), median(gocr)/median(limit).
+	// order-balanced paired ratio), median(gocr)/median(limit).
 	RatioOfMedians float64 `json:"ratio_of_medians,omitempty"`
 }
 

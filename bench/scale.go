@@ -27,10 +27,15 @@ type scaleSpec struct {
 // shape is how many threads the root and how many processes the tree has.
 type shape struct{ threads, procs int }
 
+// fdsFileSize is the size of the regular file every fd of the fds target
+// opens. The target puts each fd at its own offset (c/fds.c); 64 KiB
+// keeps every offset of the default 2N inside the file.
+const fdsFileSize = 64 * kib
+
 func (b *bench) scaleRows() {
 	nArg := func(n int) []string { return []string{strconv.Itoa(n)} }
 	fdsFile := filepath.Join(b.work, "fds.dat")
-	fdsErr := os.WriteFile(fdsFile, make([]byte, 64<<10), 0o644)
+	fdsErr := os.WriteFile(fdsFile, make([]byte, fdsFileSize), 0o644)
 	specs := []scaleSpec{
 		{name: "VMAs", prog: "vmas", n: b.o.vmas, args: nArg},
 		{name: "open fds", prog: "fds", n: b.o.fds, args: func(n int) []string { return []string{strconv.Itoa(n), fdsFile} }},
@@ -60,7 +65,7 @@ func (b *bench) scaleRows() {
 
 func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) error {
 	b.logf("%s: N=%d and 2N, %d rounds", row.Name, row.N, b.o.scaleRuns)
-	base, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
+	base, err := os.MkdirTemp(tmpfsDir, "gocr-bench-")
 	if err != nil {
 		return fmt.Errorf("images dir: %w", err)
 	}
@@ -110,7 +115,7 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 // the restore is checked, and every process is ended by PID.
 func (b *bench) freshScaleRow(row *ScaleRow, s scaleSpec) error {
 	b.logf("%s: N=%d and 2N, %d rounds", row.Name, row.N, b.o.scaleRuns)
-	base, err := os.MkdirTemp("/dev/shm", "gocr-bench-")
+	base, err := os.MkdirTemp(tmpfsDir, "gocr-bench-")
 	if err != nil {
 		return fmt.Errorf("images dir: %w", err)
 	}
