@@ -32,6 +32,11 @@ type shape struct{ threads, procs int }
 // keeps every offset of the default 2N inside the file.
 const fdsFileSize = 64 * kib
 
+// scaleRows measures how the time grows with the count of what gocr walks:
+// processes with N and 2N VMAs and N and 2N open fds, one process with N
+// and 2N threads and a tree of N and 2N processes. Their images go to
+// tmpfs. A row that fails keeps its error and the rounds it finished; the
+// next row runs anyway.
 func (b *bench) scaleRows() {
 	nArg := func(n int) []string { return []string{strconv.Itoa(n)} }
 	fdsFile := filepath.Join(b.work, "fds.dat")
@@ -63,6 +68,31 @@ func (b *bench) scaleRows() {
 	}
 }
 
+// sizeOrder is the order round measures N (0) and 2N (1) in: alternating,
+// so that neither size always runs after the other.
+func sizeOrder(round int) [2]int {
+	if round%2 == 1 {
+		return [2]int{1, 0}
+	}
+	return [2]int{0, 1}
+}
+
+// add appends one round at N (size 0) or 2N (size 1) to the row.
+func (row *ScaleRow) add(size int, dumpNs, frozenNs, restoreNs int64) {
+	if size == 0 {
+		row.DumpNs = append(row.DumpNs, dumpNs)
+		row.FrozenNs = append(row.FrozenNs, frozenNs)
+		row.RestoreNs = append(row.RestoreNs, restoreNs)
+		return
+	}
+	row.Dump2Ns = append(row.Dump2Ns, dumpNs)
+	row.Frozen2Ns = append(row.Frozen2Ns, frozenNs)
+	row.Restore2 = append(row.Restore2, restoreNs)
+}
+
+// scaleRow measures a VMA or fd row: one target per size, started once;
+// every round dumps and restores each, so the process restored in one
+// round is the one dumped in the next.
 func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) error {
 	b.logf("%s: N=%d and 2N, %d rounds", row.Name, row.N, b.o.scaleRuns)
 	base, err := os.MkdirTemp(tmpfsDir, "gocr-bench-")
@@ -79,15 +109,8 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 		pids[i] = pid
 		defer func() { b.kill(pid) }()
 	}
-	dumps := [2]*[]int64{&row.DumpNs, &row.Dump2Ns}
-	frozen := [2]*[]int64{&row.FrozenNs, &row.Frozen2Ns}
-	restores := [2]*[]int64{&row.RestoreNs, &row.Restore2}
 	for round := 0; round < b.o.scaleRuns; round++ {
-		for j := 0; j < 2; j++ {
-			i := j
-			if round%2 == 1 {
-				i = 1 - j
-			}
+		for _, i := range sizeOrder(round) {
 			img := filepath.Join(base, "img")
 			d, err := b.dump(pids[i], img)
 			if err != nil {
@@ -101,9 +124,7 @@ func (b *bench) scaleRow(row *ScaleRow, prog string, args func(int) []string) er
 			if err != nil {
 				return err
 			}
-			*dumps[i] = append(*dumps[i], d.wall.Nanoseconds())
-			*frozen[i] = append(*frozen[i], st.FrozenNs)
-			*restores[i] = append(*restores[i], r.wall.Nanoseconds())
+			row.add(i, d.wall.Nanoseconds(), st.FrozenNs, r.wall.Nanoseconds())
 			os.RemoveAll(img)
 		}
 	}
@@ -120,16 +141,8 @@ func (b *bench) freshScaleRow(row *ScaleRow, s scaleSpec) error {
 		return fmt.Errorf("images dir: %w", err)
 	}
 	defer os.RemoveAll(base)
-	series := [2]struct{ dump, frozen, restore *[]int64 }{
-		{&row.DumpNs, &row.FrozenNs, &row.RestoreNs},
-		{&row.Dump2Ns, &row.Frozen2Ns, &row.Restore2},
-	}
 	for round := 0; round < b.o.scaleRuns; round++ {
-		for j := 0; j < 2; j++ {
-			i := j
-			if round%2 == 1 {
-				i = 1 - j
-			}
+		for _, i := range sizeOrder(round) {
 			n := row.N << i
 			img := filepath.Join(base, "img")
 			d, f, r, err := b.freshRound(s, n, img)
@@ -137,9 +150,7 @@ func (b *bench) freshScaleRow(row *ScaleRow, s scaleSpec) error {
 			if err != nil {
 				return fmt.Errorf("round %d, N=%d: %w", round+1, n, err)
 			}
-			*series[i].dump = append(*series[i].dump, d)
-			*series[i].frozen = append(*series[i].frozen, f)
-			*series[i].restore = append(*series[i].restore, r)
+			row.add(i, d, f, r)
 			b.logf("%s: round %d, N=%d: dump %v (frozen %v), restore %v, restored shape verified",
 				row.Name, round+1, n, ms(d), ms(f), ms(r))
 		}
