@@ -19,9 +19,9 @@ import (
 	"github.com/gocr/gocr/dump"
 )
 
-const (
-	gocrTimeout = 300 * time.Second
-)
+// gocrTimeout bounds one gocr command: a 4 GiB dump to the disk takes a
+// few seconds, and a gocr that hangs must not hold up the whole run.
+const gocrTimeout = 300 * time.Second
 
 // gocrRun is one gocr command's outcome.
 type gocrRun struct {

@@ -4,61 +4,18 @@
 // and prints one table. Run it as root from the module root:
 //
 //	make bench                       # builds gocr, then go run ./bench
-//	go run ./bench -quick            # 1 GiB rows only, fewer repeats
+//	go run ./bench -quick            # 1 GiB rows only, fewer rounds
 //
-// # What it measures
-//
-// Memory rows: a C target (c/bigmem.c) holding 1 GiB or 4 GiB of touched,
-// pseudo-random memory is dumped to a directory on tmpfs (/dev/shm) and on
-// the disk (-disk-dir, /var/tmp by default), then restored with -d. The
-// restored process is dumped again in the next round, so the memory is
-// filled once per row. Each round also measures, interleaved with gocr and
-// alternating which goes first, the limit for the same work in a separate C
-// helper (c/limit.c) that holds a buffer filled the same way:
-//
-//   - dump limit: write() the same number of bytes to a new file in the same
-//     directory, then fsync (gocr fsyncs its images), and once more without
-//     fsync;
-//   - restore limit: read() the image files gocr just wrote (hot in the page
-//     cache, as they are for gocr's restore) into freshly mmap'ed anonymous
-//     memory.
-//
-// Verdicts use per-round paired ratios (round i's gocr time over round i's
-// limit), not the ratio of the medians: this VM's first-touch memory and
-// disk-flush costs swing 2-7x from round to round, and both sides of one
-// round mostly see the same conditions, so a pair's ratio is far steadier
-// than either series. What a round does not share is order: whichever of
-// the two runs second meets the memory the first just used or freed
-// (handed back to the host) and often pays 2-3x for it. Rounds alternate
-// the order, and the verdict is order-balanced: the geometric mean of the
-// median ratio over the rounds gocr ran first and the median ratio over
-// the rounds the limit ran first, so a factor k charged to the second
-// cancels (r*k and r/k give r). The plain median of all paired ratios and
-// the ratio of the medians are still shown and saved. Before a row's timed rounds, -warmup untimed
-// rounds (default 1) do the same work so that the VM has handed the guest
-// the row's memory once; they are logged and saved under "warmup" only.
-//
-// The helper is a separate C process rather than a buffer in this Go
-// program so that its memory is faulted and filled exactly as the target's
-// (same code, no Go heap or GC in the way) and so that this process's own
-// RSS stays small while gocr runs next to it.
-//
-// The page cache is never dropped: writes go to new files (and a sync(2)
-// before each timed write flushes what earlier rounds left dirty), and the
-// restore is defined as restoring from images still in the page cache —
-// the case right after a dump, and the one where gocr's own overhead shows.
-//
-// Scale rows: processes with N and 2N VMAs and N and 2N open fds are dumped
-// and restored, N and 2N alternating, to show how time grows. So are one
-// process with N and 2N threads and a tree of N and 2N processes; for
-// those each round starts a fresh target, counts the threads and processes
-// its restore brings back (a mismatch is the row's error), then kills and
-// reaps every restored process by PID.
-//
-// This process makes itself a child subreaper so that restored processes,
-// whose parent (gocr restore) exits, become its children: it can then kill
-// them by PID and reap them, and the PID is free again for the next restore
-// at once (PID 1 here reaps orphans 1-2 s late, see test/harness_test.go).
+// Memory rows (memory.go) dump a process holding 1 or 4 GiB of
+// incompressible memory (c/bigmem.c) to tmpfs and to the disk and restore
+// it; every round also measures the limit for the same work, a separate C
+// process (c/limit.c, limit.go) that write()s as many bytes and read()s
+// gocr's images. The verdicts use the order-balanced paired ratio of gocr
+// to the limit (ratio.go). Scale rows (scale.go) dump and restore targets
+// with N and 2N VMAs, fds, threads and tree processes, to show how the
+// time grows. The table (report.go) goes to stdout and every round's
+// figures (results.go) to -out; docs/PERFORMANCE.md says what each figure
+// means.
 package main
 
 import (
@@ -69,11 +26,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/internal/childfds"
 )
@@ -147,6 +99,7 @@ func main() {
 	}
 }
 
+// bench is one run: where its programs and files are, and what it found.
 type bench struct {
 	o      *options
 	bin    string // compiled C programs
@@ -156,10 +109,14 @@ type bench struct {
 	logOut io.Writer
 }
 
+// run prepares this process and the programs, runs every row, then
+// reports.
 func run(o *options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: gocr ptraces its targets and restores with clone3 set_tid")
 	}
+	// Before any child starts: what this process inherited must not
+	// reach a target, and restored processes must come back to it.
 	if err := childfds.CloseOnExecInherited(); err != nil {
 		return err
 	}
@@ -186,33 +143,9 @@ func run(o *options) error {
 	if err := compile(bin); err != nil {
 		return err
 	}
-	b := &bench{o: o, bin: bin, work: work, gocr: gocr, logOut: os.Stderr}
-	b.res.Date = time.Now().Format(time.RFC3339)
-	b.res.Command = strings.Join(os.Args, " ")
-	b.res.RatioMethod = ratioMethod
-	b.res.WarmupRounds = o.warmup
-	b.res.CPUs = runtime.NumCPU()
-	var uts unix.Utsname
-	if unix.Uname(&uts) == nil {
-		b.res.Kernel = unix.ByteSliceToString(uts.Release[:])
-	}
-	b.res.CPU = cpuModel()
-
+	b := &bench{o: o, bin: bin, work: work, gocr: gocr, res: newResults(o), logOut: os.Stderr}
 	if !o.skipMemory {
-		sizes := []struct{ gib, runs int }{{1, o.runs1}, {4, o.runs4}}
-		if o.quick {
-			sizes = sizes[:1]
-		}
-		for _, s := range sizes {
-			for _, fs := range []struct{ name, dir string }{{"tmpfs", tmpfsDir}, {"disk", o.diskDir}} {
-				row := &MemoryRow{Name: fmt.Sprintf("%d GiB %s", s.gib, fs.name), MiB: s.gib * gib / mib, FS: fs.name, Dir: fs.dir}
-				b.res.Memory = append(b.res.Memory, row)
-				if err := b.memoryRow(row, s.runs); err != nil {
-					row.Err = err.Error()
-					b.logf("%s: %v", row.Name, err)
-				}
-			}
-		}
+		b.memoryRows()
 	}
 	if !o.skipScale {
 		b.scaleRows()
@@ -251,17 +184,4 @@ func sourceDir() (string, error) {
 		}
 	}
 	return "", errors.New("bench/c/limit.c not found: run from the module root")
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

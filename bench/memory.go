@@ -7,10 +7,32 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// memoryRows measures one row per size and file system: a process holding
+// 1 GiB (and, without -quick, 4 GiB) of incompressible memory
+// (c/bigmem.c) is dumped to tmpfs and to the disk (-disk-dir) and restored
+// with -d. The restored process is dumped again in the next round, so the
+// memory is filled once per row. A row that fails keeps its error and the
+// rounds it finished; the next row runs anyway.
+func (b *bench) memoryRows() {
+	sizes := []struct{ gib, runs int }{{1, b.o.runs1}, {4, b.o.runs4}}
+	if b.o.quick {
+		sizes = sizes[:1]
+	}
+	for _, s := range sizes {
+		for _, fs := range []struct{ name, dir string }{{"tmpfs", tmpfsDir}, {"disk", b.o.diskDir}} {
+			row := &MemoryRow{Name: fmt.Sprintf("%d GiB %s", s.gib, fs.name), MiB: s.gib * gib / mib, FS: fs.name, Dir: fs.dir}
+			b.res.Memory = append(b.res.Memory, row)
+			if err := b.memoryRow(row, s.runs); err != nil {
+				row.Err = err.Error()
+				b.logf("%s: %v", row.Name, err)
+			}
+		}
+	}
+}
 
 // memRound is one memory round's figures: gocr's and the limit's, measured
 // interleaved in the same round.
@@ -32,8 +54,7 @@ func (r *memRound) restoreRatio() float64 { return ratio(r.restoreNs, r.limitRea
 // round's work (so that this VM has handed the guest the memory the row
 // needs once before anything is timed: its first touch of guest memory
 // costs several times a later one); its figures are logged and kept in
-// row.Warmup, in nothing else. A timed round is added to the row only
-// whole, so every per-round slice pairs up by index.
+// row.Warmup, in nothing else.
 func (b *bench) memoryRow(row *MemoryRow, runs int) error {
 	b.logf("%s: %d warm-up + %d timed rounds", row.Name, b.o.warmup, runs)
 	base, err := os.MkdirTemp(row.Dir, "gocr-bench-")
@@ -70,30 +91,36 @@ func (b *bench) memoryRow(row *MemoryRow, runs int) error {
 	for i := 0; i < runs; i++ {
 		// Alternate which goes first so that neither always meets the
 		// other's after-effects (dirty pages, freed memory going back to
-		// the host).
+		// the host); ratio.go balances what is left.
 		r, err := b.memoryRound(h, pid, img, limitFile, i%2 == 0)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", i+1, err)
 		}
-		row.DumpNs = append(row.DumpNs, r.dumpNs)
-		row.FrozenNs = append(row.FrozenNs, r.frozenNs)
-		row.GocrMemoryNs = append(row.GocrMemoryNs, r.gocrMemoryNs)
-		row.RestoreNs = append(row.RestoreNs, r.restoreNs)
-		row.LimitWriteNs = append(row.LimitWriteNs, r.limitWriteNs)
-		row.LimitWriteNoSync = append(row.LimitWriteNoSync, r.limitWriteNoSync)
-		row.LimitReadNs = append(row.LimitReadNs, r.limitReadNs)
-		row.DumpRatios = append(row.DumpRatios, r.dumpRatio())
-		row.RestoreRatios = append(row.RestoreRatios, r.restoreRatio())
-		row.LimitFirst = append(row.LimitFirst, r.limitFirst)
-		row.DumpMaxRSSKiB = max(row.DumpMaxRSSKiB, r.dumpRSSKiB)
-		row.RestoreMaxRSSKiB = max(row.RestoreMaxRSSKiB, r.restoreRSSKiB)
-		row.PagesBytes = r.pagesBytes
-		row.PageStreams = r.pageStreams
-		row.ImageBytes = r.imageBytes
+		row.add(r)
 		b.logf("%s: round %d: dump %v (limit %v, %.2fx), restore %v (limit %v, %.2fx)", row.Name, i+1,
 			ms(r.dumpNs), ms(r.limitWriteNs), r.dumpRatio(), ms(r.restoreNs), ms(r.limitReadNs), r.restoreRatio())
 	}
 	return nil
+}
+
+// add appends a timed round to the row. A round is added only whole, so
+// index i of every per-round slice is the same round.
+func (row *MemoryRow) add(r *memRound) {
+	row.DumpNs = append(row.DumpNs, r.dumpNs)
+	row.FrozenNs = append(row.FrozenNs, r.frozenNs)
+	row.GocrMemoryNs = append(row.GocrMemoryNs, r.gocrMemoryNs)
+	row.RestoreNs = append(row.RestoreNs, r.restoreNs)
+	row.LimitWriteNs = append(row.LimitWriteNs, r.limitWriteNs)
+	row.LimitWriteNoSync = append(row.LimitWriteNoSync, r.limitWriteNoSync)
+	row.LimitReadNs = append(row.LimitReadNs, r.limitReadNs)
+	row.DumpRatios = append(row.DumpRatios, r.dumpRatio())
+	row.RestoreRatios = append(row.RestoreRatios, r.restoreRatio())
+	row.LimitFirst = append(row.LimitFirst, r.limitFirst)
+	row.DumpMaxRSSKiB = max(row.DumpMaxRSSKiB, r.dumpRSSKiB)
+	row.RestoreMaxRSSKiB = max(row.RestoreMaxRSSKiB, r.restoreRSSKiB)
+	row.PagesBytes = r.pagesBytes
+	row.PageStreams = r.pageStreams
+	row.ImageBytes = r.imageBytes
 }
 
 // memoryRound dumps pid into img and restores it, and measures the limit
@@ -101,23 +128,24 @@ func (b *bench) memoryRow(row *MemoryRow, runs int) error {
 // dump and its read before gocr's restore if limitFirst, after them if
 // not. The images are removed afterwards; pid runs again (restored) when it
 // returns without error.
+//
+// The limit's write goes to a new file in the same directory, with fsync
+// (gocr fsyncs its images) and once more without. Before each write and
+// before the dump, sync(2) flushes what earlier steps left dirty, so that
+// it is not charged to the next. The page cache is never dropped: the
+// restore is measured from images still in it, the case right after a
+// dump, and the limit read()s those same hot files.
 func (b *bench) memoryRound(h *limitHelper, pid int, img, limitFile string, limitFirst bool) (*memRound, error) {
 	r := &memRound{limitFirst: limitFirst}
 	writeLimit := func() error {
-		for _, sync := range []bool{true, false} {
-			// Flush what earlier steps left dirty so it is not charged to
-			// this write.
+		for _, fsync := range []bool{true, false} {
 			unix.Sync()
-			arg := "0"
-			if sync {
-				arg = "1"
-			}
-			ns, err := h.do("w " + limitFile + " " + arg)
+			ns, err := h.write(limitFile, fsync)
 			os.Remove(limitFile)
 			if err != nil {
 				return err
 			}
-			if sync {
+			if fsync {
 				r.limitWriteNs = ns
 			} else {
 				r.limitWriteNoSync = ns
@@ -149,12 +177,8 @@ func (b *bench) memoryRound(h *limitHelper, pid int, img, limitFile string, limi
 			return err
 		}
 		r.imageBytes = size
-		ns, err := h.do("r " + strings.Join(files, " "))
-		if err != nil {
-			return err
-		}
-		r.limitReadNs = ns
-		return nil
+		r.limitReadNs, err = h.read(files)
+		return err
 	}
 	restoreGocr := func() error {
 		rr, err := b.restore(pid, img)

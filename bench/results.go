@@ -7,6 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Results is what bench/results/*.json holds.
@@ -78,7 +83,7 @@ type WarmupRound struct {
 }
 
 // ScaleRow is one dimension at N and 2N. Frozen times are gocr's own, from
-// stats-dump.json.
+// its dump.StatsFile.
 type ScaleRow struct {
 	Name      string  `json:"name"`
 	N         int     `json:"n"`
@@ -106,6 +111,37 @@ type Target struct {
 	RatioOfMedians float64 `json:"ratio_of_medians,omitempty"`
 }
 
+// newResults starts a run's results with what it ran on and how.
+func newResults(o *options) Results {
+	res := Results{
+		Date:         time.Now().Format(time.RFC3339),
+		Command:      strings.Join(os.Args, " "),
+		RatioMethod:  ratioMethod,
+		WarmupRounds: o.warmup,
+		CPUs:         runtime.NumCPU(),
+		CPU:          cpuModel(),
+	}
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		res.Kernel = unix.ByteSliceToString(uts.Release[:])
+	}
+	return res
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// save writes the results as JSON to -out.
 func (b *bench) save() error {
 	data, err := json.MarshalIndent(&b.res, "", "  ")
 	if err != nil {
