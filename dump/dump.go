@@ -246,7 +246,11 @@ func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, versi
 	})
 }
 
-// Stats is what a dump measured, written to stats-dump.json in the image
+// StatsFile is the file in the image directory that holds a dump's Stats
+// as JSON.
+const StatsFile = "stats-dump.json"
+
+// Stats is what a dump measured, written to StatsFile in the image
 // directory (not an image: informational, for benchmarks and users).
 type Stats struct {
 	FrozenNs   int64 `json:"frozen_ns"`   // from the freeze until the process ran on or was killed
@@ -267,7 +271,7 @@ type Stats struct {
 
 func writeStats(dir string, s *Stats) {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	os.WriteFile(filepath.Join(dir, "stats-dump.json"), append(b, '\n'), 0o600)
+	os.WriteFile(filepath.Join(dir, StatsFile), append(b, '\n'), 0o600)
 }
 
 // waitGone waits until the killed tracee has exited, so that when gocr

@@ -1,7 +1,7 @@
 /*
  * Shared scaffolding for the benchmark targets: argv[1] is READY_PATH, which
  * a target creates once its state is set up; it then sleeps until killed.
- * The harness (bench/main.go) kills every target by PID. Unlike the test
+ * The bench (bench/processes.go) kills every target by PID. Unlike the test
  * targets these do not verify themselves: they exist to be measured.
  */
 #ifndef GOCR_BENCH_H
