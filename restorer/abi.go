@@ -5,7 +5,8 @@ package restorer
 // The restore plan, mirrored from restorer/c/abi.h. encoding/binary lays a
 // struct out field after field with no padding, so these structs carry the
 // C side's padding explicitly; abi_test.go checks every field offset
-// against the _Static_asserts in abi.h (the `c` tags name the C fields).
+// against the _Static_asserts in abi.h (the `c` tags name the C fields),
+// and every #define of abi.h against the constant here that mirrors it.
 
 const (
 	rstTreeMagic = 0x45455254524f4347
@@ -26,14 +27,49 @@ const (
 	rstHoleCandidates = 8
 )
 
-// Restore steps (RST_STEP_*), for error messages.
+// Restore steps (RST_STEP_*): the restorer reports the one that failed.
+const (
+	rstStepClone    = 1
+	rstStepFds      = 2
+	rstStepHole     = 3
+	rstStepSpecial  = 4
+	rstStepUnmap    = 5
+	rstStepMmap     = 6
+	rstStepPages    = 7
+	rstStepMprotect = 8
+	rstStepMm       = 9
+	rstStepSignals  = 10
+	rstStepTimers   = 11
+	rstStepThread   = 12
+	rstStepFs       = 13
+	rstStepRlimits  = 14
+	rstStepCreds    = 15
+	rstStepPending  = 16
+	rstStepPrctl    = 17
+	rstStepTree     = 18
+)
+
+// rstSteps says what each step does, for error messages; abi_test.go
+// checks every RST_STEP_* has one.
 var rstSteps = map[uint32]string{
-	1: "create the process (clone3 set_tid)", 2: "restore file descriptors", 3: "find room for the restorer",
-	4: "move the vDSO", 5: "unmap the restorer's old mappings", 6: "map memory", 7: "read pages",
-	8: "set memory protection", 9: "restore mm fields (PR_SET_MM_MAP)", 10: "restore signal handlers",
-	11: "restore interval timers", 12: "restore per-thread kernel state", 13: "restore cwd/root",
-	14: "restore resource limits", 15: "restore credentials", 16: "queue pending signals",
-	17: "restore process flags (prctl)", 18: "rebuild the process tree (fork, session, group)",
+	rstStepClone:    "create the process (clone3 set_tid)",
+	rstStepFds:      "restore file descriptors",
+	rstStepHole:     "find room for the restorer",
+	rstStepSpecial:  "move the vDSO",
+	rstStepUnmap:    "unmap the restorer's old mappings",
+	rstStepMmap:     "map memory",
+	rstStepPages:    "read pages",
+	rstStepMprotect: "set memory protection",
+	rstStepMm:       "restore mm fields (PR_SET_MM_MAP)",
+	rstStepSignals:  "restore signal handlers",
+	rstStepTimers:   "restore interval timers",
+	rstStepThread:   "restore per-thread kernel state",
+	rstStepFs:       "restore cwd/root",
+	rstStepRlimits:  "restore resource limits",
+	rstStepCreds:    "restore credentials",
+	rstStepPending:  "queue pending signals",
+	rstStepPrctl:    "restore process flags (prctl)",
+	rstStepTree:     "rebuild the process tree (fork, session, group)",
 }
 
 // VMA kinds (RST_VMA_*).
