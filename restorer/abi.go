@@ -27,6 +27,21 @@ const (
 	rstHoleCandidates = 8
 )
 
+// The restorer's hole, besides its image and the plan (RST_RESTORER_STACK,
+// RST_PARK_SIZE, RST_THREAD_STACK; holeSizeFor adds them up as
+// restorer/c/restorer.c relocate lays them out).
+const (
+	// restorerStack is the restorer's own stack once it has moved.
+	restorerStack = 256 << 10
+	// parkSize holds the kernel's vDSO and vvar pages while everything
+	// else is unmapped.
+	parkSize = 1 << 20
+	// threadStack is the stack of each restored thread but the leader,
+	// and of each page-stream helper: they only make a few system calls
+	// before they park or exit.
+	threadStack = 16 << 10
+)
+
 // Restore steps (RST_STEP_*): the restorer reports the one that failed.
 const (
 	rstStepClone    = 1

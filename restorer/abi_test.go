@@ -128,6 +128,10 @@ var abiDefines = map[string]uint64{
 	"RST_PROC_SETPGID":   rstProcSetpgid,
 	"RST_PROC_JOIN_PGID": rstProcJoinPgid,
 
+	"RST_RESTORER_STACK": restorerStack,
+	"RST_PARK_SIZE":      parkSize,
+	"RST_THREAD_STACK":   threadStack,
+
 	"RST_PAGE_STREAMS_MAX": rstPageStreamsMax,
 	"RST_HOLE_CANDIDATES":  rstHoleCandidates,
 }

@@ -287,10 +287,6 @@ func findVmaIndex(vmas []*gocrpb.Vma, addr uint64) int {
 	return -1
 }
 
-// threadStack is each restored thread's stack in the restorer's hole: it
-// only makes a few system calls before it parks.
-const threadStack = 16 << 10
-
 // threadComm is a thread's name; images from before per-thread names carry
 // only the process's.
 func threadComm(task *gocrpb.Task, th *gocrpb.Thread) string {

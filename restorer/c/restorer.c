@@ -25,8 +25,10 @@
 /* 47-bit user address space (arch/x86/include/asm/page_64_types.h,
  * TASK_SIZE_MAX without 5-level paging). */
 #define TASK_SIZE 0x7ffffffff000UL
-#define RESTORER_STACK (256 * 1024UL)
-#define PARK_SIZE (1024 * 1024UL)
+
+_Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE == 0 &&
+		       RST_THREAD_STACK % PAGE_SIZE == 0,
+	       "the restorer's stack, the park and the thread stacks keep the hole's parts page-aligned");
 
 #define CLONE_PARENT 0x00008000UL
 
@@ -172,7 +174,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
 	struct special sp[8];
-	u64 park = hole + hole_size - PARK_SIZE;
+	u64 park = hole + hole_size - RST_PARK_SIZE;
 
 	/* Park the kernel's vDSO and vvar pages inside the hole so that
 	 * unmapping everything else keeps them. */
@@ -181,7 +183,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		fail(a, RST_STEP_SPECIAL, 0, nsp);
 	u64 off = 0;
 	for (int i = 0; i < nsp; i++) {
-		if (off + sp[i].len > PARK_SIZE)
+		if (off + sp[i].len > RST_PARK_SIZE)
 			fail(a, RST_STEP_SPECIAL, (u32)i, -EINVAL);
 		/* vdso_mremap (arch/x86/entry/vdso/vma.c) follows the vDSO,
 		 * so signal return trampolines keep working. */
@@ -440,7 +442,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 	for (u32 i = 0; i < a->nr_pages; i++)
 		if (pr[i].stream >= a->nr_page_streams)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
-	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
+	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
 		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
 	u32 by_leader = 1;
 	for (u32 s = 1; s < a->nr_page_streams; s++) {
@@ -476,7 +478,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 static void create_threads(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_thread *threads = (struct rst_thread *)((u8 *)a + a->threads_off);
-	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack;
+	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack;
 	for (u32 i = 1; i < a->nr_threads; i++) {
 		s32 tid = threads[i].tid;
 		struct clone_args ca = {
@@ -594,8 +596,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 args_size)
 {
 	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
-	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) +
-		   (u64)(a->nr_threads - 1 + a->nr_page_streams - 1) * a->thread_stack + PARK_SIZE;
+	u64 need = image + RST_RESTORER_STACK + PAGE_ALIGN(args_size) +
+		   (u64)(a->nr_threads - 1 + a->nr_page_streams - 1) * a->thread_stack + RST_PARK_SIZE;
 	u64 size = a->hole_size;
 	if (size < need)
 		fail(a, RST_STEP_HOLE, 0, -EINVAL);
@@ -614,7 +616,7 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 		fail(a, RST_STEP_HOLE, 1, -EEXIST);
 
 	nl_memcpy((void *)hole, __restorer_start, (size_t)(__restorer_end - __restorer_start));
-	u64 new_args = hole + image + RESTORER_STACK;
+	u64 new_args = hole + image + RST_RESTORER_STACK;
 	u64 plan_off = (u64)((u8 *)a - map);
 	long r = sys5(__NR_mremap, map, args_size, args_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_args);
 	if (r < 0)
@@ -622,7 +624,7 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 	a = (struct rst_args *)(new_args + plan_off);
 
 	u64 stage2 = hole + (u64)((char *)restore_stage2 - __restorer_start);
-	u64 stack_top = hole + image + RESTORER_STACK;
+	u64 stack_top = hole + image + RST_RESTORER_STACK;
 	__asm__ volatile("mov %0, %%rsp\n"
 			 "call *%4\n"
 			 "ud2\n"
