@@ -2,6 +2,8 @@
 
 package restorer
 
+import "golang.org/x/sys/unix"
+
 // The restore plan, mirrored from restorer/c/abi.h. encoding/binary lays a
 // struct out field after field with no padding, so these structs carry the
 // C side's padding explicitly; abi_test.go checks every field offset
@@ -86,6 +88,16 @@ var rstSteps = map[uint32]string{
 	rstStepPrctl:    "restore process flags (prctl)",
 	rstStepTree:     "rebuild the process tree (fork, session, group)",
 }
+
+// Kernel values the plan carries that golang.org/x/sys/unix does not name.
+const (
+	// ssDisable is SS_DISABLE (include/uapi/linux/signal.h): the thread
+	// has no alternate signal stack.
+	ssDisable = 2
+	// rlimNlimits is RLIM_NLIMITS (include/uapi/asm-generic/resource.h),
+	// one past the last resource, RLIMIT_RTTIME.
+	rlimNlimits = unix.RLIMIT_RTTIME + 1
+)
 
 // VMA kinds (RST_VMA_*).
 const (
@@ -275,8 +287,10 @@ type rstArgs struct {
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`
 }
 
-// Offsets of the words gocr watches while the restorer runs.
+// Offsets of the words gocr writes into an encoded plan or watches while
+// the restorer runs.
 const (
+	offSize         = 12
 	offState        = 16
 	offErr          = 20
 	offErrStep      = 24

@@ -69,7 +69,7 @@ func TestABIMatchesC(t *testing.T) {
 		goOff[f.Tag.Get("c")] = off
 		off += binary.Size(reflect.New(f.Type).Elem().Interface())
 	}
-	for name, want := range map[string]int{"state": offState, "err": offErr, "err_step": offErrStep,
+	for name, want := range map[string]int{"size": offSize, "state": offState, "err": offErr, "err_step": offErrStep,
 		"err_index": offErrIndex, "restorer_base": offRestorerBase, "restorer_size": offRestorerSize,
 		"lifeline_fd": offLifelineFd} {
 		if got := goOff[name]; got != want {

@@ -236,7 +236,7 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 	}
 	have := cpuXCR0()
 	for _, th := range task.Threads {
-		if th.Regs == nil || len(th.Xsave) < 576 {
+		if th.Regs == nil || len(th.Xsave) < ptrace.XstateExtendedOffset {
 			return fmt.Errorf("thread %d: registers missing from the image", th.Tid)
 		}
 		if want := th.XstateBv | ptrace.XCR0(th.Xsave); want&^have != 0 {
@@ -429,7 +429,7 @@ func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
 		}
 		n := s.addFd(nfd, fd.File.Path)
 		if fd.Kind == gocrpb.FdKind_FD_REGULAR || (fd.Kind == gocrpb.FdKind_FD_DIRECTORY && fd.Pos != 0) {
-			if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+			if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
 				return 0, fmt.Errorf("seek %s to %d: %w", fd.File.Path, fd.Pos, err)
 			}
 		}
@@ -478,7 +478,7 @@ func (s *sources) open(fd *gocrpb.Fd, opts Options) (int32, error) {
 			return 0, fmt.Errorf("reopen memfd: %w", err)
 		}
 		n := s.addFd(nfd, fd.Description)
-		if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+		if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
 			return 0, fmt.Errorf("seek memfd to %d: %w", fd.Pos, err)
 		}
 		return n, nil
@@ -675,7 +675,7 @@ func buildTree(procs []*proc, byPid map[int32]*proc) (*tree, error) {
 		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
 		if task.Zombie {
 			rp.Zombie = 1
-			copy(rp.Comm[:15], strings.Trim(task.Comm, "()"))
+			copy(rp.Comm[:len(rp.Comm)-1], strings.Trim(task.Comm, "()"))
 		}
 		var parent *gocrpb.Task
 		if i > 0 {
@@ -743,7 +743,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 		pi++
 		// Each plan records the size of the whole mapping it lives in:
 		// the restorer moves all of it.
-		binary.LittleEndian.PutUint32(b[12:], uint32(total))
+		binary.LittleEndian.PutUint32(b[offSize:], uint32(total))
 		copy(out[t.procs[i].PlanOff:], b)
 	}
 	return out, nil
