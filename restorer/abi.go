@@ -27,6 +27,10 @@ const (
 	rstStateFailed  = 2
 
 	rstHoleCandidates = 8
+
+	// rstNsig is _NSIG (arch/x86/include/asm/signal.h): signals are
+	// 1..rstNsig, one sigaction each in the plan.
+	rstNsig = 64
 )
 
 // The restorer's hole, besides its image and the plan (RST_RESTORER_STACK,
@@ -255,7 +259,7 @@ type rstArgs struct {
 	HoleCandidates     [rstHoleCandidates]uint64 `c:"hole_candidates"`
 	HoleSize           uint64                    `c:"hole_size"`
 	Mm                 rstMmMap                  `c:"mm"`
-	Sigactions         [64]rstSigaction          `c:"sigactions"`
+	Sigactions         [rstNsig]rstSigaction     `c:"sigactions"`
 	NrThreads          uint32                    `c:"nr_threads"`
 	ThreadsOff         uint32                    `c:"threads_off"`
 	ThreadsReady       uint32                    `c:"threads_ready"`

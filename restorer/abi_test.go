@@ -134,6 +134,7 @@ var abiDefines = map[string]uint64{
 
 	"RST_PAGE_STREAMS_MAX": rstPageStreamsMax,
 	"RST_HOLE_CANDIDATES":  rstHoleCandidates,
+	"RST_NSIG":             rstNsig,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the

@@ -201,7 +201,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 	}
 	a.ThreadStack = threadStack
 	for _, sa := range task.Sigactions {
-		if sa.Signo < 1 || sa.Signo > 64 {
+		if sa.Signo < 1 || sa.Signo > rstNsig {
 			return nil, fmt.Errorf("sigaction for invalid signal %d", sa.Signo)
 		}
 		a.Sigactions[sa.Signo-1] = rstSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
@@ -298,7 +298,7 @@ func threadComm(task *gocrpb.Task, th *gocrpb.Thread) string {
 
 func siginfo(si *gocrpb.SigInfo, tid int32) (rstSiginfo, error) {
 	var s rstSiginfo
-	if si.Signo < 1 || si.Signo > 64 || len(si.Siginfo) != len(s.Info) {
+	if si.Signo < 1 || si.Signo > rstNsig || len(si.Siginfo) != len(s.Info) {
 		return s, fmt.Errorf("pending signal %d: malformed siginfo", si.Signo)
 	}
 	s.Signo = si.Signo

@@ -173,6 +173,10 @@ struct rst_rlimit {
 };
 _Static_assert(sizeof(struct rst_rlimit) == 24, "rst_rlimit size");
 
+/* Signals are 1..RST_NSIG: _NSIG (arch/x86/include/asm/signal.h), the
+ * length of rst_args.sigactions. */
+#define RST_NSIG 64
+
 struct rst_sigaction {
 	u64 handler;
 	u64 flags;
@@ -285,7 +289,7 @@ struct rst_args {
 	u64 hole_candidates[RST_HOLE_CANDIDATES];
 	u64 hole_size;
 	struct rst_mm_map mm;
-	struct rst_sigaction sigactions[64];
+	struct rst_sigaction sigactions[RST_NSIG];
 	u32 nr_threads;
 	u32 threads_off;
 	u32 threads_ready; /* futex word: threads that finished their setup */

@@ -32,6 +32,36 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 
 #define CLONE_PARENT 0x00008000UL
 
+/* include/uapi/asm-generic/mman-common.h */
+#define MADV_DONTFORK 10
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#define MADV_DONTDUMP 16
+#define MADV_WIPEONFORK 18
+
+/* include/uapi/linux/signal.h; SS_ONSTACK (1) is a report, not a setting. */
+#define SS_DISABLE 2
+#define SS_AUTODISARM (1U << 31)
+
+/* arch/x86/include/uapi/asm/signal.h */
+#define SIGKILL 9
+#define SIGCHLD 17
+#define SIGSTOP 19
+
+/* include/uapi/asm-generic/resource.h */
+#define RLIMIT_NOFILE 7
+
+/* include/uapi/linux/eventpoll.h */
+#define EPOLL_CTL_ADD 1
+
+/* include/uapi/linux/wait.h */
+#define P_PID 1
+#define WEXITED 0x00000004
+#define WNOWAIT 0x01000000
+
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+
 /* struct clone_args, include/uapi/linux/sched.h (CLONE_ARGS_SIZE_VER2) */
 struct clone_args {
 	u64 flags;
@@ -291,17 +321,16 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			continue;
 		if (v->kind != RST_VMA_FILE_SHARED && v->map_prot != v->prot)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
-		/* madvise(2) advice values: include/uapi/asm-generic/mman-common.h */
 		if (v->madv & RST_MADV_HUGEPAGE)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 14));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_HUGEPAGE));
 		if (v->madv & RST_MADV_NOHUGEPAGE)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 15));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_NOHUGEPAGE));
 		if (v->madv & RST_MADV_DONTFORK)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 10));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_DONTFORK));
 		if (v->madv & RST_MADV_DONTDUMP)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 16));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_DONTDUMP));
 		if (v->madv & RST_MADV_WIPEONFORK)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 18));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_WIPEONFORK));
 		if (v->madv & RST_MADV_MLOCK)
 			CHECK(a, RST_STEP_MPROTECT, i, sys2(__NR_mlock, v->start, len));
 	}
@@ -329,12 +358,10 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		CHECK(a, RST_STEP_THREAD, index, sys2(__NR_set_robust_list, t->robust_list, t->robust_list_len));
 	if (t->rseq_ptr)
 		CHECK(a, RST_STEP_THREAD, index, sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig));
-	/* SS_DISABLE is 2, SS_AUTODISARM 1<<31 (include/uapi/linux/signal.h);
-	 * SS_ONSTACK is a report, not a setting. */
-	if (!(t->altstack_flags & 2)) {
+	if (!(t->altstack_flags & SS_DISABLE)) {
 		struct kernel_stack_t ss = {
 			.ss_sp = t->altstack_sp,
-			.ss_flags = t->altstack_flags & (s32)(1U << 31),
+			.ss_flags = t->altstack_flags & (s32)SS_AUTODISARM,
 			.ss_size = t->altstack_size,
 		};
 		CHECK(a, RST_STEP_SIGNALS, index, sys2(__NR_sigaltstack, &ss, NULL));
@@ -384,7 +411,7 @@ __asm__(".text\n"
 	"	mov %rdx, %r12\n"
 	"	mov %rcx, %r13\n"
 	"	mov %r8, %r14\n"
-	"	mov $435, %eax\n" /* __NR_clone3 */
+	"	mov $" STR(__NR_clone3) ", %eax\n"
 	"	syscall\n"
 	"	test %rax, %rax\n"
 	"	jnz 1f\n"
@@ -520,8 +547,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	CHECK(a, RST_STEP_MM, 1, sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0));
 	sys1(__NR_close, exe);
 
-	for (int sig = 1; sig <= 64; sig++) {
-		if (sig == 9 || sig == 19) /* SIGKILL, SIGSTOP can't be changed */
+	for (int sig = 1; sig <= RST_NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP) /* can't be changed */
 			continue;
 		CHECK(a, RST_STEP_SIGNALS, (u32)sig,
 		      sys4(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], NULL, 8));
@@ -691,7 +718,7 @@ static void restore_fds(struct rst_args *a)
 			u32 events;
 			u64 data;
 		} ev = {ep[i].events, ep[i].data};
-		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, 1 /* EPOLL_CTL_ADD */, ep[i].tfd, &ev));
+		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, EPOLL_CTL_ADD, ep[i].tfd, &ev));
 	}
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
@@ -701,7 +728,7 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 {
 
 	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
-	/* RLIMIT_NOFILE (7) may only grow here: the dumped fds may need a
+	/* RLIMIT_NOFILE may only grow here: the dumped fds may need a
 	 * higher soft limit than gocr's, but the page images and sources are
 	 * parked above every dumped fd (restore_fds), which a lower dumped
 	 * limit would forbid (fcntl F_DUPFD fails with EINVAL at or above
@@ -711,10 +738,11 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 	 * checked the dumped hard limit is not above its own. */
 	for (u32 i = 0; i < a->nr_rlimits; i++) {
 		struct rlimit64 now;
-		if (rl[i].resource != 7 || sys4(__NR_prlimit64, 0, 7, NULL, &now) < 0 || rl[i].cur <= now.cur)
+		if (rl[i].resource != RLIMIT_NOFILE || sys4(__NR_prlimit64, 0, RLIMIT_NOFILE, NULL, &now) < 0 ||
+		    rl[i].cur <= now.cur)
 			continue;
 		struct rlimit64 lim = {rl[i].cur, now.max};
-		CHECK(a, RST_STEP_RLIMITS, 7, sys4(__NR_prlimit64, 0, 7, &lim, NULL));
+		CHECK(a, RST_STEP_RLIMITS, RLIMIT_NOFILE, sys4(__NR_prlimit64, 0, RLIMIT_NOFILE, &lim, NULL));
 	}
 	restore_fds(a);
 	relocate(a, map, args_size);
@@ -725,7 +753,6 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 #define __NR_waitid 247
 #define __NR_rt_sigtimedwait 128
 #define __NR_kill 62
-#define SIGCHLD 17
 
 static struct rst_proc *procs_of(struct rst_tree *t)
 {
@@ -820,7 +847,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 			continue;
 		had_zombie = 1;
 		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
-		      sys5(__NR_waitid, 1 /* P_PID */, procs[i].pid, NULL, 4 | 0x01000000 /* WEXITED|WNOWAIT */, NULL));
+		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT, NULL));
 	}
 	if (had_zombie) {
 		u64 chld = 1UL << (SIGCHLD - 1);
