@@ -55,7 +55,7 @@ func (memfdKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("reopen memfd: %w", err)
 	}
 	n := s.AddFd(nfd, fd.Description)
-	if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+	if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
 		return 0, fmt.Errorf("seek memfd to %d: %w", fd.Pos, err)
 	}
 	return n, nil

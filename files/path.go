@@ -58,7 +58,7 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	n := s.AddFd(nfd, fd.File.Path)
 	t := fd.GetPath().GetType()
 	if t == gocrpb.PathFd_REGULAR || (t == gocrpb.PathFd_DIRECTORY && fd.Pos != 0) {
-		if _, err := unix.Seek(nfd, fd.Pos, 0); err != nil {
+		if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
 			return 0, fmt.Errorf("seek %s to %d: %w", fd.File.Path, fd.Pos, err)
 		}
 	}

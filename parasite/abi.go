@@ -3,8 +3,9 @@
 package parasite
 
 // Layout of the shared region and the control block, mirrored from
-// parasite/c/abi.h. abi_test.go checks these numbers against the
-// _Static_asserts there, so the two sides cannot drift apart.
+// parasite/c/abi.h. abi_test.go checks every #define there against the
+// constant here that mirrors it, and every offset and size against the
+// _Static_asserts, so the two sides cannot drift apart.
 const (
 	blobMax   = 0x10000
 	ctlOff    = 0x10000
@@ -19,6 +20,10 @@ const (
 
 	// MaxStreams is how many page streams one WriteStreams takes.
 	MaxStreams = 4
+
+	// nsig is _NSIG (arch/x86/include/asm/signal.h): signals are
+	// 1..nsig, one sigaction each in struct parasite_state.
+	nsig = 64
 
 	cmdDumpState    = 1
 	cmdDumpPages    = 2
@@ -37,6 +42,7 @@ const (
 	ctlCmdFd   = 60
 	ctlFrame   = 64
 	ctlSize    = 72
+	ctlNrArgs  = 4 // u64 each, at ctlArgs
 
 	// The rt_sigframe for self-cure sits at the bottom of the parasite's
 	// stack area (parasite/c/abi.h PARASITE_FRAME_OFF).
@@ -55,6 +61,14 @@ const (
 	stNoNewPrivs     = 2188
 	stSize           = 2192
 
+	// struct parasite_sigaction and struct parasite_itimer, arrays in
+	// struct parasite_state
+	sigactionSize = 32
+	itimerSize    = 32
+
+	// struct parasite_iovec
+	iovecBase = 0
+	iovecLen  = 8
 	iovecSize = 16
 
 	// The thread-state stub's offset in the blob.

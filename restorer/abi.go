@@ -2,10 +2,13 @@
 
 package restorer
 
+import "golang.org/x/sys/unix"
+
 // The restore plan, mirrored from restorer/c/abi.h. encoding/binary lays a
 // struct out field after field with no padding, so these structs carry the
 // C side's padding explicitly; abi_test.go checks every field offset
-// against the _Static_asserts in abi.h (the `c` tags name the C fields).
+// against the _Static_asserts in abi.h (the `c` tags name the C fields),
+// and every #define of abi.h against the constant here that mirrors it.
 
 const (
 	rstTreeMagic = 0x45455254524f4347
@@ -24,17 +27,81 @@ const (
 	rstStateFailed  = 2
 
 	rstHoleCandidates = 8
+
+	// rstNsig is _NSIG (arch/x86/include/asm/signal.h): signals are
+	// 1..rstNsig, one sigaction each in the plan.
+	rstNsig = 64
 )
 
-// Restore steps (RST_STEP_*), for error messages.
+// The restorer's hole, besides its image and the plan (RST_RESTORER_STACK,
+// RST_PARK_SIZE, RST_THREAD_STACK; holeSizeFor adds them up as
+// restorer/c/restorer.c relocate lays them out).
+const (
+	// restorerStack is the restorer's own stack once it has moved.
+	restorerStack = 256 << 10
+	// parkSize holds the kernel's vDSO and vvar pages while everything
+	// else is unmapped.
+	parkSize = 1 << 20
+	// threadStack is the stack of each restored thread but the leader,
+	// and of each page-stream helper: they only make a few system calls
+	// before they park or exit.
+	threadStack = 16 << 10
+)
+
+// Restore steps (RST_STEP_*): the restorer reports the one that failed.
+const (
+	rstStepClone    = 1
+	rstStepFds      = 2
+	rstStepHole     = 3
+	rstStepSpecial  = 4
+	rstStepUnmap    = 5
+	rstStepMmap     = 6
+	rstStepPages    = 7
+	rstStepMprotect = 8
+	rstStepMm       = 9
+	rstStepSignals  = 10
+	rstStepTimers   = 11
+	rstStepThread   = 12
+	rstStepFs       = 13
+	rstStepRlimits  = 14
+	rstStepCreds    = 15
+	rstStepPending  = 16
+	rstStepPrctl    = 17
+	rstStepTree     = 18
+)
+
+// rstSteps says what each step does, for error messages; abi_test.go
+// checks every RST_STEP_* has one.
 var rstSteps = map[uint32]string{
-	1: "create the process (clone3 set_tid)", 2: "restore file descriptors", 3: "find room for the restorer",
-	4: "move the vDSO", 5: "unmap the restorer's old mappings", 6: "map memory", 7: "read pages",
-	8: "set memory protection", 9: "restore mm fields (PR_SET_MM_MAP)", 10: "restore signal handlers",
-	11: "restore interval timers", 12: "restore per-thread kernel state", 13: "restore cwd/root",
-	14: "restore resource limits", 15: "restore credentials", 16: "queue pending signals",
-	17: "restore process flags (prctl)", 18: "rebuild the process tree (fork, session, group)",
+	rstStepClone:    "create the process (clone3 set_tid)",
+	rstStepFds:      "restore file descriptors",
+	rstStepHole:     "find room for the restorer",
+	rstStepSpecial:  "move the vDSO",
+	rstStepUnmap:    "unmap the restorer's old mappings",
+	rstStepMmap:     "map memory",
+	rstStepPages:    "read pages",
+	rstStepMprotect: "set memory protection",
+	rstStepMm:       "restore mm fields (PR_SET_MM_MAP)",
+	rstStepSignals:  "restore signal handlers",
+	rstStepTimers:   "restore interval timers",
+	rstStepThread:   "restore per-thread kernel state",
+	rstStepFs:       "restore cwd/root",
+	rstStepRlimits:  "restore resource limits",
+	rstStepCreds:    "restore credentials",
+	rstStepPending:  "queue pending signals",
+	rstStepPrctl:    "restore process flags (prctl)",
+	rstStepTree:     "rebuild the process tree (fork, session, group)",
 }
+
+// Kernel values the plan carries that golang.org/x/sys/unix does not name.
+const (
+	// ssDisable is SS_DISABLE (include/uapi/linux/signal.h): the thread
+	// has no alternate signal stack.
+	ssDisable = 2
+	// rlimNlimits is RLIM_NLIMITS (include/uapi/asm-generic/resource.h),
+	// one past the last resource, RLIMIT_RTTIME.
+	rlimNlimits = unix.RLIMIT_RTTIME + 1
+)
 
 // VMA kinds (RST_VMA_*).
 const (
@@ -192,7 +259,7 @@ type rstArgs struct {
 	HoleCandidates     [rstHoleCandidates]uint64 `c:"hole_candidates"`
 	HoleSize           uint64                    `c:"hole_size"`
 	Mm                 rstMmMap                  `c:"mm"`
-	Sigactions         [64]rstSigaction          `c:"sigactions"`
+	Sigactions         [rstNsig]rstSigaction     `c:"sigactions"`
 	NrThreads          uint32                    `c:"nr_threads"`
 	ThreadsOff         uint32                    `c:"threads_off"`
 	ThreadsReady       uint32                    `c:"threads_ready"`
@@ -224,8 +291,10 @@ type rstArgs struct {
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`
 }
 
-// Offsets of the words gocr watches while the restorer runs.
+// Offsets of the words gocr writes into an encoded plan or watches while
+// the restorer runs.
 const (
+	offSize         = 12
 	offState        = 16
 	offErr          = 20
 	offErrStep      = 24

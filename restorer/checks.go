@@ -26,7 +26,7 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 	}
 	have := cpuXCR0()
 	for _, th := range task.Threads {
-		if th.Regs == nil || len(th.Xsave) < 576 {
+		if th.Regs == nil || len(th.Xsave) < ptrace.XstateExtendedOffset {
 			return fmt.Errorf("thread %d: registers missing from the image", th.Tid)
 		}
 		if want := th.XstateBv | ptrace.XCR0(th.Xsave); want&^have != 0 {

@@ -219,7 +219,7 @@ func planError(shared []byte, task *gocrpb.Task) error {
 		what = fmt.Sprintf("step %d", step)
 	}
 	var e error = unix.Errno(-errno)
-	if step == 1 && errno == -int32(unix.EEXIST) {
+	if step == rstStepClone && errno == -int32(unix.EEXIST) {
 		return fmt.Errorf("%s: pid %d was taken by another process just now", what, task.Pid)
 	}
 	return fmt.Errorf("%s (item %d): %w", what, index, e)

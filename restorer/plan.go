@@ -183,7 +183,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 			return nil, fmt.Errorf("thread %d: no registers", th.Tid)
 		}
 		rt := rstThread{Tid: th.Tid, CommOff: p.str(threadComm(task, th)), ClearChildTid: th.ClearChildTid,
-			RobustList: th.RobustList, RobustListLen: th.RobustListLen, AltstackFlags: 2 /* SS_DISABLE */}
+			RobustList: th.RobustList, RobustListLen: th.RobustListLen, AltstackFlags: ssDisable}
 		if r := th.Rseq; r != nil {
 			rt.RseqPtr, rt.RseqLen, rt.RseqSig = r.AbiPointer, r.AbiSize, r.Signature
 		}
@@ -201,13 +201,13 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 	}
 	a.ThreadStack = threadStack
 	for _, sa := range task.Sigactions {
-		if sa.Signo < 1 || sa.Signo > 64 {
+		if sa.Signo < 1 || sa.Signo > rstNsig {
 			return nil, fmt.Errorf("sigaction for invalid signal %d", sa.Signo)
 		}
 		a.Sigactions[sa.Signo-1] = rstSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
 	}
 	for _, it := range task.Itimers {
-		if it.Which > 2 {
+		if it.Which > unix.ITIMER_PROF {
 			return nil, fmt.Errorf("itimer %d: invalid", it.Which)
 		}
 		a.Itimers[it.Which] = rstItimer{
@@ -255,7 +255,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		p.sigs = append(p.sigs, s)
 	}
 	for _, rl := range task.Rlimits {
-		if rl.Resource >= 16 {
+		if rl.Resource >= rlimNlimits {
 			return nil, fmt.Errorf("rlimit %d: unknown resource", rl.Resource)
 		}
 		p.rlimits = append(p.rlimits, rstRlimit{Resource: rl.Resource, Cur: rl.Cur, Max: rl.Max})
@@ -287,10 +287,6 @@ func findVmaIndex(vmas []*gocrpb.Vma, addr uint64) int {
 	return -1
 }
 
-// threadStack is each restored thread's stack in the restorer's hole: it
-// only makes a few system calls before it parks.
-const threadStack = 16 << 10
-
 // threadComm is a thread's name; images from before per-thread names carry
 // only the process's.
 func threadComm(task *gocrpb.Task, th *gocrpb.Thread) string {
@@ -302,7 +298,7 @@ func threadComm(task *gocrpb.Task, th *gocrpb.Thread) string {
 
 func siginfo(si *gocrpb.SigInfo, tid int32) (rstSiginfo, error) {
 	var s rstSiginfo
-	if si.Signo < 1 || si.Signo > 64 || len(si.Siginfo) != 128 {
+	if si.Signo < 1 || si.Signo > rstNsig || len(si.Siginfo) != len(s.Info) {
 		return s, fmt.Errorf("pending signal %d: malformed siginfo", si.Signo)
 	}
 	s.Signo = si.Signo

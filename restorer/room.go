@@ -17,11 +17,6 @@ import (
 	"github.com/gocr/gocr/internal/testhook"
 )
 
-const (
-	restorerStack = 256 << 10
-	parkSize      = 1 << 20
-)
-
 // holeSizeFor is the room the restorer needs at its new address: its
 // image, its stack, the plan, a stack for each thread and each page
 // stream helper, and a parking area for the vDSO pages

@@ -32,7 +32,7 @@ func buildTree(procs []*proc) (*tree, error) {
 		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
 		if task.Zombie {
 			rp.Zombie = 1
-			copy(rp.Comm[:15], strings.Trim(task.Comm, "()"))
+			copy(rp.Comm[:len(rp.Comm)-1], strings.Trim(task.Comm, "()"))
 		}
 		var parent *gocrpb.Task
 		if pr.parent != nil {
@@ -99,7 +99,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 		pi++
 		// Each plan records the size of the whole mapping it lives in:
 		// the restorer moves all of it.
-		binary.LittleEndian.PutUint32(b[12:], uint32(total))
+		binary.LittleEndian.PutUint32(b[offSize:], uint32(total))
 		copy(out[t.procs[i].PlanOff:], b)
 	}
 	return out, nil

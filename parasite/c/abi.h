@@ -26,11 +26,16 @@
 #define PARASITE_STREAMS_MAX 4
 #define PARASITE_REGION_SIZE 0x131000
 
+/* Signals are 1..PARASITE_NSIG: _NSIG (arch/x86/include/asm/signal.h). */
+#define PARASITE_NSIG 64
+
 #define PCMD_DUMP_STATE 1
 #define PCMD_DUMP_PAGES 2
 #define PCMD_FINI 3
 #define PCMD_RECV_FD 4
 #define PCMD_WRITE_STREAMS 5
+
+#define PARASITE_NR_ARGS 4
 
 /* Control block. gocr writes cmd/args, bumps cmd_seq and writes a byte to
  * the command pipe; the parasite answers in ret, then sets done_seq =
@@ -43,7 +48,7 @@ struct parasite_ctl {
 	u32 done_seq;
 	u32 cmd;
 	s32 ret;
-	u64 args[4];
+	u64 args[PARASITE_NR_ARGS];
 	s32 data_fd[2]; /* write ends of the two page pipes, in the target's fd table */
 	s32 sock;       /* the target's end of gocr's socket, for passing files */
 	s32 cmd_fd;     /* read end of the command pipe: a byte per command, EOF when gocr is gone */
@@ -66,6 +71,14 @@ _Static_assert(sizeof(struct parasite_ctl) == 72, "parasite_ctl size");
  * parasite closes what was injected and rt_sigreturns through it. The
  * region itself stays mapped: a thread cannot unmap the code it runs. */
 #define PARASITE_FRAME_OFF PARASITE_STACK_OFF
+/* Where the parasite reaches into that frame (gocr builds the rest,
+ * parasite/sigframe_amd64.go): rt_sigreturn wants rsp at the frame's
+ * struct ucontext, right after pretcode (arch/x86/kernel/signal_64.c
+ * rt_sigreturn: frame = sp - sizeof(long)), and the parasite fills in
+ * uc_stack, after uc_flags and uc_link
+ * (arch/x86/include/uapi/asm/ucontext.h). */
+#define PARASITE_SIGFRAME_UC 8
+#define PARASITE_SIGFRAME_UC_STACK 24
 
 /* struct sigaction as the kernel's rt_sigaction takes it
  * (arch/x86/include/uapi/asm/signal.h, no SA_RESTORER reshuffling). */
@@ -75,6 +88,7 @@ struct parasite_sigaction {
 	u64 restorer;
 	u64 mask;
 };
+_Static_assert(sizeof(struct parasite_sigaction) == 32, "parasite_sigaction size");
 
 struct parasite_itimer {
 	s64 interval_sec;
@@ -82,10 +96,11 @@ struct parasite_itimer {
 	s64 value_sec;
 	s64 value_usec;
 };
+_Static_assert(sizeof(struct parasite_itimer) == 32, "parasite_itimer size");
 
 /* PCMD_DUMP_STATE result, at DATA_OFF. */
 struct parasite_state {
-	struct parasite_sigaction sigactions[64]; /* index = signo - 1 */
+	struct parasite_sigaction sigactions[PARASITE_NSIG]; /* index = signo - 1 */
 	u64 altstack_sp;
 	s32 altstack_flags;
 	u32 pad0;
@@ -120,6 +135,9 @@ struct parasite_iovec {
 	u64 base;
 	u64 len;
 };
+BUILD_BUG_ON_OFFSET(struct parasite_iovec, base, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_iovec, len, 8);
+_Static_assert(sizeof(struct parasite_iovec) == 16, "parasite_iovec size");
 
 /* PCMD_WRITE_STREAMS: args[0] = number of streams (1..STREAMS_MAX),
  * described at STREAMS_OFF. Each stream's memory is written with pwritev

@@ -7,12 +7,17 @@
 #include "../../nolibc/nolibc.h"
 #include "abi.h"
 
+/* stack_t (include/uapi/asm-generic/signal.h); SS_ONSTACK in ss_flags
+ * is a report, not a setting (include/uapi/linux/signal.h). */
 struct kernel_stack_t {
 	u64 ss_sp;
 	s32 ss_flags;
 	s32 pad;
 	u64 ss_size;
 };
+#define SS_FLAGS_OFF 8
+BUILD_BUG_ON_OFFSET(struct kernel_stack_t, ss_flags, SS_FLAGS_OFF);
+#define SS_ONSTACK 1
 
 struct kernel_itimerval {
 	s64 it_interval_sec, it_interval_usec;
@@ -23,7 +28,7 @@ static long dump_state(struct parasite_state *st)
 {
 	long ret;
 
-	for (int sig = 1; sig <= 64; sig++) {
+	for (int sig = 1; sig <= PARASITE_NSIG; sig++) {
 		/* Reading SIGKILL/SIGSTOP is allowed; only setting them is
 		 * refused (kernel/signal.c do_sigaction). sigsetsize is 8
 		 * (man 2 rt_sigaction). */
@@ -307,16 +312,15 @@ static __attribute__((noreturn)) void self_cure(struct parasite_ctl *ctl, u8 *ba
 	sys1(__NR_close, ctl->sock);
 	sys1(__NR_close, ctl->cmd_fd);
 	u8 *frame = base + ctl->frame;
-	/* uc_stack sits after pretcode, uc_flags and uc_link (offset 24). */
-	sys2(__NR_sigaltstack, NULL, frame + 24);
-	u32 *flags = (u32 *)(frame + 24 + 8);
-	*flags &= ~1U; /* SS_ONSTACK is a report, not a setting */
+	sys2(__NR_sigaltstack, NULL, frame + PARASITE_SIGFRAME_UC_STACK);
+	u32 *flags = (u32 *)(frame + PARASITE_SIGFRAME_UC_STACK + SS_FLAGS_OFF);
+	*flags &= ~(u32)SS_ONSTACK;
 	__asm__ volatile("mov %0, %%rsp\n"
 			 "mov %1, %%eax\n"
 			 "syscall\n"
 			 "ud2\n"
 			 :
-			 : "r"(frame + 8), "i"(__NR_rt_sigreturn)
+			 : "r"(frame + PARASITE_SIGFRAME_UC), "i"(__NR_rt_sigreturn)
 			 : "memory");
 	__builtin_unreachable();
 }
@@ -375,12 +379,20 @@ void parasite_main(struct parasite_ctl *ctl)
  * call (x86-64 psABI 3.2.2). The thread-state stub follows at a fixed
  * offset (abi.h); it is assembly because it runs on the thread's own
  * stack, which it must not touch, and its offsets are struct
- * parasite_thread_state's and the rt_sigframe's (parasite/sigframe_amd64.go).
- * Syscall numbers: read 0, sigaltstack 131, prctl 157 (PR_GET_TID_ADDRESS
- * 40), futex 202 (FUTEX_WAKE 1), rt_sigreturn 15
- * (arch/x86/entry/syscalls/syscall_64.tbl). */
+ * parasite_thread_state's (named here, asserted against the struct) and
+ * the rt_sigframe's (abi.h, built by parasite/sigframe_amd64.go). Syscall
+ * numbers come from nolibc.h (arch/x86/entry/syscalls/syscall_64.tbl). */
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
+#define TS_ALTSTACK_RET 24
+#define TS_TID_ADDRESS 32
+#define TS_TID_ADDRESS_RET 40
+#define TS_SCRATCH 48 /* the byte right after the struct: read()'s buffer */
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, TS_ALTSTACK_RET);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, TS_TID_ADDRESS);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, TS_TID_ADDRESS_RET);
+_Static_assert(sizeof(struct parasite_thread_state) == TS_SCRATCH, "the stub's scratch byte follows its state");
+#define FUTEX_WAKE_ALL 0x7fffffff /* INT_MAX waiters */
 __asm__(".section .text.entry,\"ax\",@progbits\n"
 	".globl parasite_entry\n"
 	"parasite_entry:\n"
@@ -394,38 +406,41 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	mov %rsi, %r13\n"
 	"	mov %rdx, %r14\n"
 	"	mov %r8, %r15\n"
-	"	mov $131, %eax\n"
+	/* sigaltstack(NULL, &state->altstack_sp) */
+	"	mov $" STR(__NR_sigaltstack) ", %eax\n"
 	"	xor %edi, %edi\n"
 	"	mov %r12, %rsi\n"
 	"	syscall\n"
-	"	mov %rax, 24(%r12)\n"
-	"	mov $157, %eax\n"
-	"	mov $40, %edi\n"
-	"	lea 32(%r12), %rsi\n"
+	"	mov %rax, " STR(TS_ALTSTACK_RET) "(%r12)\n"
+	/* prctl(PR_GET_TID_ADDRESS, &state->tid_address) */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_TID_ADDRESS) ", %edi\n"
+	"	lea " STR(TS_TID_ADDRESS) "(%r12), %rsi\n"
 	"	syscall\n"
-	"	mov %rax, 40(%r12)\n"
+	"	mov %rax, " STR(TS_TID_ADDRESS_RET) "(%r12)\n"
+	/* count this thread done, futex(counter, FUTEX_WAKE, all) */
 	"	lock incl (%r13)\n"
-	"	mov $202, %eax\n"
+	"	mov $" STR(__NR_futex) ", %eax\n"
 	"	mov %r13, %rdi\n"
-	"	mov $1, %esi\n"
-	"	mov $0x7fffffff, %edx\n"
+	"	mov $" STR(FUTEX_WAKE) ", %esi\n"
+	"	mov $" STR(FUTEX_WAKE_ALL) ", %edx\n"
 	"	syscall\n"
-	/* read(lifeline, scratch byte, 1): gocr never writes it. */
+	/* read(lifeline, scratch byte, 1): gocr never writes it. __NR_read
+	 * is 0. */
 	"	xor %eax, %eax\n"
 	"	mov %r14, %rdi\n"
-	"	lea 48(%r12), %rsi\n"
+	"	lea " STR(TS_SCRATCH) "(%r12), %rsi\n"
 	"	mov $1, %edx\n"
 	"	syscall\n"
-	/* gocr is gone: uc_stack (frame + 24) = the current alternate
-	 * stack without SS_ONSTACK (a report, not a setting), then
-	 * rt_sigreturn (15) with rsp at the ucontext (frame + 8). */
-	"	mov $131, %eax\n"
+	/* gocr is gone: uc_stack = the current alternate stack without
+	 * SS_ONSTACK, then rt_sigreturn with rsp at the ucontext. */
+	"	mov $" STR(__NR_sigaltstack) ", %eax\n"
 	"	xor %edi, %edi\n"
-	"	lea 24(%r15), %rsi\n"
+	"	lea " STR(PARASITE_SIGFRAME_UC_STACK) "(%r15), %rsi\n"
 	"	syscall\n"
-	"	andl $-2, 32(%r15)\n"
-	"	lea 8(%r15), %rsp\n"
-	"	mov $15, %eax\n"
+	"	andl $~" STR(SS_ONSTACK) ", " STR(PARASITE_SIGFRAME_UC_STACK) "+" STR(SS_FLAGS_OFF) "(%r15)\n"
+	"	lea " STR(PARASITE_SIGFRAME_UC) "(%r15), %rsp\n"
+	"	mov $" STR(__NR_rt_sigreturn) ", %eax\n"
 	"	syscall\n"
 	"	ud2\n"
 	".previous\n");

@@ -11,6 +11,17 @@
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
 #define RST_VERSION 2
 
+/* The room the restorer takes in its hole besides its image and the plan
+ * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
+ * the restorer package's holeSizeFor): its own stack, the area the kernel's
+ * vDSO and vvar pages are parked in while everything else is unmapped,
+ * and a stack per extra thread and per page-stream helper, which gocr also
+ * passes in rst_args.thread_stack. All page multiples (asserted in
+ * restorer.c), so every part of the hole stays page-aligned. */
+#define RST_RESTORER_STACK 0x40000UL /* 256 KiB */
+#define RST_PARK_SIZE 0x100000UL     /* 1 MiB */
+#define RST_THREAD_STACK 0x4000      /* 16 KiB: a few system calls, then it parks */
+
 #define RST_STATE_RUNNING 0
 #define RST_STATE_DONE 1
 #define RST_STATE_FAILED 2
@@ -162,6 +173,10 @@ struct rst_rlimit {
 };
 _Static_assert(sizeof(struct rst_rlimit) == 24, "rst_rlimit size");
 
+/* Signals are 1..RST_NSIG: _NSIG (arch/x86/include/asm/signal.h), the
+ * length of rst_args.sigactions. */
+#define RST_NSIG 64
+
 struct rst_sigaction {
 	u64 handler;
 	u64 flags;
@@ -274,7 +289,7 @@ struct rst_args {
 	u64 hole_candidates[RST_HOLE_CANDIDATES];
 	u64 hole_size;
 	struct rst_mm_map mm;
-	struct rst_sigaction sigactions[64];
+	struct rst_sigaction sigactions[RST_NSIG];
 	u32 nr_threads;
 	u32 threads_off;
 	u32 threads_ready; /* futex word: threads that finished their setup */

@@ -25,10 +25,42 @@
 /* 47-bit user address space (arch/x86/include/asm/page_64_types.h,
  * TASK_SIZE_MAX without 5-level paging). */
 #define TASK_SIZE 0x7ffffffff000UL
-#define RESTORER_STACK (256 * 1024UL)
-#define PARK_SIZE (1024 * 1024UL)
+
+_Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE == 0 &&
+		       RST_THREAD_STACK % PAGE_SIZE == 0,
+	       "the restorer's stack, the park and the thread stacks keep the hole's parts page-aligned");
 
 #define CLONE_PARENT 0x00008000UL
+
+/* include/uapi/asm-generic/mman-common.h */
+#define MADV_DONTFORK 10
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#define MADV_DONTDUMP 16
+#define MADV_WIPEONFORK 18
+
+/* include/uapi/linux/signal.h; SS_ONSTACK (1) is a report, not a setting. */
+#define SS_DISABLE 2
+#define SS_AUTODISARM (1U << 31)
+
+/* arch/x86/include/uapi/asm/signal.h */
+#define SIGKILL 9
+#define SIGCHLD 17
+#define SIGSTOP 19
+
+/* include/uapi/asm-generic/resource.h */
+#define RLIMIT_NOFILE 7
+
+/* include/uapi/linux/eventpoll.h */
+#define EPOLL_CTL_ADD 1
+
+/* include/uapi/linux/wait.h */
+#define P_PID 1
+#define WEXITED 0x00000004
+#define WNOWAIT 0x01000000
+
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
 
 /* struct clone_args, include/uapi/linux/sched.h (CLONE_ARGS_SIZE_VER2) */
 struct clone_args {
@@ -172,7 +204,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
 	struct special sp[8];
-	u64 park = hole + hole_size - PARK_SIZE;
+	u64 park = hole + hole_size - RST_PARK_SIZE;
 
 	/* Park the kernel's vDSO and vvar pages inside the hole so that
 	 * unmapping everything else keeps them. */
@@ -181,7 +213,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		fail(a, RST_STEP_SPECIAL, 0, nsp);
 	u64 off = 0;
 	for (int i = 0; i < nsp; i++) {
-		if (off + sp[i].len > PARK_SIZE)
+		if (off + sp[i].len > RST_PARK_SIZE)
 			fail(a, RST_STEP_SPECIAL, (u32)i, -EINVAL);
 		/* vdso_mremap (arch/x86/entry/vdso/vma.c) follows the vDSO,
 		 * so signal return trampolines keep working. */
@@ -289,17 +321,16 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			continue;
 		if (v->kind != RST_VMA_FILE_SHARED && v->map_prot != v->prot)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
-		/* madvise(2) advice values: include/uapi/asm-generic/mman-common.h */
 		if (v->madv & RST_MADV_HUGEPAGE)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 14));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_HUGEPAGE));
 		if (v->madv & RST_MADV_NOHUGEPAGE)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 15));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_NOHUGEPAGE));
 		if (v->madv & RST_MADV_DONTFORK)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 10));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_DONTFORK));
 		if (v->madv & RST_MADV_DONTDUMP)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 16));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_DONTDUMP));
 		if (v->madv & RST_MADV_WIPEONFORK)
-			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, 18));
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_WIPEONFORK));
 		if (v->madv & RST_MADV_MLOCK)
 			CHECK(a, RST_STEP_MPROTECT, i, sys2(__NR_mlock, v->start, len));
 	}
@@ -327,12 +358,10 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		CHECK(a, RST_STEP_THREAD, index, sys2(__NR_set_robust_list, t->robust_list, t->robust_list_len));
 	if (t->rseq_ptr)
 		CHECK(a, RST_STEP_THREAD, index, sys4(__NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig));
-	/* SS_DISABLE is 2, SS_AUTODISARM 1<<31 (include/uapi/linux/signal.h);
-	 * SS_ONSTACK is a report, not a setting. */
-	if (!(t->altstack_flags & 2)) {
+	if (!(t->altstack_flags & SS_DISABLE)) {
 		struct kernel_stack_t ss = {
 			.ss_sp = t->altstack_sp,
-			.ss_flags = t->altstack_flags & (s32)(1U << 31),
+			.ss_flags = t->altstack_flags & (s32)SS_AUTODISARM,
 			.ss_size = t->altstack_size,
 		};
 		CHECK(a, RST_STEP_SIGNALS, index, sys2(__NR_sigaltstack, &ss, NULL));
@@ -382,7 +411,7 @@ __asm__(".text\n"
 	"	mov %rdx, %r12\n"
 	"	mov %rcx, %r13\n"
 	"	mov %r8, %r14\n"
-	"	mov $435, %eax\n" /* __NR_clone3 */
+	"	mov $" STR(__NR_clone3) ", %eax\n"
 	"	syscall\n"
 	"	test %rax, %rax\n"
 	"	jnz 1f\n"
@@ -440,7 +469,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 	for (u32 i = 0; i < a->nr_pages; i++)
 		if (pr[i].stream >= a->nr_page_streams)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
-	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
+	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
 		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
 	u32 by_leader = 1;
 	for (u32 s = 1; s < a->nr_page_streams; s++) {
@@ -476,7 +505,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 static void create_threads(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_thread *threads = (struct rst_thread *)((u8 *)a + a->threads_off);
-	u64 stacks = hole + hole_size - PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack;
+	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack;
 	for (u32 i = 1; i < a->nr_threads; i++) {
 		s32 tid = threads[i].tid;
 		struct clone_args ca = {
@@ -518,8 +547,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	CHECK(a, RST_STEP_MM, 1, sys5(__NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0));
 	sys1(__NR_close, exe);
 
-	for (int sig = 1; sig <= 64; sig++) {
-		if (sig == 9 || sig == 19) /* SIGKILL, SIGSTOP can't be changed */
+	for (int sig = 1; sig <= RST_NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP) /* can't be changed */
 			continue;
 		CHECK(a, RST_STEP_SIGNALS, (u32)sig,
 		      sys4(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], NULL, 8));
@@ -594,8 +623,8 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 args_size)
 {
 	u64 image = PAGE_ALIGN((u64)(__restorer_end - __restorer_start));
-	u64 need = image + RESTORER_STACK + PAGE_ALIGN(args_size) +
-		   (u64)(a->nr_threads - 1 + a->nr_page_streams - 1) * a->thread_stack + PARK_SIZE;
+	u64 need = image + RST_RESTORER_STACK + PAGE_ALIGN(args_size) +
+		   (u64)(a->nr_threads - 1 + a->nr_page_streams - 1) * a->thread_stack + RST_PARK_SIZE;
 	u64 size = a->hole_size;
 	if (size < need)
 		fail(a, RST_STEP_HOLE, 0, -EINVAL);
@@ -614,7 +643,7 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 		fail(a, RST_STEP_HOLE, 1, -EEXIST);
 
 	nl_memcpy((void *)hole, __restorer_start, (size_t)(__restorer_end - __restorer_start));
-	u64 new_args = hole + image + RESTORER_STACK;
+	u64 new_args = hole + image + RST_RESTORER_STACK;
 	u64 plan_off = (u64)((u8 *)a - map);
 	long r = sys5(__NR_mremap, map, args_size, args_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_args);
 	if (r < 0)
@@ -622,7 +651,7 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 	a = (struct rst_args *)(new_args + plan_off);
 
 	u64 stage2 = hole + (u64)((char *)restore_stage2 - __restorer_start);
-	u64 stack_top = hole + image + RESTORER_STACK;
+	u64 stack_top = hole + image + RST_RESTORER_STACK;
 	__asm__ volatile("mov %0, %%rsp\n"
 			 "call *%4\n"
 			 "ud2\n"
@@ -689,7 +718,7 @@ static void restore_fds(struct rst_args *a)
 			u32 events;
 			u64 data;
 		} ev = {ep[i].events, ep[i].data};
-		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, 1 /* EPOLL_CTL_ADD */, ep[i].tfd, &ev));
+		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, EPOLL_CTL_ADD, ep[i].tfd, &ev));
 	}
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
@@ -699,7 +728,7 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 {
 
 	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
-	/* RLIMIT_NOFILE (7) may only grow here: the dumped fds may need a
+	/* RLIMIT_NOFILE may only grow here: the dumped fds may need a
 	 * higher soft limit than gocr's, but the page images and sources are
 	 * parked above every dumped fd (restore_fds), which a lower dumped
 	 * limit would forbid (fcntl F_DUPFD fails with EINVAL at or above
@@ -709,10 +738,11 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 	 * checked the dumped hard limit is not above its own. */
 	for (u32 i = 0; i < a->nr_rlimits; i++) {
 		struct rlimit64 now;
-		if (rl[i].resource != 7 || sys4(__NR_prlimit64, 0, 7, NULL, &now) < 0 || rl[i].cur <= now.cur)
+		if (rl[i].resource != RLIMIT_NOFILE || sys4(__NR_prlimit64, 0, RLIMIT_NOFILE, NULL, &now) < 0 ||
+		    rl[i].cur <= now.cur)
 			continue;
 		struct rlimit64 lim = {rl[i].cur, now.max};
-		CHECK(a, RST_STEP_RLIMITS, 7, sys4(__NR_prlimit64, 0, 7, &lim, NULL));
+		CHECK(a, RST_STEP_RLIMITS, RLIMIT_NOFILE, sys4(__NR_prlimit64, 0, RLIMIT_NOFILE, &lim, NULL));
 	}
 	restore_fds(a);
 	relocate(a, map, args_size);
@@ -723,7 +753,6 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 #define __NR_waitid 247
 #define __NR_rt_sigtimedwait 128
 #define __NR_kill 62
-#define SIGCHLD 17
 
 static struct rst_proc *procs_of(struct rst_tree *t)
 {
@@ -818,7 +847,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 			continue;
 		had_zombie = 1;
 		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
-		      sys5(__NR_waitid, 1 /* P_PID */, procs[i].pid, NULL, 4 | 0x01000000 /* WEXITED|WNOWAIT */, NULL));
+		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT, NULL));
 	}
 	if (had_zombie) {
 		u64 chld = 1UL << (SIGCHLD - 1);
