@@ -76,12 +76,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/childfds"
 )
 
 const (
@@ -160,7 +160,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "harness: chmod %s: %v\n", binDir, err)
 		return 1
 	}
-	if err := closeInheritedFDs(); err != nil {
+	if err := childfds.CloseOnExecInherited(); err != nil {
 		fmt.Fprintf(os.Stderr, "harness: %v\n", err)
 		return 1
 	}
@@ -169,26 +169,6 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// closeInheritedFDs marks every fd above stderr close-on-exec. os/exec
-// passes only fds 0-2 on purpose, but an fd this test binary inherited
-// without O_CLOEXEC (from a CI runner, say) would reach every target and
-// become part of what gocr must dump.
-func closeInheritedFDs() error {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fmt.Errorf("list own fds: %w", err)
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
-			continue
-		}
-		// The fd that listed the directory is closed by now: EBADF.
-		syscall.CloseOnExec(fd)
-	}
-	return nil
 }
 
 func buildTargets(srcDir string) error {
