@@ -177,6 +177,13 @@ func (d *Dir) Discard(f *os.File) error {
 	return nil
 }
 
+// perProcess is an image every process has one of, NAME-PID.img, whose
+// message names its process.
+type perProcess interface {
+	proto.Message
+	GetPid() int32
+}
+
 func checkPid(what string, pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("write %s image: invalid pid %d", what, pid)
@@ -184,88 +191,58 @@ func checkPid(what string, pid int) error {
 	return nil
 }
 
-// WriteTask writes task-PID.img, PID taken from t.Pid.
-func (d *Dir) WriteTask(t *gocrpb.Task) error {
-	pid := int(t.GetPid())
-	if err := checkPid("task", pid); err != nil {
-		return err
-	}
-	if err := writeRecordFile(d.track(taskName(pid)), kindTask, t); err != nil {
-		return fmt.Errorf("write task image of pid %d: %w", pid, err)
-	}
-	return nil
-}
-
-// WriteMm writes mm-PID.img, PID taken from m.Pid.
-func (d *Dir) WriteMm(m *gocrpb.Mm) error {
+// writePerProcess writes m to the image of kind k named for m's pid.
+func (d *Dir) writePerProcess(what string, name func(int) string, k kind, m perProcess) error {
 	pid := int(m.GetPid())
-	if err := checkPid("mm", pid); err != nil {
+	if err := checkPid(what, pid); err != nil {
 		return err
 	}
-	if err := writeRecordFile(d.track(mmName(pid)), kindMm, m); err != nil {
-		return fmt.Errorf("write mm image of pid %d: %w", pid, err)
+	if err := writeRecordFile(d.track(name(pid)), k, m); err != nil {
+		return fmt.Errorf("write %s image of pid %d: %w", what, pid, err)
 	}
 	return nil
 }
 
-// WriteFiles writes files-PID.img, PID taken from f.Pid.
-func (d *Dir) WriteFiles(f *gocrpb.Files) error {
-	pid := int(f.GetPid())
-	if err := checkPid("files", pid); err != nil {
-		return err
+// readPerProcess reads pid's image of kind k into m, refusing one whose
+// pid field disagrees with its file name, which would otherwise restore
+// one process's state into another.
+func readPerProcess[M perProcess](d *Dir, what string, name func(int) string, k kind, pid int, m M) (M, error) {
+	p := d.file(name(pid))
+	if err := readOne(p, k, m); err != nil {
+		var zero M
+		return zero, fmt.Errorf("read %s image of pid %d: %w", what, pid, err)
 	}
-	if err := writeRecordFile(d.track(filesName(pid)), kindFiles, f); err != nil {
-		return fmt.Errorf("write files image of pid %d: %w", pid, err)
-	}
-	return nil
-}
-
-// pidMismatch reports an image whose pid field disagrees with its file name,
-// which would otherwise restore one process's state into another.
-func pidMismatch(path string, got int32, want int) error {
-	if int(got) == want {
-		return nil
-	}
-	return formatErrorf(path, "holds pid %d, but its name says %d", got, want)
-}
-
-// ReadTask reads task-PID.img.
-func (d *Dir) ReadTask(pid int) (*gocrpb.Task, error) {
-	p := d.file(taskName(pid))
-	t := &gocrpb.Task{}
-	if err := readOne(p, kindTask, t); err != nil {
-		return nil, fmt.Errorf("read task image of pid %d: %w", pid, err)
-	}
-	if err := pidMismatch(p, t.GetPid(), pid); err != nil {
-		return nil, fmt.Errorf("read task image of pid %d: %w", pid, err)
-	}
-	return t, nil
-}
-
-// ReadMm reads mm-PID.img.
-func (d *Dir) ReadMm(pid int) (*gocrpb.Mm, error) {
-	p := d.file(mmName(pid))
-	m := &gocrpb.Mm{}
-	if err := readOne(p, kindMm, m); err != nil {
-		return nil, fmt.Errorf("read mm image of pid %d: %w", pid, err)
-	}
-	if err := pidMismatch(p, m.GetPid(), pid); err != nil {
-		return nil, fmt.Errorf("read mm image of pid %d: %w", pid, err)
+	if got := m.GetPid(); int(got) != pid {
+		var zero M
+		return zero, fmt.Errorf("read %s image of pid %d: %w", what, pid, formatErrorf(p, "holds pid %d, but its name says %d", got, pid))
 	}
 	return m, nil
 }
 
+// WriteTask writes task-PID.img, PID taken from t.Pid.
+func (d *Dir) WriteTask(t *gocrpb.Task) error { return d.writePerProcess("task", taskName, kindTask, t) }
+
+// WriteMm writes mm-PID.img, PID taken from m.Pid.
+func (d *Dir) WriteMm(m *gocrpb.Mm) error { return d.writePerProcess("mm", mmName, kindMm, m) }
+
+// WriteFiles writes files-PID.img, PID taken from f.Pid.
+func (d *Dir) WriteFiles(f *gocrpb.Files) error {
+	return d.writePerProcess("files", filesName, kindFiles, f)
+}
+
+// ReadTask reads task-PID.img.
+func (d *Dir) ReadTask(pid int) (*gocrpb.Task, error) {
+	return readPerProcess(d, "task", taskName, kindTask, pid, &gocrpb.Task{})
+}
+
+// ReadMm reads mm-PID.img.
+func (d *Dir) ReadMm(pid int) (*gocrpb.Mm, error) {
+	return readPerProcess(d, "mm", mmName, kindMm, pid, &gocrpb.Mm{})
+}
+
 // ReadFiles reads files-PID.img.
 func (d *Dir) ReadFiles(pid int) (*gocrpb.Files, error) {
-	p := d.file(filesName(pid))
-	f := &gocrpb.Files{}
-	if err := readOne(p, kindFiles, f); err != nil {
-		return nil, fmt.Errorf("read files image of pid %d: %w", pid, err)
-	}
-	if err := pidMismatch(p, f.GetPid(), pid); err != nil {
-		return nil, fmt.Errorf("read files image of pid %d: %w", pid, err)
-	}
-	return f, nil
+	return readPerProcess(d, "files", filesName, kindFiles, pid, &gocrpb.Files{})
 }
 
 // WriteInventory writes inventory.img, which marks the dump complete: it must
