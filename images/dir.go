@@ -220,7 +220,9 @@ func readPerProcess[M perProcess](d *Dir, what string, name func(int) string, k 
 }
 
 // WriteTask writes task-PID.img, PID taken from t.Pid.
-func (d *Dir) WriteTask(t *gocrpb.Task) error { return d.writePerProcess("task", taskName, kindTask, t) }
+func (d *Dir) WriteTask(t *gocrpb.Task) error {
+	return d.writePerProcess("task", taskName, kindTask, t)
+}
 
 // WriteMm writes mm-PID.img, PID taken from m.Pid.
 func (d *Dir) WriteMm(m *gocrpb.Mm) error { return d.writePerProcess("mm", mmName, kindMm, m) }
