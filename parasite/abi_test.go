@@ -3,14 +3,10 @@
 package parasite
 
 import (
-	"fmt"
-	"maps"
 	"os"
-	"regexp"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/gocr/gocr/internal/cheader"
 )
 
 // abiDefines is every #define of c/abi.h with the Go constant that
@@ -93,11 +89,11 @@ func TestDefinesMatchC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defs, errs := cDefines(string(src), cOnlyDefines)
+	defs, errs := cheader.Defines(string(src), cOnlyDefines)
+	errs = append(errs, cheader.Compare(defs, abiDefines, "abiDefines (or, if C alone uses it, cOnlyDefines saying why)")...)
 	for _, err := range errs {
 		t.Error(err)
 	}
-	compare(t, defs, abiDefines, "abiDefines (or, if C alone uses it, cOnlyDefines saying why)")
 	if len(State{}.SigActions) != nsig {
 		t.Errorf("State.SigActions holds %d signals, PARASITE_NSIG is %d", len(State{}.SigActions), nsig)
 	}
@@ -110,94 +106,9 @@ func TestABIMatchesC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]uint64{}
-	for _, m := range regexp.MustCompile(`BUILD_BUG_ON_OFFSET\(struct (\w+), (\w+), (\d+)\)`).FindAllStringSubmatch(string(src), -1) {
-		v, _ := strconv.ParseUint(m[3], 10, 64)
-		got[m[1]+"."+m[2]] = v
+	for _, err := range cheader.Compare(cheader.Layout(string(src)), abiLayout, "abiLayout") {
+		t.Error(err)
 	}
-	for _, m := range regexp.MustCompile(`sizeof\(struct (\w+)\) == (\d+)`).FindAllStringSubmatch(string(src), -1) {
-		v, _ := strconv.ParseUint(m[2], 10, 64)
-		got["sizeof "+m[1]] = v
-	}
-	compare(t, got, abiLayout, "abiLayout")
-}
-
-// compare reports every name whose values in c/abi.h and in the Go table
-// differ, or that only one side has.
-func compare(t *testing.T, c, goSide map[string]uint64, table string) {
-	t.Helper()
-	for _, name := range slices.Sorted(maps.Keys(c)) {
-		g, ok := goSide[name]
-		switch {
-		case !ok:
-			t.Errorf("%s (%#x) in c/abi.h has no Go constant in %s", name, c[name], table)
-		case g != c[name]:
-			t.Errorf("%s: C says %#x, Go says %#x", name, c[name], g)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(goSide)) {
-		if _, ok := c[name]; !ok {
-			t.Errorf("%s: in %s but not in c/abi.h", name, table)
-		}
-	}
-}
-
-var (
-	defineLine = regexp.MustCompile(`^\s*#\s*define\s+(\w+)(\(?)(.*)$`)
-	cComment   = regexp.MustCompile(`/\*.*?\*/|//.*$`)
-	cInteger   = regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*$`)
-	cName      = regexp.MustCompile(`^[A-Za-z_]\w*$`)
-)
-
-// cDefines reads every #define of a C header. A value must be an integer
-// literal (C's decimal, octal or hex, with any U/L suffix) or the name of
-// a define before it: anything else (no value, an expression, a macro
-// with parameters, a continued line) is an error unless exempt names the
-// define, so a new kind of define is looked at rather than skipped.
-// exempt names that the header no longer defines are errors too.
-// (restorer/abi_test.go has the same reader for restorer/c/abi.h.)
-func cDefines(src string, exempt map[string]string) (map[string]uint64, []error) {
-	defs := map[string]uint64{}
-	seen := map[string]bool{}
-	var errs []error
-	for i, line := range strings.Split(src, "\n") {
-		m := defineLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		name, value := m[1], strings.TrimSpace(cComment.ReplaceAllString(m[3], ""))
-		seen[name] = true
-		if _, ok := exempt[name]; ok {
-			continue
-		}
-		if prev, ok := defs[name]; ok {
-			errs = append(errs, fmt.Errorf("line %d: %s defined again (was %#x)", i+1, name, prev))
-		}
-		switch {
-		case m[2] != "":
-			errs = append(errs, fmt.Errorf("line %d: %s takes parameters", i+1, name))
-		case cInteger.MatchString(value):
-			v, err := strconv.ParseUint(strings.TrimRight(value, "uUlL"), 0, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("line %d: %s: %w", i+1, name, err))
-			}
-			defs[name] = v
-		case cName.MatchString(value):
-			v, ok := defs[value]
-			if !ok {
-				errs = append(errs, fmt.Errorf("line %d: %s is %s, not an earlier define", i+1, name, value))
-			}
-			defs[name] = v
-		default:
-			errs = append(errs, fmt.Errorf("line %d: %s = %q: want an integer literal or the name of an earlier define", i+1, name, value))
-		}
-	}
-	for name := range exempt {
-		if !seen[name] {
-			errs = append(errs, fmt.Errorf("%s is exempt but not defined", name))
-		}
-	}
-	return defs, errs
 }
 
 func TestBlobFitsRegion(t *testing.T) {

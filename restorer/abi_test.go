@@ -4,7 +4,6 @@ package restorer
 
 import (
 	"encoding/binary"
-	"fmt"
 	"maps"
 	"os"
 	"reflect"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gocr/gocr/internal/cheader"
 )
 
 // TestABIMatchesC checks every `c`-tagged field offset and every struct
@@ -150,83 +151,14 @@ func TestDefinesMatchC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defs, errs := cDefines(string(src), cOnlyDefines)
+	defs, errs := cheader.Defines(string(src), cOnlyDefines)
+	errs = append(errs, cheader.Compare(defs, abiDefines, "abiDefines (or, if C alone uses it, cOnlyDefines saying why)")...)
 	for _, err := range errs {
 		t.Error(err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(defs)) {
-		c := defs[name]
-		g, ok := abiDefines[name]
-		switch {
-		case !ok:
-			t.Errorf("%s (%#x) in c/abi.h has no Go constant in abiDefines (or, if C alone uses it, an entry in cOnlyDefines saying why)", name, c)
-		case g != c:
-			t.Errorf("%s: C says %#x, Go says %#x", name, c, g)
-		}
-		if strings.HasPrefix(name, "RST_STEP_") && rstSteps[uint32(c)] == "" {
+		if c := defs[name]; strings.HasPrefix(name, "RST_STEP_") && rstSteps[uint32(c)] == "" {
 			t.Errorf("%s (%d): no message in rstSteps", name, c)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(abiDefines)) {
-		if _, ok := defs[name]; !ok {
-			t.Errorf("%s: in abiDefines but not defined in c/abi.h", name)
-		}
-	}
-}
-
-var (
-	defineLine = regexp.MustCompile(`^\s*#\s*define\s+(\w+)(\(?)(.*)$`)
-	cComment   = regexp.MustCompile(`/\*.*?\*/|//.*$`)
-	cInteger   = regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*$`)
-	cName      = regexp.MustCompile(`^[A-Za-z_]\w*$`)
-)
-
-// cDefines reads every #define of a C header. A value must be an integer
-// literal (C's decimal, octal or hex, with any U/L suffix) or the name of
-// a define before it: anything else (no value, an expression, a macro
-// with parameters, a continued line) is an error unless exempt names the
-// define, so a new kind of define is looked at rather than skipped.
-// exempt names that the header no longer defines are errors too.
-func cDefines(src string, exempt map[string]string) (map[string]uint64, []error) {
-	defs := map[string]uint64{}
-	seen := map[string]bool{}
-	var errs []error
-	for i, line := range strings.Split(src, "\n") {
-		m := defineLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		name, value := m[1], strings.TrimSpace(cComment.ReplaceAllString(m[3], ""))
-		seen[name] = true
-		if _, ok := exempt[name]; ok {
-			continue
-		}
-		if prev, ok := defs[name]; ok {
-			errs = append(errs, fmt.Errorf("line %d: %s defined again (was %#x)", i+1, name, prev))
-		}
-		switch {
-		case m[2] != "":
-			errs = append(errs, fmt.Errorf("line %d: %s takes parameters", i+1, name))
-		case cInteger.MatchString(value):
-			v, err := strconv.ParseUint(strings.TrimRight(value, "uUlL"), 0, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("line %d: %s: %w", i+1, name, err))
-			}
-			defs[name] = v
-		case cName.MatchString(value):
-			v, ok := defs[value]
-			if !ok {
-				errs = append(errs, fmt.Errorf("line %d: %s is %s, not an earlier define", i+1, name, value))
-			}
-			defs[name] = v
-		default:
-			errs = append(errs, fmt.Errorf("line %d: %s = %q: want an integer literal or the name of an earlier define", i+1, name, value))
-		}
-	}
-	for name := range exempt {
-		if !seen[name] {
-			errs = append(errs, fmt.Errorf("%s is exempt but not defined", name))
-		}
-	}
-	return defs, errs
 }
