@@ -3,6 +3,7 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,13 +39,12 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 	tg := startTarget(t, name)
 	dir := t.TempDir()
 	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "5s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
-	// Wait until the parasite is in: a "/memfd:" mapping appears.
-	deadline := time.Now().Add(5 * time.Second)
-	for !hasParasite(tg.pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no parasite mapping in pid %d after 5 s", tg.pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Wait until gocr holds with the parasite running: killing it while
+	// it is still injecting the parasite is another case (the parasite
+	// cannot take over yet).
+	waitHook(t, cmd, testhook.PauseAfterInfect)
+	if !hasParasite(tg.pid) {
+		t.Fatalf("gocr holds after infection, but pid %d has no parasite mapping", tg.pid)
 	}
 	killGocr(t, cmd)
 	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
@@ -127,6 +127,7 @@ func TestGocrKilledInThreadStates(t *testing.T) {
 	needsGocr(t)
 	tg := startTarget(t, "threads", "nopipe")
 	cmd := startGocr(t, testhook.Setting(testhook.PauseInThreadStates, "10s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	waitHook(t, cmd, testhook.PauseInThreadStates)
 	// In the stub every thread but the first waits in read(2) (syscall
 	// 0); the target's own threads spin, sleep or wait elsewhere.
 	deadline := time.Now().Add(10 * time.Second)
@@ -163,23 +164,67 @@ func allInRead(pid int) bool {
 }
 
 // startGocr starts gocr with args and, if hook is not empty, that test
-// hook in its environment ("NAME=VALUE"); cleanup kills it if it still
-// runs.
-func startGocr(t *testing.T, hook string, args ...string) *exec.Cmd {
+// hook in its environment (testhook.Setting); cleanup kills it if it
+// still runs. Its stderr is read line by line into the returned command's
+// lines channel (see waitHook).
+func startGocr(t *testing.T, hook string, args ...string) *runningGocr {
 	t.Helper()
 	cmd := exec.Command(gocrBinary(t), args...)
 	if hook != "" {
 		cmd.Env = append(os.Environ(), hook)
 	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	r := &runningGocr{Cmd: cmd, lines: make(chan string, 64)}
+	go func() {
+		defer close(r.lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case r.lines <- sc.Text():
+			default: // nobody waits for more: drop it, never block gocr
+			}
+		}
+	}()
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return r
+}
+
+// runningGocr is a gocr started by startGocr, still running.
+type runningGocr struct {
+	*exec.Cmd
+	lines chan string // its stderr, a line at a time
+}
+
+// waitHook waits until gocr says the pause hook name holds it.
+func waitHook(t *testing.T, r *runningGocr, name string) {
+	t.Helper()
+	want := testhook.Announcement(name)
+	timeout := time.After(20 * time.Second)
+	var seen []string
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("gocr ended without reaching the %s hook; stderr:\n%s", name, strings.Join(seen, "\n"))
+			}
+			if line == want {
+				return
+			}
+			seen = append(seen, line)
+		case <-timeout:
+			t.Fatalf("gocr did not reach the %s hook in 20 s; stderr so far:\n%s", name, strings.Join(seen, "\n"))
+		}
+	}
 }
 
 // killGocr SIGKILLs a gocr from startGocr and reaps it.
-func killGocr(t *testing.T, cmd *exec.Cmd) {
+func killGocr(t *testing.T, cmd *runningGocr) {
 	t.Helper()
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -225,6 +270,7 @@ func TestGocrKilledMidRestore(t *testing.T) {
 	waitAllGone(t, pids, "the dump")
 
 	cmd := startGocr(t, testhook.Setting(testhook.PauseBeforeFinish, "10s"), "restore", "-D", dir, "-d")
+	waitHook(t, cmd, testhook.PauseBeforeFinish)
 	t.Cleanup(func() {
 		for _, pid := range pids {
 			if !gone(pid) {

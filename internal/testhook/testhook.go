@@ -60,11 +60,17 @@ func parse(s string) map[string]string {
 func Setting(name, value string) string { return Env + "=" + name + "=" + value }
 
 // Pause sleeps for the duration the hook name is set to, if it is set.
+// It says so on stderr first (Announcement), so a test waits for gocr to
+// be exactly there rather than guessing from outside.
 func Pause(name string) {
 	if d, err := time.ParseDuration(hooks[name]); err == nil {
+		fmt.Fprintln(os.Stderr, Announcement(name))
 		time.Sleep(d)
 	}
 }
+
+// Announcement is the line gocr writes on stderr when a pause hook holds it.
+func Announcement(name string) string { return "gocr: test hook " + name + ": holding" }
 
 // Int returns the hook's value as a number, and whether it is set to one.
 func Int(name string) (int, bool) {
