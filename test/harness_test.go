@@ -88,7 +88,7 @@ const (
 	readyTimeout  = 15 * time.Second
 	resultTimeout = 20 * time.Second
 	gocrTimeout   = 60 * time.Second
-	// PID 1 reaps orphaned zombies 1-2 s late on this machine (DESIGN.md).
+	// PID 1 may reap orphaned zombies 1-2 s late (docs/INTERNALS.md, kernel facts).
 	pidGoneTimeout = 10 * time.Second
 )
 
