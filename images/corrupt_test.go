@@ -1,0 +1,231 @@
+package images
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// recordImageReaders reads each record-framed image of the sample dump.
+var recordImageReaders = map[string]func(d *Dir) error{
+	inventoryName:        func(d *Dir) error { _, err := d.readInventory(); return err },
+	taskName(testPid):    func(d *Dir) error { _, err := d.ReadTask(testPid); return err },
+	mmName(testPid):      func(d *Dir) error { _, err := d.ReadMm(testPid); return err },
+	filesName(testPid):   func(d *Dir) error { _, err := d.ReadFiles(testPid); return err },
+	pagemapName(testPid): func(d *Dir) error { _, err := d.ReadPagemap(testPid); return err },
+}
+
+// pagesReader reads the sample dump's pages image.
+func pagesReader(d *Dir) error {
+	f, _, err := d.OpenPages(testPid, 0)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
+// mutateAndRead writes data in place of the image name in a copy of the
+// sample dump and reads it back.
+func mutateAndRead(t *testing.T, src *Dir, name string, data []byte, read func(*Dir) error) error {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return read(&Dir{Path: dir})
+}
+
+func requireFormatError(t *testing.T, err error, context string) *FormatError {
+	t.Helper()
+	var fe *FormatError
+	if !errors.As(err, &fe) {
+		t.Fatalf("%s: got error %v, want a *FormatError", context, err)
+	}
+	if strings.Contains(fe.Error(), "\n") {
+		t.Errorf("%s: error spans lines: %q", context, fe.Error())
+	}
+	return fe
+}
+
+func TestEveryTruncationRejected(t *testing.T) {
+	src := writeSampleDump(t, t.TempDir())
+	readers := map[string]func(*Dir) error{pagesName(testPid, 0): pagesReader}
+	for name, read := range recordImageReaders {
+		readers[name] = read
+	}
+	for name, read := range readers {
+		data, err := os.ReadFile(src.file(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := read(src); err != nil {
+			t.Fatalf("%s: intact image rejected: %v", name, err)
+		}
+		dir := t.TempDir()
+		d := &Dir{Path: dir}
+		for n := 0; n < len(data); n++ {
+			if err := os.WriteFile(d.file(name), data[:n], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fe := requireFormatError(t, read(d), name+" truncated to "+strconv.Itoa(n)+" bytes")
+			if fe.Path != d.file(name) {
+				t.Errorf("%s truncated to %d bytes: FormatError.Path = %q, want %q", name, n, fe.Path, d.file(name))
+			}
+		}
+	}
+}
+
+func TestEveryFlippedByteRejected(t *testing.T) {
+	src := writeSampleDump(t, t.TempDir())
+	for name, read := range recordImageReaders {
+		data, err := os.ReadFile(src.file(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		d := &Dir{Path: dir}
+		for i := range data {
+			bad := bytes.Clone(data)
+			bad[i] ^= 0xff
+			if err := os.WriteFile(d.file(name), bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			requireFormatError(t, read(d), name+" with byte "+strconv.Itoa(i)+" flipped")
+		}
+	}
+}
+
+func TestTrailingDataRejected(t *testing.T) {
+	src := writeSampleDump(t, t.TempDir())
+	for name, read := range recordImageReaders {
+		data, err := os.ReadFile(src.file(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = mutateAndRead(t, src, name, append(data, 0), read)
+		fe := requireFormatError(t, err, name+" with a trailing byte")
+		if !strings.Contains(fe.Reason, "trailing data") {
+			t.Errorf("%s: reason %q does not mention trailing data", name, fe.Reason)
+		}
+	}
+}
+
+func TestHeaderChecks(t *testing.T) {
+	src := writeSampleDump(t, t.TempDir())
+	taskData, err := os.ReadFile(src.file(taskName(testPid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pagesData, err := os.ReadFile(src.file(pagesName(testPid, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readTask := recordImageReaders[taskName(testPid)]
+	readMm := recordImageReaders[mmName(testPid)]
+
+	newer := func(data []byte) []byte {
+		b := bytes.Clone(data)
+		binary.LittleEndian.PutUint32(b[len(magic):], FormatVersion+1)
+		return b
+	}
+	wrongMagic := func(data []byte) []byte {
+		b := bytes.Clone(data)
+		copy(b, "CRIUIMG\x00")
+		return b
+	}
+	oversized := bytes.Clone(taskData)
+	binary.LittleEndian.PutUint32(oversized[fileHeaderSize:], maxRecordSize+1)
+	zeroVersion := bytes.Clone(taskData)
+	binary.LittleEndian.PutUint32(zeroVersion[len(magic):], 0)
+	olderVersion := bytes.Clone(taskData)
+	binary.LittleEndian.PutUint32(olderVersion[len(magic):], MinFormatVersion-1)
+
+	tests := []struct {
+		name   string
+		file   string
+		data   []byte
+		read   func(*Dir) error
+		reason string
+	}{
+		{"wrong magic", taskName(testPid), wrongMagic(taskData), readTask, "not a gocr image"},
+		{"text file", taskName(testPid), []byte("hello, this is not an image\n"), readTask, "not a gocr image"},
+		{"newer version", taskName(testPid), newer(taskData), readTask, fmt.Sprintf("written by a newer gocr (format %d), this gocr reads format %d", FormatVersion+1, FormatVersion)},
+		{"version zero", taskName(testPid), zeroVersion, readTask, "invalid format version 0"},
+		{"older version", taskName(testPid), olderVersion, readTask, fmt.Sprintf("written by an older gocr (format %d), this gocr reads formats %d to %d", MinFormatVersion-1, MinFormatVersion, FormatVersion)},
+		{"wrong kind", mmName(testPid), taskData, readMm, "holds a task image, expected a mm image"},
+		{"oversized record", taskName(testPid), oversized, readTask, "exceeds the 67108864-byte record limit"},
+		{"pages wrong magic", pagesName(testPid, 0), wrongMagic(pagesData), pagesReader, "not a gocr image"},
+		{"pages newer version", pagesName(testPid, 0), newer(pagesData), pagesReader, "written by a newer gocr"},
+		{"pages wrong kind", pagesName(testPid, 0), taskData, pagesReader, "holds a task image, expected a pages image"},
+		{"pages data missing", pagesName(testPid, 0), pagesData[:PagesDataOffset+100], pagesReader, "header promises 12288 data bytes"},
+		{"pages data extra", pagesName(testPid, 0), append(bytes.Clone(pagesData), 0), pagesReader, "header promises 12288 data bytes"},
+		{"pages reserved bytes", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return b }(), pagesReader, "reserved header bytes"},
+		{"pages size never recorded", pagesName(testPid, 0), append(pagesHeader(0), samplePageData()...), pagesReader, "header promises 0 data bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := mutateAndRead(t, src, tt.file, tt.data, tt.read)
+			fe := requireFormatError(t, err, tt.name)
+			if !strings.Contains(fe.Reason, tt.reason) {
+				t.Errorf("reason = %q, want it to contain %q", fe.Reason, tt.reason)
+			}
+			if !strings.Contains(err.Error(), "image "+fe.Path+": ") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestSingleMessageImageRecordCount(t *testing.T) {
+	dir := t.TempDir()
+	d := &Dir{Path: dir}
+	if err := writeRecordFile(d.file(taskName(testPid)), kindTask, sampleTask(), sampleTask()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.ReadTask(testPid)
+	requireFormatError(t, err, "task image with two records")
+
+	if err := writeRecordFile(d.file(mmName(testPid)), kindMm); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.ReadMm(testPid)
+	requireFormatError(t, err, "mm image with no records")
+}
+
+func TestPidMismatchRejected(t *testing.T) {
+	src := writeSampleDump(t, t.TempDir())
+	data, err := os.ReadFile(src.file(taskName(testPid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mutateAndRead(t, src, taskName(testPid+1), data, func(d *Dir) error {
+		_, err := d.ReadTask(testPid + 1)
+		return err
+	})
+	fe := requireFormatError(t, err, "task image under another pid's name")
+	if !strings.Contains(fe.Reason, "holds pid 4242") {
+		t.Errorf("reason = %q", fe.Reason)
+	}
+}
+
+func TestMissingImageNamesFile(t *testing.T) {
+	d := &Dir{Path: t.TempDir()}
+	_, err := d.ReadMm(77)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ReadMm of a missing image: got %v, want fs.ErrNotExist", err)
+	}
+	if !strings.Contains(err.Error(), "mm-77.img") {
+		t.Errorf("error %q does not name mm-77.img", err)
+	}
+	_, _, err = d.OpenPages(77, 0)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "pages-77.img") {
+		t.Errorf("OpenPages of a missing image: got %v, want fs.ErrNotExist naming pages-77.img", err)
+	}
+}
