@@ -5,6 +5,8 @@ package files
 import (
 	"errors"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/gocrpb"
 )
 
@@ -33,7 +35,7 @@ func setInherit(fd *gocrpb.Fd) {
 }
 
 func (inheritKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
-	if fd.Fd < 0 || fd.Fd > 2 || s.Stdio[fd.Fd] == nil {
+	if fd.Fd < 0 || int(fd.Fd) > unix.Stderr || s.Stdio[fd.Fd] == nil {
 		return 0, errors.New("nothing to connect it to")
 	}
 	// A dup, so closing ours later leaves gocr's stdio alone.

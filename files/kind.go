@@ -200,7 +200,7 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 		if err := match.Dump(e, fd); err != nil {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
 		}
-	case n <= 2:
+	case n <= unix.Stderr:
 		// stdio joined to something outside the dump (a terminal, a
 		// pipe from the shell): the restore gives its own.
 		setInherit(fd)

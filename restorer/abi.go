@@ -28,6 +28,12 @@ const (
 
 	rstHoleCandidates = 8
 
+	// The restorer's fds as launch starts it: os/exec gives
+	// ExtraFiles[i] fd 3+i (os/exec Cmd.ExtraFiles), so the plan is
+	// ExtraFiles[0] and the sources follow.
+	rstPlanFd        = 3
+	rstFirstSourceFd = 4
+
 	// rstNsig is _NSIG (arch/x86/include/asm/signal.h): signals are
 	// 1..rstNsig, one sigaction each in the plan.
 	rstNsig = 64

@@ -135,6 +135,8 @@ var abiDefines = map[string]uint64{
 
 	"RST_PAGE_STREAMS_MAX": rstPageStreamsMax,
 	"RST_HOLE_CANDIDATES":  rstHoleCandidates,
+	"RST_PLAN_FD":          rstPlanFd,
+	"RST_FIRST_SOURCE_FD":  rstFirstSourceFd,
 	"RST_NSIG":             rstNsig,
 }
 

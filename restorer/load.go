@@ -11,10 +11,6 @@ import (
 	"github.com/gocr/gocr/images"
 )
 
-// firstSource is the fd number of the first source in the restorer: fds
-// 0-2 are its stdio and fd 3 is the plan (launch).
-const firstSource = 4
-
 // load reads every image of the dump, in the inventory's order (parents
 // first), builds each process's plan and checks that this machine can run
 // it, before anything is created. The returned sources hold the page
@@ -24,7 +20,7 @@ func load(dir *images.Dir, stdio [3]*os.File) (_ []*proc, _ *files.Sources, err 
 	if len(inv.Pids) == 0 || inv.Pids[0] != inv.RootPid {
 		return nil, nil, fmt.Errorf("%s: the inventory must list the root process %d first", dir.Path, inv.RootPid)
 	}
-	src := files.NewSources(dir, firstSource, stdio)
+	src := files.NewSources(dir, rstFirstSourceFd, stdio)
 	defer func() {
 		if err != nil {
 			src.Close()

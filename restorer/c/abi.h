@@ -259,6 +259,11 @@ _Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 
+/* The restorer's fds as gocr starts it: the plan, then every source (os/exec
+ * gives ExtraFiles[i] fd 3+i). */
+#define RST_PLAN_FD 3
+#define RST_FIRST_SOURCE_FD 4
+
 struct rst_args {
 	u64 magic;
 	u32 version;

@@ -862,17 +862,16 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 void restorer_main(u64 *sp)
 {
 	(void)sp;
-	/* fd 3 is the plan (restorer/restore.go). */
-	long size = sys3(__NR_lseek, 3, 0, SEEK_END);
+	long size = sys3(__NR_lseek, RST_PLAN_FD, 0, SEEK_END);
 	if (size < (long)sizeof(struct rst_tree))
 		sys1(__NR_exit_group, 100);
-	long m = sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
+	long m = sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, RST_PLAN_FD, 0);
 	if (m < 0 && m > -4096)
 		sys1(__NR_exit_group, 101);
 	struct rst_tree *t = (struct rst_tree *)m;
 	if (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size || t->nr_procs == 0)
 		sys1(__NR_exit_group, 102);
-	sys1(__NR_close, 3);
+	sys1(__NR_close, RST_PLAN_FD);
 
 	s32 tid = procs_of(t)[0].pid;
 	struct clone_args ca = {
