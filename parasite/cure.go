@@ -32,7 +32,6 @@ func (p *Parasite) Cure() error {
 	}
 	for i := range p.remoteDataFd {
 		closeRemote(&p.remoteDataFd[i])
-		closeRemote(&p.remoteReadFd[i])
 	}
 	closeRemote(&p.remoteSock)
 	closeRemote(&p.remoteCmdFd)

@@ -40,36 +40,39 @@ type Parasite struct {
 	t   *ptrace.Tracer
 	pid int
 
-	insn        uint64
+	// The thread as Infect found it, for Cure to put back.
 	saved       ptrace.Regs
 	savedXstate []byte
 	savedMask   uint64
 
-	// What has been done to the target, so Cure undoes exactly that.
-	injected     bool
-	remoteMemfd  int64
-	remoteBase   uint64
-	remoteDataFd [2]int64
-	remoteReadFd [2]int64
-	remoteSock   int64 // the target's end of the fd-passing socket
-	remoteCmdFd  int64 // read end of the command pipe
-	remoteLife   int64 // read end of the threads' lifeline pipe (ThreadStates)
-	lifew        int   // gocr's write end of it
+	insn uint64 // the syscall instruction injections go through
+
+	// What has been done to the target, so Cure undoes exactly that; -1
+	// or 0 where it has not (yet) been done.
+	injected     bool     // a syscall was injected: the thread left its event stop
+	remoteMemfd  int64    // the region's memfd, until it is mapped
+	remoteBase   uint64   // where the region is mapped
+	remoteDataFd [2]int64 // write ends of the page pipes
+	remoteSock   int64    // the target's end of the fd-passing socket
+	remoteCmdFd  int64    // read end of the command pipe
+	remoteLife   int64    // read end of the threads' lifeline pipe (ThreadStates)
+	remoteFiles  []int64  // files handed over by PassFile
+	running      bool     // the thread runs the blob
 	// threadsAdrift: ReturnAll failed, so a thread may still be in the
 	// stub; it must find the region and the lifeline's read end there
 	// when gocr's write end closes and it returns through its frame.
 	threadsAdrift bool
-	cmdw          int // gocr's write end of the command pipe
-	remoteFiles   []int64
-	sock          int // gocr's end
-	sentFiles     map[uintptr]int64
-	running       bool
 
-	local []byte      // gocr's mapping of the shared region
-	pidfd int         // -1 when closed
-	pipes [2]*os.File // read ends of the page pipes
-	chunk int         // bytes per chunk: the smaller pipe's size
-	seq   uint32
+	// gocr's side of the infection.
+	local     []byte            // gocr's mapping of the shared region
+	pidfd     int               // -1 when closed
+	pipes     [2]*os.File       // read ends of the page pipes
+	chunk     int               // bytes per chunk: the smaller pipe's size
+	sock      int               // gocr's end of the fd-passing socket
+	sentFiles map[uintptr]int64 // gocr's fd -> the target's, of PassFile
+	cmdw      int               // write end of the command pipe
+	lifew     int               // write end of the lifeline pipe
+	seq       uint32            // the last command's sequence number
 
 	// Signals are real signals that showed up as signal-delivery-stops
 	// while the parasite ran; the caller must not lose them.

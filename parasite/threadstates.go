@@ -83,7 +83,6 @@ func (p *Parasite) ThreadStates(tids []int, xstates [][]byte) ([]ThreadState, er
 func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ []ThreadState, err error) {
 	clear(p.local[dataOff : dataOff+len(tids)*blockSize])
 	sharedword.Store(p.local, threadsDoneOff, 0)
-	stub := p.remoteBase + threadStubOff
 	borrowed, err := p.t.RunAll(tids, func(i int, b *ptrace.Borrowed, r *ptrace.Regs) error {
 		block := dataOff + i*blockSize
 		frameAt := p.remoteBase + uint64(block+threadFrameOff)
@@ -92,13 +91,7 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 			return fmt.Errorf("thread %d: %w", b.Tid, err)
 		}
 		copy(p.local[block+threadFrameOff:], frame)
-		r.Rip = stub
-		r.Rdi = p.remoteBase + uint64(block)
-		r.Rsi = p.remoteBase + threadsDoneOff
-		r.Rdx = uint64(p.remoteLife)
-		r.R8 = frameAt
-		r.Orig_rax = ^uint64(0) // no syscall to restart on the way in
-		r.Eflags &^= 0x400 | 0x100
+		enterThreadStub(r, p.remoteBase, p.remoteBase+uint64(block), frameAt, p.remoteLife)
 		return nil
 	})
 	defer func() {
