@@ -13,7 +13,6 @@ import (
 // signal mask. It leaves the task in a ptrace event stop, exactly as
 // Infect found it. It is safe to call on a partly done infection.
 func (p *Parasite) Cure() error {
-	var errs []error
 	if p.running {
 		sigs, err := p.t.StopTask(p.pid)
 		p.Signals = append(p.Signals, sigs...)
@@ -22,6 +21,19 @@ func (p *Parasite) Cure() error {
 		}
 		p.running = false
 	}
+	errs := p.removeInjected()
+	errs = append(errs, p.restoreThread()...)
+	p.releaseLocal()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cure %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// removeInjected closes in the target every fd the infection gave it and
+// unmaps the region, except what a thread still in the region needs.
+// Precondition: the parasite's thread is stopped.
+func (p *Parasite) removeInjected() (errs []error) {
 	closeRemote := func(fd *int64) {
 		if *fd >= 0 {
 			if _, err := p.inject(unix.SYS_CLOSE, uint64(*fd)); err != nil {
@@ -60,6 +72,12 @@ func (p *Parasite) Cure() error {
 		}
 		p.remoteBase = 0
 	}
+	return errs
+}
+
+// restoreThread brings the thread back to its event stop and puts back
+// what saveThread kept.
+func (p *Parasite) restoreThread() (errs []error) {
 	if p.injected {
 		if err := p.t.ReturnToEventStop(p.pid); err != nil {
 			errs = append(errs, err)
@@ -75,6 +93,12 @@ func (p *Parasite) Cure() error {
 	if err := p.t.SetSigmask(p.pid, p.savedMask); err != nil {
 		errs = append(errs, err)
 	}
+	return errs
+}
+
+// releaseLocal lets go of gocr's side of the infection: its mapping of
+// the region and its ends of the pipes and the socket.
+func (p *Parasite) releaseLocal() {
 	if p.local != nil {
 		unix.Munmap(p.local)
 		p.local = nil
@@ -85,24 +109,10 @@ func (p *Parasite) Cure() error {
 			p.pipes[i] = nil
 		}
 	}
-	if p.pidfd >= 0 {
-		unix.Close(p.pidfd)
-		p.pidfd = -1
+	for _, fd := range []*int{&p.pidfd, &p.sock, &p.cmdw, &p.lifew} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
 	}
-	if p.sock >= 0 {
-		unix.Close(p.sock)
-		p.sock = -1
-	}
-	if p.cmdw >= 0 {
-		unix.Close(p.cmdw)
-		p.cmdw = -1
-	}
-	if p.lifew >= 0 {
-		unix.Close(p.lifew)
-		p.lifew = -1
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("cure %d: %w", p.pid, err)
-	}
-	return nil
 }
