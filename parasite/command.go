@@ -23,6 +23,14 @@ var ErrCannotPassFile = errors.New("cannot pass the image file")
 // parasite (a fault in the blob, SIGKILL or SIGSTOP from outside).
 var ErrParasiteStopped = errors.New("target stopped while running the parasite")
 
+// pollInterval is how long gocr waits on a word in the region before it
+// looks whether the thread that should change it can still do so: a
+// thread stopped or killed from outside never wakes the futex.
+const pollInterval = 50 * time.Millisecond
+
+// ctlNrArgs is how many u64 args struct parasite_ctl has (parasite/c/abi.h).
+const ctlNrArgs = (ctlDataFd - ctlArgs) / 8
+
 // call runs one command and waits for its answer.
 func (p *Parasite) call(cmd uint32, args ...uint64) error {
 	_, err := p.callValue(cmd, args...)
@@ -36,7 +44,7 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	}
 	ctl := p.local[ctlOff : ctlOff+ctlSize]
 	binary.LittleEndian.PutUint32(ctl[ctlCmd:], cmd)
-	for i := 0; i < 4; i++ {
+	for i := 0; i < ctlNrArgs; i++ {
 		var v uint64
 		if i < len(args) {
 			v = args[i]
@@ -45,11 +53,12 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	}
 	p.seq++
 	sharedword.Store(p.local, ctlOff+ctlCmdSeq, p.seq)
+	// The byte's value is not read: it only wakes the parasite's read().
 	if _, err := unix.Write(p.cmdw, []byte{1}); err != nil {
 		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, err)
 	}
 	for sharedword.Load(p.local, ctlOff+ctlDoneSeq) != p.seq {
-		sharedword.Wait(p.local, ctlOff+ctlDoneSeq, p.seq-1, 50*time.Millisecond)
+		sharedword.Wait(p.local, ctlOff+ctlDoneSeq, p.seq-1, pollInterval)
 		if sharedword.Load(p.local, ctlOff+ctlDoneSeq) == p.seq {
 			break
 		}
@@ -86,11 +95,17 @@ func (p *Parasite) PassFile(f *os.File) (int64, error) {
 }
 
 // taskStopped reports whether the thread left the parasite's loop: it is
-// in a ptrace stop ('t') or gone.
+// stopped or gone.
 func taskStopped(tid int) (bool, error) {
 	st, err := proc.ReadStat(tid)
 	if err != nil {
 		return true, err
 	}
-	return st.State == 't' || st.State == 'T' || st.State == 'Z' || st.State == 'X', nil
+	return stopped(st.State) || gone(st.State), nil
 }
+
+// stopped and gone read a thread's state letter (/proc/PID/stat field 3,
+// man 5 proc): stopped by a signal ('T') or in a ptrace stop ('t'); a
+// zombie ('Z') or dead ('X').
+func stopped(state byte) bool { return state == 'T' || state == 't' }
+func gone(state byte) bool    { return state == 'Z' || state == 'X' }

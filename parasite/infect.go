@@ -34,7 +34,7 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	}()
 	// With every signal blocked nothing but SIGKILL/SIGSTOP can interrupt
 	// the parasite, and no handler of the target's runs on our stack.
-	if err = t.SetSigmask(pid, ^uint64(0)); err != nil {
+	if err = t.SetSigmask(pid, allSignals); err != nil {
 		return p, err
 	}
 	if p.insn, err = ptrace.FindSyscallInsn(pid); err != nil {
@@ -71,6 +71,10 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	}
 	return p, nil
 }
+
+// allSignals is a signal mask with every signal in it; the kernel leaves
+// SIGKILL and SIGSTOP out itself (man 2 sigprocmask).
+const allSignals = ^uint64(0)
 
 // saveThread keeps what the infection changes in the thread (registers,
 // extended state, signal mask) for Cure to put back.

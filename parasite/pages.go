@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,9 +21,26 @@ type Span struct {
 	Addr, Len uint64
 }
 
-// The last page of the data area stays free of page spans (it was
-// scratch space for syscalls injected into other threads).
-const maxSpansPerCall = (dataSize - 4096) / iovecSize
+// dataUsable is how much of the data area one command's spans, or one
+// round of thread-state blocks, may fill. The last 4 KiB stay free: they
+// were scratch space for syscalls injected into other threads, and the
+// bound stayed when that went.
+const dataUsable = dataSize - 4<<10
+
+// maxSpansPerCall is how many spans one command takes.
+const maxSpansPerCall = dataUsable / iovecSize
+
+// struct parasite_iovec (parasite/c/abi.h): a span as the parasite reads it.
+const (
+	iovBase = 0
+	iovLen  = 8
+)
+
+// putIovec writes sp as the struct parasite_iovec at offset o of the region.
+func (p *Parasite) putIovec(o int, sp Span) {
+	binary.LittleEndian.PutUint64(p.local[o+iovBase:], sp.Addr)
+	binary.LittleEndian.PutUint64(p.local[o+iovLen:], sp.Len)
+}
 
 // Stream is memory to write to one file: Spans in order, from file offset
 // Off on.
@@ -76,8 +92,7 @@ func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
 			binary.LittleEndian.PutUint64(d[streamFileOff:], uint64(offs[i]))
 			binary.LittleEndian.PutUint32(d[streamFd:], uint32(remote[i]))
 			for _, sp := range rest[i][:k] {
-				binary.LittleEndian.PutUint64(p.local[o:], sp.Addr)
-				binary.LittleEndian.PutUint64(p.local[o+8:], sp.Len)
+				p.putIovec(o, sp)
 				o += iovecSize
 				offs[i] += int64(sp.Len)
 				written += int64(sp.Len)
@@ -108,14 +123,15 @@ func (p *Parasite) waitHelpers() error {
 		for sharedword.Load(p.local, o+streamRunning) != 0 {
 			tid := int(int32(binary.LittleEndian.Uint32(p.local[o+streamTid:])))
 			st, err := proc.ReadStat(tid)
-			if err != nil || st.State == 'Z' || st.State == 'X' {
+			if err != nil || gone(st.State) {
 				// Gone with its process: nothing runs there.
 				break
 			}
-			if st.State == 'T' || st.State == 't' {
+			if stopped(st.State) {
 				return fmt.Errorf("%w (thread %d)", ErrHelperStopped, tid)
 			}
-			sharedword.Wait(p.local, o+streamRunning, 1, 50*time.Millisecond)
+			// Until the kernel clears running (CLONE_CHILD_CLEARTID).
+			sharedword.Wait(p.local, o+streamRunning, 1, pollInterval)
 		}
 	}
 	return nil
@@ -129,17 +145,12 @@ func (p *Parasite) waitHelpers() error {
 func (p *Parasite) DumpPages(spans []Span, dst *os.File) (int64, error) {
 	var written int64
 	for len(spans) > 0 {
-		n := len(spans)
-		if n > maxSpansPerCall {
-			n = maxSpansPerCall
-		}
+		n := min(len(spans), maxSpansPerCall)
 		batch := spans[:n]
 		spans = spans[n:]
 		var total uint64
 		for i, s := range batch {
-			o := dataOff + i*iovecSize
-			binary.LittleEndian.PutUint64(p.local[o:], s.Addr)
-			binary.LittleEndian.PutUint64(p.local[o+8:], s.Len)
+			p.putIovec(dataOff+i*iovecSize, s)
 			total += s.Len
 		}
 		var abort atomic.Bool
@@ -164,6 +175,10 @@ func (p *Parasite) DumpPages(spans []Span, dst *os.File) (int64, error) {
 	return written, nil
 }
 
+// discardBufSize is what drainPipes reads at a time once the image takes
+// no more: the parasite must still be able to empty its pipes.
+const discardBufSize = 64 << 10
+
 type spliceResult struct {
 	n   int64
 	err error
@@ -183,7 +198,7 @@ func drainPipes(pipes [2]int, dstFd int, want, chunk int64, abort *atomic.Bool) 
 		left := min(chunk, want-got)
 		for left > 0 {
 			pfd := []unix.PollFd{{Fd: int32(pipeFd), Events: unix.POLLIN}}
-			n, err := unix.Poll(pfd, 50)
+			n, err := unix.Poll(pfd, int(pollInterval.Milliseconds()))
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -214,7 +229,7 @@ func drainPipes(pipes [2]int, dstFd int, want, chunk int64, abort *atomic.Bool) 
 				continue
 			}
 			if discard == nil {
-				discard = make([]byte, 64<<10)
+				discard = make([]byte, discardBufSize)
 			}
 			m, err := unix.Read(pipeFd, discard[:min(left, int64(len(discard)))])
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {

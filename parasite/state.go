@@ -2,7 +2,34 @@
 
 package parasite
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsig is how many signals a process has dispositions for: _NSIG
+// (arch/x86/include/uapi/asm/signal.h).
+const nsig = 64
+
+// struct parasite_sigaction and struct parasite_itimer, the elements of
+// two arrays in struct parasite_state (parasite/c/abi.h).
+const (
+	sigactionSize = 32
+	saHandler     = 0
+	saFlags       = 8
+	saRestorer    = 16
+	saMask        = 24
+
+	itimerSize     = 32
+	itIntervalSec  = 0
+	itIntervalUsec = 8
+	itValueSec     = 16
+	itValueUsec    = 24
+)
+
+const usecPerSec = int64(time.Second / time.Microsecond)
 
 // SigAction is one signal's disposition as rt_sigaction(2) reports it.
 type SigAction struct {
@@ -16,11 +43,11 @@ type Itimer struct {
 
 // State is what only the target itself can tell: read from inside.
 type State struct {
-	SigActions     [64]SigAction // index signo-1
+	SigActions     [nsig]SigAction // index signo-1
 	AltstackSp     uint64
 	AltstackFlags  int32
 	AltstackSize   uint64
-	Itimers        [3]Itimer
+	Itimers        [unix.ITIMER_PROF + 1]Itimer // by ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF (man 2 getitimer)
 	TidAddress     uint64
 	Dumpable       int32
 	PdeathSig      int32
@@ -37,17 +64,22 @@ func (p *Parasite) DumpState() (*State, error) {
 	le := binary.LittleEndian
 	st := &State{}
 	for i := range st.SigActions {
-		o := stSigactions + 32*i
-		st.SigActions[i] = SigAction{le.Uint64(b[o:]), le.Uint64(b[o+8:]), le.Uint64(b[o+16:]), le.Uint64(b[o+24:])}
+		sa := b[stSigactions+sigactionSize*i:]
+		st.SigActions[i] = SigAction{
+			Handler:  le.Uint64(sa[saHandler:]),
+			Flags:    le.Uint64(sa[saFlags:]),
+			Restorer: le.Uint64(sa[saRestorer:]),
+			Mask:     le.Uint64(sa[saMask:]),
+		}
 	}
 	st.AltstackSp = le.Uint64(b[stAltstackSp:])
 	st.AltstackFlags = int32(le.Uint32(b[stAltstackFlags:]))
 	st.AltstackSize = le.Uint64(b[stAltstackSize:])
 	for i := range st.Itimers {
-		o := stItimers + 32*i
+		it := b[stItimers+itimerSize*i:]
 		st.Itimers[i] = Itimer{
-			IntervalUsec: int64(le.Uint64(b[o:]))*1e6 + int64(le.Uint64(b[o+8:])),
-			ValueUsec:    int64(le.Uint64(b[o+16:]))*1e6 + int64(le.Uint64(b[o+24:])),
+			IntervalUsec: int64(le.Uint64(it[itIntervalSec:]))*usecPerSec + int64(le.Uint64(it[itIntervalUsec:])),
+			ValueUsec:    int64(le.Uint64(it[itValueSec:]))*usecPerSec + int64(le.Uint64(it[itValueUsec:])),
 		}
 	}
 	st.TidAddress = le.Uint64(b[stTidAddress:])

@@ -36,7 +36,16 @@ const (
 	tsTidAddressRet = 40
 	threadFrameOff  = 64
 	threadsDoneOff  = streamsOff + MaxStreams*streamSize
+
+	// threadBlockAlign: every block starts aligned for the xsave area in
+	// its signal frame, which sits at a multiple of it from the block.
+	threadBlockAlign = xsaveAlign
 )
+
+// threadStubTimeout bounds the wait for every thread to run the stub: a
+// few system calls each, so a thread that takes longer is not running
+// (stopped or killed from outside) and waiting longer would not help.
+const threadStubTimeout = 10 * time.Second
 
 // ThreadStates reads the sigaltstack and clear_child_tid address of other
 // threads of the infected process, which only each thread can read of
@@ -61,9 +70,9 @@ func (p *Parasite) ThreadStates(tids []int, xstates [][]byte) ([]ThreadState, er
 	}
 	blockSize := 0
 	for _, xs := range xstates {
-		blockSize = max(blockSize, (threadFrameOff+frFpstate+len(xs)+4+63)&^63)
+		blockSize = max(blockSize, alignUp(threadFrameOff+sigframeLen(xs), threadBlockAlign))
 	}
-	perCall := (dataSize - 4096) / blockSize
+	perCall := dataUsable / blockSize
 	if perCall == 0 {
 		return nil, fmt.Errorf("thread states of %d: a signal frame of %d bytes does not fit", p.pid, blockSize)
 	}
@@ -106,16 +115,16 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("run the thread-state stub: %w", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(threadStubTimeout)
 	for {
 		done := sharedword.Load(p.local, threadsDoneOff)
 		if int(done) == len(tids) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d threads read their state in 10 s", done, len(tids))
+			return nil, fmt.Errorf("%d of %d threads read their state in %v", done, len(tids), threadStubTimeout)
 		}
-		sharedword.Wait(p.local, threadsDoneOff, done, 50*time.Millisecond)
+		sharedword.Wait(p.local, threadsDoneOff, done, pollInterval)
 	}
 	out := make([]ThreadState, len(tids))
 	for i, tid := range tids {
@@ -135,4 +144,9 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 		}
 	}
 	return out, nil
+}
+
+// alignUp rounds n up to a multiple of align, a power of two.
+func alignUp(n, align int) int {
+	return (n + align - 1) &^ (align - 1)
 }
