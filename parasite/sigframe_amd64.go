@@ -26,12 +26,9 @@ const (
 
 	// struct sigcontext_64 (arch/x86/include/uapi/asm/sigcontext.h):
 	// r8..r15, di, si, bp, bx, dx, ax, cx, sp, ip, flags as u64 from 0,
-	// then cs, gs, fs, ss as u16, and the fpstate pointer.
-	scCs      = 144
-	scGs      = 146
-	scFs      = 148
-	scSs      = 150
-	scFpstate = 184
+	// then cs, gs, fs, ss as u16 from scSegments, and the fpstate pointer.
+	scSegments = 144
+	scFpstate  = 184
 
 	// uc_flags (arch/x86/include/uapi/asm/ucontext.h): the frame has an
 	// xsave area, and ss is saved and must be restored as it is.
@@ -99,10 +96,9 @@ func sigframe(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, err
 		regs.Rdi, regs.Rsi, regs.Rbp, regs.Rbx, regs.Rdx, regs.Rax, regs.Rcx, regs.Rsp, regs.Rip, regs.Eflags} {
 		le.PutUint64(sc[8*i:], v)
 	}
-	le.PutUint16(sc[scCs:], uint16(regs.Cs))
-	le.PutUint16(sc[scGs:], uint16(regs.Gs))
-	le.PutUint16(sc[scFs:], uint16(regs.Fs))
-	le.PutUint16(sc[scSs:], uint16(regs.Ss))
+	for i, v := range []uint64{regs.Cs, regs.Gs, regs.Fs, regs.Ss} {
+		le.PutUint16(sc[scSegments+2*i:], uint16(v))
+	}
 	le.PutUint64(sc[scFpstate:], at+frFpstate)
 	le.PutUint64(f[frSigmask:], mask)
 
