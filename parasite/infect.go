@@ -167,9 +167,9 @@ func (p *Parasite) openPagePipes() error {
 
 // openFileSocket makes the socket gocr hands the parasite files over
 // (SCM_RIGHTS, man 7 unix): the one way to put an fd into another
-// process's table. SOCK_SEQPACKET, not DGRAM: its peer's close shows as
-// POLLHUP (net/unix/af_unix.c unix_release_sock), which is how the
-// parasite learns that gocr died.
+// process's table. Each file goes as a record of its own (SOCK_SEQPACKET
+// keeps record boundaries, man 7 unix). gocr's death reaches the parasite
+// through the command pipe's EOF, not through this socket.
 func (p *Parasite) openFileSocket() (err error) {
 	// The two ends are alike (man 2 socketpair); gocr takes the first.
 	p.remoteSock, p.sock, err = p.injectPair(0, unix.SYS_SOCKETPAIR,

@@ -1,16 +1,33 @@
 //go:build linux
 
-// Package parasite injects gocr's parasite blob into a stopped process,
-// runs commands in it (read signal state, hand memory over through a pipe),
-// and cures the process: removes every trace and puts every register back.
+// Package parasite runs gocr's code inside a stopped process, to read what
+// only the process can tell about itself and to write its memory into the
+// page images, and then takes every trace of itself away again. The shape
+// is CRIU compel's; the code is our own.
 //
-// The life of an infection (the shape of CRIU's compel, our own code):
-// stopped task -> save registers, xstate and mask -> block all signals ->
-// injected syscalls create a memfd, map it in the target, create the page
-// pipe -> the blob is copied in through gocr's own mapping of the same
-// memfd -> the task runs the blob, which serves commands over a control
-// block in the shared memory (futexes, no signals) -> cure: interrupt,
-// close and unmap what was injected, restore the saved state.
+// An infection lives through four steps, always in this order (Example
+// shows them whole; dump/memory.go captureMemory is the real caller):
+//
+//  1. Infect (infect.go) saves the thread's registers, xstate and signal
+//     mask, blocks every signal, and through syscalls injected at the
+//     vDSO's syscall instruction maps a region that gocr maps too, makes
+//     the page pipes, the file socket and the command pipe, copies the
+//     blob in and starts it. The blob serves commands written into the
+//     region and announced on the command pipe, and answers through a
+//     futex (command.go): no signal is ever raised in the target.
+//  2. Read state: DumpState (state.go) for sigactions, sigaltstack,
+//     itimers and prctl state; ThreadStates (threadstates.go) for the
+//     sigaltstack and clear_child_tid address of the other threads.
+//  3. Pages (pages.go): WriteStreams has the parasite pwritev memory into
+//     the page images PassFile handed it; DumpPages moves it through the
+//     page pipes with vmsplice and splice instead.
+//  4. Cure (cure.go) stops the blob, closes and unmaps what was injected
+//     and puts the thread back in its event stop as Infect found it.
+//
+// Should gocr die in between, the blob reads EOF on the command pipe and
+// returns the thread to its own code through a signal frame Infect built
+// of it (sigframe_amd64.go); threads in the thread-state stub do the same
+// on their lifeline pipe.
 package parasite
 
 import (
