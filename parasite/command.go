@@ -62,7 +62,7 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 		if sharedword.Load(p.local, ctlOff+ctlDoneSeq) == p.seq {
 			break
 		}
-		if stopped, err := taskStopped(p.pid); err != nil || stopped {
+		if left, err := taskStopped(p.pid); err != nil || left {
 			return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, ErrParasiteStopped)
 		}
 	}

@@ -32,49 +32,23 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 			}
 		}
 	}()
-	// With every signal blocked nothing but SIGKILL/SIGSTOP can interrupt
-	// the parasite, and no handler of the target's runs on our stack.
-	if err = t.SetSigmask(pid, allSignals); err != nil {
-		return p, err
-	}
-	if p.insn, err = ptrace.FindSyscallInsn(pid); err != nil {
-		return p, err
-	}
-	if err = p.mapRegion(opts.VdsoStart); err != nil {
-		return p, err
-	}
-	if err = p.openPagePipes(); err != nil {
-		return p, err
-	}
-	if err = p.openFileSocket(); err != nil {
-		return p, err
-	}
-	// The command pipe: gocr keeps the only write end, so its death is
-	// the parasite's EOF.
-	if p.remoteCmdFd, p.cmdw, err = p.injectPipe(pipeWriteEnd); err != nil {
-		return p, fmt.Errorf("command pipe: %w", err)
-	}
-	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
-	if opts.Threads > 1 {
-		// Threads running the thread-state stub wait in read() on this
-		// pipe: its EOF, gocr's death, sends them back to their own code
-		// (parasite/c/abi.h).
-		if p.remoteLife, p.lifew, err = p.injectPipe(pipeWriteEnd); err != nil {
-			return p, fmt.Errorf("lifeline pipe: %w", err)
+	for _, step := range []func() error{
+		p.blockSignals,
+		p.findSyscallInsn,
+		func() error { return p.mapRegion(opts.VdsoStart) },
+		p.openPagePipes,
+		p.openFileSocket,
+		p.openCommandPipe,
+		func() error { return p.openLifeline(opts.Threads) },
+		p.writeSelfCureFrame,
+		p.start,
+	} {
+		if err = step(); err != nil {
+			return p, err
 		}
-	}
-	if err = p.writeSelfCureFrame(); err != nil {
-		return p, err
-	}
-	if err = p.start(); err != nil {
-		return p, err
 	}
 	return p, nil
 }
-
-// allSignals is a signal mask with every signal in it; the kernel leaves
-// SIGKILL and SIGSTOP out itself (man 2 sigprocmask).
-const allSignals = ^uint64(0)
 
 // saveThread keeps what the infection changes in the thread (registers,
 // extended state, signal mask) for Cure to put back.
@@ -86,6 +60,25 @@ func (p *Parasite) saveThread() (err error) {
 		return err
 	}
 	p.savedMask, err = p.t.GetSigmask(p.pid)
+	return err
+}
+
+// allSignals is a signal mask with every signal in it; PTRACE_SETSIGMASK
+// takes SIGKILL and SIGSTOP out itself (kernel/ptrace.c), as
+// sigprocmask(2) does.
+const allSignals = ^uint64(0)
+
+// blockSignals blocks every signal in the thread: nothing but SIGKILL and
+// SIGSTOP can then interrupt the parasite, and no handler of the target's
+// runs on the parasite's stack.
+func (p *Parasite) blockSignals() error {
+	return p.t.SetSigmask(p.pid, allSignals)
+}
+
+// findSyscallInsn finds the syscall instruction in the vDSO that every
+// injection goes through, so that nothing in the target's text is patched.
+func (p *Parasite) findSyscallInsn() (err error) {
+	p.insn, err = ptrace.FindSyscallInsn(p.pid)
 	return err
 }
 
@@ -178,6 +171,30 @@ func (p *Parasite) openFileSocket() (err error) {
 		return fmt.Errorf("file socket: %w", err)
 	}
 	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
+	return nil
+}
+
+// openCommandPipe makes the pipe the blob waits for commands on. gocr
+// keeps the only write end, so its death is the parasite's EOF.
+func (p *Parasite) openCommandPipe() (err error) {
+	if p.remoteCmdFd, p.cmdw, err = p.injectPipe(pipeWriteEnd); err != nil {
+		return fmt.Errorf("command pipe: %w", err)
+	}
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
+	return nil
+}
+
+// openLifeline makes the pipe threads running the thread-state stub wait
+// in read() on: its EOF, gocr's death, sends them back to their own code
+// (parasite/c/abi.h). A process of one thread has no other thread to
+// send there, and no lifeline.
+func (p *Parasite) openLifeline(threads int) (err error) {
+	if threads <= 1 {
+		return nil
+	}
+	if p.remoteLife, p.lifew, err = p.injectPipe(pipeWriteEnd); err != nil {
+		return fmt.Errorf("lifeline pipe: %w", err)
+	}
 	return nil
 }
 

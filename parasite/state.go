@@ -10,7 +10,7 @@ import (
 )
 
 // nsig is how many signals a process has dispositions for: _NSIG
-// (arch/x86/include/uapi/asm/signal.h).
+// (arch/x86/include/asm/signal.h).
 const nsig = 64
 
 // struct parasite_sigaction and struct parasite_itimer, the elements of
