@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -22,17 +24,44 @@ const (
 	frFpstate   = 512
 	frameMaxLen = stackSize - 32<<10 // the parasite's stack keeps the rest
 
-	// uc_flags: UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS
-	// (arch/x86/include/uapi/asm/ucontext.h).
-	ucFlags = 0x1 | 0x2 | 0x4
+	// struct sigcontext_64 (arch/x86/include/uapi/asm/sigcontext.h):
+	// r8..r15, di, si, bp, bx, dx, ax, cx, sp, ip, flags as u64 from 0,
+	// then cs, gs, fs, ss as u16 from scSegments, and the fpstate pointer.
+	scSegments = 144
+	scFpstate  = 184
 
-	// struct _fpx_sw_bytes in the xsave area's software-reserved bytes at
-	// 464, and the second magic right after the xsave data
+	// uc_flags (arch/x86/include/uapi/asm/ucontext.h): the frame has an
+	// xsave area, and ss is saved and must be restored as it is.
+	ucFpXstate        = 0x1 // UC_FP_XSTATE
+	ucSigcontextSS    = 0x2 // UC_SIGCONTEXT_SS
+	ucStrictRestoreSS = 0x4 // UC_STRICT_RESTORE_SS
+	ucFlags           = ucFpXstate | ucSigcontextSS | ucStrictRestoreSS
+
+	// struct _fpx_sw_bytes in the xsave area's software-reserved bytes,
+	// and the second magic right after the xsave data
 	// (arch/x86/include/uapi/asm/sigcontext.h).
-	fpxSwOff    = 464
-	fpXstMagic1 = 0x46505853
-	fpXstMagic2 = 0x46505845
+	fpxSwOff          = ptrace.XstateSwReservedOffset
+	fpxSwSize         = 48
+	fpxSwExtendedSize = 4
+	fpxSwXfeatures    = 8
+	fpxSwXstateSize   = 16
+	fpXstMagic1       = 0x46505853 // FP_XSTATE_MAGIC1
+	fpXstMagic2       = 0x46505845 // FP_XSTATE_MAGIC2
+	fpXstMagic2Size   = 4          // FP_XSTATE_MAGIC2_SIZE
 )
+
+// xsaveAlign is the alignment the xsave area needs (Intel SDM vol. 1,
+// 13.4); frFpstate keeps it when the frame itself has it.
+const xsaveAlign = 64
+
+// syscallInsnLen is the length of the x86-64 syscall instruction (0f 05),
+// which a restarted system call backs up over.
+const syscallInsnLen = 2
+
+// sigframeLen is the length of the frame sigframe builds around xsave.
+func sigframeLen(xsave []byte) int {
+	return frFpstate + len(xsave) + fpXstMagic2Size
+}
 
 // sigframe builds the frame that rt_sigreturn(2) turns back into the
 // thread as gocr found it: registers, extended state, signal mask. The
@@ -44,21 +73,21 @@ const (
 // (restore_sigcontext sets restart_block.fn to do_no_restart_syscall), so
 // restart_syscall would fail with EINTR.
 func sigframe(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, error) {
-	if at%64 != 0 {
-		return nil, fmt.Errorf("signal frame at %#x is not 64-byte aligned", at)
+	if at%xsaveAlign != 0 {
+		return nil, fmt.Errorf("signal frame at %#x is not %d-byte aligned", at, xsaveAlign)
 	}
-	if frFpstate+len(xsave)+4 > frameMaxLen {
+	if sigframeLen(xsave) > frameMaxLen {
 		return nil, fmt.Errorf("xsave area of %d bytes does not fit the signal frame", len(xsave))
 	}
 	regs := *r
 	if int64(regs.Orig_rax) >= 0 {
-		switch -int64(regs.Rax) {
-		case 512, 513, 514, 516: // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK
+		switch unix.Errno(-int64(regs.Rax)) {
+		case ptrace.ERESTARTSYS, ptrace.ERESTARTNOINTR, ptrace.ERESTARTNOHAND, ptrace.ERESTART_RESTARTBLOCK:
 			regs.Rax = regs.Orig_rax
-			regs.Rip -= 2
+			regs.Rip -= syscallInsnLen
 		}
 	}
-	f := make([]byte, frFpstate+len(xsave)+4)
+	f := make([]byte, sigframeLen(xsave))
 	le := binary.LittleEndian
 	le.PutUint64(f[frUcFlags:], ucFlags)
 	// uc_stack is filled in by the parasite (its current sigaltstack).
@@ -67,24 +96,20 @@ func sigframe(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, err
 		regs.Rdi, regs.Rsi, regs.Rbp, regs.Rbx, regs.Rdx, regs.Rax, regs.Rcx, regs.Rsp, regs.Rip, regs.Eflags} {
 		le.PutUint64(sc[8*i:], v)
 	}
-	// cs, gs, fs, ss: u16 each at 144.
-	le.PutUint16(sc[144:], uint16(regs.Cs))
-	le.PutUint16(sc[146:], uint16(regs.Gs))
-	le.PutUint16(sc[148:], uint16(regs.Fs))
-	le.PutUint16(sc[150:], uint16(regs.Ss))
-	le.PutUint64(sc[184:], at+frFpstate) // fpstate
+	for i, v := range []uint64{regs.Cs, regs.Gs, regs.Fs, regs.Ss} {
+		le.PutUint16(sc[scSegments+2*i:], uint16(v))
+	}
+	le.PutUint64(sc[scFpstate:], at+frFpstate)
 	le.PutUint64(f[frSigmask:], mask)
 
 	fp := f[frFpstate:]
 	copy(fp, xsave)
-	sw := fp[fpxSwOff:]
-	for i := range sw[:48] {
-		sw[i] = 0
-	}
-	le.PutUint32(sw[0:], fpXstMagic1)
-	le.PutUint32(sw[4:], uint32(len(xsave)+4)) // extended_size
-	le.PutUint64(sw[8:], ptrace.XCR0(xsave))   // xfeatures
-	le.PutUint32(sw[16:], uint32(len(xsave)))  // xstate_size
+	sw := fp[fpxSwOff : fpxSwOff+fpxSwSize]
+	clear(sw)
+	le.PutUint32(sw, fpXstMagic1)
+	le.PutUint32(sw[fpxSwExtendedSize:], uint32(len(xsave)+fpXstMagic2Size))
+	le.PutUint64(sw[fpxSwXfeatures:], ptrace.XCR0(xsave))
+	le.PutUint32(sw[fpxSwXstateSize:], uint32(len(xsave)))
 	le.PutUint32(fp[len(xsave):], fpXstMagic2)
 	return f, nil
 }

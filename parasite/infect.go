@@ -1,0 +1,284 @@
+//go:build linux
+
+package parasite
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/ptrace"
+)
+
+// Infect maps the parasite into pid and starts it. On failure the thread
+// is cured before Infect returns.
+// Precondition: pid is seized by t and in a ptrace event stop.
+func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
+	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1},
+		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1,
+		sentFiles: map[uintptr]int64{}}
+	if err := p.saveThread(); err != nil {
+		return nil, fmt.Errorf("infect %d: %w", pid, err)
+	}
+	// From here on every failure is cured on the way out.
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("infect %d: %w", pid, err)
+			if cerr := p.Cure(); cerr != nil {
+				err = fmt.Errorf("%w (and cure failed: %v)", err, cerr)
+			}
+		}
+	}()
+	for _, step := range []func() error{
+		p.blockSignals,
+		p.findSyscallInsn,
+		func() error { return p.mapRegion(opts.VdsoStart) },
+		p.openPagePipes,
+		p.openFileSocket,
+		p.openCommandPipe,
+		func() error { return p.openLifeline(opts.Threads) },
+		p.writeSelfCureFrame,
+		p.start,
+	} {
+		if err = step(); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+// saveThread keeps what the infection changes in the thread (registers,
+// extended state, signal mask) for Cure to put back.
+func (p *Parasite) saveThread() (err error) {
+	if p.saved, err = p.t.GetRegs(p.pid); err != nil {
+		return err
+	}
+	if p.savedXstate, err = p.t.GetXstate(p.pid); err != nil {
+		return err
+	}
+	p.savedMask, err = p.t.GetSigmask(p.pid)
+	return err
+}
+
+// allSignals is a signal mask with every signal in it; PTRACE_SETSIGMASK
+// takes SIGKILL and SIGSTOP out itself (kernel/ptrace.c), as
+// sigprocmask(2) does.
+const allSignals = ^uint64(0)
+
+// blockSignals blocks every signal in the thread: nothing but SIGKILL and
+// SIGSTOP can then interrupt the parasite, and no handler of the target's
+// runs on the parasite's stack.
+func (p *Parasite) blockSignals() error {
+	return p.t.SetSigmask(p.pid, allSignals)
+}
+
+// findSyscallInsn finds the syscall instruction in the vDSO that every
+// injection goes through, so that nothing in the target's text is patched.
+func (p *Parasite) findSyscallInsn() (err error) {
+	p.insn, err = ptrace.FindSyscallInsn(p.pid)
+	return err
+}
+
+// mapRegion makes the region the blob runs in: a memfd mapped shared in
+// the target and, through pidfd_getfd(2), in gocr too, so that the blob,
+// every command and every answer are plain memory copies rather than
+// injected writes. The target's fd of it is closed once both have mapped
+// it.
+func (p *Parasite) mapRegion(vdsoStart uint64) error {
+	// The name is the vDSO's empty string (Options.VdsoStart).
+	fd, err := p.inject(unix.SYS_MEMFD_CREATE, vdsoStart+elf.EI_PAD, unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("memfd_create: %w", err)
+	}
+	p.remoteMemfd = int64(fd)
+	if _, err = p.inject(unix.SYS_FTRUNCATE, fd, regionSize); err != nil {
+		return fmt.Errorf("ftruncate: %w", err)
+	}
+	base, err := p.inject(unix.SYS_MMAP, 0, regionSize,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	p.remoteBase = base
+
+	if p.pidfd, err = unix.PidfdOpen(p.pid, 0); err != nil {
+		p.pidfd = -1
+		return fmt.Errorf("pidfd_open: %w", err)
+	}
+	lfd, err := unix.PidfdGetfd(p.pidfd, int(fd), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	p.local, err = unix.Mmap(lfd, 0, regionSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	unix.Close(lfd)
+	if err != nil {
+		p.local = nil
+		return fmt.Errorf("map shared region: %w", err)
+	}
+	if _, err = p.inject(unix.SYS_CLOSE, fd); err != nil {
+		return fmt.Errorf("close memfd: %w", err)
+	}
+	p.remoteMemfd = -1
+	copy(p.local, blob)
+	return nil
+}
+
+// pagePipeSizes are the page pipe sizes to ask for, largest first. A
+// bigger pipe means fewer round trips between vmsplice and splice; above
+// /proc/sys/fs/pipe-max-size F_SETPIPE_SZ fails without CAP_SYS_RESOURCE
+// (man 7 pipe), and a smaller size still works.
+var pagePipeSizes = []int{1 << 20, 256 << 10}
+
+// openPagePipes makes the two page pipes of DumpPages: while gocr copies
+// one pipe's chunk into the image, the parasite fills the other. The
+// target keeps the write ends, gocr the read ends.
+func (p *Parasite) openPagePipes() error {
+	var sizes [2]int
+	for i := range p.pipes {
+		remote, local, err := p.injectPipe(pipeReadEnd)
+		if err != nil {
+			return fmt.Errorf("page pipe: %w", err)
+		}
+		p.remoteDataFd[i] = remote
+		p.pipes[i] = os.NewFile(uintptr(local), "parasite-pipe")
+		for _, want := range pagePipeSizes {
+			if _, err := unix.FcntlInt(p.pipes[i].Fd(), unix.F_SETPIPE_SZ, want); err == nil {
+				break
+			}
+		}
+		if sizes[i], err = unix.FcntlInt(p.pipes[i].Fd(), unix.F_GETPIPE_SZ, 0); err != nil {
+			return fmt.Errorf("page pipe size: %w", err)
+		}
+		binary.LittleEndian.PutUint32(p.local[ctlOff+ctlDataFd+4*i:], uint32(remote))
+	}
+	p.chunk = min(sizes[0], sizes[1])
+	return nil
+}
+
+// openFileSocket makes the socket gocr hands the parasite files over
+// (SCM_RIGHTS, man 7 unix): the one way to put an fd into another
+// process's table. Each file goes as a record of its own (SOCK_SEQPACKET
+// keeps record boundaries, man 7 unix). gocr's death reaches the parasite
+// through the command pipe's EOF, not through this socket.
+func (p *Parasite) openFileSocket() (err error) {
+	// The two ends are alike (man 2 socketpair); gocr takes the first.
+	p.remoteSock, p.sock, err = p.injectPair(0, unix.SYS_SOCKETPAIR,
+		unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0, p.remoteBase+dataOff)
+	if err != nil {
+		return fmt.Errorf("file socket: %w", err)
+	}
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
+	return nil
+}
+
+// openCommandPipe makes the pipe the blob waits for commands on. gocr
+// keeps the only write end, so its death is the parasite's EOF.
+func (p *Parasite) openCommandPipe() (err error) {
+	if p.remoteCmdFd, p.cmdw, err = p.injectPipe(pipeWriteEnd); err != nil {
+		return fmt.Errorf("command pipe: %w", err)
+	}
+	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
+	return nil
+}
+
+// openLifeline makes the pipe threads running the thread-state stub wait
+// in read() on: its EOF, gocr's death, sends them back to their own code
+// (parasite/c/abi.h). A process of one thread has no other thread to
+// send there, and no lifeline.
+func (p *Parasite) openLifeline(threads int) (err error) {
+	if threads <= 1 {
+		return nil
+	}
+	if p.remoteLife, p.lifew, err = p.injectPipe(pipeWriteEnd); err != nil {
+		return fmt.Errorf("lifeline pipe: %w", err)
+	}
+	return nil
+}
+
+// writeSelfCureFrame puts into the region the signal frame the blob
+// rt_sigreturns through should gocr die (parasite/c/abi.h
+// PARASITE_FRAME_OFF): the thread as Infect found it.
+func (p *Parasite) writeSelfCureFrame() error {
+	frame, err := sigframe(&p.saved, p.savedXstate, p.savedMask, p.remoteBase+frameOff)
+	if err != nil {
+		return err
+	}
+	copy(p.local[frameOff:stackOff+stackSize], frame)
+	binary.LittleEndian.PutUint64(p.local[ctlOff+ctlFrame:], frameOff)
+	return nil
+}
+
+// start points the thread at the blob's entry and lets it run.
+func (p *Parasite) start() error {
+	regs := p.saved
+	enterBlob(&regs, p.remoteBase)
+	if err := p.t.SetRegs(p.pid, &regs); err != nil {
+		return err
+	}
+	if err := p.t.Cont(p.pid, 0); err != nil {
+		return fmt.Errorf("start parasite: %w", err)
+	}
+	p.running = true
+	return nil
+}
+
+// The two fds pipe2(2) writes into its int[2] (man 2 pipe).
+const (
+	pipeReadEnd  = 0
+	pipeWriteEnd = 1
+)
+
+// injectPipe makes a pipe in the target and moves end take of it to gocr
+// (injectPair). Where gocr takes the write end, the target reads EOF
+// once gocr is gone.
+func (p *Parasite) injectPipe(take int) (remote int64, local int, err error) {
+	return p.injectPair(take, unix.SYS_PIPE2, p.remoteBase+dataOff, unix.O_CLOEXEC)
+}
+
+// injectPair runs nr, pipe2 or socketpair with its int[2] at the start of
+// the data area, in the target, and moves end take of the pair to gocr:
+// pidfd_getfd(2) duplicates it into gocr, then the target's copy is
+// closed, so the target holds only the other end, which it returns. On
+// failure neither end stays open in the target.
+func (p *Parasite) injectPair(take int, nr uint64, args ...uint64) (remote int64, local int, err error) {
+	if _, err := p.inject(nr, args...); err != nil {
+		return -1, -1, fmt.Errorf("create: %w", err)
+	}
+	fds := [2]int64{
+		int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:]))),
+		int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:]))),
+	}
+	moved, kept := fds[take], fds[1-take]
+	local, err = unix.PidfdGetfd(p.pidfd, int(moved), 0)
+	if err != nil {
+		local, err = -1, fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	if _, cerr := p.inject(unix.SYS_CLOSE, uint64(moved)); cerr != nil && err == nil {
+		err = fmt.Errorf("close the end gocr took: %w", cerr)
+	}
+	if err != nil {
+		if local >= 0 {
+			unix.Close(local)
+		}
+		p.inject(unix.SYS_CLOSE, uint64(kept))
+		return -1, -1, err
+	}
+	return kept, local, nil
+}
+
+// inject runs one system call in the infected thread, through the syscall
+// instruction found at infection, and returns its result or its errno.
+func (p *Parasite) inject(nr uint64, args ...uint64) (uint64, error) {
+	p.injected = true
+	ret, err := p.t.InjectSyscall(p.pid, p.insn, nr, args...)
+	if err != nil {
+		return 0, err
+	}
+	if err := ptrace.SyscallError(ret); err != nil {
+		return 0, err
+	}
+	return uint64(ret), nil
+}

@@ -1,0 +1,246 @@
+//go:build linux
+
+package parasite
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/sharedword"
+)
+
+// Span is a run of target memory.
+type Span struct {
+	Addr, Len uint64
+}
+
+// dataUsable is how much of the data area one command's spans, or one
+// round of thread-state blocks, may fill. The last 4 KiB stay free: they
+// were scratch space for syscalls injected into other threads, and the
+// bound stayed when that went.
+const dataUsable = dataSize - 4<<10
+
+// maxSpansPerCall is how many spans one command takes.
+const maxSpansPerCall = dataUsable / iovecSize
+
+// struct parasite_iovec (parasite/c/abi.h): a span as the parasite reads it.
+const (
+	iovBase = 0
+	iovLen  = 8
+)
+
+// putIovec writes sp as the struct parasite_iovec at offset o of the region.
+func (p *Parasite) putIovec(o int, sp Span) {
+	binary.LittleEndian.PutUint64(p.local[o+iovBase:], sp.Addr)
+	binary.LittleEndian.PutUint64(p.local[o+iovLen:], sp.Len)
+}
+
+// Stream is memory to write to one file: Spans in order, from file offset
+// Off on.
+type Stream struct {
+	File  *os.File
+	Off   int64
+	Spans []Span
+}
+
+// WriteStreams has the parasite write every stream to its file with
+// pwritev(2): one copy, from the target's pages into the image's page
+// cache, the same work as a plain write() of that memory
+// (docs/PERFORMANCE.md). Stream 0 is written by the parasite's thread,
+// each other one at the same time by a helper thread the parasite starts
+// in the target for the command, so that up to MaxStreams cores copy at
+// once. gocr only hands the files over and waits. It returns the bytes
+// written; on an error the streams' contents are undefined.
+func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
+	if len(streams) == 0 || len(streams) > MaxStreams {
+		return 0, fmt.Errorf("write pages of %d: %d streams, want 1..%d", p.pid, len(streams), MaxStreams)
+	}
+	remote := make([]int64, len(streams))
+	for i, s := range streams {
+		var err error
+		if remote[i], err = p.PassFile(s.File); err != nil {
+			return 0, err
+		}
+	}
+	rest := make([][]Span, len(streams))
+	offs := make([]int64, len(streams))
+	for i, s := range streams {
+		rest[i], offs[i] = s.Spans, s.Off
+	}
+	perStream := maxSpansPerCall / len(streams)
+	var written int64
+	for {
+		// This call's streams: the next batch of every stream with
+		// spans left, packed at the front of the descriptor array.
+		n, o := 0, dataOff
+		for i := range streams {
+			if len(rest[i]) == 0 {
+				continue
+			}
+			k := min(len(rest[i]), perStream)
+			d := p.local[streamsOff+n*streamSize : streamsOff+(n+1)*streamSize]
+			clear(d)
+			binary.LittleEndian.PutUint64(d[streamIovOff:], uint64(o))
+			binary.LittleEndian.PutUint64(d[streamNrIov:], uint64(k))
+			binary.LittleEndian.PutUint64(d[streamFileOff:], uint64(offs[i]))
+			binary.LittleEndian.PutUint32(d[streamFd:], uint32(remote[i]))
+			for _, sp := range rest[i][:k] {
+				p.putIovec(o, sp)
+				o += iovecSize
+				offs[i] += int64(sp.Len)
+				written += int64(sp.Len)
+			}
+			rest[i] = rest[i][k:]
+			n++
+		}
+		if n == 0 {
+			return written, nil
+		}
+		if err := p.call(cmdWriteStreams, uint64(n)); err != nil {
+			return 0, fmt.Errorf("write pages of %d: %w", p.pid, err)
+		}
+	}
+}
+
+// ErrHelperStopped means a page-stream helper thread was stopped (SIGSTOP
+// from outside) when gocr had to cure: its code, stack and files stay in
+// the target until it has finished and exited on its own.
+var ErrHelperStopped = errors.New("a parasite helper thread is stopped; its region and files stay in the process")
+
+// waitHelpers waits until no page-stream helper thread runs in the
+// region. Precondition: the parasite's own thread is stopped, so it starts
+// no new helper.
+func (p *Parasite) waitHelpers() error {
+	for i := 0; i < MaxStreams; i++ {
+		o := streamsOff + i*streamSize
+		for sharedword.Load(p.local, o+streamRunning) != 0 {
+			tid := int(int32(binary.LittleEndian.Uint32(p.local[o+streamTid:])))
+			st, err := proc.ReadStat(tid)
+			if err != nil || gone(st.State) {
+				// Gone with its process: nothing runs there.
+				break
+			}
+			if stopped(st.State) {
+				return fmt.Errorf("%w (thread %d)", ErrHelperStopped, tid)
+			}
+			// Until the kernel clears running (CLONE_CHILD_CLEARTID).
+			sharedword.Wait(p.local, o+streamRunning, 1, pollInterval)
+		}
+	}
+	return nil
+}
+
+// DumpPages hands the spans' memory to gocr through the page pipe and
+// splices it to dst at dst's current offset, in order. The data never
+// passes through gocr's heap: the parasite vmsplices the target's pages
+// into the pipe and gocr splices the pipe into the file (man 2 vmsplice,
+// man 2 splice).
+func (p *Parasite) DumpPages(spans []Span, dst *os.File) (int64, error) {
+	var written int64
+	for len(spans) > 0 {
+		n := min(len(spans), maxSpansPerCall)
+		batch := spans[:n]
+		spans = spans[n:]
+		var total uint64
+		for i, s := range batch {
+			p.putIovec(dataOff+i*iovecSize, s)
+			total += s.Len
+		}
+		var abort atomic.Bool
+		done := make(chan spliceResult, 1)
+		go func() {
+			done <- drainPipes([2]int{int(p.pipes[0].Fd()), int(p.pipes[1].Fd())}, int(dst.Fd()), int64(total), int64(p.chunk), &abort)
+		}()
+		callErr := p.call(cmdDumpPages, dataOff, uint64(n), uint64(p.chunk))
+		if callErr != nil {
+			// Nothing more will come through the pipes.
+			abort.Store(true)
+		}
+		res := <-done
+		written += res.n
+		if callErr != nil {
+			return written, callErr
+		}
+		if res.err != nil {
+			return written, fmt.Errorf("write pages of %d: %w", p.pid, res.err)
+		}
+	}
+	return written, nil
+}
+
+// discardBufSize is what drainPipes reads at a time once the image takes
+// no more: the parasite must still be able to empty its pipes.
+const discardBufSize = 64 << 10
+
+type spliceResult struct {
+	n   int64
+	err error
+}
+
+// drainPipes moves want bytes to dst, chunk by chunk from the two pipes
+// in turn, as the parasite fills them. If writing to dst fails (a full
+// disk, say) it goes on draining into nowhere, so the parasite never blocks
+// on a full pipe, and reports the first error. It polls so that abort (the
+// parasite failed) can end it.
+func drainPipes(pipes [2]int, dstFd int, want, chunk int64, abort *atomic.Bool) spliceResult {
+	var res spliceResult
+	var got int64
+	var discard []byte
+	for i := 0; got < want; i++ {
+		pipeFd := pipes[i%2]
+		left := min(chunk, want-got)
+		for left > 0 {
+			pfd := []unix.PollFd{{Fd: int32(pipeFd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, int(pollInterval.Milliseconds()))
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				res.err = errors.Join(res.err, fmt.Errorf("poll page pipe: %w", err))
+				return res
+			}
+			if n == 0 {
+				if abort.Load() {
+					return res
+				}
+				continue
+			}
+			if res.err == nil {
+				m, err := unix.Splice(pipeFd, nil, dstFd, nil, int(left), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch {
+				case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+				case err != nil:
+					res.err = fmt.Errorf("splice to page image: %w", err)
+				case m == 0:
+					res.err = fmt.Errorf("splice to page image: %w", io.ErrUnexpectedEOF)
+					return res
+				default:
+					got += m
+					left -= m
+					res.n += m
+				}
+				continue
+			}
+			if discard == nil {
+				discard = make([]byte, discardBufSize)
+			}
+			m, err := unix.Read(pipeFd, discard[:min(left, int64(len(discard)))])
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || m == 0 {
+				return res
+			}
+			got += int64(m)
+			left -= int64(m)
+		}
+	}
+	return res
+}

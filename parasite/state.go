@@ -1,0 +1,86 @@
+//go:build linux
+
+package parasite
+
+import (
+	"encoding/binary"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Fields of struct parasite_sigaction and struct parasite_itimer, the
+// elements of two arrays in struct parasite_state (parasite/c/abi.h; their
+// sizes, sigactionSize and itimerSize, are checked in abi_test.go).
+const (
+	saHandler  = 0
+	saFlags    = 8
+	saRestorer = 16
+	saMask     = 24
+
+	itIntervalSec  = 0
+	itIntervalUsec = 8
+	itValueSec     = 16
+	itValueUsec    = 24
+)
+
+const usecPerSec = int64(time.Second / time.Microsecond)
+
+// SigAction is one signal's disposition as rt_sigaction(2) reports it.
+type SigAction struct {
+	Handler, Flags, Restorer, Mask uint64
+}
+
+// Itimer is one interval timer (getitimer(2)), in microseconds.
+type Itimer struct {
+	IntervalUsec, ValueUsec int64
+}
+
+// State is what only the target itself can tell: read from inside.
+type State struct {
+	SigActions     [nsig]SigAction // index signo-1
+	AltstackSp     uint64
+	AltstackFlags  int32
+	AltstackSize   uint64
+	Itimers        [unix.ITIMER_PROF + 1]Itimer // by ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF (man 2 getitimer)
+	TidAddress     uint64
+	Dumpable       int32
+	PdeathSig      int32
+	ChildSubreaper int32
+	NoNewPrivs     int32
+}
+
+// DumpState reads sigactions, sigaltstack, itimers and prctl state.
+func (p *Parasite) DumpState() (*State, error) {
+	if err := p.call(cmdDumpState); err != nil {
+		return nil, err
+	}
+	b := p.local[dataOff : dataOff+stSize]
+	le := binary.LittleEndian
+	st := &State{}
+	for i := range st.SigActions {
+		sa := b[stSigactions+sigactionSize*i:]
+		st.SigActions[i] = SigAction{
+			Handler:  le.Uint64(sa[saHandler:]),
+			Flags:    le.Uint64(sa[saFlags:]),
+			Restorer: le.Uint64(sa[saRestorer:]),
+			Mask:     le.Uint64(sa[saMask:]),
+		}
+	}
+	st.AltstackSp = le.Uint64(b[stAltstackSp:])
+	st.AltstackFlags = int32(le.Uint32(b[stAltstackFlags:]))
+	st.AltstackSize = le.Uint64(b[stAltstackSize:])
+	for i := range st.Itimers {
+		it := b[stItimers+itimerSize*i:]
+		st.Itimers[i] = Itimer{
+			IntervalUsec: int64(le.Uint64(it[itIntervalSec:]))*usecPerSec + int64(le.Uint64(it[itIntervalUsec:])),
+			ValueUsec:    int64(le.Uint64(it[itValueSec:]))*usecPerSec + int64(le.Uint64(it[itValueUsec:])),
+		}
+	}
+	st.TidAddress = le.Uint64(b[stTidAddress:])
+	st.Dumpable = int32(le.Uint32(b[stDumpable:]))
+	st.PdeathSig = int32(le.Uint32(b[stPdeathsig:]))
+	st.ChildSubreaper = int32(le.Uint32(b[stChildSubreaper:]))
+	st.NoNewPrivs = int32(le.Uint32(b[stNoNewPrivs:]))
+	return st, nil
+}
