@@ -48,11 +48,12 @@ ls -l "$work/images"
 if [ -d "/proc/$pid" ]; then echo "pid $pid is still there" >&2; exit 1; fi
 echo "== pid $pid is gone; the log stopped at: $(tail -n1 "$work/counter.log")"
 
+before=$(wc -l <"$work/counter.log")
 echo "== gocr restore -D $work/images -d"
 ./gocr restore -D "$work/images" -d
 sleep 1.2
 echo "== the restored counter, same pid, continues from where it was:"
-tail -n 8 "$work/counter.log"
+tail -n "+$((before + 1))" "$work/counter.log"
 grep -q "pid $pid" <(tail -n1 "$work/counter.log")
 kill "$pid"
 pid=
