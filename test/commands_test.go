@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/files"
 )
 
 // gocr's commands as a user sees them: usage errors and --help, check,
@@ -161,6 +163,24 @@ func TestShow(t *testing.T) {
 	if err := json.Unmarshal([]byte(blocks["task-"+pid+".img"]), &task); err == nil &&
 		(task.Pid != tg.pid || len(task.Threads) != 1 || task.Threads[0].Tid != tg.pid) {
 		t.Errorf("gocr show's task has pid %d and threads %+v, want pid %d with one thread %d", task.Pid, task.Threads, tg.pid, tg.pid)
+	}
+	// Every fd shows its kind by name, as one key of its own message.
+	var table struct {
+		Fds []map[string]any `json:"fds"`
+	}
+	if err := json.Unmarshal([]byte(blocks["files-"+pid+".img"]), &table); err != nil || len(table.Fds) == 0 {
+		t.Errorf("gocr show's files image has no fds (%v):\n%s", err, blocks["files-"+pid+".img"])
+	}
+	for _, fd := range table.Fds {
+		var kinds []string
+		for _, k := range files.Names() {
+			if _, ok := fd[k]; ok {
+				kinds = append(kinds, k)
+			}
+		}
+		if len(kinds) != 1 {
+			t.Errorf("gocr show's fd %v names kinds %q, want exactly one", fd["fd"], kinds)
+		}
 	}
 	// Files that are not images (stats-dump.json) are listed as skipped.
 	imageName := regexp.MustCompile(`^(inventory|(task|mm|files|pagemap|pages)-[0-9]+)\.img$`)
