@@ -73,6 +73,21 @@ func TestRegisters(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// targetNeedsCPU names the CPU features (as /proc/cpuinfo flags) a target
+// cannot run without; a test of it on a CPU without them skips, saying
+// so. The regs target fills the AVX registers.
+var targetNeedsCPU = map[string][]string{"regs": {"avx"}}
+
+// cpuHas tells whether this CPU has the /proc/cpuinfo flag feature.
+func cpuHas(t *testing.T, feature string) bool {
+	t.Helper()
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Fatalf("read /proc/cpuinfo: %v", err)
+	}
+	return cpuFlags(cpuinfo)[feature]
+}
+
 func cpuFlags(cpuinfo []byte) map[string]bool {
 	m := map[string]bool{}
 	for _, line := range strings.Split(string(cpuinfo), "\n") {

@@ -49,6 +49,11 @@ func startTargetOpts(t *testing.T, name string, o startOpts) *target {
 	if err := targetErrs[name]; err != nil {
 		t.Fatalf("target %s unavailable: %v", name, err)
 	}
+	for _, feature := range targetNeedsCPU[name] {
+		if !cpuHas(t, feature) {
+			t.Skipf("this CPU lacks %s, which target %s needs to have state worth checking", feature, name)
+		}
+	}
 	prefix, ok := targets[name]
 	if !ok {
 		t.Fatalf("unknown target %q", name)
