@@ -38,6 +38,9 @@ func (inheritKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	if fd.Fd < 0 || int(fd.Fd) > unix.Stderr || s.Stdio[fd.Fd] == nil {
 		return 0, errors.New("nothing to connect it to")
 	}
+	if len(fd.Locks) > 0 {
+		return 0, errors.New("it held locks, but the restore gives it another file")
+	}
 	// A dup, so closing ours later leaves gocr's stdio alone.
 	f, err := dupFd(s.Stdio[fd.Fd].Fd(), fd.Description)
 	if err != nil {

@@ -61,16 +61,23 @@ type FixupOp int
 const (
 	// FixupEpollAdd: epoll_ctl(Fd, EPOLL_CTL_ADD, Target, {Events, Data}).
 	FixupEpollAdd FixupOp = iota + 1
+	// FixupPosixLock: fcntl(Fd, F_SETLK, Lock), a POSIX record lock the
+	// process held (files/locks.go).
+	FixupPosixLock
+	// FixupFlock: flock(Fd, LOCK_SH or LOCK_EX), a flock lock the
+	// process took (files/locks.go).
+	FixupFlock
 )
 
 // Fixup is one step the restorer blob takes inside the process after its
 // fds are in place.
 type Fixup struct {
 	Op     FixupOp
-	Fd     int32 // the fd it acts on, by its dumped number
-	Target int32 // another fd it names, by its dumped number
-	Events uint32
-	Data   uint64
+	Fd     int32            // the fd it acts on, by its dumped number
+	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number
+	Events uint32           // FixupEpollAdd
+	Data   uint64           // FixupEpollAdd
+	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock
 }
 
 // Ref is one fd of a dumped process, as Linker sees it.
@@ -195,15 +202,20 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 		}
 		match = k
 	}
+	if err := dumpLocks(e, fd); err != nil {
+		return nil, fmt.Errorf("fd %d (%s): %w", n, e.Target, err)
+	}
 	switch {
 	case match != nil:
 		if err := match.Dump(e, fd); err != nil {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
 		}
-	case n <= unix.Stderr:
+	case n <= unix.Stderr && len(fd.Locks) == 0:
 		// stdio joined to something outside the dump (a terminal, a
 		// pipe from the shell): the restore gives its own.
 		setInherit(fd)
+	case n <= unix.Stderr:
+		return nil, fmt.Errorf("fd %d (%s) holds a lock on a file the restore would replace", n, e.Target)
 	case e.Deleted():
 		return nil, fmt.Errorf("fd %d: file %s was deleted (not supported yet)", n, strings.TrimSuffix(e.Target, " (deleted)"))
 	default:
@@ -235,6 +247,7 @@ func Link(tables []*gocrpb.Files) error {
 	for _, key := range order {
 		refs := groups[key]
 		linkShared(refs)
+		linkFlocks(refs)
 		if l, ok := byName[KindName(refs[0].Fd)].(Linker); ok {
 			if err := l.Link(refs); err != nil {
 				return err
@@ -252,6 +265,7 @@ func Fixups(table *gocrpb.Files) []Fixup {
 		if f, ok := byName[KindName(fd)].(Finisher); ok {
 			out = append(out, f.Finish(fd)...)
 		}
+		out = append(out, lockFixups(fd)...)
 	}
 	return out
 }

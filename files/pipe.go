@@ -62,6 +62,9 @@ func (pipeKind) Link(refs []Ref) error {
 		// The shell's pipe into or out of the job: the restore
 		// connects its own stdio here.
 		for _, r := range refs {
+			if len(r.Fd.Locks) > 0 {
+				return fmt.Errorf("pid %d fd %d (%s) holds a lock on a pipe from outside the dumped processes, which the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
+			}
 			setInherit(r.Fd)
 		}
 		return nil

@@ -94,6 +94,9 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 				return fmt.Errorf("restore pid %d: %w", table.Pid, err)
 			}
 			n, err := k.Open(s, fd)
+			if err == nil {
+				err = lockDescription(s.File(n), fd)
+			}
 			if err != nil {
 				return fmt.Errorf("restore pid %d: fd %d (%s): %w", table.Pid, fd.Fd, k.Name(), err)
 			}

@@ -92,6 +92,58 @@ func (VmaKind) EnumDescriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{0}
 }
 
+type FileLock_Type int32
+
+const (
+	FileLock_TYPE_UNKNOWN FileLock_Type = 0
+	FileLock_FLOCK        FileLock_Type = 1 // flock(2): the open file description's
+	FileLock_OFD          FileLock_Type = 2 // fcntl F_OFD_SETLK: the open file description's
+	FileLock_POSIX        FileLock_Type = 3 // fcntl F_SETLK: the process's
+)
+
+// Enum value maps for FileLock_Type.
+var (
+	FileLock_Type_name = map[int32]string{
+		0: "TYPE_UNKNOWN",
+		1: "FLOCK",
+		2: "OFD",
+		3: "POSIX",
+	}
+	FileLock_Type_value = map[string]int32{
+		"TYPE_UNKNOWN": 0,
+		"FLOCK":        1,
+		"OFD":          2,
+		"POSIX":        3,
+	}
+)
+
+func (x FileLock_Type) Enum() *FileLock_Type {
+	p := new(FileLock_Type)
+	*p = x
+	return p
+}
+
+func (x FileLock_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileLock_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_gocrpb_gocr_proto_enumTypes[1].Descriptor()
+}
+
+func (FileLock_Type) Type() protoreflect.EnumType {
+	return &file_gocrpb_gocr_proto_enumTypes[1]
+}
+
+func (x FileLock_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileLock_Type.Descriptor instead.
+func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18, 0}
+}
+
 type PathFd_Type int32
 
 const (
@@ -128,11 +180,11 @@ func (x PathFd_Type) String() string {
 }
 
 func (PathFd_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_gocrpb_gocr_proto_enumTypes[1].Descriptor()
+	return file_gocrpb_gocr_proto_enumTypes[2].Descriptor()
 }
 
 func (PathFd_Type) Type() protoreflect.EnumType {
-	return &file_gocrpb_gocr_proto_enumTypes[1]
+	return &file_gocrpb_gocr_proto_enumTypes[2]
 }
 
 func (x PathFd_Type) Number() protoreflect.EnumNumber {
@@ -141,7 +193,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19, 0}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -1922,6 +1974,8 @@ type Fd struct {
 	// The open file's identity (for paths, also size and mtime), by which
 	// shared open file descriptions and pipes are found. Unset for inherit.
 	File *FileRef `protobuf:"bytes,8,opt,name=file,proto3" json:"file,omitempty"`
+	// The file locks held through this fd (files/locks.go).
+	Locks []*FileLock `protobuf:"bytes,9,rep,name=locks,proto3" json:"locks,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Fd_Path
@@ -2020,6 +2074,13 @@ func (x *Fd) GetDescription() string {
 func (x *Fd) GetFile() *FileRef {
 	if x != nil {
 		return x.File
+	}
+	return nil
+}
+
+func (x *Fd) GetLocks() []*FileLock {
+	if x != nil {
+		return x.Locks
 	}
 	return nil
 }
@@ -2170,6 +2231,87 @@ func (*Fd_Timerfd) isFd_Kind() {}
 
 func (*Fd_Inotify) isFd_Kind() {}
 
+// FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
+// open file description, or a POSIX record lock (fcntl F_SETLK) its process
+// took through it.
+type FileLock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  FileLock_Type          `protobuf:"varint,1,opt,name=type,proto3,enum=gocr.v1.FileLock_Type" json:"type,omitempty"`
+	Write bool                   `protobuf:"varint,2,opt,name=write,proto3" json:"write,omitempty"` // exclusive (LOCK_EX, F_WRLCK); else shared
+	Start int64                  `protobuf:"varint,3,opt,name=start,proto3" json:"start,omitempty"` // first byte (POSIX and OFD)
+	Len   int64                  `protobuf:"varint,4,opt,name=len,proto3" json:"len,omitempty"`     // bytes; 0: to the end of the file, however it grows
+	// FLOCK: the process that took it, as /proc/locks shows it; the
+	// restore has it taken by that process again when it is in the dump.
+	Pid           int32 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileLock) Reset() {
+	*x = FileLock{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileLock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileLock) ProtoMessage() {}
+
+func (x *FileLock) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
+func (*FileLock) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FileLock) GetType() FileLock_Type {
+	if x != nil {
+		return x.Type
+	}
+	return FileLock_TYPE_UNKNOWN
+}
+
+func (x *FileLock) GetWrite() bool {
+	if x != nil {
+		return x.Write
+	}
+	return false
+}
+
+func (x *FileLock) GetStart() int64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *FileLock) GetLen() int64 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
+func (x *FileLock) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 // PathFd is a file reopened by its path (Fd.file) with the dumped flags,
 // at its offset.
 type PathFd struct {
@@ -2181,7 +2323,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2335,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2348,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2226,7 +2368,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2380,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2393,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2268,7 +2410,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2422,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2435,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -2335,7 +2477,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2489,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2502,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -2381,7 +2523,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2535,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2548,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -2434,7 +2576,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2588,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2601,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -2482,7 +2624,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2636,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2649,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -2541,7 +2683,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2695,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2708,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -2590,7 +2732,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2744,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2757,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -2657,7 +2799,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2811,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2824,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -2707,7 +2849,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2861,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2874,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -2774,7 +2916,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2928,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2941,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3001,7 +3143,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xfb\x04\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xa4\x05\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -3012,7 +3154,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
 	"shared_pid\x18\x06 \x01(\x05R\tsharedPid\x12 \n" +
 	"\vdescription\x18\a \x01(\tR\vdescription\x12$\n" +
-	"\x04file\x18\b \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12%\n" +
+	"\x04file\x18\b \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12'\n" +
+	"\x05locks\x18\t \x03(\v2\x11.gocr.v1.FileLockR\x05locks\x12%\n" +
 	"\x04path\x18\x14 \x01(\v2\x0f.gocr.v1.PathFdH\x00R\x04path\x12.\n" +
 	"\ainherit\x18\x15 \x01(\v2\x12.gocr.v1.InheritFdH\x00R\ainherit\x12%\n" +
 	"\x04pipe\x18\x16 \x01(\v2\x0f.gocr.v1.PipeFdH\x00R\x04pipe\x12(\n" +
@@ -3022,7 +3165,18 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bsignalfd\x18\x1a \x01(\v2\x13.gocr.v1.SignalfdFdH\x00R\bsignalfd\x12.\n" +
 	"\atimerfd\x18\x1b \x01(\v2\x12.gocr.v1.TimerfdFdH\x00R\atimerfd\x12.\n" +
 	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotifyB\x06\n" +
-	"\x04kind\"u\n" +
+	"\x04kind\"\xbf\x01\n" +
+	"\bFileLock\x12*\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
+	"\x05write\x18\x02 \x01(\bR\x05write\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\x03R\x05start\x12\x10\n" +
+	"\x03len\x18\x04 \x01(\x03R\x03len\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x05R\x03pid\"7\n" +
+	"\x04Type\x12\x10\n" +
+	"\fTYPE_UNKNOWN\x10\x00\x12\t\n" +
+	"\x05FLOCK\x10\x01\x12\a\n" +
+	"\x03OFD\x10\x02\x12\t\n" +
+	"\x05POSIX\x10\x03\"u\n" +
 	"\x06PathFd\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\"A\n" +
 	"\x04Type\x12\x10\n" +
@@ -3091,78 +3245,82 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 	return file_gocrpb_gocr_proto_rawDescData
 }
 
-var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
-	(PathFd_Type)(0),     // 1: gocr.v1.PathFd.Type
-	(*Inventory)(nil),    // 2: gocr.v1.Inventory
-	(*Task)(nil),         // 3: gocr.v1.Task
-	(*ProcessFlags)(nil), // 4: gocr.v1.ProcessFlags
-	(*Creds)(nil),        // 5: gocr.v1.Creds
-	(*Rlimit)(nil),       // 6: gocr.v1.Rlimit
-	(*SigAction)(nil),    // 7: gocr.v1.SigAction
-	(*SigInfo)(nil),      // 8: gocr.v1.SigInfo
-	(*Itimer)(nil),       // 9: gocr.v1.Itimer
-	(*Thread)(nil),       // 10: gocr.v1.Thread
-	(*GPRegs)(nil),       // 11: gocr.v1.GPRegs
-	(*SigAltStack)(nil),  // 12: gocr.v1.SigAltStack
-	(*Rseq)(nil),         // 13: gocr.v1.Rseq
-	(*Mm)(nil),           // 14: gocr.v1.Mm
-	(*Vma)(nil),          // 15: gocr.v1.Vma
-	(*Memfd)(nil),        // 16: gocr.v1.Memfd
-	(*FileRef)(nil),      // 17: gocr.v1.FileRef
-	(*PageRange)(nil),    // 18: gocr.v1.PageRange
-	(*Fd)(nil),           // 19: gocr.v1.Fd
-	(*PathFd)(nil),       // 20: gocr.v1.PathFd
-	(*InheritFd)(nil),    // 21: gocr.v1.InheritFd
-	(*PipeFd)(nil),       // 22: gocr.v1.PipeFd
-	(*MemfdFd)(nil),      // 23: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),    // 24: gocr.v1.EventfdFd
-	(*EpollFd)(nil),      // 25: gocr.v1.EpollFd
-	(*EpollWatch)(nil),   // 26: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),   // 27: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),    // 28: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),    // 29: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil), // 30: gocr.v1.InotifyWatch
-	(*Files)(nil),        // 31: gocr.v1.Files
+	(FileLock_Type)(0),   // 1: gocr.v1.FileLock.Type
+	(PathFd_Type)(0),     // 2: gocr.v1.PathFd.Type
+	(*Inventory)(nil),    // 3: gocr.v1.Inventory
+	(*Task)(nil),         // 4: gocr.v1.Task
+	(*ProcessFlags)(nil), // 5: gocr.v1.ProcessFlags
+	(*Creds)(nil),        // 6: gocr.v1.Creds
+	(*Rlimit)(nil),       // 7: gocr.v1.Rlimit
+	(*SigAction)(nil),    // 8: gocr.v1.SigAction
+	(*SigInfo)(nil),      // 9: gocr.v1.SigInfo
+	(*Itimer)(nil),       // 10: gocr.v1.Itimer
+	(*Thread)(nil),       // 11: gocr.v1.Thread
+	(*GPRegs)(nil),       // 12: gocr.v1.GPRegs
+	(*SigAltStack)(nil),  // 13: gocr.v1.SigAltStack
+	(*Rseq)(nil),         // 14: gocr.v1.Rseq
+	(*Mm)(nil),           // 15: gocr.v1.Mm
+	(*Vma)(nil),          // 16: gocr.v1.Vma
+	(*Memfd)(nil),        // 17: gocr.v1.Memfd
+	(*FileRef)(nil),      // 18: gocr.v1.FileRef
+	(*PageRange)(nil),    // 19: gocr.v1.PageRange
+	(*Fd)(nil),           // 20: gocr.v1.Fd
+	(*FileLock)(nil),     // 21: gocr.v1.FileLock
+	(*PathFd)(nil),       // 22: gocr.v1.PathFd
+	(*InheritFd)(nil),    // 23: gocr.v1.InheritFd
+	(*PipeFd)(nil),       // 24: gocr.v1.PipeFd
+	(*MemfdFd)(nil),      // 25: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),    // 26: gocr.v1.EventfdFd
+	(*EpollFd)(nil),      // 27: gocr.v1.EpollFd
+	(*EpollWatch)(nil),   // 28: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),   // 29: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),    // 30: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),    // 31: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil), // 32: gocr.v1.InotifyWatch
+	(*Files)(nil),        // 33: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	5,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	6,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	7,  // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	8,  // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	9,  // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	10, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	4,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	11, // 7: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	8,  // 8: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	12, // 9: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	13, // 10: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	17, // 11: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	15, // 12: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	6,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	7,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	8,  // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	9,  // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	10, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	11, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	5,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	12, // 7: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	9,  // 8: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	13, // 9: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	14, // 10: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	18, // 11: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	16, // 12: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	0,  // 13: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	17, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	17, // 15: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	20, // 16: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	21, // 17: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	22, // 18: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	23, // 19: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	24, // 20: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	25, // 21: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	27, // 22: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	28, // 23: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	29, // 24: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	1,  // 25: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	26, // 26: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	30, // 27: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	19, // 28: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	16, // 29: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	18, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	18, // 15: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	21, // 16: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	22, // 17: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	23, // 18: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	24, // 19: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	25, // 20: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	26, // 21: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	27, // 22: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	29, // 23: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	30, // 24: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	31, // 25: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	1,  // 26: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 27: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	28, // 28: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	32, // 29: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	20, // 30: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	17, // 31: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -3186,8 +3344,8 @@ func file_gocrpb_gocr_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   30,
+			NumEnums:      3,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,6 +39,7 @@ typedef unsigned long size_t;
 #define __NR_getpid 39
 #define __NR_exit 60
 #define __NR_fcntl 72
+#define __NR_flock 73
 #define __NR_chdir 80
 #define __NR_umask 95
 #define __NR_setresuid 117

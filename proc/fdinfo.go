@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // FdInfo holds the common lines of /proc/PID/fdinfo/FD
@@ -20,6 +21,23 @@ type FdInfo struct {
 	Flags uint32
 	MntID int
 	Ino   uint64
+	// Locks are the file locks held through this fd, one per "lock:"
+	// line (fs/proc/fd.c seq_show, fs/locks.c show_fd_locks): flock and
+	// OFD locks of its open file description, and POSIX locks the
+	// process took through it.
+	Locks []FdLock
+}
+
+// FdLock is one "lock:" line of fdinfo, in /proc/locks' format (fs/locks.c
+// lock_get_status; man 5 proc, /proc/locks): "1: POSIX  ADVISORY  WRITE
+// 1234 fe:00:5678 0 EOF".
+type FdLock struct {
+	Class string // FLOCK, OFDLCK, POSIX, or LEASE, DELEG, ...
+	Mode  string // ADVISORY; for leases ACTIVE, BREAKING, ...
+	Type  string // READ, WRITE (UNLCK for a lease being broken)
+	Pid   int    // the holder's process, -1 for OFD locks
+	Start int64  // first byte
+	End   int64  // last byte, or -1: to the end of the file ("EOF")
 }
 
 // ParseFdInfo parses the pos, flags, mnt_id and ino lines; the
@@ -52,6 +70,11 @@ func ParseFdInfo(r io.Reader) (FdInfo, error) {
 			fi.MntID, ok = decIntN(val)
 		case "ino":
 			fi.Ino, ok = decUint(val)
+		case "lock":
+			var l FdLock
+			if l, ok = parseFdLock(string(val)); ok {
+				fi.Locks = append(fi.Locks, l)
+			}
 		}
 		if !ok {
 			return fi, fmt.Errorf("bad %s value %q", key, val)
@@ -64,6 +87,27 @@ func ParseFdInfo(r io.Reader) (FdInfo, error) {
 		return fi, fmt.Errorf("missing pos or flags")
 	}
 	return fi, nil
+}
+
+func parseFdLock(s string) (FdLock, bool) {
+	f := strings.Fields(s)
+	if len(f) != 8 || !strings.HasSuffix(f[0], ":") {
+		return FdLock{}, false
+	}
+	l := FdLock{Class: f[1], Mode: f[2], Type: f[3], End: -1}
+	var err error
+	if l.Pid, err = strconv.Atoi(f[4]); err != nil {
+		return l, false
+	}
+	if l.Start, err = strconv.ParseInt(f[6], 10, 64); err != nil {
+		return l, false
+	}
+	if f[7] != "EOF" {
+		if l.End, err = strconv.ParseInt(f[7], 10, 64); err != nil || l.End < l.Start {
+			return l, false
+		}
+	}
+	return l, true
 }
 
 // ReadFdInfo reads /proc/PID/fdinfo/FD.

@@ -300,6 +300,16 @@ func TestParseFdInfo(t *testing.T) {
 		// "exec 7<>file" in bash, then a 3-byte read: O_RDWR|O_LARGEFILE.
 		{"file.fdinfo", FdInfo{Pos: 3, Flags: unix.O_RDWR | 0o100000, MntID: 27, Ino: 9978941}},
 		{"eventfd.fdinfo", FdInfo{Pos: 0, Flags: unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_RDWR, MntID: 15, Ino: 1057}},
+		// Linux 6.18: a read lock over the file with a write lock on
+		// bytes 100-104 taken over it, split in three.
+		{"posixlocks.fdinfo", FdInfo{Flags: unix.O_RDWR | 0o100000, MntID: 27, Ino: 9994578, Locks: []FdLock{
+			{Class: "POSIX", Mode: "ADVISORY", Type: "READ", Pid: 20124, Start: 0, End: 99},
+			{Class: "POSIX", Mode: "ADVISORY", Type: "WRITE", Pid: 20124, Start: 100, End: 104},
+			{Class: "POSIX", Mode: "ADVISORY", Type: "READ", Pid: 20124, Start: 105, End: -1},
+		}}},
+		{"ofdlock.fdinfo", FdInfo{Flags: unix.O_RDWR | 0o100000, MntID: 27, Ino: 9994562, Locks: []FdLock{
+			{Class: "OFDLCK", Mode: "ADVISORY", Type: "WRITE", Pid: -1, Start: 10, End: 19},
+		}}},
 	} {
 		got, err := ParseFdInfo(bytes.NewReader(fixture(t, tc.file)))
 		if err != nil {
@@ -310,7 +320,9 @@ func TestParseFdInfo(t *testing.T) {
 			t.Errorf("ParseFdInfo(%s) mismatch (-want +got):\n%s", tc.file, diff)
 		}
 	}
-	for _, in := range []string{"pos:\t1\n", "flags:\t02\n", "pos:\tx\nflags:\t02\n", "pos:\t1\nflags:\t09\n"} {
+	for _, in := range []string{"pos:\t1\n", "flags:\t02\n", "pos:\tx\nflags:\t02\n", "pos:\t1\nflags:\t09\n",
+		"pos:\t1\nflags:\t02\nlock:\t1: POSIX ADVISORY WRITE 1 fe:00:1 5 4\n",
+		"pos:\t1\nflags:\t02\nlock:\t1: POSIX ADVISORY WRITE 1 fe:00:1 0\n"} {
 		if _, err := ParseFdInfo(strings.NewReader(in)); err == nil {
 			t.Errorf("ParseFdInfo(%q) succeeded, want error", in)
 		}

@@ -74,6 +74,7 @@ const (
 	rstStepPending  = 16
 	rstStepPrctl    = 17
 	rstStepTree     = 18
+	rstStepFixups   = 19
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -97,6 +98,7 @@ var rstSteps = map[uint32]string{
 	rstStepPending:  "queue pending signals",
 	rstStepPrctl:    "restore process flags (prctl)",
 	rstStepTree:     "rebuild the process tree (fork, session, group)",
+	rstStepFixups:   "finish the fds inside the process (epoll watches, locks)",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -187,12 +189,23 @@ type rstSiginfo struct {
 	Info  [128]byte
 }
 
-type rstEpoll struct {
-	Epfd   int32  `c:"epfd"`
-	Tfd    int32  `c:"tfd"`
-	Events uint32 `c:"events"`
-	Pad0   uint32
-	Data   uint64 `c:"data"`
+// Fixup operations (RST_FIXUP_*).
+const (
+	rstFixupEpollAdd  = 1
+	rstFixupPosixLock = 2
+	rstFixupFlock     = 3
+)
+
+type rstFixup struct {
+	Op       uint32 `c:"op"`
+	Fd       int32  `c:"fd"`
+	Target   int32  `c:"target"`
+	Events   uint32 `c:"events"`
+	Data     uint64 `c:"data"`
+	Start    int64  `c:"start"`
+	Len      int64  `c:"len"`
+	LockType uint32 `c:"lock_type"`
+	Pad0     uint32
 }
 
 type rstThread struct {
@@ -271,8 +284,8 @@ type rstArgs struct {
 	ThreadsReady       uint32                    `c:"threads_ready"`
 	ThreadStack        uint32                    `c:"thread_stack"`
 	Itimers            [3]rstItimer              `c:"itimers"`
-	NrEpoll            uint32                    `c:"nr_epoll"`
-	EpollOff           uint32                    `c:"epoll_off"`
+	NrFixups           uint32                    `c:"nr_fixups"`
+	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
 	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`

@@ -69,7 +69,8 @@ func openShmem(mm *gocrpb.Mm, src *files.Sources, shmem map[uint64]int32) error 
 }
 
 // bind points the plan's fds, the fixups its fd kinds need inside the
-// process (epoll watches), and its shared mappings at the sources.
+// process (epoll watches, POSIX locks), and its shared mappings at the
+// sources.
 func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error {
 	placed, err := src.Place(pr.files)
 	if err != nil {
@@ -83,7 +84,19 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 	for _, fx := range files.Fixups(pr.files) {
 		switch fx.Op {
 		case files.FixupEpollAdd:
-			p.epoll = append(p.epoll, rstEpoll{Epfd: fx.Fd, Tfd: fx.Target, Events: fx.Events, Data: fx.Data})
+			p.fixups = append(p.fixups, rstFixup{Op: rstFixupEpollAdd, Fd: fx.Fd, Target: fx.Target, Events: fx.Events, Data: fx.Data})
+		case files.FixupPosixLock:
+			t := uint32(unix.F_RDLCK)
+			if fx.Lock.Write {
+				t = unix.F_WRLCK
+			}
+			p.fixups = append(p.fixups, rstFixup{Op: rstFixupPosixLock, Fd: fx.Fd, Start: fx.Lock.Start, Len: fx.Lock.Len, LockType: t})
+		case files.FixupFlock:
+			how := uint32(unix.LOCK_SH)
+			if fx.Lock.Write {
+				how = unix.LOCK_EX
+			}
+			p.fixups = append(p.fixups, rstFixup{Op: rstFixupFlock, Fd: fx.Fd, LockType: how})
 		default:
 			return fmt.Errorf("fd %d: fixup %d unknown to the restorer", fx.Fd, fx.Op)
 		}
@@ -103,6 +116,27 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 	}
 	p.args.MaxFd = uint32(maxFd)
 	return nil
+}
+
+// String says what a fixup does, for a restore that failed at it.
+func (f rstFixup) String() string {
+	switch f.Op {
+	case rstFixupEpollAdd:
+		return fmt.Sprintf("add fd %d to epoll fd %d", f.Target, f.Fd)
+	case rstFixupPosixLock:
+		mode := "read"
+		if f.LockType == unix.F_WRLCK {
+			mode = "write"
+		}
+		return fmt.Sprintf("take the POSIX %s lock on bytes %d+%d of fd %d", mode, f.Start, f.Len, f.Fd)
+	case rstFixupFlock:
+		mode := "shared"
+		if f.LockType == unix.LOCK_EX {
+			mode = "exclusive"
+		}
+		return fmt.Sprintf("take the %s flock of fd %d", mode, f.Fd)
+	}
+	return fmt.Sprintf("fixup %d on fd %d", f.Op, f.Fd)
 }
 
 func b2u(b bool) uint32 {

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/files"
-	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/sharedword"
 )
@@ -164,7 +163,7 @@ func planFailure(shared []byte, procs []*proc) error {
 		}
 		off := int(pr.plan.offset)
 		if sharedword.Load(shared, off+offState) == rstStateFailed {
-			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, planError(shared[off:], pr.task))
+			return fmt.Errorf("restore pid %d: %w", pr.task.Pid, planError(shared[off:], pr))
 		}
 	}
 	return nil
@@ -210,7 +209,8 @@ func reapQuietly(pid int) {
 }
 
 // planError turns the restorer's failure report into one line.
-func planError(shared []byte, task *gocrpb.Task) error {
+func planError(shared []byte, pr *proc) error {
+	task := pr.task
 	errno := int32(binary.LittleEndian.Uint32(shared[offErr:]))
 	step := binary.LittleEndian.Uint32(shared[offErrStep:])
 	index := binary.LittleEndian.Uint32(shared[offErrIndex:])
@@ -221,6 +221,15 @@ func planError(shared []byte, task *gocrpb.Task) error {
 	var e error = unix.Errno(-errno)
 	if step == rstStepClone && errno == -int32(unix.EEXIST) {
 		return fmt.Errorf("%s: pid %d was taken by another process just now", what, task.Pid)
+	}
+	if step == rstStepFixups && int(index) < len(pr.plan.fixups) {
+		// F_SETLK and flock LOCK_NB fail with EAGAIN (or EACCES) when
+		// another process holds a conflicting lock (man 2 fcntl, man 2
+		// flock: EWOULDBLOCK is EAGAIN on Linux).
+		if e == unix.EAGAIN || e == unix.EACCES {
+			return fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index])
+		}
+		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}
 	return fmt.Errorf("%s (item %d): %w", what, index, e)
 }

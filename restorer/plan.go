@@ -25,7 +25,7 @@ type plan struct {
 	fds     []rstFd
 	sigs    []rstSiginfo
 	threads []rstThread
-	epoll   []rstEpoll
+	fixups  []rstFixup
 	rlimits []rstRlimit
 	groups  []uint32
 	auxv    []byte
@@ -329,7 +329,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrSiginfo, a.SiginfoOff = uint32(len(p.sigs)), place(p.sigs, len(p.sigs))
 	a.NrRlimits, a.RlimitsOff = uint32(len(p.rlimits)), place(p.rlimits, len(p.rlimits))
 	a.NrThreads, a.ThreadsOff = uint32(len(p.threads)), place(p.threads, len(p.threads))
-	a.NrEpoll, a.EpollOff = uint32(len(p.epoll)), place(p.epoll, len(p.epoll))
+	a.NrFixups, a.FixupsOff = uint32(len(p.fixups)), place(p.fixups, len(p.fixups))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())

@@ -175,6 +175,14 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},
+		{name: "LocksFlockDropped", target: "locks", dirArg: true,
+			gdb:  fixed("call (int)flock(fds[0], 8)"), // LOCK_UN
+			want: "has no FLOCK WRITE lock"},
+		// Closing any fd of a file drops the process's POSIX locks on
+		// it (man 2 fcntl, "Record locking").
+		{name: "LocksPosixDropped", target: "locks", dirArg: true,
+			gdb:  fixed("call (int)close(c2)"),
+			want: "has no POSIX READ lock"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",

@@ -129,6 +129,7 @@ var cTargets = map[string]struct {
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},
+	"locks":          {"locks.c", nil},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},

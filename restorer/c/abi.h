@@ -45,6 +45,7 @@
 #define RST_STEP_PENDING 16
 #define RST_STEP_PRCTL 17
 #define RST_STEP_TREE 18
+#define RST_STEP_FIXUPS 19
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -121,21 +122,37 @@ struct rst_siginfo {
 };
 _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 
-/* A watch to add to a restored epoll instance, by target fd numbers:
- * epoll keys its items by (file, fd number), so they must be added in the
- * restored fd table, not gocr's (fs/eventpoll.c ep_find). */
-struct rst_epoll {
-	s32 epfd;
-	s32 tfd;
-	u32 events;
+/* A fixup: work only the restored process can do, once every fd has its
+ * dumped number (files.Fixup in Go). */
+#define RST_FIXUP_EPOLL_ADD 1  /* epoll_ctl(fd, EPOLL_CTL_ADD, target, {events, data}) */
+#define RST_FIXUP_POSIX_LOCK 2 /* fcntl(fd, F_SETLK, {lock_type, SEEK_SET, start, len}) */
+#define RST_FIXUP_FLOCK 3      /* flock(fd, lock_type | LOCK_NB) */
+
+/* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
+ * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
+ * POSIX_LOCK: a POSIX record lock belongs to the process that takes it
+ * (fs/locks.c: its owner is the fd table). FLOCK: the lock belongs to the
+ * open file description, but /proc/locks names the process that took it. */
+struct rst_fixup {
+	u32 op;
+	s32 fd;
+	s32 target;    /* EPOLL_ADD: the fd to watch */
+	u32 events;    /* EPOLL_ADD */
+	u64 data;      /* EPOLL_ADD */
+	s64 start;     /* POSIX_LOCK: first byte */
+	s64 len;       /* POSIX_LOCK: bytes, 0 to the end of the file */
+	u32 lock_type; /* POSIX_LOCK: F_RDLCK or F_WRLCK; FLOCK: LOCK_SH or LOCK_EX */
 	u32 pad0;
-	u64 data;
 };
-BUILD_BUG_ON_OFFSET(struct rst_epoll, epfd, 0);
-BUILD_BUG_ON_OFFSET(struct rst_epoll, tfd, 4);
-BUILD_BUG_ON_OFFSET(struct rst_epoll, events, 8);
-BUILD_BUG_ON_OFFSET(struct rst_epoll, data, 16);
-_Static_assert(sizeof(struct rst_epoll) == 24, "rst_epoll size");
+BUILD_BUG_ON_OFFSET(struct rst_fixup, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, fd, 4);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, target, 8);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, events, 12);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, data, 16);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, start, 24);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, len, 32);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, lock_type, 40);
+_Static_assert(sizeof(struct rst_fixup) == 48, "rst_fixup size");
 
 /* Per-thread kernel state; threads[0] is the thread-group leader. */
 struct rst_thread {
@@ -300,8 +317,8 @@ struct rst_args {
 	u32 threads_ready; /* futex word: threads that finished their setup */
 	u32 thread_stack;  /* bytes of stack per thread in the hole */
 	struct rst_itimer itimers[3];
-	u32 nr_epoll;
-	u32 epoll_off;
+	u32 nr_fixups;
+	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
@@ -368,8 +385,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, threads_off, 2348);
 BUILD_BUG_ON_OFFSET(struct rst_args, threads_ready, 2352);
 BUILD_BUG_ON_OFFSET(struct rst_args, thread_stack, 2356);
 BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
-BUILD_BUG_ON_OFFSET(struct rst_args, nr_epoll, 2456);
-BUILD_BUG_ON_OFFSET(struct rst_args, epoll_off, 2460);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
+BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
 BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);

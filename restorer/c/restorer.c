@@ -19,6 +19,8 @@
 #include "abi.h"
 
 #define __NR_lseek 8
+/* include/uapi/linux/fs.h */
+#define SEEK_SET 0
 #define SEEK_END 2
 #define PAGE_SIZE 4096UL
 #define PAGE_ALIGN(x) (((x) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
@@ -661,6 +663,51 @@ static __attribute__((noreturn)) void relocate(struct rst_args *a, u8 *map, u64 
 	__builtin_unreachable();
 }
 
+/* F_SETLK and struct flock as x86-64 has them (include/uapi/asm-generic/
+ * fcntl.h: no __ARCH_FLOCK_PAD, off_t is 64 bits). */
+#define F_SETLK 6
+/* include/uapi/asm-generic/fcntl.h: flock(2) operations. */
+#define LOCK_NB 4
+struct kernel_flock {
+	s16 l_type;
+	s16 l_whence;
+	u32 pad0;
+	s64 l_start;
+	s64 l_len;
+	s32 l_pid;
+	u32 pad1;
+};
+_Static_assert(sizeof(struct kernel_flock) == 32, "struct flock size");
+
+/* fixup does one step only the process itself can do, once its fds have
+ * their dumped numbers (struct rst_fixup). */
+static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
+{
+	switch (f->op) {
+	case RST_FIXUP_EPOLL_ADD: {
+		/* struct epoll_event is packed on x86-64
+		 * (include/uapi/linux/eventpoll.h EPOLL_PACKED). */
+		struct __attribute__((packed)) {
+			u32 events;
+			u64 data;
+		} ev = {f->events, f->data};
+		CHECK(a, RST_STEP_FIXUPS, i, sys4(__NR_epoll_ctl, f->fd, EPOLL_CTL_ADD, f->target, &ev));
+		return;
+	}
+	case RST_FIXUP_POSIX_LOCK: {
+		struct kernel_flock fl = {
+			.l_type = (s16)f->lock_type, .l_whence = SEEK_SET, .l_start = f->start, .l_len = f->len,
+		};
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_fcntl, f->fd, F_SETLK, &fl));
+		return;
+	}
+	case RST_FIXUP_FLOCK:
+		CHECK(a, RST_STEP_FIXUPS, i, sys2(__NR_flock, f->fd, f->lock_type | LOCK_NB));
+		return;
+	}
+	fail(a, RST_STEP_FIXUPS, i, -EINVAL);
+}
+
 static void restore_fds(struct rst_args *a)
 {
 	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
@@ -710,16 +757,9 @@ static void restore_fds(struct rst_args *a)
 		if (!still_used)
 			sys1(__NR_close, fds[i].src);
 	}
-	/* struct epoll_event is packed on x86-64
-	 * (include/uapi/linux/eventpoll.h EPOLL_PACKED). */
-	struct rst_epoll *ep = (struct rst_epoll *)((u8 *)a + a->epoll_off);
-	for (u32 i = 0; i < a->nr_epoll; i++) {
-		struct __attribute__((packed)) {
-			u32 events;
-			u64 data;
-		} ev = {ep[i].events, ep[i].data};
-		CHECK(a, RST_STEP_FDS, 1000 + i, sys4(__NR_epoll_ctl, ep[i].epfd, EPOLL_CTL_ADD, ep[i].tfd, &ev));
-	}
+	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+	for (u32 i = 0; i < a->nr_fixups; i++)
+		fixup(a, &fx[i], i);
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
