@@ -81,6 +81,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 	if task.Personality, err = proc.ReadPersonality(pid); err != nil {
 		return nil, err
 	}
+	if task.PosixTimers, err = collectPosixTimers(pid); err != nil {
+		return nil, err
+	}
 	if task.Cwd, err = proc.Cwd(pid); err != nil {
 		return nil, err
 	}

@@ -216,6 +216,9 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 			return err
 		}
 		fillTaskFromParasite(st.task, ps)
+		if err := timerValues(p, st.task); err != nil {
+			return err
+		}
 		var tids []int
 		var xstates [][]byte
 		for _, th := range st.task.Threads[1:] {

@@ -141,7 +141,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type PathFd_Type int32
@@ -193,7 +193,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -318,8 +318,9 @@ type Task struct {
 	Flags         *ProcessFlags          `protobuf:"bytes,16,opt,name=flags,proto3" json:"flags,omitempty"`
 	// A zombie has only this image: it is recreated as a child that exits
 	// with exit_status, a wait(2) status word.
-	Zombie        bool   `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
-	ExitStatus    uint32 `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	Zombie        bool          `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
+	ExitStatus    uint32        `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	PosixTimers   []*PosixTimer `protobuf:"bytes,19,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -480,6 +481,116 @@ func (x *Task) GetExitStatus() uint32 {
 	return 0
 }
 
+func (x *Task) GetPosixTimers() []*PosixTimer {
+	if x != nil {
+		return x.PosixTimers
+	}
+	return nil
+}
+
+// PosixTimer is a timer_create(2) timer: recreated under the same ID
+// (prctl PR_TIMER_CREATE_RESTORE_IDS) with its clock, its notification
+// and, relative to the restore, the time that was left and its interval.
+type PosixTimer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClockId       int32                  `protobuf:"varint,2,opt,name=clock_id,json=clockId,proto3" json:"clock_id,omitempty"`
+	Notify        int32                  `protobuf:"varint,3,opt,name=notify,proto3" json:"notify,omitempty"` // sigev_notify, SIGEV_THREAD_ID included
+	Signo         int32                  `protobuf:"varint,4,opt,name=signo,proto3" json:"signo,omitempty"`
+	Sigval        uint64                 `protobuf:"varint,5,opt,name=sigval,proto3" json:"sigval,omitempty"`                        // sigev_value
+	NotifyTid     int32                  `protobuf:"varint,6,opt,name=notify_tid,json=notifyTid,proto3" json:"notify_tid,omitempty"` // with SIGEV_THREAD_ID: the thread
+	ValueNs       int64                  `protobuf:"varint,7,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"`       // time left until it fires; 0: disarmed
+	IntervalNs    int64                  `protobuf:"varint,8,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PosixTimer) Reset() {
+	*x = PosixTimer{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PosixTimer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PosixTimer) ProtoMessage() {}
+
+func (x *PosixTimer) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
+func (*PosixTimer) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PosixTimer) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetClockId() int32 {
+	if x != nil {
+		return x.ClockId
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetNotify() int32 {
+	if x != nil {
+		return x.Notify
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetSigno() int32 {
+	if x != nil {
+		return x.Signo
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetSigval() uint64 {
+	if x != nil {
+		return x.Sigval
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetNotifyTid() int32 {
+	if x != nil {
+		return x.NotifyTid
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetValueNs() int64 {
+	if x != nil {
+		return x.ValueNs
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetIntervalNs() int64 {
+	if x != nil {
+		return x.IntervalNs
+	}
+	return 0
+}
+
 type ProcessFlags struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Dumpable       bool                   `protobuf:"varint,1,opt,name=dumpable,proto3" json:"dumpable,omitempty"`
@@ -492,7 +603,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +615,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +628,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -570,7 +681,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +693,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +706,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -707,7 +818,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +830,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +843,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -769,7 +880,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +892,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +905,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -843,7 +954,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +966,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +979,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -896,7 +1007,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1019,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1032,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -965,7 +1076,7 @@ type Thread struct {
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1088,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1101,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1113,7 +1224,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1236,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1249,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -1341,7 +1452,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1464,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1477,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -1402,7 +1513,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1525,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1538,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -1482,7 +1593,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1605,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1618,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -1637,7 +1748,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1760,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1773,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -1756,7 +1867,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1879,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1892,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -1827,7 +1938,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1950,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1963,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FileRef) GetPath() string {
@@ -1906,7 +2017,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2029,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2042,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -1994,7 +2105,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2117,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2130,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2249,7 +2360,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2372,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2385,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2323,7 +2434,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2446,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2459,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2368,7 +2479,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2491,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2504,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2410,7 +2521,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2533,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2546,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -2477,7 +2588,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2600,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2613,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -2523,7 +2634,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2646,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2659,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -2576,7 +2687,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2699,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2712,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -2624,7 +2735,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2747,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2760,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -2683,7 +2794,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2806,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2819,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -2732,7 +2843,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2855,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2868,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -2799,7 +2910,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +2922,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +2935,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -2849,7 +2960,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2972,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2985,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -2916,7 +3027,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3039,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3052,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Files) GetPid() int32 {
@@ -2978,7 +3089,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xbe\x04\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xf6\x04\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -3001,7 +3112,20 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05flags\x18\x10 \x01(\v2\x15.gocr.v1.ProcessFlagsR\x05flags\x12\x16\n" +
 	"\x06zombie\x18\x11 \x01(\bR\x06zombie\x12\x1f\n" +
 	"\vexit_status\x18\x12 \x01(\rR\n" +
-	"exitStatus\"\x9a\x01\n" +
+	"exitStatus\x126\n" +
+	"\fposix_timers\x18\x13 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"\n" +
+	"PosixTimer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
+	"\bclock_id\x18\x02 \x01(\x05R\aclockId\x12\x16\n" +
+	"\x06notify\x18\x03 \x01(\x05R\x06notify\x12\x14\n" +
+	"\x05signo\x18\x04 \x01(\x05R\x05signo\x12\x16\n" +
+	"\x06sigval\x18\x05 \x01(\x04R\x06sigval\x12\x1d\n" +
+	"\n" +
+	"notify_tid\x18\x06 \x01(\x05R\tnotifyTid\x12\x19\n" +
+	"\bvalue_ns\x18\a \x01(\x03R\avalueNs\x12\x1f\n" +
+	"\vinterval_ns\x18\b \x01(\x03R\n" +
+	"intervalNs\"\x9a\x01\n" +
 	"\fProcessFlags\x12\x1a\n" +
 	"\bdumpable\x18\x01 \x01(\bR\bdumpable\x12 \n" +
 	"\fno_new_privs\x18\x02 \x01(\bR\n" +
@@ -3246,81 +3370,83 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),         // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),   // 1: gocr.v1.FileLock.Type
 	(PathFd_Type)(0),     // 2: gocr.v1.PathFd.Type
 	(*Inventory)(nil),    // 3: gocr.v1.Inventory
 	(*Task)(nil),         // 4: gocr.v1.Task
-	(*ProcessFlags)(nil), // 5: gocr.v1.ProcessFlags
-	(*Creds)(nil),        // 6: gocr.v1.Creds
-	(*Rlimit)(nil),       // 7: gocr.v1.Rlimit
-	(*SigAction)(nil),    // 8: gocr.v1.SigAction
-	(*SigInfo)(nil),      // 9: gocr.v1.SigInfo
-	(*Itimer)(nil),       // 10: gocr.v1.Itimer
-	(*Thread)(nil),       // 11: gocr.v1.Thread
-	(*GPRegs)(nil),       // 12: gocr.v1.GPRegs
-	(*SigAltStack)(nil),  // 13: gocr.v1.SigAltStack
-	(*Rseq)(nil),         // 14: gocr.v1.Rseq
-	(*Mm)(nil),           // 15: gocr.v1.Mm
-	(*Vma)(nil),          // 16: gocr.v1.Vma
-	(*Memfd)(nil),        // 17: gocr.v1.Memfd
-	(*FileRef)(nil),      // 18: gocr.v1.FileRef
-	(*PageRange)(nil),    // 19: gocr.v1.PageRange
-	(*Fd)(nil),           // 20: gocr.v1.Fd
-	(*FileLock)(nil),     // 21: gocr.v1.FileLock
-	(*PathFd)(nil),       // 22: gocr.v1.PathFd
-	(*InheritFd)(nil),    // 23: gocr.v1.InheritFd
-	(*PipeFd)(nil),       // 24: gocr.v1.PipeFd
-	(*MemfdFd)(nil),      // 25: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),    // 26: gocr.v1.EventfdFd
-	(*EpollFd)(nil),      // 27: gocr.v1.EpollFd
-	(*EpollWatch)(nil),   // 28: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),   // 29: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),    // 30: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),    // 31: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil), // 32: gocr.v1.InotifyWatch
-	(*Files)(nil),        // 33: gocr.v1.Files
+	(*PosixTimer)(nil),   // 5: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil), // 6: gocr.v1.ProcessFlags
+	(*Creds)(nil),        // 7: gocr.v1.Creds
+	(*Rlimit)(nil),       // 8: gocr.v1.Rlimit
+	(*SigAction)(nil),    // 9: gocr.v1.SigAction
+	(*SigInfo)(nil),      // 10: gocr.v1.SigInfo
+	(*Itimer)(nil),       // 11: gocr.v1.Itimer
+	(*Thread)(nil),       // 12: gocr.v1.Thread
+	(*GPRegs)(nil),       // 13: gocr.v1.GPRegs
+	(*SigAltStack)(nil),  // 14: gocr.v1.SigAltStack
+	(*Rseq)(nil),         // 15: gocr.v1.Rseq
+	(*Mm)(nil),           // 16: gocr.v1.Mm
+	(*Vma)(nil),          // 17: gocr.v1.Vma
+	(*Memfd)(nil),        // 18: gocr.v1.Memfd
+	(*FileRef)(nil),      // 19: gocr.v1.FileRef
+	(*PageRange)(nil),    // 20: gocr.v1.PageRange
+	(*Fd)(nil),           // 21: gocr.v1.Fd
+	(*FileLock)(nil),     // 22: gocr.v1.FileLock
+	(*PathFd)(nil),       // 23: gocr.v1.PathFd
+	(*InheritFd)(nil),    // 24: gocr.v1.InheritFd
+	(*PipeFd)(nil),       // 25: gocr.v1.PipeFd
+	(*MemfdFd)(nil),      // 26: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),    // 27: gocr.v1.EventfdFd
+	(*EpollFd)(nil),      // 28: gocr.v1.EpollFd
+	(*EpollWatch)(nil),   // 29: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),   // 30: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),    // 31: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),    // 32: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil), // 33: gocr.v1.InotifyWatch
+	(*Files)(nil),        // 34: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	6,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	7,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	8,  // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	9,  // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	10, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	11, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	5,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	12, // 7: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	9,  // 8: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	13, // 9: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	14, // 10: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	18, // 11: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	16, // 12: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	0,  // 13: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	18, // 14: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	18, // 15: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	21, // 16: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	22, // 17: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	23, // 18: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	24, // 19: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	25, // 20: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	26, // 21: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	27, // 22: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	29, // 23: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	30, // 24: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	31, // 25: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	1,  // 26: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 27: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	28, // 28: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	32, // 29: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	20, // 30: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	17, // 31: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	7,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	8,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	9,  // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	10, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	11, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	12, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	6,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	5,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	13, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	10, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	14, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	15, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	19, // 12: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	17, // 13: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	0,  // 14: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	19, // 15: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	19, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	22, // 17: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	23, // 18: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	24, // 19: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	25, // 20: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	26, // 21: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	27, // 22: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	28, // 23: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	30, // 24: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	31, // 25: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	32, // 26: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	1,  // 27: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 28: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	29, // 29: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	33, // 30: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	21, // 31: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	18, // 32: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -3328,7 +3454,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[17].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[18].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -3345,7 +3471,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,6 +53,10 @@ typedef unsigned long size_t;
 #define __NR_gettid 186
 #define __NR_futex 202
 #define __NR_set_tid_address 218
+#define __NR_timer_create 222
+#define __NR_timer_settime 223
+#define __NR_timer_gettime 224
+#define __NR_timer_getoverrun 225
 #define __NR_exit_group 231
 #define __NR_epoll_ctl 233
 #define __NR_vmsplice 278

@@ -30,6 +30,7 @@ const (
 	cmdFini         = 3
 	cmdRecvFd       = 4
 	cmdWriteStreams = 5
+	cmdPosixTimers  = 6
 
 	// struct parasite_ctl
 	ctlCmdSeq  = 0
@@ -65,6 +66,15 @@ const (
 	// struct parasite_state
 	sigactionSize = 32
 	itimerSize    = 32
+
+	// struct parasite_posix_timer, an array at dataOff
+	ptID           = 0
+	ptOverrun      = 4
+	ptIntervalSec  = 8
+	ptIntervalNsec = 16
+	ptValueSec     = 24
+	ptValueNsec    = 32
+	ptSize         = 40
 
 	// struct parasite_iovec
 	iovecBase = 0

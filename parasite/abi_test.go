@@ -40,6 +40,7 @@ var abiDefines = map[string]uint64{
 	"PCMD_FINI":          cmdFini,
 	"PCMD_RECV_FD":       cmdRecvFd,
 	"PCMD_WRITE_STREAMS": cmdWriteStreams,
+	"PCMD_POSIX_TIMERS":  cmdPosixTimers,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the
@@ -55,6 +56,11 @@ var abiLayout = map[string]uint64{
 	"parasite_ctl.cmd": ctlCmd, "parasite_ctl.ret": ctlRet, "parasite_ctl.args": ctlArgs,
 	"parasite_ctl.data_fd": ctlDataFd, "parasite_ctl.sock": ctlSock, "parasite_ctl.cmd_fd": ctlCmdFd, "parasite_ctl.frame": ctlFrame,
 	"sizeof parasite_ctl": ctlSize,
+
+	"parasite_posix_timer.id": ptID, "parasite_posix_timer.overrun": ptOverrun,
+	"parasite_posix_timer.interval_sec": ptIntervalSec, "parasite_posix_timer.interval_nsec": ptIntervalNsec,
+	"parasite_posix_timer.value_sec": ptValueSec, "parasite_posix_timer.value_nsec": ptValueNsec,
+	"sizeof parasite_posix_timer": ptSize,
 
 	"sizeof parasite_sigaction": sigactionSize,
 	"sizeof parasite_itimer":    itimerSize,

@@ -4,6 +4,7 @@ package parasite
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,4 +84,41 @@ func (p *Parasite) DumpState() (*State, error) {
 	st.ChildSubreaper = int32(le.Uint32(b[stChildSubreaper:]))
 	st.NoNewPrivs = int32(le.Uint32(b[stNoNewPrivs:]))
 	return st, nil
+}
+
+// TimerValue is what only the process can tell of one of its POSIX
+// timers.
+type TimerValue struct {
+	ValueNs, IntervalNs int64 // time left (0: disarmed) and interval
+	Overrun             int32 // of the last signal it delivered
+}
+
+// PosixTimers reads the time left, interval and last overrun of the
+// process's timers ids (timer_gettime, timer_getoverrun).
+func (p *Parasite) PosixTimers(ids []int32) ([]TimerValue, error) {
+	if len(ids)*ptSize > dataSize {
+		return nil, fmt.Errorf("%d POSIX timers: more than the parasite's data area holds", len(ids))
+	}
+	le := binary.LittleEndian
+	for i, id := range ids {
+		b := p.local[dataOff+i*ptSize:]
+		clear(b[:ptSize])
+		le.PutUint32(b[ptID:], uint32(id))
+	}
+	if err := p.call(cmdPosixTimers, uint64(len(ids))); err != nil {
+		return nil, err
+	}
+	out := make([]TimerValue, len(ids))
+	for i := range ids {
+		b := p.local[dataOff+i*ptSize:]
+		ns := func(sec, nsec int) int64 {
+			return int64(le.Uint64(b[sec:]))*int64(time.Second) + int64(le.Uint64(b[nsec:]))
+		}
+		out[i] = TimerValue{
+			ValueNs:    ns(ptValueSec, ptValueNsec),
+			IntervalNs: ns(ptIntervalSec, ptIntervalNsec),
+			Overrun:    int32(le.Uint32(b[ptOverrun:])),
+		}
+	}
+	return out, nil
 }

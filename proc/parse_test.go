@@ -428,3 +428,28 @@ func TestParseSignalTimerInotify(t *testing.T) {
 		t.Error("incomplete timerfd accepted")
 	}
 }
+
+func TestParsePosixTimers(t *testing.T) {
+	// Linux 6.18: a SIGEV_NONE timer on CLOCK_REALTIME, a SIGUSR1 one on
+	// CLOCK_MONOTONIC carrying a pointer, and one for a thread.
+	in := "ID: 1\nsignal: 0/0000000000000000\nnotify: none/pid.26758\nClockID: 0\n" +
+		"ID: 0\nsignal: 10/00007ffd12345678\nnotify: signal/pid.26758\nClockID: 1\n" +
+		"ID: 7\nsignal: 34/0000000000000007\nnotify: signal/tid.26760\nClockID: 7\n"
+	got, err := ParsePosixTimers(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PosixTimer{
+		{ID: 1, Notify: SigevNone, Target: 26758},
+		{ID: 0, ClockID: 1, Signo: 10, SigValue: 0x7ffd12345678, Notify: SigevSignal, Target: 26758},
+		{ID: 7, ClockID: 7, Signo: 34, SigValue: 7, Notify: SigevSignal | SigevThreadID, Target: 26760},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("ParsePosixTimers (-want +got):\n%s", d)
+	}
+	for _, bad := range []string{"signal: 1/0\n", "ID: x\n", "ID: 1\nnotify: bogus/pid.1\n", "ID: 1\nnotify: signal/xid.1\n", "ID: 1\nfoo: 1\n"} {
+		if _, err := ParsePosixTimers(strings.NewReader(bad)); err == nil {
+			t.Errorf("ParsePosixTimers(%q) succeeded, want error", bad)
+		}
+	}
+}

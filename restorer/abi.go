@@ -56,49 +56,51 @@ const (
 
 // Restore steps (RST_STEP_*): the restorer reports the one that failed.
 const (
-	rstStepClone    = 1
-	rstStepFds      = 2
-	rstStepHole     = 3
-	rstStepSpecial  = 4
-	rstStepUnmap    = 5
-	rstStepMmap     = 6
-	rstStepPages    = 7
-	rstStepMprotect = 8
-	rstStepMm       = 9
-	rstStepSignals  = 10
-	rstStepTimers   = 11
-	rstStepThread   = 12
-	rstStepFs       = 13
-	rstStepRlimits  = 14
-	rstStepCreds    = 15
-	rstStepPending  = 16
-	rstStepPrctl    = 17
-	rstStepTree     = 18
-	rstStepFixups   = 19
+	rstStepClone       = 1
+	rstStepFds         = 2
+	rstStepHole        = 3
+	rstStepSpecial     = 4
+	rstStepUnmap       = 5
+	rstStepMmap        = 6
+	rstStepPages       = 7
+	rstStepMprotect    = 8
+	rstStepMm          = 9
+	rstStepSignals     = 10
+	rstStepTimers      = 11
+	rstStepThread      = 12
+	rstStepFs          = 13
+	rstStepRlimits     = 14
+	rstStepCreds       = 15
+	rstStepPending     = 16
+	rstStepPrctl       = 17
+	rstStepTree        = 18
+	rstStepFixups      = 19
+	rstStepPosixTimers = 20
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
 // checks every RST_STEP_* has one.
 var rstSteps = map[uint32]string{
-	rstStepClone:    "create the process (clone3 set_tid)",
-	rstStepFds:      "restore file descriptors",
-	rstStepHole:     "find room for the restorer",
-	rstStepSpecial:  "move the vDSO",
-	rstStepUnmap:    "unmap the restorer's old mappings",
-	rstStepMmap:     "map memory",
-	rstStepPages:    "read pages",
-	rstStepMprotect: "set memory protection",
-	rstStepMm:       "restore mm fields (PR_SET_MM_MAP)",
-	rstStepSignals:  "restore signal handlers",
-	rstStepTimers:   "restore interval timers",
-	rstStepThread:   "restore per-thread kernel state",
-	rstStepFs:       "restore cwd/root",
-	rstStepRlimits:  "restore resource limits",
-	rstStepCreds:    "restore credentials",
-	rstStepPending:  "queue pending signals",
-	rstStepPrctl:    "restore process flags (prctl)",
-	rstStepTree:     "rebuild the process tree (fork, session, group)",
-	rstStepFixups:   "finish the fds inside the process (epoll watches, locks)",
+	rstStepClone:       "create the process (clone3 set_tid)",
+	rstStepFds:         "restore file descriptors",
+	rstStepHole:        "find room for the restorer",
+	rstStepSpecial:     "move the vDSO",
+	rstStepUnmap:       "unmap the restorer's old mappings",
+	rstStepMmap:        "map memory",
+	rstStepPages:       "read pages",
+	rstStepMprotect:    "set memory protection",
+	rstStepMm:          "restore mm fields (PR_SET_MM_MAP)",
+	rstStepSignals:     "restore signal handlers",
+	rstStepTimers:      "restore interval timers",
+	rstStepThread:      "restore per-thread kernel state",
+	rstStepFs:          "restore cwd/root",
+	rstStepRlimits:     "restore resource limits",
+	rstStepCreds:       "restore credentials",
+	rstStepPending:     "queue pending signals",
+	rstStepPrctl:       "restore process flags (prctl)",
+	rstStepTree:        "rebuild the process tree (fork, session, group)",
+	rstStepFixups:      "finish the fds inside the process (epoll watches, locks)",
+	rstStepPosixTimers: "recreate POSIX timers (timer_create with their IDs)",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -189,6 +191,18 @@ type rstSiginfo struct {
 	Info  [128]byte
 }
 
+type rstPosixTimer struct {
+	ID         int32  `c:"id"`
+	ClockID    int32  `c:"clock_id"`
+	Notify     int32  `c:"notify"`
+	Signo      int32  `c:"signo"`
+	Sigval     uint64 `c:"sigval"`
+	NotifyTid  int32  `c:"notify_tid"`
+	Pad0       uint32
+	ValueNs    int64 `c:"value_ns"`
+	IntervalNs int64 `c:"interval_ns"`
+}
+
 // Fixup operations (RST_FIXUP_*).
 const (
 	rstFixupEpollAdd  = 1
@@ -274,7 +288,8 @@ type rstArgs struct {
 	StrtabOff          uint32                    `c:"strtab_off"`
 	AuxvOff            uint32                    `c:"auxv_off"`
 	AuxvSize           uint32                    `c:"auxv_size"`
-	Reserved0          uint64                    `c:"reserved0"`
+	NrPosixTimers      uint32                    `c:"nr_posix_timers"`
+	PosixTimersOff     uint32                    `c:"posix_timers_off"`
 	HoleCandidates     [rstHoleCandidates]uint64 `c:"hole_candidates"`
 	HoleSize           uint64                    `c:"hole_size"`
 	Mm                 rstMmMap                  `c:"mm"`

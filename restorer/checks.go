@@ -119,6 +119,26 @@ func checkCwd(task *gocrpb.Task) error {
 	return nil
 }
 
+// prTimerCreateRestoreIDs and its GET operation (include/uapi/linux/
+// prctl.h, Linux 6.16).
+const (
+	prTimerCreateRestoreIDs    = 77
+	prTimerCreateRestoreIDsGet = 2
+)
+
+// checkPosixTimers: POSIX timers can only be recreated under their IDs
+// where the kernel offers PR_TIMER_CREATE_RESTORE_IDS; elsewhere the
+// process would find its timers under other IDs, or none.
+func checkPosixTimers(task *gocrpb.Task) error {
+	if len(task.PosixTimers) == 0 {
+		return nil
+	}
+	if _, err := unix.PrctlRetInt(prTimerCreateRestoreIDs, prTimerCreateRestoreIDsGet, 0, 0, 0); err != nil {
+		return fmt.Errorf("the process has %d POSIX timers, which this kernel cannot recreate under their IDs (prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16 and later): %w", len(task.PosixTimers), err)
+	}
+	return nil
+}
+
 // waitPidFree: the PID must be free. A zombie waiting for its parent (or
 // for init, which reaps orphans a second or two late here) gets a few
 // seconds; anything else is an error naming the holder.

@@ -101,6 +101,7 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		func() error { return checkFiles(pr.mm) },
 		func() error { return checkRlimits(task) },
 		func() error { return checkCwd(task) },
+		func() error { return checkPosixTimers(task) },
 	} {
 		if err := check(); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pid, err)

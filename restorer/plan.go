@@ -16,6 +16,9 @@ import (
 
 const pageSize = 4096
 
+// sigevThreadID is SIGEV_THREAD_ID (include/uapi/asm-generic/siginfo.h).
+const sigevThreadID = 4
+
 // plan is the restore plan for one process, built from its images and
 // encoded into the flat layout the restorer reads (restorer/c/abi.h).
 type plan struct {
@@ -26,6 +29,7 @@ type plan struct {
 	sigs    []rstSiginfo
 	threads []rstThread
 	fixups  []rstFixup
+	timers  []rstPosixTimer
 	rlimits []rstRlimit
 	groups  []uint32
 	auxv    []byte
@@ -254,6 +258,20 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		}
 		p.sigs = append(p.sigs, s)
 	}
+	// /proc/PID/timers lists the newest timer first (the kernel adds
+	// each to the head of its list, kernel/time/posix-timers.c), so
+	// creating them from last to first lists them as before.
+	for i := len(task.PosixTimers) - 1; i >= 0; i-- {
+		t := task.PosixTimers[i]
+		if t.Notify&sigevThreadID != 0 && !seen[t.NotifyTid] {
+			return nil, fmt.Errorf("POSIX timer %d notifies thread %d, which is not in the process", t.Id, t.NotifyTid)
+		}
+		if t.ValueNs < 0 || t.IntervalNs < 0 {
+			return nil, fmt.Errorf("POSIX timer %d: negative time", t.Id)
+		}
+		p.timers = append(p.timers, rstPosixTimer{ID: t.Id, ClockID: t.ClockId, Notify: t.Notify, Signo: t.Signo,
+			Sigval: t.Sigval, NotifyTid: t.NotifyTid, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs})
+	}
 	for _, rl := range task.Rlimits {
 		if rl.Resource >= rlimNlimits {
 			return nil, fmt.Errorf("rlimit %d: unknown resource", rl.Resource)
@@ -330,6 +348,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrRlimits, a.RlimitsOff = uint32(len(p.rlimits)), place(p.rlimits, len(p.rlimits))
 	a.NrThreads, a.ThreadsOff = uint32(len(p.threads)), place(p.threads, len(p.threads))
 	a.NrFixups, a.FixupsOff = uint32(len(p.fixups)), place(p.fixups, len(p.fixups))
+	a.NrPosixTimers, a.PosixTimersOff = uint32(len(p.timers)), place(p.timers, len(p.timers))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())

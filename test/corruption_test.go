@@ -183,6 +183,14 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "LocksPosixDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)close(c2)"),
 			want: "has no POSIX READ lock"},
+		// Timer 0 sends SIGUSR1 every 50 ms: gdb lets it through
+		// rather than abandon the call it interrupts.
+		{name: "PosixTimerGone", target: "posixtimers",
+			gdb:  fixed("handle SIGUSR1 nostop noprint pass", "call (int)timer_delete(tm[3])"),
+			want: "/proc/self/timers differs"},
+		{name: "PosixTimerInterval", target: "posixtimers",
+			gdb:  fixed("handle SIGUSR1 nostop noprint pass", "call (int)timer_settime(tm[0], 0, &oneshot, 0)"),
+			want: "timer 0 interval is 0 ms"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",

@@ -130,6 +130,7 @@ var cTargets = map[string]struct {
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},
 	"locks":          {"locks.c", nil},
+	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},

@@ -34,6 +34,7 @@
 #define PCMD_FINI 3
 #define PCMD_RECV_FD 4
 #define PCMD_WRITE_STREAMS 5
+#define PCMD_POSIX_TIMERS 6
 
 #define PARASITE_NR_ARGS 4
 
@@ -123,6 +124,27 @@ BUILD_BUG_ON_OFFSET(struct parasite_state, pdeathsig, 2180);
 BUILD_BUG_ON_OFFSET(struct parasite_state, child_subreaper, 2184);
 BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
 _Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
+
+/* PCMD_POSIX_TIMERS: args[0] = how many; at DATA_OFF one struct
+ * parasite_posix_timer per timer with its id, the rest filled in by the
+ * parasite: a timer's time left and interval (timer_gettime) and the
+ * overrun of its last signal (timer_getoverrun) only the process can read
+ * (man 2 timer_gettime, man 2 timer_getoverrun). */
+struct parasite_posix_timer {
+	s32 id;
+	s32 overrun;
+	s64 interval_sec;
+	s64 interval_nsec;
+	s64 value_sec;
+	s64 value_nsec;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, id, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, overrun, 4);
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, interval_sec, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, interval_nsec, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, value_sec, 24);
+BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, value_nsec, 32);
+_Static_assert(sizeof(struct parasite_posix_timer) == 40, "parasite_posix_timer size");
 
 /* PCMD_RECV_FD: args[0] = a unix socket in the target; receives one fd
  * sent with SCM_RIGHTS and returns its number.

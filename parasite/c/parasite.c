@@ -24,6 +24,34 @@ struct kernel_itimerval {
 	s64 it_value_sec, it_value_usec;
 };
 
+/* struct itimerspec as timer_gettime writes it (include/uapi/linux/time.h,
+ * 64-bit time_t on x86-64). */
+struct kernel_itimerspec {
+	s64 interval_sec, interval_nsec;
+	s64 value_sec, value_nsec;
+};
+
+static long posix_timers(struct parasite_posix_timer *t, u64 n)
+{
+	if (n > PARASITE_DATA_SIZE / sizeof(*t))
+		return -EINVAL;
+	for (u64 i = 0; i < n; i++) {
+		struct kernel_itimerspec spec;
+		long ret = sys2(__NR_timer_gettime, t[i].id, &spec);
+		if (ret < 0)
+			return ret;
+		t[i].interval_sec = spec.interval_sec;
+		t[i].interval_nsec = spec.interval_nsec;
+		t[i].value_sec = spec.value_sec;
+		t[i].value_nsec = spec.value_nsec;
+		ret = sys1(__NR_timer_getoverrun, t[i].id);
+		if (ret < 0)
+			return ret;
+		t[i].overrun = (s32)ret;
+	}
+	return 0;
+}
+
 static long dump_state(struct parasite_state *st)
 {
 	long ret;
@@ -361,6 +389,9 @@ void parasite_main(struct parasite_ctl *ctl)
 			break;
 		case PCMD_WRITE_STREAMS:
 			ret = write_streams(base, ctl->args[0]);
+			break;
+		case PCMD_POSIX_TIMERS:
+			ret = posix_timers((struct parasite_posix_timer *)(base + PARASITE_DATA_OFF), ctl->args[0]);
 			break;
 		case PCMD_FINI:
 			ret = 0;

@@ -46,6 +46,7 @@
 #define RST_STEP_PRCTL 17
 #define RST_STEP_TREE 18
 #define RST_STEP_FIXUPS 19
+#define RST_STEP_POSIX_TIMERS 20
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -153,6 +154,29 @@ BUILD_BUG_ON_OFFSET(struct rst_fixup, start, 24);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, len, 32);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, lock_type, 40);
 _Static_assert(sizeof(struct rst_fixup) == 48, "rst_fixup size");
+
+/* A timer_create(2) timer to recreate under its ID (gocrpb.PosixTimer),
+ * armed relative to the restore. */
+struct rst_posix_timer {
+	s32 id;
+	s32 clock_id;
+	s32 notify;     /* sigev_notify, SIGEV_THREAD_ID included */
+	s32 signo;
+	u64 sigval;     /* sigev_value */
+	s32 notify_tid; /* with SIGEV_THREAD_ID */
+	u32 pad0;
+	s64 value_ns;   /* 0: disarmed */
+	s64 interval_ns;
+};
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, id, 0);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, clock_id, 4);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify, 8);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, signo, 12);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, sigval, 16);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
+_Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
 
 /* Per-thread kernel state; threads[0] is the thread-group leader. */
 struct rst_thread {
@@ -307,7 +331,8 @@ struct rst_args {
 	u32 strtab_off;
 	u32 auxv_off;
 	u32 auxv_size;
-	u64 reserved0;
+	u32 nr_posix_timers;
+	u32 posix_timers_off;
 	u64 hole_candidates[RST_HOLE_CANDIDATES];
 	u64 hole_size;
 	struct rst_mm_map mm;
@@ -375,7 +400,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, rlimits_off, 96);
 BUILD_BUG_ON_OFFSET(struct rst_args, strtab_off, 100);
 BUILD_BUG_ON_OFFSET(struct rst_args, auxv_off, 104);
 BUILD_BUG_ON_OFFSET(struct rst_args, auxv_size, 108);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved0, 112);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_posix_timers, 112);
+BUILD_BUG_ON_OFFSET(struct rst_args, posix_timers_off, 116);
 BUILD_BUG_ON_OFFSET(struct rst_args, hole_candidates, 120);
 BUILD_BUG_ON_OFFSET(struct rst_args, hole_size, 184);
 BUILD_BUG_ON_OFFSET(struct rst_args, mm, 192);

@@ -527,6 +527,62 @@ static void create_threads(struct rst_args *a, u64 hole, u64 hole_size)
 	}
 }
 
+/* include/uapi/linux/prctl.h (Linux 6.16): while on, timer_create takes
+ * the ID to give the new timer from *created_timer_id
+ * (kernel/time/posix-timers.c do_timer_create). Needs
+ * CAP_CHECKPOINT_RESTORE, so it runs before the credentials drop. */
+#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
+#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+
+/* struct sigevent as the kernel takes it (include/uapi/asm-generic/
+ * siginfo.h: SIGEV_MAX_SIZE 64, the thread ID first in the union). */
+struct kernel_sigevent {
+	u64 value;
+	s32 signo;
+	s32 notify;
+	s32 tid;
+	s32 pad[11];
+};
+_Static_assert(sizeof(struct kernel_sigevent) == 64, "sigevent size");
+
+/* struct itimerspec with 64-bit time_t (include/uapi/linux/time.h). */
+struct kernel_itimerspec {
+	s64 interval_sec, interval_nsec;
+	s64 value_sec, value_nsec;
+};
+
+#define NSEC_PER_SEC 1000000000LL
+
+/* Recreates the process's POSIX timers under their IDs, armed with what
+ * was left of them. The threads they notify exist by now. */
+static void restore_posix_timers(struct rst_args *a)
+{
+	if (a->nr_posix_timers == 0)
+		return;
+	struct rst_posix_timer *t = (struct rst_posix_timer *)((u8 *)a + a->posix_timers_off);
+	CHECK(a, RST_STEP_POSIX_TIMERS, 0,
+	      sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON));
+	for (u32 i = 0; i < a->nr_posix_timers; i++) {
+		struct kernel_sigevent sev = {
+			.value = t[i].sigval, .signo = t[i].signo, .notify = t[i].notify, .tid = t[i].notify_tid,
+		};
+		s32 id = t[i].id;
+		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys3(__NR_timer_create, t[i].clock_id, &sev, &id));
+		if (id != t[i].id)
+			fail(a, RST_STEP_POSIX_TIMERS, i, -EEXIST);
+		if (t[i].value_ns == 0)
+			continue;
+		struct kernel_itimerspec spec = {
+			.interval_sec = t[i].interval_ns / NSEC_PER_SEC, .interval_nsec = t[i].interval_ns % NSEC_PER_SEC,
+			.value_sec = t[i].value_ns / NSEC_PER_SEC, .value_nsec = t[i].value_ns % NSEC_PER_SEC,
+		};
+		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys4(__NR_timer_settime, id, 0, &spec, NULL));
+	}
+	CHECK(a, RST_STEP_POSIX_TIMERS, 0,
+	      sys2(__NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF));
+}
+
 /* Runs at the new address with the plan in the hole. */
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
@@ -585,6 +641,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * CAP_CHECKPOINT_RESTORE, kernel/pid.c); every thread, this one
 	 * last, then sets its own per-thread state and credentials. */
 	create_threads(a, hole, hole_size);
+	restore_posix_timers(a);
 	setup_thread(a, (struct rst_thread *)((u8 *)a + a->threads_off), 0);
 	/* After a uid change the kernel clears dumpable; put the dumped
 	 * value back (man 2 prctl, PR_SET_DUMPABLE takes 0 or 1). */

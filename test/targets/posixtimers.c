@@ -1,0 +1,186 @@
+/*
+ * posixtimers: timer_create(2) timers come back under the same IDs, with
+ * their clocks, notifications (a signal with its value, a signal to one
+ * thread, none), intervals and what was left of them, and go on firing.
+ *
+ *   0: CLOCK_MONOTONIC, SIGUSR1 with sival_int 42, every 50 ms
+ *   1: CLOCK_REALTIME, SIGEV_NONE, one shot in 600 s
+ *   2: created and deleted, so the IDs have a gap
+ *   3: CLOCK_BOOTTIME, SIGRTMIN+2 to the second thread, every 3600 s
+ *   4: CLOCK_MONOTONIC, SIGUSR2, disarmed
+ *
+ * Checked after the restore: /proc/self/timers reads exactly as before
+ * (IDs, signals and values, the thread notified, clocks); each timer's
+ * interval is as set and the one-shot has no more time left than before
+ * the dump; timer 0 keeps delivering SIGUSR1 with its value and ID.
+ *
+ * With "overrun" as its second argument it instead holds a timer whose
+ * last signal came with an overrun count, which a dump must refuse.
+ */
+#include "target.h"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+
+static timer_t tm[5];
+static struct itimerspec oneshot; /* timer 1 before the dump */
+static volatile sig_atomic_t ticks, bad_value, bad_id;
+static volatile pid_t second_tid;
+
+static void on_tick(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if (si->si_value.sival_int != 42)
+		bad_value = 1;
+	if (si->si_code != SI_TIMER || si->si_timerid != 0)
+		bad_id = 1;
+	ticks++;
+}
+
+static void *second(void *arg)
+{
+	(void)arg;
+	second_tid = (pid_t)syscall(SYS_gettid);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void read_timers(char *buf, size_t cap)
+{
+	int fd = open("/proc/self/timers", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail("open /proc/self/timers: %s", strerror(errno));
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = 0;
+}
+
+static void make_timer(int i, clockid_t clock, struct sigevent *sev, long first_ms, long every_ms)
+{
+	if (timer_create(clock, sev, &tm[i]) < 0)
+		tgt_fail("timer_create %d: %s", i, strerror(errno));
+	if ((long)(intptr_t)tm[i] != i)
+		tgt_fail("timer %d got ID %ld", i, (long)(intptr_t)tm[i]);
+	struct itimerspec its = {
+		.it_value = { first_ms / 1000, (first_ms % 1000) * 1000000 },
+		.it_interval = { every_ms / 1000, (every_ms % 1000) * 1000000 },
+	};
+	if (timer_settime(tm[i], 0, &its, NULL) < 0)
+		tgt_fail("timer_settime %d: %s", i, strerror(errno));
+}
+
+static long long ms(struct timespec ts)
+{
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void check_interval(int i, long long want_ms)
+{
+	struct itimerspec its;
+	if (timer_gettime(tm[i], &its) < 0)
+		tgt_fail("timer_gettime %d: %s (the timer is gone)", i, strerror(errno));
+	if (ms(its.it_interval) != want_ms)
+		tgt_fail("timer %d interval is %lld ms, want %lld", i, ms(its.it_interval), want_ms);
+}
+
+/* A 1 ms timer whose SIGUSR2 stays blocked for 50 ms: when it is taken,
+ * timer_getoverrun reports the expirations that found it pending. The
+ * timer keeps running (disarming it would drop its pending signal), its
+ * signal blocked. */
+static void hold_overrun(void)
+{
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &usr2, NULL);
+	struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+	make_timer(0, CLOCK_MONOTONIC, &sev, 1, 1);
+	usleep(50000);
+	int sig;
+	sigwait(&usr2, &sig);
+	if (timer_getoverrun(tm[0]) <= 0)
+		tgt_fail("no overrun after 50 ms of a blocked 1 ms timer");
+	tgt_ready();
+	tgt_wait();
+	tgt_pass();
+}
+
+int main(int argc, char **argv)
+{
+	static char before[4096], after[4096];
+	tgt_init(argc, argv);
+	if (argc > 2 && strcmp(argv[2], "overrun") == 0)
+		hold_overrun();
+
+	struct sigaction sa = { .sa_sigaction = on_tick, .sa_flags = SA_SIGINFO | SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		tgt_fail("sigaction: %s", strerror(errno));
+	/* The second thread's signal and SIGUSR2 stay pending-or-blocked:
+	 * timer 3 fires only in an hour, timer 4 never. */
+	sigset_t block;
+	sigemptyset(&block);
+	sigaddset(&block, SIGRTMIN + 2);
+	sigaddset(&block, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	pthread_t th;
+	if (pthread_create(&th, NULL, second, NULL) != 0)
+		tgt_fail("pthread_create");
+	while (!second_tid)
+		usleep(1000);
+
+	struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1 };
+	sev.sigev_value.sival_int = 42;
+	make_timer(0, CLOCK_MONOTONIC, &sev, 50, 50);
+	struct sigevent none = { .sigev_notify = SIGEV_NONE };
+	make_timer(1, CLOCK_REALTIME, &none, 600000, 0);
+	make_timer(2, CLOCK_MONOTONIC, &none, 0, 0);
+	struct sigevent thr = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN + 2 };
+	thr._sigev_un._tid = second_tid;
+	make_timer(3, CLOCK_BOOTTIME, &thr, 3600000, 3600000);
+	struct sigevent usr2 = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+	make_timer(4, CLOCK_MONOTONIC, &usr2, 0, 0);
+	if (timer_delete(tm[2]) < 0)
+		tgt_fail("timer_delete: %s", strerror(errno));
+
+	read_timers(before, sizeof(before));
+	timer_gettime(tm[1], &oneshot);
+	tgt_ready();
+	tgt_wait();
+
+	read_timers(after, sizeof(after));
+	if (strcmp(before, after) != 0)
+		tgt_fail("/proc/self/timers differs after restore:\nbefore:\n%s\nafter:\n%s", before, after);
+	check_interval(0, 50);
+	check_interval(1, 0);
+	check_interval(3, 3600000);
+	check_interval(4, 0);
+	struct itimerspec its;
+	timer_gettime(tm[1], &its);
+	if (ms(its.it_value) <= 0 || ms(its.it_value) > ms(oneshot.it_value))
+		tgt_fail("one-shot timer has %lld ms left, had %lld before the dump", ms(its.it_value), ms(oneshot.it_value));
+	timer_gettime(tm[3], &its);
+	if (ms(its.it_value) <= 0)
+		tgt_fail("the thread's timer is disarmed");
+	timer_gettime(tm[4], &its);
+	if (ms(its.it_value) != 0)
+		tgt_fail("the disarmed timer has %lld ms left", ms(its.it_value));
+	int from = ticks;
+	for (int i = 0; i < 50 && ticks < from + 3; i++)
+		usleep(20000);
+	if (ticks < from + 3)
+		tgt_fail("timer 0 fired %d times in a second after restore, want 3 or more", ticks - from);
+	if (bad_value)
+		tgt_fail("a SIGUSR1 from timer 0 had another sival_int than 42");
+	if (bad_id)
+		tgt_fail("a SIGUSR1 from timer 0 was not SI_TIMER from timer 0");
+	tgt_pass();
+}

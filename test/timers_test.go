@@ -1,0 +1,31 @@
+//go:build linux
+
+package test
+
+import (
+	"strconv"
+	"testing"
+)
+
+// TestPosixTimers: timer_create timers come back under their IDs, with
+// their clocks, notifications, intervals and time left, and go on firing
+// (posixtimers.c).
+func TestPosixTimers(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "posixtimers")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestPosixTimerOverrunRefused: a timer whose last signal came with an
+// overrun count cannot be restored exactly (no call sets that count), so
+// the dump refuses in one line naming it and the process runs on.
+func TestPosixTimerOverrunRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "posixtimers", "overrun")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"POSIX timer 0", "overrun"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
+}
