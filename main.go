@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,36 @@ func deferSignals() func() {
 	}
 }
 
+// maxPID is the kernel's PID_MAX_LIMIT on 64-bit (include/linux/threads.h:
+// 4 * 1024 * 1024), the highest pid_max can be set to.
+const maxPID = 4 << 20
+
+// parsePID reads a PID given as --name: decimal digits, no sign, no
+// leading zero, so that nothing a user types can mean another process
+// than it seems to (strconv's base prefixes would read 020000 as 8192).
+func parsePID(name, s string) (int, error) {
+	bad := func(why string) error { return fmt.Errorf("invalid --%s %q: %s", name, s, why) }
+	if s == "" {
+		return 0, bad("empty")
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, bad("a process ID is a decimal number above 0")
+		}
+	}
+	if s[0] == '0' {
+		if strings.Trim(s, "0") == "" {
+			return 0, bad("a process ID is a decimal number above 0")
+		}
+		return 0, bad("a process ID is written in decimal without leading zeros")
+	}
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid > maxPID {
+		return 0, bad(fmt.Sprintf("no process ID is above %d", maxPID))
+	}
+	return pid, nil
+}
+
 func main() {
 	app := &cli.App{
 		Name:    "gocr",
@@ -77,9 +108,11 @@ func main() {
 					"If the dump fails for any reason the processes keep running, untouched, and DIR\n" +
 					"does not hold a dump that 'gocr restore' would accept.",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump, with all its descendants"},
-					&cli.IntFlag{Name: "pgid", Usage: "dump the whole process group `PGID` (from its leader down)"},
-					&cli.IntFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
+					// Strings, parsed by parsePID: cli's IntFlag reads
+					// 020000 as octal.
+					&cli.StringFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump, with all its descendants"},
+					&cli.StringFlag{Name: "pgid", Usage: "dump the whole process group `PGID` (from its leader down)"},
+					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
@@ -98,13 +131,19 @@ func main() {
 					if len(missing) > 0 {
 						return fmt.Errorf("Required flags %q not set (-t PID, or --pgid/--sid, and -D DIR)", strings.Join(missing, ", "))
 					}
+					pids := map[string]int{}
 					for _, name := range []string{"tree", "pgid", "sid"} {
-						if c.IsSet(name) && c.Int(name) <= 0 {
-							return fmt.Errorf("invalid --%s %d: must be a process ID above 0", name, c.Int(name))
+						if !c.IsSet(name) {
+							continue
 						}
+						pid, err := parsePID(name, c.String(name))
+						if err != nil {
+							return err
+						}
+						pids[name] = pid
 					}
 					return dump.Run(dump.Options{
-						Pid: c.Int("tree"), Pgid: c.Int("pgid"), Sid: c.Int("sid"), Dir: c.String("images-dir"),
+						Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 						LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
 						PageStreams: c.Int("page-streams"),
 					})
@@ -162,6 +201,11 @@ func main() {
 				},
 			},
 		},
+	}
+	// A flag that does not parse is one line, like every other error,
+	// not the command's whole help.
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return err }
 	}
 	if err := app.Run(os.Args); err != nil {
 		var code exitCode
