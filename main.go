@@ -106,7 +106,9 @@ func main() {
 					"With --leave-running the processes continue after the dump instead, so DIR is a\n" +
 					"checkpoint to fall back to.\n" +
 					"If the dump fails for any reason the processes keep running, untouched, and DIR\n" +
-					"does not hold a dump that 'gocr restore' would accept.",
+					"keeps what it held: a checkpoint already there stays whole until a new one is\n" +
+					"complete and takes its place. DIR must hold nothing but gocr's files, and only\n" +
+					"you (or root) may be able to write to it and to the directory it is in.",
 				Flags: []cli.Flag{
 					// Strings, parsed by parsePID: cli's IntFlag reads
 					// 020000 as octal.

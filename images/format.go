@@ -147,16 +147,13 @@ type recordWriter struct {
 	buf   []byte
 }
 
-// createRecordFile creates (truncating) path and writes its file header.
-func createRecordFile(path string, k kind) (*recordWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
+// newRecordWriter writes the file header of an image of kind k to f, a
+// new file (Dir.create), and returns the writer that owns it.
+func newRecordWriter(f *os.File, k kind) (*recordWriter, error) {
 	rw := &recordWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
 	if _, err := rw.w.Write(appendFileHeader(nil, k)); err != nil {
 		rw.abandon()
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return rw, nil
 }
@@ -215,9 +212,10 @@ func (rw *recordWriter) abandon() {
 	_ = rw.f.Close()
 }
 
-// writeRecordFile writes a whole image of kind k holding msgs.
-func writeRecordFile(path string, k kind, msgs ...proto.Message) error {
-	rw, err := createRecordFile(path, k)
+// writeRecordFile writes a whole image of kind k holding msgs to f, a new
+// file, and closes it.
+func writeRecordFile(f *os.File, k kind, msgs ...proto.Message) error {
+	rw, err := newRecordWriter(f, k)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,7 @@ func writeSampleDump(t *testing.T, dir string) *Dir {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { d.Close() })
 	if err := d.WriteTask(sampleTask()); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,11 @@ func (d *Dir) CreatePagemap(pid int) (*PagemapWriter, error) {
 	if err := checkPid("pagemap", pid); err != nil {
 		return nil, err
 	}
-	rw, err := createRecordFile(d.track(pagemapName(pid)), kindPagemap)
+	f, err := d.create(pagemapName(pid))
+	if err != nil {
+		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
+	}
+	rw, err := newRecordWriter(f, kindPagemap)
 	if err != nil {
 		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
 	}
@@ -120,14 +124,13 @@ func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
 func memfdName(id uint64) string { return fmt.Sprintf("memfd-%d.img", id) }
 
 func (d *Dir) createData(name string) (*os.File, error) {
-	path := d.track(name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := d.create(name)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := f.Write(pagesHeader(0)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return f, nil
 }
