@@ -55,6 +55,11 @@ func deferSignals() func() {
 	}
 }
 
+// trustImagesFlag lets restore and show read images that another user
+// could have written (images.OpenOptions).
+var trustImagesFlag = &cli.BoolFlag{Name: "trust-images",
+	Usage: "read images even if a user other than you or root could have written them (they decide what the restored process runs)"}
+
 // maxPID is the kernel's PID_MAX_LIMIT on 64-bit (include/linux/threads.h:
 // 4 * 1024 * 1024), the highest pid_max can be set to.
 const maxPID = 4 << 20
@@ -160,10 +165,13 @@ func main() {
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
 					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
-					"restored again and again. If the restore fails, no process is left behind.",
+					"restored again and again. If the restore fails, no process is left behind.\n" +
+					"Images that a user other than you (or root) could have written are refused, as\n" +
+					"they decide what the restored process runs, unless --trust-images is given.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
+					trustImagesFlag,
 				},
 				Action: func(c *cli.Context) error {
 					release := deferSignals()
@@ -171,7 +179,7 @@ func main() {
 					res, err := restorer.Run(restorer.Options{
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-						Released: release,
+						Released: release, TrustImages: c.Bool("trust-images"),
 					})
 					if err != nil {
 						return err
@@ -195,11 +203,12 @@ func main() {
 				Usage:       "print a dump's images as JSON",
 				UsageText:   "gocr show DIR",
 				Description: "Prints every image file in DIR (or one image file) as JSON, for inspection.",
+				Flags:       []cli.Flag{trustImagesFlag},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return errors.New("show needs exactly one DIR")
 					}
-					return images.Show(c.Args().First(), os.Stdout)
+					return images.Show(c.Args().First(), os.Stdout, images.OpenOptions{TrustImages: c.Bool("trust-images")})
 				},
 			},
 		},

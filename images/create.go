@@ -373,11 +373,14 @@ func (d *Dir) Abort() error {
 	return nil
 }
 
-// Close releases a Dir made by Create once it is done with (Abort also
-// does). The images written stay.
+// Close releases a Dir once it is done with (Abort also does). The images
+// written stay.
 func (d *Dir) Close() error {
 	if d.w != nil {
 		d.w.close()
+	}
+	if d.root != nil {
+		return d.root.Close()
 	}
 	return nil
 }

@@ -41,38 +41,79 @@ func pagesName(pid, stream int) string {
 type Dir struct {
 	Path string
 
-	w *writing // set by Create
+	trust bool     // OpenOptions.TrustImages
+	w     *writing // set by Create
+	root  *os.File // the directory, set by Open
 
 	mu        sync.Mutex
 	inventory *gocrpb.Inventory
 }
 
+// OpenOptions say how far images are trusted.
+type OpenOptions struct {
+	// TrustImages reads images that a user other than the one running
+	// gocr (or root) could have written, which are refused otherwise.
+	TrustImages bool
+}
+
 // Open opens a complete dump: it requires a valid inventory.img and reads it.
-// The other images are read on demand.
-func Open(path string) (*Dir, error) {
-	st, err := os.Stat(path)
-	if err != nil {
+// The other images are read on demand, relative to the directory opened
+// here: should a new dump take the place of path meanwhile, they are still
+// read from this dump (or found gone), never mixed with the new one's.
+// Every image is checked as it is opened (openImage). Close releases it.
+func Open(path string) (*Dir, error) { return OpenWith(path, OpenOptions{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts OpenOptions) (*Dir, error) {
+	d := &Dir{Path: path, trust: opts.TrustImages}
+	if err := d.openRoot(); err != nil {
 		return nil, fmt.Errorf("open dump dir: %w", err)
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("open dump dir %s: not a directory", path)
-	}
-	d := &Dir{Path: path}
 	inv, err := d.readInventory()
 	if errors.Is(err, fs.ErrNotExist) {
+		d.Close()
 		return nil, fmt.Errorf("%s: %w", path, ErrIncompleteDump)
 	}
 	if err != nil {
+		d.Close()
 		return nil, fmt.Errorf("open dump dir: %w", err)
 	}
 	d.inventory = inv
 	return d, nil
 }
 
+// openRoot opens d.Path for reading images relative to it. O_DIRECTORY
+// fails at once on anything else, a FIFO included (open(2), ENOTDIR).
+func (d *Dir) openRoot() error {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%s: not a directory", d.Path)
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: d.Path, Err: err}
+	}
+	d.root = os.NewFile(uintptr(fd), d.Path)
+	return nil
+}
+
+// at is how to name the image name to the *at system calls: relative to
+// the directory d writes or reads, or by its path for a Dir made without
+// Create or Open.
+func (d *Dir) at(name string) (dirfd int, rel string) {
+	switch {
+	case d.w != nil && !d.w.closed:
+		// Also after the commit: the descriptor follows the directory.
+		return d.w.tmp, name
+	case d.root != nil:
+		return int(d.root.Fd()), name
+	}
+	return unix.AT_FDCWD, d.file(name)
+}
+
 func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
 	p := d.file(inventoryName)
 	inv := &gocrpb.Inventory{}
-	if err := readOne(p, kindInventory, inv); err != nil {
+	if err := d.readOne(inventoryName, kindInventory, inv); err != nil {
 		return nil, err
 	}
 	if err := checkInventory(inv); err != nil {
@@ -175,7 +216,7 @@ func (d *Dir) writePerProcess(what string, name func(int) string, k kind, m perP
 // one process's state into another.
 func readPerProcess[M perProcess](d *Dir, what string, name func(int) string, k kind, pid int, m M) (M, error) {
 	p := d.file(name(pid))
-	if err := readOne(p, k, m); err != nil {
+	if err := d.readOne(name(pid), k, m); err != nil {
 		var zero M
 		return zero, fmt.Errorf("read %s image of pid %d: %w", what, pid, err)
 	}

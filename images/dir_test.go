@@ -251,3 +251,41 @@ func TestFinishPagesChecksSize(t *testing.T) {
 		t.Errorf("data size = %d, want 4096", size)
 	}
 }
+
+// TestOpenReadsOneDump: a dump opened for restore is read from the
+// directory that was opened, so a new dump taking its place meanwhile is
+// never mixed in: the old images are read, or found gone.
+func TestOpenReadsOneDump(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	writeSampleDump(t, dir)
+	old, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if _, err := old.ReadTask(testPid); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	task := sampleTask()
+	task.Comm = "new"
+	if err := d.WriteTask(task); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteInventory(&gocrpb.Inventory{RootPid: testPid, Pids: []int32{testPid}}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := old.ReadTask(testPid)
+	if err == nil && got.GetComm() == "new" {
+		t.Fatalf("the dump opened before reads the new dump's task")
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("reading a replaced dump: %v, want its image gone", err)
+	}
+}

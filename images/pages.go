@@ -58,7 +58,7 @@ func (w *PagemapWriter) Close() error {
 // stream's in its page image's order.
 func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 	var ranges []*gocrpb.PageRange
-	err := readRecordFile(d.file(pagemapName(pid)), kindPagemap, func(payload []byte) error {
+	err := d.readRecordFile(pagemapName(pid), kindPagemap, func(payload []byte) error {
 		r := &gocrpb.PageRange{}
 		if err := proto.Unmarshal(payload, r); err != nil {
 			return fmt.Errorf("decode page range: %w", err)
@@ -114,7 +114,7 @@ func (d *Dir) CreateMemfd(id uint64) (*os.File, error) {
 
 // OpenMemfd opens memfd-ID.img like OpenPages.
 func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
-	f, size, err := openData(d.file(memfdName(id)))
+	f, size, err := d.openData(memfdName(id))
 	if err != nil {
 		return nil, 0, fmt.Errorf("open memfd image %d: %w", id, err)
 	}
@@ -135,8 +135,10 @@ func (d *Dir) createData(name string) (*os.File, error) {
 	return f, nil
 }
 
-func openData(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
+// openData opens a file in the page image format (a page image or a
+// memfd image), checks it and leaves it at PagesDataOffset.
+func (d *Dir) openData(name string) (*os.File, int64, error) {
+	f, err := d.openImage(name)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -191,17 +193,8 @@ func (d *Dir) OpenPages(pid, stream int) (*os.File, int64, error) {
 	if stream < 0 || stream >= MaxPageStreams {
 		return nil, 0, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
 	}
-	path := d.file(pagesName(pid, stream))
-	f, err := os.Open(path)
+	f, size, err := d.openData(pagesName(pid, stream))
 	if err != nil {
-		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
-	}
-	size, err := checkPagesFile(f)
-	if err == nil {
-		_, err = f.Seek(PagesDataOffset, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
 		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
 	}
 	return f, size, nil

@@ -89,7 +89,7 @@ func TestPageStreamImages(t *testing.T) {
 	// Without an inventory Show reports an error but still prints every
 	// image it can read.
 	var out strings.Builder
-	_ = Show(d.current(), &out)
+	_ = Show(d.current(), &out, OpenOptions{})
 	if !strings.Contains(out.String(), "=== "+pagesName(testPid, 1)+" ===") {
 		t.Errorf("show printed no block for %s:\n%s", pagesName(testPid, 1), out.String())
 	}

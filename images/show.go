@@ -31,16 +31,24 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // Show prints every image in the dump directory path (or the single image
 // file path) as indented JSON, each under a line "=== NAME ===". Pages images
 // are summarized by their size and files that are not images are listed as
-// skipped. It reads as much as it can: a bad or missing image is reported in
-// place and the others are still shown, and the returned error then names
-// every bad one.
-func Show(path string, w io.Writer) error {
+// skipped. It reads as much as it can: a bad image is reported in place
+// and the others are still shown, and the returned error then names every
+// bad one. Images are opened as a restore opens them (openImage), with
+// opts.
+func Show(path string, w io.Writer, opts OpenOptions) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
+	if st.IsDir() && (filepath.Base(path) == inventoryName || perPidImage.MatchString(filepath.Base(path))) {
+		return fmt.Errorf("show %s: is a directory, not an image", path)
+	}
 	if !st.IsDir() {
-		d := &Dir{Path: filepath.Dir(path)}
+		d := &Dir{Path: filepath.Dir(path), trust: opts.TrustImages}
+		if err := d.openRoot(); err != nil {
+			return fmt.Errorf("show: %w", err)
+		}
+		defer d.Close()
 		name := filepath.Base(path)
 		if err := showFile(d, name, w); err != nil {
 			return fmt.Errorf("show %s: %w", path, err)
@@ -48,24 +56,22 @@ func Show(path string, w io.Writer) error {
 		return nil
 	}
 
-	entries, err := os.ReadDir(path)
+	d := &Dir{Path: path, trust: opts.TrustImages}
+	if err := d.openRoot(); err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	defer d.Close()
+	// Directories are listed too: one in place of an image is an error.
+	names, err := listNames(int(d.root.Fd()), path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	slices.SortFunc(names, compareShowNames)
-
-	d := &Dir{Path: path}
 	var bad []string
 	if !slices.Contains(names, inventoryName) {
 		fmt.Fprintf(w, "=== %s ===\nmissing: %v\n", inventoryName, ErrIncompleteDump)
 		bad = append(bad, inventoryName+" missing")
 	}
+	slices.SortFunc(names, compareShowNames)
 	for _, name := range names {
 		err := showFile(d, name, w)
 		switch {
