@@ -137,6 +137,36 @@ func TestUntrustedImageRefused(t *testing.T) {
 	}
 }
 
+// TestShowNeedsEveryImage: Show fails, naming it, when an image the
+// inventory needs is missing, even if every file present is good.
+func TestShowNeedsEveryImage(t *testing.T) {
+	src := t.TempDir()
+	writeSampleDump(t, src)
+	for _, name := range []string{taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), taskName(testPid + 1)} {
+		dir := copyOf(t, src)
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err := Show(dir, &out, OpenOptions{})
+		if err == nil || !strings.Contains(err.Error(), name+" missing") {
+			t.Errorf("Show without %s: %v, want it named missing", name, err)
+		}
+		if _, bodies := splitShow(t, out.String()); !strings.HasPrefix(bodies[name], "missing: ") {
+			t.Errorf("Show without %s printed %q for it, want missing", name, bodies[name])
+		}
+	}
+	// A single image given as a directory is refused too.
+	dir := copyOf(t, src)
+	path := filepath.Join(dir, taskName(testPid))
+	os.Remove(path)
+	mkdir(t, path, 0o700)
+	var out bytes.Buffer
+	if err := Show(path, &out, OpenOptions{}); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Show of a directory named as an image: %v", err)
+	}
+}
+
 // TestMissingImageIsNotExist: a missing image still reads as
 // fs.ErrNotExist through the checks.
 func TestMissingImageIsNotExist(t *testing.T) {

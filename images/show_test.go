@@ -41,7 +41,7 @@ func TestShow(t *testing.T) {
 		t.Fatalf("Show: %v\n%s", err, out.String())
 	}
 	order, bodies := splitShow(t, out.String())
-	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), "README"}
+	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), taskName(testPid + 1), "README"}
 	if diff := cmp.Diff(wantOrder, order); diff != "" {
 		t.Errorf("Show file order (-want +got):\n%s", diff)
 	}

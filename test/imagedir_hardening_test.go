@@ -3,6 +3,7 @@
 package test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -412,5 +413,24 @@ func TestImageNotRegular(t *testing.T) {
 			}
 			assertNoProcess(t, tg.pid)
 		})
+	}
+}
+
+// TestShowMissingImage: gocr show fails in one line naming an image the
+// inventory needs that is missing, or is a directory.
+func TestShowMissingImage(t *testing.T) {
+	needsGocr(t)
+	image, tg := dumpedCounter(t)
+	pid := strconv.Itoa(tg.pid)
+	for _, file := range []string{"task-" + pid + ".img", "mm-" + pid + ".img", "pages-" + pid + ".img"} {
+		dir := copyDir(t, image)
+		if err := os.Remove(imageFile(t, dir, file)); err != nil {
+			t.Fatal(err)
+		}
+		r := runGocr(t, nil, "show", dir)
+		assertRefused(t, r, []string{file + " missing"}, nil)
+		if !bytes.Contains([]byte(r.stdout), []byte("=== "+file+" ===\nmissing: ")) {
+			t.Errorf("show does not report %s missing in place:\n%s", file, r.stdout)
+		}
 	}
 }
