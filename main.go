@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,41 @@ func deferSignals() func() {
 	}
 }
 
+// trustImagesFlag lets restore and show read images that another user
+// could have written (images.OpenOptions).
+var trustImagesFlag = &cli.BoolFlag{Name: "trust-images",
+	Usage: "read images even if a user other than you or root could have written them (they decide what the restored process runs)"}
+
+// maxPID is the kernel's PID_MAX_LIMIT on 64-bit (include/linux/threads.h:
+// 4 * 1024 * 1024), the highest pid_max can be set to.
+const maxPID = 4 << 20
+
+// parsePID reads a PID given as --name: decimal digits, no sign, no
+// leading zero, so that nothing a user types can mean another process
+// than it seems to (strconv's base prefixes would read 020000 as 8192).
+func parsePID(name, s string) (int, error) {
+	bad := func(why string) error { return fmt.Errorf("invalid --%s %q: %s", name, s, why) }
+	if s == "" {
+		return 0, bad("empty")
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, bad("a process ID is a decimal number above 0")
+		}
+	}
+	if s[0] == '0' {
+		if strings.Trim(s, "0") == "" {
+			return 0, bad("a process ID is a decimal number above 0")
+		}
+		return 0, bad("a process ID is written in decimal without leading zeros")
+	}
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid > maxPID {
+		return 0, bad(fmt.Sprintf("no process ID is above %d", maxPID))
+	}
+	return pid, nil
+}
+
 func main() {
 	app := &cli.App{
 		Name:    "gocr",
@@ -75,11 +111,15 @@ func main() {
 					"With --leave-running the processes continue after the dump instead, so DIR is a\n" +
 					"checkpoint to fall back to.\n" +
 					"If the dump fails for any reason the processes keep running, untouched, and DIR\n" +
-					"does not hold a dump that 'gocr restore' would accept.",
+					"keeps what it held: a checkpoint already there stays whole until a new one is\n" +
+					"complete and takes its place. DIR must hold nothing but gocr's files, and only\n" +
+					"you (or root) may be able to write to it and to the directory it is in.",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump, with all its descendants"},
-					&cli.IntFlag{Name: "pgid", Usage: "dump the whole process group `PGID` (from its leader down)"},
-					&cli.IntFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
+					// Strings, parsed by parsePID: cli's IntFlag reads
+					// 020000 as octal.
+					&cli.StringFlag{Name: "tree", Aliases: []string{"t"}, Usage: "`PID` of the process to dump, with all its descendants"},
+					&cli.StringFlag{Name: "pgid", Usage: "dump the whole process group `PGID` (from its leader down)"},
+					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
@@ -98,13 +138,19 @@ func main() {
 					if len(missing) > 0 {
 						return fmt.Errorf("Required flags %q not set (-t PID, or --pgid/--sid, and -D DIR)", strings.Join(missing, ", "))
 					}
+					pids := map[string]int{}
 					for _, name := range []string{"tree", "pgid", "sid"} {
-						if c.IsSet(name) && c.Int(name) <= 0 {
-							return fmt.Errorf("invalid --%s %d: must be a process ID above 0", name, c.Int(name))
+						if !c.IsSet(name) {
+							continue
 						}
+						pid, err := parsePID(name, c.String(name))
+						if err != nil {
+							return err
+						}
+						pids[name] = pid
 					}
 					return dump.Run(dump.Options{
-						Pid: c.Int("tree"), Pgid: c.Int("pgid"), Sid: c.Int("sid"), Dir: c.String("images-dir"),
+						Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 						LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
 						PageStreams: c.Int("page-streams"),
 					})
@@ -119,10 +165,13 @@ func main() {
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
 					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
-					"restored again and again. If the restore fails, no process is left behind.",
+					"restored again and again. If the restore fails, no process is left behind.\n" +
+					"Images that a user other than you (or root) could have written are refused, as\n" +
+					"they decide what the restored process runs, unless --trust-images is given.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
+					trustImagesFlag,
 				},
 				Action: func(c *cli.Context) error {
 					release := deferSignals()
@@ -130,7 +179,7 @@ func main() {
 					res, err := restorer.Run(restorer.Options{
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-						Released: release,
+						Released: release, TrustImages: c.Bool("trust-images"),
 					})
 					if err != nil {
 						return err
@@ -154,14 +203,20 @@ func main() {
 				Usage:       "print a dump's images as JSON",
 				UsageText:   "gocr show DIR",
 				Description: "Prints every image file in DIR (or one image file) as JSON, for inspection.",
+				Flags:       []cli.Flag{trustImagesFlag},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return errors.New("show needs exactly one DIR")
 					}
-					return images.Show(c.Args().First(), os.Stdout)
+					return images.Show(c.Args().First(), os.Stdout, images.OpenOptions{TrustImages: c.Bool("trust-images")})
 				},
 			},
 		},
+	}
+	// A flag that does not parse is one line, like every other error,
+	// not the command's whole help.
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return err }
 	}
 	if err := app.Run(os.Args); err != nil {
 		var code exitCode

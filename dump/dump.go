@@ -4,14 +4,14 @@
 // what /proc and ptrace show from outside, infects it with the parasite
 // for what only the process itself can tell and for its memory, cures it,
 // and writes the images. A dump that fails at any step leaves the process
-// running exactly as it was and no image directory that looks complete.
+// running exactly as it was and the image directory as it was (a
+// checkpoint already there whole: images.Create).
 package dump
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -61,14 +61,17 @@ func Run(opts Options) (err error) {
 		return err
 	}
 
+	// The images go to a new private directory that takes the place of
+	// opts.Dir only once they are complete (images.Create).
 	dir, err := images.Create(opts.Dir)
 	if err != nil {
-		return fmt.Errorf("create image directory %s: %w", opts.Dir, err)
+		return err
 	}
 	defer func() {
 		if err != nil {
 			dir.Abort()
 		}
+		dir.Close()
 	}()
 
 	start := time.Now()
@@ -146,7 +149,11 @@ func Run(opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()
-	writeStats(opts.Dir, &stats)
+	writeStats(dir, &stats)
+	if err := dir.Leftover(); err != nil {
+		// The dump is complete and in place; only tidying up failed.
+		fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+	}
 	return nil
 }
 
@@ -248,7 +255,7 @@ func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, versi
 
 // StatsFile is the file in the image directory that holds a dump's Stats
 // as JSON.
-const StatsFile = "stats-dump.json"
+const StatsFile = images.StatsName
 
 // Stats is what a dump measured, written to StatsFile in the image
 // directory (not an image: informational, for benchmarks and users).
@@ -269,9 +276,11 @@ type Stats struct {
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
 }
 
-func writeStats(dir string, s *Stats) {
+// writeStats writes s into the dump, now in place; it is informational,
+// so a failure to write it does not fail the dump.
+func writeStats(dir *images.Dir, s *Stats) {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	os.WriteFile(filepath.Join(dir, StatsFile), append(b, '\n'), 0o600)
+	dir.WriteStats(append(b, '\n'))
 }
 
 // waitGone waits until the killed tracee has exited, so that when gocr

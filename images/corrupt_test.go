@@ -42,6 +42,16 @@ func mutateAndRead(t *testing.T, src *Dir, name string, data []byte, read func(*
 	return read(&Dir{Path: dir})
 }
 
+// newFile creates the file path for a writer that takes it over.
+func newFile(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func requireFormatError(t *testing.T, err error, context string) *FormatError {
 	t.Helper()
 	var fe *FormatError
@@ -186,13 +196,13 @@ func TestHeaderChecks(t *testing.T) {
 func TestSingleMessageImageRecordCount(t *testing.T) {
 	dir := t.TempDir()
 	d := &Dir{Path: dir}
-	if err := writeRecordFile(d.file(taskName(testPid)), kindTask, sampleTask(), sampleTask()); err != nil {
+	if err := writeRecordFile(newFile(t, d.file(taskName(testPid))), kindTask, sampleTask(), sampleTask()); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.ReadTask(testPid)
 	requireFormatError(t, err, "task image with two records")
 
-	if err := writeRecordFile(d.file(mmName(testPid)), kindMm); err != nil {
+	if err := writeRecordFile(newFile(t, d.file(mmName(testPid))), kindMm); err != nil {
 		t.Fatal(err)
 	}
 	_, err = d.ReadMm(testPid)

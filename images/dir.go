@@ -12,17 +12,15 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/gocrpb"
 )
 
-// Image file names. The inventory is written last, so its presence marks a
-// complete dump.
-const (
-	inventoryName    = "inventory.img"
-	inventoryTmpName = "inventory.img.tmp"
-)
+// inventoryName is the image that marks a dump complete: it is written
+// last.
+const inventoryName = "inventory.img"
 
 func taskName(pid int) string    { return fmt.Sprintf("task-%d.img", pid) }
 func mmName(pid int) string      { return fmt.Sprintf("mm-%d.img", pid) }
@@ -43,63 +41,79 @@ func pagesName(pid, stream int) string {
 type Dir struct {
 	Path string
 
-	mu         sync.Mutex
-	inventory  *gocrpb.Inventory
-	created    []string // names of files this Dir created, for Abort
-	createdDir bool     // Create made Path itself
+	trust bool     // OpenOptions.TrustImages
+	w     *writing // set by Create
+	root  *os.File // the directory, set by Open
+
+	mu        sync.Mutex
+	inventory *gocrpb.Inventory
 }
 
-// Create prepares path for a new dump, creating it if needed. An
-// inventory.img left there by an earlier dump is removed first, so a dump
-// that overwrites another and then fails never looks complete.
-func Create(path string) (*Dir, error) {
-	d := &Dir{Path: path}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		d.createdDir = true
-	}
-	// Images hold process memory and credentials: keep them private.
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("create dump dir: %w", err)
-	}
-	err := os.Remove(filepath.Join(path, inventoryName))
-	switch {
-	case err == nil:
-		// Make the removal durable before any new image can be written.
-		if err := syncDir(path); err != nil {
-			return nil, fmt.Errorf("create dump dir: %w", err)
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("create dump dir: remove old inventory: %w", err)
-	}
-	return d, nil
+// OpenOptions say how far images are trusted.
+type OpenOptions struct {
+	// TrustImages reads images that a user other than the one running
+	// gocr (or root) could have written, which are refused otherwise.
+	TrustImages bool
 }
 
 // Open opens a complete dump: it requires a valid inventory.img and reads it.
-// The other images are read on demand.
-func Open(path string) (*Dir, error) {
-	st, err := os.Stat(path)
-	if err != nil {
+// The other images are read on demand, relative to the directory opened
+// here: should a new dump take the place of path meanwhile, they are still
+// read from this dump (or found gone), never mixed with the new one's.
+// Every image is checked as it is opened (openImage). Close releases it.
+func Open(path string) (*Dir, error) { return OpenWith(path, OpenOptions{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts OpenOptions) (*Dir, error) {
+	d := &Dir{Path: path, trust: opts.TrustImages}
+	if err := d.openRoot(); err != nil {
 		return nil, fmt.Errorf("open dump dir: %w", err)
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("open dump dir %s: not a directory", path)
-	}
-	d := &Dir{Path: path}
 	inv, err := d.readInventory()
 	if errors.Is(err, fs.ErrNotExist) {
+		d.Close()
 		return nil, fmt.Errorf("%s: %w", path, ErrIncompleteDump)
 	}
 	if err != nil {
+		d.Close()
 		return nil, fmt.Errorf("open dump dir: %w", err)
 	}
 	d.inventory = inv
 	return d, nil
 }
 
+// openRoot opens d.Path for reading images relative to it. O_DIRECTORY
+// fails at once on anything else, a FIFO included (open(2), ENOTDIR).
+func (d *Dir) openRoot() error {
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%s: not a directory", d.Path)
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: d.Path, Err: err}
+	}
+	d.root = os.NewFile(uintptr(fd), d.Path)
+	return nil
+}
+
+// at is how to name the image name to the *at system calls: relative to
+// the directory d writes or reads, or by its path for a Dir made without
+// Create or Open.
+func (d *Dir) at(name string) (dirfd int, rel string) {
+	switch {
+	case d.w != nil && !d.w.closed:
+		// Also after the commit: the descriptor follows the directory.
+		return d.w.tmp, name
+	case d.root != nil:
+		return int(d.root.Fd()), name
+	}
+	return unix.AT_FDCWD, d.file(name)
+}
+
 func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
 	p := d.file(inventoryName)
 	inv := &gocrpb.Inventory{}
-	if err := readOne(p, kindInventory, inv); err != nil {
+	if err := d.readOne(inventoryName, kindInventory, inv); err != nil {
 		return nil, err
 	}
 	if err := checkInventory(inv); err != nil {
@@ -141,38 +155,28 @@ func (d *Dir) Inventory() *gocrpb.Inventory {
 	return d.inventory
 }
 
-// file is the path of the image named name in d.
-func (d *Dir) file(name string) string { return filepath.Join(d.Path, name) }
-
-// track records that this Dir is about to create name, so Abort removes it
-// even when writing it fails halfway.
-func (d *Dir) track(name string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, n := range d.created {
-		if n == name {
-			return d.file(name)
-		}
+// current is where d's images are now: the private directory of a dump
+// still being written, else Path.
+func (d *Dir) current() string {
+	if d.w != nil && !d.w.committed {
+		return d.w.tmpPath()
 	}
-	d.created = append(d.created, name)
-	return d.file(name)
+	return d.Path
 }
+
+// file is the path of the image named name in d.
+func (d *Dir) file(name string) string { return filepath.Join(d.current(), name) }
 
 // Discard closes and removes f, a file this Dir created and the dump no
 // longer wants.
 func (d *Dir) Discard(f *os.File) error {
 	name := filepath.Base(f.Name())
 	f.Close()
-	d.mu.Lock()
-	for i, n := range d.created {
-		if n == name {
-			d.created = append(d.created[:i], d.created[i+1:]...)
-			break
-		}
+	if d.w == nil || d.w.committed || d.w.closed {
+		return fmt.Errorf("discard %s: %s is not a dump being written", name, d.Path)
 	}
-	d.mu.Unlock()
-	if err := os.Remove(d.file(name)); err != nil {
-		return fmt.Errorf("discard %s: %w", name, err)
+	if err := unix.Unlinkat(d.w.tmp, name, 0); err != nil {
+		return fmt.Errorf("discard %s: %w", f.Name(), err)
 	}
 	return nil
 }
@@ -197,7 +201,11 @@ func (d *Dir) writePerProcess(what string, name func(int) string, k kind, m perP
 	if err := checkPid(what, pid); err != nil {
 		return err
 	}
-	if err := writeRecordFile(d.track(name(pid)), k, m); err != nil {
+	f, err := d.create(name(pid))
+	if err != nil {
+		return fmt.Errorf("write %s image of pid %d: %w", what, pid, err)
+	}
+	if err := writeRecordFile(f, k, m); err != nil {
 		return fmt.Errorf("write %s image of pid %d: %w", what, pid, err)
 	}
 	return nil
@@ -208,7 +216,7 @@ func (d *Dir) writePerProcess(what string, name func(int) string, k kind, m perP
 // one process's state into another.
 func readPerProcess[M perProcess](d *Dir, what string, name func(int) string, k kind, pid int, m M) (M, error) {
 	p := d.file(name(pid))
-	if err := readOne(p, k, m); err != nil {
+	if err := d.readOne(name(pid), k, m); err != nil {
 		var zero M
 		return zero, fmt.Errorf("read %s image of pid %d: %w", what, pid, err)
 	}
@@ -247,11 +255,12 @@ func (d *Dir) ReadFiles(pid int) (*gocrpb.Files, error) {
 	return readPerProcess(d, "files", filesName, kindFiles, pid, &gocrpb.Files{})
 }
 
-// WriteInventory writes inventory.img, which marks the dump complete: it must
-// be the last image a dump writes. It goes to a temporary file that is
-// fsynced and renamed into place, and the directory is fsynced, so after a
-// crash the inventory is either absent or whole, and every image written
-// before it is durable. inv.FormatVersion is filled in when zero.
+// WriteInventory writes inventory.img, which completes the dump: it must be
+// the last image a dump writes. The inventory is synced with the rest, and
+// the dump then takes the place of the image directory (a previous dump
+// there is replaced at once, and removed). After a crash the directory
+// holds either the old dump or the new one, each complete.
+// inv.FormatVersion is filled in when zero.
 func (d *Dir) WriteInventory(inv *gocrpb.Inventory) error {
 	switch inv.GetFormatVersion() {
 	case 0:
@@ -264,77 +273,18 @@ func (d *Dir) WriteInventory(inv *gocrpb.Inventory) error {
 	if err := checkInventory(inv); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
-	tmp := d.track(inventoryTmpName)
-	final := d.track(inventoryName)
-	if err := writeRecordFile(tmp, kindInventory, inv); err != nil {
+	f, err := d.create(inventoryName)
+	if err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := writeRecordFile(f, kindInventory, inv); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
-	if err := syncDir(d.Path); err != nil {
+	if err := d.commit(); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
 	d.mu.Lock()
 	d.inventory = inv
 	d.mu.Unlock()
-	return nil
-}
-
-// Abort removes every file this Dir created, inventory first, and the
-// directory itself if Create made it and it is now empty. A dump calls it on
-// failure so no partial image is left behind.
-func (d *Dir) Abort() error {
-	d.mu.Lock()
-	names := append([]string(nil), d.created...)
-	d.created = nil
-	d.inventory = nil
-	d.mu.Unlock()
-
-	var errs []error
-	// The inventory goes first: if removal stops partway, what is left must
-	// not look like a complete dump.
-	for _, first := range []bool{true, false} {
-		for _, name := range names {
-			if (name == inventoryName) != first {
-				continue
-			}
-			err := os.Remove(d.file(name))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	removedDir := false
-	if d.createdDir && len(errs) == 0 {
-		// Fails harmlessly if anything else lives there.
-		removedDir = os.Remove(d.Path) == nil
-	}
-	if !removedDir {
-		if err := syncDir(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	switch len(errs) {
-	case 0:
-		return nil
-	case 1:
-		return fmt.Errorf("abort dump in %s: %w", d.Path, errs[0])
-	default:
-		return fmt.Errorf("abort dump in %s: %w (and %d more failures)", d.Path, errs[0], len(errs)-1)
-	}
-}
-
-// syncDir makes the directory's entries (creations, renames, removals)
-// durable; fsync on a file does not cover its name.
-func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -147,16 +148,13 @@ type recordWriter struct {
 	buf   []byte
 }
 
-// createRecordFile creates (truncating) path and writes its file header.
-func createRecordFile(path string, k kind) (*recordWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
+// newRecordWriter writes the file header of an image of kind k to f, a
+// new file (Dir.create), and returns the writer that owns it.
+func newRecordWriter(f *os.File, k kind) (*recordWriter, error) {
 	rw := &recordWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
 	if _, err := rw.w.Write(appendFileHeader(nil, k)); err != nil {
 		rw.abandon()
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return rw, nil
 }
@@ -215,9 +213,10 @@ func (rw *recordWriter) abandon() {
 	_ = rw.f.Close()
 }
 
-// writeRecordFile writes a whole image of kind k holding msgs.
-func writeRecordFile(path string, k kind, msgs ...proto.Message) error {
-	rw, err := createRecordFile(path, k)
+// writeRecordFile writes a whole image of kind k holding msgs to f, a new
+// file, and closes it.
+func writeRecordFile(f *os.File, k kind, msgs ...proto.Message) error {
+	rw, err := newRecordWriter(f, k)
 	if err != nil {
 		return err
 	}
@@ -230,16 +229,17 @@ func writeRecordFile(path string, k kind, msgs ...proto.Message) error {
 	return rw.close()
 }
 
-// readRecordFile reads an image of kind k, calling each with every record's
-// payload (valid only during the call). It returns a *FormatError for any
-// framing problem and for any error each returns that is not an I/O error
-// (decode failures).
-func readRecordFile(path string, k kind, each func(payload []byte) error) error {
-	f, err := os.Open(path)
+// readRecordFile reads the image name in d, of kind k, calling each with
+// every record's payload (valid only during the call). It returns a
+// *FormatError for any framing problem and for any error each returns
+// that is not an I/O error (decode failures).
+func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) error) error {
+	f, err := d.openImage(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	path := f.Name()
 	r := bufio.NewReaderSize(f, 256<<10)
 
 	var hdr [fileHeaderSize]byte
@@ -306,10 +306,11 @@ func readFull(path string, r io.Reader, b []byte, what string) error {
 	return nil
 }
 
-// readOne reads an image of kind k that must hold exactly one record into m.
-func readOne(path string, k kind, m proto.Message) error {
+// readOne reads the image name in d, of kind k, which must hold exactly
+// one record, into m.
+func (d *Dir) readOne(name string, k kind, m proto.Message) error {
 	n := 0
-	err := readRecordFile(path, k, func(payload []byte) error {
+	err := d.readRecordFile(name, k, func(payload []byte) error {
 		n++
 		if n > 1 {
 			return fmt.Errorf("a %v image holds one record, found more", k)
@@ -323,7 +324,74 @@ func readOne(path string, k kind, m proto.Message) error {
 		return err
 	}
 	if n == 0 {
-		return formatErrorf(path, "a %v image holds one record, found none", k)
+		return formatErrorf(d.file(name), "a %v image holds one record, found none", k)
+	}
+	return nil
+}
+
+// ErrUntrusted is wrapped by the error for an image that a user other than
+// the one running gocr (or root) could have written: such a user could
+// make a restore run anything as the restoring user.
+var ErrUntrusted = errors.New("another user could have written it (--trust-images reads it anyway)")
+
+// openImage opens the image name in d for reading. Anything but a regular
+// file is refused at once, before it is opened: a FIFO would block the
+// open and every read, a device would be opened with whatever that does,
+// a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
+// O_NONBLOCK, in case the name was changed meanwhile into a link or a FIFO
+// (open(2): "O_NONBLOCK ... has no effect for regular files"; fifo(7): a
+// non-blocking open for reading succeeds at once), and what was opened is
+// checked again with fstat. Unless d trusts every image, one that another
+// user could have written (ErrUntrusted) is refused too.
+func (d *Dir) openImage(name string) (*os.File, error) {
+	path := d.file(name)
+	dirfd, rel := d.at(name)
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, rel, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
+	}
+	fd, err := unix.Openat(dirfd, rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, formatErrorf(path, "is a symbolic link, not a regular file")
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if err := checkImageFile(fd, path, d.trust); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// Back to ordinary reads before Go's os.File sees the descriptor.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// checkImageFile checks the open image fd: a regular file and, unless
+// trust, one that only the user running gocr or root could have written
+// (its owner, as an owner can always chmod; no group or other write bit).
+func checkImageFile(fd int, path string, trust bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
+	}
+	if trust {
+		return nil
+	}
+	uid := uint32(os.Geteuid())
+	switch {
+	case st.Uid != uid && st.Uid != 0:
+		return fmt.Errorf("image %s is owned by uid %d, not by you (uid %d) or root: %w", path, st.Uid, uid, ErrUntrusted)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("image %s is writable by its group or all users (mode %#o): %w", path, st.Mode&0o7777, ErrUntrusted)
 	}
 	return nil
 }

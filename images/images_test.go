@@ -99,6 +99,12 @@ func samplePageData() []byte {
 	return data
 }
 
+// sampleZombie is the task of the inventory's second process, a zombie
+// child of the first: the only image it has.
+func sampleZombie() *gocrpb.Task {
+	return &gocrpb.Task{Pid: testPid + 1, Ppid: testPid, Pgid: testPid, Sid: testPid, Comm: "child", Zombie: true, ExitStatus: 3 << 8}
+}
+
 // writeSampleDump writes a complete dump of every image kind into dir.
 func writeSampleDump(t *testing.T, dir string) *Dir {
 	t.Helper()
@@ -106,8 +112,11 @@ func writeSampleDump(t *testing.T, dir string) *Dir {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.WriteTask(sampleTask()); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { d.Close() })
+	for _, task := range []*gocrpb.Task{sampleTask(), sampleZombie()} {
+		if err := d.WriteTask(task); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := d.WriteMm(sampleMm()); err != nil {
 		t.Fatal(err)

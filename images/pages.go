@@ -24,7 +24,11 @@ func (d *Dir) CreatePagemap(pid int) (*PagemapWriter, error) {
 	if err := checkPid("pagemap", pid); err != nil {
 		return nil, err
 	}
-	rw, err := createRecordFile(d.track(pagemapName(pid)), kindPagemap)
+	f, err := d.create(pagemapName(pid))
+	if err != nil {
+		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
+	}
+	rw, err := newRecordWriter(f, kindPagemap)
 	if err != nil {
 		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
 	}
@@ -54,7 +58,7 @@ func (w *PagemapWriter) Close() error {
 // stream's in its page image's order.
 func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 	var ranges []*gocrpb.PageRange
-	err := readRecordFile(d.file(pagemapName(pid)), kindPagemap, func(payload []byte) error {
+	err := d.readRecordFile(pagemapName(pid), kindPagemap, func(payload []byte) error {
 		r := &gocrpb.PageRange{}
 		if err := proto.Unmarshal(payload, r); err != nil {
 			return fmt.Errorf("decode page range: %w", err)
@@ -110,7 +114,7 @@ func (d *Dir) CreateMemfd(id uint64) (*os.File, error) {
 
 // OpenMemfd opens memfd-ID.img like OpenPages.
 func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
-	f, size, err := openData(d.file(memfdName(id)))
+	f, size, err := d.openData(memfdName(id))
 	if err != nil {
 		return nil, 0, fmt.Errorf("open memfd image %d: %w", id, err)
 	}
@@ -120,20 +124,21 @@ func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
 func memfdName(id uint64) string { return fmt.Sprintf("memfd-%d.img", id) }
 
 func (d *Dir) createData(name string) (*os.File, error) {
-	path := d.track(name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := d.create(name)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := f.Write(pagesHeader(0)); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return f, nil
 }
 
-func openData(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
+// openData opens a file in the page image format (a page image or a
+// memfd image), checks it and leaves it at PagesDataOffset.
+func (d *Dir) openData(name string) (*os.File, int64, error) {
+	f, err := d.openImage(name)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -188,17 +193,8 @@ func (d *Dir) OpenPages(pid, stream int) (*os.File, int64, error) {
 	if stream < 0 || stream >= MaxPageStreams {
 		return nil, 0, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
 	}
-	path := d.file(pagesName(pid, stream))
-	f, err := os.Open(path)
+	f, size, err := d.openData(pagesName(pid, stream))
 	if err != nil {
-		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
-	}
-	size, err := checkPagesFile(f)
-	if err == nil {
-		_, err = f.Seek(PagesDataOffset, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
 		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
 	}
 	return f, size, nil

@@ -31,16 +31,24 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // Show prints every image in the dump directory path (or the single image
 // file path) as indented JSON, each under a line "=== NAME ===". Pages images
 // are summarized by their size and files that are not images are listed as
-// skipped. It reads as much as it can: a bad or missing image is reported in
-// place and the others are still shown, and the returned error then names
-// every bad one.
-func Show(path string, w io.Writer) error {
+// skipped. It reads as much as it can: a bad image, or one the inventory
+// needs that is missing, is reported in place and the others are still
+// shown, and the returned error then names every bad one. Images are
+// opened as a restore opens them (openImage), with opts.
+func Show(path string, w io.Writer, opts OpenOptions) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
+	if st.IsDir() && (filepath.Base(path) == inventoryName || perPidImage.MatchString(filepath.Base(path))) {
+		return fmt.Errorf("show %s: is a directory, not an image", path)
+	}
 	if !st.IsDir() {
-		d := &Dir{Path: filepath.Dir(path)}
+		d := &Dir{Path: filepath.Dir(path), trust: opts.TrustImages}
+		if err := d.openRoot(); err != nil {
+			return fmt.Errorf("show: %w", err)
+		}
+		defer d.Close()
 		name := filepath.Base(path)
 		if err := showFile(d, name, w); err != nil {
 			return fmt.Errorf("show %s: %w", path, err)
@@ -48,30 +56,38 @@ func Show(path string, w io.Writer) error {
 		return nil
 	}
 
-	entries, err := os.ReadDir(path)
+	d := &Dir{Path: path, trust: opts.TrustImages}
+	if err := d.openRoot(); err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	defer d.Close()
+	// Directories are listed too: one in place of an image is an error.
+	names, err := listNames(int(d.root.Fd()), path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	slices.SortFunc(names, compareShowNames)
-
-	d := &Dir{Path: path}
 	var bad []string
 	if !slices.Contains(names, inventoryName) {
 		fmt.Fprintf(w, "=== %s ===\nmissing: %v\n", inventoryName, ErrIncompleteDump)
 		bad = append(bad, inventoryName+" missing")
 	}
+	present := len(names)
+	for _, name := range neededImages(d) {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	missing := slices.Clone(names[present:])
+	slices.SortFunc(names, compareShowNames)
 	for _, name := range names {
 		err := showFile(d, name, w)
 		switch {
 		case err == nil:
 		case isSkipped(err):
 			fmt.Fprintf(w, "skipped: %v\n", err)
+		case slices.Contains(missing, name):
+			fmt.Fprintf(w, "missing: %v\n", err)
+			bad = append(bad, name+" missing")
 		default:
 			fmt.Fprintf(w, "error: %v\n", err)
 			bad = append(bad, name)
@@ -81,6 +97,41 @@ func Show(path string, w io.Writer) error {
 		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// neededImages lists the images a restore of d would read, as far as the
+// inventory and the images it names can be read: each process's task
+// image and, unless it is a zombie, its mm, files, page map and page
+// images (one per stream its page map names), and every memfd image its
+// files image names.
+func neededImages(d *Dir) []string {
+	inv, err := d.readInventory()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, p := range inv.GetPids() {
+		pid := int(p)
+		names = append(names, taskName(pid))
+		if task, err := d.ReadTask(pid); err == nil && task.GetZombie() {
+			continue
+		}
+		names = append(names, mmName(pid), filesName(pid), pagemapName(pid), pagesName(pid, 0))
+		if ranges, err := d.ReadPagemap(pid); err == nil {
+			for _, r := range ranges {
+				if s := int(r.GetStream()); s > 0 {
+					names = append(names, pagesName(pid, s))
+				}
+			}
+		}
+		if files, err := d.ReadFiles(pid); err == nil {
+			for _, m := range files.GetMemfds() {
+				names = append(names, memfdName(m.GetId()))
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // errNotImage marks a file Show does not know how to read.

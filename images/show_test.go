@@ -37,11 +37,11 @@ func TestShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := Show(dir, &out); err != nil {
+	if err := Show(dir, &out, OpenOptions{}); err != nil {
 		t.Fatalf("Show: %v\n%s", err, out.String())
 	}
 	order, bodies := splitShow(t, out.String())
-	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), "README"}
+	wantOrder := []string{inventoryName, taskName(testPid), mmName(testPid), filesName(testPid), pagemapName(testPid), pagesName(testPid, 0), taskName(testPid + 1), "README"}
 	if diff := cmp.Diff(wantOrder, order); diff != "" {
 		t.Errorf("Show file order (-want +got):\n%s", diff)
 	}
@@ -73,7 +73,7 @@ func TestShow(t *testing.T) {
 
 	// Output must not depend on protojson's randomized whitespace.
 	var again bytes.Buffer
-	if err := Show(dir, &again); err != nil {
+	if err := Show(dir, &again, OpenOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if again.String() != out.String() {
@@ -96,7 +96,7 @@ func TestShowReportsBadFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = Show(dir, &out)
+	err = Show(dir, &out, OpenOptions{})
 	if err == nil {
 		t.Fatalf("Show of a dump with a bad image succeeded:\n%s", out.String())
 	}
@@ -116,7 +116,7 @@ func TestShowReportsBadFiles(t *testing.T) {
 
 	// A single image file can be shown too.
 	out.Reset()
-	if err := Show(filepath.Join(dir, taskName(testPid)), &out); err != nil {
+	if err := Show(filepath.Join(dir, taskName(testPid)), &out, OpenOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, bodies := splitShow(t, out.String()); !json.Valid([]byte(bodies[taskName(testPid)])) {

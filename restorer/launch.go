@@ -150,7 +150,8 @@ func processDied(pid int, isChild bool) (bool, string) {
 		return true, "gone"
 	}
 	if st.State == 'Z' {
-		return true, fmt.Sprintf("exit status %#x", st.ExitCode)
+		// proc(5): exit_code is "in the form reported by waitpid(2)".
+		return true, describeStatus(unix.WaitStatus(st.ExitCode))
 	}
 	return false, ""
 }
@@ -184,12 +185,22 @@ func killAll(procs []*proc) {
 	}
 }
 
+// describeStatus says how a process ended, from its wait status:
+// "exit status N" or "killed by SIGNAME" (the signal by its name: a
+// syscall.Signal prints as its description, "killed").
 func describeStatus(ws unix.WaitStatus) string {
 	switch {
 	case ws.Exited():
 		return fmt.Sprintf("exit status %d", ws.ExitStatus())
 	case ws.Signaled():
-		return fmt.Sprintf("killed by %v", ws.Signal())
+		name := unix.SignalName(ws.Signal())
+		if name == "" {
+			name = fmt.Sprintf("signal %d", int(ws.Signal()))
+		}
+		if ws.CoreDump() {
+			name += " (core dumped)"
+		}
+		return "killed by " + name
 	}
 	return fmt.Sprintf("status %#x", uint32(ws))
 }

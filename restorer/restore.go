@@ -36,6 +36,10 @@ type Options struct {
 	// Released, if set, is called once the processes run on their own
 	// (before waiting for the root without Detach).
 	Released func()
+	// TrustImages restores images that a user other than the one
+	// running gocr (or root) could have written, which are refused
+	// otherwise (images.OpenOptions).
+	TrustImages bool
 }
 
 // Result is how a restore ended.
@@ -59,10 +63,11 @@ type proc struct {
 // check everything, open what the processes share, claim their PIDs, lay
 // out the plan, then launch the restorer and finish each process.
 func Run(opts Options) (*Result, error) {
-	dir, err := images.Open(opts.Dir)
+	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
 	}
+	defer dir.Close()
 	// Every image is read and checked before anything is created.
 	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr})
 	if err != nil {

@@ -97,12 +97,12 @@ func restore(t *testing.T, stdin *os.File, dir string, extraArgs ...string) {
 	}
 }
 
-// restoreDetached restores tg's image with -d and returns the restored PID
-// (the dumped one), registering its cleanup.
-func restoreDetached(t *testing.T, tg *target, dir string, stdin *os.File) int {
+// restoreDetached restores tg's image with -d (and extraArgs) and returns
+// the restored PID (the dumped one), registering its cleanup.
+func restoreDetached(t *testing.T, tg *target, dir string, stdin *os.File, extraArgs ...string) int {
 	t.Helper()
 	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
-	restore(t, stdin, dir, "-d")
+	restore(t, stdin, dir, append([]string{"-d"}, extraArgs...)...)
 	if gone(tg.pid) {
 		t.Fatalf("gocr restore -d exited 0 but pid %d is not running\n%s", tg.pid, tg.diagnostics())
 	}

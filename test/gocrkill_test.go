@@ -80,14 +80,20 @@ func TestGocrKilledMidPageStreams(t *testing.T) {
 	cmd := startGocr(t, "", "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--page-streams", "3")
 	// The last stream's image grows past its header once its helper
 	// thread writes: kill gocr then, while 768 MiB are being copied.
-	last := filepath.Join(dir, fmt.Sprintf("pages-%d.2.img", tg.pid))
+	// Until the dump is complete its images are in a directory beside
+	// dir (docs/IMAGES.md).
+	pattern := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".gocr-tmp-*", fmt.Sprintf("pages-%d.2.img", tg.pid))
+	var last string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if st, err := os.Stat(last); err == nil && st.Size() > 4096 {
-			break
+		if m, _ := filepath.Glob(pattern); len(m) == 1 {
+			if st, err := os.Stat(m[0]); err == nil && st.Size() > 4096 {
+				last = m[0]
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never grew past its header in 10 s", last)
+			t.Fatalf("%s never grew past its header in 10 s", pattern)
 		}
 		time.Sleep(200 * time.Microsecond)
 	}

@@ -158,6 +158,7 @@ func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer out.Close()
 	if err := out.WriteTask(task); err != nil {
 		t.Fatal(err)
 	}

@@ -106,25 +106,30 @@ func TestDumpRefusals(t *testing.T) {
 	})
 }
 
-// TestDumpBadPID: -t values that are no process at all.
+// TestDumpBadPID: -t values that are no process at all, or that are not
+// plain decimal: each is one line on stderr (no usage text), and no image
+// directory is made. A PID written with a leading zero is refused, not
+// read as octal (020000 would be 8192) nor guessed at: the process it
+// names in decimal is left alone.
 func TestDumpBadPID(t *testing.T) {
 	needsGocr(t)
 	for _, c := range []struct {
 		arg, name string
-		// A value that is no number is a usage error, for which
-		// urfave/cli also prints the command's help on stdout (as for
-		// a missing flag); a number that is no pid is not.
-		usage bool
 	}{
-		{"0", "Zero", false},
-		{"-5", "Negative", false},
-		{"abc", "NotANumber", true},
+		{"0", "Zero"},
+		{"-5", "Negative"},
+		{"abc", "NotANumber"},
+		{"020000", "Octal"},
+		{"0x10", "Hex"},
+		{"1_000", "Underscore"},
+		{"+5", "Plus"},
+		{"99999999", "AbovePIDMax"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "images")
 			r := runGocr(t, nil, "dump", "-t", c.arg, "-D", dir)
 			assertRefused(t, r, []string{c.arg}, nil)
-			if !c.usage && r.stdout != "" {
+			if r.stdout != "" {
 				t.Errorf("refused dump printed on stdout:\n%s", r.stdout)
 			}
 			if _, err := os.Stat(dir); err == nil {
@@ -132,6 +137,21 @@ func TestDumpBadPID(t *testing.T) {
 			}
 		})
 	}
+	t.Run("LeadingZeroOfLivePID", func(t *testing.T) {
+		tg := startTarget(t, "counter")
+		waitCounter(t, tg, 10)
+		arg := "0" + strconv.Itoa(tg.pid)
+		r := runGocr(t, nil, "dump", "-t", arg, "-D", filepath.Join(t.TempDir(), "images"))
+		assertRefused(t, r, []string{arg, "decimal"}, nil)
+		checkIntactCounter(t, tg)
+	})
+	t.Run("BadFlagValue", func(t *testing.T) {
+		r := runGocr(t, nil, "dump", "-t", "1", "-D", t.TempDir(), "--page-streams", "many")
+		assertRefused(t, r, []string{"many", "page-streams"}, nil)
+		if r.stdout != "" {
+			t.Errorf("a bad flag value printed on stdout:\n%s", r.stdout)
+		}
+	})
 }
 
 // TestRestoreRefusals: restores that cannot succeed on this machine or
