@@ -135,5 +135,8 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 	default:
 		return nil, fmt.Errorf("mapping %#x-%#x %q: unsupported kind of mapping", m.Start, m.End, m.Path)
 	}
+	if err := checkVmFlags(v); err != nil {
+		return nil, err
+	}
 	return v, nil
 }

@@ -65,6 +65,7 @@ typedef unsigned long size_t;
 #define __NR_prlimit64 302
 #define __NR_set_robust_list 273
 #define __NR_mremap 25
+#define __NR_mlock2 325
 #define __NR_rseq 334
 #define __NR_rt_sigqueueinfo 129
 #define __NR_clone 56

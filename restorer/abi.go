@@ -126,12 +126,16 @@ const (
 
 // madvise requests (RST_MADV_*).
 const (
-	rstMadvHugepage   = 1
-	rstMadvNohugepage = 2
-	rstMadvDontfork   = 4
-	rstMadvDontdump   = 8
-	rstMadvWipeonfork = 16
-	rstMadvMlock      = 32
+	rstMadvHugepage     = 1
+	rstMadvNohugepage   = 2
+	rstMadvDontfork     = 4
+	rstMadvDontdump     = 8
+	rstMadvWipeonfork   = 16
+	rstMadvMlock        = 32
+	rstMadvSequential   = 64
+	rstMadvRandom       = 128
+	rstMadvMergeable    = 256
+	rstMadvMlockOnfault = 512
 )
 
 type rstVma struct {

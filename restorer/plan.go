@@ -54,6 +54,7 @@ func (p *plan) str(s string) uint32 {
 var madvFlags = map[string]uint32{
 	"hg": rstMadvHugepage, "nh": rstMadvNohugepage, "dc": rstMadvDontfork,
 	"dd": rstMadvDontdump, "wf": rstMadvWipeonfork, "lo": rstMadvMlock,
+	"lf": rstMadvMlockOnfault, "sr": rstMadvSequential, "rr": rstMadvRandom, "mg": rstMadvMergeable,
 }
 
 var vmaKinds = map[gocrpb.VmaKind]uint32{

@@ -183,6 +183,9 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "LocksPosixDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)close(c2)"),
 			want: "has no POSIX READ lock"},
+		{name: "VmFlagsAdviceDropped", target: "vmflags",
+			gdb:  fixed("call (int)madvise(region[5], 16384, 0)"), // MADV_NORMAL
+			want: "sequential mapping"},
 		// Timer 0 sends SIGUSR1 every 50 ms: gdb lets it through
 		// rather than abandon the call it interrupts.
 		{name: "PosixTimerGone", target: "posixtimers",

@@ -131,6 +131,7 @@ var cTargets = map[string]struct {
 	"fdkinds":        {"fdkinds.c", nil},
 	"locks":          {"locks.c", nil},
 	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
+	"vmflags":        {"vmflags.c", nil},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},

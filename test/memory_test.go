@@ -277,3 +277,34 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 	pid := restoreDetached(t, tg, dir, nil)
 	checkResult(t, tg, pid)
 }
+
+// TestVmFlags: madvise advice (huge pages or not, fork behaviour, core
+// dumps, access pattern, KSM) and mlock, mlock2 on fault come back on
+// each mapping: its smaps VmFlags read as before (vmflags.c).
+func TestVmFlags(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "vmflags")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// sysMseal is mseal(2)'s number on x86-64
+// (arch/x86/entry/syscalls/syscall_64.tbl).
+const sysMseal = 462
+
+// TestVmFlagRefused: a sealed mapping (mseal(2), VmFlags "sl") cannot be
+// restored as it is, so the dump refuses in one line naming the flag and
+// the process runs on.
+func TestVmFlagRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	// mseal(2) of nothing succeeds where the call exists (Linux 6.10).
+	if _, _, e := unix.Syscall(sysMseal, 0, 0, 0); e != 0 {
+		t.Skipf("this kernel has no mseal(2) (%v), so no sealed mapping to refuse", e)
+	}
+	tg := startTarget(t, "vmflags", "seal")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{`VmFlag "sl"`, "sealed"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
+}

@@ -62,6 +62,10 @@
 #define RST_MADV_DONTDUMP 8
 #define RST_MADV_WIPEONFORK 16
 #define RST_MADV_MLOCK 32
+#define RST_MADV_SEQUENTIAL 64
+#define RST_MADV_RANDOM 128
+#define RST_MADV_MERGEABLE 256
+#define RST_MADV_MLOCK_ONFAULT 512 /* with RST_MADV_MLOCK: mlock2(MLOCK_ONFAULT) */
 
 struct rst_vma {
 	u64 start;

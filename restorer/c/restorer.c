@@ -35,7 +35,11 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 #define CLONE_PARENT 0x00008000UL
 
 /* include/uapi/asm-generic/mman-common.h */
+#define MADV_RANDOM 1
+#define MADV_SEQUENTIAL 2
 #define MADV_DONTFORK 10
+#define MADV_MERGEABLE 12
+#define MLOCK_ONFAULT 1
 #define MADV_HUGEPAGE 14
 #define MADV_NOHUGEPAGE 15
 #define MADV_DONTDUMP 16
@@ -333,7 +337,15 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_DONTDUMP));
 		if (v->madv & RST_MADV_WIPEONFORK)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_WIPEONFORK));
-		if (v->madv & RST_MADV_MLOCK)
+		if (v->madv & RST_MADV_SEQUENTIAL)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_SEQUENTIAL));
+		if (v->madv & RST_MADV_RANDOM)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_RANDOM));
+		if (v->madv & RST_MADV_MERGEABLE)
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_madvise, v->start, len, MADV_MERGEABLE));
+		if ((v->madv & (RST_MADV_MLOCK | RST_MADV_MLOCK_ONFAULT)) == (RST_MADV_MLOCK | RST_MADV_MLOCK_ONFAULT))
+			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mlock2, v->start, len, MLOCK_ONFAULT));
+		else if (v->madv & RST_MADV_MLOCK)
 			CHECK(a, RST_STEP_MPROTECT, i, sys2(__NR_mlock, v->start, len));
 	}
 }

@@ -1,0 +1,139 @@
+/*
+ * vmflags: the advice and locks a process put on its mappings come back:
+ * each mapping's VmFlags line in /proc/self/smaps (fs/proc/task_mmu.c
+ * show_smap_vma_flags) reads after the restore exactly as before.
+ *
+ *   MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTFORK, MADV_DONTDUMP,
+ *   MADV_WIPEONFORK, MADV_SEQUENTIAL, MADV_RANDOM, MADV_MERGEABLE (where
+ *   the kernel has KSM), mlock, mlock2(MLOCK_ONFAULT), each on its own
+ *   mapping with a guard page between them so none merge.
+ *
+ * With "seal" as its second argument it instead seals one mapping
+ * (mseal(2), "sl"), which a dump must refuse.
+ */
+#include "target.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+#ifndef SYS_mseal
+#define SYS_mseal 462
+#endif
+
+#define REGION (4 * 4096)
+#define NREGIONS 10
+
+static const struct {
+	const char *name;
+	int advice; /* -1 mlock, -2 mlock2 on fault */
+} kinds[NREGIONS] = {
+	{ "hugepage", MADV_HUGEPAGE },   { "nohugepage", MADV_NOHUGEPAGE },
+	{ "dontfork", MADV_DONTFORK },   { "dontdump", MADV_DONTDUMP },
+	{ "wipeonfork", MADV_WIPEONFORK }, { "sequential", MADV_SEQUENTIAL },
+	{ "random", MADV_RANDOM },       { "mergeable", MADV_MERGEABLE },
+	{ "mlock", -1 },                 { "mlock-onfault", -2 },
+};
+
+static char *region[NREGIONS];
+static char flags_before[NREGIONS][256];
+
+/* vmflags copies the VmFlags line of the mapping starting at addr. */
+static void vmflags(char *addr, char *out, size_t cap)
+{
+	static char smaps[1 << 20];
+	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail("open smaps: %s", strerror(errno));
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, smaps + n, sizeof(smaps) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	smaps[n] = 0;
+	char head[32];
+	snprintf(head, sizeof(head), "%lx-", (unsigned long)addr);
+	char *p = smaps;
+	while (p && strncmp(p, head, strlen(head)) != 0) {
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	if (!p)
+		tgt_fail("no mapping at %p in smaps", (void *)addr);
+	char *f = strstr(p, "VmFlags:");
+	if (!f)
+		tgt_fail("no VmFlags for %p", (void *)addr);
+	char *nl = strchr(f, '\n');
+	size_t len = nl ? (size_t)(nl - f) : strlen(f);
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(out, f, len);
+	out[len] = 0;
+}
+
+static void hold_sealed(void)
+{
+	char *p = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		tgt_fail("mmap: %s", strerror(errno));
+	if (syscall(SYS_mseal, p, REGION, 0) < 0)
+		tgt_fail("mseal: %s", strerror(errno));
+	tgt_log("sealed %p", (void *)p);
+	tgt_ready();
+	tgt_wait();
+	tgt_pass();
+}
+
+int main(int argc, char **argv)
+{
+	tgt_init(argc, argv);
+	if (argc > 2 && strcmp(argv[2], "seal") == 0)
+		hold_sealed();
+	/* One reservation, then each region at its place with a gap. */
+	char *base = mmap(NULL, NREGIONS * 2 * REGION, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		tgt_fail("mmap: %s", strerror(errno));
+	for (int i = 0; i < NREGIONS; i++) {
+		region[i] = mmap(base + i * 2 * REGION, REGION, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (region[i] == MAP_FAILED)
+			tgt_fail("mmap %s: %s", kinds[i].name, strerror(errno));
+		memset(region[i], 'a' + i, REGION);
+		long r;
+		if (kinds[i].advice == -1)
+			r = mlock(region[i], REGION);
+		else if (kinds[i].advice == -2)
+			r = syscall(SYS_mlock2, region[i], REGION, MLOCK_ONFAULT);
+		else
+			r = madvise(region[i], REGION, kinds[i].advice);
+		if (r < 0 && kinds[i].advice == MADV_MERGEABLE && errno == EINVAL) {
+			/* No KSM in this kernel (CONFIG_KSM): nothing to keep. */
+			tgt_log("mergeable: not checked, the kernel has no KSM");
+		} else if (r < 0) {
+			tgt_fail("%s: %s", kinds[i].name, strerror(errno));
+		}
+		vmflags(region[i], flags_before[i], sizeof(flags_before[i]));
+		tgt_log("%s: %s", kinds[i].name, flags_before[i]);
+	}
+	tgt_ready();
+	tgt_wait();
+	for (int i = 0; i < NREGIONS; i++) {
+		char now[256];
+		vmflags(region[i], now, sizeof(now));
+		if (strcmp(now, flags_before[i]) != 0)
+			tgt_fail("%s mapping: \"%s\" after restore, \"%s\" before", kinds[i].name, now, flags_before[i]);
+		for (int j = 0; j < REGION; j += 4096)
+			if (region[i][j] != 'a' + i)
+				tgt_fail("%s mapping: page %d changed", kinds[i].name, j / 4096);
+	}
+	tgt_pass();
+}
