@@ -101,6 +101,9 @@ func Run(opts Options) (err error) {
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
+	if err := tree.checkSharing(); err != nil {
+		return err
+	}
 
 	collectStart := time.Now()
 	states := make([]*state, len(tree.procs))

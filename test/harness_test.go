@@ -132,6 +132,7 @@ var cTargets = map[string]struct {
 	"locks":          {"locks.c", nil},
 	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
 	"vmflags":        {"vmflags.c", nil},
+	"sharedtables":   {"sharedtables.c", nil},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},

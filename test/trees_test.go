@@ -262,3 +262,31 @@ func TestWaiter(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	checkResult(t, tg, pid)
 }
+
+// TestSharedTablesRefused: a child that shares its parent's fd table, fs
+// information, address space or signal handlers without being a thread
+// would come back with its own, so the dump refuses in one line naming
+// both processes and what they share, and the tree runs on.
+func TestSharedTablesRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"files", "fd table"}, {"fs", "cwd, root and umask"}, {"vm", "address space"}, {"sighand", "address space"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			tg := startTarget(t, "sharedtables", c.mode)
+			pids := trackTree(t, tg.pid)
+			if len(pids) != 1 {
+				t.Fatalf("target pid %d has children %v, want one", tg.pid, pids)
+			}
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), strconv.Itoa(pids[0]), c.want}, nil)
+			// The child alone shares with a parent outside the dump.
+			r = runGocr(t, nil, "dump", "-t", strconv.Itoa(pids[0]), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(pids[0]), "its parent " + strconv.Itoa(tg.pid), c.want}, nil)
+			assertUntouched(t, tg.pid)
+			assertUntouched(t, pids[0])
+			checkResult(t, tg, tg.pid)
+		})
+	}
+}
