@@ -363,7 +363,7 @@ func TestRestoredCounterDetectsCorruption(t *testing.T) {
 	}
 	tg := startTarget(t, "counter")
 	waitCounter(t, tg, 20)
-	pid := checkpointRestore(t, tg, cycleOpts{})
+	pid := checkpointRestore(t, tg, cycleOpts{volatile: counterVolatile})
 	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
 	runGDB(t, tg, []string{"frame function main", "set var counter = counter + 3", "set var got_term = 1"})
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && err != syscall.ESRCH {

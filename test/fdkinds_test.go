@@ -68,7 +68,10 @@ func TestEventfd(t *testing.T) {
 func TestEpoll(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "epoll")
-	pid := checkpointRestore(t, tg, cycleOpts{})
+	// fd 51's one watch is a disarmed one-shot: epoll_ctl adds
+	// EPOLLERR|EPOLLHUP to every watch it sets (fs/eventpoll.c), so it
+	// comes back armed for those (docs/INTERNALS.md, Known gaps).
+	pid := checkpointRestore(t, tg, cycleOpts{volatile: []string{"fd/51/info"}})
 	checkResult(t, tg, pid)
 }
 

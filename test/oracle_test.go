@@ -1,0 +1,205 @@
+//go:build linux
+
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The oracle: what the kernel shows of a target process and its threads,
+// read before the dump and after the restore and compared, so that state
+// no target checks by itself cannot be dropped unseen. docs/STATE.md says
+// what is compared and why the rest is not. A target that changes some of
+// it on its own while it waits (a counter writing its log, a timer
+// ticking) names those keys in cycleOpts.volatile.
+
+// kernelView is that state, flat: key -> what the kernel shows.
+type kernelView map[string]string
+
+// stableStatus are the /proc/PID/status lines a restore must give back
+// (man 5 proc); the others count time, memory use or context switches.
+var stableStatus = []string{
+	"Name", "Umask", "Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp",
+	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk", "SigIgn", "SigCgt",
+	"Threads", "Cpus_allowed_list", "Mems_allowed_list", "THP_enabled",
+	"Speculation_Store_Bypass", "SpeculationIndirectBranch",
+}
+
+// stableThreadStatus are those that are a thread's own.
+var stableThreadStatus = []string{"Name", "SigBlk", "Cpus_allowed_list", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
+
+// statFields are /proc/PID/stat fields by number (man 5 proc): nice,
+// exit_signal, rt_priority, policy.
+var statFields = map[string]int{"nice": 19, "exit_signal": 38, "rt_priority": 40, "policy": 41}
+
+var (
+	// Inode numbers of anonymous inodes and pipes are new after a
+	// restore; what they point at is compared by kind.
+	anonInode = regexp.MustCompile(`:\[\d+\]`)
+	inoField  = regexp.MustCompile(`\b(ino|sdev):\s*[0-9a-f]+`)
+)
+
+func readKernelView(pid int) (kernelView, error) {
+	v := kernelView{}
+	base := fmt.Sprintf("/proc/%d", pid)
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(base, name))
+		return string(b), err
+	}
+	status, err := read("status")
+	if err != nil {
+		return nil, err
+	}
+	addStatus(v, "status/", status, stableStatus)
+	stat, err := read("stat")
+	if err != nil {
+		return nil, err
+	}
+	// Fields after the comm, which may hold spaces: field 3 is first.
+	rest := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:])
+	for name, n := range statFields {
+		if n-3 < len(rest) {
+			v["stat/"+name] = rest[n-3]
+		}
+	}
+	for _, name := range []string{"limits", "personality", "timers", "cmdline", "environ"} {
+		s, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		v[name] = s
+	}
+	for _, link := range []string{"cwd", "root", "exe"} {
+		s, err := os.Readlink(filepath.Join(base, link))
+		if err != nil {
+			return nil, err
+		}
+		v[link] = s
+	}
+	if err := addSmaps(v, base); err != nil {
+		return nil, err
+	}
+	if err := addFds(v, base); err != nil {
+		return nil, err
+	}
+	tasks, err := os.ReadDir(filepath.Join(base, "task"))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range tasks {
+		s, err := read(filepath.Join("task", e.Name(), "status"))
+		if err != nil {
+			return nil, err
+		}
+		addStatus(v, "task/"+e.Name()+"/", s, stableThreadStatus)
+	}
+	return v, nil
+}
+
+func addStatus(v kernelView, prefix, status string, keep []string) {
+	fields := map[string]string{}
+	for _, line := range strings.Split(status, "\n") {
+		if k, val, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.TrimSpace(val)
+		}
+	}
+	for _, k := range keep {
+		if val, ok := fields[k]; ok {
+			v[prefix+k] = val
+		}
+	}
+}
+
+// addSmaps records each mapping's range, protection, offset, path and
+// VmFlags (not its device and inode, new for anonymous shared memory).
+func addSmaps(v kernelView, base string) error {
+	b, err := os.ReadFile(filepath.Join(base, "smaps"))
+	if err != nil {
+		return err
+	}
+	var cur string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = "maps/" + f[0]
+			v[cur] = f[1] + " " + f[2] + " " + strings.Join(f[5:], " ")
+		case len(f) > 0 && f[0] == "VmFlags:" && cur != "":
+			v[cur+"/VmFlags"] = strings.Join(f[1:], " ")
+		}
+	}
+	return nil
+}
+
+// addFds records each fd's link (anonymous inode numbers blanked) and its
+// fdinfo: flags, position (volatile for a file being written), locks and
+// the kind's own lines (inode numbers blanked), without mnt_id and ino.
+func addFds(v kernelView, base string) error {
+	entries, err := os.ReadDir(filepath.Join(base, "fd"))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		key := "fd/" + e.Name()
+		link, err := os.Readlink(filepath.Join(base, "fd", e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		v[key] = anonInode.ReplaceAllString(link, ":[]")
+		info, err := os.ReadFile(filepath.Join(base, "fdinfo", e.Name()))
+		if err != nil {
+			continue
+		}
+		var rest []string
+		for _, line := range strings.Split(strings.TrimSpace(string(info)), "\n") {
+			k, val, _ := strings.Cut(line, ":")
+			val = strings.TrimSpace(val)
+			switch k {
+			case "pos", "flags":
+				v[key+"/"+k] = val
+			case "mnt_id", "ino", "eventfd-id":
+				// eventfd-id is a number the kernel hands out
+				// system-wide (fs/eventfd.c); nothing sets it.
+			case "lock":
+				// "1: POSIX ..." numbers locks in list order.
+				_, l, _ := strings.Cut(val, ": ")
+				rest = append(rest, "lock: "+strings.TrimSpace(l))
+			default:
+				rest = append(rest, inoField.ReplaceAllString(line, "$1:"))
+			}
+		}
+		sort.Strings(rest)
+		v[key+"/info"] = strings.Join(rest, "\n")
+	}
+	return nil
+}
+
+// checkKernelView compares the view of pid after a restore with before,
+// but for the volatile keys (each a key or a key prefix ending in "/").
+func checkKernelView(t *testing.T, pid int, before kernelView, volatile []string) {
+	t.Helper()
+	after, err := readKernelView(pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of restored pid %d: %v", pid, err)
+	}
+	for _, v := range []kernelView{before, after} {
+		for k := range v {
+			for _, vol := range volatile {
+				if k == vol || (strings.HasSuffix(vol, "/") && strings.HasPrefix(k, vol)) {
+					delete(v, k)
+				}
+			}
+		}
+	}
+	if d := cmp.Diff(before, after); d != "" {
+		t.Errorf("pid %d: what the kernel shows changed across dump and restore (-before +after):\n%s", pid, d)
+	}
+}
