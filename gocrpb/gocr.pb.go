@@ -1693,11 +1693,16 @@ func (x *Vma) GetMemfdId() uint64 {
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`    // inode
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // without the "memfd:" prefix
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	Seals         uint32                 `protobuf:"varint,4,opt,name=seals,proto3" json:"seals,omitempty"` // F_GET_SEALS
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`    // inode
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // without the "memfd:" prefix
+	Size  int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Seals uint32                 `protobuf:"varint,4,opt,name=seals,proto3" json:"seals,omitempty"` // F_GET_SEALS
+	// st_mode, file type and permission bits (fchmod); 0: not recorded (an
+	// older image), the memfd keeps memfd_create's mode.
+	Mode          uint32 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"` // owner (fchown)
+	Gid           uint32 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1756,6 +1761,27 @@ func (x *Memfd) GetSize() int64 {
 func (x *Memfd) GetSeals() uint32 {
 	if x != nil {
 		return x.Seals
+	}
+	return 0
+}
+
+func (x *Memfd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Memfd) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *Memfd) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
 	}
 	return 0
 }
@@ -2986,12 +3012,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\x12\x19\n" +
 	"\bshmem_id\x18\n" +
 	" \x01(\x04R\ashmemId\x12\x19\n" +
-	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"U\n" +
+	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05seals\x18\x04 \x01(\rR\x05seals\"p\n" +
+	"\x05seals\x18\x04 \x01(\rR\x05seals\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\a \x01(\rR\x03gid\"p\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +

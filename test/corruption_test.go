@@ -172,6 +172,9 @@ func TestTargetsDetectCorruption(t *testing.T) {
 			// F_ADD_SEALS, F_SEAL_GROW
 			gdb:  fixed("call (int)fcntl(54, 1033, 4)"),
 			want: "sealed memfd seals 0x6"},
+		{name: "MemfdMode", target: "fdkinds", args: []string{"memfd"},
+			gdb:  fixed("call (int)fchmod(54, 0777)"),
+			want: "sealed memfd mode 0777, want 0640"},
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},

@@ -106,8 +106,10 @@ func TestTimerfd(t *testing.T) { testFdKind(t, "timerfd", false) }
 // watch, their masks, and deliver events after the restore.
 func TestInotify(t *testing.T) { testFdKind(t, "inotify", true) }
 
-// TestMemfd: a sealed sparse memfd with a file offset and a shared mapping,
-// and a second memfd reachable only through its shared mapping.
+// TestMemfd: a sealed sparse memfd with a file offset, a shared mapping,
+// its own mode and owner; a second memfd reachable only through its shared
+// mapping, with a space and a newline in its name; a third made with
+// MFD_NOEXEC_SEAL. Names, modes, owners and seals come back exactly.
 func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
 
 // TestFifo: a FIFO whose read end is in the target and write end in its

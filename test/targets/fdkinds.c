@@ -25,12 +25,17 @@
  *             events with the right wd, mask and name.
  *   memfd     fd 54: "gocr-sealed", MFD_ALLOW_SEALING, F_SEAL_SHRINK, 1 MiB
  *             hole then a 4 KiB pattern (sparse), file offset 12345, also
- *             mapped MAP_SHARED (fd kept). A second memfd "gocr-plain"
- *             without sealing, 64 KiB, mapped MAP_SHARED and its fd closed.
- *             After restore: sizes, seals, offset, names, contents (the hole
- *             reads as zeros), the shared mappings (a write through a
+ *             mapped MAP_SHARED (fd kept), mode 0640, owner 1234:5678. A
+ *             second memfd "gocr-plain map\n2" (a space and a newline in
+ *             its name) without sealing, 64 KiB, mode 0604, mapped
+ *             MAP_SHARED and its fd closed. A third, fd 57: "gocr-noexec",
+ *             MFD_NOEXEC_SEAL (mode 0666, sealed F_SEAL_EXEC). After
+ *             restore: sizes, seals, offset, names (readlink of the fd or
+ *             of /proc/self/map_files), modes and owners, contents (the
+ *             hole reads as zeros), the shared mappings (a write through a
  *             mapping is read through the fd; for the closed one through
- *             /proc/self/map_files) and F_GETFL are verified.
+ *             /proc/self/map_files) and F_GETFL are verified, and the third
+ *             still refuses to become executable.
  *   fifo      TMPDIR/fifo: the target (fd 55, O_RDONLY|O_NONBLOCK) and its
  *             child (fd 56, O_WRONLY) hold the two ends; the child wrote
  *             FIFO_BEFORE, unread at dump time. After restore the target
@@ -59,6 +64,7 @@
 #define MFD 54
 #define FIFO_R 55
 #define FIFO_W 56
+#define MFD_NOEXEC 57
 
 static char tmpdir[2048];
 static char scratch[4096];
@@ -381,6 +387,20 @@ static unsigned char pat(int which, size_t i)
 	return (unsigned char)(i * 31 + which * 7 + (i >> 8));
 }
 
+#define M1_MODE 0640
+#define M1_UID 1234
+#define M1_GID 5678
+#define M2_MODE 0604
+#define M2_NAME "gocr-plain map\n2"
+#define M3_MODE 0666
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* include/uapi/linux/memfd.h, Linux 6.3 */
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020 /* include/uapi/linux/fcntl.h, Linux 6.3 */
+#endif
+
 static void memfd_setup(void)
 {
 	unsigned char buf[M1_DATA];
@@ -395,12 +415,14 @@ static void memfd_setup(void)
 		tgt_fail("F_ADD_SEALS: %s", strerror(errno));
 	if (lseek(MFD, M1_OFF, SEEK_SET) != M1_OFF)
 		tgt_fail("lseek sealed memfd: %s", strerror(errno));
+	if (fchown(MFD, M1_UID, M1_GID) < 0 || fchmod(MFD, M1_MODE) < 0)
+		tgt_fail("fchown/fchmod sealed memfd: %s", strerror(errno));
 	m1map = mmap(NULL, M1_HOLE + M1_DATA, PROT_READ | PROT_WRITE, MAP_SHARED, MFD, 0);
 	if (m1map == MAP_FAILED)
 		tgt_fail("mmap sealed memfd: %s", strerror(errno));
 
-	m2 = memfd_create("gocr-plain", MFD_CLOEXEC);
-	if (m2 < 0 || ftruncate(m2, M2_SIZE) < 0)
+	m2 = memfd_create(M2_NAME, MFD_CLOEXEC);
+	if (m2 < 0 || ftruncate(m2, M2_SIZE) < 0 || fchmod(m2, M2_MODE) < 0)
 		tgt_fail("plain memfd: %s", strerror(errno));
 	m2map = mmap(NULL, M2_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m2, 0);
 	if (m2map == MAP_FAILED)
@@ -408,25 +430,46 @@ static void memfd_setup(void)
 	close(m2);
 	for (size_t i = 0; i < M2_SIZE; i++)
 		m2map[i] = pat(2, i);
+
+	place(memfd_create("gocr-noexec", MFD_NOEXEC_SEAL), MFD_NOEXEC, "no-exec memfd");
+}
+
+/* A memfd's mode, owner, seals and name (the link of path, an fd or a
+ * map_files entry) are what the dump saw. */
+static void memfd_check_file(int fd, const char *path, const char *what, const char *name, mode_t mode,
+			     uid_t uid, gid_t gid, int seals)
+{
+	char link[512], want[512];
+	struct stat st;
+	ssize_t n;
+	int got;
+
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n < 0 ? 0 : n] = 0;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	if (strcmp(link, want) != 0)
+		tgt_fail("%s is \"%s\", want \"%s\"", what, link, want);
+	if (fstat(fd, &st) < 0)
+		tgt_fail("fstat %s: %s", what, strerror(errno));
+	if ((st.st_mode & 07777) != mode)
+		tgt_fail("%s mode %#o, want %#o", what, st.st_mode & 07777, mode);
+	if (st.st_uid != uid || st.st_gid != gid)
+		tgt_fail("%s owner %u:%u, want %u:%u", what, st.st_uid, st.st_gid, uid, gid);
+	if ((got = fcntl(fd, F_GET_SEALS)) != seals)
+		tgt_fail("%s seals %#x, want %#x", what, got, seals);
 }
 
 static void memfd_verify(void)
 {
 	unsigned char buf[M1_DATA];
-	char path[128], link[256];
+	char path[128];
 	struct stat st;
-	ssize_t n;
-	int seals, fd;
+	int fd;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", MFD);
-	n = readlink(path, link, sizeof(link) - 1);
-	link[n < 0 ? 0 : n] = 0;
-	if (strcmp(link, "/memfd:gocr-sealed (deleted)") != 0)
-		tgt_fail("fd %d is %s, want /memfd:gocr-sealed (deleted)", MFD, link);
+	memfd_check_file(MFD, path, "sealed memfd", "gocr-sealed", M1_MODE, M1_UID, M1_GID, F_SEAL_SHRINK);
 	if (fstat(MFD, &st) < 0 || st.st_size != M1_HOLE + M1_DATA)
 		tgt_fail("sealed memfd size %lld, want %d", (long long)st.st_size, M1_HOLE + M1_DATA);
-	if ((seals = fcntl(MFD, F_GET_SEALS)) != F_SEAL_SHRINK)
-		tgt_fail("sealed memfd seals %#x, want F_SEAL_SHRINK %#x", seals, F_SEAL_SHRINK);
 	if (lseek(MFD, 0, SEEK_CUR) != M1_OFF)
 		tgt_fail("sealed memfd offset %lld, want %d", (long long)lseek(MFD, 0, SEEK_CUR), M1_OFF);
 	if ((getfl(MFD) & (O_ACCMODE | O_NONBLOCK | O_APPEND)) != O_RDWR)
@@ -457,21 +500,24 @@ static void memfd_verify(void)
 			tgt_fail("plain memfd mapping byte %zu is %#x, want %#x", i, m2map[i], pat(2, i));
 	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)m2map,
 		 (unsigned long)m2map + M2_SIZE);
-	n = readlink(path, link, sizeof(link) - 1);
-	link[n < 0 ? 0 : n] = 0;
-	if (strcmp(link, "/memfd:gocr-plain (deleted)") != 0)
-		tgt_fail("plain memfd mapping is %s, want /memfd:gocr-plain (deleted)", link);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		tgt_fail("open %s: %s", path, strerror(errno));
+	memfd_check_file(fd, path, "plain memfd mapping", M2_NAME, M2_MODE, 0, 0, F_SEAL_SEAL);
 	if (fstat(fd, &st) < 0 || st.st_size != M2_SIZE)
 		tgt_fail("plain memfd size %lld, want %d", (long long)st.st_size, M2_SIZE);
-	if ((seals = fcntl(fd, F_GET_SEALS)) != F_SEAL_SEAL)
-		tgt_fail("plain memfd seals %#x, want F_SEAL_SEAL (no sealing)", seals);
 	m2map[M2_SIZE - 1] = 0x5a;
 	if (pread(fd, buf, 1, M2_SIZE - 1) != 1 || buf[0] != 0x5a)
 		tgt_fail("write through the plain memfd's mapping not seen through the file (got %#x)", buf[0]);
 	close(fd);
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", MFD_NOEXEC);
+	memfd_check_file(MFD_NOEXEC, path, "no-exec memfd", "gocr-noexec", M3_MODE, 0, 0, F_SEAL_EXEC);
+	/* F_SEAL_EXEC forbids changing the exec bits (man 2 memfd_create). */
+	if (fchmod(MFD_NOEXEC, 0777) == 0)
+		tgt_fail("no-exec memfd: fchmod 0777 succeeded, want EPERM (F_SEAL_EXEC)");
+	if (errno != EPERM)
+		tgt_fail("no-exec memfd: fchmod 0777: %s, want EPERM (F_SEAL_EXEC)", strerror(errno));
 }
 
 /* -------------------------------------------------------------------- fifo */
