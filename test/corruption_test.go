@@ -175,6 +175,10 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "MemfdMode", target: "fdkinds", args: []string{"memfd"},
 			gdb:  fixed("call (int)fchmod(54, 0777)"),
 			want: "sealed memfd mode 0777, want 0640"},
+		// F_SETFL O_NONBLOCK on a blocking pipe end.
+		{name: "PipeFlags", target: "fdkinds", args: []string{"pipes"},
+			gdb:  fixed("call (int)fcntl(60, 4, 04000)"),
+			want: "pipe fd 60 (A read end) F_GETFL 04000, want 0"},
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},

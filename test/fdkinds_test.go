@@ -114,5 +114,12 @@ func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
 
 // TestFifo: a FIFO whose read end is in the target and write end in its
 // child, with unread data; after the restore the data and later writes
-// arrive, and both ends are still that FIFO.
+// arrive, both ends are still that FIFO and have their status flags
+// (O_NONBLOCK at open, O_DIRECT|O_APPEND set later with fcntl).
 func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
+
+// TestPipeStatusFlags: every end of three pipes keeps its F_GETFL exactly:
+// O_NONBLOCK from pipe2 or fcntl, set and cleared later, O_APPEND, a
+// packet pipe's O_DIRECT, and two more open file descriptions of one pipe
+// opened through /proc/self/fd (one O_RDWR), each still its own.
+func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }

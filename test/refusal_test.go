@@ -106,6 +106,17 @@ func TestDumpRefusals(t *testing.T) {
 	})
 }
 
+// TestPipePacketsRefused: a packet pipe (O_DIRECT, man 2 pipe) holding
+// packets is refused, since their boundaries would come back as one
+// stream, and the target still reads them one at a time afterwards.
+func TestPipePacketsRefused(t *testing.T) {
+	needsGocr(t)
+	tg := startTargetOpts(t, "fdkinds", startOpts{args: []string{"packets"}})
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "fd 66", "packet"}, nil)
+	checkIntact(t, tg)
+}
+
 // TestDumpBadPID: -t values that are no process at all.
 func TestDumpBadPID(t *testing.T) {
 	needsGocr(t)
