@@ -67,7 +67,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 	}
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
-		Comm: status.Name, Umask: status.Umask,
+		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],

@@ -266,8 +266,12 @@ type Task struct {
 	Flags         *ProcessFlags          `protobuf:"bytes,16,opt,name=flags,proto3" json:"flags,omitempty"`
 	// A zombie has only this image: it is recreated as a child that exits
 	// with exit_status, a wait(2) status word.
-	Zombie        bool   `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
-	ExitStatus    uint32 `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	Zombie     bool   `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
+	ExitStatus uint32 `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	// The signal that stopped the process (job control: SIGSTOP, SIGTSTP,
+	// SIGTTIN, SIGTTOU), if it was stopped or stopping when frozen; 0 if it
+	// ran. Restored as a group-stop by that signal.
+	StopSignal    uint32 `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +428,13 @@ func (x *Task) GetZombie() bool {
 func (x *Task) GetExitStatus() uint32 {
 	if x != nil {
 		return x.ExitStatus
+	}
+	return 0
+}
+
+func (x *Task) GetStopSignal() uint32 {
+	if x != nil {
+		return x.StopSignal
 	}
 	return 0
 }
@@ -2862,7 +2873,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xbe\x04\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xdf\x04\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -2885,7 +2896,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05flags\x18\x10 \x01(\v2\x15.gocr.v1.ProcessFlagsR\x05flags\x12\x16\n" +
 	"\x06zombie\x18\x11 \x01(\bR\x06zombie\x12\x1f\n" +
 	"\vexit_status\x18\x12 \x01(\rR\n" +
-	"exitStatus\"\x9a\x01\n" +
+	"exitStatus\x12\x1f\n" +
+	"\vstop_signal\x18\x13 \x01(\rR\n" +
+	"stopSignal\"\x9a\x01\n" +
 	"\fProcessFlags\x12\x1a\n" +
 	"\bdumpable\x18\x01 \x01(\bR\bdumpable\x12 \n" +
 	"\fno_new_privs\x18\x02 \x01(\bR\n" +

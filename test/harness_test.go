@@ -135,6 +135,7 @@ var cTargets = map[string]struct {
 	"waiter":         {"waiter.c", nil},
 	"tree":           {"tree.c", nil},
 	"churn":          {"churn.c", []string{"-pthread"}},
+	"stopped":        {"stopped.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {
