@@ -523,6 +523,7 @@ type Creds struct {
 	CapEff        uint64                 `protobuf:"varint,12,opt,name=cap_eff,json=capEff,proto3" json:"cap_eff,omitempty"`
 	CapBnd        uint64                 `protobuf:"varint,13,opt,name=cap_bnd,json=capBnd,proto3" json:"cap_bnd,omitempty"`
 	CapAmb        uint64                 `protobuf:"varint,14,opt,name=cap_amb,json=capAmb,proto3" json:"cap_amb,omitempty"`
+	Securebits    uint32                 `protobuf:"varint,15,opt,name=securebits,proto3" json:"securebits,omitempty"` // PR_GET_SECUREBITS (man 7 capabilities)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +652,13 @@ func (x *Creds) GetCapBnd() uint64 {
 func (x *Creds) GetCapAmb() uint64 {
 	if x != nil {
 		return x.CapAmb
+	}
+	return 0
+}
+
+func (x *Creds) GetSecurebits() uint32 {
+	if x != nil {
+		return x.Securebits
 	}
 	return 0
 }
@@ -2904,7 +2912,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fno_new_privs\x18\x02 \x01(\bR\n" +
 	"noNewPrivs\x12'\n" +
 	"\x0fchild_subreaper\x18\x03 \x01(\bR\x0echildSubreaper\x12#\n" +
-	"\rpdeath_signal\x18\x04 \x01(\x05R\fpdeathSignal\"\xc0\x02\n" +
+	"\rpdeath_signal\x18\x04 \x01(\x05R\fpdeathSignal\"\xe0\x02\n" +
 	"\x05Creds\x12\x12\n" +
 	"\x04ruid\x18\x01 \x01(\rR\x04ruid\x12\x12\n" +
 	"\x04euid\x18\x02 \x01(\rR\x04euid\x12\x12\n" +
@@ -2920,7 +2928,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\acap_prm\x18\v \x01(\x04R\x06capPrm\x12\x17\n" +
 	"\acap_eff\x18\f \x01(\x04R\x06capEff\x12\x17\n" +
 	"\acap_bnd\x18\r \x01(\x04R\x06capBnd\x12\x17\n" +
-	"\acap_amb\x18\x0e \x01(\x04R\x06capAmb\"H\n" +
+	"\acap_amb\x18\x0e \x01(\x04R\x06capAmb\x12\x1e\n" +
+	"\n" +
+	"securebits\x18\x0f \x01(\rR\n" +
+	"securebits\"H\n" +
 	"\x06Rlimit\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\rR\bresource\x12\x10\n" +
 	"\x03cur\x18\x02 \x01(\x04R\x03cur\x12\x10\n" +

@@ -182,6 +182,10 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},
+		// PR_CAPBSET_DROP (24) of CAP_SYS_ADMIN (21), in the main thread.
+		{name: "CapsBoundingSet", target: "caps", args: []string{"root"},
+			gdb:  fixed("call (int)prctl(24, 21, 0, 0, 0)"),
+			want: "thread main: bounding set"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",

@@ -136,6 +136,7 @@ var cTargets = map[string]struct {
 	"tree":           {"tree.c", nil},
 	"churn":          {"churn.c", []string{"-pthread"}},
 	"stopped":        {"stopped.c", []string{"-pthread"}},
+	"caps":           {"caps.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

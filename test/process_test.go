@@ -113,6 +113,22 @@ func TestProcessAttributes(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestCapabilities: a process's capability sets (effective, permitted,
+// inheritable, bounding, ambient), securebits, no_new_privs, uids, gids
+// and supplementary groups come back exactly, in each of its threads: as
+// root having dropped some (root), and as uid 1000 having kept some across
+// the uid change (user).
+func TestCapabilities(t *testing.T) {
+	for _, mode := range []string{"root", "user"} {
+		t.Run(mode, func(t *testing.T) {
+			needsRoot(t)
+			tg := startTargetOpts(t, "caps", startOpts{args: []string{mode}})
+			pid := checkpointRestore(t, tg, cycleOpts{})
+			checkResult(t, tg, pid)
+		})
+	}
+}
+
 // TestPython: a python3 interpreter's heap (a dict, a growing list and a
 // running sha256 kept in step) is consistent after the restore and its
 // loop goes on.

@@ -117,6 +117,24 @@ func TestPipePacketsRefused(t *testing.T) {
 	checkIntact(t, tg)
 }
 
+// TestThreadCredentialsRefused: credentials are per thread, restored as
+// the process's, so a thread whose capabilities or securebits differ from
+// its process's is refused, and both threads keep their own.
+func TestThreadCredentialsRefused(t *testing.T) {
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"thread-caps", "credentials"},
+		{"thread-securebits", "securebits"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			tg := startTargetOpts(t, "caps", startOpts{args: []string{c.mode}})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "thread", c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
+}
+
 // TestDumpBadPID: -t values that are no process at all.
 func TestDumpBadPID(t *testing.T) {
 	needsGocr(t)
