@@ -5,6 +5,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -67,7 +68,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 	}
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
-		Comm: status.Name, Umask: status.Umask,
+		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],
@@ -110,6 +111,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 		task.SharedPending = append(task.SharedPending, sigInfo(si))
 	}
 
+	if err := checkThreadCreds(fr.tids, &status); err != nil {
+		return nil, err
+	}
 	for _, tid := range fr.tids {
 		th, err := collectThread(t, tid, fr.sigs[tid])
 		if err != nil {
@@ -127,6 +131,27 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 		return nil, err
 	}
 	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso}, nil
+}
+
+// checkThreadCreds refuses a process whose threads do not all have its
+// credentials: they are per thread (man 7 capabilities; a raw setresuid,
+// capset or prctl changes only its caller), and are restored as the
+// process's. /proc/TID/status shows each thread's own (man 5 proc);
+// securebits, which it does not show, are compared once the parasite
+// has read them.
+func checkThreadCreds(tids []int, leader *proc.Status) error {
+	for _, tid := range tids[1:] {
+		st, err := proc.ReadStatus(tid)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		if st.Uid != leader.Uid || st.Gid != leader.Gid || !slices.Equal(st.Groups, leader.Groups) ||
+			st.CapInh != leader.CapInh || st.CapPrm != leader.CapPrm || st.CapEff != leader.CapEff ||
+			st.CapBnd != leader.CapBnd || st.CapAmb != leader.CapAmb || st.NoNewPrivs != leader.NoNewPrivs {
+			return fmt.Errorf("thread %d has credentials (uids, gids, groups, capabilities or no_new_privs) other than its process's: threads with credentials of their own are not supported", tid)
+		}
+	}
+	return nil
 }
 
 func sigInfo(si [128]byte) *gocrpb.SigInfo {

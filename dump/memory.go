@@ -231,6 +231,12 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		}
 		for i, th := range st.task.Threads[1:] {
 			ts := states[i]
+			// Credentials are per thread (man 7 capabilities), but
+			// restored as the process's: the rest of them are
+			// compared from /proc (collect).
+			if ts.Securebits != ps.Securebits {
+				return fmt.Errorf("thread %d has securebits %#x, its process %#x: threads with credentials of their own are not supported", th.Tid, ts.Securebits, ps.Securebits)
+			}
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
 		}
@@ -412,6 +418,7 @@ func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {
 		Dumpable: ps.Dumpable == 1, NoNewPrivs: ps.NoNewPrivs != 0,
 		ChildSubreaper: ps.ChildSubreaper != 0, PdeathSignal: ps.PdeathSig,
 	}
+	task.Creds.Securebits = uint32(ps.Securebits)
 	th := task.Threads[0]
 	th.Sigaltstack = &gocrpb.SigAltStack{Sp: ps.AltstackSp, Flags: ps.AltstackFlags, Size: ps.AltstackSize}
 	th.ClearChildTid = ps.TidAddress

@@ -28,6 +28,11 @@ type frozenProc struct {
 	// sigs are the signals the freeze caught on their way to delivery,
 	// per thread: dequeued already, so they must be given back.
 	sigs map[int][][ptrace.SiginfoSize]byte
+	// stopSignal is the signal of the group-stop (job control) the
+	// process was in, or entering, when frozen; 0 if none. It is the
+	// process's, but each thread reports it: one that stopped before the
+	// stop began reports none (ptrace.Stopped).
+	stopSignal int
 }
 
 // frozenTree is the dumped processes, parents before children.
@@ -228,7 +233,8 @@ func freeze(t *ptrace.Tracer, pid int) (*frozenProc, error) {
 				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
 			}
 			fp.tids = append(fp.tids, tid)
-			sigs, err := t.StopTaskInfo(tid)
+			st, err := t.StopTaskReport(tid)
+			sigs := st.Signals
 			if err != nil {
 				if errors.Is(err, unix.ESRCH) && tid != pid {
 					fp.tids = fp.tids[:len(fp.tids)-1]
@@ -239,6 +245,9 @@ func freeze(t *ptrace.Tracer, pid int) (*frozenProc, error) {
 			}
 			if len(sigs) > 0 {
 				fp.sigs[tid] = sigs
+			}
+			if st.GroupStop != 0 {
+				fp.stopSignal = st.GroupStop
 			}
 		}
 		if !found {

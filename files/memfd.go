@@ -108,12 +108,16 @@ func SaveMemfds(dir *images.Dir, tables []*gocrpb.Files, mms []*gocrpb.Mm) error
 			if v.MemfdId == 0 {
 				continue
 			}
-			start, end := v.Start, v.End
-			// map_files opens the mapped file itself (man 5 proc).
-			if err := add(v.MemfdId, func() (*os.File, error) {
-				return os.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, start, end))
-			}, memfdName(v.Name)); err != nil {
-				return fmt.Errorf("pid %d mapping %#x-%#x: %w", pid, start, end, err)
+			// map_files opens the mapped file itself, and its link is
+			// the file's name as it is: maps escapes a newline in it
+			// (man 5 proc; fs/proc/task_mmu.c show_map_vma).
+			mapFile := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End)
+			link, err := os.Readlink(mapFile)
+			if err != nil {
+				return fmt.Errorf("pid %d mapping %#x-%#x: %w", pid, v.Start, v.End, err)
+			}
+			if err := add(v.MemfdId, func() (*os.File, error) { return os.Open(mapFile) }, memfdName(link)); err != nil {
+				return fmt.Errorf("pid %d mapping %#x-%#x: %w", pid, v.Start, v.End, err)
 			}
 		}
 	}
@@ -121,11 +125,11 @@ func SaveMemfds(dir *images.Dir, tables []*gocrpb.Files, mms []*gocrpb.Mm) error
 }
 
 func saveMemfd(dir *images.Dir, id uint64, name string, src *os.File) (*gocrpb.Memfd, error) {
-	st, err := src.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return nil, err
 	}
-	m := &gocrpb.Memfd{Id: id, Name: name, Size: st.Size()}
+	m := &gocrpb.Memfd{Id: id, Name: name, Size: st.Size, Mode: st.Mode, Uid: st.Uid, Gid: st.Gid}
 	// F_GET_SEALS (man 2 fcntl): a memfd made without
 	// MFD_ALLOW_SEALING reports F_SEAL_SEAL.
 	seals, err := unix.FcntlInt(src.Fd(), unix.F_GET_SEALS, 0)
@@ -174,24 +178,30 @@ func (s *Sources) Memfd(id uint64) (int32, error) {
 
 type memfdKey uint64
 
-// makeMemfd recreates a dumped memfd: same name, contents read back
-// extent by extent from memfd-ID.img (holes stay holes), same size, and
-// its seals added last, since they may forbid the writes that fill it
-// (man 2 memfd_create, F_ADD_SEALS in man 2 fcntl).
+// makeMemfd recreates a dumped memfd: same name, owner and mode, contents
+// read back extent by extent from memfd-ID.img (holes stay holes), same
+// size, and its seals added last, since they may forbid the writes that
+// fill it (man 2 memfd_create, F_ADD_SEALS in man 2 fcntl).
 func (s *Sources) makeMemfd(id uint64) (int32, error) {
 	meta := s.memfds[id]
 	if meta == nil {
 		return 0, fmt.Errorf("memfd %d is not described in the image", id)
 	}
-	flags := unix.MFD_CLOEXEC
-	if meta.Seals != unix.F_SEAL_SEAL {
-		flags |= unix.MFD_ALLOW_SEALING
-	}
-	fd, err := unix.MemfdCreate(meta.Name, flags)
+	fd, err := createMemfd(meta)
 	if err != nil {
 		return 0, fmt.Errorf("memfd_create %q: %w", meta.Name, err)
 	}
 	n := s.AddFd(fd, "memfd:"+meta.Name)
+	// Owner first: chown clears the set-user-ID and set-group-ID bits
+	// (man 2 chown), which the mode then sets again.
+	if err := unix.Fchown(fd, int(meta.Uid), int(meta.Gid)); err != nil {
+		return 0, fmt.Errorf("memfd %q: owner %d:%d: %w", meta.Name, meta.Uid, meta.Gid, err)
+	}
+	if meta.Mode != 0 {
+		if err := unix.Fchmod(fd, meta.Mode&07777); err != nil {
+			return 0, fmt.Errorf("memfd %q: mode %#o: %w", meta.Name, meta.Mode&07777, err)
+		}
+	}
 	img, size, err := s.Dir.OpenMemfd(id)
 	if err != nil {
 		return 0, err
@@ -220,10 +230,38 @@ func (s *Sources) makeMemfd(id uint64) (int32, error) {
 		}
 		off = hole
 	}
-	if flags&unix.MFD_ALLOW_SEALING != 0 && meta.Seals != 0 {
+	if meta.Seals != unix.F_SEAL_SEAL && meta.Seals != 0 {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, int(meta.Seals)); err != nil {
 			return 0, fmt.Errorf("memfd %q: add seals %#x: %w", meta.Name, meta.Seals, err)
 		}
 	}
 	return n, nil
+}
+
+// createMemfd makes the memfd meta describes, with the seals and mode
+// bits memfd_create itself decides (mm/memfd.c):
+//   - only F_SEAL_SEAL: it was made without MFD_ALLOW_SEALING, and no
+//     seal can ever be added;
+//   - F_SEAL_EXEC and no exec bit: MFD_NOEXEC_SEAL makes exactly that
+//     (mode 0666, F_SEAL_EXEC), whatever vm.memfd_noexec says;
+//   - otherwise MFD_EXEC (mode 0777, no F_SEAL_EXEC), which vm.memfd_noexec
+//     = 1 would not give by default; the mode is set afterwards.
+//
+// Before Linux 6.3 there is neither flag nor F_SEAL_EXEC, and every memfd
+// is made 0777 (memfd_create refuses unknown flags with EINVAL).
+func createMemfd(meta *gocrpb.Memfd) (int, error) {
+	flags := unix.MFD_CLOEXEC
+	switch {
+	case meta.Seals&unix.F_SEAL_EXEC != 0 && meta.Mode&0o111 == 0:
+		flags |= unix.MFD_NOEXEC_SEAL
+	case meta.Seals == unix.F_SEAL_SEAL:
+		flags |= unix.MFD_EXEC
+	default:
+		flags |= unix.MFD_EXEC | unix.MFD_ALLOW_SEALING
+	}
+	fd, err := unix.MemfdCreate(meta.Name, flags)
+	if errors.Is(err, unix.EINVAL) && meta.Seals&unix.F_SEAL_EXEC == 0 {
+		fd, err = unix.MemfdCreate(meta.Name, flags&^unix.MFD_EXEC)
+	}
+	return fd, err
 }

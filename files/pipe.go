@@ -26,7 +26,32 @@ func (pipeKind) Match(e *Entry) bool {
 }
 
 func (pipeKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	// O_ASYNC sends a signal to the fd's owner (F_SETOWN) on I/O;
+	// neither the owner nor the signal is recorded.
+	if fd.Flags&unix.O_ASYNC != 0 {
+		return errors.New("signal-driven I/O (O_ASYNC) is on: its owner and signal are not restored")
+	}
 	fd.Kind = &gocrpb.Fd_Pipe{Pipe: &gocrpb.PipeFd{Id: e.Stat.Ino, Fifo: strings.HasPrefix(e.Target, "/")}}
+	return nil
+}
+
+// pipeStatusFlags are the status flags of a pipe's open file description
+// that F_SETFL sets (fs/fcntl.c SETFL_MASK without O_ASYNC, which Dump
+// refuses): O_DIRECT is packet mode (man 2 pipe), settable on a FIFO only
+// this way (open refuses it, fs/open.c do_dentry_open).
+const pipeStatusFlags = unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME
+
+// oLargefile is the kernel's O_LARGEFILE (include/uapi/asm-generic/fcntl.h),
+// as fdinfo shows it; unix.O_LARGEFILE is libc's, 0 on 64-bit.
+const oLargefile = 0o100000
+
+// setStatusFlags gives an open file description of a pipe exactly the
+// dumped status flags.
+func setStatusFlags(fd int, flags uint32) error {
+	want := int(flags) & pipeStatusFlags
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, want); err != nil {
+		return fmt.Errorf("set status flags %#o: %w", want, err)
+	}
 	return nil
 }
 
@@ -77,14 +102,23 @@ func (pipeKind) Link(refs []Ref) error {
 	}
 	data, size, err := peekPipe(reader.Pid, reader.Fd.Fd)
 	if err != nil {
-		return fmt.Errorf("pid %d fd %d: read pipe contents: %w", reader.Pid, reader.Fd.Fd, err)
+		return fmt.Errorf("pid %d fd %d (%s): read pipe contents: %w", reader.Pid, reader.Fd.Fd, reader.Fd.Description, err)
 	}
 	first.Data, first.Size = data, uint32(size)
 	return nil
 }
 
+// errPipePackets: the pipe holds packets, written in packet mode
+// (O_DIRECT, man 2 pipe): each is read on its own, and a read shorter than
+// one discards the rest of it. Refilled as one stream, they would read
+// differently.
+var errPipePackets = errors.New("it holds packets written in packet mode (O_DIRECT), whose boundaries are not restored")
+
 // peekPipe copies the unread data of a pipe without consuming it: tee(2)
-// duplicates pipe buffers into a second pipe, which gocr then reads.
+// duplicates pipe buffers, with their packet marks, into a second pipe,
+// which gocr then reads. A byte written after them tells whether any is a
+// packet: a read stops at the end of a packet (fs/pipe.c pipe_read,
+// PIPE_BUF_FLAG_PACKET), so one read reaches that byte only if none is.
 func peekPipe(pid int, fd int32) ([]byte, int, error) {
 	lfd, err := takeFd(pid, int(fd))
 	if err != nil {
@@ -101,8 +135,14 @@ func peekPipe(pid int, fd int32) ([]byte, int, error) {
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
-		return nil, 0, fmt.Errorf("size copy pipe to %d: %w", size, err)
+	// Room for every buffer of the pipe and one more for the marker
+	// byte; failing that (the pipe at pipe-max-size, gocr without
+	// CAP_SYS_RESOURCE), the pipe's own size, which is enough unless
+	// the pipe is full.
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size+os.Getpagesize()); err != nil {
+		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+			return nil, 0, fmt.Errorf("size copy pipe to %d: %w", size, err)
+		}
 	}
 	n, err := unix.Tee(lfd, p[1], size, unix.SPLICE_F_NONBLOCK)
 	if errors.Is(err, unix.EAGAIN) {
@@ -111,29 +151,28 @@ func peekPipe(pid int, fd int32) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	data := make([]byte, n)
-	if _, err := readFull(p[0], data); err != nil {
+	if _, err := unix.Write(p[1], []byte{0}); err != nil {
+		return nil, 0, fmt.Errorf("cannot tell whether its %d bytes hold packets: %w", n, err)
+	}
+	data := make([]byte, n+1)
+	got, err := readPipe(p[0], data)
+	if err != nil {
 		return nil, 0, err
 	}
-	return data, size, nil
+	if int64(got) != n+1 {
+		return nil, 0, errPipePackets
+	}
+	return data[:n], size, nil
 }
 
-func readFull(fd int, b []byte) (int, error) {
-	got := 0
-	for got < len(b) {
-		n, err := unix.Read(fd, b[got:])
-		if errors.Is(err, unix.EINTR) {
-			continue
+// readPipe is one read(2) of a pipe, retried on EINTR.
+func readPipe(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
 		}
-		if err != nil {
-			return got, err
-		}
-		if n == 0 {
-			return got, fmt.Errorf("short read from pipe copy: %w", os.ErrClosed)
-		}
-		got += n
 	}
-	return got, nil
 }
 
 // takeFd gives gocr its own fd of the same open file as pid's fd, with
@@ -147,6 +186,14 @@ func takeFd(pid, fd int) (int, error) {
 	return unix.PidfdGetfd(pidfd, fd, 0)
 }
 
+// Open gives each open file description of the pipe its own, with the
+// dumped access mode and status flags (they belong to the description,
+// man 2 open). pipe(2) makes one description per end; every other one was
+// opened by a path: a FIFO's, or /proc/PID/fd/N of a pipe, which opens the
+// pipe itself, read-write if asked (fs/pipe.c fifo_open). open(2) always
+// adds O_LARGEFILE on 64-bit (fs/open.c force_o_largefile) and pipe(2)
+// never does (fs/pipe.c create_pipe_files), so the flag tells which an
+// end of a pipe(2) is.
 func (pipeKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	p := fd.GetPipe()
 	if p.GetFifo() && fd.File == nil {
@@ -156,27 +203,33 @@ func (pipeKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if p.GetFifo() {
-		// A new open file description of the same FIFO, with the
-		// dumped flags; gocr's read-write one keeps the pipe, and its
-		// data, alive meanwhile (man 7 fifo).
+	if p.GetFifo() || fd.Flags&oLargefile != 0 {
+		// A new open file description of the same pipe, through gocr's
+		// own end of it, which keeps the pipe and its data alive
+		// meanwhile (man 7 fifo). Opened without the status flags,
+		// which F_SETFL then sets.
 		keeper := s.File(pp.r)
-		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", keeper.Fd()), int(fd.Flags)|unix.O_CLOEXEC, 0)
+		flags := int(fd.Flags)&^pipeStatusFlags | unix.O_CLOEXEC
+		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", keeper.Fd()), flags, 0)
 		if err != nil {
-			return 0, fmt.Errorf("open FIFO %s: %w", fd.File.Path, err)
+			return 0, fmt.Errorf("open %s: %w", fd.Description, err)
 		}
-		return s.AddFd(nfd, fd.File.Path), nil
-	}
-	end := pp.r
-	if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
-		end = pp.w
-	}
-	// O_NONBLOCK belongs to the open file description, one per pipe end
-	// (man 2 pipe2).
-	if fd.Flags&unix.O_NONBLOCK != 0 {
-		if err := unix.SetNonblock(int(s.File(end).Fd()), true); err != nil {
+		n := s.AddFd(nfd, fd.Description)
+		if err := setStatusFlags(nfd, fd.Flags); err != nil {
 			return 0, err
 		}
+		return n, nil
+	}
+	end, given := pp.r, &pp.rGiven
+	if fd.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end, given = pp.w, &pp.wGiven
+	}
+	if *given {
+		return 0, errors.New("two open file descriptions of one end of a pipe(2) in the image")
+	}
+	*given = true
+	if err := setStatusFlags(int(s.File(end).Fd()), fd.Flags); err != nil {
+		return 0, err
 	}
 	return end, nil
 }
@@ -184,8 +237,12 @@ func (pipeKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 type pipeKey uint64
 
 // pipePair is a recreated pipe's ends among the sources; a FIFO has only
-// r, gocr's read-write open of it.
-type pipePair struct{ r, w int32 }
+// r, gocr's read-write open of it. rGiven and wGiven say whether the
+// pipe(2) ends went to a dumped open file description already.
+type pipePair struct {
+	r, w           int32
+	rGiven, wGiven bool
+}
 
 // makePipe creates the pipe behind fd, with its size and the data that was
 // in it.

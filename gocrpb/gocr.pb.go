@@ -318,9 +318,13 @@ type Task struct {
 	Flags         *ProcessFlags          `protobuf:"bytes,16,opt,name=flags,proto3" json:"flags,omitempty"`
 	// A zombie has only this image: it is recreated as a child that exits
 	// with exit_status, a wait(2) status word.
-	Zombie        bool          `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
-	ExitStatus    uint32        `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
-	PosixTimers   []*PosixTimer `protobuf:"bytes,19,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	Zombie     bool   `protobuf:"varint,17,opt,name=zombie,proto3" json:"zombie,omitempty"`
+	ExitStatus uint32 `protobuf:"varint,18,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
+	// The signal that stopped the process (job control: SIGSTOP, SIGTSTP,
+	// SIGTTIN, SIGTTOU), if it was stopped or stopping when frozen; 0 if it
+	// ran. Restored as a group-stop by that signal.
+	StopSignal    uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	PosixTimers   []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +481,13 @@ func (x *Task) GetZombie() bool {
 func (x *Task) GetExitStatus() uint32 {
 	if x != nil {
 		return x.ExitStatus
+	}
+	return 0
+}
+
+func (x *Task) GetStopSignal() uint32 {
+	if x != nil {
+		return x.StopSignal
 	}
 	return 0
 }
@@ -675,6 +686,7 @@ type Creds struct {
 	CapEff        uint64                 `protobuf:"varint,12,opt,name=cap_eff,json=capEff,proto3" json:"cap_eff,omitempty"`
 	CapBnd        uint64                 `protobuf:"varint,13,opt,name=cap_bnd,json=capBnd,proto3" json:"cap_bnd,omitempty"`
 	CapAmb        uint64                 `protobuf:"varint,14,opt,name=cap_amb,json=capAmb,proto3" json:"cap_amb,omitempty"`
+	Securebits    uint32                 `protobuf:"varint,15,opt,name=securebits,proto3" json:"securebits,omitempty"` // PR_GET_SECUREBITS (man 7 capabilities)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -803,6 +815,13 @@ func (x *Creds) GetCapBnd() uint64 {
 func (x *Creds) GetCapAmb() uint64 {
 	if x != nil {
 		return x.CapAmb
+	}
+	return 0
+}
+
+func (x *Creds) GetSecurebits() uint32 {
+	if x != nil {
+		return x.Securebits
 	}
 	return 0
 }
@@ -1856,11 +1875,16 @@ func (x *Vma) GetMemfdId() uint64 {
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`    // inode
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // without the "memfd:" prefix
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	Seals         uint32                 `protobuf:"varint,4,opt,name=seals,proto3" json:"seals,omitempty"` // F_GET_SEALS
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`    // inode
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // without the "memfd:" prefix
+	Size  int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Seals uint32                 `protobuf:"varint,4,opt,name=seals,proto3" json:"seals,omitempty"` // F_GET_SEALS
+	// st_mode, file type and permission bits (fchmod); 0: not recorded (an
+	// older image), the memfd keeps memfd_create's mode.
+	Mode          uint32 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"` // owner (fchown)
+	Gid           uint32 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1919,6 +1943,27 @@ func (x *Memfd) GetSize() int64 {
 func (x *Memfd) GetSeals() uint32 {
 	if x != nil {
 		return x.Seals
+	}
+	return 0
+}
+
+func (x *Memfd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Memfd) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *Memfd) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
 	}
 	return 0
 }
@@ -3089,7 +3134,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\xf6\x04\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\x97\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -3112,8 +3157,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05flags\x18\x10 \x01(\v2\x15.gocr.v1.ProcessFlagsR\x05flags\x12\x16\n" +
 	"\x06zombie\x18\x11 \x01(\bR\x06zombie\x12\x1f\n" +
 	"\vexit_status\x18\x12 \x01(\rR\n" +
-	"exitStatus\x126\n" +
-	"\fposix_timers\x18\x13 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"exitStatus\x12\x1f\n" +
+	"\vstop_signal\x18\x13 \x01(\rR\n" +
+	"stopSignal\x126\n" +
+	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -3131,7 +3178,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fno_new_privs\x18\x02 \x01(\bR\n" +
 	"noNewPrivs\x12'\n" +
 	"\x0fchild_subreaper\x18\x03 \x01(\bR\x0echildSubreaper\x12#\n" +
-	"\rpdeath_signal\x18\x04 \x01(\x05R\fpdeathSignal\"\xc0\x02\n" +
+	"\rpdeath_signal\x18\x04 \x01(\x05R\fpdeathSignal\"\xe0\x02\n" +
 	"\x05Creds\x12\x12\n" +
 	"\x04ruid\x18\x01 \x01(\rR\x04ruid\x12\x12\n" +
 	"\x04euid\x18\x02 \x01(\rR\x04euid\x12\x12\n" +
@@ -3147,7 +3194,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\acap_prm\x18\v \x01(\x04R\x06capPrm\x12\x17\n" +
 	"\acap_eff\x18\f \x01(\x04R\x06capEff\x12\x17\n" +
 	"\acap_bnd\x18\r \x01(\x04R\x06capBnd\x12\x17\n" +
-	"\acap_amb\x18\x0e \x01(\x04R\x06capAmb\"H\n" +
+	"\acap_amb\x18\x0e \x01(\x04R\x06capAmb\x12\x1e\n" +
+	"\n" +
+	"securebits\x18\x0f \x01(\rR\n" +
+	"securebits\"H\n" +
 	"\x06Rlimit\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\rR\bresource\x12\x10\n" +
 	"\x03cur\x18\x02 \x01(\x04R\x03cur\x12\x10\n" +
@@ -3252,12 +3302,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\x12\x19\n" +
 	"\bshmem_id\x18\n" +
 	" \x01(\x04R\ashmemId\x12\x19\n" +
-	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"U\n" +
+	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05seals\x18\x04 \x01(\rR\x05seals\"p\n" +
+	"\x05seals\x18\x04 \x01(\rR\x05seals\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\a \x01(\rR\x03gid\"p\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +

@@ -45,6 +45,8 @@ typedef unsigned long size_t;
 #define __NR_setresuid 117
 #define __NR_setresgid 119
 #define __NR_setgroups 116
+#define __NR_capget 125
+#define __NR_capset 126
 #define __NR_sigaltstack 131
 #define __NR_personality 135
 #define __NR_mlock 149
@@ -73,6 +75,7 @@ typedef unsigned long size_t;
 #define __NR_close_range 436
 
 /* include/uapi/asm-generic/errno-base.h */
+#define EPERM 1
 #define EINTR 4
 #define EAGAIN 11
 #define EEXIST 17
@@ -117,6 +120,30 @@ typedef unsigned long size_t;
 #define PR_SET_NO_NEW_PRIVS 38
 #define PR_GET_NO_NEW_PRIVS 39
 #define PR_GET_TID_ADDRESS 40
+#define PR_CAPBSET_READ 23
+#define PR_CAPBSET_DROP 24
+#define PR_GET_SECUREBITS 27
+#define PR_SET_SECUREBITS 28
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_IS_SET 1
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+
+/* include/uapi/linux/capability.h: capget/capset take a header and two
+ * data words (capabilities 0-31, then 32-63). */
+#define _LINUX_CAPABILITY_VERSION_3 0x20080522
+struct cap_header {
+	u32 version;
+	s32 pid;
+};
+struct cap_data {
+	u32 effective;
+	u32 permitted;
+	u32 inheritable;
+};
+
+/* include/uapi/linux/securebits.h */
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
 
 #define SIG_SETMASK 2
 

@@ -60,7 +60,8 @@ const (
 	stPdeathsig      = 2180
 	stChildSubreaper = 2184
 	stNoNewPrivs     = 2188
-	stSize           = 2192
+	stSecurebits     = 2192
+	stSize           = 2200
 
 	// struct parasite_sigaction and struct parasite_itimer, arrays in
 	// struct parasite_state

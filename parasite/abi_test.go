@@ -70,7 +70,7 @@ var abiLayout = map[string]uint64{
 	"parasite_state.itimers": stItimers, "parasite_state.tid_address": stTidAddress,
 	"parasite_state.dumpable": stDumpable, "parasite_state.pdeathsig": stPdeathsig,
 	"parasite_state.child_subreaper": stChildSubreaper, "parasite_state.no_new_privs": stNoNewPrivs,
-	"sizeof parasite_state": stSize,
+	"parasite_state.securebits": stSecurebits, "sizeof parasite_state": stSize,
 
 	"parasite_iovec.base": iovecBase, "parasite_iovec.len": iovecLen, "sizeof parasite_iovec": iovecSize,
 
@@ -85,6 +85,7 @@ var abiLayout = map[string]uint64{
 	"parasite_thread_state.altstack_ret":    tsAltstackRet,
 	"parasite_thread_state.tid_address":     tsTidAddress,
 	"parasite_thread_state.tid_address_ret": tsTidAddressRet,
+	"parasite_thread_state.securebits":      tsSecurebits,
 	"sizeof parasite_thread_state":          threadStateSize,
 }
 

@@ -49,6 +49,7 @@ type State struct {
 	PdeathSig      int32
 	ChildSubreaper int32
 	NoNewPrivs     int32
+	Securebits     int32
 }
 
 // DumpState reads sigactions, sigaltstack, itimers and prctl state.
@@ -83,6 +84,7 @@ func (p *Parasite) DumpState() (*State, error) {
 	st.PdeathSig = int32(le.Uint32(b[stPdeathsig:]))
 	st.ChildSubreaper = int32(le.Uint32(b[stChildSubreaper:]))
 	st.NoNewPrivs = int32(le.Uint32(b[stNoNewPrivs:]))
+	st.Securebits = int32(le.Uint32(b[stSecurebits:]))
 	return st, nil
 }
 

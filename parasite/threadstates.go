@@ -20,6 +20,7 @@ type ThreadState struct {
 	AltstackFlags int32
 	AltstackSize  uint64
 	TidAddress    uint64
+	Securebits    int32
 }
 
 // Where the thread-state stub reports (parasite/c/abi.h): a block per
@@ -27,13 +28,14 @@ type ThreadState struct {
 // +threadFrameOff its rt_sigframe), and a done counter in the control
 // page, past the stream descriptors.
 const (
-	threadStateSize = 48
+	threadStateSize = 56
 	tsAltstackSp    = 0
 	tsAltstackFlags = 8
 	tsAltstackSize  = 16
 	tsAltstackRet   = 24
 	tsTidAddress    = 32
 	tsTidAddressRet = 40
+	tsSecurebits    = 48
 	threadFrameOff  = 64
 	threadsDoneOff  = streamsOff + MaxStreams*streamSize
 
@@ -47,9 +49,9 @@ const (
 // (stopped or killed from outside) and waiting longer would not help.
 const threadStubTimeout = 10 * time.Second
 
-// ThreadStates reads the sigaltstack and clear_child_tid address of other
-// threads of the infected process, which only each thread can read of
-// itself; xstates[i] is thread i's XSAVE image as collected. Every thread
+// ThreadStates reads the sigaltstack, clear_child_tid address and
+// securebits of other threads of the infected process, which only each
+// thread can read of itself; xstates[i] is thread i's XSAVE image as collected. Every thread
 // runs the parasite's thread-state stub at the same time (every signal
 // blocked, results into the shared region), so the cost is a few ptrace
 // calls a thread rather than the round trips of injecting each syscall
@@ -136,11 +138,16 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 		if e := int64(le.Uint64(b[tsTidAddressRet:])); e < 0 {
 			return nil, fmt.Errorf("thread %d: PR_GET_TID_ADDRESS: %w", tid, unix.Errno(-e))
 		}
+		secure := int64(le.Uint64(b[tsSecurebits:]))
+		if secure < 0 {
+			return nil, fmt.Errorf("thread %d: PR_GET_SECUREBITS: %w", tid, unix.Errno(-secure))
+		}
 		out[i] = ThreadState{
 			AltstackSp:    le.Uint64(b[tsAltstackSp:]),
 			AltstackFlags: int32(le.Uint32(b[tsAltstackFlags:])),
 			AltstackSize:  le.Uint64(b[tsAltstackSize:]),
 			TidAddress:    le.Uint64(b[tsTidAddress:]),
+			Securebits:    int32(secure),
 		}
 	}
 	return out, nil

@@ -261,17 +261,31 @@ func (t *Tracer) Wait(tid int) (Stop, error) {
 }
 
 func wait(tid int) (Stop, error) {
+	s, _, err := wait4(tid, 0)
+	return s, err
+}
+
+// waitNoHang is wait that returns at once; ok says whether tid had a state
+// change to report.
+func waitNoHang(tid int) (s Stop, ok bool, err error) {
+	return wait4(tid, unix.WNOHANG)
+}
+
+func wait4(tid, options int) (Stop, bool, error) {
 	var ws unix.WaitStatus
 	for {
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		pid, err := unix.Wait4(tid, &ws, unix.WALL|options, nil)
 		if errors.Is(err, unix.EINTR) {
 			// The Go runtime preempts threads with SIGURG.
 			continue
 		}
 		if err != nil {
-			return Stop{}, fmt.Errorf("waitpid %d: %w", tid, err)
+			return Stop{}, false, fmt.Errorf("waitpid %d: %w", tid, err)
 		}
-		return decodeStop(ws), nil
+		if pid == 0 {
+			return Stop{}, false, nil
+		}
+		return decodeStop(ws), true, nil
 	}
 }
 
@@ -312,17 +326,73 @@ func (t *Tracer) StopTask(tid int) (pending []int, err error) {
 // StopTaskInfo is StopTask returning the siginfo of each suppressed signal,
 // in the order the tracee dequeued them.
 func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
+	st, err := t.StopTaskReport(tid)
+	return st.Signals, err
+}
+
+// Stopped is what StopTaskReport found on the way to the event stop.
+type Stopped struct {
+	// Signals the tracee dequeued on the way, suppressed, as
+	// StopTaskInfo returns them.
+	Signals [][SiginfoSize]byte
+	// GroupStop is the signal of the group-stop the tracee's process is
+	// in or entering (stopped by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU),
+	// or 0. A seized tracee reports it as the signal of its event stop,
+	// SIGTRAP when there is none (man 2 ptrace, "Group-stop";
+	// kernel/signal.c do_jobctl_trap).
+	GroupStop int
+}
+
+// StopTaskReport is StopTask returning the siginfo of each suppressed
+// signal and the group-stop the tracee is in, if any.
+//
+// A task already stopped by a signal when it is seized is trapped by
+// PTRACE_SEIZE itself: it is in its event stop, reported, when the call
+// returns (kernel/ptrace.c ptrace_attach waits for JOBCTL_TRAPPING to
+// clear). A PTRACE_INTERRUPT then would stay pending and trap it again
+// the next time it is resumed, before it runs a single instruction, so
+// that stop is taken as it is.
+//
+// Precondition: tid is seized.
+func (t *Tracer) StopTaskReport(tid int) (Stopped, error) {
 	var (
-		infos [][SiginfoSize]byte
-		err   error
+		st  Stopped
+		err error
 	)
 	t.Do(func() {
+		var (
+			first *Stop
+			s     Stop
+		)
+		s, ok, werr := waitNoHang(tid)
+		if werr != nil {
+			err = fmt.Errorf("stop task: %w", werr)
+			return
+		}
+		if ok && s.Kind == EventStop {
+			st.GroupStop = groupStop(s)
+			return
+		}
+		if ok {
+			first = &s
+		}
 		if err = interrupt(tid); err != nil {
 			return
 		}
-		infos, err = waitEventStop(tid, "stop task")
+		s, st.Signals, err = awaitEventStop(tid, "stop task", first)
+		if err == nil {
+			st.GroupStop = groupStop(s)
+		}
 	})
-	return infos, err
+	return st, err
+}
+
+// groupStop is the group-stop signal an event stop reports, or 0.
+func groupStop(s Stop) int {
+	if s.Sig == int(unix.SIGTRAP) {
+		return 0
+	}
+	return s.Sig
 }
 
 // waitEventStop waits until tid reports PTRACE_EVENT_STOP, suppressing and
@@ -334,34 +404,48 @@ func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
 //
 // Precondition: called on the tracer thread.
 func waitEventStop(tid int, op string) ([][SiginfoSize]byte, error) {
+	_, infos, err := awaitEventStop(tid, op, nil)
+	return infos, err
+}
+
+// awaitEventStop is waitEventStop returning the event stop. first, if not
+// nil, is a stop of tid already waited for: it is handled before waiting.
+//
+// Precondition: called on the tracer thread.
+func awaitEventStop(tid int, op string, first *Stop) (Stop, [][SiginfoSize]byte, error) {
 	var infos [][SiginfoSize]byte
 	for {
-		s, err := wait(tid)
-		if err != nil {
-			return infos, fmt.Errorf("%s: %w", op, err)
+		var s Stop
+		if first != nil {
+			s, first = *first, nil
+		} else {
+			var err error
+			if s, err = wait(tid); err != nil {
+				return s, infos, fmt.Errorf("%s: %w", op, err)
+			}
 		}
 		switch s.Kind {
 		case EventStop:
-			return infos, nil
+			return s, infos, nil
 		case SignalStop:
 			si, err := getSiginfo(tid)
 			if err != nil {
-				return infos, fmt.Errorf("%s: ptrace getsiginfo %d: %w", op, tid, err)
+				return s, infos, fmt.Errorf("%s: ptrace getsiginfo %d: %w", op, tid, err)
 			}
 			infos = append(infos, si)
 			if err := cont(tid, 0); err != nil {
-				return infos, fmt.Errorf("%s: %w", op, err)
+				return s, infos, fmt.Errorf("%s: %w", op, err)
 			}
 		case SyscallStop:
 			// Left over from a PTRACE_SYSCALL; PTRACE_CONT stops syscall
 			// tracing and the pending interrupt still traps.
 			if err := cont(tid, 0); err != nil {
-				return infos, fmt.Errorf("%s: %w", op, err)
+				return s, infos, fmt.Errorf("%s: %w", op, err)
 			}
 		case Exited, Killed:
-			return infos, &ExitError{Tid: tid, Stop: s}
+			return s, infos, &ExitError{Tid: tid, Stop: s}
 		default:
-			return infos, &UnexpectedStopError{Tid: tid, Op: op, Stop: s}
+			return s, infos, &UnexpectedStopError{Tid: tid, Op: op, Stop: s}
 		}
 	}
 }

@@ -18,7 +18,7 @@ const (
 	rstProcJoinPgid = 4
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 2
+	rstVersion = 3
 
 	rstPageStreamsMax = 4
 
@@ -327,6 +327,13 @@ type rstArgs struct {
 	Pad1               uint32
 	PageHelperTids     [rstPageStreamsMax]int32  `c:"page_helper_tids"`
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`
+	CapEff             uint64                    `c:"cap_eff"`
+	CapPrm             uint64                    `c:"cap_prm"`
+	CapInh             uint64                    `c:"cap_inh"`
+	CapBnd             uint64                    `c:"cap_bnd"`
+	CapAmb             uint64                    `c:"cap_amb"`
+	Securebits         uint32                    `c:"securebits"`
+	CapLast            uint32                    `c:"cap_last"`
 }
 
 // Offsets of the words gocr writes into an encoded plan or watches while

@@ -13,8 +13,9 @@ import (
 
 // finish removes the restorer from every process and gives every thread
 // its dumped registers, extended state and signal mask, then releases
-// them all. All threads of a process are stopped before the restorer's
-// code, which they are parked in, goes.
+// them all; a process dumped stopped (job control) is released into a
+// stop by the same signal. All threads of a process are stopped before
+// the restorer's code, which they are parked in, goes.
 func finish(procs []*proc, shared []byte) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
@@ -57,6 +58,14 @@ func finish(procs []*proc, shared []byte) error {
 		}
 		if err := t.ReturnToEventStop(pid); err != nil {
 			return err
+		}
+		// A process dumped stopped by job control stops again, by the
+		// same signal, before its threads run any of its code: each
+		// enters the stop as it is released below.
+		if sig := int(pr.task.StopSignal); sig != 0 {
+			if err := t.EnterGroupStop(pid, sig); err != nil {
+				return fmt.Errorf("pid %d: stop it again: %w", pid, err)
+			}
 		}
 		for _, th := range pr.task.Threads {
 			tid := int(th.Tid)

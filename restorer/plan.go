@@ -6,7 +6,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -241,16 +244,26 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		a.Dumpable = 1
 	}
 	if c := task.Creds; c != nil {
+		// Every thread sets them all, as root too: a root process
+		// may have other groups than gocr, and fewer capabilities.
+		a.SetCreds = 1
 		a.Uids = [4]uint32{c.Ruid, c.Euid, c.Suid, c.Fsuid}
 		a.Gids = [4]uint32{c.Rgid, c.Egid, c.Sgid, c.Fsgid}
-		for _, id := range append(a.Uids[:], a.Gids[:]...) {
-			if id != 0 {
-				a.SetCreds = 1
-			}
+		p.groups = c.Groups
+		last, err := capLastCap()
+		if err != nil {
+			return nil, err
 		}
-		if a.SetCreds == 1 {
-			p.groups = c.Groups
+		// Capabilities this kernel does not have cannot be held; a
+		// bounding set names every one its kernel had.
+		known := uint64(1)<<(last+1) - 1
+		if unknown := (c.CapEff | c.CapPrm | c.CapInh | c.CapAmb) &^ known; unknown != 0 {
+			return nil, fmt.Errorf("the process holds capabilities %#x this kernel does not have (its last is %d)", unknown, last)
 		}
+		a.CapEff, a.CapPrm, a.CapInh, a.CapAmb = c.CapEff, c.CapPrm, c.CapInh, c.CapAmb
+		a.CapBnd = c.CapBnd & known
+		a.Securebits = c.Securebits
+		a.CapLast = uint32(last)
 	}
 	for _, si := range task.SharedPending {
 		s, err := siginfo(si, 0)
@@ -280,6 +293,20 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		p.rlimits = append(p.rlimits, rstRlimit{Resource: rl.Resource, Cur: rl.Cur, Max: rl.Max})
 	}
 	return p, nil
+}
+
+// capLastCap is this kernel's highest capability number (man 7
+// capabilities, /proc/sys/kernel/cap_last_cap).
+func capLastCap() (int, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 63 {
+		return 0, fmt.Errorf("/proc/sys/kernel/cap_last_cap: %q is not a capability number", b)
+	}
+	return n, nil
 }
 
 func hasFlag(flags []string, f string) bool {

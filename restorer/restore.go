@@ -80,6 +80,11 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Detach {
+		if err := checkDetachedStops(procs); err != nil {
+			return nil, err
+		}
+	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
 	shmem, err := openSources(procs, src)

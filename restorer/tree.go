@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/gocr/gocr/gocrpb"
+	procfs "github.com/gocr/gocr/proc"
 )
 
 // tree is the process table handed to the restorer.
@@ -103,4 +106,88 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 		copy(out[t.procs[i].PlanOff:], b)
 	}
 	return out, nil
+}
+
+// checkDetachedStops refuses a restore with -d that would leave a stopped
+// process in a process group orphaned by gocr's exit: when a process
+// exits, the kernel sends SIGHUP, then SIGCONT, to every process group its
+// exit orphans (no member left with a parent in another group of the same
+// session) that has a stopped member (kernel/exit.c kill_orphaned_pgrp;
+// POSIX.1 "orphaned process group"), so the job would be hung up or run on
+// instead of staying stopped. The restored root is gocr's child, and its
+// group is one of:
+//   - a session of its own: gocr is in another session, nothing to orphan;
+//   - a group of its own in gocr's session, which gocr's exit orphans
+//     unless another of its processes has its parent in another group;
+//   - gocr's own group (led from outside the dump), orphaned by gocr's
+//     exit only if gocr's parent is in another group of the session and
+//     nothing else holds the group to the session.
+//
+// The root's new parent after gocr (init, or a subreaper) is taken as
+// holding nothing.
+func checkDetachedStops(procs []*proc) error {
+	root := procs[0].task
+	if root.Sid == root.Pid {
+		return nil
+	}
+	var stopped *gocrpb.Task
+	for _, pr := range procs {
+		t := pr.task
+		if t.Zombie || t.Pgid != root.Pgid {
+			continue
+		}
+		if pr.parent != nil && pr.parent.task.Pgid != t.Pgid {
+			return nil // held by its parent, in the session (buildTree)
+		}
+		if t.StopSignal != 0 && stopped == nil {
+			stopped = t
+		}
+	}
+	if stopped == nil {
+		return nil
+	}
+	if root.Pgid != root.Pid {
+		held, err := ownGroupHeld()
+		if err != nil || held {
+			return err
+		}
+	}
+	return fmt.Errorf("pid %d is stopped, in a process group that gocr restore -d would orphan by exiting, and the kernel then sends SIGHUP and SIGCONT to the group: restore it without -d (gocr then stays its parent)", stopped.Pid)
+}
+
+// ownGroupHeld tells whether gocr's exit leaves its own process group
+// unorphaned: gocr's parent is in the same group or another session (the
+// kernel then does not check, kernel/exit.c kill_orphaned_pgrp), or
+// another member has its parent in another group of the session.
+func ownGroupHeld() (bool, error) {
+	self, err := procfs.ReadStat(os.Getpid())
+	if err != nil {
+		return false, err
+	}
+	parent, err := procfs.ReadStat(self.PPid)
+	if err != nil {
+		return false, err
+	}
+	if parent.Pgrp == self.Pgrp || parent.Session != self.Session {
+		return true, nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self.Pid {
+			continue
+		}
+		st, err := procfs.ReadStat(pid)
+		if err != nil || st.Pgrp != self.Pgrp || st.State == 'Z' || st.PPid <= 1 {
+			continue
+		}
+		pp, err := procfs.ReadStat(st.PPid)
+		if err == nil && pp.Pgrp != self.Pgrp && pp.Session == self.Session {
+			return true, nil
+		}
+	}
+	return false, nil
 }

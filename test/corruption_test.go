@@ -172,6 +172,13 @@ func TestTargetsDetectCorruption(t *testing.T) {
 			// F_ADD_SEALS, F_SEAL_GROW
 			gdb:  fixed("call (int)fcntl(54, 1033, 4)"),
 			want: "sealed memfd seals 0x6"},
+		{name: "MemfdMode", target: "fdkinds", args: []string{"memfd"},
+			gdb:  fixed("call (int)fchmod(54, 0777)"),
+			want: "sealed memfd mode 0777, want 0640"},
+		// F_SETFL O_NONBLOCK on a blocking pipe end.
+		{name: "PipeFlags", target: "fdkinds", args: []string{"pipes"},
+			gdb:  fixed("call (int)fcntl(60, 4, 04000)"),
+			want: "pipe fd 60 (A read end) F_GETFL 04000, want 0"},
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},
@@ -194,6 +201,10 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "PosixTimerInterval", target: "posixtimers",
 			gdb:  fixed("handle SIGUSR1 nostop noprint pass", "call (int)timer_settime(tm[0], 0, &oneshot, 0)"),
 			want: "timer 0 interval is 0 ms"},
+		// PR_CAPBSET_DROP (24) of CAP_SYS_ADMIN (21), in the main thread.
+		{name: "CapsBoundingSet", target: "caps", args: []string{"root"},
+			gdb:  fixed("call (int)prctl(24, 21, 0, 0, 0)"),
+			want: "thread main: bounding set"},
 		{name: "PythonHeap", target: "pystate",
 			gdb: fixed(
 				"set $g = (int)PyGILState_Ensure()",

@@ -109,11 +109,20 @@ func TestTimerfd(t *testing.T) { testFdKind(t, "timerfd", false) }
 // watch, their masks, and deliver events after the restore.
 func TestInotify(t *testing.T) { testFdKind(t, "inotify", true) }
 
-// TestMemfd: a sealed sparse memfd with a file offset and a shared mapping,
-// and a second memfd reachable only through its shared mapping.
+// TestMemfd: a sealed sparse memfd with a file offset, a shared mapping,
+// its own mode and owner; a second memfd reachable only through its shared
+// mapping, with a space and a newline in its name; a third made with
+// MFD_NOEXEC_SEAL. Names, modes, owners and seals come back exactly.
 func TestMemfd(t *testing.T) { testFdKind(t, "memfd", false) }
 
 // TestFifo: a FIFO whose read end is in the target and write end in its
 // child, with unread data; after the restore the data and later writes
-// arrive, and both ends are still that FIFO.
+// arrive, both ends are still that FIFO and have their status flags
+// (O_NONBLOCK at open, O_DIRECT|O_APPEND set later with fcntl).
 func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
+
+// TestPipeStatusFlags: every end of three pipes keeps its F_GETFL exactly:
+// O_NONBLOCK from pipe2 or fcntl, set and cleared later, O_APPEND, a
+// packet pipe's O_DIRECT, and two more open file descriptions of one pipe
+// opened through /proc/self/fd (one O_RDWR), each still its own.
+func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }

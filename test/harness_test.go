@@ -58,7 +58,8 @@
 // proc_test.go (reading /proc).
 //
 // What is restored, one topic a file: counter_test.go, process_test.go
-// (signals, blocked syscalls, registers, attributes, python),
+// (signals, blocked syscalls, registers, attributes, capabilities,
+// stopped jobs, python),
 // memory_test.go (mappings and page streams), fdkinds_test.go (every kind
 // of file descriptor), threads_test.go, trees_test.go (process trees,
 // sessions, pipelines).
@@ -139,6 +140,8 @@ var cTargets = map[string]struct {
 	"waiter":         {"waiter.c", nil},
 	"tree":           {"tree.c", nil},
 	"churn":          {"churn.c", []string{"-pthread"}},
+	"stopped":        {"stopped.c", []string{"-pthread"}},
+	"caps":           {"caps.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

@@ -4,8 +4,11 @@ package test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,6 +113,22 @@ func TestProcessAttributes(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestCapabilities: a process's capability sets (effective, permitted,
+// inheritable, bounding, ambient), securebits, no_new_privs, uids, gids
+// and supplementary groups come back exactly, in each of its threads: as
+// root having dropped some (root), and as uid 1000 having kept some across
+// the uid change (user).
+func TestCapabilities(t *testing.T) {
+	for _, mode := range []string{"root", "user"} {
+		t.Run(mode, func(t *testing.T) {
+			needsRoot(t)
+			tg := startTargetOpts(t, "caps", startOpts{args: []string{mode}})
+			pid := checkpointRestore(t, tg, cycleOpts{})
+			checkResult(t, tg, pid)
+		})
+	}
+}
+
 // TestPython: a python3 interpreter's heap (a dict, a growing list and a
 // running sha256 kept in step) is consistent after the restore and its
 // loop goes on.
@@ -118,4 +137,167 @@ func TestPython(t *testing.T) {
 	tg := startTarget(t, "pystate")
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
+}
+
+// TestStoppedJob: a stopped job (targets/stopped.c: a root stopped by
+// SIGSTOP and its child by SIGTSTP, each with a second thread) is dumped
+// while stopped and comes back stopped, every thread in state T, until a
+// SIGCONT resumes it; the target checks it was continued exactly once and
+// that its parent sees the child stopped and then continued.
+func TestStoppedJob(t *testing.T) {
+	needsRoot(t)
+	tg := startTargetOpts(t, "stopped", startOpts{})
+	waitStopped(t, tg.pid, "before the dump")
+	pids := trackTree(t, tg.pid)
+	if len(pids) != 1 {
+		t.Fatalf("stopped target %d has children %v, want one", tg.pid, pids)
+	}
+	child := pids[0]
+	waitStopped(t, child, "before the dump")
+	pid := tg.pid
+	if !standalone {
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		waitAllGone(t, pids, "the dump")
+		pid = restoreDetached(t, tg, dir, nil)
+	}
+	for _, p := range []int{pid, child} {
+		waitStopped(t, p, "after the restore")
+	}
+	// Stopped it stays: nothing continues it by the way.
+	time.Sleep(300 * time.Millisecond)
+	for _, p := range []int{pid, child} {
+		waitStopped(t, p, "300 ms after the restore")
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT pid %d: %v", pid, err)
+	}
+	checkResult(t, tg, pid)
+}
+
+// TestStoppedJobOwnGroup: a stopped job leading its own process group in
+// the session, as a shell starts one, would be orphaned by gocr restore -d
+// exiting (its parent), and the kernel would send it SIGHUP and SIGCONT:
+// that restore is refused, leaving nothing behind; restored without -d,
+// with gocr staying its parent, it comes back stopped and passes once
+// continued, and gocr exits with its status.
+func TestStoppedJobOwnGroup(t *testing.T) {
+	needsGocr(t)
+	tg := startTargetOpts(t, "stopped", startOpts{pgroup: true})
+	waitStopped(t, tg.pid, "before the dump")
+	pids := trackTree(t, tg.pid)
+	for _, p := range pids {
+		waitStopped(t, p, "before the dump")
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+
+	r := runGocr(t, nil, "restore", "-D", dir, "-d")
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "stopped", "orphan", "without -d"}, nil)
+	for _, p := range append([]int{tg.pid}, pids...) {
+		assertNoProcess(t, p)
+	}
+
+	cmd, outPath, errPath := gocrCmd(t, t.Context(), nil, "restore", "-D", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start gocr restore: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		tg.killRestored(t, tg.pid)
+		select {
+		case <-exited:
+		case <-time.After(pidGoneTimeout):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	output := func() string {
+		o, _ := os.ReadFile(outPath)
+		e, _ := os.ReadFile(errPath)
+		return fmt.Sprintf("stdout: %s\nstderr: %s", o, e)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for gone(tg.pid) || !tg.belongsTo(tg.pid) {
+		select {
+		case <-exited:
+			t.Fatalf("gocr restore exited (%v) before the target ran\n%s", cmd.ProcessState, output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restored pid %d not running after 15s\n%s", tg.pid, output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range append([]int{tg.pid}, pids...) {
+		waitStopped(t, p, "after the restore")
+	}
+	if err := syscall.Kill(tg.pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT pid %d: %v", tg.pid, err)
+	}
+	if err := syscall.Kill(tg.pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM pid %d: %v", tg.pid, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(resultTimeout):
+		t.Fatalf("gocr restore still running %v after SIGTERM to pid %d\n%s\n%s", resultTimeout, tg.pid, output(), tg.diagnostics())
+	}
+	if v := waitResult(t, tg, tg.pid); v != "PASS" {
+		t.Fatalf("target %s: %s\nlast 20 lines of its log:\n%s", tg.name, v, logTail(tg.logPath, 20))
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("gocr restore exited with %v, want 0 (the target's status)\n%s", cmd.ProcessState, output())
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped by a signal
+// (state T in /proc/PID/task/TID/stat, proc(5)), and fails if one is not
+// within 5 s.
+func waitStopped(t *testing.T, pid int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		states := threadStates(t, pid)
+		all := len(states) > 0
+		for _, s := range states {
+			all = all && s == "T"
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d %s: thread states %v, want every thread stopped (T)", pid, when, states)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// threadStates maps each thread of pid to its state letter.
+func threadStates(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatalf("list threads of pid %d: %v", pid, err)
+	}
+	out := map[int]string{}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// The state follows the last ')' (proc(5)).
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+			out[tid] = string(b[i+2])
+		}
+	}
+	return out
 }

@@ -106,6 +106,35 @@ func TestDumpRefusals(t *testing.T) {
 	})
 }
 
+// TestPipePacketsRefused: a packet pipe (O_DIRECT, man 2 pipe) holding
+// packets is refused, since their boundaries would come back as one
+// stream, and the target still reads them one at a time afterwards.
+func TestPipePacketsRefused(t *testing.T) {
+	needsGocr(t)
+	tg := startTargetOpts(t, "fdkinds", startOpts{args: []string{"packets"}})
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "fd 66", "packet"}, nil)
+	checkIntact(t, tg)
+}
+
+// TestThreadCredentialsRefused: credentials are per thread, restored as
+// the process's, so a thread whose capabilities or securebits differ from
+// its process's is refused, and both threads keep their own.
+func TestThreadCredentialsRefused(t *testing.T) {
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"thread-caps", "credentials"},
+		{"thread-securebits", "securebits"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			tg := startTargetOpts(t, "caps", startOpts{args: []string{c.mode}})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "thread", c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
+}
+
 // TestDumpBadPID: -t values that are no process at all, or that are not
 // plain decimal: each is one line on stderr (no usage text), and no image
 // directory is made. A PID written with a leading zero is refused, not

@@ -37,6 +37,7 @@ type startOpts struct {
 	settle time.Duration // extra wait after the ready file appears
 	wrap   []string      // argv run in front of the target (setpriv)
 	binary string        // replaces the target's executable (setuid copy)
+	pgroup bool          // start it in a process group of its own, as a shell starts a job
 }
 
 func startTarget(t *testing.T, name string, args ...string) *target {
@@ -88,6 +89,7 @@ func startTargetOpts(t *testing.T, name string, o startOpts) *target {
 	tg.cmd.Stdin = stdin
 	tg.cmd.Stdout = logf
 	tg.cmd.Stderr = logf
+	tg.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.pgroup}
 	if err := tg.cmd.Start(); err != nil {
 		t.Fatalf("start target %s: %v", name, err)
 	}

@@ -112,6 +112,8 @@ struct parasite_state {
 	s32 pdeathsig;
 	s32 child_subreaper;
 	s32 no_new_privs;
+	s32 securebits; /* PR_GET_SECUREBITS: only the thread itself can read them */
+	u32 pad1;
 };
 BUILD_BUG_ON_OFFSET(struct parasite_state, sigactions, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_state, altstack_sp, 2048);
@@ -123,7 +125,8 @@ BUILD_BUG_ON_OFFSET(struct parasite_state, dumpable, 2176);
 BUILD_BUG_ON_OFFSET(struct parasite_state, pdeathsig, 2180);
 BUILD_BUG_ON_OFFSET(struct parasite_state, child_subreaper, 2184);
 BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
-_Static_assert(sizeof(struct parasite_state) == 2192, "parasite_state size");
+BUILD_BUG_ON_OFFSET(struct parasite_state, securebits, 2192);
+_Static_assert(sizeof(struct parasite_state) == 2200, "parasite_state size");
 
 /* PCMD_POSIX_TIMERS: args[0] = how many; at DATA_OFF one struct
  * parasite_posix_timer per timer with its id, the rest filled in by the
@@ -204,8 +207,9 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
  * struct parasite_thread_state, rsi = a u32 counter, rdx = the read end of
  * a lifeline pipe only gocr writes, r8 = an rt_sigframe gocr built of the
  * thread as it found it), with every signal blocked. It reads the thread's
- * sigaltstack and clear_child_tid address (both only readable by the
- * thread itself: man 2 sigaltstack, PR_GET_TID_ADDRESS in man 2 prctl),
+ * sigaltstack, clear_child_tid address and securebits (only readable by
+ * the thread itself: man 2 sigaltstack, PR_GET_TID_ADDRESS and
+ * PR_GET_SECUREBITS in man 2 prctl),
  * counts itself done and wakes the counter's futex, then waits in read()
  * on the lifeline until gocr interrupts it and puts its registers back.
  * If read() returns at all, gocr is gone (EOF): the thread puts its own
@@ -224,6 +228,7 @@ struct parasite_thread_state {
 	s64 altstack_ret; /* sigaltstack's return: 0 or -errno */
 	u64 tid_address;
 	s64 tid_address_ret;
+	s64 securebits; /* PR_GET_SECUREBITS's return: the bits, or -errno */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_sp, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_flags, 8);
@@ -231,6 +236,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_size, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, 24);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, 32);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, 40);
-_Static_assert(sizeof(struct parasite_thread_state) == 48, "parasite_thread_state size");
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, securebits, 48);
+_Static_assert(sizeof(struct parasite_thread_state) == 56, "parasite_thread_state size");
 
 #endif

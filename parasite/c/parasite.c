@@ -102,6 +102,10 @@ static long dump_state(struct parasite_state *st)
 	if (ret < 0)
 		return ret;
 	st->no_new_privs = (s32)ret;
+	ret = sys1(__NR_prctl, PR_GET_SECUREBITS);
+	if (ret < 0)
+		return ret;
+	st->securebits = (s32)ret;
 	return 0;
 }
 
@@ -418,10 +422,12 @@ void parasite_main(struct parasite_ctl *ctl)
 #define TS_ALTSTACK_RET 24
 #define TS_TID_ADDRESS 32
 #define TS_TID_ADDRESS_RET 40
-#define TS_SCRATCH 48 /* the byte right after the struct: read()'s buffer */
+#define TS_SECUREBITS 48
+#define TS_SCRATCH 56 /* the byte right after the struct: read()'s buffer */
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, TS_ALTSTACK_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, TS_TID_ADDRESS);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, TS_TID_ADDRESS_RET);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, securebits, TS_SECUREBITS);
 _Static_assert(sizeof(struct parasite_thread_state) == TS_SCRATCH, "the stub's scratch byte follows its state");
 #define FUTEX_WAKE_ALL 0x7fffffff /* INT_MAX waiters */
 __asm__(".section .text.entry,\"ax\",@progbits\n"
@@ -449,6 +455,11 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	lea " STR(TS_TID_ADDRESS) "(%r12), %rsi\n"
 	"	syscall\n"
 	"	mov %rax, " STR(TS_TID_ADDRESS_RET) "(%r12)\n"
+	/* prctl(PR_GET_SECUREBITS): the bits, or -errno, in rax */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_SECUREBITS) ", %edi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_SECUREBITS) "(%r12)\n"
 	/* count this thread done, futex(counter, FUTEX_WAKE, all) */
 	"	lock incl (%r13)\n"
 	"	mov $" STR(__NR_futex) ", %eax\n"

@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 2
+#define RST_VERSION 3
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -378,6 +378,17 @@ struct rst_args {
 	 * its futex as the thread leaves user space (CLONE_CHILD_CLEARTID,
 	 * man 2 clone). */
 	u32 page_helpers_running[RST_PAGE_STREAMS_MAX];
+	/* Capability sets, bit n for capability n (man 7 capabilities), and
+	 * securebits (PR_GET_SECUREBITS), set by every thread with its
+	 * uids; cap_last is this kernel's highest capability
+	 * (/proc/sys/kernel/cap_last_cap). */
+	u64 cap_eff;
+	u64 cap_prm;
+	u64 cap_inh;
+	u64 cap_bnd;
+	u64 cap_amb;
+	u32 securebits;
+	u32 cap_last;
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -437,6 +448,13 @@ BUILD_BUG_ON_OFFSET(struct rst_args, groups_off, 2580);
 BUILD_BUG_ON_OFFSET(struct rst_args, max_fd, 2584);
 BUILD_BUG_ON_OFFSET(struct rst_args, page_helper_tids, 2592);
 BUILD_BUG_ON_OFFSET(struct rst_args, page_helpers_running, 2608);
-_Static_assert(sizeof(struct rst_args) == 2624, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_eff, 2624);
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_prm, 2632);
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_inh, 2640);
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_bnd, 2648);
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_amb, 2656);
+BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
+BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
+_Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
 
 #endif

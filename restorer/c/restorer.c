@@ -361,6 +361,72 @@ struct rlimit64 {
 	u64 cur, max;
 };
 
+static void capset3(struct rst_args *a, u32 index, u64 eff, u64 prm, u64 inh)
+{
+	struct cap_header h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct cap_data d[2] = {
+		{ (u32)eff, (u32)prm, (u32)inh },
+		{ (u32)(eff >> 32), (u32)(prm >> 32), (u32)(inh >> 32) },
+	};
+	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_capset, &h, d));
+}
+
+/* The thread's credentials, each set while it still has the privilege it
+ * needs (security/commoncap.c; man 7 capabilities), starting as gocr's
+ * root with every capability:
+ *   1. the inheritable set, while the bounding set is whole (capset wants
+ *      a new inheritable capability in the old bounding set);
+ *   2. the bounding set (PR_CAPBSET_DROP wants CAP_SETPCAP);
+ *   3. groups, gids, uids; when they leave root the kernel would clear
+ *      the permitted, effective and ambient sets (cap_emulate_setxuid),
+ *      so SECBIT_NO_SETUID_FIXUP is on meanwhile if the thread keeps
+ *      any capability, or its securebits differ from gocr's;
+ *   4. the ambient set (a capability both permitted and inheritable, and
+ *      before SECBIT_NO_CAP_AMBIENT_RAISE);
+ *   5. the securebits (CAP_SETPCAP again, still held);
+ *   6. the effective and permitted sets, which only drop. */
+static void restore_creds(struct rst_args *a, u32 index)
+{
+	struct cap_header h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct cap_data cur[2];
+	if (!a->set_creds)
+		return;
+	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_capget, &h, cur));
+	u64 eff = cur[0].effective | (u64)cur[1].effective << 32;
+	u64 prm = cur[0].permitted | (u64)cur[1].permitted << 32;
+	capset3(a, index, eff, prm, a->cap_inh);
+
+	for (u32 cap = 0; cap <= a->cap_last && cap < 64; cap++) {
+		long in = sys2(__NR_prctl, PR_CAPBSET_READ, cap);
+		CHECK(a, RST_STEP_CREDS, index, in);
+		if (!(a->cap_bnd & (1UL << cap)) && in == 1)
+			CHECK(a, RST_STEP_CREDS, index, sys2(__NR_prctl, PR_CAPBSET_DROP, cap));
+		/* Nothing adds to a bounding set: gocr's lacks it. */
+		if ((a->cap_bnd & (1UL << cap)) && in == 0)
+			fail(a, RST_STEP_CREDS, index, -EPERM);
+	}
+
+	long secure = sys1(__NR_prctl, PR_GET_SECUREBITS);
+	CHECK(a, RST_STEP_CREDS, index, secure);
+	if ((a->cap_prm || (u32)secure != a->securebits) && !(secure & SECBIT_NO_SETUID_FIXUP))
+		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_prctl, PR_SET_SECUREBITS, secure | SECBIT_NO_SETUID_FIXUP));
+	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
+	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
+	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
+
+	CHECK(a, RST_STEP_CREDS, index, sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0));
+	for (u32 cap = 0; cap <= a->cap_last && cap < 64; cap++)
+		if (a->cap_amb & (1UL << cap))
+			CHECK(a, RST_STEP_CREDS, index, sys5(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0));
+
+	secure = sys1(__NR_prctl, PR_GET_SECUREBITS);
+	CHECK(a, RST_STEP_CREDS, index, secure);
+	if ((u32)secure != a->securebits)
+		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_prctl, PR_SET_SECUREBITS, a->securebits));
+
+	capset3(a, index, a->cap_eff, a->cap_prm, a->cap_inh);
+}
+
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
  * thread too (a raw setresuid changes only the caller, man 2 setresuid
@@ -390,12 +456,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		if (si[i].tid == t->tid)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
-	if (a->set_creds) {
-		CHECK(a, RST_STEP_CREDS, index,
-		      sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
-		CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
-		CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
-	}
+	restore_creds(a, index);
 }
 
 static __attribute__((noreturn)) void thread_main(struct rst_args *a, u64 index)

@@ -25,19 +25,41 @@
  *             events with the right wd, mask and name.
  *   memfd     fd 54: "gocr-sealed", MFD_ALLOW_SEALING, F_SEAL_SHRINK, 1 MiB
  *             hole then a 4 KiB pattern (sparse), file offset 12345, also
- *             mapped MAP_SHARED (fd kept). A second memfd "gocr-plain"
- *             without sealing, 64 KiB, mapped MAP_SHARED and its fd closed.
- *             After restore: sizes, seals, offset, names, contents (the hole
- *             reads as zeros), the shared mappings (a write through a
+ *             mapped MAP_SHARED (fd kept), mode 0640, owner 1234:5678. A
+ *             second memfd "gocr-plain map\n2" (a space and a newline in
+ *             its name) without sealing, 64 KiB, mode 0604, mapped
+ *             MAP_SHARED and its fd closed. A third, fd 57: "gocr-noexec",
+ *             MFD_NOEXEC_SEAL (mode 0666, sealed F_SEAL_EXEC). After
+ *             restore: sizes, seals, offset, names (readlink of the fd or
+ *             of /proc/self/map_files), modes and owners, contents (the
+ *             hole reads as zeros), the shared mappings (a write through a
  *             mapping is read through the fd; for the closed one through
- *             /proc/self/map_files) and F_GETFL are verified.
+ *             /proc/self/map_files) and F_GETFL are verified, and the third
+ *             still refuses to become executable.
  *   fifo      TMPDIR/fifo: the target (fd 55, O_RDONLY|O_NONBLOCK) and its
  *             child (fd 56, O_WRONLY) hold the two ends; the child wrote
  *             FIFO_BEFORE, unread at dump time. After restore the target
  *             reads exactly FIFO_BEFORE, tells the child (SIGTERM) to write
  *             FIFO_AFTER and exit, reads exactly that, then EOF, and reaps
  *             the child with status 0. Both fds must still be the FIFO at
- *             TMPDIR/fifo (same inode).
+ *             TMPDIR/fifo (same inode). The child sets O_DIRECT|O_APPEND on
+ *             its end once FIFO_BEFORE is written; both ends' F_GETFL must
+ *             be as they were.
+ *   pipes     pipe A (fds 60 read, 61 write) with PIPE_DATA unread, 61
+ *             made O_NONBLOCK with fcntl; pipe B (62, 63) made
+ *             O_NONBLOCK by pipe2, 62 made blocking and 63 O_APPEND with
+ *             fcntl later; two more open file descriptions of pipe A,
+ *             opened through /proc/self/fd: 64 (O_RDONLY|O_NONBLOCK) and
+ *             65 (O_RDWR); pipe C (66, 67), a packet pipe (pipe2
+ *             O_DIRECT), empty. After restore: every fd's F_GETFL is what
+ *             it was, each is the same pipe as the others of its pipe (and
+ *             no other pipe's), and a distinct open
+ *             file description where it was one (kcmp); 64 reads exactly
+ *             PIPE_DATA, then EAGAIN; 65 writes what 64 reads; C keeps
+ *             packets apart.
+ *   packets   pipe C with two packets in it, "ab" and "cde": the dump
+ *             refuses it (packet boundaries are not restored). After it
+ *             the packets must still be there, read one at a time.
  *
  * Usage: fdkinds RESULT_PATH MODE [TMPDIR]
  */
@@ -45,7 +67,9 @@
 
 #include <poll.h>
 #include <stdint.h>
+#include <linux/kcmp.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -59,6 +83,15 @@
 #define MFD 54
 #define FIFO_R 55
 #define FIFO_W 56
+#define MFD_NOEXEC 57
+#define PA_R 60
+#define PA_W 61
+#define PB_R 62
+#define PB_W 63
+#define PA_R2 64
+#define PA_RW 65
+#define PC_R 66
+#define PC_W 67
 
 static char tmpdir[2048];
 static char scratch[4096];
@@ -381,6 +414,20 @@ static unsigned char pat(int which, size_t i)
 	return (unsigned char)(i * 31 + which * 7 + (i >> 8));
 }
 
+#define M1_MODE 0640
+#define M1_UID 1234
+#define M1_GID 5678
+#define M2_MODE 0604
+#define M2_NAME "gocr-plain map\n2"
+#define M3_MODE 0666
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* include/uapi/linux/memfd.h, Linux 6.3 */
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020 /* include/uapi/linux/fcntl.h, Linux 6.3 */
+#endif
+
 static void memfd_setup(void)
 {
 	unsigned char buf[M1_DATA];
@@ -395,12 +442,14 @@ static void memfd_setup(void)
 		tgt_fail("F_ADD_SEALS: %s", strerror(errno));
 	if (lseek(MFD, M1_OFF, SEEK_SET) != M1_OFF)
 		tgt_fail("lseek sealed memfd: %s", strerror(errno));
+	if (fchown(MFD, M1_UID, M1_GID) < 0 || fchmod(MFD, M1_MODE) < 0)
+		tgt_fail("fchown/fchmod sealed memfd: %s", strerror(errno));
 	m1map = mmap(NULL, M1_HOLE + M1_DATA, PROT_READ | PROT_WRITE, MAP_SHARED, MFD, 0);
 	if (m1map == MAP_FAILED)
 		tgt_fail("mmap sealed memfd: %s", strerror(errno));
 
-	m2 = memfd_create("gocr-plain", MFD_CLOEXEC);
-	if (m2 < 0 || ftruncate(m2, M2_SIZE) < 0)
+	m2 = memfd_create(M2_NAME, MFD_CLOEXEC);
+	if (m2 < 0 || ftruncate(m2, M2_SIZE) < 0 || fchmod(m2, M2_MODE) < 0)
 		tgt_fail("plain memfd: %s", strerror(errno));
 	m2map = mmap(NULL, M2_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m2, 0);
 	if (m2map == MAP_FAILED)
@@ -408,25 +457,46 @@ static void memfd_setup(void)
 	close(m2);
 	for (size_t i = 0; i < M2_SIZE; i++)
 		m2map[i] = pat(2, i);
+
+	place(memfd_create("gocr-noexec", MFD_NOEXEC_SEAL), MFD_NOEXEC, "no-exec memfd");
+}
+
+/* A memfd's mode, owner, seals and name (the link of path, an fd or a
+ * map_files entry) are what the dump saw. */
+static void memfd_check_file(int fd, const char *path, const char *what, const char *name, mode_t mode,
+			     uid_t uid, gid_t gid, int seals)
+{
+	char link[512], want[512];
+	struct stat st;
+	ssize_t n;
+	int got;
+
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n < 0 ? 0 : n] = 0;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	if (strcmp(link, want) != 0)
+		tgt_fail("%s is \"%s\", want \"%s\"", what, link, want);
+	if (fstat(fd, &st) < 0)
+		tgt_fail("fstat %s: %s", what, strerror(errno));
+	if ((st.st_mode & 07777) != mode)
+		tgt_fail("%s mode %#o, want %#o", what, st.st_mode & 07777, mode);
+	if (st.st_uid != uid || st.st_gid != gid)
+		tgt_fail("%s owner %u:%u, want %u:%u", what, st.st_uid, st.st_gid, uid, gid);
+	if ((got = fcntl(fd, F_GET_SEALS)) != seals)
+		tgt_fail("%s seals %#x, want %#x", what, got, seals);
 }
 
 static void memfd_verify(void)
 {
 	unsigned char buf[M1_DATA];
-	char path[128], link[256];
+	char path[128];
 	struct stat st;
-	ssize_t n;
-	int seals, fd;
+	int fd;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", MFD);
-	n = readlink(path, link, sizeof(link) - 1);
-	link[n < 0 ? 0 : n] = 0;
-	if (strcmp(link, "/memfd:gocr-sealed (deleted)") != 0)
-		tgt_fail("fd %d is %s, want /memfd:gocr-sealed (deleted)", MFD, link);
+	memfd_check_file(MFD, path, "sealed memfd", "gocr-sealed", M1_MODE, M1_UID, M1_GID, F_SEAL_SHRINK);
 	if (fstat(MFD, &st) < 0 || st.st_size != M1_HOLE + M1_DATA)
 		tgt_fail("sealed memfd size %lld, want %d", (long long)st.st_size, M1_HOLE + M1_DATA);
-	if ((seals = fcntl(MFD, F_GET_SEALS)) != F_SEAL_SHRINK)
-		tgt_fail("sealed memfd seals %#x, want F_SEAL_SHRINK %#x", seals, F_SEAL_SHRINK);
 	if (lseek(MFD, 0, SEEK_CUR) != M1_OFF)
 		tgt_fail("sealed memfd offset %lld, want %d", (long long)lseek(MFD, 0, SEEK_CUR), M1_OFF);
 	if ((getfl(MFD) & (O_ACCMODE | O_NONBLOCK | O_APPEND)) != O_RDWR)
@@ -457,21 +527,24 @@ static void memfd_verify(void)
 			tgt_fail("plain memfd mapping byte %zu is %#x, want %#x", i, m2map[i], pat(2, i));
 	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)m2map,
 		 (unsigned long)m2map + M2_SIZE);
-	n = readlink(path, link, sizeof(link) - 1);
-	link[n < 0 ? 0 : n] = 0;
-	if (strcmp(link, "/memfd:gocr-plain (deleted)") != 0)
-		tgt_fail("plain memfd mapping is %s, want /memfd:gocr-plain (deleted)", link);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		tgt_fail("open %s: %s", path, strerror(errno));
+	memfd_check_file(fd, path, "plain memfd mapping", M2_NAME, M2_MODE, 0, 0, F_SEAL_SEAL);
 	if (fstat(fd, &st) < 0 || st.st_size != M2_SIZE)
 		tgt_fail("plain memfd size %lld, want %d", (long long)st.st_size, M2_SIZE);
-	if ((seals = fcntl(fd, F_GET_SEALS)) != F_SEAL_SEAL)
-		tgt_fail("plain memfd seals %#x, want F_SEAL_SEAL (no sealing)", seals);
 	m2map[M2_SIZE - 1] = 0x5a;
 	if (pread(fd, buf, 1, M2_SIZE - 1) != 1 || buf[0] != 0x5a)
 		tgt_fail("write through the plain memfd's mapping not seen through the file (got %#x)", buf[0]);
 	close(fd);
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", MFD_NOEXEC);
+	memfd_check_file(MFD_NOEXEC, path, "no-exec memfd", "gocr-noexec", M3_MODE, 0, 0, F_SEAL_EXEC);
+	/* F_SEAL_EXEC forbids changing the exec bits (man 2 memfd_create). */
+	if (fchmod(MFD_NOEXEC, 0777) == 0)
+		tgt_fail("no-exec memfd: fchmod 0777 succeeded, want EPERM (F_SEAL_EXEC)");
+	if (errno != EPERM)
+		tgt_fail("no-exec memfd: fchmod 0777: %s, want EPERM (F_SEAL_EXEC)", strerror(errno));
 }
 
 /* -------------------------------------------------------------------- fifo */
@@ -481,6 +554,7 @@ static const char FIFO_AFTER[] = "written after the restore\n";
 static char fifo_path[2100];
 static pid_t fifo_child;
 static struct stat fifo_st;
+static int fifo_fl;
 
 static volatile sig_atomic_t child_term;
 static void on_child_term(int sig)
@@ -493,7 +567,7 @@ static void fifo_child_main(int ready_w)
 {
 	struct sigaction sa = { .sa_handler = on_child_term };
 	struct stat st;
-	int fd;
+	int fd, fl;
 
 	sigaction(SIGTERM, &sa, NULL);
 	fd = open(fifo_path, O_WRONLY | O_CLOEXEC);
@@ -502,6 +576,10 @@ static void fifo_child_main(int ready_w)
 	close(fd);
 	if (write(FIFO_W, FIFO_BEFORE, sizeof(FIFO_BEFORE) - 1) != sizeof(FIFO_BEFORE) - 1)
 		_exit(11);
+	/* Set with fcntl, and only now: data written with O_DIRECT would
+	 * be packets, which a dump refuses. */
+	if (fcntl(FIFO_W, F_SETFL, O_DIRECT | O_APPEND) < 0 || (fl = fcntl(FIFO_W, F_GETFL)) < 0)
+		_exit(15);
 	if (write(ready_w, "r", 1) != 1)
 		_exit(12);
 	close(ready_w);
@@ -512,6 +590,8 @@ static void fifo_child_main(int ready_w)
 	if (fstat(FIFO_W, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_ino != fifo_st.st_ino ||
 	    st.st_dev != fifo_st.st_dev)
 		_exit(13);
+	if (fcntl(FIFO_W, F_GETFL) != fl)
+		_exit(16);
 	if (write(FIFO_W, FIFO_AFTER, sizeof(FIFO_AFTER) - 1) != sizeof(FIFO_AFTER) - 1)
 		_exit(14);
 	_exit(0);
@@ -542,6 +622,7 @@ static void fifo_setup(void)
 	if (read(p[0], &c, 1) != 1)
 		tgt_fail("fifo child did not get ready (exit status in log)");
 	close(p[0]);
+	fifo_fl = getfl(FIFO_R);
 	tgt_log("fifo: child %d\n", fifo_child);
 }
 
@@ -577,8 +658,8 @@ static void fifo_verify(void)
 	    st.st_dev != fifo_st.st_dev)
 		tgt_fail("fd %d is not the FIFO %s (ino %lu, want %lu)", FIFO_R, fifo_path,
 			 (unsigned long)st.st_ino, (unsigned long)fifo_st.st_ino);
-	if ((getfl(FIFO_R) & (O_ACCMODE | O_NONBLOCK)) != (O_RDONLY | O_NONBLOCK))
-		tgt_fail("fifo read end F_GETFL %#o, want O_RDONLY|O_NONBLOCK", getfl(FIFO_R));
+	if (getfl(FIFO_R) != fifo_fl)
+		tgt_fail("fifo read end F_GETFL %#o, want %#o", getfl(FIFO_R), fifo_fl);
 	fifo_read_exact(FIFO_BEFORE, sizeof(FIFO_BEFORE) - 1, "written before the dump");
 	n = read(FIFO_R, scratch, sizeof(scratch));
 	if (n >= 0 || errno != EAGAIN)
@@ -590,10 +671,139 @@ static void fifo_verify(void)
 	if (waitpid(fifo_child, &status, 0) != fifo_child)
 		tgt_fail("waitpid fifo child %d: %s", fifo_child, strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		tgt_fail("fifo child exit status %#x, want 0 (10+: its own check failed)", status);
+		tgt_fail("fifo child exit status %#x, want 0 (10+: its own check failed; 16: its F_GETFL)", status);
 	n = read(FIFO_R, scratch, sizeof(scratch));
 	if (n != 0)
 		tgt_fail("fifo: read after the writer exited returned %zd, want EOF", n);
+}
+
+/* ------------------------------------------------------------------- pipes */
+
+static const char PIPE_DATA[] = "unread in pipe A at the dump\n";
+static const struct {
+	int fd;
+	const char *what;
+	char pipe; /* which pipe: A, B or C */
+} pipe_fds[] = {
+	{ PA_R, "A read end", 'A' },     { PA_W, "A write end", 'A' },
+	{ PB_R, "B read end", 'B' },     { PB_W, "B write end", 'B' },
+	{ PA_R2, "A read, reopened", 'A' }, { PA_RW, "A read-write, reopened", 'A' },
+	{ PC_R, "C packet read end", 'C' }, { PC_W, "C packet write end", 'C' },
+};
+#define NPIPE_FDS (int)(sizeof(pipe_fds) / sizeof(pipe_fds[0]))
+static int pipe_fl[NPIPE_FDS];
+
+static void setfl(int fd, int fl)
+{
+	if (fcntl(fd, F_SETFL, fl) < 0)
+		tgt_fail("F_SETFL fd %d %#o: %s", fd, fl, strerror(errno));
+}
+
+static void reopen(int fd, int flags, int want)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	place(open(path, flags | O_CLOEXEC), want, path);
+}
+
+static void pipe_make(int flags, int r, int w)
+{
+	int p[2];
+
+	if (pipe2(p, flags | O_CLOEXEC) < 0)
+		tgt_fail("pipe2: %s", strerror(errno));
+	place(p[0], r, "pipe read end");
+	place(p[1], w, "pipe write end");
+}
+
+static void packet_pipe_setup(void)
+{
+	pipe_make(O_DIRECT, PC_R, PC_W);
+}
+
+/* Two packets: each read returns one of them (man 2 pipe, O_DIRECT). */
+static void packets_write(void)
+{
+	if (write(PC_W, "ab", 2) != 2 || write(PC_W, "cde", 3) != 3)
+		tgt_fail("write packets: %s", strerror(errno));
+}
+
+static void packets_expect(const char *when)
+{
+	char buf[64];
+	ssize_t n;
+
+	if ((n = read(PC_R, buf, sizeof(buf))) != 2 || memcmp(buf, "ab", 2) != 0)
+		tgt_fail("packet pipe %s: first read returned %zd bytes \"%.*s\", want the packet \"ab\"", when, n,
+			 n > 0 ? (int)n : 0, buf);
+	if ((n = read(PC_R, buf, sizeof(buf))) != 3 || memcmp(buf, "cde", 3) != 0)
+		tgt_fail("packet pipe %s: second read returned %zd bytes \"%.*s\", want the packet \"cde\"", when, n,
+			 n > 0 ? (int)n : 0, buf);
+}
+
+static void pipes_setup(void)
+{
+	pipe_make(0, PA_R, PA_W);
+	if (write(PA_W, PIPE_DATA, sizeof(PIPE_DATA) - 1) != sizeof(PIPE_DATA) - 1)
+		tgt_fail("write pipe A: %s", strerror(errno));
+	setfl(PA_W, O_NONBLOCK);
+	pipe_make(O_NONBLOCK, PB_R, PB_W);
+	setfl(PB_R, 0);
+	setfl(PB_W, O_NONBLOCK | O_APPEND);
+	reopen(PA_R, O_RDONLY | O_NONBLOCK, PA_R2);
+	reopen(PA_W, O_RDWR, PA_RW);
+	packet_pipe_setup();
+	for (int i = 0; i < NPIPE_FDS; i++)
+		pipe_fl[i] = getfl(pipe_fds[i].fd);
+}
+
+static int same_description(int a, int b)
+{
+	pid_t me = getpid();
+	long r = syscall(SYS_kcmp, me, me, KCMP_FILE, a, b);
+
+	if (r < 0)
+		tgt_fail("kcmp fds %d %d: %s", a, b, strerror(errno));
+	return r == 0;
+}
+
+static void pipes_verify(void)
+{
+	static const int distinct[][2] = { { PA_R, PA_R2 }, { PA_R, PA_RW }, { PA_W, PA_RW }, { PA_R2, PA_RW } };
+	struct stat st[NPIPE_FDS];
+	char buf[256];
+	ssize_t n;
+
+	for (int i = 0; i < NPIPE_FDS; i++) {
+		int fd = pipe_fds[i].fd, fl = getfl(fd);
+
+		if (fl != pipe_fl[i])
+			tgt_fail("pipe fd %d (%s) F_GETFL %#o, want %#o", fd, pipe_fds[i].what, fl, pipe_fl[i]);
+		if (fstat(fd, &st[i]) < 0 || !S_ISFIFO(st[i].st_mode))
+			tgt_fail("fd %d (%s) is not a pipe", fd, pipe_fds[i].what);
+	}
+	/* The same pipe where it was one, another where it was not. */
+	for (int i = 0; i < NPIPE_FDS; i++)
+		for (int j = 0; j < i; j++)
+			if ((st[i].st_ino == st[j].st_ino) != (pipe_fds[i].pipe == pipe_fds[j].pipe))
+				tgt_fail("fd %d (%s) and fd %d (%s) are %s pipe", pipe_fds[i].fd, pipe_fds[i].what,
+					 pipe_fds[j].fd, pipe_fds[j].what,
+					 st[i].st_ino == st[j].st_ino ? "one" : "not one");
+	for (size_t i = 0; i < sizeof(distinct) / sizeof(distinct[0]); i++)
+		if (same_description(distinct[i][0], distinct[i][1]))
+			tgt_fail("fds %d and %d are one open file description, want two", distinct[i][0], distinct[i][1]);
+	n = read(PA_R2, buf, sizeof(buf));
+	if (n != sizeof(PIPE_DATA) - 1 || memcmp(buf, PIPE_DATA, (size_t)n) != 0)
+		tgt_fail("pipe A read returned %zd bytes \"%.*s\", want \"%s\"", n, n > 0 ? (int)n : 0, buf, PIPE_DATA);
+	if ((n = read(PA_R2, buf, sizeof(buf))) >= 0 || errno != EAGAIN)
+		tgt_fail("pipe A: read after its data returned %zd (%s), want EAGAIN", n, n < 0 ? strerror(errno) : "data");
+	if (write(PA_RW, "rw", 2) != 2)
+		tgt_fail("write pipe A through its read-write fd: %s", strerror(errno));
+	if ((n = read(PA_R2, buf, sizeof(buf))) != 2 || memcmp(buf, "rw", 2) != 0)
+		tgt_fail("pipe A read %zd bytes after a write through fd %d, want \"rw\"", n, PA_RW);
+	packets_write();
+	packets_expect("after restore");
 }
 
 int main(int argc, char **argv)
@@ -616,7 +826,12 @@ int main(int argc, char **argv)
 		memfd_setup();
 	else if (strcmp(mode, "fifo") == 0 && tmpdir[0])
 		fifo_setup();
-	else
+	else if (strcmp(mode, "pipes") == 0)
+		pipes_setup();
+	else if (strcmp(mode, "packets") == 0) {
+		packet_pipe_setup();
+		packets_write();
+	} else
 		tgt_fail("unknown mode %s (inotify and fifo need TMPDIR)", mode);
 	tgt_ready();
 	tgt_wait();
@@ -628,6 +843,10 @@ int main(int argc, char **argv)
 		inotify_verify();
 	else if (strcmp(mode, "memfd") == 0)
 		memfd_verify();
+	else if (strcmp(mode, "pipes") == 0)
+		pipes_verify();
+	else if (strcmp(mode, "packets") == 0)
+		packets_expect("after the refused dump");
 	else
 		fifo_verify();
 	tgt_pass();

@@ -1,0 +1,107 @@
+//go:build linux && amd64
+
+package ptrace
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestStopTaskOfStoppedTask: a task stopped by a signal when it is seized
+// reports the group-stop, and is left with no trap pending: resumed, it
+// runs (rather than trapping again at once, which would have been a
+// PTRACE_INTERRUPT sent after the seize had trapped it already). Detached,
+// it is stopped again.
+func TestStopTaskOfStoppedTask(t *testing.T) {
+	tg := startTarget(t, "handler")
+	settle()
+	if err := unix.Kill(tg.pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tg.pid, 'T')
+	tr := newTracer(t)
+	if err := tr.Seize(tg.pid); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tr.StopTaskReport(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GroupStop != int(unix.SIGSTOP) || len(st.Signals) != 0 {
+		t.Fatalf("StopTaskReport of a stopped task: %+v, want group-stop SIGSTOP and no signals", st)
+	}
+	if err := tr.Cont(tg.pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	var (
+		s  Stop
+		ok bool
+	)
+	tr.Do(func() { s, ok, err = waitNoHang(tg.pid) })
+	if err != nil || ok {
+		t.Fatalf("resumed after the seize of a stopped task, it stopped again at once: %v %v", s, err)
+	}
+	if _, err := tr.StopTask(tg.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Detach(tg.pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tg.pid, 'T')
+}
+
+// TestEnterGroupStop: a process made to stop through ptrace stops before a
+// signal already pending for it is handled, stays stopped once detached,
+// and handles that signal after SIGCONT.
+func TestEnterGroupStop(t *testing.T) {
+	tg := startTarget(t, "handler")
+	settle()
+	tr := newTracer(t)
+	seizeStop(t, tr, tg.pid)
+	if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.EnterGroupStop(tg.pid, int(unix.SIGSTOP)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Detach(tg.pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tg.pid, 'T')
+	tg.quiet(300 * time.Millisecond)
+	if st := stateOf(tg.pid); st != 'T' {
+		t.Fatalf("pid %d in state %c 300 ms after the stop, want T", tg.pid, st)
+	}
+	if err := unix.Kill(tg.pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	tg.expect("HANDLED 1 ", 5*time.Second)
+}
+
+func stateOf(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return '?'
+	}
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2]
+	}
+	return '?'
+}
+
+func waitState(t *testing.T, pid int, want byte) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if stateOf(pid) == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d in state %c, want %c", pid, stateOf(pid), want)
+}
