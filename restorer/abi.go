@@ -18,7 +18,7 @@ const (
 	rstProcJoinPgid = 4
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 2
+	rstVersion = 3
 
 	rstPageStreamsMax = 4
 
@@ -74,6 +74,7 @@ const (
 	rstStepPending  = 16
 	rstStepPrctl    = 17
 	rstStepTree     = 18
+	rstStepPidfd    = 19
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -97,6 +98,7 @@ var rstSteps = map[uint32]string{
 	rstStepPending:  "queue pending signals",
 	rstStepPrctl:    "restore process flags (prctl)",
 	rstStepTree:     "rebuild the process tree (fork, session, group)",
+	rstStepPidfd:    "hand gocr the new process's pidfd",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -145,13 +147,13 @@ type rstVma struct {
 }
 
 type rstTree struct {
-	Magic    uint64 `c:"magic"`
-	Version  uint32 `c:"version"`
-	Size     uint32 `c:"size"`
-	NrProcs  uint32 `c:"nr_procs"`
-	ProcsOff uint32 `c:"procs_off"`
-	Created  uint32 `c:"created"`
-	Pad0     uint32
+	Magic     uint64 `c:"magic"`
+	Version   uint32 `c:"version"`
+	Size      uint32 `c:"size"`
+	NrProcs   uint32 `c:"nr_procs"`
+	ProcsOff  uint32 `c:"procs_off"`
+	Created   uint32 `c:"created"`
+	PidfdSock int32  `c:"pidfd_sock"`
 }
 
 type rstProc struct {

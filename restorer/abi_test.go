@@ -109,6 +109,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_PENDING":  rstStepPending,
 	"RST_STEP_PRCTL":    rstStepPrctl,
 	"RST_STEP_TREE":     rstStepTree,
+	"RST_STEP_PIDFD":    rstStepPidfd,
 
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,

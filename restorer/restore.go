@@ -20,6 +20,7 @@ import (
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 //go:embed restorer.elf
@@ -96,6 +97,14 @@ func Run(opts Options) (*Result, error) {
 	}
 	defer lifeW.Close()
 	lifeline := src.Add(lifeR)
+	// Where the restorer hands over the pidfd of every process it
+	// creates: a failed restore kills those and nothing else.
+	c, pidfdPeer, err := newCreated(len(procs))
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer c.close()
+	t.pidfdSock = src.Add(pidfdPeer)
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
@@ -108,12 +117,13 @@ func Run(opts Options) (*Result, error) {
 	if err := claimPids(procs); err != nil {
 		return nil, err
 	}
+	testhook.Pause(testhook.PauseBeforeLaunch)
 	pickPageHelperTids(procs)
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	return launch(procs, planBytes, src, opts)
+	return launch(procs, planBytes, src, c, pidfdPeer, opts)
 }
 
 // claimPids waits until every PID and TID the dump had is free.

@@ -27,12 +27,16 @@ const (
 	// PauseBeforeFinish (a duration): hold a restore with every process
 	// parked in the restorer, so a test can kill gocr there.
 	PauseBeforeFinish = "pause-before-finish"
+	// PauseBeforeLaunch (a duration): hold a restore once it has found
+	// every PID free, before the restorer creates any process, so a test
+	// can take a PID or start another restore meanwhile.
+	PauseBeforeLaunch = "pause-before-launch"
 	// PageHelperTid (a TID): the TID offered to every page-stream helper
 	// thread of a restore, so a test can offer one in use.
 	PageHelperTid = "page-helper-tid"
 )
 
-var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PageHelperTid: true}
+var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true}
 
 var hooks = parse(os.Getenv(Env))
 
