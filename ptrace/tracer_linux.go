@@ -14,11 +14,15 @@
 package ptrace
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,11 +33,17 @@ type Tracer struct {
 	reqs      chan func()
 	done      chan struct{}
 	closeOnce sync.Once
+	// sigchld wakes a wait: the kernel sends the tracer SIGCHLD at every
+	// stop and exit of a tracee (kernel/signal.c do_notify_parent_cldstop,
+	// do_notify_parent), so gocr can wait with WNOHANG and a deadline
+	// instead of in a waitpid nothing could cut short.
+	sigchld chan os.Signal
 }
 
 // NewTracer starts the tracer thread.
 func NewTracer() *Tracer {
-	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), sigchld: make(chan os.Signal, 1)}
+	signal.Notify(t.sigchld, unix.SIGCHLD)
 	go t.loop()
 	return t
 }
@@ -80,6 +90,7 @@ func (t *Tracer) Close() {
 	t.closeOnce.Do(func() {
 		close(t.reqs)
 		<-t.done
+		signal.Stop(t.sigchld)
 	})
 }
 
@@ -248,30 +259,102 @@ func decodeStop(ws unix.WaitStatus) Stop {
 	return s
 }
 
-// Wait waits for the next state change of tid (waitpid(tid, __WALL); __WALL
-// so that threads other than the leader are reported, man 2 waitpid).
-// It blocks the tracer thread until tid changes state.
+// stopTimeout bounds every wait for a tracee (a variable only so tests
+// can shorten it). A thread answers
+// PTRACE_INTERRUPT, or finishes a system call gocr injected, within
+// microseconds, unless it sleeps where no signal wakes it: a vfork parent
+// waits for its child to exec or exit (kernel/fork.c
+// wait_for_vfork_done, TASK_KILLABLE), a task in D state waits on a hung
+// file system. Those may wait for good, and gocr must not wait with them.
+var stopTimeout = 5 * time.Second
+
+// TimeoutError reports that a tracee did not reach the state gocr waited
+// for within stopTimeout. The tracee may still get there: any request
+// gocr makes of it then fails with ESRCH until it does.
+type TimeoutError struct {
+	Tid     int
+	Awaited string // what gocr waited for
+	After   time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("thread %d: no %s within %v", e.Tid, e.Awaited, e.After)
+}
+
+// Wait waits for the next state change of tid (waitpid(tid, __WALL);
+// __WALL so that threads other than the leader are reported, man 2
+// waitpid), at most stopTimeout.
 func (t *Tracer) Wait(tid int) (Stop, error) {
 	var (
 		s   Stop
 		err error
 	)
-	t.Do(func() { s, err = wait(tid) })
+	t.Do(func() { s, err = t.wait(tid, waitFor{what: "state change", until: time.Now().Add(stopTimeout)}) })
 	return s, err
 }
 
-func wait(tid int) (Stop, error) {
-	var ws unix.WaitStatus
+// waitFor is what a wait waits for: its name for a TimeoutError, its
+// deadline, and what may end it early (nil: nothing).
+type waitFor struct {
+	what  string
+	until time.Time
+	ctx   context.Context
+}
+
+// spinFor is how long a wait polls, yielding the CPU in between, before it
+// sleeps until a SIGCHLD: most stops come within tens of microseconds, and
+// waking through the signal costs about as much again (two more hand-offs
+// between threads: the runtime's signal goroutine, then this one), which
+// a dump pays for every thread it stops.
+const spinFor = 200 * time.Microsecond
+
+// wait returns tid's next state change. It polls with WNOHANG and sleeps
+// until the next SIGCHLD, the deadline or ctx's end: SIGCHLD is drained
+// before each poll, so a change after the poll always wakes it.
+//
+// Precondition: called on the tracer thread.
+func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
+	var done <-chan struct{}
+	if w.ctx != nil {
+		done = w.ctx.Done()
+	}
+	var timer *time.Timer
+	spinUntil := time.Now().Add(spinFor)
 	for {
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		select {
+		case <-t.sigchld:
+		default:
+		}
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
-			// The Go runtime preempts threads with SIGURG.
 			continue
 		}
 		if err != nil {
 			return Stop{}, fmt.Errorf("waitpid %d: %w", tid, err)
 		}
-		return decodeStop(ws), nil
+		if wpid == tid {
+			return decodeStop(ws), nil
+		}
+		if time.Now().Before(spinUntil) {
+			// Lets the tracee run here, should it share this CPU.
+			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
+		left := time.Until(w.until)
+		if left <= 0 {
+			return Stop{}, &TimeoutError{Tid: tid, Awaited: w.what, After: stopTimeout}
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+			defer timer.Stop()
+		}
+		select {
+		case <-t.sigchld:
+		case <-timer.C:
+		case <-done:
+			return Stop{}, fmt.Errorf("thread %d: waiting for a %s: %w", tid, w.what, context.Cause(w.ctx))
+		}
 	}
 }
 
@@ -312,6 +395,18 @@ func (t *Tracer) StopTask(tid int) (pending []int, err error) {
 // StopTaskInfo is StopTask returning the siginfo of each suppressed signal,
 // in the order the tracee dequeued them.
 func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
+	return t.StopTaskContext(context.Background(), tid)
+}
+
+// StopTaskContext is StopTaskInfo that also gives up when ctx ends, as
+// long as the tracee has not begun to stop (no signal was taken from it
+// yet): a caller that has seized a thread running its own code may let
+// it go at any time. A tracee left so, like one that timed out, still has
+// the interrupt pending and stops at its next chance; detaching it then,
+// or the end of the tracer thread (which detaches every tracee and clears
+// its pending traps, kernel/ptrace.c exit_ptrace, __ptrace_unlink), lets
+// it run on as it was.
+func (t *Tracer) StopTaskContext(ctx context.Context, tid int) ([][SiginfoSize]byte, error) {
 	var (
 		infos [][SiginfoSize]byte
 		err   error
@@ -320,7 +415,7 @@ func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
 		if err = interrupt(tid); err != nil {
 			return
 		}
-		infos, err = waitEventStop(tid, "stop task")
+		infos, err = t.waitEventStop(tid, "stop task", ctx)
 	})
 	return infos, err
 }
@@ -332,11 +427,19 @@ func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
 // with PTRACE_CONT(0) leads straight into the event stop, before any further
 // signal is dequeued (get_signal handles jobctl traps before dequeueing).
 //
+// It waits at most stopTimeout, and until ctx ends (nil: no end) only as
+// long as it has taken no signal: once one is taken, the thread is
+// stopping and must be let stop, or the signal would be lost.
+//
 // Precondition: called on the tracer thread.
-func waitEventStop(tid int, op string) ([][SiginfoSize]byte, error) {
+func (t *Tracer) waitEventStop(tid int, op string, ctx context.Context) ([][SiginfoSize]byte, error) {
 	var infos [][SiginfoSize]byte
+	w := waitFor{what: "stop after PTRACE_INTERRUPT", until: time.Now().Add(stopTimeout), ctx: ctx}
 	for {
-		s, err := wait(tid)
+		if len(infos) > 0 {
+			w.ctx = nil
+		}
+		s, err := t.wait(tid, w)
 		if err != nil {
 			return infos, fmt.Errorf("%s: %w", op, err)
 		}
@@ -416,7 +519,7 @@ func (t *Tracer) ReturnToEventStop(tid int) error {
 		if err = cont(tid, 0); err != nil {
 			return
 		}
-		infos, err = waitEventStop(tid, "return to event stop")
+		infos, err = t.waitEventStop(tid, "return to event stop", nil)
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 // releases them together. On any failure it kills what this restore
 // created, known by the pidfds the restorer handed over on c, and nothing
 // else; pidfdPeer is the restorer's end of c's socket (src's last source).
-func launch(procs []*proc, planBytes []byte, src *files.Sources, c *created, pidfdPeer *os.File, opts Options) (res *Result, err error) {
+func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sources, c *created, pidfdPeer *os.File, opts Options) (res *Result, err error) {
 	root := int(procs[0].task.Pid)
 	planFd, err := unix.MemfdCreate("gocr-plan", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -89,6 +90,9 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, c *created, pid
 		if err := planFailure(shared, procs); err != nil {
 			return nil, err
 		}
+		if err := stopped(ctx); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", root, err)
+		}
 		c.receive()
 		pending := 0
 		for i, pr := range procs {
@@ -113,8 +117,11 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, c *created, pid
 			break
 		}
 	}
-	testhook.Pause(testhook.PauseBeforeFinish)
-	if err := finish(procs, shared); err != nil {
+	testhook.PauseContext(ctx, testhook.PauseBeforeFinish)
+	if err := stopped(ctx); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if err := finish(ctx, procs, shared); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	res = &Result{Pid: root}

@@ -135,6 +135,7 @@ var cTargets = map[string]struct {
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},
 	"waiter":         {"waiter.c", nil},
+	"vforker":        {"vforker.c", nil},
 	"tree":           {"tree.c", nil},
 	"churn":          {"churn.c", []string{"-pthread"}},
 }

@@ -5,6 +5,7 @@ package test
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -18,7 +19,9 @@ import (
 
 // What gocr ends when it gives up, and how soon: a failed restore kills
 // only the processes it created, never one that merely holds a PID it
-// wanted.
+// wanted; no wait of gocr's is endless (a process caught in vfork); and
+// SIGINT/SIGTERM stop a dump or a restore within a second or two, with
+// everything put back.
 
 // dumpedTree starts the tree target, dumps it and waits until every one
 // of its PIDs is free; it returns the target, its descendants' PIDs (by
@@ -204,4 +207,151 @@ func ppidOf(pid int) (int, error) {
 		return 0, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	return e.ppid, nil
+}
+
+// startVforker starts the vforker target and waits until its parent is
+// caught in vfork (state D); release lets the child exit and waits until
+// the parent is back from vfork.
+func startVforker(t *testing.T) (tg *target, release func()) {
+	t.Helper()
+	tg = startTarget(t, "vforker")
+	deadline := time.Now().Add(5 * time.Second)
+	for procState(tg.pid) != "D" {
+		if time.Now().After(deadline) {
+			t.Fatalf("vforker pid %d is in state %q, want D (waiting in vfork)", tg.pid, procState(tg.pid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return tg, func() {
+		t.Helper()
+		if err := os.WriteFile(tg.result+".release", nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for procState(tg.pid) == "D" {
+			if time.Now().After(deadline) {
+				t.Fatalf("vforker pid %d still in vfork 5 s after its child was let go", tg.pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestDumpVforkParent: the parent of a vfork child that does not exec
+// never answers PTRACE_INTERRUPT. The dump must not wait for it forever:
+// it fails in one line naming the vfork, within the bound on a wait for a
+// stop (5 s) and a margin, leaves no dump, and the process, untraced,
+// goes on once its child exits and passes its own check.
+func TestDumpVforkParent(t *testing.T) {
+	needsGocr(t)
+	tg, release := startVforker(t)
+	dir := t.TempDir()
+	start := time.Now()
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+	took := time.Since(start)
+	assertRefused(t, r, []string{"pid " + strconv.Itoa(tg.pid), "vfork"}, nil)
+	if took > 10*time.Second {
+		t.Errorf("the dump took %v to give up, want about 5 s", took)
+	}
+	assertNoInventory(t, dir)
+	if tp := tracerPid(t, tg.pid); tp != 0 {
+		t.Fatalf("vforker pid %d still traced by %d after the failed dump", tg.pid, tp)
+	}
+	release()
+	checkIntact(t, tg)
+}
+
+// TestSignalStopsDump: SIGTERM to gocr mid-dump ends it within 2 s, in
+// one line saying it was interrupted; the dump leaves no complete-looking
+// image and the target runs on untraced as it was, passing its own check.
+// gocr dies by the signal. Twice: while gocr waits for a process to stop
+// (caught in vfork, it never does), and while the parasite is in the
+// process (the PauseAfterInfect hook holds gocr there).
+func TestSignalStopsDump(t *testing.T) {
+	needsGocr(t)
+	t.Run("WaitingForStop", func(t *testing.T) {
+		tg, release := startVforker(t)
+		dir := t.TempDir()
+		r := startGocr(t, "", "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+		// TracerPid names the tracer thread (fs/proc/array.c
+		// task_state), one of gocr's.
+		deadline := time.Now().Add(5 * time.Second)
+		for tp := tracerPid(t, tg.pid); tp == 0 || procState(tp) == "" || !isThreadOf(r.Process.Pid, tp); tp = tracerPid(t, tg.pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("gocr (pid %d) did not seize pid %d in 5 s", r.Process.Pid, tg.pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		stopGocr(t, r)
+		assertNoInventory(t, dir)
+		if tp := tracerPid(t, tg.pid); tp != 0 {
+			t.Fatalf("vforker pid %d still traced by %d after gocr stopped", tg.pid, tp)
+		}
+		release()
+		checkIntact(t, tg)
+	})
+	t.Run("ParasiteIn", func(t *testing.T) {
+		tg := startTarget(t, "counter")
+		waitCounter(t, tg, 10)
+		dir := t.TempDir()
+		r := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "30s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+		waitHook(t, r, testhook.PauseAfterInfect)
+		if !hasParasite(tg.pid) {
+			t.Fatalf("gocr holds after infection, but pid %d has no parasite mapping", tg.pid)
+		}
+		stopGocr(t, r)
+		assertNoInventory(t, dir)
+		if hasParasite(tg.pid) {
+			t.Fatalf("pid %d still has the parasite mapped after gocr stopped", tg.pid)
+		}
+		checkIntactCounter(t, tg)
+	})
+}
+
+// TestSignalStopsRestore: SIGTERM to gocr while the restored tree is
+// parked in the restorer (the PauseBeforeFinish hook) ends the restore
+// within 2 s, in one line; every process it created is gone at once, and
+// the same images restore afterwards.
+func TestSignalStopsRestore(t *testing.T) {
+	needsGocr(t)
+	tg, pids, _, dir := dumpedTree(t)
+	r := startGocr(t, testhook.Setting(testhook.PauseBeforeFinish, "30s"), "restore", "-D", dir, "-d")
+	waitHook(t, r, testhook.PauseBeforeFinish)
+	all := append([]int{tg.pid}, pids...)
+	for _, pid := range all {
+		if procState(pid) == "" {
+			t.Fatalf("pid %d does not exist with the restore held before finishing", pid)
+		}
+	}
+	stopGocr(t, r)
+	for _, pid := range all {
+		assertNoProcess(t, pid)
+	}
+	pid := restoreDetached(t, tg, dir, nil)
+	checkResult(t, tg, pid)
+	waitAllGone(t, pids, "the root reported PASS")
+}
+
+// stopGocr sends SIGTERM to a gocr from startGocr and requires it to end
+// within 2 s, by that signal, after one line on stderr saying it was
+// interrupted.
+func stopGocr(t *testing.T, r *runningGocr) {
+	t.Helper()
+	if err := r.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, lines := finishGocr(t, r, 2*time.Second)
+	if len(lines) != 1 || !strings.Contains(lines[0], "interrupted by SIGTERM") {
+		t.Fatalf("gocr stopped by SIGTERM (exit %d) said, want one line saying it was interrupted:\n%s", code, strings.Join(lines, "\n"))
+	}
+	if ws, ok := r.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("gocr ended with %v, want killed by SIGTERM", r.ProcessState)
+	}
+	t.Logf("gocr said: %s", lines[0])
+}
+
+// isThreadOf reports whether tid is a thread of process pid.
+func isThreadOf(pid, tid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid))
+	return err == nil
 }

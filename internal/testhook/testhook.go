@@ -6,6 +6,7 @@
 package testhook
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -66,10 +67,17 @@ func Setting(name, value string) string { return Env + "=" + name + "=" + value 
 // Pause sleeps for the duration the hook name is set to, if it is set.
 // It says so on stderr first (Announcement), so a test waits for gocr to
 // be exactly there rather than guessing from outside.
-func Pause(name string) {
+func Pause(name string) { PauseContext(context.Background(), name) }
+
+// PauseContext is Pause that ends early when ctx does: the pause stands
+// for gocr waiting there, and gocr's waits end when it is told to stop.
+func PauseContext(ctx context.Context, name string) {
 	if d, err := time.ParseDuration(hooks[name]); err == nil {
 		fmt.Fprintln(os.Stderr, Announcement(name))
-		time.Sleep(d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
 	}
 }
 
