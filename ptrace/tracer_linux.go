@@ -55,6 +55,27 @@ func (t *Tracer) loop() {
 	// so a forgotten tracee is released rather than left stopped forever
 	// under a thread that now runs unrelated goroutines.
 	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread is the one the runtime does not terminate: it
+		// parks it instead when a goroutine locked to it ends
+		// (runtime.LockOSThread), and its tracees would stay attached.
+		// Serve from another thread: while this goroutine holds the
+		// main thread, the new one cannot be scheduled on it.
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			t.serve()
+		}()
+		<-moved
+		runtime.UnlockOSThread()
+		return
+	}
+	t.serve()
+}
+
+// serve answers requests on the locked thread until Close.
+func (t *Tracer) serve() {
 	t.tid.Store(int64(unix.Gettid()))
 	defer close(t.done)
 	for f := range t.reqs {
