@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -71,8 +72,8 @@ func (c *created) receive() {
 			}
 		}
 		idx := -1
-		if n == 4 {
-			idx = int(int32(uint32(buf[0]) | uint32(buf[1])<<8 | uint32(buf[2])<<16 | uint32(buf[3])<<24))
+		if n == 4 { // restorer.c send_pidfd: the table index, a u32
+			idx = int(binary.LittleEndian.Uint32(buf))
 		}
 		for i, pidfd := range fds {
 			if i == 0 && idx >= 0 && idx < len(c.pidfds) && c.pidfds[idx] < 0 {
