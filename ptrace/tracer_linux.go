@@ -281,12 +281,12 @@ func decodeStop(ws unix.WaitStatus) Stop {
 }
 
 // stopTimeout bounds every wait for a tracee (a variable only so tests
-// can shorten it). A thread answers
-// PTRACE_INTERRUPT, or finishes a system call gocr injected, within
-// microseconds, unless it sleeps where no signal wakes it: a vfork parent
-// waits for its child to exec or exit (kernel/fork.c
-// wait_for_vfork_done, TASK_KILLABLE), a task in D state waits on a hung
-// file system. Those may wait for good, and gocr must not wait with them.
+// can shorten it). A thread answers PTRACE_INTERRUPT, or finishes a
+// system call gocr injected, within microseconds, unless it sleeps where
+// no signal wakes it: a vfork parent waits for its child to exec or exit
+// (kernel/fork.c wait_for_vfork_done, TASK_KILLABLE), a task in D state
+// waits on a hung file system. Those may wait for good, and gocr must not
+// wait with them.
 var stopTimeout = 5 * time.Second
 
 // TimeoutError reports that a tracee did not reach the state gocr waited
@@ -315,7 +315,7 @@ func (t *Tracer) Wait(tid int) (Stop, error) {
 }
 
 // waitFor is what a wait waits for: its name for a TimeoutError, its
-// deadline, and what may end it early (nil: nothing).
+// deadline, and what may end it early (nil: nothing, as Background).
 type waitFor struct {
 	what  string
 	until time.Time
@@ -349,6 +349,7 @@ func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
 		var ws unix.WaitStatus
 		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
+			// The Go runtime preempts threads with SIGURG.
 			continue
 		}
 		if err != nil {
@@ -436,7 +437,7 @@ func (t *Tracer) StopTaskContext(ctx context.Context, tid int) ([][SiginfoSize]b
 		if err = interrupt(tid); err != nil {
 			return
 		}
-		infos, err = t.waitEventStop(tid, "stop task", ctx)
+		infos, err = t.waitEventStop(ctx, tid, "stop task")
 	})
 	return infos, err
 }
@@ -448,17 +449,17 @@ func (t *Tracer) StopTaskContext(ctx context.Context, tid int) ([][SiginfoSize]b
 // with PTRACE_CONT(0) leads straight into the event stop, before any further
 // signal is dequeued (get_signal handles jobctl traps before dequeueing).
 //
-// It waits at most stopTimeout, and until ctx ends (nil: no end) only as
-// long as it has taken no signal: once one is taken, the thread is
+// It waits at most stopTimeout, and until ctx ends only as long as it
+// has taken no signal: once one is taken, the thread is
 // stopping and must be let stop, or the signal would be lost.
 //
 // Precondition: called on the tracer thread.
-func (t *Tracer) waitEventStop(tid int, op string, ctx context.Context) ([][SiginfoSize]byte, error) {
+func (t *Tracer) waitEventStop(ctx context.Context, tid int, op string) ([][SiginfoSize]byte, error) {
 	var infos [][SiginfoSize]byte
 	w := waitFor{what: "stop after PTRACE_INTERRUPT", until: time.Now().Add(stopTimeout), ctx: ctx}
 	for {
 		if len(infos) > 0 {
-			w.ctx = nil
+			w.ctx = context.Background()
 		}
 		s, err := t.wait(tid, w)
 		if err != nil {
@@ -540,7 +541,7 @@ func (t *Tracer) ReturnToEventStop(tid int) error {
 		if err = cont(tid, 0); err != nil {
 			return
 		}
-		infos, err = t.waitEventStop(tid, "return to event stop", nil)
+		infos, err = t.waitEventStop(context.Background(), tid, "return to event stop")
 	})
 	if err != nil {
 		return err
