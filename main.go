@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
@@ -31,28 +34,98 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-// deferSignals holds off SIGINT, SIGTERM and SIGHUP while gocr has
-// processes stopped, infected or half restored: dying then would leave a
-// parasite in a job, or a half-built process. They take effect, as gocr's
-// default action, once the returned function is called.
-func deferSignals() func() {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			signal.Stop(ch)
-			select {
-			case sig := <-ch:
-				fmt.Fprintf(os.Stderr, "gocr: %v arrived during the operation; the processes were left consistent\n", sig)
-				signal.Reset(sig)
-				syscall.Kill(os.Getpid(), sig.(syscall.Signal))
-				time.Sleep(time.Second) // the signal ends gocr here
-				os.Exit(128 + int(sig.(syscall.Signal)))
-			default:
-			}
-		})
+// interrupted is why an operation stopped early: gocr got a signal.
+type interrupted struct{ sig syscall.Signal }
+
+func (e *interrupted) Error() string { return "interrupted by " + unix.SignalName(e.sig) }
+
+// signalStop turns SIGINT, SIGTERM and SIGHUP into the end of a context
+// the dump or restore watches: dying at once could leave a parasite in a
+// job or a half-built process, so the operation stops at its next step
+// (or at once where it waits), puts everything back and fails; gocr then
+// dies by the signal, as its default action would have it.
+type signalStop struct {
+	ch     chan os.Signal
+	ctx    context.Context
+	got    atomic.Pointer[interrupted] // the signal, once one came
+	once   sync.Once
+	ending sync.WaitGroup // the goroutine that waits for it
+}
+
+func catchSignals() *signalStop {
+	s := &signalStop{ch: make(chan os.Signal, 1)}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	s.ctx = ctx
+	// A signal ignored when gocr started (nohup) stays ignored.
+	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(sig) {
+			signal.Notify(s.ch, sig)
+		}
 	}
+	s.ending.Add(1)
+	go func() {
+		defer s.ending.Done()
+		sig, ok := <-s.ch
+		if !ok {
+			return
+		}
+		e := &interrupted{sig.(syscall.Signal)}
+		s.got.Store(e)
+		cancel(e)
+	}()
+	return s
+}
+
+// stopCatching lets the signals act as by default from now on.
+func (s *signalStop) stopCatching() {
+	s.once.Do(func() {
+		signal.Stop(s.ch)
+		close(s.ch)
+		s.ending.Wait()
+	})
+}
+
+// release stops catching once the restored processes run on their own
+// (gocr only waits for the job then). A signal caught before is honoured
+// now, after saying so.
+func (s *signalStop) release(done string) {
+	s.stopCatching()
+	if e := s.got.Load(); e != nil {
+		fmt.Fprintf(os.Stderr, "gocr: %v arrived when %s\n", unix.SignalName(e.sig), done)
+		dieBy(e.sig)
+	}
+}
+
+// end finishes the operation s was caught for, with its error. Were it
+// signalled, gocr says in one line how it ended (left: what an
+// interrupted operation leaves; done: what a finished one did) and dies
+// by the signal.
+func (s *signalStop) end(err error, left, done string) error {
+	s.stopCatching()
+	e := s.got.Load()
+	if e == nil {
+		return err
+	}
+	var stopped *interrupted
+	switch {
+	case err == nil:
+		fmt.Fprintf(os.Stderr, "gocr: %v arrived when %s\n", unix.SignalName(e.sig), done)
+	case errors.As(err, &stopped):
+		fmt.Fprintf(os.Stderr, "gocr: %v; %s\n", err, left)
+	default:
+		fmt.Fprintf(os.Stderr, "gocr: %v\n", err)
+	}
+	dieBy(e.sig)
+	return err
+}
+
+// dieBy ends gocr by sig with its default action, so whoever started it
+// sees how it ended; 128+sig should the signal not end it.
+func dieBy(sig syscall.Signal) {
+	signal.Reset(sig)
+	syscall.Kill(os.Getpid(), sig)
+	time.Sleep(time.Second)
+	os.Exit(128 + int(sig))
 }
 
 // trustImagesFlag lets restore and show read images that another user
@@ -127,33 +200,9 @@ func main() {
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 				},
 				Action: func(c *cli.Context) error {
-					defer deferSignals()()
-					var missing []string
-					if !c.IsSet("tree") && !c.IsSet("pgid") && !c.IsSet("sid") {
-						missing = append(missing, "tree")
-					}
-					if !c.IsSet("images-dir") {
-						missing = append(missing, "images-dir")
-					}
-					if len(missing) > 0 {
-						return fmt.Errorf("Required flags %q not set (-t PID, or --pgid/--sid, and -D DIR)", strings.Join(missing, ", "))
-					}
-					pids := map[string]int{}
-					for _, name := range []string{"tree", "pgid", "sid"} {
-						if !c.IsSet(name) {
-							continue
-						}
-						pid, err := parsePID(name, c.String(name))
-						if err != nil {
-							return err
-						}
-						pids[name] = pid
-					}
-					return dump.Run(dump.Options{
-						Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
-						LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-						PageStreams: c.Int("page-streams"),
-					})
+					sigs := catchSignals()
+					err := dumpAction(sigs.ctx, c)
+					return sigs.end(err, "the processes run on as they were, and no dump was written", "the dump was complete; it was kept")
 				},
 			},
 			{
@@ -174,14 +223,14 @@ func main() {
 					trustImagesFlag,
 				},
 				Action: func(c *cli.Context) error {
-					release := deferSignals()
-					defer release()
-					res, err := restorer.Run(restorer.Options{
+					sigs := catchSignals()
+					const done = "the processes were restored; they run on"
+					res, err := restorer.Run(sigs.ctx, restorer.Options{
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-						Released: release, TrustImages: c.Bool("trust-images"),
+						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
 					})
-					if err != nil {
+					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
 					}
 					if !c.Bool("detach") && res.ExitStatus != 0 {
@@ -226,4 +275,34 @@ func main() {
 		fmt.Fprintf(os.Stderr, "gocr: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// dumpAction runs gocr dump.
+func dumpAction(ctx context.Context, c *cli.Context) error {
+	var missing []string
+	if !c.IsSet("tree") && !c.IsSet("pgid") && !c.IsSet("sid") {
+		missing = append(missing, "tree")
+	}
+	if !c.IsSet("images-dir") {
+		missing = append(missing, "images-dir")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("Required flags %q not set (-t PID, or --pgid/--sid, and -D DIR)", strings.Join(missing, ", "))
+	}
+	pids := map[string]int{}
+	for _, name := range []string{"tree", "pgid", "sid"} {
+		if !c.IsSet(name) {
+			continue
+		}
+		pid, err := parsePID(name, c.String(name))
+		if err != nil {
+			return err
+		}
+		pids[name] = pid
+	}
+	return dump.Run(ctx, dump.Options{
+		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
+		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
+		PageStreams: c.Int("page-streams"),
+	})
 }

@@ -29,6 +29,16 @@ func checkDumpable(pid int) error {
 	if status.Seccomp != 0 {
 		return fmt.Errorf("pid %d (%s) runs under seccomp (mode %d), which gocr cannot restore yet: refusing to dump it", pid, status.Name, status.Seccomp)
 	}
+	// The init of a PID namespace: the kernel drops SIGKILL sent to it
+	// from inside its namespace (kernel/signal.c sig_task_ignored,
+	// SIGNAL_UNKILLABLE; man 7 pid_namespaces), so the dump could never
+	// end it, and no restore could give a process PID 1 there while the
+	// namespace lives. It is in gocr's namespaces (else it is refused
+	// below) exactly when gocr runs inside that namespace; its PID in its
+	// own namespace is the last of NSpid (man 5 proc).
+	if len(status.NSpid) > 0 && status.NSpid[len(status.NSpid)-1] == 1 {
+		return fmt.Errorf("pid %d (%s) is the init of its PID namespace, which gocr can neither end nor restore: refusing to dump it", pid, status.Name)
+	}
 	if ns, err := foreignNamespace(pid); err != nil {
 		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
 	} else if ns != "" {

@@ -9,6 +9,7 @@
 package dump
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -41,8 +42,13 @@ type Options struct {
 	PageStreams int
 }
 
-// Run dumps the process tree opts selects into opts.Dir.
-func Run(opts Options) (err error) {
+// Run dumps the process tree opts selects into opts.Dir. When ctx ends
+// first, the dump stops at its next step, or at once where it waits for a
+// process to stop, and fails as at any other error: every process runs on
+// as it was and no complete-looking dump is left. The error then wraps
+// context.Cause(ctx). Once the images are complete the dump is finished
+// instead.
+func Run(ctx context.Context, opts Options) (err error) {
 	switch opts.PageTransfer {
 	case "":
 		opts.PageTransfer = "write"
@@ -78,7 +84,7 @@ func Run(opts Options) (err error) {
 	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
-	tree, err := freezeTree(t, root)
+	tree, err := freezeTree(ctx, t, root)
 	stats.FreezeNs = time.Since(start).Nanoseconds()
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
@@ -112,6 +118,9 @@ func Run(opts Options) (err error) {
 			states[i] = &state{task: zombieTask(fp)}
 			continue
 		}
+		if err := stopped(ctx); err != nil {
+			return fmt.Errorf("dump pid %d: %w", root, err)
+		}
 		if states[i], err = collect(t, fp.pid, fp); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
@@ -129,7 +138,7 @@ func Run(opts Options) (err error) {
 			}
 		}
 	}()
-	if err := captureAll(t, dir, states, mems, &stats, pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams}); err != nil {
+	if err := captureAll(ctx, t, dir, states, mems, &stats, pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams}); err != nil {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
@@ -140,7 +149,7 @@ func Run(opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	writeStart := time.Now()
-	if err := writeImages(dir, states, mems, opts.Version); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -164,7 +173,7 @@ func Run(opts Options) (err error) {
 // data of one moves while the other is infected or cured on the tracer
 // thread, so both cores work. A process alone gets every CPU for its page
 // streams; with two at a time, half each.
-func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats, po pageOptions) error {
+func captureAll(ctx context.Context, t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capturedMemory, stats *Stats, po pageOptions) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -183,6 +192,9 @@ func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capt
 		}
 		slots <- struct{}{}
 		mu.Lock()
+		if err := stopped(ctx); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("dump pid %d: %w", st.task.Pid, err)
+		}
 		failed := firstErr != nil
 		mu.Unlock()
 		if failed {
@@ -195,7 +207,7 @@ func captureAll(t *ptrace.Tracer, dir *images.Dir, states []*state, mems []*capt
 			defer func() { <-slots }()
 			var ps Stats
 			pid := int(st.task.Pid)
-			m, err := captureMemory(t, pid, dir, st, &ps, po)
+			m, err := captureMemory(ctx, t, pid, dir, st, &ps, po)
 			mu.Lock()
 			defer mu.Unlock()
 			mems[i] = m
@@ -220,7 +232,7 @@ func (s *Stats) add(o *Stats) {
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
-func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -241,6 +253,10 @@ func writeImages(dir *images.Dir, states []*state, mems []*capturedMemory, versi
 		if err := dir.WriteFiles(st.files); err != nil {
 			return err
 		}
+	}
+	// The inventory makes the dump complete: the last moment to stop.
+	if err := stopped(ctx); err != nil {
+		return err
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
@@ -284,6 +300,14 @@ type Stats struct {
 func writeStats(dir *images.Dir, s *Stats) {
 	b, _ := json.MarshalIndent(s, "", "  ")
 	dir.WriteStats(append(b, '\n'))
+}
+
+// stopped returns why ctx ended (context.Cause), or nil while it runs.
+func stopped(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 // waitGone waits until the killed tracee has exited, so that when gocr

@@ -3,6 +3,7 @@
 package dump
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -177,7 +178,7 @@ func (c *capturedMemory) close() {
 // (FOLL_FORCE, fs/proc/base.c mem_rw). When it returns the process is
 // cured and nothing of it is needed any more: it may run again before the
 // images are synced.
-func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
+func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
 	t0 := time.Now()
 	runs, err := pagesToDump(pid, st.mm)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
@@ -207,10 +208,15 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		c.close()
 		return nil, err
 	}
-	testhook.Pause(testhook.PauseAfterInfect)
+	testhook.PauseContext(ctx, testhook.PauseAfterInfect)
 	var t2 time.Time
 	derr := func() error {
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()
+		// Each step below is a command the parasite finishes before
+		// the next; told to stop, gocr cures it between two.
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		ps, err := p.DumpState()
 		if err != nil {
 			return err
@@ -242,6 +248,9 @@ func captureMemory(t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats 
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		return c.write(p, pid, dir, po.transfer)
 	}()
 	t3 := time.Now()

@@ -3,6 +3,8 @@
 package dump
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -106,13 +108,16 @@ func (tr *frozenTree) checkSelection(opts Options) error {
 // freezeTree freezes root and all its descendants, breadth first. A
 // process can only fork while it runs, so once a process is frozen the
 // children listed for it are all it has.
-func freezeTree(t *ptrace.Tracer, root int) (*frozenTree, error) {
+func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, error) {
 	tr := &frozenTree{}
 	queue := []int{root}
 	seen := map[int]bool{root: true}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
+		if err := stopped(ctx); err != nil {
+			return tr, fmt.Errorf("freeze pid %d: %w", pid, err)
+		}
 		st, err := proc.ReadStat(pid)
 		if err != nil {
 			if pid != root && errors.Is(err, proc.ErrNoProcess) {
@@ -144,7 +149,7 @@ func freezeTree(t *ptrace.Tracer, root int) (*frozenTree, error) {
 				return tr, err
 			}
 		}
-		fp, err := freeze(t, pid)
+		fp, err := freeze(ctx, t, pid)
 		if err != nil {
 			if pid != root && errors.Is(err, unix.ESRCH) {
 				if z, ok := settleExiting(pid); ok && z != nil {
@@ -198,7 +203,7 @@ func settleExiting(pid int) (*frozenProc, bool) {
 // freeze seizes and stops every thread of pid. Threads can be created
 // until the last running thread is stopped, so it re-reads the thread list
 // until a pass finds nothing new.
-func freeze(t *ptrace.Tracer, pid int) (*frozenProc, error) {
+func freeze(ctx context.Context, t *ptrace.Tracer, pid int) (*frozenProc, error) {
 	fp := &frozenProc{pid: pid, sigs: map[int][][ptrace.SiginfoSize]byte{}}
 	seen := map[int]bool{}
 	for {
@@ -233,18 +238,27 @@ func freeze(t *ptrace.Tracer, pid int) (*frozenProc, error) {
 				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
 			}
 			fp.tids = append(fp.tids, tid)
-			st, err := t.StopTaskReport(tid)
-			sigs := st.Signals
+			st, err := t.StopTaskReport(ctx, tid)
+			if len(st.Signals) > 0 {
+				fp.sigs[tid] = st.Signals
+			}
 			if err != nil {
 				if errors.Is(err, unix.ESRCH) && tid != pid {
 					fp.tids = fp.tids[:len(fp.tids)-1]
 					continue
 				}
+				// A thread that did not stop (timed out, or gocr was
+				// told to stop) cannot be detached yet; the end of the
+				// tracer thread releases it (ptrace.StopTaskContext).
 				fp.release(t)
+				var te *ptrace.TimeoutError
+				if errors.As(err, &te) {
+					return nil, fmt.Errorf("freeze pid %d: %w: %s", pid, te, whyNotStopped(pid, tid))
+				}
+				if cause := stopped(ctx); cause != nil && errors.Is(err, cause) {
+					return nil, fmt.Errorf("freeze pid %d: %w while waiting for thread %d to stop", pid, cause, tid)
+				}
 				return nil, fmt.Errorf("freeze pid %d thread %d: %w", pid, tid, err)
-			}
-			if len(sigs) > 0 {
-				fp.sigs[tid] = sigs
 			}
 			if st.GroupStop != 0 {
 				fp.stopSignal = st.GroupStop
@@ -298,4 +312,48 @@ func zombieTask(fp *frozenProc) *gocrpb.Task {
 		Pid: int32(fp.pid), Ppid: int32(fp.stat.PPid), Pgid: int32(fp.stat.Pgrp), Sid: int32(fp.stat.Session),
 		Comm: fp.stat.Comm, Zombie: true, ExitStatus: fp.exitStatus,
 	}
+}
+
+// whyNotStopped says, from /proc, what a thread that never answered
+// PTRACE_INTERRUPT is doing, for the error that names it: a vfork parent
+// waits for its child to exec or exit, and no signal but SIGKILL wakes it
+// (kernel/fork.c wait_for_vfork_done, TASK_KILLABLE); otherwise its
+// state (man 5 proc) and system call.
+func whyNotStopped(pid, tid int) string {
+	st, err := proc.ReadStat(tid)
+	if err != nil {
+		return err.Error()
+	}
+	sc, err := proc.ReadSyscall(pid, tid)
+	if err != nil || sc.Running || sc.Nr < 0 {
+		return fmt.Sprintf("it is in state %c", st.State)
+	}
+	if isVfork(tid, sc) {
+		child := ""
+		if kids, err := proc.Children(pid); err == nil && len(kids) > 0 {
+			child = fmt.Sprintf(" %d", kids[len(kids)-1])
+		}
+		return fmt.Sprintf("it waits in vfork for its child%s to exec or exit (state %c)", child, st.State)
+	}
+	return fmt.Sprintf("it is in state %c in system call %d", st.State, sc.Nr)
+}
+
+// isVfork tells whether the system call a thread is blocked in is a
+// vfork: vfork itself, or clone or clone3 with CLONE_VFORK in their flags
+// (the first argument, or the first field of struct clone_args, man 2
+// clone).
+func isVfork(tid int, sc proc.Syscall) bool {
+	switch sc.Nr {
+	case unix.SYS_VFORK:
+		return true
+	case unix.SYS_CLONE:
+		return sc.Args[0]&unix.CLONE_VFORK != 0
+	case unix.SYS_CLONE3:
+		var flags [8]byte
+		if ptrace.ReadMemory(tid, sc.Args[0], flags[:]) != nil {
+			return false
+		}
+		return binary.LittleEndian.Uint64(flags[:])&unix.CLONE_VFORK != 0
+	}
+	return false
 }

@@ -453,3 +453,33 @@ func TestParsePosixTimers(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSyscall: the three shapes of /proc/PID/task/TID/syscall
+// (fs/proc/base.c proc_pid_syscall), and what is not one of them.
+func TestParseSyscall(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Syscall
+	}{
+		{"running\n", Syscall{Running: true}},
+		{"-1 0x7ffd5f1e0a58 0x401136\n", Syscall{Nr: -1}},
+		// vfork (58) as a vfork parent shows it while it waits.
+		{"58 0x0 0x7ffc7c2a8a38 0x0 0x0 0x0 0x0 0x7ffc7c2a8a38 0x7f0d1a6d8c1b\n", Syscall{Nr: 58, Args: [6]uint64{0, 0x7ffc7c2a8a38}}},
+		{"435 0x7ffe1b8c5f40 0x58 0x0 0x8 0x0 0xffffffffffffffff 0x7ffe1b8c5f30 0x7f1c2b3d4e5f\n",
+			Syscall{Nr: 435, Args: [6]uint64{0x7ffe1b8c5f40, 0x58, 0, 8, 0, ^uint64(0)}}},
+	} {
+		got, err := ParseSyscall([]byte(tc.in))
+		if err != nil {
+			t.Errorf("ParseSyscall(%q): %v", tc.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("ParseSyscall(%q) (-want +got):\n%s", tc.in, diff)
+		}
+	}
+	for _, bad := range []string{"", "sleeping", "58 0x0 0x1", "-1 0x1", "58 1 2 3 4 5 6 7 8", "x 0x0 0x0"} {
+		if got, err := ParseSyscall([]byte(bad)); err == nil {
+			t.Errorf("ParseSyscall(%q) = %+v, want an error", bad, got)
+		}
+	}
+}

@@ -36,14 +36,14 @@ var ErrStopDiscarded = errors.New("the kernel discards this stop signal in an or
 // stop, tid's registers being such that resuming it from there is safe.
 func (t *Tracer) EnterGroupStop(tid, sig int) error {
 	var err error
-	t.Do(func() { err = enterGroupStop(tid, sig) })
+	t.Do(func() { err = t.enterGroupStop(tid, sig) })
 	if err != nil {
 		return fmt.Errorf("stop thread %d by %v: %w", tid, unix.Signal(sig), err)
 	}
 	return nil
 }
 
-func enterGroupStop(tid, sig int) error {
+func (t *Tracer) enterGroupStop(tid, sig int) error {
 	if sig < 1 || sig > 64 {
 		return fmt.Errorf("invalid signal %d", sig)
 	}
@@ -65,7 +65,7 @@ func enterGroupStop(tid, sig int) error {
 		return err
 	}
 	for {
-		s, err := wait(tid)
+		s, err := t.waitBounded(tid, "the stop signal's delivery")
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func enterGroupStop(tid, sig int) error {
 	if err := cont(tid, sig); err != nil {
 		return err
 	}
-	s, err := wait(tid)
+	s, err := t.waitBounded(tid, "the group-stop")
 	switch {
 	case err != nil:
 		return err

@@ -4,6 +4,7 @@ package ptrace
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -28,7 +29,7 @@ func TestStopTaskOfStoppedTask(t *testing.T) {
 	if err := tr.Seize(tg.pid); err != nil {
 		t.Fatal(err)
 	}
-	st, err := tr.StopTaskReport(tg.pid)
+	st, err := tr.StopTaskReport(context.Background(), tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}

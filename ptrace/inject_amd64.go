@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,7 +62,7 @@ func (t *Tracer) InjectSyscall(tid int, insn uint64, nr uint64, args ...uint64) 
 		infos [][SiginfoSize]byte
 		err   error
 	)
-	t.Do(func() { ret, infos, err = injectSyscall(tid, insn, nr, args) })
+	t.Do(func() { ret, infos, err = t.injectSyscall(tid, insn, nr, args) })
 	if err != nil {
 		if len(infos) > 0 {
 			// Do not let a failure hide signals that were taken from
@@ -77,7 +78,7 @@ func (t *Tracer) InjectSyscall(tid int, insn uint64, nr uint64, args ...uint64) 
 }
 
 // Precondition: called on the tracer thread; see InjectSyscall.
-func injectSyscall(tid int, insn uint64, nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
+func (t *Tracer) injectSyscall(tid int, insn uint64, nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
 	r, err := getRegs(tid)
 	if err != nil {
 		return 0, nil, fmt.Errorf("ptrace getregset %d: %w", tid, err)
@@ -97,7 +98,7 @@ func injectSyscall(tid int, insn uint64, nr uint64, args []uint64) (int64, [][Si
 		if err := syscallCont(tid); err != nil {
 			return 0, infos, err
 		}
-		si, err := waitSyscallStop(tid, phase)
+		si, err := t.waitSyscallStop(tid, phase)
 		infos = append(infos, si...)
 		if err != nil {
 			return 0, infos, err
@@ -119,10 +120,11 @@ func injectSyscall(tid int, insn uint64, nr uint64, args []uint64) (int64, [][Si
 // collecting signal-delivery-stops and explaining every other stop.
 //
 // Precondition: called on the tracer thread after PTRACE_SYSCALL.
-func waitSyscallStop(tid int, phase string) ([][SiginfoSize]byte, error) {
+func (t *Tracer) waitSyscallStop(tid int, phase string) ([][SiginfoSize]byte, error) {
 	var infos [][SiginfoSize]byte
+	w := waitFor{what: phase, until: time.Now().Add(stopTimeout)}
 	for {
-		s, err := wait(tid)
+		s, err := t.wait(tid, w)
 		if err != nil {
 			return infos, err
 		}

@@ -3,6 +3,7 @@
 package ptrace
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -84,7 +85,7 @@ func (t *Tracer) ReturnAll(bs []Borrowed) error {
 		for i := range bs {
 			b := &bs[i]
 			if b.running {
-				infos, err := waitEventStop(b.Tid, "return borrowed thread")
+				infos, err := t.waitEventStop(context.Background(), b.Tid, "return borrowed thread")
 				if err == nil && len(infos) > 0 {
 					err = &SignalsPendingError{Tid: b.Tid, Op: "return borrowed thread", Signals: infos}
 				}

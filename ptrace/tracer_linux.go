@@ -14,11 +14,15 @@
 package ptrace
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,11 +33,17 @@ type Tracer struct {
 	reqs      chan func()
 	done      chan struct{}
 	closeOnce sync.Once
+	// sigchld wakes a wait: the kernel sends the tracer SIGCHLD at every
+	// stop and exit of a tracee (kernel/signal.c do_notify_parent_cldstop,
+	// do_notify_parent), so gocr can wait with WNOHANG and a deadline
+	// instead of in a waitpid nothing could cut short.
+	sigchld chan os.Signal
 }
 
 // NewTracer starts the tracer thread.
 func NewTracer() *Tracer {
-	t := &Tracer{reqs: make(chan func()), done: make(chan struct{})}
+	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), sigchld: make(chan os.Signal, 1)}
+	signal.Notify(t.sigchld, unix.SIGCHLD)
 	go t.loop()
 	return t
 }
@@ -45,6 +55,27 @@ func (t *Tracer) loop() {
 	// so a forgotten tracee is released rather than left stopped forever
 	// under a thread that now runs unrelated goroutines.
 	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread is the one the runtime does not terminate: it
+		// parks it instead when a goroutine locked to it ends
+		// (runtime.LockOSThread), and its tracees would stay attached.
+		// Serve from another thread: while this goroutine holds the
+		// main thread, the new one cannot be scheduled on it.
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			t.serve()
+		}()
+		<-moved
+		runtime.UnlockOSThread()
+		return
+	}
+	t.serve()
+}
+
+// serve answers requests on the locked thread until Close.
+func (t *Tracer) serve() {
 	t.tid.Store(int64(unix.Gettid()))
 	defer close(t.done)
 	for f := range t.reqs {
@@ -80,6 +111,7 @@ func (t *Tracer) Close() {
 	t.closeOnce.Do(func() {
 		close(t.reqs)
 		<-t.done
+		signal.Stop(t.sigchld)
 	})
 }
 
@@ -248,44 +280,103 @@ func decodeStop(ws unix.WaitStatus) Stop {
 	return s
 }
 
-// Wait waits for the next state change of tid (waitpid(tid, __WALL); __WALL
-// so that threads other than the leader are reported, man 2 waitpid).
-// It blocks the tracer thread until tid changes state.
+// stopTimeout bounds every wait for a tracee (a variable only so tests
+// can shorten it). A thread answers PTRACE_INTERRUPT, or finishes a
+// system call gocr injected, within microseconds, unless it sleeps where
+// no signal wakes it: a vfork parent waits for its child to exec or exit
+// (kernel/fork.c wait_for_vfork_done, TASK_KILLABLE), a task in D state
+// waits on a hung file system. Those may wait for good, and gocr must not
+// wait with them.
+var stopTimeout = 5 * time.Second
+
+// TimeoutError reports that a tracee did not reach the state gocr waited
+// for within stopTimeout. The tracee may still get there: any request
+// gocr makes of it then fails with ESRCH until it does.
+type TimeoutError struct {
+	Tid     int
+	Awaited string // what gocr waited for
+	After   time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("thread %d: no %s within %v", e.Tid, e.Awaited, e.After)
+}
+
+// Wait waits for the next state change of tid (waitpid(tid, __WALL);
+// __WALL so that threads other than the leader are reported, man 2
+// waitpid), at most stopTimeout.
 func (t *Tracer) Wait(tid int) (Stop, error) {
 	var (
 		s   Stop
 		err error
 	)
-	t.Do(func() { s, err = wait(tid) })
+	t.Do(func() { s, err = t.wait(tid, waitFor{what: "state change", until: time.Now().Add(stopTimeout)}) })
 	return s, err
 }
 
-func wait(tid int) (Stop, error) {
-	s, _, err := wait4(tid, 0)
-	return s, err
+// waitFor is what a wait waits for: its name for a TimeoutError, its
+// deadline, and what may end it early (nil: nothing, as Background).
+type waitFor struct {
+	what  string
+	until time.Time
+	ctx   context.Context
 }
 
-// waitNoHang is wait that returns at once; ok says whether tid had a state
-// change to report.
-func waitNoHang(tid int) (s Stop, ok bool, err error) {
-	return wait4(tid, unix.WNOHANG)
-}
+// spinFor is how long a wait polls, yielding the CPU in between, before it
+// sleeps until a SIGCHLD: most stops come within tens of microseconds, and
+// waking through the signal costs about as much again (two more hand-offs
+// between threads: the runtime's signal goroutine, then this one), which
+// a dump pays for every thread it stops.
+const spinFor = 200 * time.Microsecond
 
-func wait4(tid, options int) (Stop, bool, error) {
-	var ws unix.WaitStatus
+// wait returns tid's next state change. It polls with WNOHANG and sleeps
+// until the next SIGCHLD, the deadline or ctx's end: SIGCHLD is drained
+// before each poll, so a change after the poll always wakes it.
+//
+// Precondition: called on the tracer thread.
+func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
+	var done <-chan struct{}
+	if w.ctx != nil {
+		done = w.ctx.Done()
+	}
+	var timer *time.Timer
+	spinUntil := time.Now().Add(spinFor)
 	for {
-		pid, err := unix.Wait4(tid, &ws, unix.WALL|options, nil)
+		select {
+		case <-t.sigchld:
+		default:
+		}
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
 			// The Go runtime preempts threads with SIGURG.
 			continue
 		}
 		if err != nil {
-			return Stop{}, false, fmt.Errorf("waitpid %d: %w", tid, err)
+			return Stop{}, fmt.Errorf("waitpid %d: %w", tid, err)
 		}
-		if pid == 0 {
-			return Stop{}, false, nil
+		if wpid == tid {
+			return decodeStop(ws), nil
 		}
-		return decodeStop(ws), true, nil
+		if time.Now().Before(spinUntil) {
+			// Lets the tracee run here, should it share this CPU.
+			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
+		left := time.Until(w.until)
+		if left <= 0 {
+			return Stop{}, &TimeoutError{Tid: tid, Awaited: w.what, After: stopTimeout}
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+			defer timer.Stop()
+		}
+		select {
+		case <-t.sigchld:
+		case <-timer.C:
+		case <-done:
+			return Stop{}, fmt.Errorf("thread %d: waiting for a %s: %w", tid, w.what, context.Cause(w.ctx))
+		}
 	}
 }
 
@@ -326,7 +417,19 @@ func (t *Tracer) StopTask(tid int) (pending []int, err error) {
 // StopTaskInfo is StopTask returning the siginfo of each suppressed signal,
 // in the order the tracee dequeued them.
 func (t *Tracer) StopTaskInfo(tid int) ([][SiginfoSize]byte, error) {
-	st, err := t.StopTaskReport(tid)
+	return t.StopTaskContext(context.Background(), tid)
+}
+
+// StopTaskContext is StopTaskInfo that also gives up when ctx ends, as
+// long as the tracee has not begun to stop (no signal was taken from it
+// yet): a caller that has seized a thread running its own code may let
+// it go at any time. A tracee left so, like one that timed out, still has
+// the interrupt pending and stops at its next chance; detaching it then,
+// or the end of the tracer thread (which detaches every tracee and clears
+// its pending traps, kernel/ptrace.c exit_ptrace, __ptrace_unlink), lets
+// it run on as it was.
+func (t *Tracer) StopTaskContext(ctx context.Context, tid int) ([][SiginfoSize]byte, error) {
+	st, err := t.StopTaskReport(ctx, tid)
 	return st.Signals, err
 }
 
@@ -343,8 +446,8 @@ type Stopped struct {
 	GroupStop int
 }
 
-// StopTaskReport is StopTask returning the siginfo of each suppressed
-// signal and the group-stop the tracee is in, if any.
+// StopTaskReport is StopTaskContext returning the siginfo of each
+// suppressed signal and the group-stop the tracee is in, if any.
 //
 // A task already stopped by a signal when it is seized is trapped by
 // PTRACE_SEIZE itself: it is in its event stop, reported, when the call
@@ -354,16 +457,13 @@ type Stopped struct {
 // that stop is taken as it is.
 //
 // Precondition: tid is seized.
-func (t *Tracer) StopTaskReport(tid int) (Stopped, error) {
+func (t *Tracer) StopTaskReport(ctx context.Context, tid int) (Stopped, error) {
 	var (
 		st  Stopped
 		err error
 	)
 	t.Do(func() {
-		var (
-			first *Stop
-			s     Stop
-		)
+		var first *Stop
 		s, ok, werr := waitNoHang(tid)
 		if werr != nil {
 			err = fmt.Errorf("stop task: %w", werr)
@@ -379,9 +479,10 @@ func (t *Tracer) StopTaskReport(tid int) (Stopped, error) {
 		if err = interrupt(tid); err != nil {
 			return
 		}
-		s, st.Signals, err = awaitEventStop(tid, "stop task", first)
+		var last Stop
+		last, st.Signals, err = t.awaitEventStop(ctx, tid, "stop task", first)
 		if err == nil {
-			st.GroupStop = groupStop(s)
+			st.GroupStop = groupStop(last)
 		}
 	})
 	return st, err
@@ -395,6 +496,34 @@ func groupStop(s Stop) int {
 	return s.Sig
 }
 
+// waitNoHang returns tid's state change if it has one to report now; ok
+// says whether it had.
+//
+// Precondition: called on the tracer thread.
+func waitNoHang(tid int) (s Stop, ok bool, err error) {
+	var ws unix.WaitStatus
+	for {
+		wpid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return Stop{}, false, fmt.Errorf("waitpid %d: %w", tid, err)
+		}
+		if wpid != tid {
+			return Stop{}, false, nil
+		}
+		return decodeStop(ws), true, nil
+	}
+}
+
+// waitBounded is wait for what, at most stopTimeout.
+//
+// Precondition: called on the tracer thread.
+func (t *Tracer) waitBounded(tid int, what string) (Stop, error) {
+	return t.wait(tid, waitFor{what: what, until: time.Now().Add(stopTimeout)})
+}
+
 // waitEventStop waits until tid reports PTRACE_EVENT_STOP, suppressing and
 // collecting any signal-delivery-stop on the way. A PTRACE_INTERRUPT must
 // already be pending: it stays pending across those stops (the kernel keeps
@@ -402,9 +531,13 @@ func groupStop(s Stop) int {
 // with PTRACE_CONT(0) leads straight into the event stop, before any further
 // signal is dequeued (get_signal handles jobctl traps before dequeueing).
 //
+// It waits at most stopTimeout, and until ctx ends only as long as it
+// has taken no signal: once one is taken, the thread is
+// stopping and must be let stop, or the signal would be lost.
+//
 // Precondition: called on the tracer thread.
-func waitEventStop(tid int, op string) ([][SiginfoSize]byte, error) {
-	_, infos, err := awaitEventStop(tid, op, nil)
+func (t *Tracer) waitEventStop(ctx context.Context, tid int, op string) ([][SiginfoSize]byte, error) {
+	_, infos, err := t.awaitEventStop(ctx, tid, op, nil)
 	return infos, err
 }
 
@@ -412,15 +545,19 @@ func waitEventStop(tid int, op string) ([][SiginfoSize]byte, error) {
 // nil, is a stop of tid already waited for: it is handled before waiting.
 //
 // Precondition: called on the tracer thread.
-func awaitEventStop(tid int, op string, first *Stop) (Stop, [][SiginfoSize]byte, error) {
+func (t *Tracer) awaitEventStop(ctx context.Context, tid int, op string, first *Stop) (Stop, [][SiginfoSize]byte, error) {
 	var infos [][SiginfoSize]byte
+	w := waitFor{what: "stop after PTRACE_INTERRUPT", until: time.Now().Add(stopTimeout), ctx: ctx}
 	for {
+		if len(infos) > 0 {
+			w.ctx = context.Background()
+		}
 		var s Stop
 		if first != nil {
 			s, first = *first, nil
 		} else {
 			var err error
-			if s, err = wait(tid); err != nil {
+			if s, err = t.wait(tid, w); err != nil {
 				return s, infos, fmt.Errorf("%s: %w", op, err)
 			}
 		}
@@ -500,7 +637,7 @@ func (t *Tracer) ReturnToEventStop(tid int) error {
 		if err = cont(tid, 0); err != nil {
 			return
 		}
-		infos, err = waitEventStop(tid, "return to event stop")
+		infos, err = t.waitEventStop(context.Background(), tid, "return to event stop")
 	})
 	if err != nil {
 		return err

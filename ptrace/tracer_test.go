@@ -3,7 +3,11 @@
 package ptrace
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +115,90 @@ func BenchmarkDo(b *testing.B) {
 	for b.Loop() {
 		tr.Do(func() {})
 	}
+}
+
+// TestStopTaskBounded: a vfork parent waits where PTRACE_INTERRUPT cannot
+// reach it (state D until its child execs or exits). StopTask gives up
+// after stopTimeout with a *TimeoutError, StopTaskContext as soon as its
+// context ends; once the tracer is closed, the parent is untraced and runs
+// on when its child exits.
+func TestStopTaskBounded(t *testing.T) {
+	defer func(d time.Duration) { stopTimeout = d }(stopTimeout)
+	stopTimeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		stop func(tr *Tracer, pid int) error
+		max  time.Duration
+	}{
+		{"Timeout", func(tr *Tracer, pid int) error {
+			_, err := tr.StopTask(pid)
+			var te *TimeoutError
+			if !errors.As(err, &te) || te.Tid != pid {
+				return fmt.Errorf("StopTask = %v, want a *TimeoutError for %d", err, pid)
+			}
+			return nil
+		}, time.Second},
+		{"Context", func(tr *Tracer, pid int) error {
+			stopTimeout = time.Minute
+			why := errors.New("the test gave up")
+			ctx, cancel := context.WithCancelCause(context.Background())
+			time.AfterFunc(100*time.Millisecond, func() { cancel(why) })
+			_, err := tr.StopTaskContext(ctx, pid)
+			if !errors.Is(err, why) {
+				return fmt.Errorf("StopTaskContext = %v, want it to end with %q", err, why)
+			}
+			return nil
+		}, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startTarget(t, "vfork")
+			settle()
+			if st := procStatus(t, tg.pid, "State"); !strings.HasPrefix(st, "D") {
+				t.Fatalf("vfork parent %d is in state %q, want D", tg.pid, st)
+			}
+			tr := NewTracer()
+			if err := tr.Seize(tg.pid); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			err := tc.stop(tr, tg.pid)
+			took := time.Since(start)
+			tr.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took > tc.max {
+				t.Fatalf("StopTask took %v, want at most %v", took, tc.max)
+			}
+			// The kernel detaches when the tracer thread has exited,
+			// which Close does not wait for.
+			deadline := time.Now().Add(2 * time.Second)
+			for tp := procStatus(t, tg.pid, "TracerPid"); tp != "0"; tp = procStatus(t, tg.pid, "TracerPid") {
+				if time.Now().After(deadline) {
+					t.Fatalf("vfork parent %d still traced by %s 2 s after the tracer closed", tg.pid, tp)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if _, err := tg.stdin.Write([]byte("go\n")); err != nil {
+				t.Fatal(err)
+			}
+			tg.expect("PARENT 1", 5*time.Second)
+		})
+	}
+}
+
+// procStatus is the value of one "Key:\tvalue" line of /proc/PID/status.
+func procStatus(t *testing.T, pid int, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, key)
+	return ""
 }

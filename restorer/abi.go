@@ -76,6 +76,7 @@ const (
 	rstStepTree        = 18
 	rstStepFixups      = 19
 	rstStepPosixTimers = 20
+	rstStepPidfd       = 21
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -101,6 +102,7 @@ var rstSteps = map[uint32]string{
 	rstStepTree:        "rebuild the process tree (fork, session, group)",
 	rstStepFixups:      "finish the fds inside the process (epoll watches, locks)",
 	rstStepPosixTimers: "recreate POSIX timers (timer_create with their IDs)",
+	rstStepPidfd:       "hand gocr the new process's pidfd",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -153,13 +155,13 @@ type rstVma struct {
 }
 
 type rstTree struct {
-	Magic    uint64 `c:"magic"`
-	Version  uint32 `c:"version"`
-	Size     uint32 `c:"size"`
-	NrProcs  uint32 `c:"nr_procs"`
-	ProcsOff uint32 `c:"procs_off"`
-	Created  uint32 `c:"created"`
-	Pad0     uint32
+	Magic     uint64 `c:"magic"`
+	Version   uint32 `c:"version"`
+	Size      uint32 `c:"size"`
+	NrProcs   uint32 `c:"nr_procs"`
+	ProcsOff  uint32 `c:"procs_off"`
+	Created   uint32 `c:"created"`
+	PidfdSock int32  `c:"pidfd_sock"`
 }
 
 type rstProc struct {

@@ -111,6 +111,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_TREE":         rstStepTree,
 	"RST_STEP_FIXUPS":       rstStepFixups,
 	"RST_STEP_POSIX_TIMERS": rstStepPosixTimers,
+	"RST_STEP_PIDFD":        rstStepPidfd,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,

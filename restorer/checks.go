@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -142,9 +143,12 @@ func checkPosixTimers(task *gocrpb.Task) error {
 // waitPidFree: the PID must be free. A zombie waiting for its parent (or
 // for init, which reaps orphans a second or two late here) gets a few
 // seconds; anything else is an error naming the holder.
-func waitPidFree(pid int) error {
+func waitPidFree(ctx context.Context, pid int) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
+		if err := stopped(ctx); err != nil {
+			return fmt.Errorf("wait for pid %d to be free: %w", pid, err)
+		}
 		st, err := procfs.ReadStat(pid)
 		if errors.Is(err, procfs.ErrNoProcess) {
 			return nil

@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 
@@ -16,7 +17,7 @@ import (
 // them all; a process dumped stopped (job control) is released into a
 // stop by the same signal. All threads of a process are stopped before
 // the restorer's code, which they are parked in, goes.
-func finish(procs []*proc, shared []byte) error {
+func finish(ctx context.Context, procs []*proc, shared []byte) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
 	// On failure the caller kills the processes, which ends the tracing.
@@ -30,7 +31,7 @@ func finish(procs []*proc, shared []byte) error {
 			if err := t.Seize(tid); err != nil {
 				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
 			}
-			if _, err := t.StopTask(tid); err != nil {
+			if _, err := t.StopTaskContext(ctx, tid); err != nil {
 				return fmt.Errorf("stop pid %d thread %d: %w", pid, tid, err)
 			}
 		}

@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,8 +22,10 @@ import (
 
 // launch starts the restorer and sees the restore through: it waits for
 // every process to be rebuilt, then finishes each (registers, masks) and
-// releases them together. On any failure it kills whatever was created.
-func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (res *Result, err error) {
+// releases them together. On any failure it kills what this restore
+// created, known by the pidfds the restorer handed over on c, and nothing
+// else; pidfdPeer is the restorer's end of c's socket (src's last source).
+func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sources, c *created, pidfdPeer *os.File, opts Options) (res *Result, err error) {
 	root := int(procs[0].task.Pid)
 	planFd, err := unix.MemfdCreate("gocr-plan", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -52,7 +55,7 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 	// Anything created is killed if the restore does not complete.
 	defer func() {
 		if err != nil {
-			killAll(procs)
+			c.killAll(root)
 		}
 	}()
 
@@ -66,7 +69,11 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
 	}
+	// Only the restored processes may hold the sending end: gocr reads
+	// without waiting, but the socket ends when the last of them is gone.
+	pidfdPeer.Close()
 	helperErr := cmd.Wait()
+	c.receive()
 	if err := planFailure(shared, procs); err != nil {
 		return nil, err
 	}
@@ -75,14 +82,19 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 	}
 
 	// Wait until every live process has rebuilt itself, or one fails or
-	// dies. The root is gocr's child (CLONE_PARENT); the others are
-	// their restored parents' and are watched through /proc.
+	// dies. Each is watched through its pidfd: a process not handed over
+	// yet is still being created by its parent, which is earlier in the
+	// table and watched first.
 	for {
 		if err := planFailure(shared, procs); err != nil {
 			return nil, err
 		}
+		if err := stopped(ctx); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", root, err)
+		}
+		c.receive()
 		pending := 0
-		for _, pr := range procs {
+		for i, pr := range procs {
 			if pr.plan == nil {
 				continue
 			}
@@ -92,7 +104,7 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 			}
 			pending++
 			sharedword.Wait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
-			if dead, why := processDied(int(pr.task.Pid), pr == procs[0]); dead {
+			if dead, why := c.died(i, int(pr.task.Pid)); dead {
 				if err := planFailure(shared, procs); err != nil {
 					return nil, err
 				}
@@ -104,8 +116,11 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 			break
 		}
 	}
-	testhook.Pause(testhook.PauseBeforeFinish)
-	if err := finish(procs, shared); err != nil {
+	testhook.PauseContext(ctx, testhook.PauseBeforeFinish)
+	if err := stopped(ctx); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if err := finish(ctx, procs, shared); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	res = &Result{Pid: root}
@@ -135,25 +150,27 @@ func launch(procs []*proc, planBytes []byte, src *files.Sources, opts Options) (
 	return res, nil
 }
 
-// processDied tells whether a process being restored is gone: the root is
-// gocr's child and is reaped here; the others show as zombies.
-func processDied(pid int, isChild bool) (bool, string) {
-	if isChild {
+// died tells whether process idx of the restore is gone: the root is
+// gocr's child and is reaped here, with its status; the others show as
+// zombies, read from /proc only while the pidfd says the PID is still
+// theirs.
+func (c *created) died(idx, pid int) (bool, string) {
+	if idx == 0 {
 		var ws unix.WaitStatus
 		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == pid {
 			return true, describeStatus(ws)
 		}
 		return false, ""
 	}
+	if !c.exited(idx) {
+		return false, ""
+	}
 	st, err := procfs.ReadStat(pid)
-	if err != nil {
+	if err != nil || st.State != 'Z' || c.reaped(idx) {
 		return true, "gone"
 	}
-	if st.State == 'Z' {
-		// proc(5): exit_code is "in the form reported by waitpid(2)".
-		return true, describeStatus(unix.WaitStatus(st.ExitCode))
-	}
-	return false, ""
+	// proc(5): exit_code is "in the form reported by waitpid(2)".
+	return true, describeStatus(unix.WaitStatus(st.ExitCode))
 }
 
 // planFailure returns the first failure any process reported.
@@ -168,21 +185,6 @@ func planFailure(shared []byte, procs []*proc) error {
 		}
 	}
 	return nil
-}
-
-// killAll ends every process a failed restore created and waits until
-// they are gone, so nothing is left behind.
-func killAll(procs []*proc) {
-	for _, pr := range procs {
-		unix.Kill(int(pr.task.Pid), unix.SIGKILL)
-	}
-	reapQuietly(int(procs[0].task.Pid))
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pr := range procs[1:] {
-		for procfs.Exists(int(pr.task.Pid)) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 }
 
 // describeStatus says how a process ended, from its wait status:
@@ -205,20 +207,6 @@ func describeStatus(ws unix.WaitStatus) string {
 	return fmt.Sprintf("status %#x", uint32(ws))
 }
 
-func reapQuietly(pid int) {
-	var ws unix.WaitStatus
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
-		if wpid == pid || errors.Is(err, unix.ECHILD) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	unix.Kill(pid, unix.SIGKILL)
-	unix.Wait4(pid, &ws, unix.WALL, nil)
-}
-
 // planError turns the restorer's failure report into one line.
 func planError(shared []byte, pr *proc) error {
 	task := pr.task
@@ -230,8 +218,23 @@ func planError(shared []byte, pr *proc) error {
 		what = fmt.Sprintf("step %d", step)
 	}
 	var e error = unix.Errno(-errno)
-	if step == rstStepClone && errno == -int32(unix.EEXIST) {
-		return fmt.Errorf("%s: pid %d was taken by another process just now", what, task.Pid)
+	if errno == -int32(unix.EEXIST) {
+		// clone3 set_tid fails with EEXIST when the PID is taken
+		// (kernel/pid.c alloc_pid); index names it as each step does.
+		taken := -1
+		switch step {
+		case rstStepClone:
+			taken = int(task.Pid)
+		case rstStepTree:
+			taken = int(index)
+		case rstStepThread:
+			if int(index) < len(task.Threads) {
+				taken = int(task.Threads[index].Tid)
+			}
+		}
+		if taken > 0 {
+			return fmt.Errorf("%s: pid %d is in use: another process took it during the restore", what, taken)
+		}
 	}
 	if step == rstStepFixups && int(index) < len(pr.plan.fixups) {
 		// F_SETLK and flock LOCK_NB fail with EAGAIN (or EACCES) when

@@ -14,12 +14,14 @@
 package restorer
 
 import (
+	"context"
 	_ "embed"
 	"fmt"
 	"os"
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 //go:embed restorer.elf
@@ -61,8 +63,12 @@ type proc struct {
 
 // Run restores the dump in opts.Dir. It reads as the restore's lifecycle:
 // check everything, open what the processes share, claim their PIDs, lay
-// out the plan, then launch the restorer and finish each process.
-func Run(opts Options) (*Result, error) {
+// out the plan, then launch the restorer and finish each process. When
+// ctx ends before the processes are released, the restore stops at its
+// next step, or at once where it waits, and fails as at any other error:
+// every process it created is killed. The error then wraps
+// context.Cause(ctx).
+func Run(ctx context.Context, opts Options) (*Result, error) {
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
@@ -106,6 +112,14 @@ func Run(opts Options) (*Result, error) {
 	}
 	defer lifeW.Close()
 	lifeline := src.Add(lifeR)
+	// Where the restorer hands over the pidfd of every process it
+	// creates: a failed restore kills those and nothing else.
+	c, pidfdPeer, err := newCreated(len(procs))
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer c.close()
+	t.pidfdSock = src.Add(pidfdPeer)
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
@@ -115,25 +129,29 @@ func Run(opts Options) (*Result, error) {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
 	}
-	if err := claimPids(procs); err != nil {
+	if err := claimPids(ctx, procs); err != nil {
 		return nil, err
+	}
+	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
+	if err := stopped(ctx); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	pickPageHelperTids(procs)
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	return launch(procs, planBytes, src, opts)
+	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
 }
 
 // claimPids waits until every PID and TID the dump had is free.
-func claimPids(procs []*proc) error {
+func claimPids(ctx context.Context, procs []*proc) error {
 	for _, pr := range procs {
-		if err := waitPidFree(int(pr.task.Pid)); err != nil {
+		if err := waitPidFree(ctx, int(pr.task.Pid)); err != nil {
 			return err
 		}
 		for _, th := range pr.task.Threads[min(1, len(pr.task.Threads)):] {
-			if err := waitPidFree(int(th.Tid)); err != nil {
+			if err := waitPidFree(ctx, int(th.Tid)); err != nil {
 				return err
 			}
 		}
@@ -167,4 +185,12 @@ func layout(t *tree, procs []*proc) ([]byte, error) {
 		copy(pr.plan.args.HoleCandidates[:], cands)
 	}
 	return t.encode(procs)
+}
+
+// stopped returns why ctx ended (context.Cause), or nil while it runs.
+func stopped(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }

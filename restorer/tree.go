@@ -17,6 +17,9 @@ import (
 // tree is the process table handed to the restorer.
 type tree struct {
 	procs []rstProc
+	// pidfdSock is the source the restorer hands every new process's
+	// pidfd to gocr through (created).
+	pidfdSock int32
 }
 
 // buildTree orders the processes (parents first, as the inventory lists
@@ -89,7 +92,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 	var head bytes.Buffer
 	binary.Write(&head, binary.LittleEndian, rstTree{
 		Magic: rstTreeMagic, Version: rstVersion, Size: uint32(total),
-		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff),
+		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff), PidfdSock: t.pidfdSock,
 	})
 	binary.Write(&head, binary.LittleEndian, t.procs)
 	copy(out, head.Bytes())

@@ -68,7 +68,8 @@
 // --leave-running, restore without -d), badinput_test.go and
 // refusal_test.go (what gocr refuses and what it leaves then, with helpers
 // in failure_test.go and imagedir_test.go), gocrkill_test.go (gocr killed
-// mid-dump or mid-restore), corruption_test.go (every target detects
+// mid-dump or mid-restore), restorekill_test.go (what a failed restore
+// kills: only what it created), corruption_test.go (every target detects
 // damage to its state).
 package test
 
@@ -120,6 +121,7 @@ var cTargets = map[string]struct {
 	"counter-static": {"counter.c", []string{"-static"}},
 	"memory":         {"memory.c", nil},
 	"seccomp_exec":   {"seccomp_exec.c", nil}, // a wrapper (startOpts.wrap), not a target
+	"takepid":        {"takepid.c", nil},      // holds a PID a restore wants, not a target
 	"fds":            {"fds.c", nil},
 	"signals":        {"signals.c", nil},
 	"sleeper":        {"sleeper.c", nil},
@@ -138,6 +140,7 @@ var cTargets = map[string]struct {
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},
 	"waiter":         {"waiter.c", nil},
+	"vforker":        {"vforker.c", nil},
 	"tree":           {"tree.c", nil},
 	"churn":          {"churn.c", []string{"-pthread"}},
 	"stopped":        {"stopped.c", []string{"-pthread"}},

@@ -3,11 +3,15 @@
 package test
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +91,34 @@ func TestDumpRefusals(t *testing.T) {
 		})
 	}
 
+	// The init of gocr's own PID namespace (gocr run inside it, with
+	// nsenter): the kernel ignores SIGKILL sent to it from inside, so a
+	// dump that went on to end it would wait for it forever, with it
+	// stopped; and PID 1 could never be restored there.
+	t.Run("PidNamespaceInit", func(t *testing.T) {
+		var tools []string
+		for _, name := range []string{"unshare", "nsenter"} {
+			p, err := exec.LookPath(name)
+			if err != nil {
+				t.Skipf("needs %s(1) to run a PID namespace and gocr inside it: %v", name, err)
+			}
+			tools = append(tools, p)
+		}
+		tg := startTargetOpts(t, "counter", startOpts{wrap: []string{tools[0], "--pid", "--fork", "--mount-proc", "--kill-child", "--"}})
+		init := onlyChild(t, tg.pid)
+		t.Cleanup(func() { tg.killRestored(t, init) })
+		if v := statusField(t, init, "NSpid"); !strings.HasSuffix(v, "\t1") {
+			t.Fatalf("the counter (pid %d) has NSpid %q: not the init of its PID namespace", init, v)
+		}
+		waitCounter(t, tg, 10)
+		r := runGocrVia(t, []string{tools[1], "-t", strconv.Itoa(init), "--pid", "--mount", "--"}, "dump", "-t", "1", "-D", t.TempDir())
+		assertRefused(t, r, []string{"pid 1 ", "init of its pid namespace"}, nil)
+		assertUntouched(t, init)
+		waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+		checkResult(t, tg, init)
+		counterLines(t, tg.logPath, true)
+	})
+
 	t.Run("AlreadyTraced", func(t *testing.T) {
 		strace, err := exec.LookPath("strace")
 		if err != nil {
@@ -104,6 +136,49 @@ func TestDumpRefusals(t *testing.T) {
 		stopTracer(t, tracer, tg.pid)
 		checkIntactCounter(t, tg)
 	})
+}
+
+// onlyChild returns the one child of pid (a wrapper's target).
+func onlyChild(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		t.Fatalf("pid %d has children %q, want exactly one", pid, f)
+	}
+	child, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return child
+}
+
+// runGocrVia is runGocr with gocr run by the command prefix (nsenter).
+// Should gocr outlive the prefix's command after the timeout, its output
+// goes to files, so nothing waits for it.
+func runGocrVia(t *testing.T, prefix []string, args ...string) gocrRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), gocrTimeout)
+	defer cancel()
+	cmd, outPath, errPath := gocrCmd(t, ctx, nil, args...)
+	cmd.Args = append(append([]string(nil), prefix...), cmd.Args...)
+	cmd.Path = prefix[0]
+	err := cmd.Run()
+	r := gocrRun{args: args, code: cmd.ProcessState.ExitCode()}
+	out, _ := os.ReadFile(outPath)
+	errb, _ := os.ReadFile(errPath)
+	r.stdout, r.stderr = string(out), string(errb)
+	if ctx.Err() != nil {
+		t.Fatalf("%s did not finish within %v\n%v", strings.Join(cmd.Args, " "), gocrTimeout, r)
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		t.Fatalf("run %s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return r
 }
 
 // TestPipePacketsRefused: a packet pipe (O_DIRECT, man 2 pipe) holding

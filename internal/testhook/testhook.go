@@ -6,6 +6,7 @@
 package testhook
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -27,12 +28,16 @@ const (
 	// PauseBeforeFinish (a duration): hold a restore with every process
 	// parked in the restorer, so a test can kill gocr there.
 	PauseBeforeFinish = "pause-before-finish"
+	// PauseBeforeLaunch (a duration): hold a restore once it has found
+	// every PID free, before the restorer creates any process, so a test
+	// can take a PID or start another restore meanwhile.
+	PauseBeforeLaunch = "pause-before-launch"
 	// PageHelperTid (a TID): the TID offered to every page-stream helper
 	// thread of a restore, so a test can offer one in use.
 	PageHelperTid = "page-helper-tid"
 )
 
-var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PageHelperTid: true}
+var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true}
 
 var hooks = parse(os.Getenv(Env))
 
@@ -62,10 +67,17 @@ func Setting(name, value string) string { return Env + "=" + name + "=" + value 
 // Pause sleeps for the duration the hook name is set to, if it is set.
 // It says so on stderr first (Announcement), so a test waits for gocr to
 // be exactly there rather than guessing from outside.
-func Pause(name string) {
+func Pause(name string) { PauseContext(context.Background(), name) }
+
+// PauseContext is Pause that ends early when ctx does: the pause stands
+// for gocr waiting there, and gocr's waits end when it is told to stop.
+func PauseContext(ctx context.Context, name string) {
 	if d, err := time.ParseDuration(hooks[name]); err == nil {
 		fmt.Fprintln(os.Stderr, Announcement(name))
-		time.Sleep(d)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
 	}
 }
 

@@ -151,6 +151,24 @@ static int mode_sigqueue(void) {
 	return 0;
 }
 
+// vfork: the parent waits in vfork (state D, no signal wakes it) until
+// the child, which says READY with raw writes (it shares the parent's
+// memory, stdio's buffers included), reads a line and exits. Then the
+// parent says PARENT.
+static int mode_vfork(void) {
+	pid_t pid = vfork();
+	if (pid == 0) {
+		char c;
+		write(1, "READY\n", 6);
+		while (read(0, &c, 1) == 1 && c != '\n')
+			;
+		_exit(0);
+	}
+	printf("PARENT %d\n", pid > 0);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
@@ -162,5 +180,6 @@ int main(int argc, char **argv) {
 	if (!strcmp(m, "handler")) return mode_handler();
 	if (!strcmp(m, "xmm")) return mode_xmm();
 	if (!strcmp(m, "sigqueue")) return mode_sigqueue();
+	if (!strcmp(m, "vfork")) return mode_vfork();
 	return 2;
 }

@@ -47,6 +47,7 @@
 #define RST_STEP_TREE 18
 #define RST_STEP_FIXUPS 19
 #define RST_STEP_POSIX_TIMERS 20
+#define RST_STEP_PIDFD 21
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -271,7 +272,10 @@ struct rst_tree {
 	u32 nr_procs;
 	u32 procs_off;
 	u32 created; /* futex word: processes created so far */
-	u32 pad0;
+	/* gocr's socket (SOCK_SEQPACKET, as passed) for the pidfd of every
+	 * process as soon as it is created: gocr kills only what it has a
+	 * pidfd for (restorer.c send_pidfd). */
+	s32 pidfd_sock;
 };
 BUILD_BUG_ON_OFFSET(struct rst_tree, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_tree, version, 8);
@@ -279,6 +283,7 @@ BUILD_BUG_ON_OFFSET(struct rst_tree, size, 12);
 BUILD_BUG_ON_OFFSET(struct rst_tree, nr_procs, 16);
 BUILD_BUG_ON_OFFSET(struct rst_tree, procs_off, 20);
 BUILD_BUG_ON_OFFSET(struct rst_tree, created, 24);
+BUILD_BUG_ON_OFFSET(struct rst_tree, pidfd_sock, 28);
 _Static_assert(sizeof(struct rst_tree) == 32, "rst_tree size");
 
 struct rst_proc {

@@ -13,7 +13,9 @@
  *   3. reports RST_STATE_DONE and waits. gocr then seizes it, unmaps the
  *      restorer and sets the dumped registers and signal mask with ptrace.
  * Any failure is reported in the plan (step, index, -errno) and the new
- * process exits: gocr reaps it, nothing is left behind.
+ * process exits: gocr reaps it, nothing is left behind. Every process is
+ * created with CLONE_PIDFD and its pidfd handed to gocr at once
+ * (send_pidfd), so a failed restore kills exactly what it created.
  */
 #include "../../nolibc/nolibc.h"
 #include "abi.h"
@@ -32,6 +34,8 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 		       RST_THREAD_STACK % PAGE_SIZE == 0,
 	       "the restorer's stack, the park and the thread stacks keep the hole's parts page-aligned");
 
+/* include/uapi/linux/sched.h */
+#define CLONE_PIDFD 0x00001000UL
 #define CLONE_PARENT 0x00008000UL
 
 /* include/uapi/asm-generic/mman-common.h */
@@ -928,6 +932,72 @@ static struct rst_proc *procs_of(struct rst_tree *t)
 {
 	return (struct rst_proc *)((u8 *)t + t->procs_off);
 }
+#define __NR_sendmsg 46
+#define __NR_getppid 110
+#define __NR_pidfd_send_signal 424
+
+/* struct msghdr, struct iovec and a struct cmsghdr carrying one fd, on
+ * x86-64 (include/linux/socket.h, include/uapi/linux/uio.h). */
+struct kmsghdr {
+	void *name;
+	s32 namelen;
+	s32 pad0;
+	void *iov;
+	u64 iovlen;
+	void *control;
+	u64 controllen;
+	s32 flags;
+	s32 pad1;
+};
+
+struct kiovec {
+	void *base;
+	u64 len;
+};
+
+struct kcmsg_fd {
+	u64 len;
+	s32 level;
+	s32 type;
+	s32 fd;
+	s32 pad0;
+};
+
+/* SOL_SOCKET and SCM_RIGHTS (include/uapi/asm-generic/socket.h,
+ * include/linux/socket.h); the header's length is CMSG_LEN(sizeof(int)),
+ * the padding after the fd is CMSG_SPACE's. */
+#define SOL_SOCKET 1
+#define SCM_RIGHTS 1
+#define CMSG_LEN_FD 20
+
+/* Hands gocr the pidfd of the process just created as table entry idx
+ * (SCM_RIGHTS over its socket, man 7 unix). A pidfd from CLONE_PIDFD
+ * names that process from its creation on and never another, even once
+ * its PID is free again (man 2 pidfd_open), so gocr can kill exactly what
+ * this restore created, and no process that took one of its PIDs. */
+static long send_pidfd(struct rst_tree *t, u32 idx, long pidfd)
+{
+	struct kiovec iov = {&idx, sizeof(idx)};
+	struct kcmsg_fd cm = {.len = CMSG_LEN_FD, .level = SOL_SOCKET, .type = SCM_RIGHTS, .fd = (s32)pidfd};
+	struct kmsghdr msg = {.iov = &iov, .iovlen = 1, .control = &cm, .controllen = sizeof(cm)};
+	long r;
+	do
+		r = sys3(__NR_sendmsg, t->pidfd_sock, &msg, 0);
+	while (r == -EINTR);
+	return r < 0 ? r : 0;
+}
+
+/* A process gocr could not be told about is killed at once (its pidfd is
+ * the one name for it that cannot be wrong), then the creator fails. */
+static void announce_or_kill(struct rst_tree *t, struct rst_args *a, u32 idx, long pidfd)
+{
+	long r = send_pidfd(t, idx, pidfd);
+	if (r < 0) {
+		sys4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		fail(a, RST_STEP_PIDFD, (u32)procs_of(t)[idx].pid, r);
+	}
+	sys1(__NR_close, pidfd);
+}
 
 /* Where a process reports failure: its own plan, or for a zombie (which
  * has none) its parent's. */
@@ -980,7 +1050,10 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		if (procs[i].parent != (s32)idx)
 			continue;
 		s32 tid = procs[i].pid;
+		s32 pidfd = -1;
 		struct clone_args ca = {
+			.flags = CLONE_PIDFD,
+			.pidfd = (u64)&pidfd,
 			.exit_signal = SIGCHLD,
 			.set_tid = (u64)&tid,
 			.set_tid_size = 1,
@@ -988,8 +1061,20 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		long pid = sys2(__NR_clone3, &ca, sizeof(ca));
 		if (pid < 0)
 			fail(a, RST_STEP_TREE, (u32)procs[i].pid, pid);
-		if (pid == 0)
+		if (pid == 0) {
+			/* Until this process's pidfd is in gocr's hands, only
+			 * its parent knows it: should the parent die first (gocr
+			 * killing a failed restore), it dies too. The check
+			 * after the prctl closes the window before it, as man 2
+			 * PR_SET_PDEATHSIG advises; restore_stage2 sets the
+			 * dumped parent-death signal once the tree is whole. */
+			sys2(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL);
+			if (sys0(__NR_getppid) != p->pid)
+				for (;;)
+					sys1(__NR_exit_group, 1);
 			run_proc(t, i, map_size);
+		}
+		announce_or_kill(t, a, i, pidfd);
 	}
 
 	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
@@ -1044,8 +1129,10 @@ void restorer_main(u64 *sp)
 	sys1(__NR_close, RST_PLAN_FD);
 
 	s32 tid = procs_of(t)[0].pid;
+	s32 pidfd = -1;
 	struct clone_args ca = {
-		.flags = CLONE_PARENT,
+		.flags = CLONE_PARENT | CLONE_PIDFD,
+		.pidfd = (u64)&pidfd,
 		.set_tid = (u64)&tid,
 		.set_tid_size = 1,
 	};
@@ -1054,8 +1141,10 @@ void restorer_main(u64 *sp)
 	long pid = sys2(__NR_clone3, &ca, sizeof(ca));
 	if (pid < 0)
 		fail(plan_of(t, 0), RST_STEP_CLONE, 0, pid);
-	if (pid > 0)
+	if (pid > 0) {
+		announce_or_kill(t, plan_of(t, 0), 0, pidfd);
 		sys1(__NR_exit_group, 0);
+	}
 	run_proc(t, 0, (u64)size);
 }
 
