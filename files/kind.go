@@ -67,6 +67,9 @@ const (
 	// FixupFlock: flock(Fd, LOCK_SH or LOCK_EX), a flock lock the
 	// process took (files/locks.go).
 	FixupFlock
+	// FixupOpen: open(Path, Flags) at Fd, at offset Pos: a file only
+	// the restored process can open (files/path.go).
+	FixupOpen
 )
 
 // Fixup is one step the restorer blob takes inside the process after its
@@ -78,6 +81,11 @@ type Fixup struct {
 	Events uint32           // FixupEpollAdd
 	Data   uint64           // FixupEpollAdd
 	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock
+	// FixupOpen
+	Path    string
+	Flags   uint32
+	Pos     int64
+	Cloexec bool
 }
 
 // Ref is one fd of a dumped process, as Linker sees it.

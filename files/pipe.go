@@ -22,7 +22,9 @@ func init() { register(pipeKind{}) }
 func (pipeKind) Name() string { return "pipe" }
 
 func (pipeKind) Match(e *Entry) bool {
-	return strings.HasPrefix(e.Target, "pipe:[") || (e.Type() == unix.S_IFIFO && e.OnPath())
+	// An O_PATH fd of a FIFO names it without opening the pipe: the
+	// path kind's.
+	return strings.HasPrefix(e.Target, "pipe:[") || (e.Type() == unix.S_IFIFO && e.OnPath() && e.Info.Flags&unix.O_PATH == 0)
 }
 
 func (pipeKind) Dump(e *Entry, fd *gocrpb.Fd) error {

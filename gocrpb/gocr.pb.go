@@ -151,6 +151,9 @@ const (
 	PathFd_REGULAR      PathFd_Type = 1
 	PathFd_DIRECTORY    PathFd_Type = 2
 	PathFd_CHARDEV      PathFd_Type = 3 // /dev/null, /dev/zero, ...; terminals are not this kind
+	// With O_PATH only: a FIFO, socket, symlink (O_NOFOLLOW) or block
+	// device, named and never opened (man 2 open, O_PATH).
+	PathFd_OTHER PathFd_Type = 4
 )
 
 // Enum value maps for PathFd_Type.
@@ -160,12 +163,14 @@ var (
 		1: "REGULAR",
 		2: "DIRECTORY",
 		3: "CHARDEV",
+		4: "OTHER",
 	}
 	PathFd_Type_value = map[string]int32{
 		"TYPE_UNKNOWN": 0,
 		"REGULAR":      1,
 		"DIRECTORY":    2,
 		"CHARDEV":      3,
+		"OTHER":        4,
 	}
 )
 
@@ -2471,8 +2476,12 @@ func (x *FileLock) GetPid() int32 {
 // PathFd is a file reopened by its path (Fd.file) with the dumped flags,
 // at its offset.
 type PathFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          PathFd_Type            `protobuf:"varint,1,opt,name=type,proto3,enum=gocr.v1.PathFd_Type" json:"type,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  PathFd_Type            `protobuf:"varint,1,opt,name=type,proto3,enum=gocr.v1.PathFd_Type" json:"type,omitempty"`
+	// For a file under /proc/PID/ (or /proc/PID/task/TID/): that PID. It
+	// may be a process of the dump, which only exists once the restore
+	// created it, so the restored process opens the path itself.
+	ProcPid       int32 `protobuf:"varint,2,opt,name=proc_pid,json=procPid,proto3" json:"proc_pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2512,6 +2521,13 @@ func (x *PathFd) GetType() PathFd_Type {
 		return x.Type
 	}
 	return PathFd_TYPE_UNKNOWN
+}
+
+func (x *PathFd) GetProcPid() int32 {
+	if x != nil {
+		return x.ProcPid
+	}
+	return 0
 }
 
 // InheritFd is stdio joined to something outside the dump (a terminal, a
@@ -3353,14 +3369,16 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\t\n" +
 	"\x05FLOCK\x10\x01\x12\a\n" +
 	"\x03OFD\x10\x02\x12\t\n" +
-	"\x05POSIX\x10\x03\"u\n" +
+	"\x05POSIX\x10\x03\"\x9b\x01\n" +
 	"\x06PathFd\x12(\n" +
-	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\"A\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\x12\x19\n" +
+	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\"L\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\v\n" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
-	"\aCHARDEV\x10\x03\"\v\n" +
+	"\aCHARDEV\x10\x03\x12\t\n" +
+	"\x05OTHER\x10\x04\"\v\n" +
 	"\tInheritFd\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +

@@ -214,6 +214,7 @@ const (
 	rstFixupEpollAdd  = 1
 	rstFixupPosixLock = 2
 	rstFixupFlock     = 3
+	rstFixupOpen      = 4
 )
 
 type rstFixup struct {

@@ -115,6 +115,7 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
+	"RST_FIXUP_OPEN":        rstFixupOpen,
 
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,

@@ -97,6 +97,9 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 				how = unix.LOCK_EX
 			}
 			p.fixups = append(p.fixups, rstFixup{Op: rstFixupFlock, Fd: fx.Fd, LockType: how})
+		case files.FixupOpen:
+			p.fixups = append(p.fixups, rstFixup{Op: rstFixupOpen, Fd: fx.Fd, Target: int32(b2u(fx.Cloexec)),
+				Events: fx.Flags, Data: uint64(p.str(fx.Path)), Start: fx.Pos})
 		default:
 			return fmt.Errorf("fd %d: fixup %d unknown to the restorer", fx.Fd, fx.Op)
 		}
@@ -135,6 +138,8 @@ func (f rstFixup) String() string {
 			mode = "exclusive"
 		}
 		return fmt.Sprintf("take the %s flock of fd %d", mode, f.Fd)
+	case rstFixupOpen:
+		return fmt.Sprintf("open fd %d by its path", f.Fd)
 	}
 	return fmt.Sprintf("fixup %d on fd %d", f.Op, f.Fd)
 }

@@ -126,3 +126,23 @@ func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
 // packet pipe's O_DIRECT, and two more open file descriptions of one pipe
 // opened through /proc/self/fd (one O_RDWR), each still its own.
 func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }
+
+// TestPathFds: O_PATH fds of every kind of file come back naming the
+// same file, unopened, and fds of /proc files of the job's own processes
+// (its own stat, read part way, its /proc directory, its child's status)
+// come back open on the same processes, at their offsets: the restored
+// process opens those itself, once the processes exist (pathfds.c).
+func TestPathFds(t *testing.T) {
+	needsRoot(t)
+	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir()}})
+	pids := trackTree(t, tg.pid)
+	pid := tg.pid
+	if !standalone {
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		waitAllGone(t, pids, "the dump")
+		pid = restoreDetached(t, tg, dir, nil)
+	}
+	checkResult(t, tg, pid)
+}

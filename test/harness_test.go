@@ -136,6 +136,7 @@ var cTargets = map[string]struct {
 	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
 	"vmflags":        {"vmflags.c", nil},
 	"sharedtables":   {"sharedtables.c", nil},
+	"pathfds":        {"pathfds.c", nil},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
 	"procattrs":      {"procattrs.c", nil},

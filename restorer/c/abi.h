@@ -133,6 +133,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 #define RST_FIXUP_EPOLL_ADD 1  /* epoll_ctl(fd, EPOLL_CTL_ADD, target, {events, data}) */
 #define RST_FIXUP_POSIX_LOCK 2 /* fcntl(fd, F_SETLK, {lock_type, SEEK_SET, start, len}) */
 #define RST_FIXUP_FLOCK 3      /* flock(fd, lock_type | LOCK_NB) */
+/* open(the path at strtab offset data, events) made fd (close-on-exec if
+ * target is 1), at offset start: a /proc/PID/ file, PID being restored. */
+#define RST_FIXUP_OPEN 4
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).

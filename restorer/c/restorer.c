@@ -838,6 +838,19 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 	case RST_FIXUP_FLOCK:
 		CHECK(a, RST_STEP_FIXUPS, i, sys2(__NR_flock, f->fd, f->lock_type | LOCK_NB));
 		return;
+	case RST_FIXUP_OPEN: {
+		/* fd holds a placeholder: every fd of the plan is in place, so
+		 * open returns a free number below none of them, and dup3
+		 * puts the file at fd in the placeholder's stead. */
+		long nfd = sys3(__NR_open, str(a, (u32)f->data), (long)f->events | O_CLOEXEC, 0);
+		if (nfd < 0)
+			fail(a, RST_STEP_FIXUPS, i, nfd);
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_dup3, nfd, f->fd, f->target ? O_CLOEXEC : 0));
+		sys1(__NR_close, nfd);
+		if (f->start)
+			CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_lseek, f->fd, f->start, SEEK_SET));
+		return;
+	}
 	}
 	fail(a, RST_STEP_FIXUPS, i, -EINVAL);
 }
