@@ -10,6 +10,35 @@ import (
 	"github.com/gocr/gocr/proc"
 )
 
+// checkLeaderAlive refuses a process whose leader exited while other
+// threads run on: /proc shows it as a zombie with Threads above 1 (man 2
+// exit, man 5 proc), and it can be restored neither as a zombie nor as a
+// process without its leader.
+func checkLeaderAlive(pid int, status proc.Status) error {
+	if status.State == 'Z' && status.Threads > 1 {
+		return fmt.Errorf("pid %d (%s): its main thread exited while %d other threads run on, which gocr cannot restore", pid, status.Name, status.Threads-1)
+	}
+	return nil
+}
+
+// checkThreadSeccomp refuses a thread under seccomp, as checkDumpable
+// refuses a leader: filters are per thread (man 2 seccomp,
+// SECCOMP_FILTER_FLAG_TSYNC), and one restored without its filter would
+// run unconfined. /proc/TID/status names any thread (man 5 proc).
+func checkThreadSeccomp(pid, tid int) error {
+	if tid == pid {
+		return nil // checkDumpable's
+	}
+	status, err := proc.ReadStatus(tid)
+	if err != nil {
+		return fmt.Errorf("thread %d: %w", tid, err)
+	}
+	if status.Seccomp != 0 {
+		return fmt.Errorf("thread %d runs under seccomp (mode %d), which gocr cannot restore yet: refusing to dump it", tid, status.Seccomp)
+	}
+	return nil
+}
+
 func checkDumpable(pid int) error {
 	status, err := proc.ReadStatus(pid)
 	if err != nil {
@@ -17,6 +46,9 @@ func checkDumpable(pid int) error {
 			return fmt.Errorf("no process with pid %d", pid)
 		}
 		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if err := checkLeaderAlive(pid, status); err != nil {
+		return err
 	}
 	if status.Uid[0] != status.Uid[1] || status.Uid[1] != status.Uid[2] ||
 		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {

@@ -115,6 +115,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 		return nil, err
 	}
 	for _, tid := range fr.tids {
+		if err := checkThreadSeccomp(pid, tid); err != nil {
+			return nil, err
+		}
 		th, err := collectThread(t, tid, fr.sigs[tid])
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", tid, err)

@@ -129,6 +129,11 @@ func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, e
 			return tr, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		if st.State == 'Z' {
+			if status, err := proc.ReadStatus(pid); err == nil {
+				if err := checkLeaderAlive(pid, status); err != nil {
+					return tr, err
+				}
+			}
 			if pid == root {
 				return tr, fmt.Errorf("pid %d (%s) is a zombie", pid, st.Comm)
 			}

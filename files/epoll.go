@@ -59,7 +59,13 @@ func (epollKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	return s.AddFd(nfd, "epoll"), nil
 }
 
+// Finish adds the watches once per epoll instance: an fd that shares the
+// instance (dup, fork) shares its watches too, and adding them again
+// would fail with EEXIST (man 2 epoll_ctl).
 func (epollKind) Finish(fd *gocrpb.Fd) []Fixup {
+	if fd.SharedWith >= 0 {
+		return nil
+	}
 	var out []Fixup
 	for _, w := range fd.GetEpoll().GetWatches() {
 		out = append(out, Fixup{Op: FixupEpollAdd, Fd: fd.Fd, Target: w.Tfd, Events: w.Events, Data: w.Data})

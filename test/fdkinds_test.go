@@ -146,3 +146,21 @@ func TestPathFds(t *testing.T) {
 	}
 	checkResult(t, tg, pid)
 }
+
+// TestEpollShared: an epoll instance shared by dup and by fork gets its
+// watches added once, and every fd of it, in both processes, reports the
+// event after the restore (epollshared.c).
+func TestEpollShared(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "epollshared")
+	pids := trackTree(t, tg.pid)
+	pid := tg.pid
+	if !standalone {
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		waitAllGone(t, pids, "the dump")
+		pid = restoreDetached(t, tg, dir, nil)
+	}
+	checkResult(t, tg, pid)
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -171,4 +172,36 @@ func TestPythonThreads(t *testing.T) {
 	}
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
+}
+
+// TestLeaderExitedRefused: a process whose main thread exited while
+// another runs on shows as a zombie, but lives: the dump refuses it in one
+// line and the process runs on (leaderexit.c).
+func TestLeaderExitedRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "leaderexit")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "main thread exited"}, nil)
+	// Its leader is a zombie, so checkResult would not take it as
+	// running: the live thread answers SIGTERM all the same.
+	if err := syscall.Kill(tg.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if v := waitResult(t, tg, tg.pid); v != "PASS" {
+		t.Fatalf("target leaderexit after the refused dump: %s", v)
+	}
+}
+
+// TestThreadSeccompRefused: a thread other than the leader under seccomp
+// would run unconfined after a restore: the dump refuses, naming it, and
+// the process runs on (threadseccomp.c).
+func TestThreadSeccompRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "threadseccomp")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "thread", "seccomp"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
 }
