@@ -9,7 +9,8 @@ import (
 
 // File descriptors of each kind survive a dump and restore: regular files
 // (with offsets, flags and an offset shared across fork), pipes and FIFOs
-// with data in flight, eventfd, epoll, signalfd, timerfd, inotify and memfd.
+// with data in flight, eventfd, epoll, signalfd, timerfd, inotify, memfd
+// and unix socketpairs.
 
 // TestFds: fds with distinct numbers, access modes, status flags,
 // close-on-exec bits and offsets, and the umask and cwd, come back
@@ -126,3 +127,18 @@ func TestFifo(t *testing.T) { testFdKind(t, "fifo", true) }
 // packet pipe's O_DIRECT, and two more open file descriptions of one pipe
 // opened through /proc/self/fd (one O_RDWR), each still its own.
 func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }
+
+// TestUnixSocketpairs: unix socketpairs of each type, within the target
+// and between it and its child (unixsock.c), come back connected to the
+// same peers, with every message queued both ways and its boundaries
+// (empty datagrams and records, one of 5000 bytes), their shut
+// directions, options (buffer sizes, SO_PASSCRED, SO_PASSSEC,
+// SO_PEEK_OFF, timeouts), O_NONBLOCK and close-on-exec, and a dup still
+// the same open file.
+func TestUnixSocketpairs(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "unixsock")
+	trackTree(t, tg.pid)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
