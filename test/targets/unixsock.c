@@ -12,7 +12,8 @@
  *                   datagrams still read, new ones are refused); 42
  *                   O_NONBLOCK, SO_PASSCRED, SO_SNDTIMEO;
  *   seqpacket-self  fds 44/45: records both ways, empty ones last; 45
- *                   shut both ways; 44 SO_PASSSEC and SO_PEEK_OFF 0;
+ *                   shut both ways; 44 SO_PASSSEC and SO_PEEK_OFF 0, and
+ *                   the child holds fd 44 too (one open file, kcmp);
  *   stream-child    fd 50 here, 51 in the child; 50 O_NONBLOCK, 51 a
  *                   large SO_SNDBUF and SO_RCVTIMEO;
  *   dgram-child     fd 52 here (shut for writing), 53 in the child
@@ -64,6 +65,7 @@
 #define LONG_LEN 5000
 #define MAXMSG 6
 #define DUP_FD 46
+#define SHARED_FD 44 /* the child keeps it too: one open file, two processes */
 #define POLL_EVENTS (POLLIN | POLLOUT | POLLRDHUP | POLLHUP | POLLERR)
 
 /* What a user sets on one end; 0 (or 'peek_off' -1) leaves it alone. */
@@ -427,7 +429,7 @@ static void setup(void)
 	in_child = child == 0;
 	for (int i = 0; i < NPAIRS; i++)
 		for (int e = 0; e < 2; e++)
-			if (!mine(&pairs[i], e) || (in_child && !pairs[i].child))
+			if ((!mine(&pairs[i], e) || (in_child && !pairs[i].child)) && !(in_child && pairs[i].fd[e] == SHARED_FD))
 				close(pairs[i].fd[e]);
 	if (in_child) {
 		close(DUP_FD);
@@ -459,7 +461,13 @@ static void setup(void)
  * state and queues, then a probe each way, the child's first. */
 static void child_main(void)
 {
+	long r;
+
 	tgt_wait();
+	r = syscall(SYS_kcmp, getppid(), getpid(), KCMP_FILE, SHARED_FD, SHARED_FD);
+	if (r != 0)
+		tgt_fail("fd %d is not the same open file as its parent's fd %d (kcmp %ld: %s), though it was inherited",
+			 SHARED_FD, SHARED_FD, r, r < 0 ? strerror(errno) : "another");
 	for (int i = 0; i < NPAIRS; i++)
 		if (pairs[i].child)
 			check_state(&pairs[i], 1);
