@@ -37,7 +37,7 @@ func send(t *testing.T, h int, msgs ...string) {
 }
 
 // drain reads every message waiting at h, as the process would, until
-// EAGAIN or the end of file. A seqpacket socket shut for reading reads
+// EAGAIN or the end of file; a stream's bytes as one message. A seqpacket socket shut for reading reads
 // empty at its end, like an empty record: there two empty reads in a row
 // end it.
 func drain(t *testing.T, h, typ int) []string {
@@ -58,6 +58,10 @@ func drain(t *testing.T, h, typ int) []string {
 		eof := n == 0 && (typ == unix.SOCK_STREAM || (typ == unix.SOCK_SEQPACKET && len(out) > 0 && out[len(out)-1] == ""))
 		if eof {
 			break
+		}
+		if typ == unix.SOCK_STREAM && len(out) > 0 {
+			out[0] += string(buf[:n]) // one stream, however many reads
+			continue
 		}
 		out = append(out, string(buf[:n]))
 		if len(out) > 100 {
@@ -336,4 +340,64 @@ func countFds(t *testing.T, target string) int {
 		}
 	}
 	return n
+}
+
+// TestUnixSocketpairBigQueue: a queue larger than a new socket's send
+// buffer, sent while the sender's buffer was raised, then lowered: the
+// restore grows the new sender's buffer to send it all, and sets the
+// dumped size after.
+func TestUnixSocketpairBigQueue(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		typ  int
+		msgs []string
+	}{
+		{"Stream", unix.SOCK_STREAM, []string{strings.Repeat("s", 1<<20), "tail"}},
+		// Each datagram is larger than a new socket's whole buffer
+		// allows (SO_SNDBUF less 32 bytes, net/unix/af_unix.c).
+		{"Dgram", unix.SOCK_DGRAM, []string{strings.Repeat("d", 300<<10), strings.Repeat("e", 300<<10)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sv := socketpair(t, c.typ)
+			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 2<<20); err != nil {
+				t.Fatal(err)
+			}
+			send(t, sv[1], c.msgs...)
+			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 1); err != nil {
+				t.Fatal(err)
+			}
+			table, fds := collectPair(t, sv)
+			if err := Link([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			s := NewSources(nil, 100, [3]*os.File{})
+			t.Cleanup(s.Close)
+			if err := s.OpenAll([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			placed, err := s.Place(table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nv := [2]int{int(s.File(placed[0].Src).Fd()), int(s.File(placed[1].Src).Fd())}
+			want := c.msgs
+			if c.typ == unix.SOCK_STREAM {
+				want = []string{strings.Join(c.msgs, "")}
+			}
+			if got := drain(t, nv[0], c.typ); !cmp.Equal(got, want) {
+				t.Errorf("new sv[0] reads %d messages of %v bytes, want %d", len(got), lens(got), len(want))
+			}
+			if got, _ := unix.GetsockoptInt(nv[1], unix.SOL_SOCKET, unix.SO_SNDBUF); got != int(fds[1].GetUnixSocket().GetSndbuf()) {
+				t.Errorf("new sv[1] SO_SNDBUF %d, want the dumped %d", got, fds[1].GetUnixSocket().GetSndbuf())
+			}
+		})
+	}
+}
+
+func lens(ss []string) []int {
+	var out []int
+	for _, s := range ss {
+		out = append(out, len(s))
+	}
+	return out
 }
