@@ -67,6 +67,11 @@ func dumpUnixSocket(e *Entry, fd *gocrpb.Fd) error {
 		return errors.New("signal-driven I/O (O_ASYNC) is on: its owner and signal are not restored")
 	}
 	d, err := proc.ReadUnixSocket(e.Stat.Ino)
+	if errors.Is(err, unix.ENOENT) {
+		// sockfs says it is a unix socket: sock_diag cannot see
+		// unix sockets at all.
+		return fmt.Errorf("%w (gocr needs unix sockets' sock_diag: CONFIG_UNIX_DIAG, or the unix_diag module)", err)
+	}
 	if err != nil {
 		return err
 	}
