@@ -37,9 +37,17 @@ type Kind interface {
 
 // Linker is implemented by kinds whose fds must be looked at together
 // once every process is collected: Link gets the fds of one file (the same
-// device and inode), across the processes, in dump order.
+// device and inode), across the processes, in dump order — or, for a kind
+// that is also a LinkKeyer, of one object made of several files.
 type Linker interface {
 	Link(fds []Ref) error
+}
+
+// LinkKeyer is implemented by Linkers whose one object is several files,
+// each with its own inode (a socketpair's two ends): Link gets together
+// the fds whose LinkKey is equal. The key must be comparable.
+type LinkKeyer interface {
+	LinkKey(fd *gocrpb.Fd) any
 }
 
 // Checker is implemented by kinds that must check a process's whole fd
@@ -236,33 +244,53 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 // collected (tables in dump order, parents first): every fd that is the
 // same open file description as an earlier one points at it, so restore
 // opens it once; then each kind that links (pipes: both ends in the dump,
-// their unread data) sees the fds of each file.
+// their unread data) sees the fds of each of its objects.
 func Link(tables []*gocrpb.Files) error {
-	groups := map[[2]uint64][]Ref{}
-	var order [][2]uint64
-	for _, table := range tables {
-		for _, fd := range table.Fds {
-			if fd.File == nil {
-				continue
-			}
-			key := [2]uint64{fd.File.Dev, fd.File.Ino}
-			if _, ok := groups[key]; !ok {
-				order = append(order, key)
-			}
-			groups[key] = append(groups[key], Ref{int(table.Pid), fd})
-		}
-	}
-	for _, key := range order {
-		refs := groups[key]
+	fileKey := func(fd *gocrpb.Fd) any { return [2]uint64{fd.File.Dev, fd.File.Ino} }
+	for _, refs := range groupFds(tables, func(*gocrpb.Fd) bool { return true }, fileKey) {
 		linkShared(refs)
 		linkFlocks(refs)
-		if l, ok := byName[KindName(refs[0].Fd)].(Linker); ok {
+	}
+	for _, k := range kinds {
+		l, ok := k.(Linker)
+		if !ok {
+			continue
+		}
+		key := fileKey
+		if kk, ok := k.(LinkKeyer); ok {
+			key = kk.LinkKey
+		}
+		ofKind := func(fd *gocrpb.Fd) bool { return KindName(fd) == k.Name() }
+		for _, refs := range groupFds(tables, ofKind, key) {
 			if err := l.Link(refs); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// groupFds groups the fds that have a file and pass keep by their key,
+// groups and fds in dump order.
+func groupFds(tables []*gocrpb.Files, keep func(*gocrpb.Fd) bool, key func(*gocrpb.Fd) any) [][]Ref {
+	index := map[any]int{}
+	var groups [][]Ref
+	for _, table := range tables {
+		for _, fd := range table.Fds {
+			if fd.File == nil || !keep(fd) {
+				continue
+			}
+			k := key(fd)
+			i, ok := index[k]
+			if !ok {
+				i = len(groups)
+				index[k] = i
+				groups = append(groups, nil)
+			}
+			groups[i] = append(groups[i], Ref{int(table.Pid), fd})
+		}
+	}
+	return groups
 }
 
 // Fixups lists the steps the restorer blob must take in the process whose

@@ -201,6 +201,58 @@ func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20, 0}
 }
 
+type UnixSocketFd_Type int32
+
+const (
+	UnixSocketFd_TYPE_UNKNOWN UnixSocketFd_Type = 0
+	UnixSocketFd_STREAM       UnixSocketFd_Type = 1
+	UnixSocketFd_DGRAM        UnixSocketFd_Type = 2
+	UnixSocketFd_SEQPACKET    UnixSocketFd_Type = 3
+)
+
+// Enum value maps for UnixSocketFd_Type.
+var (
+	UnixSocketFd_Type_name = map[int32]string{
+		0: "TYPE_UNKNOWN",
+		1: "STREAM",
+		2: "DGRAM",
+		3: "SEQPACKET",
+	}
+	UnixSocketFd_Type_value = map[string]int32{
+		"TYPE_UNKNOWN": 0,
+		"STREAM":       1,
+		"DGRAM":        2,
+		"SEQPACKET":    3,
+	}
+)
+
+func (x UnixSocketFd_Type) Enum() *UnixSocketFd_Type {
+	p := new(UnixSocketFd_Type)
+	*p = x
+	return p
+}
+
+func (x UnixSocketFd_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UnixSocketFd_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_gocrpb_gocr_proto_enumTypes[3].Descriptor()
+}
+
+func (UnixSocketFd_Type) Type() protoreflect.EnumType {
+	return &file_gocrpb_gocr_proto_enumTypes[3]
+}
+
+func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UnixSocketFd_Type.Descriptor instead.
+func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31, 0}
+}
+
 // Inventory is written last: a directory without it is not a complete dump.
 type Inventory struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2148,6 +2200,7 @@ type Fd struct {
 	//	*Fd_Signalfd
 	//	*Fd_Timerfd
 	//	*Fd_Inotify
+	//	*Fd_UnixSocket
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2334,6 +2387,15 @@ func (x *Fd) GetInotify() *InotifyFd {
 	return nil
 }
 
+func (x *Fd) GetUnixSocket() *UnixSocketFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_UnixSocket); ok {
+			return x.UnixSocket
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2374,6 +2436,10 @@ type Fd_Inotify struct {
 	Inotify *InotifyFd `protobuf:"bytes,28,opt,name=inotify,proto3,oneof"`
 }
 
+type Fd_UnixSocket struct {
+	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // one end of a unix socketpair
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2391,6 +2457,8 @@ func (*Fd_Signalfd) isFd_Kind() {}
 func (*Fd_Timerfd) isFd_Kind() {}
 
 func (*Fd_Inotify) isFd_Kind() {}
+
+func (*Fd_UnixSocket) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -3077,6 +3145,210 @@ func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	return 0
 }
 
+// UnixSocketFd is one end of a unix socketpair(2) whose other end is in the
+// dump too (files/unixsocket.go): the pair is made again once, with what was
+// queued in it, and each end gets its options, its shutdown state and its
+// status flags (Fd.flags).
+type UnixSocketFd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  UnixSocketFd_Type      `protobuf:"varint,1,opt,name=type,proto3,enum=gocr.v1.UnixSocketFd_Type" json:"type,omitempty"`
+	Ino   uint64                 `protobuf:"varint,2,opt,name=ino,proto3" json:"ino,omitempty"`   // this end's inode
+	Peer  uint64                 `protobuf:"varint,3,opt,name=peer,proto3" json:"peer,omitempty"` // the other end's inode
+	// What shutdown(2) closed on this end: 1 reading, 2 writing (sock_diag
+	// UNIX_DIAG_SHUTDOWN; a stream's or seqpacket's peer's shutdown shows
+	// here too).
+	Shutdown uint32 `protobuf:"varint,4,opt,name=shutdown,proto3" json:"shutdown,omitempty"`
+	// Socket options, as getsockopt(2) gives them.
+	Sndbuf     int32 `protobuf:"varint,5,opt,name=sndbuf,proto3" json:"sndbuf,omitempty"`                            // SO_SNDBUF: twice what was set (man 7 socket)
+	Rcvbuf     int32 `protobuf:"varint,6,opt,name=rcvbuf,proto3" json:"rcvbuf,omitempty"`                            // SO_RCVBUF: likewise
+	Passcred   bool  `protobuf:"varint,7,opt,name=passcred,proto3" json:"passcred,omitempty"`                        // SO_PASSCRED
+	Passsec    bool  `protobuf:"varint,8,opt,name=passsec,proto3" json:"passsec,omitempty"`                          // SO_PASSSEC
+	Passpidfd  bool  `protobuf:"varint,9,opt,name=passpidfd,proto3" json:"passpidfd,omitempty"`                      // SO_PASSPIDFD
+	PeekOff    int32 `protobuf:"varint,10,opt,name=peek_off,json=peekOff,proto3" json:"peek_off,omitempty"`          // SO_PEEK_OFF; -1: off
+	RcvtimeoNs int64 `protobuf:"varint,11,opt,name=rcvtimeo_ns,json=rcvtimeoNs,proto3" json:"rcvtimeo_ns,omitempty"` // SO_RCVTIMEO; 0: none
+	SndtimeoNs int64 `protobuf:"varint,12,opt,name=sndtimeo_ns,json=sndtimeoNs,proto3" json:"sndtimeo_ns,omitempty"` // SO_SNDTIMEO; 0: none
+	// What was sent and not yet read, at both ends; only on the pair's
+	// first fd in dump order, the one the restore opens first.
+	Queues        *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixSocketFd) Reset() {
+	*x = UnixSocketFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixSocketFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixSocketFd) ProtoMessage() {}
+
+func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
+func (*UnixSocketFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
+	if x != nil {
+		return x.Type
+	}
+	return UnixSocketFd_TYPE_UNKNOWN
+}
+
+func (x *UnixSocketFd) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetPeer() uint64 {
+	if x != nil {
+		return x.Peer
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetShutdown() uint32 {
+	if x != nil {
+		return x.Shutdown
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetSndbuf() int32 {
+	if x != nil {
+		return x.Sndbuf
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetRcvbuf() int32 {
+	if x != nil {
+		return x.Rcvbuf
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetPasscred() bool {
+	if x != nil {
+		return x.Passcred
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetPasssec() bool {
+	if x != nil {
+		return x.Passsec
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetPasspidfd() bool {
+	if x != nil {
+		return x.Passpidfd
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetPeekOff() int32 {
+	if x != nil {
+		return x.PeekOff
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetRcvtimeoNs() int64 {
+	if x != nil {
+		return x.RcvtimeoNs
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetSndtimeoNs() int64 {
+	if x != nil {
+		return x.SndtimeoNs
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetQueues() *UnixSocketQueues {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+// UnixSocketQueues is what waits to be read in a socketpair, each
+// datagram or record as one message (a stream's bytes as one).
+type UnixSocketQueues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Here          [][]byte               `protobuf:"bytes,1,rep,name=here,proto3" json:"here,omitempty"` // to be read at the end holding this
+	Peer          [][]byte               `protobuf:"bytes,2,rep,name=peer,proto3" json:"peer,omitempty"` // to be read at the other end
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixSocketQueues) Reset() {
+	*x = UnixSocketQueues{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixSocketQueues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixSocketQueues) ProtoMessage() {}
+
+func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
+func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UnixSocketQueues) GetHere() [][]byte {
+	if x != nil {
+		return x.Here
+	}
+	return nil
+}
+
+func (x *UnixSocketQueues) GetPeer() [][]byte {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
 type Files struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -3088,7 +3360,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3372,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3385,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3336,7 +3608,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xa4\x05\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xde\x05\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -3357,7 +3629,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05epoll\x18\x19 \x01(\v2\x10.gocr.v1.EpollFdH\x00R\x05epoll\x121\n" +
 	"\bsignalfd\x18\x1a \x01(\v2\x13.gocr.v1.SignalfdFdH\x00R\bsignalfd\x12.\n" +
 	"\atimerfd\x18\x1b \x01(\v2\x12.gocr.v1.TimerfdFdH\x00R\atimerfd\x12.\n" +
-	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotifyB\x06\n" +
+	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotify\x128\n" +
+	"\vunix_socket\x18\x1d \x01(\v2\x15.gocr.v1.UnixSocketFdH\x00R\n" +
+	"unixSocketB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -3412,7 +3686,33 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"`\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xd4\x03\n" +
+	"\fUnixSocketFd\x12.\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
+	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
+	"\x04peer\x18\x03 \x01(\x04R\x04peer\x12\x1a\n" +
+	"\bshutdown\x18\x04 \x01(\rR\bshutdown\x12\x16\n" +
+	"\x06sndbuf\x18\x05 \x01(\x05R\x06sndbuf\x12\x16\n" +
+	"\x06rcvbuf\x18\x06 \x01(\x05R\x06rcvbuf\x12\x1a\n" +
+	"\bpasscred\x18\a \x01(\bR\bpasscred\x12\x18\n" +
+	"\apasssec\x18\b \x01(\bR\apasssec\x12\x1c\n" +
+	"\tpasspidfd\x18\t \x01(\bR\tpasspidfd\x12\x19\n" +
+	"\bpeek_off\x18\n" +
+	" \x01(\x05R\apeekOff\x12\x1f\n" +
+	"\vrcvtimeo_ns\x18\v \x01(\x03R\n" +
+	"rcvtimeoNs\x12\x1f\n" +
+	"\vsndtimeo_ns\x18\f \x01(\x03R\n" +
+	"sndtimeoNs\x121\n" +
+	"\x06queues\x18\r \x01(\v2\x19.gocr.v1.UnixSocketQueuesR\x06queues\">\n" +
+	"\x04Type\x12\x10\n" +
+	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
+	"\n" +
+	"\x06STREAM\x10\x01\x12\t\n" +
+	"\x05DGRAM\x10\x02\x12\r\n" +
+	"\tSEQPACKET\x10\x03\":\n" +
+	"\x10UnixSocketQueues\x12\x12\n" +
+	"\x04here\x18\x01 \x03(\fR\x04here\x12\x12\n" +
+	"\x04peer\x18\x02 \x03(\fR\x04peer\"`\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
@@ -3440,84 +3740,90 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 	return file_gocrpb_gocr_proto_rawDescData
 }
 
-var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_gocrpb_gocr_proto_goTypes = []any{
-	(VmaKind)(0),         // 0: gocr.v1.VmaKind
-	(FileLock_Type)(0),   // 1: gocr.v1.FileLock.Type
-	(PathFd_Type)(0),     // 2: gocr.v1.PathFd.Type
-	(*Inventory)(nil),    // 3: gocr.v1.Inventory
-	(*Task)(nil),         // 4: gocr.v1.Task
-	(*PosixTimer)(nil),   // 5: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil), // 6: gocr.v1.ProcessFlags
-	(*Creds)(nil),        // 7: gocr.v1.Creds
-	(*Rlimit)(nil),       // 8: gocr.v1.Rlimit
-	(*SigAction)(nil),    // 9: gocr.v1.SigAction
-	(*SigInfo)(nil),      // 10: gocr.v1.SigInfo
-	(*Itimer)(nil),       // 11: gocr.v1.Itimer
-	(*Thread)(nil),       // 12: gocr.v1.Thread
-	(*GPRegs)(nil),       // 13: gocr.v1.GPRegs
-	(*SigAltStack)(nil),  // 14: gocr.v1.SigAltStack
-	(*Rseq)(nil),         // 15: gocr.v1.Rseq
-	(*Mm)(nil),           // 16: gocr.v1.Mm
-	(*Vma)(nil),          // 17: gocr.v1.Vma
-	(*Memfd)(nil),        // 18: gocr.v1.Memfd
-	(*FileRef)(nil),      // 19: gocr.v1.FileRef
-	(*PageRange)(nil),    // 20: gocr.v1.PageRange
-	(*Fd)(nil),           // 21: gocr.v1.Fd
-	(*FileLock)(nil),     // 22: gocr.v1.FileLock
-	(*PathFd)(nil),       // 23: gocr.v1.PathFd
-	(*InheritFd)(nil),    // 24: gocr.v1.InheritFd
-	(*PipeFd)(nil),       // 25: gocr.v1.PipeFd
-	(*MemfdFd)(nil),      // 26: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),    // 27: gocr.v1.EventfdFd
-	(*EpollFd)(nil),      // 28: gocr.v1.EpollFd
-	(*EpollWatch)(nil),   // 29: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),   // 30: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),    // 31: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),    // 32: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil), // 33: gocr.v1.InotifyWatch
-	(*Files)(nil),        // 34: gocr.v1.Files
+	(VmaKind)(0),             // 0: gocr.v1.VmaKind
+	(FileLock_Type)(0),       // 1: gocr.v1.FileLock.Type
+	(PathFd_Type)(0),         // 2: gocr.v1.PathFd.Type
+	(UnixSocketFd_Type)(0),   // 3: gocr.v1.UnixSocketFd.Type
+	(*Inventory)(nil),        // 4: gocr.v1.Inventory
+	(*Task)(nil),             // 5: gocr.v1.Task
+	(*PosixTimer)(nil),       // 6: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),     // 7: gocr.v1.ProcessFlags
+	(*Creds)(nil),            // 8: gocr.v1.Creds
+	(*Rlimit)(nil),           // 9: gocr.v1.Rlimit
+	(*SigAction)(nil),        // 10: gocr.v1.SigAction
+	(*SigInfo)(nil),          // 11: gocr.v1.SigInfo
+	(*Itimer)(nil),           // 12: gocr.v1.Itimer
+	(*Thread)(nil),           // 13: gocr.v1.Thread
+	(*GPRegs)(nil),           // 14: gocr.v1.GPRegs
+	(*SigAltStack)(nil),      // 15: gocr.v1.SigAltStack
+	(*Rseq)(nil),             // 16: gocr.v1.Rseq
+	(*Mm)(nil),               // 17: gocr.v1.Mm
+	(*Vma)(nil),              // 18: gocr.v1.Vma
+	(*Memfd)(nil),            // 19: gocr.v1.Memfd
+	(*FileRef)(nil),          // 20: gocr.v1.FileRef
+	(*PageRange)(nil),        // 21: gocr.v1.PageRange
+	(*Fd)(nil),               // 22: gocr.v1.Fd
+	(*FileLock)(nil),         // 23: gocr.v1.FileLock
+	(*PathFd)(nil),           // 24: gocr.v1.PathFd
+	(*InheritFd)(nil),        // 25: gocr.v1.InheritFd
+	(*PipeFd)(nil),           // 26: gocr.v1.PipeFd
+	(*MemfdFd)(nil),          // 27: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),        // 28: gocr.v1.EventfdFd
+	(*EpollFd)(nil),          // 29: gocr.v1.EpollFd
+	(*EpollWatch)(nil),       // 30: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),       // 31: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),        // 32: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),        // 33: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),     // 34: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),     // 35: gocr.v1.UnixSocketFd
+	(*UnixSocketQueues)(nil), // 36: gocr.v1.UnixSocketQueues
+	(*Files)(nil),            // 37: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	7,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	8,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	9,  // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	10, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	11, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	12, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	6,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	5,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	13, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	10, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	14, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	15, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	19, // 12: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	17, // 13: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	8,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	9,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	10, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	11, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	12, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	13, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	7,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	6,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	14, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	11, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	15, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	16, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	20, // 12: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	18, // 13: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	0,  // 14: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	19, // 15: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	19, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	22, // 17: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	23, // 18: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	24, // 19: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	25, // 20: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	26, // 21: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	27, // 22: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	28, // 23: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	30, // 24: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	31, // 25: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	32, // 26: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	1,  // 27: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 28: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	29, // 29: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	33, // 30: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	21, // 31: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	18, // 32: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	20, // 15: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	20, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	23, // 17: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	24, // 18: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	25, // 19: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	26, // 20: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	27, // 21: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	28, // 22: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	29, // 23: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	31, // 24: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	32, // 25: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	33, // 26: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	35, // 27: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	1,  // 28: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 29: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	30, // 30: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	34, // 31: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 32: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	36, // 33: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	22, // 34: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	19, // 35: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -3535,14 +3841,15 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Signalfd)(nil),
 		(*Fd_Timerfd)(nil),
 		(*Fd_Inotify)(nil),
+		(*Fd_UnixSocket)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   32,
+			NumEnums:      4,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

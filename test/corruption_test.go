@@ -182,6 +182,15 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "FifoData", target: "fdkinds", args: []string{"fifo"}, dirArg: true,
 			gdb:  fixed("call (long)read(55, &scratch, 1)"),
 			want: "fifo: only 31 of 32 bytes written before the dump"},
+		// One byte of fd 41's queue read, one sent after the rest:
+		// as long, but not what was queued.
+		{name: "UnixsockQueuedByte", target: "unixsock",
+			gdb:  fixed("call (long)recv(41, rbuf, 1, 0)", "call (long)send(40, longmsg, 1, 0x4040)"),
+			want: "stream-self: fd 41 bytes 0-5 are -rayA"},
+		// SO_PASSCRED (16) off: in_child is 0 in the parent.
+		{name: "UnixsockOption", target: "unixsock",
+			gdb:  fixed("call (int)setsockopt(42, 1, 16, &in_child, 4)"),
+			want: "dgram-self: fd 42 SO_PASSCRED 0, want 1"},
 		{name: "LocksFlockDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)flock(fds[0], 8)"), // LOCK_UN
 			want: "has no FLOCK WRITE lock"},
@@ -237,7 +246,7 @@ func TestTargetsDetectCorruption(t *testing.T) {
 				o.stdin, w = r, pw
 			}
 			tg := startTargetOpts(t, c.target, o)
-			// tree and fdkinds' fifo mode have children.
+			// tree, unixsock and fdkinds' fifo mode have children.
 			trackTree(t, tg.pid)
 			if c.gdb != nil {
 				runGDB(t, tg, c.gdb(t, tg))

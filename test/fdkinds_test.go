@@ -3,13 +3,17 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // File descriptors of each kind survive a dump and restore: regular files
 // (with offsets, flags and an offset shared across fork), pipes and FIFOs
-// with data in flight, eventfd, epoll, signalfd, timerfd, inotify and memfd.
+// with data in flight, eventfd, epoll, signalfd, timerfd, inotify, memfd
+// and unix socketpairs.
 
 // TestFds: fds with distinct numbers, access modes, status flags,
 // close-on-exec bits and offsets, and the umask and cwd, come back
@@ -161,6 +165,55 @@ func TestEpollShared(t *testing.T) {
 		tg.waitDead(t, "a dump without --leave-running")
 		waitAllGone(t, pids, "the dump")
 		pid = restoreDetached(t, tg, dir, nil)
+	}
+	checkResult(t, tg, pid)
+}
+
+// TestUnixSocketpairs: unix socketpairs of each type, within the target
+// and between it and its child (unixsock.c), come back connected to the
+// same peers, with every message queued both ways and its boundaries
+// (empty datagrams and records, one of 5000 bytes), their shut
+// directions, options (buffer sizes, SO_PASSCRED, SO_PASSSEC,
+// SO_PEEK_OFF, timeouts), O_NONBLOCK and close-on-exec, and a dup still
+// the same open file.
+func TestUnixSocketpairs(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "unixsock")
+	trackTree(t, tg.pid)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestStdioSocketInherited: stdin on a unix socket whose other end is
+// outside the dump (a logger's, a supervisor's) is stdio joined outside,
+// as a shell's pipe is: the dump takes it, and the restored process gets
+// gocr restore's own stdin, here the end of another socketpair.
+func TestStdioSocketInherited(t *testing.T) {
+	needsRoot(t)
+	socketEnd := func() (*os.File, *os.File) {
+		sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := os.NewFile(uintptr(sv[0]), "socket"), os.NewFile(uintptr(sv[1]), "socket")
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
+	}
+	before, _ := socketEnd()
+	after, _ := socketEnd()
+	tg := startTargetOpts(t, "pauser", startOpts{stdin: before})
+	pid := checkpointRestore(t, tg, cycleOpts{stdin: after})
+	if !standalone {
+		var want, got unix.Stat_t
+		if err := unix.Fstat(int(after.Fd()), &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/0", pid), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Ino != want.Ino {
+			t.Errorf("restored stdin is socket inode %d, want gocr restore's stdin, inode %d", got.Ino, want.Ino)
+		}
 	}
 	checkResult(t, tg, pid)
 }

@@ -149,6 +149,7 @@ var cTargets = map[string]struct {
 	"churn":          {"churn.c", []string{"-pthread"}},
 	"stopped":        {"stopped.c", []string{"-pthread"}},
 	"caps":           {"caps.c", []string{"-pthread"}},
+	"unixsock":       {"unixsock.c", nil},
 }
 
 func TestMain(m *testing.M) {

@@ -192,6 +192,30 @@ func TestPipePacketsRefused(t *testing.T) {
 	checkIntact(t, tg)
 }
 
+// TestUnixSocketRefusals: each unix socket gocr cannot restore exactly,
+// and a socket of another family, is refused in one line naming its fd
+// and why; the target then finds the socket as it was (its queued data,
+// fd or credentials in flight, pending connection).
+func TestUnixSocketRefusals(t *testing.T) {
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"bound", "bound to"},
+		{"listening", "listening"},
+		{"outside", "outside the dumped processes"},
+		{"fds", "fds in flight"},
+		{"creds", "credentials"},
+		// No kind matches: the generic refusal.
+		{"udp", "not supported yet"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			tg := startTargetOpts(t, "unixsock", startOpts{args: []string{c.mode}})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "fd 70", c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
+}
+
 // TestThreadCredentialsRefused: credentials are per thread, restored as
 // the process's, so a thread whose capabilities or securebits differ from
 // its process's is refused, and both threads keep their own.

@@ -1,0 +1,403 @@
+//go:build linux
+
+package files
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
+)
+
+func socketpair(t *testing.T, typ int) [2]int {
+	t.Helper()
+	sv, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(sv[0]); unix.Close(sv[1]) })
+	return sv
+}
+
+func send(t *testing.T, h int, msgs ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		if _, err := unix.SendmsgN(h, []byte(m), nil, nil, unix.MSG_DONTWAIT); err != nil {
+			t.Fatalf("send %d bytes: %v", len(m), err)
+		}
+	}
+}
+
+// drain reads every message waiting at h, as the process would, until
+// EAGAIN or the end of file; a stream's bytes as one message. A seqpacket socket shut for reading reads
+// empty at its end, like an empty record: there two empty reads in a row
+// end it.
+func drain(t *testing.T, h, typ int) []string {
+	t.Helper()
+	var out []string
+	buf := make([]byte, 1<<20)
+	for {
+		n, _, flags, _, err := unix.Recvmsg(h, buf, nil, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read: %v after %d messages", err, len(out))
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			t.Fatalf("message %d longer than %d bytes", len(out), len(buf))
+		}
+		eof := n == 0 && (typ == unix.SOCK_STREAM || (typ == unix.SOCK_SEQPACKET && len(out) > 0 && out[len(out)-1] == ""))
+		if eof {
+			break
+		}
+		if typ == unix.SOCK_STREAM && len(out) > 0 {
+			out[0] += string(buf[:n]) // one stream, however many reads
+			continue
+		}
+		out = append(out, string(buf[:n]))
+		if len(out) > 100 {
+			t.Fatalf("more than 100 messages: %.40q...", out[:5])
+		}
+	}
+	return out
+}
+
+func collectPair(t *testing.T, sv [2]int) (*gocrpb.Files, [2]*gocrpb.Fd) {
+	t.Helper()
+	table := &gocrpb.Files{Pid: int32(os.Getpid())}
+	var fds [2]*gocrpb.Fd
+	for i, n := range sv {
+		fd, err := collectFd(os.Getpid(), n)
+		if err != nil {
+			t.Fatalf("collect fd %d: %v", n, err)
+		}
+		if k := KindName(fd); k != "unix_socket" {
+			t.Fatalf("fd %d: kind %q, want unix_socket", n, k)
+		}
+		table.Fds = append(table.Fds, fd)
+		fds[i] = fd
+	}
+	return table, fds
+}
+
+// TestUnixSocketpairRoundTrip dumps a socketpair of each type of this
+// test, with messages queued both ways (an empty one, one longer than a
+// peek), a shut direction, options and O_NONBLOCK, remakes it from the
+// image and reads it all back from the new pair; the dumped pair keeps
+// its queues and options.
+func TestUnixSocketpairRoundTrip(t *testing.T) {
+	long := strings.Repeat("0123456789abcdef", 100<<10/16)
+	for _, c := range []struct {
+		name string
+		typ  int
+	}{{"Stream", unix.SOCK_STREAM}, {"Dgram", unix.SOCK_DGRAM}, {"Seqpacket", unix.SOCK_SEQPACKET}} {
+		t.Run(c.name, func(t *testing.T) {
+			sv := socketpair(t, c.typ)
+			toA := []string{"hello", "", long, "x", ""}
+			toB := []string{"back"}
+			send(t, sv[1], toA...)
+			send(t, sv[0], toB...)
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 50000))
+			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_RCVBUF, 70000))
+			must(unix.SetsockoptTimeval(sv[0], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1, Usec: 500000}))
+			must(unix.SetsockoptTimeval(sv[1], unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 0, Usec: 250000}))
+			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 2))
+			// After the sends, so no message carries credentials.
+			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSCRED, 1))
+			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
+			_, err := unix.FcntlInt(uintptr(sv[0]), unix.F_SETFL, unix.O_NONBLOCK)
+			must(err)
+			must(unix.Shutdown(sv[1], unix.SHUT_WR))
+
+			table, fds := collectPair(t, sv)
+			if err := Link([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			wantA, wantB := toA, toB
+			if c.typ == unix.SOCK_STREAM {
+				wantA, wantB = []string{strings.Join(toA, "")}, toB
+			}
+			q := fds[0].GetUnixSocket().GetQueues()
+			if d := cmp.Diff(wantA, strs(q.GetHere())); d != "" {
+				t.Errorf("queue at sv[0] (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(wantB, strs(q.GetPeer())); d != "" {
+				t.Errorf("queue at sv[1] (-want +got):\n%s", d)
+			}
+			if fds[1].GetUnixSocket().GetQueues() != nil {
+				t.Errorf("sv[1]'s fd holds queues too")
+			}
+			// The peek left the dumped sockets as they were.
+			if v, _ := unix.GetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF); v != 2 {
+				t.Errorf("sv[0] SO_PEEK_OFF %d after the dump, want 2", v)
+			}
+			if v, _ := unix.GetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PASSCRED); v != 0 {
+				t.Errorf("sv[0] SO_PASSCRED %d after the dump, want 0", v)
+			}
+
+			s := NewSources(nil, 100, [3]*os.File{})
+			t.Cleanup(s.Close)
+			if err := s.OpenAll([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			placed, err := s.Place(table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nv [2]int
+			for i, p := range placed {
+				nv[i] = int(s.File(p.Src).Fd())
+			}
+			for i := range sv {
+				for _, o := range []int{unix.SO_SNDBUF, unix.SO_RCVBUF, unix.SO_PEEK_OFF, unix.SO_PASSCRED, unix.SO_PASSSEC, unix.SO_TYPE} {
+					want, _ := unix.GetsockoptInt(sv[i], unix.SOL_SOCKET, o)
+					if got, err := unix.GetsockoptInt(nv[i], unix.SOL_SOCKET, o); err != nil || got != want {
+						t.Errorf("end %d option %d: %d (%v), want %d", i, o, got, err, want)
+					}
+				}
+				for _, o := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+					want, _ := unix.GetsockoptTimeval(sv[i], unix.SOL_SOCKET, o)
+					if got, err := unix.GetsockoptTimeval(nv[i], unix.SOL_SOCKET, o); err != nil || *got != *want {
+						t.Errorf("end %d option %d: %v (%v), want %v", i, o, got, err, want)
+					}
+				}
+				want, _ := unix.FcntlInt(uintptr(sv[i]), unix.F_GETFL, 0)
+				if got, _ := unix.FcntlInt(uintptr(nv[i]), unix.F_GETFL, 0); got != want {
+					t.Errorf("end %d F_GETFL %#o, want %#o", i, got, want)
+				}
+				var st unix.Stat_t
+				must(unix.Fstat(nv[i], &st))
+				d, err := proc.ReadUnixSocket(st.Ino)
+				must(err)
+				if want := fds[i].GetUnixSocket().GetShutdown(); uint32(d.Shutdown) != want {
+					t.Errorf("end %d shutdown %d, want %d", i, d.Shutdown, want)
+				}
+			}
+			// Reading from the new pair gives what was queued, with
+			// its boundaries; the peek offset set to 2 does not
+			// change what reads give.
+			wantRead := wantA
+			must(unix.SetsockoptInt(nv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1))
+			if got := drain(t, nv[0], c.typ); !cmp.Equal(got, wantRead) {
+				t.Errorf("new sv[0] reads %d messages, want %d: %.40q", len(got), len(wantRead), got)
+			}
+			if got := drain(t, nv[1], c.typ); !cmp.Equal(got, toB) {
+				t.Errorf("new sv[1] reads %q, want %q", got, toB)
+			}
+			// And so does the dumped one: nothing was consumed.
+			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1))
+			if got := drain(t, sv[0], c.typ); !cmp.Equal(got, wantRead) {
+				t.Errorf("dumped sv[0] reads %d messages, want %d: %.40q", len(got), len(wantRead), got)
+			}
+		})
+	}
+}
+
+func strs(bs [][]byte) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// TestUnixSocketRefused: each unix socket gocr cannot restore exactly is
+// refused at dump, saying why, and keeps what is queued in it.
+func TestUnixSocketRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T) (dump []int, keep int, queued string)
+		want  string
+	}{
+		{"Bound", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_DGRAM)
+			if err := unix.Bind(sv[0], &unix.SockaddrUnix{Name: dir + "/bound"}); err != nil {
+				t.Fatal(err)
+			}
+			return sv[:1], -1, ""
+		}, "bound to \"" + dir + "/bound\""},
+		{"Listening", func(t *testing.T) ([]int, int, string) {
+			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Close(s) })
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: "@gocr-test-" + time.Now().Format("150405.000000")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Listen(s, 1); err != nil {
+				t.Fatal(err)
+			}
+			return []int{s}, -1, ""
+		}, "listening"},
+		{"Unconnected", func(t *testing.T) ([]int, int, string) {
+			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Close(s) })
+			return []int{s}, -1, ""
+		}, "not connected"},
+		{"PeerOutside", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_STREAM)
+			return sv[:1], -1, ""
+		}, "outside the dumped processes"},
+		{"FdsInFlight", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_SEQPACKET)
+			if err := unix.Sendmsg(sv[1], []byte("fd"), unix.UnixRights(sv[1]), nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			return sv[:], sv[0], "fd"
+		}, "fds in flight (SCM_RIGHTS: 1 sent to it"},
+		{"CredentialsInFlight", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_STREAM)
+			cred := unix.UnixCredentials(&unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})
+			if err := unix.Sendmsg(sv[1], []byte("cred"), cred, nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			// The peek then gets a pidfd too, which it must close.
+			if err := unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PASSPIDFD, 1); err != nil {
+				t.Fatal(err)
+			}
+			return sv[:], sv[0], "cred"
+		}, "credentials (SCM_CREDENTIALS of pid"},
+		{"OutOfBand", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_STREAM)
+			send(t, sv[1], "ab")
+			if err := unix.Sendmsg(sv[1], []byte("!"), nil, nil, unix.MSG_OOB); err != nil {
+				t.Fatal(err)
+			}
+			return sv[:], sv[0], "ab"
+		}, "out-of-band"},
+		{"Keepalive", func(t *testing.T) ([]int, int, string) {
+			sv := socketpair(t, unix.SOCK_STREAM)
+			if err := unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
+				t.Fatal(err)
+			}
+			return sv[:], -1, ""
+		}, "SO_KEEPALIVE is 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dumped, keep, queued := c.setup(t)
+			pidfds := countFds(t, "anon_inode:[pidfd]")
+			table := &gocrpb.Files{Pid: int32(os.Getpid())}
+			var err error
+			for _, n := range dumped {
+				var fd *gocrpb.Fd
+				if fd, err = collectFd(os.Getpid(), n); err != nil {
+					break
+				}
+				table.Fds = append(table.Fds, fd)
+			}
+			if err == nil {
+				err = Link([]*gocrpb.Files{table})
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+			t.Logf("refused: %v", err)
+			if n := countFds(t, "anon_inode:[pidfd]"); n != pidfds {
+				t.Errorf("%d pidfds open after the refusal, %d before", n, pidfds)
+			}
+			if keep >= 0 {
+				buf := make([]byte, 64)
+				n, err := unix.Read(keep, buf)
+				if err != nil || !bytes.Equal(buf[:n], []byte(queued)) {
+					t.Errorf("after the refusal the socket reads %q (%v), want %q", buf[:n], err, queued)
+				}
+			}
+		})
+	}
+}
+
+// countFds counts this process's fds whose link is target.
+func countFds(t *testing.T, target string) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == target {
+			n++
+		}
+	}
+	return n
+}
+
+// TestUnixSocketpairBigQueue: a queue larger than a new socket's send
+// buffer, sent while the sender's buffer was raised, then lowered: the
+// restore grows the new sender's buffer to send it all, and sets the
+// dumped size after.
+func TestUnixSocketpairBigQueue(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		typ  int
+		msgs []string
+	}{
+		{"Stream", unix.SOCK_STREAM, []string{strings.Repeat("s", 1<<20), "tail"}},
+		// Each datagram is larger than a new socket's whole buffer
+		// allows (SO_SNDBUF less 32 bytes, net/unix/af_unix.c).
+		{"Dgram", unix.SOCK_DGRAM, []string{strings.Repeat("d", 300<<10), strings.Repeat("e", 300<<10)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sv := socketpair(t, c.typ)
+			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 2<<20); err != nil {
+				t.Fatal(err)
+			}
+			send(t, sv[1], c.msgs...)
+			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 1); err != nil {
+				t.Fatal(err)
+			}
+			table, fds := collectPair(t, sv)
+			if err := Link([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			s := NewSources(nil, 100, [3]*os.File{})
+			t.Cleanup(s.Close)
+			if err := s.OpenAll([]*gocrpb.Files{table}); err != nil {
+				t.Fatal(err)
+			}
+			placed, err := s.Place(table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nv := [2]int{int(s.File(placed[0].Src).Fd()), int(s.File(placed[1].Src).Fd())}
+			want := c.msgs
+			if c.typ == unix.SOCK_STREAM {
+				want = []string{strings.Join(c.msgs, "")}
+			}
+			if got := drain(t, nv[0], c.typ); !cmp.Equal(got, want) {
+				t.Errorf("new sv[0] reads %d messages of %v bytes, want %d", len(got), lens(got), len(want))
+			}
+			if got, _ := unix.GetsockoptInt(nv[1], unix.SOL_SOCKET, unix.SO_SNDBUF); got != int(fds[1].GetUnixSocket().GetSndbuf()) {
+				t.Errorf("new sv[1] SO_SNDBUF %d, want the dumped %d", got, fds[1].GetUnixSocket().GetSndbuf())
+			}
+		})
+	}
+}
+
+func lens(ss []string) []int {
+	var out []int
+	for _, s := range ss {
+		out = append(out, len(s))
+	}
+	return out
+}
