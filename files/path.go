@@ -103,6 +103,19 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	if fd.Flags&unix.O_PATH != 0 {
 		return n, nil // no offset: the file is not open (man 2 open)
 	}
+	if t == gocrpb.PathFd_REGULAR {
+		// A file shorter than at the dump lost data the process has
+		// read, written or mapped: resuming at its offset would read or
+		// write past what it knew. A longer one may have been appended
+		// to meanwhile (a log), as by any writer sharing it.
+		var st unix.Stat_t
+		if err := unix.Fstat(nfd, &st); err != nil {
+			return 0, fmt.Errorf("stat %s: %w", fd.File.Path, err)
+		}
+		if st.Size < fd.File.Size {
+			return 0, fmt.Errorf("file %s is %d bytes, shorter than the %d it had at the dump", fd.File.Path, st.Size, fd.File.Size)
+		}
+	}
 	if t == gocrpb.PathFd_REGULAR || (t == gocrpb.PathFd_DIRECTORY && fd.Pos != 0) {
 		if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
 			return 0, fmt.Errorf("seek %s to %d: %w", fd.File.Path, fd.Pos, err)

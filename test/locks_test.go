@@ -74,3 +74,31 @@ func TestLocksTakenMeanwhile(t *testing.T) {
 	pid := restoreDetached(t, tg, images, nil)
 	checkResult(t, tg, pid)
 }
+
+// TestFileTruncatedRefused: a file the process had open is shorter at
+// restore than at the dump, so resuming at its offset would read or write
+// past what the process knew: the restore refuses in one line naming the
+// file, creates nothing, and restores once the file has its length again.
+func TestFileTruncatedRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	files := t.TempDir()
+	tg := startTargetOpts(t, "locks", startOpts{args: []string{files}})
+	images := t.TempDir()
+	dump(t, tg.pid, images)
+	tg.waitDead(t, "a dump without --leave-running")
+	path := filepath.Join(files, "d")
+	if err := os.Truncate(path, 10); err != nil {
+		t.Fatal(err)
+	}
+	r := runGocr(t, nil, "restore", "-D", images, "-d")
+	assertRefused(t, r, []string{path, "shorter"}, nil)
+	if !gone(tg.pid) {
+		t.Fatalf("pid %d exists after the refused restore", tg.pid)
+	}
+	if err := os.WriteFile(path, []byte("0123456789012345678901234567890123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := restoreDetached(t, tg, images, nil)
+	checkResult(t, tg, pid)
+}
