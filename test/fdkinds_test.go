@@ -86,16 +86,7 @@ func testFdKind(t *testing.T, mode string, withDir bool) {
 		args = append(args, t.TempDir())
 	}
 	tg := startTargetOpts(t, "fdkinds", startOpts{args: args})
-	pids := trackTree(t, tg.pid)
-	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, pid)
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
 }
 
 // TestSignalfd: a signalfd (fdkinds.c signalfd) keeps its mask and flags;
@@ -139,16 +130,7 @@ func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }
 func TestPathFds(t *testing.T) {
 	needsRoot(t)
 	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir()}})
-	pids := trackTree(t, tg.pid)
-	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, pid)
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
 }
 
 // TestEpollShared: an epoll instance shared by dup and by fork gets its
@@ -157,16 +139,7 @@ func TestPathFds(t *testing.T) {
 func TestEpollShared(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "epollshared")
-	pids := trackTree(t, tg.pid)
-	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, pid)
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
 }
 
 // TestUnixSocketpairs: unix socketpairs of each type, within the target
@@ -216,4 +189,27 @@ func TestStdioSocketInherited(t *testing.T) {
 		}
 	}
 	checkResult(t, tg, pid)
+}
+
+// checkpointRestoreTree is checkpointRestore for a target with children:
+// it also waits until every process of the tree is gone after the dump.
+// The oracle compares the root. It returns the PID to check; in
+// standalone mode the original one.
+func checkpointRestoreTree(t *testing.T, tg *target) int {
+	t.Helper()
+	pids := trackTree(t, tg.pid)
+	if standalone {
+		return tg.pid
+	}
+	before, err := readKernelView(tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	pid := restoreDetached(t, tg, dir, nil)
+	checkKernelView(t, pid, before, nil)
+	return pid
 }

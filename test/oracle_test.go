@@ -165,9 +165,12 @@ func addFds(v kernelView, base string) error {
 			switch k {
 			case "pos", "flags":
 				v[key+"/"+k] = val
-			case "mnt_id", "ino", "eventfd-id":
+			case "mnt_id", "ino", "eventfd-id", "it_value", "ticks":
 				// eventfd-id is a number the kernel hands out
-				// system-wide (fs/eventfd.c); nothing sets it.
+				// system-wide (fs/eventfd.c); nothing sets it. A
+				// timerfd's time left and expirations move with
+				// time (fs/timerfd.c timerfd_show); its clock,
+				// interval and flags are compared.
 			case "lock":
 				// "1: POSIX ..." numbers locks in list order.
 				_, l, _ := strings.Cut(val, ": ")
