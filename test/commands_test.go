@@ -5,7 +5,6 @@ package test
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -292,54 +291,17 @@ func TestRestoreWaits(t *testing.T) {
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
 
-	cmd, outPath, errPath := gocrCmd(t, t.Context(), nil, "restore", "-D", dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start gocr restore: %v", err)
-	}
-	// Closed, not sent on: both the test body and the cleanup wait on it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		tg.killRestored(t, tg.pid)
-		select {
-		case <-exited:
-		case <-time.After(pidGoneTimeout):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	output := func() string {
-		o, _ := os.ReadFile(outPath)
-		e, _ := os.ReadFile(errPath)
-		return fmt.Sprintf("stdout: %s\nstderr: %s", o, e)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for gone(tg.pid) || !tg.belongsTo(tg.pid) {
-		select {
-		case <-exited:
-			t.Fatalf("gocr restore exited (%v) before the target ran\n%s", waitErr, output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restored pid %d not running after 15s\n%s", tg.pid, output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fr := startForegroundRestore(t, tg, dir)
 	time.Sleep(200 * time.Millisecond)
 	if err := syscall.Kill(tg.pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM restored pid %d: %v", tg.pid, err)
 	}
-	select {
-	case <-exited:
-	case <-time.After(resultTimeout):
-		t.Fatalf("gocr restore still running %v after SIGTERM to pid %d\n%s\n%s", resultTimeout, tg.pid, output(), tg.diagnostics())
-	}
+	fr.waitExit(t)
 	if v := waitResult(t, tg, tg.pid); v != "PASS" {
 		t.Fatalf("target %s: %s\nlast 20 lines of its log:\n%s", tg.name, v, logTail(tg.logPath, 20))
 	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("gocr restore exited with %v, want 0 (the target's status)\n%s", cmd.ProcessState, output())
+	if code := fr.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("gocr restore exited with %v, want 0 (the target's status)\n%s", fr.cmd.ProcessState, fr.output())
 	}
 	counterLines(t, tg.logPath, true)
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Running the gocr binary: one invocation with its output kept in files,
@@ -141,4 +142,66 @@ func checkpointRestore(t *testing.T, tg *target, o cycleOpts) int {
 	pid := restoreDetached(t, tg, dir, o.stdin)
 	checkKernelView(t, pid, before, o.volatile)
 	return pid
+}
+
+// foregroundRestore is a gocr restore without -d: it stays to wait for the
+// restored root.
+type foregroundRestore struct {
+	cmd              *exec.Cmd
+	exited           chan struct{} // closed once cmd has exited
+	waitErr          error
+	outPath, errPath string
+}
+
+// startForegroundRestore starts gocr restore -D dir and waits until tg's
+// PID runs again as tg; cleanup kills the restored target and gocr.
+func startForegroundRestore(t *testing.T, tg *target, dir string) *foregroundRestore {
+	t.Helper()
+	cmd, outPath, errPath := gocrCmd(t, t.Context(), nil, "restore", "-D", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start gocr restore: %v", err)
+	}
+	// Closed, not sent on: both the test body and the cleanup wait on it.
+	fr := &foregroundRestore{cmd: cmd, exited: make(chan struct{}), outPath: outPath, errPath: errPath}
+	go func() { fr.waitErr = cmd.Wait(); close(fr.exited) }()
+	t.Cleanup(func() {
+		tg.killRestored(t, tg.pid)
+		select {
+		case <-fr.exited:
+		case <-time.After(pidGoneTimeout):
+			cmd.Process.Kill()
+			<-fr.exited
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for gone(tg.pid) || !tg.belongsTo(tg.pid) {
+		select {
+		case <-fr.exited:
+			t.Fatalf("gocr restore exited (%v) before the target ran\n%s", fr.waitErr, fr.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restored pid %d not running after 15s\n%s", tg.pid, fr.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fr
+}
+
+// output is what gocr restore printed.
+func (fr *foregroundRestore) output() string {
+	o, _ := os.ReadFile(fr.outPath)
+	e, _ := os.ReadFile(fr.errPath)
+	return fmt.Sprintf("stdout: %s\nstderr: %s", o, e)
+}
+
+// waitExit waits for gocr restore to exit, as it should once the target
+// it waits for has ended.
+func (fr *foregroundRestore) waitExit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-fr.exited:
+	case <-time.After(resultTimeout):
+		t.Fatalf("gocr restore still running %v after its target was told to end\n%s", resultTimeout, fr.output())
+	}
 }
