@@ -113,7 +113,7 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 		v.MemfdId = m.Inode
 	case strings.HasPrefix(m.Path, "/"):
 		if m.Deleted {
-			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, m.Path)
+			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, strings.TrimSuffix(m.Path, " (deleted)"))
 		}
 		if m.Shared {
 			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
