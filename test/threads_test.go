@@ -220,3 +220,15 @@ func TestSched(t *testing.T) {
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
 }
+
+// TestSchedDeadlineRefused: SCHED_DEADLINE is not restored, so a dump
+// refuses a thread under it in one line and the process runs on.
+func TestSchedDeadlineRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "sched", "deadline")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"SCHED_DEADLINE"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
+}

@@ -12,6 +12,9 @@
  * The main thread checks every thread from outside it (sched_getattr,
  * getpriority and sched_getaffinity on its TID) before it reports ready,
  * so the check is known good, and again after the restore.
+ *
+ * With "deadline" as its second argument it instead runs one thread under
+ * SCHED_DEADLINE, which a dump must refuse.
  */
 #include "target.h"
 
@@ -99,9 +102,39 @@ static void check(const char *when)
 	}
 }
 
+#define TGT_SCHED_DEADLINE 6
+
+static void *deadline_main(void *arg)
+{
+	(void)arg;
+	struct tgt_sched_attr a = { .size = sizeof(a), .sched_policy = TGT_SCHED_DEADLINE,
+				    .sched_runtime = 1000000, .sched_deadline = 100000000,
+				    .sched_period = 100000000 };
+	if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) {
+		snprintf(setup_err, sizeof(setup_err), "SCHED_DEADLINE: %s", strerror(errno));
+		setup_failed = 1;
+	}
+	__atomic_add_fetch(&setup_done, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
+	if (argc > 2 && strcmp(argv[2], "deadline") == 0) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, deadline_main, NULL) != 0)
+			tgt_fail("pthread_create");
+		while (__atomic_load_n(&setup_done, __ATOMIC_ACQUIRE) < 1)
+			usleep(1000);
+		if (setup_failed)
+			tgt_fail("%s", setup_err);
+		tgt_ready();
+		tgt_wait();
+		tgt_pass();
+	}
 	cpu_set_t all;
 	if (sched_getaffinity(0, sizeof(all), &all) < 0)
 		tgt_fail("sched_getaffinity: %s", strerror(errno));
