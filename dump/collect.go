@@ -3,6 +3,7 @@
 package dump
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
@@ -192,7 +193,66 @@ func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (
 	if th.RobustList, th.RobustListLen, err = getRobustList(tid); err != nil {
 		return nil, fmt.Errorf("get_robust_list %d: %w", tid, err)
 	}
+	if th.Sched, err = collectSched(tid); err != nil {
+		return nil, err
+	}
 	return th, nil
+}
+
+// Scheduling values golang.org/x/sys/unix does not name
+// (include/uapi/linux/sched.h, kernel/sched/sched.h).
+const (
+	schedFlagResetOnFork = 0x01
+	// schedCapacityScale is SCHED_CAPACITY_SCALE: a utilization clamp
+	// of its full range, util_max's default.
+	schedCapacityScale = 1024
+)
+
+// collectSched reads a thread's scheduling from outside it: policy, RT
+// priority and reset-on-fork (sched_getattr), nice (getpriority), and its CPU affinity. What
+// the restorer cannot set back exactly is refused.
+func collectSched(tid int) (*gocrpb.Sched, error) {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sched_getattr: %w", err)
+	}
+	switch attr.Policy {
+	case unix.SCHED_NORMAL, unix.SCHED_BATCH, unix.SCHED_IDLE, unix.SCHED_FIFO, unix.SCHED_RR:
+	case unix.SCHED_DEADLINE:
+		return nil, fmt.Errorf("the thread runs under SCHED_DEADLINE, which is not restored")
+	default:
+		return nil, fmt.Errorf("the thread has scheduling policy %d, which is not restored", attr.Policy)
+	}
+	if attr.Flags&^schedFlagResetOnFork != 0 {
+		return nil, fmt.Errorf("the thread has scheduling flags %#x, only SCHED_FLAG_RESET_ON_FORK is restored", attr.Flags)
+	}
+	// An RT thread's default util_min is the RT default, the full range
+	// (sysctl_sched_uclamp_util_min_rt_default); 0 and 0 is a kernel
+	// without utilization clamping.
+	rt := attr.Policy == unix.SCHED_FIFO || attr.Policy == unix.SCHED_RR
+	if (attr.Util_min != 0 && !(rt && attr.Util_min == schedCapacityScale)) ||
+		(attr.Util_max != 0 && attr.Util_max != schedCapacityScale) {
+		return nil, fmt.Errorf("the thread has a utilization clamp (util_min %d, util_max %d), which is not restored", attr.Util_min, attr.Util_max)
+	}
+	// sched_getattr gives an RT thread's priority instead of its nice,
+	// which it keeps for a later return to a fair policy;
+	// getpriority(2) on the TID gives it always, as 20-nice (man 2
+	// getpriority, NOTES: the raw system call).
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if err != nil {
+		return nil, fmt.Errorf("getpriority: %w", err)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		// EINVAL: the machine has more CPUs than the mask holds.
+		return nil, fmt.Errorf("sched_getaffinity (a mask of %d CPUs): %w", len(set)*64, err)
+	}
+	mask := make([]byte, 0, len(set)*8)
+	for _, w := range set {
+		mask = binary.LittleEndian.AppendUint64(mask, uint64(w))
+	}
+	return &gocrpb.Sched{Policy: attr.Policy, Nice: int32(20 - prio), RtPriority: attr.Priority,
+		ResetOnFork: attr.Flags&schedFlagResetOnFork != 0, CpuAffinity: mask}, nil
 }
 
 // linkFiles finds what the processes' fds share (files.Link) and saves

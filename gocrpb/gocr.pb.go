@@ -141,7 +141,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type PathFd_Type int32
@@ -198,7 +198,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -250,7 +250,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -1146,6 +1146,7 @@ type Thread struct {
 	RobustListLen uint64                 `protobuf:"varint,10,opt,name=robust_list_len,json=robustListLen,proto3" json:"robust_list_len,omitempty"`
 	Rseq          *Rseq                  `protobuf:"bytes,11,opt,name=rseq,proto3" json:"rseq,omitempty"`
 	Comm          string                 `protobuf:"bytes,12,opt,name=comm,proto3" json:"comm,omitempty"`
+	Sched         *Sched                 `protobuf:"bytes,13,opt,name=sched,proto3" json:"sched,omitempty"` // absent in images from before it was recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1264,6 +1265,90 @@ func (x *Thread) GetComm() string {
 	return ""
 }
 
+func (x *Thread) GetSched() *Sched {
+	if x != nil {
+		return x.Sched
+	}
+	return nil
+}
+
+// Sched is a thread's scheduling (sched_getattr(2), sched_getaffinity(2)).
+type Sched struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        uint32                 `protobuf:"varint,1,opt,name=policy,proto3" json:"policy,omitempty"` // SCHED_OTHER, SCHED_BATCH, SCHED_IDLE, SCHED_FIFO, SCHED_RR
+	Nice          int32                  `protobuf:"varint,2,opt,name=nice,proto3" json:"nice,omitempty"`
+	RtPriority    uint32                 `protobuf:"varint,3,opt,name=rt_priority,json=rtPriority,proto3" json:"rt_priority,omitempty"`      // SCHED_FIFO and SCHED_RR
+	ResetOnFork   bool                   `protobuf:"varint,4,opt,name=reset_on_fork,json=resetOnFork,proto3" json:"reset_on_fork,omitempty"` // SCHED_FLAG_RESET_ON_FORK
+	CpuAffinity   []byte                 `protobuf:"bytes,5,opt,name=cpu_affinity,json=cpuAffinity,proto3" json:"cpu_affinity,omitempty"`    // bit n for CPU n, as sched_getaffinity gives it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sched) Reset() {
+	*x = Sched{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sched) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sched) ProtoMessage() {}
+
+func (x *Sched) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sched.ProtoReflect.Descriptor instead.
+func (*Sched) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Sched) GetPolicy() uint32 {
+	if x != nil {
+		return x.Policy
+	}
+	return 0
+}
+
+func (x *Sched) GetNice() int32 {
+	if x != nil {
+		return x.Nice
+	}
+	return 0
+}
+
+func (x *Sched) GetRtPriority() uint32 {
+	if x != nil {
+		return x.RtPriority
+	}
+	return 0
+}
+
+func (x *Sched) GetResetOnFork() bool {
+	if x != nil {
+		return x.ResetOnFork
+	}
+	return false
+}
+
+func (x *Sched) GetCpuAffinity() []byte {
+	if x != nil {
+		return x.CpuAffinity
+	}
+	return nil
+}
+
 // GPRegs mirrors struct user_regs_struct (arch/x86/include/asm/user_64.h).
 type GPRegs struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1300,7 +1385,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1397,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1410,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -1528,7 +1613,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1625,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1638,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -1589,7 +1674,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1686,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1699,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -1669,7 +1754,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1766,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1779,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -1824,7 +1909,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1921,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1934,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -1948,7 +2033,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2045,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2058,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2040,7 +2125,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2137,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2150,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2119,7 +2204,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2216,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2229,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2208,7 +2293,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2305,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2318,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2478,7 +2563,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2575,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2588,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2556,7 +2641,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2653,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2666,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2608,7 +2693,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2705,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2718,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2650,7 +2735,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +2747,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +2760,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -2717,7 +2802,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2729,7 +2814,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2827,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -2763,7 +2848,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2860,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2873,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -2816,7 +2901,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2913,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2926,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -2864,7 +2949,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2961,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2974,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -2923,7 +3008,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3020,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3033,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -2972,7 +3057,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3069,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3082,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3039,7 +3124,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3136,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3149,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3089,7 +3174,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3186,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3199,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3176,7 +3261,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3273,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3286,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -3307,7 +3392,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3404,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3417,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3360,7 +3445,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3372,7 +3457,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3385,7 +3470,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3503,7 +3588,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05which\x18\x01 \x01(\rR\x05which\x12\x1f\n" +
 	"\vinterval_us\x18\x02 \x01(\x03R\n" +
 	"intervalUs\x12\x19\n" +
-	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\x98\x03\n" +
+	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xbe\x03\n" +
 	"\x06Thread\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x12#\n" +
 	"\x04regs\x18\x02 \x01(\v2\x0f.gocr.v1.GPRegsR\x04regs\x12\x14\n" +
@@ -3518,7 +3603,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0frobust_list_len\x18\n" +
 	" \x01(\x04R\rrobustListLen\x12!\n" +
 	"\x04rseq\x18\v \x01(\v2\r.gocr.v1.RseqR\x04rseq\x12\x12\n" +
-	"\x04comm\x18\f \x01(\tR\x04comm\"\xfb\x03\n" +
+	"\x04comm\x18\f \x01(\tR\x04comm\x12$\n" +
+	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\"\x9b\x01\n" +
+	"\x05Sched\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\rR\x06policy\x12\x12\n" +
+	"\x04nice\x18\x02 \x01(\x05R\x04nice\x12\x1f\n" +
+	"\vrt_priority\x18\x03 \x01(\rR\n" +
+	"rtPriority\x12\"\n" +
+	"\rreset_on_fork\x18\x04 \x01(\bR\vresetOnFork\x12!\n" +
+	"\fcpu_affinity\x18\x05 \x01(\fR\vcpuAffinity\"\xfb\x03\n" +
 	"\x06GPRegs\x12\x10\n" +
 	"\x03r15\x18\x01 \x01(\x04R\x03r15\x12\x10\n" +
 	"\x03r14\x18\x02 \x01(\x04R\x03r14\x12\x10\n" +
@@ -3741,7 +3834,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),             // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),       // 1: gocr.v1.FileLock.Type
@@ -3757,30 +3850,31 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*SigInfo)(nil),          // 11: gocr.v1.SigInfo
 	(*Itimer)(nil),           // 12: gocr.v1.Itimer
 	(*Thread)(nil),           // 13: gocr.v1.Thread
-	(*GPRegs)(nil),           // 14: gocr.v1.GPRegs
-	(*SigAltStack)(nil),      // 15: gocr.v1.SigAltStack
-	(*Rseq)(nil),             // 16: gocr.v1.Rseq
-	(*Mm)(nil),               // 17: gocr.v1.Mm
-	(*Vma)(nil),              // 18: gocr.v1.Vma
-	(*Memfd)(nil),            // 19: gocr.v1.Memfd
-	(*FileRef)(nil),          // 20: gocr.v1.FileRef
-	(*PageRange)(nil),        // 21: gocr.v1.PageRange
-	(*Fd)(nil),               // 22: gocr.v1.Fd
-	(*FileLock)(nil),         // 23: gocr.v1.FileLock
-	(*PathFd)(nil),           // 24: gocr.v1.PathFd
-	(*InheritFd)(nil),        // 25: gocr.v1.InheritFd
-	(*PipeFd)(nil),           // 26: gocr.v1.PipeFd
-	(*MemfdFd)(nil),          // 27: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),        // 28: gocr.v1.EventfdFd
-	(*EpollFd)(nil),          // 29: gocr.v1.EpollFd
-	(*EpollWatch)(nil),       // 30: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),       // 31: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),        // 32: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),        // 33: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),     // 34: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),     // 35: gocr.v1.UnixSocketFd
-	(*UnixSocketQueues)(nil), // 36: gocr.v1.UnixSocketQueues
-	(*Files)(nil),            // 37: gocr.v1.Files
+	(*Sched)(nil),            // 14: gocr.v1.Sched
+	(*GPRegs)(nil),           // 15: gocr.v1.GPRegs
+	(*SigAltStack)(nil),      // 16: gocr.v1.SigAltStack
+	(*Rseq)(nil),             // 17: gocr.v1.Rseq
+	(*Mm)(nil),               // 18: gocr.v1.Mm
+	(*Vma)(nil),              // 19: gocr.v1.Vma
+	(*Memfd)(nil),            // 20: gocr.v1.Memfd
+	(*FileRef)(nil),          // 21: gocr.v1.FileRef
+	(*PageRange)(nil),        // 22: gocr.v1.PageRange
+	(*Fd)(nil),               // 23: gocr.v1.Fd
+	(*FileLock)(nil),         // 24: gocr.v1.FileLock
+	(*PathFd)(nil),           // 25: gocr.v1.PathFd
+	(*InheritFd)(nil),        // 26: gocr.v1.InheritFd
+	(*PipeFd)(nil),           // 27: gocr.v1.PipeFd
+	(*MemfdFd)(nil),          // 28: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),        // 29: gocr.v1.EventfdFd
+	(*EpollFd)(nil),          // 30: gocr.v1.EpollFd
+	(*EpollWatch)(nil),       // 31: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),       // 32: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),        // 33: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),        // 34: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),     // 35: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),     // 36: gocr.v1.UnixSocketFd
+	(*UnixSocketQueues)(nil), // 37: gocr.v1.UnixSocketQueues
+	(*Files)(nil),            // 38: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
 	8,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -3791,39 +3885,40 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	13, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
 	7,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
 	6,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	14, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	15, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
 	11, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	15, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	16, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	20, // 12: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	18, // 13: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	0,  // 14: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	20, // 15: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	20, // 16: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	23, // 17: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	24, // 18: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	25, // 19: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	26, // 20: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	27, // 21: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	28, // 22: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	29, // 23: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	31, // 24: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	32, // 25: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	33, // 26: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	35, // 27: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	1,  // 28: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 29: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	30, // 30: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	34, // 31: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 32: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	36, // 33: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	22, // 34: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	19, // 35: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	16, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	17, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	14, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	21, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	19, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	0,  // 15: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	21, // 16: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	21, // 17: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	24, // 18: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	25, // 19: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	26, // 20: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	27, // 21: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	28, // 22: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	29, // 23: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	30, // 24: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	32, // 25: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	33, // 26: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	34, // 27: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	36, // 28: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	1,  // 29: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 30: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	31, // 31: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	35, // 32: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 33: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	37, // 34: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	23, // 35: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	20, // 36: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -3831,7 +3926,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[18].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[19].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -3849,7 +3944,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

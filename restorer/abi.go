@@ -18,7 +18,7 @@ const (
 	rstProcJoinPgid = 4
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 3
+	rstVersion = 4
 
 	rstPageStreamsMax = 4
 
@@ -37,6 +37,10 @@ const (
 	// rstNsig is _NSIG (arch/x86/include/asm/signal.h): signals are
 	// 1..rstNsig, one sigaction each in the plan.
 	rstNsig = 64
+
+	// rstCPUMaskBytes is the room for a thread's CPU affinity mask in
+	// the plan: 1024 CPUs.
+	rstCPUMaskBytes = 128
 )
 
 // The restorer's hole, besides its image and the plan (RST_RESTORER_STACK,
@@ -77,6 +81,7 @@ const (
 	rstStepFixups      = 19
 	rstStepPosixTimers = 20
 	rstStepPidfd       = 21
+	rstStepSched       = 22
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -103,6 +108,7 @@ var rstSteps = map[uint32]string{
 	rstStepFixups:      "finish the fds inside the process (epoll watches, locks)",
 	rstStepPosixTimers: "recreate POSIX timers (timer_create with their IDs)",
 	rstStepPidfd:       "hand gocr the new process's pidfd",
+	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -241,7 +247,13 @@ type rstThread struct {
 	AltstackSp    uint64 `c:"altstack_sp"`
 	AltstackFlags int32  `c:"altstack_flags"`
 	Pad0          uint32
-	AltstackSize  uint64 `c:"altstack_size"`
+	AltstackSize  uint64                `c:"altstack_size"`
+	SchedSet      uint32                `c:"sched_set"`
+	SchedPolicy   uint32                `c:"sched_policy"`
+	SchedNice     int32                 `c:"sched_nice"`
+	SchedPriority uint32                `c:"sched_priority"`
+	SchedFlags    uint64                `c:"sched_flags"`
+	CPUMask       [rstCPUMaskBytes]byte `c:"cpu_mask"`
 }
 
 type rstRlimit struct {

@@ -112,6 +112,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_FIXUPS":       rstStepFixups,
 	"RST_STEP_POSIX_TIMERS": rstStepPosixTimers,
 	"RST_STEP_PIDFD":        rstStepPidfd,
+	"RST_STEP_SCHED":        rstStepSched,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
@@ -148,6 +149,7 @@ var abiDefines = map[string]uint64{
 	"RST_HOLE_CANDIDATES":  rstHoleCandidates,
 	"RST_PLAN_FD":          rstPlanFd,
 	"RST_FIRST_SOURCE_FD":  rstFirstSourceFd,
+	"RST_CPU_MASK_BYTES":   rstCPUMaskBytes,
 	"RST_NSIG":             rstNsig,
 }
 

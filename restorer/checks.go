@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 		if want := th.XstateBv | ptrace.XCR0(th.Xsave); want&^have != 0 {
 			return fmt.Errorf("the image uses CPU register state this CPU lacks (xsave features %#x, this CPU has %#x): restore on a machine with the same CPU features", want, have)
 		}
+	}
+	if err := checkCPUs(task); err != nil {
+		return err
 	}
 	own, err := procfs.ReadMaps(os.Getpid())
 	if err != nil {
@@ -63,6 +67,60 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 		}
 	}
 	return nil
+}
+
+// checkCPUs refuses a thread bound to CPUs this machine does not have
+// online: sched_setaffinity would drop them, or fail if none is left.
+func checkCPUs(task *gocrpb.Task) error {
+	var online []byte
+	for _, th := range task.Threads {
+		if th.Sched == nil {
+			continue
+		}
+		if online == nil {
+			b, err := os.ReadFile("/sys/devices/system/cpu/online")
+			if err != nil {
+				return err
+			}
+			if online, err = cpuListMask(strings.TrimSpace(string(b))); err != nil {
+				return fmt.Errorf("/sys/devices/system/cpu/online: %w", err)
+			}
+		}
+		var missing []int
+		for cpu := 0; cpu < 8*len(th.Sched.CpuAffinity); cpu++ {
+			if th.Sched.CpuAffinity[cpu/8]&(1<<(cpu%8)) != 0 && (cpu/8 >= len(online) || online[cpu/8]&(1<<(cpu%8)) == 0) {
+				missing = append(missing, cpu)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("thread %d may run on CPUs %v, which this machine does not have online: restore on a machine with them", th.Tid, missing)
+		}
+	}
+	return nil
+}
+
+// cpuListMask parses a CPU list such as "0-3,8" (man 7 cpuset, "List
+// format") into a mask, bit n for CPU n.
+func cpuListMask(list string) ([]byte, error) {
+	var mask []byte
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || a < 0 || b < a || b >= 1<<16 {
+			return nil, fmt.Errorf("%q is not a CPU list", list)
+		}
+		for cpu := a; cpu <= b; cpu++ {
+			for len(mask) <= cpu/8 {
+				mask = append(mask, 0)
+			}
+			mask[cpu/8] |= 1 << (cpu % 8)
+		}
+	}
+	return mask, nil
 }
 
 // checkFiles: every mapped file must still be there and unchanged, or the

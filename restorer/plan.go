@@ -198,6 +198,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if ss := th.Sigaltstack; ss != nil {
 			rt.AltstackSp, rt.AltstackFlags, rt.AltstackSize = ss.Sp, ss.Flags, ss.Size
 		}
+		if err := planSched(&rt, th.Sched); err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.Tid, err)
+		}
 		p.threads = append(p.threads, rt)
 		for _, si := range th.Pending {
 			s, err := siginfo(si, th.Tid)
@@ -293,6 +296,49 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		p.rlimits = append(p.rlimits, rstRlimit{Resource: rl.Resource, Cur: rl.Cur, Max: rl.Max})
 	}
 	return p, nil
+}
+
+// Scheduling policies and flags the plan carries (include/uapi/linux/sched.h).
+const (
+	schedFlagResetOnFork = 0x01
+	minNice, maxNice     = -20, 19
+	maxRtPriority        = 99 // MAX_RT_PRIO-1 (include/linux/sched/prio.h)
+)
+
+// planSched puts a thread's scheduling in its plan; an image from before
+// it was recorded leaves the thread as it is created.
+func planSched(rt *rstThread, s *gocrpb.Sched) error {
+	if s == nil {
+		return nil
+	}
+	rt.SchedSet = 1
+	switch s.Policy {
+	case unix.SCHED_NORMAL, unix.SCHED_BATCH, unix.SCHED_IDLE:
+		if s.RtPriority != 0 {
+			return fmt.Errorf("policy %d with RT priority %d", s.Policy, s.RtPriority)
+		}
+	case unix.SCHED_FIFO, unix.SCHED_RR:
+		if s.RtPriority < 1 || s.RtPriority > maxRtPriority {
+			return fmt.Errorf("RT priority %d is out of range", s.RtPriority)
+		}
+	default:
+		return fmt.Errorf("scheduling policy %d is not restored", s.Policy)
+	}
+	if s.Nice < minNice || s.Nice > maxNice {
+		return fmt.Errorf("nice %d is out of range", s.Nice)
+	}
+	rt.SchedPolicy, rt.SchedNice, rt.SchedPriority = s.Policy, s.Nice, s.RtPriority
+	if s.ResetOnFork {
+		rt.SchedFlags = schedFlagResetOnFork
+	}
+	if len(s.CpuAffinity) > len(rt.CPUMask) {
+		return fmt.Errorf("a CPU affinity mask of %d bytes, the restorer takes %d", len(s.CpuAffinity), len(rt.CPUMask))
+	}
+	copy(rt.CPUMask[:], s.CpuAffinity)
+	if rt.CPUMask == [rstCPUMaskBytes]byte{} {
+		return fmt.Errorf("an empty CPU affinity mask")
+	}
+	return nil
 }
 
 // capLastCap is this kernel's highest capability number (man 7

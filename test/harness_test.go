@@ -129,6 +129,7 @@ var cTargets = map[string]struct {
 	"pauser":         {"pauser.c", nil},
 	"regs":           {"regs.c", nil},
 	"threads":        {"threads.c", []string{"-pthread"}},
+	"sched":          {"sched.c", []string{"-pthread"}},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},

@@ -208,3 +208,27 @@ func TestThreadSeccompRefused(t *testing.T) {
 	assertUntouched(t, tg.pid)
 	checkResult(t, tg, tg.pid)
 }
+
+// TestSched: each thread's scheduling comes back: the main thread's nice
+// and single-CPU affinity, a SCHED_BATCH thread's nice and affinity, a
+// SCHED_FIFO thread's RT priority, SCHED_FLAG_RESET_ON_FORK and the nice it
+// keeps (sched.c checks them all from inside; the oracle compares each
+// thread's Cpus_allowed_list and the process's nice and policy).
+func TestSched(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "sched")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestSchedDeadlineRefused: SCHED_DEADLINE is not restored, so a dump
+// refuses a thread under it in one line and the process runs on.
+func TestSchedDeadlineRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "sched", "deadline")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"SCHED_DEADLINE"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
+}

@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 3
+#define RST_VERSION 4
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -48,6 +48,7 @@
 #define RST_STEP_FIXUPS 19
 #define RST_STEP_POSIX_TIMERS 20
 #define RST_STEP_PIDFD 21
+#define RST_STEP_SCHED 22
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -186,6 +187,10 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
 
+/* A thread's CPU affinity mask: room for this many CPUs (bit n for CPU n,
+ * as sched_getaffinity gives it). gocr refuses a wider one at the dump. */
+#define RST_CPU_MASK_BYTES 128 /* 1024 CPUs */
+
 /* Per-thread kernel state; threads[0] is the thread-group leader. */
 struct rst_thread {
 	s32 tid;
@@ -200,6 +205,12 @@ struct rst_thread {
 	s32 altstack_flags;
 	u32 pad0;
 	u64 altstack_size;
+	u32 sched_set;      /* 0: an image without scheduling, left as it comes */
+	u32 sched_policy;   /* SCHED_* */
+	s32 sched_nice;
+	u32 sched_priority; /* rt priority */
+	u64 sched_flags;    /* SCHED_FLAG_RESET_ON_FORK or 0 */
+	u8 cpu_mask[RST_CPU_MASK_BYTES];
 };
 BUILD_BUG_ON_OFFSET(struct rst_thread, tid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_thread, comm_off, 4);
@@ -212,7 +223,13 @@ BUILD_BUG_ON_OFFSET(struct rst_thread, rseq_sig, 44);
 BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_sp, 48);
 BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_flags, 56);
 BUILD_BUG_ON_OFFSET(struct rst_thread, altstack_size, 64);
-_Static_assert(sizeof(struct rst_thread) == 72, "rst_thread size");
+BUILD_BUG_ON_OFFSET(struct rst_thread, sched_set, 72);
+BUILD_BUG_ON_OFFSET(struct rst_thread, sched_policy, 76);
+BUILD_BUG_ON_OFFSET(struct rst_thread, sched_nice, 80);
+BUILD_BUG_ON_OFFSET(struct rst_thread, sched_priority, 84);
+BUILD_BUG_ON_OFFSET(struct rst_thread, sched_flags, 88);
+BUILD_BUG_ON_OFFSET(struct rst_thread, cpu_mask, 96);
+_Static_assert(sizeof(struct rst_thread) == 224, "rst_thread size");
 
 struct rst_rlimit {
 	u32 resource;

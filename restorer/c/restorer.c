@@ -431,6 +431,56 @@ static void restore_creds(struct rst_args *a, u32 index)
 	capset3(a, index, a->cap_eff, a->cap_prm, a->cap_inh);
 }
 
+#define __NR_sched_setaffinity 203
+#define __NR_sched_getaffinity 204
+#define __NR_sched_setattr 314
+/* include/uapi/linux/sched.h */
+#define SCHED_NORMAL 0
+
+/* struct sched_attr, include/uapi/linux/sched/types.h (SCHED_ATTR_SIZE_VER0) */
+struct sched_attr {
+	u32 size;
+	u32 sched_policy;
+	u64 sched_flags;
+	s32 sched_nice;
+	u32 sched_priority;
+	u64 sched_runtime;
+	u64 sched_deadline;
+	u64 sched_period;
+};
+_Static_assert(sizeof(struct sched_attr) == 48, "sched_attr VER0");
+
+/* The thread's scheduling, on itself, while it still has gocr's
+ * privileges: lowering nice or taking an RT policy needs CAP_SYS_NICE or
+ * room under RLIMIT_NICE/RLIMIT_RTPRIO (man 7 sched), which the dumped
+ * credentials and limits may not give. The nice goes first under
+ * SCHED_NORMAL: sched_setattr sets it only for a fair policy, and an RT
+ * thread keeps one for when it returns to a fair policy. The kernel
+ * narrows an affinity to the CPUs the cpuset allows, so it is read back:
+ * any CPU lost fails the restore. */
+static void restore_sched(struct rst_args *a, struct rst_thread *t, u32 index)
+{
+	if (!t->sched_set)
+		return;
+	struct sched_attr sa = {
+		.size = sizeof(sa),
+		.sched_policy = SCHED_NORMAL,
+		.sched_nice = t->sched_nice,
+	};
+	CHECK(a, RST_STEP_SCHED, index, sys3(__NR_sched_setattr, 0, &sa, 0));
+	sa.sched_policy = t->sched_policy;
+	sa.sched_priority = t->sched_priority;
+	sa.sched_flags = t->sched_flags;
+	CHECK(a, RST_STEP_SCHED, index, sys3(__NR_sched_setattr, 0, &sa, 0));
+	CHECK(a, RST_STEP_SCHED, index, sys3(__NR_sched_setaffinity, 0, RST_CPU_MASK_BYTES, t->cpu_mask));
+	u8 got[RST_CPU_MASK_BYTES];
+	nl_memset(got, 0, sizeof(got));
+	CHECK(a, RST_STEP_SCHED, index, sys3(__NR_sched_getaffinity, 0, sizeof(got), got));
+	for (u32 i = 0; i < RST_CPU_MASK_BYTES; i++)
+		if (got[i] != t->cpu_mask[i])
+			fail(a, RST_STEP_SCHED, index, -EINVAL);
+}
+
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
  * thread too (a raw setresuid changes only the caller, man 2 setresuid
@@ -460,6 +510,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		if (si[i].tid == t->tid)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
+	restore_sched(a, t, index);
 	restore_creds(a, index);
 }
 
