@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // TestTargetsDetectCorruption proves that the targets can fail: each case
@@ -41,9 +43,13 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		args         []string
 		dirArg       bool // a fresh directory after args
 		stdinPipe    bool
-		gdb          func(t *testing.T, tg *target) []string
-		after        func(t *testing.T, tg *target, w *os.File)
-		want         string
+		// blockedIn, if set, is the system call number the target must be
+		// blocked in before gdb fakes its result (0 is read: use -1 for
+		// none); a fake result set before it entered the call is lost.
+		blockedIn int
+		gdb       func(t *testing.T, tg *target) []string
+		after     func(t *testing.T, tg *target, w *os.File)
+		want      string
 	}{
 		// A counter that jumps stays self-consistent (the harness's log
 		// check catches the gap), so the flag is raised in the same stop:
@@ -77,11 +83,11 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "Disposition", target: "signals",
 			gdb:  fixed("call (long)signal(1, (void*)1)"),
 			want: "signal 1 handler"},
-		{name: "SleeperEINTR", target: "sleeper", gdb: fixed(fakeEINTR...),
+		{name: "SleeperEINTR", target: "sleeper", blockedIn: sysClockNanosleep, gdb: fixed(fakeEINTR...),
 			want: "nanosleep 1 returned Interrupted system call"},
-		{name: "PauserEINTR", target: "pauser", gdb: fixed(fakeEINTR...),
+		{name: "PauserEINTR", target: "pauser", blockedIn: sysPause, gdb: fixed(fakeEINTR...),
 			want: "pause returned -1 (Interrupted system call) before SIGTERM"},
-		{name: "PipeEINTR", target: "pipe_reader", stdinPipe: true, gdb: fixed(fakeEINTR...),
+		{name: "PipeEINTR", target: "pipe_reader", stdinPipe: true, blockedIn: sysRead, gdb: fixed(fakeEINTR...),
 			want: "read(stdin) after 0 bytes: Interrupted system call"},
 		{name: "PipeData", target: "pipe_reader", stdinPipe: true,
 			after: func(t *testing.T, tg *target, w *os.File) {
@@ -251,6 +257,9 @@ func TestTargetsDetectCorruption(t *testing.T) {
 			tg := startTargetOpts(t, c.target, o)
 			// tree, unixsock and fdkinds' fifo mode have children.
 			trackTree(t, tg.pid)
+			if c.blockedIn != 0 {
+				waitBlockedIn(t, tg.pid, c.blockedIn)
+			}
 			if c.gdb != nil {
 				runGDB(t, tg, c.gdb(t, tg))
 			}
@@ -398,5 +407,33 @@ func TestRestoredCounterDetectsCorruption(t *testing.T) {
 	}
 	if !waitGone(pid, pidGoneTimeout) {
 		t.Fatalf("restored counter pid %d reported FAIL but is still running (state %s)", pid, procState(pid))
+	}
+}
+
+// System call numbers on x86-64 (arch/x86/entry/syscalls/syscall_64.tbl);
+// sysRead is read's 0 as -1, so that 0 can mean no wait.
+const (
+	sysRead           = -1
+	sysPause          = 34
+	sysClockNanosleep = 230
+)
+
+// waitBlockedIn waits until pid's main thread is blocked in system call
+// nr (sysRead for read), as /proc/PID/syscall shows it.
+func waitBlockedIn(t *testing.T, pid, nr int) {
+	t.Helper()
+	if nr == sysRead {
+		nr = 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sc, err := proc.ReadSyscall(pid, pid)
+		if err == nil && !sc.Running && sc.Nr == int64(nr) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not blocked in system call %d after 10 s (%+v, %v)", pid, nr, sc, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
