@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gocr/gocr/gocrpb"
 )
 
 // Fuzz targets for every image reader. Each writes the fuzzed bytes as
@@ -153,6 +156,13 @@ func FuzzPagemapImage(f *testing.F) {
 	for _, s := range imageSeeds(sampleImages(f)[pagemapName(testPid)]) {
 		f.Add(s)
 	}
+	// Ranges whose end wraps past 2^64, which the reader once took.
+	for _, r := range []*gocrpb.PageRange{
+		{Vaddr: 0x1000, NrPages: 1 << 52},
+		{Vaddr: 0xfffffffffffff000, NrPages: 2},
+	} {
+		f.Add(pagemapBytes(f, r))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ranges, err := writeImage(t, pagemapName(testPid), b).ReadPagemap(testPid)
 		if err != nil {
@@ -164,7 +174,7 @@ func FuzzPagemapImage(f *testing.F) {
 		}
 		msgs := make([]proto.Message, len(ranges))
 		for i, r := range ranges {
-			if r.GetNrPages() == 0 || r.GetStream() >= MaxPageStreams {
+			if r.GetNrPages() == 0 || r.GetStream() >= MaxPageStreams || r.GetNrPages() > (math.MaxUint64-r.GetVaddr())/4096+1 {
 				t.Fatalf("accepted range %v", r)
 			}
 			msgs[i] = r
@@ -264,4 +274,42 @@ func FuzzShow(f *testing.F) {
 			t.Fatalf("error spans lines: %q", err)
 		}
 	})
+}
+
+// pagemapBytes is a pagemap image holding ranges, written without the
+// writer's checks.
+func pagemapBytes(tb testing.TB, ranges ...*gocrpb.PageRange) []byte {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "pagemap.img")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	msgs := make([]proto.Message, len(ranges))
+	for i, r := range ranges {
+		msgs[i] = r
+	}
+	if err := writeRecordFile(f, kindPagemap, msgs...); err != nil {
+		tb.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func TestPagemapRangePastAddressSpaceRefused(t *testing.T) {
+	for _, r := range []*gocrpb.PageRange{
+		{Vaddr: 0x1000, NrPages: 1 << 52},
+		{Vaddr: 0xfffffffffffff000, NrPages: 2},
+	} {
+		_, err := writeImage(t, pagemapName(testPid), pagemapBytes(t, r)).ReadPagemap(testPid)
+		requireFormatErr(t, err)
+	}
+	// The last page of the address space is still a range.
+	ranges, err := writeImage(t, pagemapName(testPid), pagemapBytes(t, &gocrpb.PageRange{Vaddr: 0xfffffffffffff000, NrPages: 1})).ReadPagemap(testPid)
+	if err != nil || len(ranges) != 1 {
+		t.Fatalf("last page: %v, %v", ranges, err)
+	}
 }
