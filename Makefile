@@ -148,17 +148,18 @@ test: deps tools verify-generated
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
-# fuzz: every fuzz target (the image readers and the /proc parsers) for
-# FUZZTIME each; `go test` alone runs only their seeds. go test -fuzz takes
-# one target of one package at a time, so the targets run in turn, in two
-# lines side by side with one fuzzing worker each (two cores in all). Each
+# fuzz: every fuzz target (the image readers, the /proc parsers and the
+# restore plan built from images) for FUZZTIME each; `go test` alone runs
+# only their seeds. go test -fuzz takes one target of one package at a
+# time, so the targets run in turn, in two lines side by side with one
+# fuzzing worker each (two cores in all). Each
 # input that finds new code is minimized for at most FUZZMINIMIZE
 # executions: go test's default, 60s, would spend a short run minimizing
 # instead of fuzzing. A crasher is written to PKG/testdata/fuzz/TARGET/:
 # commit it with the fix, as a regression seed.
 FUZZTIME      ?= 3s
 FUZZMINIMIZE  ?= 200x
-FUZZ_PKGS     := ./images ./proc
+FUZZ_PKGS     := ./images ./proc ./restorer
 fuzz:
 	@set -e; all=""; for pkg in $(FUZZ_PKGS); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do all="$$all $$pkg:$$target"; done; \
