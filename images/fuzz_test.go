@@ -56,10 +56,13 @@ func imageSeeds(good []byte) [][]byte {
 	var end [recordHeaderSize]byte
 	binary.LittleEndian.PutUint32(end[0:], endOfRecords)
 	seeds = append(seeds, append(slices.Clone(good[:fileHeaderSize]), end[:]...))
-	// A record length over the limit.
+	// A record length over the limit, and one within it but past the
+	// end of the file.
 	long := slices.Clone(good[:fileHeaderSize+recordHeaderSize])
 	binary.LittleEndian.PutUint32(long[fileHeaderSize:], maxRecordSize+1)
-	return append(seeds, long)
+	pastEnd := slices.Clone(good[:fileHeaderSize+recordHeaderSize])
+	binary.LittleEndian.PutUint32(pastEnd[fileHeaderSize:], maxRecordSize)
+	return append(seeds, long, pastEnd)
 }
 
 // writeImage writes b as the image name of a new directory, as a dump
