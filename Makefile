@@ -18,7 +18,7 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test demo deps bench
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test fuzz soak demo deps bench
 
 all: build
 
@@ -141,10 +141,50 @@ build:
 demo: deps build
 	./scripts/demo.sh
 
-# test: the whole suite, as CI runs it (integration tests need root).
+# test: the whole suite, as CI runs it (integration tests need root),
+# then a short fuzz pass.
 test: deps tools verify-generated
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+# fuzz: every fuzz target (the image readers, the /proc parsers and the
+# restore plan built from images) for FUZZTIME each; `go test` alone runs
+# only their seeds. A fuzzing run takes one target at a time, so each
+# package's instrumented test binary is built once and the targets run in
+# turn, in two lines side by side with one fuzzing worker each (two cores
+# in all), each in its package's directory with go test's corpus cache.
+# Each input that finds new code is minimized for at most FUZZMINIMIZE
+# executions: go test's default, 60s, would spend a short run minimizing
+# instead of fuzzing. A crasher is written to PKG/testdata/fuzz/TARGET/:
+# commit it with the fix, as a regression seed.
+FUZZTIME      ?= 3s
+FUZZMINIMIZE  ?= 200x
+FUZZ_PKGS     := ./images ./proc ./restorer
+fuzz:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cache=$$($(GO) env GOCACHE)/fuzz; mod=$$($(GO) list -m); all=""; \
+	for pkg in $(FUZZ_PKGS); do \
+		bin=$$tmp/$$(basename $$pkg).test; \
+		$(GO) test -c -fuzz . -o $$bin $$pkg; \
+		for target in $$($$bin -test.list '^Fuzz'); do all="$$all $$pkg:$$target"; done; \
+	done; \
+	pids=""; for line in 0 1; do \
+		( i=0; for t in $$all; do \
+			i=$$((i + 1)); [ $$((i % 2)) -eq $$line ] || continue; \
+			pkg=$${t%%:*}; target=$${t#*:}; log=$$tmp/$$target.log; \
+			echo "fuzz $$pkg $$target for $(FUZZTIME)"; \
+			( cd $$pkg && $$tmp/$$(basename $$pkg).test -test.run '^$$' -test.fuzz "^$$target\$$" \
+				-test.fuzztime $(FUZZTIME) -test.fuzzminimizetime $(FUZZMINIMIZE) -test.parallel 1 \
+				-test.fuzzcachedir "$$cache/$$mod/$${pkg#./}" ) >$$log 2>&1 || { cat $$log; exit 1; }; \
+		done ) & pids="$$pids $$!"; \
+	done; \
+	fail=0; for pid in $$pids; do wait $$pid || fail=1; done; exit $$fail
+
+# soak: the long checks, not run by test: the fuzz targets for 2 minutes
+# each.
+soak:
+	$(MAKE) fuzz FUZZTIME=2m
 
 # bench: gocr against the machine's limit for the same work, one table
 # (docs/PERFORMANCE.md); needs root, about 10 minutes. BENCH_FLAGS=-quick

@@ -240,6 +240,10 @@ func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) erro
 	}
 	defer f.Close()
 	path := f.Name()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
 	r := bufio.NewReaderSize(f, 256<<10)
 
 	var hdr [fileHeaderSize]byte
@@ -251,6 +255,7 @@ func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) erro
 	}
 
 	var payload []byte
+	off := int64(fileHeaderSize) // where the next record header starts
 	for n := uint32(0); ; n++ {
 		var rh [recordHeaderSize]byte
 		what := fmt.Sprintf("record %d header", n)
@@ -277,6 +282,15 @@ func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) erro
 		if length > maxRecordSize {
 			return formatErrorf(path, "record %d: length %d exceeds the %d-byte record limit", n, length, maxRecordSize)
 		}
+		// A length past the end of the file is refused before its
+		// buffer is allocated: unchecked, a file of a few bytes made
+		// every read allocate up to maxRecordSize (seen while seeding the
+		// fuzz targets).
+		off += recordHeaderSize
+		if int64(length) > st.Size()-off {
+			return formatErrorf(path, "truncated in record %d payload (length %d, %d bytes left)", n, length, max(st.Size()-off, 0))
+		}
+		off += int64(length)
 		if cap(payload) < int(length) {
 			payload = make([]byte, length)
 		}

@@ -106,7 +106,7 @@ func sampleZombie() *gocrpb.Task {
 }
 
 // writeSampleDump writes a complete dump of every image kind into dir.
-func writeSampleDump(t *testing.T, dir string) *Dir {
+func writeSampleDump(t testing.TB, dir string) *Dir {
 	t.Helper()
 	d, err := Create(dir)
 	if err != nil {

@@ -66,6 +66,13 @@ func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 		if r.GetNrPages() == 0 {
 			return fmt.Errorf("empty page range at %#x", r.GetVaddr())
 		}
+		// No page size is smaller than 4096: a range longer than what
+		// is left of the address space would wrap its end around to a
+		// low address (and its size, in bytes, past 2^64). A range may
+		// end exactly at 2^64.
+		if r.GetNrPages() > (math.MaxUint64-r.GetVaddr())/4096+1 {
+			return fmt.Errorf("page range at %#x of %d pages runs past the end of the address space", r.GetVaddr(), r.GetNrPages())
+		}
 		if r.GetStream() >= MaxPageStreams {
 			return fmt.Errorf("page range at %#x names stream %d, at most %d are allowed", r.GetVaddr(), r.GetStream(), MaxPageStreams)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -73,13 +74,15 @@ func ParseEpollWatches(r io.Reader) ([]EpollWatch, error) {
 		if len(f) < 6 || f[2] != "events:" || f[4] != "data:" {
 			return nil, fmt.Errorf("malformed epoll line %q", line)
 		}
-		tfd, err1 := strconv.Atoi(f[1])
+		// The kernel's fd is a non-negative int; images keep it in an
+		// int32, so a larger or negative one is refused, not truncated.
+		tfd, err1 := strconv.ParseInt(f[1], 10, 32)
 		ev, err2 := strconv.ParseUint(f[3], 16, 32)
 		data, err3 := strconv.ParseUint(f[5], 16, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
+		if err1 != nil || err2 != nil || err3 != nil || tfd < 0 {
 			return nil, fmt.Errorf("malformed epoll line %q", line)
 		}
-		ws = append(ws, EpollWatch{Tfd: tfd, Events: uint32(ev), Data: data})
+		ws = append(ws, EpollWatch{Tfd: int(tfd), Events: uint32(ev), Data: data})
 	}
 	return ws, sc.Err()
 }
@@ -175,6 +178,10 @@ func ParseTimerfd(r io.Reader) (Timerfd, error) {
 	return t, nil
 }
 
+// parseTimespecPair reads "(sec, nsec)" as nanoseconds. The kernel prints
+// both unsigned (%llu) from a ktime_t, an int64 of nanoseconds, so a
+// negative part, nsec of a second or more, or a sum past int64 is refused:
+// unchecked, sec*1e9 overflowed into a wrong, even negative, time.
 func parseTimespecPair(s string) (int64, error) {
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "("), ")")
 	a, b, ok := strings.Cut(s, ",")
@@ -188,6 +195,9 @@ func parseTimespecPair(s string) (int64, error) {
 	nsec, err := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
 	if err != nil {
 		return 0, err
+	}
+	if sec < 0 || nsec < 0 || nsec >= 1e9 || sec > (math.MaxInt64-nsec)/1e9 {
+		return 0, fmt.Errorf("(%d, %d) is no time a timerfd holds", sec, nsec)
 	}
 	return sec*1e9 + nsec, nil
 }
@@ -203,6 +213,14 @@ type InotifyWatch struct {
 	IgnoredMask uint32
 	HandleType  int32
 	Handle      []byte
+}
+
+// inotifyBits is the width of each inotify fdinfo value: wd and
+// fhandle-bytes are non-negative ints, the rest u32 but ino (an unsigned
+// long); 0, an int's width, for a key this parser does not read.
+var inotifyBits = map[string]int{
+	"wd": 31, "ino": 64, "sdev": 32, "mask": 32, "ignored_mask": 32,
+	"fhandle-bytes": 31, "fhandle-type": 32,
 }
 
 // ParseInotify reads the watches of an inotify fd.
@@ -224,7 +242,9 @@ func ParseInotify(r io.Reader) ([]InotifyWatch, error) {
 			var n uint64
 			var err error
 			if k != "f_handle" {
-				n, err = strconv.ParseUint(v, 16, 64)
+				// Each value is parsed at the width the kernel prints
+				// it from, so none is truncated into another number.
+				n, err = strconv.ParseUint(v, 16, inotifyBits[k])
 			}
 			switch k {
 			case "wd":
@@ -248,7 +268,7 @@ func ParseInotify(r io.Reader) ([]InotifyWatch, error) {
 				return nil, fmt.Errorf("malformed inotify line %q: %w", line, err)
 			}
 		}
-		if w.Wd == 0 || len(w.Handle) != hbytes {
+		if w.Wd <= 0 || len(w.Handle) != hbytes {
 			return nil, fmt.Errorf("malformed inotify line %q", line)
 		}
 		ws = append(ws, w)

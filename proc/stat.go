@@ -38,8 +38,18 @@ const statFields = 52
 
 // ParseStat parses /proc/PID/stat. Comm is printed raw between
 // parentheses and can itself hold spaces, '(' and ')' (fs/proc/array.c,
-// proc_task_name with escape false), so it ends at the last ')'.
+// proc_task_name with escape false), so it ends at the last ')'. On error
+// the Stat is zero: a line cut short must not pass for a process with
+// half its fields.
 func ParseStat(b []byte) (Stat, error) {
+	s, err := parseStat(b)
+	if err != nil {
+		return Stat{}, err
+	}
+	return s, nil
+}
+
+func parseStat(b []byte) (Stat, error) {
 	var s Stat
 	lp := bytes.IndexByte(b, '(')
 	rp := bytes.LastIndexByte(b, ')')

@@ -147,9 +147,12 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if r.NrPages == 0 || r.Vaddr%pageSize != 0 {
 			return nil, fmt.Errorf("page range %d: bad range %#x+%d pages", i, r.Vaddr, r.NrPages)
 		}
-		end := r.Vaddr + r.NrPages*pageSize
+		// Compared in pages: r.Vaddr + r.NrPages*pageSize wraps for a
+		// huge NrPages, and a wrapped end passed this check while adding
+		// nothing (NrPages*pageSize mod 2^64) to its stream's offset.
+		// findVma's mapping holds r.Vaddr, so v.End-r.Vaddr cannot wrap.
 		v := findVma(mm.Vmas, r.Vaddr)
-		if v == nil || end > v.End || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
+		if v == nil || r.NrPages > (v.End-r.Vaddr)/pageSize || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is not inside a mapping that holds pages", i, r.Vaddr, r.NrPages)
 		}
 		if int(r.Stream) >= len(dataSizes) {
