@@ -145,8 +145,8 @@ demo: deps build
 # then a short fuzz pass.
 test: deps tools verify-generated
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+	$(GO) test -count=1 -timeout 20m ./...
 
 # fuzz: every fuzz target (the image readers, the /proc parsers and the
 # restore plan built from images) for FUZZTIME each; `go test` alone runs
