@@ -5,6 +5,8 @@ package test
 import (
 	"strconv"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPosixTimers: timer_create timers come back under their IDs, with
@@ -12,6 +14,11 @@ import (
 // (posixtimers.c).
 func TestPosixTimers(t *testing.T) {
 	needsRoot(t)
+	// PR_TIMER_CREATE_RESTORE_IDS (77) with its GET operation (2),
+	// include/uapi/linux/prctl.h: Linux 6.16 and later.
+	if _, err := unix.PrctlRetInt(77, 2, 0, 0, 0); err != nil {
+		t.Skipf("this kernel cannot recreate POSIX timers under their IDs (prctl PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+	}
 	tg := startTarget(t, "posixtimers")
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
