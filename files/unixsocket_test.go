@@ -95,6 +95,7 @@ func collectPair(t *testing.T, sv [2]int) (*gocrpb.Files, [2]*gocrpb.Fd) {
 // image and reads it all back from the new pair; the dumped pair keeps
 // its queues and options.
 func TestUnixSocketpairRoundTrip(t *testing.T) {
+	needsUnixDiag(t)
 	long := strings.Repeat("0123456789abcdef", 100<<10/16)
 	for _, c := range []struct {
 		name string
@@ -219,6 +220,7 @@ func strs(bs [][]byte) []string {
 // TestUnixSocketRefused: each unix socket gocr cannot restore exactly is
 // refused at dump, saying why, and keeps what is queued in it.
 func TestUnixSocketRefused(t *testing.T) {
+	needsUnixDiag(t)
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name  string
@@ -347,6 +349,7 @@ func countFds(t *testing.T, target string) int {
 // restore grows the new sender's buffer to send it all, and sets the
 // dumped size after.
 func TestUnixSocketpairBigQueue(t *testing.T) {
+	needsUnixDiag(t)
 	for _, c := range []struct {
 		name string
 		typ  int
@@ -400,4 +403,23 @@ func lens(ss []string) []int {
 		out = append(out, len(s))
 	}
 	return out
+}
+
+// needsUnixDiag skips a test on a kernel without CONFIG_UNIX_DIAG: the
+// kind finds a socket's peer through sock_diag (man 7 sock_diag).
+func needsUnixDiag(t *testing.T) {
+	t.Helper()
+	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sv[0])
+	defer unix.Close(sv[1])
+	var st unix.Stat_t
+	if err := unix.Fstat(sv[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proc.ReadUnixSocket(st.Ino); err != nil {
+		t.Skipf("this kernel does not show unix sockets through sock_diag (CONFIG_UNIX_DIAG): %v", err)
+	}
 }

@@ -141,6 +141,12 @@ func TestUnixSocketSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := ReadUnixSocket(st[0].Ino)
+	if errors.Is(err, unix.ENOENT) {
+		// A socket this test holds open cannot be missing: the kernel
+		// has no sock_diag handler for unix sockets (CONFIG_UNIX_DIAG,
+		// net/core/sock_diag.c answers ENOENT for a family it lacks).
+		t.Skipf("this kernel does not show unix sockets through sock_diag (CONFIG_UNIX_DIAG): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // File descriptors of each kind survive a dump and restore: regular files
@@ -151,6 +153,7 @@ func TestEpollShared(t *testing.T) {
 // the same open file.
 func TestUnixSocketpairs(t *testing.T) {
 	needsRoot(t)
+	needsUnixDiag(t)
 	tg := startTarget(t, "unixsock")
 	trackTree(t, tg.pid)
 	pid := checkpointRestore(t, tg, cycleOpts{})
@@ -212,4 +215,24 @@ func checkpointRestoreTree(t *testing.T, tg *target) int {
 	pid := restoreDetached(t, tg, dir, nil)
 	checkKernelView(t, pid, before, nil)
 	return pid
+}
+
+// needsUnixDiag skips a test of unix sockets on a kernel without
+// CONFIG_UNIX_DIAG: gocr finds a socket's peer through sock_diag (man 7
+// sock_diag), and refuses every unix socket without it.
+func needsUnixDiag(t *testing.T) {
+	t.Helper()
+	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sv[0])
+	defer unix.Close(sv[1])
+	var st unix.Stat_t
+	if err := unix.Fstat(sv[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proc.ReadUnixSocket(st.Ino); err != nil {
+		t.Skipf("this kernel does not show unix sockets through sock_diag (CONFIG_UNIX_DIAG): %v", err)
+	}
 }

@@ -197,6 +197,7 @@ func TestPipePacketsRefused(t *testing.T) {
 // and why; the target then finds the socket as it was (its queued data,
 // fd or credentials in flight, pending connection).
 func TestUnixSocketRefusals(t *testing.T) {
+	needsUnixDiag(t)
 	needsGocr(t)
 	for _, c := range []struct{ mode, want string }{
 		{"bound", "bound to"},
