@@ -272,3 +272,21 @@ func ParseUnixFdInfo(r io.Reader) (int, error) {
 
 // ReadUnixScmFds reads how many fds are in flight to unix socket fd of pid.
 func ReadUnixScmFds(pid, fd int) (int, error) { return readFdInfoWith(pid, fd, ParseUnixFdInfo) }
+
+// UnixDiagAvailable returns nil if this kernel shows unix sockets through
+// sock_diag (CONFIG_UNIX_DIAG), which ReadUnixSocket needs, and why not
+// otherwise: it asks about a socket pair of its own.
+func UnixDiagAvailable() error {
+	sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sv[0])
+	defer unix.Close(sv[1])
+	var st unix.Stat_t
+	if err := unix.Fstat(sv[0], &st); err != nil {
+		return err
+	}
+	_, err = ReadUnixSocket(st.Ino)
+	return err
+}
