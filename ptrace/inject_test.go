@@ -89,40 +89,19 @@ func injectGetpid(t *testing.T, tr *Tracer, pid int) {
 // BenchmarkInjectSyscall is the cost of one injected getpid, each in a Do
 // of its own.
 func BenchmarkInjectSyscall(b *testing.B) {
-	tg := startTarget(b, "pause")
-	settle()
-	tr := newTracer(b)
-	seizeStop(b, tr, tg.pid)
-	saved, err := tr.GetRegs(tg.pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	insn, err := FindSyscallInsn(tg.pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		ret, err := tr.InjectSyscall(tg.pid, insn, unix.SYS_GETPID)
-		if err != nil || ret != int64(tg.pid) {
-			b.Fatalf("getpid = %d, %v", ret, err)
-		}
-	}
-	b.StopTimer()
-	if err := tr.ReturnToEventStop(tg.pid); err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.SetRegs(tg.pid, &saved); err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.Detach(tg.pid, 0); err != nil {
-		b.Fatal(err)
-	}
+	benchInject(b, func(tr *Tracer, loop func()) { loop() })
 }
 
 // BenchmarkInjectSyscallBatched injects inside one Do, the way the parasite
 // layer should when it runs a sequence of syscalls.
 func BenchmarkInjectSyscallBatched(b *testing.B) {
+	benchInject(b, func(tr *Tracer, loop func()) { tr.Do(loop) })
+}
+
+// benchInject times injected getpids in a stopped target; run runs the
+// timed loop, on the tracer thread at once or call by call. The target
+// gets its registers back and is released afterwards.
+func benchInject(b *testing.B, run func(tr *Tracer, loop func())) {
 	tg := startTarget(b, "pause")
 	settle()
 	tr := newTracer(b)
@@ -136,7 +115,7 @@ func BenchmarkInjectSyscallBatched(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	tr.Do(func() {
+	run(tr, func() {
 		for b.Loop() {
 			ret, err := tr.InjectSyscall(tg.pid, insn, unix.SYS_GETPID)
 			if err != nil || ret != int64(tg.pid) {
