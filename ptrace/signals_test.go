@@ -115,17 +115,7 @@ func TestSignalState(t *testing.T) {
 // TestStopTaskKeepsSignal: a signal the tracee dequeues while StopTask waits
 // is returned, not delivered, and Requeue gives it back with its siginfo.
 func TestStopTaskKeepsSignal(t *testing.T) {
-	tg := startTarget(t, "handler")
-	settle()
-	tr := newTracer(t)
-	if err := tr.Seize(tg.pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	// Let the tracee dequeue it and sit in signal-delivery-stop.
-	time.Sleep(100 * time.Millisecond)
+	tg, tr := seizedInSignalStop(t)
 	infos, err := tr.StopTaskInfo(tg.pid)
 	if err != nil {
 		t.Fatal(err)
@@ -168,16 +158,7 @@ func TestStopTaskKeepsSignal(t *testing.T) {
 
 // TestStopTaskSimpleResend: the plain way to give a signal back, by number.
 func TestStopTaskSimpleResend(t *testing.T) {
-	tg := startTarget(t, "handler")
-	settle()
-	tr := newTracer(t)
-	if err := tr.Seize(tg.pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
+	tg, tr := seizedInSignalStop(t)
 	pending, err := tr.StopTask(tg.pid)
 	if err != nil {
 		t.Fatal(err)
@@ -262,4 +243,23 @@ func TestInjectSyscallKeepsSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg.expect(fmt.Sprintf("HANDLED 1 pid=%d code=0", os.Getpid()), 5*time.Second)
+}
+
+// seizedInSignalStop starts the handler target, seizes it and sends it
+// SIGUSR1, then waits until it has dequeued the signal and sits in its
+// signal-delivery-stop (state t, man 5 proc): a StopTask then must take
+// the signal from it, which a fixed sleep would leave to chance.
+func seizedInSignalStop(t *testing.T) (*target, *Tracer) {
+	t.Helper()
+	tg := startTarget(t, "handler")
+	settle()
+	tr := newTracer(t)
+	if err := tr.Seize(tg.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tg.pid, 't')
+	return tg, tr
 }
