@@ -221,6 +221,8 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
 					trustImagesFlag,
+					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
+						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -229,6 +231,7 @@ func main() {
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
+						PidNamespace: c.String("pidns"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err

@@ -25,6 +25,9 @@ type state struct {
 	files *gocrpb.Files
 	maps  []proc.Mapping
 	vdso  uint64
+	// imagePid names its page images: its PID as the job sees it
+	// (pidns.go).
+	imagePid int
 }
 
 func fileRef(path string) (*gocrpb.FileRef, error) {

@@ -110,6 +110,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
+	// A job in a PID namespace of gocr's restore is recorded with the
+	// PIDs it sees (pidns.go).
+	var pids *pidTranslation
+	if ns, err := jobPidNamespace(root); err != nil {
+		return fmt.Errorf("pid %d: %w", root, err)
+	} else if ns != nil {
+		if pids, err = newPidTranslation(ns, tree); err != nil {
+			return err
+		}
+	}
 
 	collectStart := time.Now()
 	states := make([]*state, len(tree.procs))
@@ -124,6 +134,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if states[i], err = collect(t, fp.pid, fp); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
+		states[i].imagePid = pids.imagePid(fp.pid)
 	}
 	if err := linkFiles(dir, states); err != nil {
 		return fmt.Errorf("dump: %w", err)
@@ -142,6 +153,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
+	if pids != nil {
+		if err := pids.apply(states); err != nil {
+			return fmt.Errorf("dump pid %d: %w", root, err)
+		}
+	}
 	// Everything is captured and cured: with --leave-running the
 	// processes go on now, while the images are synced.
 	if opts.LeaveRunning {
@@ -149,7 +165,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -232,7 +248,7 @@ func (s *Stats) add(o *Stats) {
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -269,6 +285,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
+		PidNamespace:   pidns,
 	})
 }
 

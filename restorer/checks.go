@@ -224,8 +224,22 @@ func waitPidFree(ctx context.Context, pid int) error {
 			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
 				holder = s.Tgid
 			}
-			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state)
+			return &pidTakenError{pid: pid, holder: holder, name: strings.Trim(name, "()"), state: state}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pidTakenError: a PID the restore needs is held by another process.
+type pidTakenError struct {
+	pid, holder int
+	name, state string
+}
+
+func (e *pidTakenError) what() string {
+	return fmt.Sprintf("pid %d is in use by %s (pid %d, %s)", e.pid, e.name, e.holder, e.state)
+}
+
+func (e *pidTakenError) Error() string {
+	return e.what() + ": stop it before restoring, or restore with --pidns=auto"
 }

@@ -42,12 +42,20 @@ type Options struct {
 	// running gocr (or root) could have written, which are refused
 	// otherwise (images.OpenOptions).
 	TrustImages bool
+	// PidNamespace is where the processes get their PIDs: "never" (or
+	// ""), gocr's PID namespace, failing if a PID is taken; "always", a
+	// new PID namespace of their own (pidns.go); "auto", gocr's when
+	// every PID is free, else a new one.
+	PidNamespace string
 }
 
 // Result is how a restore ended.
 type Result struct {
 	Pid        int
 	ExitStatus int // when not detached: the restored process's exit status (128+signal if killed)
+	// ReaperPid, for a restore in a new PID namespace: the PID, in
+	// gocr's namespace, of that namespace's init, the reaper.
+	ReaperPid int
 }
 
 // proc is one process to restore.
@@ -69,6 +77,9 @@ type proc struct {
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := checkPidnsMode(opts.PidNamespace); err != nil {
+		return nil, err
+	}
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
@@ -97,12 +108,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The root's parent-death signal named a parent outside the dump; its
-	// parent now is gocr, which exits at once with -d and would kill it.
-	// It is kept only while gocr stays to wait for the root.
-	if opts.Detach {
-		procs[0].plan.args.PdeathSig = 0
-	}
 	// The lifeline: every restored process holds its read end until gocr
 	// takes over; if gocr dies first they see EOF and end themselves
 	// instead of staying parked (restorer/c/restorer.c).
@@ -129,8 +134,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
 	}
-	if err := claimPids(ctx, procs); err != nil {
+	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
+	if err != nil {
 		return nil, err
+	}
+	if pidns {
+		if err := checkProcPaths(procs); err != nil {
+			return nil, err
+		}
+		t.flags |= rstTreePidns
+		c.withReaper()
+	} else if opts.Detach {
+		// The root's parent-death signal named a parent outside the
+		// dump; its parent now is gocr, which exits at once with -d
+		// and would kill it. It is kept only while gocr stays to wait
+		// for the root, or in a new namespace, where its parent is the
+		// reaper, which lives as long as the root.
+		procs[0].plan.args.PdeathSig = 0
 	}
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {
