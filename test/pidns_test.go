@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // Restores in a new PID namespace (gocr restore --pidns): the job keeps
@@ -265,5 +267,40 @@ func TestPidnsExitStatus(t *testing.T) {
 	// Written before it exited, which gocr waited for.
 	if b, err := os.ReadFile(tg.result); err != nil || string(b) != "PASS\n" {
 		t.Fatalf("counter's verdict: %q (%v)\n%s", b, err, tg.diagnostics())
+	}
+}
+
+// TestPidnsSignalStopsRestore: a restore in a new namespace that fails
+// (SIGTERM to gocr while the tree is parked before finishing) removes
+// what it created, the reaper and every process in its namespace, and
+// nothing else.
+func TestPidnsSignalStopsRestore(t *testing.T) {
+	needsGocr(t)
+	tg, _, _, dir := dumpedTree(t)
+	r := startGocr(t, testhook.Setting(testhook.PauseBeforeFinish, "30s"), "restore", "-D", dir, "-d", "--pidns=always")
+	waitHook(t, r, testhook.PauseBeforeFinish)
+	host, reaper := nsJob(t, tg, tg.pid)
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err == nil && l == ns {
+			inside = append(inside, pid)
+		}
+	}
+	// The 20 processes of the tree (one of them a zombie) and the reaper.
+	if len(inside) != 21 {
+		t.Fatalf("%d processes in the restore's PID namespace, want 21: %v", len(inside), inside)
+	}
+	stopGocr(t, r)
+	for _, pid := range append(inside, reaper) {
+		assertNoProcess(t, pid)
 	}
 }
