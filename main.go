@@ -210,7 +210,8 @@ func main() {
 				Usage:     "start a process again from a directory of images",
 				UsageText: "gocr restore -D DIR [-d]",
 				Description: "Recreates the process saved in DIR with its original process ID and lets it continue\n" +
-					"from where it was dumped. The original process must be gone (its PID must be free).\n" +
+					"from where it was dumped. The original process must be gone (its PID must be free),\n" +
+					"unless --pidns=auto or always restarts it in a new PID namespace with the same PIDs.\n" +
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
 					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
