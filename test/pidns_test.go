@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/internal/testhook"
 )
 
@@ -111,7 +113,7 @@ func stderrLines(r gocrRun) []string {
 // holder is untouched. pathfds checks itself and its child there: each
 // has its PID, and the fds on their /proc files (its own stat, its /proc
 // directory, its child's status) show them, so the job sees its own
-// PIDs in /proc. --pidns=always does the same when every PID is free.
+// PIDs in /proc; so they do once more after a dump from the namespace.
 func TestPidnsTakenAuto(t *testing.T) {
 	needsGocr(t)
 	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir()}})
@@ -129,17 +131,27 @@ func TestPidnsTakenAuto(t *testing.T) {
 	if want := fmt.Sprintf("pid %d is in use", tg.pid); !strings.Contains(lines[0], want) || !strings.Contains(lines[0], "new PID namespace") {
 		t.Fatalf("stderr %q does not say %q and that it restores in a new PID namespace", lines[0], want)
 	}
-	host, _ := nsJob(t, tg, tg.pid)
+	host, reaper := nsJob(t, tg, tg.pid)
 	if ppid := readPpid(t, tg.pid); ppid != holder.Process.Pid {
 		t.Fatalf("pid %d has parent %d after the restore, want takepid %d: not the unrelated process", tg.pid, ppid, holder.Process.Pid)
 	}
+	// Dumped from the namespace, its fds on /proc files name them by the
+	// PIDs it sees, and come back so in a new namespace.
+	again := t.TempDir()
+	dump(t, host, again)
+	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
+		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
+	}
+	restore(t, nil, again, "-d", "--pidns=auto")
+	host, _ = nsJob(t, tg, tg.pid)
 	checkResult(t, tg, host)
 }
 
 // TestPidnsTree: the 20-process tree (sessions, groups, a zombie, pipes
 // and shared memory between its processes) restored with --pidns=always
 // checks every process's PID, parent, group and session itself, and its
-// zombie's state through its /proc.
+// zombie's state through its /proc; so it does once more after a dump
+// from the namespace.
 func TestPidnsTree(t *testing.T) {
 	needsGocr(t)
 	tg, _, _, dir := dumpedTree(t)
@@ -147,7 +159,19 @@ func TestPidnsTree(t *testing.T) {
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("want success and nothing on stderr: %v", r)
 	}
-	host, _ := nsJob(t, tg, tg.pid)
+	host, reaper := nsJob(t, tg, tg.pid)
+	// Dumped from its namespace, with its zombie, groups and session,
+	// and restored into a new one again.
+	again := t.TempDir()
+	dump(t, host, again)
+	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
+		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
+	}
+	r = runGocr(t, nil, "restore", "-D", again, "-d", "--pidns=auto")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("want success and nothing on stderr: %v", r)
+	}
+	host, _ = nsJob(t, tg, tg.pid)
 	checkResult(t, tg, host)
 }
 
@@ -303,4 +327,30 @@ func TestPidnsSignalStopsRestore(t *testing.T) {
 	for _, pid := range append(inside, reaper) {
 		assertNoProcess(t, pid)
 	}
+}
+
+// TestPidnsPosixTimers: a POSIX timer that notifies one thread
+// (SIGEV_THREAD_ID) names that thread by its TID in the namespace once
+// dumped from there: /proc/self/timers, which the target compares with
+// what it read before the first dump, and the signal reaching its thread
+// show it (posixtimers.c).
+func TestPidnsPosixTimers(t *testing.T) {
+	needsGocr(t)
+	if _, err := unix.PrctlRetInt(77, 2, 0, 0, 0); err != nil {
+		t.Skipf("this kernel cannot recreate POSIX timers under their IDs (prctl PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+	}
+	tg := startTarget(t, "posixtimers")
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	restore(t, nil, dir, "-d", "--pidns=always")
+	host, reaper := nsJob(t, tg, tg.pid)
+	again := t.TempDir()
+	dump(t, host, again)
+	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
+		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
+	}
+	restore(t, nil, again, "-d", "--pidns=auto")
+	host, _ = nsJob(t, tg, tg.pid)
+	checkResult(t, tg, host)
 }
