@@ -198,6 +198,7 @@ func main() {
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
+					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -221,6 +222,7 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
 					trustImagesFlag,
+					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -229,6 +231,7 @@ func main() {
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
+						Relocate: c.StringSlice("relocate"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -300,9 +303,13 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 		}
 		pids[name] = pid
 	}
+	save, err := dump.ParseSave(c.StringSlice("save"))
+	if err != nil {
+		return err
+	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"),
+		PageStreams: c.Int("page-streams"), Save: save,
 	})
 }

@@ -42,6 +42,9 @@ type Options struct {
 	// running gocr (or root) could have written, which are refused
 	// otherwise (images.OpenOptions).
 	TrustImages bool
+	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
+	// under OLD are looked up under NEW (relocate.go).
+	Relocate []string
 }
 
 // Result is how a restore ended.
@@ -69,13 +72,17 @@ type proc struct {
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	reloc, err := parseRelocations(opts.Relocate)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
 	// Every image is read and checked before anything is created.
-	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr})
+	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
 	}

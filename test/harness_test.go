@@ -151,6 +151,7 @@ var cTargets = map[string]struct {
 	"stopped":        {"stopped.c", []string{"-pthread"}},
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
+	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 }
 
 func TestMain(m *testing.M) {
