@@ -85,6 +85,9 @@ func (p *plan) useSavedCopies(mm *gocrpb.Mm, copies map[uint64]int32) error {
 	for _, sf := range mm.SavedFiles {
 		listed[sf.Id] = true
 	}
+	if mm.ExeSavedFile != 0 && !listed[mm.ExeSavedFile] {
+		return fmt.Errorf("the executable's saved file %d is not in the image", mm.ExeSavedFile)
+	}
 	p.saved = map[uint64]int32{}
 	var exeMapping *gocrpb.Vma
 	for _, v := range mm.Vmas {
