@@ -198,6 +198,7 @@ func main() {
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
+					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -224,6 +225,7 @@ func main() {
 					trustImagesFlag,
 					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
 						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
+					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -233,6 +235,7 @@ func main() {
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
 						PidNamespace: c.String("pidns"),
+						Relocate:     c.StringSlice("relocate"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -304,9 +307,13 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 		}
 		pids[name] = pid
 	}
+	save, err := dump.ParseSave(c.StringSlice("save"))
+	if err != nil {
+		return err
+	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"),
+		PageStreams: c.Int("page-streams"), Save: save,
 	})
 }

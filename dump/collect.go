@@ -61,7 +61,7 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.SetRegs(tid, &regs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 		task.Threads = append(task.Threads, th)
 	}
 
-	mm, maps, vdso, err := collectMm(pid, &stat)
+	mm, maps, vdso, err := collectMm(pid, &stat, saver)
 	if err != nil {
 		return nil, err
 	}

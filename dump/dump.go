@@ -40,6 +40,8 @@ type Options struct {
 	// thread in the target) a process's memory is split over in write
 	// mode; 0 lets gocr choose by size and CPUs.
 	PageStreams int
+	// Save says which mapped files' contents go into the dump (ParseSave).
+	Save SaveFiles
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -122,6 +124,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 
 	collectStart := time.Now()
+	saver := newFileSaver(dir, opts.Save)
 	states := make([]*state, len(tree.procs))
 	for i, fp := range tree.procs {
 		if fp.zombie {
@@ -131,7 +134,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp); err != nil {
+		if states[i], err = collect(t, fp.pid, fp, saver); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)

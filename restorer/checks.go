@@ -124,7 +124,8 @@ func cpuListMask(list string) ([]byte, error) {
 }
 
 // checkFiles: every mapped file must still be there and unchanged, or the
-// restored code and data would silently differ.
+// restored code and data would silently differ. Files whose contents the
+// dump saved are checked in savedfiles.go instead.
 func checkFiles(mm *gocrpb.Mm) error {
 	seen := map[string]bool{}
 	check := func(ref *gocrpb.FileRef, what string) error {
@@ -141,10 +142,15 @@ func checkFiles(mm *gocrpb.Mm) error {
 		}
 		return nil
 	}
-	if err := check(mm.Exe, "executable"); err != nil {
-		return err
+	if mm.ExeSavedFile == 0 {
+		if err := check(mm.Exe, "executable"); err != nil {
+			return err
+		}
 	}
 	for _, v := range mm.Vmas {
+		if v.SavedFile != 0 {
+			continue
+		}
 		if err := check(v.File, "mapped file"); err != nil {
 			return err
 		}

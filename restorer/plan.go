@@ -38,7 +38,8 @@ type plan struct {
 	auxv    []byte
 	strtab  bytes.Buffer
 	strOff  map[string]uint32
-	offset  uint32 // where the plan sits in the restore mapping
+	offset  uint32           // where the plan sits in the restore mapping
+	saved   map[uint64]int32 // saved file id: the source of its copy (savedfiles.go)
 }
 
 func (p *plan) str(s string) uint32 {

@@ -47,6 +47,9 @@ type Options struct {
 	// new PID namespace of their own (pidns.go); "auto", gocr's when
 	// every PID is free, else a new one.
 	PidNamespace string
+	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
+	// under OLD are looked up under NEW (relocate.go).
+	Relocate []string
 }
 
 // Result is how a restore ended.
@@ -80,13 +83,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkPidnsMode(opts.PidNamespace); err != nil {
 		return nil, err
 	}
+	reloc, err := parseRelocations(opts.Relocate)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
 	// Every image is read and checked before anything is created.
-	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr})
+	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
 	}

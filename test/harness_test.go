@@ -62,7 +62,8 @@
 // stopped jobs, python),
 // memory_test.go (mappings and page streams), fdkinds_test.go (every kind
 // of file descriptor), threads_test.go, trees_test.go (process trees,
-// sessions, pipelines).
+// sessions, pipelines), savefiles_test.go (mapped files saved in the
+// dump, paths relocated at restore).
 //
 // gocr itself: commands_test.go (usage, --help, check, show,
 // --leave-running, restore without -d), badinput_test.go and
@@ -151,6 +152,7 @@ var cTargets = map[string]struct {
 	"stopped":        {"stopped.c", []string{"-pthread"}},
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
+	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 }
 
 func TestMain(m *testing.M) {
