@@ -69,6 +69,9 @@ type proc struct {
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := checkUserRestore(opts); err != nil {
+		return nil, err
+	}
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
@@ -80,6 +83,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer src.Close()
+	if err := checkUserImages(procs); err != nil {
+		return nil, err
+	}
 	root := procs[0].task.Pid
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)
