@@ -43,11 +43,12 @@ func checkPermission(pid int, status proc.Status) error {
 				pid, status.Name, status.Uid[1], status.Gid[1], uid, gid)
 		}
 	}
-	// /proc/PID belongs to the process's effective ids while it is
-	// dumpable, else to root (fs/proc/base.c task_dump_owner); its ids
+	// /proc/PID/status belongs to the process's effective ids while it
+	// is dumpable, else to root (fs/proc/base.c task_dump_owner; not
+	// /proc/PID itself, which keeps the effective ids for ps); its ids
 	// are the user's here, and the user is not root.
 	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil {
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/status", pid), &st); err != nil {
 		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
 	}
 	if st.Uid != status.Uid[1] {

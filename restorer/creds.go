@@ -127,7 +127,10 @@ func checkUserCreds(own *ownCreds, task *gocrpb.Task, mm *gocrpb.Mm) error {
 	if ids := [4]uint32{c.Rgid, c.Egid, c.Sgid, c.Fsgid}; ids != [4]uint32{own.gid, own.gid, own.gid, own.gid} {
 		return fmt.Errorf("the image's gids %v are %s", ids, mine)
 	}
-	if !sameGroups(c.Groups, own.groups) {
+	// The kernel keeps a group list sorted (kernel/groups.c
+	// groups_sort), and /proc and getgroups show it so: the lists are
+	// the same in the same order, or setgroups would be needed.
+	if !slices.Equal(c.Groups, own.groups) {
 		return fmt.Errorf("the image's supplementary groups %v are not yours (%v): only root may restore it", c.Groups, own.groups)
 	}
 	for _, set := range []struct {
@@ -162,15 +165,6 @@ func checkUserCreds(own *ownCreds, task *gocrpb.Task, mm *gocrpb.Mm) error {
 		}
 	}
 	return nil
-}
-
-// sameGroups compares two group lists as sets: the kernel keeps them
-// sorted (kernel/groups.c groups_sort), /proc and getgroups show them so.
-func sameGroups(a, b []uint32) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 // hasCap tells whether gocr holds capability c in its effective set.
