@@ -400,7 +400,10 @@ static int same_groups(struct rst_args *a)
 
 /* The thread's credentials, each set while it still has the privilege it
  * needs (security/commoncap.c; man 7 capabilities), starting as gocr's
- * root with every capability:
+ * root with every capability (for an ordinary user: the user's ids with
+ * CAP_CHECKPOINT_RESTORE alone, and an image holding only what the user
+ * has, restorer/creds.go, so that steps 1 and 6 drop it and no other
+ * step changes anything):
  *   1. the inheritable set, while the bounding set is whole (capset wants
  *      a new inheritable capability in the old bounding set);
  *   2. the bounding set (PR_CAPBSET_DROP wants CAP_SETPCAP);
