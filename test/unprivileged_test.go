@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/internal/testhook"
@@ -336,4 +337,41 @@ func TestOrdinaryUserCraftedImages(t *testing.T) {
 	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
 	checkResult(t, tg, tg.pid)
 	counterLines(t, tg.logPath, true)
+}
+
+// TestOrdinaryUserTree: the user's tree of 20 processes (two groups, a
+// zombie, a pipe, shared anonymous memory, which a restore holds through
+// /proc/self/map_files) is checkpointed and restarted by the user, every
+// process with its PID and the user's credentials.
+func TestOrdinaryUserTree(t *testing.T) {
+	ou := setupOrdinaryUser(t)
+	tg := startTargetOpts(t, "tree", startOpts{settle: 200 * time.Millisecond, wrap: asUser(ou.uid, ou.gid)})
+	settledTree(t, tg.pid, 20)
+	pids := trackTree(t, tg.pid)
+	before, err := readKernelView(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(ou.ownDir(t), "images")
+	if r := ou.run(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
+		t.Fatalf("dump as %s failed: %v", testUserName, r)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	if r := ou.run(t, nil, "restore", "-d", "-D", dir); r.code != 0 {
+		t.Fatalf("restore as %s failed: %v", testUserName, r)
+	}
+	checkKernelView(t, tg.pid, before, nil)
+	for _, pid := range pids {
+		if st := procState(pid); st != "" && st != "Z" {
+			if r, _ := uids(t, pid); r != ou.uid {
+				t.Errorf("restored pid %d runs as uid %d, want %d", pid, r, ou.uid)
+			}
+			if caps := capSets(t, pid); caps["CapPrm"] != "0000000000000000" || caps["CapEff"] != "0000000000000000" {
+				t.Errorf("restored pid %d holds capabilities %v", pid, caps)
+			}
+		}
+	}
+	checkResult(t, tg, tg.pid)
 }
