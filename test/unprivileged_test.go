@@ -39,6 +39,9 @@ type ordinaryUser struct {
 
 func setupOrdinaryUser(t *testing.T) *ordinaryUser {
 	t.Helper()
+	if !standalone && os.Geteuid() != 0 {
+		t.Skipf("needs root: the test creates the user %s and gives a copy of gocr a file capability", testUserName)
+	}
 	needsGocr(t)
 	for _, tool := range []string{"setcap", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
