@@ -18,7 +18,7 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test fuzz soak demo deps bench
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps test fuzz soak demo deps bench
 
 all: build
 
@@ -122,11 +122,11 @@ verify-generated: verify-proto verify-blobs
 # deps installs what building and testing need on a fresh Debian machine:
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
-# that corrupt or trace targets. Only what is missing, so a ready machine
-# skips apt.
+# that corrupt or trace targets, setcap and getcap for install-caps and the
+# ordinary-user tests. Only what is missing, so a ready machine skips apt.
 deps:
 	@missing=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -136,6 +136,23 @@ deps:
 
 build:
 	$(GO) build -o $(BINARY) .
+
+# install-caps gives an installed gocr the one file capability an
+# ordinary user needs to checkpoint and restart their own jobs (README,
+# "Ordinary users"): cap_checkpoint_restore, permitted and effective.
+# GOCR_INSTALLED names the file (by default where an install to PREFIX
+# puts it). A file with capabilities that a user other than root could
+# rewrite would hand them the capability, so such a file is refused;
+# setcap fails on a filesystem without extended attributes.
+PREFIX         ?= /usr/local
+GOCR_INSTALLED ?= $(DESTDIR)$(PREFIX)/bin/gocr
+install-caps:
+	@command -v setcap >/dev/null 2>&1 || { echo "install-caps needs setcap: run 'make deps'" >&2; exit 1; }
+	@test -f '$(GOCR_INSTALLED)' || { echo "$(GOCR_INSTALLED): no such file: install gocr first, or set GOCR_INSTALLED" >&2; exit 1; }
+	@[ "$$(stat -c %u '$(GOCR_INSTALLED)')" = 0 ] && [ $$(( 0$$(stat -c %a '$(GOCR_INSTALLED)') & 022 )) = 0 ] || \
+		{ echo "$(GOCR_INSTALLED) must be owned by root and writable by no one else before it gets a capability" >&2; exit 1; }
+	setcap cap_checkpoint_restore=ep '$(GOCR_INSTALLED)'
+	@getcap '$(GOCR_INSTALLED)'
 
 # demo: a counter is dumped, killed and restored with the same PID.
 demo: deps build

@@ -171,7 +171,8 @@ func main() {
 		Description: "gocr freezes a running program, saves everything it needs to continue (its memory,\n" +
 			"registers, open files and signal state) into a directory of image files, and can later\n" +
 			"start it again from that directory, with the same process ID, exactly where it stopped.\n" +
-			"It needs no changes to the program and no kernel module. Run it as root.",
+			"It needs no changes to the program and no kernel module. Run it as root, or as an ordinary\n" +
+			"user for your own processes once it has cap_checkpoint_restore (make install-caps).",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			{

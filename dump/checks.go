@@ -55,6 +55,9 @@ func checkDumpable(pid int) error {
 		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {
 		return fmt.Errorf("pid %d (%s) runs set-id (uids %v, gids %v): refusing to dump it", pid, status.Name, status.Uid[:3], status.Gid[:3])
 	}
+	if err := checkPermission(pid, status); err != nil {
+		return err
+	}
 	// A restored process would run without its filter: gocr does not read
 	// filters back (PTRACE_SECCOMP_GET_FILTER, man 2 ptrace) or install
 	// them yet, and a sandbox silently dropped is worse than no dump.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	procfs "github.com/gocr/gocr/proc"
@@ -66,6 +67,7 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	cmd.Args = []string{"gocr-restorer"}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = append([]*os.File{planFile}, src.Files()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: restorerAmbientCaps()}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
 	}

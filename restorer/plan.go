@@ -137,7 +137,11 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 			rv.MapProt |= unix.PROT_WRITE
 		case hasPages[i]:
 			rv.MapProt |= unix.PROT_WRITE
-			rv.MmapFlags |= unix.MAP_NORESERVE
+			// A shared mapping is never accounted, and MAP_NORESERVE
+			// would show on it as "nr" (mm/mmap.c accountable_mapping).
+			if rv.Kind != rstVmaAnonShared {
+				rv.MmapFlags |= unix.MAP_NORESERVE
+			}
 		}
 	}
 

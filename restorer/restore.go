@@ -83,6 +83,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkPidnsMode(opts.PidNamespace); err != nil {
 		return nil, err
 	}
+	if err := checkUserRestore(opts); err != nil {
+		return nil, err
+	}
 	reloc, err := parseRelocations(opts.Relocate)
 	if err != nil {
 		return nil, err
@@ -98,6 +101,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer src.Close()
+	if err := checkUserImages(procs); err != nil {
+		return nil, err
+	}
 	root := procs[0].task.Pid
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)

@@ -375,9 +375,35 @@ static void capset3(struct rst_args *a, u32 index, u64 eff, u64 prm, u64 inh)
 	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_capset, &h, d));
 }
 
+#define __NR_getgroups 115
+
+/* Whether the thread's supplementary groups are already the plan's, in
+ * the same order. setgroups wants CAP_SETGID even to set the list the
+ * thread has (kernel/groups.c may_setgroups), which a restore run by an
+ * ordinary user does not hold: it restores only that user's own groups,
+ * and so calls setgroups only when they differ (a list longer than this
+ * compares as different). */
+static int same_groups(struct rst_args *a)
+{
+	u32 cur[256];
+	long n = sys2(__NR_getgroups, 0, NULL);
+	if (n < 0 || (u64)n != a->nr_groups || n > 256)
+		return 0;
+	if (sys2(__NR_getgroups, n, cur) != n)
+		return 0;
+	u32 *want = (u32 *)((u8 *)a + a->groups_off);
+	for (long i = 0; i < n; i++)
+		if (cur[i] != want[i])
+			return 0;
+	return 1;
+}
+
 /* The thread's credentials, each set while it still has the privilege it
  * needs (security/commoncap.c; man 7 capabilities), starting as gocr's
- * root with every capability:
+ * root with every capability (for an ordinary user: the user's ids with
+ * CAP_CHECKPOINT_RESTORE alone, and an image holding only what the user
+ * has, restorer/creds.go, so that steps 1 and 6 drop it and no other
+ * step changes anything):
  *   1. the inheritable set, while the bounding set is whole (capset wants
  *      a new inheritable capability in the old bounding set);
  *   2. the bounding set (PR_CAPBSET_DROP wants CAP_SETPCAP);
@@ -414,7 +440,8 @@ static void restore_creds(struct rst_args *a, u32 index)
 	CHECK(a, RST_STEP_CREDS, index, secure);
 	if ((a->cap_prm || (u32)secure != a->securebits) && !(secure & SECBIT_NO_SETUID_FIXUP))
 		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_prctl, PR_SET_SECUREBITS, secure | SECBIT_NO_SETUID_FIXUP));
-	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
+	if (!same_groups(a))
+		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
 	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
 	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
 
