@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/restorer"
@@ -196,6 +197,7 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
+					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 				},
@@ -229,6 +231,7 @@ func main() {
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
+						Restarted: callbacks.Restarted,
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -303,6 +306,6 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"),
+		PageStreams: c.Int("page-streams"), BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

@@ -42,6 +42,10 @@ type Options struct {
 	// running gocr (or root) could have written, which are refused
 	// otherwise (images.OpenOptions).
 	TrustImages bool
+	// Restarted, if set, is called with the PIDs of the restored
+	// processes once they all run, before Released (the callbacks
+	// package tells those that registered checkpoint callbacks).
+	Restarted func(pids []int)
 }
 
 // Result is how a restore ended.
@@ -140,6 +144,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if opts.Restarted != nil {
+		var pids []int
+		for _, pr := range procs {
+			if pr.plan != nil { // not a zombie
+				pids = append(pids, int(pr.task.Pid))
+			}
+		}
+		released := opts.Released
+		opts.Released = func() {
+			opts.Restarted(pids)
+			if released != nil {
+				released()
+			}
+		}
 	}
 	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
 }
