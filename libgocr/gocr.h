@@ -58,8 +58,9 @@ typedef int (*gocr_callback_t)(void *arg);
  * gocr_checkpoint() has it called on its behalf after it returns.
  *
  * Returns an id >= 0, or -1 with errno set: EINVAL (fn is NULL or flags
- * unknown), ENOTSUP (GOCR_CALLBACK_SIGNAL), or what memfd_create, mmap or
- * pthread_create failed with at the first registration.
+ * unknown), ENOTSUP (GOCR_CALLBACK_SIGNAL), ENOSPC (256 callbacks are
+ * registered already), or what memfd_create, mmap or pthread_create failed
+ * with at the first registration.
  *
  * A child made by fork() starts with no callbacks: the helper thread is
  * not forked with it. It registers its own.

@@ -35,20 +35,25 @@ struct callback {
 	void *arg;
 };
 
+/* Fixed arrays: libgocr never allocates memory, so the helper thread
+ * takes no malloc arena of its own. */
+#define MAX_CALLBACKS 256
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct callback *callbacks; /* under lock */
-static int ncallbacks, capacity;   /* under lock */
-static struct gocr_cb_page *page;  /* set once, under lock */
+static struct callback callbacks[MAX_CALLBACKS]; /* under lock */
+static int ncallbacks;                            /* under lock */
+static struct gocr_cb_page *page;                 /* set once, under lock */
 
 /* One checkpoint, as the helper thread runs it. */
 struct run {
-	struct callback *list; /* a copy: a callback may register another */
+	struct callback list[MAX_CALLBACKS]; /* a copy: a callback may register another */
+	char called[MAX_CALLBACKS]; /* called[i]: callback i called gocr_checkpoint() */
 	int n;
 	int depth;     /* the callback running now; -1 when none */
-	char *called;  /* called[i]: callback i called gocr_checkpoint() */
 	int verdict;   /* gocr_checkpoint()'s answer, once there is one */
 	uint32_t req;  /* the request the verdict came with (or the CHECKPOINT) */
 };
+static struct run run; /* the helper thread's */
 
 /* Only the helper thread has a run, and only while it runs callbacks. */
 static __thread struct run *current;
@@ -247,25 +252,20 @@ GOCR_API int gocr_checkpoint(void)
  * last request it consumed. */
 static uint32_t run_checkpoint(uint32_t req)
 {
-	struct run r = { .depth = -1, .verdict = -1, .req = req };
+	struct run *r = &run;
 
 	set_status(seq_of(req), GOCR_CB_BUSY);
+	r->depth = -1;
+	r->verdict = -1;
+	r->req = req;
 	pthread_mutex_lock(&lock);
-	r.n = ncallbacks;
-	r.list = malloc(sizeof(*r.list) * (size_t)r.n);
-	r.called = calloc((size_t)r.n, 1);
-	if (r.list)
-		memcpy(r.list, callbacks, sizeof(*r.list) * (size_t)r.n);
+	r->n = ncallbacks;
+	memcpy(r->list, callbacks, sizeof(r->list[0]) * (size_t)r->n);
 	pthread_mutex_unlock(&lock);
-	current = &r;
-	if (r.list && r.called)
-		run_from(&r, r.n - 1);
-	else
-		wait_verdict(&r); /* no memory to run them: still answer gocr */
+	current = r;
+	run_from(r, r->n - 1);
 	current = NULL;
-	free(r.list);
-	free(r.called);
-	return r.req;
+	return r->req;
 }
 
 static void *helper_main(void *unused)
@@ -300,9 +300,7 @@ static void *helper_main(void *unused)
 static void child_after_fork(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	free(callbacks);
-	callbacks = NULL;
-	ncallbacks = capacity = 0;
+	ncallbacks = 0;
 	page = NULL;
 }
 
@@ -379,17 +377,10 @@ GOCR_API int gocr_register_callback(gocr_callback_t fn, void *arg, int flags)
 		return -1;
 	}
 	pthread_mutex_lock(&lock);
-	if (ncallbacks == capacity) {
-		int cap = capacity ? 2 * capacity : 4;
-		struct callback *c = realloc(callbacks, sizeof(*c) * (size_t)cap);
-
-		if (!c) {
-			pthread_mutex_unlock(&lock);
-			errno = ENOMEM;
-			return -1;
-		}
-		callbacks = c;
-		capacity = cap;
+	if (ncallbacks == MAX_CALLBACKS) {
+		pthread_mutex_unlock(&lock);
+		errno = ENOSPC;
+		return -1;
 	}
 	if (!page && start_helper() < 0) {
 		int err = errno;
