@@ -54,7 +54,8 @@ typedef int (*gocr_callback_t)(void *arg);
  * each calls gocr_checkpoint(), which runs the next one, and the last one's
  * call tells gocr the process is ready. So the part of each callback before
  * its gocr_checkpoint() runs newest first, the part after it oldest first,
- * as BLCR ran them. A callback that returns without calling
+ * like layers: one registered later (built on the earlier ones) saves
+ * first and reopens last. A callback that returns without calling
  * gocr_checkpoint() has it called on its behalf after it returns.
  *
  * Returns an id >= 0, or -1 with errno set: EINVAL (fn is NULL or flags
