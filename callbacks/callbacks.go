@@ -128,14 +128,23 @@ func (cp *checkpoint) ready(ctx context.Context, timeout time.Duration) error {
 			if cp.done[i] {
 				continue
 			}
-			st := p.status()
-			if !cp.asked[i] && st&codeMask == stIdle {
-				cp.asked[i], cp.seq[i] = true, p.send(reqCheckpoint, cp.self)
-				st = p.status()
-			}
-			if cp.asked[i] && st == cp.seq[i]<<seqShift|stReady || p.dead() {
+			if cp.asked[i] && p.status() == cp.seq[i]<<seqShift|stReady {
 				cp.done[i] = true
 				continue
+			}
+			switch p.state() {
+			case 0, 'Z', 'X':
+				// Gone: it cannot answer, and there is
+				// nothing left of it to checkpoint.
+				cp.done[i] = true
+				continue
+			case 'T':
+				// Stopped by job control, every thread with
+				// it (man 7 signal): no callback can run.
+				return fmt.Errorf("pid %d is stopped, so its checkpoint callbacks cannot run: continue it (SIGCONT) and dump it again; it was left as it was", p.pid)
+			}
+			if !cp.asked[i] && p.status()&codeMask == stIdle {
+				cp.asked[i], cp.seq[i] = true, p.send(reqCheckpoint, cp.self)
 			}
 			if waitOn < 0 {
 				waitOn = i
@@ -192,7 +201,7 @@ func (cp *checkpoint) finish(taken bool) {
 // registered callbacks and was dumped ready for the checkpoint that it
 // was restarted: its gocr_checkpoint() returns GOCR_RESTARTED. It does not
 // wait for the callbacks. Should it fail, libgocr finds out by itself
-// within a second (its start time changed), so a failure is a warning.
+// after a second (its start time changed), so a failure is a warning.
 func Restarted(pids []int) {
 	self, err := selfIdentity()
 	if err != nil {
@@ -208,8 +217,11 @@ func Restarted(pids []int) {
 		if p == nil {
 			continue
 		}
+		// Dumped ready: the status is at the CHECKPOINT's seq. It may
+		// have moved on from READY if libgocr found out by itself
+		// (gocr slow to get here); it then only acknowledges this.
 		req := p.request()
-		if req&codeMask == reqCheckpoint && p.status() == req&^codeMask|stReady {
+		if req&codeMask == reqCheckpoint && p.status()>>seqShift == req>>seqShift {
 			p.send(reqRestarted, self)
 		}
 		p.close()

@@ -158,11 +158,13 @@ func (p *page) send(code uint32, self identity) uint32 {
 	return seq
 }
 
-// dead tells whether the process no longer runs (gone or a zombie): it
-// cannot answer, and there is nothing left to checkpoint of it.
-func (p *page) dead() bool {
+// state is the process's state letter (man 5 proc_pid_stat), 0 if gone.
+func (p *page) state() byte {
 	st, err := proc.ReadStat(p.pid)
-	return err != nil || st.State == 'Z' || st.State == 'X'
+	if err != nil {
+		return 0
+	}
+	return st.State
 }
 
 // identity is a gocr's PID and start time (clock ticks after boot, field

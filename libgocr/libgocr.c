@@ -296,9 +296,11 @@ static void *helper_main(void *unused)
 }
 
 /* In a child of fork() only the forking thread exists: no helper, and the
- * page is not there either (MADV_DONTFORK). It starts afresh. */
+ * page is not there either (MADV_DONTFORK). It starts afresh, even if a
+ * callback forked it: gocr_checkpoint() in the child fails with EINVAL. */
 static void child_after_fork(void)
 {
+	current = NULL;
 	pthread_mutex_init(&lock, NULL);
 	ncallbacks = 0;
 	page = NULL;

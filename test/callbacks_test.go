@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Checkpoint callbacks (libgocr, docs/CALLBACKS.md): the targets hold a
@@ -70,6 +72,31 @@ func TestCallbacksTimeout(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--callback-timeout", "1s")
 	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "--callback-timeout", "not ready"}, nil)
 	assertNoInventory(t, dir)
+	checkIntact(t, tg)
+}
+
+// TestCallbacksStopped: a process stopped by job control cannot run its
+// callbacks, so the dump fails at once, in one line, without asking it;
+// continued, it runs on untouched.
+func TestCallbacksStopped(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "callbacks", "stopped")
+	if err := syscall.Kill(tg.pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP pid %d: %v", tg.pid, err)
+	}
+	waitStopped(t, tg.pid, "after SIGSTOP")
+	dir := t.TempDir()
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--callback-timeout", "60s")
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "stopped", "SIGCONT"}, nil)
+	assertNoInventory(t, dir)
+	if err := syscall.Kill(tg.pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT pid %d: %v", tg.pid, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); procState(tg.pid) == "T"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still stopped 5s after SIGCONT", tg.pid)
+		}
+	}
 	checkIntact(t, tg)
 }
 

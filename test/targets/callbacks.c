@@ -12,9 +12,10 @@
  *       first and its part after runs last: writes the buffered records to
  *       RESULT_PATH.flushed before.
  * MODE is what the checkpoint must end in: "continue" (dump
- * --leave-running), "restarted" (dump, then restore), or "hang": one
+ * --leave-running), "restarted" (dump, then restore), "hang": one
  * callback that is not ready until SIGTERM, long after the dump gave up, so
- * its gocr_checkpoint() must then answer -1 with ECANCELED. The target also
+ * its gocr_checkpoint() must then answer -1 with ECANCELED, or "stopped":
+ * a dump while the process was stopped must not have asked it at all. The target also
  * reads its callbacks page to check gocr itself sent the answer (not
  * libgocr guessing it after gocr went away).
  */
@@ -223,6 +224,19 @@ int main(int argc, char **argv)
 
 	tgt_ready();
 	tgt_wait();
+
+	if (strcmp(mode, "stopped") == 0) {
+		char buf[64];
+		ssize_t n = pread(SCRATCH_FD, buf, sizeof(buf) - 1, 0);
+
+		if (norder != 0 || runs[0] != 0 || runs[1] != 0)
+			tgt_fail("the callbacks ran (%d steps) though the dump gave up on the stopped process", norder);
+		if (last_request() != 0)
+			tgt_fail("gocr sent request %#x to a stopped process", last_request());
+		if (n < 0 || (buf[n] = 0, strcmp(buf, "scratch before\n") != 0))
+			tgt_fail("the scratch file changed though no callback ran");
+		tgt_pass();
+	}
 	wait_done();
 
 	if (strcmp(mode, "hang") == 0) {
