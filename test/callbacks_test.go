@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // Checkpoint callbacks (libgocr, docs/CALLBACKS.md): the targets hold a
@@ -72,6 +74,21 @@ func TestCallbacksTimeout(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--callback-timeout", "1s")
 	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "--callback-timeout", "not ready"}, nil)
 	assertNoInventory(t, dir)
+	checkIntact(t, tg)
+}
+
+// TestCallbacksGocrKilled: gocr dies (SIGKILL) after the callbacks were
+// ready, while the process is frozen: the parasite lets it go on, and
+// libgocr, finding that gocr is gone, answers -1 (ECANCELED) by itself.
+func TestCallbacksGocrKilled(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "callbacks", "abandoned")
+	dir := t.TempDir()
+	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "5s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+	waitHook(t, cmd, testhook.PauseAfterInfect)
+	killGocr(t, cmd)
+	assertNoInventory(t, dir)
+	// The target waits, bounded, for its callbacks to finish once asked.
 	checkIntact(t, tg)
 }
 

@@ -14,8 +14,10 @@
  * MODE is what the checkpoint must end in: "continue" (dump
  * --leave-running), "restarted" (dump, then restore), "hang": one
  * callback that is not ready until SIGTERM, long after the dump gave up, so
- * its gocr_checkpoint() must then answer -1 with ECANCELED, or "stopped":
- * a dump while the process was stopped must not have asked it at all. The target also
+ * its gocr_checkpoint() must then answer -1 with ECANCELED, "stopped":
+ * a dump while the process was stopped must not have asked it at all, or
+ * "abandoned": gocr dies after the callbacks were ready, so libgocr must
+ * find out by itself and answer -1 with ECANCELED. The target also
  * reads its callbacks page to check gocr itself sent the answer (not
  * libgocr guessing it after gocr went away).
  */
@@ -257,6 +259,9 @@ int main(int argc, char **argv)
 	} else if (strcmp(mode, "restarted") == 0) {
 		want = GOCR_RESTARTED;
 		want_req = GOCR_CB_REQ_RESTARTED;
+	} else if (strcmp(mode, "abandoned") == 0) {
+		want = -1;
+		want_req = GOCR_CB_REQ_CHECKPOINT; /* no answer came */
 	} else {
 		tgt_fail("unknown mode %s", mode);
 	}
@@ -268,7 +273,7 @@ int main(int argc, char **argv)
 	if (runs[0] != 1 || runs[1] != 1)
 		tgt_fail("the callbacks ran %d and %d times, want once each", runs[0], runs[1]);
 	for (int i = 0; i < 2; i++)
-		if (verdict[i] != want)
+		if (verdict[i] != want || (want < 0 && verdict_errno[i] != ECANCELED))
 			tgt_fail("callback %d: gocr_checkpoint() returned %d (%s), want %d (%s)", i, verdict[i],
 				 strerror(verdict_errno[i]), want, mode);
 	if ((last_request() & GOCR_CB_CODE_MASK) != (uint32_t)want_req)
