@@ -275,9 +275,11 @@ static void *helper_main(void *unused)
 	(void)unused;
 	prctl(PR_SET_NAME, GOCR_CB_MEMFD_NAME);
 	read_identity(&self);
+	/* Read before the page is published (start_helper waits for the tid),
+	 * so no request can come before it. */
+	seen = load(&page->request);
 	store(&page->tid, (uint32_t)syscall(SYS_gettid));
 	futex_wake(&page->tid);
-	seen = load(&page->request);
 	for (;;) {
 		uint32_t req = load(&page->request);
 
