@@ -18,9 +18,9 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps test fuzz soak demo deps bench
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak demo deps bench
 
-all: build
+all: build libgocr
 
 tools: $(PROTOC_GEN_GO_STAMP)
 	@if ! command -v $(PROTOC) >/dev/null 2>&1; then \
@@ -153,6 +153,34 @@ install-caps:
 		{ echo "$(GOCR_INSTALLED) must be owned by root and writable by no one else before it gets a capability" >&2; exit 1; }
 	setcap cap_checkpoint_restore=ep '$(GOCR_INSTALLED)'
 	@getcap '$(GOCR_INSTALLED)'
+# libgocr: the callbacks library a program links to run code before a
+# checkpoint and after a restart (libgocr/gocr.h, docs/CALLBACKS.md),
+# static and shared; only gocr.h's functions are exported. install-lib
+# installs it with its header under PREFIX (DESTDIR for packaging).
+AR            ?= ar
+LIBDIR        ?= $(PREFIX)/lib
+INCLUDEDIR    ?= $(PREFIX)/include
+LIBGOCR_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -pthread -Wall -Wextra -Werror -std=gnu11
+LIBGOCR_SRC   := libgocr/libgocr.c libgocr/gocr.h libgocr/protocol.h
+LIBGOCR_A     := libgocr/libgocr.a
+LIBGOCR_SO    := libgocr/libgocr.so.1
+
+libgocr: $(LIBGOCR_A) $(LIBGOCR_SO)
+
+$(LIBGOCR_A): $(LIBGOCR_SRC)
+	$(CC) $(LIBGOCR_CFLAGS) -c libgocr/libgocr.c -o libgocr/libgocr.o
+	rm -f $@ && $(AR) rcs $@ libgocr/libgocr.o
+
+$(LIBGOCR_SO): $(LIBGOCR_SRC)
+	$(CC) $(LIBGOCR_CFLAGS) -shared -Wl,-soname,libgocr.so.1 -o $@ libgocr/libgocr.c
+
+install-lib: libgocr
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)
+	install -m 644 libgocr/gocr.h $(DESTDIR)$(INCLUDEDIR)/gocr.h
+	install -m 644 $(LIBGOCR_A) $(DESTDIR)$(LIBDIR)/libgocr.a
+	install -m 755 $(LIBGOCR_SO) $(DESTDIR)$(LIBDIR)/libgocr.so.1
+	ln -sf libgocr.so.1 $(DESTDIR)$(LIBDIR)/libgocr.so
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 # demo: a counter is dumped, killed and restored with the same PID.
 demo: deps build

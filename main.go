@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/restorer"
@@ -197,6 +198,7 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
+					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
@@ -237,6 +239,7 @@ func main() {
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
 						PidNamespace: c.String("pidns"),
 						Relocate:     c.StringSlice("relocate"),
+						Restarted:    callbacks.Restarted,
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -316,5 +319,6 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
 		PageStreams: c.Int("page-streams"), Save: save,
+		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

@@ -42,6 +42,13 @@ type Options struct {
 	PageStreams int
 	// Save says which mapped files' contents go into the dump (ParseSave).
 	Save SaveFiles
+	// BeforeFreeze, if set, runs before the processes are frozen, with
+	// the root's PID (the callbacks package: processes that registered
+	// checkpoint callbacks get ready). Its error fails the dump, nothing
+	// frozen. The function it returns is told at the end whether the
+	// checkpoint was taken (complete), once the processes run on or
+	// were ended.
+	BeforeFreeze func(ctx context.Context, root int) (after func(taken bool), err error)
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -81,6 +88,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		dir.Close()
 	}()
+
+	if opts.BeforeFreeze != nil {
+		after, berr := opts.BeforeFreeze(ctx, root)
+		if berr != nil {
+			return berr
+		}
+		// Deferred before the tracer's and the release's, so it runs
+		// after them, with the images in place (WriteInventory).
+		defer func() { after(err == nil) }()
+	}
 
 	start := time.Now()
 	var stats Stats

@@ -50,6 +50,10 @@ type Options struct {
 	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
 	// under OLD are looked up under NEW (relocate.go).
 	Relocate []string
+	// Restarted, if set, is called with the PIDs of the restored
+	// processes once they all run, before Released (the callbacks
+	// package tells those that registered checkpoint callbacks).
+	Restarted func(pids []int)
 }
 
 // Result is how a restore ended.
@@ -173,6 +177,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if opts.Restarted != nil {
+		var pids []int
+		for _, pr := range procs {
+			if pr.plan != nil { // not a zombie
+				pids = append(pids, int(pr.task.Pid))
+			}
+		}
+		released := opts.Released
+		opts.Released = func() {
+			opts.Restarted(pids)
+			if released != nil {
+				released()
+			}
+		}
 	}
 	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
 }
