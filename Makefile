@@ -123,15 +123,28 @@ verify-generated: verify-proto verify-blobs
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
 # that corrupt or trace targets, setcap and getcap for install-caps and the
-# ordinary-user tests. Only what is missing, so a ready machine skips apt.
+# ordinary-user tests, and a Slurm controller, node daemon, client commands
+# and munge for the tests that run jobs on a one-node Slurm cluster
+# (test/slurm_harness_test.go starts the daemons by hand, so no service is
+# enabled or started; --no-install-recommends keeps out Slurm's optional
+# plugins and their libraries). Only what is missing, so a ready machine
+# skips apt.
 deps:
-	@missing=""; \
+	@missing=""; slurm=""; \
 	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
+	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || slurm="$$slurm $${c##*:}"; \
+	done; \
+	if [ -n "$$missing$$slurm" ]; then apt-get update; fi && \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
-		apt-get update && apt-get install -y $$missing; \
+		apt-get install -y $$missing; \
+	fi && \
+	if [ -n "$$slurm" ]; then \
+		echo "installing$$slurm with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$slurm; \
 	fi
 
 build:

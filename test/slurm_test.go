@@ -1,0 +1,209 @@
+//go:build linux
+
+package test
+
+// What gocr's Slurm integration relies on, shown on a real one-node cluster
+// (slurm_harness_test.go) with a batch job that only records the signals it
+// gets (slurmjobs/signal_recorder.sh): preemption warns the batch process
+// with the job's --signal, then SIGTERMs it and requeues the job, which
+// starts again with SLURM_RESTART_COUNT=1 and its output appended;
+// `scontrol requeue` SIGTERMs and requeues; `scancel --signal=USR1 --batch`
+// signals the batch process and lets the job run on. The timings each step
+// took are logged (docs/SLURM.md has those measured here).
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// jobEvent is one line of signal_recorder.sh's output.
+type jobEvent struct {
+	name    string // start, usr1, cont or term
+	restart int    // SLURM_RESTART_COUNT of the run that saw it
+	pid     int
+	at      time.Time
+}
+
+func (e jobEvent) String() string {
+	return fmt.Sprintf("%s restart=%d pid=%d", e.name, e.restart, e.pid)
+}
+
+// readJobEvents parses the recorder's lines in path; Slurm's own lines in
+// the same output (e.g. "slurmstepd: error: *** JOB 1 ... CANCELLED ...")
+// are skipped.
+func readJobEvents(path string) ([]jobEvent, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var events []jobEvent
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || !strings.HasPrefix(f[1], "restart=") {
+			continue
+		}
+		e := jobEvent{name: f[0]}
+		var err1, err2 error
+		e.restart, err1 = strconv.Atoi(strings.TrimPrefix(f[1], "restart="))
+		e.pid, err2 = strconv.Atoi(strings.TrimPrefix(f[2], "pid="))
+		secs, err3 := strconv.ParseFloat(strings.ReplaceAll(strings.TrimPrefix(f[3], "t="), ",", "."), 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("%s: bad line %q", path, line)
+		}
+		e.at = time.Unix(0, int64(secs*1e9))
+		events = append(events, e)
+	}
+	return events, nil
+}
+
+// recorderJob is a submitted signal_recorder.sh and its output file.
+type recorderJob struct {
+	c   *slurmCluster
+	id  string
+	out string
+}
+
+// submitRecorder submits signal_recorder.sh to partition low, requeueable,
+// asking for SIGUSR1 to its batch process (B:) 60 s before its end, with its
+// output appended across runs: the options a cr_run job script carries.
+func submitRecorder(t *testing.T, c *slurmCluster, name string) *recorderJob {
+	t.Helper()
+	j := &recorderJob{c: c, out: c.path(name + ".out")}
+	j.id = c.sbatch(t, "--job-name="+name, "--partition=low", "--requeue", "--signal=B:USR1@60",
+		"--open-mode=append", "--output="+j.out, filepath.Join(moduleRoot, "test", "slurmjobs", "signal_recorder.sh"))
+	t.Cleanup(func() { c.cancelAll(t) })
+	return j
+}
+
+// wait waits for the n-th (from 1) event name of run restart and returns it.
+func (j *recorderJob) wait(t *testing.T, name string, restart, n int, timeout time.Duration) jobEvent {
+	t.Helper()
+	var found jobEvent
+	what := fmt.Sprintf("job %s event %q #%d of run %d", j.id, name, n, restart)
+	j.c.waitFor(t, timeout, what, func() (bool, string) {
+		events, err := readJobEvents(j.out)
+		if err != nil {
+			return false, err.Error()
+		}
+		seen := 0
+		for _, e := range events {
+			if e.name == name && e.restart == restart {
+				if seen++; seen == n {
+					found = e
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("events %v", events)
+	})
+	return found
+}
+
+// events is every recorded event but SIGCONT's: Slurm sends SIGCONT before
+// each signal that ends a job, in case it is stopped.
+func (j *recorderJob) events(t *testing.T) []string {
+	t.Helper()
+	events, err := readJobEvents(j.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range events {
+		if e.name != "cont" {
+			names = append(names, fmt.Sprintf("%s/%d", e.name, e.restart))
+		}
+	}
+	return names
+}
+
+func TestSlurmCluster(t *testing.T) {
+	c := startSlurm(t)
+	// A requeued job becomes eligible cred_expire+1 s after its requeue;
+	// then the scheduler (sched_interval=2) starts it.
+	restartTimeout := (slurmCredExpire+15)*time.Second + slurmStartTimeout
+
+	t.Run("ScancelSignalBatchLetsJobRun", func(t *testing.T) {
+		j := submitRecorder(t, c, "manual")
+		c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
+		start := j.wait(t, "start", 0, 1, slurmStartTimeout)
+		// The harness's check that a stopped cluster left no process
+		// behind must see a running job's batch script.
+		if _, ok := c.clusterProcesses()[start.pid]; !ok {
+			t.Errorf("the harness does not count job %s's batch script (pid %d) among the cluster's processes: %v", j.id, start.pid, c.clusterProcesses())
+		}
+		for n := 1; n <= 2; n++ {
+			sent := time.Now()
+			c.scancel(t, "--signal=USR1", "--batch", j.id)
+			e := j.wait(t, "usr1", 0, n, slurmStartTimeout)
+			t.Logf("scancel --signal=USR1 --batch: SIGUSR1 in the batch script %v later", e.at.Sub(sent).Round(time.Millisecond))
+		}
+		if job := c.waitJob(t, j.id, "RUNNING", 0, 0); job["Restarts"] != "0" {
+			t.Errorf("job %s restarted after scancel --signal: Restarts=%s", j.id, job["Restarts"])
+		}
+		if got, want := strings.Join(j.events(t), " "), "start/0 usr1/0 usr1/0"; got != want {
+			t.Errorf("events %q, want %q: the batch script must get SIGUSR1 and run on", got, want)
+		}
+	})
+
+	t.Run("ScontrolRequeueTermsAndRestarts", func(t *testing.T) {
+		j := submitRecorder(t, c, "requeue")
+		c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
+		first := j.wait(t, "start", 0, 1, slurmStartTimeout)
+		sent := time.Now()
+		c.scontrol(t, "requeue", j.id)
+		term := j.wait(t, "term", 0, 1, slurmStartTimeout)
+		c.waitJob(t, j.id, "PENDING", 1, slurmStartTimeout)
+		requeued := time.Now()
+		second := j.wait(t, "start", 1, 1, restartTimeout)
+		t.Logf("scontrol requeue: SIGTERM %v later, restarted %v after the requeue (eligible after cred_expire=%ds+1s), pid %d then %d",
+			term.at.Sub(sent).Round(time.Millisecond), second.at.Sub(requeued).Round(time.Millisecond), slurmCredExpire, first.pid, second.pid)
+		// No --signal warning on an admin's requeue: SIGTERM is all the job
+		// gets before SIGKILL KillWait later.
+		if got, want := strings.Join(j.events(t), " "), "start/0 term/0 start/1"; got != want {
+			t.Errorf("events %q, want %q", got, want)
+		}
+	})
+
+	t.Run("PreemptionSignalsTermsAndRequeues", func(t *testing.T) {
+		low := submitRecorder(t, c, "low")
+		c.waitJob(t, low.id, "RUNNING", 0, slurmStartTimeout)
+		first := low.wait(t, "start", 0, 1, slurmStartTimeout)
+
+		submitted := time.Now()
+		high := c.sbatch(t, "--job-name=high", "--partition=high", "--exclusive",
+			"--output="+c.path("high.out"), "--wrap=exec sleep 3600")
+		usr1 := low.wait(t, "usr1", 0, 1, slurmStartTimeout)
+		// The end-of-grace SIGTERM: slurmctld looks for jobs past their
+		// end time every slurmTimeLimitPeriod.
+		termTimeout := slurmGraceTime*time.Second + slurmTimeLimitPeriod + slurmStartTimeout
+		term := low.wait(t, "term", 0, 1, termTimeout)
+		c.waitJob(t, low.id, "PENDING", 1, slurmStartTimeout)
+		requeued := time.Now()
+		c.waitJob(t, high, "RUNNING", 0, slurmStartTimeout)
+		highRunning := time.Now()
+
+		c.scancel(t, high)
+		highCancelled := time.Now()
+		second := low.wait(t, "start", 1, 1, restartTimeout)
+		job := c.waitJob(t, low.id, "RUNNING", 1, slurmStartTimeout)
+
+		t.Logf("preemption: SIGUSR1 in the batch script %v after the high job's submission; SIGTERM %v after SIGUSR1 (GraceTime=%ds); requeued (PENDING, Restarts=1) %v after SIGTERM; high job running %v after submission",
+			usr1.at.Sub(submitted).Round(time.Millisecond), term.at.Sub(usr1.at).Round(time.Millisecond), slurmGraceTime,
+			requeued.Sub(term.at).Round(time.Millisecond), highRunning.Sub(submitted).Round(time.Millisecond))
+		t.Logf("restart: SLURM_RESTART_COUNT=1 run started %v after the high job was cancelled and %v after the requeue (EligibleTime %s); pid %d then %d",
+			second.at.Sub(highCancelled).Round(time.Millisecond), second.at.Sub(requeued).Round(time.Millisecond), job["EligibleTime"], first.pid, second.pid)
+
+		if grace := slurmGraceTime * time.Second; term.at.Sub(usr1.at) < grace-time.Second {
+			t.Errorf("SIGTERM %v after SIGUSR1, before the partition's GraceTime %v", term.at.Sub(usr1.at), grace)
+		}
+		// One output file, both runs: --open-mode=append.
+		if got, want := strings.Join(low.events(t), " "), "start/0 usr1/0 term/0 start/1"; got != want {
+			t.Errorf("events %q, want %q: SIGUSR1 at preemption, SIGTERM at the end of the grace time, then the requeued run", got, want)
+		}
+	})
+}
