@@ -12,6 +12,7 @@ package test
 // took are logged (docs/SLURM.md has those measured here).
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,14 +24,19 @@ import (
 
 // jobEvent is one line of signal_recorder.sh's output.
 type jobEvent struct {
-	name    string // start, usr1, cont or term
+	name    string // start, usr1, cont, term or requeue
 	restart int    // SLURM_RESTART_COUNT of the run that saw it
 	pid     int
 	at      time.Time
+	// What `scontrol show job` said then: PreemptTime ("None" unless the
+	// job was picked for preemption) and Restarts (one more than restart
+	// once the job is being requeued).
+	preempt  string
+	restarts int
 }
 
 func (e jobEvent) String() string {
-	return fmt.Sprintf("%s restart=%d pid=%d", e.name, e.restart, e.pid)
+	return fmt.Sprintf("%s restart=%d pid=%d preempt=%s restarts=%d", e.name, e.restart, e.pid, e.preempt, e.restarts)
 }
 
 // readJobEvents parses the recorder's lines in path; Slurm's own lines in
@@ -44,16 +50,22 @@ func readJobEvents(path string) ([]jobEvent, error) {
 	var events []jobEvent
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 4 || !strings.HasPrefix(f[1], "restart=") {
+		if len(f) != 6 || !strings.HasPrefix(f[1], "restart=") {
 			continue
 		}
-		e := jobEvent{name: f[0]}
-		var err1, err2 error
-		e.restart, err1 = strconv.Atoi(strings.TrimPrefix(f[1], "restart="))
-		e.pid, err2 = strconv.Atoi(strings.TrimPrefix(f[2], "pid="))
-		secs, err3 := strconv.ParseFloat(strings.ReplaceAll(strings.TrimPrefix(f[3], "t="), ",", "."), 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return nil, fmt.Errorf("%s: bad line %q", path, line)
+		kv := map[string]string{}
+		for _, x := range f[1:] {
+			k, v, _ := strings.Cut(x, "=")
+			kv[k] = v
+		}
+		e := jobEvent{name: f[0], preempt: kv["preempt"]}
+		var err1, err2, err3 error
+		e.restart, err1 = strconv.Atoi(kv["restart"])
+		e.pid, err2 = strconv.Atoi(kv["pid"])
+		e.restarts, err3 = strconv.Atoi(kv["restarts"])
+		secs, err4 := strconv.ParseFloat(strings.ReplaceAll(kv["t"], ",", "."), 64)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return nil, fmt.Errorf("%s: bad line %q: %w", path, line, err)
 		}
 		e.at = time.Unix(0, int64(secs*1e9))
 		events = append(events, e)
@@ -71,13 +83,23 @@ type recorderJob struct {
 // submitRecorder submits signal_recorder.sh to partition low, requeueable,
 // asking for SIGUSR1 to its batch process (B:) 60 s before its end, with its
 // output appended across runs: the options a cr_run job script carries.
-func submitRecorder(t *testing.T, c *slurmCluster, name string) *recorderJob {
+// env is added to the job's environment.
+func submitRecorder(t *testing.T, c *slurmCluster, name string, env ...string) *recorderJob {
 	t.Helper()
 	j := &recorderJob{c: c, out: c.path(name + ".out")}
 	j.id = c.sbatch(t, "--job-name="+name, "--partition=low", "--requeue", "--signal=B:USR1@60",
-		"--open-mode=append", "--output="+j.out, filepath.Join(moduleRoot, "test", "slurmjobs", "signal_recorder.sh"))
+		"--open-mode=append", "--output="+j.out, "--export="+strings.Join(append([]string{"ALL"}, env...), ","),
+		filepath.Join(moduleRoot, "test", "slurmjobs", "signal_recorder.sh"))
 	t.Cleanup(func() { c.cancelAll(t) })
 	return j
+}
+
+// preempt submits a job to partition high that needs the whole node, so
+// that it preempts whatever runs in low, and returns its ID.
+func preempt(t *testing.T, c *slurmCluster) string {
+	t.Helper()
+	return c.sbatch(t, "--job-name=high", "--partition=high", "--exclusive",
+		"--output="+c.path("high.out"), "--wrap=exec sleep 3600")
 }
 
 // wait waits for the n-th (from 1) event name of run restart and returns it.
@@ -126,6 +148,7 @@ func TestSlurmCluster(t *testing.T) {
 	// A requeued job becomes eligible cred_expire+1 s after its requeue;
 	// then the scheduler (sched_interval=2) starts it.
 	restartTimeout := (slurmCredExpire+15)*time.Second + slurmStartTimeout
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
 	t.Run("ScancelSignalBatchLetsJobRun", func(t *testing.T) {
 		j := submitRecorder(t, c, "manual")
@@ -140,7 +163,11 @@ func TestSlurmCluster(t *testing.T) {
 			sent := time.Now()
 			c.scancel(t, "--signal=USR1", "--batch", j.id)
 			e := j.wait(t, "usr1", 0, n, slurmStartTimeout)
-			t.Logf("scancel --signal=USR1 --batch: SIGUSR1 in the batch script %v later", e.at.Sub(sent).Round(time.Millisecond))
+			t.Logf("scancel --signal=USR1 --batch: SIGUSR1 in the batch script %v later", ms(e.at.Sub(sent)))
+			// How a program tells this from a preemption warning.
+			if e.preempt != "None" || e.restarts != 0 {
+				t.Errorf("at a manual signal the job shows PreemptTime=%s Restarts=%d, want None and 0", e.preempt, e.restarts)
+			}
 		}
 		if job := c.waitJob(t, j.id, "RUNNING", 0, 0); job["Restarts"] != "0" {
 			t.Errorf("job %s restarted after scancel --signal: Restarts=%s", j.id, job["Restarts"])
@@ -161,7 +188,12 @@ func TestSlurmCluster(t *testing.T) {
 		requeued := time.Now()
 		second := j.wait(t, "start", 1, 1, restartTimeout)
 		t.Logf("scontrol requeue: SIGTERM %v later, restarted %v after the requeue (eligible after cred_expire=%ds+1s), pid %d then %d",
-			term.at.Sub(sent).Round(time.Millisecond), second.at.Sub(requeued).Round(time.Millisecond), slurmCredExpire, first.pid, second.pid)
+			ms(term.at.Sub(sent)), ms(second.at.Sub(requeued)), slurmCredExpire, first.pid, second.pid)
+		// At the SIGTERM the job already counts the restart: how a
+		// program tells a requeue from a cancellation.
+		if term.restarts != 1 {
+			t.Errorf("at the requeue's SIGTERM the job shows Restarts=%d, want 1", term.restarts)
+		}
 		// No --signal warning on an admin's requeue: SIGTERM is all the job
 		// gets before SIGKILL KillWait later.
 		if got, want := strings.Join(j.events(t), " "), "start/0 term/0 start/1"; got != want {
@@ -175,8 +207,7 @@ func TestSlurmCluster(t *testing.T) {
 		first := low.wait(t, "start", 0, 1, slurmStartTimeout)
 
 		submitted := time.Now()
-		high := c.sbatch(t, "--job-name=high", "--partition=high", "--exclusive",
-			"--output="+c.path("high.out"), "--wrap=exec sleep 3600")
+		high := preempt(t, c)
 		usr1 := low.wait(t, "usr1", 0, 1, slurmStartTimeout)
 		// The end-of-grace SIGTERM: slurmctld looks for jobs past their
 		// end time every slurmTimeLimitPeriod.
@@ -193,17 +224,52 @@ func TestSlurmCluster(t *testing.T) {
 		job := c.waitJob(t, low.id, "RUNNING", 1, slurmStartTimeout)
 
 		t.Logf("preemption: SIGUSR1 in the batch script %v after the high job's submission; SIGTERM %v after SIGUSR1 (GraceTime=%ds); requeued (PENDING, Restarts=1) %v after SIGTERM; high job running %v after submission",
-			usr1.at.Sub(submitted).Round(time.Millisecond), term.at.Sub(usr1.at).Round(time.Millisecond), slurmGraceTime,
-			requeued.Sub(term.at).Round(time.Millisecond), highRunning.Sub(submitted).Round(time.Millisecond))
+			ms(usr1.at.Sub(submitted)), ms(term.at.Sub(usr1.at)), slurmGraceTime, ms(requeued.Sub(term.at)), ms(highRunning.Sub(submitted)))
 		t.Logf("restart: SLURM_RESTART_COUNT=1 run started %v after the high job was cancelled and %v after the requeue (EligibleTime %s); pid %d then %d",
-			second.at.Sub(highCancelled).Round(time.Millisecond), second.at.Sub(requeued).Round(time.Millisecond), job["EligibleTime"], first.pid, second.pid)
+			ms(second.at.Sub(highCancelled)), ms(second.at.Sub(requeued)), job["EligibleTime"], first.pid, second.pid)
 
 		if grace := slurmGraceTime * time.Second; term.at.Sub(usr1.at) < grace-time.Second {
 			t.Errorf("SIGTERM %v after SIGUSR1, before the partition's GraceTime %v", term.at.Sub(usr1.at), grace)
 		}
+		// How a program tells a preemption warning from a manual signal,
+		// and a preemption's SIGTERM from a cancellation.
+		if usr1.preempt == "None" || usr1.restarts != 0 {
+			t.Errorf("at the preemption warning the job shows PreemptTime=%s Restarts=%d, want a time and 0", usr1.preempt, usr1.restarts)
+		}
+		if term.restarts != 1 {
+			t.Errorf("at the preemption's SIGTERM the job shows Restarts=%d, want 1", term.restarts)
+		}
 		// One output file, both runs: --open-mode=append.
 		if got, want := strings.Join(low.events(t), " "), "start/0 usr1/0 term/0 start/1"; got != want {
 			t.Errorf("events %q, want %q: SIGUSR1 at preemption, SIGTERM at the end of the grace time, then the requeued run", got, want)
+		}
+	})
+
+	// A job that has saved its state at the warning need not wait for the
+	// grace time to end: it requeues itself, and the preemptor starts at
+	// once. (Ending on its own instead would complete the job: Slurm
+	// requeues a preempted job only when it ends it.)
+	t.Run("PreemptedJobRequeuesItself", func(t *testing.T) {
+		low := submitRecorder(t, c, "selfrequeue", "SIGNAL_RECORDER_ON_USR1=requeue")
+		c.waitJob(t, low.id, "RUNNING", 0, slurmStartTimeout)
+		low.wait(t, "start", 0, 1, slurmStartTimeout)
+
+		submitted := time.Now()
+		high := preempt(t, c)
+		usr1 := low.wait(t, "usr1", 0, 1, slurmStartTimeout)
+		term := low.wait(t, "term", 0, 1, slurmStartTimeout)
+		c.waitJob(t, high, "RUNNING", 0, slurmStartTimeout)
+		highRunning := time.Now()
+		c.waitJob(t, low.id, "PENDING", 1, slurmStartTimeout)
+		t.Logf("self-requeue at the preemption warning: SIGTERM %v after SIGUSR1; high job running %v after submission (GraceTime=%ds)",
+			ms(term.at.Sub(usr1.at)), ms(highRunning.Sub(submitted)), slurmGraceTime)
+		if term.restarts != 1 {
+			t.Errorf("at the self-requeue's SIGTERM the job shows Restarts=%d, want 1", term.restarts)
+		}
+		c.scancel(t, high)
+		low.wait(t, "start", 1, 1, restartTimeout)
+		if got, want := strings.Join(low.events(t), " "), "start/0 usr1/0 requeue/0 term/0 start/1"; got != want {
+			t.Errorf("events %q, want %q", got, want)
 		}
 	})
 }

@@ -2,13 +2,35 @@
 # A Slurm batch job that writes one line on its stdout when it starts and
 # for every SIGUSR1, SIGCONT and SIGTERM it receives:
 #
-#	EVENT restart=SLURM_RESTART_COUNT pid=PID t=EPOCH_SECONDS
+#	EVENT restart=SLURM_RESTART_COUNT pid=PID t=EPOCH_SECONDS preempt=PreemptTime restarts=Restarts
 #
-# so that a test can tell which run of a requeued job saw what, and when.
+# the last two being what `scontrol show job` says of the job at that
+# moment, so that a test can tell which run of a requeued job saw what,
+# when, and what a program could have learnt about why.
+# With SIGNAL_RECORDER_ON_USR1=requeue in its environment it also asks
+# Slurm to requeue it after recording a SIGUSR1, recording "requeue" first.
 # It runs until SIGTERM (then exits 143) or SIGKILL.
 run=${SLURM_RESTART_COUNT:-0}
-event() { echo "$1 restart=$run pid=$$ t=$EPOCHREALTIME"; }
-trap 'event usr1' USR1
+event() {
+	local t=$EPOCHREALTIME preempt=? restarts=? f
+	for f in $(scontrol -o show job "$SLURM_JOB_ID"); do
+		case $f in
+		PreemptTime=*) preempt=${f#*=} ;;
+		Restarts=*) restarts=${f#*=} ;;
+		esac
+	done
+	echo "$1 restart=$run pid=$$ t=$t preempt=$preempt restarts=$restarts"
+}
+on_usr1() {
+	event usr1
+	if [ "$SIGNAL_RECORDER_ON_USR1" = requeue ]; then
+		# Recorded first: the requeue's SIGTERM comes while scontrol runs,
+		# and its trap ends the script.
+		event requeue
+		scontrol requeue "$SLURM_JOB_ID"
+	fi
+}
+trap on_usr1 USR1
 trap 'event cont' CONT
 trap 'event term; exit 143' TERM
 event start
