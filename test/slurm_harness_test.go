@@ -9,21 +9,26 @@ package test
 // checks that no process of the cluster or its jobs is left and removes the
 // directory.
 //
-// The configuration (slurm.conf in the directory; docs/SLURM.md explains
-// each setting for a site):
-//   - the node is this machine, NodeName `hostname -s`, NodeAddr 127.0.0.1,
-//     with the sockets, cores and threads `slurmd -C` reports;
+// The configuration (slurm.conf in the directory, written by
+// slurm_config_test.go; docs/SLURM.md explains each setting for a site):
+//   - the node is this machine, NodeName `hostname -s` (with a suffix under
+//     proctrack/cgroup, see startSlurmWith), NodeAddr 127.0.0.1, with the
+//     sockets, cores and threads `slurmd -C` reports;
 //   - partition low (the default) and partition high on that node, high with
 //     the higher PriorityTier, so that a job in high preempts one in low
 //     (PreemptType=preempt/partition_prio) by requeueing it
 //     (PreemptMode=REQUEUE, JobRequeue=1) after slurmGraceTime;
 //   - SlurmctldParameters=preempt_send_user_signal: a job's --signal reaches
 //     it as soon as it is picked for preemption;
-//   - proctrack/linuxproc: a job's processes are the descendants of its
-//     slurmstepd. It works the same on any host (cgroup v1, v2 or a
-//     container without a writable cgroup tree), needs no cgroup.conf and
-//     leaves nothing under /sys/fs/cgroup; and it is the tracking under which
-//     gocr's restored processes must be descendants of the job's cr_run.
+//   - proctrack/linuxproc by default: a job's processes are the
+//     descendants of its slurmstepd. It works the same on any host (cgroup
+//     v1, v2 or a container without a writable cgroup tree) and needs no
+//     cgroup.conf; and it is the tracking under which gocr's restored
+//     processes must be descendants of the job's cr_run. startSlurmWith
+//     can choose proctrack/cgroup instead, on cgroup v1 (slurmd's cgroup v2
+//     plugin does not run on a host with v1 hierarchies mounted, issue 13):
+//     sites use it, and there a restored process must be in the job's
+//     cgroup.
 //   - munged with its own key and socket in the directory, running as user
 //     munge, so the cluster neither needs nor disturbs a munged of the
 //     machine's own; ports chosen free at start, so two clusters (two test
@@ -31,14 +36,14 @@ package test
 //
 // Each daemon runs in the foreground (-D / -F) as a child of the test, so
 // the harness holds its PID, waits for its exit and never looks a daemon up
-// by name; each also writes its log file in the directory.
+// by name; each also writes its log file in the directory. Stopping, and
+// checking that nothing is left, is in slurm_cleanup_test.go.
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -74,9 +79,10 @@ const (
 var slurmBinaries = []string{"munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel"}
 
 type slurmCluster struct {
-	dir  string   // everything the cluster writes
-	node string   // NodeName
-	env  []string // the environment of every Slurm command and job
+	dir       string   // everything the cluster writes
+	node      string   // NodeName
+	proctrack string   // slurmOptions.proctrack
+	env       []string // the environment of every Slurm command and job
 	// daemons in start order; stop goes in reverse.
 	daemons []*slurmDaemon
 }
@@ -90,10 +96,32 @@ type slurmDaemon struct {
 	err  error // cmd.Wait's, once done is closed
 }
 
-// startSlurm starts a one-node cluster for t and stops it in t's cleanup.
-// It skips t when not root or when Slurm or munge is not installed.
+// slurmOptions are what a test may choose about its cluster.
+type slurmOptions struct {
+	// proctrack is how slurmd tracks a job's processes, the ProctrackType
+	// plugin: "linuxproc" (the default) or "cgroup" (cgroup v1: freezer,
+	// no resource constraint).
+	proctrack string
+}
+
+// startSlurm starts a one-node cluster with proctrack/linuxproc for t and
+// stops it in t's cleanup. It skips t when not root or when Slurm or munge
+// is not installed.
 func startSlurm(t *testing.T) *slurmCluster {
 	t.Helper()
+	return startSlurmWith(t, slurmOptions{})
+}
+
+// startSlurmWith is startSlurm with options. With proctrack "cgroup" it
+// skips t when the machine has no cgroup v1 freezer hierarchy, and the node
+// is named `hostname -s`-gocrXXXXXX: slurmd puts its cgroups under
+// slurm_NODENAME in every hierarchy, and job IDs start at 1 in every
+// cluster, so a name of its own keeps two clusters' jobs apart.
+func startSlurmWith(t *testing.T, opts slurmOptions) *slurmCluster {
+	t.Helper()
+	if opts.proctrack == "" {
+		opts.proctrack = "linuxproc"
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: slurmd runs jobs as their user and munged starts as user munge")
 	}
@@ -106,6 +134,15 @@ func startSlurm(t *testing.T) *slurmCluster {
 	if err != nil {
 		t.Skipf("needs the user munge that Debian's munge package creates (`make deps`): %v", err)
 	}
+	node := shortHostname(t)
+	switch opts.proctrack {
+	case "linuxproc":
+	case "cgroup":
+		needsCgroupV1Freezer(t)
+		node += "-gocr" + randomHex(t, 3)
+	default:
+		t.Fatalf("slurm: unknown proctrack %q", opts.proctrack)
+	}
 	dir, err := os.MkdirTemp("", "gocr-slurm-")
 	if err != nil {
 		t.Fatal(err)
@@ -114,12 +151,15 @@ func startSlurm(t *testing.T) *slurmCluster {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := &slurmCluster{dir: dir, node: shortHostname(t)}
+	c := &slurmCluster{dir: dir, node: node, proctrack: opts.proctrack}
 	t.Cleanup(func() { c.stop(t) })
 	c.env = append(withoutSlurmEnv(os.Environ()), "SLURM_CONF="+c.path("slurm.conf"))
 
 	socket := c.startMunged(t, mungeUser)
 	c.writeConfig(t, socket)
+	if c.proctrack == "cgroup" {
+		c.writeCgroupConfig(t)
+	}
 	ctld := c.startDaemon(t, "slurmctld", nil, "slurmctld", "-D", "-f", c.path("slurm.conf"))
 	ctld.log = c.path("slurmctld.log")
 	slurmd := c.startDaemon(t, "slurmd", nil, "slurmd", "-D", "-N", c.node, "-f", c.path("slurm.conf"))
@@ -173,114 +213,6 @@ func (c *slurmCluster) startMunged(t *testing.T, u *user.User) string {
 		return err == nil, fmt.Sprint(err)
 	})
 	return socket
-}
-
-func (c *slurmCluster) writeConfig(t *testing.T, mungeSocket string) {
-	t.Helper()
-	hw := slurmdHardware(t)
-	ports := freePorts(t, 2)
-	// An empty plugin stack: the machine's /etc/slurm/plugstack.conf is not
-	// this cluster's.
-	if err := os.WriteFile(c.path("plugstack.conf"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"state", "spool"} {
-		if err := os.Mkdir(c.path(d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`ClusterName=gocrtest
-SlurmctldHost=%[1]s(127.0.0.1)
-SlurmUser=root
-SlurmctldPort=%[2]d
-SlurmdPort=%[3]d
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=%[4]s,cred_expire=%[5]d
-StateSaveLocation=%[6]s/state
-SlurmdSpoolDir=%[6]s/spool
-SlurmctldPidFile=%[6]s/slurmctld.pid
-SlurmdPidFile=%[6]s/slurmd.pid
-SlurmctldLogFile=%[6]s/slurmctld.log
-SlurmdLogFile=%[6]s/slurmd.log
-SlurmctldDebug=debug
-SlurmdDebug=debug
-PlugStackConfig=%[6]s/plugstack.conf
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerParameters=sched_interval=2,bf_interval=2
-ReturnToService=2
-KillWait=%[7]d
-JobRequeue=1
-PreemptType=preempt/partition_prio
-PreemptMode=REQUEUE
-SlurmctldParameters=preempt_send_user_signal
-NodeName=%[1]s NodeAddr=127.0.0.1 %[8]s State=UNKNOWN
-PartitionName=low Nodes=%[1]s Default=YES PriorityTier=1 GraceTime=%[9]d MaxTime=INFINITE State=UP
-PartitionName=high Nodes=%[1]s PriorityTier=10 GraceTime=%[9]d MaxTime=INFINITE State=UP
-`, c.node, ports[0], ports[1], mungeSocket, slurmCredExpire, c.dir, slurmKillWait, hw, slurmGraceTime)
-	if err := os.WriteFile(c.path("slurm.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// slurmdHardware is the node's CPU layout as `slurmd -C` reports it
-// (CPUs=... Boards=... SocketsPerBoard=... CoresPerSocket=...
-// ThreadsPerCore=...), without RealMemory: memory is not scheduled here.
-func slurmdHardware(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("slurmd", "-C").Output()
-	if err != nil {
-		t.Fatalf("slurmd -C: %v", err)
-	}
-	line, _, _ := strings.Cut(string(out), "\n")
-	var keep []string
-	for _, f := range strings.Fields(line) {
-		k, _, _ := strings.Cut(f, "=")
-		switch k {
-		case "CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore":
-			keep = append(keep, f)
-		}
-	}
-	if len(keep) == 0 {
-		t.Fatalf("slurmd -C printed no CPU layout: %q", out)
-	}
-	return strings.Join(keep, " ")
-}
-
-func shortHostname(t *testing.T) string {
-	t.Helper()
-	h, err := os.Hostname()
-	if err != nil {
-		t.Fatal(err)
-	}
-	short, _, _ := strings.Cut(h, ".")
-	return short
-}
-
-// freePorts returns n TCP ports that were free on 127.0.0.1 a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
 
 // withoutSlurmEnv drops SLURM_* variables, so that a test run inside a Slurm
@@ -447,127 +379,4 @@ func (c *slurmCluster) waitJob(t *testing.T, id, state string, restarts int, tim
 			fmt.Sprintf("JobState=%s Reason=%s Restarts=%s", j["JobState"], j["Reason"], j["Restarts"])
 	})
 	return job
-}
-
-// cancelAll cancels every unfinished job and waits until none is left.
-func (c *slurmCluster) cancelAll(t *testing.T) {
-	t.Helper()
-	ids := c.squeue(t)
-	if len(ids) == 0 {
-		return
-	}
-	c.scancel(t, ids...)
-	c.waitFor(t, slurmStopTimeout+slurmKillWait*time.Second, "no job left", func() (bool, string) {
-		out, err := c.command("squeue", "-h", "-o", "%i %T")
-		return err == nil && out == "", fmt.Sprintf("squeue: %q %v", out, err)
-	})
-}
-
-// stop cancels every job, stops the daemons (slurmd and slurmctld before
-// munged, whom they need to talk), fails t if any process still uses the
-// cluster's directory (a slurmstepd or a job's process), kills those by PID
-// and removes the directory.
-func (c *slurmCluster) stop(t *testing.T) {
-	t.Helper()
-	if len(c.daemons) > 0 && c.controllerUp() {
-		c.cancelAll(t)
-	}
-	for i := len(c.daemons) - 1; i >= 0; i-- {
-		d := c.daemons[i]
-		if d.name == "munged" {
-			c.waitProcessesGone(t) // slurmstepds talk to munged until they end
-		}
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(slurmStopTimeout):
-			t.Errorf("slurm: %s did not end %v after SIGTERM; killing it\n%s", d.name, slurmStopTimeout, tail(d.out, 15))
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	}
-	c.waitProcessesGone(t)
-	if err := os.RemoveAll(c.dir); err != nil {
-		t.Errorf("slurm: remove %s: %v", c.dir, err)
-	}
-}
-
-func (c *slurmCluster) controllerUp() bool {
-	for _, d := range c.daemons {
-		if d.name == "slurmctld" {
-			select {
-			case <-d.done:
-				return false
-			default:
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// waitProcessesGone waits for every process but the daemons the harness
-// still runs that has its working directory, an open file, or SLURM_CONF in
-// the cluster's directory to end; after slurmStopTimeout it fails t and
-// kills them by PID.
-func (c *slurmCluster) waitProcessesGone(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(slurmStopTimeout)
-	for {
-		left := c.clusterProcesses()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("slurm: processes left after the cluster stopped, killing them: %v", left)
-			for pid := range left {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			deadline = time.Now().Add(slurmStopTimeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// clusterProcesses maps the PID of every process using the cluster's
-// directory, other than a running daemon of the harness, to its command line.
-func (c *slurmCluster) clusterProcesses() map[int]string {
-	mine := map[int]bool{os.Getpid(): true}
-	for _, d := range c.daemons {
-		select {
-		case <-d.done:
-		default:
-			mine[d.cmd.Process.Pid] = true
-		}
-	}
-	entries, _ := os.ReadDir("/proc")
-	found := map[int]string{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || mine[pid] {
-			continue
-		}
-		if c.usesDir(pid) {
-			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			found[pid] = strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
-		}
-	}
-	return found
-}
-
-func (c *slurmCluster) usesDir(pid int) bool {
-	in := func(p string) bool { return p == c.dir || strings.HasPrefix(p, c.dir+"/") }
-	base := fmt.Sprintf("/proc/%d", pid)
-	if cwd, err := os.Readlink(base + "/cwd"); err == nil && in(cwd) {
-		return true
-	}
-	fds, _ := os.ReadDir(base + "/fd")
-	for _, fd := range fds {
-		if p, err := os.Readlink(base + "/fd/" + fd.Name()); err == nil && in(p) {
-			return true
-		}
-	}
-	environ, _ := os.ReadFile(base + "/environ")
-	return bytes.Contains(environ, []byte("\x00SLURM_CONF="+c.path("slurm.conf")+"\x00")) ||
-		bytes.HasPrefix(environ, []byte("SLURM_CONF="+c.path("slurm.conf")+"\x00"))
 }

@@ -273,3 +273,73 @@ func TestSlurmCluster(t *testing.T) {
 		}
 	})
 }
+
+// Where a job's processes are tracked, and which of them a requeue's
+// SIGTERM reaches, under each ProctrackType: what decides where cr_run's
+// restored processes must live and who can checkpoint at a SIGTERM.
+func TestSlurmProctrack(t *testing.T) {
+	for _, tc := range []struct {
+		proctrack string
+		// childTerm: whether a child of the batch script gets the SIGTERM.
+		childTerm bool
+	}{
+		{"linuxproc", true},
+		{"cgroup", false},
+	} {
+		t.Run(tc.proctrack, func(t *testing.T) {
+			c := startSlurmWith(t, slurmOptions{proctrack: tc.proctrack})
+			j := submitRecorder(t, c, "tracked", "SIGNAL_RECORDER_CHILD=1")
+			c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
+			batch := j.wait(t, "start", 0, 1, slurmStartTimeout)
+			child := j.wait(t, "child-start", 0, 1, slurmStartTimeout)
+			for _, e := range []jobEvent{batch, child} {
+				checkTracked(t, c, j.id, e.pid)
+			}
+			c.scontrol(t, "requeue", j.id)
+			j.wait(t, "term", 0, 1, slurmStartTimeout)
+			// Every process of the job is gone once it is pending again.
+			c.waitJob(t, j.id, "PENDING", 1, slurmStartTimeout)
+			gotChildTerm := false
+			for _, e := range j.events(t) {
+				gotChildTerm = gotChildTerm || e == "child-term/0"
+			}
+			if gotChildTerm != tc.childTerm {
+				t.Errorf("with proctrack/%s the batch script's child got SIGTERM: %v, want %v (events %v)", tc.proctrack, gotChildTerm, tc.childTerm, j.events(t))
+			}
+		})
+	}
+}
+
+// checkTracked fails t unless pid is one of job id's processes as the
+// cluster's proctrack sees them: a descendant of a slurmstepd for
+// linuxproc, in the freezer cgroup of the job's batch step for cgroup.
+func checkTracked(t *testing.T, c *slurmCluster, id string, pid int) {
+	t.Helper()
+	switch c.proctrack {
+	case "linuxproc":
+		var chain []string
+		for p := pid; p > 1; {
+			e, err := readProcEntry(p)
+			if err != nil {
+				t.Fatalf("pid %d: %v", p, err)
+			}
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+			name := strings.TrimSpace(string(comm))
+			chain = append(chain, fmt.Sprintf("%d %s", p, name))
+			if name == "slurmstepd" {
+				return
+			}
+			p = e.ppid
+		}
+		t.Errorf("pid %d of job %s is not a descendant of a slurmstepd: %v", pid, id, chain)
+	case "cgroup":
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(":freezer:/slurm_%s/uid_%d/job_%s/step_batch\n", c.node, os.Geteuid(), id)
+		if !strings.Contains(string(data), want) {
+			t.Errorf("pid %d of job %s is not in its batch step's freezer cgroup (%q):\n%s", pid, id, want, data)
+		}
+	}
+}

@@ -9,8 +9,11 @@
 # when, and what a program could have learnt about why.
 # With SIGNAL_RECORDER_ON_USR1=requeue in its environment it also asks
 # Slurm to requeue it after recording a SIGUSR1, recording "requeue" first.
+# With SIGNAL_RECORDER_CHILD=1 it also starts a copy of itself as its child,
+# which records the same events named child-start, child-term, ...
 # It runs until SIGTERM (then exits 143) or SIGKILL.
 run=${SLURM_RESTART_COUNT:-0}
+prefix=${SIGNAL_RECORDER_PREFIX:-}
 event() {
 	local t=$EPOCHREALTIME preempt=? restarts=? f
 	for f in $(scontrol -o show job "$SLURM_JOB_ID"); do
@@ -19,7 +22,7 @@ event() {
 		Restarts=*) restarts=${f#*=} ;;
 		esac
 	done
-	echo "$1 restart=$run pid=$$ t=$t preempt=$preempt restarts=$restarts"
+	echo "$prefix$1 restart=$run pid=$$ t=$t preempt=$preempt restarts=$restarts"
 }
 on_usr1() {
 	event usr1
@@ -34,6 +37,9 @@ trap on_usr1 USR1
 trap 'event cont' CONT
 trap 'event term; exit 143' TERM
 event start
+if [ "$SIGNAL_RECORDER_CHILD" = 1 ]; then
+	SIGNAL_RECORDER_CHILD= SIGNAL_RECORDER_PREFIX=child- "$0" &
+fi
 while :; do
 	# bash runs a trap only between commands; the wait builtin, unlike a
 	# foreground sleep, returns as soon as a trapped signal arrives.
