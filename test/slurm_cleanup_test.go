@@ -21,15 +21,32 @@ import (
 // cancelAll cancels every unfinished job and waits until none is left.
 func (c *slurmCluster) cancelAll(t *testing.T) {
 	t.Helper()
-	ids := c.squeue(t)
-	if len(ids) == 0 {
-		return
+	if err := c.cancelJobs(); err != nil {
+		t.Fatalf("slurm: %v\n%s", err, c.logTails())
 	}
-	c.scancel(t, ids...)
-	c.waitFor(t, slurmStopTimeout+slurmKillWait*time.Second, "no job left", func() (bool, string) {
+}
+
+// cancelJobs is cancelAll returning its failure, for stop, which goes on
+// after one.
+func (c *slurmCluster) cancelJobs() error {
+	ids, err := c.command("squeue", "-h", "-o", "%i")
+	if err != nil || ids == "" {
+		return err
+	}
+	if _, err := c.command("scancel", strings.Fields(ids)...); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(slurmStopTimeout + slurmKillWait*time.Second)
+	for {
 		out, err := c.command("squeue", "-h", "-o", "%i %T")
-		return err == nil && out == "", fmt.Sprintf("squeue: %q %v", out, err)
-	})
+		if err == nil && out == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("jobs still there %v after scancel: squeue: %q %v", slurmStopTimeout+slurmKillWait*time.Second, out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // stop cancels every job, stops the daemons (slurmd and slurmctld before
@@ -38,8 +55,12 @@ func (c *slurmCluster) cancelAll(t *testing.T) {
 // removes the cluster's cgroups and its directory.
 func (c *slurmCluster) stop(t *testing.T) {
 	t.Helper()
-	if len(c.daemons) > 0 && c.controllerUp() {
-		c.cancelAll(t)
+	// Every step runs even when one before it failed: t.Error, never
+	// t.Fatal, so that no daemon is left behind.
+	if c.controllerUp() {
+		if err := c.cancelJobs(); err != nil {
+			t.Errorf("slurm: %v\n%s", err, c.logTails())
+		}
 	}
 	for i := len(c.daemons) - 1; i >= 0; i-- {
 		d := c.daemons[i]
