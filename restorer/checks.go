@@ -224,7 +224,7 @@ func waitPidFree(ctx context.Context, pid int) error {
 			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
 				holder = s.Tgid
 			}
-			return fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state)
+			return classed(Temporary, fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -48,6 +48,7 @@ type Options struct {
 type Result struct {
 	Pid        int
 	ExitStatus int // when not detached: the restored process's exit status (128+signal if killed)
+	Signal     int // when not detached and the process was killed: the signal
 }
 
 // proc is one process to restore.
@@ -95,7 +96,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// the shared memory objects; then each plan points at them.
 	shmem, err := openSources(procs, src)
 	if err != nil {
-		return nil, err
+		return nil, environmentFailure(err)
 	}
 	// The root's parent-death signal named a parent outside the dump; its
 	// parent now is gocr, which exits at once with -d and would kill it.
