@@ -136,7 +136,7 @@ func restartAction(c *cli.Context) error {
 	if res.Signal != 0 {
 		// cr_restart(1): it kills itself with the signal that killed
 		// the eldest, so whoever waits for it sees the same end.
-		dieBy(syscall.Signal(res.Signal))
+		dieLike(unix.Signal(res.Signal))
 	}
 	if res.ExitStatus != 0 {
 		return exitCode(res.ExitStatus)
