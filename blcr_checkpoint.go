@@ -148,6 +148,13 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	default:
 		o.path = fmt.Sprintf("context.%d", pid)
 	}
+	if o.out != nil {
+		// A context is binary: sent to a terminal it is lost, and may
+		// upset the terminal (the isatty(3) test, TCGETS).
+		if _, err := unix.IoctlGetTermios(int(o.out.Fd()), unix.TCGETS); err == nil {
+			return nil, usagef("standard output is a terminal: give -f FILE, or send the context to a file or a pipe")
+		}
+	}
 	if o.out != nil && len(policies) > 0 {
 		// cr_checkpoint(1): these are ignored for a descriptor; gocr
 		// says so rather than ignore what was asked.
