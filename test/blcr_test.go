@@ -149,9 +149,25 @@ func TestBLCRCheckpointRunsOn(t *testing.T) {
 	// --run: the job goes on, untouched.
 	assertUntouched(t, tg.pid)
 	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	// -F: the same context through a descriptor.
+	byFd := filepath.Join(t.TempDir(), "by-fd")
+	out, err := os.Create(byFd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBLCR(t, blcrCall{extra: []*os.File{out}}, "cr_checkpoint", "-F", "3", strconv.Itoa(tg.pid))
+	out.Close()
+	if a, b := contextNames(t, ctx), contextNames(t, byFd); !slices.Equal(a, b) {
+		t.Errorf("-F wrote %v, -f %v", b, a)
+	}
 	tg.killOriginal(t)
 
-	pid := restartDetached(t, tg, blcrCall{}, ctx)
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r = mustBLCR(t, blcrCall{}, "cr_restart", "-d", "--verbose", ctx)
+	if !strings.Contains(r.stderr, "1 processes restarted") {
+		t.Errorf("cr_restart --verbose does not say what it restarted\n%v", r)
+	}
+	pid := tg.pid
 	checkResult(t, tg, pid)
 	os.Remove(tg.result)
 	f, err := os.Open(ctx)
@@ -262,7 +278,7 @@ func TestBLCRScope(t *testing.T) {
 		}
 		dir := t.TempDir()
 		tree, alone := filepath.Join(dir, "tree"), filepath.Join(dir, "alone")
-		mustBLCR(t, blcrCall{}, "cr_checkpoint", "-f", tree, strconv.Itoa(tg.pid))
+		mustBLCR(t, blcrCall{}, "cr_checkpoint", "--tree", "-f", tree, strconv.Itoa(tg.pid))
 		child := fmt.Sprintf("task-%d.img", children[0])
 		if names := contextNames(t, tree); !slices.Contains(names, child) {
 			t.Fatalf("--tree context lacks the child: %v", names)
@@ -330,7 +346,7 @@ func TestBLCRReplace(t *testing.T) {
 	if after, _ := os.ReadFile(ctx); string(after) != string(before) {
 		t.Fatalf("--noclobber changed the context file")
 	}
-	checkpoint()
+	checkpoint("--atomic")
 	checkpoint("--backup")
 	checkpoint("--backup")
 	checkpoint("--backup=" + filepath.Join(dir, "named"))
