@@ -47,7 +47,7 @@ func blcrArgs(args []string) []string {
 		// --backup takes an optional =NAME (cr_checkpoint(1)); alone it
 		// must not take the PID after it as its value.
 		for i, a := range out[2:] {
-			if a == "--" || !strings.HasPrefix(a, "-") {
+			if a == "--" {
 				break
 			}
 			if a == "--backup" {
