@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -217,33 +216,6 @@ func (j *jobProcs) signal(sig unix.Signal) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// waitGone waits until every process held has ended (a pidfd polls
-// readable then, pidfd_open(2)), at most timeout; it names one still
-// running after that.
-func (j *jobProcs) waitGone(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for pid, fd := range j.fds {
-		for {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return fmt.Errorf("pid %d still runs %v after the signal", pid, timeout)
-			}
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(fds, int(left.Milliseconds())+1)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("wait for pid %d: %w", pid, err)
-			}
-			if n > 0 {
-				break
-			}
-		}
-	}
-	return nil
 }
 
 func (j *jobProcs) close() {

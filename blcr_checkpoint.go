@@ -189,6 +189,13 @@ func (e errTimeout) Error() string { return fmt.Sprintf("--time of %v passed", e
 // processes run on as soon as their state is read), writes the context
 // from it, and only then sends the signal asked for. A checkpoint that
 // fails before the signal leaves the processes running as they were.
+//
+// --kill is the exception: the dump itself ends the processes, still
+// frozen, once their dump is complete and synced, so they take no step
+// after the state saved that a restart would take again (BLCR's kernel
+// module, too, signalled them before they ran on). From then on their
+// dump is all there is of them, and it is kept, and named, if writing
+// the context fails.
 func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (err error) {
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
@@ -221,9 +228,11 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 			os.RemoveAll(tmp)
 		}
 	}()
+	killed := o.after == unix.SIGKILL
+	o.dump.LeaveRunning = !killed
 	procs := newJobProcs()
 	defer procs.close()
-	if o.after != 0 {
+	if o.after != 0 && !killed {
 		procs.hold(selected(o.dump))
 	}
 
@@ -233,16 +242,31 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 		return err
 	}
 	verbosef(c, "processes of pid %d dumped in %v", o.pid, time.Since(start).Round(time.Millisecond))
-	if o.after != 0 {
-		pids, err := dumpedPids(o.dump.Dir)
-		if err != nil {
+	if killed {
+		verbosef(c, "processes of pid %d killed", o.pid)
+		defer func() {
+			if err != nil {
+				keep = true
+				err = fmt.Errorf("%w; the processes were killed at the checkpoint, which is kept in %s (gocr restore -D %s)", err, o.dump.Dir, o.dump.Dir)
+			}
+		}()
+	} else {
+		if o.after != 0 {
+			pids, err := dumpedPids(o.dump.Dir)
+			if err != nil {
+				return err
+			}
+			procs.hold(pids)
+			procs.only(pids)
+		}
+		// Until the signal, giving up leaves the processes as they were.
+		if err := stoppedCtx(ctx); err != nil {
 			return err
 		}
-		procs.hold(pids)
-		procs.only(pids)
 	}
-	if err := stoppedCtx(ctx); err != nil {
-		return err
+	signal := o.after
+	if killed {
+		signal = 0
 	}
 
 	if o.path != "" {
@@ -250,11 +274,11 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 			return err
 		}
 		verbosef(c, "context written to %s", o.path)
-		return afterCheckpoint(c, procs, o.after)
+		return afterCheckpoint(c, procs, signal)
 	}
 	// A stream is complete only with its end record: the signal goes
-	// before it, so a cr_restart reading the stream starts only once a
-	// killed job is gone and its PIDs can be free.
+	// before it, so a cr_restart reading the stream starts only once the
+	// signal is sent.
 	cw, err := contextfile.NewWriter(o.out)
 	if err == nil {
 		err = cw.AddDir(o.dump.Dir)
@@ -262,21 +286,16 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	if err == nil {
 		err = cw.Flush()
 	}
-	if err == nil {
+	if err == nil && !killed {
 		err = stoppedCtx(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("write the context to %s: %w", o.out.Name(), err)
 	}
-	if err := afterCheckpoint(c, procs, o.after); err != nil {
+	if err := afterCheckpoint(c, procs, signal); err != nil {
 		return err
 	}
 	if err := cw.Close(); err != nil {
-		if o.after == unix.SIGKILL || o.after == unix.SIGTERM || o.after == unix.SIGABRT {
-			keep = true
-			return fmt.Errorf("write the end of the context to %s: %w; the processes were sent %s, and their checkpoint is kept in %s (gocr restore -D %s)",
-				o.out.Name(), err, unix.SignalName(o.after), o.dump.Dir, o.dump.Dir)
-		}
 		return fmt.Errorf("write the end of the context to %s: %w", o.out.Name(), err)
 	}
 	verbosef(c, "context written to %s", o.out.Name())
@@ -284,9 +303,7 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 }
 
 // afterCheckpoint sends the signal asked for (none: 0) to every
-// checkpointed process; after SIGKILL it waits until they are gone, so
-// their PIDs can be restored once gocr returns (their parents still have
-// to reap them).
+// checkpointed process.
 func afterCheckpoint(c *cli.Context, procs *jobProcs, sig unix.Signal) error {
 	if sig == 0 {
 		return nil
@@ -295,9 +312,6 @@ func afterCheckpoint(c *cli.Context, procs *jobProcs, sig unix.Signal) error {
 		return err
 	}
 	verbosef(c, "sent %s to %d processes", unix.SignalName(sig), len(procs.fds))
-	if sig == unix.SIGKILL {
-		return procs.waitGone(10 * time.Second)
-	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -240,6 +241,22 @@ func TestBLCRAfterCheckpoint(t *testing.T) {
 			}
 		})
 	}
+	// --kill ends the job still frozen: its log ends exactly where its
+	// stdout stood in the context, not one line further.
+	t.Run("kill-exact", func(t *testing.T) {
+		tg := startTarget(t, "counter")
+		waitCounter(t, tg, 20)
+		ctx := filepath.Join(t.TempDir(), "ctx")
+		mustBLCR(t, blcrCall{}, "cr_checkpoint", "--kill", "-f", ctx, strconv.Itoa(tg.pid))
+		tg.waitDead(t, "cr_checkpoint --kill")
+		st, err := os.Stat(tg.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos := stdoutPos(t, ctx, tg.pid); st.Size() != pos {
+			t.Fatalf("the job's log is %d bytes after --kill, its stdout was at %d in the context: it ran on after the checkpoint", st.Size(), pos)
+		}
+	})
 	for opt, sig := range map[string]syscall.Signal{"--kill": syscall.SIGKILL, "--abort": syscall.SIGABRT} {
 		t.Run(opt, func(t *testing.T) {
 			tg := startTarget(t, "counter")
@@ -251,6 +268,36 @@ func TestBLCRAfterCheckpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stdoutPos is the offset of pid's stdout in the context file ctx, as
+// gocr show prints it.
+func stdoutPos(t *testing.T, ctx string, pid int) int64 {
+	t.Helper()
+	r := runGocr(t, nil, "show", ctx)
+	if r.code != 0 {
+		t.Fatalf("show %s: %v", ctx, r)
+	}
+	var files struct {
+		Fds []struct {
+			Fd  int
+			Pos string
+		}
+	}
+	if err := json.Unmarshal([]byte(showBlocks(t, r.stdout)[fmt.Sprintf("files-%d.img", pid)]), &files); err != nil {
+		t.Fatalf("files image of pid %d in %s: %v", pid, ctx, err)
+	}
+	for _, fd := range files.Fds {
+		if fd.Fd == 1 {
+			pos, err := strconv.ParseInt(fd.Pos, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pos
+		}
+	}
+	t.Fatalf("no fd 1 in the files image of pid %d", pid)
+	return 0
 }
 
 func waitState(t *testing.T, pid int, want string) {
