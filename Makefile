@@ -18,9 +18,9 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build test fuzz soak demo deps bench man install
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak demo deps bench man install
 
-all: build
+all: build libgocr
 
 tools: $(PROTOC_GEN_GO_STAMP)
 	@if ! command -v $(PROTOC) >/dev/null 2>&1; then \
@@ -122,11 +122,11 @@ verify-generated: verify-proto verify-blobs
 # deps installs what building and testing need on a fresh Debian machine:
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
-# that corrupt or trace targets. Only what is missing, so a ready machine
-# skips apt.
+# that corrupt or trace targets, setcap and getcap for install-caps and the
+# ordinary-user tests. Only what is missing, so a ready machine skips apt.
 deps:
 	@missing=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -157,6 +157,50 @@ install: build man
 	install -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/gocr
 	for n in $(BLCR_NAMES); do ln -sfn gocr $(DESTDIR)$(BINDIR)/$$n || exit 1; done
 	for n in gocr $(BLCR_NAMES); do install -m 0644 $(MAN_DIR)/$$n.1 $(DESTDIR)$(MANDIR)/$$n.1 || exit 1; done
+
+# install-caps gives an installed gocr the one file capability an
+# ordinary user needs to checkpoint and restart their own jobs (README,
+# "Ordinary users"): cap_checkpoint_restore, permitted and effective.
+# GOCR_INSTALLED names the file (by default where an install to PREFIX
+# puts it). A file with capabilities that a user other than root could
+# rewrite would hand them the capability, so such a file is refused;
+# setcap fails on a filesystem without extended attributes.
+GOCR_INSTALLED ?= $(DESTDIR)$(PREFIX)/bin/gocr
+install-caps:
+	@command -v setcap >/dev/null 2>&1 || { echo "install-caps needs setcap: run 'make deps'" >&2; exit 1; }
+	@test -f '$(GOCR_INSTALLED)' || { echo "$(GOCR_INSTALLED): no such file: install gocr first, or set GOCR_INSTALLED" >&2; exit 1; }
+	@[ "$$(stat -c %u '$(GOCR_INSTALLED)')" = 0 ] && [ $$(( 0$$(stat -c %a '$(GOCR_INSTALLED)') & 022 )) = 0 ] || \
+		{ echo "$(GOCR_INSTALLED) must be owned by root and writable by no one else before it gets a capability" >&2; exit 1; }
+	setcap cap_checkpoint_restore=ep '$(GOCR_INSTALLED)'
+	@getcap '$(GOCR_INSTALLED)'
+# libgocr: the callbacks library a program links to run code before a
+# checkpoint and after a restart (libgocr/gocr.h, docs/CALLBACKS.md),
+# static and shared; only gocr.h's functions are exported. install-lib
+# installs it with its header under PREFIX (DESTDIR for packaging).
+AR            ?= ar
+LIBDIR        ?= $(PREFIX)/lib
+INCLUDEDIR    ?= $(PREFIX)/include
+LIBGOCR_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -pthread -Wall -Wextra -Werror -std=gnu11
+LIBGOCR_SRC   := libgocr/libgocr.c libgocr/gocr.h libgocr/protocol.h
+LIBGOCR_A     := libgocr/libgocr.a
+LIBGOCR_SO    := libgocr/libgocr.so.1
+
+libgocr: $(LIBGOCR_A) $(LIBGOCR_SO)
+
+$(LIBGOCR_A): $(LIBGOCR_SRC)
+	$(CC) $(LIBGOCR_CFLAGS) -c libgocr/libgocr.c -o libgocr/libgocr.o
+	rm -f $@ && $(AR) rcs $@ libgocr/libgocr.o
+
+$(LIBGOCR_SO): $(LIBGOCR_SRC)
+	$(CC) $(LIBGOCR_CFLAGS) -shared -Wl,-soname,libgocr.so.1 -o $@ libgocr/libgocr.c
+
+install-lib: libgocr
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)
+	install -m 644 libgocr/gocr.h $(DESTDIR)$(INCLUDEDIR)/gocr.h
+	install -m 644 $(LIBGOCR_A) $(DESTDIR)$(LIBDIR)/libgocr.a
+	install -m 755 $(LIBGOCR_SO) $(DESTDIR)$(LIBDIR)/libgocr.so.1
+	ln -sf libgocr.so.1 $(DESTDIR)$(LIBDIR)/libgocr.so
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null 2>&1; then ldconfig; fi
 
 # demo: a counter is dumped, killed and restored with the same PID.
 demo: deps build

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,13 +19,14 @@ type feature struct {
 	probe func() error
 }
 
+// privilegeFeature is the line that says who may run gocr.
+const privilegeFeature = "running as root, or as an ordinary user with CAP_CHECKPOINT_RESTORE"
+
+// featureDetails say more after the name of a feature gocr has.
+var featureDetails = map[string]func() string{privilegeFeature: fileCapsNote}
+
 var features = []feature{
-	{"running as root", func() error {
-		if os.Geteuid() != 0 {
-			return errors.New("gocr must run as root")
-		}
-		return nil
-	}},
+	{privilegeFeature, checkPrivilege},
 	{"x86-64 with XSAVE", func() error {
 		b, err := os.ReadFile("/proc/cpuinfo")
 		if err != nil {
@@ -104,6 +106,8 @@ func runCheck(w io.Writer) error {
 		if err := f.probe(); err != nil {
 			fmt.Fprintf(w, "missing  %s: %v\n", f.name, err)
 			missing++
+		} else if detail := featureDetails[f.name]; detail != nil {
+			fmt.Fprintf(w, "ok       %s (%s)\n", f.name, detail())
 		} else {
 			fmt.Fprintf(w, "ok       %s\n", f.name)
 		}
@@ -112,4 +116,88 @@ func runCheck(w io.Writer) error {
 		return fmt.Errorf("%d of %d features missing", missing, len(features))
 	}
 	return nil
+}
+
+// capCheckpointRestore is CAP_CHECKPOINT_RESTORE (include/uapi/linux/
+// capability.h): with it in its file, gocr lets an ordinary user
+// checkpoint and restart their own jobs (README, "Ordinary users").
+const capCheckpointRestore = 40
+
+// checkPrivilege: root has every capability gocr uses; an ordinary user
+// needs CAP_CHECKPOINT_RESTORE, which gocr gets from its file's
+// capabilities (make install-caps).
+func checkPrivilege() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if hasOwnCap(capCheckpointRestore) {
+		return nil
+	}
+	exe, _ := os.Executable()
+	switch has, err := fileHasCap(exe, capCheckpointRestore); {
+	case err != nil:
+		return fmt.Errorf("gocr runs as uid %d without CAP_CHECKPOINT_RESTORE, and its file's capabilities cannot be read: %v", os.Getuid(), err)
+	case has:
+		// The kernel grants no file capability under no_new_privs or
+		// from a nosuid mount (man 7 capabilities, man 2 prctl).
+		return fmt.Errorf("%s has cap_checkpoint_restore=ep, but gocr did not get it (no_new_privs set, or a nosuid mount?)", exe)
+	}
+	return fmt.Errorf("gocr runs as uid %d without CAP_CHECKPOINT_RESTORE: give %s the file capability cap_checkpoint_restore=ep (make install-caps), or run as root", os.Getuid(), exe)
+}
+
+// fileCapsNote says, for an ok privilege line, whether the gocr file
+// lets ordinary users use it.
+func fileCapsNote() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Sprintf("cannot tell which file gocr runs from: %v", err)
+	}
+	who := "as root"
+	if os.Geteuid() != 0 {
+		who = fmt.Sprintf("as uid %d", os.Getuid())
+	}
+	switch has, err := fileHasCap(exe, capCheckpointRestore); {
+	case err != nil:
+		return fmt.Sprintf("%s; cannot read the file capabilities of %s: %v", who, exe, err)
+	case has:
+		return fmt.Sprintf("%s; %s has cap_checkpoint_restore=ep: ordinary users can checkpoint and restart their own jobs", who, exe)
+	}
+	return fmt.Sprintf("%s; %s lacks cap_checkpoint_restore=ep, so only root can use it: make install-caps", who, exe)
+}
+
+func hasOwnCap(c uint) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<(c%32)) != 0
+}
+
+// fileHasCap tells whether file holds capability c in its permitted set
+// with the effective bit, from its security.capability attribute: struct
+// vfs_cap_data (include/uapi/linux/capability.h), little-endian magic_etc
+// (revision in the high byte, VFS_CAP_FLAGS_EFFECTIVE in bit 0), then
+// (permitted, inheritable) for capabilities 0-31 and 32-63, and with
+// revision 3 the root uid of the user namespace they apply in.
+func fileHasCap(file string, c uint) (bool, error) {
+	buf := make([]byte, 24)
+	n, err := unix.Getxattr(file, "security.capability", buf)
+	if errors.Is(err, unix.ENODATA) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	const (
+		revision2 = 0x02000000
+		revision3 = 0x03000000
+		effective = 0x000001
+	)
+	magic := binary.LittleEndian.Uint32(buf)
+	if rev := magic &^ 0xffffff; (rev != revision2 || n != 20) && (rev != revision3 || n != 24) {
+		return false, fmt.Errorf("security.capability of %s: revision %#x (%d bytes), not one gocr reads", file, rev, n)
+	}
+	permitted := binary.LittleEndian.Uint32(buf[4+8*(c/32):])
+	return magic&effective != 0 && permitted&(1<<(c%32)) != 0, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/restorer"
@@ -171,7 +172,8 @@ func main() {
 		Description: "gocr freezes a running program, saves everything it needs to continue (its memory,\n" +
 			"registers, open files and signal state) into a directory of image files, and can later\n" +
 			"start it again from that directory, with the same process ID, exactly where it stopped.\n" +
-			"It needs no changes to the program and no kernel module. Run it as root.",
+			"It needs no changes to the program and no kernel module. Run it as root, or as an ordinary\n" +
+			"user for your own processes once it has cap_checkpoint_restore (make install-caps).",
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			{
@@ -196,8 +198,10 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
+					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
+					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -210,7 +214,8 @@ func main() {
 				Usage:     "start a process again from a directory of images",
 				UsageText: "gocr restore -D DIR [-d]",
 				Description: "Recreates the process saved in DIR with its original process ID and lets it continue\n" +
-					"from where it was dumped. The original process must be gone (its PID must be free).\n" +
+					"from where it was dumped. The original process must be gone (its PID must be free),\n" +
+					"unless --pidns=auto or always restarts it in a new PID namespace with the same PIDs.\n" +
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
 					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
@@ -221,6 +226,9 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
 					trustImagesFlag,
+					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
+						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
+					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -229,6 +237,9 @@ func main() {
 						Dir: c.String("images-dir"), Detach: c.Bool("detach"),
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
+						PidNamespace: c.String("pidns"),
+						Relocate:     c.StringSlice("relocate"),
+						Restarted:    callbacks.Restarted,
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -302,9 +313,14 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 		}
 		pids[name] = pid
 	}
+	save, err := dump.ParseSave(c.StringSlice("save"))
+	if err != nil {
+		return err
+	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"),
+		PageStreams: c.Int("page-streams"), Save: save,
+		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/gocr/gocr/proc"
 )
@@ -54,6 +55,9 @@ func checkDumpable(pid int) error {
 		status.Gid[0] != status.Gid[1] || status.Gid[1] != status.Gid[2] {
 		return fmt.Errorf("pid %d (%s) runs set-id (uids %v, gids %v): refusing to dump it", pid, status.Name, status.Uid[:3], status.Gid[:3])
 	}
+	if err := checkPermission(pid, status); err != nil {
+		return err
+	}
 	// A restored process would run without its filter: gocr does not read
 	// filters back (PTRACE_SECCOMP_GET_FILTER, man 2 ptrace) or install
 	// them yet, and a sandbox silently dropped is worse than no dump.
@@ -71,7 +75,17 @@ func checkDumpable(pid int) error {
 	if len(status.NSpid) > 0 && status.NSpid[len(status.NSpid)-1] == 1 {
 		return fmt.Errorf("pid %d (%s) is the init of its PID namespace, which gocr can neither end nor restore: refusing to dump it", pid, status.Name)
 	}
-	if ns, err := foreignNamespace(pid); err != nil {
+	// A job that a restore put in a PID namespace of its own is in the
+	// reaper's PID and mount namespaces, which a restore makes again.
+	pidns, err := jobPidNamespace(pid)
+	if err != nil {
+		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
+	}
+	var same []string
+	if pidns != nil {
+		same = []string{"pid", "mnt"}
+	}
+	if ns, err := foreignNamespace(pid, same...); err != nil {
 		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
 	} else if ns != "" {
 		return fmt.Errorf("pid %d (%s) is in another %s namespace than gocr, which gocr cannot restore yet: refusing to dump it", pid, status.Name, ns)
@@ -88,14 +102,18 @@ func checkDumpable(pid int) error {
 	return nil
 }
 
-// foreignNamespace names the first namespace pid is in that gocr is not,
+// foreignNamespace names the first namespace pid is in that gocr is not
+// (but those in except),
 // or "" if it shares all of gocr's. A restore recreates processes in
 // gocr's own namespaces, so anything else would come back changed (other
 // PIDs, mounts, network). Two processes share a namespace exactly when
 // their /proc/PID/ns links name the same inode (man 7 namespaces); a kind
 // this kernel lacks has no link in either.
-func foreignNamespace(pid int) (string, error) {
+func foreignNamespace(pid int, except ...string) (string, error) {
 	for _, ns := range []string{"mnt", "pid", "net", "ipc", "uts", "user", "cgroup", "time"} {
+		if slices.Contains(except, ns) {
+			continue
+		}
 		own, err := os.Readlink("/proc/self/ns/" + ns)
 		if err != nil {
 			continue

@@ -25,6 +25,9 @@ type state struct {
 	files *gocrpb.Files
 	maps  []proc.Mapping
 	vdso  uint64
+	// imagePid names its page images: its PID as the job sees it
+	// (pidns.go).
+	imagePid int
 }
 
 func fileRef(path string) (*gocrpb.FileRef, error) {
@@ -58,7 +61,7 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.SetRegs(tid, &regs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -126,7 +129,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc) (*state, error) {
 		task.Threads = append(task.Threads, th)
 	}
 
-	mm, maps, vdso, err := collectMm(pid, &stat)
+	mm, maps, vdso, err := collectMm(pid, &stat, saver)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,15 @@ type Options struct {
 	// collect, are kept. What it shares with a child left out is refused
 	// (checkLeftOut).
 	Alone bool
+	// Save says which mapped files' contents go into the dump (ParseSave).
+	Save SaveFiles
+	// BeforeFreeze, if set, runs before the processes are frozen, with
+	// the root's PID (the callbacks package: processes that registered
+	// checkpoint callbacks get ready). Its error fails the dump, nothing
+	// frozen. The function it returns is told at the end whether the
+	// checkpoint was taken (complete), once the processes run on or
+	// were ended.
+	BeforeFreeze func(ctx context.Context, root int) (after func(taken bool), err error)
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -86,6 +95,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 		dir.Close()
 	}()
 
+	if opts.BeforeFreeze != nil {
+		after, berr := opts.BeforeFreeze(ctx, root)
+		if berr != nil {
+			return berr
+		}
+		// Deferred before the tracer's and the release's, so it runs
+		// after them, with the images in place (WriteInventory).
+		defer func() { after(err == nil) }()
+	}
+
 	start := time.Now()
 	var stats Stats
 	t := ptrace.NewTracer()
@@ -121,8 +140,19 @@ func Run(ctx context.Context, opts Options) (err error) {
 			return err
 		}
 	}
+	// A job in a PID namespace of gocr's restore is recorded with the
+	// PIDs it sees (pidns.go).
+	var pids *pidTranslation
+	if ns, err := jobPidNamespace(root); err != nil {
+		return fmt.Errorf("pid %d: %w", root, err)
+	} else if ns != nil {
+		if pids, err = newPidTranslation(ns, tree); err != nil {
+			return err
+		}
+	}
 
 	collectStart := time.Now()
+	saver := newFileSaver(dir, opts.Save)
 	states := make([]*state, len(tree.procs))
 	for i, fp := range tree.procs {
 		if fp.zombie {
@@ -132,9 +162,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp); err != nil {
+		if states[i], err = collect(t, fp.pid, fp, saver); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
+		states[i].imagePid = pids.imagePid(fp.pid)
 	}
 	if err := linkFiles(dir, states); err != nil {
 		return fmt.Errorf("dump: %w", err)
@@ -153,6 +184,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
+	if pids != nil {
+		if err := pids.apply(states); err != nil {
+			return fmt.Errorf("dump pid %d: %w", root, err)
+		}
+	}
 	// Everything is captured and cured: with --leave-running the
 	// processes go on now, while the images are synced.
 	if opts.LeaveRunning {
@@ -160,7 +196,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -243,7 +279,7 @@ func (s *Stats) add(o *Stats) {
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -280,6 +316,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		KernelRelease:  unix.ByteSliceToString(uts.Release[:]),
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
+		PidNamespace:   pidns,
 	})
 }
 

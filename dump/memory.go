@@ -195,7 +195,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		used = max(used, r.stream+1)
 	}
 	for i := 0; i < used; i++ {
-		f, err := dir.CreatePages(pid, i)
+		f, err := dir.CreatePages(st.imagePid, i)
 		if err != nil {
 			c.close()
 			return nil, err

@@ -11,7 +11,7 @@ import (
 	"github.com/gocr/gocr/proc"
 )
 
-func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, error) {
+func collectMm(pid int, stat *proc.Stat, saver *fileSaver) (*gocrpb.Mm, []proc.Mapping, uint64, error) {
 	maps, err := proc.ReadMaps(pid)
 	if err != nil {
 		return nil, nil, 0, err
@@ -20,16 +20,9 @@ func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, er
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	exe, err := proc.Exe(pid)
+	exe, err := collectExe(pid)
 	if err != nil {
 		return nil, nil, 0, err
-	}
-	if strings.HasSuffix(exe, " (deleted)") {
-		return nil, nil, 0, fmt.Errorf("executable %s was deleted", strings.TrimSuffix(exe, " (deleted)"))
-	}
-	exeRef, err := fileRef(exe)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("executable: %w", err)
 	}
 	brk, err := currentBrk(stat, maps)
 	if err != nil {
@@ -39,12 +32,15 @@ func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, er
 		Pid: int32(pid), StartCode: stat.StartCode, EndCode: stat.EndCode, StartData: stat.StartData,
 		EndData: stat.EndData, StartBrk: stat.StartBrk, Brk: brk, StartStack: stat.StartStack,
 		ArgStart: stat.ArgStart, ArgEnd: stat.ArgEnd, EnvStart: stat.EnvStart, EnvEnd: stat.EnvEnd,
-		Auxv: auxv, Exe: exeRef,
+		Auxv: auxv, Exe: exe.ref,
 	}
 	var vdso uint64
 	refs := map[string]*gocrpb.FileRef{}
 	for _, m := range maps {
 		v, err := vmaFromMapping(m, refs)
+		if err == nil && v != nil {
+			err = saveMapped(saver, mm, m, v, exe)
+		}
 		if err != nil {
 			return nil, nil, 0, err
 		}
@@ -58,6 +54,12 @@ func collectMm(pid int, stat *proc.Stat) (*gocrpb.Mm, []proc.Mapping, uint64, er
 	}
 	if vdso == 0 {
 		return nil, nil, 0, fmt.Errorf("process has no [vdso] mapping")
+	}
+	if sf := saver.saved[exe.key]; sf != nil && savedIn(mm, sf.Id) {
+		mm.ExeSavedFile = sf.Id
+		mm.Exe = sf.File
+	} else if exe.detached != "" {
+		return nil, nil, 0, fmt.Errorf("executable %s %s", exe.ref.Path, exe.detached)
 	}
 	return mm, maps, vdso, nil
 }
@@ -112,13 +114,16 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 		}
 		v.MemfdId = m.Inode
 	case strings.HasPrefix(m.Path, "/"):
-		if m.Deleted {
-			return nil, fmt.Errorf("mapping %#x-%#x: file %s was deleted", m.Start, m.End, strings.TrimSuffix(m.Path, " (deleted)"))
-		}
 		if m.Shared {
 			v.Kind = gocrpb.VmaKind_VMA_FILE_SHARED
 		} else {
 			v.Kind = gocrpb.VmaKind_VMA_FILE_PRIVATE
+		}
+		if m.Deleted {
+			// Its path leads nowhere: only a saved copy can restore it
+			// (saveMapped).
+			v.File = &gocrpb.FileRef{Path: strings.TrimSuffix(m.Path, " (deleted)"), Ino: m.Inode}
+			break
 		}
 		ref := refs[m.Path]
 		if ref == nil {
@@ -128,9 +133,8 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 			}
 			refs[m.Path] = ref
 		}
-		if ref.Ino != m.Inode {
-			return nil, fmt.Errorf("mapping %#x-%#x: file %s was replaced since it was mapped", m.Start, m.End, m.Path)
-		}
+		// An inode other than the mapped one: replaced since it was
+		// mapped, which saveMapped refuses unless it saves the file.
 		v.File = ref
 	default:
 		return nil, fmt.Errorf("mapping %#x-%#x %q: unsupported kind of mapping", m.Start, m.End, m.Path)

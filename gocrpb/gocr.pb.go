@@ -141,7 +141,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type PathFd_Type int32
@@ -198,7 +198,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -250,7 +250,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -264,8 +264,12 @@ type Inventory struct {
 	KernelRelease  string                 `protobuf:"bytes,6,opt,name=kernel_release,json=kernelRelease,proto3" json:"kernel_release,omitempty"` // uname -r of the dumping machine
 	Xcr0           uint64                 `protobuf:"varint,7,opt,name=xcr0,proto3" json:"xcr0,omitempty"`                                       // xsave features enabled where it was dumped
 	PageSize       uint64                 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The processes lived in a PID namespace of their own, under gocr's
+	// reaper (gocr restore --pidns): every PID in the images is that
+	// namespace's, so they restore only into a new one again.
+	PidNamespace  bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Inventory) Reset() {
@@ -352,6 +356,13 @@ func (x *Inventory) GetPageSize() uint64 {
 		return x.PageSize
 	}
 	return 0
+}
+
+func (x *Inventory) GetPidNamespace() bool {
+	if x != nil {
+		return x.PidNamespace
+	}
+	return false
 }
 
 // Task is one process: process-wide state plus one Thread per thread.
@@ -1732,22 +1743,28 @@ func (x *Rseq) GetSignature() uint32 {
 
 // Mm is a process's address space.
 type Mm struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	StartCode     uint64                 `protobuf:"varint,2,opt,name=start_code,json=startCode,proto3" json:"start_code,omitempty"`
-	EndCode       uint64                 `protobuf:"varint,3,opt,name=end_code,json=endCode,proto3" json:"end_code,omitempty"`
-	StartData     uint64                 `protobuf:"varint,4,opt,name=start_data,json=startData,proto3" json:"start_data,omitempty"`
-	EndData       uint64                 `protobuf:"varint,5,opt,name=end_data,json=endData,proto3" json:"end_data,omitempty"`
-	StartBrk      uint64                 `protobuf:"varint,6,opt,name=start_brk,json=startBrk,proto3" json:"start_brk,omitempty"`
-	Brk           uint64                 `protobuf:"varint,7,opt,name=brk,proto3" json:"brk,omitempty"`
-	StartStack    uint64                 `protobuf:"varint,8,opt,name=start_stack,json=startStack,proto3" json:"start_stack,omitempty"`
-	ArgStart      uint64                 `protobuf:"varint,9,opt,name=arg_start,json=argStart,proto3" json:"arg_start,omitempty"`
-	ArgEnd        uint64                 `protobuf:"varint,10,opt,name=arg_end,json=argEnd,proto3" json:"arg_end,omitempty"`
-	EnvStart      uint64                 `protobuf:"varint,11,opt,name=env_start,json=envStart,proto3" json:"env_start,omitempty"`
-	EnvEnd        uint64                 `protobuf:"varint,12,opt,name=env_end,json=envEnd,proto3" json:"env_end,omitempty"`
-	Auxv          []byte                 `protobuf:"bytes,13,opt,name=auxv,proto3" json:"auxv,omitempty"`
-	Exe           *FileRef               `protobuf:"bytes,14,opt,name=exe,proto3" json:"exe,omitempty"`
-	Vmas          []*Vma                 `protobuf:"bytes,15,rep,name=vmas,proto3" json:"vmas,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Pid        int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	StartCode  uint64                 `protobuf:"varint,2,opt,name=start_code,json=startCode,proto3" json:"start_code,omitempty"`
+	EndCode    uint64                 `protobuf:"varint,3,opt,name=end_code,json=endCode,proto3" json:"end_code,omitempty"`
+	StartData  uint64                 `protobuf:"varint,4,opt,name=start_data,json=startData,proto3" json:"start_data,omitempty"`
+	EndData    uint64                 `protobuf:"varint,5,opt,name=end_data,json=endData,proto3" json:"end_data,omitempty"`
+	StartBrk   uint64                 `protobuf:"varint,6,opt,name=start_brk,json=startBrk,proto3" json:"start_brk,omitempty"`
+	Brk        uint64                 `protobuf:"varint,7,opt,name=brk,proto3" json:"brk,omitempty"`
+	StartStack uint64                 `protobuf:"varint,8,opt,name=start_stack,json=startStack,proto3" json:"start_stack,omitempty"`
+	ArgStart   uint64                 `protobuf:"varint,9,opt,name=arg_start,json=argStart,proto3" json:"arg_start,omitempty"`
+	ArgEnd     uint64                 `protobuf:"varint,10,opt,name=arg_end,json=argEnd,proto3" json:"arg_end,omitempty"`
+	EnvStart   uint64                 `protobuf:"varint,11,opt,name=env_start,json=envStart,proto3" json:"env_start,omitempty"`
+	EnvEnd     uint64                 `protobuf:"varint,12,opt,name=env_end,json=envEnd,proto3" json:"env_end,omitempty"`
+	Auxv       []byte                 `protobuf:"bytes,13,opt,name=auxv,proto3" json:"auxv,omitempty"`
+	Exe        *FileRef               `protobuf:"bytes,14,opt,name=exe,proto3" json:"exe,omitempty"`
+	Vmas       []*Vma                 `protobuf:"bytes,15,rep,name=vmas,proto3" json:"vmas,omitempty"`
+	// Every mapped file whose contents this dump saved (gocr dump --save,
+	// and files deleted or replaced since they were mapped), once each.
+	SavedFiles []*SavedFile `protobuf:"bytes,55,rep,name=saved_files,json=savedFiles,proto3" json:"saved_files,omitempty"`
+	// The SavedFile that is the executable (its id), or 0: a restore that
+	// maps the saved copy points /proc/PID/exe at it too.
+	ExeSavedFile  uint64 `protobuf:"varint,56,opt,name=exe_saved_file,json=exeSavedFile,proto3" json:"exe_saved_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1887,6 +1904,120 @@ func (x *Mm) GetVmas() []*Vma {
 	return nil
 }
 
+func (x *Mm) GetSavedFiles() []*SavedFile {
+	if x != nil {
+		return x.SavedFiles
+	}
+	return nil
+}
+
+func (x *Mm) GetExeSavedFile() uint64 {
+	if x != nil {
+		return x.ExeSavedFile
+	}
+	return 0
+}
+
+// SavedFile is a mapped file whose contents the dump saved in file-ID.img
+// (the page image format, data at the file's own offsets), so that a
+// restore maps that copy where the file at its path is missing or is not
+// the same file any more (restorer/savedfiles.go).
+type SavedFile struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`                          // names file-ID.img; one id per file in the dump
+	File    *FileRef               `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`                       // its path as mapped, and dev, ino, size, mtime at the dump
+	CtimeNs int64                  `protobuf:"varint,3,opt,name=ctime_ns,json=ctimeNs,proto3" json:"ctime_ns,omitempty"` // st_ctim: with dev and ino, the very same file unchanged
+	Mode    uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`                      // st_mode, given to the copy (exec permission matters)
+	Sha256  []byte                 `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`                   // of its size bytes, holes read as zeros
+	// At the dump its path no longer led to it (deleted, replaced by
+	// another file, or a memfd): a restore always maps the saved copy.
+	Detached bool `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	// F_GET_SEALS of a memfd or other shmem file (man 2 fcntl), added to
+	// the copy; 0 for files of other file systems.
+	Seals         uint32 `protobuf:"varint,7,opt,name=seals,proto3" json:"seals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SavedFile) Reset() {
+	*x = SavedFile{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SavedFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SavedFile) ProtoMessage() {}
+
+func (x *SavedFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
+func (*SavedFile) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SavedFile) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SavedFile) GetFile() *FileRef {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *SavedFile) GetCtimeNs() int64 {
+	if x != nil {
+		return x.CtimeNs
+	}
+	return 0
+}
+
+func (x *SavedFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *SavedFile) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *SavedFile) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *SavedFile) GetSeals() uint32 {
+	if x != nil {
+		return x.Seals
+	}
+	return 0
+}
+
 type Vma struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Start       uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -1902,14 +2033,17 @@ type Vma struct {
 	// every process that shares it (MAP_SHARED|MAP_ANONYMOUS across fork).
 	ShmemId uint64 `protobuf:"varint,10,opt,name=shmem_id,json=shmemId,proto3" json:"shmem_id,omitempty"`
 	// For file kinds backed by a memfd: its inode (Files.memfds), no file.
-	MemfdId       uint64 `protobuf:"varint,11,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"`
+	MemfdId uint64 `protobuf:"varint,11,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"`
+	// For file kinds whose contents were saved: the SavedFile's id
+	// (Mm.saved_files); 0 if not saved.
+	SavedFile     uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2055,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2068,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2014,6 +2148,13 @@ func (x *Vma) GetMemfdId() uint64 {
 	return 0
 }
 
+func (x *Vma) GetSavedFile() uint64 {
+	if x != nil {
+		return x.SavedFile
+	}
+	return 0
+}
+
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
@@ -2033,7 +2174,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2186,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2199,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2125,7 +2266,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2278,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2291,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2204,7 +2345,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2357,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2370,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2293,7 +2434,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2446,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2459,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2563,7 +2704,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2716,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2729,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2641,7 +2782,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2794,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2807,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2693,7 +2834,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2846,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2859,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2735,7 +2876,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2888,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2901,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -2802,7 +2943,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2955,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2968,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -2848,7 +2989,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3001,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3014,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -2901,7 +3042,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3054,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3067,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -2949,7 +3090,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3102,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3115,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3008,7 +3149,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3161,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3174,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3057,7 +3198,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3210,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3223,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3124,7 +3265,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3277,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3290,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3174,7 +3315,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3186,7 +3327,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3199,7 +3340,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3261,7 +3402,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3414,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3427,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -3392,7 +3533,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3545,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3558,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3445,7 +3586,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3598,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3611,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3498,7 +3639,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x87\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xac\x02\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -3507,7 +3648,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\x97\x05\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
+	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\x97\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -3650,7 +3792,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"abiPointer\x12\x19\n" +
 	"\babi_size\x18\x02 \x01(\rR\aabiSize\x12\x14\n" +
 	"\x05flags\x18\x03 \x01(\rR\x05flags\x12\x1c\n" +
-	"\tsignature\x18\x04 \x01(\rR\tsignature\"\xa0\x03\n" +
+	"\tsignature\x18\x04 \x01(\rR\tsignature\"\xfb\x03\n" +
 	"\x02Mm\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\n" +
@@ -3670,7 +3812,18 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aenv_end\x18\f \x01(\x04R\x06envEnd\x12\x12\n" +
 	"\x04auxv\x18\r \x01(\fR\x04auxv\x12\"\n" +
 	"\x03exe\x18\x0e \x01(\v2\x10.gocr.v1.FileRefR\x03exe\x12 \n" +
-	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\"\xab\x02\n" +
+	"\x04vmas\x18\x0f \x03(\v2\f.gocr.v1.VmaR\x04vmas\x123\n" +
+	"\vsaved_files\x187 \x03(\v2\x12.gocr.v1.SavedFileR\n" +
+	"savedFiles\x12$\n" +
+	"\x0eexe_saved_file\x188 \x01(\x04R\fexeSavedFile\"\xba\x01\n" +
+	"\tSavedFile\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
+	"\x04file\x18\x02 \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x19\n" +
+	"\bctime_ns\x18\x03 \x01(\x03R\actimeNs\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xca\x02\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -3683,7 +3836,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fdumped_pages\x18\t \x01(\x04R\vdumpedPages\x12\x19\n" +
 	"\bshmem_id\x18\n" +
 	" \x01(\x04R\ashmemId\x12\x19\n" +
-	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\"\x8d\x01\n" +
+	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\x12\x1d\n" +
+	"\n" +
+	"saved_file\x183 \x01(\x04R\tsavedFile\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3834,7 +3989,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),             // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),       // 1: gocr.v1.FileLock.Type
@@ -3855,26 +4010,27 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*SigAltStack)(nil),      // 16: gocr.v1.SigAltStack
 	(*Rseq)(nil),             // 17: gocr.v1.Rseq
 	(*Mm)(nil),               // 18: gocr.v1.Mm
-	(*Vma)(nil),              // 19: gocr.v1.Vma
-	(*Memfd)(nil),            // 20: gocr.v1.Memfd
-	(*FileRef)(nil),          // 21: gocr.v1.FileRef
-	(*PageRange)(nil),        // 22: gocr.v1.PageRange
-	(*Fd)(nil),               // 23: gocr.v1.Fd
-	(*FileLock)(nil),         // 24: gocr.v1.FileLock
-	(*PathFd)(nil),           // 25: gocr.v1.PathFd
-	(*InheritFd)(nil),        // 26: gocr.v1.InheritFd
-	(*PipeFd)(nil),           // 27: gocr.v1.PipeFd
-	(*MemfdFd)(nil),          // 28: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),        // 29: gocr.v1.EventfdFd
-	(*EpollFd)(nil),          // 30: gocr.v1.EpollFd
-	(*EpollWatch)(nil),       // 31: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),       // 32: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),        // 33: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),        // 34: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),     // 35: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),     // 36: gocr.v1.UnixSocketFd
-	(*UnixSocketQueues)(nil), // 37: gocr.v1.UnixSocketQueues
-	(*Files)(nil),            // 38: gocr.v1.Files
+	(*SavedFile)(nil),        // 19: gocr.v1.SavedFile
+	(*Vma)(nil),              // 20: gocr.v1.Vma
+	(*Memfd)(nil),            // 21: gocr.v1.Memfd
+	(*FileRef)(nil),          // 22: gocr.v1.FileRef
+	(*PageRange)(nil),        // 23: gocr.v1.PageRange
+	(*Fd)(nil),               // 24: gocr.v1.Fd
+	(*FileLock)(nil),         // 25: gocr.v1.FileLock
+	(*PathFd)(nil),           // 26: gocr.v1.PathFd
+	(*InheritFd)(nil),        // 27: gocr.v1.InheritFd
+	(*PipeFd)(nil),           // 28: gocr.v1.PipeFd
+	(*MemfdFd)(nil),          // 29: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),        // 30: gocr.v1.EventfdFd
+	(*EpollFd)(nil),          // 31: gocr.v1.EpollFd
+	(*EpollWatch)(nil),       // 32: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),       // 33: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),        // 34: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),        // 35: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),     // 36: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),     // 37: gocr.v1.UnixSocketFd
+	(*UnixSocketQueues)(nil), // 38: gocr.v1.UnixSocketQueues
+	(*Files)(nil),            // 39: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
 	8,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -3890,35 +4046,37 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	16, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
 	17, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
 	14, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	21, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	19, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	0,  // 15: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	21, // 16: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	21, // 17: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	24, // 18: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	25, // 19: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	26, // 20: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	27, // 21: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	28, // 22: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	29, // 23: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	30, // 24: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	32, // 25: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	33, // 26: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	34, // 27: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	36, // 28: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	1,  // 29: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 30: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	31, // 31: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	35, // 32: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 33: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	37, // 34: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	23, // 35: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	20, // 36: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	22, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	20, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	19, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	22, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	22, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	22, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	25, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	26, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	27, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	28, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	29, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	30, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	31, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	33, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	34, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	35, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	37, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	1,  // 31: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 32: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	32, // 33: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	36, // 34: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 35: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	38, // 36: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	24, // 37: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	21, // 38: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -3926,7 +4084,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[19].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -3944,7 +4102,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

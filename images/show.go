@@ -19,12 +19,13 @@ import (
 	"github.com/gocr/gocr/contextfile"
 )
 
-// perPidImage matches the names of per-process images.
+// perPidImage matches the names of per-process images (and of the memfd
+// and saved file images, numbered by their own ids).
 // The optional .S after the pid is a page stream (pages-PID.S.img).
-var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd)-([0-9]+)(?:\.([0-9]+))?\.img$`)
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd|file)-([0-9]+)(?:\.([0-9]+))?\.img$`)
 
 // showOrder sorts per-process kinds the way a restore reads them.
-var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5}
+var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5, "file": 6}
 
 // jsonOptions prints field names as the schema spells them, and zero values
 // too: in a register dump a zero is information, not noise.
@@ -139,7 +140,7 @@ func showContext(path string, w io.Writer, opts OpenOptions) error {
 // inventory and the images it names can be read: each process's task
 // image and, unless it is a zombie, its mm, files, page map and page
 // images (one per stream its page map names), and every memfd image its
-// files image names.
+// files image names and every saved file image its mm image names.
 func neededImages(d *Dir) []string {
 	inv, err := d.readInventory()
 	if err != nil {
@@ -163,6 +164,11 @@ func neededImages(d *Dir) []string {
 		if files, err := d.ReadFiles(pid); err == nil {
 			for _, m := range files.GetMemfds() {
 				names = append(names, memfdName(m.GetId()))
+			}
+		}
+		if mm, err := d.ReadMm(pid); err == nil {
+			for _, sf := range mm.GetSavedFiles() {
+				names = append(names, savedFileName(sf.GetId()))
 			}
 		}
 	}
@@ -260,8 +266,12 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 		return pagemapJSON(d, pid)
 	case "pages":
 		return pagesJSON(d, pid, stream)
-	case "memfd":
-		f, size, err := d.OpenMemfd(uint64(pid))
+	case "memfd", "file":
+		open := d.OpenMemfd
+		if m[1] == "file" {
+			open = d.OpenSavedFile
+		}
+		f, size, err := open(uint64(pid))
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,8 @@ const (
 	rstProcSetpgid  = 2
 	rstProcJoinPgid = 4
 
+	rstTreePidns = 1
+
 	rstMagic   = 0x31545352524f4347
 	rstVersion = 4
 
@@ -82,6 +84,7 @@ const (
 	rstStepPosixTimers = 20
 	rstStepPidfd       = 21
 	rstStepSched       = 22
+	rstStepPidns       = 23
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -109,6 +112,7 @@ var rstSteps = map[uint32]string{
 	rstStepPosixTimers: "recreate POSIX timers (timer_create with their IDs)",
 	rstStepPidfd:       "hand gocr the new process's pidfd",
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
+	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -168,6 +172,8 @@ type rstTree struct {
 	ProcsOff  uint32 `c:"procs_off"`
 	Created   uint32 `c:"created"`
 	PidfdSock int32  `c:"pidfd_sock"`
+	Flags     uint32 `c:"flags"`
+	Pad0      uint32
 }
 
 type rstProc struct {

@@ -113,6 +113,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_POSIX_TIMERS": rstStepPosixTimers,
 	"RST_STEP_PIDFD":        rstStepPidfd,
 	"RST_STEP_SCHED":        rstStepSched,
+	"RST_STEP_PIDNS":        rstStepPidns,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
@@ -140,6 +141,7 @@ var abiDefines = map[string]uint64{
 	"RST_PROC_SETSID":    rstProcSetsid,
 	"RST_PROC_SETPGID":   rstProcSetpgid,
 	"RST_PROC_JOIN_PGID": rstProcJoinPgid,
+	"RST_TREE_PIDNS":     rstTreePidns,
 
 	"RST_RESTORER_STACK": restorerStack,
 	"RST_PARK_SIZE":      parkSize,

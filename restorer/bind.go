@@ -12,8 +12,9 @@ import (
 )
 
 // openSources opens, in gocr, every open file description the processes
-// had (package files, once per description) and every shared anonymous
-// memory object their mappings name, as sources for the restorer.
+// had (package files, once per description), every shared anonymous
+// memory object their mappings name and the copies of saved files that
+// replace missing or changed ones, as sources for the restorer.
 func openSources(procs []*proc, src *files.Sources) (map[uint64]int32, error) {
 	var tables []*gocrpb.Files
 	for _, pr := range procs {
@@ -32,6 +33,9 @@ func openSources(procs []*proc, src *files.Sources) (map[uint64]int32, error) {
 		if err := openShmem(pr.mm, src, shmem); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
+	}
+	if err := applySavedFiles(procs, src); err != nil {
+		return nil, err
 	}
 	return shmem, nil
 }
@@ -115,6 +119,10 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
 			}
 			p.vmas[i].MapFd = m
+		case v.SavedFile != 0:
+			if n, ok := p.saved[v.SavedFile]; ok {
+				p.vmas[i].MapFd = n // a copy of the saved contents
+			}
 		}
 	}
 	p.args.MaxFd = uint32(maxFd)

@@ -124,7 +124,8 @@ func cpuListMask(list string) ([]byte, error) {
 }
 
 // checkFiles: every mapped file must still be there and unchanged, or the
-// restored code and data would silently differ.
+// restored code and data would silently differ. Files whose contents the
+// dump saved are checked in savedfiles.go instead.
 func checkFiles(mm *gocrpb.Mm) error {
 	seen := map[string]bool{}
 	check := func(ref *gocrpb.FileRef, what string) error {
@@ -141,10 +142,15 @@ func checkFiles(mm *gocrpb.Mm) error {
 		}
 		return nil
 	}
-	if err := check(mm.Exe, "executable"); err != nil {
-		return err
+	if mm.ExeSavedFile == 0 {
+		if err := check(mm.Exe, "executable"); err != nil {
+			return err
+		}
 	}
 	for _, v := range mm.Vmas {
+		if v.SavedFile != 0 {
+			continue
+		}
 		if err := check(v.File, "mapped file"); err != nil {
 			return err
 		}
@@ -224,8 +230,22 @@ func waitPidFree(ctx context.Context, pid int) error {
 			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
 				holder = s.Tgid
 			}
-			return classed(Temporary, fmt.Errorf("pid %d is in use by %s (pid %d, %s): stop it before restoring", pid, strings.Trim(name, "()"), holder, state))
+			return classed(Temporary, &pidTakenError{pid: pid, holder: holder, name: strings.Trim(name, "()"), state: state})
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pidTakenError: a PID the restore needs is held by another process.
+type pidTakenError struct {
+	pid, holder int
+	name, state string
+}
+
+func (e *pidTakenError) what() string {
+	return fmt.Sprintf("pid %d is in use by %s (pid %d, %s)", e.pid, e.name, e.holder, e.state)
+}
+
+func (e *pidTakenError) Error() string {
+	return e.what() + ": stop it before restoring, or restore with --pidns=auto"
 }

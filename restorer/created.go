@@ -31,6 +31,9 @@ type created struct {
 	sock   *os.File // gocr's end; the restorer gets the other
 	pidfds []int    // by process table index; -1 until handed over
 	killed []bool
+	// reaper is the table index the reaper of a new PID namespace is
+	// handed over as (one past the processes), or -1 without one.
+	reaper int
 }
 
 // newCreated makes the socket for a table of n processes and returns the
@@ -41,11 +44,19 @@ func newCreated(n int) (*created, *os.File, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("pidfd socket: %w", err)
 	}
-	c := &created{sock: os.NewFile(uintptr(fds[0]), "gocr-pidfds"), pidfds: make([]int, n), killed: make([]bool, n)}
+	c := &created{sock: os.NewFile(uintptr(fds[0]), "gocr-pidfds"), pidfds: make([]int, n), killed: make([]bool, n), reaper: -1}
 	for i := range c.pidfds {
 		c.pidfds[i] = -1
 	}
 	return c, os.NewFile(uintptr(fds[1]), "gocr-pidfds-restorer"), nil
+}
+
+// withReaper makes room for the reaper of a new PID namespace, which the
+// restorer hands over after the processes (restorer/c/abi.h rst_tree).
+func (c *created) withReaper() {
+	c.reaper = len(c.pidfds)
+	c.pidfds = append(c.pidfds, -1)
+	c.killed = append(c.killed, false)
 }
 
 // receive takes every pidfd handed over so far, without waiting. A message
@@ -150,7 +161,14 @@ func (c *created) killAll(root int) {
 			}
 		}
 	}
-	if c.pidfds[0] >= 0 {
+	if c.reaper >= 0 {
+		// gocr's child is the reaper; killing it kills its whole
+		// namespace, which it reaps before it is gone (man 7
+		// pid_namespaces).
+		if pid := c.hostPid(c.reaper); pid > 0 {
+			reapChild(pid, deadline)
+		}
+	} else if c.pidfds[0] >= 0 {
 		reapChild(root, deadline)
 	}
 	for i := range c.pidfds {

@@ -17,7 +17,9 @@ import (
 // them all; a process dumped stopped (job control) is released into a
 // stop by the same signal. All threads of a process are stopped before
 // the restorer's code, which they are parked in, goes.
-func finish(ctx context.Context, procs []*proc, shared []byte) error {
+// host gives the TID gocr sees each dumped TID by (another one in a new
+// PID namespace).
+func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) int) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
 	// On failure the caller kills the processes, which ends the tracing.
@@ -25,9 +27,9 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 		if pr.plan == nil {
 			continue
 		}
-		pid := int(pr.task.Pid)
+		pid := host(pr.task.Pid)
 		for _, th := range pr.task.Threads {
-			tid := int(th.Tid)
+			tid := host(th.Tid)
 			if err := t.Seize(tid); err != nil {
 				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
 			}
@@ -69,7 +71,7 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 			}
 		}
 		for _, th := range pr.task.Threads {
-			tid := int(th.Tid)
+			tid := host(th.Tid)
 			regs := ptrace.RegsFromProto(th.Regs)
 			restartSyscall(&regs)
 			if err := t.SetRegs(tid, &regs); err != nil {
@@ -90,7 +92,7 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 			continue
 		}
 		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
-			tid := int(pr.task.Threads[j].Tid)
+			tid := host(pr.task.Threads[j].Tid)
 			if err := t.Detach(tid, 0); err != nil {
 				return fmt.Errorf("release pid %d thread %d: %w", pr.task.Pid, tid, err)
 			}

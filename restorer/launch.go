@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	procfs "github.com/gocr/gocr/proc"
@@ -66,6 +67,7 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	cmd.Args = []string{"gocr-restorer"}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = append([]*os.File{planFile}, src.Files()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: restorerAmbientCaps()}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
 	}
@@ -79,6 +81,9 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	}
 	if helperErr != nil {
 		return nil, fmt.Errorf("restore pid %d: restorer failed before creating the process: %v", root, helperErr)
+	}
+	if c.reaper >= 0 && c.pidfds[c.reaper] < 0 {
+		return nil, fmt.Errorf("restore pid %d: the restorer did not hand over the PID namespace's init", root)
 	}
 
 	// Wait until every live process has rebuilt itself, or one fails or
@@ -104,7 +109,11 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 			}
 			pending++
 			sharedword.Wait(shared, off+offState, rstStateRunning, 20*time.Millisecond)
-			if dead, why := c.died(i, int(pr.task.Pid)); dead {
+			pid := int(pr.task.Pid)
+			if c.reaper >= 0 {
+				pid = c.hostPid(i)
+			}
+			if dead, why := c.died(i, pid); dead {
 				if err := planFailure(shared, procs); err != nil {
 					return nil, err
 				}
@@ -120,24 +129,44 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if err := stopped(ctx); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	if err := finish(ctx, procs, shared); err != nil {
+	// Threads are found by the TIDs gocr sees them by: in a new PID
+	// namespace, not the dumped ones.
+	host := func(tid int32) int { return int(tid) }
+	if c.reaper >= 0 {
+		tids, err := hostTids(c, procs)
+		if err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", root, err)
+		}
+		host = func(tid int32) int { return tids[tid] }
+	}
+	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	res = &Result{Pid: root}
+	if c.reaper >= 0 {
+		res.ReaperPid = c.hostPid(c.reaper)
+	}
 	if opts.Released != nil {
 		opts.Released()
 	}
 	if opts.Detach {
 		return res, nil
 	}
+	// gocr's child is the root, or the reaper, which exits with the
+	// root's status as gocr reports it (restorer/c/restorer.c
+	// reaper_main).
+	child := root
+	if c.reaper >= 0 {
+		child = res.ReaperPid
+	}
 	var ws unix.WaitStatus
 	for {
-		_, err := unix.Wait4(root, &ws, 0, nil)
+		_, err := unix.Wait4(child, &ws, 0, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("wait for pid %d: %w", root, err)
+			return nil, fmt.Errorf("wait for pid %d: %w", child, err)
 		}
 		break
 	}
@@ -156,7 +185,13 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 // zombies, read from /proc only while the pidfd says the PID is still
 // theirs.
 func (c *created) died(idx, pid int) (bool, string) {
-	if idx == 0 {
+	if c.reaper >= 0 {
+		// Its processes end with the reaper, and it with the root.
+		if dead, why := c.reaperEnded(); dead {
+			return true, why
+		}
+	}
+	if idx == 0 && c.reaper < 0 {
 		var ws unix.WaitStatus
 		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == pid {
 			return true, describeStatus(ws)

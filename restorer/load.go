@@ -12,10 +12,11 @@ import (
 )
 
 // load reads every image of the dump, in the inventory's order (parents
-// first), builds each process's plan and checks that this machine can run
-// it, before anything is created. The returned sources hold the page
-// images already; the caller closes them.
-func load(dir *images.Dir, stdio [3]*os.File) (_ []*proc, _ *files.Sources, err error) {
+// first), relocates the paths it names (reloc), builds each process's
+// plan and checks that this machine can run it, before anything is
+// created. The returned sources hold the page images already; the caller
+// closes them.
+func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *files.Sources, err error) {
 	inv := dir.Inventory()
 	if len(inv.Pids) == 0 || inv.Pids[0] != inv.RootPid {
 		return nil, nil, fmt.Errorf("%s: the inventory must list the root process %d first", dir.Path, inv.RootPid)
@@ -29,7 +30,7 @@ func load(dir *images.Dir, stdio [3]*os.File) (_ []*proc, _ *files.Sources, err 
 	var procs []*proc
 	byPid := map[int32]*proc{}
 	for i, pid := range inv.Pids {
-		pr, err := loadProc(dir, inv, int(pid), src)
+		pr, err := loadProc(dir, inv, int(pid), src, reloc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -50,7 +51,7 @@ func load(dir *images.Dir, stdio [3]*os.File) (_ []*proc, _ *files.Sources, err 
 
 // loadProc reads one process's images, opens its page images as sources
 // and builds its plan; a zombie has only its task image.
-func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Sources) (*proc, error) {
+func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Sources, reloc relocations) (*proc, error) {
 	task, err := dir.ReadTask(pid)
 	if err != nil {
 		return nil, err
@@ -68,6 +69,7 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 	if pr.ranges, err = dir.ReadPagemap(pid); err != nil {
 		return nil, err
 	}
+	reloc.apply(task, pr.mm, pr.files)
 	nstreams := 1
 	for _, r := range pr.ranges {
 		nstreams = max(nstreams, int(r.Stream)+1)

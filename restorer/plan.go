@@ -38,7 +38,8 @@ type plan struct {
 	auxv    []byte
 	strtab  bytes.Buffer
 	strOff  map[string]uint32
-	offset  uint32 // where the plan sits in the restore mapping
+	offset  uint32           // where the plan sits in the restore mapping
+	saved   map[uint64]int32 // saved file id: the source of its copy (savedfiles.go)
 }
 
 func (p *plan) str(s string) uint32 {
@@ -136,7 +137,11 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 			rv.MapProt |= unix.PROT_WRITE
 		case hasPages[i]:
 			rv.MapProt |= unix.PROT_WRITE
-			rv.MmapFlags |= unix.MAP_NORESERVE
+			// A shared mapping is never accounted, and MAP_NORESERVE
+			// would show on it as "nr" (mm/mmap.c accountable_mapping).
+			if rv.Kind != rstVmaAnonShared {
+				rv.MmapFlags |= unix.MAP_NORESERVE
+			}
 		}
 	}
 

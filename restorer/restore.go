@@ -42,13 +42,28 @@ type Options struct {
 	// running gocr (or root) could have written, which are refused
 	// otherwise (images.OpenOptions).
 	TrustImages bool
+	// PidNamespace is where the processes get their PIDs: "never" (or
+	// ""), gocr's PID namespace, failing if a PID is taken; "always", a
+	// new PID namespace of their own (pidns.go); "auto", gocr's when
+	// every PID is free, else a new one.
+	PidNamespace string
+	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
+	// under OLD are looked up under NEW (relocate.go).
+	Relocate []string
+	// Restarted, if set, is called with the PIDs of the restored
+	// processes once they all run, before Released (the callbacks
+	// package tells those that registered checkpoint callbacks).
+	Restarted func(pids []int)
 }
 
 // Result is how a restore ended.
 type Result struct {
 	Pid        int
 	ExitStatus int // when not detached: the restored process's exit status (128+signal if killed)
-	Signal     int // when not detached and the process was killed: the signal
+	// ReaperPid, for a restore in a new PID namespace: the PID, in
+	// gocr's namespace, of that namespace's init, the reaper.
+	ReaperPid int
+	Signal    int // when not detached and the process was killed: the signal
 }
 
 // proc is one process to restore.
@@ -70,17 +85,30 @@ type proc struct {
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := checkPidnsMode(opts.PidNamespace); err != nil {
+		return nil, err
+	}
+	if err := checkUserRestore(opts); err != nil {
+		return nil, err
+	}
+	reloc, err := parseRelocations(opts.Relocate)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
 	// Every image is read and checked before anything is created.
-	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr})
+	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
+	if err := checkUserImages(procs); err != nil {
+		return nil, err
+	}
 	root := procs[0].task.Pid
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)
@@ -97,12 +125,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	shmem, err := openSources(procs, src)
 	if err != nil {
 		return nil, environmentFailure(err)
-	}
-	// The root's parent-death signal named a parent outside the dump; its
-	// parent now is gocr, which exits at once with -d and would kill it.
-	// It is kept only while gocr stays to wait for the root.
-	if opts.Detach {
-		procs[0].plan.args.PdeathSig = 0
 	}
 	// The lifeline: every restored process holds its read end until gocr
 	// takes over; if gocr dies first they see EOF and end themselves
@@ -130,8 +152,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
 	}
-	if err := claimPids(ctx, procs); err != nil {
+	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
+	if err != nil {
 		return nil, err
+	}
+	if pidns {
+		if err := checkProcPaths(procs); err != nil {
+			return nil, err
+		}
+		t.flags |= rstTreePidns
+		c.withReaper()
+	} else if opts.Detach {
+		// The root's parent-death signal named a parent outside the
+		// dump; its parent now is gocr, which exits at once with -d
+		// and would kill it. It is kept only while gocr stays to wait
+		// for the root, or in a new namespace, where its parent is the
+		// reaper, which lives as long as the root.
+		procs[0].plan.args.PdeathSig = 0
 	}
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {
@@ -141,6 +178,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if opts.Restarted != nil {
+		var pids []int
+		for _, pr := range procs {
+			if pr.plan != nil { // not a zombie
+				pids = append(pids, int(pr.task.Pid))
+			}
+		}
+		released := opts.Released
+		opts.Released = func() {
+			opts.Restarted(pids)
+			if released != nil {
+				released()
+			}
+		}
 	}
 	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
 }

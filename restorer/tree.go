@@ -20,6 +20,7 @@ type tree struct {
 	// pidfdSock is the source the restorer hands every new process's
 	// pidfd to gocr through (created).
 	pidfdSock int32
+	flags     uint32 // rstTree*
 }
 
 // buildTree orders the processes (parents first, as the inventory lists
@@ -92,7 +93,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 	var head bytes.Buffer
 	binary.Write(&head, binary.LittleEndian, rstTree{
 		Magic: rstTreeMagic, Version: rstVersion, Size: uint32(total),
-		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff), PidfdSock: t.pidfdSock,
+		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff), PidfdSock: t.pidfdSock, Flags: t.flags,
 	})
 	binary.Write(&head, binary.LittleEndian, t.procs)
 	copy(out, head.Bytes())

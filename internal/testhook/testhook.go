@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Env is the environment variable the hooks are read from, once, at start.
@@ -39,7 +41,41 @@ const (
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true}
 
-var hooks = parse(os.Getenv(Env))
+var hooks = parse(setting(os.Getenv(Env), secure()))
+
+// setting is the hooks' setting gocr obeys: none when it runs in secure
+// mode, where whoever started it is not trusted with its privilege (a
+// hook that holds gocr at a step, or picks the TIDs a restore claims,
+// is for tests run by root, not for a user gocr's file capabilities
+// serve). A setting ignored is said so on stderr.
+func setting(env string, secure bool) string {
+	if secure && env != "" {
+		fmt.Fprintf(os.Stderr, "gocr: %s ignored: gocr runs with privileges its user does not have (AT_SECURE)\n", Env)
+		return ""
+	}
+	return env
+}
+
+// atSecure is AT_SECURE (include/uapi/linux/auxvec.h): non-zero in the
+// auxiliary vector when the kernel ran gocr in secure mode, as it does
+// for a file with capabilities a non-root user runs, or a set-id one
+// (man 3 getauxval, security/commoncap.c cap_bprm_creds_from_file).
+const atSecure = 23
+
+// secure tells whether gocr runs in secure mode; an auxiliary vector
+// that cannot be read counts as secure.
+func secure() bool {
+	auxv, err := unix.Auxv()
+	if err != nil {
+		return true
+	}
+	for _, kv := range auxv {
+		if kv[0] == atSecure {
+			return kv[1] != 0
+		}
+	}
+	return false
+}
 
 // parse reads "name=value,name=value". A name gocr does not know is
 // reported on stderr and ignored: a typo in a test must not pass unseen,

@@ -19,3 +19,19 @@ func TestSetting(t *testing.T) {
 		t.Errorf("Setting = %q, want %q", got, want)
 	}
 }
+
+func TestSecureModeIgnoresSetting(t *testing.T) {
+	if got := setting("pause-after-infect=5s", true); got != "" {
+		t.Errorf("setting in secure mode = %q, want none", got)
+	}
+	if got := setting("pause-after-infect=5s", false); got != "pause-after-infect=5s" {
+		t.Errorf("setting = %q, want it as given", got)
+	}
+}
+
+// The test binary is not run in secure mode: nothing gave it privilege.
+func TestNotSecure(t *testing.T) {
+	if secure() {
+		t.Error("secure() = true for a test binary run without set-id bits or file capabilities")
+	}
+}

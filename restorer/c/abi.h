@@ -49,6 +49,7 @@
 #define RST_STEP_POSIX_TIMERS 20
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
+#define RST_STEP_PIDNS 23
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -285,6 +286,9 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 #define RST_PROC_SETPGID 2     /* setpgid(0, 0): it leads its group */
 #define RST_PROC_JOIN_PGID 4   /* setpgid(0, pgid) once every process exists */
 
+/* rst_tree.flags */
+#define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */
+
 struct rst_tree {
 	u64 magic;
 	u32 version;
@@ -296,6 +300,10 @@ struct rst_tree {
 	 * process as soon as it is created: gocr kills only what it has a
 	 * pidfd for (restorer.c send_pidfd). */
 	s32 pidfd_sock;
+	/* RST_TREE_*. With RST_TREE_PIDNS, the reaper's pidfd is handed
+	 * over as table index nr_procs, after which the table has none. */
+	u32 flags;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_tree, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_tree, version, 8);
@@ -304,7 +312,8 @@ BUILD_BUG_ON_OFFSET(struct rst_tree, nr_procs, 16);
 BUILD_BUG_ON_OFFSET(struct rst_tree, procs_off, 20);
 BUILD_BUG_ON_OFFSET(struct rst_tree, created, 24);
 BUILD_BUG_ON_OFFSET(struct rst_tree, pidfd_sock, 28);
-_Static_assert(sizeof(struct rst_tree) == 32, "rst_tree size");
+BUILD_BUG_ON_OFFSET(struct rst_tree, flags, 32);
+_Static_assert(sizeof(struct rst_tree) == 40, "rst_tree size");
 
 struct rst_proc {
 	s32 pid;

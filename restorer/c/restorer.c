@@ -375,9 +375,35 @@ static void capset3(struct rst_args *a, u32 index, u64 eff, u64 prm, u64 inh)
 	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_capset, &h, d));
 }
 
+#define __NR_getgroups 115
+
+/* Whether the thread's supplementary groups are already the plan's, in
+ * the same order. setgroups wants CAP_SETGID even to set the list the
+ * thread has (kernel/groups.c may_setgroups), which a restore run by an
+ * ordinary user does not hold: it restores only that user's own groups,
+ * and so calls setgroups only when they differ (a list longer than this
+ * compares as different). */
+static int same_groups(struct rst_args *a)
+{
+	u32 cur[256];
+	long n = sys2(__NR_getgroups, 0, NULL);
+	if (n < 0 || (u64)n != a->nr_groups || n > 256)
+		return 0;
+	if (sys2(__NR_getgroups, n, cur) != n)
+		return 0;
+	u32 *want = (u32 *)((u8 *)a + a->groups_off);
+	for (long i = 0; i < n; i++)
+		if (cur[i] != want[i])
+			return 0;
+	return 1;
+}
+
 /* The thread's credentials, each set while it still has the privilege it
  * needs (security/commoncap.c; man 7 capabilities), starting as gocr's
- * root with every capability:
+ * root with every capability (for an ordinary user: the user's ids with
+ * CAP_CHECKPOINT_RESTORE alone, and an image holding only what the user
+ * has, restorer/creds.go, so that steps 1 and 6 drop it and no other
+ * step changes anything):
  *   1. the inheritable set, while the bounding set is whole (capset wants
  *      a new inheritable capability in the old bounding set);
  *   2. the bounding set (PR_CAPBSET_DROP wants CAP_SETPCAP);
@@ -414,7 +440,8 @@ static void restore_creds(struct rst_args *a, u32 index)
 	CHECK(a, RST_STEP_CREDS, index, secure);
 	if ((a->cap_prm || (u32)secure != a->securebits) && !(secure & SECBIT_NO_SETUID_FIXUP))
 		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_prctl, PR_SET_SECUREBITS, secure | SECBIT_NO_SETUID_FIXUP));
-	CHECK(a, RST_STEP_CREDS, index, sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
+	if (!same_groups(a))
+		CHECK(a, RST_STEP_CREDS, index, sys2(__NR_setgroups, a->nr_groups, (u8 *)a + a->groups_off));
 	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresgid, a->gids[0], a->gids[1], a->gids[2]));
 	CHECK(a, RST_STEP_CREDS, index, sys3(__NR_setresuid, a->uids[0], a->uids[1], a->uids[2]));
 
@@ -1178,6 +1205,141 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	restore_task(a, (u8 *)t, map_size);
 }
 
+/* The restore inside a new PID namespace (RST_TREE_PIDNS). Its first
+ * process, PID 1 there, is this reaper: it gives the namespace its own
+ * /proc, creates the root with its dumped PID, then only reaps, passes
+ * on signals sent to it from outside, and exits with the root's status
+ * once the root is gone. */
+#define __NR_wait4 61
+#define __NR_mount 165
+#define __NR_signalfd4 289
+/* include/uapi/linux/sched.h */
+#define CLONE_NEWNS 0x00020000UL
+#define CLONE_NEWPID 0x20000000UL
+/* include/uapi/linux/mount.h */
+#define MS_NOSUID 2
+#define MS_NODEV 4
+#define MS_NOEXEC 8
+#define MS_REC 16384
+#define MS_SLAVE (1 << 19)
+/* include/uapi/linux/wait.h */
+#define WNOHANG 1
+#define __WALL 0x40000000
+/* include/uapi/asm-generic/siginfo.h: codes of a signal a process sent */
+#define SI_USER 0
+#define SI_QUEUE (-1)
+#define SI_TKILL (-6)
+
+/* The head of struct signalfd_siginfo (include/uapi/linux/signalfd.h),
+ * 128 bytes in all. */
+struct sfd_siginfo {
+	u32 signo;
+	s32 err;
+	s32 code;
+	u32 pid;
+	u8 rest[112];
+};
+_Static_assert(sizeof(struct sfd_siginfo) == 128, "signalfd_siginfo size");
+
+static __attribute__((noreturn)) void reaper_main(struct rst_tree *t, u64 map_size)
+{
+	struct rst_args *a = plan_of(t, 0);
+	u64 all = ~0UL;
+	/* Every signal blocked: the kernel queues a blocked signal even for a
+	 * namespace's init, whose unhandled signals it otherwise drops
+	 * (kernel/signal.c sig_ignored, sig_task_ignored), so the signalfd
+	 * below sees each one. */
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	sys2(__NR_prctl, PR_SET_NAME, "gocr-pidns");
+	/* This mount namespace is a copy of gocr's (CLONE_NEWNS). Slave, so
+	 * that the /proc mounted here never propagates back to the host, while
+	 * mounts made there still reach the job (man 7 mount_namespaces,
+	 * "MS_SLAVE"); then a procfs of this PID namespace over /proc, so the
+	 * job sees its own PIDs there (man 7 pid_namespaces, "/proc and PID
+	 * namespaces"). */
+	CHECK(a, RST_STEP_PIDNS, 0, sys5(__NR_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL));
+	CHECK(a, RST_STEP_PIDNS, 1,
+	      sys5(__NR_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+
+	/* set_tid with one element names the PID in the innermost namespace
+	 * only, this one; the outer levels are allocated as usual (man 2
+	 * clone3, set_tid; kernel/pid.c alloc_pid). */
+	s32 root = procs_of(t)[0].pid;
+	s32 tid = root;
+	s32 pidfd = -1;
+	struct clone_args ca = {
+		.flags = CLONE_PIDFD,
+		.pidfd = (u64)&pidfd,
+		.exit_signal = SIGCHLD,
+		.set_tid = (u64)&tid,
+		.set_tid_size = 1,
+	};
+	long pid = sys2(__NR_clone3, &ca, sizeof(ca));
+	if (pid < 0)
+		fail(a, RST_STEP_CLONE, 0, pid);
+	if (pid == 0)
+		run_proc(t, 0, map_size);
+	announce_or_kill(t, a, 0, pidfd);
+
+	long sfd = sys4(__NR_signalfd4, -1, &all, 8, O_CLOEXEC);
+	if (sfd < 0) {
+		sys2(__NR_kill, root, SIGKILL);
+		fail(a, RST_STEP_PIDNS, 2, sfd);
+	}
+	/* Nothing of the restore stays with it: no fd (a pipe end held here
+	 * would keep the job's pipes open), not the plan. */
+	sys3(__NR_close_range, 0, sfd - 1, 0);
+	sys3(__NR_close_range, sfd + 1, ~0U, 0);
+	sys2(__NR_munmap, t, map_size);
+
+	for (;;) {
+		struct sfd_siginfo si;
+		if (sys3(__NR_read, sfd, &si, sizeof(si)) == sizeof(si) && si.signo != SIGCHLD && si.pid == 0 &&
+		    (si.code == SI_USER || si.code == SI_QUEUE || si.code == SI_TKILL))
+			/* Sent by a process outside the namespace (its PID here
+			 * is 0, man 2 signalfd): meant for the job. */
+			sys2(__NR_kill, root, si.signo);
+		for (;;) {
+			s32 status = 0;
+			long w = sys4(__NR_wait4, -1, &status, WNOHANG | __WALL, NULL);
+			if (w <= 0)
+				break;
+			if (w != root)
+				continue;
+			/* The root's status, as gocr reports one (128+signal
+			 * when killed); the kernel then kills what is left in
+			 * the namespace (man 7 pid_namespaces). */
+			u32 code = (status & 0x7f) ? 128 + (u32)(status & 0x7f) : ((u32)status >> 8) & 0xff;
+			for (;;)
+				sys1(__NR_exit_group, code);
+		}
+	}
+}
+
+/* Starts the reaper in a new PID and mount namespace, gocr's child
+ * (CLONE_PARENT) so that gocr waits for it, and hands gocr its pidfd as
+ * table index nr_procs. */
+static __attribute__((noreturn)) void start_reaper(struct rst_tree *t, u64 map_size)
+{
+	s32 pidfd = -1;
+	struct clone_args ca = {
+		.flags = CLONE_PARENT | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS,
+		.pidfd = (u64)&pidfd,
+	};
+	long pid = sys2(__NR_clone3, &ca, sizeof(ca));
+	if (pid < 0)
+		fail(plan_of(t, 0), RST_STEP_PIDNS, 3, pid);
+	if (pid == 0)
+		reaper_main(t, map_size);
+	long r = send_pidfd(t, t->nr_procs, pidfd);
+	if (r < 0) {
+		sys4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		fail(plan_of(t, 0), RST_STEP_PIDFD, 0, r);
+	}
+	for (;;)
+		sys1(__NR_exit_group, 0);
+}
+
 void restorer_main(u64 *sp)
 {
 	(void)sp;
@@ -1191,6 +1353,8 @@ void restorer_main(u64 *sp)
 	if (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size || t->nr_procs == 0)
 		sys1(__NR_exit_group, 102);
 	sys1(__NR_close, RST_PLAN_FD);
+	if (t->flags & RST_TREE_PIDNS)
+		start_reaper(t, (u64)size);
 
 	s32 tid = procs_of(t)[0].pid;
 	s32 pidfd = -1;

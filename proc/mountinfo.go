@@ -1,0 +1,55 @@
+//go:build linux
+
+package proc
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Mount is one line of /proc/PID/mountinfo (man 5 proc_pid_mountinfo),
+// without what differs between copies of one mount in two namespaces
+// (the mount IDs and the propagation fields).
+type Mount struct {
+	Dev        string // major:minor of the file system
+	Root       string // the directory of the file system mounted
+	MountPoint string
+	Options    string // per-mount options
+	FsType     string
+	Source     string
+}
+
+// ReadMounts reads the mounts of pid's mount namespace.
+func ReadMounts(pid int) ([]Mount, error) {
+	b, err := os.ReadFile(pidPath(pid, "mountinfo"))
+	if err != nil {
+		return nil, wrapErr(pid, "read mountinfo", err)
+	}
+	return ParseMounts(string(b))
+}
+
+// ParseMounts parses mountinfo text: six fields, optional fields up to a
+// lone "-", then the file system type, the source and the super block
+// options.
+func ParseMounts(s string) ([]Mount, error) {
+	var out []Mount
+	for i, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		sep := -1
+		for j := 6; j < len(f); j++ {
+			if f[j] == "-" {
+				sep = j
+				break
+			}
+		}
+		if len(f) < 6 || sep < 0 || sep+2 >= len(f) {
+			return nil, fmt.Errorf("mountinfo line %d: malformed", i+1)
+		}
+		out = append(out, Mount{Dev: f[2], Root: f[3], MountPoint: f[4], Options: f[5], FsType: f[sep+1], Source: f[sep+2]})
+	}
+	return out, nil
+}
