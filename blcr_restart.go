@@ -296,7 +296,10 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 	procs := newJobProcs()
 	defer procs.close()
 	return restorer.Run(ctx, restorer.Options{
-		Dir: tmp, Detach: o.detach, TrustImages: true, // extracted by gocr from a context checked above
+		// The images were extracted by gocr, as the user running it, from a
+		// context checked above (openContext); --trust-images is passed
+		// on, for the restorer's rule on who may give it.
+		Dir: tmp, Detach: o.detach, TrustImages: o.trust,
 		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
 		Released: func() {
 			released()
@@ -328,7 +331,7 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 // the context comes from it: /dev/null then. It also lists the PIDs.
 func restartStdio(dir string, contextOnStdin bool) ([3]*os.File, []int, error) {
 	stdio := [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
-	d, err := images.OpenWith(dir, images.OpenOptions{TrustImages: true})
+	d, err := images.Open(dir)
 	if err != nil {
 		return stdio, nil, err
 	}

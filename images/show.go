@@ -127,7 +127,7 @@ func showContext(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show %s: %w", path, err)
 	}
 	var out bytes.Buffer
-	err = Show(tmp, &out, OpenOptions{TrustImages: true})
+	err = Show(tmp, &out, OpenOptions{})
 	// Messages name the context, not the directory it was read into.
 	w.Write(bytes.ReplaceAll(out.Bytes(), []byte(tmp), []byte(path)))
 	if err != nil {
