@@ -18,7 +18,7 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak demo deps bench
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak demo deps bench man install
 
 all: build libgocr
 
@@ -150,6 +150,27 @@ deps:
 build:
 	$(GO) build -o $(BINARY) .
 
+# install: gocr, BLCR's names for it (the binary acts as cr_checkpoint,
+# cr_restart or cr_run when run under that name) and the man pages.
+PREFIX        ?= /usr/local
+BINDIR        ?= $(PREFIX)/bin
+MANDIR        ?= $(PREFIX)/share/man/man1
+BLCR_NAMES    := cr_checkpoint cr_restart cr_run
+MAN_DIR       := man
+
+# man: a man page for gocr and for each BLCR name, generated from the
+# command definitions (`gocr man NAME`); not committed, made again by
+# every install.
+man: build
+	mkdir -p $(MAN_DIR)
+	for n in gocr $(BLCR_NAMES); do ./$(BINARY) man $$n > $(MAN_DIR)/$$n.1 || exit 1; done
+
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)
+	install -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/gocr
+	for n in $(BLCR_NAMES); do ln -sfn gocr $(DESTDIR)$(BINDIR)/$$n || exit 1; done
+	for n in gocr $(BLCR_NAMES); do install -m 0644 $(MAN_DIR)/$$n.1 $(DESTDIR)$(MANDIR)/$$n.1 || exit 1; done
+
 # install-caps gives an installed gocr the one file capability an
 # ordinary user needs to checkpoint and restart their own jobs (README,
 # "Ordinary users"): cap_checkpoint_restore, permitted and effective.
@@ -157,7 +178,6 @@ build:
 # puts it). A file with capabilities that a user other than root could
 # rewrite would hand them the capability, so such a file is refused;
 # setcap fails on a filesystem without extended attributes.
-PREFIX         ?= /usr/local
 GOCR_INSTALLED ?= $(DESTDIR)$(PREFIX)/bin/gocr
 install-caps:
 	@command -v setcap >/dev/null 2>&1 || { echo "install-caps needs setcap: run 'make deps'" >&2; exit 1; }

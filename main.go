@@ -278,7 +278,9 @@ func main() {
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return err }
 	}
-	if err := app.Run(os.Args); err != nil {
+	// BLCR's tools, also as cr_checkpoint, cr_restart, cr_run (blcr.go).
+	app.Commands = append(app.Commands, blcrCommands()...)
+	if err := app.Run(blcrArgs(os.Args)); err != nil {
 		var code exitCode
 		if errors.As(err, &code) {
 			os.Exit(int(code))

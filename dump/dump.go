@@ -40,6 +40,12 @@ type Options struct {
 	// thread in the target) a process's memory is split over in write
 	// mode; 0 lets gocr choose by size and CPUs.
 	PageStreams int
+	// Alone dumps Pid without its live descendants (cr_checkpoint --pid):
+	// they are not in the dump, and the restored process has none of
+	// them; its zombie children, whose exit status it may still
+	// collect, are kept. What it shares with a child left out is refused
+	// (checkLeftOut).
+	Alone bool
 	// Save says which mapped files' contents go into the dump (ParseSave).
 	Save SaveFiles
 	// BeforeFreeze, if set, runs before the processes are frozen, with
@@ -103,7 +109,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
-	tree, err := freezeTree(ctx, t, root)
+	tree, err := freezeTree(ctx, t, root, opts.Alone && opts.Pid != 0)
 	stats.FreezeNs = time.Since(start).Nanoseconds()
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
@@ -128,6 +134,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := tree.checkSharing(); err != nil {
 		return err
+	}
+	if opts.Alone {
+		if err := tree.checkLeftOut(); err != nil {
+			return err
+		}
 	}
 	// A job in a PID namespace of gocr's restore is recorded with the
 	// PIDs it sees (pidns.go).

@@ -107,8 +107,9 @@ func (tr *frozenTree) checkSelection(opts Options) error {
 
 // freezeTree freezes root and all its descendants, breadth first. A
 // process can only fork while it runs, so once a process is frozen the
-// children listed for it are all it has.
-func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, error) {
+// children listed for it are all it has. With alone, root's live children
+// are left out (Options.Alone).
+func freezeTree(ctx context.Context, t *ptrace.Tracer, root int, alone bool) (*frozenTree, error) {
 	tr := &frozenTree{}
 	queue := []int{root}
 	seen := map[int]bool{root: true}
@@ -174,6 +175,9 @@ func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, e
 			return tr, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		for _, c := range children {
+			if alone && !isZombie(c) {
+				continue
+			}
 			if !seen[c] {
 				seen[c] = true
 				queue = append(queue, c)

@@ -175,6 +175,7 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		res.ExitStatus = ws.ExitStatus()
 	case ws.Signaled():
 		res.ExitStatus = 128 + int(ws.Signal())
+		res.Signal = int(ws.Signal())
 	}
 	return res, nil
 }
@@ -268,7 +269,7 @@ func planError(shared []byte, pr *proc) error {
 			}
 		}
 		if taken > 0 {
-			return fmt.Errorf("%s: pid %d is in use: another process took it during the restore", what, taken)
+			return classed(Temporary, fmt.Errorf("%s: pid %d is in use: another process took it during the restore", what, taken))
 		}
 	}
 	if step == rstStepFixups && int(index) < len(pr.plan.fixups) {
@@ -276,7 +277,7 @@ func planError(shared []byte, pr *proc) error {
 		// another process holds a conflicting lock (man 2 fcntl, man 2
 		// flock: EWOULDBLOCK is EAGAIN on Linux).
 		if e == unix.EAGAIN || e == unix.EACCES {
-			return fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index])
+			return classed(Temporary, fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index]))
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}

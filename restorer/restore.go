@@ -63,6 +63,7 @@ type Result struct {
 	// ReaperPid, for a restore in a new PID namespace: the PID, in
 	// gocr's namespace, of that namespace's init, the reaper.
 	ReaperPid int
+	Signal    int // when not detached and the process was killed: the signal
 }
 
 // proc is one process to restore.
@@ -123,7 +124,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// the shared memory objects; then each plan points at them.
 	shmem, err := openSources(procs, src)
 	if err != nil {
-		return nil, err
+		return nil, environmentFailure(err)
 	}
 	// The lifeline: every restored process holds its read end until gocr
 	// takes over; if gocr dies first they see EOF and end themselves

@@ -74,6 +74,9 @@
 // mid-dump or mid-restore), restorekill_test.go (what a failed restore
 // kills: only what it created), corruption_test.go (every target detects
 // damage to its state).
+//
+// BLCR's tools, run through their names (cr_checkpoint, cr_restart,
+// cr_run linked to gocr): blcr_test.go, blcr_restart_test.go.
 package test
 
 import (
