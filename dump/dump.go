@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/ptrace"
@@ -40,6 +41,9 @@ type Options struct {
 	// thread in the target) a process's memory is split over in write
 	// mode; 0 lets gocr choose by size and CPUs.
 	PageStreams int
+	// ExternalUnix: unix sockets connected outside the dump that are
+	// dumped anyway (files.LinkOptions).
+	ExternalUnix []string
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -136,7 +140,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
-	if err := linkFiles(dir, states); err != nil {
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 

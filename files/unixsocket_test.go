@@ -126,22 +126,18 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 			must(unix.Shutdown(sv[1], unix.SHUT_WR))
 
 			table, fds := collectPair(t, sv)
-			if err := Link([]*gocrpb.Files{table}); err != nil {
+			if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			wantA, wantB := toA, toB
 			if c.typ == unix.SOCK_STREAM {
 				wantA, wantB = []string{strings.Join(toA, "")}, toB
 			}
-			q := fds[0].GetUnixSocket().GetQueues()
-			if d := cmp.Diff(wantA, strs(q.GetHere())); d != "" {
+			if d := cmp.Diff(wantA, strs(fds[0].GetUnixSocket().GetReceived())); d != "" {
 				t.Errorf("queue at sv[0] (-want +got):\n%s", d)
 			}
-			if d := cmp.Diff(wantB, strs(q.GetPeer())); d != "" {
+			if d := cmp.Diff(wantB, strs(fds[1].GetUnixSocket().GetReceived())); d != "" {
 				t.Errorf("queue at sv[1] (-want +got):\n%s", d)
-			}
-			if fds[1].GetUnixSocket().GetQueues() != nil {
-				t.Errorf("sv[1]'s fd holds queues too")
 			}
 			// The peek left the dumped sockets as they were.
 			if v, _ := unix.GetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF); v != 2 {
@@ -209,10 +205,10 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 	}
 }
 
-func strs(bs [][]byte) []string {
+func strs(ms []*gocrpb.UnixMessage) []string {
 	var out []string
-	for _, b := range bs {
-		out = append(out, string(b))
+	for _, m := range ms {
+		out = append(out, string(m.GetData()))
 	}
 	return out
 }
@@ -227,35 +223,49 @@ func TestUnixSocketRefused(t *testing.T) {
 		setup func(t *testing.T) (dump []int, keep int, queued string)
 		want  string
 	}{
-		{"Bound", func(t *testing.T) ([]int, int, string) {
-			sv := socketpair(t, unix.SOCK_DGRAM)
-			if err := unix.Bind(sv[0], &unix.SockaddrUnix{Name: dir + "/bound"}); err != nil {
+		{"PendingWithData", func(t *testing.T) ([]int, int, string) {
+			name := "@gocr-test-" + time.Now().Format("150405.000000")
+			l := socket(t, unix.SOCK_STREAM)
+			if err := unix.Bind(l, &unix.SockaddrUnix{Name: name}); err != nil {
 				t.Fatal(err)
 			}
-			return sv[:1], -1, ""
-		}, "bound to \"" + dir + "/bound\""},
-		{"Listening", func(t *testing.T) ([]int, int, string) {
-			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
+			if err := unix.Listen(l, 1); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { unix.Close(s) })
-			if err := unix.Bind(s, &unix.SockaddrUnix{Name: "@gocr-test-" + time.Now().Format("150405.000000")}); err != nil {
+			c := socket(t, unix.SOCK_STREAM)
+			if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
 				t.Fatal(err)
 			}
-			if err := unix.Listen(s, 1); err != nil {
+			send(t, c, "early")
+			return []int{l, c}, -1, ""
+		}, "a connection not yet accepted holds"},
+		{"DgramFromOutside", func(t *testing.T) ([]int, int, string) {
+			name := "@gocr-test-" + time.Now().Format("150405.000000")
+			r := socket(t, unix.SOCK_DGRAM)
+			if err := unix.Bind(r, &unix.SockaddrUnix{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			s := socket(t, unix.SOCK_DGRAM)
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: name + "-sender"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Sendto(s, []byte("hi"), 0, &unix.SockaddrUnix{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			return []int{r}, r, "hi"
+		}, "a socket outside the dumped processes"},
+		{"RelativePath", func(t *testing.T) ([]int, int, string) {
+			s := socket(t, unix.SOCK_DGRAM)
+			wd, _ := os.Getwd()
+			if err := os.Chdir(dir); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chdir(wd)
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: "relative"}); err != nil {
 				t.Fatal(err)
 			}
 			return []int{s}, -1, ""
-		}, "listening"},
-		{"Unconnected", func(t *testing.T) ([]int, int, string) {
-			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { unix.Close(s) })
-			return []int{s}, -1, ""
-		}, "not connected"},
+		}, "relative path"},
 		{"PeerOutside", func(t *testing.T) ([]int, int, string) {
 			sv := socketpair(t, unix.SOCK_STREAM)
 			return sv[:1], -1, ""
@@ -308,7 +318,7 @@ func TestUnixSocketRefused(t *testing.T) {
 				table.Fds = append(table.Fds, fd)
 			}
 			if err == nil {
-				err = Link([]*gocrpb.Files{table})
+				err = Link([]*gocrpb.Files{table}, LinkOptions{})
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
@@ -326,6 +336,16 @@ func TestUnixSocketRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+func socket(t *testing.T, typ int) int {
+	t.Helper()
+	s, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(s) })
+	return s
 }
 
 // countFds counts this process's fds whose link is target.
@@ -370,7 +390,7 @@ func TestUnixSocketpairBigQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			table, fds := collectPair(t, sv)
-			if err := Link([]*gocrpb.Files{table}); err != nil {
+			if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			s := NewSources(nil, 100, [3]*os.File{})
