@@ -50,10 +50,10 @@ func socketRefusal(e *Entry) error {
 	proto, _ := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 	if dom == unix.AF_NETLINK {
 		if p, ok := netlinkProtocols[proto]; ok {
-			name += " " + p
+			name += ", protocol " + p
 		} else {
-			name += fmt.Sprintf(" protocol %d", proto)
+			name += fmt.Sprintf(", protocol %d", proto)
 		}
 	}
-	return fmt.Errorf("a %s socket: this socket family is not supported", name)
+	return fmt.Errorf("a socket of family %s, which gocr does not restore", name)
 }

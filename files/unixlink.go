@@ -108,8 +108,11 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 		}
 	}
 	for _, x := range kept {
-		if x.u.GetListening() {
-			continue // its queue holds connections, not data
+		if x.u.GetListening() || (x.typ() != unix.SOCK_DGRAM && x.u.GetConnection() == gocrpb.UnixSocketFd_NOT_CONNECTED) {
+			// A listener's queue holds connections, not data; a
+			// stream or seqpacket socket never connected holds
+			// nothing (and recvmsg(2) fails with EINVAL).
+			continue
 		}
 		r := x.refs[0]
 		msgs, err := peekUnixQueue(r.Pid, int(r.Fd.Fd), x.typ())

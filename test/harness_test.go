@@ -151,6 +151,7 @@ var cTargets = map[string]struct {
 	"stopped":        {"stopped.c", []string{"-pthread"}},
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
+	"unixnamed":      {"unixnamed.c", nil},
 }
 
 func TestMain(m *testing.M) {
