@@ -173,8 +173,10 @@ func (g *unixSockets) pathNames() []string {
 
 // clearPaths removes what is left at each path of the dumped sockets
 // themselves: a socket file outlives its socket (man 7 unix), and bind(2)
-// fails on any file there. Anything else at the path fails the restore.
+// fails on any file there. Anything else at a path fails the restore
+// before any is removed.
 func (g *unixSockets) clearPaths() error {
+	var stale []string
 	for _, name := range g.pathNames() {
 		var st unix.Stat_t
 		err := unix.Lstat(name, &st)
@@ -188,6 +190,9 @@ func (g *unixSockets) clearPaths() error {
 		if !f.GetPresent() || st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Dev != f.GetDev() || st.Ino != f.GetIno() {
 			return fmt.Errorf("unix socket path %s: a file is there that is not the dumped socket's (remove it to restore)", unixName(name))
 		}
+		stale = append(stale, name)
+	}
+	for _, name := range stale {
 		if err := unix.Unlink(name); err != nil {
 			return fmt.Errorf("remove the stale socket file %s: %w", unixName(name), err)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -112,4 +113,42 @@ func boundDgram(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestUnixSocketPathTaken: a restore finds a file of its own at a dumped
+// socket's path: it fails in one line naming the path, before it removes
+// any stale socket file or makes any process; once the file is gone, a
+// restore replaces the stale socket files and the target passes.
+func TestUnixSocketPathTaken(t *testing.T) {
+	needsGocr(t)
+	needsUnixDiag(t)
+	dir := t.TempDir()
+	boundDgram(t, filepath.Join(dir, "log.sock"))
+	tg := startTargetOpts(t, "unixnamed", startOpts{args: []string{dir}})
+	images := t.TempDir()
+	dump(t, tg.pid, images)
+	tg.waitDead(t, "a dump without --leave-running")
+	taken := filepath.Join(dir, "dgram.sock")
+	if err := os.Remove(taken); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(taken, []byte("someone else's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stale unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "listen.sock"), &stale); err != nil {
+		t.Fatal(err)
+	}
+	r := runGocr(t, nil, "restore", "-D", images, "-d")
+	assertRefused(t, r, []string{taken, "not the dumped socket's"}, nil)
+	assertNoProcess(t, tg.pid)
+	var now unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "listen.sock"), &now); err != nil || now.Ino != stale.Ino {
+		t.Errorf("the failed restore touched the stale socket file listen.sock (inode %d, was %d: %v)", now.Ino, stale.Ino, err)
+	}
+	if err := os.Remove(taken); err != nil {
+		t.Fatal(err)
+	}
+	pid := restoreDetached(t, tg, images, nil)
+	checkResult(t, tg, pid)
 }
