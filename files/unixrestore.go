@@ -190,6 +190,9 @@ func (g *unixSockets) clearPaths() error {
 		if !f.GetPresent() || st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Dev != f.GetDev() || st.Ino != f.GetIno() {
 			return fmt.Errorf("unix socket path %s: a file is there that is not the dumped socket's (remove it to restore)", unixName(name))
 		}
+		if err := checkNoSocketAt(name); err != nil {
+			return err
+		}
 		stale = append(stale, name)
 	}
 	for _, name := range stale {
@@ -198,6 +201,24 @@ func (g *unixSockets) clearPaths() error {
 		}
 	}
 	return nil
+}
+
+// checkNoSocketAt checks that no socket is bound to the socket file at
+// name any more (the dumped process still running, with --leave-running):
+// connect(2) then fails with ECONNREFUSED, whatever the type asked; a
+// live socket of another type fails it with EPROTOTYPE, one of this type
+// lets a datagram socket connect (net/unix/af_unix.c unix_find_bsd).
+func checkNoSocketAt(name string) error {
+	h, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("a socket to probe %s: %w", unixName(name), err)
+	}
+	defer unix.Close(h)
+	err = unix.Connect(h, &unix.SockaddrUnix{Name: name})
+	if errors.Is(err, unix.ECONNREFUSED) {
+		return nil
+	}
+	return fmt.Errorf("unix socket path %s: a live socket is bound to it (connect: %v)", unixName(name), err)
 }
 
 // add makes h a source of x.

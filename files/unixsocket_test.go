@@ -433,3 +433,37 @@ func needsUnixDiag(t *testing.T) {
 		t.Skipf("this kernel does not show unix sockets through sock_diag (CONFIG_UNIX_DIAG): %v", err)
 	}
 }
+
+// TestCheckNoSocketAt: a socket file whose socket lives, of any type and
+// listening or not, is told from one whose socket is closed.
+func TestCheckNoSocketAt(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name   string
+		typ    int
+		listen bool
+	}{{"Stream", unix.SOCK_STREAM, false}, {"Listening", unix.SOCK_STREAM, true}, {"Seqpacket", unix.SOCK_SEQPACKET, false}, {"Dgram", unix.SOCK_DGRAM, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := dir + "/" + c.name
+			s, err := unix.Socket(unix.AF_UNIX, c.typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: path}); err != nil {
+				t.Fatal(err)
+			}
+			if c.listen {
+				if err := unix.Listen(s, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := checkNoSocketAt(path); err == nil || !strings.Contains(err.Error(), "a live socket") {
+				t.Errorf("live socket at %s: %v, want it named live", path, err)
+			}
+			unix.Close(s)
+			if err := checkNoSocketAt(path); err != nil {
+				t.Errorf("closed socket's file at %s: %v", path, err)
+			}
+		})
+	}
+}
