@@ -3300,9 +3300,9 @@ func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	return 0
 }
 
-// UnixSocketFd is one end of a unix socketpair(2) whose other end is in the
-// dump too (files/unixsocket.go): the pair is made again once, with what was
-// queued in it, and each end gets its options, its shutdown state and its
+// UnixSocketFd is a unix socket (files/unixsocket.go): every unix socket of
+// the dump is made again at once, with its name and connection and what was
+// queued at it, and each gets its options, its shutdown state and its
 // status flags (Fd.flags).
 type UnixSocketFd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3322,8 +3322,8 @@ type UnixSocketFd struct {
 	PeekOff    int32 `protobuf:"varint,10,opt,name=peek_off,json=peekOff,proto3" json:"peek_off,omitempty"`          // SO_PEEK_OFF; -1: off
 	RcvtimeoNs int64 `protobuf:"varint,11,opt,name=rcvtimeo_ns,json=rcvtimeoNs,proto3" json:"rcvtimeo_ns,omitempty"` // SO_RCVTIMEO; 0: none
 	SndtimeoNs int64 `protobuf:"varint,12,opt,name=sndtimeo_ns,json=sndtimeoNs,proto3" json:"sndtimeo_ns,omitempty"` // SO_SNDTIMEO; 0: none
-	// What was sent and not yet read, at both ends; only on the pair's
-	// first fd in dump order, the one the restore opens first.
+	// Images before `received`: what was sent and not yet read at both
+	// ends of a socketpair, on the pair's first fd in dump order.
 	Queues *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
 	// Named, listening and connected sockets (files/unixsocket.go).
 	// The bound name as sun_path holds it: a path, or a NUL byte and an
