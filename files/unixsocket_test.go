@@ -467,3 +467,45 @@ func TestCheckNoSocketAt(t *testing.T) {
 		})
 	}
 }
+
+// TestUnixSocketpairOldImage: an image written before unix sockets had
+// names holds each socketpair's queues on its first fd, and no
+// connection: it is restored as the socketpair it was.
+func TestUnixSocketpairOldImage(t *testing.T) {
+	needsUnixDiag(t)
+	sv := socketpair(t, unix.SOCK_SEQPACKET)
+	send(t, sv[1], "to-a", "")
+	send(t, sv[0], "to-b")
+	table, fds := collectPair(t, sv)
+	if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := func(ms []*gocrpb.UnixMessage) [][]byte {
+		var out [][]byte
+		for _, m := range ms {
+			out = append(out, m.GetData())
+		}
+		return out
+	}
+	a, b := fds[0].GetUnixSocket(), fds[1].GetUnixSocket()
+	a.Queues = &gocrpb.UnixSocketQueues{Here: data(a.GetReceived()), Peer: data(b.GetReceived())}
+	for _, u := range []*gocrpb.UnixSocketFd{a, b} {
+		u.Connection, u.Received = gocrpb.UnixSocketFd_CONNECTION_UNSET, nil
+	}
+	s := NewSources(nil, 100, [3]*os.File{})
+	t.Cleanup(s.Close)
+	if err := s.OpenAll([]*gocrpb.Files{table}); err != nil {
+		t.Fatal(err)
+	}
+	placed, err := s.Place(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv := [2]int{int(s.File(placed[0].Src).Fd()), int(s.File(placed[1].Src).Fd())}
+	if got := drain(t, nv[0], unix.SOCK_SEQPACKET); !cmp.Equal(got, []string{"to-a", ""}) {
+		t.Errorf("new sv[0] reads %q", got)
+	}
+	if got := drain(t, nv[1], unix.SOCK_SEQPACKET); !cmp.Equal(got, []string{"to-b"}) {
+		t.Errorf("new sv[1] reads %q", got)
+	}
+}
