@@ -204,7 +204,7 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		// accept gives 84's, which sent nothing but its end of file.
 		{name: "UnixnamedPendingTaken", target: "unixnamed", dirArg: true,
 			gdb:  fixed("call (int)accept(80, (void *)0, (void *)0)"),
-			want: "want 3 bytes c83"},
+			want: "the first connection waiting on fd 80 is not 83's"},
 		// The datagram from an unnamed socket read: fd 88's first is
 		// then 89's.
 		{name: "UnixnamedDatagramTaken", target: "unixnamed", dirArg: true,
@@ -270,7 +270,7 @@ func TestTargetsDetectCorruption(t *testing.T) {
 				o.stdin, w = r, pw
 			}
 			tg := startTargetOpts(t, c.target, o)
-			// tree, unixsock and fdkinds' fifo mode have children.
+			// tree, unixsock, unixnamed and fdkinds' fifo mode have children.
 			trackTree(t, tg.pid)
 			if c.blockedIn != 0 {
 				waitBlockedIn(t, tg.pid, c.blockedIn)

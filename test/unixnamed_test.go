@@ -20,15 +20,17 @@ import (
 // listener, sending datagrams to each other, connected to a datagram
 // socket outside the job, and one whose peer is gone come back with their
 // names, peers' names, senders' names, queues and boundaries, shut
-// directions, options and socket file (unixnamed.c); the listener keeps
-// its backlog and its waiting connections, in order; the stale socket
-// files the dump left are replaced.
+// directions, options and socket file (unixnamed.c), the client ends of
+// a connection and of one waiting in a child; the listener keeps its
+// backlog and its waiting connections, in order; the stale socket files
+// the dump left are replaced.
 func TestUnixNamedSockets(t *testing.T) {
 	needsRoot(t)
 	needsUnixDiag(t)
 	dir := t.TempDir()
 	logSock := boundDgram(t, filepath.Join(dir, "log.sock"))
 	tg := startTargetOpts(t, "unixnamed", startOpts{args: []string{dir}})
+	trackTree(t, tg.pid)
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	if !standalone {
 		var st unix.Stat_t
@@ -125,9 +127,11 @@ func TestUnixSocketPathTaken(t *testing.T) {
 	dir := t.TempDir()
 	boundDgram(t, filepath.Join(dir, "log.sock"))
 	tg := startTargetOpts(t, "unixnamed", startOpts{args: []string{dir}})
+	pids := trackTree(t, tg.pid)
 	images := t.TempDir()
 	dump(t, tg.pid, images)
 	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
 	taken := filepath.Join(dir, "dgram.sock")
 	if err := os.Remove(taken); err != nil {
 		t.Fatal(err)

@@ -7,9 +7,9 @@
  *   fd 80  stream listener bound to DIR/listen.sock, backlog 5,
  *          SO_REUSEADDR; its file mode 0640, owner uid 1 gid 2;
  *   fd 81  accepted from 80 (so named DIR/listen.sock too), fd 82 its
- *          client: bytes queued both ways; 81 SO_RCVTIMEO;
- *   fd 83  a client of 80 not accepted yet, O_NONBLOCK; fd 84 another,
- *          behind it, shut for writing;
+ *          client, in a child: bytes queued both ways; 81 SO_RCVTIMEO;
+ *   fd 83  a client of 80 not accepted yet, in the child, O_NONBLOCK;
+ *          fd 84 another, behind it, here, shut for writing;
  *   fd 85  seqpacket listener on the abstract name @gocr-unixnamed-PID;
  *   fd 86  accepted from 85, fd 87 its client, bound itself to
  *          @gocr-unixnamed-PID-client: records both ways, an empty one
@@ -34,8 +34,9 @@
  * 84's, then nothing, and each works both ways; probes both ways on each
  * connection; 90 sends "probe-N" (N: 1 before the dump, 2 after) to the
  * test's socket; 91 reads its last words, then the end of file, and
- * sending fails with EPIPE. Made and checked once, then made again for
- * the dump.
+ * sending fails with EPIPE. The child checks its fds 82 and 83 once the
+ * parent has sent to them, then sends back. Made and checked once, then
+ * made again for the dump.
  *
  * Mode "external" (argv[3]): fd 80 connects to DIR/ext.sock, a listener
  * of the test's, which sends "from-outside" and is then gone: 80 reads
@@ -52,11 +53,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #define LONG_LEN 3000
 
 static const char *dir;
 static int pass, have_log;
+static pid_t child;
 static char longmsg[LONG_LEN];
 
 static void must(int ok, const char *what)
@@ -119,6 +122,8 @@ static void send_str(int fd, const char *s)
 	if (send(fd, s, len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)len)
 		tgt_fail("send %s on fd %d: %s", s, fd, strerror(errno));
 }
+
+static void child_main(void);
 
 static void setup(void)
 {
@@ -202,6 +207,30 @@ static void setup(void)
 	move_to(socket(AF_UNIX, SOCK_STREAM, 0), 92);
 	move_to(socket(AF_UNIX, SOCK_DGRAM, 0), 93);
 	bind_to(93, "@-lone");
+
+	/* The child takes 82 and 83; each process closes the other's. */
+	{
+		int ready[2];
+		char c;
+
+		must(pipe(ready) == 0, "pipe");
+		child = fork();
+		must(child >= 0, "fork");
+		for (int fd = 80; fd <= 93; fd++)
+			if ((fd == 82 || fd == 83) != (child == 0))
+				close(fd);
+		if (child == 0) {
+			close(ready[0]);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(20);
+			close(ready[1]);
+			child_main();
+		}
+		close(ready[1]);
+		if (read(ready[0], &c, 1) != 1)
+			tgt_fail("the child did not get ready");
+		close(ready[0]);
+	}
 }
 
 /* The socket's own name (peer 0) or its peer's is name; "" for none. */
@@ -273,27 +302,32 @@ static void expect_end(int fd, int eof)
 			 eof ? "the end of file" : "EAGAIN");
 }
 
-/* a and b are connected to each other: a probe each way arrives. */
-static void probe(int a, int b)
+/* The failure the child reported, from the result file it wrote. */
+static void child_failed(int status)
 {
-	send_str(a, "probe-ab");
-	expect_str(b, "probe-ab", NULL);
-	send_str(b, "probe-ba");
-	expect_str(a, "probe-ba", NULL);
+	char buf[2048] = "";
+	int f = open(tgt_result_path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = f < 0 ? -1 : read(f, buf, sizeof(buf) - 1);
+
+	if (f >= 0)
+		close(f);
+	if (n > 6 && strncmp(buf, "FAIL: ", 6) == 0) {
+		buf[n] = 0;
+		buf[strcspn(buf, "\n")] = 0;
+		tgt_fail("child: %s", buf + 6);
+	}
+	tgt_fail("child exit status %#x", status);
 }
 
 static void verify(void)
 {
 	struct stat st;
 	char path[256], probe_msg[16];
-	int c;
+	int c, c83, status;
 
 	pass++;
 	check_name(80, 0, "/listen.sock");
 	check_name(81, 0, "/listen.sock");
-	check_name(82, 1, "/listen.sock");
-	check_name(82, 0, "");
-	check_name(83, 1, "/listen.sock");
 	check_name(85, 0, "@");
 	check_name(86, 0, "@");
 	check_name(86, 1, "@-client");
@@ -323,16 +357,12 @@ static void verify(void)
 	must(lstat(path, &st) == 0, "stat listen.sock");
 	if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0640 || st.st_uid != 1 || st.st_gid != 2)
 		tgt_fail("%s: mode %o uid %d gid %d, want a socket 0640 uid 1 gid 2", path, st.st_mode, st.st_uid, st.st_gid);
-	if (!(fcntl(83, F_GETFL) & O_NONBLOCK) || !(fcntl(88, F_GETFL) & O_NONBLOCK) || (fcntl(82, F_GETFL) & O_NONBLOCK))
-		tgt_fail("O_NONBLOCK: 83 %d 88 %d 82 %d, want 1 1 0", !!(fcntl(83, F_GETFL) & O_NONBLOCK),
-			 !!(fcntl(88, F_GETFL) & O_NONBLOCK), !!(fcntl(82, F_GETFL) & O_NONBLOCK));
+	if (!(fcntl(88, F_GETFL) & O_NONBLOCK) || (fcntl(81, F_GETFL) & O_NONBLOCK))
+		tgt_fail("O_NONBLOCK: 88 %d 81 %d, want 1 0", !!(fcntl(88, F_GETFL) & O_NONBLOCK), !!(fcntl(81, F_GETFL) & O_NONBLOCK));
 
 	/* Queues, boundaries, senders. */
 	expect_str(81, "to-server-1to-server-2", NULL);
 	expect_end(81, 0);
-	expect_str(82, "to-client", NULL);
-	expect_end(82, 0);
-	probe(81, 82);
 	expect_str(86, "r1", NULL);
 	expect(86, "", 0, NULL);
 	expect_str(86, "r3", NULL);
@@ -359,14 +389,13 @@ static void verify(void)
 	if (send(91, "x", 1, MSG_NOSIGNAL) >= 0 || errno != EPIPE)
 		tgt_fail("fd 91 send to a peer gone: %s, want EPIPE", strerror(errno));
 
-	/* The connections waiting on 80, in order. */
-	c = accept(80, NULL, NULL);
-	must(c >= 0, "accept 83's connection");
-	send_str(83, "c83");
-	expect_str(c, "c83", NULL);
-	send_str(c, "hi83");
-	expect_str(83, "hi83", NULL);
-	close(c);
+	/* The connections waiting on 80, in order: 83's (the child's,
+	 * which has sent nothing yet), then 84's (shut for writing). */
+	c83 = accept(80, NULL, NULL);
+	must(c83 >= 0, "accept 83's connection");
+	if (recv(c83, rbuf, 1, MSG_DONTWAIT) >= 0 || errno != EAGAIN)
+		tgt_fail("the first connection waiting on fd 80 is not 83's: it reads %s", errno == EAGAIN ? "data" : "the end of file");
+	send_str(c83, "hi83");
 	c = accept(80, NULL, NULL);
 	must(c >= 0, "accept 84's connection");
 	expect_end(c, 1);
@@ -379,6 +408,33 @@ static void verify(void)
 		if (poll(&pf, 1, 0) != 0)
 			tgt_fail("fd 80 has a third connection waiting");
 	}
+
+	/* The child's part, then what it sent back. */
+	send_str(81, "probe-to-child");
+	if (kill(child, SIGTERM) < 0 || waitpid(child, &status, 0) != child)
+		tgt_fail("end child %d: %s", child, strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		child_failed(status);
+	expect_str(81, "from-child", NULL);
+	expect_str(c83, "c83", NULL);
+	close(c83);
+}
+
+/* The child's part: its fds 82 and 83 once the parent asks. */
+static void child_main(void)
+{
+	tgt_wait();
+	check_name(82, 1, "/listen.sock");
+	check_name(82, 0, "");
+	check_name(83, 1, "/listen.sock");
+	if (!(fcntl(83, F_GETFL) & O_NONBLOCK) || (fcntl(82, F_GETFL) & O_NONBLOCK))
+		tgt_fail("O_NONBLOCK: 83 %d 82 %d, want 1 0", !!(fcntl(83, F_GETFL) & O_NONBLOCK), !!(fcntl(82, F_GETFL) & O_NONBLOCK));
+	expect_str(82, "to-clientprobe-to-child", NULL);
+	expect_end(82, 0);
+	expect_str(83, "hi83", NULL);
+	send_str(82, "from-child");
+	send_str(83, "c83");
+	_exit(0);
 }
 
 static void teardown(void)
@@ -386,7 +442,8 @@ static void teardown(void)
 	char path[256];
 
 	for (int fd = 80; fd <= 93; fd++)
-		close(fd);
+		if (fd != 82 && fd != 83)
+			close(fd);
 	snprintf(path, sizeof(path), "%s/listen.sock", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/dgram.sock", dir);
@@ -430,7 +487,7 @@ int main(int argc, char **argv)
 	verify();
 	teardown();
 	setup();
-	tgt_log("unixnamed: pid %d\n", getpid());
+	tgt_log("unixnamed: parent %d, child %d\n", getpid(), child);
 	tgt_ready();
 	tgt_wait();
 	verify();
