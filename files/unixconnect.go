@@ -124,6 +124,13 @@ func (g *unixSockets) connectPending() error {
 				}
 				client = h
 			}
+			// Without waiting: a full queue fails with EAGAIN
+			// (net/unix/af_unix.c unix_wait_for_peer) rather
+			// than hang the restore. The client's own status
+			// flags are set when it is opened.
+			if err := unix.SetNonblock(client, true); err != nil {
+				return l.errorf(err)
+			}
 			if err := unix.Connect(client, l.addr()); err != nil {
 				return l.errorf(fmt.Errorf("connect a client not yet accepted: %w", err))
 			}
