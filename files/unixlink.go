@@ -152,6 +152,12 @@ func resolveUnixPeer(x *unixRef, socks, listenerOf map[uint64]*unixRef, ext map[
 			u.Connection, u.Listener = gocrpb.UnixSocketFd_PEER_PENDING, l.u.GetIno()
 		})
 		return nil
+	case peer == 0 && x.typ() != unix.SOCK_DGRAM && u.GetShutdown() != proc.ShutdownRead|proc.ShutdownWrite:
+		// A stream whose peer closed is shut both ways by it
+		// (net/unix/af_unix.c unix_release_sock); one that is not
+		// waits on a listener outside the dump, whose socket to
+		// accept has no inode yet.
+		return pendingOutside(x, ext)
 	case peer == 0:
 		x.set(func(u *gocrpb.UnixSocketFd) { u.Connection = gocrpb.UnixSocketFd_PEER_GONE })
 		return nil
@@ -186,6 +192,29 @@ func resolveUnixPeer(x *unixRef, socks, listenerOf map[uint64]*unixRef, ext map[
 		hint = "; --external-unix " + unixFlagName(string(u.GetName())) + " dumps it, restored with its peer gone"
 	}
 	return x.errorf("%w (%s)%s", errOutside, what, hint)
+}
+
+// pendingOutside is a stream connected to a listener outside the dump
+// that has not accepted it yet: refused, but named external, restored
+// with its peer gone. getpeername(2) names the listener.
+func pendingOutside(x *unixRef, ext map[string]bool) error {
+	r := x.refs[0]
+	h, err := takeFd(r.Pid, int(r.Fd.Fd))
+	if err != nil {
+		return x.errorf("take a handle of it: %w", err)
+	}
+	defer unix.Close(h)
+	sa, err := unix.Getpeername(h)
+	if err != nil {
+		return x.errorf("getpeername: %w", err)
+	}
+	name := sockaddrName(sa)
+	if ext[string(x.u.GetName())] || (name != "" && ext[name]) {
+		x.set(func(u *gocrpb.UnixSocketFd) { u.Connection = gocrpb.UnixSocketFd_PEER_GONE })
+		return nil
+	}
+	return x.errorf("%w (a listener on %s, which has not accepted it yet); --external-unix %s dumps it, restored with its peer gone",
+		errOutside, unixName(name), unixFlagName(name))
 }
 
 // unixFlagName is a name as --external-unix takes it.

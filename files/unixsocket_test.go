@@ -509,3 +509,39 @@ func TestUnixSocketpairOldImage(t *testing.T) {
 		t.Errorf("new sv[1] reads %q", got)
 	}
 }
+
+// TestUnixPendingOnOutsideListener: a stream that waits on a listener
+// outside the dump, not accepted yet, has no peer inode to see (like one
+// whose peer closed), but is not shut: it is refused naming the
+// listener, or with the listener named external dumped with its peer
+// gone.
+func TestUnixPendingOnOutsideListener(t *testing.T) {
+	needsUnixDiag(t)
+	name := "@gocr-test-pending-" + time.Now().Format("150405.000000")
+	l := socket(t, unix.SOCK_STREAM)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := socket(t, unix.SOCK_STREAM)
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := collectFd(os.Getpid(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &gocrpb.Files{Pid: int32(os.Getpid()), Fds: []*gocrpb.Fd{fd}}
+	err = Link([]*gocrpb.Files{table}, LinkOptions{})
+	if err == nil || !strings.Contains(err.Error(), "has not accepted it yet); --external-unix "+name) {
+		t.Fatalf("error %v, want it refused naming the listener %s", err, name)
+	}
+	if err := Link([]*gocrpb.Files{table}, LinkOptions{ExternalUnix: []string{name}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fd.GetUnixSocket().GetConnection(); got != gocrpb.UnixSocketFd_PEER_GONE {
+		t.Errorf("connection %s, want PEER_GONE", got)
+	}
+}
