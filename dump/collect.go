@@ -260,7 +260,7 @@ func collectSched(tid int) (*gocrpb.Sched, error) {
 
 // linkFiles finds what the processes' fds share (files.Link) and saves
 // every memfd they use, through an fd or a mapping, once.
-func linkFiles(dir *images.Dir, states []*state) error {
+func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	var tables []*gocrpb.Files
 	var mms []*gocrpb.Mm
 	for _, st := range states {
@@ -269,7 +269,7 @@ func linkFiles(dir *images.Dir, states []*state) error {
 			mms = append(mms, st.mm)
 		}
 	}
-	if err := files.Link(tables); err != nil {
+	if err := files.Link(tables, opts); err != nil {
 		return err
 	}
 	return files.SaveMemfds(dir, tables, mms)

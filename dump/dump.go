@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/ptrace"
@@ -55,6 +56,9 @@ type Options struct {
 	// checkpoint was taken (complete), once the processes run on or
 	// were ended.
 	BeforeFreeze func(ctx context.Context, root int) (after func(taken bool), err error)
+	// ExternalUnix: unix sockets connected outside the dump that are
+	// dumped anyway (files.LinkOptions).
+	ExternalUnix []string
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -167,7 +171,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
-	if err := linkFiles(dir, states); err != nil {
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 

@@ -33,6 +33,12 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
+	// tables are the dumped fd tables OpenAll opens, for kinds whose
+	// objects join fds of several processes (unix sockets).
+	tables []*gocrpb.Files
+	// undo are what Undo takes back: what the sources made outside
+	// gocr (a unix socket's file).
+	undo []func()
 }
 
 // NewSources starts an empty set of sources numbered from first.
@@ -63,6 +69,18 @@ func (s *Sources) Close() {
 	}
 }
 
+// OnUndo adds what Undo must take back.
+func (s *Sources) OnUndo(f func()) { s.undo = append(s.undo, f) }
+
+// Undo takes back, last first, what the sources made outside gocr, for a
+// restore that failed: a failed restore removes what it created.
+func (s *Sources) Undo() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = nil
+}
+
 // once returns the object made for key, making it with make the first time.
 func once[T any](s *Sources, key any, make func() (T, error)) (T, error) {
 	if v, ok := s.shared[key]; ok {
@@ -79,6 +97,7 @@ func once[T any](s *Sources, key any, make func() (T, error)) (T, error) {
 // OpenAll opens every open file description the processes had, the way
 // they had it: once, however many fds and processes share it.
 func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
+	s.tables = tables
 	for _, table := range tables {
 		for _, m := range table.Memfds {
 			s.memfds[m.Id] = m

@@ -253,6 +253,65 @@ func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
 }
 
+type UnixSocketFd_Connection int32
+
+const (
+	// Images without this field: one end of a socketpair in the dump.
+	UnixSocketFd_CONNECTION_UNSET UnixSocketFd_Connection = 0
+	UnixSocketFd_NOT_CONNECTED    UnixSocketFd_Connection = 1
+	UnixSocketFd_PEER_DUMPED      UnixSocketFd_Connection = 2 // its peer (inode `peer`) is in the dump
+	UnixSocketFd_PEER_GONE        UnixSocketFd_Connection = 3 // its peer was closed, or is outside and named external
+	UnixSocketFd_PEER_NAMED       UnixSocketFd_Connection = 4 // a datagram socket connected to `peer_name` outside the dump
+	UnixSocketFd_PEER_PENDING     UnixSocketFd_Connection = 5 // waiting to be accepted by listener `listener` in the dump
+)
+
+// Enum value maps for UnixSocketFd_Connection.
+var (
+	UnixSocketFd_Connection_name = map[int32]string{
+		0: "CONNECTION_UNSET",
+		1: "NOT_CONNECTED",
+		2: "PEER_DUMPED",
+		3: "PEER_GONE",
+		4: "PEER_NAMED",
+		5: "PEER_PENDING",
+	}
+	UnixSocketFd_Connection_value = map[string]int32{
+		"CONNECTION_UNSET": 0,
+		"NOT_CONNECTED":    1,
+		"PEER_DUMPED":      2,
+		"PEER_GONE":        3,
+		"PEER_NAMED":       4,
+		"PEER_PENDING":     5,
+	}
+)
+
+func (x UnixSocketFd_Connection) Enum() *UnixSocketFd_Connection {
+	p := new(UnixSocketFd_Connection)
+	*p = x
+	return p
+}
+
+func (x UnixSocketFd_Connection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UnixSocketFd_Connection) Descriptor() protoreflect.EnumDescriptor {
+	return file_gocrpb_gocr_proto_enumTypes[4].Descriptor()
+}
+
+func (UnixSocketFd_Connection) Type() protoreflect.EnumType {
+	return &file_gocrpb_gocr_proto_enumTypes[4]
+}
+
+func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
+func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 1}
+}
+
 // Inventory is written last: a directory without it is not a complete dump.
 type Inventory struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2663,7 +2722,7 @@ type Fd_Inotify struct {
 }
 
 type Fd_UnixSocket struct {
-	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // one end of a unix socketpair
+	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // a unix socket
 }
 
 func (*Fd_Path) isFd_Kind() {}
@@ -3371,9 +3430,9 @@ func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	return 0
 }
 
-// UnixSocketFd is one end of a unix socketpair(2) whose other end is in the
-// dump too (files/unixsocket.go): the pair is made again once, with what was
-// queued in it, and each end gets its options, its shutdown state and its
+// UnixSocketFd is a unix socket (files/unixsocket.go): every unix socket of
+// the dump is made again at once, with its name and connection and what was
+// queued at it, and each gets its options, its shutdown state and its
 // status flags (Fd.flags).
 type UnixSocketFd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3393,9 +3452,28 @@ type UnixSocketFd struct {
 	PeekOff    int32 `protobuf:"varint,10,opt,name=peek_off,json=peekOff,proto3" json:"peek_off,omitempty"`          // SO_PEEK_OFF; -1: off
 	RcvtimeoNs int64 `protobuf:"varint,11,opt,name=rcvtimeo_ns,json=rcvtimeoNs,proto3" json:"rcvtimeo_ns,omitempty"` // SO_RCVTIMEO; 0: none
 	SndtimeoNs int64 `protobuf:"varint,12,opt,name=sndtimeo_ns,json=sndtimeoNs,proto3" json:"sndtimeo_ns,omitempty"` // SO_SNDTIMEO; 0: none
-	// What was sent and not yet read, at both ends; only on the pair's
-	// first fd in dump order, the one the restore opens first.
-	Queues        *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
+	// Images before `received`: what was sent and not yet read at both
+	// ends of a socketpair, on the pair's first fd in dump order.
+	Queues *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
+	// Named, listening and connected sockets (files/unixsocket.go).
+	// The bound name as sun_path holds it: a path, or a NUL byte and an
+	// abstract name; empty: none. An accepted socket has its listener's.
+	Name []byte `protobuf:"bytes,53,opt,name=name,proto3" json:"name,omitempty"`
+	// A path name's socket file, as it was at the dump.
+	File      *UnixSocketFile `protobuf:"bytes,54,opt,name=file,proto3" json:"file,omitempty"`
+	Listening bool            `protobuf:"varint,55,opt,name=listening,proto3" json:"listening,omitempty"`
+	Backlog   int32           `protobuf:"varint,56,opt,name=backlog,proto3" json:"backlog,omitempty"` // listen(2)'s, as sock_diag shows it
+	// Listening: the connections not yet accepted, oldest first, by the
+	// inode of the socket accept(2) would return (sock_diag's icons).
+	Pending    []uint64                `protobuf:"varint,57,rep,packed,name=pending,proto3" json:"pending,omitempty"`
+	Connection UnixSocketFd_Connection `protobuf:"varint,58,opt,name=connection,proto3,enum=gocr.v1.UnixSocketFd_Connection" json:"connection,omitempty"`
+	PeerName   []byte                  `protobuf:"bytes,59,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
+	Listener   uint64                  `protobuf:"varint,60,opt,name=listener,proto3" json:"listener,omitempty"`
+	Reuseaddr  bool                    `protobuf:"varint,61,opt,name=reuseaddr,proto3" json:"reuseaddr,omitempty"` // SO_REUSEADDR
+	// What waits to be read at this socket, each datagram or record as one
+	// message (a stream's bytes as one); only on the socket's first fd in
+	// dump order.
+	Received      []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3521,6 +3599,218 @@ func (x *UnixSocketFd) GetQueues() *UnixSocketQueues {
 	return nil
 }
 
+func (x *UnixSocketFd) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetFile() *UnixSocketFile {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetListening() bool {
+	if x != nil {
+		return x.Listening
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetBacklog() int32 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetPending() []uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetConnection() UnixSocketFd_Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return UnixSocketFd_CONNECTION_UNSET
+}
+
+func (x *UnixSocketFd) GetPeerName() []byte {
+	if x != nil {
+		return x.PeerName
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetListener() uint64 {
+	if x != nil {
+		return x.Listener
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetReuseaddr() bool {
+	if x != nil {
+		return x.Reuseaddr
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetReceived() []*UnixMessage {
+	if x != nil {
+		return x.Received
+	}
+	return nil
+}
+
+// UnixSocketFile is the file bind(2) made for a unix socket's path.
+type UnixSocketFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the path still named it at the dump; if not, the restore
+	// removes the file it makes.
+	Present       bool   `protobuf:"varint,1,opt,name=present,proto3" json:"present,omitempty"`
+	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"` // st_mode, the file type bits included
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	Dev           uint64 `protobuf:"varint,5,opt,name=dev,proto3" json:"dev,omitempty"` // st_dev and st_ino, by which a restore knows the
+	Ino           uint64 `protobuf:"varint,6,opt,name=ino,proto3" json:"ino,omitempty"` // stale file of the same socket
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixSocketFile) Reset() {
+	*x = UnixSocketFile{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixSocketFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixSocketFile) ProtoMessage() {}
+
+func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
+func (*UnixSocketFile) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UnixSocketFile) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *UnixSocketFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetDev() uint64 {
+	if x != nil {
+		return x.Dev
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+// UnixMessage is one message waiting at a unix socket.
+type UnixMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// A datagram's sender, by its inode in the dump; 0: an unnamed socket
+	// (or the socket's own peer, for a stream or seqpacket socket).
+	Sender        uint64 `protobuf:"varint,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixMessage) Reset() {
+	*x = UnixMessage{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixMessage) ProtoMessage() {}
+
+func (x *UnixMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
+func (*UnixMessage) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UnixMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *UnixMessage) GetSender() uint64 {
+	if x != nil {
+		return x.Sender
+	}
+	return 0
+}
+
 // UnixSocketQueues is what waits to be read in a socketpair, each
 // datagram or record as one message (a stream's bytes as one).
 type UnixSocketQueues struct {
@@ -3533,7 +3823,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3545,7 +3835,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3558,7 +3848,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3586,7 +3876,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3888,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +3901,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3934,7 +4224,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xd4\x03\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xab\a\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -3951,13 +4241,44 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"rcvtimeoNs\x12\x1f\n" +
 	"\vsndtimeo_ns\x18\f \x01(\x03R\n" +
 	"sndtimeoNs\x121\n" +
-	"\x06queues\x18\r \x01(\v2\x19.gocr.v1.UnixSocketQueuesR\x06queues\">\n" +
+	"\x06queues\x18\r \x01(\v2\x19.gocr.v1.UnixSocketQueuesR\x06queues\x12\x12\n" +
+	"\x04name\x185 \x01(\fR\x04name\x12+\n" +
+	"\x04file\x186 \x01(\v2\x17.gocr.v1.UnixSocketFileR\x04file\x12\x1c\n" +
+	"\tlistening\x187 \x01(\bR\tlistening\x12\x18\n" +
+	"\abacklog\x188 \x01(\x05R\abacklog\x12\x18\n" +
+	"\apending\x189 \x03(\x04R\apending\x12@\n" +
+	"\n" +
+	"connection\x18: \x01(\x0e2 .gocr.v1.UnixSocketFd.ConnectionR\n" +
+	"connection\x12\x1b\n" +
+	"\tpeer_name\x18; \x01(\fR\bpeerName\x12\x1a\n" +
+	"\blistener\x18< \x01(\x04R\blistener\x12\x1c\n" +
+	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
+	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
 	"\x06STREAM\x10\x01\x12\t\n" +
 	"\x05DGRAM\x10\x02\x12\r\n" +
-	"\tSEQPACKET\x10\x03\":\n" +
+	"\tSEQPACKET\x10\x03\"w\n" +
+	"\n" +
+	"Connection\x12\x14\n" +
+	"\x10CONNECTION_UNSET\x10\x00\x12\x11\n" +
+	"\rNOT_CONNECTED\x10\x01\x12\x0f\n" +
+	"\vPEER_DUMPED\x10\x02\x12\r\n" +
+	"\tPEER_GONE\x10\x03\x12\x0e\n" +
+	"\n" +
+	"PEER_NAMED\x10\x04\x12\x10\n" +
+	"\fPEER_PENDING\x10\x05\"\x86\x01\n" +
+	"\x0eUnixSocketFile\x12\x18\n" +
+	"\apresent\x18\x01 \x01(\bR\apresent\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x10\n" +
+	"\x03dev\x18\x05 \x01(\x04R\x03dev\x12\x10\n" +
+	"\x03ino\x18\x06 \x01(\x04R\x03ino\"9\n" +
+	"\vUnixMessage\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\x04R\x06sender\":\n" +
 	"\x10UnixSocketQueues\x12\x12\n" +
 	"\x04here\x18\x01 \x03(\fR\x04here\x12\x12\n" +
 	"\x04peer\x18\x02 \x03(\fR\x04peer\"`\n" +
@@ -3988,95 +4309,101 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 	return file_gocrpb_gocr_proto_rawDescData
 }
 
-var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_gocrpb_gocr_proto_goTypes = []any{
-	(VmaKind)(0),             // 0: gocr.v1.VmaKind
-	(FileLock_Type)(0),       // 1: gocr.v1.FileLock.Type
-	(PathFd_Type)(0),         // 2: gocr.v1.PathFd.Type
-	(UnixSocketFd_Type)(0),   // 3: gocr.v1.UnixSocketFd.Type
-	(*Inventory)(nil),        // 4: gocr.v1.Inventory
-	(*Task)(nil),             // 5: gocr.v1.Task
-	(*PosixTimer)(nil),       // 6: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),     // 7: gocr.v1.ProcessFlags
-	(*Creds)(nil),            // 8: gocr.v1.Creds
-	(*Rlimit)(nil),           // 9: gocr.v1.Rlimit
-	(*SigAction)(nil),        // 10: gocr.v1.SigAction
-	(*SigInfo)(nil),          // 11: gocr.v1.SigInfo
-	(*Itimer)(nil),           // 12: gocr.v1.Itimer
-	(*Thread)(nil),           // 13: gocr.v1.Thread
-	(*Sched)(nil),            // 14: gocr.v1.Sched
-	(*GPRegs)(nil),           // 15: gocr.v1.GPRegs
-	(*SigAltStack)(nil),      // 16: gocr.v1.SigAltStack
-	(*Rseq)(nil),             // 17: gocr.v1.Rseq
-	(*Mm)(nil),               // 18: gocr.v1.Mm
-	(*SavedFile)(nil),        // 19: gocr.v1.SavedFile
-	(*Vma)(nil),              // 20: gocr.v1.Vma
-	(*Memfd)(nil),            // 21: gocr.v1.Memfd
-	(*FileRef)(nil),          // 22: gocr.v1.FileRef
-	(*PageRange)(nil),        // 23: gocr.v1.PageRange
-	(*Fd)(nil),               // 24: gocr.v1.Fd
-	(*FileLock)(nil),         // 25: gocr.v1.FileLock
-	(*PathFd)(nil),           // 26: gocr.v1.PathFd
-	(*InheritFd)(nil),        // 27: gocr.v1.InheritFd
-	(*PipeFd)(nil),           // 28: gocr.v1.PipeFd
-	(*MemfdFd)(nil),          // 29: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),        // 30: gocr.v1.EventfdFd
-	(*EpollFd)(nil),          // 31: gocr.v1.EpollFd
-	(*EpollWatch)(nil),       // 32: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),       // 33: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),        // 34: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),        // 35: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),     // 36: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),     // 37: gocr.v1.UnixSocketFd
-	(*UnixSocketQueues)(nil), // 38: gocr.v1.UnixSocketQueues
-	(*Files)(nil),            // 39: gocr.v1.Files
+	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
+	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
+	(PathFd_Type)(0),             // 2: gocr.v1.PathFd.Type
+	(UnixSocketFd_Type)(0),       // 3: gocr.v1.UnixSocketFd.Type
+	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
+	(*Inventory)(nil),            // 5: gocr.v1.Inventory
+	(*Task)(nil),                 // 6: gocr.v1.Task
+	(*PosixTimer)(nil),           // 7: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 8: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 9: gocr.v1.Creds
+	(*Rlimit)(nil),               // 10: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 11: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 12: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 13: gocr.v1.Itimer
+	(*Thread)(nil),               // 14: gocr.v1.Thread
+	(*Sched)(nil),                // 15: gocr.v1.Sched
+	(*GPRegs)(nil),               // 16: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 17: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 18: gocr.v1.Rseq
+	(*Mm)(nil),                   // 19: gocr.v1.Mm
+	(*SavedFile)(nil),            // 20: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 21: gocr.v1.Vma
+	(*Memfd)(nil),                // 22: gocr.v1.Memfd
+	(*FileRef)(nil),              // 23: gocr.v1.FileRef
+	(*PageRange)(nil),            // 24: gocr.v1.PageRange
+	(*Fd)(nil),                   // 25: gocr.v1.Fd
+	(*FileLock)(nil),             // 26: gocr.v1.FileLock
+	(*PathFd)(nil),               // 27: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 28: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 29: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 30: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 31: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 32: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 33: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 34: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 35: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 36: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 37: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 38: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 39: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 42: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	8,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	9,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	10, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	11, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	12, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	13, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	7,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	6,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	15, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	11, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	16, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	17, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	14, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	22, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	20, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	19, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	22, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	10, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	11, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	12, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	13, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	14, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	8,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	7,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	16, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	12, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	17, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	18, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	15, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	23, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	21, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	20, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	23, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
 	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	22, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	22, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	25, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	26, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	27, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	28, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	29, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	30, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	31, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	33, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	34, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	35, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	37, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	23, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	23, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	26, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	27, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	28, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	29, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	30, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	31, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	32, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	34, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
 	1,  // 31: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 32: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	32, // 33: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	36, // 34: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	33, // 33: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	37, // 34: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
 	3,  // 35: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	38, // 36: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	24, // 37: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	21, // 38: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	41, // 36: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	39, // 37: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 38: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	40, // 39: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	25, // 40: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	22, // 41: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4101,8 +4428,8 @@ func file_gocrpb_gocr_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   36,
+			NumEnums:      5,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

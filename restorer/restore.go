@@ -84,7 +84,7 @@ type proc struct {
 // next step, or at once where it waits, and fails as at any other error:
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
-func Run(ctx context.Context, opts Options) (*Result, error) {
+func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := checkPidnsMode(opts.PidNamespace); err != nil {
 		return nil, err
 	}
@@ -109,6 +109,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			src.Undo()
+		}
+	}()
 	root := procs[0].task.Pid
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)

@@ -159,6 +159,7 @@ var cTargets = map[string]struct {
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
+	"unixnamed":      {"unixnamed.c", nil},
 }
 
 func TestMain(m *testing.M) {
