@@ -62,7 +62,11 @@ func readJobEvents(path string) ([]jobEvent, error) {
 		var err1, err2, err3 error
 		e.restart, err1 = strconv.Atoi(kv["restart"])
 		e.pid, err2 = strconv.Atoi(kv["pid"])
-		e.restarts, err3 = strconv.Atoi(kv["restarts"])
+		// "?": scontrol did not answer (the recorder's stderr says why).
+		e.restarts = -1
+		if kv["restarts"] != "?" {
+			e.restarts, err3 = strconv.Atoi(kv["restarts"])
+		}
 		secs, err4 := strconv.ParseFloat(strings.ReplaceAll(kv["t"], ",", "."), 64)
 		if err := errors.Join(err1, err2, err3, err4); err != nil {
 			return nil, fmt.Errorf("%s: bad line %q: %w", path, line, err)

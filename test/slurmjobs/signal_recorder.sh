@@ -15,8 +15,15 @@
 run=${SLURM_RESTART_COUNT:-0}
 prefix=${SIGNAL_RECORDER_PREFIX:-}
 event() {
-	local t=$EPOCHREALTIME preempt=? restarts=? f
-	for f in $(scontrol -o show job "$SLURM_JOB_ID"); do
+	local t=$EPOCHREALTIME preempt=? restarts=? f out try
+	# scontrol is an RPC to slurmctld, which may fail while it is busy
+	# with this very job (a requeue under way): a few tries, each error
+	# on stderr; "?" if none answers.
+	for try in 1 2 3 4 5; do
+		out=$(scontrol -o show job "$SLURM_JOB_ID") && break
+		out=
+	done
+	for f in $out; do
 		case $f in
 		PreemptTime=*) preempt=${f#*=} ;;
 		Restarts=*) restarts=${f#*=} ;;
