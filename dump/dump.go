@@ -42,6 +42,9 @@ type Options struct {
 	PageStreams int
 	// Save says which mapped files' contents go into the dump (ParseSave).
 	Save SaveFiles
+	// TCPEstablished dumps TCP connections to peers outside the dump
+	// too, blocked until the restore (files.CaptureConnections).
+	TCPEstablished bool
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -142,6 +145,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, states); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	conns, err := captureConnections(states, opts)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	defer func() {
+		if cerr := conns.Close(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
+		}
+	}()
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -177,6 +189,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// processes go.
 		released = true
 		tree.kill(t)
+		if err := conns.Seal(); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+		}
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()

@@ -50,6 +50,9 @@ type Options struct {
 	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
 	// under OLD are looked up under NEW (relocate.go).
 	Relocate []string
+	// TCPEstablished restores TCP connections to peers outside the
+	// dump, which a dump with --tcp-established took (inet.go).
+	TCPEstablished bool
 }
 
 // Result is how a restore ended.
@@ -99,6 +102,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer src.Close()
 	root := procs[0].task.Pid
+	if err := checkConnections(procs, opts); err != nil {
+		return nil, err
+	}
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)
 	if err != nil {

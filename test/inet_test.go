@@ -1,0 +1,191 @@
+//go:build linux
+
+package test
+
+import (
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func init() {
+	cTargets["inet"] = struct {
+		src   string
+		flags []string
+	}{"inet.c", nil}
+}
+
+// needsIPv6Loopback skips where the loopback has no ::1 (IPv6 disabled).
+func needsIPv6Loopback(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("the loopback has no ::1 (%v)", err)
+	}
+	l.Close()
+}
+
+// TestInetConnections: a listener and a connection to it in one process
+// (inet.c), mid-conversation: the server's receive queue full of unread
+// bytes, the client's send queue holding bytes it could not send yet, a
+// reply the client has not read, options on the client. After the
+// restore both ends carry on over the same connection, every byte in
+// order, and the listener takes new connections, over IPv4, IPv6, and a
+// dual-stack IPv6 listener reached over IPv4.
+func TestInetConnections(t *testing.T) {
+	needsRoot(t)
+	for _, mode := range []string{"tcp4", "tcp6", "dual"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode != "tcp4" {
+				needsIPv6Loopback(t)
+			}
+			tg := startTarget(t, "inet", mode)
+			pid := checkpointRestore(t, tg, cycleOpts{})
+			checkResult(t, tg, pid)
+		})
+	}
+}
+
+// TestInetHalfClosed: a connection the client shut for writing after
+// sending (FIN_WAIT2 and CLOSE_WAIT), unread data both ways: restored, the
+// server reads the data then EOF, the client reads and cannot send.
+func TestInetHalfClosed(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "inet", "half")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestUDPSockets: bound and connected UDP sockets with datagrams queued,
+// an empty one too, from two senders: each comes back in order, from its
+// sender's address and port.
+func TestUDPSockets(t *testing.T) {
+	needsRoot(t)
+	for _, mode := range []string{"udp4", "udp6"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "udp6" {
+				needsIPv6Loopback(t)
+			}
+			tg := startTarget(t, "inet", mode)
+			pid := checkpointRestore(t, tg, cycleOpts{})
+			checkResult(t, tg, pid)
+		})
+	}
+}
+
+// TestInetLeaveRunning: with --leave-running the connection works on
+// after the dump: repair mode is off again, nothing was lost.
+func TestInetLeaveRunning(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "inet", "tcp4")
+	dump(t, tg.pid, t.TempDir(), "--leave-running")
+	checkIntact(t, tg)
+}
+
+// TestInetPendingRefused: a listener with a connection not accepted yet is
+// refused in one line, and the process runs on: it accepts it afterwards.
+func TestInetPendingRefused(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "inet", "pending")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"not accepted"}, nil)
+	checkIntact(t, tg)
+}
+
+// outsidePeer is the end of the target's connection outside the job: it
+// accepts the connection, reads "from-job-1", and sends "from-outside-1".
+type outsidePeer struct {
+	l    net.Listener
+	conn net.Conn
+}
+
+func startOutsidePeer(t *testing.T) (*outsidePeer, string) {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &outsidePeer{l: l}, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func (p *outsidePeer) greet(t *testing.T) {
+	t.Helper()
+	p.l.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+	c, err := p.l.Accept()
+	if err != nil {
+		t.Fatalf("the outside peer accepts: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p.conn = c
+	p.expect(t, "from-job-1")
+	if _, err := c.Write([]byte("from-outside-1")); err != nil {
+		t.Fatalf("the outside peer writes: %v", err)
+	}
+}
+
+func (p *outsidePeer) expect(t *testing.T, want string) {
+	t.Helper()
+	p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len(want))
+	if _, err := io.ReadFull(p.conn, buf); err != nil || string(buf) != want {
+		t.Fatalf("the outside peer read %q (%v), want %q", buf, err, want)
+	}
+}
+
+// finish sends the last message and checks the target's answer: the
+// connection works.
+func (p *outsidePeer) finish(t *testing.T, tg *target, pid int) {
+	t.Helper()
+	if _, err := p.conn.Write([]byte("from-outside-2")); err != nil {
+		t.Fatalf("the outside peer writes: %v", err)
+	}
+	checkResult(t, tg, pid)
+	p.expect(t, "from-job-2")
+}
+
+// TestInetExternalRefused: without --tcp-established a connection to a
+// peer outside the job is refused in one line naming the fd and the peer;
+// the process and its connection go on.
+func TestInetExternalRefused(t *testing.T) {
+	needsRoot(t)
+	peer, port := startOutsidePeer(t)
+	tg := startTarget(t, "inet", "external", port)
+	peer.greet(t)
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"fd 3", "127.0.0.1:" + port, "--tcp-established"}, nil)
+	assertUntouched(t, tg.pid)
+	peer.finish(t, tg, tg.pid)
+}
+
+// TestInetExternalEstablished: with --tcp-established the outside peer
+// keeps its connection across the dump and the restore: its packets are
+// blocked meanwhile (nftables), and no reset reaches it.
+func TestInetExternalEstablished(t *testing.T) {
+	needsRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (nftables) is not installed: make deps installs it")
+	}
+	peer, port := startOutsidePeer(t)
+	tg := startTarget(t, "inet", "external", port)
+	peer.greet(t)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--tcp-established")
+	tg.waitDead(t, "a dump without --leave-running")
+	// The restore refuses the connection unless asked for it too.
+	r := runGocr(t, nil, "restore", "-d", "-D", dir)
+	assertRefused(t, r, []string{"--tcp-established"}, nil)
+	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
+	peer.finish(t, tg, pid)
+	out, err := exec.Command("nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "gocr_") {
+		t.Errorf("the restore left gocr's nftables table:\n%s", out)
+	}
+}
