@@ -3,9 +3,14 @@
 package test
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,13 +142,18 @@ func (p *outsidePeer) expect(t *testing.T, want string) {
 	}
 }
 
-// finish sends the last message and checks the target's answer: the
-// connection works.
-func (p *outsidePeer) finish(t *testing.T, tg *target, pid int) {
+// send sends the peer's last message.
+func (p *outsidePeer) send(t *testing.T) {
 	t.Helper()
 	if _, err := p.conn.Write([]byte("from-outside-2")); err != nil {
 		t.Fatalf("the outside peer writes: %v", err)
 	}
+}
+
+// finish has the target check what it read and answer: the connection
+// works.
+func (p *outsidePeer) finish(t *testing.T, tg *target, pid int) {
+	t.Helper()
 	checkResult(t, tg, pid)
 	p.expect(t, "from-job-2")
 }
@@ -159,12 +169,14 @@ func TestInetExternalRefused(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	assertRefused(t, r, []string{"fd 3", "127.0.0.1:" + port, "--tcp-established"}, nil)
 	assertUntouched(t, tg.pid)
+	peer.send(t)
 	peer.finish(t, tg, tg.pid)
 }
 
 // TestInetExternalEstablished: with --tcp-established the outside peer
-// keeps its connection across the dump and the restore: its packets are
-// blocked meanwhile (nftables), and no reset reaches it.
+// keeps its connection across the dump and the restore: it sends while
+// the job is dumped, its packets are blocked meanwhile (nftables) rather
+// than answered by a reset, and sent again once the job is back.
 func TestInetExternalEstablished(t *testing.T) {
 	needsRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -176,16 +188,107 @@ func TestInetExternalEstablished(t *testing.T) {
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--tcp-established")
 	tg.waitDead(t, "a dump without --leave-running")
+	peer.send(t)
 	// The restore refuses the connection unless asked for it too.
 	r := runGocr(t, nil, "restore", "-d", "-D", dir)
 	assertRefused(t, r, []string{"--tcp-established"}, nil)
 	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
 	peer.finish(t, tg, pid)
+	assertNoGocrTable(t)
+}
+
+// startHTTPServer starts httpserver.py and returns it and its port.
+func startHTTPServer(t *testing.T) (*target, string) {
+	t.Helper()
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skipf("no python3: %v", err)
+	}
+	// Run by the interpreter itself, as the other script targets
+	// (buildTargets), so the target's PID is the interpreter's.
+	targets["httpserver"] = []string{strings.TrimSpace(string(out)), filepath.Join(moduleRoot, "test", "targets", "httpserver.py")}
+	tg := startTarget(t, "httpserver")
+	port, err := os.ReadFile(tg.result + ".port")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg, string(port)
+}
+
+// httpGet sends GET /n on conn and checks the answer "hello n".
+func httpGet(t *testing.T, conn net.Conn, n int) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET /%d HTTP/1.1\r\nHost: gocr\r\n\r\n", n); err != nil {
+		t.Fatalf("GET /%d: %v", n, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET /%d: %v", n, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("hello %d", n); err != nil || string(body) != want {
+		t.Fatalf("GET /%d: %q (%v), want %q", n, body, err, want)
+	}
+}
+
+// TestPythonHTTPServer: Python's ThreadingHTTPServer with a keep-alive
+// client inside the job, mid-session, and one outside it (the test,
+// with --tcp-established): after the restore each client's next request
+// on its same connection is answered.
+func TestPythonHTTPServer(t *testing.T) {
+	needsRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (nftables) is not installed: make deps installs it")
+	}
+	tg, port := startHTTPServer(t)
+	conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	httpGet(t, conn, 1)
+	// checkpointRestore, with --tcp-established at the restore too.
+	before, err := readKernelView(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--tcp-established")
+	tg.waitDead(t, "a dump without --leave-running")
+	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
+	checkKernelView(t, pid, before, nil)
+	httpGet(t, conn, 2)
+	checkResult(t, tg, pid)
+}
+
+// TestInetExternalLeaveRunning: --tcp-established with --leave-running:
+// the connection to the outside peer works on after the dump, its
+// packets no longer blocked.
+func TestInetExternalLeaveRunning(t *testing.T) {
+	needsRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (nftables) is not installed: make deps installs it")
+	}
+	peer, port := startOutsidePeer(t)
+	tg := startTarget(t, "inet", "external", port)
+	peer.greet(t)
+	dump(t, tg.pid, t.TempDir(), "--tcp-established", "--leave-running")
+	assertUntouched(t, tg.pid)
+	assertNoGocrTable(t)
+	peer.send(t)
+	peer.finish(t, tg, tg.pid)
+}
+
+// assertNoGocrTable requires that gocr left no nftables table of its own.
+func assertNoGocrTable(t *testing.T) {
+	t.Helper()
 	out, err := exec.Command("nft", "list", "tables").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list tables: %v: %s", err, out)
 	}
 	if strings.Contains(string(out), "gocr_") {
-		t.Errorf("the restore left gocr's nftables table:\n%s", out)
+		t.Errorf("gocr left its nftables table:\n%s", out)
 	}
 }
