@@ -376,11 +376,24 @@ type restoredConn struct {
 	u *gocrpb.InetSocketFd
 }
 
-// openTCPConnection makes connection u again on new socket h, in repair
+// openTCPConnection gives connection u its socket h, made again once every
+// other socket is (ReleaseConnections): a listening socket must be bound
+// to its port before the connections it accepted are, unless it allows
+// others there (SO_REUSEADDR), and the fds come in any order.
+func openTCPConnection(s *Sources, h int, u *gocrpb.InetSocketFd) error {
+	rel := inetReleaser(s)
+	rel.conns = append(rel.conns, &restoredConn{h: h, u: u})
+	if u.GetNftTable() != "" {
+		rel.tables[u.GetNftTable()] = true
+	}
+	return nil
+}
+
+// repairConnection makes connection u again on new socket h, in repair
 // mode, in the order the kernel takes it: sequence numbers before
 // connect(2), which then needs no handshake (net/ipv4/tcp_output.c
 // tcp_connect in repair mode); options, queues and window after.
-func openTCPConnection(s *Sources, h int, u *gocrpb.InetSocketFd) error {
+func repairConnection(h int, u *gocrpb.InetSocketFd) error {
 	t := u.GetTcp()
 	if err := setRepair(h, unix.TCP_REPAIR_ON); err != nil {
 		return err
@@ -453,11 +466,6 @@ func openTCPConnection(s *Sources, h int, u *gocrpb.InetSocketFd) error {
 	}
 	if err := setInetOptions(h, u, stepAfterBind, true); err != nil {
 		return err
-	}
-	rel := inetReleaser(s)
-	rel.conns = append(rel.conns, &restoredConn{h: h, u: u})
-	if u.GetNftTable() != "" {
-		rel.tables[u.GetNftTable()] = true
 	}
 	return nil
 }
@@ -532,9 +540,10 @@ func growBuffer(h, opt, force, need int) error {
 	return nil
 }
 
-// ReleaseConnections takes every restored connection out of repair mode,
-// all of them one after the other before anything else, so both ends of
-// a connection inside the dump go on together; then sends again what
+// ReleaseConnections makes every TCP connection again in repair mode,
+// then takes them out of it, all of them one after the other before
+// anything else, so both ends of a connection inside the dump go on
+// together; then sends again what
 // was not sent yet and the FINs that were, sets what repair mode
 // overrides, and lets the packets of connections to peers outside the
 // dump flow again. gocr's handles of every restored TCP and UDP socket
@@ -544,6 +553,11 @@ func (s *Sources) ReleaseConnections() error {
 	r, ok := s.shared[inetReleaseKey{}].(*inetRelease)
 	if !ok {
 		return nil
+	}
+	for _, c := range r.conns {
+		if err := repairConnection(c.h, c.u); err != nil {
+			return fmt.Errorf("%s: %w", connName(c.u), err)
+		}
 	}
 	var errs []error
 	for _, c := range r.conns {

@@ -9,7 +9,9 @@
  *                     :: with IPV6_V6ONLY off and connects over IPv4.
  *   pending           a listener with a connection it has not accepted.
  *   half              a connection the client shut for writing after
- *                     sending (FIN_WAIT2 / CLOSE_WAIT), unread data both ways.
+ *                     sending (FIN_WAIT2 / CLOSE_WAIT), unread data both
+ *                     ways; its listener without SO_REUSEADDR, on an fd
+ *                     above the connection's.
  *   udp4, udp6        bound and connected UDP sockets with datagrams queued
  *                     (an empty one too) from two senders.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
@@ -164,14 +166,14 @@ static void expect_eof(int fd, const char *what)
 
 static int pattern(size_t i) { return (int)((i * 7) % 251); }
 
-static int listener(int fam, int backlog)
+static int listener_reuse(int fam, int backlog, int reuse)
 {
 	ss_t a;
 	int l = socket(fam, SOCK_STREAM, 0);
 
 	if (l < 0)
 		tgt_fail("socket: %s", strerror(errno));
-	setint(l, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	setint(l, SOL_SOCKET, SO_REUSEADDR, reuse, "SO_REUSEADDR");
 	if (fam == AF_INET6 && family == AF_INET) {
 		/* dual: :: with IPV6_V6ONLY off takes IPv4 too (man 7 ipv6) */
 		setint(l, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
@@ -191,6 +193,8 @@ static int listener(int fam, int backlog)
 		tgt_fail("listen: %s", strerror(errno));
 	return l;
 }
+
+static int listener(int fam, int backlog) { return listener_reuse(fam, backlog, 1); }
 
 static int connect_to(int l)
 {
@@ -357,9 +361,15 @@ static void pending(void)
 
 static void half(void)
 {
-	int l = listener(family, 7);
+	int l = listener_reuse(family, 7, 0);
 	int c = connect_to(l), s = accept_one(l);
 	ssize_t r;
+
+	/* The listener, without SO_REUSEADDR, on an fd above the connection
+	 * it accepted: the restore must bind it first all the same. */
+	l = fcntl(l, F_DUPFD, 50);
+	if (l < 0 || close(3) < 0)
+		tgt_fail("move the listener: %s", strerror(errno));
 
 	send_all(c, "abc", 3, "client data");
 	if (shutdown(c, SHUT_WR) < 0)
@@ -377,6 +387,11 @@ static void half(void)
 		tgt_fail("the client shut for writing could send: %zd (%s)", r, strerror(errno));
 	close(s);
 	expect_eof(c, "client sees the server's FIN");
+	{
+		int c2 = connect_to(l), s2 = accept_one(l);
+		send_all(c2, "new", 3, "new connection");
+		expect(s2, "new", "new connection");
+	}
 	tgt_pass();
 }
 
