@@ -102,7 +102,8 @@ func TestInetPendingRefused(t *testing.T) {
 }
 
 // outsidePeer is the end of the target's connection outside the job: it
-// accepts the connection, reads "from-job-1", and sends "from-outside-1".
+// accepts the connection, reads "from-job-1", says "go" (the target
+// answers "from-job-1b") and sends "from-outside-1".
 type outsidePeer struct {
 	l    net.Listener
 	conn net.Conn
@@ -118,7 +119,8 @@ func startOutsidePeer(t *testing.T) (*outsidePeer, string) {
 	return &outsidePeer{l: l}, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-func (p *outsidePeer) greet(t *testing.T) {
+// greet talks with the target; before the "go", drop runs (if set).
+func (p *outsidePeer) greet(t *testing.T, drop func()) {
 	t.Helper()
 	p.l.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
 	c, err := p.l.Accept()
@@ -128,7 +130,10 @@ func (p *outsidePeer) greet(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	p.conn = c
 	p.expect(t, "from-job-1")
-	if _, err := c.Write([]byte("from-outside-1")); err != nil {
+	if drop != nil {
+		drop()
+	}
+	if _, err := c.Write([]byte("gofrom-outside-1")); err != nil {
 		t.Fatalf("the outside peer writes: %v", err)
 	}
 }
@@ -155,7 +160,7 @@ func (p *outsidePeer) send(t *testing.T) {
 func (p *outsidePeer) finish(t *testing.T, tg *target, pid int) {
 	t.Helper()
 	checkResult(t, tg, pid)
-	p.expect(t, "from-job-2")
+	p.expect(t, "from-job-1bfrom-job-2")
 }
 
 // TestInetExternalRefused: without --tcp-established a connection to a
@@ -165,7 +170,7 @@ func TestInetExternalRefused(t *testing.T) {
 	needsRoot(t)
 	peer, port := startOutsidePeer(t)
 	tg := startTarget(t, "inet", "external", port)
-	peer.greet(t)
+	peer.greet(t, nil)
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	assertRefused(t, r, []string{"fd 3", "127.0.0.1:" + port, "--tcp-established"}, nil)
 	assertUntouched(t, tg.pid)
@@ -184,10 +189,16 @@ func TestInetExternalEstablished(t *testing.T) {
 	}
 	peer, port := startOutsidePeer(t)
 	tg := startTarget(t, "inet", "external", port)
-	peer.greet(t)
+	// The target's "from-job-1b" is dropped before the peer has it, so
+	// the dump finds it sent and not acknowledged; it comes once the
+	// restored connection sends it again.
+	undrop := func() {}
+	peer.greet(t, func() { undrop = dropData(t, tg.pid, port) })
+	waitUnacknowledged(t, port)
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--tcp-established")
 	tg.waitDead(t, "a dump without --leave-running")
+	undrop()
 	peer.send(t)
 	// The restore refuses the connection unless asked for it too.
 	r := runGocr(t, nil, "restore", "-d", "-D", dir)
@@ -273,7 +284,7 @@ func TestInetExternalLeaveRunning(t *testing.T) {
 	}
 	peer, port := startOutsidePeer(t)
 	tg := startTarget(t, "inet", "external", port)
-	peer.greet(t)
+	peer.greet(t, nil)
 	dump(t, tg.pid, t.TempDir(), "--tcp-established", "--leave-running")
 	assertUntouched(t, tg.pid)
 	assertNoGocrTable(t)
@@ -291,4 +302,58 @@ func assertNoGocrTable(t *testing.T) {
 	if strings.Contains(string(out), "gocr_") {
 		t.Errorf("gocr left its nftables table:\n%s", out)
 	}
+}
+
+// dropData drops the data packets (PSH) sent to port until the returned
+// function runs (or the test ends), where they come in: one dropped on its
+// way out would not count as sent (a local netfilter drop fails the
+// transmission, net/ipv4/tcp_output.c tcp_write_xmit).
+func dropData(t *testing.T, pid int, port string) func() {
+	t.Helper()
+	table := "gocrtest_" + strconv.Itoa(pid)
+	script := "table inet " + table + " {\n\tchain in {\n\t\ttype filter hook input priority 0; policy accept;\n" +
+		"\t\ttcp dport " + port + " tcp flags & psh == psh drop\n\t}\n}\n"
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	removed := false
+	remove := func() {
+		if !removed {
+			removed = true
+			if out, err := exec.Command("nft", "delete", "table", "inet", table).CombinedOutput(); err != nil {
+				t.Errorf("nft delete table %s: %v: %s", table, err, out)
+			}
+		}
+	}
+	t.Cleanup(remove)
+	return remove
+}
+
+// waitUnacknowledged waits until the connection to port (from the
+// target's side) has data sent and not acknowledged: tx_queue in
+// /proc/net/tcp (man 5 proc).
+func waitUnacknowledged(t *testing.T, port string) {
+	t.Helper()
+	p, _ := strconv.Atoi(port)
+	want := fmt.Sprintf(":%04X", p)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 4 && strings.HasSuffix(f[2], want) {
+				tx, _, _ := strings.Cut(f[4], ":")
+				if n, _ := strconv.ParseUint(tx, 16, 32); n > 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no data sent and not acknowledged to port %s within 10 s", port)
 }

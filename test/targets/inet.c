@@ -15,9 +15,9 @@
  *   udp4, udp6        bound and connected UDP sockets with datagrams queued
  *                     (an empty one too) from two senders.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
- *                     job: sends "from-job-1" now; after SIGTERM reads
- *                     "from-outside-1" and "from-outside-2", and sends
- *                     "from-job-2".
+ *                     job: sends "from-job-1" now, "from-job-1b" when the
+ *                     peer says "go"; after SIGTERM reads "from-outside-1"
+ *                     and "from-outside-2", and sends "from-job-2".
  * After SIGTERM each checks every byte, address and option and that the
  * sockets still work.
  */
@@ -473,14 +473,28 @@ static void udp(void)
 static void external(int port)
 {
 	ss_t a;
-	int c = socket(AF_INET, SOCK_STREAM, 0);
+	int c = socket(AF_INET, SOCK_STREAM, 0), sent = 0;
 
 	loopback(&a, AF_INET, port);
 	if (connect(c, (struct sockaddr *)&a, sizeof(struct sockaddr_in)) < 0)
 		tgt_fail("connect to port %d: %s", port, strerror(errno));
 	send_all(c, "from-job-1", 10, "from-job-1");
 	tgt_ready();
-	tgt_wait();
+	/* Answers the peer's "go" with "from-job-1b" while it waits: the peer
+	 * may drop it first, so that it is not acknowledged at the dump. */
+	while (!got_term) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		if (!sent && poll(&p, 1, 10) == 1) {
+			expect(c, "go", "the peer's go");
+			send_all(c, "from-job-1b", 11, "from-job-1b");
+			sent = 1;
+		} else if (sent) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!sent)
+		tgt_fail("the peer's go never came");
 	expect(c, "from-outside-1", "first message from outside");
 	send_all(c, "from-job-2", 10, "from-job-2");
 	expect(c, "from-outside-2", "second message from outside");
