@@ -62,6 +62,12 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if err != nil {
 		return err
 	}
+	for _, a := range []netip.Addr{d.Local.Addr(), d.Peer.Addr()} {
+		if a.Is6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) {
+			// sock_diag gives no zone with the address.
+			return fmt.Errorf("an IPv6 link-local address %s (its interface is not restored)", a)
+		}
+	}
 	u := &gocrpb.InetSocketFd{Family: int32(family), Type: int32(typ), Protocol: int32(protocol), Ino: e.Stat.Ino, State: uint32(d.State)}
 	fd.Description = fmt.Sprintf("%s %s", p, describeInet(d))
 	if d.Local.Port() != 0 || !d.Local.Addr().IsUnspecified() {
