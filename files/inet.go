@@ -69,7 +69,7 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		}
 	}
 	u := &gocrpb.InetSocketFd{Family: int32(family), Type: int32(typ), Protocol: int32(protocol), Ino: e.Stat.Ino, State: uint32(d.State)}
-	fd.Description = fmt.Sprintf("%s %s", p, describeInet(d))
+	fd.Description = fmt.Sprintf("%s %s %s", e.Target, p, describeInet(d))
 	if d.Local.Port() != 0 || !d.Local.Addr().IsUnspecified() {
 		u.LocalAddr, u.LocalPort = d.Local.Addr().AsSlice(), uint32(d.Local.Port())
 	}

@@ -192,8 +192,8 @@ func TestPipePacketsRefused(t *testing.T) {
 	checkIntact(t, tg)
 }
 
-// TestUnixSocketRefusals: each unix socket gocr cannot restore exactly,
-// and a socket of another family, is refused in one line naming its fd
+// TestUnixSocketRefusals: each unix socket gocr cannot restore exactly is
+// refused in one line naming its fd
 // and why; the target then finds the socket as it was (its queued data,
 // fd or credentials in flight, pending connection).
 func TestUnixSocketRefusals(t *testing.T) {
@@ -205,8 +205,7 @@ func TestUnixSocketRefusals(t *testing.T) {
 		{"outside", "outside the dumped processes"},
 		{"fds", "fds in flight"},
 		{"creds", "credentials"},
-		// No kind matches: the generic refusal.
-		{"udp", "not supported yet"},
+		// unixsock.c's "udp" socket is restored now (TestUDPSockets).
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			tg := startTargetOpts(t, "unixsock", startOpts{args: []string{c.mode}})
