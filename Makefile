@@ -131,7 +131,7 @@ verify-generated: verify-proto verify-blobs
 # skips apt.
 deps:
 	@missing=""; slurm=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do \

@@ -198,6 +198,7 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
+					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
 					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
@@ -226,6 +227,7 @@ func main() {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
+					&cli.BoolFlag{Name: "tcp-established", Usage: "restore TCP connections to peers outside the dump (dumped with --tcp-established)"},
 					trustImagesFlag,
 					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
 						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
@@ -239,8 +241,8 @@ func main() {
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
 						PidNamespace: c.String("pidns"),
-						Relocate:     c.StringSlice("relocate"),
-						Restarted:    callbacks.Restarted,
+						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
+						Restarted: callbacks.Restarted,
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -320,7 +322,7 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
-		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
+		LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
 		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"),
 		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})

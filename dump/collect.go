@@ -274,3 +274,15 @@ func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	}
 	return files.SaveMemfds(dir, tables, mms)
 }
+
+// captureConnections reads every TCP connection of the dump in repair
+// mode (files.CaptureConnections).
+func captureConnections(states []*state, opts Options) (*files.Connections, error) {
+	var tables []*gocrpb.Files
+	for _, st := range states {
+		if st.files != nil {
+			tables = append(tables, st.files)
+		}
+	}
+	return files.CaptureConnections(tables, files.CaptureOptions{External: opts.TCPEstablished})
+}

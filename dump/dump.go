@@ -59,6 +59,9 @@ type Options struct {
 	// ExternalUnix: unix sockets connected outside the dump that are
 	// dumped anyway (files.LinkOptions).
 	ExternalUnix []string
+	// TCPEstablished dumps TCP connections to peers outside the dump
+	// too, blocked until the restore (files.CaptureConnections).
+	TCPEstablished bool
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -174,6 +177,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	conns, err := captureConnections(states, opts)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	defer func() {
+		if cerr := conns.Close(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
+		}
+	}()
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -209,6 +221,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// processes go.
 		released = true
 		tree.kill(t)
+		if err := conns.Seal(); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+		}
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()

@@ -2486,6 +2486,7 @@ type Fd struct {
 	//	*Fd_Timerfd
 	//	*Fd_Inotify
 	//	*Fd_UnixSocket
+	//	*Fd_InetSocket
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2681,6 +2682,15 @@ func (x *Fd) GetUnixSocket() *UnixSocketFd {
 	return nil
 }
 
+func (x *Fd) GetInetSocket() *InetSocketFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_InetSocket); ok {
+			return x.InetSocket
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2725,6 +2735,10 @@ type Fd_UnixSocket struct {
 	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // a unix socket
 }
 
+type Fd_InetSocket struct {
+	InetSocket *InetSocketFd `protobuf:"bytes,60,opt,name=inet_socket,json=inetSocket,proto3,oneof"` // a TCP or UDP socket, IPv4 or IPv6
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2744,6 +2758,8 @@ func (*Fd_Timerfd) isFd_Kind() {}
 func (*Fd_Inotify) isFd_Kind() {}
 
 func (*Fd_UnixSocket) isFd_Kind() {}
+
+func (*Fd_InetSocket) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -3925,6 +3941,496 @@ func (x *Files) GetMemfds() []*Memfd {
 	return nil
 }
 
+// InetSocketFd is a TCP or UDP socket of IPv4 or IPv6 (files/inet.go):
+// its addresses, the options gocr restores, and for a TCP connection its
+// state read in repair mode (files/tcprepair.go).
+type InetSocketFd struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Family   int32                  `protobuf:"varint,1,opt,name=family,proto3" json:"family,omitempty"`     // AF_INET or AF_INET6
+	Type     int32                  `protobuf:"varint,2,opt,name=type,proto3" json:"type,omitempty"`         // SOCK_STREAM or SOCK_DGRAM
+	Protocol int32                  `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"` // IPPROTO_TCP or IPPROTO_UDP
+	Ino      uint64                 `protobuf:"varint,4,opt,name=ino,proto3" json:"ino,omitempty"`           // the socket's inode in the dump
+	// include/net/tcp_states.h; a UDP socket is ESTABLISHED (1) once
+	// connected, CLOSE (7) otherwise.
+	State     uint32 `protobuf:"varint,5,opt,name=state,proto3" json:"state,omitempty"`
+	LocalAddr []byte `protobuf:"bytes,6,opt,name=local_addr,json=localAddr,proto3" json:"local_addr,omitempty"` // 4 or 16 bytes; empty: not bound
+	LocalPort uint32 `protobuf:"varint,7,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	PeerAddr  []byte `protobuf:"bytes,8,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // a connected socket's peer
+	PeerPort  uint32 `protobuf:"varint,9,opt,name=peer_port,json=peerPort,proto3" json:"peer_port,omitempty"`
+	Backlog   uint32 `protobuf:"varint,10,opt,name=backlog,proto3" json:"backlog,omitempty"` // a listening socket's listen(2) backlog
+	// Shutdown bits the user set with shutdown(2) (1 read, 2 write), not
+	// those a FIN from the peer set.
+	Shutdown   uint32         `protobuf:"varint,11,opt,name=shutdown,proto3" json:"shutdown,omitempty"`
+	Options    []*InetOption  `protobuf:"bytes,12,rep,name=options,proto3" json:"options,omitempty"`
+	Congestion string         `protobuf:"bytes,13,opt,name=congestion,proto3" json:"congestion,omitempty"` // TCP_CONGESTION, when not the default
+	Tcp        *TcpConnection `protobuf:"bytes,14,opt,name=tcp,proto3" json:"tcp,omitempty"`               // a TCP connection's state (not listening)
+	Datagrams  []*Datagram    `protobuf:"bytes,15,rep,name=datagrams,proto3" json:"datagrams,omitempty"`   // UDP: datagrams waiting to be read
+	// The nftables table blocking this connection's packets from the dump
+	// until the restore ends, for a peer outside the job
+	// (--tcp-established); empty for a peer inside it.
+	NftTable      string `protobuf:"bytes,16,opt,name=nft_table,json=nftTable,proto3" json:"nft_table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InetSocketFd) Reset() {
+	*x = InetSocketFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InetSocketFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InetSocketFd) ProtoMessage() {}
+
+func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
+func (*InetSocketFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *InetSocketFd) GetFamily() int32 {
+	if x != nil {
+		return x.Family
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetProtocol() int32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetState() uint32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetLocalAddr() []byte {
+	if x != nil {
+		return x.LocalAddr
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetPeerAddr() []byte {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetPeerPort() uint32 {
+	if x != nil {
+		return x.PeerPort
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetBacklog() uint32 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetShutdown() uint32 {
+	if x != nil {
+		return x.Shutdown
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetOptions() []*InetOption {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetCongestion() string {
+	if x != nil {
+		return x.Congestion
+	}
+	return ""
+}
+
+func (x *InetSocketFd) GetTcp() *TcpConnection {
+	if x != nil {
+		return x.Tcp
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetDatagrams() []*Datagram {
+	if x != nil {
+		return x.Datagrams
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetNftTable() string {
+	if x != nil {
+		return x.NftTable
+	}
+	return ""
+}
+
+// InetOption is a socket option of one int, restored with setsockopt.
+type InetOption struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         int32                  `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"` // SOL_SOCKET, SOL_TCP, SOL_IP, SOL_IPV6
+	Name          int32                  `protobuf:"varint,2,opt,name=name,proto3" json:"name,omitempty"`
+	Value         int64                  `protobuf:"varint,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InetOption) Reset() {
+	*x = InetOption{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InetOption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InetOption) ProtoMessage() {}
+
+func (x *InetOption) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
+func (*InetOption) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *InetOption) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *InetOption) GetName() int32 {
+	if x != nil {
+		return x.Name
+	}
+	return 0
+}
+
+func (x *InetOption) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+// TcpConnection is a TCP connection as TCP_REPAIR reads it (man 7 tcp,
+// include/uapi/linux/tcp.h).
+type TcpConnection struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SendSeq    uint32                 `protobuf:"varint,1,opt,name=send_seq,json=sendSeq,proto3" json:"send_seq,omitempty"`      // TCP_QUEUE_SEQ of the send queue: its first byte's
+	RecvSeq    uint32                 `protobuf:"varint,2,opt,name=recv_seq,json=recvSeq,proto3" json:"recv_seq,omitempty"`      // TCP_QUEUE_SEQ of the receive queue: its first byte's
+	SendQueue  []byte                 `protobuf:"bytes,3,opt,name=send_queue,json=sendQueue,proto3" json:"send_queue,omitempty"` // sent, not yet acknowledged, then not yet sent
+	Unsent     uint32                 `protobuf:"varint,4,opt,name=unsent,proto3" json:"unsent,omitempty"`                       // bytes at the end of send_queue not yet sent
+	RecvQueue  []byte                 `protobuf:"bytes,5,opt,name=recv_queue,json=recvQueue,proto3" json:"recv_queue,omitempty"` // received, not yet read
+	Mss        uint32                 `protobuf:"varint,6,opt,name=mss,proto3" json:"mss,omitempty"`
+	SndWscale  uint32                 `protobuf:"varint,7,opt,name=snd_wscale,json=sndWscale,proto3" json:"snd_wscale,omitempty"`
+	RcvWscale  uint32                 `protobuf:"varint,8,opt,name=rcv_wscale,json=rcvWscale,proto3" json:"rcv_wscale,omitempty"`
+	Wscale     bool                   `protobuf:"varint,9,opt,name=wscale,proto3" json:"wscale,omitempty"`
+	Sack       bool                   `protobuf:"varint,10,opt,name=sack,proto3" json:"sack,omitempty"`
+	Timestamps bool                   `protobuf:"varint,11,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
+	Timestamp  uint32                 `protobuf:"varint,12,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // TCP_TIMESTAMP
+	// TCP_REPAIR_WINDOW
+	SndWl1    uint32 `protobuf:"varint,13,opt,name=snd_wl1,json=sndWl1,proto3" json:"snd_wl1,omitempty"`
+	SndWnd    uint32 `protobuf:"varint,14,opt,name=snd_wnd,json=sndWnd,proto3" json:"snd_wnd,omitempty"`
+	MaxWindow uint32 `protobuf:"varint,15,opt,name=max_window,json=maxWindow,proto3" json:"max_window,omitempty"`
+	RcvWnd    uint32 `protobuf:"varint,16,opt,name=rcv_wnd,json=rcvWnd,proto3" json:"rcv_wnd,omitempty"`
+	RcvWup    uint32 `protobuf:"varint,17,opt,name=rcv_wup,json=rcvWup,proto3" json:"rcv_wup,omitempty"`
+	// A FIN was sent (after send_queue) or received (after recv_queue):
+	// the connection is made again without it and the FIN sent again once
+	// repair mode is off; both ends are then in the dump.
+	FinSent       bool `protobuf:"varint,18,opt,name=fin_sent,json=finSent,proto3" json:"fin_sent,omitempty"`
+	FinReceived   bool `protobuf:"varint,19,opt,name=fin_received,json=finReceived,proto3" json:"fin_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TcpConnection) Reset() {
+	*x = TcpConnection{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpConnection) ProtoMessage() {}
+
+func (x *TcpConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
+func (*TcpConnection) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TcpConnection) GetSendSeq() uint32 {
+	if x != nil {
+		return x.SendSeq
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRecvSeq() uint32 {
+	if x != nil {
+		return x.RecvSeq
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSendQueue() []byte {
+	if x != nil {
+		return x.SendQueue
+	}
+	return nil
+}
+
+func (x *TcpConnection) GetUnsent() uint32 {
+	if x != nil {
+		return x.Unsent
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRecvQueue() []byte {
+	if x != nil {
+		return x.RecvQueue
+	}
+	return nil
+}
+
+func (x *TcpConnection) GetMss() uint32 {
+	if x != nil {
+		return x.Mss
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWscale() uint32 {
+	if x != nil {
+		return x.SndWscale
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWscale() uint32 {
+	if x != nil {
+		return x.RcvWscale
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetWscale() bool {
+	if x != nil {
+		return x.Wscale
+	}
+	return false
+}
+
+func (x *TcpConnection) GetSack() bool {
+	if x != nil {
+		return x.Sack
+	}
+	return false
+}
+
+func (x *TcpConnection) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+func (x *TcpConnection) GetTimestamp() uint32 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWl1() uint32 {
+	if x != nil {
+		return x.SndWl1
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWnd() uint32 {
+	if x != nil {
+		return x.SndWnd
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetMaxWindow() uint32 {
+	if x != nil {
+		return x.MaxWindow
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWnd() uint32 {
+	if x != nil {
+		return x.RcvWnd
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWup() uint32 {
+	if x != nil {
+		return x.RcvWup
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetFinSent() bool {
+	if x != nil {
+		return x.FinSent
+	}
+	return false
+}
+
+func (x *TcpConnection) GetFinReceived() bool {
+	if x != nil {
+		return x.FinReceived
+	}
+	return false
+}
+
+// Datagram is one UDP datagram waiting to be read, with its sender.
+type Datagram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	FromAddr      []byte                 `protobuf:"bytes,2,opt,name=from_addr,json=fromAddr,proto3" json:"from_addr,omitempty"`
+	FromPort      uint32                 `protobuf:"varint,3,opt,name=from_port,json=fromPort,proto3" json:"from_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Datagram) Reset() {
+	*x = Datagram{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Datagram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Datagram) ProtoMessage() {}
+
+func (x *Datagram) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
+func (*Datagram) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Datagram) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Datagram) GetFromAddr() []byte {
+	if x != nil {
+		return x.FromAddr
+	}
+	return nil
+}
+
+func (x *Datagram) GetFromPort() uint32 {
+	if x != nil {
+		return x.FromPort
+	}
+	return 0
+}
+
 var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
@@ -4146,7 +4652,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xde\x05\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x98\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -4169,7 +4675,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\atimerfd\x18\x1b \x01(\v2\x12.gocr.v1.TimerfdFdH\x00R\atimerfd\x12.\n" +
 	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotify\x128\n" +
 	"\vunix_socket\x18\x1d \x01(\v2\x15.gocr.v1.UnixSocketFdH\x00R\n" +
-	"unixSocketB\x06\n" +
+	"unixSocket\x128\n" +
+	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
+	"inetSocketB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -4285,7 +4793,66 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
-	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds*\xb3\x01\n" +
+	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\xf3\x03\n" +
+	"\fInetSocketFd\x12\x16\n" +
+	"\x06family\x18\x01 \x01(\x05R\x06family\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\x05R\bprotocol\x12\x10\n" +
+	"\x03ino\x18\x04 \x01(\x04R\x03ino\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\rR\x05state\x12\x1d\n" +
+	"\n" +
+	"local_addr\x18\x06 \x01(\fR\tlocalAddr\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\a \x01(\rR\tlocalPort\x12\x1b\n" +
+	"\tpeer_addr\x18\b \x01(\fR\bpeerAddr\x12\x1b\n" +
+	"\tpeer_port\x18\t \x01(\rR\bpeerPort\x12\x18\n" +
+	"\abacklog\x18\n" +
+	" \x01(\rR\abacklog\x12\x1a\n" +
+	"\bshutdown\x18\v \x01(\rR\bshutdown\x12-\n" +
+	"\aoptions\x18\f \x03(\v2\x13.gocr.v1.InetOptionR\aoptions\x12\x1e\n" +
+	"\n" +
+	"congestion\x18\r \x01(\tR\n" +
+	"congestion\x12(\n" +
+	"\x03tcp\x18\x0e \x01(\v2\x16.gocr.v1.TcpConnectionR\x03tcp\x12/\n" +
+	"\tdatagrams\x18\x0f \x03(\v2\x11.gocr.v1.DatagramR\tdatagrams\x12\x1b\n" +
+	"\tnft_table\x18\x10 \x01(\tR\bnftTable\"L\n" +
+	"\n" +
+	"InetOption\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\x05R\x05level\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\x05R\x04name\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\x03R\x05value\"\x96\x04\n" +
+	"\rTcpConnection\x12\x19\n" +
+	"\bsend_seq\x18\x01 \x01(\rR\asendSeq\x12\x19\n" +
+	"\brecv_seq\x18\x02 \x01(\rR\arecvSeq\x12\x1d\n" +
+	"\n" +
+	"send_queue\x18\x03 \x01(\fR\tsendQueue\x12\x16\n" +
+	"\x06unsent\x18\x04 \x01(\rR\x06unsent\x12\x1d\n" +
+	"\n" +
+	"recv_queue\x18\x05 \x01(\fR\trecvQueue\x12\x10\n" +
+	"\x03mss\x18\x06 \x01(\rR\x03mss\x12\x1d\n" +
+	"\n" +
+	"snd_wscale\x18\a \x01(\rR\tsndWscale\x12\x1d\n" +
+	"\n" +
+	"rcv_wscale\x18\b \x01(\rR\trcvWscale\x12\x16\n" +
+	"\x06wscale\x18\t \x01(\bR\x06wscale\x12\x12\n" +
+	"\x04sack\x18\n" +
+	" \x01(\bR\x04sack\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\v \x01(\bR\n" +
+	"timestamps\x12\x1c\n" +
+	"\ttimestamp\x18\f \x01(\rR\ttimestamp\x12\x17\n" +
+	"\asnd_wl1\x18\r \x01(\rR\x06sndWl1\x12\x17\n" +
+	"\asnd_wnd\x18\x0e \x01(\rR\x06sndWnd\x12\x1d\n" +
+	"\n" +
+	"max_window\x18\x0f \x01(\rR\tmaxWindow\x12\x17\n" +
+	"\arcv_wnd\x18\x10 \x01(\rR\x06rcvWnd\x12\x17\n" +
+	"\arcv_wup\x18\x11 \x01(\rR\x06rcvWup\x12\x19\n" +
+	"\bfin_sent\x18\x12 \x01(\bR\afinSent\x12!\n" +
+	"\ffin_received\x18\x13 \x01(\bR\vfinReceived\"X\n" +
+	"\bDatagram\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
+	"\tfrom_addr\x18\x02 \x01(\fR\bfromAddr\x12\x1b\n" +
+	"\tfrom_port\x18\x03 \x01(\rR\bfromPort*\xb3\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -4310,7 +4877,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -4355,6 +4922,10 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
 	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
 	(*Files)(nil),                // 42: gocr.v1.Files
+	(*InetSocketFd)(nil),         // 43: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 44: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 45: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 46: gocr.v1.Datagram
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
 	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
@@ -4388,22 +4959,26 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	1,  // 31: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 32: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 33: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 34: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 35: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 36: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 37: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 38: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 39: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 40: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 41: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	43, // 31: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	1,  // 32: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 33: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	33, // 34: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	37, // 35: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 36: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	41, // 37: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	39, // 38: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 39: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	40, // 40: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	25, // 41: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	22, // 42: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	44, // 43: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	45, // 44: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	46, // 45: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4422,6 +4997,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Timerfd)(nil),
 		(*Fd_Inotify)(nil),
 		(*Fd_UnixSocket)(nil),
+		(*Fd_InetSocket)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4429,7 +5005,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   38,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -139,6 +139,11 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		}
 		host = func(tid int32) int { return tids[tid] }
 	}
+	// Every process has its fds: the TCP connections leave repair mode
+	// before any of them runs (files/tcprepair.go).
+	if err := src.ReleaseConnections(); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}

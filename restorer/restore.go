@@ -54,6 +54,9 @@ type Options struct {
 	// processes once they all run, before Released (the callbacks
 	// package tells those that registered checkpoint callbacks).
 	Restarted func(pids []int)
+	// TCPEstablished restores TCP connections to peers outside the
+	// dump, which a dump with --tcp-established took (inet.go).
+	TCPEstablished bool
 }
 
 // Result is how a restore ended.
@@ -115,6 +118,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		}
 	}()
 	root := procs[0].task.Pid
+	if err := checkConnections(procs, opts); err != nil {
+		return nil, err
+	}
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)
 	if err != nil {
