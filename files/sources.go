@@ -63,10 +63,14 @@ func (s *Sources) File(n int32) *os.File { return s.files[n-s.First] }
 func (s *Sources) Files() []*os.File { return s.files }
 
 // Close closes every source.
+//
+// A restore closes its sources once the processes run, and what they made
+// is the job's from then on: Undo takes nothing back after Close.
 func (s *Sources) Close() {
 	for _, f := range s.files {
 		f.Close()
 	}
+	s.undo = nil
 }
 
 // OnUndo adds what Undo must take back.

@@ -147,6 +147,10 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
+	// The processes hold their files now. gocr's copies go at once: a
+	// copy of a pipe's write end kept while gocr waits for the job would
+	// keep its reader from ever seeing the end of file (pipe(7)).
+	src.Close()
 	res = &Result{Pid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)
