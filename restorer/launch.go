@@ -142,9 +142,10 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	res = &Result{Pid: root}
+	res = &Result{Pid: root, HostPid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)
+		res.HostPid = c.hostPid(0)
 	}
 	if opts.Released != nil {
 		opts.Released()
