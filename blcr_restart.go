@@ -342,7 +342,11 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 		}
 	}()
 	st.Processes = len(pids)
-	prog.phase(fmt.Sprintf("restoring %d processes", len(pids)), nil, 0)
+	what := fmt.Sprintf("restoring %d processes", len(pids))
+	if len(pids) == 1 {
+		what = "restoring 1 process"
+	}
+	prog.phase(what, nil, 0)
 	restoreStart := time.Now()
 	procs := newJobProcs()
 	defer procs.close()
