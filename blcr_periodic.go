@@ -119,13 +119,13 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 	start := time.Now()
 	o.Dir = filepath.Join(tmp, "images")
 	o.LeaveRunning = true
-	prog.phase(fmt.Sprintf("generation %d of pid %d", n, o.Pid), func() int64 { return diskUsage(tmp) }, memoryOf(selected(o)))
+	prog.phase(fmt.Sprintf("generation %d", n), func() int64 { return diskUsage(tmp) }, memoryOf(selected(o)))
 	if err := dump.Run(ctx, o); err != nil {
 		return nil, err
 	}
 	st := &checkpointStats{Dump: readDumpStats(o.Dir), Generation: n, Context: contextfile.GenerationPath(g.dir, n)}
 	written := new(atomic.Int64)
-	prog.phase(fmt.Sprintf("generation %d", n), written.Load, diskUsage(o.Dir))
+	prog.phase(fmt.Sprintf("writing generation %d", n), written.Load, diskUsage(o.Dir))
 	writeStart := time.Now()
 	// NoClobber: a number taken meanwhile is never replaced.
 	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written}); err != nil {
@@ -154,8 +154,11 @@ type periodic struct {
 	ended <-chan struct{}
 }
 
-func newPeriodic(gens *generations, every time.Duration) *periodic {
-	p := &periodic{gens: gens, every: every, asked: make(chan os.Signal, 1)}
+// newPeriodic starts listening for SIGUSR1, before the directory of the
+// generations is made: once it exists, SIGUSR1 no longer ends gocr by
+// its default action.
+func newPeriodic(every time.Duration) *periodic {
+	p := &periodic{every: every, asked: make(chan os.Signal, 1)}
 	signal.Notify(p.asked, syscall.SIGUSR1)
 	return p
 }
@@ -184,7 +187,7 @@ func (p *periodic) checkpoint(ctx context.Context, o dump.Options) {
 		default:
 		}
 		if !p.quiet {
-			fmt.Fprintf(os.Stderr, "%s: checkpoint of pid %d into %s failed, the processes run on: %v\n", progName, o.Pid, p.gens.dir, err)
+			fmt.Fprintf(os.Stderr, "%s: checkpoint into %s failed, the processes run on: %v\n", progName, p.gens.dir, err)
 		}
 		return
 	}
@@ -213,13 +216,14 @@ func checkpointEveryAction(c *cli.Context, o *checkpointOptions) error {
 		return report(usagef("pid %d: %v", o.pid, err), exitUsage, quiet)
 	}
 	defer unix.Close(pidfd)
+	p := newPeriodic(o.every)
+	defer p.close()
 	gens, err := openGenerations(o.dir, o.keep)
 	if err != nil {
 		return report(err, exitFailure, quiet)
 	}
 	defer gens.close()
-	p := newPeriodic(gens, o.every)
-	defer p.close()
+	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.timeout, o.stats, quiet, c.Bool("verbose")
 	sigs := catchSignals()
 	ended := pidfdEnded(pidfd)

@@ -99,7 +99,7 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 		}
 	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		cli.ShowCommandHelpAndExit(c, "run", 0)
+		cli.ShowCommandHelpAndExit(c.Lineage()[1], "run", 0)
 	}
 	if err := set.Parse(args); err != nil {
 		return nil, usageError{err}

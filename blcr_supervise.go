@@ -17,6 +17,7 @@ import (
 
 	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/contextfile"
+	"github.com/gocr/gocr/internal/childfds"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/restorer"
 )
@@ -54,25 +55,25 @@ func runSupervised(c *cli.Context, o *runOptions, path string, lookErr error) er
 	// The job gets standard input, output and error and nothing else of
 	// what cr_run was given: a descriptor shared with a process outside
 	// it (a pipe from a batch system's daemon) would make every
-	// checkpoint refuse it. close_range(2) CLOSE_RANGE_CLOEXEC marks
-	// them all close-on-exec at once.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return report(fmt.Errorf("close-on-exec: %w", err), exitFailure, o.quiet)
+	// checkpoint refuse it.
+	if err := childfds.CloseOnExecInherited(); err != nil {
+		return report(err, exitFailure, o.quiet)
 	}
+	// Before DIR and the job exist, so that no signal meant for the job
+	// is lost and SIGUSR1 never ends cr_run by its default action.
+	p := newPeriodic(o.periodic.every)
+	defer p.close()
+	term := make(chan os.Signal, 4)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
 	gens, err := openGenerations(o.dir, o.periodic.keep)
 	if err != nil {
 		return report(err, exitFailure, o.quiet)
 	}
 	defer gens.close()
-	// Before the job exists, so that no signal meant for it is lost
-	// and SIGUSR1 never ends cr_run by its default action.
-	p := newPeriodic(gens, o.periodic.every)
-	defer p.close()
+	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.periodic.timeout, o.periodic.stats, o.quiet, o.periodic.verbose
-	term := make(chan os.Signal, 4)
-	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
 
 	existing, err := gensPresent(o.dir)
 	if err != nil {

@@ -483,3 +483,61 @@ func TestCrProgress(t *testing.T) {
 	}
 	checkResult(t, tg, tg.pid)
 }
+
+// TestCrCheckpointEvery: cr_checkpoint --every checkpoints a running PID
+// into generations: on SIGUSR1 at once; a second one on the same DIR is
+// refused while the first runs; SIGTERM ends it by the signal, the job
+// running on untouched; another goes on numbering from there, keeps
+// --keep, and ends when the job does.
+func TestCrCheckpointEvery(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "counter")
+	pid := strconv.Itoa(tg.pid)
+	dir := filepath.Join(t.TempDir(), "gens")
+	start := func(args ...string) (*exec.Cmd, chan struct{}) {
+		cmd := exec.Command(blcrTool(t, "cr_checkpoint"), args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+		})
+		return cmd, exited
+	}
+	wait := func(exited chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-exited:
+		case <-time.After(periodicTimeout):
+			t.Fatalf("cr_checkpoint --every still runs %v after %s", periodicTimeout, what)
+		}
+	}
+	first, exited := start("--every=1h", "-D", dir, pid)
+	// SIGUSR1 is caught once the directory exists.
+	waitUntil(t, dir+" made", func() bool { _, err := os.Stat(dir); return err == nil })
+	first.Process.Signal(syscall.SIGUSR1)
+	waitGeneration(t, dir, 1)
+	checkGeneration(t, dir, 1)
+	r := runBLCR(t, blcrCall{}, "cr_checkpoint", "--every=1h", "-D", dir, pid)
+	blcrFailure(t, r, 1, dir, "in use")
+	first.Process.Signal(syscall.SIGTERM)
+	wait(exited, "SIGTERM")
+	if ws := first.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("cr_checkpoint --every ended with %v after SIGTERM, want killed by it", first.ProcessState)
+	}
+	if tg.exited() {
+		t.Fatalf("the job ended with cr_checkpoint --every: %v", tg.cmd.ProcessState)
+	}
+	assertUntouched(t, tg.pid)
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+
+	_, exited = start("--every=1s", "--keep=1", "-D", dir, pid)
+	waitGeneration(t, dir, 3)
+	waitUntil(t, "one generation kept", func() bool { return len(generationNumbers(t, dir)) == 1 })
+	checkResult(t, tg, tg.pid)
+	wait(exited, "the job ended")
+}
