@@ -75,7 +75,7 @@ func runAction(c *cli.Context) error {
 	}
 	path, err := exec.LookPath(o.args[0])
 	if o.dir != "" {
-		return runSupervised(c, o, path, err)
+		return runSupervised(o, path, err)
 	}
 	if err != nil {
 		// The shell's code for a program not found (bash(1), "EXIT

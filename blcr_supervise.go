@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/callbacks"
@@ -46,7 +45,7 @@ type supervisor struct {
 
 // runSupervised runs cr_run -D: path is PROGRAM's (lookErr: why it was
 // not found), run only when DIR holds no generation.
-func runSupervised(c *cli.Context, o *runOptions, path string, lookErr error) error {
+func runSupervised(o *runOptions, path string, lookErr error) error {
 	// Descendants orphaned in the job stay below cr_run, not init
 	// (prctl(2), PR_SET_CHILD_SUBREAPER), and cr_run reaps them.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -81,9 +80,10 @@ func runSupervised(c *cli.Context, o *runOptions, path string, lookErr error) er
 	}
 	var sv *supervisor
 	if existing {
-		sv, err = restartJob(c, o)
+		sv, err = restartJob(o)
 		if err != nil {
-			return failRestart(c, classify(err), err)
+			class := classify(err)
+			return report(fmt.Errorf("%s: %w", class.what(), err), class.code, o.quiet)
 		}
 	} else {
 		if lookErr != nil {
@@ -92,7 +92,7 @@ func runSupervised(c *cli.Context, o *runOptions, path string, lookErr error) er
 		if sv, err = startJob(path, o.args); err != nil {
 			return report(err, 126, o.quiet)
 		}
-		verbosef(c, "pid %d started, checkpoints in %s", sv.root, o.dir)
+		o.verbosef("pid %d started, checkpoints in %s", sv.root, o.dir)
 	}
 	defer unix.Close(sv.childFd)
 	defer unix.Close(sv.rootFd)
@@ -170,7 +170,7 @@ func startJob(path string, args []string) (*supervisor, error) {
 
 // restartJob restarts the job from the newest whole generation of
 // o.dir, as cr_run's child, detached: cr_run waits for it itself.
-func restartJob(c *cli.Context, o *runOptions) (*supervisor, error) {
+func restartJob(o *runOptions) (*supervisor, error) {
 	tmp, err := os.MkdirTemp("", "gocr-restart-")
 	if err != nil {
 		return nil, fmt.Errorf("directory for the context: %w", err)
@@ -205,7 +205,7 @@ func restartJob(c *cli.Context, o *runOptions) (*supervisor, error) {
 	// A signal that came once the job ran is in runSupervised's channel
 	// too, and goes on to the job.
 	sigs.stopCatching()
-	verbosef(c, "pid %d restarted from %s", res.Pid, ex.name)
+	o.verbosef("pid %d restarted from %s", res.Pid, ex.name)
 	child := res.HostPid
 	if res.ReaperPid != 0 {
 		child = res.ReaperPid
@@ -267,4 +267,12 @@ func (sv *supervisor) exit() error {
 		return exitCode(ws.ExitStatus())
 	}
 	return nil
+}
+
+// verbosef prints a progress line with --verbose (cr_run parses its own
+// options: the command's context does not have them).
+func (o *runOptions) verbosef(format string, args ...any) {
+	if o.periodic.verbose {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", progName, fmt.Sprintf(format, args...))
+	}
 }
