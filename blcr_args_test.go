@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/dump"
 )
 
 func TestBLCRArgs(t *testing.T) {
@@ -35,6 +38,36 @@ func TestParseSignal(t *testing.T) {
 	for _, in := range []string{"0", "65", "-1", "NOSUCH", ""} {
 		if got, err := parseSignal(in); err == nil {
 			t.Errorf("parseSignal(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// TestSavedFiles: the --save-* options count in the order given, --save-none
+// dropping those before it; values of other options and what follows the
+// options are not read as options.
+func TestSavedFiles(t *testing.T) {
+	flags := checkpointCommand().Flags
+	for _, c := range []struct {
+		argv []string
+		want dump.SaveFiles
+	}{
+		{[]string{"--save-exe", "7"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-all", "--save-none", "--save-private", "7"}, dump.SaveFiles{Private: true}},
+		{[]string{"--save-private", "--save-none", "7"}, dump.SaveFiles{}},
+		{[]string{"--save-none", "--save-all", "7"}, dump.SaveFiles{Exe: true, Private: true, Shared: true}},
+		{[]string{"--save-exe", "--save-shared=false", "7"}, dump.SaveFiles{Exe: true}},
+		// A FILE named like an option is the value of -f.
+		{[]string{"--save-exe", "-f", "--save-none", "7"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-exe", "7", "--save-none"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-exe", "--", "--save-none"}, dump.SaveFiles{Exe: true}},
+	} {
+		got, err := savedFiles(c.argv, flags)
+		if err != nil {
+			t.Errorf("savedFiles(%q): %v", c.argv, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("savedFiles(%q) = %+v, want %+v", c.argv, got, c.want)
 		}
 	}
 }

@@ -4,16 +4,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/contextfile"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
@@ -35,7 +38,13 @@ func checkpointCommand() *cli.Command {
 		&cli.StringFlag{Name: "time", Usage: "give up after `SECONDS`, leaving the processes as they were"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no error message (the exit code still tells)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what is done"},
+		callbackTimeoutFlag(),
+		statsFlag("checkpoint"),
+		&cli.DurationFlag{Name: "every", Usage: "checkpoint again every `DURATION` (10m, 1h) into a new generation in -D DIR, until the processes end; SIGUSR1 asks for one at once"},
+		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with --every: keep the `N` newest generations"},
+		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "with --every: the `DIR` of the generations (gen-000001.ctx, ...)"},
 	}
+	flags = append(flags, saveFlags()...)
 	return &cli.Command{
 		Name:      "checkpoint",
 		Usage:     "checkpoint a process, process group or session to a context file (BLCR's cr_checkpoint)",
@@ -47,6 +56,8 @@ func checkpointCommand() *cli.Command {
 			"They are frozen only while their state is read. cr_restart starts them again from\n" +
 			"the context. If the checkpoint fails, the processes run on as they were and an\n" +
 			"existing context file is left as it was (except with --clobber).\n" +
+			"With --every, it checkpoints the processes again and again into the generations\n" +
+			"of -D DIR until they end (docs/BLCR.md, \"Periodic checkpoints\").\n" +
 			"Options go before PID. Exit status: 0, 1 if the checkpoint failed, 64 for a bad\n" +
 			"command line.",
 		Flags:  append(flags, afterFlags("checkpoint")...),
@@ -63,12 +74,22 @@ type checkpointOptions struct {
 	file    contextfile.FileOptions
 	after   unix.Signal
 	timeout time.Duration
+	stats   string // --stats FILE, absolute
+	quiet   bool
+	verbose bool
+	// Periodic checkpoints: every > 0, into the generations of dir.
+	every time.Duration
+	keep  int
+	dir   string
 }
 
 func checkpointAction(c *cli.Context) error {
 	o, err := checkpointArgs(c)
 	if err != nil {
 		return report(err, exitUsage, c.Bool("quiet"))
+	}
+	if o.every > 0 {
+		return checkpointEveryAction(c, o)
 	}
 	sigs := catchSignals()
 	err = runCheckpoint(sigs.ctx, c, o)
@@ -111,6 +132,16 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	default:
 		o.dump.Pid = pid
 		o.dump.Alone = c.Bool("pid")
+	}
+	if o.dump.Save, err = savedFiles(commandArgv("checkpoint"), c.Command.Flags); err != nil {
+		return nil, usageError{err}
+	}
+	o.dump.BeforeFreeze = callbacks.Before(c.Duration("callback-timeout"))
+	o.quiet = c.Bool("quiet")
+	if c.IsSet("stats") {
+		if o.stats, err = filepath.Abs(c.String("stats")); err != nil {
+			return nil, usageError{err}
+		}
 	}
 	var policies []string
 	for _, p := range []string{"atomic", "backup", "clobber", "noclobber"} {
@@ -177,6 +208,9 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	if o.after, err = afterSignal(c); err != nil {
 		return nil, err
 	}
+	if c.IsSet("every") || c.IsSet("dir") || c.IsSet("keep") {
+		return periodicArgs(c, o)
+	}
 	return o, nil
 }
 
@@ -238,10 +272,26 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 
 	start := time.Now()
 	o.dump.Dir = filepath.Join(tmp, "images")
+	prog := newProgress(o.quiet)
+	defer prog.end()
+	prog.phase(fmt.Sprintf("checkpoint of pid %d", o.pid), func() int64 { return diskUsage(tmp) }, memoryOf(selected(o.dump)))
 	if err := dump.Run(ctx, o.dump); err != nil {
 		return err
 	}
 	verbosef(c, "processes of pid %d dumped in %v", o.pid, time.Since(start).Round(time.Millisecond))
+	stats := &checkpointStats{Dump: readDumpStats(o.dump.Dir)}
+	written := new(atomic.Int64)
+	prog.phase("writing the context", written.Load, diskUsage(o.dump.Dir))
+	writeStart := time.Now()
+	defer func() {
+		if err == nil && o.stats != "" {
+			stats.ContextBytes = written.Load()
+			stats.ContextWriteNs = ns(time.Since(writeStart))
+			stats.TotalNs = ns(time.Since(start))
+			stats.Context = o.path
+			err = writeStatsFile(o.stats, stats)
+		}
+	}()
 	if killed {
 		verbosef(c, "processes of pid %d killed", o.pid)
 		defer func() {
@@ -270,6 +320,7 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	}
 
 	if o.path != "" {
+		o.file.Written = written
 		if err := contextfile.WriteFile(o.path, o.dump.Dir, o.file); err != nil {
 			return err
 		}
@@ -279,7 +330,7 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	// A stream is complete only with its end record: the signal goes
 	// before it, so a cr_restart reading the stream starts only once the
 	// signal is sent.
-	cw, err := contextfile.NewWriter(o.out)
+	cw, err := contextfile.NewWriter(contextfile.CountingWriter{W: o.out, N: written})
 	if err == nil {
 		err = cw.AddDir(o.dump.Dir)
 	}
@@ -362,6 +413,30 @@ func dumpedPids(dir string) ([]int, error) {
 func stoppedCtx(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// readDumpStats reads the figures a dump wrote beside its images
+// (dump.StatsFile); nil if there are none.
+func readDumpStats(dir string) *dump.Stats {
+	b, err := os.ReadFile(filepath.Join(dir, dump.StatsFile))
+	if err != nil {
+		return nil
+	}
+	var st dump.Stats
+	if json.Unmarshal(b, &st) != nil {
+		return nil
+	}
+	return &st
+}
+
+// commandArgv is the command line after the command's name, as given
+// (blcrArgs spells cr_checkpoint ARGS as gocr checkpoint ARGS).
+func commandArgv(name string) []string {
+	args := blcrArgs(os.Args)
+	if len(args) > 1 && args[1] == name {
+		return args[2:]
 	}
 	return nil
 }

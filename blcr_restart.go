@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/contextfile"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
@@ -39,18 +42,26 @@ func restartCommand() *cli.Command {
 		hook("run-on-fail-env", "on a failure of the environment (a file or directory the job needs is missing); its non-zero status replaces cr_restart's"),
 		hook("run-on-failure", "on any failure that has no --run-on-fail-* of its own"),
 		trustImagesFlag,
+		pidnsFlag(),
+		relocateFlag(),
+		statsFlag("restart"),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no error message (the exit code still tells)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what is done"},
 	}
 	return &cli.Command{
 		Name:      "restart",
 		Usage:     "restart processes from a context file (BLCR's cr_restart)",
-		UsageText: "cr_restart [options] FILE\n   cr_restart [options] -f FILE | -F FD\n   gocr restart [options] FILE",
+		UsageText: "cr_restart [options] FILE | DIR\n   cr_restart [options] -f FILE | -F FD\n   gocr restart [options] FILE | DIR",
 		Description: "Starts the processes saved in the context FILE again, each with its own PID, where they\n" +
 			"were checkpointed. cr_restart becomes the parent of the eldest and, unless -d is given,\n" +
 			"waits for it and exits as it does (with its exit status, or killed by the same\n" +
 			"signal). A FILE of - reads the context from standard input. The same context can be\n" +
 			"restarted as often as wanted, once the processes with its PIDs are gone.\n" +
+			"A DIR of periodic checkpoints (cr_run --checkpoint-every) restarts from its newest\n" +
+			"generation that reads whole, going back past damaged ones with a note.\n" +
+			"A PID in use by another program restarts the processes in a new PID namespace, where\n" +
+			"each has its own PID (--pidns=auto); one in use by the job itself, still running\n" +
+			"after a checkpoint that let it go on, is refused (give --pidns=always for a copy).\n" +
 			"Standard input, output and error that were a terminal become cr_restart's\n" +
 			"controlling terminal; ones that were a pipe or socket from outside the job become\n" +
 			"cr_restart's own (standard input: /dev/null when the context comes from it).\n" +
@@ -112,10 +123,15 @@ func classify(err error) failClass {
 // restartOptions is what the command line of a restart says.
 type restartOptions struct {
 	in        *os.File
+	genDir    string // a directory of generations, instead of in
 	fromStdin bool
 	detach    bool
 	after     unix.Signal
 	trust     bool
+	pidns     string
+	relocate  []string
+	stats     string // --stats FILE, absolute
+	quiet     bool
 }
 
 func restartAction(c *cli.Context) error {
@@ -181,7 +197,23 @@ func runHook(cmd string) int {
 }
 
 func restartArgs(c *cli.Context) (*restartOptions, error) {
-	o := &restartOptions{detach: c.Bool("detach"), trust: c.Bool("trust-images")}
+	o := &restartOptions{detach: c.Bool("detach"), trust: c.Bool("trust-images"), quiet: c.Bool("quiet"),
+		pidns: c.String("pidns"), relocate: c.StringSlice("relocate")}
+	switch o.pidns {
+	case restorer.PidnsAuto, restorer.PidnsAlways, restorer.PidnsNever:
+	default:
+		return nil, usagef("invalid --pidns %q: use auto, always or never", o.pidns)
+	}
+	if err := checkRelocations(o.relocate); err != nil {
+		return nil, err
+	}
+	if c.IsSet("stats") {
+		abs, err := filepath.Abs(c.String("stats"))
+		if err != nil {
+			return nil, usageError{err}
+		}
+		o.stats = abs
+	}
 	if c.Bool("no-restore-pid") {
 		if c.Bool("restore-pid") {
 			return nil, usagef("give --restore-pid or --no-restore-pid, not both")
@@ -220,6 +252,10 @@ func restartArgs(c *cli.Context) (*restartOptions, error) {
 	default:
 		if !c.IsSet("file") {
 			path = c.Args().First()
+		}
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			o.genDir = path
+			break
 		}
 		if o.in, err = openContext(path, o.trust); err != nil {
 			return nil, err
@@ -268,6 +304,7 @@ func openContext(path string, trust bool) (*os.File, error) {
 // the processes run (or the restart failed), and restores from it.
 // released is called once the processes run on their own.
 func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released func()) (*restorer.Result, error) {
+	start := time.Now()
 	tmp, err := os.MkdirTemp("", "gocr-restart-")
 	if err != nil {
 		return nil, fmt.Errorf("directory for the context: %w", err)
@@ -278,11 +315,22 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return nil, err
 	}
-	if _, err := contextfile.Extract(o.in, tmp); err != nil {
-		return nil, fmt.Errorf("context %s: %w", o.in.Name(), err)
+	prog := newProgress(o.quiet)
+	var progOnce sync.Once
+	endProgress := func() { progOnce.Do(prog.end) }
+	defer endProgress()
+	ex, err := contextSource{in: o.in, dir: o.genDir, trust: o.trust, progress: prog}.extract(tmp)
+	if err != nil {
+		return nil, err
 	}
-	verbosef(c, "context %s read", o.in.Name())
-	stdio, pids, err := restartStdio(tmp, o.fromStdin)
+	st := &restartStats{Context: ex.name, ContextBytes: ex.bytes, ReadNs: ns(time.Since(start)), Skipped: ex.skipped, PagesBytes: pagesBytes(ex.dir)}
+	verbosef(c, "context %s read", ex.name)
+	if o.pidns == restorer.PidnsAuto {
+		if err := checkJobGone(ex.dir); err != nil {
+			return nil, err
+		}
+	}
+	stdio, pids, err := restartStdio(ex.dir, o.fromStdin)
 	if err != nil {
 		return nil, err
 	}
@@ -293,18 +341,36 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 			}
 		}
 	}()
+	st.Processes = len(pids)
+	what := fmt.Sprintf("restoring %d processes", len(pids))
+	if len(pids) == 1 {
+		what = "restoring 1 process"
+	}
+	prog.phase(what, nil, 0)
+	restoreStart := time.Now()
 	procs := newJobProcs()
 	defer procs.close()
-	return restorer.Run(ctx, restorer.Options{
+	var res *restorer.Result
+	res, err = restorer.Run(ctx, restorer.Options{
 		// The images were extracted by gocr, as the user running it, from a
 		// context checked above (openContext); --trust-images is passed
 		// on, for the restorer's rule on who may give it.
-		Dir: tmp, Detach: o.detach, TrustImages: o.trust,
+		Dir: ex.dir, Detach: o.detach, TrustImages: o.trust,
 		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
+		PidNamespace: o.pidns, Relocate: o.relocate,
+		Restarted: callbacks.Restarted,
 		Released: func() {
+			endProgress()
 			released()
 			// Nothing reads the images once the processes run.
 			remove()
+			st.RestoreNs = ns(time.Since(restoreStart))
+			st.TotalNs = ns(time.Since(start))
+			if o.stats != "" {
+				if err := writeStatsFile(o.stats, st); err != nil {
+					fmt.Fprintf(os.Stderr, "%s: %v\n", progName, err)
+				}
+			}
 			if o.after != 0 {
 				procs.hold(pids)
 				if err := procs.signal(o.after); err != nil {
@@ -321,6 +387,21 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 			}
 		},
 	})
+	return res, err
+}
+
+// pagesBytes is the page data among the images in dir.
+func pagesBytes(dir string) int64 {
+	var n int64
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "pages-") {
+			if info, err := e.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+	}
+	return n
 }
 
 // restartStdio chooses what the restarted processes get for standard

@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +41,9 @@ const (
 type FileOptions struct {
 	Replace    Replace
 	BackupName string // with Backup: the old context's new name ("": numbered)
+	// Written, if set, counts the bytes of the context as they are
+	// written (a progress line reads it from another goroutine).
+	Written *atomic.Int64
 }
 
 // ErrExists: NoClobber found a file at the path.
@@ -103,7 +108,7 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 				os.Remove(path)
 			}
 		}()
-		if err := writeSynced(f, dumpDir); err != nil {
+		if err := writeSynced(f, dumpDir, opts.Written); err != nil {
 			return err
 		}
 		return syncDir(dir)
@@ -117,7 +122,7 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err := writeSynced(f, dumpDir); err != nil {
+	if err := writeSynced(f, dumpDir, opts.Written); err != nil {
 		return err
 	}
 	switch opts.Replace {
@@ -143,8 +148,12 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 	return syncDir(dir)
 }
 
-func writeSynced(f *os.File, dumpDir string) error {
-	cw, err := NewWriter(f)
+func writeSynced(f *os.File, dumpDir string, written *atomic.Int64) error {
+	var w io.Writer = f
+	if written != nil {
+		w = CountingWriter{W: f, N: written}
+	}
+	cw, err := NewWriter(w)
 	if err == nil {
 		err = cw.AddDir(dumpDir)
 	}
@@ -241,4 +250,28 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// CountingWriter adds the bytes written through it to N.
+type CountingWriter struct {
+	W io.Writer
+	N *atomic.Int64
+}
+
+func (c CountingWriter) Write(b []byte) (int, error) {
+	n, err := c.W.Write(b)
+	c.N.Add(int64(n))
+	return n, err
+}
+
+// CountingReader adds the bytes read through it to N.
+type CountingReader struct {
+	R io.Reader
+	N *atomic.Int64
+}
+
+func (c CountingReader) Read(b []byte) (int, error) {
+	n, err := c.R.Read(b)
+	c.N.Add(int64(n))
+	return n, err
 }

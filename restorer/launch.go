@@ -151,9 +151,10 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	// copy of a pipe's write end kept while gocr waits for the job would
 	// keep its reader from ever seeing the end of file (pipe(7)).
 	src.Close()
-	res = &Result{Pid: root}
+	res = &Result{Pid: root, HostPid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)
+		res.HostPid = c.hostPid(0)
 	}
 	if opts.Released != nil {
 		opts.Released()

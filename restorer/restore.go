@@ -32,6 +32,11 @@ type Options struct {
 	Dir string
 	// Detach: return once the process runs, instead of waiting for it.
 	Detach bool
+	// Supervised, with Detach: the process running gocr stays, as the
+	// parent of the restored root (or of the PID namespace's reaper),
+	// and waits for it itself (cr_run, which checkpoints it on). The
+	// root's parent-death signal is kept then, as without Detach.
+	Supervised bool
 	// Stdio given to the restored process where its own stdio was
 	// connected outside the dump (a terminal, a shell's pipe).
 	Stdin, Stdout, Stderr *os.File
@@ -67,6 +72,9 @@ type Result struct {
 	// gocr's namespace, of that namespace's init, the reaper.
 	ReaperPid int
 	Signal    int // when not detached and the process was killed: the signal
+	// HostPid is the root's PID in gocr's PID namespace: Pid, or, in a
+	// new PID namespace, the outer PID of the same process.
+	HostPid int
 }
 
 // proc is one process to restore.
@@ -173,7 +181,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		}
 		t.flags |= rstTreePidns
 		c.withReaper()
-	} else if opts.Detach {
+	} else if opts.Detach && !opts.Supervised {
 		// The root's parent-death signal named a parent outside the
 		// dump; its parent now is gocr, which exits at once with -d
 		// and would kill it. It is kept only while gocr stays to wait
