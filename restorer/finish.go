@@ -39,25 +39,29 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
 		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
 		lifeline := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
-		insn, err := ptrace.FindSyscallInsn(pid)
+		// The restorer goes before the lifeline: should gocr die in
+		// between, the process returns to the restorer's park
+		// (ptrace.Injection) and ends, on the lifeline's EOF while the
+		// restorer is there, by a fault once it is gone.
+		in, err := t.PrepareInjection(pid)
 		if err != nil {
 			return err
 		}
-		ret, err := t.InjectSyscall(pid, insn, unix.SYS_CLOSE, uint64(lifeline))
-		if err == nil {
-			err = ptrace.SyscallError(ret)
-		}
-		if err != nil {
-			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
-		}
-		ret, err = t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
+		ret, err := in.Syscall(unix.SYS_MUNMAP, base, size)
 		if err == nil {
 			err = ptrace.SyscallError(ret)
 		}
 		if err != nil {
 			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
 		}
-		if err := t.ReturnToEventStop(pid); err != nil {
+		ret, err = in.Syscall(unix.SYS_CLOSE, uint64(lifeline))
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
+		}
+		if err := in.Finish(); err != nil {
 			return err
 		}
 		// A process dumped stopped by job control stops again, by the
