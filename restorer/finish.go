@@ -21,6 +21,10 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
 	// On failure the caller kills the processes, which ends the tracing.
+	// Should gocr die instead, every thread still attached is killed
+	// with it (SeizeExitKill): a process finished here but not yet
+	// released must not run on while the others, parked, end on the
+	// lifeline's EOF.
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
@@ -28,7 +32,7 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 		pid := int(pr.task.Pid)
 		for _, th := range pr.task.Threads {
 			tid := int(th.Tid)
-			if err := t.Seize(tid); err != nil {
+			if err := t.SeizeExitKill(tid); err != nil {
 				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
 			}
 			if _, err := t.StopTaskContext(ctx, tid); err != nil {
@@ -87,18 +91,20 @@ func finish(ctx context.Context, procs []*proc, shared []byte) error {
 			}
 		}
 	}
-	// Release them together, children first, each leader last.
+	// Release them together, children first, each leader last, in one
+	// pass (DetachAll): the commit of the restore.
+	var tids []int
 	for i := len(procs) - 1; i >= 0; i-- {
 		pr := procs[i]
 		if pr.plan == nil {
 			continue
 		}
 		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
-			tid := int(pr.task.Threads[j].Tid)
-			if err := t.Detach(tid, 0); err != nil {
-				return fmt.Errorf("release pid %d thread %d: %w", pr.task.Pid, tid, err)
-			}
+			tids = append(tids, int(pr.task.Threads[j].Tid))
 		}
+	}
+	if err := t.DetachAll(tids); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
 	}
 	return nil
 }

@@ -275,6 +275,12 @@ func (j *job) waitGone() error {
 	for {
 		var left []int
 		for _, pid := range j.pids {
+			if st := procState(pid); st == "Z" {
+				// Ours to reap: the harness is the subreaper of
+				// everything it starts (main).
+				var ws syscall.WaitStatus
+				syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			}
 			if procState(pid) != "" {
 				left = append(left, pid)
 			}

@@ -20,10 +20,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/internal/childfds"
 )
@@ -35,6 +38,8 @@ func main() {
 	only := flag.Int("trial", -1, "run only this trial of the seed (to reproduce a loss)")
 	work := flag.String("work", "/var/tmp/gocr-reliability", "where trials run and evidence is kept")
 	measureRuns := flag.Int("measure", 3, "uninterrupted runs per kind to measure its length")
+	flag.BoolVar(&verbose, "v", false, "note how long each stage of a trial takes")
+	kindsRE := flag.String("kinds", "", "run only the kinds matching this regexp (\"tree restore\", \"dump\", ...)")
 	flag.Parse()
 	if *gocr == "" {
 		fail("-gocr is required")
@@ -44,6 +49,12 @@ func main() {
 	}
 	if err := childfds.CloseOnExecInherited(); err != nil {
 		fail("%v", err)
+	}
+	// The job's processes, orphaned when gocr kills the root or exits
+	// after a restore, come to the harness, which reaps them at once
+	// (job.waitGone) instead of leaving their PIDs to init.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fail("become a subreaper: %v", err)
 	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
@@ -62,11 +73,20 @@ func main() {
 	if h.jobBin, err = buildJob(*work); err != nil {
 		fail("%v", err)
 	}
+	re, err := regexp.Compile(*kindsRE)
+	if err != nil {
+		fail("-kinds: %v", err)
+	}
 	kinds := []kind{}
 	for _, j := range []string{"single", "threads", "tree"} {
 		for _, op := range []string{opDump, opDumpLeave, opRestore} {
-			kinds = append(kinds, kind{j, op})
+			if k := (kind{j, op}); re.MatchString(k.String()) {
+				kinds = append(kinds, k)
+			}
 		}
+	}
+	if len(kinds) == 0 {
+		fail("-kinds %q matches no kind", *kindsRE)
 	}
 	fmt.Printf("gocr killed at random: seed %d, %d trials over %d kinds, gocr %s\n", *seed, *trials, len(kinds), bin)
 
@@ -113,8 +133,9 @@ func main() {
 		tl := tallies[t.k]
 		tl.trials++
 		tl.outcomes[t.outcome]++
-		line := fmt.Sprintf("trial %4d  %-32s killed at %9v (ran %9v, killed=%v): %s",
-			n, t.k, t.delay.Round(time.Microsecond), t.run.elapsed.Round(time.Microsecond), t.run.killed, t.outcome)
+		line := fmt.Sprintf("trial %4d  %-28s kill drawn at %9v, sent at %9v, gocr ended at %9v %-6s: %s",
+			n, t.k, t.delay.Round(time.Microsecond), t.run.sentAt.Round(time.Microsecond),
+			t.run.elapsed.Round(time.Microsecond), map[bool]string{true: "killed", false: "by itself"}[t.run.killed], t.outcome)
 		if len(t.notes) > 0 {
 			line += " [" + strings.Join(t.notes, "; ") + "]"
 		}

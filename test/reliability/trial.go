@@ -49,8 +49,9 @@ type harness struct {
 
 // gocrRun is one gocr run, killed at a given instant or not.
 type gocrRun struct {
-	killed  bool // SIGKILL ended it (it had not exited first)
-	code    int  // its exit code when it was not killed
+	killed  bool          // SIGKILL ended it (it had not exited first)
+	sentAt  time.Duration // when the SIGKILL was sent, from gocr's start; 0 if not
+	code    int           // its exit code when it was not killed
 	stderr  string
 	elapsed time.Duration
 }
@@ -65,12 +66,20 @@ func (h *harness) runGocr(kill time.Duration, args ...string) (gocrRun, error) {
 	if err := cmd.Start(); err != nil {
 		return gocrRun{}, err
 	}
+	sent := make(chan time.Duration, 1)
 	if kill >= 0 {
-		t := time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		t := time.AfterFunc(kill, func() {
+			sent <- time.Since(start)
+			cmd.Process.Signal(syscall.SIGKILL)
+		})
 		defer t.Stop()
 	}
 	err := cmd.Wait()
 	r := gocrRun{elapsed: time.Since(start), stderr: stderr.String()}
+	select {
+	case r.sentAt = <-sent:
+	default:
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -96,6 +105,7 @@ type trial struct {
 	run     gocrRun
 	outcome string
 	notes   []string
+	last    time.Time // when the last stage ended (-v)
 }
 
 // images is the trial's image directory.
@@ -105,14 +115,31 @@ func (t *trial) note(format string, args ...any) {
 	t.notes = append(t.notes, fmt.Sprintf(format, args...))
 }
 
+// verbose makes every trial note how long its stages took.
+var verbose bool
+
+// stage notes, with -v, that a stage ended and how long it took since
+// the last one.
+func (t *trial) stage(name string) {
+	if verbose {
+		now := time.Now()
+		if !t.last.IsZero() {
+			t.note("%s %v", name, now.Sub(t.last).Round(time.Millisecond))
+		}
+		t.last = now
+	}
+}
+
 // dumpTrial: a job runs, gocr dumps it and is killed at t.delay. Either
 // the dump is complete (the images restore, and the job goes on from its
 // checkpoint) or the job runs on untouched.
 func (h *harness) dumpTrial(t *trial) error {
 	var err error
+	t.stage("")
 	if t.j, err = startJob(h.jobBin, t.k.job, filepath.Join(t.dir, "logs")); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
+	t.stage("start")
 	args := []string{"dump", "-t", strconv.Itoa(t.j.pids[0]), "-D", t.images()}
 	if t.k.op == opDumpLeave {
 		args = append(args, "--leave-running")
@@ -120,6 +147,7 @@ func (h *harness) dumpTrial(t *trial) error {
 	if t.run, err = h.runGocr(t.delay, args...); err != nil {
 		return err
 	}
+	t.stage("gocr")
 	if !t.run.killed && t.run.code != 0 {
 		t.note("gocr failed by itself (exit %d): %s", t.run.code, strings.TrimSpace(t.run.stderr))
 	}
@@ -146,9 +174,11 @@ func (h *harness) dumpTrial(t *trial) error {
 	default:
 		t.outcome = dumpComplete
 	}
+	t.stage("check")
 	if err := t.j.kill(); err != nil {
 		return err
 	}
+	t.stage("kill")
 	if err := h.restoreAndCheck(t); err != nil {
 		t.outcome = lost
 		return fmt.Errorf("dump complete, but: %w", err)
@@ -163,6 +193,7 @@ func (h *harness) restoreAndCheck(t *trial) error {
 	if err != nil {
 		return err
 	}
+	t.stage("restore")
 	if r.code != 0 {
 		if strings.Contains(r.stderr, "in use") {
 			t.outcome = pidTaken
@@ -174,6 +205,8 @@ func (h *harness) restoreAndCheck(t *trial) error {
 	if err := t.j.checkRuns(); err != nil {
 		return fmt.Errorf("restored job: %w", err)
 	}
+	t.stage("check")
+	defer t.stage("kill")
 	return t.j.kill()
 }
 
@@ -218,6 +251,9 @@ func (h *harness) restoreTrial(t *trial) error {
 		alive := t.j.alive()
 		if len(alive) == 0 {
 			t.outcome = restoreNothing
+			if err := t.j.waitGone(); err != nil {
+				return err
+			}
 			break
 		}
 		if len(alive) == len(t.j.pids) && t.j.untouched() == "" && t.j.growing(200*time.Millisecond) {
