@@ -289,7 +289,13 @@ func (j *job) waitGone() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("PIDs %v of the job still taken after %v", left, settle)
+			var who []string
+			for _, pid := range left {
+				ppid, _ := statusField(fmt.Sprintf("/proc/%d/status", pid), "PPid")
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				who = append(who, fmt.Sprintf("%d (state %s, parent %s, %q)", pid, procState(pid), ppid, bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
+			}
+			return fmt.Errorf("PIDs of the job still taken after %v: %s", settle, strings.Join(who, ", "))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
