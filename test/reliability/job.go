@@ -268,34 +268,74 @@ func (j *job) kill() error {
 	return j.waitGone()
 }
 
-// waitGone waits until no process of the job is alive and each of its
-// PIDs is free again (its zombie reaped), as a restore needs them.
-func (j *job) waitGone() error {
-	deadline := time.Now().Add(settle)
-	for {
-		var left []int
-		for _, pid := range j.pids {
-			if st := procState(pid); st == "Z" {
-				// Ours to reap: the harness is the subreaper of
-				// everything it starts (main).
+// taken returns the job's PIDs that some process holds, after reaping
+// those of them that are zombies: the harness is the subreaper of
+// everything it starts (main), so the job's orphans, and a killed
+// restore's, are its to reap. A PID counts whoever holds it: a process
+// still in the restorer has another command line, but is the restore's.
+func (j *job) taken() []int {
+	var left []int
+	for _, pid := range j.pids {
+		if procState(pid) == "Z" {
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		}
+		if procState(pid) != "" {
+			left = append(left, pid)
+		}
+	}
+	return left
+}
+
+// leftovers returns the harness's own child processes, after reaping
+// the zombies among them. Once gocr is dead every process it had created
+// is one of them (the harness is their subreaper), whether or not it
+// holds a PID of the job yet: a killed restore has left nothing only when
+// this is empty.
+func leftovers() []int {
+	var out []int
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/self/task/%s/children", t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if procState(pid) == "Z" {
 				var ws syscall.WaitStatus
 				syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 			}
 			if procState(pid) != "" {
-				left = append(left, pid)
+				out = append(out, pid)
 			}
 		}
+	}
+	return out
+}
+
+// describe names who holds each of pids, for an error.
+func describe(pids []int) string {
+	var who []string
+	for _, pid := range pids {
+		ppid, _ := statusField(fmt.Sprintf("/proc/%d/status", pid), "PPid")
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		who = append(who, fmt.Sprintf("%d (state %s, parent %s, %q)", pid, procState(pid), ppid, bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
+	}
+	return strings.Join(who, ", ")
+}
+
+// waitGone waits until each of the job's PIDs is free again, as a
+// restore needs them.
+func (j *job) waitGone() error {
+	deadline := time.Now().Add(settle)
+	for {
+		left := j.taken()
 		if len(left) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			var who []string
-			for _, pid := range left {
-				ppid, _ := statusField(fmt.Sprintf("/proc/%d/status", pid), "PPid")
-				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				who = append(who, fmt.Sprintf("%d (state %s, parent %s, %q)", pid, procState(pid), ppid, bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
-			}
-			return fmt.Errorf("PIDs of the job still taken after %v: %s", settle, strings.Join(who, ", "))
+			return fmt.Errorf("PIDs of the job still taken after %v: %s", settle, describe(left))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

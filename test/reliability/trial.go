@@ -244,26 +244,26 @@ func (h *harness) restoreTrial(t *trial) error {
 		t.outcome = restoreComplete
 		return t.j.kill()
 	}
-	// Killed: wait until the restore's processes have ended themselves
+	// Killed: wait until the restore's processes have ended themselves,
+	// every PID of the job free again and no process gocr created left,
 	// or, if gocr had released them, all run.
 	deadline := time.Now().Add(settle)
 	for {
-		alive := t.j.alive()
-		if len(alive) == 0 {
+		taken := t.j.taken()
+		left := leftovers()
+		if len(taken) == 0 && len(left) == 0 {
 			t.outcome = restoreNothing
-			if err := t.j.waitGone(); err != nil {
-				return err
-			}
 			break
 		}
-		if len(alive) == len(t.j.pids) && t.j.untouched() == "" && t.j.growing(200*time.Millisecond) {
+		if len(t.j.alive()) == len(t.j.pids) && t.j.untouched() == "" && t.j.growing(200*time.Millisecond) {
 			if err := t.j.checkRuns(); err == nil {
 				t.outcome = restoreComplete
 				return t.j.kill()
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("gocr killed mid-restore left %d of the job's %d processes (%v): %s", len(alive), len(t.j.pids), alive, t.j.untouched())
+			return fmt.Errorf("gocr killed mid-restore left, after %v, %d of the job's %d PIDs taken (%s) and processes %s",
+				settle, len(taken), len(t.j.pids), describe(taken), describe(left))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
