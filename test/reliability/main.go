@@ -132,6 +132,9 @@ func main() {
 		}
 		tl := tallies[t.k]
 		tl.trials++
+		if t.run.killed {
+			tl.killed++
+		}
 		tl.outcomes[t.outcome]++
 		line := fmt.Sprintf("trial %4d  %-28s kill drawn at %9v, sent at %9v, gocr ended at %9v %-6s: %s",
 			n, t.k, t.delay.Round(time.Microsecond), t.run.sentAt.Round(time.Microsecond),
@@ -153,8 +156,8 @@ func main() {
 	}
 
 	fmt.Printf("\n%d trials in %v, seed %d\n\n", countTrials(tallies), time.Since(start).Round(time.Second), *seed)
-	fmt.Printf("| %-22s | %-20s | %6s | %s |\n", "job", "gocr", "trials", "outcomes")
-	fmt.Printf("|%s|%s|%s|%s|\n", strings.Repeat("-", 24), strings.Repeat("-", 22), strings.Repeat("-", 8), strings.Repeat("-", 10))
+	fmt.Printf("| %-7s | %-20s | %6s | %6s | %s |\n", "job", "gocr", "trials", "killed", "outcomes")
+	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 9), strings.Repeat("-", 22), strings.Repeat("-", 8), strings.Repeat("-", 8), strings.Repeat("-", 10))
 	for _, k := range kinds {
 		tl := tallies[k]
 		var outs []string
@@ -162,7 +165,7 @@ func main() {
 			outs = append(outs, fmt.Sprintf("%s: %d", o, c))
 		}
 		slices.SortFunc(outs, func(a, b string) int { return cmp.Compare(a, b) })
-		fmt.Printf("| %-22s | %-20s | %6d | %s |\n", k.job, k.op, tl.trials, strings.Join(outs, "; "))
+		fmt.Printf("| %-7s | %-20s | %6d | %6d | %s |\n", k.job, k.op, tl.trials, tl.killed, strings.Join(outs, "; "))
 	}
 	fmt.Printf("\nlosses: %d\n", len(losses))
 	for _, l := range losses {
@@ -176,6 +179,7 @@ func main() {
 // tally counts one kind's trials by outcome.
 type tally struct {
 	trials   int
+	killed   int // trials in which the SIGKILL ended gocr (it had not finished)
 	outcomes map[string]int
 }
 
