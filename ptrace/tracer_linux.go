@@ -126,7 +126,8 @@ func (t *Tracer) Close() {
 // them), PTRACE_O_TRACEEXEC (without it a seized tracee gets no extra stop
 // after execve: PTRACE_SEIZE suppresses the legacy SIGTRAP, man 2 ptrace
 // "execve(2) under ptrace"), PTRACE_O_EXITKILL (a crash of gocr must leave the
-// job running, not kill it), PTRACE_O_TRACEEXIT (adds a stop on the exit
+// job running, not kill it; only a restore's own processes are seized with
+// it, SeizeExitKill), PTRACE_O_TRACEEXIT (adds a stop on the exit
 // path).
 const seizeOptions = unix.PTRACE_O_TRACESYSGOOD
 
