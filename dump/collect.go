@@ -41,24 +41,7 @@ func fileRef(path string) (*gocrpb.FileRef, error) {
 // requeue gives back the signals the freeze caught on their way to
 // delivery: detaching cannot carry them from an event stop.
 func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
-	if len(sigs) == 0 {
-		return nil
-	}
-	regs, err := t.GetRegs(tid)
-	if err != nil {
-		return err
-	}
-	insn, err := ptrace.FindSyscallInsn(tid)
-	if err != nil {
-		return err
-	}
-	if err := t.Requeue(tid, insn, sigs); err != nil {
-		return err
-	}
-	if err := t.ReturnToEventStop(tid); err != nil {
-		return err
-	}
-	return t.SetRegs(tid, &regs)
+	return t.Requeue(tid, sigs)
 }
 
 func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*state, error) {

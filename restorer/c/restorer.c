@@ -1078,6 +1078,43 @@ static long send_pidfd(struct rst_tree *t, u32 idx, long pidfd)
 	return r < 0 ? r : 0;
 }
 
+#define __NR_poll 7
+/* include/uapi/asm-generic/poll.h */
+#define POLLHUP 0x10
+
+/* How often a process waiting for the tree to be whole looks whether
+ * gocr is still there. */
+#define TREE_WAIT_NS 100000000L
+
+/* Waits until every process of the tree exists. Should gocr die
+ * meanwhile, a process it was not told about is killed by its creator
+ * (announce_or_kill), which then fails, and the tree never becomes whole:
+ * so the wait looks, every TREE_WAIT_NS, whether gocr's end of the pidfd
+ * socket is closed (a unix socket reports POLLHUP once its peer is gone,
+ * net/unix/af_unix.c unix_dgram_poll), and if so ends this process.
+ * Those it created end with it (their parent-death signal is SIGKILL
+ * until the tree is whole), and gocr, were it alive, would kill the lot
+ * by their pidfds. */
+static void wait_tree_whole(struct rst_tree *t)
+{
+	struct {
+		s64 sec, nsec;
+	} tick = {0, TREE_WAIT_NS};
+	for (;;) {
+		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
+		if (n == t->nr_procs)
+			return;
+		struct {
+			s32 fd;
+			s16 events, revents;
+		} pfd = {t->pidfd_sock, 0, 0};
+		if (sys3(__NR_poll, &pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
+			for (;;)
+				sys1(__NR_exit_group, 1);
+		sys6(__NR_futex, &t->created, FUTEX_WAIT, n, &tick, 0, 0);
+	}
+}
+
 /* A process gocr could not be told about is killed at once (its pidfd is
  * the one name for it that cannot be wrong), then the creator fails. */
 static void announce_or_kill(struct rst_tree *t, struct rst_args *a, u32 idx, long pidfd)
@@ -1170,12 +1207,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 
 	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
 	futex_wake(&t->created);
-	for (;;) {
-		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
-		if (n == t->nr_procs)
-			break;
-		futex_wait(&t->created, n);
-	}
+	wait_tree_whole(t);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
 	if (p->zombie) {
