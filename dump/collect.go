@@ -118,6 +118,12 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err := checkThreadCreds(fr.tids, &status); err != nil {
 		return nil, err
 	}
+	if err := checkThreadTables(pid, fr.tids); err != nil {
+		return nil, err
+	}
+	if err := checkThreadNamespaces(pid, fr.tids); err != nil {
+		return nil, err
+	}
 	for _, tid := range fr.tids {
 		if err := checkThreadSeccomp(pid, tid); err != nil {
 			return nil, err
@@ -128,9 +134,24 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 		}
 		task.Threads = append(task.Threads, th)
 	}
+	caught := len(fr.sigs[pid])
+	if err := checkCPUState(t, fr, &status, ptrace.XCR0(task.Threads[0].Xsave)); err != nil {
+		return nil, err
+	}
+	// Signals the injected calls dequeued go first, as the freeze's do.
+	if late := fr.sigs[pid][caught:]; len(late) > 0 {
+		var infos []*gocrpb.SigInfo
+		for _, si := range late {
+			infos = append(infos, sigInfo(si))
+		}
+		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
+	}
 
 	mm, maps, vdso, err := collectMm(pid, &stat, saver)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkProtectionKeys(pid, maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)

@@ -129,6 +129,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
+	if err := tree.checkTracees(); err != nil {
+		return err
+	}
 	// A job in a PID namespace of gocr's restore is recorded with the
 	// PIDs it sees (pidns.go).
 	var pids *pidTranslation

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
 )
 
 // pathKind is a file reopened by its path: a regular file, a directory or
@@ -25,6 +26,9 @@ func init() { register(pathKind{}) }
 func (pathKind) Name() string { return "path" }
 
 func (pathKind) Match(e *Entry) bool {
+	if isMqueue(e) {
+		return false // a POSIX message queue, never reopened by its path
+	}
 	if e.Info.Flags&unix.O_PATH != 0 {
 		return e.OnPath() && !IsMemfdPath(e.Target)
 	}
@@ -40,6 +44,16 @@ func (pathKind) Match(e *Entry) bool {
 }
 
 func (pathKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	if err := checkReachable(e); err != nil {
+		return err
+	}
+	if e.Type() == unix.S_IFCHR && e.Info.Flags&unix.O_PATH == 0 && !isStatelessDevice(e.Stat.Rdev) {
+		// Reopening gives a new open file of the driver, without what
+		// the process set up through this one (a tun interface attached
+		// with TUNSETIFF, a device's mode set by ioctl).
+		return fmt.Errorf("character device %d:%d may hold driver state, which gocr cannot restore (only null, zero, full, random and urandom are reopened)",
+			unix.Major(e.Stat.Rdev), unix.Minor(e.Stat.Rdev))
+	}
 	t := gocrpb.PathFd_OTHER
 	switch e.Type() {
 	case unix.S_IFREG:
@@ -122,6 +136,55 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		}
 	}
 	return n, nil
+}
+
+// isStatelessDevice: the memory devices of major 1 whose open files hold
+// nothing but their flags: null 3, zero 5, full 7, random 8, urandom 9
+// (Documentation/admin-guide/devices.txt). Terminals are other kinds'.
+func isStatelessDevice(rdev uint64) bool {
+	if unix.Major(rdev) != 1 {
+		return false
+	}
+	switch unix.Minor(rdev) {
+	case 3, 5, 7, 8, 9:
+		return true
+	}
+	return false
+}
+
+// mqueueMagic is MQUEUE_MAGIC (include/uapi/linux/magic.h).
+const mqueueMagic = 0x19800202
+
+// isMqueue tells whether e is a POSIX message queue (man 7 mq_overview):
+// its link is /NAME, on the mqueue file system.
+func isMqueue(e *Entry) bool {
+	if e.Type() != unix.S_IFREG || !e.OnPath() {
+		return false
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(fmt.Sprintf("/proc/%d/fd/%d", e.Pid, e.Fd), &fs); err != nil {
+		return false
+	}
+	return fs.Type == mqueueMagic
+}
+
+// checkReachable refuses a file on a mount the process's mount namespace
+// does not list (a detached mount from open_tree(2) or fsmount(2)): its
+// link is a path from that mount's root, which at restore would name
+// another file, or none. fdinfo mnt_id is the open file's mount (man 5
+// proc_pid_fdinfo).
+func checkReachable(e *Entry) error {
+	if e.Info.MntID == 0 {
+		return nil // a kernel without mnt_id in fdinfo (before 3.15)
+	}
+	ids, err := proc.MountIDs(e.Pid)
+	if err != nil {
+		return err
+	}
+	if !ids[e.Info.MntID] {
+		return fmt.Errorf("its file system is not mounted anywhere the process sees (mount %d), so its path cannot reopen it", e.Info.MntID)
+	}
+	return nil
 }
 
 // isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143

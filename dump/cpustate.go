@@ -1,0 +1,151 @@
+//go:build linux && amd64
+
+package dump
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
+)
+
+// Special x86 CPU state of a process that the restorer does not set
+// again: refused, one line naming it. ioperm(2) and iopl(2) are not
+// checked: nothing in /proc shows them (iopl's level is the thread's
+// iopl_emul, ioperm's bitmap only the NT_386_IOPERM regset,
+// arch/x86/kernel/ioport.c, arch/x86/kernel/ptrace.c), and kernels
+// without CONFIG_X86_IOPL_IOPERM, such as Debian's, refuse both calls.
+
+// Kernel constants (arch/x86/include/uapi/asm/prctl.h; the xsave
+// feature numbers of arch/x86/include/asm/fpu/types.h).
+const (
+	archGetXcompPerm = 0x1022
+	// xfeatureXtileData is the one xsave feature a process must ask
+	// permission for (ARCH_REQ_XCOMP_PERM): Documentation/arch/x86/
+	// xstate.rst.
+	xfeatureXtileData = 18
+	// redZone is the x86-64 ABI's 128 bytes below the stack pointer
+	// that a leaf function may use without moving it.
+	redZone = 128
+)
+
+// checkCPUState refuses a process with state the restorer would not give
+// back: tagged addresses (LAM), an LDT, or permission for dynamically
+// enabled xsave features (AMX). xcr0 is the xsave features the kernel
+// enables. A signal an injected call dequeues joins fr.sigs, which the
+// caller records.
+func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 uint64) error {
+	pid := fr.pid
+	// untag_mask is the mm's, all ones until the process enables LAM
+	// with ARCH_ENABLE_TAGGED_ADDR (arch/x86/kernel/process_64.c
+	// prctl_enable_tagged_addr; shown by arch_proc_pid_thread_features).
+	if status.HasUntagMask && status.UntagMask != ^uint64(0) {
+		return fmt.Errorf("pid %d uses tagged addresses (LAM, untag_mask %#x), which gocr cannot restore", pid, status.UntagMask)
+	}
+	// modify_ldt(0, NULL, 1) reads the mm's LDT into NULL: it returns 0
+	// when the process has none, and fails with EFAULT, truncated to an
+	// unsigned int (arch/x86/kernel/ldt.c read_ldt, sys_modify_ldt),
+	// once it has one: no buffer in the process is needed.
+	ret, err := injectQuery(t, fr, unix.SYS_MODIFY_LDT, 0, 0, 1)
+	if err != nil {
+		return fmt.Errorf("pid %d: read its LDT (modify_ldt): %w", pid, err)
+	}
+	if ret != 0 {
+		return fmt.Errorf("pid %d has an LDT (modify_ldt), which gocr cannot restore", pid)
+	}
+	if xcr0&(1<<xfeatureXtileData) != 0 {
+		if err := checkXcompPerm(t, fr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkXcompPerm refuses a process that was given permission for AMX
+// tile data (ARCH_REQ_XCOMP_PERM): the permission is the process's
+// (arch/x86/kernel/fpu/xstate.c xstate_request_perm) and a restored
+// process would get SIGILL at its next tile instruction.
+// ARCH_GET_XCOMP_PERM writes the permitted features to memory: 8 bytes
+// below the leader's red zone, which no code of the process may rely on
+// (a signal frame would overwrite them too), put back afterwards.
+func checkXcompPerm(t *ptrace.Tracer, fr *frozenProc) error {
+	pid := fr.pid
+	regs, err := t.GetRegs(pid)
+	if err != nil {
+		return err
+	}
+	addr := (regs.Rsp - redZone - 8) &^ 7
+	var saved, perm [8]byte
+	if err := ptrace.ReadMemory(pid, addr, saved[:]); err != nil {
+		return fmt.Errorf("pid %d: read its AMX permission: %w", pid, err)
+	}
+	ret, err := injectQuery(t, fr, unix.SYS_ARCH_PRCTL, archGetXcompPerm, addr)
+	if err == nil {
+		err = ptrace.SyscallError(ret)
+	}
+	if err == nil {
+		err = ptrace.ReadMemory(pid, addr, perm[:])
+	}
+	if werr := ptrace.WriteMemory(pid, addr, saved[:]); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("pid %d: read its AMX permission (ARCH_GET_XCOMP_PERM): %w", pid, err)
+	}
+	// Only tile data is asked for; the rest of the mask is the default
+	// (XFEATURE_MASK_USER_DYNAMIC, arch/x86/include/asm/fpu/xstate.h).
+	if binary.LittleEndian.Uint64(perm[:])&(1<<xfeatureXtileData) != 0 {
+		return fmt.Errorf("pid %d has permission for AMX tile data (ARCH_REQ_XCOMP_PERM), which gocr cannot restore", pid)
+	}
+	return nil
+}
+
+// checkProtectionKeys refuses memory tagged with a protection key other
+// than the default 0 (pkey_mprotect, man 7 pkeys): mappings are restored
+// without their keys, and the allocated keys are not read. PKRU itself
+// comes back with the xsave area.
+func checkProtectionKeys(pid int, maps []proc.Mapping) error {
+	for _, m := range maps {
+		if m.ProtectionKey != 0 {
+			return fmt.Errorf("pid %d: mapping %#x-%#x %s has protection key %d (pkey_mprotect), which gocr cannot restore", pid, m.Start, m.End, m.Path, m.ProtectionKey)
+		}
+	}
+	return nil
+}
+
+// injectQuery runs one system call in the frozen leader of fr and puts
+// its registers back. Signals it dequeued meanwhile join the leader's
+// caught ones, recorded and given back like those of the freeze.
+func injectQuery(t *ptrace.Tracer, fr *frozenProc, nr uint64, args ...uint64) (int64, error) {
+	tid := fr.pid
+	regs, err := t.GetRegs(tid)
+	if err != nil {
+		return 0, err
+	}
+	insn, err := ptrace.FindSyscallInsn(tid)
+	if err != nil {
+		return 0, err
+	}
+	keep := func(err error) error {
+		var sp *ptrace.SignalsPendingError
+		if errors.As(err, &sp) {
+			fr.sigs[tid] = append(fr.sigs[tid], sp.Signals...)
+			return nil
+		}
+		return err
+	}
+	ret, ierr := t.InjectSyscall(tid, insn, nr, args...)
+	ierr = keep(ierr)
+	// Back to where the freeze left it, whatever the call did.
+	if err := keep(t.ReturnToEventStop(tid)); err != nil {
+		return 0, err
+	}
+	if err := t.SetRegs(tid, &regs); err != nil {
+		return 0, err
+	}
+	return ret, ierr
+}
