@@ -151,7 +151,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err != nil {
 		return nil, err
 	}
-	if err := checkProtectionKeys(pid, maps); err != nil {
+	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)

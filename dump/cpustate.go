@@ -39,12 +39,11 @@ const (
 // enables. A signal an injected call dequeues joins fr.sigs, which the
 // caller records.
 func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 uint64) error {
-	pid := fr.pid
 	// untag_mask is the mm's, all ones until the process enables LAM
 	// with ARCH_ENABLE_TAGGED_ADDR (arch/x86/kernel/process_64.c
 	// prctl_enable_tagged_addr; shown by arch_proc_pid_thread_features).
 	if status.HasUntagMask && status.UntagMask != ^uint64(0) {
-		return fmt.Errorf("pid %d uses tagged addresses (LAM, untag_mask %#x), which gocr cannot restore", pid, status.UntagMask)
+		return fmt.Errorf("the process uses tagged addresses (LAM, untag_mask %#x), which gocr cannot restore", status.UntagMask)
 	}
 	// modify_ldt(0, NULL, 1) reads the mm's LDT into NULL: it returns 0
 	// when the process has none, and fails with EFAULT, truncated to an
@@ -52,10 +51,10 @@ func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 u
 	// once it has one: no buffer in the process is needed.
 	ret, err := injectQuery(t, fr, unix.SYS_MODIFY_LDT, 0, 0, 1)
 	if err != nil {
-		return fmt.Errorf("pid %d: read its LDT (modify_ldt): %w", pid, err)
+		return fmt.Errorf("read its LDT (modify_ldt): %w", err)
 	}
 	if ret != 0 {
-		return fmt.Errorf("pid %d has an LDT (modify_ldt), which gocr cannot restore", pid)
+		return errors.New("the process has an LDT (modify_ldt), which gocr cannot restore")
 	}
 	if xcr0&(1<<xfeatureXtileData) != 0 {
 		if err := checkXcompPerm(t, fr); err != nil {
@@ -81,7 +80,7 @@ func checkXcompPerm(t *ptrace.Tracer, fr *frozenProc) error {
 	addr := (regs.Rsp - redZone - 8) &^ 7
 	var saved, perm [8]byte
 	if err := ptrace.ReadMemory(pid, addr, saved[:]); err != nil {
-		return fmt.Errorf("pid %d: read its AMX permission: %w", pid, err)
+		return fmt.Errorf("read its AMX permission: %w", err)
 	}
 	ret, err := injectQuery(t, fr, unix.SYS_ARCH_PRCTL, archGetXcompPerm, addr)
 	if err == nil {
@@ -94,12 +93,12 @@ func checkXcompPerm(t *ptrace.Tracer, fr *frozenProc) error {
 		err = werr
 	}
 	if err != nil {
-		return fmt.Errorf("pid %d: read its AMX permission (ARCH_GET_XCOMP_PERM): %w", pid, err)
+		return fmt.Errorf("read its AMX permission (ARCH_GET_XCOMP_PERM): %w", err)
 	}
 	// Only tile data is asked for; the rest of the mask is the default
 	// (XFEATURE_MASK_USER_DYNAMIC, arch/x86/include/asm/fpu/xstate.h).
 	if binary.LittleEndian.Uint64(perm[:])&(1<<xfeatureXtileData) != 0 {
-		return fmt.Errorf("pid %d has permission for AMX tile data (ARCH_REQ_XCOMP_PERM), which gocr cannot restore", pid)
+		return errors.New("the process has permission for AMX tile data (ARCH_REQ_XCOMP_PERM), which gocr cannot restore")
 	}
 	return nil
 }
@@ -108,10 +107,10 @@ func checkXcompPerm(t *ptrace.Tracer, fr *frozenProc) error {
 // than the default 0 (pkey_mprotect, man 7 pkeys): mappings are restored
 // without their keys, and the allocated keys are not read. PKRU itself
 // comes back with the xsave area.
-func checkProtectionKeys(pid int, maps []proc.Mapping) error {
+func checkProtectionKeys(maps []proc.Mapping) error {
 	for _, m := range maps {
 		if m.ProtectionKey != 0 {
-			return fmt.Errorf("pid %d: mapping %#x-%#x %s has protection key %d (pkey_mprotect), which gocr cannot restore", pid, m.Start, m.End, m.Path, m.ProtectionKey)
+			return fmt.Errorf("mapping %#x-%#x %s has protection key %d (pkey_mprotect), which gocr cannot restore", m.Start, m.End, m.Path, m.ProtectionKey)
 		}
 	}
 	return nil

@@ -36,7 +36,7 @@ func checkThreadTables(pid int, tids []int) error {
 		}
 		for _, k := range threadSharedKinds {
 			if kcmp(pid, tid, k.typ) != 0 {
-				return fmt.Errorf("pid %d: thread %d has its own %s, which gocr cannot restore", pid, tid, k.what)
+				return fmt.Errorf("thread %d has its own %s, which gocr cannot restore", tid, k.what)
 			}
 		}
 	}
@@ -59,7 +59,7 @@ func checkThreadNamespaces(pid int, tids []int) error {
 	}
 	for child, own := range map[string]string{"pid_for_children": "pid", "time_for_children": "time"} {
 		if l, ok := leader[own]; ok && leader[child] != l {
-			return fmt.Errorf("pid %d creates its children in another %s namespace than its own (%s), which gocr cannot restore", pid, own, child)
+			return fmt.Errorf("the process creates its children in another %s namespace than its own (%s), which gocr cannot restore", own, child)
 		}
 	}
 	for _, tid := range tids {
@@ -72,7 +72,7 @@ func checkThreadNamespaces(pid int, tids []int) error {
 		}
 		for name, l := range leader {
 			if links[name] != l {
-				return fmt.Errorf("pid %d: thread %d is in another namespace than its process (%s), which gocr cannot restore", pid, tid, name)
+				return fmt.Errorf("thread %d is in another namespace than its process (%s), which gocr cannot restore", tid, name)
 			}
 		}
 	}

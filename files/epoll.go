@@ -30,7 +30,7 @@ func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	ep := &gocrpb.EpollFd{}
 	for _, w := range ws {
 		if err := checkWatchedFile(e.Pid, w); err != nil {
-			return fmt.Errorf("epoll watch on fd %d: %w", w.Tfd, err)
+			return fmt.Errorf("watch on fd %d: %w", w.Tfd, err)
 		}
 		ep.Watches = append(ep.Watches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
 	}
@@ -56,7 +56,7 @@ func checkWatchedFile(pid int, w proc.EpollWatch) error {
 	}
 	dev := unix.Mkdev(w.Sdev>>20, w.Sdev&(1<<20-1))
 	if st.Ino != w.Ino || st.Dev != dev {
-		return fmt.Errorf("fd %d now names another file than the one watched (inode %d, was %d): gocr cannot restore the watch", w.Tfd, st.Ino, w.Ino)
+		return fmt.Errorf("the fd now names another file than the one watched (inode %d, was %d), so gocr cannot restore the watch", st.Ino, w.Ino)
 	}
 	return nil
 }

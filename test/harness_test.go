@@ -156,6 +156,7 @@ var cTargets = map[string]struct {
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
+	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {
