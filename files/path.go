@@ -113,6 +113,9 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("open %s: %w", fd.File.Path, err)
 	}
 	n := s.AddFd(nfd, fd.File.Path)
+	if err := checkSameFile(s, fd, nfd); err != nil {
+		return 0, err
+	}
 	t := fd.GetPath().GetType()
 	if fd.Flags&unix.O_PATH != 0 {
 		return n, nil // no offset: the file is not open (man 2 open)
@@ -136,6 +139,55 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		}
 	}
 	return n, nil
+}
+
+// Magic numbers of file systems whose files the kernel makes up as they
+// are read (include/uapi/linux/magic.h): their device and inode numbers
+// are those of one mount, and another mount of them (a restore's PID
+// namespace has its own /proc) shows the same file under others.
+var generatedFS = map[int64]bool{
+	0x9fa0:     true, // PROC_SUPER_MAGIC
+	0x62656572: true, // SYSFS_MAGIC
+	0x27e0eb:   true, // CGROUP_SUPER_MAGIC
+	0x63677270: true, // CGROUP2_SUPER_MAGIC
+}
+
+// checkSameFile refuses a file at the dumped path that is not the file
+// the process had open: replaced or rotated since, the path now names
+// another file, and the process would go on in it at its old offset. On
+// the boot of the dump, and at the path of the dump, the file's device
+// and inode tell; elsewhere (another boot or machine, or a path moved by
+// --relocate) a regular file must have the size and modification time it
+// had, as a mapped file must (restorer checkFiles).
+func checkSameFile(s *Sources, fd *gocrpb.Fd, nfd int) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(nfd, &fs); err != nil {
+		return fmt.Errorf("statfs %s: %w", fd.File.Path, err)
+	}
+	if generatedFS[fs.Type] {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(nfd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", fd.File.Path, err)
+	}
+	boot, err := proc.BootID()
+	if err != nil {
+		return err
+	}
+	relocated := fd.Description != "" && fd.Description != fd.File.Path
+	if s.Dir != nil && s.Dir.Inventory().GetBootId() == boot && !relocated {
+		if st.Dev != fd.File.Dev || st.Ino != fd.File.Ino {
+			return fmt.Errorf("file %s is not the one fd %d had open at the dump (device %d:%d inode %d, was %d:%d inode %d): it was replaced since",
+				fd.File.Path, fd.Fd, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, unix.Major(fd.File.Dev), unix.Minor(fd.File.Dev), fd.File.Ino)
+		}
+		return nil
+	}
+	if fd.GetPath().GetType() == gocrpb.PathFd_REGULAR && fd.Flags&unix.O_PATH == 0 &&
+		(st.Size != fd.File.Size || st.Mtim.Nano() != fd.File.MtimeNs) {
+		return fmt.Errorf("file %s changed since the dump (size %d, was %d; or its modification time): fd %d may not find what it had", fd.File.Path, st.Size, fd.File.Size, fd.Fd)
+	}
+	return nil
 }
 
 // isStatelessDevice: the memory devices of major 1 whose open files hold

@@ -63,3 +63,32 @@ func TestRefusedState(t *testing.T) {
 		checkIntactCounter(t, tracee)
 	})
 }
+
+// TestReplacedFileRefused: a file replaced at its path between the dump
+// and the restore (a rotated log) is not the one the process had open:
+// on the boot of the dump its device and inode tell, and the restore
+// refuses in one line naming it, leaving nothing behind. With the file
+// put back, the same images restore.
+func TestReplacedFileRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	image, tg := dumpedCounter(t)
+	// The counter's stdout is its log, a regular file reopened by path.
+	kept := tg.logPath + ".dumped"
+	if err := os.Rename(tg.logPath, kept); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, kept, tg.logPath, 0o644)
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r := runGocr(t, nil, "restore", "-D", image, "-d")
+	assertRefused(t, r, []string{tg.logPath, "not the one fd 1 had open", "replaced"}, nil)
+	assertNoProcess(t, tg.pid)
+
+	if err := os.Rename(kept, tg.logPath); err != nil {
+		t.Fatal(err)
+	}
+	pid := restoreDetached(t, tg, image, nil)
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	checkResult(t, tg, pid)
+	counterLines(t, tg.logPath, true)
+}
