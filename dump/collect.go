@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
@@ -73,6 +74,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
 		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
+		ExitSignal: proto.Uint32(uint32(stat.ExitSignal)),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],

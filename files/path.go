@@ -5,6 +5,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -171,12 +172,8 @@ func checkSameFile(s *Sources, fd *gocrpb.Fd, nfd int) error {
 	if err := unix.Fstat(nfd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", fd.File.Path, err)
 	}
-	boot, err := proc.BootID()
-	if err != nil {
-		return err
-	}
 	relocated := fd.Description != "" && fd.Description != fd.File.Path
-	if s.Dir != nil && s.Dir.Inventory().GetBootId() == boot && !relocated {
+	if sameBoot(s) && !relocated {
 		if st.Dev != fd.File.Dev || st.Ino != fd.File.Ino {
 			return fmt.Errorf("file %s is not the one fd %d had open at the dump (device %d:%d inode %d, was %d:%d inode %d): it was replaced since",
 				fd.File.Path, fd.Fd, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, unix.Major(fd.File.Dev), unix.Minor(fd.File.Dev), fd.File.Ino)
@@ -220,23 +217,27 @@ func isMqueue(e *Entry) bool {
 	return fs.Type == mqueueMagic
 }
 
-// checkReachable refuses a file on a mount the process's mount namespace
-// does not list (a detached mount from open_tree(2) or fsmount(2)): its
-// link is a path from that mount's root, which at restore would name
-// another file, or none. fdinfo mnt_id is the open file's mount (man 5
-// proc_pid_fdinfo).
+// checkReachable refuses a file on a mount neither the process's mount
+// namespace nor gocr's lists (a detached mount from open_tree(2) or
+// fsmount(2)): its link is a path from that mount's root, which at
+// restore would name another file, or none. fdinfo mnt_id is the open
+// file's mount (man 5 proc_pid_fdinfo). A job in a restore's own mount
+// namespace (dump/pidns.go) sees copies of gocr's mounts, under other
+// IDs, while the fds gocr gave it are on gocr's.
 func checkReachable(e *Entry) error {
 	if e.Info.MntID == 0 {
 		return nil // a kernel without mnt_id in fdinfo (before 3.15)
 	}
-	ids, err := proc.MountIDs(e.Pid)
-	if err != nil {
-		return err
+	for _, pid := range []int{e.Pid, os.Getpid()} {
+		ids, err := proc.MountIDs(pid)
+		if err != nil {
+			return err
+		}
+		if ids[e.Info.MntID] {
+			return nil
+		}
 	}
-	if !ids[e.Info.MntID] {
-		return fmt.Errorf("its file system is not mounted anywhere the process sees (mount %d), so its path cannot reopen it", e.Info.MntID)
-	}
-	return nil
+	return fmt.Errorf("its file system is not mounted anywhere the process or gocr sees (mount %d), so its path cannot reopen it", e.Info.MntID)
 }
 
 // isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/gocrpb"
 	procfs "github.com/gocr/gocr/proc"
 )
@@ -36,7 +38,10 @@ func buildTree(procs []*proc) (*tree, error) {
 	}
 	for _, pr := range procs {
 		task := pr.task
-		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
+		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus, ExitSignal: uint32(unix.SIGCHLD)}
+		if task.ExitSignal != nil {
+			rp.ExitSignal = task.GetExitSignal()
+		}
 		if task.Zombie {
 			rp.Zombie = 1
 			copy(rp.Comm[:len(rp.Comm)-1], strings.Trim(task.Comm, "()"))

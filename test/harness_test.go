@@ -157,6 +157,7 @@ var cTargets = map[string]struct {
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
+	"restoredstate":  {"restoredstate.c", nil},
 }
 
 func TestMain(m *testing.M) {
