@@ -3,6 +3,12 @@
 package test
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -39,4 +45,42 @@ func TestExitSignal(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "restoredstate", "exit-signal")
 	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
+// TestOutsideGroupNoted: a root whose process group and session were led
+// from outside the dump (the test's own) comes back in those of gocr
+// restore, here a session of its own (setsid): the restore says so in
+// one line naming both, and the job runs on.
+func TestOutsideGroupNoted(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		t.Skipf("needs setsid(1) to run gocr restore in a session of its own: %v", err)
+	}
+	image, tg := dumpedCounter(t)
+	self, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r := runGocrVia(t, []string{setsid}, "restore", "-D", image, "-d")
+	if r.code != 0 {
+		t.Fatalf("restore failed: %v", r)
+	}
+	pgid, sid := syscall.Getpgrp(), 0
+	if f := strings.Fields(string(self[strings.LastIndexByte(string(self), ')')+1:])); len(f) > 3 {
+		sid, _ = strconv.Atoi(f[3])
+	}
+	want := fmt.Sprintf("gocr: pid %d was in process group %d (now ", tg.pid, pgid)
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], want) || !strings.Contains(lines[0], fmt.Sprintf(" and session %d (now ", sid)) ||
+		!strings.HasSuffix(lines[0], "led from outside the dump: it is restored in gocr restore's own") {
+		t.Fatalf("restore's stderr %q, want one line starting %q and naming session %d", r.stderr, want, sid)
+	}
+	if gone(tg.pid) {
+		t.Fatalf("restored pid %d is not running", tg.pid)
+	}
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	checkResult(t, tg, tg.pid)
 }
