@@ -18,6 +18,7 @@ func TestRefusedState(t *testing.T) {
 		mode  string
 		arg   string
 		needs string // a file the machine must have for the mode
+		cpu   string // a CPU feature (/proc/cpuinfo flags) it must have
 		want  []string
 	}{
 		{mode: "thread-files", want: []string{"thread", "own fd table"}},
@@ -30,12 +31,18 @@ func TestRefusedState(t *testing.T) {
 		{mode: "async", want: []string{"anon_inode:inotify", "O_ASYNC"}},
 		{mode: "detached", want: []string{"/file", "not mounted anywhere"}},
 		{mode: "ldt", want: []string{"has an LDT"}},
+		{mode: "pkey", cpu: "pku", want: []string{"protection key 1"}},
+		{mode: "amx", cpu: "amx_tile", want: []string{"AMX tile data"}},
+		{mode: "lam", cpu: "lam", want: []string{"tagged addresses (LAM"}},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			if c.needs != "" {
 				if _, err := os.Stat(c.needs); err != nil {
 					t.Skipf("this machine lacks %s: %v", c.needs, err)
 				}
+			}
+			if c.cpu != "" && !cpuHas(t, c.cpu) {
+				t.Skipf("this CPU lacks %s", c.cpu)
 			}
 			var args []string
 			if c.arg != "" {

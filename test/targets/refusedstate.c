@@ -15,6 +15,9 @@
  *   detached       a file on a tmpfs mounted nowhere (fsmount)
  *   ldt            an LDT entry (modify_ldt)
  *   tracer PID     ptrace-seizes PID, a process outside the dump
+ *   pkey           a page tagged with a protection key (pkey_mprotect)
+ *   amx            permission for AMX tile data (ARCH_REQ_XCOMP_PERM)
+ *   lam            tagged addresses (ARCH_ENABLE_TAGGED_ADDR)
  */
 #include "target.h"
 
@@ -23,6 +26,7 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -269,6 +273,55 @@ static void run_tracer(const char *arg)
 	tgt_pass();
 }
 
+/* arch/x86/include/uapi/asm/prctl.h; the xsave feature number of tile
+ * data, arch/x86/include/asm/fpu/types.h. */
+#define ARCH_GET_XCOMP_PERM 0x1022
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define ARCH_GET_UNTAG_MASK 0x4001
+#define ARCH_ENABLE_TAGGED_ADDR 0x4002
+#define LAM_U57_BITS 6
+
+static void run_pkey(void)
+{
+	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int key = syscall(SYS_pkey_alloc, 0, 0);
+	if (page == MAP_FAILED || key < 0 || syscall(SYS_pkey_mprotect, page, 4096, PROT_READ | PROT_WRITE, key) < 0)
+		tgt_fail("pkey_alloc, pkey_mprotect: %s", strerror(errno));
+	page[0] = 1;
+	tgt_ready();
+	tgt_wait();
+	/* Still allocated: pkey_free fails with EINVAL on a key that is not
+	 * (man 2 pkey_alloc). */
+	if (page[0] != 1 || syscall(SYS_pkey_free, key) < 0)
+		tgt_fail("protection key %d lost: %s", key, strerror(errno));
+	tgt_pass();
+}
+
+static void run_amx(void)
+{
+	unsigned long long perm = 0;
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) < 0)
+		tgt_fail("ARCH_REQ_XCOMP_PERM: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) < 0 || !(perm & (1ULL << XFEATURE_XTILEDATA)))
+		tgt_fail("AMX permission lost (%#llx)", perm);
+	tgt_pass();
+}
+
+static void run_lam(void)
+{
+	unsigned long mask = 0;
+	if (syscall(SYS_arch_prctl, ARCH_ENABLE_TAGGED_ADDR, LAM_U57_BITS) < 0)
+		tgt_fail("ARCH_ENABLE_TAGGED_ADDR: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (syscall(SYS_arch_prctl, ARCH_GET_UNTAG_MASK, &mask) < 0 || mask == ~0UL)
+		tgt_fail("LAM lost (untag mask %#lx)", mask);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -293,5 +346,11 @@ int main(int argc, char **argv)
 		run_ldt();
 	else if (strcmp(mode, "tracer") == 0 && argc > 3)
 		run_tracer(argv[3]);
+	else if (strcmp(mode, "pkey") == 0)
+		run_pkey();
+	else if (strcmp(mode, "amx") == 0)
+		run_amx();
+	else if (strcmp(mode, "lam") == 0)
+		run_lam();
 	tgt_fail("unknown mode %s", mode);
 }
