@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
@@ -56,6 +57,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
 		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
+		ExitSignal: proto.Uint32(uint32(stat.ExitSignal)),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],
@@ -101,6 +103,12 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err := checkThreadCreds(fr.tids, &status); err != nil {
 		return nil, err
 	}
+	if err := checkThreadTables(pid, fr.tids); err != nil {
+		return nil, err
+	}
+	if err := checkThreadNamespaces(pid, fr.tids); err != nil {
+		return nil, err
+	}
 	for _, tid := range fr.tids {
 		if err := checkThreadSeccomp(pid, tid); err != nil {
 			return nil, err
@@ -111,9 +119,24 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 		}
 		task.Threads = append(task.Threads, th)
 	}
+	caught := len(fr.sigs[pid])
+	if err := checkCPUState(t, fr, &status, ptrace.XCR0(task.Threads[0].Xsave)); err != nil {
+		return nil, err
+	}
+	// Signals the injected calls dequeued go first, as the freeze's do.
+	if late := fr.sigs[pid][caught:]; len(late) > 0 {
+		var infos []*gocrpb.SigInfo
+		for _, si := range late {
+			infos = append(infos, sigInfo(si))
+		}
+		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
+	}
 
 	mm, maps, vdso, err := collectMm(pid, &stat, saver)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)

@@ -22,6 +22,7 @@ import (
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -140,6 +141,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	if err := tree.checkSharing(); err != nil {
+		return err
+	}
+	if err := tree.checkTracees(); err != nil {
 		return err
 	}
 	if opts.Alone {
@@ -326,6 +330,10 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
+	bootID, err := proc.BootID()
+	if err != nil {
+		return fmt.Errorf("read the boot ID: %w", err)
+	}
 	return dir.WriteInventory(&gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
@@ -336,6 +344,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
 		PidNamespace:   pidns,
+		BootId:         bootID,
 	})
 }
 

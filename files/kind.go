@@ -231,6 +231,11 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 		return nil, fmt.Errorf("fd %d (%s): %w", n, e.Target, err)
 	}
 	switch {
+	case match != nil && fd.Flags&unix.O_ASYNC != 0:
+		// Signal-driven I/O: open(2) ignores O_ASYNC (man 2 open, BUGS),
+		// and the owner and signal it goes with (F_SETOWN_EX, F_SETSIG;
+		// man 2 fcntl) are not read, so no kind restores it.
+		return nil, fmt.Errorf("fd %d (%s): signal-driven I/O (O_ASYNC) is on, which gocr cannot restore with its owner and signal", n, e.Target)
 	case match != nil:
 		if err := match.Dump(e, fd); err != nil {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)

@@ -326,7 +326,11 @@ type Inventory struct {
 	// The processes lived in a PID namespace of their own, under gocr's
 	// reaper (gocr restore --pidns): every PID in the images is that
 	// namespace's, so they restore only into a new one again.
-	PidNamespace  bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	PidNamespace bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	// The boot it was dumped on (/proc/sys/kernel/random/boot_id, man 4
+	// random): where the restore runs on the same boot, device and inode
+	// numbers still name the same files.
+	BootId        string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +428,13 @@ func (x *Inventory) GetPidNamespace() bool {
 	return false
 }
 
+func (x *Inventory) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
 // Task is one process: process-wide state plus one Thread per thread.
 type Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -450,8 +461,12 @@ type Task struct {
 	// The signal that stopped the process (job control: SIGSTOP, SIGTSTP,
 	// SIGTTIN, SIGTTOU), if it was stopped or stopping when frozen; 0 if it
 	// ran. Restored as a group-stop by that signal.
-	StopSignal    uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
-	PosixTimers   []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	StopSignal  uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	PosixTimers []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	// The signal its parent gets when it exits (clone(2) exit_signal,
+	// /proc/PID/stat field 38); absent in older images, where it was
+	// always SIGCHLD.
+	ExitSignal    *uint32 `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +639,13 @@ func (x *Task) GetPosixTimers() []*PosixTimer {
 		return x.PosixTimers
 	}
 	return nil
+}
+
+func (x *Task) GetExitSignal() uint32 {
+	if x != nil && x.ExitSignal != nil {
+		return *x.ExitSignal
+	}
+	return 0
 }
 
 // PosixTimer is a timer_create(2) timer: recreated under the same ID
@@ -3262,11 +3284,15 @@ func (x *SignalfdFd) GetMask() uint64 {
 // TimerfdFd is a timerfd_create(2) timer: clock, time left, interval,
 // unread expirations.
 type TimerfdFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clockid       int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
-	Ticks         uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
-	ValueNs       int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
-	IntervalNs    int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Clockid    int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
+	Ticks      uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
+	ValueNs    int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
+	IntervalNs int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	// timerfd_settime(2) flags: TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET.
+	SettimeFlags uint32 `protobuf:"varint,44,opt,name=settime_flags,json=settimeFlags,proto3" json:"settime_flags,omitempty"`
+	// With TFD_TIMER_ABSTIME: the next expiration, on the timer's clock.
+	ExpiryNs      int64 `protobuf:"varint,45,opt,name=expiry_ns,json=expiryNs,proto3" json:"expiry_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3325,6 +3351,20 @@ func (x *TimerfdFd) GetValueNs() int64 {
 func (x *TimerfdFd) GetIntervalNs() int64 {
 	if x != nil {
 		return x.IntervalNs
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetSettimeFlags() uint32 {
+	if x != nil {
+		return x.SettimeFlags
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetExpiryNs() int64 {
+	if x != nil {
+		return x.ExpiryNs
 	}
 	return 0
 }
@@ -4435,7 +4475,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xac\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xc5\x02\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -4445,7 +4485,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
-	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\x97\x05\n" +
+	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
+	"\aboot_id\x18X \x01(\tR\x06bootId\"\xcd\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -4471,7 +4512,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"exitStatus\x12\x1f\n" +
 	"\vstop_signal\x18\x13 \x01(\rR\n" +
 	"stopSignal\x126\n" +
-	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12$\n" +
+	"\vexit_signal\x18< \x01(\rH\x00R\n" +
+	"exitSignal\x88\x01\x01B\x0e\n" +
+	"\f_exit_signal\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -4719,13 +4763,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
 	"\n" +
 	"SignalfdFd\x12\x12\n" +
-	"\x04mask\x18\x01 \x01(\x04R\x04mask\"w\n" +
+	"\x04mask\x18\x01 \x01(\x04R\x04mask\"\xb9\x01\n" +
 	"\tTimerfdFd\x12\x18\n" +
 	"\aclockid\x18\x01 \x01(\x05R\aclockid\x12\x14\n" +
 	"\x05ticks\x18\x02 \x01(\x04R\x05ticks\x12\x19\n" +
 	"\bvalue_ns\x18\x03 \x01(\x03R\avalueNs\x12\x1f\n" +
 	"\vinterval_ns\x18\x04 \x01(\x03R\n" +
-	"intervalNs\"<\n" +
+	"intervalNs\x12#\n" +
+	"\rsettime_flags\x18, \x01(\rR\fsettimeFlags\x12\x1b\n" +
+	"\texpiry_ns\x18- \x01(\x03R\bexpiryNs\"<\n" +
 	"\tInotifyFd\x12/\n" +
 	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
 	"\fInotifyWatch\x12\x0e\n" +
@@ -4986,6 +5032,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
+	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
 	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),

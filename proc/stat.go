@@ -20,6 +20,9 @@ type Stat struct {
 	Session    int    // (6)
 	Flags      uint64 // (9) PF_* bits
 	NumThreads int    // (20)
+	// ExitSignal is the signal the parent gets when it exits (38),
+	// clone(2)'s exit_signal.
+	ExitSignal int
 	StartStack uint64 // (28)
 	StartCode  uint64 // (26)
 	EndCode    uint64 // (27)
@@ -104,6 +107,8 @@ func (s *Stat) setField(n int, tok []byte) error {
 		uintField(&s.Flags)
 	case 20:
 		intField(&s.NumThreads)
+	case 38:
+		intField(&s.ExitSignal)
 	case 26:
 		uintField(&s.StartCode)
 	case 27:

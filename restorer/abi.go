@@ -184,7 +184,7 @@ type rstProc struct {
 	Zombie     uint32 `c:"zombie"`
 	ExitStatus uint32 `c:"exit_status"`
 	PlanOff    uint32 `c:"plan_off"`
-	Pad0       uint32
+	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
 }
 

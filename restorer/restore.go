@@ -189,6 +189,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		// reaper, which lives as long as the root.
 		procs[0].plan.args.PdeathSig = 0
 	}
+	noteOutsideGroup(procs[0].task, pidns)
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)

@@ -160,6 +160,8 @@ var cTargets = map[string]struct {
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 	"unixnamed":      {"unixnamed.c", nil},
+	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
+	"restoredstate":  {"restoredstate.c", nil},
 }
 
 func TestMain(m *testing.M) {

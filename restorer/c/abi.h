@@ -323,7 +323,7 @@ struct rst_proc {
 	u32 zombie;
 	u32 exit_status; /* a wait(2) status word, for zombies */
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
-	u32 pad0;
+	u32 exit_signal; /* clone3's, what its parent gets when it exits */
 	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
@@ -333,6 +333,7 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
 BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
+BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
 _Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
 

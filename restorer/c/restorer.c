@@ -68,6 +68,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 #define P_PID 1
 #define WEXITED 0x00000004
 #define WNOWAIT 0x01000000
+#define __WALL 0x40000000
 
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
@@ -1182,7 +1183,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		struct clone_args ca = {
 			.flags = CLONE_PIDFD,
 			.pidfd = (u64)&pidfd,
-			.exit_signal = SIGCHLD,
+			.exit_signal = procs[i].exit_signal,
 			.set_tid = (u64)&tid,
 			.set_tid_size = 1,
 		};
@@ -1217,22 +1218,25 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	}
 
 	/* Wait until the zombie children have died, without reaping them
-	 * (waitid WEXITED|WNOWAIT, man 2 waitid), then drop the SIGCHLD
-	 * their deaths queued: it was not pending in the dumped process. */
-	int had_zombie = 0;
+	 * (waitid WEXITED|WNOWAIT, man 2 waitid; __WALL for one whose exit
+	 * signal is not SIGCHLD), then drop the signals their deaths queued:
+	 * they were not pending in the dumped process. */
+	u64 exit_sigs = 0;
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx || !procs[i].zombie)
 			continue;
-		had_zombie = 1;
+		if (procs[i].exit_signal)
+			exit_sigs |= 1UL << (procs[i].exit_signal - 1);
 		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
-		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT, NULL));
+		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT | __WALL, NULL));
 	}
-	if (had_zombie) {
-		u64 chld = 1UL << (SIGCHLD - 1);
+	while (exit_sigs) {
 		struct {
 			s64 sec, nsec;
 		} zero = {0, 0};
-		sys4(__NR_rt_sigtimedwait, &chld, NULL, &zero, 8);
+		u64 one = exit_sigs & -exit_sigs;
+		sys4(__NR_rt_sigtimedwait, &one, NULL, &zero, 8);
+		exit_sigs &= ~one;
 	}
 	restore_task(a, (u8 *)t, map_size);
 }
