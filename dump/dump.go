@@ -159,6 +159,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, states); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	sysv, err := collectSysvIpc(dir, states)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -185,7 +189,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -268,7 +272,7 @@ func (s *Stats) add(o *Stats) {
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -306,6 +310,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
 		PidNamespace:   pidns,
+		SysvIpc:        sysv,
 	})
 }
 

@@ -33,6 +33,22 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
+	// undo removes, newest first, what kinds made outside gocr's own
+	// files (a POSIX message queue) if the restore fails.
+	undo []func()
+}
+
+// Made records how to remove an object a kind made in the system (not
+// only in gocr), should the restore fail: a failed restore removes what
+// it created, and nothing else.
+func (s *Sources) Made(remove func()) { s.undo = append(s.undo, remove) }
+
+// Undo removes what Made recorded, newest first.
+func (s *Sources) Undo() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = nil
 }
 
 // NewSources starts an empty set of sources numbered from first.

@@ -134,6 +134,7 @@ const (
 	rstVmaVdso        = 5
 	rstVmaVvar        = 6
 	rstVmaVvarVclock  = 7
+	rstVmaSysvShm     = 8
 )
 
 // madvise requests (RST_MADV_*).
@@ -162,6 +163,8 @@ type rstVma struct {
 	OpenFlags uint32 `c:"open_flags"`
 	MapProt   uint32 `c:"map_prot"`
 	MapFd     int32  `c:"map_fd"`
+	Shmid     int32  `c:"shmid"`
+	ShmFlags  uint32 `c:"shm_flags"`
 }
 
 type rstTree struct {

@@ -139,6 +139,9 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		}
 		host = func(tid int32) int { return tids[tid] }
 	}
+	if opts.attached != nil {
+		opts.attached()
+	}
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}

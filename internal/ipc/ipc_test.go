@@ -78,15 +78,18 @@ func TestSemaphores(t *testing.T) {
 	if got[0] != 1 || got[1] != 0 || got[2] != 65535/2 {
 		t.Errorf("GETALL %v", got)
 	}
+	if pid, err := SemGetPid(id, 2); err != nil || pid != os.Getpid() {
+		t.Errorf("GETPID: %d %v, want %d", pid, err, os.Getpid())
+	}
 	if err := SemSetPerm(id, uint32(os.Getuid()), uint32(os.Getgid()), 0o604); err != nil {
 		t.Fatal(err)
 	}
-	undo, err := HasSemUndo(os.Getpid())
+	same, err := SameSemUndo(os.Getpid(), os.Getpid())
 	if err != nil {
 		t.Skipf("kcmp: %v", err)
 	}
-	if undo {
-		t.Errorf("a process without SEM_UNDO has an undo list")
+	if !same {
+		t.Errorf("a process's undo list differs from itself")
 	}
 }
 

@@ -25,6 +25,7 @@ const (
 	MsgNoerror = 010000
 	MsgCopy    = 040000 // needs CONFIG_CHECKPOINT_RESTORE (ipc/msg.c)
 
+	cmdGetPid = 11
 	cmdGetAll = 13
 	cmdSetAll = 17
 
@@ -32,6 +33,7 @@ const (
 	ShmLocked = 02000 // in a segment's mode: SHM_LOCK'ed
 	ShmLock   = 11
 	ShmRdonly = 010000
+	ShmExec   = 0100000
 
 	kcmpSysvsem = 6 // include/uapi/linux/kcmp.h
 )
@@ -70,6 +72,13 @@ func errno(e unix.Errno) error {
 // SemGet is semget(2).
 func SemGet(key int32, nsems, flags int) (int, error) {
 	r, _, e := unix.Syscall(unix.SYS_SEMGET, uintptr(key), uintptr(nsems), uintptr(flags))
+	return int(r), errno(e)
+}
+
+// SemGetPid is semctl(id, num, GETPID): the last process to change
+// semaphore num.
+func SemGetPid(id, num int) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), uintptr(num), cmdGetPid, 0, 0, 0)
 	return int(r), errno(e)
 }
 
@@ -150,16 +159,18 @@ func MsgSend(id int, typ int64, text []byte, flags int) error {
 	return errno(e)
 }
 
-// HasSemUndo tells whether process pid has a System V semaphore undo
-// list: kcmp KCMP_SYSVSEM compares two processes' undo list pointers
-// (kernel/kcmp.c), which is NULL until a process first semop()s with
-// SEM_UNDO (ipc/sem.c get_undo_list) — and gocr never does.
-func HasSemUndo(pid int) (bool, error) {
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(unix.Getpid()), uintptr(pid), kcmpSysvsem, 0, 0, 0)
+// SameSemUndo tells whether processes a and b share one System V
+// semaphore undo list, or both have none: kcmp KCMP_SYSVSEM compares
+// their undo list pointers (kernel/kcmp.c). A process has none until it
+// first semop()s with SEM_UNDO (ipc/sem.c get_undo_list) or clones with
+// CLONE_SYSVSEM, as every thread is made (ipc/sem.c copy_semundo), and
+// again once it has exited (exit_sem).
+func SameSemUndo(a, b int) (bool, error) {
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpSysvsem, 0, 0, 0)
 	if e != 0 {
 		return false, e
 	}
-	return r != 0, nil
+	return r == 0, nil
 }
 
 // MqAttr is struct mq_attr (include/uapi/linux/mqueue.h).

@@ -1,0 +1,194 @@
+//go:build linux
+
+package test
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/ipc"
+	"github.com/gocr/gocr/proc"
+)
+
+func init() {
+	cTargets["sysvipc"] = struct {
+		src   string
+		flags []string
+	}{"sysvipc.c", nil}
+}
+
+// sysvKeys are the keys sysvipc.c makes its objects with, from its PID.
+func sysvKeys(pid int) (shm, sem, msg int32) {
+	low := int32(pid & 0xffff)
+	return 0x6f630000 | low, 0x6f640000 | low, 0x6f650000 | low
+}
+
+// sysvIDs finds the objects of sysvipc.c pid in /proc/sysvipc: their ids,
+// or -1.
+func sysvIDs(t *testing.T, pid int) (shm, sem, msg int) {
+	t.Helper()
+	kshm, ksem, kmsg := sysvKeys(pid)
+	find := func(read func() ([]proc.SysvObject, error), key int32) int {
+		rows, err := read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Key == key {
+				return int(r.ID)
+			}
+		}
+		return -1
+	}
+	shm = find(proc.ReadSysvShm, kshm)
+	sem = find(proc.ReadSysvSem, ksem)
+	msg = find(proc.ReadSysvMsg, kmsg)
+	return
+}
+
+// removeSysv removes sysvipc.c pid's objects, if left.
+func removeSysv(t *testing.T, pid int) {
+	shm, sem, msg := sysvIDs(t, pid)
+	if shm >= 0 {
+		unix.SysvShmCtl(shm, ipc.IPCRmid, nil)
+	}
+	if sem >= 0 {
+		ipc.SemRemove(sem)
+	}
+	if msg >= 0 {
+		ipc.MsgRemove(msg)
+	}
+}
+
+// startSysvTarget starts sysvipc.c and removes what it leaves behind.
+func startSysvTarget(t *testing.T, args ...string) *target {
+	t.Helper()
+	needsRoot(t)
+	if _, err := os.Stat("/proc/sysvipc/shm"); err != nil {
+		t.Skipf("this kernel has no System V IPC (CONFIG_SYSVIPC): %v", err)
+	}
+	tg := startTarget(t, "sysvipc", args...)
+	t.Cleanup(func() { removeSysv(t, tg.pid) })
+	return tg
+}
+
+// TestSysvIpc: a two-process job's segments (one attached read-only, one
+// removed while attached), semaphore set and message queue, dumped and
+// restored on the same machine: the objects the dump's end left behind
+// are the job's own, found again and set back to their dumped state; the
+// removed segment is made again with its id (sysvipc.c checks it all).
+func TestSysvIpc(t *testing.T) {
+	tg := startSysvTarget(t)
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
+// TestSysvIpcMadeAgain: the same, restored where the objects are gone
+// (as on another machine): each is made again with its id, key, owner,
+// mode and contents.
+func TestSysvIpcMadeAgain(t *testing.T) {
+	needsGocr(t)
+	tg := startSysvTarget(t)
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	removeSysv(t, tg.pid)
+	if shm, sem, msg := sysvIDs(t, tg.pid); shm >= 0 || sem >= 0 || msg >= 0 {
+		t.Fatalf("objects left after removal: %d %d %d", shm, sem, msg)
+	}
+	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+}
+
+// TestSysvIpcIDTaken: where another user's object holds the segment's id
+// at restore, the restore fails in one line naming it, creates no
+// process, and removes what it made (the removed segment, made first);
+// the other object is untouched.
+func TestSysvIpcIDTaken(t *testing.T) {
+	needsGocr(t)
+	tg := startSysvTarget(t)
+	pids := trackTree(t, tg.pid)
+	shm, _, _ := sysvIDs(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	removeSysv(t, tg.pid)
+	// Another user's segment, at the id.
+	if err := os.WriteFile("/proc/sys/kernel/shm_next_id", []byte(strconv.Itoa(shm)), 0); err != nil {
+		t.Fatal(err)
+	}
+	other, err := unix.SysvShmGet(0, 4096, ipc.IPCCreat|0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.SysvShmCtl(other, ipc.IPCRmid, nil) })
+	if other != shm {
+		t.Fatalf("made segment %d, wanted the id %d", other, shm)
+	}
+	desc := unix.SysvShmDesc{Perm: unix.SysvIpcPerm{Uid: 65534, Gid: 65534, Mode: 0o600}}
+	if _, err := unix.SysvShmCtl(other, unix.IPC_SET, &desc); err != nil {
+		t.Fatal(err)
+	}
+	before, err := proc.ReadSysvShm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runGocr(t, nil, "restore", "-d", "-D", dir)
+	assertRefused(t, r, []string{"segment " + strconv.Itoa(shm), "id is taken", "owned by uid 65534"}, nil)
+	assertNoProcess(t, tg.pid)
+	after, err := proc.ReadSysvShm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range after {
+		if o.ID == int32(other) && o.UID != 65534 {
+			t.Errorf("the other user's segment changed: %+v", o)
+		}
+	}
+	if len(after) > len(before) {
+		t.Errorf("the failed restore left segments behind:\nbefore %+v\nafter %+v", before, after)
+	}
+	if _, sem, msg := sysvIDs(t, tg.pid); sem >= 0 || msg >= 0 {
+		t.Errorf("the failed restore left semaphore set %d, message queue %d", sem, msg)
+	}
+}
+
+// TestSysvIpcRefusals: what a dump cannot restore exactly is refused in
+// one line, the job running on untouched.
+func TestSysvIpcRefusals(t *testing.T) {
+	needsGocr(t)
+	t.Run("SemUndo", func(t *testing.T) {
+		tg := startSysvTarget(t, "undo")
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "SEM_UNDO"}, nil)
+		checkIntact(t, tg)
+	})
+	t.Run("AttachedOutside", func(t *testing.T) {
+		tg := startSysvTarget(t)
+		shm, _, _ := sysvIDs(t, tg.pid)
+		b, err := unix.SysvShmAttach(shm, 0, unix.SHM_RDONLY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		unix.SysvShmDetach(b)
+		assertRefused(t, r, []string{"segment " + strconv.Itoa(shm), "outside the dump"}, nil)
+		checkIntact(t, tg)
+	})
+	t.Run("IpcNamespace", func(t *testing.T) {
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			t.Skipf("needs unshare(1) to start a process in its own IPC namespace: %v", err)
+		}
+		tg := startTargetOpts(t, "counter", startOpts{wrap: []string{unshare, "--ipc", "--"}})
+		waitCounter(t, tg, 10)
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "ipc namespace"}, nil)
+		checkIntactCounter(t, tg)
+	})
+}
