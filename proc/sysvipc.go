@@ -15,9 +15,9 @@ import (
 // ipc/sem.c sysvipc_sem_proc_show, ipc/msg.c sysvipc_msg_proc_show).
 // Fields a file does not have stay zero.
 type SysvObject struct {
-	Key  int32  // printed as a signed decimal; 0 is IPC_PRIVATE
-	ID   int32  // shmid, semid or msqid
-	Mode uint32 // "perms", printed in octal: the permission bits and, for a segment, SHM_DEST and SHM_LOCKED
+	Key                  int32  // printed as a signed decimal; 0 is IPC_PRIVATE
+	ID                   int32  // shmid, semid or msqid
+	Mode                 uint32 // "perms", printed in octal: the permission bits and, for a segment, SHM_DEST and SHM_LOCKED
 	UID, GID, CUID, CGID uint32
 
 	// Segments (shm)
