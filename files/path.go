@@ -30,7 +30,7 @@ func (pathKind) Match(e *Entry) bool {
 	}
 	switch e.Type() {
 	case unix.S_IFREG:
-		return e.OnPath() && !IsMemfdPath(e.Target)
+		return e.OnPath() && !IsMemfdPath(e.Target) && !isMqueue(e)
 	case unix.S_IFDIR:
 		return e.OnPath()
 	case unix.S_IFCHR:

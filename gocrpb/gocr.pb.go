@@ -3690,7 +3690,10 @@ type MqueueFd struct {
 	Gid      uint32                 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
 	// Every message, in the order mq_receive gives them (highest priority
 	// first, oldest first within a priority).
-	Messages      []*MqueueMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*MqueueMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	// How many open file descriptions of the queue the dump has: an
+	// unlinked queue is unlinked again once all are open.
+	Descriptions  uint32 `protobuf:"varint,9,opt,name=descriptions,proto3" json:"descriptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3779,6 +3782,13 @@ func (x *MqueueFd) GetMessages() []*MqueueMessage {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *MqueueFd) GetDescriptions() uint32 {
+	if x != nil {
+		return x.Descriptions
+	}
+	return 0
 }
 
 type MqueueMessage struct {
@@ -4556,7 +4566,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
-	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\xd8\x01\n" +
+	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\xfc\x01\n" +
 	"\bMqueueFd\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bunlinked\x18\x02 \x01(\bR\bunlinked\x12\x16\n" +
@@ -4565,7 +4575,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x10\n" +
 	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\a \x01(\rR\x03gid\x122\n" +
-	"\bmessages\x18\b \x03(\v2\x16.gocr.v1.MqueueMessageR\bmessages\"?\n" +
+	"\bmessages\x18\b \x03(\v2\x16.gocr.v1.MqueueMessageR\bmessages\x12\"\n" +
+	"\fdescriptions\x18\t \x01(\rR\fdescriptions\"?\n" +
 	"\rMqueueMessage\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\rR\bpriority\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"z\n" +

@@ -19,6 +19,10 @@ func init() {
 		src   string
 		flags []string
 	}{"sysvipc.c", nil}
+	cTargets["mqueue"] = struct {
+		src   string
+		flags []string
+	}{"mqueue.c", nil}
 }
 
 // sysvKeys are the keys sysvipc.c makes its objects with, from its PID.
@@ -190,5 +194,75 @@ func TestSysvIpcRefusals(t *testing.T) {
 		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "ipc namespace"}, nil)
 		checkIntactCounter(t, tg)
+	})
+}
+
+// startMqueueTarget starts mqueue.c and removes the queue it leaves.
+func startMqueueTarget(t *testing.T, args ...string) *target {
+	t.Helper()
+	needsRoot(t)
+	tg := startTarget(t, "mqueue", args...)
+	t.Cleanup(func() { ipc.MqUnlink("gocr-mq-" + strconv.Itoa(tg.pid) + "-a") })
+	return tg
+}
+
+// TestMqueue: POSIX message queues, one opened twice (its own open file
+// descriptions, O_NONBLOCK on one), one unlinked, restored with their
+// attributes, modes and every message in order with its priority
+// (mqueue.c): on the machine of the dump, where the named queue was left
+// behind by the dump's end.
+func TestMqueue(t *testing.T) {
+	tg := startMqueueTarget(t)
+	checkResult(t, tg, checkpointRestore(t, tg, cycleOpts{}))
+}
+
+// TestMqueueMadeAgain: the same where the named queue is gone (as on
+// another machine): made again by its name.
+func TestMqueueMadeAgain(t *testing.T) {
+	needsGocr(t)
+	tg := startMqueueTarget(t)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	if err := ipc.MqUnlink("gocr-mq-" + strconv.Itoa(tg.pid) + "-a"); err != nil {
+		t.Fatalf("unlink the queue the dumped job left: %v", err)
+	}
+	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+}
+
+// TestMqueueRefusals: a queue with a notification registered is refused
+// in one line, the job running on; at restore, another queue at the name
+// fails the restore in one line and is left as it is.
+func TestMqueueRefusals(t *testing.T) {
+	needsGocr(t)
+	t.Run("Notify", func(t *testing.T) {
+		tg := startMqueueTarget(t, "notify")
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{"fd 50", "mq_notify"}, nil)
+		checkIntact(t, tg)
+	})
+	t.Run("NameTaken", func(t *testing.T) {
+		tg := startMqueueTarget(t)
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		name := "gocr-mq-" + strconv.Itoa(tg.pid) + "-a"
+		if err := ipc.MqUnlink(name); err != nil {
+			t.Fatal(err)
+		}
+		other, err := ipc.MqOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600, &ipc.MqAttr{Maxmsg: 8, Msgsize: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(other)
+		if err := ipc.MqSend(other, []byte("theirs"), 1); err != nil {
+			t.Fatal(err)
+		}
+		r := runGocr(t, nil, "restore", "-d", "-D", dir)
+		assertRefused(t, r, []string{"/" + name, "another queue"}, nil)
+		assertNoProcess(t, tg.pid)
+		if a, err := ipc.MqGetAttr(other); err != nil || a.Curmsgs != 1 {
+			t.Errorf("the other queue changed: %+v %v", a, err)
+		}
 	})
 }
