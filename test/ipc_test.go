@@ -266,3 +266,69 @@ func TestMqueueRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestIpcTargetsDetectCorruption proves sysvipc.c and mqueue.c check what
+// they claim: each case damages one object of a ready target from
+// outside, as a faulty restore would, and the target must FAIL naming it.
+func TestIpcTargetsDetectCorruption(t *testing.T) {
+	needsRoot(t)
+	for _, c := range []struct {
+		name, target string
+		damage       func(t *testing.T, pid int)
+		want         string
+	}{
+		{"SysvShmContent", "sysvipc", func(t *testing.T, pid int) {
+			shm, _, _ := sysvIDs(t, pid)
+			b, err := unix.SysvShmAttach(shm, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[5000]++
+			unix.SysvShmDetach(b)
+		}, "segment A: byte 5000"},
+		{"SysvSemValue", "sysvipc", func(t *testing.T, pid int) {
+			_, sem, _ := sysvIDs(t, pid)
+			if err := ipc.SemSetAll(sem, []uint16{2, 0, 6}); err != nil {
+				t.Fatal(err)
+			}
+		}, "semaphores 2 0 6, want 2 0 7"},
+		{"SysvMsgOrder", "sysvipc", func(t *testing.T, pid int) {
+			_, _, msg := sysvIDs(t, pid)
+			buf := make([]byte, 8+4096)
+			typ, n, err := ipc.MsgRecv(msg, buf, 0, ipc.IPCNowait)
+			if err == nil {
+				err = ipc.MsgSend(msg, typ, buf[8:8+n], ipc.IPCNowait)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "message 0: type 2"},
+		{"MqueuePriority", "mqueue", func(t *testing.T, pid int) {
+			h, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/fd/50", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(h)
+			buf := make([]byte, 64)
+			n, _, err := ipc.MqReceive(h, buf)
+			if err == nil {
+				err = ipc.MqSend(h, buf[:n], 4)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "message 0: p5-b prio 5, want p5-a prio 5"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tg *target
+			if c.target == "sysvipc" {
+				tg = startSysvTarget(t)
+			} else {
+				tg = startMqueueTarget(t)
+			}
+			trackTree(t, tg.pid)
+			c.damage(t, tg.pid)
+			expectFail(t, tg, c.want)
+		})
+	}
+}

@@ -110,9 +110,13 @@ static void child_main(int from_parent, int to_parent)
 	if (write(to_parent, "r", 1) != 1)
 		_exit(3);
 	/* Asked after the restore: the parent has written 'W' at A[100]. */
-	while (read(from_parent, &c, 1) != 1)
-		if (errno != EINTR)
+	for (;;) {
+		ssize_t n = read(from_parent, &c, 1);
+		if (n == 1)
+			break;
+		if (n == 0 || errno != EINTR)
 			_exit(4);
+	}
 	if (a_ro[100] != 'W' || a_rw[100] != 'W')
 		_exit(10);
 	for (long i = 0; i < A_SIZE; i++)
@@ -185,8 +189,14 @@ int main(int argc, char **argv)
 	pid_t child = fork();
 	if (child < 0)
 		tgt_fail("setup: fork: %s", strerror(errno));
-	if (child == 0)
+	if (child == 0) {
+		/* Only the parent writes down: its end gone, the child ends. */
+		close(down[1]);
+		close(up[0]);
 		child_main(down[0], up[1]);
+	}
+	close(down[0]);
+	close(up[1]);
 	char c;
 	if (read(up[0], &c, 1) != 1)
 		tgt_fail("setup: the child did not attach");
