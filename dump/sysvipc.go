@@ -53,10 +53,8 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(sems) > 0 {
-		if err := checkSemUndo(pids); err != nil {
-			return nil, err
-		}
+	if err := checkSemUndo(states, sems); err != nil {
+		return nil, err
 	}
 	out := &gocrpb.SysvIpc{}
 	if len(attached) > 0 {
@@ -259,15 +257,31 @@ func dumpMsgQueue(q proc.SysvObject) (*gocrpb.SysvMsgQueue, error) {
 // checkSemUndo refuses a process that may hold System V semaphore undo
 // adjustments (SEM_UNDO, man 2 semop): no interface reads them, and the
 // dump's end applies them (ipc/sem.c exit_sem), so the restored process
-// would believe it holds what it does not. Called only while the IPC
-// namespace holds a semaphore set: adjustments belong to a set and go
-// with it (ipc/sem.c freeary). What kcmp shows is whether a process has
-// an undo list, which a process also gets by making a thread (ipc/sem.c
-// copy_semundo, CLONE_SYSVSEM): such processes are refused too, as no
-// interface tells an empty list from one with adjustments. The process
-// without a list to compare with is one gocr starts and lets exit,
-// unreaped: exit_sem has dropped its list.
-func checkSemUndo(pids map[int32]bool) error {
+// would believe it holds what it does not. Adjustments belong to a set
+// and go with it (ipc/sem.c freeary), and only a process that may alter
+// a set makes them (semop checks, ipc/util.c ipcperms), so only a process
+// that may alter one of the namespace's sets now is looked at. What kcmp
+// shows is whether it has an undo list, which a process also gets by
+// making a thread (ipc/sem.c copy_semundo, CLONE_SYSVSEM): such processes
+// are refused too, as no interface tells an empty list from one with
+// adjustments. The process without a list to compare with is one gocr
+// starts and lets exit, unreaped: exit_sem has dropped its list.
+func checkSemUndo(states []*state, sems []proc.SysvObject) error {
+	var suspects []int32
+	for _, st := range states {
+		if st.mm == nil {
+			continue
+		}
+		for _, s := range sems {
+			if mayAlter(st.task.Creds, s) {
+				suspects = append(suspects, st.task.Pid)
+				break
+			}
+		}
+	}
+	if len(suspects) == 0 {
+		return nil
+	}
 	ref := exec.Command("/proc/self/exe", "--version")
 	ref.Args[0] = "gocr-semundo-reference"
 	if err := ref.Start(); err != nil {
@@ -278,14 +292,34 @@ func checkSemUndo(pids map[int32]bool) error {
 	if err := unix.Waitid(unix.P_PID, ref.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
 		return fmt.Errorf("wait for the semaphore undo reference: %w", err)
 	}
-	for pid := range pids {
+	for _, pid := range suspects {
 		none, err := ipc.SameSemUndo(ref.Process.Pid, int(pid))
 		if err != nil {
 			return fmt.Errorf("pid %d: look for System V semaphore undo adjustments (kcmp KCMP_SYSVSEM): %w", pid, err)
 		}
 		if !none {
-			return fmt.Errorf("pid %d may hold System V semaphore undo adjustments (SEM_UNDO), which cannot be read: it has an undo list, as a process gets by semop with SEM_UNDO or by making threads, and System V semaphore sets exist", pid)
+			return fmt.Errorf("pid %d may hold System V semaphore undo adjustments (SEM_UNDO), which cannot be read: it has an undo list, as a process gets by semop with SEM_UNDO or by making threads, and may alter System V semaphore sets", pid)
 		}
 	}
 	return nil
+}
+
+// capIPCOwner is CAP_IPC_OWNER (include/uapi/linux/capability.h).
+const capIPCOwner = 15
+
+// mayAlter tells whether a process with creds may alter semaphore set s
+// (ipc/util.c ipcperms: the owner's or creator's bits, then the group's,
+// then the others'; or CAP_IPC_OWNER).
+func mayAlter(c *gocrpb.Creds, s proc.SysvObject) bool {
+	if c == nil || c.CapEff&(1<<capIPCOwner) != 0 {
+		return true
+	}
+	bits := s.Mode
+	switch {
+	case c.Euid == s.UID || c.Euid == s.CUID:
+		bits >>= 6
+	case c.Egid == s.GID || c.Egid == s.CGID || slices.Contains(c.Groups, s.GID) || slices.Contains(c.Groups, s.CGID):
+		bits >>= 3
+	}
+	return bits&0o2 != 0
 }
