@@ -5,6 +5,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,6 +278,11 @@ func checkLeftBehind(h int, ino uint64, q *gocrpb.MqueueFd) error {
 		return fmt.Errorf("the name is taken by another queue (inode %d, owner %d:%d, %d messages of %d bytes; the dumped one was inode %d, %d:%d, %d of %d)",
 			st.Ino, st.Uid, st.Gid, attr.Maxmsg, attr.Msgsize, ino, q.Uid, q.Gid, q.Maxmsg, q.Msgsize)
 	}
+	// In use (the dumped job still running after --leave-running, or
+	// another): setting it back would change it under its users.
+	if pid := openedBy(st.Dev, st.Ino); pid != 0 {
+		return fmt.Errorf("the dumped queue is still there, open in pid %d", pid)
+	}
 	if err := unix.Fchmod(h, q.Mode); err != nil {
 		return fmt.Errorf("mode %#o: %w", q.Mode, err)
 	}
@@ -296,4 +302,26 @@ func unlinkQueue(name string, ino uint64) {
 	if err == nil && st.Ino == ino {
 		ipc.MqUnlink(name)
 	}
+}
+
+// openedBy finds a process other than gocr with the file (dev, ino) open,
+// looking through every /proc/PID/fd; 0 if none.
+func openedBy(dev, ino uint64) int {
+	procs, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		dir := "/proc/" + p.Name() + "/fd/"
+		fds, _ := os.ReadDir(dir)
+		for _, f := range fds {
+			var st unix.Stat_t
+			if unix.Stat(dir+f.Name(), &st) == nil && st.Dev == dev && st.Ino == ino {
+				return pid
+			}
+		}
+	}
+	return 0
 }

@@ -300,6 +300,17 @@ func (o *sysvObjects) makeSem(sem *gocrpb.SysvSem) error {
 		return err
 	}
 	id := int(p.Id)
+	if found != nil {
+		for i := range int(found.Nsems) {
+			last, err := ipc.SemGetPid(id, i)
+			if err != nil {
+				return fmt.Errorf("GETPID: %w", err)
+			}
+			if err := notRunning(last); err != nil {
+				return fmt.Errorf("the job's set is still there, and %w", err)
+			}
+		}
+	}
 	vals := make([]uint16, len(sem.Values))
 	for i, v := range sem.Values {
 		vals[i] = uint16(v)
@@ -335,6 +346,13 @@ func (o *sysvObjects) makeMsg(q *gocrpb.SysvMsgQueue) error {
 		return err
 	}
 	id := int(p.Id)
+	if found != nil {
+		for _, last := range []int32{found.Lspid, found.Lrpid} {
+			if err := notRunning(int(last)); err != nil {
+				return fmt.Errorf("the job's queue is still there, and %w", err)
+			}
+		}
+	}
 	return asCreator(p.Cuid, p.Cgid, func() error {
 		if found == nil {
 			err := withNextID("msg", p.Id, func() (int, error) {
@@ -402,4 +420,21 @@ func sysvShmProt(flags uint32) uint32 {
 		prot |= unix.PROT_EXEC
 	}
 	return prot
+}
+
+// notRunning fails if pid, the last process to use an object the dumped
+// job left behind, runs: the object is in use (by the dumped job itself,
+// still running after a dump with --leave-running, or by another), and
+// setting it back would change it under its users. A pid that exited
+// long ago may name another process by now; the restore then fails too,
+// in one line, rather than guess.
+func notRunning(pid int) error {
+	if pid <= 0 || pid == os.Getpid() {
+		return nil
+	}
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		return nil
+	}
+	return fmt.Errorf("its last user, pid %d (%s), still runs", pid, st.Comm)
 }

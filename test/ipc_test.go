@@ -184,6 +184,18 @@ func TestSysvIpcRefusals(t *testing.T) {
 		assertRefused(t, r, []string{"segment " + strconv.Itoa(shm), "outside the dump"}, nil)
 		checkIntact(t, tg)
 	})
+	// The job dumped with --leave-running still uses its objects: a
+	// restore next to it must not set them back under it.
+	t.Run("RestoreWhileInUse", func(t *testing.T) {
+		tg := startSysvTarget(t)
+		dir := t.TempDir()
+		dump(t, tg.pid, dir, "--leave-running")
+		r := runGocr(t, nil, "restore", "-d", "--pidns=always", "-D", dir)
+		// Segment B, removed while attached, is made first: its id is
+		// still the running job's segment.
+		assertRefused(t, r, []string{"segment", "its id is taken"}, nil)
+		checkIntact(t, tg)
+	})
 	t.Run("IpcNamespace", func(t *testing.T) {
 		unshare, err := exec.LookPath("unshare")
 		if err != nil {
@@ -239,6 +251,14 @@ func TestMqueueRefusals(t *testing.T) {
 		tg := startMqueueTarget(t, "notify")
 		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 		assertRefused(t, r, []string{"fd 50", "mq_notify"}, nil)
+		checkIntact(t, tg)
+	})
+	t.Run("RestoreWhileInUse", func(t *testing.T) {
+		tg := startMqueueTarget(t)
+		dir := t.TempDir()
+		dump(t, tg.pid, dir, "--leave-running")
+		r := runGocr(t, nil, "restore", "-d", "--pidns=always", "-D", dir)
+		assertRefused(t, r, []string{"/gocr-mq-" + strconv.Itoa(tg.pid) + "-a", "open in pid " + strconv.Itoa(tg.pid)}, nil)
 		checkIntact(t, tg)
 	})
 	t.Run("NameTaken", func(t *testing.T) {
