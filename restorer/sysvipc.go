@@ -165,31 +165,41 @@ func withNextID(kind string, id int32, create func() (int, error), remove func(i
 	return nil
 }
 
-// asCreator runs fn with uid and gid as the effective ids of the thread
-// it runs on: the kernel records them as the creator of what fn makes
-// (ipc/util.c ipc_addid, current_euid_egid), and only a thread's own ids
-// change with the raw setresuid/setresgid system calls (man 2 setresuid,
-// "C library/kernel differences"). The thread is locked to its goroutine
-// and never unlocked, so it ends with it (runtime.LockOSThread).
-func asCreator(uid, gid uint32, fn func() error) error {
-	if uint32(os.Geteuid()) == uid && uint32(os.Getegid()) == gid {
-		return fn()
+// asCreator wraps get, the call that makes an object, to run on a thread
+// whose effective ids are the dumped creator's: the kernel records them
+// as the creator (ipc/util.c ipc_addid, current_euid_egid), and only a
+// thread's own ids change with the raw setresuid/setresgid system calls
+// (man 2 setresuid, "C library/kernel differences"). The thread is
+// locked to its goroutine and never unlocked, so it ends with it
+// (runtime.LockOSThread). The next_id sysctl is written before, with
+// gocr's own ids and capabilities.
+func asCreator(p *gocrpb.IpcPerm, get func() (int, error)) func() (int, error) {
+	if uint32(os.Geteuid()) == p.Cuid && uint32(os.Getegid()) == p.Cgid {
+		return get
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		const keep = ^uintptr(0) // -1: leave this id as it is
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(gid), keep); e != 0 {
-			errc <- fmt.Errorf("become creator gid %d: %w", gid, e)
-			return
+	return func() (int, error) {
+		type result struct {
+			id  int
+			err error
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(uid), keep); e != 0 {
-			errc <- fmt.Errorf("become creator uid %d: %w", uid, e)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+		res := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread()
+			const keep = ^uintptr(0) // -1: leave this id as it is
+			if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(p.Cgid), keep); e != 0 {
+				res <- result{-1, fmt.Errorf("become creator gid %d: %w", p.Cgid, e)}
+				return
+			}
+			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(p.Cuid), keep); e != 0 {
+				res <- result{-1, fmt.Errorf("become creator uid %d: %w", p.Cuid, e)}
+				return
+			}
+			id, err := get()
+			res <- result{id, err}
+		}()
+		r := <-res
+		return r.id, r.err
+	}
 }
 
 func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
@@ -209,11 +219,9 @@ func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
 	}
 	id := int(p.Id)
 	if found == nil {
-		err = asCreator(p.Cuid, p.Cgid, func() error {
-			return withNextID("shm", p.Id, func() (int, error) {
-				return unix.SysvShmGet(int(p.Key), int(shm.Size), ipc.IPCCreat|ipc.IPCExcl|0o600)
-			}, func(got int) { unix.SysvShmCtl(got, ipc.IPCRmid, nil) })
-		})
+		err = withNextID("shm", p.Id, asCreator(p, func() (int, error) {
+			return unix.SysvShmGet(int(p.Key), int(shm.Size), ipc.IPCCreat|ipc.IPCExcl|0o600)
+		}), func(got int) { unix.SysvShmCtl(got, ipc.IPCRmid, nil) })
 		if err != nil {
 			return err
 		}
@@ -315,24 +323,27 @@ func (o *sysvObjects) makeSem(sem *gocrpb.SysvSem) error {
 	for i, v := range sem.Values {
 		vals[i] = uint16(v)
 	}
-	return asCreator(p.Cuid, p.Cgid, func() error {
-		if found == nil {
-			err := withNextID("sem", p.Id, func() (int, error) {
-				return ipc.SemGet(p.Key, len(vals), ipc.IPCCreat|ipc.IPCExcl|0o600)
-			}, func(got int) { ipc.SemRemove(got) })
-			if err != nil {
-				return err
-			}
-			o.remove = append(o.remove, func() { ipc.SemRemove(id) })
+	if found == nil {
+		err := withNextID("sem", p.Id, asCreator(p, func() (int, error) {
+			return ipc.SemGet(p.Key, len(vals), ipc.IPCCreat|ipc.IPCExcl|0o600)
+		}), func(got int) { ipc.SemRemove(got) })
+		if err != nil {
+			return err
 		}
-		if err := ipc.SemSetAll(id, vals); err != nil {
-			return fmt.Errorf("SETALL: %w", err)
-		}
-		if err := ipc.SemSetPerm(id, p.Uid, p.Gid, p.Mode); err != nil {
-			return fmt.Errorf("set owner %d:%d and mode %#o: %w", p.Uid, p.Gid, p.Mode, err)
-		}
-		return nil
-	})
+		o.remove = append(o.remove, func() { ipc.SemRemove(id) })
+	}
+	// Owner and a mode that lets gocr write first, should it be the
+	// owner rather than root; the dumped mode last.
+	if err := ipc.SemSetPerm(id, p.Uid, p.Gid, 0o600); err != nil {
+		return fmt.Errorf("set owner %d:%d: %w", p.Uid, p.Gid, err)
+	}
+	if err := ipc.SemSetAll(id, vals); err != nil {
+		return fmt.Errorf("SETALL: %w", err)
+	}
+	if err := ipc.SemSetPerm(id, p.Uid, p.Gid, p.Mode); err != nil {
+		return fmt.Errorf("set mode %#o: %w", p.Mode, err)
+	}
+	return nil
 }
 
 func (o *sysvObjects) makeMsg(q *gocrpb.SysvMsgQueue) error {
@@ -353,44 +364,45 @@ func (o *sysvObjects) makeMsg(q *gocrpb.SysvMsgQueue) error {
 			}
 		}
 	}
-	return asCreator(p.Cuid, p.Cgid, func() error {
-		if found == nil {
-			err := withNextID("msg", p.Id, func() (int, error) {
-				return ipc.MsgGet(p.Key, ipc.IPCCreat|ipc.IPCExcl|0o600)
-			}, func(got int) { ipc.MsgRemove(got) })
+	if found == nil {
+		err := withNextID("msg", p.Id, asCreator(p, func() (int, error) {
+			return ipc.MsgGet(p.Key, ipc.IPCCreat|ipc.IPCExcl|0o600)
+		}), func(got int) { ipc.MsgRemove(got) })
+		if err != nil {
+			return err
+		}
+		o.remove = append(o.remove, func() { ipc.MsgRemove(id) })
+	}
+	// Owner, a mode that lets gocr read and write should it be the
+	// owner rather than root, and msg_qbytes first, so every message
+	// fits; above msgmnb only CAP_SYS_RESOURCE may raise it (ipc/msg.c
+	// msgctl_down).
+	if err := ipc.MsgSet(id, p.Uid, p.Gid, 0o600, q.Qbytes); err != nil {
+		return fmt.Errorf("set owner %d:%d and msg_qbytes %d: %w", p.Uid, p.Gid, q.Qbytes, err)
+	}
+	if found != nil {
+		// The job's queue left behind: whatever is in it now gives
+		// way to what it held at the dump.
+		buf := make([]byte, 8+max(q.Qbytes, 1<<16))
+		for {
+			_, _, err := ipc.MsgRecv(id, buf, 0, ipc.IPCNowait|ipc.MsgNoerror)
+			if errors.Is(err, unix.ENOMSG) {
+				break
+			}
 			if err != nil {
-				return err
-			}
-			o.remove = append(o.remove, func() { ipc.MsgRemove(id) })
-		} else {
-			// The job's queue left behind: whatever is in it now
-			// gives way to what it held at the dump.
-			buf := make([]byte, 8+max(q.Qbytes, 1<<16))
-			for {
-				_, _, err := ipc.MsgRecv(id, buf, 0, ipc.IPCNowait|ipc.MsgNoerror)
-				if errors.Is(err, unix.ENOMSG) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("empty it: %w", err)
-				}
+				return fmt.Errorf("empty it: %w", err)
 			}
 		}
-		// msg_qbytes first, so every message fits; above msgmnb only
-		// CAP_SYS_RESOURCE may raise it (ipc/msg.c msgctl_down).
-		if err := ipc.MsgSet(id, p.Cuid, p.Cgid, 0o600, q.Qbytes); err != nil {
-			return fmt.Errorf("set msg_qbytes %d: %w", q.Qbytes, err)
+	}
+	for i, m := range q.Messages {
+		if err := ipc.MsgSend(id, m.Type, m.Text, ipc.IPCNowait); err != nil {
+			return fmt.Errorf("send message %d of %d: %w", i, len(q.Messages), err)
 		}
-		for i, m := range q.Messages {
-			if err := ipc.MsgSend(id, m.Type, m.Text, ipc.IPCNowait); err != nil {
-				return fmt.Errorf("send message %d of %d: %w", i, len(q.Messages), err)
-			}
-		}
-		if err := ipc.MsgSet(id, p.Uid, p.Gid, p.Mode, q.Qbytes); err != nil {
-			return fmt.Errorf("set owner %d:%d and mode %#o: %w", p.Uid, p.Gid, p.Mode, err)
-		}
-		return nil
-	})
+	}
+	if err := ipc.MsgSet(id, p.Uid, p.Gid, p.Mode, q.Qbytes); err != nil {
+		return fmt.Errorf("set mode %#o: %w", p.Mode, err)
+	}
+	return nil
 }
 
 // sysvShmFlags are the shmat flags that attach a segment as v was:

@@ -71,11 +71,16 @@ func removeSysv(t *testing.T, pid int) {
 // startSysvTarget starts sysvipc.c and removes what it leaves behind.
 func startSysvTarget(t *testing.T, args ...string) *target {
 	t.Helper()
+	return startSysvTargetOpts(t, startOpts{args: args})
+}
+
+func startSysvTargetOpts(t *testing.T, o startOpts) *target {
+	t.Helper()
 	needsRoot(t)
 	if _, err := os.Stat("/proc/sysvipc/shm"); err != nil {
 		t.Skipf("this kernel has no System V IPC (CONFIG_SYSVIPC): %v", err)
 	}
-	tg := startTarget(t, "sysvipc", args...)
+	tg := startTargetOpts(t, "sysvipc", o)
 	t.Cleanup(func() { removeSysv(t, tg.pid) })
 	return tg
 }
@@ -95,7 +100,30 @@ func TestSysvIpc(t *testing.T) {
 // mode and contents.
 func TestSysvIpcMadeAgain(t *testing.T) {
 	needsGocr(t)
-	tg := startSysvTarget(t)
+	t.Run("Root", func(t *testing.T) { testSysvIpcMadeAgain(t, startOpts{}) })
+	// Made by a user: each object is made again by a thread of gocr with
+	// the user's ids, so it has its creator (cuid, cgid) back.
+	t.Run("User", func(t *testing.T) {
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			t.Skipf("needs setpriv to run the target as another user: %v", err)
+		}
+		// The target, as nobody, writes its verdict in its directory.
+		asNobody := `d=$(dirname "$1"); chmod 0777 "$d" && chmod o+x "$(dirname "$d")" &&
+exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$0" "$@"`
+		testSysvIpcMadeAgain(t, startOpts{wrap: []string{"sh", "-c", asNobody}})
+	})
+}
+
+func testSysvIpcMadeAgain(t *testing.T, o startOpts) {
+	tg := startSysvTargetOpts(t, o)
+	var before []proc.SysvObject
+	for _, read := range []func() ([]proc.SysvObject, error){proc.ReadSysvShm, proc.ReadSysvSem, proc.ReadSysvMsg} {
+		rows, err := read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, rows...)
+	}
 	pids := trackTree(t, tg.pid)
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
@@ -105,7 +133,26 @@ func TestSysvIpcMadeAgain(t *testing.T) {
 	if shm, sem, msg := sysvIDs(t, tg.pid); shm >= 0 || sem >= 0 || msg >= 0 {
 		t.Fatalf("objects left after removal: %d %d %d", shm, sem, msg)
 	}
-	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+	pid := restoreDetached(t, tg, dir, nil)
+	// Owner and creator as they were; the target checks the rest.
+	kshm, ksem, kmsg := sysvKeys(tg.pid)
+	for _, read := range []func() ([]proc.SysvObject, error){proc.ReadSysvShm, proc.ReadSysvSem, proc.ReadSysvMsg} {
+		rows, err := read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Key != kshm && r.Key != ksem && r.Key != kmsg {
+				continue
+			}
+			for _, b := range before {
+				if b.ID == r.ID && b.Key == r.Key && (b.UID != r.UID || b.CUID != r.CUID || b.GID != r.GID || b.CGID != r.CGID) {
+					t.Errorf("object %d: owner %d:%d creator %d:%d, want %d:%d %d:%d", r.ID, r.UID, r.GID, r.CUID, r.CGID, b.UID, b.GID, b.CUID, b.CGID)
+				}
+			}
+		}
+	}
+	checkResult(t, tg, pid)
 }
 
 // TestSysvIpcIDTaken: where another user's object holds the segment's id
