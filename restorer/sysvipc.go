@@ -231,7 +231,7 @@ func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
-	if err := fillShm(dir, shm, b); err != nil {
+	if err := fillShm(dir, shm, b, found != nil); err != nil {
 		unix.SysvShmDetach(b)
 		return err
 	}
@@ -240,12 +240,18 @@ func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
 		unix.SysvShmDetach(b)
 		return fmt.Errorf("set owner %d:%d and mode %#o: %w", p.Uid, p.Gid, p.Mode, err)
 	}
-	if shm.Locked {
+	switch {
+	case shm.Locked:
 		// SHM_LOCK (man 2 shmctl): CAP_IPC_LOCK, or the owner within
 		// RLIMIT_MEMLOCK.
 		if _, err := unix.SysvShmCtl(id, ipc.ShmLock, nil); err != nil {
 			unix.SysvShmDetach(b)
 			return fmt.Errorf("SHM_LOCK: %w", err)
+		}
+	case found != nil && found.Mode&ipc.ShmLocked != 0:
+		if _, err := unix.SysvShmCtl(id, ipc.ShmUnlock, nil); err != nil {
+			unix.SysvShmDetach(b)
+			return fmt.Errorf("SHM_UNLOCK: %w", err)
 		}
 	}
 	if !shm.Removed {
@@ -262,9 +268,9 @@ func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
 }
 
 // fillShm writes the saved contents into the attached segment b: the
-// saved extents, and zeros where the image has holes but b may not (a
-// segment left behind is written over).
-func fillShm(dir *images.Dir, shm *gocrpb.SysvShm, b []byte) error {
+// saved extents, over zeros (a segment made anew is all zeros and holes
+// stay holes; one left behind is cleared first).
+func fillShm(dir *images.Dir, shm *gocrpb.SysvShm, b []byte, leftBehind bool) error {
 	img, size, err := dir.OpenSysvShm(uint64(shm.Perm.Id))
 	if err != nil {
 		return err
@@ -273,7 +279,9 @@ func fillShm(dir *images.Dir, shm *gocrpb.SysvShm, b []byte) error {
 	if size != int64(shm.Size) || int64(len(b)) < size {
 		return fmt.Errorf("image holds %d bytes, the segment %d", size, len(b))
 	}
-	clear(b[:size])
+	if leftBehind {
+		clear(b[:size])
+	}
 	ifd := int(img.Fd())
 	base := int64(images.PagesDataOffset)
 	for off := base; off < base+size; {

@@ -32,6 +32,7 @@ const (
 	ShmDest   = 01000 // in a segment's mode: IPC_RMID'd while attached
 	ShmLocked = 02000 // in a segment's mode: SHM_LOCK'ed
 	ShmLock   = 11
+	ShmUnlock = 12
 	ShmRdonly = 010000
 	ShmExec   = 0100000
 
