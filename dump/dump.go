@@ -190,6 +190,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
 		}
 	}()
+	sysv, err := collectSysvIpc(dir, states)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -216,7 +220,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -302,7 +306,7 @@ func (s *Stats) add(o *Stats) {
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -345,6 +349,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		PageSize:       uint64(os.Getpagesize()),
 		PidNamespace:   pidns,
 		BootId:         bootID,
+		SysvIpc:        sysv,
 	})
 }
 

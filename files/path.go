@@ -35,7 +35,7 @@ func (pathKind) Match(e *Entry) bool {
 	}
 	switch e.Type() {
 	case unix.S_IFREG:
-		return e.OnPath() && !IsMemfdPath(e.Target)
+		return e.OnPath() && !IsMemfdPath(e.Target) && !isMqueue(e)
 	case unix.S_IFDIR:
 		return e.OnPath()
 	case unix.S_IFCHR:
@@ -199,22 +199,6 @@ func isStatelessDevice(rdev uint64) bool {
 		return true
 	}
 	return false
-}
-
-// mqueueMagic is MQUEUE_MAGIC (include/uapi/linux/magic.h).
-const mqueueMagic = 0x19800202
-
-// isMqueue tells whether e is a POSIX message queue (man 7 mq_overview):
-// its link is /NAME, on the mqueue file system.
-func isMqueue(e *Entry) bool {
-	if e.Type() != unix.S_IFREG || !e.OnPath() {
-		return false
-	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(fmt.Sprintf("/proc/%d/fd/%d", e.Pid, e.Fd), &fs); err != nil {
-		return false
-	}
-	return fs.Type == mqueueMagic
 }
 
 // checkReachable refuses a file on a mount neither the process's mount

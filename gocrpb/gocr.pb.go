@@ -37,20 +37,25 @@ const (
 	VmaKind_VMA_VVAR         VmaKind = 6 // [vvar]
 	VmaKind_VMA_VVAR_VCLOCK  VmaKind = 7 // [vvar_vclock]
 	VmaKind_VMA_VSYSCALL     VmaKind = 8 // [vsyscall]: left alone
+	// An attachment of a System V shared memory segment (shmat), named
+	// "/SYSV%08x (deleted)" by its key: attached again with shmat
+	// (Vma.sysv_shm_id).
+	VmaKind_VMA_SYSV_SHM VmaKind = 48
 )
 
 // Enum value maps for VmaKind.
 var (
 	VmaKind_name = map[int32]string{
-		0: "VMA_UNKNOWN",
-		1: "VMA_ANON_PRIVATE",
-		2: "VMA_ANON_SHARED",
-		3: "VMA_FILE_PRIVATE",
-		4: "VMA_FILE_SHARED",
-		5: "VMA_VDSO",
-		6: "VMA_VVAR",
-		7: "VMA_VVAR_VCLOCK",
-		8: "VMA_VSYSCALL",
+		0:  "VMA_UNKNOWN",
+		1:  "VMA_ANON_PRIVATE",
+		2:  "VMA_ANON_SHARED",
+		3:  "VMA_FILE_PRIVATE",
+		4:  "VMA_FILE_SHARED",
+		5:  "VMA_VDSO",
+		6:  "VMA_VVAR",
+		7:  "VMA_VVAR_VCLOCK",
+		8:  "VMA_VSYSCALL",
+		48: "VMA_SYSV_SHM",
 	}
 	VmaKind_value = map[string]int32{
 		"VMA_UNKNOWN":      0,
@@ -62,6 +67,7 @@ var (
 		"VMA_VVAR":         6,
 		"VMA_VVAR_VCLOCK":  7,
 		"VMA_VSYSCALL":     8,
+		"VMA_SYSV_SHM":     48,
 	}
 )
 
@@ -330,7 +336,10 @@ type Inventory struct {
 	// The boot it was dumped on (/proc/sys/kernel/random/boot_id, man 4
 	// random): where the restore runs on the same boot, device and inode
 	// numbers still name the same files.
-	BootId        string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	BootId string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	// The System V IPC objects the job uses (dump/ipc.go), made again
+	// before its processes (restorer/ipc.go).
+	SysvIpc       *SysvIpc `protobuf:"bytes,90,opt,name=sysv_ipc,json=sysvIpc,proto3" json:"sysv_ipc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +442,13 @@ func (x *Inventory) GetBootId() string {
 		return x.BootId
 	}
 	return ""
+}
+
+func (x *Inventory) GetSysvIpc() *SysvIpc {
+	if x != nil {
+		return x.SysvIpc
+	}
+	return nil
 }
 
 // Task is one process: process-wide state plus one Thread per thread.
@@ -2117,7 +2133,9 @@ type Vma struct {
 	MemfdId uint64 `protobuf:"varint,11,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"`
 	// For file kinds whose contents were saved: the SavedFile's id
 	// (Mm.saved_files); 0 if not saved.
-	SavedFile     uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
+	SavedFile uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
+	// For VMA_SYSV_SHM: the segment's id (SysvIpc.shm).
+	SysvShmId     int32 `protobuf:"varint,91,opt,name=sysv_shm_id,json=sysvShmId,proto3" json:"sysv_shm_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2232,6 +2250,13 @@ func (x *Vma) GetMemfdId() uint64 {
 func (x *Vma) GetSavedFile() uint64 {
 	if x != nil {
 		return x.SavedFile
+	}
+	return 0
+}
+
+func (x *Vma) GetSysvShmId() int32 {
+	if x != nil {
+		return x.SysvShmId
 	}
 	return 0
 }
@@ -2509,6 +2534,7 @@ type Fd struct {
 	//	*Fd_Inotify
 	//	*Fd_UnixSocket
 	//	*Fd_InetSocket
+	//	*Fd_Mqueue
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2713,6 +2739,15 @@ func (x *Fd) GetInetSocket() *InetSocketFd {
 	return nil
 }
 
+func (x *Fd) GetMqueue() *MqueueFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Mqueue); ok {
+			return x.Mqueue
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2761,6 +2796,10 @@ type Fd_InetSocket struct {
 	InetSocket *InetSocketFd `protobuf:"bytes,60,opt,name=inet_socket,json=inetSocket,proto3,oneof"` // a TCP or UDP socket, IPv4 or IPv6
 }
 
+type Fd_Mqueue struct {
+	Mqueue *MqueueFd `protobuf:"bytes,100,opt,name=mqueue,proto3,oneof"` // a POSIX message queue (mq_open)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2782,6 +2821,8 @@ func (*Fd_Inotify) isFd_Kind() {}
 func (*Fd_UnixSocket) isFd_Kind() {}
 
 func (*Fd_InetSocket) isFd_Kind() {}
+
+func (*Fd_Mqueue) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -4471,11 +4512,569 @@ func (x *Datagram) GetFromPort() uint32 {
 	return 0
 }
 
+// MqueueFd is an open POSIX message queue (man 7 mq_overview), reopened
+// by its name in the mqueue file system of gocr's IPC namespace
+// (files/mqueue.go). Every fd of one queue records the whole queue.
+type MqueueFd struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`          // without the leading '/'
+	Unlinked bool                   `protobuf:"varint,2,opt,name=unlinked,proto3" json:"unlinked,omitempty"` // mq_unlink'ed while open
+	Maxmsg   int64                  `protobuf:"varint,3,opt,name=maxmsg,proto3" json:"maxmsg,omitempty"`     // mq_attr.mq_maxmsg
+	Msgsize  int64                  `protobuf:"varint,4,opt,name=msgsize,proto3" json:"msgsize,omitempty"`   // mq_attr.mq_msgsize
+	Mode     uint32                 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`         // permission bits
+	Uid      uint32                 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid      uint32                 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
+	// Every message, in the order mq_receive gives them (highest priority
+	// first, oldest first within a priority).
+	Messages []*MqueueMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	// How many open file descriptions of the queue the dump has: an
+	// unlinked queue is unlinked again once all are open.
+	Descriptions  uint32 `protobuf:"varint,9,opt,name=descriptions,proto3" json:"descriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MqueueFd) Reset() {
+	*x = MqueueFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MqueueFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MqueueFd) ProtoMessage() {}
+
+func (x *MqueueFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
+func (*MqueueFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *MqueueFd) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MqueueFd) GetUnlinked() bool {
+	if x != nil {
+		return x.Unlinked
+	}
+	return false
+}
+
+func (x *MqueueFd) GetMaxmsg() int64 {
+	if x != nil {
+		return x.Maxmsg
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMsgsize() int64 {
+	if x != nil {
+		return x.Msgsize
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMessages() []*MqueueMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *MqueueFd) GetDescriptions() uint32 {
+	if x != nil {
+		return x.Descriptions
+	}
+	return 0
+}
+
+type MqueueMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Priority      uint32                 `protobuf:"varint,1,opt,name=priority,proto3" json:"priority,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MqueueMessage) Reset() {
+	*x = MqueueMessage{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MqueueMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MqueueMessage) ProtoMessage() {}
+
+func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
+func (*MqueueMessage) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *MqueueMessage) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *MqueueMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SysvIpc is what the job uses of its IPC namespace's System V objects
+// (man 7 sysvipc).
+type SysvIpc struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shm           []*SysvShm             `protobuf:"bytes,1,rep,name=shm,proto3" json:"shm,omitempty"`
+	Sem           []*SysvSem             `protobuf:"bytes,2,rep,name=sem,proto3" json:"sem,omitempty"`
+	Msg           []*SysvMsgQueue        `protobuf:"bytes,3,rep,name=msg,proto3" json:"msg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvIpc) Reset() {
+	*x = SysvIpc{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvIpc) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvIpc) ProtoMessage() {}
+
+func (x *SysvIpc) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
+func (*SysvIpc) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SysvIpc) GetShm() []*SysvShm {
+	if x != nil {
+		return x.Shm
+	}
+	return nil
+}
+
+func (x *SysvIpc) GetSem() []*SysvSem {
+	if x != nil {
+		return x.Sem
+	}
+	return nil
+}
+
+func (x *SysvIpc) GetMsg() []*SysvMsgQueue {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+// IpcPerm is an object's struct ipc_perm (man 2 shmctl, IPC_STAT).
+type IpcPerm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           int32                  `protobuf:"varint,1,opt,name=key,proto3" json:"key,omitempty"` // 0: IPC_PRIVATE (also a segment marked removed)
+	Id            int32                  `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`   // the identifier, the same again after restore
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	Cuid          uint32                 `protobuf:"varint,5,opt,name=cuid,proto3" json:"cuid,omitempty"`
+	Cgid          uint32                 `protobuf:"varint,6,opt,name=cgid,proto3" json:"cgid,omitempty"`
+	Mode          uint32                 `protobuf:"varint,7,opt,name=mode,proto3" json:"mode,omitempty"` // permission bits (0777)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcPerm) Reset() {
+	*x = IpcPerm{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcPerm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcPerm) ProtoMessage() {}
+
+func (x *IpcPerm) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
+func (*IpcPerm) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *IpcPerm) GetKey() int32 {
+	if x != nil {
+		return x.Key
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetCuid() uint32 {
+	if x != nil {
+		return x.Cuid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetCgid() uint32 {
+	if x != nil {
+		return x.Cgid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+// SysvShm is a shared memory segment; its contents are in shm-ID.img
+// (the page image format, data at the segment's own offsets).
+type SysvShm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Removed       bool                   `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"` // IPC_RMID'd while still attached (SHM_DEST)
+	Locked        bool                   `protobuf:"varint,4,opt,name=locked,proto3" json:"locked,omitempty"`   // SHM_LOCK (SHM_LOCKED)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvShm) Reset() {
+	*x = SysvShm{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvShm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvShm) ProtoMessage() {}
+
+func (x *SysvShm) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
+func (*SysvShm) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SysvShm) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvShm) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SysvShm) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+func (x *SysvShm) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
+// SysvSem is a semaphore set: every semaphore's value (semctl GETALL).
+type SysvSem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Values        []uint32               `protobuf:"varint,2,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvSem) Reset() {
+	*x = SysvSem{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvSem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvSem) ProtoMessage() {}
+
+func (x *SysvSem) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
+func (*SysvSem) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SysvSem) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvSem) GetValues() []uint32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// SysvMsgQueue is a message queue and every message in it, in order.
+type SysvMsgQueue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Qbytes        uint64                 `protobuf:"varint,2,opt,name=qbytes,proto3" json:"qbytes,omitempty"` // msg_qbytes
+	Messages      []*SysvMsg             `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvMsgQueue) Reset() {
+	*x = SysvMsgQueue{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvMsgQueue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvMsgQueue) ProtoMessage() {}
+
+func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
+func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SysvMsgQueue) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvMsgQueue) GetQbytes() uint64 {
+	if x != nil {
+		return x.Qbytes
+	}
+	return 0
+}
+
+func (x *SysvMsgQueue) GetMessages() []*SysvMsg {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type SysvMsg struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          int64                  `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"` // mtype
+	Text          []byte                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvMsg) Reset() {
+	*x = SysvMsg{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvMsg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvMsg) ProtoMessage() {}
+
+func (x *SysvMsg) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
+func (*SysvMsg) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SysvMsg) GetType() int64 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *SysvMsg) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
 var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xc5\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xf2\x02\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -4486,7 +5085,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
 	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
-	"\aboot_id\x18X \x01(\tR\x06bootId\"\xcd\x05\n" +
+	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
+	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\"\xcd\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -4663,7 +5263,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\xca\x02\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xea\x02\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -4678,7 +5278,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	" \x01(\x04R\ashmemId\x12\x19\n" +
 	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\x12\x1d\n" +
 	"\n" +
-	"saved_file\x183 \x01(\x04R\tsavedFile\"\x8d\x01\n" +
+	"saved_file\x183 \x01(\x04R\tsavedFile\x12\x1e\n" +
+	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4696,7 +5297,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x98\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xc5\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -4721,7 +5322,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vunix_socket\x18\x1d \x01(\v2\x15.gocr.v1.UnixSocketFdH\x00R\n" +
 	"unixSocket\x128\n" +
 	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
-	"inetSocketB\x06\n" +
+	"inetSocket\x12+\n" +
+	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueueB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -4898,7 +5500,47 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bDatagram\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
 	"\tfrom_addr\x18\x02 \x01(\fR\bfromAddr\x12\x1b\n" +
-	"\tfrom_port\x18\x03 \x01(\rR\bfromPort*\xb3\x01\n" +
+	"\tfrom_port\x18\x03 \x01(\rR\bfromPort\"\xfc\x01\n" +
+	"\bMqueueFd\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bunlinked\x18\x02 \x01(\bR\bunlinked\x12\x16\n" +
+	"\x06maxmsg\x18\x03 \x01(\x03R\x06maxmsg\x12\x18\n" +
+	"\amsgsize\x18\x04 \x01(\x03R\amsgsize\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\a \x01(\rR\x03gid\x122\n" +
+	"\bmessages\x18\b \x03(\v2\x16.gocr.v1.MqueueMessageR\bmessages\x12\"\n" +
+	"\fdescriptions\x18\t \x01(\rR\fdescriptions\"?\n" +
+	"\rMqueueMessage\x12\x1a\n" +
+	"\bpriority\x18\x01 \x01(\rR\bpriority\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"z\n" +
+	"\aSysvIpc\x12\"\n" +
+	"\x03shm\x18\x01 \x03(\v2\x10.gocr.v1.SysvShmR\x03shm\x12\"\n" +
+	"\x03sem\x18\x02 \x03(\v2\x10.gocr.v1.SysvSemR\x03sem\x12'\n" +
+	"\x03msg\x18\x03 \x03(\v2\x15.gocr.v1.SysvMsgQueueR\x03msg\"\x8b\x01\n" +
+	"\aIpcPerm\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x05R\x02id\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04cuid\x18\x05 \x01(\rR\x04cuid\x12\x12\n" +
+	"\x04cgid\x18\x06 \x01(\rR\x04cgid\x12\x12\n" +
+	"\x04mode\x18\a \x01(\rR\x04mode\"u\n" +
+	"\aSysvShm\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\bR\aremoved\x12\x16\n" +
+	"\x06locked\x18\x04 \x01(\bR\x06locked\"G\n" +
+	"\aSysvSem\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\rR\x06values\"z\n" +
+	"\fSysvMsgQueue\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x16\n" +
+	"\x06qbytes\x18\x02 \x01(\x04R\x06qbytes\x12,\n" +
+	"\bmessages\x18\x03 \x03(\v2\x10.gocr.v1.SysvMsgR\bmessages\"1\n" +
+	"\aSysvMsg\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\x03R\x04type\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\fR\x04text*\xc5\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -4908,7 +5550,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\bB\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
+	"\fVMA_VSYSCALL\x10\b\x12\x10\n" +
+	"\fVMA_SYSV_SHM\x100B\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
 
 var (
 	file_gocrpb_gocr_proto_rawDescOnce sync.Once
@@ -4923,7 +5566,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -4972,59 +5615,77 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*InetOption)(nil),           // 44: gocr.v1.InetOption
 	(*TcpConnection)(nil),        // 45: gocr.v1.TcpConnection
 	(*Datagram)(nil),             // 46: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 47: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 48: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 49: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 50: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 51: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 52: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 53: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 54: gocr.v1.SysvMsg
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	10, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	11, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	12, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	13, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	14, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	8,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	7,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	16, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	12, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	17, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	18, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	15, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	23, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	21, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	20, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	23, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	23, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	23, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	26, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	27, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	28, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	29, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	30, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	31, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	32, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	34, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	43, // 31: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	1,  // 32: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 33: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 34: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 35: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 36: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 37: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 38: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 39: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 40: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 41: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 42: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	44, // 43: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	45, // 44: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	46, // 45: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	49, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	9,  // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	10, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	11, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	12, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	13, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	14, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	8,  // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	7,  // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	16, // 9: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	12, // 10: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	17, // 11: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	18, // 12: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	15, // 13: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	23, // 14: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	21, // 15: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	20, // 16: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	23, // 17: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 18: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	23, // 19: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	23, // 20: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	26, // 21: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	27, // 22: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	28, // 23: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	29, // 24: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	30, // 25: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	31, // 26: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	32, // 27: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	34, // 28: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	35, // 29: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	36, // 30: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	38, // 31: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	43, // 32: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	47, // 33: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	1,  // 34: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 35: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	33, // 36: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	37, // 37: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 38: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	41, // 39: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	39, // 40: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 41: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	40, // 42: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	25, // 43: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	22, // 44: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	44, // 45: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	45, // 46: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	46, // 47: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	48, // 48: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	51, // 49: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	52, // 50: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	53, // 51: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	50, // 52: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	50, // 53: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	50, // 54: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	54, // 55: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -5045,6 +5706,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Inotify)(nil),
 		(*Fd_UnixSocket)(nil),
 		(*Fd_InetSocket)(nil),
+		(*Fd_Mqueue)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5052,7 +5714,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   42,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

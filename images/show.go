@@ -22,10 +22,10 @@ import (
 // perPidImage matches the names of per-process images (and of the memfd
 // and saved file images, numbered by their own ids).
 // The optional .S after the pid is a page stream (pages-PID.S.img).
-var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd|file)-([0-9]+)(?:\.([0-9]+))?\.img$`)
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd|file|shm)-([0-9]+)(?:\.([0-9]+))?\.img$`)
 
 // showOrder sorts per-process kinds the way a restore reads them.
-var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5, "file": 6}
+var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5, "file": 6, "shm": 7}
 
 // jsonOptions prints field names as the schema spells them, and zero values
 // too: in a register dump a zero is information, not noise.
@@ -172,6 +172,9 @@ func neededImages(d *Dir) []string {
 			}
 		}
 	}
+	for _, shm := range inv.GetSysvIpc().GetShm() {
+		names = append(names, sysvShmName(uint64(shm.GetPerm().GetId())))
+	}
 	slices.Sort(names)
 	return slices.Compact(names)
 }
@@ -266,10 +269,13 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 		return pagemapJSON(d, pid)
 	case "pages":
 		return pagesJSON(d, pid, stream)
-	case "memfd", "file":
+	case "memfd", "file", "shm":
 		open := d.OpenMemfd
-		if m[1] == "file" {
+		switch m[1] {
+		case "file":
 			open = d.OpenSavedFile
+		case "shm":
+			open = d.OpenSysvShm
 		}
 		f, size, err := open(uint64(pid))
 		if err != nil {

@@ -134,6 +134,7 @@ const (
 	rstVmaVdso        = 5
 	rstVmaVvar        = 6
 	rstVmaVvarVclock  = 7
+	rstVmaSysvShm     = 8
 )
 
 // madvise requests (RST_MADV_*).
@@ -162,6 +163,8 @@ type rstVma struct {
 	OpenFlags uint32 `c:"open_flags"`
 	MapProt   uint32 `c:"map_prot"`
 	MapFd     int32  `c:"map_fd"`
+	Shmid     int32  `c:"shmid"`
+	ShmFlags  uint32 `c:"shm_flags"`
 }
 
 type rstTree struct {
@@ -177,13 +180,13 @@ type rstTree struct {
 }
 
 type rstProc struct {
-	Pid        int32  `c:"pid"`
-	Parent     int32  `c:"parent"`
-	Pgid       int32  `c:"pgid"`
-	Flags      uint32 `c:"flags"`
-	Zombie     uint32 `c:"zombie"`
-	ExitStatus uint32 `c:"exit_status"`
-	PlanOff    uint32 `c:"plan_off"`
+	Pid        int32    `c:"pid"`
+	Parent     int32    `c:"parent"`
+	Pgid       int32    `c:"pgid"`
+	Flags      uint32   `c:"flags"`
+	Zombie     uint32   `c:"zombie"`
+	ExitStatus uint32   `c:"exit_status"`
+	PlanOff    uint32   `c:"plan_off"`
 	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
 }

@@ -126,6 +126,7 @@ var abiDefines = map[string]uint64{
 	"RST_VMA_VDSO":         rstVmaVdso,
 	"RST_VMA_VVAR":         rstVmaVvar,
 	"RST_VMA_VVAR_VCLOCK":  rstVmaVvarVclock,
+	"RST_VMA_SYSV_SHM":     rstVmaSysvShm,
 
 	"RST_MADV_HUGEPAGE":      rstMadvHugepage,
 	"RST_MADV_NOHUGEPAGE":    rstMadvNohugepage,

@@ -139,6 +139,9 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		}
 		host = func(tid int32) int { return tids[tid] }
 	}
+	if opts.attached != nil {
+		opts.attached()
+	}
 	// Every process has its fds: the TCP connections leave repair mode
 	// before any of them runs (files/tcprepair.go).
 	if err := src.ReleaseConnections(); err != nil {

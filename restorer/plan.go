@@ -65,7 +65,7 @@ var vmaKinds = map[gocrpb.VmaKind]uint32{
 	gocrpb.VmaKind_VMA_ANON_PRIVATE: rstVmaAnonPrivate, gocrpb.VmaKind_VMA_ANON_SHARED: rstVmaAnonShared,
 	gocrpb.VmaKind_VMA_FILE_PRIVATE: rstVmaFilePrivate, gocrpb.VmaKind_VMA_FILE_SHARED: rstVmaFileShared,
 	gocrpb.VmaKind_VMA_VDSO: rstVmaVdso, gocrpb.VmaKind_VMA_VVAR: rstVmaVvar,
-	gocrpb.VmaKind_VMA_VVAR_VCLOCK: rstVmaVvarVclock,
+	gocrpb.VmaKind_VMA_VVAR_VCLOCK: rstVmaVvarVclock, gocrpb.VmaKind_VMA_SYSV_SHM: rstVmaSysvShm,
 }
 
 // newPlan builds a process's restore plan. ranges are its page map;
@@ -113,6 +113,10 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 				rv.OpenFlags = unix.O_RDWR
 			}
 		}
+		if kind == rstVmaSysvShm {
+			rv.Shmid = v.SysvShmId
+			rv.ShmFlags = sysvShmFlags(v)
+		}
 		p.vmas = append(p.vmas, rv)
 	}
 	// How each VMA is first mapped decides whether the kernel accounts it
@@ -132,6 +136,8 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		rv := &p.vmas[i]
 		rv.MapProt = v.Prot
 		switch {
+		case rv.Kind == rstVmaSysvShm:
+			rv.MapProt = sysvShmProt(rv.ShmFlags)
 		case rv.Kind == rstVmaFileShared || rv.Kind >= rstVmaVdso:
 		case hasFlag(v.VmFlags, "ac"):
 			rv.MapProt |= unix.PROT_WRITE

@@ -62,6 +62,10 @@ type Options struct {
 	// TCPEstablished restores TCP connections to peers outside the
 	// dump, which a dump with --tcp-established took (inet.go).
 	TCPEstablished bool
+
+	// attached, if set, is called once every restored process has
+	// rebuilt itself, its System V segments attached, before any runs.
+	attached func()
 }
 
 // Result is how a restore ended.
@@ -117,6 +121,18 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer src.Close()
+	// What the restore makes in the system, not only in gocr (IPC
+	// objects), is removed again if it fails.
+	restored := false
+	var sysv *sysvObjects
+	defer func() {
+		if !restored {
+			if sysv != nil {
+				sysv.undo()
+			}
+			src.Undo()
+		}
+	}()
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
@@ -145,6 +161,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, environmentFailure(err)
 	}
+	// The System V objects the job uses, with their ids, before any
+	// process that attaches or uses them (sysvipc.go). A restore that
+	// fails removes those it made, and the objects its sources made.
+	sysv, err = makeSysvIpc(dir, dir.Inventory().GetSysvIpc())
+	if err != nil {
+		return nil, err
+	}
+	opts.attached = sysv.detach
 	// The lifeline: every restored process holds its read end until gocr
 	// takes over; if gocr dies first they see EOF and end themselves
 	// instead of staying parked (restorer/c/restorer.c).
@@ -212,6 +236,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 			if released != nil {
 				released()
 			}
+		}
+	}
+	// Once released, the processes own what was made for them.
+	released := opts.Released
+	opts.Released = func() {
+		restored = true
+		if released != nil {
+			released()
 		}
 	}
 	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)

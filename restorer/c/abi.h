@@ -58,6 +58,7 @@
 #define RST_VMA_VDSO 5
 #define RST_VMA_VVAR 6
 #define RST_VMA_VVAR_VCLOCK 7
+#define RST_VMA_SYSV_SHM 8 /* shmat(shmid, start, shm_flags) */
 
 #define RST_MADV_HUGEPAGE 1
 #define RST_MADV_NOHUGEPAGE 2
@@ -82,6 +83,8 @@ struct rst_vma {
 	u32 open_flags; /* O_RDONLY or O_RDWR */
 	u32 map_prot;   /* protection to map with before the pages are in */
 	s32 map_fd;     /* ANON_SHARED: fd (as passed) of the shared object, or -1 */
+	s32 shmid;      /* SYSV_SHM: the segment's id */
+	u32 shm_flags;  /* SYSV_SHM: SHM_RDONLY, SHM_EXEC */
 };
 BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
 BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
@@ -94,7 +97,9 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, path_off, 40);
 BUILD_BUG_ON_OFFSET(struct rst_vma, open_flags, 44);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_fd, 52);
-_Static_assert(sizeof(struct rst_vma) == 56, "rst_vma size");
+BUILD_BUG_ON_OFFSET(struct rst_vma, shmid, 56);
+BUILD_BUG_ON_OFFSET(struct rst_vma, shm_flags, 60);
+_Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
 
 /* A run of pages: its data is at file_off in the page image of its stream
  * (pages_fds[stream]). */

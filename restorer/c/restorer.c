@@ -242,7 +242,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
-		if (v->kind < RST_VMA_VDSO)
+		if (v->kind < RST_VMA_VDSO || v->kind > RST_VMA_VVAR_VCLOCK)
 			continue;
 		int found = 0;
 		for (int j = 0; j < nsp; j++) {
@@ -311,6 +311,17 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 				flags |= MAP_PRIVATE;
 			}
 			break;
+		case RST_VMA_SYSV_SHM: {
+			/* A real attachment, which shmdt and the segment's
+			 * nattch know: shmat maps the whole segment (ipc/shm.c
+			 * do_shmat), made by gocr with its dumped id. */
+			long r = sys3(__NR_shmat, v->shmid, v->start, v->shm_flags);
+			if (r < 0 && r > -4096)
+				fail(a, RST_STEP_MMAP, i, r);
+			if ((u64)r != v->start)
+				fail(a, RST_STEP_MMAP, i, -EEXIST);
+			continue;
+		}
 		default:
 			continue;
 		}
@@ -328,7 +339,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
 		u64 len = v->end - v->start;
-		if (v->kind > RST_VMA_FILE_SHARED)
+		if (v->kind > RST_VMA_FILE_SHARED && v->kind != RST_VMA_SYSV_SHM)
 			continue;
 		if (v->kind != RST_VMA_FILE_SHARED && v->map_prot != v->prot)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
