@@ -264,8 +264,12 @@ type Inventory struct {
 	KernelRelease  string                 `protobuf:"bytes,6,opt,name=kernel_release,json=kernelRelease,proto3" json:"kernel_release,omitempty"` // uname -r of the dumping machine
 	Xcr0           uint64                 `protobuf:"varint,7,opt,name=xcr0,proto3" json:"xcr0,omitempty"`                                       // xsave features enabled where it was dumped
 	PageSize       uint64                 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// 16 random bytes (crypto/rand) that the header of every image of this
+	// dump carries too: a restore refuses an image whose header differs,
+	// so images of two dumps are never mixed (docs/IMAGES.md).
+	DumpId        []byte `protobuf:"bytes,48,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Inventory) Reset() {
@@ -352,6 +356,13 @@ func (x *Inventory) GetPageSize() uint64 {
 		return x.PageSize
 	}
 	return 0
+}
+
+func (x *Inventory) GetDumpId() []byte {
+	if x != nil {
+		return x.DumpId
+	}
+	return nil
 }
 
 // Task is one process: process-wide state plus one Thread per thread.
@@ -3498,7 +3509,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x87\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xa0\x02\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -3507,7 +3518,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x11dump_time_unix_ns\x18\x05 \x01(\x03R\x0edumpTimeUnixNs\x12%\n" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
-	"\tpage_size\x18\b \x01(\x04R\bpageSize\"\x97\x05\n" +
+	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12\x17\n" +
+	"\adump_id\x180 \x01(\fR\x06dumpId\"\x97\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +

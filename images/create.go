@@ -44,6 +44,8 @@ type writing struct {
 	oldStat    unix.Stat_t
 	committed  bool // the new dump is at Path
 	closed     bool
+	// data lists the data images created and not yet sealed (SealData).
+	data []string
 	// leftover says what of the replaced dump could not be removed.
 	leftover error
 }
@@ -71,6 +73,11 @@ func Create(path string) (*Dir, error) {
 	}
 	w := &writing{parent: parent, parentPath: parentPath, name: name, tmp: -1, old: -1}
 	d := &Dir{Path: abs, w: w}
+	if d.id, err = newDumpID(); err != nil {
+		w.close()
+		return nil, fmt.Errorf("image directory %s: %w", path, err)
+	}
+	d.idKnown = true
 	ok := false
 	defer func() {
 		if !ok {

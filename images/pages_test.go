@@ -79,6 +79,10 @@ func TestPageStreamImages(t *testing.T) {
 	if len(ranges) != 2 || ranges[1].GetStream() != 1 {
 		t.Errorf("page map read back as %v", ranges)
 	}
+	// A discarded stream is not sealed: it is gone.
+	if err := d.SealData(); err != nil {
+		t.Fatal(err)
+	}
 	_, size, err := d.OpenPages(testPid, 1)
 	if err != nil || size != 8192 {
 		t.Errorf("OpenPages stream 1: size %d, %v; want 8192", size, err)

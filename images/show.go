@@ -49,6 +49,7 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 			return fmt.Errorf("show: %w", err)
 		}
 		defer d.Close()
+		d.learnDumpID()
 		name := filepath.Base(path)
 		if err := showFile(d, name, w); err != nil {
 			return fmt.Errorf("show %s: %w", path, err)
@@ -61,6 +62,7 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show: %w", err)
 	}
 	defer d.Close()
+	d.learnDumpID()
 	// Directories are listed too: one in place of an image is an error.
 	names, err := listNames(int(d.root.Fd()), path)
 	if err != nil {
@@ -97,6 +99,17 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// learnDumpID takes the dump ID from d's inventory, when it can be read,
+// so that every image shown is checked against it as a restore checks it.
+func (d *Dir) learnDumpID() {
+	if inv, err := d.readInventory(); err == nil {
+		d.mu.Lock()
+		d.inventory = inv
+		d.mu.Unlock()
+		d.setDumpID(DumpID(inv.GetDumpId()))
+	}
 }
 
 // neededImages lists the images a restore of d would read, as far as the

@@ -1,0 +1,280 @@
+package images
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Integrity: every image of a dump carries the dump's ID in its header,
+// so images of two dumps are never mixed, and everything in it is
+// checksummed with CRC32-C: each record of a record image, the header of
+// a data image, and its data in chunks, whose checksums follow the data
+// (docs/IMAGES.md). A restore verifies all of it before it creates any
+// process.
+//
+// CRC32-C because it is what the SSE4.2 crc32 instruction computes, which
+// Go's hash/crc32 uses (with a pure-Go fallback on a CPU without it).
+// Measured here (2 × AMD EPYC), it runs at 20–25 GB/s on data in the
+// cache; what costs is reading page data back from the page cache
+// (pread, about 6.5 GB/s a core), which any checksum pays alike (CRC-32
+// IEEE, 32 GB/s in the cache, made no measurable difference end to end).
+
+var le = binary.LittleEndian
+
+// dumpIDSize is the length of a dump ID.
+const dumpIDSize = 16
+
+// DumpID identifies one dump: 128 random bits.
+type DumpID [dumpIDSize]byte
+
+func (id DumpID) String() string { return hex.EncodeToString(id[:]) }
+
+// newDumpID draws a fresh dump ID from crypto/rand.
+func newDumpID() (DumpID, error) {
+	var id DumpID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("draw a dump ID: %w", err)
+	}
+	return id, nil
+}
+
+// headerDumpID is the dump ID in hdr, a file header.
+func headerDumpID(hdr []byte) DumpID {
+	var id DumpID
+	copy(id[:], hdr[dumpIDOffset:dumpIDOffset+dumpIDSize])
+	return id
+}
+
+// checkDumpID refuses an image whose header carries another dump's ID
+// than d's. A Dir that knows no ID yet (one made for a single image
+// without its inventory) checks nothing.
+func (d *Dir) checkDumpID(path string, id DumpID) error {
+	d.mu.Lock()
+	want, known := d.id, d.idKnown
+	d.mu.Unlock()
+	if known && id != want {
+		return formatErrorf(path, "belongs to dump %v, but %s is of dump %v: images of two dumps are mixed", id, inventoryName, want)
+	}
+	return nil
+}
+
+// setDumpID makes id the ID every image d reads must carry.
+func (d *Dir) setDumpID(id DumpID) {
+	d.mu.Lock()
+	d.id, d.idKnown = id, true
+	d.mu.Unlock()
+}
+
+// The data image header (pages-PID.img, pages-PID.S.img, memfd-ID.img)
+// is one page: the file header, then these fields; the rest is zero but
+// for the header's own checksum in its last four bytes.
+const (
+	dataSizeOffset    = fileHeaderSize      // u64 bytes of data
+	dataChunkOffset   = dataSizeOffset + 8  // u32 bytes per checksummed chunk
+	dataStreamOffset  = dataChunkOffset + 4 // u32 page stream (0 for a memfd)
+	dataSubjectOffset = dataStreamOffset + 4
+	dataFieldsEnd     = dataSubjectOffset + 8 // u64 the pid, or the memfd's ID
+	dataHeaderSumAt   = PagesDataOffset - 4   // u32 CRC32-C of the bytes before it
+	minChunkSize      = 4096                  // a page
+	maxChunkSize      = 64 << 20              // bounds a reader's work per checksum
+	dataChunkSize     = 1 << 20               // what a dump writes
+	sumReadSize       = 256 << 10             // per read: fits a core's L2 with room
+	sumSize           = 4                     // bytes of one chunk's checksum
+)
+
+// dataHeader describes a data image.
+type dataHeader struct {
+	kind    kind
+	id      DumpID
+	size    int64  // bytes of data
+	chunk   int64  // bytes per checksummed chunk; 0 until sealed
+	stream  uint32 // page stream
+	subject uint64 // the pid, or the memfd ID
+}
+
+// chunks is how many checksums follow the data.
+func (h *dataHeader) chunks() int64 {
+	if h.chunk == 0 {
+		return 0
+	}
+	return (h.size + h.chunk - 1) / h.chunk
+}
+
+// fileSize is how long the image is: header, data, checksums.
+func (h *dataHeader) fileSize() int64 {
+	return PagesDataOffset + h.size + sumSize*h.chunks()
+}
+
+func (h *dataHeader) encode() []byte {
+	hdr := make([]byte, PagesDataOffset)
+	appendFileHeader(hdr[:0], h.kind, h.id)
+	le.PutUint64(hdr[dataSizeOffset:], uint64(h.size))
+	le.PutUint32(hdr[dataChunkOffset:], uint32(h.chunk))
+	le.PutUint32(hdr[dataStreamOffset:], h.stream)
+	le.PutUint64(hdr[dataSubjectOffset:], h.subject)
+	le.PutUint32(hdr[dataHeaderSumAt:], crc32.Checksum(hdr[:dataHeaderSumAt], castagnoli))
+	return hdr
+}
+
+// decodeDataHeader checks hdr, a whole data header of kind want, and
+// returns what it says.
+func decodeDataHeader(path string, hdr []byte, want kind) (*dataHeader, error) {
+	if err := checkFileHeader(path, hdr, want); err != nil {
+		return nil, err
+	}
+	if got, sum := crc32.Checksum(hdr[:dataHeaderSumAt], castagnoli), le.Uint32(hdr[dataHeaderSumAt:]); got != sum {
+		return nil, formatErrorf(path, "header checksum mismatch (stored %#08x, computed %#08x)", sum, got)
+	}
+	if !allZero(hdr[dataFieldsEnd:dataHeaderSumAt]) {
+		return nil, formatErrorf(path, "reserved header bytes are not zero")
+	}
+	h := &dataHeader{
+		kind:    want,
+		id:      headerDumpID(hdr),
+		chunk:   int64(le.Uint32(hdr[dataChunkOffset:])),
+		stream:  le.Uint32(hdr[dataStreamOffset:]),
+		subject: le.Uint64(hdr[dataSubjectOffset:]),
+	}
+	size := le.Uint64(hdr[dataSizeOffset:])
+	if size > 1<<62 {
+		return nil, formatErrorf(path, "data size %d is impossible", size)
+	}
+	h.size = int64(size)
+	if h.chunk < minChunkSize || h.chunk > maxChunkSize || h.chunk&(h.chunk-1) != 0 {
+		return nil, formatErrorf(path, "chunk size %d is not a power of two from %d to %d", h.chunk, minChunkSize, maxChunkSize)
+	}
+	return h, nil
+}
+
+func allZero(b []byte) bool {
+	return len(b) == 0 || b[0] == 0 && bytes.Equal(b[1:], b[:len(b)-1])
+}
+
+// dataFile is one data image whose chunks are checksummed, or verified.
+type dataFile struct {
+	fd   int
+	path string
+	hdr  *dataHeader
+	sums []uint32 // by chunk: computed (seal) or stored (verify)
+}
+
+// chunkErr is a chunk that did not verify, or could not be read.
+type chunkErr struct {
+	file, chunk int
+	stored, got uint32
+	err         error // an I/O error, else a mismatch
+}
+
+// sumChunks computes the checksum of every chunk of every file, spread
+// over the CPUs. With verify, it compares each with the one stored in
+// sums and reports the first file's first bad chunk (deterministically:
+// the lowest file, then chunk); without, it fills sums in.
+func sumChunks(files []*dataFile, verify bool) *chunkErr {
+	type unit struct{ file, chunk int }
+	var units []unit
+	for i, f := range files {
+		n := f.hdr.chunks()
+		if !verify {
+			f.sums = make([]uint32, n)
+		}
+		for c := range int(n) {
+			units = append(units, unit{i, c})
+		}
+	}
+	workers := max(1, min(runtime.NumCPU(), len(units)))
+	var next atomic.Int64
+	var mu sync.Mutex
+	var first *chunkErr
+	worse := func(e *chunkErr) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil || e.file < first.file || e.file == first.file && e.chunk < first.chunk {
+			first = e
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, sumReadSize)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(units) {
+					return
+				}
+				u := units[i]
+				f := files[u.file]
+				start := int64(u.chunk) * f.hdr.chunk
+				n := min(f.hdr.chunk, f.hdr.size-start)
+				got, err := sumRange(f.fd, PagesDataOffset+start, n, buf)
+				switch {
+				case err != nil:
+					worse(&chunkErr{file: u.file, chunk: u.chunk, err: fmt.Errorf("read %s: %w", f.path, err)})
+				case !verify:
+					f.sums[u.chunk] = got
+				case got != f.sums[u.chunk]:
+					worse(&chunkErr{file: u.file, chunk: u.chunk, stored: f.sums[u.chunk], got: got})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// zeroBlock is read in place of a hole.
+var zeroBlock = make([]byte, sumReadSize)
+
+// sumRange is the CRC32-C of the n bytes of fd at off, read through buf.
+// A stretch that is a hole (SEEK_DATA, lseek(2)) is summed as the zeros
+// it reads as, without reading it: a memfd image may be mostly holes.
+func sumRange(fd int, off, n int64, buf []byte) (uint32, error) {
+	var sum uint32
+	end := off + n
+	for off < end {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			data = end // only a hole is left
+		} else if err != nil {
+			return 0, err
+		}
+		for hole := min(data, end); off < hole; {
+			k := min(hole-off, int64(len(zeroBlock)))
+			sum = crc32.Update(sum, castagnoli, zeroBlock[:k])
+			off += k
+		}
+		if off >= end {
+			break
+		}
+		// Read up to the next hole, or the end.
+		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil {
+			return 0, err
+		}
+		for stop := min(max(hole, off+1), end); off < stop; {
+			k := min(stop-off, int64(len(buf)))
+			m, err := unix.Pread(fd, buf[:k], off)
+			if err != nil {
+				return 0, err
+			}
+			if m == 0 {
+				return 0, io.ErrUnexpectedEOF
+			}
+			sum = crc32.Update(sum, castagnoli, buf[:m])
+			off += int64(m)
+		}
+	}
+	return sum, nil
+}
