@@ -104,7 +104,10 @@ func (k kind) String() string {
 type FormatError struct {
 	Path   string
 	Reason string
+	Err    error // what kind of problem, when one is named (ErrMixedDumps)
 }
+
+func (e *FormatError) Unwrap() error { return e.Err }
 
 func (e *FormatError) Error() string {
 	return fmt.Sprintf("image %s: %s", e.Path, e.Reason)

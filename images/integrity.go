@@ -64,10 +64,16 @@ func (d *Dir) checkDumpID(path string, id DumpID) error {
 	want, known := d.id, d.idKnown
 	d.mu.Unlock()
 	if known && id != want {
-		return formatErrorf(path, "belongs to dump %v, but %s is of dump %v: images of two dumps are mixed", id, inventoryName, want)
+		e := formatErrorf(path, "belongs to dump %v, but %s is of dump %v: %v", id, inventoryName, want, ErrMixedDumps)
+		e.Err = ErrMixedDumps
+		return e
 	}
 	return nil
 }
+
+// ErrMixedDumps is wrapped by the error for an image of another dump
+// than its inventory's.
+var ErrMixedDumps = errors.New("images of two dumps are mixed")
 
 // setDumpID makes id the ID every image d reads must carry.
 func (d *Dir) setDumpID(id DumpID) {

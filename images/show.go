@@ -69,6 +69,7 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show: %w", err)
 	}
 	var bad []string
+	mixed := false
 	if !slices.Contains(names, inventoryName) {
 		fmt.Fprintf(w, "=== %s ===\nmissing: %v\n", inventoryName, ErrIncompleteDump)
 		bad = append(bad, inventoryName+" missing")
@@ -93,10 +94,15 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		default:
 			fmt.Fprintf(w, "error: %v\n", err)
 			bad = append(bad, name)
+			mixed = mixed || errors.Is(err, ErrMixedDumps)
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
+		why := ""
+		if mixed {
+			why = fmt.Sprintf(" (of another dump than %s: %v)", inventoryName, ErrMixedDumps)
+		}
+		return fmt.Errorf("show %s: bad images: %s%s", path, strings.Join(bad, ", "), why)
 	}
 	return nil
 }

@@ -70,7 +70,8 @@
 // in failure_test.go and imagedir_test.go), gocrkill_test.go (gocr killed
 // mid-dump or mid-restore), restorekill_test.go (what a failed restore
 // kills: only what it created), corruption_test.go (every target detects
-// damage to its state).
+// damage to its state), tamper_test.go (every image of a dump damaged in
+// every way: refused before any process exists).
 package test
 
 import (
