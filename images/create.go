@@ -263,6 +263,12 @@ func (d *Dir) WriteStats(data []byte) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// Synced like the images: unsynced, a crash soon after the dump
+	// left it empty in the complete dump (seen on ext4 shut down).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
 	return f.Close()
 }
 

@@ -71,7 +71,8 @@
 // mid-dump or mid-restore), restorekill_test.go (what a failed restore
 // kills: only what it created), corruption_test.go (every target detects
 // damage to its state), tamper_test.go (every image of a dump damaged in
-// every way: refused before any process exists).
+// every way: refused before any process exists), storage_test.go (a dump
+// onto a full, read-only or failing file system).
 package test
 
 import (
