@@ -244,43 +244,38 @@ func sumChunks(files []*dataFile, verify bool) *chunkErr {
 var zeroBlock = make([]byte, sumReadSize)
 
 // sumRange is the CRC32-C of the n bytes of fd at off, read through buf.
-// A stretch that is a hole (SEEK_DATA, lseek(2)) is summed as the zeros
-// it reads as, without reading it: a memfd image may be mostly holes.
+// A range that is all hole (SEEK_DATA finds no data in it, lseek(2)) is
+// summed as the zeros it reads as, without reading it: a memfd image may
+// be mostly holes. (Only SEEK_DATA: SEEK_HOLE would scan to the end of
+// the data, across every chunk after this one.)
 func sumRange(fd int, off, n int64, buf []byte) (uint32, error) {
 	var sum uint32
 	end := off + n
-	for off < end {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			data = end // only a hole is left
-		} else if err != nil {
-			return 0, err
-		}
-		for hole := min(data, end); off < hole; {
-			k := min(hole-off, int64(len(zeroBlock)))
+	data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		data = end // only a hole is left
+	} else if err != nil {
+		return 0, err
+	}
+	if data >= end {
+		for off < end {
+			k := min(end-off, int64(len(zeroBlock)))
 			sum = crc32.Update(sum, castagnoli, zeroBlock[:k])
 			off += k
 		}
-		if off >= end {
-			break
-		}
-		// Read up to the next hole, or the end.
-		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		return sum, nil
+	}
+	for off < end {
+		k := min(end-off, int64(len(buf)))
+		m, err := unix.Pread(fd, buf[:k], off)
 		if err != nil {
 			return 0, err
 		}
-		for stop := min(max(hole, off+1), end); off < stop; {
-			k := min(stop-off, int64(len(buf)))
-			m, err := unix.Pread(fd, buf[:k], off)
-			if err != nil {
-				return 0, err
-			}
-			if m == 0 {
-				return 0, io.ErrUnexpectedEOF
-			}
-			sum = crc32.Update(sum, castagnoli, buf[:m])
-			off += int64(m)
+		if m == 0 {
+			return 0, io.ErrUnexpectedEOF
 		}
+		sum = crc32.Update(sum, castagnoli, buf[:m])
+		off += int64(m)
 	}
 	return sum, nil
 }
