@@ -24,7 +24,9 @@ import (
 // other error is possible), and that what is accepted is what the format
 // allows and re-marshals to the same message. The seeds are the images of
 // the sample dump (writeSampleDump), whole and cut or changed in the
-// places the format checks; crashers found live in testdata/fuzz.
+// places the format checks. testdata/fuzz holds more seeds (format 4
+// images, intact, of another dump, with page data changed) and any
+// crasher found.
 
 // sampleImages returns every file of a sample dump, by name.
 func sampleImages(f *testing.F) map[string][]byte {
