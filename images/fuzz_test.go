@@ -123,7 +123,15 @@ func FuzzInventoryImage(f *testing.F) {
 		if err := checkInventory(inv); err != nil {
 			t.Fatalf("accepted an invalid inventory: %v", err)
 		}
-		again, err := rewrite(t, inventoryName, kindInventory, inv).readInventory()
+		if hdr := headerDumpID(b); DumpID(inv.GetDumpId()) != hdr {
+			t.Fatalf("accepted an inventory recording dump %x in an image of dump %v", inv.GetDumpId(), hdr)
+		}
+		// The inventory is the one image that says which dump it is.
+		dir := t.TempDir()
+		if err := writeRecordFile(newFile(t, filepath.Join(dir, inventoryName)), kindInventory, DumpID(inv.GetDumpId()), inv); err != nil {
+			t.Fatalf("re-marshal: %v", err)
+		}
+		again, err := (&Dir{Path: dir}).readInventory()
 		if err != nil {
 			t.Fatalf("re-read: %v", err)
 		}
