@@ -1,14 +1,12 @@
 package images
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/gocrpb"
@@ -176,115 +174,6 @@ func FinishPages(f *os.File, dataSize int64) error {
 	le.PutUint64(size[:], uint64(dataSize))
 	if _, err := f.WriteAt(size[:], int64(dataSizeOffset)); err != nil {
 		return fmt.Errorf("finish pages image %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
-// SealData completes every data image of the dump being written: the
-// checksum of each chunk of its data, computed from the page cache over
-// every CPU and appended to it, its header with the chunk size and its
-// own checksum, and an fsync. The disk's writeback of every image is
-// started first, so that on a disk it runs while the checksums are
-// computed. WriteInventory seals what is left; a dump calls it earlier
-// only to time it.
-func (d *Dir) SealData() error {
-	if d.w == nil || d.w.committed || d.w.closed {
-		return fmt.Errorf("seal: %s is not a dump being written", d.Path)
-	}
-	d.mu.Lock()
-	names := d.w.data
-	d.w.data = nil
-	d.mu.Unlock()
-	var files []*dataFile
-	defer func() {
-		for _, f := range files {
-			unix.Close(f.fd)
-		}
-	}()
-	for _, name := range names {
-		f, err := d.openToSeal(name)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		// SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages
-		// without waiting for it (sync_file_range(2)); the fsync below
-		// waits.
-		if err := unix.SyncFileRange(f.fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE); err != nil && !errors.Is(err, unix.ENOSYS) {
-			return fmt.Errorf("seal %s: sync_file_range: %w", f.path, err)
-		}
-	}
-	if e := sumChunks(files, false); e != nil {
-		return fmt.Errorf("seal %s: %w", files[e.file].path, e.err)
-	}
-	for _, f := range files {
-		if err := f.writeSeal(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// openToSeal opens the data image name of the dump being written and
-// reads the header it was created with and the size FinishPages recorded.
-func (d *Dir) openToSeal(name string) (*dataFile, error) {
-	path := d.file(name)
-	fd, err := unix.Openat(d.w.tmp, name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("seal %s: %w", path, err)
-	}
-	f := &dataFile{fd: fd, path: path}
-	hdr := make([]byte, PagesDataOffset)
-	if _, err := unix.Pread(fd, hdr, 0); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("seal %s: %w", path, err)
-	}
-	k := kind(le.Uint32(hdr[len(magic)+4:]))
-	f.hdr = &dataHeader{
-		kind:    k,
-		id:      headerDumpID(hdr),
-		size:    int64(le.Uint64(hdr[dataSizeOffset:])),
-		chunk:   dataChunkSize,
-		stream:  le.Uint32(hdr[dataStreamOffset:]),
-		subject: le.Uint64(hdr[dataSubjectOffset:]),
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("seal %s: %w", path, err)
-	}
-	if want := PagesDataOffset + f.hdr.size; st.Size != want {
-		unix.Close(fd)
-		return nil, fmt.Errorf("seal %s: file is %d bytes, its header records %d data bytes (was FinishPages called?)", path, st.Size, f.hdr.size)
-	}
-	return f, nil
-}
-
-// writeSeal appends f's checksums, completes its header and syncs it.
-func (f *dataFile) writeSeal() error {
-	b := make([]byte, 0, sumSize*len(f.sums))
-	for _, s := range f.sums {
-		b = le.AppendUint32(b, s)
-	}
-	if err := pwriteAll(f.fd, b, PagesDataOffset+f.hdr.size); err != nil {
-		return fmt.Errorf("seal %s: %w", f.path, err)
-	}
-	if err := pwriteAll(f.fd, f.hdr.encode(), 0); err != nil {
-		return fmt.Errorf("seal %s: %w", f.path, err)
-	}
-	if err := unix.Fsync(f.fd); err != nil {
-		return fmt.Errorf("seal %s: fsync: %w", f.path, err)
-	}
-	return nil
-}
-
-func pwriteAll(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pwrite(fd, b, off)
-		if err != nil {
-			return err
-		}
-		b, off = b[n:], off+int64(n)
 	}
 	return nil
 }
