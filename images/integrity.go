@@ -240,8 +240,25 @@ func sumChunks(files []*dataFile, verify bool) *chunkErr {
 	return first
 }
 
-// zeroBlock is read in place of a hole.
-var zeroBlock = make([]byte, sumReadSize)
+// zeroSums caches the CRC32-C of n zero bytes by n: a sparse image of a
+// terabyte would otherwise have a million chunks of zeros summed.
+var zeroSums sync.Map
+
+// zeroSum is the CRC32-C of n zero bytes, what a hole of n bytes reads as.
+func zeroSum(n int64) uint32 {
+	if v, ok := zeroSums.Load(n); ok {
+		return v.(uint32)
+	}
+	zeros := make([]byte, min(n, sumReadSize))
+	var sum uint32
+	for left := n; left > 0; {
+		k := min(left, int64(len(zeros)))
+		sum = crc32.Update(sum, castagnoli, zeros[:k])
+		left -= k
+	}
+	zeroSums.Store(n, sum)
+	return sum
+}
 
 // sumRange is the CRC32-C of the n bytes of fd at off, read through buf.
 // A range that is all hole (SEEK_DATA finds no data in it, lseek(2)) is
@@ -258,12 +275,7 @@ func sumRange(fd int, off, n int64, buf []byte) (uint32, error) {
 		return 0, err
 	}
 	if data >= end {
-		for off < end {
-			k := min(end-off, int64(len(zeroBlock)))
-			sum = crc32.Update(sum, castagnoli, zeroBlock[:k])
-			off += k
-		}
-		return sum, nil
+		return zeroSum(n), nil
 	}
 	for off < end {
 		k := min(end-off, int64(len(buf)))
