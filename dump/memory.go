@@ -272,7 +272,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	return c, nil
 }
 
-// finish syncs the page images and writes the page map.
+// finish records the page images' sizes and writes the page map; the
+// images are checksummed and synced with the others (images.SealData).
 func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	defer c.close()
 	for i, f := range c.pages {

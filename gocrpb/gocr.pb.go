@@ -339,7 +339,11 @@ type Inventory struct {
 	BootId string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	// The System V IPC objects the job uses (dump/ipc.go), made again
 	// before its processes (restorer/ipc.go).
-	SysvIpc       *SysvIpc `protobuf:"bytes,90,opt,name=sysv_ipc,json=sysvIpc,proto3" json:"sysv_ipc,omitempty"`
+	SysvIpc *SysvIpc `protobuf:"bytes,90,opt,name=sysv_ipc,json=sysvIpc,proto3" json:"sysv_ipc,omitempty"`
+	// 16 random bytes (crypto/rand) that the header of every image of this
+	// dump carries too: a restore refuses an image whose header differs,
+	// so images of two dumps are never mixed (docs/IMAGES.md).
+	DumpId        []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -447,6 +451,13 @@ func (x *Inventory) GetBootId() string {
 func (x *Inventory) GetSysvIpc() *SysvIpc {
 	if x != nil {
 		return x.SysvIpc
+	}
+	return nil
+}
+
+func (x *Inventory) GetDumpId() []byte {
+	if x != nil {
+		return x.DumpId
 	}
 	return nil
 }
@@ -5074,7 +5085,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xf2\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x8b\x03\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -5086,7 +5097,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
 	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
 	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
-	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\"\xcd\x05\n" +
+	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\x12\x17\n" +
+	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xcd\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
