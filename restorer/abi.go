@@ -227,6 +227,7 @@ const (
 	rstFixupPosixLock = 2
 	rstFixupFlock     = 3
 	rstFixupOpen      = 4
+	rstFixupTtyPgrp   = 5
 )
 
 type rstFixup struct {
@@ -327,7 +328,7 @@ type rstArgs struct {
 	NrFixups           uint32                    `c:"nr_fixups"`
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
-	Pad2               uint32
+	CttyFd             int32                     `c:"ctty_fd"`
 	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
 	Reserved           [2]uint64                `c:"reserved"`
 	Personality        uint32                   `c:"personality"`

@@ -138,6 +138,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* open(the path at strtab offset data, events) made fd (close-on-exec if
  * target is 1), at offset start: a /proc/PID/ file, PID being restored. */
 #define RST_FIXUP_OPEN 4
+/* ioctl(fd, TIOCSPGRP, &target): target becomes the foreground process
+ * group of fd, the controlling terminal (rst_args.ctty_fd). */
+#define RST_FIXUP_TTY_PGRP 5
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
@@ -383,7 +386,11 @@ struct rst_args {
 	u32 nr_fixups;
 	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
-	u32 pad2;
+	/* A source, a terminal: the process, a session leader, takes it as its
+	 * controlling terminal right after setsid, before it forks, so that
+	 * its children inherit it (signal->tty is copied at fork and set by
+	 * TIOCSCTTY for the caller only, kernel/fork.c copy_signal); -1: none. */
+	s32 ctty_fd;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
 	u64 reserved[2];
 	u32 personality;
@@ -463,6 +470,7 @@ BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
+BUILD_BUG_ON_OFFSET(struct rst_args, ctty_fd, 2468);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
 BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
