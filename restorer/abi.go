@@ -177,14 +177,14 @@ type rstTree struct {
 }
 
 type rstProc struct {
-	Pid        int32  `c:"pid"`
-	Parent     int32  `c:"parent"`
-	Pgid       int32  `c:"pgid"`
-	Flags      uint32 `c:"flags"`
-	Zombie     uint32 `c:"zombie"`
-	ExitStatus uint32 `c:"exit_status"`
-	PlanOff    uint32 `c:"plan_off"`
-	Pad0       uint32
+	Pid        int32    `c:"pid"`
+	Parent     int32    `c:"parent"`
+	Pgid       int32    `c:"pgid"`
+	Flags      uint32   `c:"flags"`
+	Zombie     uint32   `c:"zombie"`
+	ExitStatus uint32   `c:"exit_status"`
+	PlanOff    uint32   `c:"plan_off"`
+	CttyFd     int32    `c:"ctty_fd"`
 	Comm       [16]byte `c:"comm"`
 }
 
@@ -328,7 +328,7 @@ type rstArgs struct {
 	NrFixups           uint32                    `c:"nr_fixups"`
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
-	CttyFd             int32                     `c:"ctty_fd"`
+	Pad2               uint32
 	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
 	Reserved           [2]uint64                `c:"reserved"`
 	Personality        uint32                   `c:"personality"`

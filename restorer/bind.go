@@ -85,7 +85,7 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: f.Src, Cloexec: b2u(f.Cloexec)})
 		maxFd = max(maxFd, f.Fd)
 	}
-	p.args.CttyFd = -1
+	p.cttyFd = -1
 	for _, fx := range files.Fixups(pr.files) {
 		switch fx.Op {
 		case files.FixupEpollAdd:

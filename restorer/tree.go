@@ -36,7 +36,7 @@ func buildTree(procs []*proc) (*tree, error) {
 	}
 	for _, pr := range procs {
 		task := pr.task
-		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
+		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus, CttyFd: -1}
 		if task.Zombie {
 			rp.Zombie = 1
 			copy(rp.Comm[:len(rp.Comm)-1], strings.Trim(task.Comm, "()"))
@@ -81,6 +81,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 			return nil, err
 		}
 		t.procs[i].PlanOff = uint32(off)
+		t.procs[i].CttyFd = pr.plan.cttyFd
 		pr.plan.offset = uint32(off)
 		plans = append(plans, b)
 		off += uint64(len(b))

@@ -326,7 +326,11 @@ struct rst_proc {
 	u32 zombie;
 	u32 exit_status; /* a wait(2) status word, for zombies */
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
-	u32 pad0;
+	/* A source, a terminal: the process, a session leader, takes it as its
+	 * controlling terminal right after setsid, before it forks, so that
+	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
+	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
+	s32 ctty_fd;
 	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
@@ -335,6 +339,7 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, pgid, 8);
 BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
 BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
+BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
 _Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
@@ -386,11 +391,7 @@ struct rst_args {
 	u32 nr_fixups;
 	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
-	/* A source, a terminal: the process, a session leader, takes it as its
-	 * controlling terminal right after setsid, before it forks, so that
-	 * its children inherit it (signal->tty is copied at fork and set by
-	 * TIOCSCTTY for the caller only, kernel/fork.c copy_signal); -1: none. */
-	s32 ctty_fd;
+	u32 pad2;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
 	u64 reserved[2];
 	u32 personality;
@@ -470,7 +471,6 @@ BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
-BUILD_BUG_ON_OFFSET(struct rst_args, ctty_fd, 2468);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
 BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);

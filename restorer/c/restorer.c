@@ -1150,8 +1150,8 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
 	/* Only a session leader without a controlling terminal may take one
 	 * (drivers/tty/tty_jobctrl.c tiocsctty). */
-	if (!p->zombie && a->ctty_fd >= 0)
-		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, a->ctty_fd, TIOCSCTTY, 0));
+	if (p->ctty_fd >= 0)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, p->ctty_fd, TIOCSCTTY, 0));
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
 
