@@ -316,9 +316,48 @@ func linkOutsideSlave(refs []Ref) error {
 		case len(r.Fd.Locks) > 0:
 			return fmt.Errorf("pid %d fd %d (%s) holds a lock on a terminal the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
 		}
+		ts, err := readTerminalState(r)
+		if err != nil {
+			return fmt.Errorf("pid %d fd %d (%s): %w", r.Pid, r.Fd.Fd, r.Fd.Description, err)
+		}
 		setInherit(r.Fd)
-		r.Fd.GetInherit().Terminal = true
-		r.Fd.GetInherit().Foreground = st.Tpgid == st.Pgrp
+		in := r.Fd.GetInherit()
+		in.Terminal, in.Foreground, in.TerminalState = true, st.Tpgid == st.Pgrp, ts
+	}
+	return nil
+}
+
+// readTerminalState reads the termios and window size of a terminal
+// outside the dump, through a handle of the process's fd: neither asks
+// for it to be the caller's controlling terminal (drivers/tty/tty_ioctl.c
+// tty_mode_ioctl).
+func readTerminalState(r Ref) (*gocrpb.PtyState, error) {
+	h, err := takeFd(r.Pid, int(r.Fd.Fd))
+	if err != nil {
+		return nil, fmt.Errorf("take a handle of it: %w", err)
+	}
+	defer unix.Close(h)
+	t, err := unix.IoctlGetTermios(h, unix.TCGETS2)
+	if err != nil {
+		return nil, fmt.Errorf("TCGETS2: %w", err)
+	}
+	ws, err := unix.IoctlGetWinsize(h, unix.TIOCGWINSZ)
+	if err != nil {
+		return nil, fmt.Errorf("TIOCGWINSZ: %w", err)
+	}
+	st := &gocrpb.PtyState{Rows: uint32(ws.Row), Cols: uint32(ws.Col), Xpixel: uint32(ws.Xpixel), Ypixel: uint32(ws.Ypixel)}
+	setTermios(st, t)
+	return st, nil
+}
+
+// SetTerminalState gives terminal fd the termios st records.
+func SetTerminalState(fd int, st *gocrpb.PtyState) error {
+	t, err := termiosOf(st)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS2, t); err != nil {
+		return fmt.Errorf("TCSETS2: %w", err)
 	}
 	return nil
 }

@@ -2849,7 +2849,10 @@ type InheritFd struct {
 	// runs on (files/inherit.go).
 	Terminal bool `protobuf:"varint,40,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	// That terminal's foreground process group was the process's own.
-	Foreground    bool `protobuf:"varint,41,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	Foreground bool `protobuf:"varint,41,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// The terminal's termios and window size at the dump (the other fields
+	// unset): gocr restore --shell-job gives its terminal these termios.
+	TerminalState *PtyState `protobuf:"bytes,42,opt,name=terminal_state,json=terminalState,proto3" json:"terminal_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2896,6 +2899,13 @@ func (x *InheritFd) GetForeground() bool {
 		return x.Foreground
 	}
 	return false
+}
+
+func (x *InheritFd) GetTerminalState() *PtyState {
+	if x != nil {
+		return x.TerminalState
+	}
+	return nil
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -4245,12 +4255,13 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"G\n" +
+	"\x05OTHER\x10\x04\"\x81\x01\n" +
 	"\tInheritFd\x12\x1a\n" +
 	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
 	"\n" +
 	"foreground\x18) \x01(\bR\n" +
-	"foreground\"T\n" +
+	"foreground\x128\n" +
+	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
@@ -4450,18 +4461,19 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	40, // 31: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
 	1,  // 32: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 33: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	32, // 34: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	36, // 35: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 36: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	38, // 37: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	24, // 38: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	21, // 39: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	41, // 40: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	41, // 34: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	32, // 35: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	36, // 36: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 37: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	38, // 38: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	24, // 39: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	21, // 40: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	41, // 41: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }

@@ -50,6 +50,11 @@ type Options struct {
 	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
 	// under OLD are looked up under NEW (relocate.go).
 	Relocate []string
+	// ShellJob gives a job that ran on a terminal outside the dump (a
+	// shell's) gocr's terminal, with its job control (shelljob.go).
+	ShellJob bool
+
+	job *shellJob
 }
 
 // Result is how a restore ended.
@@ -114,6 +119,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err := checkDetachedStops(procs); err != nil {
 			return nil, err
 		}
+	}
+	if opts.job, err = planShellJob(procs, opts); err != nil {
+		return nil, err
 	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.

@@ -3,15 +3,28 @@
 package test
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func init() {
-	cTargets["pty"] = struct {
+	type cTarget = struct {
 		src   string
 		flags []string
-	}{"pty.c", nil}
+	}
+	cTargets["pty"] = cTarget{"pty.c", nil}
+	cTargets["ttyecho"] = cTarget{"ttyecho.c", nil}
 }
 
 // TestPty: a pseudo-terminal pair the job opened (master in the root, the
@@ -51,4 +64,186 @@ func TestPtyRefusals(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(child), "-D", t.TempDir())
 	assertRefused(t, r, []string{"/dev/pts/", "master of this pty is outside"}, nil)
 	checkResult(t, tg, tg.pid)
+}
+
+// testTerminal is a pseudo-terminal the test owns, as a terminal emulator
+// does: it types into the master and keeps what is written to the
+// terminal.
+type testTerminal struct {
+	master, slave *os.File
+	mu            sync.Mutex
+	out           bytes.Buffer
+}
+
+func openTestTerminal(t *testing.T) *testTerminal {
+	t.Helper()
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(m, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("TIOCGPTN: %v", err)
+	}
+	path := fmt.Sprintf("/dev/pts/%d", n)
+	s, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	// Non-blocking, so the runtime's poller reads it and Close ends the
+	// read (os.NewFile).
+	tt := &testTerminal{master: os.NewFile(uintptr(m), "ptmx"), slave: s}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := tt.master.Read(buf)
+			tt.mu.Lock()
+			tt.out.Write(buf[:max(n, 0)])
+			tt.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { tt.slave.Close(); tt.master.Close(); <-done })
+	return tt
+}
+
+// output is what was written to the terminal so far.
+func (tt *testTerminal) output() string {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	return tt.out.String()
+}
+
+// typeKeys writes keys to the terminal, as a user types them.
+func (tt *testTerminal) typeKeys(t *testing.T, keys string) {
+	t.Helper()
+	if _, err := tt.master.Write([]byte(keys)); err != nil {
+		t.Fatalf("type %q: %v", keys, err)
+	}
+}
+
+// start starts argv as the leader of a session whose controlling
+// terminal is tt, on its stdio, as a login shell runs.
+func (tt *testTerminal) start(t *testing.T, argv ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tt.slave, tt.slave, tt.slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", argv, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(pidGoneTimeout):
+			t.Errorf("%v pid %d not gone after SIGKILL", argv, cmd.Process.Pid)
+		}
+	})
+	return cmd
+}
+
+// waitFor polls cond until it holds, failing after resultTimeout.
+func waitFor(t *testing.T, what string, cond func() bool, diag func() string) {
+	t.Helper()
+	deadline := time.Now().Add(resultTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v\n%s", what, resultTimeout, diag())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fileHas tells whether path's contents are want.
+func fileHas(path, want string) func() bool {
+	return func() bool {
+		b, _ := os.ReadFile(path)
+		return string(b) == want
+	}
+}
+
+// childrenOf lists pid's children (/proc/PID/task/PID/children, man 5
+// proc).
+func childrenOf(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestShellJob: a job a shell started in the foreground of its terminal
+// is dumped, and restored by gocr restore --shell-job from another
+// terminal: it reads the keys typed there, is the foreground of it, and
+// job control works through gocr (Ctrl-Z stops the job and gocr; gocr
+// continued, as a shell's fg does, gives the job the terminal again).
+func TestShellJob(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash to start the job from")
+	}
+	dir := t.TempDir()
+	result := filepath.Join(dir, "result")
+	echo := result + ".echo"
+	term1 := openTestTerminal(t)
+	shell := term1.start(t, bash, "--norc", "--noprofile", "-c", `set -m; "$@"; exec sleep 1000`, "bash", targets["ttyecho"][0], result)
+	waitFor(t, "the job is ready", func() bool { _, err := os.Stat(result + ".ready"); return err == nil }, term1.output)
+	kids := childrenOf(shell.Process.Pid)
+	if len(kids) != 1 {
+		t.Fatalf("the shell has children %v, want the job alone\n%s", kids, term1.output())
+	}
+	job := kids[0]
+	tg := &target{name: "ttyecho", dir: dir, result: result, logPath: filepath.Join(dir, "log"), pid: job}
+	t.Cleanup(func() {
+		if !gone(job) && tg.belongsTo(job) {
+			syscall.Kill(job, syscall.SIGKILL)
+		}
+	})
+	term1.typeKeys(t, "before\n")
+	waitFor(t, "the job echoes what is typed before the dump", fileHas(echo, "before\n"), term1.output)
+
+	images := t.TempDir()
+	dump(t, job, images)
+	waitFor(t, "the dumped job is gone", func() bool { return gone(job) }, term1.output)
+
+	term2 := openTestTerminal(t)
+	gocr := term2.start(t, gocrBinary(t), "restore", "--shell-job", "-D", images)
+	waitFor(t, "the job runs again", func() bool { return !gone(job) && tg.belongsTo(job) }, term2.output)
+	term2.typeKeys(t, "after\n")
+	waitFor(t, "the restored job echoes what is typed on gocr's terminal", fileHas(echo, "before\nafter\n"), term2.output)
+
+	term2.typeKeys(t, "\x1a") // Ctrl-Z
+	stopped := func(pid int) func() bool { return func() bool { return strings.HasPrefix(procState(pid), "T") } }
+	waitFor(t, "Ctrl-Z stops the job", stopped(job), term2.output)
+	waitFor(t, "gocr stops with its job", stopped(gocr.Process.Pid), term2.output)
+	// fg: gocr's group holds the terminal again; continuing it hands the
+	// terminal to the job and continues the job.
+	if err := syscall.Kill(gocr.Process.Pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job runs again after fg", func() bool { return !stopped(job)() }, term2.output)
+	term2.typeKeys(t, "again\n")
+	waitFor(t, "the job reads the terminal after fg", fileHas(echo, "before\nafter\nagain\n"), term2.output)
+
+	if err := syscall.Kill(job, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if v := waitResult(t, tg, job); v != "PASS" {
+		t.Fatalf("restored job: %s\nterminal:\n%s", v, term2.output())
+	}
 }
