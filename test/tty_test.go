@@ -129,9 +129,15 @@ func (tt *testTerminal) typeKeys(t *testing.T, keys string) {
 	}
 }
 
+// terminalProcess is a process started on a testTerminal.
+type terminalProcess struct {
+	*exec.Cmd
+	exited chan struct{} // closed once it is reaped
+}
+
 // start starts argv as the leader of a session whose controlling
 // terminal is tt, on its stdio, as a login shell runs.
-func (tt *testTerminal) start(t *testing.T, argv ...string) *exec.Cmd {
+func (tt *testTerminal) start(t *testing.T, argv ...string) *terminalProcess {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tt.slave, tt.slave, tt.slave
@@ -149,7 +155,19 @@ func (tt *testTerminal) start(t *testing.T, argv ...string) *exec.Cmd {
 			t.Errorf("%v pid %d not gone after SIGKILL", argv, cmd.Process.Pid)
 		}
 	})
-	return cmd
+	return &terminalProcess{cmd, exited}
+}
+
+// waitExit waits for p to end and returns its exit code.
+func (p *terminalProcess) waitExit(t *testing.T, diag func() string) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.ProcessState.ExitCode()
+	case <-time.After(resultTimeout):
+		t.Fatalf("%v still running after %v\n%s", p.Args, resultTimeout, diag())
+	}
+	return -1
 }
 
 // waitFor polls cond until it holds, failing after resultTimeout.
@@ -245,5 +263,59 @@ func TestShellJob(t *testing.T) {
 	}
 	if v := waitResult(t, tg, job); v != "PASS" {
 		t.Fatalf("restored job: %s\nterminal:\n%s", v, term2.output())
+	}
+	if code := gocr.waitExit(t, term2.output); code != 0 {
+		t.Fatalf("gocr restore exited %d after its job passed\n%s", code, term2.output())
+	}
+}
+
+// TestScriptRestored is the acceptance case: script(1), started from a
+// shell on a terminal, runs a shell running cat, on the pty script opened.
+// Dumped and restored with --shell-job on another terminal, the keys typed
+// there go through script and its pty to cat, which writes them to a file.
+func TestScriptRestored(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) (util-linux; make deps installs it)")
+	}
+	out := filepath.Join(t.TempDir(), "typed")
+	term1 := openTestTerminal(t)
+	// Opened before script opens its pty: the restore needs that index
+	// free again, and a terminal opened later would take it.
+	term2 := openTestTerminal(t)
+	// The temporary path has no quote in it.
+	shell := term1.start(t, "/bin/sh", "-c", `"$0" -q -f -c "$1" /dev/null; exec sleep 1000`, script, "exec cat > '"+out+"'")
+	var root int
+	waitFor(t, "script starts", func() bool {
+		kids := childrenOf(shell.Process.Pid)
+		if len(kids) == 1 {
+			root = kids[0]
+		}
+		return root != 0 && commOf(root) == "script"
+	}, term1.output)
+	pids := trackTree(t, root)
+	term1.typeKeys(t, "before\n")
+	waitFor(t, "cat gets what is typed before the dump", fileHas(out, "before\n"), term1.output)
+	pids = trackTree(t, root)
+
+	images := t.TempDir()
+	dump(t, root, images)
+	waitAllGone(t, append(pids, root), "the dump")
+
+	gocr := term2.start(t, gocrBinary(t), "restore", "--shell-job", "-D", images)
+	waitFor(t, "script runs again", func() bool { return commOf(root) == "script" }, term2.output)
+	t.Cleanup(func() {
+		for _, pid := range append(pids, root) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	term2.typeKeys(t, "after restore\n")
+	waitFor(t, "cat gets what is typed on gocr's terminal", fileHas(out, "before\nafter restore\n"), term2.output)
+	// The end of input ends cat, then script, then gocr with its status.
+	term2.typeKeys(t, "\x04")
+	if code := gocr.waitExit(t, term2.output); code != 0 {
+		t.Fatalf("gocr restore exited %d after script ended\n%s", code, term2.output())
 	}
 }
