@@ -123,10 +123,11 @@ verify-generated: verify-proto verify-blobs
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
 # that corrupt or trace targets, setcap and getcap for install-caps and the
-# ordinary-user tests. Only what is missing, so a ready machine skips apt.
+# ordinary-user tests, script for the terminal tests. Only what is missing,
+# so a ready machine skips apt.
 deps:
 	@missing=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin script:bsdutils; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

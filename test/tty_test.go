@@ -49,6 +49,30 @@ func TestPtyForegroundChecked(t *testing.T) {
 	expectFail(t, tg, "foreground group")
 }
 
+// TestPtyLeaveRunning: the data read out of the pair at dump is written
+// straight back, exactly, and the pair locked again: the job, left
+// running, finds everything as it was.
+func TestPtyLeaveRunning(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "pty")
+	trackTree(t, tg.pid)
+	dump(t, tg.pid, t.TempDir(), "--leave-running")
+	checkResult(t, tg, tg.pid)
+}
+
+// TestPtyCanonicalDataRefused: a complete line waiting for a slave in
+// canonical mode is refused (its end is a mark no interface shows), in
+// one line, and the job runs on with its data.
+func TestPtyCanonicalDataRefused(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "pty", "canon")
+	trackTree(t, tg.pid)
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "/dev/ptmx", "canonical mode"}, nil)
+	checkIntact(t, tg)
+}
+
 // TestPtyRefusals: a pty whose master is outside the dump, and which is
 // not the process's controlling terminal, is refused in one line naming
 // the fd, and the job runs on.

@@ -15,6 +15,8 @@
  *
  * argv[2] "corrupt-fg": the child moves the foreground back to its own
  * group after the dump, so the check must fail (the test's mutation).
+ * "canon": the slave is in canonical mode, so the data for it is a
+ * complete line, which gocr refuses to dump.
  */
 #include "target.h"
 
@@ -27,12 +29,16 @@
 static const char to_slave[] = "keys\r\x03typed\n";  /* ^C and CR: no processing may touch them */
 static const char to_master[] = "out\nput\x1b[0m\r"; /* written raw: no OPOST */
 
+static int canon;
+
 static struct termios want_termios(void)
 {
 	struct termios t;
 
 	memset(&t, 0, sizeof(t));
 	cfmakeraw(&t);
+	if (canon)
+		t.c_lflag |= ICANON;
 	/* A pty always has CS8 and CREAD (drivers/tty/pty.c pty_set_termios). */
 	t.c_cflag |= CLOCAL | CREAD;
 	t.c_cc[VMIN] = 1;
@@ -162,7 +168,7 @@ static void child(const char *path, int ready_fd, int corrupt)
 
 int main(int argc, char **argv)
 {
-	struct termios t = want_termios(), got;
+	struct termios t, got;
 	struct winsize ws;
 	struct stat st;
 	char path[64], buf[64];
@@ -170,6 +176,8 @@ int main(int argc, char **argv)
 	int corrupt = argc > 2 && !strcmp(argv[2], "corrupt-fg");
 
 	tgt_init(argc, argv);
+	canon = argc > 2 && !strcmp(argv[2], "canon");
+	t = want_termios();
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
 		tgt_fail("posix_openpt: %s", strerror(errno));
