@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
-	"github.com/gocr/gocr/proc"
 )
 
 // ptyKind is one end of a Unix98 pseudo-terminal (man 4 pts): the master,
@@ -219,9 +218,14 @@ func readPtyState(master, slave *Ref, index uint32) (*gocrpb.PtyState, error) {
 		}
 		*f.dst = v != 0
 	}
-	// The master's own exclusive flag (TIOCEXCL on the master's fd) would
-	// only refuse reopening it, which no one can do anyway (drivers/tty/
-	// tty_io.c tty_reopen refuses a pty master).
+	// Each end has its own exclusive flag (TIOCEXCL sets the fd's tty's,
+	// drivers/tty/tty_io.c tty_ioctl); the master's only shows, as
+	// reopening a pty master fails anyway (tty_reopen).
+	mexcl, err := unix.IoctlGetInt(m, unix.TIOCGEXCL)
+	if err != nil {
+		return nil, fmt.Errorf("TIOCGEXCL on the master: %w", err)
+	}
+	st.MasterExclusive = mexcl != 0
 	if s >= 0 {
 		if d, err := unix.IoctlGetInt(s, unix.TIOCGETD); err != nil || d != nTTY {
 			return nil, fmt.Errorf("its slave's line discipline is %d (only N_TTY is restored): %v", d, err)
@@ -290,188 +294,4 @@ func termiosOf(st *gocrpb.PtyState) (*unix.Termios, error) {
 	}
 	copy(t.Cc[:], st.Cc)
 	return t, nil
-}
-
-// linkOutsideSlave handles the slaves of a pair whose master is not in
-// the dump: each must be the controlling terminal of the process holding
-// it, got by a session led outside the dump (a shell job's terminal,
-// which the restore replaces by its own). A session led in the dump is
-// restored as a new session, which no terminal outside could follow.
-func linkOutsideSlave(refs []Ref) error {
-	holders := map[int]bool{}
-	for _, r := range refs {
-		holders[r.Pid] = true
-	}
-	for _, r := range refs {
-		index := r.Fd.GetPty().GetIndex()
-		st, err := proc.ReadStat(r.Pid)
-		if err != nil {
-			return err
-		}
-		switch {
-		case uint64(st.TtyNr) != unix.Mkdev(ptsMajor, index):
-			return fmt.Errorf("pid %d fd %d (%s): the master of this pty is outside the dumped processes, and it is not the process's controlling terminal", r.Pid, r.Fd.Fd, r.Fd.Description)
-		case holders[st.Session]:
-			return fmt.Errorf("pid %d fd %d (%s): the master of this pty is outside the dumped processes, and it is the controlling terminal of session %d, led in the dump", r.Pid, r.Fd.Fd, r.Fd.Description, st.Session)
-		case len(r.Fd.Locks) > 0:
-			return fmt.Errorf("pid %d fd %d (%s) holds a lock on a terminal the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
-		}
-		ts, err := readTerminalState(r)
-		if err != nil {
-			return fmt.Errorf("pid %d fd %d (%s): %w", r.Pid, r.Fd.Fd, r.Fd.Description, err)
-		}
-		setInherit(r.Fd)
-		in := r.Fd.GetInherit()
-		in.Terminal, in.Foreground, in.TerminalState = true, st.Tpgid == st.Pgrp, ts
-	}
-	return nil
-}
-
-// readTerminalState reads the termios and window size of a terminal
-// outside the dump, through a handle of the process's fd: neither asks
-// for it to be the caller's controlling terminal (drivers/tty/tty_ioctl.c
-// tty_mode_ioctl).
-func readTerminalState(r Ref) (*gocrpb.PtyState, error) {
-	h, err := takeFd(r.Pid, int(r.Fd.Fd))
-	if err != nil {
-		return nil, fmt.Errorf("take a handle of it: %w", err)
-	}
-	defer unix.Close(h)
-	t, err := unix.IoctlGetTermios(h, unix.TCGETS2)
-	if err != nil {
-		return nil, fmt.Errorf("TCGETS2: %w", err)
-	}
-	ws, err := unix.IoctlGetWinsize(h, unix.TIOCGWINSZ)
-	if err != nil {
-		return nil, fmt.Errorf("TIOCGWINSZ: %w", err)
-	}
-	st := &gocrpb.PtyState{Rows: uint32(ws.Row), Cols: uint32(ws.Col), Xpixel: uint32(ws.Xpixel), Ypixel: uint32(ws.Ypixel)}
-	setTermios(st, t)
-	return st, nil
-}
-
-// SetTerminalState gives terminal fd the termios st records.
-func SetTerminalState(fd int, st *gocrpb.PtyState) error {
-	t, err := termiosOf(st)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS2, t); err != nil {
-		return fmt.Errorf("TCSETS2: %w", err)
-	}
-	return nil
-}
-
-// ptyPair is a restored pair: its master among the sources (and its fd),
-// gocr's own slave description that set it up (-1 once closed), and how
-// many of the dumped slave descriptions are open so far.
-type ptyPair struct {
-	master      int32
-	masterFd    int
-	peer        int
-	masterGiven bool
-	slavesOpen  uint32
-}
-
-func (ptyKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
-	p := fd.GetPty()
-	st := p.GetState()
-	if st == nil {
-		return 0, errors.New("no pty state in the image")
-	}
-	pair, err := once(s, ptyKey(p.GetIndex()), func() (*ptyPair, error) { return makePty(s, p.GetIndex(), st) })
-	if err != nil {
-		return 0, err
-	}
-	if p.GetMaster() {
-		if pair.masterGiven {
-			return 0, errors.New("two open masters of one pty in the image")
-		}
-		pair.masterGiven = true
-		if err := setTtyStatusFlags(pair.masterFd, fd.Flags); err != nil {
-			return 0, err
-		}
-		return pair.master, nil
-	}
-	if pair.slavesOpen == st.GetSlaveDescriptions() {
-		return 0, errors.New("more open slaves of the pty than the image counts")
-	}
-	n, err := openSlave(s, pair, fd)
-	if err != nil {
-		return 0, err
-	}
-	pair.slavesOpen++
-	if pair.slavesOpen == st.GetSlaveDescriptions() {
-		if err := lockPty(pair, st); err != nil {
-			return 0, err
-		}
-	}
-	return n, nil
-}
-
-// setTtyStatusFlags gives an open terminal exactly the dumped status
-// flags F_SETFL sets on it (fs/fcntl.c SETFL_MASK; O_ASYNC is refused).
-func setTtyStatusFlags(fd int, flags uint32) error {
-	want := int(flags) & (unix.O_APPEND | unix.O_NONBLOCK | unix.O_NOATIME)
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, want); err != nil {
-		return fmt.Errorf("set status flags %#o: %w", want, err)
-	}
-	return nil
-}
-
-// openSlave opens a new description of the pair's slave, through its
-// master (TIOCGPTPEER, man 2 ioctl_tty: the devpts of the master, whatever
-// /dev/pts is), never as gocr's controlling terminal.
-func openSlave(s *Sources, pair *ptyPair, fd *gocrpb.Fd) (int32, error) {
-	flags := int(fd.Flags)&unix.O_ACCMODE | unix.O_NOCTTY | unix.O_CLOEXEC
-	nfd, err := ptyPeer(pair.masterFd, flags)
-	if err != nil {
-		return 0, fmt.Errorf("open the slave: %w", err)
-	}
-	n := s.AddFd(nfd, fd.Description)
-	if err := setTtyStatusFlags(nfd, fd.Flags); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-// ptyPeer opens the slave of master with flags (TIOCGPTPEER takes them as
-// its argument).
-func ptyPeer(master, flags int) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, uintptr(flags))
-	if errno != 0 {
-		return -1, fmt.Errorf("TIOCGPTPEER: %w", errno)
-	}
-	return int(r), nil
-}
-
-// lockPty sets what would keep the dumped slaves from being opened, once
-// they all are: the lock (TIOCSPTLCK: no open of the slave at all,
-// drivers/tty/pty.c pty_open) and the exclusive mode (TIOCEXCL: no open
-// without CAP_SYS_ADMIN, tty_io.c tty_reopen).
-func lockPty(pair *ptyPair, st *gocrpb.PtyState) error {
-	if st.Exclusive {
-		if pair.peer < 0 {
-			return errors.New("exclusive mode on a slave no process holds")
-		}
-		if err := unix.IoctlSetInt(pair.peer, unix.TIOCEXCL, 0); err != nil {
-			return fmt.Errorf("TIOCEXCL: %w", err)
-		}
-	}
-	if st.Locked {
-		if err := unix.IoctlSetPointerInt(pair.masterFd, unix.TIOCSPTLCK, 1); err != nil {
-			return fmt.Errorf("TIOCSPTLCK: %w", err)
-		}
-	}
-	return nil
-}
-
-// Finish makes the pair the controlling terminal of the session its
-// leader starts again, with its foreground group.
-func (ptyKind) Finish(fd *gocrpb.Fd) []Fixup {
-	p := fd.GetPty()
-	if !p.GetControlling() {
-		return nil
-	}
-	return []Fixup{{Op: FixupCtty, Fd: fd.Fd, Target: p.GetState().GetForeground()}}
 }

@@ -3793,9 +3793,10 @@ type PtyState struct {
 	SlaveDescriptions uint32 `protobuf:"varint,22,opt,name=slave_descriptions,json=slaveDescriptions,proto3" json:"slave_descriptions,omitempty"`
 	// Every slave was closed after being open (the master reads EIO once
 	// its queue is empty: TTY_OTHER_CLOSED).
-	SlaveClosed   bool `protobuf:"varint,23,opt,name=slave_closed,json=slaveClosed,proto3" json:"slave_closed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SlaveClosed     bool `protobuf:"varint,23,opt,name=slave_closed,json=slaveClosed,proto3" json:"slave_closed,omitempty"`
+	MasterExclusive bool `protobuf:"varint,24,opt,name=master_exclusive,json=masterExclusive,proto3" json:"master_exclusive,omitempty"` // TIOCGEXCL on the master
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PtyState) Reset() {
@@ -3985,6 +3986,13 @@ func (x *PtyState) GetSlaveDescriptions() uint32 {
 func (x *PtyState) GetSlaveClosed() bool {
 	if x != nil {
 		return x.SlaveClosed
+	}
+	return false
+}
+
+func (x *PtyState) GetMasterExclusive() bool {
+	if x != nil {
+		return x.MasterExclusive
 	}
 	return false
 }
@@ -4329,7 +4337,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
 	"\x06master\x18\x02 \x01(\bR\x06master\x12'\n" +
 	"\x05state\x18\x03 \x01(\v2\x11.gocr.v1.PtyStateR\x05state\x12 \n" +
-	"\vcontrolling\x18\x04 \x01(\bR\vcontrolling\"\xc4\x04\n" +
+	"\vcontrolling\x18\x04 \x01(\bR\vcontrolling\"\xef\x04\n" +
 	"\bPtyState\x12\x14\n" +
 	"\x05iflag\x18\x01 \x01(\rR\x05iflag\x12\x14\n" +
 	"\x05oflag\x18\x02 \x01(\rR\x05oflag\x12\x14\n" +
@@ -4356,7 +4364,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bto_slave\x18\x14 \x01(\fR\atoSlave\x12\x1b\n" +
 	"\tto_master\x18\x15 \x01(\fR\btoMaster\x12-\n" +
 	"\x12slave_descriptions\x18\x16 \x01(\rR\x11slaveDescriptions\x12!\n" +
-	"\fslave_closed\x18\x17 \x01(\bR\vslaveClosed*\xb3\x01\n" +
+	"\fslave_closed\x18\x17 \x01(\bR\vslaveClosed\x12)\n" +
+	"\x10master_exclusive\x18\x18 \x01(\bR\x0fmasterExclusive*\xb3\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
