@@ -5,11 +5,13 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
 )
 
 // ptyKind is one end of a Unix98 pseudo-terminal (man 4 pts): the master,
@@ -137,6 +139,9 @@ func (ptyKind) Link(refs []Ref) error {
 		if err := markController(refs, st, index); err != nil {
 			return err
 		}
+		if err := checkSessionMembers(st, index); err != nil {
+			return err
+		}
 	}
 	for _, r := range refs {
 		r.Fd.GetPty().State = st
@@ -160,6 +165,42 @@ func markController(refs []Ref, st *gocrpb.PtyState, index uint32) error {
 		}
 	}
 	return fmt.Errorf("%s is the controlling terminal of session %d, whose leader holds no fd of it or is not in the dump (not supported)", ptsPath(index), st.Session)
+}
+
+// checkSessionMembers refuses a session some of whose processes do not
+// have the pair as their controlling terminal (they dropped it with
+// TIOCNOTTY, or were forked before the leader took it): the restore gives
+// it to every process the leader forks, as fork copies it (kernel/fork.c
+// copy_signal). It also refuses a session in a PID namespace of its own,
+// whose foreground group gocr sees under another number than the
+// processes do.
+func checkSessionMembers(st *gocrpb.PtyState, index uint32) error {
+	dev := unix.Mkdev(ptsMajor, index)
+	leader, err := proc.ReadStatus(int(st.Session))
+	if err != nil {
+		return err
+	}
+	if len(leader.NSpid) > 1 {
+		return fmt.Errorf("%s is the controlling terminal of session %d, in a PID namespace of its own (not supported)", ptsPath(index), st.Session)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		p, err := proc.ReadStat(pid)
+		if err != nil || p.Session != int(st.Session) || p.State == 'Z' {
+			continue // gone meanwhile (not one of the frozen ones), or a zombie
+		}
+		if uint64(p.TtyNr) != dev {
+			return fmt.Errorf("pid %d is in session %d without its controlling terminal %s, which the restore would give it (not supported)", pid, st.Session, ptsPath(index))
+		}
+	}
+	return nil
 }
 
 // readPtyState reads what the pair holds, through gocr's own handles of

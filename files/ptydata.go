@@ -65,6 +65,10 @@ func readPtyData(m, s int, st *gocrpb.PtyState) error {
 		return errors.New("an end's input buffer is full, and more may wait in the driver (not restored)")
 	case s < 0:
 		return fmt.Errorf("%d bytes written by a slave no dumped process holds wait to be read from the master (not restored)", toMaster)
+	case st.Packet && st.Lflag&unix.EXTPROC != 0:
+		// With EXTPROC, every termios change in packet mode queues a
+		// TIOCPKT_IOCTL status byte (drivers/tty/pty.c pty_set_termios).
+		return errors.New("unread data in a pty in packet mode with EXTPROC, which writing it back would announce to the master (not restored)")
 	}
 	peer, err := openPeerLocked(m, st.Locked)
 	if err != nil {
