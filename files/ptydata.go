@@ -20,7 +20,9 @@ import (
 // with the slave's processing turned off meanwhile so the bytes land as
 // they were: output processing (OPOST) for what goes to the master, input
 // processing, echo and signals for what goes to the slave. The processes
-// are frozen throughout and see nothing of it.
+// are frozen throughout and see nothing of it. (TIOCSTI would do no
+// better: it feeds the same input processing, and needs CAP_SYS_ADMIN
+// once dev.tty.legacy_tiocsti is 0, man 2 ioctl_tty.)
 //
 // What cannot come back exactly is refused: complete lines in canonical
 // mode (their ends are marks beside the buffer, n_tty read_flags, that

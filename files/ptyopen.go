@@ -175,13 +175,8 @@ func makePty(s *Sources, index uint32, st *gocrpb.PtyState) (*ptyPair, error) {
 	if err := unix.IoctlSetWinsize(mfd, unix.TIOCSWINSZ, ws); err != nil {
 		return nil, fmt.Errorf("TIOCSWINSZ: %w", err)
 	}
-	// devpts gives a new slave the opener's ids and mode 0620
-	// (fs/devpts/inode.c devpts_pty_new, default mount options).
-	if err := unix.Chown(ptsPath(index), int(st.Uid), int(st.Gid)); err != nil {
-		return nil, fmt.Errorf("chown %s: %w", ptsPath(index), err)
-	}
-	if err := unix.Chmod(ptsPath(index), st.Mode); err != nil {
-		return nil, fmt.Errorf("chmod %s: %w", ptsPath(index), err)
+	if err := setPtsOwner(index, st); err != nil {
+		return nil, err
 	}
 	if len(st.ToSlave)+len(st.ToMaster) > 0 {
 		if !needPeer {
@@ -235,4 +230,27 @@ func openPtmxAt(index uint32) (int, error) {
 			return -1, fmt.Errorf("%s is taken by another process", ptsPath(index))
 		}
 	}
+}
+
+// setPtsOwner gives /dev/pts/N the dumped owner and mode. devpts gives a
+// new slave the opener's uid, its mount's gid and mode (fs/devpts/inode.c
+// devpts_pty_new): what already matches is left alone, so a user's own
+// restore needs no privilege for it.
+func setPtsOwner(index uint32, st *gocrpb.PtyState) error {
+	path := ptsPath(index)
+	var cur unix.Stat_t
+	if err := unix.Stat(path, &cur); err != nil {
+		return err
+	}
+	if cur.Uid != st.Uid || cur.Gid != st.Gid {
+		if err := unix.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
+	}
+	if cur.Mode&^unix.S_IFMT != st.Mode {
+		if err := unix.Chmod(path, st.Mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	return nil
 }
