@@ -74,6 +74,11 @@ func (ptyKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 			return fmt.Errorf("TIOCGPTN: %w", err)
 		}
 		p.Index = n
+		// Opened elsewhere, a ptmx node may be another devpts
+		// instance's (fs/devpts/inode.c devpts_acquire).
+		if e.Target != "/dev/ptmx" && e.Target != "/dev/pts/ptmx" {
+			return fmt.Errorf("a pty master opened from %s, not gocr's /dev/ptmx (not supported)", e.Target)
+		}
 		if fd.Flags&unix.O_ACCMODE != unix.O_RDWR {
 			return errors.New("a pty master opened other than read-write (not supported)")
 		}
@@ -82,7 +87,7 @@ func (ptyKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		if e.Target != ptsPath(p.Index) {
 			// Another devpts instance (a container's), which gocr's
 			// /dev/ptmx does not allocate from.
-			return fmt.Errorf("a pty slave of another devpts than gocr's /dev/pts (not supported)")
+			return errors.New("a pty slave of another devpts than gocr's /dev/pts (not supported)")
 		}
 	}
 	// TIOCGETD: each end has its own line discipline (man 2 ioctl_tty);
