@@ -49,6 +49,22 @@ func TestPtyForegroundChecked(t *testing.T) {
 	expectFail(t, tg, "foreground group")
 }
 
+// TestPythonPty: a Python pty.fork() (the child on the slave, its
+// controlling terminal; the parent's master holding unread echo), restored
+// as a tree: keys the parent types into the master after the restore reach
+// the child, and the master holds every echo.
+func TestPythonPty(t *testing.T) {
+	needsRoot(t)
+	python, ok := targets["pystate"]
+	if !ok {
+		t.Skipf("no python3 interpreter: %v", targetErrs["pystate"])
+	}
+	targets["pypty"] = []string{python[0], filepath.Join(moduleRoot, "test", "targets", "pypty.py")}
+	tg := startTarget(t, "pypty")
+	pid := checkpointRestoreTree(t, tg)
+	checkResult(t, tg, pid)
+}
+
 // TestPtyLeaveRunning: the data read out of the pair at dump is written
 // straight back, exactly, and the pair locked again: the job, left
 // running, finds everything as it was.
