@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/restorer"
@@ -196,7 +197,10 @@ func main() {
 					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
+					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
+					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
 					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
@@ -223,6 +227,7 @@ func main() {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` holding the images", Required: true},
 					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the process runs instead of waiting for it"},
+					&cli.BoolFlag{Name: "tcp-established", Usage: "restore TCP connections to peers outside the dump (dumped with --tcp-established)"},
 					trustImagesFlag,
 					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
 						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
@@ -237,8 +242,9 @@ func main() {
 						Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 						Released: func() { sigs.release(done) }, TrustImages: c.Bool("trust-images"),
 						PidNamespace: c.String("pidns"),
-						Relocate:     c.StringSlice("relocate"),
-						ShellJob:     c.Bool("shell-job"),
+						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
+						Restarted: callbacks.Restarted,
+						ShellJob:  c.Bool("shell-job"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -277,7 +283,9 @@ func main() {
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return err }
 	}
-	if err := app.Run(os.Args); err != nil {
+	// BLCR's tools, also as cr_checkpoint, cr_restart, cr_run (blcr.go).
+	app.Commands = append(app.Commands, blcrCommands()...)
+	if err := app.Run(blcrArgs(os.Args)); err != nil {
 		var code exitCode
 		if errors.As(err, &code) {
 			os.Exit(int(code))
@@ -316,7 +324,8 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
-		LeaveRunning: c.Bool("leave-running"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"), Save: save,
+		LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
+		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"),
+		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
@@ -41,24 +42,7 @@ func fileRef(path string) (*gocrpb.FileRef, error) {
 // requeue gives back the signals the freeze caught on their way to
 // delivery: detaching cannot carry them from an event stop.
 func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
-	if len(sigs) == 0 {
-		return nil
-	}
-	regs, err := t.GetRegs(tid)
-	if err != nil {
-		return err
-	}
-	insn, err := ptrace.FindSyscallInsn(tid)
-	if err != nil {
-		return err
-	}
-	if err := t.Requeue(tid, insn, sigs); err != nil {
-		return err
-	}
-	if err := t.ReturnToEventStop(tid); err != nil {
-		return err
-	}
-	return t.SetRegs(tid, &regs)
+	return t.Requeue(tid, sigs)
 }
 
 func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*state, error) {
@@ -73,6 +57,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
 		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
+		ExitSignal: proto.Uint32(uint32(stat.ExitSignal)),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],
@@ -118,6 +103,12 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err := checkThreadCreds(fr.tids, &status); err != nil {
 		return nil, err
 	}
+	if err := checkThreadTables(pid, fr.tids); err != nil {
+		return nil, err
+	}
+	if err := checkThreadNamespaces(pid, fr.tids); err != nil {
+		return nil, err
+	}
 	for _, tid := range fr.tids {
 		if err := checkThreadSeccomp(pid, tid); err != nil {
 			return nil, err
@@ -128,9 +119,24 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 		}
 		task.Threads = append(task.Threads, th)
 	}
+	caught := len(fr.sigs[pid])
+	if err := checkCPUState(t, fr, &status, ptrace.XCR0(task.Threads[0].Xsave)); err != nil {
+		return nil, err
+	}
+	// Signals the injected calls dequeued go first, as the freeze's do.
+	if late := fr.sigs[pid][caught:]; len(late) > 0 {
+		var infos []*gocrpb.SigInfo
+		for _, si := range late {
+			infos = append(infos, sigInfo(si))
+		}
+		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
+	}
 
 	mm, maps, vdso, err := collectMm(pid, &stat, saver)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)
@@ -260,7 +266,7 @@ func collectSched(tid int) (*gocrpb.Sched, error) {
 
 // linkFiles finds what the processes' fds share (files.Link) and saves
 // every memfd they use, through an fd or a mapping, once.
-func linkFiles(dir *images.Dir, states []*state) error {
+func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	var tables []*gocrpb.Files
 	var mms []*gocrpb.Mm
 	for _, st := range states {
@@ -269,8 +275,20 @@ func linkFiles(dir *images.Dir, states []*state) error {
 			mms = append(mms, st.mm)
 		}
 	}
-	if err := files.Link(tables); err != nil {
+	if err := files.Link(tables, opts); err != nil {
 		return err
 	}
 	return files.SaveMemfds(dir, tables, mms)
+}
+
+// captureConnections reads every TCP connection of the dump in repair
+// mode (files.CaptureConnections).
+func captureConnections(states []*state, opts Options) (*files.Connections, error) {
+	var tables []*gocrpb.Files
+	for _, st := range states {
+		if st.files != nil {
+			tables = append(tables, st.files)
+		}
+	}
+	return files.CaptureConnections(tables, files.CaptureOptions{External: opts.TCPEstablished})
 }

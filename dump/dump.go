@@ -19,8 +19,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -40,8 +42,27 @@ type Options struct {
 	// thread in the target) a process's memory is split over in write
 	// mode; 0 lets gocr choose by size and CPUs.
 	PageStreams int
+	// Alone dumps Pid without its live descendants (cr_checkpoint --pid):
+	// they are not in the dump, and the restored process has none of
+	// them; its zombie children, whose exit status it may still
+	// collect, are kept. What it shares with a child left out is refused
+	// (checkLeftOut).
+	Alone bool
 	// Save says which mapped files' contents go into the dump (ParseSave).
 	Save SaveFiles
+	// BeforeFreeze, if set, runs before the processes are frozen, with
+	// the root's PID (the callbacks package: processes that registered
+	// checkpoint callbacks get ready). Its error fails the dump, nothing
+	// frozen. The function it returns is told at the end whether the
+	// checkpoint was taken (complete), once the processes run on or
+	// were ended.
+	BeforeFreeze func(ctx context.Context, root int) (after func(taken bool), err error)
+	// ExternalUnix: unix sockets connected outside the dump that are
+	// dumped anyway (files.LinkOptions).
+	ExternalUnix []string
+	// TCPEstablished dumps TCP connections to peers outside the dump
+	// too, blocked until the restore (files.CaptureConnections).
+	TCPEstablished bool
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -82,11 +103,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 		dir.Close()
 	}()
 
+	if opts.BeforeFreeze != nil {
+		after, berr := opts.BeforeFreeze(ctx, root)
+		if berr != nil {
+			return berr
+		}
+		// Deferred before the tracer's and the release's, so it runs
+		// after them, with the images in place (WriteInventory).
+		defer func() { after(err == nil) }()
+	}
+
 	start := time.Now()
 	var stats Stats
 	t := ptrace.NewTracer()
 	defer t.Close()
-	tree, err := freezeTree(ctx, t, root)
+	tree, err := freezeTree(ctx, t, root, opts.Alone && opts.Pid != 0)
 	stats.FreezeNs = time.Since(start).Nanoseconds()
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
@@ -111,6 +142,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := tree.checkSharing(); err != nil {
 		return err
+	}
+	if err := tree.checkTracees(); err != nil {
+		return err
+	}
+	if opts.Alone {
+		if err := tree.checkLeftOut(); err != nil {
+			return err
+		}
 	}
 	// A job in a PID namespace of gocr's restore is recorded with the
 	// PIDs it sees (pidns.go).
@@ -139,9 +178,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
-	if err := linkFiles(dir, states); err != nil {
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	conns, err := captureConnections(states, opts)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	defer func() {
+		if cerr := conns.Close(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
+		}
+	}()
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -177,6 +225,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// processes go.
 		released = true
 		tree.kill(t)
+		if err := conns.Seal(); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+		}
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
 	stats.TotalNs = time.Since(start).Nanoseconds()
@@ -279,6 +330,10 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
+	bootID, err := proc.BootID()
+	if err != nil {
+		return fmt.Errorf("read the boot ID: %w", err)
+	}
 	return dir.WriteInventory(&gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
@@ -289,6 +344,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
 		PidNamespace:   pidns,
+		BootId:         bootID,
 	})
 }
 

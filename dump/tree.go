@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/proc"
@@ -107,8 +108,9 @@ func (tr *frozenTree) checkSelection(opts Options) error {
 
 // freezeTree freezes root and all its descendants, breadth first. A
 // process can only fork while it runs, so once a process is frozen the
-// children listed for it are all it has.
-func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, error) {
+// children listed for it are all it has. With alone, root's live children
+// are left out (Options.Alone).
+func freezeTree(ctx context.Context, t *ptrace.Tracer, root int, alone bool) (*frozenTree, error) {
 	tr := &frozenTree{}
 	queue := []int{root}
 	seen := map[int]bool{root: true}
@@ -174,6 +176,9 @@ func freezeTree(ctx context.Context, t *ptrace.Tracer, root int) (*frozenTree, e
 			return tr, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		for _, c := range children {
+			if alone && !isZombie(c) {
+				continue
+			}
 			if !seen[c] {
 				seen[c] = true
 				queue = append(queue, c)
@@ -316,6 +321,9 @@ func zombieTask(fp *frozenProc) *gocrpb.Task {
 	return &gocrpb.Task{
 		Pid: int32(fp.pid), Ppid: int32(fp.stat.PPid), Pgid: int32(fp.stat.Pgrp), Sid: int32(fp.stat.Session),
 		Comm: fp.stat.Comm, Zombie: true, ExitStatus: fp.exitStatus,
+		// A zombie whose exit signal is not SIGCHLD is only waited for
+		// with __WALL or __WCLONE (man 2 wait).
+		ExitSignal: proto.Uint32(uint32(fp.stat.ExitSignal)),
 	}
 }
 

@@ -40,7 +40,16 @@ type Kind interface {
 // device and inode), across the processes, in dump order — or, for a kind
 // that is also a LinkKeyer, of one object made of several files.
 type Linker interface {
-	Link(fds []Ref) error
+	Link(fds []Ref, opts LinkOptions) error
+}
+
+// LinkOptions are what the user says of the files the dumped processes
+// share with the world outside the dump.
+type LinkOptions struct {
+	// ExternalUnix names unix sockets (a path, or @ and an abstract
+	// name) whose connections to sockets outside the dump are dumped
+	// anyway, and restored with their peer gone (files/unixsocket.go).
+	ExternalUnix []string
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -226,6 +235,11 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 		return nil, fmt.Errorf("fd %d (%s): %w", n, e.Target, err)
 	}
 	switch {
+	case match != nil && fd.Flags&unix.O_ASYNC != 0:
+		// Signal-driven I/O: open(2) ignores O_ASYNC (man 2 open, BUGS),
+		// and the owner and signal it goes with (F_SETOWN_EX, F_SETSIG;
+		// man 2 fcntl) are not read, so no kind restores it.
+		return nil, fmt.Errorf("fd %d (%s): signal-driven I/O (O_ASYNC) is on, which gocr cannot restore with its owner and signal", n, e.Target)
 	case match != nil:
 		if err := match.Dump(e, fd); err != nil {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
@@ -236,6 +250,8 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 		setInherit(fd)
 	case n <= unix.Stderr:
 		return nil, fmt.Errorf("fd %d (%s) holds a lock on a file the restore would replace", n, e.Target)
+	case e.Type() == unix.S_IFSOCK:
+		return nil, fmt.Errorf("fd %d (%s): %w", n, e.Target, socketRefusal(e))
 	case e.Deleted():
 		return nil, fmt.Errorf("fd %d: file %s was deleted (not supported yet)", n, strings.TrimSuffix(e.Target, " (deleted)"))
 	default:
@@ -249,7 +265,7 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 // same open file description as an earlier one points at it, so restore
 // opens it once; then each kind that links (pipes: both ends in the dump,
 // their unread data) sees the fds of each of its objects.
-func Link(tables []*gocrpb.Files) error {
+func Link(tables []*gocrpb.Files, opts LinkOptions) error {
 	fileKey := func(fd *gocrpb.Fd) any { return [2]uint64{fd.File.Dev, fd.File.Ino} }
 	for _, refs := range groupFds(tables, func(*gocrpb.Fd) bool { return true }, fileKey) {
 		linkShared(refs)
@@ -266,7 +282,7 @@ func Link(tables []*gocrpb.Files) error {
 		}
 		ofKind := func(fd *gocrpb.Fd) bool { return KindName(fd) == k.Name() }
 		for _, refs := range groupFds(tables, ofKind, key) {
-			if err := l.Link(refs); err != nil {
+			if err := l.Link(refs, opts); err != nil {
 				return err
 			}
 		}

@@ -108,7 +108,7 @@ func TestCollectOwnFds(t *testing.T) {
 	if got := byFd[int32(p[0])]; got.Flags&unix.O_NONBLOCK == 0 || !got.Cloexec {
 		t.Errorf("pipe read end flags %#o cloexec %v, want O_NONBLOCK and cloexec", got.Flags, got.Cloexec)
 	}
-	if err := Link([]*gocrpb.Files{table}); err != nil {
+	if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if d := byFd[int32(p[0])].GetPipe().GetData(); string(d) != "queued" {

@@ -59,7 +59,7 @@ func setStatusFlags(fd int, flags uint32) error {
 
 // Link checks that a pipe has both ends in the dump (or is only stdio,
 // which the restore gives), and saves its unread data with its first fd.
-func (pipeKind) Link(refs []Ref) error {
+func (pipeKind) Link(refs []Ref, _ LinkOptions) error {
 	var reader *Ref
 	hasWriter, allStdio := false, true
 	for i, r := range refs {

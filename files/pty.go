@@ -28,6 +28,13 @@ type ptyKind struct{}
 
 func init() { register(ptyKind{}) }
 
+// What the generic code finds by interface assertion, checked here.
+var (
+	_ Linker    = ptyKind{}
+	_ LinkKeyer = ptyKind{}
+	_ Finisher  = ptyKind{}
+)
+
 func (ptyKind) Name() string { return "pty" }
 
 // Device numbers (Documentation/admin-guide/devices.txt): /dev/ptmx is
@@ -110,7 +117,7 @@ func (ptyKind) LinkKey(fd *gocrpb.Fd) any { return ptyKey(fd.GetPty().GetIndex()
 // session seen from outside the session, drivers/tty/tty_jobctrl.c
 // tiocgsid), a slave for its own flags, and which process leads the
 // session.
-func (ptyKind) Link(refs []Ref) error {
+func (ptyKind) Link(refs []Ref, _ LinkOptions) error {
 	var master, slave *Ref
 	slaves := 0
 	for i, r := range refs {

@@ -33,6 +33,12 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
+	// tables are the dumped fd tables OpenAll opens, for kinds whose
+	// objects join fds of several processes (unix sockets).
+	tables []*gocrpb.Files
+	// undo are what Undo takes back: what the sources made outside
+	// gocr (a unix socket's file).
+	undo []func()
 }
 
 // NewSources starts an empty set of sources numbered from first.
@@ -57,10 +63,26 @@ func (s *Sources) File(n int32) *os.File { return s.files[n-s.First] }
 func (s *Sources) Files() []*os.File { return s.files }
 
 // Close closes every source.
+//
+// A restore closes its sources once the processes run, and what they made
+// is the job's from then on: Undo takes nothing back after Close.
 func (s *Sources) Close() {
 	for _, f := range s.files {
 		f.Close()
 	}
+	s.undo = nil
+}
+
+// OnUndo adds what Undo must take back.
+func (s *Sources) OnUndo(f func()) { s.undo = append(s.undo, f) }
+
+// Undo takes back, last first, what the sources made outside gocr, for a
+// restore that failed: a failed restore removes what it created.
+func (s *Sources) Undo() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = nil
 }
 
 // once returns the object made for key, making it with make the first time.
@@ -79,6 +101,7 @@ func once[T any](s *Sources, key any, make func() (T, error)) (T, error) {
 // OpenAll opens every open file description the processes had, the way
 // they had it: once, however many fds and processes share it.
 func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
+	s.tables = tables
 	for _, table := range tables {
 		for _, m := range table.Memfds {
 			s.memfds[m.Id] = m

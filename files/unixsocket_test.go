@@ -126,22 +126,18 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 			must(unix.Shutdown(sv[1], unix.SHUT_WR))
 
 			table, fds := collectPair(t, sv)
-			if err := Link([]*gocrpb.Files{table}); err != nil {
+			if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			wantA, wantB := toA, toB
 			if c.typ == unix.SOCK_STREAM {
 				wantA, wantB = []string{strings.Join(toA, "")}, toB
 			}
-			q := fds[0].GetUnixSocket().GetQueues()
-			if d := cmp.Diff(wantA, strs(q.GetHere())); d != "" {
+			if d := cmp.Diff(wantA, strs(fds[0].GetUnixSocket().GetReceived())); d != "" {
 				t.Errorf("queue at sv[0] (-want +got):\n%s", d)
 			}
-			if d := cmp.Diff(wantB, strs(q.GetPeer())); d != "" {
+			if d := cmp.Diff(wantB, strs(fds[1].GetUnixSocket().GetReceived())); d != "" {
 				t.Errorf("queue at sv[1] (-want +got):\n%s", d)
-			}
-			if fds[1].GetUnixSocket().GetQueues() != nil {
-				t.Errorf("sv[1]'s fd holds queues too")
 			}
 			// The peek left the dumped sockets as they were.
 			if v, _ := unix.GetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF); v != 2 {
@@ -209,10 +205,10 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 	}
 }
 
-func strs(bs [][]byte) []string {
+func strs(ms []*gocrpb.UnixMessage) []string {
 	var out []string
-	for _, b := range bs {
-		out = append(out, string(b))
+	for _, m := range ms {
+		out = append(out, string(m.GetData()))
 	}
 	return out
 }
@@ -227,35 +223,49 @@ func TestUnixSocketRefused(t *testing.T) {
 		setup func(t *testing.T) (dump []int, keep int, queued string)
 		want  string
 	}{
-		{"Bound", func(t *testing.T) ([]int, int, string) {
-			sv := socketpair(t, unix.SOCK_DGRAM)
-			if err := unix.Bind(sv[0], &unix.SockaddrUnix{Name: dir + "/bound"}); err != nil {
+		{"PendingWithData", func(t *testing.T) ([]int, int, string) {
+			name := "@gocr-test-" + time.Now().Format("150405.000000")
+			l := socket(t, unix.SOCK_STREAM)
+			if err := unix.Bind(l, &unix.SockaddrUnix{Name: name}); err != nil {
 				t.Fatal(err)
 			}
-			return sv[:1], -1, ""
-		}, "bound to \"" + dir + "/bound\""},
-		{"Listening", func(t *testing.T) ([]int, int, string) {
-			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
+			if err := unix.Listen(l, 1); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { unix.Close(s) })
-			if err := unix.Bind(s, &unix.SockaddrUnix{Name: "@gocr-test-" + time.Now().Format("150405.000000")}); err != nil {
+			c := socket(t, unix.SOCK_STREAM)
+			if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
 				t.Fatal(err)
 			}
-			if err := unix.Listen(s, 1); err != nil {
+			send(t, c, "early")
+			return []int{l, c}, -1, ""
+		}, "a connection not yet accepted holds"},
+		{"DgramFromOutside", func(t *testing.T) ([]int, int, string) {
+			name := "@gocr-test-" + time.Now().Format("150405.000000")
+			r := socket(t, unix.SOCK_DGRAM)
+			if err := unix.Bind(r, &unix.SockaddrUnix{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			s := socket(t, unix.SOCK_DGRAM)
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: name + "-sender"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Sendto(s, []byte("hi"), 0, &unix.SockaddrUnix{Name: name}); err != nil {
+				t.Fatal(err)
+			}
+			return []int{r}, r, "hi"
+		}, "a socket outside the dumped processes"},
+		{"RelativePath", func(t *testing.T) ([]int, int, string) {
+			s := socket(t, unix.SOCK_DGRAM)
+			wd, _ := os.Getwd()
+			if err := os.Chdir(dir); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chdir(wd)
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: "relative"}); err != nil {
 				t.Fatal(err)
 			}
 			return []int{s}, -1, ""
-		}, "listening"},
-		{"Unconnected", func(t *testing.T) ([]int, int, string) {
-			s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { unix.Close(s) })
-			return []int{s}, -1, ""
-		}, "not connected"},
+		}, "relative path"},
 		{"PeerOutside", func(t *testing.T) ([]int, int, string) {
 			sv := socketpair(t, unix.SOCK_STREAM)
 			return sv[:1], -1, ""
@@ -308,7 +318,7 @@ func TestUnixSocketRefused(t *testing.T) {
 				table.Fds = append(table.Fds, fd)
 			}
 			if err == nil {
-				err = Link([]*gocrpb.Files{table})
+				err = Link([]*gocrpb.Files{table}, LinkOptions{})
 			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
@@ -326,6 +336,16 @@ func TestUnixSocketRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+func socket(t *testing.T, typ int) int {
+	t.Helper()
+	s, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(s) })
+	return s
 }
 
 // countFds counts this process's fds whose link is target.
@@ -370,7 +390,7 @@ func TestUnixSocketpairBigQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			table, fds := collectPair(t, sv)
-			if err := Link([]*gocrpb.Files{table}); err != nil {
+			if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			s := NewSources(nil, 100, [3]*os.File{})
@@ -411,5 +431,117 @@ func needsUnixDiag(t *testing.T) {
 	t.Helper()
 	if err := proc.UnixDiagAvailable(); err != nil {
 		t.Skipf("this kernel does not show unix sockets through sock_diag (CONFIG_UNIX_DIAG): %v", err)
+	}
+}
+
+// TestCheckNoSocketAt: a socket file whose socket lives, of any type and
+// listening or not, is told from one whose socket is closed.
+func TestCheckNoSocketAt(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name   string
+		typ    int
+		listen bool
+	}{{"Stream", unix.SOCK_STREAM, false}, {"Listening", unix.SOCK_STREAM, true}, {"Seqpacket", unix.SOCK_SEQPACKET, false}, {"Dgram", unix.SOCK_DGRAM, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := dir + "/" + c.name
+			s, err := unix.Socket(unix.AF_UNIX, c.typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Bind(s, &unix.SockaddrUnix{Name: path}); err != nil {
+				t.Fatal(err)
+			}
+			if c.listen {
+				if err := unix.Listen(s, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := checkNoSocketAt(path); err == nil || !strings.Contains(err.Error(), "a live socket") {
+				t.Errorf("live socket at %s: %v, want it named live", path, err)
+			}
+			unix.Close(s)
+			if err := checkNoSocketAt(path); err != nil {
+				t.Errorf("closed socket's file at %s: %v", path, err)
+			}
+		})
+	}
+}
+
+// TestUnixSocketpairOldImage: an image written before unix sockets had
+// names holds each socketpair's queues on its first fd, and no
+// connection: it is restored as the socketpair it was.
+func TestUnixSocketpairOldImage(t *testing.T) {
+	needsUnixDiag(t)
+	sv := socketpair(t, unix.SOCK_SEQPACKET)
+	send(t, sv[1], "to-a", "")
+	send(t, sv[0], "to-b")
+	table, fds := collectPair(t, sv)
+	if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := func(ms []*gocrpb.UnixMessage) [][]byte {
+		var out [][]byte
+		for _, m := range ms {
+			out = append(out, m.GetData())
+		}
+		return out
+	}
+	a, b := fds[0].GetUnixSocket(), fds[1].GetUnixSocket()
+	a.Queues = &gocrpb.UnixSocketQueues{Here: data(a.GetReceived()), Peer: data(b.GetReceived())}
+	for _, u := range []*gocrpb.UnixSocketFd{a, b} {
+		u.Connection, u.Received = gocrpb.UnixSocketFd_CONNECTION_UNSET, nil
+	}
+	s := NewSources(nil, 100, [3]*os.File{})
+	t.Cleanup(s.Close)
+	if err := s.OpenAll([]*gocrpb.Files{table}); err != nil {
+		t.Fatal(err)
+	}
+	placed, err := s.Place(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv := [2]int{int(s.File(placed[0].Src).Fd()), int(s.File(placed[1].Src).Fd())}
+	if got := drain(t, nv[0], unix.SOCK_SEQPACKET); !cmp.Equal(got, []string{"to-a", ""}) {
+		t.Errorf("new sv[0] reads %q", got)
+	}
+	if got := drain(t, nv[1], unix.SOCK_SEQPACKET); !cmp.Equal(got, []string{"to-b"}) {
+		t.Errorf("new sv[1] reads %q", got)
+	}
+}
+
+// TestUnixPendingOnOutsideListener: a stream that waits on a listener
+// outside the dump, not accepted yet, has no peer inode to see (like one
+// whose peer closed), but is not shut: it is refused naming the
+// listener, or with the listener named external dumped with its peer
+// gone.
+func TestUnixPendingOnOutsideListener(t *testing.T) {
+	needsUnixDiag(t)
+	name := "@gocr-test-pending-" + time.Now().Format("150405.000000")
+	l := socket(t, unix.SOCK_STREAM)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := socket(t, unix.SOCK_STREAM)
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := collectFd(os.Getpid(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := &gocrpb.Files{Pid: int32(os.Getpid()), Fds: []*gocrpb.Fd{fd}}
+	err = Link([]*gocrpb.Files{table}, LinkOptions{})
+	if err == nil || !strings.Contains(err.Error(), "has not accepted it yet); --external-unix "+name) {
+		t.Fatalf("error %v, want it refused naming the listener %s", err, name)
+	}
+	if err := Link([]*gocrpb.Files{table}, LinkOptions{ExternalUnix: []string{name}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fd.GetUnixSocket().GetConnection(); got != gocrpb.UnixSocketFd_PEER_GONE {
+		t.Errorf("connection %s, want PEER_GONE", got)
 	}
 }

@@ -253,6 +253,65 @@ func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
 }
 
+type UnixSocketFd_Connection int32
+
+const (
+	// Images without this field: one end of a socketpair in the dump.
+	UnixSocketFd_CONNECTION_UNSET UnixSocketFd_Connection = 0
+	UnixSocketFd_NOT_CONNECTED    UnixSocketFd_Connection = 1
+	UnixSocketFd_PEER_DUMPED      UnixSocketFd_Connection = 2 // its peer (inode `peer`) is in the dump
+	UnixSocketFd_PEER_GONE        UnixSocketFd_Connection = 3 // its peer was closed, or is outside and named external
+	UnixSocketFd_PEER_NAMED       UnixSocketFd_Connection = 4 // a datagram socket connected to `peer_name` outside the dump
+	UnixSocketFd_PEER_PENDING     UnixSocketFd_Connection = 5 // waiting to be accepted by listener `listener` in the dump
+)
+
+// Enum value maps for UnixSocketFd_Connection.
+var (
+	UnixSocketFd_Connection_name = map[int32]string{
+		0: "CONNECTION_UNSET",
+		1: "NOT_CONNECTED",
+		2: "PEER_DUMPED",
+		3: "PEER_GONE",
+		4: "PEER_NAMED",
+		5: "PEER_PENDING",
+	}
+	UnixSocketFd_Connection_value = map[string]int32{
+		"CONNECTION_UNSET": 0,
+		"NOT_CONNECTED":    1,
+		"PEER_DUMPED":      2,
+		"PEER_GONE":        3,
+		"PEER_NAMED":       4,
+		"PEER_PENDING":     5,
+	}
+)
+
+func (x UnixSocketFd_Connection) Enum() *UnixSocketFd_Connection {
+	p := new(UnixSocketFd_Connection)
+	*p = x
+	return p
+}
+
+func (x UnixSocketFd_Connection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UnixSocketFd_Connection) Descriptor() protoreflect.EnumDescriptor {
+	return file_gocrpb_gocr_proto_enumTypes[4].Descriptor()
+}
+
+func (UnixSocketFd_Connection) Type() protoreflect.EnumType {
+	return &file_gocrpb_gocr_proto_enumTypes[4]
+}
+
+func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
+func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 1}
+}
+
 // Inventory is written last: a directory without it is not a complete dump.
 type Inventory struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -267,7 +326,11 @@ type Inventory struct {
 	// The processes lived in a PID namespace of their own, under gocr's
 	// reaper (gocr restore --pidns): every PID in the images is that
 	// namespace's, so they restore only into a new one again.
-	PidNamespace  bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	PidNamespace bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	// The boot it was dumped on (/proc/sys/kernel/random/boot_id, man 4
+	// random): where the restore runs on the same boot, device and inode
+	// numbers still name the same files.
+	BootId        string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +428,13 @@ func (x *Inventory) GetPidNamespace() bool {
 	return false
 }
 
+func (x *Inventory) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
 // Task is one process: process-wide state plus one Thread per thread.
 type Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -391,8 +461,12 @@ type Task struct {
 	// The signal that stopped the process (job control: SIGSTOP, SIGTSTP,
 	// SIGTTIN, SIGTTOU), if it was stopped or stopping when frozen; 0 if it
 	// ran. Restored as a group-stop by that signal.
-	StopSignal    uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
-	PosixTimers   []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	StopSignal  uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	PosixTimers []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	// The signal its parent gets when it exits (clone(2) exit_signal,
+	// /proc/PID/stat field 38); absent in older images, where it was
+	// always SIGCHLD.
+	ExitSignal    *uint32 `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +639,13 @@ func (x *Task) GetPosixTimers() []*PosixTimer {
 		return x.PosixTimers
 	}
 	return nil
+}
+
+func (x *Task) GetExitSignal() uint32 {
+	if x != nil && x.ExitSignal != nil {
+		return *x.ExitSignal
+	}
+	return 0
 }
 
 // PosixTimer is a timer_create(2) timer: recreated under the same ID
@@ -2427,6 +2508,7 @@ type Fd struct {
 	//	*Fd_Timerfd
 	//	*Fd_Inotify
 	//	*Fd_UnixSocket
+	//	*Fd_InetSocket
 	//	*Fd_Pty
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -2623,6 +2705,15 @@ func (x *Fd) GetUnixSocket() *UnixSocketFd {
 	return nil
 }
 
+func (x *Fd) GetInetSocket() *InetSocketFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_InetSocket); ok {
+			return x.InetSocket
+		}
+	}
+	return nil
+}
+
 func (x *Fd) GetPty() *PtyFd {
 	if x != nil {
 		if x, ok := x.Kind.(*Fd_Pty); ok {
@@ -2673,7 +2764,11 @@ type Fd_Inotify struct {
 }
 
 type Fd_UnixSocket struct {
-	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // one end of a unix socketpair
+	UnixSocket *UnixSocketFd `protobuf:"bytes,29,opt,name=unix_socket,json=unixSocket,proto3,oneof"` // a unix socket
+}
+
+type Fd_InetSocket struct {
+	InetSocket *InetSocketFd `protobuf:"bytes,60,opt,name=inet_socket,json=inetSocket,proto3,oneof"` // a TCP or UDP socket, IPv4 or IPv6
 }
 
 type Fd_Pty struct {
@@ -2699,6 +2794,8 @@ func (*Fd_Timerfd) isFd_Kind() {}
 func (*Fd_Inotify) isFd_Kind() {}
 
 func (*Fd_UnixSocket) isFd_Kind() {}
+
+func (*Fd_InetSocket) isFd_Kind() {}
 
 func (*Fd_Pty) isFd_Kind() {}
 
@@ -3233,11 +3330,15 @@ func (x *SignalfdFd) GetMask() uint64 {
 // TimerfdFd is a timerfd_create(2) timer: clock, time left, interval,
 // unread expirations.
 type TimerfdFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clockid       int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
-	Ticks         uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
-	ValueNs       int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
-	IntervalNs    int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Clockid    int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
+	Ticks      uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
+	ValueNs    int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
+	IntervalNs int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	// timerfd_settime(2) flags: TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET.
+	SettimeFlags uint32 `protobuf:"varint,44,opt,name=settime_flags,json=settimeFlags,proto3" json:"settime_flags,omitempty"`
+	// With TFD_TIMER_ABSTIME: the next expiration, on the timer's clock.
+	ExpiryNs      int64 `protobuf:"varint,45,opt,name=expiry_ns,json=expiryNs,proto3" json:"expiry_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3296,6 +3397,20 @@ func (x *TimerfdFd) GetValueNs() int64 {
 func (x *TimerfdFd) GetIntervalNs() int64 {
 	if x != nil {
 		return x.IntervalNs
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetSettimeFlags() uint32 {
+	if x != nil {
+		return x.SettimeFlags
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetExpiryNs() int64 {
+	if x != nil {
+		return x.ExpiryNs
 	}
 	return 0
 }
@@ -3417,9 +3532,9 @@ func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	return 0
 }
 
-// UnixSocketFd is one end of a unix socketpair(2) whose other end is in the
-// dump too (files/unixsocket.go): the pair is made again once, with what was
-// queued in it, and each end gets its options, its shutdown state and its
+// UnixSocketFd is a unix socket (files/unixsocket.go): every unix socket of
+// the dump is made again at once, with its name and connection and what was
+// queued at it, and each gets its options, its shutdown state and its
 // status flags (Fd.flags).
 type UnixSocketFd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3439,9 +3554,28 @@ type UnixSocketFd struct {
 	PeekOff    int32 `protobuf:"varint,10,opt,name=peek_off,json=peekOff,proto3" json:"peek_off,omitempty"`          // SO_PEEK_OFF; -1: off
 	RcvtimeoNs int64 `protobuf:"varint,11,opt,name=rcvtimeo_ns,json=rcvtimeoNs,proto3" json:"rcvtimeo_ns,omitempty"` // SO_RCVTIMEO; 0: none
 	SndtimeoNs int64 `protobuf:"varint,12,opt,name=sndtimeo_ns,json=sndtimeoNs,proto3" json:"sndtimeo_ns,omitempty"` // SO_SNDTIMEO; 0: none
-	// What was sent and not yet read, at both ends; only on the pair's
-	// first fd in dump order, the one the restore opens first.
-	Queues        *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
+	// Images before `received`: what was sent and not yet read at both
+	// ends of a socketpair, on the pair's first fd in dump order.
+	Queues *UnixSocketQueues `protobuf:"bytes,13,opt,name=queues,proto3" json:"queues,omitempty"`
+	// Named, listening and connected sockets (files/unixsocket.go).
+	// The bound name as sun_path holds it: a path, or a NUL byte and an
+	// abstract name; empty: none. An accepted socket has its listener's.
+	Name []byte `protobuf:"bytes,53,opt,name=name,proto3" json:"name,omitempty"`
+	// A path name's socket file, as it was at the dump.
+	File      *UnixSocketFile `protobuf:"bytes,54,opt,name=file,proto3" json:"file,omitempty"`
+	Listening bool            `protobuf:"varint,55,opt,name=listening,proto3" json:"listening,omitempty"`
+	Backlog   int32           `protobuf:"varint,56,opt,name=backlog,proto3" json:"backlog,omitempty"` // listen(2)'s, as sock_diag shows it
+	// Listening: the connections not yet accepted, oldest first, by the
+	// inode of the socket accept(2) would return (sock_diag's icons).
+	Pending    []uint64                `protobuf:"varint,57,rep,packed,name=pending,proto3" json:"pending,omitempty"`
+	Connection UnixSocketFd_Connection `protobuf:"varint,58,opt,name=connection,proto3,enum=gocr.v1.UnixSocketFd_Connection" json:"connection,omitempty"`
+	PeerName   []byte                  `protobuf:"bytes,59,opt,name=peer_name,json=peerName,proto3" json:"peer_name,omitempty"`
+	Listener   uint64                  `protobuf:"varint,60,opt,name=listener,proto3" json:"listener,omitempty"`
+	Reuseaddr  bool                    `protobuf:"varint,61,opt,name=reuseaddr,proto3" json:"reuseaddr,omitempty"` // SO_REUSEADDR
+	// What waits to be read at this socket, each datagram or record as one
+	// message (a stream's bytes as one); only on the socket's first fd in
+	// dump order.
+	Received      []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3567,6 +3701,218 @@ func (x *UnixSocketFd) GetQueues() *UnixSocketQueues {
 	return nil
 }
 
+func (x *UnixSocketFd) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetFile() *UnixSocketFile {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetListening() bool {
+	if x != nil {
+		return x.Listening
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetBacklog() int32 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetPending() []uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetConnection() UnixSocketFd_Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return UnixSocketFd_CONNECTION_UNSET
+}
+
+func (x *UnixSocketFd) GetPeerName() []byte {
+	if x != nil {
+		return x.PeerName
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetListener() uint64 {
+	if x != nil {
+		return x.Listener
+	}
+	return 0
+}
+
+func (x *UnixSocketFd) GetReuseaddr() bool {
+	if x != nil {
+		return x.Reuseaddr
+	}
+	return false
+}
+
+func (x *UnixSocketFd) GetReceived() []*UnixMessage {
+	if x != nil {
+		return x.Received
+	}
+	return nil
+}
+
+// UnixSocketFile is the file bind(2) made for a unix socket's path.
+type UnixSocketFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the path still named it at the dump; if not, the restore
+	// removes the file it makes.
+	Present       bool   `protobuf:"varint,1,opt,name=present,proto3" json:"present,omitempty"`
+	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"` // st_mode, the file type bits included
+	Uid           uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	Dev           uint64 `protobuf:"varint,5,opt,name=dev,proto3" json:"dev,omitempty"` // st_dev and st_ino, by which a restore knows the
+	Ino           uint64 `protobuf:"varint,6,opt,name=ino,proto3" json:"ino,omitempty"` // stale file of the same socket
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixSocketFile) Reset() {
+	*x = UnixSocketFile{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixSocketFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixSocketFile) ProtoMessage() {}
+
+func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
+func (*UnixSocketFile) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UnixSocketFile) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *UnixSocketFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetDev() uint64 {
+	if x != nil {
+		return x.Dev
+	}
+	return 0
+}
+
+func (x *UnixSocketFile) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+// UnixMessage is one message waiting at a unix socket.
+type UnixMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// A datagram's sender, by its inode in the dump; 0: an unnamed socket
+	// (or the socket's own peer, for a stream or seqpacket socket).
+	Sender        uint64 `protobuf:"varint,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixMessage) Reset() {
+	*x = UnixMessage{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixMessage) ProtoMessage() {}
+
+func (x *UnixMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
+func (*UnixMessage) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UnixMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *UnixMessage) GetSender() uint64 {
+	if x != nil {
+		return x.Sender
+	}
+	return 0
+}
+
 // UnixSocketQueues is what waits to be read in a socketpair, each
 // datagram or record as one message (a stream's bytes as one).
 type UnixSocketQueues struct {
@@ -3579,7 +3925,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3937,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3950,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3632,7 +3978,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3644,7 +3990,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3657,7 +4003,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3681,6 +4027,496 @@ func (x *Files) GetMemfds() []*Memfd {
 	return nil
 }
 
+// InetSocketFd is a TCP or UDP socket of IPv4 or IPv6 (files/inet.go):
+// its addresses, the options gocr restores, and for a TCP connection its
+// state read in repair mode (files/tcprepair.go).
+type InetSocketFd struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Family   int32                  `protobuf:"varint,1,opt,name=family,proto3" json:"family,omitempty"`     // AF_INET or AF_INET6
+	Type     int32                  `protobuf:"varint,2,opt,name=type,proto3" json:"type,omitempty"`         // SOCK_STREAM or SOCK_DGRAM
+	Protocol int32                  `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"` // IPPROTO_TCP or IPPROTO_UDP
+	Ino      uint64                 `protobuf:"varint,4,opt,name=ino,proto3" json:"ino,omitempty"`           // the socket's inode in the dump
+	// include/net/tcp_states.h; a UDP socket is ESTABLISHED (1) once
+	// connected, CLOSE (7) otherwise.
+	State     uint32 `protobuf:"varint,5,opt,name=state,proto3" json:"state,omitempty"`
+	LocalAddr []byte `protobuf:"bytes,6,opt,name=local_addr,json=localAddr,proto3" json:"local_addr,omitempty"` // 4 or 16 bytes; empty: not bound
+	LocalPort uint32 `protobuf:"varint,7,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	PeerAddr  []byte `protobuf:"bytes,8,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // a connected socket's peer
+	PeerPort  uint32 `protobuf:"varint,9,opt,name=peer_port,json=peerPort,proto3" json:"peer_port,omitempty"`
+	Backlog   uint32 `protobuf:"varint,10,opt,name=backlog,proto3" json:"backlog,omitempty"` // a listening socket's listen(2) backlog
+	// Shutdown bits the user set with shutdown(2) (1 read, 2 write), not
+	// those a FIN from the peer set.
+	Shutdown   uint32         `protobuf:"varint,11,opt,name=shutdown,proto3" json:"shutdown,omitempty"`
+	Options    []*InetOption  `protobuf:"bytes,12,rep,name=options,proto3" json:"options,omitempty"`
+	Congestion string         `protobuf:"bytes,13,opt,name=congestion,proto3" json:"congestion,omitempty"` // TCP_CONGESTION, when not the default
+	Tcp        *TcpConnection `protobuf:"bytes,14,opt,name=tcp,proto3" json:"tcp,omitempty"`               // a TCP connection's state (not listening)
+	Datagrams  []*Datagram    `protobuf:"bytes,15,rep,name=datagrams,proto3" json:"datagrams,omitempty"`   // UDP: datagrams waiting to be read
+	// The nftables table blocking this connection's packets from the dump
+	// until the restore ends, for a peer outside the job
+	// (--tcp-established); empty for a peer inside it.
+	NftTable      string `protobuf:"bytes,16,opt,name=nft_table,json=nftTable,proto3" json:"nft_table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InetSocketFd) Reset() {
+	*x = InetSocketFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InetSocketFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InetSocketFd) ProtoMessage() {}
+
+func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
+func (*InetSocketFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *InetSocketFd) GetFamily() int32 {
+	if x != nil {
+		return x.Family
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetProtocol() int32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetState() uint32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetLocalAddr() []byte {
+	if x != nil {
+		return x.LocalAddr
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetPeerAddr() []byte {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetPeerPort() uint32 {
+	if x != nil {
+		return x.PeerPort
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetBacklog() uint32 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetShutdown() uint32 {
+	if x != nil {
+		return x.Shutdown
+	}
+	return 0
+}
+
+func (x *InetSocketFd) GetOptions() []*InetOption {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetCongestion() string {
+	if x != nil {
+		return x.Congestion
+	}
+	return ""
+}
+
+func (x *InetSocketFd) GetTcp() *TcpConnection {
+	if x != nil {
+		return x.Tcp
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetDatagrams() []*Datagram {
+	if x != nil {
+		return x.Datagrams
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetNftTable() string {
+	if x != nil {
+		return x.NftTable
+	}
+	return ""
+}
+
+// InetOption is a socket option of one int, restored with setsockopt.
+type InetOption struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         int32                  `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"` // SOL_SOCKET, SOL_TCP, SOL_IP, SOL_IPV6
+	Name          int32                  `protobuf:"varint,2,opt,name=name,proto3" json:"name,omitempty"`
+	Value         int64                  `protobuf:"varint,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InetOption) Reset() {
+	*x = InetOption{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InetOption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InetOption) ProtoMessage() {}
+
+func (x *InetOption) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
+func (*InetOption) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *InetOption) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *InetOption) GetName() int32 {
+	if x != nil {
+		return x.Name
+	}
+	return 0
+}
+
+func (x *InetOption) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+// TcpConnection is a TCP connection as TCP_REPAIR reads it (man 7 tcp,
+// include/uapi/linux/tcp.h).
+type TcpConnection struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SendSeq    uint32                 `protobuf:"varint,1,opt,name=send_seq,json=sendSeq,proto3" json:"send_seq,omitempty"`      // TCP_QUEUE_SEQ of the send queue: its first byte's
+	RecvSeq    uint32                 `protobuf:"varint,2,opt,name=recv_seq,json=recvSeq,proto3" json:"recv_seq,omitempty"`      // TCP_QUEUE_SEQ of the receive queue: its first byte's
+	SendQueue  []byte                 `protobuf:"bytes,3,opt,name=send_queue,json=sendQueue,proto3" json:"send_queue,omitempty"` // sent, not yet acknowledged, then not yet sent
+	Unsent     uint32                 `protobuf:"varint,4,opt,name=unsent,proto3" json:"unsent,omitempty"`                       // bytes at the end of send_queue not yet sent
+	RecvQueue  []byte                 `protobuf:"bytes,5,opt,name=recv_queue,json=recvQueue,proto3" json:"recv_queue,omitempty"` // received, not yet read
+	Mss        uint32                 `protobuf:"varint,6,opt,name=mss,proto3" json:"mss,omitempty"`
+	SndWscale  uint32                 `protobuf:"varint,7,opt,name=snd_wscale,json=sndWscale,proto3" json:"snd_wscale,omitempty"`
+	RcvWscale  uint32                 `protobuf:"varint,8,opt,name=rcv_wscale,json=rcvWscale,proto3" json:"rcv_wscale,omitempty"`
+	Wscale     bool                   `protobuf:"varint,9,opt,name=wscale,proto3" json:"wscale,omitempty"`
+	Sack       bool                   `protobuf:"varint,10,opt,name=sack,proto3" json:"sack,omitempty"`
+	Timestamps bool                   `protobuf:"varint,11,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
+	Timestamp  uint32                 `protobuf:"varint,12,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // TCP_TIMESTAMP
+	// TCP_REPAIR_WINDOW
+	SndWl1    uint32 `protobuf:"varint,13,opt,name=snd_wl1,json=sndWl1,proto3" json:"snd_wl1,omitempty"`
+	SndWnd    uint32 `protobuf:"varint,14,opt,name=snd_wnd,json=sndWnd,proto3" json:"snd_wnd,omitempty"`
+	MaxWindow uint32 `protobuf:"varint,15,opt,name=max_window,json=maxWindow,proto3" json:"max_window,omitempty"`
+	RcvWnd    uint32 `protobuf:"varint,16,opt,name=rcv_wnd,json=rcvWnd,proto3" json:"rcv_wnd,omitempty"`
+	RcvWup    uint32 `protobuf:"varint,17,opt,name=rcv_wup,json=rcvWup,proto3" json:"rcv_wup,omitempty"`
+	// A FIN was sent (after send_queue) or received (after recv_queue):
+	// the connection is made again without it and the FIN sent again once
+	// repair mode is off; both ends are then in the dump.
+	FinSent       bool `protobuf:"varint,18,opt,name=fin_sent,json=finSent,proto3" json:"fin_sent,omitempty"`
+	FinReceived   bool `protobuf:"varint,19,opt,name=fin_received,json=finReceived,proto3" json:"fin_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TcpConnection) Reset() {
+	*x = TcpConnection{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpConnection) ProtoMessage() {}
+
+func (x *TcpConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
+func (*TcpConnection) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TcpConnection) GetSendSeq() uint32 {
+	if x != nil {
+		return x.SendSeq
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRecvSeq() uint32 {
+	if x != nil {
+		return x.RecvSeq
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSendQueue() []byte {
+	if x != nil {
+		return x.SendQueue
+	}
+	return nil
+}
+
+func (x *TcpConnection) GetUnsent() uint32 {
+	if x != nil {
+		return x.Unsent
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRecvQueue() []byte {
+	if x != nil {
+		return x.RecvQueue
+	}
+	return nil
+}
+
+func (x *TcpConnection) GetMss() uint32 {
+	if x != nil {
+		return x.Mss
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWscale() uint32 {
+	if x != nil {
+		return x.SndWscale
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWscale() uint32 {
+	if x != nil {
+		return x.RcvWscale
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetWscale() bool {
+	if x != nil {
+		return x.Wscale
+	}
+	return false
+}
+
+func (x *TcpConnection) GetSack() bool {
+	if x != nil {
+		return x.Sack
+	}
+	return false
+}
+
+func (x *TcpConnection) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
+func (x *TcpConnection) GetTimestamp() uint32 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWl1() uint32 {
+	if x != nil {
+		return x.SndWl1
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetSndWnd() uint32 {
+	if x != nil {
+		return x.SndWnd
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetMaxWindow() uint32 {
+	if x != nil {
+		return x.MaxWindow
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWnd() uint32 {
+	if x != nil {
+		return x.RcvWnd
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetRcvWup() uint32 {
+	if x != nil {
+		return x.RcvWup
+	}
+	return 0
+}
+
+func (x *TcpConnection) GetFinSent() bool {
+	if x != nil {
+		return x.FinSent
+	}
+	return false
+}
+
+func (x *TcpConnection) GetFinReceived() bool {
+	if x != nil {
+		return x.FinReceived
+	}
+	return false
+}
+
+// Datagram is one UDP datagram waiting to be read, with its sender.
+type Datagram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	FromAddr      []byte                 `protobuf:"bytes,2,opt,name=from_addr,json=fromAddr,proto3" json:"from_addr,omitempty"`
+	FromPort      uint32                 `protobuf:"varint,3,opt,name=from_port,json=fromPort,proto3" json:"from_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Datagram) Reset() {
+	*x = Datagram{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Datagram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Datagram) ProtoMessage() {}
+
+func (x *Datagram) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
+func (*Datagram) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Datagram) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Datagram) GetFromAddr() []byte {
+	if x != nil {
+		return x.FromAddr
+	}
+	return nil
+}
+
+func (x *Datagram) GetFromPort() uint32 {
+	if x != nil {
+		return x.FromPort
+	}
+	return 0
+}
+
 // PtyFd is one end of a Unix98 pseudo-terminal (files/pty.go): the master
 // (/dev/ptmx) or a slave (/dev/pts/N). Both ends are in the dump; the pair
 // is made again once, with the same index, and every fd of it carries the
@@ -3699,7 +4535,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +4547,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +4560,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -3801,7 +4637,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +4649,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +4662,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -4001,7 +4837,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xac\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xc5\x02\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -4011,7 +4847,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
-	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\x97\x05\n" +
+	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
+	"\aboot_id\x18X \x01(\tR\x06bootId\"\xcd\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -4037,7 +4874,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"exitStatus\x12\x1f\n" +
 	"\vstop_signal\x18\x13 \x01(\rR\n" +
 	"stopSignal\x126\n" +
-	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12$\n" +
+	"\vexit_signal\x18< \x01(\rH\x00R\n" +
+	"exitSignal\x88\x01\x01B\x0e\n" +
+	"\f_exit_signal\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -4218,7 +5058,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x82\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xbc\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -4241,7 +5081,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\atimerfd\x18\x1b \x01(\v2\x12.gocr.v1.TimerfdFdH\x00R\atimerfd\x12.\n" +
 	"\ainotify\x18\x1c \x01(\v2\x12.gocr.v1.InotifyFdH\x00R\ainotify\x128\n" +
 	"\vunix_socket\x18\x1d \x01(\v2\x15.gocr.v1.UnixSocketFdH\x00R\n" +
-	"unixSocket\x12\"\n" +
+	"unixSocket\x128\n" +
+	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
+	"inetSocket\x12\"\n" +
 	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03ptyB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
@@ -4289,20 +5131,22 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
 	"\n" +
 	"SignalfdFd\x12\x12\n" +
-	"\x04mask\x18\x01 \x01(\x04R\x04mask\"w\n" +
+	"\x04mask\x18\x01 \x01(\x04R\x04mask\"\xb9\x01\n" +
 	"\tTimerfdFd\x12\x18\n" +
 	"\aclockid\x18\x01 \x01(\x05R\aclockid\x12\x14\n" +
 	"\x05ticks\x18\x02 \x01(\x04R\x05ticks\x12\x19\n" +
 	"\bvalue_ns\x18\x03 \x01(\x03R\avalueNs\x12\x1f\n" +
 	"\vinterval_ns\x18\x04 \x01(\x03R\n" +
-	"intervalNs\"<\n" +
+	"intervalNs\x12#\n" +
+	"\rsettime_flags\x18, \x01(\rR\fsettimeFlags\x12\x1b\n" +
+	"\texpiry_ns\x18- \x01(\x03R\bexpiryNs\"<\n" +
 	"\tInotifyFd\x12/\n" +
 	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
 	"\fInotifyWatch\x12\x0e\n" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xd4\x03\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xab\a\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -4319,20 +5163,110 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"rcvtimeoNs\x12\x1f\n" +
 	"\vsndtimeo_ns\x18\f \x01(\x03R\n" +
 	"sndtimeoNs\x121\n" +
-	"\x06queues\x18\r \x01(\v2\x19.gocr.v1.UnixSocketQueuesR\x06queues\">\n" +
+	"\x06queues\x18\r \x01(\v2\x19.gocr.v1.UnixSocketQueuesR\x06queues\x12\x12\n" +
+	"\x04name\x185 \x01(\fR\x04name\x12+\n" +
+	"\x04file\x186 \x01(\v2\x17.gocr.v1.UnixSocketFileR\x04file\x12\x1c\n" +
+	"\tlistening\x187 \x01(\bR\tlistening\x12\x18\n" +
+	"\abacklog\x188 \x01(\x05R\abacklog\x12\x18\n" +
+	"\apending\x189 \x03(\x04R\apending\x12@\n" +
+	"\n" +
+	"connection\x18: \x01(\x0e2 .gocr.v1.UnixSocketFd.ConnectionR\n" +
+	"connection\x12\x1b\n" +
+	"\tpeer_name\x18; \x01(\fR\bpeerName\x12\x1a\n" +
+	"\blistener\x18< \x01(\x04R\blistener\x12\x1c\n" +
+	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
+	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
 	"\x06STREAM\x10\x01\x12\t\n" +
 	"\x05DGRAM\x10\x02\x12\r\n" +
-	"\tSEQPACKET\x10\x03\":\n" +
+	"\tSEQPACKET\x10\x03\"w\n" +
+	"\n" +
+	"Connection\x12\x14\n" +
+	"\x10CONNECTION_UNSET\x10\x00\x12\x11\n" +
+	"\rNOT_CONNECTED\x10\x01\x12\x0f\n" +
+	"\vPEER_DUMPED\x10\x02\x12\r\n" +
+	"\tPEER_GONE\x10\x03\x12\x0e\n" +
+	"\n" +
+	"PEER_NAMED\x10\x04\x12\x10\n" +
+	"\fPEER_PENDING\x10\x05\"\x86\x01\n" +
+	"\x0eUnixSocketFile\x12\x18\n" +
+	"\apresent\x18\x01 \x01(\bR\apresent\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x10\n" +
+	"\x03dev\x18\x05 \x01(\x04R\x03dev\x12\x10\n" +
+	"\x03ino\x18\x06 \x01(\x04R\x03ino\"9\n" +
+	"\vUnixMessage\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\x04R\x06sender\":\n" +
 	"\x10UnixSocketQueues\x12\x12\n" +
 	"\x04here\x18\x01 \x03(\fR\x04here\x12\x12\n" +
 	"\x04peer\x18\x02 \x03(\fR\x04peer\"`\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
-	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\x80\x01\n" +
+	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\xf3\x03\n" +
+	"\fInetSocketFd\x12\x16\n" +
+	"\x06family\x18\x01 \x01(\x05R\x06family\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\x05R\bprotocol\x12\x10\n" +
+	"\x03ino\x18\x04 \x01(\x04R\x03ino\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\rR\x05state\x12\x1d\n" +
+	"\n" +
+	"local_addr\x18\x06 \x01(\fR\tlocalAddr\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\a \x01(\rR\tlocalPort\x12\x1b\n" +
+	"\tpeer_addr\x18\b \x01(\fR\bpeerAddr\x12\x1b\n" +
+	"\tpeer_port\x18\t \x01(\rR\bpeerPort\x12\x18\n" +
+	"\abacklog\x18\n" +
+	" \x01(\rR\abacklog\x12\x1a\n" +
+	"\bshutdown\x18\v \x01(\rR\bshutdown\x12-\n" +
+	"\aoptions\x18\f \x03(\v2\x13.gocr.v1.InetOptionR\aoptions\x12\x1e\n" +
+	"\n" +
+	"congestion\x18\r \x01(\tR\n" +
+	"congestion\x12(\n" +
+	"\x03tcp\x18\x0e \x01(\v2\x16.gocr.v1.TcpConnectionR\x03tcp\x12/\n" +
+	"\tdatagrams\x18\x0f \x03(\v2\x11.gocr.v1.DatagramR\tdatagrams\x12\x1b\n" +
+	"\tnft_table\x18\x10 \x01(\tR\bnftTable\"L\n" +
+	"\n" +
+	"InetOption\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\x05R\x05level\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\x05R\x04name\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\x03R\x05value\"\x96\x04\n" +
+	"\rTcpConnection\x12\x19\n" +
+	"\bsend_seq\x18\x01 \x01(\rR\asendSeq\x12\x19\n" +
+	"\brecv_seq\x18\x02 \x01(\rR\arecvSeq\x12\x1d\n" +
+	"\n" +
+	"send_queue\x18\x03 \x01(\fR\tsendQueue\x12\x16\n" +
+	"\x06unsent\x18\x04 \x01(\rR\x06unsent\x12\x1d\n" +
+	"\n" +
+	"recv_queue\x18\x05 \x01(\fR\trecvQueue\x12\x10\n" +
+	"\x03mss\x18\x06 \x01(\rR\x03mss\x12\x1d\n" +
+	"\n" +
+	"snd_wscale\x18\a \x01(\rR\tsndWscale\x12\x1d\n" +
+	"\n" +
+	"rcv_wscale\x18\b \x01(\rR\trcvWscale\x12\x16\n" +
+	"\x06wscale\x18\t \x01(\bR\x06wscale\x12\x12\n" +
+	"\x04sack\x18\n" +
+	" \x01(\bR\x04sack\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\v \x01(\bR\n" +
+	"timestamps\x12\x1c\n" +
+	"\ttimestamp\x18\f \x01(\rR\ttimestamp\x12\x17\n" +
+	"\asnd_wl1\x18\r \x01(\rR\x06sndWl1\x12\x17\n" +
+	"\asnd_wnd\x18\x0e \x01(\rR\x06sndWnd\x12\x1d\n" +
+	"\n" +
+	"max_window\x18\x0f \x01(\rR\tmaxWindow\x12\x17\n" +
+	"\arcv_wnd\x18\x10 \x01(\rR\x06rcvWnd\x12\x17\n" +
+	"\arcv_wup\x18\x11 \x01(\rR\x06rcvWup\x12\x19\n" +
+	"\bfin_sent\x18\x12 \x01(\bR\afinSent\x12!\n" +
+	"\ffin_received\x18\x13 \x01(\bR\vfinReceived\"X\n" +
+	"\bDatagram\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
+	"\tfrom_addr\x18\x02 \x01(\fR\bfromAddr\x12\x1b\n" +
+	"\tfrom_port\x18\x03 \x01(\rR\bfromPort\"\x80\x01\n" +
 	"\x05PtyFd\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
 	"\x06master\x18\x02 \x01(\bR\x06master\x12'\n" +
@@ -4389,100 +5323,114 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 	return file_gocrpb_gocr_proto_rawDescData
 }
 
-var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_gocrpb_gocr_proto_goTypes = []any{
-	(VmaKind)(0),             // 0: gocr.v1.VmaKind
-	(FileLock_Type)(0),       // 1: gocr.v1.FileLock.Type
-	(PathFd_Type)(0),         // 2: gocr.v1.PathFd.Type
-	(UnixSocketFd_Type)(0),   // 3: gocr.v1.UnixSocketFd.Type
-	(*Inventory)(nil),        // 4: gocr.v1.Inventory
-	(*Task)(nil),             // 5: gocr.v1.Task
-	(*PosixTimer)(nil),       // 6: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),     // 7: gocr.v1.ProcessFlags
-	(*Creds)(nil),            // 8: gocr.v1.Creds
-	(*Rlimit)(nil),           // 9: gocr.v1.Rlimit
-	(*SigAction)(nil),        // 10: gocr.v1.SigAction
-	(*SigInfo)(nil),          // 11: gocr.v1.SigInfo
-	(*Itimer)(nil),           // 12: gocr.v1.Itimer
-	(*Thread)(nil),           // 13: gocr.v1.Thread
-	(*Sched)(nil),            // 14: gocr.v1.Sched
-	(*GPRegs)(nil),           // 15: gocr.v1.GPRegs
-	(*SigAltStack)(nil),      // 16: gocr.v1.SigAltStack
-	(*Rseq)(nil),             // 17: gocr.v1.Rseq
-	(*Mm)(nil),               // 18: gocr.v1.Mm
-	(*SavedFile)(nil),        // 19: gocr.v1.SavedFile
-	(*Vma)(nil),              // 20: gocr.v1.Vma
-	(*Memfd)(nil),            // 21: gocr.v1.Memfd
-	(*FileRef)(nil),          // 22: gocr.v1.FileRef
-	(*PageRange)(nil),        // 23: gocr.v1.PageRange
-	(*Fd)(nil),               // 24: gocr.v1.Fd
-	(*FileLock)(nil),         // 25: gocr.v1.FileLock
-	(*PathFd)(nil),           // 26: gocr.v1.PathFd
-	(*InheritFd)(nil),        // 27: gocr.v1.InheritFd
-	(*PipeFd)(nil),           // 28: gocr.v1.PipeFd
-	(*MemfdFd)(nil),          // 29: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),        // 30: gocr.v1.EventfdFd
-	(*EpollFd)(nil),          // 31: gocr.v1.EpollFd
-	(*EpollWatch)(nil),       // 32: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),       // 33: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),        // 34: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),        // 35: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),     // 36: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),     // 37: gocr.v1.UnixSocketFd
-	(*UnixSocketQueues)(nil), // 38: gocr.v1.UnixSocketQueues
-	(*Files)(nil),            // 39: gocr.v1.Files
-	(*PtyFd)(nil),            // 40: gocr.v1.PtyFd
-	(*PtyState)(nil),         // 41: gocr.v1.PtyState
+	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
+	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
+	(PathFd_Type)(0),             // 2: gocr.v1.PathFd.Type
+	(UnixSocketFd_Type)(0),       // 3: gocr.v1.UnixSocketFd.Type
+	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
+	(*Inventory)(nil),            // 5: gocr.v1.Inventory
+	(*Task)(nil),                 // 6: gocr.v1.Task
+	(*PosixTimer)(nil),           // 7: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 8: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 9: gocr.v1.Creds
+	(*Rlimit)(nil),               // 10: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 11: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 12: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 13: gocr.v1.Itimer
+	(*Thread)(nil),               // 14: gocr.v1.Thread
+	(*Sched)(nil),                // 15: gocr.v1.Sched
+	(*GPRegs)(nil),               // 16: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 17: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 18: gocr.v1.Rseq
+	(*Mm)(nil),                   // 19: gocr.v1.Mm
+	(*SavedFile)(nil),            // 20: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 21: gocr.v1.Vma
+	(*Memfd)(nil),                // 22: gocr.v1.Memfd
+	(*FileRef)(nil),              // 23: gocr.v1.FileRef
+	(*PageRange)(nil),            // 24: gocr.v1.PageRange
+	(*Fd)(nil),                   // 25: gocr.v1.Fd
+	(*FileLock)(nil),             // 26: gocr.v1.FileLock
+	(*PathFd)(nil),               // 27: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 28: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 29: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 30: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 31: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 32: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 33: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 34: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 35: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 36: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 37: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 38: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 39: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 42: gocr.v1.Files
+	(*InetSocketFd)(nil),         // 43: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 44: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 45: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 46: gocr.v1.Datagram
+	(*PtyFd)(nil),                // 47: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 48: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	8,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	9,  // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	10, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	11, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	12, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	13, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	7,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	6,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	15, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	11, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	16, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	17, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	14, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	22, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	20, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	19, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	22, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	10, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	11, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	12, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	13, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	14, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	8,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	7,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	16, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	12, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	17, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	18, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	15, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	23, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	21, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	20, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	23, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
 	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	22, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	22, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	25, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	26, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	27, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	28, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	29, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	30, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	31, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	33, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	34, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	35, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	37, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	40, // 31: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	1,  // 32: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 33: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	41, // 34: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	32, // 35: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	36, // 36: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 37: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	38, // 38: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	24, // 39: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	21, // 40: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	41, // 41: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	23, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	23, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	26, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	27, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	28, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	29, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	30, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	31, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	32, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	34, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	43, // 31: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	47, // 32: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	1,  // 33: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 34: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	48, // 35: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	33, // 36: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	37, // 37: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 38: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	41, // 39: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	39, // 40: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 41: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	40, // 42: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	25, // 43: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	22, // 44: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	44, // 45: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	45, // 46: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	46, // 47: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	48, // 48: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4490,6 +5438,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
+	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
 	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
@@ -4501,6 +5450,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Timerfd)(nil),
 		(*Fd_Inotify)(nil),
 		(*Fd_UnixSocket)(nil),
+		(*Fd_InetSocket)(nil),
 		(*Fd_Pty)(nil),
 	}
 	type x struct{}
@@ -4508,8 +5458,8 @@ func file_gocrpb_gocr_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   38,
+			NumEnums:      5,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

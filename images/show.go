@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gocr/gocr/contextfile"
 )
 
 // perPidImage matches the names of per-process images (and of the memfd
@@ -40,6 +42,9 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
+	}
+	if contextfile.IsContext(path) {
+		return showContext(path, w, opts)
 	}
 	if st.IsDir() && (filepath.Base(path) == inventoryName || perPidImage.MatchString(filepath.Base(path))) {
 		return fmt.Errorf("show %s: is a directory, not an image", path)
@@ -96,6 +101,37 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// showContext shows the dump a context file holds (the contextfile
+// package): checked as an image is (checkImageFile), its entries are
+// extracted into a private temporary directory, removed afterwards, and
+// shown as a dump directory, under the context's name.
+func showContext(path string, w io.Writer, opts OpenOptions) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	defer f.Close()
+	if err := checkImageFile(int(f.Fd()), path, opts.TrustImages); err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "gocr-show-")
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := contextfile.Extract(f, tmp); err != nil {
+		return fmt.Errorf("show %s: %w", path, err)
+	}
+	var out bytes.Buffer
+	err = Show(tmp, &out, OpenOptions{})
+	// Messages name the context, not the directory it was read into.
+	w.Write(bytes.ReplaceAll(out.Bytes(), []byte(tmp), []byte(path)))
+	if err != nil {
+		return errors.New(strings.ReplaceAll(err.Error(), tmp, path))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gocr/gocr/internal/cheader"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // abiDefines is every #define of c/abi.h with the Go constant that
@@ -30,10 +31,10 @@ var abiDefines = map[string]uint64{
 
 	"PARASITE_FRAME_OFF": frameOff,
 	// The parasite's reach into the rt_sigframe gocr builds
-	// (sigframe_amd64.go): the ucontext, which uc_flags opens, and
+	// (ptrace/sigframe_amd64.go): the ucontext, which uc_flags opens, and
 	// uc_stack.
-	"PARASITE_SIGFRAME_UC":       frUcFlags,
-	"PARASITE_SIGFRAME_UC_STACK": frUcStack,
+	"PARASITE_SIGFRAME_UC":       ptrace.SigframeUc,
+	"PARASITE_SIGFRAME_UC_STACK": ptrace.SigframeUcStack,
 
 	"PCMD_DUMP_STATE":    cmdDumpState,
 	"PCMD_DUMP_PAGES":    cmdDumpPages,

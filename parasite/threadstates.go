@@ -41,7 +41,7 @@ const (
 
 	// threadBlockAlign: every block starts aligned for the xsave area in
 	// its signal frame, which sits at a multiple of it from the block.
-	threadBlockAlign = xsaveAlign
+	threadBlockAlign = ptrace.SigframeAlign
 )
 
 // threadStubTimeout bounds the wait for every thread to run the stub: a
@@ -72,7 +72,7 @@ func (p *Parasite) ThreadStates(tids []int, xstates [][]byte) ([]ThreadState, er
 	}
 	blockSize := 0
 	for _, xs := range xstates {
-		blockSize = max(blockSize, alignUp(threadFrameOff+sigframeLen(xs), threadBlockAlign))
+		blockSize = max(blockSize, alignUp(threadFrameOff+ptrace.SigframeLen(xs), threadBlockAlign))
 	}
 	perCall := dataUsable / blockSize
 	if perCall == 0 {
@@ -97,7 +97,7 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 	borrowed, err := p.t.RunAll(tids, func(i int, b *ptrace.Borrowed, r *ptrace.Regs) error {
 		block := dataOff + i*blockSize
 		frameAt := p.remoteBase + uint64(block+threadFrameOff)
-		frame, err := sigframe(&b.Regs, xstates[i], b.Mask, frameAt)
+		frame, err := signalFrame(&b.Regs, xstates[i], b.Mask, frameAt)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", b.Tid, err)
 		}

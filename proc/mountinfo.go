@@ -53,3 +53,27 @@ func ParseMounts(s string) ([]Mount, error) {
 	}
 	return out, nil
 }
+
+// MountIDs reads the mount IDs of pid's mount namespace, the first
+// field of each mountinfo line (man 5 proc_pid_mountinfo). A file on a
+// mount missing from them is on one no path reaches: an internal mount
+// (a POSIX message queue's) or a detached one (open_tree, fsmount).
+func MountIDs(pid int) (map[int]bool, error) {
+	b, err := os.ReadFile(pidPath(pid, "mountinfo"))
+	if err != nil {
+		return nil, wrapErr(pid, "read mountinfo", err)
+	}
+	ids := map[int]bool{}
+	for i, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		id, _, _ := strings.Cut(line, " ")
+		n, ok := decIntN([]byte(id))
+		if !ok {
+			return nil, fmt.Errorf("mountinfo line %d: malformed mount ID %q", i+1, id)
+		}
+		ids[n] = true
+	}
+	return ids, nil
+}

@@ -22,6 +22,9 @@ type Stat struct {
 	Tpgid      int    // (8) its foreground process group, -1 for none
 	Flags      uint64 // (9) PF_* bits
 	NumThreads int    // (20)
+	// ExitSignal is the signal the parent gets when it exits (38),
+	// clone(2)'s exit_signal.
+	ExitSignal int
 	StartStack uint64 // (28)
 	StartCode  uint64 // (26)
 	EndCode    uint64 // (27)
@@ -110,6 +113,8 @@ func (s *Stat) setField(n int, tok []byte) error {
 		uintField(&s.Flags)
 	case 20:
 		intField(&s.NumThreads)
+	case 38:
+		intField(&s.ExitSignal)
 	case 26:
 		uintField(&s.StartCode)
 	case 27:

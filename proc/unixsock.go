@@ -23,12 +23,14 @@ import (
 // include/uapi/linux/unix_diag.h, which golang.org/x/sys/unix lacks.
 const (
 	udiagShowName    = 0x01 // UDIAG_SHOW_NAME
+	udiagShowVfs     = 0x02 // UDIAG_SHOW_VFS
 	udiagShowPeer    = 0x04 // UDIAG_SHOW_PEER
 	udiagShowIcons   = 0x08 // UDIAG_SHOW_ICONS
 	udiagShowRqlen   = 0x10 // UDIAG_SHOW_RQLEN
 	unixDiagName     = 0    // UNIX_DIAG_NAME: the bound address, sun_path bytes
+	unixDiagVfs      = 1    // UNIX_DIAG_VFS: struct unix_diag_vfs, the bound file
 	unixDiagPeer     = 2    // UNIX_DIAG_PEER: u32, the peer's inode
-	unixDiagIcons    = 3    // UNIX_DIAG_ICONS: u32s, connections not yet accepted
+	unixDiagIcons    = 3    // UNIX_DIAG_ICONS: u32s, the clients of connections not yet accepted
 	unixDiagRqlen    = 4    // UNIX_DIAG_RQLEN: struct unix_diag_rqlen
 	unixDiagShutdown = 6    // UNIX_DIAG_SHUTDOWN: u8, sk_shutdown
 
@@ -63,6 +65,13 @@ type UnixSocket struct {
 	// a path, or an abstract name starting with a NUL byte.
 	Bound bool
 	Name  string
+	// HasFile: the socket is bound to a path, whose file (as bind(2)
+	// made it, wherever it is now) is inode FileIno of the filesystem
+	// FileDev (net/unix/diag.c sk_diag_dump_vfs: the superblock's
+	// s_dev, the kernel's own dev_t, MAJOR<<20|MINOR, include/linux/kdev_t.h).
+	// An accepted socket shares its listener's.
+	HasFile          bool
+	FileIno, FileDev uint32
 	// HasPeer: the socket is connected; Peer is the inode of the socket
 	// at the other end, 0 if that socket is closed.
 	HasPeer bool
@@ -75,8 +84,10 @@ type UnixSocket struct {
 	// to be accepted; SendQueue is the memory its sent data holds
 	// (unix_outq_len), or a listening socket's backlog.
 	RecvQueue, SendQueue uint32
-	// Pending are the inodes of the connections a listening socket has
-	// not accepted yet.
+	// Pending are a listening socket's connections not accepted yet,
+	// oldest first, each by the inode of the socket that connected (0
+	// once it is closed): the socket accept(2) would return has none
+	// yet (net/unix/diag.c sk_diag_dump_icons).
 	Pending []uint64
 }
 
@@ -134,7 +145,7 @@ func unixDiagRequest(ino, seq uint32) []byte {
 	r[0] = unix.AF_UNIX             // sdiag_family; sdiag_protocol and pad stay 0
 	ne.PutUint32(r[4:], ^uint32(0)) // udiag_states: any
 	ne.PutUint32(r[8:], ino)
-	ne.PutUint32(r[12:], udiagShowName|udiagShowPeer|udiagShowIcons|udiagShowRqlen)
+	ne.PutUint32(r[12:], udiagShowName|udiagShowVfs|udiagShowPeer|udiagShowIcons|udiagShowRqlen)
 	// udiag_cookie: INET_DIAG_NOCOOKIE, no cookie to check.
 	ne.PutUint32(r[16:], ^uint32(0))
 	ne.PutUint32(r[20:], ^uint32(0))
@@ -212,6 +223,11 @@ func parseUnixDiagMsg(b []byte) (UnixSocket, error) {
 				v = v[:i]
 			}
 			u.Bound, u.Name = true, string(v)
+		case unixDiagVfs:
+			if len(v) != 8 {
+				return u, short(8)
+			}
+			u.HasFile, u.FileIno, u.FileDev = true, ne.Uint32(v), ne.Uint32(v[4:])
 		case unixDiagPeer:
 			if len(v) != 4 {
 				return u, short(4)
@@ -238,6 +254,12 @@ func parseUnixDiagMsg(b []byte) (UnixSocket, error) {
 		a = a[min(nlAlign(l), len(a)):]
 	}
 	return u, nil
+}
+
+// FileDevMatches tells whether st_dev (of stat(2), as glibc's makedev
+// encodes it) names the filesystem FileDev names.
+func (u UnixSocket) FileDevMatches(stDev uint64) bool {
+	return unix.Major(stDev) == u.FileDev>>20 && unix.Minor(stDev) == u.FileDev&(1<<20-1)
 }
 
 // SocketProtocol is the protocol of socket fd of pid as sockfs names it

@@ -65,10 +65,12 @@ func TestParseUnixDiagReply(t *testing.T) {
 		// A name of odd length, so the next attribute starts after padding.
 		{"Listening", diagReply(7, unix.SOCK_DIAG_BY_FAMILY, diagMsg(unix.SOCK_STREAM, UnixListen, 5,
 			diagAttr(unixDiagName, []byte("/tmp/s\x00")),
+			diagAttr(unixDiagVfs, u32s(4242, 8<<20|3)),
 			diagAttr(unixDiagIcons, u32s(6, 9)),
 			diagAttr(unixDiagRqlen, u32s(2, 128)),
 			diagAttr(unixDiagShutdown, []byte{0}))),
 			UnixSocket{Ino: 5, Type: unix.SOCK_STREAM, State: UnixListen, Bound: true, Name: "/tmp/s",
+				HasFile: true, FileIno: 4242, FileDev: 8<<20 | 3,
 				Pending: []uint64{6, 9}, RecvQueue: 2, SendQueue: 128}},
 		{"AbstractPeerClosed", diagReply(7, unix.SOCK_DIAG_BY_FAMILY, diagMsg(unix.SOCK_DGRAM, UnixEstablished, 8,
 			diagAttr(unixDiagName, []byte("\x0012345")),
@@ -86,6 +88,19 @@ func TestParseUnixDiagReply(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestUnixFileDev: sock_diag's device of a socket file is the kernel's
+// own dev_t, MAJOR<<20|MINOR (include/linux/kdev_t.h), and matches
+// stat(2)'s st_dev of the same device.
+func TestUnixFileDev(t *testing.T) {
+	u := UnixSocket{FileDev: 259<<20 | 1}
+	if !u.FileDevMatches(unix.Mkdev(259, 1)) {
+		t.Errorf("dev 259:1 does not match %#x", u.FileDev)
+	}
+	if u.FileDevMatches(unix.Mkdev(259, 2)) || u.FileDevMatches(unix.Mkdev(258, 1)) {
+		t.Errorf("another device matches %#x", u.FileDev)
 	}
 }
 

@@ -184,8 +184,10 @@ type rstProc struct {
 	Zombie     uint32   `c:"zombie"`
 	ExitStatus uint32   `c:"exit_status"`
 	PlanOff    uint32   `c:"plan_off"`
-	CttyFd     int32    `c:"ctty_fd"`
+	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
+	CttyFd     int32    `c:"ctty_fd"`
+	Pad0       uint32
 }
 
 type rstPages struct {

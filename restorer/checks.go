@@ -230,7 +230,7 @@ func waitPidFree(ctx context.Context, pid int) error {
 			if s, err := procfs.ReadStatus(pid); err == nil && s.Tgid != 0 {
 				holder = s.Tgid
 			}
-			return &pidTakenError{pid: pid, holder: holder, name: strings.Trim(name, "()"), state: state}
+			return classed(Temporary, &pidTakenError{pid: pid, holder: holder, name: strings.Trim(name, "()"), state: state})
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

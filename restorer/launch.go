@@ -138,6 +138,11 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		}
 		host = func(tid int32) int { return tids[tid] }
 	}
+	// Every process has its fds: the TCP connections leave repair mode
+	// before any of them runs (files/tcprepair.go).
+	if err := src.ReleaseConnections(); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
 	if err := opts.job.begin(); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
@@ -149,9 +154,14 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
-	res = &Result{Pid: root}
+	// The processes hold their files now. gocr's copies go at once: a
+	// copy of a pipe's write end kept while gocr waits for the job would
+	// keep its reader from ever seeing the end of file (pipe(7)).
+	src.Close()
+	res = &Result{Pid: root, HostPid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)
+		res.HostPid = c.hostPid(0)
 	}
 	if opts.Released != nil {
 		opts.Released()
@@ -175,6 +185,7 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		res.ExitStatus = ws.ExitStatus()
 	case ws.Signaled():
 		res.ExitStatus = 128 + int(ws.Signal())
+		res.Signal = int(ws.Signal())
 	}
 	return res, nil
 }
@@ -268,7 +279,7 @@ func planError(shared []byte, pr *proc) error {
 			}
 		}
 		if taken > 0 {
-			return fmt.Errorf("%s: pid %d is in use: another process took it during the restore", what, taken)
+			return classed(Temporary, fmt.Errorf("%s: pid %d is in use: another process took it during the restore", what, taken))
 		}
 	}
 	if step == rstStepFixups && int(index) < len(pr.plan.fixups) {
@@ -276,7 +287,7 @@ func planError(shared []byte, pr *proc) error {
 		// another process holds a conflicting lock (man 2 fcntl, man 2
 		// flock: EWOULDBLOCK is EAGAIN on Linux).
 		if e == unix.EAGAIN || e == unix.EACCES {
-			return fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index])
+			return classed(Temporary, fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index]))
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}

@@ -100,9 +100,9 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 	}
 	for _, check := range []func() error{
 		func() error { return checkMachine(inv, task, pr.mm) },
-		func() error { return checkFiles(pr.mm) },
+		func() error { return classed(Environment, checkFiles(pr.mm)) },
 		func() error { return checkRlimits(task) },
-		func() error { return checkCwd(task) },
+		func() error { return classed(Environment, checkCwd(task)) },
 		func() error { return checkPosixTimers(task) },
 	} {
 		if err := check(); err != nil {

@@ -32,6 +32,11 @@ type Options struct {
 	Dir string
 	// Detach: return once the process runs, instead of waiting for it.
 	Detach bool
+	// Supervised, with Detach: the process running gocr stays, as the
+	// parent of the restored root (or of the PID namespace's reaper),
+	// and waits for it itself (cr_run, which checkpoints it on). The
+	// root's parent-death signal is kept then, as without Detach.
+	Supervised bool
 	// Stdio given to the restored process where its own stdio was
 	// connected outside the dump (a terminal, a shell's pipe).
 	Stdin, Stdout, Stderr *os.File
@@ -50,6 +55,13 @@ type Options struct {
 	// Relocate are OLD=NEW rules: files, mappings, the cwd and the root
 	// under OLD are looked up under NEW (relocate.go).
 	Relocate []string
+	// Restarted, if set, is called with the PIDs of the restored
+	// processes once they all run, before Released (the callbacks
+	// package tells those that registered checkpoint callbacks).
+	Restarted func(pids []int)
+	// TCPEstablished restores TCP connections to peers outside the
+	// dump, which a dump with --tcp-established took (inet.go).
+	TCPEstablished bool
 	// ShellJob gives a job that ran on a terminal outside the dump (a
 	// shell's) gocr's terminal, with its job control (shelljob.go).
 	ShellJob bool
@@ -64,6 +76,10 @@ type Result struct {
 	// ReaperPid, for a restore in a new PID namespace: the PID, in
 	// gocr's namespace, of that namespace's init, the reaper.
 	ReaperPid int
+	Signal    int // when not detached and the process was killed: the signal
+	// HostPid is the root's PID in gocr's PID namespace: Pid, or, in a
+	// new PID namespace, the outer PID of the same process.
+	HostPid int
 }
 
 // proc is one process to restore.
@@ -84,7 +100,7 @@ type proc struct {
 // next step, or at once where it waits, and fails as at any other error:
 // every process it created is killed. The error then wraps
 // context.Cause(ctx).
-func Run(ctx context.Context, opts Options) (*Result, error) {
+func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := checkPidnsMode(opts.PidNamespace); err != nil {
 		return nil, err
 	}
@@ -109,7 +125,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			src.Undo()
+		}
+	}()
 	root := procs[0].task.Pid
+	if err := checkConnections(procs, opts); err != nil {
+		return nil, err
+	}
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)
 	if err != nil {
@@ -127,7 +151,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// the shared memory objects; then each plan points at them.
 	shmem, err := openSources(procs, src)
 	if err != nil {
-		return nil, err
+		return nil, environmentFailure(err)
 	}
 	// The lifeline: every restored process holds its read end until gocr
 	// takes over; if gocr dies first they see EOF and end themselves
@@ -165,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		t.flags |= rstTreePidns
 		c.withReaper()
-	} else if opts.Detach {
+	} else if opts.Detach && !opts.Supervised {
 		// The root's parent-death signal named a parent outside the
 		// dump; its parent now is gocr, which exits at once with -d
 		// and would kill it. It is kept only while gocr stays to wait
@@ -173,6 +197,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		// reaper, which lives as long as the root.
 		procs[0].plan.args.PdeathSig = 0
 	}
+	noteOutsideGroup(procs[0].task, pidns)
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
@@ -181,6 +206,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	planBytes, err := layout(t, procs)
 	if err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	if opts.Restarted != nil {
+		var pids []int
+		for _, pr := range procs {
+			if pr.plan != nil { // not a zombie
+				pids = append(pids, int(pr.task.Pid))
+			}
+		}
+		released := opts.Released
+		opts.Released = func() {
+			opts.Restarted(pids)
+			if released != nil {
+				released()
+			}
+		}
 	}
 	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
 }

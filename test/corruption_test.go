@@ -200,6 +200,21 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "UnixsockOption", target: "unixsock",
 			gdb:  fixed("call (int)setsockopt(42, 1, 16, &in_child, 4)"),
 			want: "dgram-self: fd 42 SO_PASSCRED 0, want 1"},
+		// The first connection waiting on fd 80 accepted: the next
+		// accept gives 84's, which sent nothing but its end of file.
+		{name: "UnixnamedPendingTaken", target: "unixnamed", dirArg: true,
+			gdb:  fixed("call (int)accept(80, (void *)0, (void *)0)"),
+			want: "the first connection waiting on fd 80 is not 83's"},
+		// The datagram from an unnamed socket read: fd 88's first is
+		// then 89's.
+		{name: "UnixnamedDatagramTaken", target: "unixnamed", dirArg: true,
+			gdb:  fixed("call (long)recv(88, rbuf, 64, 0)"),
+			want: "want 4 bytes anon"},
+		// SO_REUSEADDR (2) off on the listener: have_log is 0, as
+		// the case makes no log.sock.
+		{name: "UnixnamedOption", target: "unixnamed", dirArg: true,
+			gdb:  fixed("call (int)setsockopt(80, 1, 2, &have_log, 4)"),
+			want: "SO_REUSEADDR: 80 0"},
 		{name: "LocksFlockDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)flock(fds[0], 8)"), // LOCK_UN
 			want: "has no FLOCK WRITE lock"},
@@ -255,7 +270,7 @@ func TestTargetsDetectCorruption(t *testing.T) {
 				o.stdin, w = r, pw
 			}
 			tg := startTargetOpts(t, c.target, o)
-			// tree, unixsock and fdkinds' fifo mode have children.
+			// tree, unixsock, unixnamed and fdkinds' fifo mode have children.
 			trackTree(t, tg.pid)
 			if c.blockedIn != 0 {
 				waitBlockedIn(t, tg.pid, c.blockedIn)

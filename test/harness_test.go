@@ -60,6 +60,8 @@
 // What is restored, one topic a file: counter_test.go, process_test.go
 // (signals, blocked syscalls, registers, attributes, capabilities,
 // stopped jobs, python),
+// callbacks_test.go (checkpoint callbacks through libgocr, from C and
+// Python),
 // memory_test.go (mappings and page streams), fdkinds_test.go (every kind
 // of file descriptor), threads_test.go, trees_test.go (process trees,
 // sessions, pipelines), savefiles_test.go (mapped files saved in the
@@ -72,6 +74,9 @@
 // mid-dump or mid-restore), restorekill_test.go (what a failed restore
 // kills: only what it created), corruption_test.go (every target detects
 // damage to its state).
+//
+// BLCR's tools, run through their names (cr_checkpoint, cr_restart,
+// cr_run linked to gocr): blcr_test.go, blcr_restart_test.go.
 package test
 
 import (
@@ -113,7 +118,8 @@ var (
 
 // cTargets are compiled from test/targets/SRC with extra gcc flags;
 // counter-static is counter's source linked statically. Script targets
-// (pystate, pythreads, pipeline) are added by buildTargets.
+// (pystate, pythreads, pipeline) are added by buildTargets, and the
+// targets using libgocr (callbacks, pycallbacks) by buildCallbackTargets.
 var cTargets = map[string]struct {
 	src   string
 	flags []string
@@ -153,6 +159,9 @@ var cTargets = map[string]struct {
 	"caps":           {"caps.c", []string{"-pthread"}},
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
+	"unixnamed":      {"unixnamed.c", nil},
+	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
+	"restoredstate":  {"restoredstate.c", nil},
 }
 
 func TestMain(m *testing.M) {
@@ -212,20 +221,52 @@ func buildTargets(srcDir string) error {
 	// Script targets run by their interpreter. pyenv's python3 is a shell
 	// shim; run the real interpreter so the target's PID is the
 	// interpreter itself and not a wrapper's child.
+	python := ""
 	if out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output(); err != nil {
 		err = fmt.Errorf("find python3 interpreter: %w", err)
-		targetErrs["pystate"], targetErrs["pythreads"] = err, err
+		targetErrs["pystate"], targetErrs["pythreads"], targetErrs["pycallbacks"] = err, err, err
 	} else {
-		python := strings.TrimSpace(string(out))
+		python = strings.TrimSpace(string(out))
 		targets["pystate"] = []string{python, filepath.Join(srcDir, "pystate.py")}
 		targets["pythreads"] = []string{python, filepath.Join(srcDir, "pythreads.py")}
 	}
+	buildCallbackTargets(srcDir, python)
 	if bash, err := exec.LookPath("bash"); err != nil {
 		targetErrs["pipeline"] = fmt.Errorf("find bash: %w", err)
 	} else {
 		targets["pipeline"] = []string{bash, filepath.Join(srcDir, "pipeline.sh")}
 	}
 	return nil
+}
+
+// libgocrPath is the shared libgocr the callbacks targets use.
+var libgocrPath string
+
+// buildCallbackTargets builds libgocr (libgocr/, with the Makefile's
+// flags) as a shared library, the C target linked to it, and the Python
+// one that loads it with ctypes (LIBGOCR_SO is its argument after
+// RESULT_PATH).
+func buildCallbackTargets(srcDir, python string) {
+	libDir := filepath.Join(moduleRoot, "libgocr")
+	libgocrPath = filepath.Join(binDir, "libgocr.so.1")
+	lib := exec.Command("gcc", "-O2", "-g", "-fPIC", "-fvisibility=hidden", "-pthread", "-Wall", "-Wextra", "-Werror",
+		"-std=gnu11", "-shared", "-Wl,-soname,libgocr.so.1", "-o", libgocrPath, filepath.Join(libDir, "libgocr.c"))
+	if b, err := lib.CombinedOutput(); err != nil {
+		err = fmt.Errorf("compile libgocr: %w\n%s", err, b)
+		targetErrs["callbacks"], targetErrs["pycallbacks"] = err, err
+		return
+	}
+	out := filepath.Join(binDir, "callbacks")
+	cb := exec.Command("gcc", "-O1", "-g", "-Wall", "-Werror", "-pthread", "-I", libDir, "-o", out,
+		filepath.Join(srcDir, "callbacks.c"), libgocrPath, "-Wl,-rpath,"+binDir)
+	if b, err := cb.CombinedOutput(); err != nil {
+		targetErrs["callbacks"] = fmt.Errorf("compile target callbacks: %w\n%s", err, b)
+	} else {
+		targets["callbacks"] = []string{out}
+	}
+	if python != "" {
+		targets["pycallbacks"] = []string{python, filepath.Join(srcDir, "pycallbacks.py")}
+	}
 }
 
 // gocrBinary builds gocr once per test binary run; every test that needs it

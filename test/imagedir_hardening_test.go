@@ -69,7 +69,7 @@ func besideDir(t *testing.T, dir string) []string {
 }
 
 // startSocketHolder starts a process holding a TCP socket on fd 3, which
-// gocr refuses (sockets are not supported yet) once it has frozen it and
+// gocr refuses (its peer is outside the dump) once it has frozen it and
 // begun the dump, and returns its PID.
 func startSocketHolder(t *testing.T) int {
 	t.Helper()

@@ -193,20 +193,23 @@ func TestPipePacketsRefused(t *testing.T) {
 }
 
 // TestUnixSocketRefusals: each unix socket gocr cannot restore exactly,
-// and a socket of another family, is refused in one line naming its fd
-// and why; the target then finds the socket as it was (its queued data,
-// fd or credentials in flight, pending connection).
+// and a socket of a family gocr does not restore (netlink, packet), is
+// refused in one line naming its fd and why; the target then finds the
+// socket as it was (its queued data, fd or credentials in flight, pending
+// connection and what it sent).
 func TestUnixSocketRefusals(t *testing.T) {
 	needsUnixDiag(t)
 	needsGocr(t)
 	for _, c := range []struct{ mode, want string }{
-		{"bound", "bound to"},
-		{"listening", "listening"},
+		{"dgramfrom", "a socket outside the dumped processes"},
+		{"pendingdata", "a connection not yet accepted holds"},
 		{"outside", "outside the dumped processes"},
 		{"fds", "fds in flight"},
 		{"creds", "credentials"},
-		// No kind matches: the generic refusal.
-		{"udp", "not supported yet"},
+		// unixsock.c's "udp" socket is restored now (TestUDPSockets).
+		// No kind matches: refused naming the family.
+		{"netlink", "family netlink, protocol NETLINK_ROUTE"},
+		{"packet", "family packet"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			tg := startTargetOpts(t, "unixsock", startOpts{args: []string{c.mode}})

@@ -4,6 +4,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -289,4 +290,52 @@ func TestSharedTablesRefused(t *testing.T) {
 			checkResult(t, tg, tg.pid)
 		})
 	}
+}
+
+// TestPipelineForegroundRestore: a pipeline restored by a `gocr restore`
+// that stays in the foreground ends as it would have: once the producer
+// stops, end of file flows down the pipes to the consumer, which needs
+// every write end of each pipe closed — gocr must hold none of them while
+// it waits for the job.
+func TestPipelineForegroundRestore(t *testing.T) {
+	needsRoot(t)
+	if standalone {
+		t.Skip("checks gocr restore itself: nothing to check standalone")
+	}
+	tg, pids := startPipeline(t)
+	out := filepath.Join(tg.dir, "out")
+	deadline := time.Now().Add(10 * time.Second)
+	for countLines(t, out) < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline wrote %d lines in 10 s\n%s", countLines(t, out), tg.diagnostics())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dir := t.TempDir()
+	if r := runGocr(t, nil, "dump", "--sid", strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
+		t.Fatalf("dump failed: %v", r)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	ctx, cancel := context.WithTimeout(context.Background(), gocrTimeout)
+	defer cancel()
+	cmd, _, errPath := gocrCmd(t, ctx, nil, "restore", "-D", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start gocr restore: %v", err)
+	}
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	waitRunning := time.Now().Add(10 * time.Second)
+	for gone(tg.pid) {
+		if time.Now().After(waitRunning) {
+			t.Fatalf("pid %d not restored within 10 s", tg.pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopPipeline(t, tg, tg.pid, "PASS")
+	err := cmd.Wait()
+	stderr, _ := os.ReadFile(errPath)
+	if ctx.Err() != nil || err != nil {
+		t.Fatalf("gocr restore did not end with the pipeline (%v, %v); stderr: %s", err, ctx.Err(), stderr)
+	}
+	waitAllGone(t, pids, "the pipeline ended")
 }

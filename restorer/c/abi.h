@@ -326,12 +326,14 @@ struct rst_proc {
 	u32 zombie;
 	u32 exit_status; /* a wait(2) status word, for zombies */
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
+	u32 exit_signal; /* clone3's, what its parent gets when it exits */
+	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
 	/* A source, a terminal: the process, a session leader, takes it as its
 	 * controlling terminal right after setsid, before it forks, so that
 	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
 	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
 	s32 ctty_fd;
-	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -339,10 +341,11 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, pgid, 8);
 BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
 BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
-BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
+BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
-_Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
+BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 48);
+_Static_assert(sizeof(struct rst_proc) == 56, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 

@@ -68,6 +68,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 #define P_PID 1
 #define WEXITED 0x00000004
 #define WNOWAIT 0x01000000
+#define __WALL 0x40000000
 
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
@@ -1092,6 +1093,43 @@ static long send_pidfd(struct rst_tree *t, u32 idx, long pidfd)
 	return r < 0 ? r : 0;
 }
 
+#define __NR_poll 7
+/* include/uapi/asm-generic/poll.h */
+#define POLLHUP 0x10
+
+/* How often a process waiting for the tree to be whole looks whether
+ * gocr is still there. */
+#define TREE_WAIT_NS 100000000L
+
+/* Waits until every process of the tree exists. Should gocr die
+ * meanwhile, a process it was not told about is killed by its creator
+ * (announce_or_kill), which then fails, and the tree never becomes whole:
+ * so the wait looks, every TREE_WAIT_NS, whether gocr's end of the pidfd
+ * socket is closed (a unix socket reports POLLHUP once its peer is gone,
+ * net/unix/af_unix.c unix_dgram_poll), and if so ends this process.
+ * Those it created end with it (their parent-death signal is SIGKILL
+ * until the tree is whole), and gocr, were it alive, would kill the lot
+ * by their pidfds. */
+static void wait_tree_whole(struct rst_tree *t)
+{
+	struct {
+		s64 sec, nsec;
+	} tick = {0, TREE_WAIT_NS};
+	for (;;) {
+		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
+		if (n == t->nr_procs)
+			return;
+		struct {
+			s32 fd;
+			s16 events, revents;
+		} pfd = {t->pidfd_sock, 0, 0};
+		if (sys3(__NR_poll, &pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
+			for (;;)
+				sys1(__NR_exit_group, 1);
+		sys6(__NR_futex, &t->created, FUTEX_WAIT, n, &tick, 0, 0);
+	}
+}
+
 /* A process gocr could not be told about is killed at once (its pidfd is
  * the one name for it that cannot be wrong), then the creator fails. */
 static void announce_or_kill(struct rst_tree *t, struct rst_args *a, u32 idx, long pidfd)
@@ -1163,7 +1201,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		struct clone_args ca = {
 			.flags = CLONE_PIDFD,
 			.pidfd = (u64)&pidfd,
-			.exit_signal = SIGCHLD,
+			.exit_signal = procs[i].exit_signal,
 			.set_tid = (u64)&tid,
 			.set_tid_size = 1,
 		};
@@ -1188,12 +1226,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 
 	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
 	futex_wake(&t->created);
-	for (;;) {
-		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
-		if (n == t->nr_procs)
-			break;
-		futex_wait(&t->created, n);
-	}
+	wait_tree_whole(t);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
 	if (p->zombie) {
@@ -1203,22 +1236,25 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	}
 
 	/* Wait until the zombie children have died, without reaping them
-	 * (waitid WEXITED|WNOWAIT, man 2 waitid), then drop the SIGCHLD
-	 * their deaths queued: it was not pending in the dumped process. */
-	int had_zombie = 0;
+	 * (waitid WEXITED|WNOWAIT, man 2 waitid; __WALL for one whose exit
+	 * signal is not SIGCHLD), then drop the signals their deaths queued:
+	 * they were not pending in the dumped process. */
+	u64 exit_sigs = 0;
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx || !procs[i].zombie)
 			continue;
-		had_zombie = 1;
+		if (procs[i].exit_signal)
+			exit_sigs |= 1UL << (procs[i].exit_signal - 1);
 		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
-		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT, NULL));
+		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT | __WALL, NULL));
 	}
-	if (had_zombie) {
-		u64 chld = 1UL << (SIGCHLD - 1);
+	while (exit_sigs) {
 		struct {
 			s64 sec, nsec;
 		} zero = {0, 0};
-		sys4(__NR_rt_sigtimedwait, &chld, NULL, &zero, 8);
+		u64 one = exit_sigs & -exit_sigs;
+		sys4(__NR_rt_sigtimedwait, &one, NULL, &zero, 8);
+		exit_sigs &= ~one;
 	}
 	restore_task(a, (u8 *)t, map_size);
 }

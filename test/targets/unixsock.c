@@ -38,14 +38,16 @@
  *
  * Refusal modes (argv[2]) set up one socket at fd 70 that gocr must
  * refuse, and check after the refused dump that it is as it was:
- *   bound      a datagram socketpair end bound to an abstract name;
- *   listening  a listening stream socket with a connection (fd 71) not
- *              yet accepted;
+ *   dgramfrom  a datagram socket bound to an abstract name, holding a
+ *              datagram from a named socket closed since (so outside);
+ *   pendingdata a listening stream socket with a connection (fd 71) not
+ *              yet accepted, which sent data;
  *   outside    a stream socketpair whose other end a process outside the
  *              dumped tree holds (a grandchild, orphaned);
  *   fds        an fd in flight: SCM_RIGHTS sent to 70, not received;
  *   creds      credentials in flight: SCM_CREDENTIALS sent to 70;
- *   udp        a UDP socket, which is no unix socket.
+ *   udp        a UDP socket, which is no unix socket;
+ *   netlink    a NETLINK_ROUTE socket; packet  an AF_PACKET socket.
  *
  * Usage: unixsock RESULT_PATH [MODE]
  */
@@ -55,7 +57,11 @@
 #include <stddef.h>
 #include <linux/kcmp.h>
 #include <linux/sockios.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
+#include <net/ethernet.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -582,17 +588,21 @@ static void refuse_mode(const char *mode)
 {
 	int sv[2];
 
-	if (strcmp(mode, "bound") == 0) {
+	if (strcmp(mode, "dgramfrom") == 0) {
 		struct sockaddr_un a;
 		socklen_t len;
+		int from;
 
-		must(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0, "socketpair");
-		move_to(sv[0], 70);
-		move_to(sv[1], 71);
+		move_to(socket(AF_UNIX, SOCK_DGRAM, 0), 70);
 		abstract_name(&a, &len);
 		must(bind(70, (struct sockaddr *)&a, len) == 0, "bind");
-		must(send(71, "to-bound", 8, 0) == 8, "send");
-	} else if (strcmp(mode, "listening") == 0) {
+		from = socket(AF_UNIX, SOCK_DGRAM, 0);
+		must(from >= 0, "socket");
+		/* Bound by autobind: an abstract name of its own. */
+		must(bind(from, (struct sockaddr *)&a, sizeof(sa_family_t)) == 0, "autobind");
+		must(sendto(from, "to-bound", 8, 0, (struct sockaddr *)&a, len) == 8, "sendto");
+		close(from);
+	} else if (strcmp(mode, "pendingdata") == 0) {
 		struct sockaddr_un a;
 		socklen_t len;
 
@@ -602,6 +612,7 @@ static void refuse_mode(const char *mode)
 		must(listen(70, 4) == 0, "listen");
 		move_to(socket(AF_UNIX, SOCK_STREAM, 0), 71);
 		must(connect(71, (struct sockaddr *)&a, len) == 0, "connect");
+		must(send(71, "early", 5, 0) == 5, "send");
 	} else if (strcmp(mode, "outside") == 0) {
 		pid_t mid;
 		char c;
@@ -673,6 +684,13 @@ static void refuse_mode(const char *mode)
 
 		move_to(socket(AF_INET, SOCK_DGRAM, 0), 70);
 		must(bind(70, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
+	} else if (strcmp(mode, "netlink") == 0) {
+		struct sockaddr_nl a = { .nl_family = AF_NETLINK };
+
+		move_to(socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE), 70);
+		must(bind(70, (struct sockaddr *)&a, sizeof(a)) == 0, "bind");
+	} else if (strcmp(mode, "packet") == 0) {
+		move_to(socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL)), 70);
 	} else {
 		tgt_fail("unknown mode %s", mode);
 	}
@@ -686,15 +704,18 @@ static void check_refused(const char *mode)
 	char buf[64] = "";
 	ssize_t n;
 
-	if (strcmp(mode, "bound") == 0) {
+	if (strcmp(mode, "dgramfrom") == 0) {
 		n = recv(70, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n != 8 || memcmp(buf, "to-bound", 8))
-			tgt_fail("bound: fd 70 read %zd bytes %.*s, want to-bound", n, n > 0 ? (int)n : 0, buf);
-	} else if (strcmp(mode, "listening") == 0) {
+			tgt_fail("dgramfrom: fd 70 read %zd bytes %.*s, want to-bound", n, n > 0 ? (int)n : 0, buf);
+	} else if (strcmp(mode, "pendingdata") == 0) {
 		int c = accept4(70, NULL, NULL, SOCK_NONBLOCK);
 
 		if (c < 0)
-			tgt_fail("listening: accept on fd 70: %s, want the pending connection", strerror(errno));
+			tgt_fail("pendingdata: accept on fd 70: %s, want the pending connection", strerror(errno));
+		n = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n != 5 || memcmp(buf, "early", 5))
+			tgt_fail("pendingdata: the connection read %zd bytes %.*s, want early", n, n > 0 ? (int)n : 0, buf);
 	} else if (strcmp(mode, "outside") == 0) {
 		n = recv(70, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n != 7 || memcmp(buf, "outside", 7))
@@ -736,6 +757,12 @@ static void check_refused(const char *mode)
 
 		if (getsockname(70, (struct sockaddr *)&a, &l) < 0 || a.sin_port == 0)
 			tgt_fail("udp: fd 70 is not bound: %s", strerror(errno));
+	} else if (strcmp(mode, "netlink") == 0 || strcmp(mode, "packet") == 0) {
+		int dom;
+		socklen_t l = sizeof(dom);
+
+		if (getsockopt(70, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 || dom != (mode[0] == 'n' ? AF_NETLINK : AF_PACKET))
+			tgt_fail("%s: fd 70 is family %d: %s", mode, dom, strerror(errno));
 	}
 }
 

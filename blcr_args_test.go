@@ -1,0 +1,73 @@
+//go:build linux
+
+package main
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/dump"
+)
+
+func TestBLCRArgs(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"/usr/bin/cr_checkpoint", "--kill", "7"}, []string{"/usr/bin/cr_checkpoint", "checkpoint", "--kill", "7"}},
+		{[]string{"cr_restart", "-f", "-"}, []string{"cr_restart", "restart", "-f", "-"}},
+		{[]string{"./cr_run", "--", "ls"}, []string{"./cr_run", "run", "--", "ls"}},
+		{[]string{"gocr", "dump", "-t", "7"}, []string{"gocr", "dump", "-t", "7"}},
+		// --backup alone never takes the next argument as its NAME.
+		{[]string{"cr_checkpoint", "-f", "ctx", "--backup", "7"}, []string{"cr_checkpoint", "checkpoint", "-f", "ctx", "--backup=", "7"}},
+		{[]string{"gocr", "checkpoint", "--backup=old", "7"}, []string{"gocr", "checkpoint", "--backup=old", "7"}},
+		{[]string{"cr_run", "prog", "--backup"}, []string{"cr_run", "run", "prog", "--backup"}},
+	} {
+		if diff := cmp.Diff(c.want, blcrArgs(c.in)); diff != "" {
+			t.Errorf("blcrArgs(%q) (-want +got):\n%s", c.in, diff)
+		}
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]unix.Signal{"15": unix.SIGTERM, "TERM": unix.SIGTERM, "sigusr1": unix.SIGUSR1, "SIGKILL": unix.SIGKILL, "64": 64} {
+		if got, err := parseSignal(in); err != nil || got != want {
+			t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "65", "-1", "NOSUCH", ""} {
+		if got, err := parseSignal(in); err == nil {
+			t.Errorf("parseSignal(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+// TestSavedFiles: the --save-* options count in the order given, --save-none
+// dropping those before it; values of other options and what follows the
+// options are not read as options.
+func TestSavedFiles(t *testing.T) {
+	flags := checkpointCommand().Flags
+	for _, c := range []struct {
+		argv []string
+		want dump.SaveFiles
+	}{
+		{[]string{"--save-exe", "7"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-all", "--save-none", "--save-private", "7"}, dump.SaveFiles{Private: true}},
+		{[]string{"--save-private", "--save-none", "7"}, dump.SaveFiles{}},
+		{[]string{"--save-none", "--save-all", "7"}, dump.SaveFiles{Exe: true, Private: true, Shared: true}},
+		{[]string{"--save-exe", "--save-shared=false", "7"}, dump.SaveFiles{Exe: true}},
+		// A FILE named like an option is the value of -f.
+		{[]string{"--save-exe", "-f", "--save-none", "7"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-exe", "7", "--save-none"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--save-exe", "--", "--save-none"}, dump.SaveFiles{Exe: true}},
+	} {
+		got, err := savedFiles(c.argv, flags)
+		if err != nil {
+			t.Errorf("savedFiles(%q): %v", c.argv, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("savedFiles(%q) = %+v, want %+v", c.argv, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,525 @@
+/*
+ * TCP and UDP sockets mid-conversation (argv[2] picks the case):
+ *   tcp4, tcp6, dual  a listener (backlog 7, SO_REUSEADDR) and a connection
+ *                     to it, both ends in this process: the server's
+ *                     receive queue full of unread bytes, the client's send
+ *                     queue holding more it could not send yet (the
+ *                     server's window is shut), a reply the client has not
+ *                     read, and options on the client; "dual" listens on
+ *                     :: with IPV6_V6ONLY off and connects over IPv4.
+ *   pending           a listener with a connection it has not accepted.
+ *   half              a connection the client shut for writing after
+ *                     sending (FIN_WAIT2 / CLOSE_WAIT), unread data both
+ *                     ways; its listener without SO_REUSEADDR, on an fd
+ *                     above the connection's.
+ *   udp4, udp6        bound and connected UDP sockets with datagrams queued
+ *                     (an empty one too) from two senders.
+ *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
+ *                     job: sends "from-job-1" now, "from-job-1b" when the
+ *                     peer says "go"; after SIGTERM reads "from-outside-1"
+ *                     and "from-outside-2", and sends "from-job-2".
+ * After SIGTERM each checks every byte, address and option and that the
+ * sockets still work.
+ */
+#include "target.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+typedef struct sockaddr_storage ss_t;
+
+static int family;
+static socklen_t alen;
+
+static void loopback(ss_t *a, int fam, int port)
+{
+	memset(a, 0, sizeof(*a));
+	if (fam == AF_INET) {
+		struct sockaddr_in *s = (struct sockaddr_in *)a;
+		s->sin_family = AF_INET;
+		s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		s->sin_port = htons(port);
+	} else {
+		struct sockaddr_in6 *s = (struct sockaddr_in6 *)a;
+		s->sin6_family = AF_INET6;
+		s->sin6_addr = in6addr_loopback;
+		s->sin6_port = htons(port);
+	}
+}
+
+static int port_of(const ss_t *a)
+{
+	if (a->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)a)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+}
+
+static void setint(int fd, int level, int opt, int v, const char *name)
+{
+	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
+		tgt_fail("setsockopt %s: %s", name, strerror(errno));
+}
+
+static void wantint(int fd, int level, int opt, int want, const char *name)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	if (getsockopt(fd, level, opt, &v, &l) < 0)
+		tgt_fail("getsockopt %s: %s", name, strerror(errno));
+	if (v != want)
+		tgt_fail("%s is %d, want %d", name, v, want);
+}
+
+static void names(int fd, ss_t *local, ss_t *peer)
+{
+	socklen_t l = sizeof(*local);
+
+	memset(local, 0, sizeof(*local));
+	if (getsockname(fd, (struct sockaddr *)local, &l) < 0)
+		tgt_fail("getsockname: %s", strerror(errno));
+	if (peer) {
+		memset(peer, 0, sizeof(*peer));
+		l = sizeof(*peer);
+		if (getpeername(fd, (struct sockaddr *)peer, &l) < 0)
+			tgt_fail("getpeername: %s", strerror(errno));
+	}
+}
+
+static void same_names(int fd, const ss_t *local, const ss_t *peer, const char *what)
+{
+	ss_t l, p;
+
+	names(fd, &l, peer ? &p : NULL);
+	if (memcmp(&l, local, sizeof(l)) != 0)
+		tgt_fail("%s: local address changed (port %d, was %d)", what, port_of(&l), port_of(local));
+	if (peer && memcmp(&p, peer, sizeof(p)) != 0)
+		tgt_fail("%s: peer address changed (port %d, was %d)", what, port_of(&p), port_of(peer));
+}
+
+/* Reads exactly n bytes within 10 s, whatever O_NONBLOCK says. */
+static void read_exact(int fd, char *buf, size_t n, const char *what)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 10000) <= 0)
+			tgt_fail("%s: %zu of %zu bytes within 10 s", what, got, n);
+		r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			tgt_fail("%s: read after %zu of %zu bytes: %zd (%s)", what, got, n, r, r < 0 ? strerror(errno) : "EOF");
+		got += (size_t)r;
+	}
+}
+
+static void expect(int fd, const char *want, const char *what)
+{
+	char buf[256];
+	size_t n = strlen(want);
+
+	read_exact(fd, buf, n, what);
+	if (memcmp(buf, want, n) != 0)
+		tgt_fail("%s: read %.*s, want %s", what, (int)n, buf, want);
+}
+
+static void send_all(int fd, const char *s, size_t n, const char *what)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			if (poll(&p, 1, 10000) <= 0)
+				tgt_fail("%s: cannot send within 10 s", what);
+			continue;
+		}
+		if (w <= 0)
+			tgt_fail("%s: send: %s", what, strerror(errno));
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+static void expect_eof(int fd, const char *what)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+	ssize_t r;
+
+	if (poll(&p, 1, 10000) <= 0)
+		tgt_fail("%s: no EOF within 10 s", what);
+	r = recv(fd, &c, 1, MSG_DONTWAIT);
+	if (r != 0)
+		tgt_fail("%s: read %zd (%s), want EOF", what, r, r < 0 ? strerror(errno) : "data");
+}
+
+static int pattern(size_t i) { return (int)((i * 7) % 251); }
+
+static int listener_reuse(int fam, int backlog, int reuse)
+{
+	ss_t a;
+	int l = socket(fam, SOCK_STREAM, 0);
+
+	if (l < 0)
+		tgt_fail("socket: %s", strerror(errno));
+	setint(l, SOL_SOCKET, SO_REUSEADDR, reuse, "SO_REUSEADDR");
+	if (fam == AF_INET6 && family == AF_INET) {
+		/* dual: :: with IPV6_V6ONLY off takes IPv4 too (man 7 ipv6) */
+		setint(l, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
+		memset(&a, 0, sizeof(a));
+		((struct sockaddr_in6 *)&a)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&a)->sin6_addr = in6addr_any;
+	} else {
+		if (fam == AF_INET6)
+			setint(l, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+		loopback(&a, fam, 0);
+	}
+	/* A small window for every connection it accepts. */
+	setint(l, SOL_SOCKET, SO_RCVBUF, 4096, "SO_RCVBUF");
+	if (bind(l, (struct sockaddr *)&a, fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) < 0)
+		tgt_fail("bind: %s", strerror(errno));
+	if (listen(l, backlog) < 0)
+		tgt_fail("listen: %s", strerror(errno));
+	return l;
+}
+
+static int listener(int fam, int backlog) { return listener_reuse(fam, backlog, 1); }
+
+static int connect_to(int l)
+{
+	ss_t a;
+	int c, port;
+
+	names(l, &a, NULL);
+	port = port_of(&a);
+	loopback(&a, family, port);
+	c = socket(family, SOCK_STREAM, 0);
+	if (c < 0)
+		tgt_fail("socket: %s", strerror(errno));
+	if (connect(c, (struct sockaddr *)&a, alen) < 0)
+		tgt_fail("connect to port %d: %s", port, strerror(errno));
+	return c;
+}
+
+static int accept_one(int l)
+{
+	struct pollfd p = { .fd = l, .events = POLLIN };
+	int s;
+
+	if (poll(&p, 1, 10000) <= 0)
+		tgt_fail("no connection to accept within 10 s");
+	s = accept(l, NULL, NULL);
+	if (s < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	return s;
+}
+
+static void client_options(int c)
+{
+	struct linger lg = { 1, 3 };
+	struct timeval tv = { 2, 500000 };
+
+	setint(c, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	setint(c, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+	setint(c, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
+	setint(c, IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL");
+	setint(c, IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT");
+	if (family == AF_INET) {
+		setint(c, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS");
+		setint(c, IPPROTO_IP, IP_TTL, 33, "IP_TTL");
+	} else {
+		setint(c, IPPROTO_IPV6, IPV6_TCLASS, 0x20, "IPV6_TCLASS");
+		setint(c, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 33, "IPV6_UNICAST_HOPS");
+	}
+	if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+		tgt_fail("SO_LINGER: %s", strerror(errno));
+	if (setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		tgt_fail("SO_RCVTIMEO: %s", strerror(errno));
+	setint(c, SOL_SOCKET, SO_SNDBUF, 65536, "SO_SNDBUF");
+}
+
+static void check_client_options(int c)
+{
+	struct linger lg;
+	struct timeval tv;
+	socklen_t l;
+
+	wantint(c, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	wantint(c, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+	wantint(c, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
+	wantint(c, IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL");
+	wantint(c, IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT");
+	if (family == AF_INET) {
+		wantint(c, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS");
+		wantint(c, IPPROTO_IP, IP_TTL, 33, "IP_TTL");
+	} else {
+		wantint(c, IPPROTO_IPV6, IPV6_TCLASS, 0x20, "IPV6_TCLASS");
+		wantint(c, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 33, "IPV6_UNICAST_HOPS");
+	}
+	wantint(c, SOL_SOCKET, SO_SNDBUF, 2 * 65536, "SO_SNDBUF");
+	l = sizeof(lg);
+	if (getsockopt(c, SOL_SOCKET, SO_LINGER, &lg, &l) < 0 || lg.l_onoff != 1 || lg.l_linger != 3)
+		tgt_fail("SO_LINGER is %d/%d, want 1/3", lg.l_onoff, lg.l_linger);
+	l = sizeof(tv);
+	if (getsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) < 0 || tv.tv_sec != 2 || tv.tv_usec != 500000)
+		tgt_fail("SO_RCVTIMEO is %ld.%06ld, want 2.5", (long)tv.tv_sec, (long)tv.tv_usec);
+}
+
+static const char reply[] = "hello-from-server";
+
+static void conversation(int lfam)
+{
+	int l = listener(lfam, 7);
+	int c, s, flags;
+	ss_t ll, cl, cp, sl, sp;
+	size_t sent = 0;
+	char buf[4096];
+	size_t i, got;
+
+	c = connect_to(l);
+	s = accept_one(l);
+	client_options(c);
+	/* Fill the server's window, then the client's send queue: bytes
+	 * unread at the server and bytes the client could not send yet. */
+	if (fcntl(c, F_SETFL, O_NONBLOCK) < 0)
+		tgt_fail("O_NONBLOCK: %s", strerror(errno));
+	for (;;) {
+		ssize_t w;
+		for (i = 0; i < sizeof(buf); i++)
+			buf[i] = (char)pattern(sent + i);
+		w = send(c, buf, sizeof(buf), MSG_NOSIGNAL);
+		if (w < 0 && errno == EAGAIN)
+			break;
+		if (w <= 0)
+			tgt_fail("fill: send: %s", strerror(errno));
+		sent += (size_t)w;
+		if (sent > (64u << 20))
+			tgt_fail("fill: the send queue never filled");
+	}
+	send_all(s, reply, strlen(reply), "server reply");
+	names(l, &ll, NULL);
+	names(c, &cl, &cp);
+	names(s, &sl, &sp);
+	tgt_log("listening on port %d, %zu bytes in flight to the server\n", port_of(&ll), sent);
+	tgt_ready();
+	tgt_wait();
+
+	same_names(l, &ll, NULL, "listener");
+	same_names(c, &cl, &cp, "client");
+	same_names(s, &sl, &sp, "server");
+	wantint(l, SOL_SOCKET, SO_REUSEADDR, 1, "listener SO_REUSEADDR");
+	wantint(l, SOL_SOCKET, SO_ACCEPTCONN, 1, "listener SO_ACCEPTCONN");
+	check_client_options(c);
+	flags = fcntl(c, F_GETFL);
+	if (!(flags & O_NONBLOCK))
+		tgt_fail("client lost O_NONBLOCK");
+	expect(c, reply, "client reads the reply");
+	for (got = 0; got < sent;) {
+		size_t n = sent - got < sizeof(buf) ? sent - got : sizeof(buf);
+		read_exact(s, buf, n, "server reads what the client sent");
+		for (i = 0; i < n; i++)
+			if ((unsigned char)buf[i] != pattern(got + i))
+				tgt_fail("server: byte %zu is %d, want %d", got + i, (unsigned char)buf[i], pattern(got + i));
+		got += n;
+	}
+	send_all(c, "after", 5, "client sends after");
+	expect(s, "after", "server reads after");
+	send_all(s, "reply2", 6, "server sends reply2");
+	expect(c, "reply2", "client reads reply2");
+	/* The listener still takes connections. */
+	{
+		int c2 = connect_to(l), s2 = accept_one(l);
+		send_all(c2, "new", 3, "new connection");
+		expect(s2, "new", "new connection");
+	}
+	tgt_pass();
+}
+
+static void pending(void)
+{
+	int l = listener(family, 7);
+	int c = connect_to(l), s;
+
+	tgt_ready();
+	tgt_wait();
+	s = accept_one(l);
+	send_all(c, "p", 1, "pending");
+	expect(s, "p", "pending");
+	tgt_pass();
+}
+
+static void half(void)
+{
+	int l = listener_reuse(family, 7, 0);
+	int c = connect_to(l), s = accept_one(l);
+	ssize_t r;
+
+	/* The listener, without SO_REUSEADDR, on an fd above the connection
+	 * it accepted: the restore must bind it first all the same. */
+	l = fcntl(l, F_DUPFD, 50);
+	if (l < 0 || close(3) < 0)
+		tgt_fail("move the listener: %s", strerror(errno));
+
+	send_all(c, "abc", 3, "client data");
+	if (shutdown(c, SHUT_WR) < 0)
+		tgt_fail("shutdown: %s", strerror(errno));
+	send_all(s, "xyz", 3, "server data");
+	tgt_ready();
+	tgt_wait();
+	expect(s, "abc", "server reads the client's data");
+	expect_eof(s, "server sees the client's FIN");
+	expect(c, "xyz", "client reads the server's data");
+	send_all(s, "more", 4, "server sends more");
+	expect(c, "more", "client reads more");
+	r = send(c, "x", 1, MSG_NOSIGNAL);
+	if (r >= 0 || errno != EPIPE)
+		tgt_fail("the client shut for writing could send: %zd (%s)", r, strerror(errno));
+	close(s);
+	expect_eof(c, "client sees the server's FIN");
+	{
+		int c2 = connect_to(l), s2 = accept_one(l);
+		send_all(c2, "new", 3, "new connection");
+		expect(s2, "new", "new connection");
+	}
+	tgt_pass();
+}
+
+static int udp_socket(void)
+{
+	ss_t a;
+	int u = socket(family, SOCK_DGRAM, 0);
+
+	if (u < 0)
+		tgt_fail("socket: %s", strerror(errno));
+	loopback(&a, family, 0);
+	if (bind(u, (struct sockaddr *)&a, alen) < 0)
+		tgt_fail("bind: %s", strerror(errno));
+	return u;
+}
+
+static void recv_from(int u, const char *want, const ss_t *from, const char *what)
+{
+	char buf[256];
+	ss_t f;
+	socklen_t l = sizeof(f);
+	struct pollfd p = { .fd = u, .events = POLLIN };
+	ssize_t r;
+
+	memset(&f, 0, sizeof(f));
+	if (poll(&p, 1, 10000) <= 0)
+		tgt_fail("%s: no datagram within 10 s", what);
+	r = recvfrom(u, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&f, &l);
+	if (r < 0)
+		tgt_fail("%s: recvfrom: %s", what, strerror(errno));
+	if ((size_t)r != strlen(want) || memcmp(buf, want, (size_t)r) != 0)
+		tgt_fail("%s: got %zd bytes %.*s, want %s", what, r, (int)r, buf, want);
+	if (memcmp(&f, from, sizeof(f)) != 0)
+		tgt_fail("%s: from port %d, want %d", what, port_of(&f), port_of(from));
+}
+
+static void udp(void)
+{
+	int a = udp_socket(), b = udp_socket(), d = udp_socket();
+	ss_t aa, ba, da, bp;
+	char c;
+
+	names(a, &aa, NULL);
+	names(b, &ba, NULL);
+	names(d, &da, NULL);
+	if (connect(b, (struct sockaddr *)&aa, alen) < 0)
+		tgt_fail("connect: %s", strerror(errno));
+	setint(a, SOL_SOCKET, SO_RCVBUF, 32768, "SO_RCVBUF");
+	setint(d, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
+	send_all(b, "b1", 2, "b1");
+	if (send(b, "", 0, 0) != 0)
+		tgt_fail("send an empty datagram: %s", strerror(errno));
+	send_all(b, "b3", 2, "b3");
+	if (sendto(d, "d1", 2, 0, (struct sockaddr *)&aa, alen) != 2)
+		tgt_fail("sendto: %s", strerror(errno));
+	if (sendto(a, "a1", 2, 0, (struct sockaddr *)&ba, alen) != 2 ||
+	    sendto(a, "a2", 2, 0, (struct sockaddr *)&ba, alen) != 2)
+		tgt_fail("sendto: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	same_names(a, &aa, NULL, "a");
+	same_names(b, &ba, &aa, "b");
+	names(b, &ba, &bp);
+	wantint(a, SOL_SOCKET, SO_RCVBUF, 2 * 32768, "SO_RCVBUF");
+	wantint(d, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
+	recv_from(a, "b1", &ba, "a's first datagram");
+	recv_from(a, "", &ba, "a's empty datagram");
+	recv_from(a, "b3", &ba, "a's third datagram");
+	recv_from(a, "d1", &da, "a's datagram from d");
+	recv_from(b, "a1", &aa, "b's first datagram");
+	recv_from(b, "a2", &aa, "b's second datagram");
+	if (recv(a, &c, 1, MSG_DONTWAIT) >= 0 || recv(b, &c, 1, MSG_DONTWAIT) >= 0)
+		tgt_fail("a datagram more than was sent");
+	send_all(b, "b4", 2, "b4");
+	recv_from(a, "b4", &ba, "a datagram sent after");
+	tgt_pass();
+}
+
+static void external(int port)
+{
+	ss_t a;
+	int c = socket(AF_INET, SOCK_STREAM, 0), sent = 0;
+
+	loopback(&a, AF_INET, port);
+	if (connect(c, (struct sockaddr *)&a, sizeof(struct sockaddr_in)) < 0)
+		tgt_fail("connect to port %d: %s", port, strerror(errno));
+	send_all(c, "from-job-1", 10, "from-job-1");
+	tgt_ready();
+	/* Answers the peer's "go" with "from-job-1b" while it waits: the peer
+	 * may drop it first, so that it is not acknowledged at the dump. */
+	while (!got_term) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		if (!sent && poll(&p, 1, 10) == 1) {
+			expect(c, "go", "the peer's go");
+			send_all(c, "from-job-1b", 11, "from-job-1b");
+			sent = 1;
+		} else if (sent) {
+			struct timespec ts = { 0, 10 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!sent)
+		tgt_fail("the peer's go never came");
+	expect(c, "from-outside-1", "first message from outside");
+	send_all(c, "from-job-2", 10, "from-job-2");
+	expect(c, "from-outside-2", "second message from outside");
+	tgt_pass();
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode;
+
+	tgt_init(argc, argv);
+	mode = argc > 2 ? argv[2] : "";
+	family = strcmp(mode, "tcp6") == 0 || strcmp(mode, "udp6") == 0 ? AF_INET6 : AF_INET;
+	alen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	if (strcmp(mode, "tcp4") == 0 || strcmp(mode, "tcp6") == 0)
+		conversation(family);
+	else if (strcmp(mode, "dual") == 0)
+		conversation(AF_INET6);
+	else if (strcmp(mode, "pending") == 0)
+		pending();
+	else if (strcmp(mode, "half") == 0)
+		half();
+	else if (strcmp(mode, "udp4") == 0 || strcmp(mode, "udp6") == 0)
+		udp();
+	else if (strcmp(mode, "external") == 0 && argc > 3)
+		external(atoi(argv[3]));
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|external PORT");
+}
