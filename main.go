@@ -232,6 +232,7 @@ func main() {
 					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
 						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
 					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
+					&cli.BoolFlag{Name: "shell-job", Aliases: []string{"j"}, Usage: "a job dumped on a terminal of its shell's gets this gocr's terminal, its termios, the foreground if it had it, and job control (Ctrl-Z, fg) through gocr"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -243,6 +244,7 @@ func main() {
 						PidNamespace: c.String("pidns"),
 						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
 						Restarted: callbacks.Restarted,
+						ShellJob:  c.Bool("shell-job"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err

@@ -4,6 +4,7 @@ package files
 
 import (
 	"errors"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -13,7 +14,10 @@ import (
 // inheritKind is stdio joined to something outside the dump (a terminal,
 // the shell's pipe): the restore connects its own stdio in its place. No
 // fd matches it by itself: Collect gives it to stdio no other kind takes,
-// and the pipe kind to a pipe whose other end is outside the dump.
+// the pipe kind to a pipe whose other end is outside the dump, and the pty
+// kind to a slave whose master is outside, when it is the process's
+// controlling terminal (a shell job's terminal, at any fd number: that one
+// gets the terminal the restore runs on).
 type inheritKind struct{}
 
 func init() { register(inheritKind{}) }
@@ -35,16 +39,43 @@ func setInherit(fd *gocrpb.Fd) {
 }
 
 func (inheritKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
-	if fd.Fd < 0 || int(fd.Fd) > unix.Stderr || s.Stdio[fd.Fd] == nil {
+	var give *os.File
+	switch {
+	case fd.Fd >= 0 && int(fd.Fd) <= unix.Stderr:
+		give = s.Stdio[fd.Fd]
+	case fd.GetInherit().GetTerminal():
+		give = restoreTerminal(s.Stdio)
+		if give == nil {
+			return 0, errors.New("it was the job's terminal, and gocr restore runs on none to give it")
+		}
+	}
+	if give == nil {
 		return 0, errors.New("nothing to connect it to")
 	}
 	if len(fd.Locks) > 0 {
 		return 0, errors.New("it held locks, but the restore gives it another file")
 	}
 	// A dup, so closing ours later leaves gocr's stdio alone.
-	f, err := dupFd(s.Stdio[fd.Fd].Fd(), fd.Description)
+	f, err := dupFd(give.Fd(), fd.Description)
 	if err != nil {
 		return 0, err
 	}
 	return s.Add(f), nil
+}
+
+// restoreTerminal is the first of the restore's stdio that is a terminal.
+func restoreTerminal(stdio [3]*os.File) *os.File {
+	for _, f := range stdio {
+		if f != nil && IsTerminal(int(f.Fd())) {
+			return f
+		}
+	}
+	return nil
+}
+
+// IsTerminal tells whether fd is a terminal: TCGETS succeeds only on one
+// (man 3 isatty).
+func IsTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
 }

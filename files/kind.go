@@ -87,6 +87,10 @@ const (
 	// FixupOpen: open(Path, Flags) at Fd, at offset Pos: a file only
 	// the restored process can open (files/path.go).
 	FixupOpen
+	// FixupCtty: Fd, a terminal, becomes the controlling terminal of the
+	// session the process leads (as soon as it leads it, before it forks),
+	// with foreground process group Target (files/pty.go).
+	FixupCtty
 )
 
 // Fixup is one step the restorer blob takes inside the process after its
@@ -94,7 +98,7 @@ const (
 type Fixup struct {
 	Op     FixupOp
 	Fd     int32            // the fd it acts on, by its dumped number
-	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number
+	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number; FixupCtty: the foreground group
 	Events uint32           // FixupEpollAdd
 	Data   uint64           // FixupEpollAdd
 	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock

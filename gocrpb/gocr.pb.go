@@ -2546,6 +2546,7 @@ type Fd struct {
 	//	*Fd_UnixSocket
 	//	*Fd_InetSocket
 	//	*Fd_Mqueue
+	//	*Fd_Pty
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2759,6 +2760,15 @@ func (x *Fd) GetMqueue() *MqueueFd {
 	return nil
 }
 
+func (x *Fd) GetPty() *PtyFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Pty); ok {
+			return x.Pty
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2811,6 +2821,10 @@ type Fd_Mqueue struct {
 	Mqueue *MqueueFd `protobuf:"bytes,100,opt,name=mqueue,proto3,oneof"` // a POSIX message queue (mq_open)
 }
 
+type Fd_Pty struct {
+	Pty *PtyFd `protobuf:"bytes,80,opt,name=pty,proto3,oneof"` // a Unix98 pseudo-terminal end (files/pty.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2834,6 +2848,8 @@ func (*Fd_UnixSocket) isFd_Kind() {}
 func (*Fd_InetSocket) isFd_Kind() {}
 
 func (*Fd_Mqueue) isFd_Kind() {}
+
+func (*Fd_Pty) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -2976,7 +2992,16 @@ func (x *PathFd) GetProcPid() int32 {
 // InheritFd is stdio joined to something outside the dump (a terminal, a
 // shell's pipe): the restore gives its own stdio in its place.
 type InheritFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fd was on the controlling terminal of its process, a terminal
+	// outside the dump (a shell job's): the restore gives the terminal it
+	// runs on (files/inherit.go).
+	Terminal bool `protobuf:"varint,40,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// That terminal's foreground process group was the process's own.
+	Foreground bool `protobuf:"varint,41,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// The terminal's termios and window size at the dump (the other fields
+	// unset): gocr restore --shell-job gives its terminal these termios.
+	TerminalState *PtyState `protobuf:"bytes,42,opt,name=terminal_state,json=terminalState,proto3" json:"terminal_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3009,6 +3034,27 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
 	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *InheritFd) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *InheritFd) GetForeground() bool {
+	if x != nil {
+		return x.Foreground
+	}
+	return false
+}
+
+func (x *InheritFd) GetTerminalState() *PtyState {
+	if x != nil {
+		return x.TerminalState
+	}
+	return nil
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -5081,6 +5127,322 @@ func (x *SysvMsg) GetText() []byte {
 	return nil
 }
 
+// PtyFd is one end of a Unix98 pseudo-terminal (files/pty.go): the master
+// (/dev/ptmx) or a slave (/dev/pts/N). Both ends are in the dump; the pair
+// is made again once, with the same index, and every fd of it carries the
+// pair's state (Link copies it onto each).
+type PtyFd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Index  uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // N of /dev/pts/N (TIOCGPTN on the master)
+	Master bool                   `protobuf:"varint,2,opt,name=master,proto3" json:"master,omitempty"`
+	State  *PtyState              `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// This fd, a slave held by the leader of the session whose controlling
+	// terminal the pair is, is the one that leader takes it through again.
+	Controlling   bool `protobuf:"varint,4,opt,name=controlling,proto3" json:"controlling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PtyFd) Reset() {
+	*x = PtyFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyFd) ProtoMessage() {}
+
+func (x *PtyFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
+func (*PtyFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PtyFd) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PtyFd) GetMaster() bool {
+	if x != nil {
+		return x.Master
+	}
+	return false
+}
+
+func (x *PtyFd) GetState() *PtyState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *PtyFd) GetControlling() bool {
+	if x != nil {
+		return x.Controlling
+	}
+	return false
+}
+
+// PtyState is what a pseudo-terminal pair holds besides its open files.
+type PtyState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// struct termios2 of the slave (TCGETS2, man 2 ioctl_tty), line
+	// discipline N_TTY (c_line 0).
+	Iflag  uint32 `protobuf:"varint,1,opt,name=iflag,proto3" json:"iflag,omitempty"`
+	Oflag  uint32 `protobuf:"varint,2,opt,name=oflag,proto3" json:"oflag,omitempty"`
+	Cflag  uint32 `protobuf:"varint,3,opt,name=cflag,proto3" json:"cflag,omitempty"`
+	Lflag  uint32 `protobuf:"varint,4,opt,name=lflag,proto3" json:"lflag,omitempty"`
+	Cc     []byte `protobuf:"bytes,5,opt,name=cc,proto3" json:"cc,omitempty"` // c_cc, NCCS (19) bytes
+	Ispeed uint32 `protobuf:"varint,6,opt,name=ispeed,proto3" json:"ispeed,omitempty"`
+	Ospeed uint32 `protobuf:"varint,7,opt,name=ospeed,proto3" json:"ospeed,omitempty"`
+	// struct winsize (TIOCGWINSZ)
+	Rows      uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols      uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
+	Xpixel    uint32 `protobuf:"varint,10,opt,name=xpixel,proto3" json:"xpixel,omitempty"`
+	Ypixel    uint32 `protobuf:"varint,11,opt,name=ypixel,proto3" json:"ypixel,omitempty"`
+	Packet    bool   `protobuf:"varint,12,opt,name=packet,proto3" json:"packet,omitempty"`       // TIOCGPKT on the master
+	Locked    bool   `protobuf:"varint,13,opt,name=locked,proto3" json:"locked,omitempty"`       // TIOCGPTLCK: the slave cannot be opened
+	Exclusive bool   `protobuf:"varint,14,opt,name=exclusive,proto3" json:"exclusive,omitempty"` // TIOCGEXCL on the slave
+	// The session whose controlling terminal the slave is (TIOCGSID), 0 for
+	// none, and its foreground process group (TIOCGPGRP).
+	Session    int32 `protobuf:"varint,15,opt,name=session,proto3" json:"session,omitempty"`
+	Foreground int32 `protobuf:"varint,16,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// Owner and mode of /dev/pts/N.
+	Uid  uint32 `protobuf:"varint,17,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid  uint32 `protobuf:"varint,18,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode uint32 `protobuf:"varint,19,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Unread data: written to the master, not yet read from the slave (the
+	// slave's input queue, after its input processing), and written to the
+	// slave, not yet read from the master (after output processing).
+	ToSlave  []byte `protobuf:"bytes,20,opt,name=to_slave,json=toSlave,proto3" json:"to_slave,omitempty"`
+	ToMaster []byte `protobuf:"bytes,21,opt,name=to_master,json=toMaster,proto3" json:"to_master,omitempty"`
+	// The number of open file descriptions of the slave in the dump: the
+	// restore locks the pair only once all are open.
+	SlaveDescriptions uint32 `protobuf:"varint,22,opt,name=slave_descriptions,json=slaveDescriptions,proto3" json:"slave_descriptions,omitempty"`
+	// Every slave was closed after being open (the master reads EIO once
+	// its queue is empty: TTY_OTHER_CLOSED).
+	SlaveClosed     bool `protobuf:"varint,23,opt,name=slave_closed,json=slaveClosed,proto3" json:"slave_closed,omitempty"`
+	MasterExclusive bool `protobuf:"varint,24,opt,name=master_exclusive,json=masterExclusive,proto3" json:"master_exclusive,omitempty"` // TIOCGEXCL on the master
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PtyState) Reset() {
+	*x = PtyState{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyState) ProtoMessage() {}
+
+func (x *PtyState) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
+func (*PtyState) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PtyState) GetIflag() uint32 {
+	if x != nil {
+		return x.Iflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetOflag() uint32 {
+	if x != nil {
+		return x.Oflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCflag() uint32 {
+	if x != nil {
+		return x.Cflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetLflag() uint32 {
+	if x != nil {
+		return x.Lflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCc() []byte {
+	if x != nil {
+		return x.Cc
+	}
+	return nil
+}
+
+func (x *PtyState) GetIspeed() uint32 {
+	if x != nil {
+		return x.Ispeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetOspeed() uint32 {
+	if x != nil {
+		return x.Ospeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *PtyState) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *PtyState) GetXpixel() uint32 {
+	if x != nil {
+		return x.Xpixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetYpixel() uint32 {
+	if x != nil {
+		return x.Ypixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetPacket() bool {
+	if x != nil {
+		return x.Packet
+	}
+	return false
+}
+
+func (x *PtyState) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
+func (x *PtyState) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *PtyState) GetSession() int32 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *PtyState) GetForeground() int32 {
+	if x != nil {
+		return x.Foreground
+	}
+	return 0
+}
+
+func (x *PtyState) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *PtyState) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *PtyState) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *PtyState) GetToSlave() []byte {
+	if x != nil {
+		return x.ToSlave
+	}
+	return nil
+}
+
+func (x *PtyState) GetToMaster() []byte {
+	if x != nil {
+		return x.ToMaster
+	}
+	return nil
+}
+
+func (x *PtyState) GetSlaveDescriptions() uint32 {
+	if x != nil {
+		return x.SlaveDescriptions
+	}
+	return 0
+}
+
+func (x *PtyState) GetSlaveClosed() bool {
+	if x != nil {
+		return x.SlaveClosed
+	}
+	return false
+}
+
+func (x *PtyState) GetMasterExclusive() bool {
+	if x != nil {
+		return x.MasterExclusive
+	}
+	return false
+}
+
 var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
@@ -5309,7 +5671,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xc5\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xe9\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -5335,7 +5697,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"unixSocket\x128\n" +
 	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
 	"inetSocket\x12+\n" +
-	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueueB\x06\n" +
+	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
+	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03ptyB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -5356,8 +5719,13 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"\v\n" +
-	"\tInheritFd\"T\n" +
+	"\x05OTHER\x10\x04\"\x81\x01\n" +
+	"\tInheritFd\x12\x1a\n" +
+	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
+	"\n" +
+	"foreground\x18) \x01(\bR\n" +
+	"foreground\x128\n" +
+	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
@@ -5552,7 +5920,40 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bmessages\x18\x03 \x03(\v2\x10.gocr.v1.SysvMsgR\bmessages\"1\n" +
 	"\aSysvMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\x03R\x04type\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\fR\x04text*\xc5\x01\n" +
+	"\x04text\x18\x02 \x01(\fR\x04text\"\x80\x01\n" +
+	"\x05PtyFd\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
+	"\x06master\x18\x02 \x01(\bR\x06master\x12'\n" +
+	"\x05state\x18\x03 \x01(\v2\x11.gocr.v1.PtyStateR\x05state\x12 \n" +
+	"\vcontrolling\x18\x04 \x01(\bR\vcontrolling\"\xef\x04\n" +
+	"\bPtyState\x12\x14\n" +
+	"\x05iflag\x18\x01 \x01(\rR\x05iflag\x12\x14\n" +
+	"\x05oflag\x18\x02 \x01(\rR\x05oflag\x12\x14\n" +
+	"\x05cflag\x18\x03 \x01(\rR\x05cflag\x12\x14\n" +
+	"\x05lflag\x18\x04 \x01(\rR\x05lflag\x12\x0e\n" +
+	"\x02cc\x18\x05 \x01(\fR\x02cc\x12\x16\n" +
+	"\x06ispeed\x18\x06 \x01(\rR\x06ispeed\x12\x16\n" +
+	"\x06ospeed\x18\a \x01(\rR\x06ospeed\x12\x12\n" +
+	"\x04rows\x18\b \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\t \x01(\rR\x04cols\x12\x16\n" +
+	"\x06xpixel\x18\n" +
+	" \x01(\rR\x06xpixel\x12\x16\n" +
+	"\x06ypixel\x18\v \x01(\rR\x06ypixel\x12\x16\n" +
+	"\x06packet\x18\f \x01(\bR\x06packet\x12\x16\n" +
+	"\x06locked\x18\r \x01(\bR\x06locked\x12\x1c\n" +
+	"\texclusive\x18\x0e \x01(\bR\texclusive\x12\x18\n" +
+	"\asession\x18\x0f \x01(\x05R\asession\x12\x1e\n" +
+	"\n" +
+	"foreground\x18\x10 \x01(\x05R\n" +
+	"foreground\x12\x10\n" +
+	"\x03uid\x18\x11 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x12 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x13 \x01(\rR\x04mode\x12\x19\n" +
+	"\bto_slave\x18\x14 \x01(\fR\atoSlave\x12\x1b\n" +
+	"\tto_master\x18\x15 \x01(\fR\btoMaster\x12-\n" +
+	"\x12slave_descriptions\x18\x16 \x01(\rR\x11slaveDescriptions\x12!\n" +
+	"\fslave_closed\x18\x17 \x01(\bR\vslaveClosed\x12)\n" +
+	"\x10master_exclusive\x18\x18 \x01(\bR\x0fmasterExclusive*\xc5\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -5578,7 +5979,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -5635,6 +6036,8 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*SysvSem)(nil),              // 52: gocr.v1.SysvSem
 	(*SysvMsgQueue)(nil),         // 53: gocr.v1.SysvMsgQueue
 	(*SysvMsg)(nil),              // 54: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 55: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 56: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
 	49, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
@@ -5671,33 +6074,36 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	38, // 31: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
 	43, // 32: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
 	47, // 33: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	1,  // 34: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 35: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 36: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 37: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 38: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 39: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 40: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 41: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 42: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 43: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 44: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	44, // 45: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	45, // 46: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	46, // 47: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	48, // 48: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	51, // 49: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	52, // 50: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	53, // 51: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	50, // 52: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	50, // 53: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	50, // 54: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	54, // 55: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	55, // 34: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	1,  // 35: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 36: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	56, // 37: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	33, // 38: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	37, // 39: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 40: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	41, // 41: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	39, // 42: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 43: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	40, // 44: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	25, // 45: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	22, // 46: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	44, // 47: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	45, // 48: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	46, // 49: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	48, // 50: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	51, // 51: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	52, // 52: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	53, // 53: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	50, // 54: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	50, // 55: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	50, // 56: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	54, // 57: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	56, // 58: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -5719,6 +6125,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_UnixSocket)(nil),
 		(*Fd_InetSocket)(nil),
 		(*Fd_Mqueue)(nil),
+		(*Fd_Pty)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5726,7 +6133,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

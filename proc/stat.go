@@ -22,6 +22,8 @@ type Stat struct {
 	PPid       int    // (4)
 	Pgrp       int    // (5)
 	Session    int    // (6)
+	TtyNr      int    // (7) the controlling terminal's device number, 0 for none
+	Tpgid      int    // (8) its foreground process group, -1 for none
 	Flags      uint64 // (9) PF_* bits
 	NumThreads int    // (20)
 	// StartTime is when the process started, in clock ticks since boot
@@ -110,6 +112,10 @@ func (s *Stat) setField(n int, tok []byte) error {
 		intField(&s.Pgrp)
 	case 6:
 		intField(&s.Session)
+	case 7:
+		intField(&s.TtyNr)
+	case 8:
+		intField(&s.Tpgid)
 	case 9:
 		uintField(&s.Flags)
 	case 20:

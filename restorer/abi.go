@@ -189,6 +189,8 @@ type rstProc struct {
 	PlanOff    uint32   `c:"plan_off"`
 	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
+	CttyFd     int32    `c:"ctty_fd"`
+	Pad0       uint32
 }
 
 type rstPages struct {
@@ -230,6 +232,7 @@ const (
 	rstFixupPosixLock = 2
 	rstFixupFlock     = 3
 	rstFixupOpen      = 4
+	rstFixupTtyPgrp   = 5
 )
 
 type rstFixup struct {

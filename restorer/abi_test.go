@@ -118,6 +118,7 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
 	"RST_FIXUP_OPEN":        rstFixupOpen,
+	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
 
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,

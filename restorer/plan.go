@@ -32,6 +32,7 @@ type plan struct {
 	sigs    []rstSiginfo
 	threads []rstThread
 	fixups  []rstFixup
+	cttyFd  int32 // rst_proc.ctty_fd
 	timers  []rstPosixTimer
 	rlimits []rstRlimit
 	groups  []uint32

@@ -66,6 +66,11 @@ type Options struct {
 	// attached, if set, is called once every restored process has
 	// rebuilt itself, its System V segments attached, before any runs.
 	attached func()
+	// ShellJob gives a job that ran on a terminal outside the dump (a
+	// shell's) gocr's terminal, with its job control (shelljob.go).
+	ShellJob bool
+
+	job *shellJob
 }
 
 // Result is how a restore ended.
@@ -154,6 +159,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		if err := checkDetachedStops(procs); err != nil {
 			return nil, err
 		}
+	}
+	if opts.job, err = planShellJob(procs, opts); err != nil {
+		return nil, err
 	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.

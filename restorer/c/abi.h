@@ -143,6 +143,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* open(the path at strtab offset data, events) made fd (close-on-exec if
  * target is 1), at offset start: a /proc/PID/ file, PID being restored. */
 #define RST_FIXUP_OPEN 4
+/* ioctl(fd, TIOCSPGRP, &target): target becomes the foreground process
+ * group of fd, the controlling terminal (rst_args.ctty_fd). */
+#define RST_FIXUP_TTY_PGRP 5
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
@@ -330,6 +333,12 @@ struct rst_proc {
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
 	u32 exit_signal; /* clone3's, what its parent gets when it exits */
 	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
+	/* A source, a terminal: the process, a session leader, takes it as its
+	 * controlling terminal right after setsid, before it forks, so that
+	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
+	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
+	s32 ctty_fd;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -340,7 +349,8 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
-_Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
+BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 48);
+_Static_assert(sizeof(struct rst_proc) == 56, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 

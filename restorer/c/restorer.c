@@ -903,6 +903,11 @@ struct kernel_flock {
 };
 _Static_assert(sizeof(struct kernel_flock) == 32, "struct flock size");
 
+/* include/uapi/asm-generic/ioctls.h */
+#define __NR_ioctl 16
+#define TIOCSCTTY 0x540E
+#define TIOCSPGRP 0x5410
+
 /* fixup does one step only the process itself can do, once its fds have
  * their dumped numbers (struct rst_fixup). */
 static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
@@ -939,6 +944,15 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 		sys1(__NR_close, nfd);
 		if (f->start)
 			CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_lseek, f->fd, f->start, SEEK_SET));
+		return;
+	}
+	case RST_FIXUP_TTY_PGRP: {
+		/* TIOCSPGRP needs the group in the caller's session: every
+		 * process exists by now, and the kernel takes a group not yet
+		 * joined by the process whose PID it is
+		 * (drivers/tty/tty_jobctrl.c tiocspgrp, session_of_pgrp). */
+		s32 pgrp = f->target;
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_ioctl, f->fd, TIOCSPGRP, &pgrp));
 		return;
 	}
 	}
@@ -1183,6 +1197,10 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
+	/* Only a session leader without a controlling terminal may take one
+	 * (drivers/tty/tty_jobctrl.c tiocsctty). */
+	if (p->ctty_fd >= 0)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, p->ctty_fd, TIOCSCTTY, 0));
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
 
