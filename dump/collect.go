@@ -133,6 +133,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err != nil {
 		return nil, err
 	}
+	if err := collectAttrs(pid, task, maps); err != nil {
+		return nil, err
+	}
 	table, err := files.Collect(pid)
 	if err != nil {
 		return nil, err

@@ -141,7 +141,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type PathFd_Type int32
@@ -198,7 +198,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -250,7 +250,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -309,7 +309,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -452,6 +452,7 @@ type Task struct {
 	// ran. Restored as a group-stop by that signal.
 	StopSignal    uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	PosixTimers   []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	Attrs         *ProcessAttrs `protobuf:"bytes,60,opt,name=attrs,proto3" json:"attrs,omitempty"`                                // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +627,214 @@ func (x *Task) GetPosixTimers() []*PosixTimer {
 	return nil
 }
 
+func (x *Task) GetAttrs() *ProcessAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ProcessAttrs are attributes of a process (its signal struct, mm or
+// credentials) that /proc and prctl(2) show and the restorer sets again.
+type ProcessAttrs struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OomScoreAdj    int32                  `protobuf:"varint,1,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"`        // /proc/PID/oom_score_adj
+	CoredumpFilter uint32                 `protobuf:"varint,2,opt,name=coredump_filter,json=coredumpFilter,proto3" json:"coredump_filter,omitempty"` // /proc/PID/coredump_filter (man 5 core)
+	Autogroup      *Autogroup             `protobuf:"bytes,3,opt,name=autogroup,proto3" json:"autogroup,omitempty"`                                  // absent: a kernel without autogroups
+	Audit          *AuditIds              `protobuf:"bytes,4,opt,name=audit,proto3" json:"audit,omitempty"`                                          // absent: a kernel without audit
+	ThpDisable     uint32                 `protobuf:"varint,5,opt,name=thp_disable,json=thpDisable,proto3" json:"thp_disable,omitempty"`             // PR_GET_THP_DISABLE's value
+	MemoryMerge    bool                   `protobuf:"varint,6,opt,name=memory_merge,json=memoryMerge,proto3" json:"memory_merge,omitempty"`          // PR_GET_MEMORY_MERGE
+	FutexSlots     int32                  `protobuf:"varint,7,opt,name=futex_slots,json=futexSlots,proto3" json:"futex_slots,omitempty"`             // PR_FUTEX_HASH_GET_SLOTS; -1: a kernel without it
+	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ProcessAttrs) Reset() {
+	*x = ProcessAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessAttrs) ProtoMessage() {}
+
+func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessAttrs.ProtoReflect.Descriptor instead.
+func (*ProcessAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProcessAttrs) GetOomScoreAdj() int32 {
+	if x != nil {
+		return x.OomScoreAdj
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetCoredumpFilter() uint32 {
+	if x != nil {
+		return x.CoredumpFilter
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetAutogroup() *Autogroup {
+	if x != nil {
+		return x.Autogroup
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetAudit() *AuditIds {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetThpDisable() uint32 {
+	if x != nil {
+		return x.ThpDisable
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMemoryMerge() bool {
+	if x != nil {
+		return x.MemoryMerge
+	}
+	return false
+}
+
+func (x *ProcessAttrs) GetFutexSlots() int32 {
+	if x != nil {
+		return x.FutexSlots
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMlockall() uint32 {
+	if x != nil {
+		return x.Mlockall
+	}
+	return 0
+}
+
+// Autogroup is the process's autogroup (man 7 sched), one per session.
+type Autogroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nice          int32                  `protobuf:"varint,1,opt,name=nice,proto3" json:"nice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Autogroup) Reset() {
+	*x = Autogroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Autogroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Autogroup) ProtoMessage() {}
+
+func (x *Autogroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
+func (*Autogroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Autogroup) GetNice() int32 {
+	if x != nil {
+		return x.Nice
+	}
+	return 0
+}
+
+// AuditIds are the audit login uid and session (/proc/PID/loginuid,
+// /proc/PID/sessionid).
+type AuditIds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Loginuid      uint32                 `protobuf:"varint,1,opt,name=loginuid,proto3" json:"loginuid,omitempty"`
+	Sessionid     uint32                 `protobuf:"varint,2,opt,name=sessionid,proto3" json:"sessionid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditIds) Reset() {
+	*x = AuditIds{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditIds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditIds) ProtoMessage() {}
+
+func (x *AuditIds) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
+func (*AuditIds) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuditIds) GetLoginuid() uint32 {
+	if x != nil {
+		return x.Loginuid
+	}
+	return 0
+}
+
+func (x *AuditIds) GetSessionid() uint32 {
+	if x != nil {
+		return x.Sessionid
+	}
+	return 0
+}
+
 // PosixTimer is a timer_create(2) timer: recreated under the same ID
 // (prctl PR_TIMER_CREATE_RESTORE_IDS) with its clock, its notification
 // and, relative to the restore, the time that was left and its interval.
@@ -645,7 +854,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +866,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +879,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -741,7 +950,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +962,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +975,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -820,7 +1029,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1041,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1054,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -964,7 +1173,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1185,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1198,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1026,7 +1235,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1247,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1260,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1100,7 +1309,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1321,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1334,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1153,7 +1362,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1374,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1387,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1217,13 +1426,14 @@ type Thread struct {
 	Rseq          *Rseq                  `protobuf:"bytes,11,opt,name=rseq,proto3" json:"rseq,omitempty"`
 	Comm          string                 `protobuf:"bytes,12,opt,name=comm,proto3" json:"comm,omitempty"`
 	Sched         *Sched                 `protobuf:"bytes,13,opt,name=sched,proto3" json:"sched,omitempty"` // absent in images from before it was recorded
+	Attrs         *ThreadAttrs           `protobuf:"bytes,53,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1445,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1458,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1342,6 +1552,144 @@ func (x *Thread) GetSched() *Sched {
 	return nil
 }
 
+func (x *Thread) GetAttrs() *ThreadAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ThreadAttrs are attributes of one thread that it sets on itself at
+// restore.
+type ThreadAttrs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ioprio        uint32                 `protobuf:"varint,1,opt,name=ioprio,proto3" json:"ioprio,omitempty"`                                   // ioprio_get(IOPRIO_WHO_PROCESS, tid)
+	TimerSlackNs  uint64                 `protobuf:"varint,2,opt,name=timer_slack_ns,json=timerSlackNs,proto3" json:"timer_slack_ns,omitempty"` // PR_GET_TIMERSLACK
+	MceKill       int32                  `protobuf:"varint,3,opt,name=mce_kill,json=mceKill,proto3" json:"mce_kill,omitempty"`                  // PR_MCE_KILL_GET
+	Tsc           int32                  `protobuf:"varint,4,opt,name=tsc,proto3" json:"tsc,omitempty"`                                         // PR_GET_TSC: PR_TSC_ENABLE or PR_TSC_SIGSEGV
+	Mempolicy     *Mempolicy             `protobuf:"bytes,5,opt,name=mempolicy,proto3" json:"mempolicy,omitempty"`                              // absent: a kernel without NUMA
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadAttrs) Reset() {
+	*x = ThreadAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadAttrs) ProtoMessage() {}
+
+func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
+func (*ThreadAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ThreadAttrs) GetIoprio() uint32 {
+	if x != nil {
+		return x.Ioprio
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTimerSlackNs() uint64 {
+	if x != nil {
+		return x.TimerSlackNs
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMceKill() int32 {
+	if x != nil {
+		return x.MceKill
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTsc() int32 {
+	if x != nil {
+		return x.Tsc
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMempolicy() *Mempolicy {
+	if x != nil {
+		return x.Mempolicy
+	}
+	return nil
+}
+
+// Mempolicy is a thread's NUMA memory policy (get_mempolicy(2)).
+type Mempolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          int32                  `protobuf:"varint,1,opt,name=mode,proto3" json:"mode,omitempty"`          // MPOL_*, with its MPOL_F_* mode flags
+	Nodes         []uint64               `protobuf:"varint,2,rep,packed,name=nodes,proto3" json:"nodes,omitempty"` // the nodemask, bit n for node n
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mempolicy) Reset() {
+	*x = Mempolicy{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mempolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mempolicy) ProtoMessage() {}
+
+func (x *Mempolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
+func (*Mempolicy) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Mempolicy) GetMode() int32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Mempolicy) GetNodes() []uint64 {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 // Sched is a thread's scheduling (sched_getattr(2), sched_getaffinity(2)).
 type Sched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1356,7 +1704,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1716,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1729,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1455,7 +1803,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1815,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1828,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -1683,7 +2031,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +2043,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +2056,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -1744,7 +2092,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +2104,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +2117,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -1830,7 +2178,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2190,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2203,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2000,7 +2348,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2360,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2373,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2102,7 +2450,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2462,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2475,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2233,7 +2581,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2593,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2606,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2325,7 +2673,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2685,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2698,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2404,7 +2752,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2764,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2777,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2493,7 +2841,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2853,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2866,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2763,7 +3111,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +3123,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +3136,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2841,7 +3189,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3201,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3214,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2893,7 +3241,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3253,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3266,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2935,7 +3283,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3295,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3308,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3002,7 +3350,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3362,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3375,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3048,7 +3396,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3408,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3421,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3101,7 +3449,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3461,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3474,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3149,7 +3497,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3509,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3522,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3208,7 +3556,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3568,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3581,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3257,7 +3605,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3617,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3630,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3324,7 +3672,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3684,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3697,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3374,7 +3722,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3734,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3747,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3480,7 +3828,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3840,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3853,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -3686,7 +4034,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +4046,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +4059,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -3769,7 +4117,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3781,7 +4129,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3794,7 +4142,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -3823,7 +4171,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3835,7 +4183,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3848,7 +4196,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3876,7 +4224,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3888,7 +4236,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3901,7 +4249,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3939,7 +4287,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
-	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\x97\x05\n" +
+	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\xc4\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -3965,7 +4313,24 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"exitStatus\x12\x1f\n" +
 	"\vstop_signal\x18\x13 \x01(\rR\n" +
 	"stopSignal\x126\n" +
-	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12+\n" +
+	"\x05attrs\x18< \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\"\xb7\x02\n" +
+	"\fProcessAttrs\x12\"\n" +
+	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
+	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
+	"\tautogroup\x18\x03 \x01(\v2\x12.gocr.v1.AutogroupR\tautogroup\x12'\n" +
+	"\x05audit\x18\x04 \x01(\v2\x11.gocr.v1.AuditIdsR\x05audit\x12\x1f\n" +
+	"\vthp_disable\x18\x05 \x01(\rR\n" +
+	"thpDisable\x12!\n" +
+	"\fmemory_merge\x18\x06 \x01(\bR\vmemoryMerge\x12\x1f\n" +
+	"\vfutex_slots\x18\a \x01(\x05R\n" +
+	"futexSlots\x12\x1a\n" +
+	"\bmlockall\x18\b \x01(\rR\bmlockall\"\x1f\n" +
+	"\tAutogroup\x12\x12\n" +
+	"\x04nice\x18\x01 \x01(\x05R\x04nice\"D\n" +
+	"\bAuditIds\x12\x1a\n" +
+	"\bloginuid\x18\x01 \x01(\rR\bloginuid\x12\x1c\n" +
+	"\tsessionid\x18\x02 \x01(\rR\tsessionid\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -4020,7 +4385,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05which\x18\x01 \x01(\rR\x05which\x12\x1f\n" +
 	"\vinterval_us\x18\x02 \x01(\x03R\n" +
 	"intervalUs\x12\x19\n" +
-	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xbe\x03\n" +
+	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xea\x03\n" +
 	"\x06Thread\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x12#\n" +
 	"\x04regs\x18\x02 \x01(\v2\x0f.gocr.v1.GPRegsR\x04regs\x12\x14\n" +
@@ -4036,7 +4401,17 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	" \x01(\x04R\rrobustListLen\x12!\n" +
 	"\x04rseq\x18\v \x01(\v2\r.gocr.v1.RseqR\x04rseq\x12\x12\n" +
 	"\x04comm\x18\f \x01(\tR\x04comm\x12$\n" +
-	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\"\x9b\x01\n" +
+	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\x12*\n" +
+	"\x05attrs\x185 \x01(\v2\x14.gocr.v1.ThreadAttrsR\x05attrs\"\xaa\x01\n" +
+	"\vThreadAttrs\x12\x16\n" +
+	"\x06ioprio\x18\x01 \x01(\rR\x06ioprio\x12$\n" +
+	"\x0etimer_slack_ns\x18\x02 \x01(\x04R\ftimerSlackNs\x12\x19\n" +
+	"\bmce_kill\x18\x03 \x01(\x05R\amceKill\x12\x10\n" +
+	"\x03tsc\x18\x04 \x01(\x05R\x03tsc\x120\n" +
+	"\tmempolicy\x18\x05 \x01(\v2\x12.gocr.v1.MempolicyR\tmempolicy\"5\n" +
+	"\tMempolicy\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\x04R\x05nodes\"\x9b\x01\n" +
 	"\x05Sched\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\rR\x06policy\x12\x12\n" +
 	"\x04nice\x18\x02 \x01(\x05R\x04nice\x12\x1f\n" +
@@ -4310,7 +4685,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -4319,91 +4694,101 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
 	(*Task)(nil),                 // 6: gocr.v1.Task
-	(*PosixTimer)(nil),           // 7: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 8: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 9: gocr.v1.Creds
-	(*Rlimit)(nil),               // 10: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 11: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 12: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 13: gocr.v1.Itimer
-	(*Thread)(nil),               // 14: gocr.v1.Thread
-	(*Sched)(nil),                // 15: gocr.v1.Sched
-	(*GPRegs)(nil),               // 16: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 17: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 18: gocr.v1.Rseq
-	(*Mm)(nil),                   // 19: gocr.v1.Mm
-	(*SavedFile)(nil),            // 20: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 21: gocr.v1.Vma
-	(*Memfd)(nil),                // 22: gocr.v1.Memfd
-	(*FileRef)(nil),              // 23: gocr.v1.FileRef
-	(*PageRange)(nil),            // 24: gocr.v1.PageRange
-	(*Fd)(nil),                   // 25: gocr.v1.Fd
-	(*FileLock)(nil),             // 26: gocr.v1.FileLock
-	(*PathFd)(nil),               // 27: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 28: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 29: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 30: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 31: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 32: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 33: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 34: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 35: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 36: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 37: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 38: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 39: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 42: gocr.v1.Files
+	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
+	(*Autogroup)(nil),            // 8: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 9: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 10: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 11: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 12: gocr.v1.Creds
+	(*Rlimit)(nil),               // 13: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 14: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 15: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 16: gocr.v1.Itimer
+	(*Thread)(nil),               // 17: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 18: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 19: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 20: gocr.v1.Sched
+	(*GPRegs)(nil),               // 21: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 22: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 23: gocr.v1.Rseq
+	(*Mm)(nil),                   // 24: gocr.v1.Mm
+	(*SavedFile)(nil),            // 25: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 26: gocr.v1.Vma
+	(*Memfd)(nil),                // 27: gocr.v1.Memfd
+	(*FileRef)(nil),              // 28: gocr.v1.FileRef
+	(*PageRange)(nil),            // 29: gocr.v1.PageRange
+	(*Fd)(nil),                   // 30: gocr.v1.Fd
+	(*FileLock)(nil),             // 31: gocr.v1.FileLock
+	(*PathFd)(nil),               // 32: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 33: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 34: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 35: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 36: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 37: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 38: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 39: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 40: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 41: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 42: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 43: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 44: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 45: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 46: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 47: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	10, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	11, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	12, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	13, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	14, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	8,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	7,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	16, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	12, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	17, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	18, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	15, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	23, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	21, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	20, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	23, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	23, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	23, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	26, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	27, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	28, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	29, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	30, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	31, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	32, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	34, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	1,  // 31: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 32: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 33: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 34: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 35: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 36: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 37: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 38: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 39: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 40: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 41: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	12, // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	13, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	14, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	15, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	16, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	17, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	11, // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	10, // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	7,  // 8: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
+	8,  // 9: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	9,  // 10: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	21, // 11: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	15, // 12: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	22, // 13: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	23, // 14: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	20, // 15: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	18, // 16: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	19, // 17: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	28, // 18: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	26, // 19: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	25, // 20: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	28, // 21: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 22: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	28, // 23: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	28, // 24: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	31, // 25: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	32, // 26: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	33, // 27: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	34, // 28: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	35, // 29: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	36, // 30: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	37, // 31: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	39, // 32: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	40, // 33: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	41, // 34: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	43, // 35: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	1,  // 36: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 37: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	38, // 38: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	42, // 39: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 40: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	46, // 41: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	44, // 42: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 43: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	45, // 44: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	30, // 45: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	27, // 46: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4411,7 +4796,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[25].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -4429,7 +4814,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   38,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

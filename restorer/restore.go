@@ -109,6 +109,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
+	if err := checkAttrs(procs); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			src.Undo()

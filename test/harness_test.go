@@ -137,6 +137,7 @@ var cTargets = map[string]struct {
 	"regs":           {"regs.c", nil},
 	"threads":        {"threads.c", []string{"-pthread"}},
 	"sched":          {"sched.c", []string{"-pthread"}},
+	"attrs":          {"attrs.c", []string{"-pthread"}},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},
