@@ -59,6 +59,9 @@ func collectAttrs(pid int, task *gocrpb.Task, maps []proc.Mapping) error {
 	} else if !errors.Is(err, proc.ErrNotShown) {
 		return err
 	}
+	if a.Cgroups, err = collectCgroups(pid, task.Threads); err != nil {
+		return err
+	}
 	if err := checkLSMLabel(pid); err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type PathFd_Type int32
@@ -198,7 +198,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -250,7 +250,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -309,7 +309,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -646,6 +646,7 @@ type ProcessAttrs struct {
 	MemoryMerge    bool                   `protobuf:"varint,6,opt,name=memory_merge,json=memoryMerge,proto3" json:"memory_merge,omitempty"`          // PR_GET_MEMORY_MERGE
 	FutexSlots     int32                  `protobuf:"varint,7,opt,name=futex_slots,json=futexSlots,proto3" json:"futex_slots,omitempty"`             // PR_FUTEX_HASH_GET_SLOTS; -1: a kernel without it
 	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
+	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -736,6 +737,67 @@ func (x *ProcessAttrs) GetMlockall() uint32 {
 	return 0
 }
 
+func (x *ProcessAttrs) GetCgroups() []*Cgroup {
+	if x != nil {
+		return x.Cgroups
+	}
+	return nil
+}
+
+// Cgroup is the process's cgroup in one hierarchy (man 7 cgroups,
+// /proc/PID/cgroup): restored relative to the dump's root process.
+type Cgroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Controllers   string                 `protobuf:"bytes,1,opt,name=controllers,proto3" json:"controllers,omitempty"` // the hierarchy's controllers, "name=NAME", or "" for cgroup v2
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`               // as /proc/PID/cgroup shows it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cgroup) Reset() {
+	*x = Cgroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cgroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cgroup) ProtoMessage() {}
+
+func (x *Cgroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
+func (*Cgroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Cgroup) GetControllers() string {
+	if x != nil {
+		return x.Controllers
+	}
+	return ""
+}
+
+func (x *Cgroup) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 // Autogroup is the process's autogroup (man 7 sched), one per session.
 type Autogroup struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -746,7 +808,7 @@ type Autogroup struct {
 
 func (x *Autogroup) Reset() {
 	*x = Autogroup{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +820,7 @@ func (x *Autogroup) String() string {
 func (*Autogroup) ProtoMessage() {}
 
 func (x *Autogroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +833,7 @@ func (x *Autogroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
 func (*Autogroup) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Autogroup) GetNice() int32 {
@@ -793,7 +855,7 @@ type AuditIds struct {
 
 func (x *AuditIds) Reset() {
 	*x = AuditIds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +867,7 @@ func (x *AuditIds) String() string {
 func (*AuditIds) ProtoMessage() {}
 
 func (x *AuditIds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +880,7 @@ func (x *AuditIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
 func (*AuditIds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuditIds) GetLoginuid() uint32 {
@@ -854,7 +916,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +928,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +941,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -950,7 +1012,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1024,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1037,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -1029,7 +1091,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1103,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1116,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -1173,7 +1235,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1247,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1260,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1235,7 +1297,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1309,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1322,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1309,7 +1371,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1383,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1396,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1362,7 +1424,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1436,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1449,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1433,7 +1495,7 @@ type Thread struct {
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1507,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1520,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1574,7 +1636,7 @@ type ThreadAttrs struct {
 
 func (x *ThreadAttrs) Reset() {
 	*x = ThreadAttrs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1648,7 @@ func (x *ThreadAttrs) String() string {
 func (*ThreadAttrs) ProtoMessage() {}
 
 func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1661,7 @@ func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
 func (*ThreadAttrs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ThreadAttrs) GetIoprio() uint32 {
@@ -1648,7 +1710,7 @@ type Mempolicy struct {
 
 func (x *Mempolicy) Reset() {
 	*x = Mempolicy{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1722,7 @@ func (x *Mempolicy) String() string {
 func (*Mempolicy) ProtoMessage() {}
 
 func (x *Mempolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1735,7 @@ func (x *Mempolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
 func (*Mempolicy) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Mempolicy) GetMode() int32 {
@@ -1704,7 +1766,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1778,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1791,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1803,7 +1865,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1877,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1890,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -2031,7 +2093,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2105,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2118,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -2092,7 +2154,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2166,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2179,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -2178,7 +2240,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2252,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2265,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2348,7 +2410,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2422,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2435,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2450,7 +2512,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2524,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2537,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2581,7 +2643,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2655,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2668,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2673,7 +2735,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2747,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2760,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2752,7 +2814,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2826,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2839,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2841,7 +2903,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2915,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2928,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -3111,7 +3173,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3185,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3198,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -3189,7 +3251,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3263,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3276,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -3241,7 +3303,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3315,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3328,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -3283,7 +3345,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3357,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3370,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3350,7 +3412,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3424,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3437,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3396,7 +3458,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3470,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3483,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3449,7 +3511,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3523,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3536,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3497,7 +3559,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3571,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3584,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3556,7 +3618,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3568,7 +3630,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3581,7 +3643,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3605,7 +3667,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3679,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3692,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3672,7 +3734,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +3746,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +3759,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3722,7 +3784,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3734,7 +3796,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3747,7 +3809,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3828,7 +3890,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3902,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3915,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -4034,7 +4096,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4046,7 +4108,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4059,7 +4121,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4117,7 +4179,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4191,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4204,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4171,7 +4233,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4183,7 +4245,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4196,7 +4258,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4224,7 +4286,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4298,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4311,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4314,7 +4376,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vstop_signal\x18\x13 \x01(\rR\n" +
 	"stopSignal\x126\n" +
 	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12+\n" +
-	"\x05attrs\x18< \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\"\xb7\x02\n" +
+	"\x05attrs\x18< \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\"\xe2\x02\n" +
 	"\fProcessAttrs\x12\"\n" +
 	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
 	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
@@ -4325,7 +4387,11 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fmemory_merge\x18\x06 \x01(\bR\vmemoryMerge\x12\x1f\n" +
 	"\vfutex_slots\x18\a \x01(\x05R\n" +
 	"futexSlots\x12\x1a\n" +
-	"\bmlockall\x18\b \x01(\rR\bmlockall\"\x1f\n" +
+	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
+	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\">\n" +
+	"\x06Cgroup\x12 \n" +
+	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +
 	"\tAutogroup\x12\x12\n" +
 	"\x04nice\x18\x01 \x01(\x05R\x04nice\"D\n" +
 	"\bAuditIds\x12\x1a\n" +
@@ -4685,7 +4751,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -4695,100 +4761,102 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
 	(*Task)(nil),                 // 6: gocr.v1.Task
 	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
-	(*Autogroup)(nil),            // 8: gocr.v1.Autogroup
-	(*AuditIds)(nil),             // 9: gocr.v1.AuditIds
-	(*PosixTimer)(nil),           // 10: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 11: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 12: gocr.v1.Creds
-	(*Rlimit)(nil),               // 13: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 14: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 15: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 16: gocr.v1.Itimer
-	(*Thread)(nil),               // 17: gocr.v1.Thread
-	(*ThreadAttrs)(nil),          // 18: gocr.v1.ThreadAttrs
-	(*Mempolicy)(nil),            // 19: gocr.v1.Mempolicy
-	(*Sched)(nil),                // 20: gocr.v1.Sched
-	(*GPRegs)(nil),               // 21: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 22: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 23: gocr.v1.Rseq
-	(*Mm)(nil),                   // 24: gocr.v1.Mm
-	(*SavedFile)(nil),            // 25: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 26: gocr.v1.Vma
-	(*Memfd)(nil),                // 27: gocr.v1.Memfd
-	(*FileRef)(nil),              // 28: gocr.v1.FileRef
-	(*PageRange)(nil),            // 29: gocr.v1.PageRange
-	(*Fd)(nil),                   // 30: gocr.v1.Fd
-	(*FileLock)(nil),             // 31: gocr.v1.FileLock
-	(*PathFd)(nil),               // 32: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 33: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 34: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 35: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 36: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 37: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 38: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 39: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 40: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 41: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 42: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 43: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 44: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 45: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 46: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 47: gocr.v1.Files
+	(*Cgroup)(nil),               // 8: gocr.v1.Cgroup
+	(*Autogroup)(nil),            // 9: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 10: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 11: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 12: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 13: gocr.v1.Creds
+	(*Rlimit)(nil),               // 14: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 15: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 16: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 17: gocr.v1.Itimer
+	(*Thread)(nil),               // 18: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 19: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 20: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 21: gocr.v1.Sched
+	(*GPRegs)(nil),               // 22: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 23: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 24: gocr.v1.Rseq
+	(*Mm)(nil),                   // 25: gocr.v1.Mm
+	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 27: gocr.v1.Vma
+	(*Memfd)(nil),                // 28: gocr.v1.Memfd
+	(*FileRef)(nil),              // 29: gocr.v1.FileRef
+	(*PageRange)(nil),            // 30: gocr.v1.PageRange
+	(*Fd)(nil),                   // 31: gocr.v1.Fd
+	(*FileLock)(nil),             // 32: gocr.v1.FileLock
+	(*PathFd)(nil),               // 33: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 34: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 35: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 36: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 37: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 38: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 39: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 40: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 41: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 45: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 48: gocr.v1.Files
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	12, // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	13, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	14, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	15, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	16, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	17, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	11, // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	10, // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	13, // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	14, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	15, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	16, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	17, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	18, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	12, // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	11, // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
 	7,  // 8: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
-	8,  // 9: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
-	9,  // 10: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
-	21, // 11: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	15, // 12: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	22, // 13: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	23, // 14: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	20, // 15: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	18, // 16: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
-	19, // 17: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
-	28, // 18: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	26, // 19: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	25, // 20: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	28, // 21: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 22: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	28, // 23: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	28, // 24: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	31, // 25: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	32, // 26: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	33, // 27: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	34, // 28: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	35, // 29: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	36, // 30: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	37, // 31: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	39, // 32: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	40, // 33: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	41, // 34: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	43, // 35: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	1,  // 36: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 37: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	38, // 38: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	42, // 39: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 40: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	46, // 41: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	44, // 42: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 43: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	45, // 44: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	30, // 45: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	27, // 46: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	9,  // 9: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	10, // 10: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	8,  // 11: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
+	22, // 12: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	16, // 13: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	23, // 14: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	24, // 15: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	21, // 16: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	19, // 17: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	20, // 18: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	29, // 19: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	27, // 20: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	26, // 21: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	29, // 22: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 23: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	29, // 24: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	29, // 25: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	32, // 26: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	33, // 27: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	34, // 28: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	35, // 29: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	36, // 30: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	37, // 31: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	38, // 32: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	40, // 33: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	41, // 34: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	42, // 35: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	44, // 36: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	1,  // 37: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 38: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	39, // 39: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	43, // 40: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 41: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	47, // 42: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	45, // 43: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 44: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	46, // 45: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	31, // 46: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	28, // 47: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4796,7 +4864,7 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[25].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[26].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -4814,7 +4882,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

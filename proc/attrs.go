@@ -222,3 +222,38 @@ func ReadVmFlagsAt(pid int, start uint64) ([]string, error) {
 	}
 	return nil, fmt.Errorf("/proc/%d/smaps has no VmFlags for a mapping at %#x", pid, start)
 }
+
+// CgroupLine is one line of /proc/PID/cgroup, "ID:CONTROLLERS:PATH"
+// (man 7 cgroups): a hierarchy's controllers (or "name=NAME", or "" for
+// cgroup v2) and the process's cgroup in it.
+type CgroupLine struct {
+	Controllers, Path string
+}
+
+// ReadCgroups reads /proc/PID/task/TID/cgroup.
+func ReadCgroups(pid, tid int) ([]CgroupLine, error) {
+	name := "task/" + strconv.Itoa(tid) + "/cgroup"
+	b, err := readFile(pid, name)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCgroups(b)
+}
+
+// ParseCgroups parses /proc/PID/cgroup. A path may hold ':', so each line
+// is cut at its first two.
+func ParseCgroups(b []byte) ([]CgroupLine, error) {
+	var out []CgroupLine
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		_, rest, ok1 := strings.Cut(line, ":")
+		ctl, path, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 || !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("cgroup line %q is not ID:CONTROLLERS:PATH", line)
+		}
+		out = append(out, CgroupLine{Controllers: ctl, Path: path})
+	}
+	return out, nil
+}

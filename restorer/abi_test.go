@@ -158,6 +158,7 @@ var abiDefines = map[string]uint64{
 	"RST_CALL_SYSCALL":     rstCallSyscall,
 	"RST_CALL_WRITE":       rstCallWrite,
 	"RST_CALL_FUTEX_SLOTS": rstCallFutexSlots,
+	"RST_CALL_CGROUP":      rstCallCgroup,
 	"RST_CALL_DATA_WORDS":  rstCallDataWords,
 }
 

@@ -23,6 +23,7 @@ const (
 	rstCallSyscall    = 1
 	rstCallWrite      = 2
 	rstCallFutexSlots = 3
+	rstCallCgroup     = 4
 	rstCallDataWords  = 4
 )
 

@@ -117,6 +117,15 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 			src.Undo()
 		}
 	}()
+	undoCgroups, err := planCgroups(procs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoCgroups()
+		}
+	}()
 	root := procs[0].task.Pid
 	// How each process gets its session and group, or why it cannot.
 	t, err := buildTree(procs)

@@ -4,10 +4,14 @@ package test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,4 +103,125 @@ func needsNuma() string {
 		return "this kernel has no NUMA (CONFIG_NUMA)"
 	}
 	return ""
+}
+
+// TestCgroups: a process in cgroups below its root's comes back in the
+// same cgroups below the restore's, made again when they are gone: here
+// a child in a cgroup v1 pids cgroup and in a cgroup v2 one, both removed
+// between the dump and the restore.
+func TestCgroups(t *testing.T) {
+	needsGocr(t)
+	var dirs []string
+	for _, h := range []struct{ controllers, fstype string }{{"pids", "cgroup"}, {"", "cgroup2"}} {
+		if dir := subCgroup(t, h.controllers, h.fstype); dir != "" {
+			dirs = append(dirs, dir)
+		}
+	}
+	if len(dirs) == 0 {
+		t.Skip("needs a cgroup v1 pids hierarchy or a cgroup v2 one mounted, to put a child in a cgroup of its own")
+	}
+	tg := startTarget(t, "attrs", append([]string{"cgroup"}, dirs...)...)
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	for _, d := range dirs {
+		removeCgroup(t, d)
+	}
+	pid := restoreDetached(t, tg, dir, nil)
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("the restore did not make cgroup %s again: %v", d, err)
+		}
+	}
+	checkResult(t, tg, pid)
+}
+
+// subCgroup makes a cgroup below the test's own in the hierarchy of the
+// given controllers ("" for cgroup v2) mounted with fstype, and removes
+// it at cleanup; "" if there is no such hierarchy here.
+func subCgroup(t *testing.T, controllers, fstype string) string {
+	t.Helper()
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var path string
+	found := false
+	for _, line := range strings.Split(string(own), "\n") {
+		_, rest, _ := strings.Cut(line, ":")
+		ctl, p, ok := strings.Cut(rest, ":")
+		if ok && ctl == controllers {
+			path, found = p, true
+		}
+	}
+	if !found {
+		return ""
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if sep < 0 || sep+3 >= len(f) || f[sep+1] != fstype || f[3] != "/" {
+			continue
+		}
+		if controllers != "" && !slices.Contains(strings.Split(f[sep+3], ","), controllers) {
+			continue
+		}
+		dir := filepath.Join(f[4], path, "gocr-attrs-"+strconv.Itoa(os.Getpid()))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Logf("cannot make cgroup %s: %v", dir, err)
+			return ""
+		}
+		t.Cleanup(func() { removeCgroup(t, dir) })
+		return dir
+	}
+	return ""
+}
+
+// removeCgroup removes an empty cgroup, waiting while the processes that
+// were in it are still exiting (rmdir fails with EBUSY until then,
+// Documentation/admin-guide/cgroup-v1/cgroups.rst).
+func removeCgroup(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(pidGoneTimeout)
+	for {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			t.Errorf("remove cgroup %s: %v", dir, err)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCgroupOutsideRootRefused: a process in a cgroup outside its root's
+// could only come back in the restore's, so the dump refuses it, naming
+// the cgroup, and the processes run on.
+func TestCgroupOutsideRootRefused(t *testing.T) {
+	needsGocr(t)
+	dir := subCgroup(t, "pids", "cgroup")
+	if dir == "" {
+		if dir = subCgroup(t, "", "cgroup2"); dir == "" {
+			t.Skip("needs a cgroup v1 pids hierarchy or a cgroup v2 one mounted, to move the root into a cgroup of its own")
+		}
+	}
+	tg := startTarget(t, "attrs", "cgroup")
+	trackTree(t, tg.pid)
+	// Only the root moves (cgroup.procs takes one process); its child
+	// stays in the cgroup above.
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(tg.pid)), 0); err != nil {
+		t.Fatalf("move pid %d into cgroup %s: %v", tg.pid, dir, err)
+	}
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"cgroup", "outside its root's"}, nil)
+	assertUntouched(t, tg.pid)
+	checkResult(t, tg, tg.pid)
 }

@@ -201,6 +201,10 @@ _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
 /* FUTEX_SLOTS: the process sets its futex hash to args[0] slots
  * (PR_FUTEX_HASH_SET_SLOTS) before it creates its threads. */
 #define RST_CALL_FUTEX_SLOTS 3
+/* CGROUP: the process moves itself into a cgroup, writing "0" into the
+ * cgroup.procs file at strtab offset args[0], before it forks its
+ * children. */
+#define RST_CALL_CGROUP 4
 #define RST_CALL_DATA_WORDS 4
 struct rst_call {
 	u32 op;

@@ -547,6 +547,26 @@ static void restore_futex_slots(struct rst_args *a)
 			      sys4(__NR_prctl, PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, c[i].args[0], 0));
 }
 
+/* Moves the process into its cgroups first thing, so that its children
+ * are created there and its memory is charged there (restorer/cgroups.go):
+ * writing 0 into cgroup.procs moves the writing process
+ * (Documentation/admin-guide/cgroup-v2.rst, "Processes"). */
+static void restore_cgroups(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_CGROUP)
+			continue;
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, "0", 1);
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
 /* The process's /proc/self writes (oom_score_adj, coredump_filter...). */
 static void restore_writes(struct rst_args *a)
 {
@@ -1191,6 +1211,8 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	struct rst_args *a = plan_of(t, idx);
 	u64 all = ~0UL;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	if (!p->zombie)
+		restore_cgroups(a);
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));

@@ -16,6 +16,11 @@
  *          that reads the TSC: no clock_gettime)
  * Each thread checks its own before the dump and after the restore.
  *
+ * With "cgroup DIR..." it instead forks a child that moves itself into
+ * each cgroup directory DIR (cgroup.procs), and checks after the restore
+ * that the child is in the same cgroups as before the dump (with no DIR,
+ * that it stayed where it was).
+ *
  * With a second argument it instead sets up one thing gocr refuses to
  * dump, then waits: "keyring" (joins a session keyring of its own),
  * "mbind" (a mapping with a NUMA policy of its own), "threadpolicy" (a
@@ -268,9 +273,67 @@ static void refused(const char *what)
 	tgt_pass();
 }
 
+static void read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, cap - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n < 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+}
+
+/* The child moves itself into each cgroup, then waits; the parent checks
+ * the child's /proc/PID/cgroup from outside, before and after. */
+static void cgroups(int n, char **dirs)
+{
+	int ready[2];
+	if (pipe(ready) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		close(ready[0]);
+		for (int i = 0; i < n; i++) {
+			char path[4096];
+			snprintf(path, sizeof(path), "%s/cgroup.procs", dirs[i]);
+			write_text(path, "0");
+		}
+		close(ready[1]);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char b;
+	if (read(ready[0], &b, 1) != 0)
+		tgt_fail("the child did not move into its cgroups");
+	close(ready[0]);
+	char path[64], before[4096], after[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)child);
+	read_file(path, before, sizeof(before));
+	for (int i = 0; i < n; i++) {
+		const char *leaf = strrchr(dirs[i], '/');
+		char want[512];
+		snprintf(want, sizeof(want), "%s\n", leaf);
+		if (!strstr(before, want))
+			tgt_fail("before the dump: the child's cgroups do not end in %s:\n%s", leaf, before);
+	}
+	tgt_ready();
+	tgt_wait();
+	read_file(path, after, sizeof(after));
+	kill(child, SIGKILL);
+	if (strcmp(before, after) != 0)
+		tgt_fail("the child's cgroups are\n%swant\n%s", after, before);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
+	if (argc > 2 && strcmp(argv[2], "cgroup") == 0)
+		cgroups(argc - 3, argv + 3);
 	if (argc > 2)
 		refused(argv[2]);
 
