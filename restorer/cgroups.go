@@ -61,6 +61,7 @@ func planCgroups(procs []*proc) (undo func(), err error) {
 		}
 	}
 	var mounts []procfs.Mount
+	var known map[string]bool
 	for _, pr := range procs {
 		if pr.plan == nil || pr.task.Attrs == nil {
 			continue
@@ -82,8 +83,11 @@ func planCgroups(procs []*proc) (undo func(), err error) {
 				if mounts, err = procfs.ReadMounts(self); err != nil {
 					return undo, err
 				}
+				if known, err = knownControllers(); err != nil {
+					return undo, err
+				}
 			}
-			dir, err := cgroupDir(mounts, cg.Controllers, path.Join(mine, rel))
+			dir, err := cgroupDir(mounts, known, cg.Controllers, path.Join(mine, rel))
 			if err != nil {
 				return undo, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 			}
@@ -107,8 +111,9 @@ func hierarchyName(controllers string) string {
 
 // cgroupDir finds where the cgroup p of a hierarchy is in gocr's mounts:
 // under a cgroup2 mount for controllers "", else under the cgroup v1
-// mount whose options name exactly those controllers (man 7 cgroups).
-func cgroupDir(mounts []procfs.Mount, controllers, p string) (string, error) {
+// mount whose options name exactly those controllers (man 7 cgroups), of
+// the kernel's known ones (/proc/cgroups) or "name=NAME".
+func cgroupDir(mounts []procfs.Mount, known map[string]bool, controllers, p string) (string, error) {
 	want := strings.Split(controllers, ",")
 	slices.Sort(want)
 	for _, m := range mounts {
@@ -117,7 +122,7 @@ func cgroupDir(mounts []procfs.Mount, controllers, p string) (string, error) {
 		case controllers != "" && m.FsType == "cgroup":
 			var have []string
 			for _, o := range strings.Split(m.SuperOptions, ",") {
-				if slices.Contains(want, o) {
+				if known[o] || strings.HasPrefix(o, "name=") {
 					have = append(have, o)
 				}
 			}
@@ -136,6 +141,22 @@ func cgroupDir(mounts []procfs.Mount, controllers, p string) (string, error) {
 		return path.Join(m.MountPoint, strings.TrimPrefix(p, m.Root)), nil
 	}
 	return "", fmt.Errorf("no mount of cgroup hierarchy %s shows %s", hierarchyName(controllers), p)
+}
+
+// knownControllers are the cgroup v1 controllers of this kernel, the
+// first column of /proc/cgroups (man 7 cgroups).
+func knownControllers() (map[string]bool, error) {
+	b, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			known[f[0]] = true
+		}
+	}
+	return known, nil
 }
 
 // makeDirs makes dir and its missing parents, adding each it made to
