@@ -13,6 +13,7 @@ import (
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // Process and thread attributes the restorer sets again
@@ -40,7 +41,7 @@ const (
 // collectAttrs reads the attributes of a frozen process and of each of
 // its threads that /proc shows, and refuses those gocr does not
 // restore. maps is the process's as the dump read it.
-func collectAttrs(pid int, task *gocrpb.Task, maps []proc.Mapping) error {
+func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapping) error {
 	a := &gocrpb.ProcessAttrs{}
 	var err error
 	if a.OomScoreAdj, err = proc.ReadOomScoreAdj(pid); err != nil {
@@ -85,6 +86,13 @@ func collectAttrs(pid int, task *gocrpb.Task, maps []proc.Mapping) error {
 		ta.Ioprio = uint32(prio)
 		if err := checkThreadAttrs(tid); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		// Its own system calls would trap in the restorer, and no
+		// interface but ptrace reads it (man 2 PR_SET_SYSCALL_USER_DISPATCH).
+		if mode, err := t.SyscallUserDispatch(tid); err == nil && mode != 0 {
+			return fmt.Errorf("thread %d has syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), which is not restored", tid)
+		} else if err != nil && !errors.Is(err, unix.EIO) {
+			return err
 		}
 		th.Attrs = ta
 	}
@@ -296,6 +304,11 @@ func threadAttrs(th *gocrpb.Thread, ta parasite.ThreadAttrs) error {
 	// EINVAL: an architecture without it; x86 always has PR_GET_TSC.
 	if ta.TscRet == 0 {
 		th.Attrs.Tsc = int32(ta.Tsc)
+	}
+	// The L1D flush on context switch a thread asked for (man 2
+	// PR_SET_SPECULATION_CTRL): PR_SPEC_PRCTL|PR_SPEC_ENABLE.
+	if ta.L1dFlush == unix.PR_SPEC_PRCTL|unix.PR_SPEC_ENABLE {
+		return fmt.Errorf("thread %d flushes L1D on context switches (PR_SET_SPECULATION_CTRL), which is not restored", th.Tid)
 	}
 	// ARCH_GET_CPUID: 1, or 0 while CPUID faults (man 2 arch_prctl).
 	if ta.Cpuid == archGetCPUIDFaulting {

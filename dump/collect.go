@@ -133,7 +133,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err != nil {
 		return nil, err
 	}
-	if err := collectAttrs(pid, task, maps); err != nil {
+	if err := collectAttrs(t, pid, task, maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)

@@ -94,6 +94,7 @@ var abiLayout = map[string]uint64{
 	"parasite_thread_state.tsc":             tsTsc,
 	"parasite_thread_state.cpuid":           tsCpuid,
 	"parasite_thread_state.mce_kill":        tsMceKill,
+	"parasite_thread_state.l1d_flush":       tsL1dFlush,
 	"sizeof parasite_thread_state":          threadStateSize,
 
 	"parasite_attrs.thp_disable": atThpDisable, "parasite_attrs.memory_merge": atMemoryMerge,
@@ -101,7 +102,7 @@ var abiLayout = map[string]uint64{
 	"parasite_attrs.user_session": atUserSession, "parasite_attrs.mempolicy_ret": atMempolicyRet,
 	"parasite_attrs.mempolicy_mode": atMempolicyMode, "parasite_attrs.mempolicy_nodes": atMempolicyNodes,
 	"parasite_attrs.timer_slack": atTimerSlack, "parasite_attrs.tsc_ret": atTscRet,
-	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "sizeof parasite_attrs": atSize,
+	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "parasite_attrs.l1d_flush": atL1dFlush, "sizeof parasite_attrs": atSize,
 }
 
 // TestDefinesMatchC checks every #define of c/abi.h against abiDefines,

@@ -25,7 +25,8 @@ const (
 	atTsc            = 216
 	atCpuid          = 224
 	atMceKill        = 232
-	atSize           = 240
+	atL1dFlush       = 240
+	atSize           = 248
 )
 
 // ThreadAttrs is what only a thread can read of itself besides its
@@ -37,6 +38,7 @@ type ThreadAttrs struct {
 	Tsc        int64 // PR_TSC_ENABLE or PR_TSC_SIGSEGV
 	Cpuid      int64 // arch_prctl(ARCH_GET_CPUID): 1 enabled, 0 faulting
 	MceKill    int64 // PR_MCE_KILL_GET
+	L1dFlush   int64 // PR_GET_SPECULATION_CTRL(PR_SPEC_L1D_FLUSH)
 }
 
 // Attrs is what only the process can read of itself (man 2 prctl, man 2
@@ -67,7 +69,7 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	a := &Attrs{
 		ThpDisable: i64(atThpDisable), MemoryMerge: i64(atMemoryMerge), FutexSlots: i64(atFutexSlots),
 		UserSession: i64(atUserSession), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
-		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill)},
+		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush)},
 	}
 	for i := range a.Keyrings {
 		a.Keyrings[i] = i64(atKeyrings + 8*i)

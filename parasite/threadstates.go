@@ -29,7 +29,7 @@ type ThreadState struct {
 // +threadFrameOff its rt_sigframe), and a done counter in the control
 // page, past the stream descriptors.
 const (
-	threadStateSize = 96
+	threadStateSize = 104
 	tsAltstackSp    = 0
 	tsAltstackFlags = 8
 	tsAltstackSize  = 16
@@ -42,6 +42,7 @@ const (
 	tsTsc           = 72
 	tsCpuid         = 80
 	tsMceKill       = 88
+	tsL1dFlush      = 96
 	threadFrameOff  = 128
 	threadsDoneOff  = streamsOff + MaxStreams*streamSize
 
@@ -155,7 +156,7 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 			TidAddress:    le.Uint64(b[tsTidAddress:]),
 			Securebits:    int32(secure),
 			Attrs: ThreadAttrs{TimerSlack: int64(le.Uint64(b[tsTimerSlack:])), TscRet: int64(le.Uint64(b[tsTscRet:])),
-				Tsc: int64(le.Uint64(b[tsTsc:])), Cpuid: int64(le.Uint64(b[tsCpuid:])), MceKill: int64(le.Uint64(b[tsMceKill:]))},
+				Tsc: int64(le.Uint64(b[tsTsc:])), Cpuid: int64(le.Uint64(b[tsCpuid:])), MceKill: int64(le.Uint64(b[tsMceKill:])), L1dFlush: int64(le.Uint64(b[tsL1dFlush:]))},
 		}
 	}
 	return out, nil

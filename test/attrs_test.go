@@ -4,6 +4,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,6 +75,15 @@ func TestAttributeRefusals(t *testing.T) {
 			v, err := unix.PrctlRetInt(unix.PR_GET_SPECULATION_CTRL, unix.PR_SPEC_STORE_BYPASS, 0, 0, 0)
 			if err != nil || v&unix.PR_SPEC_PRCTL == 0 {
 				return "this CPU or kernel does not let a thread control speculative store bypass"
+			}
+			return ""
+		}},
+		{"sud", []string{"syscall user dispatch"}, func() string {
+			// Linux 6.11 reads it back (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG).
+			var uts unix.Utsname
+			unix.Uname(&uts)
+			if !kernelAtLeast(unix.ByteSliceToString(uts.Release[:]), 6, 11) {
+				return "this kernel cannot read syscall user dispatch back (Linux 6.11)"
 			}
 			return ""
 		}},
@@ -224,4 +234,11 @@ func TestCgroupOutsideRootRefused(t *testing.T) {
 	assertRefused(t, r, []string{"cgroup", "outside its root's"}, nil)
 	assertUntouched(t, tg.pid)
 	checkResult(t, tg, tg.pid)
+}
+
+// kernelAtLeast tells whether release (uname -r) is major.minor or later.
+func kernelAtLeast(release string, major, minor int) bool {
+	var maj, min int
+	fmt.Sscanf(release, "%d.%d", &maj, &min)
+	return maj > major || maj == major && min >= minor
 }

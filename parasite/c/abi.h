@@ -211,7 +211,7 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
  * sigaltstack, clear_child_tid address, securebits, timer slack, TSC mode
  * and CPUID faulting (only readable by the thread itself: man 2
  * sigaltstack, PR_GET_TID_ADDRESS, PR_GET_SECUREBITS, PR_GET_TIMERSLACK
- * PR_GET_TSC and PR_MCE_KILL_GET in man 2 prctl, ARCH_GET_CPUID in man 2
+ * PR_GET_TSC, PR_MCE_KILL_GET and PR_GET_SPECULATION_CTRL in man 2 prctl, ARCH_GET_CPUID in man 2
  * arch_prctl),
  * counts itself done and wakes the counter's futex, then waits in read()
  * on the lifeline until gocr interrupts it and puts its registers back.
@@ -237,6 +237,7 @@ struct parasite_thread_state {
 	s64 tsc;         /* what PR_GET_TSC wrote: PR_TSC_ENABLE or PR_TSC_SIGSEGV */
 	s64 cpuid;       /* ARCH_GET_CPUID's return: 1 enabled, 0 faulting, or -errno */
 	s64 mce_kill;    /* PR_MCE_KILL_GET's return: PR_MCE_KILL_LATE, _EARLY, _DEFAULT, or -errno */
+	s64 l1d_flush;   /* PR_GET_SPECULATION_CTRL(PR_SPEC_L1D_FLUSH)'s return */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_sp, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_flags, 8);
@@ -250,7 +251,8 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc_ret, 64);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, 72);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, 80);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, 88);
-_Static_assert(sizeof(struct parasite_thread_state) == 96, "parasite_thread_state size");
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, 96);
+_Static_assert(sizeof(struct parasite_thread_state) == 104, "parasite_thread_state size");
 
 
 /* PCMD_ATTRS result, at DATA_OFF: process attributes only the process can
@@ -271,6 +273,7 @@ struct parasite_attrs {
 	s64 tsc;
 	s64 cpuid;
 	s64 mce_kill;
+	s64 l1d_flush;
 };
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, thp_disable, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, memory_merge, 8);
@@ -285,6 +288,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_attrs, tsc_ret, 208);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, tsc, 216);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, cpuid, 224);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, mce_kill, 232);
-_Static_assert(sizeof(struct parasite_attrs) == 240, "parasite_attrs size");
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, l1d_flush, 240);
+_Static_assert(sizeof(struct parasite_attrs) == 248, "parasite_attrs size");
 
 #endif

@@ -118,6 +118,8 @@ static long dump_state(struct parasite_state *st)
 #define PR_GET_TIMERSLACK 30
 #define PR_GET_TSC 25
 #define PR_MCE_KILL_GET 34
+#define PR_GET_SPECULATION_CTRL 52
+#define PR_SPEC_L1D_FLUSH 2
 #define PR_GET_THP_DISABLE 42
 #define PR_GET_MEMORY_MERGE 68
 #define PR_FUTEX_HASH 78
@@ -150,6 +152,7 @@ static long dump_attrs(struct parasite_attrs *at)
 	at->tsc = tsc;
 	at->cpuid = sys1(__NR_arch_prctl, ARCH_GET_CPUID);
 	at->mce_kill = sys1(__NR_prctl, PR_MCE_KILL_GET);
+	at->l1d_flush = sys2(__NR_prctl, PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH);
 	return 0;
 }
 
@@ -475,7 +478,8 @@ void parasite_main(struct parasite_ctl *ctl)
 #define TS_TSC 72
 #define TS_CPUID 80
 #define TS_MCE_KILL 88
-#define TS_SCRATCH 96 /* the byte right after the struct: read()'s buffer */
+#define TS_L1D_FLUSH 96
+#define TS_SCRATCH 104 /* the byte right after the struct: read()'s buffer */
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, TS_ALTSTACK_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, TS_TID_ADDRESS);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, TS_TID_ADDRESS_RET);
@@ -485,6 +489,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc_ret, TS_TSC_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, TS_TSC);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, TS_CPUID);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, TS_MCE_KILL);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, TS_L1D_FLUSH);
 _Static_assert(sizeof(struct parasite_thread_state) == TS_SCRATCH, "the stub's scratch byte follows its state");
 #define FUTEX_WAKE_ALL 0x7fffffff /* INT_MAX waiters */
 __asm__(".section .text.entry,\"ax\",@progbits\n"
@@ -542,6 +547,13 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	xor %r8d, %r8d\n"
 	"	syscall\n"
 	"	mov %rax, " STR(TS_MCE_KILL) "(%r12)\n"
+	/* prctl(PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH, 0, 0, 0): the
+	 * other arguments are still 0 */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_SPECULATION_CTRL) ", %edi\n"
+	"	mov $" STR(PR_SPEC_L1D_FLUSH) ", %esi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_L1D_FLUSH) "(%r12)\n"
 	/* count this thread done, futex(counter, FUTEX_WAKE, all) */
 	"	lock incl (%r13)\n"
 	"	mov $" STR(__NR_futex) ", %eax\n"

@@ -25,8 +25,8 @@
  * dump, then waits: "keyring" (joins a session keyring of its own),
  * "mbind" (a mapping with a NUMA policy of its own), "threadpolicy" (a
  * thread with a NUMA policy other than its process's), "anonname" (a
- * named anonymous mapping), "speculation" (PR_SET_SPECULATION_CTRL) and
- * "cpuid" (ARCH_SET_CPUID 0).
+ * named anonymous mapping), "speculation" (PR_SET_SPECULATION_CTRL),
+ * "cpuid" (ARCH_SET_CPUID 0) and "sud" (syscall user dispatch on).
  */
 #include "target.h"
 
@@ -55,6 +55,7 @@
 #define TGT_PR_SET_VMA_ANON_NAME 0
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 #define ARCH_SET_CPUID 0x1012
+#define TGT_PR_SET_SYSCALL_USER_DISPATCH 59
 
 struct want {
 	const char *name;
@@ -236,6 +237,29 @@ static void *pause_main(void *arg)
 	return NULL;
 }
 
+/* Syscall user dispatch: with the selector at BLOCK a system call raises
+ * SIGSYS instead (man 2 PR_SET_SYSCALL_USER_DISPATCH); the handler sets
+ * it back to ALLOW before its rt_sigreturn, which would trap too. */
+static volatile char sud_selector;
+static volatile sig_atomic_t sud_trapped;
+
+static void on_sigsys(int sig)
+{
+	(void)sig;
+	sud_selector = 0;
+	sud_trapped = 1;
+}
+
+static void check_sud(const char *when)
+{
+	sud_trapped = 0;
+	sud_selector = 1;
+	syscall(SYS_getppid);
+	sud_selector = 0;
+	if (!sud_trapped)
+		tgt_fail("%s: syscall user dispatch is off", when);
+}
+
 /* One thing a dump must refuse; the process runs on and passes if it is
  * still as it set it up. */
 static void refused(const char *what)
@@ -262,6 +286,18 @@ static void refused(const char *what)
 	} else if (strcmp(what, "speculation") == 0) {
 		if (prctl(PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, PR_SPEC_DISABLE, 0, 0) < 0)
 			tgt_fail("PR_SET_SPECULATION_CTRL: %s", strerror(errno));
+	} else if (strcmp(what, "sud") == 0) {
+		/* Dispatch on, every call allowed by the selector
+		 * (SYSCALL_DISPATCH_FILTER_ALLOW): the process runs as before. */
+		struct sigaction sa = { .sa_handler = on_sigsys };
+		if (sigaction(SIGSYS, &sa, NULL) < 0 ||
+		    prctl(TGT_PR_SET_SYSCALL_USER_DISPATCH, 1UL, 0UL, 0UL, (unsigned long)&sud_selector) < 0)
+			tgt_fail("PR_SET_SYSCALL_USER_DISPATCH: %s", strerror(errno));
+		check_sud("before the dump");
+		tgt_ready();
+		tgt_wait();
+		check_sud("after the refused dump");
+		tgt_pass();
 	} else if (strcmp(what, "cpuid") == 0) {
 		if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) < 0)
 			tgt_fail("ARCH_SET_CPUID: %s", strerror(errno));
