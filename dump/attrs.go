@@ -27,14 +27,14 @@ const (
 	// PF_MEMALLOC_NOIO and PF_LOCAL_THROTTLE, the task flags
 	// PR_SET_IO_FLUSHER sets (include/linux/sched.h, kernel/sys.c
 	// PR_IO_FLUSHER), shown in /proc/PID/stat's flags (man 5 proc_pid_stat).
-	pfMemallocNoio       = 0x00080000
-	pfLocalThrottle      = 0x00100000
-	prSchedCore          = 62 // PR_SCHED_CORE (include/uapi/linux/prctl.h)
-	prSchedCoreGet       = 0
-	pidtypePid           = 0
-	keyNoKey             = -int64(unix.ENOKEY)
-	mpolFlagsMask        = 0x7 << 13 // MPOL_F_STATIC_NODES, _RELATIVE_NODES, _NUMA_BALANCING (include/uapi/linux/mempolicy.h)
-	mpolMaxMode          = 7         // MPOL_MAX - 1: MPOL_WEIGHTED_INTERLEAVE (Linux 6.9)
+	pfMemallocNoio  = 0x00080000
+	pfLocalThrottle = 0x00100000
+	prSchedCore     = 62 // PR_SCHED_CORE (include/uapi/linux/prctl.h)
+	prSchedCoreGet  = 0
+	pidtypePid      = 0
+	mpolFlagsMask   = 0x7 << 13 // MPOL_F_STATIC_NODES, _RELATIVE_NODES, _NUMA_BALANCING (include/uapi/linux/mempolicy.h)
+	mpolMaxMode     = 7         // MPOL_MAX - 1: MPOL_WEIGHTED_INTERLEAVE (Linux 6.9)
+	// ARCH_GET_CPUID's answer while CPUID faults (man 2 arch_prctl).
 	archGetCPUIDFaulting = 0
 )
 
