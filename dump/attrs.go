@@ -282,7 +282,7 @@ func checkKeyrings(pa *parasite.Attrs) error {
 		return fmt.Errorf("gocr's own session keyring: %w", err)
 	}
 	if session != int64(own) && session != pa.UserSession {
-		return fmt.Errorf("its session keyring %d is neither gocr's (%d) nor its user's default: a keyring it joined is not restored", session, own)
+		return fmt.Errorf("its session keyring %d is neither gocr's (%d) nor its user's default, and is not restored: run gocr in the login session the job started in", session, own)
 	}
 	return nil
 }

@@ -76,6 +76,9 @@ func (p *plan) planAttrs(task *gocrpb.Task) error {
 	}
 	if au := a.Audit; au != nil {
 		own, _, err := procfs.ReadAuditIds(os.Getpid())
+		if errors.Is(err, procfs.ErrNotShown) {
+			return fmt.Errorf("it has audit login uid %d, and this kernel has no audit", au.Loginuid)
+		}
 		if err != nil {
 			return fmt.Errorf("gocr's own audit login uid: %w", err)
 		}
