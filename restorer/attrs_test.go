@@ -3,12 +3,14 @@
 package restorer
 
 import (
+	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	procfs "github.com/gocr/gocr/proc"
 )
 
 // The calls a plan carries for a process's and its threads' attributes:
@@ -128,5 +130,28 @@ func TestCheckProcAttrs(t *testing.T) {
 	err = checkProcAttrs(login, 0, 1000, nil)
 	if hasCap(capAuditControl) != (err == nil) {
 		t.Errorf("login uid 4321, gocr's 1000, CAP_AUDIT_CONTROL %v: %v", hasCap(capAuditControl), err)
+	}
+}
+
+// A process of a session led outside the dump joins the restore's
+// session and its autogroup: another nice there is refused.
+func TestCheckAttrsAutogroup(t *testing.T) {
+	nice, err := procfs.ReadAutogroupNice(os.Getpid())
+	if err != nil {
+		t.Skipf("no autogroup to compare with: %v", err)
+	}
+	oom, err := procfs.ReadOomScoreAdj(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := &proc{task: &gocrpb.Task{Pid: 10, Sid: 1,
+		Attrs: &gocrpb.ProcessAttrs{OomScoreAdj: oom, Autogroup: &gocrpb.Autogroup{Nice: nice + 1}}}}
+	if err := checkAttrs([]*proc{outside}); err == nil || !strings.Contains(err.Error(), "autogroup") {
+		t.Errorf("checkAttrs of a session led outside with another autogroup nice = %v, want a refusal", err)
+	}
+	leader := &proc{task: &gocrpb.Task{Pid: 10, Sid: 10,
+		Attrs: &gocrpb.ProcessAttrs{OomScoreAdj: oom, Autogroup: &gocrpb.Autogroup{Nice: nice + 1}}}}
+	if err := checkAttrs([]*proc{leader}); err != nil {
+		t.Errorf("checkAttrs of a session leader: %v", err)
 	}
 }
