@@ -63,9 +63,6 @@ func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapp
 	if a.Cgroups, err = collectCgroups(pid, task.Threads); err != nil {
 		return err
 	}
-	if err := checkLSMLabel(pid); err != nil {
-		return err
-	}
 	for _, m := range maps {
 		// The name PR_SET_VMA_ANON_NAME gives (man 2 PR_SET_VMA).
 		if strings.HasPrefix(m.Path, "[anon:") || strings.HasPrefix(m.Path, "[anon_shmem:") {
@@ -84,6 +81,9 @@ func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapp
 			return fmt.Errorf("thread %d: ioprio_get: %w", tid, errno)
 		}
 		ta.Ioprio = uint32(prio)
+		if err := checkLSMLabel(tid); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
 		if err := checkThreadAttrs(tid); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
@@ -309,6 +309,10 @@ func threadAttrs(th *gocrpb.Thread, ta parasite.ThreadAttrs) error {
 	// PR_SET_SPECULATION_CTRL): PR_SPEC_PRCTL|PR_SPEC_ENABLE.
 	if ta.L1dFlush == unix.PR_SPEC_PRCTL|unix.PR_SPEC_ENABLE {
 		return fmt.Errorf("thread %d flushes L1D on context switches (PR_SET_SPECULATION_CTRL), which is not restored", th.Tid)
+	}
+	// The restored thread has none (man 7 thread-keyring).
+	if ta.ThreadKeyring >= 0 {
+		return fmt.Errorf("thread %d has a thread keyring (%d), which is not restored", th.Tid, ta.ThreadKeyring)
 	}
 	// ARCH_GET_CPUID: 1, or 0 while CPUID faults (man 2 arch_prctl).
 	if ta.Cpuid == archGetCPUIDFaulting {

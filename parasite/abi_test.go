@@ -95,6 +95,7 @@ var abiLayout = map[string]uint64{
 	"parasite_thread_state.cpuid":           tsCpuid,
 	"parasite_thread_state.mce_kill":        tsMceKill,
 	"parasite_thread_state.l1d_flush":       tsL1dFlush,
+	"parasite_thread_state.thread_keyring":  tsThreadKeyring,
 	"sizeof parasite_thread_state":          threadStateSize,
 
 	"parasite_attrs.thp_disable": atThpDisable, "parasite_attrs.memory_merge": atMemoryMerge,

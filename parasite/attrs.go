@@ -39,6 +39,8 @@ type ThreadAttrs struct {
 	Cpuid      int64 // arch_prctl(ARCH_GET_CPUID): 1 enabled, 0 faulting
 	MceKill    int64 // PR_MCE_KILL_GET
 	L1dFlush   int64 // PR_GET_SPECULATION_CTRL(PR_SPEC_L1D_FLUSH)
+	// ThreadKeyring is the thread keyring's serial (KEYCTL_GET_KEYRING_ID).
+	ThreadKeyring int64
 }
 
 // Attrs is what only the process can read of itself (man 2 prctl, man 2
@@ -69,7 +71,8 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	a := &Attrs{
 		ThpDisable: i64(atThpDisable), MemoryMerge: i64(atMemoryMerge), FutexSlots: i64(atFutexSlots),
 		UserSession: i64(atUserSession), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
-		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush)},
+		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush),
+			ThreadKeyring: i64(atKeyrings)},
 	}
 	for i := range a.Keyrings {
 		a.Keyrings[i] = i64(atKeyrings + 8*i)

@@ -29,7 +29,7 @@ type ThreadState struct {
 // +threadFrameOff its rt_sigframe), and a done counter in the control
 // page, past the stream descriptors.
 const (
-	threadStateSize = 104
+	threadStateSize = 112
 	tsAltstackSp    = 0
 	tsAltstackFlags = 8
 	tsAltstackSize  = 16
@@ -43,6 +43,7 @@ const (
 	tsCpuid         = 80
 	tsMceKill       = 88
 	tsL1dFlush      = 96
+	tsThreadKeyring = 104
 	threadFrameOff  = 128
 	threadsDoneOff  = streamsOff + MaxStreams*streamSize
 
@@ -156,7 +157,8 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 			TidAddress:    le.Uint64(b[tsTidAddress:]),
 			Securebits:    int32(secure),
 			Attrs: ThreadAttrs{TimerSlack: int64(le.Uint64(b[tsTimerSlack:])), TscRet: int64(le.Uint64(b[tsTscRet:])),
-				Tsc: int64(le.Uint64(b[tsTsc:])), Cpuid: int64(le.Uint64(b[tsCpuid:])), MceKill: int64(le.Uint64(b[tsMceKill:])), L1dFlush: int64(le.Uint64(b[tsL1dFlush:]))},
+				Tsc: int64(le.Uint64(b[tsTsc:])), Cpuid: int64(le.Uint64(b[tsCpuid:])), MceKill: int64(le.Uint64(b[tsMceKill:])), L1dFlush: int64(le.Uint64(b[tsL1dFlush:])),
+				ThreadKeyring: int64(le.Uint64(b[tsThreadKeyring:]))},
 		}
 	}
 	return out, nil

@@ -52,12 +52,8 @@ func TestAttributeRefusals(t *testing.T) {
 		// lacks says why this machine cannot set the attribute up, or "".
 		lacks func() string
 	}{
-		{"keyring", []string{"session keyring"}, func() string {
-			if _, err := os.Stat("/proc/keys"); err != nil {
-				return "this kernel has no keyrings (CONFIG_KEYS)"
-			}
-			return ""
-		}},
+		{"keyring", []string{"session keyring"}, needsKeys},
+		{"threadkeyring", []string{"thread keyring"}, needsKeys},
 		{"mbind", []string{"NUMA memory policy", "mbind"}, needsNuma},
 		{"threadpolicy", []string{"thread", "NUMA memory policy"}, needsNuma},
 		{"anonname", []string{"PR_SET_VMA_ANON_NAME"}, func() string {
@@ -106,6 +102,13 @@ func TestAttributeRefusals(t *testing.T) {
 			checkResult(t, tg, tg.pid)
 		})
 	}
+}
+
+func needsKeys() string {
+	if _, err := os.Stat("/proc/keys"); err != nil {
+		return "this kernel has no keyrings (CONFIG_KEYS)"
+	}
+	return ""
 }
 
 func needsNuma() string {

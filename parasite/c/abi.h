@@ -212,7 +212,7 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
  * and CPUID faulting (only readable by the thread itself: man 2
  * sigaltstack, PR_GET_TID_ADDRESS, PR_GET_SECUREBITS, PR_GET_TIMERSLACK
  * PR_GET_TSC, PR_MCE_KILL_GET and PR_GET_SPECULATION_CTRL in man 2 prctl, ARCH_GET_CPUID in man 2
- * arch_prctl),
+ * arch_prctl) and thread keyring (man 2 keyctl),
  * counts itself done and wakes the counter's futex, then waits in read()
  * on the lifeline until gocr interrupts it and puts its registers back.
  * If read() returns at all, gocr is gone (EOF): the thread puts its own
@@ -238,6 +238,7 @@ struct parasite_thread_state {
 	s64 cpuid;       /* ARCH_GET_CPUID's return: 1 enabled, 0 faulting, or -errno */
 	s64 mce_kill;    /* PR_MCE_KILL_GET's return: PR_MCE_KILL_LATE, _EARLY, _DEFAULT, or -errno */
 	s64 l1d_flush;   /* PR_GET_SPECULATION_CTRL(PR_SPEC_L1D_FLUSH)'s return */
+	s64 thread_keyring; /* keyctl(KEYCTL_GET_KEYRING_ID, the thread keyring, create 0) */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_sp, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_flags, 8);
@@ -252,7 +253,8 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, 72);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, 80);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, 88);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, 96);
-_Static_assert(sizeof(struct parasite_thread_state) == 104, "parasite_thread_state size");
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, thread_keyring, 104);
+_Static_assert(sizeof(struct parasite_thread_state) == 112, "parasite_thread_state size");
 
 
 /* PCMD_ATTRS result, at DATA_OFF: process attributes only the process can

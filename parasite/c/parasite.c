@@ -479,7 +479,8 @@ void parasite_main(struct parasite_ctl *ctl)
 #define TS_CPUID 80
 #define TS_MCE_KILL 88
 #define TS_L1D_FLUSH 96
-#define TS_SCRATCH 104 /* the byte right after the struct: read()'s buffer */
+#define TS_THREAD_KEYRING 104
+#define TS_SCRATCH 112 /* the byte right after the struct: read()'s buffer */
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, TS_ALTSTACK_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, TS_TID_ADDRESS);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, TS_TID_ADDRESS_RET);
@@ -490,6 +491,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, TS_TSC);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, TS_CPUID);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, TS_MCE_KILL);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, TS_L1D_FLUSH);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, thread_keyring, TS_THREAD_KEYRING);
 _Static_assert(sizeof(struct parasite_thread_state) == TS_SCRATCH, "the stub's scratch byte follows its state");
 #define FUTEX_WAKE_ALL 0x7fffffff /* INT_MAX waiters */
 __asm__(".section .text.entry,\"ax\",@progbits\n"
@@ -554,6 +556,14 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	mov $" STR(PR_SPEC_L1D_FLUSH) ", %esi\n"
 	"	syscall\n"
 	"	mov %rax, " STR(TS_L1D_FLUSH) "(%r12)\n"
+	/* keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0):
+	 * -ENOKEY when it has none */
+	"	mov $" STR(__NR_keyctl) ", %eax\n"
+	"	mov $" STR(KEYCTL_GET_KEYRING_ID) ", %edi\n"
+	"	mov $" STR(KEY_SPEC_THREAD_KEYRING) ", %rsi\n"
+	"	xor %edx, %edx\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_THREAD_KEYRING) "(%r12)\n"
 	/* count this thread done, futex(counter, FUTEX_WAKE, all) */
 	"	lock incl (%r13)\n"
 	"	mov $" STR(__NR_futex) ", %eax\n"

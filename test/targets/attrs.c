@@ -24,6 +24,7 @@
  *
  * With a second argument it instead sets up one thing gocr refuses to
  * dump, then waits: "keyring" (joins a session keyring of its own),
+ * "threadkeyring" (a thread with a thread keyring),
  * "mbind" (a mapping with a NUMA policy of its own), "threadpolicy" (a
  * thread with a NUMA policy other than its process's), "anonname" (a
  * named anonymous mapping), "speculation" (PR_SET_SPECULATION_CTRL),
@@ -55,7 +56,9 @@
 #define TGT_PR_SET_VMA 0x53564d41
 #define TGT_PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
 #define TGT_PR_SET_VMA_ANON_NAME 0
+#define KEYCTL_GET_KEYRING_ID 0
 #define KEYCTL_JOIN_SESSION_KEYRING 1
+#define KEY_SPEC_THREAD_KEYRING -1
 #define ARCH_SET_CPUID 0x1012
 #define TGT_PR_SET_SYSCALL_USER_DISPATCH 59
 
@@ -240,6 +243,19 @@ static void *pause_main(void *arg)
 	return NULL;
 }
 
+/* A thread with a thread keyring of its own (created on first use:
+ * KEYCTL_GET_KEYRING_ID with create set, man 2 keyctl). */
+static void *keyring_main(void *arg)
+{
+	(void)arg;
+	if (syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 1) < 0)
+		tgt_fail("keyctl: create a thread keyring: %s", strerror(errno));
+	__atomic_store_n(&want[1].tid, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
 /* Syscall user dispatch: with the selector at BLOCK a system call raises
  * SIGSYS instead (man 2 PR_SET_SYSCALL_USER_DISPATCH); the handler sets
  * it back to ALLOW before its rt_sigreturn, which would trap too. */
@@ -270,6 +286,12 @@ static void refused(const char *what)
 	if (strcmp(what, "keyring") == 0) {
 		if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, "gocr-test") < 0)
 			tgt_fail("keyctl join: %s", strerror(errno));
+	} else if (strcmp(what, "threadkeyring") == 0) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, keyring_main, NULL) != 0)
+			tgt_fail("pthread_create");
+		while (!__atomic_load_n(&want[1].tid, __ATOMIC_ACQUIRE))
+			usleep(1000);
 	} else if (strcmp(what, "mbind") == 0) {
 		void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		unsigned long node0 = 1;
