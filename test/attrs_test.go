@@ -95,7 +95,7 @@ func TestAttributeRefusals(t *testing.T) {
 			if why := c.lacks(); why != "" {
 				t.Skip(why)
 			}
-			tg := startTarget(t, "attrs", c.mode)
+			tg := startTarget(t, "attrsrefused", c.mode)
 			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 			assertRefused(t, r, c.want, nil)
 			assertUntouched(t, tg.pid)
@@ -133,7 +133,7 @@ func TestCgroups(t *testing.T) {
 	if len(dirs) == 0 {
 		t.Skip("needs a cgroup v1 pids hierarchy or a cgroup v2 one mounted, to put a child in a cgroup of its own")
 	}
-	tg := startTarget(t, "attrs", append([]string{"cgroup"}, dirs...)...)
+	tg := startTarget(t, "cgroups", dirs...)
 	pids := trackTree(t, tg.pid)
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
@@ -226,7 +226,7 @@ func TestCgroupOutsideRootRefused(t *testing.T) {
 			t.Skip("needs a cgroup v1 pids hierarchy or a cgroup v2 one mounted, to move the root into a cgroup of its own")
 		}
 	}
-	tg := startTarget(t, "attrs", "cgroup")
+	tg := startTarget(t, "cgroups")
 	trackTree(t, tg.pid)
 	// Only the root moves (cgroup.procs takes one process); its child
 	// stays in the cgroup above.

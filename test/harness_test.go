@@ -138,6 +138,8 @@ var cTargets = map[string]struct {
 	"threads":        {"threads.c", []string{"-pthread"}},
 	"sched":          {"sched.c", []string{"-pthread"}},
 	"attrs":          {"attrs.c", []string{"-pthread"}},
+	"attrsrefused":   {"attrsrefused.c", []string{"-pthread"}},
+	"cgroups":        {"cgroups.c", nil},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},

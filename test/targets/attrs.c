@@ -16,19 +16,6 @@
  *   tsc:   PR_TSC_SIGSEGV, I/O priority best-effort 1 (it runs nothing
  *          that reads the TSC: no clock_gettime)
  * Each thread checks its own before the dump and after the restore.
- *
- * With "cgroup DIR..." it instead forks a child that moves itself into
- * each cgroup directory DIR (cgroup.procs), and checks after the restore
- * that the child is in the same cgroups as before the dump (with no DIR,
- * that it stayed where it was).
- *
- * With a second argument it instead sets up one thing gocr refuses to
- * dump, then waits: "keyring" (joins a session keyring of its own),
- * "threadkeyring" (a thread with a thread keyring),
- * "mbind" (a mapping with a NUMA policy of its own), "threadpolicy" (a
- * thread with a NUMA policy other than its process's), "anonname" (a
- * named anonymous mapping), "speculation" (PR_SET_SPECULATION_CTRL),
- * "cpuid" (ARCH_SET_CPUID 0) and "sud" (syscall user dispatch on).
  */
 #include "target.h"
 
@@ -39,28 +26,19 @@
 #include <sys/syscall.h>
 
 /* include/uapi/linux/ioprio.h, include/uapi/linux/mempolicy.h,
- * include/uapi/linux/prctl.h, include/uapi/linux/keyctl.h,
- * arch/x86/include/uapi/asm/prctl.h */
+ * include/uapi/linux/prctl.h */
 #define IOPRIO_WHO_PROCESS 1
 #define IOPRIO_CLASS_BE 2
 #define IOPRIO_CLASS_IDLE 3
 #define IOPRIO(class, level) ((class) << 13 | (level))
 #define MPOL_BIND 2
-#define MPOL_PREFERRED 1
 #define MPOL_F_STATIC_NODES (1 << 15)
 #define TGT_PR_SET_MEMORY_MERGE 67
 #define TGT_PR_GET_MEMORY_MERGE 68
 #define TGT_PR_FUTEX_HASH 78
 #define TGT_PR_FUTEX_HASH_SET_SLOTS 1
 #define TGT_PR_FUTEX_HASH_GET_SLOTS 2
-#define TGT_PR_SET_VMA 0x53564d41
 #define TGT_PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
-#define TGT_PR_SET_VMA_ANON_NAME 0
-#define KEYCTL_GET_KEYRING_ID 0
-#define KEYCTL_JOIN_SESSION_KEYRING 1
-#define KEY_SPEC_THREAD_KEYRING -1
-#define ARCH_SET_CPUID 0x1012
-#define TGT_PR_SET_SYSCALL_USER_DISPATCH 59
 
 struct want {
 	const char *name;
@@ -231,172 +209,9 @@ static void check_process(const char *when)
 			 when, after - before, resident ? "" : "not ");
 }
 
-static void *pause_main(void *arg)
-{
-	(void)arg;
-	unsigned long node0 = 1;
-	if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64 + 1) < 0)
-		tgt_fail("set_mempolicy in a thread: %s", strerror(errno));
-	__atomic_store_n(&want[1].tid, 1, __ATOMIC_RELEASE);
-	for (;;)
-		pause();
-	return NULL;
-}
-
-/* A thread with a thread keyring of its own (created on first use:
- * KEYCTL_GET_KEYRING_ID with create set, man 2 keyctl). */
-static void *keyring_main(void *arg)
-{
-	(void)arg;
-	if (syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 1) < 0)
-		tgt_fail("keyctl: create a thread keyring: %s", strerror(errno));
-	__atomic_store_n(&want[1].tid, 1, __ATOMIC_RELEASE);
-	for (;;)
-		pause();
-	return NULL;
-}
-
-/* Syscall user dispatch: with the selector at BLOCK a system call raises
- * SIGSYS instead (man 2 PR_SET_SYSCALL_USER_DISPATCH); the handler sets
- * it back to ALLOW before its rt_sigreturn, which would trap too. */
-static volatile char sud_selector;
-static volatile sig_atomic_t sud_trapped;
-
-static void on_sigsys(int sig)
-{
-	(void)sig;
-	sud_selector = 0;
-	sud_trapped = 1;
-}
-
-static void check_sud(const char *when)
-{
-	sud_trapped = 0;
-	sud_selector = 1;
-	syscall(SYS_getppid);
-	sud_selector = 0;
-	if (!sud_trapped)
-		tgt_fail("%s: syscall user dispatch is off", when);
-}
-
-/* One thing a dump must refuse; the process runs on and passes if it is
- * still as it set it up. */
-static void refused(const char *what)
-{
-	if (strcmp(what, "keyring") == 0) {
-		if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, "gocr-test") < 0)
-			tgt_fail("keyctl join: %s", strerror(errno));
-	} else if (strcmp(what, "threadkeyring") == 0) {
-		pthread_t th;
-		if (pthread_create(&th, NULL, keyring_main, NULL) != 0)
-			tgt_fail("pthread_create");
-		while (!__atomic_load_n(&want[1].tid, __ATOMIC_ACQUIRE))
-			usleep(1000);
-	} else if (strcmp(what, "mbind") == 0) {
-		void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		unsigned long node0 = 1;
-		if (m == MAP_FAILED || syscall(SYS_mbind, m, 1 << 20, MPOL_BIND, &node0, 64 + 1, 0) < 0)
-			tgt_fail("mbind: %s", strerror(errno));
-	} else if (strcmp(what, "threadpolicy") == 0) {
-		pthread_t th;
-		if (pthread_create(&th, NULL, pause_main, NULL) != 0)
-			tgt_fail("pthread_create");
-		while (!__atomic_load_n(&want[1].tid, __ATOMIC_ACQUIRE))
-			usleep(1000);
-	} else if (strcmp(what, "anonname") == 0) {
-		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED ||
-		    prctl(TGT_PR_SET_VMA, TGT_PR_SET_VMA_ANON_NAME, (unsigned long)m, 4096, (unsigned long)"gocr") < 0)
-			tgt_fail("PR_SET_VMA_ANON_NAME: %s", strerror(errno));
-	} else if (strcmp(what, "speculation") == 0) {
-		if (prctl(PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, PR_SPEC_DISABLE, 0, 0) < 0)
-			tgt_fail("PR_SET_SPECULATION_CTRL: %s", strerror(errno));
-	} else if (strcmp(what, "sud") == 0) {
-		/* Dispatch on, every call allowed by the selector
-		 * (SYSCALL_DISPATCH_FILTER_ALLOW): the process runs as before. */
-		struct sigaction sa = { .sa_handler = on_sigsys };
-		if (sigaction(SIGSYS, &sa, NULL) < 0 ||
-		    prctl(TGT_PR_SET_SYSCALL_USER_DISPATCH, 1UL, 0UL, 0UL, (unsigned long)&sud_selector) < 0)
-			tgt_fail("PR_SET_SYSCALL_USER_DISPATCH: %s", strerror(errno));
-		check_sud("before the dump");
-		tgt_ready();
-		tgt_wait();
-		check_sud("after the refused dump");
-		tgt_pass();
-	} else if (strcmp(what, "cpuid") == 0) {
-		if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) < 0)
-			tgt_fail("ARCH_SET_CPUID: %s", strerror(errno));
-	} else {
-		tgt_fail("unknown mode %s", what);
-	}
-	tgt_ready();
-	tgt_wait();
-	tgt_pass();
-}
-
-static void read_file(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, cap - 1);
-	if (fd >= 0)
-		close(fd);
-	if (n < 0)
-		tgt_fail("read %s: %s", path, strerror(errno));
-	buf[n] = 0;
-}
-
-/* The child moves itself into each cgroup, then waits; the parent checks
- * the child's /proc/PID/cgroup from outside, before and after. */
-static void cgroups(int n, char **dirs)
-{
-	int ready[2];
-	if (pipe(ready) < 0)
-		tgt_fail("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		tgt_fail("fork: %s", strerror(errno));
-	if (child == 0) {
-		close(ready[0]);
-		for (int i = 0; i < n; i++) {
-			char path[4096];
-			snprintf(path, sizeof(path), "%s/cgroup.procs", dirs[i]);
-			write_text(path, "0");
-		}
-		close(ready[1]);
-		for (;;)
-			pause();
-	}
-	close(ready[1]);
-	char b;
-	if (read(ready[0], &b, 1) != 0)
-		tgt_fail("the child did not move into its cgroups");
-	close(ready[0]);
-	char path[64], before[4096], after[4096];
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)child);
-	read_file(path, before, sizeof(before));
-	for (int i = 0; i < n; i++) {
-		const char *leaf = strrchr(dirs[i], '/');
-		char want[512];
-		snprintf(want, sizeof(want), "%s\n", leaf);
-		if (!strstr(before, want))
-			tgt_fail("before the dump: the child's cgroups do not end in %s:\n%s", leaf, before);
-	}
-	tgt_ready();
-	tgt_wait();
-	read_file(path, after, sizeof(after));
-	kill(child, SIGKILL);
-	if (strcmp(before, after) != 0)
-		tgt_fail("the child's cgroups are\n%swant\n%s", after, before);
-	tgt_pass();
-}
-
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
-	if (argc > 2 && strcmp(argv[2], "cgroup") == 0)
-		cgroups(argc - 3, argv + 3);
-	if (argc > 2)
-		refused(argv[2]);
 
 	if (setsid() < 0)
 		tgt_fail("setsid: %s", strerror(errno));
