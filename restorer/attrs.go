@@ -90,14 +90,13 @@ func (p *plan) planAttrs(task *gocrpb.Task) error {
 	}
 	// The leader's calls are made after every thread exists (restorer.c
 	// restore_stage2).
-	thp := a.ThpDisable &^ 1
-	if a.ThpDisable&1 == 0 {
-		thp = 0
-	}
-	if a.ThpDisable&^(1|prThpDisableExceptAdvise) != 0 {
+	// PR_GET_THP_DISABLE gives 0, or 1 with the flags PR_SET_THP_DISABLE
+	// took shifted in (kernel/sys.c); it is inherited from gocr, so it
+	// is set either way.
+	if a.ThpDisable&^(1|prThpDisableExceptAdvise) != 0 || a.ThpDisable == prThpDisableExceptAdvise {
 		return fmt.Errorf("PR_GET_THP_DISABLE gave %#x, which is not restored", a.ThpDisable)
 	}
-	p.syscall("THP disable (PR_SET_THP_DISABLE)", 0, unix.SYS_PRCTL, prSetThpDisable, uint64(a.ThpDisable&1), uint64(thp))
+	p.syscall("THP disable (PR_SET_THP_DISABLE)", 0, unix.SYS_PRCTL, prSetThpDisable, uint64(a.ThpDisable&1), uint64(a.ThpDisable&^1))
 	if a.MemoryMerge {
 		p.syscall("KSM for the whole process (PR_SET_MEMORY_MERGE)", 0, unix.SYS_PRCTL, prSetMemoryMerge, 1)
 	}
