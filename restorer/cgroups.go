@@ -68,11 +68,11 @@ func planCgroups(procs []*proc) (undo func(), err error) {
 		}
 		for _, cg := range pr.task.Attrs.Cgroups {
 			base, ok := rootPath[cg.Controllers]
+			if ok && cg.Path == base {
+				continue // where the restore puts it
+			}
 			if !ok || !strings.HasPrefix(cg.Path, strings.TrimSuffix(base, "/")+"/") {
-				if cg.Path != base {
-					return undo, fmt.Errorf("restore pid %d: its cgroup %s:%s is not below its root's (%s)", pr.task.Pid, hierarchyName(cg.Controllers), cg.Path, base)
-				}
-				continue
+				return undo, fmt.Errorf("restore pid %d: its cgroup %s:%s is not below its root's (%s)", pr.task.Pid, hierarchyName(cg.Controllers), cg.Path, base)
 			}
 			rel := strings.TrimPrefix(cg.Path, strings.TrimSuffix(base, "/"))
 			mine, ok := ownPath[cg.Controllers]

@@ -5,6 +5,7 @@ package restorer
 import (
 	"testing"
 
+	"github.com/gocr/gocr/gocrpb"
 	procfs "github.com/gocr/gocr/proc"
 )
 
@@ -37,6 +38,27 @@ func TestCgroupDir(t *testing.T) {
 	} {
 		if got, err := cgroupDir(mounts, known, c.controllers, c.path); err == nil {
 			t.Errorf("cgroupDir(%q, %q) = %q, want an error", c.controllers, c.path, got)
+		}
+	}
+}
+
+// Processes in their root's cgroups stay where the restore creates them,
+// also when that is a hierarchy's root "/": no move, nothing made.
+func TestPlanCgroupsAtRoot(t *testing.T) {
+	cgs := []*gocrpb.Cgroup{{Controllers: "pids", Path: "/"}, {Controllers: "", Path: "/"}}
+	var procs []*proc
+	for _, pid := range []int32{10, 11} {
+		procs = append(procs, &proc{task: &gocrpb.Task{Pid: pid, Attrs: &gocrpb.ProcessAttrs{Cgroups: cgs}},
+			plan: &plan{strOff: map[string]uint32{}}})
+	}
+	undo, err := planCgroups(procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer undo()
+	for _, pr := range procs {
+		if len(pr.plan.calls) != 0 {
+			t.Errorf("pid %d: calls %q, want none", pr.task.Pid, pr.plan.callNames)
 		}
 	}
 }
