@@ -139,6 +139,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
+	if err := collectAttrs(t, pid, task, maps); err != nil {
+		return nil, err
+	}
 	table, err := files.Collect(pid)
 	if err != nil {
 		return nil, err

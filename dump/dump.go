@@ -178,6 +178,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
+	if err := checkCgroups(states); err != nil {
+		return err
+	}
 	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}

@@ -294,5 +294,8 @@ func planError(shared []byte, pr *proc) error {
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}
+	if step == rstStepAttrs && int(index) < len(pr.plan.callNames) {
+		return fmt.Errorf("%s: %s: %w", what, pr.plan.callNames[index], e)
+	}
 	return fmt.Errorf("%s (item %d): %w", what, index, e)
 }

@@ -141,9 +141,21 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
+	if err := checkAttrs(procs); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			src.Undo()
+		}
+	}()
+	undoCgroups, err := planCgroups(procs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoCgroups()
 		}
 	}()
 	root := procs[0].task.Pid

@@ -50,6 +50,7 @@
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
+#define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -195,6 +196,39 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
+
+/* Attributes a restored process or thread sets on itself before its
+ * credentials drop, as gocr planned them (restorer/attrs.go says which):
+ * SYSCALL: thread `thread` makes system call `nr` with args, where bit i
+ * of ptr_args makes args[i] the address of data[args[i]] (a nodemask);
+ * WRITE: the process writes the string at strtab offset args[1] into the
+ * file at strtab offset args[0] (/proc/self/...), before it changes its
+ * root. A failure reports RST_STEP_ATTRS with the call's index. */
+#define RST_CALL_SYSCALL 1
+#define RST_CALL_WRITE 2
+/* FUTEX_SLOTS: the process sets its futex hash to args[0] slots
+ * (PR_FUTEX_HASH_SET_SLOTS) before it creates its threads. */
+#define RST_CALL_FUTEX_SLOTS 3
+/* CGROUP: the process moves itself into a cgroup, writing "0" into the
+ * cgroup.procs file at strtab offset args[0], before it forks its
+ * children. */
+#define RST_CALL_CGROUP 4
+#define RST_CALL_DATA_WORDS 4
+struct rst_call {
+	u32 op;
+	u32 thread;
+	u32 nr;
+	u32 ptr_args;
+	u64 args[6];
+	u64 data[RST_CALL_DATA_WORDS];
+};
+BUILD_BUG_ON_OFFSET(struct rst_call, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_call, thread, 4);
+BUILD_BUG_ON_OFFSET(struct rst_call, nr, 8);
+BUILD_BUG_ON_OFFSET(struct rst_call, ptr_args, 12);
+BUILD_BUG_ON_OFFSET(struct rst_call, args, 16);
+BUILD_BUG_ON_OFFSET(struct rst_call, data, 64);
+_Static_assert(sizeof(struct rst_call) == 96, "rst_call size");
 
 /* A thread's CPU affinity mask: room for this many CPUs (bit n for CPU n,
  * as sched_getaffinity gives it). gocr refuses a wider one at the dump. */
@@ -401,7 +435,9 @@ struct rst_args {
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
-	u64 reserved[2];
+	u32 nr_calls; /* struct rst_call */
+	u32 calls_off;
+	u64 reserved;
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -480,7 +516,9 @@ BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2496);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -520,6 +520,83 @@ static void restore_sched(struct rst_args *a, struct rst_thread *t, u32 index)
 			fail(a, RST_STEP_SCHED, index, -EINVAL);
 }
 
+#define O_WRONLY 01 /* include/uapi/asm-generic/fcntl.h */
+/* include/uapi/linux/prctl.h (Linux 6.16) */
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+
+/* The attribute calls gocr planned for this thread (abi.h struct
+ * rst_call), made before its scheduling, since an RT thread ignores a
+ * timer slack (kernel/sys.c PR_SET_TIMERSLACK) and taking an RT policy
+ * zeroes it (kernel/sched/syscalls.c __setscheduler_params), and before
+ * its credentials, while it may still lower an attribute. */
+static void restore_calls(struct rst_args *a, u32 index)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_SYSCALL || c[i].thread != index)
+			continue;
+		u64 args[6];
+		for (int j = 0; j < 6; j++) {
+			args[j] = c[i].args[j];
+			if ((c[i].ptr_args & (1u << j)) && args[j] < RST_CALL_DATA_WORDS)
+				args[j] = (u64)&c[i].data[args[j]];
+		}
+		CHECK(a, RST_STEP_ATTRS, i, sys_call6(c[i].nr, args[0], args[1], args[2], args[3], args[4], args[5]));
+	}
+}
+
+/* The process's futex hash size, set before its threads exist: a new
+ * size waits for every reference to the old hash to go, and each thread
+ * parked in the restorer holds one (kernel/futex/core.c
+ * futex_hash_allocate). */
+static void restore_futex_slots(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++)
+		if (c[i].op == RST_CALL_FUTEX_SLOTS)
+			CHECK(a, RST_STEP_ATTRS, i,
+			      sys4(__NR_prctl, PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, c[i].args[0], 0));
+}
+
+/* Moves the process into its cgroups first thing, so that its children
+ * are created there and its memory is charged there (restorer/cgroups.go):
+ * writing 0 into cgroup.procs moves the writing process
+ * (Documentation/admin-guide/cgroup-v2.rst, "Processes"). */
+static void restore_cgroups(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_CGROUP)
+			continue;
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, "0", 1);
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
+/* The process's /proc/self writes (oom_score_adj, coredump_filter...). */
+static void restore_writes(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_WRITE)
+			continue;
+		const char *text = str(a, (u32)c[i].args[1]);
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, text, nl_strlen(text));
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
  * thread too (a raw setresuid changes only the caller, man 2 setresuid
@@ -549,6 +626,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		if (si[i].tid == t->tid)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
+	restore_calls(a, index);
 	restore_sched(a, t, index);
 	restore_creds(a, index);
 }
@@ -785,6 +863,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
 	}
 
+	restore_writes(a);
 	sys1(__NR_umask, a->umask);
 	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
 	const char *root = str(a, a->root_off);
@@ -807,6 +886,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * has the privilege clone3 set_tid needs (CAP_SYS_ADMIN or
 	 * CAP_CHECKPOINT_RESTORE, kernel/pid.c); every thread, this one
 	 * last, then sets its own per-thread state and credentials. */
+	restore_futex_slots(a);
 	create_threads(a, hole, hole_size);
 	restore_posix_timers(a);
 	setup_thread(a, (struct rst_thread *)((u8 *)a + a->threads_off), 0);
@@ -1194,6 +1274,8 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	struct rst_args *a = plan_of(t, idx);
 	u64 all = ~0UL;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	if (!p->zombie)
+		restore_cgroups(a);
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
