@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,10 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "supervise the job and keep its checkpoints in `DIR`: restart it from the newest generation there if there is one, else start PROGRAM"},
 		&cli.DurationFlag{Name: "checkpoint-every", Usage: "with -D: checkpoint the job every `DURATION` (10m, 1h) into a new generation; SIGUSR1 to cr_run takes one at once"},
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with -D: keep the `N` newest generations"},
+		&cli.BoolFlag{Name: "remove-on-success", Usage: "with -D: remove the generations when the job exits with status 0 (they stay otherwise)"},
+		&cli.BoolFlag{Name: "slurm", Usage: "with -D, as a Slurm batch job (exec cr_run in the script, #SBATCH --requeue --signal=B:USR1@60): checkpoint and requeue the job when it is preempted or near its time limit, restart it from the checkpoint when it runs again (docs/SLURM.md)"},
+		&cli.StringFlag{Name: "slurm-signal", Value: "USR1", Usage: "with --slurm: the job's --signal `SIG` (a name or number), Slurm's warning"},
+		&cli.DurationFlag{Name: "slurm-warning", Value: time.Minute, Usage: "with --slurm: the job's --signal time (`DURATION`, @60: 1m); the signal within it of the end time is the time-limit warning"},
 		callbackTimeoutFlag(),
 		statsFlag("latest checkpoint"),
 		pidnsFlag(),
@@ -58,10 +63,13 @@ type runOptions struct {
 	args     []string // PROGRAM ARGS
 	dir      string   // "": become the program
 	periodic *checkpointOptions
+	slurm    *slurmOptions // --slurm
 	pidns    string
 	relocate []string
 	trust    bool
 	quiet    bool
+	// removeOnSuccess: the generations go when the job exits with 0.
+	removeOnSuccess bool
 }
 
 // runAction becomes the program, or with -D supervises it (runSupervised).
@@ -159,6 +167,27 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 	}
 	if p.dump.Save, err = savedFiles(args[:len(args)-len(o.args)], c.Command.Flags); err != nil {
 		return o, usageError{err}
+	}
+	o.removeOnSuccess = rc.Bool("remove-on-success")
+	if rc.Bool("slurm") {
+		sig, err := parseSignal(rc.String("slurm-signal"))
+		if err != nil {
+			return o, usagef("invalid --slurm-signal %q: not a signal number or name", rc.String("slurm-signal"))
+		}
+		switch sig {
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGTERM, unix.SIGCONT, unix.SIGCHLD:
+			return o, usagef("invalid --slurm-signal %s: Slurm sends SIGCONT and SIGTERM on its own, and SIGKILL, SIGSTOP and SIGCHLD cannot warn", unix.SignalName(sig))
+		}
+		if rc.Duration("slurm-warning") < 0 {
+			return o, usagef("invalid --slurm-warning %v", rc.Duration("slurm-warning"))
+		}
+		o.slurm = &slurmOptions{signal: sig, warning: rc.Duration("slurm-warning")}
+	} else {
+		for _, f := range []string{"slurm-signal", "slurm-warning"} {
+			if rc.IsSet(f) {
+				return o, usagef("--%s goes with --slurm", f)
+			}
+		}
 	}
 	p.dump.BeforeFreeze = callbacks.Before(rc.Duration("callback-timeout"))
 	p.verbose = rc.Bool("verbose")
