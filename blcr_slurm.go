@@ -111,14 +111,20 @@ func (s *slurmRun) logf(format string, args ...any) {
 	}
 }
 
-// starting says how the job starts: a requeued job with nothing to
-// restart from starts over, as it would without cr_run.
+// starting says when a requeued job starts over, as it would without
+// cr_run: there is nothing to restart it from.
 func (s *slurmRun) starting(existing bool) {
-	switch {
-	case existing:
-		s.logf("restarting from the newest complete generation in %s", s.dir)
-	case s.run > 0:
+	if !existing && s.run > 0 {
 		s.logf("requeued, but %s holds no generation: starting the program from the beginning", s.dir)
+	}
+}
+
+// started says how the job runs.
+func (s *slurmRun) started(sv *supervisor) {
+	if sv.from != "" {
+		s.logf("restarted from %s, pid %d", sv.from, sv.root)
+	} else {
+		s.logf("started, pid %d, checkpoints in %s", sv.root, s.dir)
 	}
 }
 

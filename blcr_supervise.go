@@ -36,6 +36,8 @@ type supervisor struct {
 	// checkpointed, and what a signal to cr_run is passed on to.
 	root   int
 	rootFd int
+	// from is the context the job was restarted from ("": started).
+	from string
 	// mu is held while a checkpoint runs: the job is then traced, and a
 	// wait4(2) for one of its processes could take its ptrace stops (a
 	// tracee is a child for wait, ptrace(2)); cr_run waits only between
@@ -117,6 +119,7 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 	opts := o.periodic.dump
 	opts.Pid, opts.Version = sv.root, version
 	if sl != nil {
+		sl.started(sv)
 		return sl.supervise(sv, p, gens, opts)
 	}
 
@@ -224,7 +227,11 @@ func restartJob(o *runOptions) (*supervisor, error) {
 	if res.ReaperPid != 0 {
 		child = res.ReaperPid
 	}
-	return holdJob(child, res.HostPid)
+	sv, err := holdJob(child, res.HostPid)
+	if sv != nil {
+		sv.from = ex.name
+	}
+	return sv, err
 }
 
 // holdJob opens the pidfds of the job's child and root. Both are still

@@ -74,19 +74,28 @@ type crRunJob struct {
 	tag   string // on hashcount's command line
 }
 
-// submitCrRun submits hashcount (steps steps of stepMs ms, ignoring SIGTERM
-// with ignoreTerm) under cr_run --slurm with options to partition low.
-func submitCrRun(t *testing.T, c *slurmCluster, name string, steps, stepMs int, ignoreTerm bool, options ...string) *crRunJob {
+// crRunSpec is a hashcount job under cr_run --slurm.
+type crRunSpec struct {
+	name          string
+	steps, stepMs int
+	ignoreTerm    bool     // hashcount ignores SIGTERM
+	options       []string // more options of cr_run
+	sbatch        []string // more options of sbatch
+}
+
+// submitCrRun submits the job to partition low.
+func submitCrRun(t *testing.T, c *slurmCluster, spec crRunSpec) *crRunJob {
 	t.Helper()
-	j := &crRunJob{c: c, out: c.path(name + ".out"), dir: c.path("checkpoint-" + name), steps: steps,
-		tag: name + "-" + randomHex(t, 4)}
-	args := []string{hashcountBinary(t), strconv.Itoa(steps), strconv.Itoa(stepMs), j.tag}
-	if ignoreTerm {
+	j := &crRunJob{c: c, out: c.path(spec.name + ".out"), dir: c.path("checkpoint-" + spec.name), steps: spec.steps,
+		tag: spec.name + "-" + randomHex(t, 4)}
+	args := []string{hashcountBinary(t), strconv.Itoa(spec.steps), strconv.Itoa(spec.stepMs), j.tag}
+	if spec.ignoreTerm {
 		args = append(args, "ignore-term")
 	}
-	env := []string{"ALL", "CR_RUN=" + blcrTool(t, "cr_run"), "CHECKPOINT_DIR=" + j.dir, "CR_RUN_OPTIONS=" + strings.Join(options, " ")}
-	j.id = c.sbatch(t, append([]string{"--job-name=" + name, "--partition=low", "--output=" + j.out,
-		"--export=" + strings.Join(env, ","), filepath.Join(moduleRoot, "test", "slurmjobs", "cr_run_job.sh")}, args...)...)
+	env := []string{"ALL", "CR_RUN=" + blcrTool(t, "cr_run"), "CHECKPOINT_DIR=" + j.dir, "CR_RUN_OPTIONS=" + strings.Join(spec.options, " ")}
+	opts := append([]string{"--job-name=" + spec.name, "--partition=low", "--output=" + j.out, "--export=" + strings.Join(env, ",")}, spec.sbatch...)
+	opts = append(opts, filepath.Join(moduleRoot, "test", "slurmjobs", "cr_run_job.sh"))
+	j.id = c.sbatch(t, append(opts, args...)...)
 	t.Cleanup(func() { c.cancelAll(t) })
 	return j
 }
@@ -276,7 +285,7 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 	needsRoot(t)
 	c := startSlurm(t)
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	j := submitCrRun(t, c, "preempted", 300, 40, false, "--remove-on-success")
+	j := submitCrRun(t, c, crRunSpec{name: "preempted", steps: 300, stepMs: 40, options: []string{"--remove-on-success"}})
 	c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
 	pid := j.program(t)
 	j.checkProgram(t, pid)
@@ -328,7 +337,7 @@ func TestSlurmCrRunRequeue(t *testing.T) {
 	for _, proctrack := range []string{"linuxproc", "cgroup"} {
 		t.Run(proctrack, func(t *testing.T) {
 			c := startSlurmWith(t, slurmOptions{proctrack: proctrack})
-			j := submitCrRun(t, c, "requeued", 150, 30, proctrack == "linuxproc")
+			j := submitCrRun(t, c, crRunSpec{name: "requeued", steps: 150, stepMs: 30, ignoreTerm: proctrack == "linuxproc"})
 			c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
 			j.waitStep(t, 10)
 
@@ -362,6 +371,33 @@ func TestSlurmCrRunRequeue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The --signal near the job's end time is the time-limit warning: cr_run
+// checkpoints the job, ends it and requeues it (Slurm would end it at the
+// time limit as TIMEOUT, not requeued). Slurm sends the warning only
+// within 30 s of its time (slurmTimeLimitPeriod), so the test brings the
+// end time near (scontrol update TimeLimit) and sends the signal itself,
+// as Slurm does: to the batch process alone.
+func TestSlurmCrRunTimeLimit(t *testing.T) {
+	needsRoot(t)
+	c := startSlurm(t)
+	j := submitCrRun(t, c, crRunSpec{name: "timelimit", steps: 200, stepMs: 30, sbatch: []string{"--time=10"}})
+	c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
+	j.waitStep(t, 10)
+	// 2 minutes from its start: within --slurm-warning (1m) and the
+	// slack of cr_run's.
+	c.scontrol(t, "update", "JobId="+j.id, "TimeLimit=2")
+	c.scancel(t, "--signal=USR1", "--batch", j.id)
+	c.waitJob(t, j.id, "PENDING", 1, slurmStartTimeout)
+	before := j.lastStep(t)
+	t.Logf("time-limit warning: %s; requeued at step %d", j.logLine(t, "time limit near", 0), before)
+	if gens := j.generations(t); len(gens) != 1 {
+		t.Fatalf("generations %v after the time-limit warning, want one", gens)
+	}
+	c.waitJob(t, j.id, "RUNNING", 1, (slurmCredExpire+15)*time.Second+slurmStartTimeout)
+	j.waitStep(t, before+1)
+	j.checkComplete(t, 1)
 }
 
 // cr_run --slurm outside a Slurm job says so and runs nothing.
