@@ -39,7 +39,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a program ready to be checkpointed (BLCR's cr_run)",
-		UsageText: "cr_run [--] PROGRAM [ARGS...]\n   cr_run -D DIR [--checkpoint-every=DURATION] [options] -- PROGRAM [ARGS...]\n   gocr run [options] [--] PROGRAM [ARGS...]",
+		UsageText: "cr_run [--] PROGRAM [ARGS...]\n   cr_run -D DIR [--checkpoint-every=DURATION] [options] -- PROGRAM [ARGS...]\n   cr_run --slurm -D DIR [options] -- PROGRAM [ARGS...]\n   gocr run [options] [--] PROGRAM [ARGS...]",
 		Description: "Runs PROGRAM with ARGS. gocr needs nothing loaded into a program to checkpoint it, so\n" +
 			"cr_run becomes PROGRAM (execve(2)): it keeps cr_run's PID, process group, session,\n" +
 			"standard input, output and error and environment, and its exit status is cr_run's.\n" +
@@ -49,7 +49,14 @@ func runCommand() *cli.Command {
 			"reads whole (so the same command line starts a job afresh and later resumes it),\n" +
 			"checkpoints it every --checkpoint-every and on SIGUSR1 into new generations in DIR,\n" +
 			"waits for it and exits as it does. SIGTERM, SIGINT or SIGHUP to cr_run stop the\n" +
-			"checkpoints and are passed on to the job. Options go before PROGRAM.",
+			"checkpoints and are passed on to the job. --remove-on-success removes the generations\n" +
+			"when the job exits with status 0.\n" +
+			"With --slurm, cr_run is a Slurm batch job's process ('exec cr_run --slurm -D DIR -- PROGRAM'\n" +
+			"in the script, with #SBATCH --requeue --signal=B:USR1@60): at a preemption or the time-limit\n" +
+			"warning it checkpoints the job, ends it and requeues it; at SIGTERM with a requeue under way\n" +
+			"it checkpoints and ends it; at a --signal sent by hand it checkpoints and the job goes on;\n" +
+			"a requeued job restarts from its checkpoint with the new run's output files (docs/SLURM.md).\n" +
+			"Options go before PROGRAM.",
 		Flags: append(flags, saveFlags()...),
 		// Everything after the program name is the program's: the options
 		// before it are parsed by runAction.
