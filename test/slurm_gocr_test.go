@@ -400,6 +400,27 @@ func TestSlurmCrRunTimeLimit(t *testing.T) {
 	j.checkComplete(t, 1)
 }
 
+// A signal that is not Slurm's warning reaches the program as it would
+// without cr_run: `scancel --signal=USR2 --batch` kills hashcount, and the
+// job ends as killed by it, with no checkpoint taken.
+func TestSlurmCrRunSignalPassedOn(t *testing.T) {
+	needsRoot(t)
+	c := startSlurm(t)
+	j := submitCrRun(t, c, crRunSpec{name: "passon", steps: 1000, stepMs: 30})
+	c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
+	j.waitStep(t, 5)
+	c.scancel(t, "--signal=USR2", "--batch", j.id)
+	job := c.waitJob(t, j.id, "FAILED", 0, slurmStartTimeout)
+	// ExitCode is the exit status, then the signal that ended the batch
+	// process (scontrol(1)).
+	if want := fmt.Sprintf("0:%d", unix.SIGUSR2); job["ExitCode"] != want {
+		t.Errorf("job ended with ExitCode=%s, want %s: cr_run killed by the signal that killed the program", job["ExitCode"], want)
+	}
+	if gens := j.generations(t); len(gens) != 0 {
+		t.Errorf("generations %v after SIGUSR2: want none", gens)
+	}
+}
+
 // cr_run --slurm outside a Slurm job says so and runs nothing.
 func TestSlurmCrRunOutsideSlurm(t *testing.T) {
 	needsRoot(t)
