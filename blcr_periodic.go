@@ -116,6 +116,10 @@ func (g *generations) removeAll() error {
 	return nil
 }
 
+// errEndedAtCheckpoint: a checkpoint that ends the processes failed after
+// it ended them.
+var errEndedAtCheckpoint = errors.New("the processes were ended at the checkpoint")
+
 // take checkpoints the processes o selects, leaving them running, into
 // the next generation, and then removes the oldest beyond g.keep.
 // timeout > 0 bounds it; a checkpoint that fails or is stopped leaves the
@@ -159,10 +163,10 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 				kept := filepath.Join(g.dir, fmt.Sprintf("images-gen-%06d", n))
 				if rerr := os.Rename(o.Dir, kept); rerr != nil {
 					keepTmp = true
-					err = fmt.Errorf("%w; the processes were ended at the checkpoint, which is kept in %s (gocr restore -D %s; moving it to %s failed: %v)", err, o.Dir, o.Dir, kept, rerr)
+					err = fmt.Errorf("%w; %w, which is kept in %s (gocr restore -D %s; moving it to %s failed: %v)", err, errEndedAtCheckpoint, o.Dir, o.Dir, kept, rerr)
 					return
 				}
-				err = fmt.Errorf("%w; the processes were ended at the checkpoint, which is kept in %s (gocr restore -D %s)", err, kept, kept)
+				err = fmt.Errorf("%w; %w, which is kept in %s (gocr restore -D %s)", err, errEndedAtCheckpoint, kept, kept)
 			}
 		}()
 	}

@@ -153,13 +153,17 @@ func (s *slurmRun) supervise(sv *supervisor, p *periodic, gens *generations, opt
 	if s.opts.signal == unix.SIGUSR1 {
 		asked = nil // SIGUSR1 is the warning: s.warning
 	}
-	checkpoint := func() {
+	checkpoint := func(told bool) {
 		sv.mu.Lock()
-		p.checkpoint(context.Background(), opts, false)
+		st, err := p.checkpoint(context.Background(), opts, false)
 		sv.mu.Unlock()
+		if told && err == nil {
+			s.logf("generation %d written to %s (frozen %v); the job goes on", st.Generation, st.Context, st.frozen().Round(time.Millisecond))
+		}
 	}
 	due, stopTimer := p.timer()
 	for {
+		told := false
 		select {
 		case <-ended:
 			stopTimer()
@@ -170,15 +174,16 @@ func (s *slurmRun) supervise(sv *supervisor, p *periodic, gens *generations, opt
 			why := s.why(sv, sig.(syscall.Signal))
 			if why.cause == causeManual {
 				s.logf("%s: %s", unix.SignalName(sig.(syscall.Signal)), why)
+				told = true
 				break
 			}
 			stopTimer()
-			return s.end(sv, p, opts, sig.(syscall.Signal), why)
+			return s.end(sv, p, gens, opts, sig.(syscall.Signal), why)
 		case <-s.term:
 			why := s.why(sv, unix.SIGTERM)
 			if why.cause != causeCancel {
 				stopTimer()
-				return s.end(sv, p, opts, unix.SIGTERM, why)
+				return s.end(sv, p, gens, opts, unix.SIGTERM, why)
 			}
 			// The user wants the job gone: it gets the SIGTERM, as
 			// without cr_run, and no more checkpoints are taken.
@@ -192,7 +197,7 @@ func (s *slurmRun) supervise(sv *supervisor, p *periodic, gens *generations, opt
 			continue
 		}
 		stopTimer()
-		checkpoint()
+		checkpoint(told)
 		due, stopTimer = p.timer()
 	}
 }
@@ -207,8 +212,10 @@ func (s *slurmRun) passOn(sv *supervisor, sig unix.Signal) {
 // Slurm to requeue the job unless Slurm is requeueing it already, waits
 // for the job to be gone, and returns cr_run's end: exit status 0 once
 // the job is requeued. A checkpoint that fails leaves the job to the
-// requeue, which restarts it from the generation before.
-func (s *slurmRun) end(sv *supervisor, p *periodic, opts dump.Options, sig unix.Signal, why slurmWhy) error {
+// requeue, which restarts it from the generation before; but a job that
+// has ended on its own meanwhile ends cr_run as it would have, not
+// requeued by cr_run: its work is done.
+func (s *slurmRun) end(sv *supervisor, p *periodic, gens *generations, opts dump.Options, sig unix.Signal, why slurmWhy) error {
 	s.logf("%s: %s: checkpointing the job and ending it", unix.SignalName(sig), why)
 	start := time.Now()
 	sv.mu.Lock()
@@ -217,7 +224,13 @@ func (s *slurmRun) end(sv *supervisor, p *periodic, opts dump.Options, sig unix.
 	if err == nil {
 		s.logf("generation %d written to %s in %v (frozen %v); the job ended", st.Generation, st.Context,
 			time.Since(start).Round(time.Millisecond), st.frozen().Round(time.Millisecond))
-	} else {
+	} else if !errors.Is(err, errEndedAtCheckpoint) {
+		select {
+		case <-p.ended:
+			s.logf("the program ended meanwhile")
+			return sv.exit(s.o, gens)
+		default:
+		}
 		s.logf("the checkpoint failed: a restart takes the newest complete generation, if any")
 		s.passOn(sv, unix.SIGTERM)
 	}
