@@ -230,18 +230,19 @@ func sameOpenFile(a, b, fd int) (bool, error) {
 }
 
 // checkComplete waits for the job to complete after restarts restarts and
-// checks its output: every step once, in order, the done line with the
-// right hash.
-func (j *crRunJob) checkComplete(t *testing.T, restarts int) {
+// checks its output: every step from first (1 unless the output of the
+// runs before was not kept) once, in order, and the done line with the
+// hash of all steps.
+func (j *crRunJob) checkComplete(t *testing.T, restarts, first int) {
 	t.Helper()
 	j.c.waitJob(t, j.id, "COMPLETED", restarts, slurmStartTimeout+time.Duration(j.steps)*100*time.Millisecond)
 	steps, done, hash, other := j.output(t)
-	want := make([]int, j.steps)
-	for i := range want {
-		want[i] = i + 1
+	var want []int
+	for i := first; i <= j.steps; i++ {
+		want = append(want, i)
 	}
 	if !slices.Equal(steps, want) {
-		t.Errorf("steps %v, want 1 to %d, each once", steps, j.steps)
+		t.Errorf("steps %v, want %d to %d, each once", steps, first, j.steps)
 	}
 	if done != strconv.Itoa(j.steps) || hash != hashcountHash(j.steps) {
 		t.Errorf("done %q hash %q, want %d and %s", done, hash, j.steps, hashcountHash(j.steps))
@@ -321,7 +322,7 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 			t.Errorf("with its PID %d taken, the program restarted as %d with NSpid %v: want its PID in a namespace of its own", pid, prog, ns)
 		}
 	}
-	j.checkComplete(t, 2)
+	j.checkComplete(t, 2, 1)
 	if _, err := os.Stat(j.dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("with --remove-on-success the checkpoint directory is still there once the job completed: %v (generations %v)", err, j.generations(t))
 	}
@@ -365,7 +366,7 @@ func TestSlurmCrRunRequeue(t *testing.T) {
 			c.waitJob(t, j.id, "RUNNING", 1, (slurmCredExpire+15)*time.Second+slurmStartTimeout)
 			j.waitStep(t, before+1)
 			j.checkProgram(t, j.program(t))
-			j.checkComplete(t, 1)
+			j.checkComplete(t, 1, 1)
 			if gens := j.generations(t); len(gens) == 0 {
 				t.Errorf("the generations are gone once the job completed: without --remove-on-success they stay")
 			}
@@ -379,10 +380,14 @@ func TestSlurmCrRunRequeue(t *testing.T) {
 // within 30 s of its time (slurmTimeLimitPeriod), so the test brings the
 // end time near (scontrol update TimeLimit) and sends the signal itself,
 // as Slurm does: to the batch process alone.
+// The job's output is opened with --open-mode=truncate, so the run that
+// restarts it starts with an empty file: the restarted program writes
+// there, from its start, not at the offset it had in the file of the run
+// before (which, the file now shorter, a restore would refuse).
 func TestSlurmCrRunTimeLimit(t *testing.T) {
 	needsRoot(t)
 	c := startSlurm(t)
-	j := submitCrRun(t, c, crRunSpec{name: "timelimit", steps: 200, stepMs: 30, sbatch: []string{"--time=10"}})
+	j := submitCrRun(t, c, crRunSpec{name: "timelimit", steps: 200, stepMs: 30, sbatch: []string{"--time=10", "--open-mode=truncate"}})
 	c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
 	j.waitStep(t, 10)
 	// 2 minutes from its start: within --slurm-warning (1m) and the
@@ -397,7 +402,8 @@ func TestSlurmCrRunTimeLimit(t *testing.T) {
 	}
 	c.waitJob(t, j.id, "RUNNING", 1, (slurmCredExpire+15)*time.Second+slurmStartTimeout)
 	j.waitStep(t, before+1)
-	j.checkComplete(t, 1)
+	j.checkProgram(t, j.program(t))
+	j.checkComplete(t, 1, before+1)
 }
 
 // A signal that is not Slurm's warning reaches the program as it would
