@@ -18,6 +18,7 @@ import (
 
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/files"
+	"github.com/gocr/gocr/proc"
 )
 
 // cr_run --slurm -D DIR: cr_run as a Slurm batch job's process, so that a
@@ -245,6 +246,7 @@ func (s *slurmRun) end(sv *supervisor, p *periodic, gens *generations, opts dump
 	if _, werr := sv.wait(); werr != nil && !errors.Is(werr, unix.ECHILD) && !s.quiet {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", progName, werr)
 	}
+	sv.endOrphans()
 	if requeueErr != nil {
 		return report(requeueErr, exitFailure, s.quiet)
 	}
@@ -252,6 +254,28 @@ func (s *slurmRun) end(sv *supervisor, p *periodic, gens *generations, opts dump
 		return report(fmt.Errorf("whether Slurm requeues the job is not known: its checkpoints stay in %s", s.dir), exitFailure, s.quiet)
 	}
 	return nil
+}
+
+// endOrphans ends the job's processes that left its tree, orphaned below
+// cr_run, their subreaper: they are in no checkpoint, and once cr_run
+// exits they would be reparented out of the job (to init, beyond what
+// proctrack/linuxproc tracks). Each is killed and reaped; its own
+// children come up to cr_run in turn.
+func (sv *supervisor) endOrphans() {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	for range 1 << 10 {
+		kids, _ := proc.Children(os.Getpid())
+		if len(kids) == 0 {
+			return
+		}
+		for _, pid := range kids {
+			// cr_run's child, not reaped yet: the PID is still its.
+			unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+		}
+	}
 }
 
 // requeue asks Slurm to requeue the job: a job that ends by itself is

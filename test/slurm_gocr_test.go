@@ -136,12 +136,21 @@ func (j *crRunJob) lastStep(t *testing.T) int {
 	return steps[len(steps)-1]
 }
 
-// waitStep waits until the job has written step n.
+// waitStep waits until the job has written step n; a job that ended
+// before fails t at once, with its output.
 func (j *crRunJob) waitStep(t *testing.T, n int) {
 	t.Helper()
 	j.c.waitFor(t, slurmStartTimeout+time.Duration(j.steps)*100*time.Millisecond, fmt.Sprintf("job %s step %d", j.id, n), func() (bool, string) {
-		last := j.lastStep(t)
-		return last >= n, fmt.Sprintf("last step %d", last)
+		if last := j.lastStep(t); last >= n {
+			return true, ""
+		}
+		job, err := j.c.job(j.id)
+		if err == nil && slices.Contains([]string{"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, job["JobState"]) {
+			_, _, _, other := j.output(t)
+			t.Fatalf("job %s ended (%s, ExitCode=%s) before step %d; its output but for its steps:\n%s",
+				j.id, job["JobState"], job["ExitCode"], n, strings.Join(other, "\n"))
+		}
+		return false, fmt.Sprintf("last step %d, job %v", j.lastStep(t), job["JobState"])
 	})
 }
 
