@@ -58,10 +58,10 @@ type slurmRun struct {
 	quiet bool
 	id    string // SLURM_JOB_ID
 	run   int    // SLURM_RESTART_COUNT: 0 the first time, 1 after one requeue...
-	// The signals cr_run catches: the job's --signal (warning; nil when
-	// it is SIGUSR1, which the periodic checkpoints catch already),
-	// SIGTERM, and those passed on to the program as they would have
-	// reached it without cr_run.
+	// The signals cr_run catches: the job's --signal (warning: the
+	// periodic checkpoints' channel when it is SIGUSR1, which they catch
+	// already), SIGTERM, and those passed on to the program as they
+	// would have reached it without cr_run.
 	warning <-chan os.Signal
 	term    chan os.Signal
 	other   chan os.Signal
@@ -70,7 +70,9 @@ type slurmRun struct {
 // slurmPassedOn are the signals cr_run passes on to the job's root, as
 // they would have reached the program, the batch process, without
 // cr_run (`scancel --signal=SIG --batch`), but for the job's --signal.
-var slurmPassedOn = []unix.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM}
+// SIGUSR1, when it is not the --signal, asks for a checkpoint, as for
+// cr_run -D.
+var slurmPassedOn = []unix.Signal{unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR2, unix.SIGALRM}
 
 // listenSlurm reads the job from the environment slurmd gives the batch
 // process and catches its signals, before DIR or the job exist, so that
@@ -97,7 +99,7 @@ func listenSlurm(o *runOptions, p *periodic) (*slurmRun, error) {
 		s.warning = ch
 	}
 	for _, sig := range slurmPassedOn {
-		if sig != s.opts.signal && sig != unix.SIGUSR1 {
+		if sig != s.opts.signal {
 			signal.Notify(s.other, sig)
 		}
 	}
