@@ -63,6 +63,10 @@ type Options struct {
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
+	// InheritStdio are the caller's own standard files, given to the
+	// processes: their fds 0 to 2 on these are dumped as inherited
+	// stdio (files.LinkOptions.Stdio).
+	InheritStdio []files.FileID
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -181,7 +185,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkCgroups(states); err != nil {
 		return err
 	}
-	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	conns, err := captureConnections(states, opts)

@@ -79,3 +79,44 @@ func IsTerminal(fd int) bool {
 	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	return err == nil
 }
+
+// FileID names a file by its device and inode (stat(2)).
+type FileID struct{ Dev, Ino uint64 }
+
+// inheritStdio turns fds 0 to 2 that are reopened by path on one of the
+// files of stdio into inherited stdio: the restore gives its own standard
+// files in their place, as it does for a terminal or a pipe from outside.
+// A file that a process also has open as another fd, or holds a lock on,
+// is left to be reopened by its path: given another file in place of its
+// stdio, that fd would no longer share the open file with it.
+func inheritStdio(tables []*gocrpb.Files, stdio []FileID) {
+	if len(stdio) == 0 {
+		return
+	}
+	given := map[FileID]bool{}
+	for _, f := range stdio {
+		given[f] = true
+	}
+	of := func(fd *gocrpb.Fd) (FileID, bool) {
+		if fd.File == nil || KindName(fd) != "path" {
+			return FileID{}, false
+		}
+		id := FileID{fd.File.Dev, fd.File.Ino}
+		return id, given[id]
+	}
+	keep := map[FileID]bool{}
+	for _, table := range tables {
+		for _, fd := range table.Fds {
+			if id, ok := of(fd); ok && (fd.Fd > int32(unix.Stderr) || len(fd.Locks) > 0) {
+				keep[id] = true
+			}
+		}
+	}
+	for _, table := range tables {
+		for _, fd := range table.Fds {
+			if id, ok := of(fd); ok && !keep[id] {
+				setInherit(fd)
+			}
+		}
+	}
+}

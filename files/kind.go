@@ -50,6 +50,12 @@ type LinkOptions struct {
 	// name) whose connections to sockets outside the dump are dumped
 	// anyway, and restored with their peer gone (files/unixsocket.go).
 	ExternalUnix []string
+	// Stdio are the files of the dumping caller's own standard input,
+	// output and error, which it gave the processes (cr_run's job: a
+	// batch system's output file): fds 0 to 2 on one of them are
+	// dumped as inherited stdio (inheritStdio), so that a restore gives
+	// its own stdio in their place.
+	Stdio []FileID
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -266,6 +272,7 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 // opens it once; then each kind that links (pipes: both ends in the dump,
 // their unread data) sees the fds of each of its objects.
 func Link(tables []*gocrpb.Files, opts LinkOptions) error {
+	inheritStdio(tables, opts.Stdio)
 	fileKey := func(fd *gocrpb.Fd) any { return [2]uint64{fd.File.Dev, fd.File.Ino} }
 	for _, refs := range groupFds(tables, func(*gocrpb.Fd) bool { return true }, fileKey) {
 		linkShared(refs)
