@@ -281,6 +281,9 @@ func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	if err := files.Link(tables, opts); err != nil {
 		return err
 	}
+	if note := files.OutsideNote(tables); note != "" {
+		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
+	}
 	return files.SaveMemfds(dir, tables, mms)
 }
 

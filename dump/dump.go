@@ -60,6 +60,9 @@ type Options struct {
 	// ExternalUnix: unix sockets connected outside the dump that are
 	// dumped anyway (files.LinkOptions).
 	ExternalUnix []string
+	// External: pipes to outside the dump, not stdio, that are dumped
+	// anyway, for the restore to be given (files.LinkOptions).
+	External []string
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
@@ -185,7 +188,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkCgroups(states); err != nil {
 		return err
 	}
-	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio}); err != nil {
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	conns, err := captureConnections(states, opts)

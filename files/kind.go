@@ -56,6 +56,10 @@ type LinkOptions struct {
 	// dumped as inherited stdio (inheritStdio), so that a restore gives
 	// its own stdio in their place.
 	Stdio []FileID
+	// External names pipes ("pipe:[INODE]") whose other end is outside
+	// the dump, at fds other than stdio, that are dumped anyway: the
+	// restore needs --inherit-fd to give each a file (inherit.go).
+	External []string
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -251,9 +255,11 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
 		}
 	case n <= unix.Stderr && len(fd.Locks) == 0:
-		// stdio joined to something outside the dump (a terminal, a
-		// pipe from the shell): the restore gives its own.
-		setInherit(fd)
+		// stdio joined to something outside the dump that gocr cannot
+		// reopen (a terminal other than a pty, a deleted file, a socket
+		// of another family): the restore gives the file --inherit-fd
+		// names, and refuses without one (inherit.go).
+		setInherit(fd, e.Type(), true)
 	case n <= unix.Stderr:
 		return nil, fmt.Errorf("fd %d (%s) holds a lock on a file the restore would replace", n, e.Target)
 	case e.Type() == unix.S_IFSOCK:
@@ -294,7 +300,7 @@ func Link(tables []*gocrpb.Files, opts LinkOptions) error {
 			}
 		}
 	}
-	return nil
+	return checkExternal(tables, opts.External)
 }
 
 // groupFds groups the fds that have a file and pass keep by their key,

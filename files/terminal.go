@@ -39,7 +39,7 @@ func linkOutsideSlave(refs []Ref) error {
 		case len(r.Fd.Locks) > 0:
 			return fmt.Errorf("pid %d fd %d (%s) holds a lock on a terminal the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
 		}
-		setInherit(r.Fd)
+		setInherit(r.Fd, unix.S_IFCHR, false)
 		if !ctty {
 			continue
 		}

@@ -3399,8 +3399,10 @@ func (x *PathFd) GetProcPid() int32 {
 	return 0
 }
 
-// InheritFd is stdio joined to something outside the dump (a terminal, a
-// shell's pipe): the restore gives its own stdio in its place.
+// InheritFd is an fd joined to something outside the dump (a terminal, a
+// shell's pipe, a logger's socket): the restore gives the file
+// --inherit-fd names for its key, else, for stdio on a pipe or a pty, its
+// own stdio (files/inherit.go).
 type InheritFd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The fd was on the controlling terminal of its process, a terminal
@@ -3412,6 +3414,16 @@ type InheritFd struct {
 	// The terminal's termios and window size at the dump (the other fields
 	// unset): gocr restore --shell-job gives its terminal these termios.
 	TerminalState *PtyState `protobuf:"bytes,42,opt,name=terminal_state,json=terminalState,proto3" json:"terminal_state,omitempty"`
+	// What names the file outside the dump, as /proc/PID/fd shows it
+	// ("pipe:[INODE]", "socket:[INODE]", a path): gocr restore
+	// --inherit-fd fd[N]:KEY gives gocr's own fd N in its place.
+	Key string `protobuf:"bytes,82,opt,name=key,proto3" json:"key,omitempty"`
+	// The file's type (st_mode & S_IFMT): a file given for it must be one.
+	Mode uint32 `protobuf:"varint,83,opt,name=mode,proto3" json:"mode,omitempty"`
+	// gocr's own stdio cannot stand in for it (a socket, a deleted file, a
+	// terminal other than a pty; a pipe that is not stdio, dumped with
+	// --external): the restore refuses unless --inherit-fd gives it.
+	MustGive      bool `protobuf:"varint,84,opt,name=must_give,json=mustGive,proto3" json:"must_give,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3465,6 +3477,27 @@ func (x *InheritFd) GetTerminalState() *PtyState {
 		return x.TerminalState
 	}
 	return nil
+}
+
+func (x *InheritFd) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *InheritFd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *InheritFd) GetMustGive() bool {
+	if x != nil {
+		return x.MustGive
+	}
+	return false
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -6160,13 +6193,16 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"\x81\x01\n" +
+	"\x05OTHER\x10\x04\"\xc4\x01\n" +
 	"\tInheritFd\x12\x1a\n" +
 	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
 	"\n" +
 	"foreground\x18) \x01(\bR\n" +
 	"foreground\x128\n" +
-	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\"T\n" +
+	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\x12\x10\n" +
+	"\x03key\x18R \x01(\tR\x03key\x12\x12\n" +
+	"\x04mode\x18S \x01(\rR\x04mode\x12\x1b\n" +
+	"\tmust_give\x18T \x01(\bR\bmustGive\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
