@@ -302,7 +302,12 @@ static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream
  * arguments on that stack. It inherits the parasite thread's mask, which
  * blocks every signal (gocr set it), so no handler of the target's ever
  * runs on it; with CLONE_VM it gets no alternate signal stack and no rseq
- * registration (kernel/fork.c copy_process, kernel/rseq.c). */
+ * registration (kernel/fork.c copy_process, kernel/rseq.c). No
+ * CLONE_SYSVSEM: with it the kernel gives the process a System V
+ * semaphore undo list if it had none (ipc/sem.c copy_semundo), which would
+ * outlive the dump, and which a later dump cannot tell from one holding
+ * adjustments (dump/sysvipc.go checkSemUndo). CLONE_THREAD does not need
+ * it (man 2 clone). */
 static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
 {
 	u64 *sp = (u64 *)stack_top;
@@ -325,7 +330,7 @@ static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec
 			 "1:\n"
 			 : "=a"(ret)
 			 : "a"(__NR_clone),
-			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 			       CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID),
 			   "S"(sp), "d"(&s->tid), "r"(r10), "r"(r8)
 			 : "rcx", "r11", "memory");
