@@ -25,6 +25,7 @@ func runCommand() *cli.Command {
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with -D: keep the `N` newest generations"},
 		callbackTimeoutFlag(),
 		statsFlag("latest checkpoint"),
+		compressFlag("each generation"),
 		pidnsFlag(),
 		relocateFlag(),
 		trustImagesFlag,
@@ -162,6 +163,7 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 	}
 	p.dump.BeforeFreeze = callbacks.Before(rc.Duration("callback-timeout"))
 	p.verbose = rc.Bool("verbose")
+	p.file.Compression = compression(rc)
 	o.periodic = p
 	return o, nil
 }
