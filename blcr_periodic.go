@@ -125,11 +125,11 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 		return nil, err
 	}
 	st := &checkpointStats{Dump: readDumpStats(o.Dir), Generation: n, Context: contextfile.GenerationPath(g.dir, n)}
-	written := new(atomic.Int64)
-	prog.phase(fmt.Sprintf("writing generation %d", n), written.Load, diskUsage(o.Dir))
+	written, consumed := new(atomic.Int64), new(atomic.Int64)
+	prog.phase(fmt.Sprintf("writing generation %d", n), consumed.Load, diskUsage(o.Dir))
 	writeStart := time.Now()
 	// NoClobber: a number taken meanwhile is never replaced.
-	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written, Compression: g.compress}); err != nil {
+	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written, Consumed: consumed, Compression: g.compress}); err != nil {
 		return nil, err
 	}
 	st.ContextBytes = written.Load()

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -205,8 +206,9 @@ func TestCompressedStream(t *testing.T) {
 	}
 	dir := dumpDir(t, files)
 	done := make(chan error, 1)
+	consumed := new(atomic.Int64)
 	go func() {
-		cw, err := NewWriterOptions(w, WriterOptions{Compression: LZ4})
+		cw, err := NewWriterOptions(w, WriterOptions{Compression: LZ4, Consumed: consumed})
 		if err == nil {
 			err = cw.AddDir(dir)
 		}
@@ -227,6 +229,13 @@ func TestCompressedStream(t *testing.T) {
 	}
 	if diff := cmp.Diff(files, readAll(t, out)); diff != "" {
 		t.Errorf("extracted files (-want +got):\n%s", diff)
+	}
+	var size int64
+	for _, data := range files {
+		size += int64(len(data))
+	}
+	if n := consumed.Load(); n != size {
+		t.Errorf("Consumed counted %d bytes, the files hold %d", n, size)
 	}
 }
 

@@ -46,6 +46,8 @@ type FileOptions struct {
 	Written *atomic.Int64
 	// Compression compresses the entries (none by default).
 	Compression Compression
+	// Consumed, if set, counts the bytes of the dump's files read so far.
+	Consumed *atomic.Int64
 }
 
 // ErrExists: NoClobber found a file at the path.
@@ -155,7 +157,7 @@ func writeSynced(f *os.File, dumpDir string, opts FileOptions) error {
 	if opts.Written != nil {
 		w = CountingWriter{W: f, N: opts.Written}
 	}
-	cw, err := NewWriterOptions(w, WriterOptions{Compression: opts.Compression})
+	cw, err := NewWriterOptions(w, WriterOptions{Compression: opts.Compression, Consumed: opts.Consumed})
 	if err == nil {
 		err = cw.AddDir(dumpDir)
 	}

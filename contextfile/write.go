@@ -9,25 +9,30 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 )
 
 // Writer writes a context front to back. Nothing it writes is a complete
 // context until Close has written the end record.
 type Writer struct {
-	bw      *bufio.Writer
-	off     int64
-	version uint32
-	comp    *compressor // nil: entries stored byte for byte
-	entries []Entry
-	names   map[string]bool
-	err     error // the first write error: the stream is unusable after it
-	zeros   [Align]byte
+	bw       *bufio.Writer
+	off      int64
+	version  uint32
+	comp     *compressor // nil: entries stored byte for byte
+	consumed *atomic.Int64
+	entries  []Entry
+	names    map[string]bool
+	err      error // the first write error: the stream is unusable after it
+	zeros    [Align]byte
 }
 
 // WriterOptions say how a Writer stores its entries.
 type WriterOptions struct {
 	// Compression compresses every entry's data (none by default).
 	Compression Compression
+	// Consumed, if set, counts the bytes of the entries read so far (a
+	// progress line reads it: compressed, what is written is less).
+	Consumed *atomic.Int64
 }
 
 // NewWriter starts a context on w with its file header, storing every
@@ -39,7 +44,7 @@ func NewWriter(w io.Writer) (*Writer, error) {
 // NewWriterOptions starts a context on w with its file header, storing
 // the entries as o says.
 func NewWriterOptions(w io.Writer, o WriterOptions) (*Writer, error) {
-	cw := &Writer{bw: bufio.NewWriterSize(w, 1<<20), names: map[string]bool{}, version: Version}
+	cw := &Writer{bw: bufio.NewWriterSize(w, 1<<20), names: map[string]bool{}, version: Version, consumed: o.Consumed}
 	if o.Compression != NoCompression {
 		comp, err := newEncoder(o.Compression)
 		if err != nil {
@@ -82,6 +87,9 @@ func (cw *Writer) Add(name string, r io.Reader, size int64) error {
 	cw.pad()
 	if cw.err != nil {
 		return cw.err
+	}
+	if cw.consumed != nil {
+		r = CountingReader{R: r, N: cw.consumed}
 	}
 	e := Entry{Name: name, Offset: cw.off, Size: size, Codec: codec}
 	h := crc32.New(castagnoli)
