@@ -60,9 +60,10 @@ func periodicArgs(c *cli.Context, o *checkpointOptions) (*checkpointOptions, err
 // generations is a directory of generations, held (flock(2) on the
 // directory) by the one checkpointer writing it.
 type generations struct {
-	dir  string
-	keep int
-	lock *os.File
+	dir      string
+	keep     int
+	compress contextfile.Compression
+	lock     *os.File
 }
 
 // openGenerations creates dir if missing (mode 0700: the contexts hold
@@ -171,11 +172,11 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 		}()
 	}
 	st := &checkpointStats{Dump: readDumpStats(o.Dir), Generation: n, Context: contextfile.GenerationPath(g.dir, n)}
-	written := new(atomic.Int64)
-	prog.phase(fmt.Sprintf("writing generation %d", n), written.Load, diskUsage(o.Dir))
+	written, consumed := new(atomic.Int64), new(atomic.Int64)
+	prog.phase(fmt.Sprintf("writing generation %d", n), consumed.Load, diskUsage(o.Dir))
 	writeStart := time.Now()
 	// NoClobber: a number taken meanwhile is never replaced.
-	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written}); err != nil {
+	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written, Consumed: consumed, Compression: g.compress}); err != nil {
 		return nil, err
 	}
 	st.ContextBytes = written.Load()
@@ -281,6 +282,7 @@ func checkpointEveryAction(c *cli.Context, o *checkpointOptions) error {
 		return report(err, exitFailure, quiet)
 	}
 	defer gens.close()
+	gens.compress = o.file.Compression
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.timeout, o.stats, quiet, c.Bool("verbose")
 	sigs := catchSignals()

@@ -30,6 +30,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "slurm-warning", Value: time.Minute, Usage: "with --slurm: the job's --signal time (`DURATION`, @60: 1m); the signal within it of the end time is the time-limit warning"},
 		callbackTimeoutFlag(),
 		statsFlag("latest checkpoint"),
+		compressFlag("each generation"),
 		pidnsFlag(),
 		relocateFlag(),
 		trustImagesFlag,
@@ -198,6 +199,7 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 	}
 	p.dump.BeforeFreeze = callbacks.Before(rc.Duration("callback-timeout"))
 	p.verbose = rc.Bool("verbose")
+	p.file.Compression = compression(rc)
 	o.periodic = p
 	return o, nil
 }

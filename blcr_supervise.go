@@ -81,6 +81,7 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 		return report(err, exitFailure, o.quiet)
 	}
 	defer gens.close()
+	gens.compress = o.periodic.file.Compression
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.periodic.timeout, o.periodic.stats, o.quiet, o.periodic.verbose
 
