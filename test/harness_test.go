@@ -77,6 +77,10 @@
 // every way: refused before any process exists), storage_test.go (a dump
 // onto a full, read-only or failing file system).
 //
+// Real programs (accept_test.go): redis-server with its clients
+// (accept_redis_test.go), an Open MPI job (accept_mpi_test.go); Python's
+// http.server is in inet_test.go.
+//
 // BLCR's tools, run through their names (cr_checkpoint, cr_restart,
 // cr_run linked to gocr): blcr_test.go, blcr_restart_test.go.
 package test
