@@ -128,15 +128,16 @@ verify-generated: verify-proto verify-blobs
 # (test/slurm_harness_test.go starts the daemons by hand, so no service is
 # enabled or started; --no-install-recommends keeps out Slurm's optional
 # plugins and their libraries), and the real programs of the acceptance
-# tests (test/accept_*_test.go: redis-server and redis-cli, Open MPI's
-# mpirun and mpicc), which the tests start themselves. Only what is
-# missing, so a ready machine skips apt.
+# tests (test/accept_*_test.go: redis-server, Open MPI's mpirun and
+# mpicc), which the tests start themselves, each on a port of its own
+# (where services run, Debian starts redis's own on 6379 too). Only what
+# is missing, so a ready machine skips apt.
 deps:
 	@missing=""; lean=""; \
 	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
-	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge redis-server:redis-server redis-cli:redis-tools mpirun:openmpi-bin mpicc:libopenmpi-dev; do \
+	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge redis-server:redis-server mpirun:openmpi-bin mpicc:libopenmpi-dev; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || lean="$$lean $${c##*:}"; \
 	done; \
 	if [ -n "$$missing$$lean" ]; then apt-get update; fi && \

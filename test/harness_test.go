@@ -62,7 +62,8 @@
 // stopped jobs, python),
 // callbacks_test.go (checkpoint callbacks through libgocr, from C and
 // Python),
-// memory_test.go (mappings and page streams), fdkinds_test.go (every kind
+// memory_test.go (mappings and page streams), vmasplit_test.go
+// (neighbouring mappings kept apart), fdkinds_test.go (every kind
 // of file descriptor), threads_test.go, trees_test.go (process trees,
 // sessions, pipelines), savefiles_test.go (mapped files saved in the
 // dump, paths relocated at restore).
