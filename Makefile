@@ -127,24 +127,27 @@ verify-generated: verify-proto verify-blobs
 # and munge for the tests that run jobs on a one-node Slurm cluster
 # (test/slurm_harness_test.go starts the daemons by hand, so no service is
 # enabled or started; --no-install-recommends keeps out Slurm's optional
-# plugins and their libraries). Only what is missing, so a ready machine
-# skips apt.
+# plugins and their libraries), and the real programs of the acceptance
+# tests (test/accept_*_test.go: redis-server, Open MPI's mpirun and
+# mpicc), which the tests start themselves, each on a port of its own
+# (where services run, Debian starts redis's own on 6379 too). Only what
+# is missing, so a ready machine skips apt.
 deps:
-	@missing=""; slurm=""; \
+	@missing=""; lean=""; \
 	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables script:bsdutils; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
-	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do \
-		command -v $${c%%:*} >/dev/null 2>&1 || slurm="$$slurm $${c##*:}"; \
+	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge redis-server:redis-server mpirun:openmpi-bin mpicc:libopenmpi-dev; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || lean="$$lean $${c##*:}"; \
 	done; \
-	if [ -n "$$missing$$slurm" ]; then apt-get update; fi && \
+	if [ -n "$$missing$$lean" ]; then apt-get update; fi && \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get install -y $$missing; \
 	fi && \
-	if [ -n "$$slurm" ]; then \
-		echo "installing$$slurm with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$slurm; \
+	if [ -n "$$lean" ]; then \
+		echo "installing$$lean with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$lean; \
 	fi
 
 build:

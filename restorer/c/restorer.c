@@ -41,6 +41,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 /* include/uapi/asm-generic/mman-common.h */
 #define MADV_RANDOM 1
 #define MADV_SEQUENTIAL 2
+#define MADV_DONTNEED 4
 #define MADV_DONTFORK 10
 #define MADV_MERGEABLE 12
 #define MLOCK_ONFAULT 1
@@ -209,6 +210,42 @@ static int find_specials(struct special *sp, int max)
 	return count;
 }
 
+/* Whether VMA v, right after prev, must be made a VMA of its own: both
+ * private anonymous memory mapped writable. The dump shows them as two
+ * VMAs, so the kernel had not merged them, which for such neighbours is
+ * most often because each had an anon_vma of its own; mapped one after
+ * the other here, the second would merge into the first (a VMA without
+ * an anon_vma merges into its neighbour, two with different ones never
+ * do: mm/vma.c is_mergeable_anon_vma) and /proc/PID/maps would show one
+ * VMA. So each gets an anon_vma of its own before they meet. (Private
+ * file mappings are left alone: a write to one whose first page lies
+ * past the end of its file would raise SIGBUS.) */
+static int apart_from_prev(const struct rst_vma *prev, const struct rst_vma *v)
+{
+	const struct rst_vma *pair[2] = { prev, v };
+	if (prev->end != v->start)
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		const struct rst_vma *w = pair[k];
+		if (w->kind != RST_VMA_ANON_PRIVATE)
+			return 0;
+		if (!(w->map_prot & PROT_WRITE) || (w->mmap_flags & MAP_GROWSDOWN))
+			return 0;
+	}
+	return 1;
+}
+
+/* Gives the private, writable VMA at start an anon_vma of its own: a
+ * write fault makes one (mm/memory.c do_anonymous_page, do_wp_page;
+ * anon_vma_prepare), and MADV_DONTNEED drops the page the write made
+ * again while the anon_vma stays (mm/madvise.c), so the VMA holds only
+ * the pages read in later. */
+static void give_anon_vma(struct rst_args *a, u32 i, u64 start)
+{
+	*(volatile u8 *)start = 0;
+	CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, start, PAGE_SIZE, MADV_DONTNEED));
+}
+
 static void read_pages(struct rst_args *a, u64 hole, u64 hole_size);
 
 static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
@@ -263,7 +300,8 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 
 	/* Map every VMA with the protection gocr chose (writable where pages
 	 * must be read in, or where the kernel had accounted it as writable),
-	 * then give it its dumped protection. */
+	 * then give it its dumped protection. Two neighbours the dump shows
+	 * apart stay apart (see apart_from_prev). */
 	long cached_fd = -1;
 	u32 cached_path = ~0U, cached_flags = 0;
 	for (u32 i = 0; i < a->nr_vmas; i++) {
@@ -325,11 +363,27 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		default:
 			continue;
 		}
+		if (i > 0 && apart_from_prev(&vmas[i - 1], v)) {
+			/* Made a VMA of its own elsewhere, then moved next to
+			 * its neighbour, which has its own anon_vma already. */
+			long t = sys6(__NR_mmap, 0, len, prot, flags & ~MAP_FIXED, fd, v->pgoff);
+			if (t < 0 && t > -4096)
+				fail(a, RST_STEP_MMAP, i, t);
+			give_anon_vma(a, i, (u64)t);
+			long r = sys5(__NR_mremap, t, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
+			if (r < 0 && r > -4096)
+				fail(a, RST_STEP_MMAP, i, r);
+			if ((u64)r != v->start)
+				fail(a, RST_STEP_MMAP, i, -EEXIST);
+			continue;
+		}
 		long r = sys6(__NR_mmap, v->start, len, prot, flags, fd, v->pgoff);
 		if (r < 0 && r > -4096)
 			fail(a, RST_STEP_MMAP, i, r);
 		if ((u64)r != v->start)
 			fail(a, RST_STEP_MMAP, i, -EEXIST);
+		if (i + 1 < a->nr_vmas && apart_from_prev(v, &vmas[i + 1]))
+			give_anon_vma(a, i, v->start);
 	}
 	if (cached_fd >= 0)
 		sys1(__NR_close, cached_fd);
