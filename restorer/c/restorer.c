@@ -829,6 +829,8 @@ static void restore_posix_timers(struct rst_args *a)
 }
 
 /* Runs at the new address with the plan in the hole. */
+static void restore_posix_locks(struct rst_args *a);
+
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	a->restorer_base = hole;
@@ -899,6 +901,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * closes that one when it takes over). */
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, a->lifeline_fd - 1, 0));
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->lifeline_fd + 1, ~0U, 0));
+	restore_posix_locks(a);
 
 	/* Process-wide pending signals last (each thread queued its own):
 	 * every signal is blocked, so they stay queued until gocr sets the
@@ -1039,6 +1042,22 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 	fail(a, RST_STEP_FIXUPS, i, -EINVAL);
 }
 
+/* restore_posix_locks takes the process's POSIX record locks last, once
+ * it has closed every fd the restore closes in it: closing any fd of a
+ * file releases all of the process's POSIX locks on that file (man 2
+ * fcntl, "Advisory record locking"; fs/locks.c locks_remove_posix), and
+ * the restorer closes fds of the very files the job locks: the one it
+ * opens to map a file (restore_memory; SQLite's -shm file is locked and
+ * mapped) and its copies of mapping sources (close_range in
+ * restore_stage2). */
+static void restore_posix_locks(struct rst_args *a)
+{
+	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+	for (u32 i = 0; i < a->nr_fixups; i++)
+		if (fx[i].op == RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
+}
+
 static void restore_fds(struct rst_args *a)
 {
 	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
@@ -1088,9 +1107,11 @@ static void restore_fds(struct rst_args *a)
 		if (!still_used)
 			sys1(__NR_close, fds[i].src);
 	}
+	/* POSIX locks wait for restore_posix_locks. */
 	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
 	for (u32 i = 0; i < a->nr_fixups; i++)
-		fixup(a, &fx[i], i);
+		if (fx[i].op != RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
