@@ -21,6 +21,7 @@
 #include "abi.h"
 
 #define __NR_lseek 8
+#define __NR_pwrite64 18
 /* include/uapi/linux/fs.h */
 #define SEEK_SET 0
 #define SEEK_END 2
@@ -40,6 +41,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 
 /* include/uapi/asm-generic/mman-common.h */
 #define MADV_RANDOM 1
+#define MADV_DONTNEED 4
 #define MADV_SEQUENTIAL 2
 #define MADV_DONTFORK 10
 #define MADV_MERGEABLE 12
@@ -211,6 +213,73 @@ static int find_specials(struct special *sp, int max)
 
 static void read_pages(struct rst_args *a, u64 hole, u64 hole_size);
 
+/* Two adjacent private anonymous VMAs that the dump shows apart were kept
+ * apart by what /proc does not show: an anon_vma each (a forked child's
+ * mapping next to one it made later) or a page offset that does not
+ * follow on (a mapping moved by mremap keeps its vm_pgoff), either of
+ * which stops the kernel merging them (mm/vma.c is_mergeable_anon_vma,
+ * can_vma_merge_after). Mapped afresh side by side with the same flags
+ * they would merge into one, and /proc/PID/maps would show one line. */
+static int apart_from_previous(struct rst_args *a, struct rst_vma *vmas, u32 i)
+{
+	struct rst_vma *v = &vmas[i];
+	/* Not the heap: brk grows it only while the page offset of the new
+	 * end follows on from it (mm/mmap.c do_brk_flags). */
+	int heap = v->start <= a->mm.start_brk && a->mm.start_brk < v->end;
+	return i > 0 && v->kind == RST_VMA_ANON_PRIVATE && vmas[i - 1].kind == RST_VMA_ANON_PRIVATE &&
+	       vmas[i - 1].end == v->start && !(v->mmap_flags & MAP_GROWSDOWN) && !heap;
+}
+
+/* map_apart maps v first somewhere else, gives it its anon_vma there
+ * and then moves it into place: mremap keeps the page offset of a VMA
+ * that has an anon_vma (mm/vma.c copy_vma gives an unfaulted one the
+ * offset of its new place, to merge), and that offset does not follow
+ * on from its neighbour's, so the two stay apart. This keeps the dumped
+ * layout only; the offsets themselves are not the dumped ones (/proc
+ * shows none for anonymous memory). The anon_vma comes with a page
+ * written through /proc/self/mem, which writes whatever the protection
+ * (FOLL_FORCE, man 5 proc), then is dropped again (MADV_DONTNEED keeps
+ * the anon_vma) so that only the dumped pages are resident. Somewhere
+ * else is right above v if that is free (a VMA still to map there is not
+ * yet), else where the kernel finds room; a place that would overlap v's
+ * own (mremap cannot move onto itself) maps it in place, as one VMA with
+ * its neighbour. */
+static void map_apart(struct rst_args *a, struct rst_vma *v, u32 prot, u32 flags, u32 i)
+{
+	u64 len = v->end - v->start;
+	u32 temp = (flags & ~MAP_FIXED) | MAP_FIXED_NOREPLACE;
+	u64 above = v->end + PAGE_SIZE;
+	long r = -1; /* user addresses are below 2^47: an error is negative */
+	if (above + len <= TASK_SIZE) {
+		r = sys6(__NR_mmap, above, len, prot, temp, -1, 0);
+		if (r >= 0 && (u64)r != above) { /* a kernel without NOREPLACE took a hint */
+			sys2(__NR_munmap, r, len);
+			r = -1;
+		}
+	}
+	if (r < 0)
+		r = sys6(__NR_mmap, 0, len, prot, flags & ~MAP_FIXED, -1, 0);
+	if (r < 0)
+		fail(a, RST_STEP_MMAP, i, r);
+	if ((u64)r < v->end && (u64)r + len > v->start) {
+		sys2(__NR_munmap, r, len);
+		r = sys6(__NR_mmap, v->start, len, prot, flags, -1, 0);
+		if (r < 0)
+			fail(a, RST_STEP_MMAP, i, r);
+		return;
+	}
+	long mem = sys2(__NR_open, "/proc/self/mem", O_RDWR | O_CLOEXEC);
+	if (mem < 0)
+		fail(a, RST_STEP_MMAP, i, mem);
+	u8 zero = 0;
+	long w = sys4(__NR_pwrite64, mem, &zero, 1, r);
+	sys1(__NR_close, mem);
+	if (w < 0)
+		fail(a, RST_STEP_MMAP, i, w);
+	CHECK(a, RST_STEP_MMAP, i, sys5(__NR_mremap, r, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start));
+	CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, v->start, PAGE_SIZE, MADV_DONTNEED));
+}
+
 static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
@@ -323,6 +392,10 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			continue;
 		}
 		default:
+			continue;
+		}
+		if (apart_from_previous(a, vmas, i)) {
+			map_apart(a, v, prot, flags, i);
 			continue;
 		}
 		long r = sys6(__NR_mmap, v->start, len, prot, flags, fd, v->pgoff);
