@@ -5,6 +5,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -71,9 +72,26 @@ func setTtyStatusFlags(fd int, flags uint32) error {
 // openSlave opens a new description of the pair's slave, through its
 // master (TIOCGPTPEER, man 2 ioctl_tty: the devpts of the master, whatever
 // /dev/pts is), never as gocr's controlling terminal.
+//
+// TIOCGPTPEER keeps its flags in the description's (drivers/tty/pty.c
+// ptm_open_peer hands them to dentry_open whole; open(2) strips
+// O_CLOEXEC, fs/open.c build_open_flags), where F_GETFL and fdinfo show
+// them. So O_LARGEFILE, which open(2) adds on 64-bit (fs/open.c
+// force_o_largefile), goes as dumped, and O_CLOEXEC only for an fd that
+// had it, the way such a description is made; otherwise gocr's fd gets
+// FD_CLOEXEC alone, under syscall.ForkLock so no child of gocr inherits
+// it meanwhile.
 func openSlave(s *Sources, pair *ptyPair, fd *gocrpb.Fd) (int32, error) {
-	flags := int(fd.Flags)&unix.O_ACCMODE | unix.O_NOCTTY | unix.O_CLOEXEC
+	flags := int(fd.Flags)&(unix.O_ACCMODE|oLargefile) | unix.O_NOCTTY
+	if fd.Cloexec {
+		flags |= unix.O_CLOEXEC
+	}
+	syscall.ForkLock.RLock()
 	nfd, err := ptyPeer(pair.masterFd, flags)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return 0, fmt.Errorf("open the slave: %w", err)
 	}

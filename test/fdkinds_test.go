@@ -158,8 +158,8 @@ func TestUnixSocketpairs(t *testing.T) {
 }
 
 // checkpointRestoreTree is checkpointRestore for a target with children:
-// it also waits until every process of the tree is gone after the dump.
-// The oracle compares the root. It returns the PID to check; in
+// it also waits until every process of the tree is gone after the dump
+// before it restores. It returns the PID to check; in
 // standalone mode the original one.
 func checkpointRestoreTree(t *testing.T, tg *target) int {
 	t.Helper()
@@ -167,7 +167,7 @@ func checkpointRestoreTree(t *testing.T, tg *target) int {
 	if standalone {
 		return tg.pid
 	}
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
 	}
@@ -176,7 +176,7 @@ func checkpointRestoreTree(t *testing.T, tg *target) int {
 	tg.waitDead(t, "a dump without --leave-running")
 	waitAllGone(t, pids, "the dump")
 	pid := restoreDetached(t, tg, dir, nil)
-	checkKernelView(t, pid, before, nil)
+	checkTreeView(t, pid, before, nil)
 	return pid
 }
 

@@ -65,18 +65,8 @@ func TestPythonPty(t *testing.T) {
 	hole := ptyHole(t)
 	tg := startTarget(t, "pypty")
 	hole()
-	// Not checkpointRestoreTree: its oracle sees two adjacent anonymous
-	// mappings of the interpreter merged into one after the restore now
-	// and then, which is not this test's business.
-	pids := trackTree(t, tg.pid)
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		restoreDetached(t, tg, dir, nil)
-	}
-	checkResult(t, tg, tg.pid)
+	pid := checkpointRestoreTree(t, tg)
+	checkResult(t, tg, pid)
 }
 
 // TestPtyLeaveRunning: the data read out of the pair at dump is written

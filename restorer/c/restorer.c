@@ -21,6 +21,7 @@
 #include "abi.h"
 
 #define __NR_lseek 8
+#define __NR_pwrite64 18
 /* include/uapi/linux/fs.h */
 #define SEEK_SET 0
 #define SEEK_END 2
@@ -40,8 +41,8 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 
 /* include/uapi/asm-generic/mman-common.h */
 #define MADV_RANDOM 1
-#define MADV_SEQUENTIAL 2
 #define MADV_DONTNEED 4
+#define MADV_SEQUENTIAL 2
 #define MADV_DONTFORK 10
 #define MADV_MERGEABLE 12
 #define MLOCK_ONFAULT 1
@@ -210,43 +211,74 @@ static int find_specials(struct special *sp, int max)
 	return count;
 }
 
-/* Whether VMA v, right after prev, must be made a VMA of its own: both
- * private anonymous memory mapped writable. The dump shows them as two
- * VMAs, so the kernel had not merged them, which for such neighbours is
- * most often because each had an anon_vma of its own; mapped one after
- * the other here, the second would merge into the first (a VMA without
- * an anon_vma merges into its neighbour, two with different ones never
- * do: mm/vma.c is_mergeable_anon_vma) and /proc/PID/maps would show one
- * VMA. So each gets an anon_vma of its own before they meet. (Private
- * file mappings are left alone: a write to one whose first page lies
- * past the end of its file would raise SIGBUS.) */
-static int apart_from_prev(const struct rst_vma *prev, const struct rst_vma *v)
-{
-	const struct rst_vma *pair[2] = { prev, v };
-	if (prev->end != v->start)
-		return 0;
-	for (int k = 0; k < 2; k++) {
-		const struct rst_vma *w = pair[k];
-		if (w->kind != RST_VMA_ANON_PRIVATE)
-			return 0;
-		if (!(w->map_prot & PROT_WRITE) || (w->mmap_flags & MAP_GROWSDOWN))
-			return 0;
-	}
-	return 1;
-}
-
-/* Gives the private, writable VMA at start an anon_vma of its own: a
- * write fault makes one (mm/memory.c do_anonymous_page, do_wp_page;
- * anon_vma_prepare), and MADV_DONTNEED drops the page the write made
- * again while the anon_vma stays (mm/madvise.c), so the VMA holds only
- * the pages read in later. */
-static void give_anon_vma(struct rst_args *a, u32 i, u64 start)
-{
-	*(volatile u8 *)start = 0;
-	CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, start, PAGE_SIZE, MADV_DONTNEED));
-}
-
 static void read_pages(struct rst_args *a, u64 hole, u64 hole_size);
+
+/* Two adjacent private anonymous VMAs that the dump shows apart were kept
+ * apart by what /proc does not show: an anon_vma each (a forked child's
+ * mapping next to one it made later) or a page offset that does not
+ * follow on (a mapping moved by mremap keeps its vm_pgoff), either of
+ * which stops the kernel merging them (mm/vma.c is_mergeable_anon_vma,
+ * can_vma_merge_after). Mapped afresh side by side with the same flags
+ * they would merge into one, and /proc/PID/maps would show one line. */
+static int apart_from_previous(struct rst_args *a, struct rst_vma *vmas, u32 i)
+{
+	struct rst_vma *v = &vmas[i];
+	/* Not the heap: brk grows it only while the page offset of the new
+	 * end follows on from it (mm/mmap.c do_brk_flags). */
+	int heap = v->start <= a->mm.start_brk && a->mm.start_brk < v->end;
+	return i > 0 && v->kind == RST_VMA_ANON_PRIVATE && vmas[i - 1].kind == RST_VMA_ANON_PRIVATE &&
+	       vmas[i - 1].end == v->start && !(v->mmap_flags & MAP_GROWSDOWN) && !heap;
+}
+
+/* map_apart maps v first somewhere else, gives it its anon_vma there
+ * and then moves it into place: mremap keeps the page offset of a VMA
+ * that has an anon_vma (mm/vma.c copy_vma gives an unfaulted one the
+ * offset of its new place, to merge), and that offset does not follow
+ * on from its neighbour's, so the two stay apart. This keeps the dumped
+ * layout only; the offsets themselves are not the dumped ones (/proc
+ * shows none for anonymous memory). The anon_vma comes with a page
+ * written through /proc/self/mem, which writes whatever the protection
+ * (FOLL_FORCE, man 5 proc), then is dropped again (MADV_DONTNEED keeps
+ * the anon_vma) so that only the dumped pages are resident. Somewhere
+ * else is right above v if that is free (a VMA still to map there is not
+ * yet), else where the kernel finds room; a place that would overlap v's
+ * own (mremap cannot move onto itself) maps it in place, as one VMA with
+ * its neighbour. */
+static void map_apart(struct rst_args *a, struct rst_vma *v, u32 prot, u32 flags, u32 i)
+{
+	u64 len = v->end - v->start;
+	u32 temp = (flags & ~MAP_FIXED) | MAP_FIXED_NOREPLACE;
+	u64 above = v->end + PAGE_SIZE;
+	long r = -1; /* user addresses are below 2^47: an error is negative */
+	if (above + len <= TASK_SIZE) {
+		r = sys6(__NR_mmap, above, len, prot, temp, -1, 0);
+		if (r >= 0 && (u64)r != above) { /* a kernel without NOREPLACE took a hint */
+			sys2(__NR_munmap, r, len);
+			r = -1;
+		}
+	}
+	if (r < 0)
+		r = sys6(__NR_mmap, 0, len, prot, flags & ~MAP_FIXED, -1, 0);
+	if (r < 0)
+		fail(a, RST_STEP_MMAP, i, r);
+	if ((u64)r < v->end && (u64)r + len > v->start) {
+		sys2(__NR_munmap, r, len);
+		r = sys6(__NR_mmap, v->start, len, prot, flags, -1, 0);
+		if (r < 0)
+			fail(a, RST_STEP_MMAP, i, r);
+		return;
+	}
+	long mem = sys2(__NR_open, "/proc/self/mem", O_RDWR | O_CLOEXEC);
+	if (mem < 0)
+		fail(a, RST_STEP_MMAP, i, mem);
+	u8 zero = 0;
+	long w = sys4(__NR_pwrite64, mem, &zero, 1, r);
+	sys1(__NR_close, mem);
+	if (w < 0)
+		fail(a, RST_STEP_MMAP, i, w);
+	CHECK(a, RST_STEP_MMAP, i, sys5(__NR_mremap, r, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start));
+	CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, v->start, PAGE_SIZE, MADV_DONTNEED));
+}
 
 static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
@@ -300,8 +332,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 
 	/* Map every VMA with the protection gocr chose (writable where pages
 	 * must be read in, or where the kernel had accounted it as writable),
-	 * then give it its dumped protection. Two neighbours the dump shows
-	 * apart stay apart (see apart_from_prev). */
+	 * then give it its dumped protection. */
 	long cached_fd = -1;
 	u32 cached_path = ~0U, cached_flags = 0;
 	for (u32 i = 0; i < a->nr_vmas; i++) {
@@ -363,18 +394,8 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		default:
 			continue;
 		}
-		if (i > 0 && apart_from_prev(&vmas[i - 1], v)) {
-			/* Made a VMA of its own elsewhere, then moved next to
-			 * its neighbour, which has its own anon_vma already. */
-			long t = sys6(__NR_mmap, 0, len, prot, flags & ~MAP_FIXED, fd, v->pgoff);
-			if (t < 0 && t > -4096)
-				fail(a, RST_STEP_MMAP, i, t);
-			give_anon_vma(a, i, (u64)t);
-			long r = sys5(__NR_mremap, t, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
-			if (r < 0 && r > -4096)
-				fail(a, RST_STEP_MMAP, i, r);
-			if ((u64)r != v->start)
-				fail(a, RST_STEP_MMAP, i, -EEXIST);
+		if (apart_from_previous(a, vmas, i)) {
+			map_apart(a, v, prot, flags, i);
 			continue;
 		}
 		long r = sys6(__NR_mmap, v->start, len, prot, flags, fd, v->pgoff);
@@ -382,8 +403,6 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			fail(a, RST_STEP_MMAP, i, r);
 		if ((u64)r != v->start)
 			fail(a, RST_STEP_MMAP, i, -EEXIST);
-		if (i + 1 < a->nr_vmas && apart_from_prev(v, &vmas[i + 1]))
-			give_anon_vma(a, i, v->start);
 	}
 	if (cached_fd >= 0)
 		sys1(__NR_close, cached_fd);
@@ -883,6 +902,8 @@ static void restore_posix_timers(struct rst_args *a)
 }
 
 /* Runs at the new address with the plan in the hole. */
+static void restore_posix_locks(struct rst_args *a);
+
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	a->restorer_base = hole;
@@ -953,6 +974,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * closes that one when it takes over). */
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, a->lifeline_fd - 1, 0));
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->lifeline_fd + 1, ~0U, 0));
+	restore_posix_locks(a);
 
 	/* Process-wide pending signals last (each thread queued its own):
 	 * every signal is blocked, so they stay queued until gocr sets the
@@ -1093,6 +1115,22 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 	fail(a, RST_STEP_FIXUPS, i, -EINVAL);
 }
 
+/* restore_posix_locks takes the process's POSIX record locks last, once
+ * it has closed every fd the restore closes in it: closing any fd of a
+ * file releases all of the process's POSIX locks on that file (man 2
+ * fcntl, "Advisory record locking"; fs/locks.c locks_remove_posix), and
+ * the restorer closes fds of the very files the job locks: the one it
+ * opens to map a file (restore_memory; SQLite's -shm file is locked and
+ * mapped) and its copies of mapping sources (close_range in
+ * restore_stage2). */
+static void restore_posix_locks(struct rst_args *a)
+{
+	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+	for (u32 i = 0; i < a->nr_fixups; i++)
+		if (fx[i].op == RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
+}
+
 static void restore_fds(struct rst_args *a)
 {
 	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
@@ -1142,9 +1180,11 @@ static void restore_fds(struct rst_args *a)
 		if (!still_used)
 			sys1(__NR_close, fds[i].src);
 	}
+	/* POSIX locks wait for restore_posix_locks. */
 	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
 	for (u32 i = 0; i < a->nr_fixups; i++)
-		fixup(a, &fx[i], i);
+		if (fx[i].op != RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
