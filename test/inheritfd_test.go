@@ -278,7 +278,7 @@ func TestInheritFdStdioSocket(t *testing.T) {
 	after, _ := socketEnds(t)
 	tg := startTargetOpts(t, "pauser", startOpts{stdin: before})
 	key := fileKey(t, "socket", before)
-	view, err := readKernelView(tg.pid)
+	view, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
 	}
@@ -291,7 +291,7 @@ func TestInheritFdStdioSocket(t *testing.T) {
 		t.Fatalf("pid %d runs after a refused restore", tg.pid)
 	}
 	pid := restoreDetached(t, tg, dir, after, "--inherit-fd", "fd[0]:"+key)
-	checkKernelView(t, pid, view, nil)
+	checkTreeView(t, pid, view, nil)
 	sameFile(t, pid, 0, after)
 	checkResult(t, tg, pid)
 }
