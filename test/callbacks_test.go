@@ -142,3 +142,28 @@ func TestCallbacksPython(t *testing.T) {
 	pid := checkpointRestore(t, tg, cycleOpts{volatile: []string{"fd/", "maps/"}})
 	checkResult(t, tg, pid)
 }
+
+// TestCallbacksGo: the callbacks work from Go through cgo and
+// libgocr/go/gocr, run by libgocr's thread, which the Go runtime did not
+// start: a dump with --leave-running tells them Continue, a dump and a
+// restore Restarted.
+func TestCallbacksGo(t *testing.T) {
+	needsGocr(t)
+	t.Run("continue", func(t *testing.T) {
+		tg := startTarget(t, "gocallbacks", "continue")
+		dump(t, tg.pid, t.TempDir(), "--leave-running")
+		checkResult(t, tg, tg.pid)
+	})
+	t.Run("restarted", func(t *testing.T) {
+		tg := startTarget(t, "gocallbacks", "restarted")
+		// While the oracle reads it, the callback goes on: it reopens
+		// its scratch file, at the lowest free fd first, and the Go
+		// runtime may map memory and start a thread for the goroutines
+		// that run, and gives libgocr's thread (dumped inside the
+		// callback, every signal blocked) a signal mask of its own as
+		// the callback returns. TestGoProgram checks Go's threads.
+		volatile := []string{"fd/", "maps/", "task/", "status/Threads"}
+		pid := checkpointRestore(t, tg, cycleOpts{volatile: volatile})
+		checkResult(t, tg, pid)
+	})
+}

@@ -253,9 +253,10 @@ func buildTargets(srcDir string) error {
 var libgocrPath string
 
 // buildCallbackTargets builds libgocr (libgocr/, with the Makefile's
-// flags) as a shared library, the C target linked to it, and the Python
-// one that loads it with ctypes (LIBGOCR_SO is its argument after
-// RESULT_PATH).
+// flags) as a shared library, the C target linked to it, the Python one
+// that loads it with ctypes (LIBGOCR_SO is its argument after
+// RESULT_PATH), and the Go one that uses it through cgo and
+// libgocr/go/gocr (gocr itself never uses cgo).
 func buildCallbackTargets(srcDir, python string) {
 	libDir := filepath.Join(moduleRoot, "libgocr")
 	libgocrPath = filepath.Join(binDir, "libgocr.so.1")
@@ -263,7 +264,7 @@ func buildCallbackTargets(srcDir, python string) {
 		"-std=gnu11", "-shared", "-Wl,-soname,libgocr.so.1", "-o", libgocrPath, filepath.Join(libDir, "libgocr.c"))
 	if b, err := lib.CombinedOutput(); err != nil {
 		err = fmt.Errorf("compile libgocr: %w\n%s", err, b)
-		targetErrs["callbacks"], targetErrs["pycallbacks"] = err, err
+		targetErrs["callbacks"], targetErrs["pycallbacks"], targetErrs["gocallbacks"] = err, err, err
 		return
 	}
 	out := filepath.Join(binDir, "callbacks")
@@ -274,8 +275,29 @@ func buildCallbackTargets(srcDir, python string) {
 	} else {
 		targets["callbacks"] = []string{out}
 	}
+	buildGoCallbackTarget()
 	if python != "" {
 		targets["pycallbacks"] = []string{python, filepath.Join(srcDir, "pycallbacks.py")}
+	}
+}
+
+// buildGoCallbackTarget builds test/targets/gocallbacks with cgo and its
+// build tag, linked (-lgocr, as libgocr/go/gocr asks) to the libgocr.so.1
+// just built.
+func buildGoCallbackTarget() {
+	link := filepath.Join(binDir, "libgocr.so")
+	if err := os.Symlink("libgocr.so.1", link); err != nil {
+		targetErrs["gocallbacks"] = fmt.Errorf("link %s for -lgocr: %w", link, err)
+		return
+	}
+	out := filepath.Join(binDir, "gocallbacks")
+	cmd := exec.Command("go", "build", "-tags", "libgocr", "-o", out, "./test/targets/gocallbacks")
+	cmd.Dir = moduleRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_LDFLAGS=-L"+binDir+" -Wl,-rpath,"+binDir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		targetErrs["gocallbacks"] = fmt.Errorf("go build ./test/targets/gocallbacks with cgo: %w\n%s", err, b)
+	} else {
+		targets["gocallbacks"] = []string{out}
 	}
 }
 
