@@ -197,6 +197,7 @@ func main() {
 					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+					&cli.BoolFlag{Name: "snapshot", Usage: "with --leave-running: freeze the processes only while a copy-on-write snapshot of each is taken, and write their memory from it while they run on"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
@@ -322,7 +323,7 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
-		LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
+		LeaveRunning: c.Bool("leave-running"), Snapshot: c.Bool("snapshot"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
 		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"),
 		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})

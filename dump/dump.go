@@ -62,6 +62,10 @@ type Options struct {
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
+	// Snapshot, with LeaveRunning, keeps the processes frozen only while
+	// a copy-on-write snapshot of each is taken: their private memory is
+	// written from the snapshot while they run on (snapshot.go).
+	Snapshot bool
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -77,6 +81,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	case "write", "splice":
 	default:
 		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
+	}
+	if opts.Snapshot && !opts.LeaveRunning {
+		return fmt.Errorf("--snapshot needs --leave-running: a dump that ends the processes has no use for one")
 	}
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
 		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
@@ -196,7 +203,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	if err := captureAll(ctx, t, dir, states, mems, &stats, pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams}); err != nil {
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: opts.Snapshot}
+	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
@@ -210,6 +218,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if opts.LeaveRunning {
 		release()
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+	}
+	if err := writeSnapshots(ctx, mems, &stats); err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
 	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
@@ -296,6 +307,29 @@ func (s *Stats) add(o *Stats) {
 	s.PagesNs += o.PagesNs
 	s.CureNs += o.CureNs
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
+	s.SnapshotNs += o.SnapshotNs
+	s.SnapshotFrozen = append(s.SnapshotFrozen, o.SnapshotFrozen...)
+}
+
+// writeSnapshots writes the memory each snapshot holds, one process
+// after the other, each with all its page streams, while the processes
+// run on.
+func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) error {
+	start := time.Now()
+	for _, m := range mems {
+		if m == nil || m.snap == nil {
+			continue
+		}
+		written, copied, err := m.writeSnapshot(ctx)
+		stats.SnapshotWriteNs = time.Since(start).Nanoseconds()
+		if err != nil {
+			return err
+		}
+		stats.SnapshotBytes += written
+		stats.SnapshotCopiedBytes += copied
+		stats.PagesBytes += written
+	}
+	return nil
 }
 
 func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
@@ -360,6 +394,18 @@ type Stats struct {
 	PagesNs   int64 `json:"pages_ns"`   // moving page data to the image
 	CureNs    int64 `json:"cure_ns"`    // removing the parasite
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
+	// Copy-on-write snapshots (Options.Snapshot): the forks, while
+	// frozen; the page data written from them after the processes ran
+	// on, and how long that took; of that data, the pages the processes
+	// wrote (or dropped) while a snapshot still held them, each a copy
+	// the snapshot cost in memory (at most SnapshotBytes: a snapshot
+	// lets go of its pages as it writes them). SnapshotFrozen names the
+	// processes whose memory was written while frozen instead, and why.
+	SnapshotNs          int64    `json:"snapshot_ns,omitempty"`
+	SnapshotBytes       int64    `json:"snapshot_bytes,omitempty"`
+	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
+	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`
+	SnapshotFrozen      []string `json:"snapshot_frozen,omitempty"`
 }
 
 // writeStats writes s into the dump, now in place; it is informational,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,8 +38,9 @@ type run struct {
 // copied on write); for shared anonymous mappings every present page.
 // Shared file mappings keep their data in the file. Pages never touched
 // are not present and are not written
-// (Documentation/admin-guide/mm/pagemap.rst).
-func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
+// (Documentation/admin-guide/mm/pagemap.rst). With only set, only the
+// mappings it accepts are read.
+func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, error) {
 	pm, err := proc.OpenPagemap(pid)
 	if err != nil {
 		return nil, err
@@ -51,6 +53,9 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 		switch v.Kind {
 		case gocrpb.VmaKind_VMA_ANON_PRIVATE, gocrpb.VmaKind_VMA_FILE_PRIVATE, gocrpb.VmaKind_VMA_ANON_SHARED:
 		default:
+			continue
+		}
+		if only != nil && !only(v) {
 			continue
 		}
 		readable := v.Prot&unix.PROT_READ != 0
@@ -92,6 +97,7 @@ type pageOptions struct {
 	transfer string // "write" or "splice" (Options.PageTransfer)
 	streams  int    // page streams per process; 0 chooses (streamsFor)
 	cpus     int    // CPUs this process's capture may use
+	snapshot bool   // private memory from a copy-on-write snapshot (snapshot.go)
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -120,13 +126,22 @@ func streamsFor(bytes uint64, o pageOptions) int {
 // its offset in its stream's page image. Streams fill in order, so the
 // streams used are 0..k-1.
 func assignStreams(runs []run, n int) []run {
+	return assignStreamsAfter(runs, n, make([]int64, n))
+}
+
+// assignStreamsAfter is assignStreams into page images that already hold
+// base[s] bytes of page data: the runs' data follows it. The page map
+// lists each stream's ranges in the order of their data, so ranges
+// written at different times need not be in address order
+// (restorer/plan.go).
+func assignStreamsAfter(runs []run, n int, base []int64) []run {
 	var total uint64
 	for _, r := range runs {
 		total += r.npages
 	}
 	quota := (total + uint64(n) - 1) / uint64(n)
 	out := make([]run, 0, len(runs)+n)
-	offs := make([]int64, n)
+	offs := slices.Clone(base)
 	stream, filled := 0, uint64(0)
 	for _, r := range runs {
 		for r.npages > 0 {
@@ -155,6 +170,10 @@ type capturedMemory struct {
 	runs    []run
 	pages   []*os.File // by stream
 	written []int64    // page data bytes, by stream
+	// snap, if set, still has the process's private memory to write
+	// (writeSnapshot); mm is the process's, whose mappings it covers.
+	snap *parasite.Snapshot
+	mm   *gocrpb.Mm
 }
 
 func (c *capturedMemory) total() int64 {
@@ -166,6 +185,10 @@ func (c *capturedMemory) total() int64 {
 }
 
 func (c *capturedMemory) close() {
+	if c.snap != nil {
+		c.snap.Kill()
+		c.snap = nil
+	}
 	for _, f := range c.pages {
 		f.Close()
 	}
@@ -177,10 +200,16 @@ func (c *capturedMemory) close() {
 // (PROT_NONE, write-only) is read through /proc/PID/mem, which may
 // (FOLL_FORCE, fs/proc/base.c mem_rw). When it returns the process is
 // cured and nothing of it is needed any more: it may run again before the
-// images are synced.
+// images are synced. With po.snapshot, only the memory a snapshot cannot
+// cover is written here; the returned capture holds the snapshot of the
+// rest, for writeSnapshot once the process runs again (snapshot.go).
 func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
 	t0 := time.Now()
-	runs, err := pagesToDump(pid, st.mm)
+	var only func(*gocrpb.Vma) bool
+	if po.snapshot {
+		only = notCoveredBySnapshot
+	}
+	runs, err := pagesToDump(pid, st.mm, only)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
@@ -189,8 +218,20 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{runs: assignStreams(runs, streamsFor(bytes, po))}
+	c := &capturedMemory{mm: st.mm}
+	if po.snapshot {
+		// The snapshot's pages are counted only once the process runs
+		// again; its anonymous memory says how much to expect. What is
+		// written now goes first, to stream 0.
+		c.runs = assignStreams(runs, 1)
+		bytes += anonBytes(pid)
+	} else {
+		c.runs = assignStreams(runs, streamsFor(bytes, po))
+	}
 	used := 1
+	if po.snapshot {
+		used = streamsFor(bytes, po)
+	}
 	for _, r := range c.runs {
 		used = max(used, r.stream+1)
 	}
@@ -251,7 +292,13 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		return c.write(p, pid, dir, po.transfer)
+		if err := c.write(p, pid, dir, po.transfer, 0); err != nil {
+			return err
+		}
+		if po.snapshot {
+			return c.snapshotOrRest(ctx, p, pid, dir, st, ps, stats, po)
+		}
+		return nil
 	}()
 	t3 := time.Now()
 	cerr := p.Cure()
@@ -293,8 +340,9 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	return pmw.Close()
 }
 
-// write puts every run's pages at its offset in its stream's page image.
-func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string) error {
+// write puts the pages of every run from c.runs[from] on at its offset in
+// its stream's page image.
+func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string, from int) error {
 	if transfer == "write" {
 		// Every file must reach the parasite before the streams are
 		// fixed; a process near its fd limit takes fewer (the first
@@ -315,10 +363,7 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			}
 		}
 	}
-	c.written = make([]int64, len(c.pages))
-	for _, r := range c.runs {
-		c.written[r.stream] += int64(r.npages * pageSize)
-	}
+	c.countWritten()
 
 	// Unreadable runs first, from gocr; then the readable ones in groups
 	// that are contiguous in their image.
@@ -334,7 +379,7 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 		spans []parasite.Span
 	}
 	groups := make([][]group, len(c.pages))
-	for _, r := range c.runs {
+	for _, r := range c.runs[from:] {
 		n := r.npages * pageSize
 		if !r.readable {
 			if mem == nil {
@@ -385,6 +430,24 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			}
 		}
 	}
+}
+
+// countWritten sets c.written from c.runs: each stream's page data.
+func (c *capturedMemory) countWritten() {
+	c.written = make([]int64, len(c.pages))
+	for _, r := range c.runs {
+		c.written[r.stream] += int64(r.npages * pageSize)
+	}
+}
+
+// extend adds runs after those c holds, over every stream, and returns
+// the index of the first.
+func (c *capturedMemory) extend(runs []run) int {
+	c.countWritten()
+	from := len(c.runs)
+	c.runs = append(c.runs, assignStreamsAfter(runs, len(c.pages), c.written)...)
+	c.countWritten()
+	return from
 }
 
 // restream splits the runs over n streams instead (n < the streams
