@@ -18,6 +18,7 @@ import (
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
 )
@@ -167,6 +168,7 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 		stats.SnapshotNs += time.Since(t0).Nanoseconds()
 		if err == nil {
 			c.snap = snap
+			testhook.PauseContext(ctx, testhook.PauseAfterSnapshot)
 			return nil
 		}
 		// No process to be had (RLIMIT_NPROC, the pids cgroup, the
@@ -291,6 +293,7 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 		if err := snap.Release(done); err != nil {
 			return 0, 0, err
 		}
+		testhook.PauseContext(ctx, testhook.PauseInSnapshotWrite)
 	}
 	c.snap = nil
 	if err := snap.Close(); err != nil {

@@ -46,7 +46,8 @@ const (
 	snapRseqAddr     = 8
 	snapRseqLen      = 16
 	snapRseq         = 24
-	snapSize         = 56
+	snapSeq          = 56
+	snapSize         = 64
 
 	// struct parasite_ctl
 	ctlCmdSeq  = 0

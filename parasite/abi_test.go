@@ -88,7 +88,7 @@ var abiLayout = map[string]uint64{
 
 	"parasite_snapshot.pid": snapPid, "parasite_snapshot.err": snapErr,
 	"parasite_snapshot.rseq_addr": snapRseqAddr, "parasite_snapshot.rseq_len": snapRseqLen,
-	"parasite_snapshot.rseq": snapRseq, "sizeof parasite_snapshot": snapSize,
+	"parasite_snapshot.rseq": snapRseq, "parasite_snapshot.seq": snapSeq, "sizeof parasite_snapshot": snapSize,
 
 	"parasite_thread_state.altstack_sp":     tsAltstackSp,
 	"parasite_thread_state.altstack_flags":  tsAltstackFlags,

@@ -37,9 +37,18 @@ const (
 	// PageHelperTid (a TID): the TID offered to every page-stream helper
 	// thread of a restore, so a test can offer one in use.
 	PageHelperTid = "page-helper-tid"
+	// PauseAfterSnapshot (a duration): hold a dump --snapshot once the
+	// snapshot process exists, the job still frozen with the parasite
+	// in it, so a test can kill gocr there.
+	PauseAfterSnapshot = "pause-after-snapshot"
+	// PauseInSnapshotWrite (a duration): hold a dump --snapshot after
+	// the snapshot process has written its first pages, the job
+	// running, so a test can kill gocr there.
+	PauseInSnapshotWrite = "pause-in-snapshot-write"
 )
 
-var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true}
+var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true,
+	PauseAfterSnapshot: true, PauseInSnapshotWrite: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

@@ -245,15 +245,20 @@ struct parasite_snapshot {
 	u64 rseq_addr;
 	u64 rseq_len;
 	u8 rseq[PARASITE_SNAPSHOT_RSEQ_MAX];
+	u32 seq;        /* the PCMD_SNAPSHOT command's cmd_seq: the snapshot
+			 * process serves the commands after it, however
+			 * late it first runs */
+	u32 pad;
 };
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, pid, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, err, 4);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq_addr, 8);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq_len, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq, 24);
-_Static_assert(sizeof(struct parasite_snapshot) == 56, "parasite_snapshot size");
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, seq, 56);
+_Static_assert(sizeof(struct parasite_snapshot) == 64, "parasite_snapshot size");
 _Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_SNAPSHOT_OFF &&
-		       PARASITE_SNAPSHOT_OFF + 56 <= PARASITE_STACK_OFF,
+		       PARASITE_SNAPSHOT_OFF + 64 <= PARASITE_STACK_OFF,
 	       "the snapshot block fits the control page");
 
 /* The thread-state stub, at PARASITE_THREAD_STUB_OFF in the blob: gocr

@@ -352,7 +352,8 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
  * reaped the fork child, whose rseq registration it was. */
 static __attribute__((noreturn, used)) void snapshot_main(struct parasite_ctl *ctl, u8 *base)
 {
-	serve(ctl, base, __atomic_load_n(&ctl->cmd_seq, __ATOMIC_ACQUIRE), 1);
+	struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+	serve(ctl, base, s->seq, 1);
 }
 
 /* close_all_but closes every fd of the calling process but a and b
@@ -401,9 +402,10 @@ static __attribute__((noreturn, used)) void fork_child(struct parasite_ctl *ctl,
 /* take_snapshot forks the job (abi.h PCMD_SNAPSHOT) and returns the
  * snapshot process's PID. The fork child is reaped here, before gocr lets
  * the job run: the job never has it as a child to see or wait for. */
-static long take_snapshot(struct parasite_ctl *ctl, u8 *base, u64 rseq_addr, u64 rseq_len)
+static long take_snapshot(struct parasite_ctl *ctl, u8 *base, u32 seq, u64 rseq_addr, u64 rseq_len)
 {
 	struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+	s->seq = seq;
 	if (rseq_len > PARASITE_SNAPSHOT_RSEQ_MAX)
 		rseq_len = PARASITE_SNAPSHOT_RSEQ_MAX;
 	s->pid = 0;
@@ -503,8 +505,10 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 			}
 		}
 
+		/* Read once: once answered, gocr may write the next. */
+		u32 cmd = ctl->cmd;
 		long ret;
-		switch (ctl->cmd) {
+		switch (cmd) {
 		case PCMD_DUMP_STATE:
 			ret = snapshot ? -EINVAL : dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
 			break;
@@ -531,7 +535,7 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 				       : posix_timers((struct parasite_posix_timer *)(base + PARASITE_DATA_OFF), ctl->args[0]);
 			break;
 		case PCMD_SNAPSHOT:
-			ret = snapshot ? -EINVAL : take_snapshot(ctl, base, ctl->args[0], ctl->args[1]);
+			ret = snapshot ? -EINVAL : take_snapshot(ctl, base, seq, ctl->args[0], ctl->args[1]);
 			break;
 		case PCMD_RELEASE:
 			if (!snapshot || !iovecs_inside_data(ctl->args[0], ctl->args[1])) {
@@ -549,7 +553,7 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 		ctl->ret = (s32)ret;
 		__atomic_store_n(&ctl->done_seq, seq, __ATOMIC_RELEASE);
 		futex_wake(&ctl->done_seq);
-		if (snapshot && ctl->cmd == PCMD_FINI)
+		if (snapshot && cmd == PCMD_FINI)
 			for (;;)
 				sys1(__NR_exit_group, 0);
 	}
