@@ -28,6 +28,7 @@ type Results struct {
 	WarmupRounds int          `json:"warmup_rounds"`
 	Memory       []*MemoryRow `json:"memory"`
 	Scale        []*ScaleRow  `json:"scale"`
+	Stall        []*StallRow  `json:"stall,omitempty"`
 	Targets      []Target     `json:"targets"`
 }
 

@@ -121,6 +121,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	start := time.Now()
 	var stats Stats
+	// Before the freeze: what a snapshot dump need not read while the
+	// processes are frozen (preReadMaps).
+	var pre preReadMaps
+	if opts.Snapshot {
+		pre = preReadTree(root)
+		stats.MapsBeforeNs = time.Since(start).Nanoseconds()
+		start = time.Now()
+	}
 	t := ptrace.NewTracer()
 	defer t.Close()
 	tree, err := freezeTree(ctx, t, root, opts.Alone && opts.Pid != 0)
@@ -176,7 +184,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp, saver); err != nil {
+		if states[i], err = collect(t, fp.pid, fp, saver, pre); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
@@ -395,13 +403,14 @@ type Stats struct {
 	CureNs    int64 `json:"cure_ns"`    // removing the parasite
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
 	// Copy-on-write snapshots (Options.Snapshot): the forks, while
-	// frozen; the page data written from them after the processes ran
+	// frozen; the smaps read before the freeze (not in TotalNs); the page data written from them after the processes ran
 	// on, and how long that took; of that data, the pages the processes
 	// wrote (or dropped) while a snapshot still held them, each a copy
 	// the snapshot cost in memory (at most SnapshotBytes: a snapshot
 	// lets go of its pages as it writes them). SnapshotFrozen names the
 	// processes whose memory was written while frozen instead, and why.
 	SnapshotNs          int64    `json:"snapshot_ns,omitempty"`
+	MapsBeforeNs        int64    `json:"maps_before_ns,omitempty"`
 	SnapshotBytes       int64    `json:"snapshot_bytes,omitempty"`
 	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
 	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`

@@ -174,6 +174,9 @@ type capturedMemory struct {
 	// (writeSnapshot); mm is the process's, whose mappings it covers.
 	snap *parasite.Snapshot
 	mm   *gocrpb.Mm
+	// flagsBefore: mm's flags were read before the freeze, and the
+	// snapshot's smaps must confirm them (checkFlagsBefore).
+	flagsBefore bool
 }
 
 func (c *capturedMemory) total() int64 {

@@ -168,6 +168,7 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 		stats.SnapshotNs += time.Since(t0).Nanoseconds()
 		if err == nil {
 			c.snap = snap
+			c.flagsBefore = st.flagsBefore
 			testhook.PauseContext(ctx, testhook.PauseAfterSnapshot)
 			return nil
 		}
@@ -179,6 +180,17 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 		why = err.Error()
 	}
 	stats.SnapshotFrozen = append(stats.SnapshotFrozen, fmt.Sprintf("pid %d: %s", pid, why))
+	if st.flagsBefore {
+		// No snapshot to vouch for them: the process, still frozen,
+		// does.
+		ms, err := proc.ReadMaps(pid)
+		if err != nil {
+			return err
+		}
+		if err := checkFlagsBefore(st.mm, ms); err != nil {
+			return err
+		}
+	}
 	t0 := time.Now()
 	runs, err := pagesToDump(pid, st.mm, coveredBySnapshot)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
@@ -207,6 +219,15 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 			err = fmt.Errorf("snapshot process %d: %w", spid, err)
 		}
 	}()
+	if c.flagsBefore {
+		ms, err := proc.ReadMaps(spid)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := checkFlagsBefore(c.mm, ms); err != nil {
+			return 0, 0, err
+		}
+	}
 	// The snapshot's mappings are the process's but for the region and
 	// what fork leaves out, which is not read here.
 	runs, err := pagesToDump(spid, c.mm, coveredBySnapshot)
