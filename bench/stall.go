@@ -120,10 +120,7 @@ func (b *bench) stallRound(pid int, ready string, snapshot bool) (int64, *dump.S
 	if err := b.stallSignal(pid, ready, "armed", unix.SIGUSR1); err != nil {
 		return 0, nil, 0, err
 	}
-	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "--leave-running"}
-	if snapshot {
-		args = append(args, "--snapshot")
-	}
+	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "--leave-running", "--snapshot=" + strconv.FormatBool(snapshot)}
 	r, err := b.runGocr(args...)
 	if err != nil {
 		return 0, nil, 0, err

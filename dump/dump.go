@@ -62,10 +62,11 @@ type Options struct {
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
-	// Snapshot, with LeaveRunning, keeps the processes frozen only while
-	// a copy-on-write snapshot of each is taken: their private memory is
-	// written from the snapshot while they run on (snapshot.go).
-	Snapshot bool
+	// With LeaveRunning the processes are frozen only while a
+	// copy-on-write snapshot of each is taken, and run on while their
+	// private memory is written from it (snapshot.go); NoSnapshot keeps
+	// them frozen until their memory is written instead.
+	NoSnapshot bool
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -82,9 +83,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	default:
 		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
 	}
-	if opts.Snapshot && !opts.LeaveRunning {
-		return fmt.Errorf("--snapshot needs --leave-running: a dump that ends the processes has no use for one")
-	}
+	snapshot := opts.LeaveRunning && !opts.NoSnapshot
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
 		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
 	}
@@ -124,7 +123,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// Before the freeze: what a snapshot dump need not read while the
 	// processes are frozen (preReadMaps).
 	var pre preReadMaps
-	if opts.Snapshot {
+	if snapshot {
 		pre = preReadTree(root)
 		stats.MapsBeforeNs = time.Since(start).Nanoseconds()
 		start = time.Now()
@@ -211,7 +210,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: opts.Snapshot}
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot}
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}

@@ -74,14 +74,19 @@ func anonBytes(pid int) uint64 {
 //     would see a child of its own.
 //   - The pages the job writes while the snapshot holds the old ones are
 //     copies, charged to the job's memory cgroup (mm/memory.c wp_page_copy,
-//     mem_cgroup_charge): where a cgroup's limit leaves less room than the
-//     job's anonymous memory, the snapshot could push the job into its
-//     OOM killer.
+//     mem_cgroup_charge): where a cgroup's limit, or the machine's
+//     available memory, leaves less room than the job's anonymous memory,
+//     the snapshot could push the job into an OOM killer.
 func whyNoSnapshot(pid int, ps *parasite.State) string {
 	if ps.ChildSubreaper != 0 {
 		return "it is a child subreaper, which would adopt the snapshot process"
 	}
 	need := anonBytes(pid)
+	if avail, err := memAvailable(); err != nil {
+		return fmt.Sprintf("the memory available is unknown: %v", err)
+	} else if avail < need {
+		return fmt.Sprintf("%d bytes of memory are available, the snapshot may need %d", avail, need)
+	}
 	room, where, err := memcgRoom(pid)
 	if err != nil {
 		return fmt.Sprintf("its memory cgroup's room is unknown: %v", err)
@@ -90,6 +95,25 @@ func whyNoSnapshot(pid int, ps *parasite.State) string {
 		return fmt.Sprintf("memory cgroup %s has %d bytes free below its limit, the snapshot may need %d", where, room, need)
 	}
 	return ""
+}
+
+// memAvailable is MemAvailable of /proc/meminfo: what the kernel
+// estimates can be allocated without swapping (man 5 proc_meminfo).
+func memAvailable() (uint64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/meminfo has no MemAvailable line")
 }
 
 // memcgRoom is the least room left below a memory limit (memory.max less

@@ -122,10 +122,14 @@ func restoreAfterPass(t *testing.T, tg *target, dir string) {
 // holds (PROT_NONE read through /proc/PID/mem of the snapshot process,
 // copy-on-write pages of a private file mapping, a sparse region, the
 // stack) comes back word for word from a snapshot, with /proc/self/maps
-// unchanged.
+// unchanged, and all the kernel shows of it as before (oracle_test.go).
 func TestLeaveRunningSnapshotMemory(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
+	before, err := readKernelView(tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running", "--snapshot")
 	if st := readSnapshotStats(t, dir); st.SnapshotBytes == 0 {
@@ -134,6 +138,7 @@ func TestLeaveRunningSnapshotMemory(t *testing.T) {
 	checkNoSnapshotLeft(t, tg)
 	tg.killOriginal(t)
 	pid := restoreDetached(t, tg, dir, nil)
+	checkKernelView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 
