@@ -3,6 +3,7 @@
 package dump
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,9 @@ type capturedMemory struct {
 	// flagsBefore: mm's flags were read before the freeze, and the
 	// snapshot's smaps must confirm them (checkFlagsBefore).
 	flagsBefore bool
+	// frozenStream is the stream holding only what was written while
+	// the process was frozen before a snapshot took the rest, or -1.
+	frozenStream int
 }
 
 func (c *capturedMemory) total() int64 {
@@ -221,19 +225,26 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1}
+	used := 1
 	if po.snapshot {
 		// The snapshot's pages are counted only once the process runs
 		// again; its anonymous memory says how much to expect. What is
-		// written now goes first, to stream 0.
+		// written now goes to a stream of its own, the last, so that
+		// every stream's ranges are in address order (finish).
+		used = streamsFor(bytes+anonBytes(pid), po)
+		if len(runs) > 0 && po.streams == 0 {
+			used = max(used, min(2, maxStreams))
+		}
 		c.runs = assignStreams(runs, 1)
-		bytes += anonBytes(pid)
+		if used > 1 {
+			c.frozenStream = used - 1
+			for i := range c.runs {
+				c.runs[i].stream = c.frozenStream
+			}
+		}
 	} else {
 		c.runs = assignStreams(runs, streamsFor(bytes, po))
-	}
-	used := 1
-	if po.snapshot {
-		used = streamsFor(bytes, po)
 	}
 	for _, r := range c.runs {
 		used = max(used, r.stream+1)
@@ -334,13 +345,30 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range c.runs {
+	for _, r := range inAddressOrder(c.runs) {
 		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, Stream: uint32(r.stream)}); err != nil {
 			pmw.Close()
 			return err
 		}
 	}
 	return pmw.Close()
+}
+
+// inAddressOrder lists the runs in address order, as the page map keeps
+// them (docs/IMAGES.md), where that keeps every stream's runs in the
+// order of their data, which is how a restore finds each one's offset
+// (restorer/plan.go); otherwise as they are.
+func inAddressOrder(runs []run) []run {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b run) int { return cmp.Compare(a.addr, b.addr) })
+	end := map[int]int64{}
+	for _, r := range sorted {
+		if e, ok := end[r.stream]; ok && r.off < e {
+			return runs
+		}
+		end[r.stream] = r.off + int64(r.npages*pageSize)
+	}
+	return sorted
 }
 
 // write puts the pages of every run from c.runs[from] on at its offset in
@@ -448,7 +476,11 @@ func (c *capturedMemory) countWritten() {
 func (c *capturedMemory) extend(runs []run) int {
 	c.countWritten()
 	from := len(c.runs)
-	c.runs = append(c.runs, assignStreamsAfter(runs, len(c.pages), c.written)...)
+	n := len(c.pages)
+	if c.frozenStream == n-1 {
+		n--
+	}
+	c.runs = append(c.runs, assignStreamsAfter(runs, n, c.written[:n])...)
 	c.countWritten()
 	return from
 }
@@ -467,6 +499,7 @@ func (c *capturedMemory) restream(dir *images.Dir, n int) error {
 		merged = append(merged, r)
 	}
 	c.runs = assignStreams(merged, n)
+	c.frozenStream = -1
 	for _, f := range c.pages[n:] {
 		if err := dir.Discard(f); err != nil {
 			return err
