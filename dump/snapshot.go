@@ -74,7 +74,7 @@ func anonBytes(pid int) uint64 {
 //     would see a child of its own.
 //   - The pages the job writes while the snapshot holds the old ones are
 //     copies, charged to the job's memory cgroup (mm/memory.c wp_page_copy,
-//     mem_cgroup_charge): where a cgroup's limit, or the machine's
+//     mem_cgroup_charge): where a memory cgroup's limit, or the machine's
 //     available memory, leaves less room than the job's anonymous memory,
 //     the snapshot could push the job into an OOM killer.
 func whyNoSnapshot(pid int, ps *parasite.State) string {
@@ -116,63 +116,87 @@ func memAvailable() (uint64, error) {
 	return 0, fmt.Errorf("/proc/meminfo has no MemAvailable line")
 }
 
-// memcgRoom is the least room left below a memory limit (memory.max less
-// memory.current, cgroup v2: Documentation/admin-guide/cgroup-v2.rst) in
-// the process's cgroup and its ancestors, and the cgroup that has it; ""
-// where none has a limit, or cgroup v2 is not mounted at /sys/fs/cgroup.
+// memcgRoom is the least room left below a memory limit in the process's
+// memory cgroup and its ancestors, and the cgroup that has it; "" where
+// none has a limit. cgroup v2 shows memory.max and memory.current
+// (Documentation/admin-guide/cgroup-v2.rst), v1 memory.limit_in_bytes
+// and memory.usage_in_bytes (cgroup-v1/memory.rst), each hierarchy
+// mounted under /sys/fs/cgroup as systemd and Debian do.
 func memcgRoom(pid int) (uint64, string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return 0, "", err
 	}
-	var path string
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			path = p
-		}
-	}
-	if path == "" {
-		return 0, "", nil
-	}
 	var least uint64
 	var where string
-	for p := filepath.Join("/sys/fs/cgroup", path); strings.HasPrefix(p, "/sys/fs/cgroup"); p = filepath.Dir(p) {
-		max, err := os.ReadFile(filepath.Join(p, "memory.max"))
-		if errors.Is(err, os.ErrNotExist) {
-			if p == "/sys/fs/cgroup" {
-				break
-			}
+	for _, line := range strings.Split(string(b), "\n") {
+		// hierarchy-ID:controllers:path (man 7 cgroups)
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
 			continue
 		}
-		if err != nil {
-			return 0, "", err
+		var root, maxName, curName string
+		switch {
+		case f[0] == "0" && f[1] == "":
+			root, maxName, curName = "/sys/fs/cgroup", "memory.max", "memory.current"
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			root, maxName, curName = "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+		default:
+			continue
 		}
-		if s := strings.TrimSpace(string(max)); s != "max" {
-			limit, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				return 0, "", fmt.Errorf("%s/memory.max: %w", p, err)
-			}
-			cur, err := os.ReadFile(filepath.Join(p, "memory.current"))
+		for p := filepath.Join(root, f[2]); ; p = filepath.Dir(p) {
+			room, limited, err := cgroupRoom(p, maxName, curName)
 			if err != nil {
 				return 0, "", err
 			}
-			used, err := strconv.ParseUint(strings.TrimSpace(string(cur)), 10, 64)
-			if err != nil {
-				return 0, "", fmt.Errorf("%s/memory.current: %w", p, err)
-			}
-			room := uint64(0)
-			if limit > used {
-				room = limit - used
-			}
-			if where == "" || room < least {
+			if limited && (where == "" || room < least) {
 				least, where = room, p
 			}
-		}
-		if p == "/sys/fs/cgroup" {
-			break
+			if p == root || !strings.HasPrefix(p, root) {
+				break
+			}
 		}
 	}
 	return least, where, nil
+}
+
+// noLimit is where a v1 limit means none: the kernel shows "no limit" as
+// the largest page-aligned counter (PAGE_COUNTER_MAX), above 2^62.
+const noLimit = 1 << 62
+
+// cgroupRoom reads one cgroup's memory limit and use; limited is false
+// where it has none (or no such files: not that hierarchy's).
+func cgroupRoom(dir, maxName, curName string) (room uint64, limited bool, err error) {
+	max, err := os.ReadFile(filepath.Join(dir, maxName))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	s := strings.TrimSpace(string(max))
+	if s == "max" {
+		return 0, false, nil
+	}
+	limit, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s/%s: %w", dir, maxName, err)
+	}
+	if limit >= noLimit {
+		return 0, false, nil
+	}
+	cur, err := os.ReadFile(filepath.Join(dir, curName))
+	if err != nil {
+		return 0, false, err
+	}
+	used, err := strconv.ParseUint(strings.TrimSpace(string(cur)), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s/%s: %w", dir, curName, err)
+	}
+	if limit > used {
+		room = limit - used
+	}
+	return room, true, nil
 }
 
 // snapshotOrRest takes the snapshot of the process's private memory, or,
@@ -196,9 +220,12 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 			testhook.PauseContext(ctx, testhook.PauseAfterSnapshot)
 			return nil
 		}
-		// No process to be had (RLIMIT_NPROC, the pids cgroup, the
-		// commit limit): fork's own errors (man 2 fork).
-		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ENOMEM) {
+		// The kernel refused a step (fork's EAGAIN or ENOMEM: RLIMIT_NPROC,
+		// the pids cgroup, the commit limit, man 2 fork); the parasite
+		// answered, so the process is as it was. A parasite that did not
+		// answer fails the dump.
+		var errno unix.Errno
+		if !errors.As(err, &errno) {
 			return err
 		}
 		why = err.Error()

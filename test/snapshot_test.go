@@ -204,3 +204,79 @@ func TestLeaveRunningSnapshotGocrKilled(t *testing.T) {
 		})
 	}
 }
+
+// cgroupV1 makes a cgroup in the v1 hierarchy of controller, named for
+// pid, moves pid into it and writes settings (file, value) after, and
+// returns its directory. It skips the test, saying why, where no such
+// hierarchy can be written.
+func cgroupV1(t *testing.T, controller string, pid int, settings ...[2]string) string {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root string
+	for _, line := range strings.Split(string(mi), "\n") {
+		// ... MOUNTPOINT ... - cgroup cgroup rw,CONTROLLER (cgroup v1)
+		f := strings.Fields(line)
+		if len(f) < 10 || f[len(f)-3] != "cgroup" {
+			continue
+		}
+		for _, o := range strings.Split(f[len(f)-1], ",") {
+			if o == controller {
+				root = f[4]
+			}
+		}
+	}
+	if root == "" {
+		t.Skipf("needs a cgroup v1 %s hierarchy; none is mounted here", controller)
+	}
+	dir := filepath.Join(root, fmt.Sprintf("gocr-test-%s-%d", controller, pid))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot make a %s cgroup: %v", controller, err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	for _, w := range append([][2]string{{"cgroup.procs", strconv.Itoa(pid)}}, settings...) {
+		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0); err != nil {
+			t.Fatalf("write %s to %s: %v", w[1], filepath.Join(dir, w[0]), err)
+		}
+	}
+	return dir
+}
+
+// TestLeaveRunningSnapshotNoRoom: where a snapshot would not fit, the
+// memory is written while the job is frozen, as without one, and the
+// stats say why: a pids cgroup with no room for the snapshot process
+// (fork fails with EAGAIN), a memory cgroup whose limit leaves less room
+// than the job's anonymous memory (the copies the job makes while the
+// snapshot holds its pages are charged there). Either way the dump
+// restores to one instant and the job never sees a child.
+func TestLeaveRunningSnapshotNoRoom(t *testing.T) {
+	for _, c := range []struct {
+		name, controller, why string
+		settings              [][2]string
+	}{
+		{"pids", "pids", "resource temporarily unavailable", [][2]string{{"pids.max", "1"}}},
+		{"memory", "memory", "memory cgroup", [][2]string{{"memory.limit_in_bytes", strconv.Itoa(48 << 20)}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			needsRoot(t)
+			needsGocr(t)
+			tg := startTarget(t, "cowwriter")
+			cgroupV1(t, c.controller, tg.pid, c.settings...)
+			dir := t.TempDir()
+			dump(t, tg.pid, dir, "--leave-running")
+			st := readSnapshotStats(t, dir)
+			if st.SnapshotBytes != 0 || len(st.SnapshotFrozen) != 1 || !strings.Contains(st.SnapshotFrozen[0], c.why) {
+				t.Fatalf("want the memory written frozen because of the %s cgroup (%q), got %+v", c.controller, c.why, st)
+			}
+			checkNoSnapshotLeft(t, tg)
+			checkResult(t, tg, tg.pid)
+			restoreAfterPass(t, tg, dir)
+		})
+	}
+}
