@@ -46,29 +46,44 @@ func (p *Parasite) TakeSnapshot(rseqAddr uint64, rseqLen uint32) (_ *Snapshot, e
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %d: %w", p.pid, err)
 	}
-	// Should anything below fail, the snapshot process reads EOF on the
-	// command pipe once the cure closes gocr's end, and exits.
 	s := &Snapshot{pidfd: -1}
 	ch := &Parasite{pid: int(pid), local: p.local, remoteSock: p.remoteSock, seq: p.seq, running: true,
 		sentFiles: map[uintptr]int64{}, cmdw: -1, sock: -1, lifew: -1, pidfd: -1}
 	s.ch = ch
+	// The snapshot process reads the parasite's command pipe: should
+	// anything below fail, it is killed and gone before the parasite
+	// gets another command. The error then is gocr's, not the kernel's
+	// answer to the command (no errno in its chain).
 	defer func() {
 		if err != nil {
+			if s.pidfd >= 0 {
+				unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
+				s.waitExit()
+			} else {
+				unix.Kill(int(pid), unix.SIGKILL)
+				for i := 0; i < 100; i++ {
+					if left, _ := taskStopped(int(pid)); left {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
 			ch.local = nil // still the parasite's
 			s.closeLocal()
+			err = fmt.Errorf("snapshot of %d: %v", p.pid, err)
 		}
 	}()
 	if s.pidfd, err = unix.PidfdOpen(int(pid), 0); err != nil {
 		s.pidfd = -1
-		return nil, fmt.Errorf("snapshot of %d: pidfd_open %d: %w", p.pid, pid, err)
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	if ch.cmdw, err = unix.FcntlInt(uintptr(p.cmdw), unix.F_DUPFD_CLOEXEC, 0); err != nil {
 		ch.cmdw = -1
-		return nil, fmt.Errorf("snapshot of %d: %w", p.pid, err)
+		return nil, err
 	}
 	if ch.sock, err = unix.FcntlInt(uintptr(p.sock), unix.F_DUPFD_CLOEXEC, 0); err != nil {
 		ch.sock = -1
-		return nil, fmt.Errorf("snapshot of %d: %w", p.pid, err)
+		return nil, err
 	}
 	// gocr's mapping of the region is the snapshot's from now on: the
 	// cure unmaps the region from the process, not from gocr.

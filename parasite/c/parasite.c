@@ -338,7 +338,8 @@ static long write_streams(u8 *base, u64 n)
 
 #define __NR_wait4 61
 #define __NR_setsid 112
-#define __NR_getppid 110
+#define __NR_kill 62
+#define SIGKILL 9
 #define CLONE_UNTRACED 0x00800000UL
 #define __WALL 0x40000000
 #define MADV_DONTNEED 4
@@ -423,8 +424,13 @@ static long take_snapshot(struct parasite_ctl *ctl, u8 *base, u32 seq, u64 rseq_
 	do
 		ret = sys4(__NR_wait4, child, &status, __WALL, NULL);
 	while (ret == -EINTR);
-	if (ret < 0)
+	if (ret < 0) {
+		/* A snapshot the command does not answer must not live on
+		 * to read the commands meant for this parasite. */
+		if (s->pid > 0)
+			sys2(__NR_kill, s->pid, SIGKILL);
 		return ret;
+	}
 	if (s->err < 0)
 		return s->err;
 	if (s->pid <= 0)
