@@ -80,8 +80,8 @@ func checkNoSnapshotLeft(t *testing.T, tg *target) {
 	}
 }
 
-// TestLeaveRunningSnapshot: the job, writing its memory all the while,
-// is dumped with --snapshot; the original runs on and passes its own
+// TestLeaveRunningSnapshot: the job, two threads writing its memory all
+// the while, is dumped with --snapshot; the original runs on and passes its own
 // check (memory consistent, no child ever seen), and the image restores
 // to the state of one instant in every region: private memory from the
 // snapshot, MAP_SHARED anonymous memory and a shared memfd, MADV_DONTFORK
@@ -185,17 +185,23 @@ func TestLeaveRunningSnapshotGocrKilled(t *testing.T) {
 				t.Errorf("a killed dump left an inventory.img: the directory looks complete")
 			}
 			checkNoSnapshotLeft(t, tg)
-			// Cured by gocr, or by itself at the command pipe's EOF
-			// (its region then stays mapped): every injected fd is
-			// closed, leaving stdio.
+			// Cured by gocr, or by itself at the command pipe's EOF:
+			// every injected fd is closed, leaving stdio, but for the
+			// read end of the threads' lifeline pipe, which a
+			// self-cured process of two threads keeps (its region
+			// stays mapped too: docs/INTERNALS.md, dump step 3).
+			want := 3
+			if hook == testhook.PauseAfterSnapshot {
+				want = 4
+			}
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
-				if len(fds) <= 3 {
+				if len(fds) <= want {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("pid %d still has %d fds 10 s after gocr died, want its 3", tg.pid, len(fds))
+					t.Fatalf("pid %d still has %d fds 10 s after gocr died, want %d", tg.pid, len(fds), want)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}

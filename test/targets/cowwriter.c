@@ -16,6 +16,8 @@
  * memory (fork leaves them out of a snapshot: they are captured while
  * the process is frozen). The counter is private too.
  *
+ * A second thread writes a private region of its own the same way.
+ *
  * It also waits for any child, each step, with __WALL (which sees clone
  * children too) and counts SIGCHLD: it has no children, so anything
  * seen there is a process gocr left in its tree.
@@ -24,6 +26,7 @@
  */
 #include "target.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -32,9 +35,9 @@
 #define MiB (1024UL * 1024UL)
 #define PAGE 4096UL
 
-enum { R_PRIVATE, R_SHARED, R_FILE, R_DONTFORK, R_WIPEONFORK, NREGIONS };
-static const char *names[NREGIONS] = { "private", "shared", "shared memfd", "dontfork", "wipeonfork" };
-static const size_t sizes[NREGIONS] = { 64 * MiB, 4 * MiB, 4 * MiB, 4 * MiB, 4 * MiB };
+enum { R_PRIVATE, R_SHARED, R_FILE, R_DONTFORK, R_WIPEONFORK, R_THREAD, NREGIONS };
+static const char *names[NREGIONS] = { "private", "shared", "shared memfd", "dontfork", "wipeonfork", "thread's" };
+static const size_t sizes[NREGIONS] = { 64 * MiB, 4 * MiB, 4 * MiB, 4 * MiB, 4 * MiB, 16 * MiB };
 static volatile uint64_t *regions[NREGIONS];
 static volatile uint64_t counter;
 static volatile sig_atomic_t sigchld;
@@ -58,9 +61,10 @@ static void on_chld(int sig)
 	sigchld++;
 }
 
-static void step(uint64_t c)
+/* step c of the regions [first, last). */
+static void step(uint64_t c, int first, int last)
 {
-	for (int r = 0; r < NREGIONS; r++) {
+	for (int r = first; r < last; r++) {
 		uint64_t pages = sizes[r] / PAGE;
 		uint64_t p = c % pages;
 		volatile uint64_t *w = regions[r] + p * (PAGE / 8);
@@ -72,7 +76,24 @@ static void step(uint64_t c)
 				 (unsigned long long)(c - pages));
 		*w = value(c, r);
 	}
-	counter = c;
+	if (first == 0)
+		counter = c;
+}
+
+/* A second thread writes a region of its own the same way, so that the
+ * instant is one for both threads: neither's memory may come from later
+ * than the other's registers. */
+static volatile int thread_stop;
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	uint64_t c = 0;
+	while (!thread_stop)
+		step(c++, R_THREAD, R_THREAD + 1);
+	for (uint64_t end = c + sizes[R_THREAD] / PAGE; c < end;)
+		step(c++, R_THREAD, R_THREAD + 1);
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -105,11 +126,14 @@ int main(int argc, char **argv)
 			regions[r][p * (PAGE / 8)] = initial(p, r);
 	}
 	close(fd);
+	pthread_t th;
+	if (pthread_create(&th, NULL, writer, NULL) != 0)
+		tgt_fail("pthread_create failed");
 	tgt_ready();
 
 	uint64_t c = 0;
 	while (!got_term) {
-		step(c++);
+		step(c++, 0, R_THREAD);
 		if ((c & 255) == 0) {
 			siginfo_t si;
 			memset(&si, 0, sizeof(si));
@@ -126,7 +150,9 @@ int main(int argc, char **argv)
 	}
 	uint64_t lap = sizes[R_PRIVATE] / PAGE;
 	for (uint64_t end = c + lap; c < end;)
-		step(c++);
+		step(c++, 0, R_THREAD);
+	thread_stop = 1;
+	pthread_join(th, NULL);
 	tgt_log("%llu steps\n", (unsigned long long)c);
 	tgt_pass();
 }
