@@ -269,6 +269,9 @@ func captureAll(ctx context.Context, t *ptrace.Tracer, dir *images.Dir, states [
 		}
 	}
 	po.cpus = max(1, runtime.NumCPU()/min(atOnce, max(withMemory, 1)))
+	if po.snapshot {
+		po.subreapers = newSubreapers(states)
+	}
 	slots := make(chan struct{}, atOnce)
 	for i, st := range states {
 		if st.mm == nil {

@@ -99,6 +99,9 @@ type pageOptions struct {
 	streams  int    // page streams per process; 0 chooses (streamsFor)
 	cpus     int    // CPUs this process's capture may use
 	snapshot bool   // private memory from a copy-on-write snapshot (snapshot.go)
+	// subreapers: which dumped processes would adopt a snapshot
+	// process (snapshot mode).
+	subreapers *subreapers
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -211,6 +214,11 @@ func (c *capturedMemory) close() {
 // cover is written here; the returned capture holds the snapshot of the
 // rest, for writeSnapshot once the process runs again (snapshot.go).
 func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
+	if po.subreapers != nil {
+		// Unknown, should this fail first: a descendant's snapshot
+		// then counts it as a subreaper and is not taken.
+		defer po.subreapers.set(pid, true)
+	}
 	t0 := time.Now()
 	var only func(*gocrpb.Vma) bool
 	if po.snapshot {
@@ -276,6 +284,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err != nil {
 			return err
 		}
+		if po.subreapers != nil {
+			po.subreapers.set(pid, ps.ChildSubreaper != 0)
+		}
 		fillTaskFromParasite(st.task, ps)
 		if err := timerValues(p, st.task); err != nil {
 			return err
@@ -310,7 +321,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 			return err
 		}
 		if po.snapshot {
-			return c.snapshotOrRest(ctx, p, pid, dir, st, ps, stats, po)
+			return c.snapshotOrRest(ctx, p, pid, dir, st, stats, po)
 		}
 		return nil
 	}()

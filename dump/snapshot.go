@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,18 +70,31 @@ func anonBytes(pid int) uint64 {
 }
 
 // whyNoSnapshot says why the process cannot be snapshotted, or "".
-//   - A child subreaper would adopt the snapshot process when the fork
-//     child that made it exits (kernel/exit.c find_new_reaper): the job
-//     would see a child of its own.
+//   - A child subreaper, the process or one of its ancestors in the dump,
+//     would adopt the snapshot process when the fork child that made it
+//     exits (kernel/exit.c find_new_reaper walks up from the fork child's
+//     parent): the job would see a child of its own.
 //   - The pages the job writes while the snapshot holds the old ones are
 //     copies, charged to the job's memory cgroup (mm/memory.c wp_page_copy,
 //     mem_cgroup_charge): where a memory cgroup's limit, or the machine's
 //     available memory, leaves less room than the job's anonymous memory,
 //     the snapshot could push the job into an OOM killer.
-func whyNoSnapshot(pid int, ps *parasite.State) string {
-	if ps.ChildSubreaper != 0 {
-		return "it is a child subreaper, which would adopt the snapshot process"
+func whyNoSnapshot(ctx context.Context, pid int, sr *subreapers) (string, error) {
+	adopter, err := sr.adopter(ctx, pid)
+	if err != nil {
+		return "", err
 	}
+	if adopter == pid {
+		return "it is a child subreaper, which would adopt the snapshot process", nil
+	}
+	if adopter != 0 {
+		return fmt.Sprintf("pid %d of the dump, a child subreaper, would adopt the snapshot process", adopter), nil
+	}
+	return whyNoRoom(pid), nil
+}
+
+// whyNoRoom says why the snapshot of pid would not fit, or "".
+func whyNoRoom(pid int) string {
 	need := anonBytes(pid)
 	if avail, err := memAvailable(); err != nil {
 		return fmt.Sprintf("the memory available is unknown: %v", err)
@@ -203,8 +217,11 @@ func cgroupRoom(dir, maxName, curName string) (room uint64, limited bool, err er
 // where none can be had, writes that memory now, while the process is
 // frozen, as without a snapshot. Precondition: the frozen part is
 // written (c.write), p is infected and the process frozen.
-func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasite, pid int, dir *images.Dir, st *state, ps *parasite.State, stats *Stats, po pageOptions) error {
-	why := whyNoSnapshot(pid, ps)
+func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasite, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) error {
+	why, err := whyNoSnapshot(ctx, pid, po.subreapers)
+	if err != nil {
+		return err
+	}
 	if why == "" {
 		var addr uint64
 		var size uint32
@@ -250,6 +267,69 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 	}
 	from := c.extend(runs)
 	return c.write(p, pid, dir, po.transfer, from)
+}
+
+// subreapers says which of the dumped processes are child subreapers,
+// each known once its parasite has read its state (or failed to).
+type subreapers struct {
+	parent map[int]int // the dumped processes' parents
+	known  map[int]chan struct{}
+	mu     sync.Mutex
+	is     map[int]bool
+}
+
+func newSubreapers(states []*state) *subreapers {
+	sr := &subreapers{parent: map[int]int{}, known: map[int]chan struct{}{}, is: map[int]bool{}}
+	for _, st := range states {
+		pid := int(st.task.Pid)
+		sr.parent[pid] = int(st.task.Ppid)
+		sr.known[pid] = make(chan struct{})
+		if st.mm == nil {
+			// A zombie adopts nothing: its children went on its exit.
+			sr.set(pid, false)
+		}
+	}
+	return sr
+}
+
+// set records once whether pid is a child subreaper; unknown counts as
+// one.
+func (sr *subreapers) set(pid int, is bool) {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	select {
+	case <-sr.known[pid]:
+	default:
+		sr.is[pid] = is
+		close(sr.known[pid])
+	}
+}
+
+// adopter is the dumped process that would adopt an orphan of pid's: pid
+// itself or its nearest ancestor in the dump that is a child subreaper,
+// or 0. It waits until each one's flag is known: every ancestor's
+// capture started before pid's (captureAll goes down the tree in order).
+func (sr *subreapers) adopter(ctx context.Context, pid int) (int, error) {
+	if sr == nil {
+		return 0, fmt.Errorf("no subreaper flags for pid %d", pid)
+	}
+	for p := pid; ; p = sr.parent[p] {
+		ch, in := sr.known[p]
+		if !in {
+			return 0, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, context.Cause(ctx)
+		}
+		sr.mu.Lock()
+		is := sr.is[p]
+		sr.mu.Unlock()
+		if is {
+			return p, nil
+		}
+	}
 }
 
 // snapshotChunk is how much each page stream writes before the snapshot

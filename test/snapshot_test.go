@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,5 +286,52 @@ func TestLeaveRunningSnapshotNoRoom(t *testing.T) {
 			checkResult(t, tg, tg.pid)
 			restoreAfterPass(t, tg, dir)
 		})
+	}
+}
+
+// TestLeaveRunningSnapshotTree: every process of a tree (sessions,
+// groups, a zombie) is snapshotted, two at a time, and the tree comes
+// back as it was.
+func TestLeaveRunningSnapshotTree(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTargetOpts(t, "tree", startOpts{settle: 200 * time.Millisecond})
+	const nproc = 20
+	before := settledTree(t, tg.pid, nproc)
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--leave-running")
+	st := readSnapshotStats(t, dir)
+	if st.SnapshotBytes == 0 || len(st.SnapshotFrozen) > 0 {
+		t.Fatalf("not every process snapshotted: %+v", st)
+	}
+	checkNoSnapshotLeft(t, tg)
+	waitTreeAsBefore(t, tg.pid, before, "the dump")
+	tg.killOriginal(t)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	waitAllGone(t, pids, "killing the original tree")
+	pid := restoreDetached(t, tg, dir, nil)
+	waitTreeAsBefore(t, pid, before, "the restore")
+	checkResult(t, tg, pid)
+	waitAllGone(t, pids, "the root reported PASS")
+}
+
+// waitTreeAsBefore waits until the tree under root is as before: its
+// processes, released or restored, may still be on their way back to
+// their sleep.
+func waitTreeAsBefore(t *testing.T, root int, before []procEntry, after string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		now := treeEntries(t, root)
+		if slices.Equal(before, now) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree before the dump:\n%safter %s:\n%s", entriesString(before), after, entriesString(now))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
