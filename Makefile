@@ -18,7 +18,7 @@ PROTO_GEN     := gocrpb/gocr.pb.go
 
 BINARY        := gocr
 
-.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak demo deps bench man install
+.PHONY: all tools proto verify-proto blobs verify-blobs verify-generated build install-caps libgocr install-lib test fuzz soak reliability demo deps bench man install
 
 all: build libgocr
 
@@ -123,7 +123,7 @@ verify-generated: verify-proto verify-blobs
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
 # that corrupt or trace targets, setcap and getcap for install-caps and the
-# ordinary-user tests, and a Slurm controller, node daemon, client commands
+# ordinary-user tests, script for the terminal tests, and a Slurm controller, node daemon, client commands
 # and munge for the tests that run jobs on a one-node Slurm cluster
 # (test/slurm_harness_test.go starts the daemons by hand, so no service is
 # enabled or started; --no-install-recommends keeps out Slurm's optional
@@ -131,7 +131,7 @@ verify-generated: verify-proto verify-blobs
 # skips apt.
 deps:
 	@missing=""; slurm=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables script:bsdutils; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do \
@@ -262,9 +262,19 @@ fuzz:
 	fail=0; for pid in $$pids; do wait $$pid || fail=1; done; exit $$fail
 
 # soak: the long checks, not run by test: the fuzz targets for a million
-# inputs each.
+# inputs each, and gocr killed at random.
 soak:
 	$(MAKE) fuzz FUZZTIME=1000000x
+	$(MAKE) reliability
+
+# reliability: gocr SIGKILLed at random instants of dumps and restores,
+# RELIABILITY_TRIALS trials (docs/RELIABILITY.md, "gocr killed at
+# random"); needs root, about 10 minutes for 1000. A lost job fails it,
+# printing the seed and trial (RELIABILITY_FLAGS="-seed S -trial N"
+# reproduces one) and keeping the evidence.
+RELIABILITY_TRIALS ?= 1000
+reliability: deps build
+	$(GO) run ./test/reliability -gocr ./$(BINARY) -trials $(RELIABILITY_TRIALS) $(RELIABILITY_FLAGS)
 
 # bench: gocr against the machine's limit for the same work, one table
 # (docs/PERFORMANCE.md); needs root, about 10 minutes. BENCH_FLAGS=-quick

@@ -13,8 +13,11 @@
 // gocr's images. The verdicts use the order-balanced paired ratio of gocr
 // to the limit (ratio.go). Scale rows (scale.go) dump and restore targets
 // with N and 2N VMAs, fds, threads and tree processes, to show how the
-// time grows. Stall rows (stall.go) measure how long a job writing its
-// memory is stopped by dump --leave-running, with and without --snapshot. The table (report.go) goes to stdout and every round's
+// time grows. Compression rows (compress.go) write the context of a
+// process of realistic memory with each --compress. Stall rows (stall.go)
+// measure how long a job writing its memory is stopped by dump
+// --leave-running, with and without --snapshot. The table (report.go)
+// goes to stdout and every round's
 // figures (results.go) to -out; docs/PERFORMANCE.md says what each figure
 // means.
 package main
@@ -66,6 +69,8 @@ type options struct {
 	skipScale    bool
 	skipStall    bool
 	stallRuns    int
+	skipCompress bool
+	compressRuns int
 	warmup       int
 }
 
@@ -88,6 +93,8 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.BoolVar(&o.skipStall, "skip-stall", false, "skip the stall rows (dump --leave-running of a job writing its memory, with and without --snapshot)")
 	flag.IntVar(&o.stallRuns, "runs-stall", 4, "rounds for each stall row")
+	flag.BoolVar(&o.skipCompress, "skip-compress", false, "skip the compression rows")
+	flag.IntVar(&o.compressRuns, "runs-compress", 3, "rounds for the compression rows")
 	flag.IntVar(&o.warmup, "warmup", 2, "untimed warm-up rounds before each memory row's timed rounds (0: none)")
 	flag.Parse()
 	if o.warmup < 0 {
@@ -97,6 +104,7 @@ func main() {
 	if o.quick {
 		o.runs1 = min(o.runs1, quickMemoryRounds)
 		o.scaleRuns = min(o.scaleRuns, quickScaleRounds)
+		o.compressRuns = min(o.compressRuns, quickScaleRounds)
 	}
 	if err := run(&o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -155,6 +163,9 @@ func run(o *options) error {
 	if !o.skipScale {
 		b.scaleRows()
 	}
+	if !o.skipCompress {
+		b.compressionRows()
+	}
 	if !o.skipStall {
 		b.stallRows()
 	}
@@ -174,7 +185,7 @@ func compile(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"bigmem", "vmas", "fds", "threads", "tree", "limit", "stall"} {
+	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit", "stall"} {
 		args := []string{"-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, name), filepath.Join(src, name+".c"), "-lpthread"}
 		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("compile bench/c/%s.c: %w\n%s", name, err, out)

@@ -59,6 +59,9 @@ func (b *bench) print(w io.Writer) {
 	if len(res.Stall) > 0 {
 		printStall(w, res.Stall)
 	}
+	if len(res.Compression) > 0 {
+		printCompression(w, res.Compression)
+	}
 	if len(res.Targets) > 0 {
 		printTargets(w, res.Targets)
 	}

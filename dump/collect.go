@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
@@ -44,24 +45,7 @@ func fileRef(path string) (*gocrpb.FileRef, error) {
 // requeue gives back the signals the freeze caught on their way to
 // delivery: detaching cannot carry them from an event stop.
 func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
-	if len(sigs) == 0 {
-		return nil
-	}
-	regs, err := t.GetRegs(tid)
-	if err != nil {
-		return err
-	}
-	insn, err := ptrace.FindSyscallInsn(tid)
-	if err != nil {
-		return err
-	}
-	if err := t.Requeue(tid, insn, sigs); err != nil {
-		return err
-	}
-	if err := t.ReturnToEventStop(tid); err != nil {
-		return err
-	}
-	return t.SetRegs(tid, &regs)
+	return t.Requeue(tid, sigs)
 }
 
 func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps) (*state, error) {
@@ -76,6 +60,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
 		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
+		ExitSignal: proto.Uint32(uint32(stat.ExitSignal)),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],
 			Rgid: status.Gid[0], Egid: status.Gid[1], Sgid: status.Gid[2], Fsgid: status.Gid[3],
@@ -121,6 +106,12 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err := checkThreadCreds(fr.tids, &status); err != nil {
 		return nil, err
 	}
+	if err := checkThreadTables(pid, fr.tids); err != nil {
+		return nil, err
+	}
+	if err := checkThreadNamespaces(pid, fr.tids); err != nil {
+		return nil, err
+	}
 	for _, tid := range fr.tids {
 		if err := checkThreadSeccomp(pid, tid); err != nil {
 			return nil, err
@@ -131,6 +122,18 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 		}
 		task.Threads = append(task.Threads, th)
 	}
+	caught := len(fr.sigs[pid])
+	if err := checkCPUState(t, fr, &status, ptrace.XCR0(task.Threads[0].Xsave)); err != nil {
+		return nil, err
+	}
+	// Signals the injected calls dequeued go first, as the freeze's do.
+	if late := fr.sigs[pid][caught:]; len(late) > 0 {
+		var infos []*gocrpb.SigInfo
+		for _, si := range late {
+			infos = append(infos, sigInfo(si))
+		}
+		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
+	}
 
 	maps, before, err := pre.mapsAtFreeze(pid)
 	if err != nil {
@@ -138,6 +141,12 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	}
 	mm, vdso, err := collectMm(pid, &stat, saver, maps)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkProtectionKeys(maps); err != nil {
+		return nil, err
+	}
+	if err := collectAttrs(t, pid, task, maps); err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)
@@ -278,6 +287,9 @@ func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	}
 	if err := files.Link(tables, opts); err != nil {
 		return err
+	}
+	if note := files.OutsideNote(tables); note != "" {
+		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
 	}
 	return files.SaveMemfds(dir, tables, mms)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -59,6 +60,9 @@ type Options struct {
 	// ExternalUnix: unix sockets connected outside the dump that are
 	// dumped anyway (files.LinkOptions).
 	ExternalUnix []string
+	// External: pipes to outside the dump, not stdio, that are dumped
+	// anyway, for the restore to be given (files.LinkOptions).
+	External []string
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
@@ -67,6 +71,10 @@ type Options struct {
 	// private memory is written from it (snapshot.go); NoSnapshot keeps
 	// them frozen until their memory is written instead.
 	NoSnapshot bool
+	// InheritStdio are the caller's own standard files, given to the
+	// processes: their fds 0 to 2 on these are dumped as inherited
+	// stdio (files.LinkOptions.Stdio).
+	InheritStdio []files.FileID
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -156,6 +164,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
+	if err := tree.checkTracees(); err != nil {
+		return err
+	}
 	if opts.Alone {
 		if err := tree.checkLeftOut(); err != nil {
 			return err
@@ -188,7 +199,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
-	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
+	if err := checkCgroups(states); err != nil {
+		return err
+	}
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	conns, err := captureConnections(states, opts)
@@ -200,6 +214,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
 		}
 	}()
+	sysv, err := collectSysvIpc(dir, states)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 
 	stats.CollectNs = time.Since(collectStart).Nanoseconds()
 	mems := make([]*capturedMemory, len(states))
@@ -230,7 +248,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -342,7 +360,7 @@ func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) e
 	return nil
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, stats *Stats) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -364,12 +382,23 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 			return err
 		}
 	}
+	// Every page and memfd image is checksummed and synced at once,
+	// over every CPU (with --leave-running, the processes already run).
+	sealStart := time.Now()
+	if err := dir.SealData(); err != nil {
+		return err
+	}
+	stats.SealNs = time.Since(sealStart).Nanoseconds()
 	// The inventory makes the dump complete: the last moment to stop.
 	if err := stopped(ctx); err != nil {
 		return err
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
+	bootID, err := proc.BootID()
+	if err != nil {
+		return fmt.Errorf("read the boot ID: %w", err)
+	}
 	return dir.WriteInventory(&gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
@@ -380,6 +409,8 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		Xcr0:           ptrace.XCR0(states[0].task.Threads[0].Xsave),
 		PageSize:       uint64(os.Getpagesize()),
 		PidNamespace:   pidns,
+		BootId:         bootID,
+		SysvIpc:        sysv,
 	})
 }
 
@@ -404,12 +435,14 @@ type Stats struct {
 	PagesNs   int64 `json:"pages_ns"`   // moving page data to the image
 	CureNs    int64 `json:"cure_ns"`    // removing the parasite
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
-	// Copy-on-write snapshots (Options.Snapshot): the forks, while
-	// frozen; the smaps read before the freeze (not in TotalNs); the page data written from them after the processes ran
-	// on, and how long that took; of that data, the pages the processes
-	// wrote (or dropped) while a snapshot still held them, each a copy
-	// the snapshot cost in memory (at most SnapshotBytes: a snapshot
-	// lets go of its pages as it writes them). SnapshotFrozen names the
+	SealNs    int64 `json:"seal_ns"`    // of WriteNs: checksumming and syncing the page and memfd images
+	// Copy-on-write snapshots (with LeaveRunning): the forks, while
+	// frozen; the smaps read before the freeze (not in TotalNs); the
+	// page data written from them after the processes ran on, and how
+	// long that took; of that data, the pages the processes wrote (or
+	// dropped) while a snapshot still held them, each a copy the
+	// snapshot cost in memory (at most SnapshotBytes: a snapshot lets go
+	// of its pages as it writes them). SnapshotFrozen names the
 	// processes whose memory was written while frozen instead, and why.
 	SnapshotNs          int64    `json:"snapshot_ns,omitempty"`
 	MapsBeforeNs        int64    `json:"maps_before_ns,omitempty"`

@@ -291,6 +291,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := timerValues(p, st.task); err != nil {
 			return err
 		}
+		if err := parasiteAttrs(p, pid, st.task); err != nil {
+			return err
+		}
 		var tids []int
 		var xstates [][]byte
 		for _, th := range st.task.Threads[1:] {
@@ -311,6 +314,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 			}
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
+			if err := threadAttrs(th, ts.Attrs); err != nil {
+				return err
+			}
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
@@ -344,7 +350,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	return c, nil
 }
 
-// finish syncs the page images and writes the page map.
+// finish records the page images' sizes and writes the page map; the
+// images are checksummed and synced with the others (images.SealData).
 func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	defer c.close()
 	for i, f := range c.pages {

@@ -96,12 +96,14 @@ func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vm
 		} else {
 			v.Kind = gocrpb.VmaKind_VMA_ANON_PRIVATE
 		}
-	case m.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "/SYSV")):
+	case m.Shared && strings.HasPrefix(m.Path, "/SYSV"):
+		// A shmat attachment: its inode number is the segment's id
+		// (ipc/shm.c newseg), the name "SYSV" and its key.
+		v.Kind = gocrpb.VmaKind_VMA_SYSV_SHM
+		v.SysvShmId = int32(m.Inode)
+	case m.Shared && strings.HasPrefix(m.Path, "/dev/zero"):
 		// MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)"
 		// (mm/shmem.c shmem_zero_setup).
-		if strings.HasPrefix(m.Path, "/SYSV") {
-			return nil, fmt.Errorf("mapping %#x-%#x: System V shared memory is not supported yet", m.Start, m.End)
-		}
 		v.Kind = gocrpb.VmaKind_VMA_ANON_SHARED
 		v.ShmemId = m.Inode
 	case files.IsMemfdPath(m.Path):

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/proc"
@@ -320,6 +321,9 @@ func zombieTask(fp *frozenProc) *gocrpb.Task {
 	return &gocrpb.Task{
 		Pid: int32(fp.pid), Ppid: int32(fp.stat.PPid), Pgid: int32(fp.stat.Pgrp), Sid: int32(fp.stat.Session),
 		Comm: fp.stat.Comm, Zombie: true, ExitStatus: fp.exitStatus,
+		// A zombie whose exit signal is not SIGCHLD is only waited for
+		// with __WALL or __WCLONE (man 2 wait).
+		ExitSignal: proto.Uint32(uint32(fp.stat.ExitSignal)),
 	}
 }
 

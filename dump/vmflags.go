@@ -42,7 +42,7 @@ var refusedVmFlags = map[string]string{
 // checkVmFlags refuses a mapping with a flag the restore would drop.
 // The vDSO area's mappings are the kernel's own, moved as they are.
 func checkVmFlags(v *gocrpb.Vma) error {
-	if v.Kind >= gocrpb.VmaKind_VMA_VDSO {
+	if v.Kind >= gocrpb.VmaKind_VMA_VDSO && v.Kind <= gocrpb.VmaKind_VMA_VSYSCALL {
 		return nil
 	}
 	for _, f := range v.VmFlags {

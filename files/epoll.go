@@ -29,9 +29,35 @@ func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	}
 	ep := &gocrpb.EpollFd{}
 	for _, w := range ws {
+		if err := checkWatchedFile(e.Pid, w); err != nil {
+			return fmt.Errorf("watch on fd %d: %w", w.Tfd, err)
+		}
 		ep.Watches = append(ep.Watches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
 	}
 	fd.Kind = &gocrpb.Fd_Epoll{Epoll: ep}
+	return nil
+}
+
+// checkWatchedFile refuses a watch whose fd number names another file
+// than the one watched: an epoll item is keyed by the file and the number
+// it was added under, and outlives the fd while another keeps the file
+// open (man 7 epoll, Q6), so the number may since have been closed and
+// reused. Re-added by number at restore, the watch would move onto the
+// new file. fdinfo gives the watched file's inode and device, the
+// kernel's dev_t (fs/eventpoll.c ep_show_fdinfo: MAJOR, MINOR of 20 bits,
+// include/linux/kdev_t.h); a closed fd is Check's.
+func checkWatchedFile(pid int, w proc.EpollWatch) error {
+	if !w.HasFile {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, w.Tfd), &st); err != nil {
+		return nil
+	}
+	dev := unix.Mkdev(w.Sdev>>20, w.Sdev&(1<<20-1))
+	if st.Ino != w.Ino || st.Dev != dev {
+		return fmt.Errorf("the fd now names another file than the one watched (inode %d, was %d), so gocr cannot restore the watch", st.Ino, w.Ino)
+	}
 	return nil
 }
 

@@ -217,13 +217,15 @@ func (s *Sources) makeMemfd(id uint64) (int32, error) {
 	base := int64(images.PagesDataOffset)
 	for off := base; off < base+size; {
 		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
-		if err != nil {
-			break // ENXIO: the rest is a hole
+		if err != nil || data >= base+size {
+			break // ENXIO, or only checksums follow: the rest is a hole
 		}
 		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
 		if err != nil {
 			return 0, err
 		}
+		// The data's checksums follow it in the image.
+		hole = min(hole, base+size)
 		w := io.NewOffsetWriter(s.File(n), data-base)
 		if _, err := io.Copy(w, io.NewSectionReader(img, data, hole-data)); err != nil {
 			return 0, fmt.Errorf("memfd %q: fill: %w", meta.Name, err)

@@ -5,12 +5,14 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/proc"
 )
 
 // pathKind is a file reopened by its path: a regular file, a directory or
@@ -25,12 +27,15 @@ func init() { register(pathKind{}) }
 func (pathKind) Name() string { return "path" }
 
 func (pathKind) Match(e *Entry) bool {
+	if isMqueue(e) {
+		return false // a POSIX message queue, never reopened by its path
+	}
 	if e.Info.Flags&unix.O_PATH != 0 {
 		return e.OnPath() && !IsMemfdPath(e.Target)
 	}
 	switch e.Type() {
 	case unix.S_IFREG:
-		return e.OnPath() && !IsMemfdPath(e.Target)
+		return e.OnPath() && !IsMemfdPath(e.Target) && !isMqueue(e)
 	case unix.S_IFDIR:
 		return e.OnPath()
 	case unix.S_IFCHR:
@@ -40,6 +45,16 @@ func (pathKind) Match(e *Entry) bool {
 }
 
 func (pathKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	if err := checkReachable(e); err != nil {
+		return err
+	}
+	if e.Type() == unix.S_IFCHR && e.Info.Flags&unix.O_PATH == 0 && !isStatelessDevice(e.Stat.Rdev) {
+		// Reopening gives a new open file of the driver, without what
+		// the process set up through this one (a tun interface attached
+		// with TUNSETIFF, a device's mode set by ioctl).
+		return fmt.Errorf("character device %d:%d may hold driver state, which gocr cannot restore (only null, zero, full, random and urandom are reopened)",
+			unix.Major(e.Stat.Rdev), unix.Minor(e.Stat.Rdev))
+	}
 	t := gocrpb.PathFd_OTHER
 	switch e.Type() {
 	case unix.S_IFREG:
@@ -99,6 +114,9 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("open %s: %w", fd.File.Path, err)
 	}
 	n := s.AddFd(nfd, fd.File.Path)
+	if err := checkSameFile(s, fd, nfd); err != nil {
+		return 0, err
+	}
 	t := fd.GetPath().GetType()
 	if fd.Flags&unix.O_PATH != 0 {
 		return n, nil // no offset: the file is not open (man 2 open)
@@ -122,6 +140,88 @@ func (pathKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		}
 	}
 	return n, nil
+}
+
+// Magic numbers of file systems whose files the kernel makes up as they
+// are read (include/uapi/linux/magic.h): their device and inode numbers
+// are those of one mount, and another mount of them (a restore's PID
+// namespace has its own /proc) shows the same file under others.
+var generatedFS = map[int64]bool{
+	0x9fa0:     true, // PROC_SUPER_MAGIC
+	0x62656572: true, // SYSFS_MAGIC
+	0x27e0eb:   true, // CGROUP_SUPER_MAGIC
+	0x63677270: true, // CGROUP2_SUPER_MAGIC
+}
+
+// checkSameFile refuses a file at the dumped path that is not the file
+// the process had open: replaced or rotated since, the path now names
+// another file, and the process would go on in it at its old offset. On
+// the boot of the dump, and at the path of the dump, the file's device
+// and inode tell; elsewhere (another boot or machine, or a path moved by
+// --relocate) a regular file must have the size and modification time it
+// had, as a mapped file must (restorer checkFiles).
+func checkSameFile(s *Sources, fd *gocrpb.Fd, nfd int) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(nfd, &fs); err != nil {
+		return fmt.Errorf("statfs %s: %w", fd.File.Path, err)
+	}
+	if generatedFS[fs.Type] {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(nfd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", fd.File.Path, err)
+	}
+	relocated := fd.Description != "" && fd.Description != fd.File.Path
+	if sameBoot(s) && !relocated {
+		if st.Dev != fd.File.Dev || st.Ino != fd.File.Ino {
+			return fmt.Errorf("file %s is not the one fd %d had open at the dump (device %d:%d inode %d, was %d:%d inode %d): it was replaced since",
+				fd.File.Path, fd.Fd, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, unix.Major(fd.File.Dev), unix.Minor(fd.File.Dev), fd.File.Ino)
+		}
+		return nil
+	}
+	if fd.GetPath().GetType() == gocrpb.PathFd_REGULAR && fd.Flags&unix.O_PATH == 0 &&
+		(st.Size != fd.File.Size || st.Mtim.Nano() != fd.File.MtimeNs) {
+		return fmt.Errorf("file %s changed since the dump (size %d, was %d; or its modification time): fd %d may not find what it had", fd.File.Path, st.Size, fd.File.Size, fd.Fd)
+	}
+	return nil
+}
+
+// isStatelessDevice: the memory devices of major 1 whose open files hold
+// nothing but their flags: null 3, zero 5, full 7, random 8, urandom 9
+// (Documentation/admin-guide/devices.txt). Terminals are other kinds'.
+func isStatelessDevice(rdev uint64) bool {
+	if unix.Major(rdev) != 1 {
+		return false
+	}
+	switch unix.Minor(rdev) {
+	case 3, 5, 7, 8, 9:
+		return true
+	}
+	return false
+}
+
+// checkReachable refuses a file on a mount neither the process's mount
+// namespace nor gocr's lists (a detached mount from open_tree(2) or
+// fsmount(2)): its link is a path from that mount's root, which at
+// restore would name another file, or none. fdinfo mnt_id is the open
+// file's mount (man 5 proc_pid_fdinfo). A job in a restore's own mount
+// namespace (dump/pidns.go) sees copies of gocr's mounts, under other
+// IDs, while the fds gocr gave it are on gocr's.
+func checkReachable(e *Entry) error {
+	if e.Info.MntID == 0 {
+		return nil // a kernel without mnt_id in fdinfo (before 3.15)
+	}
+	for _, pid := range []int{e.Pid, os.Getpid()} {
+		ids, err := proc.MountIDs(pid)
+		if err != nil {
+			return err
+		}
+		if ids[e.Info.MntID] {
+			return nil
+		}
+	}
+	return fmt.Errorf("its file system is not mounted anywhere the process or gocr sees (mount %d), so its path cannot reopen it", e.Info.MntID)
 }
 
 // isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143

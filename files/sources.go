@@ -24,6 +24,10 @@ type Sources struct {
 	// Stdio is given to the restored processes in place of stdio that
 	// was connected outside the dump.
 	Stdio [3]*os.File
+	// Given are the restore's own files that --inherit-fd gives, by
+	// the key of the fds joined outside the dump they stand for
+	// (inherit.go). The caller owns them.
+	Given map[string]*os.File
 
 	files []*os.File
 	// desc maps a dumped open file description, named by its first
@@ -37,9 +41,14 @@ type Sources struct {
 	// objects join fds of several processes (unix sockets).
 	tables []*gocrpb.Files
 	// undo are what Undo takes back: what the sources made outside
-	// gocr (a unix socket's file).
+	// gocr (a unix socket's file, a POSIX message queue).
 	undo []func()
 }
+
+// Made records how to remove an object a kind made in the system (not
+// only in gocr), should the restore fail: a failed restore removes what
+// it created, and nothing else.
+func (s *Sources) Made(remove func()) { s.OnUndo(remove) }
 
 // NewSources starts an empty set of sources numbered from first.
 func NewSources(dir *images.Dir, first int32, stdio [3]*os.File) *Sources {

@@ -11,6 +11,16 @@ import (
 	"github.com/gocr/gocr/proc"
 )
 
+// sameBoot tells whether the restore runs on the boot the dump was taken
+// on (the inventory's boot ID).
+func sameBoot(s *Sources) bool {
+	if s.Dir == nil {
+		return false
+	}
+	boot, err := proc.BootID()
+	return err == nil && s.Dir.Inventory().GetBootId() == boot
+}
+
 // tfdIocSetTicks is TFD_IOC_SET_TICKS, _IOW('T', 0, __u64)
 // (include/uapi/linux/timerfd.h; needs CONFIG_CHECKPOINT_RESTORE).
 const tfdIocSetTicks = 0x40085400
@@ -38,9 +48,51 @@ func (timerfdKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if err != nil {
 		return err
 	}
-	fd.Kind = &gocrpb.Fd_Timerfd{Timerfd: &gocrpb.TimerfdFd{
-		Clockid: int32(tf.ClockID), Ticks: tf.Ticks, ValueNs: tf.ValueNs, IntervalNs: tf.IntervalNs}}
+	m := &gocrpb.TimerfdFd{Clockid: int32(tf.ClockID), Ticks: tf.Ticks, ValueNs: tf.ValueNs, IntervalNs: tf.IntervalNs,
+		SettimeFlags: tf.SettimeFlags}
+	if tf.SettimeFlags&unix.TFD_TIMER_ABSTIME != 0 && (tf.ValueNs > 0 || tf.IntervalNs > 0) {
+		// fdinfo shows the time left even for an absolute timer
+		// (fs/timerfd.c timerfd_show, timerfd_get_remaining): its
+		// expiration is the clock's time now plus that, within the
+		// microseconds since fdinfo was read.
+		now, err := clockNow(tf.ClockID)
+		if err != nil {
+			return err
+		}
+		m.ExpiryNs = now + tf.ValueNs
+	}
+	fd.Kind = &gocrpb.Fd_Timerfd{Timerfd: m}
 	return nil
+}
+
+// Alarm clocks, which timerfd_create(2) accepts, and golang.org/x/sys/unix
+// names but for clock_gettime (include/uapi/linux/time.h).
+const (
+	clockRealtimeAlarm = 8
+	clockBoottimeAlarm = 9
+)
+
+// clockNow reads a timerfd's clock in nanoseconds. An alarm clock reads
+// as the clock it wakes the system on (man 2 timerfd_create).
+func clockNow(clock int) (int64, error) {
+	switch clock {
+	case clockRealtimeAlarm:
+		clock = unix.CLOCK_REALTIME
+	case clockBoottimeAlarm:
+		clock = unix.CLOCK_BOOTTIME
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(int32(clock), &ts); err != nil {
+		return 0, fmt.Errorf("clock_gettime %d: %w", clock, err)
+	}
+	return ts.Nano(), nil
+}
+
+// realtimeClock tells whether a clock tells the wall time, which goes on
+// across boots and machines (man 2 clock_gettime); the others start at
+// boot.
+func realtimeClock(clock int) bool {
+	return clock == unix.CLOCK_REALTIME || clock == clockRealtimeAlarm
 }
 
 func refreshTimerfd(pid, fd int) error {
@@ -67,18 +119,35 @@ func (timerfdKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("timerfd_create clock %d: %w", tf.GetClockid(), err)
 	}
 	n := s.AddFd(nfd, "timerfd")
+	setFlags := int(tf.GetSettimeFlags())
 	value := tf.GetValueNs()
 	if value <= 0 && tf.GetIntervalNs() > 0 {
 		// Due right at the dump: the next period starts now.
 		value = tf.GetIntervalNs()
 	}
-	if value > 0 {
-		spec := unix.ItimerSpec{
-			Interval: unix.NsecToTimespec(tf.GetIntervalNs()),
-			Value:    unix.NsecToTimespec(value),
+	if setFlags&unix.TFD_TIMER_ABSTIME != 0 && tf.GetExpiryNs() != 0 {
+		// An absolute timer expires when its clock says so, the time
+		// spent dumped included (a past expiration fires at once and
+		// counts the periods missed). A clock that starts at boot
+		// tells another time after a reboot: there the timer gets the
+		// time it had left, as a relative one does.
+		value = tf.GetExpiryNs()
+		if !realtimeClock(int(tf.GetClockid())) && !sameBoot(s) {
+			now, err := clockNow(int(tf.GetClockid()))
+			if err != nil {
+				return 0, err
+			}
+			value = now + max(tf.GetValueNs(), 1)
 		}
-		if err := unix.TimerfdSettime(nfd, 0, &spec, nil); err != nil {
-			return 0, fmt.Errorf("timerfd_settime: %w", err)
+	}
+	// Disarmed, it still keeps its flags (fs/timerfd.c timerfd_setup).
+	if value > 0 || setFlags != 0 {
+		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(value, 0))}
+		if value > 0 {
+			spec.Interval = unix.NsecToTimespec(tf.GetIntervalNs())
+		}
+		if err := unix.TimerfdSettime(nfd, setFlags, &spec, nil); err != nil {
+			return 0, fmt.Errorf("timerfd_settime flags %#o: %w", setFlags, err)
 		}
 	}
 	if tf.GetTicks() > 0 {

@@ -37,20 +37,25 @@ const (
 	VmaKind_VMA_VVAR         VmaKind = 6 // [vvar]
 	VmaKind_VMA_VVAR_VCLOCK  VmaKind = 7 // [vvar_vclock]
 	VmaKind_VMA_VSYSCALL     VmaKind = 8 // [vsyscall]: left alone
+	// An attachment of a System V shared memory segment (shmat), named
+	// "/SYSV%08x (deleted)" by its key: attached again with shmat
+	// (Vma.sysv_shm_id).
+	VmaKind_VMA_SYSV_SHM VmaKind = 48
 )
 
 // Enum value maps for VmaKind.
 var (
 	VmaKind_name = map[int32]string{
-		0: "VMA_UNKNOWN",
-		1: "VMA_ANON_PRIVATE",
-		2: "VMA_ANON_SHARED",
-		3: "VMA_FILE_PRIVATE",
-		4: "VMA_FILE_SHARED",
-		5: "VMA_VDSO",
-		6: "VMA_VVAR",
-		7: "VMA_VVAR_VCLOCK",
-		8: "VMA_VSYSCALL",
+		0:  "VMA_UNKNOWN",
+		1:  "VMA_ANON_PRIVATE",
+		2:  "VMA_ANON_SHARED",
+		3:  "VMA_FILE_PRIVATE",
+		4:  "VMA_FILE_SHARED",
+		5:  "VMA_VDSO",
+		6:  "VMA_VVAR",
+		7:  "VMA_VVAR_VCLOCK",
+		8:  "VMA_VSYSCALL",
+		48: "VMA_SYSV_SHM",
 	}
 	VmaKind_value = map[string]int32{
 		"VMA_UNKNOWN":      0,
@@ -62,6 +67,7 @@ var (
 		"VMA_VVAR":         6,
 		"VMA_VVAR_VCLOCK":  7,
 		"VMA_VSYSCALL":     8,
+		"VMA_SYSV_SHM":     48,
 	}
 )
 
@@ -141,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type PathFd_Type int32
@@ -198,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -250,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -309,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -326,7 +332,18 @@ type Inventory struct {
 	// The processes lived in a PID namespace of their own, under gocr's
 	// reaper (gocr restore --pidns): every PID in the images is that
 	// namespace's, so they restore only into a new one again.
-	PidNamespace  bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	PidNamespace bool `protobuf:"varint,48,opt,name=pid_namespace,json=pidNamespace,proto3" json:"pid_namespace,omitempty"`
+	// The boot it was dumped on (/proc/sys/kernel/random/boot_id, man 4
+	// random): where the restore runs on the same boot, device and inode
+	// numbers still name the same files.
+	BootId string `protobuf:"bytes,88,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	// The System V IPC objects the job uses (dump/ipc.go), made again
+	// before its processes (restorer/ipc.go).
+	SysvIpc *SysvIpc `protobuf:"bytes,90,opt,name=sysv_ipc,json=sysvIpc,proto3" json:"sysv_ipc,omitempty"`
+	// 16 random bytes (crypto/rand) that the header of every image of this
+	// dump carries too: a restore refuses an image whose header differs,
+	// so images of two dumps are never mixed (docs/IMAGES.md).
+	DumpId        []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +441,27 @@ func (x *Inventory) GetPidNamespace() bool {
 	return false
 }
 
+func (x *Inventory) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *Inventory) GetSysvIpc() *SysvIpc {
+	if x != nil {
+		return x.SysvIpc
+	}
+	return nil
+}
+
+func (x *Inventory) GetDumpId() []byte {
+	if x != nil {
+		return x.DumpId
+	}
+	return nil
+}
+
 // Task is one process: process-wide state plus one Thread per thread.
 type Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -450,8 +488,13 @@ type Task struct {
 	// The signal that stopped the process (job control: SIGSTOP, SIGTSTP,
 	// SIGTTIN, SIGTTOU), if it was stopped or stopping when frozen; 0 if it
 	// ran. Restored as a group-stop by that signal.
-	StopSignal    uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
-	PosixTimers   []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	StopSignal  uint32        `protobuf:"varint,19,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	PosixTimers []*PosixTimer `protobuf:"bytes,20,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"` // timer_create(2) timers, by ID
+	// The signal its parent gets when it exits (clone(2) exit_signal,
+	// /proc/PID/stat field 38); absent in older images, where it was
+	// always SIGCHLD.
+	ExitSignal    *uint32       `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
+	Attrs         *ProcessAttrs `protobuf:"bytes,61,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +669,283 @@ func (x *Task) GetPosixTimers() []*PosixTimer {
 	return nil
 }
 
+func (x *Task) GetExitSignal() uint32 {
+	if x != nil && x.ExitSignal != nil {
+		return *x.ExitSignal
+	}
+	return 0
+}
+
+func (x *Task) GetAttrs() *ProcessAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ProcessAttrs are attributes of a process (its signal struct, mm or
+// credentials) that /proc and prctl(2) show and the restorer sets again.
+type ProcessAttrs struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OomScoreAdj    int32                  `protobuf:"varint,1,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"`        // /proc/PID/oom_score_adj
+	CoredumpFilter uint32                 `protobuf:"varint,2,opt,name=coredump_filter,json=coredumpFilter,proto3" json:"coredump_filter,omitempty"` // /proc/PID/coredump_filter (man 5 core)
+	Autogroup      *Autogroup             `protobuf:"bytes,3,opt,name=autogroup,proto3" json:"autogroup,omitempty"`                                  // absent: a kernel without autogroups
+	Audit          *AuditIds              `protobuf:"bytes,4,opt,name=audit,proto3" json:"audit,omitempty"`                                          // absent: a kernel without audit
+	ThpDisable     uint32                 `protobuf:"varint,5,opt,name=thp_disable,json=thpDisable,proto3" json:"thp_disable,omitempty"`             // PR_GET_THP_DISABLE's value
+	MemoryMerge    bool                   `protobuf:"varint,6,opt,name=memory_merge,json=memoryMerge,proto3" json:"memory_merge,omitempty"`          // PR_GET_MEMORY_MERGE
+	FutexSlots     int32                  `protobuf:"varint,7,opt,name=futex_slots,json=futexSlots,proto3" json:"futex_slots,omitempty"`             // PR_FUTEX_HASH_GET_SLOTS; -1: a kernel without it
+	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
+	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ProcessAttrs) Reset() {
+	*x = ProcessAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessAttrs) ProtoMessage() {}
+
+func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessAttrs.ProtoReflect.Descriptor instead.
+func (*ProcessAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProcessAttrs) GetOomScoreAdj() int32 {
+	if x != nil {
+		return x.OomScoreAdj
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetCoredumpFilter() uint32 {
+	if x != nil {
+		return x.CoredumpFilter
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetAutogroup() *Autogroup {
+	if x != nil {
+		return x.Autogroup
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetAudit() *AuditIds {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetThpDisable() uint32 {
+	if x != nil {
+		return x.ThpDisable
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMemoryMerge() bool {
+	if x != nil {
+		return x.MemoryMerge
+	}
+	return false
+}
+
+func (x *ProcessAttrs) GetFutexSlots() int32 {
+	if x != nil {
+		return x.FutexSlots
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMlockall() uint32 {
+	if x != nil {
+		return x.Mlockall
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetCgroups() []*Cgroup {
+	if x != nil {
+		return x.Cgroups
+	}
+	return nil
+}
+
+// Cgroup is the process's cgroup in one hierarchy (man 7 cgroups,
+// /proc/PID/cgroup): restored relative to the dump's root process.
+type Cgroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Controllers   string                 `protobuf:"bytes,1,opt,name=controllers,proto3" json:"controllers,omitempty"` // the hierarchy's controllers, "name=NAME", or "" for cgroup v2
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`               // as /proc/PID/cgroup shows it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cgroup) Reset() {
+	*x = Cgroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cgroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cgroup) ProtoMessage() {}
+
+func (x *Cgroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
+func (*Cgroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Cgroup) GetControllers() string {
+	if x != nil {
+		return x.Controllers
+	}
+	return ""
+}
+
+func (x *Cgroup) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// Autogroup is the process's autogroup (man 7 sched), one per session.
+type Autogroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nice          int32                  `protobuf:"varint,1,opt,name=nice,proto3" json:"nice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Autogroup) Reset() {
+	*x = Autogroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Autogroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Autogroup) ProtoMessage() {}
+
+func (x *Autogroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
+func (*Autogroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Autogroup) GetNice() int32 {
+	if x != nil {
+		return x.Nice
+	}
+	return 0
+}
+
+// AuditIds are the audit login uid and session (/proc/PID/loginuid,
+// /proc/PID/sessionid).
+type AuditIds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Loginuid      uint32                 `protobuf:"varint,1,opt,name=loginuid,proto3" json:"loginuid,omitempty"`
+	Sessionid     uint32                 `protobuf:"varint,2,opt,name=sessionid,proto3" json:"sessionid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditIds) Reset() {
+	*x = AuditIds{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditIds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditIds) ProtoMessage() {}
+
+func (x *AuditIds) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
+func (*AuditIds) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditIds) GetLoginuid() uint32 {
+	if x != nil {
+		return x.Loginuid
+	}
+	return 0
+}
+
+func (x *AuditIds) GetSessionid() uint32 {
+	if x != nil {
+		return x.Sessionid
+	}
+	return 0
+}
+
 // PosixTimer is a timer_create(2) timer: recreated under the same ID
 // (prctl PR_TIMER_CREATE_RESTORE_IDS) with its clock, its notification
 // and, relative to the restore, the time that was left and its interval.
@@ -645,7 +965,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +977,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +990,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -741,7 +1061,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1073,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1086,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -820,7 +1140,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1152,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1165,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -964,7 +1284,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1296,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1309,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1026,7 +1346,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1358,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1371,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1100,7 +1420,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1432,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1445,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1153,7 +1473,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1485,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1498,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1217,13 +1537,14 @@ type Thread struct {
 	Rseq          *Rseq                  `protobuf:"bytes,11,opt,name=rseq,proto3" json:"rseq,omitempty"`
 	Comm          string                 `protobuf:"bytes,12,opt,name=comm,proto3" json:"comm,omitempty"`
 	Sched         *Sched                 `protobuf:"bytes,13,opt,name=sched,proto3" json:"sched,omitempty"` // absent in images from before it was recorded
+	Attrs         *ThreadAttrs           `protobuf:"bytes,53,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1556,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1569,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1342,6 +1663,144 @@ func (x *Thread) GetSched() *Sched {
 	return nil
 }
 
+func (x *Thread) GetAttrs() *ThreadAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ThreadAttrs are attributes of one thread that it sets on itself at
+// restore.
+type ThreadAttrs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ioprio        uint32                 `protobuf:"varint,1,opt,name=ioprio,proto3" json:"ioprio,omitempty"`                                   // ioprio_get(IOPRIO_WHO_PROCESS, tid)
+	TimerSlackNs  uint64                 `protobuf:"varint,2,opt,name=timer_slack_ns,json=timerSlackNs,proto3" json:"timer_slack_ns,omitempty"` // PR_GET_TIMERSLACK
+	MceKill       int32                  `protobuf:"varint,3,opt,name=mce_kill,json=mceKill,proto3" json:"mce_kill,omitempty"`                  // PR_MCE_KILL_GET
+	Tsc           int32                  `protobuf:"varint,4,opt,name=tsc,proto3" json:"tsc,omitempty"`                                         // PR_GET_TSC: PR_TSC_ENABLE or PR_TSC_SIGSEGV
+	Mempolicy     *Mempolicy             `protobuf:"bytes,5,opt,name=mempolicy,proto3" json:"mempolicy,omitempty"`                              // absent: a kernel without NUMA
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadAttrs) Reset() {
+	*x = ThreadAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadAttrs) ProtoMessage() {}
+
+func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
+func (*ThreadAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ThreadAttrs) GetIoprio() uint32 {
+	if x != nil {
+		return x.Ioprio
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTimerSlackNs() uint64 {
+	if x != nil {
+		return x.TimerSlackNs
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMceKill() int32 {
+	if x != nil {
+		return x.MceKill
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTsc() int32 {
+	if x != nil {
+		return x.Tsc
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMempolicy() *Mempolicy {
+	if x != nil {
+		return x.Mempolicy
+	}
+	return nil
+}
+
+// Mempolicy is a thread's NUMA memory policy (get_mempolicy(2)).
+type Mempolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          int32                  `protobuf:"varint,1,opt,name=mode,proto3" json:"mode,omitempty"`          // MPOL_*, with its MPOL_F_* mode flags
+	Nodes         []uint64               `protobuf:"varint,2,rep,packed,name=nodes,proto3" json:"nodes,omitempty"` // the nodemask, bit n for node n
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mempolicy) Reset() {
+	*x = Mempolicy{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mempolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mempolicy) ProtoMessage() {}
+
+func (x *Mempolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
+func (*Mempolicy) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Mempolicy) GetMode() int32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Mempolicy) GetNodes() []uint64 {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 // Sched is a thread's scheduling (sched_getattr(2), sched_getaffinity(2)).
 type Sched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1356,7 +1815,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1827,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1840,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1455,7 +1914,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1926,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1939,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -1683,7 +2142,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +2154,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +2167,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -1744,7 +2203,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +2215,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +2228,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -1830,7 +2289,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2301,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2314,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2000,7 +2459,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2471,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2484,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2095,14 +2554,16 @@ type Vma struct {
 	MemfdId uint64 `protobuf:"varint,11,opt,name=memfd_id,json=memfdId,proto3" json:"memfd_id,omitempty"`
 	// For file kinds whose contents were saved: the SavedFile's id
 	// (Mm.saved_files); 0 if not saved.
-	SavedFile     uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
+	SavedFile uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
+	// For VMA_SYSV_SHM: the segment's id (SysvIpc.shm).
+	SysvShmId     int32 `protobuf:"varint,91,opt,name=sysv_shm_id,json=sysvShmId,proto3" json:"sysv_shm_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2575,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2588,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2214,6 +2675,13 @@ func (x *Vma) GetSavedFile() uint64 {
 	return 0
 }
 
+func (x *Vma) GetSysvShmId() int32 {
+	if x != nil {
+		return x.SysvShmId
+	}
+	return 0
+}
+
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
@@ -2233,7 +2701,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2713,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2726,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2325,7 +2793,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2805,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2818,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2404,7 +2872,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2884,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2897,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2487,6 +2955,8 @@ type Fd struct {
 	//	*Fd_Inotify
 	//	*Fd_UnixSocket
 	//	*Fd_InetSocket
+	//	*Fd_Mqueue
+	//	*Fd_Pty
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2494,7 +2964,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2976,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2989,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2691,6 +3161,24 @@ func (x *Fd) GetInetSocket() *InetSocketFd {
 	return nil
 }
 
+func (x *Fd) GetMqueue() *MqueueFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Mqueue); ok {
+			return x.Mqueue
+		}
+	}
+	return nil
+}
+
+func (x *Fd) GetPty() *PtyFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Pty); ok {
+			return x.Pty
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2739,6 +3227,14 @@ type Fd_InetSocket struct {
 	InetSocket *InetSocketFd `protobuf:"bytes,60,opt,name=inet_socket,json=inetSocket,proto3,oneof"` // a TCP or UDP socket, IPv4 or IPv6
 }
 
+type Fd_Mqueue struct {
+	Mqueue *MqueueFd `protobuf:"bytes,100,opt,name=mqueue,proto3,oneof"` // a POSIX message queue (mq_open)
+}
+
+type Fd_Pty struct {
+	Pty *PtyFd `protobuf:"bytes,80,opt,name=pty,proto3,oneof"` // a Unix98 pseudo-terminal end (files/pty.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2761,6 +3257,10 @@ func (*Fd_UnixSocket) isFd_Kind() {}
 
 func (*Fd_InetSocket) isFd_Kind() {}
 
+func (*Fd_Mqueue) isFd_Kind() {}
+
+func (*Fd_Pty) isFd_Kind() {}
+
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
 // took through it.
@@ -2779,7 +3279,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3291,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3304,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2857,7 +3357,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3369,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3382,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2899,17 +3399,38 @@ func (x *PathFd) GetProcPid() int32 {
 	return 0
 }
 
-// InheritFd is stdio joined to something outside the dump (a terminal, a
-// shell's pipe): the restore gives its own stdio in its place.
+// InheritFd is an fd joined to something outside the dump (a terminal, a
+// shell's pipe, a logger's socket): the restore gives the file
+// --inherit-fd names for its key, else, for stdio on a pipe or a pty, its
+// own stdio (files/inherit.go).
 type InheritFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fd was on the controlling terminal of its process, a terminal
+	// outside the dump (a shell job's): the restore gives the terminal it
+	// runs on (files/inherit.go).
+	Terminal bool `protobuf:"varint,40,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// That terminal's foreground process group was the process's own.
+	Foreground bool `protobuf:"varint,41,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// The terminal's termios and window size at the dump (the other fields
+	// unset): gocr restore --shell-job gives its terminal these termios.
+	TerminalState *PtyState `protobuf:"bytes,42,opt,name=terminal_state,json=terminalState,proto3" json:"terminal_state,omitempty"`
+	// What names the file outside the dump, as /proc/PID/fd shows it
+	// ("pipe:[INODE]", "socket:[INODE]", a path): gocr restore
+	// --inherit-fd fd[N]:KEY gives gocr's own fd N in its place.
+	Key string `protobuf:"bytes,82,opt,name=key,proto3" json:"key,omitempty"`
+	// The file's type (st_mode & S_IFMT): a file given for it must be one.
+	Mode uint32 `protobuf:"varint,83,opt,name=mode,proto3" json:"mode,omitempty"`
+	// gocr's own stdio cannot stand in for it (a socket, a deleted file, a
+	// terminal other than a pty; a pipe that is not stdio, dumped with
+	// --external): the restore refuses unless --inherit-fd gives it.
+	MustGive      bool `protobuf:"varint,84,opt,name=must_give,json=mustGive,proto3" json:"must_give,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3442,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3455,49 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *InheritFd) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *InheritFd) GetForeground() bool {
+	if x != nil {
+		return x.Foreground
+	}
+	return false
+}
+
+func (x *InheritFd) GetTerminalState() *PtyState {
+	if x != nil {
+		return x.TerminalState
+	}
+	return nil
+}
+
+func (x *InheritFd) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *InheritFd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *InheritFd) GetMustGive() bool {
+	if x != nil {
+		return x.MustGive
+	}
+	return false
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -2951,7 +3514,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3526,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3539,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3018,7 +3581,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3593,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3606,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3064,7 +3627,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3639,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3652,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3117,7 +3680,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3692,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3705,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3165,7 +3728,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3740,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3753,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3224,7 +3787,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3799,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3812,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3262,18 +3825,22 @@ func (x *SignalfdFd) GetMask() uint64 {
 // TimerfdFd is a timerfd_create(2) timer: clock, time left, interval,
 // unread expirations.
 type TimerfdFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clockid       int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
-	Ticks         uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
-	ValueNs       int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
-	IntervalNs    int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Clockid    int32                  `protobuf:"varint,1,opt,name=clockid,proto3" json:"clockid,omitempty"`
+	Ticks      uint64                 `protobuf:"varint,2,opt,name=ticks,proto3" json:"ticks,omitempty"`                    // expirations not yet read
+	ValueNs    int64                  `protobuf:"varint,3,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time left until the next expiration
+	IntervalNs int64                  `protobuf:"varint,4,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	// timerfd_settime(2) flags: TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET.
+	SettimeFlags uint32 `protobuf:"varint,44,opt,name=settime_flags,json=settimeFlags,proto3" json:"settime_flags,omitempty"`
+	// With TFD_TIMER_ABSTIME: the next expiration, on the timer's clock.
+	ExpiryNs      int64 `protobuf:"varint,45,opt,name=expiry_ns,json=expiryNs,proto3" json:"expiry_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3852,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3865,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3329,6 +3896,20 @@ func (x *TimerfdFd) GetIntervalNs() int64 {
 	return 0
 }
 
+func (x *TimerfdFd) GetSettimeFlags() uint32 {
+	if x != nil {
+		return x.SettimeFlags
+	}
+	return 0
+}
+
+func (x *TimerfdFd) GetExpiryNs() int64 {
+	if x != nil {
+		return x.ExpiryNs
+	}
+	return 0
+}
+
 // InotifyFd is an inotify(7) instance with its watches (events queued at
 // dump time are lost).
 type InotifyFd struct {
@@ -3340,7 +3921,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3933,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3946,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3390,7 +3971,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3983,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3996,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3496,7 +4077,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3508,7 +4089,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3521,7 +4102,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -3702,7 +4283,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +4295,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +4308,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -3785,7 +4366,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3797,7 +4378,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3810,7 +4391,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -3839,7 +4420,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3851,7 +4432,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3864,7 +4445,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3892,7 +4473,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3904,7 +4485,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3917,7 +4498,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Files) GetPid() int32 {
@@ -3975,7 +4556,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3987,7 +4568,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4000,7 +4581,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4127,7 +4708,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4139,7 +4720,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4152,7 +4733,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -4209,7 +4790,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4802,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4815,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -4382,7 +4963,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4394,7 +4975,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4407,7 +4988,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -4431,11 +5012,885 @@ func (x *Datagram) GetFromPort() uint32 {
 	return 0
 }
 
+// MqueueFd is an open POSIX message queue (man 7 mq_overview), reopened
+// by its name in the mqueue file system of gocr's IPC namespace
+// (files/mqueue.go). Every fd of one queue records the whole queue.
+type MqueueFd struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`          // without the leading '/'
+	Unlinked bool                   `protobuf:"varint,2,opt,name=unlinked,proto3" json:"unlinked,omitempty"` // mq_unlink'ed while open
+	Maxmsg   int64                  `protobuf:"varint,3,opt,name=maxmsg,proto3" json:"maxmsg,omitempty"`     // mq_attr.mq_maxmsg
+	Msgsize  int64                  `protobuf:"varint,4,opt,name=msgsize,proto3" json:"msgsize,omitempty"`   // mq_attr.mq_msgsize
+	Mode     uint32                 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`         // permission bits
+	Uid      uint32                 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid      uint32                 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
+	// Every message, in the order mq_receive gives them (highest priority
+	// first, oldest first within a priority).
+	Messages []*MqueueMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	// How many open file descriptions of the queue the dump has: an
+	// unlinked queue is unlinked again once all are open.
+	Descriptions  uint32 `protobuf:"varint,9,opt,name=descriptions,proto3" json:"descriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MqueueFd) Reset() {
+	*x = MqueueFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MqueueFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MqueueFd) ProtoMessage() {}
+
+func (x *MqueueFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
+func (*MqueueFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *MqueueFd) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MqueueFd) GetUnlinked() bool {
+	if x != nil {
+		return x.Unlinked
+	}
+	return false
+}
+
+func (x *MqueueFd) GetMaxmsg() int64 {
+	if x != nil {
+		return x.Maxmsg
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMsgsize() int64 {
+	if x != nil {
+		return x.Msgsize
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *MqueueFd) GetMessages() []*MqueueMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *MqueueFd) GetDescriptions() uint32 {
+	if x != nil {
+		return x.Descriptions
+	}
+	return 0
+}
+
+type MqueueMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Priority      uint32                 `protobuf:"varint,1,opt,name=priority,proto3" json:"priority,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MqueueMessage) Reset() {
+	*x = MqueueMessage{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MqueueMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MqueueMessage) ProtoMessage() {}
+
+func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
+func (*MqueueMessage) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *MqueueMessage) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *MqueueMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SysvIpc is what the job uses of its IPC namespace's System V objects
+// (man 7 sysvipc).
+type SysvIpc struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shm           []*SysvShm             `protobuf:"bytes,1,rep,name=shm,proto3" json:"shm,omitempty"`
+	Sem           []*SysvSem             `protobuf:"bytes,2,rep,name=sem,proto3" json:"sem,omitempty"`
+	Msg           []*SysvMsgQueue        `protobuf:"bytes,3,rep,name=msg,proto3" json:"msg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvIpc) Reset() {
+	*x = SysvIpc{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvIpc) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvIpc) ProtoMessage() {}
+
+func (x *SysvIpc) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
+func (*SysvIpc) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *SysvIpc) GetShm() []*SysvShm {
+	if x != nil {
+		return x.Shm
+	}
+	return nil
+}
+
+func (x *SysvIpc) GetSem() []*SysvSem {
+	if x != nil {
+		return x.Sem
+	}
+	return nil
+}
+
+func (x *SysvIpc) GetMsg() []*SysvMsgQueue {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+// IpcPerm is an object's struct ipc_perm (man 2 shmctl, IPC_STAT).
+type IpcPerm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           int32                  `protobuf:"varint,1,opt,name=key,proto3" json:"key,omitempty"` // 0: IPC_PRIVATE (also a segment marked removed)
+	Id            int32                  `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`   // the identifier, the same again after restore
+	Uid           uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,4,opt,name=gid,proto3" json:"gid,omitempty"`
+	Cuid          uint32                 `protobuf:"varint,5,opt,name=cuid,proto3" json:"cuid,omitempty"`
+	Cgid          uint32                 `protobuf:"varint,6,opt,name=cgid,proto3" json:"cgid,omitempty"`
+	Mode          uint32                 `protobuf:"varint,7,opt,name=mode,proto3" json:"mode,omitempty"` // permission bits (0777)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcPerm) Reset() {
+	*x = IpcPerm{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcPerm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcPerm) ProtoMessage() {}
+
+func (x *IpcPerm) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
+func (*IpcPerm) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *IpcPerm) GetKey() int32 {
+	if x != nil {
+		return x.Key
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetCuid() uint32 {
+	if x != nil {
+		return x.Cuid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetCgid() uint32 {
+	if x != nil {
+		return x.Cgid
+	}
+	return 0
+}
+
+func (x *IpcPerm) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+// SysvShm is a shared memory segment; its contents are in shm-ID.img
+// (the page image format, data at the segment's own offsets).
+type SysvShm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Removed       bool                   `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"` // IPC_RMID'd while still attached (SHM_DEST)
+	Locked        bool                   `protobuf:"varint,4,opt,name=locked,proto3" json:"locked,omitempty"`   // SHM_LOCK (SHM_LOCKED)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvShm) Reset() {
+	*x = SysvShm{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvShm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvShm) ProtoMessage() {}
+
+func (x *SysvShm) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
+func (*SysvShm) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SysvShm) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvShm) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SysvShm) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+func (x *SysvShm) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
+// SysvSem is a semaphore set: every semaphore's value (semctl GETALL).
+type SysvSem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Values        []uint32               `protobuf:"varint,2,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvSem) Reset() {
+	*x = SysvSem{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvSem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvSem) ProtoMessage() {}
+
+func (x *SysvSem) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
+func (*SysvSem) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *SysvSem) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvSem) GetValues() []uint32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// SysvMsgQueue is a message queue and every message in it, in order.
+type SysvMsgQueue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          *IpcPerm               `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Qbytes        uint64                 `protobuf:"varint,2,opt,name=qbytes,proto3" json:"qbytes,omitempty"` // msg_qbytes
+	Messages      []*SysvMsg             `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvMsgQueue) Reset() {
+	*x = SysvMsgQueue{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvMsgQueue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvMsgQueue) ProtoMessage() {}
+
+func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
+func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SysvMsgQueue) GetPerm() *IpcPerm {
+	if x != nil {
+		return x.Perm
+	}
+	return nil
+}
+
+func (x *SysvMsgQueue) GetQbytes() uint64 {
+	if x != nil {
+		return x.Qbytes
+	}
+	return 0
+}
+
+func (x *SysvMsgQueue) GetMessages() []*SysvMsg {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type SysvMsg struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          int64                  `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"` // mtype
+	Text          []byte                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysvMsg) Reset() {
+	*x = SysvMsg{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysvMsg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysvMsg) ProtoMessage() {}
+
+func (x *SysvMsg) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
+func (*SysvMsg) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *SysvMsg) GetType() int64 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *SysvMsg) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
+// PtyFd is one end of a Unix98 pseudo-terminal (files/pty.go): the master
+// (/dev/ptmx) or a slave (/dev/pts/N). Both ends are in the dump; the pair
+// is made again once, with the same index, and every fd of it carries the
+// pair's state (Link copies it onto each).
+type PtyFd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Index  uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // N of /dev/pts/N (TIOCGPTN on the master)
+	Master bool                   `protobuf:"varint,2,opt,name=master,proto3" json:"master,omitempty"`
+	State  *PtyState              `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// This fd, a slave held by the leader of the session whose controlling
+	// terminal the pair is, is the one that leader takes it through again.
+	Controlling   bool `protobuf:"varint,4,opt,name=controlling,proto3" json:"controlling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PtyFd) Reset() {
+	*x = PtyFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyFd) ProtoMessage() {}
+
+func (x *PtyFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
+func (*PtyFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *PtyFd) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PtyFd) GetMaster() bool {
+	if x != nil {
+		return x.Master
+	}
+	return false
+}
+
+func (x *PtyFd) GetState() *PtyState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *PtyFd) GetControlling() bool {
+	if x != nil {
+		return x.Controlling
+	}
+	return false
+}
+
+// PtyState is what a pseudo-terminal pair holds besides its open files.
+type PtyState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// struct termios2 of the slave (TCGETS2, man 2 ioctl_tty), line
+	// discipline N_TTY (c_line 0).
+	Iflag  uint32 `protobuf:"varint,1,opt,name=iflag,proto3" json:"iflag,omitempty"`
+	Oflag  uint32 `protobuf:"varint,2,opt,name=oflag,proto3" json:"oflag,omitempty"`
+	Cflag  uint32 `protobuf:"varint,3,opt,name=cflag,proto3" json:"cflag,omitempty"`
+	Lflag  uint32 `protobuf:"varint,4,opt,name=lflag,proto3" json:"lflag,omitempty"`
+	Cc     []byte `protobuf:"bytes,5,opt,name=cc,proto3" json:"cc,omitempty"` // c_cc, NCCS (19) bytes
+	Ispeed uint32 `protobuf:"varint,6,opt,name=ispeed,proto3" json:"ispeed,omitempty"`
+	Ospeed uint32 `protobuf:"varint,7,opt,name=ospeed,proto3" json:"ospeed,omitempty"`
+	// struct winsize (TIOCGWINSZ)
+	Rows      uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols      uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
+	Xpixel    uint32 `protobuf:"varint,10,opt,name=xpixel,proto3" json:"xpixel,omitempty"`
+	Ypixel    uint32 `protobuf:"varint,11,opt,name=ypixel,proto3" json:"ypixel,omitempty"`
+	Packet    bool   `protobuf:"varint,12,opt,name=packet,proto3" json:"packet,omitempty"`       // TIOCGPKT on the master
+	Locked    bool   `protobuf:"varint,13,opt,name=locked,proto3" json:"locked,omitempty"`       // TIOCGPTLCK: the slave cannot be opened
+	Exclusive bool   `protobuf:"varint,14,opt,name=exclusive,proto3" json:"exclusive,omitempty"` // TIOCGEXCL on the slave
+	// The session whose controlling terminal the slave is (TIOCGSID), 0 for
+	// none, and its foreground process group (TIOCGPGRP).
+	Session    int32 `protobuf:"varint,15,opt,name=session,proto3" json:"session,omitempty"`
+	Foreground int32 `protobuf:"varint,16,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// Owner and mode of /dev/pts/N.
+	Uid  uint32 `protobuf:"varint,17,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid  uint32 `protobuf:"varint,18,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode uint32 `protobuf:"varint,19,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Unread data: written to the master, not yet read from the slave (the
+	// slave's input queue, after its input processing), and written to the
+	// slave, not yet read from the master (after output processing).
+	ToSlave  []byte `protobuf:"bytes,20,opt,name=to_slave,json=toSlave,proto3" json:"to_slave,omitempty"`
+	ToMaster []byte `protobuf:"bytes,21,opt,name=to_master,json=toMaster,proto3" json:"to_master,omitempty"`
+	// The number of open file descriptions of the slave in the dump: the
+	// restore locks the pair only once all are open.
+	SlaveDescriptions uint32 `protobuf:"varint,22,opt,name=slave_descriptions,json=slaveDescriptions,proto3" json:"slave_descriptions,omitempty"`
+	// Every slave was closed after being open (the master reads EIO once
+	// its queue is empty: TTY_OTHER_CLOSED).
+	SlaveClosed     bool `protobuf:"varint,23,opt,name=slave_closed,json=slaveClosed,proto3" json:"slave_closed,omitempty"`
+	MasterExclusive bool `protobuf:"varint,24,opt,name=master_exclusive,json=masterExclusive,proto3" json:"master_exclusive,omitempty"` // TIOCGEXCL on the master
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PtyState) Reset() {
+	*x = PtyState{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyState) ProtoMessage() {}
+
+func (x *PtyState) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
+func (*PtyState) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *PtyState) GetIflag() uint32 {
+	if x != nil {
+		return x.Iflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetOflag() uint32 {
+	if x != nil {
+		return x.Oflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCflag() uint32 {
+	if x != nil {
+		return x.Cflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetLflag() uint32 {
+	if x != nil {
+		return x.Lflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCc() []byte {
+	if x != nil {
+		return x.Cc
+	}
+	return nil
+}
+
+func (x *PtyState) GetIspeed() uint32 {
+	if x != nil {
+		return x.Ispeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetOspeed() uint32 {
+	if x != nil {
+		return x.Ospeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *PtyState) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *PtyState) GetXpixel() uint32 {
+	if x != nil {
+		return x.Xpixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetYpixel() uint32 {
+	if x != nil {
+		return x.Ypixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetPacket() bool {
+	if x != nil {
+		return x.Packet
+	}
+	return false
+}
+
+func (x *PtyState) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
+func (x *PtyState) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *PtyState) GetSession() int32 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *PtyState) GetForeground() int32 {
+	if x != nil {
+		return x.Foreground
+	}
+	return 0
+}
+
+func (x *PtyState) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *PtyState) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *PtyState) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *PtyState) GetToSlave() []byte {
+	if x != nil {
+		return x.ToSlave
+	}
+	return nil
+}
+
+func (x *PtyState) GetToMaster() []byte {
+	if x != nil {
+		return x.ToMaster
+	}
+	return nil
+}
+
+func (x *PtyState) GetSlaveDescriptions() uint32 {
+	if x != nil {
+		return x.SlaveDescriptions
+	}
+	return 0
+}
+
+func (x *PtyState) GetSlaveClosed() bool {
+	if x != nil {
+		return x.SlaveClosed
+	}
+	return false
+}
+
+func (x *PtyState) GetMasterExclusive() bool {
+	if x != nil {
+		return x.MasterExclusive
+	}
+	return false
+}
+
 var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xac\x02\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x8b\x03\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -4445,7 +5900,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0ekernel_release\x18\x06 \x01(\tR\rkernelRelease\x12\x12\n" +
 	"\x04xcr0\x18\a \x01(\x04R\x04xcr0\x12\x1b\n" +
 	"\tpage_size\x18\b \x01(\x04R\bpageSize\x12#\n" +
-	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\"\x97\x05\n" +
+	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
+	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
+	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\x12\x17\n" +
+	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xfa\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -4471,7 +5929,31 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"exitStatus\x12\x1f\n" +
 	"\vstop_signal\x18\x13 \x01(\rR\n" +
 	"stopSignal\x126\n" +
-	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\"\xd8\x01\n" +
+	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12$\n" +
+	"\vexit_signal\x18< \x01(\rH\x00R\n" +
+	"exitSignal\x88\x01\x01\x12+\n" +
+	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrsB\x0e\n" +
+	"\f_exit_signal\"\xe2\x02\n" +
+	"\fProcessAttrs\x12\"\n" +
+	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
+	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
+	"\tautogroup\x18\x03 \x01(\v2\x12.gocr.v1.AutogroupR\tautogroup\x12'\n" +
+	"\x05audit\x18\x04 \x01(\v2\x11.gocr.v1.AuditIdsR\x05audit\x12\x1f\n" +
+	"\vthp_disable\x18\x05 \x01(\rR\n" +
+	"thpDisable\x12!\n" +
+	"\fmemory_merge\x18\x06 \x01(\bR\vmemoryMerge\x12\x1f\n" +
+	"\vfutex_slots\x18\a \x01(\x05R\n" +
+	"futexSlots\x12\x1a\n" +
+	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
+	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\">\n" +
+	"\x06Cgroup\x12 \n" +
+	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +
+	"\tAutogroup\x12\x12\n" +
+	"\x04nice\x18\x01 \x01(\x05R\x04nice\"D\n" +
+	"\bAuditIds\x12\x1a\n" +
+	"\bloginuid\x18\x01 \x01(\rR\bloginuid\x12\x1c\n" +
+	"\tsessionid\x18\x02 \x01(\rR\tsessionid\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -4526,7 +6008,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05which\x18\x01 \x01(\rR\x05which\x12\x1f\n" +
 	"\vinterval_us\x18\x02 \x01(\x03R\n" +
 	"intervalUs\x12\x19\n" +
-	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xbe\x03\n" +
+	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xea\x03\n" +
 	"\x06Thread\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x12#\n" +
 	"\x04regs\x18\x02 \x01(\v2\x0f.gocr.v1.GPRegsR\x04regs\x12\x14\n" +
@@ -4542,7 +6024,17 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	" \x01(\x04R\rrobustListLen\x12!\n" +
 	"\x04rseq\x18\v \x01(\v2\r.gocr.v1.RseqR\x04rseq\x12\x12\n" +
 	"\x04comm\x18\f \x01(\tR\x04comm\x12$\n" +
-	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\"\x9b\x01\n" +
+	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\x12*\n" +
+	"\x05attrs\x185 \x01(\v2\x14.gocr.v1.ThreadAttrsR\x05attrs\"\xaa\x01\n" +
+	"\vThreadAttrs\x12\x16\n" +
+	"\x06ioprio\x18\x01 \x01(\rR\x06ioprio\x12$\n" +
+	"\x0etimer_slack_ns\x18\x02 \x01(\x04R\ftimerSlackNs\x12\x19\n" +
+	"\bmce_kill\x18\x03 \x01(\x05R\amceKill\x12\x10\n" +
+	"\x03tsc\x18\x04 \x01(\x05R\x03tsc\x120\n" +
+	"\tmempolicy\x18\x05 \x01(\v2\x12.gocr.v1.MempolicyR\tmempolicy\"5\n" +
+	"\tMempolicy\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\x04R\x05nodes\"\x9b\x01\n" +
 	"\x05Sched\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\rR\x06policy\x12\x12\n" +
 	"\x04nice\x18\x02 \x01(\x05R\x04nice\x12\x1f\n" +
@@ -4619,7 +6111,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\xca\x02\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xea\x02\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -4634,7 +6126,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	" \x01(\x04R\ashmemId\x12\x19\n" +
 	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\x12\x1d\n" +
 	"\n" +
-	"saved_file\x183 \x01(\x04R\tsavedFile\"\x8d\x01\n" +
+	"saved_file\x183 \x01(\x04R\tsavedFile\x12\x1e\n" +
+	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4652,7 +6145,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x98\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xe9\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -4677,7 +6170,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vunix_socket\x18\x1d \x01(\v2\x15.gocr.v1.UnixSocketFdH\x00R\n" +
 	"unixSocket\x128\n" +
 	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
-	"inetSocketB\x06\n" +
+	"inetSocket\x12+\n" +
+	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
+	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03ptyB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -4698,8 +6193,16 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"\v\n" +
-	"\tInheritFd\"T\n" +
+	"\x05OTHER\x10\x04\"\xc4\x01\n" +
+	"\tInheritFd\x12\x1a\n" +
+	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
+	"\n" +
+	"foreground\x18) \x01(\bR\n" +
+	"foreground\x128\n" +
+	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\x12\x10\n" +
+	"\x03key\x18R \x01(\tR\x03key\x12\x12\n" +
+	"\x04mode\x18S \x01(\rR\x04mode\x12\x1b\n" +
+	"\tmust_give\x18T \x01(\bR\bmustGive\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
@@ -4719,13 +6222,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
 	"\n" +
 	"SignalfdFd\x12\x12\n" +
-	"\x04mask\x18\x01 \x01(\x04R\x04mask\"w\n" +
+	"\x04mask\x18\x01 \x01(\x04R\x04mask\"\xb9\x01\n" +
 	"\tTimerfdFd\x12\x18\n" +
 	"\aclockid\x18\x01 \x01(\x05R\aclockid\x12\x14\n" +
 	"\x05ticks\x18\x02 \x01(\x04R\x05ticks\x12\x19\n" +
 	"\bvalue_ns\x18\x03 \x01(\x03R\avalueNs\x12\x1f\n" +
 	"\vinterval_ns\x18\x04 \x01(\x03R\n" +
-	"intervalNs\"<\n" +
+	"intervalNs\x12#\n" +
+	"\rsettime_flags\x18, \x01(\rR\fsettimeFlags\x12\x1b\n" +
+	"\texpiry_ns\x18- \x01(\x03R\bexpiryNs\"<\n" +
 	"\tInotifyFd\x12/\n" +
 	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
 	"\fInotifyWatch\x12\x0e\n" +
@@ -4852,7 +6357,80 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bDatagram\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
 	"\tfrom_addr\x18\x02 \x01(\fR\bfromAddr\x12\x1b\n" +
-	"\tfrom_port\x18\x03 \x01(\rR\bfromPort*\xb3\x01\n" +
+	"\tfrom_port\x18\x03 \x01(\rR\bfromPort\"\xfc\x01\n" +
+	"\bMqueueFd\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bunlinked\x18\x02 \x01(\bR\bunlinked\x12\x16\n" +
+	"\x06maxmsg\x18\x03 \x01(\x03R\x06maxmsg\x12\x18\n" +
+	"\amsgsize\x18\x04 \x01(\x03R\amsgsize\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\a \x01(\rR\x03gid\x122\n" +
+	"\bmessages\x18\b \x03(\v2\x16.gocr.v1.MqueueMessageR\bmessages\x12\"\n" +
+	"\fdescriptions\x18\t \x01(\rR\fdescriptions\"?\n" +
+	"\rMqueueMessage\x12\x1a\n" +
+	"\bpriority\x18\x01 \x01(\rR\bpriority\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"z\n" +
+	"\aSysvIpc\x12\"\n" +
+	"\x03shm\x18\x01 \x03(\v2\x10.gocr.v1.SysvShmR\x03shm\x12\"\n" +
+	"\x03sem\x18\x02 \x03(\v2\x10.gocr.v1.SysvSemR\x03sem\x12'\n" +
+	"\x03msg\x18\x03 \x03(\v2\x15.gocr.v1.SysvMsgQueueR\x03msg\"\x8b\x01\n" +
+	"\aIpcPerm\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x05R\x02id\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04cuid\x18\x05 \x01(\rR\x04cuid\x12\x12\n" +
+	"\x04cgid\x18\x06 \x01(\rR\x04cgid\x12\x12\n" +
+	"\x04mode\x18\a \x01(\rR\x04mode\"u\n" +
+	"\aSysvShm\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\bR\aremoved\x12\x16\n" +
+	"\x06locked\x18\x04 \x01(\bR\x06locked\"G\n" +
+	"\aSysvSem\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\rR\x06values\"z\n" +
+	"\fSysvMsgQueue\x12$\n" +
+	"\x04perm\x18\x01 \x01(\v2\x10.gocr.v1.IpcPermR\x04perm\x12\x16\n" +
+	"\x06qbytes\x18\x02 \x01(\x04R\x06qbytes\x12,\n" +
+	"\bmessages\x18\x03 \x03(\v2\x10.gocr.v1.SysvMsgR\bmessages\"1\n" +
+	"\aSysvMsg\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\x03R\x04type\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\fR\x04text\"\x80\x01\n" +
+	"\x05PtyFd\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
+	"\x06master\x18\x02 \x01(\bR\x06master\x12'\n" +
+	"\x05state\x18\x03 \x01(\v2\x11.gocr.v1.PtyStateR\x05state\x12 \n" +
+	"\vcontrolling\x18\x04 \x01(\bR\vcontrolling\"\xef\x04\n" +
+	"\bPtyState\x12\x14\n" +
+	"\x05iflag\x18\x01 \x01(\rR\x05iflag\x12\x14\n" +
+	"\x05oflag\x18\x02 \x01(\rR\x05oflag\x12\x14\n" +
+	"\x05cflag\x18\x03 \x01(\rR\x05cflag\x12\x14\n" +
+	"\x05lflag\x18\x04 \x01(\rR\x05lflag\x12\x0e\n" +
+	"\x02cc\x18\x05 \x01(\fR\x02cc\x12\x16\n" +
+	"\x06ispeed\x18\x06 \x01(\rR\x06ispeed\x12\x16\n" +
+	"\x06ospeed\x18\a \x01(\rR\x06ospeed\x12\x12\n" +
+	"\x04rows\x18\b \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\t \x01(\rR\x04cols\x12\x16\n" +
+	"\x06xpixel\x18\n" +
+	" \x01(\rR\x06xpixel\x12\x16\n" +
+	"\x06ypixel\x18\v \x01(\rR\x06ypixel\x12\x16\n" +
+	"\x06packet\x18\f \x01(\bR\x06packet\x12\x16\n" +
+	"\x06locked\x18\r \x01(\bR\x06locked\x12\x1c\n" +
+	"\texclusive\x18\x0e \x01(\bR\texclusive\x12\x18\n" +
+	"\asession\x18\x0f \x01(\x05R\asession\x12\x1e\n" +
+	"\n" +
+	"foreground\x18\x10 \x01(\x05R\n" +
+	"foreground\x12\x10\n" +
+	"\x03uid\x18\x11 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x12 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x13 \x01(\rR\x04mode\x12\x19\n" +
+	"\bto_slave\x18\x14 \x01(\fR\atoSlave\x12\x1b\n" +
+	"\tto_master\x18\x15 \x01(\fR\btoMaster\x12-\n" +
+	"\x12slave_descriptions\x18\x16 \x01(\rR\x11slaveDescriptions\x12!\n" +
+	"\fslave_closed\x18\x17 \x01(\bR\vslaveClosed\x12)\n" +
+	"\x10master_exclusive\x18\x18 \x01(\bR\x0fmasterExclusive*\xc5\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -4862,7 +6440,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bVMA_VDSO\x10\x05\x12\f\n" +
 	"\bVMA_VVAR\x10\x06\x12\x13\n" +
 	"\x0fVMA_VVAR_VCLOCK\x10\a\x12\x10\n" +
-	"\fVMA_VSYSCALL\x10\bB\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
+	"\fVMA_VSYSCALL\x10\b\x12\x10\n" +
+	"\fVMA_SYSV_SHM\x100B\x1dZ\x1bgithub.com/gocr/gocr/gocrpbb\x06proto3"
 
 var (
 	file_gocrpb_gocr_proto_rawDescOnce sync.Once
@@ -4877,7 +6456,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -4886,99 +6465,134 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
 	(*Task)(nil),                 // 6: gocr.v1.Task
-	(*PosixTimer)(nil),           // 7: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 8: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 9: gocr.v1.Creds
-	(*Rlimit)(nil),               // 10: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 11: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 12: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 13: gocr.v1.Itimer
-	(*Thread)(nil),               // 14: gocr.v1.Thread
-	(*Sched)(nil),                // 15: gocr.v1.Sched
-	(*GPRegs)(nil),               // 16: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 17: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 18: gocr.v1.Rseq
-	(*Mm)(nil),                   // 19: gocr.v1.Mm
-	(*SavedFile)(nil),            // 20: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 21: gocr.v1.Vma
-	(*Memfd)(nil),                // 22: gocr.v1.Memfd
-	(*FileRef)(nil),              // 23: gocr.v1.FileRef
-	(*PageRange)(nil),            // 24: gocr.v1.PageRange
-	(*Fd)(nil),                   // 25: gocr.v1.Fd
-	(*FileLock)(nil),             // 26: gocr.v1.FileLock
-	(*PathFd)(nil),               // 27: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 28: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 29: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 30: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 31: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 32: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 33: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 34: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 35: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 36: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 37: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 38: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 39: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 42: gocr.v1.Files
-	(*InetSocketFd)(nil),         // 43: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 44: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 45: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 46: gocr.v1.Datagram
+	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
+	(*Cgroup)(nil),               // 8: gocr.v1.Cgroup
+	(*Autogroup)(nil),            // 9: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 10: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 11: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 12: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 13: gocr.v1.Creds
+	(*Rlimit)(nil),               // 14: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 15: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 16: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 17: gocr.v1.Itimer
+	(*Thread)(nil),               // 18: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 19: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 20: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 21: gocr.v1.Sched
+	(*GPRegs)(nil),               // 22: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 23: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 24: gocr.v1.Rseq
+	(*Mm)(nil),                   // 25: gocr.v1.Mm
+	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 27: gocr.v1.Vma
+	(*Memfd)(nil),                // 28: gocr.v1.Memfd
+	(*FileRef)(nil),              // 29: gocr.v1.FileRef
+	(*PageRange)(nil),            // 30: gocr.v1.PageRange
+	(*Fd)(nil),                   // 31: gocr.v1.Fd
+	(*FileLock)(nil),             // 32: gocr.v1.FileLock
+	(*PathFd)(nil),               // 33: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 34: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 35: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 36: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 37: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 38: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 39: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 40: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 41: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 45: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 48: gocr.v1.Files
+	(*InetSocketFd)(nil),         // 49: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 50: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 51: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 52: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 53: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 54: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 55: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 56: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 57: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 58: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 59: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 60: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 61: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 62: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	9,  // 0: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	10, // 1: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	11, // 2: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	12, // 3: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	13, // 4: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	14, // 5: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	8,  // 6: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	7,  // 7: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	16, // 8: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	12, // 9: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	17, // 10: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	18, // 11: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	15, // 12: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	23, // 13: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	21, // 14: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	20, // 15: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	23, // 16: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 17: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	23, // 18: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	23, // 19: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	26, // 20: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	27, // 21: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	28, // 22: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	29, // 23: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	30, // 24: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	31, // 25: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	32, // 26: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	34, // 27: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	35, // 28: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	36, // 29: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	38, // 30: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	43, // 31: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	1,  // 32: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 33: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 34: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 35: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 36: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 37: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 38: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 39: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 40: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 41: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 42: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	44, // 43: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	45, // 44: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	46, // 45: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	55, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	16, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	17, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	18, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	12, // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	11, // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	7,  // 9: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
+	9,  // 10: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	10, // 11: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	8,  // 12: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
+	22, // 13: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	16, // 14: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	23, // 15: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	24, // 16: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	21, // 17: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	19, // 18: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	20, // 19: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	29, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	27, // 21: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	26, // 22: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	29, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 24: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	29, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	29, // 26: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	32, // 27: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	33, // 28: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	34, // 29: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	35, // 30: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	36, // 31: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	37, // 32: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	38, // 33: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	40, // 34: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	49, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	53, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	61, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	1,  // 41: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 42: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	62, // 43: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	39, // 44: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	43, // 45: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 46: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	47, // 47: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	45, // 48: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 49: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	46, // 50: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	31, // 51: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	28, // 52: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	50, // 53: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	51, // 54: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	52, // 55: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	54, // 56: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	57, // 57: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	58, // 58: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	59, // 59: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	56, // 60: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	56, // 61: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	56, // 62: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	60, // 63: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	62, // 64: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -4986,7 +6600,8 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
+	file_gocrpb_gocr_proto_msgTypes[26].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -4998,6 +6613,8 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Inotify)(nil),
 		(*Fd_UnixSocket)(nil),
 		(*Fd_InetSocket)(nil),
+		(*Fd_Mqueue)(nil),
+		(*Fd_Pty)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5005,7 +6622,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   42,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

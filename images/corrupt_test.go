@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,10 +37,23 @@ func pagesReader(d *Dir) error {
 func mutateAndRead(t *testing.T, src *Dir, name string, data []byte, read func(*Dir) error) error {
 	t.Helper()
 	dir := t.TempDir()
+	ents, err := os.ReadDir(src.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src.Path, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return read(&Dir{Path: dir})
+	return read(sampleDir(dir))
 }
 
 // newFile creates the file path for a writer that takes it over.
@@ -64,6 +78,20 @@ func requireFormatError(t *testing.T, err error, context string) *FormatError {
 	return fe
 }
 
+// positions lists the offsets of the image name, of length n, that the
+// tests below cut or change: every one, but in page data, whose bytes
+// all play the same part, every 61st and the last of each page.
+func positions(name string, n int) []int {
+	var out []int
+	for i := range n {
+		data := name == pagesName(testPid, 0) && i >= PagesDataOffset && i < n-sumSize
+		if !data || (i-PagesDataOffset)%61 == 0 || i%4096 == 4095 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func TestEveryTruncationRejected(t *testing.T) {
 	src := writeSampleDump(t, t.TempDir())
 	readers := map[string]func(*Dir) error{pagesName(testPid, 0): pagesReader}
@@ -79,8 +107,8 @@ func TestEveryTruncationRejected(t *testing.T) {
 			t.Fatalf("%s: intact image rejected: %v", name, err)
 		}
 		dir := t.TempDir()
-		d := &Dir{Path: dir}
-		for n := 0; n < len(data); n++ {
+		d := sampleDir(dir)
+		for _, n := range positions(name, len(data)) {
 			if err := os.WriteFile(d.file(name), data[:n], 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -92,16 +120,22 @@ func TestEveryTruncationRejected(t *testing.T) {
 	}
 }
 
+// TestEveryFlippedByteRejected flips every byte of every image in turn,
+// page data and its checksums included: each is refused.
 func TestEveryFlippedByteRejected(t *testing.T) {
 	src := writeSampleDump(t, t.TempDir())
+	readers := map[string]func(*Dir) error{pagesName(testPid, 0): pagesReader}
 	for name, read := range recordImageReaders {
+		readers[name] = read
+	}
+	for name, read := range readers {
 		data, err := os.ReadFile(src.file(name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		d := &Dir{Path: dir}
-		for i := range data {
+		d := sampleDir(dir)
+		for _, i := range positions(name, len(data)) {
 			bad := bytes.Clone(data)
 			bad[i] ^= 0xff
 			if err := os.WriteFile(d.file(name), bad, 0o600); err != nil {
@@ -176,8 +210,16 @@ func TestHeaderChecks(t *testing.T) {
 		{"pages wrong kind", pagesName(testPid, 0), taskData, pagesReader, "holds a task image, expected a pages image"},
 		{"pages data missing", pagesName(testPid, 0), pagesData[:PagesDataOffset+100], pagesReader, "header promises 12288 data bytes"},
 		{"pages data extra", pagesName(testPid, 0), append(bytes.Clone(pagesData), 0), pagesReader, "header promises 12288 data bytes"},
-		{"pages reserved bytes", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return b }(), pagesReader, "reserved header bytes"},
-		{"pages size never recorded", pagesName(testPid, 0), append(pagesHeader(0), samplePageData()...), pagesReader, "header promises 0 data bytes"},
+		{"pages header checksum", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return b }(), pagesReader, "header checksum mismatch"},
+		{"pages reserved bytes", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[100] = 1; return resumHeader(b) }(), pagesReader, "reserved header bytes"},
+		{"pages size never recorded", pagesName(testPid, 0), append(samplePagesHeader(0), samplePageData()...), pagesReader, "header promises 0 data bytes"},
+		{"pages chunk size", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[dataChunkOffset] = 1; return resumHeader(b) }(), pagesReader, "chunk size"},
+		{"pages of another stream", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[dataStreamOffset] = 1; return resumHeader(b) }(), pagesReader, "holds page stream 1 of pid 4242"},
+		{"pages of another pid", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[dataSubjectOffset]++; return resumHeader(b) }(), pagesReader, "holds page stream 0 of pid 4243"},
+		{"pages data", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[PagesDataOffset+5000] ^= 1; return b }(), pagesReader, "page data bytes 0x0-0x3000 (chunk 0 of 1, pages 0x602000-0x603000, 0x7ffc0000-0x7ffc2000): checksum mismatch"},
+		{"pages checksum", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[len(b)-1] ^= 1; return b }(), pagesReader, "checksum mismatch"},
+		{"pages of another dump", pagesName(testPid, 0), func() []byte { b := bytes.Clone(pagesData); b[dumpIDOffset] ^= 1; return resumHeader(b) }(), pagesReader, "images of two dumps are mixed"},
+		{"task of another dump", taskName(testPid), func() []byte { b := bytes.Clone(taskData); b[dumpIDOffset+15] ^= 1; return b }(), readTask, "images of two dumps are mixed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,16 +235,23 @@ func TestHeaderChecks(t *testing.T) {
 	}
 }
 
+// resumHeader recomputes the checksum of the data header in b, so that
+// a change to it is seen by the check that is about it.
+func resumHeader(b []byte) []byte {
+	le.PutUint32(b[dataHeaderSumAt:], crc32.Checksum(b[:dataHeaderSumAt], castagnoli))
+	return b
+}
+
 func TestSingleMessageImageRecordCount(t *testing.T) {
 	dir := t.TempDir()
-	d := &Dir{Path: dir}
-	if err := writeRecordFile(newFile(t, d.file(taskName(testPid))), kindTask, sampleTask(), sampleTask()); err != nil {
+	d := sampleDir(dir)
+	if err := writeRecordFile(newFile(t, d.file(taskName(testPid))), kindTask, sampleDumpID, sampleTask(), sampleTask()); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.ReadTask(testPid)
 	requireFormatError(t, err, "task image with two records")
 
-	if err := writeRecordFile(newFile(t, d.file(mmName(testPid))), kindMm); err != nil {
+	if err := writeRecordFile(newFile(t, d.file(mmName(testPid))), kindMm, sampleDumpID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = d.ReadMm(testPid)

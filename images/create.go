@@ -44,6 +44,8 @@ type writing struct {
 	oldStat    unix.Stat_t
 	committed  bool // the new dump is at Path
 	closed     bool
+	// data lists the data images created and not yet sealed (SealData).
+	data []string
 	// leftover says what of the replaced dump could not be removed.
 	leftover error
 }
@@ -71,6 +73,11 @@ func Create(path string) (*Dir, error) {
 	}
 	w := &writing{parent: parent, parentPath: parentPath, name: name, tmp: -1, old: -1}
 	d := &Dir{Path: abs, w: w}
+	if d.id, err = newDumpID(); err != nil {
+		w.close()
+		return nil, fmt.Errorf("image directory %s: %w", path, err)
+	}
+	d.idKnown = true
 	ok := false
 	defer func() {
 		if !ok {
@@ -255,6 +262,12 @@ func (d *Dir) WriteStats(data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// Synced like the images: unsynced, a crash soon after the dump
+	// left it empty in the complete dump (seen on ext4 shut down).
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", path, err)
 	}
 	return f.Close()
 }

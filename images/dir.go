@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,10 @@ type Dir struct {
 
 	mu        sync.Mutex
 	inventory *gocrpb.Inventory
+	// id is the dump's ID: drawn by Create, read from the inventory by
+	// Open. Every image read must carry it, once it is known.
+	id      DumpID
+	idKnown bool
 }
 
 // OpenOptions say how far images are trusted.
@@ -79,6 +84,7 @@ func OpenWith(path string, opts OpenOptions) (*Dir, error) {
 		return nil, fmt.Errorf("open dump dir: %w", err)
 	}
 	d.inventory = inv
+	d.setDumpID(DumpID(inv.GetDumpId()))
 	return d, nil
 }
 
@@ -110,14 +116,20 @@ func (d *Dir) at(name string) (dirfd int, rel string) {
 	return unix.AT_FDCWD, d.file(name)
 }
 
+// readInventory reads and checks inventory.img, whose header must carry
+// the dump ID it records.
 func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
 	p := d.file(inventoryName)
 	inv := &gocrpb.Inventory{}
-	if err := d.readOne(inventoryName, kindInventory, inv); err != nil {
+	id, err := d.readOneID(inventoryName, kindInventory, inv)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkInventory(inv); err != nil {
 		return nil, &FormatError{Path: p, Reason: err.Error()}
+	}
+	if DumpID(inv.GetDumpId()) != id {
+		return nil, formatErrorf(p, "header carries dump ID %v, the inventory records %x", id, inv.GetDumpId())
 	}
 	return inv, nil
 }
@@ -127,6 +139,9 @@ func (d *Dir) readInventory() (*gocrpb.Inventory, error) {
 func checkInventory(inv *gocrpb.Inventory) error {
 	if v := inv.GetFormatVersion(); v < MinFormatVersion || v > FormatVersion {
 		return fmt.Errorf("inventory format_version %d, this gocr reads formats %d to %d", v, MinFormatVersion, FormatVersion)
+	}
+	if len(inv.GetDumpId()) != dumpIDSize {
+		return fmt.Errorf("inventory dump ID is %d bytes, want %d", len(inv.GetDumpId()), dumpIDSize)
 	}
 	if len(inv.GetPids()) == 0 {
 		return errors.New("inventory lists no processes")
@@ -178,6 +193,9 @@ func (d *Dir) Discard(f *os.File) error {
 	if err := unix.Unlinkat(d.w.tmp, name, 0); err != nil {
 		return fmt.Errorf("discard %s: %w", f.Name(), err)
 	}
+	d.mu.Lock()
+	d.w.data = slices.DeleteFunc(d.w.data, func(n string) bool { return n == name })
+	d.mu.Unlock()
 	return nil
 }
 
@@ -205,7 +223,7 @@ func (d *Dir) writePerProcess(what string, name func(int) string, k kind, m perP
 	if err != nil {
 		return fmt.Errorf("write %s image of pid %d: %w", what, pid, err)
 	}
-	if err := writeRecordFile(f, k, m); err != nil {
+	if err := writeRecordFile(f, k, d.id, m); err != nil {
 		return fmt.Errorf("write %s image of pid %d: %w", what, pid, err)
 	}
 	return nil
@@ -256,19 +274,27 @@ func (d *Dir) ReadFiles(pid int) (*gocrpb.Files, error) {
 }
 
 // WriteInventory writes inventory.img, which completes the dump: it must be
-// the last image a dump writes. The inventory is synced with the rest, and
-// the dump then takes the place of the image directory (a previous dump
-// there is replaced at once, and removed). After a crash the directory
-// holds either the old dump or the new one, each complete.
-// inv.FormatVersion is filled in when zero.
+// the last image a dump writes. It seals the data images not yet sealed
+// (SealData). The inventory is synced with the rest, and the dump then
+// takes the place of the image directory (a previous dump there is
+// replaced at once, and removed). After a crash the directory holds
+// either the old dump or the new one, each complete. inv.FormatVersion is
+// filled in when zero, and inv.DumpId is set to the dump's ID.
 func (d *Dir) WriteInventory(inv *gocrpb.Inventory) error {
+	inv = proto.Clone(inv).(*gocrpb.Inventory)
 	switch inv.GetFormatVersion() {
 	case 0:
-		inv = proto.Clone(inv).(*gocrpb.Inventory)
 		inv.FormatVersion = FormatVersion
 	case FormatVersion:
 	default:
 		return fmt.Errorf("write inventory: format_version %d, this gocr writes format %d", inv.GetFormatVersion(), FormatVersion)
+	}
+	if d.w == nil || d.w.committed || d.w.closed {
+		return fmt.Errorf("write inventory: %s is not a dump being written", d.Path)
+	}
+	inv.DumpId = d.id[:]
+	if err := d.SealData(); err != nil {
+		return fmt.Errorf("write inventory: %w", err)
 	}
 	if err := checkInventory(inv); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
@@ -277,7 +303,7 @@ func (d *Dir) WriteInventory(inv *gocrpb.Inventory) error {
 	if err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
-	if err := writeRecordFile(f, kindInventory, inv); err != nil {
+	if err := writeRecordFile(f, kindInventory, d.id, inv); err != nil {
 		return fmt.Errorf("write inventory: %w", err)
 	}
 	if err := d.commit(); err != nil {

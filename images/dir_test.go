@@ -243,6 +243,9 @@ func TestFinishPagesChecksSize(t *testing.T) {
 	if err := FinishPages(f, 4096); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.SealData(); err != nil {
+		t.Fatal(err)
+	}
 	_, size, err := d.OpenPages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,12 +20,13 @@ import (
 // name, so gocr never misreads images from a newer or an older one. Format
 // 2 added page streams (PageRange.stream and pages-PID.S.img); format 3
 // gave each kind of file its own message (the Fd.kind oneof), which older
-// files images cannot be read as.
-const FormatVersion = 3
+// files images cannot be read as; format 4 put the dump ID in every
+// header and checksums over all page data (integrity.go).
+const FormatVersion = 4
 
 // MinFormatVersion is the oldest format this gocr reads. No release has
 // been made, so older dumps are refused rather than converted.
-const MinFormatVersion = 3
+const MinFormatVersion = 4
 
 // MaxPageStreams is how many page images one process's memory may be split
 // over (PageRange.stream < MaxPageStreams).
@@ -40,8 +40,11 @@ const PagesDataOffset = 4096
 // magic opens every image file. The NUL keeps it from being mistaken for text.
 const magic = "GOCRIMG\x00"
 
-// fileHeaderSize is magic + u32 format version + u32 kind.
-const fileHeaderSize = len(magic) + 4 + 4
+// fileHeaderSize is magic + u32 format version + u32 kind + the dump ID.
+const fileHeaderSize = len(magic) + 4 + 4 + dumpIDSize
+
+// dumpIDOffset is where the dump ID sits in every file header.
+const dumpIDOffset = len(magic) + 4 + 4
 
 // recordHeaderSize is u32 payload length + u32 CRC32-C of the payload.
 const recordHeaderSize = 4 + 4
@@ -71,6 +74,9 @@ const (
 	kindFiles     kind = 4
 	kindPagemap   kind = 5
 	kindPages     kind = 6
+	kindMemfd     kind = 7
+	kindSavedFile kind = 8
+	kindSysvShm   kind = 9
 )
 
 func (k kind) String() string {
@@ -87,6 +93,12 @@ func (k kind) String() string {
 		return "pagemap"
 	case kindPages:
 		return "pages"
+	case kindMemfd:
+		return "memfd"
+	case kindSavedFile:
+		return "saved file"
+	case kindSysvShm:
+		return "System V segment"
 	}
 	return fmt.Sprintf("unknown kind %d", uint32(k))
 }
@@ -97,7 +109,10 @@ func (k kind) String() string {
 type FormatError struct {
 	Path   string
 	Reason string
+	Err    error // what kind of problem, when one is named (ErrMixedDumps)
 }
+
+func (e *FormatError) Unwrap() error { return e.Err }
 
 func (e *FormatError) Error() string {
 	return fmt.Sprintf("image %s: %s", e.Path, e.Reason)
@@ -111,14 +126,26 @@ func formatErrorf(path, format string, args ...any) *FormatError {
 // directory without inventory.img: a dump that failed or is still running.
 var ErrIncompleteDump = errors.New("not a complete gocr dump (no inventory.img)")
 
-func appendFileHeader(b []byte, k kind) []byte {
+func appendFileHeader(b []byte, k kind, id DumpID) []byte {
 	b = append(b, magic...)
 	b = binary.LittleEndian.AppendUint32(b, FormatVersion)
-	return binary.LittleEndian.AppendUint32(b, uint32(k))
+	b = binary.LittleEndian.AppendUint32(b, uint32(k))
+	return append(b, id[:]...)
+}
+
+// checkHeader validates the file header at the start of hdr, which holds
+// at least fileHeaderSize bytes: magic, version, kind, and the dump ID,
+// which must be d's (the inventory's) once d knows it.
+func (d *Dir) checkHeader(path string, hdr []byte, want kind) error {
+	if err := checkFileHeader(path, hdr, want); err != nil {
+		return err
+	}
+	return d.checkDumpID(path, headerDumpID(hdr))
 }
 
 // checkFileHeader validates the magic, version and kind at the start of hdr,
-// which holds at least fileHeaderSize bytes.
+// which holds at least fileHeaderSize bytes. The version is checked
+// before anything that follows it, whose layout it decides.
 func checkFileHeader(path string, hdr []byte, want kind) error {
 	if string(hdr[:len(magic)]) != magic {
 		return formatErrorf(path, "not a gocr image (bad magic %q)", hdr[:len(magic)])
@@ -148,11 +175,12 @@ type recordWriter struct {
 	buf   []byte
 }
 
-// newRecordWriter writes the file header of an image of kind k to f, a
-// new file (Dir.create), and returns the writer that owns it.
-func newRecordWriter(f *os.File, k kind) (*recordWriter, error) {
+// newRecordWriter writes the file header of an image of kind k of the
+// dump id to f, a new file (Dir.create), and returns the writer that owns
+// it.
+func newRecordWriter(f *os.File, k kind, id DumpID) (*recordWriter, error) {
 	rw := &recordWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
-	if _, err := rw.w.Write(appendFileHeader(nil, k)); err != nil {
+	if _, err := rw.w.Write(appendFileHeader(nil, k, id)); err != nil {
 		rw.abandon()
 		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
@@ -213,10 +241,10 @@ func (rw *recordWriter) abandon() {
 	_ = rw.f.Close()
 }
 
-// writeRecordFile writes a whole image of kind k holding msgs to f, a new
-// file, and closes it.
-func writeRecordFile(f *os.File, k kind, msgs ...proto.Message) error {
-	rw, err := newRecordWriter(f, k)
+// writeRecordFile writes a whole image of kind k of the dump id holding
+// msgs to f, a new file, and closes it.
+func writeRecordFile(f *os.File, k kind, id DumpID, msgs ...proto.Message) error {
+	rw, err := newRecordWriter(f, k, id)
 	if err != nil {
 		return err
 	}
@@ -231,28 +259,53 @@ func writeRecordFile(f *os.File, k kind, msgs ...proto.Message) error {
 
 // readRecordFile reads the image name in d, of kind k, calling each with
 // every record's payload (valid only during the call). It returns a
-// *FormatError for any framing problem and for any error each returns
-// that is not an I/O error (decode failures).
+// *FormatError for any framing problem, for a dump ID other than d's, and
+// for any error each returns that is not an I/O error (decode failures).
 func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) error) error {
+	_, err := d.readRecordFileID(name, k, each)
+	return err
+}
+
+// readRecordFileID is readRecordFile that also returns the dump ID in the
+// file's header.
+func (d *Dir) readRecordFileID(name string, k kind, each func(payload []byte) error) (DumpID, error) {
+	var id DumpID
 	f, err := d.openImage(name)
 	if err != nil {
-		return err
+		return id, err
 	}
 	defer f.Close()
 	path := f.Name()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
+		return id, fmt.Errorf("stat %s: %w", path, err)
 	}
 	r := bufio.NewReaderSize(f, 256<<10)
 
 	var hdr [fileHeaderSize]byte
-	if err := readFull(path, r, hdr[:], "file header"); err != nil {
-		return err
+	// The version first: a header of another format has another size.
+	if err := readFull(path, r, hdr[:dumpIDOffset], "file header"); err != nil {
+		return id, err
 	}
 	if err := checkFileHeader(path, hdr[:], k); err != nil {
-		return err
+		return id, err
 	}
+	if err := readFull(path, r, hdr[dumpIDOffset:], "file header"); err != nil {
+		return id, err
+	}
+	id = headerDumpID(hdr[:])
+	if k != kindInventory {
+		if err := d.checkDumpID(path, id); err != nil {
+			return id, err
+		}
+	}
+	err = readRecords(path, r, st.Size(), each)
+	return id, err
+}
+
+// readRecords reads the records that follow the file header from r, a
+// file of size bytes.
+func readRecords(path string, r *bufio.Reader, size int64, each func(payload []byte) error) error {
 
 	var payload []byte
 	off := int64(fileHeaderSize) // where the next record header starts
@@ -287,8 +340,8 @@ func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) erro
 		// every read allocate up to maxRecordSize (seen while seeding the
 		// fuzz targets).
 		off += recordHeaderSize
-		if int64(length) > st.Size()-off {
-			return formatErrorf(path, "truncated in record %d payload (length %d, %d bytes left)", n, length, max(st.Size()-off, 0))
+		if int64(length) > size-off {
+			return formatErrorf(path, "truncated in record %d payload (length %d, %d bytes left)", n, length, max(size-off, 0))
 		}
 		off += int64(length)
 		if cap(payload) < int(length) {
@@ -323,8 +376,14 @@ func readFull(path string, r io.Reader, b []byte, what string) error {
 // readOne reads the image name in d, of kind k, which must hold exactly
 // one record, into m.
 func (d *Dir) readOne(name string, k kind, m proto.Message) error {
+	_, err := d.readOneID(name, k, m)
+	return err
+}
+
+// readOneID is readOne that also returns the dump ID in the header.
+func (d *Dir) readOneID(name string, k kind, m proto.Message) (DumpID, error) {
 	n := 0
-	err := d.readRecordFile(name, k, func(payload []byte) error {
+	id, err := d.readRecordFileID(name, k, func(payload []byte) error {
 		n++
 		if n > 1 {
 			return fmt.Errorf("a %v image holds one record, found more", k)
@@ -335,77 +394,10 @@ func (d *Dir) readOne(name string, k kind, m proto.Message) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return id, err
 	}
 	if n == 0 {
-		return formatErrorf(d.file(name), "a %v image holds one record, found none", k)
+		return id, formatErrorf(d.file(name), "a %v image holds one record, found none", k)
 	}
-	return nil
-}
-
-// ErrUntrusted is wrapped by the error for an image that a user other than
-// the one running gocr (or root) could have written: such a user could
-// make a restore run anything as the restoring user.
-var ErrUntrusted = errors.New("another user could have written it (--trust-images reads it anyway)")
-
-// openImage opens the image name in d for reading. Anything but a regular
-// file is refused at once, before it is opened: a FIFO would block the
-// open and every read, a device would be opened with whatever that does,
-// a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
-// O_NONBLOCK, in case the name was changed meanwhile into a link or a FIFO
-// (open(2): "O_NONBLOCK ... has no effect for regular files"; fifo(7): a
-// non-blocking open for reading succeeds at once), and what was opened is
-// checked again with fstat. Unless d trusts every image, one that another
-// user could have written (ErrUntrusted) is refused too.
-func (d *Dir) openImage(name string) (*os.File, error) {
-	path := d.file(name)
-	dirfd, rel := d.at(name)
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, rel, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
-	}
-	fd, err := unix.Openat(dirfd, rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, formatErrorf(path, "is a symbolic link, not a regular file")
-	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	if err := checkImageFile(fd, path, d.trust); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	// Back to ordinary reads before Go's os.File sees the descriptor.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
-// checkImageFile checks the open image fd: a regular file and, unless
-// trust, one that only the user running gocr or root could have written
-// (its owner, as an owner can always chmod; no group or other write bit).
-func checkImageFile(fd int, path string, trust bool) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
-	}
-	if trust {
-		return nil
-	}
-	uid := uint32(os.Geteuid())
-	switch {
-	case st.Uid != uid && st.Uid != 0:
-		return fmt.Errorf("image %s is owned by uid %d, not by you (uid %d) or root: %w", path, st.Uid, uid, ErrUntrusted)
-	case st.Mode&0o022 != 0:
-		return fmt.Errorf("image %s is writable by its group or all users (mode %#o): %w", path, st.Mode&0o7777, ErrUntrusted)
-	}
-	return nil
+	return id, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,7 +24,9 @@ import (
 // other error is possible), and that what is accepted is what the format
 // allows and re-marshals to the same message. The seeds are the images of
 // the sample dump (writeSampleDump), whole and cut or changed in the
-// places the format checks; crashers found live in testdata/fuzz.
+// places the format checks. testdata/fuzz holds more seeds (format 4
+// images, intact, of another dump, with page data changed) and any
+// crasher found.
 
 // sampleImages returns every file of a sample dump, by name.
 func sampleImages(f *testing.F) map[string][]byte {
@@ -73,7 +76,7 @@ func writeImage(t *testing.T, name string, b []byte) *Dir {
 	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &Dir{Path: dir}
+	return sampleDir(dir)
 }
 
 // requireFormatErr fails t unless err is a *FormatError on one line.
@@ -93,10 +96,10 @@ func requireFormatErr(t *testing.T, err error) {
 func rewrite(t *testing.T, name string, k kind, msgs ...proto.Message) *Dir {
 	t.Helper()
 	dir := t.TempDir()
-	if err := writeRecordFile(newFile(t, filepath.Join(dir, name)), k, msgs...); err != nil {
+	if err := writeRecordFile(newFile(t, filepath.Join(dir, name)), k, sampleDumpID, msgs...); err != nil {
 		t.Fatalf("re-marshal %s: %v", name, err)
 	}
-	return &Dir{Path: dir}
+	return sampleDir(dir)
 }
 
 func requireEqual(t *testing.T, what string, want, got proto.Message) {
@@ -120,7 +123,15 @@ func FuzzInventoryImage(f *testing.F) {
 		if err := checkInventory(inv); err != nil {
 			t.Fatalf("accepted an invalid inventory: %v", err)
 		}
-		again, err := rewrite(t, inventoryName, kindInventory, inv).readInventory()
+		if hdr := headerDumpID(b); DumpID(inv.GetDumpId()) != hdr {
+			t.Fatalf("accepted an inventory recording dump %x in an image of dump %v", inv.GetDumpId(), hdr)
+		}
+		// The inventory is the one image that says which dump it is.
+		dir := t.TempDir()
+		if err := writeRecordFile(newFile(t, filepath.Join(dir, inventoryName)), kindInventory, DumpID(inv.GetDumpId()), inv); err != nil {
+			t.Fatalf("re-marshal: %v", err)
+		}
+		again, err := (&Dir{Path: dir}).readInventory()
 		if err != nil {
 			t.Fatalf("re-read: %v", err)
 		}
@@ -203,8 +214,11 @@ func FuzzPagesHeader(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add(good[:PagesDataOffset])
-	f.Add(pagesHeader(0))
-	f.Add(pagesHeader(-1))
+	f.Add(samplePagesHeader(0))
+	f.Add(samplePagesHeader(-1))
+	// A header whose chunk size makes the checksums the bulk of the file.
+	small := &dataHeader{kind: kindPages, id: sampleDumpID, size: int64(len(good)) - PagesDataOffset - 4, chunk: minChunkSize, subject: testPid}
+	f.Add(append(small.encode(), good[PagesDataOffset:]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, size, err := writeImage(t, pagesName(testPid, 0), b).OpenPages(testPid, 0)
 		if err != nil {
@@ -212,11 +226,25 @@ func FuzzPagesHeader(f *testing.F) {
 			return
 		}
 		defer file.Close()
-		if size != int64(len(b))-PagesDataOffset {
-			t.Fatalf("data size %d, file holds %d after the header", size, len(b)-PagesDataOffset)
+		h, err := decodeDataHeader("fuzz", b, kindPages)
+		if err != nil {
+			t.Fatalf("accepted a header that does not decode: %v", err)
 		}
-		if !bytes.Equal(b[:PagesDataOffset], pagesHeader(size)) {
+		if size != h.size || int64(len(b)) != h.fileSize() {
+			t.Fatalf("data size %d, file of %d bytes, header says %d and %d", size, len(b), h.size, h.fileSize())
+		}
+		if !bytes.Equal(b[:PagesDataOffset], h.encode()) {
 			t.Fatalf("accepted a header that is not what a dump writes for %d bytes", size)
+		}
+		if h.id != sampleDumpID || h.subject != testPid || h.stream != 0 {
+			t.Fatalf("accepted the pages of dump %v, pid %d, stream %d", h.id, h.subject, h.stream)
+		}
+		for c := range h.chunks() {
+			start := PagesDataOffset + c*h.chunk
+			data := b[start:min(start+h.chunk, PagesDataOffset+h.size)]
+			if got, want := crc32.Checksum(data, castagnoli), le.Uint32(b[h.fileSize()-sumSize*(h.chunks()-c):]); got != want {
+				t.Fatalf("accepted chunk %d with checksum %#x, its data sums to %#x", c, want, got)
+			}
 		}
 		if off, err := file.Seek(0, 1); err != nil || off != PagesDataOffset {
 			t.Fatalf("left at %d (%v), want %d", off, err, PagesDataOffset)
@@ -266,7 +294,7 @@ func FuzzShow(f *testing.F) {
 		}
 		var out bytes.Buffer
 		err := Show(dir, &out, OpenOptions{})
-		readErr := showReaders[name](&Dir{Path: dir})
+		readErr := showReaders[name](sampleDir(dir))
 		if readErr != nil && err == nil {
 			t.Fatalf("show passed a bad %s (%v):\n%s", name, readErr, out.String())
 		}
@@ -292,7 +320,7 @@ func pagemapBytes(tb testing.TB, ranges ...*gocrpb.PageRange) []byte {
 	for i, r := range ranges {
 		msgs[i] = r
 	}
-	if err := writeRecordFile(f, kindPagemap, msgs...); err != nil {
+	if err := writeRecordFile(f, kindPagemap, sampleDumpID, msgs...); err != nil {
 		tb.Fatal(err)
 	}
 	b, err := os.ReadFile(path)

@@ -14,6 +14,21 @@ import (
 
 const testPid = 4242
 
+// sampleDumpID is the ID of every sample dump, fixed so that the images,
+// and the fuzz seeds made of them, are the same every run.
+var sampleDumpID = DumpID{0x67, 0x6f, 0x63, 0x72, 0x2d, 0x74, 0x65, 0x73, 0x74, 0x2d, 0x64, 0x75, 0x6d, 0x70, 0x69, 0x64}
+
+// sampleDir reads images of the sample dump in dir as a Dir from Open
+// does: knowing the dump's ID.
+func sampleDir(dir string) *Dir { return &Dir{Path: dir, id: sampleDumpID, idKnown: true} }
+
+// samplePagesHeader is the header of the sample dump's page image of
+// testPid, stream 0, sealed with size bytes of data.
+func samplePagesHeader(size int64) []byte {
+	h := &dataHeader{kind: kindPages, id: sampleDumpID, size: size, chunk: dataChunkSize, subject: testPid}
+	return h.encode()
+}
+
 func sampleInventory() *gocrpb.Inventory {
 	return &gocrpb.Inventory{
 		FormatVersion:  FormatVersion,
@@ -112,6 +127,7 @@ func writeSampleDump(t testing.TB, dir string) *Dir {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.id = sampleDumpID
 	t.Cleanup(func() { d.Close() })
 	for _, task := range []*gocrpb.Task{sampleTask(), sampleZombie()} {
 		if err := d.WriteTask(task); err != nil {
@@ -164,7 +180,9 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(sampleInventory(), d.Inventory(), protocmp.Transform()); diff != "" {
+	wantInv := sampleInventory()
+	wantInv.DumpId = sampleDumpID[:]
+	if diff := cmp.Diff(wantInv, d.Inventory(), protocmp.Transform()); diff != "" {
 		t.Errorf("inventory (-want +got):\n%s", diff)
 	}
 	task, err := d.ReadTask(testPid)
@@ -205,7 +223,8 @@ func TestRoundTrip(t *testing.T) {
 	if size != int64(len(want)) {
 		t.Errorf("pages data size = %d, want %d", size, len(want))
 	}
-	got, err := io.ReadAll(f)
+	// The data's checksums follow it.
+	got, err := io.ReadAll(io.LimitReader(f, size))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func TestNonRegularImageRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.make(t, path)
-				err := within(t, "reading "+name, func() error { return reader(name)(&Dir{Path: dir}) })
+				err := within(t, "reading "+name, func() error { return reader(name)(sampleDir(dir)) })
 				fe := requireFormatError(t, err, name)
 				if fe.Path != path || !strings.Contains(fe.Reason, c.want) {
 					t.Errorf("reading %s: %v, want it named and %q", name, err, c.want)
@@ -115,11 +115,13 @@ func TestUntrustedImageRefused(t *testing.T) {
 				dir := copyOf(t, src)
 				path := filepath.Join(dir, name)
 				c.change(t, path)
-				err := reader(name)(&Dir{Path: dir})
+				err := reader(name)(sampleDir(dir))
 				if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.want) {
 					t.Errorf("reading %s: %v, want ErrUntrusted naming it and saying %q", name, err, c.want)
 				}
-				if err := reader(name)(&Dir{Path: dir, trust: true}); err != nil {
+				trusting := sampleDir(dir)
+				trusting.trust = true
+				if err := reader(name)(trusting); err != nil {
 					t.Errorf("reading %s with images trusted: %v", name, err)
 				}
 				var out bytes.Buffer

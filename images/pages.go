@@ -1,11 +1,11 @@
 package images
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,7 +28,7 @@ func (d *Dir) CreatePagemap(pid int) (*PagemapWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
 	}
-	rw, err := newRecordWriter(f, kindPagemap)
+	rw, err := newRecordWriter(f, kindPagemap, d.id)
 	if err != nil {
 		return nil, fmt.Errorf("create pagemap image of pid %d: %w", pid, err)
 	}
@@ -85,9 +85,16 @@ func (d *Dir) ReadPagemap(pid int) ([]*gocrpb.PageRange, error) {
 	return ranges, nil
 }
 
-// The pages header is the common file header followed by the u64 LE size of
-// the page data; the rest of the first page is zero and reserved.
-const pagesDataSizeOffset = fileHeaderSize
+// A data image (a page image or a memfd image) is written in three steps:
+// created with a header recording no data (CreatePages, CreateMemfd),
+// its data written by the caller after PagesDataOffset and its size
+// recorded (FinishPages), and, once every image is written, sealed
+// (SealData, or WriteInventory): each chunk of its data checksummed, the
+// checksums appended, the header completed with its own checksum, and
+// the file synced. Sealing reads the data back from the page cache, after
+// the processes were released with --leave-running, so their freeze does
+// not grow by it; sealing every image at once spreads the work over every
+// CPU.
 
 // CreatePages creates the page image of pid's page stream (pages-PID.img
 // for stream 0, pages-PID.S.img for S > 0) with a header recording no
@@ -101,7 +108,7 @@ func (d *Dir) CreatePages(pid, stream int) (*os.File, error) {
 	if stream < 0 || stream >= MaxPageStreams {
 		return nil, fmt.Errorf("create pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
 	}
-	f, err := d.createData(pagesName(pid, stream))
+	f, err := d.createData(pagesName(pid, stream), &dataHeader{kind: kindPages, stream: uint32(stream), subject: uint64(pid)})
 	if err != nil {
 		return nil, fmt.Errorf("create pages image of pid %d: %w", pid, err)
 	}
@@ -112,16 +119,16 @@ func (d *Dir) CreatePages(pid, stream int) (*os.File, error) {
 // image format (data at the same offsets as in the memfd, holes kept as
 // holes); FinishPages completes it.
 func (d *Dir) CreateMemfd(id uint64) (*os.File, error) {
-	f, err := d.createData(memfdName(id))
+	f, err := d.createData(memfdName(id), &dataHeader{kind: kindMemfd, subject: id})
 	if err != nil {
 		return nil, fmt.Errorf("create memfd image %d: %w", id, err)
 	}
 	return f, nil
 }
 
-// OpenMemfd opens memfd-ID.img like OpenPages.
+// OpenMemfd opens memfd-ID.img like OpenPages: its data verified.
 func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
-	f, size, err := d.openData(memfdName(id))
+	f, size, err := d.openData(memfdName(id), &dataHeader{kind: kindMemfd, subject: id})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open memfd image %d: %w", id, err)
 	}
@@ -130,46 +137,28 @@ func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
 
 func memfdName(id uint64) string { return fmt.Sprintf("memfd-%d.img", id) }
 
-func (d *Dir) createData(name string) (*os.File, error) {
+// createData creates the data image name with the header h (of this
+// dump, no data yet) and remembers it for SealData.
+func (d *Dir) createData(name string, h *dataHeader) (*os.File, error) {
+	h.id = d.id
 	f, err := d.create(name)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(pagesHeader(0)); err != nil {
+	if _, err := f.Write(h.encode()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
 	}
+	d.mu.Lock()
+	d.w.data = append(d.w.data, name)
+	d.mu.Unlock()
 	return f, nil
 }
 
-// openData opens a file in the page image format (a page image or a
-// memfd image), checks it and leaves it at PagesDataOffset.
-func (d *Dir) openData(name string) (*os.File, int64, error) {
-	f, err := d.openImage(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	size, err := checkPagesFile(f)
-	if err == nil {
-		_, err = f.Seek(PagesDataOffset, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, size, nil
-}
-
-func pagesHeader(dataSize int64) []byte {
-	hdr := make([]byte, PagesDataOffset)
-	appendFileHeader(hdr[:0], kindPages)
-	binary.LittleEndian.PutUint64(hdr[pagesDataSizeOffset:], uint64(dataSize))
-	return hdr
-}
-
 // FinishPages records dataSize, the number of page-data bytes written after
-// PagesDataOffset, in the header of a file from CreatePages, and fsyncs it.
-// It checks the file really is that long. The caller still closes f.
+// PagesDataOffset, in the header of a file from CreatePages or
+// CreateMemfd. It checks the file really is that long. The caller still
+// closes f; SealData checksums and syncs it.
 func FinishPages(f *os.File, dataSize int64) error {
 	if dataSize < 0 {
 		return fmt.Errorf("finish pages image %s: negative data size %d", f.Name(), dataSize)
@@ -182,63 +171,149 @@ func FinishPages(f *os.File, dataSize int64) error {
 		return fmt.Errorf("finish pages image %s: file is %d bytes, header+data would be %d", f.Name(), st.Size(), want)
 	}
 	var size [8]byte
-	binary.LittleEndian.PutUint64(size[:], uint64(dataSize))
-	if _, err := f.WriteAt(size[:], int64(pagesDataSizeOffset)); err != nil {
+	le.PutUint64(size[:], uint64(dataSize))
+	if _, err := f.WriteAt(size[:], int64(dataSizeOffset)); err != nil {
 		return fmt.Errorf("finish pages image %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("finish pages image: fsync %s: %w", f.Name(), err)
 	}
 	return nil
 }
 
+// openData opens the data image name, expected to have the kind, stream
+// and subject of want, checks its header (of this dump) and its length,
+// verifies every chunk of its data against its checksum, and leaves it at
+// PagesDataOffset.
+func (d *Dir) openData(name string, want *dataHeader) (*os.File, int64, error) {
+	f, err := d.openImage(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	h, err := d.checkData(f, want)
+	if err == nil {
+		_, err = f.Seek(PagesDataOffset, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, h.size, nil
+}
+
+// checkData checks the open data image f as openData does.
+func (d *Dir) checkData(f *os.File, want *dataHeader) (*dataHeader, error) {
+	path := f.Name()
+	hdr := make([]byte, PagesDataOffset)
+	n, err := f.ReadAt(hdr, 0)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n < dumpIDOffset {
+		return nil, formatErrorf(path, "truncated in file header")
+	}
+	// The version first: a header of another format has another layout.
+	if err := checkFileHeader(path, hdr, want.kind); err != nil {
+		return nil, err
+	}
+	if n < PagesDataOffset {
+		return nil, formatErrorf(path, "truncated in pages header (%d of %d bytes)", n, PagesDataOffset)
+	}
+	h, err := decodeDataHeader(path, hdr, want.kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.checkDumpID(path, h.id); err != nil {
+		return nil, err
+	}
+	if h.subject != want.subject || h.stream != want.stream {
+		what := fmt.Sprintf("page stream %d of pid %d", h.stream, h.subject)
+		if h.kind != kindPages {
+			what = fmt.Sprintf("%s %d", h.kind, h.subject)
+		}
+		return nil, formatErrorf(path, "holds %s, but its name says otherwise", what)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if want := h.fileSize(); st.Size() != want {
+		return nil, formatErrorf(path, "header promises %d data bytes and %d checksums (a file of %d bytes), file is %d bytes", h.size, h.chunks(), want, st.Size())
+	}
+	df := &dataFile{fd: int(f.Fd()), path: path, hdr: h}
+	sums := make([]byte, sumSize*h.chunks())
+	if _, err := f.ReadAt(sums, PagesDataOffset+h.size); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	for i := 0; i < len(sums); i += sumSize {
+		df.sums = append(df.sums, le.Uint32(sums[i:]))
+	}
+	if e := sumChunks([]*dataFile{df}, true); e != nil {
+		if e.err != nil {
+			return nil, e.err
+		}
+		start := int64(e.chunk) * h.chunk
+		end := min(start+h.chunk, h.size)
+		return nil, formatErrorf(path, "page data bytes %#x-%#x (chunk %d of %d%s): checksum mismatch (stored %#08x, computed %#08x)",
+			start, end, e.chunk, h.chunks(), d.pagesAt(h, start, end), e.stored, e.got)
+	}
+	return h, nil
+}
+
+// pagesAt names, for a message, the pages of a page image's data bytes
+// start to end, from the pid's page map: ", pages 0xA-0xB". A memfd
+// image's bytes are its offsets, already named; a page map that cannot
+// be read names nothing.
+func (d *Dir) pagesAt(h *dataHeader, start, end int64) string {
+	if h.kind != kindPages {
+		return ""
+	}
+	ranges, err := d.ReadPagemap(int(h.subject))
+	if err != nil {
+		return ""
+	}
+	pageSize := int64(4096)
+	if inv := d.Inventory(); inv != nil && inv.GetPageSize() != 0 {
+		pageSize = int64(inv.GetPageSize())
+	}
+	const named = 3 // more would not fit on a line
+	var spans []string
+	count := 0
+	var off int64 // where the next range of the stream starts in the data
+	for _, r := range ranges {
+		if r.GetStream() != h.stream {
+			continue
+		}
+		n := int64(r.GetNrPages()) * pageSize
+		if off < end && start < off+n {
+			count++
+			if count <= named {
+				a := r.GetVaddr() + uint64(max(start-off, 0))
+				b := r.GetVaddr() + uint64(min(end, off+n)-off)
+				spans = append(spans, fmt.Sprintf("%#x-%#x", a, b))
+			}
+		}
+		off += n
+	}
+	if count == 0 {
+		return ""
+	}
+	more := ""
+	if count > named {
+		more = fmt.Sprintf(" and %d more ranges", count-named)
+	}
+	return ", pages " + strings.Join(spans, ", ") + more
+}
+
 // OpenPages opens the page image of pid's page stream for reading,
-// validates its header and that the file holds exactly the data the header
-// promises, and returns it positioned at PagesDataOffset with the data
+// validates its header, that the file holds exactly the data and
+// checksums the header promises, and every chunk of its data against its
+// checksum, and returns it positioned at PagesDataOffset with the data
 // size. The caller closes it.
 func (d *Dir) OpenPages(pid, stream int) (*os.File, int64, error) {
 	if stream < 0 || stream >= MaxPageStreams {
 		return nil, 0, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
 	}
-	f, size, err := d.openData(pagesName(pid, stream))
+	f, size, err := d.openData(pagesName(pid, stream), &dataHeader{kind: kindPages, stream: uint32(stream), subject: uint64(pid)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
 	}
 	return f, size, nil
-}
-
-// checkPagesFile validates an open pages image and returns its data size.
-func checkPagesFile(f *os.File) (int64, error) {
-	path := f.Name()
-	hdr := make([]byte, PagesDataOffset)
-	n, err := f.ReadAt(hdr, 0)
-	if err != nil && err != io.EOF {
-		return 0, fmt.Errorf("read %s: %w", path, err)
-	}
-	if n < fileHeaderSize {
-		return 0, formatErrorf(path, "truncated in file header")
-	}
-	if err := checkFileHeader(path, hdr, kindPages); err != nil {
-		return 0, err
-	}
-	if n < PagesDataOffset {
-		return 0, formatErrorf(path, "truncated in pages header (%d of %d bytes)", n, PagesDataOffset)
-	}
-	for _, b := range hdr[pagesDataSizeOffset+8:] {
-		if b != 0 {
-			return 0, formatErrorf(path, "reserved header bytes are not zero")
-		}
-	}
-	size := binary.LittleEndian.Uint64(hdr[pagesDataSizeOffset:])
-	if size > math.MaxInt64-PagesDataOffset {
-		return 0, formatErrorf(path, "data size %d is impossible", size)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if want := PagesDataOffset + int64(size); st.Size() != want {
-		return 0, formatErrorf(path, "header promises %d data bytes (file of %d bytes), file is %d bytes", size, want, st.Size())
-	}
-	return int64(size), nil
 }

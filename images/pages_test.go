@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -79,6 +80,10 @@ func TestPageStreamImages(t *testing.T) {
 	if len(ranges) != 2 || ranges[1].GetStream() != 1 {
 		t.Errorf("page map read back as %v", ranges)
 	}
+	// A discarded stream is not sealed: it is gone.
+	if err := d.SealData(); err != nil {
+		t.Fatal(err)
+	}
 	_, size, err := d.OpenPages(testPid, 1)
 	if err != nil || size != 8192 {
 		t.Errorf("OpenPages stream 1: size %d, %v; want 8192", size, err)
@@ -110,5 +115,50 @@ func TestPageStreamImages(t *testing.T) {
 	}
 	if _, err := bad.ReadPagemap(testPid); err == nil || !strings.Contains(err.Error(), "stream") {
 		t.Errorf("a page map naming stream %d read as %v, want an error about the stream", MaxPageStreams, err)
+	}
+}
+
+// TestSparseDataImage: a memfd image keeps holes as holes; a chunk that
+// is all hole is summed as zeros without being read, and data written
+// into a hole afterwards is caught, naming the chunk.
+func TestSparseDataImage(t *testing.T) {
+	d, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Abort()
+	f, err := d.CreateMemfd(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 8 << 20
+	page := bytes.Repeat([]byte{0xa5}, 4096)
+	for _, off := range []int64{0, 5 << 20} {
+		if _, err := f.WriteAt(page, PagesDataOffset+off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(PagesDataOffset + size); err != nil {
+		t.Fatal(err)
+	}
+	if err := FinishPages(f, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SealData(); err != nil {
+		t.Fatal(err)
+	}
+	img, got, err := d.OpenMemfd(7)
+	if err != nil || got != size {
+		t.Fatalf("OpenMemfd: size %d, %v; want %d", got, err, size)
+	}
+	img.Close()
+	if _, err := f.WriteAt([]byte{1}, PagesDataOffset+3<<20+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, _, err = d.OpenMemfd(7)
+	fe := requireFormatError(t, err, "a byte written into a hole")
+	if want := "page data bytes 0x300000-0x400000 (chunk 3 of 8): checksum mismatch"; !strings.Contains(fe.Reason, want) {
+		t.Errorf("reason %q, want it to contain %q", fe.Reason, want)
 	}
 }

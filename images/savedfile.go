@@ -12,7 +12,7 @@ func savedFileName(id uint64) string { return fmt.Sprintf("file-%d.img", id) }
 // CreateSavedFile creates file-ID.img in the pages image format (data at
 // the file's own offsets, holes kept as holes); FinishPages completes it.
 func (d *Dir) CreateSavedFile(id uint64) (*os.File, error) {
-	f, err := d.createData(savedFileName(id))
+	f, err := d.createData(savedFileName(id), &dataHeader{kind: kindSavedFile, subject: id})
 	if err != nil {
 		return nil, fmt.Errorf("create saved file image %d: %w", id, err)
 	}
@@ -21,7 +21,7 @@ func (d *Dir) CreateSavedFile(id uint64) (*os.File, error) {
 
 // OpenSavedFile opens file-ID.img like OpenPages.
 func (d *Dir) OpenSavedFile(id uint64) (*os.File, int64, error) {
-	f, size, err := d.openData(savedFileName(id))
+	f, size, err := d.openData(savedFileName(id), &dataHeader{kind: kindSavedFile, subject: id})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open saved file image %d: %w", id, err)
 	}

@@ -22,10 +22,10 @@ import (
 // perPidImage matches the names of per-process images (and of the memfd
 // and saved file images, numbered by their own ids).
 // The optional .S after the pid is a page stream (pages-PID.S.img).
-var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd|file)-([0-9]+)(?:\.([0-9]+))?\.img$`)
+var perPidImage = regexp.MustCompile(`^(task|mm|files|pagemap|pages|memfd|file|shm)-([0-9]+)(?:\.([0-9]+))?\.img$`)
 
 // showOrder sorts per-process kinds the way a restore reads them.
-var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5, "file": 6}
+var showOrder = map[string]int{"task": 0, "mm": 1, "files": 2, "pagemap": 3, "pages": 4, "memfd": 5, "file": 6, "shm": 7}
 
 // jsonOptions prints field names as the schema spells them, and zero values
 // too: in a register dump a zero is information, not noise.
@@ -55,6 +55,7 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 			return fmt.Errorf("show: %w", err)
 		}
 		defer d.Close()
+		d.learnDumpID()
 		name := filepath.Base(path)
 		if err := showFile(d, name, w); err != nil {
 			return fmt.Errorf("show %s: %w", path, err)
@@ -67,12 +68,14 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show: %w", err)
 	}
 	defer d.Close()
+	d.learnDumpID()
 	// Directories are listed too: one in place of an image is an error.
 	names, err := listNames(int(d.root.Fd()), path)
 	if err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
 	var bad []string
+	mixed := false
 	if !slices.Contains(names, inventoryName) {
 		fmt.Fprintf(w, "=== %s ===\nmissing: %v\n", inventoryName, ErrIncompleteDump)
 		bad = append(bad, inventoryName+" missing")
@@ -97,10 +100,15 @@ func Show(path string, w io.Writer, opts OpenOptions) error {
 		default:
 			fmt.Fprintf(w, "error: %v\n", err)
 			bad = append(bad, name)
+			mixed = mixed || errors.Is(err, ErrMixedDumps)
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("show %s: bad images: %s", path, strings.Join(bad, ", "))
+		why := ""
+		if mixed {
+			why = fmt.Sprintf(" (of another dump than %s: %v)", inventoryName, ErrMixedDumps)
+		}
+		return fmt.Errorf("show %s: bad images: %s%s", path, strings.Join(bad, ", "), why)
 	}
 	return nil
 }
@@ -134,6 +142,17 @@ func showContext(path string, w io.Writer, opts OpenOptions) error {
 		return errors.New(strings.ReplaceAll(err.Error(), tmp, path))
 	}
 	return nil
+}
+
+// learnDumpID takes the dump ID from d's inventory, when it can be read,
+// so that every image shown is checked against it as a restore checks it.
+func (d *Dir) learnDumpID() {
+	if inv, err := d.readInventory(); err == nil {
+		d.mu.Lock()
+		d.inventory = inv
+		d.mu.Unlock()
+		d.setDumpID(DumpID(inv.GetDumpId()))
+	}
 }
 
 // neededImages lists the images a restore of d would read, as far as the
@@ -171,6 +190,9 @@ func neededImages(d *Dir) []string {
 				names = append(names, savedFileName(sf.GetId()))
 			}
 		}
+	}
+	for _, shm := range inv.GetSysvIpc().GetShm() {
+		names = append(names, sysvShmName(uint64(shm.GetPerm().GetId())))
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
@@ -266,10 +288,13 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 		return pagemapJSON(d, pid)
 	case "pages":
 		return pagesJSON(d, pid, stream)
-	case "memfd", "file":
+	case "memfd", "file", "shm":
 		open := d.OpenMemfd
-		if m[1] == "file" {
+		switch m[1] {
+		case "file":
 			open = d.OpenSavedFile
+		case "shm":
+			open = d.OpenSysvShm
 		}
 		f, size, err := open(uint64(pid))
 		if err != nil {

@@ -34,6 +34,7 @@ typedef unsigned long size_t;
 #define __NR_rt_sigprocmask 14
 #define __NR_pread64 17
 #define __NR_madvise 28
+#define __NR_shmat 30
 #define __NR_getitimer 36
 #define __NR_setitimer 38
 #define __NR_getpid 39

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gocr/gocr/internal/cheader"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // abiDefines is every #define of c/abi.h with the Go constant that
@@ -30,10 +31,10 @@ var abiDefines = map[string]uint64{
 
 	"PARASITE_FRAME_OFF": frameOff,
 	// The parasite's reach into the rt_sigframe gocr builds
-	// (sigframe_amd64.go): the ucontext, which uc_flags opens, and
+	// (ptrace/sigframe_amd64.go): the ucontext, which uc_flags opens, and
 	// uc_stack.
-	"PARASITE_SIGFRAME_UC":       frUcFlags,
-	"PARASITE_SIGFRAME_UC_STACK": frUcStack,
+	"PARASITE_SIGFRAME_UC":       ptrace.SigframeUc,
+	"PARASITE_SIGFRAME_UC_STACK": ptrace.SigframeUcStack,
 
 	"PCMD_DUMP_STATE":    cmdDumpState,
 	"PCMD_DUMP_PAGES":    cmdDumpPages,
@@ -48,6 +49,9 @@ var abiDefines = map[string]uint64{
 	"PARASITE_SNAPSHOT_RSEQ_MAX":  snapshotRseqMax,
 	"PARASITE_FORK_STACK_TOP":     forkStackTop,
 	"PARASITE_SNAPSHOT_STACK_TOP": snapshotStackTop,
+	"PCMD_ATTRS":                  cmdAttrs,
+
+	"PARASITE_NODE_WORDS": nodeWords,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the
@@ -97,7 +101,21 @@ var abiLayout = map[string]uint64{
 	"parasite_thread_state.tid_address":     tsTidAddress,
 	"parasite_thread_state.tid_address_ret": tsTidAddressRet,
 	"parasite_thread_state.securebits":      tsSecurebits,
+	"parasite_thread_state.timer_slack":     tsTimerSlack,
+	"parasite_thread_state.tsc_ret":         tsTscRet,
+	"parasite_thread_state.tsc":             tsTsc,
+	"parasite_thread_state.cpuid":           tsCpuid,
+	"parasite_thread_state.mce_kill":        tsMceKill,
+	"parasite_thread_state.l1d_flush":       tsL1dFlush,
+	"parasite_thread_state.thread_keyring":  tsThreadKeyring,
 	"sizeof parasite_thread_state":          threadStateSize,
+
+	"parasite_attrs.thp_disable": atThpDisable, "parasite_attrs.memory_merge": atMemoryMerge,
+	"parasite_attrs.futex_slots": atFutexSlots, "parasite_attrs.keyrings": atKeyrings,
+	"parasite_attrs.user_session": atUserSession, "parasite_attrs.mempolicy_ret": atMempolicyRet,
+	"parasite_attrs.mempolicy_mode": atMempolicyMode, "parasite_attrs.mempolicy_nodes": atMempolicyNodes,
+	"parasite_attrs.timer_slack": atTimerSlack, "parasite_attrs.tsc_ret": atTscRet,
+	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "parasite_attrs.l1d_flush": atL1dFlush, "sizeof parasite_attrs": atSize,
 }
 
 // TestDefinesMatchC checks every #define of c/abi.h against abiDefines,

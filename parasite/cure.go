@@ -76,21 +76,15 @@ func (p *Parasite) removeInjected() (errs []error) {
 }
 
 // restoreThread brings the thread back to its event stop and puts back
-// what saveThread kept.
+// what the infection changed. The registers go back last (Finish): until
+// then they are the blob's, which cures itself, or the injection's, which
+// rt_sigreturn to the saved state, so gocr dying here still leaves the
+// thread as Infect found it.
 func (p *Parasite) restoreThread() (errs []error) {
-	if p.injected {
-		if err := p.t.ReturnToEventStop(p.pid); err != nil {
-			errs = append(errs, err)
-		}
-		p.injected = false
-	}
-	if err := p.t.SetRegs(p.pid, &p.saved); err != nil {
-		errs = append(errs, err)
-	}
 	if err := p.t.SetXstate(p.pid, p.savedXstate); err != nil {
 		errs = append(errs, err)
 	}
-	if err := p.t.SetSigmask(p.pid, p.savedMask); err != nil {
+	if err := p.inj.Finish(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

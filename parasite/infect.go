@@ -20,7 +20,8 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1},
 		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1,
 		sentFiles: map[uintptr]int64{}}
-	if err := p.saveThread(); err != nil {
+	// Nothing is changed in the thread until the first injected call.
+	if err := p.prepareInjection(); err != nil {
 		return nil, fmt.Errorf("infect %d: %w", pid, err)
 	}
 	// From here on every failure is cured on the way out.
@@ -33,8 +34,6 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		}
 	}()
 	for _, step := range []func() error{
-		p.blockSignals,
-		p.findSyscallInsn,
 		func() error { return p.mapRegion(opts.VdsoStart) },
 		p.openPagePipes,
 		p.openFileSocket,
@@ -50,36 +49,19 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	return p, nil
 }
 
-// saveThread keeps what the infection changes in the thread (registers,
-// extended state, signal mask) for Cure to put back.
-func (p *Parasite) saveThread() (err error) {
-	if p.saved, err = p.t.GetRegs(p.pid); err != nil {
+// prepareInjection readies the thread for injected system calls
+// (ptrace.Injection), after which gocr dying at any instant returns it to
+// its own state, and keeps that state (registers, extended state, signal
+// mask) for the self-cure frame and for Cure to put back. The first
+// injected call blocks every signal in the thread: nothing but SIGKILL
+// and SIGSTOP can then interrupt the parasite, and no handler of the
+// target's runs on the parasite's stack.
+func (p *Parasite) prepareInjection() (err error) {
+	if p.inj, err = p.t.PrepareInjection(p.pid); err != nil {
 		return err
 	}
-	if p.savedXstate, err = p.t.GetXstate(p.pid); err != nil {
-		return err
-	}
-	p.savedMask, err = p.t.GetSigmask(p.pid)
-	return err
-}
-
-// allSignals is a signal mask with every signal in it; PTRACE_SETSIGMASK
-// takes SIGKILL and SIGSTOP out itself (kernel/ptrace.c), as
-// sigprocmask(2) does.
-const allSignals = ^uint64(0)
-
-// blockSignals blocks every signal in the thread: nothing but SIGKILL and
-// SIGSTOP can then interrupt the parasite, and no handler of the target's
-// runs on the parasite's stack.
-func (p *Parasite) blockSignals() error {
-	return p.t.SetSigmask(p.pid, allSignals)
-}
-
-// findSyscallInsn finds the syscall instruction in the vDSO that every
-// injection goes through, so that nothing in the target's text is patched.
-func (p *Parasite) findSyscallInsn() (err error) {
-	p.insn, err = ptrace.FindSyscallInsn(p.pid)
-	return err
+	p.saved, p.savedXstate, p.savedMask = p.inj.Regs(), p.inj.Xstate(), p.inj.Mask()
+	return nil
 }
 
 // mapRegion makes the region the blob runs in: a memfd mapped shared in
@@ -202,7 +184,7 @@ func (p *Parasite) openLifeline(threads int) (err error) {
 // rt_sigreturns through should gocr die (parasite/c/abi.h
 // PARASITE_FRAME_OFF): the thread as Infect found it.
 func (p *Parasite) writeSelfCureFrame() error {
-	frame, err := sigframe(&p.saved, p.savedXstate, p.savedMask, p.remoteBase+frameOff)
+	frame, err := signalFrame(&p.saved, p.savedXstate, p.savedMask, p.remoteBase+frameOff)
 	if err != nil {
 		return err
 	}
@@ -211,7 +193,9 @@ func (p *Parasite) writeSelfCureFrame() error {
 	return nil
 }
 
-// start points the thread at the blob's entry and lets it run.
+// start points the thread at the blob's entry and lets it run, every
+// signal blocked by the injected calls before it. From here gocr dying is
+// the blob's to handle: it reads EOF on the command pipe and cures itself.
 func (p *Parasite) start() error {
 	regs := p.saved
 	enterBlob(&regs, p.remoteBase)
@@ -269,11 +253,10 @@ func (p *Parasite) injectPair(take int, nr uint64, args ...uint64) (remote int64
 	return kept, local, nil
 }
 
-// inject runs one system call in the infected thread, through the syscall
-// instruction found at infection, and returns its result or its errno.
+// inject runs one system call in the infected thread (ptrace.Injection)
+// and returns its result or its errno.
 func (p *Parasite) inject(nr uint64, args ...uint64) (uint64, error) {
-	p.injected = true
-	ret, err := p.t.InjectSyscall(p.pid, p.insn, nr, args...)
+	ret, err := p.inj.Syscall(nr, args...)
 	if err != nil {
 		return 0, err
 	}

@@ -9,8 +9,9 @@
 // shows them whole; dump/memory.go captureMemory is the real caller):
 //
 //  1. Infect (infect.go) saves the thread's registers, xstate and signal
-//     mask, blocks every signal, and through syscalls injected at the
-//     vDSO's syscall instruction maps a region that gocr maps too, makes
+//     mask, and through injected system calls (ptrace.Injection, which
+//     blocks every signal and returns the thread to its own state should
+//     gocr die in the middle of one) maps a region that gocr maps too, makes
 //     the page pipes, the file socket and the command pipe, copies the
 //     blob in and starts it. The blob serves commands written into the
 //     region and announced on the command pipe, and answers through a
@@ -42,10 +43,9 @@ var blob []byte
 
 // Options are what Infect needs to know about the target.
 type Options struct {
-	// VdsoStart is the start of the target's [vdso]. Its text holds a
-	// syscall instruction to inject through, and its ELF header a NUL byte
-	// (e_ident[EI_PAD], include/uapi/linux/elf.h) to serve as an empty name
-	// for memfd_create.
+	// VdsoStart is the start of the target's [vdso]. Its ELF header
+	// holds a NUL byte (e_ident[EI_PAD], include/uapi/linux/elf.h) to
+	// serve as an empty name for memfd_create.
 	VdsoStart uint64
 	// Threads is how many threads the process has; with more than one,
 	// a lifeline pipe for ThreadStates is made too.
@@ -62,11 +62,10 @@ type Parasite struct {
 	savedXstate []byte
 	savedMask   uint64
 
-	insn uint64 // the syscall instruction injections go through
+	inj *ptrace.Injection // how system calls are injected into the thread
 
 	// What has been done to the target, so Cure undoes exactly that; -1
 	// or 0 where it has not (yet) been done.
-	injected     bool     // a syscall was injected: the thread left its event stop
 	remoteMemfd  int64    // the region's memfd, until it is mapped
 	remoteBase   uint64   // where the region is mapped
 	remoteDataFd [2]int64 // write ends of the page pipes

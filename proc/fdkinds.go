@@ -56,6 +56,11 @@ type EpollWatch struct {
 	Tfd    int
 	Events uint32
 	Data   uint64
+	// The watched file's inode and device (the kernel's dev_t, major
+	// <<20 | minor), when the line shows them.
+	HasFile bool
+	Ino     uint64
+	Sdev    uint32
 }
 
 // ParseEpollWatches reads the "tfd:" lines of an epoll fd's fdinfo
@@ -82,7 +87,26 @@ func ParseEpollWatches(r io.Reader) ([]EpollWatch, error) {
 		if err1 != nil || err2 != nil || err3 != nil || tfd < 0 {
 			return nil, fmt.Errorf("malformed epoll line %q", line)
 		}
-		ws = append(ws, EpollWatch{Tfd: int(tfd), Events: uint32(ev), Data: data})
+		w := EpollWatch{Tfd: int(tfd), Events: uint32(ev), Data: data}
+		var seenIno, seenSdev bool
+		for _, kv := range f[6:] {
+			k, v, _ := strings.Cut(kv, ":")
+			var err error
+			switch k {
+			case "ino":
+				w.Ino, err = strconv.ParseUint(v, 16, 64)
+				seenIno = true
+			case "sdev":
+				var d uint64
+				d, err = strconv.ParseUint(v, 16, 32)
+				w.Sdev, seenSdev = uint32(d), true
+			}
+			if err != nil {
+				return nil, fmt.Errorf("malformed epoll line %q", line)
+			}
+		}
+		w.HasFile = seenIno && seenSdev
+		ws = append(ws, w)
 	}
 	return ws, sc.Err()
 }

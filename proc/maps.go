@@ -38,6 +38,11 @@ type Mapping struct {
 	// VmFlags are the two-letter mnemonics of the smaps VmFlags line
 	// (fs/proc/task_mmu.c, show_smap_vma_flags); nil when read from maps.
 	VmFlags []string
+	// ProtectionKey is the smaps ProtectionKey line, the mapping's
+	// memory protection key (pkey_mprotect, man 7 pkeys), shown only on
+	// CPUs with protection keys (fs/proc/task_mmu.c arch_show_smap); 0
+	// otherwise and when read from maps.
+	ProtectionKey int
 }
 
 // HasVmFlag reports whether f, a mnemonic such as "dd" or "sh", is in
@@ -125,6 +130,14 @@ func (p *mapsParser) line(b []byte) error {
 			}
 			if len(p.out) == 0 {
 				return fmt.Errorf("%q before any mapping", tok)
+			}
+			if string(tok) == "ProtectionKey:" {
+				v, _ := nextField(b[len(tok):])
+				n, ok := decIntN(v)
+				if !ok {
+					return fmt.Errorf("bad ProtectionKey %q", v)
+				}
+				p.out[len(p.out)-1].ProtectionKey = n
 			}
 			return nil
 		}

@@ -73,6 +73,7 @@ func TestParseSmapsEdge(t *testing.T) {
 	for i := range want {
 		want[i].VmFlags = strings.Fields(edgeFlags[i])
 	}
+	want[3].ProtectionKey = 3 // pkey_mprotect'ed
 	got, err := ParseSmaps(bytes.NewReader(fixture(t, "edge.smaps")))
 	if err != nil {
 		t.Fatal(err)
@@ -173,16 +174,16 @@ func TestParseStat(t *testing.T) {
 		want Stat
 	}{
 		{"sleep.stat", Stat{
-			Pid: 4931, Comm: "sl) (eep", State: 'T', PPid: 4930, Pgrp: 4925, Session: 1777,
-			Flags: 4194304, NumThreads: 1,
+			Pid: 4931, Comm: "sl) (eep", State: 'T', PPid: 4930, Pgrp: 4925, Session: 1777, TtyNr: 0, Tpgid: -1,
+			Flags: 4194304, NumThreads: 1, StartTime: 44782, ExitSignal: 17,
 			StartCode: 94606577598464, EndCode: 94606577616393, StartStack: 140725266672400,
 			StartData: 94606577630480, EndData: 94606577631744, StartBrk: 94606613835776,
 			ArgStart: 140725266680268, ArgEnd: 140725266680296, EnvStart: 140725266680296, EnvEnd: 140725266681825,
 			ExitCode: 19,
 		}},
 		{"edge.stat", Stat{
-			Pid: 1234, Comm: "a) (b c)", State: 'S', PPid: 1, Pgrp: 1234, Session: 1234,
-			Flags: 4194560, NumThreads: 3,
+			Pid: 1234, Comm: "a) (b c)", State: 'S', PPid: 1, Pgrp: 1234, Session: 1234, TtyNr: 34816, Tpgid: -1,
+			Flags: 4194560, NumThreads: 3, StartTime: 44782, ExitSignal: 17,
 			StartCode: 4194304, EndCode: 4198400, StartStack: 140725266672400,
 			StartData: 4202496, EndData: 4206592, StartBrk: 6291456,
 			ArgStart: 140725266680268, ArgEnd: 140725266680296, EnvStart: 140725266680296, EnvEnd: 140725266681825,
@@ -221,6 +222,7 @@ func TestParseStatus(t *testing.T) {
 			Name: "sl) (eep", Umask: 0o22, HasUmask: true, State: 'T', Tgid: 4931, Pid: 4931, PPid: 4930,
 			NSpid: []int{4931}, Threads: 1, SigIgn: 6,
 			CapPrm: 0x1fffeffffff, CapEff: 0x1fffeffffff, CapBnd: 0x1fffeffffff,
+			UntagMask: ^uint64(0), HasUntagMask: true,
 		}},
 		{"edge.status", Status{
 			Name: "\\odd\nname ", State: 'S', Tgid: 77, Pid: 78, PPid: 1, TracerPid: 99,
@@ -395,7 +397,10 @@ func TestParseEventfdAndEpoll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []EpollWatch{{Tfd: 6, Events: 0x19, Data: 0x5a5e28}, {Tfd: 12, Events: 0x80000001, Data: ^uint64(0)}}
+	want := []EpollWatch{
+		{Tfd: 6, Events: 0x19, Data: 0x5a5e28, HasFile: true, Ino: 0x40e, Sdev: 0x10},
+		{Tfd: 12, Events: 0x80000001, Data: ^uint64(0), HasFile: true, Ino: 0x40f, Sdev: 0x10},
+	}
 	if diff := cmp.Diff(want, ws); diff != "" {
 		t.Errorf("epoll watches (-want +got):\n%s", diff)
 	}

@@ -176,3 +176,13 @@ func Children(pid int) ([]int, error) {
 	slices.Sort(kids)
 	return slices.Compact(kids), nil
 }
+
+// BootID is this boot's random ID, /proc/sys/kernel/random/boot_id (man 4
+// random): it differs after every reboot, and between machines.
+func BootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}

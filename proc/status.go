@@ -4,6 +4,7 @@ package proc
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -37,6 +38,11 @@ type Status struct {
 	NoNewPrivs                             bool
 	// Seccomp is the SECCOMP_MODE_*: 0 none, 1 strict, 2 filter.
 	Seccomp int
+	// UntagMask is the x86 LAM mask of the address space, all ones
+	// without tagged addresses; shown with CONFIG_ADDRESS_MASKING
+	// (arch/x86/kernel/process_64.c arch_proc_pid_thread_features).
+	UntagMask    uint64
+	HasUntagMask bool
 }
 
 // ParseStatus parses /proc/PID/status: one "Key:\tvalue" per line.
@@ -127,6 +133,12 @@ func ParseStatus(r io.Reader) (Status, error) {
 			s.NoNewPrivs = v != 0
 		case "Seccomp":
 			s.Seccomp, ok = decIntN(val)
+		case "untag_mask":
+			// "%#lx"
+			h, found := bytes.CutPrefix(val, []byte("0x"))
+			s.UntagMask, ok = hexUint(h)
+			ok = ok && found
+			s.HasUntagMask = true
 		}
 		if !ok {
 			return s, fmt.Errorf("bad %s value %q", key, val)

@@ -4,7 +4,6 @@ package ptrace
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // syscallInsnLen is the length of the x86-64 `syscall` instruction (0f 05);
@@ -35,85 +36,246 @@ func SyscallError(ret int64) error {
 	return nil
 }
 
-// InjectSyscall makes the tracee execute syscall nr with args (at most six,
-// in rdi, rsi, rdx, r10, r8, r9, per the x86-64 syscall ABI) using the
-// `syscall` instruction at address insn in its address space, and returns
-// the raw rax (negative = -errno, see SyscallError).
+// redZone is the 128 bytes below rsp that a function may use without
+// moving rsp (System V AMD64 ABI 3.2.2); a signal frame goes below it.
+const redZone = 128
+
+// ScratchSize is the memory an Injection offers for a call's arguments
+// (Injection.Scratch).
+const ScratchSize = 256
+
+// Injection runs system calls in a stopped thread such that the thread,
+// whatever instant gocr dies at, gets back by itself exactly the state it
+// had when the Injection was prepared.
 //
-// It sets orig_rax to -1 so that, when the tracee leaves the event stop
-// inside get_signal, arch_do_signal_or_restart (arch/x86/kernel/signal.c)
-// does not apply the restart of the syscall that was interrupted: that would
-// move rip back by 2 and replace rax. The registers are not restored: the
-// caller saves them once before the first injection and puts them back after
-// ReturnToEventStop. The tracee is left in the syscall-exit-stop of the
-// injected call, with rip = insn + 2.
+// A tracer's death detaches its tracees, whatever stop they are in
+// (kernel/ptrace.c exit_ptrace, __ptrace_detach, __ptrace_unlink wakes a
+// TASK_TRACED one), and each runs on from the registers it has. So an
+// injected call never runs from the thread's own registers but from a
+// state that ends in rt_sigreturn: PrepareInjection writes an rt_sigframe
+// of the thread (Sigframe: registers, xsave area with
+// FP_XSTATE_MAGIC1/2, signal mask) below the red zone of the thread's own
+// stack, where the kernel would put a signal's frame, and each call runs
+// at the vDSO gadget `syscall; mov $15, %eax; syscall` (gadget_amd64.go)
+// with rsp at that frame's ucontext. Detached before the call, in its
+// syscall-enter-stop, in its exit stop or between two calls, the thread
+// runs the call, then rt_sigreturn, which puts back its registers, its
+// extended state and its mask (arch/x86/kernel/signal_64.c rt_sigreturn,
+// restore_sigcontext; arch/x86/kernel/fpu/signal.c fpu__restore_sig). A
+// live gocr stops the thread in the call's syscall-exit-stop, reads rax
+// and moves on: the rt_sigreturn only ever runs if gocr is gone.
 //
-// Signals the tracee dequeues meanwhile are suppressed and returned in a
-// *SignalsPendingError; the return value is valid even then.
+// While calls run, every signal is blocked, so no handler of the thread's
+// runs and no signal is dequeued in between: PTRACE_SETSIGMASK, set only
+// once the registers point at the gadget (blocked, a thread run from its
+// own registers would never see a signal again; the frame holds the
+// thread's own mask).
 //
-// Precondition: the tracee is in PTRACE_EVENT_STOP, or in the
-// syscall-exit-stop of a previous injection.
-func (t *Tracer) InjectSyscall(tid int, insn uint64, nr uint64, args ...uint64) (int64, error) {
+// Finish puts the thread back in its event stop with its own mask and,
+// last, its own registers: until then a death still ends in the
+// rt_sigreturn.
+type Injection struct {
+	t      *Tracer
+	tid    int
+	saved  Regs
+	xstate []byte
+	mask   uint64
+	// gadget is the gadget's first syscall instruction; sp is rsp for
+	// each call: the frame's ucontext.
+	gadget, sp uint64
+	// Scratch is ScratchSize bytes of the thread's stack between its red
+	// zone and the frame, free for a call's arguments.
+	Scratch uint64
+	entered bool // a call ran: the thread left its event stop
+	blocked bool // every signal is blocked
+}
+
+// PrepareInjection readies tid for injected system calls: it reads the
+// thread's registers, extended state and signal mask, writes its signal
+// frame below the red zone of its stack and makes sure the gadget is in
+// the process's vDSO. It changes nothing the thread can see; a failure
+// leaves it untouched. The thread's stack needs room for the frame, as
+// it would for a signal (a signal frame can be written there at any time,
+// man 7 signal).
+//
+// Precondition: tid is in a PTRACE_EVENT_STOP; no other Injection of tid
+// is in use.
+func (t *Tracer) PrepareInjection(tid int) (*Injection, error) {
+	in := &Injection{t: t, tid: tid}
+	var err error
+	t.Do(func() {
+		if in.saved, err = getRegs(tid); err != nil {
+			err = fmt.Errorf("ptrace getregset %d: %w", tid, err)
+			return
+		}
+		if in.xstate, err = getXstate(tid); err != nil {
+			err = fmt.Errorf("ptrace getregset %d NT_X86_XSTATE: %w", tid, err)
+			return
+		}
+		if in.mask, err = getSigmask(tid); err != nil {
+			err = fmt.Errorf("ptrace getsigmask %d: %w", tid, err)
+			return
+		}
+		in.gadget, err = placeGadget(tid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare injection into %d: %w", tid, err)
+	}
+	// Red zone, scratch, frame, from the top down: a signal handler that
+	// runs on the gadget (only before the mask is set) puts its own frame
+	// below the gadget's rsp minus a red zone, under both.
+	in.Scratch = (in.saved.Rsp - redZone - ScratchSize) &^ 15
+	frameAt := (in.Scratch - uint64(SigframeLen(in.xstate))) &^ (SigframeAlign - 1)
+	frame, err := Sigframe(&in.saved, in.xstate, in.mask, frameAt)
+	if err != nil {
+		return nil, fmt.Errorf("prepare injection into %d: %w", tid, err)
+	}
+	if err := WriteMemory(tid, frameAt, frame); err != nil {
+		return nil, fmt.Errorf("prepare injection into %d: no room for a signal frame below its stack pointer %#x: %w", tid, in.saved.Rsp, err)
+	}
+	in.sp = frameAt + SigframeUc
+	return in, nil
+}
+
+// Regs, Xstate and Mask are the thread's registers, extended state (as
+// GetXstate) and signal mask as PrepareInjection found them.
+func (in *Injection) Regs() Regs     { return in.saved }
+func (in *Injection) Xstate() []byte { return in.xstate }
+func (in *Injection) Mask() uint64   { return in.mask }
+
+// Syscall makes the thread execute system call nr with args (at most six,
+// in rdi, rsi, rdx, r10, r8, r9, per the x86-64 syscall ABI) and returns
+// the raw rax (negative = -errno, see SyscallError). The thread is left in
+// the call's syscall-exit-stop.
+//
+// orig_rax is -1 so that, when the thread leaves its event stop (inside
+// get_signal, maybe interrupted in a call of its own),
+// arch_do_signal_or_restart (arch/x86/kernel/signal.c) restarts nothing:
+// that would move rip back by 2 and replace rax.
+//
+// Signals the thread dequeues meanwhile (there can be none once the mask
+// is set: only one that was already on its way) are suppressed and
+// returned in a *SignalsPendingError; the return value is valid even then.
+//
+// Precondition: the thread is in its event stop or in the exit stop of a
+// previous call, and Finish was not called.
+func (in *Injection) Syscall(nr uint64, args ...uint64) (int64, error) {
 	if len(args) > 6 {
-		return 0, fmt.Errorf("inject syscall %d into %d: %d arguments, at most 6", nr, tid, len(args))
+		return 0, fmt.Errorf("inject syscall %d into %d: %d arguments, at most 6", nr, in.tid, len(args))
 	}
 	var (
 		ret   int64
 		infos [][SiginfoSize]byte
 		err   error
 	)
-	t.Do(func() { ret, infos, err = t.injectSyscall(tid, insn, nr, args) })
+	in.t.Do(func() { ret, infos, err = in.syscall(nr, args) })
 	if err != nil {
 		if len(infos) > 0 {
 			// Do not let a failure hide signals that were taken from
 			// the tracee.
-			err = errors.Join(err, &SignalsPendingError{Tid: tid, Op: "inject syscall", Signals: infos})
+			err = errors.Join(err, &SignalsPendingError{Tid: in.tid, Op: "inject syscall", Signals: infos})
 		}
-		return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, tid, err)
+		return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.tid, err)
 	}
 	if len(infos) > 0 {
-		return ret, &SignalsPendingError{Tid: tid, Op: fmt.Sprintf("inject syscall %d", nr), Signals: infos}
+		return ret, &SignalsPendingError{Tid: in.tid, Op: fmt.Sprintf("inject syscall %d", nr), Signals: infos}
 	}
 	return ret, nil
 }
 
-// Precondition: called on the tracer thread; see InjectSyscall.
-func (t *Tracer) injectSyscall(tid int, insn uint64, nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
-	r, err := getRegs(tid)
-	if err != nil {
-		return 0, nil, fmt.Errorf("ptrace getregset %d: %w", tid, err)
+// Precondition: called on the tracer thread; see Syscall.
+func (in *Injection) syscall(nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
+	if err := in.arm(nr, args); err != nil {
+		return 0, nil, err
 	}
-	var a [6]uint64
-	copy(a[:], args)
-	r.Rip = insn
-	r.Rax = nr
-	r.Orig_rax = ^uint64(0)
-	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
-	if err := setRegs(tid, &r); err != nil {
-		return 0, nil, fmt.Errorf("ptrace setregset %d: %w", tid, err)
-	}
-
+	testhook.PauseNth(testhook.PauseInjectedSyscallSet)
 	var infos [][SiginfoSize]byte
 	for _, phase := range []string{"syscall-enter-stop", "syscall-exit-stop"} {
-		if err := syscallCont(tid); err != nil {
-			return 0, infos, err
-		}
-		si, err := t.waitSyscallStop(tid, phase)
+		si, err := in.step(phase)
 		infos = append(infos, si...)
 		if err != nil {
 			return 0, infos, err
 		}
+		if phase == "syscall-enter-stop" {
+			testhook.PauseNth(testhook.PauseInjectedSyscallEntered)
+		}
 	}
-	r, err = getRegs(tid)
+	r, err := getRegs(in.tid)
 	if err != nil {
-		return 0, infos, fmt.Errorf("ptrace getregset %d: %w", tid, err)
+		return 0, infos, fmt.Errorf("ptrace getregset %d: %w", in.tid, err)
 	}
-	if r.Rip != insn+syscallInsnLen || r.Orig_rax != nr {
-		// Somebody else's syscall: insn is not a syscall instruction, or
-		// the tracee was not where the precondition says.
-		return 0, infos, fmt.Errorf("stopped at rip %#x orig_rax %d, want rip %#x orig_rax %d", r.Rip, int64(r.Orig_rax), insn+syscallInsnLen, nr)
+	if r.Rip != in.gadget+syscallInsnLen || r.Orig_rax != nr {
+		// Somebody else's syscall: the tracee was not where the
+		// precondition says.
+		return 0, infos, fmt.Errorf("stopped at rip %#x orig_rax %d, want rip %#x orig_rax %d", r.Rip, int64(r.Orig_rax), in.gadget+syscallInsnLen, nr)
 	}
 	return int64(r.Rax), infos, nil
+}
+
+// arm sets the thread's registers for call nr at the gadget, then blocks
+// every signal if that is not done yet.
+//
+// Precondition: called on the tracer thread; see Syscall.
+func (in *Injection) arm(nr uint64, args []uint64) error {
+	r := in.saved
+	var a [6]uint64
+	copy(a[:], args)
+	r.Rip = in.gadget
+	r.Rsp = in.sp
+	r.Rax = nr
+	r.Orig_rax = ^uint64(0)
+	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	if err := setRegs(in.tid, &r); err != nil {
+		return fmt.Errorf("ptrace setregset %d: %w", in.tid, err)
+	}
+	in.entered = true
+	if !in.blocked {
+		// PTRACE_SETSIGMASK leaves SIGKILL and SIGSTOP out itself
+		// (kernel/ptrace.c ptrace_request).
+		if err := setSigmask(in.tid, ^uint64(0)); err != nil {
+			return fmt.Errorf("ptrace setsigmask %d: %w", in.tid, err)
+		}
+		in.blocked = true
+	}
+	return nil
+}
+
+// step resumes the thread to its next syscall-stop, phase.
+//
+// Precondition: called on the tracer thread, the thread armed.
+func (in *Injection) step(phase string) ([][SiginfoSize]byte, error) {
+	if err := syscallCont(in.tid); err != nil {
+		return nil, err
+	}
+	return in.t.waitSyscallStop(in.tid, phase)
+}
+
+// Finish puts the thread back in its event stop, then its signal mask,
+// then its registers as PrepareInjection found them; a caller that
+// changed its extended state puts that back before (SetXstate), while the
+// registers still lead to the rt_sigreturn. Every step is tried; the
+// errors are joined, a *SignalsPendingError among them if signals had to
+// be suppressed on the way.
+//
+// Precondition: the thread is in its event stop or a call's exit stop.
+func (in *Injection) Finish() error {
+	var errs []error
+	if in.entered {
+		if err := in.t.ReturnToEventStop(in.tid); err != nil {
+			errs = append(errs, err)
+		}
+		in.entered = false
+	}
+	if in.blocked {
+		if err := in.t.SetSigmask(in.tid, in.mask); err != nil {
+			errs = append(errs, err)
+		}
+		in.blocked = false
+	}
+	if err := in.t.SetRegs(in.tid, &in.saved); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // waitSyscallStop waits for the next syscall-stop, suppressing and
@@ -161,14 +323,13 @@ func (t *Tracer) waitSyscallStop(tid int, phase string) ([][SiginfoSize]byte, er
 // to itself may use a kernel si_code (>= 0) or SI_TKILL (kernel/signal.c
 // do_rt_tgsigqueueinfo), so tgkill or rt_sigqueueinfo from gocr could not
 // reproduce a SIGCHLD's or a SIGSEGV's siginfo. The siginfo is written
-// below the tracee's red zone, memory the ABI lets a signal frame clobber at
-// any time.
+// into the Injection's scratch memory. The signals stay pending (the
+// Injection blocks them) until the thread runs with its own mask again.
+// The thread ends in its event stop with its registers and mask as they
+// were.
 //
-// Like InjectSyscall it leaves the registers changed; the caller restores
-// them after ReturnToEventStop.
-//
-// Precondition: as InjectSyscall.
-func (t *Tracer) Requeue(tid int, insn uint64, infos [][SiginfoSize]byte) error {
+// Precondition: tid is in a PTRACE_EVENT_STOP.
+func (t *Tracer) Requeue(tid int, infos [][SiginfoSize]byte) (err error) {
 	if len(infos) == 0 {
 		return nil
 	}
@@ -176,18 +337,20 @@ func (t *Tracer) Requeue(tid int, insn uint64, infos [][SiginfoSize]byte) error 
 	if err != nil {
 		return fmt.Errorf("requeue signals to %d: %w", tid, err)
 	}
-	regs, err := t.GetRegs(tid)
+	in, err := t.PrepareInjection(tid)
 	if err != nil {
 		return fmt.Errorf("requeue signals to %d: %w", tid, err)
 	}
-	// 128 bytes of red zone (System V AMD64 ABI 3.2.2), then the siginfo,
-	// 16-byte aligned.
-	addr := (regs.Rsp - 128 - SiginfoSize) &^ 15
+	defer func() {
+		if ferr := in.Finish(); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("requeue signals to %d: %w", tid, ferr))
+		}
+	}()
 	for _, si := range infos {
-		if err := WriteMemory(tid, addr, si[:]); err != nil {
+		if err := WriteMemory(tid, in.Scratch, si[:]); err != nil {
 			return fmt.Errorf("requeue signal %d to %d: %w", SiginfoSigno(si), tid, err)
 		}
-		ret, err := t.InjectSyscall(tid, insn, unix.SYS_RT_TGSIGQUEUEINFO, uint64(tgid), uint64(tid), uint64(SiginfoSigno(si)), addr)
+		ret, err := in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(tgid), uint64(tid), uint64(SiginfoSigno(si)), in.Scratch)
 		if err == nil {
 			err = SyscallError(ret)
 		}
@@ -210,26 +373,6 @@ func tgidOf(tid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no Tgid line", tid)
-}
-
-// FindSyscallInsn returns the address of a `syscall` instruction (0f 05) in
-// the [vdso] of pid. The vDSO's fallback paths make real syscalls, and every
-// process that has not unmapped it has one; the bytes decode as `syscall`
-// wherever rip points at them, aligned to an instruction boundary or not.
-func FindSyscallInsn(pid int) (uint64, error) {
-	start, end, err := vdsoRange(pid)
-	if err != nil {
-		return 0, fmt.Errorf("find syscall instruction in %d: %w", pid, err)
-	}
-	buf := make([]byte, end-start)
-	if err := ReadMemory(pid, start, buf); err != nil {
-		return 0, fmt.Errorf("find syscall instruction in %d: %w", pid, err)
-	}
-	i := bytes.Index(buf, []byte{0x0f, 0x05})
-	if i < 0 {
-		return 0, fmt.Errorf("find syscall instruction in %d: no 0f 05 in [vdso] %#x-%#x", pid, start, end)
-	}
-	return start + uint64(i), nil
 }
 
 // vdsoRange finds the [vdso] line of /proc/PID/maps (man 5 proc_pid_maps).

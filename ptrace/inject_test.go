@@ -5,7 +5,9 @@ package ptrace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,31 +30,23 @@ func TestSyscallError(t *testing.T) {
 	}
 }
 
-// TestMemory: FindSyscallInsn finds a syscall instruction in the target's
-// vDSO, ReadMemory reads it, and ReadMemory and WriteMemory report EFAULT
-// where the target itself could not access.
+// TestMemory: ReadMemory reads the target's vDSO; ReadMemory and
+// WriteMemory report EFAULT where the target itself could not access,
+// the read-only vDSO included.
 func TestMemory(t *testing.T) {
 	tg := startTarget(t, "pause")
-	start, end, err := vdsoRange(tg.pid)
+	start, _, err := vdsoRange(tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	insn, err := FindSyscallInsn(tg.pid)
-	if err != nil {
+	b := make([]byte, 4)
+	if err := ReadMemory(tg.pid, start, b); err != nil {
 		t.Fatal(err)
 	}
-	if insn < start || insn+2 > end {
-		t.Fatalf("syscall insn %#x outside [vdso] %#x-%#x", insn, start, end)
+	if !bytes.Equal(b, []byte{0x7f, 'E', 'L', 'F'}) {
+		t.Fatalf("bytes at [vdso] %#x = % x, want an ELF header", start, b)
 	}
-	b := make([]byte, 2)
-	if err := ReadMemory(tg.pid, insn, b); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b, []byte{0x0f, 0x05}) {
-		t.Fatalf("bytes at %#x = % x", insn, b)
-	}
-	// The vDSO is read-only: process_vm_writev honours that.
-	if err := WriteMemory(tg.pid, insn, b); !errors.Is(err, unix.EFAULT) {
+	if err := WriteMemory(tg.pid, start, b); !errors.Is(err, unix.EFAULT) {
 		t.Fatalf("WriteMemory into [vdso] = %v, want EFAULT", err)
 	}
 	if err := ReadMemory(tg.pid, 0, b); !errors.Is(err, unix.EFAULT) {
@@ -60,15 +54,60 @@ func TestMemory(t *testing.T) {
 	}
 }
 
-// injectGetpid injects a few getpids and checks they return the target's pid.
-func injectGetpid(t *testing.T, tr *Tracer, pid int) {
+// TestGadget: the injection gadget goes into the zero padding at the end
+// of the target's vDSO, past its ELF image, once; the rest of the vDSO
+// reads as before.
+func TestGadget(t *testing.T) {
+	tg := startTarget(t, "pause")
+	settle()
+	tr := newTracer(t)
+	seizeStop(t, tr, tg.pid)
+	start, end, err := vdsoRange(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := make([]byte, end-start)
+	if err := ReadMemory(tg.pid, start, before); err != nil {
+		t.Fatal(err)
+	}
+	used, err := elfImageEnd(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at [2]uint64
+	for i := range at {
+		tr.Do(func() { at[i], err = placeGadget(tg.pid) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if at[0] != at[1] || at[0] != end-gadgetSlot || at[0] < start+used {
+		t.Fatalf("gadget at %#x then %#x; want both at %#x, past the image's end %#x", at[0], at[1], end-gadgetSlot, start+used)
+	}
+	after := make([]byte, end-start)
+	if err := ReadMemory(tg.pid, start, after); err != nil {
+		t.Fatal(err)
+	}
+	off := at[0] - start
+	if !bytes.Equal(before[:off], after[:off]) {
+		t.Fatalf("the vDSO changed before the gadget's slot")
+	}
+	if !bytes.Equal(after[off:off+uint64(len(gadget))], gadget) {
+		t.Fatalf("gadget slot holds % x", after[off:])
+	}
+}
+
+// injectGetpid injects a few getpids and checks they return the target's
+// pid; it leaves the target in the last one's syscall-exit-stop, for the
+// caller to Finish the Injection or not.
+func injectGetpid(t *testing.T, tr *Tracer, pid int) *Injection {
 	t.Helper()
-	insn, err := FindSyscallInsn(pid)
+	in, err := tr.PrepareInjection(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		ret, err := tr.InjectSyscall(pid, insn, unix.SYS_GETPID)
+		ret, err := in.Syscall(unix.SYS_GETPID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,13 +116,14 @@ func injectGetpid(t *testing.T, tr *Tracer, pid int) {
 		}
 	}
 	// An error return comes back as -errno.
-	ret, err := tr.InjectSyscall(pid, insn, unix.SYS_CLOSE, ^uint64(0))
+	ret, err := in.Syscall(unix.SYS_CLOSE, ^uint64(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := SyscallError(ret); !errors.Is(err, unix.EBADF) {
 		t.Fatalf("injected close(-1) = %d (%v), want EBADF", ret, err)
 	}
+	return in
 }
 
 // BenchmarkInjectSyscall is the cost of one injected getpid, each in a Do
@@ -106,31 +146,102 @@ func benchInject(b *testing.B, run func(tr *Tracer, loop func())) {
 	settle()
 	tr := newTracer(b)
 	seizeStop(b, tr, tg.pid)
-	saved, err := tr.GetRegs(tg.pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	insn, err := FindSyscallInsn(tg.pid)
+	in, err := tr.PrepareInjection(tg.pid)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	run(tr, func() {
 		for b.Loop() {
-			ret, err := tr.InjectSyscall(tg.pid, insn, unix.SYS_GETPID)
+			ret, err := in.Syscall(unix.SYS_GETPID)
 			if err != nil || ret != int64(tg.pid) {
 				b.Fatalf("getpid = %d, %v", ret, err)
 			}
 		}
 	})
 	b.StopTimer()
-	if err := tr.ReturnToEventStop(tg.pid); err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.SetRegs(tg.pid, &saved); err != nil {
+	if err := in.Finish(); err != nil {
 		b.Fatal(err)
 	}
 	if err := tr.Detach(tg.pid, 0); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// TestInjectionSurvivesTracerDeath: the tracer thread ends (as it does
+// when gocr is SIGKILLed: the kernel detaches every tracee) at each point
+// of an injected system call. The thread runs the call, rt_sigreturns
+// through its frame and goes on exactly as before: an interrupted pause
+// restarts and returns once a handler ran (so the mask is its own
+// again), and a read blocks until data comes.
+func TestInjectionSurvivesTracerDeath(t *testing.T) {
+	arm := func(t *testing.T, in *Injection) {
+		in.t.Do(func() {
+			if err := in.arm(unix.SYS_GETPID, nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	inject := func(t *testing.T, in *Injection) {
+		if _, err := in.Syscall(unix.SYS_GETPID); err != nil {
+			t.Error(err)
+		}
+	}
+	points := []struct {
+		name string
+		at   func(t *testing.T, in *Injection)
+	}{
+		{"Armed", arm},
+		{"Entered", func(t *testing.T, in *Injection) {
+			arm(t, in)
+			in.t.Do(func() {
+				if _, err := in.step("syscall-enter-stop"); err != nil {
+					t.Error(err)
+				}
+			})
+		}},
+		{"Exited", inject},
+		{"SecondArmed", func(t *testing.T, in *Injection) { inject(t, in); arm(t, in) }},
+	}
+	for _, pt := range points {
+		t.Run("Pause"+pt.name, func(t *testing.T) {
+			tg, in := preparedTarget(t, "pause")
+			pt.at(t, in)
+			in.t.Close()
+			tg.quiet(300 * time.Millisecond) // pause restarted, no spurious return
+			if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tg.expect("PAUSE", 5*time.Second), fmt.Sprintf("PAUSE -1 %d 1", unix.EINTR); got != want {
+				t.Fatalf("target printed %q, want %q", got, want)
+			}
+		})
+		t.Run("Read"+pt.name, func(t *testing.T) {
+			tg, in := preparedTarget(t, "read")
+			pt.at(t, in)
+			in.t.Close()
+			tg.quiet(300 * time.Millisecond) // still blocked in read
+			if _, err := tg.stdin.WriteString("hello\n"); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tg.expect("READ", 5*time.Second), "READ 6 hello"; got != want {
+				t.Fatalf("target printed %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// preparedTarget starts a target in mode, stops it under a tracer of its
+// own and prepares an injection into it.
+func preparedTarget(t *testing.T, mode string) (*target, *Injection) {
+	t.Helper()
+	tg := startTarget(t, mode)
+	settle()
+	tr := newTracer(t)
+	seizeStop(t, tr, tg.pid)
+	in, err := tr.PrepareInjection(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg, in
 }

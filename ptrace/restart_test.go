@@ -47,7 +47,7 @@ func TestNanosleepRestart(t *testing.T) {
 
 // interruptedRestore stops a target blocked in a syscall, checks the restart
 // code, injects syscalls, returns to the event stop and restores the
-// registers, then detaches.
+// registers (Injection.Finish), then detaches.
 func interruptedRestore(t *testing.T, tg *target, wantNr uint64, wantErr unix.Errno) {
 	t.Helper()
 	settle()
@@ -60,11 +60,7 @@ func interruptedRestore(t *testing.T, tg *target, wantNr uint64, wantErr unix.Er
 	if saved.Orig_rax != wantNr || int64(saved.Rax) != -int64(wantErr) {
 		t.Fatalf("at event stop orig_rax=%d rax=%d, want %d and %d", int64(saved.Orig_rax), int64(saved.Rax), wantNr, -int64(wantErr))
 	}
-	injectGetpid(t, tr, tg.pid)
-	if err := tr.ReturnToEventStop(tg.pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.SetRegs(tg.pid, &saved); err != nil {
+	if err := injectGetpid(t, tr, tg.pid).Finish(); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Detach(tg.pid, 0); err != nil {
@@ -131,7 +127,10 @@ func TestRestoreAtSyscallExitLeaksRestartErrno(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			injectGetpid(t, tr, tg.pid)
+			in := injectGetpid(t, tr, tg.pid)
+			if err := tr.SetSigmask(tg.pid, in.Mask()); err != nil {
+				t.Fatal(err)
+			}
 			if err := tr.SetRegs(tg.pid, &saved); err != nil { // wrong place, on purpose
 				t.Fatal(err)
 			}

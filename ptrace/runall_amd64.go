@@ -14,8 +14,9 @@ type Borrowed struct {
 	Tid     int
 	Regs    Regs   // its registers at the event stop it was taken from
 	Mask    uint64 // its blocked-signal mask
-	masked  bool
-	running bool
+	set     bool   // its registers are setup's
+	masked  bool   // every signal is blocked
+	running bool   // resumed
 }
 
 // RunAll takes every thread in tids from its event stop and sets it
@@ -45,20 +46,22 @@ func (t *Tracer) RunAll(tids []int, setup func(i int, b *Borrowed, r *Regs) erro
 			if err = setup(i, &b, &r); err != nil {
 				return
 			}
-			if err = setSigmask(tid, ^uint64(0)); err != nil {
-				err = fmt.Errorf("ptrace setsigmask %d: %w", tid, err)
-				return
-			}
-			b.masked = true
 			bs = append(bs, b)
+			last := &bs[len(bs)-1]
 			if err = setRegs(tid, &r); err != nil {
 				err = fmt.Errorf("ptrace setregset %d: %w", tid, err)
 				return
 			}
-			bs[len(bs)-1].running = true
+			last.set = true
+			if err = setSigmask(tid, ^uint64(0)); err != nil {
+				err = fmt.Errorf("ptrace setsigmask %d: %w", tid, err)
+				return
+			}
+			last.masked = true
 			if err = cont(tid, 0); err != nil {
 				return
 			}
+			last.running = true
 		}
 	})
 	return bs, err
@@ -86,19 +89,24 @@ func (t *Tracer) ReturnAll(bs []Borrowed) error {
 			b := &bs[i]
 			if b.running {
 				infos, err := t.waitEventStop(context.Background(), b.Tid, "return borrowed thread")
-				if err == nil && len(infos) > 0 {
-					err = &SignalsPendingError{Tid: b.Tid, Op: "return borrowed thread", Signals: infos}
-				}
-				if err == nil {
-					err = setRegs(b.Tid, &b.Regs)
-				}
 				if err != nil {
+					// Not stopped: it cannot be given anything back.
 					errs = append(errs, fmt.Errorf("thread %d: %w", b.Tid, err))
+					continue
+				}
+				if len(infos) > 0 {
+					errs = append(errs, fmt.Errorf("thread %d: %w", b.Tid,
+						&SignalsPendingError{Tid: b.Tid, Op: "return borrowed thread", Signals: infos}))
 				}
 			}
 			if b.masked {
 				if err := setSigmask(b.Tid, b.Mask); err != nil {
 					errs = append(errs, fmt.Errorf("thread %d: ptrace setsigmask: %w", b.Tid, err))
+				}
+			}
+			if b.set {
+				if err := setRegs(b.Tid, &b.Regs); err != nil {
+					errs = append(errs, fmt.Errorf("thread %d: ptrace setregset: %w", b.Tid, err))
 				}
 			}
 		}

@@ -3,10 +3,8 @@
 package ptrace
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -127,21 +125,7 @@ func TestStopTaskKeepsSignal(t *testing.T) {
 	if diff := cmp.Diff([]int{int(unix.SIGUSR1)}, got); diff != "" {
 		t.Fatalf("StopTask pending (-want +got):\n%s", diff)
 	}
-	saved, err := tr.GetRegs(tg.pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insn, err := FindSyscallInsn(tg.pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Requeue(tg.pid, insn, infos); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.ReturnToEventStop(tg.pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.SetRegs(tg.pid, &saved); err != nil {
+	if err := tr.Requeue(tg.pid, infos); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Detach(tg.pid, 0); err != nil {
@@ -196,53 +180,37 @@ func TestDetachSignalFromEventStopIsDropped(t *testing.T) {
 	tg.expect("HANDLED 1 ", 5*time.Second)
 }
 
-// TestInjectSyscallKeepsSignal: a signal dequeued while an injection runs is
-// reported, and the injected syscall still completes.
-func TestInjectSyscallKeepsSignal(t *testing.T) {
+// TestInjectionBlocksSignals: a signal sent while system calls are
+// injected is not taken from the thread (every signal is blocked while
+// they run); once Finish puts the mask back and the thread is released,
+// it is delivered, exactly once, with its sender's siginfo.
+func TestInjectionBlocksSignals(t *testing.T) {
 	tg := startTarget(t, "handler")
 	settle()
 	tr := newTracer(t)
 	seizeStop(t, tr, tg.pid)
-	saved, err := tr.GetRegs(tg.pid)
+	in, err := tr.PrepareInjection(tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	insn, err := FindSyscallInsn(tg.pid)
-	if err != nil {
+	if _, err := in.Syscall(unix.SYS_GETPID); err != nil {
 		t.Fatal(err)
 	}
-	// Queued while stopped, dequeued by get_signal when the injection
-	// resumes the tracee.
 	if err := unix.Kill(tg.pid, unix.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	ret, err := tr.InjectSyscall(tg.pid, insn, unix.SYS_GETPID)
-	var sp *SignalsPendingError
-	if !errors.As(err, &sp) {
-		t.Fatalf("InjectSyscall = %d, %v; want a *SignalsPendingError", ret, err)
+	ret, err := in.Syscall(unix.SYS_GETPID)
+	if err != nil || ret != int64(tg.pid) {
+		t.Fatalf("getpid = %d, %v; want %d", ret, err, tg.pid)
 	}
-	if ret != int64(tg.pid) {
-		t.Errorf("getpid = %d, want %d", ret, tg.pid)
-	}
-	if len(sp.Signals) != 1 || SiginfoSigno(sp.Signals[0]) != int(unix.SIGUSR1) {
-		t.Fatalf("pending = %v", sp)
-	}
-	if !strings.Contains(sp.Error(), "user defined signal 1") {
-		t.Errorf("error text %q does not name the signal", sp.Error())
-	}
-	if err := tr.Requeue(tg.pid, insn, sp.Signals); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.ReturnToEventStop(tg.pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.SetRegs(tg.pid, &saved); err != nil {
+	if err := in.Finish(); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Detach(tg.pid, 0); err != nil {
 		t.Fatal(err)
 	}
 	tg.expect(fmt.Sprintf("HANDLED 1 pid=%d code=0", os.Getpid()), 5*time.Second)
+	tg.quiet(200 * time.Millisecond)
 }
 
 // seizedInSignalStop starts the handler target, seizes it and sends it

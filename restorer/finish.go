@@ -23,6 +23,10 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	t := ptrace.NewTracer()
 	defer t.Close()
 	// On failure the caller kills the processes, which ends the tracing.
+	// Should gocr die instead, every thread still attached is killed
+	// with it (SeizeExitKill): a process finished here but not yet
+	// released must not run on while the others, parked, end on the
+	// lifeline's EOF.
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
@@ -30,7 +34,7 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		pid := host(pr.task.Pid)
 		for _, th := range pr.task.Threads {
 			tid := host(th.Tid)
-			if err := t.Seize(tid); err != nil {
+			if err := t.SeizeExitKill(tid); err != nil {
 				return fmt.Errorf("seize pid %d thread %d: %w", pid, tid, err)
 			}
 			if _, err := t.StopTaskContext(ctx, tid); err != nil {
@@ -41,25 +45,29 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
 		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
 		lifeline := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
-		insn, err := ptrace.FindSyscallInsn(pid)
+		// The restorer goes before the lifeline: should gocr die in
+		// between, the process returns to the restorer's park
+		// (ptrace.Injection) and ends, on the lifeline's EOF while the
+		// restorer is there, by a fault once it is gone.
+		in, err := t.PrepareInjection(pid)
 		if err != nil {
 			return err
 		}
-		ret, err := t.InjectSyscall(pid, insn, unix.SYS_CLOSE, uint64(lifeline))
-		if err == nil {
-			err = ptrace.SyscallError(ret)
-		}
-		if err != nil {
-			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
-		}
-		ret, err = t.InjectSyscall(pid, insn, unix.SYS_MUNMAP, base, size)
+		ret, err := in.Syscall(unix.SYS_MUNMAP, base, size)
 		if err == nil {
 			err = ptrace.SyscallError(ret)
 		}
 		if err != nil {
 			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
 		}
-		if err := t.ReturnToEventStop(pid); err != nil {
+		ret, err = in.Syscall(unix.SYS_CLOSE, uint64(lifeline))
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
+		}
+		if err := in.Finish(); err != nil {
 			return err
 		}
 		// A process dumped stopped by job control stops again, by the
@@ -85,18 +93,20 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 			}
 		}
 	}
-	// Release them together, children first, each leader last.
+	// Release them together, children first, each leader last, in one
+	// pass (DetachAll): the commit of the restore.
+	var tids []int
 	for i := len(procs) - 1; i >= 0; i-- {
 		pr := procs[i]
 		if pr.plan == nil {
 			continue
 		}
 		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
-			tid := host(pr.task.Threads[j].Tid)
-			if err := t.Detach(tid, 0); err != nil {
-				return fmt.Errorf("release pid %d thread %d: %w", pr.task.Pid, tid, err)
-			}
+			tids = append(tids, host(pr.task.Threads[j].Tid))
 		}
+	}
+	if err := t.DetachAll(tids); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
 	}
 	return nil
 }

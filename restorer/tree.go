@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/gocrpb"
 	procfs "github.com/gocr/gocr/proc"
 )
@@ -36,7 +38,10 @@ func buildTree(procs []*proc) (*tree, error) {
 	}
 	for _, pr := range procs {
 		task := pr.task
-		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus}
+		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus, ExitSignal: uint32(unix.SIGCHLD), CttyFd: -1}
+		if task.ExitSignal != nil {
+			rp.ExitSignal = task.GetExitSignal()
+		}
 		if task.Zombie {
 			rp.Zombie = 1
 			copy(rp.Comm[:len(rp.Comm)-1], strings.Trim(task.Comm, "()"))
@@ -81,6 +86,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 			return nil, err
 		}
 		t.procs[i].PlanOff = uint32(off)
+		t.procs[i].CttyFd = pr.plan.cttyFd
 		pr.plan.offset = uint32(off)
 		plans = append(plans, b)
 		off += uint64(len(b))
@@ -194,4 +200,32 @@ func ownGroupHeld() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// noteOutsideGroup says in one line on stderr when the root's process
+// group or session was led from outside the dump (the shell that started
+// the job) and it comes back in another: such a group or session cannot
+// be made again, so the root joins the ones gocr restore runs in
+// (buildTree), and getpgrp(2), getsid(2) and a kill(2) of the old group
+// see the change. In a new PID namespace those are outside it, and the
+// root sees them as 0 (man 7 pid_namespaces).
+func noteOutsideGroup(root *gocrpb.Task, pidns bool) {
+	pgid, sid := int32(unix.Getpgrp()), int32(0)
+	if s, err := unix.Getsid(0); err == nil {
+		sid = int32(s)
+	}
+	if pidns {
+		pgid, sid = 0, 0
+	}
+	var what []string
+	if root.Pgid != root.Pid && root.Pgid != pgid {
+		what = append(what, fmt.Sprintf("process group %d (now %d)", root.Pgid, pgid))
+	}
+	if root.Sid != root.Pid && root.Sid != sid {
+		what = append(what, fmt.Sprintf("session %d (now %d)", root.Sid, sid))
+	}
+	if len(what) == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "gocr: pid %d was in %s, led from outside the dump: it is restored in gocr restore's own\n", root.Pid, strings.Join(what, " and "))
 }

@@ -3,11 +3,8 @@
 package test
 
 import (
-	"fmt"
 	"os"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/proc"
 )
@@ -157,40 +154,6 @@ func TestUnixSocketpairs(t *testing.T) {
 	tg := startTarget(t, "unixsock")
 	trackTree(t, tg.pid)
 	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
-}
-
-// TestStdioSocketInherited: stdin on a unix socket whose other end is
-// outside the dump (a logger's, a supervisor's) is stdio joined outside,
-// as a shell's pipe is: the dump takes it, and the restored process gets
-// gocr restore's own stdin, here the end of another socketpair.
-func TestStdioSocketInherited(t *testing.T) {
-	needsRoot(t)
-	socketEnd := func() (*os.File, *os.File) {
-		sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, b := os.NewFile(uintptr(sv[0]), "socket"), os.NewFile(uintptr(sv[1]), "socket")
-		t.Cleanup(func() { a.Close(); b.Close() })
-		return a, b
-	}
-	before, _ := socketEnd()
-	after, _ := socketEnd()
-	tg := startTargetOpts(t, "pauser", startOpts{stdin: before})
-	pid := checkpointRestore(t, tg, cycleOpts{stdin: after})
-	if !standalone {
-		var want, got unix.Stat_t
-		if err := unix.Fstat(int(after.Fd()), &want); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/0", pid), &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Ino != want.Ino {
-			t.Errorf("restored stdin is socket inode %d, want gocr restore's stdin, inode %d", got.Ino, want.Ino)
-		}
-	}
 	checkResult(t, tg, pid)
 }
 

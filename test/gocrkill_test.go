@@ -66,6 +66,74 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 	checkResult(t, tg, tg.pid)
 }
 
+// TestGocrKilledInInjectedSyscall: gocr is SIGKILLed while it injects the
+// system calls that map the parasite, at fixed points (the testhook
+// pause-injected-syscall-* hooks hold it there): with the first call's
+// registers set but the call not yet run, in the syscall-enter-stop of
+// the first call (memfd_create), of the mmap, and of the last call before
+// the parasite starts. The kernel detaches the thread, which runs the
+// call, then rt_sigreturn through the frame gocr wrote on its stack
+// (ptrace.Injection): the counter must count on exactly, untraced, and
+// pass its own check; the regs target must get every vector register
+// back through the frame's xsave area.
+func TestGocrKilledInInjectedSyscall(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, hook, nth string
+	}{
+		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1"},
+		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1"},
+		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "3"},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "12"},
+		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			needsRoot(t)
+			needsGocr(t)
+			tg := startTarget(t, tc.target)
+			if tc.target == "counter" {
+				waitCounter(t, tg, 10)
+			}
+			dir := t.TempDir()
+			cmd := startGocr(t, testhook.Setting(tc.hook, tc.nth), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+			waitHook(t, cmd, tc.hook)
+			if st := procState(tg.pid); st != "t" {
+				t.Fatalf("gocr holds in an injected system call, but pid %d is in state %q, not t (traced)", tg.pid, st)
+			}
+			killGocr(t, cmd)
+			if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
+				t.Errorf("a killed dump left an inventory.img: the directory looks complete")
+			}
+			if tc.target == "counter" {
+				checkIntactCounter(t, tg)
+				return
+			}
+			waitUntraced(t, tg.pid)
+			assertUntouched(t, tg.pid)
+			checkResult(t, tg, tg.pid)
+		})
+	}
+}
+
+// waitUntraced waits until the kernel has detached pid from a dead
+// tracer: it runs on its own, not stopped.
+func waitUntraced(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+		if err != nil {
+			t.Fatalf("pid %d: %v", pid, err)
+		}
+		if strings.Contains(string(b), "\nTracerPid:\t0\n") && procState(pid) != "t" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still traced or stopped 5 s after gocr died (state %q)", pid, procState(pid))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestGocrKilledMidPageStreams: gocr dies while the parasite and its
 // helper threads are writing the page streams. The parasite waits for its
 // helpers, sees gocr gone, and returns the process to its own code: every

@@ -73,7 +73,9 @@
 // in failure_test.go and imagedir_test.go), gocrkill_test.go (gocr killed
 // mid-dump or mid-restore), restorekill_test.go (what a failed restore
 // kills: only what it created), corruption_test.go (every target detects
-// damage to its state).
+// damage to its state), tamper_test.go (every image of a dump damaged in
+// every way: refused before any process exists), storage_test.go (a dump
+// onto a full, read-only or failing file system).
 //
 // BLCR's tools, run through their names (cr_checkpoint, cr_restart,
 // cr_run linked to gocr): blcr_test.go, blcr_restart_test.go.
@@ -138,6 +140,9 @@ var cTargets = map[string]struct {
 	"regs":           {"regs.c", nil},
 	"threads":        {"threads.c", []string{"-pthread"}},
 	"sched":          {"sched.c", []string{"-pthread"}},
+	"attrs":          {"attrs.c", []string{"-pthread"}},
+	"attrsrefused":   {"attrsrefused.c", []string{"-pthread"}},
+	"cgroups":        {"cgroups.c", nil},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},
@@ -161,6 +166,8 @@ var cTargets = map[string]struct {
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 	"unixnamed":      {"unixnamed.c", nil},
+	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
+	"restoredstate":  {"restoredstate.c", nil},
 }
 
 func TestMain(m *testing.M) {

@@ -362,60 +362,6 @@ func TestRestoreUntrustedImages(t *testing.T) {
 	}
 }
 
-// TestImageNotRegular: a FIFO, a directory or a device in place of an
-// image makes restore and show fail at once with one line naming it,
-// never block.
-func TestImageNotRegular(t *testing.T) {
-	needsGocr(t)
-	image, tg := dumpedCounter(t)
-	pid := strconv.Itoa(tg.pid)
-	for _, c := range []struct {
-		name, file string
-		make       func(path string) error
-		want       string
-	}{
-		{"FIFOPages", "pages-" + pid + ".img", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "FIFO"},
-		{"FIFOInventory", "inventory.img", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "FIFO"},
-		{"DirectoryTask", "task-" + pid + ".img", func(p string) error { return os.Mkdir(p, 0o700) }, "directory"},
-		// /dev/zero (char 1:5, Documentation/admin-guide/devices.txt)
-		// would read zeros forever.
-		{"DevicePages", "pages-" + pid + ".img", func(p string) error {
-			return syscall.Mknod(p, syscall.S_IFCHR|0o600, 1<<8|5)
-		}, "character device"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			dir := copyDir(t, image)
-			p := imageFile(t, dir, c.file)
-			if err := os.Remove(p); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.make(p); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { tg.killRestored(t, tg.pid) })
-			// show's one line names the bad images; what is wrong with
-			// each it prints in place.
-			for _, run := range []struct {
-				args, want []string
-			}{
-				{[]string{"restore", "-D", dir, "-d"}, []string{c.file, c.want}},
-				{[]string{"show", dir}, []string{c.file}},
-			} {
-				start := time.Now()
-				r := runGocr(t, nil, run.args...)
-				if d := time.Since(start); d > 10*time.Second {
-					t.Errorf("gocr %s took %v", run.args[0], d)
-				}
-				assertRefused(t, r, run.want, nil)
-				if run.args[0] == "show" && !strings.Contains(r.stdout, c.want) {
-					t.Errorf("show does not say %q in place:\n%s", c.want, r.stdout)
-				}
-			}
-			assertNoProcess(t, tg.pid)
-		})
-	}
-}
-
 // TestShowMissingImage: gocr show fails in one line naming an image the
 // inventory needs that is missing, or is a directory.
 func TestShowMissingImage(t *testing.T) {

@@ -77,6 +77,9 @@ func readKernelView(pid int) (kernelView, error) {
 		}
 		v[name] = s
 	}
+	if err := addAttrs(v, base); err != nil {
+		return nil, err
+	}
 	for _, link := range []string{"cwd", "root", "exe"} {
 		s, err := os.Readlink(filepath.Join(base, link))
 		if err != nil {
@@ -100,6 +103,9 @@ func readKernelView(pid int) (kernelView, error) {
 			return nil, err
 		}
 		addStatus(v, "task/"+e.Name()+"/", s, stableThreadStatus)
+		if err := addThreadAttrs(v, base, e.Name()); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,9 +46,18 @@ const (
 	// the snapshot process has written its first pages, the job
 	// running, so a test can kill gocr there.
 	PauseInSnapshotWrite = "pause-in-snapshot-write"
+	// PauseInjectedSyscallSet (a number N): hold gocr for a minute once
+	// the thread's registers are set for the Nth system call gocr injects
+	// (counted from 1), before it runs, so a test can kill gocr there.
+	PauseInjectedSyscallSet = "pause-injected-syscall-set"
+	// PauseInjectedSyscallEntered (a number N): hold gocr for a minute
+	// with the thread in the syscall-enter-stop of the Nth system call
+	// gocr injects.
+	PauseInjectedSyscallEntered = "pause-injected-syscall-entered"
 )
 
-var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true, PageHelperTid: true,
+var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
+	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
@@ -123,6 +133,35 @@ func PauseContext(ctx context.Context, name string) {
 		case <-time.After(d):
 		case <-ctx.Done():
 		}
+	}
+}
+
+// countHold is how long PauseNth holds: far longer than a test takes to
+// kill gocr once it has seen the announcement.
+const countHold = time.Minute
+
+var (
+	countsMu sync.Mutex
+	counts   = map[string]int{}
+)
+
+// PauseNth counts the calls made with name and, on the Nth, N being the
+// hook's value, says so on stderr (Announcement) and holds for a minute.
+func PauseNth(name string) {
+	if len(hooks) == 0 {
+		return
+	}
+	want, err := strconv.Atoi(hooks[name])
+	if err != nil {
+		return
+	}
+	countsMu.Lock()
+	counts[name]++
+	n := counts[name]
+	countsMu.Unlock()
+	if n == want {
+		fmt.Fprintln(os.Stderr, Announcement(name))
+		time.Sleep(countHold)
 	}
 }
 

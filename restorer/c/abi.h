@@ -50,6 +50,7 @@
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
+#define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -58,6 +59,7 @@
 #define RST_VMA_VDSO 5
 #define RST_VMA_VVAR 6
 #define RST_VMA_VVAR_VCLOCK 7
+#define RST_VMA_SYSV_SHM 8 /* shmat(shmid, start, shm_flags) */
 
 #define RST_MADV_HUGEPAGE 1
 #define RST_MADV_NOHUGEPAGE 2
@@ -82,6 +84,8 @@ struct rst_vma {
 	u32 open_flags; /* O_RDONLY or O_RDWR */
 	u32 map_prot;   /* protection to map with before the pages are in */
 	s32 map_fd;     /* ANON_SHARED: fd (as passed) of the shared object, or -1 */
+	s32 shmid;      /* SYSV_SHM: the segment's id */
+	u32 shm_flags;  /* SYSV_SHM: SHM_RDONLY, SHM_EXEC */
 };
 BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
 BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
@@ -94,7 +98,9 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, path_off, 40);
 BUILD_BUG_ON_OFFSET(struct rst_vma, open_flags, 44);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_fd, 52);
-_Static_assert(sizeof(struct rst_vma) == 56, "rst_vma size");
+BUILD_BUG_ON_OFFSET(struct rst_vma, shmid, 56);
+BUILD_BUG_ON_OFFSET(struct rst_vma, shm_flags, 60);
+_Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
 
 /* A run of pages: its data is at file_off in the page image of its stream
  * (pages_fds[stream]). */
@@ -138,6 +144,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* open(the path at strtab offset data, events) made fd (close-on-exec if
  * target is 1), at offset start: a /proc/PID/ file, PID being restored. */
 #define RST_FIXUP_OPEN 4
+/* ioctl(fd, TIOCSPGRP, &target): target becomes the foreground process
+ * group of fd, the controlling terminal (rst_args.ctty_fd). */
+#define RST_FIXUP_TTY_PGRP 5
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
@@ -187,6 +196,39 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
+
+/* Attributes a restored process or thread sets on itself before its
+ * credentials drop, as gocr planned them (restorer/attrs.go says which):
+ * SYSCALL: thread `thread` makes system call `nr` with args, where bit i
+ * of ptr_args makes args[i] the address of data[args[i]] (a nodemask);
+ * WRITE: the process writes the string at strtab offset args[1] into the
+ * file at strtab offset args[0] (/proc/self/...), before it changes its
+ * root. A failure reports RST_STEP_ATTRS with the call's index. */
+#define RST_CALL_SYSCALL 1
+#define RST_CALL_WRITE 2
+/* FUTEX_SLOTS: the process sets its futex hash to args[0] slots
+ * (PR_FUTEX_HASH_SET_SLOTS) before it creates its threads. */
+#define RST_CALL_FUTEX_SLOTS 3
+/* CGROUP: the process moves itself into a cgroup, writing "0" into the
+ * cgroup.procs file at strtab offset args[0], before it forks its
+ * children. */
+#define RST_CALL_CGROUP 4
+#define RST_CALL_DATA_WORDS 4
+struct rst_call {
+	u32 op;
+	u32 thread;
+	u32 nr;
+	u32 ptr_args;
+	u64 args[6];
+	u64 data[RST_CALL_DATA_WORDS];
+};
+BUILD_BUG_ON_OFFSET(struct rst_call, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_call, thread, 4);
+BUILD_BUG_ON_OFFSET(struct rst_call, nr, 8);
+BUILD_BUG_ON_OFFSET(struct rst_call, ptr_args, 12);
+BUILD_BUG_ON_OFFSET(struct rst_call, args, 16);
+BUILD_BUG_ON_OFFSET(struct rst_call, data, 64);
+_Static_assert(sizeof(struct rst_call) == 96, "rst_call size");
 
 /* A thread's CPU affinity mask: room for this many CPUs (bit n for CPU n,
  * as sched_getaffinity gives it). gocr refuses a wider one at the dump. */
@@ -323,8 +365,14 @@ struct rst_proc {
 	u32 zombie;
 	u32 exit_status; /* a wait(2) status word, for zombies */
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
-	u32 pad0;
+	u32 exit_signal; /* clone3's, what its parent gets when it exits */
 	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
+	/* A source, a terminal: the process, a session leader, takes it as its
+	 * controlling terminal right after setsid, before it forks, so that
+	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
+	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
+	s32 ctty_fd;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -333,8 +381,10 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, flags, 12);
 BUILD_BUG_ON_OFFSET(struct rst_proc, zombie, 16);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
+BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
-_Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
+BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 48);
+_Static_assert(sizeof(struct rst_proc) == 56, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 
@@ -385,7 +435,9 @@ struct rst_args {
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
-	u64 reserved[2];
+	u32 nr_calls; /* struct rst_call */
+	u32 calls_off;
+	u64 reserved;
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -464,7 +516,9 @@ BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2496);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

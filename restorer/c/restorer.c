@@ -68,6 +68,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 #define P_PID 1
 #define WEXITED 0x00000004
 #define WNOWAIT 0x01000000
+#define __WALL 0x40000000
 
 #define XSTR(x) #x
 #define STR(x) XSTR(x)
@@ -241,7 +242,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
-		if (v->kind < RST_VMA_VDSO)
+		if (v->kind < RST_VMA_VDSO || v->kind > RST_VMA_VVAR_VCLOCK)
 			continue;
 		int found = 0;
 		for (int j = 0; j < nsp; j++) {
@@ -310,6 +311,17 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 				flags |= MAP_PRIVATE;
 			}
 			break;
+		case RST_VMA_SYSV_SHM: {
+			/* A real attachment, which shmdt and the segment's
+			 * nattch know: shmat maps the whole segment (ipc/shm.c
+			 * do_shmat), made by gocr with its dumped id. */
+			long r = sys3(__NR_shmat, v->shmid, v->start, v->shm_flags);
+			if (r < 0 && r > -4096)
+				fail(a, RST_STEP_MMAP, i, r);
+			if ((u64)r != v->start)
+				fail(a, RST_STEP_MMAP, i, -EEXIST);
+			continue;
+		}
 		default:
 			continue;
 		}
@@ -327,7 +339,7 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
 		u64 len = v->end - v->start;
-		if (v->kind > RST_VMA_FILE_SHARED)
+		if (v->kind > RST_VMA_FILE_SHARED && v->kind != RST_VMA_SYSV_SHM)
 			continue;
 		if (v->kind != RST_VMA_FILE_SHARED && v->map_prot != v->prot)
 			CHECK(a, RST_STEP_MPROTECT, i, sys3(__NR_mprotect, v->start, len, v->prot));
@@ -508,6 +520,83 @@ static void restore_sched(struct rst_args *a, struct rst_thread *t, u32 index)
 			fail(a, RST_STEP_SCHED, index, -EINVAL);
 }
 
+#define O_WRONLY 01 /* include/uapi/asm-generic/fcntl.h */
+/* include/uapi/linux/prctl.h (Linux 6.16) */
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+
+/* The attribute calls gocr planned for this thread (abi.h struct
+ * rst_call), made before its scheduling, since an RT thread ignores a
+ * timer slack (kernel/sys.c PR_SET_TIMERSLACK) and taking an RT policy
+ * zeroes it (kernel/sched/syscalls.c __setscheduler_params), and before
+ * its credentials, while it may still lower an attribute. */
+static void restore_calls(struct rst_args *a, u32 index)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_SYSCALL || c[i].thread != index)
+			continue;
+		u64 args[6];
+		for (int j = 0; j < 6; j++) {
+			args[j] = c[i].args[j];
+			if ((c[i].ptr_args & (1u << j)) && args[j] < RST_CALL_DATA_WORDS)
+				args[j] = (u64)&c[i].data[args[j]];
+		}
+		CHECK(a, RST_STEP_ATTRS, i, sys_call6(c[i].nr, args[0], args[1], args[2], args[3], args[4], args[5]));
+	}
+}
+
+/* The process's futex hash size, set before its threads exist: a new
+ * size waits for every reference to the old hash to go, and each thread
+ * parked in the restorer holds one (kernel/futex/core.c
+ * futex_hash_allocate). */
+static void restore_futex_slots(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++)
+		if (c[i].op == RST_CALL_FUTEX_SLOTS)
+			CHECK(a, RST_STEP_ATTRS, i,
+			      sys4(__NR_prctl, PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, c[i].args[0], 0));
+}
+
+/* Moves the process into its cgroups first thing, so that its children
+ * are created there and its memory is charged there (restorer/cgroups.go):
+ * writing 0 into cgroup.procs moves the writing process
+ * (Documentation/admin-guide/cgroup-v2.rst, "Processes"). */
+static void restore_cgroups(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_CGROUP)
+			continue;
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, "0", 1);
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
+/* The process's /proc/self writes (oom_score_adj, coredump_filter...). */
+static void restore_writes(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_WRITE)
+			continue;
+		const char *text = str(a, (u32)c[i].args[1]);
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, text, nl_strlen(text));
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
  * thread too (a raw setresuid changes only the caller, man 2 setresuid
@@ -537,6 +626,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		if (si[i].tid == t->tid)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
+	restore_calls(a, index);
 	restore_sched(a, t, index);
 	restore_creds(a, index);
 }
@@ -773,6 +863,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
 	}
 
+	restore_writes(a);
 	sys1(__NR_umask, a->umask);
 	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
 	const char *root = str(a, a->root_off);
@@ -795,6 +886,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * has the privilege clone3 set_tid needs (CAP_SYS_ADMIN or
 	 * CAP_CHECKPOINT_RESTORE, kernel/pid.c); every thread, this one
 	 * last, then sets its own per-thread state and credentials. */
+	restore_futex_slots(a);
 	create_threads(a, hole, hole_size);
 	restore_posix_timers(a);
 	setup_thread(a, (struct rst_thread *)((u8 *)a + a->threads_off), 0);
@@ -891,6 +983,11 @@ struct kernel_flock {
 };
 _Static_assert(sizeof(struct kernel_flock) == 32, "struct flock size");
 
+/* include/uapi/asm-generic/ioctls.h */
+#define __NR_ioctl 16
+#define TIOCSCTTY 0x540E
+#define TIOCSPGRP 0x5410
+
 /* fixup does one step only the process itself can do, once its fds have
  * their dumped numbers (struct rst_fixup). */
 static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
@@ -927,6 +1024,15 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 		sys1(__NR_close, nfd);
 		if (f->start)
 			CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_lseek, f->fd, f->start, SEEK_SET));
+		return;
+	}
+	case RST_FIXUP_TTY_PGRP: {
+		/* TIOCSPGRP needs the group in the caller's session: every
+		 * process exists by now, and the kernel takes a group not yet
+		 * joined by the process whose PID it is
+		 * (drivers/tty/tty_jobctrl.c tiocspgrp, session_of_pgrp). */
+		s32 pgrp = f->target;
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_ioctl, f->fd, TIOCSPGRP, &pgrp));
 		return;
 	}
 	}
@@ -1078,6 +1184,43 @@ static long send_pidfd(struct rst_tree *t, u32 idx, long pidfd)
 	return r < 0 ? r : 0;
 }
 
+#define __NR_poll 7
+/* include/uapi/asm-generic/poll.h */
+#define POLLHUP 0x10
+
+/* How often a process waiting for the tree to be whole looks whether
+ * gocr is still there. */
+#define TREE_WAIT_NS 100000000L
+
+/* Waits until every process of the tree exists. Should gocr die
+ * meanwhile, a process it was not told about is killed by its creator
+ * (announce_or_kill), which then fails, and the tree never becomes whole:
+ * so the wait looks, every TREE_WAIT_NS, whether gocr's end of the pidfd
+ * socket is closed (a unix socket reports POLLHUP once its peer is gone,
+ * net/unix/af_unix.c unix_dgram_poll), and if so ends this process.
+ * Those it created end with it (their parent-death signal is SIGKILL
+ * until the tree is whole), and gocr, were it alive, would kill the lot
+ * by their pidfds. */
+static void wait_tree_whole(struct rst_tree *t)
+{
+	struct {
+		s64 sec, nsec;
+	} tick = {0, TREE_WAIT_NS};
+	for (;;) {
+		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
+		if (n == t->nr_procs)
+			return;
+		struct {
+			s32 fd;
+			s16 events, revents;
+		} pfd = {t->pidfd_sock, 0, 0};
+		if (sys3(__NR_poll, &pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
+			for (;;)
+				sys1(__NR_exit_group, 1);
+		sys6(__NR_futex, &t->created, FUTEX_WAIT, n, &tick, 0, 0);
+	}
+}
+
 /* A process gocr could not be told about is killed at once (its pidfd is
  * the one name for it that cannot be wrong), then the creator fails. */
 static void announce_or_kill(struct rst_tree *t, struct rst_args *a, u32 idx, long pidfd)
@@ -1131,9 +1274,15 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	struct rst_args *a = plan_of(t, idx);
 	u64 all = ~0UL;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	if (!p->zombie)
+		restore_cgroups(a);
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
+	/* Only a session leader without a controlling terminal may take one
+	 * (drivers/tty/tty_jobctrl.c tiocsctty). */
+	if (p->ctty_fd >= 0)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, p->ctty_fd, TIOCSCTTY, 0));
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
 
@@ -1145,7 +1294,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		struct clone_args ca = {
 			.flags = CLONE_PIDFD,
 			.pidfd = (u64)&pidfd,
-			.exit_signal = SIGCHLD,
+			.exit_signal = procs[i].exit_signal,
 			.set_tid = (u64)&tid,
 			.set_tid_size = 1,
 		};
@@ -1170,12 +1319,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 
 	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
 	futex_wake(&t->created);
-	for (;;) {
-		u32 n = __atomic_load_n(&t->created, __ATOMIC_ACQUIRE);
-		if (n == t->nr_procs)
-			break;
-		futex_wait(&t->created, n);
-	}
+	wait_tree_whole(t);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
 	if (p->zombie) {
@@ -1185,22 +1329,25 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	}
 
 	/* Wait until the zombie children have died, without reaping them
-	 * (waitid WEXITED|WNOWAIT, man 2 waitid), then drop the SIGCHLD
-	 * their deaths queued: it was not pending in the dumped process. */
-	int had_zombie = 0;
+	 * (waitid WEXITED|WNOWAIT, man 2 waitid; __WALL for one whose exit
+	 * signal is not SIGCHLD), then drop the signals their deaths queued:
+	 * they were not pending in the dumped process. */
+	u64 exit_sigs = 0;
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx || !procs[i].zombie)
 			continue;
-		had_zombie = 1;
+		if (procs[i].exit_signal)
+			exit_sigs |= 1UL << (procs[i].exit_signal - 1);
 		CHECK(a, RST_STEP_TREE, (u32)procs[i].pid,
-		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT, NULL));
+		      sys5(__NR_waitid, P_PID, procs[i].pid, NULL, WEXITED | WNOWAIT | __WALL, NULL));
 	}
-	if (had_zombie) {
-		u64 chld = 1UL << (SIGCHLD - 1);
+	while (exit_sigs) {
 		struct {
 			s64 sec, nsec;
 		} zero = {0, 0};
-		sys4(__NR_rt_sigtimedwait, &chld, NULL, &zero, 8);
+		u64 one = exit_sigs & -exit_sigs;
+		sys4(__NR_rt_sigtimedwait, &one, NULL, &zero, 8);
+		exit_sigs &= ~one;
 	}
 	restore_task(a, (u8 *)t, map_size);
 }

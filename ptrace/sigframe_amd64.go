@@ -1,14 +1,12 @@
 //go:build linux && amd64
 
-package parasite
+package ptrace
 
 import (
 	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/gocr/gocr/ptrace"
 )
 
 // Layout of the x86-64 rt_sigframe (arch/x86/include/asm/sigframe.h):
@@ -17,12 +15,16 @@ import (
 // bytes, uc_sigmask), then siginfo; the xsave area (fpstate) anywhere
 // 64-byte aligned, pointed at by sigcontext.fpstate.
 const (
-	frUcFlags   = 8
-	frUcStack   = 24
-	frMcontext  = 48
-	frSigmask   = 48 + 256
-	frFpstate   = 512
-	frameMaxLen = stackSize - 32<<10 // the parasite's stack keeps the rest
+	// SigframeUc is where struct ucontext starts in the frame, after
+	// pretcode: rt_sigreturn wants rsp there (arch/x86/kernel/signal_64.c
+	// rt_sigreturn: frame = sp - sizeof(long)).
+	SigframeUc = 8
+	// SigframeUcStack is uc_stack, after uc_flags and uc_link.
+	SigframeUcStack = 24
+	frUcFlags       = SigframeUc
+	frMcontext      = 48
+	frSigmask       = 48 + 256
+	frFpstate       = 512
 
 	// struct sigcontext_64 (arch/x86/include/uapi/asm/sigcontext.h):
 	// r8..r15, di, si, bp, bx, dx, ax, cx, sp, ip, flags as u64 from 0,
@@ -40,7 +42,7 @@ const (
 	// struct _fpx_sw_bytes in the xsave area's software-reserved bytes,
 	// and the second magic right after the xsave data
 	// (arch/x86/include/uapi/asm/sigcontext.h).
-	fpxSwOff          = ptrace.XstateSwReservedOffset
+	fpxSwOff          = XstateSwReservedOffset
 	fpxSwSize         = 48
 	fpxSwExtendedSize = 4
 	fpxSwXfeatures    = 8
@@ -50,20 +52,16 @@ const (
 	fpXstMagic2Size   = 4          // FP_XSTATE_MAGIC2_SIZE
 )
 
-// xsaveAlign is the alignment the xsave area needs (Intel SDM vol. 1,
-// 13.4); frFpstate keeps it when the frame itself has it.
-const xsaveAlign = 64
+// SigframeAlign is the alignment a frame needs: the xsave area's (Intel
+// SDM vol. 1, 13.4), which frFpstate keeps when the frame itself has it.
+const SigframeAlign = 64
 
-// syscallInsnLen is the length of the x86-64 syscall instruction (0f 05),
-// which a restarted system call backs up over.
-const syscallInsnLen = 2
-
-// sigframeLen is the length of the frame sigframe builds around xsave.
-func sigframeLen(xsave []byte) int {
+// SigframeLen is the length of the frame Sigframe builds around xsave.
+func SigframeLen(xsave []byte) int {
 	return frFpstate + len(xsave) + fpXstMagic2Size
 }
 
-// sigframe builds the frame that rt_sigreturn(2) turns back into the
+// Sigframe builds the frame that rt_sigreturn(2) turns back into the
 // thread as gocr found it: registers, extended state, signal mask. The
 // kernel ignores orig_rax on sigreturn (restore_sigcontext sets it to -1),
 // so a system call the freeze interrupted is restarted here the way
@@ -72,22 +70,29 @@ func sigframeLen(xsave []byte) int {
 // is restarted from scratch too: sigreturn resets the block
 // (restore_sigcontext sets restart_block.fn to do_no_restart_syscall), so
 // restart_syscall would fail with EINTR.
-func sigframe(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, error) {
-	if at%xsaveAlign != 0 {
-		return nil, fmt.Errorf("signal frame at %#x is not %d-byte aligned", at, xsaveAlign)
-	}
-	if sigframeLen(xsave) > frameMaxLen {
-		return nil, fmt.Errorf("xsave area of %d bytes does not fit the signal frame", len(xsave))
+//
+// uc_stack is left zero, which rt_sigreturn's restore_altstack always
+// leaves the thread's alternate stack alone for: it passes uc_stack to
+// do_sigaltstack and ignores every error but EFAULT
+// (kernel/signal.c restore_altstack), and do_sigaltstack refuses a stack
+// of size 0, below MINSIGSTKSZ, with ENOMEM before it changes anything;
+// a stack equal to the current one is no change either. The parasite
+// fills in the real one all the same (parasite/c/parasite.c self_cure).
+//
+// at is where the frame will be in the thread, SigframeAlign-aligned.
+func Sigframe(r *Regs, xsave []byte, mask uint64, at uint64) ([]byte, error) {
+	if at%SigframeAlign != 0 {
+		return nil, fmt.Errorf("signal frame at %#x is not %d-byte aligned", at, SigframeAlign)
 	}
 	regs := *r
 	if int64(regs.Orig_rax) >= 0 {
 		switch unix.Errno(-int64(regs.Rax)) {
-		case ptrace.ERESTARTSYS, ptrace.ERESTARTNOINTR, ptrace.ERESTARTNOHAND, ptrace.ERESTART_RESTARTBLOCK:
+		case ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK:
 			regs.Rax = regs.Orig_rax
 			regs.Rip -= syscallInsnLen
 		}
 	}
-	f := make([]byte, sigframeLen(xsave))
+	f := make([]byte, SigframeLen(xsave))
 	le := binary.LittleEndian
 	le.PutUint64(f[frUcFlags:], ucFlags)
 	// uc_stack is filled in by the parasite (its current sigaltstack).
@@ -108,7 +113,7 @@ func sigframe(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, err
 	clear(sw)
 	le.PutUint32(sw, fpXstMagic1)
 	le.PutUint32(sw[fpxSwExtendedSize:], uint32(len(xsave)+fpXstMagic2Size))
-	le.PutUint64(sw[fpxSwXfeatures:], ptrace.XCR0(xsave))
+	le.PutUint64(sw[fpxSwXfeatures:], XCR0(xsave))
 	le.PutUint32(sw[fpxSwXstateSize:], uint32(len(xsave)))
 	le.PutUint32(fp[len(xsave):], fpXstMagic2)
 	return f, nil

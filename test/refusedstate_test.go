@@ -1,0 +1,101 @@
+//go:build linux
+
+package test
+
+import (
+	"os"
+	"strconv"
+	"testing"
+)
+
+// TestRefusedState: state a restore would silently change (docs/STATE.md)
+// is refused at dump in one line naming it, and the target, checking that
+// the state is still its own and works, runs on untouched.
+func TestRefusedState(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	for _, c := range []struct {
+		mode  string
+		arg   string
+		needs string // a file the machine must have for the mode
+		cpu   string // a CPU feature (/proc/cpuinfo flags) it must have
+		want  []string
+	}{
+		{mode: "thread-files", want: []string{"thread", "own fd table"}},
+		{mode: "thread-fs", want: []string{"thread", "own cwd, root and umask"}},
+		{mode: "thread-ns", want: []string{"thread", "another namespace than its process (uts)"}},
+		{mode: "pid-children", want: []string{"creates its children in another pid namespace"}},
+		{mode: "time-children", needs: "/proc/self/ns/time_for_children", want: []string{"creates its children in another time namespace"}},
+		{mode: "epoll-reused", want: []string{"watch on fd", "now names another file"}},
+		{mode: "chardev", arg: "/dev/net/tun", needs: "/dev/net/tun", want: []string{"/dev/net/tun", "character device 10:200", "driver state"}},
+		{mode: "async", want: []string{"anon_inode:inotify", "O_ASYNC"}},
+		{mode: "detached", want: []string{"/file", "not mounted anywhere"}},
+		{mode: "ldt", want: []string{"has an LDT"}},
+		{mode: "pkey", cpu: "pku", want: []string{"protection key 1"}},
+		{mode: "amx", cpu: "amx_tile", want: []string{"AMX tile data"}},
+		{mode: "lam", cpu: "lam", want: []string{"tagged addresses (LAM"}},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			if c.needs != "" {
+				if _, err := os.Stat(c.needs); err != nil {
+					t.Skipf("this machine lacks %s: %v", c.needs, err)
+				}
+			}
+			if c.cpu != "" && !cpuHas(t, c.cpu) {
+				t.Skipf("this CPU lacks %s", c.cpu)
+			}
+			var args []string
+			if c.arg != "" {
+				args = []string{c.arg}
+			}
+			tg := startTarget(t, "refusedstate", append([]string{c.mode}, args...)...)
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, append([]string{strconv.Itoa(tg.pid)}, c.want...), nil)
+			checkIntact(t, tg)
+		})
+	}
+
+	// A dumped process tracing one outside the dump would lose its
+	// tracee: ptrace attachments end with the dump.
+	t.Run("tracer", func(t *testing.T) {
+		tracee := startTarget(t, "counter")
+		waitCounter(t, tracee, 10)
+		tg := startTarget(t, "refusedstate", "tracer", strconv.Itoa(tracee.pid))
+		if got := tracerPid(t, tracee.pid); got != tg.pid {
+			t.Fatalf("pid %d is traced by %d, want the target %d", tracee.pid, got, tg.pid)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "traces pid " + strconv.Itoa(tracee.pid), "outside the dump"}, nil)
+		checkIntact(t, tg) // it checks it still traces the counter
+		checkIntactCounter(t, tracee)
+	})
+}
+
+// TestReplacedFileRefused: a file replaced at its path between the dump
+// and the restore (a rotated log) is not the one the process had open:
+// on the boot of the dump its device and inode tell, and the restore
+// refuses in one line naming it, leaving nothing behind. With the file
+// put back, the same images restore.
+func TestReplacedFileRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	image, tg := dumpedCounter(t)
+	// The counter's stdout is its log, a regular file reopened by path.
+	kept := tg.logPath + ".dumped"
+	if err := os.Rename(tg.logPath, kept); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, kept, tg.logPath, 0o644)
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r := runGocr(t, nil, "restore", "-D", image, "-d")
+	assertRefused(t, r, []string{tg.logPath, "not the one fd 1 had open", "replaced"}, nil)
+	assertNoProcess(t, tg.pid)
+
+	if err := os.Rename(kept, tg.logPath); err != nil {
+		t.Fatal(err)
+	}
+	pid := restoreDetached(t, tg, image, nil)
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
+	checkResult(t, tg, pid)
+	counterLines(t, tg.logPath, true)
+}

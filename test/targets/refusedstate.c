@@ -1,0 +1,356 @@
+/*
+ * refusedstate: sets up one piece of state that a restore would silently
+ * change, so a dump must refuse it; after the refused dump the target
+ * checks the state is still its own and works.
+ *
+ * usage: refusedstate RESULT_PATH MODE [ARG]
+ *   thread-files   a thread with its own fd table (unshare CLONE_FILES)
+ *   thread-fs      a thread with its own cwd and umask (unshare CLONE_FS)
+ *   thread-ns      a thread in its own uts namespace (unshare CLONE_NEWUTS)
+ *   pid-children   children go to a new PID namespace (unshare CLONE_NEWPID)
+ *   time-children  children go to a new time namespace (unshare CLONE_NEWTIME)
+ *   epoll-reused   an epoll watch whose fd number now names another pipe
+ *   chardev PATH   an open character device with driver state
+ *   async          an inotify fd with O_ASYNC, an owner and a signal
+ *   detached       a file on a tmpfs mounted nowhere (fsmount)
+ *   ldt            an LDT entry (modify_ldt)
+ *   tracer PID     ptrace-seizes PID, a process outside the dump
+ *   pkey           a page tagged with a protection key (pkey_mprotect)
+ *   amx            permission for AMX tile data (ARCH_REQ_XCOMP_PERM)
+ *   lam            tagged addresses (ARCH_ENABLE_TAGGED_ADDR)
+ */
+#include "target.h"
+
+#include <asm/ldt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+
+#define THREAD_FD 77
+#define THREAD_HOST "gocr-thread"
+
+static volatile int thread_stop;
+static char thread_err[512];
+static int thread_ready_flag;
+static const char *mode;
+
+/* The thread makes its table, fs or namespace its own, then waits. */
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	if (strcmp(mode, "thread-files") == 0) {
+		if (unshare(CLONE_FILES) < 0 || dup2(0, THREAD_FD) < 0) {
+			snprintf(thread_err, sizeof(thread_err), "unshare files: %s", strerror(errno));
+			goto out;
+		}
+	} else if (strcmp(mode, "thread-fs") == 0) {
+		if (unshare(CLONE_FS) < 0 || chdir("/usr") < 0) {
+			snprintf(thread_err, sizeof(thread_err), "unshare fs: %s", strerror(errno));
+			goto out;
+		}
+		umask(077);
+	} else {
+		if (unshare(CLONE_NEWUTS) < 0 || sethostname(THREAD_HOST, strlen(THREAD_HOST)) < 0) {
+			snprintf(thread_err, sizeof(thread_err), "unshare uts: %s", strerror(errno));
+			goto out;
+		}
+	}
+	__atomic_store_n(&thread_ready_flag, 1, __ATOMIC_RELEASE);
+	while (!thread_stop) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	/* Still its own? */
+	if (strcmp(mode, "thread-files") == 0) {
+		if (fcntl(THREAD_FD, F_GETFD) < 0)
+			snprintf(thread_err, sizeof(thread_err), "thread lost its fd %d", THREAD_FD);
+	} else if (strcmp(mode, "thread-fs") == 0) {
+		char cwd[256];
+		mode_t m = umask(077);
+		if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, "/usr") != 0 || m != 077)
+			snprintf(thread_err, sizeof(thread_err), "thread cwd %s umask %o, want /usr 077", cwd, m);
+	} else {
+		struct utsname u;
+		if (uname(&u) < 0 || strcmp(u.nodename, THREAD_HOST) != 0)
+			snprintf(thread_err, sizeof(thread_err), "thread host name %s, want %s", u.nodename, THREAD_HOST);
+	}
+out:
+	__atomic_store_n(&thread_ready_flag, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void run_thread_mode(void)
+{
+	pthread_t th;
+	if (chdir("/") < 0)
+		tgt_fail("chdir /: %s", strerror(errno));
+	umask(022);
+	int err = pthread_create(&th, NULL, thread_main, NULL);
+	if (err)
+		tgt_fail("pthread_create: %s", strerror(err));
+	while (!__atomic_load_n(&thread_ready_flag, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (thread_err[0])
+		tgt_fail("%s", thread_err);
+	tgt_ready();
+	tgt_wait();
+	thread_stop = 1;
+	pthread_join(th, NULL);
+	if (thread_err[0])
+		tgt_fail("%s", thread_err);
+	/* And the process kept its own. */
+	char cwd[256];
+	if (fcntl(THREAD_FD, F_GETFD) >= 0)
+		tgt_fail("the thread's fd %d is in the process's table", THREAD_FD);
+	if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, "/") != 0)
+		tgt_fail("process cwd %s, want /", cwd);
+	struct utsname u;
+	if (uname(&u) < 0 || strcmp(u.nodename, THREAD_HOST) == 0)
+		tgt_fail("process host name is the thread's");
+	tgt_pass();
+}
+
+/* The next child is the init of the new PID namespace, or in the new time
+ * namespace. */
+static void run_children_ns(int flag)
+{
+	char before[64] = "", path[64];
+	ssize_t n = readlink("/proc/self/ns/time", before, sizeof(before) - 1);
+	if (unshare(flag) < 0)
+		tgt_fail("unshare %#x: %s", flag, strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (flag == CLONE_NEWPID)
+			_exit(getpid() == 1 ? 0 : 1);
+		char now[64] = "";
+		snprintf(path, sizeof(path), "/proc/self/ns/time");
+		readlink(path, now, sizeof(now) - 1);
+		_exit(n > 0 && strcmp(now, before) != 0 ? 0 : 1);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		tgt_fail("waitpid: %s", strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tgt_fail("the child is not in the new namespace (status %#x)", st);
+	tgt_pass();
+}
+
+/* Watch the read end of pipe a at fd N, keep it open by a dup, close N
+ * and put the read end of pipe b there. */
+static void run_epoll_reused(void)
+{
+	int a[2], b[2];
+	if (pipe(a) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x1234 };
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, a[0], &ev) < 0)
+		tgt_fail("epoll: %s", strerror(errno));
+	int keep = dup(a[0]);
+	int n = a[0];
+	close(a[0]);
+	if (keep < 0 || pipe(b) < 0)
+		tgt_fail("dup, pipe: %s", strerror(errno));
+	if (b[0] != n)
+		tgt_fail("pipe b's read end is fd %d, want %d", b[0], n);
+	tgt_ready();
+	tgt_wait();
+	/* The watch still follows pipe a, not the file at its number. */
+	struct epoll_event got;
+	if (write(b[1], "b", 1) != 1)
+		tgt_fail("write b: %s", strerror(errno));
+	if (epoll_wait(ep, &got, 1, 0) != 0)
+		tgt_fail("pipe b, now at fd %d, reports through the watch", n);
+	if (write(a[1], "a", 1) != 1)
+		tgt_fail("write a: %s", strerror(errno));
+	if (epoll_wait(ep, &got, 1, 0) != 1 || got.data.u64 != 0x1234)
+		tgt_fail("pipe a does not report through its watch");
+	tgt_pass();
+}
+
+static void run_chardev(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK);
+	struct stat before, after;
+	if (fd < 0 || fstat(fd, &before) < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (fstat(fd, &after) < 0 || after.st_rdev != before.st_rdev)
+		tgt_fail("fd %d is no longer %s", fd, path);
+	tgt_pass();
+}
+
+static void run_async(void)
+{
+	int fd = inotify_init1(0);
+	if (fd < 0 || fcntl(fd, F_SETOWN, getpid()) < 0 || fcntl(fd, F_SETSIG, SIGRTMIN + 3) < 0 ||
+	    fcntl(fd, F_SETFL, O_ASYNC) < 0)
+		tgt_fail("inotify with O_ASYNC: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (!(fcntl(fd, F_GETFL) & O_ASYNC) || fcntl(fd, F_GETOWN) != getpid() || fcntl(fd, F_GETSIG) != SIGRTMIN + 3)
+		tgt_fail("O_ASYNC, its owner or signal changed");
+	tgt_pass();
+}
+
+/* include/uapi/linux/mount.h */
+#define FSCONFIG_CMD_CREATE 6
+
+static void run_detached(void)
+{
+	int fs = syscall(SYS_fsopen, "tmpfs", 0);
+	if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		tgt_fail("fsopen tmpfs: %s", strerror(errno));
+	int mnt = syscall(SYS_fsmount, fs, 0, 0);
+	if (mnt < 0)
+		tgt_fail("fsmount: %s", strerror(errno));
+	int fd = openat(mnt, "file", O_RDWR | O_CREAT, 0600);
+	if (fd < 0 || write(fd, "detached", 8) != 8)
+		tgt_fail("create a file on the detached tmpfs: %s", strerror(errno));
+	/* The file alone keeps the mount. */
+	close(mnt);
+	close(fs);
+	tgt_ready();
+	tgt_wait();
+	char buf[8];
+	if (pread(fd, buf, 8, 0) != 8 || memcmp(buf, "detached", 8) != 0)
+		tgt_fail("the file on the detached tmpfs lost its contents");
+	tgt_pass();
+}
+
+static void run_ldt(void)
+{
+	struct user_desc d;
+	memset(&d, 0, sizeof(d));
+	d.entry_number = 0;
+	d.limit = 0xfff;
+	d.seg_32bit = 1;
+	d.useable = 1;
+	if (syscall(SYS_modify_ldt, 1, &d, sizeof(d)) != 0)
+		tgt_fail("modify_ldt write: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	unsigned char buf[8];
+	if ((int)syscall(SYS_modify_ldt, 0, buf, sizeof(buf)) != sizeof(buf))
+		tgt_fail("modify_ldt read: %s", strerror(errno));
+	/* limit 0xfff in bits 0-15 of the descriptor (Intel SDM 3.4.5). */
+	if (buf[0] != 0xff || buf[1] != 0x0f)
+		tgt_fail("LDT entry 0 lost its limit");
+	tgt_pass();
+}
+
+static void run_tracer(const char *arg)
+{
+	pid_t pid = atoi(arg);
+	if (ptrace(PTRACE_SEIZE, pid, NULL, NULL) < 0)
+		tgt_fail("PTRACE_SEIZE %d: %s", pid, strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	int f = open(path, O_RDONLY);
+	ssize_t n = f < 0 ? -1 : read(f, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	char *t = strstr(buf, "TracerPid:");
+	if (!t || atoi(t + 10) != getpid())
+		tgt_fail("pid %d is no longer traced by this process", pid);
+	tgt_pass();
+}
+
+/* arch/x86/include/uapi/asm/prctl.h; the xsave feature number of tile
+ * data, arch/x86/include/asm/fpu/types.h. */
+#define ARCH_GET_XCOMP_PERM 0x1022
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define ARCH_GET_UNTAG_MASK 0x4001
+#define ARCH_ENABLE_TAGGED_ADDR 0x4002
+#define LAM_U57_BITS 6
+
+static void run_pkey(void)
+{
+	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int key = syscall(SYS_pkey_alloc, 0, 0);
+	if (page == MAP_FAILED || key < 0 || syscall(SYS_pkey_mprotect, page, 4096, PROT_READ | PROT_WRITE, key) < 0)
+		tgt_fail("pkey_alloc, pkey_mprotect: %s", strerror(errno));
+	page[0] = 1;
+	tgt_ready();
+	tgt_wait();
+	/* Still allocated: pkey_free fails with EINVAL on a key that is not
+	 * (man 2 pkey_alloc). */
+	if (page[0] != 1 || syscall(SYS_pkey_free, key) < 0)
+		tgt_fail("protection key %d lost: %s", key, strerror(errno));
+	tgt_pass();
+}
+
+static void run_amx(void)
+{
+	unsigned long long perm = 0;
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) < 0)
+		tgt_fail("ARCH_REQ_XCOMP_PERM: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) < 0 || !(perm & (1ULL << XFEATURE_XTILEDATA)))
+		tgt_fail("AMX permission lost (%#llx)", perm);
+	tgt_pass();
+}
+
+static void run_lam(void)
+{
+	unsigned long mask = 0;
+	if (syscall(SYS_arch_prctl, ARCH_ENABLE_TAGGED_ADDR, LAM_U57_BITS) < 0)
+		tgt_fail("ARCH_ENABLE_TAGGED_ADDR: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	if (syscall(SYS_arch_prctl, ARCH_GET_UNTAG_MASK, &mask) < 0 || mask == ~0UL)
+		tgt_fail("LAM lost (untag mask %#lx)", mask);
+	tgt_pass();
+}
+
+int main(int argc, char **argv)
+{
+	tgt_init(argc, argv);
+	if (argc < 3)
+		tgt_fail("usage: refusedstate RESULT_PATH MODE [ARG]");
+	mode = argv[2];
+	if (strncmp(mode, "thread-", 7) == 0)
+		run_thread_mode();
+	else if (strcmp(mode, "pid-children") == 0)
+		run_children_ns(CLONE_NEWPID);
+	else if (strcmp(mode, "time-children") == 0)
+		run_children_ns(CLONE_NEWTIME);
+	else if (strcmp(mode, "epoll-reused") == 0)
+		run_epoll_reused();
+	else if (strcmp(mode, "chardev") == 0 && argc > 3)
+		run_chardev(argv[3]);
+	else if (strcmp(mode, "async") == 0)
+		run_async();
+	else if (strcmp(mode, "detached") == 0)
+		run_detached();
+	else if (strcmp(mode, "ldt") == 0)
+		run_ldt();
+	else if (strcmp(mode, "tracer") == 0 && argc > 3)
+		run_tracer(argv[3]);
+	else if (strcmp(mode, "pkey") == 0)
+		run_pkey();
+	else if (strcmp(mode, "amx") == 0)
+		run_amx();
+	else if (strcmp(mode, "lam") == 0)
+		run_lam();
+	tgt_fail("unknown mode %s", mode);
+}
