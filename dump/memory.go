@@ -245,7 +245,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 			used = max(used, min(2, maxStreams))
 		}
 		c.runs = assignStreams(runs, 1)
-		if used > 1 {
+		if used > 1 && len(runs) > 0 {
 			c.frozenStream = used - 1
 			for i := range c.runs {
 				c.runs[i].stream = c.frozenStream
@@ -354,6 +354,20 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 // images are checksummed and synced with the others (images.SealData).
 func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	defer c.close()
+	// A snapshot may hold fewer pages than its process's anonymous
+	// memory promised: the streams it did not reach go, so that every
+	// page image is one the page map names.
+	used := 1
+	for _, r := range c.runs {
+		used = max(used, r.stream+1)
+	}
+	for len(c.pages) > used {
+		n := len(c.pages) - 1
+		if err := dir.Discard(c.pages[n]); err != nil {
+			return err
+		}
+		c.pages, c.written = c.pages[:n], c.written[:n]
+	}
 	for i, f := range c.pages {
 		if err := images.FinishPages(f, c.written[i]); err != nil {
 			return err
