@@ -20,12 +20,13 @@ import (
 	"github.com/gocr/gocr/proc"
 )
 
-// A copy-on-write snapshot (Options.Snapshot): while the process is
-// frozen, the parasite forks it (parasite.TakeSnapshot), which costs the
-// copy of its page tables; the process then runs on while the snapshot
-// process writes the private memory it had at that instant into the page
-// images. What fork does not copy is written while the process is still
-// frozen, by the parasite, into stream 0 first: shared memory (the
+// A copy-on-write snapshot (Options.LeaveRunning without NoSnapshot):
+// while the process is frozen, the parasite forks it
+// (parasite.TakeSnapshot), which costs the copy of its page tables; the
+// process then runs on while the snapshot process writes the private
+// memory it had at that instant into the page images. What fork does not
+// copy is written while the process is still frozen, by the parasite,
+// into a page stream of its own: shared memory (the
 // snapshot would see the process's later writes), mappings excluded from
 // fork (MADV_DONTFORK: absent in the child; MADV_WIPEONFORK: empty in the
 // child; mm/mmap.c dup_mmap). Threads, registers, fds and signals are
