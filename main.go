@@ -184,7 +184,9 @@ func main() {
 					"writes their complete state into DIR, and then ends them (they can be started again\n" +
 					"from DIR with 'gocr restore'). --pgid or --sid take a whole process group or session.\n" +
 					"With --leave-running the processes continue after the dump instead, so DIR is a\n" +
-					"checkpoint to fall back to.\n" +
+					"checkpoint to fall back to; they are frozen only while a copy-on-write snapshot of\n" +
+					"each is taken (a fork: the page tables are copied, not the pages), and run on while\n" +
+					"their memory is written from it (--snapshot=false: frozen until it is written).\n" +
 					"If the dump fails for any reason the processes keep running, untouched, and DIR\n" +
 					"keeps what it held: a checkpoint already there stays whole until a new one is\n" +
 					"complete and takes its place. DIR must hold nothing but gocr's files, and only\n" +
@@ -197,6 +199,7 @@ func main() {
 					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+					&cli.BoolFlag{Name: "snapshot", Value: true, Usage: "with --leave-running: freeze the processes only while a copy-on-write snapshot of each is taken, and write their memory from it while they run on (--snapshot=false: frozen until their memory is written)"},
 					&cli.StringSliceFlag{Name: "external", Usage: "dump a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]` as the refusal names it; gocr restore --inherit-fd then gives it a file"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
@@ -323,13 +326,16 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 		}
 		pids[name] = pid
 	}
+	if c.IsSet("snapshot") && c.Bool("snapshot") && !c.Bool("leave-running") {
+		return fmt.Errorf("--snapshot needs --leave-running: a dump that ends the processes has no use for one")
+	}
 	save, err := dump.ParseSave(c.StringSlice("save"))
 	if err != nil {
 		return err
 	}
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
-		LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
+		LeaveRunning: c.Bool("leave-running"), NoSnapshot: !c.Bool("snapshot"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
 		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"), External: c.StringSlice("external"),
 		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})

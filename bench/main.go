@@ -14,7 +14,10 @@
 // to the limit (ratio.go). Scale rows (scale.go) dump and restore targets
 // with N and 2N VMAs, fds, threads and tree processes, to show how the
 // time grows. Compression rows (compress.go) write the context of a
-// process of realistic memory with each --compress. The table (report.go) goes to stdout and every round's
+// process of realistic memory with each --compress. Stall rows (stall.go)
+// measure how long a job writing its memory is stopped by dump
+// --leave-running, with and without --snapshot. The table (report.go)
+// goes to stdout and every round's
 // figures (results.go) to -out; docs/PERFORMANCE.md says what each figure
 // means.
 package main
@@ -64,6 +67,8 @@ type options struct {
 	procs        int
 	skipMemory   bool
 	skipScale    bool
+	skipStall    bool
+	stallRuns    int
 	skipCompress bool
 	compressRuns int
 	warmup       int
@@ -86,6 +91,8 @@ func main() {
 	flag.IntVar(&o.procs, "procs", 200, "N for the tree row: processes in one tree (also measured at 2N)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory rows")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
+	flag.BoolVar(&o.skipStall, "skip-stall", false, "skip the stall rows (dump --leave-running of a job writing its memory, with and without --snapshot)")
+	flag.IntVar(&o.stallRuns, "runs-stall", 4, "rounds for each stall row")
 	flag.BoolVar(&o.skipCompress, "skip-compress", false, "skip the compression rows")
 	flag.IntVar(&o.compressRuns, "runs-compress", 3, "rounds for the compression rows")
 	flag.IntVar(&o.warmup, "warmup", 2, "untimed warm-up rounds before each memory row's timed rounds (0: none)")
@@ -159,6 +166,9 @@ func run(o *options) error {
 	if !o.skipCompress {
 		b.compressionRows()
 	}
+	if !o.skipStall {
+		b.stallRows()
+	}
 	b.summarize()
 	b.checkTargets()
 	b.print(os.Stdout)
@@ -175,7 +185,7 @@ func compile(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit"} {
+	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit", "stall"} {
 		args := []string{"-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, name), filepath.Join(src, name+".c"), "-lpthread"}
 		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("compile bench/c/%s.c: %w\n%s", name, err, out)

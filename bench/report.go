@@ -26,6 +26,7 @@ const maxCellLen = 200
 
 // checkTargets checks every memory row that has rounds against the goals.
 func (b *bench) checkTargets() {
+	defer b.checkStall()
 	for _, r := range b.res.Memory {
 		if r.Err != "" || len(r.DumpNs) == 0 {
 			continue
@@ -54,6 +55,9 @@ func (b *bench) print(w io.Writer) {
 	}
 	if len(res.Scale) > 0 {
 		printScale(w, res.Scale)
+	}
+	if len(res.Stall) > 0 {
+		printStall(w, res.Stall)
 	}
 	if len(res.Compression) > 0 {
 		printCompression(w, res.Compression)

@@ -29,6 +29,7 @@ type Results struct {
 	Memory       []*MemoryRow      `json:"memory"`
 	Scale        []*ScaleRow       `json:"scale"`
 	Compression  []*CompressionRow `json:"compression,omitempty"`
+	Stall        []*StallRow       `json:"stall,omitempty"`
 	Targets      []Target          `json:"targets"`
 }
 

@@ -26,6 +26,9 @@ type state struct {
 	files *gocrpb.Files
 	maps  []proc.Mapping
 	vdso  uint64
+	// flagsBefore: the mappings' flags were read before the freeze
+	// (preReadMaps), to be checked against the instant's.
+	flagsBefore bool
 	// imagePid names its page images: its PID as the job sees it
 	// (pidns.go).
 	imagePid int
@@ -45,7 +48,7 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.Requeue(tid, sigs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -132,7 +135,11 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
 	}
 
-	mm, maps, vdso, err := collectMm(pid, &stat, saver)
+	maps, before, err := pre.mapsAtFreeze(pid)
+	if err != nil {
+		return nil, err
+	}
+	mm, vdso, err := collectMm(pid, &stat, saver, maps)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +153,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err != nil {
 		return nil, err
 	}
-	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso}, nil
+	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before}, nil
 }
 
 // checkThreadCreds refuses a process whose threads do not all have its

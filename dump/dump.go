@@ -66,6 +66,11 @@ type Options struct {
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
+	// With LeaveRunning the processes are frozen only while a
+	// copy-on-write snapshot of each is taken, and run on while their
+	// private memory is written from it (snapshot.go); NoSnapshot keeps
+	// them frozen until their memory is written instead.
+	NoSnapshot bool
 	// InheritStdio are the caller's own standard files, given to the
 	// processes: their fds 0 to 2 on these are dumped as inherited
 	// stdio (files.LinkOptions.Stdio).
@@ -86,6 +91,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	default:
 		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
 	}
+	snapshot := opts.LeaveRunning && !opts.NoSnapshot
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
 		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
 	}
@@ -122,6 +128,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	start := time.Now()
 	var stats Stats
+	// Before the freeze: what a snapshot dump need not read while the
+	// processes are frozen (preReadMaps).
+	var pre preReadMaps
+	if snapshot {
+		pre = preReadTree(root)
+		stats.MapsBeforeNs = time.Since(start).Nanoseconds()
+		start = time.Now()
+	}
 	t := ptrace.NewTracer()
 	defer t.Close()
 	tree, err := freezeTree(ctx, t, root, opts.Alone && opts.Pid != 0)
@@ -180,7 +194,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp, saver); err != nil {
+		if states[i], err = collect(t, fp.pid, fp, saver, pre); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
@@ -214,7 +228,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	if err := captureAll(ctx, t, dir, states, mems, &stats, pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams}); err != nil {
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot}
+	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}
 	stats.MemoryNs = time.Since(start).Nanoseconds()
@@ -228,6 +243,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if opts.LeaveRunning {
 		release()
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+	}
+	if err := writeSnapshots(ctx, mems, &stats); err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
 	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, &stats); err != nil {
@@ -269,6 +287,9 @@ func captureAll(ctx context.Context, t *ptrace.Tracer, dir *images.Dir, states [
 		}
 	}
 	po.cpus = max(1, runtime.NumCPU()/min(atOnce, max(withMemory, 1)))
+	if po.snapshot {
+		po.subreapers = newSubreapers(states)
+	}
 	slots := make(chan struct{}, atOnce)
 	for i, st := range states {
 		if st.mm == nil {
@@ -314,6 +335,29 @@ func (s *Stats) add(o *Stats) {
 	s.PagesNs += o.PagesNs
 	s.CureNs += o.CureNs
 	s.PageStreams = max(s.PageStreams, o.PageStreams)
+	s.SnapshotNs += o.SnapshotNs
+	s.SnapshotFrozen = append(s.SnapshotFrozen, o.SnapshotFrozen...)
+}
+
+// writeSnapshots writes the memory each snapshot holds, one process
+// after the other, each with all its page streams, while the processes
+// run on.
+func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) error {
+	start := time.Now()
+	for _, m := range mems {
+		if m == nil || m.snap == nil {
+			continue
+		}
+		written, copied, err := m.writeSnapshot(ctx)
+		stats.SnapshotWriteNs = time.Since(start).Nanoseconds()
+		if err != nil {
+			return err
+		}
+		stats.SnapshotBytes += written
+		stats.SnapshotCopiedBytes += copied
+		stats.PagesBytes += written
+	}
+	return nil
 }
 
 func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, stats *Stats) error {
@@ -392,6 +436,20 @@ type Stats struct {
 	CureNs    int64 `json:"cure_ns"`    // removing the parasite
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
 	SealNs    int64 `json:"seal_ns"`    // of WriteNs: checksumming and syncing the page and memfd images
+	// Copy-on-write snapshots (with LeaveRunning): the forks, while
+	// frozen; the smaps read before the freeze (not in TotalNs); the
+	// page data written from them after the processes ran on, and how
+	// long that took; of that data, the pages the processes wrote (or
+	// dropped) while a snapshot still held them, each a copy the
+	// snapshot cost in memory (at most SnapshotBytes: a snapshot lets go
+	// of its pages as it writes them). SnapshotFrozen names the
+	// processes whose memory was written while frozen instead, and why.
+	SnapshotNs          int64    `json:"snapshot_ns,omitempty"`
+	MapsBeforeNs        int64    `json:"maps_before_ns,omitempty"`
+	SnapshotBytes       int64    `json:"snapshot_bytes,omitempty"`
+	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
+	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`
+	SnapshotFrozen      []string `json:"snapshot_frozen,omitempty"`
 }
 
 // writeStats writes s into the dump, now in place; it is informational,

@@ -3,11 +3,13 @@
 package dump
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,8 +39,9 @@ type run struct {
 // copied on write); for shared anonymous mappings every present page.
 // Shared file mappings keep their data in the file. Pages never touched
 // are not present and are not written
-// (Documentation/admin-guide/mm/pagemap.rst).
-func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
+// (Documentation/admin-guide/mm/pagemap.rst). With only set, only the
+// mappings it accepts are read.
+func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, error) {
 	pm, err := proc.OpenPagemap(pid)
 	if err != nil {
 		return nil, err
@@ -51,6 +54,9 @@ func pagesToDump(pid int, mm *gocrpb.Mm) ([]run, error) {
 		switch v.Kind {
 		case gocrpb.VmaKind_VMA_ANON_PRIVATE, gocrpb.VmaKind_VMA_FILE_PRIVATE, gocrpb.VmaKind_VMA_ANON_SHARED:
 		default:
+			continue
+		}
+		if only != nil && !only(v) {
 			continue
 		}
 		readable := v.Prot&unix.PROT_READ != 0
@@ -92,6 +98,10 @@ type pageOptions struct {
 	transfer string // "write" or "splice" (Options.PageTransfer)
 	streams  int    // page streams per process; 0 chooses (streamsFor)
 	cpus     int    // CPUs this process's capture may use
+	snapshot bool   // private memory from a copy-on-write snapshot (snapshot.go)
+	// subreapers: which dumped processes would adopt a snapshot
+	// process (snapshot mode).
+	subreapers *subreapers
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -120,13 +130,22 @@ func streamsFor(bytes uint64, o pageOptions) int {
 // its offset in its stream's page image. Streams fill in order, so the
 // streams used are 0..k-1.
 func assignStreams(runs []run, n int) []run {
+	return assignStreamsAfter(runs, n, make([]int64, n))
+}
+
+// assignStreamsAfter is assignStreams into page images that already hold
+// base[s] bytes of page data: the runs' data follows it. The page map
+// lists each stream's ranges in the order of their data, so ranges
+// written at different times need not be in address order
+// (restorer/plan.go).
+func assignStreamsAfter(runs []run, n int, base []int64) []run {
 	var total uint64
 	for _, r := range runs {
 		total += r.npages
 	}
 	quota := (total + uint64(n) - 1) / uint64(n)
 	out := make([]run, 0, len(runs)+n)
-	offs := make([]int64, n)
+	offs := slices.Clone(base)
 	stream, filled := 0, uint64(0)
 	for _, r := range runs {
 		for r.npages > 0 {
@@ -155,6 +174,16 @@ type capturedMemory struct {
 	runs    []run
 	pages   []*os.File // by stream
 	written []int64    // page data bytes, by stream
+	// snap, if set, still has the process's private memory to write
+	// (writeSnapshot); mm is the process's, whose mappings it covers.
+	snap *parasite.Snapshot
+	mm   *gocrpb.Mm
+	// flagsBefore: mm's flags were read before the freeze, and the
+	// snapshot's smaps must confirm them (checkFlagsBefore).
+	flagsBefore bool
+	// frozenStream is the stream holding only what was written while
+	// the process was frozen before a snapshot took the rest, or -1.
+	frozenStream int
 }
 
 func (c *capturedMemory) total() int64 {
@@ -166,6 +195,10 @@ func (c *capturedMemory) total() int64 {
 }
 
 func (c *capturedMemory) close() {
+	if c.snap != nil {
+		c.snap.Kill()
+		c.snap = nil
+	}
 	for _, f := range c.pages {
 		f.Close()
 	}
@@ -177,10 +210,21 @@ func (c *capturedMemory) close() {
 // (PROT_NONE, write-only) is read through /proc/PID/mem, which may
 // (FOLL_FORCE, fs/proc/base.c mem_rw). When it returns the process is
 // cured and nothing of it is needed any more: it may run again before the
-// images are synced.
+// images are synced. With po.snapshot, only the memory a snapshot cannot
+// cover is written here; the returned capture holds the snapshot of the
+// rest, for writeSnapshot once the process runs again (snapshot.go).
 func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) (*capturedMemory, error) {
+	if po.subreapers != nil {
+		// Unknown, should this fail first: a descendant's snapshot
+		// then counts it as a subreaper and is not taken.
+		defer po.subreapers.set(pid, true)
+	}
 	t0 := time.Now()
-	runs, err := pagesToDump(pid, st.mm)
+	var only func(*gocrpb.Vma) bool
+	if po.snapshot {
+		only = notCoveredBySnapshot
+	}
+	runs, err := pagesToDump(pid, st.mm, only)
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
@@ -189,8 +233,27 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{runs: assignStreams(runs, streamsFor(bytes, po))}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1}
 	used := 1
+	if po.snapshot {
+		// The snapshot's pages are counted only once the process runs
+		// again; its anonymous memory says how much to expect. What is
+		// written now goes to a stream of its own, the last, so that
+		// every stream's ranges are in address order (finish).
+		used = streamsFor(bytes+anonBytes(pid), po)
+		if len(runs) > 0 && po.streams == 0 {
+			used = max(used, min(2, maxStreams))
+		}
+		c.runs = assignStreams(runs, 1)
+		if used > 1 && len(runs) > 0 {
+			c.frozenStream = used - 1
+			for i := range c.runs {
+				c.runs[i].stream = c.frozenStream
+			}
+		}
+	} else {
+		c.runs = assignStreams(runs, streamsFor(bytes, po))
+	}
 	for _, r := range c.runs {
 		used = max(used, r.stream+1)
 	}
@@ -220,6 +283,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		ps, err := p.DumpState()
 		if err != nil {
 			return err
+		}
+		if po.subreapers != nil {
+			po.subreapers.set(pid, ps.ChildSubreaper != 0)
 		}
 		fillTaskFromParasite(st.task, ps)
 		if err := timerValues(p, st.task); err != nil {
@@ -257,7 +323,13 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		return c.write(p, pid, dir, po.transfer)
+		if err := c.write(p, pid, dir, po.transfer, 0); err != nil {
+			return err
+		}
+		if po.snapshot {
+			return c.snapshotOrRest(ctx, p, pid, dir, st, stats, po)
+		}
+		return nil
 	}()
 	t3 := time.Now()
 	cerr := p.Cure()
@@ -282,6 +354,20 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 // images are checksummed and synced with the others (images.SealData).
 func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	defer c.close()
+	// A snapshot may hold fewer pages than its process's anonymous
+	// memory promised: the streams it did not reach go, so that every
+	// page image is one the page map names.
+	used := 1
+	for _, r := range c.runs {
+		used = max(used, r.stream+1)
+	}
+	for len(c.pages) > used {
+		n := len(c.pages) - 1
+		if err := dir.Discard(c.pages[n]); err != nil {
+			return err
+		}
+		c.pages, c.written = c.pages[:n], c.written[:n]
+	}
 	for i, f := range c.pages {
 		if err := images.FinishPages(f, c.written[i]); err != nil {
 			return err
@@ -291,7 +377,7 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range c.runs {
+	for _, r := range inAddressOrder(c.runs) {
 		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, Stream: uint32(r.stream)}); err != nil {
 			pmw.Close()
 			return err
@@ -300,8 +386,26 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	return pmw.Close()
 }
 
-// write puts every run's pages at its offset in its stream's page image.
-func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string) error {
+// inAddressOrder lists the runs in address order, as the page map keeps
+// them (docs/IMAGES.md), where that keeps every stream's runs in the
+// order of their data, which is how a restore finds each one's offset
+// (restorer/plan.go); otherwise as they are.
+func inAddressOrder(runs []run) []run {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b run) int { return cmp.Compare(a.addr, b.addr) })
+	end := map[int]int64{}
+	for _, r := range sorted {
+		if e, ok := end[r.stream]; ok && r.off < e {
+			return runs
+		}
+		end[r.stream] = r.off + int64(r.npages*pageSize)
+	}
+	return sorted
+}
+
+// write puts the pages of every run from c.runs[from] on at its offset in
+// its stream's page image.
+func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string, from int) error {
 	if transfer == "write" {
 		// Every file must reach the parasite before the streams are
 		// fixed; a process near its fd limit takes fewer (the first
@@ -322,10 +426,7 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			}
 		}
 	}
-	c.written = make([]int64, len(c.pages))
-	for _, r := range c.runs {
-		c.written[r.stream] += int64(r.npages * pageSize)
-	}
+	c.countWritten()
 
 	// Unreadable runs first, from gocr; then the readable ones in groups
 	// that are contiguous in their image.
@@ -341,7 +442,7 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 		spans []parasite.Span
 	}
 	groups := make([][]group, len(c.pages))
-	for _, r := range c.runs {
+	for _, r := range c.runs[from:] {
 		n := r.npages * pageSize
 		if !r.readable {
 			if mem == nil {
@@ -394,6 +495,28 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 	}
 }
 
+// countWritten sets c.written from c.runs: each stream's page data.
+func (c *capturedMemory) countWritten() {
+	c.written = make([]int64, len(c.pages))
+	for _, r := range c.runs {
+		c.written[r.stream] += int64(r.npages * pageSize)
+	}
+}
+
+// extend adds runs after those c holds, over every stream, and returns
+// the index of the first.
+func (c *capturedMemory) extend(runs []run) int {
+	c.countWritten()
+	from := len(c.runs)
+	n := len(c.pages)
+	if c.frozenStream == n-1 {
+		n--
+	}
+	c.runs = append(c.runs, assignStreamsAfter(runs, n, c.written[:n])...)
+	c.countWritten()
+	return from
+}
+
 // restream splits the runs over n streams instead (n < the streams
 // planned), discarding the page images no longer used. Nothing has been
 // written yet.
@@ -408,6 +531,7 @@ func (c *capturedMemory) restream(dir *images.Dir, n int) error {
 		merged = append(merged, r)
 	}
 	c.runs = assignStreams(merged, n)
+	c.frozenStream = -1
 	for _, f := range c.pages[n:] {
 		if err := dir.Discard(f); err != nil {
 			return err

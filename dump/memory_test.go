@@ -72,3 +72,27 @@ func TestStreamsFor(t *testing.T) {
 		}
 	}
 }
+
+// TestInAddressOrder: runs written at different times (a snapshot's after
+// what was written while frozen) are listed in address order when every
+// stream keeps the order of its data, and left as they are otherwise.
+func TestInAddressOrder(t *testing.T) {
+	frozenLast := []run{
+		{addr: 0x5000, npages: 1, stream: 1, off: 0},
+		{addr: 0x1000, npages: 2, stream: 0, off: 0},
+		{addr: 0x8000, npages: 1, stream: 0, off: 2 * pageSize},
+	}
+	got := inAddressOrder(frozenLast)
+	for i, want := range []uint64{0x1000, 0x5000, 0x8000} {
+		if got[i].addr != want {
+			t.Fatalf("sorted %v, want addresses 0x1000, 0x5000, 0x8000", got)
+		}
+	}
+	sharedStream := []run{
+		{addr: 0x5000, npages: 1, stream: 0, off: 0},
+		{addr: 0x1000, npages: 2, stream: 0, off: pageSize},
+	}
+	if got := inAddressOrder(sharedStream); got[0].addr != 0x5000 {
+		t.Fatalf("runs of one stream reordered against their data: %v", got)
+	}
+}

@@ -11,22 +11,20 @@ import (
 	"github.com/gocr/gocr/proc"
 )
 
-func collectMm(pid int, stat *proc.Stat, saver *fileSaver) (*gocrpb.Mm, []proc.Mapping, uint64, error) {
-	maps, err := proc.ReadMaps(pid)
-	if err != nil {
-		return nil, nil, 0, err
-	}
+// collectMm describes the process's memory from maps, its mappings with
+// their smaps VmFlags.
+func collectMm(pid int, stat *proc.Stat, saver *fileSaver, maps []proc.Mapping) (*gocrpb.Mm, uint64, error) {
 	auxv, err := proc.ReadAuxv(pid)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	exe, err := collectExe(pid)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	brk, err := currentBrk(stat, maps)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, 0, err
 	}
 	mm := &gocrpb.Mm{
 		Pid: int32(pid), StartCode: stat.StartCode, EndCode: stat.EndCode, StartData: stat.StartData,
@@ -42,7 +40,7 @@ func collectMm(pid int, stat *proc.Stat, saver *fileSaver) (*gocrpb.Mm, []proc.M
 			err = saveMapped(saver, mm, m, v, exe)
 		}
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, 0, err
 		}
 		if v == nil {
 			continue
@@ -53,15 +51,15 @@ func collectMm(pid int, stat *proc.Stat, saver *fileSaver) (*gocrpb.Mm, []proc.M
 		mm.Vmas = append(mm.Vmas, v)
 	}
 	if vdso == 0 {
-		return nil, nil, 0, fmt.Errorf("process has no [vdso] mapping")
+		return nil, 0, fmt.Errorf("process has no [vdso] mapping")
 	}
 	if sf := saver.saved[exe.key]; sf != nil && savedIn(mm, sf.Id) {
 		mm.ExeSavedFile = sf.Id
 		mm.Exe = sf.File
 	} else if exe.detached != "" {
-		return nil, nil, 0, fmt.Errorf("executable %s %s", exe.ref.Path, exe.detached)
+		return nil, 0, fmt.Errorf("executable %s %s", exe.ref.Path, exe.detached)
 	}
-	return mm, maps, vdso, nil
+	return mm, vdso, nil
 }
 
 // currentBrk is the program break. /proc/PID/stat shows start_brk but not

@@ -31,6 +31,23 @@ const (
 	cmdRecvFd       = 4
 	cmdWriteStreams = 5
 	cmdPosixTimers  = 6
+	cmdSnapshot     = 7
+	cmdRelease      = 8
+
+	// The snapshot (parasite/c/abi.h PCMD_SNAPSHOT): its block in the
+	// control page, the stacks of the fork child and of the snapshot
+	// process.
+	snapshotOff      = 0x10200
+	snapshotRseqMax  = 32
+	forkStackTop     = 0x121000
+	snapshotStackTop = 0x125000
+	snapPid          = 0
+	snapErr          = 4
+	snapRseqAddr     = 8
+	snapRseqLen      = 16
+	snapRseq         = 24
+	snapSeq          = 56
+	snapSize         = 64
 
 	// struct parasite_ctl
 	ctlCmdSeq  = 0

@@ -42,7 +42,14 @@ var abiDefines = map[string]uint64{
 	"PCMD_RECV_FD":       cmdRecvFd,
 	"PCMD_WRITE_STREAMS": cmdWriteStreams,
 	"PCMD_POSIX_TIMERS":  cmdPosixTimers,
-	"PCMD_ATTRS":         cmdAttrs,
+	"PCMD_SNAPSHOT":      cmdSnapshot,
+	"PCMD_RELEASE":       cmdRelease,
+
+	"PARASITE_SNAPSHOT_OFF":       snapshotOff,
+	"PARASITE_SNAPSHOT_RSEQ_MAX":  snapshotRseqMax,
+	"PARASITE_FORK_STACK_TOP":     forkStackTop,
+	"PARASITE_SNAPSHOT_STACK_TOP": snapshotStackTop,
+	"PCMD_ATTRS":                  cmdAttrs,
 
 	"PARASITE_NODE_WORDS": nodeWords,
 }
@@ -82,6 +89,10 @@ var abiLayout = map[string]uint64{
 	"parasite_stream.file_off": streamFileOff, "parasite_stream.fd": streamFd,
 	"parasite_stream.ret": streamRet, "parasite_stream.running": streamRunning,
 	"parasite_stream.tid": streamTid, "sizeof parasite_stream": streamSize,
+
+	"parasite_snapshot.pid": snapPid, "parasite_snapshot.err": snapErr,
+	"parasite_snapshot.rseq_addr": snapRseqAddr, "parasite_snapshot.rseq_len": snapRseqLen,
+	"parasite_snapshot.rseq": snapRseq, "parasite_snapshot.seq": snapSeq, "sizeof parasite_snapshot": snapSize,
 
 	"parasite_thread_state.altstack_sp":     tsAltstackSp,
 	"parasite_thread_state.altstack_flags":  tsAltstackFlags,

@@ -38,6 +38,14 @@ const (
 	// PageHelperTid (a TID): the TID offered to every page-stream helper
 	// thread of a restore, so a test can offer one in use.
 	PageHelperTid = "page-helper-tid"
+	// PauseAfterSnapshot (a duration): hold a dump --snapshot once the
+	// snapshot process exists, the job still frozen with the parasite
+	// in it, so a test can kill gocr there.
+	PauseAfterSnapshot = "pause-after-snapshot"
+	// PauseInSnapshotWrite (a duration): hold a dump --snapshot after
+	// the snapshot process has written its first pages, the job
+	// running, so a test can kill gocr there.
+	PauseInSnapshotWrite = "pause-in-snapshot-write"
 	// PauseInjectedSyscallSet (a number N): hold gocr for a minute once
 	// the thread's registers are set for the Nth system call gocr injects
 	// (counted from 1), before it runs, so a test can kill gocr there.
@@ -49,7 +57,8 @@ const (
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
-	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true}
+	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
+	PauseAfterSnapshot: true, PauseInSnapshotWrite: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

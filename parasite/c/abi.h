@@ -35,6 +35,8 @@
 #define PCMD_RECV_FD 4
 #define PCMD_WRITE_STREAMS 5
 #define PCMD_POSIX_TIMERS 6
+#define PCMD_SNAPSHOT 7
+#define PCMD_RELEASE 8
 #define PCMD_ATTRS 16
 
 #define PARASITE_NR_ARGS 4
@@ -202,6 +204,63 @@ _Static_assert(sizeof(struct parasite_stream) == 40, "parasite_stream size");
 _Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_STACK_OFF, "streams fit the control page");
 _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPER_STACK_SIZE == PARASITE_REGION_SIZE,
 	       "helper stacks end the region");
+
+/* PCMD_SNAPSHOT: args[0] = the address of the parasite thread's rseq
+ * area (0 if none), args[1] = its length (at most
+ * PARASITE_SNAPSHOT_RSEQ_MAX bytes are kept). The parasite's thread forks
+ * a process ("the fork child", exit signal 0, untraced) on its own stack
+ * at PARASITE_FORK_STACK_TOP; the fork child leaves the job's session,
+ * closes every fd but the command pipe and the file socket, names itself,
+ * and clones the snapshot process sharing its memory (CLONE_VM, on the
+ * stack at PARASITE_SNAPSHOT_STACK_TOP), then exits. The parasite reaps
+ * it, so that no process is left in the job's tree, and answers the
+ * snapshot process's PID: its memory is the job's at the fork, copy on
+ * write (man 2 fork), and it serves the same commands as the parasite on
+ * the same control block once gocr has cured the job. It ends at
+ * PCMD_FINI or at the command pipe's EOF (exit_group).
+ *
+ * The kernel updates the rseq area of the forking thread in the fork
+ * child's memory, which the snapshot shares (cpu ids, and it clears
+ * rseq_cs outside a critical section: kernel/rseq.c): the area is saved
+ * here before the fork and written back by the snapshot process before
+ * its first command, when the fork child is gone.
+ *
+ * PCMD_RELEASE (the snapshot process only): args[0] = offset of an iovec
+ * array inside the region, args[1] = how many: madvise(MADV_DONTNEED) of
+ * each, once written, so that a page the job writes afterwards is its own
+ * again and costs no copy (mm/memory.c wp_can_reuse_anon_folio). */
+#define PARASITE_SNAPSHOT_OFF 0x10200
+#define PARASITE_SNAPSHOT_RSEQ_MAX 32
+/* The fork child's stack is the last 4 KiB of the data area, which no
+ * command's data reaches (parasite/pages.go dataUsable); the snapshot
+ * process's is the first helper stack, which no page stream uses (stream
+ * i > 0 has stack i). */
+#define PARASITE_FORK_STACK_TOP 0x121000
+#define PARASITE_SNAPSHOT_STACK_TOP 0x125000
+_Static_assert(PARASITE_FORK_STACK_TOP == PARASITE_DATA_OFF + PARASITE_DATA_SIZE, "fork child stack ends the data area");
+_Static_assert(PARASITE_SNAPSHOT_STACK_TOP == PARASITE_HELPER_STACK_OFF + PARASITE_HELPER_STACK_SIZE,
+	       "snapshot stack is helper stack 0");
+struct parasite_snapshot {
+	s32 pid;        /* the snapshot process (CLONE_PARENT_SETTID) */
+	s32 err;        /* the fork child's failure: -errno, or 0 */
+	u64 rseq_addr;
+	u64 rseq_len;
+	u8 rseq[PARASITE_SNAPSHOT_RSEQ_MAX];
+	u32 seq;        /* the PCMD_SNAPSHOT command's cmd_seq: the snapshot
+			 * process serves the commands after it, however
+			 * late it first runs */
+	u32 pad;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, pid, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, err, 4);
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq_addr, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq_len, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq, 24);
+BUILD_BUG_ON_OFFSET(struct parasite_snapshot, seq, 56);
+_Static_assert(sizeof(struct parasite_snapshot) == 64, "parasite_snapshot size");
+_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_SNAPSHOT_OFF &&
+		       PARASITE_SNAPSHOT_OFF + 64 <= PARASITE_STACK_OFF,
+	       "the snapshot block fits the control page");
 
 /* The thread-state stub, at PARASITE_THREAD_STUB_OFF in the blob: gocr
  * points every other thread of the process at it at once (rdi = its

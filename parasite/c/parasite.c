@@ -294,29 +294,22 @@ static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream
 		sys1(__NR_exit, 0);
 }
 
-/* start_stream_thread runs stream_thread(s, iov) on a new thread of the
- * process whose stack ends at stack_top, and returns its TID or -errno.
- * Raw clone, x86-64 argument order (flags, stack, parent_tid, child_tid,
- * tls; man 2 clone, NOTES). The child starts on the new stack with every
- * register but rax and rsp as the parent's, so it finds its function and
- * arguments on that stack. It inherits the parasite thread's mask, which
- * blocks every signal (gocr set it), so no handler of the target's ever
- * runs on it; with CLONE_VM it gets no alternate signal stack and no rseq
- * registration (kernel/fork.c copy_process, kernel/rseq.c). No
- * CLONE_SYSVSEM: with it the kernel gives the process a System V
- * semaphore undo list if it had none (ipc/sem.c copy_semundo), which would
- * outlive the dump, and which a later dump cannot tell from one holding
- * adjustments (dump/sysvipc.go checkSemUndo). CLONE_THREAD does not need
- * it (man 2 clone). */
-static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
+/* clone_run starts a task running fn(a, b) whose stack ends at stack_top
+ * and returns its TID or -errno. Raw clone, x86-64 argument order (flags,
+ * stack, parent_tid, child_tid, tls; man 2 clone, NOTES). The child starts
+ * on the new stack with every register but rax and rsp as the parent's,
+ * so it finds its function and arguments on that stack; fn never
+ * returns. Flags without an exit signal: a child that is not a thread
+ * reports to its parent with no signal, and only a wait with __WALL or
+ * __WCLONE sees it (man 2 wait). */
+static long clone_run(u64 flags, u8 *stack_top, s32 *ptid, u32 *ctid, void *fn, void *a, void *b)
 {
 	u64 *sp = (u64 *)stack_top;
-	*--sp = (u64)iov;
-	*--sp = (u64)s;
-	*--sp = (u64)stream_thread;
-	s->running = 1;
+	*--sp = (u64)b;
+	*--sp = (u64)a;
+	*--sp = (u64)fn;
 	long ret;
-	register long r10 __asm__("r10") = (long)&s->running;
+	register long r10 __asm__("r10") = (long)ctid;
 	register long r8 __asm__("r8") = 0;
 	__asm__ volatile("syscall\n"
 			 "test %%rax, %%rax\n"
@@ -329,11 +322,28 @@ static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec
 			 "ud2\n"
 			 "1:\n"
 			 : "=a"(ret)
-			 : "a"(__NR_clone),
-			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-			       CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID),
-			   "S"(sp), "d"(&s->tid), "r"(r10), "r"(r8)
+			 : "a"(__NR_clone), "D"(flags), "S"(sp), "d"(ptid), "r"(r10), "r"(r8)
 			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+/* start_stream_thread runs stream_thread(s, iov) on a new thread of the
+ * process whose stack ends at stack_top, and returns its TID or -errno.
+ * It inherits the parasite thread's mask, which blocks every signal (gocr
+ * set it), so no handler of the target's ever runs on it; with CLONE_VM
+ * it gets no alternate signal stack and no rseq registration
+ * (kernel/fork.c copy_process, kernel/rseq.c). No CLONE_SYSVSEM: with it
+ * the kernel gives the process a System V semaphore undo list if it had
+ * none (ipc/sem.c copy_semundo), which would outlive the dump, and which
+ * a later dump cannot tell from one holding adjustments
+ * (dump/sysvipc.go checkSemUndo). CLONE_THREAD does not need it (man 2
+ * clone). */
+static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
+{
+	s->running = 1;
+	long ret = clone_run(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+				     CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+			     stack_top, &s->tid, &s->running, (void *)stream_thread, s, iov);
 	if (ret < 0)
 		s->running = 0;
 	return ret;
@@ -378,6 +388,119 @@ static long write_streams(u8 *base, u64 n)
 	return ret;
 }
 
+#define __NR_wait4 61
+#define __NR_setsid 112
+#define __NR_kill 62
+#define SIGKILL 9
+#define CLONE_UNTRACED 0x00800000UL
+#define __WALL 0x40000000
+#define MADV_DONTNEED 4
+#define ECHILD 10
+
+static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, u32 seen, int snapshot);
+
+/* The snapshot process's life: put back the rseq area the fork child's
+ * kernel exits may have changed (abi.h PCMD_SNAPSHOT), then serve
+ * gocr's commands. Its first command comes only after the parasite has
+ * reaped the fork child, whose rseq registration it was. */
+static __attribute__((noreturn, used)) void snapshot_main(struct parasite_ctl *ctl, u8 *base)
+{
+	struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+	serve(ctl, base, s->seq, 1);
+}
+
+/* close_all_but closes every fd of the calling process but a and b
+ * (close_range(2)). */
+static long close_all_but(u32 a, u32 b)
+{
+	u32 lo = a < b ? a : b, hi = a < b ? b : a;
+	long ret = 0;
+	if (lo > 0)
+		ret = sys3(__NR_close_range, 0, lo - 1, 0);
+	if (ret >= 0 && hi > lo + 1)
+		ret = sys3(__NR_close_range, lo + 1, hi - 1, 0);
+	if (ret >= 0)
+		ret = sys3(__NR_close_range, hi + 1, ~0U, 0);
+	return ret;
+}
+
+/* The fork child: a copy of the job made by fork, which only makes the
+ * snapshot process and goes. setsid first, so that neither it nor the
+ * snapshot is in the job's process group or session: a signal to the
+ * job's group never reaches them, and their exits never count for the
+ * job's group being orphaned (kernel/exit.c kill_orphaned_pgrp). The
+ * job's fds go, so that a pipe or socket the job closes is closed (the
+ * command pipe and the file socket stay: gocr's way in). The snapshot
+ * shares this process's memory (CLONE_VM), so it costs no second copy
+ * of the page tables; this process's exit then leaves it an orphan,
+ * adopted by the job's nearest subreaper or init (kernel/exit.c
+ * find_new_reaper), never by the job. */
+static __attribute__((noreturn, used)) void fork_child(struct parasite_ctl *ctl, u8 *base)
+{
+	struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+	static const char name[16] = "gocr-snapshot";
+	long ret = sys0(__NR_setsid);
+	if (ret >= 0)
+		ret = close_all_but((u32)ctl->cmd_fd, (u32)ctl->sock);
+	if (ret >= 0)
+		ret = sys2(__NR_prctl, PR_SET_NAME, name);
+	if (ret >= 0)
+		ret = clone_run(CLONE_VM | CLONE_UNTRACED | CLONE_PARENT_SETTID, base + PARASITE_SNAPSHOT_STACK_TOP,
+				&s->pid, NULL, (void *)snapshot_main, ctl, base);
+	s->err = ret < 0 ? (s32)ret : 0;
+	for (;;)
+		sys1(__NR_exit, 0);
+}
+
+/* take_snapshot forks the job (abi.h PCMD_SNAPSHOT) and returns the
+ * snapshot process's PID. The fork child is reaped here, before gocr lets
+ * the job run: the job never has it as a child to see or wait for. */
+static long take_snapshot(struct parasite_ctl *ctl, u8 *base, u32 seq, u64 rseq_addr, u64 rseq_len)
+{
+	struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+	s->seq = seq;
+	if (rseq_len > PARASITE_SNAPSHOT_RSEQ_MAX)
+		rseq_len = PARASITE_SNAPSHOT_RSEQ_MAX;
+	s->pid = 0;
+	s->err = -ECHILD;
+	s->rseq_addr = rseq_addr;
+	s->rseq_len = rseq_addr ? rseq_len : 0;
+	if (s->rseq_len)
+		nl_memcpy(s->rseq, (void *)rseq_addr, s->rseq_len);
+	long child = clone_run(CLONE_UNTRACED, base + PARASITE_FORK_STACK_TOP, NULL, NULL, (void *)fork_child, ctl,
+			       base);
+	if (child < 0)
+		return child;
+	s32 status;
+	long ret;
+	do
+		ret = sys4(__NR_wait4, child, &status, __WALL, NULL);
+	while (ret == -EINTR);
+	if (ret < 0) {
+		/* A snapshot the command does not answer must not live on
+		 * to read the commands meant for this parasite. */
+		if (s->pid > 0)
+			sys2(__NR_kill, s->pid, SIGKILL);
+		return ret;
+	}
+	if (s->err < 0)
+		return s->err;
+	if (s->pid <= 0)
+		return -ECHILD;
+	return s->pid;
+}
+
+/* release drops the snapshot's pages once written (abi.h PCMD_RELEASE). */
+static long release(struct parasite_iovec *iov, u64 n)
+{
+	for (u64 i = 0; i < n; i++) {
+		long ret = sys3(__NR_madvise, iov[i].base, iov[i].len, MADV_DONTNEED);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 #define __NR_rt_sigreturn 15
 
 static s32 received[8];
@@ -411,24 +534,41 @@ static __attribute__((noreturn)) void self_cure(struct parasite_ctl *ctl, u8 *ba
 
 void parasite_main(struct parasite_ctl *ctl)
 {
-	u8 *base = (u8 *)ctl - PARASITE_CTL_OFF;
-	u32 seen = 0;
+	serve(ctl, (u8 *)ctl - PARASITE_CTL_OFF, 0, 0);
+}
 
+/* serve runs commands until gocr stops the thread (the parasite) or says
+ * PCMD_FINI (the snapshot process). At the command pipe's EOF gocr is
+ * gone: the parasite cures itself, the snapshot process exits. */
+static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, u32 seen, int snapshot)
+{
 	for (;;) {
 		u32 seq = __atomic_load_n(&ctl->cmd_seq, __ATOMIC_ACQUIRE);
 		if (seq == seen) {
 			char b;
 			long r = sys3(__NR_read, ctl->cmd_fd, &b, 1);
+			if (r == 0 && snapshot)
+				for (;;)
+					sys1(__NR_exit_group, 0);
 			if (r == 0)
 				self_cure(ctl, base);
 			continue;
 		}
 		seen = seq;
+		if (snapshot) {
+			struct parasite_snapshot *s = (struct parasite_snapshot *)(base + PARASITE_SNAPSHOT_OFF);
+			if (s->rseq_len) {
+				nl_memcpy((void *)s->rseq_addr, s->rseq, s->rseq_len);
+				s->rseq_len = 0;
+			}
+		}
 
+		/* Read once: once answered, gocr may write the next. */
+		u32 cmd = ctl->cmd;
 		long ret;
-		switch (ctl->cmd) {
+		switch (cmd) {
 		case PCMD_DUMP_STATE:
-			ret = dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
+			ret = snapshot ? -EINVAL : dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
 			break;
 		case PCMD_DUMP_PAGES:
 			if (!iovecs_inside_data(ctl->args[0], ctl->args[1])) {
@@ -440,17 +580,30 @@ void parasite_main(struct parasite_ctl *ctl)
 			break;
 		case PCMD_RECV_FD:
 			ret = recv_fd((int)ctl->args[0]);
-			if (ret >= 0 && nreceived < 8)
+			/* The snapshot's fds go with it: only the parasite
+			 * must close what it received when it cures itself. */
+			if (ret >= 0 && !snapshot && nreceived < 8)
 				received[nreceived++] = (s32)ret;
 			break;
 		case PCMD_WRITE_STREAMS:
 			ret = write_streams(base, ctl->args[0]);
 			break;
 		case PCMD_POSIX_TIMERS:
-			ret = posix_timers((struct parasite_posix_timer *)(base + PARASITE_DATA_OFF), ctl->args[0]);
+			ret = snapshot ? -EINVAL
+				       : posix_timers((struct parasite_posix_timer *)(base + PARASITE_DATA_OFF), ctl->args[0]);
+			break;
+		case PCMD_SNAPSHOT:
+			ret = snapshot ? -EINVAL : take_snapshot(ctl, base, seq, ctl->args[0], ctl->args[1]);
+			break;
+		case PCMD_RELEASE:
+			if (!snapshot || !iovecs_inside_data(ctl->args[0], ctl->args[1])) {
+				ret = -EINVAL;
+				break;
+			}
+			ret = release((struct parasite_iovec *)(base + ctl->args[0]), ctl->args[1]);
 			break;
 		case PCMD_ATTRS:
-			ret = dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF));
+			ret = snapshot ? -EINVAL : dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF));
 			break;
 		case PCMD_FINI:
 			ret = 0;
@@ -461,6 +614,9 @@ void parasite_main(struct parasite_ctl *ctl)
 		ctl->ret = (s32)ret;
 		__atomic_store_n(&ctl->done_seq, seq, __ATOMIC_RELEASE);
 		futex_wake(&ctl->done_seq);
+		if (snapshot && cmd == PCMD_FINI)
+			for (;;)
+				sys1(__NR_exit_group, 0);
 	}
 }
 

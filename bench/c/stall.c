@@ -1,0 +1,98 @@
+/* stall READY_PATH MIB: MIB MiB of private anonymous memory, filled, then
+ * written without pause, one word per page in turn, reading the clock
+ * after each page: the longest gap between two readings is the longest
+ * the process was kept from running. SIGUSR1 starts a measurement (the
+ * longest gap so far is forgotten; READY_PATH.armed appears once it is),
+ * SIGUSR2 ends it: the longest gap since, in ns, is written to
+ * READY_PATH.gap.
+ *
+ * stall READY_PATH MIB fork: the limit instead: fill MIB MiB the same way,
+ * then time one fork(2) of the process (the child exits at once), write
+ * the ns it took to READY_PATH.fork, and wait to be killed. A copy-on-write snapshot
+ * cannot cost less than this copy of the page tables. */
+#include "bench.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static volatile sig_atomic_t arm, report;
+
+static void on_usr1(int sig) { (void)sig; arm = 1; }
+static void on_usr2(int sig) { (void)sig; report = 1; }
+
+static uint64_t now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void write_number(const char *ready, const char *suffix, uint64_t v)
+{
+	char path[4096], text[32];
+	snprintf(path, sizeof(path), "%s.%s", ready, suffix);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("create result file");
+	int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)v);
+	if (write(fd, text, (size_t)n) != n)
+		die("write result file");
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: stall READY_PATH MIB [fork]\n");
+		return 2;
+	}
+	size_t len = strtoull(argv[2], NULL, 10) << 20;
+	uint64_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	fill(p, len, 0x9E3779B97F4A7C15ULL);
+	if (argc == 4) {
+		uint64_t t0 = now();
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		uint64_t t1 = now();
+		if (pid < 0)
+			die("fork");
+		waitpid(pid, NULL, 0);
+		write_number(argv[1], "fork", t1 - t0);
+		ready(argv[1]);
+		wait_forever();
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
+	ready(argv[1]);
+
+	size_t pages = len / 4096, i = 0;
+	uint64_t last = now(), longest = 0, v = 1;
+	for (;;) {
+		p[i * 512] = v++;
+		if (++i == pages)
+			i = 0;
+		uint64_t t = now();
+		if (t - last > longest)
+			longest = t - last;
+		last = t;
+		if (arm) {
+			arm = 0;
+			longest = 0;
+			write_number(argv[1], "armed", 1);
+			last = now();
+		}
+		if (report) {
+			report = 0;
+			write_number(argv[1], "gap", longest);
+		}
+	}
+}

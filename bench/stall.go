@@ -1,0 +1,254 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/dump"
+)
+
+// Stall rows: how long a job that keeps writing its memory is kept from
+// running by a dump --leave-running, measured by the job itself
+// (c/stall.c: the longest gap between two of its clock readings, one per
+// page written). Each round measures the same job dumped without and with
+// --snapshot, in alternating order, and the same span of time with no
+// dump (what the machine's other load alone costs), and the limit: one
+// fork(2) of a process of the same memory (a snapshot copies the page
+// tables once), run apart from the job so that both never hold the
+// memory at once.
+
+// Goals for the longest stall with --snapshot, by row size: the fork of
+// the page tables plus a few ms (docs/PERFORMANCE.md).
+var stallGoalMs = map[int]float64{1024: 40, 4096: 120}
+
+// maxFrozenBeyondForkMs bounds what a snapshot dump keeps the job frozen
+// for besides the fork itself: freeze, /proc, parasite, cure.
+const maxFrozenBeyondForkMs = 10.0
+
+// StallRow is one job size's rounds; index i of every slice is round i.
+type StallRow struct {
+	Name           string   `json:"name"`
+	MiB            int      `json:"mib"`
+	PlainGapNs     []int64  `json:"plain_gap_ns"`
+	PlainFrozenNs  []int64  `json:"plain_frozen_ns"`
+	SnapGapNs      []int64  `json:"snapshot_gap_ns"`
+	SnapFrozenNs   []int64  `json:"snapshot_frozen_ns"`
+	SnapForkNs     []int64  `json:"snapshot_fork_ns"`
+	SnapCopied     []int64  `json:"snapshot_copied_bytes"`
+	SnapDumpNs     []int64  `json:"snapshot_dump_ns"`
+	IdleGapNs      []int64  `json:"idle_gap_ns"`
+	LimitForkNs    []int64  `json:"limit_fork_ns"`
+	SnapshotFrozen []string `json:"snapshot_frozen,omitempty"`
+	Err            string   `json:"error,omitempty"`
+}
+
+func (b *bench) stallRows() {
+	sizes := []int{1024, 4096}
+	if b.o.quick {
+		sizes = sizes[:1]
+	}
+	for _, mib := range sizes {
+		row := &StallRow{Name: fmt.Sprintf("%d GiB writing", mib/1024), MiB: mib}
+		b.res.Stall = append(b.res.Stall, row)
+		if err := b.stallRow(row, b.o.stallRuns); err != nil {
+			row.Err = err.Error()
+			b.logf("%s: %v", row.Name, err)
+		}
+	}
+}
+
+func (b *bench) stallRow(row *StallRow, runs int) error {
+	for i := 0; i < runs; i++ {
+		ns, err := b.forkLimit(row.MiB)
+		if err != nil {
+			return err
+		}
+		row.LimitForkNs = append(row.LimitForkNs, ns)
+	}
+	pid, err := b.startTarget("stall", strconv.Itoa(row.MiB))
+	if err != nil {
+		return err
+	}
+	defer b.kill(pid)
+	ready := filepath.Join(b.work, "stall.ready")
+	for i := 0; i < runs; i++ {
+		for _, snapshot := range []bool{i%2 == 0, i%2 != 0} {
+			gap, st, wall, err := b.stallRound(pid, ready, snapshot)
+			if err != nil {
+				return err
+			}
+			if snapshot {
+				row.SnapGapNs = append(row.SnapGapNs, gap)
+				row.SnapFrozenNs = append(row.SnapFrozenNs, st.FrozenNs)
+				row.SnapForkNs = append(row.SnapForkNs, st.SnapshotNs)
+				row.SnapCopied = append(row.SnapCopied, st.SnapshotCopiedBytes)
+				row.SnapDumpNs = append(row.SnapDumpNs, wall.Nanoseconds())
+				row.SnapshotFrozen = append(row.SnapshotFrozen, st.SnapshotFrozen...)
+			} else {
+				row.PlainGapNs = append(row.PlainGapNs, gap)
+				row.PlainFrozenNs = append(row.PlainFrozenNs, st.FrozenNs)
+			}
+			b.logf("%s round %d snapshot=%v: longest stall %s, frozen %s", row.Name, i, snapshot, ms(gap), ms(st.FrozenNs))
+		}
+		// The machine alone, for as long as a snapshot dump took.
+		if err := b.stallSignal(pid, ready, "armed", unix.SIGUSR1); err != nil {
+			return err
+		}
+		time.Sleep(time.Duration(row.SnapDumpNs[len(row.SnapDumpNs)-1]))
+		gap, err := b.stallGap(pid, ready)
+		if err != nil {
+			return err
+		}
+		row.IdleGapNs = append(row.IdleGapNs, gap)
+	}
+	return nil
+}
+
+// stallRound dumps the writing job once with --leave-running (and
+// --snapshot) to tmpfs and returns the longest gap the job saw meanwhile.
+func (b *bench) stallRound(pid int, ready string, snapshot bool) (int64, *dump.Stats, time.Duration, error) {
+	dir, err := os.MkdirTemp(tmpfsDir, "gocr-bench-stall-")
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	defer os.RemoveAll(dir)
+	if err := b.stallSignal(pid, ready, "armed", unix.SIGUSR1); err != nil {
+		return 0, nil, 0, err
+	}
+	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "--leave-running", "--snapshot=" + strconv.FormatBool(snapshot)}
+	r, err := b.runGocr(args...)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	b.reapSnapshots()
+	st, err := readStats(dir)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	gap, err := b.stallGap(pid, ready)
+	return gap, st, r.wall, err
+}
+
+// stallSignal sends sig to the job and waits for its answer file.
+func (b *bench) stallSignal(pid int, ready, suffix string, sig unix.Signal) error {
+	path := ready + "." + suffix
+	os.Remove(path)
+	if err := unix.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal stall target %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stall target %d did not answer %v in 10 s", pid, sig)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stallGap ends a measurement and reads the longest gap.
+func (b *bench) stallGap(pid int, ready string) (int64, error) {
+	if err := b.stallSignal(pid, ready, "gap", unix.SIGUSR2); err != nil {
+		return 0, err
+	}
+	return readNumber(ready + ".gap")
+}
+
+// forkLimit runs the limit: one fork of a process of mib MiB.
+func (b *bench) forkLimit(mib int) (int64, error) {
+	pid, err := b.startTarget("stall", strconv.Itoa(mib), "fork")
+	if err != nil {
+		return 0, err
+	}
+	defer b.kill(pid)
+	return readNumber(filepath.Join(b.work, "stall.ready.fork"))
+}
+
+func readNumber(path string) (int64, error) {
+	// The file is written with one write(2) after O_TRUNC: wait for
+	// its newline.
+	for i := 0; i < 1000; i++ {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: no number", path)
+}
+
+// reapSnapshots reaps the snapshot processes this child subreaper
+// adopted (the job is its child): named gocr-snapshot, its children.
+func (b *bench) reapSnapshots() {
+	me := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(comm)) != "gocr-snapshot" {
+			continue
+		}
+		if ppid, err := parentOf(pid); err == nil && ppid == me {
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+		}
+	}
+}
+
+func printStall(w io.Writer, rows []*StallRow) {
+	fmt.Fprintf(w, "\nlongest stall of a job writing its memory during dump --leave-running, measured by the job (median / best, ms);\n")
+	fmt.Fprintf(w, "limit: one fork(2) of a process of that memory; idle: the same span with no dump (the machine's other load)\n\n")
+	fmt.Fprintf(w, "| row | runs | stall, plain | frozen, plain | stall, --snapshot | frozen, --snapshot | of it fork | limit fork | idle | snapshot dump | copied for the job MiB |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s | error: %s |\n", r.Name, oneLine(r.Err))
+			continue
+		}
+		copied := "-"
+		if len(r.SnapCopied) > 0 {
+			copied = fmt.Sprintf("%.0f", float64(median(r.SnapCopied))/mib)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Name, len(r.SnapGapNs),
+			mb(r.PlainGapNs), mb(r.PlainFrozenNs), mb(r.SnapGapNs), mb(r.SnapFrozenNs), mb(r.SnapForkNs),
+			mb(r.LimitForkNs), mb(r.IdleGapNs), mb(r.SnapDumpNs), copied)
+	}
+}
+
+// checkStall adds the stall goals.
+func (b *bench) checkStall() {
+	for _, r := range b.res.Stall {
+		goal, ok := stallGoalMs[r.MiB]
+		if r.Err != "" || len(r.SnapGapNs) == 0 || !ok {
+			continue
+		}
+		v := nsToMs(median(r.SnapGapNs))
+		b.res.Targets = append(b.res.Targets, Target{Row: r.Name,
+			Goal:  fmt.Sprintf("longest stall with --snapshot <= %.0f ms (median; limit fork %.0f ms)", goal, nsToMs(median(r.LimitForkNs))),
+			Value: v, Limit: goal, Met: v <= goal && len(r.SnapshotFrozen) == 0})
+		// gocr's own part: the frozen time beyond the fork, which the
+		// machine's load does not stretch as it does the fork.
+		var own []int64
+		for i := range r.SnapFrozenNs {
+			own = append(own, r.SnapFrozenNs[i]-r.SnapForkNs[i])
+		}
+		o := nsToMs(median(own))
+		b.res.Targets = append(b.res.Targets, Target{Row: r.Name,
+			Goal:  fmt.Sprintf("frozen with --snapshot beyond its fork <= %.0f ms (median)", maxFrozenBeyondForkMs),
+			Value: o, Limit: maxFrozenBeyondForkMs, Met: o <= maxFrozenBeyondForkMs})
+	}
+}
