@@ -226,7 +226,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
 	if !opts.LeaveRunning {
 		// The images are complete and synced: only now may the
-		// processes go.
+		// processes go. Should gocr die while it ends them, the TCP
+		// watchdog ends those holding connections and seals them.
+		if err := conns.Complete(); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+		}
 		released = true
 		tree.kill(t)
 		if err := conns.Seal(); err != nil {

@@ -319,6 +319,8 @@ static void conversation(int lfam)
 	same_names(c, &cl, &cp, "client");
 	same_names(s, &sl, &sp, "server");
 	wantint(l, SOL_SOCKET, SO_REUSEADDR, 1, "listener SO_REUSEADDR");
+	/* Accepted from a listener with it: repair mode clears it. */
+	wantint(s, SOL_SOCKET, SO_REUSEADDR, 1, "server SO_REUSEADDR");
 	wantint(l, SOL_SOCKET, SO_ACCEPTCONN, 1, "listener SO_ACCEPTCONN");
 	check_client_options(c);
 	flags = fcntl(c, F_GETFL);
