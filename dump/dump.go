@@ -22,6 +22,7 @@ import (
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -231,6 +232,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := conns.Complete(); err != nil {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
 		}
+		testhook.Pause(testhook.PauseBeforeEndingJob)
 		released = true
 		tree.kill(t)
 		if err := conns.Seal(); err != nil {

@@ -29,7 +29,8 @@ import (
 // while the processes are frozen: every connection of the dump is put in
 // repair mode before any is read, so both ends of a connection inside the
 // dump are read at one point of their exchange; then repair mode is
-// turned off again. Once the processes are killed, gocr's handles, which
+// turned off again. A watchdog process holds the same sockets meanwhile,
+// should gocr die (tcpwatch.go). Once the processes are killed, gocr's handles, which
 // keep the sockets alive, are put back in repair mode and closed: a socket
 // closed in repair mode sends neither FIN nor RST (net/ipv4/tcp.c
 // __tcp_close, tcp_disconnect), so its address and port are free and its

@@ -250,3 +250,35 @@ func waitNoTableOf(t *testing.T, pid int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestInetGocrKilledEndingJob: gocr is killed once the images are
+// complete, before it ends the job (the pause-before-ending-job hook),
+// the job's connection to a peer outside still blocked by the dump's
+// nftables table. The watchdog finishes what gocr was doing: it ends the
+// process holding the connection, closes the connection in repair mode
+// (the peer hears nothing) and keeps the table for the restore, which
+// brings the connection back whole.
+func TestInetGocrKilledEndingJob(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	needsNft(t)
+	peer, port := startOutsidePeer(t)
+	tg := startTarget(t, "inet", "external", port)
+	peer.greet(t, nil)
+	dir := t.TempDir()
+	cmd := startGocr(t, testhook.Setting(testhook.PauseBeforeEndingJob, "30s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--tcp-established")
+	waitHook(t, cmd, testhook.PauseBeforeEndingJob)
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
+		t.Fatalf("gocr holds before ending the job, but the dump is not in place: %v", err)
+	}
+	gocrPid := cmd.Process.Pid
+	killGocr(t, cmd)
+	tg.waitDead(t, "the watchdog ends the job a complete dump was ending")
+	waitNoTableOf(t, gocrPid)
+	if kept := "gocr_keep_" + strconv.Itoa(gocrPid) + "_"; !slices.ContainsFunc(gocrTables(t), func(n string) bool { return strings.HasPrefix(n, kept) }) {
+		t.Fatalf("after gocr died ending the job, gocr's tables are %q: want %s* kept for the restore", gocrTables(t), kept)
+	}
+	peer.send(t)
+	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
+	peer.finish(t, tg, pid)
+}

@@ -55,6 +55,9 @@ const (
 	// connection is read and out of repair mode again, its nftables
 	// table still there.
 	PauseAfterTCPCapture = "pause-after-tcp-capture"
+	// PauseBeforeEndingJob (a duration): hold a dump once its images
+	// are complete, before it ends the dumped processes.
+	PauseBeforeEndingJob = "pause-before-ending-job"
 	// PauseInTCPRelease (a duration): hold a restore once every TCP
 	// connection is made again in repair mode, before any leaves it.
 	PauseInTCPRelease = "pause-in-tcp-release"
@@ -62,7 +65,7 @@ const (
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
-	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true}
+	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

@@ -16,10 +16,10 @@ import (
 )
 
 // logsOf is how many logs each kind of job writes (job.c).
-var logsOf = map[string]int{"single": 1, "threads": 4, "tree": 5}
+var logsOf = map[string]int{"single": 1, "threads": 4, "tree": 5, "tcp": 2}
 
 // processesOf is how many processes each kind of job has (job.c).
-var processesOf = map[string]int{"single": 1, "threads": 1, "tree": 5}
+var processesOf = map[string]int{"single": 1, "threads": 1, "tree": 5, "tcp": 2}
 
 // job is one running (or dumped) workload.
 type job struct {
