@@ -11,6 +11,7 @@ package dump
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -182,7 +183,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	unhold, err := holdConnectionUsers(t, tree, states)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 	conns, err := captureConnections(states, opts)
+	if herr := unhold(); herr != nil {
+		err = errors.Join(err, conns.Close(), herr)
+		conns = nil
+	}
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}

@@ -18,26 +18,33 @@ import (
 )
 
 // TestInetGocrKilledInCapture: gocr is SIGKILLed while it reads the job's
-// TCP connections (inet.c tcp4: a listener and a connection to it,
-// mid-conversation), with every connection in repair mode (the
+// TCP connections, with every connection in repair mode (the
 // pause-after-tcp-repair-on hook), and once they are read and out of it
-// again. Its TCP watchdog takes them out of repair mode: the job runs on
-// untouched, and both ends of its connection read all that was in flight
-// and exchange more, the accepted socket with its SO_REUSEADDR.
+// again. Its TCP watchdog takes them out of repair mode, and the threads
+// of the processes holding them wait until then (dump/tcphold.go): the
+// job runs on untouched, and both ends of its connection exchange data.
+// tcp4 (inet.c): a listener and a connection to it, mid-conversation,
+// the job waiting; both ends read all that was in flight, and the
+// accepted socket keeps its SO_REUSEADDR. busy: a connection between a
+// process and its child, which waits in recv(2) on it, so that it
+// restarts its recv as soon as gocr's death releases it.
 func TestInetGocrKilledInCapture(t *testing.T) {
-	for _, hook := range []string{testhook.PauseAfterTCPRepairOn, testhook.PauseAfterTCPCapture} {
-		t.Run(hook, func(t *testing.T) {
+	for _, tc := range []struct {
+		mode, hook string
+		repair     int // sockets of the target's root in repair mode at the hook
+	}{
+		{"tcp4", testhook.PauseAfterTCPRepairOn, 2},
+		{"tcp4", testhook.PauseAfterTCPCapture, 0},
+		{"busy", testhook.PauseAfterTCPRepairOn, 1},
+	} {
+		t.Run(tc.mode+"/"+tc.hook, func(t *testing.T) {
 			needsRoot(t)
 			needsGocr(t)
-			tg := startTarget(t, "inet", "tcp4")
-			cmd := startGocr(t, testhook.Setting(hook, "30s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
-			waitHook(t, cmd, hook)
-			want := 0
-			if hook == testhook.PauseAfterTCPRepairOn {
-				want = 2 // the client and the server end
-			}
-			if n := inRepair(t, tg.pid); n != want {
-				t.Fatalf("gocr holds at %s with %d connections of pid %d in repair mode, want %d", hook, n, tg.pid, want)
+			tg := startTarget(t, "inet", tc.mode)
+			cmd := startGocr(t, testhook.Setting(tc.hook, "30s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			waitHook(t, cmd, tc.hook)
+			if n := inRepair(t, tg.pid); n != tc.repair {
+				t.Fatalf("gocr holds at %s with %d connections of pid %d in repair mode, want %d", tc.hook, n, tg.pid, tc.repair)
 			}
 			killGocr(t, cmd)
 			waitOutOfRepair(t, tg.pid)

@@ -14,6 +14,9 @@
  *                     above the connection's.
  *   udp4, udp6        bound and connected UDP sockets with datagrams queued
  *                     (an empty one too) from two senders.
+ *   busy              a connection between this process and its child,
+ *                     which waits in recv(2) on it and echoes what comes:
+ *                     after SIGTERM the parent sends, and reads the echo.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
  *                     job: sends "from-job-1" now, "from-job-1b" when the
  *                     peer says "go"; after SIGTERM reads "from-outside-1"
@@ -30,6 +33,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 typedef struct sockaddr_storage ss_t;
 
@@ -472,6 +476,44 @@ static void udp(void)
 	tgt_pass();
 }
 
+static void busy(void)
+{
+	int l = listener(family, 1), c, s, status;
+	pid_t child;
+
+	c = connect_to(l);
+	s = accept_one(l);
+	child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		char b;
+		close(l);
+		close(s);
+		/* Waits in recv(2) on its end, always: gocr finds it there. */
+		for (;;) {
+			ssize_t r = recv(c, &b, 1, 0);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r != 1 || send(c, &b, 1, MSG_NOSIGNAL) != 1)
+				_exit(1);
+		}
+	}
+	close(l);
+	close(c);
+	tgt_ready();
+	tgt_wait();
+	for (const char *m = "ping"; *m; m++) {
+		char want[2] = { *m, 0 };
+		send_all(s, m, 1, "send to the child");
+		expect(s, want, "the child's echo");
+	}
+	if (waitpid(child, &status, WNOHANG) != 0)
+		tgt_fail("the child ended (status %#x)", status);
+	kill(child, SIGKILL);
+	tgt_pass();
+}
+
 static void external(int port)
 {
 	ss_t a;
@@ -521,7 +563,9 @@ int main(int argc, char **argv)
 		half();
 	else if (strcmp(mode, "udp4") == 0 || strcmp(mode, "udp6") == 0)
 		udp();
+	else if (strcmp(mode, "busy") == 0)
+		busy();
 	else if (strcmp(mode, "external") == 0 && argc > 3)
 		external(atoi(argv[3]));
-	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|external PORT");
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|busy|external PORT");
 }
