@@ -77,8 +77,10 @@ type heldConn struct {
 // it ends the processes, and Seal once they are killed; or Close them if
 // the dump fails or the processes run on. A connection to a peer outside
 // the dump is refused, naming the fd and the peer, unless opts.External.
-func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connections, err error) {
-	c = &Connections{}
+func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (_ *Connections, err error) {
+	// c, not the result: a failure returns nil, and c's connections
+	// must still leave repair mode before the processes run on.
+	c := &Connections{}
 	defer func() {
 		if err != nil {
 			c.Close()

@@ -17,6 +17,10 @@
  *   busy              a connection between this process and its child,
  *                     which waits in recv(2) on it and echoes what comes:
  *                     after SIGTERM the parent sends, and reads the echo.
+ *   urgent            busy, and a connection in this process with an
+ *                     urgent byte (MSG_OOB) waiting at its server end,
+ *                     which gocr refuses: after SIGTERM the server reads
+ *                     it and both ends exchange data.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
  *                     job: sends "from-job-1" now, "from-job-1b" when the
  *                     peer says "go"; after SIGTERM reads "from-outside-1"
@@ -476,9 +480,41 @@ static void udp(void)
 	tgt_pass();
 }
 
-static void busy(void)
+/* A pair of ends in this process with an urgent byte (MSG_OOB) waiting at
+ * the server *s, which gocr refuses; *c is the client. */
+static void urgent_pair(int *c, int *s)
 {
-	int l = listener(family, 1), c, s, status;
+	int l = listener(family, 1);
+	struct pollfd p;
+
+	*c = connect_to(l);
+	*s = accept_one(l);
+	close(l);
+	send_all(*c, "a", 1, "data");
+	if (send(*c, "u", 1, MSG_OOB) != 1)
+		tgt_fail("send MSG_OOB: %s", strerror(errno));
+	p.fd = *s;
+	p.events = POLLPRI;
+	if (poll(&p, 1, 10000) != 1)
+		tgt_fail("the urgent byte did not come within 10 s");
+}
+
+static void check_urgent_pair(int c, int s)
+{
+	char b = 0;
+
+	if (recv(s, &b, 1, MSG_OOB) != 1 || b != 'u')
+		tgt_fail("recv MSG_OOB: %c (%s)", b, strerror(errno));
+	expect(s, "a", "the data before the urgent byte");
+	send_all(c, "more", 4, "client sends more");
+	expect(s, "more", "server reads more");
+	send_all(s, "back", 4, "server answers");
+	expect(c, "back", "client reads the answer");
+}
+
+static void busy(int with_urgent)
+{
+	int l = listener(family, 1), c, s, uc = -1, us = -1, status;
 	pid_t child;
 
 	c = connect_to(l);
@@ -501,8 +537,12 @@ static void busy(void)
 	}
 	close(l);
 	close(c);
+	if (with_urgent)
+		urgent_pair(&uc, &us);
 	tgt_ready();
 	tgt_wait();
+	if (with_urgent)
+		check_urgent_pair(uc, us);
 	for (const char *m = "ping"; *m; m++) {
 		char want[2] = { *m, 0 };
 		send_all(s, m, 1, "send to the child");
@@ -564,8 +604,10 @@ int main(int argc, char **argv)
 	else if (strcmp(mode, "udp4") == 0 || strcmp(mode, "udp6") == 0)
 		udp();
 	else if (strcmp(mode, "busy") == 0)
-		busy();
+		busy(0);
+	else if (strcmp(mode, "urgent") == 0)
+		busy(1);
 	else if (strcmp(mode, "external") == 0 && argc > 3)
 		external(atoi(argv[3]));
-	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|busy|external PORT");
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|urgent|busy|external PORT");
 }
