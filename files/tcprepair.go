@@ -30,7 +30,8 @@ import (
 // repair mode before any is read, so both ends of a connection inside the
 // dump are read at one point of their exchange; then repair mode is
 // turned off again. A watchdog process holds the same sockets meanwhile,
-// should gocr die (tcpwatch.go). Once the processes are killed, gocr's handles, which
+// should gocr die (tcpwatch.go), and the processes' threads wait for it
+// (dump/tcphold.go). Once the processes are killed, gocr's handles, which
 // keep the sockets alive, are put back in repair mode and closed: a socket
 // closed in repair mode sends neither FIN nor RST (net/ipv4/tcp.c
 // __tcp_close, tcp_disconnect), so its address and port are free and its
