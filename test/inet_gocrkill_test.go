@@ -116,17 +116,19 @@ func TestInetGocrKilledInReleaseExternal(t *testing.T) {
 	tg := startTarget(t, "inet", "external", port)
 	peer.greet(t, nil)
 	dir := t.TempDir()
+	before := gocrTables(t)
 	dump(t, tg.pid, dir, "--tcp-established")
 	tg.waitDead(t, "a dump without --leave-running")
 	var kept []string
 	for _, name := range gocrTables(t) {
-		if strings.HasPrefix(name, "gocr_keep_") {
+		if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
 			kept = append(kept, name)
 		}
 	}
 	if len(kept) != 1 {
-		t.Fatalf("after the dump, gocr's kept nftables tables are %q, want one", kept)
+		t.Fatalf("the dump kept nftables tables %q, want one", kept)
 	}
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
 	peer.send(t)
 	killRestoreInRelease(t, tg, dir, "--tcp-established")
 	if now := gocrTables(t); !slices.Contains(now, kept[0]) {
@@ -134,7 +136,9 @@ func TestInetGocrKilledInReleaseExternal(t *testing.T) {
 	}
 	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
 	peer.finish(t, tg, pid)
-	assertNoGocrTable(t)
+	if slices.Contains(gocrTables(t), kept[0]) {
+		t.Errorf("the restore left its nftables table %s", kept[0])
+	}
 }
 
 // killRestoreInRelease restores dir and kills gocr once the connections
