@@ -284,6 +284,7 @@ func main() {
 					return images.Show(c.Args().First(), os.Stdout, images.OpenOptions{TrustImages: c.Bool("trust-images")})
 				},
 			},
+			cleanupCommand, // cleanup.go
 		},
 	}
 	// A flag that does not parse is one line, like every other error,

@@ -11,6 +11,7 @@ package dump
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -22,6 +23,7 @@ import (
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -205,7 +207,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	unhold, err := holdConnectionUsers(t, tree, states)
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 	conns, err := captureConnections(states, opts)
+	if herr := unhold(); herr != nil {
+		err = errors.Join(err, conns.Close(), herr)
+		conns = nil
+	}
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
@@ -254,7 +264,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
 	if !opts.LeaveRunning {
 		// The images are complete and synced: only now may the
-		// processes go.
+		// processes go. Should gocr die while it ends them, the TCP
+		// watchdog ends those holding connections and seals them.
+		if err := conns.Complete(); err != nil {
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+		}
+		testhook.Pause(testhook.PauseBeforeEndingJob)
 		released = true
 		tree.kill(t)
 		if err := conns.Seal(); err != nil {

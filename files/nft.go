@@ -23,13 +23,13 @@ import (
 //
 // The table is named after the gocr that dumps, "gocr_PID_START" (its PID
 // and start time, man 5 proc /proc/PID/stat field 22), while the dump
-// runs: a failed dump, or one with --leave-running, removes it; a gocr
-// killed meanwhile leaves it, with the job running on blocked, until the
-// next gocr that blocks connections, which removes every such table whose
-// gocr is gone. A dump that completes turns it, in one nft transaction,
-// into "gocr_keep_PID_START", recorded in the images and removed by the
-// restore once the connections are back; a dump never restored leaves it
-// (nft delete table inet NAME).
+// runs: a failed dump, or one with --leave-running, removes it; should
+// gocr die meanwhile, its TCP watchdog removes it (tcpwatch.go), or, were
+// the watchdog killed too, the next gocr that blocks connections or
+// `gocr cleanup` (CleanNftTables). A dump that completes turns it, in one
+// nft transaction, into "gocr_keep_PID_START", recorded in the images and
+// removed by the restore once the connections are back; a dump never
+// restored leaves it (`gocr cleanup --abandon DIR`).
 
 const (
 	nftPrefix     = "gocr_"
@@ -83,10 +83,9 @@ func startTime(pid int) (string, error) {
 	return f[22-3], nil
 }
 
-// blockConnections drops every packet of the connections conns, both
-// ways, from now on.
-func blockConnections(conns []*gocrpb.InetSocketFd) (*nftBlock, error) {
-	removeStaleNftTables()
+// newNftBlock names the table that will drop every packet of the
+// connections conns, both ways, and writes its rules; add makes it.
+func newNftBlock(conns []*gocrpb.InetSocketFd) (*nftBlock, error) {
 	id, err := selfID()
 	if err != nil {
 		return nil, err
@@ -107,19 +106,32 @@ func blockConnections(conns []*gocrpb.InetSocketFd) (*nftBlock, error) {
 	// packets come in and where they go out (man 8 nft, "CHAINS").
 	b.rules = "\tchain in {\n\t\ttype filter hook input priority -300; policy accept;\n" + in.String() + "\t}\n" +
 		"\tchain out {\n\t\ttype filter hook output priority -300; policy accept;\n" + out.String() + "\t}\n"
-	if err := nft(b.table(b.name)); err != nil {
-		return nil, fmt.Errorf("block the connections to peers outside the dump: %w", err)
-	}
 	return b, nil
+}
+
+// add makes the table: from now on the connections' packets are dropped.
+func (b *nftBlock) add() error {
+	removeStaleNftTables()
+	if err := nft(b.table(b.name)); err != nil {
+		return fmt.Errorf("block the connections to peers outside the dump: %w", err)
+	}
+	return nil
 }
 
 func (b *nftBlock) table(name string) string {
 	return "table inet " + name + " {\n" + b.rules + "}\n"
 }
 
+// keepScript turns the dump's table into the one the restore removes, in
+// one transaction: it fails, changing nothing, once the dump's table is
+// gone.
+func (b *nftBlock) keepScript() string {
+	return b.table(b.kept) + "delete table inet " + b.name + "\n"
+}
+
 // keep turns the dump's table into the one the restore removes.
 func (b *nftBlock) keep() error {
-	if err := nft(b.table(b.kept) + "delete table inet " + b.name + "\n"); err != nil {
+	if err := nft(b.keepScript()); err != nil {
 		return fmt.Errorf("keep the connections to peers outside the dump blocked: %w", err)
 	}
 	return nil
@@ -138,35 +150,80 @@ func removeNftTable(name string) error {
 	return nil
 }
 
-// removeStaleNftTables removes the tables of dumps whose gocr is gone
-// before finishing them.
+// removeStaleNftTables removes the tables of dumps that ended before
+// finishing them, their gocr and its watchdog gone.
 func removeStaleNftTables() {
+	if _, _, err := CleanNftTables(); err != nil {
+		warnf("%v", err)
+	}
+}
+
+// CleanNftTables removes every table of a dump that ended before it was
+// complete (gocr_PID_START, its gocr and its watchdog gone: the job ran
+// on, and the table only keeps its connections blocked) and returns
+// their names, and the names of the tables kept for a restore
+// (gocr_keep_PID_START), which it leaves: a checkpoint names them, and
+// its connections to peers outside stay whole only while they are there.
+func CleanNftTables() (removed, kept []string, err error) {
 	path, err := exec.LookPath("nft")
 	if err != nil {
-		return
+		return nil, nil, nil // no nft, no table
 	}
 	out, err := exec.Command(path, "list", "tables", "inet").Output()
 	if err != nil {
-		return
+		return nil, nil, fmt.Errorf("nft list tables inet: %w", err)
 	}
+	var errs []error
 	for _, line := range strings.Split(string(out), "\n") {
-		name, ok := strings.CutPrefix(strings.TrimSpace(line), "table inet "+nftPrefix)
-		if !ok || strings.HasPrefix(nftPrefix+name, nftKeepPrefix) {
+		table, ok := strings.CutPrefix(strings.TrimSpace(line), "table inet ")
+		if !ok || !strings.HasPrefix(table, nftPrefix) {
 			continue
 		}
-		pid, start, ok := strings.Cut(name, "_")
-		if !ok {
+		if strings.HasPrefix(table, nftKeepPrefix) {
+			kept = append(kept, table)
 			continue
 		}
-		n, err := strconv.Atoi(pid)
-		if err != nil {
+		pid, start, ok := strings.Cut(strings.TrimPrefix(table, nftPrefix), "_")
+		if !ok || dumpTableInUse(table, pid, start) {
 			continue
 		}
-		if st, err := startTime(n); err == nil && st == start {
-			continue // its gocr still runs
+		if err := removeNftTable(table); err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		if err := removeNftTable(nftPrefix + name); err != nil {
-			warnf("%v", err)
+		removed = append(removed, table)
+	}
+	return removed, kept, errors.Join(errs...)
+}
+
+// KeptNftTables are the tables the dump whose fd tables are tables keeps
+// for its restore.
+func KeptNftTables(tables []*gocrpb.Files) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, t := range tables {
+		for _, fd := range t.Fds {
+			if n := fd.GetInetSocket().GetNftTable(); n != "" && !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
 		}
 	}
+	return names
+}
+
+// RemoveKeptNftTable removes a table kept for a restore that will not
+// happen: the peers outside then find no connection (their next packet
+// is answered by a reset).
+func RemoveKeptNftTable(name string) error {
+	if !strings.HasPrefix(name, nftKeepPrefix) {
+		return fmt.Errorf("%q is not a table gocr keeps for a restore", name)
+	}
+	return removeNftTable(name)
+}
+
+// nftTableExists tells whether table inet name is there.
+func nftTableExists(name string) bool {
+	path, err := exec.LookPath("nft")
+	return err == nil && exec.Command(path, "list", "table", "inet", name).Run() == nil
 }

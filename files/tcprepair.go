@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // TCP connections are read and made again in repair mode (TCP_REPAIR,
@@ -28,7 +29,9 @@ import (
 // while the processes are frozen: every connection of the dump is put in
 // repair mode before any is read, so both ends of a connection inside the
 // dump are read at one point of their exchange; then repair mode is
-// turned off again. Once the processes are killed, gocr's handles, which
+// turned off again. A watchdog process holds the same sockets meanwhile,
+// should gocr die (tcpwatch.go), and the processes' threads wait for it
+// (dump/tcphold.go). Once the processes are killed, gocr's handles, which
 // keep the sockets alive, are put back in repair mode and closed: a socket
 // closed in repair mode sends neither FIN nor RST (net/ipv4/tcp.c
 // __tcp_close, tcp_disconnect), so its address and port are free and its
@@ -53,10 +56,12 @@ type CaptureOptions struct {
 }
 
 // Connections are the TCP connections of a dump, held by gocr until the
-// dump ends.
+// dump ends, and watched meanwhile by a process of gocr's own, should gocr
+// die (tcpwatch.go).
 type Connections struct {
 	held   []*heldConn
 	block  *nftBlock
+	watch  *watchdog
 	sealed bool
 }
 
@@ -64,15 +69,19 @@ type heldConn struct {
 	ref    Ref
 	h      int
 	repair bool
+	reuse  bool // SO_REUSEADDR is on: repair mode clears it
 }
 
 // CaptureConnections reads the state of every TCP connection in the
 // dumped processes' fd tables (tables, once linked) into their images.
-// The caller must Seal them once the processes are killed, or Close them
-// if the dump fails or the processes run on. A connection to a peer outside
+// The caller must call Complete once the images are complete and before
+// it ends the processes, and Seal once they are killed; or Close them if
+// the dump fails or the processes run on. A connection to a peer outside
 // the dump is refused, naming the fd and the peer, unless opts.External.
-func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connections, err error) {
-	c = &Connections{}
+func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (_ *Connections, err error) {
+	// c, not the result: a failure returns nil, and c's connections
+	// must still leave repair mode before the processes run on.
+	c := &Connections{}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -82,7 +91,7 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connect
 	for _, t := range tables {
 		for _, fd := range t.Fds {
 			if u := fd.GetInetSocket(); u.GetTcp() != nil && fd.SharedWith < 0 {
-				c.held = append(c.held, &heldConn{ref: Ref{Pid: int(t.Pid), Fd: fd}, h: -1})
+				c.held = append(c.held, &heldConn{ref: Ref{Pid: int(t.Pid), Fd: fd}, h: -1, reuse: optionOn(u, unix.SOL_SOCKET, unix.SO_REUSEADDR)})
 				ends[connKey(u)] = true
 			}
 		}
@@ -104,8 +113,12 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connect
 		}
 		external = append(external, u)
 	}
+	if len(c.held) == 0 {
+		return c, nil
+	}
+	var block *nftBlock
 	if len(external) > 0 {
-		if c.block, err = blockConnections(external); err != nil {
+		if block, err = newNftBlock(external); err != nil {
 			return nil, err
 		}
 	}
@@ -114,6 +127,17 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connect
 			return nil, fmt.Errorf("pid %d fd %d: take a handle of it: %w", hc.ref.Pid, hc.ref.Fd.Fd, err)
 		}
 	}
+	// From here until the dump ends, a gocr that dies leaves the
+	// connections to the watchdog, which holds them too.
+	if c.watch, err = startWatchdog(c.held, block); err != nil {
+		return nil, err
+	}
+	if block != nil {
+		if err := block.add(); err != nil {
+			return nil, err
+		}
+		c.block = block
+	}
 	// Every connection stops before any is read.
 	for _, hc := range c.held {
 		if err := setRepair(hc.h, unix.TCP_REPAIR_ON); err != nil {
@@ -121,6 +145,7 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connect
 		}
 		hc.repair = true
 	}
+	testhook.Pause(testhook.PauseAfterTCPRepairOn)
 	for _, hc := range c.held {
 		if err := readConnection(hc.h, hc.ref.Fd.GetInetSocket()); err != nil {
 			return nil, fmt.Errorf("pid %d fd %d (%s): %w", hc.ref.Pid, hc.ref.Fd.Fd, hc.ref.Fd.Description, err)
@@ -132,7 +157,19 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (c *Connect
 	if err := c.repairAll(unix.TCP_REPAIR_OFF); err != nil {
 		return nil, err
 	}
+	testhook.Pause(testhook.PauseAfterTCPCapture)
 	return c, nil
+}
+
+// optionOn tells whether the dumped socket u had int option name at level
+// on (readInetOptions records those that differ from a new socket's).
+func optionOn(u *gocrpb.InetSocketFd, level, name int) bool {
+	for _, o := range u.GetOptions() {
+		if int(o.GetLevel()) == level && int(o.GetName()) == name {
+			return o.GetValue() != 0
+		}
+	}
+	return false
 }
 
 // connKey is a connection by its two ends, IPv4-mapped addresses as IPv4
@@ -159,13 +196,29 @@ func (c *Connections) repairAll(v int) error {
 		if hc.h < 0 || hc.repair == (v == unix.TCP_REPAIR_ON) {
 			continue
 		}
-		if err := setRepair(hc.h, v); err != nil {
+		var err error
+		if v == unix.TCP_REPAIR_ON {
+			err = setRepair(hc.h, v)
+		} else {
+			err = leaveRepair(hc.h, hc.reuse)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("pid %d fd %d: %w", hc.ref.Pid, hc.ref.Fd.Fd, err))
 			continue
 		}
 		hc.repair = v == unix.TCP_REPAIR_ON
 	}
 	return errors.Join(errs...)
+}
+
+// Complete says the images are complete and the processes are about to
+// be ended: should gocr die from now on, the watchdog ends them and seals
+// the connections, as Seal does.
+func (c *Connections) Complete() error {
+	if c == nil {
+		return nil
+	}
+	return c.watch.tell(phaseComplete)
 }
 
 // Seal ends the dump of connections whose processes are gone: each is put
@@ -177,10 +230,12 @@ func (c *Connections) Seal() error {
 	}
 	c.sealed = true
 	err := c.repairAll(unix.TCP_REPAIR_ON)
-	c.closeHandles()
 	if c.block != nil {
 		err = errors.Join(err, c.block.keep())
 	}
+	err = errors.Join(err, c.watch.finish())
+	c.watch = nil
+	c.closeHandles()
 	return err
 }
 
@@ -191,11 +246,14 @@ func (c *Connections) Close() error {
 		return nil
 	}
 	err := c.repairAll(unix.TCP_REPAIR_OFF)
-	c.closeHandles()
 	if c.block != nil {
 		err = errors.Join(err, c.block.remove())
 		c.block = nil
 	}
+	// Only now: a gocr dying before this leaves the watchdog to do it.
+	err = errors.Join(err, c.watch.finish())
+	c.watch = nil
+	c.closeHandles()
 	return err
 }
 
@@ -559,6 +617,7 @@ func (s *Sources) ReleaseConnections() error {
 			return fmt.Errorf("%s: %w", connName(c.u), err)
 		}
 	}
+	testhook.Pause(testhook.PauseInTCPRelease)
 	var errs []error
 	for _, c := range r.conns {
 		if err := setRepair(c.h, unix.TCP_REPAIR_OFF); err != nil {

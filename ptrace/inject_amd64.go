@@ -183,6 +183,31 @@ func (in *Injection) Syscall(nr uint64, args ...uint64) (int64, error) {
 	return ret, nil
 }
 
+// Hold sets the thread to make system call nr with args, and then
+// rt_sigreturn to its own state, should it be released before Finish
+// (gocr's death detaches it), without running the call now: the thread
+// stays in its event stop. A call that blocks (a timed wait) keeps the
+// thread from running its own code for that long after gocr's death.
+// Finish undoes it.
+//
+// Precondition: the thread is in its event stop, no call made yet.
+func (in *Injection) Hold(nr uint64, args ...uint64) error {
+	if len(args) > 6 {
+		return fmt.Errorf("hold %d in syscall %d: %d arguments, at most 6", in.tid, nr, len(args))
+	}
+	var err error
+	in.t.Do(func() {
+		err = in.arm(nr, args)
+		// It has not left its event stop: Finish only puts the mask
+		// and registers back.
+		in.entered = false
+	})
+	if err != nil {
+		return fmt.Errorf("hold %d in syscall %d: %w", in.tid, nr, err)
+	}
+	return nil
+}
+
 // Precondition: called on the tracer thread; see Syscall.
 func (in *Injection) syscall(nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
 	if err := in.arm(nr, args); err != nil {

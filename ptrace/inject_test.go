@@ -192,6 +192,11 @@ func TestInjectionSurvivesTracerDeath(t *testing.T) {
 		at   func(t *testing.T, in *Injection)
 	}{
 		{"Armed", arm},
+		{"Held", func(t *testing.T, in *Injection) {
+			if err := in.Hold(unix.SYS_GETPID); err != nil {
+				t.Error(err)
+			}
+		}},
 		{"Entered", func(t *testing.T, in *Injection) {
 			arm(t, in)
 			in.t.Do(func() {
@@ -228,6 +233,27 @@ func TestInjectionSurvivesTracerDeath(t *testing.T) {
 				t.Fatalf("target printed %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestHoldFinished: a thread held (Injection.Hold) and then finished is
+// back in its event stop as it was, the call never made: released, it
+// goes on with its own read.
+func TestHoldFinished(t *testing.T) {
+	tg, in := preparedTarget(t, "read")
+	if err := in.Hold(unix.SYS_EXIT, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	in.t.Close()
+	tg.quiet(300 * time.Millisecond) // still blocked in read
+	if _, err := tg.stdin.WriteString("hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tg.expect("READ", 5*time.Second), "READ 6 hello"; got != want {
+		t.Fatalf("target printed %q, want %q", got, want)
 	}
 }
 

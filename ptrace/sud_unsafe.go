@@ -28,7 +28,9 @@ func (t *Tracer) SyscallUserDispatch(tid int) (uint64, error) {
 	)
 	// addr is the size of the caller's struct (kernel/entry/syscall_user_dispatch.c
 	// syscall_user_dispatch_get_config).
-	t.Do(func() { err = rawPtrace(unix.PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, unsafe.Sizeof(c), unsafe.Pointer(&c)) })
+	t.Do(func() {
+		err = rawPtrace(unix.PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, unsafe.Sizeof(c), unsafe.Pointer(&c))
+	})
 	if err != nil {
 		return 0, fmt.Errorf("ptrace get_syscall_user_dispatch_config %d: %w", tid, err)
 	}

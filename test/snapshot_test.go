@@ -128,7 +128,7 @@ func restoreAfterPass(t *testing.T, tg *target, dir string) {
 func TestLeaveRunningSnapshotMemory(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
 	}
@@ -140,7 +140,7 @@ func TestLeaveRunningSnapshotMemory(t *testing.T) {
 	checkNoSnapshotLeft(t, tg)
 	tg.killOriginal(t)
 	pid := restoreDetached(t, tg, dir, nil)
-	checkKernelView(t, pid, before, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 

@@ -54,11 +54,27 @@ const (
 	// with the thread in the syscall-enter-stop of the Nth system call
 	// gocr injects.
 	PauseInjectedSyscallEntered = "pause-injected-syscall-entered"
+	// PauseAfterTCPRepairOn (a duration): hold a dump once every TCP
+	// connection is in repair mode (and, with --tcp-established, its
+	// nftables table made), before any is read, so a test can kill
+	// gocr there.
+	PauseAfterTCPRepairOn = "pause-after-tcp-repair-on"
+	// PauseAfterTCPCapture (a duration): hold a dump once every TCP
+	// connection is read and out of repair mode again, its nftables
+	// table still there.
+	PauseAfterTCPCapture = "pause-after-tcp-capture"
+	// PauseBeforeEndingJob (a duration): hold a dump once its images
+	// are complete, before it ends the dumped processes.
+	PauseBeforeEndingJob = "pause-before-ending-job"
+	// PauseInTCPRelease (a duration): hold a restore once every TCP
+	// connection is made again in repair mode, before any leaves it.
+	PauseInTCPRelease = "pause-in-tcp-release"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
-	PauseAfterSnapshot: true, PauseInSnapshotWrite: true}
+	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
+	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

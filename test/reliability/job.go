@@ -16,10 +16,10 @@ import (
 )
 
 // logsOf is how many logs each kind of job writes (job.c).
-var logsOf = map[string]int{"single": 1, "threads": 4, "tree": 5}
+var logsOf = map[string]int{"single": 1, "threads": 4, "tree": 5, "tcp": 2}
 
 // processesOf is how many processes each kind of job has (job.c).
-var processesOf = map[string]int{"single": 1, "threads": 1, "tree": 5}
+var processesOf = map[string]int{"single": 1, "threads": 1, "tree": 5, "tcp": 2}
 
 // job is one running (or dumped) workload.
 type job struct {
@@ -47,8 +47,15 @@ func startJob(bin, kind, logDir string) (*job, error) {
 		return nil, err
 	}
 	defer null.Close()
+	// Its stderr into a file beside the logs, for the evidence: why a
+	// job that ended itself did (job.c says it there).
+	errFile, err := os.OpenFile(filepath.Join(logDir, "stderr"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer errFile.Close()
 	cmd := exec.Command(bin, kind, logDir)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, errFile
 	// Its own session: gocr restores the job's session and groups, and
 	// a process group of the harness's would have a leader outside it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -3,7 +3,8 @@
 // Command reliability kills gocr at random instants and checks that no
 // job is ever lost (docs/RELIABILITY.md, "gocr killed at random"; run by
 // `make reliability`). For a single-threaded, a multithreaded and a tree
-// job (job.c), gocr dumps it, with and without --leave-running, or
+// job, and two processes counting over a TCP connection (job.c), gocr
+// dumps it, with and without --leave-running, or
 // restores it, and is SIGKILLed after a delay drawn uniformly over the
 // whole length of that operation (measured first). Each trial must end
 // in one of the outcomes trial.go lists; any other is a lost job: the
@@ -78,7 +79,7 @@ func main() {
 		fail("-kinds: %v", err)
 	}
 	kinds := []kind{}
-	for _, j := range []string{"single", "threads", "tree"} {
+	for _, j := range []string{"single", "threads", "tree", "tcp"} {
 		for _, op := range []string{opDump, opDumpLeave, opRestore} {
 			if k := (kind{j, op}); re.MatchString(k.String()) {
 				kinds = append(kinds, k)

@@ -14,6 +14,13 @@
  *                     above the connection's.
  *   udp4, udp6        bound and connected UDP sockets with datagrams queued
  *                     (an empty one too) from two senders.
+ *   busy              a connection between this process and its child,
+ *                     which waits in recv(2) on it and echoes what comes:
+ *                     after SIGTERM the parent sends, and reads the echo.
+ *   urgent            busy, and a connection in this process with an
+ *                     urgent byte (MSG_OOB) waiting at its server end,
+ *                     which gocr refuses: after SIGTERM the server reads
+ *                     it and both ends exchange data.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
  *                     job: sends "from-job-1" now, "from-job-1b" when the
  *                     peer says "go"; after SIGTERM reads "from-outside-1"
@@ -30,6 +37,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 typedef struct sockaddr_storage ss_t;
 
@@ -319,6 +327,8 @@ static void conversation(int lfam)
 	same_names(c, &cl, &cp, "client");
 	same_names(s, &sl, &sp, "server");
 	wantint(l, SOL_SOCKET, SO_REUSEADDR, 1, "listener SO_REUSEADDR");
+	/* Accepted from a listener with it: repair mode clears it. */
+	wantint(s, SOL_SOCKET, SO_REUSEADDR, 1, "server SO_REUSEADDR");
 	wantint(l, SOL_SOCKET, SO_ACCEPTCONN, 1, "listener SO_ACCEPTCONN");
 	check_client_options(c);
 	flags = fcntl(c, F_GETFL);
@@ -470,6 +480,80 @@ static void udp(void)
 	tgt_pass();
 }
 
+/* A pair of ends in this process with an urgent byte (MSG_OOB) waiting at
+ * the server *s, which gocr refuses; *c is the client. */
+static void urgent_pair(int *c, int *s)
+{
+	int l = listener(family, 1);
+	struct pollfd p;
+
+	*c = connect_to(l);
+	*s = accept_one(l);
+	close(l);
+	send_all(*c, "a", 1, "data");
+	if (send(*c, "u", 1, MSG_OOB) != 1)
+		tgt_fail("send MSG_OOB: %s", strerror(errno));
+	p.fd = *s;
+	p.events = POLLPRI;
+	if (poll(&p, 1, 10000) != 1)
+		tgt_fail("the urgent byte did not come within 10 s");
+}
+
+static void check_urgent_pair(int c, int s)
+{
+	char b = 0;
+
+	if (recv(s, &b, 1, MSG_OOB) != 1 || b != 'u')
+		tgt_fail("recv MSG_OOB: %c (%s)", b, strerror(errno));
+	expect(s, "a", "the data before the urgent byte");
+	send_all(c, "more", 4, "client sends more");
+	expect(s, "more", "server reads more");
+	send_all(s, "back", 4, "server answers");
+	expect(c, "back", "client reads the answer");
+}
+
+static void busy(int with_urgent)
+{
+	int l = listener(family, 1), c, s, uc = -1, us = -1, status;
+	pid_t child;
+
+	c = connect_to(l);
+	s = accept_one(l);
+	child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		char b;
+		close(l);
+		close(s);
+		/* Waits in recv(2) on its end, always: gocr finds it there. */
+		for (;;) {
+			ssize_t r = recv(c, &b, 1, 0);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r != 1 || send(c, &b, 1, MSG_NOSIGNAL) != 1)
+				_exit(1);
+		}
+	}
+	close(l);
+	close(c);
+	if (with_urgent)
+		urgent_pair(&uc, &us);
+	tgt_ready();
+	tgt_wait();
+	if (with_urgent)
+		check_urgent_pair(uc, us);
+	for (const char *m = "ping"; *m; m++) {
+		char want[2] = { *m, 0 };
+		send_all(s, m, 1, "send to the child");
+		expect(s, want, "the child's echo");
+	}
+	if (waitpid(child, &status, WNOHANG) != 0)
+		tgt_fail("the child ended (status %#x)", status);
+	kill(child, SIGKILL);
+	tgt_pass();
+}
+
 static void external(int port)
 {
 	ss_t a;
@@ -519,7 +603,11 @@ int main(int argc, char **argv)
 		half();
 	else if (strcmp(mode, "udp4") == 0 || strcmp(mode, "udp6") == 0)
 		udp();
+	else if (strcmp(mode, "busy") == 0)
+		busy(0);
+	else if (strcmp(mode, "urgent") == 0)
+		busy(1);
 	else if (strcmp(mode, "external") == 0 && argc > 3)
 		external(atoi(argv[3]));
-	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|external PORT");
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|urgent|busy|external PORT");
 }

@@ -12,8 +12,13 @@
  *   tree     five processes (the root, three children, a grandchild
  *            under the first child), one counting thread each:
  *            log-0 .. log-4
+ *   tcp      two processes, the root and its child, counting over a
+ *            loopback TCP connection between them: the root sends N,
+ *            the child logs it (log-1) and sends it back, the root
+ *            logs the echo (log-0); a count lost, replayed or out of
+ *            order on the connection, or an error on it, ends the job
  *
- * Usage: job single|threads|tree LOGDIR
+ * Usage: job single|threads|tree|tcp LOGDIR
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +29,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static const char *logdir;
 
@@ -82,10 +90,90 @@ static void spawn_process(int i, int grandchild)
 	count((void *)(long)open_log(i));
 }
 
+static void die(const char *what)
+{
+	fprintf(stderr, "job: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void log_count(int fd, unsigned long n)
+{
+	char line[32];
+	int len = snprintf(line, sizeof(line), "%lu\n", n);
+	if (write(fd, line, (size_t)len) != len)
+		die("write");
+}
+
+/* io_all sends or receives all of the 8 bytes of *n. */
+static void io_all(int s, unsigned long *n, int out)
+{
+	size_t done = 0;
+	while (done < sizeof(*n)) {
+		ssize_t r = out ? send(s, (char *)n + done, sizeof(*n) - done, MSG_NOSIGNAL)
+				: recv(s, (char *)n + done, sizeof(*n) - done, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EPIPE;
+			die(out ? "send" : "recv");
+		}
+		done += (size_t)r;
+	}
+}
+
+static void tcp_job(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	struct timespec ms = {0, 1000000};
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), s;
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &alen) < 0)
+		die("listen");
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		int log = open_log(1);
+		close(l);
+		s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+			die("connect");
+		for (unsigned long want = 1;; want++) {
+			unsigned long n;
+			io_all(s, &n, 0);
+			if (n != want) {
+				fprintf(stderr, "job: child got count %lu, want %lu\n", n, want);
+				exit(1);
+			}
+			log_count(log, n);
+			io_all(s, &n, 1);
+		}
+	}
+	int log = open_log(0);
+	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (s < 0)
+		die("accept");
+	close(l);
+	for (unsigned long n = 1;; n++) {
+		unsigned long echo;
+		io_all(s, &n, 1);
+		io_all(s, &echo, 0);
+		if (echo != n) {
+			fprintf(stderr, "job: root got echo %lu, want %lu\n", echo, n);
+			exit(1);
+		}
+		log_count(log, n);
+		while (nanosleep(&ms, NULL) != 0 && errno == EINTR)
+			;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: job single|threads|tree LOGDIR\n");
+		fprintf(stderr, "usage: job single|threads|tree|tcp LOGDIR\n");
 		return 2;
 	}
 	logdir = argv[2];
@@ -96,6 +184,8 @@ int main(int argc, char **argv)
 		spawn_process(1, 4);
 		spawn_process(2, -1);
 		spawn_process(3, -1);
+	} else if (!strcmp(argv[1], "tcp")) {
+		tcp_job();
 	} else if (strcmp(argv[1], "single")) {
 		fprintf(stderr, "job: unknown kind %s\n", argv[1]);
 		return 2;
