@@ -201,6 +201,11 @@ func dumpSem(s proc.SysvObject, pids map[int32]bool) (*gocrpb.SysvSem, error) {
 		// semctl GETPID: the last process to change semaphore i
 		// (ipc/sem.c semctl_main).
 		pid, err := ipc.SemGetPid(int(s.ID), i)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIDRM) {
+			// Removed since /proc/sysvipc/sem listed it (man 2
+			// semctl): not the job's to restore.
+			return nil, nil
+		}
 		if errors.Is(err, unix.EACCES) && i == 0 {
 			// Not readable by gocr's user, which is the job's when
 			// not root: left to the namespace, as a set someone else
