@@ -63,6 +63,7 @@ type options struct {
 	procs        int
 	skipMemory   bool
 	skipScale    bool
+	skipTHP      bool
 	warmup       int
 }
 
@@ -83,6 +84,7 @@ func main() {
 	flag.IntVar(&o.procs, "procs", 200, "N for the tree row: processes in one tree (also measured at 2N)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory rows")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
+	flag.BoolVar(&o.skipTHP, "skip-thp", false, "skip the THP row (1 GiB in transparent huge pages)")
 	flag.IntVar(&o.warmup, "warmup", 2, "untimed warm-up rounds before each memory row's timed rounds (0: none)")
 	flag.Parse()
 	if o.warmup < 0 {
@@ -147,11 +149,15 @@ func run(o *options) error {
 	if !o.skipMemory {
 		b.memoryRows()
 	}
+	if !o.skipTHP {
+		b.thpRow()
+	}
 	if !o.skipScale {
 		b.scaleRows()
 	}
 	b.summarize()
 	b.checkTargets()
+	b.thpTargets()
 	b.print(os.Stdout)
 	return b.save()
 }
