@@ -78,8 +78,9 @@ func anonHuge(t *testing.T, pid int) map[uint64]uint64 {
 }
 
 // TestTHP: 64 MiB madvised MADV_HUGEPAGE (in huge pages at the dump),
-// 64 MiB without advice, and 8 MiB the process collapsed into huge pages
-// itself (thp.c) come back with their contents and VmFlags, and every
+// 64 MiB without advice, 8 MiB the process collapsed into huge pages
+// itself and 8 MiB collapsed then madvised MADV_NOHUGEPAGE (thp.c) come
+// back with their contents and VmFlags, and every
 // private anonymous mapping holds at least as much memory in huge pages
 // as at the dump; under THP "madvise", one that had none has none. With
 // four page streams the dump cuts its streams inside huge pages, whose

@@ -9,7 +9,10 @@
  *              under always;
  *   collapsed  8 MiB, no advice, made huge by the process itself with
  *              MADV_COLLAPSE (Linux 6.1), so it has huge pages without
- *              "hg" in any mode.
+ *              "hg" in any mode;
+ *   nohuge     8 MiB collapsed likewise, then madvised MADV_NOHUGEPAGE
+ *              ("nh"), which keeps the huge pages it has (mm/khugepaged.c
+ *              hugepage_madvise only changes the flags).
  *
  * Each region is 2 MiB-aligned with an unmapped gap around it, so none
  * merge. After the restore, for each region: its AnonHugePages (smaps) is
@@ -27,17 +30,19 @@
 
 #define MIB (1UL << 20)
 #define HUGE (2 * MIB)
-#define NREGIONS 3
+#define NREGIONS 4
 
 static const struct {
 	const char *name;
 	size_t size;
 	int advice; /* 0: none */
 	int collapse;
+	int advice_after; /* 0: none */
 } kinds[NREGIONS] = {
-	{ "advised", 64 * MIB, MADV_HUGEPAGE, 0 },
-	{ "plain", 64 * MIB, 0, 0 },
-	{ "collapsed", 8 * MIB, 0, 1 },
+	{ "advised", 64 * MIB, MADV_HUGEPAGE, 0, 0 },
+	{ "plain", 64 * MIB, 0, 0, 0 },
+	{ "collapsed", 8 * MIB, 0, 1, 0 },
+	{ "nohuge", 8 * MIB, 0, 1, MADV_NOHUGEPAGE },
 };
 
 static uint64_t *region[NREGIONS];
@@ -111,6 +116,8 @@ int main(int argc, char **argv)
 			region[i][w] = word(i, w);
 		if (kinds[i].collapse && madvise(p, kinds[i].size, MADV_COLLAPSE) < 0)
 			tgt_log("%s: MADV_COLLAPSE: %s (left in small pages)", kinds[i].name, strerror(errno));
+		if (kinds[i].advice_after && madvise(p, kinds[i].size, kinds[i].advice_after) < 0)
+			tgt_fail("madvise %s: %s", kinds[i].name, strerror(errno));
 		huge_before[i] = smaps(p, flags_before[i], sizeof(flags_before[i]));
 		tgt_log("%s at %p: AnonHugePages %ld kB, %s", kinds[i].name, p, huge_before[i], flags_before[i]);
 	}
