@@ -672,9 +672,13 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 	u32 by_leader = 1;
 	for (u32 s = 1; s < a->nr_page_streams; s++) {
 		s32 tid = a->page_helper_tids[s];
+		/* No CLONE_SYSVSEM: sharing would first give the process a
+		 * System V semaphore undo list (ipc/sem.c copy_semundo), which
+		 * the dumped one may not have had and which a later dump must
+		 * then refuse (dump/sysvipc.go checkSemUndo). A helper only
+		 * reads pages and exits. */
 		struct clone_args ca = {
-			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
-				 CLONE_CHILD_CLEARTID,
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_CHILD_CLEARTID,
 			.child_tid = (u64)&a->page_helpers_running[s],
 			.stack = stacks + (u64)(s - 1) * a->thread_stack,
 			.stack_size = a->thread_stack,
