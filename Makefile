@@ -123,28 +123,33 @@ verify-generated: verify-proto verify-blobs
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
 # that corrupt or trace targets, setcap and getcap for install-caps and the
-# ordinary-user tests, and a Slurm controller, node daemon, client commands
+# ordinary-user tests, script for the terminal tests, the sqlite3 shell and
+# libsqlite3-dev for the database test (test/sqlite_test.go), and a Slurm controller, node daemon, client commands
 # and munge for the tests that run jobs on a one-node Slurm cluster
 # (test/slurm_harness_test.go starts the daemons by hand, so no service is
 # enabled or started; --no-install-recommends keeps out Slurm's optional
-# plugins and their libraries). Only what is missing, so a ready machine
-# skips apt.
+# plugins and their libraries), and the real programs of the acceptance
+# tests (test/accept_*_test.go: redis-server, Open MPI's mpirun and
+# mpicc), which the tests start themselves, each on a port of its own
+# (where services run, Debian starts redis's own on 6379 too). Only what
+# is missing, so a ready machine skips apt.
 deps:
-	@missing=""; slurm=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables; do \
+	@missing=""; lean=""; \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables script:bsdutils sqlite3:sqlite3; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
-	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do \
-		command -v $${c%%:*} >/dev/null 2>&1 || slurm="$$slurm $${c##*:}"; \
+	[ -e /usr/include/sqlite3.h ] || missing="$$missing libsqlite3-dev"; \
+	for c in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge redis-server:redis-server mpirun:openmpi-bin mpicc:libopenmpi-dev; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || lean="$$lean $${c##*:}"; \
 	done; \
-	if [ -n "$$missing$$slurm" ]; then apt-get update; fi && \
+	if [ -n "$$missing$$lean" ]; then apt-get update; fi && \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get install -y $$missing; \
 	fi && \
-	if [ -n "$$slurm" ]; then \
-		echo "installing$$slurm with apt-get"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$slurm; \
+	if [ -n "$$lean" ]; then \
+		echo "installing$$lean with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$lean; \
 	fi
 
 build:

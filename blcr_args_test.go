@@ -3,12 +3,16 @@
 package main
 
 import (
+	"flag"
+	"io"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/contextfile"
 	"github.com/gocr/gocr/dump"
 )
 
@@ -60,6 +64,9 @@ func TestSavedFiles(t *testing.T) {
 		{[]string{"--save-exe", "-f", "--save-none", "7"}, dump.SaveFiles{Exe: true}},
 		{[]string{"--save-exe", "7", "--save-none"}, dump.SaveFiles{Exe: true}},
 		{[]string{"--save-exe", "--", "--save-none"}, dump.SaveFiles{Exe: true}},
+		// --compress alone takes no value: the option after it counts.
+		{[]string{"--compress", "--save-exe", "7"}, dump.SaveFiles{Exe: true}},
+		{[]string{"--compress=lz4", "--save-exe", "7"}, dump.SaveFiles{Exe: true}},
 	} {
 		got, err := savedFiles(c.argv, flags)
 		if err != nil {
@@ -69,5 +76,39 @@ func TestSavedFiles(t *testing.T) {
 		if got != c.want {
 			t.Errorf("savedFiles(%q) = %+v, want %+v", c.argv, got, c.want)
 		}
+	}
+}
+
+// TestCompressFlag: --compress alone is zstd and never takes the next
+// argument; =NAME chooses; an unknown NAME is refused.
+func TestCompressFlag(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want contextfile.Compression
+		args []string
+	}{
+		{[]string{"7"}, contextfile.NoCompression, []string{"7"}},
+		{[]string{"--compress", "7"}, contextfile.Zstd, []string{"7"}},
+		{[]string{"--compress", "--", "prog"}, contextfile.Zstd, []string{"prog"}},
+		{[]string{"--compress=lz4", "7"}, contextfile.LZ4, []string{"7"}},
+		{[]string{"--compress=zstd-fastest", "7"}, contextfile.ZstdFastest, []string{"7"}},
+		{[]string{"--compress=none", "7"}, contextfile.NoCompression, []string{"7"}},
+	} {
+		set := flag.NewFlagSet("test", flag.ContinueOnError)
+		v := &compressValue{}
+		set.Var(v, "compress", "")
+		if err := set.Parse(c.argv); err != nil {
+			t.Errorf("parse %q: %v", c.argv, err)
+			continue
+		}
+		if v.c != c.want || !slices.Equal(set.Args(), c.args) {
+			t.Errorf("parse %q: --compress %q, arguments %q; want %q, %q", c.argv, v.c, set.Args(), c.want, c.args)
+		}
+	}
+	set := flag.NewFlagSet("test", flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	set.Var(&compressValue{}, "compress", "")
+	if err := set.Parse([]string{"--compress=gzip", "7"}); err == nil {
+		t.Error("--compress=gzip accepted")
 	}
 }

@@ -40,6 +40,7 @@ func checkpointCommand() *cli.Command {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what is done"},
 		callbackTimeoutFlag(),
 		statsFlag("checkpoint"),
+		compressFlag("the context"),
 		&cli.DurationFlag{Name: "every", Usage: "checkpoint again every `DURATION` (10m, 1h) into a new generation in -D DIR, until the processes end; SIGUSR1 asks for one at once"},
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with --every: keep the `N` newest generations"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "with --every: the `DIR` of the generations (gen-000001.ctx, ...)"},
@@ -160,6 +161,7 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	case c.Bool("noclobber"):
 		o.file.Replace = contextfile.NoClobber
 	}
+	o.file.Compression = compression(c)
 	switch {
 	case c.IsSet("file") && c.IsSet("fd"):
 		return nil, usagef("give -f FILE or -F FD, not both")
@@ -280,8 +282,10 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	}
 	verbosef(c, "processes of pid %d dumped in %v", o.pid, time.Since(start).Round(time.Millisecond))
 	stats := &checkpointStats{Dump: readDumpStats(o.dump.Dir)}
-	written := new(atomic.Int64)
-	prog.phase("writing the context", written.Load, diskUsage(o.dump.Dir))
+	// The progress counts the images read: compressed, the context
+	// written is smaller than they are.
+	written, consumed := new(atomic.Int64), new(atomic.Int64)
+	prog.phase("writing the context", consumed.Load, diskUsage(o.dump.Dir))
 	writeStart := time.Now()
 	defer func() {
 		if err == nil && o.stats != "" {
@@ -320,7 +324,7 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	}
 
 	if o.path != "" {
-		o.file.Written = written
+		o.file.Written, o.file.Consumed = written, consumed
 		if err := contextfile.WriteFile(o.path, o.dump.Dir, o.file); err != nil {
 			return err
 		}
@@ -330,7 +334,7 @@ func runCheckpoint(ctx context.Context, c *cli.Context, o *checkpointOptions) (e
 	// A stream is complete only with its end record: the signal goes
 	// before it, so a cr_restart reading the stream starts only once the
 	// signal is sent.
-	cw, err := contextfile.NewWriter(contextfile.CountingWriter{W: o.out, N: written})
+	cw, err := contextfile.NewWriterOptions(contextfile.CountingWriter{W: o.out, N: written}, contextfile.WriterOptions{Compression: o.file.Compression, Consumed: consumed})
 	if err == nil {
 		err = cw.AddDir(o.dump.Dir)
 	}

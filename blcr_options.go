@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gocr/gocr/callbacks"
+	"github.com/gocr/gocr/contextfile"
 	"github.com/gocr/gocr/dump"
 	"github.com/gocr/gocr/restorer"
 )
@@ -48,6 +49,45 @@ func statsFlag(what string) cli.Flag {
 	return &cli.StringFlag{Name: "stats", Usage: "write where the time of the " + what + " went to `FILE`, as JSON"}
 }
 
+// compressValue is --compress[=zstd|zstd-fastest|lz4]. Alone it means
+// zstd: the flag package sets a value that says IsBoolFlag to "true"
+// when no "=value" follows, and never takes the next argument for it.
+type compressValue struct{ c contextfile.Compression }
+
+func (v *compressValue) Set(s string) error {
+	switch s {
+	case "true":
+		v.c = contextfile.Zstd
+		return nil
+	case "false":
+		v.c = contextfile.NoCompression
+		return nil
+	}
+	c, err := contextfile.ParseCompression(s)
+	if err != nil {
+		return err
+	}
+	v.c = c
+	return nil
+}
+
+func (v *compressValue) String() string   { return string(v.c) }
+func (v *compressValue) IsBoolFlag() bool { return true }
+
+func compressFlag(what string) cli.Flag {
+	return &cli.GenericFlag{Name: "compress", Value: &compressValue{}, Usage: "compress " + what +
+		" as it is written `[=zstd|zstd-fastest|lz4]` (alone: zstd at its default level); " +
+		"pays on slow disks and networks, costs time on a fast disk (docs/BLCR.md)"}
+}
+
+// compression is what --compress asks for.
+func compression(c *cli.Context) contextfile.Compression {
+	if v, ok := c.Generic("compress").(*compressValue); ok {
+		return v.c
+	}
+	return contextfile.NoCompression
+}
+
 func relocateFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings and the cwd under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"}
 }
@@ -81,6 +121,11 @@ func orderedBools(argv []string, flags []cli.Flag) []string {
 	for _, f := range flags {
 		names := f.Names()
 		_, boolean := f.(*cli.BoolFlag)
+		if g, ok := f.(*cli.GenericFlag); ok {
+			if b, ok := g.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue // its value, if any, is in "--opt=value"
+			}
+		}
 		for _, n := range names {
 			if boolean {
 				isBool[n] = names[0]

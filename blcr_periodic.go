@@ -60,9 +60,10 @@ func periodicArgs(c *cli.Context, o *checkpointOptions) (*checkpointOptions, err
 // generations is a directory of generations, held (flock(2) on the
 // directory) by the one checkpointer writing it.
 type generations struct {
-	dir  string
-	keep int
-	lock *os.File
+	dir      string
+	keep     int
+	compress contextfile.Compression
+	lock     *os.File
 }
 
 // openGenerations creates dir if missing (mode 0700: the contexts hold
@@ -97,11 +98,40 @@ func openGenerations(dir string, keep int) (*generations, error) {
 
 func (g *generations) close() { g.lock.Close() }
 
+// removeAll removes every generation, and the directory once it is
+// empty (a file of the user's own in it is left, and the directory
+// with it).
+func (g *generations) removeAll() error {
+	gens, err := contextfile.Generations(g.dir)
+	if err != nil {
+		return err
+	}
+	for _, gen := range gens {
+		if err := os.Remove(gen.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(g.dir); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// errEndedAtCheckpoint: a checkpoint that ends the processes failed after
+// it ended them.
+var errEndedAtCheckpoint = errors.New("the processes were ended at the checkpoint")
+
 // take checkpoints the processes o selects, leaving them running, into
 // the next generation, and then removes the oldest beyond g.keep.
 // timeout > 0 bounds it; a checkpoint that fails or is stopped leaves the
 // processes running as they were and the generations as they were.
-func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Duration, prog *progress) (*checkpointStats, error) {
+//
+// With end, the dump itself ends the processes, still frozen, once their
+// state is complete and synced (as cr_checkpoint --kill), so they take no
+// step after it that a restart would take again. From then on the dump
+// is all there is of them: should writing the context fail, it is kept
+// in DIR as images-gen-N and the error names it (gocr restore -D).
+func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Duration, prog *progress, end bool) (_ *checkpointStats, err error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimeout{timeout})
@@ -115,20 +145,38 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 	if err != nil {
 		return nil, fmt.Errorf("directory for the dump: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	keepTmp := false
+	defer func() {
+		if !keepTmp {
+			os.RemoveAll(tmp)
+		}
+	}()
 	start := time.Now()
 	o.Dir = filepath.Join(tmp, "images")
-	o.LeaveRunning = true
+	o.LeaveRunning = !end
 	prog.phase(fmt.Sprintf("generation %d", n), func() int64 { return diskUsage(tmp) }, memoryOf(selected(o)))
 	if err := dump.Run(ctx, o); err != nil {
 		return nil, err
 	}
+	if end {
+		defer func() {
+			if err != nil {
+				kept := filepath.Join(g.dir, fmt.Sprintf("images-gen-%06d", n))
+				if rerr := os.Rename(o.Dir, kept); rerr != nil {
+					keepTmp = true
+					err = fmt.Errorf("%w; %w, which is kept in %s (gocr restore -D %s; moving it to %s failed: %v)", err, errEndedAtCheckpoint, o.Dir, o.Dir, kept, rerr)
+					return
+				}
+				err = fmt.Errorf("%w; %w, which is kept in %s (gocr restore -D %s)", err, errEndedAtCheckpoint, kept, kept)
+			}
+		}()
+	}
 	st := &checkpointStats{Dump: readDumpStats(o.Dir), Generation: n, Context: contextfile.GenerationPath(g.dir, n)}
-	written := new(atomic.Int64)
-	prog.phase(fmt.Sprintf("writing generation %d", n), written.Load, diskUsage(o.Dir))
+	written, consumed := new(atomic.Int64), new(atomic.Int64)
+	prog.phase(fmt.Sprintf("writing generation %d", n), consumed.Load, diskUsage(o.Dir))
 	writeStart := time.Now()
 	// NoClobber: a number taken meanwhile is never replaced.
-	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written}); err != nil {
+	if err := contextfile.WriteFile(st.Context, o.Dir, contextfile.FileOptions{Replace: contextfile.NoClobber, Written: written, Consumed: consumed, Compression: g.compress}); err != nil {
 		return nil, err
 	}
 	st.ContextBytes = written.Load()
@@ -175,34 +223,45 @@ func (p *periodic) timer() (<-chan time.Time, func()) {
 }
 
 // checkpoint takes one generation and says how it went: a failure is
-// told, and the job runs on; the next one is tried at its time.
-func (p *periodic) checkpoint(ctx context.Context, o dump.Options) {
+// told, and the job runs on (unless end: generations.take); the next one
+// is tried at its time.
+func (p *periodic) checkpoint(ctx context.Context, o dump.Options, end bool) (*checkpointStats, error) {
 	prog := newProgress(p.quiet)
-	st, err := p.gens.take(ctx, o, p.timeout, prog)
+	st, err := p.gens.take(ctx, o, p.timeout, prog, end)
 	prog.end()
 	if err != nil {
 		select {
 		case <-p.ended:
-			return
+			return nil, err
 		default:
 		}
 		if !p.quiet {
-			fmt.Fprintf(os.Stderr, "%s: checkpoint into %s failed, the processes run on: %v\n", progName, p.gens.dir, err)
+			what := ", the processes run on"
+			if end {
+				// The error says whether the processes were ended.
+				what = ""
+			}
+			fmt.Fprintf(os.Stderr, "%s: checkpoint into %s failed%s: %v\n", progName, p.gens.dir, what, err)
 		}
-		return
+		return nil, err
 	}
 	if p.verbose {
-		frozen := time.Duration(0)
-		if st.Dump != nil {
-			frozen = time.Duration(st.Dump.FrozenNs)
-		}
-		fmt.Fprintf(os.Stderr, "%s: generation %d written to %s (%s, frozen %v)\n", progName, st.Generation, st.Context, size(st.ContextBytes), frozen.Round(time.Microsecond))
+		fmt.Fprintf(os.Stderr, "%s: generation %d written to %s (%s, frozen %v)\n", progName, st.Generation, st.Context, size(st.ContextBytes), st.frozen().Round(time.Microsecond))
 	}
 	if p.stats != "" {
 		if err := writeStatsFile(p.stats, st); err != nil && !p.quiet {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", progName, err)
 		}
 	}
+	return st, nil
+}
+
+// frozen is how long the job was frozen for the checkpoint.
+func (st *checkpointStats) frozen() time.Duration {
+	if st.Dump == nil {
+		return 0
+	}
+	return time.Duration(st.Dump.FrozenNs)
 }
 
 // checkpointEveryAction runs gocr checkpoint --every: generations of PID
@@ -223,6 +282,7 @@ func checkpointEveryAction(c *cli.Context, o *checkpointOptions) error {
 		return report(err, exitFailure, quiet)
 	}
 	defer gens.close()
+	gens.compress = o.file.Compression
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.timeout, o.stats, quiet, c.Bool("verbose")
 	sigs := catchSignals()
@@ -246,7 +306,7 @@ func checkpointEveryAction(c *cli.Context, o *checkpointOptions) error {
 		case <-p.asked:
 		}
 		stopTimer()
-		p.checkpoint(sigs.ctx, o.dump)
+		p.checkpoint(sigs.ctx, o.dump, false)
 		due, stopTimer = p.timer()
 	}
 }

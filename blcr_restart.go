@@ -20,6 +20,7 @@ import (
 
 	"github.com/gocr/gocr/callbacks"
 	"github.com/gocr/gocr/contextfile"
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/restorer"
@@ -44,6 +45,7 @@ func restartCommand() *cli.Command {
 		trustImagesFlag,
 		pidnsFlag(),
 		relocateFlag(),
+		&cli.StringSliceFlag{Name: "inherit-fd", Usage: "give cr_restart's own fd N to every fd of the job that was joined outside it through KEY (`fd[N]:KEY`, KEY as gocr show names it, e.g. pipe:[1234]; repeatable)"},
 		statsFlag("restart"),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no error message (the exit code still tells)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print what is done"},
@@ -64,7 +66,10 @@ func restartCommand() *cli.Command {
 			"after a checkpoint that let it go on, is refused (give --pidns=always for a copy).\n" +
 			"Standard input, output and error that were a terminal become cr_restart's\n" +
 			"controlling terminal; ones that were a pipe or socket from outside the job become\n" +
-			"cr_restart's own (standard input: /dev/null when the context comes from it).\n" +
+			"cr_restart's own (standard input: /dev/null when the context comes from it), said in\n" +
+			"one line, unless --inherit-fd fd[N]:KEY gives cr_restart's fd N in their place; other\n" +
+			"fds joined outside the job (a socket, a deleted file, a pipe checkpointed with\n" +
+			"--external) need it.\n" +
 			"A failed restart leaves no process behind, and exits with the code of its class:\n" +
 			"64 the command line or the context file cannot be read, 65 permanent (the context is\n" +
 			"damaged or cannot be restored), 69 environment (a file or directory the job needs is\n" +
@@ -130,7 +135,8 @@ type restartOptions struct {
 	trust     bool
 	pidns     string
 	relocate  []string
-	stats     string // --stats FILE, absolute
+	inherit   []string // --inherit-fd fd[N]:KEY
+	stats     string   // --stats FILE, absolute
 	quiet     bool
 }
 
@@ -198,7 +204,7 @@ func runHook(cmd string) int {
 
 func restartArgs(c *cli.Context) (*restartOptions, error) {
 	o := &restartOptions{detach: c.Bool("detach"), trust: c.Bool("trust-images"), quiet: c.Bool("quiet"),
-		pidns: c.String("pidns"), relocate: c.StringSlice("relocate")}
+		pidns: c.String("pidns"), relocate: c.StringSlice("relocate"), inherit: c.StringSlice("inherit-fd")}
 	switch o.pidns {
 	case restorer.PidnsAuto, restorer.PidnsAlways, restorer.PidnsNever:
 	default:
@@ -206,6 +212,15 @@ func restartArgs(c *cli.Context) (*restartOptions, error) {
 	}
 	if err := checkRelocations(o.relocate); err != nil {
 		return nil, err
+	}
+	for _, spec := range o.inherit {
+		n, _, err := files.ParseInheritFd(spec)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		if _, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0); err != nil {
+			return nil, usagef("--inherit-fd %s: fd %d is not open", spec, n)
+		}
 	}
 	if c.IsSet("stats") {
 		abs, err := filepath.Abs(c.String("stats"))
@@ -357,7 +372,7 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 		// on, for the restorer's rule on who may give it.
 		Dir: ex.dir, Detach: o.detach, TrustImages: o.trust,
 		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
-		PidNamespace: o.pidns, Relocate: o.relocate,
+		PidNamespace: o.pidns, Relocate: o.relocate, InheritFd: o.inherit,
 		Restarted: callbacks.Restarted,
 		Released: func() {
 			endProgress()

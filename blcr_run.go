@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -23,8 +24,13 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "supervise the job and keep its checkpoints in `DIR`: restart it from the newest generation there if there is one, else start PROGRAM"},
 		&cli.DurationFlag{Name: "checkpoint-every", Usage: "with -D: checkpoint the job every `DURATION` (10m, 1h) into a new generation; SIGUSR1 to cr_run takes one at once"},
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with -D: keep the `N` newest generations"},
+		&cli.BoolFlag{Name: "remove-on-success", Usage: "with -D: remove the generations when the job exits with status 0 (they stay otherwise)"},
+		&cli.BoolFlag{Name: "slurm", Usage: "with -D, as a Slurm batch job (exec cr_run in the script, #SBATCH --requeue --signal=B:USR1@60): checkpoint and requeue the job when it is preempted or near its time limit, restart it from the checkpoint when it runs again (docs/SLURM.md)"},
+		&cli.StringFlag{Name: "slurm-signal", Value: "USR1", Usage: "with --slurm: the job's --signal `SIG` (a name or number), Slurm's warning"},
+		&cli.DurationFlag{Name: "slurm-warning", Value: time.Minute, Usage: "with --slurm: the job's --signal time (`DURATION`, @60: 1m); the signal within it of the end time is the time-limit warning"},
 		callbackTimeoutFlag(),
 		statsFlag("latest checkpoint"),
+		compressFlag("each generation"),
 		pidnsFlag(),
 		relocateFlag(),
 		trustImagesFlag,
@@ -34,7 +40,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a program ready to be checkpointed (BLCR's cr_run)",
-		UsageText: "cr_run [--] PROGRAM [ARGS...]\n   cr_run -D DIR [--checkpoint-every=DURATION] [options] -- PROGRAM [ARGS...]\n   gocr run [options] [--] PROGRAM [ARGS...]",
+		UsageText: "cr_run [--] PROGRAM [ARGS...]\n   cr_run -D DIR [--checkpoint-every=DURATION] [options] -- PROGRAM [ARGS...]\n   cr_run --slurm -D DIR [options] -- PROGRAM [ARGS...]\n   gocr run [options] [--] PROGRAM [ARGS...]",
 		Description: "Runs PROGRAM with ARGS. gocr needs nothing loaded into a program to checkpoint it, so\n" +
 			"cr_run becomes PROGRAM (execve(2)): it keeps cr_run's PID, process group, session,\n" +
 			"standard input, output and error and environment, and its exit status is cr_run's.\n" +
@@ -44,7 +50,14 @@ func runCommand() *cli.Command {
 			"reads whole (so the same command line starts a job afresh and later resumes it),\n" +
 			"checkpoints it every --checkpoint-every and on SIGUSR1 into new generations in DIR,\n" +
 			"waits for it and exits as it does. SIGTERM, SIGINT or SIGHUP to cr_run stop the\n" +
-			"checkpoints and are passed on to the job. Options go before PROGRAM.",
+			"checkpoints and are passed on to the job. --remove-on-success removes the generations\n" +
+			"when the job exits with status 0.\n" +
+			"With --slurm, cr_run is a Slurm batch job's process ('exec cr_run --slurm -D DIR -- PROGRAM'\n" +
+			"in the script, with #SBATCH --requeue --signal=B:USR1@60): at a preemption or the time-limit\n" +
+			"warning it checkpoints the job, ends it and requeues it; at SIGTERM with a requeue under way\n" +
+			"it checkpoints and ends it; at a --signal sent by hand it checkpoints and the job goes on;\n" +
+			"a requeued job restarts from its checkpoint with the new run's output files (docs/SLURM.md).\n" +
+			"Options go before PROGRAM.",
 		Flags: append(flags, saveFlags()...),
 		// Everything after the program name is the program's: the options
 		// before it are parsed by runAction.
@@ -58,10 +71,13 @@ type runOptions struct {
 	args     []string // PROGRAM ARGS
 	dir      string   // "": become the program
 	periodic *checkpointOptions
+	slurm    *slurmOptions // --slurm
 	pidns    string
 	relocate []string
 	trust    bool
 	quiet    bool
+	// removeOnSuccess: the generations go when the job exits with 0.
+	removeOnSuccess bool
 }
 
 // runAction becomes the program, or with -D supervises it (runSupervised).
@@ -160,8 +176,30 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 	if p.dump.Save, err = savedFiles(args[:len(args)-len(o.args)], c.Command.Flags); err != nil {
 		return o, usageError{err}
 	}
+	o.removeOnSuccess = rc.Bool("remove-on-success")
+	if rc.Bool("slurm") {
+		sig, err := parseSignal(rc.String("slurm-signal"))
+		if err != nil {
+			return o, usagef("invalid --slurm-signal %q: not a signal number or name", rc.String("slurm-signal"))
+		}
+		switch sig {
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGTERM, unix.SIGCONT, unix.SIGCHLD:
+			return o, usagef("invalid --slurm-signal %s: Slurm sends SIGCONT and SIGTERM on its own, and SIGKILL, SIGSTOP and SIGCHLD cannot warn", unix.SignalName(sig))
+		}
+		if rc.Duration("slurm-warning") < 0 {
+			return o, usagef("invalid --slurm-warning %v", rc.Duration("slurm-warning"))
+		}
+		o.slurm = &slurmOptions{signal: sig, warning: rc.Duration("slurm-warning")}
+	} else {
+		for _, f := range []string{"slurm-signal", "slurm-warning"} {
+			if rc.IsSet(f) {
+				return o, usagef("--%s goes with --slurm", f)
+			}
+		}
+	}
 	p.dump.BeforeFreeze = callbacks.Before(rc.Duration("callback-timeout"))
 	p.verbose = rc.Bool("verbose")
+	p.file.Compression = compression(rc)
 	o.periodic = p
 	return o, nil
 }

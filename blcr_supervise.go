@@ -36,6 +36,8 @@ type supervisor struct {
 	// checkpointed, and what a signal to cr_run is passed on to.
 	root   int
 	rootFd int
+	// from is the context the job was restarted from ("": started).
+	from string
 	// mu is held while a checkpoint runs: the job is then traced, and a
 	// wait4(2) for one of its processes could take its ptrace stops (a
 	// tracee is a child for wait, ptrace(2)); cr_run waits only between
@@ -62,8 +64,16 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 	// is lost and SIGUSR1 never ends cr_run by its default action.
 	p := newPeriodic(o.periodic.every)
 	defer p.close()
+	var sl *slurmRun
 	term := make(chan os.Signal, 4)
-	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if o.slurm != nil {
+		var err error
+		if sl, err = listenSlurm(o, p); err != nil {
+			return report(err, exitUsage, o.quiet)
+		}
+	} else {
+		signal.Notify(term, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	}
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 	gens, err := openGenerations(o.dir, o.periodic.keep)
@@ -71,12 +81,16 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 		return report(err, exitFailure, o.quiet)
 	}
 	defer gens.close()
+	gens.compress = o.periodic.file.Compression
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.periodic.timeout, o.periodic.stats, o.quiet, o.periodic.verbose
 
 	existing, err := gensPresent(o.dir)
 	if err != nil {
 		return report(err, exitFailure, o.quiet)
+	}
+	if sl != nil {
+		sl.starting(existing)
 	}
 	var sv *supervisor
 	if existing {
@@ -96,6 +110,19 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 	}
 	defer unix.Close(sv.childFd)
 	defer unix.Close(sv.rootFd)
+	go func() {
+		for range chld {
+			sv.mu.Lock()
+			sv.reapOrphans()
+			sv.mu.Unlock()
+		}
+	}()
+	opts := o.periodic.dump
+	opts.Pid, opts.Version = sv.root, version
+	if sl != nil {
+		sl.started(sv)
+		return sl.supervise(sv, p, gens, opts)
+	}
 
 	// A signal to cr_run stops the checkpoints (one under way is
 	// abandoned, the job running on as it was) and goes on to the job.
@@ -109,25 +136,16 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 			}
 		}
 	}()
-	go func() {
-		for range chld {
-			sv.mu.Lock()
-			sv.reapOrphans()
-			sv.mu.Unlock()
-		}
-	}()
 
 	ended := pidfdEnded(sv.childFd)
 	p.ended = ended
-	opts := o.periodic.dump
-	opts.Pid, opts.Version = sv.root, version
 	due, stopTimer := p.timer()
 	asked := p.asked
 	for {
 		select {
 		case <-ended:
 			stopTimer()
-			return sv.exit()
+			return sv.exit(o, gens)
 		case <-ckptCtx.Done():
 			stopTimer()
 			due, asked = nil, nil
@@ -137,7 +155,7 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 		}
 		stopTimer()
 		sv.mu.Lock()
-		p.checkpoint(ckptCtx, opts)
+		p.checkpoint(ckptCtx, opts, false)
 		sv.mu.Unlock()
 		if ckptCtx.Err() == nil {
 			due, stopTimer = p.timer()
@@ -210,7 +228,11 @@ func restartJob(o *runOptions) (*supervisor, error) {
 	if res.ReaperPid != 0 {
 		child = res.ReaperPid
 	}
-	return holdJob(child, res.HostPid)
+	sv, err := holdJob(child, res.HostPid)
+	if sv != nil {
+		sv.from = ex.name
+	}
+	return sv, err
 }
 
 // holdJob opens the pidfds of the job's child and root. Both are still
@@ -245,8 +267,30 @@ func (sv *supervisor) reapOrphans() {
 }
 
 // exit waits for the job's child, which has ended, and ends cr_run as it
-// ended: with its exit status, or killed by the same signal.
-func (sv *supervisor) exit() error {
+// ended: with its exit status, or killed by the same signal. With
+// --remove-on-success, a job that exited with status 0 takes its
+// generations with it.
+func (sv *supervisor) exit(o *runOptions, gens *generations) error {
+	ws, err := sv.wait()
+	if err != nil {
+		return report(err, exitFailure, false)
+	}
+	if ws.Exited() && ws.ExitStatus() == 0 && o.removeOnSuccess {
+		if err := gens.removeAll(); err != nil {
+			return report(fmt.Errorf("the job exited with status 0, but removing its generations failed: %w", err), exitFailure, o.quiet)
+		}
+	}
+	switch {
+	case ws.Signaled():
+		dieLike(ws.Signal())
+	case ws.ExitStatus() != 0:
+		return exitCode(ws.ExitStatus())
+	}
+	return nil
+}
+
+// wait waits for the job's child to end and reaps it.
+func (sv *supervisor) wait() (unix.WaitStatus, error) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	var ws unix.WaitStatus
@@ -256,17 +300,10 @@ func (sv *supervisor) exit() error {
 			continue
 		}
 		if err != nil {
-			return report(fmt.Errorf("wait for pid %d: %w", sv.child, err), exitFailure, false)
+			return ws, fmt.Errorf("wait for pid %d: %w", sv.child, err)
 		}
-		break
+		return ws, nil
 	}
-	switch {
-	case ws.Signaled():
-		dieLike(ws.Signal())
-	case ws.ExitStatus() != 0:
-		return exitCode(ws.ExitStatus())
-	}
-	return nil
 }
 
 // verbosef prints a progress line with --verbose (cr_run parses its own

@@ -197,6 +197,7 @@ func main() {
 					&cli.StringFlag{Name: "sid", Usage: "dump the whole session `SID` (from its leader down)"},
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
+					&cli.StringSliceFlag{Name: "external", Usage: "dump a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]` as the refusal names it; gocr restore --inherit-fd then gives it a file"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
@@ -220,8 +221,11 @@ func main() {
 					"unless --pidns=auto or always restarts it in a new PID namespace with the same PIDs.\n" +
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
-					"input/output was a terminal or a pipe, it gets gocr's own. The same images can be\n" +
-					"restored again and again. If the restore fails, no process is left behind.\n" +
+					"input/output was a pipe or a terminal joined outside the dump, it gets gocr's own, and\n" +
+					"gocr says so, unless --inherit-fd fd[N]:KEY gives gocr's fd N in its place; other fds\n" +
+					"joined outside the dump (a socket, a deleted file, a pipe dumped with --external) need\n" +
+					"it. The same images can be restored again and again. If the restore fails, no process\n" +
+					"is left behind.\n" +
 					"Images that a user other than you (or root) could have written are refused, as\n" +
 					"they decide what the restored process runs, unless --trust-images is given.",
 				Flags: []cli.Flag{
@@ -232,6 +236,8 @@ func main() {
 					&cli.StringFlag{Name: "pidns", Value: restorer.PidnsNever, Usage: "where the processes get their PIDs: `never` (here, failing if one is taken), " +
 						"always (a new PID namespace, where each has its dumped PID), auto (here if every PID is free, else a new namespace)"},
 					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
+					&cli.BoolFlag{Name: "shell-job", Aliases: []string{"j"}, Usage: "a job dumped on a terminal of its shell's gets this gocr's terminal, its termios, the foreground if it had it, and job control (Ctrl-Z, fg) through gocr"},
+					&cli.StringSliceFlag{Name: "inherit-fd", Usage: "give this gocr's own fd N to every fd of the job that was joined outside the dump through KEY (`fd[N]:KEY`, KEY as the dump names it, e.g. pipe:[1234]; repeatable)"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -243,6 +249,7 @@ func main() {
 						PidNamespace: c.String("pidns"),
 						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
 						Restarted: callbacks.Restarted,
+						ShellJob:  c.Bool("shell-job"), InheritFd: c.StringSlice("inherit-fd"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -323,7 +330,7 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"),
+		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"), External: c.StringSlice("external"),
 		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

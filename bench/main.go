@@ -13,7 +13,8 @@
 // gocr's images. The verdicts use the order-balanced paired ratio of gocr
 // to the limit (ratio.go). Scale rows (scale.go) dump and restore targets
 // with N and 2N VMAs, fds, threads and tree processes, to show how the
-// time grows. The table (report.go) goes to stdout and every round's
+// time grows. Compression rows (compress.go) write the context of a
+// process of realistic memory with each --compress. The table (report.go) goes to stdout and every round's
 // figures (results.go) to -out; docs/PERFORMANCE.md says what each figure
 // means.
 package main
@@ -64,6 +65,8 @@ type options struct {
 	skipMemory   bool
 	skipScale    bool
 	skipTHP      bool
+	skipCompress bool
+	compressRuns int
 	warmup       int
 }
 
@@ -85,6 +88,8 @@ func main() {
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory rows")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.BoolVar(&o.skipTHP, "skip-thp", false, "skip the THP row (1 GiB in transparent huge pages)")
+	flag.BoolVar(&o.skipCompress, "skip-compress", false, "skip the compression rows")
+	flag.IntVar(&o.compressRuns, "runs-compress", 3, "rounds for the compression rows")
 	flag.IntVar(&o.warmup, "warmup", 2, "untimed warm-up rounds before each memory row's timed rounds (0: none)")
 	flag.Parse()
 	if o.warmup < 0 {
@@ -94,6 +99,7 @@ func main() {
 	if o.quick {
 		o.runs1 = min(o.runs1, quickMemoryRounds)
 		o.scaleRuns = min(o.scaleRuns, quickScaleRounds)
+		o.compressRuns = min(o.compressRuns, quickScaleRounds)
 	}
 	if err := run(&o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -155,6 +161,9 @@ func run(o *options) error {
 	if !o.skipScale {
 		b.scaleRows()
 	}
+	if !o.skipCompress {
+		b.compressionRows()
+	}
 	b.summarize()
 	b.checkTargets()
 	b.thpTargets()
@@ -172,7 +181,7 @@ func compile(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"bigmem", "vmas", "fds", "threads", "tree", "limit"} {
+	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit"} {
 		args := []string{"-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, name), filepath.Join(src, name+".c"), "-lpthread"}
 		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("compile bench/c/%s.c: %w\n%s", name, err, out)

@@ -58,6 +58,9 @@ func (b *bench) print(w io.Writer) {
 	if len(res.Scale) > 0 {
 		printScale(w, res.Scale)
 	}
+	if len(res.Compression) > 0 {
+		printCompression(w, res.Compression)
+	}
 	if len(res.Targets) > 0 {
 		printTargets(w, res.Targets)
 	}

@@ -25,11 +25,31 @@ type Results struct {
 	RatioMethod string `json:"ratio_method"`
 	// WarmupRounds is the -warmup flag: untimed rounds before each
 	// memory row's timed rounds.
-	WarmupRounds int          `json:"warmup_rounds"`
-	Memory       []*MemoryRow `json:"memory"`
-	THP          []*THPRow    `json:"thp,omitempty"`
-	Scale        []*ScaleRow  `json:"scale"`
-	Targets      []Target     `json:"targets"`
+	WarmupRounds int               `json:"warmup_rounds"`
+	Memory       []*MemoryRow      `json:"memory"`
+	THP          []*THPRow         `json:"thp,omitempty"`
+	Scale        []*ScaleRow       `json:"scale"`
+	Compression  []*CompressionRow `json:"compression,omitempty"`
+	Targets      []Target          `json:"targets"`
+}
+
+// CompressionRow is one --compress (compress.go): per round, the time to
+// write the context of the same process to tmpfs, the disk and a pipe,
+// and to read the tmpfs one back.
+type CompressionRow struct {
+	Name         string  `json:"name"`
+	MiB          int     `json:"mib"`
+	RawBytes     int64   `json:"raw_bytes"`     // the context uncompressed
+	ContextBytes int64   `json:"context_bytes"` // as written
+	TmpfsWriteNs []int64 `json:"tmpfs_write_ns"`
+	DiskWriteNs  []int64 `json:"disk_write_ns"`
+	PipeWriteNs  []int64 `json:"pipe_write_ns,omitempty"`
+	ReadNs       []int64 `json:"read_ns,omitempty"`
+	// The context of the same images written to io.Discard in the
+	// bench's process: wall and CPU time (getrusage RUSAGE_SELF).
+	CompressNs    []int64 `json:"compress_alone_ns,omitempty"`
+	CompressCPUNs []int64 `json:"compress_alone_cpu_ns,omitempty"`
+	Err           string  `json:"error,omitempty"`
 }
 
 // MemoryRow holds every timed round's figures; the table shows median and

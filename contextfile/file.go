@@ -44,6 +44,10 @@ type FileOptions struct {
 	// Written, if set, counts the bytes of the context as they are
 	// written (a progress line reads it from another goroutine).
 	Written *atomic.Int64
+	// Compression compresses the entries (none by default).
+	Compression Compression
+	// Consumed, if set, counts the bytes of the dump's files read so far.
+	Consumed *atomic.Int64
 }
 
 // ErrExists: NoClobber found a file at the path.
@@ -108,7 +112,7 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 				os.Remove(path)
 			}
 		}()
-		if err := writeSynced(f, dumpDir, opts.Written); err != nil {
+		if err := writeSynced(f, dumpDir, opts); err != nil {
 			return err
 		}
 		return syncDir(dir)
@@ -122,7 +126,7 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err := writeSynced(f, dumpDir, opts.Written); err != nil {
+	if err := writeSynced(f, dumpDir, opts); err != nil {
 		return err
 	}
 	switch opts.Replace {
@@ -148,12 +152,12 @@ func WriteFile(path, dumpDir string, opts FileOptions) (err error) {
 	return syncDir(dir)
 }
 
-func writeSynced(f *os.File, dumpDir string, written *atomic.Int64) error {
+func writeSynced(f *os.File, dumpDir string, opts FileOptions) error {
 	var w io.Writer = f
-	if written != nil {
-		w = CountingWriter{W: f, N: written}
+	if opts.Written != nil {
+		w = CountingWriter{W: f, N: opts.Written}
 	}
-	cw, err := NewWriter(w)
+	cw, err := NewWriterOptions(w, WriterOptions{Compression: opts.Compression, Consumed: opts.Consumed})
 	if err == nil {
 		err = cw.AddDir(dumpDir)
 	}

@@ -12,6 +12,12 @@
 // anywhere before it is refused. Every entry's data starts at a multiple
 // of Align, so the page data inside a page image keeps the alignment it
 // has in the image and can be read in place.
+//
+// A context may store its entries compressed (compress.go): its version
+// is then 2, each entry header says how its data is stored, and the CRC
+// covers the bytes as stored, so damage is found, and named, without
+// decompressing; the compressed format's own checksum then proves the
+// bytes that come out.
 package contextfile
 
 import (
@@ -25,8 +31,14 @@ import (
 // and end record, which follow padding to it).
 const Align = 4096
 
-// Version is the context format this package writes and reads.
-const Version = 1
+// The context formats this package writes and reads: Version when no
+// entry is compressed (so such a context is read by every gocr that reads
+// context files), VersionCompressed when the entries are compressed
+// (whose entry headers say how).
+const (
+	Version           = 1
+	VersionCompressed = 2
+)
 
 // The magic strings open the file header, each entry header and the end
 // record. The NUL keeps a context file from being taken for text.
@@ -41,12 +53,18 @@ const (
 const fileHeaderSize = 8 + 4 + 4 + 4
 
 // entryHeaderFixed: magic, u32 name length, u32 CRC-32C of the header
-// (with this field zero) and name, u64 data size. The name follows.
+// (with this field zero) and name, u64 data size (the file's: before any
+// compression). The name follows.
 const entryHeaderFixed = 8 + 4 + 4 + 8
+
+// entryHeaderCompressed is entryHeaderFixed of VersionCompressed: then a
+// u32 Codec and a u32 that is zero.
+const entryHeaderCompressed = entryHeaderFixed + 4 + 4
 
 // endFixed: magic, u32 entry count, u32 CRC-32C of the end record (with
 // this field zero) and index. The index follows: per entry u32 name
-// length, u32 data CRC-32C, u64 data offset, u64 data size, the name.
+// length, u32 data CRC-32C, u64 data offset, u64 data size as stored,
+// the name.
 const endFixed = 8 + 4 + 4
 
 // indexFixed is one index entry without its name.
@@ -77,9 +95,11 @@ var ErrVersion = errors.New("context file of an unsupported format version")
 // Entry is one file in a context.
 type Entry struct {
 	Name   string
-	Offset int64 // of its data in the context file
-	Size   int64
-	CRC    uint32 // CRC-32C of its data
+	Offset int64  // of its data in the context file
+	Size   int64  // of the file
+	Stored int64  // bytes of its data in the context: Size unless compressed
+	Codec  Codec  // how its data is stored
+	CRC    uint32 // CRC-32C of its data as stored
 }
 
 func damaged(format string, args ...any) error {
@@ -108,21 +128,30 @@ func checkName(name string) error {
 	return nil
 }
 
-func fileHeader() []byte {
+func fileHeader(version uint32) []byte {
 	b := make([]byte, fileHeaderSize)
 	copy(b, fileMagic)
-	le.PutUint32(b[8:], Version)
+	le.PutUint32(b[8:], version)
 	le.PutUint32(b[12:], Align)
 	le.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
 	return b
 }
 
-func entryHeader(name string, size int64) []byte {
-	b := make([]byte, entryHeaderFixed+len(name))
+// entryHeader is the header of an entry of size bytes: of Version when
+// version is, else of VersionCompressed with its codec.
+func entryHeader(version uint32, name string, size int64, c Codec) []byte {
+	fixed := entryHeaderFixed
+	if version != Version {
+		fixed = entryHeaderCompressed
+	}
+	b := make([]byte, fixed+len(name))
 	copy(b, entryMagic)
 	le.PutUint32(b[8:], uint32(len(name)))
 	le.PutUint64(b[16:], uint64(size))
-	copy(b[entryHeaderFixed:], name)
+	if version != Version {
+		le.PutUint32(b[24:], uint32(c))
+	}
+	copy(b[fixed:], name)
 	le.PutUint32(b[12:], crc32.Checksum(b, castagnoli))
 	return b
 }
@@ -140,7 +169,7 @@ func endRecord(entries []Entry) []byte {
 		le.PutUint32(b[p:], uint32(len(e.Name)))
 		le.PutUint32(b[p+4:], e.CRC)
 		le.PutUint64(b[p+8:], uint64(e.Offset))
-		le.PutUint64(b[p+16:], uint64(e.Size))
+		le.PutUint64(b[p+16:], uint64(e.Stored))
 		copy(b[p+indexFixed:], e.Name)
 		p += indexFixed + len(e.Name)
 	}

@@ -15,8 +15,10 @@ import (
 
 // reader reads a context front to back, counting its offset.
 type reader struct {
-	br  *bufio.Reader
-	off int64
+	br      *bufio.Reader
+	off     int64
+	version uint32
+	dec     decompressors
 }
 
 // full reads exactly len(b) bytes; running out is damage (a cut file or
@@ -68,9 +70,11 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 	if crc32.Checksum(hdr[:16], castagnoli) != le.Uint32(hdr[16:]) {
 		return nil, damaged("the file header's checksum does not match")
 	}
-	if v := le.Uint32(hdr[8:]); v != Version {
-		return nil, fmt.Errorf("%w: version %d, this gocr reads version %d", ErrVersion, v, Version)
+	rd.version = le.Uint32(hdr[8:])
+	if rd.version != Version && rd.version != VersionCompressed {
+		return nil, fmt.Errorf("%w: version %d, this gocr reads versions %d and %d", ErrVersion, rd.version, Version, VersionCompressed)
 	}
+	defer rd.dec.close()
 	if a := le.Uint32(hdr[12:]); a != Align {
 		return nil, damaged("alignment %d in the file header, want %d", a, Align)
 	}
@@ -98,21 +102,9 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 		if len(got) >= maxEntries {
 			return nil, damaged("more than %d entries", maxEntries)
 		}
-		h := crc32.New(castagnoli)
-		lr := &io.LimitedReader{R: io.TeeReader(rd.br, h), N: e.Size}
-		if each != nil {
-			if err := each(e, lr); err != nil {
-				return nil, fmt.Errorf("entry %s: %w", e.Name, err)
-			}
+		if err := rd.data(&e, each); err != nil {
+			return nil, err
 		}
-		if _, err := io.Copy(io.Discard, lr); err != nil {
-			return nil, fmt.Errorf("entry %s: %w", e.Name, err)
-		}
-		rd.off += e.Size - lr.N
-		if lr.N > 0 {
-			return nil, damaged("it ends in the data of entry %s: the context is incomplete", e.Name)
-		}
-		e.CRC = h.Sum32()
 		got = append(got, e)
 		if err := rd.skipPad("entry " + e.Name); err != nil {
 			return nil, err
@@ -120,11 +112,89 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 	}
 }
 
+// data reads the data of entry e, handing it to each, and sets its
+// stored size and CRC.
+func (rd *reader) data(e *Entry, each func(e Entry, data io.Reader) error) error {
+	h := crc32.New(castagnoli)
+	src := io.TeeReader(rd.br, h)
+	if e.Codec != Stored {
+		if err := rd.compressed(e, src, each); err != nil {
+			return err
+		}
+		e.CRC = h.Sum32()
+		return nil
+	}
+	lr := &io.LimitedReader{R: src, N: e.Size}
+	if each != nil {
+		if err := each(*e, lr); err != nil {
+			return fmt.Errorf("entry %s: %w", e.Name, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, lr); err != nil {
+		return fmt.Errorf("entry %s: %w", e.Name, err)
+	}
+	rd.off += e.Size - lr.N
+	if lr.N > 0 {
+		return damaged("it ends in the data of entry %s: the context is incomplete", e.Name)
+	}
+	e.Stored, e.CRC = e.Size, h.Sum32()
+	return nil
+}
+
+// compressed reads the segments of a compressed entry from src and hands
+// each its decompressed data, which must be exactly the entry's size and
+// end where the segments do.
+func (rd *reader) compressed(e *Entry, src io.Reader, each func(e Entry, data io.Reader) error) error {
+	seg := &segmentReader{r: src, name: e.Name}
+	defer func() { rd.off += seg.n }()
+	dec, err := rd.dec.open(*e, seg)
+	if err != nil {
+		return err
+	}
+	lr := &io.LimitedReader{R: dec, N: e.Size}
+	if each != nil {
+		if err := each(*e, lr); err != nil {
+			if seg.err != nil {
+				return seg.err
+			}
+			if errors.Is(err, ErrDamaged) {
+				return err // it names the entry
+			}
+			return fmt.Errorf("entry %s: %w", e.Name, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, lr); err != nil {
+		return err
+	}
+	if lr.N > 0 {
+		return damaged("entry %s: its %v data decompresses to %d bytes, its header says %d", e.Name, e.Codec, e.Size-lr.N, e.Size)
+	}
+	var one [1]byte
+	if n, err := io.ReadFull(dec, one[:]); n > 0 {
+		return damaged("entry %s: its %v data decompresses to more than the %d bytes its header says", e.Name, e.Codec, e.Size)
+	} else if !errors.Is(err, io.EOF) {
+		return err
+	}
+	// The decompressor stops at the end of its stream; the segments must
+	// end there too.
+	if n, err := io.Copy(io.Discard, seg); err != nil {
+		return err
+	} else if n > 0 {
+		return damaged("entry %s: %d bytes follow its %v data", e.Name, n, e.Codec)
+	}
+	e.Stored = seg.n
+	return nil
+}
+
 // entry reads the rest of an entry header (its magic was read) and the
 // padding after it.
 func (rd *reader) entry(what string) (Entry, error) {
 	start := rd.off - int64(len(entryMagic))
-	fixed := make([]byte, entryHeaderFixed)
+	headerSize := entryHeaderFixed
+	if rd.version == VersionCompressed {
+		headerSize = entryHeaderCompressed
+	}
+	fixed := make([]byte, headerSize)
 	copy(fixed, entryMagic)
 	if err := rd.full(fixed[len(entryMagic):], what); err != nil {
 		return Entry{}, err
@@ -134,7 +204,7 @@ func (rd *reader) entry(what string) (Entry, error) {
 		return Entry{}, damaged("%s at byte %d: name length %d", what, start, nameLen)
 	}
 	hb := append(fixed, make([]byte, nameLen)...)
-	if err := rd.full(hb[entryHeaderFixed:], what); err != nil {
+	if err := rd.full(hb[headerSize:], what); err != nil {
 		return Entry{}, err
 	}
 	want := le.Uint32(hb[12:])
@@ -142,7 +212,13 @@ func (rd *reader) entry(what string) (Entry, error) {
 	if crc32.Checksum(hb, castagnoli) != want {
 		return Entry{}, damaged("%s at byte %d: its checksum does not match", what, start)
 	}
-	e := Entry{Name: string(hb[entryHeaderFixed:])}
+	e := Entry{Name: string(hb[headerSize:])}
+	if rd.version == VersionCompressed {
+		e.Codec = Codec(le.Uint32(hb[24:]))
+		if z := le.Uint32(hb[28:]); z != 0 {
+			return Entry{}, damaged("%s at byte %d: a field that is zero holds %d", what, start, z)
+		}
+	}
 	if err := checkName(e.Name); err != nil {
 		return Entry{}, damaged("%s: %v", what, err)
 	}
@@ -190,7 +266,7 @@ func (rd *reader) end(got []Entry) error {
 		switch {
 		case string(name) != e.Name:
 			return damaged("the end record's entry %d names %q, the context holds %s there", i+1, name, e.Name)
-		case int64(le.Uint64(ib[8:])) != e.Offset || int64(le.Uint64(ib[16:])) != e.Size:
+		case int64(le.Uint64(ib[8:])) != e.Offset || int64(le.Uint64(ib[16:])) != e.Stored:
 			return damaged("entry %s: its offset or size differ from the end record's", e.Name)
 		}
 	}

@@ -9,23 +9,50 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 )
 
 // Writer writes a context front to back. Nothing it writes is a complete
 // context until Close has written the end record.
 type Writer struct {
-	bw      *bufio.Writer
-	off     int64
-	entries []Entry
-	names   map[string]bool
-	err     error // the first write error: the stream is unusable after it
-	zeros   [Align]byte
+	bw       *bufio.Writer
+	off      int64
+	version  uint32
+	comp     *compressor // nil: entries stored byte for byte
+	consumed *atomic.Int64
+	entries  []Entry
+	names    map[string]bool
+	err      error // the first write error: the stream is unusable after it
+	zeros    [Align]byte
 }
 
-// NewWriter starts a context on w with its file header.
+// WriterOptions say how a Writer stores its entries.
+type WriterOptions struct {
+	// Compression compresses every entry's data (none by default).
+	Compression Compression
+	// Consumed, if set, counts the bytes of the entries read so far (a
+	// progress line reads it: compressed, what is written is less).
+	Consumed *atomic.Int64
+}
+
+// NewWriter starts a context on w with its file header, storing every
+// entry byte for byte.
 func NewWriter(w io.Writer) (*Writer, error) {
-	cw := &Writer{bw: bufio.NewWriterSize(w, 1<<20), names: map[string]bool{}}
-	cw.write(fileHeader())
+	return NewWriterOptions(w, WriterOptions{})
+}
+
+// NewWriterOptions starts a context on w with its file header, storing
+// the entries as o says.
+func NewWriterOptions(w io.Writer, o WriterOptions) (*Writer, error) {
+	cw := &Writer{bw: bufio.NewWriterSize(w, 1<<20), names: map[string]bool{}, version: Version, consumed: o.Consumed}
+	if o.Compression != NoCompression {
+		comp, err := newEncoder(o.Compression)
+		if err != nil {
+			return nil, err
+		}
+		cw.comp, cw.version = comp, VersionCompressed
+	}
+	cw.write(fileHeader(cw.version))
 	cw.pad()
 	return cw, cw.err
 }
@@ -52,15 +79,29 @@ func (cw *Writer) Add(name string, r io.Reader, size int64) error {
 		return fmt.Errorf("entry %s added twice", name)
 	}
 	cw.names[name] = true
-	cw.write(entryHeader(name, size))
+	codec := Stored
+	if cw.comp != nil {
+		codec = cw.comp.codec
+	}
+	cw.write(entryHeader(cw.version, name, size, codec))
 	cw.pad()
 	if cw.err != nil {
 		return cw.err
 	}
-	e := Entry{Name: name, Offset: cw.off, Size: size}
+	if cw.consumed != nil {
+		r = CountingReader{R: r, N: cw.consumed}
+	}
+	e := Entry{Name: name, Offset: cw.off, Size: size, Codec: codec}
 	h := crc32.New(castagnoli)
-	n, err := io.Copy(io.MultiWriter(cw.bw, h), io.LimitReader(r, size))
-	cw.off += n
+	var n int64
+	var err error
+	if cw.comp != nil {
+		n, e.Stored, err = cw.compress(io.MultiWriter(cw.bw, h), r, size)
+	} else {
+		n, err = io.Copy(io.MultiWriter(cw.bw, h), io.LimitReader(r, size))
+		e.Stored = n
+	}
+	cw.off += e.Stored
 	if err != nil {
 		// A read or a write failed; either way the stream now holds a
 		// partial entry and must not go on.
@@ -75,6 +116,25 @@ func (cw *Writer) Add(name string, r io.Reader, size int64) error {
 	cw.entries = append(cw.entries, e)
 	cw.pad()
 	return cw.err
+}
+
+// compress writes size bytes of r compressed to w, in segments. It
+// returns the bytes read and written.
+func (cw *Writer) compress(w io.Writer, r io.Reader, size int64) (read, written int64, err error) {
+	seg := &segmentWriter{w: w}
+	enc, err := cw.comp.start(seg, size)
+	if err != nil {
+		return 0, 0, err
+	}
+	read, err = io.Copy(enc, io.LimitReader(r, size))
+	// Close even after an error: it ends the encoder's goroutines.
+	if cerr := enc.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = seg.end()
+	}
+	return read, seg.n, err
 }
 
 // AddDir adds every file in dir, in name order. Anything but a regular

@@ -139,6 +139,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver) (*stat
 	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
+	if err := collectAttrs(t, pid, task, maps); err != nil {
+		return nil, err
+	}
 	table, err := files.Collect(pid)
 	if err != nil {
 		return nil, err
@@ -277,6 +280,9 @@ func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	}
 	if err := files.Link(tables, opts); err != nil {
 		return err
+	}
+	if note := files.OutsideNote(tables); note != "" {
+		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
 	}
 	return files.SaveMemfds(dir, tables, mms)
 }

@@ -60,9 +60,16 @@ type Options struct {
 	// ExternalUnix: unix sockets connected outside the dump that are
 	// dumped anyway (files.LinkOptions).
 	ExternalUnix []string
+	// External: pipes to outside the dump, not stdio, that are dumped
+	// anyway, for the restore to be given (files.LinkOptions).
+	External []string
 	// TCPEstablished dumps TCP connections to peers outside the dump
 	// too, blocked until the restore (files.CaptureConnections).
 	TCPEstablished bool
+	// InheritStdio are the caller's own standard files, given to the
+	// processes: their fds 0 to 2 on these are dumped as inherited
+	// stdio (files.LinkOptions.Stdio).
+	InheritStdio []files.FileID
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -178,7 +185,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
 	}
-	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix}); err != nil {
+	if err := checkCgroups(states); err != nil {
+		return err
+	}
+	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	conns, err := captureConnections(states, opts)

@@ -225,6 +225,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := timerValues(p, st.task); err != nil {
 			return err
 		}
+		if err := parasiteAttrs(p, pid, st.task); err != nil {
+			return err
+		}
 		var tids []int
 		var xstates [][]byte
 		for _, th := range st.task.Threads[1:] {
@@ -245,6 +248,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 			}
 			th.Sigaltstack = &gocrpb.SigAltStack{Sp: ts.AltstackSp, Flags: ts.AltstackFlags, Size: ts.AltstackSize}
 			th.ClearChildTid = ts.TidAddress
+			if err := threadAttrs(th, ts.Attrs); err != nil {
+				return err
+			}
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()

@@ -201,6 +201,12 @@ func dumpSem(s proc.SysvObject, pids map[int32]bool) (*gocrpb.SysvSem, error) {
 		// semctl GETPID: the last process to change semaphore i
 		// (ipc/sem.c semctl_main).
 		pid, err := ipc.SemGetPid(int(s.ID), i)
+		if errors.Is(err, unix.EACCES) && i == 0 {
+			// Not readable by gocr's user, which is the job's when
+			// not root: left to the namespace, as a set someone else
+			// used last is (checkSemUndo still looks at it).
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("GETPID of semaphore %d: %w", i, err)
 		}
@@ -266,13 +272,34 @@ func dumpMsgQueue(q proc.SysvObject) (*gocrpb.SysvMsgQueue, error) {
 // are refused too, as no interface tells an empty list from one with
 // adjustments. The process without a list to compare with is one gocr
 // starts and lets exit, unreaped: exit_sem has dropped its list.
+//
+// A set no semop changed since the process started (sem_otime, set by
+// every semop, ipc/sem.c do_semtimedop; 0 if none ever did) holds no
+// adjustment of the process's: its threads share its list (CLONE_SYSVSEM)
+// and are younger, and fork gives a child no list (copy_semundo). Only a
+// process made by clone(CLONE_SYSVSEM) without CLONE_THREAD shares an
+// older process's list; it is told by its list being its parent's (kcmp),
+// and judged by the oldest such ancestor's start; should that creator
+// have exited, what it left in the list is not seen (docs/STATE.md).
 func checkSemUndo(states []*state, sems []proc.SysvObject) error {
+	btime, err := proc.BootTime()
+	if err != nil {
+		return err
+	}
 	var suspects []int32
 	for _, st := range states {
 		if st.mm == nil {
 			continue
 		}
+		start, err := listStart(int(st.task.Pid), btime)
+		if err != nil {
+			return err
+		}
 		for _, s := range sems {
+			// Whole seconds on both sides: one second of margin.
+			if s.Otime == 0 || s.Otime+1 < start {
+				continue
+			}
 			if mayAlter(st.task.Creds, s) {
 				suspects = append(suspects, st.task.Pid)
 				break
@@ -303,6 +330,33 @@ func checkSemUndo(states []*state, sems []proc.SysvObject) error {
 	}
 	return nil
 }
+
+// listStart is when, in seconds since the epoch, pid's semaphore undo
+// list may have got its first adjustment: pid's start, or that of the
+// oldest of its ancestors that shares the list with it (kcmp
+// KCMP_SYSVSEM).
+func listStart(pid int, btime int64) (int64, error) {
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	for st.PPid > 1 {
+		parent, err := proc.ReadStat(st.PPid)
+		if err != nil {
+			break // gone: judged by the oldest one still there
+		}
+		same, err := ipc.SameSemUndo(st.PPid, pid)
+		if err != nil || !same {
+			break
+		}
+		st = parent
+	}
+	return btime + int64(st.StartTime/userHz), nil
+}
+
+// userHz is the clock tick of /proc/PID/stat's times (man 5 proc:
+// sysconf(_SC_CLK_TCK), USER_HZ, 100 on x86-64).
+const userHz = 100
 
 // capIPCOwner is CAP_IPC_OWNER (include/uapi/linux/capability.h).
 const capIPCOwner = 15

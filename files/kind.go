@@ -50,6 +50,16 @@ type LinkOptions struct {
 	// name) whose connections to sockets outside the dump are dumped
 	// anyway, and restored with their peer gone (files/unixsocket.go).
 	ExternalUnix []string
+	// Stdio are the files of the dumping caller's own standard input,
+	// output and error, which it gave the processes (cr_run's job: a
+	// batch system's output file): fds 0 to 2 on one of them are
+	// dumped as inherited stdio (inheritStdio), so that a restore gives
+	// its own stdio in their place.
+	Stdio []FileID
+	// External names pipes ("pipe:[INODE]") whose other end is outside
+	// the dump, at fds other than stdio, that are dumped anyway: the
+	// restore needs --inherit-fd to give each a file (inherit.go).
+	External []string
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -87,6 +97,10 @@ const (
 	// FixupOpen: open(Path, Flags) at Fd, at offset Pos: a file only
 	// the restored process can open (files/path.go).
 	FixupOpen
+	// FixupCtty: Fd, a terminal, becomes the controlling terminal of the
+	// session the process leads (as soon as it leads it, before it forks),
+	// with foreground process group Target (files/pty.go).
+	FixupCtty
 )
 
 // Fixup is one step the restorer blob takes inside the process after its
@@ -94,7 +108,7 @@ const (
 type Fixup struct {
 	Op     FixupOp
 	Fd     int32            // the fd it acts on, by its dumped number
-	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number
+	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number; FixupCtty: the foreground group
 	Events uint32           // FixupEpollAdd
 	Data   uint64           // FixupEpollAdd
 	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock
@@ -241,9 +255,11 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 			return nil, fmt.Errorf("fd %d (%s): %s: %w", n, e.Target, match.Name(), err)
 		}
 	case n <= unix.Stderr && len(fd.Locks) == 0:
-		// stdio joined to something outside the dump (a terminal, a
-		// pipe from the shell): the restore gives its own.
-		setInherit(fd)
+		// stdio joined to something outside the dump that gocr cannot
+		// reopen (a terminal other than a pty, a deleted file, a socket
+		// of another family): the restore gives the file --inherit-fd
+		// names, and refuses without one (inherit.go).
+		setInherit(fd, e.Type(), true)
 	case n <= unix.Stderr:
 		return nil, fmt.Errorf("fd %d (%s) holds a lock on a file the restore would replace", n, e.Target)
 	case e.Type() == unix.S_IFSOCK:
@@ -262,6 +278,7 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 // opens it once; then each kind that links (pipes: both ends in the dump,
 // their unread data) sees the fds of each of its objects.
 func Link(tables []*gocrpb.Files, opts LinkOptions) error {
+	inheritStdio(tables, opts.Stdio)
 	fileKey := func(fd *gocrpb.Fd) any { return [2]uint64{fd.File.Dev, fd.File.Ino} }
 	for _, refs := range groupFds(tables, func(*gocrpb.Fd) bool { return true }, fileKey) {
 		linkShared(refs)
@@ -283,7 +300,7 @@ func Link(tables []*gocrpb.Files, opts LinkOptions) error {
 			}
 		}
 	}
-	return nil
+	return checkExternal(tables, opts.External)
 }
 
 // groupFds groups the fds that have a file and pass keep by their key,

@@ -4,6 +4,7 @@ package files
 
 import (
 	"os"
+	"reflect"
 	"sort"
 	"testing"
 
@@ -116,5 +117,27 @@ func TestCollectOwnFds(t *testing.T) {
 	}
 	if fx := Fixups(table); len(fx) != 1 || fx[0].Op != FixupEpollAdd || fx[0].Fd != int32(ep) || fx[0].Target != int32(ev) {
 		t.Errorf("fixups %+v, want one epoll add of fd %d to %d", fx, ev, ep)
+	}
+}
+
+// TestOptionalInterfacesMatch: a kind with a method named as one of the
+// optional interfaces' (Link, LinkKey, Check, Finish) implements that
+// interface. Go matches interfaces by signature, so a kind whose method
+// kept an old signature would otherwise silently stop being linked,
+// checked or finished.
+func TestOptionalInterfacesMatch(t *testing.T) {
+	optional := map[string]reflect.Type{
+		"Link":    reflect.TypeFor[Linker](),
+		"LinkKey": reflect.TypeFor[LinkKeyer](),
+		"Check":   reflect.TypeFor[Checker](),
+		"Finish":  reflect.TypeFor[Finisher](),
+	}
+	for _, k := range kinds {
+		kt := reflect.TypeOf(k)
+		for method, iface := range optional {
+			if _, has := kt.MethodByName(method); has && !kt.Implements(iface) {
+				t.Errorf("kind %s has a %s method but does not implement %v: its signature is not the interface's", k.Name(), method, iface)
+			}
+		}
 	}
 }

@@ -106,7 +106,7 @@ func openQueue(pid, fd int) (int, error) {
 // each is received and sent back at once, in the order received, which
 // gives the queue back as it was (highest priority first, oldest first
 // within one: man 3 mq_receive). Every fd of the queue records them.
-func (mqueueKind) Link(refs []Ref) error {
+func (mqueueKind) Link(refs []Ref, _ LinkOptions) error {
 	first := refs[0]
 	q := first.Fd.GetMqueue()
 	h, err := openQueue(first.Pid, int(first.Fd.Fd))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -57,9 +58,11 @@ func setStatusFlags(fd int, flags uint32) error {
 	return nil
 }
 
-// Link checks that a pipe has both ends in the dump (or is only stdio,
-// which the restore gives), and saves its unread data with its first fd.
-func (pipeKind) Link(refs []Ref, _ LinkOptions) error {
+// Link checks that a pipe has both ends in the dump, and saves its unread
+// data with its first fd. One with an end outside the dump is recorded by
+// its key (inherit.go): stdio, which the restore may give its own, or one
+// the user named with --external, which the restore must be given.
+func (pipeKind) Link(refs []Ref, opts LinkOptions) error {
 	var reader *Ref
 	hasWriter, allStdio := false, true
 	for i, r := range refs {
@@ -82,17 +85,25 @@ func (pipeKind) Link(refs []Ref, _ LinkOptions) error {
 	}
 	first := refs[0].Fd.GetPipe()
 	if !first.GetFifo() && (reader == nil || !hasWriter) {
-		if !allStdio {
+		named := slices.Contains(opts.External, refs[0].Fd.Description)
+		if !allStdio && !named {
 			r := refs[0]
-			return fmt.Errorf("pid %d fd %d (%s): the other end of this pipe is outside the dumped processes", r.Pid, r.Fd.Fd, r.Fd.Description)
+			for _, o := range refs {
+				if o.Fd.Fd > 2 {
+					r = o
+					break
+				}
+			}
+			return fmt.Errorf("pid %d fd %d (%s): the other end of this pipe is outside the dumped processes (dump it with --external %s, and give it at restore with --inherit-fd fd[N]:%s)",
+				r.Pid, r.Fd.Fd, r.Fd.Description, r.Fd.Description, r.Fd.Description)
 		}
-		// The shell's pipe into or out of the job: the restore
-		// connects its own stdio here.
+		// The shell's pipe into or out of the job, or one the user
+		// will give: the restore connects a file of its own here.
 		for _, r := range refs {
 			if len(r.Fd.Locks) > 0 {
 				return fmt.Errorf("pid %d fd %d (%s) holds a lock on a pipe from outside the dumped processes, which the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
 			}
-			setInherit(r.Fd)
+			setInherit(r.Fd, unix.S_IFIFO, named)
 		}
 		return nil
 	}

@@ -24,6 +24,10 @@ type Sources struct {
 	// Stdio is given to the restored processes in place of stdio that
 	// was connected outside the dump.
 	Stdio [3]*os.File
+	// Given are the restore's own files that --inherit-fd gives, by
+	// the key of the fds joined outside the dump they stand for
+	// (inherit.go). The caller owns them.
+	Given map[string]*os.File
 
 	files []*os.File
 	// desc maps a dumped open file description, named by its first

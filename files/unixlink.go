@@ -87,9 +87,10 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 		err := resolveUnixPeer(x, socks, listenerOf, ext)
 		if errors.Is(err, errOutside) && allStdio(x.refs) {
 			// A job's stdio on a logger's or a supervisor's
-			// socket: the restore gives its own stdio.
+			// socket: the restore gives the socket --inherit-fd
+			// names (inherit.go).
 			for _, r := range x.refs {
-				setInherit(r.Fd)
+				setInherit(r.Fd, unix.S_IFSOCK, true)
 			}
 			delete(socks, x.u.GetIno())
 			continue

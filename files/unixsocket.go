@@ -53,8 +53,8 @@ func (unixSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		// Stdio on a socket gocr would not restore (a logger's
 		// stream, a connection accepted from a named socket) is
 		// stdio joined to something outside the dump: the restore
-		// gives its own, as to any other.
-		setInherit(fd)
+		// gives the socket --inherit-fd names (inherit.go).
+		setInherit(fd, e.Type(), true)
 		return nil
 	}
 	return err

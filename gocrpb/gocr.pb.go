@@ -147,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type PathFd_Type int32
@@ -204,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -256,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -315,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -493,7 +493,8 @@ type Task struct {
 	// The signal its parent gets when it exits (clone(2) exit_signal,
 	// /proc/PID/stat field 38); absent in older images, where it was
 	// always SIGCHLD.
-	ExitSignal    *uint32 `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
+	ExitSignal    *uint32       `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
+	Attrs         *ProcessAttrs `protobuf:"bytes,61,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -675,6 +676,276 @@ func (x *Task) GetExitSignal() uint32 {
 	return 0
 }
 
+func (x *Task) GetAttrs() *ProcessAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ProcessAttrs are attributes of a process (its signal struct, mm or
+// credentials) that /proc and prctl(2) show and the restorer sets again.
+type ProcessAttrs struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OomScoreAdj    int32                  `protobuf:"varint,1,opt,name=oom_score_adj,json=oomScoreAdj,proto3" json:"oom_score_adj,omitempty"`        // /proc/PID/oom_score_adj
+	CoredumpFilter uint32                 `protobuf:"varint,2,opt,name=coredump_filter,json=coredumpFilter,proto3" json:"coredump_filter,omitempty"` // /proc/PID/coredump_filter (man 5 core)
+	Autogroup      *Autogroup             `protobuf:"bytes,3,opt,name=autogroup,proto3" json:"autogroup,omitempty"`                                  // absent: a kernel without autogroups
+	Audit          *AuditIds              `protobuf:"bytes,4,opt,name=audit,proto3" json:"audit,omitempty"`                                          // absent: a kernel without audit
+	ThpDisable     uint32                 `protobuf:"varint,5,opt,name=thp_disable,json=thpDisable,proto3" json:"thp_disable,omitempty"`             // PR_GET_THP_DISABLE's value
+	MemoryMerge    bool                   `protobuf:"varint,6,opt,name=memory_merge,json=memoryMerge,proto3" json:"memory_merge,omitempty"`          // PR_GET_MEMORY_MERGE
+	FutexSlots     int32                  `protobuf:"varint,7,opt,name=futex_slots,json=futexSlots,proto3" json:"futex_slots,omitempty"`             // PR_FUTEX_HASH_GET_SLOTS; -1: a kernel without it
+	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
+	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ProcessAttrs) Reset() {
+	*x = ProcessAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessAttrs) ProtoMessage() {}
+
+func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessAttrs.ProtoReflect.Descriptor instead.
+func (*ProcessAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProcessAttrs) GetOomScoreAdj() int32 {
+	if x != nil {
+		return x.OomScoreAdj
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetCoredumpFilter() uint32 {
+	if x != nil {
+		return x.CoredumpFilter
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetAutogroup() *Autogroup {
+	if x != nil {
+		return x.Autogroup
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetAudit() *AuditIds {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+func (x *ProcessAttrs) GetThpDisable() uint32 {
+	if x != nil {
+		return x.ThpDisable
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMemoryMerge() bool {
+	if x != nil {
+		return x.MemoryMerge
+	}
+	return false
+}
+
+func (x *ProcessAttrs) GetFutexSlots() int32 {
+	if x != nil {
+		return x.FutexSlots
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMlockall() uint32 {
+	if x != nil {
+		return x.Mlockall
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetCgroups() []*Cgroup {
+	if x != nil {
+		return x.Cgroups
+	}
+	return nil
+}
+
+// Cgroup is the process's cgroup in one hierarchy (man 7 cgroups,
+// /proc/PID/cgroup): restored relative to the dump's root process.
+type Cgroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Controllers   string                 `protobuf:"bytes,1,opt,name=controllers,proto3" json:"controllers,omitempty"` // the hierarchy's controllers, "name=NAME", or "" for cgroup v2
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`               // as /proc/PID/cgroup shows it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cgroup) Reset() {
+	*x = Cgroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cgroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cgroup) ProtoMessage() {}
+
+func (x *Cgroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
+func (*Cgroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Cgroup) GetControllers() string {
+	if x != nil {
+		return x.Controllers
+	}
+	return ""
+}
+
+func (x *Cgroup) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// Autogroup is the process's autogroup (man 7 sched), one per session.
+type Autogroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nice          int32                  `protobuf:"varint,1,opt,name=nice,proto3" json:"nice,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Autogroup) Reset() {
+	*x = Autogroup{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Autogroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Autogroup) ProtoMessage() {}
+
+func (x *Autogroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
+func (*Autogroup) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Autogroup) GetNice() int32 {
+	if x != nil {
+		return x.Nice
+	}
+	return 0
+}
+
+// AuditIds are the audit login uid and session (/proc/PID/loginuid,
+// /proc/PID/sessionid).
+type AuditIds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Loginuid      uint32                 `protobuf:"varint,1,opt,name=loginuid,proto3" json:"loginuid,omitempty"`
+	Sessionid     uint32                 `protobuf:"varint,2,opt,name=sessionid,proto3" json:"sessionid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditIds) Reset() {
+	*x = AuditIds{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditIds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditIds) ProtoMessage() {}
+
+func (x *AuditIds) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
+func (*AuditIds) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditIds) GetLoginuid() uint32 {
+	if x != nil {
+		return x.Loginuid
+	}
+	return 0
+}
+
+func (x *AuditIds) GetSessionid() uint32 {
+	if x != nil {
+		return x.Sessionid
+	}
+	return 0
+}
+
 // PosixTimer is a timer_create(2) timer: recreated under the same ID
 // (prctl PR_TIMER_CREATE_RESTORE_IDS) with its clock, its notification
 // and, relative to the restore, the time that was left and its interval.
@@ -694,7 +965,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +977,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +990,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -790,7 +1061,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1073,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1086,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -869,7 +1140,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1152,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1165,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -1013,7 +1284,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1296,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1309,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1075,7 +1346,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1358,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1371,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1149,7 +1420,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1432,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1445,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1202,7 +1473,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1485,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1498,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1266,13 +1537,14 @@ type Thread struct {
 	Rseq          *Rseq                  `protobuf:"bytes,11,opt,name=rseq,proto3" json:"rseq,omitempty"`
 	Comm          string                 `protobuf:"bytes,12,opt,name=comm,proto3" json:"comm,omitempty"`
 	Sched         *Sched                 `protobuf:"bytes,13,opt,name=sched,proto3" json:"sched,omitempty"` // absent in images from before it was recorded
+	Attrs         *ThreadAttrs           `protobuf:"bytes,53,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1556,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1569,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1391,6 +1663,144 @@ func (x *Thread) GetSched() *Sched {
 	return nil
 }
 
+func (x *Thread) GetAttrs() *ThreadAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+// ThreadAttrs are attributes of one thread that it sets on itself at
+// restore.
+type ThreadAttrs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ioprio        uint32                 `protobuf:"varint,1,opt,name=ioprio,proto3" json:"ioprio,omitempty"`                                   // ioprio_get(IOPRIO_WHO_PROCESS, tid)
+	TimerSlackNs  uint64                 `protobuf:"varint,2,opt,name=timer_slack_ns,json=timerSlackNs,proto3" json:"timer_slack_ns,omitempty"` // PR_GET_TIMERSLACK
+	MceKill       int32                  `protobuf:"varint,3,opt,name=mce_kill,json=mceKill,proto3" json:"mce_kill,omitempty"`                  // PR_MCE_KILL_GET
+	Tsc           int32                  `protobuf:"varint,4,opt,name=tsc,proto3" json:"tsc,omitempty"`                                         // PR_GET_TSC: PR_TSC_ENABLE or PR_TSC_SIGSEGV
+	Mempolicy     *Mempolicy             `protobuf:"bytes,5,opt,name=mempolicy,proto3" json:"mempolicy,omitempty"`                              // absent: a kernel without NUMA
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadAttrs) Reset() {
+	*x = ThreadAttrs{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadAttrs) ProtoMessage() {}
+
+func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
+func (*ThreadAttrs) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ThreadAttrs) GetIoprio() uint32 {
+	if x != nil {
+		return x.Ioprio
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTimerSlackNs() uint64 {
+	if x != nil {
+		return x.TimerSlackNs
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMceKill() int32 {
+	if x != nil {
+		return x.MceKill
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetTsc() int32 {
+	if x != nil {
+		return x.Tsc
+	}
+	return 0
+}
+
+func (x *ThreadAttrs) GetMempolicy() *Mempolicy {
+	if x != nil {
+		return x.Mempolicy
+	}
+	return nil
+}
+
+// Mempolicy is a thread's NUMA memory policy (get_mempolicy(2)).
+type Mempolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          int32                  `protobuf:"varint,1,opt,name=mode,proto3" json:"mode,omitempty"`          // MPOL_*, with its MPOL_F_* mode flags
+	Nodes         []uint64               `protobuf:"varint,2,rep,packed,name=nodes,proto3" json:"nodes,omitempty"` // the nodemask, bit n for node n
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mempolicy) Reset() {
+	*x = Mempolicy{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mempolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mempolicy) ProtoMessage() {}
+
+func (x *Mempolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
+func (*Mempolicy) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Mempolicy) GetMode() int32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Mempolicy) GetNodes() []uint64 {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 // Sched is a thread's scheduling (sched_getattr(2), sched_getaffinity(2)).
 type Sched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1405,7 +1815,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1827,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1840,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1504,7 +1914,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1926,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1939,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -1732,7 +2142,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +2154,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +2167,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -1793,7 +2203,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +2215,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +2228,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -1879,7 +2289,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2301,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2314,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2049,7 +2459,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2471,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2484,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2157,7 +2567,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2579,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2592,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2302,7 +2712,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2724,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2737,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2394,7 +2804,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2816,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2829,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2473,7 +2883,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2895,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2908,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2557,6 +2967,7 @@ type Fd struct {
 	//	*Fd_UnixSocket
 	//	*Fd_InetSocket
 	//	*Fd_Mqueue
+	//	*Fd_Pty
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2564,7 +2975,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2987,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +3000,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -2770,6 +3181,15 @@ func (x *Fd) GetMqueue() *MqueueFd {
 	return nil
 }
 
+func (x *Fd) GetPty() *PtyFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Pty); ok {
+			return x.Pty
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -2822,6 +3242,10 @@ type Fd_Mqueue struct {
 	Mqueue *MqueueFd `protobuf:"bytes,100,opt,name=mqueue,proto3,oneof"` // a POSIX message queue (mq_open)
 }
 
+type Fd_Pty struct {
+	Pty *PtyFd `protobuf:"bytes,80,opt,name=pty,proto3,oneof"` // a Unix98 pseudo-terminal end (files/pty.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -2846,6 +3270,8 @@ func (*Fd_InetSocket) isFd_Kind() {}
 
 func (*Fd_Mqueue) isFd_Kind() {}
 
+func (*Fd_Pty) isFd_Kind() {}
+
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
 // took through it.
@@ -2864,7 +3290,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3302,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3315,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -2942,7 +3368,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3380,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3393,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -2984,17 +3410,38 @@ func (x *PathFd) GetProcPid() int32 {
 	return 0
 }
 
-// InheritFd is stdio joined to something outside the dump (a terminal, a
-// shell's pipe): the restore gives its own stdio in its place.
+// InheritFd is an fd joined to something outside the dump (a terminal, a
+// shell's pipe, a logger's socket): the restore gives the file
+// --inherit-fd names for its key, else, for stdio on a pipe or a pty, its
+// own stdio (files/inherit.go).
 type InheritFd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fd was on the controlling terminal of its process, a terminal
+	// outside the dump (a shell job's): the restore gives the terminal it
+	// runs on (files/inherit.go).
+	Terminal bool `protobuf:"varint,40,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// That terminal's foreground process group was the process's own.
+	Foreground bool `protobuf:"varint,41,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// The terminal's termios and window size at the dump (the other fields
+	// unset): gocr restore --shell-job gives its terminal these termios.
+	TerminalState *PtyState `protobuf:"bytes,42,opt,name=terminal_state,json=terminalState,proto3" json:"terminal_state,omitempty"`
+	// What names the file outside the dump, as /proc/PID/fd shows it
+	// ("pipe:[INODE]", "socket:[INODE]", a path): gocr restore
+	// --inherit-fd fd[N]:KEY gives gocr's own fd N in its place.
+	Key string `protobuf:"bytes,82,opt,name=key,proto3" json:"key,omitempty"`
+	// The file's type (st_mode & S_IFMT): a file given for it must be one.
+	Mode uint32 `protobuf:"varint,83,opt,name=mode,proto3" json:"mode,omitempty"`
+	// gocr's own stdio cannot stand in for it (a socket, a deleted file, a
+	// terminal other than a pty; a pipe that is not stdio, dumped with
+	// --external): the restore refuses unless --inherit-fd gives it.
+	MustGive      bool `protobuf:"varint,84,opt,name=must_give,json=mustGive,proto3" json:"must_give,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3453,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3466,49 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *InheritFd) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *InheritFd) GetForeground() bool {
+	if x != nil {
+		return x.Foreground
+	}
+	return false
+}
+
+func (x *InheritFd) GetTerminalState() *PtyState {
+	if x != nil {
+		return x.TerminalState
+	}
+	return nil
+}
+
+func (x *InheritFd) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *InheritFd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *InheritFd) GetMustGive() bool {
+	if x != nil {
+		return x.MustGive
+	}
+	return false
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -3036,7 +3525,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3537,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3550,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3103,7 +3592,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3115,7 +3604,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3128,7 +3617,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3149,7 +3638,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3650,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3663,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3202,7 +3691,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3703,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3716,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3250,7 +3739,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3751,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3764,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3309,7 +3798,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +3810,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +3823,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3362,7 +3851,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3863,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3876,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3443,7 +3932,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3944,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3957,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -3493,7 +3982,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3505,7 +3994,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3518,7 +4007,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -3599,7 +4088,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +4100,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +4113,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -3805,7 +4294,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3817,7 +4306,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3830,7 +4319,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -3888,7 +4377,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3900,7 +4389,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3913,7 +4402,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -3942,7 +4431,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3954,7 +4443,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3967,7 +4456,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -3995,7 +4484,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4007,7 +4496,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4020,7 +4509,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4078,7 +4567,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4579,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4592,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4230,7 +4719,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4731,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4744,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -4312,7 +4801,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4324,7 +4813,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4337,7 +4826,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -4485,7 +4974,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +4986,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +4999,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -4558,7 +5047,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4570,7 +5059,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4583,7 +5072,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -4659,7 +5148,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +5160,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +5173,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -4714,7 +5203,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4726,7 +5215,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4739,7 +5228,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -4779,7 +5268,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4791,7 +5280,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4804,7 +5293,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -4870,7 +5359,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5371,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5384,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -4937,7 +5426,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4949,7 +5438,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4962,7 +5451,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -4991,7 +5480,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5003,7 +5492,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5016,7 +5505,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5050,7 +5539,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5062,7 +5551,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5075,7 +5564,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5090,6 +5579,322 @@ func (x *SysvMsg) GetText() []byte {
 		return x.Text
 	}
 	return nil
+}
+
+// PtyFd is one end of a Unix98 pseudo-terminal (files/pty.go): the master
+// (/dev/ptmx) or a slave (/dev/pts/N). Both ends are in the dump; the pair
+// is made again once, with the same index, and every fd of it carries the
+// pair's state (Link copies it onto each).
+type PtyFd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Index  uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // N of /dev/pts/N (TIOCGPTN on the master)
+	Master bool                   `protobuf:"varint,2,opt,name=master,proto3" json:"master,omitempty"`
+	State  *PtyState              `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// This fd, a slave held by the leader of the session whose controlling
+	// terminal the pair is, is the one that leader takes it through again.
+	Controlling   bool `protobuf:"varint,4,opt,name=controlling,proto3" json:"controlling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PtyFd) Reset() {
+	*x = PtyFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyFd) ProtoMessage() {}
+
+func (x *PtyFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
+func (*PtyFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *PtyFd) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PtyFd) GetMaster() bool {
+	if x != nil {
+		return x.Master
+	}
+	return false
+}
+
+func (x *PtyFd) GetState() *PtyState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *PtyFd) GetControlling() bool {
+	if x != nil {
+		return x.Controlling
+	}
+	return false
+}
+
+// PtyState is what a pseudo-terminal pair holds besides its open files.
+type PtyState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// struct termios2 of the slave (TCGETS2, man 2 ioctl_tty), line
+	// discipline N_TTY (c_line 0).
+	Iflag  uint32 `protobuf:"varint,1,opt,name=iflag,proto3" json:"iflag,omitempty"`
+	Oflag  uint32 `protobuf:"varint,2,opt,name=oflag,proto3" json:"oflag,omitempty"`
+	Cflag  uint32 `protobuf:"varint,3,opt,name=cflag,proto3" json:"cflag,omitempty"`
+	Lflag  uint32 `protobuf:"varint,4,opt,name=lflag,proto3" json:"lflag,omitempty"`
+	Cc     []byte `protobuf:"bytes,5,opt,name=cc,proto3" json:"cc,omitempty"` // c_cc, NCCS (19) bytes
+	Ispeed uint32 `protobuf:"varint,6,opt,name=ispeed,proto3" json:"ispeed,omitempty"`
+	Ospeed uint32 `protobuf:"varint,7,opt,name=ospeed,proto3" json:"ospeed,omitempty"`
+	// struct winsize (TIOCGWINSZ)
+	Rows      uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols      uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
+	Xpixel    uint32 `protobuf:"varint,10,opt,name=xpixel,proto3" json:"xpixel,omitempty"`
+	Ypixel    uint32 `protobuf:"varint,11,opt,name=ypixel,proto3" json:"ypixel,omitempty"`
+	Packet    bool   `protobuf:"varint,12,opt,name=packet,proto3" json:"packet,omitempty"`       // TIOCGPKT on the master
+	Locked    bool   `protobuf:"varint,13,opt,name=locked,proto3" json:"locked,omitempty"`       // TIOCGPTLCK: the slave cannot be opened
+	Exclusive bool   `protobuf:"varint,14,opt,name=exclusive,proto3" json:"exclusive,omitempty"` // TIOCGEXCL on the slave
+	// The session whose controlling terminal the slave is (TIOCGSID), 0 for
+	// none, and its foreground process group (TIOCGPGRP).
+	Session    int32 `protobuf:"varint,15,opt,name=session,proto3" json:"session,omitempty"`
+	Foreground int32 `protobuf:"varint,16,opt,name=foreground,proto3" json:"foreground,omitempty"`
+	// Owner and mode of /dev/pts/N.
+	Uid  uint32 `protobuf:"varint,17,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid  uint32 `protobuf:"varint,18,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mode uint32 `protobuf:"varint,19,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Unread data: written to the master, not yet read from the slave (the
+	// slave's input queue, after its input processing), and written to the
+	// slave, not yet read from the master (after output processing).
+	ToSlave  []byte `protobuf:"bytes,20,opt,name=to_slave,json=toSlave,proto3" json:"to_slave,omitempty"`
+	ToMaster []byte `protobuf:"bytes,21,opt,name=to_master,json=toMaster,proto3" json:"to_master,omitempty"`
+	// The number of open file descriptions of the slave in the dump: the
+	// restore locks the pair only once all are open.
+	SlaveDescriptions uint32 `protobuf:"varint,22,opt,name=slave_descriptions,json=slaveDescriptions,proto3" json:"slave_descriptions,omitempty"`
+	// Every slave was closed after being open (the master reads EIO once
+	// its queue is empty: TTY_OTHER_CLOSED).
+	SlaveClosed     bool `protobuf:"varint,23,opt,name=slave_closed,json=slaveClosed,proto3" json:"slave_closed,omitempty"`
+	MasterExclusive bool `protobuf:"varint,24,opt,name=master_exclusive,json=masterExclusive,proto3" json:"master_exclusive,omitempty"` // TIOCGEXCL on the master
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PtyState) Reset() {
+	*x = PtyState{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PtyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PtyState) ProtoMessage() {}
+
+func (x *PtyState) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
+func (*PtyState) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *PtyState) GetIflag() uint32 {
+	if x != nil {
+		return x.Iflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetOflag() uint32 {
+	if x != nil {
+		return x.Oflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCflag() uint32 {
+	if x != nil {
+		return x.Cflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetLflag() uint32 {
+	if x != nil {
+		return x.Lflag
+	}
+	return 0
+}
+
+func (x *PtyState) GetCc() []byte {
+	if x != nil {
+		return x.Cc
+	}
+	return nil
+}
+
+func (x *PtyState) GetIspeed() uint32 {
+	if x != nil {
+		return x.Ispeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetOspeed() uint32 {
+	if x != nil {
+		return x.Ospeed
+	}
+	return 0
+}
+
+func (x *PtyState) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *PtyState) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *PtyState) GetXpixel() uint32 {
+	if x != nil {
+		return x.Xpixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetYpixel() uint32 {
+	if x != nil {
+		return x.Ypixel
+	}
+	return 0
+}
+
+func (x *PtyState) GetPacket() bool {
+	if x != nil {
+		return x.Packet
+	}
+	return false
+}
+
+func (x *PtyState) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
+func (x *PtyState) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *PtyState) GetSession() int32 {
+	if x != nil {
+		return x.Session
+	}
+	return 0
+}
+
+func (x *PtyState) GetForeground() int32 {
+	if x != nil {
+		return x.Foreground
+	}
+	return 0
+}
+
+func (x *PtyState) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *PtyState) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *PtyState) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *PtyState) GetToSlave() []byte {
+	if x != nil {
+		return x.ToSlave
+	}
+	return nil
+}
+
+func (x *PtyState) GetToMaster() []byte {
+	if x != nil {
+		return x.ToMaster
+	}
+	return nil
+}
+
+func (x *PtyState) GetSlaveDescriptions() uint32 {
+	if x != nil {
+		return x.SlaveDescriptions
+	}
+	return 0
+}
+
+func (x *PtyState) GetSlaveClosed() bool {
+	if x != nil {
+		return x.SlaveClosed
+	}
+	return false
+}
+
+func (x *PtyState) GetMasterExclusive() bool {
+	if x != nil {
+		return x.MasterExclusive
+	}
+	return false
 }
 
 var File_gocrpb_gocr_proto protoreflect.FileDescriptor
@@ -5109,7 +5914,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
 	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
 	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\x12\x17\n" +
-	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xcd\x05\n" +
+	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xfa\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -5137,8 +5942,29 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"stopSignal\x126\n" +
 	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12$\n" +
 	"\vexit_signal\x18< \x01(\rH\x00R\n" +
-	"exitSignal\x88\x01\x01B\x0e\n" +
-	"\f_exit_signal\"\xd8\x01\n" +
+	"exitSignal\x88\x01\x01\x12+\n" +
+	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrsB\x0e\n" +
+	"\f_exit_signal\"\xe2\x02\n" +
+	"\fProcessAttrs\x12\"\n" +
+	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
+	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
+	"\tautogroup\x18\x03 \x01(\v2\x12.gocr.v1.AutogroupR\tautogroup\x12'\n" +
+	"\x05audit\x18\x04 \x01(\v2\x11.gocr.v1.AuditIdsR\x05audit\x12\x1f\n" +
+	"\vthp_disable\x18\x05 \x01(\rR\n" +
+	"thpDisable\x12!\n" +
+	"\fmemory_merge\x18\x06 \x01(\bR\vmemoryMerge\x12\x1f\n" +
+	"\vfutex_slots\x18\a \x01(\x05R\n" +
+	"futexSlots\x12\x1a\n" +
+	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
+	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\">\n" +
+	"\x06Cgroup\x12 \n" +
+	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +
+	"\tAutogroup\x12\x12\n" +
+	"\x04nice\x18\x01 \x01(\x05R\x04nice\"D\n" +
+	"\bAuditIds\x12\x1a\n" +
+	"\bloginuid\x18\x01 \x01(\rR\bloginuid\x12\x1c\n" +
+	"\tsessionid\x18\x02 \x01(\rR\tsessionid\"\xd8\x01\n" +
 	"\n" +
 	"PosixTimer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x19\n" +
@@ -5193,7 +6019,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05which\x18\x01 \x01(\rR\x05which\x12\x1f\n" +
 	"\vinterval_us\x18\x02 \x01(\x03R\n" +
 	"intervalUs\x12\x19\n" +
-	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xbe\x03\n" +
+	"\bvalue_us\x18\x03 \x01(\x03R\avalueUs\"\xea\x03\n" +
 	"\x06Thread\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x12#\n" +
 	"\x04regs\x18\x02 \x01(\v2\x0f.gocr.v1.GPRegsR\x04regs\x12\x14\n" +
@@ -5209,7 +6035,17 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	" \x01(\x04R\rrobustListLen\x12!\n" +
 	"\x04rseq\x18\v \x01(\v2\r.gocr.v1.RseqR\x04rseq\x12\x12\n" +
 	"\x04comm\x18\f \x01(\tR\x04comm\x12$\n" +
-	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\"\x9b\x01\n" +
+	"\x05sched\x18\r \x01(\v2\x0e.gocr.v1.SchedR\x05sched\x12*\n" +
+	"\x05attrs\x185 \x01(\v2\x14.gocr.v1.ThreadAttrsR\x05attrs\"\xaa\x01\n" +
+	"\vThreadAttrs\x12\x16\n" +
+	"\x06ioprio\x18\x01 \x01(\rR\x06ioprio\x12$\n" +
+	"\x0etimer_slack_ns\x18\x02 \x01(\x04R\ftimerSlackNs\x12\x19\n" +
+	"\bmce_kill\x18\x03 \x01(\x05R\amceKill\x12\x10\n" +
+	"\x03tsc\x18\x04 \x01(\x05R\x03tsc\x120\n" +
+	"\tmempolicy\x18\x05 \x01(\v2\x12.gocr.v1.MempolicyR\tmempolicy\"5\n" +
+	"\tMempolicy\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\x05R\x04mode\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\x04R\x05nodes\"\x9b\x01\n" +
 	"\x05Sched\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\rR\x06policy\x12\x12\n" +
 	"\x04nice\x18\x02 \x01(\x05R\x04nice\x12\x1f\n" +
@@ -5321,7 +6157,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xc5\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xe9\x06\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -5347,7 +6183,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"unixSocket\x128\n" +
 	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
 	"inetSocket\x12+\n" +
-	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueueB\x06\n" +
+	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
+	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03ptyB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -5368,8 +6205,16 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"\v\n" +
-	"\tInheritFd\"T\n" +
+	"\x05OTHER\x10\x04\"\xc4\x01\n" +
+	"\tInheritFd\x12\x1a\n" +
+	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
+	"\n" +
+	"foreground\x18) \x01(\bR\n" +
+	"foreground\x128\n" +
+	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\x12\x10\n" +
+	"\x03key\x18R \x01(\tR\x03key\x12\x12\n" +
+	"\x04mode\x18S \x01(\rR\x04mode\x12\x1b\n" +
+	"\tmust_give\x18T \x01(\bR\bmustGive\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
@@ -5564,7 +6409,40 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bmessages\x18\x03 \x03(\v2\x10.gocr.v1.SysvMsgR\bmessages\"1\n" +
 	"\aSysvMsg\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\x03R\x04type\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\fR\x04text*\xc5\x01\n" +
+	"\x04text\x18\x02 \x01(\fR\x04text\"\x80\x01\n" +
+	"\x05PtyFd\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
+	"\x06master\x18\x02 \x01(\bR\x06master\x12'\n" +
+	"\x05state\x18\x03 \x01(\v2\x11.gocr.v1.PtyStateR\x05state\x12 \n" +
+	"\vcontrolling\x18\x04 \x01(\bR\vcontrolling\"\xef\x04\n" +
+	"\bPtyState\x12\x14\n" +
+	"\x05iflag\x18\x01 \x01(\rR\x05iflag\x12\x14\n" +
+	"\x05oflag\x18\x02 \x01(\rR\x05oflag\x12\x14\n" +
+	"\x05cflag\x18\x03 \x01(\rR\x05cflag\x12\x14\n" +
+	"\x05lflag\x18\x04 \x01(\rR\x05lflag\x12\x0e\n" +
+	"\x02cc\x18\x05 \x01(\fR\x02cc\x12\x16\n" +
+	"\x06ispeed\x18\x06 \x01(\rR\x06ispeed\x12\x16\n" +
+	"\x06ospeed\x18\a \x01(\rR\x06ospeed\x12\x12\n" +
+	"\x04rows\x18\b \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\t \x01(\rR\x04cols\x12\x16\n" +
+	"\x06xpixel\x18\n" +
+	" \x01(\rR\x06xpixel\x12\x16\n" +
+	"\x06ypixel\x18\v \x01(\rR\x06ypixel\x12\x16\n" +
+	"\x06packet\x18\f \x01(\bR\x06packet\x12\x16\n" +
+	"\x06locked\x18\r \x01(\bR\x06locked\x12\x1c\n" +
+	"\texclusive\x18\x0e \x01(\bR\texclusive\x12\x18\n" +
+	"\asession\x18\x0f \x01(\x05R\asession\x12\x1e\n" +
+	"\n" +
+	"foreground\x18\x10 \x01(\x05R\n" +
+	"foreground\x12\x10\n" +
+	"\x03uid\x18\x11 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x12 \x01(\rR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x13 \x01(\rR\x04mode\x12\x19\n" +
+	"\bto_slave\x18\x14 \x01(\fR\atoSlave\x12\x1b\n" +
+	"\tto_master\x18\x15 \x01(\fR\btoMaster\x12-\n" +
+	"\x12slave_descriptions\x18\x16 \x01(\rR\x11slaveDescriptions\x12!\n" +
+	"\fslave_closed\x18\x17 \x01(\bR\vslaveClosed\x12)\n" +
+	"\x10master_exclusive\x18\x18 \x01(\bR\x0fmasterExclusive*\xc5\x01\n" +
 	"\aVmaKind\x12\x0f\n" +
 	"\vVMA_UNKNOWN\x10\x00\x12\x14\n" +
 	"\x10VMA_ANON_PRIVATE\x10\x01\x12\x13\n" +
@@ -5590,7 +6468,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -5599,117 +6477,134 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
 	(*Task)(nil),                 // 6: gocr.v1.Task
-	(*PosixTimer)(nil),           // 7: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 8: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 9: gocr.v1.Creds
-	(*Rlimit)(nil),               // 10: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 11: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 12: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 13: gocr.v1.Itimer
-	(*Thread)(nil),               // 14: gocr.v1.Thread
-	(*Sched)(nil),                // 15: gocr.v1.Sched
-	(*GPRegs)(nil),               // 16: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 17: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 18: gocr.v1.Rseq
-	(*Mm)(nil),                   // 19: gocr.v1.Mm
-	(*SavedFile)(nil),            // 20: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 21: gocr.v1.Vma
-	(*Memfd)(nil),                // 22: gocr.v1.Memfd
-	(*FileRef)(nil),              // 23: gocr.v1.FileRef
-	(*PageRange)(nil),            // 24: gocr.v1.PageRange
-	(*Fd)(nil),                   // 25: gocr.v1.Fd
-	(*FileLock)(nil),             // 26: gocr.v1.FileLock
-	(*PathFd)(nil),               // 27: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 28: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 29: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 30: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 31: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 32: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 33: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 34: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 35: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 36: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 37: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 38: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 39: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 40: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 41: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 42: gocr.v1.Files
-	(*InetSocketFd)(nil),         // 43: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 44: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 45: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 46: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 47: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 48: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 49: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 50: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 51: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 52: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 53: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 54: gocr.v1.SysvMsg
+	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
+	(*Cgroup)(nil),               // 8: gocr.v1.Cgroup
+	(*Autogroup)(nil),            // 9: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 10: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 11: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 12: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 13: gocr.v1.Creds
+	(*Rlimit)(nil),               // 14: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 15: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 16: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 17: gocr.v1.Itimer
+	(*Thread)(nil),               // 18: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 19: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 20: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 21: gocr.v1.Sched
+	(*GPRegs)(nil),               // 22: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 23: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 24: gocr.v1.Rseq
+	(*Mm)(nil),                   // 25: gocr.v1.Mm
+	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 27: gocr.v1.Vma
+	(*Memfd)(nil),                // 28: gocr.v1.Memfd
+	(*FileRef)(nil),              // 29: gocr.v1.FileRef
+	(*PageRange)(nil),            // 30: gocr.v1.PageRange
+	(*Fd)(nil),                   // 31: gocr.v1.Fd
+	(*FileLock)(nil),             // 32: gocr.v1.FileLock
+	(*PathFd)(nil),               // 33: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 34: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 35: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 36: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 37: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 38: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 39: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 40: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 41: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 45: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 48: gocr.v1.Files
+	(*InetSocketFd)(nil),         // 49: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 50: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 51: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 52: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 53: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 54: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 55: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 56: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 57: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 58: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 59: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 60: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 61: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 62: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	49, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
-	9,  // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	10, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	11, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	12, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	13, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	14, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	8,  // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	7,  // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	16, // 9: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	12, // 10: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	17, // 11: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	18, // 12: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	15, // 13: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	23, // 14: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	21, // 15: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	20, // 16: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	23, // 17: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 18: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	23, // 19: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	23, // 20: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	26, // 21: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	27, // 22: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	28, // 23: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	29, // 24: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	30, // 25: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	31, // 26: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	32, // 27: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	34, // 28: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	35, // 29: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	36, // 30: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	38, // 31: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	43, // 32: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	47, // 33: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	1,  // 34: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 35: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	33, // 36: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	37, // 37: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 38: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	41, // 39: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	39, // 40: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 41: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	40, // 42: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	25, // 43: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	22, // 44: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	44, // 45: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	45, // 46: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	46, // 47: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	48, // 48: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	51, // 49: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	52, // 50: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	53, // 51: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	50, // 52: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	50, // 53: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	50, // 54: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	54, // 55: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	55, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	16, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	17, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	18, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	12, // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	11, // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	7,  // 9: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
+	9,  // 10: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	10, // 11: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	8,  // 12: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
+	22, // 13: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	16, // 14: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	23, // 15: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	24, // 16: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	21, // 17: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	19, // 18: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	20, // 19: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	29, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	27, // 21: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	26, // 22: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	29, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 24: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	29, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	29, // 26: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	32, // 27: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	33, // 28: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	34, // 29: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	35, // 30: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	36, // 31: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	37, // 32: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	38, // 33: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	40, // 34: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	49, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	53, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	61, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	1,  // 41: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 42: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	62, // 43: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	39, // 44: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	43, // 45: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 46: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	47, // 47: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	45, // 48: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 49: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	46, // 50: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	31, // 51: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	28, // 52: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	50, // 53: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	51, // 54: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	52, // 55: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	54, // 56: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	57, // 57: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	58, // 58: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	59, // 59: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	56, // 60: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	56, // 61: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	56, // 62: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	60, // 63: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	62, // 64: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -5718,7 +6613,7 @@ func file_gocrpb_gocr_proto_init() {
 		return
 	}
 	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
-	file_gocrpb_gocr_proto_msgTypes[20].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[26].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -5731,6 +6626,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_UnixSocket)(nil),
 		(*Fd_InetSocket)(nil),
 		(*Fd_Mqueue)(nil),
+		(*Fd_Pty)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5738,7 +6634,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   50,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -42,6 +42,9 @@ var abiDefines = map[string]uint64{
 	"PCMD_RECV_FD":       cmdRecvFd,
 	"PCMD_WRITE_STREAMS": cmdWriteStreams,
 	"PCMD_POSIX_TIMERS":  cmdPosixTimers,
+	"PCMD_ATTRS":         cmdAttrs,
+
+	"PARASITE_NODE_WORDS": nodeWords,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the
@@ -87,7 +90,21 @@ var abiLayout = map[string]uint64{
 	"parasite_thread_state.tid_address":     tsTidAddress,
 	"parasite_thread_state.tid_address_ret": tsTidAddressRet,
 	"parasite_thread_state.securebits":      tsSecurebits,
+	"parasite_thread_state.timer_slack":     tsTimerSlack,
+	"parasite_thread_state.tsc_ret":         tsTscRet,
+	"parasite_thread_state.tsc":             tsTsc,
+	"parasite_thread_state.cpuid":           tsCpuid,
+	"parasite_thread_state.mce_kill":        tsMceKill,
+	"parasite_thread_state.l1d_flush":       tsL1dFlush,
+	"parasite_thread_state.thread_keyring":  tsThreadKeyring,
 	"sizeof parasite_thread_state":          threadStateSize,
+
+	"parasite_attrs.thp_disable": atThpDisable, "parasite_attrs.memory_merge": atMemoryMerge,
+	"parasite_attrs.futex_slots": atFutexSlots, "parasite_attrs.keyrings": atKeyrings,
+	"parasite_attrs.user_session": atUserSession, "parasite_attrs.mempolicy_ret": atMempolicyRet,
+	"parasite_attrs.mempolicy_mode": atMempolicyMode, "parasite_attrs.mempolicy_nodes": atMempolicyNodes,
+	"parasite_attrs.timer_slack": atTimerSlack, "parasite_attrs.tsc_ret": atTscRet,
+	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "parasite_attrs.l1d_flush": atL1dFlush, "sizeof parasite_attrs": atSize,
 }
 
 // TestDefinesMatchC checks every #define of c/abi.h against abiDefines,

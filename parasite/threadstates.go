@@ -21,6 +21,7 @@ type ThreadState struct {
 	AltstackSize  uint64
 	TidAddress    uint64
 	Securebits    int32
+	Attrs         ThreadAttrs
 }
 
 // Where the thread-state stub reports (parasite/c/abi.h): a block per
@@ -28,7 +29,7 @@ type ThreadState struct {
 // +threadFrameOff its rt_sigframe), and a done counter in the control
 // page, past the stream descriptors.
 const (
-	threadStateSize = 56
+	threadStateSize = 112
 	tsAltstackSp    = 0
 	tsAltstackFlags = 8
 	tsAltstackSize  = 16
@@ -36,7 +37,14 @@ const (
 	tsTidAddress    = 32
 	tsTidAddressRet = 40
 	tsSecurebits    = 48
-	threadFrameOff  = 64
+	tsTimerSlack    = 56
+	tsTscRet        = 64
+	tsTsc           = 72
+	tsCpuid         = 80
+	tsMceKill       = 88
+	tsL1dFlush      = 96
+	tsThreadKeyring = 104
+	threadFrameOff  = 128
 	threadsDoneOff  = streamsOff + MaxStreams*streamSize
 
 	// threadBlockAlign: every block starts aligned for the xsave area in
@@ -49,8 +57,8 @@ const (
 // (stopped or killed from outside) and waiting longer would not help.
 const threadStubTimeout = 10 * time.Second
 
-// ThreadStates reads the sigaltstack, clear_child_tid address and
-// securebits of other threads of the infected process, which only each
+// ThreadStates reads the sigaltstack, clear_child_tid address,
+// securebits and ThreadAttrs of other threads of the infected process, which only each
 // thread can read of itself; xstates[i] is thread i's XSAVE image as collected. Every thread
 // runs the parasite's thread-state stub at the same time (every signal
 // blocked, results into the shared region), so the cost is a few ptrace
@@ -148,6 +156,9 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 			AltstackSize:  le.Uint64(b[tsAltstackSize:]),
 			TidAddress:    le.Uint64(b[tsTidAddress:]),
 			Securebits:    int32(secure),
+			Attrs: ThreadAttrs{TimerSlack: int64(le.Uint64(b[tsTimerSlack:])), TscRet: int64(le.Uint64(b[tsTscRet:])),
+				Tsc: int64(le.Uint64(b[tsTsc:])), Cpuid: int64(le.Uint64(b[tsCpuid:])), MceKill: int64(le.Uint64(b[tsMceKill:])), L1dFlush: int64(le.Uint64(b[tsL1dFlush:])),
+				ThreadKeyring: int64(le.Uint64(b[tsThreadKeyring:]))},
 		}
 	}
 	return out, nil

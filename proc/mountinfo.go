@@ -18,6 +18,9 @@ type Mount struct {
 	Options    string // per-mount options
 	FsType     string
 	Source     string
+	// SuperOptions are the file system's own options (for a cgroup v1
+	// hierarchy, its controllers).
+	SuperOptions string
 }
 
 // ReadMounts reads the mounts of pid's mount namespace.
@@ -49,7 +52,11 @@ func ParseMounts(s string) ([]Mount, error) {
 		if len(f) < 6 || sep < 0 || sep+2 >= len(f) {
 			return nil, fmt.Errorf("mountinfo line %d: malformed", i+1)
 		}
-		out = append(out, Mount{Dev: f[2], Root: f[3], MountPoint: f[4], Options: f[5], FsType: f[sep+1], Source: f[sep+2]})
+		m := Mount{Dev: f[2], Root: f[3], MountPoint: f[4], Options: f[5], FsType: f[sep+1], Source: f[sep+2]}
+		if sep+3 < len(f) {
+			m.SuperOptions = f[sep+3]
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

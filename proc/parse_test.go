@@ -175,16 +175,16 @@ func TestParseStat(t *testing.T) {
 		want Stat
 	}{
 		{"sleep.stat", Stat{
-			Pid: 4931, Comm: "sl) (eep", State: 'T', PPid: 4930, Pgrp: 4925, Session: 1777,
-			Flags: 4194304, NumThreads: 1, ExitSignal: 17,
+			Pid: 4931, Comm: "sl) (eep", State: 'T', PPid: 4930, Pgrp: 4925, Session: 1777, TtyNr: 0, Tpgid: -1,
+			Flags: 4194304, NumThreads: 1, StartTime: 44782, ExitSignal: 17,
 			StartCode: 94606577598464, EndCode: 94606577616393, StartStack: 140725266672400,
 			StartData: 94606577630480, EndData: 94606577631744, StartBrk: 94606613835776,
 			ArgStart: 140725266680268, ArgEnd: 140725266680296, EnvStart: 140725266680296, EnvEnd: 140725266681825,
 			ExitCode: 19,
 		}},
 		{"edge.stat", Stat{
-			Pid: 1234, Comm: "a) (b c)", State: 'S', PPid: 1, Pgrp: 1234, Session: 1234,
-			Flags: 4194560, NumThreads: 3, ExitSignal: 17,
+			Pid: 1234, Comm: "a) (b c)", State: 'S', PPid: 1, Pgrp: 1234, Session: 1234, TtyNr: 34816, Tpgid: -1,
+			Flags: 4194560, NumThreads: 3, StartTime: 44782, ExitSignal: 17,
 			StartCode: 4194304, EndCode: 4198400, StartStack: 140725266672400,
 			StartData: 4202496, EndData: 4206592, StartBrk: 6291456,
 			ArgStart: 140725266680268, ArgEnd: 140725266680296, EnvStart: 140725266680296, EnvEnd: 140725266681825,

@@ -4,7 +4,11 @@ package proc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 )
 
 // Stat holds the fields of /proc/PID/stat that a checkpoint needs. Field
@@ -18,8 +22,13 @@ type Stat struct {
 	PPid       int    // (4)
 	Pgrp       int    // (5)
 	Session    int    // (6)
+	TtyNr      int    // (7) the controlling terminal's device number, 0 for none
+	Tpgid      int    // (8) its foreground process group, -1 for none
 	Flags      uint64 // (9) PF_* bits
 	NumThreads int    // (20)
+	// StartTime is when the process started, in clock ticks since boot
+	// (22; sysconf(_SC_CLK_TCK), 100 on x86-64: USER_HZ).
+	StartTime uint64
 	// ExitSignal is the signal the parent gets when it exits (38),
 	// clone(2)'s exit_signal.
 	ExitSignal int
@@ -103,10 +112,16 @@ func (s *Stat) setField(n int, tok []byte) error {
 		intField(&s.Pgrp)
 	case 6:
 		intField(&s.Session)
+	case 7:
+		intField(&s.TtyNr)
+	case 8:
+		intField(&s.Tpgid)
 	case 9:
 		uintField(&s.Flags)
 	case 20:
 		intField(&s.NumThreads)
+	case 22:
+		uintField(&s.StartTime)
 	case 38:
 		intField(&s.ExitSignal)
 	case 26:
@@ -156,4 +171,23 @@ func ReadStat(pid int) (Stat, error) {
 		return s, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
 	}
 	return s, nil
+}
+
+// BootTime is when the machine booted, in seconds since the epoch: the
+// btime line of /proc/stat (man 5 proc_stat).
+func BootTime() (int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/stat: btime %q: %w", v, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("/proc/stat has no btime line")
 }

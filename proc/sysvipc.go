@@ -26,6 +26,9 @@ type SysvObject struct {
 	Nattch     uint64
 	// Semaphore sets (sem)
 	Nsems uint64
+	// Otime is the last semop (sem) or msgsnd (msg) time, in seconds
+	// since the epoch; 0 if there was none.
+	Otime int64
 	// Message queues (msg)
 	Cbytes, Qnum uint64
 	Lspid, Lrpid int32
@@ -112,6 +115,10 @@ func (o *SysvObject) set(col, v string) error {
 		return u32(&o.CUID, 10)
 	case "cgid":
 		return u32(&o.CGID, 10)
+	case "otime":
+		n, err := strconv.ParseInt(v, 10, 64)
+		o.Otime = n
+		return err
 	case "size":
 		return u64(&o.Size)
 	case "cpid":

@@ -85,6 +85,7 @@ const (
 	rstStepPidfd       = 21
 	rstStepSched       = 22
 	rstStepPidns       = 23
+	rstStepAttrs       = 40
 )
 
 // rstSteps says what each step does, for error messages; abi_test.go
@@ -113,6 +114,7 @@ var rstSteps = map[uint32]string{
 	rstStepPidfd:       "hand gocr the new process's pidfd",
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
+	rstStepAttrs:       "restore process and thread attributes",
 }
 
 // Kernel values the plan carries that golang.org/x/sys/unix does not name.
@@ -189,6 +191,8 @@ type rstProc struct {
 	PlanOff    uint32   `c:"plan_off"`
 	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
+	CttyFd     int32    `c:"ctty_fd"`
+	Pad0       uint32
 }
 
 type rstPages struct {
@@ -234,6 +238,7 @@ const (
 	rstFixupPosixLock = 2
 	rstFixupFlock     = 3
 	rstFixupOpen      = 4
+	rstFixupTtyPgrp   = 5
 )
 
 type rstFixup struct {
@@ -336,7 +341,9 @@ type rstArgs struct {
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
 	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
-	Reserved           [2]uint64                `c:"reserved"`
+	NrCalls            uint32                   `c:"nr_calls"`
+	CallsOff           uint32                   `c:"calls_off"`
+	Reserved           uint64                   `c:"reserved"`
 	Personality        uint32                   `c:"personality"`
 	Umask              uint32                   `c:"umask"`
 	CwdOff             uint32                   `c:"cwd_off"`

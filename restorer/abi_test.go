@@ -35,7 +35,7 @@ func TestABIMatchesC(t *testing.T) {
 	}
 	for cname, v := range map[string]any{
 		"rst_vma": rstVma{}, "rst_pages": rstPages{}, "rst_fd": rstFd{}, "rst_siginfo": rstSiginfo{},
-		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_fixup": rstFixup{}, "rst_posix_timer": rstPosixTimer{}, "rst_tree": rstTree{}, "rst_proc": rstProc{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
+		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_fixup": rstFixup{}, "rst_posix_timer": rstPosixTimer{}, "rst_call": rstCall{}, "rst_tree": rstTree{}, "rst_proc": rstProc{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
 	} {
 		typ := reflect.TypeOf(v)
 		want, ok := sizes[cname]
@@ -114,10 +114,12 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_PIDFD":        rstStepPidfd,
 	"RST_STEP_SCHED":        rstStepSched,
 	"RST_STEP_PIDNS":        rstStepPidns,
+	"RST_STEP_ATTRS":        rstStepAttrs,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
 	"RST_FIXUP_OPEN":        rstFixupOpen,
+	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
 
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,
@@ -155,6 +157,12 @@ var abiDefines = map[string]uint64{
 	"RST_FIRST_SOURCE_FD":  rstFirstSourceFd,
 	"RST_CPU_MASK_BYTES":   rstCPUMaskBytes,
 	"RST_NSIG":             rstNsig,
+
+	"RST_CALL_SYSCALL":     rstCallSyscall,
+	"RST_CALL_WRITE":       rstCallWrite,
+	"RST_CALL_FUTEX_SLOTS": rstCallFutexSlots,
+	"RST_CALL_CGROUP":      rstCallCgroup,
+	"RST_CALL_DATA_WORDS":  rstCallDataWords,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the

@@ -85,6 +85,7 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		p.fds = append(p.fds, rstFd{Target: f.Fd, Src: f.Src, Cloexec: b2u(f.Cloexec)})
 		maxFd = max(maxFd, f.Fd)
 	}
+	p.cttyFd = -1
 	for _, fx := range files.Fixups(pr.files) {
 		switch fx.Op {
 		case files.FixupEpollAdd:
@@ -104,6 +105,10 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		case files.FixupOpen:
 			p.fixups = append(p.fixups, rstFixup{Op: rstFixupOpen, Fd: fx.Fd, Target: int32(b2u(fx.Cloexec)),
 				Events: fx.Flags, Data: uint64(p.str(fx.Path)), Start: fx.Pos})
+		case files.FixupCtty:
+			if err := p.bindCtty(fx, placed); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("fd %d: fixup %d unknown to the restorer", fx.Fd, fx.Op)
 		}
@@ -148,6 +153,8 @@ func (f rstFixup) String() string {
 		return fmt.Sprintf("take the %s flock of fd %d", mode, f.Fd)
 	case rstFixupOpen:
 		return fmt.Sprintf("open fd %d by its path", f.Fd)
+	case rstFixupTtyPgrp:
+		return fmt.Sprintf("make group %d the foreground of terminal fd %d", f.Target, f.Fd)
 	}
 	return fmt.Sprintf("fixup %d on fd %d", f.Op, f.Fd)
 }

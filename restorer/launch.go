@@ -5,7 +5,6 @@ package restorer
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -147,6 +146,14 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if err := src.ReleaseConnections(); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
+	if err := opts.job.begin(); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
+	defer func() {
+		if err != nil {
+			opts.job.giveBack()
+		}
+	}()
 	if err := finish(ctx, procs, shared, host); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
@@ -172,16 +179,9 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if c.reaper >= 0 {
 		child = res.ReaperPid
 	}
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(child, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("wait for pid %d: %w", child, err)
-		}
-		break
+	ws, err := opts.job.wait(child)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case ws.Exited():
@@ -293,6 +293,9 @@ func planError(shared []byte, pr *proc) error {
 			return classed(Temporary, fmt.Errorf("%s: %s: another process holds a conflicting lock", what, pr.plan.fixups[index]))
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
+	}
+	if step == rstStepAttrs && int(index) < len(pr.plan.callNames) {
+		return fmt.Errorf("%s: %s: %w", what, pr.plan.callNames[index], e)
 	}
 	return fmt.Errorf("%s (item %d): %w", what, index, e)
 }

@@ -32,6 +32,7 @@ type plan struct {
 	sigs    []rstSiginfo
 	threads []rstThread
 	fixups  []rstFixup
+	cttyFd  int32 // rst_proc.ctty_fd
 	timers  []rstPosixTimer
 	rlimits []rstRlimit
 	groups  []uint32
@@ -40,6 +41,10 @@ type plan struct {
 	strOff  map[string]uint32
 	offset  uint32           // where the plan sits in the restore mapping
 	saved   map[uint64]int32 // saved file id: the source of its copy (savedfiles.go)
+
+	// Attribute calls (attrs.go), and what each sets, for error messages.
+	calls     []rstCall
+	callNames []string
 }
 
 func (p *plan) str(s string) uint32 {
@@ -309,6 +314,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		}
 		p.rlimits = append(p.rlimits, rstRlimit{Resource: rl.Resource, Cur: rl.Cur, Max: rl.Max})
 	}
+	if err := p.planAttrs(task); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -437,6 +445,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrThreads, a.ThreadsOff = uint32(len(p.threads)), place(p.threads, len(p.threads))
 	a.NrFixups, a.FixupsOff = uint32(len(p.fixups)), place(p.fixups, len(p.fixups))
 	a.NrPosixTimers, a.PosixTimersOff = uint32(len(p.timers)), place(p.timers, len(p.timers))
+	a.NrCalls, a.CallsOff = uint32(len(p.calls)), place(p.calls, len(p.calls))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
 	"github.com/gocr/gocr/internal/testhook"
@@ -40,6 +41,9 @@ type Options struct {
 	// Stdio given to the restored process where its own stdio was
 	// connected outside the dump (a terminal, a shell's pipe).
 	Stdin, Stdout, Stderr *os.File
+	// InheritFd are fd[N]:KEY: gocr's own fd N is given to every fd of
+	// the dump joined outside it through KEY (inheritfd.go).
+	InheritFd []string
 	// Released, if set, is called once the processes run on their own
 	// (before waiting for the root without Detach).
 	Released func()
@@ -66,6 +70,11 @@ type Options struct {
 	// attached, if set, is called once every restored process has
 	// rebuilt itself, its System V segments attached, before any runs.
 	attached func()
+	// ShellJob gives a job that ran on a terminal outside the dump (a
+	// shell's) gocr's terminal, with its job control (shelljob.go).
+	ShellJob bool
+
+	job *shellJob
 }
 
 // Result is how a restore ended.
@@ -115,12 +124,23 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer dir.Close()
+	given, err := openGiven(opts.InheritFd)
+	if err != nil {
+		return nil, err
+	}
+	defer closeGiven(given)
 	// Every image is read and checked before anything is created.
 	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
+	src.Given = given
+	// What the job was joined to outside the dump is this machine's to
+	// give.
+	if err := files.CheckInherited(fdTables(procs), given); err != nil {
+		return nil, classed(Environment, err)
+	}
 	// What the restore makes in the system, not only in gocr (IPC
 	// objects), is removed again if it fails.
 	restored := false
@@ -136,9 +156,21 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := checkUserImages(procs); err != nil {
 		return nil, err
 	}
+	if err := checkAttrs(procs); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			src.Undo()
+		}
+	}()
+	undoCgroups, err := planCgroups(procs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoCgroups()
 		}
 	}()
 	root := procs[0].task.Pid
@@ -154,6 +186,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		if err := checkDetachedStops(procs); err != nil {
 			return nil, err
 		}
+	}
+	if opts.job, err = planShellJob(procs, opts); err != nil {
+		return nil, err
 	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
@@ -214,6 +249,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		procs[0].plan.args.PdeathSig = 0
 	}
 	noteOutsideGroup(procs[0].task, pidns)
+	noteStdio(procs, given)
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)

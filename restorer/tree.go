@@ -38,7 +38,7 @@ func buildTree(procs []*proc) (*tree, error) {
 	}
 	for _, pr := range procs {
 		task := pr.task
-		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus, ExitSignal: uint32(unix.SIGCHLD)}
+		rp := rstProc{Pid: task.Pid, Parent: -1, Pgid: task.Pgid, ExitStatus: task.ExitStatus, ExitSignal: uint32(unix.SIGCHLD), CttyFd: -1}
 		if task.ExitSignal != nil {
 			rp.ExitSignal = task.GetExitSignal()
 		}
@@ -86,6 +86,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 			return nil, err
 		}
 		t.procs[i].PlanOff = uint32(off)
+		t.procs[i].CttyFd = pr.plan.cttyFd
 		pr.plan.offset = uint32(off)
 		plans = append(plans, b)
 		off += uint64(len(b))

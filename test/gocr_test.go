@@ -133,14 +133,14 @@ func checkpointRestore(t *testing.T, tg *target, o cycleOpts) int {
 		return tg.pid
 	}
 	dir := t.TempDir()
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
-		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
 	}
 	dump(t, tg.pid, dir, o.dumpArgs...)
 	tg.waitDead(t, "a dump without --leave-running")
 	pid := restoreDetached(t, tg, dir, o.stdin)
-	checkKernelView(t, pid, before, o.volatile)
+	checkTreeView(t, pid, before, o.volatile)
 	return pid
 }
 

@@ -62,7 +62,8 @@
 // stopped jobs, python),
 // callbacks_test.go (checkpoint callbacks through libgocr, from C and
 // Python),
-// memory_test.go (mappings and page streams), fdkinds_test.go (every kind
+// memory_test.go (mappings and page streams), vmasplit_test.go
+// (neighbouring mappings kept apart), fdkinds_test.go (every kind
 // of file descriptor), threads_test.go, trees_test.go (process trees,
 // sessions, pipelines), savefiles_test.go (mapped files saved in the
 // dump, paths relocated at restore).
@@ -76,6 +77,10 @@
 // damage to its state), tamper_test.go (every image of a dump damaged in
 // every way: refused before any process exists), storage_test.go (a dump
 // onto a full, read-only or failing file system).
+//
+// Real programs (accept_test.go): redis-server with its clients
+// (accept_redis_test.go), an Open MPI job (accept_mpi_test.go); Python's
+// http.server is in inet_test.go.
 //
 // BLCR's tools, run through their names (cr_checkpoint, cr_restart,
 // cr_run linked to gocr): blcr_test.go, blcr_restart_test.go.
@@ -139,6 +144,9 @@ var cTargets = map[string]struct {
 	"regs":           {"regs.c", nil},
 	"threads":        {"threads.c", []string{"-pthread"}},
 	"sched":          {"sched.c", []string{"-pthread"}},
+	"attrs":          {"attrs.c", []string{"-pthread"}},
+	"attrsrefused":   {"attrsrefused.c", []string{"-pthread"}},
+	"cgroups":        {"cgroups.c", nil},
 	"eventfd":        {"eventfd.c", nil},
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},

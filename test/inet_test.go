@@ -261,7 +261,7 @@ func TestPythonHTTPServer(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	httpGet(t, conn, 1)
 	// checkpointRestore, with --tcp-established at the restore too.
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestPythonHTTPServer(t *testing.T) {
 	dump(t, tg.pid, dir, "--tcp-established")
 	tg.waitDead(t, "a dump without --leave-running")
 	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
-	checkKernelView(t, pid, before, nil)
+	checkTreeView(t, pid, before, nil)
 	httpGet(t, conn, 2)
 	checkResult(t, tg, pid)
 }

@@ -399,3 +399,36 @@ func TestIpcTargetsDetectCorruption(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpLeavesNoSemUndoList: a dump's page-stream threads leave the
+// job without a System V semaphore undo list it did not have (ipc/sem.c
+// copy_semundo gives one to a thread made with CLONE_SYSVSEM), which
+// would outlive the dump and make the next dump see a process that may
+// hold undo adjustments. kcmp KCMP_SYSVSEM of two processes without one
+// says they are the same (both none).
+func TestDumpLeavesNoSemUndoList(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "counter")
+	waitCounter(t, tg, 5)
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	same := func() bool {
+		t.Helper()
+		s, err := ipc.SameSemUndo(other.Process.Pid, tg.pid)
+		if err != nil {
+			t.Fatalf("kcmp KCMP_SYSVSEM: %v", err)
+		}
+		return s
+	}
+	if !same() {
+		t.Fatalf("the counter (pid %d) has a semaphore undo list before any dump", tg.pid)
+	}
+	dump(t, tg.pid, t.TempDir(), "--leave-running", "--page-streams", "2")
+	if !same() {
+		t.Fatalf("after dump --leave-running --page-streams 2 the counter (pid %d) has a semaphore undo list", tg.pid)
+	}
+	waitCounter(t, tg, counterLines(t, tg.logPath, false)+5)
+}

@@ -77,6 +77,9 @@ func readKernelView(pid int) (kernelView, error) {
 		}
 		v[name] = s
 	}
+	if err := addAttrs(v, base); err != nil {
+		return nil, err
+	}
 	for _, link := range []string{"cwd", "root", "exe"} {
 		s, err := os.Readlink(filepath.Join(base, link))
 		if err != nil {
@@ -100,6 +103,9 @@ func readKernelView(pid int) (kernelView, error) {
 			return nil, err
 		}
 		addStatus(v, "task/"+e.Name()+"/", s, stableThreadStatus)
+		if err := addThreadAttrs(v, base, e.Name()); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
@@ -185,24 +191,71 @@ func addFds(v kernelView, base string) error {
 	return nil
 }
 
-// checkKernelView compares the view of pid after a restore with before,
-// but for the volatile keys (each a key or a key prefix ending in "/").
-func checkKernelView(t *testing.T, pid int, before kernelView, volatile []string) {
+// treeView is the kernelView of every process of a dumped tree, by PID:
+// the restore gives each process its PID back, so each is compared with
+// itself, and nothing dropped in a child goes unseen.
+type treeView map[int]kernelView
+
+// readTreeView reads the view of root and of each of its descendants. A
+// zombie shows nothing but that it is one (its fds, maps and links are
+// gone: man 5 proc), so that is all it is compared by.
+func readTreeView(t *testing.T, root int) (treeView, error) {
 	t.Helper()
-	after, err := readKernelView(pid)
-	if err != nil {
-		t.Fatalf("read what the kernel shows of restored pid %d: %v", pid, err)
+	tv := treeView{}
+	for _, e := range treeEntries(t, root) {
+		if e.state == "Z" {
+			tv[e.pid] = kernelView{"state": "Z"}
+			continue
+		}
+		v, err := readKernelView(e.pid)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d: %w", e.pid, err)
+		}
+		tv[e.pid] = v
 	}
-	for _, v := range []kernelView{before, after} {
-		for k := range v {
-			for _, vol := range volatile {
-				if k == vol || (strings.HasSuffix(vol, "/") && strings.HasPrefix(k, vol)) {
-					delete(v, k)
+	if len(tv) == 0 {
+		return nil, fmt.Errorf("pid %d: no such process", root)
+	}
+	return tv, nil
+}
+
+// checkTreeView compares the view of the tree under root after a restore
+// with before, process by process, but for the volatile keys (each a key
+// or a key prefix ending in "/"), which apply to every process.
+func checkTreeView(t *testing.T, root int, before treeView, volatile []string) {
+	t.Helper()
+	after, err := readTreeView(t, root)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the restored tree of pid %d: %v", root, err)
+	}
+	for _, tv := range []treeView{before, after} {
+		for _, v := range tv {
+			for k := range v {
+				for _, vol := range volatile {
+					if k == vol || (strings.HasSuffix(vol, "/") && strings.HasPrefix(k, vol)) {
+						delete(v, k)
+					}
 				}
 			}
 		}
 	}
-	if d := cmp.Diff(before, after); d != "" {
-		t.Errorf("pid %d: what the kernel shows changed across dump and restore (-before +after):\n%s", pid, d)
+	pids := func(tv treeView) []int {
+		var ps []int
+		for pid := range tv {
+			ps = append(ps, pid)
+		}
+		sort.Ints(ps)
+		return ps
+	}
+	if d := cmp.Diff(pids(before), pids(after)); d != "" {
+		t.Errorf("tree of pid %d: other processes after the restore (-before +after):\n%s", root, d)
+	}
+	for _, pid := range pids(before) {
+		if _, ok := after[pid]; !ok {
+			continue
+		}
+		if d := cmp.Diff(before[pid], after[pid]); d != "" {
+			t.Errorf("pid %d: what the kernel shows changed across dump and restore (-before +after):\n%s", pid, d)
+		}
 	}
 }

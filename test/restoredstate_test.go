@@ -23,7 +23,7 @@ func TestTimerfdAbsolute(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
 	tg := startTarget(t, "restoredstate", "timerfd-abs")
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
 	}
@@ -34,7 +34,7 @@ func TestTimerfdAbsolute(t *testing.T) {
 	// time an absolute timer must not be shifted by.
 	time.Sleep(time.Second)
 	pid := restoreDetached(t, tg, dir, nil)
-	checkKernelView(t, pid, before, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 

@@ -81,6 +81,10 @@ func testTree(t *testing.T, selector string) {
 	pids := trackTree(t, tg.pid)
 	pid := tg.pid
 	if !standalone {
+		view, err := readTreeView(t, tg.pid)
+		if err != nil {
+			t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+		}
 		dir := t.TempDir()
 		if r := runGocr(t, nil, "dump", selector, strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
 			t.Fatalf("dump %s %d failed: %v", selector, tg.pid, r)
@@ -88,21 +92,29 @@ func testTree(t *testing.T, selector string) {
 		tg.waitDead(t, "a dump without --leave-running")
 		waitAllGone(t, pids, "the dump")
 		pid = restoreDetached(t, tg, dir, nil)
+		settledAgain(t, pid, before)
+		checkTreeView(t, pid, view, nil)
 	}
-	// The restored processes may still be running toward their sleep.
+	checkResult(t, tg, pid)
+	waitAllGone(t, pids, "the root reported PASS (it reaps its children, they theirs)")
+}
+
+// settledAgain waits until the restored tree under pid is process for
+// process what it was (restored processes may still be running toward
+// their sleep).
+func settledAgain(t *testing.T, pid int, before []procEntry) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		after := treeEntries(t, pid)
 		if slices.Equal(before, after) {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("tree before the dump:\n%safter the restore:\n%s", entriesString(before), entriesString(after))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	checkResult(t, tg, pid)
-	waitAllGone(t, pids, "the root reported PASS (it reaps its children, they theirs)")
 }
 
 // TestPipeline: `producer | transform | consumer` in bash (pipeline.sh),

@@ -192,7 +192,7 @@ func TestOrdinaryUserCheckpointRestart(t *testing.T) {
 			t.Fatalf("target pid %d has %s %s: an ordinary user's process holds none", tg.pid, k, caps[k])
 		}
 	}
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestOrdinaryUserCheckpointRestart(t *testing.T) {
 	if got := capSets(t, tg.pid); fmt.Sprint(got) != fmt.Sprint(caps) {
 		t.Fatalf("restored pid %d has capability sets %v, had %v", tg.pid, got, caps)
 	}
-	checkKernelView(t, tg.pid, before, counterVolatile)
+	checkTreeView(t, tg.pid, before, counterVolatile)
 	// Restored as the user's, dumpable: the user checkpoints it again.
 	if r := ou.run(t, nil, "dump", "--leave-running", "-t", strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
 		t.Fatalf("second dump as %s of the restored counter failed: %v", testUserName, r)
@@ -351,7 +351,7 @@ func TestOrdinaryUserTree(t *testing.T) {
 	tg := startTargetOpts(t, "tree", startOpts{settle: 200 * time.Millisecond, wrap: asUser(ou.uid, ou.gid)})
 	settledTree(t, tg.pid, 20)
 	pids := trackTree(t, tg.pid)
-	before, err := readKernelView(tg.pid)
+	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestOrdinaryUserTree(t *testing.T) {
 	if r := ou.run(t, nil, "restore", "-d", "-D", dir); r.code != 0 {
 		t.Fatalf("restore as %s failed: %v", testUserName, r)
 	}
-	checkKernelView(t, tg.pid, before, nil)
+	checkTreeView(t, tg.pid, before, nil)
 	for _, pid := range pids {
 		if st := procState(pid); st != "" && st != "Z" {
 			if r, _ := uids(t, pid); r != ou.uid {

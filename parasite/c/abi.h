@@ -35,6 +35,7 @@
 #define PCMD_RECV_FD 4
 #define PCMD_WRITE_STREAMS 5
 #define PCMD_POSIX_TIMERS 6
+#define PCMD_ATTRS 16
 
 #define PARASITE_NR_ARGS 4
 
@@ -207,9 +208,11 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
  * struct parasite_thread_state, rsi = a u32 counter, rdx = the read end of
  * a lifeline pipe only gocr writes, r8 = an rt_sigframe gocr built of the
  * thread as it found it), with every signal blocked. It reads the thread's
- * sigaltstack, clear_child_tid address and securebits (only readable by
- * the thread itself: man 2 sigaltstack, PR_GET_TID_ADDRESS and
- * PR_GET_SECUREBITS in man 2 prctl),
+ * sigaltstack, clear_child_tid address, securebits, timer slack, TSC mode
+ * and CPUID faulting (only readable by the thread itself: man 2
+ * sigaltstack, PR_GET_TID_ADDRESS, PR_GET_SECUREBITS, PR_GET_TIMERSLACK
+ * PR_GET_TSC, PR_MCE_KILL_GET and PR_GET_SPECULATION_CTRL in man 2 prctl, ARCH_GET_CPUID in man 2
+ * arch_prctl) and thread keyring (man 2 keyctl),
  * counts itself done and wakes the counter's futex, then waits in read()
  * on the lifeline until gocr interrupts it and puts its registers back.
  * If read() returns at all, gocr is gone (EOF): the thread puts its own
@@ -217,7 +220,7 @@ _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPE
  * parasite's own thread does (self_cure). read() on a pipe, untimed,
  * never replaces the thread's restart block. */
 #define PARASITE_THREAD_STUB_OFF 0x40
-/* One per thread, 64-byte aligned; gocr puts the thread's rt_sigframe 64
+/* One per thread, 64-byte aligned; gocr puts the thread's rt_sigframe 128
  * bytes after it, and the byte right after the struct is the stub's read
  * buffer. */
 struct parasite_thread_state {
@@ -229,6 +232,13 @@ struct parasite_thread_state {
 	u64 tid_address;
 	s64 tid_address_ret;
 	s64 securebits; /* PR_GET_SECUREBITS's return: the bits, or -errno */
+	s64 timer_slack; /* PR_GET_TIMERSLACK's return: nanoseconds, or -errno */
+	s64 tsc_ret;     /* PR_GET_TSC's return: 0 or -errno */
+	s64 tsc;         /* what PR_GET_TSC wrote: PR_TSC_ENABLE or PR_TSC_SIGSEGV */
+	s64 cpuid;       /* ARCH_GET_CPUID's return: 1 enabled, 0 faulting, or -errno */
+	s64 mce_kill;    /* PR_MCE_KILL_GET's return: PR_MCE_KILL_LATE, _EARLY, _DEFAULT, or -errno */
+	s64 l1d_flush;   /* PR_GET_SPECULATION_CTRL(PR_SPEC_L1D_FLUSH)'s return */
+	s64 thread_keyring; /* keyctl(KEYCTL_GET_KEYRING_ID, the thread keyring, create 0) */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_sp, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_flags, 8);
@@ -237,6 +247,50 @@ BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, 24);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, 32);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, 40);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, securebits, 48);
-_Static_assert(sizeof(struct parasite_thread_state) == 56, "parasite_thread_state size");
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, timer_slack, 56);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc_ret, 64);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, 72);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, 80);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, 88);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, 96);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, thread_keyring, 104);
+_Static_assert(sizeof(struct parasite_thread_state) == 112, "parasite_thread_state size");
+
+
+/* PCMD_ATTRS result, at DATA_OFF: process attributes only the process can
+ * read of itself, and those of the parasite's own thread. Each is the
+ * call's return: the value, or -errno (a kernel without the call). */
+#define PARASITE_NODE_WORDS 16 /* a nodemask of 1024 nodes, MAX_NUMNODES at NODES_SHIFT 10 */
+struct parasite_attrs {
+	s64 thp_disable;  /* prctl(PR_GET_THP_DISABLE) */
+	s64 memory_merge; /* prctl(PR_GET_MEMORY_MERGE) */
+	s64 futex_slots;  /* prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS) */
+	s64 keyrings[3];  /* keyctl(KEYCTL_GET_KEYRING_ID, thread, process, session keyring, create 0) */
+	s64 user_session; /* keyctl(KEYCTL_GET_KEYRING_ID, the user session keyring, create 0) */
+	s64 mempolicy_ret; /* get_mempolicy(&mode, nodes, ...) */
+	s64 mempolicy_mode; /* the mode, with its MPOL_F_* mode flags */
+	u64 mempolicy_nodes[PARASITE_NODE_WORDS];
+	s64 timer_slack;  /* this thread's, as struct parasite_thread_state */
+	s64 tsc_ret;
+	s64 tsc;
+	s64 cpuid;
+	s64 mce_kill;
+	s64 l1d_flush;
+};
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, thp_disable, 0);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, memory_merge, 8);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, futex_slots, 16);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, keyrings, 24);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, user_session, 48);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, mempolicy_ret, 56);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, mempolicy_mode, 64);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, mempolicy_nodes, 72);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, timer_slack, 200);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, tsc_ret, 208);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, tsc, 216);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, cpuid, 224);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, mce_kill, 232);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, l1d_flush, 240);
+_Static_assert(sizeof(struct parasite_attrs) == 248, "parasite_attrs size");
 
 #endif

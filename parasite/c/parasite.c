@@ -109,6 +109,53 @@ static long dump_state(struct parasite_state *st)
 	return 0;
 }
 
+/* What PCMD_ATTRS and the thread-state stub read: include/uapi/linux/prctl.h,
+ * include/uapi/linux/keyctl.h, arch/x86/include/uapi/asm/prctl.h,
+ * arch/x86/entry/syscalls/syscall_64.tbl. */
+#define __NR_arch_prctl 158
+#define __NR_keyctl 250
+#define __NR_get_mempolicy 239
+#define PR_GET_TIMERSLACK 30
+#define PR_GET_TSC 25
+#define PR_MCE_KILL_GET 34
+#define PR_GET_SPECULATION_CTRL 52
+#define PR_SPEC_L1D_FLUSH 2
+#define PR_GET_THP_DISABLE 42
+#define PR_GET_MEMORY_MERGE 68
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_GET_SLOTS 2
+#define ARCH_GET_CPUID 0x1011
+#define KEYCTL_GET_KEYRING_ID 0
+#define KEY_SPEC_THREAD_KEYRING -1
+#define KEY_SPEC_PROCESS_KEYRING -2
+#define KEY_SPEC_SESSION_KEYRING -3
+#define KEY_SPEC_USER_SESSION_KEYRING -5
+
+/* Each is recorded as the call returned it; gocr decides what a missing
+ * call (-EINVAL, -ENOSYS) means. get_mempolicy wants maxnode at least the
+ * kernel's node count (mm/mempolicy.c kernel_get_mempolicy). */
+static long dump_attrs(struct parasite_attrs *at)
+{
+	at->thp_disable = sys1(__NR_prctl, PR_GET_THP_DISABLE);
+	at->memory_merge = sys1(__NR_prctl, PR_GET_MEMORY_MERGE);
+	at->futex_slots = sys2(__NR_prctl, PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS);
+	static const long which[3] = {KEY_SPEC_THREAD_KEYRING, KEY_SPEC_PROCESS_KEYRING, KEY_SPEC_SESSION_KEYRING};
+	for (int i = 0; i < 3; i++)
+		at->keyrings[i] = sys3(__NR_keyctl, KEYCTL_GET_KEYRING_ID, which[i], 0);
+	at->user_session = sys3(__NR_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_SESSION_KEYRING, 0);
+	s32 mode = 0;
+	at->mempolicy_ret = sys5(__NR_get_mempolicy, &mode, at->mempolicy_nodes, PARASITE_NODE_WORDS * 64, 0, 0);
+	at->mempolicy_mode = mode;
+	at->timer_slack = sys1(__NR_prctl, PR_GET_TIMERSLACK);
+	s32 tsc = 0;
+	at->tsc_ret = sys2(__NR_prctl, PR_GET_TSC, &tsc);
+	at->tsc = tsc;
+	at->cpuid = sys1(__NR_arch_prctl, ARCH_GET_CPUID);
+	at->mce_kill = sys1(__NR_prctl, PR_MCE_KILL_GET);
+	at->l1d_flush = sys2(__NR_prctl, PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH);
+	return 0;
+}
+
 /* UIO_MAXIOV: include/uapi/linux/uio.h */
 #define UIO_MAXIOV 1024
 
@@ -255,7 +302,12 @@ static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream
  * arguments on that stack. It inherits the parasite thread's mask, which
  * blocks every signal (gocr set it), so no handler of the target's ever
  * runs on it; with CLONE_VM it gets no alternate signal stack and no rseq
- * registration (kernel/fork.c copy_process, kernel/rseq.c). */
+ * registration (kernel/fork.c copy_process, kernel/rseq.c). No
+ * CLONE_SYSVSEM: with it the kernel gives the process a System V
+ * semaphore undo list if it had none (ipc/sem.c copy_semundo), which would
+ * outlive the dump, and which a later dump cannot tell from one holding
+ * adjustments (dump/sysvipc.go checkSemUndo). CLONE_THREAD does not need
+ * it (man 2 clone). */
 static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
 {
 	u64 *sp = (u64 *)stack_top;
@@ -278,7 +330,7 @@ static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec
 			 "1:\n"
 			 : "=a"(ret)
 			 : "a"(__NR_clone),
-			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+			   "D"(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 			       CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID),
 			   "S"(sp), "d"(&s->tid), "r"(r10), "r"(r8)
 			 : "rcx", "r11", "memory");
@@ -397,6 +449,9 @@ void parasite_main(struct parasite_ctl *ctl)
 		case PCMD_POSIX_TIMERS:
 			ret = posix_timers((struct parasite_posix_timer *)(base + PARASITE_DATA_OFF), ctl->args[0]);
 			break;
+		case PCMD_ATTRS:
+			ret = dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF));
+			break;
 		case PCMD_FINI:
 			ret = 0;
 			break;
@@ -423,11 +478,25 @@ void parasite_main(struct parasite_ctl *ctl)
 #define TS_TID_ADDRESS 32
 #define TS_TID_ADDRESS_RET 40
 #define TS_SECUREBITS 48
-#define TS_SCRATCH 56 /* the byte right after the struct: read()'s buffer */
+#define TS_TIMER_SLACK 56
+#define TS_TSC_RET 64
+#define TS_TSC 72
+#define TS_CPUID 80
+#define TS_MCE_KILL 88
+#define TS_L1D_FLUSH 96
+#define TS_THREAD_KEYRING 104
+#define TS_SCRATCH 112 /* the byte right after the struct: read()'s buffer */
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, altstack_ret, TS_ALTSTACK_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address, TS_TID_ADDRESS);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tid_address_ret, TS_TID_ADDRESS_RET);
 BUILD_BUG_ON_OFFSET(struct parasite_thread_state, securebits, TS_SECUREBITS);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, timer_slack, TS_TIMER_SLACK);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc_ret, TS_TSC_RET);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, tsc, TS_TSC);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, cpuid, TS_CPUID);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, mce_kill, TS_MCE_KILL);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, l1d_flush, TS_L1D_FLUSH);
+BUILD_BUG_ON_OFFSET(struct parasite_thread_state, thread_keyring, TS_THREAD_KEYRING);
 _Static_assert(sizeof(struct parasite_thread_state) == TS_SCRATCH, "the stub's scratch byte follows its state");
 #define FUTEX_WAKE_ALL 0x7fffffff /* INT_MAX waiters */
 __asm__(".section .text.entry,\"ax\",@progbits\n"
@@ -460,6 +529,46 @@ __asm__(".section .text.entry,\"ax\",@progbits\n"
 	"	mov $" STR(PR_GET_SECUREBITS) ", %edi\n"
 	"	syscall\n"
 	"	mov %rax, " STR(TS_SECUREBITS) "(%r12)\n"
+	/* prctl(PR_GET_TIMERSLACK): nanoseconds, or -errno */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_TIMERSLACK) ", %edi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_TIMER_SLACK) "(%r12)\n"
+	/* prctl(PR_GET_TSC, &state->tsc): the stub zeroed nothing, gocr did */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_TSC) ", %edi\n"
+	"	lea " STR(TS_TSC) "(%r12), %rsi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_TSC_RET) "(%r12)\n"
+	/* arch_prctl(ARCH_GET_CPUID) */
+	"	mov $" STR(__NR_arch_prctl) ", %eax\n"
+	"	mov $" STR(ARCH_GET_CPUID) ", %edi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_CPUID) "(%r12)\n"
+	/* prctl(PR_MCE_KILL_GET) */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_MCE_KILL_GET) ", %edi\n"
+	"	xor %esi, %esi\n"
+	"	xor %edx, %edx\n"
+	"	xor %r10d, %r10d\n"
+	"	xor %r8d, %r8d\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_MCE_KILL) "(%r12)\n"
+	/* prctl(PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH, 0, 0, 0): the
+	 * other arguments are still 0 */
+	"	mov $" STR(__NR_prctl) ", %eax\n"
+	"	mov $" STR(PR_GET_SPECULATION_CTRL) ", %edi\n"
+	"	mov $" STR(PR_SPEC_L1D_FLUSH) ", %esi\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_L1D_FLUSH) "(%r12)\n"
+	/* keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0):
+	 * -ENOKEY when it has none */
+	"	mov $" STR(__NR_keyctl) ", %eax\n"
+	"	mov $" STR(KEYCTL_GET_KEYRING_ID) ", %edi\n"
+	"	mov $" STR(KEY_SPEC_THREAD_KEYRING) ", %rsi\n"
+	"	xor %edx, %edx\n"
+	"	syscall\n"
+	"	mov %rax, " STR(TS_THREAD_KEYRING) "(%r12)\n"
 	/* count this thread done, futex(counter, FUTEX_WAKE, all) */
 	"	lock incl (%r13)\n"
 	"	mov $" STR(__NR_futex) ", %eax\n"

@@ -50,6 +50,7 @@
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
+#define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
 #define RST_VMA_ANON_SHARED 2
@@ -147,6 +148,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* open(the path at strtab offset data, events) made fd (close-on-exec if
  * target is 1), at offset start: a /proc/PID/ file, PID being restored. */
 #define RST_FIXUP_OPEN 4
+/* ioctl(fd, TIOCSPGRP, &target): target becomes the foreground process
+ * group of fd, the controlling terminal (rst_args.ctty_fd). */
+#define RST_FIXUP_TTY_PGRP 5
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
@@ -196,6 +200,39 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
+
+/* Attributes a restored process or thread sets on itself before its
+ * credentials drop, as gocr planned them (restorer/attrs.go says which):
+ * SYSCALL: thread `thread` makes system call `nr` with args, where bit i
+ * of ptr_args makes args[i] the address of data[args[i]] (a nodemask);
+ * WRITE: the process writes the string at strtab offset args[1] into the
+ * file at strtab offset args[0] (/proc/self/...), before it changes its
+ * root. A failure reports RST_STEP_ATTRS with the call's index. */
+#define RST_CALL_SYSCALL 1
+#define RST_CALL_WRITE 2
+/* FUTEX_SLOTS: the process sets its futex hash to args[0] slots
+ * (PR_FUTEX_HASH_SET_SLOTS) before it creates its threads. */
+#define RST_CALL_FUTEX_SLOTS 3
+/* CGROUP: the process moves itself into a cgroup, writing "0" into the
+ * cgroup.procs file at strtab offset args[0], before it forks its
+ * children. */
+#define RST_CALL_CGROUP 4
+#define RST_CALL_DATA_WORDS 4
+struct rst_call {
+	u32 op;
+	u32 thread;
+	u32 nr;
+	u32 ptr_args;
+	u64 args[6];
+	u64 data[RST_CALL_DATA_WORDS];
+};
+BUILD_BUG_ON_OFFSET(struct rst_call, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_call, thread, 4);
+BUILD_BUG_ON_OFFSET(struct rst_call, nr, 8);
+BUILD_BUG_ON_OFFSET(struct rst_call, ptr_args, 12);
+BUILD_BUG_ON_OFFSET(struct rst_call, args, 16);
+BUILD_BUG_ON_OFFSET(struct rst_call, data, 64);
+_Static_assert(sizeof(struct rst_call) == 96, "rst_call size");
 
 /* A thread's CPU affinity mask: room for this many CPUs (bit n for CPU n,
  * as sched_getaffinity gives it). gocr refuses a wider one at the dump. */
@@ -334,6 +371,12 @@ struct rst_proc {
 	u32 plan_off;    /* its struct rst_args; zombies report to their parent's */
 	u32 exit_signal; /* clone3's, what its parent gets when it exits */
 	char comm[16];   /* TASK_COMM_LEN (include/linux/sched.h), for zombies */
+	/* A source, a terminal: the process, a session leader, takes it as its
+	 * controlling terminal right after setsid, before it forks, so that
+	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
+	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
+	s32 ctty_fd;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -344,7 +387,8 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, exit_status, 20);
 BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
-_Static_assert(sizeof(struct rst_proc) == 48, "rst_proc size");
+BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 48);
+_Static_assert(sizeof(struct rst_proc) == 56, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
 
@@ -395,7 +439,9 @@ struct rst_args {
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
 	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
-	u64 reserved[2];
+	u32 nr_calls; /* struct rst_call */
+	u32 calls_off;
+	u64 reserved;
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -474,7 +520,9 @@ BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
 BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
+BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
+BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2496);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

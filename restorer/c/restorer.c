@@ -21,6 +21,7 @@
 #include "abi.h"
 
 #define __NR_lseek 8
+#define __NR_pwrite64 18
 /* include/uapi/linux/fs.h */
 #define SEEK_SET 0
 #define SEEK_END 2
@@ -40,6 +41,7 @@ _Static_assert(RST_RESTORER_STACK % PAGE_SIZE == 0 && RST_PARK_SIZE % PAGE_SIZE 
 
 /* include/uapi/asm-generic/mman-common.h */
 #define MADV_RANDOM 1
+#define MADV_DONTNEED 4
 #define MADV_SEQUENTIAL 2
 #define MADV_DONTFORK 10
 #define MADV_MERGEABLE 12
@@ -211,6 +213,73 @@ static int find_specials(struct special *sp, int max)
 
 static void read_pages(struct rst_args *a, u64 hole, u64 hole_size);
 
+/* Two adjacent private anonymous VMAs that the dump shows apart were kept
+ * apart by what /proc does not show: an anon_vma each (a forked child's
+ * mapping next to one it made later) or a page offset that does not
+ * follow on (a mapping moved by mremap keeps its vm_pgoff), either of
+ * which stops the kernel merging them (mm/vma.c is_mergeable_anon_vma,
+ * can_vma_merge_after). Mapped afresh side by side with the same flags
+ * they would merge into one, and /proc/PID/maps would show one line. */
+static int apart_from_previous(struct rst_args *a, struct rst_vma *vmas, u32 i)
+{
+	struct rst_vma *v = &vmas[i];
+	/* Not the heap: brk grows it only while the page offset of the new
+	 * end follows on from it (mm/mmap.c do_brk_flags). */
+	int heap = v->start <= a->mm.start_brk && a->mm.start_brk < v->end;
+	return i > 0 && v->kind == RST_VMA_ANON_PRIVATE && vmas[i - 1].kind == RST_VMA_ANON_PRIVATE &&
+	       vmas[i - 1].end == v->start && !(v->mmap_flags & MAP_GROWSDOWN) && !heap;
+}
+
+/* map_apart maps v first somewhere else, gives it its anon_vma there
+ * and then moves it into place: mremap keeps the page offset of a VMA
+ * that has an anon_vma (mm/vma.c copy_vma gives an unfaulted one the
+ * offset of its new place, to merge), and that offset does not follow
+ * on from its neighbour's, so the two stay apart. This keeps the dumped
+ * layout only; the offsets themselves are not the dumped ones (/proc
+ * shows none for anonymous memory). The anon_vma comes with a page
+ * written through /proc/self/mem, which writes whatever the protection
+ * (FOLL_FORCE, man 5 proc), then is dropped again (MADV_DONTNEED keeps
+ * the anon_vma) so that only the dumped pages are resident. Somewhere
+ * else is right above v if that is free (a VMA still to map there is not
+ * yet), else where the kernel finds room; a place that would overlap v's
+ * own (mremap cannot move onto itself) maps it in place, as one VMA with
+ * its neighbour. */
+static void map_apart(struct rst_args *a, struct rst_vma *v, u32 prot, u32 flags, u32 i)
+{
+	u64 len = v->end - v->start;
+	u32 temp = (flags & ~MAP_FIXED) | MAP_FIXED_NOREPLACE;
+	u64 above = v->end + PAGE_SIZE;
+	long r = -1; /* user addresses are below 2^47: an error is negative */
+	if (above + len <= TASK_SIZE) {
+		r = sys6(__NR_mmap, above, len, prot, temp, -1, 0);
+		if (r >= 0 && (u64)r != above) { /* a kernel without NOREPLACE took a hint */
+			sys2(__NR_munmap, r, len);
+			r = -1;
+		}
+	}
+	if (r < 0)
+		r = sys6(__NR_mmap, 0, len, prot, flags & ~MAP_FIXED, -1, 0);
+	if (r < 0)
+		fail(a, RST_STEP_MMAP, i, r);
+	if ((u64)r < v->end && (u64)r + len > v->start) {
+		sys2(__NR_munmap, r, len);
+		r = sys6(__NR_mmap, v->start, len, prot, flags, -1, 0);
+		if (r < 0)
+			fail(a, RST_STEP_MMAP, i, r);
+		return;
+	}
+	long mem = sys2(__NR_open, "/proc/self/mem", O_RDWR | O_CLOEXEC);
+	if (mem < 0)
+		fail(a, RST_STEP_MMAP, i, mem);
+	u8 zero = 0;
+	long w = sys4(__NR_pwrite64, mem, &zero, 1, r);
+	sys1(__NR_close, mem);
+	if (w < 0)
+		fail(a, RST_STEP_MMAP, i, w);
+	CHECK(a, RST_STEP_MMAP, i, sys5(__NR_mremap, r, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start));
+	CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, v->start, PAGE_SIZE, MADV_DONTNEED));
+}
+
 static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
@@ -323,6 +392,10 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 			continue;
 		}
 		default:
+			continue;
+		}
+		if (apart_from_previous(a, vmas, i)) {
+			map_apart(a, v, prot, flags, i);
 			continue;
 		}
 		long r = sys6(__NR_mmap, v->start, len, prot, flags, fd, v->pgoff);
@@ -520,6 +593,83 @@ static void restore_sched(struct rst_args *a, struct rst_thread *t, u32 index)
 			fail(a, RST_STEP_SCHED, index, -EINVAL);
 }
 
+#define O_WRONLY 01 /* include/uapi/asm-generic/fcntl.h */
+/* include/uapi/linux/prctl.h (Linux 6.16) */
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+
+/* The attribute calls gocr planned for this thread (abi.h struct
+ * rst_call), made before its scheduling, since an RT thread ignores a
+ * timer slack (kernel/sys.c PR_SET_TIMERSLACK) and taking an RT policy
+ * zeroes it (kernel/sched/syscalls.c __setscheduler_params), and before
+ * its credentials, while it may still lower an attribute. */
+static void restore_calls(struct rst_args *a, u32 index)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_SYSCALL || c[i].thread != index)
+			continue;
+		u64 args[6];
+		for (int j = 0; j < 6; j++) {
+			args[j] = c[i].args[j];
+			if ((c[i].ptr_args & (1u << j)) && args[j] < RST_CALL_DATA_WORDS)
+				args[j] = (u64)&c[i].data[args[j]];
+		}
+		CHECK(a, RST_STEP_ATTRS, i, sys_call6(c[i].nr, args[0], args[1], args[2], args[3], args[4], args[5]));
+	}
+}
+
+/* The process's futex hash size, set before its threads exist: a new
+ * size waits for every reference to the old hash to go, and each thread
+ * parked in the restorer holds one (kernel/futex/core.c
+ * futex_hash_allocate). */
+static void restore_futex_slots(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++)
+		if (c[i].op == RST_CALL_FUTEX_SLOTS)
+			CHECK(a, RST_STEP_ATTRS, i,
+			      sys4(__NR_prctl, PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, c[i].args[0], 0));
+}
+
+/* Moves the process into its cgroups first thing, so that its children
+ * are created there and its memory is charged there (restorer/cgroups.go):
+ * writing 0 into cgroup.procs moves the writing process
+ * (Documentation/admin-guide/cgroup-v2.rst, "Processes"). */
+static void restore_cgroups(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_CGROUP)
+			continue;
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, "0", 1);
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
+/* The process's /proc/self writes (oom_score_adj, coredump_filter...). */
+static void restore_writes(struct rst_args *a)
+{
+	struct rst_call *c = (struct rst_call *)((u8 *)a + a->calls_off);
+	for (u32 i = 0; i < a->nr_calls; i++) {
+		if (c[i].op != RST_CALL_WRITE)
+			continue;
+		const char *text = str(a, (u32)c[i].args[1]);
+		long fd = sys2(__NR_open, str(a, (u32)c[i].args[0]), O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(a, RST_STEP_ATTRS, i, fd);
+		long n = sys3(__NR_write, fd, text, nl_strlen(text));
+		sys1(__NR_close, fd);
+		if (n < 0)
+			fail(a, RST_STEP_ATTRS, i, n);
+	}
+}
+
 /* Kernel state that belongs to one thread, set by that thread itself:
  * none of these calls can target another thread. Credentials are per
  * thread too (a raw setresuid changes only the caller, man 2 setresuid
@@ -549,6 +699,7 @@ static void setup_thread(struct rst_args *a, struct rst_thread *t, u32 index)
 		if (si[i].tid == t->tid)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys4(__NR_rt_tgsigqueueinfo, a->pid, t->tid, si[i].signo, si[i].info));
+	restore_calls(a, index);
 	restore_sched(a, t, index);
 	restore_creds(a, index);
 }
@@ -784,6 +935,8 @@ static void restore_posix_timers(struct rst_args *a)
 }
 
 /* Runs at the new address with the plan in the hole. */
+static void restore_posix_locks(struct rst_args *a);
+
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	a->restorer_base = hole;
@@ -818,6 +971,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
 	}
 
+	restore_writes(a);
 	sys1(__NR_umask, a->umask);
 	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
 	const char *root = str(a, a->root_off);
@@ -840,6 +994,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * has the privilege clone3 set_tid needs (CAP_SYS_ADMIN or
 	 * CAP_CHECKPOINT_RESTORE, kernel/pid.c); every thread, this one
 	 * last, then sets its own per-thread state and credentials. */
+	restore_futex_slots(a);
 	create_threads(a, hole, hole_size);
 	restore_posix_timers(a);
 	setup_thread(a, (struct rst_thread *)((u8 *)a + a->threads_off), 0);
@@ -852,6 +1007,7 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	 * closes that one when it takes over). */
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, a->lifeline_fd - 1, 0));
 	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->lifeline_fd + 1, ~0U, 0));
+	restore_posix_locks(a);
 
 	/* Process-wide pending signals last (each thread queued its own):
 	 * every signal is blocked, so they stay queued until gocr sets the
@@ -936,6 +1092,11 @@ struct kernel_flock {
 };
 _Static_assert(sizeof(struct kernel_flock) == 32, "struct flock size");
 
+/* include/uapi/asm-generic/ioctls.h */
+#define __NR_ioctl 16
+#define TIOCSCTTY 0x540E
+#define TIOCSPGRP 0x5410
+
 /* fixup does one step only the process itself can do, once its fds have
  * their dumped numbers (struct rst_fixup). */
 static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
@@ -974,8 +1135,33 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 			CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_lseek, f->fd, f->start, SEEK_SET));
 		return;
 	}
+	case RST_FIXUP_TTY_PGRP: {
+		/* TIOCSPGRP needs the group in the caller's session: every
+		 * process exists by now, and the kernel takes a group not yet
+		 * joined by the process whose PID it is
+		 * (drivers/tty/tty_jobctrl.c tiocspgrp, session_of_pgrp). */
+		s32 pgrp = f->target;
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_ioctl, f->fd, TIOCSPGRP, &pgrp));
+		return;
+	}
 	}
 	fail(a, RST_STEP_FIXUPS, i, -EINVAL);
+}
+
+/* restore_posix_locks takes the process's POSIX record locks last, once
+ * it has closed every fd the restore closes in it: closing any fd of a
+ * file releases all of the process's POSIX locks on that file (man 2
+ * fcntl, "Advisory record locking"; fs/locks.c locks_remove_posix), and
+ * the restorer closes fds of the very files the job locks: the one it
+ * opens to map a file (restore_memory; SQLite's -shm file is locked and
+ * mapped) and its copies of mapping sources (close_range in
+ * restore_stage2). */
+static void restore_posix_locks(struct rst_args *a)
+{
+	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+	for (u32 i = 0; i < a->nr_fixups; i++)
+		if (fx[i].op == RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
 }
 
 static void restore_fds(struct rst_args *a)
@@ -1027,9 +1213,11 @@ static void restore_fds(struct rst_args *a)
 		if (!still_used)
 			sys1(__NR_close, fds[i].src);
 	}
+	/* POSIX locks wait for restore_posix_locks. */
 	struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
 	for (u32 i = 0; i < a->nr_fixups; i++)
-		fixup(a, &fx[i], i);
+		if (fx[i].op != RST_FIXUP_POSIX_LOCK)
+			fixup(a, &fx[i], i);
 	/* The page image fds now sit above max_fd until the pages are in. */
 	a->max_fd = (u32)(high - 1);
 }
@@ -1213,9 +1401,15 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	struct rst_args *a = plan_of(t, idx);
 	u64 all = ~0UL;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+	if (!p->zombie)
+		restore_cgroups(a);
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
+	/* Only a session leader without a controlling terminal may take one
+	 * (drivers/tty/tty_jobctrl.c tiocsctty). */
+	if (p->ctty_fd >= 0)
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, p->ctty_fd, TIOCSCTTY, 0));
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
 

@@ -16,11 +16,14 @@ run=${SLURM_RESTART_COUNT:-0}
 prefix=${SIGNAL_RECORDER_PREFIX:-}
 event() {
 	local t=$EPOCHREALTIME preempt=? restarts=? f out try
-	# scontrol is an RPC to slurmctld, which may fail while it is busy
-	# with this very job (a requeue under way): a few tries, each error
-	# on stderr; "?" if none answers.
-	for try in 1 2 3 4 5; do
-		out=$(scontrol -o show job "$SLURM_JOB_ID") && break
+	# scontrol is an RPC to slurmctld, which may fail or be slow while it
+	# is busy with this very job (a requeue under way): two tries of at
+	# most a second each, errors on stderr, "?" if none answers. Bounded,
+	# because bash runs a trap that comes meanwhile (the requeue's
+	# SIGTERM after its SIGCONT) only once this one is done, and Slurm's
+	# SIGKILL follows KillWait (5 s) later.
+	for try in 1 2; do
+		out=$(timeout 1 scontrol -o show job "$SLURM_JOB_ID") && break
 		out=
 	done
 	for f in $out; do

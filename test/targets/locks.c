@@ -8,7 +8,10 @@
  *   b: OFD write lock, bytes 10-19, also through a dup of its fd
  *   c: POSIX read lock over the whole file, a POSIX write lock on bytes
  *      100-104 over it (the kernel splits the read lock around it), and a
- *      second fd of c with no lock of its own
+ *      second fd of c with no lock of its own; c is also mapped shared,
+ *      as SQLite maps the -shm file it locks (the restore opens a mapped
+ *      file to map it, and closing that fd would release the process's
+ *      POSIX locks on the file)
  *
  * Checked before the dump and after the restore: the fdinfo "lock:" lines
  * of each fd (fs/locks.c lock_get_status) name this process for its POSIX
@@ -18,6 +21,7 @@
 #include "target.h" /* first: it defines _GNU_SOURCE (F_OFD_SETLK, pipe2) */
 
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 enum { A, B, C, D, NFILES };
@@ -175,6 +179,8 @@ int main(int argc, char **argv)
 	bdup = dup(fds[B]);
 	take(fds[C], F_SETLK, F_RDLCK, 0, 0);
 	take(fds[C], F_SETLK, F_WRLCK, 100, 5);
+	if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds[C], 0) == MAP_FAILED)
+		tgt_fail("mmap %s: %s", paths[C], strerror(errno));
 	c2 = open(paths[C], O_RDONLY);
 	if (bdup < 0 || c2 < 0)
 		tgt_fail("dup/open: %s", strerror(errno));

@@ -3,7 +3,8 @@
  * its address and a per-region seed, laid out in every kind of mapping the
  * restorer must rebuild: brk heap, populated and sparsely touched anonymous
  * memory, a private file mapping with copy-on-write pages, read-only and
- * PROT_NONE regions, an untouched PROT_NONE guard, and a large stack array.
+ * PROT_NONE regions, an untouched PROT_NONE guard, two adjacent read-write
+ * anonymous mappings the kernel keeps apart, and a large stack array.
  * It also saves /proc/self/maps before becoming ready and requires the
  * restored layout to be identical, line by line.
  *
@@ -24,6 +25,7 @@
 #define RO_SIZE (16 * MiB)
 #define NONE_SIZE (8 * MiB)
 #define GUARD_SIZE (4 * MiB)
+#define MOVED_SIZE (1 * MiB)
 #define STACK_ARRAY (1 * MiB)
 #define SPARSE_STRIDE 7
 
@@ -36,6 +38,8 @@ enum {
 	SEED_RO = 0x6666,
 	SEED_NONE = 0x7777,
 	SEED_STACK = 0x8888,
+	SEED_MOVED = 0x9999,
+	SEED_AFTER = 0xaaaa,
 };
 
 /* Static so that saving and re-reading maps never changes the layout. */
@@ -151,7 +155,7 @@ int main(int argc, char **argv)
 {
 	char stack_array[STACK_ARRAY] __attribute__((aligned(64)));
 	char path[4096];
-	uint8_t *heap, *pop, *sparse, *file, *ro, *none, *guard;
+	uint8_t *heap, *pop, *sparse, *file, *ro, *none, *guard, *moved, *after;
 	uintptr_t brk0;
 	size_t i, off;
 	int fd;
@@ -208,10 +212,32 @@ int main(int argc, char **argv)
 
 	guard = map_anon(GUARD_SIZE, PROT_NONE, 0);
 
+	/* Two adjacent read-write anonymous mappings that stay apart: the
+	 * first was written, then moved there with mremap, which keeps its
+	 * page offset (mm/vma.c copy_vma), so the second, mapped afresh right
+	 * after it, does not follow on from it and is not merged with it
+	 * (mm/vma.c can_vma_merge_after). The second's odd pages only are
+	 * written: its first page is never touched. */
+	moved = map_anon(2 * MOVED_SIZE, PROT_NONE, 0);
+	after = map_anon(MOVED_SIZE, PROT_READ | PROT_WRITE, 0);
+	after[0] = 1; /* an unwritten one takes the offset of its new place */
+	if (mremap(after, MOVED_SIZE, MOVED_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, moved) != moved)
+		tgt_fail("mremap: %s", strerror(errno));
+	fill(moved, MOVED_SIZE, SEED_MOVED);
+	after = mmap(moved + MOVED_SIZE, MOVED_SIZE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (after != moved + MOVED_SIZE)
+		tgt_fail("mmap after the moved mapping: %s", strerror(errno));
+	for (off = PAGE; off < MOVED_SIZE; off += 2 * PAGE)
+		fill(after + off, PAGE, SEED_AFTER);
+
 	fill(stack_array, sizeof(stack_array), SEED_STACK);
 	pretouch_stack();
 
 	read_maps(maps_saved, sizeof(maps_saved));
+	snprintf(path, sizeof(path), "\n%lx-", (unsigned long)after);
+	if (!strstr(maps_saved, path))
+		tgt_fail("the mapping after the moved one (%p) was merged with it: nothing to check", after);
 	tgt_ready();
 	tgt_wait();
 
@@ -253,6 +279,13 @@ int main(int argc, char **argv)
 	if (mprotect(none, NONE_SIZE, PROT_READ) < 0)
 		tgt_fail("mprotect PROT_NONE region readable: %s", strerror(errno));
 	check("PROT_NONE region", none, NONE_SIZE, SEED_NONE);
+	check("moved mapping", moved, MOVED_SIZE, SEED_MOVED);
+	for (off = 0; off < MOVED_SIZE; off += PAGE) {
+		if ((off / PAGE) % 2)
+			check("mapping after the moved one", after + off, PAGE, SEED_AFTER);
+		else
+			check_zero("mapping after the moved one", after + off, PAGE);
+	}
 	check("stack array", stack_array, sizeof(stack_array), SEED_STACK);
 	(void)guard;
 	tgt_pass();

@@ -1,0 +1,51 @@
+//go:build linux
+
+package proc
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseNumaPolicies(t *testing.T) {
+	in := `55f6c9b8a000 default file=/usr/bin/cat mapped=2 N0=2 kernelpagesize_kB=4
+7f0000000000 prefer (many):0-1 anon=3 dirty=3 N0=3 kernelpagesize_kB=4
+7f0000100000 bind=static|balancing:0 heap anon=1 dirty=1 N0=1 kernelpagesize_kB=4
+7ffd00000000 interleave:0-3 stack anon=2
+`
+	got, err := ParseNumaPolicies(strings.NewReader(in), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NumaPolicy{
+		{0x55f6c9b8a000, "default"},
+		{0x7f0000000000, "prefer (many):0-1"},
+		{0x7f0000100000, "bind=static|balancing:0"},
+		{0x7ffd00000000, "interleave:0-3"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+	if got, _ := ParseNumaPolicies(strings.NewReader(in), 1); len(got) != 1 {
+		t.Errorf("max 1 gave %d policies", len(got))
+	}
+	if _, err := ParseNumaPolicies(strings.NewReader("zz default\n"), 0); err == nil {
+		t.Error("a bad address was taken")
+	}
+}
+
+func TestParseCgroups(t *testing.T) {
+	got, err := ParseCgroups([]byte("9:name=systemd:/\n4:memory:/a:b/c\n0::/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CgroupLine{{"name=systemd", "/"}, {"memory", "/a:b/c"}, {"", "/"}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+	if _, err := ParseCgroups([]byte("1:cpu\n")); err == nil {
+		t.Error("a line without a path was taken")
+	}
+}
