@@ -69,6 +69,7 @@ type options struct {
 	skipScale    bool
 	skipStall    bool
 	stallRuns    int
+	skipTHP      bool
 	skipCompress bool
 	compressRuns int
 	warmup       int
@@ -93,6 +94,7 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.BoolVar(&o.skipStall, "skip-stall", false, "skip the stall rows (dump --leave-running of a job writing its memory, with and without --snapshot)")
 	flag.IntVar(&o.stallRuns, "runs-stall", 4, "rounds for each stall row")
+	flag.BoolVar(&o.skipTHP, "skip-thp", false, "skip the THP row (1 GiB in transparent huge pages)")
 	flag.BoolVar(&o.skipCompress, "skip-compress", false, "skip the compression rows")
 	flag.IntVar(&o.compressRuns, "runs-compress", 3, "rounds for the compression rows")
 	flag.IntVar(&o.warmup, "warmup", 2, "untimed warm-up rounds before each memory row's timed rounds (0: none)")
@@ -160,6 +162,9 @@ func run(o *options) error {
 	if !o.skipMemory {
 		b.memoryRows()
 	}
+	if !o.skipTHP {
+		b.thpRow()
+	}
 	if !o.skipScale {
 		b.scaleRows()
 	}
@@ -171,6 +176,7 @@ func run(o *options) error {
 	}
 	b.summarize()
 	b.checkTargets()
+	b.thpTargets()
 	b.print(os.Stdout)
 	return b.save()
 }

@@ -53,6 +53,9 @@ func (b *bench) print(w io.Writer) {
 	if len(res.Memory) > 0 {
 		printMemory(w, res)
 	}
+	if len(res.THP) > 0 {
+		printTHP(w, res.THP)
+	}
 	if len(res.Scale) > 0 {
 		printScale(w, res.Scale)
 	}

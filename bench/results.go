@@ -27,6 +27,7 @@ type Results struct {
 	// memory row's timed rounds.
 	WarmupRounds int               `json:"warmup_rounds"`
 	Memory       []*MemoryRow      `json:"memory"`
+	THP          []*THPRow         `json:"thp,omitempty"`
 	Scale        []*ScaleRow       `json:"scale"`
 	Compression  []*CompressionRow `json:"compression,omitempty"`
 	Stall        []*StallRow       `json:"stall,omitempty"`

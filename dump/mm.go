@@ -75,7 +75,8 @@ func currentBrk(stat *proc.Stat, maps []proc.Mapping) (uint64, error) {
 }
 
 func vmaFromMapping(m proc.Mapping, refs map[string]*gocrpb.FileRef) (*gocrpb.Vma, error) {
-	v := &gocrpb.Vma{Start: m.Start, End: m.End, Pgoff: m.Offset, Prot: uint32(m.Prot), Name: m.Path, VmFlags: m.VmFlags}
+	v := &gocrpb.Vma{Start: m.Start, End: m.End, Pgoff: m.Offset, Prot: uint32(m.Prot), Name: m.Path, VmFlags: m.VmFlags,
+		AnonHugeBytes: m.AnonHugeBytes}
 	switch {
 	case m.Path == "[vdso]":
 		v.Kind = gocrpb.VmaKind_VMA_VDSO

@@ -2556,7 +2556,11 @@ type Vma struct {
 	// (Mm.saved_files); 0 if not saved.
 	SavedFile uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
 	// For VMA_SYSV_SHM: the segment's id (SysvIpc.shm).
-	SysvShmId     int32 `protobuf:"varint,91,opt,name=sysv_shm_id,json=sysvShmId,proto3" json:"sysv_shm_id,omitempty"`
+	SysvShmId int32 `protobuf:"varint,91,opt,name=sysv_shm_id,json=sysvShmId,proto3" json:"sysv_shm_id,omitempty"`
+	// Bytes of its anonymous memory held in transparent huge pages (smaps
+	// AnonHugePages); a restore gives huge pages again to the 2 MiB extents
+	// of such a mapping whose pages are all in the page image.
+	AnonHugeBytes uint64 `protobuf:"varint,131,opt,name=anon_huge_bytes,json=anonHugeBytes,proto3" json:"anon_huge_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2678,6 +2682,13 @@ func (x *Vma) GetSavedFile() uint64 {
 func (x *Vma) GetSysvShmId() int32 {
 	if x != nil {
 		return x.SysvShmId
+	}
+	return 0
+}
+
+func (x *Vma) GetAnonHugeBytes() uint64 {
+	if x != nil {
+		return x.AnonHugeBytes
 	}
 	return 0
 }
@@ -6111,7 +6122,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\xea\x02\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\x93\x03\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -6127,7 +6138,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\x12\x1d\n" +
 	"\n" +
 	"saved_file\x183 \x01(\x04R\tsavedFile\x12\x1e\n" +
-	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\"\x8d\x01\n" +
+	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\x12'\n" +
+	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +

@@ -43,6 +43,11 @@ type Mapping struct {
 	// CPUs with protection keys (fs/proc/task_mmu.c arch_show_smap); 0
 	// otherwise and when read from maps.
 	ProtectionKey int
+	// AnonHugeBytes is the smaps AnonHugePages line in bytes: the
+	// mapping's anonymous memory held in PMD-mapped transparent huge
+	// pages (fs/proc/task_mmu.c smaps_pmd_entry, show_smap); 0 when read
+	// from maps.
+	AnonHugeBytes uint64
 }
 
 // HasVmFlag reports whether f, a mnemonic such as "dd" or "sh", is in
@@ -138,6 +143,14 @@ func (p *mapsParser) line(b []byte) error {
 					return fmt.Errorf("bad ProtectionKey %q", v)
 				}
 				p.out[len(p.out)-1].ProtectionKey = n
+			}
+			if string(tok) == "AnonHugePages:" {
+				v, _ := nextField(b[len(tok):])
+				kb, ok := decUint(v)
+				if !ok || kb > 1<<53 {
+					return fmt.Errorf("bad AnonHugePages %q", v)
+				}
+				p.out[len(p.out)-1].AnonHugeBytes = kb << 10
 			}
 			return nil
 		}

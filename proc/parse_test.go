@@ -74,6 +74,7 @@ func TestParseSmapsEdge(t *testing.T) {
 		want[i].VmFlags = strings.Fields(edgeFlags[i])
 	}
 	want[3].ProtectionKey = 3 // pkey_mprotect'ed
+	want[4].AnonHugeBytes = 2 << 20
 	got, err := ParseSmaps(bytes.NewReader(fixture(t, "edge.smaps")))
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +377,8 @@ func TestGenSmaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Mapping{Start: 0x7f0000004000, End: 0x7f0000007000, Prot: r | x, Offset: 0x1000, Major: 0xfe, Inode: 1000,
-		Path: "/usr/lib/x86_64-linux-gnu/libexample0.so.1", VmFlags: []string{"rd", "ex", "mr", "mw", "me", "sd"}}
+		Path: "/usr/lib/x86_64-linux-gnu/libexample0.so.1", VmFlags: []string{"rd", "ex", "mr", "mw", "me", "sd"},
+		AnonHugeBytes: 12 << 10}
 	if diff := cmp.Diff(want, ms[1]); diff != "" {
 		t.Errorf("generated mapping 1 (-want +got):\n%s", diff)
 	}

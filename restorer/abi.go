@@ -200,8 +200,12 @@ type rstPages struct {
 	NrPages uint64 `c:"nr_pages"`
 	FileOff uint64 `c:"file_off"`
 	Stream  uint32 `c:"stream"`
-	Pad0    uint32
+	Flags   uint32 `c:"flags"` // rstPagesHuge
 }
+
+// rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
+// get a huge page each before their data is read in (thp.go).
+const rstPagesHuge = 1
 
 type rstFd struct {
 	Target  int32  `c:"target"`

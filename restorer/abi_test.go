@@ -140,6 +140,7 @@ var abiDefines = map[string]uint64{
 	"RST_MADV_RANDOM":        rstMadvRandom,
 	"RST_MADV_MERGEABLE":     rstMadvMergeable,
 	"RST_MADV_MLOCK_ONFAULT": rstMadvMlockOnfault,
+	"RST_PAGES_HUGE":         rstPagesHuge,
 
 	"RST_PROC_SETSID":    rstProcSetsid,
 	"RST_PROC_SETPGID":   rstProcSetpgid,

@@ -94,6 +94,7 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		closePages()
 		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 	}
+	pr.plan.markHugeExtents(pr.mm.Vmas, hugePagesAllowed())
 	// The sources own the files from here on (closed with them).
 	for s, f := range pages {
 		pr.plan.args.PagesFds[s] = src.Add(f)

@@ -154,6 +154,7 @@ var cTargets = map[string]struct {
 	"locks":          {"locks.c", nil},
 	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
 	"vmflags":        {"vmflags.c", nil},
+	"thp":            {"thp.c", nil},
 	"sharedtables":   {"sharedtables.c", nil},
 	"pathfds":        {"pathfds.c", nil},
 	"leaderexit":     {"leaderexit.c", []string{"-pthread"}},

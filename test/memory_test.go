@@ -5,6 +5,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/internal/ipc"
 	"github.com/gocr/gocr/internal/testhook"
 )
 
@@ -90,6 +92,32 @@ func TestPageStreams(t *testing.T) {
 			checkResult(t, tg, pid)
 		})
 	}
+}
+
+// TestPageStreamsNoSemUndo: the restorer's page-stream helper threads
+// leave the restored process without a System V semaphore undo list, as
+// its dump found it (kcmp KCMP_SYSVSEM against a process that never had
+// one). With one, every later dump would have to refuse it wherever a
+// semaphore set it may alter exists (dump/sysvipc.go checkSemUndo).
+func TestPageStreamsNoSemUndo(t *testing.T) {
+	needsRoot(t)
+	ref := exec.Command("sleep", "600")
+	if err := ref.Start(); err != nil {
+		t.Fatalf("start a process without an undo list: %v", err)
+	}
+	t.Cleanup(func() { ref.Process.Kill(); ref.Wait() })
+	tg := startTarget(t, "memory", t.TempDir())
+	if same, err := ipc.SameSemUndo(ref.Process.Pid, tg.pid); err != nil || !same {
+		t.Fatalf("the target has a semaphore undo list before the dump (kcmp: same %v, %v)", same, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--page-streams", "4")
+	tg.waitDead(t, "a dump without --leave-running")
+	pid := restoreDetached(t, tg, dir, nil)
+	if same, err := ipc.SameSemUndo(ref.Process.Pid, pid); err != nil || !same {
+		t.Errorf("the restored process has a semaphore undo list it did not have (kcmp: same %v, %v)", same, err)
+	}
+	checkResult(t, tg, pid)
 }
 
 // TestPageStreamsBadInput: a bad --page-streams is refused before the

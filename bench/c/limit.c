@@ -11,6 +11,11 @@
  *   r PATH...    read() the files into fresh anonymous memory (mmap'ed for
  *                this command and unmapped after it), as a restore
  *                reads its page image into fresh mappings
+ *   f MIB        fault MIB MiB of fresh anonymous memory in transparent
+ *                huge pages (2 MiB-aligned, MADV_HUGEPAGE, one byte
+ *                written per 2 MiB): what memory in huge pages costs
+ *                before anything is copied into it; "error ..." if the
+ *                kernel gave fewer than all of it in huge pages
  */
 #include "bench.h"
 #include <time.h>
@@ -91,6 +96,49 @@ static int do_read(char **paths, int n)
 	return 0;
 }
 
+#define HUGE (2UL << 20)
+
+/* anon_huge_kib is AnonHugePages of this process (/proc/self/smaps_rollup,
+ * man 5 proc_pid_smaps_rollup), or -1. */
+static long anon_huge_kib(void)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long kib = -1;
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, "AnonHugePages:", 14) == 0)
+			kib = strtol(line + 14, NULL, 10);
+	fclose(f);
+	return kib;
+}
+
+static int do_fault_huge(size_t mib)
+{
+	size_t len = mib << 20;
+	uint64_t t0 = now();
+	char *raw = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return -1;
+	char *p = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
+	if (madvise(p, len, MADV_HUGEPAGE) != 0) {
+		munmap(raw, len + HUGE);
+		return -1;
+	}
+	for (size_t off = 0; off < len; off += HUGE)
+		p[off] = 1;
+	uint64_t t = now() - t0;
+	long kib = anon_huge_kib();
+	munmap(raw, len + HUGE);
+	if (kib < (long)(len >> 10)) {
+		printf("error only %ld of %zu KiB in huge pages\n", kib, len >> 10);
+		return 0;
+	}
+	printf("%llu\n", (unsigned long long)t);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -117,6 +165,8 @@ int main(int argc, char **argv)
 			rc = do_write(args[1], args[2][0] == '1');
 		else if (n >= 2 && strcmp(args[0], "r") == 0)
 			rc = do_read(args + 1, n - 1);
+		else if (n == 2 && strcmp(args[0], "f") == 0)
+			rc = do_fault_huge(strtoull(args[1], NULL, 10));
 		else
 			errno = EINVAL;
 		if (rc != 0)

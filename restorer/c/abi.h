@@ -105,17 +105,21 @@ _Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
 /* A run of pages: its data is at file_off in the page image of its stream
  * (pages_fds[stream]). */
 #define RST_PAGE_STREAMS_MAX 4
+/* flags: the run is whole 2 MiB extents that get a huge page each before
+ * their data is read in (vaddr and nr_pages aligned to them). */
+#define RST_PAGES_HUGE 1
 struct rst_pages {
 	u64 vaddr;
 	u64 nr_pages;
 	u64 file_off;
 	u32 stream;
-	u32 pad0;
+	u32 flags;
 };
 BUILD_BUG_ON_OFFSET(struct rst_pages, vaddr, 0);
 BUILD_BUG_ON_OFFSET(struct rst_pages, nr_pages, 8);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file_off, 16);
 BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
+BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
 _Static_assert(sizeof(struct rst_pages) == 32, "rst_pages size");
 
 struct rst_fd {

@@ -744,6 +744,33 @@ __asm__(".text\n"
 	"	pop %r12\n"
 	"	ret\n");
 
+/* include/uapi/asm-generic/mman-common.h; the PMD size on x86-64 */
+#define MADV_COLLAPSE 25
+#define HUGE_PAGE_SIZE (2UL << 20)
+
+/* Each 2 MiB extent a run flagged RST_PAGES_HUGE touches gets a huge page
+ * before the run's data is read, so the read makes no fault: one byte the
+ * run itself is to fill, written per extent, gives the extent a page
+ * table and one small writable page, which MADV_COLLAPSE replaces by a
+ * huge page. For a caller (unlike khugepaged) empty entries do not stop a
+ * collapse, nor do the sysfs settings, only VM_NOHUGEPAGE and
+ * PR_SET_THP_DISABLE (mm/khugepaged.c madvise_collapse,
+ * __collapse_huge_page_isolate); and it leaves the VMA's flags as they
+ * are, where MADV_HUGEPAGE would add "hg" for good (hugepage_madvise).
+ * gocr flags only runs whose extents are all in the page image; an
+ * extent another stream's thread reads part of is collapsed by both, the
+ * kernel copying whatever is already in place (a collapse works on live
+ * memory, as khugepaged does). It fails on kernels before 6.1 or without
+ * a free huge page: the run is then read into small pages, as before. */
+static void prepare_huge(u64 addr, u64 len)
+{
+	u64 start = addr & ~(HUGE_PAGE_SIZE - 1);
+	u64 end = (addr + len + HUGE_PAGE_SIZE - 1) & ~(HUGE_PAGE_SIZE - 1);
+	for (u64 ext = start; ext < end; ext += HUGE_PAGE_SIZE)
+		*(volatile u8 *)(ext > addr ? ext : addr) = 0;
+	sys3(__NR_madvise, start, end - start, MADV_COLLAPSE);
+}
+
 /* Reads every range of one page stream straight from its image into
  * place. */
 static void read_stream(struct rst_args *a, u32 stream)
@@ -756,6 +783,8 @@ static void read_stream(struct rst_args *a, u32 stream)
 		u64 addr = pr[i].vaddr;
 		u64 left = pr[i].nr_pages * PAGE_SIZE;
 		u64 foff = pr[i].file_off;
+		if (pr[i].flags & RST_PAGES_HUGE)
+			prepare_huge(addr, left);
 		while (left > 0) {
 			long n = sys4(__NR_pread64, fd, addr, left, foff);
 			if (n == -EINTR)
@@ -794,9 +823,13 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 	u32 by_leader = 1;
 	for (u32 s = 1; s < a->nr_page_streams; s++) {
 		s32 tid = a->page_helper_tids[s];
+		/* No CLONE_SYSVSEM: sharing would first give the process a
+		 * System V semaphore undo list (ipc/sem.c copy_semundo), which
+		 * the dumped one may not have had and which a later dump must
+		 * then refuse (dump/sysvipc.go checkSemUndo). A helper only
+		 * reads pages and exits. */
 		struct clone_args ca = {
-			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
-				 CLONE_CHILD_CLEARTID,
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_CHILD_CLEARTID,
 			.child_tid = (u64)&a->page_helpers_running[s],
 			.stack = stacks + (u64)(s - 1) * a->thread_stack,
 			.stack_size = a->thread_stack,
