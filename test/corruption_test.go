@@ -96,7 +96,7 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "PauserEINTR", target: "pauser", blockedIn: sysPause, gdb: fixed(fakeEINTR...),
 			want: "pause returned -1 (Interrupted system call) before SIGTERM"},
 		{name: "PipeEINTR", target: "pipe_reader", stdinPipe: true, blockedIn: sysRead, gdb: fixed(fakeEINTR...),
-			want: "read(stdin) after 0 bytes: Interrupted system call"},
+			want: "read(fd 0) after 0 bytes: Interrupted system call"},
 		{name: "PipeData", target: "pipe_reader", stdinPipe: true,
 			after: func(t *testing.T, tg *target, w *os.File) {
 				if _, err := w.Write([]byte("hellp\n")); err != nil {
