@@ -311,10 +311,11 @@ func TestCrRestartPidns(t *testing.T) {
 		r := runBLCR(t, blcrCall{}, "cr_restart", "-d", "--pidns=never", ctx)
 		blcrFailure(t, r, 75, fmt.Sprintf("pid %d is in use", tg.pid), "--pidns=auto")
 		r = mustBLCR(t, blcrCall{}, "cr_restart", "-d", ctx)
+		// Found first, so that its cleanup ends the job whatever fails.
+		host, _ := nsJob(t, tg, tg.pid)
 		if lines := stderrLines(r); len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("pid %d is in use", tg.pid)) || !strings.Contains(lines[0], "new PID namespace") {
 			t.Fatalf("want one line saying pid %d is in use and a new PID namespace\n%v", tg.pid, r)
 		}
-		host, _ := nsJob(t, tg, tg.pid)
 		checkResult(t, tg, host)
 	})
 	t.Run("TakenByTheJob", func(t *testing.T) {

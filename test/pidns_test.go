@@ -128,14 +128,18 @@ func TestPidnsTakenAuto(t *testing.T) {
 	waitAllGone(t, pids, "the dump")
 	holder := takePid(t, tg.pid)
 	r := runGocr(t, nil, "restore", "-D", dir, "-d", "--pidns=auto")
+	if r.code != 0 {
+		t.Fatalf("restore --pidns=auto failed: %v", r)
+	}
+	// Found first, so that its cleanup ends the job whatever fails.
+	host, reaper := nsJob(t, tg, tg.pid)
 	lines := stderrLines(r)
-	if r.code != 0 || len(lines) != 1 {
-		t.Fatalf("want success with one line on stderr: %v", r)
+	if len(lines) != 1 {
+		t.Fatalf("want one line on stderr: %v", r)
 	}
 	if want := fmt.Sprintf("pid %d is in use", tg.pid); !strings.Contains(lines[0], want) || !strings.Contains(lines[0], "new PID namespace") {
 		t.Fatalf("stderr %q does not say %q and that it restores in a new PID namespace", lines[0], want)
 	}
-	host, reaper := nsJob(t, tg, tg.pid)
 	if ppid := readPpid(t, tg.pid); ppid != holder.Process.Pid {
 		t.Fatalf("pid %d has parent %d after the restore, want takepid %d: not the unrelated process", tg.pid, ppid, holder.Process.Pid)
 	}
