@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/gocr/gocr/proc"
 )
@@ -60,7 +59,7 @@ type THPRow struct {
 func (b *bench) thpRow() {
 	row := &THPRow{Name: "1 GiB THP tmpfs", MiB: gib / mib, Dir: tmpfsDir, Warmup: b.o.warmup}
 	b.res.THP = append(b.res.THP, row)
-	if mode := thpMode(); mode != "always" && mode != "madvise" {
+	if mode := proc.THPMode(); mode != "always" && mode != "madvise" {
 		row.Err = fmt.Sprintf("not run: transparent huge pages are %q here (%s)", mode, thpSysfs)
 		b.logf("%s: %s", row.Name, row.Err)
 		return
@@ -178,33 +177,6 @@ func anonHugeKiB(pid int) (int64, error) {
 		total += m.AnonHugeBytes
 	}
 	return int64(total >> 10), nil
-}
-
-// thpMode is the mode anonymous memory gets 2 MiB huge pages in here: the
-// 2 MiB size's own setting, or the global one where it says "inherit" or
-// is missing; "" without 2 MiB transparent huge pages.
-func thpMode() string {
-	size, err := os.ReadFile(thpSysfs + "/hpage_pmd_size")
-	if err != nil || strings.TrimSpace(string(size)) != "2097152" {
-		return ""
-	}
-	mode := bracketed(thpSysfs + "/hugepages-2048kB/enabled")
-	if mode == "" || mode == "inherit" {
-		mode = bracketed(thpSysfs + "/enabled")
-	}
-	return mode
-}
-
-// bracketed is the chosen value of a sysfs setting such as
-// "always [madvise] never".
-func bracketed(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	_, rest, _ := strings.Cut(string(b), "[")
-	mode, _, _ := strings.Cut(rest, "]")
-	return mode
 }
 
 // thpTargets checks the THP row against its goals: the restore within

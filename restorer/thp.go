@@ -4,12 +4,11 @@ package restorer
 
 import (
 	"cmp"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/gocr/gocr/gocrpb"
+	procfs "github.com/gocr/gocr/proc"
 )
 
 // hugePageSize is the size of a PMD-mapped transparent huge page on
@@ -17,45 +16,16 @@ import (
 // writes one byte per 2 MiB (restorer/c/restorer.c prepare_huge).
 const hugePageSize = 2 << 20
 
-// thpSysfs is where the kernel shows its transparent huge page settings
-// (Documentation/admin-guide/mm/transhuge.rst).
-const thpSysfs = "/sys/kernel/mm/transparent_hugepage"
-
 // hugePagesAllowed reports whether this machine lets anonymous memory be
-// backed by PMD-size transparent huge pages at all: the kernel has them
-// (hpage_pmd_size is 2 MiB) and the administrator did not set their mode
-// to "never". The mode is the 2 MiB size's own (hugepages-2048kB/enabled,
-// Linux 6.8), or the global one where that says "inherit" or does not
-// exist. MADV_COLLAPSE, which the restorer uses, would ignore "never"
-// (mm/khugepaged.c madvise_collapse checks the VMA without the sysfs
-// settings), but a job restored on a machine whose administrator turned
-// huge pages off should not get them from gocr.
+// backed by PMD-size transparent huge pages at all (procfs.THPMode is not
+// "never" or none). MADV_COLLAPSE, which the restorer uses, would ignore
+// "never" (mm/khugepaged.c madvise_collapse checks the VMA without the
+// sysfs settings), but a job restored on a machine whose administrator
+// turned huge pages off should not get them from gocr.
 var hugePagesAllowed = sync.OnceValue(func() bool {
-	size, err := os.ReadFile(thpSysfs + "/hpage_pmd_size")
-	if err != nil || strings.TrimSpace(string(size)) != "2097152" {
-		return false
-	}
-	mode := thpMode(thpSysfs + "/hugepages-2048kB/enabled")
-	if mode == "" || mode == "inherit" {
-		mode = thpMode(thpSysfs + "/enabled")
-	}
+	mode := procfs.THPMode()
 	return mode == "always" || mode == "madvise"
 })
-
-// thpMode is the bracketed choice of a sysfs THP setting such as
-// "always [madvise] never", or "" if it cannot be read.
-func thpMode(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	_, rest, ok := strings.Cut(string(b), "[")
-	mode, _, ok2 := strings.Cut(rest, "]")
-	if !ok || !ok2 {
-		return ""
-	}
-	return mode
-}
 
 // markHugeExtents gives huge pages back where the dumped process had
 // them. In each private anonymous mapping that had some (smaps

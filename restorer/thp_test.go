@@ -3,8 +3,6 @@
 package restorer
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -60,30 +58,5 @@ func TestMarkHugeExtents(t *testing.T) {
 	p.markHugeExtents(vmas, false)
 	if diff := cmp.Diff(pages, p.pages); diff != "" {
 		t.Errorf("markHugeExtents not allowed (-want +got):\n%s", diff)
-	}
-}
-
-func TestThpMode(t *testing.T) {
-	dir := t.TempDir()
-	for in, want := range map[string]string{
-		"always [madvise] never\n":                "madvise",
-		"[always] madvise never\n":                "always",
-		"always inherit madvise [never]\n":        "never",
-		"always [inherit] madvise never\n":        "inherit",
-		"always madvise never\n":                  "",
-		"":                                        "",
-		"always [madvise never\n":                 "",
-		"[always] [madvise] never, but malformed": "always",
-	} {
-		path := filepath.Join(dir, "enabled")
-		if err := os.WriteFile(path, []byte(in), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if got := thpMode(path); got != want {
-			t.Errorf("thpMode(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := thpMode(filepath.Join(dir, "missing")); got != "" {
-		t.Errorf("thpMode(missing file) = %q, want \"\"", got)
 	}
 }

@@ -3,8 +3,6 @@
 package test
 
 import (
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/gocr/gocr/proc"
@@ -13,49 +11,17 @@ import (
 // Transparent huge pages: where the dumped process had them, the restored
 // one has them again, and nowhere else.
 
-// thpSysfs is where the kernel shows its transparent huge page settings
-// (Documentation/admin-guide/mm/transhuge.rst).
-const thpSysfs = "/sys/kernel/mm/transparent_hugepage"
-
-// thpMode is the mode anonymous memory gets 2 MiB huge pages in on this
-// machine ("always", "madvise" or "never"): the 2 MiB size's own setting
-// (Linux 6.8), or the global one where it says "inherit" or is missing;
-// "" where the kernel has no transparent huge pages of 2 MiB.
-func thpMode() string {
-	size, err := os.ReadFile(thpSysfs + "/hpage_pmd_size")
-	if err != nil || strings.TrimSpace(string(size)) != "2097152" {
-		return ""
-	}
-	mode := bracketed(thpSysfs + "/hugepages-2048kB/enabled")
-	if mode == "" || mode == "inherit" {
-		mode = bracketed(thpSysfs + "/enabled")
-	}
-	return mode
-}
-
-// bracketed is the chosen value of a sysfs setting such as
-// "always [madvise] never".
-func bracketed(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	_, rest, _ := strings.Cut(string(b), "[")
-	mode, _, _ := strings.Cut(rest, "]")
-	return mode
-}
-
 // needsTHP skips a test on a machine without transparent huge pages for
 // anonymous memory, and returns the mode.
 func needsTHP(t *testing.T) string {
 	t.Helper()
-	switch mode := thpMode(); mode {
+	switch mode := proc.THPMode(); mode {
 	case "always", "madvise":
 		return mode
 	case "":
-		t.Skipf("this kernel has no 2 MiB transparent huge pages (%s/hpage_pmd_size)", thpSysfs)
+		t.Skipf("this kernel has no 2 MiB transparent huge pages (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size)")
 	default:
-		t.Skipf("transparent huge pages are %q on this machine (%s/enabled), so no process has any", mode, thpSysfs)
+		t.Skipf("transparent huge pages are %q on this machine (/sys/kernel/mm/transparent_hugepage), so no process has any", mode)
 	}
 	return ""
 }
