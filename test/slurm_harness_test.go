@@ -26,7 +26,7 @@ package test
 //     cgroup.conf; and it is the tracking under which gocr's restored
 //     processes must be descendants of the job's cr_run. startSlurmWith
 //     can choose proctrack/cgroup instead, on cgroup v1 (slurmd's cgroup v2
-//     plugin does not run on a host with v1 hierarchies mounted, issue 13):
+//     plugin does not run on a host with v1 hierarchies mounted):
 //     sites use it, and there a restored process must be in the job's
 //     cgroup.
 //   - munged with its own key and socket in the directory, running as user
