@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -200,36 +199,8 @@ func TestCompressedTruncated(t *testing.T) {
 // as it is written.
 func TestCompressedStream(t *testing.T) {
 	files := map[string]string{"inventory.img": "inventory", "pages.img": pageLike(5 << 20)}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := dumpDir(t, files)
-	done := make(chan error, 1)
 	consumed := new(atomic.Int64)
-	go func() {
-		cw, err := NewWriterOptions(w, WriterOptions{Compression: LZ4, Consumed: consumed})
-		if err == nil {
-			err = cw.AddDir(dir)
-		}
-		if err == nil {
-			err = cw.Close()
-		}
-		w.Close()
-		done <- err
-	}()
-	out := t.TempDir()
-	_, err = Extract(r, out)
-	r.Close()
-	if werr := <-done; werr != nil {
-		t.Fatal(werr)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(files, readAll(t, out)); diff != "" {
-		t.Errorf("extracted files (-want +got):\n%s", diff)
-	}
+	pipeRoundTrip(t, files, WriterOptions{Compression: LZ4, Consumed: consumed})
 	var size int64
 	for _, data := range files {
 		size += int64(len(data))

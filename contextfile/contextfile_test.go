@@ -143,14 +143,21 @@ func TestNotContext(t *testing.T) {
 
 // TestStream: the writer never seeks, so a context goes through a pipe.
 func TestStream(t *testing.T) {
+	pipeRoundTrip(t, sample, WriterOptions{})
+}
+
+// pipeRoundTrip writes a context of files with opts into a pipe while
+// Extract reads it from the other end, and checks what comes out.
+func pipeRoundTrip(t *testing.T, files map[string]string, opts WriterOptions) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := dumpDir(t, sample)
+	dir := dumpDir(t, files)
 	done := make(chan error, 1)
 	go func() {
-		cw, err := NewWriter(w)
+		cw, err := NewWriterOptions(w, opts)
 		if err == nil {
 			err = cw.AddDir(dir)
 		}
@@ -169,7 +176,7 @@ func TestStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(sample, readAll(t, out)); diff != "" {
+	if diff := cmp.Diff(files, readAll(t, out)); diff != "" {
 		t.Errorf("extracted files (-want +got):\n%s", diff)
 	}
 }
