@@ -63,17 +63,38 @@ func ReadCoredumpFilter(pid int) (uint32, error) {
 // /proc/PID/autogroup, "/autogroup-N nice X" (man 7 sched, "The
 // autogroup feature"). ErrNotShown: a kernel without
 // CONFIG_SCHED_AUTOGROUP.
+//
+// A process whose line of ancestors never called setsid since boot (a
+// batch system's runner may be one) is in init's default autogroup, for
+// which the file is empty: proc_sched_autogroup_show_task prints only
+// for an autogroup with a task group of its own (kernel/sched/autogroup.c).
+// Its nice is 0, and stays 0: the default one's task group is the root
+// one, whose weight cannot be changed (sched_group_set_shares in
+// kernel/sched/fair.c refuses it).
 func ReadAutogroupNice(pid int) (int32, error) {
 	s, err := readAttr(pid, "autogroup")
 	if err != nil {
 		return 0, err
 	}
-	_, after, ok := strings.Cut(s, " nice ")
-	n, perr := strconv.ParseInt(after, 10, 32)
-	if !ok || perr != nil {
+	n, ok := parseAutogroupNice(s)
+	if !ok {
 		return 0, fmt.Errorf("/proc/%d/autogroup: %q is not \"/autogroup-N nice X\"", pid, s)
 	}
-	return int32(n), nil
+	return n, nil
+}
+
+// parseAutogroupNice reads the nice from /proc/PID/autogroup's text,
+// 0 for the default autogroup's empty one.
+func parseAutogroupNice(s string) (int32, bool) {
+	if s == "" {
+		return 0, true
+	}
+	_, after, ok := strings.Cut(s, " nice ")
+	n, err := strconv.ParseInt(after, 10, 32)
+	if !ok || err != nil {
+		return 0, false
+	}
+	return int32(n), true
 }
 
 // ReadAuditIds reads /proc/PID/loginuid and /proc/PID/sessionid

@@ -49,3 +49,24 @@ func TestParseCgroups(t *testing.T) {
 		t.Error("a line without a path was taken")
 	}
 }
+
+// TestParseAutogroupNice: the default autogroup (a process descended
+// from init without a setsid) shows as empty text, of nice 0.
+func TestParseAutogroupNice(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		nice int32
+		ok   bool
+	}{
+		{"/autogroup-23364 nice 0", 0, true},
+		{"/autogroup-7 nice -5", -5, true},
+		{"", 0, true},
+		{"/autogroup-7", 0, false},
+		{"/autogroup-7 nice x", 0, false},
+	} {
+		nice, ok := parseAutogroupNice(c.in)
+		if nice != c.nice || ok != c.ok {
+			t.Errorf("%q: got %d %v, want %d %v", c.in, nice, ok, c.nice, c.ok)
+		}
+	}
+}

@@ -31,8 +31,11 @@ func addAttrs(v kernelView, base string) error {
 		}
 		v[name] = strings.TrimSpace(string(b))
 	}
+	// The default autogroup shows as empty text, of nice 0 (see
+	// proc.ReadAutogroupNice).
 	b, err := os.ReadFile(filepath.Join(base, "autogroup"))
 	if err == nil {
+		v["autogroup nice"] = "0"
 		if _, nice, ok := strings.Cut(strings.TrimSpace(string(b)), " nice "); ok {
 			v["autogroup nice"] = nice
 		}
