@@ -267,10 +267,14 @@ fuzz:
 	fail=0; for pid in $$pids; do wait $$pid || fail=1; done; exit $$fail
 
 # soak: the long checks, not run by test: the fuzz targets for a million
-# inputs each, and gocr killed at random.
-soak:
+# inputs each, gocr killed at random, and the integration tests
+# SOAK_COUNT times in a row with the soak-only ones (GOCR_SOAK=1: many
+# cycles, much memory) among them.
+SOAK_COUNT ?= 20
+soak: deps tools
 	$(MAKE) fuzz FUZZTIME=1000000x
 	$(MAKE) reliability
+	GOCR_SOAK=1 $(GO) test -count=$(SOAK_COUNT) -timeout 0 ./test
 
 # reliability: gocr SIGKILLed at random instants of dumps and restores,
 # RELIABILITY_TRIALS trials (docs/RELIABILITY.md, "gocr killed at

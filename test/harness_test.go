@@ -334,6 +334,16 @@ func needsRoot(t *testing.T) {
 	}
 }
 
+// soakOnly skips a long test (many cycles, much memory, a whole service
+// restarted over and over) unless GOCR_SOAK=1, which `make soak` sets:
+// `make test` keeps to its time budget (docs/TESTING.md).
+func soakOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv("GOCR_SOAK") != "1" {
+		t.Skip("a soak test: runs under `make soak` (GOCR_SOAK=1), not in `make test`'s time budget")
+	}
+}
+
 // needsGocr skips tests that exercise gocr itself in standalone mode.
 func needsGocr(t *testing.T) {
 	t.Helper()
