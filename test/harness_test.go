@@ -335,8 +335,8 @@ func needsRoot(t *testing.T) {
 }
 
 // soakOnly skips a long test (many cycles, much memory, a whole service
-// restarted over and over) unless GOCR_SOAK=1, which `make soak` sets:
-// `make test` keeps to its time budget (docs/TESTING.md).
+// restarted over and over) unless GOCR_SOAK=1, which `make soak` sets, so
+// that `make test` keeps to its time budget (README.md, first lines).
 func soakOnly(t *testing.T) {
 	t.Helper()
 	if os.Getenv("GOCR_SOAK") != "1" {
