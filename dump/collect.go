@@ -116,6 +116,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 		if err := checkThreadSeccomp(pid, tid); err != nil {
 			return nil, err
 		}
+		if err := checkThreadIOPerm(t, tid); err != nil {
+			return nil, fmt.Errorf("thread %d: %w", tid, err)
+		}
 		th, err := collectThread(t, tid, fr.sigs[tid])
 		if err != nil {
 			return nil, fmt.Errorf("thread %d: %w", tid, err)

@@ -14,11 +14,11 @@ import (
 )
 
 // Special x86 CPU state of a process that the restorer does not set
-// again: refused, one line naming it. ioperm(2) and iopl(2) are not
-// checked: nothing in /proc shows them (iopl's level is the thread's
-// iopl_emul, ioperm's bitmap only the NT_386_IOPERM regset,
-// arch/x86/kernel/ioport.c, arch/x86/kernel/ptrace.c), and kernels
-// without CONFIG_X86_IOPL_IOPERM, such as Debian's, refuse both calls.
+// again: refused, one line naming it. ioperm(2)'s bitmap is read per
+// thread from its regset (checkThreadIOPerm); iopl(2)'s level is the
+// thread's iopl_emul (arch/x86/kernel/ioport.c), which nothing shows, and
+// needs CAP_SYS_RAWIO. Kernels without CONFIG_X86_IOPL_IOPERM, such as
+// Debian's, refuse both calls.
 
 // Kernel constants (arch/x86/include/uapi/asm/prctl.h; the xsave
 // feature numbers of arch/x86/include/asm/fpu/types.h).
@@ -85,6 +85,20 @@ func checkXcompPerm(t *ptrace.Tracer, fr *frozenProc) error {
 	// (XFEATURE_MASK_USER_DYNAMIC, arch/x86/include/asm/fpu/xstate.h).
 	if binary.LittleEndian.Uint64(perm[:])&(1<<xfeatureXtileData) != 0 {
 		return errors.New("the process has permission for AMX tile data (ARCH_REQ_XCOMP_PERM), which gocr cannot restore")
+	}
+	return nil
+}
+
+// checkThreadIOPerm refuses a thread given I/O port permissions with
+// ioperm(2): the restorer does not give them back, and its next in/out
+// instruction would fault.
+func checkThreadIOPerm(t *ptrace.Tracer, tid int) error {
+	has, err := t.HasIOBitmap(tid)
+	if err != nil {
+		return err
+	}
+	if has {
+		return errors.New("it has I/O port permissions (ioperm), which gocr cannot restore")
 	}
 	return nil
 }

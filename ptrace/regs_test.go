@@ -114,3 +114,35 @@ func TestRseqConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIOBitmap: a thread given port permissions with ioperm shows them
+// through its regset; on a kernel without CONFIG_X86_IOPL_IOPERM the
+// regset is absent and no thread has any.
+func TestIOBitmap(t *testing.T) {
+	plain := startTarget(t, "pause")
+	withPorts := startTarget(t, "ioperm")
+	settle()
+	tr := newTracer(t)
+	seizeStop(t, tr, plain.pid)
+	seizeStop(t, tr, withPorts.pid)
+	if has, err := tr.HasIOBitmap(plain.pid); err != nil || has {
+		t.Errorf("a thread without ioperm: HasIOBitmap = %v, %v; want false, nil", has, err)
+	}
+	has, err := tr.HasIOBitmap(withPorts.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch withPorts.ready {
+	case "READY ioperm ok":
+		if !has {
+			t.Error("a thread with ioperm(0x80): HasIOBitmap = false")
+		}
+	case "READY ioperm ENOSYS":
+		if has {
+			t.Error("ioperm is not in this kernel, yet HasIOBitmap = true")
+		}
+		t.Skip("this kernel has no ioperm (CONFIG_X86_IOPL_IOPERM unset): only the regset's absence was checked")
+	default:
+		t.Fatalf("target: %q", withPorts.ready)
+	}
+}

@@ -79,6 +79,16 @@ static int mode_pause(void) {
 	return 0;
 }
 
+// ioperm: I/O port 0x80 permitted ("READY ioperm ok"), or why not
+// ("READY ioperm ENOSYS" on a kernel without CONFIG_X86_IOPL_IOPERM).
+static int mode_ioperm(void) {
+	int r = syscall(SYS_ioperm, 0x80UL, 1UL, 1);
+	printf("READY ioperm %s\n", r == 0 ? "ok" : errno == ENOSYS ? "ENOSYS" : strerror(errno));
+	fflush(stdout);
+	pause();
+	return 0;
+}
+
 static int mode_handler(void) {
 	install(SIGUSR1);
 	ready();
@@ -181,5 +191,6 @@ int main(int argc, char **argv) {
 	if (!strcmp(m, "xmm")) return mode_xmm();
 	if (!strcmp(m, "sigqueue")) return mode_sigqueue();
 	if (!strcmp(m, "vfork")) return mode_vfork();
+	if (!strcmp(m, "ioperm")) return mode_ioperm();
 	return 2;
 }
