@@ -155,3 +155,24 @@ func TestCheckAttrsAutogroup(t *testing.T) {
 		t.Errorf("checkAttrs of a session leader: %v", err)
 	}
 }
+
+// TestCheckRlimits: a hard limit above gocr's own is refused unless gocr
+// holds CAP_SYS_RESOURCE, which lets the restorer raise it.
+func TestCheckRlimits(t *testing.T) {
+	var own unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_CORE, &own); err != nil {
+		t.Fatal(err)
+	}
+	if own.Max == unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_CORE's hard limit is unlimited here: no limit is above it")
+	}
+	task := &gocrpb.Task{Rlimits: []*gocrpb.Rlimit{{Resource: unix.RLIMIT_CORE, Cur: 0, Max: own.Max + 1}}}
+	err := checkRlimits(task)
+	if hasCap(capSysResource) {
+		if err != nil {
+			t.Errorf("with CAP_SYS_RESOURCE: %v", err)
+		}
+	} else if err == nil {
+		t.Error("without CAP_SYS_RESOURCE a hard limit above gocr's was taken")
+	}
+}
