@@ -275,12 +275,21 @@ func (s Stop) String() string {
 	case Exited:
 		return fmt.Sprintf("exited with status %d", s.Status.ExitStatus())
 	case Killed:
-		return fmt.Sprintf("killed by %v", unix.Signal(s.Sig))
+		return "killed by " + signalName(s.Sig)
 	case EventStop, OtherEventStop:
-		return fmt.Sprintf("%v (event %#x, %v)", s.Kind, s.Event, unix.Signal(s.Sig))
+		return fmt.Sprintf("%v (event %#x, %s)", s.Kind, s.Event, signalName(s.Sig))
 	default:
-		return fmt.Sprintf("%v (%v)", s.Kind, unix.Signal(s.Sig&0x7f))
+		return fmt.Sprintf("%v (%s)", s.Kind, signalName(s.Sig&0x7f))
 	}
+}
+
+// signalName names a signal as SIGKILL: a unix.Signal prints as its
+// description ("killed"), which after "killed by" says nothing.
+func signalName(sig int) string {
+	if name := unix.SignalName(unix.Signal(sig)); name != "" {
+		return name
+	}
+	return fmt.Sprintf("signal %d", sig)
 }
 
 // decodeStop classifies a wait status (man 2 ptrace, "Stopped states").

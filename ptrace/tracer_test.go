@@ -45,6 +45,9 @@ func TestDecodeStop(t *testing.T) {
 			t.Errorf("decodeStop(%#x).String() empty", uint32(tc.ws))
 		}
 	}
+	if got := decodeStop(unix.WaitStatus(unix.SIGKILL)).String(); got != "killed by SIGKILL" {
+		t.Errorf("a process killed by SIGKILL reads %q", got)
+	}
 }
 
 // TestDoRunsOnOneThread: every Do runs on the tracer's one OS thread, and a

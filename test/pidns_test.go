@@ -278,16 +278,28 @@ func TestPidnsKillReaper(t *testing.T) {
 func TestPidnsExitStatus(t *testing.T) {
 	needsGocr(t)
 	dir, tg := dumpedCounter(t)
+	var lastErr string
 	foreground := func(signal func(host, reaper int)) int {
 		ctx, cancel := context.WithTimeout(context.Background(), gocrTimeout)
 		defer cancel()
 		cmd, outPath, errPath := gocrCmd(t, ctx, nil, "restore", "-D", dir, "--pidns=always")
+		before, err := os.Stat(tg.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		host, reaper := nsJob(t, tg, tg.pid)
+		// The job is found as soon as the restore made it; only once it
+		// writes its log (the dumped one is dead) does it run its own
+		// code, the restore done: a signal before would end the restore.
+		waitFor(t, "the restored counter writes its log", func() bool {
+			st, err := os.Stat(tg.logPath)
+			return err == nil && (st.Size() != before.Size() || !st.ModTime().Equal(before.ModTime()))
+		}, tg.diagnostics)
 		signal(host, reaper)
-		err := cmd.Wait()
+		err = cmd.Wait()
 		if _, ok := err.(*exec.ExitError); err != nil && !ok {
 			t.Fatal(err)
 		}
@@ -296,13 +308,15 @@ func TestPidnsExitStatus(t *testing.T) {
 			e, _ := os.ReadFile(errPath)
 			t.Fatalf("gocr restore did not end with its job: stdout %s, stderr %s", o, e)
 		}
+		e, _ := os.ReadFile(errPath)
+		lastErr = string(e)
 		return cmd.ProcessState.ExitCode()
 	}
 	if code := foreground(func(host, _ int) { syscall.Kill(host, syscall.SIGKILL) }); code != 128+int(syscall.SIGKILL) {
-		t.Fatalf("gocr restore exited %d after its job was SIGKILLed, want %d", code, 128+int(syscall.SIGKILL))
+		t.Fatalf("gocr restore exited %d after its job was SIGKILLed, want %d; stderr: %s", code, 128+int(syscall.SIGKILL), lastErr)
 	}
 	if code := foreground(func(_, reaper int) { syscall.Kill(reaper, syscall.SIGTERM) }); code != 0 {
-		t.Fatalf("gocr restore exited %d after its job passed, want 0\n%s", code, tg.diagnostics())
+		t.Fatalf("gocr restore exited %d after its job passed, want 0; stderr: %s\n%s", code, lastErr, tg.diagnostics())
 	}
 	// Written before it exited, which gocr waited for.
 	if b, err := os.ReadFile(tg.result); err != nil || string(b) != "PASS\n" {
