@@ -37,6 +37,12 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
+	// ghosts are the deleted files the dump describes (ghost.go), and
+	// ghostsMade those made again so far; once opened (every open file
+	// description made), a ghost is given its mode as soon as it is made.
+	ghosts     map[uint64]*gocrpb.GhostFile
+	ghostsMade []*ghostFile
+	opened     bool
 	// tables are the dumped fd tables OpenAll opens, for kinds whose
 	// objects join fds of several processes (unix sockets).
 	tables []*gocrpb.Files
@@ -53,7 +59,7 @@ func (s *Sources) Made(remove func()) { s.OnUndo(remove) }
 // NewSources starts an empty set of sources numbered from first.
 func NewSources(dir *images.Dir, first int32, stdio [3]*os.File) *Sources {
 	return &Sources{First: first, Dir: dir, Stdio: stdio, desc: map[[2]int32]int32{},
-		shared: map[any]any{}, memfds: map[uint64]*gocrpb.Memfd{}}
+		shared: map[any]any{}, memfds: map[uint64]*gocrpb.Memfd{}, ghosts: map[uint64]*gocrpb.GhostFile{}}
 }
 
 // Add makes f a source, owned by s from now on, and returns its number.
@@ -115,6 +121,9 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 		for _, m := range table.Memfds {
 			s.memfds[m.Id] = m
 		}
+		for _, g := range table.GhostFiles {
+			s.ghosts[g.Id] = g
+		}
 	}
 	for _, table := range tables {
 		for _, fd := range table.Fds {
@@ -133,6 +142,12 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 				return fmt.Errorf("restore pid %d: fd %d (%s): %w", table.Pid, fd.Fd, k.Name(), err)
 			}
 			s.desc[[2]int32{table.Pid, fd.Fd}] = n
+		}
+	}
+	s.opened = true
+	for _, g := range s.ghostsMade {
+		if err := g.setMode(); err != nil {
+			return err
 		}
 	}
 	return nil
