@@ -76,18 +76,14 @@ func (ghostKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Its own open file description, with the dumped flags, of the file
-	// made again: opened through /proc/self/fd it has the file's dentry,
-	// so /proc names it "PATH (deleted)" (man 5 proc).
-	nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", s.File(g.rw).Fd()), openFlags(fd)|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("reopen deleted file %s: %w", g.meta.File.GetPath(), err)
+	n, ok := g.desc[fd]
+	if !ok {
+		return 0, fmt.Errorf("deleted file %s was made again without this fd", g.meta.File.GetPath())
 	}
-	n := s.AddFd(nfd, fd.Description)
 	if fd.Flags&unix.O_PATH != 0 {
 		return n, nil // no offset: the file is not open (man 2 open)
 	}
-	if _, err := unix.Seek(nfd, fd.Pos, unix.SEEK_SET); err != nil {
+	if _, err := unix.Seek(int(s.File(n).Fd()), fd.Pos, unix.SEEK_SET); err != nil {
 		return 0, fmt.Errorf("seek deleted file %s to %d: %w", g.meta.File.GetPath(), fd.Pos, err)
 	}
 	return n, nil
@@ -110,11 +106,12 @@ func (s *Sources) GhostFile(id uint64, write bool) (int32, error) {
 }
 
 // ghostFile is a deleted file made again: gocr's read-write and read-only
-// open file descriptions of it, as sources.
+// open file descriptions of it, and each dumped fd's own (by its Fd in
+// the dumped tables), as sources.
 type ghostFile struct {
 	meta   *gocrpb.GhostFile
 	rw, ro int32
-	fd     int // gocr's fd of rw
+	desc   map[*gocrpb.Fd]int32
 }
 
 type ghostKey uint64
@@ -123,19 +120,22 @@ func (s *Sources) ghost(id uint64) (*ghostFile, error) {
 	return once(s, ghostKey(id), func() (*ghostFile, error) { return s.makeGhost(id) })
 }
 
-// makeGhost makes the deleted file id again: created at its path (which
-// must be free: the fds must show that path, and no file of the user's
-// is replaced), unlinked at once so that a failed restore leaves nothing
-// behind, filled from file-ID.img and checked against the dumped
-// SHA-256, given its owner, permission bits and times. Until the fds are
-// open (OpenAll), it keeps mode 0600, so that gocr, as the user, can open
-// it as the job had it whatever its mode (the kernel checks an open
-// through /proc/self/fd against the inode's mode, man 5 proc).
+// makeGhost makes the deleted file id again. It is created at its path,
+// which must be free (the fds must show that path, and no file of the
+// user's is replaced); every open file description the dump had of it,
+// and the two mappings map, is opened by that path, with its flags (an
+// open through /proc/self/fd would name the same file, but refuses
+// O_NOFOLLOW, which fdinfo shows and F_SETFL cannot set: man 2 open,
+// fcntl); then it is unlinked, so that /proc names each "PATH (deleted)"
+// and nothing is left should the restore fail. It is filled afterwards
+// from file-ID.img and checked against the dumped SHA-256, and given its
+// owner, times and mode last, its mode 0600 until then so that gocr, as
+// the user, could open it as the job had it.
 //
 // gocr runs with the user's own ids (restorer/creds.go): the file is
 // made only where the user may create files, and given an owner and
 // group only as the user may (man 2 chown).
-func (s *Sources) makeGhost(id uint64) (*ghostFile, error) {
+func (s *Sources) makeGhost(id uint64) (g *ghostFile, err error) {
 	meta := s.ghosts[id]
 	if meta == nil || meta.File == nil {
 		return nil, fmt.Errorf("deleted file %d is not described in the image", id)
@@ -155,26 +155,60 @@ func (s *Sources) makeGhost(id uint64) (*ghostFile, error) {
 	case err != nil:
 		return nil, fmt.Errorf("make deleted file %s again: %w", path, err)
 	}
-	g := &ghostFile{meta: meta, rw: s.AddFd(fd, path+" (deleted)"), fd: fd}
-	if err := unix.Unlink(path); err != nil {
-		return nil, fmt.Errorf("unlink %s once made again: %w", path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	name := path + " (deleted)"
+	g = &ghostFile{meta: meta, rw: s.AddFd(fd, name), desc: map[*gocrpb.Fd]int32{}}
+	linked := true
+	defer func() {
+		if linked {
+			unix.Unlink(path)
+		}
+	}()
+	var made unix.Stat_t
+	if err := unix.Fstat(fd, &made); err != nil {
 		return nil, fmt.Errorf("deleted file %s: %w", path, err)
 	}
-	if st.Nlink != 0 {
+	open := func(flags int) (int32, error) {
+		nfd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open deleted file %s made again: %w", path, err)
+		}
+		n := s.AddFd(nfd, name)
+		var st unix.Stat_t
+		if err := unix.Fstat(nfd, &st); err != nil {
+			return 0, fmt.Errorf("deleted file %s: %w", path, err)
+		}
+		if st.Dev != made.Dev || st.Ino != made.Ino {
+			return 0, fmt.Errorf("deleted file %s: another file took its place while it was made", path)
+		}
+		return n, nil
+	}
+	if g.ro, err = open(unix.O_RDONLY | unix.O_NOFOLLOW); err != nil {
+		return nil, err
+	}
+	for _, table := range s.tables {
+		for _, f := range table.Fds {
+			if f.GetGhost().GetId() != id || f.SharedWith >= 0 {
+				continue
+			}
+			if g.desc[f], err = open(openFlags(f)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := unix.Unlink(path); err != nil {
+		return nil, fmt.Errorf("unlink deleted file %s once made again: %w", path, err)
+	}
+	linked = false
+	if err := unix.Fstat(fd, &made); err != nil {
+		return nil, fmt.Errorf("deleted file %s: %w", path, err)
+	}
+	if made.Nlink != 0 {
 		return nil, fmt.Errorf("deleted file %s: another file took its place while it was made", path)
 	}
 	if err := fillGhost(s.Dir, meta, s.File(g.rw)); err != nil {
 		return nil, fmt.Errorf("deleted file %s: %w", path, err)
 	}
-	ro, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("deleted file %s: reopen read-only: %w", path, err)
-	}
-	g.ro = s.AddFd(ro, path+" (deleted)")
-	if st.Uid != meta.Uid || st.Gid != meta.Gid {
+	if made.Uid != meta.Uid || made.Gid != meta.Gid {
 		if err := unix.Fchown(fd, int(meta.Uid), int(meta.Gid)); err != nil {
 			return nil, fmt.Errorf("deleted file %s: owner %d:%d: %w", path, meta.Uid, meta.Gid, err)
 		}
@@ -183,21 +217,11 @@ func (s *Sources) makeGhost(id uint64) (*ghostFile, error) {
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), times, 0); err != nil {
 		return nil, fmt.Errorf("deleted file %s: times: %w", path, err)
 	}
-	s.ghostsMade = append(s.ghostsMade, g)
-	if s.opened {
-		return g, g.setMode()
+	// After the owner: chown may clear mode bits (man 2 chown).
+	if err := unix.Fchmod(fd, meta.Mode&0o1777); err != nil {
+		return nil, fmt.Errorf("deleted file %s: mode %#o: %w", path, meta.Mode&0o1777, err)
 	}
 	return g, nil
-}
-
-// setMode gives the file its dumped permission bits, once every fd of it
-// is open.
-func (g *ghostFile) setMode() error {
-	// After the owner: chown may clear mode bits (man 2 chown).
-	if err := unix.Fchmod(g.fd, g.meta.Mode&0o1777); err != nil {
-		return fmt.Errorf("deleted file %s: mode %#o: %w", g.meta.File.GetPath(), g.meta.Mode&0o1777, err)
-	}
-	return nil
 }
 
 // fillGhost writes file-ID.img's data extents into w at the file's own

@@ -37,12 +37,8 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
-	// ghosts are the deleted files the dump describes (ghost.go), and
-	// ghostsMade those made again so far; once opened (every open file
-	// description made), a ghost is given its mode as soon as it is made.
-	ghosts     map[uint64]*gocrpb.GhostFile
-	ghostsMade []*ghostFile
-	opened     bool
+	// ghosts are the deleted files the dump describes (ghost.go).
+	ghosts map[uint64]*gocrpb.GhostFile
 	// tables are the dumped fd tables OpenAll opens, for kinds whose
 	// objects join fds of several processes (unix sockets).
 	tables []*gocrpb.Files
@@ -142,12 +138,6 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 				return fmt.Errorf("restore pid %d: fd %d (%s): %w", table.Pid, fd.Fd, k.Name(), err)
 			}
 			s.desc[[2]int32{table.Pid, fd.Fd}] = n
-		}
-	}
-	s.opened = true
-	for _, g := range s.ghostsMade {
-		if err := g.setMode(); err != nil {
-			return err
 		}
 	}
 	return nil

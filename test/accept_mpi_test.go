@@ -227,23 +227,27 @@ func TestMPIRing(t *testing.T) {
 	}
 }
 
-// TestMPIDefaultRefused: without the MCA settings, Open MPI's posix
-// shared-memory component keeps an fd on a /dev/shm file it deleted,
-// which gocr refuses in one line; the job runs on untouched and ends with
-// the result of an uninterrupted run.
-func TestMPIDefaultRefused(t *testing.T) {
+// TestMPIDefault: without the MCA settings, Open MPI's posix
+// shared-memory component keeps an fd on a /dev/shm file it deleted in
+// mpirun and every rank, and the ranks' output goes through
+// pseudo-terminals: the job is dumped (the deleted file saved once) and
+// restored, and ends with the result of an uninterrupted run.
+func TestMPIDefault(t *testing.T) {
 	needsGocr(t)
 	want := uninterruptedResult(t)
 	job := startMPIJob(t, nil, false)
 	pids := job.waitStep(t, mpiDumpAfter)
-	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(job.pid), "-D", t.TempDir())
-	assertRefused(t, r, []string{"/dev/shm/open_mpi.", "deleted"}, nil)
-	for _, pid := range pids {
-		assertUntouched(t, pid)
+	dir := t.TempDir()
+	dump(t, job.pid, dir)
+	select {
+	case <-job.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("mpirun pid %d still runs 10 s after the dump", job.pid)
 	}
+	waitAllGone(t, pids, "the dump")
 	job.releaseHold(t)
-	job.wait(t)
+	restore(t, nil, dir)
 	if got := job.result(t); got != want {
-		t.Fatalf("job after the refusal: %q, uninterrupted: %q\n%s", got, want, job.output())
+		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
 	}
 }

@@ -5,7 +5,7 @@
  *
  *   fd 3   O_RDWR, offset mid-file, data written through it after unlink
  *   fd 41  dup of fd 3 (one open file description: a shared offset)
- *   fd 40  O_RDONLY, its own open file description and offset
+ *   fd 40  O_RDONLY|O_NOFOLLOW, its own open file description and offset
  *   a MAP_SHARED read-write mapping (fd 3), written after unlink
  *   a MAP_SHARED read-only mapping (fd 40)
  *   a MAP_PRIVATE mapping of two pages (fd 40): the first written (a
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 		expect[TAIL_AT + i] = byte_at(i + 7);
 	if (pwrite(fd, expect, HEAD, 0) != HEAD || pwrite(fd, expect + TAIL_AT, TAIL_LEN, TAIL_AT) != TAIL_LEN)
 		tgt_fail("write scratch: %s", strerror(errno));
-	ro = open("scratch", O_RDONLY);
+	ro = open("scratch", O_RDONLY | O_NOFOLLOW);
 	if (ro < 0 || dup2(ro, 40) != 40)
 		tgt_fail("open scratch read-only at fd 40: %s", strerror(errno));
 	close(ro);
@@ -138,6 +138,8 @@ int main(int argc, char **argv)
 	check_fd(3, 6000, O_RDWR, st.st_ino);
 	check_fd(41, 6000, O_RDWR, st.st_ino);
 	check_fd(40, 100, O_RDONLY, st.st_ino);
+	if (!(fcntl(40, F_GETFL) & O_NOFOLLOW))
+		tgt_fail("fd 40 lost O_NOFOLLOW");
 	/* fd 41 is fd 3's open file description: one offset. */
 	if (lseek(41, 7000, SEEK_SET) != 7000 || lseek(3, 0, SEEK_CUR) != 7000)
 		tgt_fail("fds 3 and 41 no longer share their offset");
