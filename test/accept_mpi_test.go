@@ -31,11 +31,11 @@ const (
 	mpiHold      = 200
 )
 
-// mpiRestorable are the MCA settings that make an Open MPI 4.1 job
-// restorable (docs/STATE.md, "MPI jobs"): the mmap shared-memory component
-// rather than posix, which keeps an fd on a deleted /dev/shm file in every
-// process, and processes started with posix_spawn, which hands the ranks
-// mpirun's own stdout rather than a pseudo-terminal each.
+// mpiRestorable are the MCA settings TestMPIRing runs with (docs/STATE.md,
+// "MPI jobs"): the mmap shared-memory component rather than posix, which
+// keeps an fd on a deleted /dev/shm file in every process, and processes
+// started with posix_spawn, which hands the ranks mpirun's own stdout
+// rather than a pseudo-terminal each. TestMPIDefault runs without them.
 var mpiRestorable = []string{"--mca", "shmem", "mmap", "--mca", "odls", "pspawn"}
 
 var (
