@@ -3,11 +3,15 @@
 package test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/gocr/gocr/gocrpb"
 )
 
 // Files deleted while open or mapped (files/ghost.go, dump/ghosts.go):
@@ -79,4 +83,59 @@ func TestGhostFileRefusals(t *testing.T) {
 			t.Errorf("the file at %s after the refused restore: %q, %v", path, b, err)
 		}
 	})
+}
+
+// TestOrdinaryUserGhostFile: the user's job with a deleted file is dumped
+// and restored by the user, the file made again as theirs; the same dump
+// edited to make the file root's, or set-user-ID, restores nothing.
+func TestOrdinaryUserGhostFile(t *testing.T) {
+	ou := setupOrdinaryUser(t)
+	work := filepath.Join(ou.ownDir(t), "work")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(work, ou.uid, ou.gid); err != nil {
+		t.Fatal(err)
+	}
+	tg := startTargetOpts(t, "ghost", startOpts{wrap: asUser(ou.uid, ou.gid), args: []string{work}})
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(ou.ownDir(t), "images")
+	if r := ou.run(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
+		t.Fatalf("dump as %s failed: %v", testUserName, r)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	src := copyDir(t, dir)
+	for _, c := range []struct {
+		name string
+		edit func(*gocrpb.GhostFile)
+		want string
+	}{
+		{"RootOwner", func(g *gocrpb.GhostFile) { g.Uid, g.Gid = 0, 0 }, "owner 0:0"},
+		{"Setuid", func(g *gocrpb.GhostFile) { g.Mode |= syscall.S_ISUID }, "not that of a plain regular file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			crafted := rewriteDumpFiles(t, src, func(*gocrpb.Task) {}, func(f *gocrpb.Files) {
+				if len(f.GhostFiles) != 1 {
+					t.Fatalf("files image lists %d deleted files, want 1", len(f.GhostFiles))
+				}
+				c.edit(f.GhostFiles[0])
+			})
+			ou.giveTree(t, crafted)
+			r := ou.run(t, nil, "restore", "-d", "-D", crafted)
+			assertRefused(t, r, []string{"scratch", c.want}, nil)
+			assertNoProcess(t, tg.pid)
+			if _, err := os.Lstat(filepath.Join(work, "scratch")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the refused restore left %s/scratch behind: %v", work, err)
+			}
+		})
+	}
+	if r := ou.run(t, nil, "restore", "-d", "-D", dir); r.code != 0 {
+		t.Fatalf("restore as %s failed: %v", testUserName, r)
+	}
+	checkTreeView(t, tg.pid, before, nil)
+	checkResult(t, tg, tg.pid)
 }
