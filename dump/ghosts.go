@@ -43,6 +43,13 @@ func saveGhosts(saver *fileSaver, tables []*gocrpb.Files, mms []*gocrpb.Mm, limi
 			if gf == nil {
 				continue
 			}
+			if int(fd.Fd) <= unix.Stderr && fd.File.GetSize() > limit {
+				// Stdio on a deleted file too large to save (the
+				// job's log, removed under it): left for the
+				// restore to be given a file, not refused.
+				files.GhostOutside(fd)
+				continue
+			}
 			id, err := g.save(table, fmt.Sprintf("/proc/%d/fd/%d", pid, fd.Fd), fd.Description)
 			if err != nil {
 				return fmt.Errorf("pid %d fd %d: %w", pid, fd.Fd, err)

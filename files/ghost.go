@@ -47,6 +47,11 @@ func (ghostKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	return nil
 }
 
+// GhostOutside dumps fd, stdio on a deleted file, as joined outside the
+// dump instead (inherit.go): the restore needs --inherit-fd to give it a
+// file, as for stdio on any file gocr does not restore.
+func GhostOutside(fd *gocrpb.Fd) { setInherit(fd, unix.S_IFREG, true) }
+
 // GhostPath is the path a deleted file had: its /proc link without the
 // " (deleted)" the kernel appends.
 func GhostPath(link string) string { return strings.TrimSuffix(link, " (deleted)") }

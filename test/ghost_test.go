@@ -139,3 +139,51 @@ func TestOrdinaryUserGhostFile(t *testing.T) {
 	checkTreeView(t, tg.pid, before, nil)
 	checkResult(t, tg, tg.pid)
 }
+
+// deletedFile is a new file of size bytes in dir, open read-only and
+// already unlinked.
+func deletedFile(t *testing.T, dir string, size int) (*os.File, string) {
+	t.Helper()
+	path := filepath.Join(dir, "stdin.log")
+	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	return f, path
+}
+
+// TestGhostFileStdio: stdin on a deleted file is made again as any fd;
+// one larger than --ghost-limit is dumped as joined outside the dump
+// instead (a job's log removed under it), which the restore refuses
+// without --inherit-fd and restores with it.
+func TestGhostFileStdio(t *testing.T) {
+	needsGocr(t)
+	t.Run("Saved", func(t *testing.T) {
+		f, _ := deletedFile(t, t.TempDir(), 100)
+		tg := startTargetOpts(t, "pauser", startOpts{stdin: f})
+		pid := checkpointRestore(t, tg, cycleOpts{})
+		checkResult(t, tg, pid)
+	})
+	t.Run("OverLimit", func(t *testing.T) {
+		f, path := deletedFile(t, t.TempDir(), 2<<20)
+		tg := startTargetOpts(t, "pauser", startOpts{stdin: f})
+		dir := t.TempDir()
+		dump(t, tg.pid, dir, "--ghost-limit", "1048576")
+		tg.waitDead(t, "a dump without --leave-running")
+		key := path + " (deleted)"
+		r := runGocr(t, nil, "restore", "-D", dir, "-d")
+		assertRefused(t, r, []string{"fd 0", key, "--inherit-fd"}, nil)
+		assertNoProcess(t, tg.pid)
+		given, _ := deletedFile(t, t.TempDir(), 10)
+		pid := restoreDetached(t, tg, dir, given, "--inherit-fd", "fd[0]:"+key)
+		sameFile(t, pid, 0, given)
+		checkResult(t, tg, pid)
+	})
+}
