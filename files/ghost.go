@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,9 +62,20 @@ func GhostPath(link string) string { return strings.TrimSuffix(link, " (deleted)
 // elsewhere (the restore would make a second file where the job has one),
 // a set-id one (made again by a restore from images, it would run with
 // its owner's rights), one on a mount no one sees (an internal one: a
-// hugetlbfs or shmem object), whose path leads nowhere.
+// hugetlbfs or shmem object), whose path leads nowhere, and one whose
+// name another file has taken since, or whose directory is gone too: the
+// restore, which makes it again under that name, would fail, and the
+// dump would have ended the job for nothing.
 func CheckGhost(e *Entry) error {
 	path := GhostPath(e.Target)
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("deleted file %s: another file has taken its name since, so the restore could not make it again under that name", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleted file %s: %w", path, err)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return fmt.Errorf("deleted file %s: its directory %s is gone too, so the restore could not make it again", path, filepath.Dir(path))
+	}
 	if e.Stat.Nlink > 0 {
 		return fmt.Errorf("file %s was deleted but has %d other hard link(s), which gocr cannot find to open the same file again", path, e.Stat.Nlink)
 	}

@@ -66,6 +66,16 @@ func TestGhostFileRefusals(t *testing.T) {
 		assertRefused(t, r, []string{"fd 3", "scratch", "hard link"}, nil)
 		checkIntact(t, tg)
 	})
+	t.Run("NameTakenAtDump", func(t *testing.T) {
+		tmp := t.TempDir()
+		tg := startTarget(t, "ghost", tmp)
+		if err := os.WriteFile(filepath.Join(tmp, "scratch"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{"fd 3", "scratch", "taken its name"}, nil)
+		checkIntact(t, tg)
+	})
 	t.Run("NameTaken", func(t *testing.T) {
 		tmp := t.TempDir()
 		tg := startTarget(t, "ghost", tmp)
