@@ -24,9 +24,9 @@ import (
 // its link as "PATH (deleted)" (fs/d_path.c d_path) and no path leads to
 // it. Its contents are saved once per file (dev, ino), with the mappings
 // of it (dump/ghosts.go), and at restore the file is made again at PATH,
-// unlinked at once, filled, and every fd and mapping opens it through
-// /proc/self/fd: the restored fds show "PATH (deleted)", with st_nlink 0,
-// as before. CRIU calls these ghost files.
+// opened there for every fd and mapping, unlinked and filled: the
+// restored fds show "PATH (deleted)", with st_nlink 0, as before. CRIU
+// calls these ghost files.
 type ghostKind struct{}
 
 func init() { register(ghostKind{}) }
@@ -174,16 +174,20 @@ func (s *Sources) makeGhost(id uint64) (g *ghostFile, err error) {
 	}
 	name := path + " (deleted)"
 	g = &ghostFile{meta: meta, rw: s.AddFd(fd, name), desc: map[*gocrpb.Fd]int32{}}
+	var made unix.Stat_t
+	if err := unix.Fstat(fd, &made); err != nil {
+		unix.Unlink(path)
+		return nil, fmt.Errorf("deleted file %s: %w", path, err)
+	}
 	linked := true
 	defer func() {
-		if linked {
+		// Failed before its unlink: take it away, but only if the
+		// path still names the file made here.
+		var st unix.Stat_t
+		if linked && unix.Lstat(path, &st) == nil && st.Dev == made.Dev && st.Ino == made.Ino {
 			unix.Unlink(path)
 		}
 	}()
-	var made unix.Stat_t
-	if err := unix.Fstat(fd, &made); err != nil {
-		return nil, fmt.Errorf("deleted file %s: %w", path, err)
-	}
 	open := func(flags int) (int32, error) {
 		nfd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
 		if err != nil {
