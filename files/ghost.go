@@ -40,6 +40,14 @@ func (ghostKind) Match(e *Entry) bool {
 
 func (ghostKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if err := CheckGhost(e); err != nil {
+		if e.Fd <= unix.Stderr && len(fd.Locks) == 0 {
+			// Stdio gocr cannot make again (a log rotated by
+			// deleting it and making a new one): joined outside the
+			// dump, for the restore to be given a file, as any stdio
+			// no kind restores (Collect).
+			GhostOutside(fd)
+			return nil
+		}
 		return err
 	}
 	fd.File.Path = GhostPath(e.Target)

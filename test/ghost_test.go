@@ -170,9 +170,10 @@ func deletedFile(t *testing.T, dir string, size int) (*os.File, string) {
 }
 
 // TestGhostFileStdio: stdin on a deleted file is made again as any fd;
-// one larger than --ghost-limit is dumped as joined outside the dump
-// instead (a job's log removed under it), which the restore refuses
-// without --inherit-fd and restores with it.
+// one gocr cannot make again (its name taken since) or larger than
+// --ghost-limit is dumped as joined outside the dump instead (a job's log
+// removed under it), which the restore refuses without --inherit-fd and
+// restores with it.
 func TestGhostFileStdio(t *testing.T) {
 	needsGocr(t)
 	t.Run("Saved", func(t *testing.T) {
@@ -180,6 +181,19 @@ func TestGhostFileStdio(t *testing.T) {
 		tg := startTargetOpts(t, "pauser", startOpts{stdin: f})
 		pid := checkpointRestore(t, tg, cycleOpts{})
 		checkResult(t, tg, pid)
+	})
+	t.Run("NameTaken", func(t *testing.T) {
+		f, path := deletedFile(t, t.TempDir(), 100)
+		tg := startTargetOpts(t, "pauser", startOpts{stdin: f})
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		r := runGocr(t, nil, "restore", "-D", dir, "-d")
+		assertRefused(t, r, []string{"fd 0", path + " (deleted)", "--inherit-fd"}, nil)
+		assertNoProcess(t, tg.pid)
 	})
 	t.Run("OverLimit", func(t *testing.T) {
 		f, path := deletedFile(t, t.TempDir(), 2<<20)
