@@ -203,6 +203,7 @@ func main() {
 					&cli.StringSliceFlag{Name: "external", Usage: "dump a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]` as the refusal names it; gocr restore --inherit-fd then gives it a file"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
+					&cli.Int64Flag{Name: "ghost-limit", Value: dump.DefaultGhostLimit, Usage: "save deleted files the job has open or mapped up to `BYTES` each (restored as deleted files again; 0: the default); refuse a larger one"},
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU)"},
 					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
@@ -337,7 +338,7 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	return dump.Run(ctx, dump.Options{
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), NoSnapshot: !c.Bool("snapshot"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
-		PageStreams: c.Int("page-streams"), Save: save, ExternalUnix: c.StringSlice("external-unix"), External: c.StringSlice("external"),
+		PageStreams: c.Int("page-streams"), GhostLimit: c.Int64("ghost-limit"), Save: save, ExternalUnix: c.StringSlice("external-unix"), External: c.StringSlice("external"),
 		BeforeFreeze: callbacks.Before(c.Duration("callback-timeout")),
 	})
 }

@@ -278,8 +278,9 @@ func collectSched(tid int) (*gocrpb.Sched, error) {
 }
 
 // linkFiles finds what the processes' fds share (files.Link) and saves
-// every memfd they use, through an fd or a mapping, once.
-func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
+// every memfd and every deleted file they use, through an fd or a
+// mapping, once (deleted files up to ghostLimit bytes each).
+func linkFiles(dir *images.Dir, saver *fileSaver, states []*state, opts files.LinkOptions, ghostLimit int64) error {
 	var tables []*gocrpb.Files
 	var mms []*gocrpb.Mm
 	for _, st := range states {
@@ -294,7 +295,10 @@ func linkFiles(dir *images.Dir, states []*state, opts files.LinkOptions) error {
 	if note := files.OutsideNote(tables); note != "" {
 		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
 	}
-	return files.SaveMemfds(dir, tables, mms)
+	if err := files.SaveMemfds(dir, tables, mms); err != nil {
+		return err
+	}
+	return saveGhosts(saver, tables, mms, ghostLimit)
 }
 
 // captureConnections reads every TCP connection of the dump in repair

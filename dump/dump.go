@@ -77,6 +77,10 @@ type Options struct {
 	// processes: their fds 0 to 2 on these are dumped as inherited
 	// stdio (files.LinkOptions.Stdio).
 	InheritStdio []files.FileID
+	// GhostLimit is the largest deleted file (open, or mapped) whose
+	// contents the dump saves to make it again at restore (ghosts.go);
+	// a larger one is refused. 0: DefaultGhostLimit.
+	GhostLimit int64
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -92,6 +96,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	case "write", "splice":
 	default:
 		return fmt.Errorf("unknown page transfer %q: use write or splice", opts.PageTransfer)
+	}
+	switch {
+	case opts.GhostLimit == 0:
+		opts.GhostLimit = DefaultGhostLimit
+	case opts.GhostLimit < 0:
+		return fmt.Errorf("invalid --ghost-limit %d: use a size in bytes", opts.GhostLimit)
 	}
 	snapshot := opts.LeaveRunning && !opts.NoSnapshot
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
@@ -204,7 +214,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkCgroups(states); err != nil {
 		return err
 	}
-	if err := linkFiles(dir, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}); err != nil {
+	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	unhold, err := holdConnectionUsers(t, tree, states)

@@ -120,25 +120,9 @@ func (s *fileSaver) save(mm *gocrpb.Mm, m proc.Mapping, path string, detached bo
 		}
 		return 0, nil, fmt.Errorf("%s is not a regular file: its contents cannot be saved", path)
 	}
-	key := fileKey{st.Dev, st.Ino}
-	sf := s.saved[key]
-	if sf == nil {
-		sf = &gocrpb.SavedFile{
-			Id:       uint64(len(s.saved) + 1),
-			File:     &gocrpb.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()},
-			CtimeNs:  st.Ctim.Nano(),
-			Mode:     st.Mode,
-			Detached: detached,
-		}
-		// Only shmem files have seals (mm/memfd.c memfd_fcntl: EINVAL
-		// elsewhere).
-		if seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err == nil {
-			sf.Seals = uint32(seals)
-		}
-		if sf.Sha256, err = s.copyContents(sf.Id, f, st.Size); err != nil {
-			return 0, nil, fmt.Errorf("save %s: %w", path, err)
-		}
-		s.saved[key] = sf
+	sf, err := s.saveOnce(f, &st, path, detached)
+	if err != nil {
+		return 0, nil, err
 	}
 	listed := false
 	for _, have := range mm.SavedFiles {
@@ -148,6 +132,33 @@ func (s *fileSaver) save(mm *gocrpb.Mm, m proc.Mapping, path string, detached bo
 		mm.SavedFiles = append(mm.SavedFiles, sf)
 	}
 	return sf.Id, sf.File, nil
+}
+
+// saveOnce saves the contents of f (whose stat is st) in file-ID.img,
+// unless they are saved already, and returns what describes them.
+func (s *fileSaver) saveOnce(f *os.File, st *unix.Stat_t, path string, detached bool) (*gocrpb.SavedFile, error) {
+	key := fileKey{st.Dev, st.Ino}
+	if sf := s.saved[key]; sf != nil {
+		return sf, nil
+	}
+	sf := &gocrpb.SavedFile{
+		Id:       uint64(len(s.saved) + 1),
+		File:     &gocrpb.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()},
+		CtimeNs:  st.Ctim.Nano(),
+		Mode:     st.Mode,
+		Detached: detached,
+	}
+	// Only shmem files have seals (mm/memfd.c memfd_fcntl: EINVAL
+	// elsewhere).
+	if seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err == nil {
+		sf.Seals = uint32(seals)
+	}
+	var err error
+	if sf.Sha256, err = s.copyContents(sf.Id, f, st.Size); err != nil {
+		return nil, fmt.Errorf("save %s: %w", path, err)
+	}
+	s.saved[key] = sf
+	return sf, nil
 }
 
 // copyContents writes the first size bytes of src into file-ID.img, only
@@ -307,12 +318,13 @@ func saveMapped(saver *fileSaver, mm *gocrpb.Mm, m proc.Mapping, v *gocrpb.Vma, 
 		}
 		v.MemfdId = 0
 		path, detached = exe.ref.Path, "is a memfd"
+	case m.Deleted && m.Shared:
+		// Shared with the file itself, and with the fds the job may
+		// have of it: the file is made again (saveGhosts).
+		return nil
 	case m.Deleted:
 		path = strings.TrimSuffix(path, " (deleted)")
 		detached = fmt.Sprintf("file %s was deleted", path)
-		if m.Shared && !m.HasVmFlag("mw") {
-			detached += " (gocr dump --save=shared saves a read-only shared mapping)"
-		}
 	case v.File.Ino != m.Inode:
 		detached = fmt.Sprintf("file %s was replaced since it was mapped", path)
 	}

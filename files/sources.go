@@ -37,6 +37,8 @@ type Sources struct {
 	// memfd), by a key of each kind's own type.
 	shared map[any]any
 	memfds map[uint64]*gocrpb.Memfd
+	// ghosts are the deleted files the dump describes (ghost.go).
+	ghosts map[uint64]*gocrpb.GhostFile
 	// tables are the dumped fd tables OpenAll opens, for kinds whose
 	// objects join fds of several processes (unix sockets).
 	tables []*gocrpb.Files
@@ -53,7 +55,7 @@ func (s *Sources) Made(remove func()) { s.OnUndo(remove) }
 // NewSources starts an empty set of sources numbered from first.
 func NewSources(dir *images.Dir, first int32, stdio [3]*os.File) *Sources {
 	return &Sources{First: first, Dir: dir, Stdio: stdio, desc: map[[2]int32]int32{},
-		shared: map[any]any{}, memfds: map[uint64]*gocrpb.Memfd{}}
+		shared: map[any]any{}, memfds: map[uint64]*gocrpb.Memfd{}, ghosts: map[uint64]*gocrpb.GhostFile{}}
 }
 
 // Add makes f a source, owned by s from now on, and returns its number.
@@ -114,6 +116,9 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 	for _, table := range tables {
 		for _, m := range table.Memfds {
 			s.memfds[m.Id] = m
+		}
+		for _, g := range table.GhostFiles {
+			s.ghosts[g.Id] = g
 		}
 	}
 	for _, table := range tables {

@@ -2557,6 +2557,9 @@ type Vma struct {
 	SavedFile uint64 `protobuf:"varint,51,opt,name=saved_file,json=savedFile,proto3" json:"saved_file,omitempty"`
 	// For VMA_SYSV_SHM: the segment's id (SysvIpc.shm).
 	SysvShmId int32 `protobuf:"varint,91,opt,name=sysv_shm_id,json=sysvShmId,proto3" json:"sysv_shm_id,omitempty"`
+	// For file kinds mapping a deleted file restored as one again: the
+	// GhostFile's id (Files.ghost_files of this process); 0 otherwise.
+	GhostFile uint64 `protobuf:"varint,171,opt,name=ghost_file,json=ghostFile,proto3" json:"ghost_file,omitempty"`
 	// Bytes of its anonymous memory held in transparent huge pages (smaps
 	// AnonHugePages); a restore gives huge pages again to the 2 MiB extents
 	// of such a mapping whose pages are all in the page image.
@@ -2682,6 +2685,13 @@ func (x *Vma) GetSavedFile() uint64 {
 func (x *Vma) GetSysvShmId() int32 {
 	if x != nil {
 		return x.SysvShmId
+	}
+	return 0
+}
+
+func (x *Vma) GetGhostFile() uint64 {
+	if x != nil {
+		return x.GhostFile
 	}
 	return 0
 }
@@ -2968,6 +2978,7 @@ type Fd struct {
 	//	*Fd_InetSocket
 	//	*Fd_Mqueue
 	//	*Fd_Pty
+	//	*Fd_Ghost
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3190,6 +3201,15 @@ func (x *Fd) GetPty() *PtyFd {
 	return nil
 }
 
+func (x *Fd) GetGhost() *GhostFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Ghost); ok {
+			return x.Ghost
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -3246,6 +3266,10 @@ type Fd_Pty struct {
 	Pty *PtyFd `protobuf:"bytes,80,opt,name=pty,proto3,oneof"` // a Unix98 pseudo-terminal end (files/pty.go)
 }
 
+type Fd_Ghost struct {
+	Ghost *GhostFd `protobuf:"bytes,140,opt,name=ghost,proto3,oneof"` // a regular file deleted while open (files/ghost.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -3271,6 +3295,8 @@ func (*Fd_InetSocket) isFd_Kind() {}
 func (*Fd_Mqueue) isFd_Kind() {}
 
 func (*Fd_Pty) isFd_Kind() {}
+
+func (*Fd_Ghost) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -4474,10 +4500,12 @@ func (x *UnixSocketQueues) GetPeer() [][]byte {
 }
 
 type Files struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	Fds           []*Fd                  `protobuf:"bytes,2,rep,name=fds,proto3" json:"fds,omitempty"`
-	Memfds        []*Memfd               `protobuf:"bytes,3,rep,name=memfds,proto3" json:"memfds,omitempty"` // every memfd its fds or mappings use
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Pid    int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Fds    []*Fd                  `protobuf:"bytes,2,rep,name=fds,proto3" json:"fds,omitempty"`
+	Memfds []*Memfd               `protobuf:"bytes,3,rep,name=memfds,proto3" json:"memfds,omitempty"` // every memfd its fds or mappings use
+	// Every deleted file its fds or mappings use (GhostFd, Vma.ghost_file).
+	GhostFiles    []*GhostFile `protobuf:"bytes,43,rep,name=ghost_files,json=ghostFiles,proto3" json:"ghost_files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4533,6 +4561,157 @@ func (x *Files) GetMemfds() []*Memfd {
 	return nil
 }
 
+func (x *Files) GetGhostFiles() []*GhostFile {
+	if x != nil {
+		return x.GhostFiles
+	}
+	return nil
+}
+
+// GhostFd is an fd of a regular file that was deleted while open (its
+// link in /proc/PID/fd ends in " (deleted)", no link left): restored as a
+// file made again at its path from its saved contents and unlinked
+// (files/ghost.go).
+type GhostFd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // the GhostFile (Files.ghost_files)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GhostFd) Reset() {
+	*x = GhostFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GhostFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GhostFd) ProtoMessage() {}
+
+func (x *GhostFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
+func (*GhostFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GhostFd) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// GhostFile is a deleted file fds or mappings of the dump use, saved once:
+// its contents in file-ID.img (the saved file data kind, data at the
+// file's own offsets, holes kept), made again at its path and unlinked at
+// restore, so that /proc shows "PATH (deleted)" as before.
+type GhostFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`     // names file-ID.img; one id per file in the dump
+	File          *FileRef               `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`  // its path (without " (deleted)"), dev, ino, size, mtime
+	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"` // st_mode: file type and permission bits
+	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`                   // of its size bytes, holes read as zeros
+	AtimeNs       int64                  `protobuf:"varint,7,opt,name=atime_ns,json=atimeNs,proto3" json:"atime_ns,omitempty"` // st_atim, set again with the mtime (utimensat)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GhostFile) Reset() {
+	*x = GhostFile{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GhostFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GhostFile) ProtoMessage() {}
+
+func (x *GhostFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
+func (*GhostFile) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GhostFile) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GhostFile) GetFile() *FileRef {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *GhostFile) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *GhostFile) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *GhostFile) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *GhostFile) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *GhostFile) GetAtimeNs() int64 {
+	if x != nil {
+		return x.AtimeNs
+	}
+	return 0
+}
+
 // InetSocketFd is a TCP or UDP socket of IPv4 or IPv6 (files/inet.go):
 // its addresses, the options gocr restores, and for a TCP connection its
 // state read in repair mode (files/tcprepair.go).
@@ -4567,7 +4746,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4579,7 +4758,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4592,7 +4771,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4719,7 +4898,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4731,7 +4910,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4744,7 +4923,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -4801,7 +4980,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4813,7 +4992,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4826,7 +5005,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -4974,7 +5153,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5165,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5178,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5047,7 +5226,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5238,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5251,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5148,7 +5327,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5160,7 +5339,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5173,7 +5352,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5203,7 +5382,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5215,7 +5394,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5228,7 +5407,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5268,7 +5447,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5280,7 +5459,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5293,7 +5472,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5359,7 +5538,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5550,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5563,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5426,7 +5605,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5438,7 +5617,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5451,7 +5630,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5480,7 +5659,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5492,7 +5671,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5505,7 +5684,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5539,7 +5718,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5551,7 +5730,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5564,7 +5743,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5599,7 +5778,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5611,7 +5790,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5624,7 +5803,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -5701,7 +5880,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +5892,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +5905,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6122,7 +6301,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\x93\x03\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xb3\x03\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -6138,7 +6317,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bmemfd_id\x18\v \x01(\x04R\amemfdId\x12\x1d\n" +
 	"\n" +
 	"saved_file\x183 \x01(\x04R\tsavedFile\x12\x1e\n" +
-	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\x12'\n" +
+	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\x12\x1e\n" +
+	"\n" +
+	"ghost_file\x18\xab\x01 \x01(\x04R\tghostFile\x12'\n" +
 	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
@@ -6157,7 +6338,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\xe9\x06\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x94\a\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -6184,7 +6365,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vinet_socket\x18< \x01(\v2\x15.gocr.v1.InetSocketFdH\x00R\n" +
 	"inetSocket\x12+\n" +
 	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
-	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03ptyB\x06\n" +
+	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03pty\x12)\n" +
+	"\x05ghost\x18\x8c\x01 \x01(\v2\x10.gocr.v1.GhostFdH\x00R\x05ghostB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -6306,11 +6488,23 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x06sender\x18\x02 \x01(\x04R\x06sender\":\n" +
 	"\x10UnixSocketQueues\x12\x12\n" +
 	"\x04here\x18\x01 \x03(\fR\x04here\x12\x12\n" +
-	"\x04peer\x18\x02 \x03(\fR\x04peer\"`\n" +
+	"\x04peer\x18\x02 \x03(\fR\x04peer\"\x95\x01\n" +
 	"\x05Files\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1d\n" +
 	"\x03fds\x18\x02 \x03(\v2\v.gocr.v1.FdR\x03fds\x12&\n" +
-	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\"\xf3\x03\n" +
+	"\x06memfds\x18\x03 \x03(\v2\x0e.gocr.v1.MemfdR\x06memfds\x123\n" +
+	"\vghost_files\x18+ \x03(\v2\x12.gocr.v1.GhostFileR\n" +
+	"ghostFiles\"\x19\n" +
+	"\aGhostFd\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\xac\x01\n" +
+	"\tGhostFile\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
+	"\x04file\x18\x02 \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x19\n" +
+	"\batime_ns\x18\a \x01(\x03R\aatimeNs\"\xf3\x03\n" +
 	"\fInetSocketFd\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\x05R\x06family\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x1a\n" +
@@ -6468,7 +6662,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6519,23 +6713,25 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
 	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
 	(*Files)(nil),                // 48: gocr.v1.Files
-	(*InetSocketFd)(nil),         // 49: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 50: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 51: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 52: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 53: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 54: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 55: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 56: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 57: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 58: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 59: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 60: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 61: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 62: gocr.v1.PtyState
+	(*GhostFd)(nil),              // 49: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 50: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 51: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 52: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 53: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 54: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 55: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 56: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 57: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 58: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 59: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 60: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 61: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 62: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 63: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 64: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	55, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	57, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
 	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
@@ -6573,38 +6769,41 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	49, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	53, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	61, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	1,  // 41: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 42: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	62, // 43: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	39, // 44: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	43, // 45: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 46: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	47, // 47: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	45, // 48: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 49: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	46, // 50: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	31, // 51: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	28, // 52: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	50, // 53: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	51, // 54: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	52, // 55: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	54, // 56: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	57, // 57: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	58, // 58: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	59, // 59: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	56, // 60: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	56, // 61: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	56, // 62: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	60, // 63: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	62, // 64: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	51, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	55, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	63, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	49, // 41: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	1,  // 42: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 43: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	64, // 44: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	39, // 45: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	43, // 46: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 47: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	47, // 48: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	45, // 49: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 50: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	46, // 51: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	31, // 52: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	28, // 53: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	50, // 54: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	29, // 55: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	52, // 56: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	53, // 57: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	54, // 58: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	56, // 59: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	59, // 60: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	60, // 61: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	61, // 62: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	58, // 63: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	58, // 64: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	58, // 65: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	62, // 66: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	64, // 67: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -6627,6 +6826,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_InetSocket)(nil),
 		(*Fd_Mqueue)(nil),
 		(*Fd_Pty)(nil),
+		(*Fd_Ghost)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6634,7 +6834,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

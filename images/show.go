@@ -158,8 +158,9 @@ func (d *Dir) learnDumpID() {
 // neededImages lists the images a restore of d would read, as far as the
 // inventory and the images it names can be read: each process's task
 // image and, unless it is a zombie, its mm, files, page map and page
-// images (one per stream its page map names), and every memfd image its
-// files image names and every saved file image its mm image names.
+// images (one per stream its page map names), and every memfd image and
+// deleted file's saved image its files image names and every saved file
+// image its mm image names.
 func neededImages(d *Dir) []string {
 	inv, err := d.readInventory()
 	if err != nil {
@@ -183,6 +184,9 @@ func neededImages(d *Dir) []string {
 		if files, err := d.ReadFiles(pid); err == nil {
 			for _, m := range files.GetMemfds() {
 				names = append(names, memfdName(m.GetId()))
+			}
+			for _, g := range files.GetGhostFiles() {
+				names = append(names, savedFileName(g.GetId()))
 			}
 		}
 		if mm, err := d.ReadMm(pid); err == nil {

@@ -124,6 +124,14 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
 			}
 			p.vmas[i].MapFd = m
+		case v.GhostFile != 0:
+			// The deleted file made again (files/ghost.go), read-write
+			// only where the mapping may write to it.
+			m, err := src.GhostFile(v.GhostFile, v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED && hasFlag(v.VmFlags, "mw"))
+			if err != nil {
+				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+			}
+			p.vmas[i].MapFd = m
 		case v.SavedFile != 0:
 			if n, ok := p.saved[v.SavedFile]; ok {
 				p.vmas[i].MapFd = n // a copy of the saved contents

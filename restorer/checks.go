@@ -148,8 +148,8 @@ func checkFiles(mm *gocrpb.Mm) error {
 		}
 	}
 	for _, v := range mm.Vmas {
-		if v.SavedFile != 0 {
-			continue
+		if v.SavedFile != 0 || v.GhostFile != 0 {
+			continue // a saved copy, or a deleted file made again
 		}
 		if err := check(v.File, "mapped file"); err != nil {
 			return err

@@ -96,5 +96,8 @@ func (rs relocations) apply(task *gocrpb.Task, mm *gocrpb.Mm, table *gocrpb.File
 		for _, fd := range table.Fds {
 			ref(fd.File)
 		}
+		for _, g := range table.GhostFiles {
+			ref(g.File)
+		}
 	}
 }

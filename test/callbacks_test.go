@@ -15,9 +15,10 @@ import (
 )
 
 // Checkpoint callbacks (libgocr, docs/CALLBACKS.md): the targets hold a
-// deleted scratch file, which gocr refuses to dump, so a dump succeeds only
-// if their callbacks closed it first; each checks it was told how the
-// checkpoint ended, by gocr itself, and that its callbacks ran in order.
+// deleted scratch file that their callbacks close before the checkpoint
+// and open again, with other contents, after it, so the restored process
+// sees whether they ran; each checks it was told how the checkpoint ended,
+// by gocr itself, and that its callbacks ran in order.
 
 // callbacksVolatile: the callbacks target reopens its scratch file at fd 40
 // after the restart, opening it at the lowest free fd (3) first, while the

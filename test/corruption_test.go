@@ -192,6 +192,12 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "MemfdMode", target: "fdkinds", args: []string{"memfd"},
 			gdb:  fixed("call (int)fchmod(54, 0777)"),
 			want: "sealed memfd mode 0777, want 0640"},
+		{name: "GhostContents", target: "ghost", dirArg: true,
+			gdb:  fixed(`call (long)pwrite(3, "Z", 1, 0)`),
+			want: "the file holds 0x5a at 0, want 0x5"},
+		{name: "GhostOffset", target: "ghost", dirArg: true,
+			gdb:  fixed("call (long)lseek(40, 0, 0)"),
+			want: "fd 40: offset 0, want 100"},
 		// F_SETFL O_NONBLOCK on a blocking pipe end.
 		{name: "PipeFlags", target: "fdkinds", args: []string{"pipes"},
 			gdb:  fixed("call (int)fcntl(60, 4, 04000)"),

@@ -138,6 +138,7 @@ var cTargets = map[string]struct {
 	"seccomp_exec":   {"seccomp_exec.c", nil}, // a wrapper (startOpts.wrap), not a target
 	"takepid":        {"takepid.c", nil},      // holds a PID a restore wants, not a target
 	"fds":            {"fds.c", nil},
+	"ghost":          {"ghost.c", nil},
 	"signals":        {"signals.c", nil},
 	"sleeper":        {"sleeper.c", nil},
 	"pipe_reader":    {"pipe_reader.c", nil},

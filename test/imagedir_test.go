@@ -123,6 +123,13 @@ func listDir(t *testing.T, dir string) []string {
 // writers: every framing and checksum is valid, only the content differs.
 func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 	t.Helper()
+	return rewriteDumpFiles(t, src, edit, func(*gocrpb.Files) {})
+}
+
+// rewriteDumpFiles is rewriteDump that also edits the files image, and
+// copies the saved file images the mm and files images name.
+func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFiles func(*gocrpb.Files)) string {
+	t.Helper()
 	in, err := images.Open(src)
 	if err != nil {
 		t.Fatalf("open %s: %v", src, err)
@@ -152,6 +159,7 @@ func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 		t.Fatal(err)
 	}
 	edit(task)
+	editFiles(files)
 
 	dst := filepath.Join(t.TempDir(), "images")
 	out, err := images.Create(dst)
@@ -205,6 +213,31 @@ func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 			t.Fatalf("copied %d bytes of page data, the image holds %d", n, size)
 		}
 		if err := images.FinishPages(pout, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var saved []uint64
+	for _, sf := range mm.SavedFiles {
+		saved = append(saved, sf.Id)
+	}
+	for _, g := range files.GhostFiles {
+		saved = append(saved, g.Id)
+	}
+	for _, id := range saved {
+		fin, size, err := in.OpenSavedFile(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fin.Close()
+		fout, err := out.CreateSavedFile(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fout.Close()
+		if _, err := io.Copy(io.NewOffsetWriter(fout, images.PagesDataOffset), io.NewSectionReader(fin, images.PagesDataOffset, size)); err != nil {
+			t.Fatalf("copy saved file %d: %v", id, err)
+		}
+		if err := images.FinishPages(fout, size); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,9 +3,10 @@
  *
  *	callbacks RESULT_PATH MODE
  *
- * It holds what a checkpoint cannot save: a deleted scratch file at fd
- * SCRATCH_FD (gocr refuses to dump it), and records buffered in memory
- * that must be on disk before a checkpoint. Two callbacks:
+ * It holds a deleted scratch file at fd SCRATCH_FD, which its callbacks
+ * replace around a checkpoint (its contents tell whether they ran), and
+ * records buffered in memory that must be on disk before a checkpoint.
+ * Two callbacks:
  *   "scratch", registered first: closes the scratch file before the
  *       checkpoint and opens a new one after;
  *   "flush", registered second, so its part before gocr_checkpoint() runs

@@ -4,8 +4,9 @@
 Usage: pycallbacks.py RESULT_PATH LIBGOCR_SO (the zdtm contract in
 test/harness_test.go).
 
-The interpreter holds a deleted scratch file (tempfile.TemporaryFile, which
-gocr refuses to dump) and records buffered in memory. Its callback writes
+The interpreter holds a deleted scratch file (tempfile.TemporaryFile),
+which its callback replaces around a checkpoint, and records buffered in
+memory. Its callback writes
 the records to RESULT_PATH.flushed and closes the scratch file before the
 checkpoint, then opens a new one after. It must be told it was restarted.
 """

@@ -6,9 +6,10 @@
 //
 //	gocallbacks RESULT_PATH MODE
 //
-// It holds what a checkpoint cannot save: a deleted scratch file at fd
-// scratchFD (gocr refuses to dump it), and records buffered in memory that
-// must be on disk before a checkpoint. Two callbacks, in Go:
+// It holds a deleted scratch file at fd scratchFD, which its callbacks
+// replace around a checkpoint (its contents tell whether they ran), and
+// records buffered in memory that must be on disk before a checkpoint.
+// Two callbacks, in Go:
 //   - "scratch", registered first: closes the scratch file before the
 //     checkpoint and opens a new one after;
 //   - "flush", registered second, so its part before Checkpoint runs first
