@@ -30,7 +30,9 @@ var ErrCompressed = errors.New("the context is compressed: its entries cannot be
 // is not checked until Verify checks it. A compressed context is refused
 // with ErrCompressed.
 func ReadIndex(r io.ReaderAt, size int64) ([]Entry, error) {
-	rd := &reader{br: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10)}
+	// One page a read: an entry header and its padding are one page
+	// (Align), so hopping reads no data.
+	rd := &reader{br: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), Align)}
 	names := map[string]bool{}
 	return rd.entries(func(e *Entry) error {
 		if names[e.Name] {
