@@ -17,7 +17,8 @@ import (
 // exist, where no temporary file or directory can be made, the job
 // restarts, and its 48 MiB of memory, every word checked by the job
 // itself, come back. The same context from standard input, which is
-// extracted, fails there, so the test tells the two apart. A context
+// extracted, fails there, so the test tells the two apart. A memfd's and
+// a System V segment's contents come back from the context too. A context
 // whose page data is damaged in one chunk is refused, naming the chunk,
 // and leaves no process.
 func TestCrRestartInPlace(t *testing.T) {
@@ -43,6 +44,22 @@ func TestCrRestartInPlace(t *testing.T) {
 		assertNoProcess(t, tg.pid)
 		pid := restartDetached(t, tg, noTmp, ctx)
 		checkResult(t, tg, pid)
+	})
+	// The other data images are read in place too: a memfd's contents,
+	// and a System V segment's, made again (their objects removed before
+	// the restart, as on another machine).
+	t.Run("memfd", func(t *testing.T) {
+		tg := startTarget(t, "fdkinds", "memfd")
+		ctx := checkpointed(t, tg)
+		checkResult(t, tg, restartDetached(t, tg, noTmp, ctx))
+	})
+	t.Run("sysvipc", func(t *testing.T) {
+		tg := startSysvTarget(t)
+		pids := trackTree(t, tg.pid)
+		ctx := checkpointed(t, tg)
+		waitAllGone(t, pids, "cr_checkpoint --kill")
+		removeSysv(t, tg.pid)
+		checkResult(t, tg, restartDetached(t, tg, noTmp, ctx))
 	})
 	t.Run("damaged", func(t *testing.T) {
 		tg := startTarget(t, "counter", "8")
