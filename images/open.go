@@ -35,10 +35,10 @@ func (s *section) close() {
 func (s *section) reader() *io.SectionReader { return io.NewSectionReader(s.f, s.off, s.size) }
 
 // openImage opens the image name in d for reading: in a context read in
-// place, where its entry lies (contextImage); else its own file. Anything but a regular
-// file is refused at once, before it is opened: a FIFO would block the
-// open and every read, a device would be opened with whatever that does,
-// a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
+// place, where its entry lies (contextImage); else its own file, and
+// anything but a regular file is refused at once, before it is opened: a
+// FIFO would block the open and every read, a device would be opened with
+// whatever that does, a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
 // O_NONBLOCK, in case the name was changed meanwhile into a link or a FIFO
 // (open(2): "O_NONBLOCK ... has no effect for regular files"; fifo(7): a
 // non-blocking open for reading succeeds at once), and what was opened is
