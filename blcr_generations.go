@@ -18,11 +18,14 @@ import (
 
 // What a restart reads: one context (a file, a descriptor, standard
 // input), or the newest generation of a directory of periodic checkpoints
-// that reads whole.
+// that reads whole. A context in a regular file, uncompressed, is read in
+// place (images.OpenContext): nothing of it is copied. One read from a
+// stream, or compressed, is extracted into a private temporary directory.
 
 // contextSource is where a restart's context comes from.
 type contextSource struct {
 	in       *os.File // one context; nil for dir
+	inPlace  bool     // in can be read in place: a regular file, from its start
 	dir      string   // a directory of generations
 	trust    bool
 	progress *progress
@@ -30,19 +33,29 @@ type contextSource struct {
 
 // extracted is the context a restart goes on with.
 type extracted struct {
-	name    string // the context file (or stream) it came from
-	dir     string // its images
-	bytes   int64  // read from the context
+	name    string      // the context file (or stream) it came from
+	images  *images.Dir // its images, read in place or extracted
+	tmp     string      // the directory it was extracted into, if it was
+	bytes   int64       // read from the context, or its size read in place
 	skipped []string
 }
 
-// extract reads the context into a new directory under tmp. From a
-// directory of generations it takes the newest, and goes back one
-// generation after another past any that is damaged or incomplete (a
-// note on stderr says so); any other failure is the restart's.
-func (s contextSource) extract(tmp string) (*extracted, error) {
+// close closes the images and removes what was extracted. Nothing reads
+// the images once the processes run.
+func (ex *extracted) close() {
+	ex.images.Close()
+	if ex.tmp != "" {
+		os.RemoveAll(ex.tmp)
+	}
+}
+
+// open opens the context: in place, or extracted. From a directory of
+// generations it takes the newest, and goes back one generation after
+// another past any that is damaged or incomplete (a note on stderr says
+// so); any other failure is the restart's.
+func (s contextSource) open() (*extracted, error) {
 	if s.in != nil {
-		return s.extractOne(s.in, filepath.Join(tmp, "images"))
+		return s.openOne(s.in, s.inPlace)
 	}
 	gens, err := contextfile.Generations(s.dir)
 	if err != nil {
@@ -58,7 +71,7 @@ func (s contextSource) extract(tmp string) (*extracted, error) {
 		if err != nil {
 			return nil, err
 		}
-		ex, err := s.extractOne(f, filepath.Join(tmp, filepath.Base(g.Path)))
+		ex, err := s.openOne(f, true)
 		f.Close()
 		if err == nil {
 			ex.skipped = skipped
@@ -68,7 +81,6 @@ func (s contextSource) extract(tmp string) (*extracted, error) {
 			return nil, err
 		}
 		skipped = append(skipped, g.Path)
-		os.RemoveAll(filepath.Join(tmp, filepath.Base(g.Path)))
 		if i > 0 {
 			fmt.Fprintf(os.Stderr, "%s: %v; restarting from the generation before it, %s\n", progName, err, filepath.Base(gens[i-1].Path))
 		} else {
@@ -78,20 +90,60 @@ func (s contextSource) extract(tmp string) (*extracted, error) {
 	return nil, fmt.Errorf("no generation in %s reads whole (%d damaged or incomplete): %w", s.dir, len(skipped), contextfile.ErrDamaged)
 }
 
-func (s contextSource) extractOne(f *os.File, dir string) (*extracted, error) {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("directory for the context: %w", err)
-	}
+// openOne opens the context f: in place when it can be, checked whole
+// before anything is restored from it as extracting it checks it
+// (images.OpenContext); else extracted into a new private directory.
+func (s contextSource) openOne(f *os.File, inPlace bool) (*extracted, error) {
 	var total int64
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 		total = st.Size()
 	}
+	if inPlace {
+		s.progress.phase("checking "+filepath.Base(f.Name()), nil, 0)
+		// openContext checked who could have written the file (a
+		// descriptor given with -F is the caller's, as a stream is).
+		d, err := images.OpenContext(f, images.OpenOptions{TrustImages: true})
+		if err == nil {
+			return &extracted{name: f.Name(), images: d, bytes: total}, nil
+		}
+		if !errors.Is(err, contextfile.ErrCompressed) {
+			return nil, fmt.Errorf("context %s: %w", f.Name(), err)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "gocr-restart-")
+	if err != nil {
+		return nil, fmt.Errorf("directory for the context: %w", err)
+	}
+	ex, err := extractInto(f, tmp, total, s.progress)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return ex, nil
+}
+
+// extractInto extracts the context f, of total bytes if known, into the
+// new directory tmp (made private here) and opens its images.
+func extractInto(f *os.File, tmp string, total int64, prog *progress) (*extracted, error) {
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(tmp, "images")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("directory for the context: %w", err)
+	}
 	read := new(atomic.Int64)
-	s.progress.phase("reading "+filepath.Base(f.Name()), read.Load, total)
+	prog.phase("reading "+filepath.Base(f.Name()), read.Load, total)
 	if _, err := contextfile.Extract(contextfile.CountingReader{R: f, N: read}, dir); err != nil {
 		return nil, fmt.Errorf("context %s: %w", f.Name(), err)
 	}
-	return &extracted{name: f.Name(), dir: dir, bytes: read.Load()}, nil
+	// The images were extracted by gocr, as the user running it, from
+	// a context checked as an image is (openContext).
+	d, err := images.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &extracted{name: f.Name(), images: d, tmp: tmp, bytes: read.Load()}, nil
 }
 
 // checkJobGone refuses, for --pidns=auto, a restart whose PIDs are held
@@ -103,12 +155,7 @@ func (s contextSource) extractOne(f *os.File, dir string) (*extracted, error) {
 // program, and auto restarts in a new PID namespace past it. Images of a
 // job that lived in a PID namespace of its own name PIDs of that
 // namespace, and cannot be told this way.
-func checkJobGone(dir string) error {
-	d, err := images.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
+func checkJobGone(d *images.Dir) error {
 	if d.Inventory().PidNamespace {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,37 +316,31 @@ func openContext(path string, trust bool) (*os.File, error) {
 	return f, nil
 }
 
-// runRestart extracts the context into a private directory, removed once
-// the processes run (or the restart failed), and restores from it.
-// released is called once the processes run on their own.
+// runRestart opens the context, in place or extracted into a private
+// directory (contextSource), closed and removed once the processes run
+// (or the restart failed), and restores from it. released is called once
+// the processes run on their own.
 func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released func()) (*restorer.Result, error) {
 	start := time.Now()
-	tmp, err := os.MkdirTemp("", "gocr-restart-")
-	if err != nil {
-		return nil, fmt.Errorf("directory for the context: %w", err)
-	}
-	var removeOnce sync.Once
-	remove := func() { removeOnce.Do(func() { os.RemoveAll(tmp) }) }
-	defer remove()
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		return nil, err
-	}
 	prog := newProgress(o.quiet)
 	var progOnce sync.Once
 	endProgress := func() { progOnce.Do(prog.end) }
 	defer endProgress()
-	ex, err := contextSource{in: o.in, dir: o.genDir, trust: o.trust, progress: prog}.extract(tmp)
+	ex, err := contextSource{in: o.in, inPlace: o.in != nil && !o.fromStdin && readableInPlace(o.in), dir: o.genDir, trust: o.trust, progress: prog}.open()
 	if err != nil {
 		return nil, err
 	}
-	st := &restartStats{Context: ex.name, ContextBytes: ex.bytes, ReadNs: ns(time.Since(start)), Skipped: ex.skipped, PagesBytes: pagesBytes(ex.dir)}
+	var closeOnce sync.Once
+	remove := func() { closeOnce.Do(ex.close) }
+	defer remove()
+	st := &restartStats{Context: ex.name, ContextBytes: ex.bytes, ReadNs: ns(time.Since(start)), Skipped: ex.skipped, PagesBytes: ex.images.PageImageBytes()}
 	verbosef(c, "context %s read", ex.name)
 	if o.pidns == restorer.PidnsAuto {
-		if err := checkJobGone(ex.dir); err != nil {
+		if err := checkJobGone(ex.images); err != nil {
 			return nil, err
 		}
 	}
-	stdio, pids, err := restartStdio(ex.dir, o.fromStdin)
+	stdio, pids, err := restartStdio(ex.images, o.fromStdin)
 	if err != nil {
 		return nil, err
 	}
@@ -367,10 +362,10 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 	defer procs.close()
 	var res *restorer.Result
 	res, err = restorer.Run(ctx, restorer.Options{
-		// The images were extracted by gocr, as the user running it, from a
-		// context checked above (openContext); --trust-images is passed
-		// on, for the restorer's rule on who may give it.
-		Dir: ex.dir, Detach: o.detach, TrustImages: o.trust,
+		// The context was checked as an image is (openContext);
+		// --trust-images is passed on, for the restorer's rule on who
+		// may give it.
+		Images: ex.images, Detach: o.detach, TrustImages: o.trust,
 		Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
 		PidNamespace: o.pidns, Relocate: o.relocate, InheritFd: o.inherit,
 		Restarted: callbacks.Restarted,
@@ -405,18 +400,16 @@ func runRestart(ctx context.Context, c *cli.Context, o *restartOptions, released
 	return res, err
 }
 
-// pagesBytes is the page data among the images in dir.
-func pagesBytes(dir string) int64 {
-	var n int64
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "pages-") {
-			if info, err := e.Info(); err == nil {
-				n += info.Size()
-			}
-		}
+// readableInPlace tells whether the context f can be read in place: a
+// regular file read from its start (a descriptor given with -F may be
+// anywhere in its file). Anything else is extracted.
+func readableInPlace(f *os.File) bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
 	}
-	return n
+	off, err := unix.Seek(int(f.Fd()), 0, io.SeekCurrent)
+	return err == nil && off == 0
 }
 
 // restartStdio chooses what the restarted processes get for standard
@@ -425,13 +418,8 @@ func pagesBytes(dir string) int64 {
 // terminal (/dev/tty, tty(4)), or cr_restart's own stdio if it has none;
 // a pipe or socket becomes cr_restart's own, except standard input when
 // the context comes from it: /dev/null then. It also lists the PIDs.
-func restartStdio(dir string, contextOnStdin bool) ([3]*os.File, []int, error) {
+func restartStdio(d *images.Dir, contextOnStdin bool) ([3]*os.File, []int, error) {
 	stdio := [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
-	d, err := images.Open(dir)
-	if err != nil {
-		return stdio, nil, err
-	}
-	defer d.Close()
 	var pids []int
 	var terminal [3]bool
 	for _, pid := range d.Inventory().Pids {

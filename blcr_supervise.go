@@ -189,29 +189,24 @@ func startJob(path string, args []string) (*supervisor, error) {
 // restartJob restarts the job from the newest whole generation of
 // o.dir, as cr_run's child, detached: cr_run waits for it itself.
 func restartJob(o *runOptions) (*supervisor, error) {
-	tmp, err := os.MkdirTemp("", "gocr-restart-")
-	if err != nil {
-		return nil, fmt.Errorf("directory for the context: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		return nil, err
-	}
 	sigs := catchSignals()
 	prog := newProgress(o.quiet)
-	ex, err := contextSource{dir: o.dir, trust: o.trust, progress: prog}.extract(tmp)
+	ex, err := contextSource{dir: o.dir, trust: o.trust, progress: prog}.open()
+	if err == nil {
+		defer ex.close()
+	}
 	if err == nil && o.pidns == restorer.PidnsAuto {
-		err = checkJobGone(ex.dir)
+		err = checkJobGone(ex.images)
 	}
 	var stdio [3]*os.File
 	if err == nil {
-		stdio, _, err = restartStdio(ex.dir, false)
+		stdio, _, err = restartStdio(ex.images, false)
 	}
 	prog.end()
 	var res *restorer.Result
 	if err == nil {
 		res, err = restorer.Run(sigs.ctx, restorer.Options{
-			Dir: ex.dir, Detach: true, Supervised: true, TrustImages: o.trust,
+			Images: ex.images, Detach: true, Supervised: true, TrustImages: o.trust,
 			Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
 			PidNamespace: o.pidns, Relocate: o.relocate,
 			Restarted: callbacks.Restarted,

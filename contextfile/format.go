@@ -11,7 +11,7 @@
 // Only the end record makes a context complete: a file or stream cut
 // anywhere before it is refused. Every entry's data starts at a multiple
 // of Align, so the page data inside a page image keeps the alignment it
-// has in the image and can be read in place.
+// has in the image and can be read in place (ReadIndex, inplace.go).
 //
 // A context may store its entries compressed (compress.go): its version
 // is then 2, each entry header says how its data is stored, and the CRC

@@ -55,6 +55,15 @@ func (r *reader) skipPad(what string) error {
 // handed out must not be used. It returns the entries.
 func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error) {
 	rd := &reader{br: bufio.NewReaderSize(r, 256<<10)}
+	defer rd.dec.close()
+	return rd.entries(func(e *Entry) error { return rd.data(e, each) }, true)
+}
+
+// entries reads the file header, every entry with data (which reads or
+// skips its data, and sets its stored size and, if it reads it, its
+// CRC), and the end record, which it checks them against: their data's
+// CRCs too when summed, else it takes them from it.
+func (rd *reader) entries(data func(e *Entry) error, summed bool) ([]Entry, error) {
 	hdr := make([]byte, fileHeaderSize)
 	n, err := io.ReadFull(rd.br, hdr)
 	rd.off += int64(n)
@@ -74,9 +83,11 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 	if rd.version != Version && rd.version != VersionCompressed {
 		return nil, fmt.Errorf("%w: version %d, this gocr reads versions %d and %d", ErrVersion, rd.version, Version, VersionCompressed)
 	}
-	defer rd.dec.close()
 	if a := le.Uint32(hdr[12:]); a != Align {
 		return nil, damaged("alignment %d in the file header, want %d", a, Align)
+	}
+	if rd.version != Version && !summed {
+		return nil, ErrCompressed
 	}
 	if err := rd.skipPad("the file header"); err != nil {
 		return nil, err
@@ -91,7 +102,7 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 		switch string(magic) {
 		case entryMagic:
 		case endMagic:
-			return got, rd.end(got)
+			return got, rd.end(got, summed)
 		default:
 			return nil, damaged("no entry or end record at byte %d (after %d entries)", rd.off-int64(len(magic)), i)
 		}
@@ -102,7 +113,7 @@ func Read(r io.Reader, each func(e Entry, data io.Reader) error) ([]Entry, error
 		if len(got) >= maxEntries {
 			return nil, damaged("more than %d entries", maxEntries)
 		}
-		if err := rd.data(&e, each); err != nil {
+		if err := data(&e); err != nil {
 			return nil, err
 		}
 		got = append(got, e)
@@ -235,9 +246,9 @@ func (rd *reader) entry(what string) (Entry, error) {
 }
 
 // end reads the end record (its magic was read) and checks that it lists
-// exactly the entries read, with their checksums, and that nothing
-// follows it.
-func (rd *reader) end(got []Entry) error {
+// exactly the entries read, with their checksums when summed (else it
+// sets them), and that nothing follows it.
+func (rd *reader) end(got []Entry, summed bool) error {
 	fixed := make([]byte, endFixed)
 	copy(fixed, endMagic)
 	if err := rd.full(fixed[len(endMagic):], "the end record"); err != nil {
@@ -278,8 +289,10 @@ func (rd *reader) end(got []Entry) error {
 	// Only now, with the end record itself proven whole, does a data
 	// checksum that differs name a damaged entry.
 	p := endFixed
-	for _, e := range got {
-		if crc := le.Uint32(b[p+4:]); crc != e.CRC {
+	for i, e := range got {
+		if !summed {
+			got[i].CRC = le.Uint32(b[p+4:])
+		} else if crc := le.Uint32(b[p+4:]); crc != e.CRC {
 			return damaged("entry %s: its data's CRC-32C is %#08x, the end record says %#08x", e.Name, e.CRC, crc)
 		}
 		p += indexFixed + len(e.Name)

@@ -202,11 +202,12 @@ func (s *Sources) makeMemfd(id uint64) (int32, error) {
 			return 0, fmt.Errorf("memfd %q: mode %#o: %w", meta.Name, meta.Mode&07777, err)
 		}
 	}
-	img, size, err := s.Dir.OpenMemfd(id)
+	img, err := s.Dir.OpenMemfd(id)
 	if err != nil {
 		return 0, err
 	}
 	defer img.Close()
+	size := img.Size
 	if size != meta.Size {
 		return 0, fmt.Errorf("memfd %q: image holds %d bytes, expected %d", meta.Name, size, meta.Size)
 	}
@@ -214,7 +215,7 @@ func (s *Sources) makeMemfd(id uint64) (int32, error) {
 		return 0, fmt.Errorf("memfd %q: size %d: %w", meta.Name, size, err)
 	}
 	ifd := int(img.Fd())
-	base := int64(images.PagesDataOffset)
+	base := img.Off
 	for off := base; off < base+size; {
 		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
 		if err != nil || data >= base+size {

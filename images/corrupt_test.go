@@ -25,7 +25,7 @@ var recordImageReaders = map[string]func(d *Dir) error{
 
 // pagesReader reads the sample dump's pages image.
 func pagesReader(d *Dir) error {
-	f, _, err := d.OpenPages(testPid, 0)
+	f, err := d.OpenPages(testPid, 0)
 	if err == nil {
 		f.Close()
 	}
@@ -283,7 +283,7 @@ func TestMissingImageNamesFile(t *testing.T) {
 	if !strings.Contains(err.Error(), "mm-77.img") {
 		t.Errorf("error %q does not name mm-77.img", err)
 	}
-	_, _, err = d.OpenPages(77, 0)
+	_, err = d.OpenPages(77, 0)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "pages-77.img") {
 		t.Errorf("OpenPages of a missing image: got %v, want fs.ErrNotExist naming pages-77.img", err)
 	}

@@ -392,6 +392,9 @@ func (d *Dir) Close() error {
 	if d.w != nil {
 		d.w.close()
 	}
+	if d.ctx != nil {
+		return d.ctx.f.Close()
+	}
 	if d.root != nil {
 		return d.root.Close()
 	}

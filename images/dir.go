@@ -42,9 +42,10 @@ func pagesName(pid, stream int) string {
 type Dir struct {
 	Path string
 
-	trust bool     // OpenOptions.TrustImages
-	w     *writing // set by Create
-	root  *os.File // the directory, set by Open
+	trust bool         // OpenOptions.TrustImages
+	w     *writing     // set by Create
+	root  *os.File     // the directory, set by Open
+	ctx   *contextDump // the context read in place, set by OpenContext
 
 	mu        sync.Mutex
 	inventory *gocrpb.Inventory
@@ -52,6 +53,9 @@ type Dir struct {
 	// Open. Every image read must carry it, once it is known.
 	id      DumpID
 	idKnown bool
+	// verified are the data images whose chunks were all verified
+	// when d was opened (OpenContext), not again when each is.
+	verified map[string]bool
 }
 
 // OpenOptions say how far images are trusted.
@@ -180,7 +184,12 @@ func (d *Dir) current() string {
 }
 
 // file is the path of the image named name in d.
-func (d *Dir) file(name string) string { return filepath.Join(d.current(), name) }
+func (d *Dir) file(name string) string {
+	if d.ctx != nil {
+		return d.Path + ":" + name
+	}
+	return filepath.Join(d.current(), name)
+}
 
 // Discard closes and removes f, a file this Dir created and the dump no
 // longer wants.

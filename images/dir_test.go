@@ -246,12 +246,13 @@ func TestFinishPagesChecksSize(t *testing.T) {
 	if err := d.SealData(); err != nil {
 		t.Fatal(err)
 	}
-	_, size, err := d.OpenPages(testPid, 0)
+	img, err := d.OpenPages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size != 4096 {
-		t.Errorf("data size = %d, want 4096", size)
+	img.Close()
+	if img.Size != 4096 {
+		t.Errorf("data size = %d, want 4096", img.Size)
 	}
 }
 

@@ -270,17 +270,13 @@ func (d *Dir) readRecordFile(name string, k kind, each func(payload []byte) erro
 // file's header.
 func (d *Dir) readRecordFileID(name string, k kind, each func(payload []byte) error) (DumpID, error) {
 	var id DumpID
-	f, err := d.openImage(name)
+	img, err := d.openImage(name)
 	if err != nil {
 		return id, err
 	}
-	defer f.Close()
-	path := f.Name()
-	st, err := f.Stat()
-	if err != nil {
-		return id, fmt.Errorf("stat %s: %w", path, err)
-	}
-	r := bufio.NewReaderSize(f, 256<<10)
+	defer img.close()
+	path := img.path
+	r := bufio.NewReaderSize(img.reader(), 256<<10)
 
 	var hdr [fileHeaderSize]byte
 	// The version first: a header of another format has another size.
@@ -299,7 +295,7 @@ func (d *Dir) readRecordFileID(name string, k kind, each func(payload []byte) er
 			return id, err
 		}
 	}
-	err = readRecords(path, r, st.Size(), each)
+	err = readRecords(path, r, img.size, each)
 	return id, err
 }
 

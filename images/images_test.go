@@ -214,17 +214,21 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("pagemap (-want +got):\n%s", diff)
 	}
 
-	f, size, err := d.OpenPages(testPid, 0)
+	f, err := d.OpenPages(testPid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	size := f.Size
+	if f.Off != PagesDataOffset {
+		t.Errorf("data at %d, want %d", f.Off, PagesDataOffset)
+	}
 	want := samplePageData()
 	if size != int64(len(want)) {
 		t.Errorf("pages data size = %d, want %d", size, len(want))
 	}
 	// The data's checksums follow it.
-	got, err := io.ReadAll(io.LimitReader(f, size))
+	got, err := io.ReadAll(io.NewSectionReader(f, f.Off, size))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,6 +170,7 @@ func allZero(b []byte) bool {
 // dataFile is one data image whose chunks are checksummed, or verified.
 type dataFile struct {
 	fd   int
+	base int64 // where the image starts in fd: 0 but in a context
 	path string
 	hdr  *dataHeader
 	sums []uint32 // by chunk: computed (seal) or stored (verify)
@@ -224,7 +225,7 @@ func sumChunks(files []*dataFile, verify bool) *chunkErr {
 				f := files[u.file]
 				start := int64(u.chunk) * f.hdr.chunk
 				n := min(f.hdr.chunk, f.hdr.size-start)
-				got, err := sumRange(f.fd, PagesDataOffset+start, n, buf)
+				got, err := sumRange(f.fd, f.base+PagesDataOffset+start, n, buf)
 				switch {
 				case err != nil:
 					worse(&chunkErr{file: u.file, chunk: u.chunk, err: fmt.Errorf("read %s: %w", f.path, err)})

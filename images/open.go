@@ -3,6 +3,7 @@ package images
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -13,16 +14,40 @@ import (
 // make a restore run anything as the restoring user.
 var ErrUntrusted = errors.New("another user could have written it (--trust-images reads it anyway)")
 
-// openImage opens the image name in d for reading. Anything but a regular
-// file is refused at once, before it is opened: a FIFO would block the
-// open and every read, a device would be opened with whatever that does,
-// a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
+// section is an open image: size bytes from off in f. An image of a dump
+// directory is its own file, from 0; one of a context read in place
+// (OpenContext) is where its entry's data lies in the context.
+type section struct {
+	f    *os.File
+	off  int64
+	size int64
+	path string // names it in messages
+	own  bool   // f is the section's own, closed with it
+}
+
+func (s *section) close() {
+	if s.own {
+		s.f.Close()
+	}
+}
+
+// reader reads the whole image.
+func (s *section) reader() *io.SectionReader { return io.NewSectionReader(s.f, s.off, s.size) }
+
+// openImage opens the image name in d for reading: in a context read in
+// place, where its entry lies (contextImage); else its own file, and
+// anything but a regular file is refused at once, before it is opened: a
+// FIFO would block the open and every read, a device would be opened with
+// whatever that does, a symbolic link could lead anywhere. The open itself is O_NOFOLLOW and
 // O_NONBLOCK, in case the name was changed meanwhile into a link or a FIFO
 // (open(2): "O_NONBLOCK ... has no effect for regular files"; fifo(7): a
 // non-blocking open for reading succeeds at once), and what was opened is
 // checked again with fstat. Unless d trusts every image, one that another
 // user could have written (ErrUntrusted) is refused too.
-func (d *Dir) openImage(name string) (*os.File, error) {
+func (d *Dir) openImage(name string) (*section, error) {
+	if d.ctx != nil {
+		return d.contextImage(name)
+	}
 	path := d.file(name)
 	dirfd, rel := d.at(name)
 	var st unix.Stat_t
@@ -39,7 +64,8 @@ func (d *Dir) openImage(name string) (*os.File, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	if err := checkImageFile(fd, path, d.trust); err != nil {
+	size, err := checkImageFile(fd, path, d.trust)
+	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -48,29 +74,30 @@ func (d *Dir) openImage(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return &section{f: os.NewFile(uintptr(fd), path), size: size, path: path, own: true}, nil
 }
 
 // checkImageFile checks the open image fd: a regular file and, unless
 // trust, one that only the user running gocr or root could have written
 // (its owner, as an owner can always chmod; no group or other write bit).
-func checkImageFile(fd int, path string, trust bool) error {
+// It returns the file's size.
+func checkImageFile(fd int, path string, trust bool) (int64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
+		return 0, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
+		return 0, formatErrorf(path, "is %s, not a regular file", fileType(st.Mode))
 	}
 	if trust {
-		return nil
+		return st.Size, nil
 	}
 	uid := uint32(os.Geteuid())
 	switch {
 	case st.Uid != uid && st.Uid != 0:
-		return fmt.Errorf("image %s is owned by uid %d, not by you (uid %d) or root: %w", path, st.Uid, uid, ErrUntrusted)
+		return 0, fmt.Errorf("image %s is owned by uid %d, not by you (uid %d) or root: %w", path, st.Uid, uid, ErrUntrusted)
 	case st.Mode&0o022 != 0:
-		return fmt.Errorf("image %s is writable by its group or all users (mode %#o): %w", path, st.Mode&0o7777, ErrUntrusted)
+		return 0, fmt.Errorf("image %s is writable by its group or all users (mode %#o): %w", path, st.Mode&0o7777, ErrUntrusted)
 	}
-	return nil
+	return st.Size, nil
 }

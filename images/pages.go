@@ -127,12 +127,12 @@ func (d *Dir) CreateMemfd(id uint64) (*os.File, error) {
 }
 
 // OpenMemfd opens memfd-ID.img like OpenPages: its data verified.
-func (d *Dir) OpenMemfd(id uint64) (*os.File, int64, error) {
-	f, size, err := d.openData(memfdName(id), &dataHeader{kind: kindMemfd, subject: id})
+func (d *Dir) OpenMemfd(id uint64) (*Data, error) {
+	img, err := d.openData(memfdName(id), &dataHeader{kind: kindMemfd, subject: id})
 	if err != nil {
-		return nil, 0, fmt.Errorf("open memfd image %d: %w", id, err)
+		return nil, fmt.Errorf("open memfd image %d: %w", id, err)
 	}
-	return f, size, nil
+	return img, nil
 }
 
 func memfdName(id uint64) string { return fmt.Sprintf("memfd-%d.img", id) }
@@ -178,48 +178,51 @@ func FinishPages(f *os.File, dataSize int64) error {
 	return nil
 }
 
-// openData opens the data image name, expected to have the kind, stream
-// and subject of want, checks its header (of this dump) and its length,
-// verifies every chunk of its data against its checksum, and leaves it at
-// PagesDataOffset.
-func (d *Dir) openData(name string, want *dataHeader) (*os.File, int64, error) {
-	f, err := d.openImage(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	h, err := d.checkData(f, want)
-	if err == nil {
-		_, err = f.Seek(PagesDataOffset, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, h.size, nil
+// Data is the data of an open data image (a page, memfd, saved file or
+// System V segment image): Size bytes from Off in File, Off a multiple of
+// the page size, so that page data can be read straight into place. In a
+// dump directory File is the image and Off is PagesDataOffset; in a
+// context read in place (OpenContext), File is the context and Off where
+// the image's data lies in it. Read it by offset only (pread, ReadAt,
+// SEEK_DATA): File may share its file offset with other descriptors. The
+// caller closes File.
+type Data struct {
+	*os.File
+	Off  int64
+	Size int64
 }
 
-// checkData checks the open data image f as openData does.
-func (d *Dir) checkData(f *os.File, want *dataHeader) (*dataHeader, error) {
-	path := f.Name()
-	hdr := make([]byte, PagesDataOffset)
-	n, err := f.ReadAt(hdr, 0)
-	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if n < dumpIDOffset {
-		return nil, formatErrorf(path, "truncated in file header")
-	}
-	// The version first: a header of another format has another layout.
-	if err := checkFileHeader(path, hdr, want.kind); err != nil {
-		return nil, err
-	}
-	if n < PagesDataOffset {
-		return nil, formatErrorf(path, "truncated in pages header (%d of %d bytes)", n, PagesDataOffset)
-	}
-	h, err := decodeDataHeader(path, hdr, want.kind)
+// openData opens the data image name, expected to have the kind, stream
+// and subject of want, checks its header (of this dump) and its length,
+// and verifies every chunk of its data against its checksum, unless that
+// was done when d was opened (OpenContext).
+func (d *Dir) openData(name string, want *dataHeader) (*Data, error) {
+	img, err := d.openImage(name)
 	if err != nil {
 		return nil, err
 	}
+	defer img.close()
+	h, err := d.checkData(img, name, want)
+	if err != nil {
+		return nil, err
+	}
+	f := img.f
+	if img.own {
+		img.own = false // the caller's now
+	} else if f, err = dupFile(img.f, img.path); err != nil {
+		return nil, err
+	}
+	return &Data{File: f, Off: img.off + PagesDataOffset, Size: h.size}, nil
+}
+
+// checkData checks the open data image img, called name in d, as
+// openData does.
+func (d *Dir) checkData(img *section, name string, want *dataHeader) (*dataHeader, error) {
+	h, err := d.readDataHeader(img, want.kind)
+	if err != nil {
+		return nil, err
+	}
+	path := img.path
 	if err := d.checkDumpID(path, h.id); err != nil {
 		return nil, err
 	}
@@ -230,31 +233,74 @@ func (d *Dir) checkData(f *os.File, want *dataHeader) (*dataHeader, error) {
 		}
 		return nil, formatErrorf(path, "holds %s, but its name says otherwise", what)
 	}
-	st, err := f.Stat()
+	d.mu.Lock()
+	verified := d.verified[name]
+	d.mu.Unlock()
+	if verified {
+		return h, nil
+	}
+	df, err := readSums(img, h)
 	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+		return nil, err
 	}
-	if want := h.fileSize(); st.Size() != want {
-		return nil, formatErrorf(path, "header promises %d data bytes and %d checksums (a file of %d bytes), file is %d bytes", h.size, h.chunks(), want, st.Size())
+	if e := sumChunks([]*dataFile{df}, true); e != nil {
+		return nil, d.chunkError(df, e)
 	}
-	df := &dataFile{fd: int(f.Fd()), path: path, hdr: h}
-	sums := make([]byte, sumSize*h.chunks())
-	if _, err := f.ReadAt(sums, PagesDataOffset+h.size); err != nil {
+	return h, nil
+}
+
+// readDataHeader reads and checks the header of img, a data image of
+// kind k, and that the image is exactly as long as it says.
+func (d *Dir) readDataHeader(img *section, k kind) (*dataHeader, error) {
+	path := img.path
+	hdr := make([]byte, PagesDataOffset)
+	n, err := img.f.ReadAt(hdr[:min(int64(len(hdr)), img.size)], img.off)
+	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n < dumpIDOffset {
+		return nil, formatErrorf(path, "truncated in file header")
+	}
+	// The version first: a header of another format has another layout.
+	if err := checkFileHeader(path, hdr, k); err != nil {
+		return nil, err
+	}
+	if n < PagesDataOffset {
+		return nil, formatErrorf(path, "truncated in pages header (%d of %d bytes)", n, PagesDataOffset)
+	}
+	h, err := decodeDataHeader(path, hdr, k)
+	if err != nil {
+		return nil, err
+	}
+	if want := h.fileSize(); img.size != want {
+		return nil, formatErrorf(path, "header promises %d data bytes and %d checksums (a file of %d bytes), file is %d bytes", h.size, h.chunks(), want, img.size)
+	}
+	return h, nil
+}
+
+// readSums reads the checksums stored after img's data, to verify it.
+func readSums(img *section, h *dataHeader) (*dataFile, error) {
+	df := &dataFile{fd: int(img.f.Fd()), base: img.off, path: img.path, hdr: h}
+	sums := make([]byte, sumSize*h.chunks())
+	if _, err := img.f.ReadAt(sums, img.off+PagesDataOffset+h.size); err != nil {
+		return nil, fmt.Errorf("read %s: %w", img.path, err)
 	}
 	for i := 0; i < len(sums); i += sumSize {
 		df.sums = append(df.sums, le.Uint32(sums[i:]))
 	}
-	if e := sumChunks([]*dataFile{df}, true); e != nil {
-		if e.err != nil {
-			return nil, e.err
-		}
-		start := int64(e.chunk) * h.chunk
-		end := min(start+h.chunk, h.size)
-		return nil, formatErrorf(path, "page data bytes %#x-%#x (chunk %d of %d%s): checksum mismatch (stored %#08x, computed %#08x)",
-			start, end, e.chunk, h.chunks(), d.pagesAt(h, start, end), e.stored, e.got)
+	return df, nil
+}
+
+// chunkError names the chunk of df that sumChunks found bad.
+func (d *Dir) chunkError(df *dataFile, e *chunkErr) error {
+	if e.err != nil {
+		return e.err
 	}
-	return h, nil
+	h := df.hdr
+	start := int64(e.chunk) * h.chunk
+	end := min(start+h.chunk, h.size)
+	return formatErrorf(df.path, "page data bytes %#x-%#x (chunk %d of %d%s): checksum mismatch (stored %#08x, computed %#08x)",
+		start, end, e.chunk, h.chunks(), d.pagesAt(h, start, end), e.stored, e.got)
 }
 
 // pagesAt names, for a message, the pages of a page image's data bytes
@@ -305,15 +351,14 @@ func (d *Dir) pagesAt(h *dataHeader, start, end int64) string {
 // OpenPages opens the page image of pid's page stream for reading,
 // validates its header, that the file holds exactly the data and
 // checksums the header promises, and every chunk of its data against its
-// checksum, and returns it positioned at PagesDataOffset with the data
-// size. The caller closes it.
-func (d *Dir) OpenPages(pid, stream int) (*os.File, int64, error) {
+// checksum, and returns its data. The caller closes it.
+func (d *Dir) OpenPages(pid, stream int) (*Data, error) {
 	if stream < 0 || stream >= MaxPageStreams {
-		return nil, 0, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
+		return nil, fmt.Errorf("open pages image of pid %d: stream %d, want 0..%d", pid, stream, MaxPageStreams-1)
 	}
-	f, size, err := d.openData(pagesName(pid, stream), &dataHeader{kind: kindPages, stream: uint32(stream), subject: uint64(pid)})
+	img, err := d.openData(pagesName(pid, stream), &dataHeader{kind: kindPages, stream: uint32(stream), subject: uint64(pid)})
 	if err != nil {
-		return nil, 0, fmt.Errorf("open pages image of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("open pages image of pid %d: %w", pid, err)
 	}
-	return f, size, nil
+	return img, nil
 }

@@ -57,7 +57,7 @@ func TestPageStreamImages(t *testing.T) {
 		if _, err := d.CreatePages(testPid, s); err == nil {
 			t.Errorf("CreatePages of stream %d succeeded", s)
 		}
-		if _, _, err := d.OpenPages(testPid, s); err == nil {
+		if _, err := d.OpenPages(testPid, s); err == nil {
 			t.Errorf("OpenPages of stream %d succeeded", s)
 		}
 	}
@@ -84,11 +84,12 @@ func TestPageStreamImages(t *testing.T) {
 	if err := d.SealData(); err != nil {
 		t.Fatal(err)
 	}
-	_, size, err := d.OpenPages(testPid, 1)
-	if err != nil || size != 8192 {
-		t.Errorf("OpenPages stream 1: size %d, %v; want 8192", size, err)
+	if img, err := d.OpenPages(testPid, 1); err != nil || img.Size != 8192 {
+		t.Errorf("OpenPages stream 1: %v; want 8192 bytes", err)
+	} else {
+		img.Close()
 	}
-	if _, _, err := d.OpenPages(testPid, 2); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), pagesName(testPid, 2)) {
+	if _, err := d.OpenPages(testPid, 2); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), pagesName(testPid, 2)) {
 		t.Errorf("OpenPages of a discarded stream: %v, want fs.ErrNotExist naming %s", err, pagesName(testPid, 2))
 	}
 	// Without an inventory Show reports an error but still prints every
@@ -147,16 +148,16 @@ func TestSparseDataImage(t *testing.T) {
 	if err := d.SealData(); err != nil {
 		t.Fatal(err)
 	}
-	img, got, err := d.OpenMemfd(7)
-	if err != nil || got != size {
-		t.Fatalf("OpenMemfd: size %d, %v; want %d", got, err, size)
+	img, err := d.OpenMemfd(7)
+	if err != nil || img.Size != size {
+		t.Fatalf("OpenMemfd: %v; want %d bytes", err, size)
 	}
 	img.Close()
 	if _, err := f.WriteAt([]byte{1}, PagesDataOffset+3<<20+10); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	_, _, err = d.OpenMemfd(7)
+	_, err = d.OpenMemfd(7)
 	fe := requireFormatError(t, err, "a byte written into a hole")
 	if want := "page data bytes 0x300000-0x400000 (chunk 3 of 8): checksum mismatch"; !strings.Contains(fe.Reason, want) {
 		t.Errorf("reason %q, want it to contain %q", fe.Reason, want)

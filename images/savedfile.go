@@ -20,10 +20,10 @@ func (d *Dir) CreateSavedFile(id uint64) (*os.File, error) {
 }
 
 // OpenSavedFile opens file-ID.img like OpenPages.
-func (d *Dir) OpenSavedFile(id uint64) (*os.File, int64, error) {
-	f, size, err := d.openData(savedFileName(id), &dataHeader{kind: kindSavedFile, subject: id})
+func (d *Dir) OpenSavedFile(id uint64) (*Data, error) {
+	img, err := d.openData(savedFileName(id), &dataHeader{kind: kindSavedFile, subject: id})
 	if err != nil {
-		return nil, 0, fmt.Errorf("open saved file image %d: %w", id, err)
+		return nil, fmt.Errorf("open saved file image %d: %w", id, err)
 	}
-	return f, size, nil
+	return img, nil
 }

@@ -123,7 +123,7 @@ func showContext(path string, w io.Writer, opts OpenOptions) error {
 		return fmt.Errorf("show: %w", err)
 	}
 	defer f.Close()
-	if err := checkImageFile(int(f.Fd()), path, opts.TrustImages); err != nil {
+	if _, err := checkImageFile(int(f.Fd()), path, opts.TrustImages); err != nil {
 		return fmt.Errorf("show: %w", err)
 	}
 	tmp, err := os.MkdirTemp("", "gocr-show-")
@@ -300,12 +300,12 @@ func imageJSON(d *Dir, name string) ([]byte, error) {
 		case "shm":
 			open = d.OpenSysvShm
 		}
-		f, size, err := open(uint64(pid))
+		img, err := open(uint64(pid))
 		if err != nil {
 			return nil, err
 		}
-		f.Close()
-		return []byte(fmt.Sprintf(`{"data_offset":%d,"data_size":%d}`, PagesDataOffset, size)), nil
+		img.Close()
+		return []byte(fmt.Sprintf(`{"data_offset":%d,"data_size":%d}`, img.Off, img.Size)), nil
 	}
 	if err != nil {
 		return nil, err
@@ -333,13 +333,13 @@ func pagemapJSON(d *Dir, pid int) ([]byte, error) {
 }
 
 func pagesJSON(d *Dir, pid, stream int) ([]byte, error) {
-	f, size, err := d.OpenPages(pid, stream)
+	img, err := d.OpenPages(pid, stream)
 	if err != nil {
 		return nil, err
 	}
-	f.Close()
+	img.Close()
 	return json.Marshal(struct {
 		DataOffset int64 `json:"data_offset"`
 		DataSize   int64 `json:"data_size"`
-	}{PagesDataOffset, size})
+	}{img.Off, img.Size})
 }

@@ -20,10 +20,10 @@ func (d *Dir) CreateSysvShm(id uint64) (*os.File, error) {
 }
 
 // OpenSysvShm opens shm-ID.img like OpenPages.
-func (d *Dir) OpenSysvShm(id uint64) (*os.File, int64, error) {
-	f, size, err := d.openData(sysvShmName(id), &dataHeader{kind: kindSysvShm, subject: id})
+func (d *Dir) OpenSysvShm(id uint64) (*Data, error) {
+	img, err := d.openData(sysvShmName(id), &dataHeader{kind: kindSysvShm, subject: id})
 	if err != nil {
-		return nil, 0, fmt.Errorf("open System V segment image %d: %w", id, err)
+		return nil, fmt.Errorf("open System V segment image %d: %w", id, err)
 	}
-	return f, size, nil
+	return img, nil
 }

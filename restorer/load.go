@@ -80,17 +80,18 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 			f.Close()
 		}
 	}
-	var dataSizes []int64
+	var dataSizes, dataOffs []int64
 	for s := 0; s < nstreams; s++ {
-		f, size, err := dir.OpenPages(pid, s)
+		img, err := dir.OpenPages(pid, s)
 		if err != nil {
 			closePages()
 			return nil, err
 		}
-		pages = append(pages, f)
-		dataSizes = append(dataSizes, size)
+		pages = append(pages, img.File)
+		dataSizes = append(dataSizes, img.Size)
+		dataOffs = append(dataOffs, img.Off)
 	}
-	if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes); err != nil {
+	if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes, dataOffs); err != nil {
 		closePages()
 		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 	}

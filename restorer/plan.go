@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
-	"github.com/gocr/gocr/images"
 )
 
 const pageSize = 4096
@@ -75,13 +74,17 @@ var vmaKinds = map[gocrpb.VmaKind]uint32{
 
 // newPlan builds a process's restore plan. ranges are its page map;
 // dataSizes[s] is how many data bytes stream s's page image holds (each
-// must equal the pages its ranges name).
-func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataSizes []int64) (*plan, error) {
+// must equal the pages its ranges name), dataOffs[s] where they start in
+// the file the restorer reads them from (images.Data).
+func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataSizes, dataOffs []int64) (*plan, error) {
 	p := &plan{strOff: map[string]uint32{}}
 	a := &p.args
 	a.Magic = rstMagic
 	a.Version = rstVersion
 	a.Pid = task.Pid
+	if len(dataOffs) != len(dataSizes) {
+		return nil, fmt.Errorf("%d page streams with %d data offsets", len(dataSizes), len(dataOffs))
+	}
 	if len(dataSizes) < 1 || len(dataSizes) > rstPageStreamsMax {
 		return nil, fmt.Errorf("%d page streams, want 1..%d", len(dataSizes), rstPageStreamsMax)
 	}
@@ -175,7 +178,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is in page stream %d, the dump has %d", i, r.Vaddr, r.NrPages, r.Stream, len(dataSizes))
 		}
 		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages,
-			FileOff: images.PagesDataOffset + offs[r.Stream], Stream: r.Stream})
+			FileOff: uint64(dataOffs[r.Stream]) + offs[r.Stream], Stream: r.Stream})
 		offs[r.Stream] += r.NrPages * pageSize
 	}
 	for s, size := range dataSizes {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/images"
 )
 
 // FuzzNewPlan builds a restore plan from a task, an mm and a page map
@@ -67,7 +68,7 @@ func fuzzPlan(t *testing.T, tb, mb, pm []byte, dataSize int64) {
 		}
 		ranges = append(ranges, pr)
 	}
-	p, err := newPlan(task, mm, ranges, []int64{dataSize})
+	p, err := newPlan(task, mm, ranges, []int64{dataSize}, []int64{images.PagesDataOffset})
 	if err != nil {
 		return
 	}

@@ -31,6 +31,10 @@ var restorerELF []byte
 // Options say what to restore and how.
 type Options struct {
 	Dir string
+	// Images, if set, is the dump to restore, already open, instead of
+	// Dir: a context file read in place (images.OpenContext). It stays
+	// the caller's to close.
+	Images *images.Dir
 	// Detach: return once the process runs, instead of waiting for it.
 	Detach bool
 	// Supervised, with Detach: the process running gocr stays, as the
@@ -101,7 +105,7 @@ type proc struct {
 	parent *proc // nil for the root
 }
 
-// Run restores the dump in opts.Dir. It reads as the restore's lifecycle:
+// Run restores the dump in opts.Dir (or opts.Images). It reads as the restore's lifecycle:
 // check everything, open what the processes share, claim their PIDs, lay
 // out the plan, then launch the restorer and finish each process. When
 // ctx ends before the processes are released, the restore stops at its
@@ -119,11 +123,13 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages})
-	if err != nil {
-		return nil, err
+	dir := opts.Images
+	if dir == nil {
+		if dir, err = images.OpenWith(opts.Dir, images.OpenOptions{TrustImages: opts.TrustImages}); err != nil {
+			return nil, err
+		}
+		defer dir.Close()
 	}
-	defer dir.Close()
 	given, err := openGiven(opts.InheritFd)
 	if err != nil {
 		return nil, err

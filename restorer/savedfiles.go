@@ -204,11 +204,12 @@ func savedCopy(dir *images.Dir, sf *gocrpb.SavedFile) (*os.File, error) {
 // offsets and checks the whole, holes read as zeros, against the SHA-256
 // the dump recorded.
 func fillCopy(dir *images.Dir, sf *gocrpb.SavedFile, w *os.File) error {
-	img, size, err := dir.OpenSavedFile(sf.Id)
+	img, err := dir.OpenSavedFile(sf.Id)
 	if err != nil {
 		return err
 	}
 	defer img.Close()
+	size := img.Size
 	if size != sf.File.Size {
 		return fmt.Errorf("file-%d.img holds %d bytes, the file had %d", sf.Id, size, sf.File.Size)
 	}
@@ -216,7 +217,7 @@ func fillCopy(dir *images.Dir, sf *gocrpb.SavedFile, w *os.File) error {
 		return err
 	}
 	ifd := int(img.Fd())
-	base := int64(images.PagesDataOffset)
+	base := img.Off
 	for off := base; off < base+size; {
 		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {

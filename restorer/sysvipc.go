@@ -271,11 +271,12 @@ func (o *sysvObjects) makeShm(dir *images.Dir, shm *gocrpb.SysvShm) error {
 // saved extents, over zeros (a segment made anew is all zeros and holes
 // stay holes; one left behind is cleared first).
 func fillShm(dir *images.Dir, shm *gocrpb.SysvShm, b []byte, leftBehind bool) error {
-	img, size, err := dir.OpenSysvShm(uint64(shm.Perm.Id))
+	img, err := dir.OpenSysvShm(uint64(shm.Perm.Id))
 	if err != nil {
 		return err
 	}
 	defer img.Close()
+	size := img.Size
 	if size != int64(shm.Size) || int64(len(b)) < size {
 		return fmt.Errorf("image holds %d bytes, the segment %d", size, len(b))
 	}
@@ -283,7 +284,7 @@ func fillShm(dir *images.Dir, shm *gocrpb.SysvShm, b []byte, leftBehind bool) er
 		clear(b[:size])
 	}
 	ifd := int(img.Fd())
-	base := int64(images.PagesDataOffset)
+	base := img.Off
 	for off := base; off < base+size; {
 		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {

@@ -193,11 +193,12 @@ func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFil
 		nstreams = max(nstreams, int(r.Stream)+1)
 	}
 	for s := 0; s < nstreams; s++ {
-		pin, size, err := in.OpenPages(pid, s)
+		pin, err := in.OpenPages(pid, s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pin.Close()
+		size := pin.Size
 		pout, err := out.CreatePages(pid, s)
 		if err != nil {
 			t.Fatal(err)
@@ -205,7 +206,7 @@ func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFil
 		defer pout.Close()
 		// The data alone: its checksums follow it in the image, and
 		// the new image gets its own.
-		n, err := io.CopyN(pout, pin, size)
+		n, err := io.Copy(pout, io.NewSectionReader(pin, pin.Off, size))
 		if err != nil {
 			t.Fatalf("copy page data: %v", err)
 		}
