@@ -257,11 +257,12 @@ func (s *Sources) makeGhost(id uint64) (g *ghostFile, err error) {
 // offsets (holes stay holes: lseek SEEK_DATA/SEEK_HOLE, man 2 lseek), and
 // checks what w then holds against the SHA-256 the dump recorded.
 func fillGhost(dir *images.Dir, meta *gocrpb.GhostFile, w *os.File) error {
-	img, size, err := dir.OpenSavedFile(meta.Id)
+	img, err := dir.OpenSavedFile(meta.Id)
 	if err != nil {
 		return err
 	}
 	defer img.Close()
+	size := img.Size
 	if size != meta.File.Size {
 		return fmt.Errorf("file-%d.img holds %d bytes, the file had %d", meta.Id, size, meta.File.Size)
 	}
@@ -269,7 +270,7 @@ func fillGhost(dir *images.Dir, meta *gocrpb.GhostFile, w *os.File) error {
 		return err
 	}
 	ifd := int(img.Fd())
-	base := int64(images.PagesDataOffset)
+	base := img.Off
 	for off := base; off < base+size; {
 		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) || (err == nil && data >= base+size) {

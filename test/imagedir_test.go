@@ -225,17 +225,18 @@ func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFil
 		saved = append(saved, g.Id)
 	}
 	for _, id := range saved {
-		fin, size, err := in.OpenSavedFile(id)
+		fin, err := in.OpenSavedFile(id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer fin.Close()
+		size := fin.Size
 		fout, err := out.CreateSavedFile(id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer fout.Close()
-		if _, err := io.Copy(io.NewOffsetWriter(fout, images.PagesDataOffset), io.NewSectionReader(fin, images.PagesDataOffset, size)); err != nil {
+		if _, err := io.Copy(io.NewOffsetWriter(fout, images.PagesDataOffset), io.NewSectionReader(fin, fin.Off, size)); err != nil {
 			t.Fatalf("copy saved file %d: %v", id, err)
 		}
 		if err := images.FinishPages(fout, size); err != nil {
