@@ -198,6 +198,17 @@ func (j *crRunJob) program(t *testing.T) int {
 // its path.
 func (j *crRunJob) checkProgram(t *testing.T, pid int) {
 	t.Helper()
+	crRun := j.checkJobProcess(t, pid)
+	if same, err := sameOpenFile(crRun, pid, 1); err != nil || !same {
+		t.Errorf("the program's stdout (pid %d) is not cr_run's (pid %d), the output file of this run: same %v, %v", pid, crRun, same, err)
+	}
+}
+
+// checkJobProcess fails t unless pid is one of the job's processes for
+// Slurm and its proctrack, and a descendant of the job's cr_run, whose
+// PID it returns.
+func (j *crRunJob) checkJobProcess(t *testing.T, pid int) int {
+	t.Helper()
 	checkTracked(t, j.c, j.id, pid)
 	listed := j.c.scontrol(t, "listpids", j.id, j.c.node)
 	found := false
@@ -222,9 +233,7 @@ func (j *crRunJob) checkProgram(t *testing.T, pid int) {
 	if crRun == 0 {
 		t.Fatalf("the program, pid %d, is not a descendant of cr_run", pid)
 	}
-	if same, err := sameOpenFile(crRun, pid, 1); err != nil || !same {
-		t.Errorf("the program's stdout (pid %d) is not cr_run's (pid %d), the output file of this run: same %v, %v", pid, crRun, same, err)
-	}
+	return crRun
 }
 
 // sameOpenFile tells whether fd of pid a and fd of pid b are the same
