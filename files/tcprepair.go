@@ -146,6 +146,9 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (_ *Connect
 		hc.repair = true
 	}
 	testhook.Pause(testhook.PauseAfterTCPRepairOn)
+	if _, ok := testhook.Int(testhook.FailInTCPCapture); ok {
+		return nil, fmt.Errorf("test hook %s: failing with every connection in repair mode", testhook.FailInTCPCapture)
+	}
 	for _, hc := range c.held {
 		if err := readConnection(hc.h, hc.ref.Fd.GetInetSocket()); err != nil {
 			return nil, fmt.Errorf("pid %d fd %d (%s): %w", hc.ref.Pid, hc.ref.Fd.Fd, hc.ref.Fd.Description, err)
