@@ -123,7 +123,7 @@ verify-generated: verify-proto verify-blobs
 # gcc and binutils for the blobs and the test targets, python3 for the
 # Python targets, setpriv for the set-id test, gdb and strace for the tests
 # that corrupt or trace targets, setcap and getcap for install-caps and the
-# ordinary-user tests, script for the terminal tests, the sqlite3 shell and
+# ordinary-user tests, script and tmux for the terminal tests, the sqlite3 shell and
 # libsqlite3-dev for the database test (test/sqlite_test.go), and a Slurm controller, node daemon, client commands
 # and munge for the tests that run jobs on a one-node Slurm cluster
 # (test/slurm_harness_test.go starts the daemons by hand, so no service is
@@ -135,7 +135,7 @@ verify-generated: verify-proto verify-blobs
 # is missing, so a ready machine skips apt.
 deps:
 	@missing=""; lean=""; \
-	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables script:bsdutils sqlite3:sqlite3; do \
+	for c in gcc:gcc ld:binutils objcopy:binutils readelf:binutils python3:python3 setpriv:util-linux gdb:gdb strace:strace setcap:libcap2-bin getcap:libcap2-bin nft:nftables script:bsdutils tmux:tmux sqlite3:sqlite3; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	[ -e /usr/include/sqlite3.h ] || missing="$$missing libsqlite3-dev"; \

@@ -183,9 +183,16 @@ func openInetSocket(h int, u *gocrpb.InetSocketFd) error {
 	if err := setInetOptions(h, u, stepBeforeBind, false); err != nil {
 		return err
 	}
+	local := inetAddrPort(u.GetLocalAddr(), u.GetLocalPort())
+	// A TCP socket's port may be held by TIME_WAIT entries of the job's
+	// own closed connections (timewait.go).
+	retry := func(f func() error) error { return f() }
+	if u.GetProtocol() == unix.IPPROTO_TCP {
+		retry = func(f func() error) error { return clearedBind(local, int(u.GetFamily()), f) }
+	}
 	if len(u.GetLocalAddr()) > 0 {
-		if err := unix.Bind(h, inetSockaddr(u.GetLocalAddr(), u.GetLocalPort())); err != nil {
-			return fmt.Errorf("bind to %s: %w", inetAddrPort(u.GetLocalAddr(), u.GetLocalPort()), err)
+		if err := retry(func() error { return unix.Bind(h, inetSockaddr(u.GetLocalAddr(), u.GetLocalPort())) }); err != nil {
+			return fmt.Errorf("bind to %s: %w", local, err)
 		}
 	}
 	if err := setInetOptions(h, u, stepAfterBind, false); err != nil {
@@ -195,8 +202,9 @@ func openInetSocket(h int, u *gocrpb.InetSocketFd) error {
 		return openUDP(h, u)
 	}
 	if u.GetState() == proc.InetListen {
-		if err := unix.Listen(h, int(u.GetBacklog())); err != nil {
-			return fmt.Errorf("listen on %s: %w", inetAddrPort(u.GetLocalAddr(), u.GetLocalPort()), err)
+		// listen(2) checks the port once more (inet_csk_listen_start).
+		if err := retry(func() error { return unix.Listen(h, int(u.GetBacklog())) }); err != nil {
+			return fmt.Errorf("listen on %s: %w", local, err)
 		}
 	}
 	return nil

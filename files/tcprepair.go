@@ -33,9 +33,13 @@ import (
 // should gocr die (tcpwatch.go), and the processes' threads wait for it
 // (dump/tcphold.go). Once the processes are killed, gocr's handles, which
 // keep the sockets alive, are put back in repair mode and closed: a socket
-// closed in repair mode sends neither FIN nor RST (net/ipv4/tcp.c
-// __tcp_close, tcp_disconnect), so its address and port are free and its
-// peer, if outside the dump, hears nothing.
+// closed in repair mode is disconnected before anything else is looked at
+// and sends neither FIN nor RST, going straight to CLOSE with no TIME_WAIT
+// (net/ipv4/tcp.c __tcp_close, tcp_disconnect: both test tp->repair
+// first), so its four-tuple is free for the restore and its peer, if
+// outside the dump, hears nothing. (Repair mode need not be kept on from
+// the capture to the kill for that: the processes are frozen meanwhile,
+// and gocr's handles keep the sockets from being closed by the kill.)
 
 // TCP_REPAIR_QUEUE's queues (include/uapi/linux/tcp.h).
 const (
@@ -146,6 +150,9 @@ func CaptureConnections(tables []*gocrpb.Files, opts CaptureOptions) (_ *Connect
 		hc.repair = true
 	}
 	testhook.Pause(testhook.PauseAfterTCPRepairOn)
+	if _, ok := testhook.Int(testhook.FailInTCPCapture); ok {
+		return nil, fmt.Errorf("test hook %s: failing with every connection in repair mode", testhook.FailInTCPCapture)
+	}
 	for _, hc := range c.held {
 		if err := readConnection(hc.h, hc.ref.Fd.GetInetSocket()); err != nil {
 			return nil, fmt.Errorf("pid %d fd %d (%s): %w", hc.ref.Pid, hc.ref.Fd.Fd, hc.ref.Fd.Description, err)

@@ -254,3 +254,26 @@ func TestMPIDefaultShmem(t *testing.T) {
 		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
 	}
 }
+
+// TestMPIRingTCP: as TestMPIRing, with the ranks talking over TCP only
+// (btl self,tcp): their loopback connections to each other are dumped,
+// and the restore makes them again on the same ports.
+func TestMPIRingTCP(t *testing.T) {
+	needsGocr(t)
+	want := uninterruptedResult(t)
+	job := startMPIJob(t, append(mpiRestorable, "--mca", "btl", "self,tcp"), false)
+	pids := job.waitStep(t, mpiDumpAfter)
+	dir := t.TempDir()
+	dump(t, job.pid, dir)
+	select {
+	case <-job.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("mpirun pid %d still runs 10 s after the dump", job.pid)
+	}
+	waitAllGone(t, pids, "the dump")
+	job.releaseHold(t)
+	restore(t, nil, dir)
+	if got := job.result(t); got != want {
+		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
+	}
+}

@@ -93,6 +93,30 @@ func TestPtyCanonicalDataRefused(t *testing.T) {
 	checkIntact(t, tg)
 }
 
+// TestPtyPartialLine: a line typed into the pair in canonical mode but
+// not ended (with a newline, a kill and a stop character typed after ^V,
+// and its echo waiting for the master) comes back exactly: the master
+// reads the echo once, the termios are the same, and the line's end
+// typed after the restore gives the slave the whole line in one read.
+// Dumped with --leave-running too: the job finds the line as it was.
+func TestPtyPartialLine(t *testing.T) {
+	needsRoot(t)
+	t.Run("restore", func(t *testing.T) {
+		hole := ptyHole(t)
+		tg := startTarget(t, "pty", "partial")
+		hole()
+		pid := checkpointRestoreTree(t, tg)
+		checkResult(t, tg, pid)
+	})
+	t.Run("leave-running", func(t *testing.T) {
+		needsGocr(t)
+		tg := startTarget(t, "pty", "partial")
+		trackTree(t, tg.pid)
+		dump(t, tg.pid, t.TempDir(), "--leave-running")
+		checkResult(t, tg, tg.pid)
+	})
+}
+
 // TestPtyRefusals: a pty whose master is outside the dump, and which is
 // not the process's controlling terminal, is refused in one line naming
 // the fd, and the job runs on.

@@ -66,6 +66,10 @@ const (
 	// PauseBeforeEndingJob (a duration): hold a dump once its images
 	// are complete, before it ends the dumped processes.
 	PauseBeforeEndingJob = "pause-before-ending-job"
+	// FailInTCPCapture (any number): fail a dump once every TCP
+	// connection is in repair mode, before any is read, so a test sees
+	// the job's connections work on after a dump error there.
+	FailInTCPCapture = "fail-in-tcp-capture"
 	// PauseInTCPRelease (a duration): hold a restore once every TCP
 	// connection is made again in repair mode, before any leaves it.
 	PauseInTCPRelease = "pause-in-tcp-release"
@@ -74,7 +78,8 @@ const (
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
-	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true}
+	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
+	FailInTCPCapture: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

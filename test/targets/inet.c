@@ -21,6 +21,11 @@
  *                     urgent byte (MSG_OOB) waiting at its server end,
  *                     which gocr refuses: after SIGTERM the server reads
  *                     it and both ends exchange data.
+ *   timewait          a listener without SO_REUSEADDR that accepted a
+ *                     connection and closed it first (its port holds the
+ *                     connection in TIME_WAIT), and a second connection
+ *                     to it, open: after SIGTERM both ends of the second
+ *                     exchange data and the listener accepts a third.
  *   external PORT     a connection to 127.0.0.1:PORT, a peer outside the
  *                     job: sends "from-job-1" now, "from-job-1b" when the
  *                     peer says "go"; after SIGTERM reads "from-outside-1"
@@ -405,6 +410,32 @@ static void half(void)
 	tgt_pass();
 }
 
+static void timewait(void)
+{
+	int l = listener_reuse(family, 7, 0);
+	int c = connect_to(l), s = accept_one(l), c2, s2;
+
+	/* The server closes first: TIME_WAIT is on its side, the
+	 * listener's address and port (RFC 793, active close). */
+	close(s);
+	expect_eof(c, "client sees the server's FIN");
+	close(c);
+	c2 = connect_to(l);
+	s2 = accept_one(l);
+	tgt_ready();
+	tgt_wait();
+	send_all(c2, "two", 3, "second connection");
+	expect(s2, "two", "second connection");
+	send_all(s2, "back", 4, "second connection's answer");
+	expect(c2, "back", "second connection's answer");
+	{
+		int c3 = connect_to(l), s3 = accept_one(l);
+		send_all(c3, "new", 3, "new connection");
+		expect(s3, "new", "new connection");
+	}
+	tgt_pass();
+}
+
 static int udp_socket(void)
 {
 	ss_t a;
@@ -601,6 +632,8 @@ int main(int argc, char **argv)
 		pending();
 	else if (strcmp(mode, "half") == 0)
 		half();
+	else if (strcmp(mode, "timewait") == 0)
+		timewait();
 	else if (strcmp(mode, "udp4") == 0 || strcmp(mode, "udp6") == 0)
 		udp();
 	else if (strcmp(mode, "busy") == 0)
@@ -609,5 +642,5 @@ int main(int argc, char **argv)
 		busy(1);
 	else if (strcmp(mode, "external") == 0 && argc > 3)
 		external(atoi(argv[3]));
-	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|udp4|udp6|urgent|busy|external PORT");
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|timewait|udp4|udp6|urgent|busy|external PORT");
 }

@@ -17,9 +17,16 @@
  * group after the dump, so the check must fail (the test's mutation).
  * "canon": the slave is in canonical mode, so the data for it is a
  * complete line, which gocr refuses to dump.
+ * "partial": the slave is in canonical mode with echo, IEXTEN and IXON,
+ * and the data for it is a line typed but not ended, holding a newline,
+ * a kill and a stop character each typed after ^V; its echo waits for
+ * the master. After SIGTERM the master holds the echo once, the termios
+ * are the same, and once the root types the line's end the child reads
+ * the whole line at once.
  */
 #include "target.h"
 
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -29,7 +36,15 @@
 static const char to_slave[] = "keys\r\x03typed\n";  /* ^C and CR: no processing may touch them */
 static const char to_master[] = "out\nput\x1b[0m\r"; /* written raw: no OPOST */
 
-static int canon;
+static int canon, partial;
+
+/* Typed into the master in "partial" mode: ^V (LNEXT) makes the next
+ * character literal, so the buffer holds partial_line, no line ended. */
+static const char partial_typed[] = "half\r\x16\x15\x16\n\x16\x13line";
+static const char partial_line[] = "half\r\x15\n\x13line";
+/* Its echo: ECHO without ECHOCTL echoes each stored character as it is,
+ * and not the ^V (drivers/tty/n_tty.c); no OPOST. */
+#define partial_echo partial_line
 
 static struct termios want_termios(void)
 {
@@ -39,6 +54,16 @@ static struct termios want_termios(void)
 	cfmakeraw(&t);
 	if (canon)
 		t.c_lflag |= ICANON;
+	if (partial) {
+		t.c_lflag |= ICANON | ECHO | IEXTEN;
+		t.c_iflag |= IXON;
+		t.c_cc[VLNEXT] = 0x16;
+		t.c_cc[VKILL] = 0x15;
+		t.c_cc[VERASE] = 0x7f;
+		t.c_cc[VEOF] = 0x04;
+		t.c_cc[VSTART] = 0x11;
+		t.c_cc[VSTOP] = 0x13;
+	}
 	/* A pty always has CS8 and CREAD (drivers/tty/pty.c pty_set_termios). */
 	t.c_cflag |= CLOCAL | CREAD;
 	t.c_cc[VMIN] = 1;
@@ -160,6 +185,17 @@ static void child(const char *path, int ready_fd, int corrupt)
 	signal(SIGTTOU, SIG_IGN);
 	if (tcsetpgrp(slave, getpgrp()) < 0)
 		tgt_fail("tcsetpgrp back to the child: %s", strerror(errno));
+	if (partial) {
+		/* The root typed the line's end: the whole line comes in one
+		 * read, its newline last. */
+		char line[sizeof(partial_line) + 1];
+		memcpy(line, partial_line, sizeof(partial_line) - 1);
+		line[sizeof(partial_line) - 1] = '\n';
+		read_exact(slave, buf, sizeof(partial_line), "the line for the slave");
+		if (memcmp(buf, line, sizeof(partial_line)))
+			tgt_fail("the line for the slave differs: %.*s", (int)sizeof(partial_line), buf);
+		_exit(0);
+	}
 	read_exact(slave, buf, sizeof(to_slave) - 1, "data for the slave");
 	if (memcmp(buf, to_slave, sizeof(to_slave) - 1))
 		tgt_fail("data for the slave differs: %.*s", (int)sizeof(to_slave) - 1, buf);
@@ -177,6 +213,7 @@ int main(int argc, char **argv)
 
 	tgt_init(argc, argv);
 	canon = argc > 2 && !strcmp(argv[2], "canon");
+	partial = argc > 2 && !strcmp(argv[2], "partial");
 	t = want_termios();
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
@@ -199,7 +236,26 @@ int main(int argc, char **argv)
 	if (read(pipefd[0], buf, 1) != 1)
 		tgt_fail("the child did not get ready");
 	close(pipefd[0]);
-	if (write(master, to_slave, sizeof(to_slave) - 1) != sizeof(to_slave) - 1)
+	if (partial) {
+		if (write(master, partial_typed, sizeof(partial_typed) - 1) != sizeof(partial_typed) - 1)
+			tgt_fail("write to the master: %s", strerror(errno));
+		/* Wait until the echo is all there: the master then holds
+		 * what the child wrote, then the echo. */
+		for (int i = 0;; i++) {
+			struct pollfd p = { .fd = master, .events = POLLIN };
+			int q = 0;
+			/* A poll flushes what the driver holds (n_tty_poll);
+			 * it returns at once, the child's data being there. */
+			poll(&p, 1, 0);
+			usleep(1000);
+			if (ioctl(master, FIONREAD, &q) < 0)
+				tgt_fail("FIONREAD on the master: %s", strerror(errno));
+			if (q == (int)(sizeof(to_master) - 1 + sizeof(partial_echo) - 1))
+				break;
+			if (i > 10000)
+				tgt_fail("the master holds %d bytes, want %zu", q, sizeof(to_master) - 1 + sizeof(partial_echo) - 1);
+		}
+	} else if (write(master, to_slave, sizeof(to_slave) - 1) != sizeof(to_slave) - 1)
 		tgt_fail("write to the master: %s", strerror(errno));
 	if (ioctl(master, TIOCPKT, &on) < 0 || ioctl(master, TIOCSPTLCK, &on) < 0)
 		tgt_fail("TIOCPKT or TIOCSPTLCK: %s", strerror(errno));
@@ -224,7 +280,17 @@ int main(int argc, char **argv)
 		tgt_fail("%s owner %d:%d mode %o, want 4321:4322 604", path, st.st_uid, st.st_gid, st.st_mode & 07777);
 	/* Packet mode: a read starts with TIOCPKT_DATA. */
 	ssize_t r = read(master, buf, sizeof(buf));
-	if (r != (ssize_t)sizeof(to_master) || buf[0] != TIOCPKT_DATA || memcmp(buf + 1, to_master, sizeof(to_master) - 1))
+	if (r < 1 || buf[0] != TIOCPKT_DATA || r < (ssize_t)sizeof(to_master) || memcmp(buf + 1, to_master, sizeof(to_master) - 1))
+		tgt_fail("data for the master: read %zd bytes", r);
+	if (partial) {
+		/* The echo, once: not again when the line was typed back. */
+		if (r != (ssize_t)(sizeof(to_master) + sizeof(partial_echo) - 1) ||
+		    memcmp(buf + sizeof(to_master), partial_echo, sizeof(partial_echo) - 1))
+			tgt_fail("data for the master: read %zd bytes, want the child's %zu and the echo's %zu",
+				 r - 1, sizeof(to_master) - 1, sizeof(partial_echo) - 1);
+		if (write(master, "\n", 1) != 1)
+			tgt_fail("type the line's end: %s", strerror(errno));
+	} else if (r != (ssize_t)sizeof(to_master))
 		tgt_fail("data for the master: read %zd bytes", r);
 	kill(c, SIGTERM);
 	int status;
