@@ -242,6 +242,7 @@ func main() {
 					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
 					&cli.BoolFlag{Name: "shell-job", Aliases: []string{"j"}, Usage: "a job dumped on a terminal of its shell's gets this gocr's terminal, its termios, the foreground if it had it, and job control (Ctrl-Z, fg) through gocr"},
 					&cli.StringSliceFlag{Name: "inherit-fd", Usage: "give this gocr's own fd N to every fd of the job that was joined outside the dump through KEY (`fd[N]:KEY`, KEY as the dump names it, e.g. pipe:[1234]; repeatable)"},
+					&cli.StringFlag{Name: "pidfile", Usage: "write the restored root's PID, as seen here (outside a new PID namespace), to `FILE` before it runs"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -254,6 +255,7 @@ func main() {
 						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
 						Restarted: callbacks.Restarted,
 						ShellJob:  c.Bool("shell-job"), InheritFd: c.StringSlice("inherit-fd"),
+						PidFile: c.String("pidfile"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err

@@ -70,6 +70,9 @@ type Options struct {
 	// TCPEstablished restores TCP connections to peers outside the
 	// dump, which a dump with --tcp-established took (inet.go).
 	TCPEstablished bool
+	// PidFile, if set, is written with the root's PID as gocr sees it
+	// (HostPid) before the processes run (pidfile.go).
+	PidFile string
 
 	// attached, if set, is called once every restored process has
 	// rebuilt itself, its System V segments attached, before any runs.
