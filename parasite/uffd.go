@@ -1,0 +1,36 @@
+//go:build linux
+
+package parasite
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Userfaultfd makes a userfaultfd(2) in the process with flags and
+// returns gocr's copy of it (pidfd_getfd(2)); the process's own fd is
+// closed again, so the process holds nothing new. A userfaultfd acts on
+// the memory of the process that made it, whoever issues its ioctls
+// (fs/userfaultfd.c: the context takes its creator's mm), which is how
+// gocr tracks a process's writes from outside (package wptrack).
+func (p *Parasite) Userfaultfd(flags uint64) (int, error) {
+	fd, err := p.inject(unix.SYS_USERFAULTFD, flags)
+	if err != nil {
+		return -1, fmt.Errorf("userfaultfd in pid %d: %w", p.pid, err)
+	}
+	local, err := unix.PidfdGetfd(p.pidfd, int(fd), 0)
+	if err != nil {
+		local, err = -1, fmt.Errorf("pidfd_getfd of pid %d's userfaultfd: %w", p.pid, err)
+	}
+	if _, cerr := p.inject(unix.SYS_CLOSE, fd); cerr != nil && err == nil {
+		err = fmt.Errorf("close pid %d's userfaultfd: %w", p.pid, cerr)
+	}
+	if err != nil {
+		if local >= 0 {
+			unix.Close(local)
+		}
+		return -1, err
+	}
+	return local, nil
+}
