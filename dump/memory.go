@@ -102,6 +102,9 @@ type pageOptions struct {
 	// subreapers: which dumped processes would adopt a snapshot
 	// process (snapshot mode).
 	subreapers *subreapers
+	// tracking: write tracking for incremental dumps (incremental.go),
+	// or nil.
+	tracking *tracking
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -184,6 +187,9 @@ type capturedMemory struct {
 	// frozenStream is the stream holding only what was written while
 	// the process was frozen before a snapshot took the rest, or -1.
 	frozenStream int
+	// inherit are the pages an incremental dump takes from its parent
+	// (incremental.go): listed in the page map, not written.
+	inherit []run
 }
 
 func (c *capturedMemory) total() int64 {
@@ -225,6 +231,10 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		only = notCoveredBySnapshot
 	}
 	runs, err := pagesToDump(pid, st.mm, only)
+	var inherit []run
+	if err == nil {
+		runs, inherit, err = po.tracking.splitRuns(pid, st, runs)
+	}
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
@@ -233,7 +243,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm, frozenStream: -1}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit}
 	used := 1
 	if po.snapshot {
 		// The snapshot's pages are counted only once the process runs
@@ -266,7 +276,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		c.pages = append(c.pages, f)
 	}
 	t1 := time.Now()
-	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads)})
+	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
+		Userfaultfd: po.tracking.infectFlags(pid)})
 	if err != nil {
 		c.close()
 		return nil, err
@@ -326,6 +337,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := c.write(p, pid, dir, po.transfer, 0); err != nil {
 			return err
 		}
+		po.tracking.arm(p, pid, st)
 		if po.snapshot {
 			return c.snapshotOrRest(ctx, p, pid, dir, st, stats, po)
 		}
@@ -379,6 +391,12 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	}
 	for _, r := range inAddressOrder(c.runs) {
 		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, Stream: uint32(r.stream)}); err != nil {
+			pmw.Close()
+			return err
+		}
+	}
+	for _, r := range c.inherit {
+		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, FromParent: true}); err != nil {
 			pmw.Close()
 			return err
 		}

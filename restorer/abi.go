@@ -20,7 +20,7 @@ const (
 	rstTreePidns = 1
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 4
+	rstVersion = 5
 
 	rstPageStreamsMax = 4
 
@@ -201,6 +201,8 @@ type rstPages struct {
 	FileOff uint64 `c:"file_off"`
 	Stream  uint32 `c:"stream"`
 	Flags   uint32 `c:"flags"` // rstPagesHuge
+	File    uint32 `c:"file"`  // index into the plan's page files
+	Pad0    uint32
 }
 
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
@@ -340,7 +342,9 @@ type rstArgs struct {
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
-	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
+	NrPageFiles        uint32                   `c:"nr_page_files"`
+	PageFilesOff       uint32                   `c:"page_files_off"`
+	Pad3               uint64
 	NrCalls            uint32                   `c:"nr_calls"`
 	CallsOff           uint32                   `c:"calls_off"`
 	Reserved           uint64                   `c:"reserved"`
