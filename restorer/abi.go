@@ -342,27 +342,27 @@ type rstArgs struct {
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
-	NrPageFiles        uint32                   `c:"nr_page_files"`
-	PageFilesOff       uint32                   `c:"page_files_off"`
+	NrPageFiles        uint32 `c:"nr_page_files"`
+	PageFilesOff       uint32 `c:"page_files_off"`
 	Pad3               uint64
-	NrCalls            uint32                   `c:"nr_calls"`
-	CallsOff           uint32                   `c:"calls_off"`
-	Reserved           uint64                   `c:"reserved"`
-	Personality        uint32                   `c:"personality"`
-	Umask              uint32                   `c:"umask"`
-	CwdOff             uint32                   `c:"cwd_off"`
-	RootOff            uint32                   `c:"root_off"`
-	CommOff            uint32                   `c:"comm_off"`
-	PdeathSig          int32                    `c:"pdeathsig"`
-	Dumpable           int32                    `c:"dumpable"`
-	ChildSubreaper     int32                    `c:"child_subreaper"`
-	NoNewPrivs         int32                    `c:"no_new_privs"`
-	SetCreds           uint32                   `c:"set_creds"`
-	Uids               [4]uint32                `c:"uids"`
-	Gids               [4]uint32                `c:"gids"`
-	NrGroups           uint32                   `c:"nr_groups"`
-	GroupsOff          uint32                   `c:"groups_off"`
-	MaxFd              uint32                   `c:"max_fd"`
+	NrCalls            uint32    `c:"nr_calls"`
+	CallsOff           uint32    `c:"calls_off"`
+	Reserved           uint64    `c:"reserved"`
+	Personality        uint32    `c:"personality"`
+	Umask              uint32    `c:"umask"`
+	CwdOff             uint32    `c:"cwd_off"`
+	RootOff            uint32    `c:"root_off"`
+	CommOff            uint32    `c:"comm_off"`
+	PdeathSig          int32     `c:"pdeathsig"`
+	Dumpable           int32     `c:"dumpable"`
+	ChildSubreaper     int32     `c:"child_subreaper"`
+	NoNewPrivs         int32     `c:"no_new_privs"`
+	SetCreds           uint32    `c:"set_creds"`
+	Uids               [4]uint32 `c:"uids"`
+	Gids               [4]uint32 `c:"gids"`
+	NrGroups           uint32    `c:"nr_groups"`
+	GroupsOff          uint32    `c:"groups_off"`
+	MaxFd              uint32    `c:"max_fd"`
 	Pad1               uint32
 	PageHelperTids     [rstPageStreamsMax]int32  `c:"page_helper_tids"`
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`

@@ -167,7 +167,7 @@ func (c *chain) fill(p *plan, i, pid int, want []pageSpan, src *files.Sources) e
 				}
 				p.pages = append(p.pages, rstPages{Vaddr: at, NrPages: (e - at) / pageSize,
 					FileOff: images.PagesDataOffset + d.off + (at - d.start),
-					Stream: d.stream % p.args.NrPageStreams, File: idx})
+					Stream:  d.stream % p.args.NrPageStreams, File: idx})
 				at = e
 				continue
 			}
