@@ -327,15 +327,12 @@ func (tk *tracking) ownMappings(pid int, tp *trackedProc, st *state) error {
 }
 
 // infectFlags are the flags of the userfaultfd the infection of pid
-// makes (parasite.Options.Userfaultfd): one for a process that will be
-// tracked and has no tracker yet, else none.
+// makes (parasite.Options.Userfaultfd): one whenever the process is to
+// be tracked, so that a process whose held tracker turns out not to act
+// on it any more (arm) gets a new one at once. An unused one is closed
+// with the parasite.
 func (tk *tracking) infectFlags(pid int) uint64 {
 	if tk == nil || !tk.keep {
-		return 0
-	}
-	tk.mu.Lock()
-	defer tk.mu.Unlock()
-	if tk.procs[pid] != nil {
 		return 0
 	}
 	return wptrack.CreateFlags
@@ -356,30 +353,43 @@ func (tk *tracking) arm(p *parasite.Parasite, pid int, st *state) {
 	tk.mu.Lock()
 	tp := tk.procs[pid]
 	tk.mu.Unlock()
-	if tp == nil {
-		start, err := wptrack.StartTime(pid)
-		if err != nil {
+	if tp != nil {
+		if err := tk.protect(tp, st); err == nil {
 			return
-		}
-		fd, err := p.TakeUserfaultfd()
-		if err != nil {
+		} else {
 			tk.mu.Lock()
-			tk.note(pid, fmt.Sprintf("not tracked: %v", err))
+			tk.drop(pid, fmt.Sprintf("its tracker no longer acts on it: %v", err))
 			tk.mu.Unlock()
-			return
 		}
-		tr, err := wptrack.Start(fd)
-		if err != nil {
-			tk.mu.Lock()
-			tk.note(pid, fmt.Sprintf("not tracked: %v", err))
-			tk.mu.Unlock()
-			return
-		}
-		tp = &trackedProc{proc: wptrack.Proc{Pid: pid, Start: start}, tr: tr, uw: map[uint64]bool{}, scanned: map[uint64]bool{}}
-		tk.mu.Lock()
-		tk.procs[pid] = tp
-		tk.mu.Unlock()
 	}
+	start, err := wptrack.StartTime(pid)
+	if err != nil {
+		return
+	}
+	fd, err := p.TakeUserfaultfd()
+	var tr *wptrack.Tracker
+	if err == nil {
+		tr, err = wptrack.Start(fd)
+	}
+	if err == nil {
+		tp = &trackedProc{proc: wptrack.Proc{Pid: pid, Start: start}, tr: tr, uw: map[uint64]bool{}, scanned: map[uint64]bool{}}
+		err = tk.protect(tp, st)
+		if err != nil {
+			tr.Close()
+		}
+	}
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	if err != nil {
+		tk.note(pid, fmt.Sprintf("not tracked: %v", err))
+		return
+	}
+	tk.procs[pid] = tp
+}
+
+// protect registers and write-protects every private mapping of the
+// process but those the scan protected already.
+func (tk *tracking) protect(tp *trackedProc, st *state) error {
 	for _, v := range st.mm.Vmas {
 		if !trackable(v) || tp.scanned[v.Start] {
 			continue
@@ -392,12 +402,10 @@ func (tk *tracking) arm(p *parasite.Parasite, pid int, st *state) {
 			err = tp.tr.Protect(v.Start, v.End)
 		}
 		if err != nil {
-			tk.mu.Lock()
-			tk.drop(pid, fmt.Sprintf("not tracked: %v", err))
-			tk.mu.Unlock()
-			return
+			return err
 		}
 	}
+	return nil
 }
 
 // handOver gives the trackers to the job's holder once the dump is

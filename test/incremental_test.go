@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,8 +67,12 @@ func TestIncrementalChain(t *testing.T) {
 	base := t.TempDir()
 	gen := func(i int) string { return filepath.Join(base, "gen"+strconv.Itoa(i)) }
 	dump(t, tg.pid, gen(0), "--leave-running", "--track")
+	var before treeView
 	for i := 1; i <= 3; i++ {
 		incwriterRound(t, tg, i)
+		if i == 3 {
+			before = untrackedView(t, tg.pid)
+		}
 		args := []string{"--prev", gen(i - 1)}
 		if i < 3 {
 			args = append(args, "--leave-running")
@@ -86,5 +91,87 @@ func TestIncrementalChain(t *testing.T) {
 	}
 	tg.waitDead(t, "a dump without --leave-running")
 	pid := restoreDetached(t, tg, gen(3), nil)
+	checkTreeView(t, pid, before, nil)
+	checkResult(t, tg, pid)
+}
+
+// untrackedView is what the kernel shows of the tracked process pid as
+// it would show it untracked: its tracked mappings show VmFlag "uw"
+// (fs/proc/task_mmu.c show_smap_vma_flags, VM_UFFD_WP), which the
+// restored process, not tracked, lacks. Some mapping must show it.
+func untrackedView(t *testing.T, pid int) treeView {
+	t.Helper()
+	tv, err := readTreeView(t, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracked := 0
+	for _, v := range tv {
+		for k, val := range v {
+			if !strings.HasSuffix(k, "/VmFlags") {
+				continue
+			}
+			flags := strings.Fields(val)
+			if i := slices.Index(flags, "uw"); i >= 0 {
+				v[k] = strings.Join(slices.Delete(flags, i, i+1), " ")
+				tracked++
+			}
+		}
+	}
+	if tracked == 0 {
+		t.Fatalf("no mapping of pid %d shows VmFlag uw: its writes are not tracked", pid)
+	}
+	return tv
+}
+
+// TestIncrementalFallsBack: a dump given a parent the job's writes are
+// not tracked since is full, and depends on no parent; a restore of a
+// dump whose parent is gone fails before creating anything, naming it.
+func TestIncrementalFallsBack(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "incwriter", "256")
+	base := t.TempDir()
+	gen := func(i int) string { return filepath.Join(base, "gen"+strconv.Itoa(i)) }
+	for _, bad := range [][]string{
+		{"--track"},              // without --leave-running
+		{"--prev", gen(9), "-R"}, // no such dump
+	} {
+		r := runGocr(t, nil, append([]string{"dump", "-t", strconv.Itoa(tg.pid), "-D", gen(8)}, bad...)...)
+		t.Logf("gocr dump %v: %s", bad, strings.TrimSpace(r.stderr))
+		if r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Fatalf("gocr dump %v: want one line of error\n%v", bad, r)
+		}
+	}
+	dump(t, tg.pid, gen(0), "--leave-running", "--track")
+	if r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", gen(0), "-R", "--prev", gen(0)); r.code == 0 {
+		t.Fatalf("a dump that is its own parent succeeded\n%v", r)
+	}
+	incwriterRound(t, tg, 1)
+	dump(t, tg.pid, gen(1), "--leave-running", "--prev", gen(0))
+	if s := readIncrementalStats(t, gen(1)); s.ReusedBytes == 0 {
+		t.Fatalf("generation 1 is not incremental: %v", s.Full)
+	}
+	incwriterRound(t, tg, 2)
+	// gen(0) is not the dump the job's writes are tracked since.
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", gen(2), "--prev", gen(0))
+	if r.code != 0 {
+		t.Fatalf("dump failed: %v", r)
+	}
+	if s := readIncrementalStats(t, gen(2)); s.ReusedBytes != 0 || len(s.Full) == 0 || !strings.Contains(r.stderr, "not incremental") {
+		t.Fatalf("a dump whose parent the writes are not tracked since took %d bytes from it (%v)\n%v", s.ReusedBytes, s.Full, r)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	if err := os.RemoveAll(gen(0)); err != nil {
+		t.Fatal(err)
+	}
+	r = runGocr(t, nil, "restore", "-d", "-D", gen(1))
+	if r.code == 0 || !strings.Contains(r.stderr, gen(0)) {
+		t.Fatalf("restore of a dump whose parent is gone: want an error naming %s\n%v", gen(0), r)
+	}
+	t.Logf("restore without the parent: %s", strings.TrimSpace(r.stderr))
+	if !gone(tg.pid) {
+		t.Fatalf("the failed restore left pid %d running", tg.pid)
+	}
+	pid := restoreDetached(t, tg, gen(2), nil)
 	checkResult(t, tg, pid)
 }
