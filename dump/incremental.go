@@ -269,7 +269,20 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 	}
 	for _, r := range runs {
 		v := st.mm.Vmas[r.vma]
-		if !tp.scanned[v.Start] {
+		// pagemap shows a write-protect marker (a PTE the tracker
+		// protected without a page: fs/proc/task_mmu.c
+		// pte_to_pagemap_entry gives PM_SWAP to every swap PTE) as a
+		// page swapped out. In a file mapping a marker is left where a
+		// protected page was dropped (a COW copy given up with
+		// MADV_DONTNEED, a page-cache page reclaimed: mm/memory.c
+		// zap_install_uffd_wp_if_needed) and reads the file now, not
+		// the parent's page: such pages are written whole. In
+		// anonymous memory a dropped page leaves none (the same
+		// function); the scan puts markers only where no page table
+		// was (fs/proc/task_mmu.c pagemap_scan_pte_hole), never where
+		// the parent had a page, so there an unwritten swap entry the
+		// parent lacks is a marker: an empty page, left out.
+		if !tp.scanned[v.Start] || (r.swapped && v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE) {
 			data = append(data, r)
 			continue
 		}
@@ -282,9 +295,11 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 				continue
 			}
 			for _, q := range cutSpans(piece.span, has) {
-				if q.in {
+				switch {
+				case q.in:
 					inherit = appendRun(inherit, r, q.span)
-				} else {
+				case r.swapped && v.Kind == gocrpb.VmaKind_VMA_ANON_PRIVATE:
+				default:
 					data = appendRun(data, r, q.span)
 				}
 			}
@@ -388,8 +403,18 @@ func (tk *tracking) arm(p *parasite.Parasite, pid int, st *state) {
 }
 
 // protect registers and write-protects every private mapping of the
-// process but those the scan protected already.
+// process but those the scan protected already. It protects with a scan
+// (wptrack.Scan) rather than UFFDIO_WRITEPROTECT, which would put a
+// marker in every PTE never populated (with UFFD_FEATURE_WP_UNPOPULATED,
+// mm/mprotect.c change_pte_range), each of which pagemap then shows as
+// swapped: the scan protects only the pages that hold data; a page
+// populated later has no write-protect bit, and reads as written.
 func (tk *tracking) protect(tp *trackedProc, st *state) error {
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", tp.proc.Pid))
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
 	for _, v := range st.mm.Vmas {
 		if !trackable(v) || tp.scanned[v.Start] {
 			continue
@@ -399,7 +424,7 @@ func (tk *tracking) protect(tp *trackedProc, st *state) error {
 			continue
 		}
 		if err == nil {
-			err = tp.tr.Protect(v.Start, v.End)
+			_, err = wptrack.Scan(pm, v.Start, v.End)
 		}
 		if err != nil {
 			return err

@@ -28,6 +28,13 @@ const pageSize = 4096
 type run struct {
 	addr, npages uint64
 	readable     bool
+	// swapped: the pages are not present but their PTEs hold swap
+	// entries, which pagemap shows alike for a page swapped out and
+	// for a userfaultfd write-protect marker (fs/proc/task_mmu.c
+	// pte_to_pagemap_entry: PM_SWAP for every swap PTE); an
+	// incremental dump never takes such pages of a file mapping from
+	// its parent (incremental.go).
+	swapped bool
 	vma          int   // index in mm.Vmas: runs never cross a VMA boundary
 	stream       int   // the page image it goes to
 	off          int64 // its data's offset in that image, from PagesDataOffset
@@ -81,10 +88,12 @@ func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, er
 					continue
 				}
 				addr := start + uint64(i)*pageSize
-				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr && runs[n-1].readable == readable {
+				swapped := e&proc.PagemapPresent == 0
+				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr &&
+					runs[n-1].readable == readable && runs[n-1].swapped == swapped {
 					runs[n-1].npages++
 				} else {
-					runs = append(runs, run{addr: addr, npages: 1, readable: readable, vma: vi})
+					runs = append(runs, run{addr: addr, npages: 1, readable: readable, swapped: swapped, vma: vi})
 				}
 				v.DumpedPages++
 			}

@@ -5,6 +5,12 @@
  * and then writes the round's number to RESULT_PATH.round:
  *   - random bytes into NPAGES random pages of the 64 MiB region,
  *   - a few of its pages dropped (MADV_DONTNEED: they read as zeros),
+ *   - in a private mapping of a file of its own (RESULT_PATH.file), whose
+ *     pages it copied on write at setup, pages 0-7 dropped (they read
+ *     the file again) and four of them written again; the others are
+ *     not touched until the next dump (their checksum is taken from the
+ *     file), so that they are still empty in the process when it is
+ *     dumped,
  *   - round 1: a new region mapped and filled;
  *     round 2: a region moved by mremap to an address it did not have,
  *     another grown by mremap and its new part filled;
@@ -37,6 +43,9 @@ static uint64_t rng = 0x2545F4914F6CDD1DULL;
 static volatile sig_atomic_t rounds_asked;
 static int rounds_done;
 static long npages = 2048;
+static uint8_t *filemap; /* the private file mapping, FILEPAGES pages */
+#define FILEPAGES 256
+static uint8_t dropped[FILEPAGES]; /* pages of filemap that read the file */
 
 static uint64_t next(void)
 {
@@ -54,15 +63,43 @@ static void fill(uint8_t *p, size_t len)
 	}
 }
 
-static uint64_t checksum(const uint8_t *p, size_t len)
+static uint64_t hash_more(uint64_t h, const uint8_t *p, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
 	for (size_t i = 0; i < len; i += 8) {
 		uint64_t v;
 		memcpy(&v, p + i, 8);
 		h = (h ^ v) * 0x100000001b3ULL;
 		h ^= h >> 31;
 	}
+	return h;
+}
+
+static uint64_t checksum(const uint8_t *p, size_t len)
+{
+	return hash_more(0xcbf29ce484222325ULL, p, len);
+}
+
+/* The checksum the file mapping must have, its dropped pages read from
+ * the file rather than touched. */
+static uint64_t file_checksum(void)
+{
+	char path[4096 + 16];
+	static uint8_t page[PAGE];
+	snprintf(path, sizeof(path), "%s.file", tgt_result_path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail_on_term("open %s: %s", path, strerror(errno));
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < FILEPAGES; i++) {
+		if (!dropped[i]) {
+			h = hash_more(h, filemap + i * PAGE, PAGE);
+			continue;
+		}
+		if (pread(fd, page, PAGE, (off_t)i * PAGE) != (ssize_t)PAGE)
+			tgt_fail_on_term("read %s: %s", path, strerror(errno));
+		h = hash_more(h, page, PAGE);
+	}
+	close(fd);
 	return h;
 }
 
@@ -92,7 +129,7 @@ static void remove_region(int i)
 static void sum_all(void)
 {
 	for (int i = 0; i < nregions; i++)
-		regions[i].sum = checksum(regions[i].addr, regions[i].len);
+		regions[i].sum = regions[i].addr == filemap ? file_checksum() : checksum(regions[i].addr, regions[i].len);
 }
 
 static void on_usr1(int sig)
@@ -125,6 +162,13 @@ static void round_of_changes(void)
 	for (int i = 0; i < 8; i++)
 		if (madvise(big->addr + (next() % bigpages) * PAGE, PAGE, MADV_DONTNEED) < 0)
 			tgt_fail_on_term("madvise: %s", strerror(errno));
+	if (madvise(filemap, 8 * PAGE, MADV_DONTNEED) < 0)
+		tgt_fail_on_term("madvise file mapping: %s", strerror(errno));
+	for (int i = 0; i < 8; i++)
+		dropped[i] = 1;
+	fill(filemap + (rounds_done % 2) * 4 * PAGE, 4 * PAGE);
+	for (int i = 0; i < 4; i++)
+		dropped[(rounds_done % 2) * 4 + i] = 0;
 	rounds_done++;
 	switch (rounds_done) {
 	case 1:
@@ -184,6 +228,24 @@ int main(int argc, char **argv)
 	add_region(map_filled(8 * MiB), 8 * MiB);
 	add_region(map_filled(4 * MiB), 4 * MiB);
 	add_region(map_filled(1 * MiB), 1 * MiB);
+	{
+		char path[4096 + 16];
+		static uint8_t page[PAGE];
+		snprintf(path, sizeof(path), "%s.file", tgt_result_path);
+		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			tgt_fail("create %s: %s", path, strerror(errno));
+		for (int i = 0; i < FILEPAGES; i++) {
+			fill(page, PAGE);
+			tgt_write_all(fd, (const char *)page, PAGE);
+		}
+		filemap = mmap(NULL, FILEPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+		if (filemap == MAP_FAILED)
+			tgt_fail("mmap %s: %s", path, strerror(errno));
+		close(fd);
+		fill(filemap, FILEPAGES * PAGE); /* every page copied on write */
+		add_region(filemap, FILEPAGES * PAGE);
+	}
 	sum_all();
 	tgt_ready();
 	while (!got_term) {
