@@ -35,9 +35,9 @@ type run struct {
 	// incremental dump never takes such pages of a file mapping from
 	// its parent (incremental.go).
 	swapped bool
-	vma          int   // index in mm.Vmas: runs never cross a VMA boundary
-	stream       int   // the page image it goes to
-	off          int64 // its data's offset in that image, from PagesDataOffset
+	vma     int   // index in mm.Vmas: runs never cross a VMA boundary
+	stream  int   // the page image it goes to
+	off     int64 // its data's offset in that image, from PagesDataOffset
 }
 
 // pagesToDump lists, from /proc/PID/pagemap, the pages whose contents only
