@@ -287,8 +287,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if trk != nil {
 		stats.IncrementalReusedBytes = trk.reused
 		stats.IncrementalFull = trk.full
-		if opts.Prev != "" && len(trk.full) > 0 {
+		switch {
+		case len(trk.full) == 0:
+		case opts.Prev != "":
 			fmt.Fprintf(os.Stderr, "gocr: not incremental for %s\n", strings.Join(trk.full, "; "))
+		default:
+			fmt.Fprintf(os.Stderr, "gocr: writes not tracked for %s\n", strings.Join(trk.full, "; "))
 		}
 		if err := trk.handOver(images.DumpID(dir.Inventory().GetDumpId())); err != nil {
 			// The dump is complete; only the next one's increment is lost.

@@ -396,7 +396,7 @@ func (tk *tracking) arm(p *parasite.Parasite, pid int, st *state) {
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
 	if err != nil {
-		tk.note(pid, fmt.Sprintf("not tracked: %v", err))
+		tk.note(pid, fmt.Sprintf("cannot track its writes: %v", err))
 		return
 	}
 	tk.procs[pid] = tp
