@@ -175,3 +175,41 @@ func TestIncrementalFallsBack(t *testing.T) {
 	pid := restoreDetached(t, tg, gen(2), nil)
 	checkResult(t, tg, pid)
 }
+
+// TestIncrementalAfterExec: a process that exec'd since the parent dump
+// has a new memory its tracker does not act on: the dump takes nothing
+// from the parent, and tracks the new image for the next one.
+func TestIncrementalAfterExec(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "incwriter", "256")
+	base := t.TempDir()
+	gen := func(i int) string { return filepath.Join(base, "gen"+strconv.Itoa(i)) }
+	dump(t, tg.pid, gen(0), "--leave-running", "--track")
+	incwriterRound(t, tg, 1)
+	dump(t, tg.pid, gen(1), "--leave-running", "--prev", gen(0))
+	if err := syscall.Kill(tg.pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(tg.result + ".execed"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || tg.exited() {
+			t.Fatalf("incwriter did not exec\n%s", tg.diagnostics())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dump(t, tg.pid, gen(2), "--leave-running", "--prev", gen(1))
+	if s := readIncrementalStats(t, gen(2)); s.ReusedBytes != 0 {
+		t.Fatalf("the dump after an exec took %d bytes from the dump before it", s.ReusedBytes)
+	}
+	incwriterRound(t, tg, 1)
+	dump(t, tg.pid, gen(3), "--prev", gen(2))
+	if s := readIncrementalStats(t, gen(3)); s.ReusedBytes == 0 {
+		t.Fatalf("the exec'd image is not tracked for the dump after: %v", s.Full)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	pid := restoreDetached(t, tg, gen(3), nil)
+	checkResult(t, tg, pid)
+}

@@ -20,7 +20,11 @@
  * computes them once more and compares: a page from an older dump than
  * the newest, or a page missing, fails it.
  *
- * Usage: incwriter RESULT_PATH [NPAGES]
+ * SIGUSR2 makes it exec itself (a new image, its memory set up afresh,
+ * that writes RESULT_PATH.execed once ready): a dump after it must not
+ * take any page from one before.
+ *
+ * Usage: incwriter RESULT_PATH [NPAGES [execed]]
  */
 #include "target.h"
 
@@ -40,7 +44,7 @@ struct region {
 static struct region regions[MAXREGIONS];
 static int nregions;
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
-static volatile sig_atomic_t rounds_asked;
+static volatile sig_atomic_t rounds_asked, exec_asked;
 static int rounds_done;
 static long npages = 2048;
 static uint8_t *filemap; /* the private file mapping, FILEPAGES pages */
@@ -138,6 +142,12 @@ static void on_usr1(int sig)
 	rounds_asked++;
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+	exec_asked = 1;
+}
+
 static void write_round(void)
 {
 	char path[4096 + 16], text[32];
@@ -219,11 +229,20 @@ int main(int argc, char **argv)
 	tgt_init(argc, argv);
 	if (argc > 2)
 		npages = atol(argv[2]);
+	if (argc > 3 && strcmp(argv[3], "execed") == 0) {
+		/* Memory unlike the image before's. */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		rng ^= (uint64_t)now.tv_nsec << 20 ^ (uint64_t)getpid();
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGUSR1, &sa, NULL) < 0)
 		tgt_fail("sigaction(SIGUSR1): %s", strerror(errno));
+	sa.sa_handler = on_usr2;
+	if (sigaction(SIGUSR2, &sa, NULL) < 0)
+		tgt_fail("sigaction(SIGUSR2): %s", strerror(errno));
 	add_region(map_filled(64 * MiB), 64 * MiB);
 	add_region(map_filled(8 * MiB), 8 * MiB);
 	add_region(map_filled(4 * MiB), 4 * MiB);
@@ -248,7 +267,22 @@ int main(int argc, char **argv)
 	}
 	sum_all();
 	tgt_ready();
+	if (argc > 3 && strcmp(argv[3], "execed") == 0) {
+		char path[4096 + 16];
+		snprintf(path, sizeof(path), "%s.execed", tgt_result_path);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			tgt_fail("create %s: %s", path, strerror(errno));
+		close(fd);
+	}
 	while (!got_term) {
+		if (exec_asked) {
+			char n[32];
+			snprintf(n, sizeof(n), "%ld", npages);
+			char *args[] = { argv[0], argv[1], n, "execed", NULL };
+			execv("/proc/self/exe", args);
+			tgt_fail_on_term("exec: %s", strerror(errno));
+		}
 		if (rounds_done < rounds_asked) {
 			round_of_changes();
 			continue;
