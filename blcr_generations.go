@@ -61,6 +61,14 @@ func (s contextSource) extract(tmp string) (*extracted, error) {
 		ex, err := s.extractOne(f, filepath.Join(tmp, filepath.Base(g.Path)))
 		f.Close()
 		if err == nil {
+			// An incremental generation needs the ones it takes
+			// pages from (blcr_incremental.go); without them it
+			// does not read whole.
+			if perr := s.extractParents(tmp, ex); perr != nil {
+				err = fmt.Errorf("%w: %w", perr, contextfile.ErrDamaged)
+			}
+		}
+		if err == nil {
 			ex.skipped = skipped
 			return ex, nil
 		}
@@ -68,7 +76,12 @@ func (s contextSource) extract(tmp string) (*extracted, error) {
 			return nil, err
 		}
 		skipped = append(skipped, g.Path)
-		os.RemoveAll(filepath.Join(tmp, filepath.Base(g.Path)))
+		// With the generations extracted for it as its parents.
+		if olds, _ := filepath.Glob(filepath.Join(tmp, "gen-*.ctx")); len(olds) > 0 {
+			for _, o := range olds {
+				os.RemoveAll(o)
+			}
+		}
 		if i > 0 {
 			fmt.Fprintf(os.Stderr, "%s: %v; restarting from the generation before it, %s\n", progName, err, filepath.Base(gens[i-1].Path))
 		} else {

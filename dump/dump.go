@@ -86,6 +86,10 @@ type Options struct {
 	// dump (with LeaveRunning), for a later dump given this one as Prev;
 	// Prev implies it.
 	Track bool
+	// PrevRef, if set, is how the dump names Prev in its inventory
+	// (parent_dir) instead of Prev's path relative to Dir: where the
+	// parent will be found at restore.
+	PrevRef string
 	// TrackHolder is the command that runs a holder of the trackers
 	// between dumps, its listening socket as fd 3 (wptrack.Serve).
 	TrackHolder []string

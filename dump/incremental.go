@@ -90,6 +90,9 @@ func startTracking(opts Options, root int) (*tracking, error) {
 		if tk.parentRef, err = parentRef(opts.Dir, opts.Prev); err != nil {
 			return nil, err
 		}
+		if opts.PrevRef != "" {
+			tk.parentRef = opts.PrevRef
+		}
 		if tk.parent, err = images.Open(opts.Prev); err != nil {
 			return nil, fmt.Errorf("--prev: %w", err)
 		}

@@ -1,0 +1,219 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gocr/gocr/contextfile"
+	"github.com/gocr/gocr/images"
+)
+
+// Incremental generations (--incremental): each generation after the
+// first is an incremental dump (gocr dump --prev, dump/incremental.go)
+// whose parent is the generation before it. Two files in the directory
+// of the generations make it work:
+//
+//   - .gocr-prev/gen-NNNNNN holds the inventory and page maps of the
+//     newest generation, all an incremental dump reads of its parent
+//     (the context file itself is not read again); it is replaced once
+//     the next generation is complete.
+//   - .gocr-chain lists each generation's parent ("N P", P 0 for a full
+//     one), written before the generation's context takes its name, so
+//     that --keep never removes a generation a kept one takes pages from:
+//     the chain of every kept generation is kept whole, back to its full
+//     generation (no generation is merged into another).
+//
+// Each incremental generation names its parent as ../gen-NNNNNN.ctx: a
+// restart extracts every generation to tmp/gen-NNNNNN.ctx, so the chain
+// resolves there (extractParents).
+
+const (
+	prevImagesDir = ".gocr-prev"
+	chainIndex    = ".gocr-chain"
+)
+
+var generationDir = regexp.MustCompile(`^gen-([0-9]{6,})$`)
+
+// prevImages is the directory holding the newest generation's inventory
+// and page maps, and its number; "" if none, or if that generation is
+// gone.
+func (g *generations) prevImages() (string, int) {
+	ents, err := os.ReadDir(filepath.Join(g.dir, prevImagesDir))
+	if err != nil || len(ents) != 1 {
+		return "", 0
+	}
+	m := generationDir.FindStringSubmatch(ents[0].Name())
+	if m == nil {
+		return "", 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	if _, err := os.Stat(contextfile.GenerationPath(g.dir, n)); err != nil {
+		return "", 0
+	}
+	return filepath.Join(g.dir, prevImagesDir, ents[0].Name()), n
+}
+
+// keepPrevImages keeps the inventory and page maps of generation n's
+// dump, in dumpDir, for the next generation.
+func (g *generations) keepPrevImages(dumpDir string, n int) error {
+	tmp := filepath.Join(g.dir, prevImagesDir+".new")
+	os.RemoveAll(tmp)
+	dst := filepath.Join(tmp, fmt.Sprintf("gen-%06d", n))
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	names, err := filepath.Glob(filepath.Join(dumpDir, "pagemap-*.img"))
+	if err != nil {
+		return err
+	}
+	for _, src := range append(names, filepath.Join(dumpDir, "inventory.img")) {
+		if err := copyFile(src, filepath.Join(dst, filepath.Base(src))); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	old := filepath.Join(g.dir, prevImagesDir)
+	if err := os.RemoveAll(old); err != nil {
+		return err
+	}
+	return os.Rename(tmp, old)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// recordParent notes that generation n takes pages from parent (0: none).
+func (g *generations) recordParent(n, parent int) error {
+	f, err := os.OpenFile(filepath.Join(g.dir, chainIndex), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(f, "%d %d\n", n, parent); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// parents reads the chain index: generation -> parent.
+func (g *generations) parents() map[int]int {
+	out := map[int]int{}
+	f, err := os.Open(filepath.Join(g.dir, chainIndex))
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		a, b, ok := strings.Cut(sc.Text(), " ")
+		n, err1 := strconv.Atoi(a)
+		p, err2 := strconv.Atoi(b)
+		if ok && err1 == nil && err2 == nil {
+			out[n] = p
+		}
+	}
+	return out
+}
+
+// prune removes the generations beyond g.keep, but for those a kept one
+// takes pages from, directly or further up its chain.
+func (g *generations) prune() error {
+	if !g.incremental {
+		return contextfile.PruneGenerations(g.dir, g.keep)
+	}
+	gens, err := contextfile.Generations(g.dir)
+	if err != nil {
+		return err
+	}
+	parents := g.parents()
+	keep := map[int]bool{}
+	for i := max(0, len(gens)-g.keep); i < len(gens); i++ {
+		for n := gens[i].N; n != 0 && !keep[n]; n = parents[n] {
+			keep[n] = true
+		}
+	}
+	var errs []error
+	for _, gen := range gens {
+		if !keep[gen.N] {
+			if err := os.Remove(gen.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeIncremental removes the files of incremental generations, with
+// the generations themselves (removeAll).
+func (g *generations) removeIncremental() {
+	os.RemoveAll(filepath.Join(g.dir, prevImagesDir))
+	os.RemoveAll(filepath.Join(g.dir, prevImagesDir+".new"))
+	os.Remove(filepath.Join(g.dir, chainIndex))
+}
+
+// parentGeneration is the generation an extracted one takes pages from
+// (its inventory's parent_dir, ../gen-NNNNNN.ctx), or "".
+var parentGeneration = regexp.MustCompile(`^\.\./(gen-[0-9]{6,}\.ctx)$`)
+
+// extractParents extracts, beside ex, every generation of s.dir that ex
+// takes pages from, up its chain, so that its parent references resolve.
+func (s contextSource) extractParents(tmp string, ex *extracted) error {
+	dir := ex.dir
+	for i := 0; ; i++ {
+		d, err := images.Open(dir)
+		if err != nil {
+			return err
+		}
+		ref := d.Inventory().GetParentDir()
+		d.Close()
+		if ref == "" {
+			return nil
+		}
+		m := parentGeneration.FindStringSubmatch(ref)
+		if m == nil || s.dir == "" {
+			return fmt.Errorf("%s takes pages from %s, which is not a generation beside it", filepath.Base(dir), ref)
+		}
+		dst := filepath.Join(tmp, m[1])
+		if _, err := os.Stat(dst); err == nil {
+			return nil // extracted already, with its own parents
+		}
+		f, err := openContext(filepath.Join(s.dir, m[1]), s.trust)
+		if err != nil {
+			return fmt.Errorf("%s takes pages from generation %s: %w", filepath.Base(dir), m[1], err)
+		}
+		pex, err := s.extractOne(f, dst)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s takes pages from generation %s: %w", filepath.Base(dir), m[1], err)
+		}
+		ex.bytes += pex.bytes
+		dir = pex.dir
+	}
+}
