@@ -171,3 +171,35 @@ func Scan(pagemap *os.File, start, end uint64) ([]Region, error) {
 	}
 	return out, nil
 }
+
+// Probe tells whether this kernel tracks writes as this package needs:
+// a userfaultfd with async write-protect, registered on a page of this
+// process's own, and a PAGEMAP_SCAN of it.
+func Probe() error {
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, CreateFlags, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("userfaultfd: %w", errno)
+	}
+	t, err := Start(int(fd))
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	mem, err := unix.Mmap(-1, 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(mem)
+	start := uint64(sliceStart(mem))
+	end := start + uint64(len(mem))
+	if err := t.Register(start, end); err != nil {
+		return err
+	}
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
+	_, err = Scan(pm, start, end)
+	return err
+}

@@ -186,3 +186,11 @@ func firstDiff(a, b []int) []int {
 	}
 	return []int{min(len(a), len(b))}
 }
+
+// TestProbe: gocr check's probe agrees with what the tests above found.
+func TestProbe(t *testing.T) {
+	selfTracker(t) // skips where the kernel lacks the features
+	if err := Probe(); err != nil {
+		t.Fatalf("Probe: %v on a kernel that tracks writes", err)
+	}
+}
