@@ -192,8 +192,9 @@ func spawn(root Proc, holderCmd []string) (int, error) {
 	defer listener.Close()
 	cmd := exec.Command(holderCmd[0], holderCmd[1:]...)
 	cmd.ExtraFiles = []*os.File{listener}
-	// Its own session, no terminal, no stdio: it outlives this gocr and
-	// is no part of the job.
+	// Its own session, no terminal, no stdio, at /: it outlives this
+	// gocr, is no part of the job and keeps no file system busy.
+	cmd.Dir = "/"
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("start the holder: %w", err)
