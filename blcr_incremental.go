@@ -41,11 +41,28 @@ const (
 	chainIndex    = ".gocr-chain"
 )
 
+// maxChainLength is how many generations a chain holds at most, its full
+// one included, unless --keep asks for more: the generation after is
+// full again, so that the generations kept for the newest stay bounded
+// (nothing is merged).
+const maxChainLength = 10
+
+// chainLength is how many generations n's chain holds, n and its full
+// one included.
+func chainLength(parents map[int]int, n int) int {
+	length := 0
+	for seen := map[int]bool{}; n != 0 && !seen[n]; n = parents[n] {
+		seen[n] = true
+		length++
+	}
+	return length
+}
+
 var generationDir = regexp.MustCompile(`^gen-([0-9]{6,})$`)
 
 // prevImages is the directory holding the newest generation's inventory
-// and page maps, and its number; "" if none, or if that generation is
-// gone.
+// and page maps, and its number; "" if none, if that generation is gone,
+// or if its chain is as long as chains may be (maxChainLength).
 func (g *generations) prevImages() (string, int) {
 	ents, err := os.ReadDir(filepath.Join(g.dir, prevImagesDir))
 	if err != nil || len(ents) != 1 {
@@ -57,6 +74,9 @@ func (g *generations) prevImages() (string, int) {
 	}
 	n, _ := strconv.Atoi(m[1])
 	if _, err := os.Stat(contextfile.GenerationPath(g.dir, n)); err != nil {
+		return "", 0
+	}
+	if chainLength(g.parents(), n) >= max(maxChainLength, g.keep) {
 		return "", 0
 	}
 	return filepath.Join(g.dir, prevImagesDir, ents[0].Name()), n
