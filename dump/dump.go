@@ -112,9 +112,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if opts.Prev != "" {
 		opts.Track = true
 	}
-	// Tracking is set up while the processes are frozen and their
-	// pages written then, so an incremental dump takes no snapshot.
-	snapshot := opts.LeaveRunning && !opts.NoSnapshot && !opts.Track
+	snapshot := opts.LeaveRunning && !opts.NoSnapshot
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
 		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
 	}

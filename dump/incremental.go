@@ -339,3 +339,14 @@ func (tk *tracking) ownMappings(pid int, tp *trackedProc, st *state) error {
 	}
 	return nil
 }
+
+// withoutFlag is ms with flag taken off every mapping's VmFlags.
+func withoutFlag(ms []proc.Mapping, flag string) []proc.Mapping {
+	out := slices.Clone(ms)
+	for i := range out {
+		if k := slices.Index(out[i].VmFlags, flag); k >= 0 {
+			out[i].VmFlags = slices.Delete(slices.Clone(out[i].VmFlags), k, k+1)
+		}
+	}
+	return out
+}

@@ -199,6 +199,10 @@ type capturedMemory struct {
 	// inherit are the pages an incremental dump takes from its parent
 	// (incremental.go): listed in the page map, not written.
 	inherit []run
+	// snapRuns, if snapRunsKnown, are the pages the snapshot is to
+	// write, chosen while the process was frozen (a tracked dump's).
+	snapRuns      []run
+	snapRunsKnown bool
 }
 
 func (c *capturedMemory) total() int64 {
@@ -236,13 +240,19 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	t0 := time.Now()
 	var only func(*gocrpb.Vma) bool
-	if po.snapshot {
+	if po.snapshot && po.tracking == nil {
 		only = notCoveredBySnapshot
 	}
 	runs, err := pagesToDump(pid, st.mm, only)
-	var inherit []run
+	var inherit, snapRuns []run
 	if err == nil {
 		runs, inherit, err = po.tracking.splitRuns(pid, st, runs)
+	}
+	if err == nil && po.snapshot && po.tracking != nil {
+		// Which pages to write is known now, while frozen (the scan
+		// protected them again): the snapshot writes those it covers,
+		// not what its own pagemap shows.
+		runs, snapRuns = splitCovered(runs, st.mm)
 	}
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
@@ -252,7 +262,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit,
+		snapRuns: snapRuns, snapRunsKnown: po.snapshot && po.tracking != nil}
 	used := 1
 	if po.snapshot {
 		// The snapshot's pages are counted only once the process runs

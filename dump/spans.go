@@ -2,7 +2,11 @@
 
 package dump
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/gocr/gocr/gocrpb"
+)
 
 // span is [start, end) in bytes.
 type span struct{ start, end uint64 }
@@ -74,4 +78,17 @@ func cutSpans(s span, set []span) []cutPiece {
 		out = append(out, cutPiece{span{at, s.end}, false})
 	}
 	return out
+}
+
+// splitCovered divides runs into those a snapshot does not cover
+// (written while frozen) and those it does (written from it).
+func splitCovered(runs []run, mm *gocrpb.Mm) (frozen, covered []run) {
+	for _, r := range runs {
+		if coveredBySnapshot(mm.Vmas[r.vma]) {
+			covered = append(covered, r)
+		} else {
+			frozen = append(frozen, r)
+		}
+	}
+	return frozen, covered
 }

@@ -93,7 +93,14 @@ func (tk *tracking) protect(tp *trackedProc, st *state) error {
 	}
 	defer pm.Close()
 	for _, v := range st.mm.Vmas {
-		if !trackable(v) || tp.scanned[v.Start] {
+		// Only writable memory: a read-only mapping (a library's
+		// text) rarely holds a page of its own, which is then written
+		// whole each time, and protecting its page-cache pages would
+		// leave write-protect markers wherever the kernel drops them,
+		// which pagemap shows as swapped (incremental.go): written
+		// whole too, and mapped back at restore as pages of the
+		// process's own.
+		if !trackable(v) || v.Prot&unix.PROT_WRITE == 0 || tp.scanned[v.Start] {
 			continue
 		}
 		err := tp.tr.Register(v.Start, v.End)
