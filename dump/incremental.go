@@ -19,10 +19,10 @@ import (
 )
 
 // Incremental dumps (Options.Prev, Options.Track). After a dump that
-// leaves the processes running, each process's private mappings are
-// registered with a tracker (package wptrack: a userfaultfd the parasite
-// makes, in async write-protect mode) and write-protected while the
-// process is still frozen; a holder process keeps the trackers until the
+// leaves the processes running, each process's writable private
+// mappings are registered with a tracker (package wptrack: a userfaultfd
+// the parasite makes, in async write-protect mode) and write-protected
+// while the process is still frozen, before its snapshot is taken; a holder process keeps the trackers until the
 // next dump (wptrack.Put). A dump given the previous one (Prev) then
 // writes, of the pages a full dump would write, only those the trackers
 // saw written, and lists the others as the parent's (PageRange
