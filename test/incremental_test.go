@@ -58,8 +58,8 @@ func incwriterRound(t *testing.T, tg *target, round int) {
 	}
 }
 
-// TestIncrementalChain: a tracked dump, then three incremental ones,
-// the last ending the job; each writes about the pages changed since
+// TestIncrementalChain: a tracked dump, then three incremental ones
+// (with a snapshot, without, and the last ending the job); each writes about the pages changed since
 // its parent, and the restore from the newest reads the whole chain.
 func TestIncrementalChain(t *testing.T) {
 	needsGocr(t)
@@ -74,8 +74,11 @@ func TestIncrementalChain(t *testing.T) {
 			before = untrackedView(t, tg.pid)
 		}
 		args := []string{"--prev", gen(i - 1)}
-		if i < 3 {
+		switch i {
+		case 1: // the pages written from the copy-on-write snapshot
 			args = append(args, "--leave-running")
+		case 2: // the pages written while frozen
+			args = append(args, "--leave-running", "--snapshot=false")
 		}
 		dump(t, tg.pid, gen(i), args...)
 		s := readIncrementalStats(t, gen(i))
