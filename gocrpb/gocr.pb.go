@@ -343,7 +343,14 @@ type Inventory struct {
 	// 16 random bytes (crypto/rand) that the header of every image of this
 	// dump carries too: a restore refuses an image whose header differs,
 	// so images of two dumps are never mixed (docs/IMAGES.md).
-	DumpId        []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
+	DumpId []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
+	// An incremental dump (gocr dump --prev): the dump ID of the dump it
+	// takes its unchanged pages from (PageRange.from_parent), and where
+	// that dump is, relative to this dump's directory unless absolute. A
+	// restore follows the chain and checks each link's ID before anything
+	// is created.
+	ParentDumpId  []byte `protobuf:"bytes,131,opt,name=parent_dump_id,json=parentDumpId,proto3" json:"parent_dump_id,omitempty"`
+	ParentDir     string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +467,20 @@ func (x *Inventory) GetDumpId() []byte {
 		return x.DumpId
 	}
 	return nil
+}
+
+func (x *Inventory) GetParentDumpId() []byte {
+	if x != nil {
+		return x.ParentDumpId
+	}
+	return nil
+}
+
+func (x *Inventory) GetParentDir() string {
+	if x != nil {
+		return x.ParentDir
+	}
+	return ""
 }
 
 // Task is one process: process-wide state plus one Thread per thread.
@@ -2883,10 +2904,14 @@ func (x *FileRef) GetMtimeNs() int64 {
 // appear in page-image order, the stream's first range starting at the
 // data offset of its page image.
 type PageRange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vaddr         uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
-	NrPages       uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
-	Stream        uint32                 `protobuf:"varint,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Vaddr   uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
+	NrPages uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
+	Stream  uint32                 `protobuf:"varint,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The pages hold data that did not change since the parent dump
+	// (Inventory.parent_dump_id): no page image holds them here, the
+	// parent's at the same addresses does (or its parent's, and so on).
+	FromParent    bool `protobuf:"varint,43,opt,name=from_parent,json=fromParent,proto3" json:"from_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2940,6 +2965,13 @@ func (x *PageRange) GetStream() uint32 {
 		return x.Stream
 	}
 	return 0
+}
+
+func (x *PageRange) GetFromParent() bool {
+	if x != nil {
+		return x.FromParent
+	}
+	return false
 }
 
 // Fd is one entry of a process's fd table: what every fd has, and the
@@ -6080,7 +6112,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x8b\x03\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xd2\x03\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -6093,7 +6125,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
 	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
 	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\x12\x17\n" +
-	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xfa\x05\n" +
+	"\adump_id\x18[ \x01(\fR\x06dumpId\x12%\n" +
+	"\x0eparent_dump_id\x18\x83\x01 \x01(\fR\fparentDumpId\x12\x1e\n" +
+	"\n" +
+	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\"\xfa\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -6334,11 +6369,13 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +
 	"\x03ino\x18\x03 \x01(\x04R\x03ino\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x19\n" +
-	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"T\n" +
+	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"u\n" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x94\a\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\x12\x1f\n" +
+	"\vfrom_parent\x18+ \x01(\bR\n" +
+	"fromParent\"\x94\a\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +

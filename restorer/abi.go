@@ -20,7 +20,7 @@ const (
 	rstTreePidns = 1
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 4
+	rstVersion = 5
 
 	rstPageStreamsMax = 4
 
@@ -201,6 +201,8 @@ type rstPages struct {
 	FileOff uint64 `c:"file_off"`
 	Stream  uint32 `c:"stream"`
 	Flags   uint32 `c:"flags"` // rstPagesHuge
+	File    uint32 `c:"file"`  // index into the plan's page files
+	Pad0    uint32
 }
 
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
@@ -340,25 +342,27 @@ type rstArgs struct {
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
-	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
-	NrCalls            uint32                   `c:"nr_calls"`
-	CallsOff           uint32                   `c:"calls_off"`
-	Reserved           uint64                   `c:"reserved"`
-	Personality        uint32                   `c:"personality"`
-	Umask              uint32                   `c:"umask"`
-	CwdOff             uint32                   `c:"cwd_off"`
-	RootOff            uint32                   `c:"root_off"`
-	CommOff            uint32                   `c:"comm_off"`
-	PdeathSig          int32                    `c:"pdeathsig"`
-	Dumpable           int32                    `c:"dumpable"`
-	ChildSubreaper     int32                    `c:"child_subreaper"`
-	NoNewPrivs         int32                    `c:"no_new_privs"`
-	SetCreds           uint32                   `c:"set_creds"`
-	Uids               [4]uint32                `c:"uids"`
-	Gids               [4]uint32                `c:"gids"`
-	NrGroups           uint32                   `c:"nr_groups"`
-	GroupsOff          uint32                   `c:"groups_off"`
-	MaxFd              uint32                   `c:"max_fd"`
+	NrPageFiles        uint32 `c:"nr_page_files"`
+	PageFilesOff       uint32 `c:"page_files_off"`
+	Pad3               uint64
+	NrCalls            uint32    `c:"nr_calls"`
+	CallsOff           uint32    `c:"calls_off"`
+	Reserved           uint64    `c:"reserved"`
+	Personality        uint32    `c:"personality"`
+	Umask              uint32    `c:"umask"`
+	CwdOff             uint32    `c:"cwd_off"`
+	RootOff            uint32    `c:"root_off"`
+	CommOff            uint32    `c:"comm_off"`
+	PdeathSig          int32     `c:"pdeathsig"`
+	Dumpable           int32     `c:"dumpable"`
+	ChildSubreaper     int32     `c:"child_subreaper"`
+	NoNewPrivs         int32     `c:"no_new_privs"`
+	SetCreds           uint32    `c:"set_creds"`
+	Uids               [4]uint32 `c:"uids"`
+	Gids               [4]uint32 `c:"gids"`
+	NrGroups           uint32    `c:"nr_groups"`
+	GroupsOff          uint32    `c:"groups_off"`
+	MaxFd              uint32    `c:"max_fd"`
 	Pad1               uint32
 	PageHelperTids     [rstPageStreamsMax]int32  `c:"page_helper_tids"`
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`

@@ -35,6 +35,13 @@ type plan struct {
 	timers  []rstPosixTimer
 	rlimits []rstRlimit
 	groups  []uint32
+	// pageFiles are the fds of the page images rstPages.File indexes:
+	// this dump's streams first, in order, then a parent dump's
+	// (chain.go).
+	pageFiles []int32
+	// inherit are the page ranges an incremental dump takes from its
+	// parent (PageRange.from_parent), for the chain to resolve.
+	inherit []*gocrpb.PageRange
 	auxv    []byte
 	strtab  bytes.Buffer
 	strOff  map[string]uint32
@@ -174,11 +181,15 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if v == nil || r.NrPages > (v.End-r.Vaddr)/pageSize || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is not inside a mapping that holds pages", i, r.Vaddr, r.NrPages)
 		}
+		if r.FromParent {
+			p.inherit = append(p.inherit, r)
+			continue
+		}
 		if int(r.Stream) >= len(dataSizes) {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is in page stream %d, the dump has %d", i, r.Vaddr, r.NrPages, r.Stream, len(dataSizes))
 		}
 		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages,
-			FileOff: uint64(dataOffs[r.Stream]) + offs[r.Stream], Stream: r.Stream})
+			FileOff: uint64(dataOffs[r.Stream]) + offs[r.Stream], Stream: r.Stream, File: r.Stream})
 		offs[r.Stream] += r.NrPages * pageSize
 	}
 	for s, size := range dataSizes {
@@ -450,6 +461,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrPosixTimers, a.PosixTimersOff = uint32(len(p.timers)), place(p.timers, len(p.timers))
 	a.NrCalls, a.CallsOff = uint32(len(p.calls)), place(p.calls, len(p.calls))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
+	a.NrPageFiles, a.PageFilesOff = uint32(len(p.pageFiles)), place(p.pageFiles, len(p.pageFiles))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())
 	total := hdr + body.Len()

@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 4
+#define RST_VERSION 5
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -102,8 +102,10 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, shmid, 56);
 BUILD_BUG_ON_OFFSET(struct rst_vma, shm_flags, 60);
 _Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
 
-/* A run of pages: its data is at file_off in the page image of its stream
- * (pages_fds[stream]). */
+/* A run of pages: its data is at file_off in page image file (an index
+ * into the plan's page files, s32 fds at page_files_off): one of this
+ * dump's page streams, or of a parent dump's for an incremental dump. The
+ * thread of page stream `stream` reads it. */
 #define RST_PAGE_STREAMS_MAX 4
 /* flags: the run is whole 2 MiB extents that get a huge page each before
  * their data is read in (vaddr and nr_pages aligned to them). */
@@ -114,13 +116,16 @@ struct rst_pages {
 	u64 file_off;
 	u32 stream;
 	u32 flags;
+	u32 file;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_pages, vaddr, 0);
 BUILD_BUG_ON_OFFSET(struct rst_pages, nr_pages, 8);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file_off, 16);
 BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
 BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
-_Static_assert(sizeof(struct rst_pages) == 32, "rst_pages size");
+BUILD_BUG_ON_OFFSET(struct rst_pages, file, 32);
+_Static_assert(sizeof(struct rst_pages) == 40, "rst_pages size");
 
 struct rst_fd {
 	s32 target; /* fd number in the restored process */
@@ -438,7 +443,9 @@ struct rst_args {
 	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
-	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
+	u32 nr_page_files; /* s32 fds of the page images, struct rst_pages file */
+	u32 page_files_off;
+	u64 pad3;
 	u32 nr_calls; /* struct rst_call */
 	u32 calls_off;
 	u64 reserved;
@@ -519,7 +526,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
-BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_page_files, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, page_files_off, 2476);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
 BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2496);

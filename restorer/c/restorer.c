@@ -776,10 +776,11 @@ static void prepare_huge(u64 addr, u64 len)
 static void read_stream(struct rst_args *a, u32 stream)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
-	s32 fd = a->pages_fds[stream];
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
 	for (u32 i = 0; i < a->nr_pages; i++) {
 		if (pr[i].stream != stream)
 			continue;
+		s32 fd = files[pr[i].file];
 		u64 addr = pr[i].vaddr;
 		u64 left = pr[i].nr_pages * PAGE_SIZE;
 		u64 foff = pr[i].file_off;
@@ -816,7 +817,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
 	for (u32 i = 0; i < a->nr_pages; i++)
-		if (pr[i].stream >= a->nr_page_streams)
+		if (pr[i].stream >= a->nr_page_streams || pr[i].file >= a->nr_page_files)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
 	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
 		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
@@ -943,8 +944,9 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	a->restorer_size = hole_size;
 
 	restore_memory(a, hole, hole_size);
-	for (u32 i = 0; i < a->nr_page_streams; i++)
-		sys1(__NR_close, a->pages_fds[i]);
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
+	for (u32 i = 0; i < a->nr_page_files; i++)
+		sys1(__NR_close, files[i]);
 
 	/* mm fields: PR_SET_MM_MAP (kernel/sys.c prctl_set_mm_map) sets
 	 * code/data/brk/stack/arg/env bounds, the saved auxv and the exe link
@@ -1173,11 +1175,12 @@ static void restore_fds(struct rst_args *a)
 	 * every number the plan uses, then dup into place. */
 	if (a->nr_page_streams < 1 || a->nr_page_streams > RST_PAGE_STREAMS_MAX)
 		fail(a, RST_STEP_FDS, 0, -EINVAL);
-	for (u32 i = 0; i < a->nr_page_streams; i++) {
-		long pages = sys3(__NR_fcntl, a->pages_fds[i], F_DUPFD_CLOEXEC, high);
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
+	for (u32 i = 0; i < a->nr_page_files; i++) {
+		long pages = sys3(__NR_fcntl, files[i], F_DUPFD_CLOEXEC, high);
 		if (pages < 0)
 			fail(a, RST_STEP_FDS, 0, pages);
-		a->pages_fds[i] = (s32)pages;
+		files[i] = (s32)pages;
 	}
 	long lifeline = sys3(__NR_fcntl, a->lifeline_fd, F_DUPFD_CLOEXEC, high);
 	if (lifeline < 0)
