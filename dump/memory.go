@@ -318,7 +318,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if po.subreapers != nil {
 			po.subreapers.set(pid, ps.ChildSubreaper != 0)
 		}
-		fillTaskFromParasite(st.task, ps)
+		if err := fillTaskFromParasite(st.task, ps); err != nil {
+			return err
+		}
 		if err := timerValues(p, st.task); err != nil {
 			return err
 		}
@@ -579,7 +581,15 @@ func (c *capturedMemory) restream(dir *images.Dir, n int) error {
 	return nil
 }
 
-func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {
+// fillTaskFromParasite takes what the parasite read of the process,
+// refusing a dumpable mode the restorer cannot set: PR_GET_DUMPABLE gives
+// 2 (SUID_DUMP_ROOT) to a process that changed its credentials or ran a
+// set-id program while fs.suid_dumpable was 2 (man 5 proc_sys_fs), and
+// PR_SET_DUMPABLE takes only 0 and 1 (kernel/sys.c).
+func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) error {
+	if ps.Dumpable != 0 && ps.Dumpable != 1 {
+		return fmt.Errorf("it is dumpable in mode %d (fs.suid_dumpable, PR_GET_DUMPABLE), which PR_SET_DUMPABLE cannot set again", ps.Dumpable)
+	}
 	for i, sa := range ps.SigActions {
 		signo := uint32(i + 1)
 		if signo == uint32(unix.SIGKILL) || signo == uint32(unix.SIGSTOP) {
@@ -600,4 +610,5 @@ func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {
 	th := task.Threads[0]
 	th.Sigaltstack = &gocrpb.SigAltStack{Sp: ps.AltstackSp, Flags: ps.AltstackFlags, Size: ps.AltstackSize}
 	th.ClearChildTid = ps.TidAddress
+	return nil
 }

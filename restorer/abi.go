@@ -222,6 +222,10 @@ type rstSiginfo struct {
 	Info  [128]byte
 }
 
+// rstTimerSignalQueued (RST_TIMER_SIGNAL_QUEUED): the timer's own
+// signal was queued at the dump, and the restorer has the timer queue it.
+const rstTimerSignalQueued = 1
+
 type rstPosixTimer struct {
 	ID         int32  `c:"id"`
 	ClockID    int32  `c:"clock_id"`
@@ -229,9 +233,9 @@ type rstPosixTimer struct {
 	Signo      int32  `c:"signo"`
 	Sigval     uint64 `c:"sigval"`
 	NotifyTid  int32  `c:"notify_tid"`
-	Pad0       uint32
-	ValueNs    int64 `c:"value_ns"`
-	IntervalNs int64 `c:"interval_ns"`
+	Flags      uint32 `c:"flags"` // rstTimerSignalQueued
+	ValueNs    int64  `c:"value_ns"`
+	IntervalNs int64  `c:"interval_ns"`
 }
 
 // Fixup operations (RST_FIXUP_*).

@@ -121,6 +121,8 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_OPEN":        rstFixupOpen,
 	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
 
+	"RST_TIMER_SIGNAL_QUEUED": rstTimerSignalQueued,
+
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,
 	"RST_VMA_FILE_PRIVATE": rstVmaFilePrivate,

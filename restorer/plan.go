@@ -214,6 +214,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 	if len(task.Threads) == 0 || task.Threads[0].Tid != task.Pid {
 		return nil, fmt.Errorf("the first thread must be the thread-group leader %d", task.Pid)
 	}
+	timersQueued, timerQueued := queuedTimerSignals(task)
 	seen := map[int32]bool{}
 	for _, th := range task.Threads {
 		if th.Tid <= 0 || seen[th.Tid] {
@@ -236,6 +237,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		}
 		p.threads = append(p.threads, rt)
 		for _, si := range th.Pending {
+			if timerQueued[si] {
+				continue
+			}
 			s, err := siginfo(si, th.Tid)
 			if err != nil {
 				return nil, err
@@ -302,6 +306,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		a.CapLast = uint32(last)
 	}
 	for _, si := range task.SharedPending {
+		if timerQueued[si] {
+			continue
+		}
 		s, err := siginfo(si, 0)
 		if err != nil {
 			return nil, err
@@ -319,8 +326,12 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if t.ValueNs < 0 || t.IntervalNs < 0 {
 			return nil, fmt.Errorf("POSIX timer %d: negative time", t.Id)
 		}
-		p.timers = append(p.timers, rstPosixTimer{ID: t.Id, ClockID: t.ClockId, Notify: t.Notify, Signo: t.Signo,
-			Sigval: t.Sigval, NotifyTid: t.NotifyTid, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs})
+		rt := rstPosixTimer{ID: t.Id, ClockID: t.ClockId, Notify: t.Notify, Signo: t.Signo,
+			Sigval: t.Sigval, NotifyTid: t.NotifyTid, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs}
+		if timersQueued[t.Id] {
+			rt.Flags = rstTimerSignalQueued
+		}
+		p.timers = append(p.timers, rt)
 	}
 	for _, rl := range task.Rlimits {
 		if rl.Resource >= rlimNlimits {

@@ -185,6 +185,10 @@ _Static_assert(sizeof(struct rst_fixup) == 48, "rst_fixup size");
 
 /* A timer_create(2) timer to recreate under its ID (gocrpb.PosixTimer),
  * armed relative to the restore. */
+/* The timer's own signal was queued at the dump: the restorer lets the
+ * timer queue it again (restore_posix_timers). */
+#define RST_TIMER_SIGNAL_QUEUED 1
+
 struct rst_posix_timer {
 	s32 id;
 	s32 clock_id;
@@ -192,7 +196,7 @@ struct rst_posix_timer {
 	s32 signo;
 	u64 sigval;     /* sigev_value */
 	s32 notify_tid; /* with SIGEV_THREAD_ID */
-	u32 pad0;
+	u32 flags;      /* RST_TIMER_* */
 	s64 value_ns;   /* 0: disarmed */
 	s64 interval_ns;
 };
@@ -202,6 +206,7 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify, 8);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, signo, 12);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, sigval, 16);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, flags, 28);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");

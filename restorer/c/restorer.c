@@ -905,6 +905,58 @@ struct kernel_itimerspec {
 };
 
 #define NSEC_PER_SEC 1000000000LL
+#define __NR_rt_sigpending 127
+#define __NR_clock_gettime 228
+#define __NR_clock_nanosleep 230
+#define TIMER_ABSTIME 1 /* include/uapi/linux/time.h */
+#define CLOCK_MONOTONIC 1
+#define SIGEV_THREAD_ID 4 /* include/uapi/asm-generic/siginfo.h */
+#define ETIMEDOUT 110     /* include/uapi/asm-generic/errno.h */
+
+struct kernel_timespec {
+	s64 sec, nsec;
+};
+
+/* Re-queues the signal a timer had queued at the dump as the timer's own.
+ * The kernel queues one signal per timer; later expirations count as its
+ * overrun until it is taken, and only then is a periodic timer rearmed,
+ * forwarded from the expiry that queued it (man 2 timer_getoverrun,
+ * kernel/time/posix-timers.c). So the timer is armed at an absolute time
+ * already past, its clock's now plus the time left minus the interval:
+ * it expires at once and queues its signal (every signal is blocked
+ * here), and delivery forwards it to now plus the time left, as the dump
+ * read it. A one-shot timer whose signal waits is disarmed: it is armed at
+ * now, and its expiry leaves it disarmed again. The signal is waited for
+ * where this thread can see it (rt_sigpending: its own and the process's
+ * pending signals); a timer that notifies another thread expires at once
+ * all the same. */
+static void queue_timer_signal(struct rst_args *a, u32 i, struct rst_posix_timer *t)
+{
+	struct kernel_timespec now;
+	CHECK(a, RST_STEP_POSIX_TIMERS, i, sys2(__NR_clock_gettime, t->clock_id, &now));
+	s64 at = now.sec * NSEC_PER_SEC + now.nsec + t->value_ns - t->interval_ns;
+	if (at < 1)
+		at = 1; /* a CPU-time clock near 0: any past time */
+	struct kernel_itimerspec spec = {
+		.interval_sec = t->interval_ns / NSEC_PER_SEC, .interval_nsec = t->interval_ns % NSEC_PER_SEC,
+		.value_sec = at / NSEC_PER_SEC, .value_nsec = at % NSEC_PER_SEC,
+	};
+	CHECK(a, RST_STEP_POSIX_TIMERS, i, sys4(__NR_timer_settime, t->id, TIMER_ABSTIME, &spec, NULL));
+	if ((t->notify & SIGEV_THREAD_ID) && t->notify_tid != a->pid)
+		return;
+	u64 bit = 1ULL << (t->signo - 1);
+	/* A past expiry fires within microseconds (a CPU-time one at once);
+	 * give up after a second rather than hang the restore. */
+	for (int tries = 0; tries < 10000; tries++) {
+		u64 pending = 0;
+		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys2(__NR_rt_sigpending, &pending, 8));
+		if (pending & bit)
+			return;
+		struct kernel_timespec nap = {0, 100000};
+		sys4(__NR_clock_nanosleep, CLOCK_MONOTONIC, 0, &nap, NULL);
+	}
+	fail(a, RST_STEP_POSIX_TIMERS, i, -ETIMEDOUT);
+}
 
 /* Recreates the process's POSIX timers under their IDs, armed with what
  * was left of them. The threads they notify exist by now. */
@@ -923,6 +975,10 @@ static void restore_posix_timers(struct rst_args *a)
 		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys3(__NR_timer_create, t[i].clock_id, &sev, &id));
 		if (id != t[i].id)
 			fail(a, RST_STEP_POSIX_TIMERS, i, -EEXIST);
+		if (t[i].flags & RST_TIMER_SIGNAL_QUEUED) {
+			queue_timer_signal(a, i, &t[i]);
+			continue;
+		}
 		if (t[i].value_ns == 0)
 			continue;
 		struct kernel_itimerspec spec = {
