@@ -664,6 +664,16 @@ static void restore_writes(struct rst_args *a)
 		if (fd < 0)
 			fail(a, RST_STEP_ATTRS, i, fd);
 		long n = sys3(__NR_write, fd, text, nl_strlen(text));
+		/* An autogroup's nice may be set once in 100 ms by anyone
+		 * without CAP_SYS_ADMIN, machine-wide; sooner fails with
+		 * EAGAIN (kernel/sched/autogroup.c
+		 * proc_sched_autogroup_set_nice): wait and write again, for
+		 * up to a second. */
+		for (int tries = 0; n == -11 /* EAGAIN */ && tries < 50; tries++) {
+			struct { s64 sec, nsec; } nap = {0, 20000000};
+			sys4(230 /* __NR_clock_nanosleep */, 1 /* CLOCK_MONOTONIC */, 0, &nap, NULL);
+			n = sys3(__NR_write, fd, text, nl_strlen(text));
+		}
 		sys1(__NR_close, fd);
 		if (n < 0)
 			fail(a, RST_STEP_ATTRS, i, n);
