@@ -1,0 +1,45 @@
+//go:build linux
+
+package test
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// TestUnixPeerCred: every unix socket's peer credentials (SO_PEERCRED,
+// SO_PEERGROUPS) come back as they were: a socketpair between a parent
+// and its child, a listener, its accepted connection and its client in
+// another process with other ids and groups, a connection accepted only
+// after the restore, a socketpair made by a process that had exited, and
+// datagram sockets connected by name, which have none (unixpeercred.c).
+func TestUnixPeerCred(t *testing.T) {
+	needsRoot(t)
+	needsUnixDiag(t)
+	tg := startTargetOpts(t, "unixpeercred", startOpts{args: []string{"setuid"}})
+	trackTree(t, tg.pid)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestOrdinaryUserUnixPeerCred: the same job run, dumped and restored by
+// an ordinary user: the credentials are the user's own, and the
+// processes that record them are made with the user's capability alone.
+func TestOrdinaryUserUnixPeerCred(t *testing.T) {
+	needsUnixDiag(t)
+	ou := setupOrdinaryUser(t)
+	tg := startTargetOpts(t, "unixpeercred", startOpts{wrap: asUser(ou.uid, ou.gid)})
+	pids := trackTree(t, tg.pid)
+	dir := filepath.Join(ou.ownDir(t), "images")
+	if r := ou.run(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir); r.code != 0 {
+		t.Fatalf("dump as %s failed: %v", testUserName, r)
+	}
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	if r := ou.run(t, nil, "restore", "-d", "-D", dir); r.code != 0 {
+		t.Fatalf("restore as %s failed: %v", testUserName, r)
+	}
+	checkResult(t, tg, tg.pid)
+}
