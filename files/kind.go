@@ -60,6 +60,9 @@ type LinkOptions struct {
 	// the dump, at fds other than stdio, that are dumped anyway: the
 	// restore needs --inherit-fd to give each a file (inherit.go).
 	External []string
+	// PidNamespace: the job lives in a PID namespace of its own, and
+	// is restored only in a new one.
+	PidNamespace bool
 
 	// dumped are the pids of the dumped processes with fd tables
 	// (Link sets them).

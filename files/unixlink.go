@@ -107,7 +107,7 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 		if err := checkUnixPair(x, socks); err != nil {
 			return err
 		}
-		if err := linkPeerCred(x, opts.dumped); err != nil {
+		if err := linkPeerCred(x, opts); err != nil {
 			return err
 		}
 	}

@@ -178,9 +178,10 @@ func (g *unixSockets) checkPeerCreds() error {
 }
 
 // linkPeerCred checks that the restore can give x's peer credentials
-// (checkPeerCredPid, on a handle of its own), and records those a
-// connection not yet accepted will report.
-func linkPeerCred(x *unixRef, dumped map[int]bool) error {
+// (checkPeerCredPid, on a handle of its own; a job in a PID namespace of
+// its own cannot have any), and records those a connection not yet
+// accepted will report.
+func linkPeerCred(x *unixRef, opts LinkOptions) error {
 	r := x.refs[0]
 	if x.u.GetConnection() == gocrpb.UnixSocketFd_PEER_PENDING {
 		c, err := holderCred(r.Pid)
@@ -189,7 +190,15 @@ func linkPeerCred(x *unixRef, dumped map[int]bool) error {
 		}
 		x.set(func(u *gocrpb.UnixSocketFd) { u.ConnectorCred = c })
 	}
-	if !recorded(x.u.GetPeerCred()) || dumped[int(x.u.GetPeerCred().GetPid())] {
+	if !recorded(x.u.GetPeerCred()) {
+		return nil
+	}
+	if opts.PidNamespace {
+		// Restored only in a new PID namespace, where no process of
+		// gocr's can have a pid (restorer/peercred.go).
+		return x.errorf("its peer credentials (SO_PEERCRED) name pid %d, which a restore in a new PID namespace cannot give (not supported)", x.u.GetPeerCred().GetPid())
+	}
+	if opts.dumped[int(x.u.GetPeerCred().GetPid())] {
 		return nil
 	}
 	h, err := takeFd(r.Pid, int(r.Fd.Fd))

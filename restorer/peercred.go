@@ -211,11 +211,11 @@ func closeAll(fds []int) {
 func (a *peerCredAgent) Socketpair(c *gocrpb.UnixPeerCred, typ int) ([2]int, error) {
 	fds, err := a.call(c, rstPeercredReq{Op: rstPeercredSocketpair, Arg: int32(typ)}, -1)
 	if err != nil {
-		return [2]int{-1, -1}, fmt.Errorf("socketpair: %w", err)
+		return [2]int{-1, -1}, err
 	}
 	if len(fds) != 2 {
 		closeAll(fds)
-		return [2]int{-1, -1}, fmt.Errorf("socketpair: the agent gave %d fds", len(fds))
+		return [2]int{-1, -1}, fmt.Errorf("the peer-credentials agent gave %d fds", len(fds))
 	}
 	return [2]int{fds[0], fds[1]}, nil
 }
@@ -224,10 +224,7 @@ func (a *peerCredAgent) Socketpair(c *gocrpb.UnixPeerCred, typ int) ([2]int, err
 func (a *peerCredAgent) Listen(c *gocrpb.UnixPeerCred, h, backlog int) error {
 	fds, err := a.call(c, rstPeercredReq{Op: rstPeercredListen, Arg: int32(backlog)}, h)
 	closeAll(fds)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	return nil
+	return err
 }
 
 // Connect connects h to the socket bound to name (a path, or an abstract
@@ -239,7 +236,7 @@ func (a *peerCredAgent) Connect(c *gocrpb.UnixPeerCred, h int, name string) erro
 	binary.NativeEndian.PutUint16(req.Addr[:], unix.AF_UNIX)
 	const maxLen = 110 // sizeof(struct sockaddr_un)
 	if len(name) == 0 || 2+len(name) > maxLen {
-		return fmt.Errorf("connect: a name of %d bytes", len(name))
+		return fmt.Errorf("a name of %d bytes", len(name))
 	}
 	copy(req.Addr[2:], name)
 	req.AddrLen = uint32(2 + len(name))
@@ -248,8 +245,5 @@ func (a *peerCredAgent) Connect(c *gocrpb.UnixPeerCred, h int, name string) erro
 	}
 	fds, err := a.call(c, req, h)
 	closeAll(fds)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	return nil
+	return err
 }

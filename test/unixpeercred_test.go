@@ -43,3 +43,22 @@ func TestOrdinaryUserUnixPeerCred(t *testing.T) {
 	}
 	checkResult(t, tg, tg.pid)
 }
+
+// TestUnixPeerCredPidnsRefused: in a new PID namespace no process of
+// gocr's can have the pid a socket's peer credentials name, so a restore
+// with --pidns=always refuses, naming the socket, and leaves the images
+// to restore without it.
+func TestUnixPeerCredPidnsRefused(t *testing.T) {
+	needsRoot(t)
+	needsUnixDiag(t)
+	tg := startTarget(t, "unixpeercred")
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	r := runGocr(t, nil, "restore", "-d", "--pidns=always", "-D", dir)
+	assertRefused(t, r, []string{"unix socket inode", "SO_PEERCRED", "restore without --pidns"}, nil)
+	waitAllGone(t, pids, "the refused restore")
+	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+}
