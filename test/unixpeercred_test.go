@@ -62,3 +62,22 @@ func TestUnixPeerCredPidnsRefused(t *testing.T) {
 	waitAllGone(t, pids, "the refused restore")
 	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
 }
+
+// TestUnixPeerCredOutsideRefused: a socketpair whose both ends a process
+// holds, made by its parent, alive and not dumped: its pid could not be
+// given at restore, so the dump of the child alone refuses, naming the
+// fd and the pid, and the child runs on untouched.
+func TestUnixPeerCredOutsideRefused(t *testing.T) {
+	needsRoot(t)
+	needsUnixDiag(t)
+	tg := startTarget(t, "unixpeercred", "outside")
+	trackTree(t, tg.pid)
+	kids := childrenOf(tg.pid)
+	if len(kids) != 1 {
+		t.Fatalf("target pid %d has children %v, want one", tg.pid, kids)
+	}
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(kids[0]), "-D", t.TempDir())
+	assertRefused(t, r, []string{"fd 91", "SO_PEERCRED", "pid " + strconv.Itoa(tg.pid), "live process outside the dump"}, nil)
+	assertUntouched(t, kids[0])
+	checkResult(t, tg, tg.pid)
+}

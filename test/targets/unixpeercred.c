@@ -23,7 +23,12 @@
  * 2345 with groups 7 and 8 before it connects, so that the credentials
  * differ from the parent's.
  *
- * Usage: unixpeercred RESULT_PATH [setuid]
+ * Mode "outside": none of the above; the parent makes a stream socketpair
+ * and forks a child holding both ends (fds 91, 92) and nothing else: a
+ * dump of the child alone must refuse it, as its credentials name the
+ * parent, alive outside the dump.
+ *
+ * Usage: unixpeercred RESULT_PATH [setuid|outside]
  */
 #include "target.h"
 
@@ -210,6 +215,29 @@ static void child_main(int setuid_mode)
 	_exit(write(report[1], "ok", 2) == 2 ? 0 : 1);
 }
 
+/* Mode "outside": the child waits, holding the parent's pair. */
+static void outside_mode(void)
+{
+	int sv[2];
+
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	move_to(sv[0], 91);
+	move_to(sv[1], 92);
+	child = fork();
+	must(child >= 0, "fork");
+	if (child == 0) {
+		for (;;)
+			pause();
+	}
+	close(91);
+	close(92);
+	tgt_ready();
+	tgt_wait();
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	int setuid_mode = argc > 2 && strcmp(argv[2], "setuid") == 0;
@@ -219,6 +247,8 @@ int main(int argc, char **argv)
 
 	tgt_init(argc, argv);
 	parent = getpid();
+	if (argc > 2 && strcmp(argv[2], "outside") == 0)
+		outside_mode();
 	strncpy(dirbuf, argv[1], sizeof(dirbuf) - 1);
 	snprintf(sockpath, sizeof(sockpath), "%s/peercred.sock", dirname(dirbuf));
 	if (setuid_mode) {
