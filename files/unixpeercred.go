@@ -66,8 +66,8 @@ func readPeerCred(h int) (*gocrpb.UnixPeerCred, error) {
 // hold it. A process that has ended is fine (SO_PEERCRED goes on naming
 // its number; the restore takes it for a moment); SO_PEERPIDFD tells
 // which it is (a pidfd of an ended process fails pidfd_send_signal with
-// ESRCH, net/core/sock.c sk_getsockopt); a dumped process without an fd
-// table (a zombie) is traced by gocr, as its /proc status says.
+// ESRCH, net/core/sock.c sk_getsockopt); a dumped process is one with an
+// fd table in the dump, or one gocr traces, as its /proc status says.
 func checkPeerCredPid(h int, c *gocrpb.UnixPeerCred) error {
 	if c.GetPid() == 0 {
 		return nil
