@@ -224,7 +224,11 @@ func (x *unixSock) goneByName() bool {
 // datagramsGone connects each datagram socket whose peer is gone and that
 // had no peer credentials to a socket of gocr's with a name the kernel
 // picks (autobind: a bind(2) with the address family alone, man 7 unix),
-// closed once every socket is made, which first sends what waited at it.
+// closed once every socket is made. What waited at it is sent first, each
+// datagram from a socket of its sender's name (as the dump refuses a
+// datagram from a named socket outside it, one from the gone peer came
+// from an unnamed socket), before it connects and takes datagrams from
+// its peer alone.
 func (g *unixSockets) datagramsGone() error {
 	for _, x := range g.order {
 		if !x.goneByName() {
@@ -241,12 +245,14 @@ func (g *unixSockets) datagramsGone() error {
 		if err != nil {
 			return x.errorf(fmt.Errorf("getsockname: %w", err))
 		}
-		var to unix.Sockaddr
-		if x.named() {
-			to = x.addr()
-		}
-		if err := g.fill(x, t, to, x.recv); err != nil {
-			return err
+		for _, m := range x.recv {
+			from, err := g.sender(x, m.GetSender())
+			if err != nil {
+				return err
+			}
+			if err := g.fill(x, from, x.addr(), []*gocrpb.UnixMessage{m}); err != nil {
+				return err
+			}
 		}
 		if err := unix.Connect(x.h, sa); err != nil {
 			return x.errorf(fmt.Errorf("connect to its peer's stand-in: %w", err))

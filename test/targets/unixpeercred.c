@@ -16,8 +16,10 @@
  *   fd 85, 86  a seqpacket socketpair made by a process that then exited
  *              (its pid is free at the dump), in the parent: both name it;
  *   fd 88, 89  datagram sockets bound to abstract names and connected to
- *              each other, and fd 90 one connected to a socket since
- *              closed: no credentials (pid 0, uid and gid -1).
+ *              each other, and fd 90 one bound to an abstract name,
+ *              connected to a socket since closed, with a datagram
+ *              "early" from an unnamed socket queued: no credentials
+ *              (pid 0, uid and gid -1); 90 reads "early", from no name.
  *
  * Mode "setuid" (argv[2], run as root): the child takes uid 5432 and gid
  * 2345 with groups 7 and 8 before it connects, so that the credentials
@@ -160,15 +162,18 @@ static void pair_of_gone_process(void)
 
 static void datagrams(void)
 {
-	struct sockaddr_un a, b, g;
-	socklen_t la = abstract(&a, "a"), lb = abstract(&b, "b"), lg = abstract(&g, "gone");
+	struct sockaddr_un a, b, g, zn;
+	socklen_t la = abstract(&a, "a"), lb = abstract(&b, "b"), lg = abstract(&g, "gone"), lz = abstract(&zn, "z");
 	int x = socket(AF_UNIX, SOCK_DGRAM, 0), y = socket(AF_UNIX, SOCK_DGRAM, 0);
-	int z = socket(AF_UNIX, SOCK_DGRAM, 0), t = socket(AF_UNIX, SOCK_DGRAM, 0);
+	int z = socket(AF_UNIX, SOCK_DGRAM, 0), t = socket(AF_UNIX, SOCK_DGRAM, 0), u = socket(AF_UNIX, SOCK_DGRAM, 0);
 
 	must(bind(x, (struct sockaddr *)&a, la) == 0 && bind(y, (struct sockaddr *)&b, lb) == 0, "bind");
 	must(connect(x, (struct sockaddr *)&b, lb) == 0 && connect(y, (struct sockaddr *)&a, la) == 0, "connect");
+	must(bind(z, (struct sockaddr *)&zn, lz) == 0, "bind");
+	must(sendto(u, "early", 5, 0, (struct sockaddr *)&zn, lz) == 5, "send to the socket connected later");
 	must(bind(t, (struct sockaddr *)&g, lg) == 0 && connect(z, (struct sockaddr *)&g, lg) == 0, "connect");
 	close(t);
+	close(u);
 	move_to(x, 88);
 	move_to(y, 89);
 	move_to(z, 90);
@@ -296,6 +301,16 @@ int main(int argc, char **argv)
 	tgt_wait();
 
 	check(parent_fds, sizeof(parent_fds) / sizeof(parent_fds[0]));
+	{
+		char buf[16];
+		struct sockaddr_un from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(90, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+
+		if (n != 5 || memcmp(buf, "early", 5) != 0 || fl != 0)
+			tgt_fail("fd 90 reads %zd bytes (%s) from a name of %u bytes, want \"early\" from none", n,
+				 n < 0 ? strerror(errno) : "data", (unsigned)fl);
+	}
 	/* The connection not yet accepted: its socket names the child. */
 	fd = accept(82, NULL, NULL);
 	must(fd >= 0, "accept the waiting connection");
