@@ -120,6 +120,10 @@ type PeerCredMaker interface {
 	Socketpair(c *gocrpb.UnixPeerCred, typ int) ([2]int, error)
 	Listen(c *gocrpb.UnixPeerCred, h, backlog int) error
 	Connect(c *gocrpb.UnixPeerCred, h int, name string) error
+	// SamePids is false for a restore in a new PID namespace, where
+	// no process of gocr's has a pid: SO_PEERCRED there reads pid 0
+	// for every socket, as for any peer outside the reader's namespace.
+	SamePids() bool
 }
 
 // recorded tells whether c names credentials a call recorded (pid not 0).
@@ -169,7 +173,8 @@ func (g *unixSockets) checkPeerCreds() error {
 		if err != nil {
 			return x.errorf(err)
 		}
-		if got.Pid != want.Pid || got.Uid != want.Uid || got.Gid != want.Gid || (recorded(want) && !slices.Equal(got.Groups, want.Groups)) {
+		pidOK := got.Pid == want.Pid || (!g.s.PeerCreds.SamePids() && recorded(want) && recorded(got))
+		if !pidOK || got.Uid != want.Uid || got.Gid != want.Gid || (recorded(want) && !slices.Equal(got.Groups, want.Groups)) {
 			return x.errorf(fmt.Errorf("its peer credentials (SO_PEERCRED) came back as pid %d uid %d gid %d groups %v, not the dumped pid %d uid %d gid %d groups %v",
 				got.Pid, int32(got.Uid), int32(got.Gid), got.Groups, want.Pid, int32(want.Uid), int32(want.Gid), want.Groups))
 		}
@@ -178,9 +183,8 @@ func (g *unixSockets) checkPeerCreds() error {
 }
 
 // linkPeerCred checks that the restore can give x's peer credentials
-// (checkPeerCredPid, on a handle of its own; a job in a PID namespace of
-// its own cannot have any), and records those a connection not yet
-// accepted will report.
+// (checkPeerCredPid, on a handle of its own), and records those a
+// connection not yet accepted will report.
 func linkPeerCred(x *unixRef, opts LinkOptions) error {
 	r := x.refs[0]
 	if x.u.GetConnection() == gocrpb.UnixSocketFd_PEER_PENDING {
@@ -193,12 +197,9 @@ func linkPeerCred(x *unixRef, opts LinkOptions) error {
 	if !recorded(x.u.GetPeerCred()) {
 		return nil
 	}
-	if opts.PidNamespace {
-		// Restored only in a new PID namespace, where no process of
-		// gocr's can have a pid (restorer/peercred.go).
-		return x.errorf("its peer credentials (SO_PEERCRED) name pid %d, which a restore in a new PID namespace cannot give (not supported)", x.u.GetPeerCred().GetPid())
-	}
-	if opts.dumped[int(x.u.GetPeerCred().GetPid())] {
+	if opts.PidNamespace || opts.dumped[int(x.u.GetPeerCred().GetPid())] {
+		// A job in a PID namespace of its own is restored only in a
+		// new one, where the pid reads 0 (restorer/peercred.go).
 		return nil
 	}
 	h, err := takeFd(r.Pid, int(r.Fd.Fd))

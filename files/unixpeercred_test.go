@@ -28,6 +28,8 @@ func (m *selfMaker) Listen(c *gocrpb.UnixPeerCred, h, backlog int) error {
 	return unix.Listen(h, backlog)
 }
 
+func (m *selfMaker) SamePids() bool { return true }
+
 func (m *selfMaker) Connect(c *gocrpb.UnixPeerCred, h int, name string) error {
 	m.calls = append(m.calls, "connect")
 	return unix.Connect(h, &unix.SockaddrUnix{Name: name})

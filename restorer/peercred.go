@@ -70,7 +70,10 @@ var peercredSteps = map[uint32]string{
 // peerCredAgent implements files.PeerCredMaker; started at its first call.
 type peerCredAgent struct {
 	// pidns: the restore is in a new PID namespace, where no process of
-	// gocr's can have a pid the job's sockets must name.
+	// gocr's namespace has a pid: the calls are made with the dumped ids
+	// by a process of any pid, which SO_PEERCRED there reads as 0
+	// (net/core/sock.c cred_to_ucred: pid_vnr of a pid the reader's
+	// namespace does not have), as it reads any peer outside it.
 	pidns bool
 	cmd   *exec.Cmd
 	ctl   int
@@ -112,6 +115,10 @@ func (a *peerCredAgent) start() error {
 	return nil
 }
 
+// SamePids tells whether the sockets get the dumped pids: not in a new
+// PID namespace.
+func (a *peerCredAgent) SamePids() bool { return !a.pidns }
+
 // Close ends the agent: it exits at the end of its socket.
 func (a *peerCredAgent) Close() {
 	if a.cmd == nil {
@@ -125,9 +132,6 @@ func (a *peerCredAgent) Close() {
 // call has the agent make one call, passing fd if not -1, and returns the
 // fds its answer carries.
 func (a *peerCredAgent) call(c *gocrpb.UnixPeerCred, req rstPeercredReq, fd int) ([]int, error) {
-	if a.pidns {
-		return nil, fmt.Errorf("its peer credentials (SO_PEERCRED) name pid %d, which no process outside a new PID namespace can give: restore without --pidns", c.GetPid())
-	}
 	if len(c.GetGroups()) > rstPeercredMaxGroups {
 		return nil, fmt.Errorf("its peer (pid %d) has more than %d supplementary groups", c.GetPid(), rstPeercredMaxGroups)
 	}
@@ -135,6 +139,9 @@ func (a *peerCredAgent) call(c *gocrpb.UnixPeerCred, req rstPeercredReq, fd int)
 		return nil, fmt.Errorf("the peer-credentials agent: %w", err)
 	}
 	req.Pid, req.Uid, req.Gid, req.NrGroups = c.GetPid(), c.GetUid(), c.GetGid(), uint32(len(c.GetGroups()))
+	if a.pidns {
+		req.Pid = 0
+	}
 	copy(req.Groups[:], c.GetGroups())
 	var buf bytes.Buffer
 	binary.Write(&buf, binary.NativeEndian, &req)

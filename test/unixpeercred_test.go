@@ -44,23 +44,31 @@ func TestOrdinaryUserUnixPeerCred(t *testing.T) {
 	checkResult(t, tg, tg.pid)
 }
 
-// TestUnixPeerCredPidnsRefused: in a new PID namespace no process of
-// gocr's can have the pid a socket's peer credentials name, so a restore
-// with --pidns=always refuses, naming the socket, and leaves the images
-// to restore without it.
-func TestUnixPeerCredPidnsRefused(t *testing.T) {
+// TestUnixPeerCredPidns: restored in a new PID namespace, where no
+// process of gocr's has a pid, every socket's SO_PEERCRED pid reads 0 (as
+// for any peer outside the reader's namespace), and its ids and groups are
+// the dumped ones (unixpeercred.c checks both); so again once dumped from
+// that namespace and restored in another.
+func TestUnixPeerCredPidns(t *testing.T) {
 	needsRoot(t)
 	needsUnixDiag(t)
-	tg := startTarget(t, "unixpeercred")
+	tg := startTargetOpts(t, "unixpeercred", startOpts{args: []string{"setuid"}})
 	pids := trackTree(t, tg.pid)
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
 	waitAllGone(t, pids, "the dump")
-	r := runGocr(t, nil, "restore", "-d", "--pidns=always", "-D", dir)
-	assertRefused(t, r, []string{"unix socket inode", "SO_PEERCRED", "restore without --pidns"}, nil)
-	waitAllGone(t, pids, "the refused restore")
-	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+	restore(t, nil, dir, "-d", "--pidns=always")
+	host, reaper := nsJob(t, tg, tg.pid)
+	// Dumped from its namespace and restored in a new one again.
+	again := t.TempDir()
+	dump(t, host, again)
+	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
+		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
+	}
+	restore(t, nil, again, "-d", "--pidns=auto")
+	host, _ = nsJob(t, tg, tg.pid)
+	checkResult(t, tg, host)
 }
 
 // TestUnixPeerCredOutsideRefused: a socketpair whose both ends a process

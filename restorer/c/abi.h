@@ -574,7 +574,7 @@ _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
 
 struct rst_peercred_req {
 	u32 op;
-	s32 pid;
+	s32 pid;       /* 0: any */
 	u32 uid;       /* the effective uid and gid to make the call with */
 	u32 gid;
 	s32 arg;       /* socketpair: the socket type; listen: the backlog */

@@ -130,11 +130,13 @@ static __attribute__((noreturn)) void peercred_main(void)
 			for (;;)
 				sys1(__NR_exit_group, 110);
 		s32 fd = (m.controllen >= CMSG_LEN_FD && c.level == SOL_SOCKET && c.type == SCM_RIGHTS) ? c.fd : -1;
+		/* pid 0: any pid (a restore in a new PID namespace, where
+		 * no pid of this namespace shows). */
 		s32 tid = q.pid;
 		struct clone_args ca = {
 			.exit_signal = SIGCHLD,
-			.set_tid = (u64)&tid,
-			.set_tid_size = 1,
+			.set_tid = tid ? (u64)&tid : 0,
+			.set_tid_size = tid ? 1 : 0,
 		};
 		/* Without CLONE_VM and with no new stack, the child runs on a
 		 * copy of this stack, like fork(2) (man 2 clone3). */

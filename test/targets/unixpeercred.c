@@ -25,6 +25,10 @@
  * 2345 with groups 7 and 8 before it connects, so that the credentials
  * differ from the parent's.
  *
+ * Restored in a new PID namespace (its /proc/self/ns/pid changed), every
+ * pid reads 0, as for any peer outside the reader's namespace (net/core/
+ * sock.c cred_to_ucred), and the ids and groups are as before.
+ *
  * Mode "outside": none of the above; the parent makes a stream socketpair
  * and forks a child holding both ends (fds 91, 92) and nothing else: a
  * dump of the child alone must refuse it, as its credentials name the
@@ -54,6 +58,24 @@ static struct cred was[100];
 static pid_t child, parent, gone_pid;
 static int report[2];
 static char sockpath[108];
+static char ns_before[64];
+
+/* The pid a socket that named pid should name now: 0 once the process is
+ * in another PID namespace than at the start. */
+static pid_t pid_now(pid_t pid)
+{
+	char ns[64] = "";
+
+	if (readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1) < 0)
+		tgt_fail("readlink /proc/self/ns/pid: %s", strerror(errno));
+	return strcmp(ns, ns_before) == 0 ? pid : 0;
+}
+
+static int same_cred(const struct cred *now, const struct cred *was)
+{
+	return now->u.pid == pid_now(was->u.pid) && now->u.uid == was->u.uid && now->u.gid == was->u.gid &&
+	       now->ngroups == was->ngroups && memcmp(now->groups, was->groups, sizeof(gid_t) * now->ngroups) == 0;
+}
 
 static void must(int ok, const char *what)
 {
@@ -98,8 +120,7 @@ static void check(const int *fds, int n)
 		int fd = fds[i];
 
 		read_cred(fd, &now);
-		if (now.u.pid != was[fd].u.pid || now.u.uid != was[fd].u.uid || now.u.gid != was[fd].u.gid ||
-		    now.ngroups != was[fd].ngroups || memcmp(now.groups, was[fd].groups, sizeof(gid_t) * now.ngroups))
+		if (!same_cred(&now, &was[fd]))
 			tgt_fail("fd %d SO_PEERCRED pid %d uid %d gid %d (%d groups), was pid %d uid %d gid %d (%d groups)", fd,
 				 now.u.pid, (int)now.u.uid, (int)now.u.gid, now.ngroups, was[fd].u.pid, (int)was[fd].u.uid,
 				 (int)was[fd].u.gid, was[fd].ngroups);
@@ -205,8 +226,7 @@ static void child_main(int setuid_mode)
 		int fd = child_fds[i];
 
 		read_cred(fd, &now);
-		if (now.u.pid != was[fd].u.pid || now.u.uid != was[fd].u.uid || now.u.gid != was[fd].u.gid ||
-		    now.ngroups != was[fd].ngroups || memcmp(now.groups, was[fd].groups, sizeof(gid_t) * now.ngroups)) {
+		if (!same_cred(&now, &was[fd])) {
 			dprintf(report[1], "child fd %d SO_PEERCRED pid %d uid %d gid %d, was pid %d uid %d gid %d", fd, now.u.pid,
 				(int)now.u.uid, (int)now.u.gid, was[fd].u.pid, (int)was[fd].u.uid, (int)was[fd].u.gid);
 			_exit(1);
@@ -252,6 +272,8 @@ int main(int argc, char **argv)
 
 	tgt_init(argc, argv);
 	parent = getpid();
+	if (readlink("/proc/self/ns/pid", ns_before, sizeof(ns_before) - 1) < 0)
+		tgt_fail("readlink /proc/self/ns/pid: %s", strerror(errno));
 	if (argc > 2 && strcmp(argv[2], "outside") == 0)
 		outside_mode();
 	strncpy(dirbuf, argv[1], sizeof(dirbuf) - 1);
@@ -318,7 +340,7 @@ int main(int argc, char **argv)
 		struct cred now;
 
 		read_cred(fd, &now);
-		if (now.u.pid != child || now.u.uid != was[84].u.uid || now.u.gid != was[84].u.gid || now.ngroups != was[84].ngroups)
+		if (now.u.pid != pid_now(child) || now.u.uid != was[84].u.uid || now.u.gid != was[84].u.gid || now.ngroups != was[84].ngroups)
 			tgt_fail("the connection accepted after the restore names pid %d uid %d gid %d, want the child's %d %d %d",
 				 now.u.pid, (int)now.u.uid, (int)now.u.gid, child, (int)was[84].u.uid, (int)was[84].u.gid);
 	}
