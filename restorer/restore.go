@@ -196,14 +196,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if opts.job, err = planShellJob(procs, opts); err != nil {
 		return nil, err
 	}
-	// The files the processes had, once per open file description, and
-	// the shared memory objects; then each plan points at them.
 	// Where the PIDs are decides who can make the sockets whose peer
 	// credentials name them (peercred.go).
 	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
 	if err != nil {
 		return nil, err
 	}
+	// The files the processes had, once per open file description, and
+	// the shared memory objects; then each plan points at them.
 	peerCreds := newPeerCredAgent(pidns)
 	src.PeerCreds = peerCreds
 	shmem, err := openSources(procs, src)
