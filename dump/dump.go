@@ -239,7 +239,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkCgroups(states); err != nil {
 		return err
 	}
-	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}, opts.GhostLimit); err != nil {
+	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External, PidNamespace: pids != nil}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	unhold, err := holdConnectionUsers(t, tree, states)

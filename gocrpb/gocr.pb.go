@@ -4139,7 +4139,16 @@ type UnixSocketFd struct {
 	// What waits to be read at this socket, each datagram or record as one
 	// message (a stream's bytes as one); only on the socket's first fd in
 	// dump order.
-	Received      []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
+	Received []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
+	// What SO_PEERCRED (and SO_PEERGROUPS) read on the socket at the dump:
+	// the credentials the kernel recorded at socketpair(2), listen(2) or
+	// connect(2) (net/unix/af_unix.c). Pid 0, uid and gid 0xffffffff:
+	// none recorded. Absent in images written before gocr read it.
+	PeerCred *UnixPeerCred `protobuf:"bytes,102,opt,name=peer_cred,json=peerCred,proto3" json:"peer_cred,omitempty"`
+	// For a socket waiting to be accepted (PEER_PENDING): the credentials
+	// the socket accept(2) gives will report, which nothing shows before
+	// it is accepted: those of the process holding this socket.
+	ConnectorCred *UnixPeerCred `protobuf:"bytes,103,opt,name=connector_cred,json=connectorCred,proto3" json:"connector_cred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4335,6 +4344,90 @@ func (x *UnixSocketFd) GetReceived() []*UnixMessage {
 	return nil
 }
 
+func (x *UnixSocketFd) GetPeerCred() *UnixPeerCred {
+	if x != nil {
+		return x.PeerCred
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetConnectorCred() *UnixPeerCred {
+	if x != nil {
+		return x.ConnectorCred
+	}
+	return nil
+}
+
+// UnixPeerCred is a unix socket's peer credentials (struct ucred, man 7
+// unix), with the peer's supplementary groups.
+type UnixPeerCred struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Uid           uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	Groups        []uint32               `protobuf:"varint,4,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixPeerCred) Reset() {
+	*x = UnixPeerCred{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixPeerCred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixPeerCred) ProtoMessage() {}
+
+func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixPeerCred.ProtoReflect.Descriptor instead.
+func (*UnixPeerCred) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *UnixPeerCred) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // UnixSocketFile is the file bind(2) made for a unix socket's path.
 type UnixSocketFile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4352,7 +4445,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4364,7 +4457,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4377,7 +4470,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4435,7 +4528,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4447,7 +4540,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4460,7 +4553,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4489,7 +4582,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4501,7 +4594,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4514,7 +4607,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4544,7 +4637,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4556,7 +4649,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4569,7 +4662,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4613,7 +4706,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4625,7 +4718,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4638,7 +4731,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4667,7 +4760,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4679,7 +4772,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4692,7 +4785,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -4778,7 +4871,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4790,7 +4883,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4803,7 +4896,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4930,7 +5023,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4942,7 +5035,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4955,7 +5048,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5012,7 +5105,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5024,7 +5117,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5037,7 +5130,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5185,7 +5278,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5197,7 +5290,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5210,7 +5303,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5258,7 +5351,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5270,7 +5363,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5283,7 +5376,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5359,7 +5452,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5464,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5477,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5414,7 +5507,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5426,7 +5519,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5439,7 +5532,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5479,7 +5572,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5491,7 +5584,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5504,7 +5597,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5570,7 +5663,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5582,7 +5675,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5595,7 +5688,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5637,7 +5730,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5649,7 +5742,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5662,7 +5755,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5691,7 +5784,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5703,7 +5796,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5716,7 +5809,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5750,7 +5843,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5762,7 +5855,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5775,7 +5868,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5810,7 +5903,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +5915,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +5928,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -5912,7 +6005,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5924,7 +6017,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5937,7 +6030,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6468,7 +6561,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xab\a\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\x9d\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -6497,7 +6590,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tpeer_name\x18; \x01(\fR\bpeerName\x12\x1a\n" +
 	"\blistener\x18< \x01(\x04R\blistener\x12\x1c\n" +
 	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
-	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\">\n" +
+	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\x122\n" +
+	"\tpeer_cred\x18f \x01(\v2\x15.gocr.v1.UnixPeerCredR\bpeerCred\x12<\n" +
+	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
@@ -6512,7 +6607,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPEER_GONE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"PEER_NAMED\x10\x04\x12\x10\n" +
-	"\fPEER_PENDING\x10\x05\"\x86\x01\n" +
+	"\fPEER_PENDING\x10\x05\"\\\n" +
+	"\fUnixPeerCred\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\rR\x03gid\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\rR\x06groups\"\x86\x01\n" +
 	"\x0eUnixSocketFile\x12\x18\n" +
 	"\apresent\x18\x01 \x01(\bR\apresent\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
@@ -6699,7 +6799,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6746,29 +6846,30 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
 	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
 	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 45: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 48: gocr.v1.Files
-	(*GhostFd)(nil),              // 49: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 50: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 51: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 52: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 53: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 54: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 55: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 56: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 57: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 58: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 59: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 60: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 61: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 62: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 63: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 64: gocr.v1.PtyState
+	(*UnixPeerCred)(nil),         // 45: gocr.v1.UnixPeerCred
+	(*UnixSocketFile)(nil),       // 46: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 47: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 48: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 49: gocr.v1.Files
+	(*GhostFd)(nil),              // 50: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 51: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 52: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 53: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 54: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 55: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 56: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 57: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 58: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 59: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 60: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 61: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 62: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 63: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 64: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 65: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	57, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	58, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
 	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
@@ -6806,41 +6907,43 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	51, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	55, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	63, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	49, // 41: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	52, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	56, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	64, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	50, // 41: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
 	1,  // 42: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 43: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	64, // 44: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	65, // 44: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
 	39, // 45: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
 	43, // 46: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
 	3,  // 47: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	47, // 48: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	45, // 49: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	48, // 48: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	46, // 49: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
 	4,  // 50: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	46, // 51: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	31, // 52: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	28, // 53: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	50, // 54: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	29, // 55: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	52, // 56: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	53, // 57: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	54, // 58: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	56, // 59: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	59, // 60: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	60, // 61: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	61, // 62: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	58, // 63: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	58, // 64: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	58, // 65: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	62, // 66: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	64, // 67: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	47, // 51: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	45, // 52: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	45, // 53: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	31, // 54: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	28, // 55: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	51, // 56: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	29, // 57: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	53, // 58: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	54, // 59: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	55, // 60: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	57, // 61: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	60, // 62: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	61, // 63: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	62, // 64: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	59, // 65: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	59, // 66: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	59, // 67: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	63, // 68: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	65, // 69: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -6871,7 +6974,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -199,9 +199,18 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if opts.job, err = planShellJob(procs, opts); err != nil {
 		return nil, err
 	}
+	// Where the PIDs are decides who can make the sockets whose peer
+	// credentials name them (peercred.go).
+	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
+	if err != nil {
+		return nil, err
+	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
+	peerCreds := newPeerCredAgent(pidns)
+	src.PeerCreds = peerCreds
 	shmem, err := openSources(procs, src)
+	peerCreds.Close()
 	if err != nil {
 		return nil, environmentFailure(err)
 	}
@@ -238,10 +247,6 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		if err := pr.plan.bind(pr, src, shmem); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
-	}
-	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
-	if err != nil {
-		return nil, err
 	}
 	if pidns {
 		if err := checkProcPaths(procs); err != nil {

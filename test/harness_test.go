@@ -174,6 +174,7 @@ var cTargets = map[string]struct {
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 	"unixnamed":      {"unixnamed.c", nil},
+	"unixpeercred":   {"unixpeercred.c", nil},
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
 }

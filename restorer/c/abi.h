@@ -562,4 +562,63 @@ BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
 _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
 
+/* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
+ * the restorer run with the one argument RST_PEERCRED_ARG makes, for
+ * gocr, the socket calls that record a unix socket's peer credentials,
+ * each in a process of its own with the PID and ids they must name. gocr
+ * sends a request on the SOCK_SEQPACKET socket at RST_PEERCRED_FD (with
+ * the socket to listen or connect as SCM_RIGHTS); the process making the
+ * call answers (with the pair's two fds), then the agent answers with
+ * done = 1 once that process is reaped and its PID free again. */
+#define RST_PEERCRED_ARG "peercred"
+#define RST_PEERCRED_FD 3
+#define RST_PEERCRED_MAX_GROUPS 256
+
+#define RST_PEERCRED_SOCKETPAIR 1
+#define RST_PEERCRED_LISTEN 2
+#define RST_PEERCRED_CONNECT 3
+
+#define RST_PEERCRED_STEP_CLONE 1
+#define RST_PEERCRED_STEP_GROUPS 2
+#define RST_PEERCRED_STEP_GID 3
+#define RST_PEERCRED_STEP_UID 4
+#define RST_PEERCRED_STEP_CALL 5
+#define RST_PEERCRED_STEP_EXIT 6
+
+struct rst_peercred_req {
+	u32 op;
+	s32 pid;       /* 0: any */
+	u32 uid;       /* the effective uid and gid to make the call with */
+	u32 gid;
+	s32 arg;       /* socketpair: the socket type; listen: the backlog */
+	u32 nr_groups;
+	u32 addr_len;  /* connect: the length of addr */
+	u32 pad0;
+	u8 addr[112];  /* connect: a struct sockaddr_un */
+	u32 groups[RST_PEERCRED_MAX_GROUPS];
+};
+
+struct rst_peercred_reply {
+	s32 err;   /* 0, or a negative errno */
+	u32 step;  /* RST_PEERCRED_STEP_* that failed */
+	u32 done;  /* 1: the agent's answer, the call's process is gone */
+	s32 status; /* done: the call's process's wait status */
+};
+
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, pid, 4);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, uid, 8);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, gid, 12);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, arg, 16);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, nr_groups, 20);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr_len, 24);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr, 32);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, groups, 144);
+_Static_assert(sizeof(struct rst_peercred_req) == 1168, "rst_peercred_req size");
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, err, 0);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, step, 4);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, done, 8);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, status, 12);
+_Static_assert(sizeof(struct rst_peercred_reply) == 16, "rst_peercred_reply size");
+
 #endif
