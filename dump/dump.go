@@ -170,6 +170,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	frozen := time.Now()
+	timeOffsets, err := jobTimeOffsets(tree)
+	if err != nil {
+		return err
+	}
+	clocks, err := readClocks(timeOffsets)
+	if err != nil {
+		return err
+	}
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
@@ -268,7 +276,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, &stats); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, clocks, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
@@ -385,7 +393,7 @@ func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) e
 	return nil
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, stats *Stats) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, clocks *gocrpb.Clocks, stats *Stats) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -436,6 +444,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		PidNamespace:   pidns,
 		BootId:         bootID,
 		SysvIpc:        sysv,
+		Clocks:         clocks,
 	})
 }
 
