@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/proc"
 )
@@ -64,22 +62,16 @@ func jobTimeOffsets(tree *frozenTree) (proc.TimensOffsets, error) {
 }
 
 // readClocks reads the clocks as the job sees them: gocr's plus the
-// offsets of the job's time namespace. Read one after the other, they
-// are within microseconds of one instant.
+// offsets of the job's time namespace.
 func readClocks(off proc.TimensOffsets) (*gocrpb.Clocks, error) {
-	var rt, mono, boot unix.Timespec
-	for _, c := range []struct {
-		id int32
-		ts *unix.Timespec
-	}{{unix.CLOCK_REALTIME, &rt}, {unix.CLOCK_MONOTONIC, &mono}, {unix.CLOCK_BOOTTIME, &boot}} {
-		if err := unix.ClockGettime(c.id, c.ts); err != nil {
-			return nil, fmt.Errorf("clock_gettime %d: %w", c.id, err)
-		}
+	c, err := proc.ReadClocks()
+	if err != nil {
+		return nil, err
 	}
 	return &gocrpb.Clocks{
-		RealtimeNs:        rt.Nano(),
-		MonotonicNs:       mono.Nano() + off.MonotonicNs,
-		BoottimeNs:        boot.Nano() + off.BoottimeNs,
+		RealtimeNs:        c.RealtimeNs,
+		MonotonicNs:       c.MonotonicNs + off.MonotonicNs,
+		BoottimeNs:        c.BoottimeNs + off.BoottimeNs,
 		MonotonicOffsetNs: off.MonotonicNs,
 		BoottimeOffsetNs:  off.BoottimeNs,
 	}, nil

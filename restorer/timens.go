@@ -54,15 +54,15 @@ func planTimeNamespace(inv *gocrpb.Inventory) (*timeNamespace, error) {
 		return &timeNamespace{}, nil
 	}
 	// The offsets the job's namespace needs from gocr's.
-	mono, bootNs := c.GetMonotonicOffsetNs(), c.GetBoottimeOffsetNs()
+	var now procfs.Clocks
 	if inv.GetBootId() != boot {
-		var rt, m, b unix.Timespec
-		if err := clockGettime(&rt, &m, &b); err != nil {
+		if now, err = procfs.ReadClocks(); err != nil {
 			return nil, err
 		}
-		elapsed := max(rt.Nano()-c.GetRealtimeNs(), 0)
-		mono = c.GetMonotonicNs() + elapsed - m.Nano()
-		bootNs = c.GetBoottimeNs() + elapsed - b.Nano()
+	}
+	mono, bootNs, err := jobOffsets(c, inv.GetBootId() == boot, now)
+	if err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", inv.GetRootPid(), err)
 	}
 	ns := &timeNamespace{rebase: &files.ClockRebase{
 		MonotonicNs: c.GetMonotonicOffsetNs() - mono,
@@ -84,16 +84,21 @@ func planTimeNamespace(inv *gocrpb.Inventory) (*timeNamespace, error) {
 	return ns, nil
 }
 
-// clockGettime reads CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME
-// one after the other.
-func clockGettime(rt, mono, boot *unix.Timespec) error {
-	for _, c := range []struct {
-		id int32
-		ts *unix.Timespec
-	}{{unix.CLOCK_REALTIME, rt}, {unix.CLOCK_MONOTONIC, mono}, {unix.CLOCK_BOOTTIME, boot}} {
-		if err := unix.ClockGettime(c.id, c.ts); err != nil {
-			return fmt.Errorf("clock_gettime %d: %w", c.id, err)
-		}
+// jobOffsets returns the offsets from gocr's clocks that the job's
+// monotonic and boot-time clocks need: on the boot of the dump those it
+// had; on another, those that make its clocks read their values at the
+// dump plus the wall-clock time since, nothing if the wall clock went
+// back (now is gocr's clocks then).
+func jobOffsets(c *gocrpb.Clocks, sameBoot bool, now procfs.Clocks) (mono, boot int64, err error) {
+	if sameBoot {
+		return c.GetMonotonicOffsetNs(), c.GetBoottimeOffsetNs(), nil
 	}
-	return nil
+	// A clock the kernel keeps below KTIME_SEC_MAX / 2 in a namespace
+	// (kernel/time/namespace.c proc_timens_set_offset), about 146 years.
+	const most = int64(1) << 62
+	if c.GetMonotonicNs() < 0 || c.GetBoottimeNs() < 0 || c.GetMonotonicNs() > most || c.GetBoottimeNs() > most {
+		return 0, 0, fmt.Errorf("the images record clocks no kernel reads (CLOCK_MONOTONIC %d ns, CLOCK_BOOTTIME %d ns)", c.GetMonotonicNs(), c.GetBoottimeNs())
+	}
+	elapsed := max(now.RealtimeNs-c.GetRealtimeNs(), 0)
+	return c.GetMonotonicNs() + elapsed - now.MonotonicNs, c.GetBoottimeNs() + elapsed - now.BoottimeNs, nil
 }
