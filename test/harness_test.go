@@ -175,7 +175,7 @@ var cTargets = map[string]struct {
 	"unixnamed":      {"unixnamed.c", nil},
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
-	"timens":         {"timens.c", nil},
+	"timens":         {"timens.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

@@ -17,9 +17,15 @@
  *   fd 52: CLOCK_MONOTONIC, TFD_TIMER_ABSTIME, due 1 s after the start:
  *          with the clocks moved, long past after the restore, so it has
  *          fired
+ *
+ * and a thread asleep in clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)
+ * until fd 50's expiration, which the dump interrupts and the restore
+ * restarts with the same deadline: it must wake no earlier (and, with
+ * the deadline near, wake).
  */
 #include "target.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/timerfd.h>
 
@@ -101,10 +107,48 @@ static void check_timer(int fd, clockid_t clock, const char *name, int64_t at)
 			 (unsigned long long)ticks, (double)now / NS, (double)at / NS);
 }
 
+static int64_t sleep_until;
+static volatile int64_t woke_at;
+
+static void *sleeper(void *arg)
+{
+	struct timespec ts = { sleep_until / NS, sleep_until % NS };
+	int r;
+
+	(void)arg;
+	while ((r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)) == EINTR)
+		;
+	if (r != 0)
+		woke_at = -r;
+	else
+		__atomic_store_n(&woke_at, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* The sleeping thread must wake at its deadline on the job's clock: not
+ * before, and (a near deadline) not hours after either. */
+static void check_sleeper(pthread_t th)
+{
+	int64_t now = now_ns(CLOCK_MONOTONIC);
+
+	if (sleep_until - now > 10 * NS) {
+		if (woke_at != 0)
+			tgt_fail("clock_nanosleep until %.3f s woke at %.3f s", (double)sleep_until / NS,
+				 (double)woke_at / NS);
+		return;
+	}
+	pthread_join(th, NULL);
+	if (woke_at < 0)
+		tgt_fail("clock_nanosleep: %s", strerror((int)-woke_at));
+	if (woke_at < sleep_until)
+		tgt_fail("clock_nanosleep until %.3f s woke at %.3f s", (double)sleep_until / NS, (double)woke_at / NS);
+}
+
 int main(int argc, char **argv)
 {
 	int64_t moved, ahead, mono, boot;
 	uint64_t ticks;
+	pthread_t th;
 
 	tgt_init(argc, argv);
 	if (argc < 3)
@@ -120,6 +164,9 @@ int main(int argc, char **argv)
 	arm(TFD_BOOT, boot + ahead, "boottime");
 	if (moved > 0)
 		arm(TFD_PAST, mono + NS, "past");
+	sleep_until = mono + ahead;
+	if ((errno = pthread_create(&th, NULL, sleeper, NULL)) != 0)
+		tgt_fail("pthread_create: %s", strerror(errno));
 	tgt_ready();
 	tgt_wait();
 
@@ -130,5 +177,6 @@ int main(int argc, char **argv)
 			 (long long)((moved - NS) / NS), strerror(errno));
 	check_timer(TFD_MONO, CLOCK_MONOTONIC, "CLOCK_MONOTONIC", mono + ahead);
 	check_timer(TFD_BOOT, CLOCK_BOOTTIME, "CLOCK_BOOTTIME", boot + ahead);
+	check_sleeper(th);
 	tgt_pass();
 }
