@@ -195,6 +195,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	frozen := time.Now()
+	timeOffsets, err := jobTimeOffsets(tree)
+	if err != nil {
+		return err
+	}
+	clocks, err := readClocks(timeOffsets)
+	if err != nil {
+		return err
+	}
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
@@ -293,7 +301,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, trk, &stats); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, trk, clocks, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	if trk != nil {
@@ -425,7 +433,7 @@ func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) e
 	return nil
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, trk *tracking, stats *Stats) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, trk *tracking, clocks *gocrpb.Clocks, stats *Stats) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -476,6 +484,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		PidNamespace:   pidns,
 		BootId:         bootID,
 		SysvIpc:        sysv,
+		Clocks:         clocks,
 	}
 	if trk != nil && trk.used {
 		inv.ParentDumpId = trk.parent.Inventory().GetDumpId()

@@ -147,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type PathFd_Type int32
@@ -204,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -256,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -315,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -349,8 +349,11 @@ type Inventory struct {
 	// that dump is, relative to this dump's directory unless absolute. A
 	// restore follows the chain and checks each link's ID before anything
 	// is created.
-	ParentDumpId  []byte `protobuf:"bytes,131,opt,name=parent_dump_id,json=parentDumpId,proto3" json:"parent_dump_id,omitempty"`
-	ParentDir     string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
+	ParentDumpId []byte `protobuf:"bytes,131,opt,name=parent_dump_id,json=parentDumpId,proto3" json:"parent_dump_id,omitempty"`
+	ParentDir    string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
+	// The clocks as the job read them when the dump froze it, for a
+	// restore on another boot (restorer/timens.go); absent in older images.
+	Clocks        *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +486,94 @@ func (x *Inventory) GetParentDir() string {
 	return ""
 }
 
+func (x *Inventory) GetClocks() *Clocks {
+	if x != nil {
+		return x.Clocks
+	}
+	return nil
+}
+
+// Clocks are the clocks a job reads, taken at one instant (man 2
+// clock_gettime), and the time namespace it read them in (man 7
+// time_namespaces): monotonic_ns and boottime_ns include its offsets.
+type Clocks struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RealtimeNs  int64                  `protobuf:"varint,1,opt,name=realtime_ns,json=realtimeNs,proto3" json:"realtime_ns,omitempty"`
+	MonotonicNs int64                  `protobuf:"varint,2,opt,name=monotonic_ns,json=monotonicNs,proto3" json:"monotonic_ns,omitempty"`
+	BoottimeNs  int64                  `protobuf:"varint,3,opt,name=boottime_ns,json=boottimeNs,proto3" json:"boottime_ns,omitempty"`
+	// The offsets of the job's time namespace (/proc/PID/timens_offsets);
+	// zero in the machine's initial one.
+	MonotonicOffsetNs int64 `protobuf:"varint,4,opt,name=monotonic_offset_ns,json=monotonicOffsetNs,proto3" json:"monotonic_offset_ns,omitempty"`
+	BoottimeOffsetNs  int64 `protobuf:"varint,5,opt,name=boottime_offset_ns,json=boottimeOffsetNs,proto3" json:"boottime_offset_ns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Clocks) Reset() {
+	*x = Clocks{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Clocks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Clocks) ProtoMessage() {}
+
+func (x *Clocks) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Clocks.ProtoReflect.Descriptor instead.
+func (*Clocks) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Clocks) GetRealtimeNs() int64 {
+	if x != nil {
+		return x.RealtimeNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetMonotonicNs() int64 {
+	if x != nil {
+		return x.MonotonicNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetBoottimeNs() int64 {
+	if x != nil {
+		return x.BoottimeNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetMonotonicOffsetNs() int64 {
+	if x != nil {
+		return x.MonotonicOffsetNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetBoottimeOffsetNs() int64 {
+	if x != nil {
+		return x.BoottimeOffsetNs
+	}
+	return 0
+}
+
 // Task is one process: process-wide state plus one Thread per thread.
 type Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -522,7 +613,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +625,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +638,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Task) GetPid() int32 {
@@ -723,7 +814,7 @@ type ProcessAttrs struct {
 
 func (x *ProcessAttrs) Reset() {
 	*x = ProcessAttrs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +826,7 @@ func (x *ProcessAttrs) String() string {
 func (*ProcessAttrs) ProtoMessage() {}
 
 func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +839,7 @@ func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessAttrs.ProtoReflect.Descriptor instead.
 func (*ProcessAttrs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProcessAttrs) GetOomScoreAdj() int32 {
@@ -826,7 +917,7 @@ type Cgroup struct {
 
 func (x *Cgroup) Reset() {
 	*x = Cgroup{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +929,7 @@ func (x *Cgroup) String() string {
 func (*Cgroup) ProtoMessage() {}
 
 func (x *Cgroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +942,7 @@ func (x *Cgroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
 func (*Cgroup) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Cgroup) GetControllers() string {
@@ -878,7 +969,7 @@ type Autogroup struct {
 
 func (x *Autogroup) Reset() {
 	*x = Autogroup{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +981,7 @@ func (x *Autogroup) String() string {
 func (*Autogroup) ProtoMessage() {}
 
 func (x *Autogroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +994,7 @@ func (x *Autogroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
 func (*Autogroup) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Autogroup) GetNice() int32 {
@@ -925,7 +1016,7 @@ type AuditIds struct {
 
 func (x *AuditIds) Reset() {
 	*x = AuditIds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1028,7 @@ func (x *AuditIds) String() string {
 func (*AuditIds) ProtoMessage() {}
 
 func (x *AuditIds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1041,7 @@ func (x *AuditIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
 func (*AuditIds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuditIds) GetLoginuid() uint32 {
@@ -986,7 +1077,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1089,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1102,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -1082,7 +1173,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1185,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1198,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -1161,7 +1252,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1264,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1277,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -1305,7 +1396,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1408,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1421,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1367,7 +1458,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1470,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1483,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1441,7 +1532,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1544,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1557,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1494,7 +1585,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1597,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1610,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1565,7 +1656,7 @@ type Thread struct {
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1668,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1681,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1706,7 +1797,7 @@ type ThreadAttrs struct {
 
 func (x *ThreadAttrs) Reset() {
 	*x = ThreadAttrs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1809,7 @@ func (x *ThreadAttrs) String() string {
 func (*ThreadAttrs) ProtoMessage() {}
 
 func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1822,7 @@ func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
 func (*ThreadAttrs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ThreadAttrs) GetIoprio() uint32 {
@@ -1780,7 +1871,7 @@ type Mempolicy struct {
 
 func (x *Mempolicy) Reset() {
 	*x = Mempolicy{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1883,7 @@ func (x *Mempolicy) String() string {
 func (*Mempolicy) ProtoMessage() {}
 
 func (x *Mempolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1896,7 @@ func (x *Mempolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
 func (*Mempolicy) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Mempolicy) GetMode() int32 {
@@ -1836,7 +1927,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1939,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1952,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1935,7 +2026,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2038,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2051,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -2163,7 +2254,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2266,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2279,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -2224,7 +2315,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2327,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2340,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -2310,7 +2401,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2413,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2426,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2480,7 +2571,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2583,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2596,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2591,7 +2682,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2694,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2707,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2743,7 +2834,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2846,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2859,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2835,7 +2926,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2938,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2951,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2918,7 +3009,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3021,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3034,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -3018,7 +3109,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3121,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3134,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -3348,7 +3439,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3451,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3464,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -3426,7 +3517,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3529,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3542,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -3499,7 +3590,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3602,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3615,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InheritFd) GetTerminal() bool {
@@ -3583,7 +3674,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3595,7 +3686,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3608,7 +3699,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3650,7 +3741,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3753,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3766,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3696,7 +3787,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3708,7 +3799,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3721,7 +3812,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3749,7 +3840,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3852,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3865,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3797,7 +3888,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3809,7 +3900,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3822,7 +3913,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3856,7 +3947,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +3959,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +3972,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3909,7 +4000,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +4012,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4025,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3990,7 +4081,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4002,7 +4093,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4015,7 +4106,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -4040,7 +4131,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4052,7 +4143,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4065,7 +4156,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -4155,7 +4246,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4258,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4271,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -4372,7 +4463,7 @@ type UnixPeerCred struct {
 
 func (x *UnixPeerCred) Reset() {
 	*x = UnixPeerCred{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4384,7 +4475,7 @@ func (x *UnixPeerCred) String() string {
 func (*UnixPeerCred) ProtoMessage() {}
 
 func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4397,7 +4488,7 @@ func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixPeerCred.ProtoReflect.Descriptor instead.
 func (*UnixPeerCred) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixPeerCred) GetPid() int32 {
@@ -4445,7 +4536,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4457,7 +4548,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4470,7 +4561,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4528,7 +4619,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4540,7 +4631,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4553,7 +4644,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4582,7 +4673,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4594,7 +4685,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4607,7 +4698,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4637,7 +4728,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4649,7 +4740,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4662,7 +4753,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4706,7 +4797,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4809,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4822,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4760,7 +4851,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4772,7 +4863,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4785,7 +4876,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -4871,7 +4962,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4883,7 +4974,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4896,7 +4987,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -5023,7 +5114,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5035,7 +5126,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5048,7 +5139,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5105,7 +5196,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5117,7 +5208,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5130,7 +5221,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5278,7 +5369,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +5381,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +5394,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5351,7 +5442,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5363,7 +5454,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5376,7 +5467,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5452,7 +5543,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5464,7 +5555,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5477,7 +5568,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5507,7 +5598,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5519,7 +5610,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5532,7 +5623,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5572,7 +5663,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5584,7 +5675,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5597,7 +5688,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5663,7 +5754,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5675,7 +5766,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5688,7 +5779,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5730,7 +5821,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5742,7 +5833,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5755,7 +5846,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5784,7 +5875,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5796,7 +5887,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5809,7 +5900,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5843,7 +5934,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5855,7 +5946,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5868,7 +5959,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5903,7 +5994,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5915,7 +6006,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5928,7 +6019,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6005,7 +6096,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6017,7 +6108,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6030,7 +6121,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6205,7 +6296,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xd2\x03\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xfc\x03\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -6221,7 +6312,16 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\adump_id\x18[ \x01(\fR\x06dumpId\x12%\n" +
 	"\x0eparent_dump_id\x18\x83\x01 \x01(\fR\fparentDumpId\x12\x1e\n" +
 	"\n" +
-	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\"\xfa\x05\n" +
+	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\x12(\n" +
+	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\"\xcb\x01\n" +
+	"\x06Clocks\x12\x1f\n" +
+	"\vrealtime_ns\x18\x01 \x01(\x03R\n" +
+	"realtimeNs\x12!\n" +
+	"\fmonotonic_ns\x18\x02 \x01(\x03R\vmonotonicNs\x12\x1f\n" +
+	"\vboottime_ns\x18\x03 \x01(\x03R\n" +
+	"boottimeNs\x12.\n" +
+	"\x13monotonic_offset_ns\x18\x04 \x01(\x03R\x11monotonicOffsetNs\x12,\n" +
+	"\x12boottime_offset_ns\x18\x05 \x01(\x03R\x10boottimeOffsetNs\"\xfa\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -6799,7 +6899,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6807,143 +6907,145 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(UnixSocketFd_Type)(0),       // 3: gocr.v1.UnixSocketFd.Type
 	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
-	(*Task)(nil),                 // 6: gocr.v1.Task
-	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
-	(*Cgroup)(nil),               // 8: gocr.v1.Cgroup
-	(*Autogroup)(nil),            // 9: gocr.v1.Autogroup
-	(*AuditIds)(nil),             // 10: gocr.v1.AuditIds
-	(*PosixTimer)(nil),           // 11: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 12: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 13: gocr.v1.Creds
-	(*Rlimit)(nil),               // 14: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 15: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 16: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 17: gocr.v1.Itimer
-	(*Thread)(nil),               // 18: gocr.v1.Thread
-	(*ThreadAttrs)(nil),          // 19: gocr.v1.ThreadAttrs
-	(*Mempolicy)(nil),            // 20: gocr.v1.Mempolicy
-	(*Sched)(nil),                // 21: gocr.v1.Sched
-	(*GPRegs)(nil),               // 22: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 23: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 24: gocr.v1.Rseq
-	(*Mm)(nil),                   // 25: gocr.v1.Mm
-	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 27: gocr.v1.Vma
-	(*Memfd)(nil),                // 28: gocr.v1.Memfd
-	(*FileRef)(nil),              // 29: gocr.v1.FileRef
-	(*PageRange)(nil),            // 30: gocr.v1.PageRange
-	(*Fd)(nil),                   // 31: gocr.v1.Fd
-	(*FileLock)(nil),             // 32: gocr.v1.FileLock
-	(*PathFd)(nil),               // 33: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 34: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 35: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 36: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 37: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 38: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 39: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 40: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 41: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
-	(*UnixPeerCred)(nil),         // 45: gocr.v1.UnixPeerCred
-	(*UnixSocketFile)(nil),       // 46: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 47: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 48: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 49: gocr.v1.Files
-	(*GhostFd)(nil),              // 50: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 51: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 52: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 53: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 54: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 55: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 56: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 57: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 58: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 59: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 60: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 61: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 62: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 63: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 64: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 65: gocr.v1.PtyState
+	(*Clocks)(nil),               // 6: gocr.v1.Clocks
+	(*Task)(nil),                 // 7: gocr.v1.Task
+	(*ProcessAttrs)(nil),         // 8: gocr.v1.ProcessAttrs
+	(*Cgroup)(nil),               // 9: gocr.v1.Cgroup
+	(*Autogroup)(nil),            // 10: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 11: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 12: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 13: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 14: gocr.v1.Creds
+	(*Rlimit)(nil),               // 15: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 16: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 17: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 18: gocr.v1.Itimer
+	(*Thread)(nil),               // 19: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 20: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 21: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 22: gocr.v1.Sched
+	(*GPRegs)(nil),               // 23: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 24: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 25: gocr.v1.Rseq
+	(*Mm)(nil),                   // 26: gocr.v1.Mm
+	(*SavedFile)(nil),            // 27: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 28: gocr.v1.Vma
+	(*Memfd)(nil),                // 29: gocr.v1.Memfd
+	(*FileRef)(nil),              // 30: gocr.v1.FileRef
+	(*PageRange)(nil),            // 31: gocr.v1.PageRange
+	(*Fd)(nil),                   // 32: gocr.v1.Fd
+	(*FileLock)(nil),             // 33: gocr.v1.FileLock
+	(*PathFd)(nil),               // 34: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 35: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 36: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 37: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 38: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 39: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 40: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 41: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 42: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 43: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 44: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 45: gocr.v1.UnixSocketFd
+	(*UnixPeerCred)(nil),         // 46: gocr.v1.UnixPeerCred
+	(*UnixSocketFile)(nil),       // 47: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 48: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 49: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 50: gocr.v1.Files
+	(*GhostFd)(nil),              // 51: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 52: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 53: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 54: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 55: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 56: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 57: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 58: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 59: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 60: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 61: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 62: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 63: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 64: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 65: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 66: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	58, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
-	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	16, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	17, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	18, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	12, // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	11, // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	7,  // 9: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
-	9,  // 10: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
-	10, // 11: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
-	8,  // 12: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
-	22, // 13: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	16, // 14: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	23, // 15: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	24, // 16: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	21, // 17: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	19, // 18: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
-	20, // 19: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
-	29, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	27, // 21: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	26, // 22: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	29, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 24: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	29, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	29, // 26: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	32, // 27: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	33, // 28: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	34, // 29: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	35, // 30: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	36, // 31: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	37, // 32: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	38, // 33: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	40, // 34: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	52, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	56, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	64, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	50, // 41: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 42: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 43: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	65, // 44: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	39, // 45: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	43, // 46: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 47: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	48, // 48: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	46, // 49: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 50: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	47, // 51: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	45, // 52: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	45, // 53: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	31, // 54: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	28, // 55: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	51, // 56: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	29, // 57: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	53, // 58: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	54, // 59: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	55, // 60: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	57, // 61: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	60, // 62: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	61, // 63: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	62, // 64: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	59, // 65: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	59, // 66: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	59, // 67: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	63, // 68: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	65, // 69: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	70, // [70:70] is the sub-list for method output_type
-	70, // [70:70] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	59, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
+	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	16, // 4: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	17, // 5: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	18, // 6: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	19, // 7: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	13, // 8: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	12, // 9: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	8,  // 10: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
+	10, // 11: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	11, // 12: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	9,  // 13: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
+	23, // 14: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	17, // 15: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	24, // 16: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	25, // 17: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	22, // 18: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	20, // 19: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	21, // 20: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	30, // 21: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	28, // 22: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	27, // 23: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	30, // 24: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 25: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	30, // 26: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	30, // 27: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	33, // 28: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	34, // 29: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	35, // 30: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	36, // 31: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	37, // 32: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	38, // 33: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	39, // 34: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	41, // 35: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	42, // 36: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	43, // 37: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	45, // 38: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	53, // 39: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	57, // 40: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	65, // 41: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	51, // 42: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	1,  // 43: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 44: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	66, // 45: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	40, // 46: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	44, // 47: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 48: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	49, // 49: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	47, // 50: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 51: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	48, // 52: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	46, // 53: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	46, // 54: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	32, // 55: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	29, // 56: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	52, // 57: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	30, // 58: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	54, // 59: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	55, // 60: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	56, // 61: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	58, // 62: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	61, // 63: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	62, // 64: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	63, // 65: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	60, // 66: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	60, // 67: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	60, // 68: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	64, // 69: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	66, // 70: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -6951,8 +7053,8 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
-	file_gocrpb_gocr_proto_msgTypes[26].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[2].OneofWrappers = []any{}
+	file_gocrpb_gocr_proto_msgTypes[27].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -6974,7 +7076,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

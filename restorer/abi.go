@@ -17,10 +17,11 @@ const (
 	rstProcSetpgid  = 2
 	rstProcJoinPgid = 4
 
-	rstTreePidns = 1
+	rstTreePidns  = 1
+	rstTreeTimens = 2
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 5
+	rstVersion = 6
 
 	rstPageStreamsMax = 4
 
@@ -85,6 +86,7 @@ const (
 	rstStepPidfd       = 21
 	rstStepSched       = 22
 	rstStepPidns       = 23
+	rstStepTimens      = 24
 	rstStepAttrs       = 40
 )
 
@@ -114,6 +116,7 @@ var rstSteps = map[uint32]string{
 	rstStepPidfd:       "hand gocr the new process's pidfd",
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
+	rstStepTimens:      "make the time namespace (unshare CLONE_NEWTIME, /proc/self/timens_offsets)",
 	rstStepAttrs:       "restore process and thread attributes",
 }
 
@@ -179,6 +182,10 @@ type rstTree struct {
 	PidfdSock int32  `c:"pidfd_sock"`
 	Flags     uint32 `c:"flags"`
 	Pad0      uint32
+	// With rstTreeTimens: the offsets from the machine's initial time
+	// namespace.
+	TimensMonotonicNs int64 `c:"timens_monotonic_ns"`
+	TimensBoottimeNs  int64 `c:"timens_boottime_ns"`
 }
 
 type rstProc struct {

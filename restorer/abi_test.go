@@ -127,6 +127,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_PIDFD":        rstStepPidfd,
 	"RST_STEP_SCHED":        rstStepSched,
 	"RST_STEP_PIDNS":        rstStepPidns,
+	"RST_STEP_TIMENS":       rstStepTimens,
 	"RST_STEP_ATTRS":        rstStepAttrs,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,
@@ -161,6 +162,7 @@ var abiDefines = map[string]uint64{
 	"RST_PROC_SETPGID":   rstProcSetpgid,
 	"RST_PROC_JOIN_PGID": rstProcJoinPgid,
 	"RST_TREE_PIDNS":     rstTreePidns,
+	"RST_TREE_TIMENS":    rstTreeTimens,
 
 	"RST_RESTORER_STACK": restorerStack,
 	"RST_PARK_SIZE":      parkSize,

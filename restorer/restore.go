@@ -191,6 +191,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Its clocks that start at boot, in a time namespace where they go
+	// on from the dump's (timens.go).
+	tns, err := planTimeNamespace(dir.Inventory())
+	if err != nil {
+		return nil, err
+	}
+	src.Rebase = tns.rebase
+	t.useTimeNamespace(tns)
 	if opts.Detach {
 		if err := checkDetachedStops(procs); err != nil {
 			return nil, err

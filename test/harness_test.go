@@ -177,6 +177,7 @@ var cTargets = map[string]struct {
 	"unixpeercred":   {"unixpeercred.c", nil},
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
+	"timens":         {"timens.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

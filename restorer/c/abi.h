@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 5
+#define RST_VERSION 6
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -50,6 +50,7 @@
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
+#define RST_STEP_TIMENS 24
 #define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
@@ -344,6 +345,7 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 
 /* rst_tree.flags */
 #define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */
+#define RST_TREE_TIMENS 2 /* restore inside a new time namespace (restorer.c make_time_namespace) */
 
 struct rst_tree {
 	u64 magic;
@@ -360,6 +362,10 @@ struct rst_tree {
 	 * over as table index nr_procs, after which the table has none. */
 	u32 flags;
 	u32 pad0;
+	/* With RST_TREE_TIMENS: the offsets from the machine's initial time
+	 * namespace, in nanoseconds. */
+	s64 timens_monotonic_ns;
+	s64 timens_boottime_ns;
 };
 BUILD_BUG_ON_OFFSET(struct rst_tree, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_tree, version, 8);
@@ -369,7 +375,9 @@ BUILD_BUG_ON_OFFSET(struct rst_tree, procs_off, 20);
 BUILD_BUG_ON_OFFSET(struct rst_tree, created, 24);
 BUILD_BUG_ON_OFFSET(struct rst_tree, pidfd_sock, 28);
 BUILD_BUG_ON_OFFSET(struct rst_tree, flags, 32);
-_Static_assert(sizeof(struct rst_tree) == 40, "rst_tree size");
+BUILD_BUG_ON_OFFSET(struct rst_tree, timens_monotonic_ns, 40);
+BUILD_BUG_ON_OFFSET(struct rst_tree, timens_boottime_ns, 48);
+_Static_assert(sizeof(struct rst_tree) == 56, "rst_tree size");
 
 struct rst_proc {
 	s32 pid;

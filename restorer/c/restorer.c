@@ -1699,6 +1699,72 @@ static int peercred_mode(u64 *sp)
 	return 1;
 }
 
+/* The job's time namespace (RST_TREE_TIMENS). unshare(CLONE_NEWTIME)
+ * leaves this process where it is and puts its children born after in
+ * the new namespace, whose offsets can be written to
+ * /proc/self/timens_offsets only until the first of them is (man 7
+ * time_namespaces; man 2 unshare). Each line is a clock name, signed
+ * seconds and nanoseconds below a second (fs/proc/base.c
+ * timens_offsets_write); the kernel refuses with ERANGE offsets that
+ * would make a clock negative or past KTIME_SEC_MAX / 2
+ * (kernel/time/namespace.c proc_timens_set_offset). A child's vvar
+ * mapping then shows the namespace's page (timens_on_fork,
+ * vdso_join_timens), wherever the restore moves it. */
+#define __NR_unshare 272
+#define CLONE_NEWTIME 0x00000080UL /* include/uapi/linux/sched.h */
+
+/* put_offset appends "NAME SECS NSECS\n" to buf at n, seconds rounded
+ * down so that the nanoseconds are never negative. */
+static u32 put_offset(char *buf, u32 n, const char *name, s64 ns)
+{
+	s64 sec = ns / 1000000000, nsec = ns % 1000000000;
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000;
+	}
+	while (*name)
+		buf[n++] = *name++;
+	buf[n++] = ' ';
+	u64 v = sec < 0 ? (u64)-sec : (u64)sec;
+	if (sec < 0)
+		buf[n++] = '-';
+	char digits[20];
+	u32 d = 0;
+	do {
+		digits[d++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n++] = ' ';
+	d = 0;
+	v = (u64)nsec;
+	do {
+		digits[d++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n++] = '\n';
+	return n;
+}
+
+static void make_time_namespace(struct rst_tree *t)
+{
+	struct rst_args *a = plan_of(t, 0);
+	CHECK(a, RST_STEP_TIMENS, 0, sys1(__NR_unshare, CLONE_NEWTIME));
+	char buf[128];
+	u32 n = put_offset(buf, 0, "monotonic", t->timens_monotonic_ns);
+	n = put_offset(buf, n, "boottime", t->timens_boottime_ns);
+	long fd = sys2(__NR_open, "/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(a, RST_STEP_TIMENS, 1, fd);
+	long w = sys3(__NR_write, fd, buf, n);
+	if (w != (long)n)
+		fail(a, RST_STEP_TIMENS, 2, w < 0 ? w : -5 /* EIO */);
+	sys1(__NR_close, fd);
+}
+
 void restorer_main(u64 *sp)
 {
 	if (peercred_mode(sp))
@@ -1713,6 +1779,8 @@ void restorer_main(u64 *sp)
 	if (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size || t->nr_procs == 0)
 		sys1(__NR_exit_group, 102);
 	sys1(__NR_close, RST_PLAN_FD);
+	if (t->flags & RST_TREE_TIMENS)
+		make_time_namespace(t);
 	if (t->flags & RST_TREE_PIDNS)
 		start_reaper(t, (u64)size);
 

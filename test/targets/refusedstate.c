@@ -9,6 +9,8 @@
  *   thread-ns      a thread in its own uts namespace (unshare CLONE_NEWUTS)
  *   pid-children   children go to a new PID namespace (unshare CLONE_NEWPID)
  *   time-children  children go to a new time namespace (unshare CLONE_NEWTIME)
+ *   time-split     a child in a new time namespace, the process back in its
+ *                  own (setns), so the tree spans two
  *   epoll-reused   an epoll watch whose fd number now names another pipe
  *   chardev PATH   an open character device with driver state
  *   async          an inotify fd with O_ASYNC, an owner and a signal
@@ -154,6 +156,40 @@ static void run_children_ns(int flag)
 		tgt_fail("waitpid: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		tgt_fail("the child is not in the new namespace (status %#x)", st);
+	tgt_pass();
+}
+
+/* A child born in a new time namespace, then the process's children sent
+ * back to its own by setns(2) on its own link: the tree is in two time
+ * namespaces, each process creating children in its own. */
+static void run_time_split(void)
+{
+	char own[64] = "", childs[64] = "", path[64];
+	int fd = open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || readlink("/proc/self/ns/time", own, sizeof(own) - 1) < 0)
+		tgt_fail("read /proc/self/ns/time: %s", strerror(errno));
+	if (unshare(CLONE_NEWTIME) < 0)
+		tgt_fail("unshare CLONE_NEWTIME: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	if (setns(fd, CLONE_NEWTIME) < 0) {
+		kill(pid, SIGKILL);
+		tgt_fail("setns to its own time namespace: %s", strerror(errno));
+	}
+	close(fd);
+	tgt_ready();
+	tgt_wait();
+	snprintf(path, sizeof(path), "/proc/%d/ns/time", pid);
+	ssize_t n = readlink(path, childs, sizeof(childs) - 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (n <= 0 || strcmp(childs, own) == 0)
+		tgt_fail("the child is not in another time namespace (%s, its parent's %s)", childs, own);
 	tgt_pass();
 }
 
@@ -459,6 +495,8 @@ int main(int argc, char **argv)
 		run_children_ns(CLONE_NEWPID);
 	else if (strcmp(mode, "time-children") == 0)
 		run_children_ns(CLONE_NEWTIME);
+	else if (strcmp(mode, "time-split") == 0)
+		run_time_split();
 	else if (strcmp(mode, "epoll-reused") == 0)
 		run_epoll_reused();
 	else if (strcmp(mode, "chardev") == 0 && argc > 3)
