@@ -14,6 +14,7 @@ import (
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/spans"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/wptrack"
 )
@@ -235,18 +236,18 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 		tk.mu.Unlock()
 		return runs, nil, nil
 	}
-	var has []span
+	var has []spans.Span
 	for _, r := range parentRanges {
-		has = append(has, span{r.Vaddr, r.Vaddr + r.NrPages*pageSize})
+		has = append(has, spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize})
 	}
-	has = mergeSpans(has)
+	has = spans.Merge(has)
 
 	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, nil, err
 	}
 	defer pm.Close()
-	written := map[int][]span{} // by VMA index
+	written := map[int][]spans.Span{} // by VMA index
 	for vi, v := range st.mm.Vmas {
 		if !trackable(v) || !tp.uw[v.Start] {
 			continue
@@ -263,7 +264,7 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 		}
 		tp.scanned[v.Start] = true
 		for _, r := range regions {
-			written[vi] = append(written[vi], span{r.Start, r.End})
+			written[vi] = append(written[vi], spans.Span{Start: r.Start, End: r.End})
 		}
 	}
 	for _, r := range runs {
@@ -288,18 +289,18 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 		end := r.addr + r.npages*pageSize
 		// Written pages are data; of the rest, those the parent
 		// holds are the parent's, any other is data.
-		for _, piece := range cutSpans(span{r.addr, end}, written[r.vma]) {
-			if piece.in {
-				data = appendRun(data, r, piece.span)
+		for _, piece := range spans.Cut(spans.Span{Start: r.addr, End: end}, written[r.vma]) {
+			if piece.In {
+				data = appendRun(data, r, piece.Span)
 				continue
 			}
-			for _, q := range cutSpans(piece.span, has) {
+			for _, q := range spans.Cut(piece.Span, has) {
 				switch {
-				case q.in:
-					inherit = appendRun(inherit, r, q.span)
+				case q.In:
+					inherit = appendRun(inherit, r, q.Span)
 				case r.swapped && v.Kind == gocrpb.VmaKind_VMA_ANON_PRIVATE:
 				default:
-					data = appendRun(data, r, q.span)
+					data = appendRun(data, r, q.Span)
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/images"
+	"github.com/gocr/gocr/internal/spans"
 )
 
 // chain is the line of dumps an incremental dump takes its unchanged
@@ -67,9 +68,6 @@ func (c *chain) close() {
 	c.links = nil
 }
 
-// pageSpan is [start, end) in bytes.
-type pageSpan struct{ start, end uint64 }
-
 // resolve finds where each range p takes from the parent is: in which
 // dump of the chain, which of its page images and where in it; those
 // images become page files of p, read by the stream threads p has.
@@ -77,21 +75,21 @@ func (c *chain) resolve(p *plan, pid int, src *files.Sources) error {
 	if len(p.inherit) == 0 {
 		return nil
 	}
-	var want []pageSpan
+	var want []spans.Span
 	for _, r := range p.inherit {
-		want = append(want, pageSpan{r.Vaddr, r.Vaddr + r.NrPages*pageSize})
+		want = append(want, spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize})
 	}
-	return c.fill(p, 0, pid, mergePageSpans(want), src)
+	return c.fill(p, 0, pid, spans.Merge(want), src)
 }
 
 // fill finds want in link i of the chain, and what link i takes from its
 // own parent further up.
-func (c *chain) fill(p *plan, i, pid int, want []pageSpan, src *files.Sources) error {
+func (c *chain) fill(p *plan, i, pid int, want []spans.Span, src *files.Sources) error {
 	if len(want) == 0 {
 		return nil
 	}
 	if c == nil || i >= len(c.links) {
-		return fmt.Errorf("pages %#x-%#x (and %d more ranges) are taken from a parent dump, and none holds them", want[0].start, want[0].end, len(want)-1)
+		return fmt.Errorf("pages %#x-%#x (and %d more ranges) are taken from a parent dump, and none holds them", want[0].Start, want[0].End, len(want)-1)
 	}
 	link := c.links[i]
 	ranges, err := link.ReadPagemap(pid)
@@ -99,15 +97,15 @@ func (c *chain) fill(p *plan, i, pid int, want []pageSpan, src *files.Sources) e
 		return fmt.Errorf("parent dump %s: %w", link.Path, err)
 	}
 	type dataRange struct {
-		pageSpan
+		spans.Span
 		off    uint64 // of its data, from the start of the image's data
 		stream uint32
 	}
 	var data []dataRange
-	var up []pageSpan // what link i takes from its own parent
+	var up []spans.Span // what link i takes from its own parent
 	var offs [images.MaxPageStreams]uint64
 	for _, r := range ranges {
-		s := pageSpan{r.Vaddr, r.Vaddr + r.NrPages*pageSize}
+		s := spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize}
 		if r.FromParent {
 			up = append(up, s)
 			continue
@@ -117,9 +115,9 @@ func (c *chain) fill(p *plan, i, pid int, want []pageSpan, src *files.Sources) e
 	}
 	slices.SortFunc(data, func(a, b dataRange) int {
 		switch {
-		case a.start < b.start:
+		case a.Start < b.Start:
 			return -1
-		case a.start > b.start:
+		case a.Start > b.Start:
 			return 1
 		}
 		return 0
@@ -148,81 +146,45 @@ func (c *chain) fill(p *plan, i, pid int, want []pageSpan, src *files.Sources) e
 		files[stream] = pf
 		return pf, nil
 	}
-	var rest []pageSpan
+	var rest []spans.Span
 	j := 0
 	for _, w := range want {
-		for j < len(data) && data[j].end <= w.start {
+		for j < len(data) && data[j].End <= w.Start {
 			j++
 		}
-		at, k := w.start, j
-		for at < w.end {
-			if k < len(data) && data[k].end <= at {
+		at, k := w.Start, j
+		for at < w.End {
+			if k < len(data) && data[k].End <= at {
 				k++
 				continue
 			}
-			if k < len(data) && data[k].start <= at {
+			if k < len(data) && data[k].Start <= at {
 				d := data[k]
-				e := min(d.end, w.end)
+				e := min(d.End, w.End)
 				pf, err := fileOf(d.stream)
 				if err != nil {
 					return err
 				}
 				p.pages = append(p.pages, rstPages{Vaddr: at, NrPages: (e - at) / pageSize,
-					FileOff: pf.base + d.off + (at - d.start),
+					FileOff: pf.base + d.off + (at - d.Start),
 					Stream:  d.stream % p.args.NrPageStreams, File: pf.idx})
 				at = e
 				continue
 			}
-			next := w.end
+			next := w.End
 			if k < len(data) {
-				next = min(next, data[k].start)
+				next = min(next, data[k].Start)
 			}
-			rest = append(rest, pageSpan{at, next})
+			rest = append(rest, spans.Span{Start: at, End: next})
 			at = next
 		}
 	}
 	// What link i does not hold must be what it takes from its parent.
-	up = mergePageSpans(up)
+	up = spans.Merge(up)
 	for _, r := range rest {
-		if !coveredBy(r, up) {
-			return fmt.Errorf("pages %#x-%#x are taken from parent dump %s, which does not hold them", r.start, r.end, link.Path)
+		if !spans.Covered(r, up) {
+			return fmt.Errorf("pages %#x-%#x are taken from parent dump %s, which does not hold them", r.Start, r.End, link.Path)
 		}
 	}
 	return c.fill(p, i+1, pid, rest, src)
-}
-
-// mergePageSpans sorts spans and joins those that touch or overlap.
-func mergePageSpans(s []pageSpan) []pageSpan {
-	slices.SortFunc(s, func(a, b pageSpan) int {
-		switch {
-		case a.start < b.start:
-			return -1
-		case a.start > b.start:
-			return 1
-		}
-		return 0
-	})
-	var out []pageSpan
-	for _, x := range s {
-		if k := len(out) - 1; k >= 0 && x.start <= out[k].end {
-			out[k].end = max(out[k].end, x.end)
-			continue
-		}
-		out = append(out, x)
-	}
-	return out
-}
-
-// coveredBy says whether s lies inside one span of set (sorted, merged).
-func coveredBy(s pageSpan, set []pageSpan) bool {
-	i, _ := slices.BinarySearchFunc(set, s.start, func(x pageSpan, a uint64) int {
-		if x.end <= a {
-			return -1
-		}
-		if x.start > a {
-			return 1
-		}
-		return 0
-	})
-	return i < len(set) && set[i].start <= s.start && s.end <= set[i].end
 }
