@@ -210,8 +210,17 @@ func uninterruptedResult(t *testing.T) string {
 // result of an uninterrupted run and exit status 0.
 func TestMPIRing(t *testing.T) {
 	needsGocr(t)
+	dumpRestoreMPI(t, mpiRestorable)
+}
+
+// dumpRestoreMPI runs the ring job with mca, dumps the mpirun tree
+// mid-run with -t, restores it and waits for the restored mpirun (gocr
+// restore fails unless it exits 0), which must end with the result of
+// an uninterrupted run.
+func dumpRestoreMPI(t *testing.T, mca []string) {
+	t.Helper()
 	want := uninterruptedResult(t)
-	job := startMPIJob(t, mpiRestorable, false)
+	job := startMPIJob(t, mca, false)
 	pids := job.waitStep(t, mpiDumpAfter)
 	dir := t.TempDir()
 	dump(t, job.pid, dir)
@@ -222,7 +231,7 @@ func TestMPIRing(t *testing.T) {
 	}
 	waitAllGone(t, pids, "the dump")
 	job.releaseHold(t)
-	restore(t, nil, dir) // waits for the restored mpirun, and fails unless it exits 0
+	restore(t, nil, dir)
 	if got := job.result(t); got != want {
 		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
 	}
@@ -237,22 +246,7 @@ func TestMPIRing(t *testing.T) {
 // process on the machine may take it meanwhile.)
 func TestMPIDefaultShmem(t *testing.T) {
 	needsGocr(t)
-	want := uninterruptedResult(t)
-	job := startMPIJob(t, []string{"--mca", "odls", "pspawn"}, false)
-	pids := job.waitStep(t, mpiDumpAfter)
-	dir := t.TempDir()
-	dump(t, job.pid, dir)
-	select {
-	case <-job.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("mpirun pid %d still runs 10 s after the dump", job.pid)
-	}
-	waitAllGone(t, pids, "the dump")
-	job.releaseHold(t)
-	restore(t, nil, dir)
-	if got := job.result(t); got != want {
-		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
-	}
+	dumpRestoreMPI(t, []string{"--mca", "odls", "pspawn"})
 }
 
 // TestMPIRingTCP: as TestMPIRing, with the ranks talking over TCP only
@@ -260,20 +254,5 @@ func TestMPIDefaultShmem(t *testing.T) {
 // and the restore makes them again on the same ports.
 func TestMPIRingTCP(t *testing.T) {
 	needsGocr(t)
-	want := uninterruptedResult(t)
-	job := startMPIJob(t, append(mpiRestorable, "--mca", "btl", "self,tcp"), false)
-	pids := job.waitStep(t, mpiDumpAfter)
-	dir := t.TempDir()
-	dump(t, job.pid, dir)
-	select {
-	case <-job.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("mpirun pid %d still runs 10 s after the dump", job.pid)
-	}
-	waitAllGone(t, pids, "the dump")
-	job.releaseHold(t)
-	restore(t, nil, dir)
-	if got := job.result(t); got != want {
-		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
-	}
+	dumpRestoreMPI(t, append(mpiRestorable, "--mca", "btl", "self,tcp"))
 }
