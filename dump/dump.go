@@ -249,9 +249,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot}
+	forkShared, err := findForkShared(states)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
+	}
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}
+	if stats.ForkSharedLostBytes, err = forkShared.check(states, mems); err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
+	}
+	stats.ForkSharedBytes = forkShared.bytes()
 	stats.MemoryNs = time.Since(start).Nanoseconds()
 	if pids != nil {
 		if err := pids.apply(states); err != nil {
@@ -475,6 +483,11 @@ type Stats struct {
 	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
 	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`
 	SnapshotFrozen      []string `json:"snapshot_frozen,omitempty"`
+	// Pages children share with their parents since a fork, left out
+	// of the children's images (forkshared.go), and those found shared
+	// at the freeze that were not any more once captured.
+	ForkSharedBytes     int64 `json:"fork_shared_bytes,omitempty"`
+	ForkSharedLostBytes int64 `json:"fork_shared_lost_bytes,omitempty"`
 }
 
 // writeStats writes s into the dump, now in place; it is informational,

@@ -147,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
 }
 
 type PathFd_Type int32
@@ -204,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -256,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -315,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -2564,6 +2564,13 @@ type Vma struct {
 	// AnonHugePages); a restore gives huge pages again to the 2 MiB extents
 	// of such a mapping whose pages are all in the page image.
 	AnonHugeBytes uint64 `protobuf:"varint,131,opt,name=anon_huge_bytes,json=anonHugeBytes,proto3" json:"anon_huge_bytes,omitempty"`
+	// For VMA_ANON_PRIVATE inherited at fork (its parent has a mapping of
+	// the same range and flags): the pages that were still the very pages
+	// of the parent's mapping at the dump, shared copy on write. They have
+	// no data in this process's page images: the parent's hold them, and a
+	// restore maps the parent's before it forks this process, so that they
+	// are shared again. In address order, inside the mapping.
+	ForkShared    []*PageSpan `protobuf:"bytes,211,rep,name=fork_shared,json=forkShared,proto3" json:"fork_shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2703,6 +2710,66 @@ func (x *Vma) GetAnonHugeBytes() uint64 {
 	return 0
 }
 
+func (x *Vma) GetForkShared() []*PageSpan {
+	if x != nil {
+		return x.ForkShared
+	}
+	return nil
+}
+
+// PageSpan is a run of consecutive pages.
+type PageSpan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vaddr         uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
+	NrPages       uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PageSpan) Reset() {
+	*x = PageSpan{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PageSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PageSpan) ProtoMessage() {}
+
+func (x *PageSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PageSpan.ProtoReflect.Descriptor instead.
+func (*PageSpan) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PageSpan) GetVaddr() uint64 {
+	if x != nil {
+		return x.Vaddr
+	}
+	return 0
+}
+
+func (x *PageSpan) GetNrPages() uint64 {
+	if x != nil {
+		return x.NrPages
+	}
+	return 0
+}
+
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
@@ -2722,7 +2789,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2801,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2814,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2814,7 +2881,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +2893,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +2906,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2893,7 +2960,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2972,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +2985,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -2986,7 +3053,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3065,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3078,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -3316,7 +3383,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3395,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3408,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -3394,7 +3461,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3473,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3486,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -3467,7 +3534,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3546,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3559,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InheritFd) GetTerminal() bool {
@@ -3551,7 +3618,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3630,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3643,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3618,7 +3685,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3697,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3710,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3664,7 +3731,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +3743,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +3756,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3717,7 +3784,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +3796,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +3809,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3765,7 +3832,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3777,7 +3844,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3790,7 +3857,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3824,7 +3891,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +3903,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +3916,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3877,7 +3944,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +3956,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +3969,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -3958,7 +4025,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3970,7 +4037,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3983,7 +4050,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -4008,7 +4075,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4020,7 +4087,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4033,7 +4100,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -4114,7 +4181,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4193,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4206,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -4320,7 +4387,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4332,7 +4399,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4345,7 +4412,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4403,7 +4470,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4482,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4495,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4457,7 +4524,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4469,7 +4536,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4482,7 +4549,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4512,7 +4579,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4524,7 +4591,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4537,7 +4604,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4581,7 +4648,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4660,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4673,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4635,7 +4702,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4647,7 +4714,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4660,7 +4727,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -4746,7 +4813,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4758,7 +4825,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4771,7 +4838,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4898,7 +4965,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +4977,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +4990,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -4980,7 +5047,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4992,7 +5059,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5005,7 +5072,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5153,7 +5220,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5165,7 +5232,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5178,7 +5245,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5226,7 +5293,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5238,7 +5305,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5251,7 +5318,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5327,7 +5394,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5339,7 +5406,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5352,7 +5419,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5382,7 +5449,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5394,7 +5461,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5407,7 +5474,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5447,7 +5514,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5459,7 +5526,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5472,7 +5539,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5538,7 +5605,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5550,7 +5617,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5563,7 +5630,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5605,7 +5672,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5617,7 +5684,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5630,7 +5697,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5659,7 +5726,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5671,7 +5738,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5684,7 +5751,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5718,7 +5785,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5730,7 +5797,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5743,7 +5810,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5778,7 +5845,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5790,7 +5857,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5803,7 +5870,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -5880,7 +5947,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5892,7 +5959,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5905,7 +5972,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6301,7 +6368,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\xb3\x03\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xe8\x03\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -6320,7 +6387,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\x12\x1e\n" +
 	"\n" +
 	"ghost_file\x18\xab\x01 \x01(\x04R\tghostFile\x12'\n" +
-	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\"\x8d\x01\n" +
+	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\x123\n" +
+	"\vfork_shared\x18\xd3\x01 \x03(\v2\x11.gocr.v1.PageSpanR\n" +
+	"forkShared\";\n" +
+	"\bPageSpan\x12\x14\n" +
+	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
+	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -6662,7 +6734,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6692,46 +6764,47 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*Mm)(nil),                   // 25: gocr.v1.Mm
 	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
 	(*Vma)(nil),                  // 27: gocr.v1.Vma
-	(*Memfd)(nil),                // 28: gocr.v1.Memfd
-	(*FileRef)(nil),              // 29: gocr.v1.FileRef
-	(*PageRange)(nil),            // 30: gocr.v1.PageRange
-	(*Fd)(nil),                   // 31: gocr.v1.Fd
-	(*FileLock)(nil),             // 32: gocr.v1.FileLock
-	(*PathFd)(nil),               // 33: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 34: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 35: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 36: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 37: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 38: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 39: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 40: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 41: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 42: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 43: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 44: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 45: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 46: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 47: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 48: gocr.v1.Files
-	(*GhostFd)(nil),              // 49: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 50: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 51: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 52: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 53: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 54: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 55: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 56: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 57: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 58: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 59: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 60: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 61: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 62: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 63: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 64: gocr.v1.PtyState
+	(*PageSpan)(nil),             // 28: gocr.v1.PageSpan
+	(*Memfd)(nil),                // 29: gocr.v1.Memfd
+	(*FileRef)(nil),              // 30: gocr.v1.FileRef
+	(*PageRange)(nil),            // 31: gocr.v1.PageRange
+	(*Fd)(nil),                   // 32: gocr.v1.Fd
+	(*FileLock)(nil),             // 33: gocr.v1.FileLock
+	(*PathFd)(nil),               // 34: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 35: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 36: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 37: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 38: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 39: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 40: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 41: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 42: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 43: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 44: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 45: gocr.v1.UnixSocketFd
+	(*UnixSocketFile)(nil),       // 46: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 47: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 48: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 49: gocr.v1.Files
+	(*GhostFd)(nil),              // 50: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 51: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 52: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 53: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 54: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 55: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 56: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 57: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 58: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 59: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 60: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 61: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 62: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 63: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 64: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 65: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	57, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	58, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
 	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
@@ -6751,59 +6824,60 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	21, // 17: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
 	19, // 18: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
 	20, // 19: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
-	29, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	30, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
 	27, // 21: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	26, // 22: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	29, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	30, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
 	0,  // 24: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	29, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	29, // 26: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	32, // 27: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	33, // 28: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	34, // 29: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	35, // 30: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	36, // 31: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	37, // 32: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	38, // 33: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	40, // 34: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	41, // 35: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	42, // 36: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	44, // 37: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	51, // 38: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	55, // 39: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	63, // 40: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	49, // 41: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 42: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 43: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	64, // 44: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	39, // 45: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	43, // 46: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 47: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	47, // 48: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	45, // 49: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 50: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	46, // 51: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	31, // 52: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	28, // 53: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	50, // 54: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	29, // 55: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	52, // 56: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	53, // 57: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	54, // 58: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	56, // 59: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	59, // 60: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	60, // 61: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	61, // 62: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	58, // 63: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	58, // 64: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	58, // 65: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	62, // 66: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	64, // 67: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	30, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	28, // 26: gocr.v1.Vma.fork_shared:type_name -> gocr.v1.PageSpan
+	30, // 27: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	33, // 28: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	34, // 29: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	35, // 30: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	36, // 31: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	37, // 32: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	38, // 33: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	39, // 34: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	41, // 35: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	42, // 36: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	43, // 37: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	45, // 38: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	52, // 39: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	56, // 40: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	64, // 41: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	50, // 42: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	1,  // 43: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 44: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	65, // 45: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	40, // 46: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	44, // 47: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 48: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	48, // 49: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	46, // 50: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 51: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	47, // 52: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	32, // 53: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	29, // 54: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	51, // 55: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	30, // 56: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	53, // 57: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	54, // 58: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	55, // 59: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	57, // 60: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	60, // 61: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	61, // 62: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	62, // 63: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	59, // 64: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	59, // 65: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	59, // 66: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	63, // 67: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	65, // 68: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -6812,7 +6886,7 @@ func file_gocrpb_gocr_proto_init() {
 		return
 	}
 	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
-	file_gocrpb_gocr_proto_msgTypes[26].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[27].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -6834,7 +6908,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -20,7 +20,7 @@ const (
 	rstTreePidns = 1
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 4
+	rstVersion = 5
 
 	rstPageStreamsMax = 4
 
@@ -85,6 +85,7 @@ const (
 	rstStepPidfd       = 21
 	rstStepSched       = 22
 	rstStepPidns       = 23
+	rstStepStage       = 24
 	rstStepAttrs       = 40
 )
 
@@ -114,6 +115,7 @@ var rstSteps = map[uint32]string{
 	rstStepPidfd:       "hand gocr the new process's pidfd",
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
+	rstStepStage:       "map the memory shared with children since fork before they are forked",
 	rstStepAttrs:       "restore process and thread attributes",
 }
 
@@ -167,6 +169,22 @@ type rstVma struct {
 	MapFd     int32  `c:"map_fd"`
 	Shmid     int32  `c:"shmid"`
 	ShmFlags  uint32 `c:"shm_flags"`
+	Stage     uint64 `c:"stage"`
+	Flags     uint32 `c:"flags"` // rstVmaStage, rstVmaInherit
+	Pad       uint32
+}
+
+// rst_vma flags (RST_VMA_STAGE, RST_VMA_INHERIT): memory shared since
+// fork, mapped at Stage while the tree is built (stage.go).
+const (
+	rstVmaStage   = 1
+	rstVmaInherit = 2
+)
+
+// rstSpan is a run of pages of the fork_shared list.
+type rstSpan struct {
+	Vaddr   uint64 `c:"vaddr"`
+	NrPages uint64 `c:"nr_pages"`
 }
 
 type rstTree struct {
@@ -206,6 +224,10 @@ type rstPages struct {
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
 // get a huge page each before their data is read in (thp.go).
 const rstPagesHuge = 1
+
+// rstPagesStaged (RST_PAGES_STAGED) marks a run read in at its mapping's
+// stage address before the process forks its children (stage.go).
+const rstPagesStaged = 2
 
 type rstFd struct {
 	Target  int32  `c:"target"`
@@ -343,7 +365,8 @@ type rstArgs struct {
 	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
 	NrCalls            uint32                   `c:"nr_calls"`
 	CallsOff           uint32                   `c:"calls_off"`
-	Reserved           uint64                   `c:"reserved"`
+	NrForkShared       uint32                   `c:"nr_fork_shared"`
+	ForkSharedOff      uint32                   `c:"fork_shared_off"`
 	Personality        uint32                   `c:"personality"`
 	Umask              uint32                   `c:"umask"`
 	CwdOff             uint32                   `c:"cwd_off"`

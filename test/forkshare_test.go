@@ -1,0 +1,96 @@
+//go:build linux
+
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// Memory a parent and its children still share copy on write since fork
+// (dump/forkshared.go, restorer/stage.go).
+
+// TestForkShared: a parent's 64 MiB of private anonymous memory, which
+// its three children and a grandchild still mostly share copy on write,
+// is dumped once, not once per process, and is shared again after the
+// restore: the tree's anonymous memory (the sum of each process's
+// Pss_Anon, which splits a shared page among the processes mapping it)
+// is about what it was, not five times it. Every process checks every
+// word of the region, its own pages, a page it dropped (zeros, while its
+// parent's is not) and the parent's pages written after the forks.
+func TestForkShared(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "forkshare")
+	pids := trackTree(t, tg.pid)
+	if standalone {
+		checkResult(t, tg, tg.pid)
+		return
+	}
+	const region = 64 << 20
+	before := treeAnonPss(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+
+	var pagesBytes int64
+	imgs, _ := filepath.Glob(filepath.Join(dir, "pages-*.img"))
+	for _, img := range imgs {
+		if st, err := os.Stat(img); err == nil {
+			pagesBytes += st.Size()
+		}
+	}
+	var stats struct {
+		ForkSharedBytes int64 `json:"fork_shared_bytes"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stats-dump.json")); err != nil || json.Unmarshal(b, &stats) != nil {
+		t.Fatalf("read stats-dump.json: %v", err)
+	}
+	// Four processes share nearly all of the region with their parents.
+	if stats.ForkSharedBytes < 3*region {
+		t.Errorf("fork_shared_bytes %d, want at least %d (three children's and a grandchild's share of %d MiB)", stats.ForkSharedBytes, 3*region, region>>20)
+	}
+	if pagesBytes > region*3/2 {
+		t.Errorf("page images hold %d MiB, want about the %d MiB region once", pagesBytes>>20, region>>20)
+	}
+
+	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, view, nil)
+	after := treeAnonPss(t, pid)
+	t.Logf("anonymous memory of the tree (sum of Pss_Anon): %d KiB before, %d KiB after the restore; page images %d KiB, %d KiB left to parents",
+		before>>10, after>>10, pagesBytes>>10, stats.ForkSharedBytes>>10)
+	if after > before*6/5 {
+		t.Errorf("the restored tree holds %d KiB of anonymous memory, the dumped one %d KiB: the memory shared since fork is not shared again", after>>10, before>>10)
+	}
+	checkResult(t, tg, pid)
+}
+
+var pssAnon = regexp.MustCompile(`(?m)^Pss_Anon:\s+(\d+) kB$`)
+
+// treeAnonPss is the sum of Pss_Anon over the tree of root
+// (/proc/PID/smaps_rollup, man 5 proc_pid_smaps_rollup), in bytes.
+func treeAnonPss(t *testing.T, root int) int64 {
+	t.Helper()
+	var sum int64
+	for _, e := range treeEntries(t, root) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(e.pid) + "/smaps_rollup")
+		if err != nil {
+			t.Fatalf("read smaps_rollup of pid %d: %v", e.pid, err)
+		}
+		m := pssAnon.FindSubmatch(b)
+		if m == nil {
+			t.Skipf("this kernel's smaps_rollup has no Pss_Anon line (Linux 5.9 on)")
+		}
+		kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		sum += kb << 10
+	}
+	return sum
+}
