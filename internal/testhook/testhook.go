@@ -73,13 +73,17 @@ const (
 	// PauseInTCPRelease (a duration): hold a restore once every TCP
 	// connection is made again in repair mode, before any leaves it.
 	PauseInTCPRelease = "pause-in-tcp-release"
+	// ForkSharedLost (a number N): a dump takes the first N pages each
+	// child's mapping shares with its parent as no longer shared when it
+	// checks them once every process is captured (dump/forkshared.go).
+	ForkSharedLost = "fork-shared-lost"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
 	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
-	FailInTCPCapture: true}
+	FailInTCPCapture: true, ForkSharedLost: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

@@ -17,7 +17,14 @@
  * passes it to the grandchild; each sends a verdict record over a pipe to
  * the parent, which reports one PASS or FAIL.
  *
- * Usage: forkshare RESULT_PATH
+ * With "huge", REGION is MADV_HUGEPAGE: filled, it is transparent huge
+ * pages where the kernel has them, which the children share until they
+ * write a page of one (the kernel then splits the mapping of it, mm/
+ * huge_memory.c do_huge_pmd_wp_page).
+ *
+ * With "small", REGION is 8 MiB.
+ *
+ * Usage: forkshare RESULT_PATH [huge|small]
  */
 #include "target.h"
 
@@ -26,14 +33,14 @@
 #include <sys/wait.h>
 
 #define PAGE 4096UL
-#define REGION (64UL << 20)
 #define NPAGES (REGION / PAGE)
 #define NCHILD 3
-#define STRIDE 1000 /* pages between the children's own pages */
+#define STRIDE (NPAGES / (NCHILD + 1)) /* pages between the children's own pages */
 #define CHANGED 4   /* pages each child writes */
 #define GRANDCHILD NCHILD
 
 static uint64_t *region;
+static uint64_t REGION = 64UL << 20;
 static int me = -1; /* -1 the parent, 0..NCHILD-1 a child, GRANDCHILD */
 static int verdict_w;
 static pid_t kids[NCHILD + 1];
@@ -72,12 +79,12 @@ static int own_page(int who, uint64_t p)
 
 static uint64_t dropped_page(int who)
 {
-	return (uint64_t)who * STRIDE + 500;
+	return (uint64_t)who * STRIDE + STRIDE / 2;
 }
 
 static uint64_t grandchild_page(void)
 {
-	return 7777;
+	return NCHILD * STRIDE + 77;
 }
 
 /* What word w of REGION holds for the process `who`. */
@@ -200,9 +207,13 @@ int main(int argc, char **argv)
 	int ready[2], verdict[2];
 
 	tgt_init(argc, argv);
+	if (argc > 2 && strcmp(argv[2], "small") == 0)
+		REGION = 8UL << 20;
 	region = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (region == MAP_FAILED)
 		tgt_fail("mmap: %s", strerror(errno));
+	if (argc > 2 && strcmp(argv[2], "huge") == 0 && madvise(region, REGION, MADV_HUGEPAGE) < 0)
+		tgt_fail("madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	for (uint64_t w = 0; w < REGION / 8; w++)
 		region[w] = pattern(w);
 	if (pipe(ready) < 0 || pipe(verdict) < 0)
