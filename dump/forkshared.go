@@ -38,11 +38,6 @@ import (
 // pages (KSM, VmFlags "mg") are left alone: KSM may make two pages with
 // the same contents one at any time, which says nothing of when.
 
-// forkSharedPage is one page of a child recorded as its parent's.
-type forkSharedPage struct {
-	addr, pfn uint64
-}
-
 // forkShared is what findForkShared found, to be checked again.
 type forkShared struct {
 	pairs []forkSharedPair
@@ -52,7 +47,9 @@ type forkShared struct {
 type forkSharedPair struct {
 	child, parent *state
 	vma           *gocrpb.Vma // the child's
-	pages         []forkSharedPage
+	// pfns are the frames of the pages of vma.ForkShared, in order (8
+	// bytes for every 4 KiB shared).
+	pfns []uint64
 }
 
 // inheritable says whether a private anonymous mapping may share pages
@@ -146,12 +143,12 @@ func findForkShared(states []*state) (*forkShared, error) {
 				}
 				for i, e := range cbuf {
 					if f := sharedFrame(e); f != 0 && f == sharedFrame(pbuf[i]) {
-						pair.pages = append(pair.pages, forkSharedPage{addr: start + uint64(i)*pageSize, pfn: f})
+						v.ForkShared = addPage(v.ForkShared, start+uint64(i)*pageSize)
+						pair.pfns = append(pair.pfns, f)
 					}
 				}
 			}
-			if len(pair.pages) > 0 {
-				v.ForkShared = spansOf(pair.pages)
+			if len(pair.pfns) > 0 {
 				fs.pairs = append(fs.pairs, pair)
 			}
 		}
@@ -159,17 +156,13 @@ func findForkShared(states []*state) (*forkShared, error) {
 	return fs, nil
 }
 
-// spansOf lists pages (in address order) as runs.
-func spansOf(pages []forkSharedPage) []*gocrpb.PageSpan {
-	var spans []*gocrpb.PageSpan
-	for _, pg := range pages {
-		if n := len(spans); n > 0 && spans[n-1].Vaddr+spans[n-1].NrPages*pageSize == pg.addr {
-			spans[n-1].NrPages++
-			continue
-		}
-		spans = append(spans, &gocrpb.PageSpan{Vaddr: pg.addr, NrPages: 1})
+// addPage adds the page at addr, above every page of spans, to them.
+func addPage(spans []*gocrpb.PageSpan, addr uint64) []*gocrpb.PageSpan {
+	if n := len(spans); n > 0 && spans[n-1].Vaddr+spans[n-1].NrPages*pageSize == addr {
+		spans[n-1].NrPages++
+		return spans
 	}
-	return spans
+	return append(spans, &gocrpb.PageSpan{Vaddr: addr, NrPages: 1})
 }
 
 // inForkShared says, for pagesToDump, whether the page at addr of v is
@@ -204,7 +197,7 @@ func (fs *forkShared) check(states []*state, mems []*capturedMemory) (lostBytes 
 	lostFirst, _ := testhook.Int(testhook.ForkSharedLost)
 	for _, pair := range fs.pairs {
 		cpid, ppid := int(pair.child.task.Pid), int(pair.parent.task.Pid)
-		kept := pair.pages[:0]
+		var kept []*gocrpb.PageSpan
 		var lost []run
 		if err := func() error {
 			ppm, err := proc.OpenPagemap(ppid)
@@ -217,23 +210,29 @@ func (fs *forkShared) check(states []*state, mems []*capturedMemory) (lostBytes 
 				return err
 			}
 			defer cpm.Close()
-			for k, pg := range pair.pages {
-				// One read each per page: the pages are few next to
-				// the mapping and rarely in long runs after a fork.
-				if pbuf, err = ppm.Read(pg.addr, pg.addr+pageSize, pbuf); err != nil {
-					return err
-				}
-				if cbuf, err = cpm.Read(pg.addr, pg.addr+pageSize, cbuf); err != nil {
-					return err
-				}
-				if sharedFrame(pbuf[0]) == pg.pfn && sharedFrame(cbuf[0]) == pg.pfn && k >= lostFirst {
-					kept = append(kept, pg)
-					continue
-				}
-				if n := len(lost); n > 0 && lost[n-1].addr+lost[n-1].npages*pageSize == pg.addr {
-					lost[n-1].npages++
-				} else {
-					lost = append(lost, run{addr: pg.addr, npages: 1, readable: true})
+			k := 0 // in pair.pfns
+			for _, s := range pair.vma.ForkShared {
+				const chunk = 64 << 20
+				end := s.Vaddr + s.NrPages*pageSize
+				for start := s.Vaddr; start < end; start += chunk {
+					stop := min(start+chunk, end)
+					if pbuf, err = ppm.Read(start, stop, pbuf); err != nil {
+						return err
+					}
+					if cbuf, err = cpm.Read(start, stop, cbuf); err != nil {
+						return err
+					}
+					for i := range cbuf {
+						addr, pfn := start+uint64(i)*pageSize, pair.pfns[k]
+						if sharedFrame(pbuf[i]) == pfn && sharedFrame(cbuf[i]) == pfn && k >= lostFirst {
+							kept = addPage(kept, addr)
+						} else if n := len(lost); n > 0 && lost[n-1].addr+lost[n-1].npages*pageSize == addr {
+							lost[n-1].npages++
+						} else {
+							lost = append(lost, run{addr: addr, npages: 1, readable: true})
+						}
+						k++
+					}
 				}
 			}
 			return nil
@@ -243,12 +242,15 @@ func (fs *forkShared) check(states []*state, mems []*capturedMemory) (lostBytes 
 		if len(lost) == 0 {
 			continue
 		}
-		pair.vma.ForkShared = spansOf(kept)
+		pair.vma.ForkShared = kept
 		for _, r := range lost {
 			lostBytes += int64(r.npages * pageSize)
 		}
 		m := mems[index[pair.child]]
-		if m == nil || m.snap != nil {
+		if m == nil {
+			return lostBytes, fmt.Errorf("pid %d: no memory captured", cpid)
+		}
+		if m.snap != nil {
 			// Its snapshot writes and counts them (writeSnapshot reads
 			// fork_shared).
 			continue

@@ -12,13 +12,12 @@ import (
 // pagesToDump's walk in address order finds exactly those pages in them.
 func TestForkSharedSpans(t *testing.T) {
 	const base = 0x10000
-	var recorded []forkSharedPage
+	v := &gocrpb.Vma{Start: base, End: base + 16*pageSize}
 	shared := map[uint64]bool{}
 	for _, p := range []uint64{0, 1, 2, 5, 7, 8, 15} {
-		recorded = append(recorded, forkSharedPage{addr: base + p*pageSize, pfn: 100 + p})
+		v.ForkShared = addPage(v.ForkShared, base+p*pageSize)
 		shared[base+p*pageSize] = true
 	}
-	v := &gocrpb.Vma{Start: base, End: base + 16*pageSize, ForkShared: spansOf(recorded)}
 	want := []*gocrpb.PageSpan{{Vaddr: base, NrPages: 3}, {Vaddr: base + 5*pageSize, NrPages: 1},
 		{Vaddr: base + 7*pageSize, NrPages: 2}, {Vaddr: base + 15*pageSize, NrPages: 1}}
 	if len(v.ForkShared) != len(want) {
