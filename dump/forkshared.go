@@ -68,15 +68,6 @@ func inheritable(v *gocrpb.Vma) bool {
 	return true
 }
 
-// heap says whether v is the heap, or its top: brk grows the mapping
-// that ends at the break only while the page offset of the new end
-// follows on from it (mm/mmap.c do_brk_flags), and a mapping shared at
-// restore is moved into place, which keeps the offset of its stage
-// (mm/mremap.c): the heap would then grow as a mapping of its own.
-func heap(mm *gocrpb.Mm, v *gocrpb.Vma) bool {
-	return (v.Start <= mm.StartBrk && mm.StartBrk < v.End) || (v.Start < mm.Brk && mm.Brk <= v.End)
-}
-
 // inheritedVma is the parent's mapping the child's v came from at fork:
 // the same range, name and flags.
 func inheritedVma(parent *gocrpb.Mm, v *gocrpb.Vma) *gocrpb.Vma {
@@ -125,7 +116,7 @@ func findForkShared(states []*state) (*forkShared, error) {
 		}
 		var ppm, cpm *proc.Pagemap
 		for _, v := range c.mm.Vmas {
-			if !inheritable(v) || heap(c.mm, v) || inheritedVma(p.mm, v) == nil {
+			if !inheritable(v) || inheritedVma(p.mm, v) == nil {
 				continue
 			}
 			if ppm == nil {

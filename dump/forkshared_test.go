@@ -58,22 +58,3 @@ func TestInheritable(t *testing.T) {
 	}
 }
 
-// TestHeapNotShared: the heap, from its start to the break, is never
-// shared, so that brk grows it in place after a restore.
-func TestHeapNotShared(t *testing.T) {
-	mm := &gocrpb.Mm{StartBrk: 0x1000000, Brk: 0x1021000}
-	for _, c := range []struct {
-		start, end uint64
-		want       bool
-	}{
-		{0x1000000, 0x1021000, true},
-		{0x1000000, 0x1010000, true},
-		{0x1010000, 0x1021000, true},
-		{0x1021000, 0x1030000, false},
-		{0x0ff0000, 0x1000000, false},
-	} {
-		if got := heap(mm, &gocrpb.Vma{Start: c.start, End: c.end}); got != c.want {
-			t.Errorf("%#x-%#x: heap %v, want %v", c.start, c.end, got, c.want)
-		}
-	}
-}

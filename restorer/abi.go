@@ -179,6 +179,9 @@ type rstVma struct {
 const (
 	rstVmaStage   = 1
 	rstVmaInherit = 2
+	// rstVmaAtStage: at the stage even where its place is free, so
+	// that tests see a mapping moved into place (testhook.ForkSharedAtStage).
+	rstVmaAtStage = 4
 )
 
 // rstSpan is a run of pages of the fork_shared list.

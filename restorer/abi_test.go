@@ -145,6 +145,7 @@ var abiDefines = map[string]uint64{
 	"RST_PAGES_STAGED":       rstPagesStaged,
 	"RST_VMA_STAGE":          rstVmaStage,
 	"RST_VMA_INHERIT":        rstVmaInherit,
+	"RST_VMA_AT_STAGE":       rstVmaAtStage,
 
 	"RST_PROC_SETSID":    rstProcSetsid,
 	"RST_PROC_SETPGID":   rstProcSetpgid,

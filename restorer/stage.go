@@ -10,15 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // Memory a child shared with its parent since fork (Vma.fork_shared,
 // dump/forkshared.go) is shared again: fork(2) gives a child the pages
 // of its parent's private mappings copy on write (mm/memory.c
 // copy_page_range), so a process maps such a mapping and reads its own
-// pages in before it forks its children, at a stage address, where no
-// mapping of any process of the tree lies (RST_VMA_STAGE). Each child
-// finds it there (RST_VMA_INHERIT), drops the pages that are not its
+// pages in before it forks its children (RST_VMA_STAGE): in its place
+// where that is free while the restorer runs, else at a stage address,
+// where no mapping of any process of the tree lies. Each child finds it
+// where its parent's plan says (RST_VMA_INHERIT), drops the pages that are not its
 // parent's (MADV_DONTNEED: private anonymous memory then reads as zeros,
 // man 2 madvise), which a child that has children of its own passes on
 // as it is, and reads its own pages in. When every process restores its
@@ -26,7 +28,10 @@ import (
 // the page tables, not the pages: mm/mremap.c move_page_tables) and
 // unmaps the rest around them (restorer/c/restorer.c stage_memory,
 // restore_memory). Stage addresses keep the offset in a 2 MiB extent, so
-// that huge pages move whole.
+// that huge pages move whole. A mapping that had to be moved keeps the
+// page offset of its stage (mm/mremap.c), as one kept apart does
+// (restorer.c map_apart): the heap, then, grows with brk as a mapping of
+// its own (mm/mmap.c do_brk_flags), not in place.
 
 const hugeExtent = 2 << 20
 
@@ -89,6 +94,9 @@ func planForkShared(procs []*proc) error {
 				families = append(families, f)
 				familyOf[pv] = f
 				pv.Flags |= rstVmaStage
+				if _, ok := testhook.Int(testhook.ForkSharedAtStage); ok {
+					pv.Flags |= rstVmaAtStage
+				}
 			}
 			if familyOf[cv] != nil {
 				return fmt.Errorf("%s is inherited twice", what)

@@ -57,11 +57,14 @@ func TestForkShared(t *testing.T) {
 // TestForkSharedSnapshot: the same with --leave-running, whose memory
 // comes from a copy-on-write snapshot of each process, written once the
 // tree runs on, and with the region in transparent huge pages where the
-// kernel gives them (MADV_HUGEPAGE), which move to their place whole
-// and stay shared where the children did not write.
+// kernel gives them (MADV_HUGEPAGE). The restore maps the shared memory
+// at its stage address and moves it into place (the fork-shared-at-stage
+// hook; where its place is free it would be mapped there at once): huge
+// pages move whole and stay shared where the children did not write.
 func TestForkSharedSnapshot(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
+	t.Setenv(testhook.Env, testhook.ForkSharedAtStage+"=1")
 	tg := startTarget(t, "forkshare", "huge")
 	pids := trackTree(t, tg.pid)
 	before := treeAnonPss(t, tg.pid)

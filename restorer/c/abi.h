@@ -81,6 +81,8 @@
  * Either way it is moved to start..end with the rest of the memory. */
 #define RST_VMA_STAGE 1
 #define RST_VMA_INHERIT 2
+/* With RST_VMA_STAGE: at the stage even where its place is free (tests). */
+#define RST_VMA_AT_STAGE 4
 
 struct rst_vma {
 	u64 start;

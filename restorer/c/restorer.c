@@ -304,13 +304,15 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		off += sp[i].len;
 	}
 
-	/* Memory shared since fork (stage_memory) moves to its place first,
-	 * its pages with it (mremap moves page tables, mm/mremap.c): no stage
-	 * overlaps a mapping of the dump, so nothing moved lands on another
-	 * stage, and the hole lies outside the process's mappings. */
+	/* Memory shared since fork (stage_memory) not in its place yet
+	 * moves there first, its pages with it (mremap moves page tables,
+	 * mm/mremap.c): no stage overlaps a mapping of the dump, so nothing
+	 * moved lands on another stage, and the hole lies outside the
+	 * process's mappings. What it lands on is the restorer's, or a
+	 * parent's that this process does not share. */
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
-		if (!v->flags)
+		if (!v->flags || v->stage == v->start)
 			continue;
 		u64 len = v->end - v->start;
 		long r = sys5(__NR_mremap, v->stage, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
@@ -857,13 +859,27 @@ static struct rst_vma *vma_at(struct rst_args *a, u64 addr)
 /* Memory shared with a parent or children since fork (RST_VMA_STAGE,
  * RST_VMA_INHERIT; restorer/stage.go): before this process forks its
  * children, who get it copy on write (man 2 fork), it maps each such
- * mapping at its stage address, where no mapping of any process of the
- * tree lies, or, inherited, finds it there as its parent left it and
+ * mapping in its place, or, taken, at its stage address, where no
+ * mapping of any process of the tree lies, and records where in its plan;
+ * or, inherited, finds it where its parent's plan says and
  * drops the pages that are not the parent's (private anonymous memory
  * reads as zeros after MADV_DONTNEED, man 2 madvise); then it reads its
  * own pages of them in. The page image fds still have the numbers gocr
  * passed (restore_fds comes later). restore_memory moves them into place. */
-static void stage_memory(struct rst_args *a)
+/* Maps v at addr with nothing there before, or says why not. */
+static long map_stage(struct rst_vma *v, u64 addr)
+{
+	u64 len = v->end - v->start;
+	long r = sys6(__NR_mmap, addr, len, v->map_prot,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (v->mmap_flags & MAP_NORESERVE), -1, 0);
+	if (r >= 0 && (u64)r != addr) { /* a kernel without NOREPLACE took a hint */
+		sys2(__NR_munmap, r, len);
+		r = -EEXIST;
+	}
+	return r;
+}
+
+static void stage_memory(struct rst_args *a, struct rst_args *parent)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
 	struct rst_span *sp = (struct rst_span *)((u8 *)a + a->fork_shared_off);
@@ -874,18 +890,25 @@ static void stage_memory(struct rst_args *a)
 		if (!v->flags)
 			continue;
 		staged = 1;
-		u64 len = v->end - v->start;
 		if (!(v->flags & RST_VMA_INHERIT)) {
-			long r = sys6(__NR_mmap, v->stage, len, v->map_prot,
-				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (v->mmap_flags & MAP_NORESERVE), -1, 0);
-			if (r >= 0 && (u64)r != v->stage) { /* a kernel without NOREPLACE took a hint */
-				sys2(__NR_munmap, r, len);
-				r = -EEXIST;
-			}
-			if (r < 0)
+			/* In place where that is free (the restorer's own few
+			 * mappings are elsewhere, as a rule): the page offset of
+			 * an anonymous mapping is then its address, as the
+			 * original's was (mm/mmap.c do_mmap), so that it grows
+			 * (brk) and merges as before. Else at the stage gocr
+			 * chose, outside every mapping of the tree. */
+			long r = -EEXIST;
+			if (!(v->flags & RST_VMA_AT_STAGE) && (r = map_stage(v, v->start)) >= 0)
+				v->stage = v->start;
+			else if ((r = map_stage(v, v->stage)) < 0)
 				fail(a, RST_STEP_STAGE, i, r);
 			continue;
 		}
+		/* Where the parent put it (its plan says, before it forked). */
+		struct rst_vma *pv = parent ? vma_at(parent, v->start) : NULL;
+		if (!pv || pv->start != v->start || pv->end != v->end || !pv->flags)
+			fail(a, RST_STEP_STAGE, i, -EINVAL);
+		v->stage = pv->stage;
 		u64 cur = v->start;
 		for (; s < a->nr_fork_shared && sp[s].vaddr < v->end; s++) {
 			if (sp[s].vaddr < cur)
@@ -1524,7 +1547,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
 	if (!p->zombie)
-		stage_memory(a);
+		stage_memory(a, idx > 0 && p->parent >= 0 ? plan_of(t, (u32)p->parent) : NULL);
 
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx)
