@@ -57,4 +57,3 @@ func TestInheritable(t *testing.T) {
 		}
 	}
 }
-
