@@ -856,16 +856,6 @@ static struct rst_vma *vma_at(struct rst_args *a, u64 addr)
 	return lo < a->nr_vmas && vmas[lo].start <= addr ? &vmas[lo] : NULL;
 }
 
-/* Memory shared with a parent or children since fork (RST_VMA_STAGE,
- * RST_VMA_INHERIT; restorer/stage.go): before this process forks its
- * children, who get it copy on write (man 2 fork), it maps each such
- * mapping in its place, or, taken, at its stage address, where no
- * mapping of any process of the tree lies, and records where in its plan;
- * or, inherited, finds it where its parent's plan says and
- * drops the pages that are not the parent's (private anonymous memory
- * reads as zeros after MADV_DONTNEED, man 2 madvise); then it reads its
- * own pages of them in. The page image fds still have the numbers gocr
- * passed (restore_fds comes later). restore_memory moves them into place. */
 /* Maps v at addr with nothing there before, or says why not. */
 static long map_stage(struct rst_vma *v, u64 addr)
 {
@@ -879,6 +869,16 @@ static long map_stage(struct rst_vma *v, u64 addr)
 	return r;
 }
 
+/* Memory shared with a parent or children since fork (RST_VMA_STAGE,
+ * RST_VMA_INHERIT; restorer/stage.go): before this process forks its
+ * children, who get it copy on write (man 2 fork), it maps each such
+ * mapping in its place, or, taken, at its stage address, where no
+ * mapping of any process of the tree lies, and records where in its plan;
+ * or, inherited, finds it where its parent's plan says and
+ * drops the pages that are not the parent's (private anonymous memory
+ * reads as zeros after MADV_DONTNEED, man 2 madvise); then it reads its
+ * own pages of them in. The page image fds still have the numbers gocr
+ * passed (restore_fds comes later). restore_memory moves them into place. */
 static void stage_memory(struct rst_args *a, struct rst_args *parent)
 {
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
