@@ -32,7 +32,7 @@ import (
 // its contents are the same for both for as long as both map it. The
 // frames are read while everything is frozen, before any process is
 // captured (findForkShared), and again once every process is captured,
-// still frozen (checkForkShared): a page whose frame changed in either
+// still frozen (forkShared.check): a page whose frame changed in either
 // process meanwhile (gocr's own signal frame below a stack pointer, a
 // page the kernel migrated) is dumped by the child after all. Merged
 // pages (KSM, VmFlags "mg") are left alone: KSM may make two pages with
@@ -108,52 +108,65 @@ func findForkShared(states []*state) (*forkShared, error) {
 		}
 	}
 	fs := &forkShared{}
-	var pbuf, cbuf []uint64
 	for _, c := range states {
-		p := byPid[c.task.Ppid]
-		if c.mm == nil || p == nil {
-			continue
-		}
-		var ppm, cpm *proc.Pagemap
-		for _, v := range c.mm.Vmas {
-			if !inheritable(v) || inheritedVma(p.mm, v) == nil {
-				continue
-			}
-			if ppm == nil {
-				var err error
-				if ppm, err = proc.OpenPagemap(int(p.task.Pid)); err != nil {
-					return nil, err
-				}
-				defer ppm.Close()
-				if cpm, err = proc.OpenPagemap(int(c.task.Pid)); err != nil {
-					return nil, err
-				}
-				defer cpm.Close()
-			}
-			pair := forkSharedPair{child: c, parent: p, vma: v}
-			const chunk = 64 << 20
-			for start := v.Start; start < v.End; start += chunk {
-				end := min(start+chunk, v.End)
-				var err error
-				if pbuf, err = ppm.Read(start, end, pbuf); err != nil {
-					return nil, err
-				}
-				if cbuf, err = cpm.Read(start, end, cbuf); err != nil {
-					return nil, err
-				}
-				for i, e := range cbuf {
-					if f := sharedFrame(e); f != 0 && f == sharedFrame(pbuf[i]) {
-						v.ForkShared = addPage(v.ForkShared, start+uint64(i)*pageSize)
-						pair.pfns = append(pair.pfns, f)
-					}
-				}
-			}
-			if len(pair.pfns) > 0 {
-				fs.pairs = append(fs.pairs, pair)
+		if p := byPid[c.task.Ppid]; c.mm != nil && p != nil {
+			if err := fs.find(c, p); err != nil {
+				return nil, fmt.Errorf("pages pid %d shares with its parent %d: %w", c.task.Pid, p.task.Pid, err)
 			}
 		}
 	}
 	return fs, nil
+}
+
+// find records the pages child c shares with its parent p.
+func (fs *forkShared) find(c, p *state) error {
+	var ppm, cpm *proc.Pagemap
+	defer func() {
+		if ppm != nil {
+			ppm.Close()
+		}
+		if cpm != nil {
+			cpm.Close()
+		}
+	}()
+	var pbuf, cbuf []uint64
+	for _, v := range c.mm.Vmas {
+		if !inheritable(v) || inheritedVma(p.mm, v) == nil {
+			continue
+		}
+		var err error
+		if ppm == nil {
+			if ppm, err = proc.OpenPagemap(int(p.task.Pid)); err != nil {
+				return err
+			}
+		}
+		if cpm == nil {
+			if cpm, err = proc.OpenPagemap(int(c.task.Pid)); err != nil {
+				return err
+			}
+		}
+		pair := forkSharedPair{child: c, parent: p, vma: v}
+		const chunk = 64 << 20
+		for start := v.Start; start < v.End; start += chunk {
+			end := min(start+chunk, v.End)
+			if pbuf, err = ppm.Read(start, end, pbuf); err != nil {
+				return err
+			}
+			if cbuf, err = cpm.Read(start, end, cbuf); err != nil {
+				return err
+			}
+			for i, e := range cbuf {
+				if f := sharedFrame(e); f != 0 && f == sharedFrame(pbuf[i]) {
+					v.ForkShared = addPage(v.ForkShared, start+uint64(i)*pageSize)
+					pair.pfns = append(pair.pfns, f)
+				}
+			}
+		}
+		if len(pair.pfns) > 0 {
+			fs.pairs = append(fs.pairs, pair)
+		}
+	}
+	return nil
 }
 
 // addPage adds the page at addr, above every page of spans, to them.
