@@ -43,6 +43,7 @@ func checkpointCommand() *cli.Command {
 		compressFlag("the context"),
 		&cli.DurationFlag{Name: "every", Usage: "checkpoint again every `DURATION` (10m, 1h) into a new generation in -D DIR, until the processes end; SIGUSR1 asks for one at once"},
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with --every: keep the `N` newest generations"},
+		&cli.BoolFlag{Name: "incremental", Usage: "with --every: each generation after the first holds only the pages written since the one before; the generations a kept one needs are kept too"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "with --every: the `DIR` of the generations (gen-000001.ctx, ...)"},
 	}
 	flags = append(flags, saveFlags()...)
@@ -82,6 +83,9 @@ type checkpointOptions struct {
 	every time.Duration
 	keep  int
 	dir   string
+	// incremental: generations after the first hold only the pages
+	// written since the one before (blcr_incremental.go).
+	incremental bool
 }
 
 func checkpointAction(c *cli.Context) error {
@@ -210,7 +214,7 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	if o.after, err = afterSignal(c); err != nil {
 		return nil, err
 	}
-	if c.IsSet("every") || c.IsSet("dir") || c.IsSet("keep") {
+	if c.IsSet("every") || c.IsSet("dir") || c.IsSet("keep") || c.IsSet("incremental") {
 		return periodicArgs(c, o)
 	}
 	return o, nil

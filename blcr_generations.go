@@ -43,7 +43,9 @@ type extracted struct {
 // close closes the images and removes what was extracted. Nothing reads
 // the images once the processes run.
 func (ex *extracted) close() {
-	ex.images.Close()
+	if ex.images != nil {
+		ex.images.Close()
+	}
 	if ex.tmp != "" {
 		os.RemoveAll(ex.tmp)
 	}
@@ -73,6 +75,14 @@ func (s contextSource) open() (*extracted, error) {
 		}
 		ex, err := s.openOne(f, true)
 		f.Close()
+		if err == nil && ex.images.Inventory().GetParentDir() != "" {
+			// An incremental generation needs the ones it takes
+			// pages from (blcr_incremental.go); without them it
+			// does not read whole.
+			if ex, err = s.withParents(ex, g.Path); err != nil {
+				err = fmt.Errorf("%w: %w", err, contextfile.ErrDamaged)
+			}
+		}
 		if err == nil {
 			ex.skipped = skipped
 			return ex, nil

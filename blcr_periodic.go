@@ -18,6 +18,7 @@ import (
 
 	"github.com/gocr/gocr/contextfile"
 	"github.com/gocr/gocr/dump"
+	"github.com/gocr/gocr/images"
 )
 
 // Periodic checkpoints (docs/BLCR.md, "Periodic checkpoints"): gocr
@@ -35,6 +36,7 @@ func periodicArgs(c *cli.Context, o *checkpointOptions) (*checkpointOptions, err
 	if o.every = c.Duration("every"); o.every <= 0 {
 		return nil, usagef("invalid --every %v: a duration above 0 (10m, 1h)", c.Duration("every"))
 	}
+	o.incremental = c.Bool("incremental")
 	if o.keep = c.Int("keep"); o.keep < 1 {
 		return nil, usagef("invalid --keep %d: keep at least 1 generation", o.keep)
 	}
@@ -64,6 +66,9 @@ type generations struct {
 	keep     int
 	compress contextfile.Compression
 	lock     *os.File
+	// incremental: each generation after the first holds only the
+	// pages written since the one before (blcr_incremental.go).
+	incremental bool
 }
 
 // openGenerations creates dir if missing (mode 0700: the contexts hold
@@ -106,6 +111,7 @@ func (g *generations) removeAll() error {
 	if err != nil {
 		return err
 	}
+	g.removeIncremental()
 	for _, gen := range gens {
 		if err := os.Remove(gen.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -154,6 +160,14 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 	start := time.Now()
 	o.Dir = filepath.Join(tmp, "images")
 	o.LeaveRunning = !end
+	prevN := 0
+	if g.incremental {
+		o.Track, o.TrackHolder = true, trackHolderCmd
+		var prev string
+		if prev, prevN = g.prevImages(); prev != "" {
+			o.Prev, o.PrevRef = prev, "../"+filepath.Base(contextfile.GenerationPath(g.dir, prevN))
+		}
+	}
 	prog.phase(fmt.Sprintf("generation %d", n), func() int64 { return diskUsage(tmp) }, memoryOf(selected(o)))
 	if err := dump.Run(ctx, o); err != nil {
 		return nil, err
@@ -172,6 +186,20 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 		}()
 	}
 	st := &checkpointStats{Dump: readDumpStats(o.Dir), Generation: n, Context: contextfile.GenerationPath(g.dir, n)}
+	if g.incremental {
+		// Noted before the generation has its name: --keep must
+		// never see it without its parent.
+		parent := 0
+		if d, err := images.Open(o.Dir); err == nil {
+			if len(d.Inventory().GetParentDumpId()) > 0 {
+				parent = prevN
+			}
+			d.Close()
+		}
+		if err := g.recordParent(n, parent); err != nil {
+			return nil, fmt.Errorf("note generation %d's parent: %w", n, err)
+		}
+	}
 	written, consumed := new(atomic.Int64), new(atomic.Int64)
 	prog.phase(fmt.Sprintf("writing generation %d", n), consumed.Load, diskUsage(o.Dir))
 	writeStart := time.Now()
@@ -182,7 +210,12 @@ func (g *generations) take(ctx context.Context, o dump.Options, timeout time.Dur
 	st.ContextBytes = written.Load()
 	st.ContextWriteNs = ns(time.Since(writeStart))
 	st.TotalNs = ns(time.Since(start))
-	if err := contextfile.PruneGenerations(g.dir, g.keep); err != nil {
+	if g.incremental {
+		if err := g.keepPrevImages(o.Dir, n); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: warning: generation %d is complete, but keeping its page maps for the next failed (the next will be full): %v\n", progName, n, err)
+		}
+	}
+	if err := g.prune(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: warning: generation %d is complete, but removing the oldest failed: %v\n", progName, n, err)
 	}
 	return st, nil
@@ -283,6 +316,7 @@ func checkpointEveryAction(c *cli.Context, o *checkpointOptions) error {
 	}
 	defer gens.close()
 	gens.compress = o.file.Compression
+	gens.incremental = o.incremental
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.timeout, o.stats, quiet, c.Bool("verbose")
 	sigs := catchSignals()

@@ -24,6 +24,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "supervise the job and keep its checkpoints in `DIR`: restart it from the newest generation there if there is one, else start PROGRAM"},
 		&cli.DurationFlag{Name: "checkpoint-every", Usage: "with -D: checkpoint the job every `DURATION` (10m, 1h) into a new generation; SIGUSR1 to cr_run takes one at once"},
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with -D: keep the `N` newest generations"},
+		&cli.BoolFlag{Name: "incremental", Usage: "with -D: each generation after the first (and after a restart) holds only the pages written since the one before; the generations a kept one needs are kept too"},
 		&cli.BoolFlag{Name: "remove-on-success", Usage: "with -D: remove the generations when the job exits with status 0 (they stay otherwise)"},
 		&cli.BoolFlag{Name: "slurm", Usage: "with -D, as a Slurm batch job (exec cr_run in the script, #SBATCH --requeue --signal=B:USR1@60): checkpoint and requeue the job when it is preempted or near its time limit, restart it from the checkpoint when it runs again (docs/SLURM.md)"},
 		&cli.StringFlag{Name: "slurm-signal", Value: "USR1", Usage: "with --slurm: the job's --signal `SIG` (a name or number), Slurm's warning"},
@@ -161,7 +162,7 @@ func runArgs(c *cli.Context) (*runOptions, error) {
 	if err := checkRelocations(o.relocate); err != nil {
 		return o, err
 	}
-	p := &checkpointOptions{dir: dir, every: rc.Duration("checkpoint-every"), keep: rc.Int("keep"), quiet: o.quiet}
+	p := &checkpointOptions{dir: dir, every: rc.Duration("checkpoint-every"), keep: rc.Int("keep"), quiet: o.quiet, incremental: rc.Bool("incremental")}
 	if rc.IsSet("checkpoint-every") && p.every <= 0 {
 		return o, usagef("invalid --checkpoint-every %v: a duration above 0 (10m, 1h)", p.every)
 	}

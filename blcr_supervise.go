@@ -82,6 +82,7 @@ func runSupervised(o *runOptions, path string, lookErr error) error {
 	}
 	defer gens.close()
 	gens.compress = o.periodic.file.Compression
+	gens.incremental = o.periodic.incremental
 	p.gens = gens
 	p.timeout, p.stats, p.quiet, p.verbose = o.periodic.timeout, o.periodic.stats, o.quiet, o.periodic.verbose
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/wptrack"
 )
 
 // feature is one thing gocr needs from the kernel, and how to tell.
@@ -107,6 +108,7 @@ var features = []feature{
 	// yet accepted (man 7 sock_diag); the unix_diag module may be
 	// loaded on demand.
 	{"unix sockets' sock_diag (CONFIG_UNIX_DIAG)", proc.UnixDiagAvailable, "every unix socket is refused"},
+	{"userfaultfd async write-protect and PAGEMAP_SCAN (Linux 6.7)", wptrack.Probe, "writes are not tracked: every dump with --track or --prev is full"},
 }
 
 func runCheck(w io.Writer) error {

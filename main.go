@@ -208,6 +208,8 @@ func main() {
 					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,
 						Usage: "how memory reaches the image: write (the process writes it) or splice (through pipes)"},
+					&cli.StringFlag{Name: "prev", Usage: "incremental: write only the pages written since the dump in `DIR` (of the same job, taken with --track or --prev); the others stay there, and the restore reads them from it. Full where the writes since it are not known"},
+					&cli.BoolFlag{Name: "track", Usage: "with --leave-running: track the pages the job writes from now on, for a later dump with --prev"},
 					&cli.StringSliceFlag{Name: "save", Usage: "also save the contents of mapped files, to restore where they are missing or changed: `WHAT` is exe, private (libraries too), shared (read-only shared mappings), all or none (the default; read left to right, none drops what came before)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -242,6 +244,7 @@ func main() {
 					&cli.StringSliceFlag{Name: "relocate", Usage: "look up files, mappings, the cwd and the root under OLD under NEW instead (`OLD=NEW`, repeatable; the longest OLD wins)"},
 					&cli.BoolFlag{Name: "shell-job", Aliases: []string{"j"}, Usage: "a job dumped on a terminal of its shell's gets this gocr's terminal, its termios, the foreground if it had it, and job control (Ctrl-Z, fg) through gocr"},
 					&cli.StringSliceFlag{Name: "inherit-fd", Usage: "give this gocr's own fd N to every fd of the job that was joined outside the dump through KEY (`fd[N]:KEY`, KEY as the dump names it, e.g. pipe:[1234]; repeatable)"},
+					&cli.StringFlag{Name: "pidfile", Usage: "write the restored root's PID, as seen here (outside a new PID namespace), to `FILE` before it runs"},
 				},
 				Action: func(c *cli.Context) error {
 					sigs := catchSignals()
@@ -254,6 +257,7 @@ func main() {
 						Relocate:     c.StringSlice("relocate"), TCPEstablished: c.Bool("tcp-established"),
 						Restarted: callbacks.Restarted,
 						ShellJob:  c.Bool("shell-job"), InheritFd: c.StringSlice("inherit-fd"),
+						PidFile: c.String("pidfile"),
 					})
 					if err := sigs.end(err, "no process it created is left", done); err != nil {
 						return err
@@ -285,7 +289,8 @@ func main() {
 					return images.Show(c.Args().First(), os.Stdout, images.OpenOptions{TrustImages: c.Bool("trust-images")})
 				},
 			},
-			cleanupCommand, // cleanup.go
+			cleanupCommand,     // cleanup.go
+			trackHolderCommand, // trackholder.go
 		},
 	}
 	// A flag that does not parse is one line, like every other error,
@@ -331,11 +336,15 @@ func dumpAction(ctx context.Context, c *cli.Context) error {
 	if c.IsSet("snapshot") && c.Bool("snapshot") && !c.Bool("leave-running") {
 		return fmt.Errorf("--snapshot needs --leave-running: a dump that ends the processes has no use for one")
 	}
+	if c.Bool("track") && !c.Bool("leave-running") {
+		return fmt.Errorf("--track needs --leave-running: the processes of a dump that ends them write nothing more")
+	}
 	save, err := dump.ParseSave(c.StringSlice("save"))
 	if err != nil {
 		return err
 	}
 	return dump.Run(ctx, dump.Options{
+		Prev: c.String("prev"), Track: c.Bool("track"), TrackHolder: trackHolderCmd,
 		Pid: pids["tree"], Pgid: pids["pgid"], Sid: pids["sid"], Dir: c.String("images-dir"),
 		LeaveRunning: c.Bool("leave-running"), NoSnapshot: !c.Bool("snapshot"), TCPEstablished: c.Bool("tcp-established"), Version: version, PageTransfer: c.String("page-transfer"),
 		PageStreams: c.Int("page-streams"), GhostLimit: c.Int64("ghost-limit"), Save: save, ExternalUnix: c.StringSlice("external-unix"), External: c.StringSlice("external"),

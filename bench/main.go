@@ -53,26 +53,28 @@ const (
 
 // options are the command-line flags.
 type options struct {
-	gocr         string
-	pageTransfer string
-	pageStreams  int
-	diskDir      string
-	out          string
-	quick        bool
-	runs1        int
-	runs4        int
-	scaleRuns    int
-	vmas, fds    int
-	threads      int
-	procs        int
-	skipMemory   bool
-	skipScale    bool
-	skipStall    bool
-	stallRuns    int
-	skipTHP      bool
-	skipCompress bool
-	compressRuns int
-	warmup       int
+	gocr            string
+	pageTransfer    string
+	pageStreams     int
+	diskDir         string
+	out             string
+	quick           bool
+	runs1           int
+	runs4           int
+	scaleRuns       int
+	vmas, fds       int
+	threads         int
+	procs           int
+	skipMemory      bool
+	skipScale       bool
+	skipStall       bool
+	stallRuns       int
+	skipIncr        bool
+	incrementalRuns int
+	skipTHP         bool
+	skipCompress    bool
+	compressRuns    int
+	warmup          int
 }
 
 func main() {
@@ -94,6 +96,8 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.BoolVar(&o.skipStall, "skip-stall", false, "skip the stall rows (dump --leave-running of a job writing its memory, with and without --snapshot)")
 	flag.IntVar(&o.stallRuns, "runs-stall", 4, "rounds for each stall row")
+	flag.BoolVar(&o.skipIncr, "skip-incremental", false, "skip the incremental row (dump --prev of a job writing 5 % of its pages)")
+	flag.IntVar(&o.incrementalRuns, "runs-incremental", 4, "incremental dumps in the incremental row")
 	flag.BoolVar(&o.skipTHP, "skip-thp", false, "skip the THP row (1 GiB in transparent huge pages)")
 	flag.BoolVar(&o.skipCompress, "skip-compress", false, "skip the compression rows")
 	flag.IntVar(&o.compressRuns, "runs-compress", 3, "rounds for the compression rows")
@@ -174,9 +178,13 @@ func run(o *options) error {
 	if !o.skipStall {
 		b.stallRows()
 	}
+	if !o.skipIncr {
+		b.incrementalRows()
+	}
 	b.summarize()
 	b.checkTargets()
 	b.thpTargets()
+	b.checkIncremental()
 	b.print(os.Stdout)
 	return b.save()
 }
@@ -191,7 +199,7 @@ func compile(dir string) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit", "stall"} {
+	for _, name := range []string{"bigmem", "mixedmem", "vmas", "fds", "threads", "tree", "limit", "stall", "incmem"} {
 		args := []string{"-O2", "-Wall", "-Werror", "-o", filepath.Join(dir, name), filepath.Join(src, name+".c"), "-lpthread"}
 		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("compile bench/c/%s.c: %w\n%s", name, err, out)

@@ -65,6 +65,9 @@ func (b *bench) print(w io.Writer) {
 	if len(res.Compression) > 0 {
 		printCompression(w, res.Compression)
 	}
+	if len(res.Incremental) > 0 {
+		printIncremental(w, res.Incremental)
+	}
 	if len(res.Targets) > 0 {
 		printTargets(w, res.Targets)
 	}

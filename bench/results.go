@@ -31,6 +31,7 @@ type Results struct {
 	Scale        []*ScaleRow       `json:"scale"`
 	Compression  []*CompressionRow `json:"compression,omitempty"`
 	Stall        []*StallRow       `json:"stall,omitempty"`
+	Incremental  []*IncrementalRow `json:"incremental,omitempty"`
 	Targets      []Target          `json:"targets"`
 }
 

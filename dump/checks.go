@@ -81,9 +81,10 @@ func checkDumpable(pid int) error {
 	if err != nil {
 		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)
 	}
-	var same []string
+	// Its time namespace is recorded with its offsets (timens.go).
+	same := []string{"time"}
 	if pidns != nil {
-		same = []string{"pid", "mnt"}
+		same = append(same, "pid", "mnt")
 	}
 	if ns, err := foreignNamespace(pid, same...); err != nil {
 		return fmt.Errorf("pid %d (%s): %w", pid, status.Name, err)

@@ -48,7 +48,7 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.Requeue(tid, sigs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps) (*state, error) {
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking) (*state, error) {
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -142,6 +142,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
+	trk.stripOwnFlags(pid, maps)
 	mm, vdso, err := collectMm(pid, &stat, saver, maps)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,21 @@ type Options struct {
 	// contents the dump saves to make it again at restore (ghosts.go);
 	// a larger one is refused. 0: DefaultGhostLimit.
 	GhostLimit int64
+	// Prev names the previous dump of the same job: pages not written
+	// since it are listed as its own, not written again (incremental.go).
+	// Where the job's writes since Prev are not known, the dump is full.
+	Prev string
+	// Track keeps tracking the pages the processes write after the
+	// dump (with LeaveRunning), for a later dump given this one as Prev;
+	// Prev implies it.
+	Track bool
+	// PrevRef, if set, is how the dump names Prev in its inventory
+	// (parent_dir) instead of Prev's path relative to Dir: where the
+	// parent will be found at restore.
+	PrevRef string
+	// TrackHolder is the command that runs a holder of the trackers
+	// between dumps, its listening socket as fd 3 (wptrack.Serve).
+	TrackHolder []string
 }
 
 // Run dumps the process tree opts selects into opts.Dir. When ctx ends
@@ -103,6 +119,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	case opts.GhostLimit < 0:
 		return fmt.Errorf("invalid --ghost-limit %d: use a size in bytes", opts.GhostLimit)
 	}
+	if opts.Prev != "" {
+		opts.Track = true
+	}
 	snapshot := opts.LeaveRunning && !opts.NoSnapshot
 	if opts.PageStreams < 0 || opts.PageStreams > maxStreams {
 		return fmt.Errorf("invalid --page-streams %d: use 1 to %d, or 0 to let gocr choose", opts.PageStreams, maxStreams)
@@ -114,6 +133,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkDumpable(root); err != nil {
 		return err
 	}
+
+	trk, err := startTracking(opts, root)
+	if err != nil {
+		return err
+	}
+	defer trk.close()
 
 	// The images go to a new private directory that takes the place of
 	// opts.Dir only once they are complete (images.Create).
@@ -170,6 +195,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	frozen := time.Now()
+	timeOffsets, err := jobTimeOffsets(tree)
+	if err != nil {
+		return err
+	}
+	clocks, err := readClocks(timeOffsets)
+	if err != nil {
+		return err
+	}
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
@@ -206,7 +239,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp, saver, pre); err != nil {
+		if states[i], err = collect(t, fp.pid, fp, saver, pre, trk); err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
@@ -214,7 +247,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := checkCgroups(states); err != nil {
 		return err
 	}
-	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External}, opts.GhostLimit); err != nil {
+	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External, PidNamespace: pids != nil}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	unhold, err := holdConnectionUsers(t, tree, states)
@@ -248,7 +281,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot}
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
@@ -276,8 +309,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	writeStart := time.Now()
-	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, &stats); err != nil {
+	if err := writeImages(ctx, dir, states, mems, opts.Version, pids != nil, sysv, trk, clocks, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
+	}
+	if trk != nil {
+		stats.IncrementalReusedBytes = trk.reused
+		stats.IncrementalFull = trk.full
+		switch {
+		case len(trk.full) == 0:
+		case opts.Prev != "":
+			fmt.Fprintf(os.Stderr, "gocr: not incremental for %s\n", strings.Join(trk.full, "; "))
+		default:
+			fmt.Fprintf(os.Stderr, "gocr: writes not tracked for %s\n", strings.Join(trk.full, "; "))
+		}
+		if err := trk.handOver(images.DumpID(dir.Inventory().GetDumpId())); err != nil {
+			// The dump is complete; only the next one's increment is lost.
+			fmt.Fprintf(os.Stderr, "gocr: warning: %v: the next dump will be full\n", err)
+		}
 	}
 	stats.WriteNs = time.Since(writeStart).Nanoseconds()
 	if !opts.LeaveRunning {
@@ -393,7 +441,7 @@ func writeSnapshots(ctx context.Context, mems []*capturedMemory, stats *Stats) e
 	return nil
 }
 
-func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, stats *Stats) error {
+func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*capturedMemory, version string, pidns bool, sysv *gocrpb.SysvIpc, trk *tracking, clocks *gocrpb.Clocks, stats *Stats) error {
 	var pids []int32
 	for i, st := range states {
 		pid := int(st.task.Pid)
@@ -432,7 +480,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 	if err != nil {
 		return fmt.Errorf("read the boot ID: %w", err)
 	}
-	return dir.WriteInventory(&gocrpb.Inventory{
+	inv := &gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
 		RootPid:        states[0].task.Pid,
@@ -444,7 +492,13 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		PidNamespace:   pidns,
 		BootId:         bootID,
 		SysvIpc:        sysv,
-	})
+		Clocks:         clocks,
+	}
+	if trk != nil && trk.used {
+		inv.ParentDumpId = trk.parent.Inventory().GetDumpId()
+		inv.ParentDir = trk.parentRef
+	}
+	return dir.WriteInventory(inv)
 }
 
 // StatsFile is the file in the image directory that holds a dump's Stats
@@ -483,9 +537,13 @@ type Stats struct {
 	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
 	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`
 	SnapshotFrozen      []string `json:"snapshot_frozen,omitempty"`
-	// Pages children share with their parents since a fork, left out
-	// of the children's images (forkshared.go), and those found shared
-	// at the freeze that were not any more once captured.
+	// Incremental dumps (Prev): the page data taken from the parent
+	// instead of written, and why processes were written whole.
+	IncrementalReusedBytes int64    `json:"incremental_reused_bytes,omitempty"`
+	IncrementalFull        []string `json:"incremental_full,omitempty"`
+	// Pages children share with their parent processes since a fork,
+	// left out of the children's images (forkshared.go), and those
+	// found shared at the freeze that were not any more once captured.
 	ForkSharedBytes     int64 `json:"fork_shared_bytes,omitempty"`
 	ForkSharedLostBytes int64 `json:"fork_shared_lost_bytes,omitempty"`
 }

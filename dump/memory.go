@@ -28,9 +28,16 @@ const pageSize = 4096
 type run struct {
 	addr, npages uint64
 	readable     bool
-	vma          int   // index in mm.Vmas: runs never cross a VMA boundary
-	stream       int   // the page image it goes to
-	off          int64 // its data's offset in that image, from PagesDataOffset
+	// swapped: the pages are not present but their PTEs hold swap
+	// entries, which pagemap shows alike for a page swapped out and
+	// for a userfaultfd write-protect marker (fs/proc/task_mmu.c
+	// pte_to_pagemap_entry: PM_SWAP for every swap PTE); an
+	// incremental dump never takes such pages of a file mapping from
+	// its parent (incremental.go).
+	swapped bool
+	vma     int   // index in mm.Vmas: runs never cross a VMA boundary
+	stream  int   // the page image it goes to
+	off     int64 // its data's offset in that image, from PagesDataOffset
 }
 
 // pagesToDump lists, from /proc/PID/pagemap, the pages whose contents only
@@ -83,10 +90,12 @@ func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, er
 				if !want || inForkShared(v, addr, &next) {
 					continue
 				}
-				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr && runs[n-1].readable == readable {
+				swapped := e&proc.PagemapPresent == 0
+				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr &&
+					runs[n-1].readable == readable && runs[n-1].swapped == swapped {
 					runs[n-1].npages++
 				} else {
-					runs = append(runs, run{addr: addr, npages: 1, readable: readable, vma: vi})
+					runs = append(runs, run{addr: addr, npages: 1, readable: readable, swapped: swapped, vma: vi})
 				}
 				v.DumpedPages++
 			}
@@ -104,6 +113,9 @@ type pageOptions struct {
 	// subreapers: which dumped processes would adopt a snapshot
 	// process (snapshot mode).
 	subreapers *subreapers
+	// tracking: write tracking for incremental dumps (incremental.go),
+	// or nil.
+	tracking *tracking
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -186,6 +198,13 @@ type capturedMemory struct {
 	// frozenStream is the stream holding only what was written while
 	// the process was frozen before a snapshot took the rest, or -1.
 	frozenStream int
+	// inherit are the pages an incremental dump takes from its parent
+	// (incremental.go): listed in the page map, not written.
+	inherit []run
+	// snapRuns, if snapRunsKnown, are the pages the snapshot is to
+	// write, chosen while the process was frozen (a tracked dump's).
+	snapRuns      []run
+	snapRunsKnown bool
 }
 
 func (c *capturedMemory) total() int64 {
@@ -223,10 +242,20 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	t0 := time.Now()
 	var only func(*gocrpb.Vma) bool
-	if po.snapshot {
+	if po.snapshot && po.tracking == nil {
 		only = notCoveredBySnapshot
 	}
 	runs, err := pagesToDump(pid, st.mm, only)
+	var inherit, snapRuns []run
+	if err == nil {
+		runs, inherit, err = po.tracking.splitRuns(pid, st, runs)
+	}
+	if err == nil && po.snapshot && po.tracking != nil {
+		// Which pages to write is known now, while frozen (the scan
+		// protected them again): the snapshot writes those it covers,
+		// not what its own pagemap shows.
+		runs, snapRuns = splitCovered(runs, st.mm)
+	}
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
 		return nil, err
@@ -235,7 +264,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm, frozenStream: -1}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit,
+		snapRuns: snapRuns, snapRunsKnown: po.snapshot && po.tracking != nil}
 	used := 1
 	if po.snapshot {
 		// The snapshot's pages are counted only once the process runs
@@ -268,7 +298,8 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		c.pages = append(c.pages, f)
 	}
 	t1 := time.Now()
-	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads)})
+	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
+		Userfaultfd: po.tracking.infectFlags(pid)})
 	if err != nil {
 		c.close()
 		return nil, err
@@ -289,7 +320,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if po.subreapers != nil {
 			po.subreapers.set(pid, ps.ChildSubreaper != 0)
 		}
-		fillTaskFromParasite(st.task, ps)
+		if err := fillTaskFromParasite(st.task, ps); err != nil {
+			return err
+		}
 		if err := timerValues(p, st.task); err != nil {
 			return err
 		}
@@ -328,6 +361,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		if err := c.write(p, pid, dir, po.transfer, 0); err != nil {
 			return err
 		}
+		po.tracking.arm(p, pid, st)
 		if po.snapshot {
 			return c.snapshotOrRest(ctx, p, pid, dir, st, stats, po)
 		}
@@ -381,6 +415,12 @@ func (c *capturedMemory) finish(pid int, dir *images.Dir) error {
 	}
 	for _, r := range inAddressOrder(c.runs) {
 		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, Stream: uint32(r.stream)}); err != nil {
+			pmw.Close()
+			return err
+		}
+	}
+	for _, r := range c.inherit {
+		if err := pmw.Add(&gocrpb.PageRange{Vaddr: r.addr, NrPages: r.npages, FromParent: true}); err != nil {
 			pmw.Close()
 			return err
 		}
@@ -543,7 +583,15 @@ func (c *capturedMemory) restream(dir *images.Dir, n int) error {
 	return nil
 }
 
-func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {
+// fillTaskFromParasite takes what the parasite read of the process,
+// refusing a dumpable mode the restorer cannot set: PR_GET_DUMPABLE gives
+// 2 (SUID_DUMP_ROOT) to a process that changed its credentials or ran a
+// set-id program while fs.suid_dumpable was 2 (man 5 proc_sys_fs), and
+// PR_SET_DUMPABLE takes only 0 and 1 (kernel/sys.c).
+func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) error {
+	if ps.Dumpable != 0 && ps.Dumpable != 1 {
+		return fmt.Errorf("it is dumpable in mode %d (fs.suid_dumpable, PR_GET_DUMPABLE), which PR_SET_DUMPABLE cannot set again", ps.Dumpable)
+	}
 	for i, sa := range ps.SigActions {
 		signo := uint32(i + 1)
 		if signo == uint32(unix.SIGKILL) || signo == uint32(unix.SIGSTOP) {
@@ -564,4 +612,5 @@ func fillTaskFromParasite(task *gocrpb.Task, ps *parasite.State) {
 	th := task.Threads[0]
 	th.Sigaltstack = &gocrpb.SigAltStack{Sp: ps.AltstackSp, Flags: ps.AltstackFlags, Size: ps.AltstackSize}
 	th.ClearChildTid = ps.TidAddress
+	return nil
 }

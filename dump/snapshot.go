@@ -82,20 +82,27 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 	stats.SnapshotFrozen = append(stats.SnapshotFrozen, fmt.Sprintf("pid %d: %s", pid, why))
 	if st.flagsBefore {
 		// No snapshot to vouch for them: the process, still frozen,
-		// does.
+		// does (its "uw" gocr's own tracking, incremental.go).
 		ms, err := proc.ReadMaps(pid)
 		if err != nil {
 			return err
+		}
+		if po.tracking != nil {
+			ms = withoutFlag(ms, "uw")
 		}
 		if err := checkFlagsBefore(st.mm, ms); err != nil {
 			return err
 		}
 	}
-	t0 := time.Now()
-	runs, err := pagesToDump(pid, st.mm, coveredBySnapshot)
-	stats.PagemapNs += time.Since(t0).Nanoseconds()
-	if err != nil {
-		return err
+	runs := c.snapRuns
+	if !c.snapRunsKnown {
+		t0 := time.Now()
+		var err error
+		runs, err = pagesToDump(pid, st.mm, coveredBySnapshot)
+		stats.PagemapNs += time.Since(t0).Nanoseconds()
+		if err != nil {
+			return err
+		}
 	}
 	from := c.extend(runs)
 	return c.write(p, pid, dir, po.transfer, from)
@@ -130,9 +137,11 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 	}
 	// The snapshot's mappings are the process's but for the region and
 	// what fork leaves out, which is not read here.
-	runs, err := pagesToDump(spid, c.mm, coveredBySnapshot)
-	if err != nil {
-		return 0, 0, err
+	runs := c.snapRuns
+	if !c.snapRunsKnown {
+		if runs, err = pagesToDump(spid, c.mm, coveredBySnapshot); err != nil {
+			return 0, 0, err
+		}
 	}
 	from := c.extend(runs)
 	for _, f := range c.pages {

@@ -187,7 +187,30 @@ func freezeTree(ctx context.Context, t *ptrace.Tracer, root int, alone bool) (*f
 	}
 	// A zombie may have been listed before its state was read; what
 	// matters is that a child's parent comes first, which BFS gives.
+	for _, fp := range tr.procs {
+		if err := checkZombieCore(fp); err != nil {
+			return tr, err
+		}
+	}
 	return tr, nil
+}
+
+// wcoreflag is the core-dump bit of a wait(2) status, which WCOREDUMP
+// tests (glibc bits/waitstatus.h __WCOREFLAG; fs/coredump.c
+// coredump_finish ORs 0x80 into the group exit code).
+const wcoreflag = 0x80
+
+// checkZombieCore refuses a zombie whose exit status says it dumped core:
+// the kernel sets the bit only once a core file was written
+// (fs/coredump.c coredump_finish), so a restored zombie could carry it
+// only by dumping core again, which the core pattern and RLIMIT_CORE
+// decide (man 5 core), not gocr; without it WCOREDUMP reads false and
+// SIGCHLD's si_code is CLD_KILLED instead of CLD_DUMPED.
+func checkZombieCore(fp *frozenProc) error {
+	if fp.zombie && fp.exitStatus&wcoreflag != 0 {
+		return fmt.Errorf("pid %d (%s), a zombie child of pid %d, dumped core (its exit status %#x has WCOREDUMP), which gocr cannot restore: dump again once its parent has collected it", fp.pid, fp.stat.Comm, fp.stat.PPid, fp.exitStatus)
+	}
+	return nil
 }
 
 // settleExiting waits briefly for a process that is exiting to finish:

@@ -32,11 +32,22 @@ func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		if err := checkWatchedFile(e.Pid, w); err != nil {
 			return fmt.Errorf("watch on fd %d: %w", w.Tfd, err)
 		}
+		if w.Events&^epPrivateBits == 0 {
+			return fmt.Errorf("the EPOLLONESHOT watch on fd %d has fired and is disarmed (events %#x), which gocr cannot restore", w.Tfd, w.Events)
+		}
 		ep.Watches = append(ep.Watches, &gocrpb.EpollWatch{Tfd: int32(w.Tfd), Events: w.Events, Data: w.Data})
 	}
 	fd.Kind = &gocrpb.Fd_Epoll{Epoll: ep}
 	return nil
 }
+
+// epPrivateBits are the flags of a watch that are not events
+// (fs/eventpoll.c EP_PRIVATE_BITS). A one-shot watch that has fired keeps
+// only these (ep_send_events), and fdinfo shows it so; every watch
+// epoll_ctl sets also waits for EPOLLERR and EPOLLHUP (do_epoll_ctl), and
+// only another event fired could disarm it again, so a disarmed watch
+// cannot be made.
+const epPrivateBits = unix.EPOLLWAKEUP | unix.EPOLLONESHOT | unix.EPOLLET | unix.EPOLLEXCLUSIVE
 
 // checkWatchedFile refuses a watch whose fd number names another file
 // than the one watched: an epoll item is keyed by the file and the number

@@ -3,11 +3,8 @@
 package files
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -253,9 +250,9 @@ func (s *Sources) makeGhost(id uint64) (g *ghostFile, err error) {
 	return g, nil
 }
 
-// fillGhost writes file-ID.img's data extents into w at the file's own
-// offsets (holes stay holes: lseek SEEK_DATA/SEEK_HOLE, man 2 lseek), and
-// checks what w then holds against the SHA-256 the dump recorded.
+// fillGhost fills w with file-ID.img's data at the file's own offsets,
+// holes kept, checked against the SHA-256 the dump recorded
+// (images.Data.FillFile).
 func fillGhost(dir *images.Dir, meta *gocrpb.GhostFile, w *os.File) error {
 	img, err := dir.OpenSavedFile(meta.Id)
 	if err != nil {
@@ -266,34 +263,8 @@ func fillGhost(dir *images.Dir, meta *gocrpb.GhostFile, w *os.File) error {
 	if size != meta.File.Size {
 		return fmt.Errorf("file-%d.img holds %d bytes, the file had %d", meta.Id, size, meta.File.Size)
 	}
-	if err := w.Truncate(size); err != nil {
-		return err
-	}
-	ifd := int(img.Fd())
-	base := img.Off
-	for off := base; off < base+size; {
-		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) || (err == nil && data >= base+size) {
-			break // the rest is a hole (the data's checksums follow it)
-		} else if err != nil {
-			return fmt.Errorf("SEEK_DATA: %w", err)
-		}
-		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return fmt.Errorf("SEEK_HOLE: %w", err)
-		}
-		hole = min(hole, base+size)
-		if _, err := io.Copy(io.NewOffsetWriter(w, data-base), io.NewSectionReader(img, data, hole-data)); err != nil {
-			return err
-		}
-		off = hole
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(w, 0, size)); err != nil {
-		return fmt.Errorf("read back: %w", err)
-	}
-	if !bytes.Equal(h.Sum(nil), meta.Sha256) {
-		return fmt.Errorf("file-%d.img does not hold the contents the dump saved (SHA-256 differs)", meta.Id)
+	if err := img.FillFile(w, meta.Sha256); err != nil {
+		return fmt.Errorf("file-%d.img: %w", meta.Id, err)
 	}
 	return nil
 }

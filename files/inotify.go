@@ -16,8 +16,8 @@ import (
 )
 
 // inotifyKind is an inotify(7) instance with its watches, each on the
-// file it watched and under its watch descriptor. Events queued at dump
-// time are not kept.
+// file it watched and under its watch descriptor. An instance with events
+// queued is refused: nothing queues an event but the kernel.
 type inotifyKind struct{}
 
 func init() { register(inotifyKind{}) }
@@ -27,6 +27,11 @@ func (inotifyKind) Name() string { return "inotify" }
 func (inotifyKind) Match(e *Entry) bool { return e.Target == "anon_inode:inotify" }
 
 func (inotifyKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	if n, err := queuedBytes(e); err != nil {
+		return err
+	} else if n > 0 {
+		return fmt.Errorf("%d bytes of events wait to be read, which gocr cannot queue again", n)
+	}
 	ws, err := proc.ReadInotify(e.Pid, e.Fd)
 	if err != nil {
 		return err
@@ -41,6 +46,27 @@ func (inotifyKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	}
 	fd.Kind = &gocrpb.Fd_Inotify{Inotify: in}
 	return nil
+}
+
+// fionread is FIONREAD (include/uapi/asm-generic/ioctls.h), the number
+// golang.org/x/sys/unix names TIOCINQ only.
+const fionread = unix.TIOCINQ
+
+// queuedBytes is how many bytes of events e's notification instance
+// holds: FIONREAD on an inotify or fanotify fd (man 7 inotify, man 7
+// fanotify), asked through gocr's own fd of the same open file, which
+// reads nothing.
+func queuedBytes(e *Entry) (int, error) {
+	own, err := takeFd(e.Pid, e.Fd)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	defer unix.Close(own)
+	n, err := unix.IoctlGetInt(own, fionread)
+	if err != nil {
+		return 0, fmt.Errorf("FIONREAD: %w", err)
+	}
+	return n, nil
 }
 
 // inotifyPath finds the file an inotify watch is on. fdinfo gives its file
@@ -153,5 +179,24 @@ func (inotifyKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		}
 		last = int32(wd)
 	}
-	return n, nil
+	// Removing a scratch watch queued an IN_IGNORED event (man 7
+	// inotify); the dumped instance had none queued (Dump), so whatever
+	// is queued now is the restore's own and is read away.
+	return n, drainInotify(nfd)
+}
+
+// drainInotify reads every event queued on inotify fd fd: FIONREAD says
+// how many bytes, and one read of that many takes them all.
+func drainInotify(fd int) error {
+	n, err := unix.IoctlGetInt(fd, fionread)
+	if err != nil {
+		return fmt.Errorf("inotify: FIONREAD: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := unix.Read(fd, make([]byte, n)); err != nil {
+		return fmt.Errorf("inotify: read the restore's own events: %w", err)
+	}
+	return nil
 }

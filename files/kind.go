@@ -60,6 +60,13 @@ type LinkOptions struct {
 	// the dump, at fds other than stdio, that are dumped anyway: the
 	// restore needs --inherit-fd to give each a file (inherit.go).
 	External []string
+	// PidNamespace: the job lives in a PID namespace of its own, and
+	// is restored only in a new one.
+	PidNamespace bool
+
+	// dumped are the pids of the dumped processes with fd tables
+	// (Link sets them).
+	dumped map[int]bool
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -279,6 +286,10 @@ func collectFd(pid, n int) (*gocrpb.Fd, error) {
 // their unread data) sees the fds of each of its objects.
 func Link(tables []*gocrpb.Files, opts LinkOptions) error {
 	inheritStdio(tables, opts.Stdio)
+	opts.dumped = map[int]bool{}
+	for _, t := range tables {
+		opts.dumped[int(t.Pid)] = true
+	}
 	fileKey := func(fd *gocrpb.Fd) any { return [2]uint64{fd.File.Dev, fd.File.Ino} }
 	for _, refs := range groupFds(tables, func(*gocrpb.Fd) bool { return true }, fileKey) {
 		linkShared(refs)

@@ -28,6 +28,14 @@ type Sources struct {
 	// the key of the fds joined outside the dump they stand for
 	// (inherit.go). The caller owns them.
 	Given map[string]*os.File
+	// PeerCreds makes the calls that record unix sockets' peer
+	// credentials (unixpeercred.go); nil: gocr makes them itself, and
+	// they name gocr.
+	PeerCreds PeerCredMaker
+	// Rebase moves absolute times of the clocks that start at boot from
+	// the dump's to this restore's (the restorer's time namespace); nil
+	// when unknown (older images restored on another boot).
+	Rebase *ClockRebase
 
 	files []*os.File
 	// desc maps a dumped open file description, named by its first

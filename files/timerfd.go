@@ -21,6 +21,24 @@ func sameBoot(s *Sources) bool {
 	return err == nil && s.Dir.Inventory().GetBootId() == boot
 }
 
+// ClockRebase is what to add to an absolute CLOCK_MONOTONIC or
+// CLOCK_BOOTTIME time, as gocr read the clock at the dump, to get the
+// same instant for the restored job as gocr reads it here: zero on the
+// boot of the dump, and on another the difference the job's time
+// namespace makes (restorer/timens.go).
+type ClockRebase struct {
+	MonotonicNs int64
+	BoottimeNs  int64
+}
+
+// of returns the rebase of a clock that starts at boot.
+func (r *ClockRebase) of(clock int) int64 {
+	if clock == unix.CLOCK_BOOTTIME || clock == clockBoottimeAlarm {
+		return r.BoottimeNs
+	}
+	return r.MonotonicNs
+}
+
 // tfdIocSetTicks is TFD_IOC_SET_TICKS, _IOW('T', 0, __u64)
 // (include/uapi/linux/timerfd.h; needs CONFIG_CHECKPOINT_RESTORE).
 const tfdIocSetTicks = 0x40085400
@@ -128,12 +146,19 @@ func (timerfdKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	if setFlags&unix.TFD_TIMER_ABSTIME != 0 && tf.GetExpiryNs() != 0 {
 		// An absolute timer expires when its clock says so, the time
 		// spent dumped included (a past expiration fires at once and
-		// counts the periods missed). A clock that starts at boot
-		// tells another time after a reboot: there the timer gets the
-		// time it had left, as a relative one does.
+		// counts the periods missed). A clock that starts at boot goes
+		// on in the job's time namespace after a reboot, which gocr,
+		// outside it, sees moved by the rebase. Older images do not
+		// say how far: there the timer gets the time it had left, as
+		// a relative one does.
 		value = tf.GetExpiryNs()
-		if !realtimeClock(int(tf.GetClockid())) && !sameBoot(s) {
-			now, err := clockNow(int(tf.GetClockid()))
+		switch clock := int(tf.GetClockid()); {
+		case realtimeClock(clock):
+		case s.Rebase != nil:
+			// Before this boot began is past all the same.
+			value = max(value+s.Rebase.of(clock), 1)
+		case !sameBoot(s):
+			now, err := clockNow(clock)
 			if err != nil {
 				return 0, err
 			}

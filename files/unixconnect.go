@@ -62,7 +62,14 @@ func (g *unixSockets) connectStreams() error {
 		if err != nil {
 			return x.errorf(err)
 		}
-		if err := unix.Connect(client, x.addr()); err != nil {
+		// The client copies the listener's peer credentials, and the
+		// socket accept(2) gives records the connecting process's.
+		if x.peer != nil && recorded(x.peer.u.GetPeerCred()) {
+			if err := g.listen(x.peer.u.GetPeerCred(), l, math.MaxInt32); err != nil {
+				return x.errorf(fmt.Errorf("listen on %s: %w", unixName(x.name()), err))
+			}
+		}
+		if err := g.connect(x.u.GetPeerCred(), client, x.name()); err != nil {
 			return x.errorf(fmt.Errorf("connect to %s: %w", unixName(x.name()), err))
 		}
 		h, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC)
@@ -114,8 +121,14 @@ func (g *unixSockets) connectPending() error {
 		}
 		for _, ino := range l.u.GetPending() {
 			client := -1
+			var cred *gocrpb.UnixPeerCred
 			if c := g.socks[ino]; c != nil && c.conn == gocrpb.UnixSocketFd_PEER_PENDING {
-				client = c.h
+				client, cred = c.h, c.u.GetConnectorCred()
+				if recorded(c.u.GetPeerCred()) {
+					if err := g.listen(c.u.GetPeerCred(), l.h, math.MaxInt32); err != nil {
+						return l.errorf(fmt.Errorf("listen: %w", err))
+					}
+				}
 			}
 			if client < 0 {
 				h, err := g.temp(l.typ())
@@ -131,11 +144,11 @@ func (g *unixSockets) connectPending() error {
 			if err := unix.SetNonblock(client, true); err != nil {
 				return l.errorf(err)
 			}
-			if err := unix.Connect(client, l.addr()); err != nil {
+			if err := g.connect(cred, client, l.name()); err != nil {
 				return l.errorf(fmt.Errorf("connect a client not yet accepted: %w", err))
 			}
 		}
-		if err := unix.Listen(l.h, int(l.u.GetBacklog())); err != nil {
+		if err := g.listen(l.u.GetPeerCred(), l.h, int(l.u.GetBacklog())); err != nil {
 			return l.errorf(fmt.Errorf("listen with backlog %d: %w", l.u.GetBacklog(), err))
 		}
 	}
@@ -156,6 +169,8 @@ func (g *unixSockets) datagrams() error {
 				return err
 			}
 			continue
+		case x.conn == gocrpb.UnixSocketFd_PEER_GONE && x.goneByName():
+			continue // datagramsGone
 		case x.conn == gocrpb.UnixSocketFd_PEER_GONE:
 			if err := g.fill(x, x.gone, nil, x.recv); err != nil {
 				return err

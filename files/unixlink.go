@@ -107,6 +107,9 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 		if err := checkUnixPair(x, socks); err != nil {
 			return err
 		}
+		if err := linkPeerCred(x, opts); err != nil {
+			return err
+		}
 	}
 	for _, x := range kept {
 		if x.u.GetListening() || (x.typ() != unix.SOCK_DGRAM && x.u.GetConnection() == gocrpb.UnixSocketFd_NOT_CONNECTED) {
@@ -180,7 +183,7 @@ func resolveUnixPeer(x *unixRef, socks, listenerOf map[uint64]*unixRef, ext map[
 		return nil
 	}
 	if ext[string(u.GetName())] || (d.Bound && ext[d.Name]) {
-		x.set(func(u *gocrpb.UnixSocketFd) { u.Connection = gocrpb.UnixSocketFd_PEER_GONE })
+		x.set(restoredExternal)
 		return nil
 	}
 	what := fmt.Sprintf("socket inode %d", peer)
@@ -211,11 +214,20 @@ func pendingOutside(x *unixRef, ext map[string]bool) error {
 	}
 	name := sockaddrName(sa)
 	if ext[string(x.u.GetName())] || (name != "" && ext[name]) {
-		x.set(func(u *gocrpb.UnixSocketFd) { u.Connection = gocrpb.UnixSocketFd_PEER_GONE })
+		x.set(restoredExternal)
 		return nil
 	}
 	return x.errorf("%w (a listener on %s, which has not accepted it yet); --external-unix %s dumps it, restored with its peer gone",
 		errOutside, unixName(name), unixFlagName(name))
+}
+
+// restoredExternal marks a socket connected outside the dump and named
+// external: restored with its peer gone, and, as its peer credentials
+// name a process outside the dump, with those of the restore (no
+// credentials in the image).
+func restoredExternal(u *gocrpb.UnixSocketFd) {
+	u.Connection = gocrpb.UnixSocketFd_PEER_GONE
+	u.PeerCred = nil
 }
 
 // unixFlagName is a name as --external-unix takes it.

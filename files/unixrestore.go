@@ -41,6 +41,13 @@ import (
 // Options, status flags and shutdown states are set as each socket is
 // opened, after all of this: SO_PASSCRED would put gocr's credentials on
 // each message sent, a shutdown would refuse them.
+//
+// socketpair(2), listen(2) and a stream's connect(2) record peer
+// credentials: each is made, where the dump recorded some, in a process
+// with the dumped pid and ids (unixpeercred.go), a listener listening
+// again with its client's before each connection, which copies them; a
+// datagram socket connected without any recorded is connected by name,
+// not made by socketpair(2). Every socket's are then read back.
 
 // unixSock is a unix socket being made again.
 type unixSock struct {
@@ -55,12 +62,14 @@ type unixSock struct {
 	given bool
 }
 
-func (x *unixSock) typ() int                 { return socketTypes[x.u.GetType()] }
-func (x *unixSock) named() bool              { return len(x.u.GetName()) > 0 }
-func (x *unixSock) isPath() bool             { return x.named() && x.u.GetName()[0] != 0 }
-func (x *unixSock) stream() bool             { return x.typ() != unix.SOCK_DGRAM }
-func (x *unixSock) name() string             { return string(x.u.GetName()) }
-func (x *unixSock) mutual() bool             { return x.peer != nil && x.peer.u.GetPeer() == x.u.GetIno() }
+func (x *unixSock) typ() int     { return socketTypes[x.u.GetType()] }
+func (x *unixSock) named() bool  { return len(x.u.GetName()) > 0 }
+func (x *unixSock) isPath() bool { return x.named() && x.u.GetName()[0] != 0 }
+func (x *unixSock) stream() bool { return x.typ() != unix.SOCK_DGRAM }
+func (x *unixSock) name() string { return string(x.u.GetName()) }
+func (x *unixSock) mutual() bool {
+	return x.peer != nil && x.peer.u.GetPeer() == x.u.GetIno() && !x.byName()
+}
 func (x *unixSock) addr() *unix.SockaddrUnix { return &unix.SockaddrUnix{Name: x.name()} }
 
 func (x *unixSock) errorf(err error) error {
@@ -88,7 +97,7 @@ func makeUnixSockets(s *Sources) (*unixSockets, error) {
 	if err := g.collect(); err != nil {
 		return nil, err
 	}
-	for _, step := range []func() error{g.clearPaths, g.create, g.bind, g.connectStreams, g.connectPending, g.datagrams, g.setFiles} {
+	for _, step := range []func() error{g.clearPaths, g.create, g.bind, g.connectStreams, g.connectPending, g.datagramsGone, g.datagrams, g.checkPeerCreds, g.setFiles} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -289,23 +298,23 @@ func (g *unixSockets) create() error {
 		if x.h >= 0 || g.accepted(x) {
 			continue
 		}
-		typ := x.typ() | unix.SOCK_CLOEXEC
 		pair := false
 		switch x.conn {
 		case gocrpb.UnixSocketFd_PEER_DUMPED:
 			pair = x.mutual() && !(x.stream() && (x.named() || x.peer.named()))
 		case gocrpb.UnixSocketFd_PEER_GONE:
-			pair = true // a stream's has no name: accepted ones were skipped
+			// A stream's has no name: accepted ones were skipped.
+			pair = !x.goneByName()
 		}
 		if !pair {
-			h, err := unix.Socket(unix.AF_UNIX, typ, 0)
+			h, err := unix.Socket(unix.AF_UNIX, x.typ()|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return x.errorf(fmt.Errorf("socket: %w", err))
 			}
 			g.add(x, h)
 			continue
 		}
-		sv, err := unix.Socketpair(unix.AF_UNIX, typ, 0)
+		sv, err := g.socketpair(x.u.GetPeerCred(), x.typ())
 		if err != nil {
 			return x.errorf(fmt.Errorf("socketpair: %w", err))
 		}
@@ -355,7 +364,7 @@ func (g *unixSockets) bind() error {
 			return x.errorf(err)
 		}
 		if x.u.GetListening() {
-			if err := unix.Listen(x.h, math.MaxInt32); err != nil {
+			if err := g.listen(x.u.GetPeerCred(), x.h, math.MaxInt32); err != nil {
 				return x.errorf(fmt.Errorf("listen: %w", err))
 			}
 		}

@@ -105,6 +105,9 @@ func dumpUnixSocket(e *Entry, fd *gocrpb.Fd) error {
 	if err := readUnixOptions(h, d.Type, u); err != nil {
 		return err
 	}
+	if u.PeerCred, err = readPeerCred(h); err != nil {
+		return err
+	}
 	fd.Kind = &gocrpb.Fd_UnixSocket{UnixSocket: u}
 	return nil
 }

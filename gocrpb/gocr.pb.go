@@ -147,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type PathFd_Type int32
@@ -204,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -256,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -315,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -343,7 +343,17 @@ type Inventory struct {
 	// 16 random bytes (crypto/rand) that the header of every image of this
 	// dump carries too: a restore refuses an image whose header differs,
 	// so images of two dumps are never mixed (docs/IMAGES.md).
-	DumpId        []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
+	DumpId []byte `protobuf:"bytes,91,opt,name=dump_id,json=dumpId,proto3" json:"dump_id,omitempty"`
+	// An incremental dump (gocr dump --prev): the dump ID of the dump it
+	// takes its unchanged pages from (PageRange.from_parent), and where
+	// that dump is, relative to this dump's directory unless absolute. A
+	// restore follows the chain and checks each link's ID before anything
+	// is created.
+	ParentDumpId []byte `protobuf:"bytes,131,opt,name=parent_dump_id,json=parentDumpId,proto3" json:"parent_dump_id,omitempty"`
+	ParentDir    string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
+	// The clocks as the job read them when the dump froze it, for a
+	// restore on another boot (restorer/timens.go); absent in older images.
+	Clocks        *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +472,108 @@ func (x *Inventory) GetDumpId() []byte {
 	return nil
 }
 
+func (x *Inventory) GetParentDumpId() []byte {
+	if x != nil {
+		return x.ParentDumpId
+	}
+	return nil
+}
+
+func (x *Inventory) GetParentDir() string {
+	if x != nil {
+		return x.ParentDir
+	}
+	return ""
+}
+
+func (x *Inventory) GetClocks() *Clocks {
+	if x != nil {
+		return x.Clocks
+	}
+	return nil
+}
+
+// Clocks are the clocks a job reads, taken at one instant (man 2
+// clock_gettime), and the time namespace it read them in (man 7
+// time_namespaces): monotonic_ns and boottime_ns include its offsets.
+type Clocks struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RealtimeNs  int64                  `protobuf:"varint,1,opt,name=realtime_ns,json=realtimeNs,proto3" json:"realtime_ns,omitempty"`
+	MonotonicNs int64                  `protobuf:"varint,2,opt,name=monotonic_ns,json=monotonicNs,proto3" json:"monotonic_ns,omitempty"`
+	BoottimeNs  int64                  `protobuf:"varint,3,opt,name=boottime_ns,json=boottimeNs,proto3" json:"boottime_ns,omitempty"`
+	// The offsets of the job's time namespace (/proc/PID/timens_offsets);
+	// zero in the machine's initial one.
+	MonotonicOffsetNs int64 `protobuf:"varint,4,opt,name=monotonic_offset_ns,json=monotonicOffsetNs,proto3" json:"monotonic_offset_ns,omitempty"`
+	BoottimeOffsetNs  int64 `protobuf:"varint,5,opt,name=boottime_offset_ns,json=boottimeOffsetNs,proto3" json:"boottime_offset_ns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Clocks) Reset() {
+	*x = Clocks{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Clocks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Clocks) ProtoMessage() {}
+
+func (x *Clocks) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Clocks.ProtoReflect.Descriptor instead.
+func (*Clocks) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Clocks) GetRealtimeNs() int64 {
+	if x != nil {
+		return x.RealtimeNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetMonotonicNs() int64 {
+	if x != nil {
+		return x.MonotonicNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetBoottimeNs() int64 {
+	if x != nil {
+		return x.BoottimeNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetMonotonicOffsetNs() int64 {
+	if x != nil {
+		return x.MonotonicOffsetNs
+	}
+	return 0
+}
+
+func (x *Clocks) GetBoottimeOffsetNs() int64 {
+	if x != nil {
+		return x.BoottimeOffsetNs
+	}
+	return 0
+}
+
 // Task is one process: process-wide state plus one Thread per thread.
 type Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -501,7 +613,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +625,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[1]
+	mi := &file_gocrpb_gocr_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +638,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Task) GetPid() int32 {
@@ -702,7 +814,7 @@ type ProcessAttrs struct {
 
 func (x *ProcessAttrs) Reset() {
 	*x = ProcessAttrs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +826,7 @@ func (x *ProcessAttrs) String() string {
 func (*ProcessAttrs) ProtoMessage() {}
 
 func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[2]
+	mi := &file_gocrpb_gocr_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +839,7 @@ func (x *ProcessAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessAttrs.ProtoReflect.Descriptor instead.
 func (*ProcessAttrs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{2}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProcessAttrs) GetOomScoreAdj() int32 {
@@ -805,7 +917,7 @@ type Cgroup struct {
 
 func (x *Cgroup) Reset() {
 	*x = Cgroup{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +929,7 @@ func (x *Cgroup) String() string {
 func (*Cgroup) ProtoMessage() {}
 
 func (x *Cgroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[3]
+	mi := &file_gocrpb_gocr_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +942,7 @@ func (x *Cgroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
 func (*Cgroup) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{3}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Cgroup) GetControllers() string {
@@ -857,7 +969,7 @@ type Autogroup struct {
 
 func (x *Autogroup) Reset() {
 	*x = Autogroup{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +981,7 @@ func (x *Autogroup) String() string {
 func (*Autogroup) ProtoMessage() {}
 
 func (x *Autogroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[4]
+	mi := &file_gocrpb_gocr_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +994,7 @@ func (x *Autogroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Autogroup.ProtoReflect.Descriptor instead.
 func (*Autogroup) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{4}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Autogroup) GetNice() int32 {
@@ -904,7 +1016,7 @@ type AuditIds struct {
 
 func (x *AuditIds) Reset() {
 	*x = AuditIds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1028,7 @@ func (x *AuditIds) String() string {
 func (*AuditIds) ProtoMessage() {}
 
 func (x *AuditIds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[5]
+	mi := &file_gocrpb_gocr_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1041,7 @@ func (x *AuditIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditIds.ProtoReflect.Descriptor instead.
 func (*AuditIds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{5}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuditIds) GetLoginuid() uint32 {
@@ -965,7 +1077,7 @@ type PosixTimer struct {
 
 func (x *PosixTimer) Reset() {
 	*x = PosixTimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1089,7 @@ func (x *PosixTimer) String() string {
 func (*PosixTimer) ProtoMessage() {}
 
 func (x *PosixTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[6]
+	mi := &file_gocrpb_gocr_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1102,7 @@ func (x *PosixTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
 func (*PosixTimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{6}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PosixTimer) GetId() int32 {
@@ -1061,7 +1173,7 @@ type ProcessFlags struct {
 
 func (x *ProcessFlags) Reset() {
 	*x = ProcessFlags{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1185,7 @@ func (x *ProcessFlags) String() string {
 func (*ProcessFlags) ProtoMessage() {}
 
 func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[7]
+	mi := &file_gocrpb_gocr_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1198,7 @@ func (x *ProcessFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessFlags.ProtoReflect.Descriptor instead.
 func (*ProcessFlags) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{7}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProcessFlags) GetDumpable() bool {
@@ -1140,7 +1252,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1264,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[8]
+	mi := &file_gocrpb_gocr_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1277,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{8}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Creds) GetRuid() uint32 {
@@ -1284,7 +1396,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1408,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[9]
+	mi := &file_gocrpb_gocr_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1421,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{9}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Rlimit) GetResource() uint32 {
@@ -1346,7 +1458,7 @@ type SigAction struct {
 
 func (x *SigAction) Reset() {
 	*x = SigAction{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1470,7 @@ func (x *SigAction) String() string {
 func (*SigAction) ProtoMessage() {}
 
 func (x *SigAction) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[10]
+	mi := &file_gocrpb_gocr_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1483,7 @@ func (x *SigAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAction.ProtoReflect.Descriptor instead.
 func (*SigAction) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{10}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SigAction) GetSigno() uint32 {
@@ -1420,7 +1532,7 @@ type SigInfo struct {
 
 func (x *SigInfo) Reset() {
 	*x = SigInfo{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1544,7 @@ func (x *SigInfo) String() string {
 func (*SigInfo) ProtoMessage() {}
 
 func (x *SigInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[11]
+	mi := &file_gocrpb_gocr_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1557,7 @@ func (x *SigInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigInfo.ProtoReflect.Descriptor instead.
 func (*SigInfo) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{11}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SigInfo) GetSigno() uint32 {
@@ -1473,7 +1585,7 @@ type Itimer struct {
 
 func (x *Itimer) Reset() {
 	*x = Itimer{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1597,7 @@ func (x *Itimer) String() string {
 func (*Itimer) ProtoMessage() {}
 
 func (x *Itimer) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[12]
+	mi := &file_gocrpb_gocr_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1610,7 @@ func (x *Itimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Itimer.ProtoReflect.Descriptor instead.
 func (*Itimer) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{12}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Itimer) GetWhich() uint32 {
@@ -1544,7 +1656,7 @@ type Thread struct {
 
 func (x *Thread) Reset() {
 	*x = Thread{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1668,7 @@ func (x *Thread) String() string {
 func (*Thread) ProtoMessage() {}
 
 func (x *Thread) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[13]
+	mi := &file_gocrpb_gocr_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1681,7 @@ func (x *Thread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thread.ProtoReflect.Descriptor instead.
 func (*Thread) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{13}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Thread) GetTid() int32 {
@@ -1685,7 +1797,7 @@ type ThreadAttrs struct {
 
 func (x *ThreadAttrs) Reset() {
 	*x = ThreadAttrs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1809,7 @@ func (x *ThreadAttrs) String() string {
 func (*ThreadAttrs) ProtoMessage() {}
 
 func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[14]
+	mi := &file_gocrpb_gocr_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1822,7 @@ func (x *ThreadAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadAttrs.ProtoReflect.Descriptor instead.
 func (*ThreadAttrs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{14}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ThreadAttrs) GetIoprio() uint32 {
@@ -1759,7 +1871,7 @@ type Mempolicy struct {
 
 func (x *Mempolicy) Reset() {
 	*x = Mempolicy{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1883,7 @@ func (x *Mempolicy) String() string {
 func (*Mempolicy) ProtoMessage() {}
 
 func (x *Mempolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[15]
+	mi := &file_gocrpb_gocr_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1896,7 @@ func (x *Mempolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mempolicy.ProtoReflect.Descriptor instead.
 func (*Mempolicy) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{15}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Mempolicy) GetMode() int32 {
@@ -1815,7 +1927,7 @@ type Sched struct {
 
 func (x *Sched) Reset() {
 	*x = Sched{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1939,7 @@ func (x *Sched) String() string {
 func (*Sched) ProtoMessage() {}
 
 func (x *Sched) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[16]
+	mi := &file_gocrpb_gocr_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1952,7 @@ func (x *Sched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sched.ProtoReflect.Descriptor instead.
 func (*Sched) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{16}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Sched) GetPolicy() uint32 {
@@ -1914,7 +2026,7 @@ type GPRegs struct {
 
 func (x *GPRegs) Reset() {
 	*x = GPRegs{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2038,7 @@ func (x *GPRegs) String() string {
 func (*GPRegs) ProtoMessage() {}
 
 func (x *GPRegs) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[17]
+	mi := &file_gocrpb_gocr_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2051,7 @@ func (x *GPRegs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPRegs.ProtoReflect.Descriptor instead.
 func (*GPRegs) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{17}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GPRegs) GetR15() uint64 {
@@ -2142,7 +2254,7 @@ type SigAltStack struct {
 
 func (x *SigAltStack) Reset() {
 	*x = SigAltStack{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2266,7 @@ func (x *SigAltStack) String() string {
 func (*SigAltStack) ProtoMessage() {}
 
 func (x *SigAltStack) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[18]
+	mi := &file_gocrpb_gocr_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2279,7 @@ func (x *SigAltStack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigAltStack.ProtoReflect.Descriptor instead.
 func (*SigAltStack) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{18}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SigAltStack) GetSp() uint64 {
@@ -2203,7 +2315,7 @@ type Rseq struct {
 
 func (x *Rseq) Reset() {
 	*x = Rseq{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2327,7 @@ func (x *Rseq) String() string {
 func (*Rseq) ProtoMessage() {}
 
 func (x *Rseq) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[19]
+	mi := &file_gocrpb_gocr_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2340,7 @@ func (x *Rseq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rseq.ProtoReflect.Descriptor instead.
 func (*Rseq) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{19}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Rseq) GetAbiPointer() uint64 {
@@ -2289,7 +2401,7 @@ type Mm struct {
 
 func (x *Mm) Reset() {
 	*x = Mm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2413,7 @@ func (x *Mm) String() string {
 func (*Mm) ProtoMessage() {}
 
 func (x *Mm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[20]
+	mi := &file_gocrpb_gocr_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2426,7 @@ func (x *Mm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mm.ProtoReflect.Descriptor instead.
 func (*Mm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{20}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Mm) GetPid() int32 {
@@ -2459,7 +2571,7 @@ type SavedFile struct {
 
 func (x *SavedFile) Reset() {
 	*x = SavedFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2583,7 @@ func (x *SavedFile) String() string {
 func (*SavedFile) ProtoMessage() {}
 
 func (x *SavedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[21]
+	mi := &file_gocrpb_gocr_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2596,7 @@ func (x *SavedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavedFile.ProtoReflect.Descriptor instead.
 func (*SavedFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{21}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SavedFile) GetId() uint64 {
@@ -2577,7 +2689,7 @@ type Vma struct {
 
 func (x *Vma) Reset() {
 	*x = Vma{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2701,7 @@ func (x *Vma) String() string {
 func (*Vma) ProtoMessage() {}
 
 func (x *Vma) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[22]
+	mi := &file_gocrpb_gocr_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2714,7 @@ func (x *Vma) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vma.ProtoReflect.Descriptor instead.
 func (*Vma) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{22}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Vma) GetStart() uint64 {
@@ -2728,7 +2840,7 @@ type PageSpan struct {
 
 func (x *PageSpan) Reset() {
 	*x = PageSpan{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2852,7 @@ func (x *PageSpan) String() string {
 func (*PageSpan) ProtoMessage() {}
 
 func (x *PageSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[23]
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2865,7 @@ func (x *PageSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageSpan.ProtoReflect.Descriptor instead.
 func (*PageSpan) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{23}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PageSpan) GetVaddr() uint64 {
@@ -2789,7 +2901,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2913,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2926,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2881,7 +2993,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3005,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3018,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileRef) GetPath() string {
@@ -2950,17 +3062,21 @@ func (x *FileRef) GetMtimeNs() int64 {
 // appear in page-image order, the stream's first range starting at the
 // data offset of its page image.
 type PageRange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vaddr         uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
-	NrPages       uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
-	Stream        uint32                 `protobuf:"varint,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Vaddr   uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
+	NrPages uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
+	Stream  uint32                 `protobuf:"varint,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The pages hold data that did not change since the parent dump
+	// (Inventory.parent_dump_id): no page image holds them here, the
+	// parent's at the same addresses does (or its parent's, and so on).
+	FromParent    bool `protobuf:"varint,43,opt,name=from_parent,json=fromParent,proto3" json:"from_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3088,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3101,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -3007,6 +3123,13 @@ func (x *PageRange) GetStream() uint32 {
 		return x.Stream
 	}
 	return 0
+}
+
+func (x *PageRange) GetFromParent() bool {
+	if x != nil {
+		return x.FromParent
+	}
+	return false
 }
 
 // Fd is one entry of a process's fd table: what every fd has, and the
@@ -3053,7 +3176,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3188,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3201,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -3383,7 +3506,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3518,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3531,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -3461,7 +3584,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +3596,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +3609,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -3534,7 +3657,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3669,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3682,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InheritFd) GetTerminal() bool {
@@ -3618,7 +3741,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3753,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3766,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3685,7 +3808,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3820,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3833,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3731,7 +3854,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +3866,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +3879,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3784,7 +3907,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3919,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3932,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3832,7 +3955,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +3967,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +3980,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3891,7 +4014,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4026,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4039,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -3944,7 +4067,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4079,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4092,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -4025,7 +4148,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4037,7 +4160,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4050,7 +4173,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -4075,7 +4198,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4087,7 +4210,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4100,7 +4223,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -4174,14 +4297,23 @@ type UnixSocketFd struct {
 	// What waits to be read at this socket, each datagram or record as one
 	// message (a stream's bytes as one); only on the socket's first fd in
 	// dump order.
-	Received      []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
+	Received []*UnixMessage `protobuf:"bytes,62,rep,name=received,proto3" json:"received,omitempty"`
+	// What SO_PEERCRED (and SO_PEERGROUPS) read on the socket at the dump:
+	// the credentials the kernel recorded at socketpair(2), listen(2) or
+	// connect(2) (net/unix/af_unix.c). Pid 0, uid and gid 0xffffffff:
+	// none recorded. Absent in images written before gocr read it.
+	PeerCred *UnixPeerCred `protobuf:"bytes,102,opt,name=peer_cred,json=peerCred,proto3" json:"peer_cred,omitempty"`
+	// For a socket waiting to be accepted (PEER_PENDING): the credentials
+	// the socket accept(2) gives will report, which nothing shows before
+	// it is accepted: those of the process holding this socket.
+	ConnectorCred *UnixPeerCred `protobuf:"bytes,103,opt,name=connector_cred,json=connectorCred,proto3" json:"connector_cred,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4193,7 +4325,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4206,7 +4338,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -4370,6 +4502,90 @@ func (x *UnixSocketFd) GetReceived() []*UnixMessage {
 	return nil
 }
 
+func (x *UnixSocketFd) GetPeerCred() *UnixPeerCred {
+	if x != nil {
+		return x.PeerCred
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetConnectorCred() *UnixPeerCred {
+	if x != nil {
+		return x.ConnectorCred
+	}
+	return nil
+}
+
+// UnixPeerCred is a unix socket's peer credentials (struct ucred, man 7
+// unix), with the peer's supplementary groups.
+type UnixPeerCred struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Uid           uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	Groups        []uint32               `protobuf:"varint,4,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnixPeerCred) Reset() {
+	*x = UnixPeerCred{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnixPeerCred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnixPeerCred) ProtoMessage() {}
+
+func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnixPeerCred.ProtoReflect.Descriptor instead.
+func (*UnixPeerCred) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UnixPeerCred) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *UnixPeerCred) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // UnixSocketFile is the file bind(2) made for a unix socket's path.
 type UnixSocketFile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4387,7 +4603,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4399,7 +4615,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4412,7 +4628,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4470,7 +4686,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4482,7 +4698,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4495,7 +4711,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4524,7 +4740,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4536,7 +4752,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4549,7 +4765,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4579,7 +4795,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4591,7 +4807,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4604,7 +4820,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4648,7 +4864,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4660,7 +4876,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4673,7 +4889,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4702,7 +4918,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4714,7 +4930,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4727,7 +4943,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -4813,7 +5029,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4825,7 +5041,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4838,7 +5054,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -4965,7 +5181,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5193,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5206,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5047,7 +5263,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5275,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5288,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5220,7 +5436,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5232,7 +5448,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5245,7 +5461,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5293,7 +5509,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5305,7 +5521,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5318,7 +5534,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5394,7 +5610,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5406,7 +5622,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5419,7 +5635,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5449,7 +5665,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5461,7 +5677,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5474,7 +5690,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5514,7 +5730,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5526,7 +5742,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5539,7 +5755,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5605,7 +5821,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5617,7 +5833,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5630,7 +5846,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5672,7 +5888,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5684,7 +5900,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5697,7 +5913,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5726,7 +5942,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5738,7 +5954,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5751,7 +5967,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5785,7 +6001,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5797,7 +6013,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5810,7 +6026,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5845,7 +6061,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5857,7 +6073,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5870,7 +6086,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -5947,7 +6163,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5959,7 +6175,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5972,7 +6188,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6147,7 +6363,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x8b\x03\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xfc\x03\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -6160,7 +6376,19 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\rpid_namespace\x180 \x01(\bR\fpidNamespace\x12\x17\n" +
 	"\aboot_id\x18X \x01(\tR\x06bootId\x12+\n" +
 	"\bsysv_ipc\x18Z \x01(\v2\x10.gocr.v1.SysvIpcR\asysvIpc\x12\x17\n" +
-	"\adump_id\x18[ \x01(\fR\x06dumpId\"\xfa\x05\n" +
+	"\adump_id\x18[ \x01(\fR\x06dumpId\x12%\n" +
+	"\x0eparent_dump_id\x18\x83\x01 \x01(\fR\fparentDumpId\x12\x1e\n" +
+	"\n" +
+	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\x12(\n" +
+	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\"\xcb\x01\n" +
+	"\x06Clocks\x12\x1f\n" +
+	"\vrealtime_ns\x18\x01 \x01(\x03R\n" +
+	"realtimeNs\x12!\n" +
+	"\fmonotonic_ns\x18\x02 \x01(\x03R\vmonotonicNs\x12\x1f\n" +
+	"\vboottime_ns\x18\x03 \x01(\x03R\n" +
+	"boottimeNs\x12.\n" +
+	"\x13monotonic_offset_ns\x18\x04 \x01(\x03R\x11monotonicOffsetNs\x12,\n" +
+	"\x12boottime_offset_ns\x18\x05 \x01(\x03R\x10boottimeOffsetNs\"\xfa\x05\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -6406,11 +6634,13 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x03dev\x18\x02 \x01(\x04R\x03dev\x12\x10\n" +
 	"\x03ino\x18\x03 \x01(\x04R\x03ino\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x19\n" +
-	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"T\n" +
+	"\bmtime_ns\x18\x05 \x01(\x03R\amtimeNs\"u\n" +
 	"\tPageRange\x12\x14\n" +
 	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\rR\x06stream\"\x94\a\n" +
+	"\x06stream\x18\x03 \x01(\rR\x06stream\x12\x1f\n" +
+	"\vfrom_parent\x18+ \x01(\bR\n" +
+	"fromParent\"\x94\a\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -6503,7 +6733,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xab\a\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\x9d\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -6532,7 +6762,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tpeer_name\x18; \x01(\fR\bpeerName\x12\x1a\n" +
 	"\blistener\x18< \x01(\x04R\blistener\x12\x1c\n" +
 	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
-	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\">\n" +
+	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\x122\n" +
+	"\tpeer_cred\x18f \x01(\v2\x15.gocr.v1.UnixPeerCredR\bpeerCred\x12<\n" +
+	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
@@ -6547,7 +6779,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPEER_GONE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"PEER_NAMED\x10\x04\x12\x10\n" +
-	"\fPEER_PENDING\x10\x05\"\x86\x01\n" +
+	"\fPEER_PENDING\x10\x05\"\\\n" +
+	"\fUnixPeerCred\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\rR\x03gid\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\rR\x06groups\"\x86\x01\n" +
 	"\x0eUnixSocketFile\x12\x18\n" +
 	"\apresent\x18\x01 \x01(\bR\apresent\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
@@ -6734,7 +6971,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6742,142 +6979,147 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(UnixSocketFd_Type)(0),       // 3: gocr.v1.UnixSocketFd.Type
 	(UnixSocketFd_Connection)(0), // 4: gocr.v1.UnixSocketFd.Connection
 	(*Inventory)(nil),            // 5: gocr.v1.Inventory
-	(*Task)(nil),                 // 6: gocr.v1.Task
-	(*ProcessAttrs)(nil),         // 7: gocr.v1.ProcessAttrs
-	(*Cgroup)(nil),               // 8: gocr.v1.Cgroup
-	(*Autogroup)(nil),            // 9: gocr.v1.Autogroup
-	(*AuditIds)(nil),             // 10: gocr.v1.AuditIds
-	(*PosixTimer)(nil),           // 11: gocr.v1.PosixTimer
-	(*ProcessFlags)(nil),         // 12: gocr.v1.ProcessFlags
-	(*Creds)(nil),                // 13: gocr.v1.Creds
-	(*Rlimit)(nil),               // 14: gocr.v1.Rlimit
-	(*SigAction)(nil),            // 15: gocr.v1.SigAction
-	(*SigInfo)(nil),              // 16: gocr.v1.SigInfo
-	(*Itimer)(nil),               // 17: gocr.v1.Itimer
-	(*Thread)(nil),               // 18: gocr.v1.Thread
-	(*ThreadAttrs)(nil),          // 19: gocr.v1.ThreadAttrs
-	(*Mempolicy)(nil),            // 20: gocr.v1.Mempolicy
-	(*Sched)(nil),                // 21: gocr.v1.Sched
-	(*GPRegs)(nil),               // 22: gocr.v1.GPRegs
-	(*SigAltStack)(nil),          // 23: gocr.v1.SigAltStack
-	(*Rseq)(nil),                 // 24: gocr.v1.Rseq
-	(*Mm)(nil),                   // 25: gocr.v1.Mm
-	(*SavedFile)(nil),            // 26: gocr.v1.SavedFile
-	(*Vma)(nil),                  // 27: gocr.v1.Vma
-	(*PageSpan)(nil),             // 28: gocr.v1.PageSpan
-	(*Memfd)(nil),                // 29: gocr.v1.Memfd
-	(*FileRef)(nil),              // 30: gocr.v1.FileRef
-	(*PageRange)(nil),            // 31: gocr.v1.PageRange
-	(*Fd)(nil),                   // 32: gocr.v1.Fd
-	(*FileLock)(nil),             // 33: gocr.v1.FileLock
-	(*PathFd)(nil),               // 34: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 35: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 36: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 37: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 38: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 39: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 40: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 41: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 42: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 43: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 44: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 45: gocr.v1.UnixSocketFd
-	(*UnixSocketFile)(nil),       // 46: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 47: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 48: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 49: gocr.v1.Files
-	(*GhostFd)(nil),              // 50: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 51: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 52: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 53: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 54: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 55: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 56: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 57: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 58: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 59: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 60: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 61: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 62: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 63: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 64: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 65: gocr.v1.PtyState
+	(*Clocks)(nil),               // 6: gocr.v1.Clocks
+	(*Task)(nil),                 // 7: gocr.v1.Task
+	(*ProcessAttrs)(nil),         // 8: gocr.v1.ProcessAttrs
+	(*Cgroup)(nil),               // 9: gocr.v1.Cgroup
+	(*Autogroup)(nil),            // 10: gocr.v1.Autogroup
+	(*AuditIds)(nil),             // 11: gocr.v1.AuditIds
+	(*PosixTimer)(nil),           // 12: gocr.v1.PosixTimer
+	(*ProcessFlags)(nil),         // 13: gocr.v1.ProcessFlags
+	(*Creds)(nil),                // 14: gocr.v1.Creds
+	(*Rlimit)(nil),               // 15: gocr.v1.Rlimit
+	(*SigAction)(nil),            // 16: gocr.v1.SigAction
+	(*SigInfo)(nil),              // 17: gocr.v1.SigInfo
+	(*Itimer)(nil),               // 18: gocr.v1.Itimer
+	(*Thread)(nil),               // 19: gocr.v1.Thread
+	(*ThreadAttrs)(nil),          // 20: gocr.v1.ThreadAttrs
+	(*Mempolicy)(nil),            // 21: gocr.v1.Mempolicy
+	(*Sched)(nil),                // 22: gocr.v1.Sched
+	(*GPRegs)(nil),               // 23: gocr.v1.GPRegs
+	(*SigAltStack)(nil),          // 24: gocr.v1.SigAltStack
+	(*Rseq)(nil),                 // 25: gocr.v1.Rseq
+	(*Mm)(nil),                   // 26: gocr.v1.Mm
+	(*SavedFile)(nil),            // 27: gocr.v1.SavedFile
+	(*Vma)(nil),                  // 28: gocr.v1.Vma
+	(*PageSpan)(nil),             // 29: gocr.v1.PageSpan
+	(*Memfd)(nil),                // 30: gocr.v1.Memfd
+	(*FileRef)(nil),              // 31: gocr.v1.FileRef
+	(*PageRange)(nil),            // 32: gocr.v1.PageRange
+	(*Fd)(nil),                   // 33: gocr.v1.Fd
+	(*FileLock)(nil),             // 34: gocr.v1.FileLock
+	(*PathFd)(nil),               // 35: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 36: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 37: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 38: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 39: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 40: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 41: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 42: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 43: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 44: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 45: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 46: gocr.v1.UnixSocketFd
+	(*UnixPeerCred)(nil),         // 47: gocr.v1.UnixPeerCred
+	(*UnixSocketFile)(nil),       // 48: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 49: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 50: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 51: gocr.v1.Files
+	(*GhostFd)(nil),              // 52: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 53: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 54: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 55: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 56: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 57: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 58: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 59: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 60: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 61: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 62: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 63: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 64: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 65: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 66: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 67: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	58, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
-	13, // 1: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
-	14, // 2: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
-	15, // 3: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
-	16, // 4: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
-	17, // 5: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
-	18, // 6: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
-	12, // 7: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
-	11, // 8: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
-	7,  // 9: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
-	9,  // 10: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
-	10, // 11: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
-	8,  // 12: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
-	22, // 13: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
-	16, // 14: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
-	23, // 15: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
-	24, // 16: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
-	21, // 17: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
-	19, // 18: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
-	20, // 19: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
-	30, // 20: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
-	27, // 21: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
-	26, // 22: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	30, // 23: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
-	0,  // 24: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	30, // 25: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	28, // 26: gocr.v1.Vma.fork_shared:type_name -> gocr.v1.PageSpan
-	30, // 27: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	33, // 28: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	34, // 29: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	35, // 30: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	36, // 31: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	37, // 32: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	38, // 33: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	39, // 34: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	41, // 35: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	42, // 36: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	43, // 37: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	45, // 38: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	52, // 39: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	56, // 40: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	64, // 41: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	50, // 42: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 43: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 44: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	65, // 45: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	40, // 46: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	44, // 47: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 48: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	48, // 49: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	46, // 50: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 51: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	47, // 52: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	32, // 53: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	29, // 54: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	51, // 55: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	30, // 56: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	53, // 57: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	54, // 58: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	55, // 59: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	57, // 60: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	60, // 61: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	61, // 62: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	62, // 63: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	59, // 64: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	59, // 65: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	59, // 66: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	63, // 67: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	65, // 68: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	60, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
+	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
+	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
+	16, // 4: gocr.v1.Task.sigactions:type_name -> gocr.v1.SigAction
+	17, // 5: gocr.v1.Task.shared_pending:type_name -> gocr.v1.SigInfo
+	18, // 6: gocr.v1.Task.itimers:type_name -> gocr.v1.Itimer
+	19, // 7: gocr.v1.Task.threads:type_name -> gocr.v1.Thread
+	13, // 8: gocr.v1.Task.flags:type_name -> gocr.v1.ProcessFlags
+	12, // 9: gocr.v1.Task.posix_timers:type_name -> gocr.v1.PosixTimer
+	8,  // 10: gocr.v1.Task.attrs:type_name -> gocr.v1.ProcessAttrs
+	10, // 11: gocr.v1.ProcessAttrs.autogroup:type_name -> gocr.v1.Autogroup
+	11, // 12: gocr.v1.ProcessAttrs.audit:type_name -> gocr.v1.AuditIds
+	9,  // 13: gocr.v1.ProcessAttrs.cgroups:type_name -> gocr.v1.Cgroup
+	23, // 14: gocr.v1.Thread.regs:type_name -> gocr.v1.GPRegs
+	17, // 15: gocr.v1.Thread.pending:type_name -> gocr.v1.SigInfo
+	24, // 16: gocr.v1.Thread.sigaltstack:type_name -> gocr.v1.SigAltStack
+	25, // 17: gocr.v1.Thread.rseq:type_name -> gocr.v1.Rseq
+	22, // 18: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
+	20, // 19: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
+	21, // 20: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
+	31, // 21: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	28, // 22: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
+	27, // 23: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
+	31, // 24: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	0,  // 25: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
+	31, // 26: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	29, // 27: gocr.v1.Vma.fork_shared:type_name -> gocr.v1.PageSpan
+	31, // 28: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	34, // 29: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	35, // 30: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	36, // 31: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	37, // 32: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	38, // 33: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	39, // 34: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	40, // 35: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	42, // 36: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	43, // 37: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	54, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	58, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	66, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	52, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	67, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	50, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	48, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 52: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	49, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	47, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	33, // 56: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 57: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	53, // 58: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 59: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	55, // 60: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	56, // 61: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	57, // 62: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	59, // 63: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	62, // 64: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	63, // 65: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	64, // 66: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	61, // 67: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	61, // 68: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	61, // 69: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	65, // 70: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	67, // 71: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -6885,8 +7127,8 @@ func file_gocrpb_gocr_proto_init() {
 	if File_gocrpb_gocr_proto != nil {
 		return
 	}
-	file_gocrpb_gocr_proto_msgTypes[1].OneofWrappers = []any{}
-	file_gocrpb_gocr_proto_msgTypes[27].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[2].OneofWrappers = []any{}
+	file_gocrpb_gocr_proto_msgTypes[28].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -6908,7 +7150,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   61,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -175,4 +176,29 @@ func (d *Dir) PageImageBytes() int64 {
 		}
 	}
 	return n
+}
+
+// OpenParent opens the dump that d's inventory names as its parent
+// (parent_dir: pages d takes unchanged from it), which is ref relative to
+// d.Path when not absolute: a directory of images, or a context file,
+// read in place as OpenContext does. ref's images must be ones only the
+// user running gocr or root could have written, whatever d trusts: a
+// chain reaches beyond the dump the user named.
+func (d *Dir) OpenParent(ref string) (*Dir, error) {
+	if !filepath.IsAbs(ref) {
+		ref = filepath.Join(d.Path, ref)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(ref, &st); err != nil {
+		return nil, &os.PathError{Op: "open", Path: ref, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return Open(ref)
+	}
+	f, err := os.OpenFile(ref, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return OpenContext(f, OpenOptions{})
 }

@@ -324,7 +324,7 @@ func (d *Dir) pagesAt(h *dataHeader, start, end int64) string {
 	count := 0
 	var off int64 // where the next range of the stream starts in the data
 	for _, r := range ranges {
-		if r.GetStream() != h.stream {
+		if r.GetStream() != h.stream || r.GetFromParent() {
 			continue
 		}
 		n := int64(r.GetNrPages()) * pageSize

@@ -103,7 +103,7 @@ func (p *Parasite) releaseLocal() {
 			p.pipes[i] = nil
 		}
 	}
-	for _, fd := range []*int{&p.pidfd, &p.sock, &p.cmdw, &p.lifew} {
+	for _, fd := range []*int{&p.pidfd, &p.sock, &p.cmdw, &p.lifew, &p.uffd} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1

@@ -18,7 +18,7 @@ import (
 // Precondition: pid is seized by t and in a ptrace event stop.
 func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1},
-		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1,
+		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1, uffd: -1,
 		sentFiles: map[uintptr]int64{}}
 	// Nothing is changed in the thread until the first injected call.
 	if err := p.prepareInjection(); err != nil {
@@ -40,6 +40,7 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		p.openCommandPipe,
 		func() error { return p.openLifeline(opts.Threads) },
 		p.writeSelfCureFrame,
+		func() error { return p.makeUserfaultfd(opts.Userfaultfd) },
 		p.start,
 	} {
 		if err = step(); err != nil {

@@ -50,12 +50,18 @@ type Options struct {
 	// Threads is how many threads the process has; with more than one,
 	// a lifeline pipe for ThreadStates is made too.
 	Threads int
+	// Userfaultfd, if not 0, are the flags of a userfaultfd(2) the
+	// infection makes in the process for gocr (TakeUserfaultfd).
+	Userfaultfd uint64
 }
 
 // Parasite is a live infection of one thread.
 type Parasite struct {
 	t   *ptrace.Tracer
 	pid int
+
+	uffd    int   // gocr's copy of the userfaultfd made at infection, or -1
+	uffdErr error // why none was made
 
 	// The thread as Infect found it, for Cure to put back.
 	saved       ptrace.Regs

@@ -17,10 +17,11 @@ const (
 	rstProcSetpgid  = 2
 	rstProcJoinPgid = 4
 
-	rstTreePidns = 1
+	rstTreePidns  = 1
+	rstTreeTimens = 2
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 5
+	rstVersion = 7
 
 	rstPageStreamsMax = 4
 
@@ -85,7 +86,8 @@ const (
 	rstStepPidfd       = 21
 	rstStepSched       = 22
 	rstStepPidns       = 23
-	rstStepStage       = 24
+	rstStepTimens      = 24
+	rstStepStage       = 25
 	rstStepAttrs       = 40
 )
 
@@ -115,6 +117,7 @@ var rstSteps = map[uint32]string{
 	rstStepPidfd:       "hand gocr the new process's pidfd",
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
+	rstStepTimens:      "make the time namespace (unshare CLONE_NEWTIME, /proc/self/timens_offsets)",
 	rstStepStage:       "map the memory shared with children since fork before they are forked",
 	rstStepAttrs:       "restore process and thread attributes",
 }
@@ -200,6 +203,10 @@ type rstTree struct {
 	PidfdSock int32  `c:"pidfd_sock"`
 	Flags     uint32 `c:"flags"`
 	Pad0      uint32
+	// With rstTreeTimens: the offsets from the machine's initial time
+	// namespace.
+	TimensMonotonicNs int64 `c:"timens_monotonic_ns"`
+	TimensBoottimeNs  int64 `c:"timens_boottime_ns"`
 }
 
 type rstProc struct {
@@ -222,6 +229,8 @@ type rstPages struct {
 	FileOff uint64 `c:"file_off"`
 	Stream  uint32 `c:"stream"`
 	Flags   uint32 `c:"flags"` // rstPagesHuge
+	File    uint32 `c:"file"`  // index into the plan's page files
+	Pad0    uint32
 }
 
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
@@ -245,6 +254,10 @@ type rstSiginfo struct {
 	Info  [128]byte
 }
 
+// rstTimerSignalQueued (RST_TIMER_SIGNAL_QUEUED): the timer's own
+// signal was queued at the dump, and the restorer has the timer queue it.
+const rstTimerSignalQueued = 1
+
 type rstPosixTimer struct {
 	ID         int32  `c:"id"`
 	ClockID    int32  `c:"clock_id"`
@@ -252,9 +265,9 @@ type rstPosixTimer struct {
 	Signo      int32  `c:"signo"`
 	Sigval     uint64 `c:"sigval"`
 	NotifyTid  int32  `c:"notify_tid"`
-	Pad0       uint32
-	ValueNs    int64 `c:"value_ns"`
-	IntervalNs int64 `c:"interval_ns"`
+	Flags      uint32 `c:"flags"` // rstTimerSignalQueued
+	ValueNs    int64  `c:"value_ns"`
+	IntervalNs int64  `c:"interval_ns"`
 }
 
 // Fixup operations (RST_FIXUP_*).
@@ -365,26 +378,28 @@ type rstArgs struct {
 	FixupsOff          uint32                    `c:"fixups_off"`
 	LifelineFd         int32                     `c:"lifeline_fd"`
 	Pad2               uint32
-	PagesFds           [rstPageStreamsMax]int32 `c:"pages_fds"`
-	NrCalls            uint32                   `c:"nr_calls"`
-	CallsOff           uint32                   `c:"calls_off"`
-	NrForkShared       uint32                   `c:"nr_fork_shared"`
-	ForkSharedOff      uint32                   `c:"fork_shared_off"`
-	Personality        uint32                   `c:"personality"`
-	Umask              uint32                   `c:"umask"`
-	CwdOff             uint32                   `c:"cwd_off"`
-	RootOff            uint32                   `c:"root_off"`
-	CommOff            uint32                   `c:"comm_off"`
-	PdeathSig          int32                    `c:"pdeathsig"`
-	Dumpable           int32                    `c:"dumpable"`
-	ChildSubreaper     int32                    `c:"child_subreaper"`
-	NoNewPrivs         int32                    `c:"no_new_privs"`
-	SetCreds           uint32                   `c:"set_creds"`
-	Uids               [4]uint32                `c:"uids"`
-	Gids               [4]uint32                `c:"gids"`
-	NrGroups           uint32                   `c:"nr_groups"`
-	GroupsOff          uint32                   `c:"groups_off"`
-	MaxFd              uint32                   `c:"max_fd"`
+	NrPageFiles        uint32 `c:"nr_page_files"`
+	PageFilesOff       uint32 `c:"page_files_off"`
+	Pad3               uint64
+	NrCalls            uint32    `c:"nr_calls"`
+	CallsOff           uint32    `c:"calls_off"`
+	NrForkShared       uint32    `c:"nr_fork_shared"`
+	ForkSharedOff      uint32    `c:"fork_shared_off"`
+	Personality        uint32    `c:"personality"`
+	Umask              uint32    `c:"umask"`
+	CwdOff             uint32    `c:"cwd_off"`
+	RootOff            uint32    `c:"root_off"`
+	CommOff            uint32    `c:"comm_off"`
+	PdeathSig          int32     `c:"pdeathsig"`
+	Dumpable           int32     `c:"dumpable"`
+	ChildSubreaper     int32     `c:"child_subreaper"`
+	NoNewPrivs         int32     `c:"no_new_privs"`
+	SetCreds           uint32    `c:"set_creds"`
+	Uids               [4]uint32 `c:"uids"`
+	Gids               [4]uint32 `c:"gids"`
+	NrGroups           uint32    `c:"nr_groups"`
+	GroupsOff          uint32    `c:"groups_off"`
+	MaxFd              uint32    `c:"max_fd"`
 	Pad1               uint32
 	PageHelperTids     [rstPageStreamsMax]int32  `c:"page_helper_tids"`
 	PageHelpersRunning [rstPageStreamsMax]uint32 `c:"page_helpers_running"`

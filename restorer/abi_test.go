@@ -36,6 +36,7 @@ func TestABIMatchesC(t *testing.T) {
 	for cname, v := range map[string]any{
 		"rst_vma": rstVma{}, "rst_pages": rstPages{}, "rst_span": rstSpan{}, "rst_fd": rstFd{}, "rst_siginfo": rstSiginfo{},
 		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_fixup": rstFixup{}, "rst_posix_timer": rstPosixTimer{}, "rst_call": rstCall{}, "rst_tree": rstTree{}, "rst_proc": rstProc{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
+		"rst_peercred_req": rstPeercredReq{}, "rst_peercred_reply": rstPeercredReply{},
 	} {
 		typ := reflect.TypeOf(v)
 		want, ok := sizes[cname]
@@ -87,6 +88,18 @@ var abiDefines = map[string]uint64{
 	"RST_VERSION":    rstVersion,
 	"RST_TREE_MAGIC": rstTreeMagic,
 
+	"RST_PEERCRED_FD":          rstPeercredFd,
+	"RST_PEERCRED_MAX_GROUPS":  rstPeercredMaxGroups,
+	"RST_PEERCRED_SOCKETPAIR":  rstPeercredSocketpair,
+	"RST_PEERCRED_LISTEN":      rstPeercredListen,
+	"RST_PEERCRED_CONNECT":     rstPeercredConnect,
+	"RST_PEERCRED_STEP_CLONE":  rstPeercredStepClone,
+	"RST_PEERCRED_STEP_GROUPS": rstPeercredStepGroups,
+	"RST_PEERCRED_STEP_GID":    rstPeercredStepGid,
+	"RST_PEERCRED_STEP_UID":    rstPeercredStepUid,
+	"RST_PEERCRED_STEP_CALL":   rstPeercredStepCall,
+	"RST_PEERCRED_STEP_EXIT":   rstPeercredStepExit,
+
 	"RST_STATE_RUNNING": rstStateRunning,
 	"RST_STATE_DONE":    rstStateDone,
 	"RST_STATE_FAILED":  rstStateFailed,
@@ -114,6 +127,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_PIDFD":        rstStepPidfd,
 	"RST_STEP_SCHED":        rstStepSched,
 	"RST_STEP_PIDNS":        rstStepPidns,
+	"RST_STEP_TIMENS":       rstStepTimens,
 	"RST_STEP_STAGE":        rstStepStage,
 	"RST_STEP_ATTRS":        rstStepAttrs,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
@@ -121,6 +135,8 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
 	"RST_FIXUP_OPEN":        rstFixupOpen,
 	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
+
+	"RST_TIMER_SIGNAL_QUEUED": rstTimerSignalQueued,
 
 	"RST_VMA_ANON_PRIVATE": rstVmaAnonPrivate,
 	"RST_VMA_ANON_SHARED":  rstVmaAnonShared,
@@ -151,6 +167,7 @@ var abiDefines = map[string]uint64{
 	"RST_PROC_SETPGID":   rstProcSetpgid,
 	"RST_PROC_JOIN_PGID": rstProcJoinPgid,
 	"RST_TREE_PIDNS":     rstTreePidns,
+	"RST_TREE_TIMENS":    rstTreeTimens,
 
 	"RST_RESTORER_STACK": restorerStack,
 	"RST_PARK_SIZE":      parkSize,
@@ -174,6 +191,7 @@ var abiDefines = map[string]uint64{
 // reason.
 var cOnlyDefines = map[string]string{
 	"GOCR_RESTORER_ABI_H": "include guard, no value",
+	"RST_PEERCRED_ARG":    "a string: peercred.go's rstPeercredArg",
 }
 
 // TestDefinesMatchC checks every #define of c/abi.h against abiDefines,

@@ -71,7 +71,9 @@ func (p *plan) planAttrs(task *gocrpb.Task) error {
 	// One autogroup per session, made by setsid (man 7 sched): the
 	// session's leader sets its nice for every member; a session led
 	// outside the dump is gocr's, checked by checkAttrs.
-	if ag := a.Autogroup; ag != nil && task.Sid == task.Pid {
+	// setsid makes a new autogroup of nice 0 (kernel/sched/autogroup.c
+	// autogroup_create), so only another nice is written.
+	if ag := a.Autogroup; ag != nil && task.Sid == task.Pid && ag.Nice != 0 {
 		p.write("autogroup nice", "/proc/self/autogroup", strconv.Itoa(int(ag.Nice)))
 	}
 	if au := a.Audit; au != nil {

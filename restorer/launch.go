@@ -141,6 +141,20 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	if opts.attached != nil {
 		opts.attached()
 	}
+	if opts.PidFile != "" {
+		hostRoot := root
+		if c.reaper >= 0 {
+			hostRoot = c.hostPid(0)
+		}
+		if err := writePidFile(opts.PidFile, hostRoot); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", root, err)
+		}
+		defer func() {
+			if err != nil {
+				os.Remove(opts.PidFile)
+			}
+		}()
+	}
 	// Every process has its fds: the TCP connections leave repair mode
 	// before any of them runs (files/tcprepair.go).
 	if err := src.ReleaseConnections(); err != nil {

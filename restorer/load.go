@@ -27,10 +27,17 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 			src.Close()
 		}
 	}()
+	// An incremental dump's parents, each checked before anything is
+	// created (chain.go).
+	chain, err := openChain(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer chain.close()
 	var procs []*proc
 	byPid := map[int32]*proc{}
 	for i, pid := range inv.Pids {
-		pr, err := loadProc(dir, inv, int(pid), src, reloc)
+		pr, err := loadProc(dir, inv, int(pid), src, reloc, chain)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -54,7 +61,7 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 
 // loadProc reads one process's images, opens its page images as sources
 // and builds its plan; a zombie has only its task image.
-func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Sources, reloc relocations) (*proc, error) {
+func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Sources, reloc relocations, chain *chain) (*proc, error) {
 	task, err := dir.ReadTask(pid)
 	if err != nil {
 		return nil, err
@@ -98,11 +105,14 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		closePages()
 		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 	}
-	pr.plan.markHugeExtents(pr.mm.Vmas, hugePagesAllowed())
 	// The sources own the files from here on (closed with them).
-	for s, f := range pages {
-		pr.plan.args.PagesFds[s] = src.Add(f)
+	for _, f := range pages {
+		pr.plan.pageFiles = append(pr.plan.pageFiles, src.Add(f))
 	}
+	if err := chain.resolve(pr.plan, pid, src); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
+	}
+	pr.plan.markHugeExtents(pr.mm.Vmas, hugePagesAllowed())
 	for _, check := range []func() error{
 		func() error { return checkMachine(inv, task, pr.mm) },
 		func() error { return classed(Environment, checkFiles(pr.mm)) },

@@ -35,6 +35,13 @@ type plan struct {
 	timers  []rstPosixTimer
 	rlimits []rstRlimit
 	groups  []uint32
+	// pageFiles are the fds of the page images rstPages.File indexes:
+	// this dump's streams first, in order, then a parent dump's
+	// (chain.go).
+	pageFiles []int32
+	// inherit are the page ranges an incremental dump takes from its
+	// parent (PageRange.from_parent), for the chain to resolve.
+	inherit []*gocrpb.PageRange
 	auxv    []byte
 	strtab  bytes.Buffer
 	strOff  map[string]uint32
@@ -176,11 +183,15 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if v == nil || r.NrPages > (v.End-r.Vaddr)/pageSize || v.Kind == gocrpb.VmaKind_VMA_FILE_SHARED || v.Kind >= gocrpb.VmaKind_VMA_VDSO {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is not inside a mapping that holds pages", i, r.Vaddr, r.NrPages)
 		}
+		if r.FromParent {
+			p.inherit = append(p.inherit, r)
+			continue
+		}
 		if int(r.Stream) >= len(dataSizes) {
 			return nil, fmt.Errorf("page range %d (%#x+%d pages) is in page stream %d, the dump has %d", i, r.Vaddr, r.NrPages, r.Stream, len(dataSizes))
 		}
 		p.pages = append(p.pages, rstPages{Vaddr: r.Vaddr, NrPages: r.NrPages,
-			FileOff: uint64(dataOffs[r.Stream]) + offs[r.Stream], Stream: r.Stream})
+			FileOff: uint64(dataOffs[r.Stream]) + offs[r.Stream], Stream: r.Stream, File: r.Stream})
 		offs[r.Stream] += r.NrPages * pageSize
 	}
 	for s, size := range dataSizes {
@@ -205,6 +216,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 	if len(task.Threads) == 0 || task.Threads[0].Tid != task.Pid {
 		return nil, fmt.Errorf("the first thread must be the thread-group leader %d", task.Pid)
 	}
+	timersQueued, timerQueued := queuedTimerSignals(task)
 	seen := map[int32]bool{}
 	for _, th := range task.Threads {
 		if th.Tid <= 0 || seen[th.Tid] {
@@ -227,6 +239,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		}
 		p.threads = append(p.threads, rt)
 		for _, si := range th.Pending {
+			if timerQueued[si] {
+				continue
+			}
 			s, err := siginfo(si, th.Tid)
 			if err != nil {
 				return nil, err
@@ -293,6 +308,9 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		a.CapLast = uint32(last)
 	}
 	for _, si := range task.SharedPending {
+		if timerQueued[si] {
+			continue
+		}
 		s, err := siginfo(si, 0)
 		if err != nil {
 			return nil, err
@@ -310,8 +328,12 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 		if t.ValueNs < 0 || t.IntervalNs < 0 {
 			return nil, fmt.Errorf("POSIX timer %d: negative time", t.Id)
 		}
-		p.timers = append(p.timers, rstPosixTimer{ID: t.Id, ClockID: t.ClockId, Notify: t.Notify, Signo: t.Signo,
-			Sigval: t.Sigval, NotifyTid: t.NotifyTid, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs})
+		rt := rstPosixTimer{ID: t.Id, ClockID: t.ClockId, Notify: t.Notify, Signo: t.Signo,
+			Sigval: t.Sigval, NotifyTid: t.NotifyTid, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs}
+		if timersQueued[t.Id] {
+			rt.Flags = rstTimerSignalQueued
+		}
+		p.timers = append(p.timers, rt)
 	}
 	for _, rl := range task.Rlimits {
 		if rl.Resource >= rlimNlimits {
@@ -453,6 +475,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrCalls, a.CallsOff = uint32(len(p.calls)), place(p.calls, len(p.calls))
 	a.NrForkShared, a.ForkSharedOff = uint32(len(p.forkShared)), place(p.forkShared, len(p.forkShared))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
+	a.NrPageFiles, a.PageFilesOff = uint32(len(p.pageFiles)), place(p.pageFiles, len(p.pageFiles))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())
 	total := hdr + body.Len()

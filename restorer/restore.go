@@ -70,6 +70,9 @@ type Options struct {
 	// TCPEstablished restores TCP connections to peers outside the
 	// dump, which a dump with --tcp-established took (inet.go).
 	TCPEstablished bool
+	// PidFile, if set, is written with the root's PID as gocr sees it
+	// (HostPid) before the processes run (pidfile.go).
+	PidFile string
 
 	// attached, if set, is called once every restored process has
 	// rebuilt itself, its System V segments attached, before any runs.
@@ -188,6 +191,14 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Its clocks that start at boot, in a time namespace where they go
+	// on from the dump's (timens.go).
+	tns, err := planTimeNamespace(dir.Inventory())
+	if err != nil {
+		return nil, err
+	}
+	src.Rebase = tns.rebase
+	t.useTimeNamespace(tns)
 	if opts.Detach {
 		if err := checkDetachedStops(procs); err != nil {
 			return nil, err
@@ -196,9 +207,18 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if opts.job, err = planShellJob(procs, opts); err != nil {
 		return nil, err
 	}
+	// Where the PIDs are decides who can make the sockets whose peer
+	// credentials name them (peercred.go).
+	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
+	if err != nil {
+		return nil, err
+	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
+	peerCreds := newPeerCredAgent(pidns)
+	src.PeerCreds = peerCreds
 	shmem, err := openSources(procs, src)
+	peerCreds.Close()
 	if err != nil {
 		return nil, environmentFailure(err)
 	}
@@ -235,10 +255,6 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		if err := pr.plan.bind(pr, src, shmem); err != nil {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
-	}
-	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
-	if err != nil {
-		return nil, err
 	}
 	if pidns {
 		if err := checkProcPaths(procs); err != nil {

@@ -200,9 +200,8 @@ func savedCopy(dir *images.Dir, sf *gocrpb.SavedFile) (*os.File, error) {
 	return r, nil
 }
 
-// fillCopy writes file-ID.img's data extents into w at the file's own
-// offsets and checks the whole, holes read as zeros, against the SHA-256
-// the dump recorded.
+// fillCopy fills w with file-ID.img's data at the file's own offsets,
+// checked against the SHA-256 the dump recorded (images.Data.FillFile).
 func fillCopy(dir *images.Dir, sf *gocrpb.SavedFile, w *os.File) error {
 	img, err := dir.OpenSavedFile(sf.Id)
 	if err != nil {
@@ -213,35 +212,8 @@ func fillCopy(dir *images.Dir, sf *gocrpb.SavedFile, w *os.File) error {
 	if size != sf.File.Size {
 		return fmt.Errorf("file-%d.img holds %d bytes, the file had %d", sf.Id, size, sf.File.Size)
 	}
-	if err := w.Truncate(size); err != nil {
-		return err
-	}
-	ifd := int(img.Fd())
-	base := img.Off
-	for off := base; off < base+size; {
-		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // the rest is a hole
-		} else if err != nil {
-			return fmt.Errorf("SEEK_DATA: %w", err)
-		}
-		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return fmt.Errorf("SEEK_HOLE: %w", err)
-		}
-		hole = min(hole, base+size)
-		if _, err := io.Copy(io.NewOffsetWriter(w, data-base), io.NewSectionReader(img, data, hole-data)); err != nil {
-			return err
-		}
-		off = hole
-	}
-	// Read back from the copy: what the job will map is what is checked.
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(w, 0, size)); err != nil {
-		return fmt.Errorf("read back the copy: %w", err)
-	}
-	if !bytes.Equal(h.Sum(nil), sf.Sha256) {
-		return fmt.Errorf("file-%d.img does not hold the contents the dump saved (SHA-256 differs)", sf.Id)
+	if err := img.FillFile(w, sf.Sha256); err != nil {
+		return fmt.Errorf("file-%d.img: %w", sf.Id, err)
 	}
 	return nil
 }

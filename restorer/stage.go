@@ -80,7 +80,7 @@ func planForkShared(procs []*proc) error {
 					return fmt.Errorf("%s: bad shared pages %#x+%d", what, s.Vaddr, s.NrPages)
 				}
 				prev = s.Vaddr + s.NrPages*pageSize
-				if !coveredBy(covered, s.Vaddr, prev) {
+				if !insideRuns(covered, s.Vaddr, prev) {
 					return fmt.Errorf("%s: pages %#x-%#x are its parent %d's, whose page images do not hold them", what, s.Vaddr, prev, pr.parent.task.Pid)
 				}
 				pr.plan.forkShared = append(pr.plan.forkShared, rstSpan{Vaddr: s.Vaddr, NrPages: s.NrPages})
@@ -218,8 +218,8 @@ func parentPages(pr *proc) [][2]uint64 {
 	return out
 }
 
-// coveredBy says whether [start, end) lies inside one of the merged runs.
-func coveredBy(rs [][2]uint64, start, end uint64) bool {
+// insideRuns says whether [start, end) lies inside one of the merged runs.
+func insideRuns(rs [][2]uint64, start, end uint64) bool {
 	i := sort.Search(len(rs), func(i int) bool { return rs[i][1] > start })
 	return i < len(rs) && rs[i][0] <= start && end <= rs[i][1]
 }

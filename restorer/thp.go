@@ -113,7 +113,7 @@ func (p *plan) markHugeExtents(vmas []*gocrpb.Vma, allowed bool) {
 		piece := func(from, to uint64, flags uint32) {
 			if from < to {
 				out = append(out, rstPages{Vaddr: from, NrPages: (to - from) / pageSize,
-					FileOff: r.FileOff + (from - start), Stream: r.Stream, Flags: flags})
+					FileOff: r.FileOff + (from - start), Stream: r.Stream, Flags: flags, File: r.File})
 			}
 		}
 		piece(start, hStart, 0)

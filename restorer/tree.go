@@ -23,6 +23,18 @@ type tree struct {
 	// pidfd to gocr through (created).
 	pidfdSock int32
 	flags     uint32 // rstTree*
+	// The offsets of the time namespace made with rstTreeTimens.
+	timensMonotonicNs int64
+	timensBoottimeNs  int64
+}
+
+// useTimeNamespace has the restorer make the job's time namespace, if
+// it needs one.
+func (t *tree) useTimeNamespace(ns *timeNamespace) {
+	if ns.make {
+		t.flags |= rstTreeTimens
+		t.timensMonotonicNs, t.timensBoottimeNs = ns.monotonicNs, ns.boottimeNs
+	}
 }
 
 // buildTree orders the processes (parents first, as the inventory lists
@@ -100,6 +112,7 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 	binary.Write(&head, binary.LittleEndian, rstTree{
 		Magic: rstTreeMagic, Version: rstVersion, Size: uint32(total),
 		NrProcs: uint32(len(t.procs)), ProcsOff: uint32(tableOff), PidfdSock: t.pidfdSock, Flags: t.flags,
+		TimensMonotonicNs: t.timensMonotonicNs, TimensBoottimeNs: t.timensBoottimeNs,
 	})
 	binary.Write(&head, binary.LittleEndian, t.procs)
 	copy(out, head.Bytes())

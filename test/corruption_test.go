@@ -229,6 +229,11 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "UnixnamedOption", target: "unixnamed", dirArg: true,
 			gdb:  fixed("call (int)setsockopt(80, 1, 2, &have_log, 4)"),
 			want: "SO_REUSEADDR: 80 0"},
+		// Fd 80 made a socket naming another process (the child, which
+		// connected 84), as a restore that made it elsewhere would.
+		{name: "UnixpeercredOtherProcess", target: "unixpeercred",
+			gdb:  fixed("call (int)dup2(84, 80)"),
+			want: "fd 80 SO_PEERCRED pid"},
 		{name: "LocksFlockDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)flock(fds[0], 8)"), // LOCK_UN
 			want: "has no FLOCK WRITE lock"},

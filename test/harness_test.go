@@ -136,6 +136,7 @@ var cTargets = map[string]struct {
 	"memory":         {"memory.c", nil},
 	"cowwriter":      {"cowwriter.c", []string{"-pthread"}},
 	"forkshare":      {"forkshare.c", nil},
+	"incwriter":      {"incwriter.c", nil},
 	"seccomp_exec":   {"seccomp_exec.c", nil}, // a wrapper (startOpts.wrap), not a target
 	"takepid":        {"takepid.c", nil},      // holds a PID a restore wants, not a target
 	"fds":            {"fds.c", nil},
@@ -174,8 +175,10 @@ var cTargets = map[string]struct {
 	"unixsock":       {"unixsock.c", nil},
 	"savedfiles":     {"savedfiles.c", []string{"-ldl"}},
 	"unixnamed":      {"unixnamed.c", nil},
+	"unixpeercred":   {"unixpeercred.c", nil},
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
+	"timens":         {"timens.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

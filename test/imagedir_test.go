@@ -130,6 +130,17 @@ func rewriteDump(t *testing.T, src string, edit func(*gocrpb.Task)) string {
 // copies the saved file images the mm and files images name.
 func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFiles func(*gocrpb.Files)) string {
 	t.Helper()
+	return rewriteDumpAll(t, src, edit, editFiles, func(*gocrpb.Inventory) {})
+}
+
+// rewriteInventory is rewriteDump that edits the inventory alone.
+func rewriteInventory(t *testing.T, src string, edit func(*gocrpb.Inventory)) string {
+	t.Helper()
+	return rewriteDumpAll(t, src, func(*gocrpb.Task) {}, func(*gocrpb.Files) {}, edit)
+}
+
+func rewriteDumpAll(t *testing.T, src string, edit func(*gocrpb.Task), editFiles func(*gocrpb.Files), editInv func(*gocrpb.Inventory)) string {
+	t.Helper()
 	in, err := images.Open(src)
 	if err != nil {
 		t.Fatalf("open %s: %v", src, err)
@@ -243,6 +254,7 @@ func rewriteDumpFiles(t *testing.T, src string, edit func(*gocrpb.Task), editFil
 			t.Fatal(err)
 		}
 	}
+	editInv(inv)
 	if err := out.WriteInventory(inv); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -256,11 +257,21 @@ func TestPidnsNeverTaken(t *testing.T) {
 // TestPidnsKillReaper: SIGKILL to the namespace's reaper ends the job:
 // the kernel kills every process of a namespace whose init dies (man 7
 // pid_namespaces).
+//
+// --pidfile gets the job's PID as seen outside the namespace; one that
+// cannot be written fails the restore, leaving no process.
 func TestPidnsKillReaper(t *testing.T) {
 	needsGocr(t)
 	dir, tg := dumpedCounter(t)
-	restore(t, nil, dir, "-d", "--pidns=always")
+	pidfile := filepath.Join(t.TempDir(), "job.pid")
+	if r := runGocr(t, nil, "restore", "-D", dir, "-d", "--pidns=always", "--pidfile", filepath.Join(pidfile, "no")); r.code == 0 || !strings.Contains(r.stderr, "pid file") {
+		t.Fatalf("a pid file in a missing directory: want a refusal naming it: %v", r)
+	}
+	restore(t, nil, dir, "-d", "--pidns=always", "--pidfile", pidfile)
 	host, reaper := nsJob(t, tg, tg.pid)
+	if b, err := os.ReadFile(pidfile); err != nil || string(b) != fmt.Sprintf("%d\n", host) {
+		t.Errorf("pid file holds %q (%v), want the job's PID here, %d", b, err, host)
+	}
 	if err := syscall.Kill(reaper, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,10 @@ package test
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRefusedState: state a restore would silently change (docs/STATE.md)
@@ -26,6 +29,7 @@ func TestRefusedState(t *testing.T) {
 		{mode: "thread-ns", want: []string{"thread", "another namespace than its process (uts)"}},
 		{mode: "pid-children", want: []string{"creates its children in another pid namespace"}},
 		{mode: "time-children", needs: "/proc/self/ns/time_for_children", want: []string{"creates its children in another time namespace"}},
+		{mode: "time-split", needs: "/proc/self/ns/time", want: []string{"is in another time namespace than pid"}},
 		{mode: "epoll-reused", want: []string{"watch on fd", "now names another file"}},
 		{mode: "chardev", arg: "/dev/net/tun", needs: "/dev/net/tun", want: []string{"/dev/net/tun", "character device 10:200", "driver state"}},
 		{mode: "async", want: []string{"anon_inode:inotify", "O_ASYNC"}},
@@ -34,6 +38,8 @@ func TestRefusedState(t *testing.T) {
 		{mode: "pkey", cpu: "pku", want: []string{"protection key 1"}},
 		{mode: "amx", cpu: "amx_tile", want: []string{"AMX tile data"}},
 		{mode: "lam", cpu: "lam", want: []string{"tagged addresses (LAM"}},
+		{mode: "epoll-disarmed", want: []string{"anon_inode:[eventpoll]", "EPOLLONESHOT watch on fd", "disarmed"}},
+		{mode: "inotify-queued", want: []string{"anon_inode:inotify", "bytes of events wait to be read"}},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			if c.needs != "" {
@@ -69,6 +75,54 @@ func TestRefusedState(t *testing.T) {
 		checkIntact(t, tg) // it checks it still traces the counter
 		checkIntactCounter(t, tracee)
 	})
+}
+
+// TestRefusedDumpable2: a process left in dumpable mode 2 (it changed
+// its credentials while fs.suid_dumpable was 2) would come back in mode
+// 0, since PR_SET_DUMPABLE takes only 0 and 1: refused at dump. The
+// sysctl is 2 only until the target has changed its gid.
+func TestRefusedDumpable2(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	const sysctl = "/proc/sys/fs/suid_dumpable"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("this kernel has no %s: %v", sysctl, err)
+	}
+	restore := func() {
+		if err := os.WriteFile(sysctl, old, 0); err != nil {
+			t.Errorf("put %s back to %s: %v", sysctl, strings.TrimSpace(string(old)), err)
+		}
+	}
+	t.Cleanup(restore)
+	if err := os.WriteFile(sysctl, []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	tg := startTarget(t, "refusedstate", "dumpable2")
+	restore()
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "dumpable in mode 2", "PR_SET_DUMPABLE"}, nil)
+	checkIntact(t, tg)
+}
+
+// TestRefusedZombieCore: a zombie child whose exit status has the core
+// flag would come back without it (a restored zombie dies of its signal
+// without writing a core): refused at dump, naming it and its parent.
+func TestRefusedZombieCore(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	// The target's child writes "core" into a directory of its own.
+	if b, err := os.ReadFile("/proc/sys/kernel/core_pattern"); err != nil || strings.TrimSpace(string(b)) != "core" {
+		t.Skipf("core_pattern is %q, not the kernel's default \"core\" the target relies on to dump core (%v)", strings.TrimSpace(string(b)), err)
+	}
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_CORE, &rl); err != nil || rl.Max != unix.RLIM_INFINITY {
+		t.Skipf("the hard RLIMIT_CORE is %d, not unlimited: the target's child could not dump core (%v)", rl.Max, err)
+	}
+	tg := startTarget(t, "refusedstate", "zombie-core")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"a zombie child of pid " + strconv.Itoa(tg.pid), "dumped core", "WCOREDUMP"}, nil)
+	checkIntact(t, tg) // it reaps the child and checks WCOREDUMP
 }
 
 // TestReplacedFileRefused: a file replaced at its path between the dump

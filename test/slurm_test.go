@@ -150,6 +150,10 @@ func (j *recorderJob) events(t *testing.T) []string {
 	return names
 }
 
+// TestSlurmCluster: what Slurm itself does that cr_run relies on
+// (docs/SLURM.md). The cr_run tests go through the same paths end to end,
+// so only the quick check runs in `make test`; the requeue and preemption
+// timings, a minute in all, run under `make soak`.
 func TestSlurmCluster(t *testing.T) {
 	c := startSlurm(t)
 	// A requeued job becomes eligible cred_expire+1 s after its requeue;
@@ -185,6 +189,7 @@ func TestSlurmCluster(t *testing.T) {
 	})
 
 	t.Run("ScontrolRequeueTermsAndRestarts", func(t *testing.T) {
+		soakOnly(t)
 		j := submitRecorder(t, c, "requeue")
 		c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
 		first := j.wait(t, "start", 0, 1, slurmStartTimeout)
@@ -209,6 +214,7 @@ func TestSlurmCluster(t *testing.T) {
 	})
 
 	t.Run("PreemptionSignalsTermsAndRequeues", func(t *testing.T) {
+		soakOnly(t)
 		low := submitRecorder(t, c, "low")
 		c.waitJob(t, low.id, "RUNNING", 0, slurmStartTimeout)
 		first := low.wait(t, "start", 0, 1, slurmStartTimeout)
@@ -257,6 +263,7 @@ func TestSlurmCluster(t *testing.T) {
 	// once. (Ending on its own instead would complete the job: Slurm
 	// requeues a preempted job only when it ends it.)
 	t.Run("PreemptedJobRequeuesItself", func(t *testing.T) {
+		soakOnly(t)
 		low := submitRecorder(t, c, "selfrequeue", "SIGNAL_RECORDER_ON_USR1=requeue")
 		c.waitJob(t, low.id, "RUNNING", 0, slurmStartTimeout)
 		low.wait(t, "start", 0, 1, slurmStartTimeout)

@@ -325,6 +325,15 @@ func TestOrdinaryUserCraftedImages(t *testing.T) {
 			assertNoProcess(t, tg.pid)
 		})
 	}
+	// Dumped on another boot: its clocks need a time namespace, whose
+	// offsets only CAP_SYS_TIME sets.
+	t.Run("AnotherBoot", func(t *testing.T) {
+		moved := rewriteInventory(t, src, func(inv *gocrpb.Inventory) { inv.BootId = "00000000-0000-4000-8000-000000000000" })
+		ou.giveTree(t, moved)
+		r := ou.run(t, nil, "restore", "-d", "-D", moved)
+		assertRefused(t, r, []string{"time namespace", "CAP_SYS_TIME"}, nil)
+		assertNoProcess(t, tg.pid)
+	})
 	t.Run("TrustImages", func(t *testing.T) {
 		r := ou.run(t, nil, "restore", "-d", "--trust-images", "-D", dir)
 		assertRefused(t, r, []string{"--trust-images", "root"}, nil)

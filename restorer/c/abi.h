@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 5
+#define RST_VERSION 7
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -50,7 +50,8 @@
 #define RST_STEP_PIDFD 21
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
-#define RST_STEP_STAGE 24
+#define RST_STEP_TIMENS 24
+#define RST_STEP_STAGE 25
 #define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
@@ -119,8 +120,10 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, stage, 64);
 BUILD_BUG_ON_OFFSET(struct rst_vma, flags, 72);
 _Static_assert(sizeof(struct rst_vma) == 80, "rst_vma size");
 
-/* A run of pages: its data is at file_off in the page image of its stream
- * (pages_fds[stream]). */
+/* A run of pages: its data is at file_off in page image file (an index
+ * into the plan's page files, s32 fds at page_files_off): one of this
+ * dump's page streams, or of a parent dump's for an incremental dump. The
+ * thread of page stream `stream` reads it. */
 #define RST_PAGE_STREAMS_MAX 4
 /* flags: the run is whole 2 MiB extents that get a huge page each before
  * their data is read in (vaddr and nr_pages aligned to them). */
@@ -134,13 +137,16 @@ struct rst_pages {
 	u64 file_off;
 	u32 stream;
 	u32 flags;
+	u32 file;
+	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_pages, vaddr, 0);
 BUILD_BUG_ON_OFFSET(struct rst_pages, nr_pages, 8);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file_off, 16);
 BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
 BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
-_Static_assert(sizeof(struct rst_pages) == 32, "rst_pages size");
+BUILD_BUG_ON_OFFSET(struct rst_pages, file, 32);
+_Static_assert(sizeof(struct rst_pages) == 40, "rst_pages size");
 
 /* A run of pages, of the fork_shared list (rst_args). */
 struct rst_span {
@@ -209,6 +215,10 @@ _Static_assert(sizeof(struct rst_fixup) == 48, "rst_fixup size");
 
 /* A timer_create(2) timer to recreate under its ID (gocrpb.PosixTimer),
  * armed relative to the restore. */
+/* The timer's own signal was queued at the dump: the restorer lets the
+ * timer queue it again (restore_posix_timers). */
+#define RST_TIMER_SIGNAL_QUEUED 1
+
 struct rst_posix_timer {
 	s32 id;
 	s32 clock_id;
@@ -216,7 +226,7 @@ struct rst_posix_timer {
 	s32 signo;
 	u64 sigval;     /* sigev_value */
 	s32 notify_tid; /* with SIGEV_THREAD_ID */
-	u32 pad0;
+	u32 flags;      /* RST_TIMER_* */
 	s64 value_ns;   /* 0: disarmed */
 	s64 interval_ns;
 };
@@ -226,6 +236,7 @@ BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify, 8);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, signo, 12);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, sigval, 16);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, notify_tid, 24);
+BUILD_BUG_ON_OFFSET(struct rst_posix_timer, flags, 28);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, value_ns, 32);
 BUILD_BUG_ON_OFFSET(struct rst_posix_timer, interval_ns, 40);
 _Static_assert(sizeof(struct rst_posix_timer) == 48, "rst_posix_timer size");
@@ -363,6 +374,7 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 
 /* rst_tree.flags */
 #define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */
+#define RST_TREE_TIMENS 2 /* restore inside a new time namespace (restorer.c make_time_namespace) */
 
 struct rst_tree {
 	u64 magic;
@@ -379,6 +391,10 @@ struct rst_tree {
 	 * over as table index nr_procs, after which the table has none. */
 	u32 flags;
 	u32 pad0;
+	/* With RST_TREE_TIMENS: the offsets from the machine's initial time
+	 * namespace, in nanoseconds. */
+	s64 timens_monotonic_ns;
+	s64 timens_boottime_ns;
 };
 BUILD_BUG_ON_OFFSET(struct rst_tree, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_tree, version, 8);
@@ -388,7 +404,9 @@ BUILD_BUG_ON_OFFSET(struct rst_tree, procs_off, 20);
 BUILD_BUG_ON_OFFSET(struct rst_tree, created, 24);
 BUILD_BUG_ON_OFFSET(struct rst_tree, pidfd_sock, 28);
 BUILD_BUG_ON_OFFSET(struct rst_tree, flags, 32);
-_Static_assert(sizeof(struct rst_tree) == 40, "rst_tree size");
+BUILD_BUG_ON_OFFSET(struct rst_tree, timens_monotonic_ns, 40);
+BUILD_BUG_ON_OFFSET(struct rst_tree, timens_boottime_ns, 48);
+_Static_assert(sizeof(struct rst_tree) == 56, "rst_tree size");
 
 struct rst_proc {
 	s32 pid;
@@ -467,7 +485,9 @@ struct rst_args {
 	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
 	u32 pad2;
-	s32 pages_fds[RST_PAGE_STREAMS_MAX]; /* the page images, by stream */
+	u32 nr_page_files; /* s32 fds of the page images, struct rst_pages file */
+	u32 page_files_off;
+	u64 pad3;
 	u32 nr_calls; /* struct rst_call */
 	u32 calls_off;
 	u32 nr_fork_shared; /* struct rst_span: the pages of INHERIT mappings that are the parent's */
@@ -549,7 +569,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, itimers, 2360);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_fixups, 2456);
 BUILD_BUG_ON_OFFSET(struct rst_args, fixups_off, 2460);
 BUILD_BUG_ON_OFFSET(struct rst_args, lifeline_fd, 2464);
-BUILD_BUG_ON_OFFSET(struct rst_args, pages_fds, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_page_files, 2472);
+BUILD_BUG_ON_OFFSET(struct rst_args, page_files_off, 2476);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_fork_shared, 2496);
@@ -579,5 +600,64 @@ BUILD_BUG_ON_OFFSET(struct rst_args, cap_amb, 2656);
 BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
 _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
+
+/* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
+ * the restorer run with the one argument RST_PEERCRED_ARG makes, for
+ * gocr, the socket calls that record a unix socket's peer credentials,
+ * each in a process of its own with the PID and ids they must name. gocr
+ * sends a request on the SOCK_SEQPACKET socket at RST_PEERCRED_FD (with
+ * the socket to listen or connect as SCM_RIGHTS); the process making the
+ * call answers (with the pair's two fds), then the agent answers with
+ * done = 1 once that process is reaped and its PID free again. */
+#define RST_PEERCRED_ARG "peercred"
+#define RST_PEERCRED_FD 3
+#define RST_PEERCRED_MAX_GROUPS 256
+
+#define RST_PEERCRED_SOCKETPAIR 1
+#define RST_PEERCRED_LISTEN 2
+#define RST_PEERCRED_CONNECT 3
+
+#define RST_PEERCRED_STEP_CLONE 1
+#define RST_PEERCRED_STEP_GROUPS 2
+#define RST_PEERCRED_STEP_GID 3
+#define RST_PEERCRED_STEP_UID 4
+#define RST_PEERCRED_STEP_CALL 5
+#define RST_PEERCRED_STEP_EXIT 6
+
+struct rst_peercred_req {
+	u32 op;
+	s32 pid;       /* 0: any */
+	u32 uid;       /* the effective uid and gid to make the call with */
+	u32 gid;
+	s32 arg;       /* socketpair: the socket type; listen: the backlog */
+	u32 nr_groups;
+	u32 addr_len;  /* connect: the length of addr */
+	u32 pad0;
+	u8 addr[112];  /* connect: a struct sockaddr_un */
+	u32 groups[RST_PEERCRED_MAX_GROUPS];
+};
+
+struct rst_peercred_reply {
+	s32 err;   /* 0, or a negative errno */
+	u32 step;  /* RST_PEERCRED_STEP_* that failed */
+	u32 done;  /* 1: the agent's answer, the call's process is gone */
+	s32 status; /* done: the call's process's wait status */
+};
+
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, op, 0);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, pid, 4);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, uid, 8);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, gid, 12);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, arg, 16);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, nr_groups, 20);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr_len, 24);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr, 32);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, groups, 144);
+_Static_assert(sizeof(struct rst_peercred_req) == 1168, "rst_peercred_req size");
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, err, 0);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, step, 4);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, done, 8);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, status, 12);
+_Static_assert(sizeof(struct rst_peercred_reply) == 16, "rst_peercred_reply size");
 
 #endif

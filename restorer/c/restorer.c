@@ -700,6 +700,16 @@ static void restore_writes(struct rst_args *a)
 		if (fd < 0)
 			fail(a, RST_STEP_ATTRS, i, fd);
 		long n = sys3(__NR_write, fd, text, nl_strlen(text));
+		/* An autogroup's nice may be set once in 100 ms by anyone
+		 * without CAP_SYS_ADMIN, machine-wide; sooner fails with
+		 * EAGAIN (kernel/sched/autogroup.c
+		 * proc_sched_autogroup_set_nice): wait and write again, for
+		 * up to a second. */
+		for (int tries = 0; n == -11 /* EAGAIN */ && tries < 50; tries++) {
+			struct { s64 sec, nsec; } nap = {0, 20000000};
+			sys4(230 /* __NR_clock_nanosleep */, 1 /* CLOCK_MONOTONIC */, 0, &nap, NULL);
+			n = sys3(__NR_write, fd, text, nl_strlen(text));
+		}
 		sys1(__NR_close, fd);
 		if (n < 0)
 			fail(a, RST_STEP_ATTRS, i, n);
@@ -807,11 +817,12 @@ static void prepare_huge(u64 addr, u64 len)
 	sys3(__NR_madvise, start, end - start, MADV_COLLAPSE);
 }
 
-/* Reads run i of the page map from its image to addr. */
+/* Reads run i of the page map from its page image file to addr. */
 static void read_run(struct rst_args *a, u32 i, u64 addr)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
-	s32 fd = a->pages_fds[pr[i].stream];
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
+	s32 fd = files[pr[i].file];
 	u64 left = pr[i].nr_pages * PAGE_SIZE;
 	u64 foff = pr[i].file_off;
 	if (pr[i].flags & RST_PAGES_HUGE)
@@ -928,7 +939,7 @@ static void stage_memory(struct rst_args *a, struct rst_args *parent)
 		if (!(pr[i].flags & RST_PAGES_STAGED))
 			continue;
 		struct rst_vma *v = vma_at(a, pr[i].vaddr);
-		if (!v || !v->flags || pr[i].stream >= a->nr_page_streams || pr[i].stream >= RST_PAGE_STREAMS_MAX)
+		if (!v || !v->flags || pr[i].file >= a->nr_page_files)
 			fail(a, RST_STEP_STAGE, i, -EINVAL);
 		read_run(a, i, v->stage + (pr[i].vaddr - v->start));
 	}
@@ -950,7 +961,7 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
 	for (u32 i = 0; i < a->nr_pages; i++)
-		if (pr[i].stream >= a->nr_page_streams)
+		if (pr[i].stream >= a->nr_page_streams || pr[i].file >= a->nr_page_files)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
 	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
 		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
@@ -1038,6 +1049,58 @@ struct kernel_itimerspec {
 };
 
 #define NSEC_PER_SEC 1000000000LL
+#define __NR_rt_sigpending 127
+#define __NR_clock_gettime 228
+#define __NR_clock_nanosleep 230
+#define TIMER_ABSTIME 1 /* include/uapi/linux/time.h */
+#define CLOCK_MONOTONIC 1
+#define SIGEV_THREAD_ID 4 /* include/uapi/asm-generic/siginfo.h */
+#define ETIMEDOUT 110     /* include/uapi/asm-generic/errno.h */
+
+struct kernel_timespec {
+	s64 sec, nsec;
+};
+
+/* Re-queues the signal a timer had queued at the dump as the timer's own.
+ * The kernel queues one signal per timer; later expirations count as its
+ * overrun until it is taken, and only then is a periodic timer rearmed,
+ * forwarded from the expiry that queued it (man 2 timer_getoverrun,
+ * kernel/time/posix-timers.c). So the timer is armed at an absolute time
+ * already past, its clock's now plus the time left minus the interval:
+ * it expires at once and queues its signal (every signal is blocked
+ * here), and delivery forwards it to now plus the time left, as the dump
+ * read it. A one-shot timer whose signal waits is disarmed: it is armed at
+ * now, and its expiry leaves it disarmed again. The signal is waited for
+ * where this thread can see it (rt_sigpending: its own and the process's
+ * pending signals); a timer that notifies another thread expires at once
+ * all the same. */
+static void queue_timer_signal(struct rst_args *a, u32 i, struct rst_posix_timer *t)
+{
+	struct kernel_timespec now;
+	CHECK(a, RST_STEP_POSIX_TIMERS, i, sys2(__NR_clock_gettime, t->clock_id, &now));
+	s64 at = now.sec * NSEC_PER_SEC + now.nsec + t->value_ns - t->interval_ns;
+	if (at < 1)
+		at = 1; /* a CPU-time clock near 0: any past time */
+	struct kernel_itimerspec spec = {
+		.interval_sec = t->interval_ns / NSEC_PER_SEC, .interval_nsec = t->interval_ns % NSEC_PER_SEC,
+		.value_sec = at / NSEC_PER_SEC, .value_nsec = at % NSEC_PER_SEC,
+	};
+	CHECK(a, RST_STEP_POSIX_TIMERS, i, sys4(__NR_timer_settime, t->id, TIMER_ABSTIME, &spec, NULL));
+	if ((t->notify & SIGEV_THREAD_ID) && t->notify_tid != a->pid)
+		return;
+	u64 bit = 1ULL << (t->signo - 1);
+	/* A past expiry fires within microseconds (a CPU-time one at once);
+	 * give up after a second rather than hang the restore. */
+	for (int tries = 0; tries < 10000; tries++) {
+		u64 pending = 0;
+		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys2(__NR_rt_sigpending, &pending, 8));
+		if (pending & bit)
+			return;
+		struct kernel_timespec nap = {0, 100000};
+		sys4(__NR_clock_nanosleep, CLOCK_MONOTONIC, 0, &nap, NULL);
+	}
+	fail(a, RST_STEP_POSIX_TIMERS, i, -ETIMEDOUT);
+}
 
 /* Recreates the process's POSIX timers under their IDs, armed with what
  * was left of them. The threads they notify exist by now. */
@@ -1056,6 +1119,10 @@ static void restore_posix_timers(struct rst_args *a)
 		CHECK(a, RST_STEP_POSIX_TIMERS, i, sys3(__NR_timer_create, t[i].clock_id, &sev, &id));
 		if (id != t[i].id)
 			fail(a, RST_STEP_POSIX_TIMERS, i, -EEXIST);
+		if (t[i].flags & RST_TIMER_SIGNAL_QUEUED) {
+			queue_timer_signal(a, i, &t[i]);
+			continue;
+		}
 		if (t[i].value_ns == 0)
 			continue;
 		struct kernel_itimerspec spec = {
@@ -1077,8 +1144,9 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	a->restorer_size = hole_size;
 
 	restore_memory(a, hole, hole_size);
-	for (u32 i = 0; i < a->nr_page_streams; i++)
-		sys1(__NR_close, a->pages_fds[i]);
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
+	for (u32 i = 0; i < a->nr_page_files; i++)
+		sys1(__NR_close, files[i]);
 
 	/* mm fields: PR_SET_MM_MAP (kernel/sys.c prctl_set_mm_map) sets
 	 * code/data/brk/stack/arg/env bounds, the saved auxv and the exe link
@@ -1307,11 +1375,12 @@ static void restore_fds(struct rst_args *a)
 	 * every number the plan uses, then dup into place. */
 	if (a->nr_page_streams < 1 || a->nr_page_streams > RST_PAGE_STREAMS_MAX)
 		fail(a, RST_STEP_FDS, 0, -EINVAL);
-	for (u32 i = 0; i < a->nr_page_streams; i++) {
-		long pages = sys3(__NR_fcntl, a->pages_fds[i], F_DUPFD_CLOEXEC, high);
+	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
+	for (u32 i = 0; i < a->nr_page_files; i++) {
+		long pages = sys3(__NR_fcntl, files[i], F_DUPFD_CLOEXEC, high);
 		if (pages < 0)
 			fail(a, RST_STEP_FDS, 0, pages);
-		a->pages_fds[i] = (s32)pages;
+		files[i] = (s32)pages;
 	}
 	long lifeline = sys3(__NR_fcntl, a->lifeline_fd, F_DUPFD_CLOEXEC, high);
 	if (lifeline < 0)
@@ -1750,9 +1819,92 @@ static __attribute__((noreturn)) void start_reaper(struct rst_tree *t, u64 map_s
 		sys1(__NR_exit_group, 0);
 }
 
+#include "peercred.c"
+
+/* Whether the restorer was started as the peer-credentials agent: with
+ * the one argument RST_PEERCRED_ARG (sp: argc, then argv). */
+static int peercred_mode(u64 *sp)
+{
+	static const char want[] = RST_PEERCRED_ARG;
+	if (sp[0] != 2)
+		return 0;
+	const char *arg = (const char *)sp[2];
+	for (u64 i = 0; i < sizeof(want); i++)
+		if (arg[i] != want[i])
+			return 0;
+	return 1;
+}
+
+/* The job's time namespace (RST_TREE_TIMENS). unshare(CLONE_NEWTIME)
+ * leaves this process where it is and puts its children born after in
+ * the new namespace, whose offsets can be written to
+ * /proc/self/timens_offsets only until the first of them is (man 7
+ * time_namespaces; man 2 unshare). Each line is a clock name, signed
+ * seconds and nanoseconds below a second (fs/proc/base.c
+ * timens_offsets_write); the kernel refuses with ERANGE offsets that
+ * would make a clock negative or past KTIME_SEC_MAX / 2
+ * (kernel/time/namespace.c proc_timens_set_offset). A child's vvar
+ * mapping then shows the namespace's page (timens_on_fork,
+ * vdso_join_timens), wherever the restore moves it. */
+#define __NR_unshare 272
+#define CLONE_NEWTIME 0x00000080UL /* include/uapi/linux/sched.h */
+
+/* put_offset appends "NAME SECS NSECS\n" to buf at n, seconds rounded
+ * down so that the nanoseconds are never negative. */
+static u32 put_offset(char *buf, u32 n, const char *name, s64 ns)
+{
+	s64 sec = ns / 1000000000, nsec = ns % 1000000000;
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000;
+	}
+	while (*name)
+		buf[n++] = *name++;
+	buf[n++] = ' ';
+	u64 v = sec < 0 ? (u64)-sec : (u64)sec;
+	if (sec < 0)
+		buf[n++] = '-';
+	char digits[20];
+	u32 d = 0;
+	do {
+		digits[d++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n++] = ' ';
+	d = 0;
+	v = (u64)nsec;
+	do {
+		digits[d++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (d)
+		buf[n++] = digits[--d];
+	buf[n++] = '\n';
+	return n;
+}
+
+static void make_time_namespace(struct rst_tree *t)
+{
+	struct rst_args *a = plan_of(t, 0);
+	CHECK(a, RST_STEP_TIMENS, 0, sys1(__NR_unshare, CLONE_NEWTIME));
+	char buf[128];
+	u32 n = put_offset(buf, 0, "monotonic", t->timens_monotonic_ns);
+	n = put_offset(buf, n, "boottime", t->timens_boottime_ns);
+	long fd = sys2(__NR_open, "/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(a, RST_STEP_TIMENS, 1, fd);
+	long w = sys3(__NR_write, fd, buf, n);
+	if (w != (long)n)
+		fail(a, RST_STEP_TIMENS, 2, w < 0 ? w : -5 /* EIO */);
+	sys1(__NR_close, fd);
+}
+
 void restorer_main(u64 *sp)
 {
-	(void)sp;
+	if (peercred_mode(sp))
+		peercred_main();
 	long size = sys3(__NR_lseek, RST_PLAN_FD, 0, SEEK_END);
 	if (size < (long)sizeof(struct rst_tree))
 		sys1(__NR_exit_group, 100);
@@ -1763,6 +1915,8 @@ void restorer_main(u64 *sp)
 	if (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size || t->nr_procs == 0)
 		sys1(__NR_exit_group, 102);
 	sys1(__NR_close, RST_PLAN_FD);
+	if (t->flags & RST_TREE_TIMENS)
+		make_time_namespace(t);
 	if (t->flags & RST_TREE_PIDNS)
 		start_reaper(t, (u64)size);
 

@@ -9,13 +9,14 @@
  *   E  fd 200, readable,    EPOLLIN|EPOLLPRI|EPOLLRDHUP data 0xe5e50000000000c8
  *
  * and a second instance (fd 51) watching F (fd 64, readable) with
- * EPOLLIN|EPOLLONESHOT, whose one shot was consumed before the dump: it
- * must stay disarmed.
+ * EPOLLIN|EPOLLONESHOT, whose one shot was consumed and re-armed with
+ * EPOLL_CTL_MOD before the dump: it reports F once more, then no more.
+ * (A disarmed one-shot watch is refused at dump: refusedstate.c.)
  *
  * After restore: fd 50's fdinfo watch list is what it was; one epoll_wait
  * reports exactly A, C, D and E with their data and events; a second
  * reports A, C and E but not D (edge-triggered, consumed); fd 51 reports
- * nothing. Then for every registered fd number: EPOLL_CTL_ADD fails with
+ * F once, then nothing. Then for every registered fd number: EPOLL_CTL_ADD fails with
  * EEXIST, EPOLL_CTL_MOD to a new mask and data takes effect, EPOLL_CTL_DEL
  * succeeds and a second DEL fails with ENOENT; the instance ends empty.
  * This shows the watches are keyed by the dumped fd numbers.
@@ -166,6 +167,10 @@ int main(int argc, char **argv)
 		tgt_fail("setup: one-shot epoll_wait returned %d", n);
 	if (epoll_wait(EPFD1, &ev, 1, 0) != 0)
 		tgt_fail("setup: one-shot watch reported twice");
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	ev.data.u64 = ONESHOT_DATA;
+	if (epoll_ctl(EPFD1, EPOLL_CTL_MOD, ONESHOT_FD, &ev) < 0)
+		tgt_fail("setup: epoll_ctl MOD F: %s", strerror(errno));
 	watch_lines(EPFD, fdinfo_before, sizeof(fdinfo_before));
 	tgt_log("epoll fd %d watches: %s\n", EPFD, fdinfo_before);
 	tgt_ready();
@@ -182,9 +187,13 @@ int main(int argc, char **argv)
 	expect_events(1);
 	expect_events(2);
 	n = epoll_wait(EPFD1, &ev, 1, 0);
+	if (n != 1 || ev.data.u64 != ONESHOT_DATA || ev.events != EPOLLIN)
+		tgt_fail("epoll fd %d: the re-armed one-shot watch reported %d events (data %#llx events %#x), want F once",
+			 EPFD1, n, (unsigned long long)ev.data.u64, ev.events);
+	n = epoll_wait(EPFD1, &ev, 1, 0);
 	if (n != 0)
-		tgt_fail("epoll fd %d: the disarmed one-shot watch reported %d events (data %#llx)", EPFD1, n,
-			 (unsigned long long)ev.data.u64);
+		tgt_fail("epoll fd %d: the one-shot watch reported again after its shot (%d events, data %#llx)", EPFD1,
+			 n, (unsigned long long)ev.data.u64);
 	ev.events = EPOLLIN | EPOLLONESHOT;
 	ev.data.u64 = ONESHOT_DATA + 1;
 	if (epoll_ctl(EPFD1, EPOLL_CTL_MOD, ONESHOT_FD, &ev) < 0)

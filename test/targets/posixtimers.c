@@ -8,11 +8,16 @@
  *   2: created and deleted, so the IDs have a gap
  *   3: CLOCK_BOOTTIME, SIGRTMIN+2 to the second thread, every 3600 s
  *   4: CLOCK_MONOTONIC, SIGUSR2, disarmed
+ *   5: CLOCK_MONOTONIC, SIGRTMIN+4 (blocked), every 20 ms, its signal
+ *      queued since before the dump
  *
  * Checked after the restore: /proc/self/timers reads exactly as before
  * (IDs, signals and values, the thread notified, clocks); each timer's
  * interval is as set and the one-shot has no more time left than before
- * the dump; timer 0 keeps delivering SIGUSR1 with its value and ID.
+ * the dump; timer 0 keeps delivering SIGUSR1 with its value and ID; timer
+ * 5's signal is still the timer's own: 100 ms after the restore the first
+ * SIGRTMIN+4 taken counts the expirations since as its overrun, where an
+ * ordinary copy of the dumped signal would come first with none.
  *
  * With "overrun" as its second argument it instead holds a timer whose
  * last signal came with an overrun count, which a dump must refuse.
@@ -22,7 +27,7 @@
 #include <pthread.h>
 #include <sys/syscall.h>
 
-static timer_t tm[5];
+static timer_t tm[6];
 static struct itimerspec oneshot; /* timer 1 before the dump */
 static volatile sig_atomic_t ticks, bad_value, bad_id;
 static volatile pid_t second_tid;
@@ -113,6 +118,28 @@ static void hold_overrun(void)
 	tgt_pass();
 }
 
+/* Timer 5 expires at least four times in 100 ms: the kernel counts them
+ * as the overrun of the one signal it has queued (man 2 timer_getoverrun). */
+static void check_queued_signal(void)
+{
+	struct timespec wait = { 0, 100 * 1000 * 1000 }, none = { 0, 0 };
+	while (nanosleep(&wait, &wait) < 0 && errno == EINTR)
+		;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGRTMIN + 4);
+	siginfo_t si;
+	if (sigtimedwait(&set, &si, &none) != SIGRTMIN + 4)
+		tgt_fail("timer 5's SIGRTMIN+4 is not pending after the restore: %s", strerror(errno));
+	if (si.si_code != SI_TIMER || si.si_timerid != 5 || si.si_value.sival_int != 5)
+		tgt_fail("the SIGRTMIN+4 taken is not timer 5's (code %d, timer %d, value %d)", si.si_code,
+			 si.si_timerid, si.si_value.sival_int);
+	if (si.si_overrun < 3)
+		tgt_fail("timer 5's signal came with overrun %d after 100 ms of a 20 ms timer: it is not the timer's own",
+			 si.si_overrun);
+	check_interval(5, 20);
+}
+
 int main(int argc, char **argv)
 {
 	static char before[4096], after[4096];
@@ -130,6 +157,7 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGRTMIN + 2);
 	sigaddset(&block, SIGUSR2);
+	sigaddset(&block, SIGRTMIN + 4);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	pthread_t th;
 	if (pthread_create(&th, NULL, second, NULL) != 0)
@@ -150,6 +178,14 @@ int main(int argc, char **argv)
 	make_timer(4, CLOCK_MONOTONIC, &usr2, 0, 0);
 	if (timer_delete(tm[2]) < 0)
 		tgt_fail("timer_delete: %s", strerror(errno));
+	struct sigevent rt4 = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 4 };
+	rt4.sigev_value.sival_int = 5;
+	make_timer(5, CLOCK_MONOTONIC, &rt4, 20, 20);
+	for (sigset_t p;;) {
+		if (sigpending(&p) == 0 && sigismember(&p, SIGRTMIN + 4))
+			break;
+		usleep(1000);
+	}
 
 	read_timers(before, sizeof(before));
 	timer_gettime(tm[1], &oneshot);
@@ -182,5 +218,6 @@ int main(int argc, char **argv)
 		tgt_fail("a SIGUSR1 from timer 0 had another sival_int than 42");
 	if (bad_id)
 		tgt_fail("a SIGUSR1 from timer 0 was not SI_TIMER from timer 0");
+	check_queued_signal();
 	tgt_pass();
 }

@@ -9,6 +9,8 @@
  *   thread-ns      a thread in its own uts namespace (unshare CLONE_NEWUTS)
  *   pid-children   children go to a new PID namespace (unshare CLONE_NEWPID)
  *   time-children  children go to a new time namespace (unshare CLONE_NEWTIME)
+ *   time-split     a child in a new time namespace, the process back in its
+ *                  own (setns), so the tree spans two
  *   epoll-reused   an epoll watch whose fd number now names another pipe
  *   chardev PATH   an open character device with driver state
  *   async          an inotify fd with O_ASYNC, an owner and a signal
@@ -18,6 +20,12 @@
  *   pkey           a page tagged with a protection key (pkey_mprotect)
  *   amx            permission for AMX tile data (ARCH_REQ_XCOMP_PERM)
  *   lam            tagged addresses (ARCH_ENABLE_TAGGED_ADDR)
+ *   epoll-disarmed an EPOLLONESHOT watch that has fired
+ *   inotify-queued an inotify fd with an event waiting to be read
+ *   dumpable2      dumpable mode 2: its gid changed while the test holds
+ *                  fs.suid_dumpable at 2 until the target is ready
+ *   zombie-core    a child that dumped core (into a directory of its own)
+ *                  and that the target has not reaped
  */
 #include "target.h"
 
@@ -26,7 +34,10 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -145,6 +156,40 @@ static void run_children_ns(int flag)
 		tgt_fail("waitpid: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		tgt_fail("the child is not in the new namespace (status %#x)", st);
+	tgt_pass();
+}
+
+/* A child born in a new time namespace, then the process's children sent
+ * back to its own by setns(2) on its own link: the tree is in two time
+ * namespaces, each process creating children in its own. */
+static void run_time_split(void)
+{
+	char own[64] = "", childs[64] = "", path[64];
+	int fd = open("/proc/self/ns/time", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || readlink("/proc/self/ns/time", own, sizeof(own) - 1) < 0)
+		tgt_fail("read /proc/self/ns/time: %s", strerror(errno));
+	if (unshare(CLONE_NEWTIME) < 0)
+		tgt_fail("unshare CLONE_NEWTIME: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	if (setns(fd, CLONE_NEWTIME) < 0) {
+		kill(pid, SIGKILL);
+		tgt_fail("setns to its own time namespace: %s", strerror(errno));
+	}
+	close(fd);
+	tgt_ready();
+	tgt_wait();
+	snprintf(path, sizeof(path), "/proc/%d/ns/time", pid);
+	ssize_t n = readlink(path, childs, sizeof(childs) - 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (n <= 0 || strcmp(childs, own) == 0)
+		tgt_fail("the child is not in another time namespace (%s, its parent's %s)", childs, own);
 	tgt_pass();
 }
 
@@ -322,6 +367,122 @@ static void run_lam(void)
 	tgt_pass();
 }
 
+static void run_epoll_disarmed(void)
+{
+	int p[2];
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 0x0e };
+	int ep = epoll_create1(0);
+	if (ep < 0 || pipe(p) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) < 0 || write(p[1], "x", 1) != 1)
+		tgt_fail("epoll: %s", strerror(errno));
+	if (epoll_wait(ep, &ev, 1, 0) != 1)
+		tgt_fail("the one-shot watch did not fire");
+	tgt_ready();
+	tgt_wait();
+	/* Still disarmed: the pipe is readable (and hangs up), unreported. */
+	close(p[1]);
+	if (epoll_wait(ep, &ev, 1, 0) != 0)
+		tgt_fail("the disarmed one-shot watch reported events %#x", ev.events);
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev) < 0 || epoll_wait(ep, &ev, 1, 0) != 1)
+		tgt_fail("the one-shot watch, re-armed, did not report the pipe");
+	tgt_pass();
+}
+
+static void run_inotify_queued(void)
+{
+	char dir[] = "/tmp/gocr-refusedstate-XXXXXX", path[64];
+	int fd = inotify_init1(IN_NONBLOCK);
+	if (!mkdtemp(dir) || fd < 0 || inotify_add_watch(fd, dir, IN_CREATE) != 1)
+		tgt_fail("inotify: %s", strerror(errno));
+	snprintf(path, sizeof(path), "%s/made", dir);
+	int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (f < 0)
+		tgt_fail("create %s: %s", path, strerror(errno));
+	close(f);
+	unlink(path);
+	rmdir(dir);
+	int queued = 0;
+	if (ioctl(fd, FIONREAD, &queued) < 0 || queued == 0)
+		tgt_fail("no inotify event queued");
+	tgt_ready();
+	tgt_wait();
+	/* The IN_CREATE is still the first event. */
+	union {
+		struct inotify_event ev;
+		char buf[4096];
+	} u;
+	if (read(fd, u.buf, sizeof(u.buf)) < (ssize_t)sizeof(u.ev) || u.ev.wd != 1 || u.ev.mask != IN_CREATE ||
+	    strcmp(u.ev.name, "made") != 0)
+		tgt_fail("the queued IN_CREATE event is gone");
+	tgt_pass();
+}
+
+/* The test set fs.suid_dumpable to 2: a change of effective gid now
+ * leaves the process dumpable in mode 2 (kernel/cred.c commit_creds). */
+static void run_dumpable2(void)
+{
+	if (setresgid(65534, 65534, 65534) < 0)
+		tgt_fail("setresgid: %s", strerror(errno));
+	if (prctl(PR_GET_DUMPABLE) != 2)
+		tgt_fail("PR_GET_DUMPABLE %d, want 2 (is fs.suid_dumpable 2?)", prctl(PR_GET_DUMPABLE));
+	tgt_ready();
+	tgt_wait();
+	if (prctl(PR_GET_DUMPABLE) != 2)
+		tgt_fail("PR_GET_DUMPABLE %d, want 2", prctl(PR_GET_DUMPABLE));
+	tgt_pass();
+}
+
+/* A child dumps core into a directory of its own (core_pattern "core",
+ * as the test checks) and stays a zombie until the target reaps it. */
+static void run_zombie_core(void)
+{
+	char dir[] = "/tmp/gocr-refusedstate-XXXXXX", path[64], stat[64], buf[512];
+	if (!mkdtemp(dir))
+		tgt_fail("mkdtemp: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+		if (chdir(dir) < 0 || setrlimit(RLIMIT_CORE, &rl) < 0)
+			_exit(3);
+		abort();
+	}
+	/* Wait for the zombie: stat's state, then its exit_code (man 5
+	 * proc_pid_stat, field 52) with the core bit. */
+	snprintf(stat, sizeof(stat), "/proc/%d/stat", pid);
+	for (int i = 0;; i++) {
+		int f = open(stat, O_RDONLY | O_CLOEXEC);
+		ssize_t n = f < 0 ? -1 : read(f, buf, sizeof(buf) - 1);
+		if (f >= 0)
+			close(f);
+		if (n <= 0)
+			tgt_fail("read %s: %s", stat, strerror(errno));
+		buf[n] = 0;
+		char *p = strrchr(buf, ')');
+		if (p && p[2] == 'Z') {
+			char *last = strrchr(buf, ' ');
+			if (!(atoi(last + 1) & 0x80))
+				tgt_fail("the child died without dumping core (exit code %s)", last + 1);
+			break;
+		}
+		if (i > 5000)
+			tgt_fail("the child %d is not a zombie after 5 s", pid);
+		usleep(1000);
+	}
+	tgt_ready();
+	tgt_wait();
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		tgt_fail("waitpid %d: %s", pid, strerror(errno));
+	snprintf(path, sizeof(path), "%s/core", dir);
+	unlink(path);
+	rmdir(dir);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || !WCOREDUMP(st))
+		tgt_fail("the child's status is %#x, want SIGABRT with a core dumped", st);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -334,6 +495,8 @@ int main(int argc, char **argv)
 		run_children_ns(CLONE_NEWPID);
 	else if (strcmp(mode, "time-children") == 0)
 		run_children_ns(CLONE_NEWTIME);
+	else if (strcmp(mode, "time-split") == 0)
+		run_time_split();
 	else if (strcmp(mode, "epoll-reused") == 0)
 		run_epoll_reused();
 	else if (strcmp(mode, "chardev") == 0 && argc > 3)
@@ -352,5 +515,13 @@ int main(int argc, char **argv)
 		run_amx();
 	else if (strcmp(mode, "lam") == 0)
 		run_lam();
+	else if (strcmp(mode, "epoll-disarmed") == 0)
+		run_epoll_disarmed();
+	else if (strcmp(mode, "inotify-queued") == 0)
+		run_inotify_queued();
+	else if (strcmp(mode, "dumpable2") == 0)
+		run_dumpable2();
+	else if (strcmp(mode, "zombie-core") == 0)
+		run_zombie_core();
 	tgt_fail("unknown mode %s", mode);
 }
