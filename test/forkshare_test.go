@@ -185,3 +185,34 @@ func TestForkSharedLost(t *testing.T) {
 		})
 	}
 }
+
+// TestForkSharedIncremental: an incremental dump (--prev) of a tree
+// whose children share memory with their parent since fork: the
+// children's shared pages are left to the parent, whose own come from
+// the dump before; the restore from the incremental dump shares them
+// again and every process finds every word.
+func TestForkSharedIncremental(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "forkshare", "small")
+	pids := trackTree(t, tg.pid)
+	before := treeAnonPss(t, tg.pid)
+	first, second := t.TempDir(), t.TempDir()
+	dump(t, tg.pid, first, "--leave-running", "--track")
+	dump(t, tg.pid, second, "--prev", first)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	var stats struct {
+		ForkShared int64 `json:"fork_shared_bytes"`
+		Reused     int64 `json:"incremental_reused_bytes"`
+	}
+	if b, err := os.ReadFile(filepath.Join(second, "stats-dump.json")); err != nil || json.Unmarshal(b, &stats) != nil {
+		t.Fatalf("read stats-dump.json: %v", err)
+	}
+	if stats.ForkShared == 0 || stats.Reused == 0 {
+		t.Fatalf("the incremental dump left %d bytes to parents and took %d from the dump before: want both", stats.ForkShared, stats.Reused)
+	}
+	pid := restoreDetached(t, tg, second, nil)
+	checkSharedAgain(t, before, treeAnonPss(t, pid))
+	checkResult(t, tg, pid)
+}
