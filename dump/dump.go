@@ -282,9 +282,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk}
+	forkShared, err := findForkShared(states)
+	if err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
+	}
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}
+	if stats.ForkSharedLostBytes, err = forkShared.check(states, mems); err != nil {
+		return fmt.Errorf("dump pid %d: %w", root, err)
+	}
+	stats.ForkSharedBytes = forkShared.bytes()
 	stats.MemoryNs = time.Since(start).Nanoseconds()
 	if pids != nil {
 		if err := pids.apply(states); err != nil {
@@ -533,6 +541,11 @@ type Stats struct {
 	// instead of written, and why processes were written whole.
 	IncrementalReusedBytes int64    `json:"incremental_reused_bytes,omitempty"`
 	IncrementalFull        []string `json:"incremental_full,omitempty"`
+	// Pages children share with their parent processes since a fork,
+	// left out of the children's images (forkshared.go), and those
+	// found shared at the freeze that were not any more once captured.
+	ForkSharedBytes     int64 `json:"fork_shared_bytes,omitempty"`
+	ForkSharedLostBytes int64 `json:"fork_shared_lost_bytes,omitempty"`
 }
 
 // writeStats writes s into the dump, now in place; it is informational,

@@ -46,8 +46,9 @@ type run struct {
 // copied on write); for shared anonymous mappings every present page.
 // Shared file mappings keep their data in the file. Pages never touched
 // are not present and are not written
-// (Documentation/admin-guide/mm/pagemap.rst). With only set, only the
-// mappings it accepts are read.
+// (Documentation/admin-guide/mm/pagemap.rst), nor are those the parent
+// holds for the process (Vma.fork_shared, forkshared.go). With only set,
+// only the mappings it accepts are read.
 func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, error) {
 	pm, err := proc.OpenPagemap(pid)
 	if err != nil {
@@ -70,6 +71,7 @@ func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, er
 		// Runs never cross a VMA boundary: restore fills each mapping
 		// from its own ranges.
 		first := len(runs)
+		next := 0 // in v.ForkShared
 		for start := v.Start; start < v.End; start += chunk {
 			end := min(start+chunk, v.End)
 			if buf, err = pm.Read(start, end, buf); err != nil {
@@ -84,10 +86,10 @@ func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, er
 					want = e&proc.PagemapSwapped != 0 ||
 						(e&proc.PagemapPresent != 0 && e&proc.PagemapFileOrShared == 0)
 				}
-				if !want {
+				addr := start + uint64(i)*pageSize
+				if !want || inForkShared(v, addr, &next) {
 					continue
 				}
-				addr := start + uint64(i)*pageSize
 				swapped := e&proc.PagemapPresent == 0
 				if n := len(runs); n > first && runs[n-1].addr+runs[n-1].npages*pageSize == addr &&
 					runs[n-1].readable == readable && runs[n-1].swapped == swapped {

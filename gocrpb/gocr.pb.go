@@ -147,7 +147,7 @@ func (x FileLock_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileLock_Type.Descriptor instead.
 func (FileLock_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type PathFd_Type int32
@@ -204,7 +204,7 @@ func (x PathFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PathFd_Type.Descriptor instead.
 func (PathFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30, 0}
 }
 
 type UnixSocketFd_Type int32
@@ -256,7 +256,7 @@ func (x UnixSocketFd_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Type.Descriptor instead.
 func (UnixSocketFd_Type) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 0}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41, 0}
 }
 
 type UnixSocketFd_Connection int32
@@ -315,7 +315,7 @@ func (x UnixSocketFd_Connection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UnixSocketFd_Connection.Descriptor instead.
 func (UnixSocketFd_Connection) EnumDescriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40, 1}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41, 1}
 }
 
 // Inventory is written last: a directory without it is not a complete dump.
@@ -2676,6 +2676,13 @@ type Vma struct {
 	// AnonHugePages); a restore gives huge pages again to the 2 MiB extents
 	// of such a mapping whose pages are all in the page image.
 	AnonHugeBytes uint64 `protobuf:"varint,131,opt,name=anon_huge_bytes,json=anonHugeBytes,proto3" json:"anon_huge_bytes,omitempty"`
+	// For VMA_ANON_PRIVATE inherited at fork (its parent has a mapping of
+	// the same range and flags): the pages that were still the very pages
+	// of the parent's mapping at the dump, shared copy on write. They have
+	// no data in this process's page images: the parent's hold them, and a
+	// restore maps the parent's before it forks this process, so that they
+	// are shared again. In address order, inside the mapping.
+	ForkShared    []*PageSpan `protobuf:"bytes,211,rep,name=fork_shared,json=forkShared,proto3" json:"fork_shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2815,6 +2822,66 @@ func (x *Vma) GetAnonHugeBytes() uint64 {
 	return 0
 }
 
+func (x *Vma) GetForkShared() []*PageSpan {
+	if x != nil {
+		return x.ForkShared
+	}
+	return nil
+}
+
+// PageSpan is a run of consecutive pages.
+type PageSpan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vaddr         uint64                 `protobuf:"varint,1,opt,name=vaddr,proto3" json:"vaddr,omitempty"`
+	NrPages       uint64                 `protobuf:"varint,2,opt,name=nr_pages,json=nrPages,proto3" json:"nr_pages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PageSpan) Reset() {
+	*x = PageSpan{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PageSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PageSpan) ProtoMessage() {}
+
+func (x *PageSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PageSpan.ProtoReflect.Descriptor instead.
+func (*PageSpan) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PageSpan) GetVaddr() uint64 {
+	if x != nil {
+		return x.Vaddr
+	}
+	return 0
+}
+
+func (x *PageSpan) GetNrPages() uint64 {
+	if x != nil {
+		return x.NrPages
+	}
+	return 0
+}
+
 // Memfd is a memfd_create(2) file: saved whole (memfd-ID.img), since no
 // path leads back to it.
 type Memfd struct {
@@ -2834,7 +2901,7 @@ type Memfd struct {
 
 func (x *Memfd) Reset() {
 	*x = Memfd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +2913,7 @@ func (x *Memfd) String() string {
 func (*Memfd) ProtoMessage() {}
 
 func (x *Memfd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[24]
+	mi := &file_gocrpb_gocr_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +2926,7 @@ func (x *Memfd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Memfd.ProtoReflect.Descriptor instead.
 func (*Memfd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{24}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Memfd) GetId() uint64 {
@@ -2926,7 +2993,7 @@ type FileRef struct {
 
 func (x *FileRef) Reset() {
 	*x = FileRef{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3005,7 @@ func (x *FileRef) String() string {
 func (*FileRef) ProtoMessage() {}
 
 func (x *FileRef) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[25]
+	mi := &file_gocrpb_gocr_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3018,7 @@ func (x *FileRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRef.ProtoReflect.Descriptor instead.
 func (*FileRef) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{25}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileRef) GetPath() string {
@@ -3009,7 +3076,7 @@ type PageRange struct {
 
 func (x *PageRange) Reset() {
 	*x = PageRange{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3088,7 @@ func (x *PageRange) String() string {
 func (*PageRange) ProtoMessage() {}
 
 func (x *PageRange) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[26]
+	mi := &file_gocrpb_gocr_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3101,7 @@ func (x *PageRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PageRange.ProtoReflect.Descriptor instead.
 func (*PageRange) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{26}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PageRange) GetVaddr() uint64 {
@@ -3109,7 +3176,7 @@ type Fd struct {
 
 func (x *Fd) Reset() {
 	*x = Fd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3188,7 @@ func (x *Fd) String() string {
 func (*Fd) ProtoMessage() {}
 
 func (x *Fd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[27]
+	mi := &file_gocrpb_gocr_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3201,7 @@ func (x *Fd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fd.ProtoReflect.Descriptor instead.
 func (*Fd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{27}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Fd) GetFd() int32 {
@@ -3439,7 +3506,7 @@ type FileLock struct {
 
 func (x *FileLock) Reset() {
 	*x = FileLock{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3518,7 @@ func (x *FileLock) String() string {
 func (*FileLock) ProtoMessage() {}
 
 func (x *FileLock) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[28]
+	mi := &file_gocrpb_gocr_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3531,7 @@ func (x *FileLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLock.ProtoReflect.Descriptor instead.
 func (*FileLock) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{28}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileLock) GetType() FileLock_Type {
@@ -3517,7 +3584,7 @@ type PathFd struct {
 
 func (x *PathFd) Reset() {
 	*x = PathFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3596,7 @@ func (x *PathFd) String() string {
 func (*PathFd) ProtoMessage() {}
 
 func (x *PathFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[29]
+	mi := &file_gocrpb_gocr_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3609,7 @@ func (x *PathFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathFd.ProtoReflect.Descriptor instead.
 func (*PathFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{29}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PathFd) GetType() PathFd_Type {
@@ -3590,7 +3657,7 @@ type InheritFd struct {
 
 func (x *InheritFd) Reset() {
 	*x = InheritFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3669,7 @@ func (x *InheritFd) String() string {
 func (*InheritFd) ProtoMessage() {}
 
 func (x *InheritFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[30]
+	mi := &file_gocrpb_gocr_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3682,7 @@ func (x *InheritFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InheritFd.ProtoReflect.Descriptor instead.
 func (*InheritFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{30}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InheritFd) GetTerminal() bool {
@@ -3674,7 +3741,7 @@ type PipeFd struct {
 
 func (x *PipeFd) Reset() {
 	*x = PipeFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3686,7 +3753,7 @@ func (x *PipeFd) String() string {
 func (*PipeFd) ProtoMessage() {}
 
 func (x *PipeFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[31]
+	mi := &file_gocrpb_gocr_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3699,7 +3766,7 @@ func (x *PipeFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipeFd.ProtoReflect.Descriptor instead.
 func (*PipeFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{31}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PipeFd) GetId() uint64 {
@@ -3741,7 +3808,7 @@ type MemfdFd struct {
 
 func (x *MemfdFd) Reset() {
 	*x = MemfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3753,7 +3820,7 @@ func (x *MemfdFd) String() string {
 func (*MemfdFd) ProtoMessage() {}
 
 func (x *MemfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[32]
+	mi := &file_gocrpb_gocr_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3766,7 +3833,7 @@ func (x *MemfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemfdFd.ProtoReflect.Descriptor instead.
 func (*MemfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{32}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemfdFd) GetId() uint64 {
@@ -3787,7 +3854,7 @@ type EventfdFd struct {
 
 func (x *EventfdFd) Reset() {
 	*x = EventfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3866,7 @@ func (x *EventfdFd) String() string {
 func (*EventfdFd) ProtoMessage() {}
 
 func (x *EventfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[33]
+	mi := &file_gocrpb_gocr_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3879,7 @@ func (x *EventfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventfdFd.ProtoReflect.Descriptor instead.
 func (*EventfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{33}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EventfdFd) GetCount() uint64 {
@@ -3840,7 +3907,7 @@ type EpollFd struct {
 
 func (x *EpollFd) Reset() {
 	*x = EpollFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3852,7 +3919,7 @@ func (x *EpollFd) String() string {
 func (*EpollFd) ProtoMessage() {}
 
 func (x *EpollFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[34]
+	mi := &file_gocrpb_gocr_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3865,7 +3932,7 @@ func (x *EpollFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollFd.ProtoReflect.Descriptor instead.
 func (*EpollFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{34}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EpollFd) GetWatches() []*EpollWatch {
@@ -3888,7 +3955,7 @@ type EpollWatch struct {
 
 func (x *EpollWatch) Reset() {
 	*x = EpollWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3900,7 +3967,7 @@ func (x *EpollWatch) String() string {
 func (*EpollWatch) ProtoMessage() {}
 
 func (x *EpollWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[35]
+	mi := &file_gocrpb_gocr_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3913,7 +3980,7 @@ func (x *EpollWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpollWatch.ProtoReflect.Descriptor instead.
 func (*EpollWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{35}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EpollWatch) GetTfd() int32 {
@@ -3947,7 +4014,7 @@ type SignalfdFd struct {
 
 func (x *SignalfdFd) Reset() {
 	*x = SignalfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3959,7 +4026,7 @@ func (x *SignalfdFd) String() string {
 func (*SignalfdFd) ProtoMessage() {}
 
 func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[36]
+	mi := &file_gocrpb_gocr_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3972,7 +4039,7 @@ func (x *SignalfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalfdFd.ProtoReflect.Descriptor instead.
 func (*SignalfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{36}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SignalfdFd) GetMask() uint64 {
@@ -4000,7 +4067,7 @@ type TimerfdFd struct {
 
 func (x *TimerfdFd) Reset() {
 	*x = TimerfdFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4012,7 +4079,7 @@ func (x *TimerfdFd) String() string {
 func (*TimerfdFd) ProtoMessage() {}
 
 func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[37]
+	mi := &file_gocrpb_gocr_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4025,7 +4092,7 @@ func (x *TimerfdFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimerfdFd.ProtoReflect.Descriptor instead.
 func (*TimerfdFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{37}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimerfdFd) GetClockid() int32 {
@@ -4081,7 +4148,7 @@ type InotifyFd struct {
 
 func (x *InotifyFd) Reset() {
 	*x = InotifyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4160,7 @@ func (x *InotifyFd) String() string {
 func (*InotifyFd) ProtoMessage() {}
 
 func (x *InotifyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[38]
+	mi := &file_gocrpb_gocr_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4173,7 @@ func (x *InotifyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyFd.ProtoReflect.Descriptor instead.
 func (*InotifyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{38}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InotifyFd) GetWatches() []*InotifyWatch {
@@ -4131,7 +4198,7 @@ type InotifyWatch struct {
 
 func (x *InotifyWatch) Reset() {
 	*x = InotifyWatch{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4143,7 +4210,7 @@ func (x *InotifyWatch) String() string {
 func (*InotifyWatch) ProtoMessage() {}
 
 func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[39]
+	mi := &file_gocrpb_gocr_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4156,7 +4223,7 @@ func (x *InotifyWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InotifyWatch.ProtoReflect.Descriptor instead.
 func (*InotifyWatch) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{39}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *InotifyWatch) GetWd() int32 {
@@ -4246,7 +4313,7 @@ type UnixSocketFd struct {
 
 func (x *UnixSocketFd) Reset() {
 	*x = UnixSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4258,7 +4325,7 @@ func (x *UnixSocketFd) String() string {
 func (*UnixSocketFd) ProtoMessage() {}
 
 func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[40]
+	mi := &file_gocrpb_gocr_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4271,7 +4338,7 @@ func (x *UnixSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFd.ProtoReflect.Descriptor instead.
 func (*UnixSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{40}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnixSocketFd) GetType() UnixSocketFd_Type {
@@ -4463,7 +4530,7 @@ type UnixPeerCred struct {
 
 func (x *UnixPeerCred) Reset() {
 	*x = UnixPeerCred{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4475,7 +4542,7 @@ func (x *UnixPeerCred) String() string {
 func (*UnixPeerCred) ProtoMessage() {}
 
 func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[41]
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4488,7 +4555,7 @@ func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixPeerCred.ProtoReflect.Descriptor instead.
 func (*UnixPeerCred) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{41}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnixPeerCred) GetPid() int32 {
@@ -4536,7 +4603,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4548,7 +4615,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4561,7 +4628,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4619,7 +4686,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4631,7 +4698,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4644,7 +4711,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4673,7 +4740,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4752,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4765,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4728,7 +4795,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4740,7 +4807,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4753,7 +4820,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4797,7 +4864,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4809,7 +4876,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4822,7 +4889,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4851,7 +4918,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +4930,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +4943,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -4962,7 +5029,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4974,7 +5041,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4987,7 +5054,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -5114,7 +5181,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5126,7 +5193,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5139,7 +5206,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5196,7 +5263,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5208,7 +5275,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5221,7 +5288,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5369,7 +5436,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5381,7 +5448,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5394,7 +5461,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5442,7 +5509,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5454,7 +5521,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5467,7 +5534,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5543,7 +5610,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5555,7 +5622,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5568,7 +5635,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5598,7 +5665,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5610,7 +5677,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5623,7 +5690,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5663,7 +5730,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5675,7 +5742,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5688,7 +5755,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5754,7 +5821,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5766,7 +5833,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5779,7 +5846,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5821,7 +5888,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5833,7 +5900,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5846,7 +5913,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5875,7 +5942,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5887,7 +5954,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5900,7 +5967,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -5934,7 +6001,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5946,7 +6013,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5959,7 +6026,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -5994,7 +6061,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6006,7 +6073,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6019,7 +6086,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6096,7 +6163,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6108,7 +6175,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6121,7 +6188,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6529,7 +6596,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x14\n" +
-	"\x05seals\x18\a \x01(\rR\x05seals\"\xb3\x03\n" +
+	"\x05seals\x18\a \x01(\rR\x05seals\"\xe8\x03\n" +
 	"\x03Vma\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x14\n" +
@@ -6548,7 +6615,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vsysv_shm_id\x18[ \x01(\x05R\tsysvShmId\x12\x1e\n" +
 	"\n" +
 	"ghost_file\x18\xab\x01 \x01(\x04R\tghostFile\x12'\n" +
-	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\"\x8d\x01\n" +
+	"\x0fanon_huge_bytes\x18\x83\x01 \x01(\x04R\ranonHugeBytes\x123\n" +
+	"\vfork_shared\x18\xd3\x01 \x03(\v2\x11.gocr.v1.PageSpanR\n" +
+	"forkShared\";\n" +
+	"\bPageSpan\x12\x14\n" +
+	"\x05vaddr\x18\x01 \x01(\x04R\x05vaddr\x12\x19\n" +
+	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\"\x8d\x01\n" +
 	"\x05Memfd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -6899,7 +6971,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -6930,47 +7002,48 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*Mm)(nil),                   // 26: gocr.v1.Mm
 	(*SavedFile)(nil),            // 27: gocr.v1.SavedFile
 	(*Vma)(nil),                  // 28: gocr.v1.Vma
-	(*Memfd)(nil),                // 29: gocr.v1.Memfd
-	(*FileRef)(nil),              // 30: gocr.v1.FileRef
-	(*PageRange)(nil),            // 31: gocr.v1.PageRange
-	(*Fd)(nil),                   // 32: gocr.v1.Fd
-	(*FileLock)(nil),             // 33: gocr.v1.FileLock
-	(*PathFd)(nil),               // 34: gocr.v1.PathFd
-	(*InheritFd)(nil),            // 35: gocr.v1.InheritFd
-	(*PipeFd)(nil),               // 36: gocr.v1.PipeFd
-	(*MemfdFd)(nil),              // 37: gocr.v1.MemfdFd
-	(*EventfdFd)(nil),            // 38: gocr.v1.EventfdFd
-	(*EpollFd)(nil),              // 39: gocr.v1.EpollFd
-	(*EpollWatch)(nil),           // 40: gocr.v1.EpollWatch
-	(*SignalfdFd)(nil),           // 41: gocr.v1.SignalfdFd
-	(*TimerfdFd)(nil),            // 42: gocr.v1.TimerfdFd
-	(*InotifyFd)(nil),            // 43: gocr.v1.InotifyFd
-	(*InotifyWatch)(nil),         // 44: gocr.v1.InotifyWatch
-	(*UnixSocketFd)(nil),         // 45: gocr.v1.UnixSocketFd
-	(*UnixPeerCred)(nil),         // 46: gocr.v1.UnixPeerCred
-	(*UnixSocketFile)(nil),       // 47: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 48: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 49: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 50: gocr.v1.Files
-	(*GhostFd)(nil),              // 51: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 52: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 53: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 54: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 55: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 56: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 57: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 58: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 59: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 60: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 61: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 62: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 63: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 64: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 65: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 66: gocr.v1.PtyState
+	(*PageSpan)(nil),             // 29: gocr.v1.PageSpan
+	(*Memfd)(nil),                // 30: gocr.v1.Memfd
+	(*FileRef)(nil),              // 31: gocr.v1.FileRef
+	(*PageRange)(nil),            // 32: gocr.v1.PageRange
+	(*Fd)(nil),                   // 33: gocr.v1.Fd
+	(*FileLock)(nil),             // 34: gocr.v1.FileLock
+	(*PathFd)(nil),               // 35: gocr.v1.PathFd
+	(*InheritFd)(nil),            // 36: gocr.v1.InheritFd
+	(*PipeFd)(nil),               // 37: gocr.v1.PipeFd
+	(*MemfdFd)(nil),              // 38: gocr.v1.MemfdFd
+	(*EventfdFd)(nil),            // 39: gocr.v1.EventfdFd
+	(*EpollFd)(nil),              // 40: gocr.v1.EpollFd
+	(*EpollWatch)(nil),           // 41: gocr.v1.EpollWatch
+	(*SignalfdFd)(nil),           // 42: gocr.v1.SignalfdFd
+	(*TimerfdFd)(nil),            // 43: gocr.v1.TimerfdFd
+	(*InotifyFd)(nil),            // 44: gocr.v1.InotifyFd
+	(*InotifyWatch)(nil),         // 45: gocr.v1.InotifyWatch
+	(*UnixSocketFd)(nil),         // 46: gocr.v1.UnixSocketFd
+	(*UnixPeerCred)(nil),         // 47: gocr.v1.UnixPeerCred
+	(*UnixSocketFile)(nil),       // 48: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 49: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 50: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 51: gocr.v1.Files
+	(*GhostFd)(nil),              // 52: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 53: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 54: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 55: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 56: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 57: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 58: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 59: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 60: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 61: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 62: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 63: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 64: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 65: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 66: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 67: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	59, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	60, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
 	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
@@ -6991,61 +7064,62 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	22, // 18: gocr.v1.Thread.sched:type_name -> gocr.v1.Sched
 	20, // 19: gocr.v1.Thread.attrs:type_name -> gocr.v1.ThreadAttrs
 	21, // 20: gocr.v1.ThreadAttrs.mempolicy:type_name -> gocr.v1.Mempolicy
-	30, // 21: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
+	31, // 21: gocr.v1.Mm.exe:type_name -> gocr.v1.FileRef
 	28, // 22: gocr.v1.Mm.vmas:type_name -> gocr.v1.Vma
 	27, // 23: gocr.v1.Mm.saved_files:type_name -> gocr.v1.SavedFile
-	30, // 24: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
+	31, // 24: gocr.v1.SavedFile.file:type_name -> gocr.v1.FileRef
 	0,  // 25: gocr.v1.Vma.kind:type_name -> gocr.v1.VmaKind
-	30, // 26: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
-	30, // 27: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
-	33, // 28: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
-	34, // 29: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
-	35, // 30: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
-	36, // 31: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
-	37, // 32: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
-	38, // 33: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
-	39, // 34: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
-	41, // 35: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
-	42, // 36: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
-	43, // 37: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
-	45, // 38: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	53, // 39: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	57, // 40: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	65, // 41: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	51, // 42: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 43: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 44: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	66, // 45: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	40, // 46: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	44, // 47: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 48: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	49, // 49: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	47, // 50: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 51: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	48, // 52: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	46, // 53: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	46, // 54: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	32, // 55: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	29, // 56: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	52, // 57: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	30, // 58: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	54, // 59: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	55, // 60: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	56, // 61: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	58, // 62: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	61, // 63: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	62, // 64: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	63, // 65: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	60, // 66: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	60, // 67: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	60, // 68: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	64, // 69: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	66, // 70: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	31, // 26: gocr.v1.Vma.file:type_name -> gocr.v1.FileRef
+	29, // 27: gocr.v1.Vma.fork_shared:type_name -> gocr.v1.PageSpan
+	31, // 28: gocr.v1.Fd.file:type_name -> gocr.v1.FileRef
+	34, // 29: gocr.v1.Fd.locks:type_name -> gocr.v1.FileLock
+	35, // 30: gocr.v1.Fd.path:type_name -> gocr.v1.PathFd
+	36, // 31: gocr.v1.Fd.inherit:type_name -> gocr.v1.InheritFd
+	37, // 32: gocr.v1.Fd.pipe:type_name -> gocr.v1.PipeFd
+	38, // 33: gocr.v1.Fd.memfd:type_name -> gocr.v1.MemfdFd
+	39, // 34: gocr.v1.Fd.eventfd:type_name -> gocr.v1.EventfdFd
+	40, // 35: gocr.v1.Fd.epoll:type_name -> gocr.v1.EpollFd
+	42, // 36: gocr.v1.Fd.signalfd:type_name -> gocr.v1.SignalfdFd
+	43, // 37: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
+	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
+	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
+	54, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	58, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	66, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	52, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	67, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	50, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	48, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 52: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	49, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	47, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	33, // 56: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 57: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	53, // 58: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 59: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	55, // 60: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	56, // 61: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	57, // 62: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	59, // 63: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	62, // 64: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	63, // 65: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	64, // 66: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	61, // 67: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	61, // 68: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	61, // 69: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	65, // 70: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	67, // 71: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7054,7 +7128,7 @@ func file_gocrpb_gocr_proto_init() {
 		return
 	}
 	file_gocrpb_gocr_proto_msgTypes[2].OneofWrappers = []any{}
-	file_gocrpb_gocr_proto_msgTypes[27].OneofWrappers = []any{
+	file_gocrpb_gocr_proto_msgTypes[28].OneofWrappers = []any{
 		(*Fd_Path)(nil),
 		(*Fd_Inherit)(nil),
 		(*Fd_Pipe)(nil),
@@ -7076,7 +7150,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,8 +21,11 @@ import (
 // 2 added page streams (PageRange.stream and pages-PID.S.img); format 3
 // gave each kind of file its own message (the Fd.kind oneof), which older
 // files images cannot be read as; format 4 put the dump ID in every
-// header and checksums over all page data (integrity.go).
-const FormatVersion = 4
+// header and checksums over all page data (integrity.go); format 5 lets a
+// child's mapping leave the pages it shares with its parent since fork to
+// the parent's page images (Vma.fork_shared), which a gocr reading format
+// 4 would restore as zeros.
+const FormatVersion = 5
 
 // MinFormatVersion is the oldest format this gocr reads. No release has
 // been made, so older dumps are refused rather than converted.

@@ -21,7 +21,7 @@ const (
 	rstTreeTimens = 2
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 6
+	rstVersion = 7
 
 	rstPageStreamsMax = 4
 
@@ -87,6 +87,7 @@ const (
 	rstStepSched       = 22
 	rstStepPidns       = 23
 	rstStepTimens      = 24
+	rstStepStage       = 25
 	rstStepAttrs       = 40
 )
 
@@ -117,6 +118,7 @@ var rstSteps = map[uint32]string{
 	rstStepSched:       "restore thread scheduling (nice, policy, CPU affinity)",
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
 	rstStepTimens:      "make the time namespace (unshare CLONE_NEWTIME, /proc/self/timens_offsets)",
+	rstStepStage:       "map the memory shared with children since fork before they are forked",
 	rstStepAttrs:       "restore process and thread attributes",
 }
 
@@ -170,6 +172,25 @@ type rstVma struct {
 	MapFd     int32  `c:"map_fd"`
 	Shmid     int32  `c:"shmid"`
 	ShmFlags  uint32 `c:"shm_flags"`
+	Stage     uint64 `c:"stage"`
+	Flags     uint32 `c:"flags"` // rstVmaStage, rstVmaInherit
+	Pad       uint32
+}
+
+// rst_vma flags (RST_VMA_STAGE, RST_VMA_INHERIT): memory shared since
+// fork, mapped at Stage while the tree is built (stage.go).
+const (
+	rstVmaStage   = 1
+	rstVmaInherit = 2
+	// rstVmaAtStage: at the stage even where its place is free, so
+	// that tests see a mapping moved into place (testhook.ForkSharedAtStage).
+	rstVmaAtStage = 4
+)
+
+// rstSpan is a run of pages of the fork_shared list.
+type rstSpan struct {
+	Vaddr   uint64 `c:"vaddr"`
+	NrPages uint64 `c:"nr_pages"`
 }
 
 type rstTree struct {
@@ -215,6 +236,10 @@ type rstPages struct {
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
 // get a huge page each before their data is read in (thp.go).
 const rstPagesHuge = 1
+
+// rstPagesStaged (RST_PAGES_STAGED) marks a run read in at its mapping's
+// stage address before the process forks its children (stage.go).
+const rstPagesStaged = 2
 
 type rstFd struct {
 	Target  int32  `c:"target"`
@@ -358,7 +383,8 @@ type rstArgs struct {
 	Pad3               uint64
 	NrCalls            uint32    `c:"nr_calls"`
 	CallsOff           uint32    `c:"calls_off"`
-	Reserved           uint64    `c:"reserved"`
+	NrForkShared       uint32    `c:"nr_fork_shared"`
+	ForkSharedOff      uint32    `c:"fork_shared_off"`
 	Personality        uint32    `c:"personality"`
 	Umask              uint32    `c:"umask"`
 	CwdOff             uint32    `c:"cwd_off"`

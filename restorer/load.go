@@ -53,6 +53,9 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 	if procs[0].task.Zombie {
 		return nil, nil, fmt.Errorf("%s: the root process %d is a zombie", dir.Path, inv.RootPid)
 	}
+	if err := planForkShared(procs); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", dir.Path, err)
+	}
 	return procs, src, nil
 }
 

@@ -51,6 +51,8 @@ type plan struct {
 	// Attribute calls (attrs.go), and what each sets, for error messages.
 	calls     []rstCall
 	callNames []string
+
+	forkShared []rstSpan // pages of inherited mappings that are the parent's (stage.go)
 }
 
 func (p *plan) str(s string) uint32 {
@@ -471,6 +473,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrFixups, a.FixupsOff = uint32(len(p.fixups)), place(p.fixups, len(p.fixups))
 	a.NrPosixTimers, a.PosixTimersOff = uint32(len(p.timers)), place(p.timers, len(p.timers))
 	a.NrCalls, a.CallsOff = uint32(len(p.calls)), place(p.calls, len(p.calls))
+	a.NrForkShared, a.ForkSharedOff = uint32(len(p.forkShared)), place(p.forkShared, len(p.forkShared))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.NrPageFiles, a.PageFilesOff = uint32(len(p.pageFiles)), place(p.pageFiles, len(p.pageFiles))
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))

@@ -135,6 +135,7 @@ var cTargets = map[string]struct {
 	"counter-static": {"counter.c", []string{"-static"}},
 	"memory":         {"memory.c", nil},
 	"cowwriter":      {"cowwriter.c", []string{"-pthread"}},
+	"forkshare":      {"forkshare.c", nil},
 	"incwriter":      {"incwriter.c", nil},
 	"seccomp_exec":   {"seccomp_exec.c", nil}, // a wrapper (startOpts.wrap), not a target
 	"takepid":        {"takepid.c", nil},      // holds a PID a restore wants, not a target

@@ -73,13 +73,21 @@ const (
 	// PauseInTCPRelease (a duration): hold a restore once every TCP
 	// connection is made again in repair mode, before any leaves it.
 	PauseInTCPRelease = "pause-in-tcp-release"
+	// ForkSharedLost (a number N): a dump takes the first N pages each
+	// child's mapping shares with its parent as no longer shared when it
+	// checks them once every process is captured (dump/forkshared.go).
+	ForkSharedLost = "fork-shared-lost"
+	// ForkSharedAtStage (any number): a restore maps the memory shared
+	// since fork at its stage address and moves it into place, even
+	// where its place is free (restorer/stage.go).
+	ForkSharedAtStage = "fork-shared-at-stage"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
 	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
-	FailInTCPCapture: true}
+	FailInTCPCapture: true, ForkSharedLost: true, ForkSharedAtStage: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 

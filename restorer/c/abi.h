@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 6
+#define RST_VERSION 7
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -51,6 +51,7 @@
 #define RST_STEP_SCHED 22
 #define RST_STEP_PIDNS 23
 #define RST_STEP_TIMENS 24
+#define RST_STEP_STAGE 25
 #define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
@@ -73,6 +74,17 @@
 #define RST_MADV_MERGEABLE 256
 #define RST_MADV_MLOCK_ONFAULT 512 /* with RST_MADV_MLOCK: mlock2(MLOCK_ONFAULT) */
 
+/* rst_vma.flags: private anonymous memory shared with a parent or child
+ * since fork. STAGE: the process maps it at `stage` and reads its pages
+ * in before it forks its children, who inherit it; INHERIT: the process
+ * got it at `stage` from its parent, drops the pages that are not the
+ * parent's (those outside its fork_shared spans) and reads its own in.
+ * Either way it is moved to start..end with the rest of the memory. */
+#define RST_VMA_STAGE 1
+#define RST_VMA_INHERIT 2
+/* With RST_VMA_STAGE: at the stage even where its place is free (tests). */
+#define RST_VMA_AT_STAGE 4
+
 struct rst_vma {
 	u64 start;
 	u64 end;
@@ -87,6 +99,9 @@ struct rst_vma {
 	s32 map_fd;     /* ANON_SHARED: fd (as passed) of the shared object, or -1 */
 	s32 shmid;      /* SYSV_SHM: the segment's id */
 	u32 shm_flags;  /* SYSV_SHM: SHM_RDONLY, SHM_EXEC */
+	u64 stage;      /* RST_VMA_STAGE, RST_VMA_INHERIT: where it is while the tree is built */
+	u32 flags;      /* RST_VMA_* flags */
+	u32 pad;
 };
 BUILD_BUG_ON_OFFSET(struct rst_vma, start, 0);
 BUILD_BUG_ON_OFFSET(struct rst_vma, end, 8);
@@ -101,7 +116,9 @@ BUILD_BUG_ON_OFFSET(struct rst_vma, map_prot, 48);
 BUILD_BUG_ON_OFFSET(struct rst_vma, map_fd, 52);
 BUILD_BUG_ON_OFFSET(struct rst_vma, shmid, 56);
 BUILD_BUG_ON_OFFSET(struct rst_vma, shm_flags, 60);
-_Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
+BUILD_BUG_ON_OFFSET(struct rst_vma, stage, 64);
+BUILD_BUG_ON_OFFSET(struct rst_vma, flags, 72);
+_Static_assert(sizeof(struct rst_vma) == 80, "rst_vma size");
 
 /* A run of pages: its data is at file_off in page image file (an index
  * into the plan's page files, s32 fds at page_files_off): one of this
@@ -111,6 +128,9 @@ _Static_assert(sizeof(struct rst_vma) == 64, "rst_vma size");
 /* flags: the run is whole 2 MiB extents that get a huge page each before
  * their data is read in (vaddr and nr_pages aligned to them). */
 #define RST_PAGES_HUGE 1
+/* flags: the run is in a RST_VMA_STAGE or RST_VMA_INHERIT mapping: read
+ * in at its stage address before the children are forked. */
+#define RST_PAGES_STAGED 2
 struct rst_pages {
 	u64 vaddr;
 	u64 nr_pages;
@@ -127,6 +147,15 @@ BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
 BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file, 32);
 _Static_assert(sizeof(struct rst_pages) == 40, "rst_pages size");
+
+/* A run of pages, of the fork_shared list (rst_args). */
+struct rst_span {
+	u64 vaddr;
+	u64 nr_pages;
+};
+BUILD_BUG_ON_OFFSET(struct rst_span, vaddr, 0);
+BUILD_BUG_ON_OFFSET(struct rst_span, nr_pages, 8);
+_Static_assert(sizeof(struct rst_span) == 16, "rst_span size");
 
 struct rst_fd {
 	s32 target; /* fd number in the restored process */
@@ -461,7 +490,8 @@ struct rst_args {
 	u64 pad3;
 	u32 nr_calls; /* struct rst_call */
 	u32 calls_off;
-	u64 reserved;
+	u32 nr_fork_shared; /* struct rst_span: the pages of INHERIT mappings that are the parent's */
+	u32 fork_shared_off;
 	u32 personality;
 	u32 umask;
 	u32 cwd_off;
@@ -543,7 +573,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, nr_page_files, 2472);
 BUILD_BUG_ON_OFFSET(struct rst_args, page_files_off, 2476);
 BUILD_BUG_ON_OFFSET(struct rst_args, nr_calls, 2488);
 BUILD_BUG_ON_OFFSET(struct rst_args, calls_off, 2492);
-BUILD_BUG_ON_OFFSET(struct rst_args, reserved, 2496);
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_fork_shared, 2496);
+BUILD_BUG_ON_OFFSET(struct rst_args, fork_shared_off, 2500);
 BUILD_BUG_ON_OFFSET(struct rst_args, personality, 2504);
 BUILD_BUG_ON_OFFSET(struct rst_args, umask, 2508);
 BUILD_BUG_ON_OFFSET(struct rst_args, cwd_off, 2512);

@@ -304,10 +304,44 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		off += sp[i].len;
 	}
 
-	/* Everything below and above the hole goes: the old image of this
-	 * helper, its stack, whatever gocr's exec left. */
-	CHECK(a, RST_STEP_UNMAP, 0, sys2(__NR_munmap, 0, hole));
-	CHECK(a, RST_STEP_UNMAP, 1, sys2(__NR_munmap, hole + hole_size, TASK_SIZE - (hole + hole_size)));
+	/* Memory shared since fork (stage_memory) not in its place yet
+	 * moves there first, its pages with it (mremap moves page tables,
+	 * mm/mremap.c): no stage overlaps a mapping of the dump, so nothing
+	 * moved lands on another stage, and the hole lies outside the
+	 * process's mappings. What it lands on is the restorer's, or a
+	 * parent's that this process does not share. */
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		struct rst_vma *v = &vmas[i];
+		if (!v->flags || v->stage == v->start)
+			continue;
+		u64 len = v->end - v->start;
+		long r = sys5(__NR_mremap, v->stage, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v->start);
+		if (r < 0)
+			fail(a, RST_STEP_STAGE, i, r);
+	}
+
+	/* Everything else below and above the hole goes: the old image of
+	 * this helper, its stack, whatever gocr's exec left, the stages of
+	 * mappings its parent shares with other children. */
+	u64 cur = 0;
+	u32 gap = 0;
+	for (u32 i = 0; i <= a->nr_vmas; i++) {
+		u64 keep = TASK_SIZE, keep_end = TASK_SIZE;
+		if (i < a->nr_vmas) {
+			if (!vmas[i].flags)
+				continue;
+			keep = vmas[i].start;
+			keep_end = vmas[i].end;
+		}
+		if (cur <= hole && hole < keep) {
+			if (hole > cur)
+				CHECK(a, RST_STEP_UNMAP, gap++, sys2(__NR_munmap, cur, hole - cur));
+			cur = hole + hole_size;
+		}
+		if (keep > cur)
+			CHECK(a, RST_STEP_UNMAP, gap++, sys2(__NR_munmap, cur, keep - cur));
+		cur = keep_end;
+	}
 
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		struct rst_vma *v = &vmas[i];
@@ -341,6 +375,8 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 		u32 prot = v->map_prot;
 		long fd = -1;
 		u32 flags = MAP_FIXED | v->mmap_flags;
+		if (v->flags) /* in place already */
+			continue;
 		switch (v->kind) {
 		case RST_VMA_ANON_PRIVATE:
 			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
@@ -781,33 +817,131 @@ static void prepare_huge(u64 addr, u64 len)
 	sys3(__NR_madvise, start, end - start, MADV_COLLAPSE);
 }
 
-/* Reads every range of one page stream straight from its image into
- * place. */
-static void read_stream(struct rst_args *a, u32 stream)
+/* Reads run i of the page map from its page image file to addr. */
+static void read_run(struct rst_args *a, u32 i, u64 addr)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
 	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
-	for (u32 i = 0; i < a->nr_pages; i++) {
-		if (pr[i].stream != stream)
+	s32 fd = files[pr[i].file];
+	u64 left = pr[i].nr_pages * PAGE_SIZE;
+	u64 foff = pr[i].file_off;
+	if (pr[i].flags & RST_PAGES_HUGE)
+		prepare_huge(addr, left);
+	while (left > 0) {
+		long n = sys4(__NR_pread64, fd, addr, left, foff);
+		if (n == -EINTR)
 			continue;
-		s32 fd = files[pr[i].file];
-		u64 addr = pr[i].vaddr;
-		u64 left = pr[i].nr_pages * PAGE_SIZE;
-		u64 foff = pr[i].file_off;
-		if (pr[i].flags & RST_PAGES_HUGE)
-			prepare_huge(addr, left);
-		while (left > 0) {
-			long n = sys4(__NR_pread64, fd, addr, left, foff);
-			if (n == -EINTR)
-				continue;
-			if (n < 0)
-				fail(a, RST_STEP_PAGES, i, n);
-			if (n == 0)
-				fail(a, RST_STEP_PAGES, i, -EINVAL);
-			addr += (u64)n;
-			foff += (u64)n;
-			left -= (u64)n;
+		if (n < 0)
+			fail(a, RST_STEP_PAGES, i, n);
+		if (n == 0)
+			fail(a, RST_STEP_PAGES, i, -EINVAL);
+		addr += (u64)n;
+		foff += (u64)n;
+		left -= (u64)n;
+	}
+}
+
+/* Reads every range of one page stream straight from its image into
+ * place, but those read in at their stage (stage_memory). */
+static void read_stream(struct rst_args *a, u32 stream)
+{
+	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
+	for (u32 i = 0; i < a->nr_pages; i++)
+		if (pr[i].stream == stream && !(pr[i].flags & RST_PAGES_STAGED))
+			read_run(a, i, pr[i].vaddr);
+}
+
+/* The mapping of the plan that holds addr, or NULL (vmas are in address
+ * order). */
+static struct rst_vma *vma_at(struct rst_args *a, u64 addr)
+{
+	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
+	u32 lo = 0, hi = a->nr_vmas;
+	while (lo < hi) {
+		u32 mid = lo + (hi - lo) / 2;
+		if (vmas[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < a->nr_vmas && vmas[lo].start <= addr ? &vmas[lo] : NULL;
+}
+
+/* Maps v at addr with nothing there before, or says why not. */
+static long map_stage(struct rst_vma *v, u64 addr)
+{
+	u64 len = v->end - v->start;
+	long r = sys6(__NR_mmap, addr, len, v->map_prot,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (v->mmap_flags & MAP_NORESERVE), -1, 0);
+	if (r >= 0 && (u64)r != addr) { /* a kernel without NOREPLACE took a hint */
+		sys2(__NR_munmap, r, len);
+		r = -EEXIST;
+	}
+	return r;
+}
+
+/* Memory shared with a parent or children since fork (RST_VMA_STAGE,
+ * RST_VMA_INHERIT; restorer/stage.go): before this process forks its
+ * children, who get it copy on write (man 2 fork), it maps each such
+ * mapping in its place, or, taken, at its stage address, where no
+ * mapping of any process of the tree lies, and records where in its plan;
+ * or, inherited, finds it where its parent's plan says and
+ * drops the pages that are not the parent's (private anonymous memory
+ * reads as zeros after MADV_DONTNEED, man 2 madvise); then it reads its
+ * own pages of them in. The page image fds still have the numbers gocr
+ * passed (restore_fds comes later). restore_memory moves them into place. */
+static void stage_memory(struct rst_args *a, struct rst_args *parent)
+{
+	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
+	struct rst_span *sp = (struct rst_span *)((u8 *)a + a->fork_shared_off);
+	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
+	u32 s = 0, staged = 0;
+	for (u32 i = 0; i < a->nr_vmas; i++) {
+		struct rst_vma *v = &vmas[i];
+		if (!v->flags)
+			continue;
+		staged = 1;
+		if (!(v->flags & RST_VMA_INHERIT)) {
+			/* In place where that is free (the restorer's own few
+			 * mappings are elsewhere, as a rule): the page offset of
+			 * an anonymous mapping is then its address, as the
+			 * original's was (mm/mmap.c do_mmap), so that it grows
+			 * (brk) and merges as before. Else at the stage gocr
+			 * chose, outside every mapping of the tree. */
+			long r = -EEXIST;
+			if (!(v->flags & RST_VMA_AT_STAGE) && (r = map_stage(v, v->start)) >= 0)
+				v->stage = v->start;
+			else if ((r = map_stage(v, v->stage)) < 0)
+				fail(a, RST_STEP_STAGE, i, r);
+			continue;
 		}
+		/* Where the parent put it (its plan says, before it forked). */
+		struct rst_vma *pv = parent ? vma_at(parent, v->start) : NULL;
+		if (!pv || pv->start != v->start || pv->end != v->end || !pv->flags)
+			fail(a, RST_STEP_STAGE, i, -EINVAL);
+		v->stage = pv->stage;
+		u64 cur = v->start;
+		for (; s < a->nr_fork_shared && sp[s].vaddr < v->end; s++) {
+			if (sp[s].vaddr < cur)
+				continue;
+			if (sp[s].vaddr > cur)
+				CHECK(a, RST_STEP_STAGE, i,
+				      sys3(__NR_madvise, v->stage + (cur - v->start), sp[s].vaddr - cur, MADV_DONTNEED));
+			cur = sp[s].vaddr + sp[s].nr_pages * PAGE_SIZE;
+		}
+		if (cur < v->end)
+			CHECK(a, RST_STEP_STAGE, i,
+			      sys3(__NR_madvise, v->stage + (cur - v->start), v->end - cur, MADV_DONTNEED));
+	}
+	if (!staged)
+		return;
+	for (u32 i = 0; i < a->nr_pages; i++) {
+		if (!(pr[i].flags & RST_PAGES_STAGED))
+			continue;
+		struct rst_vma *v = vma_at(a, pr[i].vaddr);
+		if (!v || !v->flags || pr[i].file >= a->nr_page_files)
+			fail(a, RST_STEP_STAGE, i, -EINVAL);
+		read_run(a, i, v->stage + (pr[i].vaddr - v->start));
 	}
 }
 
@@ -1481,6 +1615,8 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys3(__NR_ioctl, p->ctty_fd, TIOCSCTTY, 0));
 	if (p->flags & RST_PROC_SETPGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, 0));
+	if (!p->zombie)
+		stage_memory(a, idx > 0 && p->parent >= 0 ? plan_of(t, (u32)p->parent) : NULL);
 
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx)
