@@ -138,7 +138,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer closeGiven(given)
-	// Every image is read and checked before anything is created.
+	// Every image is read and checked before anything is created, and
+	// before the machine is asked anything (a PID in use).
+	if err := dir.VerifyData(); err != nil {
+		return nil, err
+	}
 	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
