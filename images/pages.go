@@ -246,12 +246,6 @@ func (d *Dir) checkData(img *section, name string, want *dataHeader) (*dataHeade
 	if e := sumChunks([]*dataFile{df}, true); e != nil {
 		return nil, d.chunkError(df, e)
 	}
-	d.mu.Lock()
-	if d.verified == nil {
-		d.verified = map[string]bool{}
-	}
-	d.verified[name] = true
-	d.mu.Unlock()
 	return h, nil
 }
 

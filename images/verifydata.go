@@ -6,12 +6,13 @@ import (
 )
 
 // VerifyData verifies every memfd, saved file and System V segment image
-// of a dump directory against its checksums, as opening it does, and
-// remembers it so that opening it later does not read it again. A
+// of a dump directory against its checksums, as opening it does. A
 // restore calls it first, with the rest of the images, so that a damaged
 // image is what it reports, before any question of the machine (a PID in
-// use) is asked. Page images are verified as the restore plans each
-// process; a context read in place was verified whole when opened.
+// use) is asked; opening one later verifies it again (from the page
+// cache: these are seldom large), as each open does. Page images are
+// verified as the restore plans each process; a context read in place
+// was verified whole when opened.
 func (d *Dir) VerifyData() error {
 	if d.ctx != nil {
 		return nil
