@@ -16,6 +16,7 @@ package restorer
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
 
@@ -214,17 +215,33 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	// Where the PIDs are decides who can make the sockets whose peer
 	// credentials name them (peercred.go).
 	pidns, err := choosePidns(ctx, opts.PidNamespace, dir.Inventory(), procs)
+	// A PID in use is said once the sources are open, so that what the
+	// job's files forbid (a lock another process holds) is said first;
+	// the sockets are then made by gocr, the restore failing anyway.
+	var taken *pidTakenError
+	var inUse error
+	if errors.As(err, &taken) {
+		inUse, err = err, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
-	peerCreds := newPeerCredAgent(pidns)
-	src.PeerCreds = peerCreds
+	var peerCreds *peerCredAgent
+	if inUse == nil {
+		peerCreds = newPeerCredAgent(pidns)
+		src.PeerCreds = peerCreds
+	}
 	shmem, err := openSources(procs, src)
-	peerCreds.Close()
+	if peerCreds != nil {
+		peerCreds.Close()
+	}
 	if err != nil {
 		return nil, environmentFailure(err)
+	}
+	if inUse != nil {
+		return nil, inUse
 	}
 	// The System V objects the job uses, with their ids, before any
 	// process that attaches or uses them (sysvipc.go). A restore that
