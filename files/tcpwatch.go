@@ -41,6 +41,14 @@ import (
 //     restore removes, so the connections go without a word and the
 //     checkpoint's peers outside wait for the restore.
 //
+// A restore of a dump that kept its connections to peers outside blocked
+// (--tcp-established) has a watchdog too, for the kept tables alone: they
+// go once the processes run, and only then. Should gocr die before it
+// releases the processes, they end with it (the lifeline,
+// PTRACE_O_EXITKILL), and the tables stay, so the peers outside hear
+// nothing and the images restore again; should it die once they run, the
+// watchdog removes the tables, which gocr had not got to.
+//
 // The watchdog holds its handles until it is done, so a socket whose
 // processes died is closed by the watchdog's exit, in repair mode or not
 // as it decided: closing the last handle of a socket in repair mode sends
@@ -72,6 +80,9 @@ const (
 	phaseCapturing = "capturing" // until the images are complete
 	phaseComplete  = "complete"  // the images are complete, the job is being ended
 	phaseFinished  = "finished"  // gocr has done it all: nothing left to do
+	// A restore's watchdog (watchdogConfig.Restore).
+	phaseRestoring = "restoring" // the restored processes end should gocr die
+	phaseReleased  = "released"  // the restored processes run
 )
 
 // watchdogConfig is the first message on the control pipe.
@@ -80,6 +91,10 @@ type watchdogConfig struct {
 	Owners  int    // how many pidfds follow the sockets
 	Table   string // the dump's nftables table, "" without one
 	Keep    string // the nft script that turns Table into the kept one
+	// Restore: the watchdog of a restore, whose tables kept for it are
+	// Kept (no sockets, no Table).
+	Restore bool
+	Kept    []string
 }
 
 // watchedSocket is one connection the watchdog holds.
@@ -122,22 +137,6 @@ func startWatchdog(held []*heldConn, block *nftBlock) (w *watchdog, err error) {
 			f.Close()
 		}
 	}()
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			ctlW.Close()
-		}
-	}()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		ctlR.Close()
-		return nil, err
-	}
-	defer readyR.Close()
-	extra = append(extra, ctlR, readyW)
 	owners := map[int]int{}
 	var pidfds []*os.File
 	for _, hc := range held {
@@ -163,7 +162,43 @@ func startWatchdog(held []*heldConn, block *nftBlock) (w *watchdog, err error) {
 	}
 	extra = append(extra, pidfds...)
 	cfg.Owners = len(pidfds)
+	w, err = execWatchdog(cfg, extra)
+	extra = nil // closed by execWatchdog
+	return w, err
+}
 
+// startRestoreWatchdog starts the watchdog of a restore that removes the
+// tables kept for it (nftables table names) once the processes run.
+func startRestoreWatchdog(kept []string) (*watchdog, error) {
+	return execWatchdog(watchdogConfig{Restore: true, Kept: kept}, nil)
+}
+
+// execWatchdog starts gocr again as a watchdog with configuration cfg and
+// the sockets and pidfds extra (which it closes), and returns once the
+// watchdog is ready.
+func execWatchdog(cfg watchdogConfig, socks []*os.File) (w *watchdog, err error) {
+	extra := socks
+	defer func() {
+		for _, f := range extra {
+			f.Close()
+		}
+	}()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ctlW.Close()
+		}
+	}()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		return nil, err
+	}
+	defer readyR.Close()
+	extra = append([]*os.File{ctlR, readyW}, extra...)
 	table := cfg.Table
 	if table == "" {
 		table = "-"
@@ -212,11 +247,13 @@ func (w *watchdog) tell(phase string) error {
 }
 
 // finish tells the watchdog there is nothing left to do and waits until
-// it has ended, its handles closed.
+// it has ended, its handles closed. Once is enough: it does nothing
+// after the first time.
 func (w *watchdog) finish() error {
-	if w == nil {
+	if w == nil || w.ctl == nil {
 		return nil
 	}
+	defer func() { w.ctl = nil }()
 	err := w.tell(phaseFinished)
 	w.ctl.Close()
 	select {
@@ -252,6 +289,9 @@ func runWatchdog() int {
 	}
 	ready.Close()
 	phase := phaseCapturing
+	if cfg.Restore {
+		phase = phaseRestoring
+	}
 	for {
 		var m watchdogMessage
 		if err := dec.Decode(&m); err != nil {
@@ -265,6 +305,12 @@ func runWatchdog() int {
 		return 0
 	case phaseComplete:
 		err = sealAfterDeath(cfg)
+	case phaseRestoring:
+		// The restored processes end with gocr: the tables keep
+		// their peers outside from hearing it, for the next restore.
+		return 0
+	case phaseReleased:
+		err = unblockAfterDeath(cfg)
 	default:
 		err = releaseAfterDeath(cfg)
 	}
@@ -299,6 +345,16 @@ func releaseAfterDeath(cfg watchdogConfig) error {
 	}
 	if cfg.Table != "" {
 		errs = append(errs, removeNftTable(cfg.Table))
+	}
+	return errors.Join(errs...)
+}
+
+// unblockAfterDeath removes the tables a restore whose processes run had
+// not removed yet.
+func unblockAfterDeath(cfg watchdogConfig) error {
+	var errs []error
+	for _, table := range cfg.Kept {
+		errs = append(errs, removeNftTable(table))
 	}
 	return errors.Join(errs...)
 }

@@ -3,8 +3,10 @@
 package files
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -111,6 +113,47 @@ func TestWatchdogReleasesWhenGocrDies(t *testing.T) {
 		}
 		if _, err := unix.Write(server, []byte("pong")); err != nil {
 			t.Errorf("the server end writes: %v", err)
+		}
+	}
+}
+
+// TestRestoreWatchdogUnblocksOnceReleased: a restore's watchdog whose
+// gocr dies (its control pipe closed) removes the tables kept for the
+// restore only if told the processes run; dying before, it leaves them for
+// the next restore.
+func TestRestoreWatchdogUnblocksOnceReleased(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: nftables tables need CAP_NET_ADMIN")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (nftables) is not installed: make deps installs it")
+	}
+	for _, released := range []bool{false, true} {
+		table := fmt.Sprintf("%stest_%d_%v", nftKeepPrefix, os.Getpid(), released)
+		if err := nft("add table inet " + table + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeNftTable(table) })
+		w, err := startRestoreWatchdog([]string{table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if released {
+			if err := w.tell(phaseReleased); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.ctl.Close()
+		select {
+		case <-w.done:
+		case <-time.After(watchdogWait):
+			t.Fatal("the watchdog did not end once its control pipe closed")
+		}
+		if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("released=%v: the watchdog exited %d", released, code)
+		}
+		if exists := nftTableExists(table); exists == released {
+			t.Errorf("released=%v: after gocr's death the table kept for the restore exists=%v, want %v", released, exists, !released)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -92,6 +93,10 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
 			}
 		}
+	}
+	testhook.PauseContext(ctx, testhook.PauseBeforeRelease)
+	if err := stopped(ctx); err != nil {
+		return err
 	}
 	// Release them together, children first, each leader last, in one
 	// pass (DetachAll): the commit of the restore.

@@ -161,6 +161,12 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 	// copy of a pipe's write end kept while gocr waits for the job would
 	// keep its reader from ever seeing the end of file (pipe(7)).
 	src.Close()
+	// Only now that they run may their peers outside see their
+	// connections again: a restore ended before leaves the tables kept
+	// for the next one (files/tcpwatch.go).
+	if err := src.UnblockConnections(); err != nil {
+		fmt.Fprintf(os.Stderr, "gocr: warning: restore pid %d: %v\n", root, err)
+	}
 	res = &Result{Pid: root, HostPid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)

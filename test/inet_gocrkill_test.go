@@ -141,6 +141,70 @@ func TestInetGocrKilledInReleaseExternal(t *testing.T) {
 	}
 }
 
+// TestInetGocrKilledAroundRelease: a restore of a connection to a peer
+// outside the job is killed once the connection is out of repair mode,
+// the processes finished but not released (pause-before-release), and
+// once they run (pause-after-release). Before: the processes end and the
+// table kept for the restore stays, so the peer hears nothing of the
+// connection's close, and the next restore brings it back whole. After:
+// the restore's TCP watchdog removes the table, and the job and its
+// connection go on.
+func TestInetGocrKilledAroundRelease(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	needsNft(t)
+	for _, hook := range []string{testhook.PauseBeforeRelease, testhook.PauseAfterRelease} {
+		t.Run(hook, func(t *testing.T) {
+			peer, port := startOutsidePeer(t)
+			tg := startTarget(t, "inet", "external", port)
+			peer.greet(t, nil)
+			dir := t.TempDir()
+			before := gocrTables(t)
+			dump(t, tg.pid, dir, "--tcp-established")
+			tg.waitDead(t, "a dump without --leave-running")
+			var kept []string
+			for _, name := range gocrTables(t) {
+				if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
+					kept = append(kept, name)
+				}
+			}
+			if len(kept) != 1 {
+				t.Fatalf("the dump kept nftables tables %q, want one", kept)
+			}
+			t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
+			peer.send(t)
+			cmd := startGocr(t, testhook.Setting(hook, "30s"), "restore", "-D", dir, "-d", "--tcp-established")
+			waitHook(t, cmd, hook)
+			if !slices.Contains(gocrTables(t), kept[0]) {
+				t.Fatalf("gocr holds at %s without the table %s kept for the restore", hook, kept[0])
+			}
+			if hook == testhook.PauseBeforeRelease {
+				killGocr(t, cmd)
+				waitAllGone(t, []int{tg.pid}, "gocr was killed before it released the restored processes")
+				if !slices.Contains(gocrTables(t), kept[0]) {
+					t.Fatalf("after a restore killed before the release, gocr's nftables tables are %q, want %s still", gocrTables(t), kept[0])
+				}
+				pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
+				peer.finish(t, tg, pid)
+			} else {
+				t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+				killGocr(t, cmd)
+				deadline := time.Now().Add(10 * time.Second)
+				for slices.Contains(gocrTables(t), kept[0]) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the table %s kept for the restore is still there 10 s after gocr died with the processes released", kept[0])
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				peer.finish(t, tg, tg.pid)
+			}
+			if slices.Contains(gocrTables(t), kept[0]) {
+				t.Errorf("the restore left its nftables table %s", kept[0])
+			}
+		})
+	}
+}
+
 // killRestoreInRelease restores dir and kills gocr once the connections
 // are made again in repair mode; the restore's processes must end.
 func killRestoreInRelease(t *testing.T, tg *target, dir string, extra ...string) {

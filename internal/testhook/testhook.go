@@ -73,12 +73,21 @@ const (
 	// PauseInTCPRelease (a duration): hold a restore once every TCP
 	// connection is made again in repair mode, before any leaves it.
 	PauseInTCPRelease = "pause-in-tcp-release"
+	// PauseBeforeRelease (a duration): hold a restore once every
+	// process is finished (registers, masks set), before it releases
+	// them.
+	PauseBeforeRelease = "pause-before-release"
+	// PauseAfterRelease (a duration): hold a restore once its processes
+	// run and its TCP watchdog knows it, before it lets the packets of
+	// their connections to peers outside flow again.
+	PauseAfterRelease = "pause-after-release"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
 	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
+	PauseBeforeRelease: true, PauseAfterRelease: true,
 	FailInTCPCapture: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
