@@ -28,6 +28,10 @@ type Sources struct {
 	// the key of the fds joined outside the dump they stand for
 	// (inherit.go). The caller owns them.
 	Given map[string]*os.File
+	// Lifeline is a read end of the restore's lifeline pipe, in which
+	// its commit leaves a byte for good (restorer/finish.go): the TCP
+	// watchdog tells by it whether the processes run (tcpwatch.go).
+	Lifeline *os.File
 
 	files []*os.File
 	// desc maps a dumped open file description, named by its first

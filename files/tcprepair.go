@@ -628,7 +628,10 @@ func (s *Sources) ReleaseConnections() error {
 		for table := range r.tables {
 			kept = append(kept, table)
 		}
-		w, err := startRestoreWatchdog(kept)
+		if s.Lifeline == nil {
+			return errors.New("TCP connections to peers outside the dump: no lifeline to watch the restore by")
+		}
+		w, err := startRestoreWatchdog(kept, s.Lifeline)
 		if err != nil {
 			return err
 		}
@@ -666,15 +669,14 @@ func (s *Sources) ReleaseConnections() error {
 
 // UnblockConnections lets the packets of connections to peers outside
 // the dump flow again: their nftables tables, kept since the dump, are
-// removed. Called once the processes run, and only then: the watchdog is
-// told first, so that it removes the tables should gocr die before it
-// has.
+// removed. Called once the restore has committed, and only then; should
+// gocr die before it has, the watchdog removes them.
 func (s *Sources) UnblockConnections() error {
 	r, ok := s.shared[inetReleaseKey{}].(*inetRelease)
 	if !ok || r.watch == nil {
 		return nil
 	}
-	errs := []error{r.watch.tell(phaseReleased)}
+	var errs []error
 	testhook.Pause(testhook.PauseAfterRelease)
 	for table := range r.tables {
 		errs = append(errs, removeNftTable(table))

@@ -43,11 +43,13 @@ import (
 //
 // A restore of a dump that kept its connections to peers outside blocked
 // (--tcp-established) has a watchdog too, for the kept tables alone: they
-// go once the processes run, and only then. Should gocr die before it
-// releases the processes, they end with it (the lifeline,
-// PTRACE_O_EXITKILL), and the tables stay, so the peers outside hear
-// nothing and the images restore again; should it die once they run, the
-// watchdog removes the tables, which gocr had not got to.
+// go once the processes run, and only then. Should gocr die before the
+// restore's commit, the processes end with it (restorer/finish.go), and
+// the tables stay, so the peers outside hear nothing and the images
+// restore again; should it die after, the watchdog removes the tables,
+// which gocr had not got to. It tells the two apart by the restore's
+// lifeline, of which it holds a read end: the commit leaves a byte in it
+// for good, which nothing reads.
 //
 // The watchdog holds its handles until it is done, so a socket whose
 // processes died is closed by the watchdog's exit, in repair mode or not
@@ -80,9 +82,6 @@ const (
 	phaseCapturing = "capturing" // until the images are complete
 	phaseComplete  = "complete"  // the images are complete, the job is being ended
 	phaseFinished  = "finished"  // gocr has done it all: nothing left to do
-	// A restore's watchdog (watchdogConfig.Restore).
-	phaseRestoring = "restoring" // the restored processes end should gocr die
-	phaseReleased  = "released"  // the restored processes run
 )
 
 // watchdogConfig is the first message on the control pipe.
@@ -92,7 +91,8 @@ type watchdogConfig struct {
 	Table   string // the dump's nftables table, "" without one
 	Keep    string // the nft script that turns Table into the kept one
 	// Restore: the watchdog of a restore, whose tables kept for it are
-	// Kept (no sockets, no Table).
+	// Kept (no sockets, no Table); its fd watchdogFirstFd is a read end
+	// of the restore's lifeline.
 	Restore bool
 	Kept    []string
 }
@@ -168,9 +168,15 @@ func startWatchdog(held []*heldConn, block *nftBlock) (w *watchdog, err error) {
 }
 
 // startRestoreWatchdog starts the watchdog of a restore that removes the
-// tables kept for it (nftables table names) once the processes run.
-func startRestoreWatchdog(kept []string) (*watchdog, error) {
-	return execWatchdog(watchdogConfig{Restore: true, Kept: kept}, nil)
+// tables kept for it (nftables table names) should gocr die once the
+// restore has committed, which a byte left in lifeline, a read end of the
+// restore's lifeline, says.
+func startRestoreWatchdog(kept []string, lifeline *os.File) (*watchdog, error) {
+	d, err := unix.FcntlInt(lifeline.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("start the TCP watchdog: lifeline: %w", err)
+	}
+	return execWatchdog(watchdogConfig{Restore: true, Kept: kept}, []*os.File{os.NewFile(uintptr(d), "lifeline")})
 }
 
 // execWatchdog starts gocr again as a watchdog with configuration cfg and
@@ -289,9 +295,6 @@ func runWatchdog() int {
 	}
 	ready.Close()
 	phase := phaseCapturing
-	if cfg.Restore {
-		phase = phaseRestoring
-	}
 	for {
 		var m watchdogMessage
 		if err := dec.Decode(&m); err != nil {
@@ -300,17 +303,13 @@ func runWatchdog() int {
 		phase = m.Phase
 	}
 	var err error
-	switch phase {
-	case phaseFinished:
+	switch {
+	case phase == phaseFinished:
 		return 0
-	case phaseComplete:
-		err = sealAfterDeath(cfg)
-	case phaseRestoring:
-		// The restored processes end with gocr: the tables keep
-		// their peers outside from hearing it, for the next restore.
-		return 0
-	case phaseReleased:
+	case cfg.Restore:
 		err = unblockAfterDeath(cfg)
+	case phase == phaseComplete:
+		err = sealAfterDeath(cfg)
 	default:
 		err = releaseAfterDeath(cfg)
 	}
@@ -350,8 +349,19 @@ func releaseAfterDeath(cfg watchdogConfig) error {
 }
 
 // unblockAfterDeath removes the tables a restore whose processes run had
-// not removed yet.
+// not removed yet, if it had committed: a byte is left in the lifeline
+// (FIONREAD, man 7 pipe: "the number of unread bytes"). Before the
+// commit, the processes end with gocr, and the tables stay for the next
+// restore.
 func unblockAfterDeath(cfg watchdogConfig) error {
+	// FIONREAD is TIOCINQ (include/uapi/asm-generic/ioctls.h).
+	n, err := unix.IoctlGetInt(watchdogFirstFd, unix.TIOCINQ)
+	if err != nil {
+		return fmt.Errorf("the restore's lifeline: FIONREAD: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
 	var errs []error
 	for _, table := range cfg.Kept {
 		errs = append(errs, removeNftTable(table))

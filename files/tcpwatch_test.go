@@ -117,29 +117,34 @@ func TestWatchdogReleasesWhenGocrDies(t *testing.T) {
 	}
 }
 
-// TestRestoreWatchdogUnblocksOnceReleased: a restore's watchdog whose
+// TestRestoreWatchdogUnblocksOnceCommitted: a restore's watchdog whose
 // gocr dies (its control pipe closed) removes the tables kept for the
-// restore only if told the processes run; dying before, it leaves them for
-// the next restore.
-func TestRestoreWatchdogUnblocksOnceReleased(t *testing.T) {
+// restore only if the restore had committed (a byte left in its
+// lifeline); dying before, it leaves them for the next restore.
+func TestRestoreWatchdogUnblocksOnceCommitted(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: nftables tables need CAP_NET_ADMIN")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("nft (nftables) is not installed: make deps installs it")
 	}
-	for _, released := range []bool{false, true} {
-		table := fmt.Sprintf("%stest_%d_%v", nftKeepPrefix, os.Getpid(), released)
+	for _, committed := range []bool{false, true} {
+		table := fmt.Sprintf("%stest_%d_%v", nftKeepPrefix, os.Getpid(), committed)
 		if err := nft("add table inet " + table + "\n"); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { removeNftTable(table) })
-		w, err := startRestoreWatchdog([]string{table})
+		lifeR, lifeW, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if released {
-			if err := w.tell(phaseReleased); err != nil {
+		w, err := startRestoreWatchdog([]string{table}, lifeR)
+		lifeR.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed {
+			if _, err := lifeW.Write([]byte{0}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -149,11 +154,12 @@ func TestRestoreWatchdogUnblocksOnceReleased(t *testing.T) {
 		case <-time.After(watchdogWait):
 			t.Fatal("the watchdog did not end once its control pipe closed")
 		}
+		lifeW.Close()
 		if code := w.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Fatalf("released=%v: the watchdog exited %d", released, code)
+			t.Fatalf("committed=%v: the watchdog exited %d", committed, code)
 		}
-		if exists := nftTableExists(table); exists == released {
-			t.Errorf("released=%v: after gocr's death the table kept for the restore exists=%v, want %v", released, exists, !released)
+		if exists := nftTableExists(table); exists == committed {
+			t.Errorf("committed=%v: after gocr's death the table kept for the restore exists=%v, want %v", committed, exists, !committed)
 		}
 	}
 }

@@ -208,6 +208,53 @@ func (in *Injection) Hold(nr uint64, args ...uint64) error {
 	return nil
 }
 
+// Gate sets the thread to wait, once released (detached, or by gocr's
+// death), for the commit of a restore on fd, its own read end of a pipe
+// only gocr writes (the lifeline), at the vDSO's gate (gadget_amd64.go),
+// every signal blocked: a byte read, it closes fd and rt_sigreturns into
+// the state PrepareInjection found, which its signal frame holds; end of
+// file (gocr gone without the commit) or an error, its whole process
+// exits (exit_group, status 1). The thread stays in its event stop until
+// released, and leaves by the gate: no Finish.
+//
+// A stop signal meanwhile (SIGSTOP cannot be blocked) interrupts the
+// read, which restarts once the process is continued: pipe_read returns
+// -ERESTARTSYS, which the kernel turns into a restart for a thread with
+// no handler to run (fs/pipe.c pipe_read, arch/x86/kernel/signal.c
+// arch_do_signal_or_restart).
+//
+// It returns where the gate is: a thread whose instruction pointer is in
+// [at, at+GateLen) has not gone through.
+//
+// Precondition: the thread is in its event stop, no call made yet.
+func (in *Injection) Gate(fd int) (at uint64, err error) {
+	in.t.Do(func() {
+		if at, err = placeGate(in.tid); err != nil {
+			return
+		}
+		r := in.saved
+		r.Rip = at
+		r.Rsp = in.sp
+		r.Rax = unix.SYS_READ
+		r.Orig_rax = ^uint64(0)
+		r.Rdi, r.Rsi, r.Rdx = uint64(fd), in.Scratch, 1
+		if err = setRegs(in.tid, &r); err != nil {
+			err = fmt.Errorf("ptrace setregset %d: %w", in.tid, err)
+			return
+		}
+		if err = setSigmask(in.tid, ^uint64(0)); err != nil {
+			err = fmt.Errorf("ptrace setsigmask %d: %w", in.tid, err)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set %d at the release gate: %w", in.tid, err)
+	}
+	return at, nil
+}
+
+// GateLen is the length of the gate's code (Injection.Gate).
+var GateLen = uint64(len(gate))
+
 // Precondition: called on the tracer thread; see Syscall.
 func (in *Injection) syscall(nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
 	if err := in.arm(nr, args); err != nil {

@@ -154,7 +154,7 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 			opts.job.giveBack()
 		}
 	}()
-	if err := finish(ctx, procs, shared, host); err != nil {
+	if err := finish(ctx, procs, shared, host, opts.lifeline); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	// The processes hold their files now. gocr's copies go at once: a
