@@ -157,6 +157,13 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	if err := t.DetachAll(tids); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
+	// Every thread in its read before the commit: one through the gate
+	// first runs the job's code, which must find every other thread
+	// holding its lifeline file already, whatever the job then does
+	// with fd numbers it does not know (close_range).
+	if err := atGate(gated); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
+	}
 	if err := commit(lifeline, threads); err != nil {
 		return err
 	}
@@ -181,6 +188,39 @@ type gatedProc struct {
 // gateWait bounds the wait for the threads to go through the gate once
 // committed: a read, a close and a sigreturn each.
 const gateWait = 10 * time.Second
+
+// atGate waits until every thread released into the gate waits in its
+// read(2) there: /proc/PID/task/TID/syscall gives the call's number
+// first and the instruction pointer, right after the gate's syscall
+// instruction, last (man 5 proc_pid_syscall). A process stopped by job
+// control enters the stop before it reaches the read.
+func atGate(gated []gatedProc) error {
+	deadline := time.Now().Add(gateWait)
+	for _, g := range gated {
+		if g.stopped {
+			continue
+		}
+		for i, tid := range g.tids {
+			path := fmt.Sprintf("/proc/%d/task/%d/syscall", g.pid, tid)
+			want := fmt.Sprintf("%#x", g.gates[i]+2)
+			for {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return fmt.Errorf("pid %d thread %d: %w", g.pid, tid, err)
+				}
+				f := strings.Fields(string(b))
+				if len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_READ) && f[len(f)-1] == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("pid %d thread %d did not reach its read in the release gate within %v (%s)", g.pid, tid, gateWait, strings.TrimSpace(string(b)))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
 
 // throughGate waits until every thread has gone through the gate, its
 // lifeline fd closed and its instruction pointer out of the gate's code,
