@@ -66,9 +66,8 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
 		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
 		lifeFd := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
-		// Should gocr die once the restorer is gone, the process
-		// returns to the restorer's park (ptrace.Injection) and ends
-		// by a fault.
+		// Should gocr die from here on, every thread still attached
+		// is killed (SeizeExitKill).
 		in, err := t.PrepareInjection(pid)
 		if err != nil {
 			return err
