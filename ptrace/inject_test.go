@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -270,4 +272,74 @@ func preparedTarget(t *testing.T, mode string) (*target, *Injection) {
 		t.Fatal(err)
 	}
 	return tg, in
+}
+
+// TestGate: a thread released into the gate waits on its fd (here its
+// stdin, a pipe the test writes): a byte, and it closes the fd and goes
+// on from the state PrepareInjection found, its interrupted nanosleep
+// restarted; end of file, and its process exits with status 1, running
+// none of its own code.
+func TestGate(t *testing.T) {
+	for _, committed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("committed=%v", committed), func(t *testing.T) {
+			tg := startTarget(t, "nanosleep")
+			settle()
+			tr := newTracer(t)
+			seizeStop(t, tr, tg.pid)
+			in, err := tr.PrepareInjection(tg.pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at, err := in.Gate(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.DetachAll([]int{tg.pid}); err != nil {
+				t.Fatal(err)
+			}
+			// It waits in the gate's read until told.
+			want := fmt.Sprintf("0 0x0 %#x 0x1 ", in.Scratch)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tg.pid))
+				f := strings.Fields(string(b))
+				if strings.HasPrefix(string(b), want) && f[len(f)-1] == fmt.Sprintf("%#x", at+2) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the thread is not in the gate's read: /proc/%d/syscall %q, want %q... pc %#x", tg.pid, b, want, at+2)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if !committed {
+				tg.stdin.Close()
+				var ws unix.WaitStatus
+				if _, err := unix.Wait4(tg.pid, &ws, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				if !ws.Exited() || ws.ExitStatus() != 1 {
+					t.Fatalf("after the gate's end of file: wait status %#x, want exit status 1", uint32(ws))
+				}
+				if l, ok := <-tg.lines; ok {
+					t.Fatalf("the thread ran its own code after the gate's end of file: printed %q", l)
+				}
+				return
+			}
+			if _, err := tg.stdin.Write([]byte{0}); err != nil {
+				t.Fatal(err)
+			}
+			// Through the gate, its fd closed, in its nanosleep again.
+			for {
+				_, err := os.Stat(fmt.Sprintf("/proc/%d/fd/0", tg.pid))
+				if errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fd 0, the gate's, still open after the byte (%v)", err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			tg.expect("OK", 5*time.Second)
+		})
+	}
 }
