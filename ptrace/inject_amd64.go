@@ -101,6 +101,25 @@ type Injection struct {
 // Precondition: tid is in a PTRACE_EVENT_STOP; no other Injection of tid
 // is in use.
 func (t *Tracer) PrepareInjection(tid int) (*Injection, error) {
+	return t.prepareInjection(tid, 0, 0)
+}
+
+// PrepareInjectionOn is PrepareInjection for a thread whose alternate
+// signal stack is [lo, hi) (hi 0: none): the scratch memory and the
+// signal frame go at its top, where the kernel puts the frame of a
+// handler with SA_ONSTACK (arch/x86/kernel/signal.c get_sigframe),
+// unless the thread is on it already or it has no room for them; else
+// below its stack pointer, as PrepareInjection. A program whose signals
+// all run on the sigaltstack may have no room below its stack pointer:
+// a Go goroutine's stack is a few KiB, an xsave area alone up to 11 KiB.
+//
+// Precondition: as PrepareInjection; [lo, hi) is the thread's to write
+// and not in use.
+func (t *Tracer) PrepareInjectionOn(tid int, lo, hi uint64) (*Injection, error) {
+	return t.prepareInjection(tid, lo, hi)
+}
+
+func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 	in := &Injection{t: t, tid: tid}
 	var err error
 	t.Do(func() {
@@ -124,7 +143,12 @@ func (t *Tracer) PrepareInjection(tid int) (*Injection, error) {
 	// Red zone, scratch, frame, from the top down: a signal handler that
 	// runs on the gadget (only before the mask is set) puts its own frame
 	// below the gadget's rsp minus a red zone, under both.
-	in.Scratch = (in.saved.Rsp - redZone - ScratchSize) &^ 15
+	top := in.saved.Rsp - redZone
+	room := uint64(ScratchSize + 16 + SigframeLen(in.xstate) + SigframeAlign)
+	if rsp := in.saved.Rsp; hi > lo && hi-lo >= room && (rsp < lo || rsp >= hi) {
+		top = hi &^ 15
+	}
+	in.Scratch = (top - ScratchSize) &^ 15
 	frameAt := (in.Scratch - uint64(SigframeLen(in.xstate))) &^ (SigframeAlign - 1)
 	frame, err := Sigframe(&in.saved, in.xstate, in.mask, frameAt)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -123,8 +124,10 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 			}
 			// The signal frame holds the state just set, which the
 			// kernel has checked (a bad segment or xstate fails here,
-			// not in the thread's rt_sigreturn).
-			in, err := t.PrepareInjection(tid)
+			// not in the thread's rt_sigreturn), where a signal's
+			// would go.
+			lo, hi := altStack(th)
+			in, err := t.PrepareInjectionOn(tid, lo, hi)
 			if err != nil {
 				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
 			}
@@ -172,6 +175,17 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
 	}
 	return nil
+}
+
+// altStack is the alternate signal stack of a restored thread, [lo, hi),
+// hi 0 if it has none: the gate's frame goes there, where a SA_ONSTACK
+// handler's would (ptrace.PrepareInjectionOn).
+func altStack(th *gocrpb.Thread) (lo, hi uint64) {
+	ss := th.GetSigaltstack()
+	if ss == nil || ss.GetFlags()&ssDisable != 0 || ss.GetSize() == 0 {
+		return 0, 0
+	}
+	return ss.GetSp(), ss.GetSp() + ss.GetSize()
 }
 
 // gatedProc is a process whose threads tids wait at the gate (at gates),
