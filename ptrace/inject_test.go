@@ -278,17 +278,29 @@ func preparedTarget(t *testing.T, mode string) (*target, *Injection) {
 // stdin, a pipe the test writes): a byte, and it closes the fd and goes
 // on from the state PrepareInjection found, its interrupted nanosleep
 // restarted; end of file, and its process exits with status 1, running
-// none of its own code.
+// none of its own code. With an alternate signal stack
+// (PrepareInjectionOn: here the bottom of its stack mapping, far below
+// its stack pointer), the frame goes at that stack's top.
 func TestGate(t *testing.T) {
-	for _, committed := range []bool{true, false} {
-		t.Run(fmt.Sprintf("committed=%v", committed), func(t *testing.T) {
+	for _, tc := range []struct {
+		committed, altStack bool
+	}{{true, false}, {false, false}, {true, true}} {
+		committed := tc.committed
+		t.Run(fmt.Sprintf("committed=%v,altstack=%v", tc.committed, tc.altStack), func(t *testing.T) {
 			tg := startTarget(t, "nanosleep")
 			settle()
 			tr := newTracer(t)
 			seizeStop(t, tr, tg.pid)
-			in, err := tr.PrepareInjection(tg.pid)
+			var lo, hi uint64
+			if tc.altStack {
+				lo, hi = stackBottom(t, tr, tg.pid)
+			}
+			in, err := tr.PrepareInjectionOn(tg.pid, lo, hi)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.altStack && (in.Scratch < lo || in.Scratch >= hi || in.sp < lo) {
+				t.Fatalf("scratch %#x, frame %#x: want both in the alternate stack [%#x, %#x)", in.Scratch, in.sp, lo, hi)
 			}
 			at, err := in.Gate(0)
 			if err != nil {
@@ -342,4 +354,36 @@ func TestGate(t *testing.T) {
 			tg.expect("OK", 5*time.Second)
 		})
 	}
+}
+
+// stackBottom is the lowest 32 KiB of pid's [stack] mapping, well below
+// its stack pointer, for an alternate signal stack.
+func stackBottom(t *testing.T, tr *Tracer, pid int) (lo, hi uint64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasSuffix(strings.TrimSpace(line), "[stack]") {
+			continue
+		}
+		var start, end uint64
+		if _, err := fmt.Sscanf(line, "%x-%x", &start, &end); err != nil {
+			t.Fatalf("/proc/%d/maps: %q: %v", pid, line, err)
+		}
+		r, err := tr.GetRegs(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The kernel maps 128 KiB of stack at exec (fs/exec.c
+		// setup_arg_pages, stack_expand), the arguments and the
+		// environment at its top.
+		if r.Rsp < start+48<<10 {
+			t.Fatalf("the [stack] mapping %#x-%#x has %d bytes below the stack pointer, want 48 KiB", start, end, r.Rsp-start)
+		}
+		return start, start + 32<<10
+	}
+	t.Fatalf("/proc/%d/maps: no [stack]", pid)
+	return 0, 0
 }
