@@ -231,7 +231,8 @@ func inetAddrPort(addr []byte, port uint32) netip.AddrPort {
 type inetRelease struct {
 	handles []int32         // every inet socket among the sources
 	conns   []*restoredConn // the connections in repair mode
-	tables  map[string]bool // nftables tables to remove at the end
+	tables  map[string]bool // nftables tables to remove once the processes run
+	watch   *watchdog       // removes tables should gocr die once they run
 }
 
 type inetReleaseKey struct{}

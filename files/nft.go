@@ -28,8 +28,10 @@ import (
 // the watchdog killed too, the next gocr that blocks connections or
 // `gocr cleanup` (CleanNftTables). A dump that completes turns it, in one
 // nft transaction, into "gocr_keep_PID_START", recorded in the images and
-// removed by the restore once the connections are back; a dump never
-// restored leaves it (`gocr cleanup --abandon DIR`).
+// removed by the restore once its processes run (or by the restore's
+// watchdog, should gocr die then: tcpwatch.go); a restore that ends
+// before, and a dump never restored, leave it (`gocr cleanup --abandon
+// DIR`).
 
 const (
 	nftPrefix     = "gocr_"

@@ -609,15 +609,39 @@ func growBuffer(h, opt, force, need int) error {
 // then takes them out of it, all of them one after the other before
 // anything else, so both ends of a connection inside the dump go on
 // together; then sends again what
-// was not sent yet and the FINs that were, sets what repair mode
-// overrides, and lets the packets of connections to peers outside the
-// dump flow again. gocr's handles of every restored TCP and UDP socket
+// was not sent yet and the FINs that were, and sets what repair mode
+// overrides. gocr's handles of every restored TCP and UDP socket
 // are closed then: the processes hold theirs. Called once the processes
-// have their fds, before they run.
+// have their fds, before they run. The packets of connections to peers
+// outside the dump stay blocked until UnblockConnections, once the
+// processes run: a restore that ends before must not let those peers
+// see the connection close.
 func (s *Sources) ReleaseConnections() error {
 	r, ok := s.shared[inetReleaseKey{}].(*inetRelease)
 	if !ok {
 		return nil
+	}
+	if len(r.tables) > 0 {
+		// Before anything the peers could see: should gocr die once the
+		// processes run, the watchdog removes the tables.
+		var kept []string
+		for table := range r.tables {
+			kept = append(kept, table)
+		}
+		if s.Lifeline == nil {
+			return errors.New("TCP connections to peers outside the dump: no lifeline to watch the restore by")
+		}
+		w, err := startRestoreWatchdog(kept, s.Lifeline)
+		if err != nil {
+			return err
+		}
+		r.watch = w
+		// A restore that fails ends the watchdog, the tables kept.
+		s.OnUndo(func() {
+			if err := w.finish(); err != nil {
+				warnf("%v", err)
+			}
+		})
 	}
 	for _, c := range r.conns {
 		if err := repairConnection(c.h, c.u); err != nil {
@@ -636,15 +660,29 @@ func (s *Sources) ReleaseConnections() error {
 			errs = append(errs, fmt.Errorf("%s: %w", connName(c.u), err))
 		}
 	}
-	for table := range r.tables {
-		if err := removeNftTable(table); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	for _, n := range r.handles {
 		s.File(n).Close()
 	}
-	r.conns, r.handles, r.tables = nil, nil, map[string]bool{}
+	r.conns, r.handles = nil, nil
+	return errors.Join(errs...)
+}
+
+// UnblockConnections lets the packets of connections to peers outside
+// the dump flow again: their nftables tables, kept since the dump, are
+// removed. Called once the restore has committed, and only then; should
+// gocr die before it has, the watchdog removes them.
+func (s *Sources) UnblockConnections() error {
+	r, ok := s.shared[inetReleaseKey{}].(*inetRelease)
+	if !ok || r.watch == nil {
+		return nil
+	}
+	var errs []error
+	testhook.Pause(testhook.PauseAfterRelease)
+	for table := range r.tables {
+		errs = append(errs, removeNftTable(table))
+	}
+	errs = append(errs, r.watch.finish())
+	r.tables = map[string]bool{}
 	return errors.Join(errs...)
 }
 

@@ -41,6 +41,16 @@ import (
 //     restore removes, so the connections go without a word and the
 //     checkpoint's peers outside wait for the restore.
 //
+// A restore of a dump that kept its connections to peers outside blocked
+// (--tcp-established) has a watchdog too, for the kept tables alone: they
+// go once the processes run, and only then. Should gocr die before the
+// restore's commit, the processes end with it (restorer/finish.go), and
+// the tables stay, so the peers outside hear nothing and the images
+// restore again; should it die after, the watchdog removes the tables,
+// which gocr had not got to. It tells the two apart by the restore's
+// lifeline, of which it holds a read end: the commit leaves a byte in it
+// for good, which nothing reads.
+//
 // The watchdog holds its handles until it is done, so a socket whose
 // processes died is closed by the watchdog's exit, in repair mode or not
 // as it decided: closing the last handle of a socket in repair mode sends
@@ -80,6 +90,11 @@ type watchdogConfig struct {
 	Owners  int    // how many pidfds follow the sockets
 	Table   string // the dump's nftables table, "" without one
 	Keep    string // the nft script that turns Table into the kept one
+	// Restore: the watchdog of a restore, whose tables kept for it are
+	// Kept (no sockets, no Table); its fd watchdogFirstFd is a read end
+	// of the restore's lifeline.
+	Restore bool
+	Kept    []string
 }
 
 // watchedSocket is one connection the watchdog holds.
@@ -122,22 +137,6 @@ func startWatchdog(held []*heldConn, block *nftBlock) (w *watchdog, err error) {
 			f.Close()
 		}
 	}()
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			ctlW.Close()
-		}
-	}()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		ctlR.Close()
-		return nil, err
-	}
-	defer readyR.Close()
-	extra = append(extra, ctlR, readyW)
 	owners := map[int]int{}
 	var pidfds []*os.File
 	for _, hc := range held {
@@ -163,7 +162,49 @@ func startWatchdog(held []*heldConn, block *nftBlock) (w *watchdog, err error) {
 	}
 	extra = append(extra, pidfds...)
 	cfg.Owners = len(pidfds)
+	w, err = execWatchdog(cfg, extra)
+	extra = nil // closed by execWatchdog
+	return w, err
+}
 
+// startRestoreWatchdog starts the watchdog of a restore that removes the
+// tables kept for it (nftables table names) should gocr die once the
+// restore has committed, which a byte left in lifeline, a read end of the
+// restore's lifeline, says.
+func startRestoreWatchdog(kept []string, lifeline *os.File) (*watchdog, error) {
+	d, err := unix.FcntlInt(lifeline.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("start the TCP watchdog: lifeline: %w", err)
+	}
+	return execWatchdog(watchdogConfig{Restore: true, Kept: kept}, []*os.File{os.NewFile(uintptr(d), "lifeline")})
+}
+
+// execWatchdog starts gocr again as a watchdog with configuration cfg and
+// the sockets and pidfds extra (which it closes), and returns once the
+// watchdog is ready.
+func execWatchdog(cfg watchdogConfig, socks []*os.File) (w *watchdog, err error) {
+	extra := socks
+	defer func() {
+		for _, f := range extra {
+			f.Close()
+		}
+	}()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ctlW.Close()
+		}
+	}()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		return nil, err
+	}
+	defer readyR.Close()
+	extra = append([]*os.File{ctlR, readyW}, extra...)
 	table := cfg.Table
 	if table == "" {
 		table = "-"
@@ -212,11 +253,13 @@ func (w *watchdog) tell(phase string) error {
 }
 
 // finish tells the watchdog there is nothing left to do and waits until
-// it has ended, its handles closed.
+// it has ended, its handles closed. Once is enough: it does nothing
+// after the first time.
 func (w *watchdog) finish() error {
-	if w == nil {
+	if w == nil || w.ctl == nil {
 		return nil
 	}
+	defer func() { w.ctl = nil }()
 	err := w.tell(phaseFinished)
 	w.ctl.Close()
 	select {
@@ -260,10 +303,12 @@ func runWatchdog() int {
 		phase = m.Phase
 	}
 	var err error
-	switch phase {
-	case phaseFinished:
+	switch {
+	case phase == phaseFinished:
 		return 0
-	case phaseComplete:
+	case cfg.Restore:
+		err = unblockAfterDeath(cfg)
+	case phase == phaseComplete:
 		err = sealAfterDeath(cfg)
 	default:
 		err = releaseAfterDeath(cfg)
@@ -299,6 +344,27 @@ func releaseAfterDeath(cfg watchdogConfig) error {
 	}
 	if cfg.Table != "" {
 		errs = append(errs, removeNftTable(cfg.Table))
+	}
+	return errors.Join(errs...)
+}
+
+// unblockAfterDeath removes the tables a restore whose processes run had
+// not removed yet, if it had committed: a byte is left in the lifeline
+// (FIONREAD, man 7 pipe: "the number of unread bytes"). Before the
+// commit, the processes end with gocr, and the tables stay for the next
+// restore.
+func unblockAfterDeath(cfg watchdogConfig) error {
+	// FIONREAD is TIOCINQ (include/uapi/asm-generic/ioctls.h).
+	n, err := unix.IoctlGetInt(watchdogFirstFd, unix.TIOCINQ)
+	if err != nil {
+		return fmt.Errorf("the restore's lifeline: FIONREAD: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	var errs []error
+	for _, table := range cfg.Kept {
+		errs = append(errs, removeNftTable(table))
 	}
 	return errors.Join(errs...)
 }

@@ -3,8 +3,10 @@
 package files
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -111,6 +113,53 @@ func TestWatchdogReleasesWhenGocrDies(t *testing.T) {
 		}
 		if _, err := unix.Write(server, []byte("pong")); err != nil {
 			t.Errorf("the server end writes: %v", err)
+		}
+	}
+}
+
+// TestRestoreWatchdogUnblocksOnceCommitted: a restore's watchdog whose
+// gocr dies (its control pipe closed) removes the tables kept for the
+// restore only if the restore had committed (a byte left in its
+// lifeline); dying before, it leaves them for the next restore.
+func TestRestoreWatchdogUnblocksOnceCommitted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: nftables tables need CAP_NET_ADMIN")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (nftables) is not installed: make deps installs it")
+	}
+	for _, committed := range []bool{false, true} {
+		table := fmt.Sprintf("%stest_%d_%v", nftKeepPrefix, os.Getpid(), committed)
+		if err := nft("add table inet " + table + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeNftTable(table) })
+		lifeR, lifeW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := startRestoreWatchdog([]string{table}, lifeR)
+		lifeR.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed {
+			if _, err := lifeW.Write([]byte{0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.ctl.Close()
+		select {
+		case <-w.done:
+		case <-time.After(watchdogWait):
+			t.Fatal("the watchdog did not end once its control pipe closed")
+		}
+		lifeW.Close()
+		if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("committed=%v: the watchdog exited %d", committed, code)
+		}
+		if exists := nftTableExists(table); exists == committed {
+			t.Errorf("committed=%v: after gocr's death the table kept for the restore exists=%v, want %v", committed, exists, !committed)
 		}
 	}
 }

@@ -25,6 +25,34 @@ var gadget = []byte{0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 
 // multiple of the word PTRACE_POKEDATA writes.
 const gadgetSlot = 16
 
+// gate is the code a restored thread is released into (Injection.Gate),
+// with rsp at its signal frame, rdi the fd of its lifeline, rsi one byte
+// of scratch memory:
+//
+//	syscall            0f 05           read(fd, buf, 1), rax = 0
+//	cmp $1, %rax       48 83 f8 01     gocr's commit: a byte for it
+//	jne die            75 0e           else EOF (gocr died) or an error
+//	mov $3, %eax       b8 03 00 00 00  __NR_close: its fd, rdi kept
+//	syscall            0f 05
+//	mov $15, %eax      b8 0f 00 00 00  __NR_rt_sigreturn
+//	syscall            0f 05           into its final state
+//	die:
+//	mov $231, %eax     b8 e7 00 00 00  __NR_exit_group
+//	mov $1, %edi       bf 01 00 00 00  status 1
+//	syscall            0f 05
+//	ud2                0f 0b
+//
+// The syscall instruction clobbers rcx and r11 only, and puts the result
+// in rax (arch/x86/entry/entry_64.S), so rdi still holds the fd; system
+// call numbers from arch/x86/entry/syscalls/syscall_64.tbl.
+var gate = []byte{0x0f, 0x05, 0x48, 0x83, 0xf8, 0x01, 0x75, 0x0e, 0xb8, 0x03, 0x00, 0x00, 0x00, 0x0f, 0x05,
+	0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xb8, 0xe7, 0x00, 0x00, 0x00, 0xbf, 0x01, 0x00, 0x00, 0x00,
+	0x0f, 0x05, 0x0f, 0x0b}
+
+// gateSlot is the room the gate takes in the vDSO's padding, right below
+// the gadget's.
+const gateSlot = 48
+
 // placeGadget returns the address of the gadget in the vDSO of tid's
 // process, writing it there first if it is not there yet (an earlier
 // gocr may have left it: it is never removed).
@@ -49,36 +77,60 @@ const gadgetSlot = 16
 //
 // Precondition: called on the tracer thread, tid stopped.
 func placeGadget(tid int) (uint64, error) {
-	start, end, err := vdsoRange(tid)
+	at, err := placeCode(tid, gadget, gadgetSlot, gadgetSlot)
 	if err != nil {
 		return 0, fmt.Errorf("place the injection gadget: %w", err)
 	}
+	return at, nil
+}
+
+// placeGate returns the address of the gate in the vDSO of tid's process,
+// in the gateSlot bytes below the gadget's, placed as placeGadget places
+// the gadget.
+//
+// Precondition: called on the tracer thread, tid stopped.
+func placeGate(tid int) (uint64, error) {
+	at, err := placeCode(tid, gate, gateSlot, gadgetSlot+gateSlot)
+	if err != nil {
+		return 0, fmt.Errorf("place the release gate: %w", err)
+	}
+	return at, nil
+}
+
+// placeCode writes code, zero-padded to slot bytes, fromEnd bytes before
+// the end of tid's [vdso] mapping (see placeGadget), unless it is there
+// already, and returns its address.
+func placeCode(tid int, code []byte, slot, fromEnd uint64) (uint64, error) {
+	start, end, err := vdsoRange(tid)
+	if err != nil {
+		return 0, err
+	}
 	img := make([]byte, end-start)
 	if err := ReadMemory(tid, start, img); err != nil {
-		return 0, fmt.Errorf("place the injection gadget: read [vdso]: %w", err)
+		return 0, fmt.Errorf("read [vdso]: %w", err)
 	}
 	used, err := elfImageEnd(img)
 	if err != nil {
-		return 0, fmt.Errorf("place the injection gadget: [vdso] at %#x: %w", start, err)
+		return 0, fmt.Errorf("[vdso] at %#x: %w", start, err)
 	}
-	off := uint64(len(img)) - gadgetSlot
-	if used > off {
-		return 0, fmt.Errorf("place the injection gadget: [vdso] at %#x: its image ends at %d of %d bytes, no room for %d more", start, used, len(img), gadgetSlot)
+	if fromEnd > uint64(len(img)) || used > uint64(len(img))-fromEnd {
+		return 0, fmt.Errorf("[vdso] at %#x: its image ends at %d of %d bytes, no room for %d more", start, used, len(img), fromEnd)
 	}
-	want := make([]byte, gadgetSlot)
-	copy(want, gadget)
-	switch slot := img[off:]; {
-	case bytes.Equal(slot, want):
+	off := uint64(len(img)) - fromEnd
+	want := make([]byte, slot)
+	copy(want, code)
+	switch have := img[off : off+slot]; {
+	case bytes.Equal(have, want):
 		return start + off, nil
-	case !bytes.Equal(slot, make([]byte, gadgetSlot)):
-		return 0, fmt.Errorf("place the injection gadget: [vdso] at %#x: its padding at %#x is not zero", start, start+off)
+	case !bytes.Equal(have, make([]byte, slot)):
+		return 0, fmt.Errorf("[vdso] at %#x: its padding at %#x is not zero", start, start+off)
 	}
 	if _, err := unix.PtracePokeData(tid, uintptr(start+off), want); err != nil {
-		return 0, fmt.Errorf("place the injection gadget: ptrace pokedata %d at %#x: %w", tid, start+off, err)
+		return 0, fmt.Errorf("ptrace pokedata %d at %#x: %w", tid, start+off, err)
 	}
-	got := make([]byte, gadgetSlot)
+	got := make([]byte, slot)
 	if err := ReadMemory(tid, start+off, got); err != nil || !bytes.Equal(got, want) {
-		return 0, fmt.Errorf("place the injection gadget: [vdso] at %#x reads % x after the write (%v)", start+off, got, err)
+		return 0, fmt.Errorf("[vdso] at %#x reads % x after the write (%v)", start+off, got, err)
 	}
 	return start + off, nil
 }

@@ -101,6 +101,25 @@ type Injection struct {
 // Precondition: tid is in a PTRACE_EVENT_STOP; no other Injection of tid
 // is in use.
 func (t *Tracer) PrepareInjection(tid int) (*Injection, error) {
+	return t.prepareInjection(tid, 0, 0)
+}
+
+// PrepareInjectionOn is PrepareInjection for a thread whose alternate
+// signal stack is [lo, hi) (hi 0: none): the scratch memory and the
+// signal frame go at its top, where the kernel puts the frame of a
+// handler with SA_ONSTACK (arch/x86/kernel/signal.c get_sigframe),
+// unless the thread is on it already or it has no room for them; else
+// below its stack pointer, as PrepareInjection. A program whose signals
+// all run on the sigaltstack may have no room below its stack pointer:
+// a Go goroutine's stack is a few KiB, an xsave area alone up to 11 KiB.
+//
+// Precondition: as PrepareInjection; [lo, hi) is the thread's to write
+// and not in use.
+func (t *Tracer) PrepareInjectionOn(tid int, lo, hi uint64) (*Injection, error) {
+	return t.prepareInjection(tid, lo, hi)
+}
+
+func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 	in := &Injection{t: t, tid: tid}
 	var err error
 	t.Do(func() {
@@ -124,7 +143,12 @@ func (t *Tracer) PrepareInjection(tid int) (*Injection, error) {
 	// Red zone, scratch, frame, from the top down: a signal handler that
 	// runs on the gadget (only before the mask is set) puts its own frame
 	// below the gadget's rsp minus a red zone, under both.
-	in.Scratch = (in.saved.Rsp - redZone - ScratchSize) &^ 15
+	top := in.saved.Rsp - redZone
+	room := uint64(ScratchSize + 16 + SigframeLen(in.xstate) + SigframeAlign)
+	if rsp := in.saved.Rsp; hi > lo && hi-lo >= room && (rsp < lo || rsp >= hi) {
+		top = hi &^ 15
+	}
+	in.Scratch = (top - ScratchSize) &^ 15
 	frameAt := (in.Scratch - uint64(SigframeLen(in.xstate))) &^ (SigframeAlign - 1)
 	frame, err := Sigframe(&in.saved, in.xstate, in.mask, frameAt)
 	if err != nil {
@@ -207,6 +231,53 @@ func (in *Injection) Hold(nr uint64, args ...uint64) error {
 	}
 	return nil
 }
+
+// Gate sets the thread to wait, once released (detached, or by gocr's
+// death), for the commit of a restore on fd, its own read end of a pipe
+// only gocr writes (the lifeline), at the vDSO's gate (gadget_amd64.go),
+// every signal blocked: a byte read, it closes fd and rt_sigreturns into
+// the state PrepareInjection found, which its signal frame holds; end of
+// file (gocr gone without the commit) or an error, its whole process
+// exits (exit_group, status 1). The thread stays in its event stop until
+// released, and leaves by the gate: no Finish.
+//
+// A stop signal meanwhile (SIGSTOP cannot be blocked) interrupts the
+// read, which restarts once the process is continued: pipe_read returns
+// -ERESTARTSYS, which the kernel turns into a restart for a thread with
+// no handler to run (fs/pipe.c pipe_read, arch/x86/kernel/signal.c
+// arch_do_signal_or_restart).
+//
+// It returns where the gate is: a thread whose instruction pointer is in
+// [at, at+GateLen) has not gone through.
+//
+// Precondition: the thread is in its event stop, no call made yet.
+func (in *Injection) Gate(fd int) (at uint64, err error) {
+	in.t.Do(func() {
+		if at, err = placeGate(in.tid); err != nil {
+			return
+		}
+		r := in.saved
+		r.Rip = at
+		r.Rsp = in.sp
+		r.Rax = unix.SYS_READ
+		r.Orig_rax = ^uint64(0)
+		r.Rdi, r.Rsi, r.Rdx = uint64(fd), in.Scratch, 1
+		if err = setRegs(in.tid, &r); err != nil {
+			err = fmt.Errorf("ptrace setregset %d: %w", in.tid, err)
+			return
+		}
+		if err = setSigmask(in.tid, ^uint64(0)); err != nil {
+			err = fmt.Errorf("ptrace setsigmask %d: %w", in.tid, err)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("set %d at the release gate: %w", in.tid, err)
+	}
+	return at, nil
+}
+
+// GateLen is the length of the gate's code (Injection.Gate).
+var GateLen = uint64(len(gate))
 
 // Precondition: called on the tracer thread; see Syscall.
 func (in *Injection) syscall(nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -270,4 +272,118 @@ func preparedTarget(t *testing.T, mode string) (*target, *Injection) {
 		t.Fatal(err)
 	}
 	return tg, in
+}
+
+// TestGate: a thread released into the gate waits on its fd (here its
+// stdin, a pipe the test writes): a byte, and it closes the fd and goes
+// on from the state PrepareInjection found, its interrupted nanosleep
+// restarted; end of file, and its process exits with status 1, running
+// none of its own code. With an alternate signal stack
+// (PrepareInjectionOn: here the bottom of its stack mapping, far below
+// its stack pointer), the frame goes at that stack's top.
+func TestGate(t *testing.T) {
+	for _, tc := range []struct {
+		committed, altStack bool
+	}{{true, false}, {false, false}, {true, true}} {
+		committed := tc.committed
+		t.Run(fmt.Sprintf("committed=%v,altstack=%v", tc.committed, tc.altStack), func(t *testing.T) {
+			tg := startTarget(t, "nanosleep")
+			settle()
+			tr := newTracer(t)
+			seizeStop(t, tr, tg.pid)
+			var lo, hi uint64
+			if tc.altStack {
+				lo, hi = stackBottom(t, tr, tg.pid)
+			}
+			in, err := tr.PrepareInjectionOn(tg.pid, lo, hi)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.altStack && (in.Scratch < lo || in.Scratch >= hi || in.sp < lo) {
+				t.Fatalf("scratch %#x, frame %#x: want both in the alternate stack [%#x, %#x)", in.Scratch, in.sp, lo, hi)
+			}
+			at, err := in.Gate(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.DetachAll([]int{tg.pid}); err != nil {
+				t.Fatal(err)
+			}
+			// It waits in the gate's read until told.
+			want := fmt.Sprintf("0 0x0 %#x 0x1 ", in.Scratch)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tg.pid))
+				f := strings.Fields(string(b))
+				if strings.HasPrefix(string(b), want) && f[len(f)-1] == fmt.Sprintf("%#x", at+2) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the thread is not in the gate's read: /proc/%d/syscall %q, want %q... pc %#x", tg.pid, b, want, at+2)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if !committed {
+				tg.stdin.Close()
+				var ws unix.WaitStatus
+				if _, err := unix.Wait4(tg.pid, &ws, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				if !ws.Exited() || ws.ExitStatus() != 1 {
+					t.Fatalf("after the gate's end of file: wait status %#x, want exit status 1", uint32(ws))
+				}
+				if l, ok := <-tg.lines; ok {
+					t.Fatalf("the thread ran its own code after the gate's end of file: printed %q", l)
+				}
+				return
+			}
+			if _, err := tg.stdin.Write([]byte{0}); err != nil {
+				t.Fatal(err)
+			}
+			// Through the gate, its fd closed, in its nanosleep again.
+			for {
+				_, err := os.Stat(fmt.Sprintf("/proc/%d/fd/0", tg.pid))
+				if errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fd 0, the gate's, still open after the byte (%v)", err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			tg.expect("OK", 5*time.Second)
+		})
+	}
+}
+
+// stackBottom is the lowest 32 KiB of pid's [stack] mapping, well below
+// its stack pointer, for an alternate signal stack.
+func stackBottom(t *testing.T, tr *Tracer, pid int) (lo, hi uint64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasSuffix(strings.TrimSpace(line), "[stack]") {
+			continue
+		}
+		var start, end uint64
+		if _, err := fmt.Sscanf(line, "%x-%x", &start, &end); err != nil {
+			t.Fatalf("/proc/%d/maps: %q: %v", pid, line, err)
+		}
+		r, err := tr.GetRegs(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The kernel maps 128 KiB of stack at exec (fs/exec.c
+		// setup_arg_pages, stack_expand), the arguments and the
+		// environment at its top.
+		if r.Rsp < start+48<<10 {
+			t.Fatalf("the [stack] mapping %#x-%#x has %d bytes below the stack pointer, want 48 KiB", start, end, r.Rsp-start)
+		}
+		return start, start + 32<<10
+	}
+	t.Fatalf("/proc/%d/maps: no [stack]", pid)
+	return 0, 0
 }

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // Tracer owns one OS thread that issues every ptrace(2) and waitpid(2) call.
@@ -153,10 +155,10 @@ func (t *Tracer) SeizeExitKill(tid int) error {
 }
 
 // DetachAll detaches every thread of tids, in that order, in one pass on
-// the tracer thread: with SeizeExitKill, gocr dying finds some detached
-// (they run on) and the others attached (killed) only within this loop, a
-// few microseconds a thread, rather than across a hand-off to the tracer
-// thread for each.
+// the tracer thread. A restore's threads are released into the gate
+// (Injection.Gate), where they wait for its commit: gocr dying meanwhile
+// ends the detached ones there (end of file) and the others with
+// SeizeExitKill.
 //
 // Precondition: every tid is in a ptrace-stop.
 func (t *Tracer) DetachAll(tids []int) error {
@@ -167,6 +169,7 @@ func (t *Tracer) DetachAll(tids []int) error {
 				err = fmt.Errorf("ptrace detach %d: %w", tid, err)
 				return
 			}
+			testhook.KillNth(testhook.KillInRelease)
 		}
 	})
 	return err

@@ -6,20 +6,40 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/internal/testhook"
 	"github.com/gocr/gocr/ptrace"
 )
 
 // finish removes the restorer from every process and gives every thread
 // its dumped registers, extended state and signal mask, then releases
-// them all; a process dumped stopped (job control) is released into a
-// stop by the same signal. All threads of a process are stopped before
-// the restorer's code, which they are parked in, goes.
+// them all in one atomic step, the commit: lifeline is gocr's write end
+// of the pipe whose read end every restored process holds. A process
+// dumped stopped (job control) is released into a stop by the same
+// signal. All threads of a process are stopped before the restorer's
+// code, which they are parked in, goes.
 // host gives the TID gocr sees each dumped TID by (another one in a new
 // PID namespace).
-func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) int) error {
+//
+// Why a commit and not the release itself: detaching is one thread at a
+// time, so gocr killed in the middle would leave the threads released
+// running and kill the others (PTRACE_O_EXITKILL). Instead each thread
+// is released into the gate (ptrace.Injection.Gate): it waits in read(2)
+// on its own fd of the lifeline, with its final state in a signal frame.
+// The commit is one write(2) of a byte for every thread: each then reads
+// its byte, closes its fd and rt_sigreturns into its state. Should gocr
+// die before, every thread reads end of file and its process exits, or
+// is killed still attached: the whole job ends, the images restore
+// again. Should it die after, the bytes are in the pipe: the whole job
+// runs.
+func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) int, lifeline *os.File) error {
 	t := ptrace.NewTracer()
 	defer t.Close()
 	// On failure the caller kills the processes, which ends the tracing.
@@ -27,6 +47,8 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	// with it (SeizeExitKill): a process finished here but not yet
 	// released must not run on while the others, parked, end on the
 	// lifeline's EOF.
+	threads := 0
+	var gated []gatedProc
 	for _, pr := range procs {
 		if pr.plan == nil {
 			continue
@@ -44,11 +66,9 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		off := int(pr.plan.offset)
 		base := binary.LittleEndian.Uint64(shared[off+offRestorerBase:])
 		size := binary.LittleEndian.Uint64(shared[off+offRestorerSize:])
-		lifeline := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
-		// The restorer goes before the lifeline: should gocr die in
-		// between, the process returns to the restorer's park
-		// (ptrace.Injection) and ends, on the lifeline's EOF while the
-		// restorer is there, by a fault once it is gone.
+		lifeFd := int32(binary.LittleEndian.Uint32(shared[off+offLifelineFd:]))
+		// Should gocr die from here on, every thread still attached
+		// is killed (SeizeExitKill).
 		in, err := t.PrepareInjection(pid)
 		if err != nil {
 			return err
@@ -60,25 +80,36 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		if err != nil {
 			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
 		}
-		ret, err = in.Syscall(unix.SYS_CLOSE, uint64(lifeline))
-		if err == nil {
-			err = ptrace.SyscallError(ret)
-		}
-		if err != nil {
-			return fmt.Errorf("pid %d: close the lifeline: %w", pid, err)
+		// Each thread waits at the gate on a lifeline fd of its own and
+		// closes it once through: one thread closing a shared one could
+		// close, instead, the fd a thread already running had just
+		// opened under that number. The first thread keeps the
+		// restorer's, above every dumped fd (restorer.c restore_fds);
+		// the others get theirs above it (man 2 fcntl F_DUPFD_CLOEXEC).
+		fds := []int{int(lifeFd)}
+		for range pr.task.Threads[1:] {
+			ret, err := in.Syscall(unix.SYS_FCNTL, uint64(lifeFd), unix.F_DUPFD_CLOEXEC, uint64(lifeFd)+1)
+			if err == nil {
+				err = ptrace.SyscallError(ret)
+			}
+			if err != nil {
+				return fmt.Errorf("pid %d: a lifeline fd for each of its %d threads above fd %d: %w", pid, len(pr.task.Threads), lifeFd, err)
+			}
+			fds = append(fds, int(ret))
 		}
 		if err := in.Finish(); err != nil {
 			return err
 		}
+		gated = append(gated, gatedProc{pid: pid, fds: fds, stopped: pr.task.StopSignal != 0})
 		// A process dumped stopped by job control stops again, by the
 		// same signal, before its threads run any of its code: each
-		// enters the stop as it is released below.
+		// enters the stop as it is released below, before the gate.
 		if sig := int(pr.task.StopSignal); sig != 0 {
 			if err := t.EnterGroupStop(pid, sig); err != nil {
 				return fmt.Errorf("pid %d: stop it again: %w", pid, err)
 			}
 		}
-		for _, th := range pr.task.Threads {
+		for i, th := range pr.task.Threads {
 			tid := host(th.Tid)
 			regs := ptrace.RegsFromProto(th.Regs)
 			restartSyscall(&regs)
@@ -91,10 +122,30 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 			if err := t.SetSigmask(tid, th.Sigmask); err != nil {
 				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
 			}
+			// The signal frame holds the state just set, which the
+			// kernel has checked (a bad segment or xstate fails here,
+			// not in the thread's rt_sigreturn), where a signal's
+			// would go.
+			lo, hi := altStack(th)
+			in, err := t.PrepareInjectionOn(tid, lo, hi)
+			if err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
+			at, err := in.Gate(fds[i])
+			if err != nil {
+				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
+			}
+			g := &gated[len(gated)-1]
+			g.tids = append(g.tids, tid)
+			g.gates = append(g.gates, at)
+			threads++
 		}
 	}
-	// Release them together, children first, each leader last, in one
-	// pass (DetachAll): the commit of the restore.
+	testhook.PauseContext(ctx, testhook.PauseBeforeRelease)
+	if err := stopped(ctx); err != nil {
+		return err
+	}
+	// Into the gate, children first, each leader last.
 	var tids []int
 	for i := len(procs) - 1; i >= 0; i-- {
 		pr := procs[i]
@@ -108,7 +159,179 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	if err := t.DetachAll(tids); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
+	// Every thread in its read before the commit: one through the gate
+	// first runs the job's code, which must find every other thread
+	// holding its lifeline file already, whatever the job then does
+	// with fd numbers it does not know (close_range).
+	if err := atGate(gated); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
+	}
+	if err := commit(lifeline, threads); err != nil {
+		return err
+	}
+	// Committed: the job runs whatever happens now, so nothing here
+	// fails the restore.
+	if err := throughGate(lifeline, gated); err != nil {
+		fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+	}
 	return nil
+}
+
+// altStack is the alternate signal stack of a restored thread, [lo, hi),
+// hi 0 if it has none: the gate's frame goes there, where a SA_ONSTACK
+// handler's would (ptrace.PrepareInjectionOn).
+func altStack(th *gocrpb.Thread) (lo, hi uint64) {
+	ss := th.GetSigaltstack()
+	if ss == nil || ss.GetFlags()&ssDisable != 0 || ss.GetSize() == 0 {
+		return 0, 0
+	}
+	return ss.GetSp(), ss.GetSp() + ss.GetSize()
+}
+
+// gatedProc is a process whose threads tids wait at the gate (at gates),
+// each on one of fds.
+type gatedProc struct {
+	pid     int
+	fds     []int
+	tids    []int
+	gates   []uint64
+	stopped bool
+}
+
+// gateWait bounds the wait for the threads to go through the gate once
+// committed: a read, a close and a sigreturn each.
+const gateWait = 10 * time.Second
+
+// atGate waits until every thread released into the gate waits in its
+// read(2) there: /proc/PID/task/TID/syscall gives the call's number
+// first and the instruction pointer, right after the gate's syscall
+// instruction, last (man 5 proc_pid_syscall). A process stopped by job
+// control enters the stop before it reaches the read.
+func atGate(gated []gatedProc) error {
+	deadline := time.Now().Add(gateWait)
+	for _, g := range gated {
+		if g.stopped {
+			continue
+		}
+		for i, tid := range g.tids {
+			path := fmt.Sprintf("/proc/%d/task/%d/syscall", g.pid, tid)
+			want := fmt.Sprintf("%#x", g.gates[i]+2)
+			for {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return fmt.Errorf("pid %d thread %d: %w", g.pid, tid, err)
+				}
+				f := strings.Fields(string(b))
+				if len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_READ) && f[len(f)-1] == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("pid %d thread %d did not reach its read in the release gate within %v (%s)", g.pid, tid, gateWait, strings.TrimSpace(string(b)))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// throughGate waits until every thread has gone through the gate, its
+// lifeline fd closed and its instruction pointer out of the gate's code,
+// so that a restore returns with each process as it was dumped, nothing
+// of gocr's left in its fd table or its threads' state. A fd number no
+// longer naming the lifeline (/proc/PID/fd/N gone, or another file the
+// job has opened since) is closed. /proc/PID/task/TID/syscall gives the
+// instruction pointer of a thread that is not running, last, or says
+// "running" of one on a CPU (man 5 proc_pid_syscall), which, its fd
+// closed, is at most two instructions from its rt_sigreturn. A process
+// stopped by job control goes through once continued: its fds stay
+// until then.
+func throughGate(lifeline *os.File, gated []gatedProc) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(lifeline.Fd()), &st); err != nil {
+		return fmt.Errorf("lifeline: fstat: %w", err)
+	}
+	deadline := time.Now().Add(gateWait)
+	wait := func(through func() bool, what string) error {
+		for !through() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s %v after the release", what, gateWait)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}
+	for _, g := range gated {
+		if g.stopped {
+			continue
+		}
+		for _, fd := range g.fds {
+			path := fmt.Sprintf("/proc/%d/fd/%d", g.pid, fd)
+			closed := func() bool {
+				var fst unix.Stat_t
+				return unix.Stat(path, &fst) != nil || fst.Ino != st.Ino || fst.Dev != st.Dev
+			}
+			if err := wait(closed, fmt.Sprintf("pid %d: lifeline fd %d still open", g.pid, fd)); err != nil {
+				return err
+			}
+		}
+		for i, tid := range g.tids {
+			path := fmt.Sprintf("/proc/%d/task/%d/syscall", g.pid, tid)
+			out := func() bool {
+				b, err := os.ReadFile(path)
+				f := strings.Fields(string(b))
+				if err != nil || len(f) < 2 {
+					return true // gone, or running
+				}
+				pc, err := strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
+				return err != nil || pc < g.gates[i] || pc >= g.gates[i]+ptrace.GateLen
+			}
+			if err := wait(out, fmt.Sprintf("pid %d thread %d still in the release gate", g.pid, tid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// commit writes a byte for each of n threads waiting at the gate, and
+// one more, which stays unread for good, the mark of the commit the TCP
+// watchdog reads (files/tcpwatch.go), in one write(2): the last
+// irreversible step of the restore. Up to PIPE_BUF
+// bytes a pipe write is atomic (man 7 pipe); past it, the pipe is made
+// big enough first (F_SETPIPE_SZ, man 2 fcntl), and a write into an empty
+// pipe with room for all of it copies all of it before it returns,
+// never waiting, so nothing can cut it short: pipe_write only looks at
+// signals while it waits for room (fs/pipe.c).
+func commit(lifeline *os.File, n int) error {
+	// PIPE_BUF, include/uapi/linux/limits.h.
+	const pipeBuf = 4096
+	fd := int(lifeline.Fd())
+	n++
+	if n > pipeBuf {
+		size, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+		if err == nil && size < n {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, n)
+		}
+		if err != nil {
+			return fmt.Errorf("release the restored processes: lifeline pipe of %d bytes: %w", n, err)
+		}
+	}
+	b := make([]byte, n)
+	for {
+		w, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && w != n {
+			err = fmt.Errorf("%d of %d bytes written", w, n)
+		}
+		if err != nil {
+			return fmt.Errorf("release the restored processes: write the lifeline: %w", err)
+		}
+		testhook.KillNth(testhook.KillInRelease)
+		return nil
+	}
 }
 
 // restartSyscall prepares a thread dumped inside an interrupted system

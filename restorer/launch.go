@@ -168,13 +168,19 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 			opts.job.giveBack()
 		}
 	}()
-	if err := finish(ctx, procs, shared, host); err != nil {
+	if err := finish(ctx, procs, shared, host, opts.lifeline); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
 	}
 	// The processes hold their files now. gocr's copies go at once: a
 	// copy of a pipe's write end kept while gocr waits for the job would
 	// keep its reader from ever seeing the end of file (pipe(7)).
 	src.Close()
+	// Only now that they run may their peers outside see their
+	// connections again: a restore ended before leaves the tables kept
+	// for the next one (files/tcpwatch.go).
+	if err := src.UnblockConnections(); err != nil {
+		fmt.Fprintf(os.Stderr, "gocr: warning: restore pid %d: %v\n", root, err)
+	}
 	res = &Result{Pid: root, HostPid: root}
 	if c.reaper >= 0 {
 		res.ReaperPid = c.hostPid(c.reaper)

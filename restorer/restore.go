@@ -83,6 +83,9 @@ type Options struct {
 	ShellJob bool
 
 	job *shellJob
+	// lifeline is gocr's write end of the pipe every restored process
+	// holds the read end of (finish.go).
+	lifeline *os.File
 }
 
 // Result is how a restore ended.
@@ -259,6 +262,8 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, fmt.Errorf("restore: lifeline pipe: %w", err)
 	}
 	defer lifeW.Close()
+	opts.lifeline = lifeW
+	src.Lifeline = lifeR
 	lifeline := src.Add(lifeR)
 	// Where the restorer hands over the pidfd of every process it
 	// creates: a failed restore kills those and nothing else.

@@ -170,6 +170,7 @@ var cTargets = map[string]struct {
 	"waiter":         {"waiter.c", nil},
 	"vforker":        {"vforker.c", nil},
 	"tree":           {"tree.c", nil},
+	"threadtree":     {"threadtree.c", []string{"-pthread"}},
 	"churn":          {"churn.c", []string{"-pthread"}},
 	"stopped":        {"stopped.c", []string{"-pthread"}},
 	"caps":           {"caps.c", []string{"-pthread"}},

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,6 +139,85 @@ func TestInetGocrKilledInReleaseExternal(t *testing.T) {
 	peer.finish(t, tg, pid)
 	if slices.Contains(gocrTables(t), kept[0]) {
 		t.Errorf("the restore left its nftables table %s", kept[0])
+	}
+}
+
+// TestInetGocrKilledAroundRelease: a restore of a connection to a peer
+// outside the job is killed once the connection is out of repair mode,
+// the processes finished but not released (pause-before-release), right
+// after its commit (kill-in-release at step 2: the target's one thread's
+// detach, then the commit), and once the processes run
+// (pause-after-release). Before the commit: the processes end and the
+// table kept for the restore stays, so the peer hears nothing of the
+// connection's close, and the next restore brings it back whole. After:
+// the restore's TCP watchdog removes the table, and the job and its
+// connection go on.
+func TestInetGocrKilledAroundRelease(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	needsNft(t)
+	for _, tc := range []struct {
+		hook, value string
+		committed   bool
+	}{
+		{testhook.PauseBeforeRelease, "30s", false},
+		{testhook.KillInRelease, "2", true},
+		{testhook.PauseAfterRelease, "30s", true},
+	} {
+		t.Run(tc.hook, func(t *testing.T) {
+			peer, port := startOutsidePeer(t)
+			tg := startTarget(t, "inet", "external", port)
+			peer.greet(t, nil)
+			dir := t.TempDir()
+			before := gocrTables(t)
+			dump(t, tg.pid, dir, "--tcp-established")
+			tg.waitDead(t, "a dump without --leave-running")
+			var kept []string
+			for _, name := range gocrTables(t) {
+				if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
+					kept = append(kept, name)
+				}
+			}
+			if len(kept) != 1 {
+				t.Fatalf("the dump kept nftables tables %q, want one", kept)
+			}
+			t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
+			peer.send(t)
+			cmd := startGocr(t, testhook.Setting(tc.hook, tc.value), "restore", "-D", dir, "-d", "--tcp-established")
+			if tc.hook == testhook.KillInRelease {
+				err := cmd.Wait()
+				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("gocr restore with %s=%s: %v, want killed by SIGKILL", tc.hook, tc.value, err)
+				}
+			} else {
+				waitHook(t, cmd, tc.hook)
+				if !slices.Contains(gocrTables(t), kept[0]) {
+					t.Fatalf("gocr holds at %s without the table %s kept for the restore", tc.hook, kept[0])
+				}
+				killGocr(t, cmd)
+			}
+			if !tc.committed {
+				waitAllGone(t, []int{tg.pid}, "gocr was killed before it released the restored processes")
+				if !slices.Contains(gocrTables(t), kept[0]) {
+					t.Fatalf("after a restore killed before the release, gocr's nftables tables are %q, want %s still", gocrTables(t), kept[0])
+				}
+				pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
+				peer.finish(t, tg, pid)
+			} else {
+				t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+				deadline := time.Now().Add(10 * time.Second)
+				for slices.Contains(gocrTables(t), kept[0]) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the table %s kept for the restore is still there 10 s after gocr died with the restore committed", kept[0])
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				peer.finish(t, tg, tg.pid)
+			}
+			if slices.Contains(gocrTables(t), kept[0]) {
+				t.Errorf("the restore left its nftables table %s", kept[0])
+			}
+		})
 	}
 }
 

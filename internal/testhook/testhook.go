@@ -81,12 +81,25 @@ const (
 	// since fork at its stage address and moves it into place, even
 	// where its place is free (restorer/stage.go).
 	ForkSharedAtStage = "fork-shared-at-stage"
+	// PauseBeforeRelease (a duration): hold a restore once every
+	// process is finished (registers, masks set), before it releases
+	// them.
+	PauseBeforeRelease = "pause-before-release"
+	// PauseAfterRelease (a duration): hold a restore once it has
+	// committed, before it lets the packets of its connections to peers
+	// outside flow again.
+	PauseAfterRelease = "pause-after-release"
+	// KillInRelease (a number N): gocr SIGKILLs itself at step N of a
+	// restore's release, counted from 1: each thread's detach is a step,
+	// the commit after them the last.
+	KillInRelease = "kill-in-release"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
 	PageHelperTid: true, PauseInjectedSyscallSet: true, PauseInjectedSyscallEntered: true,
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
 	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
+	PauseBeforeRelease: true, PauseAfterRelease: true, KillInRelease: true,
 	FailInTCPCapture: true, ForkSharedLost: true, ForkSharedAtStage: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
@@ -191,6 +204,27 @@ func PauseNth(name string) {
 	if n == want {
 		fmt.Fprintln(os.Stderr, Announcement(name))
 		time.Sleep(countHold)
+	}
+}
+
+// KillNth counts the calls made with name and, on the Nth, N being the
+// hook's value, SIGKILLs gocr: a death at that exact point, which a test
+// killing gocr from outside could not hit.
+func KillNth(name string) {
+	if len(hooks) == 0 {
+		return
+	}
+	want, err := strconv.Atoi(hooks[name])
+	if err != nil {
+		return
+	}
+	countsMu.Lock()
+	counts[name]++
+	n := counts[name]
+	countsMu.Unlock()
+	if n == want {
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {} // SIGKILL is never blocked: gocr ends here
 	}
 }
 

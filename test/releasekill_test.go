@@ -1,0 +1,72 @@
+//go:build linux
+
+package test
+
+import (
+	"errors"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/gocr/gocr/internal/testhook"
+)
+
+// threadtreeThreads is every thread of targets/threadtree.c: a root and 3
+// children, each with 3 threads besides its main one.
+const threadtreeThreads = 4 * 4
+
+// TestGocrKilledInRelease: gocr SIGKILLs itself (the kill-in-release
+// hook) at a step of the release of a tree of several processes with
+// several threads each (targets/threadtree.c): half way through the
+// threads' detaches, after the last one, before the commit, and right
+// after it. Before the commit nothing of the job may be left (the threads
+// released wait at the gate and end on the lifeline's end of file, the
+// others are killed still attached), and the same images restore again;
+// after it the whole job runs: every process and every thread, which the
+// target checks itself.
+func TestGocrKilledInRelease(t *testing.T) {
+	testGocrKilledInRelease(t, []int{threadtreeThreads / 2, threadtreeThreads})
+}
+
+// TestGocrKilledInReleaseEveryStep: TestGocrKilledInRelease at every step
+// of the release.
+func TestGocrKilledInReleaseEveryStep(t *testing.T) {
+	soakOnly(t)
+	var steps []int
+	for n := 1; n <= threadtreeThreads; n++ {
+		steps = append(steps, n)
+	}
+	testGocrKilledInRelease(t, steps)
+}
+
+func testGocrKilledInRelease(t *testing.T, before []int) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "threadtree")
+	pids := append([]int{tg.pid}, trackTree(t, tg.pid)...)
+	if len(pids) != 4 {
+		t.Fatalf("threadtree pid %d is %d processes, want 4", tg.pid, len(pids))
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	restoreKilledAt := func(step int) {
+		t.Helper()
+		cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
+		cmd.Env = append(cmd.Environ(), testhook.Setting(testhook.KillInRelease, strconv.Itoa(step)))
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("gocr restore with the kill at release step %d: %v, want killed by SIGKILL\n%s", step, err, out)
+		}
+	}
+	for _, step := range before {
+		restoreKilledAt(step)
+		waitAllGone(t, pids, "gocr was killed at release step "+strconv.Itoa(step)+", before the commit")
+	}
+	restoreKilledAt(threadtreeThreads + 1)
+	checkResult(t, tg, tg.pid)
+}
