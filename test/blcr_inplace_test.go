@@ -54,6 +54,9 @@ func TestCrRestartInPlace(t *testing.T) {
 		checkResult(t, tg, restartDetached(t, tg, noTmp, ctx))
 	})
 	t.Run("sysvipc", func(t *testing.T) {
+		// The data kinds are read in place by one code path
+		// (images.Data); the segments' own restore, 4 s, is TestSysvIpc's.
+		soakOnly(t)
 		tg := startSysvTarget(t)
 		pids := trackTree(t, tg.pid)
 		ctx := checkpointed(t, tg)
