@@ -41,7 +41,27 @@ const (
 // collectAttrs reads the attributes of a frozen process and of each of
 // its threads that /proc shows, and refuses those gocr does not
 // restore. maps is the process's as the dump read it.
-func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapping) error {
+//
+// The NUMA policies of the mappings take a walk of every page to read
+// (numa_maps): with before (a snapshot dump, whose snapshot has the same
+// mappings and policies), that check is left to the returned numaCheck,
+// run on the snapshot once the process runs again; the threads' own
+// policies, which only the frozen process shows, are read here.
+func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapping, before bool) (*numaCheck, error) {
+	nc, err := readThreadNumaPolicies(pid, task.Threads)
+	if err != nil {
+		return nil, err
+	}
+	if !before {
+		if err := nc.check(pid); err != nil {
+			return nil, err
+		}
+		nc = nil
+	}
+	return nc, collectOtherAttrs(t, pid, task, maps)
+}
+
+func collectOtherAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapping) error {
 	a := &gocrpb.ProcessAttrs{}
 	var err error
 	if a.OomScoreAdj, err = proc.ReadOomScoreAdj(pid); err != nil {
@@ -68,9 +88,6 @@ func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapp
 		if strings.HasPrefix(m.Path, "[anon:") || strings.HasPrefix(m.Path, "[anon_shmem:") {
 			return fmt.Errorf("mapping %#x-%#x is named %s (PR_SET_VMA_ANON_NAME), which is not restored", m.Start, m.End, m.Path)
 		}
-	}
-	if err := checkNumaPolicies(pid, task.Threads); err != nil {
-		return err
 	}
 	for _, th := range task.Threads {
 		tid := int(th.Tid)
@@ -153,15 +170,45 @@ func checkThreadAttrs(tid int) error {
 	return nil
 }
 
-// checkNumaPolicies refuses NUMA memory policies other than each
-// thread's own: numa_maps shows for each mapping its own policy (mbind)
-// or else the reading thread's (fs/proc/task_mmu.c show_numa_map), so a
-// mapping that differs from the others has one of its own, and a thread
-// whose first mapping shows another policy than the leader's has a
-// policy of its own. The leader's own is read by the parasite and
-// restored in every thread.
-func checkNumaPolicies(pid int, threads []*gocrpb.Thread) error {
-	all, err := proc.ReadNumaPolicies(pid, pid, 0)
+// numaCheck refuses NUMA memory policies other than each thread's own:
+// numa_maps shows for each mapping its own policy (mbind) or else the
+// reading thread's (fs/proc/task_mmu.c show_numa_map), so a mapping that
+// differs from the others has one of its own, and a thread whose first
+// mapping shows another policy than the others' has a policy of its own.
+// The leader's own is read by the parasite and restored in every thread.
+type numaCheck struct {
+	pid     int
+	threads map[int]string // a thread other than the leader: the policy its first mapping shows
+}
+
+// readThreadNumaPolicies reads, while pid is frozen, what the first
+// mapping shows each thread but the leader: one line of numa_maps, a
+// walk of the first mappings only. nil: a kernel without CONFIG_NUMA.
+func readThreadNumaPolicies(pid int, threads []*gocrpb.Thread) (*numaCheck, error) {
+	nc := &numaCheck{pid: pid, threads: map[int]string{}}
+	for _, th := range threads[1:] {
+		first, err := proc.ReadNumaPolicies(pid, int(th.Tid), 1)
+		if errors.Is(err, proc.ErrNotShown) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(first) == 1 {
+			nc.threads[int(th.Tid)] = first[0].Policy
+		}
+	}
+	return nc, nil
+}
+
+// check reads every mapping's policy as mapsPid shows it (the process,
+// or its snapshot, forked from its leader: the same mappings and
+// policies, mm/mempolicy.c vma_dup_policy) and refuses as numaCheck says.
+func (nc *numaCheck) check(mapsPid int) error {
+	if nc == nil {
+		return nil
+	}
+	all, err := proc.ReadNumaPolicies(mapsPid, mapsPid, 0)
 	if errors.Is(err, proc.ErrNotShown) {
 		return nil
 	}
@@ -186,13 +233,9 @@ func checkNumaPolicies(pid int, threads []*gocrpb.Thread) error {
 			return fmt.Errorf("the mapping at %#x has NUMA memory policy %q of its own (mbind), which is not restored", np.Start, np.Policy)
 		}
 	}
-	for _, th := range threads[1:] {
-		first, err := proc.ReadNumaPolicies(pid, int(th.Tid), 1)
-		if err != nil {
-			return err
-		}
-		if len(first) == 1 && first[0].Policy != common {
-			return fmt.Errorf("thread %d has NUMA memory policy %q, its process %q: a thread's own policy is not restored", th.Tid, first[0].Policy, common)
+	for tid, policy := range nc.threads {
+		if policy != common {
+			return fmt.Errorf("thread %d has NUMA memory policy %q, its process %q: a thread's own policy is not restored", tid, policy, common)
 		}
 	}
 	return nil
@@ -253,7 +296,7 @@ func parasiteAttrs(p *parasite.Parasite, pid int, task *gocrpb.Task) error {
 	case pa.MempolicyRet != -int64(unix.ENOSYS):
 		return fmt.Errorf("get_mempolicy: %w", unix.Errno(-pa.MempolicyRet))
 	}
-	// checkNumaPolicies made sure every thread has the leader's.
+	// numaCheck makes sure every thread has the leader's.
 	for _, th := range task.Threads {
 		if th.Attrs != nil {
 			th.Attrs.Mempolicy = mp

@@ -29,6 +29,9 @@ type state struct {
 	// flagsBefore: the mappings' flags were read before the freeze
 	// (preReadMaps), to be checked against the instant's.
 	flagsBefore bool
+	// numa, with flagsBefore, is the NUMA policy check left to the
+	// snapshot (collectAttrs).
+	numa *numaCheck
 	// imagePid names its page images: its PID as the job sees it
 	// (pidns.go).
 	imagePid int
@@ -150,14 +153,15 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err := checkProtectionKeys(maps); err != nil {
 		return nil, err
 	}
-	if err := collectAttrs(t, pid, task, maps); err != nil {
+	numa, err := collectAttrs(t, pid, task, maps, before)
+	if err != nil {
 		return nil, err
 	}
 	table, err := files.Collect(pid)
 	if err != nil {
 		return nil, err
 	}
-	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before}, nil
+	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa}, nil
 }
 
 // checkThreadCreds refuses a process whose threads do not all have its

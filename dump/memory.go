@@ -195,6 +195,9 @@ type capturedMemory struct {
 	// flagsBefore: mm's flags were read before the freeze, and the
 	// snapshot's smaps must confirm them (checkFlagsBefore).
 	flagsBefore bool
+	// numa is the NUMA policy check the snapshot's numa_maps answers
+	// (collectAttrs).
+	numa *numaCheck
 	// frozenStream is the stream holding only what was written while
 	// the process was frozen before a snapshot took the rest, or -1.
 	frozenStream int

@@ -66,6 +66,7 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 		if err == nil {
 			c.snap = snap
 			c.flagsBefore = st.flagsBefore
+			c.numa = st.numa
 			testhook.PauseContext(ctx, testhook.PauseAfterSnapshot)
 			return nil
 		}
@@ -80,6 +81,9 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 		why = err.Error()
 	}
 	stats.SnapshotFrozen = append(stats.SnapshotFrozen, fmt.Sprintf("pid %d: %s", pid, why))
+	if err := st.numa.check(pid); err != nil {
+		return err
+	}
 	if st.flagsBefore {
 		// No snapshot to vouch for them: the process, still frozen,
 		// does (its "uw" gocr's own tracking, incremental.go).
@@ -134,6 +138,9 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 		if err := checkFlagsBefore(c.mm, ms); err != nil {
 			return 0, 0, err
 		}
+	}
+	if err := c.numa.check(spid); err != nil {
+		return 0, 0, err
 	}
 	// The snapshot's mappings are the process's but for the region and
 	// what fork leaves out, which is not read here.

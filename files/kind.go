@@ -179,6 +179,9 @@ type Entry struct {
 	// Stat is the open file's own stat, through /proc/PID/fd/N.
 	Stat unix.Stat_t
 	Info proc.FdInfo
+	// mounts, shared by the entries of one Collect, holds the mount IDs
+	// checkReachable reads once for all of them.
+	mounts *mountSets
 }
 
 // Type is the file type bits of the open file (S_IFMT, man 7 inode).
@@ -199,8 +202,9 @@ func Collect(pid int) (*gocrpb.Files, error) {
 		return nil, err
 	}
 	table := &gocrpb.Files{Pid: int32(pid)}
+	mounts := &mountSets{}
 	for _, n := range fds {
-		fd, err := collectFd(pid, n)
+		fd, err := collectFd(pid, n, mounts)
 		if err != nil {
 			return nil, err
 		}
@@ -216,8 +220,8 @@ func Collect(pid int) (*gocrpb.Files, error) {
 	return table, nil
 }
 
-func collectFd(pid, n int) (*gocrpb.Fd, error) {
-	e := &Entry{Pid: pid, Fd: n}
+func collectFd(pid, n int, mounts *mountSets) (*gocrpb.Fd, error) {
+	e := &Entry{Pid: pid, Fd: n, mounts: mounts}
 	var err error
 	if e.Target, err = proc.FdTarget(pid, n); err != nil {
 		return nil, err

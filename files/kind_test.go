@@ -77,7 +77,7 @@ func TestCollectOwnFds(t *testing.T) {
 	table := &gocrpb.Files{Pid: int32(os.Getpid())}
 	byFd := map[int32]*gocrpb.Fd{}
 	for _, n := range mine {
-		fd, err := collectFd(os.Getpid(), n)
+		fd, err := collectFd(os.Getpid(), n, &mountSets{})
 		if err != nil {
 			t.Fatalf("fd %d: %v", n, err)
 		}

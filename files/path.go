@@ -212,17 +212,29 @@ func checkReachable(e *Entry) error {
 	if e.Info.MntID == 0 {
 		return nil // a kernel without mnt_id in fdinfo (before 3.15)
 	}
-	for _, pid := range []int{e.Pid, os.Getpid()} {
-		ids, err := proc.MountIDs(pid)
-		if err != nil {
-			return err
+	ms := e.mounts
+	if ms == nil {
+		ms = &mountSets{}
+	}
+	for i, pid := range []int{e.Pid, os.Getpid()} {
+		if ms.ids[i] == nil {
+			ids, err := proc.MountIDs(pid)
+			if err != nil {
+				return err
+			}
+			ms.ids[i] = ids
 		}
-		if ids[e.Info.MntID] {
+		if ms.ids[i][e.Info.MntID] {
 			return nil
 		}
 	}
 	return fmt.Errorf("its file system is not mounted anywhere the process or gocr sees (mount %d), so its path cannot reopen it", e.Info.MntID)
 }
+
+// mountSets are the mount IDs of a process's mount namespace and of
+// gocr's, read once for every fd of one Collect: a read of mountinfo
+// costs a millisecond or more on a machine with many mounts.
+type mountSets struct{ ids [2]map[int]bool }
 
 // isTTY: terminal majors are 4 (tty), 5 (/dev/tty, ptmx) and 136-143
 // (Unix98 pts), Documentation/admin-guide/devices.txt.

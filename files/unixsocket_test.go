@@ -76,7 +76,7 @@ func collectPair(t *testing.T, sv [2]int) (*gocrpb.Files, [2]*gocrpb.Fd) {
 	table := &gocrpb.Files{Pid: int32(os.Getpid())}
 	var fds [2]*gocrpb.Fd
 	for i, n := range sv {
-		fd, err := collectFd(os.Getpid(), n)
+		fd, err := collectFd(os.Getpid(), n, &mountSets{})
 		if err != nil {
 			t.Fatalf("collect fd %d: %v", n, err)
 		}
@@ -312,7 +312,7 @@ func TestUnixSocketRefused(t *testing.T) {
 			var err error
 			for _, n := range dumped {
 				var fd *gocrpb.Fd
-				if fd, err = collectFd(os.Getpid(), n); err != nil {
+				if fd, err = collectFd(os.Getpid(), n, &mountSets{}); err != nil {
 					break
 				}
 				table.Fds = append(table.Fds, fd)
@@ -529,7 +529,7 @@ func TestUnixPendingOnOutsideListener(t *testing.T) {
 	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := collectFd(os.Getpid(), c)
+	fd, err := collectFd(os.Getpid(), c, &mountSets{})
 	if err != nil {
 		t.Fatal(err)
 	}

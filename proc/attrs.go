@@ -167,12 +167,24 @@ func ReadNumaPolicies(pid, tid, max int) ([]NumaPolicy, error) {
 		return nil, wrapErr(pid, "open /proc/"+strconv.Itoa(pid)+"/"+name, err)
 	}
 	defer f.Close()
-	out, err := ParseNumaPolicies(f, max)
+	var r io.Reader = f
+	if max > 0 {
+		// A read makes the kernel print as many mappings as fill it
+		// (fs/seq_file.c seq_read_iter), each a walk of its pages.
+		r = smallReads{f}
+	}
+	out, err := ParseNumaPolicies(r, max)
 	if err != nil {
 		return nil, wrapErr(pid, "read /proc/"+strconv.Itoa(pid)+"/"+name, err)
 	}
 	return out, nil
 }
+
+// smallReads reads at most 256 bytes at a time: a line or two of
+// numa_maps.
+type smallReads struct{ r io.Reader }
+
+func (s smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 256)]) }
 
 // ParseNumaPolicies parses numa_maps lines, "ADDRESS POLICY KEY=VALUE..."
 // (man 7 numa). A policy may hold a space ("prefer (many):0-1"), so it

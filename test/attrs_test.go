@@ -51,11 +51,16 @@ func TestAttributeRefusals(t *testing.T) {
 		want []string
 		// lacks says why this machine cannot set the attribute up, or "".
 		lacks func() string
+		// leave: dumped with --leave-running, whose snapshot answers
+		// what the frozen process is not asked (the NUMA policies).
+		leave bool
 	}{
-		{"keyring", []string{"session keyring"}, needsKeys},
-		{"threadkeyring", []string{"thread keyring"}, needsKeys},
-		{"mbind", []string{"NUMA memory policy", "mbind"}, needsNuma},
-		{"threadpolicy", []string{"thread", "NUMA memory policy"}, needsNuma},
+		{"keyring", []string{"session keyring"}, needsKeys, false},
+		{"threadkeyring", []string{"thread keyring"}, needsKeys, false},
+		{"mbind", []string{"NUMA memory policy", "mbind"}, needsNuma, false},
+		{"threadpolicy", []string{"thread", "NUMA memory policy"}, needsNuma, false},
+		{"mbind", []string{"NUMA memory policy", "mbind"}, needsNuma, true},
+		{"threadpolicy", []string{"thread", "NUMA memory policy"}, needsNuma, true},
 		{"anonname", []string{"PR_SET_VMA_ANON_NAME"}, func() string {
 			// The kernel checks CONFIG_ANON_VMA_NAME before the range
 			// (kernel/sys.c prctl_set_vma): EINVAL without it, ENOMEM
@@ -64,7 +69,7 @@ func TestAttributeRefusals(t *testing.T) {
 				return "this kernel cannot name anonymous mappings (CONFIG_ANON_VMA_NAME)"
 			}
 			return ""
-		}},
+		}, false},
 		{"speculation", []string{"PR_SET_SPECULATION_CTRL"}, func() string {
 			// PR_SPEC_PRCTL: a thread may change it (man 2
 			// PR_GET_SPECULATION_CTRL).
@@ -73,7 +78,7 @@ func TestAttributeRefusals(t *testing.T) {
 				return "this CPU or kernel does not let a thread control speculative store bypass"
 			}
 			return ""
-		}},
+		}, false},
 		{"sud", []string{"syscall user dispatch"}, func() string {
 			// Linux 6.11 reads it back (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG).
 			var uts unix.Utsname
@@ -82,21 +87,29 @@ func TestAttributeRefusals(t *testing.T) {
 				return "this kernel cannot read syscall user dispatch back (Linux 6.11)"
 			}
 			return ""
-		}},
+		}, false},
 		{"cpuid", []string{"CPUID faulting"}, func() string {
 			b, err := os.ReadFile("/proc/cpuinfo")
 			if err != nil || !strings.Contains(string(b), " cpuid_fault") {
 				return "this CPU has no CPUID faulting (cpuinfo flag cpuid_fault)"
 			}
 			return ""
-		}},
+		}, false},
 	} {
-		t.Run(c.mode, func(t *testing.T) {
+		name := c.mode
+		args := []string{"dump", "-t", "", "-D", ""}
+		if c.leave {
+			name += "/leave-running"
+			args = append(args, "--leave-running")
+		}
+		t.Run(name, func(t *testing.T) {
 			if why := c.lacks(); why != "" {
 				t.Skip(why)
 			}
 			tg := startTarget(t, "attrsrefused", c.mode)
-			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			args := slices.Clone(args)
+			args[2], args[4] = strconv.Itoa(tg.pid), t.TempDir()
+			r := runGocr(t, nil, args...)
 			assertRefused(t, r, c.want, nil)
 			assertUntouched(t, tg.pid)
 			checkResult(t, tg, tg.pid)
