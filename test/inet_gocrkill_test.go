@@ -116,29 +116,16 @@ func TestInetGocrKilledInReleaseExternal(t *testing.T) {
 	peer, port := startOutsidePeer(t)
 	tg := startTarget(t, "inet", "external", port)
 	peer.greet(t, nil)
-	dir := t.TempDir()
-	before := gocrTables(t)
-	dump(t, tg.pid, dir, "--tcp-established")
-	tg.waitDead(t, "a dump without --leave-running")
-	var kept []string
-	for _, name := range gocrTables(t) {
-		if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
-			kept = append(kept, name)
-		}
-	}
-	if len(kept) != 1 {
-		t.Fatalf("the dump kept nftables tables %q, want one", kept)
-	}
-	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
+	dir, kept := dumpKeepingTable(t, tg)
 	peer.send(t)
 	killRestoreInRelease(t, tg, dir, "--tcp-established")
-	if now := gocrTables(t); !slices.Contains(now, kept[0]) {
-		t.Fatalf("after the killed restore, gocr's nftables tables are %q, want %s still", now, kept[0])
+	if now := gocrTables(t); !slices.Contains(now, kept) {
+		t.Fatalf("after the killed restore, gocr's nftables tables are %q, want %s still", now, kept)
 	}
 	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
 	peer.finish(t, tg, pid)
-	if slices.Contains(gocrTables(t), kept[0]) {
-		t.Errorf("the restore left its nftables table %s", kept[0])
+	if slices.Contains(gocrTables(t), kept) {
+		t.Errorf("the restore left its nftables table %s", kept)
 	}
 }
 
@@ -168,20 +155,7 @@ func TestInetGocrKilledAroundRelease(t *testing.T) {
 			peer, port := startOutsidePeer(t)
 			tg := startTarget(t, "inet", "external", port)
 			peer.greet(t, nil)
-			dir := t.TempDir()
-			before := gocrTables(t)
-			dump(t, tg.pid, dir, "--tcp-established")
-			tg.waitDead(t, "a dump without --leave-running")
-			var kept []string
-			for _, name := range gocrTables(t) {
-				if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
-					kept = append(kept, name)
-				}
-			}
-			if len(kept) != 1 {
-				t.Fatalf("the dump kept nftables tables %q, want one", kept)
-			}
-			t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
+			dir, kept := dumpKeepingTable(t, tg)
 			peer.send(t)
 			cmd := startGocr(t, testhook.Setting(tc.hook, tc.value), "restore", "-D", dir, "-d", "--tcp-established")
 			if tc.hook == testhook.KillInRelease {
@@ -191,31 +165,31 @@ func TestInetGocrKilledAroundRelease(t *testing.T) {
 				}
 			} else {
 				waitHook(t, cmd, tc.hook)
-				if !slices.Contains(gocrTables(t), kept[0]) {
-					t.Fatalf("gocr holds at %s without the table %s kept for the restore", tc.hook, kept[0])
+				if !slices.Contains(gocrTables(t), kept) {
+					t.Fatalf("gocr holds at %s without the table %s kept for the restore", tc.hook, kept)
 				}
 				killGocr(t, cmd)
 			}
 			if !tc.committed {
 				waitAllGone(t, []int{tg.pid}, "gocr was killed before it released the restored processes")
-				if !slices.Contains(gocrTables(t), kept[0]) {
-					t.Fatalf("after a restore killed before the release, gocr's nftables tables are %q, want %s still", gocrTables(t), kept[0])
+				if !slices.Contains(gocrTables(t), kept) {
+					t.Fatalf("after a restore killed before the release, gocr's nftables tables are %q, want %s still", gocrTables(t), kept)
 				}
 				pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
 				peer.finish(t, tg, pid)
 			} else {
 				t.Cleanup(func() { tg.killRestored(t, tg.pid) })
 				deadline := time.Now().Add(10 * time.Second)
-				for slices.Contains(gocrTables(t), kept[0]) {
+				for slices.Contains(gocrTables(t), kept) {
 					if time.Now().After(deadline) {
-						t.Fatalf("the table %s kept for the restore is still there 10 s after gocr died with the restore committed", kept[0])
+						t.Fatalf("the table %s kept for the restore is still there 10 s after gocr died with the restore committed", kept)
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
 				peer.finish(t, tg, tg.pid)
 			}
-			if slices.Contains(gocrTables(t), kept[0]) {
-				t.Errorf("the restore left its nftables table %s", kept[0])
+			if slices.Contains(gocrTables(t), kept) {
+				t.Errorf("the restore left its nftables table %s", kept)
 			}
 		})
 	}
@@ -372,4 +346,26 @@ func TestInetGocrKilledEndingJob(t *testing.T) {
 	peer.send(t)
 	pid := restoreDetached(t, tg, dir, nil, "--tcp-established")
 	peer.finish(t, tg, pid)
+}
+
+// dumpKeepingTable dumps tg with --tcp-established, which ends it and
+// keeps one nftables table for the restore, and returns the images and
+// that table, removed at the test's end.
+func dumpKeepingTable(t *testing.T, tg *target) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	before := gocrTables(t)
+	dump(t, tg.pid, dir, "--tcp-established")
+	tg.waitDead(t, "a dump without --leave-running")
+	var kept []string
+	for _, name := range gocrTables(t) {
+		if strings.HasPrefix(name, "gocr_keep_") && !slices.Contains(before, name) {
+			kept = append(kept, name)
+		}
+	}
+	if len(kept) != 1 {
+		t.Fatalf("the dump kept nftables tables %q, want one", kept)
+	}
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", kept[0]).Run() })
+	return dir, kept[0]
 }
