@@ -3,7 +3,6 @@
 package test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,15 +26,7 @@ type incrementalStats struct {
 
 func readIncrementalStats(t *testing.T, dir string) incrementalStats {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "stats-dump.json"))
-	if err != nil {
-		t.Fatalf("read dump stats: %v", err)
-	}
-	var s incrementalStats
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("dump stats: %v\n%s", err, b)
-	}
-	return s
+	return readDumpStats[incrementalStats](t, dir)
 }
 
 // incwriterRound asks tg for its next round of changes and waits until

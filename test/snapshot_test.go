@@ -35,11 +35,18 @@ type snapshotStats struct {
 
 func readSnapshotStats(t *testing.T, dir string) snapshotStats {
 	t.Helper()
+	return readDumpStats[snapshotStats](t, dir)
+}
+
+// readDumpStats reads the stats-dump.json a dump wrote into dir, the
+// fields S names.
+func readDumpStats[S any](t *testing.T, dir string) S {
+	t.Helper()
+	var s S
 	b, err := os.ReadFile(filepath.Join(dir, "stats-dump.json"))
 	if err != nil {
 		t.Fatalf("read dump stats: %v", err)
 	}
-	var s snapshotStats
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatalf("dump stats: %v\n%s", err, b)
 	}

@@ -190,39 +190,33 @@ var (
 // PauseNth counts the calls made with name and, on the Nth, N being the
 // hook's value, says so on stderr (Announcement) and holds for a minute.
 func PauseNth(name string) {
-	if len(hooks) == 0 {
-		return
-	}
-	want, err := strconv.Atoi(hooks[name])
-	if err != nil {
-		return
-	}
-	countsMu.Lock()
-	counts[name]++
-	n := counts[name]
-	countsMu.Unlock()
-	if n == want {
+	if nth(name) {
 		fmt.Fprintln(os.Stderr, Announcement(name))
 		time.Sleep(countHold)
 	}
+}
+
+// nth counts the calls made with name and tells whether this one is the
+// Nth, N being the hook's value.
+func nth(name string) bool {
+	if len(hooks) == 0 {
+		return false
+	}
+	want, err := strconv.Atoi(hooks[name])
+	if err != nil {
+		return false
+	}
+	countsMu.Lock()
+	defer countsMu.Unlock()
+	counts[name]++
+	return counts[name] == want
 }
 
 // KillNth counts the calls made with name and, on the Nth, N being the
 // hook's value, SIGKILLs gocr: a death at that exact point, which a test
 // killing gocr from outside could not hit.
 func KillNth(name string) {
-	if len(hooks) == 0 {
-		return
-	}
-	want, err := strconv.Atoi(hooks[name])
-	if err != nil {
-		return
-	}
-	countsMu.Lock()
-	counts[name]++
-	n := counts[name]
-	countsMu.Unlock()
-	if n == want {
+	if nth(name) {
 		unix.Kill(os.Getpid(), unix.SIGKILL)
 		select {} // SIGKILL is never blocked: gocr ends here
 	}
