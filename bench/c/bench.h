@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline void die(const char *what)
@@ -28,6 +29,29 @@ static inline void ready(const char *path)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		die("create ready file");
+	close(fd);
+}
+
+/* now is CLOCK_MONOTONIC in ns. */
+static inline uint64_t now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* write_number writes v and a newline to READY_PATH.SUFFIX, where the
+ * bench reads a target's figures. */
+static inline void write_number(const char *ready, const char *suffix, uint64_t v)
+{
+	char path[4096], text[32];
+	snprintf(path, sizeof(path), "%s.%s", ready, suffix);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("create result file");
+	int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)v);
+	if (write(fd, text, (size_t)n) != n)
+		die("write result file");
 	close(fd);
 }
 

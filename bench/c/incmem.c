@@ -19,13 +19,6 @@ static volatile int reset;
 static void on_usr1(int sig) { (void)sig; asked = 1; }
 static void on_usr2(int sig) { (void)sig; report = 1; }
 
-static uint64_t now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void *clock_thread(void *arg)
 {
 	(void)arg;
@@ -41,19 +34,6 @@ static void *clock_thread(void *arg)
 		last = t;
 	}
 	return NULL;
-}
-
-static void write_number(const char *ready, const char *suffix, uint64_t v)
-{
-	char path[4096], text[32];
-	snprintf(path, sizeof(path), "%s.%s", ready, suffix);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		die("create result file");
-	int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)v);
-	if (write(fd, text, (size_t)n) != n)
-		die("write result file");
-	close(fd);
 }
 
 int main(int argc, char **argv)

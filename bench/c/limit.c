@@ -23,13 +23,6 @@
 static char *buf;
 static size_t buflen;
 
-static uint64_t now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 /* At most 1 GiB per call: write(2)/read(2) transfer at most 0x7ffff000
  * bytes at once anyway. */
 #define CHUNK (1UL << 30)

@@ -21,26 +21,6 @@ static volatile sig_atomic_t arm, report;
 static void on_usr1(int sig) { (void)sig; arm = 1; }
 static void on_usr2(int sig) { (void)sig; report = 1; }
 
-static uint64_t now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void write_number(const char *ready, const char *suffix, uint64_t v)
-{
-	char path[4096], text[32];
-	snprintf(path, sizeof(path), "%s.%s", ready, suffix);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		die("create result file");
-	int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)v);
-	if (write(fd, text, (size_t)n) != n)
-		die("write result file");
-	close(fd);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc != 3 && argc != 4) {
