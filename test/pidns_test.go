@@ -97,6 +97,22 @@ func nsJob(t *testing.T, tg *target, nspid int) (host, reaper int) {
 	return host, reaper
 }
 
+// dumpRestoreInPidns dumps the job restored in a PID namespace (host,
+// under reaper) from there, waits for both to end and restores it with
+// --pidns=auto, which takes it into a new namespace again; it returns
+// the job's PID as the test sees it.
+func dumpRestoreInPidns(t *testing.T, tg *target, host, reaper int) int {
+	t.Helper()
+	again := t.TempDir()
+	dump(t, host, again)
+	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
+		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
+	}
+	restore(t, nil, again, "-d", "--pidns=auto")
+	host, _ = nsJob(t, tg, tg.pid)
+	return host
+}
+
 // stderrLines are the non-empty lines of a gocr run's stderr.
 //
 // The note a restore prints when the job's group or session was led
@@ -146,13 +162,7 @@ func TestPidnsTakenAuto(t *testing.T) {
 	}
 	// Dumped from the namespace, its fds on /proc files name them by the
 	// PIDs it sees, and come back so in a new namespace.
-	again := t.TempDir()
-	dump(t, host, again)
-	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
-		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
-	}
-	restore(t, nil, again, "-d", "--pidns=auto")
-	host, _ = nsJob(t, tg, tg.pid)
+	host = dumpRestoreInPidns(t, tg, host, reaper)
 	checkResult(t, tg, host)
 }
 
@@ -386,12 +396,6 @@ func TestPidnsPosixTimers(t *testing.T) {
 	tg.waitDead(t, "a dump without --leave-running")
 	restore(t, nil, dir, "-d", "--pidns=always")
 	host, reaper := nsJob(t, tg, tg.pid)
-	again := t.TempDir()
-	dump(t, host, again)
-	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
-		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
-	}
-	restore(t, nil, again, "-d", "--pidns=auto")
-	host, _ = nsJob(t, tg, tg.pid)
+	host = dumpRestoreInPidns(t, tg, host, reaper)
 	checkResult(t, tg, host)
 }

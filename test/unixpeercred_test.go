@@ -61,13 +61,7 @@ func TestUnixPeerCredPidns(t *testing.T) {
 	restore(t, nil, dir, "-d", "--pidns=always")
 	host, reaper := nsJob(t, tg, tg.pid)
 	// Dumped from its namespace and restored in a new one again.
-	again := t.TempDir()
-	dump(t, host, again)
-	if !waitGone(host, pidGoneTimeout) || !waitGone(reaper, pidGoneTimeout) {
-		t.Fatalf("job %d or reaper %d still present after the dump", host, reaper)
-	}
-	restore(t, nil, again, "-d", "--pidns=auto")
-	host, _ = nsJob(t, tg, tg.pid)
+	host = dumpRestoreInPidns(t, tg, host, reaper)
 	checkResult(t, tg, host)
 }
 
