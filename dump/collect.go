@@ -195,6 +195,16 @@ func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (
 	if err != nil {
 		return nil, err
 	}
+	// A thread in restart_syscall is saved in the call it restarts: the
+	// restored thread has no restart block to run (ptrace.RestartedCall).
+	if int64(snap.Regs.Orig_rax) >= 0 && int64(snap.Regs.Rax) == -int64(ptrace.ERESTART_RESTARTBLOCK) {
+		nr, ok := ptrace.RestartedCall(tid, &snap.Regs)
+		if !ok {
+			return nil, fmt.Errorf("it waits in restart_syscall (a sleep, poll or futex wait resumed after a stop), and gocr cannot tell which call from its code at %#x: restored, the call would fail with EINTR; dump again once it has returned",
+				snap.Regs.Rip-2)
+		}
+		snap.Regs.Orig_rax = nr
+	}
 	th := &gocrpb.Thread{
 		Tid: int32(tid), Regs: ptrace.RegsToProto(&snap.Regs), Xsave: snap.Xstate,
 		XstateBv: ptrace.XstateBV(snap.Xstate), Sigmask: snap.Sigmask,

@@ -150,7 +150,13 @@ func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 	}
 	in.Scratch = (top - ScratchSize) &^ 15
 	frameAt := (in.Scratch - uint64(SigframeLen(in.xstate))) &^ (SigframeAlign - 1)
-	frame, err := Sigframe(&in.saved, in.xstate, in.mask, frameAt)
+	// The frame is for a thread that leaves through rt_sigreturn, which
+	// ends its restart block: it restarts the original call.
+	frameRegs := in.saved
+	if nr, ok := RestartedCall(tid, &frameRegs); ok {
+		frameRegs.Orig_rax = nr
+	}
+	frame, err := Sigframe(&frameRegs, in.xstate, in.mask, frameAt)
 	if err != nil {
 		return nil, fmt.Errorf("prepare injection into %d: %w", tid, err)
 	}

@@ -152,3 +152,33 @@ func TestRestoreAtSyscallExitLeaksRestartErrno(t *testing.T) {
 		})
 	}
 }
+
+// TestSleepRemainder: a relative sleep given a pointer for the time left
+// restarts with it as its request; anything else is left alone.
+func TestSleepRemainder(t *testing.T) {
+	errno := func(e unix.Errno) uint64 { return uint64(-int64(e)) }
+	blocked := errno(ERESTART_RESTARTBLOCK)
+	for _, c := range []struct {
+		name     string
+		in, want Regs
+	}{
+		{"nanosleep with rem", Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: blocked, Rdi: 0x1000, Rsi: 0x2000},
+			Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: blocked, Rdi: 0x2000, Rsi: 0x2000}},
+		{"nanosleep without rem", Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: blocked, Rdi: 0x1000},
+			Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: blocked, Rdi: 0x1000}},
+		{"clock_nanosleep relative with rem", Regs{Orig_rax: unix.SYS_CLOCK_NANOSLEEP, Rax: blocked, Rdi: 1, Rdx: 0x1000, R10: 0x2000},
+			Regs{Orig_rax: unix.SYS_CLOCK_NANOSLEEP, Rax: blocked, Rdi: 1, Rdx: 0x2000, R10: 0x2000}},
+		{"clock_nanosleep absolute", Regs{Orig_rax: unix.SYS_CLOCK_NANOSLEEP, Rax: blocked, Rsi: unix.TIMER_ABSTIME, Rdx: 0x1000, R10: 0x2000},
+			Regs{Orig_rax: unix.SYS_CLOCK_NANOSLEEP, Rax: blocked, Rsi: unix.TIMER_ABSTIME, Rdx: 0x1000, R10: 0x2000}},
+		{"poll", Regs{Orig_rax: unix.SYS_POLL, Rax: blocked, Rdi: 0x1000, Rsi: 1, Rdx: 3000},
+			Regs{Orig_rax: unix.SYS_POLL, Rax: blocked, Rdi: 0x1000, Rsi: 1, Rdx: 3000}},
+		{"not a restart block", Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: errno(ERESTARTNOHAND), Rdi: 0x1000, Rsi: 0x2000},
+			Regs{Orig_rax: unix.SYS_NANOSLEEP, Rax: errno(ERESTARTNOHAND), Rdi: 0x1000, Rsi: 0x2000}},
+	} {
+		r := c.in
+		SleepRemainder(&r)
+		if r != c.want {
+			t.Errorf("%s: got %+v, want %+v", c.name, r, c.want)
+		}
+	}
+}

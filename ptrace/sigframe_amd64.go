@@ -69,7 +69,10 @@ func SigframeLen(xsave []byte) int {
 // instruction, with the call's number again. A call with a restart block
 // is restarted from scratch too: sigreturn resets the block
 // (restore_sigcontext sets restart_block.fn to do_no_restart_syscall), so
-// restart_syscall would fail with EINTR.
+// restart_syscall would fail with EINTR: a thread already in
+// restart_syscall must come with the original call's number in orig_rax
+// (RestartedCall), and a sleep restarts with what was left of it
+// (SleepRemainder).
 //
 // uc_stack is left zero, which rt_sigreturn's restore_altstack always
 // leaves the thread's alternate stack alone for: it passes uc_stack to
@@ -88,6 +91,7 @@ func Sigframe(r *Regs, xsave []byte, mask uint64, at uint64) ([]byte, error) {
 	if int64(regs.Orig_rax) >= 0 {
 		switch unix.Errno(-int64(regs.Rax)) {
 		case ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK:
+			SleepRemainder(&regs)
 			regs.Rax = regs.Orig_rax
 			regs.Rip -= syscallInsnLen
 		}

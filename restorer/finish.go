@@ -341,13 +341,17 @@ func commit(lifeline *os.File, n int) error {
 // -ERESTARTNOHAND re-execute the call, as they would have in the dumped
 // process. -ERESTART_RESTARTBLOCK would call restart_syscall, whose
 // restart block lived in the old kernel task and is gone (a fresh task's is
-// do_no_restart_syscall: -EINTR); restarting the original call with its
-// original arguments instead is what the program can tell apart least.
+// do_no_restart_syscall: -EINTR); restarting the original call (the dump
+// saved a thread in restart_syscall with its original call's number) with
+// its original arguments instead is what the program can tell apart
+// least, a relative sleep with what was left of it where the kernel wrote
+// that down (ptrace.SleepRemainder).
 func restartSyscall(r *ptrace.Regs) {
 	if int64(r.Orig_rax) < 0 {
 		return
 	}
 	if int64(r.Rax) == -int64(ptrace.ERESTART_RESTARTBLOCK) {
+		ptrace.SleepRemainder(r)
 		restart := -int64(ptrace.ERESTARTNOINTR)
 		r.Rax = uint64(restart)
 	}

@@ -144,6 +144,7 @@ var cTargets = map[string]struct {
 	"ghost":          {"ghost.c", nil},
 	"signals":        {"signals.c", nil},
 	"sleeper":        {"sleeper.c", nil},
+	"sleepstop":      {"sleepstop.c", []string{"-pthread"}},
 	"pipe_reader":    {"pipe_reader.c", nil},
 	"pauser":         {"pauser.c", nil},
 	"regs":           {"regs.c", nil},

@@ -6,11 +6,15 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The state of one process: signal dispositions and pending signals, blocked
@@ -37,6 +41,82 @@ func TestSleeper(t *testing.T) {
 	// its length is checked.
 	time.Sleep(3500 * time.Millisecond)
 	checkResult(t, tg, pid)
+}
+
+// TestSleepsResumedAfterStop: threads whose sleeps were stopped and
+// continued before the dump wait in restart_syscall(2). Restored, each is
+// back in its own call rather than failing with EINTR, and a sleep that
+// was given a pointer for the time left sleeps only what was left.
+func TestSleepsResumedAfterStop(t *testing.T) {
+	needsRoot(t)
+	tg := startStoppedSleepers(t)
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+	t.Log(logTail(tg.logPath, 1))
+}
+
+// TestRefusedRestartUnknown: a thread in restart_syscall whose code
+// does not show the call it restarts (glibc's generic syscall(2) takes the
+// number in a register) would fail with EINTR after a restore: refused
+// at dump, and every sleep goes on untouched.
+func TestRefusedRestartUnknown(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startStoppedSleepers(t, "raw")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"thread", "restart_syscall", "cannot tell"}, nil)
+	checkIntact(t, tg)
+}
+
+// startStoppedSleepers starts the sleepstop target, stops and continues
+// it, and returns once its sleeps have run 1.2 s: sleeping one in full
+// again after that would show (the target allows 0.6 s).
+func startStoppedSleepers(t *testing.T, args ...string) *target {
+	t.Helper()
+	tg := startTarget(t, "sleepstop", args...)
+	started := time.Now()
+	if err := syscall.Kill(tg.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the target stopped", func() bool { return procState(tg.pid) == "T" })
+	if err := syscall.Kill(tg.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "every sleeper in restart_syscall", func() bool {
+		names := []string{"remsleep", "fullsleep", "pollwait"}
+		if slices.Contains(args, "raw") {
+			names = append(names, "rawsleep")
+		}
+		return sleepersIn(tg.pid, unix.SYS_RESTART_SYSCALL, names...)
+	})
+	time.Sleep(time.Until(started.Add(1200 * time.Millisecond)))
+	return tg
+}
+
+// sleepersIn reports whether every thread of pid named in names is in
+// system call nr (/proc/PID/task/TID/syscall, proc(5)).
+func sleepersIn(pid int, nr int, names ...string) bool {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	in := 0
+	for _, task := range tasks {
+		comm, err := os.ReadFile(filepath.Join(dir, task.Name(), "comm"))
+		if err != nil || !slices.Contains(names, strings.TrimSpace(string(comm))) {
+			continue
+		}
+		sc, err := os.ReadFile(filepath.Join(dir, task.Name(), "syscall"))
+		if err != nil {
+			return false
+		}
+		if f := strings.Fields(string(sc)); len(f) == 0 || f[0] != strconv.Itoa(nr) {
+			return false
+		}
+		in++
+	}
+	return in == len(names)
 }
 
 // TestPauser: a process dumped in pause(2) stays in it until its SIGTERM
