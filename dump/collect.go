@@ -109,6 +109,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err := checkThreadCreds(fr.tids, &status); err != nil {
 		return nil, err
 	}
+	if err := checkControllingTerminal(pid, &stat); err != nil {
+		return nil, err
+	}
 	if err := checkThreadTables(pid, fr.tids); err != nil {
 		return nil, err
 	}

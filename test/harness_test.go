@@ -145,6 +145,7 @@ var cTargets = map[string]struct {
 	"signals":        {"signals.c", nil},
 	"sleeper":        {"sleeper.c", nil},
 	"sleepstop":      {"sleepstop.c", []string{"-pthread"}},
+	"cttyleader":     {"cttyleader.c", nil},
 	"pipe_reader":    {"pipe_reader.c", nil},
 	"pauser":         {"pauser.c", nil},
 	"regs":           {"regs.c", nil},

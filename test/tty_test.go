@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
 )
 
 func init() {
@@ -132,6 +134,34 @@ func TestPtyRefusals(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(child), "-D", t.TempDir())
 	assertRefused(t, r, []string{"/dev/pts/", "master of this pty is outside"}, nil)
 	checkResult(t, tg, tg.pid)
+}
+
+// TestControllingTerminalRefused: a session leader whose controlling
+// terminal the restore could not give back (a pty it holds no slave fd
+// of; a virtual console) is refused in one line, and keeps its terminal.
+func TestControllingTerminalRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"pty-nofd", "whose controlling terminal /dev/pts/"},
+		{"vt", "whose controlling terminal is device 4:1, not a pseudo-terminal"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			tg := startTarget(t, "cttyleader", c.mode)
+			if c.mode == "vt" {
+				st, err := proc.ReadStat(tg.pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.TtyNr == 0 {
+					t.Skip("/dev/tty1 could not be made a controlling terminal here (no virtual console, or another session's)")
+				}
+			}
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "leads a session", c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
 }
 
 // testTerminal is a pseudo-terminal the test owns, as a terminal emulator
