@@ -206,6 +206,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
+	if err := tree.checkGroups(); err != nil {
+		return err
+	}
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}

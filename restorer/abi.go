@@ -16,6 +16,9 @@ const (
 	rstProcSetsid   = 1
 	rstProcSetpgid  = 2
 	rstProcJoinPgid = 4
+	// rstProcJoinRootPgid: join the root's group (Pgid holds the root's
+	// PID), which was led from outside the dump.
+	rstProcJoinRootPgid = 8
 
 	rstTreePidns  = 1
 	rstTreeTimens = 2

@@ -163,11 +163,12 @@ var abiDefines = map[string]uint64{
 	"RST_VMA_INHERIT":        rstVmaInherit,
 	"RST_VMA_AT_STAGE":       rstVmaAtStage,
 
-	"RST_PROC_SETSID":    rstProcSetsid,
-	"RST_PROC_SETPGID":   rstProcSetpgid,
-	"RST_PROC_JOIN_PGID": rstProcJoinPgid,
-	"RST_TREE_PIDNS":     rstTreePidns,
-	"RST_TREE_TIMENS":    rstTreeTimens,
+	"RST_PROC_SETSID":         rstProcSetsid,
+	"RST_PROC_SETPGID":        rstProcSetpgid,
+	"RST_PROC_JOIN_PGID":      rstProcJoinPgid,
+	"RST_PROC_JOIN_ROOT_PGID": rstProcJoinRootPgid,
+	"RST_TREE_PIDNS":          rstTreePidns,
+	"RST_TREE_TIMENS":         rstTreeTimens,
 
 	"RST_RESTORER_STACK": restorerStack,
 	"RST_PARK_SIZE":      parkSize,

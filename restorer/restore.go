@@ -283,6 +283,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		}
 	}
 	if pidns {
+		if err := checkOutsideGroupJoin(t); err != nil {
+			return nil, err
+		}
 		if err := checkProcPaths(procs); err != nil {
 			return nil, err
 		}

@@ -181,6 +181,7 @@ var cTargets = map[string]struct {
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
 	"timens":         {"timens.c", []string{"-pthread"}},
+	"outsidegroup":   {"outsidegroup.c", nil},
 }
 
 func TestMain(m *testing.M) {

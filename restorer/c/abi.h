@@ -371,6 +371,7 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 #define RST_PROC_SETSID 1      /* setsid() before forking children */
 #define RST_PROC_SETPGID 2     /* setpgid(0, 0): it leads its group */
 #define RST_PROC_JOIN_PGID 4   /* setpgid(0, pgid) once every process exists */
+#define RST_PROC_JOIN_ROOT_PGID 8 /* join the group of the root (pid pgid), led from outside the dump */
 
 /* rst_tree.flags */
 #define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */

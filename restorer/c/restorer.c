@@ -1451,6 +1451,7 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 
 #define __NR_setsid 112
 #define __NR_setpgid 109
+#define __NR_getpgid 121
 #define __NR_waitid 247
 #define __NR_rt_sigtimedwait 128
 #define __NR_kill 62
@@ -1654,6 +1655,19 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	wait_tree_whole(t);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
+	if (p->flags & RST_PROC_JOIN_ROOT_PGID) {
+		/* The root's group was led from outside the dump, so the root
+		 * keeps the one it inherits from gocr restore; this process
+		 * joins it. getpgid reads 0 for a group outside the caller's
+		 * PID namespace (kernel/sys.c getpgid, pid_vnr), which Go
+		 * refuses first (tree.go checkOutsideGroupJoin): 0 here must
+		 * not become setpgid(0, 0), a group of its own. */
+		long pg = sys1(__NR_getpgid, p->pgid);
+		if (pg == 0)
+			pg = -3; /* ESRCH */
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, pg);
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, pg));
+	}
 	if (p->zombie) {
 		p->comm[15] = 0;
 		sys2(__NR_prctl, PR_SET_NAME, p->comm);
