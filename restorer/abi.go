@@ -413,6 +413,8 @@ type rstArgs struct {
 	CapAmb             uint64                    `c:"cap_amb"`
 	Securebits         uint32                    `c:"securebits"`
 	CapLast            uint32                    `c:"cap_last"`
+	Mdwe               uint32                    `c:"mdwe"`
+	Pad4               uint32
 }
 
 // Offsets of the words gocr writes into an encoded plan or watches while

@@ -182,6 +182,7 @@ var cTargets = map[string]struct {
 	"restoredstate":  {"restoredstate.c", nil},
 	"timens":         {"timens.c", []string{"-pthread"}},
 	"outsidegroup":   {"outsidegroup.c", nil},
+	"mdwe":           {"mdwe.c", nil},
 }
 
 func TestMain(m *testing.M) {

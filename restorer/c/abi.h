@@ -530,6 +530,9 @@ struct rst_args {
 	u64 cap_amb;
 	u32 securebits;
 	u32 cap_last;
+	/* PR_GET_MDWE's flags, set last (restorer.c restore_stage2). */
+	u32 mdwe;
+	u32 pad4;
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -600,7 +603,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, cap_bnd, 2648);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_amb, 2656);
 BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
-_Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, mdwe, 2672);
+_Static_assert(sizeof(struct rst_args) == 2680, "rst_args size");
 
 /* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
  * the restorer run with the one argument RST_PEERCRED_ARG makes, for

@@ -1221,6 +1221,14 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
 
+	/* Memory-deny-write-execute last of all: once set it refuses every
+	 * mapping both writable and executable, and one made executable
+	 * after it was not (include/linux/mman.h map_deny_write_exec), and
+	 * it is never cleared (kernel/sys.c prctl_set_mdwe). Nothing after
+	 * this maps or changes protections: gocr only unmaps the restorer
+	 * (finish.go). */
+	if (a->mdwe)
+		CHECK(a, RST_STEP_PRCTL, 5, sys5(__NR_prctl, PR_SET_MDWE, a->mdwe, 0, 0, 0));
 	report(a, RST_STATE_DONE);
 	/* Wait for gocr to take over. If it dies first, no one can finish
 	 * this process: end it rather than leave it parked (the whole
