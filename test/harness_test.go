@@ -183,6 +183,7 @@ var cTargets = map[string]struct {
 	"timens":         {"timens.c", []string{"-pthread"}},
 	"outsidegroup":   {"outsidegroup.c", nil},
 	"mdwe":           {"mdwe.c", nil},
+	"secretmem":      {"secretmem.c", nil},
 }
 
 func TestMain(m *testing.M) {
