@@ -284,7 +284,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk}
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk, pidns: pids != nil}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)

@@ -50,6 +50,7 @@ var abiDefines = map[string]uint64{
 	"PARASITE_FORK_STACK_TOP":     forkStackTop,
 	"PARASITE_SNAPSHOT_STACK_TOP": snapshotStackTop,
 	"PCMD_ATTRS":                  cmdAttrs,
+	"PCMD_PEER_PIDS":              cmdPeerPids,
 
 	"PARASITE_NODE_WORDS": nodeWords,
 }

@@ -31,6 +31,26 @@ struct kernel_itimerspec {
 	s64 value_sec, value_nsec;
 };
 
+#define __NR_getsockopt 55
+#define SOL_SOCKET_PEERCRED 1 /* SOL_SOCKET */
+#define SO_PEERCRED 17
+
+static long peer_pids(s32 *fds, u64 n)
+{
+	if (n > PARASITE_DATA_SIZE / sizeof(*fds))
+		return -EINVAL;
+	for (u64 i = 0; i < n; i++) {
+		struct {
+			s32 pid;
+			u32 uid, gid;
+		} uc = { 0, 0, 0 };
+		u32 len = sizeof(uc);
+		long ret = sys5(__NR_getsockopt, fds[i], SOL_SOCKET_PEERCRED, SO_PEERCRED, &uc, &len);
+		fds[i] = ret < 0 ? (s32)ret : uc.pid;
+	}
+	return 0;
+}
+
 static long posix_timers(struct parasite_posix_timer *t, u64 n)
 {
 	if (n > PARASITE_DATA_SIZE / sizeof(*t))
@@ -614,6 +634,9 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 			break;
 		case PCMD_ATTRS:
 			ret = snapshot ? -EINVAL : dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF));
+			break;
+		case PCMD_PEER_PIDS:
+			ret = snapshot ? -EINVAL : peer_pids((s32 *)(base + PARASITE_DATA_OFF), ctl->args[0]);
 			break;
 		case PCMD_FINI:
 			ret = 0;

@@ -1923,6 +1923,44 @@ static void make_time_namespace(struct rst_tree *t)
 	sys1(__NR_close, fd);
 }
 
+/* The peer-credentials agent, PID 1 of the job's new PID namespace, made
+ * the reaper (peercred.c peercred_become_reaper), with the fds the
+ * restorer would have: what restorer_main and start_reaper do for a
+ * restore in a new namespace, the pidfd gocr gets being its own. Its
+ * answer on ctl tells gocr the plan's failures are to be read from now
+ * on. */
+static __attribute__((noreturn)) void agent_reaper(s32 ctl, s32 gocr_pidfd)
+{
+	struct rst_peercred_reply r = { .done = 1, .step = RST_PEERCRED_STEP_REAPER };
+	struct kiovec iov = { &r, sizeof(r) };
+	struct kmsghdr msg = { .iov = &iov, .iovlen = 1 };
+	sys1(__NR_close, gocr_pidfd);
+	long size = sys3(__NR_lseek, RST_PLAN_FD, 0, SEEK_END);
+	long m = size < (long)sizeof(struct rst_tree) ? -EINVAL
+						       : sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, RST_PLAN_FD, 0);
+	struct rst_tree *t = (struct rst_tree *)m;
+	if (m >= 0 && (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size ||
+		       t->nr_procs == 0 || !(t->flags & RST_TREE_PIDNS)))
+		m = -EINVAL;
+	if (m < 0 && m > -4096) {
+		r.err = (s32)m;
+		sys3(__NR_sendmsg, ctl, &msg, 0);
+		for (;;)
+			sys1(__NR_exit_group, 1);
+	}
+	sys1(__NR_close, RST_PLAN_FD);
+	if (t->flags & RST_TREE_TIMENS)
+		make_time_namespace(t);
+	long pidfd = sys2(__NR_pidfd_open, sys0(__NR_getpid), 0);
+	long sent = pidfd < 0 ? pidfd : send_pidfd(t, t->nr_procs, pidfd);
+	if (sent < 0)
+		fail(plan_of(t, 0), RST_STEP_PIDFD, 0, sent);
+	r.step = 0;
+	sys3(__NR_sendmsg, ctl, &msg, 0);
+	sys1(__NR_close, ctl);
+	reaper_main(t, (u64)size);
+}
+
 void restorer_main(u64 *sp)
 {
 	if (peercred_mode(sp))
