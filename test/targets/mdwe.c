@@ -1,12 +1,12 @@
 /*
- * mdwe: memory-deny-write-execute (PR_SET_MDWE, Linux 6.3) with the
- * flags given, then a child forked under it, which inherits them unless
- * PR_MDWE_NO_INHERIT was among them (kernel/fork.c mmf_init_legacy_flags
- * / prctl(2)). After restore each checks PR_GET_MDWE and that the kernel
- * still refuses a writable and executable mapping (EACCES), or for a
- * child without it, allows one.
+ * mdwe: memory-deny-write-execute (PR_SET_MDWE, Linux 6.3): a child that
+ * set PR_MDWE_REFUSE_EXEC_GAIN itself, the parent with
+ * PR_MDWE_NO_INHERIT too, and a child forked under that, which does not
+ * inherit it (man 2 PR_SET_MDWE). After restore each checks PR_GET_MDWE
+ * and that the kernel still refuses a writable and executable mapping
+ * (EACCES), or for the child without it, allows one.
  *
- * Usage: mdwe RESULT_PATH FLAGS
+ * Usage: mdwe RESULT_PATH
  */
 #include "target.h"
 
@@ -35,30 +35,41 @@ static int check(const char *who, long want)
 	return 0;
 }
 
+static pid_t spawn(long flags, long want)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (flags && prctl(TGT_PR_SET_MDWE, flags, 0, 0, 0) < 0)
+			_exit(2);
+		tgt_wait();
+		_exit(check("child", want));
+	}
+	return pid;
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
-	if (argc < 3)
-		tgt_fail("usage: mdwe RESULT_PATH FLAGS");
-	long flags = strtol(argv[2], NULL, 0);
-	if (prctl(TGT_PR_SET_MDWE, flags, 0, 0, 0) < 0)
-		tgt_fail("PR_SET_MDWE %ld: %s", flags, strerror(errno));
-	long inherited = (flags & 2) ? 0 : flags;
-	pid_t child = fork();
-	if (child < 0)
-		tgt_fail("fork: %s", strerror(errno));
-	if (child == 0) {
-		tgt_wait();
-		_exit(check("child", inherited));
-	}
-	if (check("before the dump", flags))
+	/* A child that sets REFUSE_EXEC_GAIN itself, then the parent with
+	 * NO_INHERIT too, and a child of it forked under that, without. */
+	pid_t own = spawn(1, 1);
+	if (prctl(TGT_PR_SET_MDWE, 3, 0, 0, 0) < 0)
+		tgt_fail("PR_SET_MDWE 3: %s", strerror(errno));
+	pid_t none = spawn(0, 0);
+	if (check("before the dump", 3))
 		tgt_fail("PR_SET_MDWE did not take (see the log)");
 	tgt_ready();
 	tgt_wait();
-	int st, bad = check("parent", flags);
-	kill(child, SIGTERM);
-	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		bad = 1;
+	int bad = check("parent", 3);
+	pid_t kids[2] = { own, none };
+	for (int i = 0; i < 2; i++) {
+		int st;
+		kill(kids[i], SIGTERM);
+		if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			bad = 1;
+	}
 	if (bad)
 		tgt_fail("memory-deny-write-execute is not as before the dump (see the log)");
 	tgt_pass();
