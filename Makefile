@@ -84,6 +84,8 @@ define build_parasite
 		{ echo "parasite blob has relocations" >&2; exit 1; }; } && \
 	end=$$(nm $(2)/parasite.elf | awk '$$3=="__blob_end"{print $$1}') && \
 	{ [ $$((0x$$end)) -le $$((0x10000)) ] || { echo "parasite blob exceeds PARASITE_BLOB_MAX" >&2; exit 1; }; } && \
+	{ ! readelf -SW $(2)/parasite.elf | grep -qE ' \.(data|bss)' || \
+		{ echo "parasite blob has data or bss, which it could not write under PR_SET_MDWE (parasite/infect.go mapRegion)" >&2; exit 1; }; } && \
 	$(OBJCOPY) -O binary $(2)/parasite.elf $(1)
 endef
 

@@ -241,6 +241,27 @@ func (nc *numaCheck) check(mapsPid int) error {
 	return nil
 }
 
+// The flags PR_GET_MDWE gives (include/uapi/linux/prctl.h).
+const (
+	prMdweRefuseExecGain = 1 << 0
+	prMdweNoInherit      = 1 << 1
+)
+
+// mdwe checks what PR_GET_MDWE returned (man 2 PR_GET_MDWE; EINVAL: a
+// kernel before 6.3, where nothing sets it): flags the restorer sets
+// again, last (restorer/c/restorer.c restore_stage2).
+func mdwe(ret int64) (uint32, error) {
+	switch {
+	case ret == -int64(unix.EINVAL):
+		return 0, nil
+	case ret < 0:
+		return 0, fmt.Errorf("PR_GET_MDWE: %w", unix.Errno(-ret))
+	case ret&^(prMdweRefuseExecGain|prMdweNoInherit) != 0 || (ret != 0 && ret&prMdweRefuseExecGain == 0):
+		return 0, fmt.Errorf("PR_SET_MDWE (memory-deny-write-execute) flags %#x, which gocr does not know", ret)
+	}
+	return uint32(ret), nil
+}
+
 // parasiteAttrs reads what only the process can tell of itself, and
 // the parasite thread's (the leader's) ThreadAttrs. Only once the
 // parasite's region is mapped does it show whether new mappings are
@@ -258,6 +279,9 @@ func parasiteAttrs(p *parasite.Parasite, pid int, task *gocrpb.Task) error {
 		return fmt.Errorf("PR_GET_THP_DISABLE: %w", unix.Errno(-pa.ThpDisable))
 	}
 	a.ThpDisable = uint32(pa.ThpDisable)
+	if a.Mdwe, err = mdwe(pa.Mdwe); err != nil {
+		return err
+	}
 	// EINVAL: a kernel without KSM (kernel/sys.c).
 	a.MemoryMerge = pa.MemoryMerge == 1
 	a.FutexSlots = -1

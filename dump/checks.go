@@ -8,7 +8,10 @@ import (
 	"os"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/proc"
+	"github.com/gocr/gocr/ptrace"
 )
 
 // checkLeaderAlive refuses a process whose leader exited while other
@@ -18,6 +21,24 @@ import (
 func checkLeaderAlive(pid int, status proc.Status) error {
 	if status.State == 'Z' && status.Threads > 1 {
 		return fmt.Errorf("pid %d (%s): its main thread exited while %d other threads run on, which gocr cannot restore", pid, status.Name, status.Threads-1)
+	}
+	return nil
+}
+
+// checkArch refuses a process with a thread running 32-bit code (an
+// ia32 program, or a 64-bit one that far-jumped into a 32-bit code
+// segment): its registers, signal frames and system calls are of another
+// layout, which neither the parasite nor the restorer speaks.
+func checkArch(t *ptrace.Tracer, pid int, tids []int) error {
+	for _, tid := range tids {
+		_, err := t.GetRegs(tid)
+		switch {
+		case !errors.Is(err, ptrace.ErrIA32):
+		case tid == pid:
+			return fmt.Errorf("pid %d is a 32-bit (ia32) process: gocr dumps x86-64 processes only", pid)
+		default:
+			return fmt.Errorf("pid %d thread %d runs 32-bit (ia32) code: gocr dumps x86-64 processes only", pid, tid)
+		}
 	}
 	return nil
 }
@@ -128,4 +149,32 @@ func foreignNamespace(pid int, except ...string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// secretMemMagic is SECRETMEM_MAGIC (include/uapi/linux/magic.h), the file
+// system of memfd_secret(2)'s files.
+const secretMemMagic = 0x5345434d
+
+// checkSecretMem refuses a mapping of memfd_secret(2) memory: its pages
+// are taken out of the kernel's direct map, and no process but the one
+// that maps it can read them (mm/secretmem.c; man 2 memfd_secret), not
+// through /proc/PID/mem, process_vm_readv or the parasite's vmsplice.
+// /proc/PID/maps names its file "/secretmem (deleted)" (its inode's
+// name, mm/secretmem.c secretmem_file_create); the file system's magic,
+// through the map_files link, tells it from a deleted file of that name.
+func checkSecretMem(pid int, maps []proc.Mapping) error {
+	for _, m := range maps {
+		if m.Path != "/secretmem (deleted)" {
+			continue
+		}
+		var fs unix.Statfs_t
+		link := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End)
+		if err := unix.Statfs(link, &fs); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: statfs %s: %w", m.Start, m.End, link, err)
+		}
+		if fs.Type == secretMemMagic {
+			return fmt.Errorf("mapping %#x-%#x is memfd_secret memory, which no other process can read", m.Start, m.End)
+		}
+	}
+	return nil
 }

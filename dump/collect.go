@@ -52,6 +52,9 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 }
 
 func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking) (*state, error) {
+	if err := checkArch(t, pid, fr.tids); err != nil {
+		return nil, err
+	}
 	stat, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -146,6 +149,9 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 
 	maps, before, err := pre.mapsAtFreeze(pid)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretMem(pid, maps); err != nil {
 		return nil, err
 	}
 	trk.stripOwnFlags(pid, maps)

@@ -206,6 +206,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSelection(opts); err != nil {
 		return err
 	}
+	if err := tree.checkGroups(); err != nil {
+		return err
+	}
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
@@ -281,7 +284,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk}
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk, pidns: pids != nil}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)

@@ -116,6 +116,8 @@ type pageOptions struct {
 	// tracking: write tracking for incremental dumps (incremental.go),
 	// or nil.
 	tracking *tracking
+	// pidns: the job is in a PID namespace of its own (pidns.go).
+	pidns bool
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -328,6 +330,11 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		}
 		if err := timerValues(p, st.task); err != nil {
 			return err
+		}
+		if po.pidns {
+			if err := peerPidsInNamespace(p, st.files); err != nil {
+				return err
+			}
 		}
 		if err := parasiteAttrs(p, pid, st.task); err != nil {
 			return err

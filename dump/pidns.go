@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
 )
 
@@ -207,6 +209,13 @@ func (tr *pidTranslation) apply(states []*state) error {
 			if fd.SharedPid != 0 {
 				fd.SharedPid = tr.of(fd.SharedPid)
 			}
+			// A connection not yet accepted names the process holding
+			// its client, in the dump (files.holderCred); the peer
+			// credentials are the namespace's already
+			// (peerPidsInNamespace).
+			if c := fd.GetUnixSocket().GetConnectorCred(); c.GetPid() != 0 {
+				c.Pid = tr.of(c.Pid)
+			}
 			for _, l := range fd.Locks {
 				l.Pid = tr.of(l.Pid)
 			}
@@ -221,4 +230,36 @@ func (tr *pidTranslation) imagePid(pid int) int {
 		return pid
 	}
 	return int(tr.of(int32(pid)))
+}
+
+// peerPidsInNamespace replaces the pid of each unix socket's peer
+// credentials in table with the one the job sees, read by the parasite
+// inside it: SO_PEERCRED numbers a pid as the reader's PID namespace does
+// (net/core/sock.c cred_to_ucred, pid_vnr), and the process it names has
+// often ended (each call of a restore's is made by a process that exits,
+// restorer/peercred.go), so that gocr could not translate its own number
+// through /proc.
+func peerPidsInNamespace(p *parasite.Parasite, table *gocrpb.Files) error {
+	var fds []int32
+	var creds []*gocrpb.UnixPeerCred
+	for _, fd := range table.GetFds() {
+		if c := fd.GetUnixSocket().GetPeerCred(); c.GetPid() != 0 {
+			fds = append(fds, fd.Fd)
+			creds = append(creds, c)
+		}
+	}
+	if len(fds) == 0 {
+		return nil
+	}
+	pids, err := p.PeerPids(fds)
+	if err != nil {
+		return err
+	}
+	for i, c := range creds {
+		if pids[i] == 0 {
+			return fmt.Errorf("fd %d: its peer credentials (SO_PEERCRED) name pid %d, outside its PID namespace, which gocr cannot restore", fds[i], c.Pid)
+		}
+		c.Pid = pids[i]
+	}
+	return nil
 }

@@ -36,6 +36,9 @@ func (ghostKind) Match(e *Entry) bool {
 }
 
 func (ghostKind) Dump(e *Entry, fd *gocrpb.Fd) error {
+	if err := checkSecretMem(e); err != nil {
+		return err
+	}
 	if err := CheckGhost(e); err != nil {
 		if e.Fd <= unix.Stderr && len(fd.Locks) == 0 {
 			// Stdio gocr cannot make again (a log rotated by
@@ -50,6 +53,29 @@ func (ghostKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	fd.File.Path = GhostPath(e.Target)
 	// The id is the file's once its contents are saved (dump/ghosts.go).
 	fd.Kind = &gocrpb.Fd_Ghost{Ghost: &gocrpb.GhostFd{}}
+	return nil
+}
+
+// secretMemMagic is SECRETMEM_MAGIC (include/uapi/linux/magic.h), the
+// file system of memfd_secret(2)'s files.
+const secretMemMagic = 0x5345434d
+
+// checkSecretMem refuses an fd of memfd_secret(2) memory, which /proc
+// names "/secretmem (deleted)" (mm/secretmem.c secretmem_file_create):
+// no process but one that maps it can read its pages (man 2
+// memfd_secret), so its contents cannot be saved. The file system's magic
+// tells it from a deleted file of that name.
+func checkSecretMem(e *Entry) error {
+	if e.Target != "/secretmem (deleted)" {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(fmt.Sprintf("/proc/%d/fd/%d", e.Pid, e.Fd), &st); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if st.Type == secretMemMagic {
+		return errors.New("it is memfd_secret memory, which no other process can read")
+	}
 	return nil
 }
 

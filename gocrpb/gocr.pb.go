@@ -808,8 +808,10 @@ type ProcessAttrs struct {
 	FutexSlots     int32                  `protobuf:"varint,7,opt,name=futex_slots,json=futexSlots,proto3" json:"futex_slots,omitempty"`             // PR_FUTEX_HASH_GET_SLOTS; -1: a kernel without it
 	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
 	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// PR_GET_MDWE's flags (man 2 PR_SET_MDWE): memory-deny-write-execute
+	Mdwe          uint32 `protobuf:"varint,50,opt,name=mdwe,proto3" json:"mdwe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcessAttrs) Reset() {
@@ -903,6 +905,13 @@ func (x *ProcessAttrs) GetCgroups() []*Cgroup {
 		return x.Cgroups
 	}
 	return nil
+}
+
+func (x *ProcessAttrs) GetMdwe() uint32 {
+	if x != nil {
+		return x.Mdwe
+	}
+	return 0
 }
 
 // Cgroup is the process's cgroup in one hierarchy (man 7 cgroups,
@@ -6418,7 +6427,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vexit_signal\x18< \x01(\rH\x00R\n" +
 	"exitSignal\x88\x01\x01\x12+\n" +
 	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrsB\x0e\n" +
-	"\f_exit_signal\"\xe2\x02\n" +
+	"\f_exit_signal\"\xf6\x02\n" +
 	"\fProcessAttrs\x12\"\n" +
 	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
 	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
@@ -6430,7 +6439,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vfutex_slots\x18\a \x01(\x05R\n" +
 	"futexSlots\x12\x1a\n" +
 	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
-	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\">\n" +
+	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\x12\x12\n" +
+	"\x04mdwe\x182 \x01(\rR\x04mdwe\">\n" +
 	"\x06Cgroup\x12 \n" +
 	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +

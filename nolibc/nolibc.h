@@ -121,6 +121,7 @@ typedef unsigned long size_t;
 #define PR_SET_NO_NEW_PRIVS 38
 #define PR_GET_NO_NEW_PRIVS 39
 #define PR_GET_TID_ADDRESS 40
+#define PR_SET_MDWE 65
 #define PR_CAPBSET_READ 23
 #define PR_CAPBSET_DROP 24
 #define PR_GET_SECUREBITS 27

@@ -33,6 +33,7 @@ const (
 	cmdPosixTimers  = 6
 	cmdSnapshot     = 7
 	cmdRelease      = 8
+	cmdPeerPids     = 17
 
 	// The snapshot (parasite/c/abi.h PCMD_SNAPSHOT): its block in the
 	// control page, the stacks of the fork child and of the snapshot

@@ -26,7 +26,8 @@ const (
 	atCpuid          = 224
 	atMceKill        = 232
 	atL1dFlush       = 240
-	atSize           = 248
+	atMdwe           = 248
+	atSize           = 256
 )
 
 // ThreadAttrs is what only a thread can read of itself besides its
@@ -56,6 +57,7 @@ type Attrs struct {
 	MempolicyMode int32    // the thread's mode with its MPOL_F_* flags
 	// MempolicyNodes is its nodemask, bit n for node n.
 	MempolicyNodes [nodeWords]uint64
+	Mdwe           int64 // PR_GET_MDWE
 	Thread         ThreadAttrs
 }
 
@@ -70,7 +72,7 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	i64 := func(off int) int64 { return int64(le.Uint64(b[off:])) }
 	a := &Attrs{
 		ThpDisable: i64(atThpDisable), MemoryMerge: i64(atMemoryMerge), FutexSlots: i64(atFutexSlots),
-		UserSession: i64(atUserSession), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
+		UserSession: i64(atUserSession), Mdwe: i64(atMdwe), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
 		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush),
 			ThreadKeyring: i64(atKeyrings)},
 	}

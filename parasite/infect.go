@@ -5,6 +5,7 @@ package parasite
 import (
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 
@@ -82,6 +83,9 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	}
 	base, err := p.inject(unix.SYS_MMAP, 0, regionSize,
 		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+	if errors.Is(err, unix.EACCES) {
+		base, err = p.mapRegionWX(fd)
+	}
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
@@ -107,6 +111,26 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	p.remoteMemfd = -1
 	copy(p.local, blob)
 	return nil
+}
+
+// mapRegionWX maps the region for a process under PR_SET_MDWE, which
+// refuses a mapping both writable and executable, and one made executable
+// after it was not (include/linux/mman.h map_deny_write_exec, man 2
+// PR_SET_MDWE): the blob's pages read and execute only, and right after
+// them, over the rest of the same reservation, the pages it writes (the
+// blob has no data of its own: Makefile), both of the same memfd at the
+// same offsets, so that every offset in the region stays the same.
+func (p *Parasite) mapRegionWX(fd uint64) (uint64, error) {
+	base, err := p.inject(unix.SYS_MMAP, 0, regionSize, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := p.inject(unix.SYS_MMAP, base+blobMax, regionSize-blobMax,
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED, fd, blobMax); err != nil {
+		p.inject(unix.SYS_MUNMAP, base, regionSize)
+		return 0, err
+	}
+	return base, nil
 }
 
 // pagePipeSizes are the page pipe sizes to ask for, largest first. A

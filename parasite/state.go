@@ -95,6 +95,30 @@ type TimerValue struct {
 	Overrun             int32 // of the last signal it delivered
 }
 
+// PeerPids reads SO_PEERCRED's pid on each of the process's fds, unix
+// sockets, as the process's PID namespace numbers it (parasite/c/abi.h
+// PCMD_PEER_PIDS); gocr, in another, reads others, or 0.
+func (p *Parasite) PeerPids(fds []int32) ([]int32, error) {
+	if len(fds)*4 > dataSize {
+		return nil, fmt.Errorf("%d sockets: more than the parasite's data area holds", len(fds))
+	}
+	le := binary.LittleEndian
+	for i, fd := range fds {
+		le.PutUint32(p.local[dataOff+4*i:], uint32(fd))
+	}
+	if err := p.call(cmdPeerPids, uint64(len(fds))); err != nil {
+		return nil, err
+	}
+	out := make([]int32, len(fds))
+	for i, fd := range fds {
+		out[i] = int32(le.Uint32(p.local[dataOff+4*i:]))
+		if out[i] < 0 {
+			return nil, fmt.Errorf("fd %d: SO_PEERCRED: %w", fd, unix.Errno(-out[i]))
+		}
+	}
+	return out, nil
+}
+
 // PosixTimers reads the time left, interval and last overrun of the
 // process's timers ids (timer_gettime, timer_getoverrun).
 func (p *Parasite) PosixTimers(ids []int32) ([]TimerValue, error) {

@@ -4,10 +4,30 @@ package ptrace
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
 )
+
+// ErrIA32 is GetRegs's error for a thread running 32-bit code: the
+// kernel answers NT_PRSTATUS in the layout of the mode the thread runs
+// in, struct user_regs_struct32 for a 32-bit one (arch/x86/kernel/ptrace.c
+// task_user_regset_view, user_64bit_mode; arch/x86/include/asm/user32.h),
+// whatever the tracer's.
+var ErrIA32 = errors.New("the thread runs 32-bit (ia32) code")
+
+// regs32Size is sizeof(struct user_regs_struct32): 17 32-bit registers.
+const regs32Size = 17 * 4
+
+// regsSizeError is the error for an NT_PRSTATUS answer of n bytes where
+// regsSize were wanted.
+func regsSizeError(n int) error {
+	if n == regs32Size {
+		return ErrIA32
+	}
+	return &sizeError{what: "NT_PRSTATUS", want: regsSize, got: n}
+}
 
 // GetRegs reads the general-purpose registers (PTRACE_GETREGSET NT_PRSTATUS).
 //

@@ -22,11 +22,7 @@ func getRegs(tid int) (Regs, error) {
 		return Regs{}, err
 	}
 	if n != regsSize {
-		// A 32-bit (IA32 emulation) tracee still reports the 64-bit
-		// layout through NT_PRSTATUS to a 64-bit tracer
-		// (arch/x86/kernel/ptrace.c task_user_regset_view), so a short
-		// answer means the kernel and this package disagree.
-		return Regs{}, &sizeError{what: "NT_PRSTATUS", want: regsSize, got: n}
+		return Regs{}, regsSizeError(n)
 	}
 	return r, nil
 }

@@ -5,7 +5,10 @@ package ptrace
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +147,18 @@ func TestIOBitmap(t *testing.T) {
 		t.Skip("this kernel has no ioperm (CONFIG_X86_IOPL_IOPERM unset): only the regset's absence was checked")
 	default:
 		t.Fatalf("target: %q", withPorts.ready)
+	}
+}
+
+// TestRegsSizeError: an NT_PRSTATUS answer of struct user_regs_struct32's
+// size is a thread running 32-bit code (ErrIA32); any other short answer
+// is a disagreement with the kernel, named with both sizes.
+func TestRegsSizeError(t *testing.T) {
+	if err := regsSizeError(68); !errors.Is(err, ErrIA32) {
+		t.Errorf("68 bytes: %v, want ErrIA32", err)
+	}
+	err := regsSizeError(100)
+	if errors.Is(err, ErrIA32) || !strings.Contains(err.Error(), "100") || !strings.Contains(err.Error(), strconv.Itoa(regsSize)) {
+		t.Errorf("100 bytes: %v, want a size error naming 100 and %d", err, regsSize)
 	}
 }

@@ -16,6 +16,9 @@ const (
 	rstProcSetsid   = 1
 	rstProcSetpgid  = 2
 	rstProcJoinPgid = 4
+	// rstProcJoinRootPgid: join the root's group (Pgid holds the root's
+	// PID), which was led from outside the dump.
+	rstProcJoinRootPgid = 8
 
 	rstTreePidns  = 1
 	rstTreeTimens = 2
@@ -410,6 +413,8 @@ type rstArgs struct {
 	CapAmb             uint64                    `c:"cap_amb"`
 	Securebits         uint32                    `c:"securebits"`
 	CapLast            uint32                    `c:"cap_last"`
+	Mdwe               uint32                    `c:"mdwe"`
+	Pad4               uint32
 }
 
 // Offsets of the words gocr writes into an encoded plan or watches while

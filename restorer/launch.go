@@ -25,7 +25,7 @@ import (
 // releases them together. On any failure it kills what this restore
 // created, known by the pidfds the restorer handed over on c, and nothing
 // else; pidfdPeer is the restorer's end of c's socket (src's last source).
-func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sources, c *created, pidfdPeer *os.File, opts Options) (res *Result, err error) {
+func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sources, c *created, pidfdPeer *os.File, reaper *peerCredAgent, opts Options) (res *Result, err error) {
 	root := int(procs[0].task.Pid)
 	planFd, err := unix.MemfdCreate("gocr-plan", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -59,21 +59,31 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 		}
 	}()
 
-	// execve resolves /proc/self/fd/N before close-on-exec takes the fd
-	// away (fs/exec.c: the file is opened first, fds closed at the point
-	// of no return).
-	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", exeFd))
-	cmd.Args = []string{"gocr-restorer"}
-	cmd.Env = []string{}
-	cmd.ExtraFiles = append([]*os.File{planFile}, src.Files()...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: restorerAmbientCaps()}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
+	var helperErr error
+	if reaper != nil {
+		// The peer-credentials agent, already PID 1 of the new PID
+		// namespace (peercred.go), takes the restorer's files and
+		// place.
+		helperErr = reaper.becomeReaper(append([]*os.File{planFile}, src.Files()...))
+		// Only the restored processes may hold the sending end: gocr
+		// reads without waiting, but the socket ends when the last of
+		// them is gone.
+		pidfdPeer.Close()
+	} else {
+		// execve resolves /proc/self/fd/N before close-on-exec takes
+		// the fd away (fs/exec.c: the file is opened first, fds
+		// closed at the point of no return).
+		cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", exeFd))
+		cmd.Args = []string{"gocr-restorer"}
+		cmd.Env = []string{}
+		cmd.ExtraFiles = append([]*os.File{planFile}, src.Files()...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: restorerAmbientCaps()}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("restore pid %d: start restorer: %w", root, err)
+		}
+		pidfdPeer.Close()
+		helperErr = cmd.Wait()
 	}
-	// Only the restored processes may hold the sending end: gocr reads
-	// without waiting, but the socket ends when the last of them is gone.
-	pidfdPeer.Close()
-	helperErr := cmd.Wait()
 	c.receive()
 	if err := planFailure(shared, procs); err != nil {
 		return nil, err

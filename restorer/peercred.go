@@ -31,6 +31,7 @@ const (
 	rstPeercredSocketpair = 1
 	rstPeercredListen     = 2
 	rstPeercredConnect    = 3
+	rstPeercredReaper     = 4
 
 	rstPeercredStepClone  = 1
 	rstPeercredStepGroups = 2
@@ -38,6 +39,7 @@ const (
 	rstPeercredStepUid    = 4
 	rstPeercredStepCall   = 5
 	rstPeercredStepExit   = 6
+	rstPeercredStepReaper = 7
 )
 
 // rstPeercredReq is struct rst_peercred_req.
@@ -52,6 +54,8 @@ type rstPeercredReq struct {
 	_        uint32
 	Addr     [112]byte                    `c:"addr"`
 	Groups   [rstPeercredMaxGroups]uint32 `c:"groups"`
+	FdList   int32                        `c:"fd_list"`
+	NrFds    uint32                       `c:"nr_fds"`
 }
 
 // rstPeercredReply is struct rst_peercred_reply.
@@ -65,15 +69,19 @@ type rstPeercredReply struct {
 var peercredSteps = map[uint32]string{
 	rstPeercredStepClone: "clone3 with its pid", rstPeercredStepGroups: "setgroups", rstPeercredStepGid: "setresgid",
 	rstPeercredStepUid: "setresuid", rstPeercredStepCall: "the call", rstPeercredStepExit: "wait4",
+	rstPeercredStepReaper: "take over the restore's files",
 }
 
 // peerCredAgent implements files.PeerCredMaker; started at its first call.
 type peerCredAgent struct {
-	// pidns: the restore is in a new PID namespace, where no process of
-	// gocr's namespace has a pid: the calls are made with the dumped ids
-	// by a process of any pid, which SO_PEERCRED there reads as 0
-	// (net/core/sock.c cred_to_ucred: pid_vnr of a pid the reader's
-	// namespace does not have), as it reads any peer outside it.
+	// pidns: the restore is in a new PID namespace, which the agent is
+	// started in, as its PID 1, so that each call's process has the
+	// dumped pid there; SO_PEERCRED reads it as a number in the reader's
+	// namespace (net/core/sock.c cred_to_ucred, pid_vnr), and none of
+	// gocr's has one there. The agent is then the namespace's reaper
+	// (becomeReaper), which must be its init: a namespace ends with its
+	// init (man 7 pid_namespaces), and a job dumped from one must be
+	// under gocr's reaper as PID 1 (dump/pidns.go).
 	pidns bool
 	cmd   *exec.Cmd
 	ctl   int
@@ -107,6 +115,11 @@ func (a *peerCredAgent) start() error {
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{peer} // the first is fd 3: rstPeercredFd
 	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: restorerAmbientCaps()}
+	if a.pidns {
+		// As restorer.c start_reaper makes the reaper: a mount
+		// namespace of its own for the namespace's /proc.
+		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS
+	}
 	if err := cmd.Start(); err != nil {
 		unix.Close(sv[0])
 		return fmt.Errorf("start the restorer: %w", err)
@@ -115,18 +128,84 @@ func (a *peerCredAgent) start() error {
 	return nil
 }
 
-// SamePids tells whether the sockets get the dumped pids: not in a new
-// PID namespace.
+// SamePids tells whether gocr reads the sockets' dumped pids: not when
+// they are in a new PID namespace, whose pids gocr does not see.
 func (a *peerCredAgent) SamePids() bool { return !a.pidns }
 
-// Close ends the agent: it exits at the end of its socket.
+// Close ends the agent once its calls are made: it exits at the end of
+// its socket. One in a new PID namespace is kept to become its reaper
+// (becomeReaper), or is ended by kill.
 func (a *peerCredAgent) Close() {
-	if a.cmd == nil {
+	if a.cmd == nil || a.pidns {
 		return
+	}
+	a.kill()
+}
+
+// reaper tells whether the agent is to become the new PID namespace's
+// reaper: it was started in it.
+func (a *peerCredAgent) reaper() bool { return a != nil && a.pidns && a.cmd != nil }
+
+// kill ends the agent and reaps it. In a new PID namespace, its PID 1,
+// every process in it goes too (man 7 pid_namespaces).
+func (a *peerCredAgent) kill() {
+	if a == nil || a.cmd == nil {
+		return
+	}
+	if a.pidns {
+		a.cmd.Process.Kill()
 	}
 	unix.Close(a.ctl)
 	a.cmd.Wait()
 	a.cmd, a.ctl = nil, -1
+}
+
+// becomeReaper has the agent, PID 1 of the new PID namespace, take over
+// files as the restorer would be given them (the first at fd 3) and go
+// on as restorer.c's reaper would (agent_reaper): it hands gocr its own
+// pidfd through the plan's socket, and from then on it is one of the
+// processes the restore created, which gocr watches, reaps or kills
+// (created.go); the agent is no longer gocr's to end.
+func (a *peerCredAgent) becomeReaper(files []*os.File) error {
+	listFd, err := unix.MemfdCreate("gocr-fds", unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("memfd: %w", err)
+	}
+	defer unix.Close(listFd)
+	list := make([]byte, 4*len(files))
+	for i, f := range files {
+		binary.NativeEndian.PutUint32(list[4*i:], uint32(f.Fd()))
+	}
+	if _, err := unix.Pwrite(listFd, list, 0); err != nil {
+		return fmt.Errorf("write the fd list: %w", err)
+	}
+	self, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open: %w", err)
+	}
+	defer unix.Close(self)
+	req := rstPeercredReq{Op: rstPeercredReaper, FdList: int32(listFd), NrFds: uint32(len(files))}
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.NativeEndian, &req)
+	if err := unix.Sendmsg(a.ctl, buf.Bytes(), unix.UnixRights(self), nil, 0); err != nil {
+		return fmt.Errorf("the PID namespace's reaper: send: %w", err)
+	}
+	b := make([]byte, binary.Size(rstPeercredReply{}))
+	n, _, _, _, err := unix.Recvmsg(a.ctl, b, nil, 0)
+	if err == nil && n != len(b) {
+		err = fmt.Errorf("it ended (an answer of %d bytes)", n)
+	}
+	if err != nil {
+		return fmt.Errorf("the PID namespace's reaper: %w", err)
+	}
+	var r rstPeercredReply
+	binary.Read(bytes.NewReader(b), binary.NativeEndian, &r)
+	if r.Err != 0 {
+		return fmt.Errorf("the PID namespace's reaper: %s: %w", peercredSteps[r.Step], unix.Errno(-r.Err))
+	}
+	unix.Close(a.ctl)
+	a.cmd, a.ctl = nil, -1
+	return nil
 }
 
 // call has the agent make one call, passing fd if not -1, and returns the
@@ -139,9 +218,6 @@ func (a *peerCredAgent) call(c *gocrpb.UnixPeerCred, req rstPeercredReq, fd int)
 		return nil, fmt.Errorf("the peer-credentials agent: %w", err)
 	}
 	req.Pid, req.Uid, req.Gid, req.NrGroups = c.GetPid(), c.GetUid(), c.GetGid(), uint32(len(c.GetGroups()))
-	if a.pidns {
-		req.Pid = 0
-	}
 	copy(req.Groups[:], c.GetGroups())
 	var buf bytes.Buffer
 	binary.Write(&buf, binary.NativeEndian, &req)

@@ -285,6 +285,7 @@ func newPlan(task *gocrpb.Task, mm *gocrpb.Mm, ranges []*gocrpb.PageRange, dataS
 	} else {
 		a.Dumpable = 1
 	}
+	a.Mdwe = task.GetAttrs().GetMdwe()
 	if c := task.Creds; c != nil {
 		// Every thread sets them all, as root too: a root process
 		// may have other groups than gocr, and fewer capabilities.

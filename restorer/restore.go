@@ -235,6 +235,13 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if inUse == nil {
 		peerCreds = newPeerCredAgent(pidns)
 		src.PeerCreds = peerCreds
+		// In a new PID namespace the agent, its PID 1, stays to be
+		// its reaper (launch), unless the restore fails first.
+		defer func() {
+			if err != nil {
+				peerCreds.kill()
+			}
+		}()
 	}
 	shmem, err := openSources(procs, src)
 	if peerCreds != nil {
@@ -283,6 +290,9 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		}
 	}
 	if pidns {
+		if err := checkOutsideGroupJoin(t); err != nil {
+			return nil, err
+		}
 		if err := checkProcPaths(procs); err != nil {
 			return nil, err
 		}
@@ -330,7 +340,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 			released()
 		}
 	}
-	return launch(ctx, procs, planBytes, src, c, pidfdPeer, opts)
+	var reaper *peerCredAgent
+	if peerCreds.reaper() {
+		reaper = peerCreds
+	}
+	return launch(ctx, procs, planBytes, src, c, pidfdPeer, reaper, opts)
 }
 
 // claimPids waits until every PID and TID the dump had is free.

@@ -40,8 +40,10 @@ func (t *tree) useTimeNamespace(ns *timeNamespace) {
 // buildTree orders the processes (parents first, as the inventory lists
 // them) and works out how each gets its session and process group: a
 // session or group led by a process of the dump is recreated by its
-// leader; one led from outside (the shell that started the job) is the
-// one gocr runs in, inherited.
+// leader; the root's, when led from outside (the shell that started the
+// job), is the one gocr runs in, inherited by the root and inherited or
+// joined by the others in it. The dump refuses any other group or
+// session led from outside (dump/groups.go).
 func buildTree(procs []*proc) (*tree, error) {
 	t := &tree{}
 	in := map[int32]bool{}
@@ -75,7 +77,13 @@ func buildTree(procs []*proc) (*tree, error) {
 		case task.Pgid == task.Pid:
 		case in[task.Pgid]:
 			rp.Flags |= rstProcJoinPgid
-		case parent != nil && task.Pgid != parent.Pgid:
+		case parent != nil && task.Pgid == parent.Pgid:
+		case parent != nil && task.Pgid == procs[0].task.Pgid:
+			// The root's group, led from outside the dump: the root
+			// keeps the one it inherits, and this process joins it.
+			rp.Flags |= rstProcJoinRootPgid
+			rp.Pgid = procs[0].task.Pid
+		case parent != nil:
 			return nil, fmt.Errorf("pid %d is in process group %d, led from outside the dump: not supported", task.Pid, task.Pgid)
 		}
 		t.procs = append(t.procs, rp)
@@ -213,6 +221,19 @@ func ownGroupHeld() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// checkOutsideGroupJoin refuses, for a restore in a new PID namespace, a
+// process that must join the root's group led from outside the dump:
+// setpgid(2) finds the group by its id in the caller's namespace
+// (kernel/sys.c setpgid, find_vpid), where a group outside it has none.
+func checkOutsideGroupJoin(t *tree) error {
+	for _, rp := range t.procs {
+		if rp.Flags&rstProcJoinRootPgid != 0 {
+			return fmt.Errorf("pid %d is in the process group of pid %d, led from outside the dump, which no process in a new PID namespace can join: restore it without --pidns, its PIDs free", rp.Pid, rp.Pgid)
+		}
+	}
+	return nil
 }
 
 // noteOutsideGroup says in one line on stderr when the root's process

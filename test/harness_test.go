@@ -183,6 +183,9 @@ var cTargets = map[string]struct {
 	"refusedstate":   {"refusedstate.c", []string{"-pthread"}},
 	"restoredstate":  {"restoredstate.c", nil},
 	"timens":         {"timens.c", []string{"-pthread"}},
+	"outsidegroup":   {"outsidegroup.c", nil},
+	"mdwe":           {"mdwe.c", nil},
+	"secretmem":      {"secretmem.c", nil},
 }
 
 func TestMain(m *testing.M) {

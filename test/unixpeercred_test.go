@@ -44,11 +44,11 @@ func TestOrdinaryUserUnixPeerCred(t *testing.T) {
 	checkResult(t, tg, tg.pid)
 }
 
-// TestUnixPeerCredPidns: restored in a new PID namespace, where no
-// process of gocr's has a pid, every socket's SO_PEERCRED pid reads 0 (as
-// for any peer outside the reader's namespace), and its ids and groups are
-// the dumped ones (unixpeercred.c checks both); so again once dumped from
-// that namespace and restored in another.
+// TestUnixPeerCredPidns: restored in a new PID namespace, every socket's
+// SO_PEERCRED pid, ids and groups read as dumped (unixpeercred.c checks
+// them): the calls are made there, by processes with the dumped pids, the
+// agent making them being the namespace's PID 1 and then its reaper; so
+// again once dumped from that namespace and restored in another.
 func TestUnixPeerCredPidns(t *testing.T) {
 	needsRoot(t)
 	needsUnixDiag(t)

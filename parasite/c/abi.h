@@ -38,6 +38,7 @@
 #define PCMD_SNAPSHOT 7
 #define PCMD_RELEASE 8
 #define PCMD_ATTRS 16
+#define PCMD_PEER_PIDS 17
 
 #define PARASITE_NR_ARGS 4
 
@@ -151,6 +152,11 @@ BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, interval_nsec, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, value_sec, 24);
 BUILD_BUG_ON_OFFSET(struct parasite_posix_timer, value_nsec, 32);
 _Static_assert(sizeof(struct parasite_posix_timer) == 40, "parasite_posix_timer size");
+
+/* PCMD_PEER_PIDS: args[0] = how many; at DATA_OFF one s32 fd each, which
+ * the parasite replaces with the pid SO_PEERCRED gives on it, numbered as
+ * the process's PID namespace numbers it (net/core/sock.c cred_to_ucred,
+ * pid_vnr), or with -errno. */
 
 /* PCMD_RECV_FD: args[0] = a unix socket in the target; receives one fd
  * sent with SCM_RIGHTS and returns its number.
@@ -335,6 +341,7 @@ struct parasite_attrs {
 	s64 cpuid;
 	s64 mce_kill;
 	s64 l1d_flush;
+	s64 mdwe;         /* prctl(PR_GET_MDWE) */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, thp_disable, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, memory_merge, 8);
@@ -350,6 +357,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_attrs, tsc, 216);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, cpuid, 224);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, mce_kill, 232);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, l1d_flush, 240);
-_Static_assert(sizeof(struct parasite_attrs) == 248, "parasite_attrs size");
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, mdwe, 248);
+_Static_assert(sizeof(struct parasite_attrs) == 256, "parasite_attrs size");
 
 #endif

@@ -31,6 +31,26 @@ struct kernel_itimerspec {
 	s64 value_sec, value_nsec;
 };
 
+#define __NR_getsockopt 55
+#define SOL_SOCKET_PEERCRED 1 /* SOL_SOCKET */
+#define SO_PEERCRED 17
+
+static long peer_pids(s32 *fds, u64 n)
+{
+	if (n > PARASITE_DATA_SIZE / sizeof(*fds))
+		return -EINVAL;
+	for (u64 i = 0; i < n; i++) {
+		struct {
+			s32 pid;
+			u32 uid, gid;
+		} uc = { 0, 0, 0 };
+		u32 len = sizeof(uc);
+		long ret = sys5(__NR_getsockopt, fds[i], SOL_SOCKET_PEERCRED, SO_PEERCRED, &uc, &len);
+		fds[i] = ret < 0 ? (s32)ret : uc.pid;
+	}
+	return 0;
+}
+
 static long posix_timers(struct parasite_posix_timer *t, u64 n)
 {
 	if (n > PARASITE_DATA_SIZE / sizeof(*t))
@@ -123,6 +143,7 @@ static long dump_state(struct parasite_state *st)
 #define PR_GET_THP_DISABLE 42
 #define PR_GET_MEMORY_MERGE 68
 #define PR_FUTEX_HASH 78
+#define PR_GET_MDWE 66
 #define PR_FUTEX_HASH_GET_SLOTS 2
 #define ARCH_GET_CPUID 0x1011
 #define KEYCTL_GET_KEYRING_ID 0
@@ -153,6 +174,8 @@ static long dump_attrs(struct parasite_attrs *at)
 	at->cpuid = sys1(__NR_arch_prctl, ARCH_GET_CPUID);
 	at->mce_kill = sys1(__NR_prctl, PR_MCE_KILL_GET);
 	at->l1d_flush = sys2(__NR_prctl, PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH);
+	/* Every other argument must be 0 (kernel/sys.c prctl_get_mdwe). */
+	at->mdwe = sys5(__NR_prctl, PR_GET_MDWE, 0, 0, 0, 0);
 	return 0;
 }
 
@@ -503,19 +526,25 @@ static long release(struct parasite_iovec *iov, u64 n)
 
 #define __NR_rt_sigreturn 15
 
-static s32 received[8];
-static int nreceived;
+/* The fds PCMD_RECV_FD put in the process, to close if gocr goes. Kept
+ * on the parasite's stack, not in the blob: under PR_SET_MDWE the blob's
+ * pages are mapped read and execute only (parasite/infect.go mapRegion),
+ * so the blob has no data or bss of its own (checked by the Makefile). */
+struct received {
+	s32 fds[8];
+	int n;
+};
 
 /* gocr is gone: close everything injected and return the thread to its
  * own code with the frame gocr prepared. The frame's uc_stack must be the
  * thread's current alternate stack (rt_sigreturn sets it), which the
  * parasite never changed: read it into the frame first. */
-static __attribute__((noreturn)) void self_cure(struct parasite_ctl *ctl, u8 *base)
+static __attribute__((noreturn)) void self_cure(struct parasite_ctl *ctl, u8 *base, const struct received *rcv)
 {
 	for (int i = 0; i < 2; i++)
 		sys1(__NR_close, ctl->data_fd[i]);
-	for (int i = 0; i < nreceived; i++)
-		sys1(__NR_close, received[i]);
+	for (int i = 0; i < rcv->n; i++)
+		sys1(__NR_close, rcv->fds[i]);
 	sys1(__NR_close, ctl->sock);
 	sys1(__NR_close, ctl->cmd_fd);
 	u8 *frame = base + ctl->frame;
@@ -542,6 +571,7 @@ void parasite_main(struct parasite_ctl *ctl)
  * gone: the parasite cures itself, the snapshot process exits. */
 static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, u32 seen, int snapshot)
 {
+	struct received rcv = {.n = 0};
 	for (;;) {
 		u32 seq = __atomic_load_n(&ctl->cmd_seq, __ATOMIC_ACQUIRE);
 		if (seq == seen) {
@@ -551,7 +581,7 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 				for (;;)
 					sys1(__NR_exit_group, 0);
 			if (r == 0)
-				self_cure(ctl, base);
+				self_cure(ctl, base, &rcv);
 			continue;
 		}
 		seen = seq;
@@ -582,8 +612,8 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 			ret = recv_fd((int)ctl->args[0]);
 			/* The snapshot's fds go with it: only the parasite
 			 * must close what it received when it cures itself. */
-			if (ret >= 0 && !snapshot && nreceived < 8)
-				received[nreceived++] = (s32)ret;
+			if (ret >= 0 && !snapshot && rcv.n < 8)
+				rcv.fds[rcv.n++] = (s32)ret;
 			break;
 		case PCMD_WRITE_STREAMS:
 			ret = write_streams(base, ctl->args[0]);
@@ -604,6 +634,9 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 			break;
 		case PCMD_ATTRS:
 			ret = snapshot ? -EINVAL : dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF));
+			break;
+		case PCMD_PEER_PIDS:
+			ret = snapshot ? -EINVAL : peer_pids((s32 *)(base + PARASITE_DATA_OFF), ctl->args[0]);
 			break;
 		case PCMD_FINI:
 			ret = 0;

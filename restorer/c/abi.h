@@ -371,6 +371,7 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 #define RST_PROC_SETSID 1      /* setsid() before forking children */
 #define RST_PROC_SETPGID 2     /* setpgid(0, 0): it leads its group */
 #define RST_PROC_JOIN_PGID 4   /* setpgid(0, pgid) once every process exists */
+#define RST_PROC_JOIN_ROOT_PGID 8 /* join the group of the root (pid pgid), led from outside the dump */
 
 /* rst_tree.flags */
 #define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */
@@ -529,6 +530,9 @@ struct rst_args {
 	u64 cap_amb;
 	u32 securebits;
 	u32 cap_last;
+	/* PR_GET_MDWE's flags, set last (restorer.c restore_stage2). */
+	u32 mdwe;
+	u32 pad4;
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -599,7 +603,8 @@ BUILD_BUG_ON_OFFSET(struct rst_args, cap_bnd, 2648);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_amb, 2656);
 BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
-_Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, mdwe, 2672);
+_Static_assert(sizeof(struct rst_args) == 2680, "rst_args size");
 
 /* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
  * the restorer run with the one argument RST_PEERCRED_ARG makes, for
@@ -608,7 +613,15 @@ _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
  * sends a request on the SOCK_SEQPACKET socket at RST_PEERCRED_FD (with
  * the socket to listen or connect as SCM_RIGHTS); the process making the
  * call answers (with the pair's two fds), then the agent answers with
- * done = 1 once that process is reaped and its PID free again. */
+ * done = 1 once that process is reaped and its PID free again.
+ *
+ * For a restore in a new PID namespace the agent is started in it, its
+ * PID 1, so that each call's process has the dumped PID there; the last
+ * request, RST_PEERCRED_REAPER (gocr's pidfd as SCM_RIGHTS), makes it the
+ * namespace's reaper in the restorer's stead: it takes over, at fds 3,
+ * 4, ..., the nr_fds fds of gocr that the memfd gocr holds at fd_list
+ * lists (pidfd_getfd), as the restorer would have them, and answers
+ * done = 1 once it handed gocr its own pidfd. */
 #define RST_PEERCRED_ARG "peercred"
 #define RST_PEERCRED_FD 3
 #define RST_PEERCRED_MAX_GROUPS 256
@@ -616,6 +629,7 @@ _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
 #define RST_PEERCRED_SOCKETPAIR 1
 #define RST_PEERCRED_LISTEN 2
 #define RST_PEERCRED_CONNECT 3
+#define RST_PEERCRED_REAPER 4
 
 #define RST_PEERCRED_STEP_CLONE 1
 #define RST_PEERCRED_STEP_GROUPS 2
@@ -623,6 +637,7 @@ _Static_assert(sizeof(struct rst_args) == 2672, "rst_args size");
 #define RST_PEERCRED_STEP_UID 4
 #define RST_PEERCRED_STEP_CALL 5
 #define RST_PEERCRED_STEP_EXIT 6
+#define RST_PEERCRED_STEP_REAPER 7
 
 struct rst_peercred_req {
 	u32 op;
@@ -635,6 +650,8 @@ struct rst_peercred_req {
 	u32 pad0;
 	u8 addr[112];  /* connect: a struct sockaddr_un */
 	u32 groups[RST_PEERCRED_MAX_GROUPS];
+	s32 fd_list;   /* reaper: gocr's fd of the memfd listing its fds */
+	u32 nr_fds;    /* reaper: how many it lists */
 };
 
 struct rst_peercred_reply {
@@ -653,7 +670,9 @@ BUILD_BUG_ON_OFFSET(struct rst_peercred_req, nr_groups, 20);
 BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr_len, 24);
 BUILD_BUG_ON_OFFSET(struct rst_peercred_req, addr, 32);
 BUILD_BUG_ON_OFFSET(struct rst_peercred_req, groups, 144);
-_Static_assert(sizeof(struct rst_peercred_req) == 1168, "rst_peercred_req size");
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, fd_list, 1168);
+BUILD_BUG_ON_OFFSET(struct rst_peercred_req, nr_fds, 1172);
+_Static_assert(sizeof(struct rst_peercred_req) == 1176, "rst_peercred_req size");
 BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, err, 0);
 BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, step, 4);
 BUILD_BUG_ON_OFFSET(struct rst_peercred_reply, done, 8);

@@ -17,6 +17,8 @@
  */
 
 #define __NR_connect 42
+#define __NR_pidfd_open 434
+#define __NR_pidfd_getfd 438
 #define __NR_recvmsg 47
 #define __NR_listen 50
 #define __NR_socketpair 53
@@ -114,6 +116,56 @@ static __attribute__((noreturn)) void peercred_call(struct rst_peercred_req *q, 
 		sys1(__NR_exit_group, 0);
 }
 
+static __attribute__((noreturn)) void agent_reaper(s32 ctl, s32 gocr_pidfd);
+
+/* RST_PEERCRED_REAPER: takes over gocr's fds listed in the memfd gocr
+ * holds at q->fd_list, the i-th at fd 3 + i, as the restorer would be
+ * given them (restorer/launch.go), with pidfd_getfd(2) (the same open
+ * file description, close-on-exec, which does not matter to a process
+ * that never execs); then becomes the reaper (restorer.c agent_reaper).
+ * Its own two fds move above them first. */
+static __attribute__((noreturn)) void peercred_become_reaper(struct rst_peercred_req *q, s32 pidfd)
+{
+	u32 high = 3 + q->nr_fds;
+	long ctl = sys3(__NR_fcntl, RST_PEERCRED_FD, F_DUPFD_CLOEXEC, high);
+	if (ctl < 0)
+		for (;;)
+			sys1(__NR_exit_group, 111);
+	sys1(__NR_close, RST_PEERCRED_FD);
+	long r = pidfd < 0 ? -EINVAL : sys3(__NR_fcntl, pidfd, F_DUPFD_CLOEXEC, high);
+	if (pidfd >= 0)
+		sys1(__NR_close, pidfd);
+	long list = r < 0 ? r : sys3(__NR_pidfd_getfd, r, q->fd_list, 0);
+	u64 size = (u64)q->nr_fds * 4;
+	long m = list < 0 ? list : sys6(__NR_mmap, 0, size ? size : 1, PROT_READ, MAP_SHARED, list, 0);
+	if (list >= 0)
+		sys1(__NR_close, list);
+	if (m < 0 && m > -4096)
+		r = m;
+	for (u32 i = 0; r >= 0 && i < q->nr_fds; i++) {
+		long g = sys3(__NR_pidfd_getfd, r, ((s32 *)m)[i], 0);
+		if (g >= 0 && g != (long)(3 + i)) {
+			long d = sys3(__NR_dup3, g, 3 + i, 0);
+			sys1(__NR_close, g);
+			g = d;
+		}
+		if (g < 0) {
+			sys1(__NR_close, r);
+			r = g;
+		}
+	}
+	if (r < 0) {
+		struct rst_peercred_reply f = { .err = (s32)r, .step = RST_PEERCRED_STEP_REAPER, .done = 1 };
+		struct kiovec iov = { &f, sizeof(f) };
+		struct kmsghdr msg = { .iov = &iov, .iovlen = 1 };
+		sys3(__NR_sendmsg, ctl, &msg, 0);
+		for (;;)
+			sys1(__NR_exit_group, 1);
+	}
+	sys2(__NR_munmap, m, size ? size : 1);
+	agent_reaper((s32)ctl, (s32)r);
+}
+
 /* The agent: one request at a time, until gocr closes its end. */
 static __attribute__((noreturn)) void peercred_main(void)
 {
@@ -130,8 +182,11 @@ static __attribute__((noreturn)) void peercred_main(void)
 			for (;;)
 				sys1(__NR_exit_group, 110);
 		s32 fd = (m.controllen >= CMSG_LEN_FD && c.level == SOL_SOCKET && c.type == SCM_RIGHTS) ? c.fd : -1;
-		/* pid 0: any pid (a restore in a new PID namespace, where
-		 * no pid of this namespace shows). */
+		if (q.op == RST_PEERCRED_REAPER)
+			peercred_become_reaper(&q, fd);
+		/* pid 0: any pid (a call recording no credentials). In a new
+		 * PID namespace, the agent's (its PID 1), set_tid names the
+		 * PID there only (man 2 clone3). */
 		s32 tid = q.pid;
 		struct clone_args ca = {
 			.exit_signal = SIGCHLD,

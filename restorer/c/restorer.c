@@ -1221,6 +1221,14 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
 
+	/* Memory-deny-write-execute last of all: once set it refuses every
+	 * mapping both writable and executable, and one made executable
+	 * after it was not (include/linux/mman.h map_deny_write_exec), and
+	 * it is never cleared (kernel/sys.c prctl_set_mdwe). Nothing after
+	 * this maps or changes protections: gocr only unmaps the restorer
+	 * (finish.go). */
+	if (a->mdwe)
+		CHECK(a, RST_STEP_PRCTL, 5, sys5(__NR_prctl, PR_SET_MDWE, a->mdwe, 0, 0, 0));
 	report(a, RST_STATE_DONE);
 	/* Wait for gocr to take over. If it dies first, no one can finish
 	 * this process: end it rather than leave it parked (the whole
@@ -1451,6 +1459,7 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 
 #define __NR_setsid 112
 #define __NR_setpgid 109
+#define __NR_getpgid 121
 #define __NR_waitid 247
 #define __NR_rt_sigtimedwait 128
 #define __NR_kill 62
@@ -1654,6 +1663,19 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	wait_tree_whole(t);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
+	if (p->flags & RST_PROC_JOIN_ROOT_PGID) {
+		/* The root's group was led from outside the dump, so the root
+		 * keeps the one it inherits from gocr restore; this process
+		 * joins it. getpgid reads 0 for a group outside the caller's
+		 * PID namespace (kernel/sys.c getpgid, pid_vnr), which Go
+		 * refuses first (tree.go checkOutsideGroupJoin): 0 here must
+		 * not become setpgid(0, 0), a group of its own. */
+		long pg = sys1(__NR_getpgid, p->pgid);
+		if (pg == 0)
+			pg = -3; /* ESRCH */
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, pg);
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, pg));
+	}
 	if (p->zombie) {
 		p->comm[15] = 0;
 		sys2(__NR_prctl, PR_SET_NAME, p->comm);
@@ -1899,6 +1921,44 @@ static void make_time_namespace(struct rst_tree *t)
 	if (w != (long)n)
 		fail(a, RST_STEP_TIMENS, 2, w < 0 ? w : -5 /* EIO */);
 	sys1(__NR_close, fd);
+}
+
+/* The peer-credentials agent, PID 1 of the job's new PID namespace, made
+ * the reaper (peercred.c peercred_become_reaper), with the fds the
+ * restorer would have: what restorer_main and start_reaper do for a
+ * restore in a new namespace, the pidfd gocr gets being its own. Its
+ * answer on ctl tells gocr the plan's failures are to be read from now
+ * on. */
+static __attribute__((noreturn)) void agent_reaper(s32 ctl, s32 gocr_pidfd)
+{
+	struct rst_peercred_reply r = { .done = 1, .step = RST_PEERCRED_STEP_REAPER };
+	struct kiovec iov = { &r, sizeof(r) };
+	struct kmsghdr msg = { .iov = &iov, .iovlen = 1 };
+	sys1(__NR_close, gocr_pidfd);
+	long size = sys3(__NR_lseek, RST_PLAN_FD, 0, SEEK_END);
+	long m = size < (long)sizeof(struct rst_tree) ? -EINVAL
+						       : sys6(__NR_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, RST_PLAN_FD, 0);
+	struct rst_tree *t = (struct rst_tree *)m;
+	if (m >= 0 && (t->magic != RST_TREE_MAGIC || t->version != RST_VERSION || t->size != (u64)size ||
+		       t->nr_procs == 0 || !(t->flags & RST_TREE_PIDNS)))
+		m = -EINVAL;
+	if (m < 0 && m > -4096) {
+		r.err = (s32)m;
+		sys3(__NR_sendmsg, ctl, &msg, 0);
+		for (;;)
+			sys1(__NR_exit_group, 1);
+	}
+	sys1(__NR_close, RST_PLAN_FD);
+	if (t->flags & RST_TREE_TIMENS)
+		make_time_namespace(t);
+	long pidfd = sys2(__NR_pidfd_open, sys0(__NR_getpid), 0);
+	long sent = pidfd < 0 ? pidfd : send_pidfd(t, t->nr_procs, pidfd);
+	if (sent < 0)
+		fail(plan_of(t, 0), RST_STEP_PIDFD, 0, sent);
+	r.step = 0;
+	sys3(__NR_sendmsg, ctl, &msg, 0);
+	sys1(__NR_close, ctl);
+	reaper_main(t, (u64)size);
 }
 
 void restorer_main(u64 *sp)
