@@ -5,6 +5,8 @@ package dump
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
@@ -35,7 +37,37 @@ func collectPosixTimers(pid int) ([]*gocrpb.PosixTimer, error) {
 		}
 		out = append(out, pt)
 	}
+	if err := checkTimerIDsRestorable(len(out), timerIDsProbe); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// prctl PR_TIMER_CREATE_RESTORE_IDS and its GET operation
+// (include/uapi/linux/prctl.h, Linux 6.16).
+const (
+	prTimerCreateRestoreIDs    = 77
+	prTimerCreateRestoreIDsGet = 2
+)
+
+// timerIDsProbe asks this kernel whether timer_create can be given the
+// ID to use (EINVAL before Linux 6.16, kernel/sys.c).
+func timerIDsProbe() error {
+	_, err := unix.PrctlRetInt(prTimerCreateRestoreIDs, prTimerCreateRestoreIDsGet, 0, 0, 0)
+	return err
+}
+
+// checkTimerIDsRestorable refuses n POSIX timers on a kernel that could
+// not recreate them under their IDs: a restore on this machine, the
+// usual one, would fail after the dump had ended the job.
+func checkTimerIDsRestorable(n int, probe func() error) error {
+	if n == 0 {
+		return nil
+	}
+	if err := probe(); err != nil {
+		return fmt.Errorf("it has %d POSIX timers, which this kernel could not recreate under their IDs at a restore (prctl PR_TIMER_CREATE_RESTORE_IDS, Linux 6.16 and later): %w", n, err)
+	}
+	return nil
 }
 
 // timerValues fills in, from inside the process, each timer's time left
