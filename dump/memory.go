@@ -302,7 +302,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
-		Userfaultfd: po.tracking.infectFlags(pid)})
+		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm)})
 	if err != nil {
 		c.close()
 		return nil, err
@@ -387,6 +387,18 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	stats.PageStreams = max(stats.PageStreams, len(c.pages))
 	return c, nil
+}
+
+// lowestMapping is the start of the lowest of mm's mappings, or 0 if it
+// has none.
+func lowestMapping(mm *gocrpb.Mm) uint64 {
+	var lowest uint64
+	for _, v := range mm.GetVmas() {
+		if lowest == 0 || v.Start < lowest {
+			lowest = v.Start
+		}
+	}
+	return lowest
 }
 
 // finish records the page images' sizes and writes the page map; the

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -34,7 +35,7 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		}
 	}()
 	for _, step := range []func() error{
-		func() error { return p.mapRegion(opts.VdsoStart) },
+		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
 		p.openPagePipes,
 		p.openFileSocket,
 		p.openCommandPipe,
@@ -70,7 +71,7 @@ func (p *Parasite) prepareInjection() (err error) {
 // every command and every answer are plain memory copies rather than
 // injected writes. The target's fd of it is closed once both have mapped
 // it.
-func (p *Parasite) mapRegion(vdsoStart uint64) error {
+func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 	// The name is the vDSO's empty string (Options.VdsoStart).
 	fd, err := p.inject(unix.SYS_MEMFD_CREATE, vdsoStart+elf.EI_PAD, unix.MFD_CLOEXEC)
 	if err != nil {
@@ -80,8 +81,7 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	if _, err = p.inject(unix.SYS_FTRUNCATE, fd, regionSize); err != nil {
 		return fmt.Errorf("ftruncate: %w", err)
 	}
-	base, err := p.inject(unix.SYS_MMAP, 0, regionSize,
-		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+	base, err := p.mmapRegion(fd, lowest)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
@@ -107,6 +107,52 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	p.remoteMemfd = -1
 	copy(p.local, blob)
 	return nil
+}
+
+// mmapRegion maps the region's memfd below the process's lowest mapping
+// where there is room, else where the kernel chooses (near the top,
+// below the stack: mm/mmap.c, the top-down layout). Low, the region is
+// the first mapping /proc/PID/smaps shows, and reading its VmFlags walks
+// no page table of the process's own (RegionStart); high, it walks all
+// of them. MAP_FIXED_NOREPLACE fails with EEXIST rather than replace
+// a mapping (man 2 mmap; mm/mmap.c do_mmap), and a failed mmap maps
+// nothing, so the second try starts from the process as it was.
+func (p *Parasite) mmapRegion(fd, lowest uint64) (uint64, error) {
+	const prot = unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC
+	if addr := regionAddr(lowest); addr != 0 {
+		base, err := p.inject(unix.SYS_MMAP, addr, regionSize, prot, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
+		if err == nil {
+			return base, nil
+		}
+	}
+	return p.inject(unix.SYS_MMAP, 0, regionSize, prot, unix.MAP_SHARED, fd, 0)
+}
+
+// regionGap is the unmapped space left between the region and the
+// process's lowest mapping: the stack guard gap, should that mapping
+// grow down (mm/mmap.c stack_guard_gap, 256 pages by default), and no
+// chance of the two touching.
+const regionGap = 1 << 20
+
+// regionAddr is where to ask for the region below a lowest mapping at
+// lowest, or 0 where there is no room above mmap_min_addr (a process may
+// map nothing below it: security/min_addr.c; an LSM may ask for more,
+// CONFIG_LSM_MMAP_MIN_ADDR, and the mmap then fails).
+func regionAddr(lowest uint64) uint64 {
+	minAddr, err := proc.MmapMinAddr()
+	if err != nil {
+		return 0
+	}
+	return regionAddrAbove(lowest, minAddr)
+}
+
+func regionAddrAbove(lowest, minAddr uint64) uint64 {
+	const page = 4096
+	floor := max(minAddr, page)
+	if lowest < floor+regionSize+regionGap {
+		return 0
+	}
+	return (lowest - regionSize - regionGap) &^ (page - 1)
 }
 
 // pagePipeSizes are the page pipe sizes to ask for, largest first. A

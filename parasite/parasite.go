@@ -53,6 +53,11 @@ type Options struct {
 	// Userfaultfd, if not 0, are the flags of a userfaultfd(2) the
 	// infection makes in the process for gocr (TakeUserfaultfd).
 	Userfaultfd uint64
+	// LowestMapping is the start of the process's lowest mapping, or 0
+	// if unknown. The region is mapped below it where there is room
+	// (regionAddr), so that smaps shows the region first
+	// (RegionStart).
+	LowestMapping uint64
 }
 
 // Parasite is a live infection of one thread.
