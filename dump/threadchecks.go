@@ -134,12 +134,18 @@ func (tr *frozenTree) checkTracees() error {
 			if _, in := dumped[tid]; in {
 				continue
 			}
-			st, err := proc.ReadStatus(tid)
-			if err != nil || st.TracerPid == 0 {
+			// Read while the processes are frozen, for every task of
+			// the machine: only the line needed.
+			tracer, err := proc.ReadTracerPid(tid)
+			if err != nil || tracer == 0 {
 				continue
 			}
-			if owner, ok := dumped[st.TracerPid]; ok {
-				return fmt.Errorf("pid %d traces pid %d (%s, thread %d), which is outside the dump: gocr cannot restore the trace", owner, pid, st.Name, tid)
+			if owner, ok := dumped[tracer]; ok {
+				var name string
+				if st, err := proc.ReadStatus(tid); err == nil {
+					name = st.Name
+				}
+				return fmt.Errorf("pid %d traces pid %d (%s, thread %d), which is outside the dump: gocr cannot restore the trace", owner, pid, name, tid)
 			}
 		}
 	}

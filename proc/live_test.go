@@ -354,3 +354,20 @@ func TestReadVmFlagsAtSelf(t *testing.T) {
 		t.Errorf("VmFlags at %#x, where no mapping starts: no error", start+1)
 	}
 }
+
+func TestReadTracerPidSelf(t *testing.T) {
+	st, err := ReadStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadTracerPid(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != st.TracerPid {
+		t.Errorf("ReadTracerPid = %d, status says %d", got, st.TracerPid)
+	}
+	if _, err := ReadTracerPid(1 << 30); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("ReadTracerPid of no process: %v, want ErrNoProcess", err)
+	}
+}
