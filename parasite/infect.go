@@ -5,6 +5,7 @@ package parasite
 import (
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 
@@ -35,6 +36,7 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		}
 	}()
 	for _, step := range []func() error{
+		func() error { return p.query(opts.Queries) },
 		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
 		p.openPagePipes,
 		p.openFileSocket,
@@ -63,6 +65,27 @@ func (p *Parasite) prepareInjection() (err error) {
 		return err
 	}
 	p.saved, p.savedXstate, p.savedMask = p.inj.Regs(), p.inj.Xstate(), p.inj.Mask()
+	return nil
+}
+
+// query makes the calls of Options.Queries, each one round trip with
+// the thread. A signal one dequeues goes to QuerySignals, and the call's
+// result is valid all the same (ptrace.Injection.Syscall).
+func (p *Parasite) query(queries []Query) error {
+	for _, q := range queries {
+		ret, err := p.inj.Syscall(q.Nr, q.Args...)
+		var sp *ptrace.SignalsPendingError
+		if errors.As(err, &sp) {
+			p.QuerySignals = append(p.QuerySignals, sp.Signals...)
+		}
+		if _, only := err.(*ptrace.SignalsPendingError); only {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("query %d: %w", q.Nr, err)
+		}
+		p.QueryResults = append(p.QueryResults, ret)
+	}
 	return nil
 }
 
