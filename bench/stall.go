@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/dump"
+	"github.com/gocr/gocr/proc"
 )
 
 // Stall rows: how long a job that keeps writing its memory is kept from
@@ -30,14 +31,23 @@ import (
 // the page tables plus a few ms (docs/PERFORMANCE.md).
 var stallGoalMs = map[int]float64{1024: 40, 4096: 120}
 
+// hugeStallGoalMs is the goal where the memory is in transparent huge
+// pages: the fork copies one page-table entry per 2 MiB, so nearly all of
+// the stall is gocr's own.
+const hugeStallGoalMs = 5.0
+
 // maxFrozenBeyondForkMs bounds what a snapshot dump keeps the job frozen
 // for besides the fork itself: freeze, /proc, parasite, cure.
 const maxFrozenBeyondForkMs = 10.0
 
 // StallRow is one job size's rounds; index i of every slice is round i.
 type StallRow struct {
-	Name           string   `json:"name"`
-	MiB            int      `json:"mib"`
+	Name string `json:"name"`
+	MiB  int    `json:"mib"`
+	Huge bool   `json:"huge,omitempty"`
+	// HugeKiB is the job's AnonHugePages before each dump with a
+	// snapshot (Huge rows).
+	HugeKiB        []int64  `json:"anon_huge_kib,omitempty"`
 	PlainGapNs     []int64  `json:"plain_gap_ns"`
 	PlainFrozenNs  []int64  `json:"plain_frozen_ns"`
 	SnapGapNs      []int64  `json:"snapshot_gap_ns"`
@@ -56,9 +66,20 @@ func (b *bench) stallRows() {
 	if b.o.quick {
 		sizes = sizes[:1]
 	}
+	rows := []*StallRow{}
 	for _, mib := range sizes {
-		row := &StallRow{Name: fmt.Sprintf("%d GiB writing", mib/1024), MiB: mib}
+		rows = append(rows, &StallRow{Name: fmt.Sprintf("%d GiB writing", mib/1024), MiB: mib})
+	}
+	rows = append(rows, &StallRow{Name: "1 GiB huge pages writing", MiB: 1024, Huge: true})
+	for _, row := range rows {
 		b.res.Stall = append(b.res.Stall, row)
+		if row.Huge {
+			if mode := proc.THPMode(); mode != "always" && mode != "madvise" {
+				row.Err = fmt.Sprintf("not run: transparent huge pages are %q here (%s)", mode, thpSysfs)
+				b.logf("%s: %s", row.Name, row.Err)
+				continue
+			}
+		}
 		if err := b.stallRow(row, b.o.stallRuns); err != nil {
 			row.Err = err.Error()
 			b.logf("%s: %v", row.Name, err)
@@ -66,22 +87,49 @@ func (b *bench) stallRows() {
 	}
 }
 
+// stallArgs are the stall target's arguments for row.
+func stallArgs(row *StallRow, extra ...string) []string {
+	args := append([]string{strconv.Itoa(row.MiB)}, extra...)
+	if row.Huge {
+		args = append(args, "hugepage")
+	}
+	return args
+}
+
 func (b *bench) stallRow(row *StallRow, runs int) error {
 	for i := 0; i < runs; i++ {
-		ns, err := b.forkLimit(row.MiB)
+		ns, err := b.forkLimit(row)
 		if err != nil {
 			return err
 		}
 		row.LimitForkNs = append(row.LimitForkNs, ns)
 	}
-	pid, err := b.startTarget("stall", strconv.Itoa(row.MiB))
+	pid, err := b.startTarget("stall", stallArgs(row)...)
 	if err != nil {
 		return err
 	}
-	defer b.kill(pid)
+	defer func() { b.kill(pid) }()
 	ready := filepath.Join(b.work, "stall.ready")
 	for i := 0; i < runs; i++ {
 		for _, snapshot := range []bool{i%2 == 0, i%2 != 0} {
+			if row.Huge && snapshot {
+				// The job's first write to each huge page the snapshot
+				// shares splits it (mm/huge_memory.c
+				// do_huge_pmd_wp_page): every snapshot round starts
+				// from a fresh job, all in huge pages.
+				b.kill(pid)
+				if pid, err = b.startTarget("stall", stallArgs(row)...); err != nil {
+					return err
+				}
+				kib, err := anonHugeKiB(pid)
+				if err != nil {
+					return err
+				}
+				if kib < int64(row.MiB)<<10/2 {
+					return fmt.Errorf("round %d: the job has %d MiB in huge pages of %d madvised MADV_HUGEPAGE", i+1, kib>>10, row.MiB)
+				}
+				row.HugeKiB = append(row.HugeKiB, kib)
+			}
 			gap, st, wall, err := b.stallRound(pid, ready, snapshot)
 			if err != nil {
 				return err
@@ -165,9 +213,9 @@ func (b *bench) stallGap(pid int, ready string) (int64, error) {
 	return readNumber(ready + ".gap")
 }
 
-// forkLimit runs the limit: one fork of a process of mib MiB.
-func (b *bench) forkLimit(mib int) (int64, error) {
-	pid, err := b.startTarget("stall", strconv.Itoa(mib), "fork")
+// forkLimit runs the limit: one fork of a process of the row's memory.
+func (b *bench) forkLimit(row *StallRow) (int64, error) {
+	pid, err := b.startTarget("stall", stallArgs(row, "fork")...)
 	if err != nil {
 		return 0, err
 	}
@@ -227,12 +275,28 @@ func printStall(w io.Writer, rows []*StallRow) {
 			mb(r.PlainGapNs), mb(r.PlainFrozenNs), mb(r.SnapGapNs), mb(r.SnapFrozenNs), mb(r.SnapForkNs),
 			mb(r.LimitForkNs), mb(r.IdleGapNs), mb(r.SnapDumpNs), copied)
 	}
+	for _, r := range rows {
+		if r.Huge && len(r.HugeKiB) > 0 {
+			fmt.Fprintf(w, "\n%s: AnonHugePages before each dump with --snapshot, MiB: %v (a fresh job each time)\n", r.Name, kibsToMiB(r.HugeKiB))
+		}
+	}
+}
+
+func kibsToMiB(kibs []int64) []float64 {
+	out := make([]float64, len(kibs))
+	for i, k := range kibs {
+		out[i] = kibToMiB(k)
+	}
+	return out
 }
 
 // checkStall adds the stall goals.
 func (b *bench) checkStall() {
 	for _, r := range b.res.Stall {
 		goal, ok := stallGoalMs[r.MiB]
+		if r.Huge {
+			goal = hugeStallGoalMs
+		}
 		if r.Err != "" || len(r.SnapGapNs) == 0 || !ok {
 			continue
 		}

@@ -32,6 +32,9 @@ type state struct {
 	// numa, with flagsBefore, is the NUMA policy check left to the
 	// snapshot (collectAttrs).
 	numa *numaCheck
+	// frozen is the process as the freeze left it: where signals the
+	// parasite's queries dequeue go (carryQuerySignals).
+	frozen *frozenProc
 	// imagePid names its page images: its PID as the job sees it
 	// (pidns.go).
 	imagePid int
@@ -170,7 +173,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
-	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa}, nil
+	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr}, nil
 }
 
 // checkThreadCreds refuses a process whose threads do not all have its

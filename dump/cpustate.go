@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -31,10 +32,11 @@ const (
 )
 
 // checkCPUState refuses a process with state the restorer would not give
-// back: tagged addresses (LAM), an LDT, or permission for dynamically
-// enabled xsave features (AMX). xcr0 is the xsave features the kernel
-// enables. A signal an injected call dequeues joins fr.sigs, which the
-// caller records.
+// back: tagged addresses (LAM), or permission for dynamically enabled
+// xsave features (AMX); an LDT is refused once the parasite's injection
+// has asked (ldtQuery). xcr0 is the xsave features the kernel enables. A
+// signal an injected call dequeues joins fr.sigs, which the caller
+// records.
 func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 uint64) error {
 	// untag_mask is the mm's, all ones until the process enables LAM
 	// with ARCH_ENABLE_TAGGED_ADDR (arch/x86/kernel/process_64.c
@@ -42,21 +44,27 @@ func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 u
 	if status.HasUntagMask && status.UntagMask != ^uint64(0) {
 		return fmt.Errorf("the process uses tagged addresses (LAM, untag_mask %#x), which gocr cannot restore", status.UntagMask)
 	}
-	// modify_ldt(0, NULL, 1) reads the mm's LDT into NULL: it returns 0
-	// when the process has none, and fails with EFAULT, truncated to an
-	// unsigned int (arch/x86/kernel/ldt.c read_ldt, sys_modify_ldt),
-	// once it has one: no buffer in the process is needed.
-	ret, err := injectQuery(t, fr, unix.SYS_MODIFY_LDT, func(uint64) []uint64 { return []uint64{0, 0, 1} }, nil)
-	if err != nil {
-		return fmt.Errorf("read its LDT (modify_ldt): %w", err)
-	}
-	if ret != 0 {
-		return errors.New("the process has an LDT (modify_ldt), which gocr cannot restore")
-	}
 	if xcr0&(1<<xfeatureXtileData) != 0 {
 		if err := checkXcompPerm(t, fr); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// ldtQuery asks whether the process has an LDT, among the parasite's
+// injected calls (parasite.Options.Queries) rather than in an injection
+// of its own, which would cost the frozen process several more round
+// trips: modify_ldt(0, NULL, 1) reads the mm's LDT into NULL, and
+// returns 0 when the process has none and EFAULT, truncated to an
+// unsigned int, once it has one (arch/x86/kernel/ldt.c read_ldt,
+// sys_modify_ldt): no buffer in the process is needed.
+var ldtQuery = parasite.Query{Nr: unix.SYS_MODIFY_LDT, Args: []uint64{0, 0, 1}}
+
+// checkLDT refuses a process with an LDT, from ldtQuery's result.
+func checkLDT(ret int64) error {
+	if ret != 0 {
+		return errors.New("the process has an LDT (modify_ldt), which gocr cannot restore")
 	}
 	return nil
 }

@@ -304,7 +304,11 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
-		Userfaultfd: po.tracking.infectFlags(pid)})
+		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm),
+		Queries: []parasite.Query{ldtQuery}})
+	if p != nil {
+		st.carryQuerySignals(pid, p.QuerySignals)
+	}
 	if err != nil {
 		c.close()
 		return nil, err
@@ -315,6 +319,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()
 		// Each step below is a command the parasite finishes before
 		// the next; told to stop, gocr cures it between two.
+		if err := checkLDT(p.QueryResults[0]); err != nil {
+			return err
+		}
 		if err := stopped(ctx); err != nil {
 			return err
 		}
@@ -394,6 +401,35 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	stats.PageStreams = max(stats.PageStreams, len(c.pages))
 	return c, nil
+}
+
+// carryQuerySignals keeps signals the leader dequeued while the
+// parasite's queries ran as collect keeps those of its own injected
+// calls: given back to the thread when the processes are let go
+// (frozenProc.sigs), and recorded first among its pending ones.
+func (st *state) carryQuerySignals(pid int, sigs [][ptrace.SiginfoSize]byte) {
+	if len(sigs) == 0 {
+		return
+	}
+	st.frozen.sigs[pid] = append(st.frozen.sigs[pid], sigs...)
+	var infos []*gocrpb.SigInfo
+	for _, si := range sigs {
+		infos = append(infos, sigInfo(si))
+	}
+	th := st.task.Threads[0]
+	th.Pending = append(infos, th.Pending...)
+}
+
+// lowestMapping is the start of the lowest of mm's mappings, or 0 if it
+// has none.
+func lowestMapping(mm *gocrpb.Mm) uint64 {
+	var lowest uint64
+	for _, v := range mm.GetVmas() {
+		if lowest == 0 || v.Start < lowest {
+			lowest = v.Start
+		}
+	}
+	return lowest
 }
 
 // finish records the page images' sizes and writes the page map; the

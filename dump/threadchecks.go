@@ -117,9 +117,37 @@ func (tr *frozenTree) checkTracees() error {
 	if err != nil {
 		return err
 	}
+	traced := func(pid, tid, tracer int) error {
+		owner, ok := dumped[tracer]
+		if !ok {
+			return nil
+		}
+		var name string
+		if st, err := proc.ReadStatus(tid); err == nil {
+			name = st.Name
+		}
+		return fmt.Errorf("pid %d traces pid %d (%s, thread %d), which is outside the dump: gocr cannot restore the trace", owner, pid, name, tid)
+	}
+	// Read while the processes are frozen, for every task of the
+	// machine: only the lines needed, and a process's other threads
+	// only where it has any (kernel threads, most tasks of a machine,
+	// have none).
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
+			continue
+		}
+		if _, in := dumped[pid]; in {
+			continue
+		}
+		tracer, threads, err := proc.ReadTracerPid(pid)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if err := traced(pid, pid, tracer); err != nil {
+			return err
+		}
+		if threads == 1 {
 			continue
 		}
 		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
@@ -128,18 +156,16 @@ func (tr *frozenTree) checkTracees() error {
 		}
 		for _, te := range tasks {
 			tid, err := strconv.Atoi(te.Name())
-			if err != nil {
+			if err != nil || tid == pid {
 				continue
 			}
 			if _, in := dumped[tid]; in {
 				continue
 			}
-			st, err := proc.ReadStatus(tid)
-			if err != nil || st.TracerPid == 0 {
-				continue
-			}
-			if owner, ok := dumped[st.TracerPid]; ok {
-				return fmt.Errorf("pid %d traces pid %d (%s, thread %d), which is outside the dump: gocr cannot restore the trace", owner, pid, st.Name, tid)
+			if tracer, _, err := proc.ReadTracerPid(tid); err == nil {
+				if err := traced(pid, tid, tracer); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
 
@@ -35,7 +36,8 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		}
 	}()
 	for _, step := range []func() error{
-		func() error { return p.mapRegion(opts.VdsoStart) },
+		func() error { return p.query(opts.Queries) },
+		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
 		p.openPagePipes,
 		p.openFileSocket,
 		p.openCommandPipe,
@@ -66,12 +68,33 @@ func (p *Parasite) prepareInjection() (err error) {
 	return nil
 }
 
+// query makes the calls of Options.Queries, each one round trip with
+// the thread. A signal one dequeues goes to QuerySignals, and the call's
+// result is valid all the same (ptrace.Injection.Syscall).
+func (p *Parasite) query(queries []Query) error {
+	for _, q := range queries {
+		ret, err := p.inj.Syscall(q.Nr, q.Args...)
+		var sp *ptrace.SignalsPendingError
+		if errors.As(err, &sp) {
+			p.QuerySignals = append(p.QuerySignals, sp.Signals...)
+		}
+		if _, only := err.(*ptrace.SignalsPendingError); only {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("query %d: %w", q.Nr, err)
+		}
+		p.QueryResults = append(p.QueryResults, ret)
+	}
+	return nil
+}
+
 // mapRegion makes the region the blob runs in: a memfd mapped shared in
 // the target and, through pidfd_getfd(2), in gocr too, so that the blob,
 // every command and every answer are plain memory copies rather than
 // injected writes. The target's fd of it is closed once both have mapped
 // it.
-func (p *Parasite) mapRegion(vdsoStart uint64) error {
+func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 	// The name is the vDSO's empty string (Options.VdsoStart).
 	fd, err := p.inject(unix.SYS_MEMFD_CREATE, vdsoStart+elf.EI_PAD, unix.MFD_CLOEXEC)
 	if err != nil {
@@ -81,11 +104,7 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	if _, err = p.inject(unix.SYS_FTRUNCATE, fd, regionSize); err != nil {
 		return fmt.Errorf("ftruncate: %w", err)
 	}
-	base, err := p.inject(unix.SYS_MMAP, 0, regionSize,
-		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
-	if errors.Is(err, unix.EACCES) {
-		base, err = p.mapRegionWX(fd)
-	}
+	base, err := p.mmapRegion(fd, lowest)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
@@ -113,6 +132,63 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 	return nil
 }
 
+// mmapRegion maps the region's memfd below the process's lowest mapping
+// where there is room, else where the kernel chooses (near the top,
+// below the stack: mm/mmap.c, the top-down layout). Low, the region is
+// the first mapping /proc/PID/smaps shows, and reading its VmFlags walks
+// no page table of the process's own (RegionStart); high, it walks all
+// of them. MAP_FIXED_NOREPLACE fails with EEXIST rather than replace
+// a mapping (man 2 mmap; mm/mmap.c do_mmap), and a failed mmap maps
+// nothing, so the second try starts from the process as it was.
+func (p *Parasite) mmapRegion(fd, lowest uint64) (uint64, error) {
+	if addr := regionAddr(lowest); addr != 0 {
+		base, err := p.mmapRegionAt(fd, addr, unix.MAP_FIXED_NOREPLACE)
+		if err == nil {
+			return base, nil
+		}
+	}
+	return p.mmapRegionAt(fd, 0, 0)
+}
+
+// mmapRegionAt maps the region at addr (0: where the kernel chooses),
+// with flags besides MAP_SHARED: read, write and execute, or split in two
+// under PR_SET_MDWE (mapRegionWX).
+func (p *Parasite) mmapRegionAt(fd, addr, flags uint64) (uint64, error) {
+	base, err := p.inject(unix.SYS_MMAP, addr, regionSize,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC, unix.MAP_SHARED|flags, fd, 0)
+	if errors.Is(err, unix.EACCES) {
+		return p.mapRegionWX(fd, addr, flags)
+	}
+	return base, err
+}
+
+// regionGap is the unmapped space left between the region and the
+// process's lowest mapping: the stack guard gap, should that mapping
+// grow down (mm/mmap.c stack_guard_gap, 256 pages by default), and no
+// chance of the two touching.
+const regionGap = 1 << 20
+
+// regionAddr is where to ask for the region below a lowest mapping at
+// lowest, or 0 where there is no room above mmap_min_addr (a process may
+// map nothing below it: security/min_addr.c; an LSM may ask for more,
+// CONFIG_LSM_MMAP_MIN_ADDR, and the mmap then fails).
+func regionAddr(lowest uint64) uint64 {
+	minAddr, err := proc.MmapMinAddr()
+	if err != nil {
+		return 0
+	}
+	return regionAddrAbove(lowest, minAddr)
+}
+
+func regionAddrAbove(lowest, minAddr uint64) uint64 {
+	const page = 4096
+	floor := max(minAddr, page)
+	if lowest < floor+regionSize+regionGap {
+		return 0
+	}
+	return (lowest - regionSize - regionGap) &^ (page - 1)
+}
+
 // mapRegionWX maps the region for a process under PR_SET_MDWE, which
 // refuses a mapping both writable and executable, and one made executable
 // after it was not (include/linux/mman.h map_deny_write_exec, man 2
@@ -120,8 +196,8 @@ func (p *Parasite) mapRegion(vdsoStart uint64) error {
 // them, over the rest of the same reservation, the pages it writes (the
 // blob has no data of its own: Makefile), both of the same memfd at the
 // same offsets, so that every offset in the region stays the same.
-func (p *Parasite) mapRegionWX(fd uint64) (uint64, error) {
-	base, err := p.inject(unix.SYS_MMAP, 0, regionSize, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED, fd, 0)
+func (p *Parasite) mapRegionWX(fd, addr, flags uint64) (uint64, error) {
+	base, err := p.inject(unix.SYS_MMAP, addr, regionSize, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED|flags, fd, 0)
 	if err != nil {
 		return 0, err
 	}

@@ -171,7 +171,7 @@ func ReadNumaPolicies(pid, tid, max int) ([]NumaPolicy, error) {
 	if max > 0 {
 		// A read makes the kernel print as many mappings as fill it
 		// (fs/seq_file.c seq_read_iter), each a walk of its pages.
-		r = smallReads{f}
+		r = smallReads{f, 256}
 	}
 	out, err := ParseNumaPolicies(r, max)
 	if err != nil {
@@ -180,11 +180,15 @@ func ReadNumaPolicies(pid, tid, max int) ([]NumaPolicy, error) {
 	return out, nil
 }
 
-// smallReads reads at most 256 bytes at a time: a line or two of
-// numa_maps.
-type smallReads struct{ r io.Reader }
+// smallReads reads at most n bytes at a time from a seq_file: less than
+// one mapping's text, so that the kernel prints no mapping before the
+// reader asks for it (ReadVmFlagsAt).
+type smallReads struct {
+	r io.Reader
+	n int
+}
 
-func (s smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 256)]) }
+func (s smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.n)]) }
 
 // ParseNumaPolicies parses numa_maps lines, "ADDRESS POLICY KEY=VALUE..."
 // (man 7 numa). A policy may hold a space ("prefer (many):0-1"), so it
@@ -223,37 +227,57 @@ func ParseNumaPolicies(r io.Reader, max int) ([]NumaPolicy, error) {
 }
 
 // ReadVmFlagsAt reads the smaps VmFlags of the mapping that starts at
-// start. smaps is read only as far as that mapping: the kernel walks
-// each mapping's pages as its entry is read (fs/proc/task_mmu.c
-// show_smap).
+// start. smaps is read only as far as that mapping, in reads smaller
+// than one mapping's entry: the kernel walks a mapping's page tables as
+// it prints its entry (fs/proc/task_mmu.c show_smap), and prints the
+// next entry only once the previous one is read and more is asked for
+// (fs/seq_file.c seq_read_iter). So only the mappings up to start, and
+// the one after it (printed by the read that finishes start's), are
+// walked, whatever comes after.
 func ReadVmFlagsAt(pid int, start uint64) ([]string, error) {
 	f, err := os.Open(pidPath(pid, "smaps"))
 	if err != nil {
 		return nil, wrapErr(pid, "open /proc/"+strconv.Itoa(pid)+"/smaps", err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	flags, err := vmFlagsAt(smallReads{f, 512}, start)
+	if err != nil {
+		return nil, wrapErr(pid, "read /proc/"+strconv.Itoa(pid)+"/smaps", err)
+	}
+	if flags == nil {
+		return nil, fmt.Errorf("/proc/%d/smaps has no VmFlags for a mapping at %#x", pid, start)
+	}
+	return flags, nil
+}
+
+// vmFlagsAt reads smaps text up to the VmFlags line of the entry of the
+// mapping at start, and no further; nil if it has none.
+func vmFlagsAt(r io.Reader, start uint64) ([]string, error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	in := false
 	for sc.Scan() {
 		line := sc.Text()
-		if !in {
-			addr, _, ok := strings.Cut(line, "-")
-			if ok && !strings.Contains(addr, ":") {
-				if a, err := strconv.ParseUint(addr, 16, 64); err == nil && a == start {
-					in = true
+		// An entry starts with its mapping's maps line, "START-END ...";
+		// its other lines are "Key: value".
+		addr, _, ok := strings.Cut(line, "-")
+		if ok && !strings.Contains(addr, ":") {
+			if a, err := strconv.ParseUint(addr, 16, 64); err == nil {
+				if in || a > start {
+					break
 				}
+				in = a == start
+				continue
 			}
+		}
+		if !in {
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "VmFlags:"); ok {
-			return strings.Fields(rest), nil
+			return append([]string{}, strings.Fields(rest)...), nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, wrapErr(pid, "read /proc/"+strconv.Itoa(pid)+"/smaps", err)
-	}
-	return nil, fmt.Errorf("/proc/%d/smaps has no VmFlags for a mapping at %#x", pid, start)
+	return nil, sc.Err()
 }
 
 // CgroupLine is one line of /proc/PID/cgroup, "ID:CONTROLLERS:PATH"

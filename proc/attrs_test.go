@@ -3,6 +3,8 @@
 package proc
 
 import (
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -67,6 +69,62 @@ func TestParseAutogroupNice(t *testing.T) {
 		nice, ok := parseAutogroupNice(c.in)
 		if nice != c.nice || ok != c.ok {
 			t.Errorf("%q: got %d %v, want %d %v", c.in, nice, ok, c.nice, c.ok)
+		}
+	}
+}
+
+// smapsEntry is one mapping's smaps text, as fs/proc/task_mmu.c
+// show_smap prints it, with its VmFlags line last.
+func smapsEntry(start uint64, flags string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%x-%x rw-p 00000000 00:00 0 \n", start, start+0x1000)
+	for _, k := range []string{"Size", "KernelPageSize", "MMUPageSize", "Rss", "Pss", "Pss_Dirty",
+		"Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Referenced", "Anonymous",
+		"KSM", "LazyFree", "AnonHugePages", "ShmemPmdMapped", "FilePmdMapped", "Shared_Hugetlb",
+		"Private_Hugetlb", "Swap", "SwapPss", "Locked"} {
+		fmt.Fprintf(&b, "%-16s %8d kB\n", k+":", 4)
+	}
+	fmt.Fprintf(&b, "THPeligible:    0\nVmFlags: %s \n", flags)
+	return b.String()
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestVmFlagsAtReadsNoFurther: the entry's VmFlags are found, and
+// nothing is read beyond the read that holds them: each entry read is
+// one the kernel walked the page tables of.
+func TestVmFlagsAtReadsNoFurther(t *testing.T) {
+	first, second := smapsEntry(0x10000, "rd wr mr mw me sd"), smapsEntry(0x200000, "rd wr mr mw me lo lf ac sd")
+	in := first + second + smapsEntry(0x7f0000000000, "rd wr mr mw me ac sd")
+	for _, c := range []struct {
+		start uint64
+		want  []string
+		upTo  int // bytes before the end of the entry that must not be reached
+	}{
+		{0x10000, []string{"rd", "wr", "mr", "mw", "me", "sd"}, len(first)},
+		{0x200000, []string{"rd", "wr", "mr", "mw", "me", "lo", "lf", "ac", "sd"}, len(first) + len(second)},
+		{0x300000, nil, len(first) + len(second)},
+	} {
+		cr := &countingReader{r: strings.NewReader(in)}
+		got, err := vmFlagsAt(smallReads{cr, 512}, c.start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(c.want, got); d != "" {
+			t.Errorf("%#x: (-want +got)\n%s", c.start, d)
+		}
+		if cr.n > c.upTo+512 {
+			t.Errorf("%#x: read %d bytes, want at most %d: the read holding the entry's VmFlags and no more", c.start, cr.n, c.upTo+512)
 		}
 	}
 }

@@ -332,3 +332,43 @@ func TestNoProcess(t *testing.T) {
 
 // atPageSize is AT_PAGESZ (include/uapi/linux/auxvec.h).
 const atPageSize = 6
+
+func TestReadVmFlagsAtSelf(t *testing.T) {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	if err := unix.Madvise(b, unix.MADV_DONTFORK); err != nil {
+		t.Fatal(err)
+	}
+	start := addrOf(b)
+	flags, err := ReadVmFlagsAt(os.Getpid(), start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(flags, "dc") || !slices.Contains(flags, "wr") {
+		t.Errorf("VmFlags of the mapping at %#x: %v, want dc (MADV_DONTFORK) and wr among them", start, flags)
+	}
+	if _, err := ReadVmFlagsAt(os.Getpid(), start+1); err == nil {
+		t.Errorf("VmFlags at %#x, where no mapping starts: no error", start+1)
+	}
+}
+
+func TestReadTracerPidSelf(t *testing.T) {
+	st, err := ReadStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer, threads, err := ReadTracerPid(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Go runtime starts threads, and may start more meanwhile.
+	if tracer != st.TracerPid || threads < 2 {
+		t.Errorf("ReadTracerPid = %d, %d threads; status says tracer %d, want at least 2 threads", tracer, threads, st.TracerPid)
+	}
+	if _, _, err := ReadTracerPid(1 << 30); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("ReadTracerPid of no process: %v, want ErrNoProcess", err)
+	}
+}

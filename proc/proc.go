@@ -186,3 +186,18 @@ func BootID() (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// MmapMinAddr is /proc/sys/vm/mmap_min_addr, the lowest address a
+// process without CAP_SYS_RAWIO may map (security/min_addr.c,
+// security/commoncap.c cap_mmap_addr).
+func MmapMinAddr() (uint64, error) {
+	b, err := os.ReadFile("/proc/sys/vm/mmap_min_addr")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/sys/vm/mmap_min_addr: %q is not a number", b)
+	}
+	return n, nil
+}

@@ -70,8 +70,9 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 // system calls that map the parasite, at fixed points (the testhook
 // pause-injected-syscall-* hooks hold it there): with the first call's
 // registers set but the call not yet run, in the syscall-enter-stop of
-// the first call (memfd_create), of the mmap, and of the last call before
-// the parasite starts. The kernel detaches the thread, which runs the
+// the first call (modify_ldt, the dump's LDT query), of the mmap (the
+// 4th, after memfd_create and ftruncate), and of the last call before
+// the parasite starts (the 13th, a close). The kernel detaches the thread, which runs the
 // call, then rt_sigreturn through the frame gocr wrote on its stack
 // (ptrace.Injection): the counter must count on exactly, untraced, and
 // pass its own check; the regs target must get every vector register
@@ -82,9 +83,9 @@ func TestGocrKilledInInjectedSyscall(t *testing.T) {
 	}{
 		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1"},
 		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1"},
-		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "3"},
-		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "12"},
-		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "3"},
+		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "4"},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "13"},
+		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			needsRoot(t)

@@ -316,6 +316,17 @@ func TestVmFlags(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestVmFlagsLowMapping: a process with a page at the lowest address it
+// may map leaves no room below for the parasite, which goes where the
+// kernel puts it; the dump still reads mlockall(MCL_FUTURE|MCL_ONFAULT)
+// from the parasite's mapping (vmflags.c "low").
+func TestVmFlagsLowMapping(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "vmflags", "low")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
 // sysMseal is mseal(2)'s number on x86-64
 // (arch/x86/entry/syscalls/syscall_64.tbl).
 const sysMseal = 462

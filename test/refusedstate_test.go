@@ -4,6 +4,7 @@ package test
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +75,33 @@ func TestRefusedState(t *testing.T) {
 		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "traces pid " + strconv.Itoa(tracee.pid), "outside the dump"}, nil)
 		checkIntact(t, tg) // it checks it still traces the counter
 		checkIntactCounter(t, tracee)
+	})
+
+	// The same for a thread other than its process's leader: every
+	// thread of the machine is looked at, not only leaders.
+	t.Run("tracer of a thread", func(t *testing.T) {
+		tracee := startTarget(t, "threads", "nopipe")
+		ents, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tracee.pid), "task"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tid := 0
+		for _, e := range ents {
+			if n, err := strconv.Atoi(e.Name()); err == nil && n != tracee.pid {
+				tid = n
+				break
+			}
+		}
+		if tid == 0 {
+			t.Fatalf("the threads target %d has no thread but its leader", tracee.pid)
+		}
+		tg := startTarget(t, "refusedstate", "tracer", strconv.Itoa(tid))
+		if got := tracerPid(t, tid); got != tg.pid {
+			t.Fatalf("thread %d is traced by %d, want the target %d", tid, got, tg.pid)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(tg.pid), "traces pid " + strconv.Itoa(tracee.pid), "thread " + strconv.Itoa(tid), "outside the dump"}, nil)
+		checkIntact(t, tg) // it checks it still traces the thread
 	})
 }
 

@@ -8,8 +8,14 @@
  *
  * stall READY_PATH MIB fork: the limit instead: fill MIB MiB the same way,
  * then time one fork(2) of the process (the child exits at once), write
- * the ns it took to READY_PATH.fork, and wait to be killed. A copy-on-write snapshot
- * cannot cost less than this copy of the page tables. */
+ * the ns it took to READY_PATH.fork, and wait to be killed. A copy-on-write
+ * snapshot cannot cost less than this copy of the page tables.
+ *
+ * With "hugepage" last, the memory is 2 MiB-aligned and madvised
+ * MADV_HUGEPAGE before it is filled, so that it is faulted in transparent
+ * huge pages where the machine's THP mode is madvise or always: a fork
+ * then copies one page-table entry per 2 MiB (the bench checks
+ * AnonHugePages). */
 #include "bench.h"
 
 #include <signal.h>
@@ -23,16 +29,32 @@ static void on_usr2(int sig) { (void)sig; report = 1; }
 
 int main(int argc, char **argv)
 {
-	if (argc != 3 && argc != 4) {
-		fprintf(stderr, "usage: stall READY_PATH MIB [fork]\n");
+	int fork_limit = 0, huge = 0;
+	for (int i = 3; i < argc; i++) {
+		if (strcmp(argv[i], "fork") == 0)
+			fork_limit = 1;
+		else if (strcmp(argv[i], "hugepage") == 0)
+			huge = 1;
+		else
+			argc = 0;
+	}
+	if (argc < 3) {
+		fprintf(stderr, "usage: stall READY_PATH MIB [fork] [hugepage]\n");
 		return 2;
 	}
 	size_t len = strtoull(argv[2], NULL, 10) << 20;
-	uint64_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	const size_t huge_size = 2UL << 20;
+	char *raw = mmap(NULL, len + (huge ? huge_size : 0), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
 		die("mmap");
+	uint64_t *p = (uint64_t *)raw;
+	if (huge) {
+		p = (uint64_t *)(((uintptr_t)raw + huge_size - 1) & ~(huge_size - 1));
+		if (madvise(p, len, MADV_HUGEPAGE) != 0)
+			die("madvise MADV_HUGEPAGE");
+	}
 	fill(p, len, 0x9E3779B97F4A7C15ULL);
-	if (argc == 4) {
+	if (fork_limit) {
 		uint64_t t0 = now();
 		pid_t pid = fork();
 		if (pid == 0)

@@ -10,6 +10,13 @@
  *
  * With "seal" as its second argument it instead seals one mapping
  * (mseal(2), "sl"), which a dump must refuse.
+ *
+ * With "low" it instead maps a page at the lowest address it may
+ * (vm.mmap_min_addr), leaving no room below its mappings for gocr's
+ * parasite, and calls mlockall(MCL_FUTURE | MCL_ONFAULT), which gocr
+ * reads from the VmFlags of the parasite's mapping wherever it went: after
+ * the restore the page holds what it did and a new mapping is locked on
+ * fault ("lo", "lf").
  */
 #include "target.h"
 
@@ -93,11 +100,60 @@ static void hold_sealed(void)
 	tgt_pass();
 }
 
+/* new_mapping_locked fails unless a new mapping's VmFlags show
+ * mlockall(MCL_FUTURE | MCL_ONFAULT) (mm/mlock.c apply_mlockall_flags). */
+static void new_mapping_locked(const char *when)
+{
+	char *m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		tgt_fail("mmap: %s", strerror(errno));
+	char flags[256];
+	vmflags(m, flags, sizeof(flags));
+	munmap(m, 4096);
+	strcat(flags, " ");
+	if (!strstr(flags, " lo ") || !strstr(flags, " lf "))
+		tgt_fail("%s: a new mapping has \"%s\", want lo and lf (mlockall MCL_FUTURE | MCL_ONFAULT)", when, flags);
+}
+
+static void hold_low(void)
+{
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "r");
+	unsigned long min = 0;
+	if (!f || fscanf(f, "%lu", &min) != 1)
+		tgt_fail("read /proc/sys/vm/mmap_min_addr");
+	fclose(f);
+	min = (min + 4095) & ~4095UL;
+	if (min == 0)
+		min = 4096;
+	/* An LSM may keep a process from mapping higher still
+	 * (CONFIG_LSM_MMAP_MIN_ADDR): the first page it may map. */
+	char *low = MAP_FAILED;
+	for (unsigned long a = min; a < min + (1 << 20) && low == MAP_FAILED; a += 4096)
+		low = mmap((void *)a, 4096, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (low == MAP_FAILED)
+		tgt_fail("mmap within 1 MiB of mmap_min_addr %#lx: %s", min, strerror(errno));
+	memset(low, 'L', 4096);
+	if (mlockall(MCL_FUTURE | MCL_ONFAULT) < 0)
+		tgt_fail("mlockall: %s", strerror(errno));
+	new_mapping_locked("before the dump");
+	tgt_log("a page at %p", (void *)low);
+	tgt_ready();
+	tgt_wait();
+	for (int i = 0; i < 4096; i++)
+		if (low[i] != 'L')
+			tgt_fail("the page at %p changed at byte %d", (void *)low, i);
+	new_mapping_locked("after the restore");
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
 	if (argc > 2 && strcmp(argv[2], "seal") == 0)
 		hold_sealed();
+	if (argc > 2 && strcmp(argv[2], "low") == 0)
+		hold_low();
 	/* One reservation, then each region at its place with a gap. */
 	char *base = mmap(NULL, NREGIONS * 2 * REGION, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED)
