@@ -72,6 +72,12 @@ type trackedProc struct {
 	tr      *wptrack.Tracker
 	uw      map[uint64]bool // mappings (by start) that showed "uw" at collect
 	scanned map[uint64]bool // mappings this dump's scan protected again
+	pre     []preScanned    // what the pre-scan found (prescan.go)
+	// written are the pages of each scanned mapping (by index in
+	// mm.Vmas) written since the parent dump; nil if not known.
+	written map[int][]spans.Span
+	has     []spans.Span // the pages the parent lists (parentPages)
+	hasRead bool
 }
 
 // startTracking takes the job's trackers from its holder, if any, and
@@ -205,46 +211,33 @@ func trackable(v *gocrpb.Vma) bool {
 	return v.Kind == gocrpb.VmaKind_VMA_ANON_PRIVATE || v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE
 }
 
-// splitRuns divides the pages a full dump would write (runs) into those
-// written now and those taken from the parent, for a process tracked
-// since the parent. Scanning protects the pages again, so from here on
-// a failure of the dump leaves no tracker valid since any dump (Take
-// already forgot it). Precondition: the process is frozen.
-func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []run, err error) {
+// scanWrites learns which pages of the process's tracked mappings were
+// written since the parent dump (tp.written): what this scan finds,
+// which protects them again, with what the pre-scan found (prescan.go).
+// From here on a failure of the dump leaves no tracker valid since any
+// dump (Take already forgot it). Precondition: the process is frozen.
+func (tk *tracking) scanWrites(pid int, st *state) error {
 	if tk == nil {
-		return runs, nil, nil
+		return nil
 	}
 	tk.mu.Lock()
 	tp := tk.procs[pid]
 	tk.mu.Unlock()
 	if tp == nil {
-		return runs, nil, nil
+		return nil
 	}
 	if err := tk.ownMappings(pid, tp, st); err != nil || !tk.since {
-		return runs, nil, err
+		return err
 	}
 	tk.mu.Lock()
 	tp = tk.procs[pid]
 	tk.mu.Unlock()
 	if tp == nil {
-		return runs, nil, nil
+		return nil
 	}
-	parentRanges, err := tk.parent.ReadPagemap(st.imagePid)
-	if err != nil {
-		tk.mu.Lock()
-		tk.note(pid, fmt.Sprintf("not in the parent dump: %v", err))
-		tk.mu.Unlock()
-		return runs, nil, nil
-	}
-	var has []spans.Span
-	for _, r := range parentRanges {
-		has = append(has, spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize})
-	}
-	has = spans.Merge(has)
-
 	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer pm.Close()
 	written := map[int][]spans.Span{} // by VMA index
@@ -260,12 +253,39 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 			tk.mu.Lock()
 			tk.note(pid, err.Error())
 			tk.mu.Unlock()
-			return runs, nil, nil
+			return nil
 		}
 		tp.scanned[v.Start] = true
+		var w []spans.Span
 		for _, r := range regions {
-			written[vi] = append(written[vi], spans.Span{Start: r.Start, End: r.End})
+			w = append(w, spans.Span{Start: r.Start, End: r.End})
 		}
+		switch pre, whole := tp.preWritten(v); {
+		case whole:
+			w = []spans.Span{{Start: v.Start, End: v.End}}
+		case len(pre) > 0:
+			w = spans.Merge(append(w, pre...))
+		}
+		written[vi] = w
+	}
+	tp.written = written
+	return nil
+}
+
+// splitRuns divides pages a full dump would write (runs, from the
+// pagemap of the process frozen or of its snapshot: the same instant)
+// into those written now and those taken from the parent, for a process
+// whose writes since the parent are known (scanWrites). It may be called
+// more than once, for runs of different mappings.
+func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []run, err error) {
+	if tk == nil {
+		return runs, nil, nil
+	}
+	tk.mu.Lock()
+	tp := tk.procs[pid]
+	tk.mu.Unlock()
+	if tp == nil || tp.written == nil {
+		return runs, nil, nil
 	}
 	for _, r := range runs {
 		v := st.mm.Vmas[r.vma]
@@ -281,15 +301,27 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 		// function); the scan puts markers only where no page table
 		// was (fs/proc/task_mmu.c pagemap_scan_pte_hole), never where
 		// the parent had a page, so there an unwritten swap entry the
-		// parent lacks is a marker: an empty page, left out.
+		// parent lacks is a marker: an empty page, left out. A
+		// snapshot has no markers: fork copies them only into a
+		// mapping registered for write-protection (mm/memory.c
+		// copy_pte_marker), which no fork child's is without
+		// UFFD_FEATURE_EVENT_FORK (fs/userfaultfd.c dup_userfaultfd).
 		if !tp.scanned[v.Start] || (r.swapped && v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE) {
+			data = append(data, r)
+			continue
+		}
+		has, err := tk.parentPages(pid, tp, st)
+		if err != nil {
+			return nil, nil, err
+		}
+		if has == nil {
 			data = append(data, r)
 			continue
 		}
 		end := r.addr + r.npages*pageSize
 		// Written pages are data; of the rest, those the parent
 		// holds are the parent's, any other is data.
-		for _, piece := range spans.Cut(spans.Span{Start: r.addr, End: end}, written[r.vma]) {
+		for _, piece := range spans.Cut(spans.Span{Start: r.addr, End: end}, tp.written[r.vma]) {
 			if piece.In {
 				data = appendRun(data, r, piece.Span)
 				continue
@@ -314,6 +346,29 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 	tk.reused += reused
 	tk.mu.Unlock()
 	return data, inherit, nil
+}
+
+// parentPages are the pages the parent dump lists for the process
+// (merged spans), read once; nil where it lists none, the process then
+// written whole.
+func (tk *tracking) parentPages(pid int, tp *trackedProc, st *state) ([]spans.Span, error) {
+	if tp.hasRead {
+		return tp.has, nil
+	}
+	tp.hasRead = true
+	parentRanges, err := tk.parent.ReadPagemap(st.imagePid)
+	if err != nil {
+		tk.mu.Lock()
+		tk.note(pid, fmt.Sprintf("not in the parent dump: %v", err))
+		tk.mu.Unlock()
+		return nil, nil
+	}
+	var has []spans.Span
+	for _, r := range parentRanges {
+		has = append(has, spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize})
+	}
+	tp.has = spans.Merge(has)
+	return tp.has, nil
 }
 
 // ownMappings registers again, with the process's tracker, every
