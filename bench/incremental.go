@@ -123,9 +123,9 @@ func (b *bench) incrementalRow(row *IncrementalRow, runs int) error {
 		row.Snapshot = append(row.Snapshot, snapshot)
 		row.Full = append(row.Full, st.IncrementalFull...)
 		b.reapSnapshots()
-		b.logf("%s round %d snapshot=%v: %d pages written, dump wrote %d bytes (%.2fx), stall %s, frozen %s (collect %s, pagemap+scan %s, infect %s, fork %s)", row.Name, i,
+		b.logf("%s round %d snapshot=%v: %d pages written, dump wrote %d bytes (%.2fx), stall %s, frozen %s (collect %s, pagemap+scan %s, infect %s, fork %s; before the freeze: scan %s)", row.Name, i,
 			snapshot, written, st.PagesBytes, float64(st.PagesBytes)/float64(written*4096), ms(gap), ms(st.FrozenNs),
-			ms(st.CollectNs), ms(st.PagemapNs), ms(st.InfectNs), ms(st.SnapshotNs))
+			ms(st.CollectNs), ms(st.PagemapNs), ms(st.InfectNs), ms(st.SnapshotNs), ms(st.PreScanNs))
 		// Only the parent of the next dump is read: the rest go.
 		if i >= 2 {
 			os.RemoveAll(gen(i - 2))

@@ -260,10 +260,9 @@ func (tk *tracking) scanWrites(pid int, st *state) error {
 		for _, r := range regions {
 			w = append(w, spans.Span{Start: r.Start, End: r.End})
 		}
-		switch pre, whole := tp.preWritten(v); {
-		case whole:
+		if pre, whole := tp.preWritten(v); whole {
 			w = []spans.Span{{Start: v.Start, End: v.End}}
-		case len(pre) > 0:
+		} else if len(pre) > 0 {
 			w = spans.Merge(append(w, pre...))
 		}
 		written[vi] = w

@@ -24,17 +24,25 @@ import (
 // in between (set B), and the pages to write are A ∪ B, their contents
 // taken at the freeze (the snapshot, or the frozen process).
 //
-// A is the written pages of one address range as the mapping stood at
-// the pre-scan. It counts for a mapping only where the freeze finds the
-// same range, still registered with this tracker (ownMappings); a mapping
-// at the freeze that overlaps a pre-scanned range in any other way (split,
-// grown, merged, moved into it: a move drops the registration, so that
-// one is written whole anyway) is written whole, since the pre-scan may
-// have protected pages of it whose writes only A records. A pre-scan that
-// failed, possibly after protecting part of its range, leaves its range
-// written whole the same way. A mapping the pre-scan did not touch is
-// scanned only while frozen, as before.
-//
+// A is kept by address. A page at the freeze is taken from the parent
+// only in a mapping registered with this tracker then (ownMappings), and
+// a page's written state moves with it only within such a mapping: a
+// mapping made since is registered by none, and one made cannot merge
+// with a registered one (mm/vma.c is_mergeable_vma compares the
+// userfaultfd contexts); a move drops the registration (mremap without
+// UFFD_FEATURE_EVENT_REMAP, fs/userfaultfd.c mremap_userfaultfd_prep)
+// and clears the moved pages' write-protect bits (mm/mremap.c
+// move_ptes); an unmapped range leaves no marker behind
+// (ZAP_FLAG_DROP_MARKER, mm/memory.c unmap_vmas). So a page written
+// since the parent dump at an address of a registered mapping was
+// either found by the pre-scan there (A) or written after it (B),
+// whatever splits, grows or merges the mapping saw in between: a
+// mapping that is the same at the freeze, part of one pre-scanned, or
+// several joined, takes A of its own addresses. Where a pre-scan failed,
+// possibly after protecting part of its range, every mapping at the
+// freeze that overlaps that range is written whole. A mapping the
+// pre-scan did not touch is scanned only while frozen, as before.
+
 // The pre-scan runs after the trackers are taken from their holder
 // (wptrack.Take forgets the dump they were valid since): a dump that
 // fails or dies after it, having consumed A, leaves no tracker that
@@ -110,17 +118,21 @@ func (tp *trackedProc) preScan(ms []proc.Mapping) {
 }
 
 // preWritten is what the pre-scan found written in v, a mapping at the
-// freeze: nil, whole=false where the pre-scan touched none of it; whole
-// where what it found cannot be told apart from the rest (see above).
+// freeze, or whole where a failed pre-scan may have protected pages of
+// it (see above).
 func (tp *trackedProc) preWritten(v *gocrpb.Vma) (written []spans.Span, whole bool) {
 	for _, ps := range tp.pre {
 		if ps.end <= v.Start || ps.start >= v.End {
 			continue
 		}
-		if ps.start != v.Start || ps.end != v.End || ps.failed {
+		if ps.failed {
 			return nil, true
 		}
-		written = ps.written
+		for _, w := range ps.written {
+			if s := (spans.Span{Start: max(w.Start, v.Start), End: min(w.End, v.End)}); s.Start < s.End {
+				written = append(written, s)
+			}
+		}
 	}
 	return written, false
 }
