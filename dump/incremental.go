@@ -23,29 +23,39 @@ import (
 // leaves the processes running, each process's writable private
 // mappings are registered with a tracker (package wptrack: a userfaultfd
 // the parasite makes, in async write-protect mode) and write-protected
-// while the process is still frozen, before its snapshot is taken; a holder process keeps the trackers until the
-// next dump (wptrack.Put). A dump given the previous one (Prev) then
-// writes, of the pages a full dump would write, only those the trackers
-// saw written, and lists the others as the parent's (PageRange
-// from_parent).
+// while the process is still frozen, before its snapshot is taken; a
+// holder process keeps the trackers until the next dump (wptrack.Put).
+// A dump given the previous one (Prev) then writes, of the pages a full
+// dump would write, only those the trackers saw written, and lists the
+// others as the parent's (PageRange from_parent).
+//
+// What the job waits for: with LeaveRunning the tracked mappings are
+// scanned once before the freeze (prescan.go), so the scan while frozen,
+// which protects the pages again, finds only the pages written since;
+// with a snapshot, which pages hold data is read from the snapshot's
+// pagemap once the job runs again (the same instant: the snapshot maps
+// the pages the process had, without its write-protect markers, see
+// splitRuns), and the parent's page map is read then too.
 //
 // A page is taken from the parent only when all of this holds, else it
 // is written whole (rule 1: a dump is full rather than wrong):
 //   - the holder's trackers are valid since exactly the parent dump
 //     (wptrack.Take hands them over once; a dump that dies after taking
-//     them leaves none valid);
+//     them, or after its pre-scan consumed what they saw, leaves none
+//     valid);
 //   - the process is the one tracked (PID and start time), and its
 //     tracker still acts on it (registering again succeeds: after an
 //     exec the tracker's mm is gone);
 //   - the page lies in a private mapping that shows "uw" and that this
 //     tracker has registered (another userfaultfd's registration fails
 //     with EBUSY, and the dump refuses the mapping as before);
-//     a mapping made, moved (mremap without UFFD_FEATURE_EVENT_REMAP
+//     a mapping made or moved (mremap without UFFD_FEATURE_EVENT_REMAP
 //     drops the registration, fs/userfaultfd.c mremap_userfaultfd_prep)
-//     or merged since is not registered, so it is written whole;
-//   - the scan does not report it written, and it holds data now
-//     (pagemap: present or swapped, not the file's page) — a dropped page
-//     is not listed at all, so the restore leaves it empty;
+//     since is not registered, so it is written whole;
+//   - neither the pre-scan nor the frozen scan reports it written, no
+//     pre-scan of its address failed, and it holds data now (pagemap:
+//     present or swapped, not the file's page) — a dropped page is not
+//     listed at all, so the restore leaves it empty;
 //   - the parent dump lists it (as data or as its own parent's).
 // Shared mappings are never taken from the parent: another process's
 // write to them passes no PTE of this one.
@@ -302,9 +312,11 @@ func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []r
 		// the parent had a page, so there an unwritten swap entry the
 		// parent lacks is a marker: an empty page, left out. A
 		// snapshot has no markers: fork copies them only into a
-		// mapping registered for write-protection (mm/memory.c
-		// copy_pte_marker), which no fork child's is without
-		// UFFD_FEATURE_EVENT_FORK (fs/userfaultfd.c dup_userfaultfd).
+		// mapping registered for write-protection
+		// (include/linux/mm_inline.h copy_pte_marker), which no fork
+		// child's is without UFFD_FEATURE_EVENT_FORK (fs/userfaultfd.c
+		// dup_userfaultfd; measured:
+		// ../shared/notes/incremental-without-soft-dirty.md).
 		if !tp.scanned[v.Start] || (r.swapped && v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE) {
 			data = append(data, r)
 			continue
