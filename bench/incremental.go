@@ -45,7 +45,8 @@ type IncrementalRow struct {
 	ReusedBytes  []int64  `json:"reused_bytes"`  // taken from the parent instead
 	DumpNs       []int64  `json:"dump_ns"`
 	FrozenNs     []int64  `json:"frozen_ns"`
-	PagemapNs    []int64  `json:"pagemap_ns"` // pagemap read and write scan
+	PagemapNs    []int64  `json:"pagemap_ns"` // pagemap read and write scan, while frozen
+	ForkNs       []int64  `json:"fork_ns"`    // of the frozen time, the snapshot's fork
 	GapNs        []int64  `json:"gap_ns"`     // longest stall the job saw
 	Snapshot     []bool   `json:"snapshot"`   // the round's dump took a snapshot
 	Full         []string `json:"full,omitempty"`
@@ -117,12 +118,14 @@ func (b *bench) incrementalRow(row *IncrementalRow, runs int) error {
 		row.DumpNs = append(row.DumpNs, r.wall.Nanoseconds())
 		row.FrozenNs = append(row.FrozenNs, st.FrozenNs)
 		row.PagemapNs = append(row.PagemapNs, st.PagemapNs)
+		row.ForkNs = append(row.ForkNs, st.SnapshotNs)
 		row.GapNs = append(row.GapNs, gap)
 		row.Snapshot = append(row.Snapshot, snapshot)
 		row.Full = append(row.Full, st.IncrementalFull...)
 		b.reapSnapshots()
-		b.logf("%s round %d snapshot=%v: %d pages written, dump wrote %d bytes (%.2fx), stall %s, frozen %s", row.Name, i,
-			snapshot, written, st.PagesBytes, float64(st.PagesBytes)/float64(written*4096), ms(gap), ms(st.FrozenNs))
+		b.logf("%s round %d snapshot=%v: %d pages written, dump wrote %d bytes (%.2fx), stall %s, frozen %s (collect %s, pagemap+scan %s, infect %s, fork %s; before the freeze: scan %s)", row.Name, i,
+			snapshot, written, st.PagesBytes, float64(st.PagesBytes)/float64(written*4096), ms(gap), ms(st.FrozenNs),
+			ms(st.CollectNs), ms(st.PagemapNs), ms(st.InfectNs), ms(st.SnapshotNs), ms(st.PreScanNs))
 		// Only the parent of the next dump is read: the rest go.
 		if i >= 2 {
 			os.RemoveAll(gen(i - 2))
@@ -157,8 +160,8 @@ func (r *IncrementalRow) ratios() []float64 {
 func printIncremental(w io.Writer, rows []*IncrementalRow) {
 	fmt.Fprintf(w, "\nincremental dumps (--leave-running --prev) of a job writing %d %% of its pages between dumps (median / best, ms);\n", incrementalPercent)
 	fmt.Fprintf(w, "stall: the longest gap the job's own clock thread saw during the dump; full: its first dump, with --track\n\n")
-	fmt.Fprintf(w, "| row | rounds | written MiB | dump wrote MiB | wrote/written | stall, snapshot | frozen, snapshot | stall, plain | frozen, plain | of it pagemap+scan | dump | full dump | full frozen | full MiB |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| row | rounds | written MiB | dump wrote MiB | wrote/written | stall, snapshot | frozen, snapshot | stall, plain | frozen, plain | of it pagemap+scan | of it fork | dump | full dump | full frozen | full MiB |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s | error: %s |\n", r.Name, oneLine(r.Err))
@@ -168,10 +171,10 @@ func printIncremental(w io.Writer, rows []*IncrementalRow) {
 		for _, p := range r.WrittenPages {
 			written = append(written, p*4096)
 		}
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f |\n", r.Name, len(r.DumpBytes),
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f |\n", r.Name, len(r.DumpBytes),
 			float64(median(written))/mib, float64(median(r.DumpBytes))/mib, median(r.ratios()),
 			mb(r.of(r.GapNs, true)), mb(r.of(r.FrozenNs, true)), mb(r.of(r.GapNs, false)), mb(r.of(r.FrozenNs, false)),
-			mb(r.PagemapNs), mb(r.DumpNs),
+			mb(r.PagemapNs), mb(r.of(r.ForkNs, true)), mb(r.DumpNs),
 			nsToMs(r.FullNs), nsToMs(r.FullFrozenNs), float64(r.FullBytes)/mib)
 	}
 }

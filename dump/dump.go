@@ -173,6 +173,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stats.MapsBeforeNs = time.Since(start).Nanoseconds()
 		start = time.Now()
 	}
+	// An incremental dump scans the job's writes once before the
+	// freeze, so that the scan while frozen finds only the last ones
+	// (prescan.go).
+	if trk != nil {
+		trk.preScan(ctx, pre)
+		stats.PreScanNs = time.Since(start).Nanoseconds()
+		start = time.Now()
+	}
 	t := ptrace.NewTracer()
 	defer t.Close()
 	tree, err := freezeTree(ctx, t, root, opts.Alone && opts.Pid != 0)
@@ -540,6 +548,9 @@ type Stats struct {
 	SnapshotWriteNs     int64    `json:"snapshot_write_ns,omitempty"`
 	SnapshotCopiedBytes int64    `json:"snapshot_copied_bytes,omitempty"`
 	SnapshotFrozen      []string `json:"snapshot_frozen,omitempty"`
+	// PreScanNs: an incremental dump's scan of the job's writes before
+	// the freeze (not in TotalNs).
+	PreScanNs int64 `json:"pre_scan_ns,omitempty"`
 	// Incremental dumps (Prev): the page data taken from the parent
 	// instead of written, and why processes were written whole.
 	IncrementalReusedBytes int64    `json:"incremental_reused_bytes,omitempty"`

@@ -5,7 +5,6 @@ package dump
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -23,29 +22,39 @@ import (
 // leaves the processes running, each process's writable private
 // mappings are registered with a tracker (package wptrack: a userfaultfd
 // the parasite makes, in async write-protect mode) and write-protected
-// while the process is still frozen, before its snapshot is taken; a holder process keeps the trackers until the
-// next dump (wptrack.Put). A dump given the previous one (Prev) then
-// writes, of the pages a full dump would write, only those the trackers
-// saw written, and lists the others as the parent's (PageRange
-// from_parent).
+// while the process is still frozen, before its snapshot is taken; a
+// holder process keeps the trackers until the next dump (wptrack.Put).
+// A dump given the previous one (Prev) then writes, of the pages a full
+// dump would write, only those the trackers saw written, and lists the
+// others as the parent's (PageRange from_parent).
+//
+// What the job waits for: with LeaveRunning the tracked mappings are
+// scanned once before the freeze (prescan.go), so the scan while frozen,
+// which protects the pages again, finds only the pages written since;
+// with a snapshot, which pages hold data is read from the snapshot's
+// pagemap once the job runs again (the same instant: the snapshot maps
+// the pages the process had, without its write-protect markers, see
+// splitRuns), and the parent's page map is read then too.
 //
 // A page is taken from the parent only when all of this holds, else it
 // is written whole (rule 1: a dump is full rather than wrong):
 //   - the holder's trackers are valid since exactly the parent dump
 //     (wptrack.Take hands them over once; a dump that dies after taking
-//     them leaves none valid);
+//     them, or after its pre-scan consumed what they saw, leaves none
+//     valid);
 //   - the process is the one tracked (PID and start time), and its
 //     tracker still acts on it (registering again succeeds: after an
 //     exec the tracker's mm is gone);
 //   - the page lies in a private mapping that shows "uw" and that this
 //     tracker has registered (another userfaultfd's registration fails
 //     with EBUSY, and the dump refuses the mapping as before);
-//     a mapping made, moved (mremap without UFFD_FEATURE_EVENT_REMAP
+//     a mapping made or moved (mremap without UFFD_FEATURE_EVENT_REMAP
 //     drops the registration, fs/userfaultfd.c mremap_userfaultfd_prep)
-//     or merged since is not registered, so it is written whole;
-//   - the scan does not report it written, and it holds data now
-//     (pagemap: present or swapped, not the file's page) — a dropped page
-//     is not listed at all, so the restore leaves it empty;
+//     since is not registered, so it is written whole;
+//   - neither the pre-scan nor the frozen scan reports it written, no
+//     pre-scan of its address failed, and it holds data now (pagemap:
+//     present or swapped, not the file's page) — a dropped page is not
+//     listed at all, so the restore leaves it empty;
 //   - the parent dump lists it (as data or as its own parent's).
 // Shared mappings are never taken from the parent: another process's
 // write to them passes no PTE of this one.
@@ -72,6 +81,12 @@ type trackedProc struct {
 	tr      *wptrack.Tracker
 	uw      map[uint64]bool // mappings (by start) that showed "uw" at collect
 	scanned map[uint64]bool // mappings this dump's scan protected again
+	pre     []preScanned    // what the pre-scan found (prescan.go)
+	// written are the pages of each scanned mapping (by index in
+	// mm.Vmas) written since the parent dump; nil if not known.
+	written map[int][]spans.Span
+	has     []spans.Span // the pages the parent lists (parentPages)
+	hasRead bool
 }
 
 // startTracking takes the job's trackers from its holder, if any, and
@@ -203,117 +218,6 @@ func (tk *tracking) stripOwnFlags(pid int, maps []proc.Mapping) {
 // private memory, whose contents only this process's own PTEs change.
 func trackable(v *gocrpb.Vma) bool {
 	return v.Kind == gocrpb.VmaKind_VMA_ANON_PRIVATE || v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE
-}
-
-// splitRuns divides the pages a full dump would write (runs) into those
-// written now and those taken from the parent, for a process tracked
-// since the parent. Scanning protects the pages again, so from here on
-// a failure of the dump leaves no tracker valid since any dump (Take
-// already forgot it). Precondition: the process is frozen.
-func (tk *tracking) splitRuns(pid int, st *state, runs []run) (data, inherit []run, err error) {
-	if tk == nil {
-		return runs, nil, nil
-	}
-	tk.mu.Lock()
-	tp := tk.procs[pid]
-	tk.mu.Unlock()
-	if tp == nil {
-		return runs, nil, nil
-	}
-	if err := tk.ownMappings(pid, tp, st); err != nil || !tk.since {
-		return runs, nil, err
-	}
-	tk.mu.Lock()
-	tp = tk.procs[pid]
-	tk.mu.Unlock()
-	if tp == nil {
-		return runs, nil, nil
-	}
-	parentRanges, err := tk.parent.ReadPagemap(st.imagePid)
-	if err != nil {
-		tk.mu.Lock()
-		tk.note(pid, fmt.Sprintf("not in the parent dump: %v", err))
-		tk.mu.Unlock()
-		return runs, nil, nil
-	}
-	var has []spans.Span
-	for _, r := range parentRanges {
-		has = append(has, spans.Span{Start: r.Vaddr, End: r.Vaddr + r.NrPages*pageSize})
-	}
-	has = spans.Merge(has)
-
-	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer pm.Close()
-	written := map[int][]spans.Span{} // by VMA index
-	for vi, v := range st.mm.Vmas {
-		if !trackable(v) || !tp.uw[v.Start] {
-			continue
-		}
-		regions, err := wptrack.Scan(pm, v.Start, v.End)
-		if err != nil {
-			// Some mappings may be protected again already: none
-			// is taken from the parent, all are protected anew.
-			clear(tp.scanned)
-			tk.mu.Lock()
-			tk.note(pid, err.Error())
-			tk.mu.Unlock()
-			return runs, nil, nil
-		}
-		tp.scanned[v.Start] = true
-		for _, r := range regions {
-			written[vi] = append(written[vi], spans.Span{Start: r.Start, End: r.End})
-		}
-	}
-	for _, r := range runs {
-		v := st.mm.Vmas[r.vma]
-		// pagemap shows a write-protect marker (a PTE the tracker
-		// protected without a page: fs/proc/task_mmu.c
-		// pte_to_pagemap_entry gives PM_SWAP to every swap PTE) as a
-		// page swapped out. In a file mapping a marker is left where a
-		// protected page was dropped (a COW copy given up with
-		// MADV_DONTNEED, a page-cache page reclaimed: mm/memory.c
-		// zap_install_uffd_wp_if_needed) and reads the file now, not
-		// the parent's page: such pages are written whole. In
-		// anonymous memory a dropped page leaves none (the same
-		// function); the scan puts markers only where no page table
-		// was (fs/proc/task_mmu.c pagemap_scan_pte_hole), never where
-		// the parent had a page, so there an unwritten swap entry the
-		// parent lacks is a marker: an empty page, left out.
-		if !tp.scanned[v.Start] || (r.swapped && v.Kind == gocrpb.VmaKind_VMA_FILE_PRIVATE) {
-			data = append(data, r)
-			continue
-		}
-		end := r.addr + r.npages*pageSize
-		// Written pages are data; of the rest, those the parent
-		// holds are the parent's, any other is data.
-		for _, piece := range spans.Cut(spans.Span{Start: r.addr, End: end}, written[r.vma]) {
-			if piece.In {
-				data = appendRun(data, r, piece.Span)
-				continue
-			}
-			for _, q := range spans.Cut(piece.Span, has) {
-				switch {
-				case q.In:
-					inherit = appendRun(inherit, r, q.Span)
-				case r.swapped && v.Kind == gocrpb.VmaKind_VMA_ANON_PRIVATE:
-				default:
-					data = appendRun(data, r, q.Span)
-				}
-			}
-		}
-	}
-	var reused int64
-	for _, r := range inherit {
-		reused += int64(r.npages * pageSize)
-	}
-	tk.mu.Lock()
-	tk.used = tk.used || len(inherit) > 0
-	tk.reused += reused
-	tk.mu.Unlock()
-	return data, inherit, nil
 }
 
 // ownMappings registers again, with the process's tracker, every

@@ -206,10 +206,24 @@ type capturedMemory struct {
 	// inherit are the pages an incremental dump takes from its parent
 	// (incremental.go): listed in the page map, not written.
 	inherit []run
-	// snapRuns, if snapRunsKnown, are the pages the snapshot is to
-	// write, chosen while the process was frozen (a tracked dump's).
-	snapRuns      []run
-	snapRunsKnown bool
+	// split, in an incremental dump, divides the pages the snapshot
+	// holds into those to write and those taken from the parent
+	// (tracking.splitRuns).
+	split func(runs []run) (data, inherit []run, err error)
+}
+
+// splitInherit keeps, of runs, the pages to write, and adds those taken
+// from the parent to c.inherit.
+func (c *capturedMemory) splitInherit(runs []run) ([]run, error) {
+	if c.split == nil {
+		return runs, nil
+	}
+	data, inherit, err := c.split(runs)
+	if err != nil {
+		return nil, err
+	}
+	c.inherit = append(c.inherit, inherit...)
+	return data, nil
 }
 
 func (c *capturedMemory) total() int64 {
@@ -247,19 +261,20 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	}
 	t0 := time.Now()
 	var only func(*gocrpb.Vma) bool
-	if po.snapshot && po.tracking == nil {
+	if po.snapshot {
 		only = notCoveredBySnapshot
 	}
+	// Which pages were written is known once the frozen process is
+	// scanned (the scan protects them again); which of them hold data
+	// at this instant, the snapshot's pagemap tells as well as the
+	// process's, once the process runs again (writeSnapshot).
 	runs, err := pagesToDump(pid, st.mm, only)
-	var inherit, snapRuns []run
+	var inherit []run
+	if err == nil {
+		err = po.tracking.scanWrites(pid, st)
+	}
 	if err == nil {
 		runs, inherit, err = po.tracking.splitRuns(pid, st, runs)
-	}
-	if err == nil && po.snapshot && po.tracking != nil {
-		// Which pages to write is known now, while frozen (the scan
-		// protected them again): the snapshot writes those it covers,
-		// not what its own pagemap shows.
-		runs, snapRuns = splitCovered(runs, st.mm)
 	}
 	stats.PagemapNs += time.Since(t0).Nanoseconds()
 	if err != nil {
@@ -269,8 +284,10 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit,
-		snapRuns: snapRuns, snapRunsKnown: po.snapshot && po.tracking != nil}
+	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit}
+	if po.tracking != nil {
+		c.split = func(runs []run) ([]run, []run, error) { return po.tracking.splitRuns(pid, st, runs) }
+	}
 	used := 1
 	if po.snapshot {
 		// The snapshot's pages are counted only once the process runs

@@ -98,15 +98,14 @@ func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasit
 			return err
 		}
 	}
-	runs := c.snapRuns
-	if !c.snapRunsKnown {
-		t0 := time.Now()
-		var err error
-		runs, err = pagesToDump(pid, st.mm, coveredBySnapshot)
-		stats.PagemapNs += time.Since(t0).Nanoseconds()
-		if err != nil {
-			return err
-		}
+	t0 := time.Now()
+	runs, err := pagesToDump(pid, st.mm, coveredBySnapshot)
+	if err == nil {
+		runs, err = c.splitInherit(runs)
+	}
+	stats.PagemapNs += time.Since(t0).Nanoseconds()
+	if err != nil {
+		return err
 	}
 	from := c.extend(runs)
 	return c.write(p, pid, dir, po.transfer, from)
@@ -144,11 +143,12 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 	}
 	// The snapshot's mappings are the process's but for the region and
 	// what fork leaves out, which is not read here.
-	runs := c.snapRuns
-	if !c.snapRunsKnown {
-		if runs, err = pagesToDump(spid, c.mm, coveredBySnapshot); err != nil {
-			return 0, 0, err
-		}
+	runs, err := pagesToDump(spid, c.mm, coveredBySnapshot)
+	if err == nil {
+		runs, err = c.splitInherit(runs)
+	}
+	if err != nil {
+		return 0, 0, err
 	}
 	from := c.extend(runs)
 	for _, f := range c.pages {

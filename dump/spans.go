@@ -3,7 +3,6 @@
 package dump
 
 import (
-	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/internal/spans"
 )
 
@@ -20,17 +19,4 @@ func appendRun(runs []run, r run, s spans.Span) []run {
 		return runs
 	}
 	return append(runs, piece)
-}
-
-// splitCovered divides runs into those a snapshot does not cover
-// (written while frozen) and those it does (written from it).
-func splitCovered(runs []run, mm *gocrpb.Mm) (frozen, covered []run) {
-	for _, r := range runs {
-		if coveredBySnapshot(mm.Vmas[r.vma]) {
-			covered = append(covered, r)
-		} else {
-			frozen = append(frozen, r)
-		}
-	}
-	return frozen, covered
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 // Incremental dumps (gocr dump --track, --prev): the incwriter target
@@ -205,5 +207,88 @@ func TestIncrementalAfterExec(t *testing.T) {
 	}
 	tg.waitDead(t, "a dump without --leave-running")
 	pid := restoreDetached(t, tg, gen(3), nil)
+	checkResult(t, tg, pid)
+}
+
+// TestIncrementalWritesDuringPreScan: an incremental dump scans the
+// job's writes once before the freeze (dump/prescan.go); pages written,
+// regions moved, grown, unmapped and split after that scan and before
+// the freeze are all in the dump, with and without a snapshot, and a
+// dump killed after that scan, which protected the pages again, leaves
+// the next one full rather than missing what it saw.
+func TestIncrementalWritesDuringPreScan(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "incwriter")
+	base := t.TempDir()
+	gen := func(i int) string { return filepath.Join(base, "gen"+strconv.Itoa(i)) }
+	// heldDump starts an incremental dump held after its pre-scan,
+	// and returns it with the file that lets it go on.
+	heldDump := func(dir string, args ...string) (*runningGocr, string) {
+		t.Helper()
+		release := filepath.Join(base, "release-"+filepath.Base(dir))
+		cmd := startGocr(t, testhook.Setting(testhook.HoldAfterPreScan, release),
+			append([]string{"dump", "-t", strconv.Itoa(tg.pid), "-D", dir}, args...)...)
+		waitHook(t, cmd, testhook.HoldAfterPreScan)
+		return cmd, release
+	}
+	goOn := func(cmd *runningGocr, release string) {
+		t.Helper()
+		if err := os.WriteFile(release, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		var stderr []string
+		for line := range cmd.lines {
+			stderr = append(stderr, line)
+		}
+		if err != nil {
+			t.Fatalf("gocr dump held after its pre-scan: %v\n%s", err, strings.Join(stderr, "\n"))
+		}
+		if len(stderr) > 0 {
+			t.Logf("gocr: %s", strings.Join(stderr, "\n"))
+		}
+	}
+	incremental := func(i int) {
+		t.Helper()
+		s := readIncrementalStats(t, gen(i))
+		t.Logf("generation %d: wrote %d bytes, took %d from the parent", i, s.PagesBytes, s.ReusedBytes)
+		// Of about 88 MiB, up to two rounds of changes (each 8 MiB of
+		// pages written, up to 8 MiB of regions new, moved or grown).
+		if len(s.Full) > 0 || s.ReusedBytes < 48<<20 || s.PagesBytes > 36<<20 {
+			t.Fatalf("generation %d: wrote %d bytes, took %d from the parent, written whole: %v; want an incremental dump",
+				i, s.PagesBytes, s.ReusedBytes, s.Full)
+		}
+	}
+
+	dump(t, tg.pid, gen(0), "--leave-running", "--track")
+	cmd, _ := heldDump(gen(9), "--leave-running", "--prev", gen(0))
+	killGocr(t, cmd)
+	dump(t, tg.pid, gen(1), "--leave-running", "--prev", gen(0))
+	if s := readIncrementalStats(t, gen(1)); s.ReusedBytes != 0 || len(s.Full) == 0 {
+		t.Fatalf("the dump after one killed after its pre-scan took %d bytes from the parent (%v); want a full dump", s.ReusedBytes, s.Full)
+	}
+
+	// Round 1 (pages written, a region mapped) before the pre-scan,
+	// round 2 (pages written, regions moved and grown) after it.
+	incwriterRound(t, tg, 1)
+	cmd, release := heldDump(gen(2), "--leave-running", "--prev", gen(1))
+	incwriterRound(t, tg, 2)
+	goOn(cmd, release)
+	incremental(2)
+	// Round 3 (pages written, a region unmapped, another split) after
+	// the pre-scan, the pages written while frozen.
+	cmd, release = heldDump(gen(3), "--leave-running", "--snapshot=false", "--prev", gen(2))
+	incwriterRound(t, tg, 3)
+	goOn(cmd, release)
+	incremental(3)
+
+	incwriterRound(t, tg, 4)
+	before := untrackedView(t, tg.pid)
+	dump(t, tg.pid, gen(4), "--prev", gen(3))
+	incremental(4)
+	tg.waitDead(t, "a dump without --leave-running")
+	pid := restoreDetached(t, tg, gen(4), nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }

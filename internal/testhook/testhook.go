@@ -93,6 +93,10 @@ const (
 	// restore's release, counted from 1: each thread's detach is a step,
 	// the commit after them the last.
 	KillInRelease = "kill-in-release"
+	// HoldAfterPreScan (a file path): hold an incremental dump once it
+	// has scanned the job's writes before the freeze (dump/prescan.go),
+	// the job still running, until that file exists (Hold).
+	HoldAfterPreScan = "hold-after-pre-scan"
 )
 
 var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, PauseBeforeFinish: true, PauseBeforeLaunch: true,
@@ -100,7 +104,7 @@ var known = map[string]bool{PauseAfterInfect: true, PauseInThreadStates: true, P
 	PauseAfterSnapshot: true, PauseInSnapshotWrite: true,
 	PauseAfterTCPRepairOn: true, PauseAfterTCPCapture: true, PauseInTCPRelease: true, PauseBeforeEndingJob: true,
 	PauseBeforeRelease: true, PauseAfterRelease: true, KillInRelease: true,
-	FailInTCPCapture: true, ForkSharedLost: true, ForkSharedAtStage: true}
+	FailInTCPCapture: true, ForkSharedLost: true, ForkSharedAtStage: true, HoldAfterPreScan: true}
 
 var hooks = parse(setting(os.Getenv(Env), secure()))
 
@@ -174,6 +178,31 @@ func PauseContext(ctx context.Context, name string) {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
+		}
+	}
+}
+
+// Hold holds gocr, if the hook name is set to a file's path, until that
+// file exists: a test lets gocr go on once it has done what it does
+// there. It says so on stderr first (Announcement), and holds no longer
+// than countHold, nor once ctx ends.
+func Hold(ctx context.Context, name string) {
+	path := hooks[name]
+	if path == "" {
+		return
+	}
+	fmt.Fprintln(os.Stderr, Announcement(name))
+	deadline := time.After(countHold)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
