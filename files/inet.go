@@ -78,9 +78,6 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		return fmt.Errorf("take a handle of it: %w", err)
 	}
 	defer unix.Close(h)
-	// A pending error (SO_ERROR) is not read: reading it clears it
-	// (man 7 socket). A TCP socket reset or closed shows it by its
-	// state; a UDP socket's (an ICMP error) is not restored.
 	if protocol == unix.IPPROTO_TCP {
 		err = dumpTCP(d, u)
 	} else {
@@ -90,6 +87,9 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		return err
 	}
 	if err := readInetOptions(h, family, typ, protocol, u); err != nil {
+		return err
+	}
+	if err := readInetState(h, d, u); err != nil {
 		return err
 	}
 	fd.Kind = &gocrpb.Fd_InetSocket{InetSocket: u}
@@ -169,6 +169,9 @@ func (inetSocketKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		err = openInetSocket(h, u)
 	}
 	if err != nil {
+		return 0, err
+	}
+	if err := setInetState(h, u); err != nil {
 		return 0, err
 	}
 	if err := setSocketStatusFlags(h, fd.Flags); err != nil {

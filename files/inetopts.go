@@ -3,8 +3,10 @@
 package files
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -23,7 +25,12 @@ type inetIntOption struct {
 }
 
 // inetOptions are the options gocr restores, each set when it differs
-// from a new socket's and read back. SO_REUSEADDR on a connection comes
+// from a new socket's and read back. TCP_MAXSEG reads the MSS the user set
+// (user_mss) on a socket not connected or listening, and the MSS in use
+// on a connection (net/ipv4/tcp.c do_tcp_getsockopt): it is read on the
+// former only (a connection's MSS comes back in repair mode,
+// tcprepair.go). TCP_SAVE_SYN is the flag (tp->save_syn) a listener's
+// connections take. SO_REUSEADDR on a connection comes
 // back when repair mode is off: TCP_REPAIR sets sk_reuse to force a bind
 // and clears it when turned off (net/ipv4/tcp.c do_tcp_setsockopt).
 var inetOptions = []inetIntOption{
@@ -54,6 +61,7 @@ var inetOptions = []inetIntOption{
 	{"IP_BIND_ADDRESS_NO_PORT", unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, true, true, true, true, true, false},
 	{"IP_MULTICAST_TTL", unix.SOL_IP, unix.IP_MULTICAST_TTL, false, true, true, false, false, false},
 	{"IP_MULTICAST_LOOP", unix.SOL_IP, unix.IP_MULTICAST_LOOP, false, true, true, false, false, false},
+	{"IP_MULTICAST_ALL", unix.SOL_IP, unix.IP_MULTICAST_ALL, false, true, true, false, false, false},
 	{"IPV6_V6ONLY", unix.SOL_IPV6, unix.IPV6_V6ONLY, true, true, false, true, true, false},
 	{"IPV6_TCLASS", unix.SOL_IPV6, unix.IPV6_TCLASS, true, true, false, true, false, false},
 	{"IPV6_UNICAST_HOPS", unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, true, true, false, true, false, false},
@@ -63,6 +71,8 @@ var inetOptions = []inetIntOption{
 	{"IPV6_RECVTCLASS", unix.SOL_IPV6, unix.IPV6_RECVTCLASS, true, true, false, true, false, false},
 	{"IPV6_MULTICAST_HOPS", unix.SOL_IPV6, unix.IPV6_MULTICAST_HOPS, false, true, false, true, false, false},
 	{"IPV6_MULTICAST_LOOP", unix.SOL_IPV6, unix.IPV6_MULTICAST_LOOP, false, true, false, true, false, false},
+	{"IPV6_MULTICAST_IF", unix.SOL_IPV6, unix.IPV6_MULTICAST_IF, false, true, false, true, false, false},
+	{"IPV6_MULTICAST_ALL", unix.SOL_IPV6, unix.IPV6_MULTICAST_ALL, false, true, false, true, false, false},
 	{"IPV6_FREEBIND", unix.SOL_IPV6, unix.IPV6_FREEBIND, true, true, false, true, true, false},
 	{"IPV6_TRANSPARENT", unix.SOL_IPV6, unix.IPV6_TRANSPARENT, true, true, false, true, true, false},
 	{"TCP_NODELAY", unix.SOL_TCP, unix.TCP_NODELAY, true, false, true, true, false, false},
@@ -80,6 +90,8 @@ var inetOptions = []inetIntOption{
 	{"TCP_FASTOPEN", unix.SOL_TCP, unix.TCP_FASTOPEN, true, false, true, true, false, false},
 	{"TCP_INQ", unix.SOL_TCP, unix.TCP_INQ, true, false, true, true, false, false},
 	{"TCP_TX_DELAY", unix.SOL_TCP, unix.TCP_TX_DELAY, true, false, true, true, false, false},
+	{"TCP_MAXSEG", unix.SOL_TCP, unix.TCP_MAXSEG, true, false, true, true, false, false},
+	{"TCP_SAVE_SYN", unix.SOL_TCP, unix.TCP_SAVE_SYN, true, false, true, true, false, false},
 	{"UDP_CORK", unix.SOL_UDP, unix.UDP_CORK, false, true, true, true, false, false},
 	{"UDP_SEGMENT", unix.SOL_UDP, unix.UDP_SEGMENT, false, true, true, true, false, false},
 	{"UDP_GRO", unix.SOL_UDP, unix.UDP_GRO, false, true, true, true, false, false},
@@ -132,7 +144,7 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 	}
 	defer unix.Close(fresh)
 	for _, o := range inetOptions {
-		if !o.applies(family, protocol) {
+		if !o.applies(family, protocol) || o.opt == unix.TCP_MAXSEG && o.level == unix.SOL_TCP && u.GetTcp() != nil {
 			continue
 		}
 		v, err := unix.GetsockoptInt(h, o.level, o.opt)
@@ -181,6 +193,20 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 		}
 		if ns := tv.Nano(); ns != 0 {
 			u.Options = append(u.Options, &gocrpb.InetOption{Level: levelTimeoutNs, Name: int32(t.opt), Value: ns})
+		}
+	}
+	if family == unix.AF_INET && protocol == unix.IPPROTO_UDP {
+		// IP_MULTICAST_IF reads the address set (inet->mc_addr,
+		// net/ipv4/ip_sockglue.c do_ip_getsockopt), which gives the
+		// interface again when set (ip_setsockopt finds the device
+		// by it). An interface chosen by index alone (struct
+		// ip_mreqn) reads 0.0.0.0 and is not seen.
+		a, err := unix.GetsockoptInet4Addr(h, unix.SOL_IP, unix.IP_MULTICAST_IF)
+		if err != nil {
+			return fmt.Errorf("getsockopt IP_MULTICAST_IF: %w", err)
+		}
+		if a != [4]byte{} {
+			u.Options = append(u.Options, &gocrpb.InetOption{Level: unix.SOL_IP, Name: unix.IP_MULTICAST_IF, Value: int64(binary.BigEndian.Uint32(a[:]))})
 		}
 	}
 	// Options gocr does not restore, refused when set: a device binding
@@ -258,6 +284,12 @@ func setInetOptions(h int, u *gocrpb.InetSocketFd, step optionStep, repaired boo
 		case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
 			if err := setBufferSize(h, optRcvbuf, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, int(v)); err != nil {
 				return err
+			}
+		case level == unix.SOL_IP && name == unix.IP_MULTICAST_IF:
+			var a [4]byte
+			binary.BigEndian.PutUint32(a[:], uint32(v))
+			if err := unix.SetsockoptInet4Addr(h, unix.SOL_IP, unix.IP_MULTICAST_IF, a); err != nil {
+				return fmt.Errorf("setsockopt IP_MULTICAST_IF %v: %w", netip.AddrFrom4(a), err)
 			}
 		case level == levelLingerOn:
 			linger.Onoff, hasLinger = int32(v), true

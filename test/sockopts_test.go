@@ -1,0 +1,88 @@
+//go:build linux
+
+package test
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	cTargets["sockopts"] = struct {
+		src   string
+		flags []string
+	}{"sockopts.c", nil}
+}
+
+// TestSocketStateRestored: a UDP socket's locked classic filter, IP
+// options, IP_MULTICAST_ALL and IP_MULTICAST_IF, a unix socket's filter
+// (each with a datagram queued before it was attached), a TCP listener's
+// filter, TCP_MAXSEG and TCP_SAVE_SYN, and an unconnected TCP socket's
+// TCP_MAXSEG: sockopts.c reads each back after the restore, gets its
+// datagrams, and finds the SYN saved on a connection its listener accepts.
+func TestSocketStateRestored(t *testing.T) {
+	needsRoot(t)
+	needsUnixDiag(t)
+	tg := startTarget(t, "sockopts", "restored")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
+// TestSocketStateRefused: socket state nothing can make again is refused
+// in one line naming the fd and what it is, and sockopts.c then finds its
+// socket as it was: an eBPF filter, a pending error, a multicast
+// membership, a saved SYN not read, an MD5 key, IP options on a TCP
+// connection, an IPv6 extension header.
+func TestSocketStateRefused(t *testing.T) {
+	needsGocr(t)
+	for _, c := range []struct{ mode, want string }{
+		{"ebpf", "SO_ATTACH_BPF"},
+		{"soerror", "SO_ERROR"},
+		{"membership", "multicast group 239.1.2.3"},
+		{"savedsyn", "TCP_SAVED_SYN"},
+		{"md5sig", "TCP_MD5SIG"},
+		{"tcpipopts", "IP_OPTIONS"},
+		{"ipv6hdr", "IPV6_DSTOPTS"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			switch c.mode {
+			case "ebpf":
+				// kernel/bpf/syscall.c makes this file.
+				if _, err := os.Stat("/proc/sys/kernel/unprivileged_bpf_disabled"); err != nil {
+					t.Skipf("this kernel has no bpf(2) (CONFIG_BPF_SYSCALL): %v", err)
+				}
+			case "md5sig":
+				needsTCPMD5(t)
+			case "ipv6hdr":
+				needsIPv6Loopback(t)
+			}
+			tg := startTargetOpts(t, "sockopts", startOpts{args: []string{c.mode}})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "fd 70", c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
+}
+
+// needsTCPMD5 skips where TCP_MD5SIG cannot be set (CONFIG_TCP_MD5SIG).
+func needsTCPMD5(t *testing.T) {
+	t.Helper()
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(s)
+	k := unix.TCPMD5Sig{Keylen: 1}
+	k.Addr.Family = unix.AF_INET
+	err = unix.SetsockoptTCPMD5Sig(s, unix.SOL_TCP, unix.TCP_MD5SIG, &k)
+	if errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EINVAL) {
+		t.Skipf("this kernel has no TCP MD5 signatures (CONFIG_TCP_MD5SIG): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,370 @@
+/*
+ * Socket state beyond plain options (argv[2] picks the case):
+ *   restored    a UDP socket with a locked classic filter, IP options,
+ *               IP_MULTICAST_ALL off, IP_MULTICAST_IF and a datagram
+ *               queued; a unix datagram socketpair whose end has a
+ *               filter and a datagram queued; a TCP listener with a
+ *               filter, TCP_MAXSEG and TCP_SAVE_SYN; a TCP socket not
+ *               connected with TCP_MAXSEG. After SIGTERM each reads
+ *               back as set, the datagrams arrive, and a connection the
+ *               listener accepts has its SYN saved.
+ * Refusal modes set up one socket at fd 70 that gocr must refuse; after
+ * SIGTERM the target checks it is as it was:
+ *   ebpf        a UDP socket with an eBPF filter (SO_ATTACH_BPF).
+ *   soerror     a UDP socket connected to a closed port with its error
+ *               (ECONNREFUSED) pending.
+ *   membership  a UDP socket that joined 239.1.2.3 on the loopback.
+ *   savedsyn    an accepted connection whose saved SYN was not read.
+ *   md5sig      a TCP listener with an MD5 key (TCP_MD5SIG).
+ *   tcpipopts   a TCP connection with IP options (IP_OPTIONS).
+ *   ipv6hdr     an IPv6 UDP socket with a destination options header
+ *               (IPV6_DSTOPTS).
+ */
+#include "target.h"
+
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <linux/filter.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#define REFUSED_FD 70
+
+static void setint(int fd, int level, int opt, int v, const char *name)
+{
+	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
+		tgt_fail("setsockopt %s: %s", name, strerror(errno));
+}
+
+static void wantint(int fd, int level, int opt, int want, const char *name)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	if (getsockopt(fd, level, opt, &v, &l) < 0)
+		tgt_fail("getsockopt %s: %s", name, strerror(errno));
+	if (v != want)
+		tgt_fail("%s is %d, want %d", name, v, want);
+}
+
+static struct sockaddr_in lo(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
+
+static int bound(int type)
+{
+	struct sockaddr_in a = lo(0);
+	int s = socket(AF_INET, type, 0);
+
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+		tgt_fail("socket and bind: %s", strerror(errno));
+	return s;
+}
+
+static struct sockaddr_in name_of(int s)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+
+	if (getsockname(s, (struct sockaddr *)&a, &l) < 0)
+		tgt_fail("getsockname: %s", strerror(errno));
+	return a;
+}
+
+static void to_fd(int s, int fd)
+{
+	if (dup2(s, fd) < 0)
+		tgt_fail("dup2 to %d: %s", fd, strerror(errno));
+	close(s);
+}
+
+/* A classic program of two instructions: load the length, accept that
+ * many bytes (the whole packet). */
+static struct sock_filter prog[] = {
+	BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+	BPF_STMT(BPF_RET | BPF_A, 0),
+};
+
+static void attach(int s)
+{
+	struct sock_fprog p = { .len = 2, .filter = prog };
+
+	if (setsockopt(s, SOL_SOCKET, SO_ATTACH_FILTER, &p, sizeof(p)) < 0)
+		tgt_fail("SO_ATTACH_FILTER: %s", strerror(errno));
+}
+
+static void want_filter(int s, const char *what)
+{
+	struct sock_filter got[4];
+	socklen_t n = 4;
+
+	if (getsockopt(s, SOL_SOCKET, SO_GET_FILTER, got, &n) < 0)
+		tgt_fail("%s: SO_GET_FILTER: %s", what, strerror(errno));
+	if (n != 2 || memcmp(got, prog, sizeof(prog)) != 0)
+		tgt_fail("%s: the filter reads back as %u other instructions", what, n);
+}
+
+static void expect_datagram(int s, const char *want, const char *what)
+{
+	char buf[64];
+	struct pollfd p = { .fd = s, .events = POLLIN };
+	ssize_t r;
+
+	if (poll(&p, 1, 10000) <= 0)
+		tgt_fail("%s: no datagram within 10 s", what);
+	r = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+	if (r != (ssize_t)strlen(want) || memcmp(buf, want, (size_t)r) != 0)
+		tgt_fail("%s: got %zd bytes, want %s", what, r, want);
+}
+
+static const unsigned char ipopts[] = { IPOPT_NOP, IPOPT_NOP, IPOPT_NOP, IPOPT_END };
+
+static void restored(void)
+{
+	int u = bound(SOCK_DGRAM), snd = bound(SOCK_DGRAM), l = bound(SOCK_STREAM), t = bound(SOCK_STREAM);
+	struct sockaddr_in ua = name_of(u), la = name_of(l), got;
+	struct in_addr mcif = { htonl(INADDR_LOOPBACK) };
+	unsigned char ob[40];
+	socklen_t ol = sizeof(ob);
+	int sv[2], c, a;
+	char syn[512];
+
+	if (sendto(snd, "u1", 2, 0, (struct sockaddr *)&ua, sizeof(ua)) != 2)
+		tgt_fail("sendto: %s", strerror(errno));
+	attach(u);
+	setint(u, SOL_SOCKET, SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	if (setsockopt(u, SOL_IP, IP_OPTIONS, ipopts, sizeof(ipopts)) < 0)
+		tgt_fail("IP_OPTIONS: %s", strerror(errno));
+	setint(u, SOL_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
+	if (setsockopt(u, SOL_IP, IP_MULTICAST_IF, &mcif, sizeof(mcif)) < 0)
+		tgt_fail("IP_MULTICAST_IF: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
+		tgt_fail("socketpair: %s", strerror(errno));
+	attach(sv[0]);
+	if (send(sv[1], "x1", 2, 0) != 2)
+		tgt_fail("send: %s", strerror(errno));
+	attach(l);
+	setint(l, SOL_TCP, TCP_MAXSEG, 1000, "TCP_MAXSEG");
+	setint(l, SOL_TCP, TCP_SAVE_SYN, 1, "TCP_SAVE_SYN");
+	if (listen(l, 4) < 0)
+		tgt_fail("listen: %s", strerror(errno));
+	setint(t, SOL_TCP, TCP_MAXSEG, 1200, "TCP_MAXSEG");
+	tgt_ready();
+	tgt_wait();
+
+	want_filter(u, "UDP socket");
+	wantint(u, SOL_SOCKET, SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	if (getsockopt(u, SOL_IP, IP_OPTIONS, ob, &ol) < 0 || ol != sizeof(ipopts) || memcmp(ob, ipopts, ol) != 0)
+		tgt_fail("IP_OPTIONS read back as %u bytes (%s)", ol, strerror(errno));
+	wantint(u, SOL_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
+	ol = sizeof(mcif);
+	mcif.s_addr = 0;
+	if (getsockopt(u, SOL_IP, IP_MULTICAST_IF, &mcif, &ol) < 0 || mcif.s_addr != htonl(INADDR_LOOPBACK))
+		tgt_fail("IP_MULTICAST_IF reads back as %s", inet_ntoa(mcif));
+	expect_datagram(u, "u1", "UDP socket");
+	want_filter(sv[0], "unix socket");
+	wantint(sv[0], SOL_SOCKET, SO_LOCK_FILTER, 0, "unix SO_LOCK_FILTER");
+	expect_datagram(sv[0], "x1", "unix socket");
+	want_filter(l, "TCP listener");
+	wantint(l, SOL_TCP, TCP_MAXSEG, 1000, "listener TCP_MAXSEG");
+	wantint(l, SOL_TCP, TCP_SAVE_SYN, 1, "TCP_SAVE_SYN");
+	wantint(t, SOL_TCP, TCP_MAXSEG, 1200, "unconnected TCP_MAXSEG");
+	got = name_of(l);
+	if (got.sin_port != la.sin_port)
+		tgt_fail("listener port changed");
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("connect: %s", strerror(errno));
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	ol = sizeof(syn);
+	if (getsockopt(a, SOL_TCP, TCP_SAVED_SYN, syn, &ol) < 0 || ol == 0)
+		tgt_fail("no saved SYN on the accepted connection (%s)", strerror(errno));
+	tgt_pass();
+}
+
+static void ebpf(void)
+{
+	struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	char license[] = "GPL";
+	union bpf_attr attr;
+	int u = bound(SOCK_DGRAM), p;
+	socklen_t n = 0;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+	attr.insn_cnt = 2;
+	attr.insns = (unsigned long)insns;
+	attr.license = (unsigned long)license;
+	p = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+	if (p < 0)
+		tgt_fail("BPF_PROG_LOAD: %s", strerror(errno));
+	if (setsockopt(u, SOL_SOCKET, SO_ATTACH_BPF, &p, sizeof(p)) < 0)
+		tgt_fail("SO_ATTACH_BPF: %s", strerror(errno));
+	close(p);
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_SOCKET, SO_GET_FILTER, NULL, &n) == 0 || errno != EACCES)
+		tgt_fail("the eBPF filter is gone (SO_GET_FILTER: %s)", strerror(errno));
+	tgt_pass();
+}
+
+static void soerror(void)
+{
+	int u = bound(SOCK_DGRAM), closed = bound(SOCK_DGRAM);
+	struct sockaddr_in a = name_of(closed);
+	struct pollfd p = { .fd = u };
+
+	close(closed);
+	if (connect(u, (struct sockaddr *)&a, sizeof(a)) < 0 || send(u, "e", 1, 0) != 1)
+		tgt_fail("connect and send: %s", strerror(errno));
+	if (poll(&p, 1, 10000) != 1 || !(p.revents & POLLERR))
+		tgt_fail("no error pending within 10 s");
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	wantint(REFUSED_FD, SOL_SOCKET, SO_ERROR, ECONNREFUSED, "SO_ERROR");
+	tgt_pass();
+}
+
+static void membership(void)
+{
+	int u = bound(SOCK_DGRAM);
+	struct ip_mreqn m = { .imr_ifindex = (int)if_nametoindex("lo") };
+
+	inet_aton("239.1.2.3", &m.imr_multiaddr);
+	if (setsockopt(u, SOL_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("IP_ADD_MEMBERSHIP: %s", strerror(errno));
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (setsockopt(REFUSED_FD, SOL_IP, IP_DROP_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("no longer a member (IP_DROP_MEMBERSHIP: %s)", strerror(errno));
+	tgt_pass();
+}
+
+static void savedsyn(void)
+{
+	int l = bound(SOCK_STREAM), c = socket(AF_INET, SOCK_STREAM, 0), a;
+	struct sockaddr_in la = name_of(l);
+	char syn[512];
+	socklen_t n = sizeof(syn);
+
+	setint(l, SOL_TCP, TCP_SAVE_SYN, 1, "TCP_SAVE_SYN");
+	if (listen(l, 4) < 0 || c < 0 || connect(c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("listen and connect: %s", strerror(errno));
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	to_fd(a, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_TCP, TCP_SAVED_SYN, syn, &n) < 0 || n == 0)
+		tgt_fail("the saved SYN is gone (%s)", strerror(errno));
+	tgt_pass();
+}
+
+static void md5sig(void)
+{
+	int l = bound(SOCK_STREAM);
+	struct tcp_md5sig k = { .tcpm_keylen = 6 };
+	struct sockaddr_in peer = lo(0);
+	socklen_t n = sizeof(k);
+
+	memcpy(&k.tcpm_addr, &peer, sizeof(peer));
+	memcpy(k.tcpm_key, "secret", 6);
+	if (setsockopt(l, SOL_TCP, TCP_MD5SIG, &k, sizeof(k)) < 0)
+		tgt_fail("TCP_MD5SIG: %s", strerror(errno));
+	if (listen(l, 4) < 0)
+		tgt_fail("listen: %s", strerror(errno));
+	to_fd(l, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	/* Deleting the key (keylen 0) fails with ENOENT if it is gone. */
+	k.tcpm_keylen = 0;
+	if (setsockopt(REFUSED_FD, SOL_TCP, TCP_MD5SIG, &k, n) < 0)
+		tgt_fail("the MD5 key is gone (%s)", strerror(errno));
+	tgt_pass();
+}
+
+static void tcpipopts(void)
+{
+	int l = bound(SOCK_STREAM), c = socket(AF_INET, SOCK_STREAM, 0), a;
+	struct sockaddr_in la = name_of(l);
+	unsigned char ob[40];
+	socklen_t n = sizeof(ob);
+
+	if (listen(l, 4) < 0 || c < 0 || connect(c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("listen and connect: %s", strerror(errno));
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	if (setsockopt(c, SOL_IP, IP_OPTIONS, ipopts, sizeof(ipopts)) < 0)
+		tgt_fail("IP_OPTIONS: %s", strerror(errno));
+	to_fd(c, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_IP, IP_OPTIONS, ob, &n) < 0 || n != sizeof(ipopts))
+		tgt_fail("the IP options are gone (%u bytes, %s)", n, strerror(errno));
+	tgt_pass();
+}
+
+static void ipv6hdr(void)
+{
+	/* Next header, length 0 (8 bytes), a PadN option of 4 bytes. */
+	static const unsigned char dst[8] = { 0, 0, 1, 4, 0, 0, 0, 0 };
+	unsigned char got[8];
+	socklen_t n = sizeof(got);
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int u = socket(AF_INET6, SOCK_DGRAM, 0);
+
+	if (u < 0 || bind(u, (struct sockaddr *)&a, sizeof(a)) < 0)
+		tgt_fail("socket and bind: %s", strerror(errno));
+	if (setsockopt(u, SOL_IPV6, IPV6_DSTOPTS, dst, sizeof(dst)) < 0)
+		tgt_fail("IPV6_DSTOPTS: %s", strerror(errno));
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_IPV6, IPV6_DSTOPTS, got, &n) < 0 || n != sizeof(dst))
+		tgt_fail("the destination options are gone (%u bytes, %s)", n, strerror(errno));
+	tgt_pass();
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode;
+
+	tgt_init(argc, argv);
+	mode = argc > 2 ? argv[2] : "";
+	if (strcmp(mode, "restored") == 0)
+		restored();
+	else if (strcmp(mode, "ebpf") == 0)
+		ebpf();
+	else if (strcmp(mode, "soerror") == 0)
+		soerror();
+	else if (strcmp(mode, "membership") == 0)
+		membership();
+	else if (strcmp(mode, "savedsyn") == 0)
+		savedsyn();
+	else if (strcmp(mode, "md5sig") == 0)
+		md5sig();
+	else if (strcmp(mode, "tcpipopts") == 0)
+		tcpipopts();
+	else if (strcmp(mode, "ipv6hdr") == 0)
+		ipv6hdr();
+	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|membership|savedsyn|md5sig|tcpipopts|ipv6hdr");
+}
