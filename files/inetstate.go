@@ -21,8 +21,9 @@ import (
 )
 
 // State of a TCP or UDP socket beyond its int options (inetopts.go):
-// its filter and IP options, restored; a pending error, a saved SYN,
-// multicast memberships and MD5 keys, refused.
+// its filter, IP options and multicast memberships, restored; a pending
+// error, a saved SYN, source-filtered memberships, IPv6 extension
+// headers and MD5 keys, refused.
 
 // ipOptionsMax is the most IP_OPTIONS can hold (man 7 ip: 40 bytes).
 const ipOptionsMax = 40
@@ -60,7 +61,7 @@ func readInetState(h int, d proc.InetSocket, u *gocrpb.InetSocketFd) error {
 		}
 	}
 	if u.GetProtocol() == unix.IPPROTO_UDP {
-		if err := refuseMemberships(h, int(u.GetFamily())); err != nil {
+		if err := readMemberships(h, u); err != nil {
 			return err
 		}
 	}
@@ -98,32 +99,15 @@ func refuseIPv6Headers(h int) error {
 	return nil
 }
 
-// refusePendingError refuses a socket with a pending error (SO_ERROR) or
-// messages on its error queue (MSG_ERRQUEUE): reading either takes it
-// away (man 7 socket, man 7 ip IP_RECVERR), and nothing queues it again.
-// poll(2) shows both without taking them: POLLERR is sk_err or a
-// non-empty sk_error_queue (net/core/datagram.c datagram_poll for UDP,
-// net/ipv4/tcp.c tcp_poll). A listener's poll tells neither
-// (inet_csk_listen_poll), and nothing queues errors on it.
+// refusePendingError refuses a socket with a pending error or error
+// queue (sockerror.go). A listener's poll tells neither
+// (net/ipv4/inet_connection_sock.c inet_csk_listen_poll), and nothing
+// queues errors on it.
 func refusePendingError(h int, d proc.InetSocket) error {
 	if d.State == proc.InetListen {
 		return nil
 	}
-	p := []unix.PollFd{{Fd: int32(h)}}
-	for {
-		_, err := unix.Poll(p, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("poll: %w", err)
-		}
-		break
-	}
-	if p[0].Revents&unix.POLLERR != 0 {
-		return errors.New("a pending socket error (SO_ERROR) or messages on its error queue (MSG_ERRQUEUE), which reading takes away and gocr cannot queue again")
-	}
-	return nil
+	return refuseSocketError(h)
 }
 
 // refuseSavedSyn refuses a connection whose saved SYN (TCP_SAVE_SYN on
@@ -144,8 +128,8 @@ func refuseSavedSyn(h int) error {
 	return fmt.Errorf("getsockopt TCP_SAVED_SYN: %w", err)
 }
 
-// setInetState gives a restored socket its IP options and then its
-// filter, after everything the restore queued at it.
+// setInetState gives a restored socket its IP options, its multicast
+// groups and then its filter, after everything the restore queued at it.
 func setInetState(h int, u *gocrpb.InetSocketFd) error {
 	if opts := u.GetIpOptions(); len(opts) > 0 {
 		if err := unix.SetsockoptString(h, unix.SOL_IP, unix.IP_OPTIONS, string(opts)); err != nil {
@@ -157,6 +141,9 @@ func setInetState(h int, u *gocrpb.InetSocketFd) error {
 			return fmt.Errorf("setsockopt IP_OPTIONS: reads back as %x (%v)", buf[:n], err)
 		}
 	}
+	if err := joinGroups(h, u); err != nil {
+		return err
+	}
 	return setSocketFilter(h, u.GetFilter())
 }
 
@@ -166,34 +153,70 @@ type mcastGroup struct {
 	group   netip.Addr
 }
 
-// refuseMemberships refuses a UDP socket that joined a multicast group
-// (IP_ADD_MEMBERSHIP, man 7 ip; IPV6_ADD_MEMBERSHIP, man 7 ipv6).
-// Nothing lists a socket's groups: sock_diag does not, and
-// /proc/net/igmp and /proc/net/igmp6 list each interface's groups with
-// the number of members (net/ipv4/igmp.c igmp_mc_seq_show, net/ipv6/
-// mcast.c igmp6_mc_seq_show). But getsockopt MCAST_MSFILTER of a group
-// on an interface gives the socket's source filter there, or
-// EADDRNOTAVAIL when it has not joined it (ip_mc_gsfget, ip6_mc_msfget):
-// each group an interface has is asked.
-func refuseMemberships(h, family int) error {
+// readMemberships records the multicast groups a UDP socket joined
+// (IP_ADD_MEMBERSHIP, man 7 ip; IPV6_ADD_MEMBERSHIP, man 7 ipv6), and
+// refuses one with a source filter. Nothing lists a socket's groups:
+// sock_diag does not, and /proc/net/igmp and /proc/net/igmp6 list each
+// interface's groups with the number of members (net/ipv4/igmp.c
+// igmp_mc_seq_show, net/ipv6/mcast.c igmp6_mc_seq_show). But getsockopt
+// MCAST_MSFILTER of a group on an interface gives the socket's filter
+// mode and number of sources there, or EADDRNOTAVAIL when it has not
+// joined it (ip_mc_gsfget, ip6_mc_msfget): each group an interface has
+// is asked. A plain join is an exclusive filter of no source.
+func readMemberships(h int, u *gocrpb.InetSocketFd) error {
 	groups, err := interfaceGroups()
 	if err != nil {
 		return err
 	}
 	for _, g := range groups {
-		level := unix.SOL_IP
-		if g.group.Is6() {
-			if family != unix.AF_INET6 {
-				continue
-			}
-			level = unix.SOL_IPV6
+		level := mcastLevel(g.group)
+		if level == unix.SOL_IPV6 && u.GetFamily() != unix.AF_INET6 {
+			continue
 		}
-		joined, err := hasJoined(h, level, g)
+		joined, fmode, nsrc, err := hasJoined(h, level, g)
 		if err != nil {
 			return fmt.Errorf("ask for its membership of %s on interface %d: %w", g.group, g.ifindex, err)
 		}
-		if joined {
-			return fmt.Errorf("a member of multicast group %s on interface %d (IP_ADD_MEMBERSHIP), which gocr does not restore", g.group, g.ifindex)
+		if !joined {
+			continue
+		}
+		if fmode != unix.MCAST_EXCLUDE || nsrc != 0 {
+			return fmt.Errorf("a member of multicast group %s on interface %d with a source filter (%d source(s), IP_ADD_SOURCE_MEMBERSHIP or MCAST_MSFILTER), which gocr does not restore", g.group, g.ifindex, nsrc)
+		}
+		u.Memberships = append(u.Memberships, &gocrpb.McastMembership{Ifindex: int32(g.ifindex), Group: g.group.AsSlice()})
+	}
+	return nil
+}
+
+// mcastLevel is the socket level a group's options are at.
+func mcastLevel(group netip.Addr) int {
+	if group.Is6() {
+		return unix.SOL_IPV6
+	}
+	return unix.SOL_IP
+}
+
+// joinGroups joins the dumped groups again, each checked as readMemberships
+// read it.
+func joinGroups(h int, u *gocrpb.InetSocketFd) error {
+	for _, m := range u.GetMemberships() {
+		a, ok := netip.AddrFromSlice(m.GetGroup())
+		if !ok {
+			return fmt.Errorf("multicast group of %d bytes in the image", len(m.GetGroup()))
+		}
+		g := mcastGroup{int(m.GetIfindex()), a}
+		var err error
+		if a.Is4() {
+			err = unix.SetsockoptIPMreqn(h, unix.SOL_IP, unix.IP_ADD_MEMBERSHIP, &unix.IPMreqn{Multiaddr: a.As4(), Ifindex: m.GetIfindex()})
+		} else {
+			err = unix.SetsockoptIPv6Mreq(h, unix.SOL_IPV6, unix.IPV6_ADD_MEMBERSHIP, &unix.IPv6Mreq{Multiaddr: a.As16(), Interface: uint32(m.GetIfindex())})
+		}
+		if err != nil {
+			return fmt.Errorf("join multicast group %s on interface %d: %w", a, g.ifindex, err)
+		}
+		joined, fmode, nsrc, err := hasJoined(h, mcastLevel(a), g)
+		if err != nil || !joined || fmode != unix.MCAST_EXCLUDE || nsrc != 0 {
+			return fmt.Errorf("join multicast group %s on interface %d: reads back as joined %v, mode %d, %d source(s) (%v)", a, g.ifindex, joined, fmode, nsrc, err)
 		}
 	}
 	return nil
@@ -204,8 +227,9 @@ func refuseMemberships(h, family int) error {
 // sockaddr_storage gf_group at 8, u32 gf_fmode, u32 gf_numsrc).
 const groupFilterLen = 144
 
-// hasJoined asks whether socket h is a member of group g.
-func hasJoined(h, level int, g mcastGroup) (bool, error) {
+// hasJoined asks whether socket h is a member of group g, and its
+// filter mode and number of sources there.
+func hasJoined(h, level int, g mcastGroup) (joined bool, fmode, nsrc uint32, err error) {
 	buf := make([]byte, groupFilterLen)
 	ne := binary.NativeEndian
 	ne.PutUint32(buf[0:], uint32(g.ifindex))
@@ -219,14 +243,16 @@ func hasJoined(h, level int, g mcastGroup) (bool, error) {
 		a := g.group.As16()
 		copy(sa[8:], a[:])
 	}
-	_, err := getsockoptLen(h, level, unix.MCAST_MSFILTER, buf, groupFilterLen)
+	_, err = getsockoptLen(h, level, unix.MCAST_MSFILTER, buf, groupFilterLen)
 	switch {
 	case err == nil:
-		return true, nil
+		// gf_fmode, and in gf_numsrc the number of sources
+		// (ip_get_mcast_msfilter copies the header back).
+		return true, ne.Uint32(buf[136:]), ne.Uint32(buf[140:]), nil
 	case errors.Is(err, unix.EADDRNOTAVAIL):
-		return false, nil
+		return false, 0, 0, nil
 	}
-	return false, err
+	return false, 0, 0, err
 }
 
 // interfaceGroups lists every multicast group of every interface of

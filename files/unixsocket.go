@@ -105,6 +105,11 @@ func dumpUnixSocket(e *Entry, fd *gocrpb.Fd) error {
 	if err := readUnixOptions(h, d.Type, u); err != nil {
 		return err
 	}
+	// A stream socket's peer closed with data it had not read leaves
+	// ECONNRESET pending (net/unix/af_unix.c unix_release_sock).
+	if err := refuseSocketError(h); err != nil {
+		return err
+	}
 	if u.Filter, err = readSocketFilter(h); err != nil {
 		return err
 	}

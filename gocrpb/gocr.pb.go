@@ -5090,7 +5090,9 @@ type InetSocketFd struct {
 	// Its classic socket filter, if any (files/sockfilter.go).
 	Filter *SocketFilter `protobuf:"bytes,56,opt,name=filter,proto3" json:"filter,omitempty"`
 	// IP_OPTIONS as getsockopt gives them (man 7 ip); empty: none.
-	IpOptions     []byte `protobuf:"bytes,57,opt,name=ip_options,json=ipOptions,proto3" json:"ip_options,omitempty"`
+	IpOptions []byte `protobuf:"bytes,57,opt,name=ip_options,json=ipOptions,proto3" json:"ip_options,omitempty"`
+	// UDP: the multicast groups it joined, without source filters.
+	Memberships   []*McastMembership `protobuf:"bytes,58,rep,name=memberships,proto3" json:"memberships,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5251,6 +5253,67 @@ func (x *InetSocketFd) GetIpOptions() []byte {
 	return nil
 }
 
+func (x *InetSocketFd) GetMemberships() []*McastMembership {
+	if x != nil {
+		return x.Memberships
+	}
+	return nil
+}
+
+// McastMembership is a multicast group joined on an interface
+// (IP_ADD_MEMBERSHIP, IPV6_ADD_MEMBERSHIP).
+type McastMembership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ifindex       int32                  `protobuf:"varint,1,opt,name=ifindex,proto3" json:"ifindex,omitempty"`
+	Group         []byte                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"` // 4 or 16 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *McastMembership) Reset() {
+	*x = McastMembership{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *McastMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*McastMembership) ProtoMessage() {}
+
+func (x *McastMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use McastMembership.ProtoReflect.Descriptor instead.
+func (*McastMembership) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *McastMembership) GetIfindex() int32 {
+	if x != nil {
+		return x.Ifindex
+	}
+	return 0
+}
+
+func (x *McastMembership) GetGroup() []byte {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 // InetOption is a socket option of one int, restored with setsockopt.
 type InetOption struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5263,7 +5326,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5275,7 +5338,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5288,7 +5351,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5345,7 +5408,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5357,7 +5420,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5370,7 +5433,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5518,7 +5581,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5530,7 +5593,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5543,7 +5606,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5591,7 +5654,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5603,7 +5666,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5616,7 +5679,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5692,7 +5755,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5704,7 +5767,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5717,7 +5780,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5747,7 +5810,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5759,7 +5822,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5772,7 +5835,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5812,7 +5875,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5824,7 +5887,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5837,7 +5900,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5903,7 +5966,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5915,7 +5978,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5928,7 +5991,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5970,7 +6033,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5982,7 +6045,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5995,7 +6058,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -6024,7 +6087,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6036,7 +6099,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6049,7 +6112,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -6083,7 +6146,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6095,7 +6158,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6108,7 +6171,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -6143,7 +6206,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6155,7 +6218,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6168,7 +6231,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6245,7 +6308,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[63]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6257,7 +6320,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[63]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6270,7 +6333,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6899,7 +6962,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x16\n" +
 	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x19\n" +
-	"\batime_ns\x18\a \x01(\x03R\aatimeNs\"\xc1\x04\n" +
+	"\batime_ns\x18\a \x01(\x03R\aatimeNs\"\xfd\x04\n" +
 	"\fInetSocketFd\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\x05R\x06family\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x1a\n" +
@@ -6924,7 +6987,11 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tnft_table\x18\x10 \x01(\tR\bnftTable\x12-\n" +
 	"\x06filter\x188 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\x12\x1d\n" +
 	"\n" +
-	"ip_options\x189 \x01(\fR\tipOptions\"L\n" +
+	"ip_options\x189 \x01(\fR\tipOptions\x12:\n" +
+	"\vmemberships\x18: \x03(\v2\x18.gocr.v1.McastMembershipR\vmemberships\"A\n" +
+	"\x0fMcastMembership\x12\x18\n" +
+	"\aifindex\x18\x01 \x01(\x05R\aifindex\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\fR\x05group\"L\n" +
 	"\n" +
 	"InetOption\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\x05R\x05level\x12\x12\n" +
@@ -7060,7 +7127,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -7118,22 +7185,23 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*GhostFd)(nil),              // 53: gocr.v1.GhostFd
 	(*GhostFile)(nil),            // 54: gocr.v1.GhostFile
 	(*InetSocketFd)(nil),         // 55: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 56: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 57: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 58: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 59: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 60: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 61: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 62: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 63: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 64: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 65: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 66: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 67: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 68: gocr.v1.PtyState
+	(*McastMembership)(nil),      // 56: gocr.v1.McastMembership
+	(*InetOption)(nil),           // 57: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 58: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 59: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 60: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 61: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 62: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 63: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 64: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 65: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 66: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 67: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 68: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 69: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	61, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	62, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
 	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
@@ -7174,12 +7242,12 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
 	55, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	59, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	67, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	60, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	68, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
 	53, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
 	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	68, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	69, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
 	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
 	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
 	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
@@ -7194,24 +7262,25 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	30, // 58: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
 	54, // 59: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
 	31, // 60: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	56, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	57, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	58, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	57, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	58, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	59, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
 	47, // 64: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
-	60, // 65: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	63, // 66: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	64, // 67: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	65, // 68: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	62, // 69: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	62, // 70: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	62, // 71: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	66, // 72: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	68, // 73: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	56, // 65: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
+	61, // 66: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	64, // 67: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	65, // 68: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	66, // 69: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	63, // 70: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	63, // 71: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	63, // 72: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	67, // 73: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	69, // 74: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7242,7 +7311,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   64,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

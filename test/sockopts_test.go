@@ -19,7 +19,8 @@ func init() {
 }
 
 // TestSocketStateRestored: a UDP socket's locked classic filter, IP
-// options, IP_MULTICAST_ALL and IP_MULTICAST_IF, a unix socket's filter
+// options, IP_MULTICAST_ALL, IP_MULTICAST_IF and multicast membership, a
+// unix socket's filter
 // (each with a datagram queued before it was attached), a TCP listener's
 // filter, TCP_MAXSEG and TCP_SAVE_SYN, and an unconnected TCP socket's
 // TCP_MAXSEG: sockopts.c reads each back after the restore, gets its
@@ -35,18 +36,19 @@ func TestSocketStateRestored(t *testing.T) {
 // TestSocketStateRefused: socket state nothing can make again is refused
 // in one line naming the fd and what it is, and sockopts.c then finds its
 // socket as it was: an eBPF filter, a pending error, a multicast
-// membership, a saved SYN not read, an MD5 key, IP options on a TCP
-// connection, an IPv6 extension header.
+// membership with a source filter, a saved SYN not read, an MD5 key, IP options on a TCP
+// connection, an IPv6 extension header, a unix socket's ECONNRESET.
 func TestSocketStateRefused(t *testing.T) {
 	needsGocr(t)
 	for _, c := range []struct{ mode, want string }{
 		{"ebpf", "SO_ATTACH_BPF"},
 		{"soerror", "SO_ERROR"},
-		{"membership", "multicast group 239.1.2.3"},
+		{"msfilter", "source filter"},
 		{"savedsyn", "TCP_SAVED_SYN"},
 		{"md5sig", "TCP_MD5SIG"},
 		{"tcpipopts", "IP_OPTIONS"},
 		{"ipv6hdr", "IPV6_DSTOPTS"},
+		{"unixreset", "SO_ERROR"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			switch c.mode {

@@ -1,8 +1,8 @@
 /*
  * Socket state beyond plain options (argv[2] picks the case):
  *   restored    a UDP socket with a locked classic filter, IP options,
- *               IP_MULTICAST_ALL off, IP_MULTICAST_IF and a datagram
- *               queued; a unix datagram socketpair whose end has a
+ *               IP_MULTICAST_ALL off, IP_MULTICAST_IF, a membership of
+ *               239.1.2.3 on the loopback and a datagram queued; a unix datagram socketpair whose end has a
  *               filter and a datagram queued; a TCP listener with a
  *               filter, TCP_MAXSEG and TCP_SAVE_SYN; a TCP socket not
  *               connected with TCP_MAXSEG. After SIGTERM each reads
@@ -13,10 +13,13 @@
  *   ebpf        a UDP socket with an eBPF filter (SO_ATTACH_BPF).
  *   soerror     a UDP socket connected to a closed port with its error
  *               (ECONNREFUSED) pending.
- *   membership  a UDP socket that joined 239.1.2.3 on the loopback.
+ *   msfilter    a UDP socket that joined 239.1.2.4 on the loopback for
+ *               one source (IP_ADD_SOURCE_MEMBERSHIP).
  *   savedsyn    an accepted connection whose saved SYN was not read.
  *   md5sig      a TCP listener with an MD5 key (TCP_MD5SIG).
  *   tcpipopts   a TCP connection with IP options (IP_OPTIONS).
+ *   unixreset   a unix stream socket whose peer was closed with data it
+ *               had not read (ECONNRESET pending).
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
  */
@@ -126,6 +129,31 @@ static void expect_datagram(int s, const char *want, const char *what)
 		tgt_fail("%s: got %zd bytes, want %s", what, r, want);
 }
 
+static struct ip_mreqn group(const char *g)
+{
+	struct ip_mreqn m = { .imr_ifindex = (int)if_nametoindex("lo") };
+
+	inet_aton(g, &m.imr_multiaddr);
+	return m;
+}
+
+static void join(int s, const char *g)
+{
+	struct ip_mreqn m = group(g);
+
+	if (setsockopt(s, SOL_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("IP_ADD_MEMBERSHIP %s: %s", g, strerror(errno));
+}
+
+/* Leaving fails with EADDRNOTAVAIL if the socket is no member. */
+static void leave(int s, const char *g)
+{
+	struct ip_mreqn m = group(g);
+
+	if (setsockopt(s, SOL_IP, IP_DROP_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("no longer a member of %s (IP_DROP_MEMBERSHIP: %s)", g, strerror(errno));
+}
+
 static const unsigned char ipopts[] = { IPOPT_NOP, IPOPT_NOP, IPOPT_NOP, IPOPT_END };
 
 static void restored(void)
@@ -147,6 +175,7 @@ static void restored(void)
 	setint(u, SOL_IP, IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL");
 	if (setsockopt(u, SOL_IP, IP_MULTICAST_IF, &mcif, sizeof(mcif)) < 0)
 		tgt_fail("IP_MULTICAST_IF: %s", strerror(errno));
+	join(u, "239.1.2.3");
 	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
 		tgt_fail("socketpair: %s", strerror(errno));
 	attach(sv[0]);
@@ -171,6 +200,7 @@ static void restored(void)
 	if (getsockopt(u, SOL_IP, IP_MULTICAST_IF, &mcif, &ol) < 0 || mcif.s_addr != htonl(INADDR_LOOPBACK))
 		tgt_fail("IP_MULTICAST_IF reads back as %s", inet_ntoa(mcif));
 	expect_datagram(u, "u1", "UDP socket");
+	leave(u, "239.1.2.3");
 	want_filter(sv[0], "unix socket");
 	wantint(sv[0], SOL_SOCKET, SO_LOCK_FILTER, 0, "unix SO_LOCK_FILTER");
 	expect_datagram(sv[0], "x1", "unix socket");
@@ -241,19 +271,20 @@ static void soerror(void)
 	tgt_pass();
 }
 
-static void membership(void)
+static void msfilter(void)
 {
 	int u = bound(SOCK_DGRAM);
-	struct ip_mreqn m = { .imr_ifindex = (int)if_nametoindex("lo") };
+	struct ip_mreq_source m = { .imr_interface = { htonl(INADDR_LOOPBACK) } };
 
-	inet_aton("239.1.2.3", &m.imr_multiaddr);
-	if (setsockopt(u, SOL_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
-		tgt_fail("IP_ADD_MEMBERSHIP: %s", strerror(errno));
+	inet_aton("239.1.2.4", &m.imr_multiaddr);
+	inet_aton("127.0.0.2", &m.imr_sourceaddr);
+	if (setsockopt(u, SOL_IP, IP_ADD_SOURCE_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("IP_ADD_SOURCE_MEMBERSHIP: %s", strerror(errno));
 	to_fd(u, REFUSED_FD);
 	tgt_ready();
 	tgt_wait();
-	if (setsockopt(REFUSED_FD, SOL_IP, IP_DROP_MEMBERSHIP, &m, sizeof(m)) < 0)
-		tgt_fail("no longer a member (IP_DROP_MEMBERSHIP: %s)", strerror(errno));
+	if (setsockopt(REFUSED_FD, SOL_IP, IP_DROP_SOURCE_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("no longer a member (IP_DROP_SOURCE_MEMBERSHIP: %s)", strerror(errno));
 	tgt_pass();
 }
 
@@ -344,6 +375,24 @@ static void ipv6hdr(void)
 	tgt_pass();
 }
 
+static void unixreset(void)
+{
+	int sv[2];
+	char c;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		tgt_fail("socketpair: %s", strerror(errno));
+	if (send(sv[0], "r", 1, 0) != 1)
+		tgt_fail("send: %s", strerror(errno));
+	close(sv[1]);
+	to_fd(sv[0], REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (recv(REFUSED_FD, &c, 1, MSG_DONTWAIT) >= 0 || errno != ECONNRESET)
+		tgt_fail("recv gave no ECONNRESET (%s)", strerror(errno));
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -356,8 +405,8 @@ int main(int argc, char **argv)
 		ebpf();
 	else if (strcmp(mode, "soerror") == 0)
 		soerror();
-	else if (strcmp(mode, "membership") == 0)
-		membership();
+	else if (strcmp(mode, "msfilter") == 0)
+		msfilter();
 	else if (strcmp(mode, "savedsyn") == 0)
 		savedsyn();
 	else if (strcmp(mode, "md5sig") == 0)
@@ -366,5 +415,7 @@ int main(int argc, char **argv)
 		tcpipopts();
 	else if (strcmp(mode, "ipv6hdr") == 0)
 		ipv6hdr();
-	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|membership|savedsyn|md5sig|tcpipopts|ipv6hdr");
+	else if (strcmp(mode, "unixreset") == 0)
+		unixreset();
+	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset");
 }
