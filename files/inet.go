@@ -58,7 +58,15 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if fd.Flags&unix.O_ASYNC != 0 {
 		return errors.New("signal-driven I/O (O_ASYNC) is on: its owner and signal are not restored")
 	}
+	h, err := takeFd(e.Pid, e.Fd)
+	if err != nil {
+		return fmt.Errorf("take a handle of it: %w", err)
+	}
+	defer unix.Close(h)
 	d, err := proc.ReadInetSocket(family, protocol, e.Stat.Ino)
+	if errors.Is(err, unix.ENOENT) {
+		d, err = unhashedInetSocket(h, family, protocol, e.Stat.Ino)
+	}
 	if err != nil {
 		return err
 	}
@@ -73,11 +81,6 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if d.Local.Port() != 0 || !d.Local.Addr().IsUnspecified() {
 		u.LocalAddr, u.LocalPort = d.Local.Addr().AsSlice(), uint32(d.Local.Port())
 	}
-	h, err := takeFd(e.Pid, e.Fd)
-	if err != nil {
-		return fmt.Errorf("take a handle of it: %w", err)
-	}
-	defer unix.Close(h)
 	if protocol == unix.IPPROTO_TCP {
 		err = dumpTCP(d, u)
 	} else {

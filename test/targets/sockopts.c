@@ -5,7 +5,8 @@
  *               239.1.2.3 on the loopback and a datagram queued; a unix datagram socketpair whose end has a
  *               filter and a datagram queued; a TCP listener with a
  *               filter, TCP_MAXSEG and TCP_SAVE_SYN; a TCP socket not
- *               connected with TCP_MAXSEG. After SIGTERM each reads
+ *               connected with TCP_MAXSEG; TCP and UDP sockets never
+ *               bound, with an option each. After SIGTERM each reads
  *               back as set, the datagrams arrive, and a connection the
  *               listener accepts has its SYN saved.
  * Refusal modes set up one socket at fd 70 that gocr must refuse; after
@@ -20,6 +21,7 @@
  *   tcpipopts   a TCP connection with IP options (IP_OPTIONS).
  *   unixreset   a unix stream socket whose peer was closed with data it
  *               had not read (ECONNRESET pending).
+ *   tcpreset    a TCP connection reset by its peer, its error read.
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
  */
@@ -159,6 +161,7 @@ static const unsigned char ipopts[] = { IPOPT_NOP, IPOPT_NOP, IPOPT_NOP, IPOPT_E
 static void restored(void)
 {
 	int u = bound(SOCK_DGRAM), snd = bound(SOCK_DGRAM), l = bound(SOCK_STREAM), t = bound(SOCK_STREAM);
+	int ut = socket(AF_INET, SOCK_STREAM, 0), uu = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in ua = name_of(u), la = name_of(l), got;
 	struct in_addr mcif = { htonl(INADDR_LOOPBACK) };
 	unsigned char ob[40];
@@ -187,6 +190,10 @@ static void restored(void)
 	if (listen(l, 4) < 0)
 		tgt_fail("listen: %s", strerror(errno));
 	setint(t, SOL_TCP, TCP_MAXSEG, 1200, "TCP_MAXSEG");
+	if (ut < 0 || uu < 0)
+		tgt_fail("socket: %s", strerror(errno));
+	setint(ut, SOL_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	setint(uu, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
 	tgt_ready();
 	tgt_wait();
 
@@ -208,6 +215,10 @@ static void restored(void)
 	wantint(l, SOL_TCP, TCP_MAXSEG, 1000, "listener TCP_MAXSEG");
 	wantint(l, SOL_TCP, TCP_SAVE_SYN, 1, "TCP_SAVE_SYN");
 	wantint(t, SOL_TCP, TCP_MAXSEG, 1200, "unconnected TCP_MAXSEG");
+	wantint(ut, SOL_TCP, TCP_NODELAY, 1, "unbound TCP_NODELAY");
+	wantint(uu, SOL_SOCKET, SO_BROADCAST, 1, "unbound SO_BROADCAST");
+	if (name_of(ut).sin_port != 0 || name_of(uu).sin_port != 0)
+		tgt_fail("an unbound socket came back bound");
 	got = name_of(l);
 	if (got.sin_port != la.sin_port)
 		tgt_fail("listener port changed");
@@ -393,6 +404,32 @@ static void unixreset(void)
 	tgt_pass();
 }
 
+static void tcpreset(void)
+{
+	int l = bound(SOCK_STREAM), c = socket(AF_INET, SOCK_STREAM, 0), a;
+	struct sockaddr_in la = name_of(l);
+	struct linger lg = { 1, 0 };
+	struct pollfd p = { .fd = c };
+	char ch;
+
+	if (listen(l, 4) < 0 || c < 0 || connect(c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("listen and connect: %s", strerror(errno));
+	a = accept(l, NULL, NULL);
+	if (a < 0 || setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+		tgt_fail("accept and SO_LINGER: %s", strerror(errno));
+	close(a); /* a linger of 0 sends a reset */
+	if (poll(&p, 1, 10000) != 1 || !(p.revents & POLLERR))
+		tgt_fail("no reset within 10 s");
+	wantint(c, SOL_SOCKET, SO_ERROR, ECONNRESET, "SO_ERROR");
+	to_fd(c, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	/* A reset socket reads the end of file; a new one is not connected. */
+	if (recv(REFUSED_FD, &ch, 1, MSG_DONTWAIT) != 0)
+		tgt_fail("recv on the reset socket: %s", strerror(errno));
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -417,5 +454,7 @@ int main(int argc, char **argv)
 		ipv6hdr();
 	else if (strcmp(mode, "unixreset") == 0)
 		unixreset();
-	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset");
+	else if (strcmp(mode, "tcpreset") == 0)
+		tcpreset();
+	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset|tcpreset");
 }
