@@ -39,7 +39,7 @@ func TestSocketStateRestored(t *testing.T) {
 // socket as it was: an eBPF filter, a pending error, a multicast
 // membership with a source filter, a saved SYN not read, an MD5 key, IP options on a TCP
 // connection, an IPv6 extension header, a unix socket's ECONNRESET, a
-// TCP connection reset (which sock_diag does not show).
+// TCP connection reset (which sock_diag does not show), SO_TIMESTAMPING.
 func TestSocketStateRefused(t *testing.T) {
 	needsGocr(t)
 	for _, c := range []struct{ mode, want string }{
@@ -52,6 +52,7 @@ func TestSocketStateRefused(t *testing.T) {
 		{"ipv6hdr", "IPV6_DSTOPTS"},
 		{"unixreset", "SO_ERROR"},
 		{"tcpreset", "a connection closed"},
+		{"timestamping", "SO_TIMESTAMPING"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			switch c.mode {

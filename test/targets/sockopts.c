@@ -6,7 +6,8 @@
  *               filter and a datagram queued; a TCP listener with a
  *               filter, TCP_MAXSEG and TCP_SAVE_SYN; a TCP socket not
  *               connected with TCP_MAXSEG; TCP and UDP sockets never
- *               bound, with an option each. After SIGTERM each reads
+ *               bound, with options (among them IP_LOCAL_PORT_RANGE
+ *               and TCP_FASTOPEN_CONNECT). After SIGTERM each reads
  *               back as set, the datagrams arrive, and a connection the
  *               listener accepts has its SYN saved.
  * Refusal modes set up one socket at fd 70 that gocr must refuse; after
@@ -22,6 +23,7 @@
  *   unixreset   a unix stream socket whose peer was closed with data it
  *               had not read (ECONNRESET pending).
  *   tcpreset    a TCP connection reset by its peer, its error read.
+ *   timestamping  a UDP socket with SO_TIMESTAMPING.
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
  */
@@ -30,6 +32,7 @@
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/filter.h>
+#include <linux/net_tstamp.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -39,6 +42,10 @@
 #include <sys/syscall.h>
 
 #define REFUSED_FD 70
+
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51 /* include/uapi/linux/in.h, Linux 6.3 */
+#endif
 
 static void setint(int fd, int level, int opt, int v, const char *name)
 {
@@ -168,6 +175,7 @@ static void restored(void)
 	socklen_t ol = sizeof(ob);
 	int sv[2], c, a;
 	char syn[512];
+	uint64_t rate = 5000000000ULL; /* above 2^32: needs the 8-byte form */
 
 	if (sendto(snd, "u1", 2, 0, (struct sockaddr *)&ua, sizeof(ua)) != 2)
 		tgt_fail("sendto: %s", strerror(errno));
@@ -193,6 +201,12 @@ static void restored(void)
 	if (ut < 0 || uu < 0)
 		tgt_fail("socket: %s", strerror(errno));
 	setint(ut, SOL_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	setint(ut, SOL_IP, IP_LOCAL_PORT_RANGE, 40000 | 41000 << 16, "IP_LOCAL_PORT_RANGE");
+	setint(ut, SOL_TCP, TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT");
+	setint(u, SOL_IP, IP_RECVORIGDSTADDR, 1, "IP_RECVORIGDSTADDR");
+	setint(l, SOL_IP, IP_MINTTL, 3, "IP_MINTTL");
+	if (setsockopt(u, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0)
+		tgt_fail("SO_MAX_PACING_RATE: %s", strerror(errno));
 	setint(uu, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
 	tgt_ready();
 	tgt_wait();
@@ -216,6 +230,14 @@ static void restored(void)
 	wantint(l, SOL_TCP, TCP_SAVE_SYN, 1, "TCP_SAVE_SYN");
 	wantint(t, SOL_TCP, TCP_MAXSEG, 1200, "unconnected TCP_MAXSEG");
 	wantint(ut, SOL_TCP, TCP_NODELAY, 1, "unbound TCP_NODELAY");
+	wantint(ut, SOL_IP, IP_LOCAL_PORT_RANGE, 40000 | 41000 << 16, "IP_LOCAL_PORT_RANGE");
+	wantint(ut, SOL_TCP, TCP_FASTOPEN_CONNECT, 1, "TCP_FASTOPEN_CONNECT");
+	wantint(u, SOL_IP, IP_RECVORIGDSTADDR, 1, "IP_RECVORIGDSTADDR");
+	wantint(l, SOL_IP, IP_MINTTL, 3, "IP_MINTTL");
+	ol = sizeof(rate);
+	rate = 0;
+	if (getsockopt(u, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, &ol) < 0 || rate != 5000000000ULL)
+		tgt_fail("SO_MAX_PACING_RATE reads back as %llu", (unsigned long long)rate);
 	wantint(uu, SOL_SOCKET, SO_BROADCAST, 1, "unbound SO_BROADCAST");
 	if (name_of(ut).sin_port != 0 || name_of(uu).sin_port != 0)
 		tgt_fail("an unbound socket came back bound");
@@ -430,6 +452,18 @@ static void tcpreset(void)
 	tgt_pass();
 }
 
+static void timestamping(void)
+{
+	int u = bound(SOCK_DGRAM);
+
+	setint(u, SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE, "SO_TIMESTAMPING");
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	wantint(REFUSED_FD, SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE, "SO_TIMESTAMPING");
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -456,5 +490,7 @@ int main(int argc, char **argv)
 		unixreset();
 	else if (strcmp(mode, "tcpreset") == 0)
 		tcpreset();
-	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset|tcpreset");
+	else if (strcmp(mode, "timestamping") == 0)
+		timestamping();
+	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset|tcpreset|timestamping");
 }
