@@ -70,6 +70,11 @@ func readInetState(h int, d proc.InetSocket, u *gocrpb.InetSocketFd) error {
 			return err
 		}
 	}
+	if u.GetProtocol() == unix.IPPROTO_TCP {
+		if err := refuseTCPAO(h); err != nil {
+			return err
+		}
+	}
 	if d.MD5Keys > 0 {
 		return fmt.Errorf("%d TCP MD5 signature key(s) (TCP_MD5SIG), which gocr does not restore", d.MD5Keys)
 	}
@@ -108,6 +113,26 @@ func refusePendingError(h int, d proc.InetSocket) error {
 		return nil
 	}
 	return refuseSocketError(h)
+}
+
+// tcpAOInfo is TCP_AO_INFO and the size of struct tcp_ao_info_opt
+// (include/uapi/linux/tcp.h, Linux 6.7).
+const (
+	tcpAOInfo    = 38
+	tcpAOInfoLen = 48
+)
+
+// refuseTCPAO refuses a socket with TCP-AO keys (TCP_AO_ADD_KEY, RFC
+// 5925). getsockopt TCP_AO_INFO succeeds only on a socket that has them:
+// ENOENT without, ENOPROTOOPT on a kernel without CONFIG_TCP_AO
+// (net/ipv4/tcp_ao.c tcp_ao_get_sock_info). Any error is taken for
+// none, so that a kernel answering otherwise refuses nothing.
+func refuseTCPAO(h int) error {
+	buf := make([]byte, tcpAOInfoLen)
+	if _, err := getsockoptLen(h, unix.SOL_TCP, tcpAOInfo, buf, tcpAOInfoLen); err == nil {
+		return errors.New("TCP-AO keys (TCP_AO_ADD_KEY), which gocr does not restore")
+	}
+	return nil
 }
 
 // refuseSavedSyn refuses a connection whose saved SYN (TCP_SAVE_SYN on
