@@ -105,9 +105,7 @@ func dumpUnixSocket(e *Entry, fd *gocrpb.Fd) error {
 	if err := readUnixOptions(h, d.Type, u); err != nil {
 		return err
 	}
-	// A stream socket's peer closed with data it had not read leaves
-	// ECONNRESET pending (net/unix/af_unix.c unix_release_sock).
-	if err := refuseSocketError(h); err != nil {
+	if err := readUnixError(h, u); err != nil {
 		return err
 	}
 	if u.Filter, err = readSocketFilter(h); err != nil {
@@ -206,6 +204,9 @@ func (unixSocketKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	x.given = true
 	h := x.h
 	if err := setUnixOptions(h, u); err != nil {
+		return 0, err
+	}
+	if err := checkUnixError(h, u); err != nil {
 		return 0, err
 	}
 	// After every socket's queue is filled (makeUnixSockets): a

@@ -4308,7 +4308,10 @@ type UnixSocketFd struct {
 	// it is accepted: those of the process holding this socket.
 	ConnectorCred *UnixPeerCred `protobuf:"bytes,103,opt,name=connector_cred,json=connectorCred,proto3" json:"connector_cred,omitempty"`
 	// Its classic socket filter, if any (files/sockfilter.go).
-	Filter        *SocketFilter `protobuf:"bytes,143,opt,name=filter,proto3" json:"filter,omitempty"`
+	Filter *SocketFilter `protobuf:"bytes,143,opt,name=filter,proto3" json:"filter,omitempty"`
+	// A stream or seqpacket socket whose peer was closed with data it had
+	// not read: ECONNRESET waits to be read (SO_ERROR).
+	ResetPending  bool `protobuf:"varint,144,opt,name=reset_pending,json=resetPending,proto3" json:"reset_pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4523,6 +4526,13 @@ func (x *UnixSocketFd) GetFilter() *SocketFilter {
 		return x.Filter
 	}
 	return nil
+}
+
+func (x *UnixSocketFd) GetResetPending() bool {
+	if x != nil {
+		return x.ResetPending
+	}
+	return false
 }
 
 // SocketFilter is a classic BPF program attached with SO_ATTACH_FILTER
@@ -6878,7 +6888,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xcd\b\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xf3\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -6910,7 +6920,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\x122\n" +
 	"\tpeer_cred\x18f \x01(\v2\x15.gocr.v1.UnixPeerCredR\bpeerCred\x12<\n" +
 	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\x12.\n" +
-	"\x06filter\x18\x8f\x01 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\">\n" +
+	"\x06filter\x18\x8f\x01 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\x12$\n" +
+	"\rreset_pending\x18\x90\x01 \x01(\bR\fresetPending\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +

@@ -24,7 +24,8 @@ func init() {
 // (each with a datagram queued before it was attached), a TCP listener's
 // filter, TCP_MAXSEG and TCP_SAVE_SYN, and an unconnected TCP socket's
 // TCP_MAXSEG, and TCP and UDP sockets never bound (which sock_diag does
-// not show) with an option each: sockopts.c reads each back after the restore, gets its
+// not show) with an option each, a unix stream socket with ECONNRESET
+// pending (its peer closed with data unread): sockopts.c reads each back after the restore, gets its
 // datagrams, and finds the SYN saved on a connection its listener accepts.
 func TestSocketStateRestored(t *testing.T) {
 	needsRoot(t)
@@ -38,7 +39,7 @@ func TestSocketStateRestored(t *testing.T) {
 // in one line naming the fd and what it is, and sockopts.c then finds its
 // socket as it was: an eBPF filter, a pending error, a multicast
 // membership with a source filter, a saved SYN not read, an MD5 key, IP options on a TCP
-// connection, an IPv6 extension header, a unix socket's ECONNRESET, a
+// connection, an IPv6 extension header, a unix datagram socket's ECONNRESET, a
 // TCP connection reset (which sock_diag does not show), SO_TIMESTAMPING.
 func TestSocketStateRefused(t *testing.T) {
 	needsGocr(t)
@@ -50,7 +51,7 @@ func TestSocketStateRefused(t *testing.T) {
 		{"md5sig", "TCP_MD5SIG"},
 		{"tcpipopts", "IP_OPTIONS"},
 		{"ipv6hdr", "IPV6_DSTOPTS"},
-		{"unixreset", "SO_ERROR"},
+		{"unixdgramreset", "SO_ERROR"},
 		{"tcpreset", "a connection closed"},
 		{"timestamping", "SO_TIMESTAMPING"},
 	} {

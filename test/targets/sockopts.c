@@ -7,7 +7,9 @@
  *               filter, TCP_MAXSEG and TCP_SAVE_SYN; a TCP socket not
  *               connected with TCP_MAXSEG; TCP and UDP sockets never
  *               bound, with options (among them IP_LOCAL_PORT_RANGE
- *               and TCP_FASTOPEN_CONNECT). After SIGTERM each reads
+ *               and TCP_FASTOPEN_CONNECT); a unix stream socket whose
+ *               peer was closed with data it had not read, with data
+ *               of its own to read (ECONNRESET pending). After SIGTERM each reads
  *               back as set, the datagrams arrive, and a connection the
  *               listener accepts has its SYN saved.
  * Refusal modes set up one socket at fd 70 that gocr must refuse; after
@@ -20,8 +22,9 @@
  *   savedsyn    an accepted connection whose saved SYN was not read.
  *   md5sig      a TCP listener with an MD5 key (TCP_MD5SIG).
  *   tcpipopts   a TCP connection with IP options (IP_OPTIONS).
- *   unixreset   a unix stream socket whose peer was closed with data it
- *               had not read (ECONNRESET pending).
+ *   unixdgramreset  a unix datagram socket whose peer, connected to it,
+ *               disconnected with a datagram from it unread
+ *               (ECONNRESET pending).
  *   tcpreset    a TCP connection reset by its peer, its error read.
  *   timestamping  a UDP socket with SO_TIMESTAMPING.
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
@@ -165,6 +168,32 @@ static void leave(int s, const char *g)
 
 static const unsigned char ipopts[] = { IPOPT_NOP, IPOPT_NOP, IPOPT_NOP, IPOPT_END };
 
+/* A stream socket whose peer was closed with "r" unread, "q" waiting at
+ * it: recv gives "q", then ECONNRESET, then the end of file. */
+static void reset_pair(int *r)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		tgt_fail("socketpair: %s", strerror(errno));
+	if (send(sv[1], "q", 1, 0) != 1 || send(sv[0], "r", 1, 0) != 1)
+		tgt_fail("send: %s", strerror(errno));
+	close(sv[1]);
+	*r = sv[0];
+}
+
+static void check_reset_pair(int r)
+{
+	char c = 0;
+
+	if (recv(r, &c, 1, MSG_DONTWAIT) != 1 || c != 'q')
+		tgt_fail("the reset unix socket's data: %s", strerror(errno));
+	if (recv(r, &c, 1, MSG_DONTWAIT) >= 0 || errno != ECONNRESET)
+		tgt_fail("the reset unix socket gave no ECONNRESET (%s)", strerror(errno));
+	if (recv(r, &c, 1, MSG_DONTWAIT) != 0)
+		tgt_fail("the reset unix socket gave no end of file (%s)", strerror(errno));
+}
+
 static void restored(void)
 {
 	int u = bound(SOCK_DGRAM), snd = bound(SOCK_DGRAM), l = bound(SOCK_STREAM), t = bound(SOCK_STREAM);
@@ -173,7 +202,7 @@ static void restored(void)
 	struct in_addr mcif = { htonl(INADDR_LOOPBACK) };
 	unsigned char ob[40];
 	socklen_t ol = sizeof(ob);
-	int sv[2], c, a;
+	int sv[2], c, a, rs;
 	char syn[512];
 	uint64_t rate = 5000000000ULL; /* above 2^32: needs the 8-byte form */
 
@@ -208,6 +237,7 @@ static void restored(void)
 	if (setsockopt(u, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0)
 		tgt_fail("SO_MAX_PACING_RATE: %s", strerror(errno));
 	setint(uu, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
+	reset_pair(&rs);
 	tgt_ready();
 	tgt_wait();
 
@@ -241,6 +271,7 @@ static void restored(void)
 	wantint(uu, SOL_SOCKET, SO_BROADCAST, 1, "unbound SO_BROADCAST");
 	if (name_of(ut).sin_port != 0 || name_of(uu).sin_port != 0)
 		tgt_fail("an unbound socket came back bound");
+	check_reset_pair(rs);
 	got = name_of(l);
 	if (got.sin_port != la.sin_port)
 		tgt_fail("listener port changed");
@@ -408,16 +439,20 @@ static void ipv6hdr(void)
 	tgt_pass();
 }
 
-static void unixreset(void)
+static void unixdgramreset(void)
 {
 	int sv[2];
+	struct sockaddr un = { .sa_family = AF_UNSPEC };
 	char c;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
 		tgt_fail("socketpair: %s", strerror(errno));
-	if (send(sv[0], "r", 1, 0) != 1)
+	/* The peer disconnecting with a datagram unread (net/unix/af_unix.c
+	 * unix_dgram_disconnected). */
+	if (send(sv[0], "d", 1, 0) != 1)
 		tgt_fail("send: %s", strerror(errno));
-	close(sv[1]);
+	if (connect(sv[1], &un, sizeof(un)) < 0)
+		tgt_fail("disconnect: %s", strerror(errno));
 	to_fd(sv[0], REFUSED_FD);
 	tgt_ready();
 	tgt_wait();
@@ -486,11 +521,11 @@ int main(int argc, char **argv)
 		tcpipopts();
 	else if (strcmp(mode, "ipv6hdr") == 0)
 		ipv6hdr();
-	else if (strcmp(mode, "unixreset") == 0)
-		unixreset();
+	else if (strcmp(mode, "unixdgramreset") == 0)
+		unixdgramreset();
 	else if (strcmp(mode, "tcpreset") == 0)
 		tcpreset();
 	else if (strcmp(mode, "timestamping") == 0)
 		timestamping();
-	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixreset|tcpreset|timestamping");
+	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping");
 }
