@@ -18,21 +18,31 @@ func init() {
 	}{"sockopts.c", nil}
 }
 
-// TestSocketStateRestored: a UDP socket's locked classic filter, IP
-// options, IP_MULTICAST_ALL, IP_MULTICAST_IF and multicast membership, a
-// unix socket's filter
-// (each with a datagram queued before it was attached), a TCP listener's
-// filter, TCP_MAXSEG and TCP_SAVE_SYN, and an unconnected TCP socket's
-// TCP_MAXSEG, and TCP and UDP sockets never bound (which sock_diag does
-// not show) with an option each, a unix stream socket with ECONNRESET
-// pending (its peer closed with data unread): sockopts.c reads each back after the restore, gets its
-// datagrams, and finds the SYN saved on a connection its listener accepts.
+// TestSocketStateRestored: in "restored", a UDP socket's locked classic
+// filter, IP options, IP_MULTICAST_ALL, IP_MULTICAST_IF, multicast
+// membership and SO_MAX_PACING_RATE, and a unix socket's filter (each
+// with a datagram queued before it was attached); a TCP listener's
+// filter, TCP_MAXSEG, TCP_SAVE_SYN and IP_MINTTL; an unconnected TCP
+// socket's TCP_MAXSEG; TCP and UDP sockets never bound (which sock_diag
+// does not list) with their options; a unix stream socket with ECONNRESET
+// pending (its peer closed with data unread). In "restored6", an IPv6
+// UDP socket's membership, IPV6_MULTICAST_IF and IPV6_MULTICAST_ALL.
+// sockopts.c reads each back after the restore, gets its datagrams, the
+// ECONNRESET after its data, and the SYN saved on a connection its
+// listener accepts.
 func TestSocketStateRestored(t *testing.T) {
 	needsRoot(t)
 	needsUnixDiag(t)
-	tg := startTarget(t, "sockopts", "restored")
-	pid := checkpointRestore(t, tg, cycleOpts{})
-	checkResult(t, tg, pid)
+	for _, mode := range []string{"restored", "restored6"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "restored6" {
+				needsIPv6Loopback(t)
+			}
+			tg := startTarget(t, "sockopts", mode)
+			pid := checkpointRestore(t, tg, cycleOpts{})
+			checkResult(t, tg, pid)
+		})
+	}
 }
 
 // TestSocketStateRefused: socket state nothing can make again is refused

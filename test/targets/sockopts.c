@@ -12,6 +12,9 @@
  *               of its own to read (ECONNRESET pending). After SIGTERM each reads
  *               back as set, the datagrams arrive, and a connection the
  *               listener accepts has its SYN saved.
+ *   restored6   an IPv6 UDP socket bound to ::1 with a membership of
+ *               ff02::1:3 on the loopback, IPV6_MULTICAST_IF and
+ *               IPV6_MULTICAST_ALL off: after SIGTERM each reads back.
  * Refusal modes set up one socket at fd 70 that gocr must refuse; after
  * SIGTERM the target checks it is as it was:
  *   ebpf        a UDP socket with an eBPF filter (SO_ATTACH_BPF).
@@ -499,6 +502,29 @@ static void timestamping(void)
 	tgt_pass();
 }
 
+static void restored6(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct ipv6_mreq m = { .ipv6mr_interface = if_nametoindex("lo") };
+	int u = socket(AF_INET6, SOCK_DGRAM, 0);
+
+	if (u < 0 || bind(u, (struct sockaddr *)&a, sizeof(a)) < 0)
+		tgt_fail("socket and bind: %s", strerror(errno));
+	inet_pton(AF_INET6, "ff02::1:3", &m.ipv6mr_multiaddr);
+	if (setsockopt(u, SOL_IPV6, IPV6_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("IPV6_ADD_MEMBERSHIP: %s", strerror(errno));
+	setint(u, SOL_IPV6, IPV6_MULTICAST_IF, (int)m.ipv6mr_interface, "IPV6_MULTICAST_IF");
+	setint(u, SOL_IPV6, IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL");
+	tgt_ready();
+	tgt_wait();
+	wantint(u, SOL_IPV6, IPV6_MULTICAST_IF, (int)m.ipv6mr_interface, "IPV6_MULTICAST_IF");
+	wantint(u, SOL_IPV6, IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL");
+	/* Leaving fails with EADDRNOTAVAIL if the socket is no member. */
+	if (setsockopt(u, SOL_IPV6, IPV6_DROP_MEMBERSHIP, &m, sizeof(m)) < 0)
+		tgt_fail("no longer a member of ff02::1:3 (IPV6_DROP_MEMBERSHIP: %s)", strerror(errno));
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode;
@@ -507,6 +533,8 @@ int main(int argc, char **argv)
 	mode = argc > 2 ? argv[2] : "";
 	if (strcmp(mode, "restored") == 0)
 		restored();
+	else if (strcmp(mode, "restored6") == 0)
+		restored6();
 	else if (strcmp(mode, "ebpf") == 0)
 		ebpf();
 	else if (strcmp(mode, "soerror") == 0)
@@ -527,5 +555,5 @@ int main(int argc, char **argv)
 		tcpreset();
 	else if (strcmp(mode, "timestamping") == 0)
 		timestamping();
-	tgt_fail("usage: sockopts RESULT restored|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping");
+	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping");
 }
