@@ -58,7 +58,15 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if fd.Flags&unix.O_ASYNC != 0 {
 		return errors.New("signal-driven I/O (O_ASYNC) is on: its owner and signal are not restored")
 	}
+	h, err := takeFd(e.Pid, e.Fd)
+	if err != nil {
+		return fmt.Errorf("take a handle of it: %w", err)
+	}
+	defer unix.Close(h)
 	d, err := proc.ReadInetSocket(family, protocol, e.Stat.Ino)
+	if errors.Is(err, unix.ENOENT) {
+		d, err = unhashedInetSocket(h, family, protocol, e.Stat.Ino)
+	}
 	if err != nil {
 		return err
 	}
@@ -73,14 +81,6 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	if d.Local.Port() != 0 || !d.Local.Addr().IsUnspecified() {
 		u.LocalAddr, u.LocalPort = d.Local.Addr().AsSlice(), uint32(d.Local.Port())
 	}
-	h, err := takeFd(e.Pid, e.Fd)
-	if err != nil {
-		return fmt.Errorf("take a handle of it: %w", err)
-	}
-	defer unix.Close(h)
-	// A pending error (SO_ERROR) is not read: reading it clears it
-	// (man 7 socket). A TCP socket reset or closed shows it by its
-	// state; a UDP socket's (an ICMP error) is not restored.
 	if protocol == unix.IPPROTO_TCP {
 		err = dumpTCP(d, u)
 	} else {
@@ -90,6 +90,9 @@ func (inetSocketKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 		return err
 	}
 	if err := readInetOptions(h, family, typ, protocol, u); err != nil {
+		return err
+	}
+	if err := readInetState(h, d, u); err != nil {
 		return err
 	}
 	fd.Kind = &gocrpb.Fd_InetSocket{InetSocket: u}
@@ -169,6 +172,9 @@ func (inetSocketKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		err = openInetSocket(h, u)
 	}
 	if err != nil {
+		return 0, err
+	}
+	if err := setInetState(h, u); err != nil {
 		return 0, err
 	}
 	if err := setSocketStatusFlags(h, fd.Flags); err != nil {

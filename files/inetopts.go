@@ -3,8 +3,10 @@
 package files
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -23,7 +25,12 @@ type inetIntOption struct {
 }
 
 // inetOptions are the options gocr restores, each set when it differs
-// from a new socket's and read back. SO_REUSEADDR on a connection comes
+// from a new socket's and read back. TCP_MAXSEG reads the MSS the user set
+// (user_mss) on a socket not connected or listening, and the MSS in use
+// on a connection (net/ipv4/tcp.c do_tcp_getsockopt): it is read on the
+// former only (a connection's MSS comes back in repair mode,
+// tcprepair.go). TCP_SAVE_SYN is the flag (tp->save_syn) a listener's
+// connections take. SO_REUSEADDR on a connection comes
 // back when repair mode is off: TCP_REPAIR sets sk_reuse to force a bind
 // and clears it when turned off (net/ipv4/tcp.c do_tcp_setsockopt).
 var inetOptions = []inetIntOption{
@@ -42,6 +49,14 @@ var inetOptions = []inetIntOption{
 	{"SO_ZEROCOPY", unix.SOL_SOCKET, unix.SO_ZEROCOPY, true, true, true, true, false, false},
 	{"SO_BUSY_POLL", unix.SOL_SOCKET, unix.SO_BUSY_POLL, true, true, true, true, false, false},
 	{"SO_INCOMING_CPU", unix.SOL_SOCKET, unix.SO_INCOMING_CPU, true, true, true, true, false, false},
+	{"SO_TXREHASH", unix.SOL_SOCKET, unix.SO_TXREHASH, true, true, true, true, false, false},
+	{"SO_RCVMARK", unix.SOL_SOCKET, unix.SO_RCVMARK, true, true, true, true, false, false},
+	{"SO_RCVPRIORITY", unix.SOL_SOCKET, unix.SO_RCVPRIORITY, true, true, true, true, false, false},
+	{"SO_SELECT_ERR_QUEUE", unix.SOL_SOCKET, unix.SO_SELECT_ERR_QUEUE, true, true, true, true, false, false},
+	{"SO_WIFI_STATUS", unix.SOL_SOCKET, unix.SO_WIFI_STATUS, true, true, true, true, false, false},
+	{"SO_NOFCS", unix.SOL_SOCKET, unix.SO_NOFCS, true, true, true, true, false, false},
+	{"SO_PREFER_BUSY_POLL", unix.SOL_SOCKET, unix.SO_PREFER_BUSY_POLL, true, true, true, true, false, false},
+	{"SO_BUSY_POLL_BUDGET", unix.SOL_SOCKET, unix.SO_BUSY_POLL_BUDGET, true, true, true, true, false, false},
 	{"IP_TOS", unix.SOL_IP, unix.IP_TOS, true, true, true, true, false, false},
 	{"IP_TTL", unix.SOL_IP, unix.IP_TTL, true, true, true, true, false, false},
 	{"IP_MTU_DISCOVER", unix.SOL_IP, unix.IP_MTU_DISCOVER, true, true, true, true, false, false},
@@ -52,8 +67,19 @@ var inetOptions = []inetIntOption{
 	{"IP_FREEBIND", unix.SOL_IP, unix.IP_FREEBIND, true, true, true, true, true, false},
 	{"IP_TRANSPARENT", unix.SOL_IP, unix.IP_TRANSPARENT, true, true, true, true, true, false},
 	{"IP_BIND_ADDRESS_NO_PORT", unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, true, true, true, true, true, false},
+	{"IP_RECVOPTS", unix.SOL_IP, unix.IP_RECVOPTS, true, true, true, true, false, false},
+	{"IP_RETOPTS", unix.SOL_IP, unix.IP_RETOPTS, true, true, true, true, false, false},
+	{"IP_PASSSEC", unix.SOL_IP, unix.IP_PASSSEC, true, true, true, true, false, false},
+	{"IP_RECVORIGDSTADDR", unix.SOL_IP, unix.IP_RECVORIGDSTADDR, true, true, true, true, false, false},
+	{"IP_CHECKSUM", unix.SOL_IP, unix.IP_CHECKSUM, false, true, true, true, false, false},
+	{"IP_RECVFRAGSIZE", unix.SOL_IP, unix.IP_RECVFRAGSIZE, false, true, true, true, false, false},
+	{"IP_RECVERR_RFC4884", unix.SOL_IP, unix.IP_RECVERR_RFC4884, true, true, true, true, false, false},
+	{"IP_MINTTL", unix.SOL_IP, unix.IP_MINTTL, true, true, true, false, false, false},
+	{"IP_UNICAST_IF", unix.SOL_IP, unix.IP_UNICAST_IF, true, true, true, false, false, false},
+	{"IP_LOCAL_PORT_RANGE", unix.SOL_IP, unix.IP_LOCAL_PORT_RANGE, true, true, true, true, true, false},
 	{"IP_MULTICAST_TTL", unix.SOL_IP, unix.IP_MULTICAST_TTL, false, true, true, false, false, false},
 	{"IP_MULTICAST_LOOP", unix.SOL_IP, unix.IP_MULTICAST_LOOP, false, true, true, false, false, false},
+	{"IP_MULTICAST_ALL", unix.SOL_IP, unix.IP_MULTICAST_ALL, false, true, true, false, false, false},
 	{"IPV6_V6ONLY", unix.SOL_IPV6, unix.IPV6_V6ONLY, true, true, false, true, true, false},
 	{"IPV6_TCLASS", unix.SOL_IPV6, unix.IPV6_TCLASS, true, true, false, true, false, false},
 	{"IPV6_UNICAST_HOPS", unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, true, true, false, true, false, false},
@@ -61,8 +87,23 @@ var inetOptions = []inetIntOption{
 	{"IPV6_RECVERR", unix.SOL_IPV6, unix.IPV6_RECVERR, true, true, false, true, false, false},
 	{"IPV6_RECVPKTINFO", unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, false, true, false, true, false, false},
 	{"IPV6_RECVTCLASS", unix.SOL_IPV6, unix.IPV6_RECVTCLASS, true, true, false, true, false, false},
+	{"IPV6_RECVHOPLIMIT", unix.SOL_IPV6, unix.IPV6_RECVHOPLIMIT, true, true, false, true, false, false},
+	{"IPV6_RECVRTHDR", unix.SOL_IPV6, unix.IPV6_RECVRTHDR, true, true, false, true, false, false},
+	{"IPV6_RECVHOPOPTS", unix.SOL_IPV6, unix.IPV6_RECVHOPOPTS, true, true, false, true, false, false},
+	{"IPV6_RECVDSTOPTS", unix.SOL_IPV6, unix.IPV6_RECVDSTOPTS, true, true, false, true, false, false},
+	{"IPV6_RECVORIGDSTADDR", unix.SOL_IPV6, unix.IPV6_RECVORIGDSTADDR, true, true, false, true, false, false},
+	{"IPV6_RECVPATHMTU", unix.SOL_IPV6, unix.IPV6_RECVPATHMTU, true, true, false, true, false, false},
+	{"IPV6_RECVERR_RFC4884", unix.SOL_IPV6, unix.IPV6_RECVERR_RFC4884, true, true, false, true, false, false},
+	{"IPV6_RECVFRAGSIZE", unix.SOL_IPV6, unix.IPV6_RECVFRAGSIZE, false, true, false, true, false, false},
+	{"IPV6_AUTOFLOWLABEL", unix.SOL_IPV6, unix.IPV6_AUTOFLOWLABEL, true, true, false, true, false, false},
+	{"IPV6_DONTFRAG", unix.SOL_IPV6, unix.IPV6_DONTFRAG, true, true, false, true, false, false},
+	{"IPV6_ADDR_PREFERENCES", unix.SOL_IPV6, unix.IPV6_ADDR_PREFERENCES, true, true, false, true, true, false},
+	{"IPV6_MINHOPCOUNT", unix.SOL_IPV6, unix.IPV6_MINHOPCOUNT, true, true, false, true, false, false},
+	{"IPV6_UNICAST_IF", unix.SOL_IPV6, unix.IPV6_UNICAST_IF, true, true, false, true, false, false},
 	{"IPV6_MULTICAST_HOPS", unix.SOL_IPV6, unix.IPV6_MULTICAST_HOPS, false, true, false, true, false, false},
 	{"IPV6_MULTICAST_LOOP", unix.SOL_IPV6, unix.IPV6_MULTICAST_LOOP, false, true, false, true, false, false},
+	{"IPV6_MULTICAST_IF", unix.SOL_IPV6, unix.IPV6_MULTICAST_IF, false, true, false, true, false, false},
+	{"IPV6_MULTICAST_ALL", unix.SOL_IPV6, unix.IPV6_MULTICAST_ALL, false, true, false, true, false, false},
 	{"IPV6_FREEBIND", unix.SOL_IPV6, unix.IPV6_FREEBIND, true, true, false, true, true, false},
 	{"IPV6_TRANSPARENT", unix.SOL_IPV6, unix.IPV6_TRANSPARENT, true, true, false, true, true, false},
 	{"TCP_NODELAY", unix.SOL_TCP, unix.TCP_NODELAY, true, false, true, true, false, false},
@@ -80,6 +121,14 @@ var inetOptions = []inetIntOption{
 	{"TCP_FASTOPEN", unix.SOL_TCP, unix.TCP_FASTOPEN, true, false, true, true, false, false},
 	{"TCP_INQ", unix.SOL_TCP, unix.TCP_INQ, true, false, true, true, false, false},
 	{"TCP_TX_DELAY", unix.SOL_TCP, unix.TCP_TX_DELAY, true, false, true, true, false, false},
+	{"TCP_MAXSEG", unix.SOL_TCP, unix.TCP_MAXSEG, true, false, true, true, false, false},
+	{"TCP_SAVE_SYN", unix.SOL_TCP, unix.TCP_SAVE_SYN, true, false, true, true, false, false},
+	{"TCP_FASTOPEN_CONNECT", unix.SOL_TCP, unix.TCP_FASTOPEN_CONNECT, true, false, true, true, false, false},
+	{"TCP_FASTOPEN_NO_COOKIE", unix.SOL_TCP, unix.TCP_FASTOPEN_NO_COOKIE, true, false, true, true, false, false},
+	{"TCP_RTO_MIN_US", unix.SOL_TCP, unix.TCP_RTO_MIN_US, true, false, true, true, false, false},
+	{"TCP_DELACK_MAX_US", unix.SOL_TCP, unix.TCP_DELACK_MAX_US, true, false, true, true, false, false},
+	{"UDP_NO_CHECK6_TX", unix.SOL_UDP, unix.UDP_NO_CHECK6_TX, false, true, false, true, false, false},
+	{"UDP_NO_CHECK6_RX", unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, false, true, false, true, false, false},
 	{"UDP_CORK", unix.SOL_UDP, unix.UDP_CORK, false, true, true, true, false, false},
 	{"UDP_SEGMENT", unix.SOL_UDP, unix.UDP_SEGMENT, false, true, true, true, false, false},
 	{"UDP_GRO", unix.SOL_UDP, unix.UDP_GRO, false, true, true, true, false, false},
@@ -132,7 +181,7 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 	}
 	defer unix.Close(fresh)
 	for _, o := range inetOptions {
-		if !o.applies(family, protocol) {
+		if !o.applies(family, protocol) || u.GetTcp() != nil && unconnectedOnly(o) {
 			continue
 		}
 		v, err := unix.GetsockoptInt(h, o.level, o.opt)
@@ -163,6 +212,22 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 			u.Options = append(u.Options, &gocrpb.InetOption{Level: unix.SOL_SOCKET, Name: int32(b.opt), Value: int64(v)})
 		}
 	}
+	// SO_MAX_PACING_RATE is a u64 when read with 8 bytes (net/core/
+	// sock.c sk_getsockopt); with 4 a rate above 2^32-1 reads as the
+	// default (none).
+	if rate, err := unix.GetsockoptUint64(h, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE); err != nil {
+		return fmt.Errorf("getsockopt SO_MAX_PACING_RATE: %w", err)
+	} else if def, err := unix.GetsockoptUint64(fresh, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE); err == nil && def != rate {
+		u.Options = append(u.Options, &gocrpb.InetOption{Level: unix.SOL_SOCKET, Name: unix.SO_MAX_PACING_RATE, Value: int64(rate)})
+	}
+	// SO_TIMESTAMPING is refused: with SOF_TIMESTAMPING_OPT_ID its
+	// counter starts again at the send queue's sequence when set
+	// (net/core/sock.c sock_set_timestamping), which nothing reads.
+	if ts, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_TIMESTAMPING); err != nil {
+		return fmt.Errorf("getsockopt SO_TIMESTAMPING: %w", err)
+	} else if def, err := unix.GetsockoptInt(fresh, unix.SOL_SOCKET, unix.SO_TIMESTAMPING); err != nil || ts != def {
+		return fmt.Errorf("socket option SO_TIMESTAMPING is %#x, which gocr does not restore", ts)
+	}
 	l, err := unix.GetsockoptLinger(h, unix.SOL_SOCKET, unix.SO_LINGER)
 	if err != nil {
 		return fmt.Errorf("getsockopt %s: %w", optLinger, err)
@@ -181,6 +246,20 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 		}
 		if ns := tv.Nano(); ns != 0 {
 			u.Options = append(u.Options, &gocrpb.InetOption{Level: levelTimeoutNs, Name: int32(t.opt), Value: ns})
+		}
+	}
+	if family == unix.AF_INET && protocol == unix.IPPROTO_UDP {
+		// IP_MULTICAST_IF reads the address set (inet->mc_addr,
+		// net/ipv4/ip_sockglue.c do_ip_getsockopt), which gives the
+		// interface again when set (ip_setsockopt finds the device
+		// by it). An interface chosen by index alone (struct
+		// ip_mreqn) reads 0.0.0.0 and is not seen.
+		a, err := unix.GetsockoptInet4Addr(h, unix.SOL_IP, unix.IP_MULTICAST_IF)
+		if err != nil {
+			return fmt.Errorf("getsockopt IP_MULTICAST_IF: %w", err)
+		}
+		if a != [4]byte{} {
+			u.Options = append(u.Options, &gocrpb.InetOption{Level: unix.SOL_IP, Name: unix.IP_MULTICAST_IF, Value: int64(binary.BigEndian.Uint32(a[:]))})
 		}
 	}
 	// Options gocr does not restore, refused when set: a device binding
@@ -203,6 +282,14 @@ func readInetOptions(h, family, typ, protocol int, u *gocrpb.InetSocketFd) error
 		}
 	}
 	return nil
+}
+
+// unconnectedOnly tells an option read on a TCP socket not connected
+// only. TCP_MAXSEG reads the MSS in use on a connection (above), and
+// TCP_FASTOPEN_CONNECT can be set in state CLOSE only (net/ipv4/tcp.c
+// do_tcp_setsockopt) and acts at connect(2) only.
+func unconnectedOnly(o inetIntOption) bool {
+	return o.level == unix.SOL_TCP && (o.opt == unix.TCP_MAXSEG || o.opt == unix.TCP_FASTOPEN_CONNECT)
 }
 
 // setInetInt sets an int option and reads it back.
@@ -258,6 +345,19 @@ func setInetOptions(h int, u *gocrpb.InetSocketFd, step optionStep, repaired boo
 		case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
 			if err := setBufferSize(h, optRcvbuf, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, int(v)); err != nil {
 				return err
+			}
+		case level == unix.SOL_SOCKET && name == unix.SO_MAX_PACING_RATE:
+			if err := unix.SetsockoptUint64(h, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, uint64(v)); err != nil {
+				return fmt.Errorf("setsockopt SO_MAX_PACING_RATE %d: %w", uint64(v), err)
+			}
+			if got, err := unix.GetsockoptUint64(h, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE); err != nil || got != uint64(v) {
+				return fmt.Errorf("setsockopt SO_MAX_PACING_RATE %d: reads back as %d (%v)", uint64(v), got, err)
+			}
+		case level == unix.SOL_IP && name == unix.IP_MULTICAST_IF:
+			var a [4]byte
+			binary.BigEndian.PutUint32(a[:], uint32(v))
+			if err := unix.SetsockoptInet4Addr(h, unix.SOL_IP, unix.IP_MULTICAST_IF, a); err != nil {
+				return fmt.Errorf("setsockopt IP_MULTICAST_IF %v: %w", netip.AddrFrom4(a), err)
 			}
 		case level == levelLingerOn:
 			linger.Onoff, hasLinger = int32(v), true

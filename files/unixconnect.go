@@ -89,6 +89,17 @@ func (g *unixSockets) connectStreams() error {
 		if err := g.fill(x, from, nil, x.recv); err != nil {
 			return err
 		}
+		if x.u.GetResetPending() {
+			// The gone peer, closed with this byte unread, leaves
+			// ECONNRESET at x (net/unix/af_unix.c
+			// unix_release_sock).
+			if x.gone < 0 {
+				return x.errorf(errors.New("a pending ECONNRESET, but no peer to close"))
+			}
+			if _, err := unix.Write(x.h, []byte{0}); err != nil {
+				return x.errorf(fmt.Errorf("send its peer a byte to leave unread: %w", err))
+			}
+		}
 	}
 	return nil
 }

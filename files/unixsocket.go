@@ -105,6 +105,12 @@ func dumpUnixSocket(e *Entry, fd *gocrpb.Fd) error {
 	if err := readUnixOptions(h, d.Type, u); err != nil {
 		return err
 	}
+	if err := readUnixError(h, u); err != nil {
+		return err
+	}
+	if u.Filter, err = readSocketFilter(h); err != nil {
+		return err
+	}
 	if u.PeerCred, err = readPeerCred(h); err != nil {
 		return err
 	}
@@ -198,6 +204,14 @@ func (unixSocketKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	x.given = true
 	h := x.h
 	if err := setUnixOptions(h, u); err != nil {
+		return 0, err
+	}
+	if err := checkUnixError(h, u); err != nil {
+		return 0, err
+	}
+	// After every socket's queue is filled (makeUnixSockets): a
+	// datagram sent to the socket again would pass the filter again.
+	if err := setSocketFilter(h, u.GetFilter()); err != nil {
 		return 0, err
 	}
 	if err := setSocketStatusFlags(h, fd.Flags); err != nil {

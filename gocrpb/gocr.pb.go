@@ -4316,6 +4316,11 @@ type UnixSocketFd struct {
 	// the socket accept(2) gives will report, which nothing shows before
 	// it is accepted: those of the process holding this socket.
 	ConnectorCred *UnixPeerCred `protobuf:"bytes,103,opt,name=connector_cred,json=connectorCred,proto3" json:"connector_cred,omitempty"`
+	// Its classic socket filter, if any (files/sockfilter.go).
+	Filter *SocketFilter `protobuf:"bytes,143,opt,name=filter,proto3" json:"filter,omitempty"`
+	// A stream or seqpacket socket whose peer was closed with data it had
+	// not read: ECONNRESET waits to be read (SO_ERROR).
+	ResetPending  bool `protobuf:"varint,144,opt,name=reset_pending,json=resetPending,proto3" json:"reset_pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4525,6 +4530,75 @@ func (x *UnixSocketFd) GetConnectorCred() *UnixPeerCred {
 	return nil
 }
 
+func (x *UnixSocketFd) GetFilter() *SocketFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *UnixSocketFd) GetResetPending() bool {
+	if x != nil {
+		return x.ResetPending
+	}
+	return false
+}
+
+// SocketFilter is a classic BPF program attached with SO_ATTACH_FILTER
+// (man 7 socket): each struct sock_filter packed as code | jt<<16 |
+// jf<<24 | k<<32, and whether SO_LOCK_FILTER locked it.
+type SocketFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Insns         []uint64               `protobuf:"varint,1,rep,packed,name=insns,proto3" json:"insns,omitempty"`
+	Locked        bool                   `protobuf:"varint,2,opt,name=locked,proto3" json:"locked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketFilter) Reset() {
+	*x = SocketFilter{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketFilter) ProtoMessage() {}
+
+func (x *SocketFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketFilter.ProtoReflect.Descriptor instead.
+func (*SocketFilter) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SocketFilter) GetInsns() []uint64 {
+	if x != nil {
+		return x.Insns
+	}
+	return nil
+}
+
+func (x *SocketFilter) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
 // UnixPeerCred is a unix socket's peer credentials (struct ucred, man 7
 // unix), with the peer's supplementary groups.
 type UnixPeerCred struct {
@@ -4539,7 +4613,7 @@ type UnixPeerCred struct {
 
 func (x *UnixPeerCred) Reset() {
 	*x = UnixPeerCred{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4551,7 +4625,7 @@ func (x *UnixPeerCred) String() string {
 func (*UnixPeerCred) ProtoMessage() {}
 
 func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[42]
+	mi := &file_gocrpb_gocr_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4564,7 +4638,7 @@ func (x *UnixPeerCred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixPeerCred.ProtoReflect.Descriptor instead.
 func (*UnixPeerCred) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{42}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnixPeerCred) GetPid() int32 {
@@ -4612,7 +4686,7 @@ type UnixSocketFile struct {
 
 func (x *UnixSocketFile) Reset() {
 	*x = UnixSocketFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4624,7 +4698,7 @@ func (x *UnixSocketFile) String() string {
 func (*UnixSocketFile) ProtoMessage() {}
 
 func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[43]
+	mi := &file_gocrpb_gocr_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4637,7 +4711,7 @@ func (x *UnixSocketFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketFile.ProtoReflect.Descriptor instead.
 func (*UnixSocketFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{43}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnixSocketFile) GetPresent() bool {
@@ -4695,7 +4769,7 @@ type UnixMessage struct {
 
 func (x *UnixMessage) Reset() {
 	*x = UnixMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4707,7 +4781,7 @@ func (x *UnixMessage) String() string {
 func (*UnixMessage) ProtoMessage() {}
 
 func (x *UnixMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[44]
+	mi := &file_gocrpb_gocr_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4720,7 +4794,7 @@ func (x *UnixMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixMessage.ProtoReflect.Descriptor instead.
 func (*UnixMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{44}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UnixMessage) GetData() []byte {
@@ -4749,7 +4823,7 @@ type UnixSocketQueues struct {
 
 func (x *UnixSocketQueues) Reset() {
 	*x = UnixSocketQueues{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +4835,7 @@ func (x *UnixSocketQueues) String() string {
 func (*UnixSocketQueues) ProtoMessage() {}
 
 func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[45]
+	mi := &file_gocrpb_gocr_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +4848,7 @@ func (x *UnixSocketQueues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnixSocketQueues.ProtoReflect.Descriptor instead.
 func (*UnixSocketQueues) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{45}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnixSocketQueues) GetHere() [][]byte {
@@ -4804,7 +4878,7 @@ type Files struct {
 
 func (x *Files) Reset() {
 	*x = Files{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4816,7 +4890,7 @@ func (x *Files) String() string {
 func (*Files) ProtoMessage() {}
 
 func (x *Files) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[46]
+	mi := &file_gocrpb_gocr_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4829,7 +4903,7 @@ func (x *Files) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Files.ProtoReflect.Descriptor instead.
 func (*Files) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{46}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Files) GetPid() int32 {
@@ -4873,7 +4947,7 @@ type GhostFd struct {
 
 func (x *GhostFd) Reset() {
 	*x = GhostFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4885,7 +4959,7 @@ func (x *GhostFd) String() string {
 func (*GhostFd) ProtoMessage() {}
 
 func (x *GhostFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[47]
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4898,7 +4972,7 @@ func (x *GhostFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFd.ProtoReflect.Descriptor instead.
 func (*GhostFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{47}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GhostFd) GetId() uint64 {
@@ -4927,7 +5001,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5013,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5026,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -5031,14 +5105,20 @@ type InetSocketFd struct {
 	// The nftables table blocking this connection's packets from the dump
 	// until the restore ends, for a peer outside the job
 	// (--tcp-established); empty for a peer inside it.
-	NftTable      string `protobuf:"bytes,16,opt,name=nft_table,json=nftTable,proto3" json:"nft_table,omitempty"`
+	NftTable string `protobuf:"bytes,16,opt,name=nft_table,json=nftTable,proto3" json:"nft_table,omitempty"`
+	// Its classic socket filter, if any (files/sockfilter.go).
+	Filter *SocketFilter `protobuf:"bytes,56,opt,name=filter,proto3" json:"filter,omitempty"`
+	// IP_OPTIONS as getsockopt gives them (man 7 ip); empty: none.
+	IpOptions []byte `protobuf:"bytes,57,opt,name=ip_options,json=ipOptions,proto3" json:"ip_options,omitempty"`
+	// UDP: the multicast groups it joined, without source filters.
+	Memberships   []*McastMembership `protobuf:"bytes,58,rep,name=memberships,proto3" json:"memberships,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5050,7 +5130,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5063,7 +5143,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -5178,6 +5258,81 @@ func (x *InetSocketFd) GetNftTable() string {
 	return ""
 }
 
+func (x *InetSocketFd) GetFilter() *SocketFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetIpOptions() []byte {
+	if x != nil {
+		return x.IpOptions
+	}
+	return nil
+}
+
+func (x *InetSocketFd) GetMemberships() []*McastMembership {
+	if x != nil {
+		return x.Memberships
+	}
+	return nil
+}
+
+// McastMembership is a multicast group joined on an interface
+// (IP_ADD_MEMBERSHIP, IPV6_ADD_MEMBERSHIP).
+type McastMembership struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ifindex       int32                  `protobuf:"varint,1,opt,name=ifindex,proto3" json:"ifindex,omitempty"`
+	Group         []byte                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"` // 4 or 16 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *McastMembership) Reset() {
+	*x = McastMembership{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *McastMembership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*McastMembership) ProtoMessage() {}
+
+func (x *McastMembership) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use McastMembership.ProtoReflect.Descriptor instead.
+func (*McastMembership) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *McastMembership) GetIfindex() int32 {
+	if x != nil {
+		return x.Ifindex
+	}
+	return 0
+}
+
+func (x *McastMembership) GetGroup() []byte {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 // InetOption is a socket option of one int, restored with setsockopt.
 type InetOption struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5190,7 +5345,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5202,7 +5357,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5215,7 +5370,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5272,7 +5427,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5439,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5452,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5445,7 +5600,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5457,7 +5612,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5470,7 +5625,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5518,7 +5673,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5530,7 +5685,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5543,7 +5698,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5619,7 +5774,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5631,7 +5786,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5644,7 +5799,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5674,7 +5829,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5686,7 +5841,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5699,7 +5854,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5739,7 +5894,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5906,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +5919,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5830,7 +5985,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5842,7 +5997,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5855,7 +6010,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5897,7 +6052,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5909,7 +6064,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5922,7 +6077,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5951,7 +6106,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5963,7 +6118,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5976,7 +6131,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -6010,7 +6165,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6022,7 +6177,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6035,7 +6190,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -6070,7 +6225,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6082,7 +6237,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6095,7 +6250,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6172,7 +6327,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6184,7 +6339,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6197,7 +6352,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6743,7 +6898,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\x9d\b\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xf3\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -6774,7 +6929,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
 	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\x122\n" +
 	"\tpeer_cred\x18f \x01(\v2\x15.gocr.v1.UnixPeerCredR\bpeerCred\x12<\n" +
-	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\">\n" +
+	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\x12.\n" +
+	"\x06filter\x18\x8f\x01 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\x12$\n" +
+	"\rreset_pending\x18\x90\x01 \x01(\bR\fresetPending\">\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\n" +
 	"\n" +
@@ -6789,7 +6946,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\tPEER_GONE\x10\x03\x12\x0e\n" +
 	"\n" +
 	"PEER_NAMED\x10\x04\x12\x10\n" +
-	"\fPEER_PENDING\x10\x05\"\\\n" +
+	"\fPEER_PENDING\x10\x05\"<\n" +
+	"\fSocketFilter\x12\x14\n" +
+	"\x05insns\x18\x01 \x03(\x04R\x05insns\x12\x16\n" +
+	"\x06locked\x18\x02 \x01(\bR\x06locked\"\\\n" +
 	"\fUnixPeerCred\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
@@ -6823,7 +6983,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x16\n" +
 	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x19\n" +
-	"\batime_ns\x18\a \x01(\x03R\aatimeNs\"\xf3\x03\n" +
+	"\batime_ns\x18\a \x01(\x03R\aatimeNs\"\xfd\x04\n" +
 	"\fInetSocketFd\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\x05R\x06family\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x1a\n" +
@@ -6845,7 +7005,14 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"congestion\x12(\n" +
 	"\x03tcp\x18\x0e \x01(\v2\x16.gocr.v1.TcpConnectionR\x03tcp\x12/\n" +
 	"\tdatagrams\x18\x0f \x03(\v2\x11.gocr.v1.DatagramR\tdatagrams\x12\x1b\n" +
-	"\tnft_table\x18\x10 \x01(\tR\bnftTable\"L\n" +
+	"\tnft_table\x18\x10 \x01(\tR\bnftTable\x12-\n" +
+	"\x06filter\x188 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\x12\x1d\n" +
+	"\n" +
+	"ip_options\x189 \x01(\fR\tipOptions\x12:\n" +
+	"\vmemberships\x18: \x03(\v2\x18.gocr.v1.McastMembershipR\vmemberships\"A\n" +
+	"\x0fMcastMembership\x12\x18\n" +
+	"\aifindex\x18\x01 \x01(\x05R\aifindex\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\fR\x05group\"L\n" +
 	"\n" +
 	"InetOption\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\x05R\x05level\x12\x12\n" +
@@ -6981,7 +7148,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -7030,30 +7197,32 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*InotifyFd)(nil),            // 44: gocr.v1.InotifyFd
 	(*InotifyWatch)(nil),         // 45: gocr.v1.InotifyWatch
 	(*UnixSocketFd)(nil),         // 46: gocr.v1.UnixSocketFd
-	(*UnixPeerCred)(nil),         // 47: gocr.v1.UnixPeerCred
-	(*UnixSocketFile)(nil),       // 48: gocr.v1.UnixSocketFile
-	(*UnixMessage)(nil),          // 49: gocr.v1.UnixMessage
-	(*UnixSocketQueues)(nil),     // 50: gocr.v1.UnixSocketQueues
-	(*Files)(nil),                // 51: gocr.v1.Files
-	(*GhostFd)(nil),              // 52: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 53: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 54: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 55: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 56: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 57: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 58: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 59: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 60: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 61: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 62: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 63: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 64: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 65: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 66: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 67: gocr.v1.PtyState
+	(*SocketFilter)(nil),         // 47: gocr.v1.SocketFilter
+	(*UnixPeerCred)(nil),         // 48: gocr.v1.UnixPeerCred
+	(*UnixSocketFile)(nil),       // 49: gocr.v1.UnixSocketFile
+	(*UnixMessage)(nil),          // 50: gocr.v1.UnixMessage
+	(*UnixSocketQueues)(nil),     // 51: gocr.v1.UnixSocketQueues
+	(*Files)(nil),                // 52: gocr.v1.Files
+	(*GhostFd)(nil),              // 53: gocr.v1.GhostFd
+	(*GhostFile)(nil),            // 54: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 55: gocr.v1.InetSocketFd
+	(*McastMembership)(nil),      // 56: gocr.v1.McastMembership
+	(*InetOption)(nil),           // 57: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 58: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 59: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 60: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 61: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 62: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 63: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 64: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 65: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 66: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 67: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 68: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 69: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	60, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	62, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
 	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
@@ -7093,43 +7262,46 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	43, // 37: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	54, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	58, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	66, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
-	52, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
+	55, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	60, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	68, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	53, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
 	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	67, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	69, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
 	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
 	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
 	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	50, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	48, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	51, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	49, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
 	4,  // 52: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	49, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	47, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	47, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	33, // 56: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	30, // 57: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	53, // 58: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	31, // 59: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	55, // 60: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	56, // 61: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	57, // 62: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	59, // 63: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	62, // 64: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	63, // 65: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	64, // 66: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	61, // 67: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	61, // 68: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	61, // 69: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	65, // 70: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	67, // 71: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	50, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	48, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	48, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 56: gocr.v1.UnixSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	33, // 57: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 58: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	54, // 59: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 60: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	57, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	58, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	59, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	47, // 64: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	56, // 65: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
+	61, // 66: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	64, // 67: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	65, // 68: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	66, // 69: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	63, // 70: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	63, // 71: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	63, // 72: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	67, // 73: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	69, // 74: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7160,7 +7332,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   63,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

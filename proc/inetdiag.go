@@ -18,10 +18,13 @@ import (
 
 // include/uapi/linux/inet_diag.h, which golang.org/x/sys/unix lacks.
 const (
-	inetDiagReqLen   = 56 // struct inet_diag_req_v2
-	inetDiagMsgLen   = 72 // struct inet_diag_msg
-	inetDiagShutdown = 8  // INET_DIAG_SHUTDOWN: u8, sk_shutdown
-	inetDiagAttrLen  = 4  // struct nlattr
+	inetDiagReqLen   = 56  // struct inet_diag_req_v2
+	inetDiagMsgLen   = 72  // struct inet_diag_msg
+	inetDiagShutdown = 8   // INET_DIAG_SHUTDOWN: u8, sk_shutdown
+	inetDiagInfo     = 2   // INET_DIAG_INFO: the idiag_ext bit asks for it
+	inetDiagMD5Sig   = 18  // INET_DIAG_MD5SIG: struct tcp_diag_md5sig per key
+	tcpDiagMD5SigLen = 100 // sizeof(struct tcp_diag_md5sig)
+	inetDiagAttrLen  = 4   // struct nlattr
 )
 
 // TCP states (include/net/tcp_states.h); a UDP socket is InetEstablished
@@ -71,6 +74,13 @@ type InetSocket struct {
 	RecvQueue, SendQueue uint32
 	// Shutdown holds ShutdownRead and ShutdownWrite bits.
 	Shutdown uint8
+	// MD5Keys is the number of TCP MD5 signature keys (TCP_MD5SIG)
+	// the socket holds. The kernel shows them only with INET_DIAG_INFO
+	// asked and to a caller with CAP_NET_ADMIN in the socket's network
+	// namespace (net/ipv4/tcp_diag.c tcp_diag_get_aux,
+	// tcp_diag_put_md5sig; net/ipv4/inet_diag.c inet_sk_diag_fill):
+	// to another it is always 0.
+	MD5Keys int
 }
 
 // ReadInetSocket asks sock_diag about the socket of the given family
@@ -128,7 +138,10 @@ func inetDiagRequest(family, protocol int, seq uint32) []byte {
 	ne.PutUint32(b[8:], seq)
 	r := b[unix.SizeofNlMsghdr:]
 	r[0], r[1] = byte(family), byte(protocol) // sdiag_family, sdiag_protocol
-	ne.PutUint32(r[4:], ^uint32(0))           // idiag_states: any
+	if protocol == unix.IPPROTO_TCP {
+		r[2] = 1 << (inetDiagInfo - 1) // idiag_ext: with it, the MD5 keys
+	}
+	ne.PutUint32(r[4:], ^uint32(0)) // idiag_states: any
 	return b
 }
 
@@ -216,6 +229,9 @@ func parseInetDiagMsg(b []byte) (InetSocket, error) {
 				return s, fmt.Errorf("shutdown attribute holds %d bytes, want 1", l-inetDiagAttrLen)
 			}
 			s.Shutdown = a[inetDiagAttrLen]
+		}
+		if typ == inetDiagMD5Sig {
+			s.MD5Keys = (l - inetDiagAttrLen) / tcpDiagMD5SigLen
 		}
 		a = a[min((l+3)&^3, len(a)):]
 	}

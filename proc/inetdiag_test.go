@@ -13,7 +13,8 @@ import (
 )
 
 // inetDiagMsg builds one SOCK_DIAG_BY_FAMILY message of a dump's answer,
-// as net/ipv4/inet_diag.c lays it out, with a shutdown attribute.
+// as net/ipv4/inet_diag.c lays it out, with a shutdown attribute and,
+// for s.MD5Keys, an MD5 signature attribute.
 func inetDiagMsg(seq uint32, s InetSocket, family byte) []byte {
 	ne := binary.NativeEndian
 	body := make([]byte, inetDiagMsgLen)
@@ -27,15 +28,23 @@ func inetDiagMsg(seq uint32, s InetSocket, family byte) []byte {
 	ne.PutUint32(body[68:], uint32(s.Ino))
 	attr := []byte{5, 0, inetDiagShutdown, 0, s.Shutdown, 0, 0, 0}
 	body = append(body, attr...)
+	unpadded := len(body) - 3 // the last attribute's padding is not counted
+	if s.MD5Keys > 0 {
+		md5 := make([]byte, inetDiagAttrLen+s.MD5Keys*tcpDiagMD5SigLen)
+		ne.PutUint16(md5[0:], uint16(len(md5)))
+		ne.PutUint16(md5[2:], inetDiagMD5Sig)
+		body = append(body, md5...)
+		unpadded = len(body)
+	}
 	h := make([]byte, unix.SizeofNlMsghdr)
-	ne.PutUint32(h[0:], uint32(len(h)+len(body)-3)) // the attribute's padding is not counted
+	ne.PutUint32(h[0:], uint32(len(h)+unpadded))
 	ne.PutUint16(h[4:], unix.SOCK_DIAG_BY_FAMILY)
 	ne.PutUint32(h[8:], seq)
 	return append(h, body...)
 }
 
 func TestParseInetDiagReply(t *testing.T) {
-	v4 := InetSocket{Ino: 42, State: InetEstablished, Shutdown: ShutdownWrite, RecvQueue: 3, SendQueue: 9,
+	v4 := InetSocket{Ino: 42, State: InetEstablished, Shutdown: ShutdownWrite, RecvQueue: 3, SendQueue: 9, MD5Keys: 2,
 		Local: netip.MustParseAddrPort("127.0.0.1:8080"), Peer: netip.MustParseAddrPort("127.0.0.1:40000")}
 	v6 := InetSocket{Ino: 43, State: InetListen, SendQueue: 7,
 		Local: netip.MustParseAddrPort("[::1]:443"), Peer: netip.MustParseAddrPort("[::]:0")}
