@@ -375,12 +375,15 @@ func raisePidMax() func() {
 	return func() { os.WriteFile(path, []byte(old), 0) }
 }
 
+// soaking tells whether this is `make soak`'s run (GOCR_SOAK=1).
+func soaking() bool { return os.Getenv("GOCR_SOAK") == "1" }
+
 // soakOnly skips a long test (many cycles, much memory, a whole service
 // restarted over and over) unless GOCR_SOAK=1, which `make soak` sets, so
 // that `make test` keeps to its time budget (README.md, first lines).
 func soakOnly(t *testing.T) {
 	t.Helper()
-	if os.Getenv("GOCR_SOAK") != "1" {
+	if !soaking() {
 		t.Skip("a soak test: runs under `make soak` (GOCR_SOAK=1), not in `make test`'s time budget")
 	}
 }

@@ -299,7 +299,9 @@ func (j *crRunJob) logLine(t *testing.T, want string, skip int) string {
 // second time its PID is taken meanwhile, so it restarts in a PID
 // namespace of its own. Its output is every step once: nothing done
 // before a preemption is done again. With --remove-on-success its
-// checkpoints go when it completes.
+// checkpoints go when it completes. The second preemption (20 s) runs
+// under `make soak` only: a restart into a PID namespace because the
+// PID is taken is tested outside Slurm too (TestCrRestartPidns).
 func TestSlurmCrRunPreemption(t *testing.T) {
 	needsRoot(t)
 	c := startSlurm(t)
@@ -309,7 +311,11 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 	pid := j.program(t)
 	j.checkProgram(t, pid)
 	restartTimeout := (slurmCredExpire+15)*time.Second + slurmStartTimeout
-	for round := 1; round <= 2; round++ {
+	rounds := 1
+	if soaking() {
+		rounds = 2
+	}
+	for round := 1; round <= rounds; round++ {
 		j.waitStep(t, j.lastStep(t)+20)
 		gensBefore := j.generations(t)
 		submitted := time.Now()
@@ -342,7 +348,7 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 			t.Errorf("with its PID %d taken, the program restarted as %d with NSpid %v: want its PID in a namespace of its own", pid, prog, ns)
 		}
 	}
-	j.checkComplete(t, 2, 1)
+	j.checkComplete(t, rounds, 1)
 	if _, err := os.Stat(j.dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("with --remove-on-success the checkpoint directory is still there once the job completed: %v (generations %v)", err, j.generations(t))
 	}
@@ -352,11 +358,17 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 // `scontrol requeue` checkpoints it at the SIGTERM, ends it, and the next
 // run restarts from that checkpoint. Under proctrack/linuxproc Slurm's
 // SIGTERM reaches the program too, which has to survive it (ignore-term);
-// under proctrack/cgroup only cr_run gets it.
+// under proctrack/cgroup only cr_run gets it. The linuxproc case (25 s)
+// runs under `make soak` only: the other cr_run tests run under
+// proctrack/linuxproc, where Slurm's SIGTERM at a preemption reaches
+// the program too.
 func TestSlurmCrRunRequeue(t *testing.T) {
 	needsRoot(t)
 	for _, proctrack := range []string{"linuxproc", "cgroup"} {
 		t.Run(proctrack, func(t *testing.T) {
+			if proctrack == "linuxproc" {
+				soakOnly(t)
+			}
 			c := startSlurmWith(t, slurmOptions{proctrack: proctrack})
 			j := submitCrRun(t, c, crRunSpec{name: "requeued", steps: 250, stepMs: 30, ignoreTerm: proctrack == "linuxproc"})
 			c.waitJob(t, j.id, "RUNNING", 0, slurmStartTimeout)
