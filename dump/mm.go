@@ -15,7 +15,10 @@ import (
 // their smaps VmFlags, and returns where its [vdso] starts, 0 if it has
 // none (it unmapped it): the parasite then runs on the process's own
 // code (ptrace.Injection), and the restore leaves the kernel's vDSO
-// out (restorer/checks.go).
+// out (restorer/checks.go). A vDSO area mapping is whole or gone: the
+// kernel refuses to split one, by munmap or mprotect of a part
+// (mm/mmap.c special_mapping_split), so the restore, which moves the
+// kernel's whole ones, gives back what the process had.
 func collectMm(pid int, stat *proc.Stat, saver *fileSaver, maps []proc.Mapping) (*gocrpb.Mm, uint64, error) {
 	auxv, err := proc.ReadAuxv(pid)
 	if err != nil {

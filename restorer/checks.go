@@ -61,13 +61,18 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 			return fmt.Errorf("the image's %s (%d bytes) does not match this kernel's (%d bytes): restore on the kernel it was dumped on (%s)", name, size, ownSpecial[name], inv.KernelRelease)
 		}
 	}
-	// A process that unmapped its vDSO (and maybe its vvar pages) gets
-	// none: the kernel's pages the image lacks stay parked in the
-	// restorer's hole (restorer.c restore_memory) and go with it
-	// (finish). With a vDSO, its code reads the vvar pages at fixed
-	// offsets from itself (arch/x86/entry/vdso/vdso-layout.lds.S), so
-	// the whole layout must be this kernel's.
-	if _, ok := imgSpecial["[vdso]"]; !ok {
+	// A process that unmapped its vDSO or vvar pages gets none of them:
+	// the kernel's the image lacks stay parked in the restorer's hole
+	// (restorer.c restore_memory) and go with it (finish). The image of
+	// another kernel, though, may lack one because that kernel had none,
+	// and a vDSO reads its vvar pages at fixed offsets from itself
+	// (arch/x86/entry/vdso/vdso-layout.lds.S): with a vDSO, such an
+	// image must have this kernel's whole layout.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	if _, ok := imgSpecial["[vdso]"]; !ok || inv.KernelRelease == unix.ByteSliceToString(uts.Release[:]) {
 		return nil
 	}
 	for name := range ownSpecial {

@@ -7,13 +7,18 @@
  * clock_gettime would jump into the unmapped pages; clocks are read with
  * syscall(SYS_clock_gettime), sleeps are system calls (nanosleep).
  *
- * After restore it checks that /proc/self/maps still shows none of them,
- * that AT_SYSINFO_EHDR is as before in getauxval and in the kernel's copy
- * of the auxiliary vector (/proc/self/auxv, restored by PR_SET_MM), that
- * both threads' counters went on from where they were, and that the
- * monotonic clock did not go back.
+ * MODE says what it unmaps: "all" of them; "vvar" the vvar pages only,
+ * keeping [vdso]. (A part of one the kernel does not unmap: it refuses
+ * to split a special mapping, mm/mmap.c special_mapping_split.)
  *
- * Usage: novdso RESULT_PATH
+ * After restore it checks that /proc/self/maps shows the same lines of
+ * the vDSO area as before (none, for "all"), that AT_SYSINFO_EHDR is as
+ * before in getauxval and in the kernel's copy of the auxiliary vector
+ * (/proc/self/auxv, restored by PR_SET_MM), that both threads' counters
+ * went on from where they were, and that the monotonic clock did not go
+ * back.
+ *
+ * Usage: novdso RESULT_PATH MODE
  */
 #include "target.h"
 
@@ -57,6 +62,31 @@ static int is_special(const char *line)
 	return strstr(line, "[vdso]") || strstr(line, "[vvar]") || strstr(line, "[vvar_vclock]");
 }
 
+static char before[4096], after[4096];
+
+/* specials writes the lines of /proc/self/maps of the vDSO area, their
+ * address ranges and names, into buf. */
+static void specials(char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = 0;
+	read_file("/proc/self/maps", maps, sizeof(maps));
+	for (char *line = maps; *line;) {
+		char *end = strchr(line, '\n');
+		if (end)
+			*end = 0;
+		if (is_special(line)) {
+			char *name = strrchr(line, ' ');
+			char *range_end = strchr(line, ' ');
+			int len = snprintf(buf + n, cap - n, "%.*s%s\n", (int)(range_end - line), line, name);
+			if (len < 0 || (size_t)len >= cap - n)
+				tgt_fail("too many vDSO area mappings");
+			n += (size_t)len;
+		}
+		line = end ? end + 1 : line + strlen(line);
+	}
+}
+
 /* The kernel's AT_SYSINFO_EHDR, from /proc/self/auxv. */
 static uint64_t kernel_sysinfo_ehdr(void)
 {
@@ -98,8 +128,14 @@ int main(int argc, char **argv)
 	if (!aux)
 		tgt_fail("no AT_SYSINFO_EHDR: this kernel gives no vDSO");
 
-	/* Unmap every special mapping of the vDSO area, found first and
-	 * unmapped after: munmap changes the maps being read. */
+	if (argc < 3)
+		tgt_fail("usage: novdso RESULT_PATH all|vvar");
+	const char *mode = argv[2];
+	int vvar_only = !strcmp(mode, "vvar");
+	if (!vvar_only && strcmp(mode, "all"))
+		tgt_fail("unknown mode %s", mode);
+
+	/* Find first, unmap after: munmap changes the maps being read. */
 	uintptr_t lo[8], hi[8];
 	int n = 0;
 	read_file("/proc/self/maps", maps, sizeof(maps));
@@ -107,18 +143,19 @@ int main(int argc, char **argv)
 		char *end = strchr(line, '\n');
 		if (end)
 			*end = 0;
-		if (is_special(line) && sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
+		int pick = vvar_only ? !!strstr(line, "[vvar") : is_special(line);
+		if (pick && sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
 			n++;
 		line = end ? end + 1 : line + strlen(line);
 	}
 	if (n == 0)
-		tgt_fail("no [vdso] in /proc/self/maps");
+		tgt_fail("nothing of the vDSO area to unmap in /proc/self/maps");
 	for (int i = 0; i < n; i++)
 		if (munmap((void *)lo[i], hi[i] - lo[i]))
 			tgt_fail("munmap %#lx: %s", (unsigned long)lo[i], strerror(errno));
-	read_file("/proc/self/maps", maps, sizeof(maps));
-	if (strstr(maps, "[vdso]") || strstr(maps, "[vvar"))
-		tgt_fail("the vDSO area is still mapped after munmap");
+	specials(before, sizeof(before));
+	if (!vvar_only && before[0])
+		tgt_fail("the vDSO area is still mapped after munmap: %s", before);
 	uint64_t kaux = kernel_sysinfo_ehdr();
 	if (kaux != aux)
 		tgt_fail("/proc/self/auxv AT_SYSINFO_EHDR %#lx, getauxval %#lx", (unsigned long)kaux, aux);
@@ -140,15 +177,9 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 	}
 
-	read_file("/proc/self/maps", maps, sizeof(maps));
-	for (char *line = maps; *line;) {
-		char *end = strchr(line, '\n');
-		if (end)
-			*end = 0;
-		if (is_special(line))
-			tgt_fail("mapped again after the restore: %s", line);
-		line = end ? end + 1 : line + strlen(line);
-	}
+	specials(after, sizeof(after));
+	if (strcmp(before, after))
+		tgt_fail("the vDSO area's mappings were\n%snow\n%s", before, after);
 	if (getauxval(AT_SYSINFO_EHDR) != aux)
 		tgt_fail("getauxval(AT_SYSINFO_EHDR) %#lx, was %#lx", getauxval(AT_SYSINFO_EHDR), aux);
 	if ((kaux = kernel_sysinfo_ehdr()) != aux)
