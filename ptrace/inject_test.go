@@ -436,3 +436,32 @@ func stackBottom(t *testing.T, tr *Tracer, pid int) (lo, hi uint64) {
 	t.Fatalf("/proc/%d/maps: no [stack]", pid)
 	return 0, 0
 }
+
+// TestGateSiteHolds: a thread is in a vDSO gate while its pc is in the
+// gate's code; in a chain gate, while its pc is in one of the chain's
+// sequences and its sp in the chain, up to the frame's ucontext: the
+// job's own code may run the same bytes, on another stack.
+func TestGateSiteHolds(t *testing.T) {
+	vdso := GateSite{Read: 0x1000, code: [][2]uint64{{0x1000, 0x1024}}}
+	chain := GateSite{Read: 0x5000, code: [][2]uint64{{0x5000, 0x5003}, {0x6000, 0x6002}},
+		stack: [2]uint64{0x7000, 0x7040}}
+	for _, c := range []struct {
+		g       GateSite
+		pc, sp  uint64
+		holds   bool
+		comment string
+	}{
+		{vdso, 0x1002, 0, true, "in the read"},
+		{vdso, 0x1023, 0, true, "last byte"},
+		{vdso, 0x1024, 0, false, "past the code"},
+		{chain, 0x5002, 0x7000, true, "in the read"},
+		{chain, 0x5000, 0x7040, true, "at the rt_sigreturn"},
+		{chain, 0x6001, 0x7048, false, "the job's stack"},
+		{chain, 0x6001, 0x6ff8, false, "below the chain"},
+		{chain, 0x5003, 0x7010, false, "past the code"},
+	} {
+		if got := c.g.Holds(c.pc, c.sp); got != c.holds {
+			t.Errorf("%s: Holds(%#x, %#x) = %v, want %v", c.comment, c.pc, c.sp, got, c.holds)
+		}
+	}
+}
