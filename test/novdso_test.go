@@ -2,7 +2,15 @@
 
 package test
 
-import "testing"
+import (
+	"errors"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/gocr/gocr/internal/testhook"
+)
 
 // TestNoVdso: a process of two threads that unmapped its vDSO and vvar
 // pages (novdso.c "all") is dumped, the parasite's calls running on the
@@ -32,5 +40,37 @@ func TestNoVdsoLeaveRunning(t *testing.T) {
 	}
 	dump(t, tg.pid, t.TempDir(), "--leave-running")
 	checkTreeView(t, tg.pid, before, nil)
+	checkResult(t, tg, tg.pid)
+}
+
+// TestNoVdsoGocrKilledInRelease: gocr SIGKILLs itself while it releases
+// the restored process without a vDSO (2 threads) into the gate made of
+// its own code: after both threads' detaches, before the commit, both
+// read the lifeline's end of file and the process ends, and the same
+// images restore again; right after the commit, it runs, and checks
+// itself. (A kill with a thread still attached kills the process, with
+// or without a vDSO: TestGocrKilledInRelease.)
+func TestNoVdsoGocrKilledInRelease(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	const threads = 2
+	tg := startTarget(t, "novdso", "all")
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	restoreKilledAt := func(step int) {
+		t.Helper()
+		cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
+		cmd.Env = append(cmd.Environ(), testhook.Setting(testhook.KillInRelease, strconv.Itoa(step)))
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("gocr restore with the kill at release step %d: %v, want killed by SIGKILL\n%s", step, err, out)
+		}
+	}
+	restoreKilledAt(threads)
+	waitAllGone(t, []int{tg.pid}, "gocr was killed after the last detach, before the commit")
+	restoreKilledAt(threads + 1)
 	checkResult(t, tg, tg.pid)
 }
