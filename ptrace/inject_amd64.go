@@ -58,8 +58,9 @@ const ScratchSize = 256
 // stack, where the kernel would put a signal's frame, and each call runs
 // at the vDSO gadget `syscall; mov $15, %eax; syscall` (gadget_amd64.go)
 // with rsp at that frame's ucontext, or, in a process without a vDSO, at
-// a chain of its own code that does the same (chain_amd64.go). Detached before the call, in its
-// syscall-enter-stop, in its exit stop or between two calls, the thread
+// a chain of its own code that does the same (chain_amd64.go). Detached
+// before the call, in its syscall-enter-stop, in its exit stop or between
+// two calls, the thread
 // runs the call, then rt_sigreturn, which puts back its registers, its
 // extended state and its mask (arch/x86/kernel/signal_64.c rt_sigreturn,
 // restore_sigcontext; arch/x86/kernel/fpu/signal.c fpu__restore_sig). A
@@ -99,8 +100,8 @@ type Injection struct {
 // thread's registers, extended state and signal mask, writes its signal
 // frame below the red zone of its stack and makes sure the gadget is in
 // the process's vDSO (or, without one, finds the chain in its code and
-// writes it below the frame). It changes nothing the thread can see; a failure
-// leaves it untouched. The thread's stack needs room for the frame, as
+// writes it below the frame). It changes nothing the thread can see; a
+// failure leaves it untouched. The thread's stack needs room for the frame, as
 // it would for a signal (a signal frame can be written there at any time,
 // man 7 signal).
 //

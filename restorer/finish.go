@@ -304,8 +304,8 @@ func throughGate(lifeline *os.File, gated []gatedProc) error {
 	return nil
 }
 
-// commit writes a byte (ptrace.CommitByte) for each of n threads waiting at the gate, and
-// one more, which stays unread for good, the mark of the commit the TCP
+// commit writes a byte (ptrace.CommitByte) for each of n threads waiting
+// at the gate, and one more, which stays unread for good, the mark of the commit the TCP
 // watchdog reads (files/tcpwatch.go), in one write(2): the last
 // irreversible step of the restore. Up to PIPE_BUF
 // bytes a pipe write is atomic (man 7 pipe); past it, the pipe is made
