@@ -60,11 +60,10 @@ const ScratchSize = 256
 // with rsp at that frame's ucontext, or, in a process without a vDSO, at
 // a chain of its own code that does the same (chain_amd64.go). Detached
 // before the call, in its syscall-enter-stop, in its exit stop or between
-// two calls, the thread
-// runs the call, then rt_sigreturn, which puts back its registers, its
-// extended state and its mask (arch/x86/kernel/signal_64.c rt_sigreturn,
-// restore_sigcontext; arch/x86/kernel/fpu/signal.c fpu__restore_sig). A
-// live gocr stops the thread in the call's syscall-exit-stop, reads rax
+// two calls, the thread runs the call, then rt_sigreturn, which puts
+// back its registers, its extended state and its mask
+// (arch/x86/kernel/signal_64.c rt_sigreturn, restore_sigcontext;
+// arch/x86/kernel/fpu/signal.c fpu__restore_sig). A live gocr stops the thread in the call's syscall-exit-stop, reads rax
 // and moves on: the rt_sigreturn only ever runs if gocr is gone.
 //
 // While calls run, every signal is blocked, so no handler of the thread's
