@@ -12,7 +12,13 @@ import (
 )
 
 // collectMm describes the process's memory from maps, its mappings with
-// their smaps VmFlags.
+// their smaps VmFlags, and returns where its [vdso] starts, 0 if it has
+// none (it unmapped it): the parasite then runs on the process's own
+// code (ptrace.Injection), and the restore leaves the kernel's vDSO
+// out (restorer/checks.go). A vDSO area mapping is whole or gone: the
+// kernel refuses to split one, by munmap or mprotect of a part
+// (mm/mmap.c special_mapping_split), so the restore, which moves the
+// kernel's whole ones, gives back what the process had.
 func collectMm(pid int, stat *proc.Stat, saver *fileSaver, maps []proc.Mapping) (*gocrpb.Mm, uint64, error) {
 	auxv, err := proc.ReadAuxv(pid)
 	if err != nil {
@@ -49,9 +55,6 @@ func collectMm(pid int, stat *proc.Stat, saver *fileSaver, maps []proc.Mapping) 
 			vdso = v.Start
 		}
 		mm.Vmas = append(mm.Vmas, v)
-	}
-	if vdso == 0 {
-		return nil, 0, fmt.Errorf("process has no [vdso] mapping")
 	}
 	if sf := saver.saved[exe.key]; sf != nil && savedIn(mm, sf.Id) {
 		mm.ExeSavedFile = sf.Id

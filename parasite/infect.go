@@ -95,8 +95,18 @@ func (p *Parasite) query(queries []Query) error {
 // injected writes. The target's fd of it is closed once both have mapped
 // it.
 func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
-	// The name is the vDSO's empty string (Options.VdsoStart).
-	fd, err := p.inject(unix.SYS_MEMFD_CREATE, vdsoStart+elf.EI_PAD, unix.MFD_CLOEXEC)
+	// The name is the vDSO's empty string (Options.VdsoStart), or,
+	// without a vDSO, one written into the injection's scratch memory,
+	// below the thread's stack pointer and red zone, where a signal's
+	// frame could be written at any time.
+	name := vdsoStart + elf.EI_PAD
+	if vdsoStart == 0 {
+		name = p.inj.Scratch
+		if err := ptrace.WriteMemory(p.pid, name, []byte{0}); err != nil {
+			return fmt.Errorf("memfd_create: its name: %w", err)
+		}
+	}
+	fd, err := p.inject(unix.SYS_MEMFD_CREATE, name, unix.MFD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("memfd_create: %w", err)
 	}

@@ -43,9 +43,10 @@ var blob []byte
 
 // Options are what Infect needs to know about the target.
 type Options struct {
-	// VdsoStart is the start of the target's [vdso]. Its ELF header
-	// holds a NUL byte (e_ident[EI_PAD], include/uapi/linux/elf.h) to
-	// serve as an empty name for memfd_create.
+	// VdsoStart is the start of the target's [vdso], 0 if it has none.
+	// Its ELF header holds a NUL byte (e_ident[EI_PAD],
+	// include/uapi/linux/elf.h) to serve as an empty name for
+	// memfd_create.
 	VdsoStart uint64
 	// Threads is how many threads the process has; with more than one,
 	// a lifeline pipe for ThreadStates is made too.

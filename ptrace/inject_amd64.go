@@ -57,12 +57,13 @@ const ScratchSize = 256
 // FP_XSTATE_MAGIC1/2, signal mask) below the red zone of the thread's own
 // stack, where the kernel would put a signal's frame, and each call runs
 // at the vDSO gadget `syscall; mov $15, %eax; syscall` (gadget_amd64.go)
-// with rsp at that frame's ucontext. Detached before the call, in its
-// syscall-enter-stop, in its exit stop or between two calls, the thread
-// runs the call, then rt_sigreturn, which puts back its registers, its
-// extended state and its mask (arch/x86/kernel/signal_64.c rt_sigreturn,
-// restore_sigcontext; arch/x86/kernel/fpu/signal.c fpu__restore_sig). A
-// live gocr stops the thread in the call's syscall-exit-stop, reads rax
+// with rsp at that frame's ucontext, or, in a process without a vDSO, at
+// a chain of its own code that does the same (chain_amd64.go). Detached
+// before the call, in its syscall-enter-stop, in its exit stop or between
+// two calls, the thread runs the call, then rt_sigreturn, which puts
+// back its registers, its extended state and its mask
+// (arch/x86/kernel/signal_64.c rt_sigreturn, restore_sigcontext;
+// arch/x86/kernel/fpu/signal.c fpu__restore_sig). A live gocr stops the thread in the call's syscall-exit-stop, reads rax
 // and moves on: the rt_sigreturn only ever runs if gocr is gone.
 //
 // While calls run, every signal is blocked, so no handler of the thread's
@@ -81,8 +82,12 @@ type Injection struct {
 	xstate []byte
 	mask   uint64
 	// gadget is the gadget's first syscall instruction; sp is rsp for
-	// each call: the frame's ucontext.
+	// each call: the frame's ucontext, or the chain below the frame.
 	gadget, sp uint64
+	// chain is the code the calls run on in a process without a vDSO
+	// (chain_amd64.go), nil with one; frameAt is where the frame is.
+	chain   *codeChain
+	frameAt uint64
 	// Scratch is ScratchSize bytes of the thread's stack between its red
 	// zone and the frame, free for a call's arguments.
 	Scratch uint64
@@ -93,8 +98,9 @@ type Injection struct {
 // PrepareInjection readies tid for injected system calls: it reads the
 // thread's registers, extended state and signal mask, writes its signal
 // frame below the red zone of its stack and makes sure the gadget is in
-// the process's vDSO. It changes nothing the thread can see; a failure
-// leaves it untouched. The thread's stack needs room for the frame, as
+// the process's vDSO (or, without one, finds the chain in its code and
+// writes it below the frame). It changes nothing the thread can see; a
+// failure leaves it untouched. The thread's stack needs room for the frame, as
 // it would for a signal (a signal frame can be written there at any time,
 // man 7 signal).
 //
@@ -136,6 +142,11 @@ func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 			return
 		}
 		in.gadget, err = placeGadget(tid)
+		if errors.Is(err, errNoVdso) {
+			if in.chain, err = findChain(tid); err == nil {
+				in.gadget = in.chain.syscallRet
+			}
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("prepare injection into %d: %w", tid, err)
@@ -144,7 +155,7 @@ func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 	// runs on the gadget (only before the mask is set) puts its own frame
 	// below the gadget's rsp minus a red zone, under both.
 	top := in.saved.Rsp - redZone
-	room := uint64(ScratchSize + 16 + SigframeLen(in.xstate) + SigframeAlign)
+	room := uint64(ScratchSize + 16 + SigframeLen(in.xstate) + SigframeAlign + chainRoom)
 	if rsp := in.saved.Rsp; hi > lo && hi-lo >= room && (rsp < lo || rsp >= hi) {
 		top = hi &^ 15
 	}
@@ -160,10 +171,18 @@ func (t *Tracer) prepareInjection(tid int, lo, hi uint64) (*Injection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare injection into %d: %w", tid, err)
 	}
+	in.frameAt, in.sp = frameAt, frameAt+SigframeUc
+	if in.chain != nil {
+		// The chain's last word is the frame's pretcode.
+		c := in.chain.callChain()
+		copy(frame, c[len(c)-8:])
+		frame = append(c[:len(c)-8], frame...)
+		frameAt -= uint64(len(c) - 8)
+		in.sp = frameAt
+	}
 	if err := WriteMemory(tid, frameAt, frame); err != nil {
 		return nil, fmt.Errorf("prepare injection into %d: no room for a signal frame below its stack pointer %#x: %w", tid, in.saved.Rsp, err)
 	}
-	in.sp = frameAt + SigframeUc
 	return in, nil
 }
 
@@ -240,12 +259,15 @@ func (in *Injection) Hold(nr uint64, args ...uint64) error {
 
 // Gate sets the thread to wait, once released (detached, or by gocr's
 // death), for the commit of a restore on fd, its own read end of a pipe
-// only gocr writes (the lifeline), at the vDSO's gate (gadget_amd64.go),
-// every signal blocked: a byte read, it closes fd and rt_sigreturns into
+// only gocr writes (the lifeline), at the release gate, every signal
+// blocked: a byte read (CommitByte), it closes fd and rt_sigreturns into
 // the state PrepareInjection found, which its signal frame holds; end of
 // file (gocr gone without the commit) or an error, its whole process
-// exits (exit_group, status 1). The thread stays in its event stop until
-// released, and leaves by the gate: no Finish.
+// exits (exit_group, status 1). The gate is code in the vDSO's padding
+// (gadget_amd64.go), or, in a process without a vDSO, a chain of the
+// process's own code on its stack (codeChain.gateChain). The thread
+// stays in its event stop until released, and leaves by the gate: no
+// Finish.
 //
 // A stop signal meanwhile (SIGSTOP cannot be blocked) interrupts the
 // read, which restarts once the process is continued: pipe_read returns
@@ -253,21 +275,34 @@ func (in *Injection) Hold(nr uint64, args ...uint64) error {
 // no handler to run (fs/pipe.c pipe_read, arch/x86/kernel/signal.c
 // arch_do_signal_or_restart).
 //
-// It returns where the gate is: a thread whose instruction pointer is in
-// [at, at+GateLen) has not gone through.
+// It returns where the gate is (GateSite).
 //
 // Precondition: the thread is in its event stop, no call made yet.
-func (in *Injection) Gate(fd int) (at uint64, err error) {
+func (in *Injection) Gate(fd int) (site GateSite, err error) {
 	in.t.Do(func() {
-		if at, err = placeGate(in.tid); err != nil {
-			return
-		}
 		r := in.saved
-		r.Rip = at
-		r.Rsp = in.sp
 		r.Rax = unix.SYS_READ
 		r.Orig_rax = ^uint64(0)
 		r.Rdi, r.Rsi, r.Rdx = uint64(fd), in.Scratch, 1
+		if in.chain == nil {
+			if site.Read, err = placeGate(in.tid); err != nil {
+				return
+			}
+			site.code = [][2]uint64{{site.Read, site.Read + uint64(len(gate))}}
+			r.Rip, r.Rsp = site.Read, in.sp
+		} else {
+			c := in.chain
+			at := in.frameAt + 8 - gateChainLen
+			if err = WriteMemory(in.tid, at, c.gateChain()); err != nil {
+				err = fmt.Errorf("write the release gate's chain: %w", err)
+				return
+			}
+			site.Read = c.syscallRet
+			site.code = [][2]uint64{{c.syscallRet, c.syscallRet + uint64(len(seqSyscallRet))},
+				{c.popRax, c.popRax + uint64(len(seqPopRax))}, {c.popRdi, c.popRdi + uint64(len(seqPopRdi))}}
+			site.stack = [2]uint64{at, in.frameAt + SigframeUc}
+			r.Rip, r.Rsp, r.Rsi = site.Read, at, at+gateSlotOff
+		}
 		if err = setRegs(in.tid, &r); err != nil {
 			err = fmt.Errorf("ptrace setregset %d: %w", in.tid, err)
 			return
@@ -277,13 +312,38 @@ func (in *Injection) Gate(fd int) (at uint64, err error) {
 		}
 	})
 	if err != nil {
-		return 0, fmt.Errorf("set %d at the release gate: %w", in.tid, err)
+		return GateSite{}, fmt.Errorf("set %d at the release gate: %w", in.tid, err)
 	}
-	return at, nil
+	return site, nil
 }
 
-// GateLen is the length of the gate's code (Injection.Gate).
-var GateLen = uint64(len(gate))
+// GateSite is where a thread set at a release gate (Injection.Gate) is
+// until it goes through.
+type GateSite struct {
+	// Read is the gate's syscall instruction that reads the lifeline: a
+	// thread waiting for the commit shows rip Read+2, in read(2).
+	Read uint64
+	// code is the gate's code; stack, for a chain gate, the range
+	// [lo, hi] its rsp stays in until the rt_sigreturn, whose rsp is hi.
+	code  [][2]uint64
+	stack [2]uint64
+}
+
+// Holds reports whether a thread at pc with stack pointer sp may still be
+// in the gate: a thread whose pc is out of the gate's code, or, for a
+// chain gate, whose sp is out of the chain (the job's own code may run
+// the same bytes, but not on that stack), has gone through.
+func (g GateSite) Holds(pc, sp uint64) bool {
+	if g.stack[1] != 0 && (sp < g.stack[0] || sp > g.stack[1]) {
+		return false
+	}
+	for _, c := range g.code {
+		if pc >= c[0] && pc < c[1] {
+			return true
+		}
+	}
+	return false
+}
 
 // Precondition: called on the tracer thread; see Syscall.
 func (in *Injection) syscall(nr uint64, args []uint64) (int64, [][SiginfoSize]byte, error) {
@@ -506,5 +566,5 @@ func vdsoRange(pid int) (start, end uint64, err error) {
 	if err := sc.Err(); err != nil {
 		return 0, 0, fmt.Errorf("/proc/%d/maps: %w", pid, err)
 	}
-	return 0, 0, fmt.Errorf("/proc/%d/maps: no [vdso] mapping", pid)
+	return 0, 0, fmt.Errorf("/proc/%d/maps: %w", pid, errNoVdso)
 }

@@ -223,6 +223,25 @@ func TestInjectionSurvivesTracerDeath(t *testing.T) {
 				t.Fatalf("target printed %q, want %q", got, want)
 			}
 		})
+		t.Run("ReadNoVdso"+pt.name, func(t *testing.T) {
+			tg, in := preparedTarget(t, "novdso-read")
+			if in.chain == nil {
+				t.Fatal("the injection into a process without a vDSO does not run on a chain")
+			}
+			code := codeBytes(t, tg.pid)
+			pt.at(t, in)
+			in.t.Close()
+			tg.quiet(300 * time.Millisecond) // still blocked in read
+			if !bytes.Equal(code, codeBytes(t, tg.pid)) {
+				t.Fatal("the process's code changed")
+			}
+			if _, err := tg.stdin.WriteString("hello\n"); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tg.expect("READ", 5*time.Second), "READ 6 hello"; got != want {
+				t.Fatalf("target printed %q, want %q", got, want)
+			}
+		})
 		t.Run("Read"+pt.name, func(t *testing.T) {
 			tg, in := preparedTarget(t, "read")
 			pt.at(t, in)
@@ -236,6 +255,24 @@ func TestInjectionSurvivesTracerDeath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// codeBytes is the content of pid's read-only code mappings.
+func codeBytes(t *testing.T, pid int) []byte {
+	t.Helper()
+	spans, err := codeSpans(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, s := range spans {
+		b := make([]byte, s[1]-s[0])
+		if err := ReadMemory(pid, s[0], b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
 }
 
 // TestHoldFinished: a thread held (Injection.Hold) and then finished is
@@ -283,11 +320,16 @@ func preparedTarget(t *testing.T, mode string) (*target, *Injection) {
 // its stack pointer), the frame goes at that stack's top.
 func TestGate(t *testing.T) {
 	for _, tc := range []struct {
-		committed, altStack bool
-	}{{true, false}, {false, false}, {true, true}} {
+		committed, altStack, noVdso bool
+	}{{true, false, false}, {false, false, false}, {true, true, false},
+		{true, false, true}, {false, false, true}, {true, true, true}} {
 		committed := tc.committed
-		t.Run(fmt.Sprintf("committed=%v,altstack=%v", tc.committed, tc.altStack), func(t *testing.T) {
-			tg := startTarget(t, "nanosleep")
+		t.Run(fmt.Sprintf("committed=%v,altstack=%v,novdso=%v", tc.committed, tc.altStack, tc.noVdso), func(t *testing.T) {
+			mode := "nanosleep"
+			if tc.noVdso {
+				mode = "novdso-nanosleep"
+			}
+			tg := startTarget(t, mode)
 			settle()
 			tr := newTracer(t)
 			seizeStop(t, tr, tg.pid)
@@ -302,6 +344,9 @@ func TestGate(t *testing.T) {
 			if tc.altStack && (in.Scratch < lo || in.Scratch >= hi || in.sp < lo) {
 				t.Fatalf("scratch %#x, frame %#x: want both in the alternate stack [%#x, %#x)", in.Scratch, in.sp, lo, hi)
 			}
+			if tc.noVdso != (in.chain != nil) {
+				t.Fatalf("injection runs on a chain: %v, want %v", in.chain != nil, tc.noVdso)
+			}
 			at, err := in.Gate(0)
 			if err != nil {
 				t.Fatal(err)
@@ -310,16 +355,20 @@ func TestGate(t *testing.T) {
 				t.Fatal(err)
 			}
 			// It waits in the gate's read until told.
-			want := fmt.Sprintf("0 0x0 %#x 0x1 ", in.Scratch)
+			buf := in.Scratch
+			if in.chain != nil {
+				buf = at.stack[0] + gateSlotOff
+			}
+			want := fmt.Sprintf("0 0x0 %#x 0x1 ", buf)
 			deadline := time.Now().Add(5 * time.Second)
 			for {
 				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tg.pid))
 				f := strings.Fields(string(b))
-				if strings.HasPrefix(string(b), want) && f[len(f)-1] == fmt.Sprintf("%#x", at+2) {
+				if strings.HasPrefix(string(b), want) && f[len(f)-1] == fmt.Sprintf("%#x", at.Read+2) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the thread is not in the gate's read: /proc/%d/syscall %q, want %q... pc %#x", tg.pid, b, want, at+2)
+					t.Fatalf("the thread is not in the gate's read: /proc/%d/syscall %q, want %q... pc %#x", tg.pid, b, want, at.Read+2)
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -337,7 +386,7 @@ func TestGate(t *testing.T) {
 				}
 				return
 			}
-			if _, err := tg.stdin.Write([]byte{0}); err != nil {
+			if _, err := tg.stdin.Write([]byte{CommitByte}); err != nil {
 				t.Fatal(err)
 			}
 			// Through the gate, its fd closed, in its nanosleep again.
@@ -386,4 +435,33 @@ func stackBottom(t *testing.T, tr *Tracer, pid int) (lo, hi uint64) {
 	}
 	t.Fatalf("/proc/%d/maps: no [stack]", pid)
 	return 0, 0
+}
+
+// TestGateSiteHolds: a thread is in a vDSO gate while its pc is in the
+// gate's code; in a chain gate, while its pc is in one of the chain's
+// sequences and its sp in the chain, up to the frame's ucontext: the
+// job's own code may run the same bytes, on another stack.
+func TestGateSiteHolds(t *testing.T) {
+	vdso := GateSite{Read: 0x1000, code: [][2]uint64{{0x1000, 0x1024}}}
+	chain := GateSite{Read: 0x5000, code: [][2]uint64{{0x5000, 0x5003}, {0x6000, 0x6002}},
+		stack: [2]uint64{0x7000, 0x7040}}
+	for _, c := range []struct {
+		g       GateSite
+		pc, sp  uint64
+		holds   bool
+		comment string
+	}{
+		{vdso, 0x1002, 0, true, "in the read"},
+		{vdso, 0x1023, 0, true, "last byte"},
+		{vdso, 0x1024, 0, false, "past the code"},
+		{chain, 0x5002, 0x7000, true, "in the read"},
+		{chain, 0x5000, 0x7040, true, "at the rt_sigreturn"},
+		{chain, 0x6001, 0x7048, false, "the job's stack"},
+		{chain, 0x6001, 0x6ff8, false, "below the chain"},
+		{chain, 0x5003, 0x7010, false, "past the code"},
+	} {
+		if got := c.g.Holds(c.pc, c.sp); got != c.holds {
+			t.Errorf("%s: Holds(%#x, %#x) = %v, want %v", c.comment, c.pc, c.sp, got, c.holds)
+		}
+	}
 }

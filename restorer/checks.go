@@ -21,7 +21,7 @@ import (
 
 // checkMachine refuses an image this machine cannot run: xsave features
 // the CPU (or its kernel) does not enable, or a vDSO/vvar layout that is
-// not this kernel's.
+// not this kernel's (an image without a vDSO may lack any of it).
 func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error {
 	if inv.PageSize != 0 && inv.PageSize != pageSize {
 		return fmt.Errorf("image has %d-byte pages, this machine %d", inv.PageSize, pageSize)
@@ -60,6 +60,20 @@ func checkMachine(inv *gocrpb.Inventory, task *gocrpb.Task, mm *gocrpb.Mm) error
 		if ownSpecial[name] != size {
 			return fmt.Errorf("the image's %s (%d bytes) does not match this kernel's (%d bytes): restore on the kernel it was dumped on (%s)", name, size, ownSpecial[name], inv.KernelRelease)
 		}
+	}
+	// A process that unmapped its vDSO or vvar pages gets none of them:
+	// the kernel's the image lacks stay parked in the restorer's hole
+	// (restorer.c restore_memory) and go with it (finish). The image of
+	// another kernel, though, may lack one because that kernel had none,
+	// and a vDSO reads its vvar pages at fixed offsets from itself
+	// (arch/x86/entry/vdso/vdso-layout.lds.S): with a vDSO, such an
+	// image must have this kernel's whole layout.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	if _, ok := imgSpecial["[vdso]"]; !ok || inv.KernelRelease == unix.ByteSliceToString(uts.Release[:]) {
+		return nil
 	}
 	for name := range ownSpecial {
 		if _, ok := imgSpecial[name]; !ok {

@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -73,13 +74,6 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		if err != nil {
 			return err
 		}
-		ret, err := in.Syscall(unix.SYS_MUNMAP, base, size)
-		if err == nil {
-			err = ptrace.SyscallError(ret)
-		}
-		if err != nil {
-			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
-		}
 		// Each thread waits at the gate on a lifeline fd of its own and
 		// closes it once through: one thread closing a shared one could
 		// close, instead, the fd a thread already running had just
@@ -96,6 +90,18 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 				return fmt.Errorf("pid %d: a lifeline fd for each of its %d threads above fd %d: %w", pid, len(pr.task.Threads), lifeFd, err)
 			}
 			fds = append(fds, int(ret))
+		}
+		// The restorer goes last: with it go the kernel's vDSO and vvar
+		// pages it parked in its hole (restorer.c restore_memory) that
+		// the dump had not, which the calls above may run on
+		// (ptrace.Injection); the gate then runs on the process's own
+		// code.
+		ret, err := in.Syscall(unix.SYS_MUNMAP, base, size)
+		if err == nil {
+			err = ptrace.SyscallError(ret)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: unmap restorer: %w", pid, err)
 		}
 		if err := in.Finish(); err != nil {
 			return err
@@ -131,13 +137,13 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 			if err != nil {
 				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
 			}
-			at, err := in.Gate(fds[i])
+			site, err := in.Gate(fds[i])
 			if err != nil {
 				return fmt.Errorf("pid %d thread %d: %w", pid, tid, err)
 			}
 			g := &gated[len(gated)-1]
 			g.tids = append(g.tids, tid)
-			g.gates = append(g.gates, at)
+			g.gates = append(g.gates, site)
 			threads++
 		}
 	}
@@ -194,7 +200,7 @@ type gatedProc struct {
 	pid     int
 	fds     []int
 	tids    []int
-	gates   []uint64
+	gates   []ptrace.GateSite
 	stopped bool
 }
 
@@ -215,7 +221,7 @@ func atGate(gated []gatedProc) error {
 		}
 		for i, tid := range g.tids {
 			path := fmt.Sprintf("/proc/%d/task/%d/syscall", g.pid, tid)
-			want := fmt.Sprintf("%#x", g.gates[i]+2)
+			want := fmt.Sprintf("%#x", g.gates[i].Read+2)
 			for {
 				b, err := os.ReadFile(path)
 				if err != nil {
@@ -241,9 +247,9 @@ func atGate(gated []gatedProc) error {
 // of gocr's left in its fd table or its threads' state. A fd number no
 // longer naming the lifeline (/proc/PID/fd/N gone, or another file the
 // job has opened since) is closed. /proc/PID/task/TID/syscall gives the
-// instruction pointer of a thread that is not running, last, or says
-// "running" of one on a CPU (man 5 proc_pid_syscall), which, its fd
-// closed, is at most two instructions from its rt_sigreturn. A process
+// stack and instruction pointers of a thread that is not running, last,
+// or says "running" of one on a CPU (man 5 proc_pid_syscall), which, its
+// fd closed, is at most a few instructions from its rt_sigreturn. A process
 // stopped by job control goes through once continued: its fds stay
 // until then.
 func throughGate(lifeline *os.File, gated []gatedProc) error {
@@ -284,7 +290,11 @@ func throughGate(lifeline *os.File, gated []gatedProc) error {
 					return true // gone, or running
 				}
 				pc, err := strconv.ParseUint(strings.TrimPrefix(f[len(f)-1], "0x"), 16, 64)
-				return err != nil || pc < g.gates[i] || pc >= g.gates[i]+ptrace.GateLen
+				if err != nil {
+					return true
+				}
+				sp, err := strconv.ParseUint(strings.TrimPrefix(f[len(f)-2], "0x"), 16, 64)
+				return err != nil || !g.gates[i].Holds(pc, sp)
 			}
 			if err := wait(out, fmt.Sprintf("pid %d thread %d still in the release gate", g.pid, tid)); err != nil {
 				return err
@@ -294,8 +304,8 @@ func throughGate(lifeline *os.File, gated []gatedProc) error {
 	return nil
 }
 
-// commit writes a byte for each of n threads waiting at the gate, and
-// one more, which stays unread for good, the mark of the commit the TCP
+// commit writes a byte (ptrace.CommitByte) for each of n threads waiting
+// at the gate, and one more, which stays unread for good, the mark of the commit the TCP
 // watchdog reads (files/tcpwatch.go), in one write(2): the last
 // irreversible step of the restore. Up to PIPE_BUF
 // bytes a pipe write is atomic (man 7 pipe); past it, the pipe is made
@@ -317,7 +327,7 @@ func commit(lifeline *os.File, n int) error {
 			return fmt.Errorf("release the restored processes: lifeline pipe of %d bytes: %w", n, err)
 		}
 	}
-	b := make([]byte, n)
+	b := bytes.Repeat([]byte{ptrace.CommitByte}, n)
 	for {
 		w, err := unix.Write(fd, b)
 		if err == unix.EINTR {

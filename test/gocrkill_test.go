@@ -76,21 +76,26 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 // call, then rt_sigreturn through the frame gocr wrote on its stack
 // (ptrace.Injection): the counter must count on exactly, untraced, and
 // pass its own check; the regs target must get every vector register
-// back through the frame's xsave area.
+// back through the frame's xsave area; the novdso target, whose calls
+// run on a chain of its own code, its vDSO area and its threads' counters
+// as they were.
 func TestGocrKilledInInjectedSyscall(t *testing.T) {
 	for _, tc := range []struct {
 		name, target, hook, nth string
+		args                    []string
 	}{
-		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1"},
-		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1"},
-		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "4"},
-		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "13"},
-		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "4"},
+		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1", nil},
+		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1", nil},
+		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "4", nil},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "13", nil},
+		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "4", nil},
+		{"NoVdsoFirstSet", "novdso", testhook.PauseInjectedSyscallSet, "1", []string{"all"}},
+		{"NoVdsoMmapEntered", "novdso", testhook.PauseInjectedSyscallEntered, "4", []string{"all"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			needsRoot(t)
 			needsGocr(t)
-			tg := startTarget(t, tc.target)
+			tg := startTarget(t, tc.target, tc.args...)
 			if tc.target == "counter" {
 				waitCounter(t, tg, 10)
 			}

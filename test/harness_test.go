@@ -186,6 +186,7 @@ var cTargets = map[string]struct {
 	"outsidegroup":   {"outsidegroup.c", nil},
 	"mdwe":           {"mdwe.c", nil},
 	"secretmem":      {"secretmem.c", nil},
+	"novdso":         {"novdso.c", []string{"-pthread"}},
 }
 
 func TestMain(m *testing.M) {

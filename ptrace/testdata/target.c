@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 
 static volatile sig_atomic_t handled;
@@ -55,6 +56,47 @@ static int mode_nanosleep(void) {
 	else
 		printf("FAIL errno %d\n", errno);
 	return 0;
+}
+
+// unmap_vdso unmaps [vdso], [vvar] and [vvar_vclock], as a process that
+// wants every clock read to be a system call does; nothing here calls
+// into the vDSO afterwards (nanosleep is a system call in glibc).
+static int unmap_vdso(void) {
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	unsigned long lo[8], hi[8];
+	int n = 0;
+	char line[512];
+	while (n < 8 && fgets(line, sizeof line, f)) {
+		if (strstr(line, "[vdso]") || strstr(line, "[vvar]") || strstr(line, "[vvar_vclock]")) {
+			if (sscanf(line, "%lx-%lx", &lo[n], &hi[n]) == 2)
+				n++;
+		}
+	}
+	fclose(f);
+	for (int i = 0; i < n; i++)
+		if (munmap((void *)lo[i], hi[i] - lo[i]))
+			return -1;
+	return n;
+}
+
+static int mode_novdso_nanosleep(void) {
+	if (unmap_vdso() < 1) {
+		printf("FAIL unmap vdso\n");
+		return 1;
+	}
+	return mode_nanosleep();
+}
+
+static int mode_read(void);
+
+static int mode_novdso_read(void) {
+	if (unmap_vdso() < 1) {
+		printf("FAIL unmap vdso\n");
+		return 1;
+	}
+	return mode_read();
 }
 
 static int mode_read(void) {
@@ -185,6 +227,8 @@ int main(int argc, char **argv) {
 		return 2;
 	const char *m = argv[1];
 	if (!strcmp(m, "nanosleep")) return mode_nanosleep();
+	if (!strcmp(m, "novdso-nanosleep")) return mode_novdso_nanosleep();
+	if (!strcmp(m, "novdso-read")) return mode_novdso_read();
 	if (!strcmp(m, "read")) return mode_read();
 	if (!strcmp(m, "pause")) return mode_pause();
 	if (!strcmp(m, "handler")) return mode_handler();
