@@ -1,19 +1,39 @@
 /*
  * sharedtables: a child made with clone(2) sharing one of its parent's
- * tables without being a thread: "files" (CLONE_FILES), "fs" (CLONE_FS),
- * "vm" (CLONE_VM) or "sighand" (CLONE_VM|CLONE_SIGHAND). A dump must refuse
- * it: restored per process, the two would no longer share.
+ * tables without being a thread.
+ *
+ * Restored, the sharing made again: "files" (CLONE_FILES), "fs"
+ * (CLONE_FS), "both". After the restore the parent checks with kcmp(2)
+ * that the two share what they shared (and nothing more), and that what
+ * each does to the shared table shows in the other: an fd the parent opens
+ * is the child's, one the child opens is the parent's (files); a chdir and
+ * umask by the parent is the child's, and the child's the parent's (fs).
+ * The child does its part when the parent asks through a pipe.
+ *
+ * Refused at dump: "vm" (CLONE_VM), "sighand" (CLONE_VM|CLONE_SIGHAND),
+ * and "siblings": a child whose own child, made with
+ * CLONE_PARENT|CLONE_FILES, is its sibling sharing its fd table, which
+ * their parent does not share.
  *
  * usage: sharedtables RESULT_PATH MODE
  */
 #include "target.h"
 
+#include <limits.h>
 #include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
-static char child_stack[64 * 1024] __attribute__((aligned(16)));
+/* include/uapi/linux/kcmp.h */
+#define KCMP_FILES 2
+#define KCMP_FS 3
 
-static int child(void *arg)
+static char child_stack[64 * 1024] __attribute__((aligned(16)));
+static char sibling_stack[64 * 1024] __attribute__((aligned(16)));
+static int cmd[2], reply[2];
+
+static int sibling(void *arg)
 {
 	(void)arg;
 	for (;;)
@@ -21,27 +41,174 @@ static int child(void *arg)
 	return 0;
 }
 
+/* Does what the parent asks: 'o' opens /dev/zero and answers its fd, 'c'
+ * changes directory to / and the umask to 027. */
+static int child(void *arg)
+{
+	const char *mode = arg;
+	if (strcmp(mode, "siblings") == 0) {
+		if (clone(sibling, sibling_stack + sizeof(sibling_stack), CLONE_PARENT | CLONE_FILES | SIGCHLD, NULL) < 0)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	for (;;) {
+		char c;
+		ssize_t n = read(cmd[0], &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 1)
+			_exit(4);
+		int answer = 0;
+		if (c == 'o')
+			answer = open("/dev/zero", O_RDONLY);
+		else if (c == 'c')
+			answer = chdir("/") == 0 ? (umask(027), 0) : -1;
+		if (write(reply[1], &answer, sizeof(answer)) != sizeof(answer))
+			_exit(5);
+	}
+	return 0;
+}
+
+static int ask(char c)
+{
+	int answer;
+	if (write(cmd[1], &c, 1) != 1)
+		tgt_fail("write to the child: %s", strerror(errno));
+	for (;;) {
+		ssize_t n = read(reply[0], &answer, sizeof(answer));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != sizeof(answer))
+			tgt_fail("read the child's answer: %zd %s", n, strerror(errno));
+		return answer;
+	}
+}
+
+static long kcmp(pid_t a, pid_t b, int type)
+{
+	return syscall(SYS_kcmp, a, b, type, 0, 0);
+}
+
+static void readlink_of(char *buf, size_t size, const char *path)
+{
+	ssize_t n = readlink(path, buf, size - 1);
+	if (n < 0)
+		tgt_fail("readlink %s: %s", path, strerror(errno));
+	buf[n] = 0;
+}
+
+/* The umask of pid, from /proc/PID/status (man 5 proc). */
+static unsigned umask_of(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		tgt_fail("read %s", path);
+	buf[n] = 0;
+	char *u = strstr(buf, "Umask:");
+	if (!u)
+		tgt_fail("no Umask in %s", path);
+	return (unsigned)strtoul(u + 6, NULL, 8);
+}
+
+/* Expects kcmp type between us and the child: shared or not. */
+static void expect_shared(pid_t pid, int type, int shared, const char *what)
+{
+	long r = kcmp(getpid(), pid, type);
+	if (r < 0)
+		tgt_fail("kcmp %s: %s", what, strerror(errno));
+	if ((r == 0) != shared)
+		tgt_fail("the child %s its parent's %s (kcmp %ld)", shared ? "does not share" : "shares", what, r);
+}
+
+static void check_files(pid_t pid)
+{
+	char buf[PATH_MAX];
+	int mine = open("/dev/null", O_RDONLY);
+	if (mine < 0)
+		tgt_fail("open /dev/null: %s", strerror(errno));
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, mine);
+	readlink_of(buf, sizeof(buf), path);
+	if (strcmp(buf, "/dev/null") != 0)
+		tgt_fail("the child's fd %d is %s, not the parent's /dev/null", mine, buf);
+	int theirs = ask('o');
+	if (theirs < 0)
+		tgt_fail("the child could not open /dev/zero");
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", theirs);
+	readlink_of(buf, sizeof(buf), path);
+	if (strcmp(buf, "/dev/zero") != 0)
+		tgt_fail("the parent's fd %d is %s, not the child's /dev/zero", theirs, buf);
+	close(mine);
+	close(theirs);
+}
+
+static void check_fs(pid_t pid)
+{
+	char buf[PATH_MAX];
+	if (chdir("/dev") != 0)
+		tgt_fail("chdir /dev: %s", strerror(errno));
+	umask(077);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+	readlink_of(buf, sizeof(buf), path);
+	if (strcmp(buf, "/dev") != 0)
+		tgt_fail("the child's cwd is %s, not the parent's /dev", buf);
+	if (umask_of(pid) != 077)
+		tgt_fail("the child's umask is %o, not the parent's 077", umask_of(pid));
+	if (ask('c') != 0)
+		tgt_fail("the child could not chdir /");
+	if (!getcwd(buf, sizeof(buf)) || strcmp(buf, "/") != 0)
+		tgt_fail("the parent's cwd is %s, not the child's /", buf);
+	if (umask_of(getpid()) != 027)
+		tgt_fail("the parent's umask is %o, not the child's 027", umask_of(getpid()));
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
 	if (argc < 3)
-		tgt_fail("usage: sharedtables RESULT_PATH files|fs|vm|sighand");
-	int flags;
-	if (strcmp(argv[2], "files") == 0)
-		flags = CLONE_FILES;
-	else if (strcmp(argv[2], "fs") == 0)
-		flags = CLONE_FS;
-	else if (strcmp(argv[2], "vm") == 0)
+		tgt_fail("usage: sharedtables RESULT_PATH files|fs|both|vm|sighand|siblings");
+	const char *mode = argv[2];
+	int flags = 0, files = 0, fs = 0;
+	if (strcmp(mode, "files") == 0)
+		files = 1;
+	else if (strcmp(mode, "fs") == 0)
+		fs = 1;
+	else if (strcmp(mode, "both") == 0)
+		files = fs = 1;
+	else if (strcmp(mode, "vm") == 0)
 		flags = CLONE_VM;
-	else if (strcmp(argv[2], "sighand") == 0)
+	else if (strcmp(mode, "sighand") == 0)
 		flags = CLONE_VM | CLONE_SIGHAND;
-	else
-		tgt_fail("unknown mode %s", argv[2]);
-	pid_t pid = clone(child, child_stack + sizeof(child_stack), flags | SIGCHLD, NULL);
+	else if (strcmp(mode, "siblings") != 0)
+		tgt_fail("unknown mode %s", mode);
+	flags |= (files ? CLONE_FILES : 0) | (fs ? CLONE_FS : 0);
+	if (pipe(cmd) != 0 || pipe(reply) != 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	pid_t pid = clone(child, child_stack + sizeof(child_stack), flags | SIGCHLD, (void *)mode);
 	if (pid < 0)
 		tgt_fail("clone: %s", strerror(errno));
+	if (files || fs) {
+		expect_shared(pid, KCMP_FILES, files, "fd table");
+		expect_shared(pid, KCMP_FS, fs, "cwd, root and umask");
+	}
 	tgt_ready();
 	tgt_wait();
+	if (files || fs) {
+		expect_shared(pid, KCMP_FILES, files, "fd table");
+		expect_shared(pid, KCMP_FS, fs, "cwd, root and umask");
+	}
+	if (files)
+		check_files(pid);
+	if (fs)
+		check_fs(pid);
 	kill(pid, SIGKILL);
 	int st;
 	if (waitpid(pid, &st, 0) != pid)
