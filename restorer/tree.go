@@ -159,21 +159,21 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 	return out, nil
 }
 
-// checkSharedTableLocks refuses locks the dump found held by a process
-// sharing its parent's fd table: the table and everything in it is put in
-// place by the parent alone (restorer.c restore_fds), the child skips its
-// fixups (the parent's plan has the same fds, epoll watches and terminal
-// groups), and a POSIX lock, whose owner is the fd table (fs/locks.c,
-// fl_owner is current->files) and which any close in it of the file
-// releases (fs/open.c filp_close, locks_remove_posix), must be taken
-// after the parent's last close, where the child has no step.
+// checkSharedTableLocks refuses a POSIX lock the dump found held by a
+// process sharing its parent's fd table (the dump refuses it already in
+// the parent's fdinfo, files/locks.go dumpLocks): the table and everything
+// in it is put in place by the parent alone (restorer.c restore_fds), and
+// a POSIX lock, whose owner is the fd table (fs/locks.c, fl_owner is
+// current->files) and which any close in it of the file releases
+// (fs/open.c filp_close, locks_remove_posix), must be taken after the
+// parent's last close, where the child has no step.
 func checkSharedTableLocks(pr *proc) error {
 	if !pr.task.SharesParentFiles {
 		return nil
 	}
 	for _, fx := range pr.plan.fixups {
-		if fx.Op == rstFixupPosixLock || fx.Op == rstFixupFlock {
-			return fmt.Errorf("pid %d shares its parent's fd table and holds a lock on fd %d: gocr cannot restore that", pr.task.Pid, fx.Fd)
+		if fx.Op == rstFixupPosixLock {
+			return fmt.Errorf("pid %d shares its parent's fd table and holds a POSIX lock on fd %d: gocr cannot restore that", pr.task.Pid, fx.Fd)
 		}
 	}
 	return nil

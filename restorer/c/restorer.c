@@ -1164,9 +1164,13 @@ static void restore_posix_locks(struct rst_args *a);
  *    that it is done with its fds, and spares the lifeline it names
  *    (gocr releases each process through its own, finish.go).
  *  - the fixups (epoll watches, terminal groups, fds opened by path) are
- *    the table's, in the parent's plan as well: the child skips them
- *    (locks the dump found held by the child are refused, tree.go
- *    checkSharedTableLocks).
+ *    the table's, in the parent's plan as well: the child skips them but
+ *    its flock locks, the open file description's (restore_task). A
+ *    POSIX lock's owner is the table (fs/locks.c, fl_owner is
+ *    current->files), shown in each sharer's fdinfo with the pid of the
+ *    one that took it, which the dump refuses in the other (files/
+ *    locks.go dumpLocks); tree.go checkSharedTableLocks refuses it
+ *    again in the child.
  *  - the parent's chdir, chroot and umask wait until every child sharing
  *    its fs is done (the same pipe): after a chroot, the child's paths
  *    (its exe, the files it maps, /proc/self) would resolve in the new
@@ -1618,6 +1622,14 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, struct rs
 	struct rst_proc *p = &procs_of(t)[idx];
 	if (p->flags & RST_PROC_SHARE_FILES) {
 		wait_word(a, &procs_of(t)[p->parent].table_ready);
+		/* A flock lock is its open file description's (man 2 flock),
+		 * so this process may take the ones /proc/locks named it for
+		 * once the table holds the fds; every other fixup is the
+		 * table's, in the parent's plan too. */
+		struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+		for (u32 i = 0; i < a->nr_fixups; i++)
+			if (fx[i].op == RST_FIXUP_FLOCK)
+				fixup(a, &fx[i], i);
 	} else {
 		raise_nofile(a);
 		restore_fds(a);

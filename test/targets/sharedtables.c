@@ -21,6 +21,8 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -32,6 +34,10 @@
 static char child_stack[64 * 1024] __attribute__((aligned(16)));
 static char sibling_stack[64 * 1024] __attribute__((aligned(16)));
 static int cmd[2], reply[2];
+/* files mode: an epoll instance watching reply[0], and a file the child
+ * holds a flock lock on, both in the shared table. */
+static int epfd = -1, lockfd = -1;
+static char lock_path[4200];
 
 static int sibling(void *arg)
 {
@@ -52,6 +58,11 @@ static int child(void *arg)
 		for (;;)
 			pause();
 	}
+	if (lockfd >= 0) {
+		int answer = flock(lockfd, LOCK_EX | LOCK_NB);
+		if (write(reply[1], &answer, sizeof(answer)) != sizeof(answer))
+			_exit(5);
+	}
 	for (;;) {
 		char c;
 		ssize_t n = read(cmd[0], &c, 1);
@@ -70,11 +81,19 @@ static int child(void *arg)
 	return 0;
 }
 
-static int ask(char c)
+static int answer_of_child(void)
 {
 	int answer;
-	if (write(cmd[1], &c, 1) != 1)
-		tgt_fail("write to the child: %s", strerror(errno));
+	/* Through the epoll watch, when there is one: it must be there
+	 * (once) after the restore. */
+	if (epfd >= 0) {
+		struct epoll_event ev;
+		int n;
+		while ((n = epoll_wait(epfd, &ev, 1, 10000)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			tgt_fail("epoll_wait for the child's answer: %d %s", n, n < 0 ? strerror(errno) : "no event in 10 s");
+	}
 	for (;;) {
 		ssize_t n = read(reply[0], &answer, sizeof(answer));
 		if (n < 0 && errno == EINTR)
@@ -83,6 +102,13 @@ static int ask(char c)
 			tgt_fail("read the child's answer: %zd %s", n, strerror(errno));
 		return answer;
 	}
+}
+
+static int ask(char c)
+{
+	if (write(cmd[1], &c, 1) != 1)
+		tgt_fail("write to the child: %s", strerror(errno));
+	return answer_of_child();
 }
 
 static long kcmp(pid_t a, pid_t b, int type)
@@ -130,6 +156,13 @@ static void expect_shared(pid_t pid, int type, int shared, const char *what)
 static void check_files(pid_t pid)
 {
 	char buf[PATH_MAX];
+	/* The child's flock lock, the description's, is held again. */
+	int other = open(lock_path, O_RDONLY | O_CLOEXEC);
+	if (other < 0)
+		tgt_fail("open %s: %s", lock_path, strerror(errno));
+	if (flock(other, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+		tgt_fail("the child's flock lock on %s is not held", lock_path);
+	close(other);
 	int mine = open("/dev/null", O_RDONLY);
 	if (mine < 0)
 		tgt_fail("open /dev/null: %s", strerror(errno));
@@ -192,6 +225,16 @@ int main(int argc, char **argv)
 	flags |= (files ? CLONE_FILES : 0) | (fs ? CLONE_FS : 0);
 	if (pipe(cmd) != 0 || pipe(reply) != 0)
 		tgt_fail("pipe: %s", strerror(errno));
+	if (files) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
+		epfd = epoll_create1(0);
+		if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, reply[0], &ev) != 0)
+			tgt_fail("epoll: %s", strerror(errno));
+		snprintf(lock_path, sizeof(lock_path), "%s.lock", argv[1]);
+		lockfd = open(lock_path, O_RDWR | O_CREAT, 0644);
+		if (lockfd < 0)
+			tgt_fail("open %s: %s", lock_path, strerror(errno));
+	}
 	pid_t pid = clone(child, child_stack + sizeof(child_stack), flags | SIGCHLD, (void *)mode);
 	if (pid < 0)
 		tgt_fail("clone: %s", strerror(errno));
@@ -199,6 +242,8 @@ int main(int argc, char **argv)
 		expect_shared(pid, KCMP_FILES, files, "fd table");
 		expect_shared(pid, KCMP_FS, fs, "cwd, root and umask");
 	}
+	if (lockfd >= 0 && answer_of_child() != 0)
+		tgt_fail("the child's flock: %s", strerror(errno));
 	tgt_ready();
 	tgt_wait();
 	if (files || fs) {
