@@ -326,6 +326,20 @@ func TestSharedTablesRefused(t *testing.T) {
 			checkResult(t, tg, tg.pid)
 		})
 	}
+	t.Run("posixlock", func(t *testing.T) {
+		// A POSIX lock's owner is the fd table (fs/locks.c), shown in
+		// the fdinfo of both processes with the pid of the parent.
+		tg := startTarget(t, "sharedtables", "posixlock")
+		pids := trackTree(t, tg.pid)
+		if len(pids) != 1 {
+			t.Fatalf("target pid %d has children %v, want one", tg.pid, pids)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(pids[0]), "POSIX lock", "pid " + strconv.Itoa(tg.pid)}, nil)
+		assertUntouched(t, tg.pid)
+		assertUntouched(t, pids[0])
+		checkResult(t, tg, tg.pid)
+	})
 	t.Run("siblings", func(t *testing.T) {
 		tg := startTarget(t, "sharedtables", "siblings")
 		var pids []int

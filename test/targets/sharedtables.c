@@ -11,9 +11,10 @@
  * The child does its part when the parent asks through a pipe.
  *
  * Refused at dump: "vm" (CLONE_VM), "sighand" (CLONE_VM|CLONE_SIGHAND),
- * and "siblings": a child whose own child, made with
- * CLONE_PARENT|CLONE_FILES, is its sibling sharing its fd table, which
- * their parent does not share.
+ * "siblings": a child whose own child, made with CLONE_PARENT|CLONE_FILES,
+ * is its sibling sharing its fd table, which their parent does not share,
+ * and "posixlock": a child sharing the fd table of its parent, which
+ * holds a POSIX lock (the table's).
  *
  * usage: sharedtables RESULT_PATH MODE
  */
@@ -220,6 +221,8 @@ int main(int argc, char **argv)
 		flags = CLONE_VM;
 	else if (strcmp(mode, "sighand") == 0)
 		flags = CLONE_VM | CLONE_SIGHAND;
+	else if (strcmp(mode, "posixlock") == 0)
+		files = 1;
 	else if (strcmp(mode, "siblings") != 0)
 		tgt_fail("unknown mode %s", mode);
 	flags |= (files ? CLONE_FILES : 0) | (fs ? CLONE_FS : 0);
@@ -244,6 +247,11 @@ int main(int argc, char **argv)
 	}
 	if (lockfd >= 0 && answer_of_child() != 0)
 		tgt_fail("the child's flock: %s", strerror(errno));
+	if (strcmp(mode, "posixlock") == 0) {
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+		if (fcntl(lockfd, F_SETLK, &fl) != 0)
+			tgt_fail("POSIX lock on %s: %s", lock_path, strerror(errno));
+	}
 	tgt_ready();
 	tgt_wait();
 	if (files || fs) {
