@@ -11,7 +11,7 @@
  * child's the parent's (fs). Each child does its part when the parent
  * asks through a pipe. The shared table also holds an epoll watch (on
  * the first child's answers) and a file the first child holds a flock
- * lock on.
+ * lock on; the first child has a second thread.
  *
  * Refused at dump: "files" and "fs" (one child, CLONE_FILES or CLONE_FS)
  * when dumped without its parent, "vm" (CLONE_VM), "sighand" (CLONE_VM|CLONE_SIGHAND),
@@ -37,6 +37,7 @@
 #define KCMP_FS 3
 
 static char sibling_stack[64 * 1024] __attribute__((aligned(16)));
+static char thread_stack[64 * 1024] __attribute__((aligned(16)));
 
 /* A child and the pipes through which the parent asks it. */
 struct kid {
@@ -51,6 +52,16 @@ static struct kid kids[3];
 static int epfd = -1, lockfd = -1;
 static char lock_path[4200];
 static const char *mode;
+
+/* A thread of the first child (which shares the parent's fd table): its
+ * process comes back with it, in the same table. */
+static int idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		syscall(SYS_pause);
+	return 0;
+}
 
 static int sibling(void *arg)
 {
@@ -73,6 +84,10 @@ static int child(void *arg)
 	}
 	if (k == &kids[0] && lockfd >= 0) {
 		int answer = flock(lockfd, LOCK_EX | LOCK_NB);
+		if (answer == 0 && strcmp(mode, "shared") == 0 &&
+		    clone(idle_thread, thread_stack + sizeof(thread_stack),
+			  CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, NULL) < 0)
+			answer = -1;
 		if (write(k->reply[1], &answer, sizeof(answer)) != sizeof(answer))
 			_exit(5);
 	}
