@@ -69,6 +69,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	task := &gocrpb.Task{
 		Pid: int32(pid), Ppid: int32(stat.PPid), Pgid: int32(stat.Pgrp), Sid: int32(stat.Session),
 		Comm: status.Name, Umask: status.Umask, StopSignal: uint32(fr.stopSignal),
+		SharesParentFiles: fr.sharesParentFiles, SharesParentFs: fr.sharesParentFS,
 		ExitSignal: proto.Uint32(uint32(stat.ExitSignal)),
 		Creds: &gocrpb.Creds{
 			Ruid: status.Uid[0], Euid: status.Uid[1], Suid: status.Uid[2], Fsuid: status.Uid[3],

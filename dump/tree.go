@@ -36,6 +36,10 @@ type frozenProc struct {
 	// process's, but each thread reports it: one that stopped before the
 	// stop began reports none (ptrace.Stopped).
 	stopSignal int
+	// sharesParentFiles, sharesParentFS: cloned by its dumped parent
+	// with CLONE_FILES (CLONE_FS), which the restore does again
+	// (checkSharing).
+	sharesParentFiles, sharesParentFS bool
 }
 
 // frozenTree is the dumped processes, parents before children.

@@ -605,10 +605,15 @@ type Task struct {
 	// The signal its parent gets when it exits (clone(2) exit_signal,
 	// /proc/PID/stat field 38); absent in older images, where it was
 	// always SIGCHLD.
-	ExitSignal    *uint32       `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
-	Attrs         *ProcessAttrs `protobuf:"bytes,61,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExitSignal *uint32       `protobuf:"varint,60,opt,name=exit_signal,json=exitSignal,proto3,oneof" json:"exit_signal,omitempty"`
+	Attrs      *ProcessAttrs `protobuf:"bytes,61,opt,name=attrs,proto3" json:"attrs,omitempty"` // absent in images from before they were recorded
+	// Cloned by its parent with CLONE_FILES (CLONE_FS): it shares its
+	// parent's fd table (cwd, root and umask), and the parent's restore
+	// clones it with the same flag (restorer/c/restorer.c run_proc).
+	SharesParentFiles bool `protobuf:"varint,101,opt,name=shares_parent_files,json=sharesParentFiles,proto3" json:"shares_parent_files,omitempty"`
+	SharesParentFs    bool `protobuf:"varint,102,opt,name=shares_parent_fs,json=sharesParentFs,proto3" json:"shares_parent_fs,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -793,6 +798,20 @@ func (x *Task) GetAttrs() *ProcessAttrs {
 		return x.Attrs
 	}
 	return nil
+}
+
+func (x *Task) GetSharesParentFiles() bool {
+	if x != nil {
+		return x.SharesParentFiles
+	}
+	return false
+}
+
+func (x *Task) GetSharesParentFs() bool {
+	if x != nil {
+		return x.SharesParentFs
+	}
+	return false
 }
 
 // ProcessAttrs are attributes of a process (its signal struct, mm or
@@ -6552,7 +6571,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vboottime_ns\x18\x03 \x01(\x03R\n" +
 	"boottimeNs\x12.\n" +
 	"\x13monotonic_offset_ns\x18\x04 \x01(\x03R\x11monotonicOffsetNs\x12,\n" +
-	"\x12boottime_offset_ns\x18\x05 \x01(\x03R\x10boottimeOffsetNs\"\xfa\x05\n" +
+	"\x12boottime_offset_ns\x18\x05 \x01(\x03R\x10boottimeOffsetNs\"\xd4\x06\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x12\n" +
@@ -6581,7 +6600,9 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fposix_timers\x18\x14 \x03(\v2\x13.gocr.v1.PosixTimerR\vposixTimers\x12$\n" +
 	"\vexit_signal\x18< \x01(\rH\x00R\n" +
 	"exitSignal\x88\x01\x01\x12+\n" +
-	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrsB\x0e\n" +
+	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\x12.\n" +
+	"\x13shares_parent_files\x18e \x01(\bR\x11sharesParentFiles\x12(\n" +
+	"\x10shares_parent_fs\x18f \x01(\bR\x0esharesParentFsB\x0e\n" +
 	"\f_exit_signal\"\xf6\x02\n" +
 	"\fProcessAttrs\x12\"\n" +
 	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +

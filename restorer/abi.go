@@ -19,6 +19,10 @@ const (
 	// rstProcJoinRootPgid: join the root's group (Pgid holds the root's
 	// PID), which was led from outside the dump.
 	rstProcJoinRootPgid = 8
+	// rstProcShareFiles, rstProcShareFs: cloned with CLONE_FILES
+	// (CLONE_FS), sharing its parent's fd table (cwd, root and umask).
+	rstProcShareFiles = 16
+	rstProcShareFs    = 32
 
 	rstTreePidns  = 1
 	rstTreeTimens = 2
@@ -27,6 +31,7 @@ const (
 	rstVersion = 7
 
 	rstPageStreamsMax = 4
+	rstSharersMax     = 64
 
 	rstStateRunning = 0
 	rstStateDone    = 1
@@ -223,7 +228,7 @@ type rstProc struct {
 	ExitSignal uint32   `c:"exit_signal"`
 	Comm       [16]byte `c:"comm"`
 	CttyFd     int32    `c:"ctty_fd"`
-	Pad0       uint32
+	TableReady uint32   `c:"table_ready"`
 }
 
 type rstPages struct {

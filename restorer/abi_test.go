@@ -169,6 +169,8 @@ var abiDefines = map[string]uint64{
 	"RST_PROC_SETPGID":        rstProcSetpgid,
 	"RST_PROC_JOIN_PGID":      rstProcJoinPgid,
 	"RST_PROC_JOIN_ROOT_PGID": rstProcJoinRootPgid,
+	"RST_PROC_SHARE_FILES":    rstProcShareFiles,
+	"RST_PROC_SHARE_FS":       rstProcShareFs,
 	"RST_TREE_PIDNS":          rstTreePidns,
 	"RST_TREE_TIMENS":         rstTreeTimens,
 
@@ -177,6 +179,7 @@ var abiDefines = map[string]uint64{
 	"RST_THREAD_STACK":   threadStack,
 
 	"RST_PAGE_STREAMS_MAX": rstPageStreamsMax,
+	"RST_SHARERS_MAX":      rstSharersMax,
 	"RST_HOLE_CANDIDATES":  rstHoleCandidates,
 	"RST_PLAN_FD":          rstPlanFd,
 	"RST_FIRST_SOURCE_FD":  rstFirstSourceFd,

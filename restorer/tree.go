@@ -64,6 +64,14 @@ func buildTree(procs []*proc) (*tree, error) {
 		if pr.parent != nil {
 			rp.Parent = int32(pr.parent.index)
 			parent = pr.parent.task
+			// Cloned again with the flag its own clone had: its
+			// parent's restorer clones it (restorer.c run_proc).
+			if task.SharesParentFiles {
+				rp.Flags |= rstProcShareFiles
+			}
+			if task.SharesParentFs {
+				rp.Flags |= rstProcShareFs
+			}
 		}
 		switch {
 		case task.Sid == task.Pid:
@@ -88,6 +96,15 @@ func buildTree(procs []*proc) (*tree, error) {
 		}
 		t.procs = append(t.procs, rp)
 	}
+	sharers := map[int32]int{}
+	for _, rp := range t.procs {
+		if rp.Flags&(rstProcShareFiles|rstProcShareFs) == 0 {
+			continue
+		}
+		if sharers[rp.Parent]++; sharers[rp.Parent] == rstSharersMax+1 {
+			return nil, fmt.Errorf("pid %d has more than %d children sharing its fd table or cwd, root and umask: not supported", t.procs[rp.Parent].Pid, rstSharersMax)
+		}
+	}
 	return t, nil
 }
 
@@ -100,6 +117,9 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 	for i, pr := range procs {
 		if pr.plan == nil {
 			continue
+		}
+		if err := checkSharedTableLocks(pr); err != nil {
+			return nil, err
 		}
 		b, err := pr.plan.encode()
 		if err != nil {
@@ -137,6 +157,26 @@ func (t *tree) encode(procs []*proc) ([]byte, error) {
 		copy(out[t.procs[i].PlanOff:], b)
 	}
 	return out, nil
+}
+
+// checkSharedTableLocks refuses a POSIX lock the dump found held by a
+// process sharing its parent's fd table (the dump refuses it already in
+// the parent's fdinfo, files/locks.go dumpLocks): the table and everything
+// in it is put in place by the parent alone (restorer.c restore_fds), and
+// a POSIX lock, whose owner is the fd table (fs/locks.c, fl_owner is
+// current->files) and which any close in it of the file releases
+// (fs/open.c filp_close, locks_remove_posix), must be taken after the
+// parent's last close, where the child has no step.
+func checkSharedTableLocks(pr *proc) error {
+	if !pr.task.SharesParentFiles {
+		return nil
+	}
+	for _, fx := range pr.plan.fixups {
+		if fx.Op == rstFixupPosixLock {
+			return fmt.Errorf("pid %d shares its parent's fd table and holds a POSIX lock on fd %d: gocr cannot restore that", pr.task.Pid, fx.Fd)
+		}
+	}
+	return nil
 }
 
 // checkDetachedStops refuses a restore with -d that would leave a stopped

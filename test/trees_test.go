@@ -276,15 +276,34 @@ func TestWaiter(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
-// TestSharedTablesRefused: a child that shares its parent's fd table, fs
-// information, address space or signal handlers without being a thread
-// would come back with its own, so the dump refuses in one line naming
-// both processes and what they share, and the tree runs on.
+// TestSharedTables: children cloned with CLONE_FILES, CLONE_FS and both
+// come back sharing their parent's fd table or cwd, root and umask, and
+// nothing more: the target checks with kcmp, and that an fd or a chdir
+// and umask by either one shows in the other; the table's epoll watch
+// and a child's flock lock are there again.
+func TestSharedTables(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "sharedtables", "shared")
+	pid := checkpointRestoreTree(t, tg)
+	checkResult(t, tg, pid)
+}
+
+// TestSharedTablesRefused: a child that shares its parent's address
+// space or signal handlers without being a thread would come back with its
+// own, as would siblings sharing an fd table their parent does not (no
+// process of the dump to clone them from) and a child sharing its fd
+// table or fs with a parent left out of the dump: the dump refuses in one
+// line naming the processes and what they share, and the tree runs on.
 func TestSharedTablesRefused(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
-	for _, c := range []struct{ mode, want string }{
-		{"files", "fd table"}, {"fs", "cwd, root and umask"}, {"vm", "address space"}, {"sighand", "address space"},
+	for _, c := range []struct {
+		mode, want string
+		withParent bool
+	}{
+		{"files", "fd table", false}, {"fs", "cwd, root and umask", false},
+		{"vm", "address space", true}, {"sighand", "address space", true},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			tg := startTarget(t, "sharedtables", c.mode)
@@ -292,16 +311,49 @@ func TestSharedTablesRefused(t *testing.T) {
 			if len(pids) != 1 {
 				t.Fatalf("target pid %d has children %v, want one", tg.pid, pids)
 			}
-			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
-			assertRefused(t, r, []string{strconv.Itoa(tg.pid), strconv.Itoa(pids[0]), c.want}, nil)
+			if c.withParent {
+				r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+				assertRefused(t, r, []string{strconv.Itoa(tg.pid), strconv.Itoa(pids[0]), c.want}, nil)
+			}
 			// The child alone shares with a parent outside the dump.
-			r = runGocr(t, nil, "dump", "-t", strconv.Itoa(pids[0]), "-D", t.TempDir())
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(pids[0]), "-D", t.TempDir())
 			assertRefused(t, r, []string{strconv.Itoa(pids[0]), "its parent " + strconv.Itoa(tg.pid), c.want}, nil)
 			assertUntouched(t, tg.pid)
 			assertUntouched(t, pids[0])
 			checkResult(t, tg, tg.pid)
 		})
 	}
+	t.Run("posixlock", func(t *testing.T) {
+		// A POSIX lock's owner is the fd table (fs/locks.c), shown in
+		// the fdinfo of both processes with the pid of the parent.
+		tg := startTarget(t, "sharedtables", "posixlock")
+		pids := trackTree(t, tg.pid)
+		if len(pids) != 1 {
+			t.Fatalf("target pid %d has children %v, want one", tg.pid, pids)
+		}
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(pids[0]), "POSIX lock", "pid " + strconv.Itoa(tg.pid)}, nil)
+		assertUntouched(t, tg.pid)
+		assertUntouched(t, pids[0])
+		checkResult(t, tg, tg.pid)
+	})
+	t.Run("siblings", func(t *testing.T) {
+		tg := startTarget(t, "sharedtables", "siblings")
+		var pids []int
+		deadline := time.Now().Add(5 * time.Second)
+		for len(pids) != 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("target pid %d has children %v, want two", tg.pid, pids)
+			}
+			time.Sleep(10 * time.Millisecond)
+			pids = childrenOf(tg.pid)
+		}
+		trackTree(t, tg.pid)
+		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+		assertRefused(t, r, []string{strconv.Itoa(pids[0]), strconv.Itoa(pids[1]), "fd table"}, nil)
+		assertUntouched(t, tg.pid)
+		checkResult(t, tg, tg.pid)
+	})
 }
 
 // TestPipelineForegroundRestore: a pipeline restored by a `gocr restore`

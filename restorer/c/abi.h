@@ -125,6 +125,9 @@ _Static_assert(sizeof(struct rst_vma) == 80, "rst_vma size");
  * dump's page streams, or of a parent dump's for an incremental dump. The
  * thread of page stream `stream` reads it. */
 #define RST_PAGE_STREAMS_MAX 4
+/* The most children sharing one process's fd table or fs (rst_args
+ * nr_sharers). */
+#define RST_SHARERS_MAX 64
 /* flags: the run is whole 2 MiB extents that get a huge page each before
  * their data is read in (vaddr and nr_pages aligned to them). */
 #define RST_PAGES_HUGE 1
@@ -372,6 +375,8 @@ _Static_assert(sizeof(struct rst_mm_map) == 104, "rst_mm_map size");
 #define RST_PROC_SETPGID 2     /* setpgid(0, 0): it leads its group */
 #define RST_PROC_JOIN_PGID 4   /* setpgid(0, pgid) once every process exists */
 #define RST_PROC_JOIN_ROOT_PGID 8 /* join the group of the root (pid pgid), led from outside the dump */
+#define RST_PROC_SHARE_FILES 16 /* cloned with CLONE_FILES: its parent's fd table */
+#define RST_PROC_SHARE_FS 32    /* cloned with CLONE_FS: its parent's cwd, root and umask */
 
 /* rst_tree.flags */
 #define RST_TREE_PIDNS 1 /* restore inside a new PID namespace, under a reaper (restorer.c reaper_main) */
@@ -424,7 +429,9 @@ struct rst_proc {
 	 * its children inherit it (signal->tty is copied at fork, kernel/fork.c
 	 * copy_signal, and TIOCSCTTY sets the caller's only); -1: none. */
 	s32 ctty_fd;
-	u32 pad0;
+	/* Futex word: 1 once this process has put its fds in place, for the
+	 * children that share its fd table (RST_PROC_SHARE_FILES). */
+	u32 table_ready;
 };
 BUILD_BUG_ON_OFFSET(struct rst_proc, pid, 0);
 BUILD_BUG_ON_OFFSET(struct rst_proc, parent, 4);
@@ -436,6 +443,7 @@ BUILD_BUG_ON_OFFSET(struct rst_proc, plan_off, 24);
 BUILD_BUG_ON_OFFSET(struct rst_proc, exit_signal, 28);
 BUILD_BUG_ON_OFFSET(struct rst_proc, comm, 32);
 BUILD_BUG_ON_OFFSET(struct rst_proc, ctty_fd, 48);
+BUILD_BUG_ON_OFFSET(struct rst_proc, table_ready, 52);
 _Static_assert(sizeof(struct rst_proc) == 56, "rst_proc size");
 
 #define RST_HOLE_CANDIDATES 8
@@ -485,7 +493,11 @@ struct rst_args {
 	u32 nr_fixups;
 	u32 fixups_off;
 	s32 lifeline_fd; /* read end of a pipe only gocr writes: EOF means gocr died */
-	u32 pad2;
+	/* Set by the restorer: the pipe through which each child sharing
+	 * this process's fd table or fs says it is done with it (the read
+	 * end in the parent, with nr_sharers such children; the write end in
+	 * each child). */
+	s32 sharers_fd;
 	u32 nr_page_files; /* s32 fds of the page images, struct rst_pages file */
 	u32 page_files_off;
 	u64 pad3;
@@ -508,7 +520,7 @@ struct rst_args {
 	u32 nr_groups;
 	u32 groups_off;
 	u32 max_fd; /* highest fd number the plan uses, targets and sources */
-	u32 pad1;
+	u32 nr_sharers;
 	/* Page streams 1.. are read by helper threads at the same time as
 	 * the leader reads stream 0, each created with the TID gocr chose for
 	 * it (free when gocr looked and none of the dump's, so it can never
@@ -532,7 +544,10 @@ struct rst_args {
 	u32 cap_last;
 	/* PR_GET_MDWE's flags, set last (restorer.c restore_stage2). */
 	u32 mdwe;
-	u32 pad4;
+	/* Set by the restorer: RST_PROC_SHARE_FILES and RST_PROC_SHARE_FS of
+	 * this process, for the steps after its move, where the tree is
+	 * gone. */
+	u32 shares;
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);

@@ -22,6 +22,7 @@
 
 #define __NR_lseek 8
 #define __NR_pwrite64 18
+#define __NR_pipe2 293
 /* include/uapi/linux/fs.h */
 #define SEEK_SET 0
 #define SEEK_END 2
@@ -1138,6 +1139,135 @@ static void restore_posix_timers(struct rst_args *a)
 /* Runs at the new address with the plan in the hole. */
 static void restore_posix_locks(struct rst_args *a);
 
+/* Processes that share an fd table or fs information (clone CLONE_FILES,
+ * CLONE_FS) without being threads. clone(2) with CLONE_FILES gives the
+ * child the caller's own files_struct, CLONE_FS its fs_struct (cwd, root,
+ * umask), a reference and no copy (kernel/fork.c copy_files, copy_fs;
+ * man 2 clone), and nothing else makes a process share an existing one
+ * (unshare(2) only ends sharing). So the parent clones each such child
+ * with its flag (run_proc, RST_PROC_SHARE_*), and the one table or fs is
+ * restored once, by the parent; the child skips every step that would
+ * write it a second time. Whatever else the restorer does to the table
+ * is ordered so that neither process disturbs the other's view:
+ *  - the parent's restore_fds closes every number up to the plan's
+ *    highest and dup3s the dumped fds over them (dup3 closes what was at
+ *    the target, man 2 dup), and its last step closes every fd above but
+ *    its lifeline. A child sharing its table moves the fds it works with
+ *    itself (page images, its lifeline, its mappings' sources, the
+ *    sharers pipe, the pidfd socket it polls) above every number the
+ *    plan uses before the tree is whole, so before the parent's
+ *    restore_fds (park_own_fds); it opens nothing more (a file it maps,
+ *    its exe) until the parent's table_ready, so that no fd it opens is
+ *    closed or replaced by the parent's restore_fds; it closes only fds
+ *    it opened itself and never a range; and the parent's last close
+ *    waits until each such child has said, through the sharers pipe,
+ *    that it is done with its fds, and spares the lifeline it names
+ *    (gocr releases each process through its own, finish.go).
+ *  - the fixups (epoll watches, terminal groups, fds opened by path) are
+ *    the table's, in the parent's plan as well: the child skips them but
+ *    its flock locks, the open file description's (restore_task). A
+ *    POSIX lock's owner is the table (fs/locks.c, fl_owner is
+ *    current->files), shown in each sharer's fdinfo with the pid of the
+ *    one that took it, which the dump refuses in the other (files/
+ *    locks.go dumpLocks); tree.go checkSharedTableLocks refuses it
+ *    again in the child.
+ *  - the parent's chdir, chroot and umask wait until every child sharing
+ *    its fs is done (the same pipe): after a chroot, the child's paths
+ *    (its exe, the files it maps, /proc/self) would resolve in the new
+ *    root. The child does none of them. */
+#define POLLIN 0x1
+#define SHARERS_WAIT_NS 100000000L
+
+struct kpollfd {
+	s32 fd;
+	s16 events, revents;
+};
+
+/* Ends this process if gocr has died: its lifeline then reads end of
+ * file (gocr writes it only to release a restored process). */
+static void exit_if_orphaned(struct rst_args *a)
+{
+	struct kpollfd pfd = {a->lifeline_fd, POLLIN, 0};
+	if (sys3(7 /* __NR_poll */, &pfd, 1, 0) > 0)
+		for (;;)
+			sys1(__NR_exit_group, 1);
+}
+
+/* Waits for a futex word of the tree to become non-zero. */
+static void wait_word(struct rst_args *a, volatile u32 *word)
+{
+	struct {
+		s64 sec, nsec;
+	} tick = {0, SHARERS_WAIT_NS};
+	while (!__atomic_load_n(word, __ATOMIC_ACQUIRE)) {
+		exit_if_orphaned(a);
+		sys6(__NR_futex, word, FUTEX_WAIT, 0, &tick, 0, 0);
+	}
+}
+
+/* In a parent: waits for the word of each child sharing its fd table or
+ * fs, and adds the lifelines of those sharing the table to spare. */
+static u32 wait_sharers(struct rst_args *a, s32 *spare, u32 n)
+{
+	for (u32 done = 0; done < a->nr_sharers;) {
+		struct kpollfd pfd[2] = {{a->sharers_fd, POLLIN, 0}, {a->lifeline_fd, POLLIN, 0}};
+		long r = sys3(7 /* __NR_poll */, pfd, 2, -1);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			fail(a, RST_STEP_FDS, 100, r);
+		if (pfd[1].revents)
+			for (;;)
+				sys1(__NR_exit_group, 1);
+		s32 fd;
+		/* Each word is one write of 4 bytes, whole in the pipe
+		 * (writes up to PIPE_BUF are atomic, man 7 pipe). */
+		r = sys3(__NR_read, a->sharers_fd, &fd, sizeof(fd));
+		if (r == -EINTR)
+			continue;
+		if (r != sizeof(fd))
+			fail(a, RST_STEP_FDS, 101, r < 0 ? r : -EINVAL);
+		if (fd >= 0)
+			spare[n++] = fd;
+		done++;
+	}
+	return n;
+}
+
+/* In a child sharing its parent's fd table or fs: tells the parent it is
+ * done with them, naming its lifeline if it shares the table. */
+static void tell_sharing_parent(struct rst_args *a)
+{
+	s32 fd = (a->shares & RST_PROC_SHARE_FILES) ? a->lifeline_fd : -1;
+	long r;
+	do
+		r = sys3(__NR_write, a->sharers_fd, &fd, sizeof(fd));
+	while (r == -EINTR);
+	if (r != sizeof(fd))
+		fail(a, RST_STEP_FDS, 102, r < 0 ? r : -EINVAL);
+}
+
+/* Closes every fd above the plan's highest but those in spare. */
+static void close_above(struct rst_args *a, s32 *spare, u32 n)
+{
+	for (u32 i = 1; i < n; i++)
+		for (u32 j = i; j > 0 && spare[j - 1] > spare[j]; j--) {
+			s32 x = spare[j];
+			spare[j] = spare[j - 1];
+			spare[j - 1] = x;
+		}
+	u32 lo = a->max_fd + 1;
+	for (u32 i = 0; i < n; i++) {
+		u32 fd = (u32)spare[i];
+		if (fd < lo)
+			continue;
+		if (fd > lo)
+			CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, lo, fd - 1, 0));
+		lo = fd + 1;
+	}
+	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, lo, ~0U, 0));
+}
+
 static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u64 hole, u64 hole_size)
 {
 	a->restorer_base = hole;
@@ -1174,11 +1304,19 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	}
 
 	restore_writes(a);
-	sys1(__NR_umask, a->umask);
-	CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
-	const char *root = str(a, a->root_off);
-	if (!(root[0] == '/' && root[1] == 0))
-		CHECK(a, RST_STEP_FS, 1, sys1(__NR_chroot, root));
+	/* The fds to keep above the plan's: the lifelines. */
+	s32 spare[RST_SHARERS_MAX + 1];
+	u32 nr_spare = 0;
+	spare[nr_spare++] = a->lifeline_fd;
+	if (a->nr_sharers)
+		nr_spare = wait_sharers(a, spare, nr_spare);
+	if (!(a->shares & RST_PROC_SHARE_FS)) {
+		sys1(__NR_umask, a->umask);
+		CHECK(a, RST_STEP_FS, 0, sys1(__NR_chdir, str(a, a->cwd_off)));
+		const char *root = str(a, a->root_off);
+		if (!(root[0] == '/' && root[1] == 0))
+			CHECK(a, RST_STEP_FS, 1, sys1(__NR_chroot, root));
+	}
 
 	CHECK(a, RST_STEP_PRCTL, 0, sys2(__NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig));
 	CHECK(a, RST_STEP_PRCTL, 1, sys2(__NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper));
@@ -1205,10 +1343,14 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 	if (a->dumpable == 0 || a->dumpable == 1)
 		CHECK(a, RST_STEP_PRCTL, 4, sys2(__NR_prctl, PR_SET_DUMPABLE, a->dumpable));
 
-	/* Close every fd the plan does not keep, but the lifeline (gocr
-	 * closes that one when it takes over). */
-	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->max_fd + 1, a->lifeline_fd - 1, 0));
-	CHECK(a, RST_STEP_FDS, 99, sys3(__NR_close_range, a->lifeline_fd + 1, ~0U, 0));
+	/* Close every fd the plan does not keep, but the lifelines (gocr
+	 * closes each when it takes over its process). In a table shared
+	 * with the parent that is the parent's to do, once this process is
+	 * done with its fds. */
+	if (a->shares)
+		tell_sharing_parent(a);
+	if (!(a->shares & RST_PROC_SHARE_FILES))
+		close_above(a, spare, nr_spare);
 	restore_posix_locks(a);
 
 	/* Process-wide pending signals last (each thread queued its own):
@@ -1374,13 +1516,14 @@ static void restore_posix_locks(struct rst_args *a)
 			fixup(a, &fx[i], i);
 }
 
-static void restore_fds(struct rst_args *a)
+/* Moves the fds the restorer itself works with (page images, lifeline,
+ * mapping sources, the sharers pipe) above every number the plan uses:
+ * those below it, or, in a process sharing its parent's fd table, every
+ * one (copies of its own, which the parent's closing spares, see
+ * "Processes that share an fd table"). */
+static void park_own_fds(struct rst_args *a, int every_source)
 {
-	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
 	long high = a->max_fd + 1;
-
-	/* Sources and targets may overlap: first move every source above
-	 * every number the plan uses, then dup into place. */
 	if (a->nr_page_streams < 1 || a->nr_page_streams > RST_PAGE_STREAMS_MAX)
 		fail(a, RST_STEP_FDS, 0, -EINVAL);
 	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
@@ -1394,16 +1537,16 @@ static void restore_fds(struct rst_args *a)
 	if (lifeline < 0)
 		fail(a, RST_STEP_FDS, 1, lifeline);
 	a->lifeline_fd = (s32)lifeline;
-	for (u32 i = 0; i < a->nr_fds; i++) {
-		long fd = sys3(__NR_fcntl, fds[i].src, F_DUPFD_CLOEXEC, high);
+	if (a->nr_sharers || a->shares) {
+		long fd = sys3(__NR_fcntl, a->sharers_fd, F_DUPFD_CLOEXEC, high);
 		if (fd < 0)
-			fail(a, RST_STEP_FDS, i, fd);
-		fds[i].src = (s32)fd;
+			fail(a, RST_STEP_FDS, 3, fd);
+		a->sharers_fd = (s32)fd;
 	}
 	struct rst_vma *vmas = (struct rst_vma *)((u8 *)a + a->vmas_off);
 	for (u32 i = 0; i < a->nr_vmas; i++) {
 		s32 src = vmas[i].map_fd;
-		if (src < 0 || src >= high)
+		if (src < 0 || (src >= high && !every_source))
 			continue;
 		long fd = sys3(__NR_fcntl, src, F_DUPFD_CLOEXEC, high);
 		if (fd < 0)
@@ -1411,6 +1554,22 @@ static void restore_fds(struct rst_args *a)
 		for (u32 j = i; j < a->nr_vmas; j++)
 			if (vmas[j].map_fd == src)
 				vmas[j].map_fd = (s32)fd;
+	}
+}
+
+static void restore_fds(struct rst_args *a)
+{
+	struct rst_fd *fds = (struct rst_fd *)((u8 *)a + a->fds_off);
+	long high = a->max_fd + 1;
+
+	/* Sources and targets may overlap: first move every source above
+	 * every number the plan uses, then dup into place. */
+	park_own_fds(a, 0);
+	for (u32 i = 0; i < a->nr_fds; i++) {
+		long fd = sys3(__NR_fcntl, fds[i].src, F_DUPFD_CLOEXEC, high);
+		if (fd < 0)
+			fail(a, RST_STEP_FDS, i, fd);
+		fds[i].src = (s32)fd;
 	}
 	CHECK(a, RST_STEP_FDS, 0, sys3(__NR_close_range, 0, high - 1, 0));
 	for (u32 i = 0; i < a->nr_fds; i++)
@@ -1433,9 +1592,8 @@ static void restore_fds(struct rst_args *a)
 	a->max_fd = (u32)(high - 1);
 }
 
-static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, u64 args_size)
+static void raise_nofile(struct rst_args *a)
 {
-
 	struct rst_rlimit *rl = (struct rst_rlimit *)((u8 *)a + a->rlimits_off);
 	/* RLIMIT_NOFILE may only grow here: the dumped fds may need a
 	 * higher soft limit than gocr's, but the page images and sources are
@@ -1453,8 +1611,32 @@ static __attribute__((noreturn)) void restore_task(struct rst_args *a, u8 *map, 
 		struct rlimit64 lim = {rl[i].cur, now.max};
 		CHECK(a, RST_STEP_RLIMITS, RLIMIT_NOFILE, sys4(__NR_prlimit64, 0, RLIMIT_NOFILE, &lim, NULL));
 	}
-	restore_fds(a);
-	relocate(a, map, args_size);
+}
+
+static struct rst_proc *procs_of(struct rst_tree *t);
+
+/* Puts the fds in place, or, in a process sharing its parent's fd table
+ * (its own fds parked already, run_proc), waits until the parent has. */
+static __attribute__((noreturn)) void restore_task(struct rst_args *a, struct rst_tree *t, u32 idx, u64 args_size)
+{
+	struct rst_proc *p = &procs_of(t)[idx];
+	if (p->flags & RST_PROC_SHARE_FILES) {
+		wait_word(a, &procs_of(t)[p->parent].table_ready);
+		/* A flock lock is its open file description's (man 2 flock),
+		 * so this process may take the ones /proc/locks named it for
+		 * once the table holds the fds; every other fixup is the
+		 * table's, in the parent's plan too. */
+		struct rst_fixup *fx = (struct rst_fixup *)((u8 *)a + a->fixups_off);
+		for (u32 i = 0; i < a->nr_fixups; i++)
+			if (fx[i].op == RST_FIXUP_FLOCK)
+				fixup(a, &fx[i], i);
+	} else {
+		raise_nofile(a);
+		restore_fds(a);
+		__atomic_store_n(&p->table_ready, 1, __ATOMIC_RELEASE);
+		futex_wake(&p->table_ready);
+	}
+	relocate(a, (u8 *)t, args_size);
 }
 
 #define __NR_setsid 112
@@ -1540,7 +1722,7 @@ static long send_pidfd(struct rst_tree *t, u32 idx, long pidfd)
  * Those it created end with it (their parent-death signal is SIGKILL
  * until the tree is whole), and gocr, were it alive, would kill the lot
  * by their pidfds. */
-static void wait_tree_whole(struct rst_tree *t)
+static void wait_tree_whole(struct rst_tree *t, s32 sock)
 {
 	struct {
 		s64 sec, nsec;
@@ -1552,7 +1734,7 @@ static void wait_tree_whole(struct rst_tree *t)
 		struct {
 			s32 fd;
 			s16 events, revents;
-		} pfd = {t->pidfd_sock, 0, 0};
+		} pfd = {sock, 0, 0};
 		if (sys3(__NR_poll, &pfd, 1, 0) > 0 && (pfd.revents & POLLHUP))
 			for (;;)
 				sys1(__NR_exit_group, 1);
@@ -1613,8 +1795,10 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	struct rst_args *a = plan_of(t, idx);
 	u64 all = ~0UL;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
-	if (!p->zombie)
+	if (!p->zombie) {
+		a->shares = p->flags & (RST_PROC_SHARE_FILES | RST_PROC_SHARE_FS);
 		restore_cgroups(a);
+	}
 
 	if (p->flags & RST_PROC_SETSID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys0(__NR_setsid));
@@ -1627,13 +1811,39 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 	if (!p->zombie)
 		stage_memory(a, idx > 0 && p->parent >= 0 ? plan_of(t, (u32)p->parent) : NULL);
 
+	/* Children sharing this process's fd table or fs tell it through
+	 * a pipe when they are done with them (see "Processes that share an
+	 * fd table"): the read end here, the write end in their plans. */
+	u32 nr_sharers = 0;
+	for (u32 i = idx + 1; i < t->nr_procs; i++)
+		if (procs[i].parent == (s32)idx && (procs[i].flags & (RST_PROC_SHARE_FILES | RST_PROC_SHARE_FS)))
+			nr_sharers++;
+	if (nr_sharers && !p->zombie) {
+		s32 pipefd[2];
+		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_pipe2, pipefd, O_CLOEXEC));
+		a->sharers_fd = pipefd[0];
+		a->nr_sharers = nr_sharers;
+		for (u32 i = idx + 1; i < t->nr_procs; i++)
+			if (procs[i].parent == (s32)idx && (procs[i].flags & (RST_PROC_SHARE_FILES | RST_PROC_SHARE_FS)))
+				plan_of(t, i)->sharers_fd = pipefd[1];
+	}
+
 	for (u32 i = idx + 1; i < t->nr_procs; i++) {
 		if (procs[i].parent != (s32)idx)
 			continue;
 		s32 tid = procs[i].pid;
 		s32 pidfd = -1;
+		/* The flags its own clone had that the dump can tell from the
+		 * outcome (dump/sharing.go): CLONE_FILES and CLONE_FS make the
+		 * child share this process's table or fs (kernel/fork.c
+		 * copy_files, copy_fs). */
+		u64 share = 0;
+		if (procs[i].flags & RST_PROC_SHARE_FILES)
+			share |= CLONE_FILES;
+		if (procs[i].flags & RST_PROC_SHARE_FS)
+			share |= CLONE_FS;
 		struct clone_args ca = {
-			.flags = CLONE_PIDFD,
+			.flags = CLONE_PIDFD | share,
 			.pidfd = (u64)&pidfd,
 			.exit_signal = procs[i].exit_signal,
 			.set_tid = (u64)&tid,
@@ -1658,9 +1868,28 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		announce_or_kill(t, a, i, pidfd);
 	}
 
+	/* Sharing its parent's fd table, this process moves the fds it
+	 * works with out of the way of the parent's restore_fds, which the
+	 * parent starts only once the tree is whole, so after this; and it
+	 * polls its own copy of the pidfd socket meanwhile, a number the
+	 * parent's dup3s cannot reach. */
+	s32 sock = t->pidfd_sock;
+	if (!p->zombie && (p->flags & RST_PROC_SHARE_FILES)) {
+		struct rst_args *pa = plan_of(t, (u32)p->parent);
+		if (pa->max_fd > a->max_fd)
+			a->max_fd = pa->max_fd;
+		raise_nofile(a);
+		park_own_fds(a, 1);
+		long fd = sys3(__NR_fcntl, sock, F_DUPFD_CLOEXEC, a->max_fd + 1);
+		if (fd < 0)
+			fail(a, RST_STEP_FDS, 4, fd);
+		sock = (s32)fd;
+	}
 	__atomic_add_fetch(&t->created, 1, __ATOMIC_RELEASE);
 	futex_wake(&t->created);
-	wait_tree_whole(t);
+	wait_tree_whole(t, sock);
+	if (sock != t->pidfd_sock)
+		sys1(__NR_close, sock);
 	if (p->flags & RST_PROC_JOIN_PGID)
 		CHECK(a, RST_STEP_TREE, (u32)p->pid, sys2(__NR_setpgid, 0, p->pgid));
 	if (p->flags & RST_PROC_JOIN_ROOT_PGID) {
@@ -1703,7 +1932,7 @@ static __attribute__((noreturn)) void run_proc(struct rst_tree *t, u32 idx, u64 
 		sys4(__NR_rt_sigtimedwait, &one, NULL, &zero, 8);
 		exit_sigs &= ~one;
 	}
-	restore_task(a, (u8 *)t, map_size);
+	restore_task(a, t, idx, map_size);
 }
 
 /* The restore inside a new PID namespace (RST_TREE_PIDNS). Its first
