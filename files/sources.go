@@ -36,6 +36,10 @@ type Sources struct {
 	// the dump's to this restore's (the restorer's time namespace); nil
 	// when unknown (older images restored on another boot).
 	Rebase *ClockRebase
+	// NewPidNamespace and NewTimeNamespace: the restore puts the
+	// processes in a new PID (and mount) namespace, or a new time
+	// namespace, not gocr's (nsfs.go).
+	NewPidNamespace, NewTimeNamespace bool
 	// Lifeline is a read end of the restore's lifeline pipe, in which
 	// its commit leaves a byte for good (restorer/finish.go): the TCP
 	// watchdog tells by it whether the processes run (tcpwatch.go).

@@ -3178,6 +3178,7 @@ type Fd struct {
 	//	*Fd_Mqueue
 	//	*Fd_Pty
 	//	*Fd_Ghost
+	//	*Fd_Namespace
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3409,6 +3410,15 @@ func (x *Fd) GetGhost() *GhostFd {
 	return nil
 }
 
+func (x *Fd) GetNamespace() *NamespaceFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Namespace); ok {
+			return x.Namespace
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -3469,6 +3479,10 @@ type Fd_Ghost struct {
 	Ghost *GhostFd `protobuf:"bytes,140,opt,name=ghost,proto3,oneof"` // a regular file deleted while open (files/ghost.go)
 }
 
+type Fd_Namespace struct {
+	Namespace *NamespaceFd `protobuf:"bytes,181,opt,name=namespace,proto3,oneof"` // a namespace file, /proc/PID/ns/TYPE (files/nsfs.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -3496,6 +3510,8 @@ func (*Fd_Mqueue) isFd_Kind() {}
 func (*Fd_Pty) isFd_Kind() {}
 
 func (*Fd_Ghost) isFd_Kind() {}
+
+func (*Fd_Namespace) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -4908,6 +4924,64 @@ func (x *GhostFd) GetId() uint64 {
 	return 0
 }
 
+// NamespaceFd is an fd open on the namespace its process is in, of one
+// type: opened again by the restored process on /proc/self/ns/TYPE
+// (files/nsfs.go).
+type NamespaceFd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // mnt, pid, net, ipc, uts, user, cgroup or time
+	// The namespace was also the dumping gocr's own: a restore that puts
+	// the job in a new one of this type (--pidns, a time namespace) would
+	// give the fd another namespace than the dumped one.
+	GocrNamespace bool `protobuf:"varint,2,opt,name=gocr_namespace,json=gocrNamespace,proto3" json:"gocr_namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamespaceFd) Reset() {
+	*x = NamespaceFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamespaceFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamespaceFd) ProtoMessage() {}
+
+func (x *NamespaceFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamespaceFd.ProtoReflect.Descriptor instead.
+func (*NamespaceFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *NamespaceFd) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *NamespaceFd) GetGocrNamespace() bool {
+	if x != nil {
+		return x.GocrNamespace
+	}
+	return false
+}
+
 // GhostFile is a deleted file fds or mappings of the dump use, saved once:
 // its contents in file-ID.img (the saved file data kind, data at the
 // file's own offsets, holes kept), made again at its path and unlinked at
@@ -4927,7 +5001,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5013,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[48]
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5026,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{48}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -5038,7 +5112,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5050,7 +5124,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5063,7 +5137,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -5190,7 +5264,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5202,7 +5276,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5215,7 +5289,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5272,7 +5346,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5358,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5371,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5445,7 +5519,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5457,7 +5531,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5470,7 +5544,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5518,7 +5592,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5530,7 +5604,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5543,7 +5617,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5619,7 +5693,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5631,7 +5705,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5644,7 +5718,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5674,7 +5748,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5686,7 +5760,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5699,7 +5773,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5739,7 +5813,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5825,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +5838,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -5830,7 +5904,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5842,7 +5916,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5855,7 +5929,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -5897,7 +5971,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5909,7 +5983,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5922,7 +5996,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -5951,7 +6025,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5963,7 +6037,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5976,7 +6050,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -6010,7 +6084,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6022,7 +6096,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6035,7 +6109,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -6070,7 +6144,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6082,7 +6156,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6095,7 +6169,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6172,7 +6246,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6184,7 +6258,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6197,7 +6271,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6650,7 +6724,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
 	"\x06stream\x18\x03 \x01(\rR\x06stream\x12\x1f\n" +
 	"\vfrom_parent\x18+ \x01(\bR\n" +
-	"fromParent\"\x94\a\n" +
+	"fromParent\"\xcb\a\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -6678,7 +6752,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"inetSocket\x12+\n" +
 	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
 	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03pty\x12)\n" +
-	"\x05ghost\x18\x8c\x01 \x01(\v2\x10.gocr.v1.GhostFdH\x00R\x05ghostB\x06\n" +
+	"\x05ghost\x18\x8c\x01 \x01(\v2\x10.gocr.v1.GhostFdH\x00R\x05ghost\x125\n" +
+	"\tnamespace\x18\xb5\x01 \x01(\v2\x14.gocr.v1.NamespaceFdH\x00R\tnamespaceB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -6815,7 +6890,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vghost_files\x18+ \x03(\v2\x12.gocr.v1.GhostFileR\n" +
 	"ghostFiles\"\x19\n" +
 	"\aGhostFd\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"\xac\x01\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"H\n" +
+	"\vNamespaceFd\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12%\n" +
+	"\x0egocr_namespace\x18\x02 \x01(\bR\rgocrNamespace\"\xac\x01\n" +
 	"\tGhostFile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04file\x18\x02 \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x12\n" +
@@ -6981,7 +7059,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -7036,24 +7114,25 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*UnixSocketQueues)(nil),     // 50: gocr.v1.UnixSocketQueues
 	(*Files)(nil),                // 51: gocr.v1.Files
 	(*GhostFd)(nil),              // 52: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 53: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 54: gocr.v1.InetSocketFd
-	(*InetOption)(nil),           // 55: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 56: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 57: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 58: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 59: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 60: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 61: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 62: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 63: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 64: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 65: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 66: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 67: gocr.v1.PtyState
+	(*NamespaceFd)(nil),          // 53: gocr.v1.NamespaceFd
+	(*GhostFile)(nil),            // 54: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 55: gocr.v1.InetSocketFd
+	(*InetOption)(nil),           // 56: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 57: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 58: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 59: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 60: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 61: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 62: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 63: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 64: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 65: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 66: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 67: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 68: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	60, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	61, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
 	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
@@ -7093,43 +7172,44 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	43, // 37: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	54, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	58, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	66, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	55, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	59, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	67, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
 	52, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	67, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	50, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	48, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 52: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	49, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	47, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	47, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	33, // 56: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	30, // 57: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	53, // 58: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	31, // 59: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	55, // 60: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	56, // 61: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	57, // 62: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	59, // 63: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	62, // 64: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	63, // 65: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	64, // 66: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	61, // 67: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	61, // 68: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	61, // 69: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	65, // 70: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	67, // 71: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	53, // 44: gocr.v1.Fd.namespace:type_name -> gocr.v1.NamespaceFd
+	1,  // 45: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 46: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	68, // 47: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	41, // 48: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	45, // 49: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	3,  // 50: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	50, // 51: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	48, // 52: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 53: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	49, // 54: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	47, // 55: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 56: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	33, // 57: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 58: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	54, // 59: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 60: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	56, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	57, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	58, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	60, // 64: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	63, // 65: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	64, // 66: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	65, // 67: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	62, // 68: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	62, // 69: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	62, // 70: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	66, // 71: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	68, // 72: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	73, // [73:73] is the sub-list for method output_type
+	73, // [73:73] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7153,6 +7233,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Mqueue)(nil),
 		(*Fd_Pty)(nil),
 		(*Fd_Ghost)(nil),
+		(*Fd_Namespace)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7160,7 +7241,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   63,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

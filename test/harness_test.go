@@ -163,6 +163,7 @@ var cTargets = map[string]struct {
 	"thp":            {"thp.c", nil},
 	"sharedtables":   {"sharedtables.c", nil},
 	"pathfds":        {"pathfds.c", nil},
+	"nsfds":          {"nsfds.c", nil},
 	"leaderexit":     {"leaderexit.c", []string{"-pthread"}},
 	"epollshared":    {"epollshared.c", nil},
 	"threadseccomp":  {"threadseccomp.c", []string{"-pthread"}},
