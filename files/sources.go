@@ -166,6 +166,32 @@ type Placed struct {
 	Cloexec bool
 }
 
+// SourceOf is the source of fd of process pid, a dumped one.
+func (s *Sources) SourceOf(pid, fd int32) (int32, error) {
+	for _, t := range s.tables {
+		if t.Pid != pid {
+			continue
+		}
+		for _, f := range t.Fds {
+			if f.Fd != fd {
+				continue
+			}
+			key := [2]int32{pid, fd}
+			if f.SharedWith >= 0 {
+				owner := f.SharedPid
+				if owner == 0 {
+					owner = pid
+				}
+				key = [2]int32{owner, f.SharedWith}
+			}
+			if src, ok := s.desc[key]; ok {
+				return src, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("pid %d fd %d is not in the dump", pid, fd)
+}
+
 // Place says which source becomes each of the process's fds.
 func (s *Sources) Place(table *gocrpb.Files) ([]Placed, error) {
 	var out []Placed

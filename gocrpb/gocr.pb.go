@@ -3970,10 +3970,18 @@ func (x *EpollFd) GetWatches() []*EpollWatch {
 // EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
 // ep_show_fdinfo): tfd is its number in the process's fd table.
 type EpollWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tfd           int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
-	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
-	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tfd    int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
+	Events uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	Data   uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
+	// tfd no longer names the watched file: closed, or reused by another
+	// file, since EPOLL_CTL_ADD (an epoll item is keyed by the file and
+	// the number, fs/eventpoll.c ep_find). The file is then the open file
+	// description of fd file_fd of process file_pid, a dumped one; the
+	// restorer makes tfd name it for the add (files/epoll.go).
+	FileElsewhere bool  `protobuf:"varint,43,opt,name=file_elsewhere,json=fileElsewhere,proto3" json:"file_elsewhere,omitempty"`
+	FilePid       int32 `protobuf:"varint,44,opt,name=file_pid,json=filePid,proto3" json:"file_pid,omitempty"`
+	FileFd        int32 `protobuf:"varint,45,opt,name=file_fd,json=fileFd,proto3" json:"file_fd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4025,6 +4033,27 @@ func (x *EpollWatch) GetEvents() uint32 {
 func (x *EpollWatch) GetData() uint64 {
 	if x != nil {
 		return x.Data
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetFileElsewhere() bool {
+	if x != nil {
+		return x.FileElsewhere
+	}
+	return false
+}
+
+func (x *EpollWatch) GetFilePid() int32 {
+	if x != nil {
+		return x.FilePid
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetFileFd() int32 {
+	if x != nil {
+		return x.FileFd
 	}
 	return 0
 }
@@ -6795,12 +6824,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x1c\n" +
 	"\tsemaphore\x18\x02 \x01(\bR\tsemaphore\"8\n" +
 	"\aEpollFd\x12-\n" +
-	"\awatches\x18\x01 \x03(\v2\x13.gocr.v1.EpollWatchR\awatches\"J\n" +
+	"\awatches\x18\x01 \x03(\v2\x13.gocr.v1.EpollWatchR\awatches\"\xa5\x01\n" +
 	"\n" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\x12%\n" +
+	"\x0efile_elsewhere\x18+ \x01(\bR\rfileElsewhere\x12\x19\n" +
+	"\bfile_pid\x18, \x01(\x05R\afilePid\x12\x17\n" +
+	"\afile_fd\x18- \x01(\x05R\x06fileFd\" \n" +
 	"\n" +
 	"SignalfdFd\x12\x12\n" +
 	"\x04mask\x18\x01 \x01(\x04R\x04mask\"\xb9\x01\n" +

@@ -166,6 +166,7 @@ var cTargets = map[string]struct {
 	"nsfds":          {"nsfds.c", nil},
 	"leaderexit":     {"leaderexit.c", []string{"-pthread"}},
 	"epollshared":    {"epollshared.c", nil},
+	"epollmoved":     {"epollmoved.c", nil},
 	"threadseccomp":  {"threadseccomp.c", []string{"-pthread"}},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
