@@ -61,6 +61,41 @@ type Sources struct {
 	// undo are what Undo takes back: what the sources made outside
 	// gocr (a unix socket's file, a POSIX message queue).
 	undo []func()
+	// settle are what Settle does, phase by phase.
+	settle [settlePhases][]func() error
+}
+
+// Phases of Settle, in order.
+const (
+	// settleClose: gocr closes its own open files the processes do
+	// not hold.
+	settleClose = iota
+	// settleDrain: what that queued in the processes' notification
+	// instances is read away.
+	settleDrain
+	settlePhases
+)
+
+// OnSettle adds what Settle does in phase.
+func (s *Sources) OnSettle(phase int, f func() error) { s.settle[phase] = append(s.settle[phase], f) }
+
+// Settle is called once every restored process holds its files, before
+// any runs: gocr closes the files it made only for the restore (a
+// deleted file's own descriptions, ghost.go), whose last close is an
+// event to whatever watches the file, and reads away what the restore
+// itself queued in the processes' inotify instances (inotify.go). What
+// the restore queued was not there at the dump, which refuses queued
+// events; what another process did meanwhile would have been as lost
+// had the instance been made a moment later.
+func (s *Sources) Settle() error {
+	for _, phase := range s.settle {
+		for _, f := range phase {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Made records how to remove an object a kind made in the system (not

@@ -4241,11 +4241,16 @@ func (x *InotifyFd) GetWatches() []*InotifyWatch {
 // path (resolved from its file handle at dump time), its watch descriptor
 // and masks (fs/notify/fdinfo.c inotify_fdinfo).
 type InotifyWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Wd            int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	Mask          uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
-	IgnoredMask   uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Wd          int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
+	Path        string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Mask        uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
+	IgnoredMask uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	// The watched file was deleted (and is held open by the job): its
+	// path, device and inode; ghost_file is the deleted file made again
+	// (Files.ghost_files) that the watch is restored on (files/inotify.go).
+	Deleted       *FileRef `protobuf:"bytes,44,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	GhostFile     uint64   `protobuf:"varint,45,opt,name=ghost_file,json=ghostFile,proto3" json:"ghost_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4304,6 +4309,20 @@ func (x *InotifyWatch) GetMask() uint32 {
 func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	if x != nil {
 		return x.IgnoredMask
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetDeleted() *FileRef {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *InotifyWatch) GetGhostFile() uint64 {
+	if x != nil {
+		return x.GhostFile
 	}
 	return 0
 }
@@ -6845,12 +6864,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\rsettime_flags\x18, \x01(\rR\fsettimeFlags\x12\x1b\n" +
 	"\texpiry_ns\x18- \x01(\x03R\bexpiryNs\"<\n" +
 	"\tInotifyFd\x12/\n" +
-	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
+	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"\xb4\x01\n" +
 	"\fInotifyWatch\x12\x0e\n" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\x9d\b\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\x12*\n" +
+	"\adeleted\x18, \x01(\v2\x10.gocr.v1.FileRefR\adeleted\x12\x1d\n" +
+	"\n" +
+	"ghost_file\x18- \x01(\x04R\tghostFile\"\x9d\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -7214,34 +7236,35 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	68, // 47: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
 	41, // 48: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
 	45, // 49: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 50: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	50, // 51: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	48, // 52: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 53: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	49, // 54: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	47, // 55: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	47, // 56: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	33, // 57: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	30, // 58: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	54, // 59: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	31, // 60: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	56, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	57, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	58, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	60, // 64: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	63, // 65: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	64, // 66: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	65, // 67: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	62, // 68: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	62, // 69: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	62, // 70: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	66, // 71: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	68, // 72: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	31, // 50: gocr.v1.InotifyWatch.deleted:type_name -> gocr.v1.FileRef
+	3,  // 51: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	50, // 52: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	48, // 53: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 54: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	49, // 55: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	47, // 56: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 57: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	33, // 58: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 59: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	54, // 60: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 61: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	56, // 62: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	57, // 63: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	58, // 64: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	60, // 65: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	63, // 66: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	64, // 67: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	65, // 68: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	62, // 69: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	62, // 70: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	62, // 71: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	66, // 72: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	68, // 73: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }

@@ -167,6 +167,7 @@ var cTargets = map[string]struct {
 	"leaderexit":     {"leaderexit.c", []string{"-pthread"}},
 	"epollshared":    {"epollshared.c", nil},
 	"epollmoved":     {"epollmoved.c", nil},
+	"inotifydeleted": {"inotifydeleted.c", nil},
 	"threadseccomp":  {"threadseccomp.c", []string{"-pthread"}},
 	"sharedoff":      {"sharedoff.c", nil},
 	"shmfile":        {"shmfile.c", nil},
