@@ -3,6 +3,7 @@
 package test
 
 import (
+	"os"
 	"strconv"
 	"testing"
 )
@@ -41,4 +42,21 @@ func TestNamespaceFdRefused(t *testing.T) {
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "uts:[", "uts namespace the process is not in"}, nil)
 	checkIntact(t, tg)
+}
+
+// TestNamespaceFdsOwnTime: the same target in a time namespace of its
+// own, not gocr's: restored on this boot into a time namespace with the
+// same offsets, where it opens its fds on its time namespace itself
+// (nsfds.c owntime).
+func TestNamespaceFdsOwnTime(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	needsTimeNamespaces(t)
+	tg := startTarget(t, "nsfds", "owntime")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	own, _ := timeNamespace(t, os.Getpid())
+	if ns, _ := timeNamespace(t, pid); ns == own {
+		t.Fatalf("restored pid %d is in gocr's time namespace %s, not one of its own", pid, ns)
+	}
+	checkResult(t, tg, pid)
 }

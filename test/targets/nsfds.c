@@ -9,6 +9,10 @@
  *            each has the st_ino of /proc/self/ns/TYPE, its flags and
  *            close-on-exec, and the dup is still the same open file
  *            description (O_NONBLOCK set on one shows on the other).
+ *   owntime  own, in a time namespace of its own (offsets of 100 s), not
+ *            gocr's: it unshares one and executes itself again, which
+ *            moves it in (kernel/nsproxy.c exec_task_namespaces); the
+ *            restored process opens its time fds itself.
  *   foreign  an fd on a uts namespace it is not in (a child's, which
  *            unshared it and was reaped): refused at dump; it still
  *            names that namespace.
@@ -76,7 +80,7 @@ static void run_own(void)
 	for (int i = 0; i < NTYPES; i++)
 		if (fds[i] >= 0)
 			check(i);
-	tgt_log("%d namespace fds", n);
+	tgt_log("%d namespace fds\n", n);
 	tgt_ready();
 	tgt_wait();
 	for (int i = 0; i < NTYPES; i++)
@@ -134,6 +138,17 @@ int main(int argc, char **argv)
 	tgt_init(argc, argv);
 	if (argc < 3)
 		tgt_fail("usage: nsfds RESULT_PATH MODE");
+	if (strcmp(argv[2], "owntime") == 0) {
+		static const char offsets[] = "monotonic 100 0\nboottime 100 0\n";
+		int fd;
+		if (unshare(CLONE_NEWTIME) < 0 || (fd = open("/proc/self/timens_offsets", O_WRONLY)) < 0 ||
+		    write(fd, offsets, sizeof(offsets) - 1) != (ssize_t)sizeof(offsets) - 1)
+			tgt_fail("a time namespace of its own: %s", strerror(errno));
+		close(fd);
+		argv[2] = "own";
+		execv("/proc/self/exe", argv);
+		tgt_fail("execute itself again: %s", strerror(errno));
+	}
 	if (strcmp(argv[2], "own") == 0)
 		run_own();
 	else if (strcmp(argv[2], "foreign") == 0)
