@@ -104,7 +104,13 @@ func findWatchedFile(epPid int, slot kcmpEpollSlot, tables []*gocrpb.Files) (pid
 	}
 	for _, t := range ordered {
 		for _, f := range t.Fds {
-			if f.File != nil && watchesFile(int(t.Pid), int(f.Fd), epPid, slot) {
+			// An fd of stdio joined outside (no file) is given
+			// another file at restore, and one the restored process
+			// opens itself (FixupOpen) another open file.
+			if f.File == nil || f.GetPath().GetProcPid() != 0 || (f.GetNamespace() != nil && !f.GetNamespace().GocrNamespace) {
+				continue
+			}
+			if watchesFile(int(t.Pid), int(f.Fd), epPid, slot) {
 				return int(t.Pid), int(f.Fd), true
 			}
 		}
