@@ -70,6 +70,36 @@ func saveGhosts(saver *fileSaver, tables []*gocrpb.Files, mms []*gocrpb.Mm, limi
 	for i, table := range tables {
 		g.private(table, mms[i])
 	}
+	for _, table := range tables {
+		if err := g.watched(table); err != nil {
+			return fmt.Errorf("pid %d: %w", table.Pid, err)
+		}
+	}
+	return nil
+}
+
+// watched points every inotify watch on a deleted file at that file made
+// again, which must be one an fd or a mapping of the dumped processes
+// holds: the watch lasts as long as something holds the file open (its
+// last close removes the watch, with IN_DELETE_SELF and IN_IGNORED:
+// fs/dcache.c dentry_unlink_inode, fsnotify_inoderemove), and only what
+// the restore gives the job holds the file made again.
+func (g *ghostSaver) watched(table *gocrpb.Files) error {
+	for _, fd := range table.Fds {
+		for _, w := range fd.GetInotify().GetWatches() {
+			d := w.GetDeleted()
+			if d == nil {
+				continue
+			}
+			gf := g.ghosts[fileKey{d.Dev, d.Ino}]
+			if gf == nil {
+				return fmt.Errorf("fd %d (%s): inotify watch %d is on deleted file %s, which no fd or shared mapping of the dumped processes holds open (a private mapping, or a process outside the dump), so gocr cannot make it again with its holder",
+					fd.Fd, fd.Description, w.Wd, d.Path)
+			}
+			w.GhostFile = gf.Id
+			listGhost(table, gf)
+		}
+	}
 	return nil
 }
 

@@ -209,6 +209,11 @@ func (tr *pidTranslation) apply(states []*state) error {
 			if fd.SharedPid != 0 {
 				fd.SharedPid = tr.of(fd.SharedPid)
 			}
+			for _, w := range fd.GetEpoll().GetWatches() {
+				if w.FileElsewhere {
+					w.FilePid = tr.of(w.FilePid)
+				}
+			}
 			// A connection not yet accepted names the process holding
 			// its client, in the dump (files.holderCred); the peer
 			// credentials are the namespace's already

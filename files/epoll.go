@@ -29,9 +29,6 @@ func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	}
 	ep := &gocrpb.EpollFd{}
 	for _, w := range ws {
-		if err := checkWatchedFile(e.Pid, w); err != nil {
-			return fmt.Errorf("watch on fd %d: %w", w.Tfd, err)
-		}
 		if w.Events&^epPrivateBits == 0 {
 			return fmt.Errorf("the EPOLLONESHOT watch on fd %d has fired and is disarmed (events %#x), which gocr cannot restore", w.Tfd, w.Events)
 		}
@@ -49,43 +46,76 @@ func (epollKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 // cannot be made.
 const epPrivateBits = unix.EPOLLWAKEUP | unix.EPOLLONESHOT | unix.EPOLLET | unix.EPOLLEXCLUSIVE
 
-// checkWatchedFile refuses a watch whose fd number names another file
-// than the one watched: an epoll item is keyed by the file and the number
-// it was added under, and outlives the fd while another keeps the file
-// open (man 7 epoll, Q6), so the number may since have been closed and
-// reused. Re-added by number at restore, the watch would move onto the
-// new file. fdinfo gives the watched file's inode and device, the
-// kernel's dev_t (fs/eventpoll.c ep_show_fdinfo: MAJOR, MINOR of 20 bits,
-// include/linux/kdev_t.h); a closed fd is Check's.
-func checkWatchedFile(pid int, w proc.EpollWatch) error {
-	if !w.HasFile {
-		return nil
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, w.Tfd), &st); err != nil {
-		return nil
-	}
-	dev := unix.Mkdev(w.Sdev>>20, w.Sdev&(1<<20-1))
-	if st.Ino != w.Ino || st.Dev != dev {
-		return fmt.Errorf("the fd now names another file than the one watched (inode %d, was %d), so gocr cannot restore the watch", st.Ino, w.Ino)
+// kcmpEpollTfd is KCMP_EPOLL_TFD (include/uapi/linux/kcmp.h): compare
+// an fd's open file with the file of an epoll watch, named by a struct
+// kcmp_epoll_slot.
+const kcmpEpollTfd = 7
+
+// kcmpEpollSlot is struct kcmp_epoll_slot: the epoll fd (of the second
+// process), the watch's fd number and, among the watches under that
+// number, which one (toff, counted in the order fdinfo lists them:
+// fs/eventpoll.c ep_find_tfd and ep_show_fdinfo walk the same tree).
+type kcmpEpollSlot struct{ efd, tfd, toff uint32 }
+
+// Link finds the file of every watch whose fd number no longer names it.
+// An epoll item is keyed by the file and the number it was added under,
+// and outlives the fd while another keeps the file open (man 7 epoll,
+// Q6), so the number may since have been closed, or reused by another
+// file. Such a watch is restored when the file is open in some fd of a
+// dumped process (the epoll's own process first): the restorer makes
+// the number name that file for the add (restorer/c/restorer.c fixup).
+// A file no dumped fd holds (only the epoll item, and something outside
+// the dump: a process, an fd in flight) cannot be reached at restore,
+// and is refused. Only an instance's first fd is looked at: the
+// restorer adds the watches in its process, by it (Finish).
+func (epollKind) Link(refs []Ref, opts LinkOptions) error {
+	for _, r := range refs {
+		if r.Fd.SharedWith >= 0 {
+			continue
+		}
+		toff := map[int32]uint32{}
+		for _, w := range r.Fd.GetEpoll().GetWatches() {
+			slot := kcmpEpollSlot{efd: uint32(r.Fd.Fd), tfd: uint32(w.Tfd), toff: toff[w.Tfd]}
+			toff[w.Tfd]++
+			if watchesFile(r.Pid, int(w.Tfd), r.Pid, slot) {
+				continue
+			}
+			pid, fd, ok := findWatchedFile(r.Pid, slot, opts.tables)
+			if !ok {
+				return fmt.Errorf("pid %d: epoll fd %d: the watch on fd %d (data %#x) is on a file that fd %d no longer names and that no fd of the dumped processes holds (closed since, or held outside the dump), which gocr cannot add again",
+					r.Pid, r.Fd.Fd, w.Tfd, w.Data, w.Tfd)
+			}
+			w.FileElsewhere, w.FilePid, w.FileFd = true, int32(pid), int32(fd)
+		}
 	}
 	return nil
 }
 
-// Check refuses a watch on a closed fd: an epoll item outlives its fd
-// while another fd keeps the file open (man 7 epoll, Q6), and could not be
-// added back.
-func (epollKind) Check(table *gocrpb.Files, fd *gocrpb.Fd) error {
-	open := map[int32]bool{}
-	for _, f := range table.Fds {
-		open[f.Fd] = true
-	}
-	for _, w := range fd.GetEpoll().GetWatches() {
-		if !open[w.Tfd] {
-			return fmt.Errorf("epoll fd %d watches fd %d, which is closed: not supported", fd.Fd, w.Tfd)
+// findWatchedFile looks for an fd of a dumped process, epPid's own
+// first, that is the file of the watch slot names.
+func findWatchedFile(epPid int, slot kcmpEpollSlot, tables []*gocrpb.Files) (pid, fd int, ok bool) {
+	ordered := make([]*gocrpb.Files, 0, len(tables))
+	for _, t := range tables {
+		if int(t.Pid) == epPid {
+			ordered = append([]*gocrpb.Files{t}, ordered...)
+		} else {
+			ordered = append(ordered, t)
 		}
 	}
-	return nil
+	for _, t := range ordered {
+		for _, f := range t.Fds {
+			// An fd of stdio joined outside (no file) is given
+			// another file at restore, and one the restored process
+			// opens itself (FixupOpen) another open file.
+			if f.File == nil || f.GetPath().GetProcPid() != 0 || (f.GetNamespace() != nil && !f.GetNamespace().GocrNamespace) {
+				continue
+			}
+			if watchesFile(int(t.Pid), int(f.Fd), epPid, slot) {
+				return int(t.Pid), int(f.Fd), true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func (epollKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
@@ -105,7 +135,11 @@ func (epollKind) Finish(fd *gocrpb.Fd) []Fixup {
 	}
 	var out []Fixup
 	for _, w := range fd.GetEpoll().GetWatches() {
-		out = append(out, Fixup{Op: FixupEpollAdd, Fd: fd.Fd, Target: w.Tfd, Events: w.Events, Data: w.Data})
+		fx := Fixup{Op: FixupEpollAdd, Fd: fd.Fd, Target: w.Tfd, Events: w.Events, Data: w.Data}
+		if w.FileElsewhere {
+			fx.FileElsewhere, fx.FilePid, fx.FileFd = true, w.FilePid, w.FileFd
+		}
+		out = append(out, fx)
 	}
 	return out
 }

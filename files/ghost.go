@@ -205,6 +205,16 @@ func (s *Sources) makeGhost(id uint64) (g *ghostFile, err error) {
 	}
 	name := path + " (deleted)"
 	g = &ghostFile{meta: meta, rw: s.AddFd(fd, name), desc: map[*gocrpb.Fd]int32{}}
+	// gocr's read-write and read-only descriptions serve the mappings
+	// (GhostFile), which hold them once made; closed before the
+	// processes run, their last close, an event to an inotify watch on
+	// the file (fsnotify_close in fs/file_table.c __fput), is read away
+	// with the restore's others (Settle). The job's own fds are theirs.
+	s.OnSettle(settleClose, func() error {
+		s.File(g.rw).Close()
+		s.File(g.ro).Close()
+		return nil
+	})
 	var made unix.Stat_t
 	if err := unix.Fstat(fd, &made); err != nil {
 		unix.Unlink(path)

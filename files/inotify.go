@@ -38,11 +38,18 @@ func (inotifyKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	}
 	in := &gocrpb.InotifyFd{}
 	for _, w := range ws {
-		path, err := inotifyPath(w)
+		path, deleted, err := inotifyPath(w)
 		if err != nil {
 			return fmt.Errorf("watch %d: %w", w.Wd, err)
 		}
-		in.Watches = append(in.Watches, &gocrpb.InotifyWatch{Wd: int32(w.Wd), Path: path, Mask: w.Mask, IgnoredMask: w.IgnoredMask})
+		iw := &gocrpb.InotifyWatch{Wd: int32(w.Wd), Path: path, Mask: w.Mask, IgnoredMask: w.IgnoredMask}
+		if deleted != nil {
+			// Restored on the deleted file made again, which the
+			// dump saves only where an fd or a mapping of the job
+			// holds it (dump/ghosts.go watchedGhosts).
+			iw.Deleted = deleted
+		}
+		in.Watches = append(in.Watches, iw)
 	}
 	fd.Kind = &gocrpb.Fd_Inotify{Inotify: in}
 	return nil
@@ -71,32 +78,42 @@ func queuedBytes(e *Entry) (int, error) {
 
 // inotifyPath finds the file an inotify watch is on. fdinfo gives its file
 // handle and the filesystem's device (the kernel's dev_t, major<<20|minor,
-// include/linux/kdev_t.h); open_by_handle_at(2) on any mount of that
-// device opens it, and /proc/self/fd names it.
-func inotifyPath(w proc.InotifyWatch) (string, error) {
+// include/linux/kdev_t.h; fs/notify/fdinfo.c inotify_fdinfo);
+// open_by_handle_at(2) on any mount of that device opens it (a deleted
+// file too, while the watch holds its inode: fs/fhandle.c, and a mark
+// holds its inode, fs/notify/mark.c), and /proc/self/fd names it. For a
+// deleted file it returns the path it had, and its identity.
+func inotifyPath(w proc.InotifyWatch) (string, *gocrpb.FileRef, error) {
 	major, minor := w.Sdev>>20, w.Sdev&0xfffff
 	mnt, err := mountOf(major, minor)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	mfd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", fmt.Errorf("open mount %s: %w", mnt, err)
+		return "", nil, fmt.Errorf("open mount %s: %w", mnt, err)
 	}
 	defer unix.Close(mfd)
 	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(w.HandleType, w.Handle), unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
-		return "", fmt.Errorf("open watched file by handle: %w", err)
+		return "", nil, fmt.Errorf("open watched file by handle: %w", err)
 	}
 	defer unix.Close(fd)
 	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if strings.HasSuffix(path, " (deleted)") {
-		return "", fmt.Errorf("watched file %s was deleted", strings.TrimSuffix(path, " (deleted)"))
+	if !strings.HasSuffix(path, " (deleted)") {
+		return path, nil, nil
 	}
-	return path, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", nil, fmt.Errorf("stat watched file %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return "", nil, fmt.Errorf("watched file %s is not a regular file", path)
+	}
+	return GhostPath(path), &gocrpb.FileRef{Path: GhostPath(path), Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 // mountOf finds a mount point of the filesystem on major:minor in
@@ -170,7 +187,21 @@ func (inotifyKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		// sets; IN_ALL_EVENTS and the flags a user may pass are what
 		// inotify_add_watch accepts (include/uapi/linux/inotify.h).
 		mask := w.Mask & (unix.IN_ALL_EVENTS | unix.IN_DONT_FOLLOW | unix.IN_EXCL_UNLINK | unix.IN_ONESHOT | unix.IN_ONLYDIR)
-		wd, err := unix.InotifyAddWatch(nfd, w.Path, mask)
+		path := w.Path
+		if w.Deleted != nil {
+			// The deleted file made again (ghost.go), unlinked
+			// already: watched through gocr's own fd of it, the
+			// /proc/self/fd link followed to the file itself (man 5
+			// proc), once it is whole, so that nothing of its making
+			// shows as an event.
+			g, err := s.ghost(w.GhostFile)
+			if err != nil {
+				return 0, fmt.Errorf("inotify watch %d: %w", w.Wd, err)
+			}
+			path = fmt.Sprintf("/proc/self/fd/%d", s.File(g.ro).Fd())
+			mask &^= unix.IN_DONT_FOLLOW
+		}
+		wd, err := unix.InotifyAddWatch(nfd, path, mask)
 		if err != nil {
 			return 0, fmt.Errorf("inotify watch on %s: %w", w.Path, err)
 		}
@@ -181,7 +212,11 @@ func (inotifyKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 	}
 	// Removing a scratch watch queued an IN_IGNORED event (man 7
 	// inotify); the dumped instance had none queued (Dump), so whatever
-	// is queued now is the restore's own and is read away.
+	// is queued now is the restore's own and is read away. So it is
+	// once more when the processes have every file and do not run yet
+	// (Settle): gocr's own files closed meanwhile, or opened after this
+	// one, may have queued more.
+	s.OnSettle(settleDrain, func() error { return drainInotify(nfd) })
 	return n, drainInotify(nfd)
 }
 

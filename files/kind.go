@@ -67,6 +67,8 @@ type LinkOptions struct {
 	// dumped are the pids of the dumped processes with fd tables
 	// (Link sets them).
 	dumped map[int]bool
+	// tables are their fd tables, in dump order (Link sets them).
+	tables []*gocrpb.Files
 }
 
 // LinkKeyer is implemented by Linkers whose one object is several files,
@@ -119,6 +121,11 @@ type Fixup struct {
 	Events uint32           // FixupEpollAdd
 	Data   uint64           // FixupEpollAdd
 	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock
+	// FixupEpollAdd of a watch whose number Target no longer names its
+	// file: the file is the open file description of fd FileFd of
+	// process FilePid (files/epoll.go).
+	FileElsewhere   bool
+	FilePid, FileFd int32
 	// FixupOpen
 	Path    string
 	Flags   uint32
@@ -291,6 +298,7 @@ func collectFd(pid, n int, mounts *mountSets) (*gocrpb.Fd, error) {
 func Link(tables []*gocrpb.Files, opts LinkOptions) error {
 	inheritStdio(tables, opts.Stdio)
 	opts.dumped = map[int]bool{}
+	opts.tables = tables
 	for _, t := range tables {
 		opts.dumped[int(t.Pid)] = true
 	}

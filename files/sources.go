@@ -36,6 +36,10 @@ type Sources struct {
 	// the dump's to this restore's (the restorer's time namespace); nil
 	// when unknown (older images restored on another boot).
 	Rebase *ClockRebase
+	// NewPidNamespace and NewTimeNamespace: the restore puts the
+	// processes in a new PID (and mount) namespace, or a new time
+	// namespace, not gocr's (nsfs.go).
+	NewPidNamespace, NewTimeNamespace bool
 	// Lifeline is a read end of the restore's lifeline pipe, in which
 	// its commit leaves a byte for good (restorer/finish.go): the TCP
 	// watchdog tells by it whether the processes run (tcpwatch.go).
@@ -57,6 +61,41 @@ type Sources struct {
 	// undo are what Undo takes back: what the sources made outside
 	// gocr (a unix socket's file, a POSIX message queue).
 	undo []func()
+	// settle are what Settle does, phase by phase.
+	settle [settlePhases][]func() error
+}
+
+// Phases of Settle, in order.
+const (
+	// settleClose: gocr closes its own open files the processes do
+	// not hold.
+	settleClose = iota
+	// settleDrain: what that queued in the processes' notification
+	// instances is read away.
+	settleDrain
+	settlePhases
+)
+
+// OnSettle adds what Settle does in phase.
+func (s *Sources) OnSettle(phase int, f func() error) { s.settle[phase] = append(s.settle[phase], f) }
+
+// Settle is called once every restored process holds its files, before
+// any runs: gocr closes the files it made only for the restore (a
+// deleted file's own descriptions, ghost.go), whose last close is an
+// event to whatever watches the file, and reads away what the restore
+// itself queued in the processes' inotify instances (inotify.go). What
+// the restore queued was not there at the dump, which refuses queued
+// events; what another process did meanwhile would have been as lost
+// had the instance been made a moment later.
+func (s *Sources) Settle() error {
+	for _, phase := range s.settle {
+		for _, f := range phase {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Made records how to remove an object a kind made in the system (not
@@ -160,6 +199,32 @@ func (s *Sources) OpenAll(tables []*gocrpb.Files) error {
 type Placed struct {
 	Fd, Src int32
 	Cloexec bool
+}
+
+// SourceOf is the source of fd of process pid, a dumped one.
+func (s *Sources) SourceOf(pid, fd int32) (int32, error) {
+	for _, t := range s.tables {
+		if t.Pid != pid {
+			continue
+		}
+		for _, f := range t.Fds {
+			if f.Fd != fd {
+				continue
+			}
+			key := [2]int32{pid, fd}
+			if f.SharedWith >= 0 {
+				owner := f.SharedPid
+				if owner == 0 {
+					owner = pid
+				}
+				key = [2]int32{owner, f.SharedWith}
+			}
+			if src, ok := s.desc[key]; ok {
+				return src, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("pid %d fd %d is not in the dump", pid, fd)
 }
 
 // Place says which source becomes each of the process's fds.

@@ -3197,6 +3197,7 @@ type Fd struct {
 	//	*Fd_Mqueue
 	//	*Fd_Pty
 	//	*Fd_Ghost
+	//	*Fd_Namespace
 	Kind          isFd_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3428,6 +3429,15 @@ func (x *Fd) GetGhost() *GhostFd {
 	return nil
 }
 
+func (x *Fd) GetNamespace() *NamespaceFd {
+	if x != nil {
+		if x, ok := x.Kind.(*Fd_Namespace); ok {
+			return x.Namespace
+		}
+	}
+	return nil
+}
+
 type isFd_Kind interface {
 	isFd_Kind()
 }
@@ -3488,6 +3498,10 @@ type Fd_Ghost struct {
 	Ghost *GhostFd `protobuf:"bytes,140,opt,name=ghost,proto3,oneof"` // a regular file deleted while open (files/ghost.go)
 }
 
+type Fd_Namespace struct {
+	Namespace *NamespaceFd `protobuf:"bytes,181,opt,name=namespace,proto3,oneof"` // a namespace file, /proc/PID/ns/TYPE (files/nsfs.go)
+}
+
 func (*Fd_Path) isFd_Kind() {}
 
 func (*Fd_Inherit) isFd_Kind() {}
@@ -3515,6 +3529,8 @@ func (*Fd_Mqueue) isFd_Kind() {}
 func (*Fd_Pty) isFd_Kind() {}
 
 func (*Fd_Ghost) isFd_Kind() {}
+
+func (*Fd_Namespace) isFd_Kind() {}
 
 // FileLock is a file lock held through an fd: a flock(2) or OFD lock of its
 // open file description, or a POSIX record lock (fcntl F_SETLK) its process
@@ -3973,10 +3989,18 @@ func (x *EpollFd) GetWatches() []*EpollWatch {
 // EpollWatch is one fd registered in an epoll instance (fs/eventpoll.c
 // ep_show_fdinfo): tfd is its number in the process's fd table.
 type EpollWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tfd           int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
-	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
-	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tfd    int32                  `protobuf:"varint,1,opt,name=tfd,proto3" json:"tfd,omitempty"`
+	Events uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	Data   uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`
+	// tfd no longer names the watched file: closed, or reused by another
+	// file, since EPOLL_CTL_ADD (an epoll item is keyed by the file and
+	// the number, fs/eventpoll.c ep_find). The file is then the open file
+	// description of fd file_fd of process file_pid, a dumped one; the
+	// restorer makes tfd name it for the add (files/epoll.go).
+	FileElsewhere bool  `protobuf:"varint,43,opt,name=file_elsewhere,json=fileElsewhere,proto3" json:"file_elsewhere,omitempty"`
+	FilePid       int32 `protobuf:"varint,44,opt,name=file_pid,json=filePid,proto3" json:"file_pid,omitempty"`
+	FileFd        int32 `protobuf:"varint,45,opt,name=file_fd,json=fileFd,proto3" json:"file_fd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4028,6 +4052,27 @@ func (x *EpollWatch) GetEvents() uint32 {
 func (x *EpollWatch) GetData() uint64 {
 	if x != nil {
 		return x.Data
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetFileElsewhere() bool {
+	if x != nil {
+		return x.FileElsewhere
+	}
+	return false
+}
+
+func (x *EpollWatch) GetFilePid() int32 {
+	if x != nil {
+		return x.FilePid
+	}
+	return 0
+}
+
+func (x *EpollWatch) GetFileFd() int32 {
+	if x != nil {
+		return x.FileFd
 	}
 	return 0
 }
@@ -4215,11 +4260,16 @@ func (x *InotifyFd) GetWatches() []*InotifyWatch {
 // path (resolved from its file handle at dump time), its watch descriptor
 // and masks (fs/notify/fdinfo.c inotify_fdinfo).
 type InotifyWatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Wd            int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	Mask          uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
-	IgnoredMask   uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Wd          int32                  `protobuf:"varint,1,opt,name=wd,proto3" json:"wd,omitempty"`
+	Path        string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Mask        uint32                 `protobuf:"varint,3,opt,name=mask,proto3" json:"mask,omitempty"`
+	IgnoredMask uint32                 `protobuf:"varint,4,opt,name=ignored_mask,json=ignoredMask,proto3" json:"ignored_mask,omitempty"`
+	// The watched file was deleted (and is held open by the job): its
+	// path, device and inode; ghost_file is the deleted file made again
+	// (Files.ghost_files) that the watch is restored on (files/inotify.go).
+	Deleted       *FileRef `protobuf:"bytes,44,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	GhostFile     uint64   `protobuf:"varint,45,opt,name=ghost_file,json=ghostFile,proto3" json:"ghost_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4278,6 +4328,20 @@ func (x *InotifyWatch) GetMask() uint32 {
 func (x *InotifyWatch) GetIgnoredMask() uint32 {
 	if x != nil {
 		return x.IgnoredMask
+	}
+	return 0
+}
+
+func (x *InotifyWatch) GetDeleted() *FileRef {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+func (x *InotifyWatch) GetGhostFile() uint64 {
+	if x != nil {
+		return x.GhostFile
 	}
 	return 0
 }
@@ -5001,6 +5065,64 @@ func (x *GhostFd) GetId() uint64 {
 	return 0
 }
 
+// NamespaceFd is an fd open on the namespace its process is in, of one
+// type: opened again by the restored process on /proc/self/ns/TYPE
+// (files/nsfs.go).
+type NamespaceFd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // mnt, pid, net, ipc, uts, user, cgroup or time
+	// The namespace was also the dumping gocr's own: a restore that puts
+	// the job in a new one of this type (--pidns, a time namespace) would
+	// give the fd another namespace than the dumped one.
+	GocrNamespace bool `protobuf:"varint,2,opt,name=gocr_namespace,json=gocrNamespace,proto3" json:"gocr_namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamespaceFd) Reset() {
+	*x = NamespaceFd{}
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamespaceFd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamespaceFd) ProtoMessage() {}
+
+func (x *NamespaceFd) ProtoReflect() protoreflect.Message {
+	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamespaceFd.ProtoReflect.Descriptor instead.
+func (*NamespaceFd) Descriptor() ([]byte, []int) {
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *NamespaceFd) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *NamespaceFd) GetGocrNamespace() bool {
+	if x != nil {
+		return x.GocrNamespace
+	}
+	return false
+}
+
 // GhostFile is a deleted file fds or mappings of the dump use, saved once:
 // its contents in file-ID.img (the saved file data kind, data at the
 // file's own offsets, holes kept), made again at its path and unlinked at
@@ -5020,7 +5142,7 @@ type GhostFile struct {
 
 func (x *GhostFile) Reset() {
 	*x = GhostFile{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5154,7 @@ func (x *GhostFile) String() string {
 func (*GhostFile) ProtoMessage() {}
 
 func (x *GhostFile) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[49]
+	mi := &file_gocrpb_gocr_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5167,7 @@ func (x *GhostFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GhostFile.ProtoReflect.Descriptor instead.
 func (*GhostFile) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{49}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GhostFile) GetId() uint64 {
@@ -5137,7 +5259,7 @@ type InetSocketFd struct {
 
 func (x *InetSocketFd) Reset() {
 	*x = InetSocketFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5149,7 +5271,7 @@ func (x *InetSocketFd) String() string {
 func (*InetSocketFd) ProtoMessage() {}
 
 func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[50]
+	mi := &file_gocrpb_gocr_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5162,7 +5284,7 @@ func (x *InetSocketFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetSocketFd.ProtoReflect.Descriptor instead.
 func (*InetSocketFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{50}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *InetSocketFd) GetFamily() int32 {
@@ -5310,7 +5432,7 @@ type McastMembership struct {
 
 func (x *McastMembership) Reset() {
 	*x = McastMembership{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5322,7 +5444,7 @@ func (x *McastMembership) String() string {
 func (*McastMembership) ProtoMessage() {}
 
 func (x *McastMembership) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[51]
+	mi := &file_gocrpb_gocr_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5335,7 +5457,7 @@ func (x *McastMembership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use McastMembership.ProtoReflect.Descriptor instead.
 func (*McastMembership) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{51}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *McastMembership) GetIfindex() int32 {
@@ -5364,7 +5486,7 @@ type InetOption struct {
 
 func (x *InetOption) Reset() {
 	*x = InetOption{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5376,7 +5498,7 @@ func (x *InetOption) String() string {
 func (*InetOption) ProtoMessage() {}
 
 func (x *InetOption) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[52]
+	mi := &file_gocrpb_gocr_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5389,7 +5511,7 @@ func (x *InetOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InetOption.ProtoReflect.Descriptor instead.
 func (*InetOption) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{52}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *InetOption) GetLevel() int32 {
@@ -5446,7 +5568,7 @@ type TcpConnection struct {
 
 func (x *TcpConnection) Reset() {
 	*x = TcpConnection{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5458,7 +5580,7 @@ func (x *TcpConnection) String() string {
 func (*TcpConnection) ProtoMessage() {}
 
 func (x *TcpConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[53]
+	mi := &file_gocrpb_gocr_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5471,7 +5593,7 @@ func (x *TcpConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpConnection.ProtoReflect.Descriptor instead.
 func (*TcpConnection) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{53}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TcpConnection) GetSendSeq() uint32 {
@@ -5619,7 +5741,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5631,7 +5753,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[54]
+	mi := &file_gocrpb_gocr_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5644,7 +5766,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{54}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Datagram) GetData() []byte {
@@ -5692,7 +5814,7 @@ type MqueueFd struct {
 
 func (x *MqueueFd) Reset() {
 	*x = MqueueFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5704,7 +5826,7 @@ func (x *MqueueFd) String() string {
 func (*MqueueFd) ProtoMessage() {}
 
 func (x *MqueueFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[55]
+	mi := &file_gocrpb_gocr_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5717,7 +5839,7 @@ func (x *MqueueFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueFd.ProtoReflect.Descriptor instead.
 func (*MqueueFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{55}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MqueueFd) GetName() string {
@@ -5793,7 +5915,7 @@ type MqueueMessage struct {
 
 func (x *MqueueMessage) Reset() {
 	*x = MqueueMessage{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5805,7 +5927,7 @@ func (x *MqueueMessage) String() string {
 func (*MqueueMessage) ProtoMessage() {}
 
 func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[56]
+	mi := &file_gocrpb_gocr_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5818,7 +5940,7 @@ func (x *MqueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MqueueMessage.ProtoReflect.Descriptor instead.
 func (*MqueueMessage) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{56}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MqueueMessage) GetPriority() uint32 {
@@ -5848,7 +5970,7 @@ type SysvIpc struct {
 
 func (x *SysvIpc) Reset() {
 	*x = SysvIpc{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5860,7 +5982,7 @@ func (x *SysvIpc) String() string {
 func (*SysvIpc) ProtoMessage() {}
 
 func (x *SysvIpc) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[57]
+	mi := &file_gocrpb_gocr_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5873,7 +5995,7 @@ func (x *SysvIpc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvIpc.ProtoReflect.Descriptor instead.
 func (*SysvIpc) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{57}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SysvIpc) GetShm() []*SysvShm {
@@ -5913,7 +6035,7 @@ type IpcPerm struct {
 
 func (x *IpcPerm) Reset() {
 	*x = IpcPerm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5925,7 +6047,7 @@ func (x *IpcPerm) String() string {
 func (*IpcPerm) ProtoMessage() {}
 
 func (x *IpcPerm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[58]
+	mi := &file_gocrpb_gocr_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5938,7 +6060,7 @@ func (x *IpcPerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPerm.ProtoReflect.Descriptor instead.
 func (*IpcPerm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{58}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *IpcPerm) GetKey() int32 {
@@ -6004,7 +6126,7 @@ type SysvShm struct {
 
 func (x *SysvShm) Reset() {
 	*x = SysvShm{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6016,7 +6138,7 @@ func (x *SysvShm) String() string {
 func (*SysvShm) ProtoMessage() {}
 
 func (x *SysvShm) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[59]
+	mi := &file_gocrpb_gocr_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6029,7 +6151,7 @@ func (x *SysvShm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvShm.ProtoReflect.Descriptor instead.
 func (*SysvShm) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{59}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SysvShm) GetPerm() *IpcPerm {
@@ -6071,7 +6193,7 @@ type SysvSem struct {
 
 func (x *SysvSem) Reset() {
 	*x = SysvSem{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6083,7 +6205,7 @@ func (x *SysvSem) String() string {
 func (*SysvSem) ProtoMessage() {}
 
 func (x *SysvSem) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[60]
+	mi := &file_gocrpb_gocr_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6096,7 +6218,7 @@ func (x *SysvSem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvSem.ProtoReflect.Descriptor instead.
 func (*SysvSem) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{60}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SysvSem) GetPerm() *IpcPerm {
@@ -6125,7 +6247,7 @@ type SysvMsgQueue struct {
 
 func (x *SysvMsgQueue) Reset() {
 	*x = SysvMsgQueue{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6137,7 +6259,7 @@ func (x *SysvMsgQueue) String() string {
 func (*SysvMsgQueue) ProtoMessage() {}
 
 func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[61]
+	mi := &file_gocrpb_gocr_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6150,7 +6272,7 @@ func (x *SysvMsgQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsgQueue.ProtoReflect.Descriptor instead.
 func (*SysvMsgQueue) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{61}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SysvMsgQueue) GetPerm() *IpcPerm {
@@ -6184,7 +6306,7 @@ type SysvMsg struct {
 
 func (x *SysvMsg) Reset() {
 	*x = SysvMsg{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6196,7 +6318,7 @@ func (x *SysvMsg) String() string {
 func (*SysvMsg) ProtoMessage() {}
 
 func (x *SysvMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[62]
+	mi := &file_gocrpb_gocr_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6209,7 +6331,7 @@ func (x *SysvMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SysvMsg.ProtoReflect.Descriptor instead.
 func (*SysvMsg) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{62}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SysvMsg) GetType() int64 {
@@ -6244,7 +6366,7 @@ type PtyFd struct {
 
 func (x *PtyFd) Reset() {
 	*x = PtyFd{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[63]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6256,7 +6378,7 @@ func (x *PtyFd) String() string {
 func (*PtyFd) ProtoMessage() {}
 
 func (x *PtyFd) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[63]
+	mi := &file_gocrpb_gocr_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6269,7 +6391,7 @@ func (x *PtyFd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyFd.ProtoReflect.Descriptor instead.
 func (*PtyFd) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{63}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PtyFd) GetIndex() uint32 {
@@ -6346,7 +6468,7 @@ type PtyState struct {
 
 func (x *PtyState) Reset() {
 	*x = PtyState{}
-	mi := &file_gocrpb_gocr_proto_msgTypes[64]
+	mi := &file_gocrpb_gocr_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6358,7 +6480,7 @@ func (x *PtyState) String() string {
 func (*PtyState) ProtoMessage() {}
 
 func (x *PtyState) ProtoReflect() protoreflect.Message {
-	mi := &file_gocrpb_gocr_proto_msgTypes[64]
+	mi := &file_gocrpb_gocr_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6371,7 +6493,7 @@ func (x *PtyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PtyState.ProtoReflect.Descriptor instead.
 func (*PtyState) Descriptor() ([]byte, []int) {
-	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{64}
+	return file_gocrpb_gocr_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PtyState) GetIflag() uint32 {
@@ -6826,7 +6948,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\bnr_pages\x18\x02 \x01(\x04R\anrPages\x12\x16\n" +
 	"\x06stream\x18\x03 \x01(\rR\x06stream\x12\x1f\n" +
 	"\vfrom_parent\x18+ \x01(\bR\n" +
-	"fromParent\"\x94\a\n" +
+	"fromParent\"\xcb\a\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x10\n" +
@@ -6854,7 +6976,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"inetSocket\x12+\n" +
 	"\x06mqueue\x18d \x01(\v2\x11.gocr.v1.MqueueFdH\x00R\x06mqueue\x12\"\n" +
 	"\x03pty\x18P \x01(\v2\x0e.gocr.v1.PtyFdH\x00R\x03pty\x12)\n" +
-	"\x05ghost\x18\x8c\x01 \x01(\v2\x10.gocr.v1.GhostFdH\x00R\x05ghostB\x06\n" +
+	"\x05ghost\x18\x8c\x01 \x01(\v2\x10.gocr.v1.GhostFdH\x00R\x05ghost\x125\n" +
+	"\tnamespace\x18\xb5\x01 \x01(\v2\x14.gocr.v1.NamespaceFdH\x00R\tnamespaceB\x06\n" +
 	"\x04kind\"\xbf\x01\n" +
 	"\bFileLock\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.gocr.v1.FileLock.TypeR\x04type\x12\x14\n" +
@@ -6896,12 +7019,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x1c\n" +
 	"\tsemaphore\x18\x02 \x01(\bR\tsemaphore\"8\n" +
 	"\aEpollFd\x12-\n" +
-	"\awatches\x18\x01 \x03(\v2\x13.gocr.v1.EpollWatchR\awatches\"J\n" +
+	"\awatches\x18\x01 \x03(\v2\x13.gocr.v1.EpollWatchR\awatches\"\xa5\x01\n" +
 	"\n" +
 	"EpollWatch\x12\x10\n" +
 	"\x03tfd\x18\x01 \x01(\x05R\x03tfd\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\x04R\x04data\" \n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\x12%\n" +
+	"\x0efile_elsewhere\x18+ \x01(\bR\rfileElsewhere\x12\x19\n" +
+	"\bfile_pid\x18, \x01(\x05R\afilePid\x12\x17\n" +
+	"\afile_fd\x18- \x01(\x05R\x06fileFd\" \n" +
 	"\n" +
 	"SignalfdFd\x12\x12\n" +
 	"\x04mask\x18\x01 \x01(\x04R\x04mask\"\xb9\x01\n" +
@@ -6914,12 +7040,15 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\rsettime_flags\x18, \x01(\rR\fsettimeFlags\x12\x1b\n" +
 	"\texpiry_ns\x18- \x01(\x03R\bexpiryNs\"<\n" +
 	"\tInotifyFd\x12/\n" +
-	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"i\n" +
+	"\awatches\x18\x01 \x03(\v2\x15.gocr.v1.InotifyWatchR\awatches\"\xb4\x01\n" +
 	"\fInotifyWatch\x12\x0e\n" +
 	"\x02wd\x18\x01 \x01(\x05R\x02wd\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mask\x18\x03 \x01(\rR\x04mask\x12!\n" +
-	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\"\xf3\b\n" +
+	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\x12*\n" +
+	"\adeleted\x18, \x01(\v2\x10.gocr.v1.FileRefR\adeleted\x12\x1d\n" +
+	"\n" +
+	"ghost_file\x18- \x01(\x04R\tghostFile\"\xf3\b\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -6996,7 +7125,10 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\vghost_files\x18+ \x03(\v2\x12.gocr.v1.GhostFileR\n" +
 	"ghostFiles\"\x19\n" +
 	"\aGhostFd\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"\xac\x01\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"H\n" +
+	"\vNamespaceFd\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12%\n" +
+	"\x0egocr_namespace\x18\x02 \x01(\bR\rgocrNamespace\"\xac\x01\n" +
 	"\tGhostFile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12$\n" +
 	"\x04file\x18\x02 \x01(\v2\x10.gocr.v1.FileRefR\x04file\x12\x12\n" +
@@ -7169,7 +7301,7 @@ func file_gocrpb_gocr_proto_rawDescGZIP() []byte {
 }
 
 var file_gocrpb_gocr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_gocrpb_gocr_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_gocrpb_gocr_proto_goTypes = []any{
 	(VmaKind)(0),                 // 0: gocr.v1.VmaKind
 	(FileLock_Type)(0),           // 1: gocr.v1.FileLock.Type
@@ -7225,25 +7357,26 @@ var file_gocrpb_gocr_proto_goTypes = []any{
 	(*UnixSocketQueues)(nil),     // 51: gocr.v1.UnixSocketQueues
 	(*Files)(nil),                // 52: gocr.v1.Files
 	(*GhostFd)(nil),              // 53: gocr.v1.GhostFd
-	(*GhostFile)(nil),            // 54: gocr.v1.GhostFile
-	(*InetSocketFd)(nil),         // 55: gocr.v1.InetSocketFd
-	(*McastMembership)(nil),      // 56: gocr.v1.McastMembership
-	(*InetOption)(nil),           // 57: gocr.v1.InetOption
-	(*TcpConnection)(nil),        // 58: gocr.v1.TcpConnection
-	(*Datagram)(nil),             // 59: gocr.v1.Datagram
-	(*MqueueFd)(nil),             // 60: gocr.v1.MqueueFd
-	(*MqueueMessage)(nil),        // 61: gocr.v1.MqueueMessage
-	(*SysvIpc)(nil),              // 62: gocr.v1.SysvIpc
-	(*IpcPerm)(nil),              // 63: gocr.v1.IpcPerm
-	(*SysvShm)(nil),              // 64: gocr.v1.SysvShm
-	(*SysvSem)(nil),              // 65: gocr.v1.SysvSem
-	(*SysvMsgQueue)(nil),         // 66: gocr.v1.SysvMsgQueue
-	(*SysvMsg)(nil),              // 67: gocr.v1.SysvMsg
-	(*PtyFd)(nil),                // 68: gocr.v1.PtyFd
-	(*PtyState)(nil),             // 69: gocr.v1.PtyState
+	(*NamespaceFd)(nil),          // 54: gocr.v1.NamespaceFd
+	(*GhostFile)(nil),            // 55: gocr.v1.GhostFile
+	(*InetSocketFd)(nil),         // 56: gocr.v1.InetSocketFd
+	(*McastMembership)(nil),      // 57: gocr.v1.McastMembership
+	(*InetOption)(nil),           // 58: gocr.v1.InetOption
+	(*TcpConnection)(nil),        // 59: gocr.v1.TcpConnection
+	(*Datagram)(nil),             // 60: gocr.v1.Datagram
+	(*MqueueFd)(nil),             // 61: gocr.v1.MqueueFd
+	(*MqueueMessage)(nil),        // 62: gocr.v1.MqueueMessage
+	(*SysvIpc)(nil),              // 63: gocr.v1.SysvIpc
+	(*IpcPerm)(nil),              // 64: gocr.v1.IpcPerm
+	(*SysvShm)(nil),              // 65: gocr.v1.SysvShm
+	(*SysvSem)(nil),              // 66: gocr.v1.SysvSem
+	(*SysvMsgQueue)(nil),         // 67: gocr.v1.SysvMsgQueue
+	(*SysvMsg)(nil),              // 68: gocr.v1.SysvMsg
+	(*PtyFd)(nil),                // 69: gocr.v1.PtyFd
+	(*PtyState)(nil),             // 70: gocr.v1.PtyState
 }
 var file_gocrpb_gocr_proto_depIdxs = []int32{
-	62, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
+	63, // 0: gocr.v1.Inventory.sysv_ipc:type_name -> gocr.v1.SysvIpc
 	6,  // 1: gocr.v1.Inventory.clocks:type_name -> gocr.v1.Clocks
 	14, // 2: gocr.v1.Task.creds:type_name -> gocr.v1.Creds
 	15, // 3: gocr.v1.Task.rlimits:type_name -> gocr.v1.Rlimit
@@ -7283,46 +7416,48 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	43, // 37: gocr.v1.Fd.timerfd:type_name -> gocr.v1.TimerfdFd
 	44, // 38: gocr.v1.Fd.inotify:type_name -> gocr.v1.InotifyFd
 	46, // 39: gocr.v1.Fd.unix_socket:type_name -> gocr.v1.UnixSocketFd
-	55, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
-	60, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
-	68, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
+	56, // 40: gocr.v1.Fd.inet_socket:type_name -> gocr.v1.InetSocketFd
+	61, // 41: gocr.v1.Fd.mqueue:type_name -> gocr.v1.MqueueFd
+	69, // 42: gocr.v1.Fd.pty:type_name -> gocr.v1.PtyFd
 	53, // 43: gocr.v1.Fd.ghost:type_name -> gocr.v1.GhostFd
-	1,  // 44: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
-	2,  // 45: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
-	69, // 46: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	41, // 47: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	45, // 48: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	3,  // 49: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	51, // 50: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	49, // 51: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 52: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	50, // 53: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	48, // 54: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	48, // 55: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	47, // 56: gocr.v1.UnixSocketFd.filter:type_name -> gocr.v1.SocketFilter
-	33, // 57: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	30, // 58: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	54, // 59: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	31, // 60: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	57, // 61: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	58, // 62: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	59, // 63: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	47, // 64: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
-	56, // 65: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
-	61, // 66: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	64, // 67: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	65, // 68: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	66, // 69: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	63, // 70: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	63, // 71: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	63, // 72: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	67, // 73: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	69, // 74: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	54, // 44: gocr.v1.Fd.namespace:type_name -> gocr.v1.NamespaceFd
+	1,  // 45: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
+	2,  // 46: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
+	70, // 47: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
+	41, // 48: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	45, // 49: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	31, // 50: gocr.v1.InotifyWatch.deleted:type_name -> gocr.v1.FileRef
+	3,  // 51: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	51, // 52: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	49, // 53: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 54: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	50, // 55: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	48, // 56: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	48, // 57: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 58: gocr.v1.UnixSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	33, // 59: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 60: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	55, // 61: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 62: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	58, // 63: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	59, // 64: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	60, // 65: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	47, // 66: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	57, // 67: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
+	62, // 68: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	65, // 69: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	66, // 70: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	67, // 71: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	64, // 72: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	64, // 73: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	64, // 74: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	68, // 75: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	70, // 76: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7346,6 +7481,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Mqueue)(nil),
 		(*Fd_Pty)(nil),
 		(*Fd_Ghost)(nil),
+		(*Fd_Namespace)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7353,7 +7489,7 @@ func file_gocrpb_gocr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gocrpb_gocr_proto_rawDesc), len(file_gocrpb_gocr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   65,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -285,6 +285,7 @@ const (
 	rstFixupFlock     = 3
 	rstFixupOpen      = 4
 	rstFixupTtyPgrp   = 5
+	rstFixupClose     = 6
 )
 
 type rstFixup struct {
@@ -296,7 +297,7 @@ type rstFixup struct {
 	Start    int64  `c:"start"`
 	Len      int64  `c:"len"`
 	LockType uint32 `c:"lock_type"`
-	Pad0     uint32
+	FileFd   int32  `c:"file_fd"`
 }
 
 type rstThread struct {

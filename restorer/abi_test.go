@@ -137,6 +137,7 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_FLOCK":       rstFixupFlock,
 	"RST_FIXUP_OPEN":        rstFixupOpen,
 	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
+	"RST_FIXUP_CLOSE":       rstFixupClose,
 
 	"RST_TIMER_SIGNAL_QUEUED": rstTimerSignalQueued,
 

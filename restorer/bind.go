@@ -86,10 +86,18 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		maxFd = max(maxFd, f.Fd)
 	}
 	p.cttyFd = -1
-	for _, fx := range files.Fixups(pr.files) {
+	fixups := files.Fixups(pr.files)
+	holders := newWatchedFiles(pr.files, fixups)
+	for _, fx := range fixups {
 		switch fx.Op {
 		case files.FixupEpollAdd:
-			p.fixups = append(p.fixups, rstFixup{Op: rstFixupEpollAdd, Fd: fx.Fd, Target: fx.Target, Events: fx.Events, Data: fx.Data})
+			rf := rstFixup{Op: rstFixupEpollAdd, Fd: fx.Fd, Target: fx.Target, Events: fx.Events, Data: fx.Data, FileFd: -1}
+			if fx.FileElsewhere {
+				if rf.FileFd, err = holders.fd(src, fx); err != nil {
+					return err
+				}
+			}
+			p.fixups = append(p.fixups, rf)
 		case files.FixupPosixLock:
 			t := uint32(unix.F_RDLCK)
 			if fx.Lock.Write {
@@ -112,6 +120,11 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		default:
 			return fmt.Errorf("fd %d: fixup %d unknown to the restorer", fx.Fd, fx.Op)
 		}
+	}
+	for _, h := range holders.fds {
+		p.fds = append(p.fds, h)
+		maxFd = max(maxFd, h.Target)
+		p.fixups = append(p.fixups, rstFixup{Op: rstFixupClose, Fd: h.Target})
 	}
 	for i, v := range pr.mm.Vmas {
 		p.vmas[i].MapFd = -1
@@ -142,10 +155,53 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 	return nil
 }
 
+// watchedFiles are the files a process's epoll watches name by numbers
+// that no longer hold them (files/epoll.go), each given to the process
+// at an fd of its own, above every number it uses (its fds and the
+// watches' numbers), for the fixups only: a RST_FIXUP_CLOSE after them
+// closes it.
+type watchedFiles struct {
+	next  int32
+	bySrc map[int32]int32
+	fds   []rstFd
+}
+
+func newWatchedFiles(table *gocrpb.Files, fixups []files.Fixup) *watchedFiles {
+	w := &watchedFiles{bySrc: map[int32]int32{}}
+	for _, fd := range table.Fds {
+		w.next = max(w.next, fd.Fd+1)
+	}
+	for _, fx := range fixups {
+		if fx.Op == files.FixupEpollAdd {
+			w.next = max(w.next, fx.Fd+1, fx.Target+1)
+		}
+	}
+	return w
+}
+
+// fd is the fd holding the file of fx's watch.
+func (w *watchedFiles) fd(src *files.Sources, fx files.Fixup) (int32, error) {
+	n, err := src.SourceOf(fx.FilePid, fx.FileFd)
+	if err != nil {
+		return 0, fmt.Errorf("epoll fd %d: the file of its watch on fd %d: %w", fx.Fd, fx.Target, err)
+	}
+	if fd, ok := w.bySrc[n]; ok {
+		return fd, nil
+	}
+	fd := w.next
+	w.next++
+	w.bySrc[n] = fd
+	w.fds = append(w.fds, rstFd{Target: fd, Src: n, Cloexec: 1})
+	return fd, nil
+}
+
 // String says what a fixup does, for a restore that failed at it.
 func (f rstFixup) String() string {
 	switch f.Op {
 	case rstFixupEpollAdd:
+		if f.FileFd >= 0 {
+			return fmt.Sprintf("add fd %d, made to name the file of fd %d for the add, to epoll fd %d", f.Target, f.FileFd, f.Fd)
+		}
 		return fmt.Sprintf("add fd %d to epoll fd %d", f.Target, f.Fd)
 	case rstFixupPosixLock:
 		mode := "read"
@@ -163,6 +219,8 @@ func (f rstFixup) String() string {
 		return fmt.Sprintf("open fd %d by its path", f.Fd)
 	case rstFixupTtyPgrp:
 		return fmt.Sprintf("make group %d the foreground of terminal fd %d", f.Target, f.Fd)
+	case rstFixupClose:
+		return fmt.Sprintf("close fd %d, which held a watched file for the epoll watches", f.Fd)
 	}
 	return fmt.Sprintf("fixup %d on fd %d", f.Op, f.Fd)
 }

@@ -165,6 +165,12 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 			}
 		}()
 	}
+	// Every process has its files: gocr's own that they do not hold
+	// are closed, and what the restore queued in their inotify
+	// instances read away (files.Sources.Settle).
+	if err := src.Settle(); err != nil {
+		return nil, fmt.Errorf("restore pid %d: %w", root, err)
+	}
 	// Every process has its fds: the TCP connections leave repair mode
 	// before any of them runs (files/tcprepair.go).
 	if err := src.ReleaseConnections(); err != nil {

@@ -206,6 +206,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, err
 	}
 	src.Rebase = tns.rebase
+	src.NewTimeNamespace = tns.make
 	t.useTimeNamespace(tns)
 	if opts.Detach {
 		if err := checkDetachedStops(procs); err != nil {
@@ -229,6 +230,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	src.NewPidNamespace = pidns
 	// The files the processes had, once per open file description, and
 	// the shared memory objects; then each plan points at them.
 	var peerCreds *peerCredAgent

@@ -138,6 +138,18 @@ func TestEpollShared(t *testing.T) {
 	checkResult(t, tg, checkpointRestoreTree(t, tg))
 }
 
+// TestEpollMovedWatches: epoll watches whose fd number was closed, or
+// reused by another file, since they were added come back keyed by the
+// same file and number: a closed number, a reused one (watched under it
+// twice), one whose file only a child still holds, and one whose number
+// now is the epoll fd itself; each reports its own file, and
+// EPOLL_CTL_DEL finds what it found before (epollmoved.c).
+func TestEpollMovedWatches(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "epollmoved")
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
 // TestUnixSocketpairs: unix socketpairs of each type, within the target
 // and between it and its child (unixsock.c), come back connected to the
 // same peers, with every message queued both ways and its boundaries

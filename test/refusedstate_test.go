@@ -31,7 +31,7 @@ func TestRefusedState(t *testing.T) {
 		{mode: "pid-children", want: []string{"creates its children in another pid namespace"}},
 		{mode: "time-children", needs: "/proc/self/ns/time_for_children", want: []string{"creates its children in another time namespace"}},
 		{mode: "time-split", needs: "/proc/self/ns/time", want: []string{"is in another time namespace than pid"}},
-		{mode: "epoll-reused", want: []string{"watch on fd", "now names another file"}},
+		{mode: "epoll-outside", want: []string{"watch on fd", "no fd of the dumped processes holds"}},
 		{mode: "chardev", arg: "/dev/net/tun", needs: "/dev/net/tun", want: []string{"/dev/net/tun", "character device 10:200", "driver state"}},
 		{mode: "async", want: []string{"anon_inode:inotify", "O_ASYNC"}},
 		{mode: "detached", want: []string{"/file", "not mounted anywhere"}},

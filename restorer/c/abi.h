@@ -189,9 +189,15 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* ioctl(fd, TIOCSPGRP, &target): target becomes the foreground process
  * group of fd, the controlling terminal (rst_args.ctty_fd). */
 #define RST_FIXUP_TTY_PGRP 5
+/* close(fd): a file the restore gave the process for its fixups only
+ * (EPOLL_ADD's file_fd). */
+#define RST_FIXUP_CLOSE 6
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).
+ * So when the number no longer names the watched file (closed, or reused
+ * since the watch was added), file_fd holds the file, and target is made
+ * to name it for the add (-1: target names it already).
  * POSIX_LOCK: a POSIX record lock belongs to the process that takes it
  * (fs/locks.c: its owner is the fd table). FLOCK: the lock belongs to the
  * open file description, but /proc/locks names the process that took it. */
@@ -204,7 +210,7 @@ struct rst_fixup {
 	s64 start;     /* POSIX_LOCK: first byte */
 	s64 len;       /* POSIX_LOCK: bytes, 0 to the end of the file */
 	u32 lock_type; /* POSIX_LOCK: F_RDLCK or F_WRLCK; FLOCK: LOCK_SH or LOCK_EX */
-	u32 pad0;
+	s32 file_fd;   /* EPOLL_ADD: the fd holding the watched file, or -1 */
 };
 BUILD_BUG_ON_OFFSET(struct rst_fixup, op, 0);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, fd, 4);
@@ -214,6 +220,7 @@ BUILD_BUG_ON_OFFSET(struct rst_fixup, data, 16);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, start, 24);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, len, 32);
 BUILD_BUG_ON_OFFSET(struct rst_fixup, lock_type, 40);
+BUILD_BUG_ON_OFFSET(struct rst_fixup, file_fd, 44);
 _Static_assert(sizeof(struct rst_fixup) == 48, "rst_fixup size");
 
 /* A timer_create(2) timer to recreate under its ID (gocrpb.PosixTimer),

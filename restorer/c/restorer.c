@@ -1449,6 +1449,43 @@ _Static_assert(sizeof(struct kernel_flock) == 32, "struct flock size");
 #define TIOCSCTTY 0x540E
 #define TIOCSPGRP 0x5410
 
+/* include/uapi/asm-generic/fcntl.h */
+#define F_GETFD 1
+#define FD_CLOEXEC 1
+
+/* epoll_add_elsewhere adds a watch whose fd number (target) no longer
+ * names its file, which file_fd holds: epoll keys a watch by the file and
+ * the number it was added under (fs/eventpoll.c ep_find, ep_insert), so
+ * target is made to name that file for the add, and then given back what
+ * it held: moved aside with F_DUPFD and put back with its close-on-exec
+ * flag, or closed if it was free. Closing target meanwhile drops no watch
+ * of what it held (an epoll item goes only with the last reference to its
+ * file, fs/eventpoll.c eventpoll_release, and the moved copy is one), nor
+ * a lock: POSIX ones are taken last (restore_posix_locks), flock and OFD
+ * ones belong to the open file description. Should target be the epoll
+ * fd itself, the moved copy is the epoll fd for the add. */
+static void epoll_add_elsewhere(struct rst_args *a, struct rst_fixup *f, u32 i, void *ev)
+{
+	long held = sys3(__NR_fcntl, f->target, F_GETFD, 0);
+	long moved = -1;
+	if (held >= 0) {
+		moved = sys3(__NR_fcntl, f->target, F_DUPFD_CLOEXEC, 0);
+		if (moved < 0)
+			fail(a, RST_STEP_FIXUPS, i, moved);
+	}
+	CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_dup3, f->file_fd, f->target, 0));
+	long ep = f->fd == f->target ? moved : f->fd;
+	long r = sys4(__NR_epoll_ctl, ep, EPOLL_CTL_ADD, f->target, ev);
+	if (moved >= 0) {
+		CHECK(a, RST_STEP_FIXUPS, i,
+		      sys3(__NR_dup3, moved, f->target, (held & FD_CLOEXEC) ? O_CLOEXEC : 0));
+		sys1(__NR_close, moved);
+	} else {
+		sys1(__NR_close, f->target);
+	}
+	CHECK(a, RST_STEP_FIXUPS, i, r);
+}
+
 /* fixup does one step only the process itself can do, once its fds have
  * their dumped numbers (struct rst_fixup). */
 static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
@@ -1461,9 +1498,16 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 			u32 events;
 			u64 data;
 		} ev = {f->events, f->data};
-		CHECK(a, RST_STEP_FIXUPS, i, sys4(__NR_epoll_ctl, f->fd, EPOLL_CTL_ADD, f->target, &ev));
+		if (f->file_fd < 0) {
+			CHECK(a, RST_STEP_FIXUPS, i, sys4(__NR_epoll_ctl, f->fd, EPOLL_CTL_ADD, f->target, &ev));
+			return;
+		}
+		epoll_add_elsewhere(a, f, i, &ev);
 		return;
 	}
+	case RST_FIXUP_CLOSE:
+		CHECK(a, RST_STEP_FIXUPS, i, sys1(__NR_close, f->fd));
+		return;
 	case RST_FIXUP_POSIX_LOCK: {
 		struct kernel_flock fl = {
 			.l_type = (s16)f->lock_type, .l_whence = SEEK_SET, .l_start = f->start, .l_len = f->len,

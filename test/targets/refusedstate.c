@@ -11,7 +11,8 @@
  *   time-children  children go to a new time namespace (unshare CLONE_NEWTIME)
  *   time-split     a child in a new time namespace, the process back in its
  *                  own (setns), so the tree spans two
- *   epoll-reused   an epoll watch whose fd number now names another pipe
+ *   epoll-outside  an epoll watch on a pipe whose fd was closed and that only
+ *                  a process outside the dump holds
  *   chardev PATH   an open character device with driver state
  *   async          an inotify fd with O_ASYNC, an owner and a signal
  *   detached       a file on a tmpfs mounted nowhere (fsmount)
@@ -195,30 +196,43 @@ static void run_time_split(void)
 
 /* Watch the read end of pipe a at fd N, keep it open by a dup, close N
  * and put the read end of pipe b there. */
-static void run_epoll_reused(void)
+static void run_epoll_outside(void)
 {
-	int a[2], b[2];
-	if (pipe(a) < 0)
+	int a[2], life[2];
+	if (pipe(a) < 0 || pipe(life) < 0)
 		tgt_fail("pipe: %s", strerror(errno));
 	int ep = epoll_create1(0);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x1234 };
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, a[0], &ev) < 0)
 		tgt_fail("epoll: %s", strerror(errno));
-	int keep = dup(a[0]);
-	int n = a[0];
+	/* A grandchild, reparented away from the target once its parent
+	 * exits and so outside the dump, is left the only holder of pipe
+	 * a's read end; it ends at the EOF of the target's lifeline. */
+	pid_t mid = fork();
+	if (mid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (mid == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			char c;
+			for (int fd = 0; fd < 1024; fd++)
+				if (fd != a[0] && fd != life[0])
+					close(fd);
+			while (read(life[0], &c, 1) < 0 && errno == EINTR)
+				;
+			_exit(0);
+		}
+		_exit(g < 0);
+	}
+	int st;
+	if (waitpid(mid, &st, 0) != mid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tgt_fail("the grandchild holding pipe a could not be made");
 	close(a[0]);
-	if (keep < 0 || pipe(b) < 0)
-		tgt_fail("dup, pipe: %s", strerror(errno));
-	if (b[0] != n)
-		tgt_fail("pipe b's read end is fd %d, want %d", b[0], n);
+	close(life[0]);
 	tgt_ready();
 	tgt_wait();
-	/* The watch still follows pipe a, not the file at its number. */
+	/* The watch still follows pipe a. */
 	struct epoll_event got;
-	if (write(b[1], "b", 1) != 1)
-		tgt_fail("write b: %s", strerror(errno));
-	if (epoll_wait(ep, &got, 1, 0) != 0)
-		tgt_fail("pipe b, now at fd %d, reports through the watch", n);
 	if (write(a[1], "a", 1) != 1)
 		tgt_fail("write a: %s", strerror(errno));
 	if (epoll_wait(ep, &got, 1, 0) != 1 || got.data.u64 != 0x1234)
@@ -497,8 +511,8 @@ int main(int argc, char **argv)
 		run_children_ns(CLONE_NEWTIME);
 	else if (strcmp(mode, "time-split") == 0)
 		run_time_split();
-	else if (strcmp(mode, "epoll-reused") == 0)
-		run_epoll_reused();
+	else if (strcmp(mode, "epoll-outside") == 0)
+		run_epoll_outside();
 	else if (strcmp(mode, "chardev") == 0 && argc > 3)
 		run_chardev(argv[3]);
 	else if (strcmp(mode, "async") == 0)
