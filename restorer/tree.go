@@ -96,6 +96,7 @@ func buildTree(procs []*proc) (*tree, error) {
 		}
 		t.procs = append(t.procs, rp)
 	}
+	leadRootGroup(t)
 	sharers := map[int32]int{}
 	for _, rp := range t.procs {
 		if rp.Flags&(rstProcShareFiles|rstProcShareFs) == 0 {
@@ -263,6 +264,25 @@ func ownGroupHeld() (bool, error) {
 	return false, nil
 }
 
+// leadRootGroup gives the root a process group of its own when others
+// must join its group led from outside the dump and the group it would
+// inherit from gocr restore is 0: a process the kernel started (a
+// usermode helper, init's children before they setsid) is in group 0,
+// which no process can join, as setpgid(2) takes a pgid of 0 for the
+// caller's PID. Group 0 is no group to keep; a root leading its own
+// keeps the processes of its group together (noteOutsideGroup says so).
+func leadRootGroup(t *tree) {
+	if len(t.procs) == 0 || unix.Getpgrp() != 0 {
+		return
+	}
+	for _, rp := range t.procs {
+		if rp.Flags&rstProcJoinRootPgid != 0 {
+			t.procs[0].Flags |= rstProcSetpgid
+			return
+		}
+	}
+}
+
 // checkOutsideGroupJoin refuses, for a restore in a new PID namespace, a
 // process that must join the root's group led from outside the dump:
 // setpgid(2) finds the group by its id in the caller's namespace
@@ -292,7 +312,11 @@ func noteOutsideGroup(root *gocrpb.Task, pidns bool) {
 		pgid, sid = 0, 0
 	}
 	var what []string
-	if root.Pgid != root.Pid && root.Pgid != pgid {
+	switch {
+	case root.Pgid != root.Pid && pgid == 0 && !pidns:
+		// leadRootGroup may make it its own.
+		what = append(what, fmt.Sprintf("process group %d (now 0, or its own if others of it join it)", root.Pgid))
+	case root.Pgid != root.Pid && root.Pgid != pgid:
 		what = append(what, fmt.Sprintf("process group %d (now %d)", root.Pgid, pgid))
 	}
 	if root.Sid != root.Pid && root.Sid != sid {

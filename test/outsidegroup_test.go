@@ -3,13 +3,14 @@
 package test
 
 import (
+	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
 )
 
 // TestOutsideGroupShared: a root in the process group it was started in
-// (led by the harness, outside the dump) with a grandchild that joined
+// (led by a process of the test's, outside the dump) with a grandchild that joined
 // that group while its parent leads another (outsidegroup.c). The restore
 // puts the grandchild back in the root's group; the oracle compares every
 // process's group and session, and the target checks them itself. In a
@@ -17,9 +18,10 @@ import (
 // with --pidns=always refuses in one line first.
 func TestOutsideGroupShared(t *testing.T) {
 	needsRoot(t)
-	tg := startTargetOpts(t, "outsidegroup", startOpts{args: []string{"root"}})
+	leader := outsideGroupLeader(t)
+	tg := startTargetOpts(t, "outsidegroup", startOpts{args: []string{"root"}, pgid: leader})
 	es := outsideGroupTree(t, tg)
-	if es[0].pgid == tg.pid || es[2].pgid != es[0].pgid || es[1].pgid != es[1].pid {
+	if es[0].pgid != leader || es[2].pgid != es[0].pgid || es[1].pgid != es[1].pid {
 		t.Fatalf("want the root and its grandchild in a group led from outside, the child in its own:\n%s", entriesString(es[:]))
 	}
 	pid := tg.pid
@@ -46,9 +48,9 @@ func TestOutsideGroupShared(t *testing.T) {
 func TestOutsideGroupOtherRefused(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
-	tg := startTargetOpts(t, "outsidegroup", startOpts{args: []string{"other"}, pgroup: true})
+	own := outsideGroupLeader(t)
+	tg := startTargetOpts(t, "outsidegroup", startOpts{args: []string{"other", strconv.Itoa(own)}, pgroup: true})
 	es := outsideGroupTree(t, tg)
-	own := syscall.Getpgrp()
 	if es[0].pgid != tg.pid || es[2].pgid != own {
 		t.Fatalf("want the root leading its group and its grandchild in group %d:\n%s", own, entriesString(es[:]))
 	}
@@ -58,6 +60,25 @@ func TestOutsideGroupOtherRefused(t *testing.T) {
 		assertUntouched(t, e.pid)
 	}
 	checkIntact(t, tg)
+}
+
+// outsideGroupLeader starts a process that leads a process group of its
+// own in the test's session, outside any dump, and returns its PID, the
+// group's ID. The test's own group will not do: CI's runner may be in
+// group 0 (a process the kernel started), which nothing can join
+// (setpgid(2): a pgid of 0 means the caller's PID).
+func outsideGroupLeader(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start a process group leader: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd.Process.Pid
 }
 
 // outsideGroupTree returns outsidegroup's root, leader and member, in

@@ -38,6 +38,7 @@ type startOpts struct {
 	wrap   []string      // argv run in front of the target (setpriv)
 	binary string        // replaces the target's executable (setuid copy)
 	pgroup bool          // start it in a process group of its own, as a shell starts a job
+	pgid   int           // start it in this process group (of the test's session)
 }
 
 func startTarget(t *testing.T, name string, args ...string) *target {
@@ -89,7 +90,7 @@ func startTargetOpts(t *testing.T, name string, o startOpts) *target {
 	tg.cmd.Stdin = stdin
 	tg.cmd.Stdout = logf
 	tg.cmd.Stderr = logf
-	tg.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.pgroup}
+	tg.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.pgroup || o.pgid != 0, Pgid: o.pgid}
 	if err := tg.cmd.Start(); err != nil {
 		t.Fatalf("start target %s: %v", name, err)
 	}

@@ -6,8 +6,8 @@
  *   └── leader   setpgid(0, 0): a group of its own
  *       └── member   mode "root": joins the root's group (led from
  *                    outside), so its parent is in another group;
- *                    mode "other": joins the group of the root's parent
- *                    (led from outside, and not the root's)
+ *                    mode "other": joins group PGID (led from outside,
+ *                    and not the root's)
  *
  * Mode "root" is restored: after it, member is in the root's group again
  * (whichever the restore gives the root), leader in its own, and all in
@@ -15,7 +15,7 @@
  * SIGTERM to the root is passed down; each process checks itself and
  * exits 0, or prints why and exits 1; the root writes the verdict.
  *
- * Usage: outsidegroup RESULT_PATH root|other
+ * Usage: outsidegroup RESULT_PATH root | outsidegroup RESULT_PATH other PGID
  */
 #include "target.h"
 
@@ -56,10 +56,12 @@ int main(int argc, char **argv)
 	char c = 0;
 	tgt_init(argc, argv);
 	if (argc < 3)
-		tgt_fail("usage: outsidegroup RESULT_PATH root|other");
+		tgt_fail("usage: outsidegroup RESULT_PATH root|other [PGID]");
 	int mode_root = strcmp(argv[2], "root") == 0;
 	root = getpid();
-	pid_t join = mode_root ? getpgid(0) : getpgid(getppid());
+	if (!mode_root && argc < 4)
+		tgt_fail("usage: outsidegroup RESULT_PATH other PGID");
+	pid_t join = mode_root ? getpgid(0) : (pid_t)atoi(argv[3]);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		tgt_fail("pipe: %s", strerror(errno));
 	pid_t leader = fork();
