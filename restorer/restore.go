@@ -308,7 +308,7 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 		// reaper, which lives as long as the root.
 		procs[0].plan.args.PdeathSig = 0
 	}
-	noteOutsideGroup(procs[0].task, pidns)
+	noteOutsideGroup(procs[0].task, pidns, len(t.procs) > 0 && t.procs[0].Flags&rstProcSetpgid != 0 && procs[0].task.Pgid != procs[0].task.Pid)
 	noteStdio(procs, given)
 	testhook.PauseContext(ctx, testhook.PauseBeforeLaunch)
 	if err := stopped(ctx); err != nil {

@@ -303,7 +303,7 @@ func checkOutsideGroupJoin(t *tree) error {
 // (buildTree), and getpgrp(2), getsid(2) and a kill(2) of the old group
 // see the change. In a new PID namespace those are outside it, and the
 // root sees them as 0 (man 7 pid_namespaces).
-func noteOutsideGroup(root *gocrpb.Task, pidns bool) {
+func noteOutsideGroup(root *gocrpb.Task, pidns, leadsOwn bool) {
 	pgid, sid := int32(unix.Getpgrp()), int32(0)
 	if s, err := unix.Getsid(0); err == nil {
 		sid = int32(s)
@@ -313,9 +313,8 @@ func noteOutsideGroup(root *gocrpb.Task, pidns bool) {
 	}
 	var what []string
 	switch {
-	case root.Pgid != root.Pid && pgid == 0 && !pidns:
-		// leadRootGroup may make it its own.
-		what = append(what, fmt.Sprintf("process group %d (now 0, or its own if others of it join it)", root.Pgid))
+	case root.Pgid != root.Pid && leadsOwn:
+		what = append(what, fmt.Sprintf("process group %d (now its own: others of it join it, and gocr restore's is 0)", root.Pgid))
 	case root.Pgid != root.Pid && root.Pgid != pgid:
 		what = append(what, fmt.Sprintf("process group %d (now %d)", root.Pgid, pgid))
 	}

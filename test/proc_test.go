@@ -57,6 +57,20 @@ func waitGone(pid int, timeout time.Duration) bool {
 	return true
 }
 
+// waitReaped waits until pid is gone altogether: reaped, not a zombie,
+// so that a restore may have it again at once (an orphan waits for PID 1,
+// a second or two here).
+func waitReaped(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for procState(pid) != "" {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // procEntry is one process as /proc/PID/stat shows it.
 type procEntry struct {
 	pid, ppid, pgid, sid int
