@@ -87,6 +87,7 @@ func outsideGroupTree(t *testing.T, tg *target) [3]procEntry {
 	t.Helper()
 	var out [3]procEntry
 	es := settledTree(t, tg.pid, 3)
+	trackTree(t, tg.pid) // a failed test must not leave them behind
 	for i := range out {
 		for _, e := range es {
 			if (i == 0 && e.pid == tg.pid) || (i > 0 && e.ppid == out[i-1].pid) {
