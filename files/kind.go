@@ -110,6 +110,9 @@ const (
 	// session the process leads (as soon as it leads it, before it forks),
 	// with foreground process group Target (files/pty.go).
 	FixupCtty
+	// FixupDup: dup3(Target, Fd), close-on-exec if Cloexec: Fd shares
+	// the open file description FixupOpen made at Target (files/path.go).
+	FixupDup
 )
 
 // Fixup is one step the restorer blob takes inside the process after its
@@ -117,7 +120,7 @@ const (
 type Fixup struct {
 	Op     FixupOp
 	Fd     int32            // the fd it acts on, by its dumped number
-	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number; FixupCtty: the foreground group
+	Target int32            // FixupEpollAdd: the fd to watch, by its dumped number; FixupCtty: the foreground group; FixupDup: the fd to dup
 	Events uint32           // FixupEpollAdd
 	Data   uint64           // FixupEpollAdd
 	Lock   *gocrpb.FileLock // FixupPosixLock, FixupFlock
@@ -126,7 +129,7 @@ type Fixup struct {
 	// process FilePid (files/epoll.go).
 	FileElsewhere   bool
 	FilePid, FileFd int32
-	// FixupOpen
+	// FixupOpen (Cloexec: FixupDup too)
 	Path    string
 	Flags   uint32
 	Pos     int64

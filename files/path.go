@@ -90,9 +90,29 @@ func openFlags(fd *gocrpb.Fd) int {
 
 // Finish opens a /proc/PID/ path inside the restored process, over the
 // placeholder Open put at its number.
+// Link refuses an fd on a /proc/PID/ file that shares its open file
+// description with another process's fd (inherited across fork): each
+// process reopens its own (Finish), so the two would come back as two
+// descriptions, their offset no longer shared (man 2 fork, man 2 open).
+func (pathKind) Link(refs []Ref, _ LinkOptions) error {
+	for _, r := range refs {
+		if r.Fd.GetPath().GetProcPid() != 0 && r.Fd.SharedWith >= 0 && int(r.Fd.SharedPid) != r.Pid {
+			return fmt.Errorf("pid %d fd %d (%s): shares its open file description with pid %d's fd %d, which a restore reopens in each process apart: not supported",
+				r.Pid, r.Fd.Fd, r.Fd.Description, r.Fd.SharedPid, r.Fd.SharedWith)
+		}
+	}
+	return nil
+}
+
 func (pathKind) Finish(fd *gocrpb.Fd) []Fixup {
-	if fd.GetPath().GetProcPid() == 0 || fd.SharedWith >= 0 {
+	if fd.GetPath().GetProcPid() == 0 {
 		return nil
+	}
+	if fd.SharedWith >= 0 {
+		// A dup of a lower fd of this process (Link refuses one of
+		// another's), which its own FixupOpen reopened first: Fixups
+		// lists them in fd order.
+		return []Fixup{{Op: FixupDup, Fd: fd.Fd, Target: fd.SharedWith, Cloexec: fd.Cloexec}}
 	}
 	return []Fixup{{Op: FixupOpen, Fd: fd.Fd, Path: fd.File.GetPath(), Flags: uint32(openFlags(fd)), Pos: fd.Pos, Cloexec: fd.Cloexec}}
 }

@@ -286,6 +286,7 @@ const (
 	rstFixupOpen      = 4
 	rstFixupTtyPgrp   = 5
 	rstFixupClose     = 6
+	rstFixupDup       = 7
 )
 
 type rstFixup struct {

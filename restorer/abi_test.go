@@ -138,6 +138,7 @@ var abiDefines = map[string]uint64{
 	"RST_FIXUP_OPEN":        rstFixupOpen,
 	"RST_FIXUP_TTY_PGRP":    rstFixupTtyPgrp,
 	"RST_FIXUP_CLOSE":       rstFixupClose,
+	"RST_FIXUP_DUP":         rstFixupDup,
 
 	"RST_TIMER_SIGNAL_QUEUED": rstTimerSignalQueued,
 

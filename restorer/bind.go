@@ -113,6 +113,8 @@ func (p *plan) bind(pr *proc, src *files.Sources, shmem map[uint64]int32) error 
 		case files.FixupOpen:
 			p.fixups = append(p.fixups, rstFixup{Op: rstFixupOpen, Fd: fx.Fd, Target: int32(b2u(fx.Cloexec)),
 				Events: fx.Flags, Data: uint64(p.str(fx.Path)), Start: fx.Pos})
+		case files.FixupDup:
+			p.fixups = append(p.fixups, rstFixup{Op: rstFixupDup, Fd: fx.Fd, Target: fx.Target, Events: b2u(fx.Cloexec)})
 		case files.FixupCtty:
 			if err := p.bindCtty(fx, placed); err != nil {
 				return err

@@ -41,6 +41,7 @@ func TestRefusedState(t *testing.T) {
 		{mode: "lam", cpu: "lam", want: []string{"tagged addresses (LAM"}},
 		{mode: "epoll-disarmed", want: []string{"anon_inode:[eventpoll]", "EPOLLONESHOT watch on fd", "disarmed"}},
 		{mode: "inotify-queued", want: []string{"anon_inode:inotify", "bytes of events wait to be read"}},
+		{mode: "proc-shared", want: []string{"/stat", "shares its open file description with pid"}},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			if c.needs != "" {

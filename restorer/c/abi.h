@@ -192,6 +192,9 @@ _Static_assert(sizeof(struct rst_siginfo) == 136, "rst_siginfo size");
 /* close(fd): a file the restore gave the process for its fixups only
  * (EPOLL_ADD's file_fd). */
 #define RST_FIXUP_CLOSE 6
+/* dup3(target, fd, O_CLOEXEC if events is 1): fd is the same open file
+ * description as target again, a dup of a file OPEN made (files/path.go). */
+#define RST_FIXUP_DUP 7
 
 /* EPOLL_ADD: epoll keys its items by (file, fd number), so a watch must be
  * added in the restored fd table, not gocr's (fs/eventpoll.c ep_find).

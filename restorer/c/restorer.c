@@ -1508,6 +1508,11 @@ static void fixup(struct rst_args *a, struct rst_fixup *f, u32 i)
 	case RST_FIXUP_CLOSE:
 		CHECK(a, RST_STEP_FIXUPS, i, sys1(__NR_close, f->fd));
 		return;
+	case RST_FIXUP_DUP:
+		/* After target's own fixup (OPEN), in fd order: the dup
+		 * shares its open file description again (man 2 dup). */
+		CHECK(a, RST_STEP_FIXUPS, i, sys3(__NR_dup3, f->target, f->fd, f->events ? O_CLOEXEC : 0));
+		return;
 	case RST_FIXUP_POSIX_LOCK: {
 		struct kernel_flock fl = {
 			.l_type = (s16)f->lock_type, .l_whence = SEEK_SET, .l_start = f->start, .l_len = f->len,

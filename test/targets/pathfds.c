@@ -6,7 +6,8 @@
  *   O_NOFOLLOW) a symlink: same file, O_PATH kept, nothing opened;
  *   /proc/PID/stat of itself read part way, /proc/PID/ as a directory, and
  *   /proc/CHILD/status of its child: the same /proc files, of the same
- *   processes, at the same offsets.
+ *   processes, at the same offsets; a dup of the /proc/PID/stat fd shares
+ *   its open file description again (a seek through one moves the other).
  *
  * usage: pathfds RESULT_PATH DIR
  */
@@ -99,6 +100,9 @@ int main(int argc, char **argv)
 	char buf[16];
 	if (read(fds[PSTAT], buf, sizeof(buf)) != sizeof(buf))
 		tgt_fail("read own stat: %s", strerror(errno));
+	int statdup = fcntl(fds[PSTAT], F_DUPFD_CLOEXEC, 60);
+	if (statdup < 0)
+		tgt_fail("dup own stat: %s", strerror(errno));
 	fds[PDIR] = open("/proc/self", O_RDONLY | O_DIRECTORY);
 	snprintf(p, sizeof(p), "/proc/%d/status", (int)child);
 	fds[PCHILD] = open(p, O_RDONLY);
@@ -110,6 +114,13 @@ int main(int argc, char **argv)
 	tgt_wait();
 	for (int i = 0; i < N; i++)
 		check(i);
+	/* The dup: the same description, with its own close-on-exec flag. */
+	if (lseek(statdup, 0, SEEK_CUR) != pos[PSTAT])
+		tgt_fail("the dup of own stat is at %ld, want %ld", (long)lseek(statdup, 0, SEEK_CUR), (long)pos[PSTAT]);
+	if (lseek(statdup, 3, SEEK_SET) != 3 || lseek(fds[PSTAT], 0, SEEK_CUR) != 3)
+		tgt_fail("a seek through the dup of own stat does not move the fd: another open file description");
+	if (fcntl(statdup, F_GETFD) != FD_CLOEXEC || fcntl(fds[PSTAT], F_GETFD) != 0)
+		tgt_fail("close-on-exec flags %d and %d, want 1 on the dup only", fcntl(statdup, F_GETFD), fcntl(fds[PSTAT], F_GETFD));
 	/* The /proc files show the processes themselves. */
 	char stat[256];
 	ssize_t n = pread(fds[PSTAT], stat, sizeof(stat) - 1, 0);

@@ -27,6 +27,8 @@
  *                  fs.suid_dumpable at 2 until the target is ready
  *   zombie-core    a child that dumped core (into a directory of its own)
  *                  and that the target has not reaped
+ *   proc-shared    /proc/self/stat open, then a child forked that keeps
+ *                  the same open file description of it
  */
 #include "target.h"
 
@@ -497,6 +499,39 @@ static void run_zombie_core(void)
 	tgt_pass();
 }
 
+/* A /proc file's open file description in two processes: each restored
+ * process reopens its own, so they could not share it again. The child
+ * checks its offset moves with the parent's. */
+static void run_proc_shared(void)
+{
+	int fd = open("/proc/self/stat", O_RDONLY);
+	if (fd < 0)
+		tgt_fail("open /proc/self/stat: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	tgt_ready();
+	tgt_wait();
+	char path[64], buf[256];
+	if (lseek(fd, 5, SEEK_SET) != 5)
+		tgt_fail("lseek: %s", strerror(errno));
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+	int f = open(path, O_RDONLY);
+	ssize_t n = f < 0 ? -1 : read(f, buf, sizeof(buf) - 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (n <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	if (strncmp(buf, "pos:\t5\n", 7) != 0)
+		tgt_fail("the child's fd is not at the parent's offset 5: %s", buf);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -537,5 +572,7 @@ int main(int argc, char **argv)
 		run_dumpable2();
 	else if (strcmp(mode, "zombie-core") == 0)
 		run_zombie_core();
+	else if (strcmp(mode, "proc-shared") == 0)
+		run_proc_shared();
 	tgt_fail("unknown mode %s", mode);
 }
