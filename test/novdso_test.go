@@ -3,13 +3,7 @@
 package test
 
 import (
-	"errors"
-	"os/exec"
-	"strconv"
-	"syscall"
 	"testing"
-
-	"github.com/gocr/gocr/internal/testhook"
 )
 
 // TestNoVdso: a process of two threads that unmapped its vDSO and vvar
@@ -59,18 +53,8 @@ func TestNoVdsoGocrKilledInRelease(t *testing.T) {
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
 	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
-	restoreKilledAt := func(step int) {
-		t.Helper()
-		cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
-		cmd.Env = append(cmd.Environ(), testhook.Setting(testhook.KillInRelease, strconv.Itoa(step)))
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("gocr restore with the kill at release step %d: %v, want killed by SIGKILL\n%s", step, err, out)
-		}
-	}
-	restoreKilledAt(threads)
+	restoreKilledInRelease(t, dir, threads)
 	waitAllGone(t, []int{tg.pid}, "gocr was killed after the last detach, before the commit")
-	restoreKilledAt(threads + 1)
+	restoreKilledInRelease(t, dir, threads+1)
 	checkResult(t, tg, tg.pid)
 }

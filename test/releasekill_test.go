@@ -53,20 +53,24 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 	tg.waitDead(t, "a dump without --leave-running")
 	waitAllGone(t, pids, "the dump")
 	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
-	restoreKilledAt := func(step int) {
-		t.Helper()
-		cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
-		cmd.Env = append(cmd.Environ(), testhook.Setting(testhook.KillInRelease, strconv.Itoa(step)))
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("gocr restore with the kill at release step %d: %v, want killed by SIGKILL\n%s", step, err, out)
-		}
-	}
 	for _, step := range before {
-		restoreKilledAt(step)
+		restoreKilledInRelease(t, dir, step)
 		waitAllGone(t, pids, "gocr was killed at release step "+strconv.Itoa(step)+", before the commit")
 	}
-	restoreKilledAt(threadtreeThreads + 1)
+	restoreKilledInRelease(t, dir, threadtreeThreads+1)
 	checkResult(t, tg, tg.pid)
+}
+
+// restoreKilledInRelease restores the images in dir with gocr SIGKILLed
+// at release step step (testhook.KillInRelease), and fails t unless it
+// was.
+func restoreKilledInRelease(t *testing.T, dir string, step int) {
+	t.Helper()
+	cmd := exec.Command(gocrBinary(t), "restore", "-D", dir, "-d")
+	cmd.Env = append(cmd.Environ(), testhook.Setting(testhook.KillInRelease, strconv.Itoa(step)))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("gocr restore with the kill at release step %d: %v, want killed by SIGKILL\n%s", step, err, out)
+	}
 }
