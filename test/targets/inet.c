@@ -34,6 +34,7 @@
  * sockets still work.
  */
 #include "target.h"
+#include "sockint.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -70,23 +71,6 @@ static int port_of(const ss_t *a)
 	if (a->ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)a)->sin_port);
 	return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
-}
-
-static void setint(int fd, int level, int opt, int v, const char *name)
-{
-	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
-		tgt_fail("setsockopt %s: %s", name, strerror(errno));
-}
-
-static void wantint(int fd, int level, int opt, int want, const char *name)
-{
-	int v = 0;
-	socklen_t l = sizeof(v);
-
-	if (getsockopt(fd, level, opt, &v, &l) < 0)
-		tgt_fail("getsockopt %s: %s", name, strerror(errno));
-	if (v != want)
-		tgt_fail("%s is %d, want %d", name, v, want);
 }
 
 static void names(int fd, ss_t *local, ss_t *peer)

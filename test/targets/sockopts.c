@@ -34,6 +34,7 @@
  *               (IPV6_DSTOPTS).
  */
 #include "target.h"
+#include "sockint.h"
 
 #include <arpa/inet.h>
 #include <linux/bpf.h>
@@ -52,23 +53,6 @@
 #ifndef IP_LOCAL_PORT_RANGE
 #define IP_LOCAL_PORT_RANGE 51 /* include/uapi/linux/in.h, Linux 6.3 */
 #endif
-
-static void setint(int fd, int level, int opt, int v, const char *name)
-{
-	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
-		tgt_fail("setsockopt %s: %s", name, strerror(errno));
-}
-
-static void wantint(int fd, int level, int opt, int want, const char *name)
-{
-	int v = 0;
-	socklen_t l = sizeof(v);
-
-	if (getsockopt(fd, level, opt, &v, &l) < 0)
-		tgt_fail("getsockopt %s: %s", name, strerror(errno));
-	if (v != want)
-		tgt_fail("%s is %d, want %d", name, v, want);
-}
 
 static struct sockaddr_in lo(int port)
 {
