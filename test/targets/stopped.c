@@ -47,18 +47,32 @@ static void *ticker(void *arg)
 	return NULL;
 }
 
-/* Starts the counting thread and the SIGCONT counter; 0 or an errno. */
+/*
+ * Starts the counting thread and the SIGCONT counter; 0 or an errno. The
+ * thread blocks SIGCONT (a new thread inherits its creator's mask:
+ * pthread_create(3)): a process-directed signal is handled by any thread
+ * not blocking it (signal(7)), and were it the counting thread's turn, the
+ * main thread could return from raise() before that handler ran.
+ */
 static int start_ticker(void)
 {
 	struct sigaction sa;
+	sigset_t cont, old;
 	pthread_t th;
+	int err;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_cont;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGCONT, &sa, NULL) < 0)
 		return errno;
-	return pthread_create(&th, NULL, ticker, NULL);
+	sigemptyset(&cont);
+	sigaddset(&cont, SIGCONT);
+	if ((err = pthread_sigmask(SIG_BLOCK, &cont, &old)) != 0)
+		return err;
+	err = pthread_create(&th, NULL, ticker, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
 }
 
 /* Whether the ticker thread counts: it runs, it was not left stopped. */
