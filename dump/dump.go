@@ -163,6 +163,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		defer func() { after(err == nil) }()
 	}
 
+	warmImageTypes()
+	kthreads := findKernelThreads()
+	defer kthreads.close()
 	start := time.Now()
 	var stats Stats
 	// Before the freeze: what a snapshot dump need not read while the
@@ -220,9 +223,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
-	if err := tree.checkTracees(); err != nil {
-		return err
-	}
+	// The tracee check reads only /proc, every task of the machine: it
+	// runs on another CPU beside the collection, and is waited for
+	// before anything is done to the processes.
+	tracees := make(chan error, 1)
+	go func() { tracees <- tree.checkTracees(kthreads) }()
+	waitTracees := sync.OnceValue(func() error { return <-tracees })
+	// Never left running: it reads through kthreads' pidfds.
+	defer waitTracees()
 	if opts.Alone {
 		if err := tree.checkLeftOut(); err != nil {
 			return err
@@ -250,7 +258,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if err := stopped(ctx); err != nil {
 			return fmt.Errorf("dump pid %d: %w", root, err)
 		}
-		if states[i], err = collect(t, fp.pid, fp, saver, pre, trk); err != nil {
+		// On the tracer thread at once: its ptrace requests, one or
+		// more per thread, then pay for no hand-off each
+		// (ptrace.Tracer.Do).
+		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk) })
+		if err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
 		states[i].imagePid = pids.imagePid(fp.pid)
@@ -260,6 +272,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External, PidNamespace: pids != nil}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
+	}
+	if err := waitTracees(); err != nil {
+		return err
 	}
 	unhold, err := holdConnectionUsers(t, tree, states)
 	if err != nil {

@@ -105,7 +105,10 @@ func readNamespaces(pid, tid int) (map[string]string, error) {
 // let go, which detaches its tracees: kernel/ptrace.c exit_ptrace) and
 // nothing recreates them. TracerPid in every other task's status names
 // its tracer (man 5 proc); the dumped threads themselves show gocr.
-func (tr *frozenTree) checkTracees() error {
+// Kernel threads found before the freeze and alive since are not read
+// (kernelThreads).
+func (tr *frozenTree) checkTracees(kthreads *kernelThreads) error {
+	skip := kthreads.alive()
 	dumped := map[int]int{} // thread -> its process
 	for _, fp := range tr.procs {
 		dumped[fp.pid] = fp.pid
@@ -137,7 +140,7 @@ func (tr *frozenTree) checkTracees() error {
 		if err != nil {
 			continue
 		}
-		if _, in := dumped[pid]; in {
+		if _, in := dumped[pid]; in || skip[pid] {
 			continue
 		}
 		tracer, threads, err := proc.ReadTracerPid(pid)

@@ -1,0 +1,43 @@
+package dump
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestKernelThreads: kthreadd (PID 2, the parent of every kernel thread:
+// kernel/kthread.c) is found and alive; gocr itself, a process, is not
+// taken for one; a PID whose task exited after the scan is not alive.
+func TestKernelThreads(t *testing.T) {
+	if _, err := os.Stat("/proc/2/stat"); err != nil {
+		t.Skipf("PID 2 is not visible here (a PID namespace?): %v", err)
+	}
+	k := findKernelThreads()
+	defer k.close()
+	alive := k.alive()
+	if !alive[2] {
+		t.Errorf("kthreadd (pid 2) not among the kernel threads found: %v", alive)
+	}
+	if alive[os.Getpid()] {
+		t.Errorf("gocr's own pid %d taken for a kernel thread", os.Getpid())
+	}
+
+	// A task that exits after the scan: its PID may name another task
+	// by the check, so it must be read again.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.pidfds[cmd.Process.Pid] = fd
+	cmd.Wait()
+	if k.alive()[cmd.Process.Pid] {
+		t.Errorf("pid %d counted alive after its task exited", cmd.Process.Pid)
+	}
+}
