@@ -5,6 +5,7 @@ package parasite
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,7 +13,13 @@ import (
 // Cure removes the parasite and restores the saved registers, xstate and
 // signal mask. It leaves the task in a ptrace event stop, exactly as
 // Infect found it. It is safe to call on a partly done infection.
-func (p *Parasite) Cure() error {
+func (p *Parasite) Cure() (err error) {
+	// On the tracer thread at once, as Infect.
+	p.t.Do(func() { err = p.cure() })
+	return err
+}
+
+func (p *Parasite) cure() error {
 	if p.running {
 		sigs, err := p.t.StopTask(p.pid)
 		p.Signals = append(p.Signals, sigs...)
@@ -34,22 +41,11 @@ func (p *Parasite) Cure() error {
 // unmaps the region, except what a thread still in the region needs.
 // Precondition: the parasite's thread is stopped.
 func (p *Parasite) removeInjected() (errs []error) {
-	closeRemote := func(fd *int64) {
-		if *fd >= 0 {
-			if _, err := p.inject(unix.SYS_CLOSE, uint64(*fd)); err != nil {
-				errs = append(errs, fmt.Errorf("close injected fd %d: %w", *fd, err))
-			}
-			*fd = -1
-		}
-	}
-	for i := range p.remoteDataFd {
-		closeRemote(&p.remoteDataFd[i])
-	}
-	closeRemote(&p.remoteSock)
-	closeRemote(&p.remoteCmdFd)
+	first := []*int64{&p.remoteDataFd[0], &p.remoteDataFd[1], &p.remoteSock, &p.remoteCmdFd}
 	if !p.threadsAdrift {
-		closeRemote(&p.remoteLife)
+		first = append(first, &p.remoteLife)
 	}
+	errs = p.closeRemote(first)
 	// A helper still running would lose its code and stack with the
 	// region, and could write into whatever file later took its fd's
 	// number: both stay until it is gone.
@@ -60,12 +56,13 @@ func (p *Parasite) removeInjected() (errs []error) {
 			helpersGone = false
 		}
 	}
+	var last []*int64
 	if helpersGone {
 		for i := range p.remoteFiles {
-			closeRemote(&p.remoteFiles[i])
+			last = append(last, &p.remoteFiles[i])
 		}
 	}
-	closeRemote(&p.remoteMemfd)
+	errs = append(errs, p.closeRemote(append(last, &p.remoteMemfd))...)
 	if p.remoteBase != 0 && helpersGone && !p.threadsAdrift {
 		if _, err := p.inject(unix.SYS_MUNMAP, p.remoteBase, regionSize); err != nil {
 			errs = append(errs, fmt.Errorf("unmap parasite: %w", err))
@@ -109,4 +106,49 @@ func (p *Parasite) releaseLocal() {
 			*fd = -1
 		}
 	}
+}
+
+// closeRemote closes the target's fds that fds point to (those not -1)
+// and marks them closed. Each run of consecutive numbers goes in one
+// injected close_range(2) (Linux 5.9 and later; only fds open in the
+// range are closed, and every number in a run is one of these), not a
+// call per fd: each injected call is a round trip with the stopped
+// thread, time the processes stay frozen.
+func (p *Parasite) closeRemote(fds []*int64) (errs []error) {
+	var nums []int64
+	for _, fd := range fds {
+		if *fd >= 0 {
+			nums = append(nums, *fd)
+			*fd = -1
+		}
+	}
+	for _, r := range fdRuns(nums) {
+		var err error
+		if r[0] == r[1] {
+			_, err = p.inject(unix.SYS_CLOSE, uint64(r[0]))
+		} else {
+			_, err = p.inject(unix.SYS_CLOSE_RANGE, uint64(r[0]), uint64(r[1]), 0)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("close injected fds %d to %d: %w", r[0], r[1], err))
+		}
+	}
+	return errs
+}
+
+// fdRuns sorts fd numbers into runs of consecutive ones, each as its
+// first and last, in order; duplicates count once.
+func fdRuns(nums []int64) [][2]int64 {
+	nums = slices.Clone(nums)
+	slices.Sort(nums)
+	nums = slices.Compact(nums)
+	var runs [][2]int64
+	for _, n := range nums {
+		if len(runs) > 0 && runs[len(runs)-1][1] == n-1 {
+			runs[len(runs)-1][1] = n
+			continue
+		}
+		runs = append(runs, [2]int64{n, n})
+	}
+	return runs
 }
