@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -18,7 +17,15 @@ import (
 // Infect maps the parasite into pid and starts it. On failure the thread
 // is cured before Infect returns.
 // Precondition: pid is seized by t and in a ptrace event stop.
-func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
+func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
+	// Every step is a ptrace request or waits for one: run on the
+	// tracer thread at once, none pays for a hand-off to it
+	// (ptrace.Tracer.Do), tens of microseconds each.
+	t.Do(func() { p, err = infect(t, pid, opts) })
+	return p, err
+}
+
+func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1},
 		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1, uffd: -1,
 		sentFiles: map[uintptr]int64{}}
@@ -38,10 +45,8 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 	for _, step := range []func() error{
 		func() error { return p.query(opts.Queries) },
 		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
-		p.openPagePipes,
 		p.openFileSocket,
-		p.openCommandPipe,
-		func() error { return p.openLifeline(opts.Threads) },
+		func() error { return p.handPipes(opts.Threads) },
 		p.writeSelfCureFrame,
 		func() error { return p.makeUserfaultfd(opts.Userfaultfd) },
 		p.start,
@@ -225,32 +230,6 @@ func (p *Parasite) mapRegionWX(fd, addr, flags uint64) (uint64, error) {
 // (man 7 pipe), and a smaller size still works.
 var pagePipeSizes = []int{1 << 20, 256 << 10}
 
-// openPagePipes makes the two page pipes of DumpPages: while gocr copies
-// one pipe's chunk into the image, the parasite fills the other. The
-// target keeps the write ends, gocr the read ends.
-func (p *Parasite) openPagePipes() error {
-	var sizes [2]int
-	for i := range p.pipes {
-		remote, local, err := p.injectPipe(pipeReadEnd)
-		if err != nil {
-			return fmt.Errorf("page pipe: %w", err)
-		}
-		p.remoteDataFd[i] = remote
-		p.pipes[i] = os.NewFile(uintptr(local), "parasite-pipe")
-		for _, want := range pagePipeSizes {
-			if _, err := unix.FcntlInt(p.pipes[i].Fd(), unix.F_SETPIPE_SZ, want); err == nil {
-				break
-			}
-		}
-		if sizes[i], err = unix.FcntlInt(p.pipes[i].Fd(), unix.F_GETPIPE_SZ, 0); err != nil {
-			return fmt.Errorf("page pipe size: %w", err)
-		}
-		binary.LittleEndian.PutUint32(p.local[ctlOff+ctlDataFd+4*i:], uint32(remote))
-	}
-	p.chunk = min(sizes[0], sizes[1])
-	return nil
-}
-
 // openFileSocket makes the socket gocr hands the parasite files over
 // (SCM_RIGHTS, man 7 unix): the one way to put an fd into another
 // process's table. Each file goes as a record of its own (SOCK_SEQPACKET
@@ -264,30 +243,6 @@ func (p *Parasite) openFileSocket() (err error) {
 		return fmt.Errorf("file socket: %w", err)
 	}
 	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
-	return nil
-}
-
-// openCommandPipe makes the pipe the blob waits for commands on. gocr
-// keeps the only write end, so its death is the parasite's EOF.
-func (p *Parasite) openCommandPipe() (err error) {
-	if p.remoteCmdFd, p.cmdw, err = p.injectPipe(pipeWriteEnd); err != nil {
-		return fmt.Errorf("command pipe: %w", err)
-	}
-	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlCmdFd:], uint32(p.remoteCmdFd))
-	return nil
-}
-
-// openLifeline makes the pipe threads running the thread-state stub wait
-// in read() on: its EOF, gocr's death, sends them back to their own code
-// (parasite/c/abi.h). A process of one thread has no other thread to
-// send there, and no lifeline.
-func (p *Parasite) openLifeline(threads int) (err error) {
-	if threads <= 1 {
-		return nil
-	}
-	if p.remoteLife, p.lifew, err = p.injectPipe(pipeWriteEnd); err != nil {
-		return fmt.Errorf("lifeline pipe: %w", err)
-	}
 	return nil
 }
 
@@ -318,19 +273,6 @@ func (p *Parasite) start() error {
 	}
 	p.running = true
 	return nil
-}
-
-// The two fds pipe2(2) writes into its int[2] (man 2 pipe).
-const (
-	pipeReadEnd  = 0
-	pipeWriteEnd = 1
-)
-
-// injectPipe makes a pipe in the target and moves end take of it to gocr
-// (injectPair). Where gocr takes the write end, the target reads EOF
-// once gocr is gone.
-func (p *Parasite) injectPipe(take int) (remote int64, local int, err error) {
-	return p.injectPair(take, unix.SYS_PIPE2, p.remoteBase+dataOff, unix.O_CLOEXEC)
 }
 
 // injectPair runs nr, pipe2 or socketpair with its int[2] at the start of

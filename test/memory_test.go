@@ -285,8 +285,8 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 		maxFd = max(maxFd, n)
 	}
 	// The parasite holds four fds once in (two page pipes, the socket,
-	// the command pipe) and needs a fifth while it makes them
-	// (parasite/parasite.go Infect); then one per page image passed.
+	// the command pipe), and never more while it makes them
+	// (parasite/infect.go, handpipes.go); then one per page image passed.
 	// Room for two images: three streams asked, two given.
 	limit := uint64(len(entries) + 4 + 2)
 	if uint64(maxFd) >= limit {
