@@ -15,15 +15,18 @@
 run=${SLURM_RESTART_COUNT:-0}
 prefix=${SIGNAL_RECORDER_PREFIX:-}
 event() {
-	local t=$EPOCHREALTIME preempt=? restarts=? f out try
+	local t=$EPOCHREALTIME preempt=? restarts=? f out try tries=${2:-2}
 	# scontrol is an RPC to slurmctld, which may fail or be slow while it
-	# is busy with this very job (a requeue under way): two tries of at
-	# most a second each, errors on stderr, "?" if none answers. Bounded,
-	# because bash runs a trap that comes meanwhile (the requeue's
-	# SIGTERM after its SIGCONT) only once this one is done, and Slurm's
-	# SIGKILL follows KillWait (5 s) later.
-	for try in 1 2; do
-		out=$(timeout 1 scontrol -o show job "$SLURM_JOB_ID") && break
+	# is busy with this very job (a requeue under way): up to two tries
+	# of at most a second each, errors on stderr, "?" if none answers.
+	# Bounded, because bash runs a trap that comes meanwhile (the
+	# requeue's SIGTERM after its SIGCONT) only once this one is done,
+	# and Slurm's SIGKILL follows KillWait (5 s) later: SIGKILL at the
+	# second (an scontrol in an RPC may not end at timeout's SIGTERM),
+	# and one try at a SIGTERM, so that the SIGCONT's trap and the
+	# SIGTERM's take at most 3 s together.
+	for ((try = 0; try < tries; try++)); do
+		out=$(timeout -s KILL 1 scontrol -o show job "$SLURM_JOB_ID") && break
 		out=
 	done
 	for f in $out; do
@@ -45,7 +48,7 @@ on_usr1() {
 }
 trap on_usr1 USR1
 trap 'event cont' CONT
-trap 'event term; exit 143' TERM
+trap 'event term 1; exit 143' TERM
 event start
 if [ "$SIGNAL_RECORDER_CHILD" = 1 ]; then
 	SIGNAL_RECORDER_CHILD= SIGNAL_RECORDER_PREFIX=child- "$0" &
