@@ -328,6 +328,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// Everything is captured and cured: with --leave-running the
 	// processes go on now, while the images are synced.
 	if opts.LeaveRunning {
+		dir.LeaveCPUFree()
 		release()
 		stats.FrozenNs = time.Since(frozen).Nanoseconds()
 	}
@@ -393,7 +394,13 @@ func captureAll(ctx context.Context, t *ptrace.Tracer, dir *images.Dir, states [
 			withMemory++
 		}
 	}
-	po.cpus = max(1, runtime.NumCPU()/min(atOnce, max(withMemory, 1)))
+	cpus := runtime.NumCPU()
+	if po.snapshot {
+		// The processes run on while the snapshot's streams are
+		// written: they keep a CPU (images.Dir.LeaveCPUFree).
+		cpus = max(1, cpus-1)
+	}
+	po.cpus = max(1, cpus/min(atOnce, max(withMemory, 1)))
 	if po.snapshot {
 		po.subreapers = newSubreapers(states)
 	}

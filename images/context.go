@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -112,7 +113,7 @@ func (d *Dir) verifyContext(entries []contextfile.Entry) error {
 	if err := contextfile.Verify(d.ctx.f, others); err != nil {
 		return err
 	}
-	if e := sumChunks(data, true); e != nil {
+	if e := sumChunks(data, true, runtime.NumCPU()); e != nil {
 		if e.err != nil {
 			return e.err
 		}

@@ -41,6 +41,7 @@ type writing struct {
 	tmpName    string // the new dump's directory, in parent, until commit
 	tmp        int    // open on the new dump's directory
 	old        int    // open on the directory at Path when the dump began, or -1
+	sealCPUs   int    // CPUs SealData uses, 0 for all (LeaveCPUFree)
 	oldStat    unix.Stat_t
 	committed  bool // the new dump is at Path
 	closed     bool

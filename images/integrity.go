@@ -184,10 +184,10 @@ type chunkErr struct {
 }
 
 // sumChunks computes the checksum of every chunk of every file, spread
-// over the CPUs. With verify, it compares each with the one stored in
+// over cpus CPUs. With verify, it compares each with the one stored in
 // sums and reports the first file's first bad chunk (deterministically:
 // the lowest file, then chunk); without, it fills sums in.
-func sumChunks(files []*dataFile, verify bool) *chunkErr {
+func sumChunks(files []*dataFile, verify bool, cpus int) *chunkErr {
 	type unit struct{ file, chunk int }
 	var units []unit
 	for i, f := range files {
@@ -199,7 +199,7 @@ func sumChunks(files []*dataFile, verify bool) *chunkErr {
 			units = append(units, unit{i, c})
 		}
 	}
-	workers := max(1, min(runtime.NumCPU(), len(units)))
+	workers := max(1, min(cpus, len(units)))
 	var next atomic.Int64
 	var mu sync.Mutex
 	var first *chunkErr
@@ -293,10 +293,21 @@ func sumRange(fd int, off, n int64, buf []byte) (uint32, error) {
 	return sum, nil
 }
 
+// LeaveCPUFree has SealData use every CPU but one, which the dumped
+// processes keep (with --leave-running they run on meanwhile): with more
+// runnable threads than CPUs the scheduler shares a CPU in turns as long
+// as its timer tick or longer (kernel/sched/fair.c; 4 ms at HZ=250), and
+// a job that keeps a CPU busy would stop that long each turn.
+func (d *Dir) LeaveCPUFree() {
+	if d.w != nil {
+		d.w.sealCPUs = max(1, runtime.NumCPU()-1)
+	}
+}
+
 // SealData completes every data image of the dump being written: the
 // checksum of each chunk of its data, computed from the page cache over
-// every CPU and appended to it, its header with the chunk size and its
-// own checksum, and an fsync. The disk's writeback of every image is
+// every CPU (LeaveCPUFree: all but one) and appended to it, its header
+// with the chunk size and its own checksum, and an fsync. The disk's writeback of every image is
 // started first, so that on a disk it runs while the checksums are
 // computed. WriteInventory seals what is left; a dump calls it earlier
 // only to time it.
@@ -327,7 +338,11 @@ func (d *Dir) SealData() error {
 			return fmt.Errorf("seal %s: sync_file_range: %w", f.path, err)
 		}
 	}
-	if e := sumChunks(files, false); e != nil {
+	cpus := runtime.NumCPU()
+	if d.w.sealCPUs > 0 {
+		cpus = d.w.sealCPUs
+	}
+	if e := sumChunks(files, false, cpus); e != nil {
 		return fmt.Errorf("seal %s: %w", files[e.file].path, e.err)
 	}
 	for _, f := range files {

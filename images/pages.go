@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -243,7 +244,7 @@ func (d *Dir) checkData(img *section, name string, want *dataHeader) (*dataHeade
 	if err != nil {
 		return nil, err
 	}
-	if e := sumChunks([]*dataFile{df}, true); e != nil {
+	if e := sumChunks([]*dataFile{df}, true, runtime.NumCPU()); e != nil {
 		return nil, d.chunkError(df, e)
 	}
 	return h, nil
