@@ -98,7 +98,7 @@ func (p *Parasite) query(queries []Query) error {
 // the target and, through pidfd_getfd(2), in gocr too, so that the blob,
 // every command and every answer are plain memory copies rather than
 // injected writes. The target's fd of it is closed once both have mapped
-// it.
+// it, together with the file socket's end gocr takes (openFileSocket).
 func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 	// The name is the vDSO's empty string (Options.VdsoStart), or,
 	// without a vDSO, one written into the injection's scratch memory,
@@ -139,10 +139,6 @@ func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 		p.local = nil
 		return fmt.Errorf("map shared region: %w", err)
 	}
-	if _, err = p.inject(unix.SYS_CLOSE, fd); err != nil {
-		return fmt.Errorf("close memfd: %w", err)
-	}
-	p.remoteMemfd = -1
 	copy(p.local, blob)
 	return nil
 }
@@ -235,13 +231,32 @@ var pagePipeSizes = []int{1 << 20, 256 << 10}
 // process's table. Each file goes as a record of its own (SOCK_SEQPACKET
 // keeps record boundaries, man 7 unix). gocr's death reaches the parasite
 // through the command pipe's EOF, not through this socket.
-func (p *Parasite) openFileSocket() (err error) {
+func (p *Parasite) openFileSocket() error {
 	// The two ends are alike (man 2 socketpair); gocr takes the first.
-	p.remoteSock, p.sock, err = p.injectPair(0, unix.SYS_SOCKETPAIR,
-		unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0, p.remoteBase+dataOff)
+	if _, err := p.inject(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0, p.remoteBase+dataOff); err != nil {
+		return fmt.Errorf("file socket: create: %w", err)
+	}
+	moved := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+	kept := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+	local, err := unix.PidfdGetfd(p.pidfd, int(moved), 0)
 	if err != nil {
+		local, err = -1, fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	// The target's copy of gocr's end goes with the region's memfd,
+	// which both have mapped: one close_range where the two numbers
+	// are consecutive, as the lowest free ones usually are
+	// (closeRemote).
+	if cerr := errors.Join(p.closeRemote([]*int64{&moved, &p.remoteMemfd})...); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if local >= 0 {
+			unix.Close(local)
+		}
+		p.closeRemote([]*int64{&kept})
 		return fmt.Errorf("file socket: %w", err)
 	}
+	p.remoteSock, p.sock = kept, local
 	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
 	return nil
 }
@@ -273,37 +288,6 @@ func (p *Parasite) start() error {
 	}
 	p.running = true
 	return nil
-}
-
-// injectPair runs nr, pipe2 or socketpair with its int[2] at the start of
-// the data area, in the target, and moves end take of the pair to gocr:
-// pidfd_getfd(2) duplicates it into gocr, then the target's copy is
-// closed, so the target holds only the other end, which it returns. On
-// failure neither end stays open in the target.
-func (p *Parasite) injectPair(take int, nr uint64, args ...uint64) (remote int64, local int, err error) {
-	if _, err := p.inject(nr, args...); err != nil {
-		return -1, -1, fmt.Errorf("create: %w", err)
-	}
-	fds := [2]int64{
-		int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:]))),
-		int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:]))),
-	}
-	moved, kept := fds[take], fds[1-take]
-	local, err = unix.PidfdGetfd(p.pidfd, int(moved), 0)
-	if err != nil {
-		local, err = -1, fmt.Errorf("pidfd_getfd: %w", err)
-	}
-	if _, cerr := p.inject(unix.SYS_CLOSE, uint64(moved)); cerr != nil && err == nil {
-		err = fmt.Errorf("close the end gocr took: %w", cerr)
-	}
-	if err != nil {
-		if local >= 0 {
-			unix.Close(local)
-		}
-		p.inject(unix.SYS_CLOSE, uint64(kept))
-		return -1, -1, err
-	}
-	return kept, local, nil
 }
 
 // inject runs one system call in the infected thread (ptrace.Injection)

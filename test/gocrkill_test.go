@@ -72,7 +72,7 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 // registers set but the call not yet run, in the syscall-enter-stop of
 // the first call (modify_ldt, the dump's LDT query), of the mmap (the
 // 4th, after memfd_create and ftruncate), and of the last call before
-// the parasite starts (the 8th, the recvmsg that takes its pipes). The kernel detaches the thread, which runs the
+// the parasite starts (the 7th, the recvmsg that takes its pipes). The kernel detaches the thread, which runs the
 // call, then rt_sigreturn through the frame gocr wrote on its stack
 // (ptrace.Injection): the counter must count on exactly, untraced, and
 // pass its own check; the regs target must get every vector register
@@ -87,7 +87,7 @@ func TestGocrKilledInInjectedSyscall(t *testing.T) {
 		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1", nil},
 		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1", nil},
 		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "4", nil},
-		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "8", nil},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "7", nil},
 		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "4", nil},
 		{"NoVdsoFirstSet", "novdso", testhook.PauseInjectedSyscallSet, "1", []string{"all"}},
 		{"NoVdsoMmapEntered", "novdso", testhook.PauseInjectedSyscallEntered, "4", []string{"all"}},
