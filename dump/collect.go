@@ -222,7 +222,7 @@ func collectThread(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) (
 		Tid: int32(tid), Regs: ptrace.RegsToProto(&snap.Regs), Xsave: snap.Xstate,
 		XstateBv: ptrace.XstateBV(snap.Xstate), Sigmask: snap.Sigmask,
 	}
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tid, tid)); err == nil {
+	if comm, err := proc.ReadAll(fmt.Sprintf("/proc/%d/task/%d/comm", tid, tid)); err == nil {
 		th.Comm = strings.TrimSuffix(string(comm), "\n")
 	}
 	for _, si := range snap.Pending {

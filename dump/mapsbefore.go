@@ -96,7 +96,7 @@ func sameLayout(a, b []proc.Mapping) bool {
 // (man 5 proc_pid_status): every VM_LOCKED mapping counts in it
 // (mm/mlock.c mlock_fixup), so 0 means none is locked.
 func lockedBytes(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := proc.ReadAll(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}

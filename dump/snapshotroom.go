@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // Where a snapshot cannot be had (snapshot.go): what it would cost in
@@ -22,7 +24,7 @@ import (
 // proc_pid_statm). It is what a snapshot can cost at most: each page is
 // copied at most once, when the process first writes it.
 func anonBytes(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	b, err := proc.ReadAll(fmt.Sprintf("/proc/%d/statm", pid))
 	if err != nil {
 		return 0
 	}
@@ -83,7 +85,7 @@ func whyNoRoom(pid int) string {
 // memAvailable is MemAvailable of /proc/meminfo: what the kernel
 // estimates can be allocated without swapping (man 5 proc_meminfo).
 func memAvailable() (uint64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
+	b, err := proc.ReadAll("/proc/meminfo")
 	if err != nil {
 		return 0, err
 	}
@@ -106,7 +108,7 @@ func memAvailable() (uint64, error) {
 // and memory.usage_in_bytes (cgroup-v1/memory.rst), each hierarchy
 // mounted under /sys/fs/cgroup as systemd and Debian do.
 func memcgRoom(pid int) (uint64, string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	b, err := proc.ReadAll(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return 0, "", err
 	}

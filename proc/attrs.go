@@ -22,7 +22,7 @@ var ErrNotShown = errors.New("not shown by this kernel")
 
 // readAttr reads /proc/PID/name trimmed of its newline.
 func readAttr(pid int, name string) (string, error) {
-	b, err := os.ReadFile(pidPath(pid, name))
+	b, err := ReadAll(pidPath(pid, name))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && Exists(pid) || errors.Is(err, syscall.EINVAL) {
 			return "", fmt.Errorf("/proc/%d/%s: %w", pid, name, ErrNotShown)

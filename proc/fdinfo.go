@@ -4,9 +4,9 @@ package proc
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -113,12 +113,11 @@ func parseFdLock(s string) (FdLock, bool) {
 // ReadFdInfo reads /proc/PID/fdinfo/FD.
 func ReadFdInfo(pid, fd int) (FdInfo, error) {
 	op := "read /proc/" + strconv.Itoa(pid) + "/fdinfo/" + strconv.Itoa(fd)
-	f, err := os.Open(pidPath(pid, "fdinfo/"+strconv.Itoa(fd)))
+	b, err := ReadAll(pidPath(pid, "fdinfo/"+strconv.Itoa(fd)))
 	if err != nil {
 		return FdInfo{}, wrapErr(pid, op, err)
 	}
-	defer f.Close()
-	fi, err := ParseFdInfo(f)
+	fi, err := ParseFdInfo(bytes.NewReader(b))
 	if err != nil {
 		return fi, wrapErr(pid, op, err)
 	}

@@ -4,9 +4,9 @@ package proc
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -111,12 +111,11 @@ func limitValue(b []byte) (uint64, bool) {
 // privilege over the target.
 func ReadLimits(pid int) ([]Limit, error) {
 	op := "read /proc/" + strconv.Itoa(pid) + "/limits"
-	f, err := os.Open(pidPath(pid, "limits"))
+	b, err := ReadAll(pidPath(pid, "limits"))
 	if err != nil {
 		return nil, wrapErr(pid, op, err)
 	}
-	defer f.Close()
-	ls, err := ParseLimits(f)
+	ls, err := ParseLimits(bytes.NewReader(b))
 	if err != nil {
 		return nil, wrapErr(pid, op, err)
 	}

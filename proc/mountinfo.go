@@ -4,7 +4,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -25,7 +24,7 @@ type Mount struct {
 
 // ReadMounts reads the mounts of pid's mount namespace.
 func ReadMounts(pid int) ([]Mount, error) {
-	b, err := os.ReadFile(pidPath(pid, "mountinfo"))
+	b, err := ReadAll(pidPath(pid, "mountinfo"))
 	if err != nil {
 		return nil, wrapErr(pid, "read mountinfo", err)
 	}
@@ -66,7 +65,7 @@ func ParseMounts(s string) ([]Mount, error) {
 // mount missing from them is on one no path reaches: an internal mount
 // (a POSIX message queue's) or a detached one (open_tree, fsmount).
 func MountIDs(pid int) (map[int]bool, error) {
-	b, err := os.ReadFile(pidPath(pid, "mountinfo"))
+	b, err := ReadAll(pidPath(pid, "mountinfo"))
 	if err != nil {
 		return nil, wrapErr(pid, "read mountinfo", err)
 	}

@@ -62,7 +62,7 @@ func Exists(pid int) bool {
 }
 
 func readFile(pid int, name string) ([]byte, error) {
-	b, err := os.ReadFile(pidPath(pid, name))
+	b, err := ReadAll(pidPath(pid, name))
 	if err != nil {
 		return nil, wrapErr(pid, "read /proc/"+strconv.Itoa(pid)+"/"+name, err)
 	}
@@ -156,7 +156,7 @@ func Children(pid int) ([]int, error) {
 	var kids []int
 	for _, tid := range tids {
 		name := "task/" + strconv.Itoa(tid) + "/children"
-		b, err := os.ReadFile(pidPath(pid, name))
+		b, err := ReadAll(pidPath(pid, name))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 				// The thread exited after the listing; its
@@ -180,7 +180,7 @@ func Children(pid int) ([]int, error) {
 // BootID is this boot's random ID, /proc/sys/kernel/random/boot_id (man 4
 // random): it differs after every reboot, and between machines.
 func BootID() (string, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	b, err := ReadAll("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", err
 	}
@@ -191,7 +191,7 @@ func BootID() (string, error) {
 // process without CAP_SYS_RAWIO may map (security/min_addr.c,
 // security/commoncap.c cap_mmap_addr).
 func MmapMinAddr() (uint64, error) {
-	b, err := os.ReadFile("/proc/sys/vm/mmap_min_addr")
+	b, err := ReadAll("/proc/sys/vm/mmap_min_addr")
 	if err != nil {
 		return 0, err
 	}

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -176,7 +175,7 @@ func ReadStat(pid int) (Stat, error) {
 // BootTime is when the machine booted, in seconds since the epoch: the
 // btime line of /proc/stat (man 5 proc_stat).
 func BootTime() (int64, error) {
-	b, err := os.ReadFile("/proc/stat")
+	b, err := ReadAll("/proc/stat")
 	if err != nil {
 		return 0, err
 	}

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -219,12 +218,11 @@ func unescapeName(b []byte) string {
 // ReadStatus reads /proc/PID/status.
 func ReadStatus(pid int) (Status, error) {
 	op := "read /proc/" + strconv.Itoa(pid) + "/status"
-	f, err := os.Open(pidPath(pid, "status"))
+	b, err := ReadAll(pidPath(pid, "status"))
 	if err != nil {
 		return Status{}, wrapErr(pid, op, err)
 	}
-	defer f.Close()
-	s, err := ParseStatus(f)
+	s, err := ParseStatus(bytes.NewReader(b))
 	if err != nil {
 		return s, wrapErr(pid, op, err)
 	}

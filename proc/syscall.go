@@ -4,7 +4,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 )
 
@@ -61,7 +60,7 @@ func fieldAt(fields [][]byte, i int) []byte {
 // the right to ptrace the thread.
 func ReadSyscall(pid, tid int) (Syscall, error) {
 	name := "task/" + strconv.Itoa(tid) + "/syscall"
-	b, err := os.ReadFile(pidPath(pid, name))
+	b, err := ReadAll(pidPath(pid, name))
 	if err != nil {
 		return Syscall{}, wrapErr(pid, "read /proc/"+strconv.Itoa(pid)+"/"+name, err)
 	}

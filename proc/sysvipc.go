@@ -4,7 +4,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -44,7 +43,7 @@ func ReadSysvSem() ([]SysvObject, error) { return readSysv("sem") }
 func ReadSysvMsg() ([]SysvObject, error) { return readSysv("msg") }
 
 func readSysv(kind string) ([]SysvObject, error) {
-	b, err := os.ReadFile("/proc/sysvipc/" + kind)
+	b, err := ReadAll("/proc/sysvipc/" + kind)
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/sysvipc/%s: %w", kind, err)
 	}

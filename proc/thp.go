@@ -3,7 +3,6 @@
 package proc
 
 import (
-	"os"
 	"strings"
 )
 
@@ -18,7 +17,7 @@ const thpSysfs = "/sys/kernel/mm/transparent_hugepage"
 // "" where the kernel has no 2 MiB transparent huge pages
 // (hpage_pmd_size).
 func THPMode() string {
-	size, err := os.ReadFile(thpSysfs + "/hpage_pmd_size")
+	size, err := ReadAll(thpSysfs + "/hpage_pmd_size")
 	if err != nil || strings.TrimSpace(string(size)) != "2097152" {
 		return ""
 	}
@@ -32,7 +31,7 @@ func THPMode() string {
 // sysfsChoice is the bracketed choice of a sysfs setting such as
 // "always [madvise] never", or "" if it cannot be read.
 func sysfsChoice(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := ReadAll(path)
 	if err != nil {
 		return ""
 	}

@@ -4,7 +4,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -47,7 +46,7 @@ type TimensOffsets struct {
 // creates its children in (fs/proc/base.c timens_offsets_show), its own
 // unless it unshared CLONE_NEWTIME since.
 func ReadTimensOffsets(pid int) (TimensOffsets, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timens_offsets", pid))
+	b, err := ReadAll(fmt.Sprintf("/proc/%d/timens_offsets", pid))
 	if err != nil {
 		return TimensOffsets{}, err
 	}

@@ -4,9 +4,9 @@ package proc
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -112,12 +112,11 @@ func ParsePosixTimers(r io.Reader) ([]PosixTimer, error) {
 // ReadPosixTimers reads /proc/PID/timers (CONFIG_CHECKPOINT_RESTORE).
 func ReadPosixTimers(pid int) ([]PosixTimer, error) {
 	op := "read /proc/" + strconv.Itoa(pid) + "/timers"
-	f, err := os.Open(pidPath(pid, "timers"))
+	b, err := ReadAll(pidPath(pid, "timers"))
 	if err != nil {
 		return nil, wrapErr(pid, op, err)
 	}
-	defer f.Close()
-	ts, err := ParsePosixTimers(f)
+	ts, err := ParsePosixTimers(bytes.NewReader(b))
 	if err != nil {
 		return nil, wrapErr(pid, op, err)
 	}
