@@ -47,14 +47,19 @@ type StallRow struct {
 	Huge bool   `json:"huge,omitempty"`
 	// HugeKiB is the job's AnonHugePages before each dump with a
 	// snapshot (Huge rows).
-	HugeKiB        []int64  `json:"anon_huge_kib,omitempty"`
-	PlainGapNs     []int64  `json:"plain_gap_ns"`
-	PlainFrozenNs  []int64  `json:"plain_frozen_ns"`
-	SnapGapNs      []int64  `json:"snapshot_gap_ns"`
-	SnapFrozenNs   []int64  `json:"snapshot_frozen_ns"`
-	SnapForkNs     []int64  `json:"snapshot_fork_ns"`
-	SnapCopied     []int64  `json:"snapshot_copied_bytes"`
-	SnapDumpNs     []int64  `json:"snapshot_dump_ns"`
+	HugeKiB       []int64 `json:"anon_huge_kib,omitempty"`
+	PlainGapNs    []int64 `json:"plain_gap_ns"`
+	PlainFrozenNs []int64 `json:"plain_frozen_ns"`
+	SnapGapNs     []int64 `json:"snapshot_gap_ns"`
+	SnapFrozenNs  []int64 `json:"snapshot_frozen_ns"`
+	SnapForkNs    []int64 `json:"snapshot_fork_ns"`
+	SnapCopied    []int64 `json:"snapshot_copied_bytes"`
+	SnapDumpNs    []int64 `json:"snapshot_dump_ns"`
+	// SnapStealNs is the time the host took the machine's CPUs away
+	// (/proc/stat steal, summed over them) while the job's stall was
+	// measured around each dump with --snapshot: a virtual CPU the host
+	// runs something else on stalls the job on it with no dump's doing.
+	SnapStealNs    []int64  `json:"snapshot_steal_ns,omitempty"`
 	IdleGapNs      []int64  `json:"idle_gap_ns"`
 	LimitForkNs    []int64  `json:"limit_fork_ns"`
 	SnapshotFrozen []string `json:"snapshot_frozen,omitempty"`
@@ -130,7 +135,7 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 				}
 				row.HugeKiB = append(row.HugeKiB, kib)
 			}
-			gap, st, wall, err := b.stallRound(pid, ready, snapshot)
+			gap, st, wall, steal, err := b.stallRound(pid, ready, snapshot)
 			if err != nil {
 				return err
 			}
@@ -140,6 +145,7 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 				row.SnapForkNs = append(row.SnapForkNs, st.SnapshotNs)
 				row.SnapCopied = append(row.SnapCopied, st.SnapshotCopiedBytes)
 				row.SnapDumpNs = append(row.SnapDumpNs, wall.Nanoseconds())
+				row.SnapStealNs = append(row.SnapStealNs, steal)
 				row.SnapshotFrozen = append(row.SnapshotFrozen, st.SnapshotFrozen...)
 			} else {
 				row.PlainGapNs = append(row.PlainGapNs, gap)
@@ -163,27 +169,47 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 
 // stallRound dumps the writing job once with --leave-running (and
 // --snapshot) to tmpfs and returns the longest gap the job saw meanwhile.
-func (b *bench) stallRound(pid int, ready string, snapshot bool) (int64, *dump.Stats, time.Duration, error) {
+func (b *bench) stallRound(pid int, ready string, snapshot bool) (gap int64, st *dump.Stats, wall time.Duration, steal int64, err error) {
 	dir, err := os.MkdirTemp(tmpfsDir, "gocr-bench-stall-")
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	if err := b.stallSignal(pid, ready, "armed", unix.SIGUSR1); err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, 0, err
 	}
+	steal0 := stealNs()
 	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "--leave-running", "--snapshot=" + strconv.FormatBool(snapshot)}
 	r, err := b.runGocr(args...)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, 0, err
 	}
 	b.reapSnapshots()
-	st, err := readStats(dir)
-	if err != nil {
-		return 0, nil, 0, err
+	if st, err = readStats(dir); err != nil {
+		return 0, nil, 0, 0, err
 	}
-	gap, err := b.stallGap(pid, ready)
-	return gap, st, r.wall, err
+	gap, err = b.stallGap(pid, ready)
+	return gap, st, r.wall, stealNs() - steal0, err
+}
+
+// stealNs is the machine's steal time so far, over all its CPUs: the
+// 8th value of /proc/stat's cpu line, in USER_HZ ticks (man 5 proc;
+// 100 a second on x86-64); 0 where it cannot be read.
+func stealNs() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	ticks, err := strconv.ParseInt(f[8], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return ticks * int64(time.Second/100)
 }
 
 // stallSignal sends sig to the job and waits for its answer file.
@@ -260,8 +286,8 @@ func (b *bench) reapSnapshots() {
 func printStall(w io.Writer, rows []*StallRow) {
 	fmt.Fprintf(w, "\nlongest stall of a job writing its memory during dump --leave-running, measured by the job (median / best, ms);\n")
 	fmt.Fprintf(w, "limit: one fork(2) of a process of that memory; idle: the same span with no dump (the machine's other load)\n\n")
-	fmt.Fprintf(w, "| row | runs | stall, plain | frozen, plain | stall, --snapshot | frozen, --snapshot | of it fork | limit fork | idle | snapshot dump | copied for the job MiB |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| row | runs | stall, plain | frozen, plain | stall, --snapshot | frozen, --snapshot | of it fork | limit fork | idle | snapshot dump | host steal | copied for the job MiB |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s | error: %s |\n", r.Name, oneLine(r.Err))
@@ -271,9 +297,9 @@ func printStall(w io.Writer, rows []*StallRow) {
 		if len(r.SnapCopied) > 0 {
 			copied = fmt.Sprintf("%.0f", float64(median(r.SnapCopied))/mib)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Name, len(r.SnapGapNs),
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Name, len(r.SnapGapNs),
 			mb(r.PlainGapNs), mb(r.PlainFrozenNs), mb(r.SnapGapNs), mb(r.SnapFrozenNs), mb(r.SnapForkNs),
-			mb(r.LimitForkNs), mb(r.IdleGapNs), mb(r.SnapDumpNs), copied)
+			mb(r.LimitForkNs), mb(r.IdleGapNs), mb(r.SnapDumpNs), mb(r.SnapStealNs), copied)
 	}
 	for _, r := range rows {
 		if r.Huge && len(r.HugeKiB) > 0 {
