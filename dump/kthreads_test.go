@@ -6,14 +6,16 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // TestKernelThreads: kthreadd (PID 2, the parent of every kernel thread:
 // kernel/kthread.c) is found and alive; gocr itself, a process, is not
 // taken for one; a PID whose task exited after the scan is not alive.
 func TestKernelThreads(t *testing.T) {
-	if _, err := os.Stat("/proc/2/stat"); err != nil {
-		t.Skipf("PID 2 is not visible here (a PID namespace?): %v", err)
+	if st, err := proc.ReadStat(2); err != nil || st.Flags&pfKthread == 0 {
+		t.Skipf("PID 2 is not kthreadd here (a PID namespace?): %v", err)
 	}
 	k := findKernelThreads()
 	defer k.close()
