@@ -13,9 +13,17 @@ import (
 // (include/linux/sched.h), shown in /proc/PID/stat field 9 (man 5 proc).
 const pfKthread = 0x00200000
 
-// maxKernelThreadFds bounds the pidfds kept for kernel threads; on a
-// machine with more, the rest are read like any other task.
-const maxKernelThreadFds = 4096
+// maxKernelThreadFds bounds the pidfds kept for kernel threads: at most
+// 4096, and a quarter of gocr's open file limit (RLIMIT_NOFILE, man 2
+// getrlimit), which the dump's own files need; on a machine with more
+// kernel threads, the rest are read like any other task.
+func maxKernelThreadFds() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(4096, rl.Cur/4))
+}
 
 // kernelThreads are the machine's kernel threads as found before the
 // freeze, each held by a pidfd. No ptrace(2) can attach to a kernel
@@ -37,8 +45,9 @@ func findKernelThreads() *kernelThreads {
 	if err != nil {
 		return k
 	}
+	most := maxKernelThreadFds()
 	for _, e := range ents {
-		if len(k.pidfds) == maxKernelThreadFds {
+		if len(k.pidfds) >= most {
 			break
 		}
 		pid, err := strconv.Atoi(e.Name())

@@ -43,3 +43,29 @@ func TestKernelThreads(t *testing.T) {
 		t.Errorf("pid %d counted alive after its task exited", cmd.Process.Pid)
 	}
 }
+
+// TestKernelThreadsFdLimit: with a low open file limit, the pidfds kept
+// stay within a quarter of it.
+func TestKernelThreadsFdLimit(t *testing.T) {
+	all := findKernelThreads()
+	n := len(all.pidfds)
+	all.close()
+	if n <= 10 {
+		t.Skipf("only %d kernel threads seen here (a PID namespace?): the limit could not be told from no limit", n)
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = 40
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	k := findKernelThreads()
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	defer k.close()
+	if len(k.pidfds) > 10 {
+		t.Fatalf("%d pidfds kept with an open file limit of 40, want at most 10", len(k.pidfds))
+	}
+}
