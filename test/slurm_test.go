@@ -133,8 +133,7 @@ func (j *recorderJob) wait(t *testing.T, name string, restart, n int, timeout ti
 	return found
 }
 
-// events is every recorded event but SIGCONT's: Slurm sends SIGCONT before
-// each signal that ends a job, in case it is stopped.
+// events is every recorded event, as name/restart.
 func (j *recorderJob) events(t *testing.T) []string {
 	t.Helper()
 	events, err := readJobEvents(j.out)
@@ -143,9 +142,7 @@ func (j *recorderJob) events(t *testing.T) []string {
 	}
 	var names []string
 	for _, e := range events {
-		if e.name != "cont" {
-			names = append(names, fmt.Sprintf("%s/%d", e.name, e.restart))
-		}
+		names = append(names, fmt.Sprintf("%s/%d", e.name, e.restart))
 	}
 	return names
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A Slurm batch job that writes one line on its stdout when it starts and
-# for every SIGUSR1, SIGCONT and SIGTERM it receives:
+# for every SIGUSR1 and SIGTERM it receives:
 #
 #	EVENT restart=SLURM_RESTART_COUNT pid=PID t=EPOCH_SECONDS preempt=PreemptTime restarts=Restarts
 #
@@ -20,11 +20,11 @@ event() {
 	# is busy with this very job (a requeue under way): up to two tries
 	# of at most a second each, errors on stderr, "?" if none answers.
 	# Bounded, because bash runs a trap that comes meanwhile (the
-	# requeue's SIGTERM after its SIGCONT) only once this one is done,
-	# and Slurm's SIGKILL follows KillWait (5 s) later: SIGKILL at the
-	# second (an scontrol in an RPC may not end at timeout's SIGTERM),
-	# and one try at a SIGTERM, so that the SIGCONT's trap and the
-	# SIGTERM's take at most 3 s together.
+	# requeue's SIGTERM during the SIGUSR1's trap) only once this one is
+	# done, and Slurm's SIGKILL follows KillWait (5 s) later: SIGKILL at
+	# the second (an scontrol in an RPC may not end at timeout's
+	# SIGTERM), and one try at a SIGTERM, so that the SIGUSR1's trap and
+	# the SIGTERM's take at most 3 s together.
 	for ((try = 0; try < tries; try++)); do
 		out=$(timeout -s KILL 1 scontrol -o show job "$SLURM_JOB_ID") && break
 		out=
@@ -47,7 +47,10 @@ on_usr1() {
 	fi
 }
 trap on_usr1 USR1
-trap 'event cont' CONT
+# No trap on SIGCONT, which Slurm sends right before every SIGTERM: bash
+# 5.2 loses a SIGTERM that comes a few milliseconds after a trapped
+# SIGCONT (its trap never runs; measured here, 143 of 300 tries with the
+# SIGTERM 0-4 ms after, none without the SIGCONT trap).
 trap 'event term 1; exit 143' TERM
 event start
 if [ "$SIGNAL_RECORDER_CHILD" = 1 ]; then
