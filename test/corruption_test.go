@@ -259,6 +259,16 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "LocksPosixDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)close(c2)"),
 			want: "has no POSIX READ lock"},
+		// The lock the child waits for let go: the child takes it.
+		{name: "LockWaiterGotLock", target: "lockwait", dirArg: true,
+			gdb:  fixed("call (int)close(held[0])"),
+			want: "waiters on p, f and o"},
+		{name: "ProcattrsOrphanGone", target: "procattrs",
+			gdb:  fixed("call (int)kill(orphan, 9)", "call (int)waitpid(orphan, 0, 0)"),
+			want: "read /proc/"},
+		{name: "VmFlagsNoreservePage", target: "vmflags",
+			gdb:  fixed("set var sparse[0] = 0"),
+			want: "MAP_NORESERVE mapping: byte 0 changed"},
 		{name: "VmFlagsAdviceDropped", target: "vmflags",
 			gdb:  fixed("call (int)madvise(region[5], 16384, 0)"), // MADV_NORMAL
 			want: "sequential mapping"},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +22,9 @@ func TestRefusedState(t *testing.T) {
 	for _, c := range []struct {
 		mode  string
 		arg   string
-		needs string // a file the machine must have for the mode
-		cpu   string // a CPU feature (/proc/cpuinfo flags) it must have
+		needs string              // a file the machine must have for the mode
+		cpu   string              // a CPU feature (/proc/cpuinfo flags) it must have
+		probe func() (int, error) // makes the fd the mode needs, if the machine lets it
 		want  []string
 	}{
 		{mode: "thread-files", want: []string{"thread", "own fd table"}},
@@ -42,8 +44,29 @@ func TestRefusedState(t *testing.T) {
 		{mode: "epoll-disarmed", want: []string{"anon_inode:[eventpoll]", "EPOLLONESHOT watch on fd", "disarmed"}},
 		{mode: "inotify-queued", want: []string{"anon_inode:inotify", "bytes of events wait to be read"}},
 		{mode: "proc-shared", want: []string{"/stat", "shares its open file description with pid"}},
+		{mode: "lease", want: []string{"fd 3", "/tmp/gocr-refusedstate-lease-", "LEASE"}},
+		{mode: "fdkind", arg: "pidfd", probe: func() (int, error) { return unix.PidfdOpen(os.Getpid(), 0) },
+			want: []string{"fd 3 (anon_inode:[pidfd])", "not supported"}},
+		{mode: "fdkind", arg: "userfaultfd", probe: func() (int, error) {
+			fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
+			if errno != 0 {
+				return -1, errno
+			}
+			return int(fd), nil
+		}, want: []string{"fd 3 (anon_inode:[userfaultfd])", "not supported"}},
+		{mode: "fdkind", arg: "fanotify", probe: func() (int, error) { return unix.FanotifyInit(unix.FAN_CLASS_NOTIF, unix.O_RDONLY) },
+			want: []string{"fd 3 (anon_inode:[fanotify])", "not supported"}},
+		{mode: "fdkind", arg: "perf_event", probe: func() (int, error) {
+			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_TASK_CLOCK}
+			attr.Size = uint32(unsafe.Sizeof(attr))
+			return unix.PerfEventOpen(&attr, 0, -1, -1, 0)
+		}, want: []string{"fd 3 (anon_inode:[perf_event])", "not supported"}},
 	} {
-		t.Run(c.mode, func(t *testing.T) {
+		name := c.mode
+		if c.mode == "fdkind" {
+			name = c.arg
+		}
+		t.Run(name, func(t *testing.T) {
 			if c.needs != "" {
 				if _, err := os.Stat(c.needs); err != nil {
 					t.Skipf("this machine lacks %s: %v", c.needs, err)
@@ -51,6 +74,13 @@ func TestRefusedState(t *testing.T) {
 			}
 			if c.cpu != "" && !cpuHas(t, c.cpu) {
 				t.Skipf("this CPU lacks %s", c.cpu)
+			}
+			if c.probe != nil {
+				fd, err := c.probe()
+				if err != nil {
+					t.Skipf("this machine does not give gocr's test a %s fd: %v", c.arg, err)
+				}
+				unix.Close(fd)
 			}
 			var args []string
 			if c.arg != "" {

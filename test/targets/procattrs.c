@@ -5,12 +5,19 @@
  * the program break; auxv; /proc/self/exe and cmdline), plus prctl state
  * (name, child subreaper, no_new_privs, dumpable) and umask.
  * Everything is recorded before ready and must be identical after restore.
+ *
+ * As a child subreaper it also adopts an orphan: a child forks a
+ * grandchild, which starts a session of its own (as a daemon does), and
+ * exits, so the grandchild is reparented to the target (man 2 prctl,
+ * PR_SET_CHILD_SUBREAPER). After the restore the orphan must still be the
+ * target's child, in its own session, and be reaped by it.
  */
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include "target.h"
 
 struct attrs {
@@ -81,6 +88,69 @@ static void record(struct attrs *a)
 	umask(a->umask);
 }
 
+/* stat_pid reads field n (ppid 4, session 6) of /proc/PID/stat. */
+static long stat_pid(pid_t pid, int n)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (r <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[r] = 0;
+	char *p = strrchr(buf, ')') + 2; /* field 3 */
+	for (int field = 3; field < n; field++)
+		p = strchr(p, ' ') + 1;
+	return strtol(p, NULL, 10);
+}
+
+static pid_t orphan;
+
+/* adopt_orphan makes the orphan (its pid in orphan). */
+static void adopt_orphan(void)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			close(p[0]);
+			close(p[1]);
+			setsid();
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
+	}
+	close(p[1]);
+	int st;
+	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, &st, 0) != child ||
+	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tgt_fail("the child did not fork the orphan");
+	close(p[0]);
+	/* The grandchild was reparented before its parent became a zombie
+	 * (kernel/exit.c exit_notify); its setsid may still be to come. */
+	for (int i = 0; stat_pid(orphan, 6) != orphan; i++) {
+		if (i == 5000)
+			tgt_fail("the orphan %d did not start its own session within 5 s", orphan);
+		usleep(1000);
+	}
+}
+
+static void check_orphan(const char *when)
+{
+	if (stat_pid(orphan, 4) != getpid())
+		tgt_fail("%s: the orphan %d has parent %ld, not the subreaper %d", when, orphan, stat_pid(orphan, 4), getpid());
+	if (stat_pid(orphan, 6) != orphan)
+		tgt_fail("%s: the orphan %d is in session %ld, not its own", when, orphan, stat_pid(orphan, 6));
+}
+
 int main(int argc, char **argv)
 {
 	static struct attrs before, after;
@@ -109,11 +179,17 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	umask(0057);
+	adopt_orphan();
+	check_orphan("before the dump");
 	record(&before);
 	tgt_ready();
 	while (!got_term)
 		pause();
 	record(&after);
+	check_orphan("after the restore");
+	int st;
+	if (kill(orphan, SIGKILL) < 0 || waitpid(orphan, &st, 0) != orphan || !WIFSIGNALED(st))
+		tgt_fail("the subreaper could not reap the orphan %d: %s", orphan, strerror(errno));
 
 #define SAME(field, fmt) \
 	if (memcmp(&before.field, &after.field, sizeof(before.field)) != 0) \

@@ -29,12 +29,16 @@
  *                  and that the target has not reaped
  *   proc-shared    /proc/self/stat open, then a child forked that keeps
  *                  the same open file description of it
+ *   lease          a read lease on a file of its own (F_SETLEASE)
+ *   fdkind KIND    an fd of a kind gocr does not restore: pidfd,
+ *                  userfaultfd, fanotify or perf_event
  */
 #include "target.h"
 
 #include <asm/ldt.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
@@ -532,6 +536,72 @@ static void run_proc_shared(void)
 	tgt_pass();
 }
 
+/* A lease is kept with the file open: the target checks it still holds
+ * it after the refused dump (man 2 fcntl, "Leases"). */
+static void run_lease(void)
+{
+	char path[] = "/tmp/gocr-refusedstate-lease-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		tgt_fail("mkstemp: %s", strerror(errno));
+	close(fd);
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		tgt_fail("F_SETLEASE F_RDLCK: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	unlink(path);
+	if (fcntl(fd, F_GETLEASE) != F_RDLCK)
+		tgt_fail("the read lease is gone (F_GETLEASE %d)", fcntl(fd, F_GETLEASE));
+	tgt_pass();
+}
+
+/* perf_event_open's attribute, its first fields (linux/perf_event.h);
+ * the kernel takes a size of PERF_ATTR_SIZE_VER0 (64 bytes). */
+struct perf_attr0 {
+	uint32_t type, size;
+	uint64_t config, sample_period, sample_type, read_format, flags;
+	uint32_t wakeup_events, bp_type;
+	uint64_t bp_addr;
+};
+
+static void run_fdkind(const char *kind)
+{
+	int fd = -1;
+	if (strcmp(kind, "pidfd") == 0) {
+		fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	} else if (strcmp(kind, "userfaultfd") == 0) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	} else if (strcmp(kind, "fanotify") == 0) {
+		fd = (int)syscall(SYS_fanotify_init, 0 /* FAN_CLASS_NOTIF */, O_RDONLY);
+	} else if (strcmp(kind, "perf_event") == 0) {
+		/* A software counter of this process's task clock. */
+		struct perf_attr0 a = { .type = 1 /* PERF_TYPE_SOFTWARE */, .size = sizeof(a),
+					.config = 1 /* PERF_COUNT_SW_TASK_CLOCK */ };
+		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+	} else {
+		tgt_fail("unknown fd kind %s", kind);
+	}
+	if (fd < 0)
+		tgt_fail("make a %s fd: %s", kind, strerror(errno));
+	char link[64], before[256], after[256];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, before, sizeof(before) - 1);
+	if (n < 0)
+		tgt_fail("readlink %s: %s", link, strerror(errno));
+	before[n] = 0;
+	tgt_log("%s: fd %d is %s", kind, fd, before);
+	tgt_ready();
+	tgt_wait();
+	n = readlink(link, after, sizeof(after) - 1);
+	if (n < 0)
+		tgt_fail("%s fd %d is gone: %s", kind, fd, strerror(errno));
+	after[n] = 0;
+	if (strcmp(before, after) != 0)
+		tgt_fail("%s fd %d is %s, was %s", kind, fd, after, before);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -574,5 +644,9 @@ int main(int argc, char **argv)
 		run_zombie_core();
 	else if (strcmp(mode, "proc-shared") == 0)
 		run_proc_shared();
+	else if (strcmp(mode, "lease") == 0)
+		run_lease();
+	else if (strcmp(mode, "fdkind") == 0 && argc > 3)
+		run_fdkind(argv[3]);
 	tgt_fail("unknown mode %s", mode);
 }
