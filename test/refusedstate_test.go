@@ -61,10 +61,16 @@ func TestRefusedState(t *testing.T) {
 			attr.Size = uint32(unsafe.Sizeof(attr))
 			return unix.PerfEventOpen(&attr, 0, -1, -1, 0)
 		}, want: []string{"fd 3 (anon_inode:[perf_event])", "not supported"}},
+		{mode: "pty", arg: "lockedtermios", want: []string{"fd 3 (/dev/ptmx", "termios are locked"}},
+		{mode: "pty", arg: "pktstatus", want: []string{"fd 3 (/dev/ptmx", "packet-mode status byte"}},
+		{mode: "pty", arg: "rdonly", want: []string{"fd 5 (/dev/ptmx)", "master opened other than read-write"}},
 	} {
 		name := c.mode
-		if c.mode == "fdkind" {
+		switch c.mode {
+		case "fdkind":
 			name = c.arg
+		case "pty":
+			name = "pty-" + c.arg
 		}
 		t.Run(name, func(t *testing.T) {
 			if c.needs != "" {

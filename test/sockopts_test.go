@@ -64,6 +64,7 @@ func TestSocketStateRefused(t *testing.T) {
 		{"unixdgramreset", "SO_ERROR"},
 		{"tcpreset", "a connection closed"},
 		{"timestamping", "SO_TIMESTAMPING"},
+		{"bindtodevice", "SO_BINDTODEVICE"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			switch c.mode {

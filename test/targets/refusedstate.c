@@ -32,10 +32,16 @@
  *   lease          a read lease on a file of its own (F_SETLEASE)
  *   fdkind KIND    an fd of a kind gocr does not restore: pidfd,
  *                  userfaultfd, fanotify or perf_event
+ *   pty KIND       a pseudo-terminal, both ends its own, with state gocr
+ *                  does not restore: lockedtermios (TIOCSLCKTRMIOS),
+ *                  pktstatus (a packet-mode status byte waiting on the
+ *                  master), rdonly (a second master fd opened read-only
+ *                  through /proc/self/fd)
  */
 #include "target.h"
 
 #include <asm/ldt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -50,6 +56,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #define THREAD_FD 77
 #define THREAD_HOST "gocr-thread"
@@ -602,6 +609,52 @@ static void run_fdkind(const char *kind)
 	tgt_pass();
 }
 
+static void run_pty(const char *kind)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+		tgt_fail("open a pty: %s", strerror(errno));
+	int sl = open(ptsname(m), O_RDWR | O_NOCTTY);
+	if (sl < 0)
+		tgt_fail("open %s: %s", ptsname(m), strerror(errno));
+	struct termios lock;
+	int extra = -1;
+	memset(&lock, 0, sizeof(lock));
+	if (strcmp(kind, "lockedtermios") == 0) {
+		/* Lock ECHO (man 2 ioctl_tty: a set bit in a field locks it). */
+		lock.c_lflag = ECHO;
+		if (ioctl(sl, TIOCSLCKTRMIOS, &lock) < 0)
+			tgt_fail("TIOCSLCKTRMIOS: %s", strerror(errno));
+	} else if (strcmp(kind, "pktstatus") == 0) {
+		int on = 1;
+		/* A flush of the slave's input queues TIOCPKT_FLUSHREAD for
+		 * the master in packet mode (drivers/tty/pty.c pty_flush_buffer). */
+		if (ioctl(m, TIOCPKT, &on) < 0 || tcflush(sl, TCIFLUSH) < 0)
+			tgt_fail("packet mode status: %s", strerror(errno));
+	} else if (strcmp(kind, "rdonly") == 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
+		if ((extra = open(path, O_RDONLY | O_NOCTTY)) < 0)
+			tgt_fail("open %s read-only: %s", path, strerror(errno));
+	} else {
+		tgt_fail("unknown pty kind %s", kind);
+	}
+	tgt_ready();
+	tgt_wait();
+	struct termios now;
+	if (strcmp(kind, "lockedtermios") == 0 &&
+	    (ioctl(sl, TIOCGLCKTRMIOS, &now) < 0 || now.c_lflag != ECHO))
+		tgt_fail("the slave's termios lock is gone");
+	if (strcmp(kind, "pktstatus") == 0) {
+		struct pollfd pfd = { .fd = m, .events = POLLPRI };
+		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLPRI))
+			tgt_fail("the packet-mode status byte is gone");
+	}
+	if (extra >= 0 && (fcntl(extra, F_GETFL) & O_ACCMODE) != O_RDONLY)
+		tgt_fail("the read-only master fd changed");
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -648,5 +701,7 @@ int main(int argc, char **argv)
 		run_lease();
 	else if (strcmp(mode, "fdkind") == 0 && argc > 3)
 		run_fdkind(argv[3]);
+	else if (strcmp(mode, "pty") == 0 && argc > 3)
+		run_pty(argv[3]);
 	tgt_fail("unknown mode %s", mode);
 }

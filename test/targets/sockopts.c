@@ -30,6 +30,8 @@
  *               (ECONNRESET pending).
  *   tcpreset    a TCP connection reset by its peer, its error read.
  *   timestamping  a UDP socket with SO_TIMESTAMPING.
+ *   bindtodevice  a UDP socket bound to the loopback device
+ *               (SO_BINDTODEVICE).
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
  */
@@ -486,6 +488,22 @@ static void timestamping(void)
 	tgt_pass();
 }
 
+static void bindtodevice(void)
+{
+	int u = bound(SOCK_DGRAM);
+	char dev[IFNAMSIZ] = "";
+	socklen_t len = sizeof(dev);
+
+	if (setsockopt(u, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) < 0)
+		tgt_fail("SO_BINDTODEVICE lo: %s", strerror(errno));
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_SOCKET, SO_BINDTODEVICE, dev, &len) < 0 || strcmp(dev, "lo") != 0)
+		tgt_fail("SO_BINDTODEVICE is \"%s\", want lo", dev);
+	tgt_pass();
+}
+
 static void restored6(void)
 {
 	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
@@ -539,5 +557,7 @@ int main(int argc, char **argv)
 		tcpreset();
 	else if (strcmp(mode, "timestamping") == 0)
 		timestamping();
-	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping");
+	else if (strcmp(mode, "bindtodevice") == 0)
+		bindtodevice();
+	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping|bindtodevice");
 }
