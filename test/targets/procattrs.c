@@ -11,14 +11,22 @@
  * exits, so the grandchild is reparented to the target (man 2 prctl,
  * PR_SET_CHILD_SUBREAPER). After the restore the orphan must still be the
  * target's child, in its own session, and be reaped by it.
+ *
+ * Its robust futex list (get_robust_list) must be where glibc set it,
+ * and its rseq area still registered: rseq(2) registering glibc's area
+ * again fails with EBUSY while it is, and succeeds where it is not.
  */
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include "target.h"
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#endif
 
 struct attrs {
 	struct rlimit nofile, core, stack, nproc;
@@ -106,6 +114,24 @@ static long stat_pid(pid_t pid, int n)
 	return strtol(p, NULL, 10);
 }
 
+/* rseq_registered tells whether glibc's rseq area (glibc 2.35 and
+ * later: sys/rseq.h) is registered, registering it if it is not. */
+static int rseq_registered(void)
+{
+#ifdef RSEQ_SIG
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	if (__rseq_size == 0)
+		return -1; /* glibc did not register it (glibc.pthread.rseq=0) */
+	if (syscall(SYS_rseq, area, 32, 0, RSEQ_SIG) == 0)
+		return 0;
+	if (errno != EBUSY)
+		tgt_fail("rseq: %s", strerror(errno));
+	return 1;
+#else
+	return -1;
+#endif
+}
+
 static pid_t orphan;
 
 /* adopt_orphan makes the orphan (its pid in orphan). */
@@ -181,11 +207,25 @@ int main(int argc, char **argv)
 	umask(0057);
 	adopt_orphan();
 	check_orphan("before the dump");
+	void *robust_before, *robust_after;
+	size_t robust_len_before, robust_len_after;
+	if (syscall(SYS_get_robust_list, 0, &robust_before, &robust_len_before) < 0)
+		tgt_fail("get_robust_list: %s", strerror(errno));
+	int rseq_before = rseq_registered();
+	if (rseq_before < 0)
+		tgt_log("rseq: not checked, glibc has no rseq area");
 	record(&before);
 	tgt_ready();
 	while (!got_term)
 		pause();
 	record(&after);
+	if (syscall(SYS_get_robust_list, 0, &robust_after, &robust_len_after) < 0)
+		tgt_fail("get_robust_list: %s", strerror(errno));
+	if (robust_after != robust_before || robust_len_after != robust_len_before)
+		tgt_fail("robust futex list %p (%zu bytes), was %p (%zu)", robust_after, robust_len_after, robust_before,
+			 robust_len_before);
+	if (rseq_before >= 0 && rseq_registered() != 1)
+		tgt_fail("the rseq area is no longer registered");
 	check_orphan("after the restore");
 	int st;
 	if (kill(orphan, SIGKILL) < 0 || waitpid(orphan, &st, 0) != orphan || !WIFSIGNALED(st))
