@@ -64,6 +64,9 @@ func TestRefusedState(t *testing.T) {
 		{mode: "pty", arg: "lockedtermios", want: []string{"fd 3 (/dev/ptmx", "termios are locked"}},
 		{mode: "pty", arg: "pktstatus", want: []string{"fd 3 (/dev/ptmx", "packet-mode status byte"}},
 		{mode: "pty", arg: "rdonly", want: []string{"fd 5 (/dev/ptmx)", "master opened other than read-write"}},
+		{mode: "pty", arg: "async", want: []string{"fd 3 (/dev/ptmx)", "O_ASYNC"}},
+		{mode: "pty", arg: "devtty", want: []string{"fd 5 (/dev/tty)", "not supported"}},
+		{mode: "pty", arg: "notty", want: []string{"in session", "without its controlling terminal /dev/pts/"}},
 	} {
 		name := c.mode
 		switch c.mode {

@@ -36,7 +36,11 @@
  *                  does not restore: lockedtermios (TIOCSLCKTRMIOS),
  *                  pktstatus (a packet-mode status byte waiting on the
  *                  master), rdonly (a second master fd opened read-only
- *                  through /proc/self/fd)
+ *                  through /proc/self/fd), async (O_ASYNC on the master),
+ *                  devtty (a session of its own with the pty as its
+ *                  controlling terminal, and /dev/tty open), notty (the
+ *                  same, with a child forked before the terminal was
+ *                  taken, so in the session without it)
  */
 #include "target.h"
 
@@ -611,6 +615,7 @@ static void run_fdkind(const char *kind)
 
 static void run_pty(const char *kind)
 {
+	pid_t notty_child = -1;
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
 	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
 		tgt_fail("open a pty: %s", strerror(errno));
@@ -631,6 +636,24 @@ static void run_pty(const char *kind)
 		 * the master in packet mode (drivers/tty/pty.c pty_flush_buffer). */
 		if (ioctl(m, TIOCPKT, &on) < 0 || tcflush(sl, TCIFLUSH) < 0)
 			tgt_fail("packet mode status: %s", strerror(errno));
+	} else if (strcmp(kind, "async") == 0) {
+		if (fcntl(m, F_SETFL, O_ASYNC) < 0)
+			tgt_fail("O_ASYNC on the master: %s", strerror(errno));
+	} else if (strcmp(kind, "devtty") == 0 || strcmp(kind, "notty") == 0) {
+		if (setsid() < 0)
+			tgt_fail("setsid: %s", strerror(errno));
+		if (strcmp(kind, "notty") == 0) {
+			notty_child = fork();
+			if (notty_child < 0)
+				tgt_fail("fork: %s", strerror(errno));
+			if (notty_child == 0)
+				for (;;)
+					pause();
+		}
+		if (ioctl(sl, TIOCSCTTY, 0) < 0)
+			tgt_fail("TIOCSCTTY: %s", strerror(errno));
+		if (strcmp(kind, "devtty") == 0 && (extra = open("/dev/tty", O_RDWR)) < 0)
+			tgt_fail("open /dev/tty: %s", strerror(errno));
 	} else if (strcmp(kind, "rdonly") == 0) {
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
@@ -650,8 +673,18 @@ static void run_pty(const char *kind)
 		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLPRI))
 			tgt_fail("the packet-mode status byte is gone");
 	}
-	if (extra >= 0 && (fcntl(extra, F_GETFL) & O_ACCMODE) != O_RDONLY)
+	if (strcmp(kind, "rdonly") == 0 && (fcntl(extra, F_GETFL) & O_ACCMODE) != O_RDONLY)
 		tgt_fail("the read-only master fd changed");
+	if (strcmp(kind, "async") == 0 && !(fcntl(m, F_GETFL) & O_ASYNC))
+		tgt_fail("O_ASYNC is off on the master");
+	if (strcmp(kind, "devtty") == 0 && tcgetpgrp(extra) != getpgrp())
+		tgt_fail("/dev/tty is no longer its terminal");
+	if (strcmp(kind, "notty") == 0) {
+		kill(notty_child, SIGKILL);
+		waitpid(notty_child, NULL, 0);
+		if (tcgetsid(sl) != getpid())
+			tgt_fail("the pty is no longer its session's terminal");
+	}
 	tgt_pass();
 }
 
