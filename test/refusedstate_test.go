@@ -173,6 +173,36 @@ func TestRefusedDumpable2(t *testing.T) {
 	checkIntact(t, tg)
 }
 
+// TestRefusedHugetlb: a hugetlbfs mapping (MAP_HUGETLB) is refused at
+// dump naming it, and the process keeps its huge page. The test reserves
+// one huge page (vm.nr_hugepages) while it runs, as none may be.
+func TestRefusedHugetlb(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	const sysctl = "/proc/sys/vm/nr_hugepages"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("this kernel has no huge pages (CONFIG_HUGETLBFS): %v", err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(old))); n == 0 {
+		t.Cleanup(func() {
+			if err := os.WriteFile(sysctl, old, 0); err != nil {
+				t.Errorf("put %s back to %s: %v", sysctl, strings.TrimSpace(string(old)), err)
+			}
+		})
+		if err := os.WriteFile(sysctl, []byte("1"), 0); err != nil {
+			t.Skipf("cannot reserve a huge page (%s): %v", sysctl, err)
+		}
+		if b, _ := os.ReadFile(sysctl); strings.TrimSpace(string(b)) == "0" {
+			t.Skip("the kernel found no memory for a huge page")
+		}
+	}
+	tg := startTarget(t, "refusedstate", "hugetlb")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "hugetlbfs mappings"}, nil)
+	checkIntact(t, tg)
+}
+
 // TestRefusedZombieCore: a zombie child whose exit status has the core
 // flag would come back without it (a restored zombie dies of its signal
 // without writing a core): refused at dump, naming it and its parent.

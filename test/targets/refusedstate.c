@@ -41,6 +41,8 @@
  *                  controlling terminal, and /dev/tty open), notty (the
  *                  same, with a child forked before the terminal was
  *                  taken, so in the session without it)
+ *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
+ *                  reserves it: vm.nr_hugepages)
  */
 #include "target.h"
 
@@ -688,6 +690,32 @@ static void run_pty(const char *kind)
 	tgt_pass();
 }
 
+static void run_hugetlb(void)
+{
+	/* The default huge page size (man 5 proc_meminfo, Hugepagesize). */
+	size_t size = 0;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %zu kB", &size) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (size == 0)
+		tgt_fail("no Hugepagesize in /proc/meminfo");
+	size <<= 10;
+	char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p == MAP_FAILED)
+		tgt_fail("mmap MAP_HUGETLB: %s", strerror(errno));
+	memset(p, 'h', size);
+	tgt_ready();
+	tgt_wait();
+	for (size_t i = 0; i < size; i += 4096)
+		if (p[i] != 'h')
+			tgt_fail("the huge page changed at byte %zu", i);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -736,5 +764,7 @@ int main(int argc, char **argv)
 		run_fdkind(argv[3]);
 	else if (strcmp(mode, "pty") == 0 && argc > 3)
 		run_pty(argv[3]);
+	else if (strcmp(mode, "hugetlb") == 0)
+		run_hugetlb();
 	tgt_fail("unknown mode %s", mode);
 }
