@@ -173,6 +173,18 @@ func TestRefusedDumpable2(t *testing.T) {
 	checkIntact(t, tg)
 }
 
+// TestRefusedGroupOrphan: `dump --pgid` of a group with a member that is
+// no descendant of its leader (an orphan, reparented away) is refused in
+// one line naming it, and the group runs on.
+func TestRefusedGroupOrphan(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "refusedstate", "group-orphan")
+	r := runGocr(t, nil, "dump", "--pgid", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"in the selected group or session but not a descendant of its leader " + strconv.Itoa(tg.pid)}, nil)
+	checkIntact(t, tg)
+}
+
 // TestRefusedHugetlb: a hugetlbfs mapping (MAP_HUGETLB) is refused at
 // dump naming it, and the process keeps its huge page. The test reserves
 // one huge page (vm.nr_hugepages) while it runs, as none may be.

@@ -43,6 +43,8 @@
  *                  taken, so in the session without it)
  *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
  *                  reserves it: vm.nr_hugepages)
+ *   group-orphan   leads a process group of its own in which a grandchild,
+ *                  orphaned (its parent exited), is no descendant of it
  */
 #include "target.h"
 
@@ -716,6 +718,38 @@ static void run_hugetlb(void)
 	tgt_pass();
 }
 
+static void run_group_orphan(void)
+{
+	int p[2];
+	if (setpgid(0, 0) < 0 || pipe(p) < 0)
+		tgt_fail("setpgid, pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			close(p[0]);
+			close(p[1]);
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
+	}
+	close(p[1]);
+	pid_t orphan = 0;
+	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, NULL, 0) != child)
+		tgt_fail("the child did not fork the orphan");
+	close(p[0]);
+	tgt_ready();
+	tgt_wait();
+	int in_group = getpgid(orphan) == getpgrp();
+	kill(orphan, SIGKILL);
+	if (!in_group)
+		tgt_fail("the orphan %d left the group", orphan);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -766,5 +800,7 @@ int main(int argc, char **argv)
 		run_pty(argv[3]);
 	else if (strcmp(mode, "hugetlb") == 0)
 		run_hugetlb();
+	else if (strcmp(mode, "group-orphan") == 0)
+		run_group_orphan();
 	tgt_fail("unknown mode %s", mode);
 }
