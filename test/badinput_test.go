@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/gocr/gocr/proc"
 )
 
 // TestBadInput: arguments that cannot work (a PID with no process, an
@@ -26,6 +28,17 @@ func TestBadInput(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
 			t.Fatalf("failed dump left %s/inventory.img, which marks a complete image", dir)
 		}
+	})
+
+	// A kernel thread has no user memory or executable to dump.
+	t.Run("DumpKernelThread", func(t *testing.T) {
+		needsRoot(t)
+		st, err := proc.ReadStat(2)
+		if err != nil || st.Flags&0x00200000 == 0 { // PF_KTHREAD, include/linux/sched.h
+			t.Skipf("PID 2 is not kthreadd here (a PID namespace?): %v", err)
+		}
+		r := runGocr(t, nil, "dump", "-t", "2", "-D", t.TempDir())
+		assertOneLineError(t, r, []string{"pid 2", "kernel thread"}, nil)
 	})
 
 	t.Run("DumpUnwritableDir", func(t *testing.T) {

@@ -259,6 +259,24 @@ func TestTargetsDetectCorruption(t *testing.T) {
 		{name: "LocksPosixDropped", target: "locks", dirArg: true,
 			gdb:  fixed("call (int)close(c2)"),
 			want: "has no POSIX READ lock"},
+		// The lock the child waits for let go: the child takes it.
+		{name: "LockWaiterGotLock", target: "lockwait", dirArg: true,
+			gdb:  fixed("call (int)close(held[0])"),
+			want: "waiters on p, f and o"},
+		{name: "ProcattrsOrphanGone", target: "procattrs",
+			gdb:  fixed("call (int)kill(orphan, 9)", "call (int)waitpid(orphan, 0, 0)"),
+			want: "read /proc/"},
+		// rseq(2) (334) with RSEQ_FLAG_UNREGISTER (1) of glibc's area.
+		{name: "ProcattrsRseqUnregistered", target: "procattrs",
+			gdb:  fixed("call (long)syscall(334, (char *)$fs_base + (long)__rseq_offset, 32, 1, 0x53053053)"),
+			want: "rseq area is no longer registered"},
+		// set_robust_list(2) (273) of none.
+		{name: "ProcattrsRobustList", target: "procattrs",
+			gdb:  fixed("call (long)syscall(273, 0, 24)"),
+			want: "robust futex list"},
+		{name: "VmFlagsNoreservePage", target: "vmflags",
+			gdb:  fixed("set var sparse[0] = 0"),
+			want: "MAP_NORESERVE mapping: byte 0 changed"},
 		{name: "VmFlagsAdviceDropped", target: "vmflags",
 			gdb:  fixed("call (int)madvise(region[5], 16384, 0)"), // MADV_NORMAL
 			want: "sequential mapping"},

@@ -158,6 +158,7 @@ var cTargets = map[string]struct {
 	"epoll":          {"epoll.c", nil},
 	"fdkinds":        {"fdkinds.c", nil},
 	"locks":          {"locks.c", nil},
+	"lockwait":       {"lockwait.c", []string{"-pthread"}},
 	"posixtimers":    {"posixtimers.c", []string{"-pthread"}},
 	"vmflags":        {"vmflags.c", nil},
 	"thp":            {"thp.c", nil},

@@ -22,6 +22,16 @@ func TestLocks(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestLocksWaiters: two processes and a thread blocked waiting for a
+// POSIX, a flock and an OFD lock the target holds wait again after the
+// restore, each for the same lock, and get it once the target lets it go
+// (lockwait.c).
+func TestLocksWaiters(t *testing.T) {
+	needsRoot(t)
+	tg := startTargetOpts(t, "lockwait", startOpts{args: []string{t.TempDir()}})
+	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
 // TestLocksHeldElsewhere: a restore whose locks another process holds
 // (here the dumped process itself, left running) fails in one line naming
 // the lock. gocr takes the open file descriptions' locks when it opens the

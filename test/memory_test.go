@@ -54,6 +54,52 @@ func TestSharedFileMapping(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestSharedFileMappingChanged: a file mapped shared and writable is
+// never saved (a copy would keep the job's writes from the file), so a
+// restore that finds it changed since the dump, in size or modification
+// time, fails in one line naming it and leaves no process; with the file
+// as it was, the same images restore.
+func TestSharedFileMappingChanged(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	files := t.TempDir()
+	tg := startTarget(t, "shmfile", files)
+	images := t.TempDir()
+	dump(t, tg.pid, images)
+	tg.waitDead(t, "a dump without --leave-running")
+	path := filepath.Join(files, "shared.dat")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write([]byte("x"))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runGocr(t, nil, "restore", "-D", images, "-d")
+	assertRefused(t, r, []string{"mapped file " + path, "changed since the dump"}, nil)
+	assertNoProcess(t, tg.pid)
+
+	// The same size again, a later modification time: still refused.
+	if err := os.Truncate(path, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	r = runGocr(t, nil, "restore", "-D", images, "-d")
+	assertRefused(t, r, []string{"mapped file " + path, "changed since the dump"}, nil)
+	assertNoProcess(t, tg.pid)
+
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	pid := restoreDetached(t, tg, images, nil)
+	checkResult(t, tg, pid)
+}
+
 // pageImages lists the page images of pid in an image directory:
 // pages-PID.img and, for page streams above 0, pages-PID.S.img.
 func pageImages(t *testing.T, dir string, pid int) []string {

@@ -185,11 +185,12 @@ func cpuFlags(cpuinfo []byte) map[string]bool {
 }
 
 // TestProcessAttributes: rlimits, personality, the mm fields, auxv, exe,
-// cmdline, prctl state and umask come back exactly.
+// cmdline, prctl state and umask come back exactly; an orphan the target
+// adopted as a child subreaper is its child again, in its own session.
 func TestProcessAttributes(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "procattrs")
-	pid := checkpointRestore(t, tg, cycleOpts{})
+	pid := checkpointRestoreTree(t, tg)
 	checkResult(t, tg, pid)
 }
 

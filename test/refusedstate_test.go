@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +22,9 @@ func TestRefusedState(t *testing.T) {
 	for _, c := range []struct {
 		mode  string
 		arg   string
-		needs string // a file the machine must have for the mode
-		cpu   string // a CPU feature (/proc/cpuinfo flags) it must have
+		needs string              // a file the machine must have for the mode
+		cpu   string              // a CPU feature (/proc/cpuinfo flags) it must have
+		probe func() (int, error) // makes the fd the mode needs, if the machine lets it
 		want  []string
 	}{
 		{mode: "thread-files", want: []string{"thread", "own fd table"}},
@@ -42,8 +44,38 @@ func TestRefusedState(t *testing.T) {
 		{mode: "epoll-disarmed", want: []string{"anon_inode:[eventpoll]", "EPOLLONESHOT watch on fd", "disarmed"}},
 		{mode: "inotify-queued", want: []string{"anon_inode:inotify", "bytes of events wait to be read"}},
 		{mode: "proc-shared", want: []string{"/stat", "shares its open file description with pid"}},
+		{mode: "lease", want: []string{"fd 3", "/tmp/gocr-refusedstate-lease-", "LEASE"}},
+		{mode: "fdkind", arg: "pidfd", probe: func() (int, error) { return unix.PidfdOpen(os.Getpid(), 0) },
+			want: []string{"fd 3 (anon_inode:[pidfd])", "not supported"}},
+		{mode: "fdkind", arg: "userfaultfd", probe: func() (int, error) {
+			fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
+			if errno != 0 {
+				return -1, errno
+			}
+			return int(fd), nil
+		}, want: []string{"fd 3 (anon_inode:[userfaultfd])", "not supported"}},
+		{mode: "fdkind", arg: "fanotify", probe: func() (int, error) { return unix.FanotifyInit(unix.FAN_CLASS_NOTIF, unix.O_RDONLY) },
+			want: []string{"fd 3 (anon_inode:[fanotify])", "not supported"}},
+		{mode: "fdkind", arg: "perf_event", probe: func() (int, error) {
+			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_TASK_CLOCK}
+			attr.Size = uint32(unsafe.Sizeof(attr))
+			return unix.PerfEventOpen(&attr, 0, -1, -1, 0)
+		}, want: []string{"fd 3 (anon_inode:[perf_event])", "not supported"}},
+		{mode: "pty", arg: "lockedtermios", want: []string{"fd 3 (/dev/ptmx", "termios are locked"}},
+		{mode: "pty", arg: "pktstatus", want: []string{"fd 3 (/dev/ptmx", "packet-mode status byte"}},
+		{mode: "pty", arg: "rdonly", want: []string{"fd 5 (/dev/ptmx)", "master opened other than read-write"}},
+		{mode: "pty", arg: "async", want: []string{"fd 3 (/dev/ptmx)", "O_ASYNC"}},
+		{mode: "pty", arg: "devtty", want: []string{"fd 5 (/dev/tty)", "not supported"}},
+		{mode: "pty", arg: "notty", want: []string{"in session", "without its controlling terminal /dev/pts/"}},
 	} {
-		t.Run(c.mode, func(t *testing.T) {
+		name := c.mode
+		switch c.mode {
+		case "fdkind":
+			name = c.arg
+		case "pty":
+			name = "pty-" + c.arg
+		}
+		t.Run(name, func(t *testing.T) {
 			if c.needs != "" {
 				if _, err := os.Stat(c.needs); err != nil {
 					t.Skipf("this machine lacks %s: %v", c.needs, err)
@@ -51,6 +83,13 @@ func TestRefusedState(t *testing.T) {
 			}
 			if c.cpu != "" && !cpuHas(t, c.cpu) {
 				t.Skipf("this CPU lacks %s", c.cpu)
+			}
+			if c.probe != nil {
+				fd, err := c.probe()
+				if err != nil {
+					t.Skipf("this machine does not give gocr's test a %s fd: %v", c.arg, err)
+				}
+				unix.Close(fd)
 			}
 			var args []string
 			if c.arg != "" {
@@ -131,6 +170,48 @@ func TestRefusedDumpable2(t *testing.T) {
 	restore()
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "dumpable in mode 2", "PR_SET_DUMPABLE"}, nil)
+	checkIntact(t, tg)
+}
+
+// TestRefusedGroupOrphan: `dump --pgid` of a group with a member that is
+// no descendant of its leader (an orphan, reparented away) is refused in
+// one line naming it, and the group runs on.
+func TestRefusedGroupOrphan(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "refusedstate", "group-orphan")
+	r := runGocr(t, nil, "dump", "--pgid", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{"in the selected group or session but not a descendant of its leader " + strconv.Itoa(tg.pid)}, nil)
+	checkIntact(t, tg)
+}
+
+// TestRefusedHugetlb: a hugetlbfs mapping (MAP_HUGETLB) is refused at
+// dump naming it, and the process keeps its huge page. The test reserves
+// one huge page (vm.nr_hugepages) while it runs, as none may be.
+func TestRefusedHugetlb(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	const sysctl = "/proc/sys/vm/nr_hugepages"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("this kernel has no huge pages (CONFIG_HUGETLBFS): %v", err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(old))); n == 0 {
+		t.Cleanup(func() {
+			if err := os.WriteFile(sysctl, old, 0); err != nil {
+				t.Errorf("put %s back to %s: %v", sysctl, strings.TrimSpace(string(old)), err)
+			}
+		})
+		if err := os.WriteFile(sysctl, []byte("1"), 0); err != nil {
+			t.Skipf("cannot reserve a huge page (%s): %v", sysctl, err)
+		}
+		if b, _ := os.ReadFile(sysctl); strings.TrimSpace(string(b)) == "0" {
+			t.Skip("the kernel found no memory for a huge page")
+		}
+	}
+	tg := startTarget(t, "refusedstate", "hugetlb")
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+	assertRefused(t, r, []string{strconv.Itoa(tg.pid), "hugetlbfs mappings"}, nil)
 	checkIntact(t, tg)
 }
 

@@ -64,6 +64,9 @@ func TestSocketStateRefused(t *testing.T) {
 		{"unixdgramreset", "SO_ERROR"},
 		{"tcpreset", "a connection closed"},
 		{"timestamping", "SO_TIMESTAMPING"},
+		{"bindtodevice", "SO_BINDTODEVICE"},
+		{"urgent", "urgent data (MSG_OOB)"},
+		{"tcppeekoff", "SO_PEEK_OFF"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			switch c.mode {

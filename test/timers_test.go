@@ -24,6 +24,16 @@ func TestPosixTimers(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestIntervalTimers: the three interval timers (setitimer: real,
+// virtual, prof) come back with their intervals and what was left of
+// them (posixtimers.c itimers).
+func TestIntervalTimers(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "posixtimers", "itimers")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	checkResult(t, tg, pid)
+}
+
 // TestPosixTimerOverrunRefused: a timer whose last signal came with an
 // overrun count cannot be restored exactly (no call sets that count), so
 // the dump refuses in one line naming it and the process runs on.

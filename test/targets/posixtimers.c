@@ -21,11 +21,20 @@
  *
  * With "overrun" as its second argument it instead holds a timer whose
  * last signal came with an overrun count, which a dump must refuse.
+ *
+ * With "itimers" it instead sets the three interval timers (setitimer:
+ * ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF), each far from expiring, with
+ * an interval of its own: after the restore each has its interval, and
+ * some time left, no more than before the dump. The kernel adds a tick
+ * to the value a CPU-time timer (virtual, prof) is set to (getitimer
+ * right after setitimer reads it a tick longer), and a restore sets it
+ * again from what it read: those may have one tick more, no more.
  */
 #include "target.h"
 
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 
 static timer_t tm[6];
 static struct itimerspec oneshot; /* timer 1 before the dump */
@@ -140,12 +149,50 @@ static void check_queued_signal(void)
 	check_interval(5, 20);
 }
 
+static void hold_itimers(void)
+{
+	static const int which[3] = { ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF };
+	static const char *names[3] = { "ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF" };
+	struct itimerval before[3], now;
+	/* The tick the kernel adds, as setitimer of 1 s reads back. */
+	struct itimerval one = { .it_value = { .tv_sec = 1 } };
+	if (setitimer(ITIMER_VIRTUAL, &one, NULL) < 0 || getitimer(ITIMER_VIRTUAL, &now) < 0)
+		tgt_fail("setitimer ITIMER_VIRTUAL: %s", strerror(errno));
+	long long tick = now.it_value.tv_sec * 1000000LL + now.it_value.tv_usec - 1000000;
+	if (tick < 0)
+		tick = 0;
+	for (int i = 0; i < 3; i++) {
+		struct itimerval set = { .it_interval = { .tv_sec = 7 + i }, .it_value = { .tv_sec = 600 + 100 * i } };
+		if (setitimer(which[i], &set, NULL) < 0)
+			tgt_fail("setitimer %s: %s", names[i], strerror(errno));
+	}
+	for (int i = 0; i < 3; i++)
+		getitimer(which[i], &before[i]);
+	tgt_ready();
+	tgt_wait();
+	for (int i = 0; i < 3; i++) {
+		if (getitimer(which[i], &now) < 0)
+			tgt_fail("getitimer %s: %s", names[i], strerror(errno));
+		if (now.it_interval.tv_sec != 7 + i || now.it_interval.tv_usec != 0)
+			tgt_fail("%s interval is %ld.%06ld s, want %d s", names[i], (long)now.it_interval.tv_sec,
+				 (long)now.it_interval.tv_usec, 7 + i);
+		long long left = now.it_value.tv_sec * 1000000LL + now.it_value.tv_usec;
+		long long was = before[i].it_value.tv_sec * 1000000LL + before[i].it_value.tv_usec;
+		if (left <= 0 || left > was + (which[i] == ITIMER_REAL ? 0 : tick))
+			tgt_fail("%s has %lld us left, had %lld before the dump (a tick is %lld us)", names[i], left, was,
+				 tick);
+	}
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	static char before[4096], after[4096];
 	tgt_init(argc, argv);
 	if (argc > 2 && strcmp(argv[2], "overrun") == 0)
 		hold_overrun();
+	if (argc > 2 && strcmp(argv[2], "itimers") == 0)
+		hold_itimers();
 
 	struct sigaction sa = { .sa_sigaction = on_tick, .sa_flags = SA_SIGINFO | SA_RESTART };
 	sigemptyset(&sa.sa_mask);

@@ -5,13 +5,28 @@
  * the program break; auxv; /proc/self/exe and cmdline), plus prctl state
  * (name, child subreaper, no_new_privs, dumpable) and umask.
  * Everything is recorded before ready and must be identical after restore.
+ *
+ * As a child subreaper it also adopts an orphan: a child forks a
+ * grandchild, which starts a session of its own (as a daemon does), and
+ * exits, so the grandchild is reparented to the target (man 2 prctl,
+ * PR_SET_CHILD_SUBREAPER). After the restore the orphan must still be the
+ * target's child, in its own session, and be reaped by it.
+ *
+ * Its robust futex list (get_robust_list) must be where glibc set it,
+ * and its rseq area still registered: rseq(2) registering glibc's area
+ * again fails with EBUSY while it is, and succeeds where it is not.
  */
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include "target.h"
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#endif
 
 struct attrs {
 	struct rlimit nofile, core, stack, nproc;
@@ -81,6 +96,87 @@ static void record(struct attrs *a)
 	umask(a->umask);
 }
 
+/* stat_pid reads field n (ppid 4, session 6) of /proc/PID/stat. */
+static long stat_pid(pid_t pid, int n)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (r <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[r] = 0;
+	char *p = strrchr(buf, ')') + 2; /* field 3 */
+	for (int field = 3; field < n; field++)
+		p = strchr(p, ' ') + 1;
+	return strtol(p, NULL, 10);
+}
+
+/* rseq_registered tells whether glibc's rseq area (glibc 2.35 and
+ * later: sys/rseq.h) is registered, registering it if it is not. */
+static int rseq_registered(void)
+{
+#ifdef RSEQ_SIG
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	if (__rseq_size == 0)
+		return -1; /* glibc did not register it (glibc.pthread.rseq=0) */
+	if (syscall(SYS_rseq, area, 32, 0, RSEQ_SIG) == 0)
+		return 0;
+	if (errno != EBUSY)
+		tgt_fail("rseq: %s", strerror(errno));
+	return 1;
+#else
+	return -1;
+#endif
+}
+
+static pid_t orphan;
+
+/* adopt_orphan makes the orphan (its pid in orphan). */
+static void adopt_orphan(void)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			close(p[0]);
+			close(p[1]);
+			setsid();
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
+	}
+	close(p[1]);
+	int st;
+	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, &st, 0) != child ||
+	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tgt_fail("the child did not fork the orphan");
+	close(p[0]);
+	/* The grandchild was reparented before its parent became a zombie
+	 * (kernel/exit.c exit_notify); its setsid may still be to come. */
+	for (int i = 0; stat_pid(orphan, 6) != orphan; i++) {
+		if (i == 5000)
+			tgt_fail("the orphan %d did not start its own session within 5 s", orphan);
+		usleep(1000);
+	}
+}
+
+static void check_orphan(const char *when)
+{
+	if (stat_pid(orphan, 4) != getpid())
+		tgt_fail("%s: the orphan %d has parent %ld, not the subreaper %d", when, orphan, stat_pid(orphan, 4), getpid());
+	if (stat_pid(orphan, 6) != orphan)
+		tgt_fail("%s: the orphan %d is in session %ld, not its own", when, orphan, stat_pid(orphan, 6));
+}
+
 int main(int argc, char **argv)
 {
 	static struct attrs before, after;
@@ -109,11 +205,31 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	umask(0057);
+	adopt_orphan();
+	check_orphan("before the dump");
+	void *robust_before, *robust_after;
+	size_t robust_len_before, robust_len_after;
+	if (syscall(SYS_get_robust_list, 0, &robust_before, &robust_len_before) < 0)
+		tgt_fail("get_robust_list: %s", strerror(errno));
+	int rseq_before = rseq_registered();
+	if (rseq_before < 0)
+		tgt_log("rseq: not checked, glibc has no rseq area");
 	record(&before);
 	tgt_ready();
 	while (!got_term)
 		pause();
 	record(&after);
+	if (syscall(SYS_get_robust_list, 0, &robust_after, &robust_len_after) < 0)
+		tgt_fail("get_robust_list: %s", strerror(errno));
+	if (robust_after != robust_before || robust_len_after != robust_len_before)
+		tgt_fail("robust futex list %p (%zu bytes), was %p (%zu)", robust_after, robust_len_after, robust_before,
+			 robust_len_before);
+	if (rseq_before >= 0 && rseq_registered() != 1)
+		tgt_fail("the rseq area is no longer registered");
+	check_orphan("after the restore");
+	int st;
+	if (kill(orphan, SIGKILL) < 0 || waitpid(orphan, &st, 0) != orphan || !WIFSIGNALED(st))
+		tgt_fail("the subreaper could not reap the orphan %d: %s", orphan, strerror(errno));
 
 #define SAME(field, fmt) \
 	if (memcmp(&before.field, &after.field, sizeof(before.field)) != 0) \

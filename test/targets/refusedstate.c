@@ -29,12 +29,30 @@
  *                  and that the target has not reaped
  *   proc-shared    /proc/self/stat open, then a child forked that keeps
  *                  the same open file description of it
+ *   lease          a read lease on a file of its own (F_SETLEASE)
+ *   fdkind KIND    an fd of a kind gocr does not restore: pidfd,
+ *                  userfaultfd, fanotify or perf_event
+ *   pty KIND       a pseudo-terminal, both ends its own, with state gocr
+ *                  does not restore: lockedtermios (TIOCSLCKTRMIOS),
+ *                  pktstatus (a packet-mode status byte waiting on the
+ *                  master), rdonly (a second master fd opened read-only
+ *                  through /proc/self/fd), async (O_ASYNC on the master),
+ *                  devtty (a session of its own with the pty as its
+ *                  controlling terminal, and /dev/tty open), notty (the
+ *                  same, with a child forked before the terminal was
+ *                  taken, so in the session without it)
+ *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
+ *                  reserves it: vm.nr_hugepages)
+ *   group-orphan   leads a process group of its own in which a grandchild,
+ *                  orphaned (its parent exited), is no descendant of it
  */
 #include "target.h"
 
 #include <asm/ldt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
@@ -46,6 +64,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #define THREAD_FD 77
 #define THREAD_HOST "gocr-thread"
@@ -532,6 +551,205 @@ static void run_proc_shared(void)
 	tgt_pass();
 }
 
+/* A lease is kept with the file open: the target checks it still holds
+ * it after the refused dump (man 2 fcntl, "Leases"). */
+static void run_lease(void)
+{
+	char path[] = "/tmp/gocr-refusedstate-lease-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		tgt_fail("mkstemp: %s", strerror(errno));
+	close(fd);
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		tgt_fail("F_SETLEASE F_RDLCK: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	unlink(path);
+	if (fcntl(fd, F_GETLEASE) != F_RDLCK)
+		tgt_fail("the read lease is gone (F_GETLEASE %d)", fcntl(fd, F_GETLEASE));
+	tgt_pass();
+}
+
+/* perf_event_open's attribute, its first fields (linux/perf_event.h);
+ * the kernel takes a size of PERF_ATTR_SIZE_VER0 (64 bytes). */
+struct perf_attr0 {
+	uint32_t type, size;
+	uint64_t config, sample_period, sample_type, read_format, flags;
+	uint32_t wakeup_events, bp_type;
+	uint64_t bp_addr;
+};
+
+static void run_fdkind(const char *kind)
+{
+	int fd = -1;
+	if (strcmp(kind, "pidfd") == 0) {
+		fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	} else if (strcmp(kind, "userfaultfd") == 0) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	} else if (strcmp(kind, "fanotify") == 0) {
+		fd = (int)syscall(SYS_fanotify_init, 0 /* FAN_CLASS_NOTIF */, O_RDONLY);
+	} else if (strcmp(kind, "perf_event") == 0) {
+		/* A software counter of this process's task clock. */
+		struct perf_attr0 a = { .type = 1 /* PERF_TYPE_SOFTWARE */, .size = sizeof(a),
+					.config = 1 /* PERF_COUNT_SW_TASK_CLOCK */ };
+		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+	} else {
+		tgt_fail("unknown fd kind %s", kind);
+	}
+	if (fd < 0)
+		tgt_fail("make a %s fd: %s", kind, strerror(errno));
+	char link[64], before[256], after[256];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, before, sizeof(before) - 1);
+	if (n < 0)
+		tgt_fail("readlink %s: %s", link, strerror(errno));
+	before[n] = 0;
+	tgt_log("%s: fd %d is %s", kind, fd, before);
+	tgt_ready();
+	tgt_wait();
+	n = readlink(link, after, sizeof(after) - 1);
+	if (n < 0)
+		tgt_fail("%s fd %d is gone: %s", kind, fd, strerror(errno));
+	after[n] = 0;
+	if (strcmp(before, after) != 0)
+		tgt_fail("%s fd %d is %s, was %s", kind, fd, after, before);
+	tgt_pass();
+}
+
+static void run_pty(const char *kind)
+{
+	pid_t notty_child = -1;
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+		tgt_fail("open a pty: %s", strerror(errno));
+	int sl = open(ptsname(m), O_RDWR | O_NOCTTY);
+	if (sl < 0)
+		tgt_fail("open %s: %s", ptsname(m), strerror(errno));
+	struct termios lock;
+	int extra = -1;
+	memset(&lock, 0, sizeof(lock));
+	if (strcmp(kind, "lockedtermios") == 0) {
+		/* Lock ECHO (man 2 ioctl_tty: a set bit in a field locks it). */
+		lock.c_lflag = ECHO;
+		if (ioctl(sl, TIOCSLCKTRMIOS, &lock) < 0)
+			tgt_fail("TIOCSLCKTRMIOS: %s", strerror(errno));
+	} else if (strcmp(kind, "pktstatus") == 0) {
+		int on = 1;
+		/* A flush of the slave's input queues TIOCPKT_FLUSHREAD for
+		 * the master in packet mode (drivers/tty/pty.c pty_flush_buffer). */
+		if (ioctl(m, TIOCPKT, &on) < 0 || tcflush(sl, TCIFLUSH) < 0)
+			tgt_fail("packet mode status: %s", strerror(errno));
+	} else if (strcmp(kind, "async") == 0) {
+		if (fcntl(m, F_SETFL, O_ASYNC) < 0)
+			tgt_fail("O_ASYNC on the master: %s", strerror(errno));
+	} else if (strcmp(kind, "devtty") == 0 || strcmp(kind, "notty") == 0) {
+		if (setsid() < 0)
+			tgt_fail("setsid: %s", strerror(errno));
+		if (strcmp(kind, "notty") == 0) {
+			notty_child = fork();
+			if (notty_child < 0)
+				tgt_fail("fork: %s", strerror(errno));
+			if (notty_child == 0)
+				for (;;)
+					pause();
+		}
+		if (ioctl(sl, TIOCSCTTY, 0) < 0)
+			tgt_fail("TIOCSCTTY: %s", strerror(errno));
+		if (strcmp(kind, "devtty") == 0 && (extra = open("/dev/tty", O_RDWR)) < 0)
+			tgt_fail("open /dev/tty: %s", strerror(errno));
+	} else if (strcmp(kind, "rdonly") == 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
+		if ((extra = open(path, O_RDONLY | O_NOCTTY)) < 0)
+			tgt_fail("open %s read-only: %s", path, strerror(errno));
+	} else {
+		tgt_fail("unknown pty kind %s", kind);
+	}
+	tgt_ready();
+	tgt_wait();
+	struct termios now;
+	if (strcmp(kind, "lockedtermios") == 0 &&
+	    (ioctl(sl, TIOCGLCKTRMIOS, &now) < 0 || now.c_lflag != ECHO))
+		tgt_fail("the slave's termios lock is gone");
+	if (strcmp(kind, "pktstatus") == 0) {
+		struct pollfd pfd = { .fd = m, .events = POLLPRI };
+		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLPRI))
+			tgt_fail("the packet-mode status byte is gone");
+	}
+	if (strcmp(kind, "rdonly") == 0 && (fcntl(extra, F_GETFL) & O_ACCMODE) != O_RDONLY)
+		tgt_fail("the read-only master fd changed");
+	if (strcmp(kind, "async") == 0 && !(fcntl(m, F_GETFL) & O_ASYNC))
+		tgt_fail("O_ASYNC is off on the master");
+	if (strcmp(kind, "devtty") == 0 && tcgetpgrp(extra) != getpgrp())
+		tgt_fail("/dev/tty is no longer its terminal");
+	if (strcmp(kind, "notty") == 0) {
+		kill(notty_child, SIGKILL);
+		waitpid(notty_child, NULL, 0);
+		if (tcgetsid(sl) != getpid())
+			tgt_fail("the pty is no longer its session's terminal");
+	}
+	tgt_pass();
+}
+
+static void run_hugetlb(void)
+{
+	/* The default huge page size (man 5 proc_meminfo, Hugepagesize). */
+	size_t size = 0;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %zu kB", &size) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (size == 0)
+		tgt_fail("no Hugepagesize in /proc/meminfo");
+	size <<= 10;
+	char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p == MAP_FAILED)
+		tgt_fail("mmap MAP_HUGETLB: %s", strerror(errno));
+	memset(p, 'h', size);
+	tgt_ready();
+	tgt_wait();
+	for (size_t i = 0; i < size; i += 4096)
+		if (p[i] != 'h')
+			tgt_fail("the huge page changed at byte %zu", i);
+	tgt_pass();
+}
+
+static void run_group_orphan(void)
+{
+	int p[2];
+	if (setpgid(0, 0) < 0 || pipe(p) < 0)
+		tgt_fail("setpgid, pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			close(p[0]);
+			close(p[1]);
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
+	}
+	close(p[1]);
+	pid_t orphan = 0;
+	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, NULL, 0) != child)
+		tgt_fail("the child did not fork the orphan");
+	close(p[0]);
+	tgt_ready();
+	tgt_wait();
+	int in_group = getpgid(orphan) == getpgrp();
+	kill(orphan, SIGKILL);
+	if (!in_group)
+		tgt_fail("the orphan %d left the group", orphan);
+	tgt_pass();
+}
+
 int main(int argc, char **argv)
 {
 	tgt_init(argc, argv);
@@ -574,5 +792,15 @@ int main(int argc, char **argv)
 		run_zombie_core();
 	else if (strcmp(mode, "proc-shared") == 0)
 		run_proc_shared();
+	else if (strcmp(mode, "lease") == 0)
+		run_lease();
+	else if (strcmp(mode, "fdkind") == 0 && argc > 3)
+		run_fdkind(argv[3]);
+	else if (strcmp(mode, "pty") == 0 && argc > 3)
+		run_pty(argv[3]);
+	else if (strcmp(mode, "hugetlb") == 0)
+		run_hugetlb();
+	else if (strcmp(mode, "group-orphan") == 0)
+		run_group_orphan();
 	tgt_fail("unknown mode %s", mode);
 }

@@ -30,6 +30,10 @@
  *               (ECONNRESET pending).
  *   tcpreset    a TCP connection reset by its peer, its error read.
  *   timestamping  a UDP socket with SO_TIMESTAMPING.
+ *   bindtodevice  a UDP socket bound to the loopback device
+ *               (SO_BINDTODEVICE).
+ *   urgent      a TCP connection with an urgent byte (MSG_OOB) waiting.
+ *   tcppeekoff  a TCP connection with SO_PEEK_OFF set.
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
  */
@@ -45,6 +49,7 @@
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -486,6 +491,75 @@ static void timestamping(void)
 	tgt_pass();
 }
 
+static void bindtodevice(void)
+{
+	int u = bound(SOCK_DGRAM);
+	char dev[IFNAMSIZ] = "";
+	socklen_t len = sizeof(dev);
+
+	if (setsockopt(u, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) < 0)
+		tgt_fail("SO_BINDTODEVICE lo: %s", strerror(errno));
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_SOCKET, SO_BINDTODEVICE, dev, &len) < 0 || strcmp(dev, "lo") != 0)
+		tgt_fail("SO_BINDTODEVICE is \"%s\", want lo", dev);
+	tgt_pass();
+}
+
+/* tcp_pair connects a TCP socket of its own to a listener of its own and
+ * returns the accepted end; *c is the connecting one. */
+static int tcp_pair(int *c)
+{
+	int l = bound(SOCK_STREAM), a;
+	struct sockaddr_in la = name_of(l);
+
+	*c = socket(AF_INET, SOCK_STREAM, 0);
+	if (listen(l, 4) < 0 || *c < 0 || connect(*c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("listen and connect: %s", strerror(errno));
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	close(l);
+	return a;
+}
+
+static void urgent(void)
+{
+	int c, a = tcp_pair(&c), at_mark = 0;
+	char ch;
+
+	if (send(c, "u", 1, MSG_OOB) != 1)
+		tgt_fail("send MSG_OOB: %s", strerror(errno));
+	/* Wait for the urgent byte to arrive: the mark is at it. */
+	for (int i = 0; i < 5000 && !at_mark; i++) {
+		if (ioctl(a, SIOCATMARK, &at_mark) < 0)
+			tgt_fail("SIOCATMARK: %s", strerror(errno));
+		if (!at_mark)
+			usleep(1000);
+	}
+	if (!at_mark)
+		tgt_fail("the urgent byte did not arrive");
+	to_fd(a, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (recv(REFUSED_FD, &ch, 1, MSG_OOB) != 1 || ch != 'u')
+		tgt_fail("the urgent byte is gone: %s", strerror(errno));
+	tgt_pass();
+}
+
+static void tcppeekoff(void)
+{
+	int c, a = tcp_pair(&c);
+
+	setint(a, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF");
+	to_fd(a, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	wantint(REFUSED_FD, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF");
+	tgt_pass();
+}
+
 static void restored6(void)
 {
 	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
@@ -539,5 +613,11 @@ int main(int argc, char **argv)
 		tcpreset();
 	else if (strcmp(mode, "timestamping") == 0)
 		timestamping();
-	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping");
+	else if (strcmp(mode, "bindtodevice") == 0)
+		bindtodevice();
+	else if (strcmp(mode, "urgent") == 0)
+		urgent();
+	else if (strcmp(mode, "tcppeekoff") == 0)
+		tcppeekoff();
+	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping|bindtodevice|urgent|tcppeekoff");
 }
