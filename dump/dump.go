@@ -503,6 +503,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		return err
 	}
 	stats.SealNs = time.Since(sealStart).Nanoseconds()
+	stats.SealReadBytes = dir.SealReadBytes()
 	// The inventory makes the dump complete: the last moment to stop.
 	if err := stopped(ctx); err != nil {
 		return err
@@ -556,6 +557,10 @@ type Stats struct {
 	CureNs    int64 `json:"cure_ns"`    // removing the parasite
 	WriteNs   int64 `json:"write_ns"`   // syncing the page images and writing the rest
 	SealNs    int64 `json:"seal_ns"`    // of WriteNs: checksumming and syncing the page and memfd images
+	// SealReadBytes: of the page and memfd images' data, what the seal
+	// read back to checksum it; the rest the parasite summed as it
+	// wrote it.
+	SealReadBytes int64 `json:"seal_read_bytes"`
 	// Copy-on-write snapshots (with LeaveRunning): the forks, while
 	// frozen; the smaps read before the freeze (not in TotalNs); the
 	// page data written from them after the processes ran on, and how

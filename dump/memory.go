@@ -194,6 +194,9 @@ type capturedMemory struct {
 	// (writeSnapshot); mm is the process's, whose mappings it covers.
 	snap *parasite.Snapshot
 	mm   *gocrpb.Mm
+	// dir is the dump's, which keeps the checksums the parasite takes
+	// (dataSums).
+	dir *images.Dir
 	// flagsBefore: mm's flags were read before the freeze, and the
 	// snapshot's smaps must confirm them (checkFlagsBefore).
 	flagsBefore bool
@@ -284,7 +287,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range runs {
 		bytes += r.npages * pageSize
 	}
-	c := &capturedMemory{mm: st.mm, frozenStream: -1, inherit: inherit}
+	c := &capturedMemory{mm: st.mm, dir: dir, frozenStream: -1, inherit: inherit}
 	if po.tracking != nil {
 		c.split = func(runs []run) ([]run, []run, error) { return po.tracking.splitRuns(pid, st, runs) }
 	}
@@ -545,6 +548,8 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 		off   int64
 		len   uint64
 		spans []parasite.Span
+		skip  []bool // by span: not c.summable, the parasite sums it not
+		sum   bool   // some span is summable
 	}
 	groups := make([][]group, len(c.pages))
 	for _, r := range c.runs[from:] {
@@ -563,11 +568,14 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			continue
 		}
 		gs := groups[r.stream]
+		sum := c.summable(r)
 		if k := len(gs) - 1; k >= 0 && gs[k].off+int64(gs[k].len) == r.off {
 			gs[k].spans = append(gs[k].spans, parasite.Span{Addr: r.addr, Len: n})
+			gs[k].skip = append(gs[k].skip, !sum)
 			gs[k].len += n
+			gs[k].sum = gs[k].sum || sum
 		} else {
-			gs = append(gs, group{off: r.off, len: n, spans: []parasite.Span{{Addr: r.addr, Len: n}}})
+			gs = append(gs, group{off: r.off, len: n, spans: []parasite.Span{{Addr: r.addr, Len: n}}, skip: []bool{!sum}, sum: sum})
 		}
 		groups[r.stream] = gs
 	}
@@ -577,7 +585,11 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			if len(gs) == 0 {
 				continue
 			}
-			streams = append(streams, parasite.Stream{File: c.pages[i], Off: images.PagesDataOffset + gs[0].off, Spans: gs[0].spans})
+			st := parasite.Stream{File: c.pages[i], Off: images.PagesDataOffset + gs[0].off, Spans: gs[0].spans}
+			if gs[0].sum {
+				st.Sums, st.Skip = dataSums(dir, c.pages[i]), gs[0].skip
+			}
+			streams = append(streams, st)
 			groups[i] = gs[1:]
 		}
 		if len(streams) == 0 {
@@ -598,6 +610,24 @@ func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, t
 			}
 		}
 	}
+}
+
+// summable says whether the parasite may checksum r's memory as it
+// writes it (parasite.Sums): only private anonymous memory, which nothing
+// outside the frozen process can take away; another process could
+// truncate the file under a file or shared mapping meanwhile, and the
+// parasite's own read would then fault (SIGBUS, man 2 mmap).
+func (c *capturedMemory) summable(r run) bool {
+	vmas := c.mm.GetVmas()
+	return r.vma >= 0 && r.vma < len(vmas) && vmas[r.vma].GetKind() == gocrpb.VmaKind_VMA_ANON_PRIVATE
+}
+
+// dataSums has the checksums the parasite takes of what it writes to f
+// recorded for the seal (images.Dir.AddDataSum).
+func dataSums(dir *images.Dir, f *os.File) *parasite.Sums {
+	return &parasite.Sums{From: images.PagesDataOffset, Chunk: images.DataChunkSize, Add: func(off, n int64, crc uint32) {
+		dir.AddDataSum(f, off, n, crc)
+	}}
 }
 
 // countWritten sets c.written from c.runs: each stream's page data.

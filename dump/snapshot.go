@@ -192,9 +192,11 @@ func (c *capturedMemory) writeSnapshot(ctx context.Context) (written, copied int
 				}
 				k := min(r.npages, (snapshotChunk-n)/pageSize)
 				if s == nil {
-					streams = append(streams, parasite.Stream{File: c.pages[i], Off: images.PagesDataOffset + r.off})
+					streams = append(streams, parasite.Stream{File: c.pages[i], Off: images.PagesDataOffset + r.off,
+						Sums: dataSums(c.dir, c.pages[i])})
 					s = &streams[len(streams)-1]
 				}
+				s.Skip = append(s.Skip, !c.summable(*r))
 				sp := parasite.Span{Addr: r.addr, Len: k * pageSize}
 				s.Spans = append(s.Spans, sp)
 				done = append(done, sp)

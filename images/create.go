@@ -47,6 +47,11 @@ type writing struct {
 	closed     bool
 	// data lists the data images created and not yet sealed (SealData).
 	data []string
+	// sums holds, by data image, the checksums its writers took of what
+	// they wrote (AddDataSum).
+	sums map[string][]dataSum
+	// sealRead counts the data bytes SealData read back to sum them.
+	sealRead int64
 	// leftover says what of the replaced dump could not be removed.
 	leftover error
 }

@@ -204,6 +204,7 @@ func (d *Dir) Discard(f *os.File) error {
 	}
 	d.mu.Lock()
 	d.w.data = slices.DeleteFunc(d.w.data, func(n string) bool { return n == name })
+	delete(d.w.sums, name)
 	d.mu.Unlock()
 	return nil
 }

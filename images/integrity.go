@@ -174,6 +174,9 @@ type dataFile struct {
 	path string
 	hdr  *dataHeader
 	sums []uint32 // by chunk: computed (seal) or stored (verify)
+	// known: by chunk, whether its sum is already joined from what its
+	// writers summed (seal; joinSums).
+	known []bool
 }
 
 // chunkErr is a chunk that did not verify, or could not be read.
@@ -192,10 +195,13 @@ func sumChunks(files []*dataFile, verify bool, cpus int) *chunkErr {
 	var units []unit
 	for i, f := range files {
 		n := f.hdr.chunks()
-		if !verify {
+		if !verify && f.sums == nil {
 			f.sums = make([]uint32, n)
 		}
 		for c := range int(n) {
+			if !verify && f.known != nil && f.known[c] {
+				continue
+			}
 			units = append(units, unit{i, c})
 		}
 	}
@@ -305,8 +311,9 @@ func (d *Dir) LeaveCPUFree() {
 }
 
 // SealData completes every data image of the dump being written: the
-// checksum of each chunk of its data, computed from the page cache over
-// every CPU (LeaveCPUFree: all but one) and appended to it, its header
+// checksum of each chunk of its data, joined from the sums its writers
+// took of it (AddDataSum) or else computed from the page cache over
+// every CPU (LeaveCPUFree: all but one), and appended to it, its header
 // with the chunk size and its own checksum, and an fsync. The disk's writeback of every image is
 // started first, so that on a disk it runs while the checksums are
 // computed. WriteInventory seals what is left; a dump calls it earlier
@@ -331,6 +338,7 @@ func (d *Dir) SealData() error {
 			return err
 		}
 		files = append(files, f)
+		f.joinSums(d.takeDataSums(name))
 		// SYNC_FILE_RANGE_WRITE starts writeback of the dirty pages
 		// without waiting for it (sync_file_range(2)); the fsync below
 		// waits.
@@ -346,11 +354,27 @@ func (d *Dir) SealData() error {
 		return fmt.Errorf("seal %s: %w", files[e.file].path, e.err)
 	}
 	for _, f := range files {
+		for c, k := range f.known {
+			if !k {
+				d.w.sealRead += min(f.hdr.chunk, f.hdr.size-int64(c)*f.hdr.chunk)
+			}
+		}
+	}
+	for _, f := range files {
 		if err := f.writeSeal(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// SealReadBytes is how many bytes of data SealData has checksummed by
+// reading them back, all the others having been summed by their writers.
+func (d *Dir) SealReadBytes() int64 {
+	if d.w == nil {
+		return 0
+	}
+	return d.w.sealRead
 }
 
 // openToSeal opens the data image name of the dump being written and

@@ -112,5 +112,8 @@ const (
 	streamRet     = 28
 	streamRunning = 32
 	streamTid     = 36
-	streamSize    = 40
+	streamSumsOff = 40
+	streamSumCut  = 48
+	streamSkipOff = 56
+	streamSize    = 64
 )

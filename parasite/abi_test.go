@@ -89,7 +89,9 @@ var abiLayout = map[string]uint64{
 	"parasite_stream.iov_off": streamIovOff, "parasite_stream.nr_iov": streamNrIov,
 	"parasite_stream.file_off": streamFileOff, "parasite_stream.fd": streamFd,
 	"parasite_stream.ret": streamRet, "parasite_stream.running": streamRunning,
-	"parasite_stream.tid": streamTid, "sizeof parasite_stream": streamSize,
+	"parasite_stream.tid": streamTid, "parasite_stream.sums_off": streamSumsOff,
+	"parasite_stream.sum_cut": streamSumCut, "parasite_stream.skip_off": streamSkipOff,
+	"sizeof parasite_stream": streamSize,
 
 	"parasite_snapshot.pid": snapPid, "parasite_snapshot.err": snapErr,
 	"parasite_snapshot.rseq_addr": snapRseqAddr, "parasite_snapshot.rseq_len": snapRseqLen,

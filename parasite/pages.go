@@ -43,12 +43,27 @@ func (p *Parasite) putIovec(o int, sp Span) {
 }
 
 // Stream is memory to write to one file: Spans in order, from file offset
-// Off on.
+// Off on; with Sums, also the checksums of what is written, but of the
+// pieces that touch a span whose Skip is set (Skip: nil, or one per
+// span), which the parasite does not read itself.
 type Stream struct {
 	File  *os.File
 	Off   int64
 	Spans []Span
+	Sums  *Sums
+	Skip  []bool
 }
+
+// The data area during PCMD_WRITE_STREAMS: the shift tables, the iovecs
+// and a skip byte for each, and the sums in its last sumsReserve bytes.
+const (
+	writeTablesOff = dataOff
+	writeIovecsOff = dataOff + sumTablesSize
+	writeSumsOff   = dataOff + dataUsable - sumsReserve
+	// maxStreamSpans is how many spans one command's streams take.
+	maxStreamSpans = (writeSumsOff - writeIovecsOff) / (iovecSize + 1)
+	writeSkipOff   = writeIovecsOff + maxStreamSpans*iovecSize
+)
 
 // WriteStreams has the parasite write every stream to its file with
 // pwritev(2): one copy, from the target's pages into the image's page
@@ -58,9 +73,29 @@ type Stream struct {
 // in the target for the command, so that up to MaxStreams cores copy at
 // once. gocr only hands the files over and waits. It returns the bytes
 // written; on an error the streams' contents are undefined.
+//
+// A span the parasite is to sum (Sums, not Skip) must be memory the
+// process can read whatever happens outside it while it is frozen: the
+// parasite reads it itself after pwritev, and a fault there would end the
+// process (its signals are blocked). Private anonymous memory is such; a
+// shared or file mapping could be truncated by another process
+// meanwhile (SIGBUS, man 2 mmap).
 func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
 	if len(streams) == 0 || len(streams) > MaxStreams {
 		return 0, fmt.Errorf("write pages of %d: %d streams, want 1..%d", p.pid, len(streams), MaxStreams)
+	}
+	var chunk int64
+	for _, s := range streams {
+		if s.Skip != nil && len(s.Skip) != len(s.Spans) {
+			return 0, fmt.Errorf("write pages of %d: %d skip flags for %d spans", p.pid, len(s.Skip), len(s.Spans))
+		}
+		if s.Sums == nil || !canSum {
+			continue
+		}
+		if s.Sums.Chunk <= 0 || s.Sums.Chunk%8 != 0 || chunk != 0 && s.Sums.Chunk != chunk {
+			return 0, fmt.Errorf("write pages of %d: checksum chunks of %d bytes", p.pid, s.Sums.Chunk)
+		}
+		chunk = s.Sums.Chunk
 	}
 	remote := make([]int64, len(streams))
 	for i, s := range streams {
@@ -70,41 +105,106 @@ func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
 		}
 	}
 	rest := make([][]Span, len(streams))
+	skip := make([][]bool, len(streams))
 	offs := make([]int64, len(streams))
 	for i, s := range streams {
-		rest[i], offs[i] = s.Spans, s.Off
+		rest[i], skip[i], offs[i] = s.Spans, s.Skip, s.Off
 	}
-	perStream := maxSpansPerCall / len(streams)
+	perStream := maxStreamSpans / len(streams)
+	// Each stream's sums: at most slots pieces a command, so at most
+	// (slots-2)·chunk bytes (the parasite's bound, sums_inside).
+	slots := sumsReserve / 4 / len(streams)
+	// A summed batch: its file range, its sums, and the file ranges the
+	// parasite did not read.
+	type summed struct {
+		i       int
+		off, n  int64
+		sumsOff int
+		skipped [][2]int64
+	}
 	var written int64
 	for {
 		// This call's streams: the next batch of every stream with
 		// spans left, packed at the front of the descriptor array.
-		n, o := 0, dataOff
-		for i := range streams {
+		n, o := 0, writeIovecsOff
+		var sums []summed
+		for i, s := range streams {
 			if len(rest[i]) == 0 {
 				continue
 			}
-			k := min(len(rest[i]), perStream)
+			sum := s.Sums != nil && chunk != 0
+			budget := int64(-1)
+			if sum {
+				budget = int64(slots-2) * chunk
+			}
 			d := p.local[streamsOff+n*streamSize : streamsOff+(n+1)*streamSize]
 			clear(d)
 			binary.LittleEndian.PutUint64(d[streamIovOff:], uint64(o))
-			binary.LittleEndian.PutUint64(d[streamNrIov:], uint64(k))
 			binary.LittleEndian.PutUint64(d[streamFileOff:], uint64(offs[i]))
 			binary.LittleEndian.PutUint32(d[streamFd:], uint32(remote[i]))
-			for _, sp := range rest[i][:k] {
+			sm := summed{i: i, off: offs[i]}
+			skipStart := writeSkipOff + (o-writeIovecsOff)/iovecSize
+			k, bytes := 0, int64(0)
+			for k < perStream && len(rest[i]) > 0 && (budget < 0 || bytes < budget) {
+				sp := rest[i][0]
+				if budget >= 0 && int64(sp.Len) > budget-bytes {
+					// Split: the rest waits for the next call.
+					part := uint64(budget - bytes)
+					rest[i][0] = Span{Addr: sp.Addr + part, Len: sp.Len - part}
+					sp.Len = part
+				} else {
+					rest[i] = rest[i][1:]
+				}
+				skipped := false
+				if skip[i] != nil {
+					skipped = skip[i][0]
+					if len(rest[i]) < len(skip[i]) {
+						skip[i] = skip[i][1:]
+					}
+				}
 				p.putIovec(o, sp)
+				p.local[skipStart+k] = 0
+				if skipped {
+					p.local[skipStart+k] = 1
+					sm.skipped = append(sm.skipped, [2]int64{offs[i] + bytes, offs[i] + bytes + int64(sp.Len)})
+				}
 				o += iovecSize
-				offs[i] += int64(sp.Len)
-				written += int64(sp.Len)
+				k++
+				bytes += int64(sp.Len)
 			}
-			rest[i] = rest[i][k:]
+			binary.LittleEndian.PutUint64(d[streamNrIov:], uint64(k))
+			if sum {
+				sm.n, sm.sumsOff = bytes, writeSumsOff+n*slots*4
+				binary.LittleEndian.PutUint64(d[streamSumsOff:], uint64(sm.sumsOff))
+				binary.LittleEndian.PutUint64(d[streamSumCut:], uint64(s.Sums.nextCut(sm.off)))
+				binary.LittleEndian.PutUint64(d[streamSkipOff:], uint64(skipStart))
+				sums = append(sums, sm)
+			}
+			offs[i] += bytes
+			written += bytes
 			n++
 		}
 		if n == 0 {
 			return written, nil
 		}
-		if err := p.call(cmdWriteStreams, uint64(n)); err != nil {
+		var args [3]uint64
+		if len(sums) > 0 {
+			copy(p.local[writeTablesOff:], sumTables())
+			args = [3]uint64{uint64(chunk), writeTablesOff, sumLane}
+		}
+		if err := p.call(cmdWriteStreams, uint64(n), args[0], args[1], args[2]); err != nil {
 			return 0, fmt.Errorf("write pages of %d: %w", p.pid, err)
+		}
+		for _, sm := range sums {
+			s := streams[sm.i].Sums
+			s.pieces(sm.off, sm.n, func(k int, off, n int64) {
+				for _, r := range sm.skipped {
+					if r[0] < off+n && off < r[1] {
+						return
+					}
+				}
+				s.Add(off, n, binary.LittleEndian.Uint32(p.local[sm.sumsOff+4*k:]))
+			})
 		}
 	}
 }

@@ -188,7 +188,21 @@ _Static_assert(sizeof(struct parasite_iovec) == 16, "parasite_iovec size");
  * wakes its futex when the thread is gone from user space
  * (CLONE_CHILD_CLEARTID, man 2 clone; kernel/fork.c mm_release), which is
  * also how gocr knows, before it unmaps the region, that no helper still
- * runs code or uses a stack in it. tid is the helper's (CLONE_PARENT_SETTID). */
+ * runs code or uses a stack in it. tid is the helper's (CLONE_PARENT_SETTID).
+ *
+ * Checksums: with args[1] (a chunk size) not 0, each stream whose
+ * sums_off is not 0 also stores at sums_off the CRC32-C of what it wrote,
+ * one u32 per piece: the pieces are cut at file offset sum_cut and every
+ * args[1] bytes after it, and each is summed right after its pwritev, while
+ * its bytes are still in the CPU's cache, and only once the kernel has read
+ * them. The thread does not read an iovec whose byte in the array at
+ * skip_off (one per iovec, if skip_off is not 0) is not 0: gocr knows the
+ * sums of the pieces it touches are not to be used. Three lanes of
+ * args[3] bytes each are summed side by side (the crc32 instruction's
+ * latency is three times its throughput, Intel SDM "CRC32") and joined with
+ * the tables at args[2]: Shift(c, lane) then Shift(c, 2 * lane), each four
+ * tables of 256 u32 (internal/crc32c ShiftTable). gocr asks for sums only
+ * on a CPU with SSE4.2. */
 #define PARASITE_STREAMS_OFF 0x10100
 struct parasite_stream {
 	u64 iov_off; /* offset of the stream's iovec array inside the region */
@@ -198,6 +212,9 @@ struct parasite_stream {
 	s32 ret; /* the stream's result: 0 or -errno */
 	u32 running;
 	s32 tid;
+	u64 sums_off; /* offset of its u32 sums inside the region, or 0 */
+	u64 sum_cut;  /* the first piece ends here (file offset > file_off) */
+	u64 skip_off; /* offset of its iovecs' skip bytes, or 0 */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_stream, iov_off, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_stream, nr_iov, 8);
@@ -206,8 +223,11 @@ BUILD_BUG_ON_OFFSET(struct parasite_stream, fd, 24);
 BUILD_BUG_ON_OFFSET(struct parasite_stream, ret, 28);
 BUILD_BUG_ON_OFFSET(struct parasite_stream, running, 32);
 BUILD_BUG_ON_OFFSET(struct parasite_stream, tid, 36);
-_Static_assert(sizeof(struct parasite_stream) == 40, "parasite_stream size");
-_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_STACK_OFF, "streams fit the control page");
+BUILD_BUG_ON_OFFSET(struct parasite_stream, sums_off, 40);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, sum_cut, 48);
+BUILD_BUG_ON_OFFSET(struct parasite_stream, skip_off, 56);
+_Static_assert(sizeof(struct parasite_stream) == 64, "parasite_stream size");
+_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 64 <= PARASITE_STACK_OFF, "streams fit the control page");
 _Static_assert(PARASITE_HELPER_STACK_OFF + PARASITE_STREAMS_MAX * PARASITE_HELPER_STACK_SIZE == PARASITE_REGION_SIZE,
 	       "helper stacks end the region");
 
@@ -264,7 +284,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq_len, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, rseq, 24);
 BUILD_BUG_ON_OFFSET(struct parasite_snapshot, seq, 56);
 _Static_assert(sizeof(struct parasite_snapshot) == 64, "parasite_snapshot size");
-_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 40 <= PARASITE_SNAPSHOT_OFF &&
+_Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 64 <= PARASITE_SNAPSHOT_OFF &&
 		       PARASITE_SNAPSHOT_OFF + 64 <= PARASITE_STACK_OFF,
 	       "the snapshot block fits the control page");
 

@@ -290,11 +290,113 @@ static long recv_fd(int sock)
 	return cm.fd;
 }
 
-static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off)
+/* One PCMD_WRITE_STREAMS command: the region, and what its checksums
+ * need (abi.h): the chunk size (0: no sums), the lane length and the two
+ * shift tables. */
+struct sum_ctx {
+	u8 *base;
+	u64 chunk;
+	u64 lane;
+	const u32 *shift1; /* Shift(c, lane) */
+	const u32 *shift2; /* Shift(c, 2 * lane) */
+};
+
+/* The SSE4.2 crc32 instruction (CRC32-C, the register bare: no initial
+ * value or final XOR; Intel SDM "CRC32"). It works in general registers:
+ * the parasite touches no vector register of the target's. */
+static inline u64 crc32_u64(u64 crc, u64 v)
 {
+	__asm__("crc32q %1, %0" : "+r"(crc) : "rm"(v));
+	return crc;
+}
+
+static inline u32 crc32_u8(u32 crc, u8 v)
+{
+	__asm__("crc32b %1, %0" : "+r"(crc) : "rm"(v));
+	return crc;
+}
+
+typedef u64 __attribute__((may_alias, aligned(1))) u64_unaligned;
+
+static inline u32 shift_by(const u32 *t, u32 c)
+{
+	return t[c & 0xff] ^ t[256 + (c >> 8 & 0xff)] ^ t[512 + (c >> 16 & 0xff)] ^ t[768 + (c >> 24)];
+}
+
+/* crc_lanes updates the bare register crc with n bytes at p: blocks of
+ * three lanes summed side by side (the second and third from 0) and
+ * joined by shifting the first two past the lanes after them
+ * (internal/crc32c: the CRC of A||B is A's shifted by len(B), XOR B's). */
+static u32 crc_lanes(u32 crc, const u8 *p, u64 n, const struct sum_ctx *sc)
+{
+	u64 lane = sc->lane;
+	while (n >= 3 * lane) {
+		u64 a = crc, b = 0, c = 0;
+		for (u64 i = 0; i < lane; i += 8) {
+			a = crc32_u64(a, *(const u64_unaligned *)(p + i));
+			b = crc32_u64(b, *(const u64_unaligned *)(p + lane + i));
+			c = crc32_u64(c, *(const u64_unaligned *)(p + 2 * lane + i));
+		}
+		crc = shift_by(sc->shift2, (u32)a) ^ shift_by(sc->shift1, (u32)b) ^ (u32)c;
+		p += 3 * lane;
+		n -= 3 * lane;
+	}
+	u64 c64 = crc;
+	for (; n >= 8; p += 8, n -= 8)
+		c64 = crc32_u64(c64, *(const u64_unaligned *)p);
+	crc = (u32)c64;
+	for (; n > 0; p++, n--)
+		crc = crc32_u8(crc, *p);
+	return crc;
+}
+
+/* crc_iov updates crc with the first done bytes the iovecs name, but for
+ * those of an iovec whose skip byte is set (skip: the first iovec's). */
+static u32 crc_iov(u32 crc, const struct parasite_iovec *iov, const u8 *skip, u64 done, const struct sum_ctx *sc)
+{
+	for (; done > 0; iov++) {
+		u64 k = iov->len < done ? iov->len : done;
+		if (!skip || !*skip)
+			crc = crc_lanes(crc, (const u8 *)iov->base, k, sc);
+		if (skip)
+			skip++;
+		done -= k;
+	}
+	return crc;
+}
+
+/* write_pages writes the n iovecs' memory to fd from off on. With sums,
+ * it also stores there the CRC32-C of each piece, the pieces cut at cut
+ * and every sc->chunk bytes after it (abi.h PCMD_WRITE_STREAMS): each
+ * pwritev then ends at the next cut at the latest, and what it wrote is
+ * summed at once. */
+static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off, u32 *sums, u64 cut,
+			const u8 *skip, const struct sum_ctx *sc)
+{
+	const struct parasite_iovec *first = iov;
+	u32 crc = ~0u;
+	int begun = 0; /* a piece is begun and not stored */
 	while (n > 0) {
-		u64 batch = n < UIO_MAXIOV ? n : UIO_MAXIOV;
-		long ret = sys6(__NR_pwritev, fd, iov, batch, off, 0, 0);
+		u64 k = 0, saved = 0;
+		struct parasite_iovec *short_iov = NULL;
+		if (sums) {
+			u64 left = cut - off, sum = 0;
+			while (k < n && k < UIO_MAXIOV && sum + iov[k].len <= left) {
+				sum += iov[k].len;
+				k++;
+			}
+			if (k < n && k < UIO_MAXIOV && sum < left) {
+				short_iov = &iov[k];
+				saved = short_iov->len;
+				short_iov->len = left - sum;
+				k++;
+			}
+		} else {
+			k = n < UIO_MAXIOV ? n : UIO_MAXIOV;
+		}
+		long ret = sys6(__NR_pwritev, fd, iov, k, off, 0, 0);
+		if (short_iov)
+			short_iov->len = saved;
 		if (ret == -EINTR)
 			continue;
 		if (ret < 0)
@@ -302,17 +404,40 @@ static long write_pages(int fd, struct parasite_iovec *iov, u64 n, u64 off)
 		if (ret == 0)
 			return -EINVAL;
 		u64 done = (u64)ret;
+		if (sums) {
+			crc = crc_iov(crc, iov, skip ? skip + (iov - first) : NULL, done, sc);
+			begun = 1;
+		}
 		off += done;
 		iov = iov_advance(iov, &n, done);
+		if (sums && off == cut) {
+			*sums++ = ~crc;
+			crc = ~0u;
+			begun = 0;
+			cut += sc->chunk;
+		}
 	}
+	if (begun)
+		*sums = ~crc;
 	return 0;
+}
+
+/* write_stream writes stream s of the command sc. */
+static long write_stream(struct parasite_stream *s, const struct sum_ctx *sc)
+{
+	u32 *sums = sc->chunk && s->sums_off ? (u32 *)(sc->base + s->sums_off) : NULL;
+	const u8 *skip = sums && s->skip_off ? sc->base + s->skip_off : NULL;
+	return write_pages(s->fd, (struct parasite_iovec *)(sc->base + s->iov_off), s->nr_iov, s->file_off, sums,
+			   s->sum_cut, skip, sc);
 }
 
 /* A helper thread's whole life: write one stream, then exit the thread
  * only (exit, not exit_group). */
-static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream *s, struct parasite_iovec *iov)
+static __attribute__((noreturn, used)) void stream_thread(struct parasite_stream *s, const struct sum_ctx *sc)
 {
-	s->ret = (s32)write_pages(s->fd, iov, s->nr_iov, s->file_off);
+	/* sc is on the parasite thread's stack, which outlives every helper
+	 * (write_streams waits for them). */
+	s->ret = (s32)write_stream(s, sc);
 	for (;;)
 		sys1(__NR_exit, 0);
 }
@@ -350,7 +475,7 @@ static long clone_run(u64 flags, u8 *stack_top, s32 *ptid, u32 *ctid, void *fn, 
 	return ret;
 }
 
-/* start_stream_thread runs stream_thread(s, iov) on a new thread of the
+/* start_stream_thread runs stream_thread(s, sc) on a new thread of the
  * process whose stack ends at stack_top, and returns its TID or -errno.
  * It inherits the parasite thread's mask, which blocks every signal (gocr
  * set it), so no handler of the target's ever runs on it; with CLONE_VM
@@ -361,12 +486,12 @@ static long clone_run(u64 flags, u8 *stack_top, s32 *ptid, u32 *ctid, void *fn, 
  * a later dump cannot tell from one holding adjustments
  * (dump/sysvipc.go checkSemUndo). CLONE_THREAD does not need it (man 2
  * clone). */
-static long start_stream_thread(struct parasite_stream *s, struct parasite_iovec *iov, u8 *stack_top)
+static long start_stream_thread(struct parasite_stream *s, const struct sum_ctx *sc, u8 *stack_top)
 {
 	s->running = 1;
 	long ret = clone_run(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 				     CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
-			     stack_top, &s->tid, &s->running, (void *)stream_thread, s, iov);
+			     stack_top, &s->tid, &s->running, (void *)stream_thread, s, (void *)sc);
 	if (ret < 0)
 		s->running = 0;
 	return ret;
@@ -378,30 +503,63 @@ static int iovecs_inside_data(u64 off, u64 n)
 	       n <= (PARASITE_DATA_OFF + PARASITE_DATA_SIZE - off) / sizeof(struct parasite_iovec);
 }
 
-static long write_streams(u8 *base, u64 n)
+/* sums_inside checks a stream's sums array: the most pieces it can have
+ * (a piece per chunk its bytes span, plus one) inside the data area. */
+static int sums_inside(const u8 *base, const struct parasite_stream *s, u64 chunk)
+{
+	const struct parasite_iovec *iov = (const struct parasite_iovec *)(base + s->iov_off);
+	u64 bytes = 0;
+	for (u64 i = 0; i < s->nr_iov; i++) {
+		if (iov[i].len > (1UL << 62) - bytes)
+			return 0;
+		bytes += iov[i].len;
+	}
+	if (s->sum_cut <= s->file_off || s->sum_cut - s->file_off > chunk)
+		return 0;
+	u64 pieces = bytes / chunk + 2;
+	return s->sums_off >= PARASITE_DATA_OFF && s->sums_off % 4 == 0 &&
+	       s->sums_off <= PARASITE_DATA_OFF + PARASITE_DATA_SIZE &&
+	       pieces <= (PARASITE_DATA_OFF + PARASITE_DATA_SIZE - s->sums_off) / 4;
+}
+
+static long write_streams(u8 *base, u64 n, u64 chunk, u64 tables_off, u64 lane)
 {
 	struct parasite_stream *st = (struct parasite_stream *)(base + PARASITE_STREAMS_OFF);
+	struct sum_ctx sc = {.base = base, .chunk = chunk, .lane = lane};
 	if (n == 0 || n > PARASITE_STREAMS_MAX)
 		return -EINVAL;
-	for (u64 i = 0; i < n; i++)
+	if (chunk) {
+		/* Two tables of 4 * 256 u32 inside the data area, lanes of
+		 * whole u64s. */
+		if (lane == 0 || lane % 8 || lane > (1UL << 30) || tables_off < PARASITE_DATA_OFF || tables_off % 4 ||
+		    tables_off > PARASITE_DATA_OFF + PARASITE_DATA_SIZE - 2 * 4096)
+			return -EINVAL;
+		sc.shift1 = (const u32 *)(base + tables_off);
+		sc.shift2 = sc.shift1 + 4 * 256;
+	}
+	for (u64 i = 0; i < n; i++) {
 		if (!iovecs_inside_data(st[i].iov_off, st[i].nr_iov))
 			return -EINVAL;
+		if (chunk && st[i].sums_off && !sums_inside(base, &st[i], chunk))
+			return -EINVAL;
+		if (chunk && st[i].skip_off &&
+		    (st[i].skip_off < PARASITE_DATA_OFF || st[i].skip_off > PARASITE_DATA_OFF + PARASITE_DATA_SIZE ||
+		     st[i].nr_iov > PARASITE_DATA_OFF + PARASITE_DATA_SIZE - st[i].skip_off))
+			return -EINVAL;
+	}
 	for (u64 i = 1; i < n; i++) {
-		struct parasite_iovec *iov = (struct parasite_iovec *)(base + st[i].iov_off);
 		u8 *top = base + PARASITE_HELPER_STACK_OFF + (i + 1) * PARASITE_HELPER_STACK_SIZE;
 		/* No thread to be had (RLIMIT_NPROC, a seccomp filter):
 		 * this thread writes the stream after its own (ret 1 marks
 		 * it; a helper only ever stores 0 or -errno). */
 		st[i].ret = 0;
-		if (start_stream_thread(&st[i], iov, top) < 0)
+		if (start_stream_thread(&st[i], &sc, top) < 0)
 			st[i].ret = 1;
 	}
-	long ret = write_pages(st[0].fd, (struct parasite_iovec *)(base + st[0].iov_off), st[0].nr_iov,
-			       st[0].file_off);
+	long ret = write_stream(&st[0], &sc);
 	for (u64 i = 1; i < n; i++) {
 		if (st[i].ret == 1)
-			st[i].ret = (s32)write_pages(st[i].fd, (struct parasite_iovec *)(base + st[i].iov_off),
-						     st[i].nr_iov, st[i].file_off);
+			st[i].ret = (s32)write_stream(&st[i], &sc);
 		u32 v;
 		while ((v = __atomic_load_n(&st[i].running, __ATOMIC_ACQUIRE)) != 0)
 			futex_wait(&st[i].running, v);
@@ -616,7 +774,7 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 				rcv.fds[rcv.n++] = (s32)ret;
 			break;
 		case PCMD_WRITE_STREAMS:
-			ret = write_streams(base, ctl->args[0]);
+			ret = write_streams(base, ctl->args[0], ctl->args[1], ctl->args[2], ctl->args[3]);
 			break;
 		case PCMD_POSIX_TIMERS:
 			ret = snapshot ? -EINVAL
