@@ -828,9 +828,13 @@ type ProcessAttrs struct {
 	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
 	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
 	// PR_GET_MDWE's flags (man 2 PR_SET_MDWE): memory-deny-write-execute
-	Mdwe          uint32 `protobuf:"varint,50,opt,name=mdwe,proto3" json:"mdwe,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mdwe uint32 `protobuf:"varint,50,opt,name=mdwe,proto3" json:"mdwe,omitempty"`
+	// The MEMBARRIER_CMD_REGISTER_* commands the process made, as
+	// MEMBARRIER_CMD_GET_REGISTRATIONS gives them (man 2 membarrier; Linux
+	// 6.3): each is made again by the restored process.
+	MembarrierRegistrations uint32 `protobuf:"varint,90,opt,name=membarrier_registrations,json=membarrierRegistrations,proto3" json:"membarrier_registrations,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ProcessAttrs) Reset() {
@@ -929,6 +933,13 @@ func (x *ProcessAttrs) GetCgroups() []*Cgroup {
 func (x *ProcessAttrs) GetMdwe() uint32 {
 	if x != nil {
 		return x.Mdwe
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMembarrierRegistrations() uint32 {
+	if x != nil {
+		return x.MembarrierRegistrations
 	}
 	return 0
 }
@@ -6725,7 +6736,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\x12.\n" +
 	"\x13shares_parent_files\x18e \x01(\bR\x11sharesParentFiles\x12(\n" +
 	"\x10shares_parent_fs\x18f \x01(\bR\x0esharesParentFsB\x0e\n" +
-	"\f_exit_signal\"\xf6\x02\n" +
+	"\f_exit_signal\"\xb1\x03\n" +
 	"\fProcessAttrs\x12\"\n" +
 	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
 	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
@@ -6738,7 +6749,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"futexSlots\x12\x1a\n" +
 	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
 	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\x12\x12\n" +
-	"\x04mdwe\x182 \x01(\rR\x04mdwe\">\n" +
+	"\x04mdwe\x182 \x01(\rR\x04mdwe\x129\n" +
+	"\x18membarrier_registrations\x18Z \x01(\rR\x17membarrierRegistrations\">\n" +
 	"\x06Cgroup\x12 \n" +
 	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +

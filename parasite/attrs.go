@@ -27,7 +27,8 @@ const (
 	atMceKill        = 232
 	atL1dFlush       = 240
 	atMdwe           = 248
-	atSize           = 256
+	atMembarrier     = 256
+	atSize           = 264
 )
 
 // ThreadAttrs is what only a thread can read of itself besides its
@@ -58,6 +59,9 @@ type Attrs struct {
 	// MempolicyNodes is its nodemask, bit n for node n.
 	MempolicyNodes [nodeWords]uint64
 	Mdwe           int64 // PR_GET_MDWE
+	// Membarrier is membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): the
+	// MEMBARRIER_CMD_REGISTER_* commands the process made.
+	Membarrier int64
 	Thread         ThreadAttrs
 }
 
@@ -72,7 +76,7 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	i64 := func(off int) int64 { return int64(le.Uint64(b[off:])) }
 	a := &Attrs{
 		ThpDisable: i64(atThpDisable), MemoryMerge: i64(atMemoryMerge), FutexSlots: i64(atFutexSlots),
-		UserSession: i64(atUserSession), Mdwe: i64(atMdwe), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
+		UserSession: i64(atUserSession), Mdwe: i64(atMdwe), Membarrier: i64(atMembarrier), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
 		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush),
 			ThreadKeyring: i64(atKeyrings)},
 	}

@@ -135,6 +135,7 @@ static long dump_state(struct parasite_state *st)
 #define __NR_arch_prctl 158
 #define __NR_keyctl 250
 #define __NR_get_mempolicy 239
+#define __NR_membarrier 324
 #define PR_GET_TIMERSLACK 30
 #define PR_GET_TSC 25
 #define PR_MCE_KILL_GET 34
@@ -151,6 +152,8 @@ static long dump_state(struct parasite_state *st)
 #define KEY_SPEC_PROCESS_KEYRING -2
 #define KEY_SPEC_SESSION_KEYRING -3
 #define KEY_SPEC_USER_SESSION_KEYRING -5
+/* include/uapi/linux/membarrier.h (Linux 6.3) */
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)
 
 /* Each is recorded as the call returned it; gocr decides what a missing
  * call (-EINVAL, -ENOSYS) means. get_mempolicy wants maxnode at least the
@@ -176,6 +179,10 @@ static long dump_attrs(struct parasite_attrs *at)
 	at->l1d_flush = sys2(__NR_prctl, PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH);
 	/* Every other argument must be 0 (kernel/sys.c prctl_get_mdwe). */
 	at->mdwe = sys5(__NR_prctl, PR_GET_MDWE, 0, 0, 0, 0);
+	/* The registrations are the mm's (kernel/sched/membarrier.c
+	 * membarrier_get_registrations): only a thread of the process can
+	 * ask. */
+	at->membarrier = sys3(__NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
 	return 0;
 }
 
