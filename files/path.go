@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +26,9 @@ func init() { register(pathKind{}) }
 func (pathKind) Name() string { return "path" }
 
 func (pathKind) Match(e *Entry) bool {
+	if procFileGone(e) {
+		return true // refused by Dump, naming its process
+	}
 	if isMqueue(e) {
 		return false // a POSIX message queue, never reopened by its path
 	}
@@ -64,22 +66,16 @@ func (pathKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	case unix.S_IFCHR:
 		t = gocrpb.PathFd_CHARDEV
 	}
-	fd.Kind = &gocrpb.Fd_Path{Path: &gocrpb.PathFd{Type: t, ProcPid: procPid(e.Target)}}
+	pf := &gocrpb.PathFd{Type: t, ProcPid: procPid(GhostPath(e.Target))}
+	if pf.ProcPid != 0 {
+		start, err := checkProcAlive(e)
+		if err != nil {
+			return err
+		}
+		pf.ProcStartTime = start
+	}
+	fd.Kind = &gocrpb.Fd_Path{Path: pf}
 	return nil
-}
-
-// procPid is the PID of a path under /proc/PID/, or 0.
-func procPid(path string) int32 {
-	rest, ok := strings.CutPrefix(path, "/proc/")
-	if !ok {
-		return 0
-	}
-	num, _, _ := strings.Cut(rest, "/")
-	n, err := strconv.ParseInt(num, 10, 32)
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return int32(n)
 }
 
 // openFlags are the dumped flags minus those that only act when a file

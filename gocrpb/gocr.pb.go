@@ -3632,7 +3632,12 @@ type PathFd struct {
 	// For a file under /proc/PID/ (or /proc/PID/task/TID/): that PID. It
 	// may be a process of the dump, which only exists once the restore
 	// created it, so the restored process opens the path itself.
-	ProcPid       int32 `protobuf:"varint,2,opt,name=proc_pid,json=procPid,proto3" json:"proc_pid,omitempty"`
+	ProcPid int32 `protobuf:"varint,2,opt,name=proc_pid,json=procPid,proto3" json:"proc_pid,omitempty"`
+	// With proc_pid: when the process (or, under /proc/PID/task/TID/, the
+	// thread) whose /proc file it is started, in clock ticks since boot
+	// (/proc/PID/stat field 22). A restore reopens the file of a process
+	// outside the dump only while that PID is still this process's.
+	ProcStartTime uint64 `protobuf:"varint,42,opt,name=proc_start_time,json=procStartTime,proto3" json:"proc_start_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3677,6 +3682,13 @@ func (x *PathFd) GetType() PathFd_Type {
 func (x *PathFd) GetProcPid() int32 {
 	if x != nil {
 		return x.ProcPid
+	}
+	return 0
+}
+
+func (x *PathFd) GetProcStartTime() uint64 {
+	if x != nil {
+		return x.ProcStartTime
 	}
 	return 0
 }
@@ -7001,10 +7013,11 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\t\n" +
 	"\x05FLOCK\x10\x01\x12\a\n" +
 	"\x03OFD\x10\x02\x12\t\n" +
-	"\x05POSIX\x10\x03\"\x9b\x01\n" +
+	"\x05POSIX\x10\x03\"\xc3\x01\n" +
 	"\x06PathFd\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\x12\x19\n" +
-	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\"L\n" +
+	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\x12&\n" +
+	"\x0fproc_start_time\x18* \x01(\x04R\rprocStartTime\"L\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\v\n" +
 	"\aREGULAR\x10\x01\x12\r\n" +

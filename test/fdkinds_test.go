@@ -3,7 +3,10 @@
 package test
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gocr/gocr/proc"
@@ -127,6 +130,40 @@ func TestPathFds(t *testing.T) {
 	needsRoot(t)
 	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir()}})
 	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
+// TestProcFdOutside: an fd on /proc/PID/status of a process outside the
+// dump comes back on that process's file while it lives (pathfds.c
+// OUTSIDE); once it has ended, the restore refuses in one line naming the
+// fd, before any process is made: the path would open the file of
+// whatever process has the PID by then, or none.
+func TestProcFdOutside(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	t.Run("alive", func(t *testing.T) {
+		outside := startTarget(t, "sleeper")
+		tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir(), strconv.Itoa(outside.pid)}})
+		checkResult(t, tg, checkpointRestoreTree(t, tg))
+	})
+	t.Run("ended", func(t *testing.T) {
+		outside := startTarget(t, "sleeper")
+		tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir(), strconv.Itoa(outside.pid)}})
+		pids := trackTree(t, tg.pid)
+		dir := t.TempDir()
+		dump(t, tg.pid, dir)
+		tg.waitDead(t, "a dump without --leave-running")
+		waitAllGone(t, pids, "the dump")
+		outside.killOriginal(t)
+		r := runGocr(t, nil, "restore", "-D", dir, "-d")
+		// Another process may have taken the PID meanwhile: "has
+		// ended since the dump: another process has its PID now".
+		assertRefused(t, r, []string{fmt.Sprintf("/proc/%d/status", outside.pid), "outside the dump", "has ended since the dump"}, nil)
+		for _, pid := range pids {
+			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "pathfds" {
+				t.Errorf("pid %d runs pathfds after the refused restore", pid)
+			}
+		}
+	})
 }
 
 // TestEpollShared: an epoll instance shared by dup and by fork gets its
