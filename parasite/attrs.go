@@ -62,7 +62,7 @@ type Attrs struct {
 	// Membarrier is membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): the
 	// MEMBARRIER_CMD_REGISTER_* commands the process made.
 	Membarrier int64
-	Thread         ThreadAttrs
+	Thread     ThreadAttrs
 }
 
 // Attrs reads the process's Attrs in the parasite's thread.
