@@ -68,11 +68,11 @@ func (pathKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	}
 	pf := &gocrpb.PathFd{Type: t, ProcPid: procPid(GhostPath(e.Target))}
 	if pf.ProcPid != 0 {
-		start, err := checkProcAlive(e)
+		start, thread, err := checkProcAlive(e)
 		if err != nil {
 			return err
 		}
-		pf.ProcStartTime = start
+		pf.ProcStartTime, pf.ProcThreadOf = start, thread
 	}
 	fd.Kind = &gocrpb.Fd_Path{Path: pf}
 	return nil
@@ -90,8 +90,14 @@ func openFlags(fd *gocrpb.Fd) int {
 // description with another process's fd (inherited across fork): each
 // process reopens its own (Finish), so the two would come back as two
 // descriptions, their offset no longer shared (man 2 fork, man 2 open).
-func (pathKind) Link(refs []Ref, _ LinkOptions) error {
+func (pathKind) Link(refs []Ref, opts LinkOptions) error {
 	for _, r := range refs {
+		if p := r.Fd.GetPath().GetProcThreadOf(); p != 0 && opts.dumped[int(p)] {
+			// The process opens it before it makes its threads
+			// (restorer.c restore_fds, then create_threads).
+			return fmt.Errorf("pid %d fd %d (%s): a /proc file of a thread of pid %d, which a restore would open before the thread exists: not supported",
+				r.Pid, r.Fd.Fd, r.Fd.Description, p)
+		}
 		if r.Fd.GetPath().GetProcPid() != 0 && r.Fd.SharedWith >= 0 && int(r.Fd.SharedPid) != r.Pid {
 			return fmt.Errorf("pid %d fd %d (%s): shares its open file description with pid %d's fd %d, which a restore reopens in each process apart: not supported",
 				r.Pid, r.Fd.Fd, r.Fd.Description, r.Fd.SharedPid, r.Fd.SharedWith)

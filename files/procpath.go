@@ -5,6 +5,7 @@ package files
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,26 @@ func ownerName(owner string) string {
 	return "process " + pid
 }
 
+// threadOf is the process of the thread whose /proc directory owner is,
+// /proc/TID or /proc/PID/task/TID under root, when that is not its
+// process's leader; 0 for a leader. /proc/TID/status names the thread's
+// process (Tgid, man 5 proc_pid_status).
+func threadOf(root, owner string) (int32, error) {
+	f, err := os.Open(root + owner + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := proc.ParseStatus(f)
+	if err != nil {
+		return 0, fmt.Errorf("%s/status: %w", owner, err)
+	}
+	if st.Tgid == st.Pid {
+		return 0, nil
+	}
+	return int32(st.Tgid), nil
+}
+
 // checkProcAlive refuses an fd on a /proc file of a process (or thread)
 // that has ended, whether in the dump or not: the file is gone with it
 // (a read gives ESRCH), and a restore that opened its path again would
@@ -64,36 +85,44 @@ func ownerName(owner string) string {
 // process lives: the same device and inode. It returns the process's
 // start time (/proc/PID/stat field 22, man 5 proc_pid_stat), read before
 // that check, so that it is the start time of the process the fd's file
-// belongs to. The path is looked up from the process's root, in its
+// belongs to, and, for a thread's file, the thread's process
+// (threadOf). The path is looked up from the process's root, in its
 // mount namespace: its /proc may be another PID namespace's.
-func checkProcAlive(e *Entry) (uint64, error) {
+func checkProcAlive(e *Entry) (start uint64, thread int32, err error) {
 	path := GhostPath(e.Target)
 	owner := procOwner(path)
 	gone := fmt.Errorf("%s has ended since the fd was opened: its /proc files are gone, and a restore would open those of whatever process has its PID by then, or none", ownerName(owner))
 	if e.Deleted() {
-		return 0, gone
+		return 0, 0, gone
 	}
 	root := fmt.Sprintf("/proc/%d/root", e.Pid)
-	b, err := proc.ReadAll(root + owner + "/stat")
+	thread, err = threadOf(root, owner)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
-		return 0, gone
+		return 0, 0, gone
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	b, err := proc.ReadAll(root + owner + "/stat")
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return 0, 0, gone
+	}
+	if err != nil {
+		return 0, 0, err
 	}
 	st, err := proc.ParseStat(b)
 	if err != nil {
-		return 0, fmt.Errorf("%s/stat: %w", owner, err)
+		return 0, 0, fmt.Errorf("%s/stat: %w", owner, err)
 	}
 	var now unix.Stat_t
 	err = unix.Lstat(root+path, &now)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || (err == nil && (now.Dev != e.Stat.Dev || now.Ino != e.Stat.Ino)) {
-		return 0, gone
+		return 0, 0, gone
 	}
 	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", path, err)
+		return 0, 0, fmt.Errorf("stat %s: %w", path, err)
 	}
-	return st.StartTime, nil
+	return st.StartTime, thread, nil
 }
 
 // CheckOutsideProc refuses, at a restore in gocr's PID namespace, an fd

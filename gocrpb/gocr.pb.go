@@ -3638,6 +3638,10 @@ type PathFd struct {
 	// (/proc/PID/stat field 22). A restore reopens the file of a process
 	// outside the dump only while that PID is still this process's.
 	ProcStartTime uint64 `protobuf:"varint,42,opt,name=proc_start_time,json=procStartTime,proto3" json:"proc_start_time,omitempty"`
+	// With proc_pid: for a file of a thread other than its process's
+	// leader (/proc/TID/ or /proc/PID/task/TID/), that thread's process
+	// (Tgid); 0 for a process's own.
+	ProcThreadOf  int32 `protobuf:"varint,43,opt,name=proc_thread_of,json=procThreadOf,proto3" json:"proc_thread_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3689,6 +3693,13 @@ func (x *PathFd) GetProcPid() int32 {
 func (x *PathFd) GetProcStartTime() uint64 {
 	if x != nil {
 		return x.ProcStartTime
+	}
+	return 0
+}
+
+func (x *PathFd) GetProcThreadOf() int32 {
+	if x != nil {
+		return x.ProcThreadOf
 	}
 	return 0
 }
@@ -7013,11 +7024,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\t\n" +
 	"\x05FLOCK\x10\x01\x12\a\n" +
 	"\x03OFD\x10\x02\x12\t\n" +
-	"\x05POSIX\x10\x03\"\xc3\x01\n" +
+	"\x05POSIX\x10\x03\"\xe9\x01\n" +
 	"\x06PathFd\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\x12\x19\n" +
 	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\x12&\n" +
-	"\x0fproc_start_time\x18* \x01(\x04R\rprocStartTime\"L\n" +
+	"\x0fproc_start_time\x18* \x01(\x04R\rprocStartTime\x12$\n" +
+	"\x0eproc_thread_of\x18+ \x01(\x05R\fprocThreadOf\"L\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\v\n" +
 	"\aREGULAR\x10\x01\x12\r\n" +

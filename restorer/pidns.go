@@ -78,13 +78,13 @@ func choosePidns(ctx context.Context, mode string, inv *gocrpb.Inventory, procs 
 // 1); otherwise, one whose process has ended since the dump
 // (files.CheckOutsideProc).
 func checkProcPaths(procs []*proc, pidns bool, inv *gocrpb.Inventory) error {
+	// /proc/TID/ of a thread names it as well as /proc/PID/task/TID/.
 	in := map[int32]bool{}
 	for _, pr := range procs {
 		in[pr.task.Pid] = true
-	}
-	boot, err := procfs.BootID()
-	if err != nil {
-		return err
+		for _, th := range pr.task.Threads {
+			in[th.Tid] = true
+		}
 	}
 	for _, pr := range procs {
 		for _, fd := range pr.files.GetFds() {
@@ -94,6 +94,10 @@ func checkProcPaths(procs []*proc, pidns bool, inv *gocrpb.Inventory) error {
 			}
 			if pidns {
 				return fmt.Errorf("restore pid %d: fd %d is %s, of a process outside the dump, which a new PID namespace does not have", pr.task.Pid, fd.Fd, fd.File.GetPath())
+			}
+			boot, err := procfs.BootID()
+			if err != nil {
+				return err
 			}
 			if err := files.CheckOutsideProc(fd, inv.GetBootId() == boot); err != nil {
 				return fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)

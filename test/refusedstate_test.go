@@ -46,6 +46,8 @@ func TestRefusedState(t *testing.T) {
 		{mode: "proc-shared", want: []string{"/stat", "shares its open file description with pid"}},
 		{mode: "proc-ended", arg: "file", want: []string{"fd 3 (/proc/", "/stat)", "has ended since the fd was opened"}},
 		{mode: "proc-ended", arg: "dir", want: []string{"fd 3 (/proc/", "(deleted)", "has ended since the fd was opened"}},
+		{mode: "proc-thread", arg: "tid", want: []string{"fd 3 (/proc/", "/status)", "a /proc file of a thread of pid", "before the thread exists"}},
+		{mode: "proc-thread", arg: "task", want: []string{"fd 3 (/proc/", "/task/", "a /proc file of a thread of pid", "before the thread exists"}},
 		{mode: "lease", want: []string{"fd 3", "/tmp/gocr-refusedstate-lease-", "LEASE"}},
 		{mode: "fdkind", arg: "pidfd", probe: func() (int, error) { return unix.PidfdOpen(os.Getpid(), 0) },
 			want: []string{"fd 3 (anon_inode:[pidfd])", "not supported"}},
@@ -74,7 +76,7 @@ func TestRefusedState(t *testing.T) {
 		switch c.mode {
 		case "fdkind":
 			name = c.arg
-		case "pty", "proc-ended":
+		case "pty", "proc-ended", "proc-thread":
 			name = c.mode + "-" + c.arg
 		}
 		t.Run(name, func(t *testing.T) {

@@ -32,6 +32,8 @@
  *   lease          a read lease on a file of its own (F_SETLEASE)
  *   proc-ended KIND  a /proc file of a child it has reaped since: file
  *                  (/proc/CHILD/stat, read part way) or dir (/proc/CHILD)
+ *   proc-thread KIND  a /proc file of its second thread: tid
+ *                  (/proc/TID/status) or task (/proc/PID/task/TID/status)
  *   fdkind KIND    an fd of a kind gocr does not restore: pidfd,
  *                  userfaultfd, fanotify or perf_event
  *   pty KIND       a pseudo-terminal, both ends its own, with state gocr
@@ -589,6 +591,48 @@ static void run_proc_ended(const char *kind)
 	tgt_pass();
 }
 
+static int proc_thread_tid;
+
+static void *proc_thread_main(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&proc_thread_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* The thread's /proc file still shows it after the failed dump. */
+static void run_proc_thread(const char *kind)
+{
+	pthread_t th;
+	int err = pthread_create(&th, NULL, proc_thread_main, NULL);
+	if (err)
+		tgt_fail("pthread_create: %s", strerror(err));
+	while (!__atomic_load_n(&proc_thread_tid, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	char path[64], buf[4096], want[64];
+	if (strcmp(kind, "task") == 0)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)getpid(), proc_thread_tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/status", proc_thread_tid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	snprintf(want, sizeof(want), "\nPid:\t%d\n", proc_thread_tid);
+	if (!strstr(buf, want))
+		tgt_fail("%s is not of thread %d:\n%s", path, proc_thread_tid, buf);
+	tgt_pass();
+}
+
 /* A lease is kept with the file open: the target checks it still holds
  * it after the refused dump (man 2 fcntl, "Leases"). */
 static void run_lease(void)
@@ -834,6 +878,8 @@ int main(int argc, char **argv)
 		run_lease();
 	else if (strcmp(mode, "proc-ended") == 0 && argc > 3)
 		run_proc_ended(argv[3]);
+	else if (strcmp(mode, "proc-thread") == 0 && argc > 3)
+		run_proc_thread(argv[3]);
 	else if (strcmp(mode, "fdkind") == 0 && argc > 3)
 		run_fdkind(argv[3]);
 	else if (strcmp(mode, "pty") == 0 && argc > 3)
