@@ -273,15 +273,21 @@ const (
 // membarrierRegistrations checks what MEMBARRIER_CMD_GET_REGISTRATIONS
 // returned: the registration commands the process made, which the
 // restored process makes again (restorer/attrs.go). A kernel before 6.3
-// does not have the command (EINVAL) and shows the registrations nowhere
-// else (kernel/sched/membarrier.c keeps them in the mm), so they are
-// unseen there: refusing would refuse every job (docs/STATE.md). ENOSYS:
-// a kernel without membarrier (CONFIG_MEMBARRIER), where none is made.
-func membarrierRegistrations(ret int64) (uint32, error) {
+// does not have the command (EINVAL): there the parasite found the
+// private registrations by trying their commands (probed), and a
+// GLOBAL_EXPEDITED one is shown nowhere (kernel/sched/membarrier.c keeps
+// it in the mm; its command works without it), so it is unseen there:
+// refusing would refuse every job (docs/STATE.md). ENOSYS: a kernel
+// without membarrier (CONFIG_MEMBARRIER), where none is made.
+func membarrierRegistrations(ret, probed int64) (uint32, error) {
 	const known = membarrierRegisterGlobalExpedited | membarrierRegisterPrivateExpedited |
 		membarrierRegisterPrivateExpeditedSyncCore | membarrierRegisterPrivateExpeditedRseq
+	const private = membarrierRegisterPrivateExpedited | membarrierRegisterPrivateExpeditedSyncCore |
+		membarrierRegisterPrivateExpeditedRseq
 	switch {
-	case ret == -int64(unix.EINVAL) || ret == -int64(unix.ENOSYS):
+	case ret == -int64(unix.EINVAL):
+		return uint32(probed & private), nil
+	case ret == -int64(unix.ENOSYS):
 		return 0, nil
 	case ret < 0:
 		return 0, fmt.Errorf("membarrier MEMBARRIER_CMD_GET_REGISTRATIONS: %w", unix.Errno(-ret))
@@ -311,7 +317,7 @@ func parasiteAttrs(p *parasite.Parasite, pid int, task *gocrpb.Task) error {
 	if a.Mdwe, err = mdwe(pa.Mdwe); err != nil {
 		return err
 	}
-	if a.MembarrierRegistrations, err = membarrierRegistrations(pa.Membarrier); err != nil {
+	if a.MembarrierRegistrations, err = membarrierRegistrations(pa.Membarrier, pa.MembarrierProbed); err != nil {
 		return err
 	}
 	// EINVAL: a kernel without KSM (kernel/sys.c).
