@@ -262,6 +262,41 @@ func mdwe(ret int64) (uint32, error) {
 	return uint32(ret), nil
 }
 
+// The registration commands of membarrier(2) (include/uapi/linux/membarrier.h).
+const (
+	membarrierRegisterGlobalExpedited          = 1 << 2
+	membarrierRegisterPrivateExpedited         = 1 << 4
+	membarrierRegisterPrivateExpeditedSyncCore = 1 << 6
+	membarrierRegisterPrivateExpeditedRseq     = 1 << 8
+)
+
+// membarrierRegistrations checks what MEMBARRIER_CMD_GET_REGISTRATIONS
+// returned: the registration commands the process made, which the
+// restored process makes again (restorer/attrs.go). A kernel before 6.3
+// does not have the command (EINVAL): there the parasite found the
+// private registrations by trying their commands (probed), and a
+// GLOBAL_EXPEDITED one is shown nowhere (kernel/sched/membarrier.c keeps
+// it in the mm; its command works without it), so it is unseen there:
+// refusing would refuse every job (docs/STATE.md). ENOSYS: a kernel
+// without membarrier (CONFIG_MEMBARRIER), where none is made.
+func membarrierRegistrations(ret, probed int64) (uint32, error) {
+	const known = membarrierRegisterGlobalExpedited | membarrierRegisterPrivateExpedited |
+		membarrierRegisterPrivateExpeditedSyncCore | membarrierRegisterPrivateExpeditedRseq
+	const private = membarrierRegisterPrivateExpedited | membarrierRegisterPrivateExpeditedSyncCore |
+		membarrierRegisterPrivateExpeditedRseq
+	switch {
+	case ret == -int64(unix.EINVAL):
+		return uint32(probed & private), nil
+	case ret == -int64(unix.ENOSYS):
+		return 0, nil
+	case ret < 0:
+		return 0, fmt.Errorf("membarrier MEMBARRIER_CMD_GET_REGISTRATIONS: %w", unix.Errno(-ret))
+	case ret&^known != 0:
+		return 0, fmt.Errorf("membarrier registrations %#x, which gocr does not know", ret)
+	}
+	return uint32(ret), nil
+}
+
 // parasiteAttrs reads what only the process can tell of itself, and
 // the parasite thread's (the leader's) ThreadAttrs. Only once the
 // parasite's region is mapped does it show whether new mappings are
@@ -280,6 +315,9 @@ func parasiteAttrs(p *parasite.Parasite, pid int, task *gocrpb.Task) error {
 	}
 	a.ThpDisable = uint32(pa.ThpDisable)
 	if a.Mdwe, err = mdwe(pa.Mdwe); err != nil {
+		return err
+	}
+	if a.MembarrierRegistrations, err = membarrierRegistrations(pa.Membarrier, pa.MembarrierProbed); err != nil {
 		return err
 	}
 	// EINVAL: a kernel without KSM (kernel/sys.c).

@@ -32,7 +32,7 @@ func (ghostKind) Name() string { return "ghost" }
 
 func (ghostKind) Match(e *Entry) bool {
 	return e.Type() == unix.S_IFREG && e.Deleted() && strings.HasPrefix(e.Target, "/") &&
-		!IsMemfdPath(e.Target) && !isMqueue(e)
+		!IsMemfdPath(e.Target) && !isMqueue(e) && !procFileGone(e)
 }
 
 func (ghostKind) Dump(e *Entry, fd *gocrpb.Fd) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +26,9 @@ func init() { register(pathKind{}) }
 func (pathKind) Name() string { return "path" }
 
 func (pathKind) Match(e *Entry) bool {
+	if procFileGone(e) {
+		return true // refused by Dump, naming its process
+	}
 	if isMqueue(e) {
 		return false // a POSIX message queue, never reopened by its path
 	}
@@ -64,22 +66,16 @@ func (pathKind) Dump(e *Entry, fd *gocrpb.Fd) error {
 	case unix.S_IFCHR:
 		t = gocrpb.PathFd_CHARDEV
 	}
-	fd.Kind = &gocrpb.Fd_Path{Path: &gocrpb.PathFd{Type: t, ProcPid: procPid(e.Target)}}
+	pf := &gocrpb.PathFd{Type: t, ProcPid: procPid(GhostPath(e.Target))}
+	if pf.ProcPid != 0 {
+		start, thread, err := checkProcAlive(e)
+		if err != nil {
+			return err
+		}
+		pf.ProcStartTime, pf.ProcThreadOf = start, thread
+	}
+	fd.Kind = &gocrpb.Fd_Path{Path: pf}
 	return nil
-}
-
-// procPid is the PID of a path under /proc/PID/, or 0.
-func procPid(path string) int32 {
-	rest, ok := strings.CutPrefix(path, "/proc/")
-	if !ok {
-		return 0
-	}
-	num, _, _ := strings.Cut(rest, "/")
-	n, err := strconv.ParseInt(num, 10, 32)
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return int32(n)
 }
 
 // openFlags are the dumped flags minus those that only act when a file
@@ -94,8 +90,14 @@ func openFlags(fd *gocrpb.Fd) int {
 // description with another process's fd (inherited across fork): each
 // process reopens its own (Finish), so the two would come back as two
 // descriptions, their offset no longer shared (man 2 fork, man 2 open).
-func (pathKind) Link(refs []Ref, _ LinkOptions) error {
+func (pathKind) Link(refs []Ref, opts LinkOptions) error {
 	for _, r := range refs {
+		if p := r.Fd.GetPath().GetProcThreadOf(); p != 0 && opts.dumped[int(p)] {
+			// The process opens it before it makes its threads
+			// (restorer.c restore_fds, then create_threads).
+			return fmt.Errorf("pid %d fd %d (%s): a /proc file of a thread of pid %d, which a restore would open before the thread exists: not supported",
+				r.Pid, r.Fd.Fd, r.Fd.Description, p)
+		}
 		if r.Fd.GetPath().GetProcPid() != 0 && r.Fd.SharedWith >= 0 && int(r.Fd.SharedPid) != r.Pid {
 			return fmt.Errorf("pid %d fd %d (%s): shares its open file description with pid %d's fd %d, which a restore reopens in each process apart: not supported",
 				r.Pid, r.Fd.Fd, r.Fd.Description, r.Fd.SharedPid, r.Fd.SharedWith)

@@ -828,9 +828,13 @@ type ProcessAttrs struct {
 	Mlockall       uint32                 `protobuf:"varint,8,opt,name=mlockall,proto3" json:"mlockall,omitempty"`                                   // MCL_FUTURE, with MCL_ONFAULT: what mlockall(2) locks new mappings with
 	Cgroups        []*Cgroup              `protobuf:"bytes,9,rep,name=cgroups,proto3" json:"cgroups,omitempty"`                                      // /proc/PID/cgroup, one per hierarchy
 	// PR_GET_MDWE's flags (man 2 PR_SET_MDWE): memory-deny-write-execute
-	Mdwe          uint32 `protobuf:"varint,50,opt,name=mdwe,proto3" json:"mdwe,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mdwe uint32 `protobuf:"varint,50,opt,name=mdwe,proto3" json:"mdwe,omitempty"`
+	// The MEMBARRIER_CMD_REGISTER_* commands the process made, as
+	// MEMBARRIER_CMD_GET_REGISTRATIONS gives them (man 2 membarrier; Linux
+	// 6.3): each is made again by the restored process.
+	MembarrierRegistrations uint32 `protobuf:"varint,90,opt,name=membarrier_registrations,json=membarrierRegistrations,proto3" json:"membarrier_registrations,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ProcessAttrs) Reset() {
@@ -929,6 +933,13 @@ func (x *ProcessAttrs) GetCgroups() []*Cgroup {
 func (x *ProcessAttrs) GetMdwe() uint32 {
 	if x != nil {
 		return x.Mdwe
+	}
+	return 0
+}
+
+func (x *ProcessAttrs) GetMembarrierRegistrations() uint32 {
+	if x != nil {
+		return x.MembarrierRegistrations
 	}
 	return 0
 }
@@ -3621,7 +3632,16 @@ type PathFd struct {
 	// For a file under /proc/PID/ (or /proc/PID/task/TID/): that PID. It
 	// may be a process of the dump, which only exists once the restore
 	// created it, so the restored process opens the path itself.
-	ProcPid       int32 `protobuf:"varint,2,opt,name=proc_pid,json=procPid,proto3" json:"proc_pid,omitempty"`
+	ProcPid int32 `protobuf:"varint,2,opt,name=proc_pid,json=procPid,proto3" json:"proc_pid,omitempty"`
+	// With proc_pid: when the process (or, under /proc/PID/task/TID/, the
+	// thread) whose /proc file it is started, in clock ticks since boot
+	// (/proc/PID/stat field 22). A restore reopens the file of a process
+	// outside the dump only while that PID is still this process's.
+	ProcStartTime uint64 `protobuf:"varint,42,opt,name=proc_start_time,json=procStartTime,proto3" json:"proc_start_time,omitempty"`
+	// With proc_pid: for a file of a thread other than its process's
+	// leader (/proc/TID/ or /proc/PID/task/TID/), that thread's process
+	// (Tgid); 0 for a process's own.
+	ProcThreadOf  int32 `protobuf:"varint,43,opt,name=proc_thread_of,json=procThreadOf,proto3" json:"proc_thread_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3666,6 +3686,20 @@ func (x *PathFd) GetType() PathFd_Type {
 func (x *PathFd) GetProcPid() int32 {
 	if x != nil {
 		return x.ProcPid
+	}
+	return 0
+}
+
+func (x *PathFd) GetProcStartTime() uint64 {
+	if x != nil {
+		return x.ProcStartTime
+	}
+	return 0
+}
+
+func (x *PathFd) GetProcThreadOf() int32 {
+	if x != nil {
+		return x.ProcThreadOf
 	}
 	return 0
 }
@@ -6725,7 +6759,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x05attrs\x18= \x01(\v2\x15.gocr.v1.ProcessAttrsR\x05attrs\x12.\n" +
 	"\x13shares_parent_files\x18e \x01(\bR\x11sharesParentFiles\x12(\n" +
 	"\x10shares_parent_fs\x18f \x01(\bR\x0esharesParentFsB\x0e\n" +
-	"\f_exit_signal\"\xf6\x02\n" +
+	"\f_exit_signal\"\xb1\x03\n" +
 	"\fProcessAttrs\x12\"\n" +
 	"\room_score_adj\x18\x01 \x01(\x05R\voomScoreAdj\x12'\n" +
 	"\x0fcoredump_filter\x18\x02 \x01(\rR\x0ecoredumpFilter\x120\n" +
@@ -6738,7 +6772,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"futexSlots\x12\x1a\n" +
 	"\bmlockall\x18\b \x01(\rR\bmlockall\x12)\n" +
 	"\acgroups\x18\t \x03(\v2\x0f.gocr.v1.CgroupR\acgroups\x12\x12\n" +
-	"\x04mdwe\x182 \x01(\rR\x04mdwe\">\n" +
+	"\x04mdwe\x182 \x01(\rR\x04mdwe\x129\n" +
+	"\x18membarrier_registrations\x18Z \x01(\rR\x17membarrierRegistrations\">\n" +
 	"\x06Cgroup\x12 \n" +
 	"\vcontrollers\x18\x01 \x01(\tR\vcontrollers\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"\x1f\n" +
@@ -6989,10 +7024,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\t\n" +
 	"\x05FLOCK\x10\x01\x12\a\n" +
 	"\x03OFD\x10\x02\x12\t\n" +
-	"\x05POSIX\x10\x03\"\x9b\x01\n" +
+	"\x05POSIX\x10\x03\"\xe9\x01\n" +
 	"\x06PathFd\x12(\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x14.gocr.v1.PathFd.TypeR\x04type\x12\x19\n" +
-	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\"L\n" +
+	"\bproc_pid\x18\x02 \x01(\x05R\aprocPid\x12&\n" +
+	"\x0fproc_start_time\x18* \x01(\x04R\rprocStartTime\x12$\n" +
+	"\x0eproc_thread_of\x18+ \x01(\x05R\fprocThreadOf\"L\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\v\n" +
 	"\aREGULAR\x10\x01\x12\r\n" +

@@ -118,7 +118,8 @@ var abiLayout = map[string]uint64{
 	"parasite_attrs.user_session": atUserSession, "parasite_attrs.mempolicy_ret": atMempolicyRet,
 	"parasite_attrs.mempolicy_mode": atMempolicyMode, "parasite_attrs.mempolicy_nodes": atMempolicyNodes,
 	"parasite_attrs.timer_slack": atTimerSlack, "parasite_attrs.tsc_ret": atTscRet,
-	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "parasite_attrs.l1d_flush": atL1dFlush, "parasite_attrs.mdwe": atMdwe, "sizeof parasite_attrs": atSize,
+	"parasite_attrs.tsc": atTsc, "parasite_attrs.cpuid": atCpuid, "parasite_attrs.mce_kill": atMceKill, "parasite_attrs.l1d_flush": atL1dFlush, "parasite_attrs.mdwe": atMdwe,
+	"parasite_attrs.membarrier": atMembarrier, "parasite_attrs.membarrier_probed": atMembarrierProb, "sizeof parasite_attrs": atSize,
 }
 
 // TestDefinesMatchC checks every #define of c/abi.h against abiDefines,

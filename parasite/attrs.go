@@ -27,7 +27,9 @@ const (
 	atMceKill        = 232
 	atL1dFlush       = 240
 	atMdwe           = 248
-	atSize           = 256
+	atMembarrier     = 256
+	atMembarrierProb = 264
+	atSize           = 272
 )
 
 // ThreadAttrs is what only a thread can read of itself besides its
@@ -58,7 +60,15 @@ type Attrs struct {
 	// MempolicyNodes is its nodemask, bit n for node n.
 	MempolicyNodes [nodeWords]uint64
 	Mdwe           int64 // PR_GET_MDWE
-	Thread         ThreadAttrs
+	// Membarrier is membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): the
+	// MEMBARRIER_CMD_REGISTER_* commands the process made.
+	Membarrier int64
+	// MembarrierProbed, where that gave EINVAL (a kernel before 6.3):
+	// the MEMBARRIER_CMD_REGISTER_* bits of the private expedited
+	// commands that worked in the process (one not registered for
+	// fails with EPERM).
+	MembarrierProbed int64
+	Thread           ThreadAttrs
 }
 
 // Attrs reads the process's Attrs in the parasite's thread.
@@ -72,7 +82,7 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	i64 := func(off int) int64 { return int64(le.Uint64(b[off:])) }
 	a := &Attrs{
 		ThpDisable: i64(atThpDisable), MemoryMerge: i64(atMemoryMerge), FutexSlots: i64(atFutexSlots),
-		UserSession: i64(atUserSession), Mdwe: i64(atMdwe), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
+		UserSession: i64(atUserSession), Mdwe: i64(atMdwe), Membarrier: i64(atMembarrier), MembarrierProbed: i64(atMembarrierProb), MempolicyRet: i64(atMempolicyRet), MempolicyMode: int32(i64(atMempolicyMode)),
 		Thread: ThreadAttrs{TimerSlack: i64(atTimerSlack), TscRet: i64(atTscRet), Tsc: i64(atTsc), Cpuid: i64(atCpuid), MceKill: i64(atMceKill), L1dFlush: i64(atL1dFlush),
 			ThreadKeyring: i64(atKeyrings)},
 	}

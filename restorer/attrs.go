@@ -112,6 +112,48 @@ func (p *plan) planAttrs(task *gocrpb.Task) error {
 		}
 		p.syscall("mlockall", 0, unix.SYS_MLOCKALL, uint64(a.Mlockall))
 	}
+	return p.planMembarrier(a.MembarrierRegistrations)
+}
+
+// membarrierCommands are the registration commands of membarrier(2),
+// in the order they are made (include/uapi/linux/membarrier.h).
+var membarrierCommands = []struct {
+	cmd  uint32
+	name string
+}{
+	{1 << 2, "MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED"},
+	{1 << 4, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED"},
+	{1 << 6, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE"},
+	{1 << 8, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ"},
+}
+
+// planMembarrier makes the process's membarrier registrations again:
+// they belong to its mm (kernel/sched/membarrier.c), which the restore
+// builds anew. Each must be one this kernel supports, as
+// MEMBARRIER_CMD_QUERY (0) lists them (man 2 membarrier); one it lacks
+// (a kernel without CONFIG_RSEQ, or without membarrier) is refused
+// before anything is created.
+func (p *plan) planMembarrier(registrations uint32) error {
+	if registrations == 0 {
+		return nil
+	}
+	supported, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, 0, 0, 0)
+	if errno != 0 {
+		supported = 0
+	}
+	for _, c := range membarrierCommands {
+		if registrations&c.cmd == 0 {
+			continue
+		}
+		if uint32(supported)&c.cmd == 0 {
+			return fmt.Errorf("it registered for membarrier with %s, which this kernel does not support (MEMBARRIER_CMD_QUERY gives %#x)", c.name, supported)
+		}
+		registrations &^= c.cmd
+		p.syscall("membarrier "+c.name, 0, unix.SYS_MEMBARRIER, uint64(c.cmd), 0, 0)
+	}
+	if registrations != 0 {
+		return fmt.Errorf("membarrier registrations %#x, which gocr does not know", registrations)
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	procfs "github.com/gocr/gocr/proc"
 )
@@ -70,18 +71,36 @@ func choosePidns(ctx context.Context, mode string, inv *gocrpb.Inventory, procs 
 	return false, claimPids(ctx, procs)
 }
 
-// checkProcPaths refuses, for a restore in a new namespace, an fd on
-// /proc/PID/ of a process outside the dump: the new namespace's /proc has
-// no such process, or another one under that PID (its init is PID 1).
-func checkProcPaths(procs []*proc) error {
+// checkProcPaths refuses an fd on /proc/PID/ of a process outside the
+// dump that the restored process, opening its path, would not find
+// again: for a restore in a new namespace, any (the new namespace's /proc
+// has no such process, or another one under that PID: its init is PID
+// 1); otherwise, one whose process has ended since the dump
+// (files.CheckOutsideProc).
+func checkProcPaths(procs []*proc, pidns bool, inv *gocrpb.Inventory) error {
+	// /proc/TID/ of a thread names it as well as /proc/PID/task/TID/.
 	in := map[int32]bool{}
 	for _, pr := range procs {
 		in[pr.task.Pid] = true
+		for _, th := range pr.task.Threads {
+			in[th.Tid] = true
+		}
 	}
 	for _, pr := range procs {
 		for _, fd := range pr.files.GetFds() {
-			if p := fd.GetPath().GetProcPid(); p != 0 && !in[p] {
+			p := fd.GetPath().GetProcPid()
+			if p == 0 || in[p] {
+				continue
+			}
+			if pidns {
 				return fmt.Errorf("restore pid %d: fd %d is %s, of a process outside the dump, which a new PID namespace does not have", pr.task.Pid, fd.Fd, fd.File.GetPath())
+			}
+			boot, err := procfs.BootID()
+			if err != nil {
+				return err
+			}
+			if err := files.CheckOutsideProc(fd, inv.GetBootId() == boot); err != nil {
+				return fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 			}
 		}
 	}

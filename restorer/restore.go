@@ -291,11 +291,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 			return nil, fmt.Errorf("restore pid %d: %w", pr.task.Pid, err)
 		}
 	}
+	if err := checkProcPaths(procs, pidns, dir.Inventory()); err != nil {
+		return nil, err
+	}
 	if pidns {
 		if err := checkOutsideGroupJoin(t); err != nil {
-			return nil, err
-		}
-		if err := checkProcPaths(procs); err != nil {
 			return nil, err
 		}
 		t.flags |= rstTreePidns

@@ -3,7 +3,10 @@
 package test
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gocr/gocr/proc"
@@ -122,11 +125,41 @@ func TestPipeStatusFlags(t *testing.T) { testFdKind(t, "pipes", false) }
 // same file, unopened, and fds of /proc files of the job's own processes
 // (its own stat, read part way, its /proc directory, its child's status)
 // come back open on the same processes, at their offsets: the restored
-// process opens those itself, once the processes exist (pathfds.c).
+// process opens those itself, once the processes exist (pathfds.c). So
+// does one on /proc/PID/status of a process outside the dump that still
+// runs at the restore.
 func TestPathFds(t *testing.T) {
 	needsRoot(t)
-	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir()}})
+	outside := startTarget(t, "sleeper")
+	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir(), strconv.Itoa(outside.pid)}})
 	checkResult(t, tg, checkpointRestoreTree(t, tg))
+}
+
+// TestProcFdOutsideEnded: an fd on /proc/PID/status of a process
+// outside the dump, which comes back on that process's file while it
+// lives (TestPathFds), is refused by the restore once that process has
+// ended, in one line naming the fd, before any process is made: the path
+// would open the file of whatever process has the PID by then, or none.
+func TestProcFdOutsideEnded(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	outside := startTarget(t, "sleeper")
+	tg := startTargetOpts(t, "pathfds", startOpts{args: []string{t.TempDir(), strconv.Itoa(outside.pid)}})
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	outside.killOriginal(t)
+	r := runGocr(t, nil, "restore", "-D", dir, "-d")
+	// Another process may have taken the PID meanwhile: "has
+	// ended since the dump: another process has its PID now".
+	assertRefused(t, r, []string{fmt.Sprintf("/proc/%d/status", outside.pid), "outside the dump", "has ended since the dump"}, nil)
+	for _, pid := range pids {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "pathfds" {
+			t.Errorf("pid %d runs pathfds after the refused restore", pid)
+		}
+	}
 }
 
 // TestEpollShared: an epoll instance shared by dup and by fork gets its

@@ -189,6 +189,7 @@ var cTargets = map[string]struct {
 	"timens":         {"timens.c", []string{"-pthread"}},
 	"outsidegroup":   {"outsidegroup.c", nil},
 	"mdwe":           {"mdwe.c", nil},
+	"membarrier":     {"membarrier.c", []string{"-pthread"}},
 	"secretmem":      {"secretmem.c", nil},
 	"novdso":         {"novdso.c", []string{"-pthread"}},
 }

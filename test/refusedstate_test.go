@@ -44,6 +44,10 @@ func TestRefusedState(t *testing.T) {
 		{mode: "epoll-disarmed", want: []string{"anon_inode:[eventpoll]", "EPOLLONESHOT watch on fd", "disarmed"}},
 		{mode: "inotify-queued", want: []string{"anon_inode:inotify", "bytes of events wait to be read"}},
 		{mode: "proc-shared", want: []string{"/stat", "shares its open file description with pid"}},
+		{mode: "proc-ended", arg: "file", want: []string{"fd 3 (/proc/", "/stat)", "has ended since the fd was opened"}},
+		{mode: "proc-ended", arg: "dir", want: []string{"fd 3 (/proc/", "(deleted)", "has ended since the fd was opened"}},
+		{mode: "proc-thread", arg: "tid", want: []string{"fd 3 (/proc/", "/status)", "a /proc file of a thread of pid", "before the thread exists"}},
+		{mode: "proc-thread", arg: "task", want: []string{"fd 3 (/proc/", "/task/", "a /proc file of a thread of pid", "before the thread exists"}},
 		{mode: "lease", want: []string{"fd 3", "/tmp/gocr-refusedstate-lease-", "LEASE"}},
 		{mode: "fdkind", arg: "pidfd", probe: func() (int, error) { return unix.PidfdOpen(os.Getpid(), 0) },
 			want: []string{"fd 3 (anon_inode:[pidfd])", "not supported"}},
@@ -72,8 +76,8 @@ func TestRefusedState(t *testing.T) {
 		switch c.mode {
 		case "fdkind":
 			name = c.arg
-		case "pty":
-			name = "pty-" + c.arg
+		case "pty", "proc-ended", "proc-thread":
+			name = c.mode + "-" + c.arg
 		}
 		t.Run(name, func(t *testing.T) {
 			if c.needs != "" {

@@ -26,7 +26,8 @@ func TestPosixTimers(t *testing.T) {
 
 // TestIntervalTimers: the three interval timers (setitimer: real,
 // virtual, prof) come back with their intervals and what was left of
-// them (posixtimers.c itimers).
+// them, the CPU-time ones without the tick the kernel adds when they are
+// set (posixtimers.c itimers).
 func TestIntervalTimers(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "posixtimers", "itimers")

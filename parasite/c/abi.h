@@ -362,6 +362,8 @@ struct parasite_attrs {
 	s64 mce_kill;
 	s64 l1d_flush;
 	s64 mdwe;         /* prctl(PR_GET_MDWE) */
+	s64 membarrier;   /* membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0) */
+	s64 membarrier_probed; /* without it: the REGISTER_* bits of the private commands that work */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, thp_disable, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, memory_merge, 8);
@@ -378,6 +380,8 @@ BUILD_BUG_ON_OFFSET(struct parasite_attrs, cpuid, 224);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, mce_kill, 232);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, l1d_flush, 240);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, mdwe, 248);
-_Static_assert(sizeof(struct parasite_attrs) == 256, "parasite_attrs size");
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, membarrier, 256);
+BUILD_BUG_ON_OFFSET(struct parasite_attrs, membarrier_probed, 264);
+_Static_assert(sizeof(struct parasite_attrs) == 272, "parasite_attrs size");
 
 #endif

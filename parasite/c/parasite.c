@@ -135,6 +135,7 @@ static long dump_state(struct parasite_state *st)
 #define __NR_arch_prctl 158
 #define __NR_keyctl 250
 #define __NR_get_mempolicy 239
+#define __NR_membarrier 324
 #define PR_GET_TIMERSLACK 30
 #define PR_GET_TSC 25
 #define PR_MCE_KILL_GET 34
@@ -151,6 +152,15 @@ static long dump_state(struct parasite_state *st)
 #define KEY_SPEC_PROCESS_KEYRING -2
 #define KEY_SPEC_SESSION_KEYRING -3
 #define KEY_SPEC_USER_SESSION_KEYRING -5
+/* include/uapi/linux/membarrier.h: each private expedited command, then
+ * the command that registers for it; GET_REGISTRATIONS is Linux 6.3. */
+#define MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
+#define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+#define MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE (1 << 5)
+#define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
+#define MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ (1 << 7)
+#define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ (1 << 8)
+#define MEMBARRIER_CMD_GET_REGISTRATIONS (1 << 9)
 
 /* Each is recorded as the call returned it; gocr decides what a missing
  * call (-EINVAL, -ENOSYS) means. get_mempolicy wants maxnode at least the
@@ -176,6 +186,26 @@ static long dump_attrs(struct parasite_attrs *at)
 	at->l1d_flush = sys2(__NR_prctl, PR_GET_SPECULATION_CTRL, PR_SPEC_L1D_FLUSH);
 	/* Every other argument must be 0 (kernel/sys.c prctl_get_mdwe). */
 	at->mdwe = sys5(__NR_prctl, PR_GET_MDWE, 0, 0, 0, 0);
+	/* The registrations are the mm's (kernel/sched/membarrier.c
+	 * membarrier_get_registrations): only a thread of the process can
+	 * ask. */
+	at->membarrier = sys3(__NR_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+	/* A kernel before 6.3 does not have it (EINVAL), but a private
+	 * expedited command fails with EPERM in a process not registered
+	 * for it (kernel/sched/membarrier.c membarrier_private_expedited):
+	 * each is tried. The barrier reaches only CPUs running a thread of
+	 * the process, and every one is stopped, so it does nothing else. */
+	at->membarrier_probed = 0;
+	if (at->membarrier == -EINVAL) {
+		static const long probe[3][2] = {
+			{MEMBARRIER_CMD_PRIVATE_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED},
+			{MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE},
+			{MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ},
+		};
+		for (int i = 0; i < 3; i++)
+			if (sys3(__NR_membarrier, probe[i][0], 0, 0) == 0)
+				at->membarrier_probed |= probe[i][1];
+	}
 	return 0;
 }
 

@@ -1139,6 +1139,48 @@ static void restore_posix_timers(struct rst_args *a)
 /* Runs at the new address with the plan in the hole. */
 static void restore_posix_locks(struct rst_args *a);
 
+static s64 itimer_us(const struct rst_itimer *it)
+{
+	return it->value_sec * 1000000 + it->value_usec;
+}
+
+/* Sets the interval timers (ITIMER_REAL 0, ITIMER_VIRTUAL 1, ITIMER_PROF
+ * 2; include/uapi/linux/time.h) to what was left of them at the dump.
+ * The kernel adds a tick (TICK_NSEC) to the value a CPU-time timer is
+ * set to (kernel/time/itimer.c set_cpu_itimer: "nval += TICK_NSEC"), so
+ * each restore would give it a tick more: the tick is read back with
+ * getitimer, which subtracts the CPU time sampled since, tick by tick
+ * (get_cpu_itimer), and the timer set again that much shorter. A tick
+ * that lands between the two calls hides the one added, so they are made
+ * twice and the larger kept. A timer with less than a tick left gets
+ * 1 us, and so a tick: the least the kernel sets. */
+static void restore_itimers(struct rst_args *a)
+{
+	for (int which = 0; which < 3; which++) {
+		struct rst_itimer *it = &a->itimers[which];
+		s64 want = itimer_us(it);
+		if (want <= 0)
+			continue;
+		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
+		if (which == 0)
+			continue;
+		s64 added = 0;
+		for (int try = 0; try < 2; try++) {
+			struct rst_itimer got;
+			if (try > 0)
+				CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
+			CHECK(a, RST_STEP_TIMERS, (u32)which, sys2(__NR_getitimer, which, &got));
+			if (itimer_us(&got) - want > added)
+				added = itimer_us(&got) - want;
+		}
+		if (added <= 0)
+			continue;
+		s64 shorter = want > added ? want - added : 1;
+		struct rst_itimer set = {it->interval_sec, it->interval_usec, shorter / 1000000, shorter % 1000000};
+		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, &set, NULL));
+	}
+}
+
 /* Processes that share an fd table or fs information (clone CLONE_FILES,
  * CLONE_FS) without being threads. clone(2) with CLONE_FILES gives the
  * child the caller's own files_struct, CLONE_FS its fs_struct (cwd, root,
@@ -1296,12 +1338,6 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		CHECK(a, RST_STEP_SIGNALS, (u32)sig,
 		      sys4(__NR_rt_sigaction, sig, &a->sigactions[sig - 1], NULL, 8));
 	}
-	for (int which = 0; which < 3; which++) {
-		struct rst_itimer *it = &a->itimers[which];
-		if (!it->value_sec && !it->value_usec)
-			continue;
-		CHECK(a, RST_STEP_TIMERS, (u32)which, sys3(__NR_setitimer, which, it, NULL));
-	}
 
 	restore_writes(a);
 	/* The fds to keep above the plan's: the lifelines. */
@@ -1362,6 +1398,11 @@ static __attribute__((noreturn, used)) void restore_stage2(struct rst_args *a, u
 		if (si[i].tid == 0)
 			CHECK(a, RST_STEP_PENDING, i,
 			      sys3(__NR_rt_sigqueueinfo, a->pid, si[i].signo, si[i].info));
+
+	/* The interval timers next to last: the CPU-time ones count the
+	 * process's CPU time from here on, so the restorer's own work is
+	 * not taken from them. */
+	restore_itimers(a);
 
 	/* Memory-deny-write-execute last of all: once set it refuses every
 	 * mapping both writable and executable, and one made executable

@@ -8,8 +8,10 @@
  *   /proc/CHILD/status of its child: the same /proc files, of the same
  *   processes, at the same offsets; a dup of the /proc/PID/stat fd shares
  *   its open file description again (a seek through one moves the other).
+ *   With OUTSIDE, a PID outside the dump, also /proc/OUTSIDE/status: still
+ *   that process's after the restore.
  *
- * usage: pathfds RESULT_PATH DIR
+ * usage: pathfds RESULT_PATH DIR [OUTSIDE]
  */
 #include "target.h"
 
@@ -106,6 +108,13 @@ int main(int argc, char **argv)
 	fds[PDIR] = open("/proc/self", O_RDONLY | O_DIRECTORY);
 	snprintf(p, sizeof(p), "/proc/%d/status", (int)child);
 	fds[PCHILD] = open(p, O_RDONLY);
+	int outside = argc > 3 ? atoi(argv[3]) : 0, outfd = -1;
+	if (outside > 0) {
+		snprintf(p, sizeof(p), "/proc/%d/status", outside);
+		outfd = open(p, O_RDONLY);
+		if (outfd < 0)
+			tgt_fail("open %s: %s", p, strerror(errno));
+	}
 	for (int i = 0; i < N; i++)
 		record(i);
 	for (int i = 0; i < N; i++)
@@ -138,6 +147,15 @@ int main(int argc, char **argv)
 	snprintf(want, sizeof(want), "\nPid:\t%d\n", (int)child);
 	if (!strstr(status, want))
 		tgt_fail("child status is not of pid %d:\n%s", (int)child, status);
+	if (outfd >= 0) {
+		n = pread(outfd, status, sizeof(status) - 1, 0);
+		if (n <= 0)
+			tgt_fail("outside status: pread: %s", strerror(errno));
+		status[n] = 0;
+		snprintf(want, sizeof(want), "\nPid:\t%d\n", outside);
+		if (!strstr(status, want))
+			tgt_fail("outside status is not of pid %d:\n%s", outside, status);
+	}
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	tgt_pass();

@@ -30,6 +30,10 @@
  *   proc-shared    /proc/self/stat open, then a child forked that keeps
  *                  the same open file description of it
  *   lease          a read lease on a file of its own (F_SETLEASE)
+ *   proc-ended KIND  a /proc file of a child it has reaped since: file
+ *                  (/proc/CHILD/stat, read part way) or dir (/proc/CHILD)
+ *   proc-thread KIND  a /proc file of its second thread: tid
+ *                  (/proc/TID/status) or task (/proc/PID/task/TID/status)
  *   fdkind KIND    an fd of a kind gocr does not restore: pidfd,
  *                  userfaultfd, fanotify or perf_event
  *   pty KIND       a pseudo-terminal, both ends its own, with state gocr
@@ -551,6 +555,84 @@ static void run_proc_shared(void)
 	tgt_pass();
 }
 
+/* An fd on a /proc file of a process that has ended reads ESRCH, and
+ * nothing opens under its directory: so it must stay after the failed
+ * dump. */
+static void run_proc_ended(const char *kind)
+{
+	int dir = strcmp(kind, "dir") == 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	char path[64], buf[16];
+	snprintf(path, sizeof(path), dir ? "/proc/%d" : "/proc/%d/stat", (int)pid);
+	int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	if (!dir && read(fd, buf, sizeof(buf)) != sizeof(buf))
+		tgt_fail("read %s: %s", path, strerror(errno));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	tgt_ready();
+	tgt_wait();
+	if (dir) {
+		int f = openat(fd, "stat", O_RDONLY);
+		if (f >= 0 || (errno != ENOENT && errno != ESRCH))
+			tgt_fail("openat %s/stat after its process ended: fd %d, %s", path, f, strerror(errno));
+	} else {
+		ssize_t n = pread(fd, buf, sizeof(buf), 0);
+		if (n >= 0 || errno != ESRCH)
+			tgt_fail("read %s after its process ended: %zd, %s, want ESRCH", path, n, strerror(errno));
+	}
+	tgt_pass();
+}
+
+static int proc_thread_tid;
+
+static void *proc_thread_main(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&proc_thread_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* The thread's /proc file still shows it after the failed dump. */
+static void run_proc_thread(const char *kind)
+{
+	pthread_t th;
+	int err = pthread_create(&th, NULL, proc_thread_main, NULL);
+	if (err)
+		tgt_fail("pthread_create: %s", strerror(err));
+	while (!__atomic_load_n(&proc_thread_tid, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	char path[64], buf[4096], want[64];
+	if (strcmp(kind, "task") == 0)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)getpid(), proc_thread_tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/status", proc_thread_tid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		tgt_fail("read %s: %s", path, strerror(errno));
+	buf[n] = 0;
+	snprintf(want, sizeof(want), "\nPid:\t%d\n", proc_thread_tid);
+	if (!strstr(buf, want))
+		tgt_fail("%s is not of thread %d:\n%s", path, proc_thread_tid, buf);
+	tgt_pass();
+}
+
 /* A lease is kept with the file open: the target checks it still holds
  * it after the refused dump (man 2 fcntl, "Leases"). */
 static void run_lease(void)
@@ -794,6 +876,10 @@ int main(int argc, char **argv)
 		run_proc_shared();
 	else if (strcmp(mode, "lease") == 0)
 		run_lease();
+	else if (strcmp(mode, "proc-ended") == 0 && argc > 3)
+		run_proc_ended(argv[3]);
+	else if (strcmp(mode, "proc-thread") == 0 && argc > 3)
+		run_proc_thread(argv[3]);
 	else if (strcmp(mode, "fdkind") == 0 && argc > 3)
 		run_fdkind(argv[3]);
 	else if (strcmp(mode, "pty") == 0 && argc > 3)
