@@ -153,11 +153,8 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		return err
 	}
 	// Into the gate, children first, each leader last. A process dumped
-	// stopped stays attached (holdStopped).
+	// stopped stays attached (releaseStopped).
 	if err := t.DetachAll(gateOrder(gated, false)); err != nil {
-		return fmt.Errorf("release the restored processes: %w", err)
-	}
-	if err := holdStopped(t, gated); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
 	// Every thread in its read before the commit: one through the gate
@@ -165,6 +162,9 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	// holding its lifeline file already, whatever the job then does
 	// with fd numbers it does not know (close_range).
 	if err := atGate(gated); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
+	}
+	if err := holdStopped(t, gated); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
 	if err := commit(lifeline, threads); err != nil {

@@ -20,11 +20,13 @@ import (
 // registers, mask and fds, exactly as dumped, and no instruction of its
 // own run.
 //
-// Should gocr die before the commit, such a thread is detached at the
-// gate (holdStopped) and, the group-stop in effect, stops there; once
-// continued it reads end of file and its process exits, as every other
-// process of the restore. Should gocr die after it, it stops in the gate
-// or past it and goes through once continued: the job runs either way.
+// Should gocr die before the commit, such a thread is killed with it
+// (PTRACE_O_EXITKILL), but in the moment between holdStopped and the
+// commit's write, when it is detached at the gate and, the group-stop in
+// effect, stops there; once continued it reads end of file and its
+// process exits, as every other process of the restore. Should gocr die
+// after the commit, it stops in the gate or past it and goes through once
+// continued: the job runs (TestStoppedJobGocrKilledInRelease).
 
 // gateOrder lists the threads of the processes of gated that are stopped
 // by job control (stopped) or not, children first, each leader last.
@@ -45,7 +47,7 @@ func gateOrder(gated []gatedProc, stopped bool) []int {
 // holdStopped makes each thread of a stopped process, attached at the
 // gate, outlive gocr's death: without PTRACE_O_EXITKILL the kernel
 // detaches it rather than killing it, which after the commit would end
-// a process of a job that runs.
+// a process of a job that runs. It comes right before the commit.
 func holdStopped(t *ptrace.Tracer, gated []gatedProc) error {
 	for _, tid := range gateOrder(gated, true) {
 		if err := t.KeepOnExit(tid); err != nil {
