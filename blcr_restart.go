@@ -68,9 +68,9 @@ func restartCommand() *cli.Command {
 			"Standard input, output and error that were a terminal become cr_restart's\n" +
 			"controlling terminal; ones that were a pipe or socket from outside the job become\n" +
 			"cr_restart's own (standard input: /dev/null when the context comes from it), said in\n" +
-			"one line, unless --inherit-fd fd[N]:KEY gives cr_restart's fd N in their place; other\n" +
-			"fds joined outside the job (a socket, a deleted file, a pipe checkpointed with\n" +
-			"--external) need it.\n" +
+			"one line, unless --inherit-fd fd[N]:KEY gives cr_restart's fd N in their place; another\n" +
+			"fd on a pipe from outside gets a pipe whose other end is closed, said likewise; other\n" +
+			"fds joined outside the job (a socket, a deleted file) need it.\n" +
 			"A failed restart leaves no process behind, and exits with the code of its class:\n" +
 			"64 the command line or the context file cannot be read, 65 permanent (the context is\n" +
 			"damaged or cannot be restored), 69 environment (a file or directory the job needs is\n" +

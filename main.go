@@ -200,7 +200,7 @@ func main() {
 					&cli.StringFlag{Name: "images-dir", Aliases: []string{"D"}, Usage: "`DIR` to write the images to (created if missing)"},
 					&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the process running after the dump"},
 					&cli.BoolFlag{Name: "snapshot", Value: true, Usage: "with --leave-running: freeze the processes only while a copy-on-write snapshot of each is taken, and write their memory from it while they run on (--snapshot=false: frozen until their memory is written)"},
-					&cli.StringSliceFlag{Name: "external", Usage: "dump a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]` as the refusal names it; gocr restore --inherit-fd then gives it a file"},
+					&cli.StringSliceFlag{Name: "external", Usage: "a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]`, must be given a file by gocr restore --inherit-fd (without it the restore gives a pipe whose other end is closed)"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
 					&cli.Int64Flag{Name: "ghost-limit", Value: dump.DefaultGhostLimit, Usage: "save deleted files the job has open or mapped up to `BYTES` each (restored as deleted files again; 0: the default); refuse a larger one"},
@@ -228,7 +228,8 @@ func main() {
 					"Without -d gocr stays in the foreground until the process ends and exits with its exit\n" +
 					"status; with -d gocr returns as soon as the process runs. If the process's standard\n" +
 					"input/output was a pipe or a terminal joined outside the dump, it gets gocr's own, and\n" +
-					"gocr says so, unless --inherit-fd fd[N]:KEY gives gocr's fd N in its place; other fds\n" +
+					"gocr says so, unless --inherit-fd fd[N]:KEY gives gocr's fd N in its place; another fd\n" +
+					"on a pipe from outside gets a pipe whose other end is closed, said likewise; other fds\n" +
 					"joined outside the dump (a socket, a deleted file, a pipe dumped with --external) need\n" +
 					"it. The same images can be restored again and again. If the restore fails, no process\n" +
 					"is left behind.\n" +

@@ -20,10 +20,11 @@ import (
 // that file as /proc/PID/fd shows it ("pipe:[INODE]", "socket:[INODE]", a
 // path), and the restore gives the file `--inherit-fd fd[N]:KEY` names,
 // gocr restore's own fd N, as CRIU does. Without one, stdio on a pipe or
-// a pty gets gocr restore's own stdio, which the restore says in one line;
+// a pty gets gocr restore's own stdio, which the restore says in one line,
+// another fd on a pipe a pipe whose other end is closed, said likewise;
 // anything else (must_give) is refused. No fd matches this kind by
 // itself: Collect gives it to stdio no other kind takes, the pipe kind to
-// a pipe whose other end is outside the dump, the unix socket kind to
+// a pipe whose other end is outside the dump (pipeoutside.go), the unix socket kind to
 // stdio on a socket it would not restore, and the pty kind to a slave
 // whose master is outside, when it is the process's controlling terminal
 // (a shell job's terminal, at any fd number: that one gets the terminal
@@ -71,6 +72,10 @@ func (inheritKind) Open(s *Sources, fd *gocrpb.Fd) (int32, error) {
 		return 0, fmt.Errorf("%s is outside the dump: give it with --inherit-fd fd[N]:%s", inheritKey(fd), inheritKey(fd))
 	case fd.Fd >= 0 && int(fd.Fd) <= unix.Stderr:
 		give = s.Stdio[fd.Fd]
+	case in.LikeStdio != nil && in.GetLikeStdio() <= 2:
+		give = s.Stdio[in.GetLikeStdio()]
+	case in.GetClosedPipe() != nil:
+		return openClosedPipe(s, fd)
 	case in.GetTerminal():
 		give = restoreTerminal(s.Stdio)
 		if give == nil {
@@ -248,7 +253,7 @@ func StdioNote(tables []*gocrpb.Files, given map[string]*os.File) string {
 	for _, table := range tables {
 		for _, fd := range table.Fds {
 			in := fd.GetInherit()
-			if in == nil || in.GetTerminal() || in.GetMustGive() || given[inheritKey(fd)] != nil || fd.Fd > 2 {
+			if in == nil || in.GetTerminal() || in.GetMustGive() || given[inheritKey(fd)] != nil || (fd.Fd > 2 && in.LikeStdio == nil) {
 				continue
 			}
 			fds = append(fds, fmt.Sprintf("pid %d fd %d (%s)", table.Pid, fd.Fd, inheritKey(fd)))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -60,11 +59,10 @@ func setStatusFlags(fd int, flags uint32) error {
 
 // Link checks that a pipe has both ends in the dump, and saves its unread
 // data with its first fd. One with an end outside the dump is recorded by
-// its key (inherit.go): stdio, which the restore may give its own, or one
-// the user named with --external, which the restore must be given.
+// its key (pipeoutside.go).
 func (pipeKind) Link(refs []Ref, opts LinkOptions) error {
 	var reader *Ref
-	hasWriter, allStdio := false, true
+	hasWriter := false
 	for i, r := range refs {
 		switch r.Fd.Flags & unix.O_ACCMODE {
 		case unix.O_RDONLY:
@@ -79,33 +77,10 @@ func (pipeKind) Link(refs []Ref, opts LinkOptions) error {
 			}
 			hasWriter = true
 		}
-		if r.Fd.Fd > 2 {
-			allStdio = false
-		}
 	}
 	first := refs[0].Fd.GetPipe()
 	if !first.GetFifo() && (reader == nil || !hasWriter) {
-		named := slices.Contains(opts.External, refs[0].Fd.Description)
-		if !allStdio && !named {
-			r := refs[0]
-			for _, o := range refs {
-				if o.Fd.Fd > 2 {
-					r = o
-					break
-				}
-			}
-			return fmt.Errorf("pid %d fd %d (%s): the other end of this pipe is outside the dumped processes (dump it with --external %s, and give it at restore with --inherit-fd fd[N]:%s)",
-				r.Pid, r.Fd.Fd, r.Fd.Description, r.Fd.Description, r.Fd.Description)
-		}
-		// The shell's pipe into or out of the job, or one the user
-		// will give: the restore connects a file of its own here.
-		for _, r := range refs {
-			if len(r.Fd.Locks) > 0 {
-				return fmt.Errorf("pid %d fd %d (%s) holds a lock on a pipe from outside the dumped processes, which the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
-			}
-			setInherit(r.Fd, unix.S_IFIFO, named)
-		}
-		return nil
+		return linkOutsidePipe(refs, reader, opts)
 	}
 	if reader == nil {
 		// A FIFO with only writers open: whatever was written is

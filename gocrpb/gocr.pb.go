@@ -3728,7 +3728,16 @@ type InheritFd struct {
 	// gocr's own stdio cannot stand in for it (a socket, a deleted file, a
 	// terminal other than a pty; a pipe that is not stdio, dumped with
 	// --external): the restore refuses unless --inherit-fd gives it.
-	MustGive      bool `protobuf:"varint,84,opt,name=must_give,json=mustGive,proto3" json:"must_give,omitempty"`
+	MustGive bool `protobuf:"varint,84,opt,name=must_give,json=mustGive,proto3" json:"must_give,omitempty"`
+	// A pipe whose other end is outside the dump, at an fd other than
+	// stdio and not named by dump --external: without --inherit-fd the
+	// restore gives a new pipe of the same direction whose other end is
+	// closed, of this size, and, for a read end, with the data that was
+	// unread in it (on the first fd of each pipe) (files/pipeoutside.go).
+	ClosedPipe *PipeFd `protobuf:"bytes,124,opt,name=closed_pipe,json=closedPipe,proto3" json:"closed_pipe,omitempty"`
+	// An fd above 2 sharing its open file description with stdio fd
+	// like_stdio on a pipe from outside: it gets what that stdio gets.
+	LikeStdio     *uint32 `protobuf:"varint,125,opt,name=like_stdio,json=likeStdio,proto3,oneof" json:"like_stdio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3803,6 +3812,20 @@ func (x *InheritFd) GetMustGive() bool {
 		return x.MustGive
 	}
 	return false
+}
+
+func (x *InheritFd) GetClosedPipe() *PipeFd {
+	if x != nil {
+		return x.ClosedPipe
+	}
+	return nil
+}
+
+func (x *InheritFd) GetLikeStdio() uint32 {
+	if x != nil && x.LikeStdio != nil {
+		return *x.LikeStdio
+	}
+	return 0
 }
 
 // PipeFd is one end of a pipe(2), or of a FIFO (reopened by its path,
@@ -7035,7 +7058,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\aREGULAR\x10\x01\x12\r\n" +
 	"\tDIRECTORY\x10\x02\x12\v\n" +
 	"\aCHARDEV\x10\x03\x12\t\n" +
-	"\x05OTHER\x10\x04\"\xc4\x01\n" +
+	"\x05OTHER\x10\x04\"\xa9\x02\n" +
 	"\tInheritFd\x12\x1a\n" +
 	"\bterminal\x18( \x01(\bR\bterminal\x12\x1e\n" +
 	"\n" +
@@ -7044,7 +7067,12 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0eterminal_state\x18* \x01(\v2\x11.gocr.v1.PtyStateR\rterminalState\x12\x10\n" +
 	"\x03key\x18R \x01(\tR\x03key\x12\x12\n" +
 	"\x04mode\x18S \x01(\rR\x04mode\x12\x1b\n" +
-	"\tmust_give\x18T \x01(\bR\bmustGive\"T\n" +
+	"\tmust_give\x18T \x01(\bR\bmustGive\x120\n" +
+	"\vclosed_pipe\x18| \x01(\v2\x0f.gocr.v1.PipeFdR\n" +
+	"closedPipe\x12\"\n" +
+	"\n" +
+	"like_stdio\x18} \x01(\rH\x00R\tlikeStdio\x88\x01\x01B\r\n" +
+	"\v_like_stdio\"T\n" +
 	"\x06PipeFd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04fifo\x18\x02 \x01(\bR\x04fifo\x12\x12\n" +
@@ -7461,40 +7489,41 @@ var file_gocrpb_gocr_proto_depIdxs = []int32{
 	1,  // 45: gocr.v1.FileLock.type:type_name -> gocr.v1.FileLock.Type
 	2,  // 46: gocr.v1.PathFd.type:type_name -> gocr.v1.PathFd.Type
 	70, // 47: gocr.v1.InheritFd.terminal_state:type_name -> gocr.v1.PtyState
-	41, // 48: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
-	45, // 49: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
-	31, // 50: gocr.v1.InotifyWatch.deleted:type_name -> gocr.v1.FileRef
-	3,  // 51: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
-	51, // 52: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
-	49, // 53: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
-	4,  // 54: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
-	50, // 55: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
-	48, // 56: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
-	48, // 57: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
-	47, // 58: gocr.v1.UnixSocketFd.filter:type_name -> gocr.v1.SocketFilter
-	33, // 59: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
-	30, // 60: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
-	55, // 61: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
-	31, // 62: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
-	58, // 63: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
-	59, // 64: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
-	60, // 65: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
-	47, // 66: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
-	57, // 67: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
-	62, // 68: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
-	65, // 69: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
-	66, // 70: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
-	67, // 71: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
-	64, // 72: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
-	64, // 73: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
-	64, // 74: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
-	68, // 75: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
-	70, // 76: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
-	77, // [77:77] is the sub-list for method output_type
-	77, // [77:77] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	37, // 48: gocr.v1.InheritFd.closed_pipe:type_name -> gocr.v1.PipeFd
+	41, // 49: gocr.v1.EpollFd.watches:type_name -> gocr.v1.EpollWatch
+	45, // 50: gocr.v1.InotifyFd.watches:type_name -> gocr.v1.InotifyWatch
+	31, // 51: gocr.v1.InotifyWatch.deleted:type_name -> gocr.v1.FileRef
+	3,  // 52: gocr.v1.UnixSocketFd.type:type_name -> gocr.v1.UnixSocketFd.Type
+	51, // 53: gocr.v1.UnixSocketFd.queues:type_name -> gocr.v1.UnixSocketQueues
+	49, // 54: gocr.v1.UnixSocketFd.file:type_name -> gocr.v1.UnixSocketFile
+	4,  // 55: gocr.v1.UnixSocketFd.connection:type_name -> gocr.v1.UnixSocketFd.Connection
+	50, // 56: gocr.v1.UnixSocketFd.received:type_name -> gocr.v1.UnixMessage
+	48, // 57: gocr.v1.UnixSocketFd.peer_cred:type_name -> gocr.v1.UnixPeerCred
+	48, // 58: gocr.v1.UnixSocketFd.connector_cred:type_name -> gocr.v1.UnixPeerCred
+	47, // 59: gocr.v1.UnixSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	33, // 60: gocr.v1.Files.fds:type_name -> gocr.v1.Fd
+	30, // 61: gocr.v1.Files.memfds:type_name -> gocr.v1.Memfd
+	55, // 62: gocr.v1.Files.ghost_files:type_name -> gocr.v1.GhostFile
+	31, // 63: gocr.v1.GhostFile.file:type_name -> gocr.v1.FileRef
+	58, // 64: gocr.v1.InetSocketFd.options:type_name -> gocr.v1.InetOption
+	59, // 65: gocr.v1.InetSocketFd.tcp:type_name -> gocr.v1.TcpConnection
+	60, // 66: gocr.v1.InetSocketFd.datagrams:type_name -> gocr.v1.Datagram
+	47, // 67: gocr.v1.InetSocketFd.filter:type_name -> gocr.v1.SocketFilter
+	57, // 68: gocr.v1.InetSocketFd.memberships:type_name -> gocr.v1.McastMembership
+	62, // 69: gocr.v1.MqueueFd.messages:type_name -> gocr.v1.MqueueMessage
+	65, // 70: gocr.v1.SysvIpc.shm:type_name -> gocr.v1.SysvShm
+	66, // 71: gocr.v1.SysvIpc.sem:type_name -> gocr.v1.SysvSem
+	67, // 72: gocr.v1.SysvIpc.msg:type_name -> gocr.v1.SysvMsgQueue
+	64, // 73: gocr.v1.SysvShm.perm:type_name -> gocr.v1.IpcPerm
+	64, // 74: gocr.v1.SysvSem.perm:type_name -> gocr.v1.IpcPerm
+	64, // 75: gocr.v1.SysvMsgQueue.perm:type_name -> gocr.v1.IpcPerm
+	68, // 76: gocr.v1.SysvMsgQueue.messages:type_name -> gocr.v1.SysvMsg
+	70, // 77: gocr.v1.PtyFd.state:type_name -> gocr.v1.PtyState
+	78, // [78:78] is the sub-list for method output_type
+	78, // [78:78] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_gocrpb_gocr_proto_init() }
@@ -7520,6 +7549,7 @@ func file_gocrpb_gocr_proto_init() {
 		(*Fd_Ghost)(nil),
 		(*Fd_Namespace)(nil),
 	}
+	file_gocrpb_gocr_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -106,3 +106,84 @@ func (t *Tracer) enterGroupStop(tid, sig int) error {
 	}
 	return nil
 }
+
+// KeepOnExit clears PTRACE_O_EXITKILL (SeizeExitKill) of the seized
+// thread tid: should gocr die while tid is attached, the kernel detaches
+// it instead of killing it (kernel/ptrace.c exit_ptrace), and a pending
+// or completed group-stop holds it stopped (__ptrace_unlink).
+//
+// Precondition: tid is in a ptrace-stop.
+func (t *Tracer) KeepOnExit(tid int) error {
+	var err error
+	t.Do(func() { err = ptraceInt(unix.PTRACE_SETOPTIONS, tid, 0, seizeOptions) })
+	if err != nil {
+		return fmt.Errorf("ptrace setoptions %d: %w", tid, err)
+	}
+	return nil
+}
+
+// PassGate runs thread tid, set at the release gate (Injection.Gate)
+// and still attached, through it once the commit's byte is in its
+// lifeline: read, close, rt_sigreturn, stepping from syscall-stop to
+// syscall-stop (PTRACE_SYSCALL), until the exit of its rt_sigreturn,
+// where it holds its own registers and signal mask again, its lifeline
+// fd closed, and has not run an instruction of its own. It stays there,
+// in that syscall-exit-stop: a group-stop in effect stops it as it is
+// then detached (kernel/ptrace.c __ptrace_unlink), before it returns to
+// user space. The group-stop's report on the way (a PTRACE_EVENT_STOP) is
+// resumed past; a stop signal the gate could not block (SIGSTOP) is
+// delivered. The gate reading end of file calls exit_group: an error.
+//
+// Precondition: tid is in a ptrace-stop at the gate's first instruction.
+func (t *Tracer) PassGate(tid int) error {
+	var err error
+	t.Do(func() { err = t.passGate(tid) })
+	if err != nil {
+		return fmt.Errorf("thread %d through the release gate: %w", tid, err)
+	}
+	return nil
+}
+
+// Syscall-stop kinds of struct ptrace_syscall_info
+// (include/uapi/linux/ptrace.h).
+const (
+	syscallInfoEntry = 1
+	syscallInfoExit  = 2
+)
+
+func (t *Tracer) passGate(tid int) error {
+	var last uint64
+	sig := 0
+	for {
+		if err := ptraceInt(unix.PTRACE_SYSCALL, tid, 0, uintptr(sig)); err != nil {
+			return fmt.Errorf("ptrace syscall: %w", err)
+		}
+		sig = 0
+		s, err := t.waitBounded(tid, "the release gate's calls")
+		if err != nil {
+			return err
+		}
+		switch s.Kind {
+		case EventStop:
+		case SignalStop:
+			sig = s.Sig
+		case SyscallStop:
+			op, nr, err := syscallStopOp(tid)
+			if err != nil {
+				return fmt.Errorf("ptrace get_syscall_info: %w", err)
+			}
+			switch {
+			case op == syscallInfoEntry && nr == unix.SYS_EXIT_GROUP:
+				return fmt.Errorf("the gate read no commit byte")
+			case op == syscallInfoEntry:
+				last = nr
+			case op == syscallInfoExit && last == unix.SYS_RT_SIGRETURN:
+				return nil
+			}
+		case Exited, Killed:
+			return &ExitError{Tid: tid, Stop: s}
+		default:
+			return &UnexpectedStopError{Tid: tid, Op: "pass the release gate", Stop: s}
+		}
+	}
+}

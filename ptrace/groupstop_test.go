@@ -106,3 +106,74 @@ func waitState(t *testing.T, pid int, want byte) {
 	}
 	t.Fatalf("pid %d in state %c, want %c", pid, stateOf(pid), want)
 }
+
+// TestPassGate: a thread stopped by ptrace into a group-stop and set at
+// the release gate (its stdin the lifeline), the commit's byte written, is
+// run through the gate by PassGate: its fd closed, its own signal mask
+// back, still attached; detached, it stops, and after SIGCONT it goes on
+// from its nanosleep. Without the byte, PassGate says so: the gate ends
+// the process with status 1.
+func TestPassGate(t *testing.T) {
+	for _, tc := range []struct {
+		mode      string
+		committed bool
+	}{{"nanosleep", true}, {"novdso-nanosleep", true}, {"nanosleep", false}} {
+		t.Run(fmt.Sprintf("%s,committed=%v", tc.mode, tc.committed), func(t *testing.T) {
+			tg := startTarget(t, tc.mode)
+			settle()
+			tr := newTracer(t)
+			seizeStop(t, tr, tg.pid)
+			mask, err := tr.GetSigmask(tg.pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := tr.PrepareInjection(tg.pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.EnterGroupStop(tg.pid, int(unix.SIGSTOP)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := in.Gate(0); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.committed {
+				tg.stdin.Close()
+				if err := tr.PassGate(tg.pid); err == nil {
+					t.Fatal("PassGate without the commit's byte: no error")
+				}
+				if err := tr.Detach(tg.pid, 0); err != nil {
+					t.Fatal(err)
+				}
+				var ws unix.WaitStatus
+				if _, err := unix.Wait4(tg.pid, &ws, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				if !ws.Exited() || ws.ExitStatus() != 1 {
+					t.Fatalf("after the gate's end of file: wait status %#x, want exit status 1", uint32(ws))
+				}
+				return
+			}
+			if _, err := tg.stdin.Write([]byte{CommitByte}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.PassGate(tg.pid); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/fd/0", tg.pid)); !os.IsNotExist(err) {
+				t.Fatalf("fd 0, the gate's, open after PassGate (%v)", err)
+			}
+			if got, err := tr.GetSigmask(tg.pid); err != nil || got != mask {
+				t.Fatalf("signal mask after PassGate %#x (%v), want its own %#x", got, err, mask)
+			}
+			if err := tr.Detach(tg.pid, 0); err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, tg.pid, 'T')
+			if err := unix.Kill(tg.pid, unix.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			tg.expect("OK", 5*time.Second)
+		})
+	}
+}

@@ -181,3 +181,18 @@ func WriteMemory(pid int, addr uint64, buf []byte) error {
 	}
 	return nil
 }
+
+// syscallStopOp returns, at a syscall-stop, whether it is a syscall's
+// entry or its exit (PTRACE_SYSCALL_INFO_ENTRY 1, _EXIT 2) and, at an
+// entry, the call's number: struct ptrace_syscall_info's op is its first
+// byte and entry.nr the word at offset 24 (include/uapi/linux/ptrace.h,
+// PTRACE_GET_SYSCALL_INFO, Linux 5.3).
+func syscallStopOp(tid int) (op uint8, nr uint64, err error) {
+	var info [88]byte
+	if err := rawPtrace(unix.PTRACE_GET_SYSCALL_INFO, tid, uintptr(len(info)), unsafe.Pointer(&info)); err != nil {
+		return 0, 0, err
+	}
+	nr = uint64(info[24]) | uint64(info[25])<<8 | uint64(info[26])<<16 | uint64(info[27])<<24 |
+		uint64(info[28])<<32 | uint64(info[29])<<40 | uint64(info[30])<<48 | uint64(info[31])<<56
+	return info[0], nr, nil
+}

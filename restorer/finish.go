@@ -108,8 +108,9 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 		}
 		gated = append(gated, gatedProc{pid: pid, fds: fds, stopped: pr.task.StopSignal != 0})
 		// A process dumped stopped by job control stops again, by the
-		// same signal, before its threads run any of its code: each
-		// enters the stop as it is released below, before the gate.
+		// same signal, before its threads run any of its code: the
+		// group-stop starts here, and each thread enters it once
+		// through the gate (releaseStopped).
 		if sig := int(pr.task.StopSignal); sig != 0 {
 			if err := t.EnterGroupStop(pid, sig); err != nil {
 				return fmt.Errorf("pid %d: stop it again: %w", pid, err)
@@ -151,18 +152,9 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	if err := stopped(ctx); err != nil {
 		return err
 	}
-	// Into the gate, children first, each leader last.
-	var tids []int
-	for i := len(procs) - 1; i >= 0; i-- {
-		pr := procs[i]
-		if pr.plan == nil {
-			continue
-		}
-		for j := len(pr.task.Threads) - 1; j >= 0; j-- {
-			tids = append(tids, host(pr.task.Threads[j].Tid))
-		}
-	}
-	if err := t.DetachAll(tids); err != nil {
+	// Into the gate, children first, each leader last. A process dumped
+	// stopped stays attached (releaseStopped).
+	if err := t.DetachAll(gateOrder(gated, false)); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
 	// Every thread in its read before the commit: one through the gate
@@ -172,11 +164,17 @@ func finish(ctx context.Context, procs []*proc, shared []byte, host func(int32) 
 	if err := atGate(gated); err != nil {
 		return fmt.Errorf("release the restored processes: %w", err)
 	}
+	if err := holdStopped(t, gated); err != nil {
+		return fmt.Errorf("release the restored processes: %w", err)
+	}
 	if err := commit(lifeline, threads); err != nil {
 		return err
 	}
 	// Committed: the job runs whatever happens now, so nothing here
 	// fails the restore.
+	if err := releaseStopped(t, gated); err != nil {
+		fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
+	}
 	if err := throughGate(lifeline, gated); err != nil {
 		fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", err)
 	}
@@ -212,7 +210,7 @@ const gateWait = 10 * time.Second
 // read(2) there: /proc/PID/task/TID/syscall gives the call's number
 // first and the instruction pointer, right after the gate's syscall
 // instruction, last (man 5 proc_pid_syscall). A process stopped by job
-// control enters the stop before it reaches the read.
+// control is still attached there (holdStopped).
 func atGate(gated []gatedProc) error {
 	deadline := time.Now().Add(gateWait)
 	for _, g := range gated {
@@ -250,8 +248,7 @@ func atGate(gated []gatedProc) error {
 // stack and instruction pointers of a thread that is not running, last,
 // or says "running" of one on a CPU (man 5 proc_pid_syscall), which, its
 // fd closed, is at most a few instructions from its rt_sigreturn. A process
-// stopped by job control goes through once continued: its fds stay
-// until then.
+// stopped by job control is through already (releaseStopped).
 func throughGate(lifeline *os.File, gated []gatedProc) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(lifeline.Fd()), &st); err != nil {
@@ -268,9 +265,6 @@ func throughGate(lifeline *os.File, gated []gatedProc) error {
 		return nil
 	}
 	for _, g := range gated {
-		if g.stopped {
-			continue
-		}
 		for _, fd := range g.fds {
 			path := fmt.Sprintf("/proc/%d/fd/%d", g.pid, fd)
 			closed := func() bool {

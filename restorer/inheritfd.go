@@ -63,4 +63,7 @@ func noteStdio(procs []*proc, given map[string]*os.File) {
 	if note := files.StdioNote(fdTables(procs), given); note != "" {
 		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
 	}
+	if note := files.ClosedPipeNote(fdTables(procs), given); note != "" {
+		fmt.Fprintf(os.Stderr, "gocr: %s\n", note)
+	}
 }

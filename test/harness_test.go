@@ -147,6 +147,7 @@ var cTargets = map[string]struct {
 	"sleepstop":      {"sleepstop.c", []string{"-pthread"}},
 	"cttyleader":     {"cttyleader.c", nil},
 	"pipe_reader":    {"pipe_reader.c", nil},
+	"outsidepipes":   {"outsidepipes.c", nil},
 	"pauser":         {"pauser.c", nil},
 	"regs":           {"regs.c", nil},
 	"threads":        {"threads.c", []string{"-pthread"}},

@@ -19,8 +19,9 @@ import (
 // dump does not take, a logger's socket) are recorded by a key, as
 // /proc/PID/fd names the file ("pipe:[INODE]"), and `gocr restore
 // --inherit-fd fd[N]:KEY` gives gocr's own fd N in their place. Without
-// it, stdio on a pipe gets gocr restore's own stdio, said in one line;
-// anything else is refused.
+// it, stdio on a pipe gets gocr restore's own stdio, another fd on a pipe
+// a new pipe whose other end is closed, each said in one line; anything
+// else is refused.
 
 // pipeEnds makes a pipe, closed when the test ends.
 func pipeEnds(t *testing.T) (r, w *os.File) {
@@ -173,6 +174,34 @@ func TestInheritFdStdinDefault(t *testing.T) {
 	checkResult(t, tg, tg.pid)
 }
 
+// TestInheritFdStdinDup: fd 5, a dup of stdin on a pipe from outside the
+// dump (one open file description), gets what stdin gets: gocr restore's
+// own stdin, the same file, both named in the one line; the target reads
+// what the test writes there through fd 5.
+func TestInheritFdStdinDup(t *testing.T) {
+	needsGocr(t)
+	r, w := pipeEnds(t)
+	key := fileKey(t, "pipe", r)
+	tg := startTargetOpts(t, "pipe_reader", startOpts{stdin: r, args: []string{"5"},
+		wrap: []string{"/bin/sh", "-c", `exec "$@" 5<&0`, "sh"}})
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	r.Close()
+	w.Close()
+
+	r2, w2 := pipeEnds(t)
+	res := restoreGiven(t, tg, dir, r2, nil)
+	lines := stderrLines(res)
+	if len(lines) != 1 || !strings.Contains(lines[0], "fd 0 ("+key+")") || !strings.Contains(lines[0], "fd 5 ("+key+")") || !strings.Contains(lines[0], "own stdio") {
+		t.Fatalf("want one line naming fd 0 and fd 5 (%s), given the restore's own stdio\n%v", key, res)
+	}
+	sameFile(t, tg.pid, 0, r2)
+	sameFile(t, tg.pid, 5, r2)
+	feed(t, r2, w2)
+	checkResult(t, tg, tg.pid)
+}
+
 // fdFlags are the status flags fdinfo shows for pid's fd (man 5 proc).
 func fdFlags(t *testing.T, pid, fd int) uint64 {
 	t.Helper()
@@ -193,9 +222,9 @@ func fdFlags(t *testing.T, pid, fd int) uint64 {
 	return 0
 }
 
-// TestInheritFdNonStdio: fd 5, a pipe from a producer outside the dump, is
-// refused at dump unless --external names its key; so dumped, the restore
-// refuses it without --inherit-fd, and refuses a given file of another
+// TestInheritFdNonStdio: fd 5, a pipe from a producer outside the dump,
+// dumped with --external naming its key (one naming no pipe is refused):
+// the restore refuses it without --inherit-fd, and refuses a given file of another
 // type or access mode; given the read end of a new pipe, fd 5 is that pipe
 // with the status flags it had (O_APPEND, set on it before the dump), and
 // the target reads from it.
@@ -217,10 +246,7 @@ func TestInheritFdNonStdio(t *testing.T) {
 	dir := t.TempDir()
 	pid := strconv.Itoa(tg.pid)
 
-	d := runGocr(t, nil, "dump", "-t", pid, "-D", dir)
-	assertRefused(t, d, []string{"fd 5", key, "--external"}, nil)
-	assertUntouched(t, tg.pid)
-	d = runGocr(t, nil, "dump", "-t", pid, "-D", dir, "--external", key, "--external", "pipe:[1]")
+	d := runGocr(t, nil, "dump", "-t", pid, "-D", dir, "--external", key, "--external", "pipe:[1]")
 	assertRefused(t, d, []string{"--external pipe:[1]"}, nil)
 	assertUntouched(t, tg.pid)
 
@@ -253,6 +279,80 @@ func TestInheritFdNonStdio(t *testing.T) {
 	}
 	feed(t, r2, w2)
 	checkResult(t, tg, tg.pid)
+}
+
+// TestInheritFdClosedPipe: fds 3 and 4 of a target, the read end of a
+// pipe holding unread data and the write end of another, whose other ends
+// the test holds outside the dump, are dumped without any option; restored,
+// each is a new pipe of the same direction whose other end is closed
+// (targets/outsidepipes.c checks the data and then end of file, EPIPE with
+// SIGPIPE, the status flags and the pipe size), said in one line naming
+// both, and the oracle finds the fds as they were.
+func TestInheritFdClosedPipe(t *testing.T) {
+	needsGocr(t)
+	tg, dir, keyA, keyB, view := dumpOutsidePipes(t)
+	res := restoreGiven(t, tg, dir, nil, nil)
+	lines := stderrLines(res)
+	if len(lines) != 1 || !strings.Contains(lines[0], "fd 3 ("+keyA+")") || !strings.Contains(lines[0], "fd 4 ("+keyB+")") ||
+		!strings.Contains(lines[0], "other end is closed") {
+		t.Fatalf("want one line naming fd 3 (%s) and fd 4 (%s), given pipes whose other end is closed\n%v", keyA, keyB, res)
+	}
+	t.Logf("gocr restore: %s", lines[0])
+	checkTreeView(t, tg.pid, view, nil)
+	checkResult(t, tg, tg.pid)
+}
+
+// TestInheritFdClosedPipeGiven: the same fd 3, dumped without any option,
+// is given the pipe --inherit-fd fd[3]:KEY names instead (of the target's
+// size, into which the test writes what the target wants to read, then
+// closes), and the line then names fd 4 only.
+func TestInheritFdClosedPipeGiven(t *testing.T) {
+	needsGocr(t)
+	tg, dir, keyA, keyB, _ := dumpOutsidePipes(t)
+	r2, w2 := pipeEnds(t)
+	if _, err := unix.FcntlInt(r2.Fd(), unix.F_SETPIPE_SZ, 16384); err != nil {
+		t.Fatalf("F_SETPIPE_SZ: %v", err)
+	}
+	res := restoreGiven(t, tg, dir, nil, []*os.File{r2}, "--inherit-fd", "fd[3]:"+keyA)
+	sameFile(t, tg.pid, 3, r2)
+	lines := stderrLines(res)
+	if len(lines) != 1 || strings.Contains(lines[0], "fd 3 ") || !strings.Contains(lines[0], "fd 4 ("+keyB+")") {
+		t.Fatalf("with --inherit-fd for fd 3, want one line naming fd 4 only\n%v", res)
+	}
+	r2.Close()
+	if _, err := w2.Write([]byte("left\n")); err != nil {
+		t.Fatalf("write to the given pipe: %v", err)
+	}
+	w2.Close()
+	checkResult(t, tg, tg.pid)
+}
+
+// dumpOutsidePipes starts the outsidepipes target on two pipes whose
+// other ends the test holds, writes "left\n" into the one it reads, and
+// dumps it; it returns the target, the images, the pipes' keys (fds 3 and
+// 4) and the oracle's view from before the dump.
+func dumpOutsidePipes(t *testing.T) (tg *target, dir, keyA, keyB string, view treeView) {
+	t.Helper()
+	ar, aw := pipeEnds(t)
+	br, bw := pipeEnds(t)
+	// Before the target starts: (*os.File).Fd makes the open file
+	// description, which the target shares, blocking.
+	keyA, keyB = fileKey(t, "pipe", ar), fileKey(t, "pipe", bw)
+	tg = startTargetOpts(t, "outsidepipes", startOpts{extra: []*os.File{ar, bw}})
+	if _, err := aw.Write([]byte("left\n")); err != nil {
+		t.Fatalf("write into the target's pipe: %v", err)
+	}
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
+	dir = t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	for _, f := range []*os.File{ar, aw, br, bw} {
+		f.Close()
+	}
+	return tg, dir, keyA, keyB, view
 }
 
 // socketEnds makes a unix socketpair, closed when the test ends.

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"syscall"
 	"testing"
 )
 
@@ -21,6 +22,25 @@ func TestNoVdso(t *testing.T) {
 			checkResult(t, tg, pid)
 		})
 	}
+}
+
+// TestNoVdsoStopped: the process without a vDSO (2 threads), stopped by
+// SIGSTOP when dumped, goes through the gate made of its own code before
+// it stops again: stopped, the oracle finds it as it was (its masks, no
+// lifeline fd), and once continued it checks itself.
+func TestNoVdsoStopped(t *testing.T) {
+	needsGocr(t)
+	tg := startTarget(t, "novdso", "all")
+	if err := syscall.Kill(tg.pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP pid %d: %v", tg.pid, err)
+	}
+	waitStopped(t, tg.pid, "before the dump")
+	pid := checkpointRestore(t, tg, cycleOpts{})
+	waitStopped(t, pid, "after the restore")
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT pid %d: %v", pid, err)
+	}
+	checkResult(t, tg, pid)
 }
 
 // TestNoVdsoLeaveRunning: the process without a vDSO dumped with

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -224,7 +225,10 @@ func TestPython(t *testing.T) {
 // SIGSTOP and its child by SIGTSTP, each with a second thread) is dumped
 // while stopped and comes back stopped, every thread in state T, until a
 // SIGCONT resumes it; the target checks it was continued exactly once and
-// that its parent sees the child stopped and then continued.
+// that its parent sees the child stopped and then continued. Stopped, it
+// is as it was dumped (the oracle: each thread's signal mask, the fds, no
+// gocr lifeline among them), and so it is dumped and restored a second
+// time while still stopped.
 func TestStoppedJob(t *testing.T) {
 	needsRoot(t)
 	tg := startTargetOpts(t, "stopped", startOpts{})
@@ -236,15 +240,11 @@ func TestStoppedJob(t *testing.T) {
 	child := pids[0]
 	waitStopped(t, child, "before the dump")
 	pid := tg.pid
-	if !standalone {
-		dir := t.TempDir()
-		dump(t, tg.pid, dir)
-		tg.waitDead(t, "a dump without --leave-running")
-		waitAllGone(t, pids, "the dump")
-		pid = restoreDetached(t, tg, dir, nil)
-	}
-	for _, p := range []int{pid, child} {
-		waitStopped(t, p, "after the restore")
+	for _, round := range []string{"the restore", "a second restore while stopped"} {
+		pid = checkpointRestoreTree(t, tg)
+		for _, p := range []int{pid, child} {
+			waitStopped(t, p, "after "+round)
+		}
 	}
 	// Stopped it stays: nothing continues it by the way.
 	time.Sleep(300 * time.Millisecond)
@@ -255,6 +255,76 @@ func TestStoppedJob(t *testing.T) {
 		t.Fatalf("SIGCONT pid %d: %v", pid, err)
 	}
 	checkResult(t, tg, pid)
+}
+
+// TestStoppedSignalled: a sleep(1) stopped by SIGSTOP and restored is
+// as it was (the oracle: its mask, its fds), and signals do to it what
+// they do to a twin stopped and never dumped: a SIGTERM stays pending
+// while it is stopped (kernel/signal.c complete_signal: a stopped thread
+// does not take it, wants_signal), and SIGCONT then ends it by SIGTERM.
+func TestStoppedSignalled(t *testing.T) {
+	needsGocr(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start sleep: %v", err)
+		}
+		pid := cmd.Process.Pid
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP %d: %v", pid, err)
+		}
+		waitStopped(t, pid, "before the dump")
+		return cmd
+	}
+	twin, dumped := start(), start()
+	pid := dumped.Process.Pid
+	before, err := readTreeView(t, pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, pid, dir)
+	dumped.Wait()
+	restore(t, nil, dir, "-d")
+	waitStopped(t, pid, "after the restore")
+	checkTreeView(t, pid, before, nil)
+
+	pending := func(p int) string {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			shd := statusField(t, p, "ShdPnd")
+			if n, err := strconv.ParseUint(shd, 16, 64); err == nil && n&(1<<(syscall.SIGTERM-1)) != 0 {
+				return shd
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d: ShdPnd %s 5 s after a SIGTERM, want SIGTERM pending", p, shd)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, p := range []int{twin.Process.Pid, pid} {
+		if err := syscall.Kill(p, syscall.SIGTERM); err != nil {
+			t.Fatalf("SIGTERM %d: %v", p, err)
+		}
+	}
+	tw, re := pending(twin.Process.Pid), pending(pid)
+	if tw != re {
+		t.Fatalf("pending after SIGTERM: restored %s, twin never dumped %s", re, tw)
+	}
+	waitStopped(t, twin.Process.Pid, "after SIGTERM (twin)")
+	waitStopped(t, pid, "after SIGTERM")
+	for _, p := range []int{twin.Process.Pid, pid} {
+		if err := syscall.Kill(p, syscall.SIGCONT); err != nil {
+			t.Fatalf("SIGCONT %d: %v", p, err)
+		}
+	}
+	if err := twin.Wait(); err == nil || !strings.Contains(err.Error(), "terminated") {
+		t.Fatalf("twin after SIGCONT: %v, want terminated by SIGTERM", err)
+	}
+	if !waitGone(pid, pidGoneTimeout) {
+		t.Fatalf("restored pid %d still %s %v after SIGCONT, want ended by its pending SIGTERM", pid, procState(pid), pidGoneTimeout)
+	}
 }
 
 // TestStoppedJobOwnGroup: a stopped job leading its own process group in

@@ -61,6 +61,41 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 	checkResult(t, tg, tg.pid)
 }
 
+// TestStoppedJobGocrKilledInRelease: gocr restoring a stopped job
+// (targets/stopped.c, two processes of two threads) is killed after the
+// commit, at the first step of its release (before any stopped thread is
+// through the gate: each stops in it) and at the third (every thread
+// through, two of them detached by gocr, the others by its death): the
+// job is stopped, every thread, and once continued it runs and passes.
+func TestStoppedJobGocrKilledInRelease(t *testing.T) {
+	needsGocr(t)
+	tg := startTargetOpts(t, "stopped", startOpts{})
+	waitStopped(t, tg.pid, "before the dump")
+	pids := append([]int{tg.pid}, trackTree(t, tg.pid)...)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	for _, step := range []int{1, 3} {
+		restoreKilledInRelease(t, dir, step)
+		for _, p := range pids {
+			waitStopped(t, p, "after gocr was killed at release step "+strconv.Itoa(step))
+		}
+		if step == 1 {
+			// Ended, so that the next restore has its PIDs.
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			waitAllGone(t, pids, "SIGKILL")
+		}
+	}
+	if err := syscall.Kill(tg.pid, syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT pid %d: %v", tg.pid, err)
+	}
+	checkResult(t, tg, tg.pid)
+}
+
 // restoreKilledInRelease restores the images in dir with gocr SIGKILLed
 // at release step step (testhook.KillInRelease), and fails t unless it
 // was.

@@ -39,6 +39,7 @@ type startOpts struct {
 	binary string        // replaces the target's executable (setuid copy)
 	pgroup bool          // start it in a process group of its own, as a shell starts a job
 	pgid   int           // start it in this process group (of the test's session)
+	extra  []*os.File    // its fds 3, 4, ... (exec.Cmd.ExtraFiles)
 }
 
 func startTarget(t *testing.T, name string, args ...string) *target {
@@ -88,6 +89,7 @@ func startTargetOpts(t *testing.T, name string, o startOpts) *target {
 	argv = append(argv, o.args...)
 	tg.cmd = exec.Command(argv[0], argv[1:]...)
 	tg.cmd.Stdin = stdin
+	tg.cmd.ExtraFiles = o.extra
 	tg.cmd.Stdout = logf
 	tg.cmd.Stderr = logf
 	tg.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.pgroup || o.pgid != 0, Pgid: o.pgid}
