@@ -14,7 +14,7 @@ import (
 const (
 	// maxRatio is the most a dump or a restore may take over the limit
 	// for the same work, as a factor.
-	maxRatio = 1.25
+	maxRatio = 1.1
 	// maxRSSMiB bounds gocr's own peak RSS: page data never passes
 	// through gocr's memory, so it must not grow with the target's.
 	maxRSSMiB = 64
