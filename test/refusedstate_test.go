@@ -5,6 +5,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,7 @@ func TestRefusedState(t *testing.T) {
 		needs string              // a file the machine must have for the mode
 		cpu   string              // a CPU feature (/proc/cpuinfo flags) it must have
 		probe func() (int, error) // makes the fd the mode needs, if the machine lets it
+		ldisc string              // a line discipline /proc/tty/ldiscs must list
 		want  []string
 	}{
 		{mode: "thread-files", want: []string{"thread", "own fd table"}},
@@ -71,6 +73,12 @@ func TestRefusedState(t *testing.T) {
 		{mode: "pty", arg: "async", want: []string{"fd 3 (/dev/ptmx)", "O_ASYNC"}},
 		{mode: "pty", arg: "devtty", want: []string{"fd 5 (/dev/tty)", "not supported"}},
 		{mode: "pty", arg: "notty", want: []string{"in session", "without its controlling terminal /dev/pts/"}},
+		{mode: "pty", arg: "ldisc", needs: "/proc/tty/ldiscs", ldisc: "n_null", want: []string{"fd 4 (/dev/pts/", "line discipline 27", "only N_TTY"}},
+		{mode: "pty", arg: "orphan", want: []string{"fd 3 (/dev/ptmx", "3 bytes written by a slave no dumped process holds"}},
+		{mode: "pty", arg: "ixany", want: []string{"fd 3 (/dev/ptmx", "3 bytes wait to be read by the slave with IXON on outside canonical mode"}},
+		{mode: "pty", arg: "ixon", want: []string{"fd 3 (/dev/ptmx", "3 bytes wait to be read by the slave with IXON on outside canonical mode"}},
+		{mode: "pty", arg: "extproc", want: []string{"fd 3 (/dev/ptmx", "packet mode with EXTPROC"}},
+		{mode: "pty", arg: "full", want: []string{"fd 3 (/dev/ptmx", "input buffer is full"}},
 	} {
 		name := c.mode
 		switch c.mode {
@@ -83,6 +91,12 @@ func TestRefusedState(t *testing.T) {
 			if c.needs != "" {
 				if _, err := os.Stat(c.needs); err != nil {
 					t.Skipf("this machine lacks %s: %v", c.needs, err)
+				}
+			}
+			if c.ldisc != "" {
+				b, _ := os.ReadFile("/proc/tty/ldiscs")
+				if !slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool { return strings.HasPrefix(l, c.ldisc+" ") }) {
+					t.Skipf("this kernel has no line discipline %s (/proc/tty/ldiscs: %q)", c.ldisc, b)
 				}
 			}
 			if c.cpu != "" && !cpuHas(t, c.cpu) {

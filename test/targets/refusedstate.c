@@ -44,7 +44,15 @@
  *                  devtty (a session of its own with the pty as its
  *                  controlling terminal, and /dev/tty open), notty (the
  *                  same, with a child forked before the terminal was
- *                  taken, so in the session without it)
+ *                  taken, so in the session without it), ldisc (the
+ *                  slave's line discipline N_NULL), orphan (bytes the
+ *                  slave wrote wait on the master, the slave closed),
+ *                  ixany (a byte waits for the slave with IXON and
+ *                  IXANY), ixon (the STOP character waits for the slave,
+ *                  written before IXON was set), extproc (a byte waits
+ *                  for the slave, the master in packet mode, EXTPROC
+ *                  set), full (more than the slave's input buffer
+ *                  waits for it)
  *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
  *                  reserves it: vm.nr_hugepages)
  *   group-orphan   leads a process group of its own in which a grandchild,
@@ -69,6 +77,10 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
+
+#ifndef N_NULL
+#define N_NULL 27 /* include/uapi/linux/tty.h */
+#endif
 
 #define THREAD_FD 77
 #define THREAD_HOST "gocr-thread"
@@ -699,6 +711,23 @@ static void run_fdkind(const char *kind)
 	tgt_pass();
 }
 
+/* pty_wait_in waits until at least n bytes wait to be read at fd of a
+ * pty: a poll pushes the driver's buffer into the line discipline first
+ * (drivers/tty/n_tty.c n_tty_poll), TIOCINQ counts them. */
+static void pty_wait_in(int fd, int n)
+{
+	for (int i = 0; i < 5000; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int q = 0;
+		poll(&p, 1, 1);
+		if (ioctl(fd, TIOCINQ, &q) < 0)
+			tgt_fail("TIOCINQ: %s", strerror(errno));
+		if (q >= n)
+			return;
+	}
+	tgt_fail("fewer than %d bytes arrived at the pty", n);
+}
+
 static void run_pty(const char *kind)
 {
 	pid_t notty_child = -1;
@@ -745,12 +774,92 @@ static void run_pty(const char *kind)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
 		if ((extra = open(path, O_RDONLY | O_NOCTTY)) < 0)
 			tgt_fail("open %s read-only: %s", path, strerror(errno));
+	} else if (strcmp(kind, "ldisc") == 0) {
+		int d = N_NULL;
+		if (ioctl(sl, TIOCSETD, &d) < 0)
+			tgt_fail("TIOCSETD N_NULL: %s", strerror(errno));
+	} else if (strcmp(kind, "orphan") == 0) {
+		if (write(sl, "abc", 3) != 3)
+			tgt_fail("write to the slave: %s", strerror(errno));
+		close(sl);
+		sl = -1;
+		pty_wait_in(m, 3);
+	} else if (strcmp(kind, "ixany") == 0 || strcmp(kind, "ixon") == 0 ||
+		   strcmp(kind, "extproc") == 0 || strcmp(kind, "full") == 0) {
+		struct termios tio;
+		if (tcgetattr(sl, &tio) < 0)
+			tgt_fail("tcgetattr: %s", strerror(errno));
+		cfmakeraw(&tio);
+		if (strcmp(kind, "extproc") == 0)
+			tio.c_lflag |= EXTPROC;
+		if (tcsetattr(sl, TCSANOW, &tio) < 0)
+			tgt_fail("tcsetattr: %s", strerror(errno));
+		if (strcmp(kind, "extproc") == 0) {
+			int on = 1;
+			if (ioctl(m, TIOCPKT, &on) < 0)
+				tgt_fail("TIOCPKT: %s", strerror(errno));
+		}
+		if (strcmp(kind, "full") == 0) {
+			/* More than N_TTY_BUF_SIZE (drivers/tty/n_tty.c, 4096):
+			 * the rest waits in the driver's buffer. */
+			char buf[6000];
+			memset(buf, 'f', sizeof(buf));
+			if (write(m, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+				tgt_fail("write to the master: %s", strerror(errno));
+			pty_wait_in(sl, 4095);
+		} else {
+			/* The STOP character (^S by default) read as data while
+			 * IXON is off, then IXON on. */
+			if (write(m, "a\023b", 3) != 3)
+				tgt_fail("write to the master: %s", strerror(errno));
+			pty_wait_in(sl, 3);
+			if (strcmp(kind, "ixon") == 0 || strcmp(kind, "ixany") == 0) {
+				tio.c_iflag |= IXON;
+				if (strcmp(kind, "ixany") == 0)
+					tio.c_iflag |= IXANY;
+				if (tcsetattr(sl, TCSANOW, &tio) < 0)
+					tgt_fail("tcsetattr IXON: %s", strerror(errno));
+			}
+		}
 	} else {
 		tgt_fail("unknown pty kind %s", kind);
 	}
 	tgt_ready();
 	tgt_wait();
 	struct termios now;
+	int d = -1;
+	if (strcmp(kind, "ldisc") == 0 && (ioctl(sl, TIOCGETD, &d) < 0 || d != N_NULL))
+		tgt_fail("the slave's line discipline is %d, want N_NULL", d);
+	if (strcmp(kind, "orphan") == 0) {
+		char buf[8];
+		if (read(m, buf, sizeof(buf)) != 3 || memcmp(buf, "abc", 3) != 0)
+			tgt_fail("the slave's bytes are gone from the master");
+	}
+	if (strcmp(kind, "ixany") == 0 || strcmp(kind, "ixon") == 0 || strcmp(kind, "extproc") == 0) {
+		char buf[8];
+		if (read(sl, buf, sizeof(buf)) != 3 || memcmp(buf, "a\023b", 3) != 0)
+			tgt_fail("the bytes for the slave are gone");
+	}
+	if (strcmp(kind, "full") == 0) {
+		char buf[6000];
+		size_t got = 0;
+		int fl = fcntl(sl, F_GETFL);
+		fcntl(sl, F_SETFL, fl | O_NONBLOCK);
+		while (got < sizeof(buf)) {
+			pty_wait_in(sl, 1);
+			ssize_t n = read(sl, buf, sizeof(buf));
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n <= 0)
+				tgt_fail("read the bytes for the slave: %s", n < 0 ? strerror(errno) : "end of file");
+			for (ssize_t i = 0; i < n; i++)
+				if (buf[i] != 'f')
+					tgt_fail("byte %zu for the slave is %#x, want 'f'", got + i, buf[i]);
+			got += n;
+		}
+		if (got != sizeof(buf))
+			tgt_fail("%zu bytes for the slave, want %zu", got, sizeof(buf));
+	}
 	if (strcmp(kind, "lockedtermios") == 0 &&
 	    (ioctl(sl, TIOCGLCKTRMIOS, &now) < 0 || now.c_lflag != ECHO))
 		tgt_fail("the slave's termios lock is gone");
