@@ -1,0 +1,105 @@
+//go:build linux
+
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Restore-time refusals: what the dump could not know, found taken at the
+// restore. Each fails in one line before any process of the job exists,
+// and leaves nothing of its own behind.
+
+// TestPtyIndexTakenRefused: a pty whose index (/dev/pts/N) another
+// process holds by restore time cannot come back at it (devpts gives
+// only the lowest free index, fs/devpts/inode.c devpts_new_index): the
+// restore refuses in one line naming it, and no process of the job is
+// left.
+func TestPtyIndexTakenRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "pty")
+	pids := trackTree(t, tg.pid)
+	index := ptyIndexOf(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	takePtyIndex(t, index)
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r := runGocr(t, nil, "restore", "-D", dir, "-d")
+	assertRefused(t, r, []string{fmt.Sprintf("/dev/pts/%d is taken by another process", index)}, nil)
+	assertNoProcess(t, tg.pid)
+	for _, pid := range pids {
+		assertNoProcess(t, pid)
+	}
+}
+
+// ptyIndexOf returns the index of the pty master pid holds: its fdinfo
+// says "tty-index" (drivers/tty/pty.c pty_show_fdinfo).
+func ptyIndexOf(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range fds {
+		if link, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", e.Name())); link != "/dev/ptmx" && link != "/dev/pts/ptmx" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "fdinfo", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "tty-index:"); ok {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					t.Fatalf("fdinfo of pid %d fd %s: %q", pid, e.Name(), line)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("pid %d holds no pty master", pid)
+	return -1
+}
+
+// takePtyIndex opens pty masters until /dev/pts/index exists, and keeps
+// it open until the test ends (closing the others): devpts gives the
+// lowest free index, so it is this test's or another process's by then.
+func takePtyIndex(t *testing.T, index int) {
+	t.Helper()
+	var extra []int
+	defer func() {
+		for _, fd := range extra {
+			unix.Close(fd)
+		}
+	}()
+	for i := 0; i <= index+64; i++ {
+		if _, err := os.Stat(fmt.Sprintf("/dev/pts/%d", index)); err == nil {
+			return
+		}
+		fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("open /dev/ptmx: %v", err)
+		}
+		n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+		if err != nil {
+			t.Fatalf("TIOCGPTN: %v", err)
+		}
+		if int(n) == index {
+			t.Cleanup(func() { unix.Close(fd) })
+			continue
+		}
+		extra = append(extra, fd)
+	}
+	t.Fatalf("/dev/pts/%d is still free after %d ptys opened", index, index+64)
+}
