@@ -281,3 +281,50 @@ func TestReplacedFileRefused(t *testing.T) {
 	checkResult(t, tg, pid)
 	counterLines(t, tg.logPath, true)
 }
+
+// TestRefusedStdioLock: a flock on stdio joined to something outside the
+// dump that the restore replaces (the restore gives the file --inherit-fd
+// names, or its own stdio) would not come back on what the restore gives:
+// refused at dump naming the fd, and the job runs on with its lock
+// (fdinfo lists the locks of the open file description, fs/proc/fd.c
+// show_fd_locks). Stdin on a unix socket whose peer is outside, and on a
+// file no kind of gocr's restores (a pidfd).
+func TestRefusedStdioLock(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	for _, c := range []struct {
+		name string
+		open func(t *testing.T) *os.File
+		want []string
+	}{
+		{"socket", func(t *testing.T) *os.File { f, _ := socketEnds(t); return f },
+			[]string{"fd 0 (socket:[", ") holds a lock on a socket from outside the dumped processes, which the restore replaces"}},
+		{"pidfd", func(t *testing.T) *os.File {
+			fd, err := unix.PidfdOpen(os.Getpid(), 0)
+			if err != nil {
+				t.Skipf("this kernel gives no pidfd: %v", err)
+			}
+			f := os.NewFile(uintptr(fd), "pidfd")
+			t.Cleanup(func() { f.Close() })
+			return f
+		}, []string{"fd 0 (anon_inode:[pidfd]) holds a lock on a file the restore would replace"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stdin := c.open(t)
+			if err := unix.Flock(int(stdin.Fd()), unix.LOCK_EX); err != nil {
+				t.Skipf("this kernel takes no flock on a %s: %v", c.name, err)
+			}
+			tg := startTargetOpts(t, "pauser", startOpts{stdin: stdin})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, append([]string{strconv.Itoa(tg.pid)}, c.want...), nil)
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(tg.pid) + "/fdinfo/0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), "FLOCK") {
+				t.Errorf("the job's stdin lost its lock:\n%s", b)
+			}
+			checkIntact(t, tg)
+		})
+	}
+}
