@@ -328,3 +328,35 @@ func TestRefusedStdioLock(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedOtherDevpts: a pty of another devpts instance (a
+// container's, mounted with newinstance) is not one gocr's /dev/ptmx can
+// make again: its master and its slave are each refused at dump naming
+// the fd, and the job runs on with the pair.
+func TestRefusedOtherDevpts(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	dir := t.TempDir()
+	// ptmxmode: the instance's ptmx node is 0000 by default
+	// (Documentation/filesystems/devpts.rst).
+	if err := unix.Mount("devpts", dir, "devpts", 0, "newinstance,ptmxmode=0666"); err != nil {
+		t.Skipf("cannot mount a devpts instance of its own: %v", err)
+	}
+	// Registered first, so it runs after the targets are killed.
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	for _, c := range []struct{ which, want string }{
+		{"master", "fd 3 (" + dir + "/ptmx): pty: a pty master opened from " + dir + "/ptmx, not gocr's /dev/ptmx"},
+		{"slave", "fd 3 (" + dir + "/0): pty: a pty slave of another devpts than gocr's /dev/pts"},
+	} {
+		t.Run(c.which, func(t *testing.T) {
+			tg := startTarget(t, "refusedstate", "devpts", dir, c.which)
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
+}

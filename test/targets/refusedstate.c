@@ -53,6 +53,10 @@
  *                  for the slave, the master in packet mode, EXTPROC
  *                  set), full (more than the slave's input buffer
  *                  waits for it)
+ *   devpts DIR WHICH  a pty pair of the devpts instance mounted at DIR
+ *                  (the test mounts one with newinstance), its master
+ *                  opened from DIR/ptmx and its slave from DIR/N: WHICH
+ *                  (master or slave) is at fd 3, the other at fd 60
  *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
  *                  reserves it: vm.nr_hugepages)
  *   group-orphan   leads a process group of its own in which a grandchild,
@@ -883,6 +887,49 @@ static void run_pty(const char *kind)
 	tgt_pass();
 }
 
+static void run_devpts(const char *dir, const char *which)
+{
+	char path[4200];
+	unsigned int n;
+	int m, sl, unlock = 0;
+
+	snprintf(path, sizeof(path), "%s/ptmx", dir);
+	if ((m = open(path, O_RDWR | O_NOCTTY)) < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &n) < 0)
+		tgt_fail("unlock and index of %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s/%u", dir, n);
+	if ((sl = open(path, O_RDWR | O_NOCTTY)) < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	/* fds 3 and 4 now: WHICH to 3, the other to 60. */
+	if (strcmp(which, "slave") == 0) {
+		int t = dup(m);
+		if (t < 0 || dup2(sl, m) < 0 || dup2(t, sl) < 0 || close(t) < 0)
+			tgt_fail("swap the fds: %s", strerror(errno));
+	}
+	if (dup2(4, 60) < 0 || close(4) < 0)
+		tgt_fail("move fd 4 to 60: %s", strerror(errno));
+	m = strcmp(which, "slave") == 0 ? 60 : 3;
+	sl = strcmp(which, "slave") == 0 ? 3 : 60;
+	struct termios raw;
+	if (tcgetattr(sl, &raw) < 0)
+		tgt_fail("tcgetattr: %s", strerror(errno));
+	cfmakeraw(&raw);
+	if (tcsetattr(sl, TCSANOW, &raw) < 0)
+		tgt_fail("tcsetattr: %s", strerror(errno));
+	if (write(m, "d", 1) != 1)
+		tgt_fail("write to the master: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	unsigned int now;
+	char c;
+	if (ioctl(m, TIOCGPTN, &now) < 0 || now != n)
+		tgt_fail("the master's index is no longer %u", n);
+	if (read(sl, &c, 1) != 1 || c != 'd')
+		tgt_fail("the byte for the slave is gone");
+	tgt_pass();
+}
+
 static void run_hugetlb(void)
 {
 	/* The default huge page size (man 5 proc_meminfo, Hugepagesize). */
@@ -993,6 +1040,8 @@ int main(int argc, char **argv)
 		run_fdkind(argv[3]);
 	else if (strcmp(mode, "pty") == 0 && argc > 3)
 		run_pty(argv[3]);
+	else if (strcmp(mode, "devpts") == 0 && argc > 4)
+		run_devpts(argv[3], argv[4]);
 	else if (strcmp(mode, "hugetlb") == 0)
 		run_hugetlb();
 	else if (strcmp(mode, "group-orphan") == 0)
