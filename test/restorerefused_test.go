@@ -103,3 +103,56 @@ func takePtyIndex(t *testing.T, index int) {
 	}
 	t.Fatalf("/dev/pts/%d is still free after %d ptys opened", index, index+64)
 }
+
+// TestUnixPeerCredPidTakenRefused: a socketpair whose peer credentials
+// (SO_PEERCRED) name a process that had ended by the dump (unixpeercred.c
+// fds 85 and 86) is made again at restore by a process with that pid; if
+// another process holds the pid by then, the restore refuses in one line
+// naming it, before any process of the job exists, and leaves the holder
+// alone.
+func TestUnixPeerCredPidTakenRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	needsUnixDiag(t)
+	tg := startTarget(t, "unixpeercred")
+	pids := trackTree(t, tg.pid)
+	ended := peerCredPid(t, tg.pid, 85)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", ended)); err != nil {
+		takePid(t, ended)
+	} // else another process has taken it already, as the test wants
+	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+	r := runGocr(t, nil, "restore", "-D", dir, "-d")
+	assertRefused(t, r, []string{fmt.Sprintf("its peer credentials (SO_PEERCRED) name pid %d, which another process holds now", ended)}, nil)
+	assertNoProcess(t, tg.pid)
+	for _, pid := range pids {
+		assertNoProcess(t, pid)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", ended)); err != nil {
+		t.Errorf("the process holding pid %d is gone after the refused restore: %v", ended, err)
+	}
+}
+
+// peerCredPid returns the pid SO_PEERCRED names for fd of pid, read on a
+// copy of the fd (pidfd_getfd(2)).
+func peerCredPid(t *testing.T, pid, fd int) int {
+	t.Helper()
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(pfd)
+	h, err := unix.PidfdGetfd(pfd, fd, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd %d fd %d: %v", pid, fd, err)
+	}
+	defer unix.Close(h)
+	cred, err := unix.GetsockoptUcred(h, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		t.Fatalf("SO_PEERCRED of pid %d fd %d: %v", pid, fd, err)
+	}
+	return int(cred.Pid)
+}
