@@ -13,9 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Restore-time refusals: what the dump could not know, found taken at the
-// restore. Each fails in one line before any process of the job exists,
-// and leaves nothing of its own behind.
+// Refusals that take a restore: what the dump could not know, found taken
+// at the restore (each fails in one line before any process of the job
+// exists, and leaves nothing of its own behind), and state only a
+// restored job has (a PID namespace of its own).
 
 // TestPtyIndexTakenRefused: a pty whose index (/dev/pts/N) another
 // process holds by restore time cannot come back at it (devpts gives
@@ -155,4 +156,30 @@ func peerCredPid(t *testing.T, pid, fd int) int {
 		t.Fatalf("SO_PEERCRED of pid %d fd %d: %v", pid, fd, err)
 	}
 	return int(cred.Pid)
+}
+
+// TestPtyPidnsRefused: a session with a pty as its controlling terminal,
+// in a PID namespace of its own (a job restored with --pidns, dumped
+// again), is refused at dump in one line: gocr would read its foreground
+// group under another number than the processes know it by. The job runs
+// on and checks its pty.
+func TestPtyPidnsRefused(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	hole := ptyHole(t)
+	tg := startTarget(t, "pty")
+	hole()
+	pids := trackTree(t, tg.pid)
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	restore(t, nil, dir, "-d", "--pidns=always")
+	host, reaper := nsJob(t, tg, tg.pid)
+	// The namespace ends with its init, the reaper (man 7 pid_namespaces).
+	t.Cleanup(func() { unix.Kill(reaper, unix.SIGKILL) })
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(host), "-D", t.TempDir())
+	assertRefused(t, r, []string{"/dev/pts/", "is the controlling terminal of session", "in a PID namespace of its own"}, nil)
+	assertUntouched(t, host)
+	checkResult(t, tg, host)
 }
