@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -204,9 +205,24 @@ func checkSameFile(s *Sources, fd *gocrpb.Fd, nfd int) error {
 	}
 	if fd.GetPath().GetType() == gocrpb.PathFd_REGULAR && fd.Flags&unix.O_PATH == 0 &&
 		(st.Size != fd.File.Size || st.Mtim.Nano() != fd.File.MtimeNs) {
-		return fmt.Errorf("file %s changed since the dump (size %d, was %d; or its modification time): fd %d may not find what it had", fd.File.Path, st.Size, fd.File.Size, fd.Fd)
+		return fmt.Errorf("file %s changed since the dump (%s): fd %d may not find what it had", fd.File.Path, Changed(&st, fd.File.Size, fd.File.MtimeNs), fd.Fd)
 	}
 	return nil
+}
+
+// Changed says what of a regular file differs from what the dump
+// recorded: its size, its modification time, or both. A file rewritten in
+// place to the same size shows only by its modification time.
+func Changed(st *unix.Stat_t, size, mtimeNs int64) string {
+	var parts []string
+	if st.Size != size {
+		parts = append(parts, fmt.Sprintf("size %d, was %d", st.Size, size))
+	}
+	if mt := st.Mtim.Nano(); mt != mtimeNs {
+		parts = append(parts, fmt.Sprintf("modification time %s, was %s",
+			time.Unix(0, mt).UTC().Format(time.RFC3339Nano), time.Unix(0, mtimeNs).UTC().Format(time.RFC3339Nano)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // isStatelessDevice: the memory devices of major 1 whose open files hold

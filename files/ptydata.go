@@ -3,7 +3,6 @@
 package files
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -28,7 +27,7 @@ import (
 // mode (their ends are marks beside the buffer, n_tty read_flags, that
 // neither TIOCINQ nor a read shows), data waiting for a slave no process
 // holds, a full buffer (more may wait in the driver's flip buffer), and
-// bytes IXON would take as flow control when written again.
+// bytes IXON could take as flow control when written again.
 //
 // A line typed but not ended in canonical mode (bytes past canon_head)
 // shows neither to TIOCINQ, which counts complete lines only (n_tty.c
@@ -83,6 +82,16 @@ func readPtyData(m, s int, st *gocrpb.PtyState) (err error) {
 		// With EXTPROC, every termios change in packet mode queues a
 		// TIOCPKT_IOCTL status byte (drivers/tty/pty.c pty_set_termios).
 		return errors.New("unread data in a pty in packet mode with EXTPROC, which writing it back would announce to the master (not restored)")
+	case toSlave > 0 && st.Iflag&unix.IXON != 0 && !isCanonical(st):
+		// Read, these bytes would go back through the slave's input
+		// processing with IXON on, which takes the START and STOP
+		// characters (with IXANY, any byte) as flow control, not data
+		// (drivers/tty/n_tty.c n_tty_receive_char_flow_ctrl); and IXON
+		// turned off meanwhile would restart output a STOP had stopped
+		// (n_tty_set_termios) and, in packet mode, queue a status byte
+		// for the master (drivers/tty/pty.c pty_set_termios). So they
+		// are refused before anything is read.
+		return fmt.Errorf("%d bytes wait to be read by the slave with IXON on outside canonical mode, which writing them again could take as flow control (not restored)", toSlave)
 	}
 	canon := isCanonical(st)
 	if toMaster == 0 && toSlave == 0 && !canon {
@@ -214,24 +223,14 @@ func readTty(fd, n int, packet bool) ([]byte, error) {
 	return out, nil
 }
 
-// checkFlowChars refuses data for the slave that its input processing
-// would take as flow control when written again: with IXON, the START and
-// STOP characters (and, with IXANY, any) never reach the buffer by being
-// typed (drivers/tty/n_tty.c n_tty_receive_char_flow_ctrl).
+// checkFlowChars refuses an unfinished line for the slave with IXANY on:
+// typed again after ^V, each byte stays data, but with IXANY any byte
+// restarts output a STOP had stopped (drivers/tty/n_tty.c
+// n_tty_receive_char). Outside canonical mode data for the slave with IXON
+// on is refused before it is read (readPtyData).
 func checkFlowChars(st *gocrpb.PtyState) error {
-	if len(st.ToSlave) == 0 || st.Iflag&unix.IXON == 0 {
-		return nil
-	}
-	if st.Iflag&unix.IXANY != 0 {
+	if len(st.ToSlave) > 0 && st.Iflag&unix.IXON != 0 && st.Iflag&unix.IXANY != 0 {
 		return errors.New("unread data for the slave with IXANY on, which writing it again would act on (not restored)")
-	}
-	if isCanonical(st) {
-		return nil // an unfinished line is typed again after ^V (injectPtyData)
-	}
-	for _, c := range []byte{st.Cc[unix.VSTART], st.Cc[unix.VSTOP]} {
-		if c != 0 && bytes.IndexByte(st.ToSlave, c) >= 0 {
-			return fmt.Errorf("unread data for the slave holds the flow-control character %#x with IXON on (not restored)", c)
-		}
 	}
 	return nil
 }

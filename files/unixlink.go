@@ -85,6 +85,13 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 	var kept []*unixRef
 	for _, x := range order {
 		err := resolveUnixPeer(x, socks, listenerOf, ext)
+		if errors.Is(err, errOutside) {
+			if r, ok := lockedStdio(x.refs); ok {
+				// Its stdio would be given by --inherit-fd, but
+				// the lock would not come with it.
+				return fmt.Errorf("pid %d fd %d (%s) holds a lock on a socket from outside the dumped processes, which the restore replaces", r.Pid, r.Fd.Fd, r.Fd.Description)
+			}
+		}
 		if errors.Is(err, errOutside) && allStdio(x.refs) {
 			// A job's stdio on a logger's or a supervisor's
 			// socket: the restore gives the socket --inherit-fd
@@ -130,6 +137,24 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 		r.Fd.GetUnixSocket().Received = received
 	}
 	return nil
+}
+
+// lockedStdio returns a ref holding a lock when every one of refs is
+// stdio: joined outside the dump but for its lock.
+func lockedStdio(refs []Ref) (Ref, bool) {
+	var locked *Ref
+	for i, r := range refs {
+		if int(r.Fd.Fd) > unix.Stderr {
+			return Ref{}, false
+		}
+		if len(r.Fd.Locks) > 0 && locked == nil {
+			locked = &refs[i]
+		}
+	}
+	if locked == nil {
+		return Ref{}, false
+	}
+	return *locked, true
 }
 
 func allStdio(refs []Ref) bool {

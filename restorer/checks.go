@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/files"
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -152,7 +153,7 @@ func checkFiles(mm *gocrpb.Mm) error {
 			return fmt.Errorf("%s %s: %w", what, ref.Path, err)
 		}
 		if st.Size != ref.Size || st.Mtim.Nano() != ref.MtimeNs {
-			return fmt.Errorf("%s %s changed since the dump (size %d, was %d)", what, ref.Path, st.Size, ref.Size)
+			return fmt.Errorf("%s %s changed since the dump (%s)", what, ref.Path, files.Changed(&st, ref.Size, ref.MtimeNs))
 		}
 		return nil
 	}

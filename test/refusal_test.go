@@ -359,6 +359,23 @@ func TestRestoreRefusals(t *testing.T) {
 		assertNoProcess(t, tg.pid)
 	})
 
+	// Rewritten in place to the same size, a file shows its change only
+	// by its modification time, which the error names.
+	t.Run("ExecutableTouched", func(t *testing.T) {
+		image, tg, exe := dumpedCounterCopy(t)
+		later := time.Now().Add(time.Hour)
+		if err := os.Chtimes(exe, later, later); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tg.killRestored(t, tg.pid) })
+		r := runGocr(t, nil, "restore", "-D", image, "-d")
+		assertRefused(t, r, []string{exe, "changed", "modification time"}, nil)
+		if strings.Contains(r.stderr, "size") {
+			t.Errorf("the error names the size, which did not change: %s", r.stderr)
+		}
+		assertNoProcess(t, tg.pid)
+	})
+
 	t.Run("Images", func(t *testing.T) {
 		image, tg := dumpedCounter(t)
 		task := "task-" + strconv.Itoa(tg.pid) + ".img"

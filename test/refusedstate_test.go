@@ -5,6 +5,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,7 @@ func TestRefusedState(t *testing.T) {
 		needs string              // a file the machine must have for the mode
 		cpu   string              // a CPU feature (/proc/cpuinfo flags) it must have
 		probe func() (int, error) // makes the fd the mode needs, if the machine lets it
+		ldisc string              // a line discipline /proc/tty/ldiscs must list
 		want  []string
 	}{
 		{mode: "thread-files", want: []string{"thread", "own fd table"}},
@@ -71,6 +73,12 @@ func TestRefusedState(t *testing.T) {
 		{mode: "pty", arg: "async", want: []string{"fd 3 (/dev/ptmx)", "O_ASYNC"}},
 		{mode: "pty", arg: "devtty", want: []string{"fd 5 (/dev/tty)", "not supported"}},
 		{mode: "pty", arg: "notty", want: []string{"in session", "without its controlling terminal /dev/pts/"}},
+		{mode: "pty", arg: "ldisc", needs: "/proc/tty/ldiscs", ldisc: "n_null", want: []string{"fd 4 (/dev/pts/", "line discipline 27", "only N_TTY"}},
+		{mode: "pty", arg: "orphan", want: []string{"fd 3 (/dev/ptmx", "3 bytes written by a slave no dumped process holds"}},
+		{mode: "pty", arg: "ixany", want: []string{"fd 3 (/dev/ptmx", "3 bytes wait to be read by the slave with IXON on outside canonical mode"}},
+		{mode: "pty", arg: "ixon", want: []string{"fd 3 (/dev/ptmx", "3 bytes wait to be read by the slave with IXON on outside canonical mode"}},
+		{mode: "pty", arg: "extproc", want: []string{"fd 3 (/dev/ptmx", "packet mode with EXTPROC"}},
+		{mode: "pty", arg: "full", want: []string{"fd 3 (/dev/ptmx", "input buffer is full"}},
 	} {
 		name := c.mode
 		switch c.mode {
@@ -83,6 +91,12 @@ func TestRefusedState(t *testing.T) {
 			if c.needs != "" {
 				if _, err := os.Stat(c.needs); err != nil {
 					t.Skipf("this machine lacks %s: %v", c.needs, err)
+				}
+			}
+			if c.ldisc != "" {
+				b, _ := os.ReadFile("/proc/tty/ldiscs")
+				if !slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool { return strings.HasPrefix(l, c.ldisc+" ") }) {
+					t.Skipf("this kernel has no line discipline %s (/proc/tty/ldiscs: %q)", c.ldisc, b)
 				}
 			}
 			if c.cpu != "" && !cpuHas(t, c.cpu) {
@@ -266,4 +280,83 @@ func TestReplacedFileRefused(t *testing.T) {
 	waitCounter(t, tg, counterLines(t, tg.logPath, false)+10)
 	checkResult(t, tg, pid)
 	counterLines(t, tg.logPath, true)
+}
+
+// TestRefusedStdioLock: a flock on stdio joined to something outside the
+// dump that the restore replaces (the restore gives the file --inherit-fd
+// names, or its own stdio) would not come back on what the restore gives:
+// refused at dump naming the fd, and the job runs on with its lock
+// (fdinfo lists the locks of the open file description, fs/proc/fd.c
+// show_fd_locks). Stdin on a unix socket whose peer is outside, and on a
+// file no kind of gocr's restores (a pidfd).
+func TestRefusedStdioLock(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	for _, c := range []struct {
+		name string
+		open func(t *testing.T) *os.File
+		want []string
+	}{
+		{"socket", func(t *testing.T) *os.File { f, _ := socketEnds(t); return f },
+			[]string{"fd 0 (socket:[", ") holds a lock on a socket from outside the dumped processes, which the restore replaces"}},
+		{"pidfd", func(t *testing.T) *os.File {
+			fd, err := unix.PidfdOpen(os.Getpid(), 0)
+			if err != nil {
+				t.Skipf("this kernel gives no pidfd: %v", err)
+			}
+			f := os.NewFile(uintptr(fd), "pidfd")
+			t.Cleanup(func() { f.Close() })
+			return f
+		}, []string{"fd 0 (anon_inode:[pidfd]) holds a lock on a file the restore would replace"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stdin := c.open(t)
+			if err := unix.Flock(int(stdin.Fd()), unix.LOCK_EX); err != nil {
+				t.Skipf("this kernel takes no flock on a %s: %v", c.name, err)
+			}
+			tg := startTargetOpts(t, "pauser", startOpts{stdin: stdin})
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, append([]string{strconv.Itoa(tg.pid)}, c.want...), nil)
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(tg.pid) + "/fdinfo/0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), "FLOCK") {
+				t.Errorf("the job's stdin lost its lock:\n%s", b)
+			}
+			checkIntact(t, tg)
+		})
+	}
+}
+
+// TestRefusedOtherDevpts: a pty of another devpts instance (a
+// container's, mounted with newinstance) is not one gocr's /dev/ptmx can
+// make again: its master and its slave are each refused at dump naming
+// the fd, and the job runs on with the pair.
+func TestRefusedOtherDevpts(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	dir := t.TempDir()
+	// ptmxmode: the instance's ptmx node is 0000 by default
+	// (Documentation/filesystems/devpts.rst).
+	if err := unix.Mount("devpts", dir, "devpts", 0, "newinstance,ptmxmode=0666"); err != nil {
+		t.Skipf("cannot mount a devpts instance of its own: %v", err)
+	}
+	// Registered first, so it runs after the targets are killed.
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	for _, c := range []struct{ which, want string }{
+		{"master", "fd 3 (" + dir + "/ptmx): pty: a pty master opened from " + dir + "/ptmx, not gocr's /dev/ptmx"},
+		{"slave", "fd 3 (" + dir + "/0): pty: a pty slave of another devpts than gocr's /dev/pts"},
+	} {
+		t.Run(c.which, func(t *testing.T) {
+			tg := startTarget(t, "refusedstate", "devpts", dir, c.which)
+			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
+			assertRefused(t, r, []string{strconv.Itoa(tg.pid), c.want}, nil)
+			checkIntact(t, tg)
+		})
+	}
 }

@@ -4,8 +4,12 @@ package test
 
 import (
 	"errors"
+	"net"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -50,7 +54,9 @@ func TestSocketStateRestored(t *testing.T) {
 // socket as it was: an eBPF filter, a pending error, a multicast
 // membership with a source filter, a saved SYN not read, an MD5 key, IP options on a TCP
 // connection, an IPv6 extension header, a unix datagram socket's ECONNRESET, a
-// TCP connection reset (which sock_diag does not show), SO_TIMESTAMPING.
+// TCP connection reset (which sock_diag does not show), SO_TIMESTAMPING,
+// an upper layer protocol (TCP_ULP), ECN negotiated, an IPv6 link-local
+// address (sock_diag gives no zone).
 func TestSocketStateRefused(t *testing.T) {
 	needsGocr(t)
 	for _, c := range []struct{ mode, want string }{
@@ -67,8 +73,12 @@ func TestSocketStateRefused(t *testing.T) {
 		{"bindtodevice", "SO_BINDTODEVICE"},
 		{"urgent", "urgent data (MSG_OOB)"},
 		{"tcppeekoff", "SO_PEEK_OFF"},
+		{"tcpulp", "TCP_ULP \"tls\""},
+		{"ecn", "ECN was negotiated"},
+		{"linklocal", "IPv6 link-local address"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
+			args := []string{c.mode}
 			switch c.mode {
 			case "ebpf":
 				// kernel/bpf/syscall.c makes this file.
@@ -79,8 +89,14 @@ func TestSocketStateRefused(t *testing.T) {
 				needsTCPMD5(t)
 			case "ipv6hdr":
 				needsIPv6Loopback(t)
+			case "tcpulp":
+				needsULP(t, "tls")
+			case "ecn":
+				ecnRoute(t, "127.0.0.77") // sockopts.c ECN_ADDR
+			case "linklocal":
+				args = append(args, linkLocalAddr(t)...)
 			}
-			tg := startTargetOpts(t, "sockopts", startOpts{args: []string{c.mode}})
+			tg := startTargetOpts(t, "sockopts", startOpts{args: args})
 			r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 			assertRefused(t, r, []string{strconv.Itoa(tg.pid), "fd 70", c.want}, nil)
 			checkIntact(t, tg)
@@ -105,4 +121,59 @@ func needsTCPMD5(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// needsULP skips where the kernel has no TCP upper layer protocol name
+// (kTLS is CONFIG_TLS): /proc/sys/net/ipv4/tcp_available_ulp lists those
+// registered (net/ipv4/tcp_ulp.c), and setting one not listed fails.
+func needsULP(t *testing.T, name string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_ulp")
+	if err != nil {
+		t.Skipf("this kernel lists no TCP upper layer protocols: %v", err)
+	}
+	if !slices.Contains(strings.Fields(string(b)), name) {
+		t.Skipf("this kernel has no TCP upper layer protocol %q (CONFIG_TLS): tcp_available_ulp lists %q", name, strings.TrimSpace(string(b)))
+	}
+}
+
+// ecnRoute gives the local route to addr the ecn feature until the test
+// ends, so that a connection to it negotiates ECN whatever the sysctl
+// net.ipv4.tcp_ecn says (net/ipv4/tcp_output.c tcp_ecn_send_syn reads the
+// route's RTAX_FEATURE_ECN; ip-route(8) "features ecn"); no other
+// connection of the machine goes there.
+func ecnRoute(t *testing.T, addr string) {
+	t.Helper()
+	route := []string{"local", addr, "dev", "lo", "table", "local"}
+	if out, err := exec.Command("ip", append(append([]string{"route", "add"}, route...), "features", "ecn")...).CombinedOutput(); err != nil {
+		t.Fatalf("ip route add %s features ecn: %v: %s", addr, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", append([]string{"route", "del"}, route...)...).CombinedOutput(); err != nil {
+			t.Errorf("ip route del %s: %v: %s", addr, err, out)
+		}
+	})
+}
+
+// linkLocalAddr returns an IPv6 link-local address of an interface of
+// the machine and the interface's name, or skips where none has one.
+func linkLocalAddr(t *testing.T) []string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsLinkLocalUnicast() {
+				return []string{n.IP.String(), ifc.Name}
+			}
+		}
+	}
+	t.Skip("no interface of this machine has an IPv6 link-local address")
+	return nil
 }

@@ -30,6 +30,13 @@
  *                     job: sends "from-job-1" now, "from-job-1b" when the
  *                     peer says "go"; after SIGTERM reads "from-outside-1"
  *                     and "from-outside-2", and sends "from-job-2".
+ *   pending-outside   a listener on 127.0.0.1 whose port it writes to
+ *                     RESULT.port, for a client outside the job to connect
+ *                     to: after SIGTERM it accepts the connection, reads
+ *                     "x" and answers "y".
+ *   external-half PORT  a connection to 127.0.0.1:PORT, a peer outside the
+ *                     job, shut for writing after "from-job-1" was sent
+ *                     (FIN_WAIT2): after SIGTERM it reads "from-outside-1".
  * After SIGTERM each checks every byte, address and option and that the
  * sockets still work.
  */
@@ -358,6 +365,57 @@ static void pending(void)
 	tgt_pass();
 }
 
+static void pending_outside(void)
+{
+	int l = listener_reuse(AF_INET, 7, 0), s, fd;
+	char path[4200], port[16];
+	ss_t a;
+
+	names(l, &a, NULL);
+	snprintf(port, sizeof(port), "%d", port_of(&a));
+	snprintf(path, sizeof(path), "%s.port", tgt_result_path);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+		tgt_fail("create %s: %s", path, strerror(errno));
+	tgt_write_all(fd, port, strlen(port));
+	close(fd);
+	tgt_ready();
+	tgt_wait();
+	s = accept_one(l);
+	expect(s, "x", "the outside client's byte");
+	send_all(s, "y", 1, "answer to the outside client");
+	tgt_pass();
+}
+
+static void external_half(int port)
+{
+	ss_t a;
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	struct tcp_info ti;
+	socklen_t len;
+
+	loopback(&a, AF_INET, port);
+	if (connect(c, (struct sockaddr *)&a, sizeof(struct sockaddr_in)) < 0)
+		tgt_fail("connect to port %d: %s", port, strerror(errno));
+	send_all(c, "from-job-1", 10, "from-job-1");
+	if (shutdown(c, SHUT_WR) < 0)
+		tgt_fail("shutdown: %s", strerror(errno));
+	/* FIN_WAIT2 once the peer acknowledged the FIN. */
+	for (int i = 0;; i++) {
+		len = sizeof(ti);
+		if (getsockopt(c, SOL_TCP, TCP_INFO, &ti, &len) < 0)
+			tgt_fail("TCP_INFO: %s", strerror(errno));
+		if (ti.tcpi_state == TCP_FIN_WAIT2)
+			break;
+		if (i == 5000)
+			tgt_fail("the connection is in state %d, not FIN_WAIT2", ti.tcpi_state);
+		usleep(1000);
+	}
+	tgt_ready();
+	tgt_wait();
+	expect(c, "from-outside-1", "the message from outside");
+	tgt_pass();
+}
+
 static void half(void)
 {
 	int l = listener_reuse(family, 7, 0);
@@ -626,5 +684,9 @@ int main(int argc, char **argv)
 		busy(1);
 	else if (strcmp(mode, "external") == 0 && argc > 3)
 		external(atoi(argv[3]));
-	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|timewait|udp4|udp6|urgent|busy|external PORT");
+	else if (strcmp(mode, "pending-outside") == 0)
+		pending_outside();
+	else if (strcmp(mode, "external-half") == 0 && argc > 3)
+		external_half(atoi(argv[3]));
+	tgt_fail("usage: inet RESULT tcp4|tcp6|dual|pending|half|timewait|udp4|udp6|urgent|busy|external PORT|pending-outside|external-half PORT");
 }

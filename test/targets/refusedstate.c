@@ -44,7 +44,19 @@
  *                  devtty (a session of its own with the pty as its
  *                  controlling terminal, and /dev/tty open), notty (the
  *                  same, with a child forked before the terminal was
- *                  taken, so in the session without it)
+ *                  taken, so in the session without it), ldisc (the
+ *                  slave's line discipline N_NULL), orphan (bytes the
+ *                  slave wrote wait on the master, the slave closed),
+ *                  ixany (a byte waits for the slave with IXON and
+ *                  IXANY), ixon (the STOP character waits for the slave,
+ *                  written before IXON was set), extproc (a byte waits
+ *                  for the slave, the master in packet mode, EXTPROC
+ *                  set), full (more than the slave's input buffer
+ *                  waits for it)
+ *   devpts DIR WHICH  a pty pair of the devpts instance mounted at DIR
+ *                  (the test mounts one with newinstance), its master
+ *                  opened from DIR/ptmx and its slave from DIR/N: WHICH
+ *                  (master or slave) is at fd 3, the other at fd 60
  *   hugetlb        a MAP_HUGETLB mapping of one huge page (the test
  *                  reserves it: vm.nr_hugepages)
  *   group-orphan   leads a process group of its own in which a grandchild,
@@ -69,6 +81,10 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
+
+#ifndef N_NULL
+#define N_NULL 27 /* include/uapi/linux/tty.h */
+#endif
 
 #define THREAD_FD 77
 #define THREAD_HOST "gocr-thread"
@@ -699,6 +715,23 @@ static void run_fdkind(const char *kind)
 	tgt_pass();
 }
 
+/* pty_wait_in waits until at least n bytes wait to be read at fd of a
+ * pty: a poll pushes the driver's buffer into the line discipline first
+ * (drivers/tty/n_tty.c n_tty_poll), TIOCINQ counts them. */
+static void pty_wait_in(int fd, int n)
+{
+	for (int i = 0; i < 5000; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int q = 0;
+		poll(&p, 1, 1);
+		if (ioctl(fd, TIOCINQ, &q) < 0)
+			tgt_fail("TIOCINQ: %s", strerror(errno));
+		if (q >= n)
+			return;
+	}
+	tgt_fail("fewer than %d bytes arrived at the pty", n);
+}
+
 static void run_pty(const char *kind)
 {
 	pid_t notty_child = -1;
@@ -745,12 +778,92 @@ static void run_pty(const char *kind)
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
 		if ((extra = open(path, O_RDONLY | O_NOCTTY)) < 0)
 			tgt_fail("open %s read-only: %s", path, strerror(errno));
+	} else if (strcmp(kind, "ldisc") == 0) {
+		int d = N_NULL;
+		if (ioctl(sl, TIOCSETD, &d) < 0)
+			tgt_fail("TIOCSETD N_NULL: %s", strerror(errno));
+	} else if (strcmp(kind, "orphan") == 0) {
+		if (write(sl, "abc", 3) != 3)
+			tgt_fail("write to the slave: %s", strerror(errno));
+		close(sl);
+		sl = -1;
+		pty_wait_in(m, 3);
+	} else if (strcmp(kind, "ixany") == 0 || strcmp(kind, "ixon") == 0 ||
+		   strcmp(kind, "extproc") == 0 || strcmp(kind, "full") == 0) {
+		struct termios tio;
+		if (tcgetattr(sl, &tio) < 0)
+			tgt_fail("tcgetattr: %s", strerror(errno));
+		cfmakeraw(&tio);
+		if (strcmp(kind, "extproc") == 0)
+			tio.c_lflag |= EXTPROC;
+		if (tcsetattr(sl, TCSANOW, &tio) < 0)
+			tgt_fail("tcsetattr: %s", strerror(errno));
+		if (strcmp(kind, "extproc") == 0) {
+			int on = 1;
+			if (ioctl(m, TIOCPKT, &on) < 0)
+				tgt_fail("TIOCPKT: %s", strerror(errno));
+		}
+		if (strcmp(kind, "full") == 0) {
+			/* More than N_TTY_BUF_SIZE (drivers/tty/n_tty.c, 4096):
+			 * the rest waits in the driver's buffer. */
+			char buf[6000];
+			memset(buf, 'f', sizeof(buf));
+			if (write(m, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+				tgt_fail("write to the master: %s", strerror(errno));
+			pty_wait_in(sl, 4095);
+		} else {
+			/* The STOP character (^S by default) read as data while
+			 * IXON is off, then IXON on. */
+			if (write(m, "a\023b", 3) != 3)
+				tgt_fail("write to the master: %s", strerror(errno));
+			pty_wait_in(sl, 3);
+			if (strcmp(kind, "ixon") == 0 || strcmp(kind, "ixany") == 0) {
+				tio.c_iflag |= IXON;
+				if (strcmp(kind, "ixany") == 0)
+					tio.c_iflag |= IXANY;
+				if (tcsetattr(sl, TCSANOW, &tio) < 0)
+					tgt_fail("tcsetattr IXON: %s", strerror(errno));
+			}
+		}
 	} else {
 		tgt_fail("unknown pty kind %s", kind);
 	}
 	tgt_ready();
 	tgt_wait();
 	struct termios now;
+	int d = -1;
+	if (strcmp(kind, "ldisc") == 0 && (ioctl(sl, TIOCGETD, &d) < 0 || d != N_NULL))
+		tgt_fail("the slave's line discipline is %d, want N_NULL", d);
+	if (strcmp(kind, "orphan") == 0) {
+		char buf[8];
+		if (read(m, buf, sizeof(buf)) != 3 || memcmp(buf, "abc", 3) != 0)
+			tgt_fail("the slave's bytes are gone from the master");
+	}
+	if (strcmp(kind, "ixany") == 0 || strcmp(kind, "ixon") == 0 || strcmp(kind, "extproc") == 0) {
+		char buf[8];
+		if (read(sl, buf, sizeof(buf)) != 3 || memcmp(buf, "a\023b", 3) != 0)
+			tgt_fail("the bytes for the slave are gone");
+	}
+	if (strcmp(kind, "full") == 0) {
+		char buf[6000];
+		size_t got = 0;
+		int fl = fcntl(sl, F_GETFL);
+		fcntl(sl, F_SETFL, fl | O_NONBLOCK);
+		while (got < sizeof(buf)) {
+			pty_wait_in(sl, 1);
+			ssize_t n = read(sl, buf, sizeof(buf));
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n <= 0)
+				tgt_fail("read the bytes for the slave: %s", n < 0 ? strerror(errno) : "end of file");
+			for (ssize_t i = 0; i < n; i++)
+				if (buf[i] != 'f')
+					tgt_fail("byte %zu for the slave is %#x, want 'f'", got + i, buf[i]);
+			got += n;
+		}
+		if (got != sizeof(buf))
+			tgt_fail("%zu bytes for the slave, want %zu", got, sizeof(buf));
+	}
 	if (strcmp(kind, "lockedtermios") == 0 &&
 	    (ioctl(sl, TIOCGLCKTRMIOS, &now) < 0 || now.c_lflag != ECHO))
 		tgt_fail("the slave's termios lock is gone");
@@ -771,6 +884,49 @@ static void run_pty(const char *kind)
 		if (tcgetsid(sl) != getpid())
 			tgt_fail("the pty is no longer its session's terminal");
 	}
+	tgt_pass();
+}
+
+static void run_devpts(const char *dir, const char *which)
+{
+	char path[4200];
+	unsigned int n;
+	int m, sl, unlock = 0;
+
+	snprintf(path, sizeof(path), "%s/ptmx", dir);
+	if ((m = open(path, O_RDWR | O_NOCTTY)) < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &n) < 0)
+		tgt_fail("unlock and index of %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s/%u", dir, n);
+	if ((sl = open(path, O_RDWR | O_NOCTTY)) < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	/* fds 3 and 4 now: WHICH to 3, the other to 60. */
+	if (strcmp(which, "slave") == 0) {
+		int t = dup(m);
+		if (t < 0 || dup2(sl, m) < 0 || dup2(t, sl) < 0 || close(t) < 0)
+			tgt_fail("swap the fds: %s", strerror(errno));
+	}
+	if (dup2(4, 60) < 0 || close(4) < 0)
+		tgt_fail("move fd 4 to 60: %s", strerror(errno));
+	m = strcmp(which, "slave") == 0 ? 60 : 3;
+	sl = strcmp(which, "slave") == 0 ? 3 : 60;
+	struct termios raw;
+	if (tcgetattr(sl, &raw) < 0)
+		tgt_fail("tcgetattr: %s", strerror(errno));
+	cfmakeraw(&raw);
+	if (tcsetattr(sl, TCSANOW, &raw) < 0)
+		tgt_fail("tcsetattr: %s", strerror(errno));
+	if (write(m, "d", 1) != 1)
+		tgt_fail("write to the master: %s", strerror(errno));
+	tgt_ready();
+	tgt_wait();
+	unsigned int now;
+	char c;
+	if (ioctl(m, TIOCGPTN, &now) < 0 || now != n)
+		tgt_fail("the master's index is no longer %u", n);
+	if (read(sl, &c, 1) != 1 || c != 'd')
+		tgt_fail("the byte for the slave is gone");
 	tgt_pass();
 }
 
@@ -884,6 +1040,8 @@ int main(int argc, char **argv)
 		run_fdkind(argv[3]);
 	else if (strcmp(mode, "pty") == 0 && argc > 3)
 		run_pty(argv[3]);
+	else if (strcmp(mode, "devpts") == 0 && argc > 4)
+		run_devpts(argv[3], argv[4]);
 	else if (strcmp(mode, "hugetlb") == 0)
 		run_hugetlb();
 	else if (strcmp(mode, "group-orphan") == 0)

@@ -36,6 +36,14 @@
  *   tcppeekoff  a TCP connection with SO_PEEK_OFF set.
  *   ipv6hdr     an IPv6 UDP socket with a destination options header
  *               (IPV6_DSTOPTS).
+ *   tcpulp      an accepted TCP connection with the "tls" upper layer
+ *               protocol attached (TCP_ULP, kTLS without keys).
+ *   ecn         an accepted TCP connection with ECN negotiated: its
+ *               listener on ECN_ADDR, whose route the test gives the ecn
+ *               feature (ip-route(8) "features ecn"), the client asking
+ *               for ECN by it (net/ipv4/tcp_output.c tcp_ecn_send_syn).
+ *   linklocal ADDR IFNAME  a UDP socket bound to the IPv6 link-local
+ *               address ADDR on interface IFNAME.
  */
 #include "target.h"
 #include "sockint.h"
@@ -560,6 +568,83 @@ static void tcppeekoff(void)
 	tgt_pass();
 }
 
+static void tcpulp(void)
+{
+	int c, a = tcp_pair(&c);
+	char ulp[16] = "";
+	socklen_t len = sizeof(ulp);
+
+	if (setsockopt(a, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) < 0)
+		tgt_fail("TCP_ULP tls: %s", strerror(errno));
+	to_fd(a, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockopt(REFUSED_FD, SOL_TCP, TCP_ULP, ulp, &len) < 0 || strcmp(ulp, "tls") != 0)
+		tgt_fail("TCP_ULP is \"%s\", want tls", ulp);
+	tgt_pass();
+}
+
+#define ECN_ADDR "127.0.0.77"
+
+/* has_ecn tells whether ECN was negotiated on TCP socket s: TCPI_OPT_ECN
+ * in tcpi_options (include/uapi/linux/tcp.h). */
+static int has_ecn(int s)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(s, SOL_TCP, TCP_INFO, &ti, &len) < 0)
+		tgt_fail("TCP_INFO: %s", strerror(errno));
+	return (ti.tcpi_options & TCPI_OPT_ECN) != 0;
+}
+
+static void ecn(void)
+{
+	struct sockaddr_in la = { .sin_family = AF_INET };
+	socklen_t len = sizeof(la);
+	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), a;
+	char ch;
+
+	inet_pton(AF_INET, ECN_ADDR, &la.sin_addr);
+	if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&la, sizeof(la)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&la, &len) < 0 || connect(c, (struct sockaddr *)&la, sizeof(la)) < 0)
+		tgt_fail("listen on and connect to %s: %s", ECN_ADDR, strerror(errno));
+	if ((a = accept(l, NULL, NULL)) < 0)
+		tgt_fail("accept: %s", strerror(errno));
+	close(l);
+	if (!has_ecn(a) || !has_ecn(c))
+		tgt_fail("no ECN negotiated on the connection to %s", ECN_ADDR);
+	/* The client above the refused fd: the dump looks at fd 70 first. */
+	to_fd(a, REFUSED_FD);
+	to_fd(c, REFUSED_FD + 1);
+	tgt_ready();
+	tgt_wait();
+	if (!has_ecn(REFUSED_FD))
+		tgt_fail("ECN is no longer negotiated");
+	if (send(REFUSED_FD + 1, "e", 1, 0) != 1 || recv(REFUSED_FD, &ch, 1, 0) != 1 || ch != 'e')
+		tgt_fail("the connection carries no data: %s", strerror(errno));
+	tgt_pass();
+}
+
+static void linklocal(const char *addr, const char *ifname)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6 }, got;
+	socklen_t len = sizeof(got);
+	int u = socket(AF_INET6, SOCK_DGRAM, 0);
+
+	a.sin6_scope_id = if_nametoindex(ifname);
+	if (u < 0 || a.sin6_scope_id == 0 || inet_pton(AF_INET6, addr, &a.sin6_addr) != 1 ||
+	    bind(u, (struct sockaddr *)&a, sizeof(a)) < 0)
+		tgt_fail("bind to %s%%%s: %s", addr, ifname, strerror(errno));
+	to_fd(u, REFUSED_FD);
+	tgt_ready();
+	tgt_wait();
+	if (getsockname(REFUSED_FD, (struct sockaddr *)&got, &len) < 0 ||
+	    memcmp(&got.sin6_addr, &a.sin6_addr, sizeof(a.sin6_addr)) != 0 || got.sin6_scope_id != a.sin6_scope_id)
+		tgt_fail("the socket is no longer bound to %s%%%s", addr, ifname);
+	tgt_pass();
+}
+
 static void restored6(void)
 {
 	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
@@ -619,5 +704,11 @@ int main(int argc, char **argv)
 		urgent();
 	else if (strcmp(mode, "tcppeekoff") == 0)
 		tcppeekoff();
-	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping|bindtodevice|urgent|tcppeekoff");
+	else if (strcmp(mode, "tcpulp") == 0)
+		tcpulp();
+	else if (strcmp(mode, "ecn") == 0)
+		ecn();
+	else if (strcmp(mode, "linklocal") == 0 && argc > 4)
+		linklocal(argv[3], argv[4]);
+	tgt_fail("usage: sockopts RESULT restored|restored6|ebpf|soerror|msfilter|savedsyn|md5sig|tcpipopts|ipv6hdr|unixdgramreset|tcpreset|timestamping|bindtodevice|urgent|tcppeekoff|tcpulp|ecn|linklocal ADDR IFNAME");
 }
