@@ -71,25 +71,12 @@ func waitAcceptQueue(t *testing.T, port string) {
 	t.Helper()
 	p, _ := strconv.Atoi(port)
 	local := fmt.Sprintf("0100007F:%04X", p)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile("/proc/net/tcp")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			// st 0A is TCP_LISTEN (include/net/tcp_states.h).
-			if len(f) > 4 && f[1] == local && f[3] == "0A" {
-				_, rx, _ := strings.Cut(f[4], ":")
-				if n, _ := strconv.ParseUint(rx, 16, 32); n > 0 {
-					return
-				}
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no connection waits on the listener 127.0.0.1:%s within 10 s", port)
+	waitTCPRow(t, "connection waiting on the listener 127.0.0.1:"+port, func(f []string) bool {
+		// st 0A is TCP_LISTEN (include/net/tcp_states.h).
+		_, rx, _ := strings.Cut(f[4], ":")
+		n, _ := strconv.ParseUint(rx, 16, 32)
+		return f[1] == local && f[3] == "0A" && n > 0
+	})
 }
 
 // TestInetExternalHalfClosedRefused: with --tcp-established, a connection

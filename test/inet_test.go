@@ -338,6 +338,17 @@ func waitUnacknowledged(t *testing.T, port string) {
 	t.Helper()
 	p, _ := strconv.Atoi(port)
 	want := fmt.Sprintf(":%04X", p)
+	waitTCPRow(t, "data sent and not acknowledged to port "+port, func(f []string) bool {
+		tx, _, _ := strings.Cut(f[4], ":")
+		n, _ := strconv.ParseUint(tx, 16, 32)
+		return strings.HasSuffix(f[2], want) && n > 0
+	})
+}
+
+// waitTCPRow waits up to 10 s for a row of /proc/net/tcp (its fields;
+// man 5 proc) that match accepts, and fails t naming what it waited for.
+func waitTCPRow(t *testing.T, what string, match func(f []string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		b, err := os.ReadFile("/proc/net/tcp")
@@ -345,15 +356,11 @@ func waitUnacknowledged(t *testing.T, port string) {
 			t.Fatal(err)
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) > 4 && strings.HasSuffix(f[2], want) {
-				tx, _, _ := strings.Cut(f[4], ":")
-				if n, _ := strconv.ParseUint(tx, 16, 32); n > 0 {
-					return
-				}
+			if f := strings.Fields(line); len(f) > 4 && match(f) {
+				return
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no data sent and not acknowledged to port %s within 10 s", port)
+	t.Fatalf("no %s within 10 s", what)
 }

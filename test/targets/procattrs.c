@@ -137,29 +137,7 @@ static pid_t orphan;
 /* adopt_orphan makes the orphan (its pid in orphan). */
 static void adopt_orphan(void)
 {
-	int p[2];
-	if (pipe(p) < 0)
-		tgt_fail("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		tgt_fail("fork: %s", strerror(errno));
-	if (child == 0) {
-		pid_t g = fork();
-		if (g == 0) {
-			close(p[0]);
-			close(p[1]);
-			setsid();
-			for (;;)
-				pause();
-		}
-		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
-	}
-	close(p[1]);
-	int st;
-	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, &st, 0) != child ||
-	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		tgt_fail("the child did not fork the orphan");
-	close(p[0]);
+	orphan = tgt_fork_orphan(1);
 	/* The grandchild was reparented before its parent became a zombie
 	 * (kernel/exit.c exit_notify); its setsid may still be to come. */
 	for (int i = 0; stat_pid(orphan, 6) != orphan; i++) {

@@ -958,27 +958,9 @@ static void run_hugetlb(void)
 
 static void run_group_orphan(void)
 {
-	int p[2];
-	if (setpgid(0, 0) < 0 || pipe(p) < 0)
-		tgt_fail("setpgid, pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		tgt_fail("fork: %s", strerror(errno));
-	if (child == 0) {
-		pid_t g = fork();
-		if (g == 0) {
-			close(p[0]);
-			close(p[1]);
-			for (;;)
-				pause();
-		}
-		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
-	}
-	close(p[1]);
-	pid_t orphan = 0;
-	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, NULL, 0) != child)
-		tgt_fail("the child did not fork the orphan");
-	close(p[0]);
+	if (setpgid(0, 0) < 0)
+		tgt_fail("setpgid: %s", strerror(errno));
+	pid_t orphan = tgt_fork_orphan(0);
 	tgt_ready();
 	tgt_wait();
 	int in_group = getpgid(orphan) == getpgrp();

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t got_term;
@@ -178,6 +179,40 @@ static inline void tgt_fail_on_term(const char *fmt, ...)
 	va_end(ap);
 	tgt_wait();
 	tgt_fail("%s", reason);
+}
+
+/* tgt_fork_orphan forks a grandchild that pauses for good (after a setsid
+ * with new_session) and whose parent exits at once, so that it is
+ * reparented away from the target (to init, or to a subreaper), and
+ * returns its pid. */
+static inline pid_t tgt_fork_orphan(int new_session)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		tgt_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		tgt_fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			close(p[0]);
+			close(p[1]);
+			if (new_session)
+				setsid();
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) && g > 0 ? 0 : 1);
+	}
+	close(p[1]);
+	pid_t orphan = 0;
+	int st;
+	if (read(p[0], &orphan, sizeof(orphan)) != sizeof(orphan) || waitpid(child, &st, 0) != child ||
+	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		tgt_fail("the child did not fork the orphan");
+	close(p[0]);
+	return orphan;
 }
 
 #endif
