@@ -68,15 +68,7 @@ static void *ofd_waiter(void *arg)
 static int waiters(int i)
 {
 	static char buf[1 << 16];
-	int fd = open("/proc/locks", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		tgt_fail("open /proc/locks: %s", strerror(errno));
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += (size_t)r;
-	close(fd);
-	buf[n] = 0;
+	tgt_read_file("/proc/locks", buf, sizeof(buf));
 	int count = 0;
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
 		if (strstr(line, "-> ") && strstr(line, keys[i]))

@@ -119,6 +119,23 @@ static inline void tgt_read_fdinfo(int fd, char *buf, size_t cap)
 	buf[n] = 0;
 }
 
+/* tgt_read_file reads all of path (up to cap - 1 bytes) into buf,
+ * NUL-terminated, or fails the target: a /proc file may come in several
+ * reads. It returns the length. */
+static inline size_t tgt_read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tgt_fail("open %s: %s", path, strerror(errno));
+	size_t n = 0;
+	ssize_t r;
+	while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	buf[n] = 0;
+	return n;
+}
+
 static inline void tgt_init(int argc, char **argv)
 {
 	struct sigaction sa;

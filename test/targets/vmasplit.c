@@ -19,15 +19,7 @@ static int has_vma(uintptr_t start, uintptr_t end)
 {
 	static char buf[1 << 16];
 	char want[64];
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		tgt_fail("open maps: %s", strerror(errno));
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += (size_t)r;
-	close(fd);
-	buf[n] = 0;
+	tgt_read_file("/proc/self/maps", buf, sizeof(buf));
 	snprintf(want, sizeof(want), "\n%lx-%lx ", (unsigned long)start, (unsigned long)end);
 	return strstr(buf, want) != NULL;
 }
