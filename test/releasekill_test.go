@@ -48,6 +48,10 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 	if len(pids) != 4 {
 		t.Fatalf("threadtree pid %d is %d processes, want 4", tg.pid, len(pids))
 	}
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -58,6 +62,9 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 		waitAllGone(t, pids, "gocr was killed at release step "+strconv.Itoa(step)+", before the commit")
 	}
 	restoreKilledInRelease(t, dir, threadtreeThreads+1)
+	// The tree gocr left behind when it died after the commit is the
+	// one it dumped.
+	checkTreeView(t, tg.pid, view, nil)
 	checkResult(t, tg, tg.pid)
 }
 
