@@ -128,6 +128,12 @@ func TestPageStreams(t *testing.T) {
 	for _, n := range []int{1, 4} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			tg := startTarget(t, "memory", t.TempDir())
+			// The restorer's page-stream helper threads must leave
+			// nothing behind that /proc shows.
+			before, err := readTreeView(t, tg.pid)
+			if err != nil {
+				t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+			}
 			dir := t.TempDir()
 			dump(t, tg.pid, dir, "--page-streams", strconv.Itoa(n))
 			tg.waitDead(t, "a dump without --leave-running")
@@ -135,6 +141,7 @@ func TestPageStreams(t *testing.T) {
 				t.Fatalf("--page-streams %d wrote page images %q, want %d", n, got, n)
 			}
 			pid := restoreDetached(t, tg, dir, nil)
+			checkTreeView(t, pid, before, nil)
 			checkResult(t, tg, pid)
 		})
 	}
