@@ -310,11 +310,16 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 func TestPageStreamsRestoreTidTaken(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
 	t.Setenv(testhook.Env, testhook.PageHelperTid+"="+strconv.Itoa(os.Getpid()))
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 
@@ -349,6 +354,10 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
 		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
 	}
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
@@ -356,6 +365,7 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 		t.Fatalf("page images %q with room for two files, want 2", got)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 
