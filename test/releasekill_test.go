@@ -79,6 +79,10 @@ func TestStoppedJobGocrKilledInRelease(t *testing.T) {
 	tg := startTargetOpts(t, "stopped", startOpts{})
 	waitStopped(t, tg.pid, "before the dump")
 	pids := append([]int{tg.pid}, trackTree(t, tg.pid)...)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -88,6 +92,12 @@ func TestStoppedJobGocrKilledInRelease(t *testing.T) {
 		restoreKilledInRelease(t, dir, step)
 		for _, p := range pids {
 			waitStopped(t, p, "after gocr was killed at release step "+strconv.Itoa(step))
+		}
+		// At step 1 the threads wait in the gate, with its
+		// lifeline fd and blocked mask (docs/STATE.md, "State T");
+		// at step 3 every thread is through, as dumped.
+		if step == 3 {
+			checkTreeView(t, tg.pid, view, nil)
 		}
 		if step == 1 {
 			// Ended, so that the next restore has its PIDs.
