@@ -314,6 +314,10 @@ func TestLeaveRunningSnapshotTree(t *testing.T) {
 	const nproc = 20
 	before := settledTree(t, tg.pid, nproc)
 	pids := trackTree(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running")
 	st := readSnapshotStats(t, dir)
@@ -329,6 +333,7 @@ func TestLeaveRunningSnapshotTree(t *testing.T) {
 	waitAllGone(t, pids, "killing the original tree")
 	pid := restoreDetached(t, tg, dir, nil)
 	waitTreeAsBefore(t, pid, before, "the restore")
+	checkTreeView(t, pid, view, nil)
 	checkResult(t, tg, pid)
 	waitAllGone(t, pids, "the root reported PASS")
 }
