@@ -289,6 +289,10 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
 	refused := pidsCgroup(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
@@ -299,6 +303,10 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 		t.Fatalf("page images %q, want 3", got)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	// The root comes back in the restore's cgroups, the test's, not in
+	// the pids cgroup the test moved it to (docs/STATE.md, "Cgroup
+	// membership"), by design.
+	checkTreeView(t, pid, view, []string{"cgroup"})
 	checkResult(t, tg, pid)
 }
 
