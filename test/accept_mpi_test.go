@@ -206,22 +206,33 @@ func uninterruptedResult(t *testing.T) string {
 }
 
 // TestMPIRing: the mpirun tree dumped mid-run with -t and restored
-// (gocr restore waits for mpirun, as a user would); it ends with the
-// result of an uninterrupted run and exit status 0.
+// detached, so that the oracle (oracle_test.go) compares mpirun and both
+// ranks with what they were before the dump while the job waits before
+// step mpiHold; it then ends with the result of an uninterrupted run.
+// TestMPIRingTCP and TestMPIDefaultShmem restore in the foreground.
 func TestMPIRing(t *testing.T) {
 	needsGocr(t)
-	dumpRestoreMPI(t, mpiRestorable)
+	dumpRestoreMPI(t, mpiRestorable, true)
 }
 
 // dumpRestoreMPI runs the ring job with mca, dumps the mpirun tree
 // mid-run with -t, restores it and waits for the restored mpirun (gocr
 // restore fails unless it exits 0), which must end with the result of
-// an uninterrupted run.
-func dumpRestoreMPI(t *testing.T, mca []string) {
+// an uninterrupted run. With oracle, it restores with -d instead and
+// compares the restored tree with the one dumped before it lets the job
+// past its hold.
+func dumpRestoreMPI(t *testing.T, mca []string, oracle bool) {
 	t.Helper()
 	want := uninterruptedResult(t)
 	job := startMPIJob(t, mca, false)
 	pids := job.waitStep(t, mpiDumpAfter)
+	var before treeView
+	if oracle {
+		var err error
+		if before, err = readTreeView(t, job.pid); err != nil {
+			t.Fatalf("read what the kernel shows of the mpirun tree of pid %d: %v", job.pid, err)
+		}
+	}
 	dir := t.TempDir()
 	dump(t, job.pid, dir)
 	select {
@@ -230,8 +241,19 @@ func dumpRestoreMPI(t *testing.T, mca []string) {
 		t.Fatalf("mpirun pid %d still runs 10 s after the dump", job.pid)
 	}
 	waitAllGone(t, pids, "the dump")
-	job.releaseHold(t)
-	restore(t, nil, dir)
+	if oracle {
+		restore(t, nil, dir, "-d")
+		checkTreeView(t, job.pid, before, nil)
+		job.releaseHold(t)
+		// The restored mpirun is not the test's child: its end is
+		// seen by its PID.
+		if !waitGone(job.pid, resultTimeout) {
+			t.Fatalf("restored mpirun pid %d still runs %v after its release\n%s", job.pid, resultTimeout, job.output())
+		}
+	} else {
+		job.releaseHold(t)
+		restore(t, nil, dir)
+	}
 	if got := job.result(t); got != want {
 		t.Fatalf("restored job: %q, uninterrupted: %q\n%s", got, want, job.output())
 	}
@@ -246,7 +268,7 @@ func dumpRestoreMPI(t *testing.T, mca []string) {
 // process on the machine may take it meanwhile.)
 func TestMPIDefaultShmem(t *testing.T) {
 	needsGocr(t)
-	dumpRestoreMPI(t, []string{"--mca", "odls", "pspawn"})
+	dumpRestoreMPI(t, []string{"--mca", "odls", "pspawn"}, false)
 }
 
 // TestMPIRingTCP: as TestMPIRing, with the ranks talking over TCP only
@@ -254,5 +276,5 @@ func TestMPIDefaultShmem(t *testing.T) {
 // and the restore makes them again on the same ports.
 func TestMPIRingTCP(t *testing.T) {
 	needsGocr(t)
-	dumpRestoreMPI(t, append(mpiRestorable, "--mca", "btl", "self,tcp"))
+	dumpRestoreMPI(t, append(mpiRestorable, "--mca", "btl", "self,tcp"), false)
 }

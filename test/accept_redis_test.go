@@ -330,6 +330,10 @@ func TestRedisClientsOutside(t *testing.T) {
 	rs := startRedis(t, false)
 	rs.load(t)
 	clients := rs.connect(t)
+	before, err := readTreeView(t, rs.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of redis-server, pid %d: %v", rs.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, rs.pid, dir, "--tcp-established")
 	select {
@@ -341,6 +345,7 @@ func TestRedisClientsOutside(t *testing.T) {
 	if gone(rs.pid) {
 		t.Fatalf("restored redis-server pid %d is not running\n%s", rs.pid, logTail(rs.logPath, 20))
 	}
+	checkTreeView(t, rs.pid, before, nil)
 	clients.carryOn(t, rs, rs.pid)
 	assertNoGocrTable(t)
 }

@@ -148,6 +148,10 @@ func TestCgroups(t *testing.T) {
 	}
 	tg := startTarget(t, "cgroups", dirs...)
 	pids := trackTree(t, tg.pid)
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -161,6 +165,7 @@ func TestCgroups(t *testing.T) {
 			t.Errorf("the restore did not make cgroup %s again: %v", d, err)
 		}
 	}
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 

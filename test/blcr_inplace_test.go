@@ -27,6 +27,10 @@ func TestCrRestartInPlace(t *testing.T) {
 	noTmp := blcrCall{env: []string{"TMPDIR=" + missing}}
 	t.Run("restart", func(t *testing.T) {
 		tg := startTarget(t, "counter", "48")
+		before, err := readTreeView(t, tg.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx := checkpointed(t, tg)
 		f, err := os.Open(ctx)
 		if err != nil {
@@ -43,6 +47,7 @@ func TestCrRestartInPlace(t *testing.T) {
 		}
 		assertNoProcess(t, tg.pid)
 		pid := restartDetached(t, tg, noTmp, ctx)
+		checkTreeView(t, pid, before, counterVolatile)
 		checkResult(t, tg, pid)
 	})
 	// The other data images are read in place too: a memfd's contents,
@@ -50,8 +55,14 @@ func TestCrRestartInPlace(t *testing.T) {
 	// the restart, as on another machine).
 	t.Run("memfd", func(t *testing.T) {
 		tg := startTarget(t, "fdkinds", "memfd")
+		before, err := readTreeView(t, tg.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx := checkpointed(t, tg)
-		checkResult(t, tg, restartDetached(t, tg, noTmp, ctx))
+		pid := restartDetached(t, tg, noTmp, ctx)
+		checkTreeView(t, pid, before, nil)
+		checkResult(t, tg, pid)
 	})
 	t.Run("sysvipc", func(t *testing.T) {
 		// The data kinds are read in place by one code path

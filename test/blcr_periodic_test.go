@@ -219,6 +219,10 @@ func TestCrRunRestart(t *testing.T) {
 	opts := []string{"--checkpoint-every=1s", "--keep=3"}
 	tg, job := startCrRun(t, dir, opts...)
 	waitGeneration(t, dir, 2)
+	view, err := readTreeView(t, job)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the job, pid %d: %v", job, err)
+	}
 	if err := syscall.Kill(job, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +250,9 @@ func TestCrRunRestart(t *testing.T) {
 	if gone(job) || !tg.belongsTo(job) {
 		t.Fatalf("pid %d is not the restarted counter", job)
 	}
+	// The counter's log offsets move on between the view and the
+	// newest generation.
+	checkTreeView(t, job, view, counterVolatile)
 	tg.killRestored(t, job)
 
 	damageEntry(t, newest, fmt.Sprintf("task-%d.img", job))

@@ -49,6 +49,10 @@ func TestCallbacksRestarted(t *testing.T) {
 func TestCallbacksRestartedTwice(t *testing.T) {
 	needsGocr(t)
 	tg := startTarget(t, "callbacks", "restarted")
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -58,6 +62,7 @@ func TestCallbacksRestartedTwice(t *testing.T) {
 			t.Fatalf("remove previous result: %v", err)
 		}
 		pid := restoreDetached(t, tg, dir, nil)
+		checkTreeView(t, pid, view, callbacksVolatile)
 		checkResult(t, tg, pid)
 		if !waitGone(pid, pidGoneTimeout) {
 			t.Fatalf("restore %d: pid %d still present", i, pid)

@@ -256,6 +256,10 @@ func TestLeaveRunning(t *testing.T) {
 	needsGocr(t)
 	tg := startTarget(t, "counter")
 	waitCounter(t, tg, 30)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running")
 	if tg.exited() {
@@ -272,6 +276,7 @@ func TestLeaveRunning(t *testing.T) {
 			t.Fatalf("remove previous result: %v", err)
 		}
 		pid := restoreDetached(t, tg, dir, nil)
+		checkTreeView(t, pid, view, counterVolatile)
 		checkResult(t, tg, pid)
 		counterLines(t, tg.logPath, true)
 		tg.killRestored(t, pid)
@@ -287,11 +292,16 @@ func TestRestoreWaits(t *testing.T) {
 	needsGocr(t)
 	tg := startTarget(t, "counter")
 	waitCounter(t, tg, 20)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
 
 	fr := startForegroundRestore(t, tg, dir)
+	checkTreeView(t, tg.pid, view, counterVolatile)
 	time.Sleep(200 * time.Millisecond)
 	if err := syscall.Kill(tg.pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM restored pid %d: %v", tg.pid, err)

@@ -34,6 +34,10 @@ func TestDataSumsFromParasite(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := startTarget(t, "memory", t.TempDir())
+			view, err := readTreeView(t, tg.pid)
+			if err != nil {
+				t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+			}
 			dir := t.TempDir()
 			dump(t, tg.pid, dir, tc.args...)
 			st := readDumpStats[sealStats](t, dir)
@@ -56,6 +60,7 @@ func TestDataSumsFromParasite(t *testing.T) {
 				tg.waitDead(t, "a dump without --leave-running")
 			}
 			pid := restoreDetached(t, tg, dir, nil)
+			checkTreeView(t, pid, view, nil)
 			checkResult(t, tg, pid)
 		})
 	}

@@ -68,6 +68,10 @@ func TestForkSharedSnapshot(t *testing.T) {
 	tg := startTarget(t, "forkshare", "huge")
 	pids := trackTree(t, tg.pid)
 	before := treeAnonPss(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running")
 	if st := readSnapshotStats(t, dir); st.SnapshotBytes == 0 || len(st.SnapshotFrozen) > 0 {
@@ -80,6 +84,7 @@ func TestForkSharedSnapshot(t *testing.T) {
 	}
 	waitAllGone(t, pids, "killing the original tree")
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, view, nil)
 	after := treeAnonPss(t, pid)
 	t.Logf("anonymous memory of the tree (sum of Pss_Anon): %d KiB before, %d KiB after the restore; page images %d KiB, %d KiB left to parents",
 		before>>10, after>>10, pagesBytes>>10, sharedBytes>>10)
@@ -197,6 +202,13 @@ func TestForkSharedIncremental(t *testing.T) {
 	tg := startTarget(t, "forkshare", "small")
 	pids := trackTree(t, tg.pid)
 	before := treeAnonPss(t, tg.pid)
+	// Read before --track marks its mappings (VmFlag uw), which the
+	// restored tree, not tracked, lacks; the tree waits unchanged
+	// between the two dumps.
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	first, second := t.TempDir(), t.TempDir()
 	dump(t, tg.pid, first, "--leave-running", "--track")
 	dump(t, tg.pid, second, "--prev", first)
@@ -213,6 +225,7 @@ func TestForkSharedIncremental(t *testing.T) {
 		t.Fatalf("the incremental dump left %d bytes to parents and took %d from the dump before: want both", stats.ForkShared, stats.Reused)
 	}
 	pid := restoreDetached(t, tg, second, nil)
+	checkTreeView(t, pid, view, nil)
 	checkSharedAgain(t, before, treeAnonPss(t, pid))
 	checkResult(t, tg, pid)
 }

@@ -201,12 +201,14 @@ func TestIncrementalAfterExec(t *testing.T) {
 		t.Fatalf("the dump after an exec took %d bytes from the dump before it", s.ReusedBytes)
 	}
 	incwriterRound(t, tg, 1)
+	before := untrackedView(t, tg.pid)
 	dump(t, tg.pid, gen(3), "--prev", gen(2))
 	if s := readIncrementalStats(t, gen(3)); s.ReusedBytes == 0 {
 		t.Fatalf("the exec'd image is not tracked for the dump after: %v", s.Full)
 	}
 	tg.waitDead(t, "a dump without --leave-running")
 	pid := restoreDetached(t, tg, gen(3), nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 

@@ -125,6 +125,10 @@ func testSysvIpcMadeAgain(t *testing.T, o startOpts) {
 		before = append(before, rows...)
 	}
 	pids := trackTree(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -134,6 +138,7 @@ func testSysvIpcMadeAgain(t *testing.T, o startOpts) {
 		t.Fatalf("objects left after removal: %d %d %d", shm, sem, msg)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, view, nil)
 	// Owner and creator as they were; the target checks the rest.
 	kshm, ksem, kmsg := sysvKeys(tg.pid)
 	for _, read := range []func() ([]proc.SysvObject, error){proc.ReadSysvShm, proc.ReadSysvSem, proc.ReadSysvMsg} {
@@ -280,13 +285,19 @@ func TestMqueue(t *testing.T) {
 func TestMqueueMadeAgain(t *testing.T) {
 	needsGocr(t)
 	tg := startMqueueTarget(t)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
 	if err := ipc.MqUnlink("gocr-mq-" + strconv.Itoa(tg.pid) + "-a"); err != nil {
 		t.Fatalf("unlink the queue the dumped job left: %v", err)
 	}
-	checkResult(t, tg, restoreDetached(t, tg, dir, nil))
+	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, view, nil)
+	checkResult(t, tg, pid)
 }
 
 // TestMqueueRefusals: a queue with a notification registered is refused

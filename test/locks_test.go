@@ -60,6 +60,10 @@ func TestLocksTakenMeanwhile(t *testing.T) {
 	needsGocr(t)
 	files := t.TempDir()
 	tg := startTargetOpts(t, "locks", startOpts{args: []string{files}})
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	images := t.TempDir()
 	dump(t, tg.pid, images)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -81,7 +85,9 @@ func TestLocksTakenMeanwhile(t *testing.T) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
+	// The restore after the one refused holds every lock as dumped.
 	pid := restoreDetached(t, tg, images, nil)
+	checkTreeView(t, pid, view, nil)
 	checkResult(t, tg, pid)
 }
 

@@ -128,6 +128,12 @@ func TestPageStreams(t *testing.T) {
 	for _, n := range []int{1, 4} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			tg := startTarget(t, "memory", t.TempDir())
+			// The restorer's page-stream helper threads must leave
+			// nothing behind that /proc shows.
+			before, err := readTreeView(t, tg.pid)
+			if err != nil {
+				t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+			}
 			dir := t.TempDir()
 			dump(t, tg.pid, dir, "--page-streams", strconv.Itoa(n))
 			tg.waitDead(t, "a dump without --leave-running")
@@ -135,6 +141,7 @@ func TestPageStreams(t *testing.T) {
 				t.Fatalf("--page-streams %d wrote page images %q, want %d", n, got, n)
 			}
 			pid := restoreDetached(t, tg, dir, nil)
+			checkTreeView(t, pid, before, nil)
 			checkResult(t, tg, pid)
 		})
 	}
@@ -282,6 +289,10 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
 	refused := pidsCgroup(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
@@ -292,6 +303,10 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 		t.Fatalf("page images %q, want 3", got)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	// The root comes back in the restore's cgroups, the test's, not in
+	// the pids cgroup the test moved it to (docs/STATE.md, "Cgroup
+	// membership"), by design.
+	checkTreeView(t, pid, view, []string{"cgroup"})
 	checkResult(t, tg, pid)
 }
 
@@ -303,11 +318,16 @@ func TestPageStreamsWithoutThreads(t *testing.T) {
 func TestPageStreamsRestoreTidTaken(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
 	t.Setenv(testhook.Env, testhook.PageHelperTid+"="+strconv.Itoa(os.Getpid()))
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 
@@ -342,6 +362,10 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
 		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
 	}
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--page-streams", "3")
 	tg.waitDead(t, "a dump without --leave-running")
@@ -349,6 +373,7 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 		t.Fatalf("page images %q with room for two files, want 2", got)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
 }
 

@@ -69,6 +69,10 @@ func TestNoVdsoGocrKilledInRelease(t *testing.T) {
 	needsGocr(t)
 	const threads = 2
 	tg := startTarget(t, "novdso", "all")
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -76,5 +80,6 @@ func TestNoVdsoGocrKilledInRelease(t *testing.T) {
 	restoreKilledInRelease(t, dir, threads)
 	waitAllGone(t, []int{tg.pid}, "gocr was killed after the last detach, before the commit")
 	restoreKilledInRelease(t, dir, threads+1)
+	checkTreeView(t, tg.pid, view, nil)
 	checkResult(t, tg, tg.pid)
 }

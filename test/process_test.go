@@ -341,6 +341,10 @@ func TestStoppedJobOwnGroup(t *testing.T) {
 	for _, p := range pids {
 		waitStopped(t, p, "before the dump")
 	}
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -356,6 +360,7 @@ func TestStoppedJobOwnGroup(t *testing.T) {
 	for _, p := range append([]int{tg.pid}, pids...) {
 		waitStopped(t, p, "after the restore")
 	}
+	checkTreeView(t, tg.pid, before, nil)
 	if err := syscall.Kill(tg.pid, syscall.SIGCONT); err != nil {
 		t.Fatalf("SIGCONT pid %d: %v", tg.pid, err)
 	}

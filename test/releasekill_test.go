@@ -48,6 +48,10 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 	if len(pids) != 4 {
 		t.Fatalf("threadtree pid %d is %d processes, want 4", tg.pid, len(pids))
 	}
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -58,6 +62,9 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 		waitAllGone(t, pids, "gocr was killed at release step "+strconv.Itoa(step)+", before the commit")
 	}
 	restoreKilledInRelease(t, dir, threadtreeThreads+1)
+	// The tree gocr left behind when it died after the commit is the
+	// one it dumped.
+	checkTreeView(t, tg.pid, view, nil)
 	checkResult(t, tg, tg.pid)
 }
 
@@ -72,6 +79,10 @@ func TestStoppedJobGocrKilledInRelease(t *testing.T) {
 	tg := startTargetOpts(t, "stopped", startOpts{})
 	waitStopped(t, tg.pid, "before the dump")
 	pids := append([]int{tg.pid}, trackTree(t, tg.pid)...)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir)
 	tg.waitDead(t, "a dump without --leave-running")
@@ -81,6 +92,12 @@ func TestStoppedJobGocrKilledInRelease(t *testing.T) {
 		restoreKilledInRelease(t, dir, step)
 		for _, p := range pids {
 			waitStopped(t, p, "after gocr was killed at release step "+strconv.Itoa(step))
+		}
+		// At step 1 the threads wait in the gate, with its
+		// lifeline fd and blocked mask (docs/STATE.md, "State T");
+		// at step 3 every thread is through, as dumped.
+		if step == 3 {
+			checkTreeView(t, tg.pid, view, nil)
 		}
 		if step == 1 {
 			// Ended, so that the next restore has its PIDs.

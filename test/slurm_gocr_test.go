@@ -317,6 +317,10 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 	}
 	for round := 1; round <= rounds; round++ {
 		j.waitStep(t, j.lastStep(t)+20)
+		view, err := readTreeView(t, j.program(t))
+		if err != nil {
+			t.Fatalf("preemption %d: read what the kernel shows of the program: %v", round, err)
+		}
 		gensBefore := j.generations(t)
 		submitted := time.Now()
 		high := preempt(t, c)
@@ -344,6 +348,14 @@ func TestSlurmCrRunPreemption(t *testing.T) {
 		t.Logf("preemption %d: restarted %v after the requeue, step %d written %v after", round, ms(restarted.Sub(requeued)), before+1, ms(time.Since(restarted)))
 		prog := j.program(t)
 		j.checkProgram(t, prog)
+		if round == 1 {
+			// Its stdout and stderr are the next run's, the job's
+			// output file Slurm opened again (O_APPEND), which has
+			// grown by the steps and cr_run's lines since: all
+			// but their offsets is compared. (The second round
+			// restarts in a PID namespace of its own.)
+			checkTreeView(t, prog, view, []string{"fd/1/pos", "fd/2/pos"})
+		}
 		if ns := nsPids(prog); round == 2 && (len(ns) < 2 || ns[len(ns)-1] != pid) {
 			t.Errorf("with its PID %d taken, the program restarted as %d with NSpid %v: want its PID in a namespace of its own", pid, prog, ns)
 		}

@@ -99,6 +99,10 @@ func TestLeaveRunningSnapshot(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
 	tg := startTarget(t, "cowwriter")
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running", "--snapshot")
 	st := readSnapshotStats(t, dir)
@@ -113,17 +117,21 @@ func TestLeaveRunningSnapshot(t *testing.T) {
 	assertUntouched(t, tg.pid)
 	checkNoSnapshotLeft(t, tg)
 	checkResult(t, tg, tg.pid)
-	restoreAfterPass(t, tg, dir)
+	restoreAfterPass(t, tg, dir, before)
 }
 
 // restoreAfterPass restores tg's image once the original has passed its
-// check and exited, and has the restored process check itself.
-func restoreAfterPass(t *testing.T, tg *target, dir string) {
+// check and exited, and has the restored process check itself; with a
+// view from before the dump, the oracle compares it first.
+func restoreAfterPass(t *testing.T, tg *target, dir string, before treeView) {
 	t.Helper()
 	if err := os.Remove(tg.result); err != nil {
 		t.Fatalf("remove the original's result: %v", err)
 	}
 	pid := restoreDetached(t, tg, dir, nil)
+	if before != nil {
+		checkTreeView(t, pid, before, nil)
+	}
 	checkResult(t, tg, pid)
 }
 
@@ -166,7 +174,7 @@ func TestLeaveRunningSnapshotSubreaper(t *testing.T) {
 		t.Fatalf("want the memory written frozen because of the subreaper, got %+v", st)
 	}
 	checkResult(t, tg, tg.pid)
-	restoreAfterPass(t, tg, dir)
+	restoreAfterPass(t, tg, dir, nil)
 }
 
 // TestLeaveRunningSnapshotGocrKilled: gocr is SIGKILLed with a snapshot
@@ -291,7 +299,7 @@ func TestLeaveRunningSnapshotNoRoom(t *testing.T) {
 			}
 			checkNoSnapshotLeft(t, tg)
 			checkResult(t, tg, tg.pid)
-			restoreAfterPass(t, tg, dir)
+			restoreAfterPass(t, tg, dir, nil)
 		})
 	}
 }
@@ -306,6 +314,10 @@ func TestLeaveRunningSnapshotTree(t *testing.T) {
 	const nproc = 20
 	before := settledTree(t, tg.pid, nproc)
 	pids := trackTree(t, tg.pid)
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
 	dir := t.TempDir()
 	dump(t, tg.pid, dir, "--leave-running")
 	st := readSnapshotStats(t, dir)
@@ -321,6 +333,7 @@ func TestLeaveRunningSnapshotTree(t *testing.T) {
 	waitAllGone(t, pids, "killing the original tree")
 	pid := restoreDetached(t, tg, dir, nil)
 	waitTreeAsBefore(t, pid, before, "the restore")
+	checkTreeView(t, pid, view, nil)
 	checkResult(t, tg, pid)
 	waitAllGone(t, pids, "the root reported PASS")
 }

@@ -127,6 +127,15 @@ func TestThreadChurn(t *testing.T) {
 	if !standalone {
 		t.Cleanup(func() { tg.killRestored(t, tg.pid) })
 		for i := 0; i < 3; i++ {
+			// Its threads come and go all the time, each with a
+			// TID of its own, and a stack is mapped whenever more
+			// of them live at once than glibc's cache of stacks
+			// held: the oracle compares all but the threads,
+			// their count and the mappings.
+			before, err := readTreeView(t, pid)
+			if err != nil {
+				t.Fatalf("cycle %d: read what the kernel shows of pid %d: %v", i+1, pid, err)
+			}
 			dir := t.TempDir()
 			dump(t, pid, dir)
 			if i == 0 {
@@ -143,6 +152,7 @@ func TestThreadChurn(t *testing.T) {
 			if n := countTasks(t, pid); n < pool+2 || n > 2*pool+2 {
 				t.Fatalf("cycle %d: restored process has %d threads, want %d..%d", i+1, n, pool+2, 2*pool+2)
 			}
+			checkTreeView(t, pid, before, []string{"task/", "status/Threads", "maps/"})
 			time.Sleep(300 * time.Millisecond)
 		}
 	}

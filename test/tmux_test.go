@@ -103,6 +103,10 @@ func TestTmuxRestored(t *testing.T) {
 	hole() // the pane's pty is open
 	pids := trackTree(t, root)
 	serverCmdline := cmdlineOf(root)
+	before, err := readTreeView(t, root)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tmux server's tree, pid %d: %v", root, err)
+	}
 
 	images := t.TempDir()
 	dump(t, root, images)
@@ -121,6 +125,7 @@ func TestTmuxRestored(t *testing.T) {
 	if commOf(root) != "tmux: server" || commOf(cat) != "cat" {
 		t.Fatalf("after the restore pid %d is %q and pid %d %q, want the tmux server and cat", root, commOf(root), cat, commOf(cat))
 	}
+	checkTreeView(t, root, before, nil)
 
 	c2 := term2.start(t, client...)
 	waitFor(t, "a client attached after the restore draws the session", attached(term2), term2.output)

@@ -142,6 +142,7 @@ func TestPipeline(t *testing.T) {
 	pid := tg.pid
 	atDump := 0
 	if !standalone {
+		before := readProcessViews(t, steadyPipelinePids(t, tg.pid, pids)...)
 		dir := t.TempDir()
 		r := runGocr(t, nil, "dump", "--sid", strconv.Itoa(tg.pid), "-D", dir)
 		if r.code != 0 {
@@ -160,6 +161,7 @@ func TestPipeline(t *testing.T) {
 		if err != nil || e.sid != pid || e.pgid != pid {
 			t.Fatalf("restored pipeline root: %v, %v; want its own session and group", e, err)
 		}
+		checkProcessViews(t, before, nil)
 	}
 	// Let the restored pipeline drain part of the backlog and produce more.
 	deadline = time.Now().Add(10 * time.Second)
@@ -197,6 +199,25 @@ func startPipeline(t *testing.T) (*target, []int) {
 		t.Fatalf("pipeline root %d has %d descendants, want the 3 stages", tg.pid, len(pids))
 	}
 	return tg, pids
+}
+
+// steadyPipelinePids are the processes of the pipeline whose view the
+// oracle (oracle_test.go) can compare: the root, which waits for its
+// stages, and the transform stage, all bash builtins reading one pipe
+// and writing the other. The producer and the consumer each start a
+// sleep a line and open a file a line, so what /proc shows of them
+// (children, fds) is another thing at every moment.
+func steadyPipelinePids(t *testing.T, root int, stages []int) []int {
+	t.Helper()
+	for _, pid := range stages {
+		in, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid))
+		out, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pid))
+		if strings.HasPrefix(in, "pipe:") && strings.HasPrefix(out, "pipe:") {
+			return []int{root, pid}
+		}
+	}
+	t.Fatalf("no stage of pipeline %d reads a pipe and writes one: %v", root, stages)
+	return nil
 }
 
 // stopPipeline creates the stop file and waits for the root's verdict.

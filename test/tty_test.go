@@ -318,6 +318,11 @@ func childrenOf(pid int) []int {
 	return out
 }
 
+// shellJobStdio are the oracle's keys (oracle_test.go) that a restore
+// with --shell-job changes by design: the links of the job's stdio, now
+// gocr's terminal (their fdinfo is compared).
+var shellJobStdio = []string{"fd/0", "fd/1", "fd/2"}
+
 // TestShellJob: a job a shell started in the foreground of its terminal
 // is dumped, and restored by gocr restore --shell-job from another
 // terminal: it reads the keys typed there, is the foreground of it, and
@@ -351,6 +356,10 @@ func TestShellJob(t *testing.T) {
 	})
 	term1.typeKeys(t, "before\n")
 	waitFor(t, "the job echoes what is typed before the dump", fileHas(echo, "before\n"), term1.output)
+	before, err := readTreeView(t, job)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the job, pid %d: %v", job, err)
+	}
 
 	images := t.TempDir()
 	dump(t, job, images)
@@ -361,6 +370,8 @@ func TestShellJob(t *testing.T) {
 	waitFor(t, "the job runs again", func() bool { return !gone(job) && tg.belongsTo(job) }, term2.output)
 	term2.typeKeys(t, "after\n")
 	waitFor(t, "the restored job echoes what is typed on gocr's terminal", fileHas(echo, "before\nafter\n"), term2.output)
+	// --shell-job gives the job gocr's terminal as its stdio, by design.
+	checkTreeView(t, job, before, shellJobStdio)
 
 	term2.typeKeys(t, "\x1a") // Ctrl-Z
 	stopped := func(pid int) func() bool { return func() bool { return strings.HasPrefix(procState(pid), "T") } }
@@ -418,6 +429,10 @@ func TestScriptRestored(t *testing.T) {
 	waitFor(t, "cat gets what is typed before the dump", fileHas(out, "before\n"), term1.output)
 	hole() // script's pty is open: cat read through it
 	pids = trackTree(t, root)
+	before, err := readTreeView(t, root)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of script's tree, pid %d: %v", root, err)
+	}
 
 	images := t.TempDir()
 	dump(t, root, images)
@@ -432,6 +447,9 @@ func TestScriptRestored(t *testing.T) {
 	})
 	term2.typeKeys(t, "after restore\n")
 	waitFor(t, "cat gets what is typed on gocr's terminal", fileHas(out, "before\nafter restore\n"), term2.output)
+	// Beyond the stdio --shell-job changes by design, cat's output
+	// file has grown by what was typed since the dump.
+	checkTreeView(t, root, before, append([]string{"fd/1/pos"}, shellJobStdio...))
 	// The end of input ends cat, then script, then gocr with its status.
 	term2.typeKeys(t, "\x04")
 	if code := gocr.waitExit(t, term2.output); code != 0 {
