@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocr/gocr/internal/testhook"
 )
 
 var (
@@ -53,7 +55,8 @@ const sqliteRounds, sqliteBatch = 10, 20
 // same kind of point: inside a transaction (BEGIN IMMEDIATE and an
 // INSERT, not committed) or between two. Each time, another process (the
 // sqlite3 shell) reads the database while the job waits there, before the
-// dump and after the restore: it must see exactly the committed rows, and
+// dump, during it (once, the job frozen with the parasite in it) and after
+// the restore: it must see exactly the committed rows, and
 // it must not take the database from the restored job, whose POSIX locks
 // on the database, journal and -shm file say it is there (a reader that
 // finds no lock recovers the database and, in WAL mode, checkpoints and
@@ -98,7 +101,11 @@ func testSqlite(t *testing.T, mode, point string) {
 			t.Fatalf("read what the kernel shows of pid %d: %v", pid, err)
 		}
 		dir := t.TempDir()
-		dump(t, pid, dir)
+		if r == 1 {
+			dumpWhileRead(t, pid, dir, db, want)
+		} else {
+			dump(t, pid, dir)
+		}
 		if r == 0 {
 			tg.waitDead(t, "a dump without --leave-running")
 		} else if !waitGone(pid, pidGoneTimeout) {
@@ -113,6 +120,20 @@ func testSqlite(t *testing.T, mode, point string) {
 	}
 	waitSqlitePause(t, tg, pid, db, sqliteRounds)
 	checkResult(t, tg, pid)
+}
+
+// dumpWhileRead dumps the job with another process reading the database
+// while the job is frozen, the parasite in it (held there by a test hook
+// for 2 s, far longer than a read takes): the reader sees exactly want
+// committed rows, and the dump completes.
+func dumpWhileRead(t *testing.T, pid int, dir, db string, want int) {
+	t.Helper()
+	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "2s"), "dump", "-t", strconv.Itoa(pid), "-D", dir)
+	waitHook(t, cmd, testhook.PauseAfterInfect)
+	readSqliteRows(t, db, want, "while the job is dumped")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dump of pid %d with a reader meanwhile: %v", pid, err)
+	}
 }
 
 // waitSqlitePause waits until the job says it waits at round r's point.
