@@ -307,7 +307,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			}
 		}
 	}()
-	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, tracking: trk, pidns: pids != nil}
+	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, leaveRunning: opts.LeaveRunning, tracking: trk, pidns: pids != nil}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
