@@ -504,6 +504,9 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 	}
 	stats.SealNs = time.Since(sealStart).Nanoseconds()
 	stats.SealReadBytes = dir.SealReadBytes()
+	if dir.SealSumsDistrusted() {
+		fmt.Fprintf(os.Stderr, "gocr: warning: a page checksum the parasite took as it wrote disagreed with the data; every checksum was computed again from the images\n")
+	}
 	// The inventory makes the dump complete: the last moment to stop.
 	if err := stopped(ctx); err != nil {
 		return err

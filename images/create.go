@@ -52,6 +52,9 @@ type writing struct {
 	sums map[string][]dataSum
 	// sealRead counts the data bytes SealData read back to sum them.
 	sealRead int64
+	// sumsDistrusted: a writer's checksum disagreed with its data
+	// (SealData read everything back).
+	sumsDistrusted bool
 	// leftover says what of the replaced dump could not be removed.
 	leftover error
 }

@@ -8,10 +8,12 @@ import (
 )
 
 // TestDataSums: the chunks that the pieces a writer summed cover exactly
-// take their checksums from the pieces (a piece summed wrong shows at
-// verification, so it was used, not read back), every other chunk is
-// read back: one covered in part, one covered twice, one whose pieces
-// overlap, one with no pieces.
+// take their checksums from the pieces, every other chunk is read back:
+// one covered in part, one covered twice, one whose pieces overlap, one
+// with no pieces. The seal reads back a sample of the joined chunks (the
+// first of each file here): a wrong sum there has it read back every
+// chunk; a wrong sum elsewhere shows at verification (so it was used,
+// not read back).
 func TestDataSums(t *testing.T) {
 	const chunks = 6
 	const size = chunks*DataChunkSize - 4096 // the last chunk short
@@ -25,15 +27,16 @@ func TestDataSums(t *testing.T) {
 	}
 	chunk := func(c int64) int64 { return PagesDataOffset + c*DataChunkSize }
 	for _, tc := range []struct {
-		name     string
-		wrongAt  int64 // the chunk whose pieces are summed wrong, or -1
-		wantFail bool
+		name      string
+		wrongAt   int64 // the chunk whose pieces are summed wrong, or -1
+		distrusts bool  // the seal's sample finds it and reads all back
+		wantFail  bool  // else it shows at verification
 	}{
-		{"right", -1, false},
-		{"wrong piece in a covered chunk", 0, true},
-		{"wrong piece in the short last chunk", 5, true},
-		{"wrong piece in a chunk covered in part", 1, false},
-		{"wrong piece in a chunk covered twice", 2, false},
+		{"right", -1, false, false},
+		{"wrong piece in a sampled chunk", 0, true, false},
+		{"wrong piece in a chunk not sampled", 5, false, true},
+		{"wrong piece in a chunk covered in part", 1, false, false},
+		{"wrong piece in a chunk covered twice", 2, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := Create(t.TempDir())
@@ -75,6 +78,17 @@ func TestDataSums(t *testing.T) {
 			f.Close()
 			if err := d.SealData(); err != nil {
 				t.Fatal(err)
+			}
+			if d.SealSumsDistrusted() != tc.distrusts {
+				t.Errorf("the seal distrusted the writers' sums: %v, want %v", d.SealSumsDistrusted(), tc.distrusts)
+			}
+			// Chunks 0 and 5 joined, unless all were distrusted.
+			wantRead := int64(size - 2*DataChunkSize + 4096)
+			if tc.distrusts {
+				wantRead = size
+			}
+			if got := d.SealReadBytes(); got != wantRead {
+				t.Errorf("the seal read back %d bytes, want %d", got, wantRead)
 			}
 			img, err := d.OpenPages(testPid, 0)
 			if tc.wantFail {

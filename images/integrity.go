@@ -350,6 +350,13 @@ func (d *Dir) SealData() error {
 	if d.w.sealCPUs > 0 {
 		cpus = d.w.sealCPUs
 	}
+	if !checkJoined(files) {
+		// Trust none of them: every chunk is read back.
+		d.w.sumsDistrusted = true
+		for _, f := range files {
+			clear(f.known)
+		}
+	}
 	if e := sumChunks(files, false, cpus); e != nil {
 		return fmt.Errorf("seal %s: %w", files[e.file].path, e.err)
 	}
@@ -366,6 +373,12 @@ func (d *Dir) SealData() error {
 		}
 	}
 	return nil
+}
+
+// SealSumsDistrusted says whether SealData found a checksum a writer gave
+// that disagreed with the data it read back, and so read back all.
+func (d *Dir) SealSumsDistrusted() bool {
+	return d.w != nil && d.w.sumsDistrusted
 }
 
 // SealReadBytes is how many bytes of data SealData has checksummed by
