@@ -125,14 +125,7 @@ func testSysvIpcMadeAgain(t *testing.T, o startOpts) {
 		before = append(before, rows...)
 	}
 	pids := trackTree(t, tg.pid)
-	view, err := readTreeView(t, tg.pid)
-	if err != nil {
-		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
-	}
-	dir := t.TempDir()
-	dump(t, tg.pid, dir)
-	tg.waitDead(t, "a dump without --leave-running")
-	waitAllGone(t, pids, "the dump")
+	view, dir := dumpTreeViewed(t, tg, pids)
 	removeSysv(t, tg.pid)
 	if shm, sem, msg := sysvIDs(t, tg.pid); shm >= 0 || sem >= 0 || msg >= 0 {
 		t.Fatalf("objects left after removal: %d %d %d", shm, sem, msg)

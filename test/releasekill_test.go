@@ -48,14 +48,7 @@ func testGocrKilledInRelease(t *testing.T, before []int) {
 	if len(pids) != 4 {
 		t.Fatalf("threadtree pid %d is %d processes, want 4", tg.pid, len(pids))
 	}
-	view, err := readTreeView(t, tg.pid)
-	if err != nil {
-		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
-	}
-	dir := t.TempDir()
-	dump(t, tg.pid, dir)
-	tg.waitDead(t, "a dump without --leave-running")
-	waitAllGone(t, pids, "the dump")
+	view, dir := dumpTreeViewed(t, tg, pids)
 	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
 	for _, step := range before {
 		restoreKilledInRelease(t, dir, step)
@@ -79,14 +72,7 @@ func TestStoppedJobGocrKilledInRelease(t *testing.T) {
 	tg := startTargetOpts(t, "stopped", startOpts{})
 	waitStopped(t, tg.pid, "before the dump")
 	pids := append([]int{tg.pid}, trackTree(t, tg.pid)...)
-	view, err := readTreeView(t, tg.pid)
-	if err != nil {
-		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
-	}
-	dir := t.TempDir()
-	dump(t, tg.pid, dir)
-	tg.waitDead(t, "a dump without --leave-running")
-	waitAllGone(t, pids, "the dump")
+	view, dir := dumpTreeViewed(t, tg, pids)
 	t.Cleanup(func() { tg.killRestored(t, tg.pid) })
 	for _, step := range []int{1, 3} {
 		restoreKilledInRelease(t, dir, step)

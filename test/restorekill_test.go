@@ -39,6 +39,23 @@ func dumpedTree(t *testing.T) (*target, []int, []procEntry, string) {
 	return tg, pids, before, dir
 }
 
+// dumpTreeViewed reads what the kernel shows of tg's tree (the oracle's
+// view, before), dumps it into a new directory, and waits until the
+// dump has ended tg and pids, the tree's other processes. It returns the
+// view and the directory.
+func dumpTreeViewed(t *testing.T, tg *target, pids []int) (treeView, string) {
+	t.Helper()
+	view, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of the tree of pid %d: %v", tg.pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir)
+	tg.waitDead(t, "a dump without --leave-running")
+	waitAllGone(t, pids, "the dump")
+	return view, dir
+}
+
 // finishGocr waits for a gocr from startGocr to end and returns its exit
 // code and the stderr lines it wrote after those already read.
 func finishGocr(t *testing.T, r *runningGocr, within time.Duration) (int, []string) {
