@@ -6,9 +6,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/gocr/gocr/gocrpb"
+	"github.com/gocr/gocr/parasite"
 )
 
-// warmImageTypes readies every image message type before the freeze.
+// warmImageTypes readies every image message type, and the parasite's
+// checksum tables, before the freeze.
 // The protobuf runtime builds a type's reflection tables, and the file's
 // full descriptor, on first use (google.golang.org/protobuf
 // internal/impl MessageInfo.init, internal/filedesc lazyInit): half a
@@ -16,6 +18,7 @@ import (
 // it here, which, spent while the processes are frozen, would be theirs.
 func warmImageTypes() {
 	warmMessages(gocrpb.File_gocrpb_gocr_proto.Messages())
+	parasite.WarmSums()
 }
 
 func warmMessages(mds protoreflect.MessageDescriptors) {

@@ -52,6 +52,15 @@ var sumTables = sync.OnceValue(func() []byte {
 	return b
 })
 
+// WarmSums computes the shift tables the parasite's checksums use, so
+// that a dump does it before the freeze rather than at its first page
+// write, with the processes frozen.
+func WarmSums() {
+	if canSum {
+		sumTables()
+	}
+}
+
 // nextCut is the first cut of s's grid after file offset off.
 func (s *Sums) nextCut(off int64) int64 {
 	if off < s.From {
