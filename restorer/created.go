@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,10 +138,13 @@ func (c *created) reaped(idx int) bool {
 // is gone, so nothing is left behind and its PIDs are free for another
 // try. A killed process can hand over no more pidfds, so once all known
 // ones have exited, whatever is still in the socket is the last to kill.
-// The root is gocr's child (CLONE_PARENT) and is reaped here; the others'
-// parents die with them and init reaps them.
+// The root is gocr's child (CLONE_PARENT) and is reaped here. The others'
+// parents die with them; gocr is their child subreaper meanwhile, so they
+// come to gocr and it reaps them at once, rather than waiting for init,
+// which may take seconds (docs/INTERNALS.md, kernel facts).
 func (c *created) killAll(root int) {
 	deadline := time.Now().Add(5 * time.Second)
+	defer becomeSubreaper()()
 	for {
 		c.receive()
 		more := false
@@ -172,10 +176,37 @@ func (c *created) killAll(root int) {
 		reapChild(root, deadline)
 	}
 	for i := range c.pidfds {
-		for c.killed[i] && !c.reaped(i) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		for c.killed[i] && !c.reapCreated(i) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// reapCreated reaps process idx if it has come to gocr and exited, and
+// reports whether it is reaped by anyone. waitid(P_PIDFD) reaps only the
+// process its pidfd names, and only if it is gocr's child (man 2 waitid):
+// never another child of gocr's, nor a process init is to reap.
+func (c *created) reapCreated(idx int) bool {
+	if fd := c.pidfds[idx]; fd >= 0 {
+		var info unix.Siginfo
+		unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOHANG|unix.WALL, nil)
+	}
+	return c.reaped(idx)
+}
+
+// becomeSubreaper makes gocr the child subreaper of its descendants, so
+// that those orphaned come to it rather than to init (man 2 prctl,
+// PR_SET_CHILD_SUBREAPER; kernel/exit.c find_new_reaper), and returns
+// what puts back how it was. cr_run is a subreaper already and stays one.
+func becomeSubreaper() (restore func()) {
+	var was int32
+	if err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&was)), 0, 0, 0); err != nil || was != 0 {
+		return func() {}
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return func() {}
+	}
+	return func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) }
 }
 
 // close lets go of every pidfd and the socket.

@@ -354,10 +354,12 @@ func TestSignalStopsRestore(t *testing.T) {
 // interrupted.
 func stopGocr(t *testing.T, r *runningGocr) {
 	t.Helper()
+	start := time.Now()
 	if err := r.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	code, lines := finishGocr(t, r, 2*time.Second)
+	t.Logf("gocr ended %v after SIGTERM", time.Since(start).Round(time.Millisecond))
 	if len(lines) != 1 || !strings.Contains(lines[0], "interrupted by SIGTERM") {
 		t.Fatalf("gocr stopped by SIGTERM (exit %d) said, want one line saying it was interrupted:\n%s", code, strings.Join(lines, "\n"))
 	}
