@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,9 +38,30 @@ const (
 
 func redisKey(i int) string { return fmt.Sprintf("key:%05d", i) }
 
-// redisValue is about 100 bytes, so the pipeline's replies outgrow the
-// client's receive buffer and wait in redis and both TCP queues.
-func redisValue(i int) string { return fmt.Sprintf("value-%05d-", i) + strings.Repeat("abcdefghij", 9) }
+// redisValue is long enough that the pipeline's replies left unread
+// outgrow the largest send buffer the kernel may grow the server's end
+// to (tcp_wmem's maximum, man 7 tcp) four times over, besides the
+// client's small receive buffer: redis then waits to write them from the
+// pipeline's start to the client's reading after the restore, whatever
+// the buffers' growth. With less, it wrote them all at an instant no one
+// chose, before the dump or after the restore, and stopped watching the
+// connection for EPOLLOUT.
+func redisValue(i int) string {
+	head := fmt.Sprintf("value-%05d-", i)
+	return head + strings.Repeat("abcdefghij", (redisValueLen()-len(head))/10)
+}
+
+var redisValueLen = sync.OnceValue(func() int {
+	wmemMax := 4 << 20 // the kernel's default (net/ipv4/tcp.c tcp_init)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				wmemMax = n
+			}
+		}
+	}
+	return max(100, 4*wmemMax/(redisKeys-redisReadFirst))
+})
 
 // redisCommand encodes a command in RESP (the Redis serialization
 // protocol): an array of bulk strings.
@@ -330,6 +352,7 @@ func TestRedisClientsOutside(t *testing.T) {
 	rs := startRedis(t, false)
 	rs.load(t)
 	clients := rs.connect(t)
+	rs.waitPipelineStuck(t, clients)
 	before, err := readTreeView(t, rs.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of redis-server, pid %d: %v", rs.pid, err)
