@@ -303,6 +303,20 @@ func waitHook(t *testing.T, r *runningGocr, name string) {
 	}
 }
 
+// heldAt returns the setting that holds a gocr at the pause hook name
+// until goOn: however long the test's work there takes, gocr goes on
+// only once it is done (testhook.Pause, set to a path).
+func heldAt(t *testing.T, name string) (setting string, goOn func()) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "go-on-"+name)
+	return testhook.Setting(name, path), func() {
+		t.Helper()
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // killGocr SIGKILLs a gocr from startGocr and reaps it.
 func killGocr(t *testing.T, cmd *runningGocr) {
 	t.Helper()

@@ -93,18 +93,19 @@ func assertInUse(t *testing.T, code int, lines []string, pid int) {
 
 // TestRestoreTwiceAtOnce: two restores of the same 20-process tree run at
 // once, both past the check that every PID is free (the
-// PauseBeforeLaunch hook holds each there, then both go). Exactly one can
+// PauseBeforeLaunch hook holds each there until both are, then both go). Exactly one can
 // have the PIDs: the other must fail saying a PID is in use, and must
 // kill nothing of the winner's, whose tree must come back whole and pass
 // its own check.
 func TestRestoreTwiceAtOnce(t *testing.T) {
 	needsGocr(t)
 	tg, pids, before, dir := dumpedTree(t)
-	hook := testhook.Setting(testhook.PauseBeforeLaunch, "1s")
+	hook, goOn := heldAt(t, testhook.PauseBeforeLaunch)
 	a := startGocr(t, hook, "restore", "-D", dir, "-d")
 	b := startGocr(t, hook, "restore", "-D", dir, "-d")
 	waitHook(t, a, testhook.PauseBeforeLaunch)
 	waitHook(t, b, testhook.PauseBeforeLaunch)
+	goOn()
 	codeA, linesA := finishGocr(t, a, gocrTimeout)
 	codeB, linesB := finishGocr(t, b, gocrTimeout)
 	switch {
@@ -140,10 +141,12 @@ func TestRestoreTwiceAtOnce(t *testing.T) {
 func TestRestorePidTakenMeanwhile(t *testing.T) {
 	needsGocr(t)
 	tg, pids, _, dir := dumpedTree(t)
-	r := startGocr(t, testhook.Setting(testhook.PauseBeforeLaunch, "2s"), "restore", "-D", dir, "-d")
+	hook, goOn := heldAt(t, testhook.PauseBeforeLaunch)
+	r := startGocr(t, hook, "restore", "-D", dir, "-d")
 	waitHook(t, r, testhook.PauseBeforeLaunch)
 	held := pids[len(pids)-1]
 	holder := takePid(t, held)
+	goOn()
 	code, lines := finishGocr(t, r, gocrTimeout)
 	assertInUse(t, code, lines, held)
 	if s := procState(held); s != "S" {

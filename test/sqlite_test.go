@@ -124,13 +124,15 @@ func testSqlite(t *testing.T, mode, point string) {
 
 // dumpWhileRead dumps the job with another process reading the database
 // while the job is frozen, the parasite in it (held there by a test hook
-// for 2 s, far longer than a read takes): the reader sees exactly want
-// committed rows, and the dump completes.
+// until the read is done): the reader sees exactly want committed rows,
+// and the dump completes.
 func dumpWhileRead(t *testing.T, pid int, dir, db string, want int) {
 	t.Helper()
-	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "2s"), "dump", "-t", strconv.Itoa(pid), "-D", dir)
+	hook, goOn := heldAt(t, testhook.PauseAfterInfect)
+	cmd := startGocr(t, hook, "dump", "-t", strconv.Itoa(pid), "-D", dir)
 	waitHook(t, cmd, testhook.PauseAfterInfect)
 	readSqliteRows(t, db, want, "while the job is dumped")
+	goOn()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("dump of pid %d with a reader meanwhile: %v", pid, err)
 	}

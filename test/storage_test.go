@@ -92,11 +92,12 @@ func storageFailure(t *testing.T, mnt string, breakIt func(*testing.T, string), 
 func storageFailureMid(t *testing.T, mnt string, breakIt func(*testing.T, string), repair func(*testing.T), want string) {
 	t.Helper()
 	tg, dir, good := checkpointIn(t, mnt)
-	// The pause is how long gocr holds after saying it is there; the
-	// storage is broken as soon as it says so, well within it.
-	g := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "3s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--leave-running")
+	// gocr holds after saying it is there until the storage is broken.
+	hook, goOn := heldAt(t, testhook.PauseAfterInfect)
+	g := startGocr(t, hook, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir, "--leave-running")
 	waitHook(t, g, testhook.PauseAfterInfect)
 	breakIt(t, dir)
+	goOn()
 	code, lines := finishGocr(t, g, gocrTimeout)
 	if code == 0 || len(lines) != 1 || !strings.Contains(strings.ToLower(lines[0]), want) {
 		t.Fatalf("want a failure with one line saying %q, got exit %d and:\n%s", want, code, strings.Join(lines, "\n"))

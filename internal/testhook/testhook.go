@@ -165,14 +165,21 @@ func parse(s string) map[string]string {
 // for a test to put in the environment of the gocr it starts.
 func Setting(name, value string) string { return Env + "=" + name + "=" + value }
 
-// Pause sleeps for the duration the hook name is set to, if it is set.
-// It says so on stderr first (Announcement), so a test waits for gocr to
-// be exactly there rather than guessing from outside.
+// Pause sleeps for the duration the hook name is set to, if it is set;
+// set to an absolute file path instead, it holds until that file exists
+// (Hold), so that a test whose work there takes however long lets gocr
+// go on only once it is done. It says so on stderr first
+// (Announcement), so a test waits for gocr to be exactly there rather
+// than guessing from outside.
 func Pause(name string) { PauseContext(context.Background(), name) }
 
 // PauseContext is Pause that ends early when ctx does: the pause stands
 // for gocr waiting there, and gocr's waits end when it is told to stop.
 func PauseContext(ctx context.Context, name string) {
+	if strings.HasPrefix(hooks[name], "/") {
+		Hold(ctx, name)
+		return
+	}
 	if d, err := time.ParseDuration(hooks[name]); err == nil {
 		fmt.Fprintln(os.Stderr, Announcement(name))
 		select {

@@ -1,7 +1,10 @@
 package testhook
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -33,5 +36,28 @@ func TestSecureModeIgnoresSetting(t *testing.T) {
 func TestNotSecure(t *testing.T) {
 	if secure() {
 		t.Error("secure() = true for a test binary run without set-id bits or file capabilities")
+	}
+}
+
+// A pause hook set to a path holds until that file exists, not for a time.
+func TestPauseUntilFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "go")
+	saved := hooks
+	hooks = map[string]string{PauseBeforeLaunch: path}
+	t.Cleanup(func() { hooks = saved })
+	done := make(chan struct{})
+	go func() { Pause(PauseBeforeLaunch); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("Pause returned before the file existed")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Pause still holds 10 s after the file was made")
 	}
 }
