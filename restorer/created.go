@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -94,6 +95,30 @@ func (c *created) receive() {
 			}
 			unix.Close(pidfd)
 		}
+	}
+}
+
+// awaitHandedOver waits until the pidfd of every process live(idx) names
+// is handed over, and returns -1, or the index of one still missing once
+// ctx ends or 5 s pass. A new process runs beside its creator from
+// clone3 on (man 2 clone3), so it can have rebuilt itself before the
+// creator's sendmsg of its pidfd: that comes a moment later.
+func (c *created) awaitHandedOver(ctx context.Context, live func(idx int) bool) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.receive()
+		missing := -1
+		for i, fd := range c.pidfds {
+			if fd < 0 && i != c.reaper && live(i) {
+				missing = i
+				break
+			}
+		}
+		if missing < 0 || ctx.Err() != nil || time.Now().After(deadline) {
+			return missing
+		}
+		pfd := []unix.PollFd{{Fd: int32(c.sock.Fd()), Events: unix.POLLIN}}
+		unix.Poll(pfd, 10)
 	}
 }
 

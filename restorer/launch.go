@@ -134,6 +134,12 @@ func launch(ctx context.Context, procs []*proc, planBytes []byte, src *files.Sou
 			break
 		}
 	}
+	if i := c.awaitHandedOver(ctx, func(i int) bool { return i < len(procs) && procs[i].plan != nil }); i >= 0 {
+		if err := stopped(ctx); err != nil {
+			return nil, fmt.Errorf("restore pid %d: %w", root, err)
+		}
+		return nil, fmt.Errorf("restore pid %d: pid %d was rebuilt, but its creator did not hand over its pidfd within 5 s", root, procs[i].task.Pid)
+	}
 	testhook.PauseContext(ctx, testhook.PauseBeforeFinish)
 	if err := stopped(ctx); err != nil {
 		return nil, fmt.Errorf("restore pid %d: %w", root, err)
