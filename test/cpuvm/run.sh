@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make test-noavx512: the suite in a KVM guest whose CPU has no AVX-512.
 #
-# The guest is this machine's CPU (-cpu host) less every AVX-512 feature,
-# so its XCR0 has no opmask/ZMM state either (QEMU derives the XSAVE
-# components from the features), running Debian 12 with its Linux 6.12
-# kernel. It runs, as root in a fresh clone of this repository's HEAD,
+# The guest's CPU is this machine's (-cpu host, with KVM) or QEMU's
+# emulated one (-cpu max, TCG, where KVM cannot run the guest) less every
+# AVX-512 feature, so its XCR0 has no opmask/ZMM state either (QEMU
+# derives the XSAVE components from the features); it runs Debian 12 with
+# its Linux 6.12 kernel. It runs, as root in a fresh clone of this repository's HEAD,
 # the command given (default: `bash .ci/run`, that is `make test` as CI
 # runs it) and powers off; its output and exit code come back through a
 # shared directory. The guest has no network: the Go modules come from a
