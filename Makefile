@@ -227,11 +227,13 @@ demo: deps build
 	./scripts/demo.sh
 
 # test: the whole suite, as CI runs it (integration tests need root),
-# then a short fuzz pass.
+# then a short fuzz pass. TEST_TIMEOUT is go test's limit for a package
+# (make test-noavx512 raises it where QEMU emulates the CPU).
+TEST_TIMEOUT  ?= 20m
 test: deps tools verify-generated
 	$(GO) vet ./...
 	$(MAKE) fuzz
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # test-noavx512: `make test`, as CI runs it, in a guest whose CPU has no
 # AVX-512, booting Debian 12's Linux 6.12 (test/cpuvm/run.sh, which

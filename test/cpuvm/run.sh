@@ -58,10 +58,11 @@ mkdir -p "$vm"
 root=$vm/rootfs
 unmount_root() {
 	for m in dev/pts dev sys proc; do
-		mountpoint -q "$root/$m" && umount "$root/$m"
+		if mountpoint -q "$root/$m"; then umount "$root/$m"; fi
 	done
 	return 0
 }
+unmount_root # what an interrupted run left
 
 if [ ! -e "$root/.gocr-cpuvm-ready" ]; then
 	echo "== building the guest's root file system in $root"
@@ -74,7 +75,7 @@ deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb ${mirror}-security bookworm-security main
 SRC
-	trap unmount_root EXIT
+	trap unmount_root EXIT INT TERM
 	for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m"; done
 	echo do_symlinks=no >>"$root/etc/kernel-img.conf"
 	# The services the packages below would start stay off: the tests
@@ -92,7 +93,7 @@ SRC
 	chroot "$root" systemctl disable redis-server munge slurmd slurmctld 2>/dev/null || true
 	chroot "$root" apt-get clean
 	unmount_root
-	trap - EXIT
+	trap - EXIT INT TERM
 	echo noavx512 >"$root/etc/hostname"
 	printf '127.0.0.1 localhost\n127.0.1.1 noavx512\n::1 localhost\n' >"$root/etc/hosts"
 	echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' >"$root/etc/fstab"
@@ -146,7 +147,7 @@ cp -a "$(go env GOMODCACHE)/cache/download" "$root/root/go/pkg/mod/cache/downloa
 echo "== warming the guest's Go build cache"
 guest_env=(env -i HOME=/root PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin
 	GOPROXY=file:///root/go/pkg/mod/cache/download GOSUMDB=off GOFLAGS=-buildvcs=false)
-trap unmount_root EXIT
+trap unmount_root EXIT INT TERM
 for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m"; done
 rm -rf "$root/root/ci" && mkdir -p "$root/root/ci"
 git clone -q "$repo" "$root/root/ci/gocr"
@@ -155,7 +156,7 @@ chroot "$root" "${guest_env[@]}" sh -c 'cd /root/ci/gocr && make tools && go vet
 	for p in ./images ./proc ./restorer; do go test -c -fuzz . -o /dev/null $p || exit 1; done'
 rm -rf "$root/root/ci"
 unmount_root
-trap - EXIT
+trap - EXIT INT TERM
 
 echo "== disk image"
 rm -f "$vm/disk.img"
@@ -166,7 +167,12 @@ rm -rf "$share"
 mkdir -p "$share"
 git clone -q --bare "$repo" "$share/gocr.git"
 cp "$repo/test/cpuvm/guest.sh" "$share/guest.sh"
-if [ $# -gt 0 ]; then printf '%q ' "$@" >"$share/cmd"; else echo 'bash .ci/run' >"$share/cmd"; fi
+# By default what CI runs; where QEMU emulates the CPU, with go test's
+# limit for a package raised: the integration package takes about four
+# times as long there.
+default_cmd='bash .ci/run'
+[ "$accel" = kvm ] || default_cmd='export TEST_TIMEOUT=90m; bash .ci/run'
+if [ $# -gt 0 ]; then printf '%q ' "$@" >"$share/cmd"; else echo "$default_cmd" >"$share/cmd"; fi
 echo "$(git -C "$repo" rev-parse HEAD)" >"$share/commit"
 
 echo "== booting the guest (${qemu_cpu[*]}), console in $vm/console.log"
