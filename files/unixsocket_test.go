@@ -120,7 +120,12 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 2))
 			// After the sends, so no message carries credentials.
 			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSCRED, 1))
-			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
+			// Where the kernel labels unix messages, the one queued to
+			// sv[1] would carry a security context, which the dump
+			// refuses (TestUnixSocketPasssecLabeled).
+			if !unixMessagesLabeled(t) {
+				must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
+			}
 			_, err := unix.FcntlInt(uintptr(sv[0]), unix.F_SETFL, unix.O_NONBLOCK)
 			must(err)
 			must(unix.Shutdown(sv[1], unix.SHUT_WR))
@@ -413,6 +418,68 @@ func TestUnixSocketpairBigQueue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unixMessagesLabeled tells whether this kernel gives a unix socket's
+// messages a security context: SCM_SECURITY, read where the receiver has
+// SO_PASSSEC, holds the context of the sending socket where the LSM has
+// one (include/net/scm.h scm_passec; SELinux does, AppArmor gives none:
+// security/apparmor/lsm.c apparmor_socket_getpeersec_dgram).
+func unixMessagesLabeled(t *testing.T) bool {
+	t.Helper()
+	sv := socketpair(t, unix.SOCK_DGRAM)
+	send(t, sv[1], "probe")
+	if err := unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PASSSEC, 1); err != nil {
+		t.Fatal(err)
+	}
+	oob := make([]byte, 4096)
+	_, oobn, _, _, err := unix.Recvmsg(sv[0], make([]byte, 16), oob, unix.MSG_DONTWAIT)
+	if err != nil {
+		t.Fatalf("receive the probe: %v", err)
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		t.Fatalf("parse the probe's control messages: %v", err)
+	}
+	for _, m := range cmsgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_SECURITY {
+			return true
+		}
+	}
+	return false
+}
+
+// TestUnixSocketPasssecLabeled: a message queued to a socket with
+// SO_PASSSEC, on a kernel that labels unix messages, carries a security
+// context that a restore would replace with its own: the dump refuses it,
+// naming SCM_SECURITY.
+func TestUnixSocketPasssecLabeled(t *testing.T) {
+	needsUnixDiag(t)
+	if !unixMessagesLabeled(t) {
+		t.Skip("this kernel gives unix messages no security context (SCM_SECURITY: SELinux does; no LSM and AppArmor do not), so there is none in flight to refuse")
+	}
+	sv := socketpair(t, unix.SOCK_STREAM)
+	send(t, sv[0], "labeled")
+	if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1); err != nil {
+		t.Fatal(err)
+	}
+	table := &gocrpb.Files{Pid: int32(os.Getpid())}
+	var err error
+	for _, n := range sv {
+		fd, cerr := collectFd(os.Getpid(), n, &mountSets{})
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		table.Fds = append(table.Fds, fd)
+	}
+	if err == nil {
+		err = Link([]*gocrpb.Files{table}, LinkOptions{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "SCM_SECURITY") {
+		t.Fatalf("dumping a socket with a labeled message in flight: %v, want a refusal naming SCM_SECURITY", err)
+	}
+	t.Log(err)
 }
 
 // sndbufAtLeast gives socket h a send buffer of n bytes (2n as the kernel

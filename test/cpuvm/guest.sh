@@ -8,7 +8,7 @@ exec > >(tee "$share/out.log" >/dev/console) 2>&1
 echo "== guest: $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo)"
 echo "== avx512 flags in /proc/cpuinfo: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -c avx512)"
 dmesg | grep -E 'x86/fpu: (Enabled xstate|Supporting XSAVE)' || true
-echo "== cgroups: $(stat -f -c %T /sys/fs/cgroup)"
+echo "== cgroups: $(stat -f -c %T /sys/fs/cgroup), LSMs: $(cat /sys/kernel/security/lsm 2>/dev/null)"
 export HOME=/root PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export GOPROXY=file:///root/go/pkg/mod/cache/download GOSUMDB=off GOFLAGS=-buildvcs=false CI=true
 rm -rf /root/ci && mkdir -p /root/ci
