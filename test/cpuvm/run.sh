@@ -94,11 +94,26 @@ SRC
 	chroot "$root" apt-get clean
 	unmount_root
 	trap - EXIT INT TERM
-	echo noavx512 >"$root/etc/hostname"
-	printf '127.0.0.1 localhost\n127.0.1.1 noavx512\n::1 localhost\n' >"$root/etc/hosts"
-	echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' >"$root/etc/fstab"
-	passwd -R "$root" -d root >/dev/null
-	cat >"$root/etc/systemd/system/gocr-cpuvm.service" <<'UNIT'
+	echo "== copying Go ($(go env GOROOT)) into the guest"
+	rm -rf "$root/usr/local/go"
+	cp -a "$(go env GOROOT)" "$root/usr/local/go"
+	# The kernel uncompressed, booted through its PVH entry: a nested KVM
+	# that emulates the code a guest runs at low addresses (kvm-pvm) fails
+	# on the BMI2 instructions of the zstd decompressor in vmlinuz.
+	vmlinuz=$(ls "$root"/boot/vmlinuz-* | tail -n1)
+	off=$(grep -obUaP '\x28\xb5\x2f\xfd' "$vmlinuz" | head -n1 | cut -d: -f1)
+	tail -c +$((off + 1)) "$vmlinuz" | zstdcat >"$vm/vmlinux" 2>/dev/null || true
+	[ "$(head -c 4 "$vm/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] ||
+		{ echo "run.sh: no ELF kernel in $vmlinuz at offset $off" >&2; exit 1; }
+	touch "$root/.gocr-cpuvm-ready"
+fi
+
+# The guest's configuration, made anew each run.
+echo noavx512 >"$root/etc/hostname"
+printf '127.0.0.1 localhost\n10.0.2.15 noavx512\n::1 localhost\n' >"$root/etc/hosts"
+echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' >"$root/etc/fstab"
+passwd -R "$root" -d root >/dev/null
+cat >"$root/etc/systemd/system/gocr-cpuvm.service" <<'UNIT'
 [Unit]
 Description=gocr suite run (test/cpuvm/guest.sh from the shared directory)
 After=local-fs.target systemd-modules-load.service
@@ -118,20 +133,13 @@ StandardError=journal+console
 [Install]
 WantedBy=multi-user.target
 UNIT
-	ln -sf /etc/systemd/system/gocr-cpuvm.service "$root/etc/systemd/system/multi-user.target.wants/gocr-cpuvm.service"
-	echo "== copying Go ($(go env GOROOT)) into the guest"
-	rm -rf "$root/usr/local/go"
-	cp -a "$(go env GOROOT)" "$root/usr/local/go"
-	# The kernel uncompressed, booted through its PVH entry: a nested KVM
-	# that emulates the code a guest runs at low addresses (kvm-pvm) fails
-	# on the BMI2 instructions of the zstd decompressor in vmlinuz.
-	vmlinuz=$(ls "$root"/boot/vmlinuz-* | tail -n1)
-	off=$(grep -obUaP '\x28\xb5\x2f\xfd' "$vmlinuz" | head -n1 | cut -d: -f1)
-	tail -c +$((off + 1)) "$vmlinuz" | zstdcat >"$vm/vmlinux" 2>/dev/null || true
-	[ "$(head -c 4 "$vm/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] ||
-		{ echo "run.sh: no ELF kernel in $vmlinuz at offset $off" >&2; exit 1; }
-	touch "$root/.gocr-cpuvm-ready"
-fi
+ln -sf /etc/systemd/system/gocr-cpuvm.service "$root/etc/systemd/system/multi-user.target.wants/gocr-cpuvm.service"
+# A network device of its own, cut off from everything outside the guest
+# (restrict=on): Slurm resolves the node's name with AI_ADDRCONFIG, and
+# Open MPI's TCP transport uses no loopback, both needing an address.
+mkdir -p "$root/etc/systemd/network"
+printf '[Match]\nName=en*\n[Network]\nAddress=10.0.2.15/24\n' >"$root/etc/systemd/network/20-guest.network"
+ln -sf /lib/systemd/system/systemd-networkd.service "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
 
 # The Go modules the build needs (those of go.mod and the pinned
 # protoc-gen-go), as a file proxy: the guest has no network.
@@ -149,12 +157,12 @@ guest_env=(env -i HOME=/root PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bi
 	GOPROXY=file:///root/go/pkg/mod/cache/download GOSUMDB=off GOFLAGS=-buildvcs=false)
 trap unmount_root EXIT INT TERM
 for m in proc sys dev dev/pts; do mount --bind "/$m" "$root/$m"; done
-rm -rf "$root/root/ci" && mkdir -p "$root/root/ci"
-git clone -q "$repo" "$root/root/ci/gocr"
-chroot "$root" "${guest_env[@]}" sh -c 'cd /root/ci/gocr && make tools && go vet ./... &&
+rm -rf "$root/srv/ci" && mkdir -p "$root/srv/ci"
+git clone -q "$repo" "$root/srv/ci/gocr"
+chroot "$root" "${guest_env[@]}" sh -c 'cd /srv/ci/gocr && make tools && go vet ./... &&
 	go test -count=1 -run "^$" ./... >/dev/null &&
 	for p in ./images ./proc ./restorer; do go test -c -fuzz . -o /dev/null $p || exit 1; done'
-rm -rf "$root/root/ci"
+rm -rf "$root/srv/ci"
 unmount_root
 trap - EXIT INT TERM
 
@@ -180,10 +188,10 @@ kdir=$root/boot
 start=$(date +%s)
 timeout -k 10 "${GOCR_CPUVM_TIMEOUT:-5400}" qemu-system-x86_64 "${qemu_cpu[@]}" -machine q35 -m "$mem" -smp "$cpus" \
 	-kernel "$vm/vmlinux" -initrd "$(ls "$kdir"/initrd.img-* | tail -n1)" \
-	-append "root=/dev/vda rw console=ttyS0 apparmor=0 systemd.unified_cgroup_hierarchy=0 systemd.show_status=0" \
+	-append "root=/dev/vda rw console=ttyS0 systemd.unified_cgroup_hierarchy=0 systemd.show_status=0" \
 	-drive file="$vm/disk.img",format=raw,if=virtio \
 	-virtfs local,path="$share",mount_tag=share,security_model=none,id=share \
-	-nic none -display none -serial file:"$vm/console.log" -monitor none -no-reboot \
+	-nic user,restrict=on,model=virtio-net-pci -display none -serial file:"$vm/console.log" -monitor none -no-reboot \
 	</dev/null &
 qemu=$!
 # QEMU waits forever on a guest it cannot run (a KVM internal error): it
