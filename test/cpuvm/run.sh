@@ -14,7 +14,8 @@
 # Usage: test/cpuvm/run.sh [COMMAND...]
 #   e.g. test/cpuvm/run.sh go test ./test -run TestX -count=1 -v
 # GOCR_CPUVM_DIR (default /var/tmp/gocr-cpuvm) keeps the root file system
-# between runs; remove it to build the guest again.
+# between runs; remove it to build the guest again. GOCR_CPUVM_APPEND adds
+# to the guest kernel's command line (apparmor=0 makes SELinux its LSM).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 vm=${GOCR_CPUVM_DIR:-/var/tmp/gocr-cpuvm}
@@ -188,7 +189,7 @@ kdir=$root/boot
 start=$(date +%s)
 timeout -k 10 "${GOCR_CPUVM_TIMEOUT:-5400}" qemu-system-x86_64 "${qemu_cpu[@]}" -machine q35 -m "$mem" -smp "$cpus" \
 	-kernel "$vm/vmlinux" -initrd "$(ls "$kdir"/initrd.img-* | tail -n1)" \
-	-append "root=/dev/vda rw console=ttyS0 systemd.unified_cgroup_hierarchy=0 systemd.show_status=0" \
+	-append "root=/dev/vda rw console=ttyS0 systemd.unified_cgroup_hierarchy=0 systemd.show_status=0 ${GOCR_CPUVM_APPEND:-}" \
 	-drive file="$vm/disk.img",format=raw,if=virtio \
 	-virtfs local,path="$share",mount_tag=share,security_model=none,id=share \
 	-nic user,restrict=on,model=virtio-net-pci -display none -serial file:"$vm/console.log" -monitor none -no-reboot \
