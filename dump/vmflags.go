@@ -25,8 +25,10 @@ var restorableVmFlags = map[string]string{
 	"dd": "do not include in core dump", "wf": "wipe on fork", "lo": "locked",
 	"lf": "locked on fault", "sr": "sequential read advise", "rr": "random read advise",
 	"mg": "mergeable advise",
-	// Soft-dirty tracking state: a restored mapping starts clean, as
-	// after a clear_refs, which no program can tell from a fresh one.
+	// Soft-dirty tracking state, not restored: a restored mapping is
+	// new, and the kernel marks a new mapping soft-dirty (all its pages
+	// report written; Documentation/admin-guide/mm/soft-dirty.rst), so
+	// a tracker sees more written pages than it would have, never fewer.
 	"sd": "soft-dirty",
 }
 

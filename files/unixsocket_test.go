@@ -120,7 +120,12 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 2))
 			// After the sends, so no message carries credentials.
 			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSCRED, 1))
-			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
+			// Where the kernel labels unix messages, the one queued to
+			// sv[1] would carry a security context, which the dump
+			// refuses (TestUnixSocketPasssecLabeled).
+			if !unixMessagesLabeled(t) {
+				must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
+			}
 			_, err := unix.FcntlInt(uintptr(sv[0]), unix.F_SETFL, unix.O_NONBLOCK)
 			must(err)
 			must(unix.Shutdown(sv[1], unix.SHUT_WR))
@@ -382,9 +387,7 @@ func TestUnixSocketpairBigQueue(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sv := socketpair(t, c.typ)
-			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 2<<20); err != nil {
-				t.Fatal(err)
-			}
+			sndbufAtLeast(t, sv[1], 2<<20)
 			send(t, sv[1], c.msgs...)
 			if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_SNDBUF, 1); err != nil {
 				t.Fatal(err)
@@ -414,6 +417,84 @@ func TestUnixSocketpairBigQueue(t *testing.T) {
 				t.Errorf("new sv[1] SO_SNDBUF %d, want the dumped %d", got, fds[1].GetUnixSocket().GetSndbuf())
 			}
 		})
+	}
+}
+
+// unixMessagesLabeled tells whether this kernel gives a unix socket's
+// messages a security context: SCM_SECURITY, read where the receiver has
+// SO_PASSSEC, holds the context of the sending socket where the LSM has
+// one (include/net/scm.h scm_passec; SELinux does, AppArmor gives none:
+// security/apparmor/lsm.c apparmor_socket_getpeersec_dgram).
+func unixMessagesLabeled(t *testing.T) bool {
+	t.Helper()
+	sv := socketpair(t, unix.SOCK_DGRAM)
+	send(t, sv[1], "probe")
+	if err := unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PASSSEC, 1); err != nil {
+		t.Fatal(err)
+	}
+	oob := make([]byte, 4096)
+	_, oobn, _, _, err := unix.Recvmsg(sv[0], make([]byte, 16), oob, unix.MSG_DONTWAIT)
+	if err != nil {
+		t.Fatalf("receive the probe: %v", err)
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		t.Fatalf("parse the probe's control messages: %v", err)
+	}
+	for _, m := range cmsgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_SECURITY {
+			return true
+		}
+	}
+	return false
+}
+
+// TestUnixSocketPasssecLabeled: a message queued to a socket with
+// SO_PASSSEC, on a kernel that labels unix messages, carries a security
+// context that a restore would replace with its own: the dump refuses it,
+// naming SCM_SECURITY.
+func TestUnixSocketPasssecLabeled(t *testing.T) {
+	needsUnixDiag(t)
+	if !unixMessagesLabeled(t) {
+		t.Skip("this kernel gives unix messages no security context (SCM_SECURITY: SELinux does; no LSM and AppArmor do not), so there is none in flight to refuse")
+	}
+	sv := socketpair(t, unix.SOCK_STREAM)
+	send(t, sv[0], "labeled")
+	if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1); err != nil {
+		t.Fatal(err)
+	}
+	table := &gocrpb.Files{Pid: int32(os.Getpid())}
+	var err error
+	for _, n := range sv {
+		fd, cerr := collectFd(os.Getpid(), n, &mountSets{})
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		table.Fds = append(table.Fds, fd)
+	}
+	if err == nil {
+		err = Link([]*gocrpb.Files{table}, LinkOptions{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "SCM_SECURITY") {
+		t.Fatalf("dumping a socket with a labeled message in flight: %v, want a refusal naming SCM_SECURITY", err)
+	}
+	t.Log(err)
+}
+
+// sndbufAtLeast gives socket h a send buffer of n bytes (2n as the kernel
+// counts it, man 7 socket): past net.core.wmem_max, by default 212992
+// (include/net/sock.h SK_WMEM_MAX), only SO_SNDBUFFORCE reaches, which
+// needs CAP_NET_ADMIN. Without either, the test skips.
+func sndbufAtLeast(t *testing.T, h, n int) {
+	t.Helper()
+	if unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n) != nil {
+		if err := unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_SNDBUF, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil || got < 2*n {
+		t.Skipf("a send buffer of %d bytes needs CAP_NET_ADMIN (SO_SNDBUFFORCE) or net.core.wmem_max at least that: SO_SNDBUF is %d (%v)", n, got, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -161,7 +162,14 @@ func addSmaps(v kernelView, base string) error {
 			cur = "maps/" + f[0]
 			v[cur] = f[1] + " " + f[2] + " " + strings.Join(f[5:], " ")
 		case len(f) > 0 && f[0] == "VmFlags:" && cur != "":
-			v[cur+"/VmFlags"] = strings.Join(f[1:], " ")
+			// Without "sd": soft-dirty is tracking state, which gocr
+			// does not restore (dump/vmflags.go). The kernel marks
+			// every new mapping soft-dirty, so a restored one has it
+			// where the original had lost it, as the stack does when
+			// exec sets its flags (Documentation/admin-guide/mm/
+			// soft-dirty.rst); kernels without CONFIG_MEM_SOFT_DIRTY
+			// show no "sd" at all.
+			v[cur+"/VmFlags"] = strings.Join(slices.DeleteFunc(f[1:], func(s string) bool { return s == "sd" }), " ")
 		}
 	}
 	return nil

@@ -14,11 +14,7 @@ import (
 // (posixtimers.c).
 func TestPosixTimers(t *testing.T) {
 	needsRoot(t)
-	// PR_TIMER_CREATE_RESTORE_IDS (77) with its GET operation (2),
-	// include/uapi/linux/prctl.h: Linux 6.16 and later.
-	if _, err := unix.PrctlRetInt(77, 2, 0, 0, 0); err != nil {
-		t.Skipf("this kernel cannot recreate POSIX timers under their IDs (prctl PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
-	}
+	needsTimerRestoreIDs(t)
 	tg := startTarget(t, "posixtimers")
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	checkResult(t, tg, pid)
@@ -41,9 +37,21 @@ func TestIntervalTimers(t *testing.T) {
 func TestPosixTimerOverrunRefused(t *testing.T) {
 	needsRoot(t)
 	needsGocr(t)
+	// Without it every POSIX timer is refused, overrun or not.
+	needsTimerRestoreIDs(t)
 	tg := startTarget(t, "posixtimers", "overrun")
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
 	assertRefused(t, r, []string{"POSIX timer 0", "overrun"}, nil)
 	assertUntouched(t, tg.pid)
 	checkResult(t, tg, tg.pid)
+}
+
+// needsTimerRestoreIDs skips a test on a kernel that cannot recreate POSIX
+// timers under their IDs: PR_TIMER_CREATE_RESTORE_IDS (77) with its GET
+// operation (2), include/uapi/linux/prctl.h, Linux 6.16 and later.
+func needsTimerRestoreIDs(t *testing.T) {
+	t.Helper()
+	if _, err := unix.PrctlRetInt(77, 2, 0, 0, 0); err != nil {
+		t.Skipf("this kernel cannot recreate POSIX timers under their IDs (prctl PR_TIMER_CREATE_RESTORE_IDS: %v)", err)
+	}
 }
