@@ -107,7 +107,7 @@ func sortedTasks(m map[int]string) string {
 // timers, time.Sleep, the garbage collector and os/signal.Notify.
 func TestGoProgram(t *testing.T) {
 	needsRoot(t)
-	tg := startTargetOpts(t, "goprog", startOpts{settle: 200 * time.Millisecond})
+	tg := startTargetOpts(t, "goprog", startOpts{settle: 200 * time.Millisecond, steadyMaps: true})
 	pid := checkpointRestore(t, tg, cycleOpts{})
 	// Let every counter move after the restore, as it is checked.
 	time.Sleep(500 * time.Millisecond)
