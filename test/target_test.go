@@ -40,12 +40,6 @@ type startOpts struct {
 	pgroup bool          // start it in a process group of its own, as a shell starts a job
 	pgid   int           // start it in this process group (of the test's session)
 	extra  []*os.File    // its fds 3, 4, ... (exec.Cmd.ExtraFiles)
-	// steadyMaps waits, after settle, until the target's mappings stop
-	// changing: a runtime that grows its heap as it warms up (Go's)
-	// maps memory for a while after it says it is ready, for longer
-	// the slower the CPU, and a view read before it is done is no
-	// state to compare a restore with.
-	steadyMaps bool
 }
 
 func startTarget(t *testing.T, name string, args ...string) *target {
@@ -130,34 +124,7 @@ func startTargetOpts(t *testing.T, name string, o startOpts) *target {
 		o.settle = 100 * time.Millisecond
 	}
 	time.Sleep(o.settle)
-	if o.steadyMaps {
-		waitSteadyMaps(t, tg.pid)
-	}
 	return tg
-}
-
-// waitSteadyMaps waits until /proc/PID/maps reads the same three times in
-// a row, 100 ms apart, and fails t if that takes over 20 s.
-func waitSteadyMaps(t *testing.T, pid int) {
-	t.Helper()
-	path := fmt.Sprintf("/proc/%d/maps", pid)
-	deadline := time.Now().Add(20 * time.Second)
-	last, same := "", 0
-	for same < 2 {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("pid %d: %v", pid, err)
-		}
-		if string(b) == last {
-			same++
-		} else {
-			last, same = string(b), 0
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d keeps changing its mappings 20 s after it was ready", pid)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func (tg *target) exited() bool {
