@@ -32,7 +32,7 @@ func crRunIncremental(t *testing.T, extra ...string) {
 	wrap := append([]string{blcrTool(t, "cr_run"), "--incremental", "--keep=1", "--stats", statsPath, "-D", dir}, extra...)
 	wrap = append(wrap, "--")
 	tg := startTargetOpts(t, "incwriter", startOpts{wrap: wrap, args: []string{"512"}})
-	job := jobOf(t, tg.pid)
+	job := jobOf(t, tg, tg.pid)
 	t.Cleanup(func() { tg.killRestored(t, job) })
 	var st struct {
 		Generation int `json:"generation"`

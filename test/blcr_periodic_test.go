@@ -47,14 +47,15 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// jobOf waits for cr_run (pid) to have its one child, the job, and
-// returns it.
-func jobOf(t *testing.T, pid int) int {
+// jobOf waits for cr_run (pid) to have its one child, the job of tg, and
+// returns it. A cr_run that restarts the job has another child for a
+// moment first, the restorer (restorer/launch.go), which is not tg's.
+func jobOf(t *testing.T, tg *target, pid int) int {
 	t.Helper()
 	var kids []int
-	waitUntil(t, fmt.Sprintf("cr_run %d has one child", pid), func() bool {
+	waitUntil(t, fmt.Sprintf("cr_run %d has one child, its job", pid), func() bool {
 		kids, _ = proc.Children(pid)
-		return len(kids) == 1
+		return len(kids) == 1 && tg.belongsTo(kids[0])
 	})
 	return kids[0]
 }
@@ -65,7 +66,7 @@ func startCrRun(t *testing.T, dir string, opts ...string) (*target, int) {
 	t.Helper()
 	wrap := append(append([]string{blcrTool(t, "cr_run")}, opts...), "-D", dir, "--")
 	tg := startTargetOpts(t, "counter", startOpts{wrap: wrap})
-	job := jobOf(t, tg.pid)
+	job := jobOf(t, tg, tg.pid)
 	t.Cleanup(func() { tg.killRestored(t, job) })
 	return tg, job
 }
@@ -281,9 +282,11 @@ func TestCrRunRestart(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-exited
 	})
-	if got := jobOf(t, cmd.Process.Pid); got != job {
-		t.Fatalf("cr_run's child is pid %d, want the restarted job %d", got, job)
-	}
+	// The restorer is cr_run's child for a moment first.
+	waitUntil(t, fmt.Sprintf("cr_run %d has one child, the restarted job %d", cmd.Process.Pid, job), func() bool {
+		kids, _ := proc.Children(cmd.Process.Pid)
+		return len(kids) == 1 && kids[0] == job && tg.belongsTo(job)
+	})
 	highest := ns[len(ns)-1]
 	waitGeneration(t, dir, highest+1)
 	checkGeneration(t, dir, highest+1)
