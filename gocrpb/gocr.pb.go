@@ -353,7 +353,11 @@ type Inventory struct {
 	ParentDir    string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
 	// The clocks as the job read them when the dump froze it, for a
 	// restore on another boot (restorer/timens.go); absent in older images.
-	Clocks        *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	Clocks *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	// The LSM label (/proc/PID/attr/current) of gocr at the dump, which
+	// every dumped process had (dump/attrs.go checkLSMLabel) and which the
+	// restored ones get from the restoring gocr; empty: none shown.
+	LsmLabel      string `protobuf:"bytes,134,opt,name=lsm_label,json=lsmLabel,proto3" json:"lsm_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +495,13 @@ func (x *Inventory) GetClocks() *Clocks {
 		return x.Clocks
 	}
 	return nil
+}
+
+func (x *Inventory) GetLsmLabel() string {
+	if x != nil {
+		return x.LsmLabel
+	}
+	return ""
 }
 
 // Clocks are the clocks a job reads, taken at one instant (man 2
@@ -6738,7 +6749,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xfc\x03\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x9a\x04\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -6755,7 +6766,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0eparent_dump_id\x18\x83\x01 \x01(\fR\fparentDumpId\x12\x1e\n" +
 	"\n" +
 	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\x12(\n" +
-	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\"\xcb\x01\n" +
+	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\x12\x1c\n" +
+	"\tlsm_label\x18\x86\x01 \x01(\tR\blsmLabel\"\xcb\x01\n" +
 	"\x06Clocks\x12\x1f\n" +
 	"\vrealtime_ns\x18\x01 \x01(\x03R\n" +
 	"realtimeNs\x12!\n" +
