@@ -517,6 +517,10 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 	if err != nil {
 		return fmt.Errorf("read the boot ID: %w", err)
 	}
+	label, err := proc.ReadLSMLabel(os.Getpid())
+	if err != nil && !errors.Is(err, proc.ErrNotShown) {
+		return fmt.Errorf("read gocr's LSM label: %w", err)
+	}
 	inv := &gocrpb.Inventory{
 		FormatVersion:  images.FormatVersion,
 		GocrVersion:    version,
@@ -530,6 +534,7 @@ func writeImages(ctx context.Context, dir *images.Dir, states []*state, mems []*
 		BootId:         bootID,
 		SysvIpc:        sysv,
 		Clocks:         clocks,
+		LsmLabel:       label,
 	}
 	if trk != nil && trk.used {
 		inv.ParentDumpId = trk.parent.Inventory().GetDumpId()

@@ -126,7 +126,7 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 			continue
 		}
 		r := x.refs[0]
-		msgs, err := peekUnixQueue(r.Pid, int(r.Fd.Fd), x.typ())
+		msgs, label, err := peekUnixQueue(r.Pid, int(r.Fd.Fd), x.typ())
 		if err != nil {
 			return x.errorf("%v", err)
 		}
@@ -135,6 +135,7 @@ func (unixSocketKind) Link(refs []Ref, opts LinkOptions) error {
 			return x.errorf("%v", err)
 		}
 		r.Fd.GetUnixSocket().Received = received
+		r.Fd.GetUnixSocket().ReceivedLabel = label
 	}
 	return nil
 }

@@ -51,19 +51,20 @@ const unixMaxMessages = 1 << 20
 // starts at the next datagram. SO_PASSCRED on makes every message come
 // with its sender's credentials (man 7 unix), so an empty datagram or
 // record is told from the end of the queue of a socket shut for reading,
-// and credentials sent with a message are seen. Both options are the
-// socket's own, so they are put back as they were. Each message comes
-// with its sender's name as recvmsg(2) gives it (none for an unnamed
-// sender, net/unix/af_unix.c unix_copy_addr).
-func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
+// and credentials sent with a message are seen; SO_PASSSEC on shows each
+// message's security context, which it returns (unixlabel.go). The
+// options are the socket's own, so they are put back as they were. Each
+// message comes with its sender's name as recvmsg(2) gives it (none for
+// an unnamed sender, net/unix/af_unix.c unix_copy_addr).
+func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, label string, err error) {
 	h, err := takeFd(pid, fd)
 	if err != nil {
-		return nil, fmt.Errorf("take a handle of it: %w", err)
+		return nil, "", fmt.Errorf("take a handle of it: %w", err)
 	}
 	defer unix.Close(h)
 	inq, err := unix.IoctlGetInt(h, unix.SIOCINQ)
 	if err != nil {
-		return nil, fmt.Errorf("SIOCINQ: %w", err)
+		return nil, "", fmt.Errorf("SIOCINQ: %w", err)
 	}
 	if typ == unix.SOCK_STREAM {
 		// MSG_OOB|MSG_PEEK reads the out-of-band byte, if one waits
@@ -71,12 +72,12 @@ func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
 		// EINVAL if none does.
 		var b [1]byte
 		if _, _, err := unix.Recvfrom(h, b[:], unix.MSG_OOB|unix.MSG_PEEK|unix.MSG_DONTWAIT); err == nil {
-			return nil, errors.New("an out-of-band byte (MSG_OOB) waits to be read, and its place in the stream is not restored")
+			return nil, "", errors.New("an out-of-band byte (MSG_OOB) waits to be read, and its place in the stream is not restored")
 		}
 	}
 	restore, err := setPeekOptions(h)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer func() {
 		if rerr := restore(); rerr != nil && err == nil {
@@ -87,6 +88,7 @@ func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
 	oob := make([]byte, 4096)
 	var cur []byte
 	var from string
+	var labels queueLabel
 	more := false // cur is a datagram whose rest comes next
 	for len(msgs) < unixMaxMessages {
 		n, oobn, flags, sa, err := unix.Recvmsg(h, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
@@ -97,14 +99,17 @@ func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("peek at its queue: %w", err)
+			return nil, "", fmt.Errorf("peek at its queue: %w", err)
 		}
-		sent, err := checkUnixControl(oob[:oobn], flags)
+		sent, ctx, err := checkUnixControl(oob[:oobn], flags)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if !sent {
 			break // the end of the queue of a socket shut for reading
+		}
+		if err := labels.add(ctx); err != nil {
+			return nil, "", err
 		}
 		if !more {
 			from = sockaddrName(sa)
@@ -128,7 +133,7 @@ func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
 		cur = nil
 	}
 	if more || len(cur) > 0 || len(msgs) == unixMaxMessages {
-		return nil, errors.New("its queue did not come to an end")
+		return nil, "", errors.New("its queue did not come to an end")
 	}
 	// What SIOCINQ counts (net/unix/af_unix.c unix_inq_len): a
 	// datagram socket's first datagram; the others' every byte.
@@ -140,43 +145,56 @@ func peekUnixQueue(pid, fd, typ int) (msgs []unixMessage, err error) {
 		got = len(msgs[0].data)
 	}
 	if got != inq {
-		return nil, fmt.Errorf("read %d bytes of its queue, the kernel counts %d", got, inq)
+		return nil, "", fmt.Errorf("read %d bytes of its queue, the kernel counts %d", got, inq)
 	}
-	return msgs, nil
+	if label, err = labels.check(); err != nil {
+		return nil, "", err
+	}
+	return msgs, label, nil
 }
 
-// setPeekOptions sets SO_PEEK_OFF to 0 and SO_PASSCRED on, and returns
-// what puts them back.
+// setPeekOptions sets SO_PEEK_OFF to 0 and SO_PASSCRED and SO_PASSSEC
+// on, and returns what puts them back.
 func setPeekOptions(h int) (func() error, error) {
-	off, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
-	if err != nil {
-		return nil, fmt.Errorf("getsockopt SO_PEEK_OFF: %w", err)
+	opts := []struct {
+		name      string
+		opt, peek int
+		was       int
+	}{
+		{"SO_PEEK_OFF", unix.SO_PEEK_OFF, 0, 0},
+		{"SO_PASSCRED", unix.SO_PASSCRED, 1, 0},
+		{"SO_PASSSEC", unix.SO_PASSSEC, 1, 0},
 	}
-	cred, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PASSCRED)
-	if err != nil {
-		return nil, fmt.Errorf("getsockopt SO_PASSCRED: %w", err)
+	for i := range opts {
+		v, err := unix.GetsockoptInt(h, unix.SOL_SOCKET, opts[i].opt)
+		if err != nil {
+			return nil, fmt.Errorf("getsockopt %s: %w", opts[i].name, err)
+		}
+		opts[i].was = v
 	}
 	restore := func() error {
-		err1 := unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
-		err2 := unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PASSCRED, cred)
-		if err := errors.Join(err1, err2); err != nil {
-			return fmt.Errorf("put back its SO_PEEK_OFF %d and SO_PASSCRED %d: %w", off, cred, err)
+		var errs []error
+		for _, o := range opts {
+			if err := unix.SetsockoptInt(h, unix.SOL_SOCKET, o.opt, o.was); err != nil {
+				errs = append(errs, fmt.Errorf("put back its %s %d: %w", o.name, o.was, err))
+			}
 		}
-		return nil
+		return errors.Join(errs...)
 	}
-	err1 := unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0)
-	err2 := unix.SetsockoptInt(h, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, errors.Join(fmt.Errorf("set SO_PEEK_OFF 0 and SO_PASSCRED to peek: %w", err), restore())
+	for _, o := range opts {
+		if err := unix.SetsockoptInt(h, unix.SOL_SOCKET, o.opt, o.peek); err != nil {
+			return nil, errors.Join(fmt.Errorf("set %s %d to peek: %w", o.name, o.peek, err), restore())
+		}
 	}
 	return restore, nil
 }
 
 // checkUnixControl reads the control messages of one peek: whether they
 // came with a message (every message has its SCM_CREDENTIALS, as
-// SO_PASSCRED is on), and an error for what the restore could not send
-// again. Any fd they hold is closed.
-func checkUnixControl(oob []byte, flags int) (sent bool, err error) {
+// SO_PASSCRED is on), its security context if it has one (SO_PASSSEC
+// is on), and an error for what the restore could not send again. Any
+// fd they hold is closed.
+func checkUnixControl(oob []byte, flags int) (sent bool, ctx string, err error) {
 	cmsgs, perr := unix.ParseSocketControlMessage(oob)
 	for _, m := range cmsgs {
 		if m.Header.Level != unix.SOL_SOCKET {
@@ -210,7 +228,7 @@ func checkUnixControl(oob []byte, flags int) (sent bool, err error) {
 				unix.Close(int(int32(binary.NativeEndian.Uint32(m.Data))))
 			}
 		case unix.SCM_SECURITY:
-			err = errors.Join(err, errors.New("a security context (SCM_SECURITY) is in flight to it, and the restore cannot send it again"))
+			ctx = securityContext(m.Data)
 		default:
 			err = errors.Join(err, fmt.Errorf("control message type %d is in its queue", m.Header.Type))
 		}
@@ -221,7 +239,7 @@ func checkUnixControl(oob []byte, flags int) (sent bool, err error) {
 	if flags&unix.MSG_CTRUNC != 0 {
 		err = errors.Join(err, errors.New("control messages in its queue did not fit"))
 	}
-	return sent, err
+	return sent, ctx, err
 }
 
 // fillUnixQueue sends msgs from socket h to the socket named to, or to

@@ -129,6 +129,9 @@ func (g *unixSockets) collect() error {
 				return fmt.Errorf("unix socket inode %d: socket type %s", u.GetIno(), u.GetType())
 			}
 			x := &unixSock{u: u, desc: fd.Description, conn: u.GetConnection(), recv: u.GetReceived(), h: -1, gone: -1}
+			if err := checkReceivedLabel(u.GetReceivedLabel()); err != nil {
+				return x.errorf(err)
+			}
 			if x.conn == gocrpb.UnixSocketFd_CONNECTION_UNSET {
 				x.conn = gocrpb.UnixSocketFd_PEER_DUMPED
 			}

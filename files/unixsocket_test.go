@@ -120,12 +120,7 @@ func TestUnixSocketpairRoundTrip(t *testing.T) {
 			must(unix.SetsockoptInt(sv[0], unix.SOL_SOCKET, unix.SO_PEEK_OFF, 2))
 			// After the sends, so no message carries credentials.
 			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSCRED, 1))
-			// Where the kernel labels unix messages, the one queued to
-			// sv[1] would carry a security context, which the dump
-			// refuses (TestUnixSocketPasssecLabeled).
-			if !unixMessagesLabeled(t) {
-				must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
-			}
+			must(unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1))
 			_, err := unix.FcntlInt(uintptr(sv[0]), unix.F_SETFL, unix.O_NONBLOCK)
 			must(err)
 			must(unix.Shutdown(sv[1], unix.SHUT_WR))
@@ -449,37 +444,80 @@ func unixMessagesLabeled(t *testing.T) bool {
 	return false
 }
 
-// TestUnixSocketPasssecLabeled: a message queued to a socket with
-// SO_PASSSEC, on a kernel that labels unix messages, carries a security
-// context that a restore would replace with its own: the dump refuses it,
-// naming SCM_SECURITY.
+// TestUnixSocketPasssecLabeled: a message queued to a socket, on a
+// kernel that labels unix messages, carries the security context of the
+// socket that sent it; one of this process's, as the restore's sockets
+// are, is kept with its context recorded, whether SO_PASSSEC was on or
+// not (the dump peeks with it on and puts it back).
 func TestUnixSocketPasssecLabeled(t *testing.T) {
 	needsUnixDiag(t)
 	if !unixMessagesLabeled(t) {
-		t.Skip("this kernel gives unix messages no security context (SCM_SECURITY: SELinux does; no LSM and AppArmor do not), so there is none in flight to refuse")
+		t.Skip("this kernel gives unix messages no security context (SCM_SECURITY: SELinux does; no LSM and AppArmor do not), so there is none to record")
 	}
-	sv := socketpair(t, unix.SOCK_STREAM)
-	send(t, sv[0], "labeled")
-	if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, 1); err != nil {
+	own, err := ownSocketLabel()
+	if err != nil || own == "" {
+		t.Fatalf("the label of this process's sockets: %q, %v; want one, as the kernel labels messages", own, err)
+	}
+	for _, passsec := range []int{0, 1} {
+		sv := socketpair(t, unix.SOCK_STREAM)
+		send(t, sv[0], "labeled")
+		if err := unix.SetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC, passsec); err != nil {
+			t.Fatal(err)
+		}
+		table, fds := collectPair(t, sv)
+		if err := Link([]*gocrpb.Files{table}, LinkOptions{}); err != nil {
+			t.Fatalf("SO_PASSSEC %d: %v", passsec, err)
+		}
+		u := fds[1].GetUnixSocket()
+		if len(u.GetReceived()) != 1 || u.GetReceivedLabel() != own {
+			t.Errorf("SO_PASSSEC %d: received %d messages labelled %q, want 1 labelled %q", passsec, len(u.GetReceived()), u.GetReceivedLabel(), own)
+		}
+		if got, _ := unix.GetsockoptInt(sv[1], unix.SOL_SOCKET, unix.SO_PASSSEC); got != passsec {
+			t.Errorf("SO_PASSSEC %d after the dump's peek, want %d", got, passsec)
+		}
+	}
+}
+
+// TestUnixQueueLabels: a queue is kept only with one security context
+// for every message (or none for all), and that of gocr's sockets; a
+// restore whose sockets would carry another refuses.
+func TestUnixQueueLabels(t *testing.T) {
+	var q queueLabel
+	if err := q.add("a"); err != nil {
 		t.Fatal(err)
 	}
-	table := &gocrpb.Files{Pid: int32(os.Getpid())}
-	var err error
-	for _, n := range sv {
-		fd, cerr := collectFd(os.Getpid(), n, &mountSets{})
-		if cerr != nil {
-			err = cerr
-			break
-		}
-		table.Fds = append(table.Fds, fd)
+	if err := q.add("b"); err == nil || !strings.Contains(err.Error(), "two security contexts") {
+		t.Errorf("contexts a then b: %v, want a refusal naming two contexts", err)
 	}
-	if err == nil {
-		err = Link([]*gocrpb.Files{table}, LinkOptions{})
+	q = queueLabel{}
+	q.add("a")
+	q.add("")
+	if _, err := q.check(); err == nil || !strings.Contains(err.Error(), "with none") {
+		t.Errorf("one message labelled, one not: %v, want a refusal", err)
 	}
-	if err == nil || !strings.Contains(err.Error(), "SCM_SECURITY") {
-		t.Fatalf("dumping a socket with a labeled message in flight: %v, want a refusal naming SCM_SECURITY", err)
+	q = queueLabel{}
+	q.add("")
+	if label, err := q.check(); err != nil || label != "" {
+		t.Errorf("no message labelled: %q, %v; want none and no error", label, err)
 	}
-	t.Log(err)
+	own, err := ownSocketLabel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := own + "-other"
+	q = queueLabel{}
+	q.add(other)
+	if _, err := q.check(); err == nil || !strings.Contains(err.Error(), "SCM_SECURITY") {
+		t.Errorf("messages labelled %q, gocr's %q: %v, want a refusal", other, own, err)
+	}
+	if err := checkReceivedLabel(other); err == nil {
+		t.Errorf("restoring messages labelled %q with gocr's sockets labelled %q: no error", other, own)
+	} else {
+		t.Log(err)
+	}
+	if err := checkReceivedLabel(own); err != nil {
+		t.Errorf("restoring messages labelled as gocr's own sockets (%q): %v", own, err)
+	}
 }
 
 // sndbufAtLeast gives socket h a send buffer of n bytes (2n as the kernel

@@ -353,7 +353,11 @@ type Inventory struct {
 	ParentDir    string `protobuf:"bytes,132,opt,name=parent_dir,json=parentDir,proto3" json:"parent_dir,omitempty"`
 	// The clocks as the job read them when the dump froze it, for a
 	// restore on another boot (restorer/timens.go); absent in older images.
-	Clocks        *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	Clocks *Clocks `protobuf:"bytes,133,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	// The LSM label (/proc/PID/attr/current) of gocr at the dump, which
+	// every dumped process had (dump/attrs.go checkLSMLabel) and which the
+	// restored ones get from the restoring gocr; empty: none shown.
+	LsmLabel      string `protobuf:"bytes,134,opt,name=lsm_label,json=lsmLabel,proto3" json:"lsm_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +495,13 @@ func (x *Inventory) GetClocks() *Clocks {
 		return x.Clocks
 	}
 	return nil
+}
+
+func (x *Inventory) GetLsmLabel() string {
+	if x != nil {
+		return x.LsmLabel
+	}
+	return ""
 }
 
 // Clocks are the clocks a job reads, taken at one instant (man 2
@@ -4456,6 +4467,12 @@ type UnixSocketFd struct {
 	// the socket accept(2) gives will report, which nothing shows before
 	// it is accepted: those of the process holding this socket.
 	ConnectorCred *UnixPeerCred `protobuf:"bytes,103,opt,name=connector_cred,json=connectorCred,proto3" json:"connector_cred,omitempty"`
+	// The security context every message in `received` came with
+	// (SCM_SECURITY, man 7 unix), where the kernel labels unix messages
+	// (SELinux: the sending socket's); empty: none labelled. The restore
+	// sends them again from sockets of gocr's own, which must be labelled
+	// alike (files/unixlabel.go).
+	ReceivedLabel string `protobuf:"bytes,104,opt,name=received_label,json=receivedLabel,proto3" json:"received_label,omitempty"`
 	// Its classic socket filter, if any (files/sockfilter.go).
 	Filter *SocketFilter `protobuf:"bytes,143,opt,name=filter,proto3" json:"filter,omitempty"`
 	// A stream or seqpacket socket whose peer was closed with data it had
@@ -4668,6 +4685,13 @@ func (x *UnixSocketFd) GetConnectorCred() *UnixPeerCred {
 		return x.ConnectorCred
 	}
 	return nil
+}
+
+func (x *UnixSocketFd) GetReceivedLabel() string {
+	if x != nil {
+		return x.ReceivedLabel
+	}
+	return ""
 }
 
 func (x *UnixSocketFd) GetFilter() *SocketFilter {
@@ -6725,7 +6749,7 @@ var File_gocrpb_gocr_proto protoreflect.FileDescriptor
 
 const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\n" +
-	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\xfc\x03\n" +
+	"\x11gocrpb/gocr.proto\x12\agocr.v1\"\x9a\x04\n" +
 	"\tInventory\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12!\n" +
 	"\fgocr_version\x18\x02 \x01(\tR\vgocrVersion\x12\x19\n" +
@@ -6742,7 +6766,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\x0eparent_dump_id\x18\x83\x01 \x01(\fR\fparentDumpId\x12\x1e\n" +
 	"\n" +
 	"parent_dir\x18\x84\x01 \x01(\tR\tparentDir\x12(\n" +
-	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\"\xcb\x01\n" +
+	"\x06clocks\x18\x85\x01 \x01(\v2\x0f.gocr.v1.ClocksR\x06clocks\x12\x1c\n" +
+	"\tlsm_label\x18\x86\x01 \x01(\tR\blsmLabel\"\xcb\x01\n" +
 	"\x06Clocks\x12\x1f\n" +
 	"\vrealtime_ns\x18\x01 \x01(\x03R\n" +
 	"realtimeNs\x12!\n" +
@@ -7113,7 +7138,7 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\fignored_mask\x18\x04 \x01(\rR\vignoredMask\x12*\n" +
 	"\adeleted\x18, \x01(\v2\x10.gocr.v1.FileRefR\adeleted\x12\x1d\n" +
 	"\n" +
-	"ghost_file\x18- \x01(\x04R\tghostFile\"\xf3\b\n" +
+	"ghost_file\x18- \x01(\x04R\tghostFile\"\x9a\t\n" +
 	"\fUnixSocketFd\x12.\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1a.gocr.v1.UnixSocketFd.TypeR\x04type\x12\x10\n" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
@@ -7144,7 +7169,8 @@ const file_gocrpb_gocr_proto_rawDesc = "" +
 	"\treuseaddr\x18= \x01(\bR\treuseaddr\x120\n" +
 	"\breceived\x18> \x03(\v2\x14.gocr.v1.UnixMessageR\breceived\x122\n" +
 	"\tpeer_cred\x18f \x01(\v2\x15.gocr.v1.UnixPeerCredR\bpeerCred\x12<\n" +
-	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\x12.\n" +
+	"\x0econnector_cred\x18g \x01(\v2\x15.gocr.v1.UnixPeerCredR\rconnectorCred\x12%\n" +
+	"\x0ereceived_label\x18h \x01(\tR\rreceivedLabel\x12.\n" +
 	"\x06filter\x18\x8f\x01 \x01(\v2\x15.gocr.v1.SocketFilterR\x06filter\x12$\n" +
 	"\rreset_pending\x18\x90\x01 \x01(\bR\fresetPending\">\n" +
 	"\x04Type\x12\x10\n" +

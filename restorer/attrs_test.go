@@ -3,6 +3,7 @@
 package restorer
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -174,5 +175,30 @@ func TestCheckRlimits(t *testing.T) {
 		}
 	} else if err == nil {
 		t.Error("without CAP_SYS_RESOURCE a hard limit above gocr's was taken")
+	}
+}
+
+// TestCheckLSMLabel: a job dumped under one LSM label is not restored
+// under another; images that record none restore anywhere.
+func TestCheckLSMLabel(t *testing.T) {
+	own, err := procfs.ReadLSMLabel(os.Getpid())
+	if err != nil && !errors.Is(err, procfs.ErrNotShown) {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		recorded string
+		ok       bool
+	}{
+		{"", true},
+		{own + "-other", false},
+		{own, true},
+	} {
+		err := checkLSMLabel(&gocrpb.Inventory{LsmLabel: c.recorded})
+		if (err == nil) != c.ok {
+			t.Errorf("recorded %q, gocr's %q: %v, want ok %v", c.recorded, own, err, c.ok)
+		}
+		if err != nil {
+			t.Log(err)
+		}
 	}
 }

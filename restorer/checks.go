@@ -20,6 +20,28 @@ import (
 	"github.com/gocr/gocr/ptrace"
 )
 
+// checkLSMLabel refuses to restore processes under an LSM label other
+// than the one they were dumped with: they run with the restoring gocr's
+// (the restorer gocr starts, man 5 proc_pid_attr), and a dump took only
+// processes with the dumping gocr's, which the inventory records.
+func checkLSMLabel(inv *gocrpb.Inventory) error {
+	want := inv.GetLsmLabel()
+	if want == "" {
+		return nil
+	}
+	own, err := procfs.ReadLSMLabel(os.Getpid())
+	if errors.Is(err, procfs.ErrNotShown) {
+		return fmt.Errorf("the job ran with LSM label %q, and this machine shows gocr none to give it", want)
+	}
+	if err != nil {
+		return err
+	}
+	if own != want {
+		return fmt.Errorf("the job ran with LSM label %q, and gocr runs with %q here, which its processes would get: restore under the label it was dumped with", want, own)
+	}
+	return nil
+}
+
 // checkMachine refuses an image this machine cannot run: xsave features
 // the CPU (or its kernel) does not enable, or a vDSO/vvar layout that is
 // not this kernel's (an image without a vDSO may lack any of it).

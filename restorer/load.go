@@ -115,6 +115,7 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 	pr.plan.markHugeExtents(pr.mm.Vmas, hugePagesAllowed())
 	for _, check := range []func() error{
 		func() error { return checkMachine(inv, task, pr.mm) },
+		func() error { return classed(Environment, checkLSMLabel(inv)) },
 		func() error { return classed(Environment, checkFiles(pr.mm)) },
 		func() error { return checkRlimits(task) },
 		func() error { return classed(Environment, checkCwd(task)) },
