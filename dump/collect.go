@@ -55,6 +55,18 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 }
 
 func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking) (*state, error) {
+	// The fd table is read from /proc alone, and nothing below opens or
+	// closes an fd of the process: it is read on another CPU meanwhile,
+	// while this thread, the tracer's, makes the ptrace requests.
+	type fdTable struct {
+		table *gocrpb.Files
+		err   error
+	}
+	fds := make(chan fdTable, 1)
+	go func() {
+		table, err := files.Collect(pid)
+		fds <- fdTable{table, err}
+	}()
 	if err := checkArch(t, pid, fr.tids); err != nil {
 		return nil, err
 	}
@@ -170,10 +182,11 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
-	table, err := files.Collect(pid)
-	if err != nil {
-		return nil, err
+	ft := <-fds
+	if ft.err != nil {
+		return nil, ft.err
 	}
+	table := ft.table
 	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr}, nil
 }
 

@@ -206,6 +206,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	frozen := time.Now()
+	sysvTables := readSysvTablesBeside()
 	timeOffsets, err := jobTimeOffsets(tree)
 	if err != nil {
 		return err
@@ -224,8 +225,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	// The tracee check reads only /proc, every task of the machine: it
-	// runs on another CPU beside the collection, and is waited for
-	// before anything is done to the processes.
+	// runs on another CPU beside the collection and the capture, and is
+	// waited for before the processes run on or end. Everything done to
+	// them until then is undone should it refuse.
 	tracees := make(chan error, 1)
 	go func() { tracees <- tree.checkTracees(kthreads) }()
 	waitTracees := sync.OnceValue(func() error { return <-tracees })
@@ -273,9 +275,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External, PidNamespace: pids != nil}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
-	if err := waitTracees(); err != nil {
-		return err
-	}
 	unhold, err := holdConnectionUsers(t, tree, states)
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
@@ -293,7 +292,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
 		}
 	}()
-	sysv, err := collectSysvIpc(dir, states)
+	sysv, err := collectSysvIpc(dir, states, sysvTables())
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
@@ -313,6 +312,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
+		return err
+	}
+	if err := waitTracees(); err != nil {
 		return err
 	}
 	if stats.ForkSharedLostBytes, err = forkShared.check(states, mems); err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -322,14 +323,21 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range c.runs {
 		used = max(used, r.stream+1)
 	}
-	for i := 0; i < used; i++ {
-		f, err := dir.CreatePages(st.imagePid, i)
-		if err != nil {
-			c.close()
-			return nil, err
+	// The page images are made on another CPU while the process is
+	// infected: nothing writes to them before pagesMade.
+	made := make(chan error, 1)
+	go func() {
+		for i := 0; i < used; i++ {
+			f, err := dir.CreatePages(st.imagePid, i)
+			if err != nil {
+				made <- err
+				return
+			}
+			c.pages = append(c.pages, f)
 		}
-		c.pages = append(c.pages, f)
-	}
+		made <- nil
+	}()
+	pagesMade := sync.OnceValue(func() error { return <-made })
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
 		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm),
@@ -338,6 +346,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		st.carryQuerySignals(pid, p.QuerySignals)
 	}
 	if err != nil {
+		pagesMade()
 		c.close()
 		return nil, err
 	}
@@ -400,6 +409,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
+		if err := pagesMade(); err != nil {
+			return err
+		}
 		if err := stopped(ctx); err != nil {
 			return err
 		}
@@ -424,6 +436,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		derr = fmt.Errorf("%w (cure also failed: %v)", derr, cerr)
 	}
 	if derr != nil {
+		pagesMade()
 		c.close()
 		return nil, derr
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -35,7 +36,7 @@ import (
 // Objects the job created but does not use that way are not told apart
 // from anyone else's and are left alone (docs/STATE.md). A process that
 // may hold semaphore undo adjustments is refused (checkSemUndo).
-func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
+func collectSysvIpc(dir *images.Dir, states []*state, tables *sysvTables) (*gocrpb.SysvIpc, error) {
 	pids := map[int32]bool{}
 	attached := map[int32][]attachment{}
 	for _, st := range states {
@@ -49,7 +50,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 			}
 		}
 	}
-	sems, err := proc.ReadSysvSem()
+	sems, err := tables.sem, tables.semErr
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 	}
 	out := &gocrpb.SysvIpc{}
 	if len(attached) > 0 {
-		segs, err := proc.ReadSysvShm()
+		segs, err := tables.shm, tables.shmErr
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +86,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 			out.Sem = append(out.Sem, sem)
 		}
 	}
-	queues, err := proc.ReadSysvMsg()
+	queues, err := tables.msg, tables.msgErr
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +104,30 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// sysvTables are the machine's System V IPC objects as /proc/sysvipc
+// lists them, read once the job is frozen: a list's error counts only
+// where collectSysvIpc needs that list.
+type sysvTables struct {
+	shm, sem, msg          []proc.SysvObject
+	shmErr, semErr, msgErr error
+}
+
+// readSysvTablesBeside reads the three lists on another goroutine, and so
+// on another CPU, while the processes are collected; the function it
+// returns waits for them. Only the job's objects are recorded from them,
+// and the job, frozen, changes none of those meanwhile.
+func readSysvTablesBeside() func() *sysvTables {
+	done := make(chan *sysvTables, 1)
+	go func() {
+		var t sysvTables
+		t.shm, t.shmErr = proc.ReadSysvShm()
+		t.sem, t.semErr = proc.ReadSysvSem()
+		t.msg, t.msgErr = proc.ReadSysvMsg()
+		done <- &t
+	}()
+	return sync.OnceValue(func() *sysvTables { return <-done })
 }
 
 type attachment struct {
