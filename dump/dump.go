@@ -191,10 +191,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
 	released := false
+	var frozen time.Time
+	var frozenNs int64
 	release := func() {
 		if !released {
 			released = true
 			tree.release(t)
+			frozenNs = time.Since(frozen).Nanoseconds()
 		}
 	}
 	defer func() {
@@ -205,7 +208,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	frozen := time.Now()
+	frozen = time.Now()
 	sysvTables := readSysvTablesBeside()
 	timeOffsets, err := jobTimeOffsets(tree)
 	if err != nil {
@@ -307,6 +310,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, leaveRunning: opts.LeaveRunning, tracking: trk, pidns: pids != nil}
+	if opts.LeaveRunning && len(states) == 1 && pids == nil {
+		// One process, and nothing to do but write once it is
+		// captured: it runs on as soon as it is cured.
+		po.releaseAtCure = func() {
+			dir.LeaveCPUFree()
+			release()
+		}
+	}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
@@ -332,7 +343,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if opts.LeaveRunning {
 		dir.LeaveCPUFree()
 		release()
-		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+		stats.FrozenNs = frozenNs
 	}
 	if err := writeSnapshots(ctx, mems, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)

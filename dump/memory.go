@@ -122,6 +122,10 @@ type pageOptions struct {
 	tracking *tracking
 	// pidns: the job is in a PID namespace of its own (pidns.go).
 	pidns bool
+	// releaseAtCure, if set, lets the process run on right after its
+	// cure, on the tracer thread in the same turn, once its capture is
+	// complete: a dump that has nothing more to do while it is frozen.
+	releaseAtCure func()
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -425,7 +429,11 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		return nil
 	}()
 	t3 := time.Now()
-	cerr := p.Cure()
+	cerr := p.CureThen(func(cerr error) {
+		if derr == nil && cerr == nil && len(p.Signals) == 0 && po.releaseAtCure != nil {
+			po.releaseAtCure()
+		}
+	})
 	stats.CureNs += time.Since(t3).Nanoseconds()
 	if len(p.Signals) > 0 && derr == nil {
 		derr = fmt.Errorf("signals %v arrived while the parasite ran", p.Signals)

@@ -14,8 +14,20 @@ import (
 // signal mask. It leaves the task in a ptrace event stop, exactly as
 // Infect found it. It is safe to call on a partly done infection.
 func (p *Parasite) Cure() (err error) {
+	return p.CureThen(nil)
+}
+
+// CureThen is Cure, then, on the tracer thread in the same turn, then
+// with Cure's error: what the caller does next with the cured thread
+// pays no hand-off to that thread (ptrace.Tracer.Do).
+func (p *Parasite) CureThen(then func(error)) (err error) {
 	// On the tracer thread at once, as Infect.
-	p.t.Do(func() { err = p.cure() })
+	p.t.Do(func() {
+		err = p.cure()
+		if then != nil {
+			then(err)
+		}
+	})
 	return err
 }
 
