@@ -54,19 +54,11 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.Requeue(tid, sigs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking) (*state, error) {
-	// The fd table is read from /proc alone, and nothing below opens or
-	// closes an fd of the process: it is read on another CPU meanwhile,
-	// while this thread, the tracer's, makes the ptrace requests.
-	type fdTable struct {
-		table *gocrpb.Files
-		err   error
-	}
-	fds := make(chan fdTable, 1)
-	go func() {
-		table, err := files.Collect(pid)
-		fds <- fdTable{table, err}
-	}()
+// collect reads what can be read of the frozen process from outside it.
+// Its fd table comes from fdTable, read from /proc alone on another CPU
+// meanwhile (beside.go): nothing here opens or closes an fd of the
+// process.
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking, fdTable func() (*gocrpb.Files, error)) (*state, error) {
 	if err := checkArch(t, pid, fr.tids); err != nil {
 		return nil, err
 	}
@@ -182,11 +174,10 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
-	ft := <-fds
-	if ft.err != nil {
-		return nil, ft.err
+	table, err := fdTable()
+	if err != nil {
+		return nil, err
 	}
-	table := ft.table
 	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr}, nil
 }
 

@@ -209,7 +209,16 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	frozen = time.Now()
-	sysvTables := readSysvTablesBeside()
+	// What needs no ptrace is read beside the rest (beside.go). Never
+	// left running, as it reads through kthreads' pidfds; on the way out
+	// of a failed dump, the processes go first.
+	side := startBeside(tree, kthreads)
+	defer func() {
+		if err != nil {
+			release()
+		}
+		side.wait()
+	}()
 	timeOffsets, err := jobTimeOffsets(tree)
 	if err != nil {
 		return err
@@ -227,15 +236,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
-	// The tracee check reads only /proc, every task of the machine: it
-	// runs on another CPU beside the collection and the capture, and is
-	// waited for before the processes run on or end. Everything done to
-	// them until then is undone should it refuse.
-	tracees := make(chan error, 1)
-	go func() { tracees <- tree.checkTracees(kthreads) }()
-	waitTracees := sync.OnceValue(func() error { return <-tracees })
-	// Never left running: it reads through kthreads' pidfds.
-	defer waitTracees()
 	if opts.Alone {
 		if err := tree.checkLeftOut(); err != nil {
 			return err
@@ -266,7 +266,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// On the tracer thread at once: its ptrace requests, one or
 		// more per thread, then pay for no hand-off each
 		// (ptrace.Tracer.Do).
-		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk) })
+		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk, func() (*gocrpb.Files, error) { return side.fdTableOf(i) }) })
 		if err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
@@ -295,7 +295,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
 		}
 	}()
-	sysv, err := collectSysvIpc(dir, states, sysvTables())
+	sysv, err := collectSysvIpc(dir, states, side.sysv())
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
@@ -325,7 +325,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
 		return err
 	}
-	if err := waitTracees(); err != nil {
+	// The tracee check, on every task of the machine, is waited for
+	// only now, before the processes run on or end: everything done to
+	// them until now is undone should it refuse.
+	if err := side.tracees(); err != nil {
 		return err
 	}
 	if stats.ForkSharedLostBytes, err = forkShared.check(states, mems); err != nil {

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -107,27 +106,13 @@ func collectSysvIpc(dir *images.Dir, states []*state, tables *sysvTables) (*gocr
 }
 
 // sysvTables are the machine's System V IPC objects as /proc/sysvipc
-// lists them, read once the job is frozen: a list's error counts only
-// where collectSysvIpc needs that list.
+// lists them, read once the job is frozen (beside.go): a list's error
+// counts only where collectSysvIpc needs that list. Only the job's
+// objects are recorded from them, and the job, frozen, changes none of
+// those meanwhile.
 type sysvTables struct {
 	shm, sem, msg          []proc.SysvObject
 	shmErr, semErr, msgErr error
-}
-
-// readSysvTablesBeside reads the three lists on another goroutine, and so
-// on another CPU, while the processes are collected; the function it
-// returns waits for them. Only the job's objects are recorded from them,
-// and the job, frozen, changes none of those meanwhile.
-func readSysvTablesBeside() func() *sysvTables {
-	done := make(chan *sysvTables, 1)
-	go func() {
-		var t sysvTables
-		t.shm, t.shmErr = proc.ReadSysvShm()
-		t.sem, t.semErr = proc.ReadSysvSem()
-		t.msg, t.msgErr = proc.ReadSysvMsg()
-		done <- &t
-	}()
-	return sync.OnceValue(func() *sysvTables { return <-done })
 }
 
 type attachment struct {
@@ -312,6 +297,11 @@ func dumpMsgQueue(q proc.SysvObject) (*gocrpb.SysvMsgQueue, error) {
 // and judged by the oldest such ancestor's start; should that creator
 // have exited, what it left in the list is not seen (docs/STATE.md).
 func checkSemUndo(states []*state, sems []proc.SysvObject) error {
+	// No set any semop changed, none holds an adjustment: nothing to
+	// read (the processes' start times, their parents') while frozen.
+	if !slices.ContainsFunc(sems, func(s proc.SysvObject) bool { return s.Otime != 0 }) {
+		return nil
+	}
 	btime, err := proc.BootTime()
 	if err != nil {
 		return err
