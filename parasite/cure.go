@@ -57,6 +57,15 @@ func (p *Parasite) removeInjected() (errs []error) {
 	if !p.threadsAdrift {
 		first = append(first, &p.remoteLife)
 	}
+	if p.local != nil && !p.helpersRunning() {
+		// The usual case: every fd at once, in as few close_range
+		// calls as their numbers allow (one, where they follow each
+		// other), each a round trip with the frozen thread.
+		for i := range p.remoteFiles {
+			first = append(first, &p.remoteFiles[i])
+		}
+		first = append(first, &p.remoteMemfd)
+	}
 	errs = p.closeRemote(first)
 	// A helper still running would lose its code and stack with the
 	// region, and could write into whatever file later took its fd's
