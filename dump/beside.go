@@ -3,6 +3,8 @@
 package dump
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/gocr/gocr/files"
@@ -13,13 +15,15 @@ import (
 // beside is what the frozen window reads from /proc alone, on a
 // goroutine of its own, and so on another CPU, while the tracer thread
 // makes the ptrace requests of the collection and the capture. One
-// goroutine does it all, in the order it is needed: each process's fd
-// table (collect waits for it last), the System V IPC lists (after the
+// goroutine does it all, in the order it is needed: each process's
+// procReads and fd table (collect waits for them last), the System V IPC
+// lists (after the
 // collection), then the machine-wide tracee check (before the processes
 // run on). Goroutines of their own would share that one other CPU in
 // the order they were made, the long tracee check first.
 type beside struct {
-	fds     []chan fdTable // by the tree's process index; nil for a zombie
+	procs   []chan *procReads // by the tree's process index; nil for a zombie
+	fds     []chan fdTable
 	sysv    func() *sysvTables
 	tracees func() error
 }
@@ -32,9 +36,10 @@ type fdTable struct {
 
 // startBeside starts the reads for the frozen tree.
 func startBeside(tree *frozenTree, kthreads *kernelThreads) *beside {
-	b := &beside{fds: make([]chan fdTable, len(tree.procs))}
+	b := &beside{procs: make([]chan *procReads, len(tree.procs)), fds: make([]chan fdTable, len(tree.procs))}
 	for i, fp := range tree.procs {
 		if !fp.zombie {
+			b.procs[i] = make(chan *procReads, 1)
 			b.fds[i] = make(chan fdTable, 1)
 		}
 	}
@@ -45,6 +50,7 @@ func startBeside(tree *frozenTree, kthreads *kernelThreads) *beside {
 	go func() {
 		for i, fp := range tree.procs {
 			if b.fds[i] != nil {
+				b.procs[i] <- readProcReads(fp)
 				table, err := files.Collect(fp.pid)
 				b.fds[i] <- fdTable{table, err}
 			}
@@ -59,12 +65,73 @@ func startBeside(tree *frozenTree, kthreads *kernelThreads) *beside {
 	return b
 }
 
-// fdTableOf waits for process i's fd table.
-func (b *beside) fdTableOf(i int) (*gocrpb.Files, error) {
-	ft := <-b.fds[i]
-	return ft.table, ft.err
+// besideOf is what was read beside of one process, each waited for
+// when called.
+type besideOf struct {
+	reads   func() *procReads
+	fdTable func() (*gocrpb.Files, error)
+}
+
+// of is process i's.
+func (b *beside) of(i int) besideOf {
+	return besideOf{
+		reads: func() *procReads { return <-b.procs[i] },
+		fdTable: func() (*gocrpb.Files, error) {
+			ft := <-b.fds[i]
+			return ft.table, ft.err
+		},
+	}
 }
 
 // wait waits until the goroutine is done: it reads through kthreads'
 // pidfds, which must not be closed before.
 func (b *beside) wait() { b.tracees() }
+
+// procReads is what collect takes of a process from /proc alone (man 5
+// proc): files that show the process as it is, frozen.
+type procReads struct {
+	personality uint32
+	timers      []*gocrpb.PosixTimer
+	cwd, root   string
+	limits      []proc.Limit
+	err         error // the first read that failed, or a refusal
+}
+
+func readProcReads(fp *frozenProc) *procReads {
+	pid := fp.pid
+	r := &procReads{}
+	if r.personality, r.err = proc.ReadPersonality(pid); r.err != nil {
+		return r
+	}
+	if r.timers, r.err = collectPosixTimers(pid); r.err != nil {
+		return r
+	}
+	if r.cwd, r.err = proc.Cwd(pid); r.err != nil {
+		return r
+	}
+	if r.root, r.err = proc.Root(pid); r.err != nil {
+		return r
+	}
+	if r.limits, r.err = proc.ReadLimits(pid); r.err != nil {
+		return r
+	}
+	r.err = checkThreadNamespaces(pid, fp.tids)
+	return r
+}
+
+// fill records the reads in task, or refuses.
+func (r *procReads) fill(task *gocrpb.Task) error {
+	if r.err != nil {
+		return r.err
+	}
+	for _, p := range []string{r.cwd, r.root} {
+		if strings.HasSuffix(p, " (deleted)") {
+			return fmt.Errorf("cwd or root %q was deleted", p)
+		}
+	}
+	task.Personality, task.PosixTimers, task.Cwd, task.Root = r.personality, r.timers, r.cwd, r.root
+	for _, l := range r.limits {
+		task.Rlimits = append(task.Rlimits, &gocrpb.Rlimit{Resource: uint32(l.Resource), Cur: l.Cur, Max: l.Max})
+	}
+	return nil
+}

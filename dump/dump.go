@@ -266,7 +266,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// On the tracer thread at once: its ptrace requests, one or
 		// more per thread, then pay for no hand-off each
 		// (ptrace.Tracer.Do).
-		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk, func() (*gocrpb.Files, error) { return side.fdTableOf(i) }) })
+		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk, side.of(i)) })
 		if err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
