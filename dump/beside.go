@@ -4,6 +4,7 @@ package dump
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -16,11 +17,11 @@ import (
 // goroutine of its own, and so on another CPU, while the tracer thread
 // makes the ptrace requests of the collection and the capture. One
 // goroutine does it all, in the order it is needed: each process's
-// procReads and fd table (collect waits for them last), the System V IPC
-// lists (after the
-// collection), then the machine-wide tracee check (before the processes
-// run on). Goroutines of their own would share that one other CPU in
-// the order they were made, the long tracee check first.
+// procReads and fd table (collect waits for them last), the System V
+// IPC lists (after the collection), then the machine-wide tracee check
+// (before the processes run on). Goroutines of their own would share
+// that one other CPU in the order they were made, the long tracee check
+// first.
 type beside struct {
 	procs   []chan *procReads // by the tree's process index; nil for a zombie
 	fds     []chan fdTable
@@ -47,10 +48,17 @@ func startBeside(tree *frozenTree, kthreads *kernelThreads) *beside {
 	tracees := make(chan error, 1)
 	b.sysv = sync.OnceValue(func() *sysvTables { return <-sysv })
 	b.tracees = sync.OnceValue(func() error { return <-tracees })
+	// The threads as the freeze found them, taken now: a failed dump's
+	// release empties fp.tids while the goroutine may still read.
+	tids := make([][]int, len(tree.procs))
+	for i, fp := range tree.procs {
+		tids[i] = slices.Clone(fp.tids)
+	}
+	dumped := tree.dumpedThreads()
 	go func() {
 		for i, fp := range tree.procs {
 			if b.fds[i] != nil {
-				b.procs[i] <- readProcReads(fp)
+				b.procs[i] <- readProcReads(fp.pid, tids[i])
 				table, err := files.Collect(fp.pid)
 				b.fds[i] <- fdTable{table, err}
 			}
@@ -60,7 +68,7 @@ func startBeside(tree *frozenTree, kthreads *kernelThreads) *beside {
 		t.sem, t.semErr = proc.ReadSysvSem()
 		t.msg, t.msgErr = proc.ReadSysvMsg()
 		sysv <- &t
-		tracees <- tree.checkTracees(kthreads)
+		tracees <- checkTracees(dumped, kthreads)
 	}()
 	return b
 }
@@ -97,8 +105,7 @@ type procReads struct {
 	err         error // the first read that failed, or a refusal
 }
 
-func readProcReads(fp *frozenProc) *procReads {
-	pid := fp.pid
+func readProcReads(pid int, tids []int) *procReads {
 	r := &procReads{}
 	if r.personality, r.err = proc.ReadPersonality(pid); r.err != nil {
 		return r
@@ -115,7 +122,7 @@ func readProcReads(fp *frozenProc) *procReads {
 	if r.limits, r.err = proc.ReadLimits(pid); r.err != nil {
 		return r
 	}
-	r.err = checkThreadNamespaces(pid, fp.tids)
+	r.err = checkThreadNamespaces(pid, tids)
 	return r
 }
 
