@@ -69,6 +69,7 @@ type options struct {
 	skipScale       bool
 	skipStall       bool
 	stallRuns       int
+	stallRows       string
 	skipIncr        bool
 	incrementalRuns int
 	skipTHP         bool
@@ -96,6 +97,7 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale, thread and tree rows")
 	flag.BoolVar(&o.skipStall, "skip-stall", false, "skip the stall rows (dump --leave-running of a job writing its memory, with and without --snapshot)")
 	flag.IntVar(&o.stallRuns, "runs-stall", 4, "rounds for each stall row")
+	flag.StringVar(&o.stallRows, "stall-rows", "", "the stall rows to run, comma-separated: 1g, 4g, huge; empty: all")
 	flag.BoolVar(&o.skipIncr, "skip-incremental", false, "skip the incremental row (dump --prev of a job writing 5 % of its pages)")
 	flag.IntVar(&o.incrementalRuns, "runs-incremental", 4, "incremental dumps in the incremental row")
 	flag.BoolVar(&o.skipTHP, "skip-thp", false, "skip the THP row (1 GiB in transparent huge pages)")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,10 @@ func (b *bench) stallRows() {
 		rows = append(rows, &StallRow{Name: fmt.Sprintf("%d GiB writing", mib/1024), MiB: mib})
 	}
 	rows = append(rows, &StallRow{Name: "1 GiB huge pages writing", MiB: 1024, Huge: true})
+	if b.o.stallRows != "" {
+		want := strings.Split(b.o.stallRows, ",")
+		rows = slices.DeleteFunc(rows, func(r *StallRow) bool { return !slices.Contains(want, r.key()) })
+	}
 	for _, row := range rows {
 		b.res.Stall = append(b.res.Stall, row)
 		if row.Huge {
@@ -90,6 +95,14 @@ func (b *bench) stallRows() {
 			b.logf("%s: %v", row.Name, err)
 		}
 	}
+}
+
+// key names row for -stall-rows: 1g, 4g or huge.
+func (r *StallRow) key() string {
+	if r.Huge {
+		return "huge"
+	}
+	return fmt.Sprintf("%dg", r.MiB/1024)
 }
 
 // stallArgs are the stall target's arguments for row.

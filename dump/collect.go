@@ -54,7 +54,11 @@ func requeue(t *ptrace.Tracer, tid int, sigs [][ptrace.SiginfoSize]byte) error {
 	return t.Requeue(tid, sigs)
 }
 
-func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking) (*state, error) {
+// collect reads what can be read of the frozen process from outside it.
+// What /proc alone tells of it, reads and its fd table, was read on
+// another CPU meanwhile (beside.go): nothing here opens or closes an fd
+// of the process, or changes what those read.
+func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre preReadMaps, trk *tracking, side besideOf) (*state, error) {
 	if err := checkArch(t, pid, fr.tids); err != nil {
 		return nil, err
 	}
@@ -81,30 +85,6 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if !status.HasUmask {
 		return nil, fmt.Errorf("read umask: /proc/%d/status has no Umask line", pid)
 	}
-	if task.Personality, err = proc.ReadPersonality(pid); err != nil {
-		return nil, err
-	}
-	if task.PosixTimers, err = collectPosixTimers(pid); err != nil {
-		return nil, err
-	}
-	if task.Cwd, err = proc.Cwd(pid); err != nil {
-		return nil, err
-	}
-	if task.Root, err = proc.Root(pid); err != nil {
-		return nil, err
-	}
-	for _, p := range []string{task.Cwd, task.Root} {
-		if strings.HasSuffix(p, " (deleted)") {
-			return nil, fmt.Errorf("cwd or root %q was deleted", p)
-		}
-	}
-	limits, err := proc.ReadLimits(pid)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range limits {
-		task.Rlimits = append(task.Rlimits, &gocrpb.Rlimit{Resource: uint32(l.Resource), Cur: l.Cur, Max: l.Max})
-	}
 	shared, err := t.PeekSiginfo(pid, true)
 	if err != nil {
 		return nil, err
@@ -120,9 +100,6 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 		return nil, err
 	}
 	if err := checkThreadTables(pid, fr.tids); err != nil {
-		return nil, err
-	}
-	if err := checkThreadNamespaces(pid, fr.tids); err != nil {
 		return nil, err
 	}
 	for _, tid := range fr.tids {
@@ -170,7 +147,10 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
-	table, err := files.Collect(pid)
+	if err := side.reads().fill(task); err != nil {
+		return nil, err
+	}
+	table, err := side.fdTable()
 	if err != nil {
 		return nil, err
 	}

@@ -191,10 +191,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// From here on the processes are frozen; every error path releases
 	// them as they were, with any signal they were about to take.
 	released := false
+	var frozen time.Time
+	var frozenNs int64
 	release := func() {
 		if !released {
 			released = true
 			tree.release(t)
+			frozenNs = time.Since(frozen).Nanoseconds()
 		}
 	}
 	defer func() {
@@ -205,7 +208,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	frozen := time.Now()
+	frozen = time.Now()
+	// What needs no ptrace is read beside the rest (beside.go). Never
+	// left running, as it reads through kthreads' pidfds; on the way out
+	// of a failed dump, the processes go first.
+	side := startBeside(tree, kthreads)
+	defer func() {
+		if err != nil {
+			release()
+		}
+		side.wait()
+	}()
 	timeOffsets, err := jobTimeOffsets(tree)
 	if err != nil {
 		return err
@@ -223,14 +236,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := tree.checkSharing(); err != nil {
 		return err
 	}
-	// The tracee check reads only /proc, every task of the machine: it
-	// runs on another CPU beside the collection, and is waited for
-	// before anything is done to the processes.
-	tracees := make(chan error, 1)
-	go func() { tracees <- tree.checkTracees(kthreads) }()
-	waitTracees := sync.OnceValue(func() error { return <-tracees })
-	// Never left running: it reads through kthreads' pidfds.
-	defer waitTracees()
 	if opts.Alone {
 		if err := tree.checkLeftOut(); err != nil {
 			return err
@@ -261,7 +266,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		// On the tracer thread at once: its ptrace requests, one or
 		// more per thread, then pay for no hand-off each
 		// (ptrace.Tracer.Do).
-		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk) })
+		t.Do(func() { states[i], err = collect(t, fp.pid, fp, saver, pre, trk, side.of(i)) })
 		if err != nil {
 			return fmt.Errorf("dump pid %d: %w", fp.pid, err)
 		}
@@ -272,9 +277,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := linkFiles(dir, saver, states, files.LinkOptions{ExternalUnix: opts.ExternalUnix, Stdio: opts.InheritStdio, External: opts.External, PidNamespace: pids != nil}, opts.GhostLimit); err != nil {
 		return fmt.Errorf("dump: %w", err)
-	}
-	if err := waitTracees(); err != nil {
-		return err
 	}
 	unhold, err := holdConnectionUsers(t, tree, states)
 	if err != nil {
@@ -293,7 +295,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintf(os.Stderr, "gocr: warning: %v\n", cerr)
 		}
 	}()
-	sysv, err := collectSysvIpc(dir, states)
+	sysv, err := collectSysvIpc(dir, states, side.sysv())
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
@@ -308,11 +310,25 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}()
 	po := pageOptions{transfer: opts.PageTransfer, streams: opts.PageStreams, snapshot: snapshot, leaveRunning: opts.LeaveRunning, tracking: trk, pidns: pids != nil}
+	if opts.LeaveRunning && len(states) == 1 && pids == nil {
+		// One process, and nothing to do but write once it is
+		// captured: it runs on as soon as it is cured.
+		po.releaseAtCure = func() {
+			dir.LeaveCPUFree()
+			release()
+		}
+	}
 	forkShared, err := findForkShared(states)
 	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)
 	}
 	if err := captureAll(ctx, t, dir, states, mems, &stats, po); err != nil {
+		return err
+	}
+	// The tracee check, on every task of the machine, is waited for
+	// only now, before the processes run on or end: everything done to
+	// them until now is undone should it refuse.
+	if err := side.tracees(); err != nil {
 		return err
 	}
 	if stats.ForkSharedLostBytes, err = forkShared.check(states, mems); err != nil {
@@ -330,7 +346,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if opts.LeaveRunning {
 		dir.LeaveCPUFree()
 		release()
-		stats.FrozenNs = time.Since(frozen).Nanoseconds()
+		stats.FrozenNs = frozenNs
 	}
 	if err := writeSnapshots(ctx, mems, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)

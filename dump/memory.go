@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -121,6 +122,10 @@ type pageOptions struct {
 	tracking *tracking
 	// pidns: the job is in a PID namespace of its own (pidns.go).
 	pidns bool
+	// releaseAtCure, if set, lets the process run on right after its
+	// cure, on the tracer thread in the same turn, once its capture is
+	// complete: a dump that has nothing more to do while it is frozen.
+	releaseAtCure func()
 }
 
 // maxStreams is the most page streams a process's memory is split over:
@@ -322,14 +327,21 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	for _, r := range c.runs {
 		used = max(used, r.stream+1)
 	}
-	for i := 0; i < used; i++ {
-		f, err := dir.CreatePages(st.imagePid, i)
-		if err != nil {
-			c.close()
-			return nil, err
+	// The page images are made on another CPU while the process is
+	// infected: nothing writes to them before pagesMade.
+	made := make(chan error, 1)
+	go func() {
+		for i := 0; i < used; i++ {
+			f, err := dir.CreatePages(st.imagePid, i)
+			if err != nil {
+				made <- err
+				return
+			}
+			c.pages = append(c.pages, f)
 		}
-		c.pages = append(c.pages, f)
-	}
+		made <- nil
+	}()
+	pagesMade := sync.OnceValue(func() error { return <-made })
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
 		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm),
@@ -338,6 +350,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		st.carryQuerySignals(pid, p.QuerySignals)
 	}
 	if err != nil {
+		pagesMade()
 		c.close()
 		return nil, err
 	}
@@ -400,6 +413,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		}
 		t2 = time.Now()
 		stats.InfectNs += t2.Sub(t1).Nanoseconds()
+		if err := pagesMade(); err != nil {
+			return err
+		}
 		if err := stopped(ctx); err != nil {
 			return err
 		}
@@ -413,7 +429,11 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		return nil
 	}()
 	t3 := time.Now()
-	cerr := p.Cure()
+	cerr := p.CureThen(func(cerr error) {
+		if derr == nil && cerr == nil && len(p.Signals) == 0 && po.releaseAtCure != nil {
+			po.releaseAtCure()
+		}
+	})
 	stats.CureNs += time.Since(t3).Nanoseconds()
 	if len(p.Signals) > 0 && derr == nil {
 		derr = fmt.Errorf("signals %v arrived while the parasite ran", p.Signals)
@@ -424,6 +444,7 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		derr = fmt.Errorf("%w (cure also failed: %v)", derr, cerr)
 	}
 	if derr != nil {
+		pagesMade()
 		c.close()
 		return nil, derr
 	}

@@ -35,7 +35,7 @@ import (
 // Objects the job created but does not use that way are not told apart
 // from anyone else's and are left alone (docs/STATE.md). A process that
 // may hold semaphore undo adjustments is refused (checkSemUndo).
-func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
+func collectSysvIpc(dir *images.Dir, states []*state, tables *sysvTables) (*gocrpb.SysvIpc, error) {
 	pids := map[int32]bool{}
 	attached := map[int32][]attachment{}
 	for _, st := range states {
@@ -49,7 +49,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 			}
 		}
 	}
-	sems, err := proc.ReadSysvSem()
+	sems, err := tables.sem, tables.semErr
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 	}
 	out := &gocrpb.SysvIpc{}
 	if len(attached) > 0 {
-		segs, err := proc.ReadSysvShm()
+		segs, err := tables.shm, tables.shmErr
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +85,7 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 			out.Sem = append(out.Sem, sem)
 		}
 	}
-	queues, err := proc.ReadSysvMsg()
+	queues, err := tables.msg, tables.msgErr
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +103,16 @@ func collectSysvIpc(dir *images.Dir, states []*state) (*gocrpb.SysvIpc, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// sysvTables are the machine's System V IPC objects as /proc/sysvipc
+// lists them, read once the job is frozen (beside.go): a list's error
+// counts only where collectSysvIpc needs that list. Only the job's
+// objects are recorded from them, and the job, frozen, changes none of
+// those meanwhile.
+type sysvTables struct {
+	shm, sem, msg          []proc.SysvObject
+	shmErr, semErr, msgErr error
 }
 
 type attachment struct {
@@ -287,6 +297,11 @@ func dumpMsgQueue(q proc.SysvObject) (*gocrpb.SysvMsgQueue, error) {
 // and judged by the oldest such ancestor's start; should that creator
 // have exited, what it left in the list is not seen (docs/STATE.md).
 func checkSemUndo(states []*state, sems []proc.SysvObject) error {
+	// No set any semop changed, none holds an adjustment: nothing to
+	// read (the processes' start times, their parents') while frozen.
+	if !slices.ContainsFunc(sems, func(s proc.SysvObject) bool { return s.Otime != 0 }) {
+		return nil
+	}
 	btime, err := proc.BootTime()
 	if err != nil {
 		return err

@@ -106,16 +106,10 @@ func readNamespaces(pid, tid int) (map[string]string, error) {
 // nothing recreates them. TracerPid in every other task's status names
 // its tracer (man 5 proc); the dumped threads themselves show gocr.
 // Kernel threads found before the freeze and alive since are not read
-// (kernelThreads).
-func (tr *frozenTree) checkTracees(kthreads *kernelThreads) error {
+// (kernelThreads). dumped maps every dumped thread to its process
+// (dumpedThreads).
+func checkTracees(dumped map[int]int, kthreads *kernelThreads) error {
 	skip := kthreads.alive()
-	dumped := map[int]int{} // thread -> its process
-	for _, fp := range tr.procs {
-		dumped[fp.pid] = fp.pid
-		for _, tid := range fp.tids {
-			dumped[tid] = fp.pid
-		}
-	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return err
@@ -173,4 +167,16 @@ func (tr *frozenTree) checkTracees(kthreads *kernelThreads) error {
 		}
 	}
 	return nil
+}
+
+// dumpedThreads maps every thread of the tree to its process.
+func (tr *frozenTree) dumpedThreads() map[int]int {
+	dumped := map[int]int{}
+	for _, fp := range tr.procs {
+		dumped[fp.pid] = fp.pid
+		for _, tid := range fp.tids {
+			dumped[tid] = fp.pid
+		}
+	}
+	return dumped
 }

@@ -80,6 +80,8 @@ const (
 	stNoNewPrivs     = 2188
 	stSecurebits     = 2192
 	stSize           = 2200
+	// The struct parasite_attrs PCMD_DUMP_STATE writes too, from dataOff.
+	stateAttrsOff = 0x1000
 
 	// struct parasite_sigaction and struct parasite_itimer, arrays in
 	// struct parasite_state

@@ -52,7 +52,8 @@ var abiDefines = map[string]uint64{
 	"PCMD_ATTRS":                  cmdAttrs,
 	"PCMD_PEER_PIDS":              cmdPeerPids,
 
-	"PARASITE_NODE_WORDS": nodeWords,
+	"PARASITE_NODE_WORDS":      nodeWords,
+	"PARASITE_STATE_ATTRS_OFF": stateAttrsOff,
 }
 
 // cOnlyDefines are the defines of c/abi.h Go has no use for, each with the

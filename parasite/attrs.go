@@ -71,13 +71,22 @@ type Attrs struct {
 	Thread           ThreadAttrs
 }
 
-// Attrs reads the process's Attrs in the parasite's thread.
+// Attrs reads the process's Attrs in the parasite's thread: those
+// DumpState read with its state, once, else with a command of their own.
 func (p *Parasite) Attrs() (*Attrs, error) {
+	if a := p.stateAttrs; a != nil {
+		p.stateAttrs = nil
+		return a, nil
+	}
 	clear(p.local[dataOff : dataOff+atSize])
 	if err := p.call(cmdAttrs); err != nil {
 		return nil, err
 	}
-	b := p.local[dataOff : dataOff+atSize]
+	return parseAttrs(p.local[dataOff : dataOff+atSize]), nil
+}
+
+// parseAttrs reads a struct parasite_attrs.
+func parseAttrs(b []byte) *Attrs {
 	le := binary.LittleEndian
 	i64 := func(off int) int64 { return int64(le.Uint64(b[off:])) }
 	a := &Attrs{
@@ -92,7 +101,7 @@ func (p *Parasite) Attrs() (*Attrs, error) {
 	for i := range a.MempolicyNodes {
 		a.MempolicyNodes[i] = le.Uint64(b[atMempolicyNodes+8*i:])
 	}
-	return a, nil
+	return a
 }
 
 // RegionStart is where the parasite's region is mapped in the process:

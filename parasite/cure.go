@@ -14,8 +14,20 @@ import (
 // signal mask. It leaves the task in a ptrace event stop, exactly as
 // Infect found it. It is safe to call on a partly done infection.
 func (p *Parasite) Cure() (err error) {
+	return p.CureThen(nil)
+}
+
+// CureThen is Cure, then, on the tracer thread in the same turn, then
+// with Cure's error: what the caller does next with the cured thread
+// pays no hand-off to that thread (ptrace.Tracer.Do).
+func (p *Parasite) CureThen(then func(error)) (err error) {
 	// On the tracer thread at once, as Infect.
-	p.t.Do(func() { err = p.cure() })
+	p.t.Do(func() {
+		err = p.cure()
+		if then != nil {
+			then(err)
+		}
+	})
 	return err
 }
 
@@ -44,6 +56,15 @@ func (p *Parasite) removeInjected() (errs []error) {
 	first := []*int64{&p.remoteDataFd[0], &p.remoteDataFd[1], &p.remoteSock, &p.remoteCmdFd}
 	if !p.threadsAdrift {
 		first = append(first, &p.remoteLife)
+	}
+	if p.local != nil && !p.helpersRunning() {
+		// The usual case: every fd at once, in as few close_range
+		// calls as their numbers allow (one, where they follow each
+		// other), each a round trip with the frozen thread.
+		for i := range p.remoteFiles {
+			first = append(first, &p.remoteFiles[i])
+		}
+		first = append(first, &p.remoteMemfd)
 	}
 	errs = p.closeRemote(first)
 	// A helper still running would lose its code and stack with the

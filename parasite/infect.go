@@ -116,15 +116,8 @@ func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 		return fmt.Errorf("memfd_create: %w", err)
 	}
 	p.remoteMemfd = int64(fd)
-	if _, err = p.inject(unix.SYS_FTRUNCATE, fd, regionSize); err != nil {
-		return fmt.Errorf("ftruncate: %w", err)
-	}
-	base, err := p.mmapRegion(fd, lowest)
-	if err != nil {
-		return fmt.Errorf("mmap: %w", err)
-	}
-	p.remoteBase = base
-
+	// gocr's own fd of the memfd sizes it: the same open file
+	// (pidfd_getfd(2)), with no round trip to the thread.
 	if p.pidfd, err = unix.PidfdOpen(p.pid, 0); err != nil {
 		p.pidfd = -1
 		return fmt.Errorf("pidfd_open: %w", err)
@@ -133,8 +126,16 @@ func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 	if err != nil {
 		return fmt.Errorf("pidfd_getfd: %w", err)
 	}
+	defer unix.Close(lfd)
+	if err := unix.Ftruncate(lfd, regionSize); err != nil {
+		return fmt.Errorf("ftruncate: %w", err)
+	}
+	base, err := p.mmapRegion(fd, lowest)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	p.remoteBase = base
 	p.local, err = unix.Mmap(lfd, 0, regionSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	unix.Close(lfd)
 	if err != nil {
 		p.local = nil
 		return fmt.Errorf("map shared region: %w", err)

@@ -214,6 +214,19 @@ func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
 // the target until it has finished and exited on its own.
 var ErrHelperStopped = errors.New("a parasite helper thread is stopped; its region and files stay in the process")
 
+// helpersRunning tells whether a page-stream helper thread may still run
+// in the region (its running word not yet cleared by the kernel,
+// CLONE_CHILD_CLEARTID). Precondition: the parasite's own thread is
+// stopped, so it starts no new helper.
+func (p *Parasite) helpersRunning() bool {
+	for i := 0; i < MaxStreams; i++ {
+		if sharedword.Load(p.local, streamsOff+i*streamSize+streamRunning) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // waitHelpers waits until no page-stream helper thread runs in the
 // region. Precondition: the parasite's own thread is stopped, so it starts
 // no new helper.

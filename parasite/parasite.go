@@ -120,6 +120,8 @@ type Parasite struct {
 	cmdw      int               // write end of the command pipe
 	lifew     int               // write end of the lifeline pipe
 	seq       uint32            // the last command's sequence number
+	// stateAttrs is what DumpState read of Attrs, until Attrs takes it.
+	stateAttrs *Attrs
 
 	// Signals are real signals that showed up as signal-delivery-stops
 	// while the parasite ran; the caller must not lose them.

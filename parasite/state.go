@@ -52,11 +52,16 @@ type State struct {
 	Securebits     int32
 }
 
-// DumpState reads sigactions, sigaltstack, itimers and prctl state.
+// DumpState reads sigactions, sigaltstack, itimers and prctl state, and
+// with them the process's Attrs, which Attrs then returns: one round trip
+// with the parasite where there were two, time the process is frozen.
 func (p *Parasite) DumpState() (*State, error) {
+	p.stateAttrs = nil
+	clear(p.local[dataOff+stateAttrsOff : dataOff+stateAttrsOff+atSize])
 	if err := p.call(cmdDumpState); err != nil {
 		return nil, err
 	}
+	p.stateAttrs = parseAttrs(p.local[dataOff+stateAttrsOff : dataOff+stateAttrsOff+atSize])
 	b := p.local[dataOff : dataOff+stSize]
 	le := binary.LittleEndian
 	st := &State{}

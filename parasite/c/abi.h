@@ -103,7 +103,9 @@ struct parasite_itimer {
 };
 _Static_assert(sizeof(struct parasite_itimer) == 32, "parasite_itimer size");
 
-/* PCMD_DUMP_STATE result, at DATA_OFF. */
+/* PCMD_DUMP_STATE result, at DATA_OFF; with it, the PCMD_ATTRS result at
+ * DATA_OFF + PARASITE_STATE_ATTRS_OFF: one round trip for both. */
+#define PARASITE_STATE_ATTRS_OFF 0x1000
 struct parasite_state {
 	struct parasite_sigaction sigactions[PARASITE_NSIG]; /* index = signo - 1 */
 	u64 altstack_sp;
@@ -383,5 +385,6 @@ BUILD_BUG_ON_OFFSET(struct parasite_attrs, mdwe, 248);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, membarrier, 256);
 BUILD_BUG_ON_OFFSET(struct parasite_attrs, membarrier_probed, 264);
 _Static_assert(sizeof(struct parasite_attrs) == 272, "parasite_attrs size");
+_Static_assert(sizeof(struct parasite_state) <= PARASITE_STATE_ATTRS_OFF, "PCMD_DUMP_STATE's two results apart");
 
 #endif

@@ -787,6 +787,8 @@ static __attribute__((noreturn)) void serve(struct parasite_ctl *ctl, u8 *base, 
 		switch (cmd) {
 		case PCMD_DUMP_STATE:
 			ret = snapshot ? -EINVAL : dump_state((struct parasite_state *)(base + PARASITE_DATA_OFF));
+			if (ret >= 0)
+				ret = dump_attrs((struct parasite_attrs *)(base + PARASITE_DATA_OFF + PARASITE_STATE_ATTRS_OFF));
 			break;
 		case PCMD_DUMP_PAGES:
 			if (!iovecs_inside_data(ctl->args[0], ctl->args[1])) {
