@@ -170,7 +170,38 @@ func (tg *target) diagnostics() string {
 	if err != nil {
 		resStr = fmt.Sprintf("(%v)", err)
 	}
-	return fmt.Sprintf("result file: %s\nlast 20 lines of %s:\n%s", resStr, tg.logPath, logTail(tg.logPath, 20))
+	crash := ""
+	if c := logCrash(tg.logPath, 12); c != "" {
+		crash = fmt.Sprintf("where the runtime or a signal ended it, in %s:\n%s\n", tg.logPath, c)
+	}
+	return fmt.Sprintf("result file: %s\n%slast 20 lines of %s:\n%s", resStr, crash, tg.logPath, logTail(tg.logPath, 20))
+}
+
+// crashStarts are how a crash report begins in a target's log: the Go
+// runtime's (runtime/panic.go fatal, throw; runtime/signal_unix.go
+// sighandler) and glibc's (an abort's message). A crashed Go target's
+// log ends in goroutine dumps, which its last lines alone do not explain.
+var crashStarts = []string{"fatal error:", "panic:", "unexpected signal", "SIGSEGV:", "SIGBUS:", "SIGILL:", "SIGFPE:", "runtime: ", "fatal: morestack"}
+
+// logCrash returns the first line of a log's first 64 KiB that starts a
+// crash report, and the n lines after it; "" if there is none.
+func logCrash(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 64<<10)
+	k, _ := io.ReadFull(f, b)
+	lines := strings.Split(string(b[:k]), "\n")
+	for i, l := range lines {
+		for _, c := range crashStarts {
+			if strings.HasPrefix(l, c) {
+				return "\t" + strings.Join(lines[i:min(i+1+n, len(lines))], "\n\t")
+			}
+		}
+	}
+	return ""
 }
 
 // logTail returns the last n lines of a log, reading at most its last
@@ -328,5 +359,21 @@ func waitResult(t *testing.T, tg *target, pid int) string {
 				tg.name, pid, resultTimeout, procState(pid), tg.diagnostics())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLogCrash: a crash report is found at its start, and a log without
+// one gives nothing.
+func TestLogCrash(t *testing.T) {
+	dir := t.TempDir()
+	crashed := filepath.Join(dir, "crashed")
+	os.WriteFile(crashed, []byte("ready\nfatal error: unexpected signal during runtime execution\n[signal SIGSEGV: segmentation violation]\n\ngoroutine 1 [running]:\n"), 0o600)
+	if got := logCrash(crashed, 2); !strings.Contains(got, "fatal error: unexpected signal") || !strings.Contains(got, "[signal SIGSEGV") || strings.Contains(got, "goroutine 1") {
+		t.Errorf("logCrash of a crashed target's log: %q", got)
+	}
+	clean := filepath.Join(dir, "clean")
+	os.WriteFile(clean, []byte("ready\nrunning\n"), 0o600)
+	if got := logCrash(clean, 2); got != "" {
+		t.Errorf("logCrash of a log without a crash: %q", got)
 	}
 }
