@@ -229,6 +229,27 @@ type treeView map[int]kernelView
 // readTreeView reads the view of root and of each of its descendants. A
 // zombie shows nothing but that it is one (its fds, maps and links are
 // gone: man 5 proc), so that is all it is compared by.
+// readSettledTreeView reads the tree's view once two reads 100 ms apart
+// agree (at most 5 s), for a job that goes on with work after the step
+// the test waited for (a server finishing with a client), which the
+// dump would otherwise find done and the view from before not.
+func readSettledTreeView(t *testing.T, root int) (treeView, error) {
+	t.Helper()
+	prev, err := readTreeView(t, root)
+	for deadline := time.Now().Add(5 * time.Second); err == nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		var cur treeView
+		if cur, err = readTreeView(t, root); err == nil && cmp.Equal(cur, prev) {
+			return cur, nil
+		}
+		prev = cur
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("the view of pid %d's tree still changed after 5 s", root)
+}
+
 func readTreeView(t *testing.T, root int) (treeView, error) {
 	t.Helper()
 	tv := treeView{}
