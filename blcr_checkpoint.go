@@ -45,6 +45,7 @@ func checkpointCommand() *cli.Command {
 		&cli.IntFlag{Name: "keep", Value: 2, Usage: "with --every: keep the `N` newest generations"},
 		&cli.BoolFlag{Name: "incremental", Usage: "with --every: each generation after the first holds only the pages written since the one before; the generations a kept one needs are kept too"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"D"}, Usage: "with --every: the `DIR` of the generations (gen-000001.ctx, ...)"},
+		ghostLimitFlag(),
 	}
 	flags = append(flags, saveFlags()...)
 	return &cli.Command{
@@ -128,7 +129,7 @@ func checkpointArgs(c *cli.Context) (*checkpointOptions, error) {
 	if len(scopes) > 1 {
 		return nil, usagef("give one of --tree, --pid, --pgid and --sid, not %v", scopes)
 	}
-	o.dump = dump.Options{Version: version, LeaveRunning: true}
+	o.dump = dump.Options{Version: version, LeaveRunning: true, GhostLimit: c.Int64("ghost-limit")}
 	switch {
 	case c.Bool("pgid"):
 		o.dump.Pgid = pid

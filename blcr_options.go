@@ -45,6 +45,11 @@ func callbackTimeoutFlag() cli.Flag {
 		Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"}
 }
 
+// ghostLimitFlag is gocr dump's and cr_checkpoint's --ghost-limit.
+func ghostLimitFlag() cli.Flag {
+	return &cli.Int64Flag{Name: "ghost-limit", Value: dump.DefaultGhostLimit, Usage: "save deleted files the job has open or mapped up to `BYTES` each (restored as deleted files again; 0: the default); refuse a larger one"}
+}
+
 func statsFlag(what string) cli.Flag {
 	return &cli.StringFlag{Name: "stats", Usage: "write where the time of the " + what + " went to `FILE`, as JSON"}
 }

@@ -203,7 +203,7 @@ func main() {
 					&cli.StringSliceFlag{Name: "external", Usage: "a pipe whose other end is outside the dump, at an fd other than stdio, named `pipe:[INODE]`, must be given a file by gocr restore --inherit-fd (without it the restore gives a pipe whose other end is closed)"},
 					&cli.StringSliceFlag{Name: "external-unix", Usage: "dump a unix socket connected to one outside the dump when either one is bound to `NAME` (a path, or @abstract); restored with its peer gone"},
 					&cli.BoolFlag{Name: "tcp-established", Usage: "dump TCP connections to peers outside the dump too (their packets blocked with nftables until restore)"},
-					&cli.Int64Flag{Name: "ghost-limit", Value: dump.DefaultGhostLimit, Usage: "save deleted files the job has open or mapped up to `BYTES` each (restored as deleted files again; 0: the default); refuse a larger one"},
+					ghostLimitFlag(),
 					&cli.IntFlag{Name: "page-streams", Usage: "write each process's memory as `N` page images at once, one thread each (1-4; 0: by size, up to one per CPU, or all CPUs but one for the job with --snapshot)"},
 					&cli.DurationFlag{Name: "callback-timeout", Value: callbacks.DefaultTimeout, Usage: "wait at most `TIME` for the checkpoint callbacks of processes using libgocr to be ready"},
 					&cli.StringFlag{Name: "page-transfer", Value: "write", Hidden: true,

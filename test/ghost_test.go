@@ -60,6 +60,18 @@ func TestGhostFileRefusals(t *testing.T) {
 		assertRefused(t, r, []string{"fd 3", "scratch", "1048676 bytes", "--ghost-limit"}, nil)
 		checkIntact(t, tg)
 	})
+	t.Run("OverLimitCheckpoint", func(t *testing.T) {
+		// cr_checkpoint takes gocr dump's --ghost-limit: refused under
+		// it, checkpointed over it, the job running on both times.
+		ctx := filepath.Join(t.TempDir(), "context")
+		tg := startTarget(t, "ghost", t.TempDir())
+		r := runBLCR(t, blcrCall{}, "cr_checkpoint", "--ghost-limit", "65536", "-f", ctx, strconv.Itoa(tg.pid))
+		assertRefused(t, r, []string{"fd 3", "scratch", "1048676 bytes", "--ghost-limit"}, nil)
+		checkIntact(t, tg)
+		tg = startTarget(t, "ghost", t.TempDir())
+		mustBLCR(t, blcrCall{}, "cr_checkpoint", "--ghost-limit", "2097152", "-f", ctx, strconv.Itoa(tg.pid))
+		checkResult(t, tg, tg.pid)
+	})
 	t.Run("OtherLink", func(t *testing.T) {
 		tg := startTarget(t, "ghost", t.TempDir(), "linked")
 		r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", t.TempDir())
