@@ -49,6 +49,12 @@ type StallRow struct {
 	// HugeKiB is the job's AnonHugePages before each dump with a
 	// snapshot (Huge rows).
 	HugeKiB       []int64 `json:"anon_huge_kib,omitempty"`
+	// Huge pages only: the job's AnonHugePages once that dump is done
+	// (its writes split each huge page the snapshot shared), and the
+	// longest stall of a second dump with --snapshot of the same job,
+	// what a periodic checkpoint's next one costs.
+	HugeAfterKiB []int64 `json:"anon_huge_after_kib,omitempty"`
+	AgainGapNs   []int64 `json:"snapshot_again_gap_ns,omitempty"`
 	PlainGapNs    []int64 `json:"plain_gap_ns"`
 	PlainFrozenNs []int64 `json:"plain_frozen_ns"`
 	SnapGapNs     []int64 `json:"snapshot_gap_ns"`
@@ -160,6 +166,18 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 				row.SnapDumpNs = append(row.SnapDumpNs, wall.Nanoseconds())
 				row.SnapStealNs = append(row.SnapStealNs, steal)
 				row.SnapshotFrozen = append(row.SnapshotFrozen, st.SnapshotFrozen...)
+				if row.Huge {
+					kib, err := anonHugeKiB(pid)
+					if err != nil {
+						return err
+					}
+					row.HugeAfterKiB = append(row.HugeAfterKiB, kib)
+					again, _, _, _, err := b.stallRound(pid, ready, true)
+					if err != nil {
+						return err
+					}
+					row.AgainGapNs = append(row.AgainGapNs, again)
+				}
 			} else {
 				row.PlainGapNs = append(row.PlainGapNs, gap)
 				row.PlainFrozenNs = append(row.PlainFrozenNs, st.FrozenNs)
@@ -317,6 +335,10 @@ func printStall(w io.Writer, rows []*StallRow) {
 	for _, r := range rows {
 		if r.Huge && len(r.HugeKiB) > 0 {
 			fmt.Fprintf(w, "\n%s: AnonHugePages before each dump with --snapshot, MiB: %v (a fresh job each time)\n", r.Name, kibsToMiB(r.HugeKiB))
+		}
+		if r.Huge && len(r.AgainGapNs) > 0 {
+			fmt.Fprintf(w, "%s: AnonHugePages once each was done, MiB: %v; a second dump with --snapshot of the same job stalled it %s ms (median / best)\n",
+				r.Name, kibsToMiB(r.HugeAfterKiB), mb(r.AgainGapNs))
 		}
 	}
 }
