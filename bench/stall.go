@@ -48,13 +48,13 @@ type StallRow struct {
 	Huge bool   `json:"huge,omitempty"`
 	// HugeKiB is the job's AnonHugePages before each dump with a
 	// snapshot (Huge rows).
-	HugeKiB       []int64 `json:"anon_huge_kib,omitempty"`
+	HugeKiB []int64 `json:"anon_huge_kib,omitempty"`
 	// Huge pages only: the job's AnonHugePages once that dump is done
 	// (its writes split each huge page the snapshot shared), and the
 	// longest stall of a second dump with --snapshot of the same job,
 	// what a periodic checkpoint's next one costs.
-	HugeAfterKiB []int64 `json:"anon_huge_after_kib,omitempty"`
-	AgainGapNs   []int64 `json:"snapshot_again_gap_ns,omitempty"`
+	HugeAfterKiB  []int64 `json:"anon_huge_after_kib,omitempty"`
+	AgainGapNs    []int64 `json:"snapshot_again_gap_ns,omitempty"`
 	PlainGapNs    []int64 `json:"plain_gap_ns"`
 	PlainFrozenNs []int64 `json:"plain_frozen_ns"`
 	SnapGapNs     []int64 `json:"snapshot_gap_ns"`
