@@ -66,8 +66,18 @@ type StallRow struct {
 	// (/proc/stat steal, summed over them) while the job's stall was
 	// measured around each dump with --snapshot: a virtual CPU the host
 	// runs something else on stalls the job on it with no dump's doing.
-	SnapStealNs    []int64  `json:"snapshot_steal_ns,omitempty"`
+	SnapStealNs []int64 `json:"snapshot_steal_ns,omitempty"`
+	// Where each dump with --snapshot's stall went: the job's gaps of
+	// 1 ms or more, "start+length" in ms from the start of the
+	// measurement (one of them is the freeze), and the time the job
+	// waited on a run queue meanwhile (/proc/PID/schedstat, its second
+	// value: Documentation/scheduler/sched-stats.rst), which a gap
+	// beyond the freeze with no such wait is not the scheduler's.
+	SnapGaps       []string `json:"snapshot_gaps,omitempty"`
+	SnapRunWaitNs  []int64  `json:"snapshot_run_wait_ns,omitempty"`
 	IdleGapNs      []int64  `json:"idle_gap_ns"`
+	IdleGaps       []string `json:"idle_gaps,omitempty"` // as SnapGaps
+	IdleRunWaitNs  []int64  `json:"idle_run_wait_ns,omitempty"`
 	LimitForkNs    []int64  `json:"limit_fork_ns"`
 	SnapshotFrozen []string `json:"snapshot_frozen,omitempty"`
 	Err            string   `json:"error,omitempty"`
@@ -154,11 +164,14 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 				}
 				row.HugeKiB = append(row.HugeKiB, kib)
 			}
+			wait0 := runWaitNs(pid)
 			gap, st, wall, steal, err := b.stallRound(pid, ready, snapshot)
 			if err != nil {
 				return err
 			}
 			if snapshot {
+				row.SnapRunWaitNs = append(row.SnapRunWaitNs, runWaitNs(pid)-wait0)
+				row.SnapGaps = append(row.SnapGaps, readGaps(ready+".gaps"))
 				row.SnapGapNs = append(row.SnapGapNs, gap)
 				row.SnapFrozenNs = append(row.SnapFrozenNs, st.FrozenNs)
 				row.SnapForkNs = append(row.SnapForkNs, st.SnapshotNs)
@@ -183,17 +196,26 @@ func (b *bench) stallRow(row *StallRow, runs int) error {
 				row.PlainFrozenNs = append(row.PlainFrozenNs, st.FrozenNs)
 			}
 			b.logf("%s round %d snapshot=%v: longest stall %s, frozen %s", row.Name, i, snapshot, ms(gap), ms(st.FrozenNs))
+			if snapshot {
+				b.logf("  gaps (ms from start+length): %s; waited on a run queue %.2f ms, host steal %.0f ms",
+					row.SnapGaps[len(row.SnapGaps)-1], nsToMs(row.SnapRunWaitNs[len(row.SnapRunWaitNs)-1]), nsToMs(steal))
+			}
 		}
 		// The machine alone, for as long as a snapshot dump took.
 		if err := b.stallSignal(pid, ready, "armed", unix.SIGUSR1); err != nil {
 			return err
 		}
+		wait0 := runWaitNs(pid)
 		time.Sleep(time.Duration(row.SnapDumpNs[len(row.SnapDumpNs)-1]))
 		gap, err := b.stallGap(pid, ready)
 		if err != nil {
 			return err
 		}
 		row.IdleGapNs = append(row.IdleGapNs, gap)
+		row.IdleGaps = append(row.IdleGaps, readGaps(ready+".gaps"))
+		row.IdleRunWaitNs = append(row.IdleRunWaitNs, runWaitNs(pid)-wait0)
+		b.logf("%s round %d idle: longest gap %.2f ms; gaps: %s; waited on a run queue %.2f ms", row.Name, i, nsToMs(gap),
+			row.IdleGaps[len(row.IdleGaps)-1], nsToMs(row.IdleRunWaitNs[len(row.IdleRunWaitNs)-1]))
 	}
 	return nil
 }
@@ -241,6 +263,36 @@ func stealNs() int64 {
 		return 0
 	}
 	return ticks * int64(time.Second/100)
+}
+
+// runWaitNs is the time pid has waited on a run queue so far: the
+// second value of /proc/PID/schedstat, in ns
+// (Documentation/scheduler/sched-stats.rst); 0 where it cannot be read.
+func runWaitNs(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	ns, _ := strconv.ParseInt(f[1], 10, 64)
+	return ns
+}
+
+// readGaps reads the stall target's long gaps (c/stall.c) as
+// "start+length" in ms, space-separated.
+func readGaps(path string) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var at, n int64
+		if _, err := fmt.Sscan(line, &at, &n); err == nil {
+			out = append(out, fmt.Sprintf("%.1f+%.2f", nsToMs(at), nsToMs(n)))
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // stallSignal sends sig to the job and waits for its answer file.

@@ -4,7 +4,11 @@
  * the process was kept from running. SIGUSR1 starts a measurement (the
  * longest gap so far is forgotten; READY_PATH.armed appears once it is),
  * SIGUSR2 ends it: the longest gap since, in ns, is written to
- * READY_PATH.gap.
+ * READY_PATH.gap, and READY_PATH.gaps lists the first MAX_GAPS gaps of a
+ * millisecond or more, a line each: when it began (ns since the
+ * measurement started) and how long it was (ns). Where the dump froze the
+ * job is one of them; the others are the job kept from running before or
+ * after (the scheduler, the host, page faults).
  *
  * stall READY_PATH MIB fork: the limit instead: fill MIB MiB the same way,
  * then time one fork(2) of the process (the child exits at once), write
@@ -23,6 +27,33 @@
 #include <time.h>
 
 static volatile sig_atomic_t arm, report;
+
+#define MAX_GAPS 32
+#define LONG_GAP_NS 1000000ULL
+
+static struct gap {
+	uint64_t at, len;
+} gaps[MAX_GAPS];
+static int ngaps;
+
+/* write_gaps writes the long gaps to READY_PATH.gaps, with one write(2)
+ * after O_TRUNC as write_number does, ending in an empty line. */
+static void write_gaps(const char *ready, uint64_t armed)
+{
+	char path[4096], text[MAX_GAPS * 48 + 2];
+	size_t n = 0;
+	for (int i = 0; i < ngaps; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%llu %llu\n",
+				      (unsigned long long)(gaps[i].at - armed), (unsigned long long)gaps[i].len);
+	text[n++] = '\n';
+	snprintf(path, sizeof(path), "%s.gaps", ready);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die("create gaps file");
+	if (write(fd, text, n) != (ssize_t)n)
+		die("write gaps file");
+	close(fd);
+}
 
 static void on_usr1(int sig) { (void)sig; arm = 1; }
 static void on_usr2(int sig) { (void)sig; report = 1; }
@@ -77,7 +108,7 @@ int main(int argc, char **argv)
 	ready(argv[1]);
 
 	size_t pages = len / 4096, i = 0;
-	uint64_t last = now(), longest = 0, v = 1;
+	uint64_t last = now(), longest = 0, v = 1, armed = last;
 	for (;;) {
 		p[i * 512] = v++;
 		if (++i == pages)
@@ -85,15 +116,19 @@ int main(int argc, char **argv)
 		uint64_t t = now();
 		if (t - last > longest)
 			longest = t - last;
+		if (t - last >= LONG_GAP_NS && ngaps < MAX_GAPS)
+			gaps[ngaps++] = (struct gap){last, t - last};
 		last = t;
 		if (arm) {
 			arm = 0;
 			longest = 0;
+			ngaps = 0;
 			write_number(argv[1], "armed", 1);
-			last = now();
+			last = armed = now();
 		}
 		if (report) {
 			report = 0;
+			write_gaps(argv[1], armed);
 			write_number(argv[1], "gap", longest);
 		}
 	}
