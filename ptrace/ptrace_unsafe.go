@@ -196,3 +196,13 @@ func syscallStopOp(tid int) (op uint8, nr uint64, err error) {
 		uint64(info[28])<<32 | uint64(info[29])<<40 | uint64(info[30])<<48 | uint64(info[31])<<56
 	return info[0], nr, nil
 }
+
+// sigchldAction is rt_sigaction(SIGCHLD, act, old) (man 2 rt_sigaction;
+// sigsetsize 8, the kernel's sigset_t on x86-64).
+func sigchldAction(act, old *kernelSigaction) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), 8, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}

@@ -33,8 +33,8 @@ type Tracer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	// sigchld wakes a wait: the kernel sends the tracer SIGCHLD at every
-	// stop and exit of a tracee (kernel/signal.c do_notify_parent_cldstop,
-	// do_notify_parent), so gocr can wait with WNOHANG and a deadline
+	// exit of a tracee, and at its stops while a wait sleeps
+	// (stopsignal_linux.go), so gocr can wait with WNOHANG and a deadline
 	// instead of in a waitpid nothing could cut short.
 	sigchld chan os.Signal
 }
@@ -43,6 +43,7 @@ type Tracer struct {
 func NewTracer() *Tracer {
 	t := &Tracer{reqs: make(chan func()), done: make(chan struct{}), sigchld: make(chan os.Signal, 1)}
 	signal.Notify(t.sigchld, unix.SIGCHLD)
+	tracerOpened()
 	go t.loop()
 	return t
 }
@@ -111,6 +112,7 @@ func (t *Tracer) Close() {
 		close(t.reqs)
 		<-t.done
 		signal.Stop(t.sigchld)
+		tracerClosed()
 	})
 }
 

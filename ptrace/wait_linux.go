@@ -149,12 +149,14 @@ type waitFor struct {
 // sleeps until a SIGCHLD: most stops come within tens of microseconds, and
 // waking through the signal costs about as much again (two more hand-offs
 // between threads: the runtime's signal goroutine, then this one), which
-// a dump pays for every thread it stops.
+// a dump pays for every thread it stops. While it polls, stops send no
+// SIGCHLD at all (stopsignal_linux.go).
 const spinFor = 200 * time.Microsecond
 
 // wait returns tid's next state change. It polls with WNOHANG and sleeps
-// until the next SIGCHLD, the deadline or ctx's end: SIGCHLD is drained
-// before each poll, so a change after the poll always wakes it.
+// until the next SIGCHLD, the deadline or ctx's end: stops send SIGCHLD
+// from before the last poll on, and SIGCHLD is drained before each poll,
+// so a change after the poll always wakes it.
 //
 // Precondition: called on the tracer thread.
 func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
@@ -164,6 +166,7 @@ func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
 	}
 	var timer *time.Timer
 	spinUntil := time.Now().Add(spinFor)
+	sleeping := false
 	for {
 		select {
 		case <-t.sigchld:
@@ -184,6 +187,17 @@ func (t *Tracer) wait(tid int, w waitFor) (Stop, error) {
 		if time.Now().Before(spinUntil) {
 			// Lets the tracee run here, should it share this CPU.
 			unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
+		if !sleeping {
+			// Stops send SIGCHLD from now on; one that came before
+			// did not, and the next poll finds it.
+			wake, err := sleepOnStops()
+			if err != nil {
+				return Stop{}, fmt.Errorf("waitpid %d: %w", tid, err)
+			}
+			defer wake()
+			sleeping = true
 			continue
 		}
 		left := time.Until(w.until)
