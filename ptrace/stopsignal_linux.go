@@ -99,15 +99,6 @@ const (
 	saNoCldStop = 0x1
 )
 
-// noCldStopSet reports whether SIGCHLD's action has SA_NOCLDSTOP now.
-func noCldStopSet() (bool, error) {
-	var act kernelSigaction
-	if err := sigchldAction(nil, &act); err != nil {
-		return false, err
-	}
-	return act.Flags&saNoCldStop != 0, nil
-}
-
 // setNoCldStop sets or clears SA_NOCLDSTOP on SIGCHLD's action, leaving
 // the rest of it (the runtime's handler, flags and mask) as it is. Where
 // SIGCHLD has no handler (SIG_DFL, SIG_IGN: no Go runtime of ours), it

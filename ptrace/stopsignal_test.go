@@ -68,3 +68,12 @@ func TestStopSignalsOnlyForSleepingWaits(t *testing.T) {
 		t.Fatalf("tracer closed: SA_NOCLDSTOP set %v (%v), want clear", set, err)
 	}
 }
+
+// noCldStopSet reports whether SIGCHLD's action has SA_NOCLDSTOP now.
+func noCldStopSet() (bool, error) {
+	var act kernelSigaction
+	if err := sigchldAction(nil, &act); err != nil {
+		return false, err
+	}
+	return act.Flags&saNoCldStop != 0, nil
+}
