@@ -18,9 +18,10 @@ import (
 
 // Process and thread attributes the restorer sets again
 // (gocrpb.ProcessAttrs, gocrpb.ThreadAttrs), or that the dump refuses.
-// What /proc shows is read here from outside, while the process is
-// frozen; what only the process can read of itself comes from the
-// parasite (parasiteAttrs, threadAttrs).
+// What /proc shows is read from outside while the process is frozen,
+// beside the tracer thread (readAttrs, beside.go); what only ptrace
+// shows, on the tracer thread (collectAttrs); what only the process can
+// read of itself comes from the parasite (parasiteAttrs, threadAttrs).
 
 // Kernel values golang.org/x/sys/unix does not name.
 const (
@@ -39,8 +40,9 @@ const (
 )
 
 // collectAttrs reads the attributes of a frozen process and of each of
-// its threads that /proc shows, and refuses those gocr does not
-// restore. maps is the process's as the dump read it.
+// its threads that only ptrace or the mappings show, and refuses those
+// gocr does not restore; what /proc shows of them was read beside
+// (readAttrs). maps is the process's as the dump read it.
 //
 // The NUMA policies of the mappings take a walk of every page to read
 // (numa_maps): with before (a snapshot dump, whose snapshot has the same
@@ -58,62 +60,85 @@ func collectAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapp
 		}
 		nc = nil
 	}
-	return nc, collectOtherAttrs(t, pid, task, maps)
+	for _, m := range maps {
+		// The name PR_SET_VMA_ANON_NAME gives (man 2 PR_SET_VMA).
+		if strings.HasPrefix(m.Path, "[anon:") || strings.HasPrefix(m.Path, "[anon_shmem:") {
+			return nil, fmt.Errorf("mapping %#x-%#x is named %s (PR_SET_VMA_ANON_NAME), which is not restored", m.Start, m.End, m.Path)
+		}
+	}
+	for _, th := range task.Threads {
+		// Its own system calls would trap in the restorer, and no
+		// interface but ptrace reads it (man 2 PR_SET_SYSCALL_USER_DISPATCH).
+		if mode, err := t.SyscallUserDispatch(int(th.Tid)); err == nil && mode != 0 {
+			return nil, fmt.Errorf("thread %d has syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), which is not restored", th.Tid)
+		} else if err != nil && !errors.Is(err, unix.EIO) {
+			return nil, err
+		}
+	}
+	return nc, nil
 }
 
-func collectOtherAttrs(t *ptrace.Tracer, pid int, task *gocrpb.Task, maps []proc.Mapping) error {
+// attrReads is what /proc and ioprio_get show of a frozen process's
+// attributes and its threads' (readAttrs), read beside the tracer
+// thread (beside.go).
+type attrReads struct {
+	process *gocrpb.ProcessAttrs
+	threads map[int]*gocrpb.ThreadAttrs // by TID
+}
+
+// readAttrs reads the attributes of process pid, whose threads are tids,
+// that /proc and ioprio_get show, and refuses those gocr does not
+// restore.
+func readAttrs(pid int, tids []int) (*attrReads, error) {
 	a := &gocrpb.ProcessAttrs{}
 	var err error
 	if a.OomScoreAdj, err = proc.ReadOomScoreAdj(pid); err != nil {
-		return err
+		return nil, err
 	}
 	if a.CoredumpFilter, err = proc.ReadCoredumpFilter(pid); err != nil {
-		return err
+		return nil, err
 	}
 	if nice, err := proc.ReadAutogroupNice(pid); err == nil {
 		a.Autogroup = &gocrpb.Autogroup{Nice: nice}
 	} else if !errors.Is(err, proc.ErrNotShown) {
-		return err
+		return nil, err
 	}
 	if login, session, err := proc.ReadAuditIds(pid); err == nil {
 		a.Audit = &gocrpb.AuditIds{Loginuid: login, Sessionid: session}
 	} else if !errors.Is(err, proc.ErrNotShown) {
-		return err
+		return nil, err
 	}
-	if a.Cgroups, err = collectCgroups(pid, task.Threads); err != nil {
-		return err
+	if a.Cgroups, err = collectCgroups(pid, tids); err != nil {
+		return nil, err
 	}
-	for _, m := range maps {
-		// The name PR_SET_VMA_ANON_NAME gives (man 2 PR_SET_VMA).
-		if strings.HasPrefix(m.Path, "[anon:") || strings.HasPrefix(m.Path, "[anon_shmem:") {
-			return fmt.Errorf("mapping %#x-%#x is named %s (PR_SET_VMA_ANON_NAME), which is not restored", m.Start, m.End, m.Path)
-		}
-	}
-	for _, th := range task.Threads {
-		tid := int(th.Tid)
-		ta := &gocrpb.ThreadAttrs{}
+	r := &attrReads{process: a, threads: map[int]*gocrpb.ThreadAttrs{}}
+	for _, tid := range tids {
 		// ioprio_get on a TID reads that thread's (man 2 ioprio_set).
 		prio, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
 		if errno != 0 {
-			return fmt.Errorf("thread %d: ioprio_get: %w", tid, errno)
+			return nil, fmt.Errorf("thread %d: ioprio_get: %w", tid, errno)
 		}
-		ta.Ioprio = uint32(prio)
 		if err := checkLSMLabel(tid); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+			return nil, fmt.Errorf("thread %d: %w", tid, err)
 		}
 		if err := checkThreadAttrs(tid); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+			return nil, fmt.Errorf("thread %d: %w", tid, err)
 		}
-		// Its own system calls would trap in the restorer, and no
-		// interface but ptrace reads it (man 2 PR_SET_SYSCALL_USER_DISPATCH).
-		if mode, err := t.SyscallUserDispatch(tid); err == nil && mode != 0 {
-			return fmt.Errorf("thread %d has syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), which is not restored", tid)
-		} else if err != nil && !errors.Is(err, unix.EIO) {
-			return err
+		r.threads[tid] = &gocrpb.ThreadAttrs{Ioprio: uint32(prio)}
+	}
+	return r, nil
+}
+
+// fill records the attributes in task, whose threads are those read.
+func (r *attrReads) fill(task *gocrpb.Task) error {
+	for _, th := range task.Threads {
+		ta, ok := r.threads[int(th.Tid)]
+		if !ok {
+			return fmt.Errorf("thread %d: its attributes were not read", th.Tid)
 		}
 		th.Attrs = ta
 	}
-	task.Attrs = a
+	task.Attrs = r.process
 	return nil
 }
 

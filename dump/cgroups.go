@@ -22,18 +22,18 @@ import (
 // collectCgroups reads the process's cgroups and refuses a thread in
 // other cgroups than its process (cgroup v1 moves threads one by one,
 // man 7 cgroups; a restored thread is created in its process's).
-func collectCgroups(pid int, threads []*gocrpb.Thread) ([]*gocrpb.Cgroup, error) {
+func collectCgroups(pid int, tids []int) ([]*gocrpb.Cgroup, error) {
 	lines, err := proc.ReadCgroups(pid, pid)
 	if err != nil {
 		return nil, err
 	}
-	for _, th := range threads[1:] {
-		own, err := proc.ReadCgroups(pid, int(th.Tid))
+	for _, tid := range tids[1:] {
+		own, err := proc.ReadCgroups(pid, tid)
 		if err != nil {
 			return nil, err
 		}
 		if !slices.Equal(own, lines) {
-			return nil, fmt.Errorf("thread %d is in other cgroups than its process: a thread's own cgroup is not restored", th.Tid)
+			return nil, fmt.Errorf("thread %d is in other cgroups than its process: a thread's own cgroup is not restored", tid)
 		}
 	}
 	var out []*gocrpb.Cgroup

@@ -38,6 +38,9 @@ type state struct {
 	// imagePid names its page images: its PID as the job sees it
 	// (pidns.go).
 	imagePid int
+	// room says why its snapshot would not fit, or "" (whyNoRoom,
+	// read beside); nil without snapshots.
+	room func() string
 }
 
 func fileRef(path string) (*gocrpb.FileRef, error) {
@@ -154,7 +157,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
-	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr}, nil
+	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr, room: side.room}, nil
 }
 
 // checkThreadCreds refuses a process whose threads do not all have its

@@ -212,7 +212,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// What needs no ptrace is read beside the rest (beside.go). Never
 	// left running, as it reads through kthreads' pidfds; on the way out
 	// of a failed dump, the processes go first.
-	side := startBeside(tree, kthreads)
+	side := startBeside(tree, kthreads, snapshot)
 	defer func() {
 		if err != nil {
 			release()

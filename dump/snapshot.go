@@ -50,7 +50,7 @@ func notCoveredBySnapshot(v *gocrpb.Vma) bool { return !coveredBySnapshot(v) }
 // frozen, as without a snapshot. Precondition: the frozen part is
 // written (c.write), p is infected and the process frozen.
 func (c *capturedMemory) snapshotOrRest(ctx context.Context, p *parasite.Parasite, pid int, dir *images.Dir, st *state, stats *Stats, po pageOptions) error {
-	why, err := whyNoSnapshot(ctx, pid, po.subreapers)
+	why, err := whyNoSnapshot(ctx, pid, po.subreapers, st.room)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,9 @@ func anonBytes(pid int) uint64 {
 //     mem_cgroup_charge): where a memory cgroup's limit, or the machine's
 //     available memory, leaves less room than the job's anonymous memory,
 //     the snapshot could push the job into an OOM killer.
-func whyNoSnapshot(ctx context.Context, pid int, sr *subreapers) (string, error) {
+//
+// room is whyNoRoom(pid), read beside the tracer thread (beside.go).
+func whyNoSnapshot(ctx context.Context, pid int, sr *subreapers, room func() string) (string, error) {
 	adopter, err := sr.adopter(ctx, pid)
 	if err != nil {
 		return "", err
@@ -61,7 +63,10 @@ func whyNoSnapshot(ctx context.Context, pid int, sr *subreapers) (string, error)
 	if adopter != 0 {
 		return fmt.Sprintf("pid %d of the dump, a child subreaper, would adopt the snapshot process", adopter), nil
 	}
-	return whyNoRoom(pid), nil
+	if room == nil {
+		return whyNoRoom(pid), nil
+	}
+	return room(), nil
 }
 
 // whyNoRoom says why the snapshot of pid would not fit, or "".
