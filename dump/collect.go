@@ -33,7 +33,7 @@ type state struct {
 	// snapshot (collectAttrs).
 	numa *numaCheck
 	// frozen is the process as the freeze left it: where signals the
-	// parasite's queries dequeue go (carryQuerySignals).
+	// infection's injected calls dequeue go (carryInfectionSignals).
 	frozen *frozenProc
 	// imagePid names its page images: its PID as the job sees it
 	// (pidns.go).

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gocr/gocr/parasite"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
 )
@@ -34,7 +33,7 @@ const (
 // checkCPUState refuses a process with state the restorer would not give
 // back: tagged addresses (LAM), or permission for dynamically enabled
 // xsave features (AMX); an LDT is refused once the parasite's injection
-// has asked (ldtQuery). xcr0 is the xsave features the kernel enables. A
+// has read it (checkLDT). xcr0 is the xsave features the kernel enables. A
 // signal an injected call dequeues joins fr.sigs, which the caller
 // records.
 func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 uint64) error {
@@ -52,21 +51,18 @@ func checkCPUState(t *ptrace.Tracer, fr *frozenProc, status *proc.Status, xcr0 u
 	return nil
 }
 
-// ldtQuery asks whether the process has an LDT, among the parasite's
-// injected calls (parasite.Options.Queries) rather than in an injection
-// of its own, which would cost the frozen process several more round
-// trips: modify_ldt(0, NULL, 1) reads the mm's LDT into NULL, and
-// returns 0 when the process has none and EFAULT, truncated to an
-// unsigned int, once it has one (arch/x86/kernel/ldt.c read_ldt,
-// sys_modify_ldt): no buffer in the process is needed.
-var ldtQuery = parasite.Query{Nr: unix.SYS_MODIFY_LDT, Args: []uint64{0, 0, 1}}
-
-// checkLDT refuses a process with an LDT, from ldtQuery's result.
-func checkLDT(ret int64) error {
-	if ret != 0 {
-		return errors.New("the process has an LDT (modify_ldt), which gocr cannot restore")
+// checkLDT refuses a process with an LDT, from what the parasite's
+// modify_ldt(0, NULL, 1) returned (parasite.State.LDT): 0 without one,
+// -EFAULT with one (arch/x86/kernel/ldt.c read_ldt), -ENOSYS on a kernel
+// without CONFIG_MODIFY_LDT_SYSCALL, where no process can have one (the
+// call is the only way to make an LDT). Asked by the parasite as part of
+// its state, it costs no injected call of its own: each is several
+// round trips with the frozen thread.
+func checkLDT(ret int32) error {
+	if ret == 0 || ret == -int32(unix.ENOSYS) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("the process has an LDT (modify_ldt returned %d), which gocr cannot restore", ret)
 }
 
 // checkXcompPerm refuses a process that was given permission for AMX

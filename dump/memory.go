@@ -344,10 +344,9 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	pagesMade := sync.OnceValue(func() error { return <-made })
 	t1 := time.Now()
 	p, err := parasite.Infect(t, pid, parasite.Options{VdsoStart: st.vdso, Threads: len(st.task.Threads),
-		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm),
-		Queries: []parasite.Query{ldtQuery}})
+		Userfaultfd: po.tracking.infectFlags(pid), LowestMapping: lowestMapping(st.mm)})
 	if p != nil {
-		st.carryQuerySignals(pid, p.QuerySignals)
+		st.carryInfectionSignals(pid, p.InfectionSignals)
 	}
 	if err != nil {
 		pagesMade()
@@ -360,14 +359,14 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 		defer func() { stats.PagesNs += time.Since(t2).Nanoseconds() }()
 		// Each step below is a command the parasite finishes before
 		// the next; told to stop, gocr cures it between two.
-		if err := checkLDT(p.QueryResults[0]); err != nil {
-			return err
-		}
 		if err := stopped(ctx); err != nil {
 			return err
 		}
 		ps, err := p.DumpState()
 		if err != nil {
+			return err
+		}
+		if err := checkLDT(ps.LDT); err != nil {
 			return err
 		}
 		if po.subreapers != nil {
@@ -452,11 +451,11 @@ func captureMemory(ctx context.Context, t *ptrace.Tracer, pid int, dir *images.D
 	return c, nil
 }
 
-// carryQuerySignals keeps signals the leader dequeued while the
-// parasite's queries ran as collect keeps those of its own injected
+// carryInfectionSignals keeps signals the leader dequeued at the
+// infection's injected calls as collect keeps those of its own injected
 // calls: given back to the thread when the processes are let go
 // (frozenProc.sigs), and recorded first among its pending ones.
-func (st *state) carryQuerySignals(pid int, sigs [][ptrace.SiginfoSize]byte) {
+func (st *state) carryInfectionSignals(pid int, sigs [][ptrace.SiginfoSize]byte) {
 	if len(sigs) == 0 {
 		return
 	}

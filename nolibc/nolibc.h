@@ -50,6 +50,7 @@ typedef unsigned long size_t;
 #define __NR_capset 126
 #define __NR_sigaltstack 131
 #define __NR_personality 135
+#define __NR_modify_ldt 154
 #define __NR_mlock 149
 #define __NR_prctl 157
 #define __NR_chroot 161

@@ -79,6 +79,7 @@ const (
 	stChildSubreaper = 2184
 	stNoNewPrivs     = 2188
 	stSecurebits     = 2192
+	stLDT            = 2196
 	stSize           = 2200
 	// The struct parasite_attrs PCMD_DUMP_STATE writes too, from dataOff.
 	stateAttrsOff = 0x1000

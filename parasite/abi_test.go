@@ -83,7 +83,7 @@ var abiLayout = map[string]uint64{
 	"parasite_state.itimers": stItimers, "parasite_state.tid_address": stTidAddress,
 	"parasite_state.dumpable": stDumpable, "parasite_state.pdeathsig": stPdeathsig,
 	"parasite_state.child_subreaper": stChildSubreaper, "parasite_state.no_new_privs": stNoNewPrivs,
-	"parasite_state.securebits": stSecurebits, "sizeof parasite_state": stSize,
+	"parasite_state.securebits": stSecurebits, "parasite_state.ldt": stLDT, "sizeof parasite_state": stSize,
 
 	"parasite_iovec.base": iovecBase, "parasite_iovec.len": iovecLen, "sizeof parasite_iovec": iovecSize,
 

@@ -42,8 +42,8 @@ func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 			}
 		}
 	}()
+	p.infecting = true
 	for _, step := range []func() error{
-		func() error { return p.query(opts.Queries) },
 		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
 		p.openFileSocket,
 		func() error { return p.handPipes(opts.Threads) },
@@ -52,10 +52,11 @@ func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		p.start,
 	} {
 		if err = step(); err != nil {
-			return p, err
+			break
 		}
 	}
-	return p, nil
+	p.infecting = false
+	return p, err
 }
 
 // prepareInjection readies the thread for injected system calls
@@ -70,27 +71,6 @@ func (p *Parasite) prepareInjection() (err error) {
 		return err
 	}
 	p.saved, p.savedXstate, p.savedMask = p.inj.Regs(), p.inj.Xstate(), p.inj.Mask()
-	return nil
-}
-
-// query makes the calls of Options.Queries, each one round trip with
-// the thread. A signal one dequeues goes to QuerySignals, and the call's
-// result is valid all the same (ptrace.Injection.Syscall).
-func (p *Parasite) query(queries []Query) error {
-	for _, q := range queries {
-		ret, err := p.inj.Syscall(q.Nr, q.Args...)
-		var sp *ptrace.SignalsPendingError
-		if errors.As(err, &sp) {
-			p.QuerySignals = append(p.QuerySignals, sp.Signals...)
-		}
-		if _, only := err.(*ptrace.SignalsPendingError); only {
-			err = nil
-		}
-		if err != nil {
-			return fmt.Errorf("query %d: %w", q.Nr, err)
-		}
-		p.QueryResults = append(p.QueryResults, ret)
-	}
 	return nil
 }
 
@@ -292,9 +272,21 @@ func (p *Parasite) start() error {
 }
 
 // inject runs one system call in the infected thread (ptrace.Injection)
-// and returns its result or its errno.
+// and returns its result or its errno. A signal the infection's first
+// call dequeues goes to InfectionSignals, and the call's result is valid
+// all the same (ptrace.Injection.Syscall); after it every signal is
+// blocked, and one dequeued later (at the cure) fails the call.
 func (p *Parasite) inject(nr uint64, args ...uint64) (uint64, error) {
 	ret, err := p.inj.Syscall(nr, args...)
+	if p.infecting {
+		var sp *ptrace.SignalsPendingError
+		if errors.As(err, &sp) {
+			p.InfectionSignals = append(p.InfectionSignals, sp.Signals...)
+		}
+		if _, only := err.(*ptrace.SignalsPendingError); only {
+			err = nil
+		}
+	}
 	if err != nil {
 		return 0, err
 	}

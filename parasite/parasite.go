@@ -59,18 +59,6 @@ type Options struct {
 	// (regionAddr), so that smaps shows the region first
 	// (RegionStart).
 	LowestMapping uint64
-	// Queries are system calls Infect makes in the thread before it
-	// maps anything, for what only the process can tell of itself, in
-	// the injection the infection sets up anyway; their raw results,
-	// an errno as a negative number, are in Parasite.QueryResults. They
-	// must change nothing in the process and need no memory of it.
-	Queries []Query
-}
-
-// Query is one system call of Options.Queries.
-type Query struct {
-	Nr   uint64
-	Args []uint64
 }
 
 // Parasite is a live infection of one thread.
@@ -78,12 +66,13 @@ type Parasite struct {
 	t   *ptrace.Tracer
 	pid int
 
-	// QueryResults are the results of Options.Queries, in order.
-	QueryResults []int64
-	// QuerySignals are signals the thread dequeued while Queries ran
-	// (ptrace.SignalsPendingError), failed or not: the caller's to give
-	// back to the thread and to record, as those of the freeze.
-	QuerySignals [][ptrace.SiginfoSize]byte
+	// InfectionSignals are signals the thread dequeued at the
+	// infection's injected calls (ptrace.SignalsPendingError: only the
+	// first can, before every signal is blocked), whether the infection
+	// failed or not: the caller's to give back to the thread and to
+	// record, as those of the freeze.
+	InfectionSignals [][ptrace.SiginfoSize]byte
+	infecting        bool // the infection's calls run: inject keeps their signals
 
 	uffd    int   // gocr's copy of the userfaultfd made at infection, or -1
 	uffdErr error // why none was made

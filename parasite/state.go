@@ -50,6 +50,10 @@ type State struct {
 	ChildSubreaper int32
 	NoNewPrivs     int32
 	Securebits     int32
+	// LDT is modify_ldt(0, NULL, 1)'s return as an int32: 0 where the
+	// process has no LDT, -EFAULT where it has one, -ENOSYS where the
+	// kernel has no modify_ldt (and no process an LDT).
+	LDT int32
 }
 
 // DumpState reads sigactions, sigaltstack, itimers and prctl state, and
@@ -90,6 +94,7 @@ func (p *Parasite) DumpState() (*State, error) {
 	st.ChildSubreaper = int32(le.Uint32(b[stChildSubreaper:]))
 	st.NoNewPrivs = int32(le.Uint32(b[stNoNewPrivs:]))
 	st.Securebits = int32(le.Uint32(b[stSecurebits:]))
+	st.LDT = int32(le.Uint32(b[stLDT:]))
 	return st, nil
 }
 

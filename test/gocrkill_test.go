@@ -70,9 +70,9 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 // system calls that map the parasite, at fixed points (the testhook
 // pause-injected-syscall-* hooks hold it there): with the first call's
 // registers set but the call not yet run, in the syscall-enter-stop of
-// the first call (modify_ldt, the dump's LDT query), of the mmap (the
-// 4th, after memfd_create and ftruncate), and of the last call before
-// the parasite starts (the 7th, the recvmsg that takes its pipes). The kernel detaches the thread, which runs the
+// the first call (memfd_create), of the mmap (the 2nd), and of the last
+// call before the parasite starts (the 5th, after socketpair and
+// close_range: the recvmsg that takes its pipes). The kernel detaches the thread, which runs the
 // call, then rt_sigreturn through the frame gocr wrote on its stack
 // (ptrace.Injection): the counter must count on exactly, untraced, and
 // pass its own check; the regs target must get every vector register
@@ -86,11 +86,11 @@ func TestGocrKilledInInjectedSyscall(t *testing.T) {
 	}{
 		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1", nil},
 		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1", nil},
-		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "4", nil},
-		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "7", nil},
-		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "4", nil},
+		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "2", nil},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "5", nil},
+		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "2", nil},
 		{"NoVdsoFirstSet", "novdso", testhook.PauseInjectedSyscallSet, "1", []string{"all"}},
-		{"NoVdsoMmapEntered", "novdso", testhook.PauseInjectedSyscallEntered, "4", []string{"all"}},
+		{"NoVdsoMmapEntered", "novdso", testhook.PauseInjectedSyscallEntered, "2", []string{"all"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			needsRoot(t)

@@ -119,7 +119,7 @@ struct parasite_state {
 	s32 child_subreaper;
 	s32 no_new_privs;
 	s32 securebits; /* PR_GET_SECUREBITS: only the thread itself can read them */
-	u32 pad1;
+	s32 ldt;	/* modify_ldt(0, NULL, 1): 0 without an LDT (dump_state) */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_state, sigactions, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_state, altstack_sp, 2048);
@@ -132,6 +132,7 @@ BUILD_BUG_ON_OFFSET(struct parasite_state, pdeathsig, 2180);
 BUILD_BUG_ON_OFFSET(struct parasite_state, child_subreaper, 2184);
 BUILD_BUG_ON_OFFSET(struct parasite_state, no_new_privs, 2188);
 BUILD_BUG_ON_OFFSET(struct parasite_state, securebits, 2192);
+BUILD_BUG_ON_OFFSET(struct parasite_state, ldt, 2196);
 _Static_assert(sizeof(struct parasite_state) == 2200, "parasite_state size");
 
 /* PCMD_POSIX_TIMERS: args[0] = how many; at DATA_OFF one struct

@@ -126,6 +126,11 @@ static long dump_state(struct parasite_state *st)
 	if (ret < 0)
 		return ret;
 	st->securebits = (s32)ret;
+	/* Reading the mm's LDT into NULL returns 0 where it has none and
+	 * EFAULT, truncated to an unsigned int, where it has one
+	 * (arch/x86/kernel/ldt.c read_ldt, sys_modify_ldt); ENOSYS without
+	 * CONFIG_MODIFY_LDT_SYSCALL, where no process can have one. */
+	st->ldt = (s32)sys3(__NR_modify_ldt, 0, 0, 1);
 	return 0;
 }
 
