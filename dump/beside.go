@@ -21,19 +21,19 @@ import (
 // makes the ptrace requests of the collection and the capture. One
 // goroutine does it all, in the order it is needed: each process's
 // procReads and fd table (collect waits for them last), the System V
-// IPC lists (after the collection), then the machine-wide tracee check
-// (before the processes run on), and, for a snapshot dump, whether each
-// process's snapshot has room (whyNoRoom) before that. Goroutines of their own would share
-// that one other CPU in the order they were made, the long tracee check
-// first.
+// IPC lists (after the collection), for a snapshot dump whether each
+// process's snapshot has room (whyNoRoom, as its memory is captured),
+// then the machine-wide tracee check (before the processes run on).
+// Goroutines of their own would share that one other CPU in the order
+// they were made, the long tracee check first.
 //
 // Each read is done by whichever comes to it first, the goroutine or
 // the one that needs it (either): a read the goroutine has not begun
 // when it is needed is not waited for. Where the other CPU is slow to
 // run the goroutine (a virtual CPU the host runs late), the frozen
-// window would otherwise wait for it, then for its own wakeup, and
-// measured here collect waited 2-2.5 ms in a third of the dumps for
-// reads of 0.4 ms.
+// window would otherwise wait for it, then for its own wakeup: on a
+// 2-vCPU VM, collect waited 2-2.5 ms in a third of the dumps for reads
+// of 0.4 ms (docs/PERFORMANCE.md).
 type beside struct {
 	procs    []*either[*procReads] // by the tree's process index; nil for a zombie
 	fds      []*either[fdTable]
