@@ -347,6 +347,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		dir.LeaveCPUFree()
 		release()
 		stats.FrozenNs = frozenNs
+		defer moveOffJobCPUs(states, snapshotPids(mems)).back()
 	}
 	if err := writeSnapshots(ctx, mems, &stats); err != nil {
 		return fmt.Errorf("dump pid %d: %w", root, err)

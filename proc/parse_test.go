@@ -184,7 +184,7 @@ func TestParseStat(t *testing.T) {
 		}},
 		{"edge.stat", Stat{
 			Pid: 1234, Comm: "a) (b c)", State: 'S', PPid: 1, Pgrp: 1234, Session: 1234, TtyNr: 34816, Tpgid: -1,
-			Flags: 4194560, NumThreads: 3, StartTime: 44782, ExitSignal: 17,
+			Flags: 4194560, NumThreads: 3, StartTime: 44782, ExitSignal: 17, Processor: 1,
 			StartCode: 4194304, EndCode: 4198400, StartStack: 140725266672400,
 			StartData: 4202496, EndData: 4206592, StartBrk: 6291456,
 			ArgStart: 140725266680268, ArgEnd: 140725266680296, EnvStart: 140725266680296, EnvEnd: 140725266681825,

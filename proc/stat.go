@@ -31,6 +31,7 @@ type Stat struct {
 	// ExitSignal is the signal the parent gets when it exits (38),
 	// clone(2)'s exit_signal.
 	ExitSignal int
+	Processor  int    // (39) the CPU the task last ran on
 	StartStack uint64 // (28)
 	StartCode  uint64 // (26)
 	EndCode    uint64 // (27)
@@ -123,6 +124,8 @@ func (s *Stat) setField(n int, tok []byte) error {
 		uintField(&s.StartTime)
 	case 38:
 		intField(&s.ExitSignal)
+	case 39:
+		intField(&s.Processor)
 	case 26:
 		uintField(&s.StartCode)
 	case 27:
