@@ -33,6 +33,7 @@ const (
 	cmdPosixTimers  = 6
 	cmdSnapshot     = 7
 	cmdRelease      = 8
+	cmdSetup        = 9
 	cmdPeerPids     = 17
 
 	// The snapshot (parasite/c/abi.h PCMD_SNAPSHOT): its block in the
@@ -51,21 +52,29 @@ const (
 	snapSize         = 64
 
 	// struct parasite_ctl
-	ctlCmdSeq  = 0
-	ctlDoneSeq = 4
-	ctlCmd     = 8
-	ctlRet     = 12
-	ctlArgs    = 16
-	ctlDataFd  = 48
-	ctlSock    = 56
-	ctlCmdFd   = 60
-	ctlFrame   = 64
-	ctlSize    = 72
-	ctlNrArgs  = 4 // u64 each, at ctlArgs
-
-	// The rt_sigframe for self-cure sits at the bottom of the parasite's
-	// stack area (parasite/c/abi.h PARASITE_FRAME_OFF).
-	frameOff = stackOff
+	ctlCmdSeq    = 0
+	ctlDoneSeq   = 4
+	ctlCmd       = 8
+	ctlRet       = 12
+	ctlArgs      = 16
+	ctlDataFd    = 48
+	ctlSock      = 56
+	ctlCmdFd     = 60
+	ctlCureRip   = 64
+	ctlCureSp    = 72
+	ctlMemfd     = 80
+	ctlMoved     = 84
+	ctlLife      = 88
+	ctlUffd      = 92
+	ctlStubs     = 96
+	ctlSetupRet  = 100
+	ctlSetupFds  = 104
+	ctlUffdFlags = 112
+	ctlSize      = 120
+	// ctlSetupRet until the setup is done; done_seq after one that failed.
+	setupPending = 1
+	setupFailed  = 0xffffffff
+	ctlNrArgs    = 4 // u64 each, at ctlArgs
 
 	// struct parasite_state
 	stSigactions     = 0

@@ -29,21 +29,23 @@ var abiDefines = map[string]uint64{
 	"PARASITE_NSIG":              nsig,
 	"PARASITE_NR_ARGS":           ctlNrArgs,
 
-	"PARASITE_FRAME_OFF": frameOff,
-	// The parasite's reach into the rt_sigframe gocr builds
+	// The thread-state stub's reach into the rt_sigframe gocr builds
 	// (ptrace/sigframe_amd64.go): the ucontext, which uc_flags opens, and
 	// uc_stack.
 	"PARASITE_SIGFRAME_UC":       ptrace.SigframeUc,
 	"PARASITE_SIGFRAME_UC_STACK": ptrace.SigframeUcStack,
 
-	"PCMD_DUMP_STATE":    cmdDumpState,
-	"PCMD_DUMP_PAGES":    cmdDumpPages,
-	"PCMD_FINI":          cmdFini,
-	"PCMD_RECV_FD":       cmdRecvFd,
-	"PCMD_WRITE_STREAMS": cmdWriteStreams,
-	"PCMD_POSIX_TIMERS":  cmdPosixTimers,
-	"PCMD_SNAPSHOT":      cmdSnapshot,
-	"PCMD_RELEASE":       cmdRelease,
+	"PCMD_DUMP_STATE":        cmdDumpState,
+	"PCMD_DUMP_PAGES":        cmdDumpPages,
+	"PCMD_FINI":              cmdFini,
+	"PCMD_RECV_FD":           cmdRecvFd,
+	"PCMD_WRITE_STREAMS":     cmdWriteStreams,
+	"PCMD_POSIX_TIMERS":      cmdPosixTimers,
+	"PCMD_SNAPSHOT":          cmdSnapshot,
+	"PCMD_RELEASE":           cmdRelease,
+	"PCMD_SETUP":             cmdSetup,
+	"PARASITE_SETUP_PENDING": setupPending,
+	"PARASITE_SETUP_FAILED":  setupFailed,
 
 	"PARASITE_SNAPSHOT_OFF":       snapshotOff,
 	"PARASITE_SNAPSHOT_RSEQ_MAX":  snapshotRseqMax,
@@ -67,7 +69,10 @@ var cOnlyDefines = map[string]string{
 var abiLayout = map[string]uint64{
 	"parasite_ctl.cmd_seq": ctlCmdSeq, "parasite_ctl.done_seq": ctlDoneSeq,
 	"parasite_ctl.cmd": ctlCmd, "parasite_ctl.ret": ctlRet, "parasite_ctl.args": ctlArgs,
-	"parasite_ctl.data_fd": ctlDataFd, "parasite_ctl.sock": ctlSock, "parasite_ctl.cmd_fd": ctlCmdFd, "parasite_ctl.frame": ctlFrame,
+	"parasite_ctl.data_fd": ctlDataFd, "parasite_ctl.sock": ctlSock, "parasite_ctl.cmd_fd": ctlCmdFd,
+	"parasite_ctl.cure_rip": ctlCureRip, "parasite_ctl.cure_sp": ctlCureSp, "parasite_ctl.memfd": ctlMemfd,
+	"parasite_ctl.moved": ctlMoved, "parasite_ctl.life": ctlLife, "parasite_ctl.uffd": ctlUffd, "parasite_ctl.stubs": ctlStubs,
+	"parasite_ctl.setup_ret": ctlSetupRet, "parasite_ctl.setup_fds": ctlSetupFds, "parasite_ctl.uffd_flags": ctlUffdFlags,
 	"sizeof parasite_ctl": ctlSize,
 
 	"parasite_posix_timer.id": ptID, "parasite_posix_timer.overrun": ptOverrun,

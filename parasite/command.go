@@ -54,20 +54,60 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	if _, err := unix.Write(p.cmdw, []byte{1}); err != nil {
 		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, err)
 	}
-	for sharedword.Load(p.local, ctlOff+ctlDoneSeq) != p.seq {
-		sharedword.Wait(p.local, ctlOff+ctlDoneSeq, p.seq-1, pollInterval)
-		if sharedword.Load(p.local, ctlOff+ctlDoneSeq) == p.seq {
+	ret, err := p.awaitAnswer(cmd)
+	if err != nil {
+		return 0, err
+	}
+	if ret < 0 {
+		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, unix.Errno(-ret))
+	}
+	return ret, nil
+}
+
+// awaitAnswer waits for the parasite to answer the command of sequence
+// number p.seq and returns its result as the parasite gave it (-errno on
+// failure). The error is the thread stopped or gone meanwhile, or the
+// blob's setup failed (parasite/c/abi.h PCMD_SETUP): then no command is
+// ever answered.
+func (p *Parasite) awaitAnswer(cmd uint32) (int32, error) {
+	for {
+		done := sharedword.Load(p.local, ctlOff+ctlDoneSeq)
+		if done == p.seq {
 			break
+		}
+		if done == setupFailed {
+			return 0, p.takeSetup()
+		}
+		sharedword.Wait(p.local, ctlOff+ctlDoneSeq, done, pollInterval)
+		if d := sharedword.Load(p.local, ctlOff+ctlDoneSeq); d != done {
+			continue
 		}
 		if left, err := taskStopped(p.pid); err != nil || left {
 			return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, ErrParasiteStopped)
 		}
 	}
-	ret := int32(binary.LittleEndian.Uint32(ctl[ctlRet:]))
-	if ret < 0 {
-		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, unix.Errno(-ret))
+	// An answer comes only after a setup that worked.
+	if err := p.takeSetup(); err != nil {
+		return 0, err
 	}
-	return ret, nil
+	return int32(binary.LittleEndian.Uint32(p.local[ctlOff+ctlRet:])), nil
+}
+
+// awaitSetup waits for the blob's setup to be done and takes it.
+func (p *Parasite) awaitSetup() error {
+	for {
+		err := p.takeSetup()
+		if err != errSetupPending {
+			return err
+		}
+		sharedword.Wait(p.local, ctlOff+ctlSetupRet, setupPending, pollInterval)
+		if sharedword.Load(p.local, ctlOff+ctlSetupRet) != setupPending {
+			continue
+		}
+		if left, serr := taskStopped(p.pid); serr != nil || left {
+			return fmt.Errorf("parasite setup in %d: %w", p.pid, ErrParasiteStopped)
+		}
+	}
 }
 
 // PassFile hands f to the parasite over the socket (SCM_RIGHTS, man 7

@@ -40,6 +40,11 @@ func (p *Parasite) cure() error {
 		}
 		p.running = false
 	}
+	if p.started {
+		// What the blob's setup made, done or not, is the cure's to
+		// close; its error is not the cure's.
+		p.takeSetup()
+	}
 	errs := p.removeInjected()
 	errs = append(errs, p.restoreThread()...)
 	p.releaseLocal()
@@ -53,7 +58,7 @@ func (p *Parasite) cure() error {
 // unmaps the region, except what a thread still in the region needs.
 // Precondition: the parasite's thread is stopped.
 func (p *Parasite) removeInjected() (errs []error) {
-	first := []*int64{&p.remoteDataFd[0], &p.remoteDataFd[1], &p.remoteSock, &p.remoteCmdFd}
+	first := []*int64{&p.remoteDataFd[0], &p.remoteDataFd[1], &p.remoteSock, &p.remoteCmdFd, &p.remoteMoved, &p.remoteUffd}
 	if !p.threadsAdrift {
 		first = append(first, &p.remoteLife)
 	}

@@ -3,22 +3,8 @@
 package parasite
 
 import (
-	"fmt"
-
 	"github.com/gocr/gocr/ptrace"
 )
-
-// frameMaxLen bounds a signal frame in the region: the parasite's stack
-// holds the self-cure frame at its bottom and keeps 32 KiB for itself.
-const frameMaxLen = stackSize - 32<<10
-
-// signalFrame is ptrace.Sigframe for a frame in the region.
-func signalFrame(r *ptrace.Regs, xsave []byte, mask uint64, at uint64) ([]byte, error) {
-	if ptrace.SigframeLen(xsave) > frameMaxLen {
-		return nil, fmt.Errorf("xsave area of %d bytes does not fit the signal frame", len(xsave))
-	}
-	return ptrace.Sigframe(r, xsave, mask, at)
-}
 
 // EFLAGS bits a thread must not carry into the region's code
 // (arch/x86/include/uapi/asm/processor-flags.h).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/ptrace"
+	"github.com/gocr/gocr/sharedword"
 )
 
 // Infect maps the parasite into pid and starts it. On failure the thread
@@ -26,8 +27,8 @@ func Infect(t *ptrace.Tracer, pid int, opts Options) (p *Parasite, err error) {
 }
 
 func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
-	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteDataFd: [2]int64{-1, -1},
-		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1, uffd: -1,
+	p := &Parasite{t: t, pid: pid, remoteMemfd: -1, remoteMoved: -1, remoteDataFd: [2]int64{-1, -1},
+		remoteSock: -1, remoteCmdFd: -1, remoteLife: -1, remoteUffd: -1, cmdw: -1, lifew: -1, sock: -1, pidfd: -1, uffd: -1,
 		sentFiles: map[uintptr]int64{}}
 	// Nothing is changed in the thread until the first injected call.
 	if err := p.prepareInjection(); err != nil {
@@ -47,9 +48,7 @@ func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 		func() error { return p.mapRegion(opts.VdsoStart, opts.LowestMapping) },
 		p.openFileSocket,
 		func() error { return p.handPipes(opts.Threads) },
-		p.writeSelfCureFrame,
-		func() error { return p.makeUserfaultfd(opts.Userfaultfd) },
-		p.start,
+		func() error { return p.start(opts.Userfaultfd) },
 	} {
 		if err = step(); err != nil {
 			break
@@ -62,7 +61,7 @@ func infect(t *ptrace.Tracer, pid int, opts Options) (_ *Parasite, err error) {
 // prepareInjection readies the thread for injected system calls
 // (ptrace.Injection), after which gocr dying at any instant returns it to
 // its own state, and keeps that state (registers, extended state, signal
-// mask) for the self-cure frame and for Cure to put back. The first
+// mask) for Cure to put back. The first
 // injected call blocks every signal in the thread: nothing but SIGKILL
 // and SIGSTOP can then interrupt the parasite, and no handler of the
 // target's runs on the parasite's stack.
@@ -77,8 +76,8 @@ func (p *Parasite) prepareInjection() (err error) {
 // mapRegion makes the region the blob runs in: a memfd mapped shared in
 // the target and, through pidfd_getfd(2), in gocr too, so that the blob,
 // every command and every answer are plain memory copies rather than
-// injected writes. The target's fd of it is closed once both have mapped
-// it, together with the file socket's end gocr takes (openFileSocket).
+// injected writes. The blob closes the target's fd of it once it runs
+// (parasite/c/abi.h PCMD_SETUP).
 func (p *Parasite) mapRegion(vdsoStart, lowest uint64) error {
 	// The name is the vDSO's empty string (Options.VdsoStart), or,
 	// without a vDSO, one written into the injection's scratch memory,
@@ -211,65 +210,102 @@ var pagePipeSizes = []int{1 << 20, 256 << 10}
 // (SCM_RIGHTS, man 7 unix): the one way to put an fd into another
 // process's table. Each file goes as a record of its own (SOCK_SEQPACKET
 // keeps record boundaries, man 7 unix). gocr's death reaches the parasite
-// through the command pipe's EOF, not through this socket.
+// through the command pipe's EOF, not through this socket, except before
+// the parasite has that pipe (a failed setup). The target's copy of the
+// end gocr takes is closed by the blob's setup.
 func (p *Parasite) openFileSocket() error {
 	// The two ends are alike (man 2 socketpair); gocr takes the first.
 	if _, err := p.inject(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0, p.remoteBase+dataOff); err != nil {
 		return fmt.Errorf("file socket: create: %w", err)
 	}
-	moved := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
-	kept := int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
-	local, err := unix.PidfdGetfd(p.pidfd, int(moved), 0)
+	p.remoteMoved = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff:])))
+	p.remoteSock = int64(int32(binary.LittleEndian.Uint32(p.local[dataOff+4:])))
+	local, err := unix.PidfdGetfd(p.pidfd, int(p.remoteMoved), 0)
 	if err != nil {
-		local, err = -1, fmt.Errorf("pidfd_getfd: %w", err)
+		return fmt.Errorf("file socket: pidfd_getfd: %w", err)
 	}
-	// The target's copy of gocr's end goes with the region's memfd,
-	// which both have mapped: one close_range where the two numbers
-	// are consecutive, as the lowest free ones usually are
-	// (closeRemote).
-	if cerr := errors.Join(p.closeRemote([]*int64{&moved, &p.remoteMemfd})...); cerr != nil && err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if local >= 0 {
-			unix.Close(local)
-		}
-		p.closeRemote([]*int64{&kept})
-		return fmt.Errorf("file socket: %w", err)
-	}
-	p.remoteSock, p.sock = kept, local
-	binary.LittleEndian.PutUint32(p.local[ctlOff+ctlSock:], uint32(p.remoteSock))
+	p.sock = local
 	return nil
 }
 
-// writeSelfCureFrame puts into the region the signal frame the blob
-// rt_sigreturns through should gocr die (parasite/c/abi.h
-// PARASITE_FRAME_OFF): the thread as Infect found it.
-func (p *Parasite) writeSelfCureFrame() error {
-	frame, err := signalFrame(&p.saved, p.savedXstate, p.savedMask, p.remoteBase+frameOff)
-	if err != nil {
-		return err
+// start writes the setup into the control block (parasite/c/abi.h
+// PCMD_SETUP), then points the thread at the blob's entry and lets it
+// run, every signal blocked by the injected calls before it. gocr does
+// not wait for the setup: the first command's answer says it worked
+// (takeSetup). From here gocr dying is the blob's to handle: it reads EOF
+// on the command pipe (or, before it has one, on the file socket) and
+// cures itself, leaving through the injection's own way out
+// (ptrace.Injection.Entry).
+func (p *Parasite) start(uffdFlags uint64) error {
+	ctl := p.local[ctlOff : ctlOff+ctlSize]
+	le := binary.LittleEndian
+	rip, sp := p.inj.Entry()
+	le.PutUint64(ctl[ctlCureRip:], rip)
+	le.PutUint64(ctl[ctlCureSp:], sp)
+	for _, f := range []struct {
+		off int
+		fd  int64
+	}{{ctlMemfd, p.remoteMemfd}, {ctlMoved, p.remoteMoved}, {ctlSock, p.remoteSock},
+		{ctlDataFd, -1}, {ctlDataFd + 4, -1}, {ctlCmdFd, -1}, {ctlLife, -1}, {ctlUffd, -1}} {
+		le.PutUint32(ctl[f.off:], uint32(int32(f.fd)))
 	}
-	copy(p.local[frameOff:stackOff+stackSize], frame)
-	binary.LittleEndian.PutUint64(p.local[ctlOff+ctlFrame:], frameOff)
-	return nil
-}
-
-// start points the thread at the blob's entry and lets it run, every
-// signal blocked by the injected calls before it. From here gocr dying is
-// the blob's to handle: it reads EOF on the command pipe and cures itself.
-func (p *Parasite) start() error {
+	le.PutUint32(ctl[ctlSetupFds:], uint32(p.handed))
+	le.PutUint64(ctl[ctlUffdFlags:], uffdFlags)
+	le.PutUint32(ctl[ctlSetupRet:], setupPending)
+	p.uffdFlags = uffdFlags
 	regs := p.saved
 	enterBlob(&regs, p.remoteBase)
 	if err := p.t.SetRegs(p.pid, &regs); err != nil {
 		return err
 	}
+	p.started = true
 	if err := p.t.Cont(p.pid, 0); err != nil {
 		return fmt.Errorf("start parasite: %w", err)
 	}
 	p.running = true
 	return nil
 }
+
+// takeSetup takes what the blob's setup made, once it is done: the
+// target's ends of the pipes handPipes sent, its userfaultfd (gocr's copy
+// by pidfd_getfd), and its error. Until then it returns errSetupPending
+// and takes nothing but what the setup wrote so far, for the cure to
+// close.
+func (p *Parasite) takeSetup() error {
+	if p.setupTaken {
+		return p.setupErr
+	}
+	ctl := p.local[ctlOff : ctlOff+ctlSize]
+	fd := func(off int) int64 { return int64(int32(binary.LittleEndian.Uint32(ctl[off:]))) }
+	ret := int32(sharedword.Load(p.local, ctlOff+ctlSetupRet))
+	p.remoteDataFd = [2]int64{fd(ctlDataFd), fd(ctlDataFd + 4)}
+	p.remoteCmdFd = fd(ctlCmdFd)
+	if p.handed == 4 {
+		p.remoteLife = fd(ctlLife)
+	}
+	if p.uffdFlags != 0 && fd(ctlUffd) >= 0 {
+		p.remoteUffd = fd(ctlUffd)
+	}
+	if ret == setupPending {
+		return errSetupPending
+	}
+	// Done at all, the setup closed these first.
+	p.remoteMemfd, p.remoteMoved = -1, -1
+	p.setupTaken = true
+	if ret < 0 {
+		err := unix.Errno(-ret)
+		p.setupErr = fmt.Errorf("parasite setup in %d: %w", p.pid, err)
+		if err == unix.EMFILE {
+			p.setupErr = fmt.Errorf("parasite setup in %d: take the pipes: %w (its open file limit?)", p.pid, err)
+		}
+		return p.setupErr
+	}
+	p.takeUserfaultfd(p.uffdFlags, int32(fd(ctlUffd)))
+	return nil
+}
+
+// errSetupPending: the blob's setup is not done (takeSetup).
+var errSetupPending = errors.New("the parasite's setup is not done")
 
 // inject runs one system call in the infected thread (ptrace.Injection)
 // and returns its result or its errno. A signal the infection's first

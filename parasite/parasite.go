@@ -11,9 +11,10 @@
 //  1. Infect (infect.go) saves the thread's registers, xstate and signal
 //     mask, and through injected system calls (ptrace.Injection, which
 //     blocks every signal and returns the thread to its own state should
-//     gocr die in the middle of one) maps a region that gocr maps too, makes
-//     the page pipes, the file socket and the command pipe, copies the
-//     blob in and starts it. The blob serves commands written into the
+//     gocr die in the middle of one) maps a region that gocr maps too and
+//     makes the file socket, sends the page pipes and the command pipe on
+//     it, copies the blob in and starts it; the blob's first command, the
+//     setup, takes them. The blob serves commands written into the
 //     region and announced on the command pipe, and answers through a
 //     futex (command.go): no signal is ever raised in the target.
 //  2. Read state: DumpState (state.go) for sigactions, sigaltstack,
@@ -25,10 +26,12 @@
 //  4. Cure (cure.go) stops the blob, closes and unmaps what was injected
 //     and puts the thread back in its event stop as Infect found it.
 //
-// Should gocr die in between, the blob reads EOF on the command pipe and
-// returns the thread to its own code through a signal frame Infect built
-// of it (sigframe_amd64.go); threads in the thread-state stub do the same
-// on their lifeline pipe.
+// Should gocr die in between, the blob reads EOF on the command pipe,
+// closes what was injected and returns the thread to its own code the
+// way a detached injected call does (ptrace.Injection.Entry), unmapping
+// its region on the way; threads in the thread-state stub return through
+// signal frames gocr built of them in the region, at their lifeline
+// pipe's EOF.
 package parasite
 
 import (
@@ -86,12 +89,14 @@ type Parasite struct {
 
 	// What has been done to the target, so Cure undoes exactly that; -1
 	// or 0 where it has not (yet) been done.
-	remoteMemfd  int64    // the region's memfd, until it is mapped
+	remoteMemfd  int64    // the region's memfd, until the setup closes it
+	remoteMoved  int64    // the target's copy of gocr's socket end, likewise
 	remoteBase   uint64   // where the region is mapped
 	remoteDataFd [2]int64 // write ends of the page pipes
 	remoteSock   int64    // the target's end of the fd-passing socket
 	remoteCmdFd  int64    // read end of the command pipe
 	remoteLife   int64    // read end of the threads' lifeline pipe (ThreadStates)
+	remoteUffd   int64    // the userfaultfd the setup made, taken by gocr as uffd
 	remoteFiles  []int64  // files handed over by PassFile
 	running      bool     // the thread runs the blob
 	// threadsAdrift: ReturnAll failed, so a thread may still be in the
@@ -108,7 +113,14 @@ type Parasite struct {
 	sentFiles map[uintptr]int64 // gocr's fd -> the target's, of PassFile
 	cmdw      int               // write end of the command pipe
 	lifew     int               // write end of the lifeline pipe
-	seq       uint32            // the last command's sequence number
+	handed    int               // how many pipe ends handPipes sent the target
+	uffdFlags uint64            // the setup's userfaultfd flags
+	// The blob was started (its setup may have run), and the setup's
+	// outcome, once takeSetup has taken it.
+	started    bool
+	setupTaken bool
+	setupErr   error
+	seq        uint32 // the last command's sequence number
 	// stateAttrs is what DumpState read of Attrs, until Attrs takes it.
 	stateAttrs *Attrs
 

@@ -47,7 +47,7 @@ func (p *Parasite) TakeSnapshot(rseqAddr uint64, rseqLen uint32) (_ *Snapshot, e
 		return nil, fmt.Errorf("snapshot of %d: %w", p.pid, err)
 	}
 	s := &Snapshot{pidfd: -1}
-	ch := &Parasite{pid: int(pid), local: p.local, remoteSock: p.remoteSock, seq: p.seq, running: true,
+	ch := &Parasite{pid: int(pid), local: p.local, remoteSock: p.remoteSock, seq: p.seq, running: true, setupTaken: true,
 		sentFiles: map[uintptr]int64{}, cmdw: -1, sock: -1, lifew: -1, pidfd: -1, uffd: -1}
 	s.ch = ch
 	// The snapshot process reads the parasite's command pipe: should

@@ -102,10 +102,14 @@ func (p *Parasite) ThreadStates(tids []int, xstates [][]byte) ([]ThreadState, er
 func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ []ThreadState, err error) {
 	clear(p.local[dataOff : dataOff+len(tids)*blockSize])
 	sharedword.Store(p.local, threadsDoneOff, 0)
+	// Should gocr die from here until every thread is back, the
+	// parasite's self-cure leaves the region and the lifeline to the
+	// threads that may still need them (parasite/c/abi.h stubs).
+	sharedword.Store(p.local, ctlOff+ctlStubs, 1)
 	borrowed, err := p.t.RunAll(tids, func(i int, b *ptrace.Borrowed, r *ptrace.Regs) error {
 		block := dataOff + i*blockSize
 		frameAt := p.remoteBase + uint64(block+threadFrameOff)
-		frame, err := signalFrame(&b.Regs, xstates[i], b.Mask, frameAt)
+		frame, err := ptrace.Sigframe(&b.Regs, xstates[i], b.Mask, frameAt)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", b.Tid, err)
 		}
@@ -120,7 +124,9 @@ func (p *Parasite) threadStates(tids []int, xstates [][]byte, blockSize int) (_ 
 			if err == nil {
 				err = fmt.Errorf("restore threads after reading their state: %w", rerr)
 			}
+			return
 		}
+		sharedword.Store(p.local, ctlOff+ctlStubs, 0)
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("run the thread-state stub: %w", err)

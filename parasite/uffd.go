@@ -12,6 +12,11 @@ import (
 // infection made (Options.Userfaultfd), or -1 and why there is none; the
 // caller closes it. Until taken, it is closed with the parasite.
 func (p *Parasite) TakeUserfaultfd() (int, error) {
+	if p.running {
+		if err := p.awaitSetup(); err != nil {
+			return -1, err
+		}
+	}
 	fd, err := p.uffd, p.uffdErr
 	p.uffd = -1
 	if fd < 0 && err == nil {
@@ -20,39 +25,29 @@ func (p *Parasite) TakeUserfaultfd() (int, error) {
 	return fd, err
 }
 
-// makeUserfaultfd makes a userfaultfd(2) in the process with flags (none
-// if 0) and keeps gocr's copy of it (pidfd_getfd(2)); the process's own
-// fd is closed again, so the process holds nothing new. A userfaultfd
-// acts on the memory of the process that made it, whoever issues its
-// ioctls (fs/userfaultfd.c: the context takes its creator's mm), which is
-// how gocr tracks a process's writes from outside (package wptrack).
-// It is made while system calls can still be injected, before the blob
-// runs in the thread. Failing to make one fails nothing else: the caller
-// learns why from TakeUserfaultfd.
-func (p *Parasite) makeUserfaultfd(flags uint64) error {
-	if flags != 0 {
-		p.uffd, p.uffdErr = p.userfaultfd(flags)
+// takeUserfaultfd keeps gocr's copy (pidfd_getfd(2)) of the
+// userfaultfd(2) the setup made in the process with flags (none if 0),
+// whose number or error is in the control block (parasite/c/abi.h
+// PCMD_SETUP). The process's own fd is closed with the other injected
+// ones at the cure, so the process keeps nothing new. A userfaultfd acts
+// on the memory of the process that made it, whoever issues its ioctls
+// (fs/userfaultfd.c: the context takes its creator's mm), which is how
+// gocr tracks a process's writes from outside (package wptrack). Failing
+// to make one fails nothing else: the caller learns why from
+// TakeUserfaultfd.
+func (p *Parasite) takeUserfaultfd(flags uint64, remote int32) {
+	if flags == 0 {
+		return
 	}
-	return nil
-}
-
-func (p *Parasite) userfaultfd(flags uint64) (int, error) {
-	fd, err := p.inject(unix.SYS_USERFAULTFD, flags)
+	if remote < 0 {
+		p.uffdErr = fmt.Errorf("userfaultfd in pid %d: %w", p.pid, unix.Errno(-remote))
+		return
+	}
+	p.remoteUffd = int64(remote)
+	local, err := unix.PidfdGetfd(p.pidfd, int(remote), 0)
 	if err != nil {
-		return -1, fmt.Errorf("userfaultfd in pid %d: %w", p.pid, err)
+		p.uffdErr = fmt.Errorf("pidfd_getfd of pid %d's userfaultfd: %w", p.pid, err)
+		return
 	}
-	local, err := unix.PidfdGetfd(p.pidfd, int(fd), 0)
-	if err != nil {
-		local, err = -1, fmt.Errorf("pidfd_getfd of pid %d's userfaultfd: %w", p.pid, err)
-	}
-	if _, cerr := p.inject(unix.SYS_CLOSE, fd); cerr != nil && err == nil {
-		err = fmt.Errorf("close pid %d's userfaultfd: %w", p.pid, cerr)
-	}
-	if err != nil {
-		if local >= 0 {
-			unix.Close(local)
-		}
-		return -1, err
-	}
-	return local, nil
+	p.uffd = local
 }

@@ -192,6 +192,16 @@ func (in *Injection) Regs() Regs     { return in.saved }
 func (in *Injection) Xstate() []byte { return in.xstate }
 func (in *Injection) Mask() uint64   { return in.mask }
 
+// Entry is where every injected call starts and the rsp it starts with.
+// Code of the thread's own that jumps to rip with rsp = sp, the call's
+// number in rax and its arguments in rdi, rsi, rdx, r10, r8, r9, runs that
+// call and then rt_sigreturn into the thread as PrepareInjection found it,
+// traced or not: the way out of code gocr put in the process (a parasite
+// whose tracer is gone) that leaves nothing of that code behind. The
+// frame and, without a vDSO, the chain stay on the thread's stack until
+// the Injection is done with, as every call needs them.
+func (in *Injection) Entry() (rip, sp uint64) { return in.gadget, in.sp }
+
 // Syscall makes the thread execute system call nr with args (at most six,
 // in rdi, rsi, rdx, r10, r8, r9, per the x86-64 syscall ABI) and returns
 // the raw rax (negative = -errno, see SyscallError). The thread is left in

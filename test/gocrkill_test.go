@@ -19,16 +19,19 @@ import (
 
 // TestGocrKilledMidDump: gocr is SIGKILLed while its parasite runs in the
 // target (held there by the testhook.PauseAfterInfect hook). Nobody else
-// has the target's registers, so the parasite must notice (its socket to
-// gocr hangs up), close what was injected and rt_sigreturn to the target's
-// own code. The target must go on counting exactly, untraced, and pass its
-// own check; the image directory must not look complete.
+// has the target's registers, so the parasite must notice (its command
+// pipe from gocr reaches EOF), close what was injected, unmap its region
+// and rt_sigreturn to the target's own code. The target must go on
+// counting exactly, untraced, with the fds and mappings it had before the
+// dump and none of gocr's, and pass its own check; the image directory
+// must not look complete.
 func TestGocrKilledMidDump(t *testing.T) {
 	// counter: exact continuation; regs: every vector register comes
 	// back through the signal frame's xsave area; sleeper and pauser:
 	// nanosleep (restart_syscall) and pause (-ERESTARTNOHAND) interrupted
-	// by the freeze restart as if nothing happened.
-	for _, name := range []string{"counter", "regs", "sleeper", "pauser"} {
+	// by the freeze restart as if nothing happened; novdso: the way out
+	// is the chain of the process's own code, not the vDSO's gadget.
+	for _, name := range []string{"counter", "regs", "sleeper", "pauser", "novdso"} {
 		t.Run(name, func(t *testing.T) { testGocrKilledMidDump(t, name) })
 	}
 }
@@ -36,7 +39,12 @@ func TestGocrKilledMidDump(t *testing.T) {
 func testGocrKilledMidDump(t *testing.T, name string) {
 	needsRoot(t)
 	needsGocr(t)
-	tg := startTarget(t, name)
+	var args []string
+	if name == "novdso" {
+		args = []string{"all"}
+	}
+	tg := startTarget(t, name, args...)
+	before := fdsAndMaps(t, tg.pid)
 	dir := t.TempDir()
 	cmd := startGocr(t, testhook.Setting(testhook.PauseAfterInfect, "5s"), "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
 	// Wait until gocr holds with the parasite running: killing it while
@@ -50,10 +58,10 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
 		t.Errorf("a killed dump left an inventory.img: the directory looks complete")
 	}
-	// The parasite checks for gocr every 200 ms.
-	time.Sleep(time.Second)
-	if fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd")); len(fds) > 4 {
-		t.Errorf("pid %d has %d fds after self-cure; the injected ones should be closed", tg.pid, len(fds))
+	waitUntraced(t, tg.pid)
+	waitNoParasite(t, tg.pid)
+	if extra := fdsAndMaps(t, tg.pid).notIn(before); len(extra) > 0 {
+		t.Errorf("pid %d after self-cure has what it did not have before the dump: %q", tg.pid, extra)
 	}
 	if name == "counter" {
 		checkIntactCounter(t, tg)
@@ -71,8 +79,8 @@ func testGocrKilledMidDump(t *testing.T, name string) {
 // pause-injected-syscall-* hooks hold it there): with the first call's
 // registers set but the call not yet run, in the syscall-enter-stop of
 // the first call (memfd_create), of the mmap (the 2nd), and of the last
-// call before the parasite starts (the 5th, after socketpair and
-// close_range: the recvmsg that takes its pipes). The kernel detaches the thread, which runs the
+// call before the parasite starts (the 3rd: the socketpair). The kernel
+// detaches the thread, which runs the
 // call, then rt_sigreturn through the frame gocr wrote on its stack
 // (ptrace.Injection): the counter must count on exactly, untraced, and
 // pass its own check; the regs target must get every vector register
@@ -87,7 +95,7 @@ func TestGocrKilledInInjectedSyscall(t *testing.T) {
 		{"FirstSet", "counter", testhook.PauseInjectedSyscallSet, "1", nil},
 		{"FirstEntered", "counter", testhook.PauseInjectedSyscallEntered, "1", nil},
 		{"MmapEntered", "counter", testhook.PauseInjectedSyscallEntered, "2", nil},
-		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "5", nil},
+		{"LastEntered", "counter", testhook.PauseInjectedSyscallEntered, "3", nil},
 		{"RegsMmapEntered", "regs", testhook.PauseInjectedSyscallEntered, "2", nil},
 		{"NoVdsoFirstSet", "novdso", testhook.PauseInjectedSyscallSet, "1", []string{"all"}},
 		{"NoVdsoMmapEntered", "novdso", testhook.PauseInjectedSyscallEntered, "2", []string{"all"}},
@@ -185,11 +193,12 @@ func TestGocrKilledMidPageStreams(t *testing.T) {
 	for {
 		tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "task"))
 		fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
-		if len(tasks) == 1 && len(fds) <= 4 {
+		if len(tasks) == 1 && len(fds) <= 4 && !hasParasite(tg.pid) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still has %d threads and %d fds 10 s after gocr died; want 1 thread and its own 4 fds", tg.pid, len(tasks), len(fds))
+			t.Fatalf("pid %d still has %d threads and %d fds 10 s after gocr died (the parasite's region mapped: %v); want 1 thread, its own 4 fds and no region",
+				tg.pid, len(tasks), len(fds), hasParasite(tg.pid))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -324,6 +333,79 @@ func killGocr(t *testing.T, cmd *runningGocr) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
+}
+
+// waitNoParasite waits until the parasite's region is gone from pid's
+// mappings: a parasite that cured itself unmapped it on its way out.
+func waitNoParasite(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for hasParasite(pid) {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "maps"))
+			t.Fatalf("pid %d still maps the parasite's region 5 s after gocr died:\n%s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// procHoldings is what a process holds as /proc shows it: each fd with
+// what it names ("fd 3 -> pipe:[123]"), each mapping's line of
+// /proc/PID/maps (man 5 proc_pid_maps).
+type procHoldings []string
+
+func fdsAndMaps(t *testing.T, pid int) procHoldings {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	ents, err := os.ReadDir(filepath.Join(dir, "fd"))
+	if err != nil {
+		t.Fatalf("pid %d: %v", pid, err)
+	}
+	var h procHoldings
+	for _, e := range ents {
+		link, _ := os.Readlink(filepath.Join(dir, "fd", e.Name()))
+		h = append(h, "fd "+e.Name()+" -> "+link)
+	}
+	maps, err := os.ReadFile(filepath.Join(dir, "maps"))
+	if err != nil {
+		t.Fatalf("pid %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(maps)), "\n") {
+		h = append(h, line)
+	}
+	return h
+}
+
+// notIn lists what h holds that before did not. The stack and the heap
+// may grow meanwhile: those lines are compared by name only.
+func (h procHoldings) notIn(before procHoldings) []string {
+	had := map[string]bool{}
+	for _, s := range before {
+		had[s] = true
+		if name := growing(s); name != "" {
+			had[name] = true
+		}
+	}
+	var extra []string
+	for _, s := range h {
+		if name := growing(s); name != "" && had[name] {
+			continue
+		}
+		if !had[s] {
+			extra = append(extra, s)
+		}
+	}
+	return extra
+}
+
+// growing is "[stack]" or "[heap]" for such a line of /proc/PID/maps.
+func growing(line string) string {
+	for _, name := range []string{"[stack]", "[heap]"} {
+		if strings.HasSuffix(line, " "+name) {
+			return name
+		}
+	}
+	return ""
 }
 
 func hasParasite(pid int) bool {

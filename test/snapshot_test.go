@@ -203,14 +203,10 @@ func TestLeaveRunningSnapshotGocrKilled(t *testing.T) {
 			}
 			checkNoSnapshotLeft(t, tg)
 			// Cured by gocr, or by itself at the command pipe's EOF:
-			// every injected fd is closed, leaving stdio, but for the
-			// read end of the threads' lifeline pipe, which a
-			// self-cured process of two threads keeps (its region
-			// stays mapped too: docs/INTERNALS.md, dump step 3).
+			// every injected fd is closed, leaving stdio, and the
+			// parasite's region is unmapped (docs/INTERNALS.md, dump
+			// step 3).
 			want := 3
-			if hook == testhook.PauseAfterSnapshot {
-				want = 4
-			}
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
@@ -222,6 +218,7 @@ func TestLeaveRunningSnapshotGocrKilled(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+			waitNoParasite(t, tg.pid)
 			assertUntouched(t, tg.pid)
 			checkResult(t, tg, tg.pid)
 		})

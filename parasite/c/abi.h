@@ -37,6 +37,7 @@
 #define PCMD_POSIX_TIMERS 6
 #define PCMD_SNAPSHOT 7
 #define PCMD_RELEASE 8
+#define PCMD_SETUP 9 /* the setup, below: not a command gocr sends */
 #define PCMD_ATTRS 16
 #define PCMD_PEER_PIDS 17
 
@@ -47,7 +48,26 @@
  * cmd_seq and wakes it (futex). The parasite waits in a plain read(): an
  * untimed wait, so an interruption never replaces the thread's restart
  * block (a timed futex or poll would, kernel/futex/waitwait.c), and the
- * pipe's EOF tells it gocr died. */
+ * pipe's EOF tells it gocr died.
+ *
+ * Before the first command the blob sets itself up, from fields gocr
+ * writes before it starts it (PCMD_SETUP names what it does; it is never
+ * sent): it closes the region's memfd and the target's copy of gocr's
+ * socket end (memfd, moved), takes its pipes from the socket in one
+ * recvmsg (setup_fds of them: the two page pipes' write ends, the command
+ * pipe's read end and, with setup_fds = 4, the threads' lifeline's read
+ * end, into data_fd, cmd_fd and life), and, with uffd_flags nonzero,
+ * makes a userfaultfd with those flags (uffd: its fd or -errno). Each of
+ * these in the blob is a system call of the thread's own, where injected
+ * it would be two ptrace stops. setup_ret is PARASITE_SETUP_PENDING until
+ * the setup is done, then 0 or -errno (woken as a futex); gocr need not
+ * wait for it: its first command waits in the command pipe, written
+ * before the blob has taken the pipe, and is answered only after a
+ * setup that worked. A failed setup sets done_seq to
+ * PARASITE_SETUP_FAILED and wakes it, so that a command's waiter learns
+ * of it. */
+#define PARASITE_SETUP_PENDING 1
+#define PARASITE_SETUP_FAILED 0xffffffffU
 struct parasite_ctl {
 	u32 cmd_seq;
 	u32 done_seq;
@@ -57,7 +77,17 @@ struct parasite_ctl {
 	s32 data_fd[2]; /* write ends of the two page pipes, in the target's fd table */
 	s32 sock;       /* the target's end of gocr's socket, for passing files */
 	s32 cmd_fd;     /* read end of the command pipe: a byte per command, EOF when gocr is gone */
-	u64 frame;      /* offset of the rt_sigframe that puts the thread back */
+	u64 cure_rip;   /* where an injected system call starts (ptrace.Injection), */
+	u64 cure_sp;    /* and its rsp: the thread's own signal frame on its stack */
+	s32 memfd;      /* the region's memfd, closed by the setup */
+	s32 moved;      /* the target's copy of gocr's socket end, closed by the setup */
+	s32 life;       /* read end of the threads' lifeline, or -1 */
+	s32 uffd;       /* the setup's userfaultfd, or -errno; -1 when none was asked for */
+	u32 stubs;      /* nonzero while a thread-state stub may run in the region */
+	s32 setup_ret;  /* PARASITE_SETUP_PENDING, then the setup's 0 or -errno */
+	u32 setup_fds;  /* how many fds the setup takes from the socket: 3 or 4 */
+	u32 pad;
+	u64 uffd_flags; /* the setup's userfaultfd flags; 0: none */
 };
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_seq, 0);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, done_seq, 4);
@@ -67,19 +97,31 @@ BUILD_BUG_ON_OFFSET(struct parasite_ctl, args, 16);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, data_fd, 48);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, sock, 56);
 BUILD_BUG_ON_OFFSET(struct parasite_ctl, cmd_fd, 60);
-BUILD_BUG_ON_OFFSET(struct parasite_ctl, frame, 64);
-_Static_assert(sizeof(struct parasite_ctl) == 72, "parasite_ctl size");
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, cure_rip, 64);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, cure_sp, 72);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, memfd, 80);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, moved, 84);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, life, 88);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, uffd, 92);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, stubs, 96);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, setup_ret, 100);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, setup_fds, 104);
+BUILD_BUG_ON_OFFSET(struct parasite_ctl, uffd_flags, 112);
+_Static_assert(sizeof(struct parasite_ctl) == 120, "parasite_ctl size");
 
 /* If gocr dies while the parasite runs (the command pipe reaches EOF),
- * nobody else knows the thread's registers: gocr leaves a ready
- * rt_sigframe (arch/x86/include/asm/sigframe.h) at ctl->frame, and the
- * parasite closes what was injected and rt_sigreturns through it. The
- * region itself stays mapped: a thread cannot unmap the code it runs. */
-#define PARASITE_FRAME_OFF PARASITE_STACK_OFF
-/* Where the parasite reaches into that frame (gocr builds the rest,
- * parasite/sigframe_amd64.go): rt_sigreturn wants rsp at the frame's
+ * nobody else knows the thread's registers. The parasite closes what was
+ * injected and leaves the way an injected system call does: at cure_rip
+ * with rsp = cure_sp, that call's code runs one system call (rax, rdi,
+ * rsi) and then rt_sigreturn through the frame gocr wrote on the thread's
+ * stack, which puts back the thread as gocr found it. The call is munmap
+ * of the whole region: the code doing it is outside the region, so the
+ * region goes too. While a thread-state stub may run in the region
+ * (stubs), it stays mapped and the call is getpid. A thread-state stub
+ * uses a frame in the region instead (parasite_thread_state below); the
+ * parasite reaches into it here: rt_sigreturn wants rsp at the frame's
  * struct ucontext, right after pretcode (arch/x86/kernel/signal_64.c
- * rt_sigreturn: frame = sp - sizeof(long)), and the parasite fills in
+ * rt_sigreturn: frame = sp - sizeof(long)), and the stub fills in
  * uc_stack, after uc_flags and uc_link
  * (arch/x86/include/uapi/asm/ucontext.h). */
 #define PARASITE_SIGFRAME_UC 8
@@ -304,8 +346,8 @@ _Static_assert(PARASITE_STREAMS_OFF + PARASITE_STREAMS_MAX * 64 <= PARASITE_SNAP
  * counts itself done and wakes the counter's futex, then waits in read()
  * on the lifeline until gocr interrupts it and puts its registers back.
  * If read() returns at all, gocr is gone (EOF): the thread puts its own
- * alternate stack into the frame and rt_sigreturns through it, as the
- * parasite's own thread does (self_cure). read() on a pipe, untimed,
+ * alternate stack into the frame and rt_sigreturns through it (the
+ * region stays mapped: see stubs in struct parasite_ctl). read() on a pipe, untimed,
  * never replaces the thread's restart block. */
 #define PARASITE_THREAD_STUB_OFF 0x40
 /* One per thread, 64-byte aligned; gocr puts the thread's rt_sigframe 128

@@ -729,34 +729,118 @@ struct received {
 };
 
 /* gocr is gone: close everything injected and return the thread to its
- * own code with the frame gocr prepared. The frame's uc_stack must be the
- * thread's current alternate stack (rt_sigreturn sets it), which the
- * parasite never changed: read it into the frame first. */
+ * own code the way an injected system call does (abi.h cure_rip): that
+ * call unmaps the region, unless a thread-state stub may still run in it
+ * (abi.h stubs), and rt_sigreturn through the thread's own frame on its
+ * stack puts back its registers, extended state and signal mask. The
+ * lifeline stays open then too: a stub that has not reached its read()
+ * yet must not read another file that took the number. */
 static __attribute__((noreturn)) void self_cure(struct parasite_ctl *ctl, u8 *base, const struct received *rcv)
 {
+	int stubs = __atomic_load_n(&ctl->stubs, __ATOMIC_ACQUIRE) != 0;
 	for (int i = 0; i < 2; i++)
 		sys1(__NR_close, ctl->data_fd[i]);
 	for (int i = 0; i < rcv->n; i++)
 		sys1(__NR_close, rcv->fds[i]);
 	sys1(__NR_close, ctl->sock);
 	sys1(__NR_close, ctl->cmd_fd);
-	u8 *frame = base + ctl->frame;
-	sys2(__NR_sigaltstack, NULL, frame + PARASITE_SIGFRAME_UC_STACK);
-	u32 *flags = (u32 *)(frame + PARASITE_SIGFRAME_UC_STACK + SS_FLAGS_OFF);
-	*flags &= ~(u32)SS_ONSTACK;
-	__asm__ volatile("mov %0, %%rsp\n"
-			 "mov %1, %%eax\n"
-			 "syscall\n"
-			 "ud2\n"
+	if (ctl->uffd >= 0)
+		sys1(__NR_close, ctl->uffd);
+	if (!stubs && ctl->life >= 0)
+		sys1(__NR_close, ctl->life);
+	u64 nr = stubs ? __NR_getpid : __NR_munmap;
+	u64 rip = ctl->cure_rip, sp = ctl->cure_sp;
+	/* Nothing of the region is touched after the jump: the registers
+	 * hold all the call needs. */
+	__asm__ volatile("mov %1, %%rsp\n"
+			 "jmp *%0\n"
 			 :
-			 : "r"(frame + PARASITE_SIGFRAME_UC), "i"(__NR_rt_sigreturn)
+			 : "r"(rip), "r"(sp), "a"(nr), "D"(base), "S"((u64)PARASITE_REGION_SIZE)
 			 : "memory");
 	__builtin_unreachable();
 }
 
+#define __NR_userfaultfd 323
+#define MSG_CTRUNC 0x8
+#define MSG_CMSG_CLOEXEC 0x40000000
+#define EMFILE 24
+
+/* The setup's record from gocr's socket: SCM_RIGHTS with up to four fds
+ * (struct cmsghdr, include/linux/socket.h: CMSG_LEN(4 * sizeof(int)) is
+ * 32). */
+struct kcmsg_fds {
+	u64 len;
+	s32 level;
+	s32 type;
+	s32 fds[4];
+};
+
+/* setup is the blob's setup (abi.h PCMD_SETUP). The memfd and gocr's
+ * socket end go first: whatever fails after, they are closed. A record
+ * that brought fewer fds than it carried (at RLIMIT_NOFILE the kernel
+ * drops the rest and sets MSG_CTRUNC, net/core/scm.c scm_detach_fds)
+ * fails with EMFILE, the fds that came closed. */
+static long setup(struct parasite_ctl *ctl)
+{
+	sys1(__NR_close, ctl->memfd);
+	sys1(__NR_close, ctl->moved);
+	if (ctl->uffd_flags)
+		ctl->uffd = (s32)sys1(__NR_userfaultfd, ctl->uffd_flags);
+	u32 n = ctl->setup_fds;
+	if (n < 3 || n > 4)
+		return -EINVAL;
+	char byte;
+	struct parasite_iovec iov = {(u64)&byte, 1};
+	struct kcmsg_fds cm;
+	struct kmsghdr msg = {
+		.iov = &iov,
+		.iovlen = 1,
+		.control = &cm,
+		.controllen = sizeof(cm),
+	};
+	nl_memset(&cm, 0, sizeof(cm));
+	long ret = sys3(__NR_recvmsg, ctl->sock, &msg, MSG_CMSG_CLOEXEC);
+	if (ret < 0)
+		return ret;
+	/* SOL_SOCKET 1, SCM_RIGHTS 1 (include/uapi/asm-generic/socket.h,
+	 * include/linux/socket.h). */
+	u32 got = 0;
+	if (msg.controllen >= 16 && cm.level == 1 && cm.type == 1 && cm.len >= 16)
+		got = (u32)((cm.len - 16) / 4);
+	if (got > 4)
+		got = 4;
+	if (got != n || (msg.flags & MSG_CTRUNC)) {
+		for (u32 i = 0; i < got; i++)
+			sys1(__NR_close, cm.fds[i]);
+		return -EMFILE;
+	}
+	ctl->data_fd[0] = cm.fds[0];
+	ctl->data_fd[1] = cm.fds[1];
+	ctl->cmd_fd = cm.fds[2];
+	ctl->life = n == 4 ? cm.fds[3] : -1;
+	return 0;
+}
+
+/* The blob's entry: the setup, then commands. A failed setup has no
+ * command pipe: the parasite waits on the socket instead, whose EOF is
+ * gocr gone too, for gocr to cure it. */
 void parasite_main(struct parasite_ctl *ctl)
 {
-	serve(ctl, (u8 *)ctl - PARASITE_CTL_OFF, 0, 0);
+	u8 *base = (u8 *)ctl - PARASITE_CTL_OFF;
+	long ret = setup(ctl);
+	__atomic_store_n(&ctl->setup_ret, (s32)ret, __ATOMIC_RELEASE);
+	futex_wake((u32 *)&ctl->setup_ret);
+	if (ret < 0) {
+		__atomic_store_n(&ctl->done_seq, PARASITE_SETUP_FAILED, __ATOMIC_RELEASE);
+		futex_wake(&ctl->done_seq);
+		struct received none = {.n = 0};
+		for (;;) {
+			char b;
+			if (sys3(__NR_read, ctl->sock, &b, 1) == 0)
+				self_cure(ctl, base, &none);
+		}
+	}
+	serve(ctl, base, 0, 0);
 }
 
 /* serve runs commands until gocr stops the thread (the parasite) or says
