@@ -40,9 +40,11 @@ func (p *Parasite) cure() error {
 		}
 		p.running = false
 	}
-	if p.started {
+	if p.started && p.local != nil {
 		// What the blob's setup made, done or not, is the cure's to
-		// close; its error is not the cure's.
+		// close; its error is not the cure's. (Without p.local, a
+		// snapshot took the region: every command, the setup's
+		// first, was answered.)
 		p.takeSetup()
 	}
 	errs := p.removeInjected()
@@ -62,7 +64,7 @@ func (p *Parasite) removeInjected() (errs []error) {
 	if !p.threadsAdrift {
 		first = append(first, &p.remoteLife)
 	}
-	if p.local != nil && !p.helpersRunning() {
+	if p.helpersGone || p.local != nil && !p.helpersRunning() {
 		// The usual case: every fd at once, in as few close_range
 		// calls as their numbers allow (one, where they follow each
 		// other), each a round trip with the frozen thread.

@@ -103,6 +103,9 @@ type Parasite struct {
 	// stub; it must find the region and the lifeline's read end there
 	// when gocr's write end closes and it returns through its frame.
 	threadsAdrift bool
+	// helpersGone: no page-stream helper thread runs in the region, as
+	// TakeSnapshot found when it gave the region's mapping away.
+	helpersGone bool
 
 	// gocr's side of the infection.
 	local     []byte            // gocr's mapping of the shared region

@@ -86,7 +86,11 @@ func (p *Parasite) TakeSnapshot(rseqAddr uint64, rseqLen uint32) (_ *Snapshot, e
 		return nil, err
 	}
 	// gocr's mapping of the region is the snapshot's from now on: the
-	// cure unmaps the region from the process, not from gocr.
+	// cure unmaps the region from the process, not from gocr. No
+	// page-stream helper of the parasite's runs now (each is joined
+	// within its command), and p takes no command after this one to
+	// start another: the cure need not look for them.
+	p.helpersGone = !p.helpersRunning()
 	p.local = nil
 	return s, nil
 }
