@@ -196,8 +196,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	release := func() {
 		if !released {
 			released = true
-			tree.release(t)
-			frozenNs = time.Since(frozen).Nanoseconds()
+			if last := tree.release(t); !last.IsZero() {
+				frozenNs = last.Sub(frozen).Nanoseconds()
+			} else {
+				frozenNs = time.Since(frozen).Nanoseconds()
+			}
 		}
 	}
 	defer func() {

@@ -307,25 +307,36 @@ func freeze(ctx context.Context, t *ptrace.Tracer, pid int) (*frozenProc, error)
 	}
 }
 
-// release lets every thread run on as it was, giving back caught signals.
-func (fp *frozenProc) release(t *ptrace.Tracer) {
+// release lets every thread run on as it was, giving back caught signals,
+// and returns when it let the last one go (zero if none): the moment
+// the process ran on, which the return may come milliseconds after, as
+// the thread the detach wakes can take gocr's CPU before gocr's thread
+// is back from the call (kernel/sched: a woken task may preempt the
+// waker).
+func (fp *frozenProc) release(t *ptrace.Tracer) (last time.Time) {
 	for _, tid := range fp.tids {
 		if err := requeue(t, tid, fp.sigs[tid]); err != nil {
 			fmt.Fprintf(os.Stderr, "gocr: warning: pid %d thread %d: %v\n", fp.pid, tid, err)
 		}
+		last = time.Now()
 		t.Detach(tid, 0)
 	}
 	fp.tids = nil
+	return last
 }
 
-// release lets the whole tree run on, children first.
-func (tr *frozenTree) release(t *ptrace.Tracer) {
+// release lets the whole tree run on, children first, and returns when
+// it let the last thread go (frozenProc.release).
+func (tr *frozenTree) release(t *ptrace.Tracer) (last time.Time) {
 	if tr == nil {
-		return
+		return last
 	}
 	for i := len(tr.procs) - 1; i >= 0; i-- {
-		tr.procs[i].release(t)
+		if at := tr.procs[i].release(t); !at.IsZero() {
+			last = at
+		}
 	}
+	return last
 }
 
 // kill ends every dumped process and waits until each has exited, so that
