@@ -296,7 +296,7 @@ func (p *Parasite) takeSetup() error {
 		err := unix.Errno(-ret)
 		p.setupErr = fmt.Errorf("parasite setup in %d: %w", p.pid, err)
 		if err == unix.EMFILE {
-			p.setupErr = fmt.Errorf("parasite setup in %d: take the pipes: %w (its open file limit?)", p.pid, err)
+			p.setupErr = fmt.Errorf("parasite setup in %d: its open file limit (RLIMIT_NOFILE) leaves no room for the parasite's pipes: %w", p.pid, err)
 		}
 		return p.setupErr
 	}

@@ -352,7 +352,8 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 	}
 	// The parasite holds four fds once in (two page pipes, the socket,
 	// the command pipe), and never more while it makes them
-	// (parasite/infect.go, handpipes.go); then one per page image passed.
+	// (parasite/infect.go, handpipes.go, the blob's setup in
+	// parasite/c/parasite.c); then one per page image passed.
 	// Room for two images: three streams asked, two given.
 	limit := uint64(len(entries) + 4 + 2)
 	if uint64(maxFd) >= limit {
@@ -375,6 +376,50 @@ func TestPageStreamsAtFdLimit(t *testing.T) {
 	pid := restoreDetached(t, tg, dir, nil)
 	checkTreeView(t, pid, before, nil)
 	checkResult(t, tg, pid)
+}
+
+// TestParasiteSetupAtFdLimit: a process with room for three more fds
+// (RLIMIT_NOFILE) takes the injected memfd and both ends of the file
+// socket, but not all three pipes the blob's setup then receives (the
+// kernel drops what does not fit, MSG_CTRUNC). The dump fails in one
+// line naming the limit; the process runs on with exactly the fds and
+// mappings it had, and passes its own check.
+func TestParasiteSetupAtFdLimit(t *testing.T) {
+	needsRoot(t)
+	needsGocr(t)
+	tg := startTarget(t, "counter")
+	waitCounter(t, tg, 10)
+	entries, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxFd := 0
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatalf("fd entry %q: %v", e.Name(), err)
+		}
+		maxFd = max(maxFd, n)
+	}
+	limit := uint64(len(entries) + 3)
+	if uint64(maxFd) >= limit {
+		t.Fatalf("target pid %d has fds up to %d, above the limit %d this test sets", tg.pid, maxFd, limit)
+	}
+	rl := unix.Rlimit{Cur: limit, Max: limit}
+	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
+		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
+	}
+	before := fdsAndMaps(t, tg.pid)
+	dir := t.TempDir()
+	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
+	assertRefused(t, r, []string{"pid " + strconv.Itoa(tg.pid), "open file limit"}, nil)
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err == nil {
+		t.Errorf("a failed dump left an inventory.img: the directory looks complete")
+	}
+	if extra := fdsAndMaps(t, tg.pid).notIn(before); len(extra) > 0 {
+		t.Errorf("pid %d after the failed dump has what it did not have before: %q", tg.pid, extra)
+	}
+	checkIntactCounter(t, tg)
 }
 
 // TestVmFlags: madvise advice (huge pages or not, fork behaviour, core
