@@ -3,6 +3,8 @@
 package test
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,12 +33,19 @@ func TestInetDumpFailsInRepair(t *testing.T) {
 				if how == "error" {
 					cmd = startGocr(t, testhook.Setting(testhook.FailInTCPCapture, "1"), args...)
 				} else {
-					cmd = startGocr(t, testhook.Setting(testhook.PauseAfterTCPRepairOn, "1s"), args...)
+					// gocr holds until the file exists: the SIGTERM
+					// comes while the connections are in repair mode,
+					// however slow the machine.
+					hold := filepath.Join(t.TempDir(), "go-on")
+					cmd = startGocr(t, testhook.Setting(testhook.PauseAfterTCPRepairOn, hold), args...)
 					waitHook(t, cmd, testhook.PauseAfterTCPRepairOn)
 					if n := inRepair(t, tg.pid); n == 0 {
 						t.Fatalf("gocr holds after turning repair mode on, but no TCP socket of pid %d is in it", tg.pid)
 					}
 					if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(hold, nil, 0o600); err != nil {
 						t.Fatal(err)
 					}
 				}

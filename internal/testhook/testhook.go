@@ -54,10 +54,10 @@ const (
 	// with the thread in the syscall-enter-stop of the Nth system call
 	// gocr injects.
 	PauseInjectedSyscallEntered = "pause-injected-syscall-entered"
-	// PauseAfterTCPRepairOn (a duration): hold a dump once every TCP
-	// connection is in repair mode (and, with --tcp-established, its
-	// nftables table made), before any is read, so a test can kill
-	// gocr there.
+	// PauseAfterTCPRepairOn (a duration, or a file path to hold until
+	// it exists: Hold): hold a dump once every TCP connection is in
+	// repair mode (and, with --tcp-established, its nftables table
+	// made), before any is read, so a test can kill or stop gocr there.
 	PauseAfterTCPRepairOn = "pause-after-tcp-repair-on"
 	// PauseAfterTCPCapture (a duration): hold a dump once every TCP
 	// connection is read and out of repair mode again, its nftables
