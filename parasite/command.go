@@ -52,6 +52,13 @@ func (p *Parasite) callValue(cmd uint32, args ...uint64) (int32, error) {
 	sharedword.Store(p.local, ctlOff+ctlCmdSeq, p.seq)
 	// The byte's value is not read: it only wakes the parasite's read().
 	if _, err := unix.Write(p.cmdw, []byte{1}); err != nil {
+		// EPIPE: no read end left, as after a setup that failed
+		// (the kernel drops the fds a truncated record could not
+		// install, the command pipe's read end among them): that is
+		// the reason to give.
+		if serr := p.awaitSetup(); serr != nil {
+			return 0, serr
+		}
 		return 0, fmt.Errorf("parasite command %d in %d: %w", cmd, p.pid, err)
 	}
 	ret, err := p.awaitAnswer(cmd)
