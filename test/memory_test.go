@@ -337,32 +337,12 @@ func TestPageStreamsRestoreTidTaken(t *testing.T) {
 func TestPageStreamsAtFdLimit(t *testing.T) {
 	needsRoot(t)
 	tg := startTarget(t, "memory", t.TempDir())
-	fdDir := filepath.Join("/proc", strconv.Itoa(tg.pid), "fd")
-	entries, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	maxFd := 0
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatalf("fd entry %q: %v", e.Name(), err)
-		}
-		maxFd = max(maxFd, n)
-	}
 	// The parasite holds four fds once in (two page pipes, the socket,
 	// the command pipe), and never more while it makes them
 	// (parasite/infect.go, handpipes.go, the blob's setup in
 	// parasite/c/parasite.c); then one per page image passed.
 	// Room for two images: three streams asked, two given.
-	limit := uint64(len(entries) + 4 + 2)
-	if uint64(maxFd) >= limit {
-		t.Fatalf("target pid %d has fds up to %d, above the limit %d this test sets", tg.pid, maxFd, limit)
-	}
-	rl := unix.Rlimit{Cur: limit, Max: limit}
-	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
-		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
-	}
+	leaveFdRoom(t, tg.pid, 4+2)
 	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
@@ -389,26 +369,7 @@ func TestParasiteSetupAtFdLimit(t *testing.T) {
 	needsGocr(t)
 	tg := startTarget(t, "counter")
 	waitCounter(t, tg, 10)
-	entries, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(tg.pid), "fd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	maxFd := 0
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatalf("fd entry %q: %v", e.Name(), err)
-		}
-		maxFd = max(maxFd, n)
-	}
-	limit := uint64(len(entries) + 3)
-	if uint64(maxFd) >= limit {
-		t.Fatalf("target pid %d has fds up to %d, above the limit %d this test sets", tg.pid, maxFd, limit)
-	}
-	rl := unix.Rlimit{Cur: limit, Max: limit}
-	if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
-		t.Fatalf("prlimit NOFILE of pid %d: %v", tg.pid, err)
-	}
+	leaveFdRoom(t, tg.pid, 3)
 	before := fdsAndMaps(t, tg.pid)
 	dir := t.TempDir()
 	r := runGocr(t, nil, "dump", "-t", strconv.Itoa(tg.pid), "-D", dir)
@@ -420,6 +381,32 @@ func TestParasiteSetupAtFdLimit(t *testing.T) {
 		t.Errorf("pid %d after the failed dump has what it did not have before: %q", tg.pid, extra)
 	}
 	checkIntactCounter(t, tg)
+}
+
+// leaveFdRoom sets pid's RLIMIT_NOFILE so that it has room for room more
+// fds than it has open, its fd numbers below the limit.
+func leaveFdRoom(t *testing.T, pid, room int) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxFd := 0
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatalf("fd entry %q: %v", e.Name(), err)
+		}
+		maxFd = max(maxFd, n)
+	}
+	limit := uint64(len(entries) + room)
+	if uint64(maxFd) >= limit {
+		t.Fatalf("target pid %d has fds up to %d, above the limit %d this test sets", pid, maxFd, limit)
+	}
+	rl := unix.Rlimit{Cur: limit, Max: limit}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &rl, nil); err != nil {
+		t.Fatalf("prlimit NOFILE of pid %d: %v", pid, err)
+	}
 }
 
 // TestVmFlags: madvise advice (huge pages or not, fork behaviour, core

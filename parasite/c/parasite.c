@@ -303,24 +303,38 @@ struct kcmsg_fd {
 	s32 pad;
 };
 
-static long recv_fd(int sock)
+/* recv_record receives one record on sock, its control data into
+ * control (len bytes, cleared first), and returns recvmsg's result;
+ * *controllen and *msg_flags are what the kernel reports of it
+ * (struct msghdr, man 2 recvmsg). */
+static long recv_record(int sock, void *control, u64 len, int flags, u64 *controllen, s32 *msg_flags)
 {
 	char byte;
 	struct parasite_iovec iov = {(u64)&byte, 1};
-	struct kcmsg_fd cm;
 	struct kmsghdr msg = {
 		.iov = &iov,
 		.iovlen = 1,
-		.control = &cm,
-		.controllen = sizeof(cm),
+		.control = control,
+		.controllen = len,
 	};
-	nl_memset(&cm, 0, sizeof(cm));
-	long ret = sys3(__NR_recvmsg, sock, &msg, 0);
+	nl_memset(control, 0, len);
+	long ret = sys3(__NR_recvmsg, sock, &msg, flags);
+	*controllen = msg.controllen;
+	*msg_flags = msg.flags;
+	return ret;
+}
+
+static long recv_fd(int sock)
+{
+	struct kcmsg_fd cm;
+	u64 clen;
+	s32 mflags;
+	long ret = recv_record(sock, &cm, sizeof(cm), 0, &clen, &mflags);
 	if (ret < 0)
 		return ret;
 	/* SOL_SOCKET 1, SCM_RIGHTS 1; cmsg_len = CMSG_LEN(sizeof(int)) = 20
 	 * (include/uapi/asm-generic/socket.h, include/linux/socket.h). */
-	if (msg.controllen < 20 || cm.level != 1 || cm.type != 1)
+	if (clen < 20 || cm.level != 1 || cm.type != 1)
 		return -EINVAL;
 	return cm.fd;
 }
@@ -789,27 +803,20 @@ static long setup(struct parasite_ctl *ctl)
 	u32 n = ctl->setup_fds;
 	if (n < 3 || n > 4)
 		return -EINVAL;
-	char byte;
-	struct parasite_iovec iov = {(u64)&byte, 1};
 	struct kcmsg_fds cm;
-	struct kmsghdr msg = {
-		.iov = &iov,
-		.iovlen = 1,
-		.control = &cm,
-		.controllen = sizeof(cm),
-	};
-	nl_memset(&cm, 0, sizeof(cm));
-	long ret = sys3(__NR_recvmsg, ctl->sock, &msg, MSG_CMSG_CLOEXEC);
+	u64 clen;
+	s32 mflags;
+	long ret = recv_record(ctl->sock, &cm, sizeof(cm), MSG_CMSG_CLOEXEC, &clen, &mflags);
 	if (ret < 0)
 		return ret;
 	/* SOL_SOCKET 1, SCM_RIGHTS 1 (include/uapi/asm-generic/socket.h,
 	 * include/linux/socket.h). */
 	u32 got = 0;
-	if (msg.controllen >= 16 && cm.level == 1 && cm.type == 1 && cm.len >= 16)
+	if (clen >= 16 && cm.level == 1 && cm.type == 1 && cm.len >= 16)
 		got = (u32)((cm.len - 16) / 4);
 	if (got > 4)
 		got = 4;
-	if (got != n || (msg.flags & MSG_CTRUNC)) {
+	if (got != n || (mflags & MSG_CTRUNC)) {
 		for (u32 i = 0; i < got; i++)
 			sys1(__NR_close, cm.fds[i]);
 		return -EMFILE;
