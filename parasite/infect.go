@@ -275,9 +275,12 @@ func (p *Parasite) takeSetup() error {
 	if p.setupTaken {
 		return p.setupErr
 	}
+	// setup_ret first: the blob stores it after every field it
+	// wrote (a release store, read here as an atomic load), so that a
+	// setup seen done is seen whole. One not done yet may be writing.
+	ret := int32(sharedword.Load(p.local, ctlOff+ctlSetupRet))
 	ctl := p.local[ctlOff : ctlOff+ctlSize]
 	fd := func(off int) int64 { return int64(int32(binary.LittleEndian.Uint32(ctl[off:]))) }
-	ret := int32(sharedword.Load(p.local, ctlOff+ctlSetupRet))
 	p.remoteDataFd = [2]int64{fd(ctlDataFd), fd(ctlDataFd + 4)}
 	p.remoteCmdFd = fd(ctlCmdFd)
 	if p.handed == 4 {
