@@ -150,12 +150,17 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 	if err != nil {
 		return nil, err
 	}
+	// The fd table, the longer of the two reads, first: the goroutine
+	// beside reads a process's procReads before its fd table, so that
+	// where it began late, the two are read at once, one each, instead
+	// of one after the other there while collect waits (beside.go).
+	// Their errors are reported in the same order as ever.
+	table, ferr := side.fdTable()
 	if err := side.reads().fill(task); err != nil {
 		return nil, err
 	}
-	table, err := side.fdTable()
-	if err != nil {
-		return nil, err
+	if ferr != nil {
+		return nil, ferr
 	}
 	return &state{task: task, mm: mm, files: table, maps: maps, vdso: vdso, flagsBefore: before, numa: numa, frozen: fr, room: side.room}, nil
 }
