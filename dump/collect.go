@@ -131,7 +131,7 @@ func collect(t *ptrace.Tracer, pid int, fr *frozenProc, saver *fileSaver, pre pr
 		task.Threads[0].Pending = append(infos, task.Threads[0].Pending...)
 	}
 
-	maps, before, err := pre.mapsAtFreeze(pid)
+	maps, before, err := pre.mapsAtFreeze(pid, &status)
 	if err != nil {
 		return nil, err
 	}

@@ -3,12 +3,9 @@
 package dump
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 
 	"github.com/gocr/gocr/gocrpb"
 	"github.com/gocr/gocr/proc"
@@ -46,19 +43,19 @@ func preReadTree(root int) preReadMaps {
 
 // mapsAtFreeze returns the frozen process's mappings with their flags,
 // and whether the flags are the ones read before the freeze (still to be
-// checked against the instant's).
-func (pre preReadMaps) mapsAtFreeze(pid int) ([]proc.Mapping, bool, error) {
+// checked against the instant's). status is the process's
+// /proc/PID/status, read while it is frozen.
+func (pre preReadMaps) mapsAtFreeze(pid int, status *proc.Status) ([]proc.Mapping, bool, error) {
 	before, ok := pre[pid]
 	if ok {
+		if !status.HasVmLck {
+			return nil, false, fmt.Errorf("/proc/%d/status has no VmLck line", pid)
+		}
 		now, err := readPlainMaps(pid)
 		if err != nil {
 			return nil, false, err
 		}
-		locked, err := lockedBytes(pid)
-		if err != nil {
-			return nil, false, err
-		}
-		if locked == 0 && sameLayout(before, now) && !slices.ContainsFunc(before, func(m proc.Mapping) bool {
+		if status.VmLck == 0 && sameLayout(before, now) && !slices.ContainsFunc(before, func(m proc.Mapping) bool {
 			return m.HasVmFlag("dc") || m.HasVmFlag("lo")
 		}) {
 			return before, true, nil
@@ -90,27 +87,6 @@ func sameLayout(a, b []proc.Mapping) bool {
 			x.Offset == y.Offset && x.Major == y.Major && x.Minor == y.Minor && x.Inode == y.Inode &&
 			x.Path == y.Path && x.Deleted == y.Deleted
 	})
-}
-
-// lockedBytes is the process's locked memory, VmLck of /proc/PID/status
-// (man 5 proc_pid_status): every VM_LOCKED mapping counts in it
-// (mm/mlock.c mlock_fixup), so 0 means none is locked.
-func lockedBytes(pid int) (uint64, error) {
-	b, err := proc.ReadAll(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmLck:")); ok {
-			kb, err := strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status VmLck: %w", pid, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no VmLck line", pid)
 }
 
 // checkFlagsBefore compares the flags mm holds, read before the freeze,

@@ -223,7 +223,7 @@ func TestParseStatus(t *testing.T) {
 			Name: "sl) (eep", Umask: 0o22, HasUmask: true, State: 'T', Tgid: 4931, Pid: 4931, PPid: 4930,
 			NSpid: []int{4931}, Threads: 1, SigIgn: 6,
 			CapPrm: 0x1fffeffffff, CapEff: 0x1fffeffffff, CapBnd: 0x1fffeffffff,
-			UntagMask: ^uint64(0), HasUntagMask: true,
+			UntagMask: ^uint64(0), HasUntagMask: true, HasVmLck: true,
 		}},
 		{"edge.status", Status{
 			Name: "\\odd\nname ", State: 'S', Tgid: 77, Pid: 78, PPid: 1, TracerPid: 99,
@@ -242,11 +242,17 @@ func TestParseStatus(t *testing.T) {
 			t.Errorf("ParseStatus(%s) mismatch (-want +got):\n%s", tc.file, diff)
 		}
 	}
+	// VmLck in bytes, as "%8lu kB" shows it (fs/proc/task_mmu.c task_mem).
+	if got, err := ParseStatus(strings.NewReader("Name:\tx\nState:\tR\nPid:\t1\nVmLck:\t    2048 kB\n")); err != nil || got.VmLck != 2<<20 || !got.HasVmLck {
+		t.Errorf("ParseStatus VmLck: %d %v %v, want %d", got.VmLck, got.HasVmLck, err, 2<<20)
+	}
 	for _, in := range []string{
 		"Name:\tx\nState:\tR (running)\n",
 		"Name:\tx\nState:\tR\nPid:\t1\nUid:\t0\t0\t0\n",
 		"Name:\tx\nState:\tR\nPid:\t1\nSigBlk:\tzz\n",
 		"Name:\tx\nState:\tR\nPid:\t1\nUmask:\t0099\n",
+		"Name:\tx\nState:\tR\nPid:\t1\nVmLck:\t  12x kB\n",
+		"Name:\tx\nState:\tR\nPid:\t1\nVmLck:\t18014398509481984 kB\n",
 	} {
 		if _, err := ParseStatus(strings.NewReader(in)); err == nil {
 			t.Errorf("ParseStatus(%q) succeeded, want error", in)

@@ -44,6 +44,13 @@ type Status struct {
 	// (arch/x86/kernel/process_64.c arch_proc_pid_thread_features).
 	UntagMask    uint64
 	HasUntagMask bool
+	// VmLck is the process's locked memory in bytes: every VM_LOCKED
+	// mapping counts in it (mm/mlock.c mlock_fixup), so 0 means none is
+	// locked. HasVmLck says whether the line was there: a kernel
+	// thread's status has none (fs/proc/task_mmu.c task_mem, shown only
+	// with an mm).
+	VmLck    uint64
+	HasVmLck bool
 }
 
 // ParseStatus parses /proc/PID/status: one "Key:\tvalue" per line.
@@ -134,6 +141,12 @@ func ParseStatus(r io.Reader) (Status, error) {
 			s.NoNewPrivs = v != 0
 		case "Seccomp":
 			s.Seccomp, ok = decIntN(val)
+		case "VmLck":
+			// "%8lu kB" (fs/proc/task_mmu.c task_mem)
+			var kb uint64
+			kb, ok = decUint(bytes.TrimSpace(bytes.TrimSuffix(val, []byte("kB"))))
+			ok = ok && kb <= ^uint64(0)>>10
+			s.VmLck, s.HasVmLck = kb<<10, true
 		case "untag_mask":
 			// "%#lx"
 			h, found := bytes.CutPrefix(val, []byte("0x"))

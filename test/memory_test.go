@@ -419,6 +419,29 @@ func TestVmFlags(t *testing.T) {
 	checkResult(t, tg, pid)
 }
 
+// TestVmFlagsSnapshot: the same with --leave-running --snapshot, which
+// reads the flags before the freeze; a process with locked mappings
+// (mlock, mlock2 on fault) has them read again while frozen
+// (dump/mapsbefore.go), and every flag comes back as it was.
+func TestVmFlagsSnapshot(t *testing.T) {
+	needsRoot(t)
+	tg := startTarget(t, "vmflags")
+	before, err := readTreeView(t, tg.pid)
+	if err != nil {
+		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
+	}
+	dir := t.TempDir()
+	dump(t, tg.pid, dir, "--leave-running", "--snapshot")
+	if st := readSnapshotStats(t, dir); st.SnapshotBytes == 0 {
+		t.Fatalf("no snapshot taken: %+v", st)
+	}
+	checkNoSnapshotLeft(t, tg)
+	tg.killOriginal(t)
+	pid := restoreDetached(t, tg, dir, nil)
+	checkTreeView(t, pid, before, nil)
+	checkResult(t, tg, pid)
+}
+
 // TestVmFlagsLowMapping: a process with a page at the lowest address it
 // may map leaves no room below for the parasite, which goes where the
 // kernel puts it; the dump still reads mlockall(MCL_FUTURE|MCL_ONFAULT)
