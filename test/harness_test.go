@@ -91,7 +91,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -352,34 +351,6 @@ func needsRoot(t *testing.T) {
 	if !standalone && os.Geteuid() != 0 {
 		t.Skip("needs root: gocr ptraces its target and restores PIDs with clone3 set_tid")
 	}
-}
-
-// pidMaxLimit is PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h).
-const pidMaxLimit = 4 * 1024 * 1024
-
-// raisePidMax raises kernel.pid_max, as root, to its limit for the run and
-// returns what puts it back. The tests restore processes under PIDs freed
-// by their dump a moment before, which another process may take only once
-// the kernel's PID allocator has wrapped round to them (kernel/pid.c
-// alloc_pid: idr_alloc_cyclic). With this machine's floor of 32768 (the
-// kernel's default for few CPUs, kernel/pid.c pid_idr_init) a run of this
-// package wraps many times, and another test's gocr took a dumped
-// sqlite job's PID so; with 4194304 it wraps 128 times less often.
-func raisePidMax() func() {
-	const path = "/proc/sys/kernel/pid_max"
-	b, err := os.ReadFile(path)
-	if err != nil || os.Geteuid() != 0 {
-		return func() {}
-	}
-	old := strings.TrimSpace(string(b))
-	if n, err := strconv.Atoi(old); err != nil || n >= pidMaxLimit {
-		return func() {}
-	}
-	if err := os.WriteFile(path, []byte(strconv.Itoa(pidMaxLimit)), 0); err != nil {
-		fmt.Fprintf(os.Stderr, "harness: raise %s: %v (tests may see a PID taken before its restore)\n", path, err)
-		return func() {}
-	}
-	return func() { os.WriteFile(path, []byte(old), 0) }
 }
 
 // soaking tells whether this is `make soak`'s run (GOCR_SOAK=1).
