@@ -425,21 +425,7 @@ func TestVmFlags(t *testing.T) {
 // (dump/mapsbefore.go), and every flag comes back as it was.
 func TestVmFlagsSnapshot(t *testing.T) {
 	needsRoot(t)
-	tg := startTarget(t, "vmflags")
-	before, err := readTreeView(t, tg.pid)
-	if err != nil {
-		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
-	}
-	dir := t.TempDir()
-	dump(t, tg.pid, dir, "--leave-running", "--snapshot")
-	if st := readSnapshotStats(t, dir); st.SnapshotBytes == 0 {
-		t.Fatalf("no snapshot taken: %+v", st)
-	}
-	checkNoSnapshotLeft(t, tg)
-	tg.killOriginal(t)
-	pid := restoreDetached(t, tg, dir, nil)
-	checkTreeView(t, pid, before, nil)
-	checkResult(t, tg, pid)
+	snapshotCycle(t, startTarget(t, "vmflags"))
 }
 
 // TestVmFlagsLowMapping: a process with a page at the lowest address it

@@ -142,7 +142,15 @@ func restoreAfterPass(t *testing.T, tg *target, dir string, before treeView) {
 // unchanged, and all the kernel shows of it as before (oracle_test.go).
 func TestLeaveRunningSnapshotMemory(t *testing.T) {
 	needsRoot(t)
-	tg := startTarget(t, "memory", t.TempDir())
+	snapshotCycle(t, startTarget(t, "memory", t.TempDir()))
+}
+
+// snapshotCycle dumps tg with --leave-running --snapshot, requires a
+// snapshot taken and gone, kills the original, restores the image, and
+// has the oracle compare what the kernel shows with before the dump and
+// the restored process check itself.
+func snapshotCycle(t *testing.T, tg *target) {
+	t.Helper()
 	before, err := readTreeView(t, tg.pid)
 	if err != nil {
 		t.Fatalf("read what the kernel shows of pid %d: %v", tg.pid, err)
