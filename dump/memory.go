@@ -542,7 +542,11 @@ func inAddressOrder(runs []run) []run {
 // write puts the pages of every run from c.runs[from] on at its offset in
 // its stream's page image.
 func (c *capturedMemory) write(p *parasite.Parasite, pid int, dir *images.Dir, transfer string, from int) error {
-	if transfer == "write" {
+	// With nothing to write, no file is passed: a snapshot dump of
+	// private memory alone writes nothing while the process is frozen,
+	// and each pass is a round trip with the frozen parasite. The
+	// snapshot is passed the files it writes (writeSnapshot).
+	if transfer == "write" && from < len(c.runs) {
 		// Every file must reach the parasite before the streams are
 		// fixed; a process near its fd limit takes fewer (the first
 		// fits: the infection needed one more fd than it keeps), and
