@@ -51,13 +51,17 @@ type run struct {
 // holds for the process (Vma.fork_shared, forkshared.go). With only set,
 // only the mappings it accepts are read.
 func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, error) {
-	pm, err := proc.OpenPagemap(pid)
-	if err != nil {
-		return nil, err
-	}
-	defer pm.Close()
+	// Opened at the first mapping to read: a snapshot dump of private
+	// memory alone reads none while the process is frozen.
+	var pm *proc.Pagemap
+	defer func() {
+		if pm != nil {
+			pm.Close()
+		}
+	}()
 	var runs []run
 	var buf []uint64
+	var err error
 	const chunk = 64 << 20 // bytes of address space per pagemap read
 	for vi, v := range mm.Vmas {
 		switch v.Kind {
@@ -67,6 +71,11 @@ func pagesToDump(pid int, mm *gocrpb.Mm, only func(*gocrpb.Vma) bool) ([]run, er
 		}
 		if only != nil && !only(v) {
 			continue
+		}
+		if pm == nil {
+			if pm, err = proc.OpenPagemap(pid); err != nil {
+				return nil, err
+			}
 		}
 		readable := v.Prot&unix.PROT_READ != 0
 		// Runs never cross a VMA boundary: restore fills each mapping
