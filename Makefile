@@ -71,8 +71,8 @@ BLOB_LDFLAGS  := -pie --no-dynamic-linker -z noexecstack --no-warn-rwx-segments 
 
 PARASITE_BIN  := parasite/parasite.bin
 RESTORER_BIN  := restorer/restorer.elf
-PARASITE_SRC  := parasite/c/parasite.c parasite/c/abi.h parasite/c/parasite.lds nolibc/nolibc.h
-RESTORER_SRC  := restorer/c/restorer.c restorer/c/peercred.c restorer/c/abi.h restorer/c/restorer.lds nolibc/nolibc.h
+PARASITE_SRC  := parasite/c/parasite.c parasite/c/abi.h parasite/c/parasite.lds nolibc/nolibc.h nolibc/crc32c.h
+RESTORER_SRC  := restorer/c/restorer.c restorer/c/peercred.c restorer/c/abi.h restorer/c/restorer.lds nolibc/nolibc.h nolibc/crc32c.h
 
 # build_parasite/build_restorer OUT TMPDIR: compile, link, refuse any
 # dynamic relocation (the blob is copied byte for byte to wherever it

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/internal/crc32c"
 	"github.com/gocr/gocr/proc"
 	"github.com/gocr/gocr/sharedword"
 )
@@ -58,7 +59,7 @@ type Stream struct {
 // and a skip byte for each, and the sums in its last sumsReserve bytes.
 const (
 	writeTablesOff = dataOff
-	writeIovecsOff = dataOff + sumTablesSize
+	writeIovecsOff = dataOff + crc32c.LaneTablesSize
 	writeSumsOff   = dataOff + dataUsable - sumsReserve
 	// maxStreamSpans is how many spans one command's streams take.
 	maxStreamSpans = (writeSumsOff - writeIovecsOff) / (iovecSize + 1)
@@ -189,8 +190,8 @@ func (p *Parasite) WriteStreams(streams []Stream) (int64, error) {
 		}
 		var args [3]uint64
 		if len(sums) > 0 {
-			copy(p.local[writeTablesOff:], sumTables())
-			args = [3]uint64{uint64(chunk), writeTablesOff, sumLane}
+			copy(p.local[writeTablesOff:], crc32c.LaneTables())
+			args = [3]uint64{uint64(chunk), writeTablesOff, crc32c.Lane}
 		}
 		if err := p.call(cmdWriteStreams, uint64(n), args[0], args[1], args[2]); err != nil {
 			return 0, fmt.Errorf("write pages of %d: %w", p.pid, err)

@@ -3,9 +3,6 @@
 package parasite
 
 import (
-	"encoding/binary"
-	"sync"
-
 	"golang.org/x/sys/cpu"
 
 	"github.com/gocr/gocr/internal/crc32c"
@@ -26,38 +23,16 @@ type Sums struct {
 // (the image is checksummed by reading it back).
 var canSum = cpu.X86.HasSSE42
 
-// sumLane is how many bytes each of the three lanes the parasite sums side
-// by side takes: a 4 KiB page is three lanes and 16 bytes.
-const sumLane = 1360
-
-// sumTablesSize is the two shift tables' size (four tables of 256 u32 each).
-const sumTablesSize = 2 * 4 * 256 * 4
-
 // sumsReserve is the end of the data area, where the parasite stores the
 // sums of one command's streams.
 const sumsReserve = 64 << 10
-
-// sumTables is Shift(·, sumLane) then Shift(·, 2·sumLane) as the parasite
-// reads them (crc32c.ShiftTable), little-endian.
-var sumTables = sync.OnceValue(func() []byte {
-	b := make([]byte, 0, sumTablesSize)
-	for _, n := range []int64{sumLane, 2 * sumLane} {
-		t := crc32c.ShiftTable(n)
-		for j := range t {
-			for _, v := range t[j] {
-				b = binary.LittleEndian.AppendUint32(b, v)
-			}
-		}
-	}
-	return b
-})
 
 // WarmSums computes the shift tables the parasite's checksums use, so
 // that a dump does it before the freeze rather than at its first page
 // write, with the processes frozen.
 func WarmSums() {
 	if canSum {
-		sumTables()
+		crc32c.LaneTables()
 	}
 }
 

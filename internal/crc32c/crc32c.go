@@ -15,6 +15,11 @@
 // x^32 term (the Castagnoli polynomial, RFC 3720 B.4; hash/crc32.Castagnoli).
 package crc32c
 
+import (
+	"encoding/binary"
+	"sync"
+)
+
 // poly is P, reflected, without x^32.
 const poly = 0x82F63B78
 
@@ -74,8 +79,8 @@ func Combine(a, b uint32, nb int64) uint32 {
 
 // ShiftTable is Shift(·, n) as four tables of a byte each: Shift(c, n) is
 // t[0][c&0xff] ^ t[1][c>>8&0xff] ^ t[2][c>>16&0xff] ^ t[3][c>>24], the
-// shift being linear in c. The parasite uses it to join the CRCs of the
-// lanes it computes side by side (parasite/c/parasite.c crc_lanes).
+// shift being linear in c. The blobs use it to join the CRCs of the lanes
+// they compute side by side (nolibc/crc32c.h crc_lanes).
 func ShiftTable(n int64) (t [4][256]uint32) {
 	k := xPow(8 * uint64(n))
 	for j := range t {
@@ -85,3 +90,27 @@ func ShiftTable(n int64) (t [4][256]uint32) {
 	}
 	return t
 }
+
+// Lane is how many bytes each of the three lanes the blobs sum side by
+// side takes (nolibc/crc32c.h crc_lanes): a 4 KiB page is three lanes and
+// 16 bytes.
+const Lane = 1360
+
+// LaneTablesSize is LaneTables' size: two shifts of four tables of 256
+// u32 each.
+const LaneTablesSize = 2 * 4 * 256 * 4
+
+// LaneTables is Shift(·, Lane) then Shift(·, 2·Lane) as crc_lanes reads
+// them (struct crc_lanes shift1, shift2), little-endian.
+var LaneTables = sync.OnceValue(func() []byte {
+	b := make([]byte, 0, LaneTablesSize)
+	for _, n := range []int64{Lane, 2 * Lane} {
+		t := ShiftTable(n)
+		for j := range t {
+			for _, v := range t[j] {
+				b = binary.LittleEndian.AppendUint32(b, v)
+			}
+		}
+	}
+	return b
+})

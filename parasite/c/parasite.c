@@ -5,6 +5,7 @@
  * changes anything the target could observe after the cure.
  */
 #include "../../nolibc/nolibc.h"
+#include "../../nolibc/crc32c.h"
 #include "abi.h"
 
 /* stack_t (include/uapi/asm-generic/signal.h); SS_ONSTACK in ss_flags
@@ -345,59 +346,8 @@ static long recv_fd(int sock)
 struct sum_ctx {
 	u8 *base;
 	u64 chunk;
-	u64 lane;
-	const u32 *shift1; /* Shift(c, lane) */
-	const u32 *shift2; /* Shift(c, 2 * lane) */
+	struct crc_lanes lanes;
 };
-
-/* The SSE4.2 crc32 instruction (CRC32-C, the register bare: no initial
- * value or final XOR; Intel SDM "CRC32"). It works in general registers:
- * the parasite touches no vector register of the target's. */
-static inline u64 crc32_u64(u64 crc, u64 v)
-{
-	__asm__("crc32q %1, %0" : "+r"(crc) : "rm"(v));
-	return crc;
-}
-
-static inline u32 crc32_u8(u32 crc, u8 v)
-{
-	__asm__("crc32b %1, %0" : "+r"(crc) : "rm"(v));
-	return crc;
-}
-
-typedef u64 __attribute__((may_alias, aligned(1))) u64_unaligned;
-
-static inline u32 shift_by(const u32 *t, u32 c)
-{
-	return t[c & 0xff] ^ t[256 + (c >> 8 & 0xff)] ^ t[512 + (c >> 16 & 0xff)] ^ t[768 + (c >> 24)];
-}
-
-/* crc_lanes updates the bare register crc with n bytes at p: blocks of
- * three lanes summed side by side (the second and third from 0) and
- * joined by shifting the first two past the lanes after them
- * (internal/crc32c: the CRC of A||B is A's shifted by len(B), XOR B's). */
-static u32 crc_lanes(u32 crc, const u8 *p, u64 n, const struct sum_ctx *sc)
-{
-	u64 lane = sc->lane;
-	while (n >= 3 * lane) {
-		u64 a = crc, b = 0, c = 0;
-		for (u64 i = 0; i < lane; i += 8) {
-			a = crc32_u64(a, *(const u64_unaligned *)(p + i));
-			b = crc32_u64(b, *(const u64_unaligned *)(p + lane + i));
-			c = crc32_u64(c, *(const u64_unaligned *)(p + 2 * lane + i));
-		}
-		crc = shift_by(sc->shift2, (u32)a) ^ shift_by(sc->shift1, (u32)b) ^ (u32)c;
-		p += 3 * lane;
-		n -= 3 * lane;
-	}
-	u64 c64 = crc;
-	for (; n >= 8; p += 8, n -= 8)
-		c64 = crc32_u64(c64, *(const u64_unaligned *)p);
-	crc = (u32)c64;
-	for (; n > 0; p++, n--)
-		crc = crc32_u8(crc, *p);
-	return crc;
-}
 
 /* crc_iov updates crc with the first done bytes the iovecs name, but for
  * those of an iovec whose skip byte is set (skip: the first iovec's). */
@@ -406,7 +356,7 @@ static u32 crc_iov(u32 crc, const struct parasite_iovec *iov, const u8 *skip, u6
 	for (; done > 0; iov++) {
 		u64 k = iov->len < done ? iov->len : done;
 		if (!skip || !*skip)
-			crc = crc_lanes(crc, (const u8 *)iov->base, k, sc);
+			crc = crc_lanes(crc, (const u8 *)iov->base, k, &sc->lanes);
 		if (skip)
 			skip++;
 		done -= k;
@@ -574,7 +524,7 @@ static int sums_inside(const u8 *base, const struct parasite_stream *s, u64 chun
 static long write_streams(u8 *base, u64 n, u64 chunk, u64 tables_off, u64 lane)
 {
 	struct parasite_stream *st = (struct parasite_stream *)(base + PARASITE_STREAMS_OFF);
-	struct sum_ctx sc = {.base = base, .chunk = chunk, .lane = lane};
+	struct sum_ctx sc = {.base = base, .chunk = chunk, .lanes = {.lane = lane}};
 	if (n == 0 || n > PARASITE_STREAMS_MAX)
 		return -EINVAL;
 	if (chunk) {
@@ -583,8 +533,8 @@ static long write_streams(u8 *base, u64 n, u64 chunk, u64 tables_off, u64 lane)
 		if (lane == 0 || lane % 8 || lane > (1UL << 30) || tables_off < PARASITE_DATA_OFF || tables_off % 4 ||
 		    tables_off > PARASITE_DATA_OFF + PARASITE_DATA_SIZE - 2 * 4096)
 			return -EINVAL;
-		sc.shift1 = (const u32 *)(base + tables_off);
-		sc.shift2 = sc.shift1 + 4 * 256;
+		sc.lanes.shift1 = (const u32 *)(base + tables_off);
+		sc.lanes.shift2 = sc.lanes.shift1 + 4 * 256;
 	}
 	for (u64 i = 0; i < n; i++) {
 		if (!iovecs_inside_data(st[i].iov_off, st[i].nr_iov))
