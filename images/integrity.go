@@ -177,6 +177,9 @@ type dataFile struct {
 	// known: by chunk, whether its sum is already joined from what its
 	// writers summed (seal; joinSums).
 	known []bool
+	// later: by chunk, whether a reader verifies it as it reads it in
+	// (verify skips it; VerifyPageChunks).
+	later []bool
 }
 
 // chunkErr is a chunk that did not verify, or could not be read.
@@ -200,6 +203,9 @@ func sumChunks(files []*dataFile, verify bool, cpus int) *chunkErr {
 		}
 		for c := range int(n) {
 			if !verify && f.known != nil && f.known[c] {
+				continue
+			}
+			if verify && f.later != nil && f.later[c] {
 				continue
 			}
 			units = append(units, unit{i, c})

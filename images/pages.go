@@ -198,56 +198,68 @@ type Data struct {
 // and verifies every chunk of its data against its checksum, unless that
 // was done when d was opened (OpenContext).
 func (d *Dir) openData(name string, want *dataHeader) (*Data, error) {
+	img, _, err := d.openDataSums(name, want, true)
+	return img, err
+}
+
+// openDataSums opens the data image name as openData does; without
+// verify it leaves the data unverified and returns its stored checksums
+// (nil if they were verified when d was opened).
+func (d *Dir) openDataSums(name string, want *dataHeader, verify bool) (*Data, *dataFile, error) {
 	img, err := d.openImage(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer img.close()
-	h, err := d.checkData(img, name, want)
+	h, df, err := d.checkData(img, name, want, verify)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := img.f
 	if img.own {
 		img.own = false // the caller's now
 	} else if f, err = dupFile(img.f, img.path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &Data{File: f, Off: img.off + PagesDataOffset, Size: h.size}, nil
+	return &Data{File: f, Off: img.off + PagesDataOffset, Size: h.size}, df, nil
 }
 
 // checkData checks the open data image img, called name in d, as
-// openData does.
-func (d *Dir) checkData(img *section, name string, want *dataHeader) (*dataHeader, error) {
+// openData does; without verify, all but its data, whose stored
+// checksums it returns (nil if verified when d was opened).
+func (d *Dir) checkData(img *section, name string, want *dataHeader, verify bool) (*dataHeader, *dataFile, error) {
 	h, err := d.readDataHeader(img, want.kind)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	path := img.path
 	if err := d.checkDumpID(path, h.id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if h.subject != want.subject || h.stream != want.stream {
 		what := fmt.Sprintf("page stream %d of pid %d", h.stream, h.subject)
 		if h.kind != kindPages {
 			what = fmt.Sprintf("%s %d", h.kind, h.subject)
 		}
-		return nil, formatErrorf(path, "holds %s, but its name says otherwise", what)
+		return nil, nil, formatErrorf(path, "holds %s, but its name says otherwise", what)
 	}
 	d.mu.Lock()
 	verified := d.verified[name]
 	d.mu.Unlock()
 	if verified {
-		return h, nil
+		return h, nil, nil
 	}
 	df, err := readSums(img, h)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if !verify {
+		return h, df, nil
 	}
 	if e := sumChunks([]*dataFile{df}, true, runtime.NumCPU()); e != nil {
-		return nil, d.chunkError(df, e)
+		return nil, nil, d.chunkError(df, e)
 	}
-	return h, nil
+	return h, nil, nil
 }
 
 // readDataHeader reads and checks the header of img, a data image of

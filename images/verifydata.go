@@ -11,8 +11,9 @@ import (
 // image is what it reports, before any question of the machine (a PID in
 // use) is asked; opening one later verifies it again (from the page
 // cache: these are seldom large), as each open does. Page images are
-// verified as the restore plans each process; a context read in place
-// was verified whole when opened.
+// verified as the restore plans each process, or by the restorer as it
+// reads them in (OpenPagesUnverified); a context read in place was
+// verified whole when opened.
 func (d *Dir) VerifyData() error {
 	if d.ctx != nil {
 		return nil

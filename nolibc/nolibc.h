@@ -82,6 +82,8 @@ typedef unsigned long size_t;
 #define EAGAIN 11
 #define EEXIST 17
 #define EINVAL 22
+/* include/uapi/asm-generic/errno.h */
+#define EBADMSG 74
 
 /* include/uapi/asm-generic/mman-common.h, arch/x86/include/uapi/asm/mman.h */
 #define PROT_READ 0x1

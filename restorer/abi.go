@@ -28,7 +28,7 @@ const (
 	rstTreeTimens = 2
 
 	rstMagic   = 0x31545352524f4347
-	rstVersion = 7
+	rstVersion = 8
 
 	rstPageStreamsMax = 4
 	rstSharersMax     = 64
@@ -96,6 +96,7 @@ const (
 	rstStepPidns       = 23
 	rstStepTimens      = 24
 	rstStepStage       = 25
+	rstStepPageSum     = 26
 	rstStepAttrs       = 40
 )
 
@@ -127,6 +128,7 @@ var rstSteps = map[uint32]string{
 	rstStepPidns:       "set up the PID namespace (its /proc, its first process)",
 	rstStepTimens:      "make the time namespace (unshare CLONE_NEWTIME, /proc/self/timens_offsets)",
 	rstStepStage:       "map the memory shared with children since fork before they are forked",
+	rstStepPageSum:     "verify page data as it is read in",
 	rstStepAttrs:       "restore process and thread attributes",
 }
 
@@ -239,6 +241,24 @@ type rstPages struct {
 	Flags   uint32 `c:"flags"` // rstPagesHuge
 	File    uint32 `c:"file"`  // index into the plan's page files
 	Pad0    uint32
+}
+
+// rstSumFile (struct rst_sum_file) is a page image whose chunks the
+// restorer verifies as it reads them in (pagesums.go).
+type rstSumFile struct {
+	DataOff  uint64 `c:"data_off"`
+	DataSize uint64 `c:"data_size"`
+	Chunk    uint64 `c:"chunk"`
+	First    uint32 `c:"first"`
+	Here     uint32 `c:"here"`
+	Done     uint32 `c:"done"`
+	Pad0     uint32
+}
+
+// rstChunkSum (struct rst_chunk_sum) is one chunk's stored checksum.
+type rstChunkSum struct {
+	Crc  uint32 `c:"crc"`
+	Here uint32 `c:"here"`
 }
 
 // rstPagesHuge (RST_PAGES_HUGE) marks a run of whole 2 MiB extents that
@@ -422,6 +442,11 @@ type rstArgs struct {
 	CapLast            uint32                    `c:"cap_last"`
 	Mdwe               uint32                    `c:"mdwe"`
 	Pad4               uint32
+	NrChunkSums        uint32                        `c:"nr_chunk_sums"`
+	ChunkSumsOff       uint32                        `c:"chunk_sums_off"`
+	SumTablesOff       uint32                        `c:"sum_tables_off"`
+	SumLane            uint32                        `c:"sum_lane"`
+	SumFiles           [rstPageStreamsMax]rstSumFile `c:"sum_files"`
 }
 
 // Offsets of the words gocr writes into an encoded plan or watches while

@@ -34,7 +34,7 @@ func TestABIMatchesC(t *testing.T) {
 		sizes[m[1]] = v
 	}
 	for cname, v := range map[string]any{
-		"rst_vma": rstVma{}, "rst_pages": rstPages{}, "rst_span": rstSpan{}, "rst_fd": rstFd{}, "rst_siginfo": rstSiginfo{},
+		"rst_vma": rstVma{}, "rst_pages": rstPages{}, "rst_sum_file": rstSumFile{}, "rst_chunk_sum": rstChunkSum{}, "rst_span": rstSpan{}, "rst_fd": rstFd{}, "rst_siginfo": rstSiginfo{},
 		"rst_rlimit": rstRlimit{}, "rst_thread": rstThread{}, "rst_fixup": rstFixup{}, "rst_posix_timer": rstPosixTimer{}, "rst_call": rstCall{}, "rst_tree": rstTree{}, "rst_proc": rstProc{}, "rst_mm_map": rstMmMap{}, "rst_args": rstArgs{},
 		"rst_peercred_req": rstPeercredReq{}, "rst_peercred_reply": rstPeercredReply{},
 	} {
@@ -131,6 +131,7 @@ var abiDefines = map[string]uint64{
 	"RST_STEP_PIDNS":        rstStepPidns,
 	"RST_STEP_TIMENS":       rstStepTimens,
 	"RST_STEP_STAGE":        rstStepStage,
+	"RST_STEP_PAGESUM":      rstStepPageSum,
 	"RST_STEP_ATTRS":        rstStepAttrs,
 	"RST_FIXUP_EPOLL_ADD":   rstFixupEpollAdd,
 	"RST_FIXUP_POSIX_LOCK":  rstFixupPosixLock,

@@ -336,6 +336,9 @@ func planError(shared []byte, pr *proc) error {
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}
+	if step == rstStepPageSum && e == unix.EBADMSG && pr.plan.pageChunkError != nil {
+		return pr.plan.pageChunkError(int(index%rstPageStreamsMax), int(index/rstPageStreamsMax))
+	}
 	if step == rstStepAttrs && int(index) < len(pr.plan.callNames) {
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.callNames[index], e)
 	}

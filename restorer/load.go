@@ -56,6 +56,15 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 	if err := planForkShared(procs); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", dir.Path, err)
 	}
+	// The runs are final: what the restorer cannot verify as it reads
+	// is verified now.
+	for _, pr := range procs {
+		if pr.plan != nil {
+			if err := pr.plan.planPageSums(dir); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
 	return procs, src, nil
 }
 
@@ -91,8 +100,9 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		}
 	}
 	var dataSizes, dataOffs []int64
+	var unverified []unverifiedPages
 	for s := 0; s < nstreams; s++ {
-		img, err := dir.OpenPages(pid, s)
+		img, sums, err := openPages(dir, pid, s)
 		if err != nil {
 			closePages()
 			return nil, err
@@ -100,11 +110,14 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		pages = append(pages, img.File)
 		dataSizes = append(dataSizes, img.Size)
 		dataOffs = append(dataOffs, img.Off)
+		unverified = append(unverified, unverifiedPages{img, sums})
 	}
 	if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes, dataOffs); err != nil {
 		closePages()
 		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 	}
+	pr.plan.unverified = unverified
+	pr.plan.pageChunkError = func(s, c int) error { return dir.PageChunkError(pid, s, c) }
 	// The sources own the files from here on (closed with them).
 	for _, f := range pages {
 		pr.plan.pageFiles = append(pr.plan.pageFiles, src.Add(f))

@@ -53,6 +53,14 @@ type plan struct {
 	callNames []string
 
 	forkShared []rstSpan // pages of inherited mappings that are the parent's (stage.go)
+
+	// The own page images, their data not yet verified (pagesums.go),
+	// and the checksums the restorer verifies it with.
+	unverified []unverifiedPages
+	chunkSums  []rstChunkSum
+	// pageChunkError names chunk c of stream s, which the restorer found
+	// bad.
+	pageChunkError func(s, c int) error
 }
 
 func (p *plan) str(s string) uint32 {
@@ -477,6 +485,7 @@ func (p *plan) encode() ([]byte, error) {
 	a.NrForkShared, a.ForkSharedOff = uint32(len(p.forkShared)), place(p.forkShared, len(p.forkShared))
 	a.NrGroups, a.GroupsOff = uint32(len(p.groups)), place(p.groups, len(p.groups))
 	a.NrPageFiles, a.PageFilesOff = uint32(len(p.pageFiles)), place(p.pageFiles, len(p.pageFiles))
+	p.encodeSums(place)
 	a.AuxvSize, a.AuxvOff = uint32(len(p.auxv)), place(p.auxv, len(p.auxv))
 	a.StrtabOff = place(p.strtab.Bytes(), p.strtab.Len())
 	total := hdr + body.Len()

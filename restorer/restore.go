@@ -143,7 +143,8 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	}
 	defer closeGiven(given)
 	// Every image is read and checked before anything is created, and
-	// before the machine is asked anything (a PID in use).
+	// before the machine is asked anything (a PID in use), but the page
+	// data the restorer verifies as it reads it in (pagesums.go).
 	if err := dir.VerifyData(); err != nil {
 		return nil, err
 	}

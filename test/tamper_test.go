@@ -23,12 +23,17 @@ import (
 // held all along by an unrelated process (takepid): a restore that got as
 // far as creating processes would fail on that PID instead, so an error
 // naming the image, with the holder still there afterwards, shows the
-// refusal came first. The cases: (a) every image cut short, (b) a byte
-// flipped in the header, the middle and the end of every image, and in a
-// page image in its first, middle and last page and in its checksums, (c)
-// every image taken from a second dump of the same process, (d) every
-// image replaced by a symbolic link to an intact copy of it, a FIFO, a
-// character device and a directory. The counts are in docs/RELIABILITY.md.
+// refusal came first. The page data of page images is the exception: the
+// restorer verifies it as it reads it in, after the processes exist and
+// before any of them runs, so those cases run once the PID is free; the
+// restore must fail naming the image and the bytes, leave no process
+// behind, and leave the job's log as it was (the process never ran).
+// The cases: (a) every image cut short, (b) a byte flipped in the header,
+// the middle and the end of every image, and in a page image in its
+// first, middle and last page and in its checksums, (c) every image taken
+// from a second dump of the same process, (d) every image replaced by a
+// symbolic link to an intact copy of it, a FIFO, a character device and a
+// directory. The counts are in docs/RELIABILITY.md.
 func TestTamperedImages(t *testing.T) {
 	needsGocr(t)
 	for _, s := range []struct {
@@ -51,7 +56,7 @@ func TestTamperedImages(t *testing.T) {
 			dump(t, tg.pid, second, s.dumpArgs...)
 			tg.waitDead(t, "a dump without --leave-running")
 			tried, refused := tamperMatrix(t, tg, first, second)
-			t.Logf("tampered images of %s: %d cases tried, %d refused before any process existed", s.target, tried, refused)
+			t.Logf("tampered images of %s: %d cases tried, %d refused before any process ran", s.target, tried, refused)
 			if refused != tried {
 				t.Errorf("%d of %d tampered dumps were not refused", tried-refused, tried)
 			}
@@ -68,6 +73,9 @@ type tamperCase struct {
 	file   string
 	damage func(t *testing.T, path string)
 	want   []string // what the error must say besides the file's name
+	// asRead: the damage is in page data the restorer verifies as it
+	// reads it in, once the processes exist.
+	asRead bool
 }
 
 // tamperMatrix runs every case on a copy of the dump first, with the PID
@@ -89,10 +97,11 @@ func tamperMatrix(t *testing.T, tg *target, first, second string) (tried, refuse
 		cases = append(cases, tamperCases(t, filepath.Join(first, name), filepath.Join(second, name))...)
 	}
 	var ok atomic.Int32
-	for _, c := range cases {
+	run := func(c tamperCase) {
 		t.Run(c.file+"/"+c.name, func(t *testing.T) {
 			dir := neutralCopy(t, first)
 			c.damage(t, filepath.Join(dir, c.file))
+			log := readLog(t, tg)
 			for _, args := range [][]string{{"restore", "-D", dir, "-d"}, {"show", dir}} {
 				start := time.Now()
 				r := runGocr(t, nil, args...)
@@ -122,8 +131,22 @@ func tamperMatrix(t *testing.T, tg *target, first, second string) (tried, refuse
 					t.Fatalf("gocr %s got as far as the PID: %s", args[0], r.stderr)
 				}
 			}
+			if c.asRead {
+				// Its processes were made, and killed before they ran.
+				if !waitGone(tg.pid, pidGoneTimeout) {
+					t.Fatalf("pid %d is still there (state %s) after the restore failed", tg.pid, procState(tg.pid))
+				}
+				if now := readLog(t, tg); now != log {
+					t.Fatalf("the job's log changed during the failed restore: the restored process ran\n%s", now[len(log):])
+				}
+			}
 			ok.Add(1)
 		})
+	}
+	for _, c := range cases {
+		if !c.asRead {
+			run(c)
+		}
 	}
 	// The holder of the PID was left alone.
 	if s := procState(tg.pid); s != "S" {
@@ -132,7 +155,22 @@ func tamperMatrix(t *testing.T, tg *target, first, second string) (tried, refuse
 		t.Errorf("pid %d has parent %d, want takepid %d: not the unrelated process", tg.pid, ppid, holder.Process.Pid)
 	}
 	releasePid(t, holder, tg.pid)
+	for _, c := range cases {
+		if c.asRead {
+			run(c)
+		}
+	}
 	return len(cases), int(ok.Load())
+}
+
+// readLog is the target's log as it is now.
+func readLog(t *testing.T, tg *target) string {
+	t.Helper()
+	b, err := os.ReadFile(tg.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // neutralCopy copies the dump in src to a new directory whose path names
@@ -182,6 +220,11 @@ func tamperCases(t *testing.T, path, other string) []tamperCase {
 	add := func(name string, damage func(t *testing.T, path string), want ...string) {
 		cases = append(cases, tamperCase{name: name, file: file, damage: damage, want: want})
 	}
+	// The restorer verifies a page image's data, and checksums, as it
+	// reads it in.
+	asRead := func(name string) bool {
+		return strings.HasPrefix(file, "pages-") && (strings.HasSuffix(name, "-page") || name == "data-checksum")
+	}
 	// (a) Cut short: to nothing, inside the header, to half, by a byte.
 	for _, size := range []int{0, 20, n / 2, n - 1} {
 		add(fmt.Sprintf("truncated-to-%d", size), func(t *testing.T, p string) {
@@ -227,6 +270,7 @@ func tamperCases(t *testing.T, path, other string) []tamperCase {
 				t.Fatal(err)
 			}
 		}, want...)
+		cases[len(cases)-1].asRead = asRead(name)
 	}
 	// (c) The same image of the second dump of the same process.
 	add("from-second-dump", func(t *testing.T, p string) {

@@ -9,7 +9,7 @@
 #define GOCR_RESTORER_ABI_H
 
 #define RST_MAGIC 0x31545352524f4347UL /* "GOCRRST1" little-endian */
-#define RST_VERSION 7
+#define RST_VERSION 8
 
 /* The room the restorer takes in its hole besides its image and the plan
  * (restorer/c/restorer.c relocate; gocr sizes the hole the same way,
@@ -52,6 +52,7 @@
 #define RST_STEP_PIDNS 23
 #define RST_STEP_TIMENS 24
 #define RST_STEP_STAGE 25
+#define RST_STEP_PAGESUM 26
 #define RST_STEP_ATTRS 40
 
 #define RST_VMA_ANON_PRIVATE 1
@@ -150,6 +151,39 @@ BUILD_BUG_ON_OFFSET(struct rst_pages, stream, 24);
 BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file, 32);
 _Static_assert(sizeof(struct rst_pages) == 40, "rst_pages size");
+
+/* A page image of this dump whose chunks the restorer verifies as it
+ * reads them in (restorer/pagesums.go): its data is data_size bytes from
+ * file offset data_off, one CRC32-C per chunk bytes of it, chunk 0's at
+ * index first of the chunk sums (rst_args chunk_sums_off). Those with
+ * `here` set, count of them `here`, are read by one thread in order and
+ * verified as they come; gocr verified the others before. done is the
+ * restorer's: chunks verified. chunk 0: none verified here. */
+struct rst_sum_file {
+	u64 data_off;
+	u64 data_size;
+	u64 chunk;
+	u32 first;
+	u32 here;
+	u32 done;
+	u32 pad0;
+};
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, data_off, 0);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, data_size, 8);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, chunk, 16);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, first, 24);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, here, 28);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, done, 32);
+_Static_assert(sizeof(struct rst_sum_file) == 40, "rst_sum_file size");
+
+/* One chunk's stored checksum; here: the restorer verifies it. */
+struct rst_chunk_sum {
+	u32 crc;
+	u32 here;
+};
+BUILD_BUG_ON_OFFSET(struct rst_chunk_sum, crc, 0);
+BUILD_BUG_ON_OFFSET(struct rst_chunk_sum, here, 4);
+_Static_assert(sizeof(struct rst_chunk_sum) == 8, "rst_chunk_sum size");
 
 /* A run of pages, of the fork_shared list (rst_args). */
 struct rst_span {
@@ -558,6 +592,16 @@ struct rst_args {
 	 * this process, for the steps after its move, where the tree is
 	 * gone. */
 	u32 shares;
+	/* The checksums of the page data verified as it is read in
+	 * (struct rst_sum_file); sum_tables_off: the two shift tables of
+	 * nolibc/crc32c.h for lanes of sum_lane bytes (0: none verified). A
+	 * mismatch fails RST_STEP_PAGESUM with -EBADMSG, its index chunk *
+	 * RST_PAGE_STREAMS_MAX + file. */
+	u32 nr_chunk_sums;
+	u32 chunk_sums_off;
+	u32 sum_tables_off;
+	u32 sum_lane;
+	struct rst_sum_file sum_files[RST_PAGE_STREAMS_MAX];
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -629,7 +673,12 @@ BUILD_BUG_ON_OFFSET(struct rst_args, cap_amb, 2656);
 BUILD_BUG_ON_OFFSET(struct rst_args, securebits, 2664);
 BUILD_BUG_ON_OFFSET(struct rst_args, cap_last, 2668);
 BUILD_BUG_ON_OFFSET(struct rst_args, mdwe, 2672);
-_Static_assert(sizeof(struct rst_args) == 2680, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_chunk_sums, 2680);
+BUILD_BUG_ON_OFFSET(struct rst_args, chunk_sums_off, 2684);
+BUILD_BUG_ON_OFFSET(struct rst_args, sum_tables_off, 2688);
+BUILD_BUG_ON_OFFSET(struct rst_args, sum_lane, 2692);
+BUILD_BUG_ON_OFFSET(struct rst_args, sum_files, 2696);
+_Static_assert(sizeof(struct rst_args) == 2856, "rst_args size");
 
 /* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
  * the restorer run with the one argument RST_PEERCRED_ARG makes, for
