@@ -156,16 +156,17 @@ const (
 
 // madvise requests (RST_MADV_*).
 const (
-	rstMadvHugepage     = 1
-	rstMadvNohugepage   = 2
-	rstMadvDontfork     = 4
-	rstMadvDontdump     = 8
-	rstMadvWipeonfork   = 16
-	rstMadvMlock        = 32
-	rstMadvSequential   = 64
-	rstMadvRandom       = 128
-	rstMadvMergeable    = 256
-	rstMadvMlockOnfault = 512
+	rstMadvHugepage      = 1
+	rstMadvNohugepage    = 2
+	rstMadvDontfork      = 4
+	rstMadvDontdump      = 8
+	rstMadvWipeonfork    = 16
+	rstMadvMlock         = 32
+	rstMadvSequential    = 64
+	rstMadvRandom        = 128
+	rstMadvMergeable     = 256
+	rstMadvMlockOnfault  = 512
+	rstMadvHugepageFirst = 1024
 )
 
 type rstVma struct {

@@ -56,10 +56,11 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 	if err := planForkShared(procs); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", dir.Path, err)
 	}
-	// The runs are final: what the restorer cannot verify as it reads
-	// is verified now.
+	// The runs are final: where huge pages come by faults, and what the
+	// restorer cannot verify as it reads is verified now.
 	for _, pr := range procs {
 		if pr.plan != nil {
+			pr.plan.planHugeFaults()
 			if err := pr.plan.planPageSums(dir); err != nil {
 				return nil, nil, err
 			}

@@ -5,6 +5,7 @@ package restorer
 import (
 	"cmp"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/gocr/gocr/gocrpb"
@@ -121,4 +122,44 @@ func (p *plan) markHugeExtents(vmas []*gocrpb.Vma, allowed bool) {
 		piece(hEnd, end, 0)
 	}
 	p.pages = out
+}
+
+// planHugeFaults has the huge pages of a mapping that had MADV_HUGEPAGE
+// ("hg") made by faults rather than collapses, where every run in it is
+// whole extents (markHugeExtents flagged them all): the restorer gives
+// it the flag before it reads the pages rather than after, so that the
+// byte prepare_huge writes first in each extent faults a huge page,
+// zeroed under the mapping's own lock, and the streams' threads fault
+// theirs at once (mm/memory.c lock_vma_under_rcu, mm/huge_memory.c
+// do_huge_pmd_anonymous_page); MADV_COLLAPSE then finds the extent
+// already a huge page and leaves it (mm/khugepaged.c madvise_collapse,
+// SCAN_PMD_MAPPED). A collapse that has work zeroes and copies its huge
+// page holding the address space's mmap lock for writing
+// (collapse_huge_page), so two streams' collapses take turns; one is
+// still made where the extent has a page table already (map_apart's
+// first page). The flag is the dumped one either way. In a mapping with
+// an extent only partly dumped, its read would fault a huge page there
+// too and make present what was absent, so such a mapping gets the flag
+// after its pages, as before. It runs once the runs are final (staged
+// mappings are read elsewhere).
+func (p *plan) planHugeFaults() {
+	// By mapping: whether it may, and then whether its runs are all
+	// whole extents (the runs are in no order: chain.go appends).
+	byFault := make([]bool, len(p.vmas))
+	for i, v := range p.vmas {
+		byFault[i] = v.Kind == rstVmaAnonPrivate && v.Madv&rstMadvHugepage != 0 && v.Flags == 0
+	}
+	seen := make([]bool, len(p.vmas))
+	for _, r := range p.pages {
+		i := sort.Search(len(p.vmas), func(i int) bool { return p.vmas[i].End > r.Vaddr })
+		if i < len(p.vmas) && p.vmas[i].Start <= r.Vaddr {
+			seen[i] = true
+			byFault[i] = byFault[i] && r.Flags == rstPagesHuge
+		}
+	}
+	for i := range p.vmas {
+		if byFault[i] && seen[i] {
+			p.vmas[i].Madv |= rstMadvHugepageFirst
+		}
+	}
 }

@@ -60,3 +60,43 @@ func TestMarkHugeExtents(t *testing.T) {
 		t.Errorf("markHugeExtents not allowed (-want +got):\n%s", diff)
 	}
 }
+
+// TestPlanHugeFaults: a mapping that had MADV_HUGEPAGE gets it before its
+// pages are read only where every run in it is whole extents and it is
+// not staged; the runs are left as they are.
+func TestPlanHugeFaults(t *testing.T) {
+	const mib = 1 << 20
+	base := uint64(0x7f0000000000) // 2 MiB-aligned
+	vma := func(at, size uint64, madv, flags uint32) rstVma {
+		return rstVma{Start: base + at*mib, End: base + (at+size)*mib, Kind: rstVmaAnonPrivate, Madv: madv, Flags: flags}
+	}
+	run := func(at, size uint64, flags uint32) rstPages {
+		return rstPages{Vaddr: base + at*mib, NrPages: size * mib / pageSize, Flags: flags}
+	}
+	p := &plan{
+		vmas: []rstVma{
+			vma(0, 8, rstMadvHugepage, 0),                  // all whole extents: by faults
+			vma(16, 8, rstMadvHugepage, 0),                 // an extent only partly dumped
+			vma(32, 8, 0, 0),                               // no MADV_HUGEPAGE
+			vma(48, 8, rstMadvHugepage, rstVmaStage),       // staged: read elsewhere
+			vma(64, 8, rstMadvHugepage|rstMadvDontdump, 0), // no pages at all
+		},
+		// In no order, as a chain appends its parent's runs.
+		pages: []rstPages{
+			run(4, 4, rstPagesHuge), run(16, 2, rstPagesHuge), run(0, 4, rstPagesHuge),
+			run(18, 1, 0), run(32, 8, rstPagesHuge), run(48, 8, rstPagesHuge),
+		},
+	}
+	pages := append([]rstPages(nil), p.pages...)
+	p.planHugeFaults()
+	var madv []uint32
+	for _, v := range p.vmas {
+		madv = append(madv, v.Madv&rstMadvHugepageFirst)
+	}
+	if want := []uint32{rstMadvHugepageFirst, 0, 0, 0, 0}; !cmp.Equal(madv, want) {
+		t.Errorf("RST_MADV_HUGEPAGE_FIRST by mapping: %v, want %v", madv, want)
+	}
+	if diff := cmp.Diff(pages, p.pages); diff != "" {
+		t.Errorf("runs changed (-want +got):\n%s", diff)
+	}
+}

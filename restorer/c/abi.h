@@ -74,6 +74,11 @@
 #define RST_MADV_RANDOM 128
 #define RST_MADV_MERGEABLE 256
 #define RST_MADV_MLOCK_ONFAULT 512 /* with RST_MADV_MLOCK: mlock2(MLOCK_ONFAULT) */
+/* MADV_HUGEPAGE before the pages are read in, not after: every run in the
+ * mapping is whole 2 MiB extents, and prepare_huge's first write faults
+ * a huge page in each (restorer/thp.go planHugeFaults); set with
+ * RST_MADV_HUGEPAGE. */
+#define RST_MADV_HUGEPAGE_FIRST 1024
 
 /* rst_vma.flags: private anonymous memory shared with a parent or child
  * since fork. STAGE: the process maps it at `stage` and reads its pages

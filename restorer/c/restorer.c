@@ -445,6 +445,16 @@ static void restore_memory(struct rst_args *a, u64 hole, u64 hole_size)
 	if (cached_fd >= 0)
 		sys1(__NR_close, cached_fd);
 
+	/* In a mapping with MADV_HUGEPAGE, prepare_huge's first write to an
+	 * extent faults a huge page, zeroed under the mapping's own lock, so
+	 * that the streams' threads fault theirs at once (mm/memory.c
+	 * lock_vma_under_rcu, mm/huge_memory.c do_huge_pmd_anonymous_page),
+	 * where a collapse would hold the mmap lock for writing: a mapping
+	 * that had the flag anyway, and whose runs are all whole extents,
+	 * is given it first (restorer/thp.go planHugeFaults). */
+	for (u32 i = 0; i < a->nr_vmas; i++)
+		if ((vmas[i].madv & RST_MADV_HUGEPAGE_FIRST) && !vmas[i].flags)
+			CHECK(a, RST_STEP_MMAP, i, sys3(__NR_madvise, vmas[i].start, vmas[i].end - vmas[i].start, MADV_HUGEPAGE));
 	read_pages(a, hole, hole_size);
 
 	for (u32 i = 0; i < a->nr_vmas; i++) {
@@ -809,7 +819,9 @@ __asm__(".text\n"
  * extent another stream's thread reads part of is collapsed by both, the
  * kernel copying whatever is already in place (a collapse works on live
  * memory, as khugepaged does). It fails on kernels before 6.1 or without
- * a free huge page: the run is then read into small pages, as before. */
+ * a free huge page: the run is then read into small pages, as before.
+ * In a mapping given MADV_HUGEPAGE first (RST_MADV_HUGEPAGE_FIRST) the
+ * byte's fault makes the huge page, and the collapse finds it made. */
 static void prepare_huge(u64 addr, u64 len)
 {
 	u64 start = addr & ~(HUGE_PAGE_SIZE - 1);
