@@ -57,7 +57,9 @@ func (ex *extracted) close() {
 // so); any other failure is the restart's.
 func (s contextSource) open() (*extracted, error) {
 	if s.in != nil {
-		return s.openOne(s.in, s.inPlace)
+		// One context: its page data is verified as the restorer
+		// reads it in; there is no other to go back to.
+		return s.openOne(s.in, s.inPlace, true)
 	}
 	gens, err := contextfile.Generations(s.dir)
 	if err != nil {
@@ -73,7 +75,7 @@ func (s contextSource) open() (*extracted, error) {
 		if err != nil {
 			return nil, err
 		}
-		ex, err := s.openOne(f, true)
+		ex, err := s.openOne(f, true, false)
 		f.Close()
 		if err == nil && ex.images.Inventory().GetParentDir() != "" {
 			// An incremental generation needs the ones it takes
@@ -102,8 +104,10 @@ func (s contextSource) open() (*extracted, error) {
 
 // openOne opens the context f: in place when it can be, checked whole
 // before anything is restored from it as extracting it checks it
-// (images.OpenContext); else extracted into a new private directory.
-func (s contextSource) openOne(f *os.File, inPlace bool) (*extracted, error) {
+// (images.OpenContext), but with pagesAsRead its page data, which the
+// restorer verifies as it reads it in; else extracted into a new private
+// directory.
+func (s contextSource) openOne(f *os.File, inPlace, pagesAsRead bool) (*extracted, error) {
 	var total int64
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 		total = st.Size()
@@ -112,7 +116,7 @@ func (s contextSource) openOne(f *os.File, inPlace bool) (*extracted, error) {
 		s.progress.phase("checking "+filepath.Base(f.Name()), nil, 0)
 		// openContext checked who could have written the file (a
 		// descriptor given with -F is the caller's, as a stream is).
-		d, err := images.OpenContext(f, images.OpenOptions{TrustImages: true})
+		d, err := images.OpenContext(f, images.OpenOptions{TrustImages: true, PagesAsRead: pagesAsRead})
 		if err == nil {
 			return &extracted{name: f.Name(), images: d, bytes: total}, nil
 		}

@@ -37,7 +37,9 @@ type contextDump struct {
 // data images, and every chunk of every data image against the image's
 // own checksums, which cover each of its bytes (docs/IMAGES.md,
 // "Integrity"), over every CPU; the data images are not verified again
-// when opened. A damaged context's error wraps contextfile.ErrDamaged; a
+// when opened. With opts.PagesAsRead the page images' data is left to
+// its reader (OpenPagesUnverified). A damaged context's error wraps
+// contextfile.ErrDamaged, a damaged page found later too; a
 // compressed one is refused with contextfile.ErrCompressed (extract it).
 // f stays the caller's; Close releases what the Dir holds.
 func OpenContext(f *os.File, opts OpenOptions) (*Dir, error) {
@@ -59,7 +61,7 @@ func OpenContext(f *os.File, opts OpenOptions) (*Dir, error) {
 	for _, e := range entries {
 		d.ctx.at[e.Name] = e
 	}
-	if err := d.verifyContext(entries); err != nil {
+	if err := d.verifyContext(entries, opts.PagesAsRead); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -82,8 +84,9 @@ func OpenContext(f *os.File, opts OpenOptions) (*Dir, error) {
 var dataKinds = map[string]kind{"pages": kindPages, "memfd": kindMemfd, "file": kindSavedFile, "shm": kindSysvShm}
 
 // verifyContext checks the data of every entry of d's context: the data
-// images by their chunks, the others by their CRC-32C in the context.
-func (d *Dir) verifyContext(entries []contextfile.Entry) error {
+// images by their chunks (but, with pagesAsRead, the page images': their
+// headers and lengths only), the others by their CRC-32C in the context.
+func (d *Dir) verifyContext(entries []contextfile.Entry, pagesAsRead bool) error {
 	var others []contextfile.Entry
 	var data []*dataFile
 	var names []string // of data
@@ -101,7 +104,7 @@ func (d *Dir) verifyContext(entries []contextfile.Entry) error {
 		h, err := d.readDataHeader(img, k)
 		if err == nil {
 			var df *dataFile
-			if df, err = readSums(img, h); err == nil {
+			if df, err = readSums(img, h); err == nil && !(pagesAsRead && k == kindPages) {
 				data = append(data, df)
 				names = append(names, e.Name)
 			}

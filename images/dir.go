@@ -58,11 +58,17 @@ type Dir struct {
 	verified map[string]bool
 }
 
-// OpenOptions say how far images are trusted.
+// OpenOptions say how far images are trusted, and when they are verified.
 type OpenOptions struct {
 	// TrustImages reads images that a user other than the one running
 	// gocr (or root) could have written, which are refused otherwise.
 	TrustImages bool
+	// PagesAsRead has OpenContext verify all of the context but the
+	// data of its page images, left to a reader that verifies it as it
+	// reads it in (OpenPagesUnverified: the restorer). A damaged page
+	// is then found only as it is read; one looking for a context that
+	// reads whole (of a directory of generations) does not set it.
+	PagesAsRead bool
 }
 
 // Open opens a complete dump: it requires a valid inventory.img and reads it.

@@ -257,9 +257,18 @@ func (d *Dir) checkData(img *section, name string, want *dataHeader, verify bool
 		return h, df, nil
 	}
 	if e := sumChunks([]*dataFile{df}, true, runtime.NumCPU()); e != nil {
-		return nil, nil, d.chunkError(df, e)
+		return nil, nil, d.damaged(d.chunkError(df, e))
 	}
 	return h, nil, nil
+}
+
+// damaged marks err, a data image's bad chunk, as the context's damage
+// when d is read in place from one (OpenContext verified all else).
+func (d *Dir) damaged(err error) error {
+	if d.ctx != nil {
+		return damagedImage(err)
+	}
+	return err
 }
 
 // readDataHeader reads and checks the header of img, a data image of

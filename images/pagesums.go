@@ -20,7 +20,7 @@ type PageSums struct {
 // OpenPagesUnverified opens pid's page stream as OpenPages does, but
 // checks all of it except its data against the checksums, which it
 // returns instead: nil if they were verified when d was opened
-// (OpenContext). The caller verifies every chunk before the data is
+// (OpenContext without PagesAsRead). The caller verifies every chunk before the data is
 // used: those it reads in one go, as it reads them, and the others with
 // VerifyPageChunks.
 func (d *Dir) OpenPagesUnverified(pid, stream int) (*Data, *PageSums, error) {
@@ -49,7 +49,7 @@ func (d *Dir) VerifyPageChunks(img *Data, s *PageSums, later func(chunk int) boo
 		df.later[c] = later(c)
 	}
 	if e := sumChunks([]*dataFile{&df}, true, runtime.NumCPU()); e != nil {
-		return fmt.Errorf("open pages image of pid %d: %w", s.pid, d.chunkError(&df, e))
+		return fmt.Errorf("open pages image of pid %d: %w", s.pid, d.damaged(d.chunkError(&df, e)))
 	}
 	return nil
 }
@@ -66,5 +66,5 @@ func (d *Dir) PageChunkError(pid, stream, c int) error {
 	path := img.Name()
 	img.Close()
 	return fmt.Errorf("open pages image of pid %d: %w", pid,
-		formatErrorf(path, "page data chunk %d: checksum mismatch as it was read in, but not when read again: the image changed meanwhile", c))
+		d.damaged(formatErrorf(path, "page data chunk %d: checksum mismatch as it was read in, but not when read again: the image changed meanwhile", c)))
 }

@@ -19,8 +19,9 @@ import (
 // itself, come back. The same context from standard input, which is
 // extracted, fails there, so the test tells the two apart. A memfd's and
 // a System V segment's contents come back from the context too. A context
-// whose page data is damaged in one chunk is refused, naming the chunk,
-// and leaves no process.
+// whose page data is damaged in one chunk is refused, naming the chunk
+// (found by the restorer as it reads the pages in), and leaves no process
+// and the job's log as it was: the restored process never ran.
 func TestCrRestartInPlace(t *testing.T) {
 	needsGocr(t)
 	missing := filepath.Join(t.TempDir(), "missing")
@@ -80,11 +81,15 @@ func TestCrRestartInPlace(t *testing.T) {
 		ctx := checkpointed(t, tg)
 		name := fmt.Sprintf("pages-%d.img", tg.pid)
 		damageEntry(t, ctx, name)
+		log := readLog(t, tg)
 		r := runBLCR(t, noTmp, "cr_restart", "-d", ctx)
 		blcrFailure(t, r, 65, "permanent", name, "page data bytes", "checksum mismatch")
 		if !strings.Contains(r.stderr, contextfile.ErrDamaged.Error()) {
 			t.Fatalf("want the context named damaged\n%v", r)
 		}
 		assertNoProcess(t, tg.pid)
+		if now := readLog(t, tg); now != log {
+			t.Fatalf("the job's log changed during the failed restart: the restored process ran\n%s", now[len(log):])
+		}
 	})
 }
