@@ -57,7 +57,7 @@ func OpenContext(f *os.File, opts OpenOptions) (*Dir, error) {
 		own.Close()
 		return nil, err
 	}
-	d := &Dir{Path: path, trust: opts.TrustImages, ctx: &contextDump{f: own, at: map[string]contextfile.Entry{}}, verified: map[string]bool{}}
+	d := &Dir{Path: path, trust: opts.TrustImages, ctx: &contextDump{f: own, at: map[string]contextfile.Entry{}}, verified: map[string]bool{}, pagesAsRead: opts.PagesAsRead}
 	for _, e := range entries {
 		d.ctx.at[e.Name] = e
 	}
@@ -185,7 +185,8 @@ func (d *Dir) PageImageBytes() int64 {
 // OpenParent opens the dump that d's inventory names as its parent
 // (parent_dir: pages d takes unchanged from it), which is ref relative to
 // d.Path when not absolute: a directory of images, or a context file,
-// read in place as OpenContext does. ref's images must be ones only the
+// read in place as OpenContext does (its page data left to the reader
+// if d's is, OpenOptions.PagesAsRead). ref's images must be ones only the
 // user running gocr or root could have written, whatever d trusts: a
 // chain reaches beyond the dump the user named.
 func (d *Dir) OpenParent(ref string) (*Dir, error) {
@@ -204,5 +205,5 @@ func (d *Dir) OpenParent(ref string) (*Dir, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return OpenContext(f, OpenOptions{})
+	return OpenContext(f, OpenOptions{PagesAsRead: d.pagesAsRead})
 }

@@ -56,6 +56,9 @@ type Dir struct {
 	// verified are the data images whose chunks were all verified
 	// when d was opened (OpenContext), not again when each is.
 	verified map[string]bool
+	// pagesAsRead: OpenOptions.PagesAsRead of OpenContext, which a
+	// parent it opens (OpenParent) is opened with too.
+	pagesAsRead bool
 }
 
 // OpenOptions say how far images are trusted, and when they are verified.

@@ -54,17 +54,16 @@ func (d *Dir) VerifyPageChunks(img *Data, s *PageSums, later func(chunk int) boo
 	return nil
 }
 
-// PageChunkError is the error for chunk c of pid's page stream, which a
-// reader found not to match its checksum as it read it in: the one
-// OpenPages gives, verifying the image again; should it verify now, the
-// image changed while it was read, and the error says so.
-func (d *Dir) PageChunkError(pid, stream, c int) error {
-	img, err := d.OpenPages(pid, stream)
-	if err != nil {
+// PageChunkError is the error for a chunk of img, a page image opened
+// with OpenPagesUnverified with its checksums s, which a reader found
+// not to match its checksum as it read it in: every chunk is verified
+// again, from the same file, and the first bad one named as OpenPages
+// names it; should all verify now, the image changed while it was read,
+// and the error says so.
+func (d *Dir) PageChunkError(img *Data, s *PageSums) error {
+	if err := d.VerifyPageChunks(img, s, func(int) bool { return false }); err != nil {
 		return err
 	}
-	path := img.Name()
-	img.Close()
-	return fmt.Errorf("open pages image of pid %d: %w", pid,
-		d.damaged(formatErrorf(path, "page data chunk %d: checksum mismatch as it was read in, but not when read again: the image changed meanwhile", c)))
+	return fmt.Errorf("open pages image of pid %d: %w", s.pid,
+		d.damaged(formatErrorf(s.df.path, "a chunk of page data did not match its checksum as it was read in, but every chunk does when read again: the image changed meanwhile")))
 }

@@ -35,7 +35,7 @@ func TestPagesVerifiedAsRead(t *testing.T) {
 		t.Errorf("intact image: %v", err)
 	}
 	// Intact, yet said to be bad as read: the image changed meanwhile.
-	if err := d.PageChunkError(testPid, 0, 0); err == nil || !strings.Contains(err.Error(), "changed meanwhile") {
+	if err := d.PageChunkError(img, sums); err == nil || !strings.Contains(err.Error(), "changed meanwhile") {
 		t.Errorf("PageChunkError of an intact image: %v, want one saying it changed meanwhile", err)
 	}
 
@@ -57,7 +57,7 @@ func TestPagesVerifiedAsRead(t *testing.T) {
 	}
 	for _, err := range []error{
 		bad.VerifyPageChunks(img2, sums2, func(int) bool { return false }),
-		bad.PageChunkError(testPid, 0, 0),
+		bad.PageChunkError(img2, sums2),
 	} {
 		if err == nil || !strings.Contains(err.Error(), "page data bytes 0x0-0x3000 (chunk 0 of 1, pages") ||
 			!strings.Contains(err.Error(), "checksum mismatch") {

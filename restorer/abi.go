@@ -244,8 +244,9 @@ type rstPages struct {
 	Pad0    uint32
 }
 
-// rstSumFile (struct rst_sum_file) is a page image whose chunks the
-// restorer verifies as it reads them in (pagesums.go).
+// rstSumFile (struct rst_sum_file) is a page file whose chunks the
+// restorer verifies as it reads them in (pagesums.go); the fields after
+// Here are the restorer's.
 type rstSumFile struct {
 	DataOff  uint64 `c:"data_off"`
 	DataSize uint64 `c:"data_size"`
@@ -253,6 +254,10 @@ type rstSumFile struct {
 	First    uint32 `c:"first"`
 	Here     uint32 `c:"here"`
 	Done     uint32 `c:"done"`
+	Open     uint32 `c:"open"`
+	AtChunk  uint64 `c:"at_chunk"`
+	Next     uint64 `c:"next"`
+	Crc      uint32 `c:"crc"`
 	Pad0     uint32
 }
 
@@ -443,11 +448,12 @@ type rstArgs struct {
 	CapLast            uint32                    `c:"cap_last"`
 	Mdwe               uint32                    `c:"mdwe"`
 	Pad4               uint32
-	NrChunkSums        uint32                        `c:"nr_chunk_sums"`
-	ChunkSumsOff       uint32                        `c:"chunk_sums_off"`
-	SumTablesOff       uint32                        `c:"sum_tables_off"`
-	SumLane            uint32                        `c:"sum_lane"`
-	SumFiles           [rstPageStreamsMax]rstSumFile `c:"sum_files"`
+	NrChunkSums        uint32 `c:"nr_chunk_sums"`
+	ChunkSumsOff       uint32 `c:"chunk_sums_off"`
+	SumTablesOff       uint32 `c:"sum_tables_off"`
+	SumLane            uint32 `c:"sum_lane"`
+	NrSumFiles         uint32 `c:"nr_sum_files"`
+	SumFilesOff        uint32 `c:"sum_files_off"`
 }
 
 // Offsets of the words gocr writes into an encoded plan or watches while

@@ -17,7 +17,8 @@ import (
 // parent's parent, and so on up to a full dump. Every link is opened and
 // its dump ID checked against the one its child names before any process
 // is created, and each page image read from it is checked as the dump's
-// own are (images.OpenPages).
+// own are: the chunks the restorer reads whole as it reads them in, the
+// others it reads from before anything is created (pagesums.go).
 type chain struct {
 	links []*images.Dir // parent first
 }
@@ -133,7 +134,7 @@ func (c *chain) fill(p *plan, i, pid int, want []spans.Span, src *files.Sources)
 		if pf, ok := files[stream]; ok {
 			return pf, nil
 		}
-		img, err := link.OpenPages(pid, int(stream))
+		img, sums, err := openPages(link, pid, int(stream))
 		if err != nil {
 			return pageFile{}, fmt.Errorf("parent dump %s: %w", link.Path, err)
 		}
@@ -143,6 +144,8 @@ func (c *chain) fill(p *plan, i, pid int, want []spans.Span, src *files.Sources)
 		}
 		pf := pageFile{idx: uint32(len(p.pageFiles)), base: uint64(img.Off)}
 		p.pageFiles = append(p.pageFiles, src.Add(img.File))
+		p.unverified = append(p.unverified, unverifiedPages{file: pf.idx, dir: link, img: img, sums: sums,
+			what: "parent dump " + link.Path})
 		files[stream] = pf
 		return pf, nil
 	}

@@ -336,8 +336,11 @@ func planError(shared []byte, pr *proc) error {
 		}
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.fixups[index], e)
 	}
-	if step == rstStepPageSum && e == unix.EBADMSG && pr.plan.pageChunkError != nil {
-		return pr.plan.pageChunkError(int(index%rstPageStreamsMax), int(index/rstPageStreamsMax))
+	if step == rstStepPageSum && e == unix.EBADMSG && int(index) < len(pr.plan.pages) {
+		// index is the run that ended the bad chunk.
+		if f := pr.plan.pages[index].File; int(f) < len(pr.plan.pageErrors) && pr.plan.pageErrors[f] != nil {
+			return pr.plan.pageErrors[f]()
+		}
 	}
 	if step == rstStepAttrs && int(index) < len(pr.plan.callNames) {
 		return fmt.Errorf("%s: %s: %w", what, pr.plan.callNames[index], e)

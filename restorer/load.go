@@ -15,11 +15,12 @@ import (
 // first), relocates the paths it names (reloc), builds each process's
 // plan and checks that this machine can run it, before anything is
 // created. The returned sources hold the page images already; the caller
-// closes them.
-func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *files.Sources, err error) {
+// closes them, and the chain of parent dumps (which names a bad chunk
+// the restorer finds in one of theirs).
+func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *files.Sources, _ *chain, err error) {
 	inv := dir.Inventory()
 	if len(inv.Pids) == 0 || inv.Pids[0] != inv.RootPid {
-		return nil, nil, fmt.Errorf("%s: the inventory must list the root process %d first", dir.Path, inv.RootPid)
+		return nil, nil, nil, fmt.Errorf("%s: the inventory must list the root process %d first", dir.Path, inv.RootPid)
 	}
 	src := files.NewSources(dir, rstFirstSourceFd, stdio)
 	defer func() {
@@ -31,42 +32,46 @@ func load(dir *images.Dir, stdio [3]*os.File, reloc relocations) (_ []*proc, _ *
 	// created (chain.go).
 	chain, err := openChain(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	defer chain.close()
+	defer func() {
+		if err != nil {
+			chain.close()
+		}
+	}()
 	var procs []*proc
 	byPid := map[int32]*proc{}
 	for i, pid := range inv.Pids {
 		pr, err := loadProc(dir, inv, int(pid), src, reloc, chain)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		pr.index = i
 		if i > 0 {
 			if pr.parent = byPid[pr.task.Ppid]; pr.parent == nil {
-				return nil, nil, fmt.Errorf("%s: process %d's parent %d is not in the dump before it", dir.Path, pid, pr.task.Ppid)
+				return nil, nil, nil, fmt.Errorf("%s: process %d's parent %d is not in the dump before it", dir.Path, pid, pr.task.Ppid)
 			}
 		}
 		procs = append(procs, pr)
 		byPid[pid] = pr
 	}
 	if procs[0].task.Zombie {
-		return nil, nil, fmt.Errorf("%s: the root process %d is a zombie", dir.Path, inv.RootPid)
+		return nil, nil, nil, fmt.Errorf("%s: the root process %d is a zombie", dir.Path, inv.RootPid)
 	}
 	if err := planForkShared(procs); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", dir.Path, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", dir.Path, err)
 	}
 	// The runs are final: where huge pages come by faults, and what the
 	// restorer cannot verify as it reads is verified now.
 	for _, pr := range procs {
 		if pr.plan != nil {
 			pr.plan.planHugeFaults()
-			if err := pr.plan.planPageSums(dir); err != nil {
-				return nil, nil, err
+			if err := pr.plan.planPageSums(); err != nil {
+				return nil, nil, nil, err
 			}
 		}
 	}
-	return procs, src, nil
+	return procs, src, chain, nil
 }
 
 // loadProc reads one process's images, opens its page images as sources
@@ -111,14 +116,13 @@ func loadProc(dir *images.Dir, inv *gocrpb.Inventory, pid int, src *files.Source
 		pages = append(pages, img.File)
 		dataSizes = append(dataSizes, img.Size)
 		dataOffs = append(dataOffs, img.Off)
-		unverified = append(unverified, unverifiedPages{img, sums})
+		unverified = append(unverified, unverifiedPages{file: uint32(s), dir: dir, img: img, sums: sums})
 	}
 	if pr.plan, err = newPlan(task, pr.mm, pr.ranges, dataSizes, dataOffs); err != nil {
 		closePages()
 		return nil, fmt.Errorf("restore pid %d: %w", pid, err)
 	}
 	pr.plan.unverified = unverified
-	pr.plan.pageChunkError = func(s, c int) error { return dir.PageChunkError(pid, s, c) }
 	// The sources own the files from here on (closed with them).
 	for _, f := range pages {
 		pr.plan.pageFiles = append(pr.plan.pageFiles, src.Add(f))

@@ -54,13 +54,14 @@ type plan struct {
 
 	forkShared []rstSpan // pages of inherited mappings that are the parent's (stage.go)
 
-	// The own page images, their data not yet verified (pagesums.go),
-	// and the checksums the restorer verifies it with.
+	// The page files, their data not yet verified (pagesums.go), and
+	// the checksums the restorer verifies it with: by page file, and
+	// by chunk.
 	unverified []unverifiedPages
+	sumFiles   []rstSumFile
 	chunkSums  []rstChunkSum
-	// pageChunkError names chunk c of stream s, which the restorer found
-	// bad.
-	pageChunkError func(s, c int) error
+	// pageErrors, by page file, name a bad chunk the restorer found.
+	pageErrors []func() error
 }
 
 func (p *plan) str(s string) uint32 {

@@ -148,10 +148,11 @@ func Run(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err := dir.VerifyData(); err != nil {
 		return nil, err
 	}
-	procs, src, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
+	procs, src, parents, err := load(dir, [3]*os.File{opts.Stdin, opts.Stdout, opts.Stderr}, reloc)
 	if err != nil {
 		return nil, err
 	}
+	defer parents.close()
 	defer src.Close()
 	src.Given = given
 	// What the job was joined to outside the dump is this machine's to

@@ -157,13 +157,16 @@ BUILD_BUG_ON_OFFSET(struct rst_pages, flags, 28);
 BUILD_BUG_ON_OFFSET(struct rst_pages, file, 32);
 _Static_assert(sizeof(struct rst_pages) == 40, "rst_pages size");
 
-/* A page image of this dump whose chunks the restorer verifies as it
- * reads them in (restorer/pagesums.go): its data is data_size bytes from
- * file offset data_off, one CRC32-C per chunk bytes of it, chunk 0's at
- * index first of the chunk sums (rst_args chunk_sums_off). Those with
- * `here` set, count of them `here`, are read by one thread in order and
- * verified as they come; gocr verified the others before. done is the
- * restorer's: chunks verified. chunk 0: none verified here. */
+/* A page file (struct rst_pages file: one of this dump's page images, or
+ * a parent dump's) whose chunks the restorer verifies as it reads them in
+ * (restorer/pagesums.go): its data is data_size bytes from file offset
+ * data_off, one CRC32-C per chunk bytes of it, chunk 0's at index first
+ * of the chunk sums (rst_args chunk_sums_off). Those with `here` set,
+ * count of them `here`, are read whole by one thread in order and
+ * verified as they come; gocr verified the others that are read before,
+ * and skips those no run reads. chunk 0: none verified here. The rest is
+ * the restorer's: done, chunks verified; open, a chunk begun, at_chunk,
+ * next (the file offset of its next byte) and crc (the bare register). */
 struct rst_sum_file {
 	u64 data_off;
 	u64 data_size;
@@ -171,6 +174,10 @@ struct rst_sum_file {
 	u32 first;
 	u32 here;
 	u32 done;
+	u32 open;
+	u64 at_chunk;
+	u64 next;
+	u32 crc;
 	u32 pad0;
 };
 BUILD_BUG_ON_OFFSET(struct rst_sum_file, data_off, 0);
@@ -179,7 +186,11 @@ BUILD_BUG_ON_OFFSET(struct rst_sum_file, chunk, 16);
 BUILD_BUG_ON_OFFSET(struct rst_sum_file, first, 24);
 BUILD_BUG_ON_OFFSET(struct rst_sum_file, here, 28);
 BUILD_BUG_ON_OFFSET(struct rst_sum_file, done, 32);
-_Static_assert(sizeof(struct rst_sum_file) == 40, "rst_sum_file size");
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, open, 36);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, at_chunk, 40);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, next, 48);
+BUILD_BUG_ON_OFFSET(struct rst_sum_file, crc, 56);
+_Static_assert(sizeof(struct rst_sum_file) == 64, "rst_sum_file size");
 
 /* One chunk's stored checksum; here: the restorer verifies it. */
 struct rst_chunk_sum {
@@ -597,16 +608,18 @@ struct rst_args {
 	 * this process, for the steps after its move, where the tree is
 	 * gone. */
 	u32 shares;
-	/* The checksums of the page data verified as it is read in
-	 * (struct rst_sum_file); sum_tables_off: the two shift tables of
-	 * nolibc/crc32c.h for lanes of sum_lane bytes (0: none verified). A
-	 * mismatch fails RST_STEP_PAGESUM with -EBADMSG, its index chunk *
-	 * RST_PAGE_STREAMS_MAX + file. */
+	/* The checksums of the page data verified as it is read in: one
+	 * struct rst_sum_file per page file (none: nr_sum_files 0), the
+	 * chunks' struct rst_chunk_sum, and sum_tables_off, the two shift
+	 * tables of nolibc/crc32c.h for lanes of sum_lane bytes (0: none
+	 * verified). A mismatch fails RST_STEP_PAGESUM with -EBADMSG, its
+	 * index the run that ended the chunk. */
 	u32 nr_chunk_sums;
 	u32 chunk_sums_off;
 	u32 sum_tables_off;
 	u32 sum_lane;
-	struct rst_sum_file sum_files[RST_PAGE_STREAMS_MAX];
+	u32 nr_sum_files;
+	u32 sum_files_off;
 };
 BUILD_BUG_ON_OFFSET(struct rst_args, magic, 0);
 BUILD_BUG_ON_OFFSET(struct rst_args, version, 8);
@@ -682,8 +695,9 @@ BUILD_BUG_ON_OFFSET(struct rst_args, nr_chunk_sums, 2680);
 BUILD_BUG_ON_OFFSET(struct rst_args, chunk_sums_off, 2684);
 BUILD_BUG_ON_OFFSET(struct rst_args, sum_tables_off, 2688);
 BUILD_BUG_ON_OFFSET(struct rst_args, sum_lane, 2692);
-BUILD_BUG_ON_OFFSET(struct rst_args, sum_files, 2696);
-_Static_assert(sizeof(struct rst_args) == 2856, "rst_args size");
+BUILD_BUG_ON_OFFSET(struct rst_args, nr_sum_files, 2696);
+BUILD_BUG_ON_OFFSET(struct rst_args, sum_files_off, 2700);
+_Static_assert(sizeof(struct rst_args) == 2704, "rst_args size");
 
 /* The peer-credentials agent (restorer/c/peercred.c, restorer/peercred.go):
  * the restorer run with the one argument RST_PEERCRED_ARG makes, for

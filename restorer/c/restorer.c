@@ -831,16 +831,6 @@ static void prepare_huge(u64 addr, u64 len)
 	sys3(__NR_madvise, start, end - start, MADV_COLLAPSE);
 }
 
-/* A reader's place in the chunk it verifies (verify_piece): one per
- * thread reading a page stream. */
-struct sum_state {
-	u32 open; /* a chunk is begun */
-	u32 file;
-	u64 chunk;
-	u64 next; /* the file offset of its next byte */
-	u32 crc;  /* the bare register so far */
-};
-
 /* At most this much is read at a time where it is verified, so that it is
  * still in the CPU's cache (L2) when summed. */
 #define SUM_PIECE (256UL << 10)
@@ -848,62 +838,65 @@ struct sum_state {
 /* The chunk sums of page file f, if any of its chunks are verified here. */
 static struct rst_sum_file *sum_file(struct rst_args *a, u32 f)
 {
-	if (f >= RST_PAGE_STREAMS_MAX || !a->sum_files[f].chunk || !a->sum_tables_off)
+	struct rst_sum_file *sf = (struct rst_sum_file *)((u8 *)a + a->sum_files_off);
+	if (f >= a->nr_sum_files || !sf[f].chunk || !a->sum_tables_off)
 		return NULL;
-	return &a->sum_files[f];
+	return &sf[f];
 }
 
-/* verify_piece sums the n bytes just read to addr from file offset foff of
- * page file f into st, and checks the chunk they end. gocr marks a chunk
- * `here` only if one thread reads all of it, in order: a piece that does
- * not continue st is a plan the restorer cannot verify, and fails. */
-static void verify_piece(struct rst_args *a, struct sum_state *st, u32 f, u64 addr, u64 foff, u64 n)
+/* verify_piece sums the n bytes run i just read to addr from file offset
+ * foff of its page file into sf, and checks the chunk they end. gocr
+ * marks a chunk `here` only if one thread reads all of it, in order: a
+ * piece that does not continue sf's chunk is a plan the restorer cannot
+ * verify, and fails. */
+static void verify_piece(struct rst_args *a, struct rst_sum_file *sf, u32 i, u64 addr, u64 foff, u64 n)
 {
-	struct rst_sum_file *sf = &a->sum_files[f];
 	struct rst_chunk_sum *cs = (struct rst_chunk_sum *)((u8 *)a + a->chunk_sums_off);
 	u64 rel = foff - sf->data_off;
 	u64 c = rel / sf->chunk;
-	u32 index = (u32)(c * RST_PAGE_STREAMS_MAX + f);
 	if (sf->first + c >= a->nr_chunk_sums)
-		fail(a, RST_STEP_PAGESUM, index, -EINVAL);
+		fail(a, RST_STEP_PAGESUM, i, -EINVAL);
 	struct rst_chunk_sum *want = &cs[sf->first + c];
 	if (!want->here)
 		return;
 	if (rel % sf->chunk == 0) {
-		if (st->open)
-			fail(a, RST_STEP_PAGESUM, index, -EINVAL);
-		*st = (struct sum_state){.open = 1, .file = f, .chunk = c, .next = foff, .crc = ~0u};
+		if (sf->open)
+			fail(a, RST_STEP_PAGESUM, i, -EINVAL);
+		sf->open = 1;
+		sf->at_chunk = c;
+		sf->next = foff;
+		sf->crc = ~0u;
 	}
-	if (!st->open || st->file != f || st->chunk != c || st->next != foff)
-		fail(a, RST_STEP_PAGESUM, index, -EINVAL);
+	if (!sf->open || sf->at_chunk != c || sf->next != foff)
+		fail(a, RST_STEP_PAGESUM, i, -EINVAL);
 	struct crc_lanes cl = {
 		.lane = a->sum_lane,
 		.shift1 = (const u32 *)((u8 *)a + a->sum_tables_off),
 		.shift2 = (const u32 *)((u8 *)a + a->sum_tables_off) + 4 * 256,
 	};
-	st->crc = crc_lanes(st->crc, (const u8 *)addr, n, &cl);
-	st->next += n;
+	sf->crc = crc_lanes(sf->crc, (const u8 *)addr, n, &cl);
+	sf->next += n;
 	u64 end = (c + 1) * sf->chunk;
 	if (end > sf->data_size)
 		end = sf->data_size;
-	if (st->next - sf->data_off < end)
+	if (sf->next - sf->data_off < end)
 		return;
-	st->open = 0;
-	if (~st->crc != want->crc)
-		fail(a, RST_STEP_PAGESUM, index, -EBADMSG);
+	sf->open = 0;
+	if (~sf->crc != want->crc)
+		fail(a, RST_STEP_PAGESUM, i, -EBADMSG);
 	sf->done++;
 }
 
 /* Reads run i of the page map from its page image file to addr, and with
- * st verifies what it reads, where its chunks are verified here. */
-static void read_run(struct rst_args *a, u32 i, u64 addr, struct sum_state *st)
+ * verify verifies what it reads, where its chunks are verified here. */
+static void read_run(struct rst_args *a, u32 i, u64 addr, int verify)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
 	s32 *files = (s32 *)((u8 *)a + a->page_files_off);
 	s32 fd = files[pr[i].file];
 	u64 left = pr[i].nr_pages * PAGE_SIZE;
 	u64 foff = pr[i].file_off;
-	struct rst_sum_file *sf = st ? sum_file(a, pr[i].file) : NULL;
+	struct rst_sum_file *sf = verify ? sum_file(a, pr[i].file) : NULL;
 	if (sf && (foff < sf->data_off || foff - sf->data_off > sf->data_size ||
 		   left > sf->data_size - (foff - sf->data_off)))
 		fail(a, RST_STEP_PAGESUM, i, -EINVAL);
@@ -926,7 +919,7 @@ static void read_run(struct rst_args *a, u32 i, u64 addr, struct sum_state *st)
 		if (n == 0)
 			fail(a, RST_STEP_PAGES, i, -EINVAL);
 		if (sf)
-			verify_piece(a, st, pr[i].file, addr, foff, (u64)n);
+			verify_piece(a, sf, i, addr, foff, (u64)n);
 		addr += (u64)n;
 		foff += (u64)n;
 		left -= (u64)n;
@@ -939,12 +932,9 @@ static void read_run(struct rst_args *a, u32 i, u64 addr, struct sum_state *st)
 static void read_stream(struct rst_args *a, u32 stream)
 {
 	struct rst_pages *pr = (struct rst_pages *)((u8 *)a + a->pages_off);
-	struct sum_state st = {0};
 	for (u32 i = 0; i < a->nr_pages; i++)
 		if (pr[i].stream == stream && !(pr[i].flags & RST_PAGES_STAGED))
-			read_run(a, i, pr[i].vaddr, &st);
-	if (st.open) /* a chunk left unfinished: not all of it was read here */
-		fail(a, RST_STEP_PAGESUM, (u32)(st.chunk * RST_PAGE_STREAMS_MAX + st.file), -EINVAL);
+			read_run(a, i, pr[i].vaddr, 1);
 }
 
 /* The mapping of the plan that holds addr, or NULL (vmas are in address
@@ -1037,7 +1027,7 @@ static void stage_memory(struct rst_args *a, struct rst_args *parent)
 		struct rst_vma *v = vma_at(a, pr[i].vaddr);
 		if (!v || !v->flags || pr[i].file >= a->nr_page_files)
 			fail(a, RST_STEP_STAGE, i, -EINVAL);
-		read_run(a, i, v->stage + (pr[i].vaddr - v->start), NULL);
+		read_run(a, i, v->stage + (pr[i].vaddr - v->start), 0);
 	}
 }
 
@@ -1063,8 +1053,10 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 	if (a->sum_tables_off &&
 	    (a->sum_lane == 0 || a->sum_lane % 8 || a->sum_lane > (1U << 20) || a->sum_tables_off > a->size ||
 	     a->size - a->sum_tables_off < 2 * 4 * 256 * 4 || a->chunk_sums_off > a->size ||
-	     a->nr_chunk_sums > (a->size - a->chunk_sums_off) / sizeof(struct rst_chunk_sum)))
-		fail(a, RST_STEP_PAGESUM, 0, -EINVAL);
+	     a->nr_chunk_sums > (a->size - a->chunk_sums_off) / sizeof(struct rst_chunk_sum) ||
+	     a->sum_files_off > a->size || a->nr_sum_files > a->nr_page_files ||
+	     a->nr_sum_files > (a->size - a->sum_files_off) / sizeof(struct rst_sum_file)))
+		fail(a, RST_STEP_PAGESUM, a->nr_pages, -EINVAL);
 	u64 stacks = hole + hole_size - RST_PARK_SIZE - (u64)(a->nr_threads - 1) * a->thread_stack -
 		     (u64)(a->nr_page_streams - 1) * a->thread_stack;
 	u32 by_leader = 1;
@@ -1097,11 +1089,12 @@ static void read_pages(struct rst_args *a, u64 hole, u64 hole_size)
 		while ((v = __atomic_load_n(&a->page_helpers_running[s], __ATOMIC_ACQUIRE)) != 0)
 			futex_wait(&a->page_helpers_running[s], v);
 	}
-	/* Every chunk left to the restorer was verified: none was skipped. */
-	for (u32 f = 0; f < RST_PAGE_STREAMS_MAX; f++) {
+	/* Every chunk left to the restorer was verified, whole: none was
+	 * skipped or left unfinished. */
+	for (u32 f = 0; f < a->nr_sum_files; f++) {
 		struct rst_sum_file *sf = sum_file(a, f);
-		if (sf && sf->done != sf->here)
-			fail(a, RST_STEP_PAGESUM, f, -EINVAL);
+		if (sf && (sf->done != sf->here || sf->open))
+			fail(a, RST_STEP_PAGESUM, a->nr_pages, -EINVAL);
 	}
 }
 
